@@ -1,0 +1,217 @@
+// Package app wires optin together: config, store, tokens, mail and HTTP.
+// cmd/optin and the end-to-end tests both run the service through it.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"optin/internal/bolt"
+	"optin/internal/config"
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	optmail "optin/internal/mail"
+	"optin/internal/token"
+	"optin/internal/web"
+	"optin/templates"
+)
+
+// Options are what the caller supplies besides the config.
+type Options struct {
+	Config config.Config
+	Log    *slog.Logger
+	// Stdout receives the one-time admin key on first start.
+	Stdout io.Writer
+	// BootstrapKey, when set and the database is empty, becomes the first
+	// admin API key (OPTIN_BOOTSTRAP_ADMIN_KEY).
+	BootstrapKey string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// SMTPTLS overrides the SMTP client's TLS settings (tests).
+	SMTPTLS *tls.Config
+}
+
+// App is a configured optin service.
+type App struct {
+	cfg       config.Config
+	log       *slog.Logger
+	DB        *bolt.DB
+	Tokens    *token.Issuer
+	Worker    *optmail.Worker
+	Web       *web.Server
+	transport optmail.Transport
+}
+
+// Open opens the database, loads or creates the keys, bootstraps an empty
+// database and builds the HTTP server and outbox worker.
+func Open(o Options) (*App, error) {
+	cfg := o.Config
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	keys, err := tokenKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := token.NewIssuer(cfg.BaseURL, keys, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	from, err := mail.ParseAddress(cfg.Mail.From)
+	if err != nil {
+		return nil, fmt.Errorf("mail.from: %w", err)
+	}
+	domain := from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	policy := consent.DefaultPolicy()
+	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
+	db, err := bolt.Open(filepath.Join(cfg.DataDir, "optin.db"), bolt.Options{Now: o.Now, MessageIDDomain: domain, Policy: policy})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens}
+	if err := a.build(o, from); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := a.bootstrap(o); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func tokenKeys(cfg config.Config) ([]token.Key, error) {
+	raw, err := cfg.KeyBytes()
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		return loadSecrets(cfg.DataDir)
+	}
+	keys := make([]token.Key, len(raw))
+	for i, r := range raw {
+		keys[i] = token.Key{ID: cfg.Tokens.Keys[i].ID, Secret: r}
+	}
+	return keys, nil
+}
+
+func (a *App) build(o Options, from *mail.Address) error {
+	cfg := a.cfg
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		return err
+	}
+	renderer, err := optmail.NewRenderer(optmail.RendererConfig{Templates: templates.FS, Catalog: cat,
+		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress})
+	if err != nil {
+		return err
+	}
+	switch cfg.Mail.Transport {
+	case config.TransportSMTP:
+		a.transport, err = optmail.NewSMTPTransport(optmail.SMTPConfig{Host: cfg.Mail.SMTP.Host, Port: cfg.Mail.SMTP.Port,
+			Username: cfg.Mail.SMTP.Username, Password: cfg.Mail.SMTP.Password, TLS: cfg.Mail.SMTP.TLS, TLSConfig: o.SMTPTLS})
+		if err != nil {
+			return err
+		}
+	default:
+		a.transport = &optmail.FileTransport{Dir: filepath.Join(cfg.DataDir, "mail"), Log: a.log}
+	}
+	a.Worker = &optmail.Worker{Outbox: a.DB, Renderer: renderer, Transport: a.transport, From: cfg.Mail.From,
+		Log: a.log, Now: o.Now}
+	sender := from.Name
+	if sender == "" {
+		sender = from.Address
+	}
+	a.Web, err = web.New(web.Config{Store: a.DB, Tokens: a.Tokens, Catalog: cat, Templates: templates.FS,
+		Outbox: a.Worker, Log: a.log, BaseURL: cfg.BaseURL, TrustedProxies: cfg.TrustedProxies,
+		Sender: sender, PostalAddress: cfg.Mail.PostalAddress,
+		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
+		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
+		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
+	})
+	return err
+}
+
+// bootstrap creates the news topic, the newsletter form and the first
+// admin key on an empty database, printing the key once.
+func (a *App) bootstrap(o Options) error {
+	key := o.BootstrapKey
+	if key == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		key = "optin_" + base64.RawURLEncoding.EncodeToString(b)
+	} else if len(key) < 32 {
+		return errors.New("OPTIN_BOOTSTRAP_ADMIN_KEY must be at least 32 characters")
+	}
+	topic := consent.Topic{ID: "news", Name: "Product news", Description: "News about our products, at most twice a month"}
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "", Wording: map[string]string{}, WordingVersion: 1}
+	created, err := a.DB.Bootstrap(context.Background(), topic, form, consent.HashAPIKey(key))
+	if err != nil || !created {
+		return err
+	}
+	a.log.Info("first start: created topic \"news\", form \"newsletter\" and an admin API key")
+	if o.Stdout != nil && o.BootstrapKey == "" {
+		fmt.Fprintf(o.Stdout, "\nAdmin API key (shown only this once; store it now):\n\n    %s\n\n", key)
+	}
+	return nil
+}
+
+// Serve runs the HTTP server on ln and the outbox worker until ctx is
+// cancelled. Shutdown order: stop taking requests and let those in flight
+// finish, then let the outbox worker finish its sends, then close bbolt.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := a.Web.HTTPServer()
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		a.Worker.Run(workerCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
+		err = serr
+	}
+	stopWorker()
+	<-workerDone
+	if cerr := a.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	a.log.Info("optin stopped")
+	return err
+}
+
+// Close closes the mail transport and the database.
+func (a *App) Close() error {
+	return errors.Join(a.transport.Close(), a.DB.Close())
+}

@@ -1,0 +1,198 @@
+package bolt
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"optin/internal/consent"
+)
+
+// Options configures a DB.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the source of identifiers; nil means crypto/rand.
+	Rand io.Reader
+	// MessageIDDomain is the right-hand side of generated Message-IDs.
+	MessageIDDomain string
+	// Policy holds the double-opt-in rules.
+	Policy consent.Policy
+}
+
+// DB is optin's store. It is safe for concurrent use.
+type DB struct {
+	bolt   *bbolt.DB
+	now    func() time.Time
+	rand   io.Reader
+	domain string
+	policy consent.Policy
+}
+
+// ErrLocked is returned by Open when another process holds the database.
+var ErrLocked = errors.New("bolt: database is locked by another process (is optin already running?)")
+
+// Open opens or creates the database file at path, creating its directory
+// and buckets. It fails after one second if another process holds the file.
+func Open(path string, o Options) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: %w", err)
+	}
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, ErrLocked
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.rand == nil {
+		db.rand = rand.Reader
+	}
+	if db.domain == "" {
+		db.domain = "localhost"
+	}
+	if db.policy == (consent.Policy{}) {
+		db.policy = consent.DefaultPolicy()
+	}
+	err = b.Update(func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			return meta.Put(keySchema, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("schema version %q, this optin needs %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database file.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Now returns the store's clock reading, in UTC with millisecond precision,
+// the resolution of every stored time.
+func (db *DB) Now() time.Time { return db.now().UTC().Truncate(time.Millisecond) }
+
+// Policy returns the double-opt-in policy the store applies.
+func (db *DB) Policy() consent.Policy { return db.policy }
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// ID returns a new random 128-bit identifier, 26 lower-case characters.
+func (db *DB) ID() string {
+	var b [16]byte
+	if _, err := io.ReadFull(db.rand, b[:]); err != nil {
+		panic(fmt.Sprintf("bolt: random source failed: %v", err)) // crypto/rand does not fail
+	}
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// MessageID returns a new unique Message-ID (without angle brackets).
+func (db *DB) MessageID() string { return db.ID() + "@" + db.domain }
+
+// update runs fn in a read-write transaction; the commit is fsynced before
+// update returns.
+func (db *DB) update(fn func(tx *bbolt.Tx) error) error { return db.bolt.Update(fn) }
+
+// view runs fn in a read-only transaction.
+func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) }
+
+// get decodes the JSON value at key into v. It reports whether key exists.
+func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
+	b := tx.Bucket(bucket).Get(key)
+	if b == nil {
+		return false, nil
+	}
+	return true, decode(b, v)
+}
+
+// decode decodes a stored JSON value.
+func decode(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("bolt: decode %T: %w", v, err)
+	}
+	return nil
+}
+
+// put stores v as JSON at key.
+func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("bolt: encode %s: %w", bucket, err)
+	}
+	return tx.Bucket(bucket).Put(key, b)
+}
+
+// appendEvent seals ev onto the end of the ledger chain and stores it with
+// its personal record and subscriber index entry.
+func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
+	meta := tx.Bucket(bucketMeta)
+	var seq uint64
+	var prev string
+	if head := meta.Get(keyLedgerHead); head != nil {
+		seq, prev = beUint64(head[:8]), string(head[8:])
+	}
+	ev.Seq = seq + 1
+	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
+	ev.PersonalDigest = p.Digest()
+	ev.Seal(prev)
+	key := u64(ev.Seq)
+	if err := put(tx, bucketLedger, key, ev); err != nil {
+		return err
+	}
+	if err := put(tx, bucketPersonal, key, p); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
+		return err
+	}
+	return meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...))
+}
+
+// enqueue writes job into the outbox, due at once.
+func enqueue(tx *bbolt.Tx, job *consent.Job) error {
+	b := tx.Bucket(bucketOutbox)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	job.ID = id
+	job.NextAt = job.Created
+	return put(tx, bucketOutbox, outboxKey(job.NextAt, job.ID), job)
+}
+
+func beUint64(b []byte) uint64 {
+	var n uint64
+	for _, c := range b {
+		n = n<<8 | uint64(c)
+	}
+	return n
+}
+
+// hasPrefix reports whether k starts with prefix; for cursor scans.
+func hasPrefix(k, prefix []byte) bool { return k != nil && bytes.HasPrefix(k, prefix) }

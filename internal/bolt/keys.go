@@ -1,0 +1,62 @@
+// Package bolt is optin's store on the embedded bbolt database. Each use case
+// is one read-write transaction that writes the record, its indexes, its
+// ledger events and any outbox job together, so they can never drift apart.
+package bolt
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Bucket names. Every key encoding lives in this file.
+var (
+	bucketMeta        = []byte("meta")          // fixed keys below
+	bucketTopics      = []byte("topics")        // topic id -> consent.Topic
+	bucketForms       = []byte("forms")         // form id -> consent.Form
+	bucketWordings    = []byte("wordings")      // wording hash -> consent.Wording
+	bucketSubscribers = []byte("subscribers")   // subscriber id -> consent.Subscriber
+	bucketEmails      = []byte("emails")        // case-folded address -> subscriber id
+	bucketRequests    = []byte("requests")      // request id -> consent.Request
+	bucketLedger      = []byte("ledger")        // be64 seq -> consent.Event
+	bucketPersonal    = []byte("ledger_pii")    // be64 seq -> consent.Personal
+	bucketLedgerBySub = []byte("ledger_bysub")  // subscriber id 0x00 be64 seq -> nil
+	bucketOutbox      = []byte("outbox")        // be64 next-at unix ms, be64 job id -> consent.Job
+	bucketParked      = []byte("outbox_parked") // be64 job id -> consent.Job that failed for good
+	bucketAPIKeys     = []byte("apikeys")       // sha256 of key (hex) -> APIKey
+
+	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
+		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
+		bucketParked, bucketAPIKeys}
+
+	keySchema     = []byte("schema_version")
+	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
+)
+
+// schemaVersion is written on creation; Open refuses any other value.
+const schemaVersion = "1"
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+// outboxKey orders jobs by when they are due, then by id.
+func outboxKey(nextAt time.Time, id uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(nextAt.UnixMilli()))
+	binary.BigEndian.PutUint64(k[8:], id)
+	return k
+}
+
+// outboxDue returns the due time encoded in an outbox key.
+func outboxDue(k []byte) time.Time {
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(k))).UTC()
+}
+
+func ledgerBySubKey(sub string, seq uint64) []byte {
+	k := make([]byte, 0, len(sub)+9)
+	k = append(k, sub...)
+	k = append(k, 0)
+	return append(k, u64(seq)...)
+}

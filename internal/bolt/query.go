@@ -1,0 +1,129 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// Subscriber returns the subscriber id, or an ENotFound *Error.
+func (db *DB) Subscriber(ctx context.Context, id string) (*consent.Subscriber, error) {
+	sub := new(consent.Subscriber)
+	err := db.view(func(tx *bbolt.Tx) error { return mustGet(tx, bucketSubscribers, id, sub, "subscriber") })
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// SubscriberByAddress returns the subscriber holding a, or an ENotFound
+// *Error.
+func (db *DB) SubscriberByAddress(ctx context.Context, a consent.Address) (*consent.Subscriber, error) {
+	var sub *consent.Subscriber
+	err := db.view(func(tx *bbolt.Tx) error {
+		var err error
+		sub, err = subscriberByKey(tx, a.Key)
+		return err
+	})
+	if err == nil && sub == nil {
+		err = consent.Errorf(consent.ENotFound, "subscriber not found")
+	}
+	return sub, err
+}
+
+// EventRecord is a ledger event with its personal record; Personal is nil
+// once erased.
+type EventRecord struct {
+	consent.Event
+	Personal *consent.Personal `json:"personal,omitempty"`
+	// WordingText is the consent wording the event's hash refers to.
+	WordingText *consent.Wording `json:"wording_text,omitempty"`
+}
+
+// Events returns the ledger events of subscriber id in order, each with
+// its personal record and the wording it cites: the proof of consent.
+func (db *DB) Events(ctx context.Context, id string) ([]EventRecord, error) {
+	var out []EventRecord
+	err := db.view(func(tx *bbolt.Tx) error {
+		prefix := ledgerBySubKey(id, 0)[:len(id)+1]
+		c := tx.Bucket(bucketLedgerBySub).Cursor()
+		for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
+			seq := k[len(prefix):]
+			var r EventRecord
+			if _, err := get(tx, bucketLedger, seq, &r.Event); err != nil {
+				return err
+			}
+			var p consent.Personal
+			if ok, err := get(tx, bucketPersonal, seq, &p); err != nil {
+				return err
+			} else if ok {
+				r.Personal = &p
+			}
+			if r.Wording != "" {
+				var w consent.Wording
+				if ok, err := get(tx, bucketWordings, []byte(r.Wording), &w); err != nil {
+					return err
+				} else if ok {
+					r.WordingText = &w
+				}
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LedgerReport is the result of a ledger walk.
+type LedgerReport struct {
+	Events uint64              `json:"events"`
+	OK     bool                `json:"ok"`
+	Broken *consent.ChainError `json:"broken,omitempty"`
+}
+
+// VerifyLedger walks the whole hash chain in one read transaction and
+// reports the first broken link, if any. The walk sees a consistent
+// snapshot while writers go on.
+func (db *DB) VerifyLedger(ctx context.Context) (LedgerReport, error) {
+	var rep LedgerReport
+	err := db.view(func(tx *bbolt.Tx) error {
+		var chain consent.Chain
+		pb := tx.Bucket(bucketPersonal)
+		c := tx.Bucket(bucketLedger).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var ev consent.Event
+			if err := decode(v, &ev); err != nil {
+				rep.Broken = &consent.ChainError{Seq: beUint64(k), Reason: "undecodable event"}
+				return nil
+			}
+			var p *consent.Personal
+			if pv := pb.Get(k); pv != nil {
+				p = new(consent.Personal)
+				if err := decode(pv, p); err != nil {
+					rep.Broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
+					return nil
+				}
+			}
+			if err := chain.Check(&ev, p); err != nil {
+				if !errors.As(err, &rep.Broken) {
+					return err
+				}
+				return nil
+			}
+		}
+		head := tx.Bucket(bucketMeta).Get(keyLedgerHead)
+		if head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()) {
+			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+		}
+		rep.Events = chain.Count()
+		return nil
+	})
+	rep.OK = err == nil && rep.Broken == nil
+	return rep, err
+}

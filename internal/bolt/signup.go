@@ -1,0 +1,177 @@
+package bolt
+
+import (
+	"context"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// SignupResult tells the caller what a signup did. The web layer must not
+// let it change the HTTP answer (no enumeration); it only wakes the outbox.
+type SignupResult struct {
+	Queued bool
+}
+
+// Signup records a signup in one transaction: the wording version (once),
+// the subscriber and its pending subscriptions, the pending request, the
+// requested ledger event and the confirmation mail in the outbox. in.Now is
+// set by the store.
+func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (SignupResult, error) {
+	var res SignupResult
+	err := db.update(func(tx *bbolt.Tx) error {
+		res = SignupResult{}
+		in.Now = db.Now()
+		in.Wording = wording.Hash()
+		if tx.Bucket(bucketWordings).Get([]byte(in.Wording)) == nil {
+			if err := put(tx, bucketWordings, []byte(in.Wording), wording); err != nil {
+				return err
+			}
+		}
+		sub, err := subscriberByKey(tx, in.Address.Key)
+		if err != nil {
+			return err
+		}
+		var open *consent.Request
+		if sub != nil && sub.PendingRequest != "" {
+			open = new(consent.Request)
+			if ok, err := get(tx, bucketRequests, []byte(sub.PendingRequest), open); err != nil {
+				return err
+			} else if !ok {
+				open = nil
+			}
+		}
+		plan := consent.PlanSignup(sub, open, in, db.policy, db)
+		if plan.Subscriber == nil {
+			return nil
+		}
+		if err := putSubscriber(tx, plan.Subscriber, in.Address.Key); err != nil {
+			return err
+		}
+		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
+			return err
+		}
+		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
+			return err
+		}
+		if !plan.Mail {
+			return nil
+		}
+		res.Queued = true
+		return enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: plan.Subscriber.Email,
+			Name: plan.Subscriber.Name, Locale: plan.Request.Locale, Subscriber: plan.Subscriber.ID,
+			Request: plan.Request.ID, Topics: plan.Request.Topics, MessageID: plan.Request.MessageID,
+			Created: in.Now, TokenExpires: plan.Request.Expires})
+	})
+	return res, err
+}
+
+// ConfirmResult is the outcome of a confirmation click.
+type ConfirmResult struct {
+	// Topics are the topics the request covers.
+	Topics []string
+	// Already is true when the request had been confirmed before.
+	Already bool
+}
+
+// Confirm confirms the pending request id: its topics become confirmed and
+// the confirmed event is appended, in one transaction. A second call
+// succeeds with Already set and changes nothing. An unknown request is
+// ENotFound; an expired or cancelled one EExpired.
+func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (ConfirmResult, error) {
+	var res ConfirmResult
+	err := db.update(func(tx *bbolt.Tx) error {
+		in.Now = db.Now()
+		req, sub, err := requestAndSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		ev, personal, err := consent.PlanConfirm(sub, req, in, db)
+		if err != nil {
+			return err
+		}
+		res = ConfirmResult{Topics: req.Topics, Already: ev == nil}
+		if ev == nil {
+			return nil
+		}
+		if err := put(tx, bucketRequests, []byte(req.ID), req); err != nil {
+			return err
+		}
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		return appendEvent(tx, ev, personal)
+	})
+	return res, err
+}
+
+// NotMe cancels the pending request id because its recipient never asked
+// for it, and blocks confirmation mail to the address for a while. Repeated
+// calls change nothing. A confirmed request is left alone.
+func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
+	return db.update(func(tx *bbolt.Tx) error {
+		in.Now = db.Now()
+		req, sub, err := requestAndSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		ev, personal := consent.PlanNotMe(sub, req, in, db.policy, db)
+		if ev == nil {
+			return nil
+		}
+		if err := put(tx, bucketRequests, []byte(req.ID), req); err != nil {
+			return err
+		}
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		return appendEvent(tx, ev, personal)
+	})
+}
+
+// Request returns the request id, or an ENotFound *Error.
+func (db *DB) Request(ctx context.Context, id string) (*consent.Request, error) {
+	var req *consent.Request
+	err := db.view(func(tx *bbolt.Tx) error {
+		var err error
+		req, _, err = requestAndSubscriber(tx, id)
+		return err
+	})
+	return req, err
+}
+
+func requestAndSubscriber(tx *bbolt.Tx, id string) (*consent.Request, *consent.Subscriber, error) {
+	req := new(consent.Request)
+	if ok, err := get(tx, bucketRequests, []byte(id), req); err != nil {
+		return nil, nil, err
+	} else if !ok {
+		return nil, nil, consent.Errorf(consent.ENotFound, "this link is no longer valid")
+	}
+	sub := new(consent.Subscriber)
+	if ok, err := get(tx, bucketSubscribers, []byte(req.Subscriber), sub); err != nil {
+		return nil, nil, err
+	} else if !ok {
+		return nil, nil, consent.Errorf(consent.ENotFound, "this link is no longer valid")
+	}
+	return req, sub, nil
+}
+
+func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
+	id := tx.Bucket(bucketEmails).Get([]byte(key))
+	if id == nil {
+		return nil, nil
+	}
+	sub := new(consent.Subscriber)
+	if _, err := get(tx, bucketSubscribers, id, sub); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+func putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
+	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketEmails).Put([]byte(key), []byte(sub.ID))
+}

@@ -1,0 +1,736 @@
+// Package config loads, defaults and validates the optin configuration.
+//
+// Settings are resolved in this order, later sources winning: built-in
+// defaults (see Default), the YAML file, then OPTIN_* environment variables.
+// The result is validated as a whole and every problem is reported at once.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// day is the length of the "d" unit accepted by Duration.
+const day = 24 * time.Hour
+
+// Limits on durations and keys enforced by Validate.
+const (
+	minConfirmTTL     = time.Hour
+	maxConfirmTTL     = 30 * day
+	minUnsubscribeTTL = 60 * day // CASL: unsubscribe must keep working for 60 days
+	minKeyBytes       = 32
+	maxKeyIDLen       = 32
+)
+
+// Transport and TLS mode names accepted in the configuration.
+const (
+	TransportFile = "file"
+	TransportSMTP = "smtp"
+
+	TLSMandatory = "mandatory"
+	TLSStartTLS  = "starttls"
+	TLSNone      = "none"
+)
+
+// Config is the complete optin configuration.
+type Config struct {
+	Listen         string    `yaml:"listen"`          // default "127.0.0.1:8080"
+	BaseURL        string    `yaml:"base_url"`        // default "http://" + Listen when Listen's host is loopback; otherwise required
+	DataDir        string    `yaml:"data_dir"`        // default "./data"
+	TrustedProxies []string  `yaml:"trusted_proxies"` // IPs or CIDRs; default none (client IP = TCP peer)
+	Mail           Mail      `yaml:"mail"`
+	Tokens         Tokens    `yaml:"tokens"`
+	Lifecycle      Lifecycle `yaml:"lifecycle"`
+	Pending        Pending   `yaml:"pending"`
+	Limits         Limits    `yaml:"limits"`
+}
+
+// Mail configures how outgoing mail is sent.
+type Mail struct {
+	Transport     string `yaml:"transport"`      // "file" (default) | "smtp"
+	From          string `yaml:"from"`           // default "optin <optin@localhost>"; must parse with net/mail.ParseAddress
+	PostalAddress string `yaml:"postal_address"` // sender's postal address shown in marketing mail; default ""
+	SMTP          SMTP   `yaml:"smtp"`
+}
+
+// SMTP configures the SMTP transport.
+type SMTP struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"` // default by TLS mode: mandatory 465, starttls 587, none 25
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	TLS      string `yaml:"tls"` // "mandatory" (implicit TLS, SMTPS) | "starttls" (STARTTLS required) | "none"; default "starttls"
+}
+
+// Tokens configures the signed confirm and unsubscribe tokens.
+type Tokens struct {
+	ConfirmTTL     Duration `yaml:"confirm_ttl"`     // default 72h; must be between 1h and 30d
+	UnsubscribeTTL Duration `yaml:"unsubscribe_ttl"` // default 365d; must be >= 60d (CASL minimum)
+	Keys           []Key    `yaml:"keys"`            // optional; when empty the service generates keys into data_dir
+}
+
+// Key is one token signing key.
+type Key struct {
+	ID     string `yaml:"id"`     // ^[A-Za-z0-9_-]{1,32}$, unique
+	Secret string `yaml:"secret"` // base64 (std or url alphabet, padded or not) of >= 32 bytes
+}
+
+// Lifecycle configures how subscriptions age.
+type Lifecycle struct {
+	DormantAfter Duration `yaml:"dormant_after"` // default 365d
+}
+
+// Pending configures unconfirmed subscription requests.
+type Pending struct {
+	Retention Duration `yaml:"retention"` // default 7d: pending requests are deleted this long after their confirm link expired
+}
+
+// Limits configures per-client rate limits.
+type Limits struct {
+	SignupPerIP Rate `yaml:"signup_per_ip"` // default "20/10m"
+	ManagePerIP Rate `yaml:"manage_per_ip"` // default "5/10m"
+}
+
+// Default returns the built-in configuration. It is valid as is.
+func Default() Config {
+	return Config{
+		Listen:  "127.0.0.1:8080",
+		BaseURL: "http://127.0.0.1:8080",
+		DataDir: "./data",
+		Mail: Mail{
+			Transport: TransportFile,
+			From:      "optin <optin@localhost>",
+			SMTP: SMTP{
+				Port: 587,
+				TLS:  TLSStartTLS,
+			},
+		},
+		Tokens: Tokens{
+			ConfirmTTL:     Duration(72 * time.Hour),
+			UnsubscribeTTL: Duration(365 * day),
+		},
+		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day)},
+		Pending:   Pending{Retention: Duration(7 * day)},
+		Limits: Limits{
+			SignupPerIP: Rate{N: 20, Per: 10 * time.Minute},
+			ManagePerIP: Rate{N: 5, Per: 10 * time.Minute},
+		},
+	}
+}
+
+// Load reads the YAML file at path, applies OPTIN_* environment overrides
+// and validates the result. An empty path means no file: the defaults plus
+// environment overrides are validated and returned.
+func Load(path string) (Config, error) {
+	return load(path, os.LookupEnv)
+}
+
+func load(path string, lookup func(string) (string, bool)) (Config, error) {
+	if path == "" {
+		return parse(strings.NewReader(""), "defaults", lookup)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return parse(bytes.NewReader(data), path, lookup)
+}
+
+// Parse decodes YAML from r onto the defaults, applies OPTIN_* environment
+// overrides and validates the result. name (usually the file name) prefixes
+// decoding errors. Unknown keys are errors; an empty document means defaults.
+func Parse(r io.Reader, name string) (Config, error) {
+	return parse(r, name, os.LookupEnv)
+}
+
+func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	c := Default()
+	// Derived defaults are recomputed by Validate from the final listen
+	// address and TLS mode, so clear them before the file can set them.
+	c.BaseURL = ""
+	c.Mail.SMTP.Port = 0
+	if err := decode(data, name, &c); err != nil {
+		return Config{}, err
+	}
+	envErr := applyEnv(&c, lookup)
+	// "key: []" and an absent key mean the same.
+	if len(c.TrustedProxies) == 0 {
+		c.TrustedProxies = nil
+	}
+	if len(c.Tokens.Keys) == 0 {
+		c.Tokens.Keys = nil
+	}
+	if err := errors.Join(envErr, c.Validate()); err != nil {
+		return Config{}, fmt.Errorf("%s: invalid configuration:\n%w", name, err)
+	}
+	return c, nil
+}
+
+// decode strictly decodes the single YAML document in data onto c.
+func decode(data []byte, name string, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if errors.Is(err, io.EOF) {
+		return nil // empty file: defaults
+	}
+	if err != nil {
+		return decodeError(err, data, name)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return fmt.Errorf("%s: line %d: only one YAML document is allowed", name, extra.Line)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// decodeError prefixes a YAML decoding error with name and, for a bad
+// Duration or Rate value, names the offending key.
+func decodeError(err error, data []byte, name string) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		errs := make([]error, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			errs = append(errs, fmt.Errorf("%s: %s", name, e))
+		}
+		return errors.Join(errs...)
+	}
+	var ve *valueError
+	if errors.As(err, &ve) {
+		if key := keyAt(data, ve.line, ve.column); key != "" {
+			return fmt.Errorf("%s: line %d: %s: %w", name, ve.line, key, ve.err)
+		}
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// valueError is returned by the YAML unmarshalers of Duration and Rate; it
+// records where the bad value is so decodeError can name its key.
+type valueError struct {
+	line, column int
+	err          error
+}
+
+func (e *valueError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+
+func (e *valueError) Unwrap() error { return e.err }
+
+// keyAt returns the dotted key path (e.g. "limits.signup_per_ip") of the
+// value node at line and column of the YAML document in data, or "".
+func keyAt(data []byte, line, column int) string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return ""
+	}
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		if n.Line == line && n.Column == column && path != "" {
+			return path
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, child := range n.Content {
+				if p := find(child, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if found := find(n.Content[i+1], p); found != "" {
+					return found
+				}
+			}
+		case yaml.SequenceNode:
+			for i, child := range n.Content {
+				if p := find(child, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	return find(&doc, "")
+}
+
+// applyEnv applies the OPTIN_* environment overrides found by lookup.
+func applyEnv(c *Config, lookup func(string) (string, bool)) error {
+	strs := []struct {
+		name string
+		dst  *string
+	}{
+		{"OPTIN_LISTEN", &c.Listen},
+		{"OPTIN_BASE_URL", &c.BaseURL},
+		{"OPTIN_DATA_DIR", &c.DataDir},
+		{"OPTIN_MAIL_TRANSPORT", &c.Mail.Transport},
+		{"OPTIN_MAIL_FROM", &c.Mail.From},
+		{"OPTIN_SMTP_HOST", &c.Mail.SMTP.Host},
+		{"OPTIN_SMTP_USERNAME", &c.Mail.SMTP.Username},
+		{"OPTIN_SMTP_PASSWORD", &c.Mail.SMTP.Password},
+		{"OPTIN_SMTP_TLS", &c.Mail.SMTP.TLS},
+	}
+	for _, s := range strs {
+		if v, ok := lookup(s.name); ok {
+			*s.dst = v
+		}
+	}
+	var errs []error
+	if v, ok := lookup("OPTIN_SMTP_PORT"); ok {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			c.Mail.SMTP.Port = 0 // default by TLS mode
+		} else if p, err := strconv.Atoi(v); err != nil || p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("OPTIN_SMTP_PORT: must be a port number between 1 and 65535: %q", v))
+		} else {
+			c.Mail.SMTP.Port = p
+		}
+	}
+	if v, ok := lookup("OPTIN_TOKEN_KEYS"); ok {
+		var keys []Key
+		for i, entry := range strings.Split(v, ",") {
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			id, secret, ok := strings.Cut(entry, ":")
+			if !ok {
+				// Do not echo the entry: it may be a bare secret.
+				errs = append(errs, fmt.Errorf("OPTIN_TOKEN_KEYS: entry %d: must be kid:base64secret (entries separated by commas)", i+1))
+				continue
+			}
+			keys = append(keys, Key{ID: strings.TrimSpace(id), Secret: strings.TrimSpace(secret)})
+		}
+		c.Tokens.Keys = keys
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks c and returns every problem found, joined with
+// errors.Join; each message starts with the offending key. It also fills the
+// derived defaults: base_url from a loopback listen address when empty, and
+// the SMTP port from the TLS mode when zero. A valid base_url is stored with
+// trailing slashes removed.
+func (c *Config) Validate() error {
+	var errs []error
+
+	host, port, err := net.SplitHostPort(c.Listen)
+	listenOK := err == nil && port != ""
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("listen: must be host:port such as \"127.0.0.1:8080\": %w", err))
+	case port == "":
+		errs = append(errs, fmt.Errorf("listen: missing port: %q", c.Listen))
+	}
+
+	if c.BaseURL == "" {
+		if listenOK && isLoopbackHost(host) {
+			c.BaseURL = "http://" + c.Listen
+		} else if listenOK {
+			errs = append(errs, errors.New("base_url: required when listen is not a loopback address"))
+		}
+	} else if err := checkBaseURL(c.BaseURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	}
+
+	if strings.TrimSpace(c.DataDir) == "" {
+		errs = append(errs, errors.New("data_dir: required"))
+	}
+
+	for i, p := range c.TrustedProxies {
+		if _, err := parseProxy(p); err != nil {
+			errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not an IP address or CIDR: %w", i, p, err))
+		}
+	}
+
+	errs = append(errs, c.Mail.validate()...)
+	errs = append(errs, c.Tokens.validate()...)
+
+	if c.Lifecycle.DormantAfter <= 0 {
+		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))
+	}
+	if c.Pending.Retention < 0 {
+		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))
+	}
+	if err := c.Limits.SignupPerIP.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("limits.signup_per_ip: %w", err))
+	}
+	if err := c.Limits.ManagePerIP.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("limits.manage_per_ip: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// checkBaseURL reports why raw is not an acceptable base_url, or nil.
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("base_url: not a valid URL: %w", err)
+	}
+	if u.User != nil {
+		// Do not echo the URL: the user info may hold a password.
+		return errors.New("base_url: must not contain user info (user@ or user:password@)")
+	}
+	if u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("base_url: must be an absolute URL such as \"https://news.example.com\": %q", raw)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return fmt.Errorf("base_url: must not contain a query: %q", raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("base_url: must not contain a fragment: %q", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("base_url: must be https (http is only allowed for a loopback host): %q", raw)
+		}
+	default:
+		return fmt.Errorf("base_url: must be https (http is only allowed for a loopback host): %q", raw)
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback IP
+// (127.0.0.0/8, ::1).
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// parseProxy parses a trusted_proxies entry: an IP address (as a single-host
+// prefix) or a CIDR.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (m *Mail) validate() []error {
+	var errs []error
+	switch m.Transport {
+	case TransportFile, TransportSMTP:
+	default:
+		errs = append(errs, fmt.Errorf("mail.transport: must be %q or %q: %q", TransportFile, TransportSMTP, m.Transport))
+	}
+
+	if strings.ContainsAny(m.From, "\r\n") {
+		errs = append(errs, fmt.Errorf("mail.from: must not contain CR or LF: %q", m.From))
+	} else if _, err := mail.ParseAddress(m.From); err != nil {
+		errs = append(errs, fmt.Errorf("mail.from: must be a single address such as \"optin <optin@example.com>\": %q: %w", m.From, err))
+	}
+
+	s := &m.SMTP
+	defaultPort := 0
+	switch s.TLS {
+	case TLSMandatory:
+		defaultPort = 465
+	case TLSStartTLS:
+		defaultPort = 587
+	case TLSNone:
+		defaultPort = 25
+	default:
+		errs = append(errs, fmt.Errorf("mail.smtp.tls: must be %q, %q or %q: %q", TLSMandatory, TLSStartTLS, TLSNone, s.TLS))
+	}
+	if s.Port == 0 {
+		s.Port = defaultPort
+	}
+	if s.Port != 0 && (s.Port < 1 || s.Port > 65535) {
+		errs = append(errs, fmt.Errorf("mail.smtp.port: must be between 1 and 65535: %d", s.Port))
+	}
+	if m.Transport == TransportSMTP && strings.TrimSpace(s.Host) == "" {
+		errs = append(errs, errors.New("mail.smtp.host: required when mail.transport is \"smtp\""))
+	}
+	return errs
+}
+
+func (t *Tokens) validate() []error {
+	var errs []error
+	if d := time.Duration(t.ConfirmTTL); d < minConfirmTTL || d > maxConfirmTTL {
+		errs = append(errs, fmt.Errorf("tokens.confirm_ttl: must be between %s and %s: %s",
+			Duration(minConfirmTTL), Duration(maxConfirmTTL), t.ConfirmTTL))
+	}
+	if time.Duration(t.UnsubscribeTTL) < minUnsubscribeTTL {
+		errs = append(errs, fmt.Errorf("tokens.unsubscribe_ttl: must be at least %s (CASL requires unsubscribe links to work for 60 days): %s",
+			Duration(minUnsubscribeTTL), t.UnsubscribeTTL))
+	}
+	seen := make(map[string]int, len(t.Keys))
+	for i, k := range t.Keys {
+		if !validKeyID(k.ID) {
+			errs = append(errs, fmt.Errorf("tokens.keys[%d].id: must be 1 to %d characters of A-Z, a-z, 0-9, '_' or '-': %q", i, maxKeyIDLen, k.ID))
+		} else if j, dup := seen[k.ID]; dup {
+			errs = append(errs, fmt.Errorf("tokens.keys[%d].id: duplicate id %q (also tokens.keys[%d])", i, k.ID, j))
+		} else {
+			seen[k.ID] = i
+		}
+		if _, err := decodeKey(k.Secret); err != nil {
+			errs = append(errs, fmt.Errorf("tokens.keys[%d].secret (id %q): %w", i, k.ID, err))
+		}
+	}
+	return errs
+}
+
+// validKeyID reports whether id matches ^[A-Za-z0-9_-]{1,32}$.
+func validKeyID(id string) bool {
+	if len(id) < 1 || len(id) > maxKeyIDLen {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// decodeKey decodes a key secret: base64 in the standard or URL alphabet,
+// padded or not, of at least 32 bytes. Errors never include the secret.
+func decodeKey(secret string) ([]byte, error) {
+	const hint = "generate one with: openssl rand -base64 32"
+	s := strings.TrimRight(strings.TrimSpace(secret), "=")
+	if s == "" {
+		return nil, errors.New("required; " + hint)
+	}
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.RawURLEncoding
+	}
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("not valid base64 (standard or URL alphabet); %s: %w", hint, err)
+	}
+	if len(b) < minKeyBytes {
+		return nil, fmt.Errorf("decodes to %d bytes but must decode to at least %d bytes; %s", len(b), minKeyBytes, hint)
+	}
+	return b, nil
+}
+
+// KeyBytes returns the decoded secrets of Tokens.Keys in order; the ID of
+// the i-th secret is Tokens.Keys[i].ID. It returns nil when no keys are
+// configured.
+func (c Config) KeyBytes() ([][]byte, error) {
+	if len(c.Tokens.Keys) == 0 {
+		return nil, nil
+	}
+	out := make([][]byte, 0, len(c.Tokens.Keys))
+	for i, k := range c.Tokens.Keys {
+		b, err := decodeKey(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("tokens.keys[%d].secret (id %q): %w", i, k.ID, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// DevMode reports whether base_url uses plain http, which Validate only
+// allows for a loopback host.
+func (c Config) DevMode() bool {
+	u, err := url.Parse(c.BaseURL)
+	return err == nil && u.Scheme == "http"
+}
+
+// TrustedProxyPrefixes returns TrustedProxies as prefixes; a plain IP
+// address becomes a single-host prefix.
+func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, s := range c.TrustedProxies {
+		p, err := parseProxy(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies[%d]: %q is not an IP address or CIDR: %w", i, s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Duration is a time.Duration that also accepts a whole number of days such
+// as "365d" (and Go syntax like "72h", "90m"). Negative values are rejected.
+type Duration time.Duration
+
+// ParseDuration parses s as a Duration: Go syntax ("72h", "1h30m") or a
+// whole number of days ("30d"). Negative durations are errors.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	}
+	if digits, ok := strings.CutSuffix(s, "d"); ok && digits != "" && isDigits(digits) {
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil || n > int64(1<<63-1)/int64(day) {
+			return 0, fmt.Errorf("duration %q is too long", s)
+		}
+		return Duration(time.Duration(n) * day), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: use Go syntax such as \"72h\" or \"90m\", or whole days such as \"30d\"", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &valueError{n.Line, n.Column, errors.New(`expected a duration such as "72h" or "30d"`)}
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return &valueError{n.Line, n.Column, err}
+	}
+	*d = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String formats d as whole days ("365d") when possible, otherwise in Go
+// syntax without trailing zero units ("72h" → "3d", "90m" → "1h30m").
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td > 0 && td%day == 0 {
+		return strconv.FormatInt(int64(td/day), 10) + "d"
+	}
+	s := td.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// Rate is "N/duration", e.g. "20/10m" or "5/1h": at most N events per
+// duration. "off" disables the limit; the zero Rate is off.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// ParseRate parses "N/duration" (duration as for ParseDuration; a bare unit
+// such as "5/h" means one of it) or "off".
+func ParseRate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if strings.EqualFold(s, "off") {
+		return Rate{}, nil
+	}
+	const hint = `use N/duration such as "20/10m", or "off"`
+	ns, per, ok := strings.Cut(s, "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("invalid rate %q: %s", s, hint)
+	}
+	ns, per = strings.TrimSpace(ns), strings.TrimSpace(per)
+	n, err := strconv.Atoi(ns)
+	if err != nil || !isDigits(ns) {
+		return Rate{}, fmt.Errorf("invalid rate %q: %q is not a whole number; %s", s, ns, hint)
+	}
+	if per != "" && (per[0] < '0' || per[0] > '9') && per[0] != '.' {
+		per = "1" + per // "5/h" means 5 per hour
+	}
+	d, err := ParseDuration(per)
+	if err != nil {
+		return Rate{}, fmt.Errorf("invalid rate %q: %w", s, err)
+	}
+	r := Rate{N: n, Per: time.Duration(d)}
+	if err := r.validate(); err != nil {
+		return Rate{}, fmt.Errorf("invalid rate %q: %w", s, err)
+	}
+	return r, nil
+}
+
+func (r Rate) validate() error {
+	if r.Off() {
+		return nil
+	}
+	if r.N < 1 {
+		return fmt.Errorf(`count must be at least 1 (use "off" to disable the limit): %q`, r.String())
+	}
+	if r.Per <= 0 {
+		return fmt.Errorf("period must be positive: %q", r.String())
+	}
+	return nil
+}
+
+// Off reports whether the limit is disabled.
+func (r Rate) Off() bool { return r.N == 0 && r.Per == 0 }
+
+// String formats r as ParseRate accepts it, e.g. "20/10m" or "off".
+func (r Rate) String() string {
+	if r.Off() {
+		return "off"
+	}
+	return strconv.Itoa(r.N) + "/" + Duration(r.Per).String()
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &valueError{n.Line, n.Column, errors.New(`expected a rate such as "20/10m" or "off"`)}
+	}
+	v, err := ParseRate(n.Value)
+	if err != nil {
+		return &valueError{n.Line, n.Column, err}
+	}
+	*r = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (r Rate) MarshalYAML() (any, error) { return r.String(), nil }
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

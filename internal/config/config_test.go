@@ -1,0 +1,658 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// key32 and key16 are base64 secrets of 32 and 16 bytes.
+const (
+	key32 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // "0123456789abcdef0123456789abcdef"
+	key16 = "MDEyMzQ1Njc4OWFiY2RlZg=="                     // "0123456789abcdef"
+)
+
+// decodeInto strictly decodes yml into v, as Parse does.
+func decodeInto(yml string, v any) error {
+	dec := yaml.NewDecoder(strings.NewReader(yml))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func parseString(t *testing.T, yml string, env map[string]string) (Config, error) {
+	t.Helper()
+	return parse(strings.NewReader(yml), "config.yaml", envMap(env))
+}
+
+func TestDefaultValidates(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v, want nil", err)
+	}
+	if got, want := c, Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Validate changed the defaults: got %+v, want %+v", got, want)
+	}
+	if !c.DevMode() {
+		t.Errorf("Default().DevMode() = false, want true")
+	}
+	keys, err := c.KeyBytes()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("Default().KeyBytes() = %v, %v; want none, nil", keys, err)
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	for _, in := range []string{"", "# only a comment\n", "---\n"} {
+		got, err := parseString(t, in, nil)
+		if err != nil {
+			t.Fatalf("parse(%q) error: %v", in, err)
+		}
+		if want := Default(); !reflect.DeepEqual(got, want) {
+			t.Errorf("parse(%q) = %+v, want %+v", in, got, want)
+		}
+	}
+}
+
+func TestLoadExample(t *testing.T) {
+	got, err := load("../../config.example.yaml", noEnv)
+	if err != nil {
+		t.Fatalf("load example: %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("example config differs from Default():\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoadPublic(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OPTIN_") {
+			t.Skip("OPTIN_* variables set in the environment")
+		}
+	}
+	for _, path := range []string{"", "../../config.example.yaml"} {
+		if _, err := Load(path); err != nil {
+			t.Errorf("Load(%q) error: %v", path, err)
+		}
+	}
+	if _, err := Load("does-not-exist.yaml"); err == nil {
+		t.Errorf("Load(missing file) error = nil, want an error")
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		want []string
+	}{
+		{"unknown top-level key", "listen: 127.0.0.1:8080\n\ntrusted_proxys: []\n",
+			[]string{"config.yaml", "line 3", "trusted_proxys"}},
+		{"unknown nested key", "mail:\n  smtp:\n    hots: x\n",
+			[]string{"config.yaml", "line 3", "hots"}},
+		{"bad duration names key", "tokens:\n  confirm_ttl: x\n",
+			[]string{"config.yaml", "line 2", "tokens.confirm_ttl", `"x"`}},
+		{"bad rate names key", "limits:\n  signup_per_ip: 20 per minute\n",
+			[]string{"config.yaml", "line 2", "limits.signup_per_ip", "20 per minute"}},
+		{"bad rate in flow mapping", "limits: {signup_per_ip: off, manage_per_ip: 0/10m}\n",
+			[]string{"line 1", "limits.manage_per_ip", "at least 1"}},
+		{"zero rate count", "limits:\n  manage_per_ip: 0/10m\n",
+			[]string{"limits.manage_per_ip", "at least 1"}},
+		{"negative duration", "pending:\n  retention: -1d\n",
+			[]string{"pending.retention", "negative"}},
+		{"duration not scalar", "lifecycle:\n  dormant_after: [1]\n",
+			[]string{"lifecycle.dormant_after"}},
+		{"syntax error", "listen: [\n", []string{"config.yaml"}},
+		{"wrong type", "trusted_proxies: 5\n", []string{"config.yaml", "line 1"}},
+		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n",
+			[]string{"config.yaml", "one YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseString(t, tt.yml, nil)
+			if err == nil {
+				t.Fatalf("got nil error, want one mentioning %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if got := err.Error(); !strings.Contains(got, w) {
+					t.Errorf("got error %q, want it to contain %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yml  string
+		env  map[string]string
+		want []string
+	}{
+		{"http base_url for public host", "base_url: http://example.com\n", nil,
+			[]string{`base_url: must be https (http is only allowed for a loopback host): "http://example.com"`}},
+		{"base_url with query", "base_url: https://example.com/?a=b\n", nil,
+			[]string{"base_url", "query"}},
+		{"base_url with fragment", "base_url: https://example.com/#x\n", nil,
+			[]string{"base_url", "fragment"}},
+		{"base_url with userinfo", "base_url: https://u:secretpw@example.com\n", nil,
+			[]string{"base_url", "user info"}},
+		{"relative base_url", "base_url: /news\n", nil,
+			[]string{"base_url", "absolute"}},
+		{"ftp base_url", "base_url: ftp://example.com\n", nil,
+			[]string{"base_url", "https"}},
+		{"public listen without base_url", "listen: 0.0.0.0:8080\n", nil,
+			[]string{"base_url: required when listen is not a loopback address"}},
+		{"listen without port", "listen: localhost\n", nil,
+			[]string{"listen"}},
+		{"empty data_dir", "data_dir: \"\"\n", nil,
+			[]string{"data_dir"}},
+		{"short key", "tokens:\n  keys:\n    - id: k1\n      secret: " + key16 + "\n", nil,
+			[]string{"tokens.keys[0].secret", "must decode to at least 32 bytes; generate one with: openssl rand -base64 32"}},
+		{"key not base64", "tokens:\n  keys:\n    - id: k1\n      secret: '!!!not base64!!!'\n", nil,
+			[]string{"tokens.keys[0].secret", "base64"}},
+		{"key without secret", "tokens:\n  keys:\n    - id: k1\n", nil,
+			[]string{"tokens.keys[0].secret", "required"}},
+		{"duplicate kid", "tokens:\n  keys:\n    - {id: k1, secret: " + key32 + "}\n    - {id: k1, secret: " + key32 + "}\n", nil,
+			[]string{"tokens.keys[1].id", "duplicate", `"k1"`}},
+		{"bad kid chars", "tokens:\n  keys:\n    - {id: 'bad kid!', secret: " + key32 + "}\n", nil,
+			[]string{"tokens.keys[0].id", `"bad kid!"`}},
+		{"kid too long", "tokens:\n  keys:\n    - {id: " + strings.Repeat("a", 33) + ", secret: " + key32 + "}\n", nil,
+			[]string{"tokens.keys[0].id"}},
+		{"bad proxy CIDR", "trusted_proxies: [10.0.0.1, 10.0.0.0/33]\n", nil,
+			[]string{"trusted_proxies[1]", `"10.0.0.0/33"`}},
+		{"bad proxy IP", "trusted_proxies: [proxy.local]\n", nil,
+			[]string{"trusted_proxies[0]", `"proxy.local"`}},
+		{"unknown transport", "mail:\n  transport: sendmail\n", nil,
+			[]string{"mail.transport", `"sendmail"`}},
+		{"unknown tls mode", "mail:\n  transport: smtp\n  smtp:\n    host: mx.example.com\n    tls: ssl\n", nil,
+			[]string{"mail.smtp.tls", `"ssl"`}},
+		{"smtp without host", "mail:\n  transport: smtp\n", nil,
+			[]string{"mail.smtp.host", "required"}},
+		{"smtp port out of range", "mail:\n  transport: smtp\n  smtp:\n    host: mx.example.com\n    port: 70000\n", nil,
+			[]string{"mail.smtp.port", "70000"}},
+		{"bad from", "mail:\n  from: not an address\n", nil,
+			[]string{"mail.from", `"not an address"`}},
+		{"two from addresses", "mail:\n  from: a@example.com, b@example.com\n", nil,
+			[]string{"mail.from"}},
+		{"from with newline", "mail:\n  from: \"a@example.com\\r\\nBcc: x@example.com\"\n", nil,
+			[]string{"mail.from", "CR or LF"}},
+		{"confirm_ttl too short", "tokens:\n  confirm_ttl: 30m\n", nil,
+			[]string{"tokens.confirm_ttl", "between 1h and 30d"}},
+		{"confirm_ttl too long", "tokens:\n  confirm_ttl: 31d\n", nil,
+			[]string{"tokens.confirm_ttl", "31d"}},
+		{"unsubscribe_ttl 30d", "tokens:\n  unsubscribe_ttl: 30d\n", nil,
+			[]string{"tokens.unsubscribe_ttl", "at least 60d", "30d"}},
+		{"dormant_after zero", "lifecycle:\n  dormant_after: 0s\n", nil,
+			[]string{"lifecycle.dormant_after"}},
+		{"bad SMTP port env", "", map[string]string{"OPTIN_SMTP_PORT": "abc"},
+			[]string{"OPTIN_SMTP_PORT", `"abc"`}},
+		{"bad OPTIN_TOKEN_KEYS entry", "", map[string]string{"OPTIN_TOKEN_KEYS": "k1:" + key32 + ",nocolon"},
+			[]string{"OPTIN_TOKEN_KEYS", "entry 2"}},
+		{"bad env base_url", "", map[string]string{"OPTIN_BASE_URL": "http://example.com"},
+			[]string{"base_url", "https"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseString(t, tt.yml, tt.env)
+			if err == nil {
+				t.Fatalf("got nil error, want one mentioning %q", tt.want)
+			}
+			got := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("got error %q, want it to contain %q", got, w)
+				}
+			}
+			if strings.Contains(got, "secretpw") || strings.Contains(got, key16) || strings.Contains(got, key32) {
+				t.Errorf("got error %q, want no secrets in it", got)
+			}
+		})
+	}
+}
+
+func TestValidateReportsAllProblems(t *testing.T) {
+	yml := "base_url: http://example.com\ntrusted_proxies: [10.0.0.0/33]\nlimits:\n  signup_per_ip: off\n"
+	_, err := parseString(t, yml, map[string]string{"OPTIN_SMTP_TLS": "ssl", "OPTIN_SMTP_PORT": "abc"})
+	if err == nil {
+		t.Fatal("got nil error, want several problems")
+	}
+	for _, w := range []string{"base_url", "trusted_proxies[0]", "mail.smtp.tls", "OPTIN_SMTP_PORT"} {
+		if got := err.Error(); !strings.Contains(got, w) {
+			t.Errorf("got error %q, want it to contain %q", got, w)
+		}
+	}
+}
+
+func TestValidateRates(t *testing.T) {
+	tests := []struct {
+		name string
+		rate Rate
+		ok   bool
+	}{
+		{"off", Rate{}, true},
+		{"valid", Rate{N: 1, Per: time.Second}, true},
+		{"zero count", Rate{N: 0, Per: 10 * time.Minute}, false},
+		{"negative count", Rate{N: -1, Per: time.Minute}, false},
+		{"zero period", Rate{N: 5}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Limits.ManagePerIP = tt.rate
+			err := c.Validate()
+			if got, want := err == nil, tt.ok; got != want {
+				t.Fatalf("Validate() = %v, want ok=%v", err, want)
+			}
+			if err != nil && !strings.Contains(err.Error(), "limits.manage_per_ip") {
+				t.Errorf("got error %q, want it to name limits.manage_per_ip", err)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"365d", 365 * 24 * time.Hour, false},
+		{"1d", 24 * time.Hour, false},
+		{"0d", 0, false},
+		{"72h", 72 * time.Hour, false},
+		{"90m", 90 * time.Minute, false},
+		{"1h30m", 90 * time.Minute, false},
+		{"0", 0, false},
+		{"-1d", 0, true},
+		{"-1h", 0, true},
+		{"x", 0, true},
+		{"1.5d", 0, true},
+		{"d", 0, true},
+		{"", 0, true},
+		{"72", 0, true},
+		{"999999999999d", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseDuration(tt.in)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("ParseDuration(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if !tt.wantErr && time.Duration(got) != tt.want {
+				t.Errorf("ParseDuration(%q) = %v, want %v", tt.in, time.Duration(got), tt.want)
+			}
+		})
+	}
+}
+
+func TestDurationYAML(t *testing.T) {
+	tests := []struct {
+		yml     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"confirm_ttl: 365d", 365 * 24 * time.Hour, false},
+		{"confirm_ttl: 72h", 72 * time.Hour, false},
+		{"confirm_ttl: \"90m\"", 90 * time.Minute, false},
+		{"confirm_ttl: -1d", 0, true},
+		{"confirm_ttl: x", 0, true},
+		{"confirm_ttl: {a: b}", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yml, func(t *testing.T) {
+			var got Tokens
+			err := decodeInto(tt.yml, &got)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("decode %q error = %v, want error %v", tt.yml, err, tt.wantErr)
+			}
+			if !tt.wantErr && time.Duration(got.ConfirmTTL) != tt.want {
+				t.Errorf("decode %q = %v, want %v", tt.yml, time.Duration(got.ConfirmTTL), tt.want)
+			}
+		})
+	}
+}
+
+func TestDurationString(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{365 * 24 * time.Hour, "365d"},
+		{72 * time.Hour, "3d"},
+		{25 * time.Hour, "25h"},
+		{time.Hour, "1h"},
+		{10 * time.Minute, "10m"},
+		{90 * time.Minute, "1h30m"},
+		{90 * time.Second, "1m30s"},
+		{0, "0s"},
+	}
+	for _, tt := range tests {
+		if got := Duration(tt.in).String(); got != tt.want {
+			t.Errorf("Duration(%v).String() = %q, want %q", tt.in, got, tt.want)
+		}
+		back, err := ParseDuration(Duration(tt.in).String())
+		if err != nil || time.Duration(back) != tt.in {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", Duration(tt.in).String(), time.Duration(back), err, tt.in)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Rate
+		wantOff bool
+		wantErr bool
+	}{
+		{"20/10m", Rate{N: 20, Per: 10 * time.Minute}, false, false},
+		{"5/1h", Rate{N: 5, Per: time.Hour}, false, false},
+		{"5/h", Rate{N: 5, Per: time.Hour}, false, false},
+		{"100/1d", Rate{N: 100, Per: 24 * time.Hour}, false, false},
+		{" 3 / 30s ", Rate{N: 3, Per: 30 * time.Second}, false, false},
+		{"off", Rate{}, true, false},
+		{"OFF", Rate{}, true, false},
+		{"20", Rate{}, false, true},
+		{"a/1m", Rate{}, false, true},
+		{"0/10m", Rate{}, false, true},
+		{"-1/10m", Rate{}, false, true},
+		{"20/0s", Rate{}, false, true},
+		{"20/x", Rate{}, false, true},
+		{"20 per minute", Rate{}, false, true},
+		{"", Rate{}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseRate(tt.in)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("ParseRate(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			if got != tt.want {
+				t.Errorf("ParseRate(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			if got.Off() != tt.wantOff {
+				t.Errorf("ParseRate(%q).Off() = %v, want %v", tt.in, got.Off(), tt.wantOff)
+			}
+			back, err := ParseRate(got.String())
+			if err != nil || back != got {
+				t.Errorf("ParseRate(%q) = %+v, %v; want %+v", got.String(), back, err, got)
+			}
+		})
+	}
+}
+
+func TestRateString(t *testing.T) {
+	tests := []struct {
+		in   Rate
+		want string
+	}{
+		{Rate{N: 20, Per: 10 * time.Minute}, "20/10m"},
+		{Rate{N: 5, Per: time.Hour}, "5/1h"},
+		{Rate{}, "off"},
+	}
+	for _, tt := range tests {
+		if got := tt.in.String(); got != tt.want {
+			t.Errorf("%+v.String() = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestRateYAML(t *testing.T) {
+	tests := []struct {
+		yml     string
+		want    Rate
+		wantErr bool
+	}{
+		{"signup_per_ip: 20/10m", Rate{N: 20, Per: 10 * time.Minute}, false},
+		{"signup_per_ip: off", Rate{}, false},
+		{"signup_per_ip: \"off\"", Rate{}, false},
+		{"signup_per_ip: 20", Rate{}, true},
+		{"signup_per_ip: a/1m", Rate{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.yml, func(t *testing.T) {
+			got := Limits{SignupPerIP: Rate{N: 1, Per: time.Second}}
+			err := decodeInto(tt.yml, &got)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("decode %q error = %v, want error %v", tt.yml, err, tt.wantErr)
+			}
+			if !tt.wantErr && got.SignupPerIP != tt.want {
+				t.Errorf("decode %q = %+v, want %+v", tt.yml, got.SignupPerIP, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	yml := `
+mail:
+  transport: smtp
+  smtp:
+    host: file.example.com
+    password: from-file
+tokens:
+  keys:
+    - {id: filekey, secret: ` + key32 + `}
+`
+	urlKey := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY" // key32 without padding
+	env := map[string]string{
+		"OPTIN_LISTEN":         "0.0.0.0:9000",
+		"OPTIN_BASE_URL":       "https://news.example.com/",
+		"OPTIN_DATA_DIR":       "/var/lib/optin",
+		"OPTIN_MAIL_FROM":      "News <news@example.com>",
+		"OPTIN_SMTP_HOST":      "smtp.example.com",
+		"OPTIN_SMTP_PORT":      "2525",
+		"OPTIN_SMTP_USERNAME":  "user",
+		"OPTIN_SMTP_PASSWORD":  "from-env",
+		"OPTIN_SMTP_TLS":       "mandatory",
+		"OPTIN_TOKEN_KEYS":     "k2:" + key32 + ", k1:" + urlKey,
+		"OPTIN_MAIL_TRANSPORT": "smtp",
+	}
+	got, err := parseString(t, yml, env)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Listen", got.Listen, "0.0.0.0:9000"},
+		{"BaseURL", got.BaseURL, "https://news.example.com"},
+		{"DataDir", got.DataDir, "/var/lib/optin"},
+		{"Mail.Transport", got.Mail.Transport, "smtp"},
+		{"Mail.From", got.Mail.From, "News <news@example.com>"},
+		{"SMTP.Host", got.Mail.SMTP.Host, "smtp.example.com"},
+		{"SMTP.Port", got.Mail.SMTP.Port, 2525},
+		{"SMTP.Username", got.Mail.SMTP.Username, "user"},
+		{"SMTP.Password", got.Mail.SMTP.Password, "from-env"},
+		{"SMTP.TLS", got.Mail.SMTP.TLS, "mandatory"},
+		{"Tokens.Keys", got.Tokens.Keys, []Key{{ID: "k2", Secret: key32}, {ID: "k1", Secret: urlKey}}},
+		{"DevMode", got.DevMode(), false},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v, want %#v", c.name, c.got, c.want)
+		}
+	}
+	keys, err := got.KeyBytes()
+	if err != nil {
+		t.Fatalf("KeyBytes: %v", err)
+	}
+	want := []byte("0123456789abcdef0123456789abcdef")
+	if len(keys) != 2 || string(keys[0]) != string(want) || string(keys[1]) != string(want) {
+		t.Errorf("KeyBytes() = %q, want two copies of %q", keys, want)
+	}
+}
+
+func TestEnvOnlyPassword(t *testing.T) {
+	got, err := parseString(t, "mail:\n  smtp:\n    password: from-file\n", map[string]string{"OPTIN_SMTP_PASSWORD": "s3cret"})
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if got, want := got.Mail.SMTP.Password, "s3cret"; got != want {
+		t.Errorf("password: got %q, want %q", got, want)
+	}
+}
+
+func TestEnvEmptyTokenKeysClears(t *testing.T) {
+	yml := "tokens:\n  keys:\n    - {id: k1, secret: " + key32 + "}\n"
+	got, err := parseString(t, yml, map[string]string{"OPTIN_TOKEN_KEYS": ""})
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if n := len(got.Tokens.Keys); n != 0 {
+		t.Errorf("got %d keys, want 0", n)
+	}
+}
+
+func TestBaseURLDefaults(t *testing.T) {
+	tests := []struct {
+		name    string
+		yml     string
+		want    string
+		wantDev bool
+	}{
+		{"default", "", "http://127.0.0.1:8080", true},
+		{"from loopback listen", "listen: 127.0.0.1:9000\n", "http://127.0.0.1:9000", true},
+		{"from 127/8 listen", "listen: 127.1.2.3:9000\n", "http://127.1.2.3:9000", true},
+		{"from localhost listen", "listen: localhost:3000\n", "http://localhost:3000", true},
+		{"from ipv6 loopback listen", "listen: \"[::1]:8080\"\n", "http://[::1]:8080", true},
+		{"explicit https, trailing slash", "listen: 0.0.0.0:8080\nbase_url: https://example.com/news/\n", "https://example.com/news", false},
+		{"http localhost allowed", "base_url: http://localhost:8080/\n", "http://localhost:8080", true},
+		{"http ipv6 loopback allowed", "base_url: http://[::1]:8080\n", "http://[::1]:8080", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseString(t, tt.yml, nil)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if got, want := c.BaseURL, tt.want; got != want {
+				t.Errorf("BaseURL: got %q, want %q", got, want)
+			}
+			if got, want := c.DevMode(), tt.wantDev; got != want {
+				t.Errorf("DevMode: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestListenPublicRequiresBaseURL(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:8080", ":8080", "192.0.2.1:8080", "example.com:80"} {
+		_, err := parseString(t, "listen: \""+listen+"\"\n", nil)
+		if err == nil || !strings.Contains(err.Error(), "base_url: required when listen is not a loopback address") {
+			t.Errorf("listen %q: got error %v, want base_url required", listen, err)
+		}
+	}
+}
+
+func TestSMTPPortDefaults(t *testing.T) {
+	tests := []struct {
+		yml  string
+		env  map[string]string
+		want int
+	}{
+		{"", nil, 587},
+		{"mail:\n  smtp:\n    tls: mandatory\n", nil, 465},
+		{"mail:\n  smtp:\n    tls: none\n", nil, 25},
+		{"mail:\n  smtp:\n    tls: none\n    port: 2525\n", nil, 2525},
+		{"", map[string]string{"OPTIN_SMTP_TLS": "mandatory"}, 465},
+		{"mail:\n  smtp:\n    port: 2525\n", map[string]string{"OPTIN_SMTP_PORT": ""}, 587},
+	}
+	for _, tt := range tests {
+		c, err := parseString(t, tt.yml, tt.env)
+		if err != nil {
+			t.Fatalf("parse %q: %v", tt.yml, err)
+		}
+		if got, want := c.Mail.SMTP.Port, tt.want; got != want {
+			t.Errorf("parse %q env %v: port got %d, want %d", tt.yml, tt.env, got, want)
+		}
+	}
+}
+
+func TestKeyEncodings(t *testing.T) {
+	raw := "\xfb\xff" + strings.Repeat("\xfe", 30) // encodes with + / or - _
+	tests := []struct {
+		name, secret string
+	}{
+		{"std padded", "+//+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v4="},
+		{"std raw", "+//+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v4"},
+		{"url padded", "-__-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v4="},
+		{"url raw", "-__-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v4"},
+		{"surrounding spaces", "  +//+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v4=  "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Tokens.Keys = []Key{{ID: "k", Secret: tt.secret}}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			keys, err := c.KeyBytes()
+			if err != nil {
+				t.Fatalf("KeyBytes: %v", err)
+			}
+			if got, want := string(keys[0]), raw; got != want {
+				t.Errorf("KeyBytes()[0] = %x, want %x", got, want)
+			}
+		})
+	}
+}
+
+func TestKeyBytesError(t *testing.T) {
+	c := Default()
+	c.Tokens.Keys = []Key{{ID: "k1", Secret: key32}, {ID: "k2", Secret: key16}}
+	_, err := c.KeyBytes()
+	if err == nil || !strings.Contains(err.Error(), "tokens.keys[1]") {
+		t.Errorf("KeyBytes() error = %v, want one naming tokens.keys[1]", err)
+	}
+}
+
+func TestTrustedProxyPrefixes(t *testing.T) {
+	c := Default()
+	c.TrustedProxies = []string{"10.0.0.1", "192.168.1.7/24", "::1"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	ps, err := c.TrustedProxyPrefixes()
+	if err != nil {
+		t.Fatalf("TrustedProxyPrefixes: %v", err)
+	}
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.String())
+	}
+	if want := []string{"10.0.0.1/32", "192.168.1.0/24", "::1/128"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestErrorsAreJoined(t *testing.T) {
+	c := Default()
+	c.Listen = "nope"
+	c.DataDir = ""
+	err := c.Validate()
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		t.Fatalf("Validate() = %v, want a joined error", err)
+	}
+	if got, want := len(joined.Unwrap()), 2; got != want {
+		t.Errorf("got %d problems (%v), want %d", got, err, want)
+	}
+}

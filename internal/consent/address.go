@@ -1,0 +1,86 @@
+package consent
+
+import (
+	"net/mail"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Address length limits in octets (RFC 5321 4.5.3.1, RFC 3696 erratum 1690).
+const (
+	maxLocalOctets   = 64
+	maxDomainOctets  = 255
+	maxAddressOctets = 254
+)
+
+// Address is a validated e-mail address.
+type Address struct {
+	// Addr is the address to deliver to: NFC-normalized, the local part as
+	// the person typed it, the domain lower-cased.
+	Addr string
+	// Key is the case-folded form used to find a subscriber and to compute
+	// the suppression hash. optin treats local parts as case-insensitive, as
+	// practically every mailbox provider does (a documented policy, R32).
+	Key string
+}
+
+// ParseAddress validates s as a bare addr-spec (R27-R33) and returns it in
+// normalized form. Surrounding white space is ignored. It rejects display
+// names, comments, angle brackets, group syntax, quoted local parts, domain
+// literals, domains without a dot, control characters and addresses over the
+// RFC length limits (counted in UTF-8 octets). UTF-8 local parts and domains
+// are accepted (RFC 6532). Every rejection is an EInvalid *Error.
+func ParseAddress(s string) (Address, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Address{}, Errorf(EInvalid, "email is required")
+	}
+	if !utf8.ValidString(s) {
+		return Address{}, Errorf(EInvalid, "email is not valid UTF-8")
+	}
+	s = norm.NFC.String(s)
+	if len(s) > maxAddressOctets {
+		return Address{}, Errorf(EInvalid, "email is longer than %d octets", maxAddressOctets)
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return Address{}, Errorf(EInvalid, "email must be a bare address such as name@example.com")
+		}
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return Address{}, Errorf(EInvalid, "email must be a bare address such as name@example.com")
+	}
+	at := strings.LastIndexByte(s, '@')
+	local, domain := s[:at], s[at+1:]
+	switch {
+	case len(local) > maxLocalOctets:
+		return Address{}, Errorf(EInvalid, "email local part is longer than %d octets", maxLocalOctets)
+	case len(domain) > maxDomainOctets:
+		return Address{}, Errorf(EInvalid, "email domain is longer than %d octets", maxDomainOctets)
+	case strings.HasPrefix(domain, "["):
+		return Address{}, Errorf(EInvalid, "email domain must be a name, not an IP literal")
+	case !validDomain(domain):
+		return Address{}, Errorf(EInvalid, "email domain %q is not a valid domain name", domain)
+	}
+	addr := local + "@" + strings.ToLower(domain)
+	return Address{Addr: addr, Key: strings.ToLower(addr)}, nil
+}
+
+// validDomain reports whether d has at least two labels, each 1-63 octets,
+// none starting or ending with a hyphen.
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,207 @@
+package consent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// Status is the state of one subscription (one subscriber, one topic).
+type Status string
+
+// Subscription states. Only a confirm click moves a subscription to
+// StatusConfirmed; only a new double opt-in leaves StatusUnsubscribed.
+const (
+	StatusPending      Status = "pending"
+	StatusConfirmed    Status = "confirmed"
+	StatusUnsubscribed Status = "unsubscribed"
+	StatusLapsed       Status = "lapsed"
+)
+
+// Basis is the lawful basis a subscription rests on.
+type Basis string
+
+// Lawful bases.
+const (
+	BasisConsent            Basis = "consent"
+	BasisSoftOptIn          Basis = "soft_opt_in"
+	BasisLegitimateInterest Basis = "legitimate_interest"
+)
+
+// Lifecycle is where a subscriber stands as a customer.
+type Lifecycle string
+
+// Lifecycle stages.
+const (
+	LifecycleProspect Lifecycle = "prospect"
+	LifecycleCustomer Lifecycle = "customer"
+	LifecycleDormant  Lifecycle = "dormant"
+)
+
+// Topic is something a subscriber can consent to, e.g. "news".
+type Topic struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// Form is a signup form: the topics it offers and the consent wording shown
+// with them, per locale.
+type Form struct {
+	ID     string   `json:"id"`
+	Topics []string `json:"topics"`
+	// Locale is the form's default locale, e.g. "en".
+	Locale string `json:"locale"`
+	// Wording is the consent text shown above the topic checkboxes, per
+	// locale. Every change creates a new WordingVersion.
+	Wording        map[string]string `json:"wording"`
+	WordingVersion int               `json:"wording_version"`
+	// AllowedOrigins are the web origins (scheme://host[:port]) that may
+	// embed the form and post to it, besides optin's own base URL.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// SuccessURL is where a browser goes after a signup; empty means
+	// optin's own thanks page.
+	SuccessURL string    `json:"success_url,omitempty"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+}
+
+// Offers reports whether the form offers topic.
+func (f *Form) Offers(topic string) bool { return slices.Contains(f.Topics, topic) }
+
+// Wording is one version of the exact consent text a person saw: the form's
+// wording in one locale together with the labels of the topics offered. It is
+// stored once per version and referred to from ledger events by its hash.
+type Wording struct {
+	Form    string            `json:"form"`
+	Version int               `json:"version"`
+	Locale  string            `json:"locale"`
+	Text    string            `json:"text"`
+	Topics  map[string]string `json:"topics"`
+}
+
+// Hash returns the hex SHA-256 of the wording's canonical JSON encoding.
+func (w Wording) Hash() string {
+	b, err := json.Marshal(w) // map keys are sorted by encoding/json: canonical
+	if err != nil {
+		panic(err) // a struct of strings always encodes
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Subscription is one subscriber's standing for one topic.
+type Subscription struct {
+	Topic  string    `json:"topic"`
+	Status Status    `json:"status"`
+	Basis  Basis     `json:"basis,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// Subscriber is a person optin holds data about. ID is random and never
+// derived from the address.
+type Subscriber struct {
+	ID      string    `json:"id"`
+	Email   string    `json:"email"`
+	Name    string    `json:"name,omitempty"`
+	Locale  string    `json:"locale,omitempty"`
+	Created time.Time `json:"created"`
+	// LastPurchase is the last purchase recorded through the admin API;
+	// zero for a prospect.
+	LastPurchase time.Time `json:"last_purchase,omitzero"`
+	// Subscriptions by topic ID.
+	Subscriptions map[string]*Subscription `json:"subscriptions"`
+	// PendingRequest is the ID of the open double-opt-in request, if any.
+	PendingRequest string `json:"pending_request,omitempty"`
+	// ConfirmMails are the times confirmation mails were queued since the
+	// last confirmation; they enforce the per-address mail cap.
+	ConfirmMails []time.Time `json:"confirm_mails,omitempty"`
+	// BlockedUntil stops confirmation mails after "this was not me".
+	BlockedUntil time.Time `json:"blocked_until,omitzero"`
+}
+
+// Lifecycle returns the subscriber's lifecycle stage at now: a prospect
+// until a purchase, a customer while the last purchase is younger than
+// dormantAfter, dormant from then on.
+func (s *Subscriber) Lifecycle(now time.Time, dormantAfter time.Duration) Lifecycle {
+	switch {
+	case s.LastPurchase.IsZero():
+		return LifecycleProspect
+	case now.Sub(s.LastPurchase) >= dormantAfter:
+		return LifecycleDormant
+	default:
+		return LifecycleCustomer
+	}
+}
+
+// Request is a pending double-opt-in request: the topics a person asked for
+// on a form, waiting for the click on the link mailed to them.
+type Request struct {
+	ID         string    `json:"id"`
+	Subscriber string    `json:"subscriber"`
+	Form       string    `json:"form"`
+	Topics     []string  `json:"topics"`
+	Locale     string    `json:"locale"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires"`
+	// MessageID is the Message-ID of the confirmation mail, chosen when
+	// the mail is queued so the ledger can cite it.
+	MessageID string    `json:"message_id"`
+	Confirmed time.Time `json:"confirmed,omitzero"`
+	Canceled  time.Time `json:"canceled,omitzero"`
+}
+
+// Open reports whether r can still be confirmed at now.
+func (r *Request) Open(now time.Time) bool {
+	return r.Confirmed.IsZero() && r.Canceled.IsZero() && now.Before(r.Expires)
+}
+
+// JobKind says which mail an outbox job sends.
+type JobKind string
+
+// Job kinds.
+const (
+	JobConfirm JobKind = "confirm"
+)
+
+// Job is a mail waiting in the outbox. It is written in the same
+// transaction as the state change that caused it.
+type Job struct {
+	ID         uint64    `json:"id"`
+	Kind       JobKind   `json:"kind"`
+	To         string    `json:"to"`
+	Name       string    `json:"name,omitempty"`
+	Locale     string    `json:"locale"`
+	Subscriber string    `json:"subscriber"`
+	Request    string    `json:"request,omitempty"`
+	Topics     []string  `json:"topics,omitempty"`
+	MessageID  string    `json:"message_id"`
+	Created    time.Time `json:"created"`
+	// TokenExpires is the expiry of the link the mail carries.
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+	Attempts     int       `json:"attempts"`
+	NextAt       time.Time `json:"next_at"`
+	LastError    string    `json:"last_error,omitempty"`
+}
+
+// WordingFor returns the exact wording the form shows in locale: its text
+// for that locale (else its default locale's, else fallback) and the labels
+// of all the topics it offers, as they were at the time.
+func (f *Form) WordingFor(locale string, topics []Topic, fallback string) Wording {
+	text, ok := f.Wording[locale]
+	if !ok {
+		if text, ok = f.Wording[f.Locale]; !ok {
+			text = fallback
+		} else {
+			locale = f.Locale
+		}
+	}
+	labels := make(map[string]string, len(topics))
+	for _, t := range topics {
+		labels[t.ID] = t.Name
+	}
+	return Wording{Form: f.ID, Version: f.WordingVersion, Locale: locale, Text: text, Topics: labels}
+}

@@ -1,0 +1,129 @@
+package consent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// EventType is what happened in a consent ledger event.
+type EventType string
+
+// Ledger event types.
+const (
+	EventRequested          EventType = "requested"
+	EventConfirmed          EventType = "confirmed"
+	EventReconfirmed        EventType = "reconfirmed"
+	EventUnsubscribed       EventType = "unsubscribed"
+	EventLapsed             EventType = "lapsed"
+	EventImported           EventType = "imported"
+	EventPreferencesUpdated EventType = "preferences_updated"
+	EventErased             EventType = "erased"
+	EventCanceled           EventType = "canceled"
+)
+
+// Event is one append-only entry of the consent ledger. Events form a hash
+// chain: each carries the hash of the one before it, so changing, removing
+// or reordering any event breaks every hash after it.
+//
+// Personal data (address, IP, user agent) is kept apart in a [Personal]
+// record that the event commits to by its digest. Erasure deletes that
+// record and the chain still verifies.
+type Event struct {
+	Seq        uint64    `json:"seq"`
+	Time       time.Time `json:"time"`
+	Type       EventType `json:"type"`
+	Subscriber string    `json:"subscriber"`
+	Topics     []string  `json:"topics,omitempty"`
+	Basis      Basis     `json:"basis,omitempty"`
+	// Source is form:<id>, import:<batch>, campaign:<id>, admin:<key>,
+	// preferences or one_click.
+	Source string `json:"source"`
+	// Page is the page URL or origin the form was used on.
+	Page string `json:"page,omitempty"`
+	// Wording is the SHA-256 of the exact consent wording shown.
+	Wording   string `json:"wording,omitempty"`
+	Request   string `json:"request,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
+	// PersonalDigest is the SHA-256 of the event's Personal record.
+	PersonalDigest string `json:"personal_digest,omitempty"`
+	Prev           string `json:"prev"`
+	Hash           string `json:"hash"`
+}
+
+// Personal is the personal part of a ledger event. Salt is random so the
+// digest cannot be reversed by guessing addresses.
+type Personal struct {
+	Salt      string `json:"salt"`
+	Email     string `json:"email,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// Digest returns the hex SHA-256 of p's JSON encoding.
+func (p Personal) Digest() string { return sha256Hex(p) }
+
+// ComputeHash returns the hash of e: SHA-256 over its JSON encoding with
+// the Hash field empty. Prev must already be set.
+func (e Event) ComputeHash() string {
+	e.Hash = ""
+	return sha256Hex(e)
+}
+
+// Seal sets e.Prev to prev and e.Hash to the resulting hash.
+func (e *Event) Seal(prev string) {
+	e.Prev = prev
+	e.Hash = e.ComputeHash()
+}
+
+// ChainError describes the first broken link found by a ledger walk.
+type ChainError struct {
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+// Error implements error.
+func (e *ChainError) Error() string {
+	return "ledger: broken at event " + strconv.FormatUint(e.Seq, 10) + ": " + e.Reason
+}
+
+// Chain checks events one by one in sequence order.
+type Chain struct {
+	prev    string
+	nextSeq uint64
+}
+
+// Check verifies e against the events seen before it and, when personal
+// is non-nil, the personal record it commits to. It returns a *ChainError
+// for the first problem.
+func (c *Chain) Check(e *Event, personal *Personal) error {
+	switch {
+	case e.Seq != c.nextSeq+1:
+		return &ChainError{Seq: e.Seq, Reason: "sequence gap after " + strconv.FormatUint(c.nextSeq, 10)}
+	case e.Prev != c.prev:
+		return &ChainError{Seq: e.Seq, Reason: "prev does not match the hash of the event before"}
+	case e.ComputeHash() != e.Hash:
+		return &ChainError{Seq: e.Seq, Reason: "content does not match its hash"}
+	case personal != nil && personal.Digest() != e.PersonalDigest:
+		return &ChainError{Seq: e.Seq, Reason: "personal record does not match its digest"}
+	}
+	c.prev, c.nextSeq = e.Hash, e.Seq
+	return nil
+}
+
+// Head returns the hash of the last event checked.
+func (c *Chain) Head() string { return c.prev }
+
+// Count returns the number of events checked so far.
+func (c *Chain) Count() uint64 { return c.nextSeq }
+
+func sha256Hex(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain data types are hashed
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,180 @@
+// Package mail turns outbox jobs into mails and delivers them: rendering
+// from templates, building RFC 5322 messages with go-mail, the SMTP and
+// file transports, and the outbox worker.
+package mail
+
+import (
+	"bytes"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"net/mail"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/token"
+)
+
+// notMeGrace is how long a not-me link outlives the confirm link.
+const notMeGrace = 30 * 24 * time.Hour
+
+// Message is a rendered mail, ready to be built.
+type Message struct {
+	To        string
+	MessageID string
+	Subject   string
+	Text      string
+	HTML      string
+	// Unsubscribe is the URL for List-Unsubscribe with one-click POST
+	// (RFC 8058); empty for none.
+	Unsubscribe string
+	// ListID is the List-Id value; empty for none.
+	ListID string
+	// Link is the main link of the mail, logged by the file transport
+	// in development so a newcomer can click it.
+	Link string
+}
+
+// Renderer renders outbox jobs into Messages.
+type Renderer struct {
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+	cat     *i18n.Catalog
+	tokens  *token.Issuer
+	baseURL string
+	sender  string
+	postal  string
+}
+
+// RendererConfig configures a Renderer.
+type RendererConfig struct {
+	Templates fs.FS // holds mail/*.tmpl
+	Catalog   *i18n.Catalog
+	Tokens    *token.Issuer
+	BaseURL   string // without trailing slash
+	From      string // the From address; its display name signs the mail
+	Postal    string // sender's postal address
+}
+
+// NewRenderer parses the mail templates.
+func NewRenderer(c RendererConfig) (*Renderer, error) {
+	text, err := texttemplate.ParseFS(c.Templates, "mail/*.txt.tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("mail: %w", err)
+	}
+	html, err := htmltemplate.ParseFS(c.Templates, "mail/*.html.tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("mail: %w", err)
+	}
+	return &Renderer{text: text, html: html, cat: c.Catalog, tokens: c.Tokens, baseURL: c.BaseURL,
+		sender: senderName(c.From), postal: c.Postal}, nil
+}
+
+// senderName returns the display name of from, or its address.
+func senderName(from string) string {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return from
+	}
+	if a.Name != "" {
+		return a.Name
+	}
+	return a.Address
+}
+
+// Render renders job. topics are the job's topics, resolved to names.
+func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, error) {
+	switch job.Kind {
+	case consent.JobConfirm:
+		return r.confirm(job, topics)
+	}
+	return Message{}, fmt.Errorf("mail: unknown job kind %q", job.Kind)
+}
+
+func (r *Renderer) confirm(job consent.Job, topics []consent.Topic) (Message, error) {
+	claims := token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires}
+	confirmTok, err := r.tokens.Issue(token.Confirm, claims)
+	if err != nil {
+		return Message{}, err
+	}
+	// "This wasn't me" keeps working for a while after the confirm link
+	// expired: the person may read the mail late.
+	notMeTok, err := r.tokens.Issue(token.NotMe, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires.Add(notMeGrace)})
+	if err != nil {
+		return Message{}, err
+	}
+	l := r.cat.For(r.cat.Pick(job.Locale))
+	name := job.Name
+	if name == "" {
+		name = l.T("mail.hello_anonymous")
+	}
+	data := map[string]any{
+		"L": l, "Name": name, "Topics": topics, "Sender": r.sender, "PostalAddress": r.postal,
+		"Subject":    l.T("mail.confirm.subject"),
+		"ConfirmURL": r.baseURL + "/confirm/" + confirmTok,
+		"NotMeURL":   r.baseURL + "/not-me/" + notMeTok,
+		"Expires":    job.TokenExpires.UTC().Format("2 Jan 2006 15:04 MST"),
+	}
+	m := Message{To: job.To, MessageID: job.MessageID, Subject: data["Subject"].(string),
+		Unsubscribe: data["NotMeURL"].(string), Link: data["ConfirmURL"].(string)}
+	var tb, hb bytes.Buffer
+	if err := r.text.ExecuteTemplate(&tb, "confirm.txt.tmpl", data); err != nil {
+		return Message{}, fmt.Errorf("mail: %w", err)
+	}
+	if err := r.html.ExecuteTemplate(&hb, "confirm.html.tmpl", data); err != nil {
+		return Message{}, fmt.Errorf("mail: %w", err)
+	}
+	m.Text, m.HTML = tb.String(), hb.String()
+	return m, nil
+}
+
+// Build turns m into a go-mail message from the given sender. Every header
+// value that could carry outside input goes through go-mail's encoding
+// setters; the only preformatted values are the List-Unsubscribe headers,
+// built here from a checked URL (R20).
+func Build(from string, m Message, date time.Time) (*gomail.Msg, error) {
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	if err := msg.From(from); err != nil {
+		return nil, fmt.Errorf("mail: from: %w", err)
+	}
+	if err := msg.To(m.To); err != nil {
+		return nil, fmt.Errorf("mail: to: %w", err)
+	}
+	msg.Subject(m.Subject)
+	msg.SetMessageIDWithValue(m.MessageID)
+	msg.SetDateWithValue(date)
+	if m.Unsubscribe != "" {
+		if err := checkHeaderURL(m.Unsubscribe); err != nil {
+			return nil, err
+		}
+		msg.SetListUnsubscribe(m.Unsubscribe)
+		msg.SetListUnsubscribePost()
+	}
+	if m.ListID != "" {
+		msg.SetGenHeader("List-Id", m.ListID)
+	}
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	if m.HTML != "" {
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	}
+	return msg, nil
+}
+
+// checkHeaderURL refuses a URL that could break out of <...> in a header.
+func checkHeaderURL(u string) error {
+	if len(u) > 900 || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) ||
+		strings.ContainsAny(u, "<>\r\n \t,\"") {
+		return fmt.Errorf("mail: refusing unsafe List-Unsubscribe URL")
+	}
+	for i := 0; i < len(u); i++ {
+		if u[i] < 0x21 || u[i] > 0x7e {
+			return fmt.Errorf("mail: refusing unsafe List-Unsubscribe URL")
+		}
+	}
+	return nil
+}

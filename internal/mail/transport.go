@@ -1,0 +1,201 @@
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+)
+
+// Transport hands one message to the next hop. Implementations are safe for
+// concurrent use.
+type Transport interface {
+	Send(ctx context.Context, msg *gomail.Msg, m Message) error
+	Close() error
+}
+
+// ErrPermanent marks a delivery failure that retrying cannot fix, such as
+// a 5xx answer to RCPT or DATA.
+var ErrPermanent = errors.New("mail: permanent failure")
+
+// FileTransport writes each message as an .eml file into a directory and
+// logs its main link: the development transport.
+type FileTransport struct {
+	Dir string
+	Log *slog.Logger
+}
+
+// Send writes msg to Dir/<message-id>.eml and fsyncs it before returning.
+func (f *FileTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
+	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
+		return err
+	}
+	name := strings.NewReplacer("@", "_at_", "/", "_").Replace(m.MessageID) + ".eml"
+	path := filepath.Join(f.Dir, name)
+	tmp, err := os.CreateTemp(f.Dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := msg.WriteTo(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if f.Log != nil {
+		f.Log.Info("mail written (file transport)", "file", path, "link", m.Link)
+	}
+	return nil
+}
+
+// Close does nothing.
+func (f *FileTransport) Close() error { return nil }
+
+// SMTPConfig configures an SMTPTransport.
+type SMTPConfig struct {
+	Host     string
+	Port     int
+	Username string
+	Password string
+	// TLS is "mandatory" (implicit TLS), "starttls" (STARTTLS required) or
+	// "none".
+	TLS string
+	// TLSConfig overrides the TLS client settings (tests use it to trust
+	// their own CA); nil means the system roots and Host as server name.
+	TLSConfig *tls.Config
+	// Conns is the number of SMTP connections kept open; default 4.
+	Conns int
+	// Timeout bounds each SMTP command; default 30 s.
+	Timeout time.Duration
+}
+
+// SMTPTransport sends through an SMTP relay over a small pool of reused
+// connections. A connection that fails is dropped and redialled on the
+// next send.
+type SMTPTransport struct {
+	cfg  SMTPConfig
+	pool chan *gomail.Client
+	mu   sync.Mutex
+	all  []*gomail.Client
+}
+
+// NewSMTPTransport returns a transport; it dials lazily.
+func NewSMTPTransport(cfg SMTPConfig) (*SMTPTransport, error) {
+	if cfg.Conns <= 0 {
+		cfg.Conns = 4
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	t := &SMTPTransport{cfg: cfg, pool: make(chan *gomail.Client, cfg.Conns)}
+	for range cfg.Conns {
+		c, err := t.newClient()
+		if err != nil {
+			return nil, err
+		}
+		t.all = append(t.all, c)
+		t.pool <- c
+	}
+	return t, nil
+}
+
+func (t *SMTPTransport) newClient() (*gomail.Client, error) {
+	opts := []gomail.Option{gomail.WithPort(t.cfg.Port), gomail.WithTimeout(t.cfg.Timeout)}
+	tlsConf := t.cfg.TLSConfig
+	if tlsConf == nil {
+		tlsConf = &tls.Config{ServerName: t.cfg.Host, MinVersion: tls.VersionTLS12}
+	}
+	switch t.cfg.TLS {
+	case "mandatory":
+		opts = append(opts, gomail.WithSSL(), gomail.WithTLSConfig(tlsConf))
+	case "starttls":
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory), gomail.WithTLSConfig(tlsConf))
+	case "none":
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	default:
+		return nil, fmt.Errorf("mail: unknown tls mode %q", t.cfg.TLS)
+	}
+	if t.cfg.Username != "" {
+		auth := gomail.SMTPAuthAutoDiscover
+		if t.cfg.TLS == "none" {
+			auth = gomail.SMTPAuthPlainNoEnc // the operator chose no TLS
+		}
+		opts = append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(t.cfg.Username),
+			gomail.WithPassword(t.cfg.Password))
+	}
+	c, err := gomail.NewClient(t.cfg.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("mail: smtp client: %w", err)
+	}
+	return c, nil
+}
+
+// Send delivers msg on a pooled connection, dialling it if needed. A 5xx
+// answer to RCPT or DATA wraps ErrPermanent; anything else (refused
+// connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
+// problem) is temporary.
+func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
+	var c *gomail.Client
+	select {
+	case c = <-t.pool:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { t.pool <- c }()
+	err := c.Send(msg)
+	if err != nil && !isPermanent(err) {
+		// The connection may be stale or never dialled: redial once.
+		_ = c.Close()
+		if derr := c.DialWithContext(ctx); derr != nil {
+			return fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, derr)
+		}
+		err = c.Send(msg)
+	}
+	if err == nil {
+		return nil
+	}
+	if isPermanent(err) {
+		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	}
+	_ = c.Close()
+	return fmt.Errorf("mail: send: %w", err)
+}
+
+func isPermanent(err error) bool {
+	var se *gomail.SendError
+	if !errors.As(err, &se) || se.IsTemp() {
+		return false
+	}
+	code := se.ErrorCode()
+	return code >= 500 && code < 600 && se.Reason != gomail.ErrSMTPMailFrom
+}
+
+// Close closes every pooled connection.
+func (t *SMTPTransport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for _, c := range t.all {
+		if err := c.Close(); err != nil && !strings.Contains(err.Error(), "not connected") {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,248 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"optin/internal/consent"
+)
+
+// Outbox is what the worker needs from the store.
+type Outbox interface {
+	DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error)
+	NextDue(ctx context.Context) (time.Time, error)
+	Deliverable(ctx context.Context, job consent.Job) (bool, error)
+	FinishJob(ctx context.Context, job consent.Job) error
+	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
+	ParkJob(ctx context.Context, job consent.Job, reason string) error
+	Topic(ctx context.Context, id string) (consent.Topic, error)
+}
+
+// Metrics receives send outcomes; nil disables them.
+type Metrics interface {
+	MailResult(kind consent.JobKind, result string)
+}
+
+// Worker delivers outbox jobs: at least once, because a job leaves the
+// outbox only after the next hop accepted the mail. A crash between the
+// SMTP answer and the removal resends the same message with the same
+// Message-ID, which receivers use to drop the duplicate.
+type Worker struct {
+	Outbox    Outbox
+	Renderer  *Renderer
+	Transport Transport
+	From      string
+	Log       *slog.Logger
+	Metrics   Metrics
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Senders is the number of mails sent in parallel; default 4.
+	Senders int
+	// MaxAttempts parks a job after this many temporary failures; default 50
+	// (about three days with the default backoff).
+	MaxAttempts int
+	// Backoff returns the wait after the n-th failed attempt (n >= 1).
+	Backoff func(n int) time.Duration
+	// Poll is the longest the worker sleeps without being woken; default 1 s.
+	Poll time.Duration
+
+	wake     chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	inflight map[uint64]bool
+}
+
+func (w *Worker) init() {
+	w.once.Do(func() {
+		w.wake = make(chan struct{}, 1)
+		w.inflight = map[uint64]bool{}
+		if w.Now == nil {
+			w.Now = time.Now
+		}
+		if w.Senders <= 0 {
+			w.Senders = 4
+		}
+		if w.MaxAttempts <= 0 {
+			w.MaxAttempts = 50
+		}
+		if w.Backoff == nil {
+			w.Backoff = DefaultBackoff
+		}
+		if w.Poll <= 0 {
+			w.Poll = time.Second
+		}
+		if w.Log == nil {
+			w.Log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+// DefaultBackoff doubles from 5 s up to 2 h.
+func DefaultBackoff(n int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < n && d < 2*time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Hour)
+}
+
+// Notify wakes the worker: a job was queued. It never blocks.
+func (w *Worker) Notify() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends due jobs until ctx is cancelled, then waits for the sends in
+// flight to finish and returns.
+func (w *Worker) Run(ctx context.Context) {
+	w.init()
+	jobs := make(chan consent.Job)
+	var wg sync.WaitGroup
+	for range w.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				w.deliver(j)
+			}
+		}()
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	for {
+		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
+		if err != nil && ctx.Err() == nil {
+			w.Log.Error("outbox: reading due jobs", "err", err)
+		}
+		for _, j := range due {
+			w.setInflight(j.ID, true)
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				w.setInflight(j.ID, false)
+				return
+			}
+		}
+		if len(due) == 256 {
+			continue
+		}
+		wait := w.Poll
+		if next, err := w.Outbox.NextDue(ctx); err == nil && !next.IsZero() {
+			if d := next.Sub(w.Now()); d < wait {
+				wait = max(d, 10*time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (w *Worker) isInflight(id uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inflight[id]
+}
+
+func (w *Worker) setInflight(id uint64, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on {
+		w.inflight[id] = true
+	} else {
+		delete(w.inflight, id)
+	}
+}
+
+// deliver sends one job. It uses its own context so a shutdown lets the
+// send in progress finish and its outcome be recorded.
+func (w *Worker) deliver(job consent.Job) {
+	defer w.setInflight(job.ID, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := w.Log.With("job", job.ID, "kind", job.Kind)
+
+	ok, err := w.Outbox.Deliverable(ctx, job)
+	if err != nil {
+		log.Error("outbox: checking job", "err", err)
+		return
+	}
+	if !ok {
+		// The request was confirmed, cancelled or erased since queuing.
+		if err := w.Outbox.FinishJob(ctx, job); err != nil {
+			log.Error("outbox: dropping job", "err", err)
+		}
+		w.result(job, "dropped")
+		return
+	}
+	msg, m, err := w.build(ctx, job)
+	if err != nil {
+		w.park(ctx, log, job, err)
+		return
+	}
+	err = w.Transport.Send(ctx, msg, m)
+	switch {
+	case err == nil:
+		if err := w.Outbox.FinishJob(ctx, job); err != nil {
+			log.Error("outbox: finishing sent job", "err", err)
+		}
+		w.result(job, "sent")
+	case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
+		w.park(ctx, log, job, err)
+	default:
+		next := w.Now().Add(w.Backoff(job.Attempts + 1))
+		log.Warn("outbox: temporary failure, will retry", "attempt", job.Attempts+1, "next", next, "err", err)
+		if err := w.Outbox.RetryJob(ctx, job, next, err.Error()); err != nil {
+			log.Error("outbox: rescheduling job", "err", err)
+		}
+		w.result(job, "retry")
+	}
+}
+
+func (w *Worker) park(ctx context.Context, log *slog.Logger, job consent.Job, cause error) {
+	log.Error("outbox: parking job after permanent failure", "err", cause)
+	if err := w.Outbox.ParkJob(ctx, job, cause.Error()); err != nil {
+		log.Error("outbox: parking job", "err", err)
+	}
+	w.result(job, "parked")
+}
+
+// build renders job and turns it into a go-mail message.
+func (w *Worker) build(ctx context.Context, job consent.Job) (*gomail.Msg, Message, error) {
+	topics := make([]consent.Topic, 0, len(job.Topics))
+	for _, id := range job.Topics {
+		t, err := w.Outbox.Topic(ctx, id)
+		if err != nil {
+			t = consent.Topic{ID: id, Name: id} // a deleted topic keeps its id as name
+		}
+		topics = append(topics, t)
+	}
+	m, err := w.Renderer.Render(job, topics)
+	if err != nil {
+		return nil, Message{}, err
+	}
+	msg, err := Build(w.From, m, w.Now())
+	return msg, m, err
+}
+
+func (w *Worker) result(job consent.Job, r string) {
+	if w.Metrics != nil {
+		w.Metrics.MailResult(job.Kind, r)
+	}
+}

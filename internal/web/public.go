@@ -1,0 +1,405 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/token"
+)
+
+// pageData is what every page template gets.
+type pageData struct {
+	L             i18n.Localizer
+	Title         string
+	Message       string
+	Action        string
+	Button        string
+	LinkURL       string
+	LinkText      string
+	Topics        []consent.Topic
+	Wording       string
+	Sender        string
+	PostalAddress string
+}
+
+// page renders a page template with status.
+func (s *Server) page(c *gin.Context, status int, name string, d pageData) {
+	c.Header("Cache-Control", "no-store")
+	c.Status(status)
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	if err := s.pages[name].ExecuteTemplate(c.Writer, "layout", d); err != nil {
+		s.cfg.Log.Error("rendering page", "page", name, "err", err)
+	}
+}
+
+// localizer picks the page language: an explicit choice, then the form's
+// locale, then the browser's Accept-Language.
+func (s *Server) localizer(c *gin.Context, explicit ...string) i18n.Localizer {
+	cands := append(slices.Clone(explicit), i18n.AcceptLanguage(c.GetHeader("Accept-Language"))...)
+	cands = slices.DeleteFunc(cands, func(l string) bool { return l == "" })
+	return s.cfg.Catalog.For(s.cfg.Catalog.Pick(cands...))
+}
+
+// messagePage renders a page with a title and a message from the catalog.
+func (s *Server) messagePage(c *gin.Context, status int, l i18n.Localizer, key string, extra pageData) {
+	extra.L = l
+	extra.Title = l.T(key + ".title")
+	extra.Message = l.T(key + ".message")
+	s.page(c, status, "message", extra)
+}
+
+// formTopics returns the topics a form offers, in the form's order.
+func (s *Server) formTopics(c *gin.Context, f *consent.Form) ([]consent.Topic, error) {
+	ts := make([]consent.Topic, 0, len(f.Topics))
+	for _, id := range f.Topics {
+		t, err := s.store.Topic(c.Request.Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+// loadForm returns the form named in the path, answering 404 if unknown.
+func (s *Server) loadForm(c *gin.Context, html bool) (*consent.Form, []consent.Topic, bool) {
+	f, err := s.store.Form(c.Request.Context(), c.Param("form"))
+	var topics []consent.Topic
+	if err == nil {
+		topics, err = s.formTopics(c, &f)
+	}
+	if err != nil {
+		if html && consent.ErrorCode(err) == consent.ENotFound {
+			l := s.localizer(c)
+			s.page(c, http.StatusNotFound, "message", pageData{L: l, Title: l.T("error.title"), Message: l.T("error.not_found")})
+			return nil, nil, false
+		}
+		s.fail(c, err)
+		return nil, nil, false
+	}
+	return &f, topics, true
+}
+
+func (s *Server) handleFormPage(c *gin.Context) {
+	f, topics, ok := s.loadForm(c, true)
+	if !ok {
+		return
+	}
+	l := s.localizer(c, c.Query("locale"), f.Locale)
+	w := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
+	ancestors := append([]string{"'self'"}, f.AllowedOrigins...)
+	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+
+		strings.Join(f.AllowedOrigins, " ")+"; frame-ancestors "+strings.Join(ancestors, " ")+"; base-uri 'none'")
+	s.page(c, http.StatusOK, "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics, Wording: w.Text,
+		Sender: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress})
+}
+
+func (s *Server) handleThanks(c *gin.Context) {
+	f, _, ok := s.loadForm(c, true)
+	if !ok {
+		return
+	}
+	s.messagePage(c, http.StatusOK, s.localizer(c, c.Query("locale"), f.Locale), "thanks", pageData{})
+}
+
+// signupBody is the signup request, urlencoded, multipart or JSON.
+type signupBody struct {
+	Email   string   `json:"email" form:"email"`
+	Name    string   `json:"name" form:"name"`
+	Topics  []string `json:"topics" form:"topics"`
+	Locale  string   `json:"locale" form:"locale"`
+	Page    string   `json:"page" form:"page"`
+	Website string   `json:"website" form:"website"`
+}
+
+// wantsJSON reports whether the client asked for a JSON answer.
+func wantsJSON(c *gin.Context) bool {
+	return strings.Contains(c.GetHeader("Accept"), "application/json") ||
+		strings.HasPrefix(c.ContentType(), "application/json")
+}
+
+// requestOrigin returns the Origin header, or the origin of the Referer
+// when there is no Origin; "" when neither is present.
+func requestOrigin(c *gin.Context) string {
+	if o := c.GetHeader("Origin"); o != "" {
+		return o
+	}
+	if u, err := url.Parse(c.GetHeader("Referer")); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return ""
+}
+
+// originAllowed reports whether a browser on origin may post to form f:
+// optin's own pages and the form's allowed origins may; requests without
+// any origin (servers, curl) are not browser cross-site requests.
+func (s *Server) originAllowed(f *consent.Form, origin string) bool {
+	return origin == "" || origin == s.origin || slices.Contains(f.AllowedOrigins, origin)
+}
+
+func (s *Server) handlePreflight(c *gin.Context) {
+	f, _, ok := s.loadForm(c, false)
+	if !ok {
+		return
+	}
+	origin := c.GetHeader("Origin")
+	if origin == "" || !s.originAllowed(f, origin) {
+		s.fail(c, consent.Errorf(consent.EForbidden, "origin not allowed for this form"))
+		return
+	}
+	s.cors(c, origin)
+	c.Header("Access-Control-Allow-Methods", "POST")
+	c.Header("Access-Control-Allow-Headers", "Content-Type, Accept")
+	c.Header("Access-Control-Max-Age", "600")
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) cors(c *gin.Context, origin string) {
+	c.Header("Vary", "Origin")
+	if origin != "" {
+		c.Header("Access-Control-Allow-Origin", origin)
+	}
+}
+
+func (s *Server) handleSignup(c *gin.Context) {
+	jsonOut := wantsJSON(c)
+	f, topics, ok := s.loadForm(c, !jsonOut)
+	if !ok {
+		return
+	}
+	origin := requestOrigin(c)
+	if !s.originAllowed(f, origin) {
+		s.fail(c, consent.Errorf(consent.EForbidden, "origin not allowed for this form"))
+		return
+	}
+	if c.GetHeader("Origin") != "" {
+		s.cors(c, origin)
+	}
+	ip := clientIP(c)
+	if ok, wait := s.signup.allow(ip, time.Now()); !ok {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.fail(c, consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later"))
+		return
+	}
+
+	var body signupBody
+	var err error
+	if strings.HasPrefix(c.ContentType(), "application/json") {
+		err = c.ShouldBindJSON(&body)
+	} else {
+		err = c.ShouldBind(&body)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = consent.Errorf(consent.EInvalid, "could not read the request body")
+		}
+		s.signupError(c, jsonOut, f, topics, err)
+		return
+	}
+	l := s.localizer(c, body.Locale, f.Locale)
+	in, err := s.validateSignup(c, f, body, l)
+	if err != nil {
+		s.signupError(c, jsonOut, f, topics, err)
+		return
+	}
+	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing
+		wording := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
+		res, err := s.store.Signup(c.Request.Context(), in, wording)
+		if err != nil {
+			s.signupError(c, jsonOut, f, topics, err)
+			return
+		}
+		if res.Queued && s.cfg.Outbox != nil {
+			s.cfg.Outbox.Notify()
+		}
+	}
+	if jsonOut {
+		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})
+		return
+	}
+	target := f.SuccessURL
+	if target == "" {
+		target = "/f/" + url.PathEscape(f.ID) + "/thanks?locale=" + url.QueryEscape(l.Locale)
+	}
+	c.Redirect(http.StatusSeeOther, target)
+}
+
+// validateSignup checks a signup body and turns it into a SignupInput.
+func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l i18n.Localizer) (consent.SignupInput, error) {
+	addr, err := consent.ParseAddress(b.Email)
+	if err != nil {
+		return consent.SignupInput{}, err
+	}
+	name := strings.TrimSpace(b.Name)
+	if utf8.RuneCountInString(name) > 100 || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name) {
+		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "name must be at most 100 characters without control characters")
+	}
+	if len(b.Topics) == 0 {
+		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "tick at least one topic")
+	}
+	if len(b.Topics) > len(f.Topics) {
+		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "too many topics")
+	}
+	for _, t := range b.Topics {
+		if !f.Offers(t) {
+			return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "topic %q is not offered by this form", truncate(t, 64))
+		}
+	}
+	page, err := cleanPage(b.Page, c.GetHeader("Referer"))
+	if err != nil {
+		return consent.SignupInput{}, err
+	}
+	return consent.SignupInput{Form: f, Address: addr, Name: name, Locale: l.Locale, Topics: b.Topics,
+		Page: page, IP: clientIP(c), UserAgent: userAgent(c)}, nil
+}
+
+// cleanPage returns the page the form was used on, from the page field or
+// else the Referer, without query or fragment (they may carry personal
+// data). A page field that is not an absolute http(s) URL is an error.
+func cleanPage(page, referer string) (string, error) {
+	explicit := page != ""
+	if !explicit {
+		page = referer
+	}
+	if page == "" {
+		return "", nil
+	}
+	u, err := url.Parse(page)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(page) > 2048 {
+		if !explicit {
+			return "", nil
+		}
+		return "", consent.Errorf(consent.EInvalid, "page must be an absolute http(s) URL of at most 2048 characters")
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return u.String(), nil
+}
+
+func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topics []consent.Topic, err error) {
+	if jsonOut || consent.ErrorCode(err) == consent.EInternal {
+		s.fail(c, err)
+		return
+	}
+	l := s.localizer(c, c.PostForm("locale"), f.Locale)
+	w := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
+	s.page(c, statusOf(consent.ErrorCode(err)), "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics,
+		Wording: w.Text, Message: consent.ErrorMessage(err), Sender: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// linkRequest verifies a confirm or not-me token and loads its request.
+// It renders the error page itself and returns ok=false on failure:
+// 400 for a malformed or forged token, 410 for an expired one or a
+// request that no longer exists.
+func (s *Server) linkRequest(c *gin.Context, p token.Purpose) (*consent.Request, i18n.Localizer, bool) {
+	claims, err := s.cfg.Tokens.Verify(p, c.Param("token"))
+	if err != nil && !errors.Is(err, token.ErrExpired) {
+		s.messagePage(c, http.StatusBadRequest, s.localizer(c), "invalid", pageData{})
+		return nil, i18n.Localizer{}, false
+	}
+	req, rerr := s.store.Request(c.Request.Context(), claims.Subject)
+	if rerr != nil && consent.ErrorCode(rerr) != consent.ENotFound {
+		s.fail(c, rerr)
+		return nil, i18n.Localizer{}, false
+	}
+	if err != nil || rerr != nil {
+		var extra pageData
+		l := s.localizer(c)
+		if req != nil {
+			l = s.localizer(c, req.Locale)
+			extra = pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")}
+		}
+		s.messagePage(c, http.StatusGone, l, "expired", extra)
+		return nil, i18n.Localizer{}, false
+	}
+	return req, s.localizer(c, req.Locale), true
+}
+
+func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
+	ts := make([]consent.Topic, 0, len(ids))
+	for _, id := range ids {
+		t, err := s.store.Topic(c.Request.Context(), id)
+		if err != nil {
+			t = consent.Topic{ID: id, Name: id}
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// handleConfirmPage shows what a confirmation covers and a button. It
+// changes nothing: mail scanners fetch links (R49).
+func (s *Server) handleConfirmPage(c *gin.Context) {
+	req, l, ok := s.linkRequest(c, token.Confirm)
+	if !ok {
+		return
+	}
+	topics := s.topicsOf(c, req.Topics)
+	if !req.Confirmed.IsZero() {
+		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: topics})
+		return
+	}
+	if !req.Open(time.Now()) {
+		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")})
+		return
+	}
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("confirm.title"), Message: l.T("confirm.message"),
+		Button: l.T("confirm.button"), Action: c.Request.URL.Path, Topics: topics})
+}
+
+func (s *Server) handleConfirm(c *gin.Context) {
+	req, l, ok := s.linkRequest(c, token.Confirm)
+	if !ok {
+		return
+	}
+	res, err := s.store.Confirm(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)})
+	switch consent.ErrorCode(err) {
+	case "":
+		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
+	case consent.EExpired, consent.ENotFound:
+		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")})
+	default:
+		s.fail(c, err)
+	}
+}
+
+func (s *Server) handleNotMePage(c *gin.Context) {
+	_, l, ok := s.linkRequest(c, token.NotMe)
+	if !ok {
+		return
+	}
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("notme.title"), Message: l.T("notme.message"),
+		Button: l.T("notme.button"), Action: c.Request.URL.Path})
+}
+
+// handleNotMe cancels the request. It also serves as the confirmation
+// mail's RFC 8058 one-click target, so it answers 200 and never redirects.
+func (s *Server) handleNotMe(c *gin.Context) {
+	req, l, ok := s.linkRequest(c, token.NotMe)
+	if !ok {
+		return
+	}
+	if err := s.store.NotMe(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.messagePage(c, http.StatusOK, l, "notme_done", pageData{})
+}

@@ -1,0 +1,231 @@
+// Package web is optin's HTTP surface: the public signup and link pages and
+// the admin API, on gin. It is the only package that imports gin; a
+// *gin.Context never leaves it.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"optin/internal/bolt"
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/token"
+)
+
+// Notifier is told when a mail was queued; the outbox worker implements it.
+type Notifier interface{ Notify() }
+
+// Config configures a Server.
+type Config struct {
+	Store          *bolt.DB
+	Tokens         *token.Issuer
+	Catalog        *i18n.Catalog
+	Templates      fs.FS // holds pages/*.html
+	Outbox         Notifier
+	Log            *slog.Logger
+	BaseURL        string // without trailing slash
+	TrustedProxies []string
+	Sender         string // controller identity shown on forms
+	PostalAddress  string
+	SignupLimit    Rate
+	ManageLimit    Rate
+	DormantAfter   time.Duration
+	// Ready reports whether the service can take traffic (for /readyz).
+	Ready func(ctx context.Context) error
+}
+
+// Rate is a limit of N events per Per; N == 0 disables it.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Server serves optin's HTTP routes.
+type Server struct {
+	cfg    Config
+	store  *bolt.DB
+	pages  map[string]*template.Template
+	engine *gin.Engine
+	origin string // scheme://host of BaseURL
+	signup *limiter
+}
+
+// maxBody caps request bodies on public routes.
+const maxBody = 64 << 10
+
+// New builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("web: base url: %w", err)
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
+		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit)}
+	for _, name := range []string{"form", "message", "action"} {
+		t, err := template.ParseFS(cfg.Templates, "pages/layout.html", "pages/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("web: %w", err)
+		}
+		s.pages[name] = t
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	var proxies []string
+	if len(cfg.TrustedProxies) > 0 {
+		proxies = cfg.TrustedProxies
+	}
+	if err := e.SetTrustedProxies(proxies); err != nil {
+		return nil, fmt.Errorf("web: trusted proxies: %w", err)
+	}
+	e.HandleMethodNotAllowed = true
+	e.Use(s.recoverer(), s.securityHeaders)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, consent.Errorf(consent.ENotFound, "not found")) })
+	e.NoMethod(func(c *gin.Context) {
+		writeJSONError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.handleReady)
+
+	pub := e.Group("/", limitBody(maxBody))
+	pub.GET("/f/:form", s.handleFormPage)
+	pub.POST("/f/:form", s.handleSignup)
+	pub.OPTIONS("/f/:form", s.handlePreflight)
+	pub.GET("/f/:form/thanks", s.handleThanks)
+	pub.GET("/confirm/:token", s.handleConfirmPage)
+	pub.POST("/confirm/:token", s.handleConfirm)
+	pub.GET("/not-me/:token", s.handleNotMePage)
+	pub.POST("/not-me/:token", s.handleNotMe)
+
+	s.registerAdmin(e.Group("/api/v1", limitBody(maxBody)))
+	s.engine = e
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// HTTPServer returns an http.Server for the handler with timeouts set, so
+// slow or stuck clients cannot hold connections forever.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute, // backups and exports stream for a while
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(c.Request.Context()); err != nil {
+			writeJSONError(c, http.StatusServiceUnavailable, "not_ready", err.Error())
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// statusOf maps error codes to HTTP status: the one place that does.
+func statusOf(code string) int {
+	switch code {
+	case consent.EInvalid:
+		return http.StatusBadRequest
+	case consent.ENotFound:
+		return http.StatusNotFound
+	case consent.EConflict:
+		return http.StatusConflict
+	case consent.EExpired:
+		return http.StatusGone
+	case consent.ERateLimited:
+		return http.StatusTooManyRequests
+	case consent.EForbidden:
+		return http.StatusForbidden
+	case consent.EUnauthorized:
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers err as JSON {"error":{"code","message"}} with the status of
+// its code; internal errors are logged and shown only as "internal error".
+func (s *Server) fail(c *gin.Context, err error) {
+	code := consent.ErrorCode(err)
+	if code == consent.EInternal {
+		s.cfg.Log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "err", err)
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeJSONError(c, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+		return
+	}
+	writeJSONError(c, statusOf(code), code, consent.ErrorMessage(err))
+}
+
+func writeJSONError(c *gin.Context, status int, code, msg string) {
+	c.AbortWithStatusJSON(status, gin.H{"error": gin.H{"code": code, "message": msg}})
+}
+
+func (s *Server) recoverer() gin.HandlerFunc {
+	return gin.CustomRecovery(func(c *gin.Context, rec any) {
+		s.cfg.Log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(rec))
+		writeJSONError(c, http.StatusInternalServerError, consent.EInternal, "internal error")
+	})
+}
+
+// securityHeaders sets headers every response carries. Pages that may be
+// framed (the hosted form) override frame-ancestors.
+func (s *Server) securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	c.Next()
+}
+
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		}
+		c.Next()
+	}
+}
+
+// clientIP returns the client address; forwarded headers count only when
+// they come from a configured trusted proxy.
+func clientIP(c *gin.Context) string {
+	ip := c.ClientIP()
+	if net.ParseIP(ip) == nil {
+		return ""
+	}
+	return ip
+}
+
+// userAgent returns the request's User-Agent, cut to 512 bytes.
+func userAgent(c *gin.Context) string {
+	ua := c.Request.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	return strings.ToValidUTF8(ua, "")
+}

@@ -1,0 +1,10 @@
+// Package templates embeds optin's page and mail templates and message
+// catalogs, so the binary runs with no files beside it.
+package templates
+
+import "embed"
+
+// FS holds pages/*.html, mail/*.tmpl and locales/*.yaml.
+//
+//go:embed pages mail locales
+var FS embed.FS
