@@ -81,6 +81,9 @@ type Wording struct {
 	Locale  string            `json:"locale"`
 	Text    string            `json:"text"`
 	Topics  map[string]string `json:"topics"`
+	// Notice is the line shown under the form: who sends, that consent
+	// can be withdrawn at any time and how.
+	Notice string `json:"notice,omitempty"`
 }
 
 // Hash returns the hex SHA-256 of the wording's canonical JSON encoding.
@@ -188,9 +191,10 @@ type Job struct {
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text
-// for that locale (else its default locale's, else fallback) and the labels
-// of all the topics it offers, as they were at the time.
-func (f *Form) WordingFor(locale string, topics []Topic, fallback string) Wording {
+// for that locale (else its default locale's, else fallback), the labels of
+// all the topics it offers, as they were at the time, and the notice shown
+// under the form.
+func (f *Form) WordingFor(locale string, topics []Topic, fallback, notice string) Wording {
 	text, ok := f.Wording[locale]
 	if !ok {
 		if text, ok = f.Wording[f.Locale]; !ok {
@@ -203,5 +207,5 @@ func (f *Form) WordingFor(locale string, topics []Topic, fallback string) Wordin
 	for _, t := range topics {
 		labels[t.ID] = t.Name
 	}
-	return Wording{Form: f.ID, Version: f.WordingVersion, Locale: locale, Text: text, Topics: labels}
+	return Wording{Form: f.ID, Version: f.WordingVersion, Locale: locale, Text: text, Topics: labels, Notice: notice}
 }

@@ -29,8 +29,17 @@ type pageData struct {
 	LinkText      string
 	Topics        []consent.Topic
 	Wording       string
-	Sender        string
-	PostalAddress string
+	Notice        string
+}
+
+// wording is the exact consent wording form f shows in l's language,
+// including the notice under it; its hash goes into the ledger.
+func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localizer) consent.Wording {
+	notice := l.T("form.notice", s.cfg.Sender)
+	if s.cfg.PostalAddress != "" {
+		notice += " " + s.cfg.PostalAddress
+	}
+	return f.WordingFor(l.Locale, topics, l.T("form.default_wording"), notice)
 }
 
 // page renders a page template with status.
@@ -97,12 +106,11 @@ func (s *Server) handleFormPage(c *gin.Context) {
 		return
 	}
 	l := s.localizer(c, c.Query("locale"), f.Locale)
-	w := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
+	w := s.wording(f, topics, l)
 	ancestors := append([]string{"'self'"}, f.AllowedOrigins...)
 	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+
 		strings.Join(f.AllowedOrigins, " ")+"; frame-ancestors "+strings.Join(ancestors, " ")+"; base-uri 'none'")
-	s.page(c, http.StatusOK, "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics, Wording: w.Text,
-		Sender: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress})
+	s.page(c, http.StatusOK, "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics, Wording: w.Text, Notice: w.Notice})
 }
 
 func (s *Server) handleThanks(c *gin.Context) {
@@ -215,8 +223,7 @@ func (s *Server) handleSignup(c *gin.Context) {
 		return
 	}
 	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing
-		wording := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
-		res, err := s.store.Signup(c.Request.Context(), in, wording)
+		res, err := s.store.Signup(c.Request.Context(), in, s.wording(f, topics, l))
 		if err != nil {
 			s.signupError(c, jsonOut, f, topics, err)
 			return
@@ -293,9 +300,9 @@ func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topi
 		return
 	}
 	l := s.localizer(c, c.PostForm("locale"), f.Locale)
-	w := f.WordingFor(l.Locale, topics, l.T("form.default_wording"))
+	w := s.wording(f, topics, l)
 	s.page(c, statusOf(consent.ErrorCode(err)), "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics,
-		Wording: w.Text, Message: consent.ErrorMessage(err), Sender: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress})
+		Wording: w.Text, Notice: w.Notice, Message: consent.ErrorMessage(err)})
 }
 
 func truncate(s string, n int) string {
