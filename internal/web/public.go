@@ -20,16 +20,16 @@ import (
 
 // pageData is what every page template gets.
 type pageData struct {
-	L             i18n.Localizer
-	Title         string
-	Message       string
-	Action        string
-	Button        string
-	LinkURL       string
-	LinkText      string
-	Topics        []consent.Topic
-	Wording       string
-	Notice        string
+	L        i18n.Localizer
+	Title    string
+	Message  string
+	Action   string
+	Button   string
+	LinkURL  string
+	LinkText string
+	Topics   []consent.Topic
+	Wording  string
+	Notice   string
 }
 
 // wording is the exact consent wording form f shows in l's language,
@@ -364,7 +364,7 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: topics})
 		return
 	}
-	if !req.Open(time.Now()) {
+	if !req.Open(s.store.Now()) {
 		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")})
 		return
 	}
