@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"optin/internal/app"
@@ -101,7 +100,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // openDB opens the database directly, for commands run while the service
 // is stopped.
 func openDB(cfg config.Config) (*bolt.DB, error) {
-	db, err := bolt.Open(filepath.Join(cfg.DataDir, "optin.db"), bolt.Options{})
+	db, err := app.OpenStore(cfg)
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, fmt.Errorf("%w; stop the service first, or use the admin API", err)
 	}

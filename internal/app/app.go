@@ -65,7 +65,11 @@ func Open(o Options) (*App, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	keys, err := tokenKeys(cfg)
+	sec, err := loadSecrets(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := tokenKeys(cfg, sec)
 	if err != nil {
 		return nil, err
 	}
@@ -73,17 +77,11 @@ func Open(o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, err := mail.ParseAddress(cfg.Mail.From)
-	if err != nil {
-		return nil, fmt.Errorf("mail.from: %w", err)
-	}
-	domain := from.Address[strings.LastIndexByte(from.Address, '@')+1:]
-	policy := consent.DefaultPolicy()
-	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
-	db, err := bolt.Open(filepath.Join(cfg.DataDir, "optin.db"), bolt.Options{Now: o.Now, MessageIDDomain: domain, Policy: policy})
+	db, err := openStore(cfg, sec, o.Now)
 	if err != nil {
 		return nil, err
 	}
+	from, _ := mail.ParseAddress(cfg.Mail.From) // validated by config
 	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens}
 	if err := a.build(o, from); err != nil {
 		db.Close()
@@ -96,13 +94,36 @@ func Open(o Options) (*App, error) {
 	return a, nil
 }
 
-func tokenKeys(cfg config.Config) ([]token.Key, error) {
+// OpenStore opens the database of cfg on its own, for CLI commands that
+// run while the service is stopped. It fails with bolt.ErrLocked while the
+// service runs.
+func OpenStore(cfg config.Config) (*bolt.DB, error) {
+	sec, err := loadSecrets(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return openStore(cfg, sec, time.Now)
+}
+
+func openStore(cfg config.Config, sec secrets, now func() time.Time) (*bolt.DB, error) {
+	from, err := mail.ParseAddress(cfg.Mail.From)
+	if err != nil {
+		return nil, fmt.Errorf("mail.from: %w", err)
+	}
+	policy := consent.DefaultPolicy()
+	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
+	return bolt.Open(filepath.Join(cfg.DataDir, "optin.db"), bolt.Options{Now: now,
+		MessageIDDomain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], Policy: policy, HMACKey: sec.hmacKey})
+}
+
+// tokenKeys returns the configured token keys, or the generated ones.
+func tokenKeys(cfg config.Config, sec secrets) ([]token.Key, error) {
 	raw, err := cfg.KeyBytes()
 	if err != nil {
 		return nil, err
 	}
 	if len(raw) == 0 {
-		return loadSecrets(cfg.DataDir)
+		return sec.tokenKeys, nil
 	}
 	keys := make([]token.Key, len(raw))
 	for i, r := range raw {

@@ -13,10 +13,14 @@ import (
 	"optin/internal/token"
 )
 
-// secrets are the keys optin generates on first start when the config
-// gives none. They live beside the database, readable by the owner only.
-type secrets struct {
+// secretsFile holds the keys optin generates on first start: token keys
+// (used when the config gives none) and the key of the suppression list's
+// address hashes. It lives beside the database, readable by the owner only,
+// and belongs in every backup: without the HMAC key, suppressed addresses
+// are no longer recognised.
+type secretsFile struct {
 	TokenKeys []secretKey `json:"token_keys"`
+	HMACKey   string      `json:"hmac_key"` // base64 (std) of 32 random bytes
 }
 
 type secretKey struct {
@@ -24,59 +28,88 @@ type secretKey struct {
 	Secret string `json:"secret"` // base64 (std) of 32 random bytes
 }
 
-// loadSecrets reads dir/secrets.json, creating it with fresh random keys
-// when it does not exist.
-func loadSecrets(dir string) ([]token.Key, error) {
-	path := filepath.Join(dir, "secrets.json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return createSecrets(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("secrets: %w", err)
-	}
-	var s secrets
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("secrets: %s: %w", path, err)
-	}
-	var keys []token.Key
-	for _, k := range s.TokenKeys {
-		raw, err := base64.StdEncoding.DecodeString(k.Secret)
-		if err != nil {
-			return nil, fmt.Errorf("secrets: %s: key %q: %w", path, k.ID, err)
-		}
-		keys = append(keys, token.Key{ID: k.ID, Secret: raw})
-	}
-	return keys, nil
+// secrets are the decoded keys.
+type secrets struct {
+	tokenKeys []token.Key
+	hmacKey   []byte
 }
 
-func createSecrets(path string) ([]token.Key, error) {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
+// loadSecrets reads dir/secrets.json and fills in any key it lacks (all of
+// them on first start), writing the file back atomically when it changed.
+func loadSecrets(dir string) (secrets, error) {
+	path := filepath.Join(dir, "secrets.json")
+	var f secretsFile
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return secrets{}, fmt.Errorf("secrets: %w", err)
+	default:
+		if err := json.Unmarshal(b, &f); err != nil {
+			return secrets{}, fmt.Errorf("secrets: %s: %w", path, err)
+		}
 	}
-	s := secrets{TokenKeys: []secretKey{{ID: "k1", Secret: base64.StdEncoding.EncodeToString(raw)}}}
-	b, err := json.MarshalIndent(s, "", "  ")
+	changed := false
+	if len(f.TokenKeys) == 0 {
+		f.TokenKeys = []secretKey{{ID: "k1", Secret: randomKey()}}
+		changed = true
+	}
+	if f.HMACKey == "" {
+		f.HMACKey = randomKey()
+		changed = true
+	}
+	var s secrets
+	for _, k := range f.TokenKeys {
+		raw, err := base64.StdEncoding.DecodeString(k.Secret)
+		if err != nil {
+			return secrets{}, fmt.Errorf("secrets: %s: key %q: %w", path, k.ID, err)
+		}
+		s.tokenKeys = append(s.tokenKeys, token.Key{ID: k.ID, Secret: raw})
+	}
+	if s.hmacKey, err = base64.StdEncoding.DecodeString(f.HMACKey); err != nil || len(s.hmacKey) < 32 {
+		return secrets{}, fmt.Errorf("secrets: %s: hmac_key must be base64 of at least 32 bytes", path)
+	}
+	if changed {
+		if err := writeSecrets(path, f); err != nil {
+			return secrets{}, err
+		}
+	}
+	return s, nil
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// writeSecrets replaces path atomically with f, fsynced, mode 0600.
+func writeSecrets(path string, f secretsFile) error {
+	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("secrets: %w", err)
+		return fmt.Errorf("secrets: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".secrets-*")
 	if err != nil {
-		return nil, fmt.Errorf("secrets: %w", err)
+		return fmt.Errorf("secrets: %w", err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("secrets: %w", err)
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("secrets: %w", err)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("secrets: %w", err)
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	return []token.Key{{ID: "k1", Secret: raw}}, nil
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	return nil
 }

@@ -2,7 +2,10 @@ package bolt
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -29,6 +32,10 @@ type Options struct {
 	MessageIDDomain string
 	// Policy holds the double-opt-in rules.
 	Policy consent.Policy
+	// HMACKey keys the address hashes of the suppression list; at least
+	// 32 bytes. It must never change, or suppressed addresses would no
+	// longer be recognised.
+	HMACKey []byte
 }
 
 // DB is optin's store. It is safe for concurrent use.
@@ -38,6 +45,7 @@ type DB struct {
 	rand   io.Reader
 	domain string
 	policy consent.Policy
+	hmac   []byte
 }
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -56,7 +64,11 @@ func Open(path string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy}
+	if len(o.HMACKey) < 32 {
+		b.Close()
+		return nil, errors.New("bolt: HMACKey must be at least 32 bytes")
+	}
+	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -110,6 +122,17 @@ func (db *DB) ID() string {
 		panic(fmt.Sprintf("bolt: random source failed: %v", err)) // crypto/rand does not fail
 	}
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// AddressHash returns the keyed hash under which an address is
+// suppressed: hex HMAC-SHA256 of its case-folded form.
+func (db *DB) AddressHash(a consent.Address) string { return db.hashKey(a.Key) }
+
+// hashKey is AddressHash for a case-folded address key.
+func (db *DB) hashKey(key string) string {
+	m := hmac.New(sha256.New, db.hmac)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // MessageID returns a new unique Message-ID (without angle brackets).

@@ -10,23 +10,26 @@ import (
 
 // Bucket names. Every key encoding lives in this file.
 var (
-	bucketMeta        = []byte("meta")          // fixed keys below
-	bucketTopics      = []byte("topics")        // topic id -> consent.Topic
-	bucketForms       = []byte("forms")         // form id -> consent.Form
-	bucketWordings    = []byte("wordings")      // wording hash -> consent.Wording
-	bucketSubscribers = []byte("subscribers")   // subscriber id -> consent.Subscriber
-	bucketEmails      = []byte("emails")        // case-folded address -> subscriber id
-	bucketRequests    = []byte("requests")      // request id -> consent.Request
-	bucketLedger      = []byte("ledger")        // be64 seq -> consent.Event
-	bucketPersonal    = []byte("ledger_pii")    // be64 seq -> consent.Personal
-	bucketLedgerBySub = []byte("ledger_bysub")  // subscriber id 0x00 be64 seq -> nil
-	bucketOutbox      = []byte("outbox")        // be64 next-at unix ms, be64 job id -> consent.Job
-	bucketParked      = []byte("outbox_parked") // be64 job id -> consent.Job that failed for good
-	bucketAPIKeys     = []byte("apikeys")       // sha256 of key (hex) -> APIKey
+	bucketMeta        = []byte("meta")           // fixed keys below
+	bucketTopics      = []byte("topics")         // topic id -> consent.Topic
+	bucketForms       = []byte("forms")          // form id -> consent.Form
+	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
+	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
+	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id
+	bucketRequests    = []byte("requests")       // request id -> consent.Request
+	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
+	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
+	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
+	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
+	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
+	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
+	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil
+	bucketSuppressed  = []byte("suppressions")   // hmac (hex) 0x00 scope (topic id or "*") -> consent.Suppression
+	bucketAudit       = []byte("audit")          // be64 seq -> audit entry (admin writes)
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
-		bucketParked, bucketAPIKeys}
+		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
@@ -52,6 +55,15 @@ func outboxKey(nextAt time.Time, id uint64) []byte {
 // outboxDue returns the due time encoded in an outbox key.
 func outboxDue(k []byte) time.Time {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(k))).UTC()
+}
+
+// pairKey joins two strings with a 0x00 separator, which appears in no id,
+// address hash or topic id.
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
 }
 
 func ledgerBySubKey(sub string, seq uint64) []byte {

@@ -52,6 +52,9 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
+			return err
+		}
 		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
 			return err
 		}
@@ -99,6 +102,11 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 			return err
 		}
 		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		// A completed double opt-in is the one thing that lifts the
+		// person's own earlier opt-outs (R66).
+		if err := liftSuppressions(tx, db.hashKey(consent.AddressKey(sub.Email)), req.Topics); err != nil {
 			return err
 		}
 		return appendEvent(tx, ev, personal)

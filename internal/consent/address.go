@@ -67,8 +67,12 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, Errorf(EInvalid, "email domain %q is not a valid domain name", domain)
 	}
 	addr := local + "@" + strings.ToLower(domain)
-	return Address{Addr: addr, Key: strings.ToLower(addr)}, nil
+	return Address{Addr: addr, Key: AddressKey(addr)}, nil
 }
+
+// AddressKey returns the case-folded key of an address already normalized
+// by ParseAddress (such as a stored Subscriber.Email).
+func AddressKey(addr string) string { return strings.ToLower(addr) }
 
 // validDomain reports whether d has at least two labels, each 1-63 octets,
 // none starting or ending with a hyphen.

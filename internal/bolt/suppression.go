@@ -1,0 +1,56 @@
+package bolt
+
+import (
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// suppressed returns the suppression that stops mail about topic to the
+// address with hash h: an entry for the topic or for every topic. topic ""
+// asks about ScopeAll only.
+func suppressed(tx *bbolt.Tx, h, topic string) (*consent.Suppression, error) {
+	for _, scope := range []string{topic, consent.ScopeAll} {
+		if scope == "" {
+			continue
+		}
+		var s consent.Suppression
+		ok, err := get(tx, bucketSuppressed, pairKey(h, scope), &s)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &s, nil
+		}
+	}
+	return nil, nil
+}
+
+// suppress adds a suppression unless one for the same scope exists; the
+// first reason is kept.
+func suppress(tx *bbolt.Tx, s consent.Suppression) error {
+	k := pairKey(s.Hash, s.Scope)
+	if tx.Bucket(bucketSuppressed).Get(k) != nil {
+		return nil
+	}
+	return put(tx, bucketSuppressed, k, s)
+}
+
+// liftSuppressions removes the person's own suppressions of the address
+// for topics and for every topic, after they completed a double opt-in.
+// Operator-added entries stay.
+func liftSuppressions(tx *bbolt.Tx, h string, topics []string) error {
+	for _, scope := range append([]string{consent.ScopeAll}, topics...) {
+		var s consent.Suppression
+		ok, err := get(tx, bucketSuppressed, pairKey(h, scope), &s)
+		if err != nil {
+			return err
+		}
+		if ok && s.LiftedByOptIn() {
+			if err := tx.Bucket(bucketSuppressed).Delete(pairKey(h, scope)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
