@@ -139,7 +139,8 @@ func (a *App) build(o Options, from *mail.Address) error {
 		return err
 	}
 	renderer, err := optmail.NewRenderer(optmail.RendererConfig{Templates: templates.FS, Catalog: cat,
-		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress})
+		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress,
+		UnsubscribeTTL: time.Duration(cfg.Tokens.UnsubscribeTTL), Now: o.Now})
 	if err != nil {
 		return err
 	}

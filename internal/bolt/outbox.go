@@ -56,14 +56,22 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 	return queued, parked, err
 }
 
-// Deliverable reports whether job should still be sent: its subscriber
-// still exists and, for a confirmation, its request is still open. The
-// outbox worker asks right before each send.
+// Deliverable reports whether job should still be sent. The outbox
+// worker asks right before each send, so a change made after the job was
+// queued (an unsubscribe, an erasure, a confirmation) is honoured even for
+// mail already in the queue (R60). A job is not deliverable when its
+// subscriber is gone, when an operator suppressed the address for every
+// topic, or, for a confirmation, when its request is no longer open.
 func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
 	ok := false
 	err := db.view(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketSubscribers).Get([]byte(job.Subscriber)) == nil {
-			return nil
+		sub := new(consent.Subscriber)
+		if found, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil || !found {
+			return err
+		}
+		s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
+		if err != nil || (s != nil && !s.LiftedByOptIn()) {
+			return err
 		}
 		switch job.Kind {
 		case consent.JobConfirm:
@@ -73,7 +81,7 @@ func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
 				return err
 			}
 			ok = req.Open(db.Now())
-		default:
+		case consent.JobPreferences:
 			ok = true
 		}
 		return nil
@@ -88,11 +96,16 @@ func (db *DB) FinishJob(ctx context.Context, job consent.Job) error {
 	})
 }
 
-// RetryJob records a failed attempt and makes job due again at next.
+// RetryJob records a failed attempt and makes job due again at next. A job
+// removed from the outbox meanwhile (by an erasure) stays removed.
 func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error {
 	return db.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
-		if err := b.Delete(outboxKey(job.NextAt, job.ID)); err != nil {
+		k := outboxKey(job.NextAt, job.ID)
+		if b.Get(k) == nil {
+			return nil
+		}
+		if err := b.Delete(k); err != nil {
 			return err
 		}
 		job.Attempts++
@@ -103,10 +116,15 @@ func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, rea
 }
 
 // ParkJob moves job out of the outbox into the parked bucket after a
-// permanent failure, keeping the reason for the operator.
+// permanent failure, keeping the reason for the operator. A job removed
+// from the outbox meanwhile (by an erasure) is not parked.
 func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error {
 	return db.update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketOutbox).Delete(outboxKey(job.NextAt, job.ID)); err != nil {
+		k := outboxKey(job.NextAt, job.ID)
+		if tx.Bucket(bucketOutbox).Get(k) == nil {
+			return nil
+		}
+		if err := tx.Bucket(bucketOutbox).Delete(k); err != nil {
 			return err
 		}
 		job.Attempts++

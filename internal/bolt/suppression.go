@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"context"
+
 	"go.etcd.io/bbolt"
 
 	"optin/internal/consent"
@@ -53,4 +55,17 @@ func liftSuppressions(tx *bbolt.Tx, h string, topics []string) error {
 		}
 	}
 	return nil
+}
+
+// Suppressed reports whether mail about topic to a is suppressed (by an
+// entry for the topic or for every topic; topic "" asks about every-topic
+// entries only).
+func (db *DB) Suppressed(ctx context.Context, a consent.Address, topic string) (bool, error) {
+	var s *consent.Suppression
+	err := db.view(func(tx *bbolt.Tx) error {
+		var err error
+		s, err = suppressed(tx, db.AddressHash(a), topic)
+		return err
+	})
+	return s != nil, err
 }

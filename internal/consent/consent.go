@@ -124,6 +124,8 @@ type Subscriber struct {
 	ConfirmMails []time.Time `json:"confirm_mails,omitempty"`
 	// BlockedUntil stops confirmation mails after "this was not me".
 	BlockedUntil time.Time `json:"blocked_until,omitzero"`
+	// LastManageMail is when a preference link was last mailed.
+	LastManageMail time.Time `json:"last_manage_mail,omitzero"`
 }
 
 // Lifecycle returns the subscriber's lifecycle stage at now: a prospect
@@ -167,7 +169,8 @@ type JobKind string
 
 // Job kinds.
 const (
-	JobConfirm JobKind = "confirm"
+	JobConfirm     JobKind = "confirm"     // double-opt-in request (transactional)
+	JobPreferences JobKind = "preferences" // preference-center link asked for at /manage (transactional)
 )
 
 // Job is a mail waiting in the outbox. It is written in the same

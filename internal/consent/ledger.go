@@ -56,8 +56,10 @@ type Event struct {
 // Personal is the personal part of a ledger event. Salt is random so the
 // digest cannot be reversed by guessing addresses.
 type Personal struct {
-	Salt      string `json:"salt"`
-	Email     string `json:"email,omitempty"`
+	Salt  string `json:"salt"`
+	Email string `json:"email,omitempty"`
+	// EmailHash replaces Email in the erased event: the suppression hash.
+	EmailHash string `json:"email_hash,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
 }

@@ -42,13 +42,16 @@ type Message struct {
 
 // Renderer renders outbox jobs into Messages.
 type Renderer struct {
-	text    *texttemplate.Template
-	html    *htmltemplate.Template
-	cat     *i18n.Catalog
-	tokens  *token.Issuer
-	baseURL string
-	sender  string
-	postal  string
+	text           *texttemplate.Template
+	html           *htmltemplate.Template
+	cat            *i18n.Catalog
+	tokens         *token.Issuer
+	baseURL        string
+	sender         string
+	postal         string
+	listDomain     string
+	unsubscribeTTL time.Duration
+	now            func() time.Time
 }
 
 // RendererConfig configures a Renderer.
@@ -59,7 +62,14 @@ type RendererConfig struct {
 	BaseURL   string // without trailing slash
 	From      string // the From address; its display name signs the mail
 	Postal    string // sender's postal address
+	// UnsubscribeTTL is the lifetime of unsubscribe links (>= 60 days).
+	UnsubscribeTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
+
+// PreferencesTTL is the lifetime of a mailed preference-center link.
+const PreferencesTTL = 30 * 24 * time.Hour
 
 // NewRenderer parses the mail templates.
 func NewRenderer(c RendererConfig) (*Renderer, error) {
@@ -71,8 +81,15 @@ func NewRenderer(c RendererConfig) (*Renderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mail: %w", err)
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	domain := "localhost"
+	if a, err := mail.ParseAddress(c.From); err == nil {
+		domain = a.Address[strings.LastIndexByte(a.Address, '@')+1:]
+	}
 	return &Renderer{text: text, html: html, cat: c.Catalog, tokens: c.Tokens, baseURL: c.BaseURL,
-		sender: senderName(c.From), postal: c.Postal}, nil
+		sender: senderName(c.From), postal: c.Postal, listDomain: domain, unsubscribeTTL: c.UnsubscribeTTL, now: c.Now}, nil
 }
 
 // senderName returns the display name of from, or its address.
@@ -89,48 +106,97 @@ func senderName(from string) string {
 
 // Render renders job. topics are the job's topics, resolved to names.
 func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, error) {
-	switch job.Kind {
-	case consent.JobConfirm:
-		return r.confirm(job, topics)
-	}
-	return Message{}, fmt.Errorf("mail: unknown job kind %q", job.Kind)
-}
-
-func (r *Renderer) confirm(job consent.Job, topics []consent.Topic) (Message, error) {
-	claims := token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires}
-	confirmTok, err := r.tokens.Issue(token.Confirm, claims)
-	if err != nil {
-		return Message{}, err
-	}
-	// "This wasn't me" keeps working for a while after the confirm link
-	// expired: the person may read the mail late.
-	notMeTok, err := r.tokens.Issue(token.NotMe, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires.Add(notMeGrace)})
-	if err != nil {
-		return Message{}, err
-	}
 	l := r.cat.For(r.cat.Pick(job.Locale))
 	name := job.Name
 	if name == "" {
 		name = l.T("mail.hello_anonymous")
 	}
-	data := map[string]any{
-		"L": l, "Name": name, "Topics": topics, "Sender": r.sender, "PostalAddress": r.postal,
-		"Subject":    l.T("mail.confirm.subject"),
-		"ConfirmURL": r.baseURL + "/confirm/" + confirmTok,
-		"NotMeURL":   r.baseURL + "/not-me/" + notMeTok,
-		"Expires":    job.TokenExpires.UTC().Format("2 Jan 2006 15:04 MST"),
+	data := map[string]any{"L": l, "Name": name, "Topics": topics, "Sender": r.sender, "PostalAddress": r.postal}
+	m := Message{To: job.To, MessageID: job.MessageID}
+	var err error
+	switch job.Kind {
+	case consent.JobConfirm:
+		err = r.confirm(job, data, &m)
+	case consent.JobPreferences:
+		err = r.preferences(job, data, &m)
+	default:
+		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
-	m := Message{To: job.To, MessageID: job.MessageID, Subject: data["Subject"].(string),
-		Unsubscribe: data["NotMeURL"].(string), Link: data["ConfirmURL"].(string)}
+	if err != nil {
+		return Message{}, err
+	}
+	m.Subject = l.T("mail." + string(job.Kind) + ".subject")
+	data["Subject"] = m.Subject
 	var tb, hb bytes.Buffer
-	if err := r.text.ExecuteTemplate(&tb, "confirm.txt.tmpl", data); err != nil {
+	if err := r.text.ExecuteTemplate(&tb, string(job.Kind)+".txt.tmpl", data); err != nil {
 		return Message{}, fmt.Errorf("mail: %w", err)
 	}
-	if err := r.html.ExecuteTemplate(&hb, "confirm.html.tmpl", data); err != nil {
+	if err := r.html.ExecuteTemplate(&hb, string(job.Kind)+".html.tmpl", data); err != nil {
 		return Message{}, fmt.Errorf("mail: %w", err)
 	}
 	m.Text, m.HTML = tb.String(), hb.String()
 	return m, nil
+}
+
+// confirm fills in the double-opt-in request: a confirm link and a not-me
+// link, which is also the one-click List-Unsubscribe target (R16). No
+// marketing content (R48).
+func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) error {
+	confirmTok, err := r.tokens.Issue(token.Confirm, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires})
+	if err != nil {
+		return err
+	}
+	// "This wasn't me" keeps working for a while after the confirm link
+	// expired: the person may read the mail late.
+	notMeTok, err := r.tokens.Issue(token.NotMe, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires.Add(notMeGrace)})
+	if err != nil {
+		return err
+	}
+	data["ConfirmURL"] = r.baseURL + "/confirm/" + confirmTok
+	data["NotMeURL"] = r.baseURL + "/not-me/" + notMeTok
+	data["Expires"] = job.TokenExpires.UTC().Format("2 Jan 2006 15:04 MST")
+	m.Unsubscribe, m.Link = data["NotMeURL"].(string), data["ConfirmURL"].(string)
+	return nil
+}
+
+// preferences fills in a preference-center link mail. Like every mail but
+// the confirmation it carries one-click unsubscribe (for all topics), a
+// List-Id and a visible unsubscribe link (R1-R15).
+func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message) error {
+	now := r.now()
+	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(PreferencesTTL)})
+	if err != nil {
+		return err
+	}
+	unsubURL, err := r.UnsubscribeURL(job.Subscriber, "")
+	if err != nil {
+		return err
+	}
+	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
+	data["UnsubscribeURL"] = unsubURL
+	m.Unsubscribe, m.Link = unsubURL, data["PreferencesURL"].(string)
+	m.ListID = r.ListID("")
+	return nil
+}
+
+// UnsubscribeURL returns a one-click unsubscribe URL for subscriber sub and
+// topic ("" = every topic), valid for the configured unsubscribe TTL.
+func (r *Renderer) UnsubscribeURL(sub, topic string) (string, error) {
+	tok, err := r.tokens.Issue(token.Unsubscribe, token.Claims{Subject: sub, Topic: topic,
+		ExpiresAt: r.now().Add(r.unsubscribeTTL)})
+	if err != nil {
+		return "", err
+	}
+	return r.baseURL + "/unsubscribe/" + tok, nil
+}
+
+// ListID returns the List-Id value for topic ("" = mail about every
+// topic): stable for the life of the list (RFC 2919).
+func (r *Renderer) ListID(topic string) string {
+	if topic == "" {
+		topic = "all"
+	}
+	return "<" + topic + ".optin." + r.listDomain + ">"
 }
 
 // Build turns m into a go-mail message from the given sender. Every header

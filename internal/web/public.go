@@ -30,6 +30,9 @@ type pageData struct {
 	Topics   []consent.Topic
 	Wording  string
 	Notice   string
+	// Button2 offers "all topics" on the unsubscribe page.
+	Button2    string
+	PrefTopics []prefTopic
 }
 
 // wording is the exact consent wording form f shows in l's language,

@@ -60,6 +60,7 @@ type Server struct {
 	engine *gin.Engine
 	origin string // scheme://host of BaseURL
 	signup *limiter
+	manage *limiter
 }
 
 // maxBody caps request bodies on public routes.
@@ -75,8 +76,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: base url: %w", err)
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
-		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit)}
-	for _, name := range []string{"form", "message", "action"} {
+		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit)}
+	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage"} {
 		t, err := template.ParseFS(cfg.Templates, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: %w", err)
@@ -112,6 +113,14 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/confirm/:token", s.handleConfirm)
 	pub.GET("/not-me/:token", s.handleNotMePage)
 	pub.POST("/not-me/:token", s.handleNotMe)
+	pub.GET("/unsubscribe/:token", s.handleUnsubscribePage)
+	pub.POST("/unsubscribe/:token", s.handleUnsubscribe)
+	pub.GET("/preferences/:token", s.handlePreferencesPage)
+	pub.POST("/preferences/:token", s.handlePreferences)
+	pub.GET("/preferences/:token/export", s.handleExport)
+	pub.POST("/preferences/:token/erase", s.handleErase)
+	pub.GET("/manage", s.handleManagePage)
+	pub.POST("/manage", s.handleManage)
 
 	s.registerAdmin(e.Group("/api/v1", limitBody(maxBody)))
 	s.engine = e

@@ -1,0 +1,239 @@
+package bolt
+
+import (
+	"context"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// loadSubscriber returns subscriber id or an ENotFound *Error.
+func loadSubscriber(tx *bbolt.Tx, id string) (*consent.Subscriber, error) {
+	sub := new(consent.Subscriber)
+	if err := mustGet(tx, bucketSubscribers, id, sub, "subscriber"); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// Unsubscribe withdraws subscriber id from topic ("" = every topic) and
+// suppresses the address for that scope, in one transaction. It is
+// idempotent, and succeeds for an erased subscriber, whose address is
+// suppressed already. It returns the topics that changed.
+func (db *DB) Unsubscribe(ctx context.Context, id, topic, channel string, in consent.ConfirmInput) ([]string, error) {
+	var changed []string
+	err := db.update(func(tx *bbolt.Tx) error {
+		changed = nil
+		in.Now = db.Now()
+		sub, err := loadSubscriber(tx, id)
+		if consent.ErrorCode(err) == consent.ENotFound {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		scope := topic
+		if scope == "" {
+			scope = consent.ScopeAll
+		}
+		err = suppress(tx, consent.Suppression{Hash: db.hashKey(consent.AddressKey(sub.Email)), Scope: scope,
+			Reason: consent.ReasonUnsubscribed, Source: channel, Created: in.Now})
+		if err != nil {
+			return err
+		}
+		ev, personal := consent.PlanUnsubscribe(sub, topic, channel, in, db)
+		if ev == nil {
+			return nil
+		}
+		changed = ev.Topics
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		return appendEvent(tx, ev, personal)
+	})
+	return changed, err
+}
+
+// UpdatePreferences applies the preference center: topics in on are
+// confirmed, the subscriber's other topics unsubscribed (and suppressed
+// per topic); each change is a ledger event. wording is what the page
+// showed.
+func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wording consent.Wording, in consent.ConfirmInput) error {
+	return db.update(func(tx *bbolt.Tx) error {
+		in.Now = db.Now()
+		sub, err := loadSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		hash := wording.Hash()
+		evs, ps, removed := consent.PlanPreferences(sub, on, hash, in, db)
+		if len(evs) == 0 {
+			return nil
+		}
+		if tx.Bucket(bucketWordings).Get([]byte(hash)) == nil {
+			if err := put(tx, bucketWordings, []byte(hash), wording); err != nil {
+				return err
+			}
+		}
+		h := db.hashKey(consent.AddressKey(sub.Email))
+		for _, t := range removed {
+			s := consent.Suppression{Hash: h, Scope: t, Reason: consent.ReasonUnsubscribed,
+				Source: consent.ChannelPreferences, Created: in.Now}
+			if err := suppress(tx, s); err != nil {
+				return err
+			}
+		}
+		if err := liftSuppressions(tx, h, on); err != nil {
+			return err
+		}
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		for i, ev := range evs {
+			if err := appendEvent(tx, ev, ps[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RequestPreferencesMail queues a mail with a preference-center link to
+// the subscriber holding a, at most once per consent.ManageMailGap. An
+// unknown address queues nothing; the caller answers the same either way.
+func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bool, error) {
+	queued := false
+	err := db.update(func(tx *bbolt.Tx) error {
+		queued = false
+		now := db.Now()
+		sub, err := subscriberByKey(tx, a.Key)
+		if err != nil || sub == nil {
+			return err
+		}
+		if now.Sub(sub.LastManageMail) < consent.ManageMailGap {
+			return nil
+		}
+		sub.LastManageMail = now
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+		queued = true
+		return enqueue(tx, &consent.Job{Kind: consent.JobPreferences, To: sub.Email, Name: sub.Name,
+			Locale: sub.Locale, Subscriber: sub.ID, MessageID: db.MessageID(), Created: now})
+	})
+	return queued, err
+}
+
+// Erase deletes everything optin holds about subscriber id (GDPR Art. 17):
+// the subscriber and its address index, its requests, its queued and
+// parked mail and the personal records of its ledger events. What stays:
+// the suppression entry (a keyed hash of the address, so the address is
+// never imported or mailed again unless the person signs up afresh) and
+// an erased event, so the ledger still proves what happened and when. The
+// hash chain stays intact because events only commit to their personal
+// records by digest. source says who asked (preferences, admin:<key>).
+func (db *DB) Erase(ctx context.Context, id, source string) error {
+	return db.update(func(tx *bbolt.Tx) error {
+		now := db.Now()
+		sub, err := loadSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		key := consent.AddressKey(sub.Email)
+		h := db.hashKey(key)
+		err = suppress(tx, consent.Suppression{Hash: h, Scope: consent.ScopeAll, Reason: consent.ReasonErased,
+			Source: source, Created: now})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketEmails).Delete([]byte(key)); err != nil {
+			return err
+		}
+		prefix := pairKey(id, "")
+		for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
+			if err := tx.Bucket(bucketRequests).Delete(k[len(prefix):]); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, name := range [][]byte{bucketOutbox, bucketParked} {
+			if err := deleteJobsOf(tx.Bucket(name), id); err != nil {
+				return err
+			}
+		}
+		for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
+			if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketSubscribers).Delete([]byte(id)); err != nil {
+			return err
+		}
+		ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
+		return appendEvent(tx, ev, consent.Personal{Salt: db.ID(), EmailHash: h})
+	})
+}
+
+// keysWithPrefix returns copies of the keys in b that start with prefix.
+func keysWithPrefix(b *bbolt.Bucket, prefix []byte) [][]byte {
+	var ks [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
+		ks = append(ks, append([]byte(nil), k...))
+	}
+	return ks
+}
+
+// deleteJobsOf deletes the jobs in outbox bucket b that belong to
+// subscriber id. The outbox is small in normal operation, so a scan is
+// fine.
+func deleteJobsOf(b *bbolt.Bucket, id string) error {
+	var doomed [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		var j consent.Job
+		if err := decode(v, &j); err != nil {
+			return err
+		}
+		if j.Subscriber == id {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Export is everything optin holds about one person (GDPR Art. 15 and 20).
+type Export struct {
+	Schema     string              `json:"schema"`
+	Generated  time.Time           `json:"generated"`
+	Subscriber *consent.Subscriber `json:"subscriber"`
+	Events     []EventRecord       `json:"events"`
+}
+
+// ExportSchema names the export format; see the README.
+const ExportSchema = "optin.export/v1"
+
+// Export returns the data held about subscriber id, or an ENotFound
+// *Error (also after erasure).
+func (db *DB) Export(ctx context.Context, id string) (Export, error) {
+	sub, err := db.Subscriber(ctx, id)
+	if err != nil {
+		return Export{}, err
+	}
+	evs, err := db.Events(ctx, id)
+	if err != nil {
+		return Export{}, err
+	}
+	return Export{Schema: ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}, nil
+}

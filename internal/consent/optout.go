@@ -1,0 +1,82 @@
+package consent
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// Channels through which a person withdraws, recorded as the event source.
+const (
+	ChannelOneClick    = "one_click"   // RFC 8058 POST from a mail client
+	ChannelPage        = "page"        // the button on the unsubscribe page
+	ChannelPreferences = "preferences" // the preference center
+)
+
+// PlanUnsubscribe withdraws sub from topic, or from every topic when topic
+// is "". It returns the unsubscribed event, or nil when nothing changed
+// (the call is idempotent). Pending and lapsed subscriptions count too: a
+// withdrawal covers everything the person had or had asked for.
+func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, ids IDs) (*Event, Personal) {
+	var changed []string
+	for _, t := range sortedTopics(sub) {
+		s := sub.Subscriptions[t]
+		if (topic == "" || t == topic) && s.Status != StatusUnsubscribed {
+			s.Status, s.Since = StatusUnsubscribed, in.Now
+			changed = append(changed, t)
+		}
+	}
+	if len(changed) == 0 {
+		return nil, Personal{}
+	}
+	ev := &Event{Time: in.Now, Type: EventUnsubscribed, Subscriber: sub.ID, Topics: changed, Source: channel}
+	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}
+}
+
+// PlanPreferences sets sub's topics from the preference center: topics in
+// on become confirmed (the person proved control of the mailbox by using
+// the mailed link, and saw wording), the others become unsubscribed. Only
+// topics sub already has can be switched. It returns the events to append:
+// preferences_updated for topics switched on, unsubscribed for topics
+// switched off; none when nothing changed.
+func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInput, ids IDs) ([]*Event, []Personal, []string) {
+	var added, removed []string
+	for _, t := range sortedTopics(sub) {
+		s := sub.Subscriptions[t]
+		want := slices.Contains(on, t)
+		switch {
+		case want && s.Status != StatusConfirmed:
+			*s = Subscription{Topic: t, Status: StatusConfirmed, Basis: BasisConsent, Since: in.Now}
+			added = append(added, t)
+		case !want && s.Status != StatusUnsubscribed:
+			s.Status, s.Since = StatusUnsubscribed, in.Now
+			removed = append(removed, t)
+		}
+	}
+	var evs []*Event
+	var ps []Personal
+	if len(added) > 0 {
+		evs = append(evs, &Event{Time: in.Now, Type: EventPreferencesUpdated, Subscriber: sub.ID, Topics: added,
+			Basis: BasisConsent, Source: ChannelPreferences, Wording: wording})
+		ps = append(ps, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent})
+	}
+	if len(removed) > 0 {
+		evs = append(evs, &Event{Time: in.Now, Type: EventUnsubscribed, Subscriber: sub.ID, Topics: removed,
+			Source: ChannelPreferences})
+		ps = append(ps, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent})
+	}
+	return evs, ps, removed
+}
+
+func sortedTopics(sub *Subscriber) []string {
+	ts := make([]string, 0, len(sub.Subscriptions))
+	for t := range sub.Subscriptions {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}
+
+// ManageMailGap is the least time between two preference-link mails to one
+// address, so POST /manage cannot be used to flood a mailbox.
+const ManageMailGap = time.Hour

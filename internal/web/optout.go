@@ -1,0 +1,299 @@
+package web
+
+import (
+	"errors"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"optin/internal/bolt"
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/token"
+)
+
+// prefTopic is one checkbox of the preference center.
+type prefTopic struct {
+	ID   string
+	Name string
+	On   bool
+}
+
+// linkClaims verifies a token of purpose p. With acceptExpired, a genuine
+// but expired token is accepted too (withdrawal must keep working, R100).
+// On failure it renders the error page and returns ok=false.
+func (s *Server) linkClaims(c *gin.Context, p token.Purpose, acceptExpired bool) (token.Claims, bool) {
+	claims, err := s.cfg.Tokens.Verify(p, c.Param("token"))
+	switch {
+	case err == nil, acceptExpired && errors.Is(err, token.ErrExpired):
+		return claims, true
+	case errors.Is(err, token.ErrExpired):
+		l := s.localizer(c)
+		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/manage", LinkText: l.T("manage.title")})
+	default:
+		s.messagePage(c, http.StatusBadRequest, s.localizer(c), "invalid", pageData{})
+	}
+	return token.Claims{}, false
+}
+
+// subscriberLocalizer returns the page language for a subscriber, who may
+// be gone (erased).
+func (s *Server) subscriberLocalizer(c *gin.Context, id string) (*consent.Subscriber, i18n.Localizer, error) {
+	sub, err := s.store.Subscriber(c.Request.Context(), id)
+	if err != nil {
+		return nil, s.localizer(c), err
+	}
+	return sub, s.localizer(c, sub.Locale), nil
+}
+
+// handleUnsubscribePage shows one button; it changes nothing (R8).
+func (s *Server) handleUnsubscribePage(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
+	if !ok {
+		return
+	}
+	sub, l, err := s.subscriberLocalizer(c, claims.Subject)
+	if err != nil && consent.ErrorCode(err) != consent.ENotFound {
+		s.fail(c, err)
+		return
+	}
+	d := pageData{L: l, Title: l.T("unsubscribe.title"), Action: c.Request.URL.Path, Button: l.T("unsubscribe.button")}
+	if claims.Topic == "" {
+		d.Message = l.T("unsubscribe.message_all")
+	} else {
+		d.Message = l.T("unsubscribe.message_topic", s.topicsOf(c, []string{claims.Topic})[0].Name)
+		d.Button2 = l.T("unsubscribe.button_all")
+	}
+	if sub != nil {
+		if u, err := s.preferencesURL(sub.ID); err == nil {
+			d.LinkURL, d.LinkText = u, l.T("unsubscribe.preferences")
+		}
+	}
+	s.page(c, http.StatusOK, "unsubscribe", d)
+}
+
+// handleUnsubscribe is the RFC 8058 one-click endpoint and the page's
+// button: no cookie, session or CSRF token is read; the token alone says
+// who and which topic. It answers 200, never a redirect, and is
+// idempotent. The withdrawal and the suppression are on disk before the
+// answer, and the send-time check keeps queued mail from going out (R60).
+func (s *Server) handleUnsubscribe(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
+	if !ok {
+		return
+	}
+	channel := consent.ChannelPage
+	if c.PostForm("List-Unsubscribe") == "One-Click" {
+		channel = consent.ChannelOneClick
+	}
+	topic := claims.Topic
+	if c.PostForm("scope") == "all" {
+		topic = ""
+	}
+	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
+	if _, err := s.store.Unsubscribe(c.Request.Context(), claims.Subject, topic, channel, in); err != nil {
+		s.fail(c, err)
+		return
+	}
+	_, l, _ := s.subscriberLocalizer(c, claims.Subject)
+	s.messagePage(c, http.StatusOK, l, "unsubscribed", pageData{})
+}
+
+// preferencesURL returns a fresh preference-center link for sub.
+func (s *Server) preferencesURL(sub string) (string, error) {
+	tok, err := s.cfg.Tokens.Issue(token.Preferences, token.Claims{Subject: sub, ExpiresAt: s.store.Now().Add(preferencesTTL)})
+	if err != nil {
+		return "", err
+	}
+	return "/preferences/" + tok, nil
+}
+
+// preferencesTTL is the lifetime of a preference-center link (SPEC: 30 days).
+const preferencesTTL = 30 * 24 * time.Hour
+
+// preferencesSubscriber verifies a preferences token and loads its
+// subscriber, rendering 400/410 pages itself.
+func (s *Server) preferencesSubscriber(c *gin.Context) (*consent.Subscriber, i18n.Localizer, bool) {
+	claims, ok := s.linkClaims(c, token.Preferences, false)
+	if !ok {
+		return nil, i18n.Localizer{}, false
+	}
+	sub, l, err := s.subscriberLocalizer(c, claims.Subject)
+	switch consent.ErrorCode(err) {
+	case "":
+		return sub, l, true
+	case consent.ENotFound:
+		s.messagePage(c, http.StatusGone, l, "gone", pageData{})
+	default:
+		s.fail(c, err)
+	}
+	return nil, l, false
+}
+
+func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer, msg string) {
+	ids := sortedKeys(sub.Subscriptions)
+	topics := s.topicsOf(c, ids)
+	pts := make([]prefTopic, len(topics))
+	for i, t := range topics {
+		pts[i] = prefTopic{ID: t.ID, Name: t.Name, On: sub.Subscriptions[t.ID].Status == consent.StatusConfirmed}
+	}
+	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
+		PrefTopics: pts, Wording: l.T("preferences.wording")})
+}
+
+func (s *Server) handlePreferencesPage(c *gin.Context) {
+	sub, l, ok := s.preferencesSubscriber(c)
+	if !ok {
+		return
+	}
+	s.preferencesPage(c, sub, l, "")
+}
+
+func (s *Server) handlePreferences(c *gin.Context) {
+	sub, l, ok := s.preferencesSubscriber(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
+	var err error
+	if c.PostForm("action") == "unsubscribe_all" {
+		_, err = s.store.Unsubscribe(ctx, sub.ID, "", consent.ChannelPreferences, in)
+	} else {
+		on := c.PostFormArray("topics")
+		topics := s.topicsOf(c, sortedKeys(sub.Subscriptions))
+		labels := make(map[string]string, len(topics))
+		for _, t := range topics {
+			labels[t.ID] = t.Name
+		}
+		w := consent.Wording{Form: "preferences", Version: 1, Locale: l.Locale, Text: l.T("preferences.wording"), Topics: labels}
+		err = s.store.UpdatePreferences(ctx, sub.ID, on, w, in)
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if sub, err = s.store.Subscriber(ctx, sub.ID); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.preferencesPage(c, sub, l, l.T("preferences.saved"))
+}
+
+// exportAbout is the part of an export that explains the data (Art. 15(1)).
+type exportAbout struct {
+	Controller    string            `json:"controller"`
+	PostalAddress string            `json:"postal_address,omitempty"`
+	Purposes      map[string]string `json:"purposes"`
+	Retention     string            `json:"retention"`
+	Rights        string            `json:"rights"`
+}
+
+// handleExport serves everything held about the person as a JSON download
+// (Art. 15, 20). After erasure it answers 410.
+func (s *Server) handleExport(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Preferences, false)
+	if !ok {
+		return
+	}
+	exp, err := s.store.Export(c.Request.Context(), claims.Subject)
+	if consent.ErrorCode(err) == consent.ENotFound {
+		writeJSONError(c, http.StatusGone, "gone", "no data is held for this link")
+		return
+	} else if err != nil {
+		s.fail(c, err)
+		return
+	}
+	purposes := map[string]string{}
+	for _, t := range s.topicsOf(c, sortedKeys(exp.Subscriber.Subscriptions)) {
+		purposes[t.ID] = t.Name
+	}
+	c.Header("Content-Disposition", `attachment; filename="optin-export-`+exp.Generated.Format("20060102")+`.json"`)
+	c.Header("Cache-Control", "no-store")
+	c.IndentedJSON(http.StatusOK, struct {
+		bolt.Export
+		About exportAbout `json:"about"`
+	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
+		Retention: "Kept while you are subscribed. Consent records are kept as proof; erasure removes your personal data from them.",
+		Rights:    "You may access, export, correct and erase your data and withdraw consent at any time from the preference page, and complain to your data protection authority."}})
+}
+
+// handleErase erases the person (Art. 17); only the suppression hash and
+// an erased ledger event remain.
+func (s *Server) handleErase(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Preferences, false)
+	if !ok {
+		return
+	}
+	_, l, _ := s.subscriberLocalizer(c, claims.Subject)
+	err := s.store.Erase(c.Request.Context(), claims.Subject, consent.ChannelPreferences)
+	switch consent.ErrorCode(err) {
+	case "":
+		s.messagePage(c, http.StatusOK, l, "erased", pageData{})
+	case consent.ENotFound:
+		s.messagePage(c, http.StatusGone, l, "gone", pageData{})
+	default:
+		s.fail(c, err)
+	}
+}
+
+func (s *Server) handleManagePage(c *gin.Context) {
+	s.page(c, http.StatusOK, "manage", pageData{L: s.localizer(c, c.Query("locale"))})
+}
+
+// handleManage mails a fresh preference link to a known address. Known or
+// not, the answer is the same (R105); it is rate-limited per client IP.
+func (s *Server) handleManage(c *gin.Context) {
+	jsonOut := wantsJSON(c)
+	if ok, wait := s.manage.allow(clientIP(c), time.Now()); !ok {
+		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.fail(c, consent.Errorf(consent.ERateLimited, "too many requests from your network; try again later"))
+		return
+	}
+	var body struct {
+		Email  string `json:"email" form:"email"`
+		Locale string `json:"locale" form:"locale"`
+	}
+	var err error
+	if strings.HasPrefix(c.ContentType(), "application/json") {
+		err = c.ShouldBindJSON(&body)
+	} else {
+		err = c.ShouldBind(&body)
+	}
+	if err != nil {
+		err = consent.Errorf(consent.EInvalid, "could not read the request body")
+	}
+	var addr consent.Address
+	if err == nil {
+		addr, err = consent.ParseAddress(body.Email)
+	}
+	l := s.localizer(c, body.Locale)
+	if err != nil {
+		if jsonOut {
+			s.fail(c, err)
+		} else {
+			s.page(c, http.StatusBadRequest, "manage", pageData{L: l, Message: consent.ErrorMessage(err)})
+		}
+		return
+	}
+	queued, err := s.store.RequestPreferencesMail(c.Request.Context(), addr)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if queued && s.cfg.Outbox != nil {
+		s.cfg.Outbox.Notify()
+	}
+	if jsonOut {
+		c.JSON(http.StatusAccepted, gin.H{"status": "accepted"})
+		return
+	}
+	s.page(c, http.StatusOK, "message", pageData{L: l, Title: l.T("manage.sent_title"), Message: l.T("manage.sent_message")})
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
