@@ -111,6 +111,9 @@ func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bo
 		if err != nil || sub == nil {
 			return err
 		}
+		if blocked, err := db.blockedByOperator(tx, a.Key); err != nil || blocked {
+			return err
+		}
 		if now.Sub(sub.LastManageMail) < consent.ManageMailGap {
 			return nil
 		}

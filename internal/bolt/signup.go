@@ -17,7 +17,9 @@ type SignupResult struct {
 // Signup records a signup in one transaction: the wording version (once),
 // the subscriber and its pending subscriptions, the pending request, the
 // requested ledger event and the confirmation mail in the outbox. in.Now is
-// set by the store.
+// set by the store. The person's own earlier opt-outs do not stop a signup:
+// it is the fresh double opt-in that may lift them. An address an operator
+// suppressed for every topic changes nothing.
 func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (SignupResult, error) {
 	var res SignupResult
 	err := db.update(func(tx *bbolt.Tx) error {
@@ -28,6 +30,9 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 			if err := put(tx, bucketWordings, []byte(in.Wording), wording); err != nil {
 				return err
 			}
+		}
+		if blocked, err := db.blockedByOperator(tx, in.Address.Key); err != nil || blocked {
+			return err
 		}
 		sub, err := subscriberByKey(tx, in.Address.Key)
 		if err != nil {

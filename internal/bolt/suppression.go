@@ -69,3 +69,11 @@ func (db *DB) Suppressed(ctx context.Context, a consent.Address, topic string) (
 	})
 	return s != nil, err
 }
+
+// blockedByOperator reports whether an operator suppressed the address
+// with case-folded key for every topic: then optin sends it nothing at
+// all, not even a confirmation or a preference link.
+func (db *DB) blockedByOperator(tx *bbolt.Tx, key string) (bool, error) {
+	s, err := suppressed(tx, db.hashKey(key), "")
+	return s != nil && !s.LiftedByOptIn(), err
+}
