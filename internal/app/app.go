@@ -207,6 +207,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(workerDone)
 		a.Worker.Run(workerCtx)
 	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		a.sweep(workerCtx)
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
@@ -223,6 +228,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopWorker()
 	<-workerDone
+	<-sweepDone
 	if cerr := a.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -231,6 +237,27 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	a.log.Info("optin stopped")
 	return err
+}
+
+// sweep deletes expired double-opt-in requests (pending.retention after
+// their link expired) once a minute after start and then hourly.
+func (a *App) sweep(ctx context.Context) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.DB.SweepRequests(ctx, time.Duration(a.cfg.Pending.Retention))
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("sweeping expired requests", "err", err)
+		} else if n > 0 {
+			a.log.Info("swept expired double-opt-in requests", "count", n)
+		}
+		t.Reset(time.Hour)
+	}
 }
 
 // Close closes the mail transport and the database.

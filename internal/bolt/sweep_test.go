@@ -1,0 +1,70 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// TestSweepRequests: an address that never confirmed is forgotten
+// retention after its link expired; a confirmed one only loses the spent
+// request record.
+func TestSweepRequests(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{Now: clock, HMACKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	signup := func(addr string) consent.Address {
+		a, _ := consent.ParseAddress(addr)
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, IP: "192.0.2.1"}, consent.Wording{}); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	never := signup("never@example.com")
+	yes := signup("yes@example.com")
+	sub, _ := db.SubscriberByAddress(ctx, yes)
+	if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	neverSub, _ := db.SubscriberByAddress(ctx, never)
+
+	retention := 7 * 24 * time.Hour
+	advance(72*time.Hour + retention - time.Minute)
+	if n, err := db.SweepRequests(ctx, retention); err != nil || n != 0 {
+		t.Fatalf("sweep before the retention ended: got %d (%v), want 0", n, err)
+	}
+	advance(2 * time.Minute)
+	if n, err := db.SweepRequests(ctx, retention); err != nil || n != 2 {
+		t.Fatalf("sweep: got %d (%v), want 2", n, err)
+	}
+	if _, err := db.SubscriberByAddress(ctx, never); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("never-confirmed subscriber: got %v, want not found", err)
+	}
+	evs, err := db.Events(ctx, neverSub.ID)
+	if err != nil || len(evs) != 1 || evs[0].Personal != nil {
+		t.Errorf("never-confirmed events: got %d (%v), want 1 without personal data", len(evs), err)
+	}
+	got, err := db.SubscriberByAddress(ctx, yes)
+	if err != nil || got.Subscriptions["news"].Status != consent.StatusConfirmed {
+		t.Errorf("confirmed subscriber after sweep: %+v (%v)", got, err)
+	}
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Errorf("ledger after sweep: %+v (%v)", rep, err)
+	}
+}
