@@ -55,6 +55,10 @@ type Worker struct {
 	once     sync.Once
 	mu       sync.Mutex
 	inflight map[uint64]bool
+	// settled are jobs whose outcome is recorded but that stay in inflight
+	// until the next outbox read begins: a read that began before the
+	// outcome was committed still holds the old job, and must skip it.
+	settled []uint64
 }
 
 func (w *Worker) init() {
@@ -120,6 +124,7 @@ func (w *Worker) Run(ctx context.Context) {
 		wg.Wait()
 	}()
 	for {
+		w.releaseSettled()
 		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
 		if err != nil && ctx.Err() == nil {
 			w.Log.Error("outbox: reading due jobs", "err", err)
@@ -170,10 +175,30 @@ func (w *Worker) setInflight(id uint64, on bool) {
 	}
 }
 
+// settle marks job id done once its outcome is committed to the store. It
+// stays skipped until releaseSettled.
+func (w *Worker) settle(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.settled = append(w.settled, id)
+}
+
+// releaseSettled stops skipping the jobs settled so far. Run calls it
+// right before it reads the outbox, so that read begins after their
+// outcomes were committed and sees them as they now are.
+func (w *Worker) releaseSettled() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range w.settled {
+		delete(w.inflight, id)
+	}
+	w.settled = w.settled[:0]
+}
+
 // deliver sends one job. It uses its own context so a shutdown lets the
 // send in progress finish and its outcome be recorded.
 func (w *Worker) deliver(job consent.Job) {
-	defer w.setInflight(job.ID, false)
+	defer w.settle(job.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := w.Log.With("job", job.ID, "kind", job.Kind)

@@ -1,0 +1,166 @@
+package mail
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+
+	"optin/internal/smtptest"
+)
+
+// sendOne builds the test message and sends it through tr.
+func sendOne(t *testing.T, tr Transport) error {
+	t.Helper()
+	m := testMessage()
+	msg, err := Build(testFrom, m, testDate)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	return tr.Send(ctx, msg, m)
+}
+
+func newTransport(t *testing.T, cfg SMTPConfig) *SMTPTransport {
+	t.Helper()
+	tr, err := NewSMTPTransport(cfg)
+	if err != nil {
+		t.Fatalf("NewSMTPTransport: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Logf("closing transport: %v", err)
+		}
+	})
+	return tr
+}
+
+func TestSMTPTransportModes(t *testing.T) {
+	serverTLS, roots, err := smtptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	tests := []struct {
+		name     string
+		server   smtptest.Options
+		tls      string
+		user     string
+		password string
+		wantErr  bool
+	}{
+		{name: "plain", tls: "none"},
+		{name: "plain with auth", server: smtptest.Options{Username: "u", Password: "p"}, tls: "none",
+			user: "u", password: "p"},
+		{name: "starttls with auth", server: smtptest.Options{TLS: serverTLS, Username: "u", Password: "p"},
+			tls: "starttls", user: "u", password: "p"},
+		{name: "implicit tls with auth", server: smtptest.Options{TLS: serverTLS, ImplicitTLS: true,
+			Username: "u", Password: "p"}, tls: "mandatory", user: "u", password: "p"},
+		{name: "wrong password", server: smtptest.Options{Username: "u", Password: "p"}, tls: "none",
+			user: "u", password: "wrong", wantErr: true},
+		{name: "starttls required but not offered", tls: "starttls", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := smtptest.Start(t, tt.server)
+			tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: tt.tls, TLSConfig: clientTLS,
+				Username: tt.user, Password: tt.password, Conns: 1, Timeout: 5 * time.Second})
+			err := sendOne(t, tr)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("Send: got nil error, want one")
+				}
+				if errors.Is(err, ErrPermanent) {
+					t.Errorf("Send: got %v, want a temporary error (a relay or configuration problem)", err)
+				}
+				if got := srv.Count(); got != 0 {
+					t.Errorf("received mails: got %d, want 0", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			msgs := srv.Messages()
+			if len(msgs) != 1 {
+				t.Fatalf("received mails: got %d, want 1", len(msgs))
+			}
+			if want := []byte("Message-ID: <" + testMessage().MessageID + ">"); !bytes.Contains(msgs[0].Data, want) {
+				t.Errorf("received mail lacks %q", want)
+			}
+		})
+	}
+}
+
+func TestSMTPTransportUnknownTLSMode(t *testing.T) {
+	if _, err := NewSMTPTransport(SMTPConfig{Host: "127.0.0.1", Port: 25, TLS: "opportunistic"}); err == nil {
+		t.Errorf("NewSMTPTransport with TLS %q: got nil error, want one", "opportunistic")
+	}
+}
+
+// TestSMTPTransportErrors checks how SMTP answers to DATA are classified:
+// 5xx is permanent, 4xx temporary, even after the transport's one redial.
+func TestSMTPTransportErrors(t *testing.T) {
+	tests := []struct {
+		code          int
+		wantPermanent bool
+	}{
+		{550, true},
+		{554, true},
+		{421, false},
+		{451, false},
+		{452, false},
+	}
+	for _, tt := range tests {
+		srv := smtptest.Start(t, smtptest.Options{})
+		srv.FailNext(2, tt.code, "injected")
+		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
+		err := sendOne(t, tr)
+		if err == nil {
+			t.Errorf("DATA answered %d: got nil error, want one", tt.code)
+			continue
+		}
+		if got := errors.Is(err, ErrPermanent); got != tt.wantPermanent {
+			t.Errorf("DATA answered %d: got %v, want permanent=%v", tt.code, err, tt.wantPermanent)
+		}
+	}
+}
+
+// TestSMTPTransportIdleConnection checks that a pooled connection left idle
+// past the command timeout is replaced, not fatal.
+func TestSMTPTransportIdleConnection(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
+		Timeout: 100 * time.Millisecond})
+	if err := sendOne(t, tr); err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the connection's deadline pass
+	if err := sendOne(t, tr); err != nil {
+		t.Fatalf("Send after idling past the timeout: %v", err)
+	}
+	if got, want := srv.Count(), 2; got != want {
+		t.Errorf("received mails: got %d, want %d", got, want)
+	}
+}
+
+// TestSMTPTransportReusesConnections checks that sends share the pooled
+// sessions: never more than Conns for any number of mails.
+func TestSMTPTransportReusesConnections(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 2})
+	for i := range 10 {
+		if err := sendOne(t, tr); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	if got, want := srv.Count(), 10; got != want {
+		t.Errorf("received mails: got %d, want %d", got, want)
+	}
+	if got := srv.Sessions(); got > 2 {
+		t.Errorf("SMTP sessions for 10 sends over 2 pooled connections: got %d, want at most 2", got)
+	}
+}
