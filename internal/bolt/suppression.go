@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -39,17 +40,41 @@ func suppress(tx *bbolt.Tx, s consent.Suppression) error {
 }
 
 // liftSuppressions removes the person's own suppressions of the address
-// for topics and for every topic, after they completed a double opt-in.
-// Operator-added entries stay.
+// for topics, after they completed a double opt-in for them. A
+// person's every-topic entry is narrowed to the topics they did not opt in
+// to again: opting in to one topic does not undo withdrawing from the
+// others. Operator-added entries stay.
 func liftSuppressions(tx *bbolt.Tx, h string, topics []string) error {
-	for _, scope := range append([]string{consent.ScopeAll}, topics...) {
+	b := tx.Bucket(bucketSuppressed)
+	var all consent.Suppression
+	ok, err := get(tx, bucketSuppressed, pairKey(h, consent.ScopeAll), &all)
+	if err != nil {
+		return err
+	}
+	if ok && all.LiftedByOptIn() {
+		if err := b.Delete(pairKey(h, consent.ScopeAll)); err != nil {
+			return err
+		}
+		err := tx.Bucket(bucketTopics).ForEach(func(k, _ []byte) error {
+			if slices.Contains(topics, string(k)) {
+				return nil
+			}
+			narrowed := all
+			narrowed.Scope = string(k)
+			return suppress(tx, narrowed)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, t := range topics {
 		var s consent.Suppression
-		ok, err := get(tx, bucketSuppressed, pairKey(h, scope), &s)
+		ok, err := get(tx, bucketSuppressed, pairKey(h, t), &s)
 		if err != nil {
 			return err
 		}
 		if ok && s.LiftedByOptIn() {
-			if err := tx.Bucket(bucketSuppressed).Delete(pairKey(h, scope)); err != nil {
+			if err := b.Delete(pairKey(h, t)); err != nil {
 				return err
 			}
 		}

@@ -73,3 +73,37 @@ func TestOperatorSuppression(t *testing.T) {
 		t.Errorf("unsubscribe of an unknown subscriber: %v, want nil (idempotent)", err)
 	}
 }
+
+// TestOptInNarrowsWithdrawAll: after withdrawing from everything, a new
+// double opt-in for one topic lifts the block for that topic only.
+func TestOptInNarrowsWithdrawAll(t *testing.T) {
+	ctx := context.Background()
+	db, form := openSuppressionDB(t)
+	err := db.update(func(tx *bbolt.Tx) error {
+		return put(tx, bucketTopics, []byte("offers"), consent.Topic{ID: "offers", Name: "Offers"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := consent.ParseAddress("narrow@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := db.SubscriberByAddress(ctx, a)
+	if _, err := db.Unsubscribe(ctx, sub.ID, "", consent.ChannelPage, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"news", "offers"} {
+		if ok, _ := db.Suppressed(ctx, a, topic); !ok {
+			t.Fatalf("%s not suppressed after withdrawing from everything", topic)
+		}
+	}
+	if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]bool{"news": false, "offers": true, "": false} {
+		if got, _ := db.Suppressed(ctx, a, topic); got != want {
+			t.Errorf("suppressed for %q after opting in to news: got %v, want %v", topic, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -46,7 +47,7 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, Errorf(EInvalid, "email is longer than %d octets", maxAddressOctets)
 	}
 	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return Address{}, Errorf(EInvalid, "email must be a bare address such as name@example.com")
 		}
 	}
@@ -63,7 +64,7 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, Errorf(EInvalid, "email domain is longer than %d octets", maxDomainOctets)
 	case strings.HasPrefix(domain, "["):
 		return Address{}, Errorf(EInvalid, "email domain must be a name, not an IP literal")
-	case !validDomain(domain):
+	case !validDomain(strings.ToLower(domain)):
 		return Address{}, Errorf(EInvalid, "email domain %q is not a valid domain name", domain)
 	}
 	addr := local + "@" + strings.ToLower(domain)
@@ -74,17 +75,23 @@ func ParseAddress(s string) (Address, error) {
 // by ParseAddress (such as a stored Subscriber.Email).
 func AddressKey(addr string) string { return strings.ToLower(addr) }
 
-// validDomain reports whether d has at least two labels, each 1-63 octets,
-// none starting or ending with a hyphen.
+// domainProfile validates domain names as IDNA2008 registration does:
+// only letters, digits and hyphens (or valid Unicode labels), which
+// refuses look-alike forms such as full-width letters and invisible
+// characters that would give one mailbox several keys.
+var domainProfile = idna.New(idna.ValidateForRegistration(), idna.StrictDomainName(true))
+
+// validDomain reports whether d is a valid host name with at least two
+// labels and a top-level label that is not all digits (no bare IPs).
 func validDomain(d string) bool {
-	labels := strings.Split(d, ".")
+	ascii, err := domainProfile.ToASCII(d)
+	if err != nil {
+		return false
+	}
+	labels := strings.Split(ascii, ".")
 	if len(labels) < 2 {
 		return false
 	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-	}
-	return true
+	tld := labels[len(labels)-1]
+	return strings.TrimLeft(tld, "0123456789") != ""
 }

@@ -13,8 +13,12 @@ type Policy struct {
 	// address (R104: one per 24 h).
 	MailGap time.Duration
 	// MailsWhilePending caps confirmation mails to an address that never
-	// confirms (R104: three).
+	// confirms (R104: three) within MailCapWindow.
 	MailsWhilePending int
+	// MailCapWindow is how long a confirmation mail counts against
+	// MailsWhilePending, so someone submitting another person's address
+	// cannot lock them out for good.
+	MailCapWindow time.Duration
 	// NotMeBlock is how long "this was not me" blocks confirmation mails
 	// (R106: 30 days).
 	NotMeBlock time.Duration
@@ -22,7 +26,8 @@ type Policy struct {
 
 // DefaultPolicy returns the policy optin ships with.
 func DefaultPolicy() Policy {
-	return Policy{ConfirmTTL: 72 * time.Hour, MailGap: 24 * time.Hour, MailsWhilePending: 3, NotMeBlock: 30 * 24 * time.Hour}
+	return Policy{ConfirmTTL: 72 * time.Hour, MailGap: 24 * time.Hour, MailsWhilePending: 3,
+		MailCapWindow: 30 * 24 * time.Hour, NotMeBlock: 30 * 24 * time.Hour}
 }
 
 // IDs makes the random identifiers a plan needs.
@@ -117,8 +122,10 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 	return SignupPlan{Subscriber: sub, Request: req, Event: ev, Personal: personal, Mail: true}
 }
 
-// mayMail applies the per-address confirmation mail cap.
+// mayMail applies the per-address confirmation mail cap, forgetting mails
+// older than the policy's window.
 func mayMail(sub *Subscriber, now time.Time, p Policy) bool {
+	sub.ConfirmMails = slices.DeleteFunc(sub.ConfirmMails, func(t time.Time) bool { return now.Sub(t) >= p.MailCapWindow })
 	if len(sub.ConfirmMails) >= p.MailsWhilePending {
 		return false
 	}

@@ -244,7 +244,8 @@ func TestPlanSignupNothing(t *testing.T) {
 				if got, want := len(sub.ConfirmMails), p.MailsWhilePending; got != want {
 					t.Fatalf("setup: len(ConfirmMails): got %d, want %d", got, want)
 				}
-				return sub, req, t0.Add(365 * 24 * time.Hour)
+				// The first mail, at t0, still counts just before the window ends.
+				return sub, req, t0.Add(p.MailCapWindow - time.Millisecond)
 			},
 			topics: []string{"news"},
 		},
@@ -336,6 +337,27 @@ func TestPlanSignupAddsTopicToOpenRequest(t *testing.T) {
 	}
 	if got, want := plan.Subscriber.PendingRequest, req.ID; got != want {
 		t.Errorf("PendingRequest: got %q, want %q", got, want)
+	}
+}
+
+// TestPlanSignupCapWindow: mails older than the cap window stop counting,
+// so three unconfirmed mails cannot lock an address out for good.
+func TestPlanSignupCapWindow(t *testing.T) {
+	p := consent.DefaultPolicy()
+	p.ConfirmTTL = time.Hour
+	ids := &counterIDs{}
+	sub, req := signupState(t, p, ids, "news")
+	for i := 1; i < p.MailsWhilePending; i++ {
+		plan := consent.PlanSignup(sub, req, signupInput(t, t0.Add(time.Duration(i)*p.MailGap), "news"), p, ids)
+		sub, req = plan.Subscriber, plan.Request
+	}
+	now := t0.Add(time.Duration(p.MailsWhilePending-1)*p.MailGap + p.MailCapWindow)
+	plan := consent.PlanSignup(sub, req, signupInput(t, now, "news"), p, ids)
+	if !plan.Mail {
+		t.Fatal("Mail: got false once every earlier mail left the window, want true")
+	}
+	if got, want := plan.Subscriber.ConfirmMails, []time.Time{now}; !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("ConfirmMails: got %v, want %v", got, want)
 	}
 }
 
