@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -40,7 +41,12 @@ type Options struct {
 
 // DB is optin's store. It is safe for concurrent use.
 type DB struct {
-	bolt   *bbolt.DB
+	bolt *bbolt.DB
+	// calls carries write transactions to the committer goroutine.
+	calls     chan *call
+	closing   chan struct{}
+	committed chan struct{} // closed when the committer has stopped
+	closeOnce sync.Once
 	now    func() time.Time
 	rand   io.Reader
 	domain string
@@ -68,7 +74,8 @@ func Open(path string, o Options) (*DB, error) {
 		b.Close()
 		return nil, errors.New("bolt: HMACKey must be at least 32 bytes")
 	}
-	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey}
+	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey,
+		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -100,11 +107,20 @@ func Open(path string, o Options) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
+	go db.committer()
 	return db, nil
 }
 
-// Close closes the database file.
-func (db *DB) Close() error { return db.bolt.Close() }
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("bolt: database closed")
+
+// Close stops the committer after the batch in progress and closes the
+// database file. Writes must have finished before Close is called.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.closing) })
+	<-db.committed
+	return db.bolt.Close()
+}
 
 // Now returns the store's clock reading, in UTC with millisecond precision,
 // the resolution of every stored time.
@@ -138,9 +154,93 @@ func (db *DB) hashKey(key string) string {
 // MessageID returns a new unique Message-ID (without angle brackets).
 func (db *DB) MessageID() string { return db.ID() + "@" + db.domain }
 
-// update runs fn in a read-write transaction; the commit is fsynced before
-// update returns.
-func (db *DB) update(fn func(tx *bbolt.Tx) error) error { return db.bolt.Update(fn) }
+// maxBatch caps how many write calls share one transaction.
+const maxBatch = 512
+
+// call is one write waiting for the committer.
+type call struct {
+	fn   func(tx *bbolt.Tx) error
+	done chan error
+}
+
+// update runs fn in a read-write transaction and returns once the
+// transaction is committed and fsynced, or failed.
+//
+// Writes go through one committer goroutine that practises group commit:
+// it takes every call waiting at that moment and runs them in one
+// transaction, so concurrent callers share one fsync, while a lone call is
+// committed at once with no added delay. Like bbolt's Batch, fn may run
+// more than once (when another call in its batch fails), so it must only
+// change state through tx and set its results afresh on every run.
+func (db *DB) update(fn func(tx *bbolt.Tx) error) error {
+	c := &call{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.calls <- c:
+	case <-db.closing:
+		return ErrClosed
+	}
+	return <-c.done
+}
+
+// committer runs batches of writes until Close.
+func (db *DB) committer() {
+	defer close(db.committed)
+	for {
+		var first *call
+		select {
+		case first = <-db.calls:
+		case <-db.closing:
+			return
+		}
+		batch := []*call{first}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-db.calls:
+				batch = append(batch, c)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction and answers every call. When a call
+// fails, the transaction is rolled back, that call runs alone so it gets
+// its own answer, and the others are committed again without it.
+func (db *DB) commit(batch []*call) {
+	failed := -1
+	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		for i, c := range batch {
+			if err := safeCall(c.fn, tx); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	if failed < 0 || len(batch) == 1 {
+		for _, c := range batch {
+			c.done <- err
+		}
+		return
+	}
+	bad := batch[failed]
+	bad.done <- db.bolt.Update(func(tx *bbolt.Tx) error { return safeCall(bad.fn, tx) })
+	db.commit(append(batch[:failed:failed], batch[failed+1:]...))
+}
+
+// safeCall turns a panic in fn into an error, so one bad call cannot take
+// the committer down.
+func safeCall(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bolt: panic in transaction: %v", r)
+		}
+	}()
+	return fn(tx)
+}
 
 // view runs fn in a read-only transaction.
 func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) }
