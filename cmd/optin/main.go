@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"optin/internal/app"
+	"optin/internal/bench"
 	"optin/internal/bolt"
 	"optin/internal/config"
 	"optin/internal/consent"
@@ -29,6 +30,7 @@ usage:
   optin apikey create --name N --role R [--config FILE]
                                                     create an admin API key (admin|marketer|viewer)
   optin verify [--config FILE]                      check the consent ledger's hash chain
+  optin bench signup|ceiling|sink ...               load generator and ceilings (optin bench for help)
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return apikeyCreate(ctx, args[2:], stdout)
 	case "verify":
 		return verify(ctx, args[1:], stdout)
+	case "bench":
+		return bench.Run(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

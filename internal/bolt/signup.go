@@ -22,10 +22,10 @@ type SignupResult struct {
 // suppressed for every topic changes nothing.
 func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (SignupResult, error) {
 	var res SignupResult
+	in.Wording = wording.Hash() // outside the transaction: writes are serial
 	err := db.update(func(tx *bbolt.Tx) error {
 		res = SignupResult{}
 		in.Now = db.Now()
-		in.Wording = wording.Hash()
 		if tx.Bucket(bucketWordings).Get([]byte(in.Wording)) == nil {
 			if err := put(tx, bucketWordings, []byte(in.Wording), wording); err != nil {
 				return err

@@ -1,0 +1,281 @@
+// Package bench is optin's load generator ("optin bench"): it drives a
+// running optin over HTTP, can act as the SMTP server optin sends to, and
+// measures the ceilings the results should be read against.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"optin/internal/smtptest"
+)
+
+const usage = `usage:
+  optin bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--sink ADDR] [--drain D]
+        POST signups with unique addresses for D with N clients; with --sink, also run
+        the SMTP server optin sends to on ADDR and report confirmation-mail latency
+  optin bench ceiling [--clients N] [--duration D] [--dir DIR]
+        the limits to compare with: the same load against a gin handler that does
+        nothing, and raw fsynced bbolt commits per second
+  optin bench sink    [--listen ADDR] [--duration D]
+        an SMTP server that counts what it receives
+`
+
+// Run runs the bench subcommand args[0] with its flags.
+func Run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(out, usage)
+		return errors.New("bench: no mode given")
+	}
+	switch args[0] {
+	case "signup":
+		return runSignup(ctx, args[1:], out)
+	case "ceiling":
+		return runCeiling(ctx, args[1:], out)
+	case "sink":
+		return runSink(ctx, args[1:], out)
+	}
+	fmt.Fprint(out, usage)
+	return fmt.Errorf("bench: unknown mode %q", args[0])
+}
+
+// Result is what one load run measured.
+type Result struct {
+	Requests  int
+	Errors    map[string]int
+	Duration  time.Duration
+	Latencies []time.Duration // sorted
+}
+
+// Throughput is successful requests per second.
+func (r Result) Throughput() float64 {
+	ok := r.Requests
+	for _, n := range r.Errors {
+		ok -= n
+	}
+	return float64(ok) / r.Duration.Seconds()
+}
+
+// Percentile returns the p-th percentile latency (0 < p <= 100).
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func (r Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "requests %d in %.1fs: %.0f ok/s\n", r.Requests, r.Duration.Seconds(), r.Throughput())
+	fmt.Fprintf(&b, "latency p50 %v  p95 %v  p99 %v  max %v\n", Percentile(r.Latencies, 50).Round(time.Microsecond),
+		Percentile(r.Latencies, 95).Round(time.Microsecond), Percentile(r.Latencies, 99).Round(time.Microsecond),
+		Percentile(r.Latencies, 100).Round(time.Microsecond))
+	if len(r.Errors) > 0 {
+		keys := make([]string, 0, len(r.Errors))
+		for k := range r.Errors {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "errors %s: %d\n", k, r.Errors[k])
+		}
+	} else {
+		b.WriteString("errors 0\n")
+	}
+	return b.String()
+}
+
+// Load sends requests built by next from clients goroutines for d and
+// measures them. next(worker, i) returns the body of request i of a
+// worker; ok tells a success status. onOK, if set, is called after each
+// success with the worker, i and the time of the answer.
+type Load struct {
+	URL     string
+	Clients int
+	For     time.Duration
+	Body    func(worker, i int) []byte
+	Header  http.Header
+	OK      func(status int) bool
+	OnOK    func(worker, i int, at time.Time)
+}
+
+// Run executes the load.
+func (l Load) Run(ctx context.Context) Result {
+	tr := &http.Transport{MaxIdleConns: l.Clients * 2, MaxIdleConnsPerHost: l.Clients * 2, IdleConnTimeout: time.Minute,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	ctx, cancel := context.WithTimeout(ctx, l.For)
+	defer cancel()
+	var mu sync.Mutex
+	res := Result{Errors: map[string]int{}}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range l.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := map[string]int{}
+			n := 0
+			for i := 0; ctx.Err() == nil; i++ {
+				req, err := http.NewRequest("POST", l.URL, bytes.NewReader(l.Body(w, i)))
+				if err != nil {
+					errs[err.Error()]++
+					break
+				}
+				req.Header = l.Header.Clone()
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() != nil {
+						break // the run ended during this request: not counted
+					}
+					errs["transport"]++
+					n++
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				now := time.Now()
+				n++
+				if !l.OK(resp.StatusCode) {
+					errs[fmt.Sprintf("status %d", resp.StatusCode)]++
+					continue
+				}
+				lat = append(lat, now.Sub(t0))
+				if l.OnOK != nil {
+					l.OnOK(w, i, now)
+				}
+			}
+			mu.Lock()
+			res.Requests += n
+			res.Latencies = append(res.Latencies, lat...)
+			for k, v := range errs {
+				res.Errors[k] += v
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Duration = time.Since(start)
+	slices.Sort(res.Latencies)
+	return res
+}
+
+func runSignup(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench signup", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "optin base URL")
+	form := fs.String("form", "newsletter", "form id")
+	topic := fs.String("topic", "news", "topic to sign up for")
+	clients := fs.Int("clients", 64, "concurrent clients")
+	dur := fs.Duration("duration", 10*time.Second, "how long to send")
+	sink := fs.String("sink", "", "run the SMTP server optin sends to on this address and measure mail latency")
+	drain := fs.Duration("drain", 60*time.Second, "with --sink: how long to wait for the last mails")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var srv *smtptest.Server
+	if *sink != "" {
+		var err error
+		if srv, err = smtptest.New(*sink, smtptest.Options{}); err != nil {
+			return err
+		}
+		defer srv.Close()
+		srv.Discard(true)
+	}
+	run := time.Now().UnixNano()
+	addr := func(w, i int) string { return fmt.Sprintf("b%x-%d-%d@bench.example", run, w, i) }
+	var acked sync.Map // address -> ack time
+	var okCount atomic.Int64
+	l := Load{URL: strings.TrimSuffix(*base, "/") + "/f/" + *form, Clients: *clients, For: *dur,
+		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}},
+		Body: func(w, i int) []byte {
+			return fmt.Appendf(nil, `{"email":%q,"topics":[%q]}`, addr(w, i), *topic)
+		},
+		OK: func(s int) bool { return s == http.StatusAccepted },
+		OnOK: func(w, i int, at time.Time) {
+			okCount.Add(1)
+			if srv != nil {
+				acked.Store(addr(w, i), at)
+			}
+		},
+	}
+	res := l.Run(ctx)
+	fmt.Fprintf(out, "signup: %d clients, %v against %s\n%s", *clients, *dur, l.URL, res)
+	if srv == nil {
+		return nil
+	}
+	want := int(okCount.Load())
+	dctx, cancel := context.WithTimeout(ctx, *drain)
+	defer cancel()
+	msgs, _ := srv.Wait(dctx, want)
+	var lat []time.Duration
+	seen := map[string]int{}
+	for _, m := range msgs {
+		for _, to := range m.To {
+			seen[to]++
+			if v, ok := acked.Load(to); ok && seen[to] == 1 {
+				lat = append(lat, m.Received.Sub(v.(time.Time)))
+			}
+		}
+	}
+	dups := 0
+	for _, n := range seen {
+		dups += n - 1
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(out, "mail: %d of %d confirmation mails received, %d duplicates, %d SMTP sessions\n", len(seen), want, dups, srv.Sessions())
+	fmt.Fprintf(out, "mail latency (signup answered -> mail at SMTP server) p50 %v  p99 %v  max %v\n",
+		Percentile(lat, 50).Round(time.Millisecond), Percentile(lat, 99).Round(time.Millisecond), Percentile(lat, 100).Round(time.Millisecond))
+	return nil
+}
+
+func runSink(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench sink", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:2525", "address to listen on")
+	dur := fs.Duration("duration", time.Minute, "how long to run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	srv, err := smtptest.New(*listen, smtptest.Options{})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	srv.Discard(true)
+	fmt.Fprintf(out, "sink listening on %s for %v\n", srv.Addr(), *dur)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	end := time.After(*dur)
+	last := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-end:
+			fmt.Fprintf(out, "total %d mails in %d sessions\n", srv.Count(), srv.Sessions())
+			return nil
+		case <-tick.C:
+			n := srv.Count()
+			if n != last {
+				fmt.Fprintf(out, "%d mails (+%d/s)\n", n, n-last)
+				last = n
+			}
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.etcd.io/bbolt"
+)
+
+func runCeiling(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench ceiling", flag.ContinueOnError)
+	clients := fs.Int("clients", 64, "concurrent clients / writers")
+	dur := fs.Duration("duration", 10*time.Second, "how long each measurement runs")
+	dir := fs.String("dir", os.TempDir(), "directory for the scratch bbolt file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	res, err := GinNoop(ctx, *clients, *dur)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "gin handler that does nothing (same request as a signup), %d clients:\n%s", *clients, res)
+	for _, writers := range []int{1, *clients} {
+		n, err := BoltCommits(*dir, writers, *dur)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "raw bbolt Update, one fsynced commit per write, %d writers: %.0f commits/s\n", writers, n)
+	}
+	return nil
+}
+
+// GinNoop measures the load generator against a gin server on loopback
+// whose handler reads the body and answers 202: the HTTP ceiling.
+func GinNoop(ctx context.Context, clients int, d time.Duration) (Result, error) {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.POST("/f/:form", func(c *gin.Context) {
+		io.Copy(io.Discard, c.Request.Body)
+		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Result{}, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	l := Load{URL: "http://" + ln.Addr().String() + "/f/newsletter", Clients: clients, For: d,
+		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}},
+		Body: func(w, i int) []byte {
+			return fmt.Appendf(nil, `{"email":"n-%d-%d@bench.example","topics":["news"]}`, w, i)
+		},
+		OK: func(s int) bool { return s == http.StatusAccepted }}
+	return l.Run(ctx), nil
+}
+
+// BoltCommits measures fsynced bbolt commits per second with plain
+// Update, one 128-byte record per commit, from writers goroutines.
+func BoltCommits(dir string, writers int, d time.Duration) (float64, error) {
+	path := filepath.Join(dir, fmt.Sprintf("optin-bench-%d.db", time.Now().UnixNano()))
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(path)
+	defer db.Close()
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("b")); return err }); err != nil {
+		return 0, err
+	}
+	val := make([]byte, 128)
+	var mu sync.Mutex
+	total := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			key := make([]byte, 16)
+			for time.Now().Before(deadline) {
+				binary.BigEndian.PutUint64(key, uint64(w))
+				binary.BigEndian.PutUint64(key[8:], uint64(n))
+				if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("b")).Put(key, val) }); err != nil {
+					return
+				}
+				n++
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return float64(total) / time.Since(start).Seconds(), nil
+}
