@@ -47,11 +47,11 @@ type DB struct {
 	closing   chan struct{}
 	committed chan struct{} // closed when the committer has stopped
 	closeOnce sync.Once
-	now    func() time.Time
-	rand   io.Reader
-	domain string
-	policy consent.Policy
-	hmac   []byte
+	now       func() time.Time
+	rand      io.Reader
+	domain    string
+	policy    consent.Policy
+	hmac      []byte
 }
 
 // ErrLocked is returned by Open when another process holds the database.
