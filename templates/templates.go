@@ -4,7 +4,7 @@ package templates
 
 import "embed"
 
-// FS holds pages/*.html, mail/*.tmpl and locales/*.yaml.
+// FS holds pages/*.html, mail/*.tmpl, locales/*.yaml and embed/embed.js.
 //
-//go:embed pages mail locales
+//go:embed pages mail locales embed
 var FS embed.FS

@@ -4,17 +4,22 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"optin/internal/app"
 	"optin/internal/bench"
@@ -29,11 +34,18 @@ usage:
   optin serve [--config FILE]                       run the service
   optin apikey create --name N --role R [--config FILE]
                                                     create an admin API key (admin|marketer|viewer)
+  optin apikey list [--config FILE]                 list API keys
+  optin apikey revoke --id ID [--config FILE]       revoke an API key
   optin verify [--config FILE]                      check the consent ledger's hash chain
-  optin bench signup|ceiling|sink ...               load generator and ceilings (optin bench for help)
+  optin import [--format csv|ndjson] [--config FILE] FILE
+                                                    import subscribers (see the README)
+  optin bench signup|ceiling|sink ...               load generator ("optin bench" for help)
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
+apikey, verify and import act on the running service through its admin
+socket (data_dir/admin.sock); when the service is stopped they open the
+database file themselves.
 `
 
 func main() {
@@ -52,12 +64,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
 	case "apikey":
-		if len(args) < 2 || args[1] != "create" {
-			return errors.New("usage: optin apikey create --name N --role admin|marketer|viewer")
+		if len(args) < 2 {
+			return errors.New("usage: optin apikey create|list|revoke ...")
 		}
-		return apikeyCreate(ctx, args[2:], stdout)
+		switch args[1] {
+		case "create":
+			return apikeyCreate(ctx, args[2:], stdout)
+		case "list":
+			return apikeyList(ctx, args[2:], stdout)
+		case "revoke":
+			return apikeyRevoke(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("unknown apikey command %q: use create, list or revoke", args[1])
 	case "verify":
 		return verify(ctx, args[1:], stdout)
+	case "import":
+		return importFile(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return bench.Run(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
@@ -106,7 +128,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func openDB(cfg config.Config) (*bolt.DB, error) {
 	db, err := app.OpenStore(cfg)
 	if errors.Is(err, bolt.ErrLocked) {
-		return nil, fmt.Errorf("%w; stop the service first, or use the admin API", err)
+		return nil, fmt.Errorf("%w; its admin socket %s does not answer", err, app.SocketPath(cfg.DataDir))
 	}
 	return db, err
 }
@@ -122,21 +144,76 @@ func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	if *name == "" || !consent.ValidRole(consent.Role(*role)) {
 		return errors.New("--name is required and --role must be admin, marketer or viewer")
 	}
-	db, err := openDB(cfg)
-	if err != nil {
+	var secret string
+	err = withStore(cfg, func(c *socketClient) error {
+		var out struct{ Key string }
+		err := c.do(ctx, "POST", "/apikeys", "application/json", jsonBody(map[string]string{"name": *name, "role": *role}), &out)
+		secret = out.Key
 		return err
-	}
-	defer db.Close()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	}, func(db *bolt.DB) error {
+		var err error
+		secret, _, err = db.NewAPIKey(ctx, bolt.CLIActor(), *name, consent.Role(*role))
 		return err
-	}
-	secret := "optin_" + base64.RawURLEncoding.EncodeToString(b)
-	err = db.CreateAPIKey(ctx, consent.APIKey{Hash: consent.HashAPIKey(secret), Name: *name, Role: consent.Role(*role)})
+	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", secret)
+	return nil
+}
+
+func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := loadConfig(flag.NewFlagSet("apikey list", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	var keys []bolt.APIKeyInfo
+	err = withStore(cfg, func(c *socketClient) error {
+		var out struct{ Items []bolt.APIKeyInfo }
+		err := c.do(ctx, "GET", "/apikeys", "", nil, &out)
+		keys = out.Items
+		return err
+	}, func(db *bolt.DB) error {
+		var err error
+		keys, err = db.APIKeys(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		state := "live"
+		if !k.Revoked.IsZero() {
+			state = "revoked " + k.Revoked.Format(time.RFC3339)
+		}
+		used := "never used"
+		if !k.LastUsed.IsZero() {
+			used = "last used " + k.LastUsed.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%s  %-8s  %-20s  %s, %s\n", k.ID, k.Role, k.Name, used, state)
+	}
+	return nil
+}
+
+func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("apikey revoke", flag.ContinueOnError)
+	id := fs.String("id", "", "the key's id, as apikey list shows it")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		return errors.New("--id is required")
+	}
+	err = withStore(cfg, func(c *socketClient) error {
+		return c.do(ctx, "DELETE", "/apikeys/"+url.PathEscape(*id), "", nil, nil)
+	}, func(db *bolt.DB) error {
+		return db.RevokeAPIKey(ctx, bolt.CLIActor(), *id)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s\n", *id)
 	return nil
 }
 
@@ -145,12 +222,14 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := openDB(cfg)
-	if err != nil {
+	var rep bolt.LedgerReport
+	err = withStore(cfg, func(c *socketClient) error {
+		return c.do(ctx, "GET", "/ledger/verify", "", nil, &rep)
+	}, func(db *bolt.DB) error {
+		var err error
+		rep, err = db.VerifyLedger(ctx)
 		return err
-	}
-	defer db.Close()
-	rep, err := db.VerifyLedger(ctx)
+	})
 	if err != nil {
 		return err
 	}
@@ -159,4 +238,67 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "ledger ok: %d events, hash chain intact\n", rep.Events)
 	return nil
+}
+
+// importFile imports a CSV or NDJSON file, showing a progress bar on
+// stderr, and prints the report as JSON.
+func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	format := fs.String("format", "", "csv or ndjson (default: from the file name)")
+	path := fs.String("config", os.Getenv("OPTIN_CONFIG"), "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: optin import [--format csv|ndjson] [--config FILE] FILE")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	file := fs.Arg(0)
+	if *format == "" {
+		switch strings.ToLower(filepath.Ext(file)) {
+		case ".csv":
+			*format = bolt.FormatCSV
+		case ".ndjson", ".jsonl":
+			*format = bolt.FormatNDJSON
+		default:
+			return errors.New("cannot tell the format from the file name; give --format csv or ndjson")
+		}
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	bar := progressbar.NewOptions64(size, progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
+		progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
+	body := io.TeeReader(f, bar)
+	var rep bolt.ImportReport
+	err = withStore(cfg, func(c *socketClient) error {
+		return c.do(ctx, "POST", "/imports?format="+*format, "", body, &rep)
+	}, func(db *bolt.DB) error {
+		ir, err := bolt.NewImportReader(body, *format)
+		if err != nil {
+			return err
+		}
+		rep, err = db.Import(ctx, bolt.CLIActor(), ir)
+		if err != nil {
+			return fmt.Errorf("%w (rows before this point were stored as batch %s)", err, rep.Batch)
+		}
+		return nil
+	})
+	_ = bar.Finish()
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }

@@ -50,6 +50,7 @@ type App struct {
 	DB        *bolt.DB
 	Tokens    *token.Issuer
 	Worker    *optmail.Worker
+	Metrics   *web.Metrics
 	Web       *web.Server
 	transport optmail.Transport
 }
@@ -156,6 +157,8 @@ func (a *App) build(o Options, from *mail.Address) error {
 	}
 	a.Worker = &optmail.Worker{Outbox: a.DB, Renderer: renderer, Transport: a.transport, From: cfg.Mail.From,
 		Log: a.log, Now: o.Now}
+	a.Metrics = web.NewMetrics(a.DB)
+	a.Worker.Metrics = a.Metrics
 	sender := from.Name
 	if sender == "" {
 		sender = from.Address
@@ -166,6 +169,7 @@ func (a *App) build(o Options, from *mail.Address) error {
 		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
 		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
 		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
+		Metrics:      a.Metrics,
 	})
 	return err
 }
@@ -214,6 +218,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	sock := a.serveSocket()
 	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
 
 	var err error
@@ -226,6 +231,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
+	sock.shutdown(shutdownCtx)
 	stopWorker()
 	<-workerDone
 	<-sweepDone

@@ -36,17 +36,6 @@ func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.F
 	return created, err
 }
 
-// CreateAPIKey stores a new API key. A duplicate hash is EConflict.
-func (db *DB) CreateAPIKey(ctx context.Context, key consent.APIKey) error {
-	return db.update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketAPIKeys).Get([]byte(key.Hash)) != nil {
-			return consent.Errorf(consent.EConflict, "API key exists")
-		}
-		key.Created = db.Now()
-		return put(tx, bucketAPIKeys, []byte(key.Hash), key)
-	})
-}
-
 // APIKey returns the live (not revoked) API key with the given hash, or an
 // EUnauthorized *Error.
 func (db *DB) APIKey(ctx context.Context, hash string) (consent.APIKey, error) {

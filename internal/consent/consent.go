@@ -64,10 +64,24 @@ type Form struct {
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 	// SuccessURL is where a browser goes after a signup; empty means
 	// optin's own thanks page.
-	SuccessURL string    `json:"success_url,omitempty"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	SuccessURL string `json:"success_url,omitempty"`
+	// PrivacyURL is the privacy notice linked under the form; empty means
+	// optin's own page at {base_url}/privacy.
+	PrivacyURL string `json:"privacy_url,omitempty"`
+	// ProofOfWork, when above zero, makes a signup solve a proof-of-work
+	// challenge of that many leading zero bits first (see PoWBits).
+	ProofOfWork int       `json:"proof_of_work,omitempty"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
 }
+
+// MaxProofOfWork is the most leading zero bits a form may demand: about
+// 16 million hashes, a few seconds in a browser.
+const MaxProofOfWork = 24
+
+// PoWBits returns the proof-of-work difficulty the form demands, capped
+// at MaxProofOfWork; 0 means none.
+func (f *Form) PoWBits() int { return min(max(f.ProofOfWork, 0), MaxProofOfWork) }
 
 // Offers reports whether the form offers topic.
 func (f *Form) Offers(topic string) bool { return slices.Contains(f.Topics, topic) }

@@ -1,33 +1,93 @@
 package web
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"optin/internal/bolt"
 	"optin/internal/consent"
+)
+
+// maxImportBody caps the body of POST /api/v1/imports; every other admin
+// route keeps maxBody.
+const maxImportBody = 1 << 30
+
+// Role sets for the admin routes. SPEC: admin (everything), marketer
+// (subscribers, imports, exports, campaigns, stats), viewer (read-only).
+// Bulk personal data (exports, backups) is not a viewer's "read".
+var (
+	rolesRead   = []consent.Role{consent.RoleAdmin, consent.RoleMarketer, consent.RoleViewer}
+	rolesMarket = []consent.Role{consent.RoleAdmin, consent.RoleMarketer}
+	rolesAdmin  = []consent.Role{consent.RoleAdmin}
 )
 
 // registerAdmin adds the admin API routes under /api/v1.
 func (s *Server) registerAdmin(g *gin.RouterGroup) {
+	g.Use(adminBodyLimit)
+	g.GET("/openapi.yaml", s.handleOpenAPI) // public: the contract is no secret
 	g.Use(s.authenticate)
-	read := allow(consent.RoleAdmin, consent.RoleMarketer, consent.RoleViewer)
+	read, market, admin := allow(rolesRead...), allow(rolesMarket...), allow(rolesAdmin...)
+
 	g.GET("/topics", read, s.handleTopics)
+	g.POST("/topics", admin, s.handleTopicCreate)
+	g.PUT("/topics/:id", admin, s.handleTopicUpdate)
+	g.GET("/forms", read, s.handleForms)
+	g.POST("/forms", admin, s.handleFormCreate)
 	g.GET("/forms/:id", read, s.handleFormGet)
+	g.PUT("/forms/:id", admin, s.handleFormUpdate)
+	g.DELETE("/forms/:id", admin, s.handleFormDelete)
+	g.GET("/forms/:id/snippet", read, s.handleFormSnippet)
+
 	g.GET("/subscribers", read, s.handleSubscribers)
 	g.GET("/subscribers/:id", read, s.handleSubscriber)
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
+	g.POST("/subscribers/:id/activity", market, s.handleActivity)
+	g.DELETE("/subscribers/:id", market, s.handleSubscriberErase)
+
+	g.POST("/imports", market, s.handleImport)
+	g.GET("/exports/subscribers", market, s.handleSubscriberExport)
+
+	g.GET("/suppressions", read, s.handleSuppressions)
+	g.POST("/suppressions", admin, s.handleSuppressionAdd)
+	g.DELETE("/suppressions/:hash", admin, s.handleSuppressionDelete)
+
+	g.GET("/stats", read, s.handleStats)
+	g.GET("/audit", read, s.handleAudit)
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)
+	g.GET("/backup", admin, s.handleBackup)
+
+	g.GET("/apikeys", admin, s.handleAPIKeys)
+	g.POST("/apikeys", admin, s.handleAPIKeyCreate)
+	g.DELETE("/apikeys/:id", admin, s.handleAPIKeyRevoke)
+}
+
+// adminBodyLimit caps request bodies: 1 GiB for imports, which stream,
+// 64 KiB for everything else.
+func adminBodyLimit(c *gin.Context) {
+	n := int64(maxBody)
+	if strings.HasSuffix(c.FullPath(), "/imports") {
+		n = maxImportBody
+	}
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+	}
+	c.Next()
 }
 
 const ctxKey = "optin.apikey"
 
-// authenticate resolves the Bearer API key; 401 without a valid one.
+// authenticate resolves the Bearer API key; 401 without a valid one. It
+// records the key's last use, at most once a minute.
 func (s *Server) authenticate(c *gin.Context) {
 	secret, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok || secret == "" {
+	if !ok || strings.TrimSpace(secret) == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="optin"`)
 		s.fail(c, consent.Errorf(consent.EUnauthorized, "missing or invalid API key"))
 		return
@@ -37,6 +97,9 @@ func (s *Server) authenticate(c *gin.Context) {
 		c.Header("WWW-Authenticate", `Bearer realm="optin"`)
 		s.fail(c, err)
 		return
+	}
+	if err := s.store.TouchAPIKey(c.Request.Context(), key); err != nil {
+		s.cfg.Log.Warn("recording API key use", "key", key.Name, "err", err)
 	}
 	c.Set(ctxKey, key)
 	c.Next()
@@ -54,22 +117,46 @@ func allow(roles ...consent.Role) gin.HandlerFunc {
 	}
 }
 
-func (s *Server) handleTopics(c *gin.Context) {
-	ts, err := s.store.Topics(c.Request.Context())
-	if err != nil {
-		s.fail(c, err)
-		return
+// actor is who makes the current admin request.
+func actor(c *gin.Context) bolt.Actor { return bolt.ActorOf(c.MustGet(ctxKey).(consent.APIKey)) }
+
+// bindJSON decodes the request body into v strictly: unknown fields and
+// trailing data are EInvalid, so typos do not pass silently.
+func bindJSON(c *gin.Context, v any) error {
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
 	}
-	c.JSON(http.StatusOK, gin.H{"items": ts})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return consent.Errorf(consent.EInvalid, "a JSON body is required")
+		}
+		return consent.Errorf(consent.EInvalid, "invalid JSON body: %v", err)
+	}
+	return nil
 }
 
-func (s *Server) handleFormGet(c *gin.Context) {
-	f, err := s.store.Form(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		s.fail(c, err)
-		return
+// pageParams reads cursor and limit (1-500, default 50).
+func pageParams(c *gin.Context) (cursor string, limit int, err error) {
+	limit = 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return "", 0, consent.Errorf(consent.EInvalid, "limit must be a number from 1 to 500")
+		}
+		limit = n
 	}
-	c.JSON(http.StatusOK, f)
+	cursor = c.Query("cursor")
+	if len(cursor) > 200 {
+		return "", 0, consent.Errorf(consent.EInvalid, "cursor must be a value from next_cursor")
+	}
+	return cursor, limit, nil
 }
 
 // subscriberView is a subscriber as the admin API shows it.
@@ -82,27 +169,43 @@ func (s *Server) view(sub *consent.Subscriber) subscriberView {
 	return subscriberView{Subscriber: sub, Lifecycle: sub.Lifecycle(s.store.Now(), s.cfg.DormantAfter)}
 }
 
-// handleSubscribers looks subscribers up. With q set to an e-mail address
-// it finds that subscriber.
+// handleSubscribers lists subscribers by status, topic, lifecycle and a
+// text search, a page at a time.
 func (s *Server) handleSubscribers(c *gin.Context) {
-	q := c.Query("q")
-	if q == "" {
-		s.fail(c, consent.Errorf(consent.EInvalid, "q (an email address) is required"))
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
-	items := []subscriberView{}
-	if addr, err := consent.ParseAddress(q); err == nil {
-		sub, err := s.store.SubscriberByAddress(c.Request.Context(), addr)
-		switch consent.ErrorCode(err) {
-		case "":
-			items = append(items, s.view(sub))
-		case consent.ENotFound:
-		default:
-			s.fail(c, err)
-			return
-		}
+	f := bolt.SubscriberFilter{Status: consent.Status(c.Query("status")), Topic: c.Query("topic"),
+		Lifecycle: consent.Lifecycle(c.Query("lifecycle")), DormantAfter: s.cfg.DormantAfter,
+		Query: strings.TrimSpace(c.Query("q")), Cursor: cursor, Limit: limit}
+	switch f.Status {
+	case "", consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed:
+	default:
+		s.fail(c, consent.Errorf(consent.EInvalid, "status must be pending, confirmed, unsubscribed or lapsed"))
+		return
 	}
-	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": ""})
+	switch f.Lifecycle {
+	case "", consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant:
+	default:
+		s.fail(c, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant"))
+		return
+	}
+	if len(f.Query) > 254 || len(f.Topic) > 64 {
+		s.fail(c, consent.Errorf(consent.EInvalid, "q or topic is too long"))
+		return
+	}
+	subs, next, err := s.store.FindSubscribers(c.Request.Context(), f)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	items := make([]subscriberView, 0, len(subs))
+	for _, sub := range subs {
+		items = append(items, s.view(sub))
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
 }
 
 func (s *Server) handleSubscriber(c *gin.Context) {
@@ -129,6 +232,46 @@ func (s *Server) handleConsents(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"items": evs})
 }
 
+// activityBody is POST /subscribers/{id}/activity.
+type activityBody struct {
+	Kind string `json:"kind"`
+	At   string `json:"at"`
+}
+
+// handleActivity records a purchase, which drives the lifecycle.
+func (s *Server) handleActivity(c *gin.Context) {
+	var b activityBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if b.Kind != "purchase" {
+		s.fail(c, consent.Errorf(consent.EInvalid, `kind must be "purchase"`))
+		return
+	}
+	at, err := parseTime(b.At)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	sub, err := s.store.RecordPurchase(c.Request.Context(), actor(c), c.Param("id"), at)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.view(sub))
+}
+
+// handleSubscriberErase erases a subscriber like the self-service erase: everything
+// goes except the suppression hash and the ledger's erased event.
+func (s *Server) handleSubscriberErase(c *gin.Context) {
+	if err := s.store.EraseSubscriber(c.Request.Context(), actor(c), c.Param("id")); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 func (s *Server) handleLedgerVerify(c *gin.Context) {
 	rep, err := s.store.VerifyLedger(c.Request.Context())
 	if err != nil {
@@ -136,4 +279,136 @@ func (s *Server) handleLedgerVerify(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, rep)
+}
+
+func (s *Server) handleStats(c *gin.Context) {
+	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) handleAudit(c *gin.Context) {
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	entries, next, err := s.store.Audit(c.Request.Context(), cursor, limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"items": entries, "next_cursor": next})
+}
+
+func (s *Server) handleAPIKeys(c *gin.Context) {
+	keys, err := s.store.APIKeys(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"items": keys})
+}
+
+// apiKeyBody is POST /apikeys.
+type apiKeyBody struct {
+	Name string       `json:"name"`
+	Role consent.Role `json:"role"`
+}
+
+// handleAPIKeyCreate makes a key and shows its secret, the only time it
+// is shown.
+func (s *Server) handleAPIKeyCreate(c *gin.Context) {
+	var b apiKeyBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	secret, info, err := s.store.NewAPIKey(c.Request.Context(), actor(c), b.Name, b.Role)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"key": secret, "info": info})
+}
+
+func (s *Server) handleAPIKeyRevoke(c *gin.Context) {
+	if err := s.store.RevokeAPIKey(c.Request.Context(), actor(c), c.Param("id")); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// handleSuppressions lists the suppression list, or one address's entries
+// with ?email=.
+func (s *Server) handleSuppressions(c *gin.Context) {
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var addr *consent.Address
+	if e := c.Query("email"); e != "" {
+		a, err := consent.ParseAddress(e)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		addr = &a
+	}
+	page, err := s.store.Suppressions(c.Request.Context(), addr, cursor, limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// suppressionBody is POST /suppressions.
+type suppressionBody struct {
+	Email string `json:"email"`
+	Topic string `json:"topic"`
+	Note  string `json:"note"`
+}
+
+func (s *Server) handleSuppressionAdd(c *gin.Context) {
+	var b suppressionBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	addr, err := consent.ParseAddress(b.Email)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !printable(b.Note, 200) {
+		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
+		return
+	}
+	sup, created, err := s.store.AddSuppression(c.Request.Context(), actor(c), addr, b.Topic, strings.TrimSpace(b.Note))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, sup)
+}
+
+// handleSuppressionDelete removes operator-added suppressions of a hash,
+// all scopes or ?scope= only.
+func (s *Server) handleSuppressionDelete(c *gin.Context) {
+	n, err := s.store.DeleteSuppression(c.Request.Context(), actor(c), c.Param("hash"), c.Query("scope"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"removed": n})
 }

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -209,6 +208,7 @@ func (s *Server) handleExport(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	l := s.localizer(c, exp.Subscriber.Locale)
 	purposes := map[string]string{}
 	for _, t := range s.topicsOf(c, sortedKeys(exp.Subscriber.Subscriptions)) {
 		purposes[t.ID] = t.Name
@@ -219,8 +219,7 @@ func (s *Server) handleExport(c *gin.Context) {
 		bolt.Export
 		About exportAbout `json:"about"`
 	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
-		Retention: "Kept while you are subscribed. Consent records are kept as proof; erasure removes your personal data from them.",
-		Rights:    "You may access, export, correct and erase your data and withdraw consent at any time from the preference page, and complain to your data protection authority."}})
+		Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")}})
 }
 
 // handleErase erases the person (Art. 17); only the suppression hash and
@@ -250,9 +249,15 @@ func (s *Server) handleManagePage(c *gin.Context) {
 // not, the answer is the same (R105); it is rate-limited per client IP.
 func (s *Server) handleManage(c *gin.Context) {
 	jsonOut := wantsJSON(c)
-	if ok, wait := s.manage.allow(clientIP(c), time.Now()); !ok {
-		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		s.fail(c, consent.Errorf(consent.ERateLimited, "too many requests from your network; try again later"))
+	if ok, wait := allowIP(s.manage, s.manageNet, clientIP(c), time.Now()); !ok {
+		retryAfter(c, wait)
+		err := consent.Errorf(consent.ERateLimited, "too many requests from your network; try again later")
+		if jsonOut {
+			s.fail(c, err)
+		} else {
+			l := s.localizer(c, c.PostForm("locale"))
+			s.page(c, http.StatusTooManyRequests, "manage", pageData{L: l, Message: pageMessage(l, err)})
+		}
 		return
 	}
 	var body struct {
@@ -265,19 +270,21 @@ func (s *Server) handleManage(c *gin.Context) {
 	} else {
 		err = c.ShouldBind(&body)
 	}
-	if err != nil {
-		err = consent.Errorf(consent.EInvalid, "could not read the request body")
+	var mbe *http.MaxBytesError
+	if err != nil && !errors.As(err, &mbe) {
+		err = keyed(consent.Errorf(consent.EInvalid, "could not read the request body"), "signup.error.body")
 	}
 	var addr consent.Address
 	if err == nil {
 		addr, err = consent.ParseAddress(body.Email)
+		err = keyed(err, "signup.error.email")
 	}
 	l := s.localizer(c, body.Locale)
 	if err != nil {
 		if jsonOut {
 			s.fail(c, err)
 		} else {
-			s.page(c, http.StatusBadRequest, "manage", pageData{L: l, Message: consent.ErrorMessage(err)})
+			s.page(c, errorStatus(err), "manage", pageData{L: l, Message: pageMessage(l, err)})
 		}
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -33,6 +32,59 @@ type pageData struct {
 	// Button2 offers "all topics" on the unsubscribe page.
 	Button2    string
 	PrefTopics []prefTopic
+	// Privacy is the privacy notice's URL, linked under forms.
+	Privacy string
+	// PoW, when set, is the challenge URL of a proof-of-work form, and
+	// Script the script that solves it.
+	PoW    string
+	Script string
+	// Sender and Postal name the controller (privacy page).
+	Sender string
+	Postal string
+	// Retention and Rights explain the data (privacy page).
+	Retention string
+	Rights    string
+}
+
+// keyedError is an error with the catalog key of the message a browser
+// page shows for it; the JSON answer keeps the error's English message.
+type keyedError struct {
+	error
+	key string
+}
+
+func (e keyedError) Unwrap() error { return e.error }
+
+// keyed attaches the catalog key of its page message to err.
+func keyed(err error, key string) error {
+	if err == nil {
+		return nil
+	}
+	return keyedError{err, key}
+}
+
+// errorStatus is the HTTP status of err: 413 for a body over the limit,
+// else the status of its code.
+func errorStatus(err error) int {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return statusOf(consent.ErrorCode(err))
+}
+
+// pageMessage returns err's message for a browser page in l's language:
+// the key attached with keyed, else the generic message of its code.
+func pageMessage(l i18n.Localizer, err error) string {
+	var k keyedError
+	if errors.As(err, &k) {
+		return l.T(k.key)
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return l.T("error.too_large")
+	}
+	return l.T("error." + consent.ErrorCode(err))
 }
 
 // wording is the exact consent wording form f shows in l's language,
@@ -108,12 +160,66 @@ func (s *Server) handleFormPage(c *gin.Context) {
 	if !ok {
 		return
 	}
-	l := s.localizer(c, c.Query("locale"), f.Locale)
+	s.formPage(c, http.StatusOK, f, topics, s.localizer(c, c.Query("locale"), f.Locale), "")
+}
+
+// formPage renders the hosted form of f, with msg as an error. Its CSP
+// lets the form's allowed origins frame it and lets the form post to
+// optin and follow the redirect to the success URL; a proof-of-work form
+// also runs embed.js from optin, which solves the challenge.
+func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []consent.Topic, l i18n.Localizer, msg string) {
 	w := s.wording(f, topics, l)
-	ancestors := append([]string{"'self'"}, f.AllowedOrigins...)
-	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+
-		strings.Join(f.AllowedOrigins, " ")+"; frame-ancestors "+strings.Join(ancestors, " ")+"; base-uri 'none'")
-	s.page(c, http.StatusOK, "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics, Wording: w.Text, Notice: w.Notice})
+	origins := cspSources(f.AllowedOrigins)
+	formAction := append([]string{"'self'"}, origins...)
+	if u, ok := successURL(f); ok {
+		formAction = append(formAction, cspSources([]string{u.Scheme + "://" + u.Host})...)
+	}
+	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action " + strings.Join(formAction, " ") +
+		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
+	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: topics, Wording: w.Text, Notice: w.Notice,
+		Message: msg, Privacy: s.privacyURL(f)}
+	if f.PoWBits() > 0 {
+		csp += "; script-src 'self'; connect-src 'self'"
+		d.PoW = d.Action + "/challenge"
+		d.Script = d.Action + "/embed.js?locale=" + url.QueryEscape(l.Locale)
+	}
+	c.Header("Content-Security-Policy", csp)
+	s.page(c, status, "form", d)
+}
+
+// cspSources returns the origins that are safe to put in a CSP source
+// list: scheme://host[:port] with http(s) and nothing else.
+func cspSources(origins []string) []string {
+	var out []string
+	for _, o := range origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.Scheme+"://"+u.Host != o || strings.ContainsAny(o, " ;,'\"\\") {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// successURL returns the form's success URL when it is an absolute
+// http(s) URL; anything else is never redirected to.
+func successURL(f *consent.Form) (*url.URL, bool) {
+	u, err := url.Parse(f.SuccessURL)
+	if f.SuccessURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		strings.ContainsAny(f.SuccessURL, "\r\n") {
+		return nil, false
+	}
+	return u, true
+}
+
+// privacyURL is the privacy notice linked under form f: its own http(s)
+// URL, else optin's /privacy page.
+func (s *Server) privacyURL(f *consent.Form) string {
+	if u, err := url.Parse(f.PrivacyURL); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		return f.PrivacyURL
+	}
+	return s.cfg.BaseURL + "/privacy"
 }
 
 func (s *Server) handleThanks(c *gin.Context) {
@@ -132,6 +238,9 @@ type signupBody struct {
 	Locale  string   `json:"locale" form:"locale"`
 	Page    string   `json:"page" form:"page"`
 	Website string   `json:"website" form:"website"`
+	// PoWChallenge and PoWNonce answer a proof-of-work form's challenge.
+	PoWChallenge string `json:"pow_challenge" form:"pow_challenge"`
+	PoWNonce     string `json:"pow_nonce" form:"pow_nonce"`
 }
 
 // wantsJSON reports whether the client asked for a JSON answer.
@@ -183,6 +292,12 @@ func (s *Server) cors(c *gin.Context, origin string) {
 	}
 }
 
+// handleSignup takes a signup. Every refusal comes before the store is
+// touched, and the answer to an accepted one is the same whatever the
+// address's state (R105). Defences in order: the form's origin allow-list
+// (403), the per-IP and per-subnet limits (429), input validation (400),
+// the form's proof of work (400), the honeypot (same answer, nothing
+// stored) and the global brake on confirmation mails (429).
 func (s *Server) handleSignup(c *gin.Context) {
 	jsonOut := wantsJSON(c)
 	f, topics, ok := s.loadForm(c, !jsonOut)
@@ -191,16 +306,15 @@ func (s *Server) handleSignup(c *gin.Context) {
 	}
 	origin := requestOrigin(c)
 	if !s.originAllowed(f, origin) {
-		s.fail(c, consent.Errorf(consent.EForbidden, "origin not allowed for this form"))
+		s.signupError(c, jsonOut, f, topics, keyed(consent.Errorf(consent.EForbidden, "origin not allowed for this form"), "error.forbidden"))
 		return
 	}
 	if c.GetHeader("Origin") != "" {
 		s.cors(c, origin)
 	}
-	ip := clientIP(c)
-	if ok, wait := s.signup.allow(ip, time.Now()); !ok {
-		c.Header("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		s.fail(c, consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later"))
+	if ok, wait := allowIP(s.signup, s.signupNet, clientIP(c), time.Now()); !ok {
+		retryAfter(c, wait)
+		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later"))
 		return
 	}
 
@@ -214,34 +328,52 @@ func (s *Server) handleSignup(c *gin.Context) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if !errors.As(err, &mbe) {
-			err = consent.Errorf(consent.EInvalid, "could not read the request body")
+			err = keyed(consent.Errorf(consent.EInvalid, "could not read the request body"), "signup.error.body")
 		}
 		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
 	l := s.localizer(c, body.Locale, f.Locale)
 	in, err := s.validateSignup(c, f, body, l)
+	if err == nil && f.PoWBits() > 0 {
+		err = s.pow.verify(f.ID, f.PoWBits(), body.PoWChallenge, body.PoWNonce, s.store.Now())
+	}
 	if err != nil {
 		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
+	// The brake is taken before the store says whether a mail is queued,
+	// and given back when none was: its answer cannot depend on the
+	// address either.
+	if ok, wait := s.brake.take(time.Now()); !ok {
+		retryAfter(c, wait)
+		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups right now; try again shortly"))
+		return
+	}
+	queued := false
 	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing
 		res, err := s.store.Signup(c.Request.Context(), in, s.wording(f, topics, l))
 		if err != nil {
+			s.brake.refund()
 			s.signupError(c, jsonOut, f, topics, err)
 			return
 		}
-		if res.Queued && s.cfg.Outbox != nil {
-			s.cfg.Outbox.Notify()
-		}
+		queued = res.Queued
+	}
+	if !queued {
+		s.brake.refund()
+	} else if s.cfg.Outbox != nil {
+		s.cfg.Outbox.Notify()
 	}
 	if jsonOut {
 		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})
 		return
 	}
-	target := f.SuccessURL
-	if target == "" {
-		target = "/f/" + url.PathEscape(f.ID) + "/thanks?locale=" + url.QueryEscape(l.Locale)
+	// Only ever the form's own success URL: nothing in the request can
+	// choose where the browser goes.
+	target := "/f/" + url.PathEscape(f.ID) + "/thanks?locale=" + url.QueryEscape(l.Locale)
+	if u, ok := successURL(f); ok {
+		target = u.String()
 	}
 	c.Redirect(http.StatusSeeOther, target)
 }
@@ -250,33 +382,37 @@ func (s *Server) handleSignup(c *gin.Context) {
 func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l i18n.Localizer) (consent.SignupInput, error) {
 	addr, err := consent.ParseAddress(b.Email)
 	if err != nil {
-		return consent.SignupInput{}, err
+		return consent.SignupInput{}, keyed(err, "signup.error.email")
 	}
 	name := strings.TrimSpace(b.Name)
 	if utf8.RuneCountInString(name) > 100 || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name) {
-		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "name must be at most 100 characters without control characters")
+		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "name must be at most 100 characters without control characters"), "signup.error.name")
 	}
 	if len(b.Topics) == 0 {
-		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "tick at least one topic")
+		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "tick at least one topic"), "signup.error.topics")
 	}
 	if len(b.Topics) > len(f.Topics) {
-		return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "too many topics")
+		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "too many topics"), "signup.error.topic_unknown")
 	}
 	for _, t := range b.Topics {
 		if !f.Offers(t) {
-			return consent.SignupInput{}, consent.Errorf(consent.EInvalid, "topic %q is not offered by this form", truncate(t, 64))
+			return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "topic %q is not offered by this form", truncate(t, 64)), "signup.error.topic_unknown")
 		}
 	}
-	page, err := cleanPage(b.Page, c.GetHeader("Referer"))
+	from := c.GetHeader("Referer")
+	if from == "" {
+		from = c.GetHeader("Origin") // the embedding site, when the browser sends no Referer
+	}
+	page, err := cleanPage(b.Page, from)
 	if err != nil {
-		return consent.SignupInput{}, err
+		return consent.SignupInput{}, keyed(err, "signup.error.page")
 	}
 	return consent.SignupInput{Form: f, Address: addr, Name: name, Locale: l.Locale, Topics: b.Topics,
 		Page: page, IP: clientIP(c), UserAgent: userAgent(c)}, nil
 }
 
 // cleanPage returns the page the form was used on, from the page field or
-// else the Referer, without query or fragment (they may carry personal
+// else the Referer (or Origin), without query or fragment (they may carry personal
 // data). A page field that is not an absolute http(s) URL is an error.
 func cleanPage(page, referer string) (string, error) {
 	explicit := page != ""
@@ -297,15 +433,15 @@ func cleanPage(page, referer string) (string, error) {
 	return u.String(), nil
 }
 
+// signupError answers a refused signup: JSON for API clients, else the
+// form again with the error in the page's language and the error's status.
 func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topics []consent.Topic, err error) {
-	if jsonOut || consent.ErrorCode(err) == consent.EInternal {
+	if jsonOut || (consent.ErrorCode(err) == consent.EInternal && errorStatus(err) == http.StatusInternalServerError) {
 		s.fail(c, err)
 		return
 	}
 	l := s.localizer(c, c.PostForm("locale"), f.Locale)
-	w := s.wording(f, topics, l)
-	s.page(c, statusOf(consent.ErrorCode(err)), "form", pageData{L: l, Action: "/f/" + f.ID, Topics: topics,
-		Wording: w.Text, Notice: w.Notice, Message: consent.ErrorMessage(err)})
+	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err))
 }
 
 func truncate(s string, n int) string {

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 )
 
@@ -54,4 +57,99 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// subnetFactor is how many times the per-IP budget one subnet (/24 for
+// IPv4, /64 for IPv6) may spend: enough for an office or a carrier NAT,
+// too little for a botnet spread over one provider's block.
+const subnetFactor = 3
+
+// subnetKey returns the /24 (IPv4) or /64 (IPv6) network of ip, or ip
+// itself when it does not parse.
+func subnetKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	bits := 64
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
+// allowIP takes one event for ip from the per-IP limiter, then from the
+// per-subnet one.
+func allowIP(perIP, perNet *limiter, ip string, now time.Time) (bool, time.Duration) {
+	if ok, wait := perIP.allow(ip, now); !ok {
+		return false, wait
+	}
+	return perNet.allow(subnetKey(ip), now)
+}
+
+// Brake is a process-wide rate: PerSecond events on average, at most Burst
+// at once. The zero Brake means the default for confirmation mails: 50 a
+// second, 100 in a burst (R104).
+type Brake struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Default global brake on confirmation mails.
+const (
+	defaultBrakeRate  = 50
+	defaultBrakeBurst = 100
+)
+
+// brake is one token bucket shared by every request: the circuit breaker
+// on the rate of confirmation mails, whatever their source.
+type brake struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBrake(b Brake) *brake {
+	if b.PerSecond <= 0 || b.Burst <= 0 {
+		b = Brake{PerSecond: defaultBrakeRate, Burst: defaultBrakeBurst}
+	}
+	return &brake{rate: b.PerSecond, burst: float64(b.Burst), tokens: float64(b.Burst)}
+}
+
+// take takes one token at now. When none is left it returns false and how
+// long until one is.
+func (b *brake) take(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	}
+	b.tokens--
+	return true, 0
+}
+
+// refund gives back a token taken by a request that queued no mail.
+func (b *brake) refund() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens = min(b.burst, b.tokens+1)
+}
+
+// retryAfter sets the Retry-After header for a wait of d, in whole
+// seconds rounded up, at least 1.
+func retryAfter(c *gin.Context, d time.Duration) {
+	c.Header("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 }

@@ -41,7 +41,12 @@ type Config struct {
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
-	DormantAfter   time.Duration
+	// ConfirmBrake caps how many signups per second may queue a
+	// confirmation mail, process-wide; zero means 50 a second, 100 in a burst.
+	ConfirmBrake Brake
+	DormantAfter time.Duration
+	// Metrics, when set, times every request and serves GET /metrics.
+	Metrics *Metrics
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
 }
@@ -61,6 +66,12 @@ type Server struct {
 	origin string // scheme://host of BaseURL
 	signup *limiter
 	manage *limiter
+	// signupNet and manageNet limit per subnet (/24, /64).
+	signupNet *limiter
+	manageNet *limiter
+	brake     *brake
+	pow       *powGuard
+	embedJS   []byte // body of embed.js, wrapped around each form's data
 }
 
 // maxBody caps request bodies on public routes.
@@ -77,7 +88,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit)}
-	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage"} {
+	if err := s.initAbuse(cfg); err != nil {
+		return nil, err
+	}
+	if s.embedJS, err = fs.ReadFile(cfg.Templates, "embed/embed.js"); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage", "privacy"} {
 		t, err := template.ParseFS(cfg.Templates, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: %w", err)
@@ -95,6 +112,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: trusted proxies: %w", err)
 	}
 	e.HandleMethodNotAllowed = true
+	if cfg.Metrics != nil {
+		e.Use(cfg.Metrics.observe) // outermost: it also sees recovered panics
+		e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
+	}
 	e.Use(s.recoverer(), s.securityHeaders)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, consent.Errorf(consent.ENotFound, "not found")) })
 	e.NoMethod(func(c *gin.Context) {
@@ -109,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/f/:form", s.handleSignup)
 	pub.OPTIONS("/f/:form", s.handlePreflight)
 	pub.GET("/f/:form/thanks", s.handleThanks)
+	pub.GET("/f/:form/embed.js", s.handleEmbedJS)
+	pub.GET("/f/:form/challenge", s.handleChallenge)
+	pub.GET("/privacy", s.handlePrivacy)
 	pub.GET("/confirm/:token", s.handleConfirmPage)
 	pub.POST("/confirm/:token", s.handleConfirm)
 	pub.GET("/not-me/:token", s.handleNotMePage)
@@ -122,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
 
-	s.registerAdmin(e.Group("/api/v1", limitBody(maxBody)))
+	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
 	s.engine = e
 	return s, nil
 }
@@ -157,7 +181,7 @@ func (s *Server) handleReady(c *gin.Context) {
 // statusOf maps error codes to HTTP status: the one place that does.
 func statusOf(code string) int {
 	switch code {
-	case consent.EInvalid:
+	case consent.EInvalid, codeProofOfWork:
 		return http.StatusBadRequest
 	case consent.ENotFound:
 		return http.StatusNotFound

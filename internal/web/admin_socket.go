@@ -1,0 +1,31 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"optin/internal/consent"
+)
+
+// SocketHandler returns the handler of the admin socket (data_dir/
+// admin.sock), through which the optin CLI acts on a running service
+// instead of fighting it for the database file. It serves, without API
+// keys, POST /apikeys, GET /apikeys, DELETE /apikeys/{id}, GET
+// /ledger/verify and POST /imports with the admin API's bodies and
+// answers. Access is controlled by the socket's file mode (0600, owner
+// only); writes are audited as the actor "cli".
+func (s *Server) SocketHandler() http.Handler {
+	e := gin.New()
+	e.Use(s.recoverer(), func(c *gin.Context) {
+		c.Set(ctxKey, consent.APIKey{Name: "cli", Role: consent.RoleAdmin})
+		c.Next()
+	}, adminBodyLimit)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, consent.Errorf(consent.ENotFound, "not found")) })
+	e.GET("/apikeys", s.handleAPIKeys)
+	e.POST("/apikeys", s.handleAPIKeyCreate)
+	e.DELETE("/apikeys/:id", s.handleAPIKeyRevoke)
+	e.GET("/ledger/verify", s.handleLedgerVerify)
+	e.POST("/imports", s.handleImport)
+	return e
+}

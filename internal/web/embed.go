@@ -1,0 +1,114 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+)
+
+// initAbuse sets up the abuse defences besides the per-IP limiters made in
+// New: the per-subnet limiters, the global brake on confirmation mails and
+// the proof-of-work guard.
+func (s *Server) initAbuse(cfg Config) error {
+	s.signupNet = newLimiter(Rate{N: cfg.SignupLimit.N * subnetFactor, Per: cfg.SignupLimit.Per})
+	s.manageNet = newLimiter(Rate{N: cfg.ManageLimit.N * subnetFactor, Per: cfg.ManageLimit.Per})
+	s.brake = newBrake(cfg.ConfirmBrake)
+	var err error
+	s.pow, err = newPowGuard()
+	return err
+}
+
+// embedTopic is one checkbox of an embedded form.
+type embedTopic struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// embedData is everything embed.js needs to render one form: the exact
+// wording the hosted page shows and the interface strings in one language.
+// It reaches the script as JSON, and the script writes every string with
+// textContent, never as HTML.
+type embedData struct {
+	Form      string            `json:"form"`
+	Action    string            `json:"action"`
+	Challenge string            `json:"challenge,omitempty"`
+	PoWBits   int               `json:"pow_bits"`
+	Locale    string            `json:"locale"`
+	Wording   string            `json:"wording"`
+	Notice    string            `json:"notice"`
+	Privacy   string            `json:"privacy"`
+	Topics    []embedTopic      `json:"topics"`
+	T         map[string]string `json:"t"`
+}
+
+// embedStrings returns the catalog keys embed.js shows, by the name it
+// uses.
+func embedStrings() map[string]string {
+	return map[string]string{
+		"title": "form.title", "email": "form.email", "name": "form.name", "honeypot": "form.honeypot",
+		"submit": "form.submit", "privacy": "form.privacy", "thanks": "thanks.message", "working": "embed.working",
+		"no_topic": "signup.error.topics", "network": "embed.network",
+		"invalid": "error.invalid", "forbidden": "error.forbidden", "rate_limited": "error.rate_limited",
+		"too_large": "error.too_large", "not_found": "error.not_found", "proof_of_work": "signup.error.pow",
+		"internal": "error.internal",
+	}
+}
+
+// handleEmbedJS serves the script that renders form f into every
+// <div data-optin-form="{f}"> of the page that loads it, and solves the
+// proof of work of optin's own hosted page. The language is ?locale=, then
+// the form's, then the browser's. It may be cached for five minutes.
+func (s *Server) handleEmbedJS(c *gin.Context) {
+	f, topics, ok := s.loadForm(c, false)
+	if !ok {
+		return
+	}
+	l := s.localizer(c, c.Query("locale"), f.Locale)
+	w := s.wording(f, topics, l)
+	action := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
+	d := embedData{Form: f.ID, Action: action, PoWBits: f.PoWBits(), Locale: l.Locale, Wording: w.Text,
+		Notice: w.Notice, Privacy: s.privacyURL(f), Topics: make([]embedTopic, len(topics)), T: map[string]string{}}
+	if d.PoWBits > 0 {
+		d.Challenge = action + "/challenge"
+	}
+	for i, t := range topics {
+		d.Topics[i] = embedTopic{ID: t.ID, Name: t.Name, Description: t.Description}
+	}
+	for name, key := range embedStrings() {
+		d.T[name] = l.T(key)
+	}
+	// encoding/json escapes <, >, &, U+2028 and U+2029: the data cannot
+	// end the script or break out of the string literal.
+	b, err := json.Marshal(d)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := make([]byte, 0, len(s.embedJS)+len(b)+64)
+	out = append(out, "(function (D) {\n\"use strict\";\n"...)
+	out = append(out, s.embedJS...)
+	out = append(out, "\n})("...)
+	out = append(out, b...)
+	out = append(out, ");\n"...)
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Header("Vary", "Accept-Language")
+	c.Header("Cross-Origin-Resource-Policy", "cross-origin")
+	c.Data(http.StatusOK, "application/javascript; charset=utf-8", out)
+}
+
+// handlePrivacy renders the privacy notice forms link to by default: who
+// the controller is, what is collected and why, how long it is kept and
+// the person's rights (GDPR Art. 13, R46).
+func (s *Server) handlePrivacy(c *gin.Context) {
+	topics, err := s.store.Topics(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	l := s.localizer(c, c.Query("locale"))
+	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: topics,
+		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")})
+}

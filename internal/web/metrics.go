@@ -1,0 +1,112 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"optin/internal/bolt"
+	"optin/internal/consent"
+)
+
+// Metrics is optin's Prometheus instrumentation on its own registry. Its
+// labels are route templates, event types, mail kinds and results: never
+// an address, a token or any other request data.
+//
+// Signups, confirmations and unsubscribes are counted from the consent
+// ledger itself (requested, confirmed and unsubscribed events), read
+// incrementally at each scrape, so they count what was recorded, not
+// requests, and survive restarts.
+type Metrics struct {
+	store   *bolt.DB
+	reg     *prometheus.Registry
+	latency *prometheus.HistogramVec
+	mail    *prometheus.CounterVec
+
+	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc *prometheus.Desc
+
+	mu     sync.Mutex
+	seq    uint64
+	counts map[consent.EventType]uint64
+}
+
+// NewMetrics builds the metrics of the service around store. It also
+// implements the mail worker's Metrics interface.
+func NewMetrics(store *bolt.DB) *Metrics {
+	m := &Metrics{store: store, reg: prometheus.NewRegistry(), counts: map[consent.EventType]uint64{},
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "optin_http_request_duration_seconds", Help: "HTTP request latency by route template.",
+			Buckets: prometheus.DefBuckets}, []string{"method", "route", "code"}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_mail_sends_total", Help: "Outbox send attempts by mail kind and result."}, []string{"kind", "result"}),
+		ledgerDesc:   prometheus.NewDesc("optin_ledger_events_total", "Consent ledger events by type.", []string{"type"}, nil),
+		signupsDesc:  prometheus.NewDesc("optin_signups_total", "Double-opt-in requests recorded (requested events).", nil, nil),
+		confirmsDesc: prometheus.NewDesc("optin_confirmations_total", "Confirmations recorded (confirmed events).", nil, nil),
+		unsubsDesc:   prometheus.NewDesc("optin_unsubscribes_total", "Withdrawals recorded (unsubscribed events).", nil, nil),
+		outboxDesc:   prometheus.NewDesc("optin_outbox_depth", "Mails in the outbox, queued or parked after failing for good.", []string{"state"}, nil),
+	}
+	m.reg.MustRegister(m.latency, m.mail, m, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// MailResult counts one send outcome; the outbox worker calls it.
+func (m *Metrics) MailResult(kind consent.JobKind, result string) {
+	m.mail.WithLabelValues(string(kind), result).Inc()
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// observe times every request by its route template.
+func (m *Metrics) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	code := strconv.Itoa(c.Writer.Status()/100) + "xx"
+	m.latency.WithLabelValues(c.Request.Method, route, code).Observe(time.Since(start).Seconds())
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.ledgerDesc, m.signupsDesc, m.confirmsDesc, m.unsubsDesc, m.outboxDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it reads the ledger events
+// appended since the last scrape and the outbox depth.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if counts, last, err := m.store.LedgerCounts(ctx, m.seq); err == nil {
+		for t, n := range counts {
+			m.counts[t] += n
+		}
+		m.seq = last
+	}
+	for t, n := range m.counts {
+		ch <- prometheus.MustNewConstMetric(m.ledgerDesc, prometheus.CounterValue, float64(n), string(t))
+	}
+	ch <- prometheus.MustNewConstMetric(m.signupsDesc, prometheus.CounterValue, float64(m.counts[consent.EventRequested]))
+	ch <- prometheus.MustNewConstMetric(m.confirmsDesc, prometheus.CounterValue, float64(m.counts[consent.EventConfirmed]))
+	ch <- prometheus.MustNewConstMetric(m.unsubsDesc, prometheus.CounterValue, float64(m.counts[consent.EventUnsubscribed]))
+	if queued, parked, err := m.store.OutboxDepth(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(m.outboxDesc, prometheus.GaugeValue, float64(queued), "queued")
+		ch <- prometheus.MustNewConstMetric(m.outboxDesc, prometheus.GaugeValue, float64(parked), "parked")
+	}
+}
