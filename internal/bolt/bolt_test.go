@@ -643,7 +643,7 @@ func TestOutbox(t *testing.T) {
 
 	t.Run("finish", func(t *testing.T) {
 		db, job := setup(t)
-		if err := db.FinishJob(t.Context(), job); err != nil {
+		if err := db.FinishJobs(t.Context(), []consent.Job{job}); err != nil {
 			t.Fatalf("FinishJob: got err %v, want nil", err)
 		}
 		if got := mustDueJobs(t, db, db.Now().Add(time.Hour)); len(got) != 0 {

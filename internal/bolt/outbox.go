@@ -89,10 +89,17 @@ func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
 	return ok, err
 }
 
-// FinishJob removes job from the outbox after it was sent or dropped.
-func (db *DB) FinishJob(ctx context.Context, job consent.Job) error {
+// FinishJobs removes jobs from the outbox after they were sent or
+// dropped, in one transaction.
+func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	return db.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketOutbox).Delete(outboxKey(job.NextAt, job.ID))
+		b := tx.Bucket(bucketOutbox)
+		for _, job := range jobs {
+			if err := b.Delete(outboxKey(job.NextAt, job.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

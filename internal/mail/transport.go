@@ -18,7 +18,9 @@ import (
 // Transport hands one message to the next hop. Implementations are safe for
 // concurrent use.
 type Transport interface {
-	Send(ctx context.Context, msg *gomail.Msg, m Message) error
+	// SendBatch hands msgs (rendered from ms) to the next hop in order and
+	// returns one error per message: nil when it was accepted.
+	SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error
 	Close() error
 }
 
@@ -63,6 +65,15 @@ func (f *FileTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) er
 		f.Log.Info("mail written (file transport)", "file", path, "link", m.Link)
 	}
 	return nil
+}
+
+// SendBatch writes each message with Send.
+func (f *FileTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
+	errs := make([]error, len(msgs))
+	for i := range msgs {
+		errs[i] = f.Send(ctx, msgs[i], ms[i])
+	}
+	return errs
 }
 
 // Close does nothing.
@@ -147,35 +158,80 @@ func (t *SMTPTransport) newClient() (*gomail.Client, error) {
 	return c, nil
 }
 
-// Send delivers msg on a pooled connection, dialling it if needed. A 5xx
+// Send delivers one message; see SendBatch.
+func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
+	return t.SendBatch(ctx, []*gomail.Msg{msg}, []Message{m})[0]
+}
+
+// SendBatch delivers msgs in one SMTP session on a pooled connection,
+// dialling it if needed: one connection check for the whole batch. A 5xx
 // answer to RCPT or DATA wraps ErrPermanent; anything else (refused
 // connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
-// problem) is temporary.
-func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
+// problem) is temporary. When the connection fails before any message
+// got through, it is redialled once.
+func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
+	errs := make([]error, len(msgs))
 	var c *gomail.Client
 	select {
 	case c = <-t.pool:
 	case <-ctx.Done():
-		return ctx.Err()
+		for i := range errs {
+			errs[i] = ctx.Err()
+		}
+		return errs
 	}
 	defer func() { t.pool <- c }()
-	err := c.Send(msg)
-	if err != nil && !isPermanent(err) {
+	err := c.Send(msgs...)
+	if err != nil && !anyDelivered(msgs) && !anyPermanent(msgs) {
 		// The connection may be stale or never dialled: redial once.
 		_ = c.Close()
 		if derr := c.DialWithContext(ctx); derr != nil {
-			return fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, derr)
+			for i := range errs {
+				errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, derr)
+			}
+			return errs
 		}
-		err = c.Send(msg)
+		err = c.Send(msgs...)
 	}
 	if err == nil {
-		return nil
+		return errs
 	}
-	if isPermanent(err) {
-		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	broken := false
+	for i, m := range msgs {
+		switch merr := m.SendError(); {
+		case m.IsDelivered():
+		case merr == nil:
+			errs[i] = fmt.Errorf("mail: send: %w", err) // the session failed before this message
+			broken = true
+		case isPermanent(merr):
+			errs[i] = fmt.Errorf("%w: %v", ErrPermanent, merr)
+		default:
+			errs[i] = fmt.Errorf("mail: send: %w", merr)
+			broken = true
+		}
 	}
-	_ = c.Close()
-	return fmt.Errorf("mail: send: %w", err)
+	if broken {
+		_ = c.Close()
+	}
+	return errs
+}
+
+func anyDelivered(msgs []*gomail.Msg) bool {
+	for _, m := range msgs {
+		if m.IsDelivered() {
+			return true
+		}
+	}
+	return false
+}
+
+func anyPermanent(msgs []*gomail.Msg) bool {
+	for _, m := range msgs {
+		if err := m.SendError(); err != nil && isPermanent(err) {
+			return true
+		}
+	}
+	return false
 }
 
 func isPermanent(err error) bool {

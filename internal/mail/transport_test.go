@@ -1,6 +1,8 @@
 package mail
 
 import (
+	gomail "github.com/wneessen/go-mail"
+
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -21,7 +23,7 @@ func sendOne(t *testing.T, tr Transport) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	return tr.Send(ctx, msg, m)
+	return tr.SendBatch(ctx, []*gomail.Msg{msg}, []Message{m})[0]
 }
 
 func newTransport(t *testing.T, cfg SMTPConfig) *SMTPTransport {

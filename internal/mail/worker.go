@@ -17,7 +17,7 @@ type Outbox interface {
 	DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error)
 	NextDue(ctx context.Context) (time.Time, error)
 	Deliverable(ctx context.Context, job consent.Job) (bool, error)
-	FinishJob(ctx context.Context, job consent.Job) error
+	FinishJobs(ctx context.Context, jobs []consent.Job) error
 	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
 	Topic(ctx context.Context, id string) (consent.Topic, error)
@@ -115,7 +115,20 @@ func (w *Worker) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				w.deliver(j)
+				batch := []consent.Job{j}
+			fill:
+				for len(batch) < maxSendBatch {
+					select {
+					case j, ok := <-jobs:
+						if !ok {
+							break fill
+						}
+						batch = append(batch, j)
+					default:
+						break fill
+					}
+				}
+				w.deliver(batch)
 			}
 		}()
 	}
@@ -195,55 +208,76 @@ func (w *Worker) releaseSettled() {
 	w.settled = w.settled[:0]
 }
 
-// deliver sends one job. It uses its own context so a shutdown lets the
-// send in progress finish and its outcome be recorded.
-func (w *Worker) deliver(job consent.Job) {
-	defer w.settle(job.ID)
+// maxSendBatch caps how many jobs one sender hands to the transport in
+// one go: one connection check and one outbox commit for all of them.
+const maxSendBatch = 16
+
+// deliver sends a batch of jobs. It uses its own context so a shutdown
+// lets the sends in progress finish and their outcomes be recorded.
+func (w *Worker) deliver(batch []consent.Job) {
+	defer func() {
+		for _, j := range batch {
+			w.settle(j.ID)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	log := w.Log.With("job", job.ID, "kind", job.Kind)
 
-	ok, err := w.Outbox.Deliverable(ctx, job)
-	if err != nil {
-		log.Error("outbox: checking job", "err", err)
-		return
-	}
-	if !ok {
-		// The request was confirmed, cancelled or erased since queuing.
-		if err := w.Outbox.FinishJob(ctx, job); err != nil {
-			log.Error("outbox: dropping job", "err", err)
+	var done []consent.Job // sent or dropped: leave the outbox
+	var sendJobs []consent.Job
+	var msgs []*gomail.Msg
+	var ms []Message
+	for _, job := range batch {
+		ok, err := w.Outbox.Deliverable(ctx, job)
+		switch {
+		case err != nil:
+			w.Log.Error("outbox: checking job", "job", job.ID, "err", err)
+			continue
+		case !ok:
+			// Confirmed, cancelled, unsubscribed or erased since queuing.
+			done = append(done, job)
+			w.result(job, "dropped")
+			continue
 		}
-		w.result(job, "dropped")
-		return
-	}
-	msg, m, err := w.build(ctx, job)
-	if err != nil {
-		w.park(ctx, log, job, err)
-		return
-	}
-	err = w.Transport.Send(ctx, msg, m)
-	switch {
-	case err == nil:
-		if err := w.Outbox.FinishJob(ctx, job); err != nil {
-			log.Error("outbox: finishing sent job", "err", err)
+		msg, m, err := w.build(ctx, job)
+		if err != nil {
+			w.park(ctx, job, err)
+			continue
 		}
-		w.result(job, "sent")
-	case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
-		w.park(ctx, log, job, err)
-	default:
-		next := w.Now().Add(w.Backoff(job.Attempts + 1))
-		log.Warn("outbox: temporary failure, will retry", "attempt", job.Attempts+1, "next", next, "err", err)
-		if err := w.Outbox.RetryJob(ctx, job, next, err.Error()); err != nil {
-			log.Error("outbox: rescheduling job", "err", err)
+		sendJobs, msgs, ms = append(sendJobs, job), append(msgs, msg), append(ms, m)
+	}
+	var errs []error
+	if len(msgs) > 0 {
+		errs = w.Transport.SendBatch(ctx, msgs, ms)
+	}
+	for i, job := range sendJobs {
+		err := errs[i]
+		switch {
+		case err == nil:
+			done = append(done, job)
+			w.result(job, "sent")
+		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
+			w.park(ctx, job, err)
+		default:
+			next := w.Now().Add(w.Backoff(job.Attempts + 1))
+			w.Log.Warn("outbox: temporary failure, will retry", "job", job.ID, "attempt", job.Attempts+1, "next", next, "err", err)
+			if err := w.Outbox.RetryJob(ctx, job, next, err.Error()); err != nil {
+				w.Log.Error("outbox: rescheduling job", "job", job.ID, "err", err)
+			}
+			w.result(job, "retry")
 		}
-		w.result(job, "retry")
+	}
+	if len(done) > 0 {
+		if err := w.Outbox.FinishJobs(ctx, done); err != nil {
+			w.Log.Error("outbox: finishing jobs", "err", err)
+		}
 	}
 }
 
-func (w *Worker) park(ctx context.Context, log *slog.Logger, job consent.Job, cause error) {
-	log.Error("outbox: parking job after permanent failure", "err", cause)
+func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {
+	w.Log.Error("outbox: parking job after permanent failure", "job", job.ID, "kind", job.Kind, "err", cause)
 	if err := w.Outbox.ParkJob(ctx, job, cause.Error()); err != nil {
-		log.Error("outbox: parking job", "err", err)
+		w.Log.Error("outbox: parking job", "job", job.ID, "err", err)
 	}
 	w.result(job, "parked")
 }

@@ -700,15 +700,17 @@ type staleScanOutbox struct {
 	scanned   chan struct{} // closed when a scan lets FinishJob go on
 }
 
-func (o *staleScanOutbox) FinishJob(ctx context.Context, job consent.Job) error {
-	if job.ID == o.target && o.held.CompareAndSwap(false, true) {
-		o.finishing <- job.ID
-		select {
-		case <-o.scanned:
-		case <-time.After(waitTimeout):
+func (o *staleScanOutbox) FinishJobs(ctx context.Context, jobs []consent.Job) error {
+	for _, job := range jobs {
+		if job.ID == o.target && o.held.CompareAndSwap(false, true) {
+			o.finishing <- job.ID
+			select {
+			case <-o.scanned:
+			case <-time.After(waitTimeout):
+			}
 		}
 	}
-	return o.DB.FinishJob(ctx, job)
+	return o.DB.FinishJobs(ctx, jobs)
 }
 
 func (o *staleScanOutbox) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
@@ -751,7 +753,7 @@ func TestWorkerNoResendFromStaleScan(t *testing.T) {
 		t.Fatalf("Signup: %v", err)
 	}
 	for _, j := range e.queuedJobs(t) {
-		if err := e.db.FinishJob(ctx, j); err != nil {
+		if err := e.db.FinishJobs(ctx, []consent.Job{j}); err != nil {
 			t.Fatalf("FinishJob: %v", err)
 		}
 	}
