@@ -184,8 +184,6 @@ func (a *App) bootstrap(o Options) error {
 			return err
 		}
 		key = "optin_" + base64.RawURLEncoding.EncodeToString(b)
-	} else if len(key) < 32 {
-		return errors.New("OPTIN_BOOTSTRAP_ADMIN_KEY must be at least 32 characters")
 	}
 	topic := consent.Topic{ID: "news", Name: "Product news", Description: "News about our products, at most twice a month"}
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "", Wording: map[string]string{}, WordingVersion: 1}
@@ -194,6 +192,11 @@ func (a *App) bootstrap(o Options) error {
 		return err
 	}
 	a.log.Info("first start: created topic \"news\", form \"newsletter\" and an admin API key")
+	if o.BootstrapKey != "" && len(o.BootstrapKey) < 32 {
+		// Automation chose the key; accept it, but say it is weak.
+		a.log.Warn("OPTIN_BOOTSTRAP_ADMIN_KEY is shorter than 32 characters: create a random key with " +
+			"'optin apikey create' and revoke this one")
+	}
 	if o.Stdout != nil && o.BootstrapKey == "" {
 		fmt.Fprintf(o.Stdout, "\nAdmin API key (shown only this once; store it now):\n\n    %s\n\n", key)
 	}
