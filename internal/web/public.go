@@ -145,7 +145,7 @@ func (s *Server) loadForm(c *gin.Context, html bool) (*consent.Form, []consent.T
 	}
 	if err != nil {
 		if html && consent.ErrorCode(err) == consent.ENotFound {
-			l := s.localizer(c)
+			l := s.localizer(c, c.Query("locale"))
 			s.page(c, http.StatusNotFound, "message", pageData{L: l, Title: l.T("error.title"), Message: l.T("error.not_found")})
 			return nil, nil, false
 		}
