@@ -169,9 +169,18 @@ func (a *App) build(o Options, from *mail.Address) error {
 		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
 		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
 		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
+		ConfirmBrake: brake(cfg.Limits.Confirmations),
 		Metrics:      a.Metrics,
 	})
 	return err
+}
+
+// brake turns the limits.confirmations rate into the web server's brake.
+func brake(r config.Rate) web.Brake {
+	if r.Off() {
+		return web.Brake{Off: true}
+	}
+	return web.Brake{PerSecond: float64(r.N) / r.Per.Seconds(), Burst: r.N}
 }
 
 // bootstrap creates the news topic, the newsletter form and the first

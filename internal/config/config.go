@@ -102,6 +102,10 @@ type Pending struct {
 type Limits struct {
 	SignupPerIP Rate `yaml:"signup_per_ip"` // default "20/10m"
 	ManagePerIP Rate `yaml:"manage_per_ip"` // default "5/10m"
+	// Confirmations is the global brake on confirmation mails queued by
+	// signups, whoever sends them; default "100/2s" (50 a second, bursts
+	// of 100). Signups over it get 429 with Retry-After.
+	Confirmations Rate `yaml:"confirmations"`
 }
 
 // Default returns the built-in configuration. It is valid as is.
@@ -125,8 +129,9 @@ func Default() Config {
 		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day)},
 		Pending:   Pending{Retention: Duration(7 * day)},
 		Limits: Limits{
-			SignupPerIP: Rate{N: 20, Per: 10 * time.Minute},
-			ManagePerIP: Rate{N: 5, Per: 10 * time.Minute},
+			SignupPerIP:   Rate{N: 20, Per: 10 * time.Minute},
+			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
+			Confirmations: Rate{N: 100, Per: 2 * time.Second},
 		},
 	}
 }
@@ -381,6 +386,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Limits.ManagePerIP.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("limits.manage_per_ip: %w", err))
+	}
+	if err := c.Limits.Confirmations.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("limits.confirmations: %w", err))
 	}
 	return errors.Join(errs...)
 }

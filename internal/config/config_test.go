@@ -656,3 +656,30 @@ func TestErrorsAreJoined(t *testing.T) {
 		t.Errorf("got %d problems (%v), want %d", got, err, want)
 	}
 }
+
+// TestConfirmationsBrake: the global brake has a default, can be set and
+// can be switched off.
+func TestConfirmationsBrake(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want Rate
+		off  bool
+	}{
+		{"", Rate{N: 100, Per: 2 * time.Second}, false},
+		{"limits:\n  confirmations: \"600/1m\"\n", Rate{N: 600, Per: time.Minute}, false},
+		{"limits:\n  confirmations: \"off\"\n", Rate{}, true},
+	}
+	for _, tt := range tests {
+		c, err := Parse(strings.NewReader(tt.yaml), "t.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if got := c.Limits.Confirmations; got.Off() != tt.off || (!tt.off && got != tt.want) {
+			t.Errorf("%q: got %+v (off %v), want %+v (off %v)", tt.yaml, got, got.Off(), tt.want, tt.off)
+		}
+	}
+	if _, err := Parse(strings.NewReader("limits:\n  confirmations: \"0/1s\"\n"), "t.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "limits.confirmations") {
+		t.Errorf("0/1s: got %v, want an error naming limits.confirmations", err)
+	}
+}

@@ -538,3 +538,14 @@ m.solve(args.challenge, args.bits, n => { out.nonce = n; console.log(JSON.string
 		t.Errorf("the server refuses embed.js's solution %q: %v", out.Nonce, err)
 	}
 }
+
+// TestBrakeOff: a brake switched off never refuses.
+func TestBrakeOff(t *testing.T) {
+	b := newBrake(Brake{Off: true})
+	now := time.Now()
+	for i := range 1000 {
+		if ok, _ := b.take(now); !ok {
+			t.Fatalf("take %d: refused by a brake that is off", i)
+		}
+	}
+}
