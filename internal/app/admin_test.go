@@ -345,8 +345,9 @@ func TestAdminImportMixed(t *testing.T) {
 	if gil, _ = s.subscriber("gil@example.com"); gil.Subscriptions["news"].Status != "confirmed" {
 		t.Errorf("gil after confirm: got %q", gil.Subscriptions["news"].Status)
 	}
-	if evs := s.events(gil.ID); len(evs) < 1 || evs[0].Type != "requested" || evs[0].Source != "import:"+rep.Batch {
-		t.Errorf("gil's first event: got %+v, want requested from import:%s", evs, rep.Batch)
+	if evs := s.events(gil.ID); len(evs) != 2 || evs[0].Type != "requested" || evs[0].Source != "import:"+rep.Batch ||
+		evs[1].Type != "confirmed" || evs[1].Source != "import:"+rep.Batch {
+		t.Errorf("gil's events: got %+v, want requested and confirmed from import:%s", evs, rep.Batch)
 	}
 
 	// NDJSON, and an existing subscriber is updated, never downgraded.

@@ -478,13 +478,12 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *Impo
 	if locale == "" {
 		locale = "en"
 	}
-	form := &consent.Form{ID: source, Topics: topics}
+	form := &consent.Form{Topics: topics} // no form: the request comes from the import
 	plan := consent.PlanSignup(sub, open, consent.SignupInput{Form: form, Address: row.Address, Name: row.Name,
-		Locale: locale, Topics: topics, Now: now}, db.policy, db)
+		Locale: locale, Topics: topics, Source: source, Now: now}, db.policy, db)
 	if plan.Subscriber == nil {
 		return false, false, nil
 	}
-	plan.Event.Source = source
 	if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 		return false, false, err
 	}

@@ -159,13 +159,16 @@ func (s *Subscriber) Lifecycle(now time.Time, dormantAfter time.Duration) Lifecy
 // Request is a pending double-opt-in request: the topics a person asked for
 // on a form, waiting for the click on the link mailed to them.
 type Request struct {
-	ID         string    `json:"id"`
-	Subscriber string    `json:"subscriber"`
-	Form       string    `json:"form"`
-	Topics     []string  `json:"topics"`
-	Locale     string    `json:"locale"`
-	Created    time.Time `json:"created"`
-	Expires    time.Time `json:"expires"`
+	ID         string `json:"id"`
+	Subscriber string `json:"subscriber"`
+	Form       string `json:"form"`
+	// Source is where the request came from, as ledger events cite it:
+	// form:<id>, or import:<batch> for an import without evidence.
+	Source  string    `json:"source,omitempty"`
+	Topics  []string  `json:"topics"`
+	Locale  string    `json:"locale"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
 	// MessageID is the Message-ID of the confirmation mail, chosen when
 	// the mail is queued so the ledger can cite it.
 	MessageID string    `json:"message_id"`

@@ -50,7 +50,10 @@ type SignupInput struct {
 	UserAgent string
 	// Wording is the hash of the consent wording the person saw.
 	Wording string
-	Now     time.Time
+	// Source overrides the ledger source "form:<Form.ID>", e.g. with
+	// "import:<batch>".
+	Source string
+	Now    time.Time
 }
 
 // SignupPlan is what a signup changes. The store writes all of it in one
@@ -90,8 +93,12 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 	if len(want) == 0 {
 		return SignupPlan{}
 	}
+	source := in.Source
+	if source == "" {
+		source = "form:" + in.Form.ID
+	}
 	ev := &Event{Time: now, Type: EventRequested, Subscriber: sub.ID, Basis: BasisConsent,
-		Source: "form:" + in.Form.ID, Page: in.Page, Wording: in.Wording}
+		Source: source, Page: in.Page, Wording: in.Wording}
 	personal := Personal{Salt: ids.ID(), Email: in.Address.Addr, IP: in.IP, UserAgent: in.UserAgent}
 
 	if open != nil && open.Open(now) {
@@ -113,7 +120,7 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 	if !mayMail(sub, now, p) {
 		return SignupPlan{}
 	}
-	req := &Request{ID: ids.ID(), Subscriber: sub.ID, Form: in.Form.ID, Topics: want, Locale: in.Locale,
+	req := &Request{ID: ids.ID(), Subscriber: sub.ID, Form: in.Form.ID, Source: source, Topics: want, Locale: in.Locale,
 		Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID()}
 	sub.PendingRequest = req.ID
 	sub.ConfirmMails = append(sub.ConfirmMails, now)
@@ -171,8 +178,12 @@ func PlanConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs) (*Even
 	req.Confirmed = in.Now
 	sub.PendingRequest = ""
 	sub.ConfirmMails = nil
+	source := req.Source
+	if source == "" {
+		source = "form:" + req.Form
+	}
 	ev := &Event{Time: in.Now, Type: EventConfirmed, Subscriber: sub.ID, Topics: req.Topics, Basis: BasisConsent,
-		Source: "form:" + req.Form, Request: req.ID, MessageID: req.MessageID}
+		Source: source, Request: req.ID, MessageID: req.MessageID}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
 }
 

@@ -471,12 +471,21 @@ func (s *Server) linkRequest(c *gin.Context, p token.Purpose) (*consent.Request,
 		l := s.localizer(c)
 		if req != nil {
 			l = s.localizer(c, req.Locale)
-			extra = pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")}
+			extra = signupAgain(req, l)
 		}
 		s.messagePage(c, http.StatusGone, l, "expired", extra)
 		return nil, i18n.Localizer{}, false
 	}
 	return req, s.localizer(c, req.Locale), true
+}
+
+// signupAgain links an expired request's page back to its form; a request
+// from an import has none.
+func signupAgain(req *consent.Request, l i18n.Localizer) pageData {
+	if req.Form == "" {
+		return pageData{}
+	}
+	return pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")}
 }
 
 func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
@@ -504,7 +513,7 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 		return
 	}
 	if !req.Open(s.store.Now()) {
-		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")})
+		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
 		return
 	}
 	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("confirm.title"), Message: l.T("confirm.message"),
@@ -521,7 +530,7 @@ func (s *Server) handleConfirm(c *gin.Context) {
 	case "":
 		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
 	case consent.EExpired, consent.ENotFound:
-		s.messagePage(c, http.StatusGone, l, "expired", pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")})
+		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
 	default:
 		s.fail(c, err)
 	}
