@@ -147,11 +147,13 @@ func (db *DB) UpdateForm(ctx context.Context, a Actor, upd consent.Form) (consen
 		if err := checkTopics(tx, upd.Topics); err != nil {
 			return err
 		}
-		if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale {
+		if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
+			f.PrivacyURL != upd.PrivacyURL {
 			f.WordingVersion++
 		}
 		f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
 		f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
+		f.PrivacyURL, f.ProofOfWork = upd.PrivacyURL, upd.ProofOfWork
 		f.Updated = db.Now()
 		if err := put(tx, bucketForms, []byte(f.ID), f); err != nil {
 			return err

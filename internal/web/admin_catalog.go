@@ -122,6 +122,8 @@ type formBody struct {
 	Wording        map[string]string `json:"wording"`
 	AllowedOrigins []string          `json:"allowed_origins"`
 	SuccessURL     string            `json:"success_url"`
+	PrivacyURL     string            `json:"privacy_url"`
+	ProofOfWork    int               `json:"proof_of_work"`
 }
 
 // validate checks a form and returns it normalized. Allowed origins are
@@ -174,6 +176,17 @@ func (s *Server) validateForm(b formBody) (consent.Form, error) {
 			f.AllowedOrigins = append(f.AllowedOrigins, norm)
 		}
 	}
+	f.PrivacyURL = strings.TrimSpace(b.PrivacyURL)
+	if f.PrivacyURL != "" {
+		u, err := url.Parse(f.PrivacyURL)
+		if err != nil || u.Host == "" || u.User != nil || len(f.PrivacyURL) > 2048 || !secureScheme(u) {
+			return f, consent.Errorf(consent.EInvalid, "privacy_url must be an absolute https URL (http only on a loopback host)")
+		}
+	}
+	if b.ProofOfWork < 0 || b.ProofOfWork > consent.MaxProofOfWork {
+		return f, consent.Errorf(consent.EInvalid, "proof_of_work must be 0 (off) to %d leading zero bits", consent.MaxProofOfWork)
+	}
+	f.ProofOfWork = b.ProofOfWork
 	if f.SuccessURL != "" {
 		u, err := url.Parse(f.SuccessURL)
 		if err != nil || u.Host == "" || u.User != nil || len(f.SuccessURL) > 2048 || !secureScheme(u) {
