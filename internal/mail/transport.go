@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 )
 
 // Transport hands one message to the next hop. Implementations are safe for
@@ -98,13 +98,18 @@ type SMTPConfig struct {
 }
 
 // SMTPTransport sends through an SMTP relay over a small pool of reused
-// connections. A connection that fails is dropped and redialled on the
-// next send.
+// connections. A connection that fails is closed (its socket, even when
+// the relay no longer answers QUIT) and redialled on the next send.
 type SMTPTransport struct {
-	cfg  SMTPConfig
-	pool chan *gomail.Client
-	mu   sync.Mutex
-	all  []*gomail.Client
+	cfg    SMTPConfig
+	client *gomail.Client // settings and dialling; holds no connection itself
+	pool   chan *conn
+	all    []*conn
+}
+
+// conn is one pooled SMTP session; sc is nil until dialled.
+type conn struct {
+	sc *smtp.Client
 }
 
 // NewSMTPTransport returns a transport; it dials lazily.
@@ -115,25 +120,26 @@ func NewSMTPTransport(cfg SMTPConfig) (*SMTPTransport, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	t := &SMTPTransport{cfg: cfg, pool: make(chan *gomail.Client, cfg.Conns)}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &SMTPTransport{cfg: cfg, client: c, pool: make(chan *conn, cfg.Conns)}
 	for range cfg.Conns {
-		c, err := t.newClient()
-		if err != nil {
-			return nil, err
-		}
-		t.all = append(t.all, c)
-		t.pool <- c
+		pc := &conn{}
+		t.all = append(t.all, pc)
+		t.pool <- pc
 	}
 	return t, nil
 }
 
-func (t *SMTPTransport) newClient() (*gomail.Client, error) {
-	opts := []gomail.Option{gomail.WithPort(t.cfg.Port), gomail.WithTimeout(t.cfg.Timeout)}
-	tlsConf := t.cfg.TLSConfig
+func newClient(cfg SMTPConfig) (*gomail.Client, error) {
+	opts := []gomail.Option{gomail.WithPort(cfg.Port), gomail.WithTimeout(cfg.Timeout)}
+	tlsConf := cfg.TLSConfig
 	if tlsConf == nil {
-		tlsConf = &tls.Config{ServerName: t.cfg.Host, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
 	}
-	switch t.cfg.TLS {
+	switch cfg.TLS {
 	case "mandatory":
 		opts = append(opts, gomail.WithSSL(), gomail.WithTLSConfig(tlsConf))
 	case "starttls":
@@ -141,17 +147,17 @@ func (t *SMTPTransport) newClient() (*gomail.Client, error) {
 	case "none":
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	default:
-		return nil, fmt.Errorf("mail: unknown tls mode %q", t.cfg.TLS)
+		return nil, fmt.Errorf("mail: unknown tls mode %q", cfg.TLS)
 	}
-	if t.cfg.Username != "" {
+	if cfg.Username != "" {
 		auth := gomail.SMTPAuthAutoDiscover
-		if t.cfg.TLS == "none" {
+		if cfg.TLS == "none" {
 			auth = gomail.SMTPAuthPlainNoEnc // the operator chose no TLS
 		}
-		opts = append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(t.cfg.Username),
-			gomail.WithPassword(t.cfg.Password))
+		opts = append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(cfg.Username),
+			gomail.WithPassword(cfg.Password))
 	}
-	c, err := gomail.NewClient(t.cfg.Host, opts...)
+	c, err := gomail.NewClient(cfg.Host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mail: smtp client: %w", err)
 	}
@@ -171,27 +177,32 @@ func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) er
 // got through, it is redialled once.
 func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
 	errs := make([]error, len(msgs))
-	var c *gomail.Client
+	var pc *conn
 	select {
-	case c = <-t.pool:
+	case pc = <-t.pool:
 	case <-ctx.Done():
 		for i := range errs {
 			errs[i] = ctx.Err()
 		}
 		return errs
 	}
-	defer func() { t.pool <- c }()
-	err := c.Send(msgs...)
-	if err != nil && !anyDelivered(msgs) && !anyPermanent(msgs) {
-		// The connection may be stale or never dialled: redial once.
-		_ = c.Close()
-		if derr := c.DialWithContext(ctx); derr != nil {
-			for i := range errs {
-				errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, derr)
+	defer func() { t.pool <- pc }()
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if pc.sc == nil {
+			if pc.sc, err = t.client.DialToSMTPClientWithContext(ctx); err != nil {
+				pc.sc = nil
+				for i := range errs {
+					errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, err)
+				}
+				return errs
 			}
-			return errs
 		}
-		err = c.Send(msgs...)
+		err = t.client.SendWithSMTPClient(pc.sc, msgs...)
+		if err == nil || anyDelivered(msgs) || anyPermanent(msgs) {
+			break
+		}
+		pc.drop() // stale or broken before anything went through: redial once
 	}
 	if err == nil {
 		return errs
@@ -211,9 +222,17 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 		}
 	}
 	if broken {
-		_ = c.Close()
+		pc.drop()
 	}
 	return errs
+}
+
+// drop closes the session's socket without waiting for the relay.
+func (pc *conn) drop() {
+	if pc.sc != nil {
+		_ = pc.sc.Close()
+		pc.sc = nil
+	}
 }
 
 func anyDelivered(msgs []*gomail.Msg) bool {
@@ -243,13 +262,16 @@ func isPermanent(err error) bool {
 	return code >= 500 && code < 600 && se.Reason != gomail.ErrSMTPMailFrom
 }
 
-// Close closes every pooled connection. Errors are ignored: a relay may
-// have dropped an idle connection already, and nothing is lost either way.
+// Close says QUIT on every pooled session that is still open and closes
+// its socket. Errors are ignored: a relay may have dropped an idle session
+// already, and nothing is lost either way. Close must not run while sends
+// are in progress.
 func (t *SMTPTransport) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, c := range t.all {
-		_ = c.Close()
+	for _, pc := range t.all {
+		if pc.sc != nil {
+			_ = t.client.CloseWithSMTPClient(pc.sc)
+			pc.drop()
+		}
 	}
 	return nil
 }

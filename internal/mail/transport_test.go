@@ -1,6 +1,8 @@
 package mail
 
 import (
+	"os"
+
 	gomail "github.com/wneessen/go-mail"
 
 	"bytes"
@@ -164,5 +166,37 @@ func TestSMTPTransportReusesConnections(t *testing.T) {
 	}
 	if got := srv.Sessions(); got > 2 {
 		t.Errorf("SMTP sessions for 10 sends over 2 pooled connections: got %d, want at most 2", got)
+	}
+}
+
+// TestSMTPTransportNoSocketLeak: sessions broken by a relay restart are
+// closed, not left open, however often it happens.
+func TestSMTPTransportNoSocketLeak(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
+	openFDs := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("cannot count file descriptors: %v", err)
+		}
+		return len(entries)
+	}
+	if err := sendOne(t, tr); err != nil {
+		t.Fatalf("first send: %v", err)
+	}
+	before := openFDs()
+	for i := range 10 {
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sendOne(t, tr); err != nil { // the pooled session is dead; redialled
+			t.Fatalf("send %d after restart: %v", i, err)
+		}
+	}
+	if after := openFDs(); after > before+2 {
+		t.Errorf("open file descriptors: %d before, %d after 10 broken sessions", before, after)
 	}
 }
