@@ -39,11 +39,12 @@ usage:
   optin verify [--config FILE]                      check the consent ledger's hash chain
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
+  optin campaign status [--config FILE] ID          show a reawaken campaign's progress
   optin bench signup|ceiling|sink ...               load generator ("optin bench" for help)
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
-apikey, verify and import act on the running service through its admin
+apikey, verify, import and campaign act on the running service through its admin
 socket (data_dir/admin.sock); when the service is stopped they open the
 database file themselves.
 `
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return verify(ctx, args[1:], stdout)
 	case "import":
 		return importFile(ctx, args[1:], stdout, stderr)
+	case "campaign":
+		return campaignCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return bench.Run(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

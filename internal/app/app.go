@@ -41,6 +41,9 @@ type Options struct {
 	Now func() time.Time
 	// SMTPTLS overrides the SMTP client's TLS settings (tests).
 	SMTPTLS *tls.Config
+	// CampaignTick is how often the campaign runner works; default one
+	// second (its rates are per second whatever the tick).
+	CampaignTick time.Duration
 }
 
 // App is a configured optin service.
@@ -53,6 +56,8 @@ type App struct {
 	Metrics   *web.Metrics
 	Web       *web.Server
 	transport optmail.Transport
+	// campaignTick is Options.CampaignTick.
+	campaignTick time.Duration
 }
 
 // Open opens the database, loads or creates the keys, bootstraps an empty
@@ -83,7 +88,10 @@ func Open(o Options) (*App, error) {
 		return nil, err
 	}
 	from, _ := mail.ParseAddress(cfg.Mail.From) // validated by config
-	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens}
+	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens, campaignTick: o.CampaignTick}
+	if a.campaignTick <= 0 {
+		a.campaignTick = time.Second
+	}
 	if err := a.build(o, from); err != nil {
 		db.Close()
 		return nil, err
@@ -212,9 +220,10 @@ func (a *App) bootstrap(o Options) error {
 	return nil
 }
 
-// Serve runs the HTTP server on ln and the outbox worker until ctx is
-// cancelled. Shutdown order: stop taking requests and let those in flight
-// finish, then let the outbox worker finish its sends, then close bbolt.
+// Serve runs the HTTP server on ln, the outbox worker, the sweep and the
+// campaign runner until ctx is cancelled. Shutdown order: stop taking
+// requests and let those in flight finish, then let the outbox worker
+// finish its sends and the runner its step, then close bbolt.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -227,6 +236,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer close(sweepDone)
 		a.sweep(workerCtx)
+	}()
+	campaignsDone := make(chan struct{})
+	go func() {
+		defer close(campaignsDone)
+		a.runCampaigns(workerCtx)
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -247,6 +261,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	stopWorker()
 	<-workerDone
 	<-sweepDone
+	<-campaignsDone
 	if cerr := a.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -275,6 +290,34 @@ func (a *App) sweep(ctx context.Context) {
 			a.log.Info("swept expired double-opt-in requests", "count", n)
 		}
 		t.Reset(time.Hour)
+	}
+}
+
+// runCampaigns is the reawaken campaign runner: every tick it records the
+// campaign mail that went out, queues the next mails of running campaigns
+// at their rate, and handles due reminders and deadlines (see
+// bolt.CampaignStep). Without a postal address it queues nothing (R97).
+func (a *App) runCampaigns(ctx context.Context) {
+	policy := consent.CampaignPolicy{DormantAfter: time.Duration(a.cfg.Lifecycle.DormantAfter)}
+	mayQueue := a.cfg.Mail.PostalAddress != ""
+	t := time.NewTicker(a.campaignTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := a.DB.CampaignStep(ctx, policy, a.campaignTick, mayQueue)
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("campaign runner", "err", err)
+		}
+		if res.Queued > 0 {
+			a.Worker.Notify()
+		}
+		if res.Lapsed > 0 {
+			a.log.Info("campaign deadlines passed", "lapsed", res.Lapsed)
+		}
 	}
 }
 

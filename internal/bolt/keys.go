@@ -26,10 +26,16 @@ var (
 	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil
 	bucketSuppressed  = []byte("suppressions")   // hmac (hex) 0x00 scope (topic id or "*") -> consent.Suppression
 	bucketAudit       = []byte("audit")          // be64 seq -> audit entry (admin writes)
+	// Reawaken campaigns (campaign.go).
+	bucketCampaigns   = []byte("campaigns")           // campaign id -> consent.Campaign
+	bucketRecipients  = []byte("campaign_recipients") // campaign id 0x00 subscriber id -> consent.Recipient
+	bucketCampaignQ   = []byte("campaign_queued")     // campaign id 0x00 be64 job id -> subscriber id: first mails not yet out
+	bucketCampaignDue = []byte("campaign_due")        // be64 due unix ms, kind byte, campaign id 0x00 subscriber id -> nil
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
-		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit}
+		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
+		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
@@ -71,4 +77,24 @@ func ledgerBySubKey(sub string, seq uint64) []byte {
 	k = append(k, sub...)
 	k = append(k, 0)
 	return append(k, u64(seq)...)
+}
+
+// campaignQueuedKey names a queued first mail of a campaign.
+func campaignQueuedKey(campaign string, job uint64) []byte {
+	return append(pairKey(campaign, ""), u64(job)...)
+}
+
+// Kinds of campaign_due entries.
+const (
+	dueRemind   byte = 'r'
+	dueDeadline byte = 'd'
+)
+
+// campaignDueKey orders a campaign's timed follow-ups (the reminder and
+// the deadline of one recipient) by when they are due.
+func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
+	k := make([]byte, 0, 9+len(campaign)+1+len(sub))
+	k = append(k, u64(uint64(at.UnixMilli()))...)
+	k = append(k, kind)
+	return append(k, pairKey(campaign, sub)...)
 }

@@ -61,7 +61,9 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // queued (an unsubscribe, an erasure, a confirmation) is honoured even for
 // mail already in the queue (R60). A job is not deliverable when its
 // subscriber is gone, when an operator suppressed the address for every
-// topic, or, for a confirmation, when its request is no longer open.
+// topic, or, for a confirmation, when its request is no longer open. A
+// reawaken mail is marketing: it also needs a confirmed subscription to
+// its topic and no suppression of any kind for it (reawakenDeliverable).
 func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
 	ok := false
 	err := db.view(func(tx *bbolt.Tx) error {
@@ -83,6 +85,9 @@ func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
 			ok = req.Open(db.Now())
 		case consent.JobPreferences:
 			ok = true
+		case consent.JobReawaken:
+			ok, err = db.reawakenDeliverable(tx, job, sub)
+			return err
 		}
 		return nil
 	})

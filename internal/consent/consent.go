@@ -76,7 +76,8 @@ type Form struct {
 }
 
 // MaxProofOfWork is the most leading zero bits a form may demand: about
-// 16 million hashes, a few seconds in a browser.
+// 16 million hashes, tens of seconds in a browser (16 bits take a fraction
+// of a second).
 const MaxProofOfWork = 24
 
 // PoWBits returns the proof-of-work difficulty the form demands, capped
@@ -140,6 +141,10 @@ type Subscriber struct {
 	BlockedUntil time.Time `json:"blocked_until,omitzero"`
 	// LastManageMail is when a preference link was last mailed.
 	LastManageMail time.Time `json:"last_manage_mail,omitzero"`
+	// Reawakened is, per topic, when a reawaken campaign last asked the
+	// person to reconfirm; it caps those mails at one per dormancy cycle
+	// (see Eligibility).
+	Reawakened map[string]time.Time `json:"reawakened,omitempty"`
 }
 
 // Lifecycle returns the subscriber's lifecycle stage at now: a prospect
@@ -188,6 +193,7 @@ type JobKind string
 const (
 	JobConfirm     JobKind = "confirm"     // double-opt-in request (transactional)
 	JobPreferences JobKind = "preferences" // preference-center link asked for at /manage (transactional)
+	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, R69)
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -208,6 +214,15 @@ type Job struct {
 	Attempts     int       `json:"attempts"`
 	NextAt       time.Time `json:"next_at"`
 	LastError    string    `json:"last_error,omitempty"`
+	// Campaign, Topic, Subject, Body and Reminder describe a JobReawaken
+	// mail: the campaign and the topic it asks about, the marketer's
+	// subject and plain-text body in the recipient's language (with
+	// placeholders still in), and whether it is the one reminder.
+	Campaign string `json:"campaign,omitempty"`
+	Topic    string `json:"topic,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	Body     string `json:"body,omitempty"`
+	Reminder bool   `json:"reminder,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

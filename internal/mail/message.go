@@ -119,13 +119,17 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		err = r.confirm(job, data, &m)
 	case consent.JobPreferences:
 		err = r.preferences(job, data, &m)
+	case consent.JobReawaken:
+		err = r.reawaken(job, topics, l, data, &m)
 	default:
 		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
 	if err != nil {
 		return Message{}, err
 	}
-	m.Subject = l.T("mail." + string(job.Kind) + ".subject")
+	if m.Subject == "" {
+		m.Subject = l.T("mail." + string(job.Kind) + ".subject")
+	}
 	data["Subject"] = m.Subject
 	var tb, hb bytes.Buffer
 	if err := r.text.ExecuteTemplate(&tb, string(job.Kind)+".txt.tmpl", data); err != nil {

@@ -58,6 +58,13 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.POST("/suppressions", admin, s.handleSuppressionAdd)
 	g.DELETE("/suppressions/:hash", admin, s.handleSuppressionDelete)
 
+	g.GET("/campaigns", read, s.handleCampaigns)
+	g.POST("/campaigns", market, s.handleCampaignCreate)
+	g.GET("/campaigns/:id", read, s.handleCampaign)
+	g.POST("/campaigns/:id/preview", market, s.handleCampaignPreview)
+	g.POST("/campaigns/:id/start", market, s.handleCampaignStart)
+	g.POST("/campaigns/:id/pause", market, s.handleCampaignPause)
+
 	g.GET("/stats", read, s.handleStats)
 	g.GET("/audit", read, s.handleAudit)
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)

@@ -12,7 +12,7 @@ import (
 // admin.sock), through which the optin CLI acts on a running service
 // instead of fighting it for the database file. It serves, without API
 // keys, POST /apikeys, GET /apikeys, DELETE /apikeys/{id}, GET
-// /ledger/verify and POST /imports with the admin API's bodies and
+// /ledger/verify, POST /imports and GET /campaigns/{id} with the admin API's bodies and
 // answers. Access is controlled by the socket's file mode (0600, owner
 // only); writes are audited as the actor "cli".
 func (s *Server) SocketHandler() http.Handler {
@@ -27,5 +27,6 @@ func (s *Server) SocketHandler() http.Handler {
 	e.DELETE("/apikeys/:id", s.handleAPIKeyRevoke)
 	e.GET("/ledger/verify", s.handleLedgerVerify)
 	e.POST("/imports", s.handleImport)
+	e.GET("/campaigns/:id", s.handleCampaign)
 	return e
 }

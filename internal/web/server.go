@@ -143,6 +143,8 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/preferences/:token", s.handlePreferences)
 	pub.GET("/preferences/:token/export", s.handleExport)
 	pub.POST("/preferences/:token/erase", s.handleErase)
+	pub.GET("/reawaken/:token", s.handleReawakenPage)
+	pub.POST("/reawaken/:token", s.handleReawaken)
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
 

@@ -1,0 +1,513 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"optin/internal/config"
+	"optin/internal/consent"
+)
+
+const testPostal = "Shop Ltd, Via Roma 1, 00100 Roma, Italy"
+
+// withPostal configures the sender's postal address, which campaigns need.
+func withPostal(c *config.Config) { c.Mail.PostalAddress = testPostal }
+
+// campaignOut is a campaign as GET /campaigns/{id} shows it.
+type campaignOut struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Walked bool   `json:"walked"`
+	Cursor string `json:"cursor"`
+	Counts struct {
+		Targeted     int            `json:"targeted"`
+		Excluded     map[string]int `json:"excluded"`
+		Sent         int            `json:"sent"`
+		Reminded     int            `json:"reminded"`
+		Reconfirmed  int            `json:"reconfirmed"`
+		Unsubscribed int            `json:"unsubscribed"`
+		Lapsed       int            `json:"lapsed"`
+		Dropped      int            `json:"dropped"`
+	} `json:"counts"`
+}
+
+// importConsented imports addrs as confirmed news subscribers with
+// consent evidence (an imported ledger event), sending no mail.
+func (s *service) importConsented(addrs ...string) {
+	s.t.Helper()
+	csv := "email,topics,basis,consented_at,source\n"
+	for _, a := range addrs {
+		csv += a + ",news,consent,2020-01-01,shop checkout\n"
+	}
+	if rep := s.importCSV(csv); rep.Imported != len(addrs) {
+		s.t.Fatalf("import: got %+v", rep)
+	}
+}
+
+// newCampaign creates a campaign about news with the given extra JSON
+// fields and returns its id.
+func (s *service) newCampaign(extra string) string {
+	s.t.Helper()
+	body := `{"name":"Wake up","topic":"news",` +
+		`"templates":{"en":{"subject":"Still with us, {{name}}?","body":"Hello {{name}},\n\nwe have not heard from you about {{topic}} <b>for a while</b>."}}`
+	if extra != "" {
+		body += "," + extra
+	}
+	var c campaignOut
+	s.adminJSON("POST", "/campaigns", body+"}", http.StatusCreated, &c)
+	if c.State != "draft" || c.ID == "" {
+		s.t.Fatalf("created campaign: %+v", c)
+	}
+	return c.ID
+}
+
+func (s *service) campaign(id string) campaignOut {
+	s.t.Helper()
+	var c campaignOut
+	s.adminJSON("GET", "/campaigns/"+id, "", http.StatusOK, &c)
+	return c
+}
+
+// waitCampaign polls the campaign until cond holds.
+func (s *service) waitCampaign(id string, what string, cond func(campaignOut) bool) campaignOut {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c := s.campaign(id)
+		if cond(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("campaign never got %s: %+v", what, c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// mailsTo counts the mails received per recipient.
+func (s *service) mailsTo() map[string]int {
+	n := map[string]int{}
+	for _, m := range s.smtp.Messages() {
+		for _, to := range m.To {
+			n[to]++
+		}
+	}
+	return n
+}
+
+var keepRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/reawaken/[A-Za-z0-9._-]+`)
+
+// TestCampaignAudienceAndMail builds every kind of contact, previews the
+// campaign, runs it and checks who got mail and what the mail holds: it
+// is marketing in every respect (R69).
+func TestCampaignAudienceAndMail(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("ok1@example.com", "ok2@example.com", "unsub@example.com", "supp@example.com", "gone@example.com")
+	recent := s.clock.Now().AddDate(0, -6, 0).Format("2006-01-02")
+	old := s.clock.Now().AddDate(-3, 0, 0).Format("2006-01-02")
+	rep := s.importCSV("email,topics,basis,consented_at,source,last_purchase_at\n" +
+		"soft@example.com,news,soft_opt_in,,," + recent + "\n" +
+		"softold@example.com,news,soft_opt_in,,," + old + "\n" +
+		"li@example.com,news,legitimate_interest,,,\n" +
+		"noproof@example.com,news,consent,,,\n")
+	if rep.Imported != 4 || rep.Pending != 1 {
+		t.Fatalf("import: %+v", rep)
+	}
+	unsub, _ := s.subscriber("unsub@example.com")
+	if r := s.do("POST", s.unsubscribeURL(unsub.ID, "news"), "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
+		t.Fatalf("unsubscribe: %d", r.status)
+	}
+	s.adminJSON("POST", "/suppressions", `{"email":"supp@example.com","topic":"news","note":"complaint"}`, http.StatusCreated, nil)
+	gone, _ := s.subscriber("gone@example.com")
+	s.adminJSON("DELETE", "/subscribers/"+gone.ID, "", http.StatusNoContent, nil)
+	s.waitMails(1) // the double opt-in of noproof@
+	s.waitOutboxEmpty()
+
+	id := s.newCampaign("")
+	var pv struct {
+		Audience int            `json:"audience"`
+		Excluded map[string]int `json:"excluded"`
+	}
+	s.adminJSON("POST", "/campaigns/"+id+"/preview", "", http.StatusOK, &pv)
+	want := map[string]int{"pending": 1, "unsubscribed": 1, "suppressed": 1, "no_basis": 1, "soft_opt_in_expired": 1,
+		"lapsed": 0, "already_asked": 0, "filtered": 0}
+	if pv.Audience != 3 {
+		t.Errorf("preview audience: got %d, want 3 (%+v)", pv.Audience, pv)
+	}
+	for k, v := range want {
+		if pv.Excluded[k] != v {
+			t.Errorf("preview excluded[%s]: got %d, want %d", k, pv.Excluded[k], v)
+		}
+	}
+	if got := s.smtp.Count(); got != 1 {
+		t.Errorf("preview sent mail: %d mails, want 1", got)
+	}
+
+	// A filter can only narrow: customers only leaves the soft opt-in.
+	narrow := s.newCampaign(`"audience":{"lifecycle":["customer"]}`)
+	s.adminJSON("POST", "/campaigns/"+narrow+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["filtered"] != 2 || pv.Excluded["pending"] != 1 {
+		t.Errorf("narrowed preview: got %+v, want audience 1, filtered 2", pv)
+	}
+
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	c := s.waitCampaign(id, "done", func(c campaignOut) bool { return c.State == "done" })
+	if c.Counts.Targeted != 3 || c.Counts.Sent != 3 || c.Cursor != "" {
+		t.Errorf("counts: got %+v, want 3 targeted and sent, no cursor shown", c.Counts)
+	}
+	s.waitMails(4)
+	got := s.mailsTo()
+	for _, a := range []string{"ok1@example.com", "ok2@example.com", "soft@example.com"} {
+		if got[a] != 1 {
+			t.Errorf("mails to %s: got %d, want 1", a, got[a])
+		}
+	}
+	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com"} {
+		if got[a] != 0 {
+			t.Errorf("mails to %s: got %d, want 0", a, got[a])
+		}
+	}
+	if got["noproof@example.com"] != 1 {
+		t.Errorf("pending contact got %d mails, want only its confirmation", got["noproof@example.com"])
+	}
+
+	h, text, html := mailParts(t, s.mailTo("ok1@example.com").Data)
+	ok1, _ := s.subscriber("ok1@example.com")
+	unsubURL := strings.Trim(h.Get("List-Unsubscribe"), "<>")
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"subject with placeholder filled", decodeHeader(t, h.Get("Subject")) == "Still with us, there?"},
+		{"List-Unsubscribe https/http URL for the topic", strings.Contains(unsubURL, "/unsubscribe/")},
+		{"List-Unsubscribe-Post", h.Get("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"},
+		{"List-Id of the topic", h.Get("List-Id") == "<news.optin.example.com>"},
+		{"visible unsubscribe link", strings.Contains(text, unsubURL) && strings.Contains(html, unsubURL)},
+		{"postal address in text and HTML", strings.Contains(text, testPostal) && strings.Contains(html, testPostal)},
+		{"keep link", keepRE.MatchString(text)},
+		{"body text as written", strings.Contains(text, "about Product news <b>for a while</b>.")},
+		{"body escaped in HTML", strings.Contains(html, "&lt;b&gt;for a while&lt;/b&gt;") && !strings.Contains(html, "<b>")},
+		{"no address in the links", !strings.Contains(unsubURL, "ok1") && !strings.Contains(keepRE.FindString(text), "ok1")},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: failed\nheader %v\ntext:\n%s\nhtml:\n%s", c.name, h, text, html)
+		}
+	}
+	// The header's one-click URL withdraws that topic.
+	if r := s.do("POST", unsubURL, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
+		t.Fatalf("one-click: %d", r.status)
+	}
+	if sub, _ := s.subscriber("ok1@example.com"); sub.Subscriptions["news"].Status != "unsubscribed" || sub.ID != ok1.ID {
+		t.Errorf("after one-click: %+v", sub)
+	}
+	// A second campaign asks nobody again in this cycle.
+	again := s.newCampaign("")
+	s.adminJSON("POST", "/campaigns/"+again+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 0 || pv.Excluded["already_asked"] != 2 || pv.Excluded["unsubscribed"] != 2 {
+		t.Errorf("second campaign preview: got %+v, want audience 0, already_asked 2, unsubscribed 2", pv)
+	}
+}
+
+// TestCampaignNeedsPostalAddress: no campaign starts without the
+// sender's postal address (R97); roles and validation.
+func TestCampaignNeedsPostalAddress(t *testing.T) {
+	s := startService(t, nil)
+	s.importConsented("a@example.com")
+	id := s.newCampaign("")
+	r := s.adminAs(testAdminKey, "POST", "/campaigns/"+id+"/start", "", "")
+	if r.status != http.StatusConflict || !strings.Contains(r.body, "postal_address") {
+		t.Errorf("start without postal address: got %d %s, want 409 naming mail.postal_address", r.status, r.body)
+	}
+	if c := s.campaign(id); c.State != "draft" {
+		t.Errorf("state: got %s, want draft", c.State)
+	}
+	marketer, viewer := s.newKey("m", consent.RoleMarketer), s.newKey("v", consent.RoleViewer)
+	body := `{"name":"x","topic":"news","templates":{"en":{"subject":"s","body":"b"}}}`
+	if r := s.adminAs(marketer, "POST", "/campaigns", "application/json", body); r.status != http.StatusCreated {
+		t.Errorf("marketer create: got %d", r.status)
+	}
+	for _, p := range []string{"/campaigns", "/campaigns/" + id + "/preview", "/campaigns/" + id + "/start", "/campaigns/" + id + "/pause"} {
+		if r := s.adminAs(viewer, "POST", p, "application/json", body); r.status != http.StatusForbidden {
+			t.Errorf("viewer POST %s: got %d, want 403", p, r.status)
+		}
+	}
+	if r := s.adminAs(viewer, "GET", "/campaigns/"+id, "", ""); r.status != http.StatusOK {
+		t.Errorf("viewer GET: got %d", r.status)
+	}
+	for _, bad := range []string{
+		`{"name":"x","topic":"nope","templates":{"en":{"subject":"s","body":"b"}}}`,
+		`{"name":"x","topic":"news","templates":{"en":{"subject":"s","body":"b"}},"rate":100000}`,
+		`{"name":"x","topic":"news","templates":{"en":{"subject":"s","body":"{{.Email}}"}}}`,
+		`{"name":"x","topic":"news","templates":{"en":{"subject":"s","body":"b"}},"audience":{"topics":["nope"]}}`,
+		`{"name":"x","topic":"news","templates":{"en":{"subject":"s","body":"b"}},"unknown":1}`,
+	} {
+		if r := s.adminAs(marketer, "POST", "/campaigns", "application/json", bad); r.status != http.StatusBadRequest {
+			t.Errorf("create %s: got %d %s, want 400", bad, r.status, r.body)
+		}
+	}
+	if r := s.adminAs(marketer, "GET", "/campaigns/nope", "", ""); r.status != http.StatusNotFound {
+		t.Errorf("unknown campaign: got %d", r.status)
+	}
+	var audit struct {
+		Items []struct{ Action, Key string }
+	}
+	s.adminJSON("GET", "/audit", "", http.StatusOK, &audit)
+	if len(audit.Items) == 0 || audit.Items[0].Action != "campaign.create" || audit.Items[0].Key != "m" {
+		t.Errorf("audit: newest entry %+v, want campaign.create by m", audit.Items)
+	}
+	if got := s.smtp.Count(); got != 0 {
+		t.Errorf("mails: got %d, want 0", got)
+	}
+}
+
+// TestCampaignRestartExactlyOnce stops the service in the middle of a
+// campaign and starts a new one on the same data: every recipient gets
+// exactly one mail.
+func TestCampaignRestartExactlyOnce(t *testing.T) {
+	s := startService(t, withPostal)
+	var addrs []string
+	for i := range 12 {
+		addrs = append(addrs, fmt.Sprintf("r%02d@example.com", i))
+	}
+	s.importConsented(addrs...)
+	id := s.newCampaign(`"rate":3`)
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "some mail sent", func(c campaignOut) bool { return c.Counts.Sent >= 3 })
+	s.shutdown()
+	mid, err := func() (*consent.Campaign, error) {
+		db, err := OpenStore(s.app.cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer db.Close()
+		return db.Campaign(context.Background(), id)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mid.Counts.Targeted >= len(addrs) || mid.State != consent.CampaignRunning {
+		t.Fatalf("stopped too late to test a resume: %+v", mid.Counts)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(Options{Config: s.app.cfg, BootstrapKey: testAdminKey, Now: s.clock.Now, CampaignTick: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Worker.Poll = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := a.DB.Campaign(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == consent.CampaignDone {
+			if c.Counts.Targeted != len(addrs) || c.Counts.Sent != len(addrs) {
+				t.Errorf("counts after resume: %+v", c.Counts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign not done after restart: %+v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := s.mailsTo()
+	for _, addr := range addrs {
+		if got[addr] != 1 {
+			t.Errorf("mails to %s: got %d, want exactly 1", addr, got[addr])
+		}
+	}
+	if n := s.smtp.Count(); n != len(addrs) {
+		t.Errorf("mails in all: got %d, want %d", n, len(addrs))
+	}
+}
+
+// TestCampaignKeepRemindLapse: one recipient keeps the subscription
+// (reconfirmed event with the campaign, wording, IP and user agent), the
+// other gets the reminder and lapses at the deadline (the injected clock
+// moves), and is left out of the next campaign.
+func TestCampaignKeepRemindLapse(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("keep@example.com", "quiet@example.com")
+	id := s.newCampaign(`"deadline":"2d","reminder":"1d"`)
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "two mails sent", func(c campaignOut) bool { return c.Counts.Sent == 2 })
+
+	_, text, _ := mailParts(t, s.mailTo("keep@example.com").Data)
+	keep := keepRE.FindString(text)
+	if keep == "" {
+		t.Fatalf("no keep link in:\n%s", text)
+	}
+	keepSub, _ := s.subscriber("keep@example.com")
+	before := len(s.events(keepSub.ID))
+	// GET shows the wording and a button, and changes nothing.
+	r := s.do("GET", keep, "", "")
+	if r.status != http.StatusOK || !strings.Contains(r.body, `method="post"`) || !strings.Contains(r.body, "Product news") {
+		t.Fatalf("GET keep: %d\n%s", r.status, r.body)
+	}
+	if got := len(s.events(keepSub.ID)); got != before {
+		t.Fatalf("GET keep recorded %d events", got-before)
+	}
+	if r := s.do("POST", keep[:len(keep)-4]+"AAAA", "", ""); r.status != http.StatusBadRequest {
+		t.Errorf("tampered keep link: got %d, want 400", r.status)
+	}
+	for i := range 2 { // idempotent
+		if r := s.do("POST", keep, "application/x-www-form-urlencoded", "", "User-Agent", "keeper/1"); r.status != http.StatusOK {
+			t.Fatalf("POST keep %d: got %d", i, r.status)
+		}
+	}
+	evs := s.events(keepSub.ID)
+	if len(evs) != before+1 {
+		t.Fatalf("events after keep: got %d, want %d", len(evs), before+1)
+	}
+	ev := evs[len(evs)-1]
+	if ev.Type != "reconfirmed" || ev.Source != "campaign:"+id || ev.Personal == nil || ev.Personal.IP != "127.0.0.1" ||
+		ev.Personal.UserAgent != "keeper/1" || len(ev.Wording) != 64 || ev.WordingText == nil ||
+		!strings.Contains(ev.WordingText.Text, "keep receiving") || len(ev.Topics) != 1 || ev.Topics[0] != "news" {
+		t.Errorf("reconfirmed event: %+v", ev)
+	}
+
+	s.clock.Add(25 * time.Hour) // past the reminder
+	msgs := s.waitMails(3)
+	if to := msgs[2].To[0]; to != "quiet@example.com" {
+		t.Errorf("reminder went to %s", to)
+	}
+	h, _, _ := mailParts(t, msgs[2].Data)
+	if subj := decodeHeader(t, h.Get("Subject")); !strings.HasPrefix(subj, "Reminder: ") {
+		t.Errorf("reminder subject: %q", subj)
+	}
+
+	s.clock.Add(24 * time.Hour) // past the deadline
+	c := s.waitCampaign(id, "a lapse", func(c campaignOut) bool { return c.Counts.Lapsed == 1 })
+	if c.Counts.Reconfirmed != 1 || c.Counts.Reminded != 1 {
+		t.Errorf("counts: %+v", c.Counts)
+	}
+	quiet, _ := s.subscriber("quiet@example.com")
+	if got := quiet.Subscriptions["news"].Status; got != "lapsed" {
+		t.Errorf("quiet status: got %s, want lapsed", got)
+	}
+	qevs := s.events(quiet.ID)
+	if last := qevs[len(qevs)-1]; last.Type != "lapsed" || last.Source != "campaign:"+id {
+		t.Errorf("last event of quiet: %+v", last)
+	}
+	if sub, _ := s.subscriber("keep@example.com"); sub.Subscriptions["news"].Status != "confirmed" {
+		t.Errorf("keep status: %s", sub.Subscriptions["news"].Status)
+	}
+	// Too late now: the lapsed person's link says so and changes nothing.
+	_, qtext, _ := mailParts(t, msgs[2].Data)
+	if r := s.do("POST", keepRE.FindString(qtext), "", ""); r.status != http.StatusGone {
+		t.Errorf("keep after lapse: got %d, want 410", r.status)
+	}
+	if sub, _ := s.subscriber("quiet@example.com"); sub.Subscriptions["news"].Status != "lapsed" {
+		t.Error("a late keep click revived a lapsed subscription")
+	}
+
+	// The next campaign leaves out the lapsed contact; the one who kept
+	// the subscription starts a new cycle.
+	next := s.newCampaign("")
+	var pv struct {
+		Audience int            `json:"audience"`
+		Excluded map[string]int `json:"excluded"`
+	}
+	s.adminJSON("POST", "/campaigns/"+next+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["lapsed"] != 1 {
+		t.Errorf("next preview: got %+v, want audience 1, lapsed 1", pv)
+	}
+	var rep struct{ OK bool }
+	s.admin("/ledger/verify", &rep)
+	if !rep.OK {
+		t.Error("ledger does not verify")
+	}
+}
+
+// TestCampaignQueuedMailHonoursUnsubscribe is the R60 test for campaigns:
+// a contact who unsubscribes after their mail was queued gets nothing.
+func TestCampaignQueuedMailHonoursUnsubscribe(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("late@example.com")
+	if err := s.smtp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	id := s.newCampaign("")
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "the mail queued", func(c campaignOut) bool { return c.Counts.Targeted == 1 })
+	if q, _, _ := s.app.DB.OutboxDepth(context.Background()); q != 1 {
+		t.Fatalf("outbox: %d jobs, want the campaign mail", q)
+	}
+	sub, _ := s.subscriber("late@example.com")
+	if r := s.do("POST", s.unsubscribeURL(sub.ID, "news"), "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
+		t.Fatalf("unsubscribe: %d", r.status)
+	}
+	if err := s.smtp.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitOutboxEmpty()
+	c := s.waitCampaign(id, "the answer recorded", func(c campaignOut) bool { return c.State == "done" })
+	if c.Counts.Sent != 0 || c.Counts.Unsubscribed != 1 {
+		t.Errorf("counts: %+v, want 0 sent, 1 unsubscribed", c.Counts)
+	}
+	if n := s.smtp.Count(); n != 0 {
+		t.Errorf("mails: got %d, want 0", n)
+	}
+	b, _ := json.Marshal(c)
+	if strings.Contains(string(b), "late@") {
+		t.Errorf("campaign view holds an address: %s", b)
+	}
+}
+
+// TestCampaignPause: a paused campaign queues nothing more; start resumes.
+func TestCampaignPause(t *testing.T) {
+	s := startService(t, withPostal)
+	var addrs []string
+	for i := range 6 {
+		addrs = append(addrs, fmt.Sprintf("p%d@example.com", i))
+	}
+	s.importConsented(addrs...)
+	id := s.newCampaign(`"rate":2`)
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "a mail sent", func(c campaignOut) bool { return c.Counts.Sent >= 1 })
+	var c campaignOut
+	s.adminJSON("POST", "/campaigns/"+id+"/pause", "", http.StatusOK, &c)
+	if c.State != "paused" {
+		t.Fatalf("state after pause: %s", c.State)
+	}
+	paused := c.Counts.Targeted
+	time.Sleep(2500 * time.Millisecond)
+	if c = s.campaign(id); c.Counts.Targeted != paused || c.State != "paused" {
+		t.Errorf("paused campaign queued: targeted %d -> %d, state %s", paused, c.Counts.Targeted, c.State)
+	}
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "done", func(c campaignOut) bool { return c.State == "done" })
+	s.waitMails(len(addrs))
+	for a, n := range s.mailsTo() {
+		if n != 1 {
+			t.Errorf("mails to %s: %d", a, n)
+		}
+	}
+	var list struct{ Items []campaignOut }
+	s.adminJSON("GET", "/campaigns", "", http.StatusOK, &list)
+	if len(list.Items) != 1 || list.Items[0].ID != id {
+		t.Errorf("list: %+v", list.Items)
+	}
+}

@@ -1,0 +1,568 @@
+package consent
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// CampaignState is where a reawaken campaign stands.
+type CampaignState string
+
+// Campaign states. A draft sends nothing; running queues mail at the
+// campaign's rate; paused queues nothing new (mail already queued still
+// goes out); done means every first mail is out. Answers, reminders and
+// deadlines are still recorded for a done campaign.
+const (
+	CampaignDraft   CampaignState = "draft"
+	CampaignRunning CampaignState = "running"
+	CampaignPaused  CampaignState = "paused"
+	CampaignDone    CampaignState = "done"
+)
+
+// Campaign limits and defaults.
+const (
+	DefaultCampaignRate     = 10
+	MaxCampaignRate         = 1000
+	DefaultCampaignDeadline = Span(30 * Day)
+	MinCampaignDeadline     = Span(Day)
+	MaxCampaignDeadline     = Span(180 * Day)
+	// DefaultSoftOptInWindow is how long after the last purchase a soft
+	// opt-in still carries marketing mail: two years, the CASL window for
+	// implied consent from a purchase (R53), which is also a prudent
+	// reading of "existing customer" under ePrivacy Art. 13(2).
+	DefaultSoftOptInWindow = 2 * 365 * Day
+)
+
+// Day is 24 hours, the "d" unit of Span.
+const Day = 24 * time.Hour
+
+// Span is a duration written like the config's durations: Go syntax
+// ("72h", "90m") or whole days ("30d"). It is JSON-encoded as that string.
+type Span time.Duration
+
+// ParseSpan parses s as a Span. Negative values are errors.
+func ParseSpan(s string) (Span, error) {
+	s = strings.TrimSpace(s)
+	if digits, ok := strings.CutSuffix(s, "d"); ok && digits != "" && strings.Trim(digits, "0123456789") == "" {
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil || n > int64(1<<63-1)/int64(Day) {
+			return 0, fmt.Errorf("duration %q is too long", s)
+		}
+		return Span(time.Duration(n) * Day), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: use Go syntax such as \"72h\" or whole days such as \"30d\"", s)
+	}
+	return Span(d), nil
+}
+
+// String formats s as whole days when it is a whole number of days, else
+// in Go syntax.
+func (s Span) String() string {
+	if d := time.Duration(s); d > 0 && d%Day == 0 {
+		return strconv.FormatInt(int64(d/Day), 10) + "d"
+	}
+	return time.Duration(s).String()
+}
+
+// MarshalJSON encodes s as its String.
+func (s Span) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// UnmarshalJSON decodes a string written for ParseSpan.
+func (s *Span) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return fmt.Errorf("a duration must be a string such as \"30d\" or \"72h\"")
+	}
+	v, err := ParseSpan(str)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// Audience narrows who a campaign asks. Zero fields match everyone. The
+// filters can only narrow the audience: Eligibility decides who may be
+// asked at all, whatever they say.
+type Audience struct {
+	// Lifecycle keeps subscribers in one of these stages.
+	Lifecycle []Lifecycle `json:"lifecycle,omitempty"`
+	// Topics keeps subscribers holding a confirmed subscription to every
+	// one of these topics (besides the campaign's own).
+	Topics []string `json:"topics,omitempty"`
+	// ConsentOlderThan keeps subscriptions whose consent (their Since) is
+	// at least this old.
+	ConsentOlderThan Span `json:"consent_older_than,omitempty"`
+	// NoActivitySince keeps subscribers with neither a purchase nor a
+	// consent action on the topic at or after this time.
+	NoActivitySince time.Time `json:"no_activity_since,omitzero"`
+}
+
+// Matches reports whether sub passes the filters for topic at now.
+func (a Audience) Matches(sub *Subscriber, topic string, now time.Time, dormantAfter time.Duration) bool {
+	if len(a.Lifecycle) > 0 && !slices.Contains(a.Lifecycle, sub.Lifecycle(now, dormantAfter)) {
+		return false
+	}
+	for _, t := range a.Topics {
+		if s := sub.Subscriptions[t]; s == nil || s.Status != StatusConfirmed {
+			return false
+		}
+	}
+	s := sub.Subscriptions[topic]
+	if s == nil {
+		return false
+	}
+	if a.ConsentOlderThan > 0 && now.Sub(s.Since) < time.Duration(a.ConsentOlderThan) {
+		return false
+	}
+	if !a.NoActivitySince.IsZero() && (!s.Since.Before(a.NoActivitySince) || !sub.LastPurchase.Before(a.NoActivitySince)) {
+		return false
+	}
+	return true
+}
+
+// CampaignTemplate is the marketer's mail for one language: plain text
+// with the placeholders {{name}} and {{topic}}. It is never run as a
+// template: placeholders are replaced as plain strings.
+type CampaignTemplate struct {
+	Subject string `json:"subject"`
+	Body    string `json:"body"`
+}
+
+// campaignLocales returns the languages a campaign mail may be written
+// in: those optin ships.
+func campaignLocales() []string { return []string{"en", "it", "sv"} }
+
+// CampaignCounts is a campaign's progress. Targeted counts recipients
+// queued; Excluded counts subscribers the walk passed over, by reason;
+// Sent counts first mails handed to the mail server; Failed those the
+// server refused for good; Dropped those held back at send time (the
+// person erased or suppressed meanwhile).
+type CampaignCounts struct {
+	Targeted     int            `json:"targeted"`
+	Excluded     map[string]int `json:"excluded"`
+	Sent         int            `json:"sent"`
+	Reminded     int            `json:"reminded"`
+	Reconfirmed  int            `json:"reconfirmed"`
+	Unsubscribed int            `json:"unsubscribed"`
+	Lapsed       int            `json:"lapsed"`
+	Failed       int            `json:"failed"`
+	Dropped      int            `json:"dropped"`
+}
+
+// Campaign is a reawaken (re-permission) campaign: it asks subscribers of
+// one topic whether they want to keep it, and lets the subscription lapse
+// when they do not answer by the deadline.
+type Campaign struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Topic string `json:"topic"`
+	// Audience narrows the campaign's audience.
+	Audience Audience `json:"audience"`
+	// Templates are the mail per locale (en, it, sv); a subscriber gets
+	// their locale, else en, else the first one defined.
+	Templates map[string]CampaignTemplate `json:"templates"`
+	// Deadline is how long a recipient has to answer after the mail was
+	// sent; Reminder, when set, when the one reminder goes to those who
+	// have not answered.
+	Deadline Span `json:"deadline"`
+	Reminder Span `json:"reminder,omitempty"`
+	// Rate is the most first mails queued per second.
+	Rate     int            `json:"rate"`
+	State    CampaignState  `json:"state"`
+	Counts   CampaignCounts `json:"counts"`
+	Created  time.Time      `json:"created"`
+	Updated  time.Time      `json:"updated"`
+	Started  time.Time      `json:"started,omitzero"`
+	Finished time.Time      `json:"finished,omitzero"`
+	// Cursor is the id of the last subscriber the walk examined; the
+	// walk resumes after it. Walked is set once it passed the last one.
+	Cursor string `json:"cursor,omitempty"`
+	Walked bool   `json:"walked,omitempty"`
+}
+
+// Source is the ledger source of the campaign's events.
+func (c *Campaign) Source() string { return "campaign:" + c.ID }
+
+// Template returns the campaign's mail for locale: that locale's, else
+// en's, else the first defined.
+func (c *Campaign) Template(locale string) (string, CampaignTemplate) {
+	for _, l := range append([]string{locale}, campaignLocales()...) {
+		if t, ok := c.Templates[l]; ok {
+			return l, t
+		}
+	}
+	return "", CampaignTemplate{}
+}
+
+// CampaignInput is a campaign as the admin API receives it.
+type CampaignInput struct {
+	Name      string                      `json:"name"`
+	Topic     string                      `json:"topic"`
+	Audience  AudienceInput               `json:"audience"`
+	Templates map[string]CampaignTemplate `json:"templates"`
+	Deadline  string                      `json:"deadline"`
+	Reminder  string                      `json:"reminder"`
+	Rate      int                         `json:"rate"`
+}
+
+// AudienceInput is an Audience as the admin API receives it.
+type AudienceInput struct {
+	Lifecycle        []Lifecycle `json:"lifecycle"`
+	Topics           []string    `json:"topics"`
+	ConsentOlderThan string      `json:"consent_older_than"`
+	NoActivitySince  string      `json:"no_activity_since"`
+}
+
+// placeholderRE finds {{...}} in marketer text.
+var placeholderRE = regexp.MustCompile(`\{\{[^}]*\}\}`)
+
+// NewCampaign validates in and returns a draft campaign. Every problem is
+// an EInvalid *Error naming the field. Whether the topics exist is the
+// store's to check.
+func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) {
+	c := &Campaign{ID: id, Name: strings.TrimSpace(in.Name), Topic: strings.TrimSpace(in.Topic),
+		Templates: map[string]CampaignTemplate{}, Rate: in.Rate, State: CampaignDraft,
+		Counts: CampaignCounts{Excluded: map[string]int{}}, Created: now, Updated: now}
+	if c.Name == "" || !plainText(c.Name, 200, false) {
+		return nil, Errorf(EInvalid, "name is required: at most 200 characters on one line")
+	}
+	if c.Topic == "" {
+		return nil, Errorf(EInvalid, "topic is required: the topic the campaign asks people to keep")
+	}
+	for _, l := range in.Audience.Lifecycle {
+		if !slices.Contains([]Lifecycle{LifecycleProspect, LifecycleCustomer, LifecycleDormant}, l) {
+			return nil, Errorf(EInvalid, "audience.lifecycle: %q is not prospect, customer or dormant", truncate(string(l), 40))
+		}
+	}
+	c.Audience.Lifecycle = in.Audience.Lifecycle
+	for _, t := range in.Audience.Topics {
+		if t = strings.TrimSpace(t); t != "" && !slices.Contains(c.Audience.Topics, t) {
+			c.Audience.Topics = append(c.Audience.Topics, t)
+		}
+	}
+	if s := in.Audience.ConsentOlderThan; s != "" {
+		d, err := ParseSpan(s)
+		if err != nil {
+			return nil, Errorf(EInvalid, "audience.consent_older_than: %v", err)
+		}
+		c.Audience.ConsentOlderThan = d
+	}
+	if s := in.Audience.NoActivitySince; s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return nil, Errorf(EInvalid, "audience.no_activity_since must be an RFC 3339 time such as 2025-01-31T00:00:00Z")
+		}
+		c.Audience.NoActivitySince = t.UTC()
+	}
+	if len(in.Templates) == 0 {
+		return nil, Errorf(EInvalid, "templates is required: a subject and body for at least one of en, it, sv")
+	}
+	for l, t := range in.Templates {
+		if !slices.Contains(campaignLocales(), l) {
+			return nil, Errorf(EInvalid, "templates: %q is not a locale optin ships (en, it, sv)", truncate(l, 20))
+		}
+		t.Subject, t.Body = strings.TrimSpace(t.Subject), strings.TrimSpace(strings.ReplaceAll(t.Body, "\r\n", "\n"))
+		if t.Subject == "" || !plainText(t.Subject, 200, false) {
+			return nil, Errorf(EInvalid, "templates.%s.subject is required: at most 200 characters on one line", l)
+		}
+		if t.Body == "" || !plainText(t.Body, 20000, true) {
+			return nil, Errorf(EInvalid, "templates.%s.body is required: plain text of at most 20000 characters", l)
+		}
+		for _, f := range []string{t.Subject, t.Body} {
+			for _, p := range placeholderRE.FindAllString(f, -1) {
+				if p != "{{name}}" && p != "{{topic}}" {
+					return nil, Errorf(EInvalid, "templates.%s: unknown placeholder %s; use {{name}} or {{topic}}", l, truncate(p, 40))
+				}
+			}
+		}
+		c.Templates[l] = t
+	}
+	var err error
+	if c.Deadline, err = spanField("deadline", in.Deadline, DefaultCampaignDeadline); err != nil {
+		return nil, err
+	}
+	if c.Deadline < MinCampaignDeadline || c.Deadline > MaxCampaignDeadline {
+		return nil, Errorf(EInvalid, "deadline must be from %s to %s", MinCampaignDeadline, MaxCampaignDeadline)
+	}
+	if c.Reminder, err = spanField("reminder", in.Reminder, 0); err != nil {
+		return nil, err
+	}
+	if c.Reminder != 0 && (c.Reminder < Span(time.Hour) || c.Reminder >= c.Deadline) {
+		return nil, Errorf(EInvalid, "reminder must be at least 1h and shorter than the deadline (%s)", c.Deadline)
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultCampaignRate
+	}
+	if c.Rate < 1 || c.Rate > MaxCampaignRate {
+		return nil, Errorf(EInvalid, "rate must be from 1 to %d mails a second", MaxCampaignRate)
+	}
+	return c, nil
+}
+
+func spanField(name, s string, def Span) (Span, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := ParseSpan(s)
+	if err != nil {
+		return 0, Errorf(EInvalid, "%s: %v", name, err)
+	}
+	return d, nil
+}
+
+// plainText reports whether s is valid UTF-8 of at most max runes without
+// control characters; multiline allows line feeds and tabs.
+func plainText(s string, max int, multiline bool) bool {
+	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t'))
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// Start moves a draft or paused campaign to running at now. Starting a
+// running campaign changes nothing; a done one is EConflict.
+func (c *Campaign) Start(now time.Time) error {
+	switch c.State {
+	case CampaignDraft, CampaignPaused:
+		if c.Started.IsZero() {
+			c.Started = now
+		}
+		c.State, c.Updated = CampaignRunning, now
+	case CampaignDone:
+		return Errorf(EConflict, "campaign %s is done; create a new one", c.ID)
+	}
+	return nil
+}
+
+// Pause stops a running campaign from queuing mail. Pausing a paused one
+// changes nothing; a draft or done one is EConflict.
+func (c *Campaign) Pause(now time.Time) error {
+	switch c.State {
+	case CampaignRunning:
+		c.State, c.Updated = CampaignPaused, now
+	case CampaignDraft:
+		return Errorf(EConflict, "campaign %s has not started", c.ID)
+	case CampaignDone:
+		return Errorf(EConflict, "campaign %s is done", c.ID)
+	}
+	return nil
+}
+
+// Exclusion reasons: why a subscriber is not in a campaign's audience.
+const (
+	ExcludedNotSubscribed   = "not_subscribed"      // no subscription to the topic at all
+	ExcludedPending         = "pending"             // never confirmed (R47)
+	ExcludedUnsubscribed    = "unsubscribed"        // withdrew (R60, R66)
+	ExcludedLapsed          = "lapsed"              // lapsed after an unanswered reawaken mail (R71)
+	ExcludedSuppressed      = "suppressed"          // on the suppression list for the topic or all (R64)
+	ExcludedNoBasis         = "no_basis"            // no provable consent or soft opt-in (R72, the Honda case)
+	ExcludedSoftOptInExpiry = "soft_opt_in_expired" // soft opt-in whose last purchase is too old (R53)
+	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle (R71)
+	ExcludedNew             = "joined_after_start"  // created after the campaign started
+	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
+)
+
+// CampaignPolicy holds the operator's settings the audience rule uses.
+type CampaignPolicy struct {
+	// DormantAfter is lifecycle.dormant_after, for the lifecycle filter.
+	DormantAfter time.Duration
+	// SoftOptInWindow is how long after the last purchase a soft opt-in
+	// still counts; zero means DefaultSoftOptInWindow.
+	SoftOptInWindow time.Duration
+}
+
+// IsEvidence reports whether ev proves a basis for topic: a confirmation,
+// an import with evidence, a reconfirmation or a preference-center opt-in
+// naming the topic, on basis.
+func IsEvidence(ev *Event, topic string, basis Basis) bool {
+	switch ev.Type {
+	case EventConfirmed, EventImported, EventReconfirmed, EventPreferencesUpdated:
+		return slices.Contains(ev.Topics, topic) && ev.Basis == basis
+	}
+	return false
+}
+
+// Eligibility is THE audience rule of reawaken campaigns (R68-R72): it
+// decides whether sub may be asked to keep topic at now, whatever a
+// campaign's filters say; filters can only narrow its answer. suppressed
+// says the address is on the suppression list for the topic or for all;
+// hasEvidence that the ledger holds an event proving the subscription's
+// basis (see IsEvidence). The subscriber qualifies only when:
+//   - the subscription is confirmed: never pending, unsubscribed or
+//     lapsed (an erased subscriber no longer exists to be asked);
+//   - the address is not suppressed, for any reason;
+//   - the basis is consent backed by ledger evidence, or soft opt-in
+//     backed by evidence with a purchase within the soft-opt-in window.
+//     Legitimate interest alone never qualifies: a re-permission mail is
+//     marketing and needs consent or soft opt-in (the Honda case), and so
+//     does a subscription without a basis;
+//   - it was not asked in the current dormancy cycle: a cycle begins
+//     with the subscription's last consent (its Since: a confirmation or
+//     a reconfirmation) or the last purchase, whichever is later.
+//
+// It returns ok, or the reason (an Excluded constant) it is not.
+func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, now time.Time, p CampaignPolicy) (bool, string) {
+	s := sub.Subscriptions[topic]
+	if s == nil {
+		return false, ExcludedNotSubscribed
+	}
+	switch s.Status {
+	case StatusPending:
+		return false, ExcludedPending
+	case StatusUnsubscribed:
+		return false, ExcludedUnsubscribed
+	case StatusLapsed:
+		return false, ExcludedLapsed
+	case StatusConfirmed:
+	default:
+		return false, ExcludedNoBasis
+	}
+	if suppressed {
+		return false, ExcludedSuppressed
+	}
+	switch s.Basis {
+	case BasisConsent:
+		if !hasEvidence {
+			return false, ExcludedNoBasis
+		}
+	case BasisSoftOptIn:
+		if !hasEvidence || sub.LastPurchase.IsZero() {
+			return false, ExcludedNoBasis
+		}
+		window := p.SoftOptInWindow
+		if window == 0 {
+			window = DefaultSoftOptInWindow
+		}
+		if now.Sub(sub.LastPurchase) >= window {
+			return false, ExcludedSoftOptInExpiry
+		}
+	default:
+		return false, ExcludedNoBasis
+	}
+	if asked := sub.Reawakened[topic]; !asked.IsZero() && !asked.Before(s.Since) && !asked.Before(sub.LastPurchase) {
+		return false, ExcludedAlreadyAsked
+	}
+	return true, ""
+}
+
+// Select applies the audience rule and then the campaign's filters to
+// sub: ok, or the reason it is left out.
+func (c *Campaign) Select(sub *Subscriber, suppressed, hasEvidence bool, now time.Time, p CampaignPolicy) (bool, string) {
+	if ok, reason := Eligibility(sub, c.Topic, suppressed, hasEvidence, now, p); !ok {
+		return false, reason
+	}
+	if !c.Started.IsZero() && sub.Created.After(c.Started) {
+		return false, ExcludedNew
+	}
+	if !c.Audience.Matches(sub, c.Topic, now, p.DormantAfter) {
+		return false, ExcludedFiltered
+	}
+	return true, ""
+}
+
+// RecipientState is where one recipient of a campaign stands.
+type RecipientState string
+
+// Recipient states.
+const (
+	RecipientQueued       RecipientState = "queued"       // mail in the outbox
+	RecipientSent         RecipientState = "sent"         // mail handed to the mail server; waiting for an answer
+	RecipientReconfirmed  RecipientState = "reconfirmed"  // pressed "keep me subscribed"
+	RecipientUnsubscribed RecipientState = "unsubscribed" // withdrew from the topic
+	RecipientLapsed       RecipientState = "lapsed"       // no answer by the deadline
+	RecipientFailed       RecipientState = "failed"       // the mail server refused the mail for good
+	RecipientDropped      RecipientState = "dropped"      // held back at send time (erased, suppressed)
+)
+
+// Recipient is one subscriber's record in one campaign. It exists from
+// the moment the mail is queued, so a campaign mails a person at most
+// once however often it is paused, resumed or restarted.
+type Recipient struct {
+	Campaign   string         `json:"campaign"`
+	Subscriber string         `json:"subscriber"`
+	State      RecipientState `json:"state"`
+	// Job is the outbox job id of the first mail.
+	Job      uint64    `json:"job"`
+	Queued   time.Time `json:"queued"`
+	Sent     time.Time `json:"sent,omitzero"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	Reminded time.Time `json:"reminded,omitzero"`
+	Answered time.Time `json:"answered,omitzero"`
+}
+
+// PlanReconfirm records that sub pressed "keep me subscribed" on the
+// campaign's mail at in.Now: the subscription is confirmed afresh on the
+// consent basis (an express, recorded act, R70), its Since refreshed, and
+// the recipient marked. It returns the reconfirmed event, or nil when the
+// recipient had already answered so (idempotent). A subscription that is
+// no longer confirmed (lapsed, withdrawn) cannot be kept: EExpired.
+func PlanReconfirm(c *Campaign, r *Recipient, sub *Subscriber, wording string, in ConfirmInput, ids IDs) (*Event, Personal, error) {
+	if r.State == RecipientReconfirmed {
+		return nil, Personal{}, nil
+	}
+	s := sub.Subscriptions[c.Topic]
+	if s == nil || s.Status != StatusConfirmed || (r.State != RecipientSent && r.State != RecipientQueued) {
+		return nil, Personal{}, Errorf(EExpired, "this subscription has ended; sign up again to receive these emails")
+	}
+	*s = Subscription{Topic: c.Topic, Status: StatusConfirmed, Basis: BasisConsent, Since: in.Now}
+	r.State, r.Answered = RecipientReconfirmed, in.Now
+	ev := &Event{Time: in.Now, Type: EventReconfirmed, Subscriber: sub.ID, Topics: []string{c.Topic},
+		Basis: BasisConsent, Source: c.Source(), Wording: wording}
+	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
+}
+
+// PlanLapse ends sub's subscription to the campaign's topic at now because
+// the recipient did not answer by the deadline: status lapsed, and the
+// lapsed event to append. It returns nil when the subscription is no
+// longer confirmed, or was confirmed afresh after the mail went out (a
+// preference-center opt-in or a new double opt-in is an answer too).
+func PlanLapse(c *Campaign, r *Recipient, sub *Subscriber, now time.Time, ids IDs) (*Event, Personal) {
+	s := sub.Subscriptions[c.Topic]
+	if s == nil || s.Status != StatusConfirmed || s.Since.After(r.Sent) {
+		return nil, Personal{}
+	}
+	basis := s.Basis
+	s.Status, s.Since = StatusLapsed, now
+	r.State, r.Answered = RecipientLapsed, now
+	ev := &Event{Time: now, Type: EventLapsed, Subscriber: sub.ID, Topics: []string{c.Topic}, Basis: basis,
+		Source: c.Source()}
+	return ev, Personal{Salt: ids.ID(), Email: sub.Email}
+}
+
+// FillPlaceholders replaces {{name}} and {{topic}} in marketer text by
+// plain string replacement: the text is never run as a template.
+func FillPlaceholders(s, name, topic string) string {
+	return strings.NewReplacer("{{name}}", name, "{{topic}}", topic).Replace(s)
+}
+
+// ReawakenLinkGrace is how long a reawaken mail's "keep me subscribed"
+// link outlives the recipient's deadline, so a late click gets a clear
+// page ("this subscription has ended") rather than a broken link.
+const ReawakenLinkGrace = 30 * Day
+
+// ReawakenSubject is the subject of a reawaken link's token: the campaign
+// and the subscriber, both opaque ids, never an address (R81).
+func ReawakenSubject(campaign, subscriber string) string { return campaign + "." + subscriber }
+
+// ParseReawakenSubject splits a ReawakenSubject; ok is false for anything
+// else.
+func ParseReawakenSubject(s string) (campaign, subscriber string, ok bool) {
+	campaign, subscriber, ok = strings.Cut(s, ".")
+	return campaign, subscriber, ok && campaign != "" && subscriber != "" && !strings.Contains(subscriber, ".")
+}

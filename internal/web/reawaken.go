@@ -1,0 +1,103 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"optin/internal/bolt"
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/token"
+)
+
+// reawakenLink verifies a reawaken token and loads what it names. It
+// renders the error page itself and returns ok=false on failure: 400 for
+// a malformed or forged token, 410 for an expired one or one whose
+// campaign, recipient or subscriber is gone.
+func (s *Server) reawakenLink(c *gin.Context) (bolt.ReawakenLink, i18n.Localizer, bool) {
+	claims, ok := s.linkClaims(c, token.Reawaken, false)
+	if !ok {
+		return bolt.ReawakenLink{}, i18n.Localizer{}, false
+	}
+	campaign, subscriber, ok := consent.ParseReawakenSubject(claims.Subject)
+	if !ok {
+		s.messagePage(c, http.StatusBadRequest, s.localizer(c), "invalid", pageData{})
+		return bolt.ReawakenLink{}, i18n.Localizer{}, false
+	}
+	link, err := s.store.Reawaken(c.Request.Context(), campaign, subscriber)
+	switch consent.ErrorCode(err) {
+	case "":
+		return link, s.localizer(c, link.Subscriber.Locale), true
+	case consent.ENotFound:
+		s.messagePage(c, http.StatusGone, s.localizer(c), "gone", pageData{})
+	default:
+		s.fail(c, err)
+	}
+	return bolt.ReawakenLink{}, i18n.Localizer{}, false
+}
+
+// reawakenWording is the exact wording the "keep me subscribed" page
+// shows; its hash goes into the reconfirmed ledger event and its text is
+// stored once, like the preference center's.
+func (s *Server) reawakenWording(c *gin.Context, link bolt.ReawakenLink, l i18n.Localizer) (consent.Wording, consent.Topic) {
+	t := s.topicsOf(c, []string{link.Campaign.Topic})[0]
+	return consent.Wording{Form: link.Campaign.Source(), Version: 1, Locale: l.Locale,
+		Text: l.T("reawaken.wording", s.cfg.Sender), Topics: map[string]string{t.ID: t.Name}}, t
+}
+
+// reawakenClosed renders the page for a subscription that can no longer
+// be kept, with a link to the preference center's request form.
+func (s *Server) reawakenClosed(c *gin.Context, l i18n.Localizer) {
+	s.messagePage(c, http.StatusGone, l, "reawaken_closed", pageData{LinkURL: "/manage", LinkText: l.T("manage.title")})
+}
+
+// handleReawakenPage shows the reawaken mail's "keep me subscribed"
+// page: the wording and one button. It changes nothing: mail scanners
+// open links too (R49).
+func (s *Server) handleReawakenPage(c *gin.Context) {
+	link, l, ok := s.reawakenLink(c)
+	if !ok {
+		return
+	}
+	if link.Recipient.State == consent.RecipientReconfirmed {
+		s.messagePage(c, http.StatusOK, l, "reawaken_done", pageData{})
+		return
+	}
+	sub := link.Subscriber.Subscriptions[link.Campaign.Topic]
+	if sub == nil || sub.Status != consent.StatusConfirmed ||
+		(link.Recipient.State != consent.RecipientQueued && link.Recipient.State != consent.RecipientSent) {
+		s.reawakenClosed(c, l)
+		return
+	}
+	w, t := s.reawakenWording(c, link, l)
+	d := pageData{L: l, Title: l.T("reawaken.title"), Message: w.Text, Topics: []consent.Topic{t},
+		Button: l.T("reawaken.button"), Action: c.Request.URL.Path}
+	if u, err := s.preferencesURL(link.Subscriber.ID); err == nil {
+		d.LinkURL, d.LinkText = u, l.T("unsubscribe.preferences")
+	}
+	s.page(c, http.StatusOK, "action", d)
+}
+
+// handleReawaken records "keep me subscribed": a reconfirmed ledger event
+// citing the campaign, the page's wording, IP and user agent, and a
+// refreshed subscription. Repeating it changes nothing.
+func (s *Server) handleReawaken(c *gin.Context) {
+	link, l, ok := s.reawakenLink(c)
+	if !ok {
+		return
+	}
+	w, _ := s.reawakenWording(c, link, l)
+	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
+	_, err := s.store.Reconfirm(c.Request.Context(), link.Campaign.ID, link.Subscriber.ID, w, in)
+	switch consent.ErrorCode(err) {
+	case "":
+		s.messagePage(c, http.StatusOK, l, "reawaken_done", pageData{})
+	case consent.EExpired:
+		s.reawakenClosed(c, l)
+	case consent.ENotFound:
+		s.messagePage(c, http.StatusGone, l, "gone", pageData{})
+	default:
+		s.fail(c, err)
+	}
+}
