@@ -1,6 +1,8 @@
 package bolt_test
 
 import (
+	"go.etcd.io/bbolt"
+
 	"fmt"
 	"strings"
 	"testing"
@@ -131,9 +133,16 @@ func TestCampaignSendTimeCheck(t *testing.T) {
 	if _, _, err := db.AddSuppression(ctx, bolt.Actor{Name: "test"}, mustAddress(t, addrs[1]), "", "bounce"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Erase(ctx, mustSubscriber(t, db, addrs[2]).ID, "test"); err != nil {
+	erased := mustSubscriber(t, db, addrs[2]).ID
+	if err := db.Erase(ctx, erased, "test"); err != nil {
 		t.Fatal(err)
 	}
+	rawUpdate(t, db, func(tx *bbolt.Tx) error { // R78: no bucket keeps a record of the erased person
+		if tx.Bucket([]byte("campaign_recipients")).Get(append(append([]byte(c.ID), 0), erased...)) != nil {
+			t.Error("the erased subscriber's campaign recipient record is still stored")
+		}
+		return nil
+	})
 	sent := map[string]int{}
 	sendAll(t, db, sent)
 	if len(sent) != 1 || sent[addrs[3]] != 1 {

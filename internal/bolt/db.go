@@ -291,6 +291,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	}
 	ev.Seq = seq + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
+	p = p.Repaired()
 	ev.PersonalDigest = p.Digest()
 	ev.Seal(prev)
 	key := u64(ev.Seq)

@@ -119,11 +119,10 @@ type rawRow struct {
 
 // ImportReader reads an import file row by row, never all of it at once.
 type ImportReader struct {
-	csv     *csv.Reader
-	cols    []int // column index per importColumns entry; -1 if absent
-	lines   *bufio.Scanner
-	line    int
-	lastErr error
+	csv   *csv.Reader
+	cols  []int // column index per importColumns entry; -1 if absent
+	lines *bufio.Scanner
+	line  int
 }
 
 // NewImportReader reads format (FormatCSV, with a header line, or
@@ -218,6 +217,9 @@ func (ir *ImportReader) Next(now time.Time) (row ImportRow, problem string, err 
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&raw); err != nil {
 			return row, "malformed JSON: " + err.Error(), nil
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return row, "malformed JSON: more than one value on the line", nil
 		}
 		if len(raw.Topics) > 0 {
 			var list []string

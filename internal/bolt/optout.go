@@ -130,7 +130,8 @@ func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bo
 
 // Erase deletes everything optin holds about subscriber id (GDPR Art. 17):
 // the subscriber and its address index, its requests, its queued and
-// parked mail and the personal records of its ledger events. What stays:
+// parked mail, its campaign recipient records and the personal records of
+// its ledger events. What stays:
 // the suppression entry (a keyed hash of the address, so the address is
 // never imported or mailed again unless the person signs up afresh) and
 // an erased event, so the ledger still proves what happened and when. The
@@ -167,6 +168,9 @@ func (db *DB) Erase(ctx context.Context, id, source string) error {
 				return err
 			}
 		}
+		if err := eraseRecipients(tx, id); err != nil {
+			return err
+		}
 		for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
 			if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
 				return err
@@ -178,6 +182,45 @@ func (db *DB) Erase(ctx context.Context, id, source string) error {
 		ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
 		return appendEvent(tx, ev, consent.Personal{Salt: db.ID(), EmailHash: h})
 	})
+}
+
+// eraseRecipients deletes subscriber id's campaign recipient records (one
+// per campaign at most); their pending follow-ups then find no record and
+// are skipped. A campaign still waiting for the person's answer counts the
+// erasure as a withdrawal.
+func eraseRecipients(tx *bbolt.Tx, id string) error {
+	var ids []string
+	err := tx.Bucket(bucketCampaigns).ForEach(func(k, _ []byte) error {
+		ids = append(ids, string(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, cid := range ids {
+		var r consent.Recipient
+		rk := pairKey(cid, id)
+		if ok, err := get(tx, bucketRecipients, rk, &r); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if r.State == consent.RecipientQueued || r.State == consent.RecipientSent {
+			var c consent.Campaign
+			if _, err := get(tx, bucketCampaigns, []byte(cid), &c); err != nil {
+				return err
+			}
+			c.Counts.Unsubscribed++
+			if err := put(tx, bucketCampaigns, []byte(cid), c); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketRecipients).Delete(rk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keysWithPrefix returns copies of the keys in b that start with prefix.

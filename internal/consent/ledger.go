@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,10 +75,27 @@ func (e Event) ComputeHash() string {
 	return sha256Hex(e)
 }
 
-// Seal sets e.Prev to prev and e.Hash to the resulting hash.
+// Seal sets e.Prev to prev and e.Hash to the resulting hash. Strings that
+// are not valid UTF-8 are repaired first (bad bytes become U+FFFD), as JSON
+// would on storing them, so the stored event matches its hash.
 func (e *Event) Seal(prev string) {
+	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.PersonalDigest} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
+	for i := range e.Topics {
+		e.Topics[i] = strings.ToValidUTF8(e.Topics[i], "\uFFFD")
+	}
 	e.Prev = prev
 	e.Hash = e.ComputeHash()
+}
+
+// Repaired returns p with strings that are not valid UTF-8 repaired, so
+// its stored JSON matches its digest.
+func (p Personal) Repaired() Personal {
+	for _, f := range []*string{&p.Salt, &p.Email, &p.EmailHash, &p.IP, &p.UserAgent} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
+	return p
 }
 
 // ChainError describes the first broken link found by a ledger walk.

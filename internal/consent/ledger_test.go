@@ -1,6 +1,8 @@
 package consent_test
 
 import (
+	"encoding/json"
+
 	"errors"
 	"fmt"
 	"testing"
@@ -282,5 +284,30 @@ func TestWordingHash(t *testing.T) {
 				t.Errorf("Hash: got %s, the same as before the change; want a different hash", got)
 			}
 		})
+	}
+}
+
+// TestSealRepairsUTF8: an event or personal record carrying bytes that
+// are not UTF-8 still verifies after a JSON round trip.
+func TestSealRepairsUTF8(t *testing.T) {
+	p := consent.Personal{Salt: "s", UserAgent: "agent\xff"}.Repaired()
+	e := consent.Event{Seq: 1, Subscriber: "a\xffb", Topics: []string{"n\xfe"}, PersonalDigest: p.Digest()}
+	e.Seal("")
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back consent.Event
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := json.Marshal(p)
+	var pback consent.Personal
+	if err := json.Unmarshal(pb, &pback); err != nil {
+		t.Fatal(err)
+	}
+	var c consent.Chain
+	if err := c.Check(&back, &pback); err != nil {
+		t.Errorf("round-tripped event: %v", err)
 	}
 }

@@ -96,15 +96,6 @@ func purposes() []Purpose {
 	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken}
 }
 
-// valid reports whether p is one of the known purposes.
-func (p Purpose) valid() bool {
-	switch p {
-	case Confirm, NotMe, Unsubscribe, Preferences, Reawaken:
-		return true
-	}
-	return false
-}
-
 // typ returns the JWT "typ" header value for tokens of purpose p.
 func (p Purpose) typ() string { return string(p) + "+jwt" }
 

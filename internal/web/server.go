@@ -204,14 +204,14 @@ func statusOf(code string) int {
 // fail answers err as JSON {"error":{"code","message"}} with the status of
 // its code; internal errors are logged and shown only as "internal error".
 func (s *Server) fail(c *gin.Context, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) { // the client's doing, not ours: no error log
+		writeJSONError(c, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+		return
+	}
 	code := consent.ErrorCode(err)
 	if code == consent.EInternal {
 		s.cfg.Log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "err", err)
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeJSONError(c, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
-		return
 	}
 	writeJSONError(c, statusOf(code), code, consent.ErrorMessage(err))
 }
