@@ -11,10 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -111,6 +114,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if os.Getenv("GOGC") == "" {
+		// The service allocates short-lived garbage per request and per
+		// mail; collecting less often measured 40% more mails a second
+		// (README, Performance). GOGC in the environment overrides it.
+		debug.SetGCPercent(400)
+	}
 	a, err := app.Open(app.Options{Config: cfg, Log: log, Stdout: stdout,
 		BootstrapKey: os.Getenv("OPTIN_BOOTSTRAP_ADMIN_KEY")})
 	if err != nil {
@@ -120,6 +129,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		a.Close()
 		return err
+	}
+	if addr := os.Getenv("OPTIN_PPROF"); addr != "" {
+		// Profiling for performance work: Go's pprof handlers on their own
+		// listener, never on the service's port.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		log.Info("pprof listening", "addr", addr)
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(addr, mux)) }()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

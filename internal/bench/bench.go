@@ -23,7 +23,7 @@ import (
 )
 
 const usage = `usage:
-  optin bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--sink ADDR] [--drain D]
+  optin bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D]
         POST signups with unique addresses for D with N clients; with --sink, also run
         the SMTP server optin sends to on ADDR and report confirmation-mail latency
   optin bench ceiling [--clients N] [--duration D] [--dir DIR]
@@ -110,6 +110,9 @@ type Load struct {
 	Header  http.Header
 	OK      func(status int) bool
 	OnOK    func(worker, i int, at time.Time)
+	// Rate caps requests per second over all clients; 0 is as fast as
+	// the clients go.
+	Rate int
 }
 
 // Run executes the load.
@@ -125,6 +128,25 @@ func (l Load) Run(ctx context.Context) Result {
 	res := Result{Errors: map[string]int{}}
 	var wg sync.WaitGroup
 	start := time.Now()
+	var ticket chan struct{}
+	if l.Rate > 0 {
+		ticket = make(chan struct{}, l.Clients)
+		go func() {
+			t := time.NewTicker(time.Second / time.Duration(l.Rate))
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					select {
+					case ticket <- struct{}{}:
+					default: // the clients are behind; do not bank requests
+					}
+				}
+			}
+		}()
+	}
 	for w := range l.Clients {
 		wg.Add(1)
 		go func() {
@@ -133,6 +155,13 @@ func (l Load) Run(ctx context.Context) Result {
 			errs := map[string]int{}
 			n := 0
 			for i := 0; ctx.Err() == nil; i++ {
+				if ticket != nil {
+					select {
+					case <-ticket:
+					case <-ctx.Done():
+						continue
+					}
+				}
 				req, err := http.NewRequest("POST", l.URL, bytes.NewReader(l.Body(w, i)))
 				if err != nil {
 					errs[err.Error()]++
@@ -186,6 +215,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	dur := fs.Duration("duration", 10*time.Second, "how long to send")
 	sink := fs.String("sink", "", "run the SMTP server optin sends to on this address and measure mail latency")
 	drain := fs.Duration("drain", 60*time.Second, "with --sink: how long to wait for the last mails")
+	rate := fs.Int("rate", 0, "requests per second over all clients (0: as fast as they go)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -202,7 +232,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	addr := func(w, i int) string { return fmt.Sprintf("b%x-%d-%d@bench.example", run, w, i) }
 	var acked sync.Map // address -> ack time
 	var okCount atomic.Int64
-	l := Load{URL: strings.TrimSuffix(*base, "/") + "/f/" + *form, Clients: *clients, For: *dur,
+	l := Load{URL: strings.TrimSuffix(*base, "/") + "/f/" + *form, Clients: *clients, For: *dur, Rate: *rate,
 		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}},
 		Body: func(w, i int) []byte {
 			return fmt.Appendf(nil, `{"email":%q,"topics":[%q]}`, addr(w, i), *topic)

@@ -91,7 +91,7 @@ type SMTPConfig struct {
 	// TLSConfig overrides the TLS client settings (tests use it to trust
 	// their own CA); nil means the system roots and Host as server name.
 	TLSConfig *tls.Config
-	// Conns is the number of SMTP connections kept open; default 4.
+	// Conns is the number of SMTP connections kept open; default 8.
 	Conns int
 	// Timeout bounds each SMTP command; default 30 s.
 	Timeout time.Duration
@@ -115,7 +115,7 @@ type conn struct {
 // NewSMTPTransport returns a transport; it dials lazily.
 func NewSMTPTransport(cfg SMTPConfig) (*SMTPTransport, error) {
 	if cfg.Conns <= 0 {
-		cfg.Conns = 4
+		cfg.Conns = 8
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second

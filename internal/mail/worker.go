@@ -41,7 +41,7 @@ type Worker struct {
 	Metrics   Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Senders is the number of mails sent in parallel; default 4.
+	// Senders is the number of mail batches sent in parallel; default 8.
 	Senders int
 	// MaxAttempts parks a job after this many temporary failures; default 50
 	// (about three days with the default backoff).
@@ -69,7 +69,7 @@ func (w *Worker) init() {
 			w.Now = time.Now
 		}
 		if w.Senders <= 0 {
-			w.Senders = 4
+			w.Senders = 8
 		}
 		if w.MaxAttempts <= 0 {
 			w.MaxAttempts = 50
@@ -108,7 +108,7 @@ func (w *Worker) Notify() {
 // flight to finish and returns.
 func (w *Worker) Run(ctx context.Context) {
 	w.init()
-	jobs := make(chan consent.Job)
+	jobs := make(chan consent.Job, 2*maxSendBatch*w.Senders)
 	var wg sync.WaitGroup
 	for range w.Senders {
 		wg.Add(1)
