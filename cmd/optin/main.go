@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "apikey":
 		if len(args) < 2 {
-			return errors.New("usage: optin apikey create|list|revoke ...")
+			return errors.New("usage: optin apikey create|list|revoke [flags]")
 		}
 		switch args[1] {
 		case "create":

@@ -99,7 +99,8 @@ func writeSecrets(path string, f secretsFile) error {
 		return fmt.Errorf("secrets: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
+	_, err = tmp.Write(b)
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
