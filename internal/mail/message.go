@@ -158,7 +158,7 @@ func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) err
 	}
 	data["ConfirmURL"] = r.baseURL + "/confirm/" + confirmTok
 	data["NotMeURL"] = r.baseURL + "/not-me/" + notMeTok
-	data["Expires"] = job.TokenExpires.UTC().Format("2 Jan 2006 15:04 MST")
+	data["Expires"] = job.TokenExpires.UTC().Format(data["L"].(i18n.Localizer).T("mail.datetime_layout"))
 	m.Unsubscribe, m.Link = data["NotMeURL"].(string), data["ConfirmURL"].(string)
 	return nil
 }

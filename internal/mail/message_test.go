@@ -561,3 +561,21 @@ func TestRenderGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderDatesPerLocale: the confirm link's expiry is written the way
+// each language writes dates.
+func TestRenderDatesPerLocale(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	exp := testJob().TokenExpires.UTC()
+	for locale, layout := range map[string]string{"en": "2 Jan 2006 15:04 MST", "it": "02/01/2006 15:04 MST", "sv": "2006-01-02 15:04 MST"} {
+		job := testJob()
+		job.Locale = locale
+		m, err := r.Render(job, testTopics)
+		if err != nil {
+			t.Fatalf("%s: %v", locale, err)
+		}
+		if want := exp.Format(layout); !strings.Contains(m.Text, want) {
+			t.Errorf("%s: text lacks the expiry written %q", locale, want)
+		}
+	}
+}

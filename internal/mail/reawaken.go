@@ -51,7 +51,7 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	data["TopicName"] = topicName
 	data["KeepURL"] = r.baseURL + "/reawaken/" + keepTok
 	data["UnsubscribeURL"] = unsubURL
-	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format("2 Jan 2006")
+	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format(l.T("mail.date_layout"))
 	m.Unsubscribe, m.Link = unsubURL, data["KeepURL"].(string)
 	m.ListID = r.ListID(job.Topic)
 	return nil
