@@ -371,7 +371,11 @@ func (s *Server) handleSignup(c *gin.Context) {
 	}
 	// Only ever the form's own success URL: nothing in the request can
 	// choose where the browser goes.
-	target := "/f/" + url.PathEscape(f.ID) + "/thanks?locale=" + url.QueryEscape(l.Locale)
+	target := "/f/" + url.PathEscape(f.ID) + "/thanks"
+	if s.localizer(c, f.Locale).Locale != l.Locale {
+		// The thanks page would pick another language on its own: name it.
+		target += "?locale=" + url.QueryEscape(l.Locale)
+	}
 	if u, ok := successURL(f); ok {
 		target = u.String()
 	}
