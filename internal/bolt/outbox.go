@@ -65,33 +65,53 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // reawaken mail is marketing: it also needs a confirmed subscription to
 // its topic and no suppression of any kind for it (reawakenDeliverable).
 func (db *DB) Deliverable(ctx context.Context, job consent.Job) (bool, error) {
-	ok := false
+	oks, err := db.DeliverableBatch(ctx, []consent.Job{job})
+	if err != nil {
+		return false, err
+	}
+	return oks[0], nil
+}
+
+// DeliverableBatch is Deliverable for several jobs, in one read
+// transaction.
+func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
+	oks := make([]bool, len(jobs))
 	err := db.view(func(tx *bbolt.Tx) error {
-		sub := new(consent.Subscriber)
-		if found, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil || !found {
-			return err
-		}
-		s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
-		if err != nil || (s != nil && !s.LiftedByOptIn()) {
-			return err
-		}
-		switch job.Kind {
-		case consent.JobConfirm:
-			var req consent.Request
-			found, err := get(tx, bucketRequests, []byte(job.Request), &req)
-			if err != nil || !found {
+		for i, job := range jobs {
+			ok, err := db.deliverable(tx, job)
+			if err != nil {
 				return err
 			}
-			ok = req.Open(db.Now())
-		case consent.JobPreferences:
-			ok = true
-		case consent.JobReawaken:
-			ok, err = db.reawakenDeliverable(tx, job, sub)
-			return err
+			oks[i] = ok
 		}
 		return nil
 	})
-	return ok, err
+	return oks, err
+}
+
+func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
+	sub := new(consent.Subscriber)
+	if found, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil || !found {
+		return false, err
+	}
+	s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
+	if err != nil || (s != nil && !s.LiftedByOptIn()) {
+		return false, err
+	}
+	switch job.Kind {
+	case consent.JobConfirm:
+		var req consent.Request
+		found, err := get(tx, bucketRequests, []byte(job.Request), &req)
+		if err != nil || !found {
+			return false, err
+		}
+		return req.Open(db.Now()), nil
+	case consent.JobPreferences:
+		return true, nil
+	case consent.JobReawaken:
+		return db.reawakenDeliverable(tx, job, sub)
+	}
+	return false, nil
 }
 
 // FinishJobs removes jobs from the outbox after they were sent or

@@ -16,7 +16,7 @@ import (
 type Outbox interface {
 	DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error)
 	NextDue(ctx context.Context) (time.Time, error)
-	Deliverable(ctx context.Context, job consent.Job) (bool, error)
+	DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error)
 	FinishJobs(ctx context.Context, jobs []consent.Job) error
 	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
@@ -227,19 +227,20 @@ func (w *Worker) deliver(batch []consent.Job) {
 	var sendJobs []consent.Job
 	var msgs []*gomail.Msg
 	var ms []Message
-	for _, job := range batch {
-		ok, err := w.Outbox.Deliverable(ctx, job)
-		switch {
-		case err != nil:
-			w.Log.Error("outbox: checking job", "job", job.ID, "err", err)
-			continue
-		case !ok:
+	oks, err := w.Outbox.DeliverableBatch(ctx, batch)
+	if err != nil {
+		w.Log.Error("outbox: checking jobs", "err", err)
+		return // they stay queued and are read again
+	}
+	topics := map[string]consent.Topic{} // looked up once per batch
+	for i, job := range batch {
+		if !oks[i] {
 			// Confirmed, cancelled, unsubscribed or erased since queuing.
 			done = append(done, job)
 			w.result(job, "dropped")
 			continue
 		}
-		msg, m, err := w.build(ctx, job)
+		msg, m, err := w.build(ctx, job, topics)
 		if err != nil {
 			w.park(ctx, job, err)
 			continue
@@ -282,17 +283,22 @@ func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {
 	w.result(job, "parked")
 }
 
-// build renders job and turns it into a go-mail message.
-func (w *Worker) build(ctx context.Context, job consent.Job) (*gomail.Msg, Message, error) {
-	topics := make([]consent.Topic, 0, len(job.Topics))
+// build renders job and turns it into a go-mail message. topics caches
+// topic lookups across a batch.
+func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]consent.Topic) (*gomail.Msg, Message, error) {
+	ts := make([]consent.Topic, 0, len(job.Topics))
 	for _, id := range job.Topics {
-		t, err := w.Outbox.Topic(ctx, id)
-		if err != nil {
-			t = consent.Topic{ID: id, Name: id} // a deleted topic keeps its id as name
+		t, ok := topics[id]
+		if !ok {
+			var err error
+			if t, err = w.Outbox.Topic(ctx, id); err != nil {
+				t = consent.Topic{ID: id, Name: id} // a deleted topic keeps its id as name
+			}
+			topics[id] = t
 		}
-		topics = append(topics, t)
+		ts = append(ts, t)
 	}
-	m, err := w.Renderer.Render(job, topics)
+	m, err := w.Renderer.Render(job, ts)
 	if err != nil {
 		return nil, Message{}, err
 	}
