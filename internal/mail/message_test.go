@@ -579,3 +579,49 @@ func TestRenderDatesPerLocale(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderCacheMatchesFullRender: a mail rendered from the per-kind
+// cache is byte for byte the mail a fresh renderer produces, for names
+// that need escaping too.
+func TestRenderCacheMatchesFullRender(t *testing.T) {
+	warm, _ := newTestRenderer(t)
+	if _, err := warm.Render(testJob(), testTopics); err != nil { // fills the cache
+		t.Fatal(err)
+	}
+	for _, kind := range []consent.JobKind{consent.JobConfirm, consent.JobPreferences} {
+		for _, name := range []string{"", "Ada", `<script>alert("x")</script> & 'co'`, "Åsa Öberg 😀", "zqOptinMarkerNamezq"} {
+			job := testJob()
+			job.Kind, job.Name = kind, name
+			for _, locale := range []string{"en", "it", "sv"} {
+				job.Locale = locale
+				if _, err := warm.Render(job, testTopics); err != nil { // first of its key: full
+					t.Fatal(err)
+				}
+				got, err := warm.Render(job, testTopics) // from the cache
+				if err != nil {
+					t.Fatal(err)
+				}
+				fresh, _ := newTestRenderer(t)
+				want, err := fresh.Render(job, testTopics)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Text != want.Text || got.HTML != want.HTML {
+					t.Errorf("%s %s %q: cached rendering differs from a full one", kind, locale, name)
+				}
+			}
+		}
+	}
+	// The cache is really used: every kind and language passed its check.
+	n := 0
+	warm.renders.Range(func(k, v any) bool {
+		if !v.(*rendered).ok {
+			t.Errorf("cache entry %q failed its check and is rendered in full", k)
+		}
+		n++
+		return true
+	})
+	if n != 6 {
+		t.Errorf("cache entries: got %d, want 6 (2 kinds x 3 languages)", n)
+	}
+}
