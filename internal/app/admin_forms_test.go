@@ -31,3 +31,28 @@ func TestFormPrivacyAndProofOfWork(t *testing.T) {
 		s.adminJSON("PUT", "/forms/newsletter", body, http.StatusBadRequest, nil)
 	}
 }
+
+// TestExportAndBackupAudited: bulk reads of personal data are in the
+// audit log (R84).
+func TestExportAndBackupAudited(t *testing.T) {
+	s := startService(t, nil)
+	for _, path := range []string{"/exports/subscribers?format=ndjson", "/backup"} {
+		if r := s.adminAs(testAdminKey, "GET", path, "", ""); r.status != http.StatusOK {
+			t.Fatalf("%s: %d", path, r.status)
+		}
+	}
+	var audit struct {
+		Items []struct {
+			Action string `json:"action"`
+			Target string `json:"target"`
+		} `json:"items"`
+	}
+	s.adminJSON("GET", "/audit?limit=10", "", http.StatusOK, &audit)
+	got := map[string]bool{}
+	for _, e := range audit.Items {
+		got[e.Action] = true
+	}
+	if !got["export"] || !got["backup"] {
+		t.Errorf("audit log: got %+v, want an export and a backup entry", audit.Items)
+	}
+}

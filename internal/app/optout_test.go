@@ -94,8 +94,14 @@ func TestOneClickUnsubscribe(t *testing.T) {
 			id := s.confirmed(tt.addr)
 			u := s.unsubscribeURL(id, "news")
 			// GET shows a page and changes nothing (R8).
-			if r := s.do("GET", u, "", ""); r.status != http.StatusOK || !strings.Contains(r.body, `method="post"`) {
+			r := s.do("GET", u, "", "")
+			if r.status != http.StatusOK || !strings.Contains(r.body, `method="post"`) {
 				t.Fatalf("GET: got %d", r.status)
+			}
+			// The URL travels in mail headers: it may withdraw, never open
+			// the preference center (export, erase, re-subscribe).
+			if strings.Contains(r.body, "/preferences/") || !strings.Contains(r.body, `href="/manage"`) {
+				t.Error("unsubscribe page links to the preference center itself instead of /manage")
 			}
 			if sub, _ := s.subscriber(tt.addr); sub.Subscriptions["news"].Status != "confirmed" {
 				t.Fatalf("GET changed the status to %q", sub.Subscriptions["news"].Status)
@@ -342,5 +348,25 @@ func TestExportEraseResignup(t *testing.T) {
 	s.do("POST", confirm, "", "")
 	if s.suppressed("gone@example.com", "news") {
 		t.Error("suppression not lifted by the fresh double opt-in")
+	}
+}
+
+// TestNotMeAfterConfirmWithdraws: the confirmation mail's one-click target
+// is never a no-op (R16): after the confirmation it withdraws the topics.
+func TestNotMeAfterConfirmWithdraws(t *testing.T) {
+	s := startService(t, nil)
+	s.signupJSON("late@example.com", "news")
+	m := parseMail(t, s.waitMails(1)[0].Data)
+	confirm, notMe := links(t, m.text)
+	s.do("POST", confirm, "", "")
+	r := s.do("POST", notMe, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click")
+	if r.status != http.StatusOK || r.header.Get("Location") != "" {
+		t.Fatalf("one-click: got %d Location %q, want 200 without redirect", r.status, r.header.Get("Location"))
+	}
+	if sub, _ := s.subscriber("late@example.com"); sub.Subscriptions["news"].Status != "unsubscribed" {
+		t.Errorf("status after one-click on a confirmed request: got %q, want unsubscribed", sub.Subscriptions["news"].Status)
+	}
+	if !s.suppressed("late@example.com", "news") {
+		t.Error("not suppressed")
 	}
 }

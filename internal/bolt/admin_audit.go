@@ -62,6 +62,13 @@ func (db *DB) audit(tx *bbolt.Tx, a Actor, action, target string, count int) err
 	return put(tx, bucketAudit, u64(seq), e)
 }
 
+// AuditRead records a bulk read of personal data, such as an export or a
+// backup (R84). Reads run in read transactions, so the entry is written
+// right after, in its own.
+func (db *DB) AuditRead(ctx context.Context, a Actor, action, target string, count int) error {
+	return db.update(func(tx *bbolt.Tx) error { return db.audit(tx, a, action, target, count) })
+}
+
 // Audit returns up to limit audit entries, newest first, older than the
 // entry numbered cursor ("" starts at the newest). next is the cursor of
 // the following page, "" after the oldest entry. A malformed cursor is

@@ -142,11 +142,12 @@ func (db *DB) RecordPurchase(ctx context.Context, a Actor, id string, at time.Ti
 
 // EraseSubscriber erases subscriber id with the same semantics as the
 // person's own erasure (see Erase), recording a as the source, and audits
-// it.
+// it in the same transaction.
 func (db *DB) EraseSubscriber(ctx context.Context, a Actor, id string) error {
-	if err := db.Erase(ctx, id, a.Source()); err != nil {
-		return err
-	}
-	// Erase runs its own transaction; the audit entry follows right after.
-	return db.update(func(tx *bbolt.Tx) error { return db.audit(tx, a, "subscriber.erase", id, 1) })
+	return db.update(func(tx *bbolt.Tx) error {
+		if err := db.erase(tx, id, a.Source()); err != nil {
+			return err
+		}
+		return db.audit(tx, a, "subscriber.erase", id, 1)
+	})
 }

@@ -2,13 +2,17 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
 )
 
 // TestGroupCommit: concurrent writes all land, a failing write gets its own
@@ -79,5 +83,45 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if err := db.update(func(*bbolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Errorf("update after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestRetryJobSurvivesRerun: when another write in the same batch fails,
+// the group commit runs RetryJob again; the job must still end up due at
+// the new time with one more attempt (it once stayed due at once).
+func TestRetryJobSurvivesRerun(t *testing.T) {
+	ctx := context.Background()
+	db, form := openSuppressionDB(t)
+	a, _ := consent.ParseAddress("retry@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 10 {
+		jobs, err := db.DueJobs(ctx, time.Now().Add(1000*time.Hour), 1, nil)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("round %d: due jobs %d %v", round, len(jobs), err)
+		}
+		job := jobs[0]
+		next := job.NextAt.Add(time.Hour)
+		hold, release := make(chan struct{}), make(chan struct{})
+		go db.update(func(*bbolt.Tx) error { close(hold); <-release; return nil })
+		<-hold
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); db.RetryJob(ctx, job, next, "x") }()
+		go func() {
+			defer wg.Done()
+			db.update(func(*bbolt.Tx) error { return errors.New("another write fails") })
+		}()
+		time.Sleep(20 * time.Millisecond) // both wait for the committer
+		close(release)
+		wg.Wait()
+		got, err := db.DueJobs(ctx, time.Now().Add(1000*time.Hour), 1, nil)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("round %d: %d jobs %v", round, len(got), err)
+		}
+		if !got[0].NextAt.Equal(next) || got[0].Attempts != job.Attempts+1 {
+			t.Fatalf("round %d: job next %v attempts %d, want %v and %d", round, got[0].NextAt, got[0].Attempts, next, job.Attempts+1)
+		}
 	}
 }

@@ -33,26 +33,43 @@ func (db *DB) Unsubscribe(ctx context.Context, id, topic, channel string, in con
 		} else if err != nil {
 			return err
 		}
-		scope := topic
-		if scope == "" {
-			scope = consent.ScopeAll
-		}
-		err = suppress(tx, consent.Suppression{Hash: db.hashKey(consent.AddressKey(sub.Email)), Scope: scope,
-			Reason: consent.ReasonUnsubscribed, Source: channel, Created: in.Now})
-		if err != nil {
-			return err
-		}
-		ev, personal := consent.PlanUnsubscribe(sub, topic, channel, in, db)
-		if ev == nil {
-			return nil
-		}
-		changed = ev.Topics
-		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
-			return err
-		}
-		return appendEvent(tx, ev, personal)
+		changed, err = db.withdrawScope(tx, sub, topic, channel, in)
+		return err
 	})
 	return changed, err
+}
+
+// withdrawScope unsubscribes sub from topic ("" = every topic) and
+// suppresses the address for that scope, returning the topics that
+// changed.
+func (db *DB) withdrawScope(tx *bbolt.Tx, sub *consent.Subscriber, topic, channel string, in consent.ConfirmInput) ([]string, error) {
+	scope := topic
+	if scope == "" {
+		scope = consent.ScopeAll
+	}
+	err := suppress(tx, consent.Suppression{Hash: db.hashKey(consent.AddressKey(sub.Email)), Scope: scope,
+		Reason: consent.ReasonUnsubscribed, Source: channel, Created: in.Now})
+	if err != nil {
+		return nil, err
+	}
+	ev, personal := consent.PlanUnsubscribe(sub, topic, channel, in, db)
+	if ev == nil {
+		return nil, nil
+	}
+	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+		return nil, err
+	}
+	return ev.Topics, appendEvent(tx, ev, personal)
+}
+
+// withdraw unsubscribes and suppresses sub for each of topics.
+func (db *DB) withdraw(tx *bbolt.Tx, sub *consent.Subscriber, topics []string, channel string, in consent.ConfirmInput) error {
+	for _, t := range topics {
+		if _, err := db.withdrawScope(tx, sub, t, channel, in); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UpdatePreferences applies the preference center: topics in on are
@@ -138,50 +155,53 @@ func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bo
 // hash chain stays intact because events only commit to their personal
 // records by digest. source says who asked (preferences, admin:<key>).
 func (db *DB) Erase(ctx context.Context, id, source string) error {
-	return db.update(func(tx *bbolt.Tx) error {
-		now := db.Now()
-		sub, err := loadSubscriber(tx, id)
-		if err != nil {
+	return db.update(func(tx *bbolt.Tx) error { return db.erase(tx, id, source) })
+}
+
+// erase is Erase inside a transaction.
+func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
+	now := db.Now()
+	sub, err := loadSubscriber(tx, id)
+	if err != nil {
+		return err
+	}
+	key := consent.AddressKey(sub.Email)
+	h := db.hashKey(key)
+	err = suppress(tx, consent.Suppression{Hash: h, Scope: consent.ScopeAll, Reason: consent.ReasonErased,
+		Source: source, Created: now})
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketEmails).Delete([]byte(key)); err != nil {
+		return err
+	}
+	prefix := pairKey(id, "")
+	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
+		if err := tx.Bucket(bucketRequests).Delete(k[len(prefix):]); err != nil {
 			return err
 		}
-		key := consent.AddressKey(sub.Email)
-		h := db.hashKey(key)
-		err = suppress(tx, consent.Suppression{Hash: h, Scope: consent.ScopeAll, Reason: consent.ReasonErased,
-			Source: source, Created: now})
-		if err != nil {
+		if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketEmails).Delete([]byte(key)); err != nil {
+	}
+	for _, name := range [][]byte{bucketOutbox, bucketParked} {
+		if err := deleteJobsOf(tx.Bucket(name), id); err != nil {
 			return err
 		}
-		prefix := pairKey(id, "")
-		for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
-			if err := tx.Bucket(bucketRequests).Delete(k[len(prefix):]); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
-				return err
-			}
-		}
-		for _, name := range [][]byte{bucketOutbox, bucketParked} {
-			if err := deleteJobsOf(tx.Bucket(name), id); err != nil {
-				return err
-			}
-		}
-		if err := eraseRecipients(tx, id); err != nil {
+	}
+	if err := eraseRecipients(tx, id); err != nil {
+		return err
+	}
+	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
+		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
 			return err
 		}
-		for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-			if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bucketSubscribers).Delete([]byte(id)); err != nil {
-			return err
-		}
-		ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
-		return appendEvent(tx, ev, consent.Personal{Salt: db.ID(), EmailHash: h})
-	})
+	}
+	if err := tx.Bucket(bucketSubscribers).Delete([]byte(id)); err != nil {
+		return err
+	}
+	ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
+	return appendEvent(tx, ev, consent.Personal{Salt: db.ID(), EmailHash: h})
 }
 
 // eraseRecipients deletes subscriber id's campaign recipient records (one

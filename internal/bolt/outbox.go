@@ -140,10 +140,11 @@ func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, rea
 		if err := b.Delete(k); err != nil {
 			return err
 		}
-		job.Attempts++
-		job.NextAt = next.UTC().Truncate(time.Millisecond)
-		job.LastError = reason
-		return put(tx, bucketOutbox, outboxKey(job.NextAt, job.ID), job)
+		j := job // a copy: the group commit may run this function again
+		j.Attempts++
+		j.NextAt = next.UTC().Truncate(time.Millisecond)
+		j.LastError = reason
+		return put(tx, bucketOutbox, outboxKey(j.NextAt, j.ID), j)
 	})
 }
 
@@ -159,8 +160,9 @@ func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error
 		if err := tx.Bucket(bucketOutbox).Delete(k); err != nil {
 			return err
 		}
-		job.Attempts++
-		job.LastError = reason
-		return put(tx, bucketParked, u64(job.ID), job)
+		j := job // a copy: the group commit may run this function again
+		j.Attempts++
+		j.LastError = reason
+		return put(tx, bucketParked, u64(j.ID), j)
 	})
 }

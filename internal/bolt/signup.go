@@ -121,13 +121,19 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 
 // NotMe cancels the pending request id because its recipient never asked
 // for it, and blocks confirmation mail to the address for a while. Repeated
-// calls change nothing. A confirmed request is left alone.
+// calls change nothing. On a request that was confirmed meanwhile it is a
+// withdrawal: the not-me link is the confirmation mail's one-click
+// List-Unsubscribe target, and a one-click must never be a no-op (R16), so
+// the request's topics are unsubscribed and suppressed.
 func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
 	return db.update(func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		req, sub, err := requestAndSubscriber(tx, id)
 		if err != nil {
 			return err
+		}
+		if !req.Confirmed.IsZero() {
+			return db.withdraw(tx, sub, req.Topics, consent.ChannelOneClick, in)
 		}
 		ev, personal := consent.PlanNotMe(sub, req, in, db.policy, db)
 		if ev == nil {

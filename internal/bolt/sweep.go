@@ -11,9 +11,10 @@ import (
 
 // SweepRequests deletes double-opt-in requests whose link expired more
 // than retention ago (R50). Topics still pending from them are dropped, and
-// a subscriber left with nothing (no subscription, no open request, no
-// not-me block) is deleted with the personal records of its ledger events:
-// an address that never confirmed is not kept. It returns the number of
+// a subscriber left with nothing (no subscription, no open request) is
+// deleted with its parked mail and the personal records of its ledger
+// events: an address that never confirmed is not kept. While a "not me"
+// block lasts, its request and subscriber wait for a later sweep. It returns the number of
 // requests deleted. Work is done in chunks so writers are not held up.
 func (db *DB) SweepRequests(ctx context.Context, retention time.Duration) (int, error) {
 	total := 0
@@ -43,9 +44,19 @@ func (db *DB) sweepChunk(retention time.Duration, limit int) (n int, more bool, 
 			if err := decode(v, &r); err != nil {
 				return err
 			}
-			if now.Sub(r.Expires) > retention {
-				doomed = append(doomed, r)
+			if now.Sub(r.Expires) <= retention {
+				return nil
 			}
+			// A "not me" block keeps the request, and with it the
+			// subscriber, until the block ends; the sweep after that
+			// forgets both.
+			var sub consent.Subscriber
+			if ok, err := get(tx, bucketSubscribers, []byte(r.Subscriber), &sub); err != nil {
+				return err
+			} else if ok && now.Before(sub.BlockedUntil) {
+				return nil
+			}
+			doomed = append(doomed, r)
 			return nil
 		})
 		if err != nil {
@@ -81,7 +92,7 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 	if sub.PendingRequest == r.ID {
 		sub.PendingRequest = ""
 	}
-	if len(sub.Subscriptions) > 0 || sub.PendingRequest != "" || now.Before(sub.BlockedUntil) {
+	if len(sub.Subscriptions) > 0 || sub.PendingRequest != "" {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub)
 	}
 	prefix := pairKey(sub.ID, "")
@@ -90,6 +101,11 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 	}
 	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
 		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+			return err
+		}
+	}
+	for _, name := range [][]byte{bucketOutbox, bucketParked} { // a parked mail holds the address
+		if err := deleteJobsOf(tx.Bucket(name), sub.ID); err != nil {
 			return err
 		}
 	}

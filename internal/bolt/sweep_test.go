@@ -68,3 +68,52 @@ func TestSweepRequests(t *testing.T) {
 		t.Errorf("ledger after sweep: %+v (%v)", rep, err)
 	}
 }
+
+// TestSweepAfterNotMe: an address blocked by "not me" is kept while the
+// block lasts and forgotten, parked mail included, by the sweep after it.
+func TestSweepAfterNotMe(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{Now: clock, HMACKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := consent.ParseAddress("victim@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := db.SubscriberByAddress(ctx, a)
+	jobs, _ := db.DueJobs(ctx, clock().Add(time.Hour), 10, nil)
+	if err := db.ParkJob(ctx, jobs[0], "550 no such user"); err != nil { // a mail refused for good
+		t.Fatal(err)
+	}
+	if err := db.NotMe(ctx, sub.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	retention := 7 * 24 * time.Hour
+	advance(11 * 24 * time.Hour) // link expired + retention, block still on
+	if _, err := db.SweepRequests(ctx, retention); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SubscriberByAddress(ctx, a); err != nil {
+		t.Fatalf("blocked subscriber swept while the block lasts: %v", err)
+	}
+	advance(30 * 24 * time.Hour) // the block is over
+	if n, err := db.SweepRequests(ctx, retention); err != nil || n != 1 {
+		t.Fatalf("sweep after the block: got %d (%v), want 1", n, err)
+	}
+	if _, err := db.SubscriberByAddress(ctx, a); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("subscriber after the block: got %v, want not found", err)
+	}
+	if _, parked, _ := db.OutboxDepth(ctx); parked != 0 {
+		t.Errorf("parked mails: got %d, want 0 (they hold the address)", parked)
+	}
+}

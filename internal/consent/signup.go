@@ -70,7 +70,8 @@ type SignupPlan struct {
 // PlanSignup applies a signup to sub, the subscriber already known under
 // the address (nil for a new one), and open, sub's pending request (nil if
 // none). Topics already confirmed are left alone. While an open request
-// exists, new topics join it and no second mail is sent. A new request gets
+// exists, a signup changes nothing: no second mail, and no topic joins the
+// request, whose link confirms only what its mail listed. A new request gets
 // a mail only within the policy's mail cap and outside a not-me block;
 // otherwise the signup changes nothing. The caller answers the same in
 // every case, so the outcome reveals nothing about the address (R105).
@@ -102,19 +103,10 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 	personal := Personal{Salt: ids.ID(), Email: in.Address.Addr, IP: in.IP, UserAgent: in.UserAgent}
 
 	if open != nil && open.Open(now) {
-		var added []string
-		for _, t := range want {
-			if !slices.Contains(open.Topics, t) {
-				added = append(added, t)
-			}
-		}
-		if len(added) == 0 {
-			return SignupPlan{}
-		}
-		open.Topics = append(open.Topics, added...)
-		markPending(sub, added, now)
-		ev.Topics, ev.Request, ev.MessageID = added, open.ID, open.MessageID
-		return SignupPlan{Subscriber: sub, Request: open, Event: ev, Personal: personal}
+		// The open request's mail lists its topics, and its link confirms
+		// exactly those: nobody may add to what a click there confirms.
+		// New topics wait for a request of their own.
+		return SignupPlan{}
 	}
 
 	if !mayMail(sub, now, p) {

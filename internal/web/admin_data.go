@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -150,6 +151,9 @@ func (s *Server) handleSubscriberExport(c *gin.Context) {
 	if err == nil {
 		err = cw.Error()
 	}
+	if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "export", "subscribers."+format, n); aerr != nil {
+		s.cfg.Log.Error("auditing an export", "err", aerr)
+	}
 	if err != nil {
 		s.cfg.Log.Warn("export cut short", "format", format, "subscribers", n, "err", err)
 		return
@@ -192,6 +196,11 @@ func stamp(t time.Time) string {
 func (s *Server) handleBackup(c *gin.Context) {
 	extendDeadlines(c, false)
 	name := fmt.Sprintf("optin-%s.db", s.store.Now().Format("20060102T150405Z"))
+	defer func() {
+		if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "backup", name, 1); aerr != nil {
+			s.cfg.Log.Error("auditing a backup", "err", aerr)
+		}
+	}()
 	err := s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
 		c.Header("Content-Type", "application/octet-stream")
 		c.Header("Content-Disposition", `attachment; filename="`+name+`"`)

@@ -69,9 +69,10 @@ func (s *Server) handleUnsubscribePage(c *gin.Context) {
 		d.Button2 = l.T("unsubscribe.button_all")
 	}
 	if sub != nil {
-		if u, err := s.preferencesURL(sub.ID); err == nil {
-			d.LinkURL, d.LinkText = u, l.T("unsubscribe.preferences")
-		}
+		// /manage mails a preference link to the address. The unsubscribe
+		// URL itself travels in mail headers, where relays and anyone the
+		// mail is forwarded to can see it: it may withdraw, never more.
+		d.LinkURL, d.LinkText = "/manage", l.T("unsubscribe.preferences")
 	}
 	s.page(c, http.StatusOK, "unsubscribe", d)
 }
@@ -102,18 +103,6 @@ func (s *Server) handleUnsubscribe(c *gin.Context) {
 	_, l, _ := s.subscriberLocalizer(c, claims.Subject)
 	s.messagePage(c, http.StatusOK, l, "unsubscribed", pageData{})
 }
-
-// preferencesURL returns a fresh preference-center link for sub.
-func (s *Server) preferencesURL(sub string) (string, error) {
-	tok, err := s.cfg.Tokens.Issue(token.Preferences, token.Claims{Subject: sub, ExpiresAt: s.store.Now().Add(preferencesTTL)})
-	if err != nil {
-		return "", err
-	}
-	return "/preferences/" + tok, nil
-}
-
-// preferencesTTL is the lifetime of a preference-center link (SPEC: 30 days).
-const preferencesTTL = 30 * 24 * time.Hour
 
 // preferencesSubscriber verifies a preferences token and loads its
 // subscriber, rendering 400/410 pages itself.

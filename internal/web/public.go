@@ -549,8 +549,9 @@ func (s *Server) handleNotMePage(c *gin.Context) {
 		Button: l.T("notme.button"), Action: c.Request.URL.Path})
 }
 
-// handleNotMe cancels the request. It also serves as the confirmation
-// mail's RFC 8058 one-click target, so it answers 200 and never redirects.
+// handleNotMe cancels the request, or withdraws its topics when it was
+// confirmed meanwhile. It also serves as the confirmation mail's RFC 8058
+// one-click target, so it answers 200 and never redirects.
 func (s *Server) handleNotMe(c *gin.Context) {
 	req, l, ok := s.linkRequest(c, token.NotMe)
 	if !ok {
@@ -558,6 +559,10 @@ func (s *Server) handleNotMe(c *gin.Context) {
 	}
 	if err := s.store.NotMe(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}); err != nil {
 		s.fail(c, err)
+		return
+	}
+	if !req.Confirmed.IsZero() {
+		s.messagePage(c, http.StatusOK, l, "unsubscribed", pageData{})
 		return
 	}
 	s.messagePage(c, http.StatusOK, l, "notme_done", pageData{})

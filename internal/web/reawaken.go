@@ -73,9 +73,7 @@ func (s *Server) handleReawakenPage(c *gin.Context) {
 	w, t := s.reawakenWording(c, link, l)
 	d := pageData{L: l, Title: l.T("reawaken.title"), Message: w.Text, Topics: []consent.Topic{t},
 		Button: l.T("reawaken.button"), Action: c.Request.URL.Path}
-	if u, err := s.preferencesURL(link.Subscriber.ID); err == nil {
-		d.LinkURL, d.LinkText = u, l.T("unsubscribe.preferences")
-	}
+	d.LinkURL, d.LinkText = "/manage", l.T("unsubscribe.preferences") // mails a preference link; see handleUnsubscribePage
 	s.page(c, http.StatusOK, "action", d)
 }
 
