@@ -776,6 +776,12 @@ func TestVerifyLedgerTampering(t *testing.T) {
 		{"delete the last event", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Delete(seqKey(3))
 		}, 3},
+		{"delete the last event and the chain head", func(tx *bbolt.Tx) error {
+			if err := tx.Bucket([]byte("ledger")).Delete(seqKey(3)); err != nil {
+				return err
+			}
+			return tx.Bucket([]byte("meta")).Delete([]byte("ledger_head"))
+		}, 2},
 		{"change email in personal record 2", func(tx *bbolt.Tx) error {
 			return rewriteJSON(tx, "ledger_pii", seqKey(2), func(m map[string]any) { m["email"] = "mallory@example.com" })
 		}, 2},

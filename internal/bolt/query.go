@@ -118,7 +118,10 @@ func (db *DB) VerifyLedger(ctx context.Context) (LedgerReport, error) {
 			}
 		}
 		head := tx.Bucket(bucketMeta).Get(keyLedgerHead)
-		if head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()) {
+		switch {
+		case head == nil && chain.Count() > 0:
+			rep.Broken = &consent.ChainError{Seq: chain.Count(), Reason: "the chain head record is missing"}
+		case head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()):
 			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
 		}
 		rep.Events = chain.Count()
