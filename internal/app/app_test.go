@@ -1,13 +1,9 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net"
 	"net/http"
 	"net/mail"
@@ -220,28 +216,11 @@ type parsedMail struct {
 
 func parseMail(t *testing.T, raw []byte) parsedMail {
 	t.Helper()
-	m, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
+	h, text, _ := mailParts(t, raw)
+	if text == "" {
+		t.Fatal("no text/plain part")
 	}
-	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			t.Fatalf("no text/plain part: %v", err)
-		}
-		if strings.HasPrefix(p.Header.Get("Content-Type"), "text/plain") {
-			b, err := io.ReadAll(quotedprintable.NewReader(p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return parsedMail{header: m.Header, text: string(b)}
-		}
-	}
+	return parsedMail{header: h, text: text}
 }
 
 var linkRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/(confirm|not-me)/[A-Za-z0-9._-]+`)

@@ -11,11 +11,9 @@ import (
 	"optin/internal/consent"
 )
 
-// TestSweepRequests: an address that never confirmed is forgotten
-// retention after its link expired; a confirmed one only loses the spent
-// request record.
-func TestSweepRequests(t *testing.T) {
-	ctx := context.Background()
+// openClockedDB opens a bootstrapped store on a clock the test moves.
+func openClockedDB(t *testing.T) (*DB, consent.Form, func() time.Time, func(time.Duration)) {
+	t.Helper()
 	var mu sync.Mutex
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -24,11 +22,20 @@ func TestSweepRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}}
-	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news"}, form, "h"); err != nil {
+	if _, err := db.Bootstrap(context.Background(), consent.Topic{ID: "news"}, form, "h"); err != nil {
 		t.Fatal(err)
 	}
+	return db, form, clock, advance
+}
+
+// TestSweepRequests: an address that never confirmed is forgotten
+// retention after its link expired; a confirmed one only loses the spent
+// request record.
+func TestSweepRequests(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, advance := openClockedDB(t)
 	signup := func(addr string) consent.Address {
 		a, _ := consent.ParseAddress(addr)
 		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, IP: "192.0.2.1"}, consent.Wording{}); err != nil {
@@ -73,19 +80,7 @@ func TestSweepRequests(t *testing.T) {
 // block lasts and forgotten, parked mail included, by the sweep after it.
 func TestSweepAfterNotMe(t *testing.T) {
 	ctx := context.Background()
-	var mu sync.Mutex
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{Now: clock, HMACKey: bytes.Repeat([]byte{1}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	form := consent.Form{ID: "newsletter", Topics: []string{"news"}}
-	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news"}, form, "h"); err != nil {
-		t.Fatal(err)
-	}
+	db, form, clock, advance := openClockedDB(t)
 	a, _ := consent.ParseAddress("victim@example.com")
 	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
 		t.Fatal(err)
