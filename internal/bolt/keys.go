@@ -4,6 +4,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"time"
 )
@@ -40,6 +41,18 @@ var (
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
 )
+
+// appendOnly reports whether new keys of bucket name sort after all
+// existing ones (sequence numbers, or ids that start with their creation
+// time), so its pages can be filled fuller.
+func appendOnly(name []byte) bool {
+	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
 
 // schemaVersion is written on creation; Open refuses any other value.
 const schemaVersion = "1"
