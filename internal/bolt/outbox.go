@@ -166,3 +166,44 @@ func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error
 		return put(tx, bucketParked, u64(j.ID), j)
 	})
 }
+
+// ExpediteRetries makes every job that waits for a retry due now, in
+// chunks. The outbox worker calls it when a send succeeds after failures:
+// the relay is back, and the backlog should not sit out its backoff.
+func (db *DB) ExpediteRetries(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := db.update(func(tx *bbolt.Tx) error {
+			n = 0
+			now := db.Now()
+			b := tx.Bucket(bucketOutbox)
+			var moved []consent.Job
+			var old [][]byte
+			c := b.Cursor()
+			for k, v := c.Seek(outboxKey(now.Add(time.Millisecond), 0)); k != nil && len(moved) < 1000; k, v = c.Next() {
+				var j consent.Job
+				if err := decode(v, &j); err != nil {
+					return err
+				}
+				old = append(old, append([]byte(nil), k...))
+				moved = append(moved, j)
+			}
+			for i, j := range moved {
+				if err := b.Delete(old[i]); err != nil {
+					return err
+				}
+				j.NextAt = now
+				if err := put(tx, bucketOutbox, outboxKey(now, j.ID), j); err != nil {
+					return err
+				}
+			}
+			n = len(moved)
+			return nil
+		})
+		total += n
+		if err != nil || n < 1000 || ctx.Err() != nil {
+			return total, err
+		}
+	}
+}

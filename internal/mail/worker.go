@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -19,6 +20,7 @@ type Outbox interface {
 	DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error)
 	FinishJobs(ctx context.Context, jobs []consent.Job) error
 	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
+	ExpediteRetries(ctx context.Context) (int, error)
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
 	Topic(ctx context.Context, id string) (consent.Topic, error)
 }
@@ -52,6 +54,7 @@ type Worker struct {
 	Poll time.Duration
 
 	wake     chan struct{}
+	failing  atomic.Bool // a send failed temporarily and none succeeded since
 	once     sync.Once
 	mu       sync.Mutex
 	inflight map[uint64]bool
@@ -272,6 +275,32 @@ func (w *Worker) deliver(batch []consent.Job) {
 		if err := w.Outbox.FinishJobs(ctx, done); err != nil {
 			w.Log.Error("outbox: finishing jobs", "err", err)
 		}
+	}
+	w.recovered(ctx, sendJobs, errs)
+}
+
+// recovered notes temporary failures and, on the first success after
+// them, makes the mails waiting for a retry due at once: the relay is back.
+func (w *Worker) recovered(ctx context.Context, jobs []consent.Job, errs []error) {
+	sent, failed := false, false
+	for i := range jobs {
+		if errs[i] == nil {
+			sent = true
+		} else if !errors.Is(errs[i], ErrPermanent) {
+			failed = true
+		}
+	}
+	if failed {
+		w.failing.Store(true)
+	}
+	if sent && !failed && w.failing.Swap(false) {
+		n, err := w.Outbox.ExpediteRetries(ctx)
+		if err != nil {
+			w.Log.Error("outbox: expediting retries", "err", err)
+			return
+		}
+		w.Log.Info("outbox: the mail server answers again; retries are due now", "jobs", n)
+		w.Notify()
 	}
 }
 

@@ -405,6 +405,39 @@ func TestWorkerOutage(t *testing.T) {
 	}
 }
 
+// TestWorkerExpeditesAfterRecovery: jobs backed off for an hour during an
+// outage are sent as soon as one send succeeds again, not an hour later.
+func TestWorkerExpeditesAfterRecovery(t *testing.T) {
+	e := newOutboxEnv(t)
+	if err := e.srv.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	reqs := e.signupMany(t, "backoff", 5)
+	w := e.worker(t, e.transport(t))
+	w.Backoff = func(int) time.Duration { return time.Hour }
+	stop := start(t, w)
+	waitFor(t, "every job to fail once and back off", func() bool {
+		jobs := e.queuedJobs(t)
+		for _, j := range jobs {
+			if j.Attempts < 1 {
+				return false
+			}
+		}
+		return len(jobs) == 5
+	})
+	if err := e.srv.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	for addr, r := range e.signupMany(t, "fresh", 1) { // due now: its success shows the relay is back
+		reqs[addr] = r
+	}
+	w.Notify()
+	e.waitMessages(t, 6)
+	e.waitDepth(t, 0, 0)
+	stop()
+	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
+}
+
 func TestWorkerPermanentFailure(t *testing.T) {
 	e := newOutboxEnv(t)
 	reqs := e.signupMany(t, "perm", 4)
