@@ -139,6 +139,21 @@ func (e *outboxEnv) worker(t *testing.T, tr Transport) *Worker {
 		Senders: 4, Backoff: fastBackoff, Poll: 20 * time.Millisecond}
 }
 
+// waitAllFailed waits until the outbox holds n jobs that each failed at
+// least once.
+func (e *outboxEnv) waitAllFailed(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, "every job to fail at least once", func() bool {
+		jobs := e.queuedJobs(t)
+		for _, j := range jobs {
+			if j.Attempts < 1 {
+				return false
+			}
+		}
+		return len(jobs) == n
+	})
+}
+
 // depth returns the store's queued and parked job counts.
 func (e *outboxEnv) depth(t *testing.T) (queued, parked int) {
 	t.Helper()
@@ -373,15 +388,7 @@ func TestWorkerOutage(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	stop := start(t, w)
 
-	waitFor(t, "every job to fail at least once", func() bool {
-		jobs := e.queuedJobs(t)
-		for _, j := range jobs {
-			if j.Attempts < 1 {
-				return false
-			}
-		}
-		return len(jobs) == 10
-	})
+	e.waitAllFailed(t, 10)
 	for _, j := range e.queuedJobs(t) {
 		if j.LastError == "" {
 			t.Errorf("job %d: failed attempt without LastError", j.ID)
@@ -416,15 +423,7 @@ func TestWorkerExpeditesAfterRecovery(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	w.Backoff = func(int) time.Duration { return time.Hour }
 	stop := start(t, w)
-	waitFor(t, "every job to fail once and back off", func() bool {
-		jobs := e.queuedJobs(t)
-		for _, j := range jobs {
-			if j.Attempts < 1 {
-				return false
-			}
-		}
-		return len(jobs) == 5
-	})
+	e.waitAllFailed(t, 5)
 	if err := e.srv.Restart(); err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
