@@ -132,16 +132,24 @@ func (l Load) Run(ctx context.Context) Result {
 	if l.Rate > 0 {
 		ticket = make(chan struct{}, l.Clients)
 		go func() {
-			t := time.NewTicker(time.Second / time.Duration(l.Rate))
+			// Every millisecond, release the tickets owed since the start:
+			// a ticker per request loses ticks when the machine is busy,
+			// and the load would fall short of the rate asked for.
+			t := time.NewTicker(time.Millisecond)
 			defer t.Stop()
+			released := 0
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
-					select {
-					case ticket <- struct{}{}:
-					default: // the clients are behind; do not bank requests
+				case now := <-t.C:
+					owed := int(now.Sub(start).Seconds()*float64(l.Rate)) - released
+					for ; owed > 0; owed-- {
+						released++
+						select {
+						case ticket <- struct{}{}:
+						default: // the clients are behind; do not bank requests
+						}
 					}
 				}
 			}
