@@ -26,6 +26,7 @@ targets=(
   "FuzzSignupBinding ./internal/web"
   "FuzzImportRow ./internal/bolt"
   "FuzzImportFile ./internal/bolt"
+  "FuzzAppendDotStuffed ./internal/mail"
 )
 
 out=$(mktemp)

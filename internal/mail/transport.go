@@ -95,6 +95,9 @@ type SMTPConfig struct {
 	Conns int
 	// Timeout bounds each SMTP command; default 30 s.
 	Timeout time.Duration
+	// noPipelining sends one command at a time even to a relay that
+	// offers PIPELINING; tests use it to cover that path.
+	noPipelining bool
 }
 
 // SMTPTransport sends through an SMTP relay over a small pool of reused
@@ -109,7 +112,8 @@ type SMTPTransport struct {
 
 // conn is one pooled SMTP session; sc is nil until dialled.
 type conn struct {
-	sc *smtp.Client
+	sc   *smtp.Client
+	pipe *pipeliner // nil when the relay does not offer PIPELINING
 }
 
 // NewSMTPTransport returns a transport; it dials lazily.
@@ -169,12 +173,18 @@ func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) er
 	return t.SendBatch(ctx, []*gomail.Msg{msg}, []Message{m})[0]
 }
 
+// errSessionLost marks a message that got no answer because the SMTP
+// session broke before or while it was sent.
+var errSessionLost = errors.New("mail: the SMTP session broke")
+
 // SendBatch delivers msgs in one SMTP session on a pooled connection,
-// dialling it if needed: one connection check for the whole batch. A 5xx
-// answer to RCPT or DATA wraps ErrPermanent; anything else (refused
+// dialling it if needed, with command pipelining when the relay offers it
+// (see pipeliner) and one command at a time through go-mail otherwise. A
+// 5xx answer to RCPT or DATA wraps ErrPermanent; anything else (refused
 // connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
-// problem) is temporary. When the connection fails before any message
-// got through, it is redialled once.
+// problem) is temporary. When the session breaks, the messages it left
+// unanswered are sent once more on a fresh connection: a pooled session
+// the relay has closed in the meantime costs no retry delay.
 func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
 	errs := make([]error, len(msgs))
 	var pc *conn
@@ -187,32 +197,64 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 		return errs
 	}
 	defer func() { t.pool <- pc }()
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	todo := make([]int, len(msgs)) // indexes of the messages still to send
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
 		if pc.sc == nil {
-			if pc.sc, err = t.client.DialToSMTPClientWithContext(ctx); err != nil {
-				pc.sc = nil
-				for i := range errs {
+			sc, err := t.client.DialToSMTPClientWithContext(ctx)
+			if err != nil {
+				for _, i := range todo {
 					errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, err)
 				}
 				return errs
 			}
+			pc.sc = sc
+			if ok, _ := sc.Extension("PIPELINING"); ok && !t.cfg.noPipelining {
+				pc.pipe = newPipeliner(sc, t.cfg.Timeout)
+			}
 		}
-		err = t.client.SendWithSMTPClient(pc.sc, msgs...)
-		if err == nil || anyDelivered(msgs) || anyPermanent(msgs) {
+		batch := make([]*gomail.Msg, len(todo))
+		for k, i := range todo {
+			batch[k] = msgs[i]
+		}
+		var berrs []error
+		var broken bool
+		if pc.pipe != nil {
+			berrs, broken = pc.pipe.send(batch)
+		} else {
+			berrs, broken = t.sendOneByOne(pc.sc, batch)
+		}
+		var again []int
+		for k, i := range todo {
+			errs[i] = berrs[k]
+			if errors.Is(berrs[k], errSessionLost) {
+				again = append(again, i)
+			}
+		}
+		if !broken {
 			break
 		}
-		pc.drop() // stale or broken before anything went through: redial once
+		pc.drop()
+		todo = again
 	}
+	return errs
+}
+
+// sendOneByOne sends msgs through go-mail, one command at a time, and
+// classifies the outcome like pipeliner.send.
+func (t *SMTPTransport) sendOneByOne(sc *smtp.Client, msgs []*gomail.Msg) (errs []error, broken bool) {
+	errs = make([]error, len(msgs))
+	err := t.client.SendWithSMTPClient(sc, msgs...)
 	if err == nil {
-		return errs
+		return errs, false
 	}
-	broken := false
 	for i, m := range msgs {
 		switch merr := m.SendError(); {
 		case m.IsDelivered():
 		case merr == nil:
-			errs[i] = fmt.Errorf("mail: send: %w", err) // the session failed before this message
+			errs[i] = fmt.Errorf("%w: %w", errSessionLost, err) // the session failed before this message
 			broken = true
 		case isPermanent(merr):
 			errs[i] = fmt.Errorf("%w: %v", ErrPermanent, merr)
@@ -221,10 +263,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 			broken = true
 		}
 	}
-	if broken {
-		pc.drop()
-	}
-	return errs
+	return errs, broken
 }
 
 // drop closes the session's socket without waiting for the relay.
@@ -233,24 +272,7 @@ func (pc *conn) drop() {
 		_ = pc.sc.Close()
 		pc.sc = nil
 	}
-}
-
-func anyDelivered(msgs []*gomail.Msg) bool {
-	for _, m := range msgs {
-		if m.IsDelivered() {
-			return true
-		}
-	}
-	return false
-}
-
-func anyPermanent(msgs []*gomail.Msg) bool {
-	for _, m := range msgs {
-		if err := m.SendError(); err != nil && isPermanent(err) {
-			return true
-		}
-	}
-	return false
+	pc.pipe = nil
 }
 
 func isPermanent(err error) bool {

@@ -90,6 +90,7 @@ type Server struct {
 	failN    int
 	failCode int
 	failMsg  string
+	refuse   map[string]int // recipient -> RCPT reply code
 
 	life      sync.Mutex // serialises New/Stop/Restart/Close
 	srv       *smtp.Server
@@ -221,6 +222,32 @@ func (s *Server) FailNext(n int, code int, msg string) {
 		return
 	}
 	s.failN, s.failCode, s.failMsg = n, code, msg
+}
+
+// RefuseRcpt makes RCPT TO for the address to fail with code (e.g. 550 for
+// an unknown mailbox, 451 for a temporary problem) until it is called
+// again with code 0.
+func (s *Server) RefuseRcpt(to string, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuse == nil {
+		s.refuse = map[string]int{}
+	}
+	if code == 0 {
+		delete(s.refuse, to)
+		return
+	}
+	s.refuse[to] = code
+}
+
+// refusal returns the injected RCPT failure for to, if any.
+func (s *Server) refusal(to string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code, ok := s.refuse[to]; ok {
+		return injectedError(code, "recipient refused")
+	}
+	return nil
 }
 
 // Sessions returns the number of TCP connections accepted so far (across
@@ -424,6 +451,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.authRequired() && !ss.authed {
 		return smtp.ErrAuthRequired
+	}
+	if err := ss.s.refusal(to); err != nil {
+		return err
 	}
 	ss.to = append(ss.to, to)
 	return nil
