@@ -14,7 +14,7 @@ import (
 // changes nothing when the database already has a topic or an API key.
 func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.Form, keyHash string) (bool, error) {
 	created := false
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTopics).Stats().KeyN > 0 || tx.Bucket(bucketAPIKeys).Stats().KeyN > 0 {
 			return nil
 		}
@@ -55,8 +55,15 @@ func (db *DB) APIKey(ctx context.Context, hash string) (consent.APIKey, error) {
 
 // Topic returns the topic id, or an ENotFound *Error.
 func (db *DB) Topic(ctx context.Context, id string) (consent.Topic, error) {
+	if t, ok := db.catalog.topic(id); ok {
+		return t, nil
+	}
+	gen := db.catalog.generation()
 	var t consent.Topic
 	err := db.view(func(tx *bbolt.Tx) error { return mustGet(tx, bucketTopics, id, &t, "topic") })
+	if err == nil {
+		db.catalog.keepTopic(gen, t)
+	}
 	return t, err
 }
 
@@ -79,8 +86,15 @@ func (db *DB) Topics(ctx context.Context) ([]consent.Topic, error) {
 
 // Form returns the form id, or an ENotFound *Error.
 func (db *DB) Form(ctx context.Context, id string) (consent.Form, error) {
+	if f, ok := db.catalog.form(id); ok {
+		return f, nil
+	}
+	gen := db.catalog.generation()
 	var f consent.Form
 	err := db.view(func(tx *bbolt.Tx) error { return mustGet(tx, bucketForms, id, &f, "form") })
+	if err == nil {
+		db.catalog.keepForm(gen, f)
+	}
 	return f, err
 }
 

@@ -52,6 +52,7 @@ type DB struct {
 	domain    string
 	policy    consent.Policy
 	hmac      []byte
+	catalog   catalog // decoded topics and forms
 }
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -76,6 +77,7 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey,
 		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+	db.catalog.drop() // makes its maps
 	if db.now == nil {
 		db.now = time.Now
 	}

@@ -90,9 +90,8 @@ func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool,
 }
 
 func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
-	sub := new(consent.Subscriber)
-	if found, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil || !found {
-		return false, err
+	if tx.Bucket(bucketSubscribers).Get([]byte(job.Subscriber)) == nil {
+		return false, nil // erased
 	}
 	s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
 	if err != nil || (s != nil && !s.LiftedByOptIn()) {
@@ -109,6 +108,10 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 	case consent.JobPreferences:
 		return true, nil
 	case consent.JobReawaken:
+		sub := new(consent.Subscriber)
+		if _, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil {
+			return false, err
+		}
 		return db.reawakenDeliverable(tx, job, sub)
 	}
 	return false, nil

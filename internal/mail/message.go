@@ -158,10 +158,55 @@ func (r *Renderer) execute(kind consent.JobKind, data map[string]any) (string, s
 var perJob = []string{"Name", "Expires", "ConfirmURL", "NotMeURL", "PreferencesURL", "UnsubscribeURL"}
 
 // rendered is a mail rendered once with a marker in place of every
-// per-job value.
+// per-job value, split at the markers.
 type rendered struct {
-	text, html string
+	text, html []segment
 	ok         bool // false: substitution did not reproduce a real rendering
+}
+
+// segment is a piece of a marked rendering: literal text, or the name of
+// the per-job value that goes there.
+type segment struct{ text, key string }
+
+const markerPrefix, markerSuffix = "zqOptinMarker", "zq"
+
+// splitMarked cuts a marked rendering at its markers.
+func splitMarked(s string) []segment {
+	var segs []segment
+	for {
+		i := strings.Index(s, markerPrefix)
+		if i < 0 {
+			break
+		}
+		rest := s[i+len(markerPrefix):]
+		j := strings.Index(rest, markerSuffix)
+		if j < 0 {
+			break
+		}
+		segs = append(segs, segment{text: s[:i]}, segment{key: rest[:j]})
+		s = rest[j+len(markerSuffix):]
+	}
+	return append(segs, segment{text: s})
+}
+
+// join puts data's values into segs, escaped by esc.
+func join(segs []segment, data map[string]any, esc func(string) string) string {
+	var b strings.Builder
+	n := 0
+	for _, sg := range segs {
+		n += len(sg.text) + 64
+	}
+	b.Grow(n)
+	for _, sg := range segs {
+		if sg.key == "" {
+			b.WriteString(sg.text)
+		} else if v, ok := data[sg.key].(string); ok {
+			b.WriteString(esc(v))
+		} else {
+			b.WriteString(markerPrefix + sg.key + markerSuffix)
+		}
+	}
+	return b.String()
 }
 
 // cached renders a confirmation or preference mail from a rendering done
@@ -189,11 +234,12 @@ func (r *Renderer) cached(job consent.Job, topics []consent.Topic, data map[stri
 	}
 	for _, k := range perJob {
 		if _, ok := data[k]; ok {
-			marked[k] = "zqOptinMarker" + k + "zq"
+			marked[k] = markerPrefix + k + markerSuffix
 		}
 	}
 	c := &rendered{}
-	if c.text, c.html, err = r.execute(job.Kind, marked); err == nil {
+	if mt, mh, err := r.execute(job.Kind, marked); err == nil {
+		c.text, c.html = splitMarked(mt), splitMarked(mh)
 		t2, h2 := r.substitute(c, data)
 		c.ok = t2 == text && h2 == html
 	}
@@ -203,15 +249,7 @@ func (r *Renderer) cached(job consent.Job, topics []consent.Topic, data map[stri
 
 // substitute puts data's per-job values into a marked rendering.
 func (r *Renderer) substitute(c *rendered, data map[string]any) (string, string) {
-	var tr, hr []string
-	for _, k := range perJob {
-		if v, ok := data[k].(string); ok {
-			marker := "zqOptinMarker" + k + "zq"
-			tr = append(tr, marker, v)
-			hr = append(hr, marker, htmltemplate.HTMLEscapeString(v))
-		}
-	}
-	return strings.NewReplacer(tr...).Replace(c.text), strings.NewReplacer(hr...).Replace(c.html)
+	return join(c.text, data, func(v string) string { return v }), join(c.html, data, htmltemplate.HTMLEscapeString)
 }
 
 // confirm fills in the double-opt-in request: a confirm link and a not-me
