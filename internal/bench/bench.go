@@ -4,13 +4,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -117,11 +115,6 @@ type Load struct {
 
 // Run executes the load.
 func (l Load) Run(ctx context.Context) Result {
-	tr := &http.Transport{MaxIdleConns: l.Clients * 2, MaxIdleConnsPerHost: l.Clients * 2, IdleConnTimeout: time.Minute,
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ctx, cancel := context.WithTimeout(ctx, l.For)
 	defer cancel()
 	var mu sync.Mutex
@@ -156,9 +149,15 @@ func (l Load) Run(ctx context.Context) Result {
 		}()
 	}
 	for w := range l.Clients {
+		cl, err := newClient(l.URL, l.Header, 30*time.Second)
+		if err != nil {
+			res.Errors[err.Error()]++
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer cl.close()
 			var lat []time.Duration
 			errs := map[string]int{}
 			n := 0
@@ -170,14 +169,9 @@ func (l Load) Run(ctx context.Context) Result {
 						continue
 					}
 				}
-				req, err := http.NewRequest("POST", l.URL, bytes.NewReader(l.Body(w, i)))
-				if err != nil {
-					errs[err.Error()]++
-					break
-				}
-				req.Header = l.Header.Clone()
+				body := l.Body(w, i)
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				status, err := cl.post(body)
 				if err != nil {
 					if ctx.Err() != nil {
 						break // the run ended during this request: not counted
@@ -186,12 +180,10 @@ func (l Load) Run(ctx context.Context) Result {
 					n++
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				now := time.Now()
 				n++
-				if !l.OK(resp.StatusCode) {
-					errs[fmt.Sprintf("status %d", resp.StatusCode)]++
+				if !l.OK(status) {
+					errs[fmt.Sprintf("status %d", status)]++
 					continue
 				}
 				lat = append(lat, now.Sub(t0))
@@ -279,7 +271,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	slices.Sort(lat)
 	fmt.Fprintf(out, "mail: %d of %d confirmation mails received, %d duplicates, %d SMTP sessions\n", len(seen), want, dups, srv.Sessions())
 	fmt.Fprintf(out, "mail latency (signup answered -> mail at SMTP server) p50 %v  p99 %v  max %v\n",
-		Percentile(lat, 50).Round(time.Millisecond), Percentile(lat, 99).Round(time.Millisecond), Percentile(lat, 100).Round(time.Millisecond))
+		Percentile(lat, 50).Round(100*time.Microsecond), Percentile(lat, 99).Round(100*time.Microsecond), Percentile(lat, 100).Round(100*time.Microsecond))
 	return nil
 }
 
