@@ -320,7 +320,7 @@ func newTestRenderer(t *testing.T) (*Renderer, *token.Issuer) {
 		t.Fatalf("i18n.Load: %v", err)
 	}
 	r, err := NewRenderer(RendererConfig{Templates: templates.FS, Catalog: cat, Tokens: iss,
-		BaseURL: testBaseURL, From: testFrom, Postal: testPostal})
+		BaseURL: testBaseURL, From: testFrom, Postal: testPostal, Now: func() time.Time { return testDate }})
 	if err != nil {
 		t.Fatalf("NewRenderer: %v", err)
 	}
