@@ -2,6 +2,7 @@ package mail
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -66,30 +67,47 @@ func envelopeOf(msg *gomail.Msg) (envelope, error) {
 // send delivers msgs in order and returns one error per message (nil:
 // accepted) and whether the session broke (an I/O error), in which case
 // the caller must close it. The messages left without an answer then
-// carry errSessionLost.
-func (p *pipeliner) send(msgs []*gomail.Msg) (errs []error, broken bool) {
+// carry errSessionLost. Once ctx is done no further message is begun;
+// those left carry ctx's error.
+func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error, broken bool) {
 	errs = make([]error, len(msgs))
 	envs := make([]envelope, len(msgs))
+	contents := make([][]byte, len(msgs))
 	for i, msg := range msgs {
+		// Each content is ready before anything goes out: a message that
+		// cannot be written fails alone, not in the middle of its DATA.
 		env, err := envelopeOf(msg)
+		if err == nil {
+			p.raw.Reset()
+			_, err = msg.WriteTo(&p.raw)
+		}
 		if err != nil {
 			errs[i] = fmt.Errorf("%w: %v", ErrPermanent, err)
 			continue
 		}
-		envs[i] = env
+		envs[i], contents[i] = env, appendDotStuffed(nil, p.raw.Bytes())
 	}
 	next := func(i int) int { // the first message from i on that can be sent
 		for i < len(msgs) && errs[i] != nil {
 			i++
 		}
+		if i < len(msgs) && ctx.Err() != nil {
+			for j := i; j < len(msgs); j++ {
+				if errs[j] == nil {
+					errs[j] = fmt.Errorf("mail: send: %w", ctx.Err())
+				}
+			}
+			return len(msgs)
+		}
 		return i
 	}
-	fail := func(from int, err error) {
+	lost := func(from int, err error) ([]error, bool) {
 		for j := from; j < len(msgs); j++ {
 			if errs[j] == nil {
 				errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
 			}
 		}
+		return errs, true
 	}
 
 	i := next(0)
@@ -97,25 +115,33 @@ func (p *pipeliner) send(msgs []*gomail.Msg) (errs []error, broken bool) {
 	if i < len(msgs) {
 		p.out = p.appendEnvelope(p.out, envs[i])
 	}
-	resetPending := false // an RSET went out before message i's envelope
-	for i < len(msgs) {
-		if err := p.flush(); err != nil {
-			fail(i, err)
-			return errs, true
-		}
-		if resetPending {
-			if _, _, err := p.sc.Text.ReadResponse(250); err != nil {
-				fail(i, err)
-				return errs, true
+	// After a failed transaction an RSET (and before it, perhaps, the end
+	// of an empty DATA) went out ahead of message i's envelope.
+	var reset, emptyData bool
+	settle := func() error {
+		if emptyData {
+			if _, _, err := p.sc.Text.ReadResponse(250); isIO(err) {
+				return err
 			}
-			resetPending = false
+		}
+		_, _, err := p.sc.Text.ReadResponse(250) // a refused RSET leaves the state unknown
+		reset, emptyData = false, false
+		return err
+	}
+	for i < len(msgs) {
+		if err := p.flush(ctx); err != nil {
+			return lost(i, err)
+		}
+		if reset {
+			if err := settle(); err != nil {
+				return lost(i, err)
+			}
 		}
 		// The replies to MAIL, each RCPT and DATA, in order.
 		var refused error
 		_, _, err := p.sc.Text.ReadResponse(250)
 		if isIO(err) {
-			fail(i, err)
-			return errs, true
+			return lost(i, err)
 		}
 		if err != nil {
 			refused = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup, not this mail: temporary
@@ -124,8 +150,7 @@ func (p *pipeliner) send(msgs []*gomail.Msg) (errs []error, broken bool) {
 		for range envs[i].rcpts {
 			_, _, err := p.sc.Text.ReadResponse(25)
 			if isIO(err) {
-				fail(i, err)
-				return errs, true
+				return lost(i, err)
 			}
 			if err == nil {
 				okRcpts++
@@ -135,64 +160,53 @@ func (p *pipeliner) send(msgs []*gomail.Msg) (errs []error, broken bool) {
 		}
 		code, _, err := p.sc.Text.ReadResponse(354)
 		if isIO(err) {
-			fail(i, err)
-			return errs, true
+			return lost(i, err)
 		}
 		if err != nil && refused == nil {
 			refused = classify("DATA", err)
 		}
 
 		p.out = p.out[:0]
-		following := next(i + 1)
-		if code == 354 && (refused != nil || okRcpts == 0) {
+		if code == 354 && refused != nil {
 			// A relay that opened DATA although the envelope failed
-			// (RFC 2920 3.1 says it should not): end it empty and reset.
+			// (RFC 2920 3.1 says it should not).
+			if okRcpts > 0 {
+				// It would deliver even an empty content to the
+				// recipients it took: leave rather than end the DATA.
+				errs[i] = refused
+				return lost(i+1, errors.New("mail: the relay opened DATA for a refused envelope"))
+			}
 			p.out = append(p.out, ".\r\n"...)
-			if err := p.flush(); err != nil {
-				fail(i, err)
-				return errs, true
-			}
-			if _, _, err := p.sc.Text.ReadResponse(250); isIO(err) {
-				fail(i, err)
-				return errs, true
-			}
-			p.out = p.out[:0]
-			code = 0
+			emptyData, code = true, 0
 		}
 		if code != 354 {
-			if refused == nil {
-				refused = errors.New("mail: DATA refused")
-			}
+			// The transaction failed: reset it, even after the last
+			// message, so the pooled session starts the next batch clean.
 			errs[i] = refused
-			if following < len(msgs) {
-				p.out = append(p.out, "RSET\r\n"...)
+			p.out = append(p.out, "RSET\r\n"...)
+			reset = true
+			if following := next(i + 1); following < len(msgs) {
 				p.out = p.appendEnvelope(p.out, envs[following])
-				resetPending = true
+				i = following
+				continue
 			}
-			i = following
-			continue
+			if err := p.flush(ctx); err != nil {
+				return errs, true
+			}
+			return errs, settle() != nil
 		}
 		// DATA is open: the content, then the next envelope in the same write.
-		p.raw.Reset()
-		if _, err := msgs[i].WriteTo(&p.raw); err != nil {
-			// Nothing of it went out yet, and ending the open DATA now
-			// would deliver an empty mail: drop the session instead.
-			errs[i] = fmt.Errorf("%w: writing the message: %v", ErrPermanent, err)
-			fail(following, err)
-			return errs, true
-		}
-		p.out = appendDotStuffed(p.out, p.raw.Bytes())
+		p.out = append(p.out, contents[i]...)
+		following := next(i + 1)
 		if following < len(msgs) {
 			p.out = p.appendEnvelope(p.out, envs[following])
 		}
-		if err := p.flush(); err != nil {
-			fail(i, err)
-			return errs, true
+		if err := p.flush(ctx); err != nil {
+			return lost(i, err)
 		}
 		_, _, err = p.sc.Text.ReadResponse(250)
 		if isIO(err) {
-			fail(i, err)
-			return errs, true
+			return lost(i, err)
 		}
 		if err != nil {
 			errs[i] = classify("end of data", err)
@@ -204,12 +218,17 @@ func (p *pipeliner) send(msgs []*gomail.Msg) (errs []error, broken bool) {
 }
 
 // flush writes p.out as one write (bufio writes a large buffer straight
-// through) and renews the session's deadline.
-func (p *pipeliner) flush() error {
+// through) and sets the deadline for it and the replies it asks for: the
+// command timeout, but no later than ctx's deadline.
+func (p *pipeliner) flush(ctx context.Context) error {
 	if len(p.out) == 0 {
 		return nil
 	}
-	if err := p.sc.UpdateDeadline(p.timeout); err != nil {
+	timeout := p.timeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if err := p.sc.UpdateDeadline(timeout); err != nil {
 		return err
 	}
 	w := p.sc.Text.W
@@ -234,23 +253,37 @@ func (p *pipeliner) appendEnvelope(b []byte, env envelope) []byte {
 
 // appendDotStuffed appends msg as SMTP DATA content (RFC 5321 4.5.2):
 // every line ends in CRLF, a line that starts with a dot gets a second
-// one, and a line with a single dot ends it.
+// one, and a line with a single dot ends it. A bare CR or LF counts as a
+// line break and becomes CRLF, so no relay can read a line end of its own
+// (the "SMTP smuggling" of a lone CR before a dot) into the content;
+// go-mail writes neither.
 func appendDotStuffed(b, msg []byte) []byte {
 	for len(msg) > 0 {
 		line := msg
-		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-			line, msg = msg[:i], msg[i+1:]
-		} else {
-			msg = nil
+		msg = nil
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, msg = line[:i], line[i+1:]
 		}
 		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) > 0 && line[0] == '.' {
-			b = append(b, '.')
+		for {
+			j := bytes.IndexByte(line, '\r')
+			if j < 0 {
+				break
+			}
+			b = appendDataLine(b, line[:j])
+			line = line[j+1:]
 		}
-		b = append(b, line...)
-		b = append(b, "\r\n"...)
+		b = appendDataLine(b, line)
 	}
 	return append(b, ".\r\n"...)
+}
+
+func appendDataLine(b, line []byte) []byte {
+	if len(line) > 0 && line[0] == '.' {
+		b = append(b, '.')
+	}
+	b = append(b, line...)
+	return append(b, "\r\n"...)
 }
 
 // isIO reports whether err is a broken session rather than a reply.
@@ -260,10 +293,11 @@ func isIO(err error) bool {
 }
 
 // classify turns a refusal of a mail (not of the sender) into a permanent
-// error for a 5xx reply and a temporary one otherwise.
+// error for a 5xx reply and a temporary one otherwise. 502 and 503 say the
+// commands came out of order, which is optin's problem, not the mail's.
 func classify(step string, err error) error {
 	var te *textproto.Error
-	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
+	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 && te.Code != 502 && te.Code != 503 {
 		return fmt.Errorf("%w: %s: %v", ErrPermanent, step, err)
 	}
 	return fmt.Errorf("mail: %s: %w", step, err)

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 
 	gomail "github.com/wneessen/go-mail"
 
@@ -140,8 +142,9 @@ func dotRoundTrip(t *testing.T, msg []byte) {
 	if err != nil {
 		t.Fatalf("reading back %q: %v", stuffed, err)
 	}
-	// The reader turns CRLF into LF; a message ends with a line break.
-	want := bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))
+	// The reader turns CRLF into LF; a lone CR is a line break too; a
+	// message ends with a line break.
+	want := bytes.ReplaceAll(bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
 	if len(want) > 0 && want[len(want)-1] != '\n' {
 		want = append(want, '\n')
 	}
@@ -156,6 +159,7 @@ func dotRoundTrip(t *testing.T, msg []byte) {
 func TestAppendDotStuffed(t *testing.T) {
 	for _, msg := range []string{
 		"", "a", "a\r\nb\r\n", "a\nb", ".", ".\r\n", "..\n", ".a\r\n.\r\n", "a\r\n.\r\nb", "end\r\n.",
+		"a\r.\r\n", "a\r\r\n", "\r", "x\r.\rQUIT\r\n",
 	} {
 		dotRoundTrip(t, []byte(msg))
 	}
@@ -166,9 +170,117 @@ func FuzzAppendDotStuffed(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		if bytes.Contains(bytes.ReplaceAll(msg, []byte("\r\n"), nil), []byte("\r")) {
-			t.Skip("a lone CR is no line break, and go-mail never writes one")
-		}
 		dotRoundTrip(t, msg)
 	})
+}
+
+// testBatch builds n test messages to to(i) with distinct Message-IDs.
+func testBatch(t *testing.T, tag string, n int, to func(i int) string) ([]*gomail.Msg, []Message) {
+	t.Helper()
+	var msgs []*gomail.Msg
+	var ms []Message
+	for i := range n {
+		m := testMessage()
+		m.To = to(i)
+		m.MessageID = fmt.Sprintf("%s%020d@optin.test", tag, i)
+		msg, err := Build(testFrom, m, testDate)
+		if err != nil {
+			t.Fatalf("Build: %v", err)
+		}
+		msgs, ms = append(msgs, msg), append(ms, m)
+	}
+	return msgs, ms
+}
+
+// TestSMTPTransportFailedLastMailResets: a batch whose last mail is
+// refused leaves no transaction open on the pooled session (the test
+// server refuses a nested MAIL, as Postfix does), so the next batch on it
+// goes through.
+func TestSMTPTransportFailedLastMailResets(t *testing.T) {
+	for _, noPipelining := range []bool{false, true} {
+		srv := smtptest.Start(t, smtptest.Options{})
+		srv.RefuseRcpt("gone@example.com", 550)
+		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1, noPipelining: noPipelining})
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		msgs, ms := testBatch(t, "first", 2, func(i int) string { return []string{"ada@example.com", "gone@example.com"}[i] })
+		errs := tr.SendBatch(ctx, msgs, ms)
+		if errs[0] != nil || !errors.Is(errs[1], ErrPermanent) {
+			t.Fatalf("noPipelining=%v: first batch: got %v, want sent and a permanent refusal", noPipelining, errs)
+		}
+		msgs, ms = testBatch(t, "second", 1, func(int) string { return "bob@example.com" })
+		if err := tr.SendBatch(ctx, msgs, ms)[0]; err != nil {
+			t.Errorf("noPipelining=%v: the batch after a refused last mail: %v", noPipelining, err)
+		}
+		if got := srv.Count(); got != 2 {
+			t.Errorf("noPipelining=%v: received %d mails, want 2", noPipelining, got)
+		}
+		if got := srv.Sessions(); got != 1 {
+			t.Errorf("noPipelining=%v: %d SMTP sessions, want 1", noPipelining, got)
+		}
+	}
+}
+
+// TestSMTPTransportSessionDropsMidBatch: when the relay closes the
+// session between two mails, the mails it did not answer are sent again
+// on a new session, and every mail arrives once.
+func TestSMTPTransportSessionDropsMidBatch(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	srv.DropOnMail(4)
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	msgs, ms := testBatch(t, "drop", 6, func(i int) string { return fmt.Sprintf("p%d@example.com", i) })
+	for i, err := range tr.SendBatch(ctx, msgs, ms) {
+		if err != nil {
+			t.Errorf("mail %d: %v", i, err)
+		}
+	}
+	got := srv.Messages()
+	if len(got) != 6 {
+		t.Fatalf("received %d mails, want 6", len(got))
+	}
+	for i, m := range got {
+		if want := fmt.Sprintf("p%d@example.com", i); len(m.To) != 1 || m.To[0] != want {
+			t.Errorf("mail %d went to %v, want %s", i, m.To, want)
+		}
+	}
+	if got := srv.Sessions(); got != 2 {
+		t.Errorf("%d SMTP sessions, want 2", got)
+	}
+}
+
+// TestSMTPTransportSlowRelayStopsAtDeadline: with a relay slower than the
+// batch's time limit, the transport stops at the limit, and what it did
+// not send is a temporary failure.
+func TestSMTPTransportSlowRelayStopsAtDeadline(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	srv.SlowData(150 * time.Millisecond)
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
+	msgs, ms := testBatch(t, "slow", 10, func(i int) string { return fmt.Sprintf("s%d@example.com", i) })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	errs := tr.SendBatch(ctx, msgs, ms)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("SendBatch took %v with a 500ms limit", took)
+	}
+	sent := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			sent++
+		case errors.Is(err, ErrPermanent):
+			t.Errorf("mail %d: got a permanent failure %v, want a temporary one", i, err)
+		}
+	}
+	if sent == 0 || sent == len(msgs) {
+		t.Errorf("%d of %d sent within the limit, want some but not all", sent, len(msgs))
+	}
+	// The mail in flight at the limit may still arrive (at least once).
+	srv.SlowData(0)
+	time.Sleep(200 * time.Millisecond)
+	if got := srv.Count(); got < sent || got > sent+1 {
+		t.Errorf("the relay has %d mails, the transport reported %d sent", got, sent)
+	}
 }

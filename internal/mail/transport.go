@@ -201,7 +201,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 	for i := range todo {
 		todo[i] = i
 	}
-	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
+	for attempt := 0; attempt < 2 && len(todo) > 0 && ctx.Err() == nil; attempt++ {
 		if pc.sc == nil {
 			sc, err := t.client.DialToSMTPClientWithContext(ctx)
 			if err != nil {
@@ -222,7 +222,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 		var berrs []error
 		var broken bool
 		if pc.pipe != nil {
-			berrs, broken = pc.pipe.send(batch)
+			berrs, broken = pc.pipe.send(ctx, batch)
 		} else {
 			berrs, broken = t.sendOneByOne(pc.sc, batch)
 		}

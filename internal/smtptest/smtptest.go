@@ -91,6 +91,8 @@ type Server struct {
 	failCode int
 	failMsg  string
 	refuse   map[string]int // recipient -> RCPT reply code
+	dropIn   int            // > 0: the dropIn-th MAIL from now closes its connection
+	slowData time.Duration  // how long each DATA takes
 
 	life      sync.Mutex // serialises New/Stop/Restart/Close
 	srv       *smtp.Server
@@ -238,6 +240,40 @@ func (s *Server) RefuseRcpt(to string, code int) {
 		return
 	}
 	s.refuse[to] = code
+}
+
+// DropOnMail makes the n-th MAIL command from now close its connection
+// instead of answering, as a relay that goes away between two mails; n <= 0
+// cancels it.
+func (s *Server) DropOnMail(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropIn = max(n, 0)
+}
+
+// SlowData makes every DATA take d before its reply, as a relay that
+// filters content before queueing it.
+func (s *Server) SlowData(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slowData = d
+}
+
+// dropNow counts a MAIL command down to the one DropOnMail asked for.
+func (s *Server) dropNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropIn == 0 {
+		return false
+	}
+	s.dropIn--
+	return s.dropIn == 0
+}
+
+func (s *Server) dataDelay() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slowData
 }
 
 // refusal returns the injected RCPT failure for to, if any.
@@ -399,13 +435,15 @@ type backend struct{ s *Server }
 
 // NewSession is called per EHLO/HELO (and again after STARTTLS), not per
 // TCP connection; connections are counted in trackingListener instead.
-func (b *backend) NewSession(_ *smtp.Conn) (smtp.Session, error) {
-	return &session{s: b.s}, nil
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, conn: c}, nil
 }
 
 type session struct {
 	s      *Server
+	conn   *smtp.Conn
 	authed bool
+	inTx   bool // MAIL accepted, transaction not yet ended
 	from   string
 	to     []string
 }
@@ -443,8 +481,16 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.authRequired() && !ss.authed {
 		return smtp.ErrAuthRequired
 	}
-	ss.from = from
-	ss.to = nil
+	if ss.s.dropNow() {
+		ss.conn.Close()
+		return errors.New("smtptest: connection dropped")
+	}
+	if ss.inTx {
+		// Like Postfix: a transaction left open (say after a refused
+		// RCPT) must be ended with RSET first.
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "nested MAIL command"}
+	}
+	ss.inTx, ss.from, ss.to = true, from, nil
 	return nil
 }
 
@@ -460,6 +506,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if d := ss.s.dataDelay(); d > 0 {
+		time.Sleep(d)
+	}
 	var data []byte
 	if ss.s.discard.Load() {
 		if _, err := io.Copy(io.Discard, r); err != nil {
@@ -475,8 +524,7 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 func (ss *session) Reset() {
-	ss.from = ""
-	ss.to = nil
+	ss.inTx, ss.from, ss.to = false, "", nil
 }
 
 func (ss *session) Logout() error { return nil }
