@@ -284,3 +284,47 @@ func TestSMTPTransportSlowRelayStopsAtDeadline(t *testing.T) {
 		t.Errorf("the relay has %d mails, the transport reported %d sent", got, sent)
 	}
 }
+
+// BenchmarkSendBatch sends batches of 64 confirmation-sized mails to the
+// in-process SMTP server, pipelined and one command at a time.
+func BenchmarkSendBatch(b *testing.B) {
+	for _, bb := range []struct {
+		name         string
+		noPipelining bool
+	}{{"pipelined", false}, {"one-command-at-a-time", true}} {
+		b.Run(bb.name, func(b *testing.B) {
+			srv, err := smtptest.New("127.0.0.1:0", smtptest.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			srv.Discard(true)
+			tr, err := NewSMTPTransport(SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1, noPipelining: bb.noPipelining})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close()
+			m := testMessage()
+			m.Text = strings.Repeat("A line of a confirmation mail, about as long as the real ones.\n", 30)
+			m.HTML = strings.Repeat("<p>A line of a confirmation mail, about as long as the real ones.</p>\n", 30)
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				msgs := make([]*gomail.Msg, 64)
+				ms := make([]Message, 64)
+				for i := range msgs {
+					if msgs[i], err = Build(testFrom, m, testDate); err != nil {
+						b.Fatal(err)
+					}
+					ms[i] = m
+				}
+				for _, err := range tr.SendBatch(ctx, msgs, ms) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "mails/s")
+		})
+	}
+}
