@@ -21,7 +21,8 @@ import (
 // and DATA go out together, the content only after the relay's 354, and
 // the next mail's MAIL, RCPT and DATA ride in the same write as the
 // content before them. A successful end of data ends the transaction
-// (RFC 5321 4.1.1.4), so no RSET is needed between mails.
+// (RFC 5321 4.1.1.4), so no RSET is needed between mails; a failed one is
+// reset before anything else is sent.
 type pipeliner struct {
 	sc      *smtp.Client
 	timeout time.Duration
