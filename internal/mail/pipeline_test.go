@@ -328,3 +328,21 @@ func BenchmarkSendBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestSMTPTransportCancelledContext: a batch handed over with its context
+// already done sends nothing and reports every mail unsent.
+func TestSMTPTransportCancelledContext(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
+	msgs, ms := testBatch(t, "cancel", 3, func(i int) string { return fmt.Sprintf("c%d@example.com", i) })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i, err := range tr.SendBatch(ctx, msgs, ms) {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("mail %d: got %v, want context.Canceled", i, err)
+		}
+	}
+	if got := srv.Count(); got != 0 {
+		t.Errorf("the relay got %d mails", got)
+	}
+}

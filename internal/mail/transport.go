@@ -201,7 +201,15 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 	for i := range todo {
 		todo[i] = i
 	}
-	for attempt := 0; attempt < 2 && len(todo) > 0 && ctx.Err() == nil; attempt++ {
+	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
+		if err := ctx.Err(); err != nil {
+			for _, i := range todo {
+				if errs[i] == nil { // not yet tried
+					errs[i] = fmt.Errorf("mail: send: %w", err)
+				}
+			}
+			break
+		}
 		if pc.sc == nil {
 			sc, err := t.client.DialToSMTPClientWithContext(ctx)
 			if err != nil {
