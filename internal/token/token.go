@@ -17,8 +17,13 @@ package token
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -115,12 +120,16 @@ type purposeState struct {
 	// signKey is the derived key of keys[0] passed to NewIssuer.
 	signKey []byte
 	parser  *jwt.Parser
+	// head is the encoded JOSE header of the tokens Issue signs, made once
+	// by the jwt library (see issueHead).
+	head string
+	// macs holds HMAC-SHA256 states keyed with signKey, for reuse.
+	macs sync.Pool
 }
 
 // Issuer signs and verifies tokens. Safe for concurrent use.
 type Issuer struct {
 	issuer   string
-	signKID  string
 	now      func() time.Time
 	purposes map[Purpose]*purposeState
 }
@@ -160,7 +169,6 @@ func NewIssuer(issuer string, keys []Key, now func() time.Time) (*Issuer, error)
 
 	i := &Issuer{
 		issuer:   issuer,
-		signKID:  keys[0].ID,
 		now:      now,
 		purposes: make(map[Purpose]*purposeState, len(purposes())),
 	}
@@ -174,6 +182,13 @@ func NewIssuer(issuer string, keys []Key, now func() time.Time) (*Issuer, error)
 			ps.keys[k.ID] = deriveKey(k.Secret, p)
 		}
 		ps.signKey = ps.keys[keys[0].ID]
+		head, err := issueHead(keys[0].ID, ps.typ)
+		if err != nil {
+			return nil, err
+		}
+		ps.head = head
+		signKey := ps.signKey
+		ps.macs.New = func() any { return hmac.New(sha256.New, signKey) }
 		ps.parser = jwt.NewParser(
 			jwt.WithValidMethods([]string{"HS256"}),
 			jwt.WithExpirationRequired(),
@@ -241,17 +256,52 @@ func (i *Issuer) Issue(p Purpose, c Claims) (string, error) {
 			IssuedAt:  jwt.NewNumericDate(i.now()),
 		},
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	t.Header["kid"] = i.signKID
-	t.Header["typ"] = ps.typ
-	s, err := t.SignedString(ps.signKey)
+	s, err := ps.sign(claims)
 	if err != nil {
-		return "", fmt.Errorf("token: sign: %w", err)
+		return "", err
 	}
 	if len(s) > maxTokenLen {
 		return "", fmt.Errorf("token: token is %d bytes, longer than the %d accepted by Verify", len(s), maxTokenLen)
 	}
 	return s, nil
+}
+
+// issueHead returns the encoded JOSE header of an HS256 token with kid and
+// typ, as the jwt library writes it.
+func issueHead(kid, typ string) (string, error) {
+	t := jwt.New(jwt.SigningMethodHS256)
+	t.Header["kid"] = kid
+	t.Header["typ"] = typ
+	ss, err := t.SigningString()
+	if err != nil {
+		return "", fmt.Errorf("token: header: %w", err)
+	}
+	head, _, _ := strings.Cut(ss, ".")
+	return head, nil
+}
+
+// sign returns the compact JWS of claims: the same bytes as the jwt
+// library's Token.SignedString with HS256 (a test holds them equal), but
+// with the header encoded once and the HMAC state reused, which made
+// issuing about twice as fast (two tokens go into every confirmation mail).
+func (ps *purposeState) sign(claims jwtClaims) (string, error) {
+	c, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: %w", err)
+	}
+	enc := base64.RawURLEncoding
+	b := make([]byte, 0, len(ps.head)+2+enc.EncodedLen(len(c))+enc.EncodedLen(sha256.Size))
+	b = append(b, ps.head...)
+	b = append(b, '.')
+	b = enc.AppendEncode(b, c)
+	m := ps.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(b)
+	var sum [sha256.Size]byte
+	sig := m.Sum(sum[:0])
+	ps.macs.Put(m)
+	b = append(b, '.')
+	return string(enc.AppendEncode(b, sig)), nil
 }
 
 // Verify checks that s is a genuine, unexpired token of purpose p issued by
