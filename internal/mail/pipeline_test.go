@@ -106,17 +106,7 @@ func TestSMTPTransportPipelinedSession(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{})
 	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
 	for round := range 3 {
-		var msgs []*gomail.Msg
-		var ms []Message
-		for i := range 20 {
-			m := testMessage()
-			m.MessageID = strings.Repeat(string(rune('a'+round)), 20) + strings.Repeat(string(rune('a'+i)), 6) + "@optin.test"
-			msg, err := Build(testFrom, m, testDate)
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs, ms = append(msgs, msg), append(ms, m)
-		}
+		msgs, ms := testBatch(t, fmt.Sprintf("round%d-", round), 20, func(int) string { return "ada@example.com" })
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		for i, err := range tr.SendBatch(ctx, msgs, ms) {
 			if err != nil {

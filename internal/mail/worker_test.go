@@ -105,17 +105,8 @@ func (e *outboxEnv) signupMany(t *testing.T, prefix string, n int) map[string]*c
 // of the test.
 func (e *outboxEnv) transport(t *testing.T) *SMTPTransport {
 	t.Helper()
-	tr, err := NewSMTPTransport(SMTPConfig{Host: e.srv.Host(), Port: e.srv.Port(), TLS: "none", Conns: 2,
+	return newTransport(t, SMTPConfig{Host: e.srv.Host(), Port: e.srv.Port(), TLS: "none", Conns: 2,
 		Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("NewSMTPTransport: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := tr.Close(); err != nil {
-			t.Logf("closing transport: %v", err)
-		}
-	})
-	return tr
 }
 
 // worker returns a worker over the env's store and the given transport,
