@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,12 +58,14 @@ func envelopeOf(msg *gomail.Msg) (envelope, error) {
 	if err != nil {
 		return envelope{}, err
 	}
-	for _, a := range append([]string{from}, rcpts...) {
-		if strings.ContainsAny(a, "\r\n") {
-			return envelope{}, errors.New("mail: line break in an envelope address")
-		}
+	if slices.ContainsFunc(rcpts, hasLineBreak) || hasLineBreak(from) {
+		return envelope{}, errors.New("mail: line break in an envelope address")
 	}
 	return envelope{from: from, rcpts: rcpts}, nil
+}
+
+func hasLineBreak(s string) bool {
+	return strings.ContainsAny(s, "\r\n")
 }
 
 // send delivers msgs in order and returns one error per message (nil:
