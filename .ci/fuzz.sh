@@ -27,6 +27,7 @@ targets=(
   "FuzzImportRow ./internal/bolt"
   "FuzzImportFile ./internal/bolt"
   "FuzzAppendDotStuffed ./internal/mail"
+  "FuzzBuild ./internal/mail"
 )
 
 out=$(mktemp)

@@ -1,6 +1,6 @@
 // Package mail turns outbox jobs into mails and delivers them: rendering
-// from templates, building RFC 5322 messages with go-mail, the SMTP and
-// file transports, and the outbox worker.
+// from templates, building RFC 5322 messages, the SMTP (over go-mail's
+// client) and file transports, and the outbox worker.
 package mail
 
 import (
@@ -13,8 +13,6 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"time"
-
-	gomail "github.com/wneessen/go-mail"
 
 	"optin/internal/consent"
 	"optin/internal/i18n"
@@ -311,38 +309,6 @@ func (r *Renderer) ListID(topic string) string {
 		topic = "all"
 	}
 	return "<" + topic + ".optin." + r.listDomain + ">"
-}
-
-// Build turns m into a go-mail message from the given sender. Every header
-// value that could carry outside input goes through go-mail's encoding
-// setters; the only preformatted values are the List-Unsubscribe headers,
-// built here from a checked URL (R20).
-func Build(from string, m Message, date time.Time) (*gomail.Msg, error) {
-	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	if err := msg.From(from); err != nil {
-		return nil, fmt.Errorf("mail: from: %w", err)
-	}
-	if err := msg.To(m.To); err != nil {
-		return nil, fmt.Errorf("mail: to: %w", err)
-	}
-	msg.Subject(m.Subject)
-	msg.SetMessageIDWithValue(m.MessageID)
-	msg.SetDateWithValue(date)
-	if m.Unsubscribe != "" {
-		if err := checkHeaderURL(m.Unsubscribe); err != nil {
-			return nil, err
-		}
-		msg.SetListUnsubscribe(m.Unsubscribe)
-		msg.SetListUnsubscribePost()
-	}
-	if m.ListID != "" {
-		msg.SetGenHeader("List-Id", m.ListID)
-	}
-	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	if m.HTML != "" {
-		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
-	}
-	return msg, nil
 }
 
 // checkHeaderURL refuses a URL that could break out of <...> in a header.

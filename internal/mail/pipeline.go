@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
-	"slices"
-	"strings"
 	"time"
 
-	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 )
 
@@ -27,9 +24,8 @@ import (
 type pipeliner struct {
 	sc      *smtp.Client
 	timeout time.Duration
-	params  string       // MAIL FROM parameters, as go-mail would send them
-	out     []byte       // the next write
-	raw     bytes.Buffer // one message as go-mail writes it
+	params  string // MAIL FROM parameters, as go-mail would send them
+	out     []byte // the next write
 }
 
 func newPipeliner(sc *smtp.Client, timeout time.Duration) *pipeliner {
@@ -43,54 +39,13 @@ func newPipeliner(sc *smtp.Client, timeout time.Duration) *pipeliner {
 	return p
 }
 
-// envelope is one message's MAIL FROM and RCPT TO arguments.
-type envelope struct {
-	from  string
-	rcpts []string
-}
-
-func envelopeOf(msg *gomail.Msg) (envelope, error) {
-	from, err := msg.GetSender(false)
-	if err != nil {
-		return envelope{}, err
-	}
-	rcpts, err := msg.GetRecipients()
-	if err != nil {
-		return envelope{}, err
-	}
-	if slices.ContainsFunc(rcpts, hasLineBreak) || hasLineBreak(from) {
-		return envelope{}, errors.New("mail: line break in an envelope address")
-	}
-	return envelope{from: from, rcpts: rcpts}, nil
-}
-
-func hasLineBreak(s string) bool {
-	return strings.ContainsAny(s, "\r\n")
-}
-
 // send delivers msgs in order and returns one error per message (nil:
 // accepted) and whether the session broke (an I/O error), in which case
 // the caller must close it. The messages left without an answer then
 // carry errSessionLost. Once ctx is done no further message is begun;
 // those left carry ctx's error.
-func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error, broken bool) {
+func (p *pipeliner) send(ctx context.Context, msgs []*Outgoing) (errs []error, broken bool) {
 	errs = make([]error, len(msgs))
-	envs := make([]envelope, len(msgs))
-	contents := make([][]byte, len(msgs))
-	for i, msg := range msgs {
-		// Each content is ready before anything goes out: a message that
-		// cannot be written fails alone, not in the middle of its DATA.
-		env, err := envelopeOf(msg)
-		if err == nil {
-			p.raw.Reset()
-			_, err = msg.WriteTo(&p.raw)
-		}
-		if err != nil {
-			errs[i] = fmt.Errorf("%w: %v", ErrPermanent, err)
-			continue
-		}
-		envs[i], contents[i] = env, appendDotStuffed(nil, p.raw.Bytes())
-	}
 	next := func(i int) int { // the first message from i on that can be sent
 		for i < len(msgs) && errs[i] != nil {
 			i++
@@ -117,7 +72,7 @@ func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error,
 	i := next(0)
 	p.out = p.out[:0]
 	if i < len(msgs) {
-		p.out = p.appendEnvelope(p.out, envs[i])
+		p.out = p.appendEnvelope(p.out, msgs[i])
 	}
 	// After a failed transaction an RSET (and before it, perhaps, the end
 	// of an empty DATA) went out ahead of message i's envelope.
@@ -150,17 +105,13 @@ func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error,
 		if err != nil {
 			refused = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup, not this mail: temporary
 		}
-		okRcpts := 0
-		for range envs[i].rcpts {
-			_, _, err := p.sc.Text.ReadResponse(25)
-			if isIO(err) {
-				return lost(i, err)
-			}
-			if err == nil {
-				okRcpts++
-			} else if refused == nil {
-				refused = classify("RCPT TO", err)
-			}
+		_, _, err = p.sc.Text.ReadResponse(25)
+		if isIO(err) {
+			return lost(i, err)
+		}
+		rcptOK := err == nil
+		if !rcptOK && refused == nil {
+			refused = classify("RCPT TO", err)
 		}
 		code, _, err := p.sc.Text.ReadResponse(354)
 		if isIO(err) {
@@ -174,7 +125,7 @@ func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error,
 		if code == 354 && refused != nil {
 			// A relay that opened DATA although the envelope failed
 			// (RFC 2920 3.1 says it should not).
-			if okRcpts > 0 {
+			if rcptOK {
 				// It would deliver even an empty content to the
 				// recipients it took: leave rather than end the DATA.
 				errs[i] = refused
@@ -190,7 +141,7 @@ func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error,
 			p.out = append(p.out, "RSET\r\n"...)
 			reset = true
 			if following := next(i + 1); following < len(msgs) {
-				p.out = p.appendEnvelope(p.out, envs[following])
+				p.out = p.appendEnvelope(p.out, msgs[following])
 				i = following
 				continue
 			}
@@ -200,10 +151,10 @@ func (p *pipeliner) send(ctx context.Context, msgs []*gomail.Msg) (errs []error,
 			return errs, settle() != nil
 		}
 		// DATA is open: the content, then the next envelope in the same write.
-		p.out = append(p.out, contents[i]...)
+		p.out = appendDotStuffed(p.out, msgs[i].Data)
 		following := next(i + 1)
 		if following < len(msgs) {
-			p.out = p.appendEnvelope(p.out, envs[following])
+			p.out = p.appendEnvelope(p.out, msgs[following])
 		}
 		if err := p.flush(ctx); err != nil {
 			return lost(i, err)
@@ -242,26 +193,27 @@ func (p *pipeliner) flush(ctx context.Context) error {
 	return w.Flush()
 }
 
-func (p *pipeliner) appendEnvelope(b []byte, env envelope) []byte {
+func (p *pipeliner) appendEnvelope(b []byte, msg *Outgoing) []byte {
 	b = append(b, "MAIL FROM:"...)
-	b = append(b, env.from...)
+	b = append(b, msg.From...)
 	b = append(b, p.params...)
-	b = append(b, "\r\n"...)
-	for _, r := range env.rcpts {
-		b = append(b, "RCPT TO:"...)
-		b = append(b, r...)
-		b = append(b, "\r\n"...)
-	}
-	return append(b, "DATA\r\n"...)
+	b = append(b, "\r\nRCPT TO:"...)
+	b = append(b, msg.To...)
+	return append(b, "\r\nDATA\r\n"...)
 }
 
 // appendDotStuffed appends msg as SMTP DATA content (RFC 5321 4.5.2):
 // every line ends in CRLF, a line that starts with a dot gets a second
 // one, and a line with a single dot ends it. A bare CR or LF counts as a
 // line break and becomes CRLF, so no relay can read a line end of its own
-// (the "SMTP smuggling" of a lone CR before a dot) into the content;
-// go-mail writes neither.
+// (the "SMTP smuggling" of a lone CR before a dot) into the content.
+// Build writes neither a bare line break nor a line that starts with a
+// dot; this is the transport's own guarantee, whatever it is handed.
 func appendDotStuffed(b, msg []byte) []byte {
+	if wireReady(msg) {
+		b = append(b, msg...)
+		return append(b, ".\r\n"...)
+	}
 	for len(msg) > 0 {
 		line := msg
 		msg = nil
@@ -280,6 +232,17 @@ func appendDotStuffed(b, msg []byte) []byte {
 		b = appendDataLine(b, line)
 	}
 	return append(b, ".\r\n"...)
+}
+
+// wireReady reports whether msg needs no stuffing: it ends in CRLF, every
+// CR and LF is part of a CRLF, and no line starts with a dot. Built mails
+// are; the check scans them a few times faster than stuffing them.
+func wireReady(msg []byte) bool {
+	if !bytes.HasSuffix(msg, []byte("\r\n")) || msg[0] == '.' || bytes.Contains(msg, []byte("\n.")) {
+		return false
+	}
+	n := bytes.Count(msg, []byte("\n"))
+	return bytes.Count(msg, []byte("\r")) == n && bytes.Count(msg, []byte("\r\n")) == n
 }
 
 func appendDataLine(b, line []byte) []byte {

@@ -18,9 +18,9 @@ import (
 // Transport hands one message to the next hop. Implementations are safe for
 // concurrent use.
 type Transport interface {
-	// SendBatch hands msgs (rendered from ms) to the next hop in order and
+	// SendBatch hands msgs (built from ms) to the next hop in order and
 	// returns one error per message: nil when it was accepted.
-	SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error
+	SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error
 	Close() error
 }
 
@@ -36,7 +36,7 @@ type FileTransport struct {
 }
 
 // Send writes msg to Dir/<message-id>.eml and fsyncs it before returning.
-func (f *FileTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
+func (f *FileTransport) Send(ctx context.Context, msg *Outgoing, m Message) error {
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (f *FileTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) er
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := msg.WriteTo(tmp); err != nil {
+	if _, err := tmp.Write(msg.Data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -68,7 +68,7 @@ func (f *FileTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) er
 }
 
 // SendBatch writes each message with Send.
-func (f *FileTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
+func (f *FileTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error {
 	errs := make([]error, len(msgs))
 	for i := range msgs {
 		errs[i] = f.Send(ctx, msgs[i], ms[i])
@@ -169,8 +169,8 @@ func newClient(cfg SMTPConfig) (*gomail.Client, error) {
 }
 
 // Send delivers one message; see SendBatch.
-func (t *SMTPTransport) Send(ctx context.Context, msg *gomail.Msg, m Message) error {
-	return t.SendBatch(ctx, []*gomail.Msg{msg}, []Message{m})[0]
+func (t *SMTPTransport) Send(ctx context.Context, msg *Outgoing, m Message) error {
+	return t.SendBatch(ctx, []*Outgoing{msg}, []Message{m})[0]
 }
 
 // errSessionLost marks a message that got no answer because the SMTP
@@ -179,13 +179,13 @@ var errSessionLost = errors.New("mail: the SMTP session broke")
 
 // SendBatch delivers msgs in one SMTP session on a pooled connection,
 // dialling it if needed, with command pipelining when the relay offers it
-// (see pipeliner) and one command at a time through go-mail otherwise. A
+// (see pipeliner) and one command at a time otherwise. A
 // 5xx answer to RCPT or DATA wraps ErrPermanent; anything else (refused
 // connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
 // problem) is temporary. When the session breaks, the messages it left
 // unanswered are sent once more on a fresh connection: a pooled session
 // the relay has closed in the meantime costs no retry delay.
-func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []Message) []error {
+func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error {
 	errs := make([]error, len(msgs))
 	var pc *conn
 	select {
@@ -197,9 +197,13 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 		return errs
 	}
 	defer func() { t.pool <- pc }()
-	todo := make([]int, len(msgs)) // indexes of the messages still to send
-	for i := range todo {
-		todo[i] = i
+	var todo []int // indexes of the messages still to send
+	for i, msg := range msgs {
+		if strings.ContainsAny(msg.From, "\r\n") || strings.ContainsAny(msg.To, "\r\n") {
+			errs[i] = fmt.Errorf("%w: line break in an envelope address", ErrPermanent)
+			continue
+		}
+		todo = append(todo, i)
 	}
 	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -223,7 +227,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 				pc.pipe = newPipeliner(sc, t.cfg.Timeout)
 			}
 		}
-		batch := make([]*gomail.Msg, len(todo))
+		batch := make([]*Outgoing, len(todo))
 		for k, i := range todo {
 			batch[k] = msgs[i]
 		}
@@ -250,28 +254,54 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*gomail.Msg, ms []
 	return errs
 }
 
-// sendOneByOne sends msgs through go-mail, one command at a time, and
-// classifies the outcome like pipeliner.send.
-func (t *SMTPTransport) sendOneByOne(sc *smtp.Client, msgs []*gomail.Msg) (errs []error, broken bool) {
+// sendOneByOne sends msgs one command at a time, for relays without
+// PIPELINING, and classifies the outcome like pipeliner.send. A refused
+// mail is followed by RSET, so the session stays usable.
+func (t *SMTPTransport) sendOneByOne(sc *smtp.Client, msgs []*Outgoing) (errs []error, broken bool) {
 	errs = make([]error, len(msgs))
-	err := t.client.SendWithSMTPClient(sc, msgs...)
-	if err == nil {
-		return errs, false
-	}
-	for i, m := range msgs {
-		switch merr := m.SendError(); {
-		case m.IsDelivered():
-		case merr == nil:
-			errs[i] = fmt.Errorf("%w: %w", errSessionLost, err) // the session failed before this message
-			broken = true
-		case isPermanent(merr):
-			errs[i] = fmt.Errorf("%w: %v", ErrPermanent, merr)
+	for i, msg := range msgs {
+		step, err := "MAIL FROM", sc.Mail(msg.From)
+		if err == nil {
+			step, err = "RCPT TO", sc.Rcpt(msg.To)
+		}
+		if err == nil {
+			step, err = "DATA", sendData(sc, msg.Data)
+		}
+		switch {
+		case err == nil:
+			continue
+		case isIO(err):
+			errs[i] = fmt.Errorf("%w: %w", errSessionLost, err)
+			for j := i + 1; j < len(msgs); j++ {
+				errs[j] = errs[i]
+			}
+			return errs, true
+		case step == "MAIL FROM":
+			errs[i] = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup: temporary
 		default:
-			errs[i] = fmt.Errorf("mail: send: %w", merr)
-			broken = true
+			errs[i] = classify(step, err)
+		}
+		if err := sc.Reset(); err != nil {
+			for j := i + 1; j < len(msgs); j++ {
+				errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
+			}
+			return errs, true
 		}
 	}
-	return errs, broken
+	return errs, false
+}
+
+// sendData sends DATA, then data dot-stuffed (by textproto), and reads the
+// relay's verdict.
+func sendData(sc *smtp.Client, data []byte) error {
+	w, err := sc.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // drop closes the session's socket without waiting for the relay.
@@ -281,15 +311,6 @@ func (pc *conn) drop() {
 		pc.sc = nil
 	}
 	pc.pipe = nil
-}
-
-func isPermanent(err error) bool {
-	var se *gomail.SendError
-	if !errors.As(err, &se) || se.IsTemp() {
-		return false
-	}
-	code := se.ErrorCode()
-	return code >= 500 && code < 600 && se.Reason != gomail.ErrSMTPMailFrom
 }
 
 // Close says QUIT on every pooled session that is still open and closes

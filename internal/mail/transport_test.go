@@ -3,8 +3,6 @@ package mail
 import (
 	"os"
 
-	gomail "github.com/wneessen/go-mail"
-
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -25,7 +23,7 @@ func sendOne(t *testing.T, tr Transport) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	return tr.SendBatch(ctx, []*gomail.Msg{msg}, []Message{m})[0]
+	return tr.SendBatch(ctx, []*Outgoing{msg}, []Message{m})[0]
 }
 
 func newTransport(t *testing.T, cfg SMTPConfig) *SMTPTransport {

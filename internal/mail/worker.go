@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	gomail "github.com/wneessen/go-mail"
-
 	"optin/internal/consent"
 )
 
@@ -230,7 +228,7 @@ func (w *Worker) deliver(batch []consent.Job) {
 
 	var done []consent.Job // sent or dropped: leave the outbox
 	var sendJobs []consent.Job
-	var msgs []*gomail.Msg
+	var msgs []*Outgoing
 	var ms []Message
 	oks, err := w.Outbox.DeliverableBatch(ctx, batch)
 	if err != nil {
@@ -314,9 +312,9 @@ func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {
 	w.result(job, "parked")
 }
 
-// build renders job and turns it into a go-mail message. topics caches
+// build renders job and builds the mail. topics caches
 // topic lookups across a batch.
-func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]consent.Topic) (*gomail.Msg, Message, error) {
+func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]consent.Topic) (*Outgoing, Message, error) {
 	ts := make([]consent.Topic, 0, len(job.Topics))
 	for _, id := range job.Topics {
 		t, ok := topics[id]

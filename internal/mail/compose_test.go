@@ -1,0 +1,217 @@
+package mail
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	netmail "net/mail"
+	"net/textproto"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestAppendQuotedPrintable(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"plain", "Hello Ada", "Hello Ada"},
+		{"line breaks become CRLF", "a\nb\r\nc\n", "a\r\nb\r\nc\r\n"},
+		{"equals sign", "a=b", "a=3Db"},
+		{"UTF-8", "café", "caf=C3=A9"},
+		{"space before a line break", "a \nb\t\n", "a=20\r\nb=09\r\n"},
+		{"space at the end", "a ", "a=20"},
+		{"space inside", "a b\tc", "a b\tc"},
+		{"lone CR", "a\rb", "a=0Db"},
+		{"leading dot", ".\n.a\nb.", "=2E\r\n=2Ea\r\nb."},
+		{"control character", "a\x00\x7fb", "a=00=7Fb"},
+		{"long line", strings.Repeat("x", 80), strings.Repeat("x", 75) + "=\r\n" + strings.Repeat("x", 5)},
+		{"escape kept whole at the wrap", strings.Repeat("x", 73) + "é", strings.Repeat("x", 73) + "=\r\n=C3=A9"},
+		{"dot after a soft break", strings.Repeat("x", 75) + ".", strings.Repeat("x", 75) + "=\r\n=2E"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(appendQuotedPrintable(nil, tt.in)); got != tt.want {
+				t.Errorf("appendQuotedPrintable(%q):\ngot  %q\nwant %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBuildFoldsLongHeaders(t *testing.T) {
+	for _, subject := range []string{
+		strings.Repeat("word ", 40) + "end",
+		strings.Repeat("Grüße ", 30),
+		strings.Repeat("x", 150), // no space to fold at: one long line, still below 998
+	} {
+		m := testMessage()
+		m.Subject = subject
+		raw := serialize(t, m)
+		checkWire(t, raw)
+		got, err := new(mime.WordDecoder).DecodeHeader(parse(t, raw).Header.Get("Subject"))
+		if want := strings.Join(strings.Fields(subject), " "); err != nil || strings.Join(strings.Fields(got), " ") != want {
+			t.Errorf("Subject: got %q (%v), want %q", got, err, want)
+		}
+	}
+}
+
+func TestBuildTextOnly(t *testing.T) {
+	m := testMessage()
+	m.HTML = ""
+	parts := decodeParts(t, parse(t, serialize(t, m)))
+	if got, want := strings.ReplaceAll(string(parts["text/plain"]), "\r\n", "\n"), m.Text; len(parts) != 1 || got != want {
+		t.Errorf("parts: got %q, want one text/plain part %q", parts, want)
+	}
+}
+
+func TestBuildRefusesUnsafeValues(t *testing.T) {
+	for name, modify := range map[string]func(*Message){
+		"message id with CRLF": func(m *Message) { m.MessageID = "a@b\r\nBcc: x@evil.test" },
+		"message id with >":    func(m *Message) { m.MessageID = "a@b>" },
+		"empty message id":     func(m *Message) { m.MessageID = "" },
+		"to with a name":       func(m *Message) { m.To = "Ada <ada@example.com>, x@evil.test" },
+	} {
+		m := testMessage()
+		modify(&m)
+		if _, err := Build(testFrom, m, testDate); err == nil {
+			t.Errorf("%s: Build succeeded, want an error", name)
+		}
+	}
+}
+
+// checkWire checks what every built message must be on the wire: lines
+// end in CRLF, none is longer than 998 octets, none starts with a dot,
+// and the body is 7-bit: the transport can send it as it is.
+func checkWire(t *testing.T, raw []byte) {
+	t.Helper()
+	if !bytes.HasSuffix(raw, []byte("\r\n")) {
+		t.Errorf("message does not end in CRLF")
+	}
+	head, body, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+	for i, line := range bytes.Split(bytes.TrimSuffix(raw, []byte("\r\n")), []byte("\r\n")) {
+		switch {
+		case bytes.ContainsAny(line, "\r\n"):
+			t.Errorf("line %d holds a bare CR or LF: %q", i, line)
+		case len(line) > 998:
+			t.Errorf("line %d is %d octets long", i, len(line))
+		case bytes.HasPrefix(line, []byte(".")):
+			t.Errorf("line %d starts with a dot: %q", i, line)
+		}
+	}
+	for _, c := range body {
+		if c > '~' || c < ' ' && c != '\r' && c != '\n' && c != '\t' {
+			t.Fatalf("body holds octet %#x", c)
+		}
+	}
+	if bytes.Contains(head, []byte("\n\n")) {
+		t.Errorf("header section holds an empty line")
+	}
+	if !wireReady(raw) {
+		t.Errorf("the transport would have to dot-stuff the message")
+	}
+}
+
+// FuzzBuild builds mails from fuzzed subjects and bodies and reads them
+// back as a receiver would: the headers stay the headers, and both parts
+// decode to what went in.
+func FuzzBuild(f *testing.F) {
+	f.Add("Please confirm", "Hello,\n.\nbye\n", "<p>Hi</p>")
+	f.Add("Hi\r\nBcc: x@evil.test", "a \r\n\tb\r.c=", "")
+	f.Add(strings.Repeat("Grüße ", 30), strings.Repeat("é", 100), strings.Repeat(" ", 200))
+	f.Fuzz(func(t *testing.T, subject, text, html string) {
+		m := testMessage()
+		m.Subject, m.Text, m.HTML = subject, text, html
+		msg, err := Build(testFrom, m, testDate)
+		if err != nil {
+			t.Fatalf("Build: %v", err)
+		}
+		checkWire(t, msg.Data)
+		pm := parse(t, msg.Data)
+		if got := len(header(pm, "Subject")); got != 1 {
+			t.Fatalf("Subject headers: got %d, want 1", got)
+		}
+		if len(header(pm, "Bcc")) != 0 {
+			t.Fatalf("a Bcc header appeared")
+		}
+		if utf8.ValidString(subject) {
+			got, err := new(mime.WordDecoder).DecodeHeader(pm.Header.Get("Subject"))
+			// A receiver's unfolding may merge the white space around a
+			// fold, and trims the value's ends.
+			if want := strings.Join(strings.Fields(subject), " "); err != nil || strings.Join(strings.Fields(got), " ") != want {
+				t.Errorf("Subject: got %q (%v), want %q", got, err, want)
+			}
+		}
+		parts := decodeParts(t, pm)
+		want := map[string]string{"text/plain": text}
+		if html != "" {
+			want["text/html"] = html
+		}
+		if len(parts) != len(want) {
+			t.Fatalf("got parts %q, want %d", parts, len(want))
+		}
+		for ct, w := range want {
+			got := parts[ct]
+			// Line breaks go out as CRLF; a lone CR is kept.
+			w = strings.ReplaceAll(strings.ReplaceAll(w, "\r\n", "\n"), "\n", "\r\n")
+			if html == "" { // a single part gains a final line break
+				w = strings.TrimSuffix(w, "\r\n") + "\r\n"
+				got = append(bytes.TrimSuffix(got, []byte("\r\n")), "\r\n"...)
+			}
+			if string(got) != w {
+				t.Errorf("%s part:\ngot  %q\nwant %q", ct, got, w)
+			}
+		}
+	})
+}
+
+// decodeParts returns the decoded body of each part of pm by content
+// type: the one part of a single-part mail, or those of a
+// multipart/alternative one. Every part must be quoted-printable.
+func decodeParts(t *testing.T, pm *netmail.Message) map[string][]byte {
+	t.Helper()
+	parts := map[string][]byte{}
+	decode := func(h textproto.MIMEHeader, body io.Reader) {
+		if got := h.Get("Content-Transfer-Encoding"); got != "quoted-printable" {
+			t.Errorf("part encoding: got %q, want quoted-printable", got)
+		}
+		b, err := io.ReadAll(quotedprintable.NewReader(body))
+		if err != nil {
+			t.Fatalf("decoding part: %v", err)
+		}
+		ct, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+		parts[ct] = b
+	}
+	mt, params, err := mime.ParseMediaType(pm.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("Content-Type: %v", err)
+	}
+	if mt != "multipart/alternative" {
+		decode(textproto.MIMEHeader(pm.Header), pm.Body)
+		return parts
+	}
+	mr := multipart.NewReader(pm.Body, params["boundary"])
+	for {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			return parts
+		}
+		if err != nil {
+			t.Fatalf("reading part: %v", err)
+		}
+		decode(p.Header, p)
+	}
+}
+
+func BenchmarkBuild(b *testing.B) {
+	r, _ := newTestRenderer(b)
+	m, err := r.Render(testJob(), testTopics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(testFrom, m, testDate); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
