@@ -587,13 +587,60 @@ func (l *trackingListener) forget(c *trackedConn) {
 	l.mu.Unlock()
 }
 
+// trackedConn is one accepted connection. It holds the server's replies
+// back until the server next reads from the socket, and then sends them
+// in one write: RFC 2920 section 3.2 lets a server group the replies to
+// pipelined commands as long as it sends them before it waits for more
+// input, which is what Postfix does. go-smtp flushes every reply on its
+// own, which cost the load-test sink four writes per mail.
 type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+
+	mu  sync.Mutex
+	out []byte // replies not yet sent
 }
 
+// Write queues p until the next Read or Close.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out = append(c.out, p...)
+	return len(p), nil
+}
+
+// Read sends the queued replies, then reads. go-smtp reads through a
+// bufio.Reader, so Read runs only when every command received so far has
+// been answered.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// flush sends the queued replies in one write, without holding mu while
+// it blocks, so Close from another goroutine is never held up.
+func (c *trackedConn) flush() error {
+	c.mu.Lock()
+	out := c.out
+	c.out = nil
+	c.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(out)
+	return err
+}
+
+// Close sends what is queued, as a server that wrote at once would have,
+// and closes the connection. The queued bytes count as written for the
+// layer above, so they get a deadline of their own: crypto/tls sets the
+// write deadline to now right after queuing its close_notify alert.
 func (c *trackedConn) Close() error {
 	c.once.Do(func() { c.l.forget(c) })
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.flush()
 	return c.Conn.Close()
 }

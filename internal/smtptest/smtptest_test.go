@@ -597,3 +597,38 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Fatal("dial succeeded after Close")
 	}
 }
+
+// TestPipelinedRepliesGrouped: the replies to pipelined commands leave in
+// one write once the server has read all it was sent (RFC 2920 3.2), so
+// one read on the client side gets every one of them.
+func TestPipelinedRepliesGrouped(t *testing.T) {
+	s := Start(t, Options{})
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64<<10)
+	if n, err := c.Read(buf); err != nil || !bytes.HasPrefix(buf[:n], []byte("220 ")) {
+		t.Fatalf("greeting: %q, %v", buf[:n], err)
+	}
+	for round := range 20 {
+		cmds := "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+		if round == 0 {
+			cmds = "EHLO client.example\r\n" + cmds
+		} else {
+			cmds = "Subject: x\r\n\r\nbody\r\n.\r\n" + cmds // the previous mail's content
+		}
+		if _, err := c.Write([]byte(cmds)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:n]); !strings.HasSuffix(got, "\r\n") || !strings.Contains(got, "\r\n354 ") {
+			t.Fatalf("round %d: one read got %q, want every reply up to the 354", round, got)
+		}
+	}
+}
