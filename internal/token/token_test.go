@@ -931,6 +931,7 @@ func TestIssueMatchesLibrary(t *testing.T) {
 				{Subject: "request00000000000000000001", ExpiresAt: clk.Now().Add(72 * time.Hour)},
 				{Subject: "sub-é-😀", Topic: "news", ExpiresAt: clk.Now().Add(time.Minute + 999*time.Millisecond)},
 				{Subject: `quote " and \ backslash <tag>`, Topic: "t&t", ExpiresAt: time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC)},
+				{Subject: "ctl\x01 tab\t sep\u2028 bad\xff", Topic: "\u2029", ExpiresAt: time.Date(2031, 7, 20, 20, 17, 40, 999999999, time.UTC)},
 			} {
 				got, err := iss.Issue(p, c)
 				if err != nil {
