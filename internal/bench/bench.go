@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"optin/internal/smtptest"
 )
 
 const usage = `usage:
@@ -219,14 +217,13 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var srv *smtptest.Server
+	var srv *Sink
 	if *sink != "" {
 		var err error
-		if srv, err = smtptest.New(*sink, smtptest.Options{}); err != nil {
+		if srv, err = NewSink(*sink); err != nil {
 			return err
 		}
 		defer srv.Close()
-		srv.Discard(true)
 	}
 	run := time.Now().UnixNano()
 	addr := func(w, i int) string { return fmt.Sprintf("b%x-%d-%d@bench.example", run, w, i) }
@@ -253,15 +250,12 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	want := int(okCount.Load())
 	dctx, cancel := context.WithTimeout(ctx, *drain)
 	defer cancel()
-	msgs, _ := srv.Wait(dctx, want)
 	var lat []time.Duration
 	seen := map[string]int{}
-	for _, m := range msgs {
-		for _, to := range m.To {
-			seen[to]++
-			if v, ok := acked.Load(to); ok && seen[to] == 1 {
-				lat = append(lat, m.Received.Sub(v.(time.Time)))
-			}
+	for _, d := range srv.Wait(dctx, want) {
+		seen[d.To]++
+		if v, ok := acked.Load(d.To); ok && seen[d.To] == 1 {
+			lat = append(lat, d.At.Sub(v.(time.Time)))
 		}
 	}
 	dups := 0
@@ -282,12 +276,11 @@ func runSink(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	srv, err := smtptest.New(*listen, smtptest.Options{})
+	srv, err := NewSink(*listen)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	srv.Discard(true)
 	fmt.Fprintf(out, "sink listening on %s for %v\n", srv.Addr(), *dur)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -1,5 +1,6 @@
 // Package smtptest provides a real, in-process SMTP server (built on
-// github.com/emersion/go-smtp) for tests and for load-test "SMTP sink" use.
+// github.com/emersion/go-smtp) for tests. (The load tests' sink is
+// internal/bench.Sink.)
 //
 // The server records every accepted message, can require AUTH PLAIN, can
 // offer STARTTLS or implicit TLS (SMTPS), can inject DATA failures with a

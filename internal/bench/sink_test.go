@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"optin/internal/mail"
+)
+
+func startSink(t *testing.T) *Sink {
+	t.Helper()
+	s, err := NewSink("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestSinkTakesPipelinedMail sends through optin's own SMTP transport,
+// which pipelines: every mail arrives once, for its recipient, over one
+// session, including content with dot lines and a line longer than the
+// sink's read buffer.
+func TestSinkTakesPipelinedMail(t *testing.T) {
+	s := startSink(t)
+	host, port, _ := net.SplitHostPort(s.Addr())
+	p, _ := strconv.Atoi(port)
+	tr, err := mail.NewSMTPTransport(mail.SMTPConfig{Host: host, Port: p, TLS: "none", Conns: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const n = 100
+	var msgs []*mail.Outgoing
+	var ms []mail.Message
+	for i := range n {
+		m := mail.Message{To: fmt.Sprintf("r%d@example.com", i), MessageID: fmt.Sprintf("m%d@bench.test", i),
+			Subject: "hello", Text: ".\n..x\nend\n"}
+		if i == 7 {
+			m.Text = strings.Repeat("y ", 50<<10) // one 100 KB line before encoding
+		}
+		msg, err := mail.Build("Bench <bench@example.com>", m, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 9 {
+			msg.Data = append(msg.Data, strings.Repeat("z", 100<<10)+"\r\n"...) // a raw 100 KB line
+		}
+		msgs, ms = append(msgs, msg), append(ms, m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, err := range tr.SendBatch(ctx, msgs, ms) {
+		if err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+	got := s.Wait(ctx, n)
+	if len(got) != n {
+		t.Fatalf("sink has %d deliveries, want %d", len(got), n)
+	}
+	for i, d := range got {
+		if want := fmt.Sprintf("r%d@example.com", i); d.To != want || d.At.IsZero() {
+			t.Errorf("delivery %d: got %+v, want to %s with a time", i, d, want)
+		}
+	}
+	if got := s.Sessions(); got != 1 {
+		t.Errorf("sessions: got %d, want 1", got)
+	}
+}
+
+// TestSinkCommands checks the replies a client can rely on.
+func TestSinkCommands(t *testing.T) {
+	s := startSink(t)
+	c, err := textproto.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expect := func(cmd string, code int) string {
+		t.Helper()
+		if cmd != "" {
+			if err := c.PrintfLine("%s", cmd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, msg, err := c.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("%q: %v", cmd, err)
+		}
+		return msg
+	}
+	expect("", 220)
+	if msg := expect("EHLO client.example", 250); !strings.Contains(msg, "PIPELINING") {
+		t.Errorf("EHLO reply %q offers no PIPELINING", msg)
+	}
+	expect("MAIL FROM:<a@example.com>", 250)
+	expect("DATA", 503) // no recipient yet
+	expect("RCPT TO:<b@example.com>", 250)
+	expect("RSET", 250)
+	expect("MAIL FROM:<a@example.com>", 250)
+	expect("RCPT TO:<c@example.com>", 250)
+	expect("NOOP", 250)
+	expect("VRFY c@example.com", 502)
+	expect("DATA", 354)
+	if err := c.PrintfLine("Subject: x\r\n\r\n..\r\nbody\r\n."); err != nil {
+		t.Fatal(err)
+	}
+	expect("", 250)
+	expect("QUIT", 221)
+	if got := s.Count(); got != 1 {
+		t.Errorf("deliveries: got %d, want 1 (the RSET dropped b@example.com)", got)
+	}
+	if _, err := c.ReadLine(); err == nil {
+		t.Errorf("the session stayed open after QUIT")
+	}
+}
