@@ -313,14 +313,14 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	}
 	ev.Seq = seq + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
-	p = p.Repaired()
-	ev.PersonalDigest = p.Digest()
+	personal, digest := p.Repaired().Encode()
+	ev.PersonalDigest = digest
 	ev.Seal(prev)
 	key := u64(ev.Seq)
 	if err := put(tx, bucketLedger, key, ev); err != nil {
 		return err
 	}
-	if err := put(tx, bucketPersonal, key, p); err != nil {
+	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {
 		return err
 	}
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {

@@ -66,7 +66,21 @@ type Personal struct {
 }
 
 // Digest returns the hex SHA-256 of p's JSON encoding.
-func (p Personal) Digest() string { return sha256Hex(p) }
+func (p Personal) Digest() string {
+	_, d := p.Encode()
+	return d
+}
+
+// Encode returns p's JSON encoding, which is what the store keeps, and its
+// digest, so a writer encodes p once for both.
+func (p Personal) Encode() (data []byte, digest string) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // a struct of strings always encodes
+	}
+	sum := sha256.Sum256(data)
+	return data, hex.EncodeToString(sum[:])
+}
 
 // ComputeHash returns the hash of e: SHA-256 over its JSON encoding with
 // the Hash field empty. Prev must already be set.

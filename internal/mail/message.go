@@ -111,7 +111,8 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 	if name == "" {
 		name = l.T("mail.hello_anonymous")
 	}
-	data := map[string]any{"L": l, "Name": name, "Topics": topics, "Sender": r.sender, "PostalAddress": r.postal}
+	data := make(map[string]any, 12) // room for the per-kind values too
+	data["L"], data["Name"], data["Topics"], data["Sender"], data["PostalAddress"] = l, name, topics, r.sender, r.postal
 	m := Message{To: job.To, MessageID: job.MessageID}
 	var err error
 	switch job.Kind {
