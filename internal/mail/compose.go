@@ -3,10 +3,10 @@ package mail
 import (
 	"errors"
 	"fmt"
-	"mime"
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outgoing is a built mail, ready for a transport: its SMTP envelope and
@@ -29,9 +29,9 @@ const boundary = "=_optin-alternative"
 
 // Build turns m into an Outgoing mail from the given sender, dated date.
 // Every header value that could carry outside input is encoded (RFC 2047)
-// when it holds anything but printable ASCII, so CR and LF never reach
-// the header section raw (R20); the List-Unsubscribe URL is checked
-// instead, as it must stay readable. The text part and the HTML part
+// when it holds anything but printable ASCII or is too long to fold, so
+// CR and LF never reach the header section raw (R20); the
+// List-Unsubscribe URL is checked instead, as it must stay readable. The text part and the HTML part
 // (when m has one; then the mail is multipart/alternative) are
 // quoted-printable with lines of at most 76 characters. Build replaced
 // go-mail's message writer, which was a fifth of the outbox's CPU.
@@ -44,7 +44,8 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mail: to: %w", err)
 	}
-	if !printableASCII(m.MessageID) || m.MessageID == "" || strings.ContainsAny(m.MessageID, "<> ") {
+	if !printableASCII(m.MessageID) || m.MessageID == "" || len(m.MessageID) > 250 ||
+		strings.ContainsAny(m.MessageID, "<> ") {
 		return nil, errors.New("mail: unsafe Message-ID")
 	}
 	o := &Outgoing{From: angle(sender.Address), To: angle(rcpt.Address)}
@@ -53,6 +54,9 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	// carry; they go out as they are, but never with a control character.
 	if hasControl(fromHeader) || hasControl(o.To) {
 		return nil, errors.New("mail: control character in an address")
+	}
+	if len(fromHeader) > 900 || len(o.To) > 900 {
+		return nil, errors.New("mail: address too long for a header line")
 	}
 	b := make([]byte, 0, 1024+len(m.Text)*11/10+len(m.HTML)*11/10)
 	b = appendHeader(b, "Date", date.Format(time.RFC1123Z))
@@ -128,19 +132,76 @@ func hasControl(s string) bool {
 // recommends 78; 998 is the limit).
 const maxHeaderLine = 78
 
-// appendHeader appends the header field name: value. A value with
-// anything but printable ASCII is Q-encoded as UTF-8 (RFC 2047) first.
+// appendHeader appends the header field name: value. A value that holds
+// anything but printable ASCII, or that might not fold into lines of at
+// most 998 octets, goes out as RFC 2047 encoded words (UTF-8, Q), which
+// hold no raw space or control character and fold into lines of at most
+// 76.
 func appendHeader(b []byte, name, value string) []byte {
-	if !printableASCII(value) {
-		value = mime.QEncoding.Encode("UTF-8", value)
+	if !printableASCII(value) || len(name)+2+len(value) > 998 {
+		value = encodeWords(value, 76-len(name)-2)
 	}
 	return appendFolded(b, name, value)
 }
 
-// appendFolded appends the header field name: value, folded at the
-// value's spaces where a line would grow past maxHeaderLine, so unfolding
-// gives back the value (RFC 5322 2.2.3). value must hold no control
-// character.
+// encodeWords returns s as RFC 2047 encoded words in UTF-8 and the Q
+// encoding, separated by single spaces: each at most 75 characters long
+// (the first at most first), split only between characters (RFC 2047 2,
+// 5). Letters, digits and !*+-/ stand for themselves, a space is "_",
+// every other byte is =XX.
+func encodeWords(s string, first int) string {
+	const hex = "0123456789ABCDEF"
+	const prefix, suffix = "=?UTF-8?q?", "?="
+	var b strings.Builder
+	limit, n, open := first, 0, false // n: length of the open word
+	for i := 0; i < len(s); {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		width := 0
+		for _, c := range []byte(s[i : i+size]) {
+			if qWordLiteral(c) {
+				width++
+			} else {
+				width += 3
+			}
+		}
+		if !open || n+width+len(suffix) > limit {
+			if open {
+				b.WriteString(suffix + " ")
+				limit = 75
+			}
+			b.WriteString(prefix)
+			n, open = len(prefix), true
+		}
+		for _, c := range []byte(s[i : i+size]) {
+			switch {
+			case c == ' ':
+				b.WriteByte('_')
+			case qWordLiteral(c):
+				b.WriteByte(c)
+			default:
+				b.Write([]byte{'=', hex[c>>4], hex[c&0x0f]})
+			}
+		}
+		n += width
+		i += size
+	}
+	if open {
+		b.WriteString(suffix)
+	}
+	return b.String()
+}
+
+// qWordLiteral reports whether c may stand for itself in a Q-encoded
+// word anywhere in a header (RFC 2047 5 (3)); a space becomes "_".
+func qWordLiteral(c byte) bool {
+	return c == ' ' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '!' || c == '*' || c == '+' || c == '-' || c == '/'
+}
+
+// appendFolded appends the header field name: value, folded where a line
+// would grow past maxHeaderLine: before a space that precedes a word, so
+// no line holds white space alone (RFC 5322 3.2.2) and unfolding gives
+// back the value (2.2.3). value must hold no control character.
 func appendFolded(b []byte, name, value string) []byte {
 	b = append(b, name...)
 	b = append(b, ": "...)
@@ -148,9 +209,7 @@ func appendFolded(b []byte, name, value string) []byte {
 	for first := true; ; first = false {
 		word, rest, more := cutSpace(value)
 		if !first {
-			// Fold before the space unless the line holds nothing but it
-			// (a line of white space alone is not allowed).
-			if n+1+len(word) > maxHeaderLine && n > 1 {
+			if word != "" && n+1+len(word) > maxHeaderLine {
 				b = append(b, "\r\n"...)
 				n = 0
 			}

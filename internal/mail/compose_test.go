@@ -42,7 +42,12 @@ func TestBuildFoldsLongHeaders(t *testing.T) {
 	for _, subject := range []string{
 		strings.Repeat("word ", 40) + "end",
 		strings.Repeat("Grüße ", 30),
-		strings.Repeat("x", 150), // no space to fold at: one long line, still below 998
+		strings.Repeat("x", 150),            // no space to fold at: one long line, well below 998
+		strings.Repeat("x", 69) + " ",       // a trailing space just past the fold point
+		"a" + strings.Repeat(" ", 97) + "b", // a run of spaces across the fold point
+		strings.Repeat("x", 1200),           // too long for one line: encoded words
+		"\t" + strings.Repeat("y", 1200),
+		strings.Repeat("word ", 300),
 	} {
 		m := testMessage()
 		m.Subject = subject
@@ -69,6 +74,7 @@ func TestBuildRefusesUnsafeValues(t *testing.T) {
 		"message id with CRLF": func(m *Message) { m.MessageID = "a@b\r\nBcc: x@evil.test" },
 		"message id with >":    func(m *Message) { m.MessageID = "a@b>" },
 		"empty message id":     func(m *Message) { m.MessageID = "" },
+		"long message id":      func(m *Message) { m.MessageID = strings.Repeat("a", 1000) + "@b" },
 		"to with a name":       func(m *Message) { m.To = "Ada <ada@example.com>, x@evil.test" },
 	} {
 		m := testMessage()
@@ -80,8 +86,10 @@ func TestBuildRefusesUnsafeValues(t *testing.T) {
 }
 
 // checkWire checks what every built message must be on the wire: lines
-// end in CRLF, none is longer than 998 octets, none starts with a dot,
-// and the body is 7-bit: the transport can send it as it is.
+// end in CRLF, none is longer than 998 octets, none starts with a dot, no
+// header line holds white space alone, and the body is 7-bit
+// quoted-printable text in lines of at most 76 characters that do not end
+// in white space: the transport can send it as it is.
 func checkWire(t *testing.T, raw []byte) {
 	t.Helper()
 	if !bytes.HasSuffix(raw, []byte("\r\n")) {
@@ -98,13 +106,20 @@ func checkWire(t *testing.T, raw []byte) {
 			t.Errorf("line %d starts with a dot: %q", i, line)
 		}
 	}
-	for _, c := range body {
-		if c > '~' || c < ' ' && c != '\r' && c != '\n' && c != '\t' {
-			t.Fatalf("body holds octet %#x", c)
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		if len(bytes.Trim(line, " \t")) == 0 {
+			t.Errorf("header line of white space alone: %q", line)
 		}
 	}
-	if bytes.Contains(head, []byte("\n\n")) {
-		t.Errorf("header section holds an empty line")
+	for _, line := range bytes.Split(body, []byte("\r\n")) {
+		if len(line) > 76 || bytes.HasSuffix(line, []byte(" ")) || bytes.HasSuffix(line, []byte("\t")) {
+			t.Errorf("body line breaks quoted-printable's rules: %q", line)
+		}
+		for _, c := range line {
+			if c > '~' || c < ' ' && c != '\t' {
+				t.Fatalf("body holds octet %#x", c)
+			}
+		}
 	}
 	if !wireReady(raw) {
 		t.Errorf("the transport would have to dot-stuff the message")
@@ -212,6 +227,25 @@ func BenchmarkBuild(b *testing.B) {
 	for b.Loop() {
 		if _, err := Build(testFrom, m, testDate); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestEncodeWords(t *testing.T) {
+	for _, s := range []string{"", "a", "Grüße aus Köln", strings.Repeat("é", 100), "a_b=c?d \t\x00\xff", strings.Repeat("x", 300)} {
+		enc := encodeWords(s, 20)
+		for i, w := range strings.Split(enc, " ") {
+			limit := 75
+			if i == 0 {
+				limit = 20
+			}
+			if len(w) > limit {
+				t.Errorf("encodeWords(%q): word %d is %d long, want at most %d", s, i, len(w), limit)
+			}
+		}
+		got, err := new(mime.WordDecoder).DecodeHeader(enc)
+		if err != nil || got != s {
+			t.Errorf("encodeWords(%q) = %q decodes to %q (%v)", s, enc, got, err)
 		}
 	}
 }
