@@ -179,11 +179,7 @@ func (p *pipeliner) flush(ctx context.Context) error {
 	if len(p.out) == 0 {
 		return nil
 	}
-	timeout := p.timeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
-	if err := p.sc.UpdateDeadline(timeout); err != nil {
+	if err := p.sc.UpdateDeadline(commandTimeout(ctx, p.timeout)); err != nil {
 		return err
 	}
 	w := p.sc.Text.W
@@ -191,6 +187,15 @@ func (p *pipeliner) flush(ctx context.Context) error {
 		return err
 	}
 	return w.Flush()
+}
+
+// commandTimeout is how long the next command and its reply may take:
+// timeout, but not past ctx's deadline.
+func commandTimeout(ctx context.Context, timeout time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	return timeout
 }
 
 func (p *pipeliner) appendEnvelope(b []byte, msg *Outgoing) []byte {

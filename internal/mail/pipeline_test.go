@@ -37,7 +37,10 @@ func TestSMTPTransportBatch(t *testing.T) {
 
 			// Build never writes a line that starts with a dot; the
 			// transport must still stuff one in whatever it is handed.
-			dotted := "Subject: dots\r\n\r\nHello,\r\n.\r\n..two dots\r\n.leading dot\r\nend.\r\n"
+			// A lone CR counts as a line break on both paths, so it
+			// cannot hide a dot line from a relay that reads it as one.
+			dotted := "Subject: dots\r\n\r\nHello,\r\n.\r\n..two dots\r\n.leading dot\r\nlone\r.CR\r\nend.\r\n"
+			arrived := strings.Replace(dotted, "lone\r.CR", "lone\r\n.CR", 1)
 			cases := []struct {
 				to, data      string
 				wantSent      bool
@@ -96,8 +99,8 @@ func TestSMTPTransportBatch(t *testing.T) {
 			if got := srv.Sessions(); got != 1 {
 				t.Errorf("SMTP sessions: got %d, want 1", got)
 			}
-			if string(got[0].Data) != dotted {
-				t.Errorf("the mail with dotted lines arrived changed:\ngot  %q\nwant %q", got[0].Data, dotted)
+			if string(got[0].Data) != arrived {
+				t.Errorf("the mail with dotted lines arrived changed:\ngot  %q\nwant %q", got[0].Data, arrived)
 			}
 			if id := wantIDs[1]; !bytes.Contains(got[1].Data, []byte("Message-ID: <"+id+">")) {
 				t.Errorf("received mail 1 lacks Message-ID %s", id)
@@ -250,34 +253,63 @@ func TestSMTPTransportSessionDropsMidBatch(t *testing.T) {
 // batch's time limit, the transport stops at the limit, and what it did
 // not send is a temporary failure.
 func TestSMTPTransportSlowRelayStopsAtDeadline(t *testing.T) {
-	srv := smtptest.Start(t, smtptest.Options{})
-	srv.SlowData(150 * time.Millisecond)
-	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1})
-	msgs, ms := testBatch(t, "slow", 10, func(i int) string { return fmt.Sprintf("s%d@example.com", i) })
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	errs := tr.SendBatch(ctx, msgs, ms)
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("SendBatch took %v with a 500ms limit", took)
-	}
-	sent := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			sent++
-		case errors.Is(err, ErrPermanent):
-			t.Errorf("mail %d: got a permanent failure %v, want a temporary one", i, err)
+	for _, noPipelining := range []bool{false, true} {
+		srv := smtptest.Start(t, smtptest.Options{})
+		srv.SlowData(150 * time.Millisecond)
+		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1, noPipelining: noPipelining})
+		msgs, ms := testBatch(t, "slow", 10, func(i int) string { return fmt.Sprintf("s%d@example.com", i) })
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		start := time.Now()
+		errs := tr.SendBatch(ctx, msgs, ms)
+		cancel()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("noPipelining=%v: SendBatch took %v with a 500ms limit", noPipelining, took)
+		}
+		sent := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				sent++
+			case errors.Is(err, ErrPermanent):
+				t.Errorf("noPipelining=%v: mail %d: got a permanent failure %v, want a temporary one", noPipelining, i, err)
+			}
+		}
+		if sent == 0 || sent == len(msgs) {
+			t.Errorf("noPipelining=%v: %d of %d sent within the limit, want some but not all", noPipelining, sent, len(msgs))
+		}
+		// The mail in flight at the limit may still arrive (at least once).
+		srv.SlowData(0)
+		time.Sleep(200 * time.Millisecond)
+		if got := srv.Count(); got < sent || got > sent+1 {
+			t.Errorf("noPipelining=%v: the relay has %d mails, the transport reported %d sent", noPipelining, got, sent)
 		}
 	}
-	if sent == 0 || sent == len(msgs) {
-		t.Errorf("%d of %d sent within the limit, want some but not all", sent, len(msgs))
-	}
-	// The mail in flight at the limit may still arrive (at least once).
-	srv.SlowData(0)
-	time.Sleep(200 * time.Millisecond)
-	if got := srv.Count(); got < sent || got > sent+1 {
-		t.Errorf("the relay has %d mails, the transport reported %d sent", got, sent)
+}
+
+// TestSMTPTransportIdleSessionKeepsWorking: a pooled session idle for
+// longer than the command timeout, and a batch that takes longer than
+// it, still go out on the one session: each exchange gets the timeout
+// anew.
+func TestSMTPTransportIdleSessionKeepsWorking(t *testing.T) {
+	for _, noPipelining := range []bool{false, true} {
+		srv := smtptest.Start(t, smtptest.Options{})
+		srv.SlowData(40 * time.Millisecond)
+		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
+			Timeout: 300 * time.Millisecond, noPipelining: noPipelining})
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		for round := range 2 {
+			msgs, ms := testBatch(t, fmt.Sprintf("idle%d-", round), 10, func(int) string { return "ada@example.com" })
+			for i, err := range tr.SendBatch(ctx, msgs, ms) { // 10 x 40 ms: longer than the timeout
+				if err != nil {
+					t.Errorf("noPipelining=%v: round %d, mail %d: %v", noPipelining, round, i, err)
+				}
+			}
+			time.Sleep(400 * time.Millisecond)
+		}
+		cancel()
+		if got := srv.Sessions(); got != 1 {
+			t.Errorf("noPipelining=%v: SMTP sessions: got %d, want 1", noPipelining, got)
+		}
 	}
 }
 

@@ -236,7 +236,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 		if pc.pipe != nil {
 			berrs, broken = pc.pipe.send(ctx, batch)
 		} else {
-			berrs, broken = t.sendOneByOne(pc.sc, batch)
+			berrs, broken = t.sendOneByOne(ctx, pc.sc, batch)
 		}
 		var again []int
 		for k, i := range todo {
@@ -256,10 +256,27 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 
 // sendOneByOne sends msgs one command at a time, for relays without
 // PIPELINING, and classifies the outcome like pipeliner.send. A refused
-// mail is followed by RSET, so the session stays usable.
-func (t *SMTPTransport) sendOneByOne(sc *smtp.Client, msgs []*Outgoing) (errs []error, broken bool) {
+// mail is followed by RSET, so the session stays usable. Each mail gets
+// the command timeout anew, bounded by ctx's deadline; once ctx is done
+// no further mail is begun.
+func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs []*Outgoing) (errs []error, broken bool) {
 	errs = make([]error, len(msgs))
+	lost := func(from int, err error) ([]error, bool) {
+		for j := from; j < len(msgs); j++ {
+			errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
+		}
+		return errs, true
+	}
 	for i, msg := range msgs {
+		if err := ctx.Err(); err != nil {
+			for j := i; j < len(msgs); j++ {
+				errs[j] = fmt.Errorf("mail: send: %w", err)
+			}
+			return errs, false
+		}
+		if err := sc.UpdateDeadline(commandTimeout(ctx, t.cfg.Timeout)); err != nil {
+			return lost(i, err)
+		}
 		step, err := "MAIL FROM", sc.Mail(msg.From)
 		if err == nil {
 			step, err = "RCPT TO", sc.Rcpt(msg.To)
@@ -271,37 +288,37 @@ func (t *SMTPTransport) sendOneByOne(sc *smtp.Client, msgs []*Outgoing) (errs []
 		case err == nil:
 			continue
 		case isIO(err):
-			errs[i] = fmt.Errorf("%w: %w", errSessionLost, err)
-			for j := i + 1; j < len(msgs); j++ {
-				errs[j] = errs[i]
-			}
-			return errs, true
+			return lost(i, err)
 		case step == "MAIL FROM":
 			errs[i] = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup: temporary
 		default:
 			errs[i] = classify(step, err)
 		}
 		if err := sc.Reset(); err != nil {
-			for j := i + 1; j < len(msgs); j++ {
-				errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
-			}
-			return errs, true
+			return lost(i+1, err)
 		}
 	}
 	return errs, false
 }
 
-// sendData sends DATA, then data dot-stuffed (by textproto), and reads the
-// relay's verdict.
+// sendData sends DATA, then data stuffed by appendDotStuffed as on the
+// pipelined path (textproto's DotWriter would let a lone CR through), and
+// reads the relay's verdict.
 func sendData(sc *smtp.Client, data []byte) error {
-	w, err := sc.Data()
-	if err != nil {
+	if err := sc.Text.PrintfLine("DATA"); err != nil {
 		return err
 	}
-	if _, err := w.Write(data); err != nil {
+	if _, _, err := sc.Text.ReadResponse(354); err != nil {
 		return err
 	}
-	return w.Close()
+	if _, err := sc.Text.W.Write(appendDotStuffed(nil, data)); err != nil {
+		return err
+	}
+	if err := sc.Text.W.Flush(); err != nil {
+		return err
+	}
+	_, _, err := sc.Text.ReadResponse(250)
+	return err
 }
 
 // drop closes the session's socket without waiting for the relay.
