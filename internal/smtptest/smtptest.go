@@ -252,8 +252,8 @@ func (s *Server) DropOnMail(n int) {
 	s.dropIn = max(n, 0)
 }
 
-// SlowData makes every DATA take d before its reply, as a relay that
-// filters content before queueing it.
+// SlowData makes every DATA take d between the end of the content and
+// the final reply, as a relay that filters content before queueing it.
 func (s *Server) SlowData(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -507,9 +507,6 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
-	if d := ss.s.dataDelay(); d > 0 {
-		time.Sleep(d)
-	}
 	var data []byte
 	if ss.s.discard.Load() {
 		if _, err := io.Copy(io.Discard, r); err != nil {
@@ -520,6 +517,11 @@ func (ss *session) Data(r io.Reader) error {
 		if data, err = io.ReadAll(r); err != nil {
 			return err
 		}
+	}
+	// The content is all read (and the 354 sent) before the delay, so
+	// the client waits for the final reply, as with a filtering relay.
+	if d := ss.s.dataDelay(); d > 0 {
+		time.Sleep(d)
 	}
 	return ss.s.record(ss.from, slices.Clone(ss.to), data)
 }
