@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -14,63 +15,131 @@ import (
 // a subscriber left with nothing (no subscription, no open request) is
 // deleted with its parked mail and the personal records of its ledger
 // events: an address that never confirmed is not kept. While a "not me"
-// block lasts, its request and subscriber wait for a later sweep. It returns the number of
-// requests deleted. Work is done in chunks so writers are not held up.
+// block lasts, its request and subscriber wait for a later sweep. It
+// returns the number of requests deleted.
+//
+// The requests are read in read transactions of at most sweepScan
+// records, which run beside the writer; only the deletions go through
+// the serial commit, sweepChunk at a time, each request checked again
+// there. (Reading every request inside one write transaction held every
+// signup up for 1.5 s at 580,000 requests.)
 func (db *DB) SweepRequests(ctx context.Context, retention time.Duration) (int, error) {
+	return db.sweep(ctx, retention, sweepScan, sweepChunk)
+}
+
+// sweepScan bounds the requests one read transaction of the sweep reads,
+// so it never holds back a remap of the growing file for long; sweepChunk
+// bounds the requests one write transaction deletes.
+const sweepScan, sweepChunk = 10000, 500
+
+// sweep is SweepRequests reading scan requests per read transaction and
+// deleting up to chunk per write transaction.
+func (db *DB) sweep(ctx context.Context, retention time.Duration, scan, chunk int) (int, error) {
 	total := 0
+	var after []byte // the last request key read; nil: from the start
 	for {
-		n, more, err := db.sweepChunk(retention, 500)
-		total += n
-		if err != nil || !more {
+		ids, next, err := db.sweepCandidates(after, retention, scan)
+		if err != nil {
 			return total, err
+		}
+		for len(ids) > 0 {
+			part := ids[:min(len(ids), chunk)]
+			ids = ids[len(part):]
+			n, err := db.sweepDelete(part, retention)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		if next == nil {
+			return total, nil
 		}
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
+		after = next
 	}
 }
 
-func (db *DB) sweepChunk(retention time.Duration, limit int) (n int, more bool, err error) {
-	err = db.update(func(tx *bbolt.Tx) error {
-		n, more = 0, false
+// sweepCandidates reads up to scan requests after the key after and
+// returns the ids of those to delete, and the last key read (nil when the
+// bucket ended).
+func (db *DB) sweepCandidates(after []byte, retention time.Duration, scan int) (ids [][]byte, next []byte, err error) {
+	err = db.view(func(tx *bbolt.Tx) error {
 		now := db.Now()
-		var doomed []consent.Request
-		err := tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
-			if len(doomed) == limit {
-				more = true
+		c := tx.Bucket(bucketRequests).Cursor()
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		var last []byte
+		for read := 0; k != nil; k, v = c.Next() {
+			if read == scan {
+				next = bytes.Clone(last)
 				return nil
 			}
+			read++
+			last = k
 			var r consent.Request
 			if err := decode(v, &r); err != nil {
 				return err
 			}
-			if now.Sub(r.Expires) <= retention {
-				return nil
-			}
-			// A "not me" block keeps the request, and with it the
-			// subscriber, until the block ends; the sweep after that
-			// forgets both.
-			var sub consent.Subscriber
-			if ok, err := get(tx, bucketSubscribers, []byte(r.Subscriber), &sub); err != nil {
+			if ok, err := expired(tx, &r, now, retention); err != nil {
 				return err
-			} else if ok && now.Before(sub.BlockedUntil) {
-				return nil
+			} else if ok {
+				ids = append(ids, bytes.Clone(k))
 			}
-			doomed = append(doomed, r)
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		for _, r := range doomed {
+		return nil
+	})
+	return ids, next, err
+}
+
+// sweepDelete deletes the requests ids that are still to be swept.
+func (db *DB) sweepDelete(ids [][]byte, retention time.Duration) (n int, err error) {
+	err = db.update(func(tx *bbolt.Tx) error {
+		n = 0
+		now := db.Now()
+		for _, id := range ids {
+			var r consent.Request
+			if ok, err := get(tx, bucketRequests, id, &r); err != nil {
+				return err
+			} else if !ok {
+				continue // gone since it was read
+			}
+			if ok, err := expired(tx, &r, now, retention); err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := db.dropRequest(tx, r, now); err != nil {
 				return err
 			}
+			n++
 		}
-		n = len(doomed)
 		return nil
 	})
-	return n, more, err
+	return n, err
+}
+
+// expired reports whether r is to be swept at now: its link expired more
+// than retention ago and no "not me" block keeps it. Such a block keeps
+// the request, and with it the subscriber, until the block ends; the
+// sweep after that forgets both.
+func expired(tx *bbolt.Tx, r *consent.Request, now time.Time, retention time.Duration) (bool, error) {
+	if now.Sub(r.Expires) <= retention {
+		return false, nil
+	}
+	var sub consent.Subscriber
+	if ok, err := get(tx, bucketSubscribers, []byte(r.Subscriber), &sub); err != nil {
+		return false, err
+	} else if ok && now.Before(sub.BlockedUntil) {
+		return false, nil
+	}
+	return true, nil
 }
 
 func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error {

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -110,5 +111,42 @@ func TestSweepAfterNotMe(t *testing.T) {
 	}
 	if _, parked, _ := db.OutboxDepth(ctx); parked != 0 {
 		t.Errorf("parked mails: got %d, want 0 (they hold the address)", parked)
+	}
+}
+
+// TestSweepInSmallSteps: reading a few requests per read transaction and
+// deleting a few per write transaction sweeps the same requests as one
+// pass: none is skipped at a step's edge, and a request gone since it was
+// read is not counted again.
+func TestSweepInSmallSteps(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, advance := openClockedDB(t)
+	var addrs []consent.Address
+	for i := range 7 {
+		a, _ := consent.ParseAddress(fmt.Sprintf("p%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, a)
+	}
+	retention := 7 * 24 * time.Hour
+	advance(72*time.Hour + retention + time.Minute)
+	ids, _, err := db.sweepCandidates(nil, retention, 100)
+	if err != nil || len(ids) != 7 {
+		t.Fatalf("candidates: got %d (%v), want 7", len(ids), err)
+	}
+	if n, err := db.sweepDelete(ids[:1], retention); err != nil || n != 1 {
+		t.Fatalf("sweepDelete of one: got %d (%v), want 1", n, err)
+	}
+	if n, err := db.sweepDelete(ids[:1], retention); err != nil || n != 0 {
+		t.Errorf("sweepDelete of a swept request: got %d (%v), want 0", n, err)
+	}
+	if n, err := db.sweep(ctx, retention, 2, 2); err != nil || n != 6 {
+		t.Fatalf("sweep in steps of 2: got %d (%v), want 6", n, err)
+	}
+	for _, a := range addrs {
+		if _, err := db.SubscriberByAddress(ctx, a); consent.ErrorCode(err) != consent.ENotFound {
+			t.Errorf("%s after the sweep: got %v, want not found", a.Addr, err)
+		}
 	}
 }
