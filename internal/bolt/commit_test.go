@@ -125,3 +125,36 @@ func TestRetryJobSurvivesRerun(t *testing.T) {
 		}
 	}
 }
+
+// TestGather: without a wait, a batch is the calls already queued; with
+// one, calls arriving within it join, and the batch closes when it ends.
+func TestGather(t *testing.T) {
+	newCall := func() *call { return &call{done: make(chan error, 1)} }
+	calls := make(chan *call, 10)
+	calls <- newCall()
+	calls <- newCall()
+	if got := gather(newCall(), calls, 0); len(got) != 3 {
+		t.Errorf("no wait: got %d calls, want the first and the 2 queued", len(got))
+	}
+
+	go func() {
+		for range 3 {
+			time.Sleep(5 * time.Millisecond)
+			calls <- newCall()
+		}
+	}()
+	start := time.Now()
+	got := gather(newCall(), calls, 200*time.Millisecond)
+	if took := time.Since(start); len(got) != 4 || took < 200*time.Millisecond {
+		t.Errorf("200ms wait: got %d calls after %v, want 4 after the whole wait", len(got), took)
+	}
+
+	full := make(chan *call, maxBatch)
+	for range maxBatch {
+		full <- newCall()
+	}
+	start = time.Now()
+	if got := gather(newCall(), full, time.Minute); len(got) != maxBatch || time.Since(start) > time.Second {
+		t.Errorf("full channel: got %d calls after %v, want %d at once", len(got), time.Since(start), maxBatch)
+	}
+}

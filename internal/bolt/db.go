@@ -177,6 +177,21 @@ func (db *DB) MessageID() string { return db.ID() + "@" + db.domain }
 // maxBatch caps how many write calls share one transaction.
 const maxBatch = 512
 
+// Under load, when the last transaction carried at least gatherFrom
+// calls, the committer waits up to gatherWait after the first call of the
+// next one for more to join it. A commit costs two fdatasyncs and a write
+// of every page it touched, whether it carries 30 calls or 60. At an
+// offered 10,000 signups/s with mail, over 60 s on two cores, gathering
+// cut optin's CPU per signup with its mail from 141-143 us to 125-127 us
+// and the mail p99 from 2.0-3.1 s to 0.61-0.79 s; the price is up to 2 ms
+// more per signup under load, which 64 closed-loop clients feel (signups
+// alone 10,000-10,500/s instead of 11,800-13,200). Below that load a call
+// is committed at once.
+const (
+	gatherFrom = 24
+	gatherWait = 2 * time.Millisecond
+)
+
 // call is one write waiting for the committer.
 type call struct {
 	fn   func(tx *bbolt.Tx) error
@@ -189,7 +204,8 @@ type call struct {
 // Writes go through one committer goroutine that practises group commit:
 // it takes every call waiting at that moment and runs them in one
 // transaction, so concurrent callers share one fsync, while a lone call is
-// committed at once with no added delay. Like bbolt's Batch, fn may run
+// committed at once with no added delay; under load it gathers calls for
+// up to gatherWait (see gather). Like bbolt's Batch, fn may run
 // more than once (when another call in its batch fails), so it must only
 // change state through tx and set its results afresh on every run.
 func (db *DB) update(fn func(tx *bbolt.Tx) error) error {
@@ -205,6 +221,7 @@ func (db *DB) update(fn func(tx *bbolt.Tx) error) error {
 // committer runs batches of writes until Close.
 func (db *DB) committer() {
 	defer close(db.committed)
+	last := 0 // calls in the last transaction
 	for {
 		var first *call
 		select {
@@ -212,18 +229,45 @@ func (db *DB) committer() {
 		case <-db.closing:
 			return
 		}
-		batch := []*call{first}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case c := <-db.calls:
-				batch = append(batch, c)
-			default:
-				break fill
-			}
+		wait := time.Duration(0)
+		if last >= gatherFrom {
+			wait = gatherWait
 		}
+		batch := gather(first, db.calls, wait)
+		last = len(batch)
 		db.commit(batch)
 	}
+}
+
+// gather returns first and the calls that follow it on calls: those
+// already waiting, and with wait > 0 those that arrive within wait after
+// first, up to maxBatch.
+func gather(first *call, calls <-chan *call, wait time.Duration) []*call {
+	batch := []*call{first}
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for len(batch) < maxBatch {
+		select {
+		case c := <-calls:
+			batch = append(batch, c)
+			continue
+		default:
+		}
+		if timeout == nil {
+			break
+		}
+		select {
+		case c := <-calls:
+			batch = append(batch, c)
+		case <-timeout:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit runs batch in one transaction and answers every call. When a call
