@@ -150,9 +150,8 @@ func appendHeader(b []byte, name, value string) []byte {
 // 5). Letters, digits and !*+-/ stand for themselves, a space is "_",
 // every other byte is =XX.
 func encodeWords(s string, first int) string {
-	const hex = "0123456789ABCDEF"
 	const prefix, suffix = "=?UTF-8?q?", "?="
-	var b strings.Builder
+	var b []byte
 	limit, n, open := first, 0, false // n: length of the open word
 	for i := 0; i < len(s); {
 		_, size := utf8.DecodeRuneInString(s[i:])
@@ -166,29 +165,37 @@ func encodeWords(s string, first int) string {
 		}
 		if !open || n+width+len(suffix) > limit {
 			if open {
-				b.WriteString(suffix + " ")
+				b = append(b, suffix+" "...)
 				limit = 75
 			}
-			b.WriteString(prefix)
+			b = append(b, prefix...)
 			n, open = len(prefix), true
 		}
 		for _, c := range []byte(s[i : i+size]) {
 			switch {
 			case c == ' ':
-				b.WriteByte('_')
+				b = append(b, '_')
 			case qWordLiteral(c):
-				b.WriteByte(c)
+				b = append(b, c)
 			default:
-				b.Write([]byte{'=', hex[c>>4], hex[c&0x0f]})
+				b = appendEscape(b, c)
 			}
 		}
 		n += width
 		i += size
 	}
 	if open {
-		b.WriteString(suffix)
+		b = append(b, suffix...)
 	}
-	return b.String()
+	return string(b)
+}
+
+// appendEscape appends c as "=" and two upper-case hex digits, the escape
+// of both quoted-printable (RFC 2045 6.7) and the Q encoding (RFC 2047
+// 4.2).
+func appendEscape(b []byte, c byte) []byte {
+	const hex = "0123456789ABCDEF"
+	return append(b, '=', hex[c>>4], hex[c&0x0f])
 }
 
 // qWordLiteral reports whether c may stand for itself in a Q-encoded
@@ -245,7 +252,6 @@ const maxQPLine = 76
 // ASCII, space or tab before a line end), a dot that starts a line is
 // encoded, so the result never needs SMTP dot-stuffing.
 func appendQuotedPrintable(b []byte, s string) []byte {
-	const hex = "0123456789ABCDEF"
 	n := 0 // length of the current output line
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -291,7 +297,7 @@ func appendQuotedPrintable(b []byte, s string) []byte {
 		if literal {
 			b = append(b, c)
 		} else {
-			b = append(b, '=', hex[c>>4], hex[c&0x0f])
+			b = appendEscape(b, c)
 		}
 		n += width
 		i++

@@ -51,21 +51,13 @@ func (p *pipeliner) send(ctx context.Context, msgs []*Outgoing) (errs []error, b
 			i++
 		}
 		if i < len(msgs) && ctx.Err() != nil {
-			for j := i; j < len(msgs); j++ {
-				if errs[j] == nil {
-					errs[j] = fmt.Errorf("mail: send: %w", ctx.Err())
-				}
-			}
+			failRest(errs, i, fmt.Errorf("mail: send: %w", ctx.Err()))
 			return len(msgs)
 		}
 		return i
 	}
 	lost := func(from int, err error) ([]error, bool) {
-		for j := from; j < len(msgs); j++ {
-			if errs[j] == nil {
-				errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
-			}
-		}
+		failRest(errs, from, fmt.Errorf("%w: %w", errSessionLost, err))
 		return errs, true
 	}
 
@@ -187,6 +179,16 @@ func (p *pipeliner) flush(ctx context.Context) error {
 		return err
 	}
 	return w.Flush()
+}
+
+// failRest gives err to every message from from on that has no outcome
+// yet.
+func failRest(errs []error, from int, err error) {
+	for j := from; j < len(errs); j++ {
+		if errs[j] == nil {
+			errs[j] = err
+		}
+	}
 }
 
 // commandTimeout is how long the next command and its reply may take:

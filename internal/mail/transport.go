@@ -262,16 +262,12 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs []*Outgoing) (errs []error, broken bool) {
 	errs = make([]error, len(msgs))
 	lost := func(from int, err error) ([]error, bool) {
-		for j := from; j < len(msgs); j++ {
-			errs[j] = fmt.Errorf("%w: %w", errSessionLost, err)
-		}
+		failRest(errs, from, fmt.Errorf("%w: %w", errSessionLost, err))
 		return errs, true
 	}
 	for i, msg := range msgs {
 		if err := ctx.Err(); err != nil {
-			for j := i; j < len(msgs); j++ {
-				errs[j] = fmt.Errorf("mail: send: %w", err)
-			}
+			failRest(errs, i, fmt.Errorf("mail: send: %w", err))
 			return errs, false
 		}
 		if err := sc.UpdateDeadline(commandTimeout(ctx, t.cfg.Timeout)); err != nil {
