@@ -24,8 +24,8 @@ targets=(
   "FuzzChain ./internal/consent"
   "FuzzVerify ./internal/token"
   "FuzzSignupBinding ./internal/web"
-  "FuzzImportRow ./internal/bolt"
-  "FuzzImportFile ./internal/bolt"
+  "FuzzImportRow ./internal/transfer"
+  "FuzzImportFile ./internal/transfer"
   "FuzzAppendDotStuffed ./internal/mail"
   "FuzzBuild ./internal/mail"
 )

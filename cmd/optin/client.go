@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"optin/internal/app"
-	"optin/internal/bolt"
 	"optin/internal/config"
+	"optin/internal/consent"
 )
 
 // socketClient talks to a running service over its admin socket.
@@ -77,7 +77,7 @@ func jsonBody(v any) io.Reader {
 
 // withStore runs fn on the service through its admin socket when it runs,
 // else on the database file opened directly.
-func withStore(cfg config.Config, viaSocket func(*socketClient) error, direct func(*bolt.DB) error) error {
+func withStore(cfg config.Config, viaSocket func(*socketClient) error, direct func(consent.Store) error) error {
 	if c := dialSocket(cfg); c != nil {
 		return viaSocket(c)
 	}

@@ -29,6 +29,7 @@ import (
 	"optin/internal/bolt"
 	"optin/internal/config"
 	"optin/internal/consent"
+	"optin/internal/transfer"
 )
 
 const usage = `optin: double-opt-in subscriptions with provable consent
@@ -146,7 +147,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // openDB opens the database directly, for commands run while the service
 // is stopped.
-func openDB(cfg config.Config) (*bolt.DB, error) {
+func openDB(cfg config.Config) (consent.Store, error) {
 	db, err := app.OpenStore(cfg)
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, fmt.Errorf("%w; its admin socket %s does not answer", err, app.SocketPath(cfg.DataDir))
@@ -171,9 +172,9 @@ func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		err := c.do(ctx, "POST", "/apikeys", "application/json", jsonBody(map[string]string{"name": *name, "role": *role}), &out)
 		secret = out.Key
 		return err
-	}, func(db *bolt.DB) error {
+	}, func(db consent.Store) error {
 		var err error
-		secret, _, err = db.NewAPIKey(ctx, bolt.CLIActor(), *name, consent.Role(*role))
+		secret, _, err = db.NewAPIKey(ctx, consent.CLIActor(), *name, consent.Role(*role))
 		return err
 	})
 	if err != nil {
@@ -188,13 +189,13 @@ func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var keys []bolt.APIKeyInfo
+	var keys []consent.APIKeyInfo
 	err = withStore(cfg, func(c *socketClient) error {
-		var out struct{ Items []bolt.APIKeyInfo }
+		var out struct{ Items []consent.APIKeyInfo }
 		err := c.do(ctx, "GET", "/apikeys", "", nil, &out)
 		keys = out.Items
 		return err
-	}, func(db *bolt.DB) error {
+	}, func(db consent.Store) error {
 		var err error
 		keys, err = db.APIKeys(ctx)
 		return err
@@ -228,8 +229,8 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	err = withStore(cfg, func(c *socketClient) error {
 		return c.do(ctx, "DELETE", "/apikeys/"+url.PathEscape(*id), "", nil, nil)
-	}, func(db *bolt.DB) error {
-		return db.RevokeAPIKey(ctx, bolt.CLIActor(), *id)
+	}, func(db consent.Store) error {
+		return db.RevokeAPIKey(ctx, consent.CLIActor(), *id)
 	})
 	if err != nil {
 		return err
@@ -243,10 +244,10 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var rep bolt.LedgerReport
+	var rep consent.LedgerReport
 	err = withStore(cfg, func(c *socketClient) error {
 		return c.do(ctx, "GET", "/ledger/verify", "", nil, &rep)
-	}, func(db *bolt.DB) error {
+	}, func(db consent.Store) error {
 		var err error
 		rep, err = db.VerifyLedger(ctx)
 		return err
@@ -281,9 +282,9 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *format == "" {
 		switch strings.ToLower(filepath.Ext(file)) {
 		case ".csv":
-			*format = bolt.FormatCSV
+			*format = transfer.FormatCSV
 		case ".ndjson", ".jsonl":
-			*format = bolt.FormatNDJSON
+			*format = transfer.FormatNDJSON
 		default:
 			return errors.New("cannot tell the format from the file name; give --format csv or ndjson")
 		}
@@ -301,15 +302,15 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 	body := io.TeeReader(f, bar)
-	var rep bolt.ImportReport
+	var rep consent.ImportReport
 	err = withStore(cfg, func(c *socketClient) error {
 		return c.do(ctx, "POST", "/imports?format="+*format, "", body, &rep)
-	}, func(db *bolt.DB) error {
-		ir, err := bolt.NewImportReader(body, *format)
+	}, func(db consent.Store) error {
+		ir, err := transfer.NewReader(body, *format)
 		if err != nil {
 			return err
 		}
-		rep, err = db.Import(ctx, bolt.CLIActor(), ir)
+		rep, err = db.Import(ctx, consent.CLIActor(), ir)
 		if err != nil {
 			return fmt.Errorf("%w (rows before this point were stored as batch %s)", err, rep.Batch)
 		}

@@ -48,7 +48,7 @@ func (s *service) adminJSON(method, path, body string, want int, out any) {
 // newKey makes an API key with role directly in the store.
 func (s *service) newKey(name string, role consent.Role) string {
 	s.t.Helper()
-	secret, _, err := s.app.DB.NewAPIKey(context.Background(), bolt.CLIActor(), name, role)
+	secret, _, err := s.app.DB.NewAPIKey(context.Background(), consent.CLIActor(), name, role)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ type Options struct {
 type App struct {
 	cfg       config.Config
 	log       *slog.Logger
-	DB        *bolt.DB
+	DB        consent.Store
 	Tokens    *token.Issuer
 	Worker    *optmail.Worker
 	Metrics   *web.Metrics
@@ -106,7 +106,7 @@ func Open(o Options) (*App, error) {
 // OpenStore opens the database of cfg on its own, for CLI commands that
 // run while the service is stopped. It fails with bolt.ErrLocked while the
 // service runs.
-func OpenStore(cfg config.Config) (*bolt.DB, error) {
+func OpenStore(cfg config.Config) (consent.Store, error) {
 	sec, err := loadSecrets(cfg.DataDir)
 	if err != nil {
 		return nil, err

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"optin/internal/bolt"
 	"optin/internal/config"
 	"optin/internal/consent"
 	"optin/internal/i18n"
@@ -39,7 +38,7 @@ func (s *service) updateForm(fn func(*consent.Form)) {
 		s.t.Fatal(err)
 	}
 	fn(&f)
-	if _, err := s.app.DB.UpdateForm(ctx, bolt.Actor{Name: "test"}, f); err != nil {
+	if _, err := s.app.DB.UpdateForm(ctx, consent.Actor{Name: "test"}, f); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -243,7 +242,7 @@ func TestUniformAnswers(t *testing.T) {
 		t.Fatalf("not-me: %d", r.status)
 	}
 	a, _ := consent.ParseAddress("operator@example.com")
-	if _, _, err := s.app.DB.AddSuppression(ctx, bolt.Actor{Name: "test"}, a, "", "complaint"); err != nil {
+	if _, _, err := s.app.DB.AddSuppression(ctx, consent.Actor{Name: "test"}, a, "", "complaint"); err != nil {
 		t.Fatal(err)
 	}
 	s.waitOutboxEmpty()
@@ -464,7 +463,7 @@ func assertInert(t *testing.T, where, body string) {
 func TestXSSInert(t *testing.T) {
 	s := startService(t, nil)
 	ctx := context.Background()
-	if _, err := s.app.DB.UpdateTopic(ctx, bolt.Actor{Name: "test"}, "news", "News "+evilTag+evilAttr, "About "+evilJS); err != nil {
+	if _, err := s.app.DB.UpdateTopic(ctx, consent.Actor{Name: "test"}, "news", "News "+evilTag+evilAttr, "About "+evilJS); err != nil {
 		t.Fatal(err)
 	}
 	s.updateForm(func(f *consent.Form) { f.Wording = map[string]string{"en": "Pick " + evilTag + evilJS + evilAttr} })

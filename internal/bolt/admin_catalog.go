@@ -13,7 +13,7 @@ import (
 
 // CreateTopic stores a new topic; its ID must be unused (EConflict). The
 // caller validates the fields.
-func (db *DB) CreateTopic(ctx context.Context, a Actor, t consent.Topic) (consent.Topic, error) {
+func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, t consent.Topic) (consent.Topic, error) {
 	err := db.updateCatalog(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTopics).Get([]byte(t.ID)) != nil {
 			return consent.Errorf(consent.EConflict, "topic %q exists", t.ID)
@@ -31,7 +31,7 @@ func (db *DB) CreateTopic(ctx context.Context, a Actor, t consent.Topic) (consen
 // unknown). A topic's name is part of the consent wording of every form
 // offering it, so a new name gives each of those forms a new wording
 // version; consents given before keep citing the wording they saw.
-func (db *DB) UpdateTopic(ctx context.Context, a Actor, id, name, description string) (consent.Topic, error) {
+func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, id, name, description string) (consent.Topic, error) {
 	var t consent.Topic
 	err := db.updateCatalog(func(tx *bbolt.Tx) error {
 		if err := mustGet(tx, bucketTopics, id, &t, "topic"); err != nil {
@@ -116,7 +116,7 @@ func checkTopics(tx *bbolt.Tx, topics []string) error {
 // CreateForm stores a new form at wording version 1. Its ID must be unused
 // (EConflict) and its topics must exist (EInvalid). The caller validates
 // the other fields.
-func (db *DB) CreateForm(ctx context.Context, a Actor, f consent.Form) (consent.Form, error) {
+func (db *DB) CreateForm(ctx context.Context, a consent.Actor, f consent.Form) (consent.Form, error) {
 	err := db.updateCatalog(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketForms).Get([]byte(f.ID)) != nil {
 			return consent.Errorf(consent.EConflict, "form %q exists", f.ID)
@@ -138,7 +138,7 @@ func (db *DB) CreateForm(ctx context.Context, a Actor, f consent.Form) (consent.
 // topics offered or the default locale) starts a new wording version;
 // consents given before keep citing the wording they saw, which is stored
 // by hash.
-func (db *DB) UpdateForm(ctx context.Context, a Actor, upd consent.Form) (consent.Form, error) {
+func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form) (consent.Form, error) {
 	var f consent.Form
 	err := db.updateCatalog(func(tx *bbolt.Tx) error {
 		if err := mustGet(tx, bucketForms, upd.ID, &f, "form"); err != nil {
@@ -166,7 +166,7 @@ func (db *DB) UpdateForm(ctx context.Context, a Actor, upd consent.Form) (consen
 // DeleteForm deletes form id (ENotFound if unknown). Signups through it
 // stop; its stored wordings stay, so past consents still prove what was
 // shown, and open requests made through it can still be confirmed.
-func (db *DB) DeleteForm(ctx context.Context, a Actor, id string) error {
+func (db *DB) DeleteForm(ctx context.Context, a consent.Actor, id string) error {
 	return db.updateCatalog(func(tx *bbolt.Tx) error {
 		var f consent.Form
 		if err := mustGet(tx, bucketForms, id, &f, "form"); err != nil {

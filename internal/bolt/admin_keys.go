@@ -16,44 +16,26 @@ import (
 	"optin/internal/consent"
 )
 
-// APIKeyPrefix starts every API key secret optin makes.
-const APIKeyPrefix = "optin_"
-
 // touchEvery is how often a key's last-used time is written at most: a
 // read request should not cost a durable write each time.
 const touchEvery = time.Minute
 
-// APIKeyInfo is an API key as the admin API lists it: never the hash, only
-// its public prefix.
-type APIKeyInfo struct {
-	ID       string       `json:"id"`
-	Name     string       `json:"name"`
-	Role     consent.Role `json:"role"`
-	Created  time.Time    `json:"created"`
-	LastUsed time.Time    `json:"last_used,omitzero"`
-	Revoked  time.Time    `json:"revoked,omitzero"`
-}
-
-func infoOf(k consent.APIKey) APIKeyInfo {
-	return APIKeyInfo{ID: KeyID(k.Hash), Name: k.Name, Role: k.Role, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
-}
-
 // NewAPIKey makes a new random API key with name and role, stores its hash
 // and returns the secret, which is shown once and never stored. Names are
 // 1-64 printable characters and unique among live keys (EConflict).
-func (db *DB) NewAPIKey(ctx context.Context, a Actor, name string, role consent.Role) (string, APIKeyInfo, error) {
+func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role consent.Role) (string, consent.APIKeyInfo, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, unicode.IsControl) {
-		return "", APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
+		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
 	}
 	if !consent.ValidRole(role) {
-		return "", APIKeyInfo{}, consent.Errorf(consent.EInvalid, "role must be admin, marketer or viewer")
+		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "role must be admin, marketer or viewer")
 	}
 	raw := make([]byte, 32)
 	if _, err := io.ReadFull(db.rand, raw); err != nil {
-		return "", APIKeyInfo{}, fmt.Errorf("bolt: api key: %w", err)
+		return "", consent.APIKeyInfo{}, fmt.Errorf("bolt: api key: %w", err)
 	}
-	secret := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	secret := consent.APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	key := consent.APIKey{Hash: consent.HashAPIKey(secret), Name: name, Role: role}
 	err := db.update(func(tx *bbolt.Tx) error {
 		key.Created = db.Now()
@@ -75,24 +57,24 @@ func (db *DB) NewAPIKey(ctx context.Context, a Actor, name string, role consent.
 		if err := put(tx, bucketAPIKeys, []byte(key.Hash), key); err != nil {
 			return err
 		}
-		return db.audit(tx, a, "apikey.create", KeyID(key.Hash)+" "+string(role), 1)
+		return db.audit(tx, a, "apikey.create", consent.KeyID(key.Hash)+" "+string(role), 1)
 	})
 	if err != nil {
-		return "", APIKeyInfo{}, err
+		return "", consent.APIKeyInfo{}, err
 	}
-	return secret, infoOf(key), nil
+	return secret, consent.KeyInfo(key), nil
 }
 
 // APIKeys returns every API key, revoked ones included, by creation time.
-func (db *DB) APIKeys(ctx context.Context) ([]APIKeyInfo, error) {
-	out := []APIKeyInfo{}
+func (db *DB) APIKeys(ctx context.Context) ([]consent.APIKeyInfo, error) {
+	out := []consent.APIKeyInfo{}
 	err := db.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketAPIKeys).ForEach(func(_, v []byte) error {
 			var k consent.APIKey
 			if err := decode(v, &k); err != nil {
 				return err
 			}
-			out = append(out, infoOf(k))
+			out = append(out, consent.KeyInfo(k))
 			return nil
 		})
 	})
@@ -103,10 +85,10 @@ func (db *DB) APIKeys(ctx context.Context) ([]APIKeyInfo, error) {
 // RevokeAPIKey revokes the key whose ID (hash prefix) is id; it stops
 // working at once. Revoking a revoked key changes nothing. An unknown id
 // is ENotFound.
-func (db *DB) RevokeAPIKey(ctx context.Context, a Actor, id string) error {
+func (db *DB) RevokeAPIKey(ctx context.Context, a consent.Actor, id string) error {
 	return db.update(func(tx *bbolt.Tx) error {
 		if len(id) != 16 {
-			return consent.Errorf(consent.ENotFound, "API key %q not found", truncate(id, 64))
+			return consent.Errorf(consent.ENotFound, "API key %q not found", consent.Truncate(id, 64))
 		}
 		c := tx.Bucket(bucketAPIKeys).Cursor()
 		k, v := c.Seek([]byte(id))
@@ -147,13 +129,4 @@ func (db *DB) TouchAPIKey(ctx context.Context, key consent.APIKey) error {
 		k.LastUsed = now
 		return put(tx, bucketAPIKeys, []byte(k.Hash), k)
 	})
-}
-
-// truncate cuts s to at most n bytes of valid UTF-8, for echoing input in
-// error messages.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ToValidUTF8(s, "")
 }

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -15,56 +14,12 @@ import (
 // page may then hold fewer items than asked for, with a next cursor.
 const maxScan = 20000
 
-// SubscriberFilter selects subscribers. Zero fields match everything.
-type SubscriberFilter struct {
-	// Status matches subscribers with a subscription in this status (on
-	// Topic, when Topic is set).
-	Status consent.Status
-	// Topic matches subscribers with a subscription to this topic.
-	Topic string
-	// Lifecycle matches the stage at the store's clock, with DormantAfter.
-	Lifecycle    consent.Lifecycle
-	DormantAfter time.Duration
-	// Query matches a case-insensitive substring of the email or name; a
-	// whole address finds exactly the subscriber holding it.
-	Query string
-	// Cursor is the last id of the previous page; "" starts at the top.
-	Cursor string
-	// Limit is the page size (1-500).
-	Limit int
-}
-
-func (f SubscriberFilter) match(s *consent.Subscriber, now time.Time) bool {
-	if f.Topic != "" || f.Status != "" {
-		found := false
-		for t, sub := range s.Subscriptions {
-			if (f.Topic == "" || t == f.Topic) && (f.Status == "" || sub.Status == f.Status) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	if f.Lifecycle != "" && s.Lifecycle(now, f.DormantAfter) != f.Lifecycle {
-		return false
-	}
-	if f.Query != "" {
-		q := strings.ToLower(f.Query)
-		if !strings.Contains(strings.ToLower(s.Email), q) && !strings.Contains(strings.ToLower(s.Name), q) {
-			return false
-		}
-	}
-	return true
-}
-
 // FindSubscribers returns one page of the subscribers matching f in id
 // order, and the cursor of the next page ("" at the end). Ids are random,
 // so the order is stable while others write: a subscriber added meanwhile
 // sorts before or after the cursor, and no page repeats or skips one that
 // existed when the listing began (unless it was erased).
-func (db *DB) FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*consent.Subscriber, string, error) {
+func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) ([]*consent.Subscriber, string, error) {
 	var out []*consent.Subscriber
 	next := ""
 	if addr, err := consent.ParseAddress(f.Query); err == nil {
@@ -72,7 +27,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*conse
 		f.Query = ""
 		err := db.view(func(tx *bbolt.Tx) error {
 			sub, err := subscriberByKey(tx, addr.Key)
-			if sub != nil && sub.ID > f.Cursor && f.match(sub, db.Now()) {
+			if sub != nil && sub.ID > f.Cursor && f.Match(sub, db.Now()) {
 				out = append(out, sub)
 			}
 			return err
@@ -105,7 +60,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*conse
 			if err := decode(v, s); err != nil {
 				return err
 			}
-			if f.match(s, now) {
+			if f.Match(s, now) {
 				out = append(out, s)
 			}
 		}
@@ -118,7 +73,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*conse
 // purchase becomes the later of the stored one and at, which makes a
 // prospect a customer and a dormant customer active again. at in the
 // future is EInvalid; an unknown subscriber ENotFound.
-func (db *DB) RecordPurchase(ctx context.Context, a Actor, id string, at time.Time) (*consent.Subscriber, error) {
+func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
 	var sub *consent.Subscriber
 	err := db.update(func(tx *bbolt.Tx) error {
 		var err error
@@ -143,7 +98,7 @@ func (db *DB) RecordPurchase(ctx context.Context, a Actor, id string, at time.Ti
 // EraseSubscriber erases subscriber id with the same semantics as the
 // person's own erasure (see Erase), recording a as the source, and audits
 // it in the same transaction.
-func (db *DB) EraseSubscriber(ctx context.Context, a Actor, id string) error {
+func (db *DB) EraseSubscriber(ctx context.Context, a consent.Actor, id string) error {
 	return db.update(func(tx *bbolt.Tx) error {
 		if err := db.erase(tx, id, a.Source()); err != nil {
 			return err

@@ -10,21 +10,14 @@ import (
 	"optin/internal/consent"
 )
 
-// SuppressionPage is one page of the suppression list.
-type SuppressionPage struct {
-	Items []consent.Suppression `json:"items"`
-	// NextCursor continues the listing; "" after the last entry.
-	NextCursor string `json:"next_cursor"`
-}
-
 // suppressionCursor encodes a suppression key as a cursor: hash/scope.
 func suppressionCursor(k []byte) string { return strings.Replace(string(k), "\x00", "/", 1) }
 
 // Suppressions returns up to limit entries of the suppression list in key
 // order after cursor. With a non-nil address only that address's entries
 // are listed.
-func (db *DB) Suppressions(ctx context.Context, addr *consent.Address, cursor string, limit int) (SuppressionPage, error) {
-	page := SuppressionPage{Items: []consent.Suppression{}}
+func (db *DB) Suppressions(ctx context.Context, addr *consent.Address, cursor string, limit int) (consent.SuppressionPage, error) {
+	page := consent.SuppressionPage{Items: []consent.Suppression{}}
 	var prefix []byte
 	if addr != nil {
 		prefix = pairKey(db.AddressHash(*addr), "")
@@ -65,7 +58,7 @@ func (db *DB) Suppressions(ctx context.Context, addr *consent.Address, cursor st
 // by the person does not. If the address is already suppressed for that
 // scope, the existing entry is kept and returned with created false. An
 // unknown topic is EInvalid.
-func (db *DB) AddSuppression(ctx context.Context, a Actor, addr consent.Address, topic, note string) (consent.Suppression, bool, error) {
+func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.Address, topic, note string) (consent.Suppression, bool, error) {
 	if topic == "" {
 		topic = consent.ScopeAll
 	}
@@ -93,7 +86,7 @@ func (db *DB) AddSuppression(ctx context.Context, a Actor, addr consent.Address,
 			return err
 		}
 		created = true
-		return db.audit(tx, a, "suppression.add", KeyID(s.Hash)+"/"+topic, 1)
+		return db.audit(tx, a, "suppression.add", consent.KeyID(s.Hash)+"/"+topic, 1)
 	})
 	return s, created, err
 }
@@ -104,7 +97,7 @@ func (db *DB) AddSuppression(ctx context.Context, a Actor, addr consent.Address,
 // new double opt-in by the person lifts them (R66). It returns the number
 // removed; ENotFound when the hash has no entry, EConflict when none of
 // its entries was added by an operator.
-func (db *DB) DeleteSuppression(ctx context.Context, a Actor, h, scope string) (int, error) {
+func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope string) (int, error) {
 	n := 0
 	err := db.update(func(tx *bbolt.Tx) error {
 		n = 0
@@ -140,7 +133,7 @@ func (db *DB) DeleteSuppression(ctx context.Context, a Actor, h, scope string) (
 			}
 		}
 		n = len(doomed)
-		target := KeyID(h)
+		target := consent.KeyID(h)
 		if scope != "" {
 			target += "/" + scope
 		}

@@ -100,7 +100,7 @@ func mustBootstrap(t *testing.T, db *testDB) consent.Form {
 	if err != nil || !created {
 		t.Fatalf("Bootstrap: got %v, %v, want true, nil", created, err)
 	}
-	actor := bolt.Actor{Name: "test"}
+	actor := consent.Actor{Name: "test"}
 	if _, err := db.CreateTopic(t.Context(), actor, consent.Topic{ID: "offers", Name: "Offers"}); err != nil {
 		t.Fatalf("CreateTopic(offers): got err %v, want nil", err)
 	}
@@ -135,7 +135,7 @@ func signupInput(t *testing.T, form *consent.Form, email string) consent.SignupI
 		Topics: []string{"news"}, Page: "https://shop.example/", IP: "192.0.2.7", UserAgent: "Mozilla/5.0 test"}
 }
 
-func mustSignup(t *testing.T, db *testDB, form consent.Form, email string) bolt.SignupResult {
+func mustSignup(t *testing.T, db *testDB, form consent.Form, email string) consent.SignupResult {
 	t.Helper()
 	res, err := db.Signup(t.Context(), signupInput(t, &form, email), wordingFor(t, db, form))
 	if err != nil {
@@ -153,7 +153,7 @@ func mustSubscriber(t *testing.T, db *testDB, email string) *consent.Subscriber 
 	return sub
 }
 
-func mustEvents(t *testing.T, db *testDB, subID string) []bolt.EventRecord {
+func mustEvents(t *testing.T, db *testDB, subID string) []consent.EventRecord {
 	t.Helper()
 	evs, err := db.Events(t.Context(), subID)
 	if err != nil {

@@ -41,7 +41,7 @@ const (
 
 // CreateCampaign validates in and stores it as a draft campaign. Its
 // topic and filter topics must exist. It is audited.
-func (db *DB) CreateCampaign(ctx context.Context, a Actor, in consent.CampaignInput) (*consent.Campaign, error) {
+func (db *DB) CreateCampaign(ctx context.Context, a consent.Actor, in consent.CampaignInput) (*consent.Campaign, error) {
 	id := db.ID()
 	var c *consent.Campaign
 	err := db.update(func(tx *bbolt.Tx) error {
@@ -50,7 +50,7 @@ func (db *DB) CreateCampaign(ctx context.Context, a Actor, in consent.CampaignIn
 			return err
 		}
 		if tx.Bucket(bucketTopics).Get([]byte(c.Topic)) == nil {
-			return consent.Errorf(consent.EInvalid, "topic %q does not exist", truncate(c.Topic, 64))
+			return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(c.Topic, 64))
 		}
 		if err := checkTopics(tx, c.Audience.Topics); err != nil {
 			return consent.Errorf(consent.EInvalid, "audience.topics: %s", consent.ErrorMessage(err))
@@ -94,18 +94,18 @@ func (db *DB) Campaigns(ctx context.Context) ([]*consent.Campaign, error) {
 // StartCampaign starts a draft campaign or resumes a paused one; a
 // running one stays as it is, a done one is EConflict. The caller checks
 // that a postal address is configured (R97). It is audited.
-func (db *DB) StartCampaign(ctx context.Context, a Actor, id string) (*consent.Campaign, error) {
+func (db *DB) StartCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
 	return db.changeCampaign(a, id, "campaign.start", func(c *consent.Campaign, now time.Time) error { return c.Start(now) })
 }
 
 // PauseCampaign stops a running campaign from queuing more mail; mail
 // already queued (about one second's worth) still goes out. It is
 // audited.
-func (db *DB) PauseCampaign(ctx context.Context, a Actor, id string) (*consent.Campaign, error) {
+func (db *DB) PauseCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
 	return db.changeCampaign(a, id, "campaign.pause", func(c *consent.Campaign, now time.Time) error { return c.Pause(now) })
 }
 
-func (db *DB) changeCampaign(a Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
+func (db *DB) changeCampaign(a consent.Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
 	var c *consent.Campaign
 	err := db.update(func(tx *bbolt.Tx) error {
 		c = new(consent.Campaign)
@@ -126,22 +126,15 @@ func (db *DB) changeCampaign(a Actor, id, action string, fn func(*consent.Campai
 	return c, nil
 }
 
-// CampaignPreview is the audience a campaign would reach now and who it
-// leaves out, by reason (the consent.Excluded constants).
-type CampaignPreview struct {
-	Audience int            `json:"audience"`
-	Excluded map[string]int `json:"excluded"`
-}
-
 // PreviewCampaign applies the campaign's audience rule and filters to
 // every subscriber, in read transactions of a few thousand subscribers,
 // and counts; it sends and changes nothing.
-func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (CampaignPreview, error) {
+func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
 	c, err := db.Campaign(ctx, id)
 	if err != nil {
-		return CampaignPreview{}, err
+		return consent.CampaignPreview{}, err
 	}
-	pv := CampaignPreview{Excluded: map[string]int{}}
+	pv := consent.CampaignPreview{Excluded: map[string]int{}}
 	for _, r := range []string{consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
 		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
 		consent.ExcludedAlreadyAsked, consent.ExcludedNew, consent.ExcludedFiltered} {
@@ -150,7 +143,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	cursor := []byte(nil)
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
-			return CampaignPreview{}, err
+			return consent.CampaignPreview{}, err
 		}
 		err := db.view(func(tx *bbolt.Tx) error {
 			now := db.Now()
@@ -177,7 +170,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			return nil
 		})
 		if err != nil {
-			return CampaignPreview{}, err
+			return consent.CampaignPreview{}, err
 		}
 	}
 	return pv, nil
@@ -234,14 +227,6 @@ func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) (bool, err
 	return false, nil
 }
 
-// StepResult says what one CampaignStep did.
-type StepResult struct {
-	// Queued counts mails put in the outbox (first mails and reminders).
-	Queued int
-	// Lapsed counts subscriptions that lapsed at their deadline.
-	Lapsed int
-}
-
 // CampaignStep does one round of campaign work at the store's clock, for
 // a runner that calls it every tick:
 //  1. first mails that left the outbox are recorded as sent (or failed,
@@ -255,8 +240,8 @@ type StepResult struct {
 //
 // With mayQueue false (no postal address configured, R97) it queues no
 // mail but still records answers and deadlines.
-func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (StepResult, error) {
-	var res StepResult
+func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (consent.StepResult, error) {
+	var res consent.StepResult
 	// An idle runner must not cost a write transaction (and its fsync)
 	// every tick: look first.
 	var queuedMail, dueNow bool
@@ -706,25 +691,18 @@ func (db *DB) reawakenDeliverable(tx *bbolt.Tx, job consent.Job, sub *consent.Su
 	return sp == nil, err
 }
 
-// ReawakenLink is what a reawaken link's page needs to know.
-type ReawakenLink struct {
-	Campaign   *consent.Campaign
-	Recipient  *consent.Recipient
-	Subscriber *consent.Subscriber
-}
-
 // Reawaken returns the campaign, recipient record and subscriber a
 // reawaken link names, or ENotFound when any of them is gone.
-func (db *DB) Reawaken(ctx context.Context, campaign, subscriber string) (ReawakenLink, error) {
-	var l ReawakenLink
+func (db *DB) Reawaken(ctx context.Context, campaign, subscriber string) (consent.ReawakenLink, error) {
+	var l consent.ReawakenLink
 	err := db.view(func(tx *bbolt.Tx) error {
-		l = ReawakenLink{Campaign: new(consent.Campaign), Recipient: new(consent.Recipient), Subscriber: new(consent.Subscriber)}
+		l = consent.ReawakenLink{Campaign: new(consent.Campaign), Recipient: new(consent.Recipient), Subscriber: new(consent.Subscriber)}
 		return reawakenRecords(tx, campaign, subscriber, l)
 	})
 	return l, err
 }
 
-func reawakenRecords(tx *bbolt.Tx, campaign, subscriber string, l ReawakenLink) error {
+func reawakenRecords(tx *bbolt.Tx, campaign, subscriber string, l consent.ReawakenLink) error {
 	gone := consent.Errorf(consent.ENotFound, "this link is no longer valid")
 	for _, g := range []struct {
 		bucket, key []byte
@@ -757,7 +735,7 @@ func (db *DB) Reconfirm(ctx context.Context, campaign, subscriber string, wordin
 	hash := wording.Hash()
 	err = db.update(func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
-		l := ReawakenLink{Campaign: new(consent.Campaign), Recipient: new(consent.Recipient), Subscriber: new(consent.Subscriber)}
+		l := consent.ReawakenLink{Campaign: new(consent.Campaign), Recipient: new(consent.Recipient), Subscriber: new(consent.Subscriber)}
 		if err := reawakenRecords(tx, campaign, subscriber, l); err != nil {
 			return err
 		}

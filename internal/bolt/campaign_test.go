@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
+	"optin/internal/transfer"
 )
 
 // importConsented imports n confirmed news subscribers with consent
@@ -24,11 +24,11 @@ func importConsented(t *testing.T, db *testDB, n int) []string {
 		addrs = append(addrs, a)
 		fmt.Fprintf(&b, "%s,news,consent,2025-01-01,shop\n", a)
 	}
-	ir, err := bolt.NewImportReader(strings.NewReader(b.String()), bolt.FormatCSV)
+	ir, err := transfer.NewReader(strings.NewReader(b.String()), transfer.FormatCSV)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := db.Import(t.Context(), bolt.Actor{Name: "test"}, ir); err != nil || rep.Imported != n {
+	if rep, err := db.Import(t.Context(), consent.Actor{Name: "test"}, ir); err != nil || rep.Imported != n {
 		t.Fatalf("Import: got %+v %v", rep, err)
 	}
 	return addrs
@@ -36,12 +36,12 @@ func importConsented(t *testing.T, db *testDB, n int) []string {
 
 func mustCampaign(t *testing.T, db *testDB, rate int) *consent.Campaign {
 	t.Helper()
-	c, err := db.CreateCampaign(t.Context(), bolt.Actor{Name: "test"}, consent.CampaignInput{Name: "c", Topic: "news", Rate: rate,
+	c, err := db.CreateCampaign(t.Context(), consent.Actor{Name: "test"}, consent.CampaignInput{Name: "c", Topic: "news", Rate: rate,
 		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartCampaign(t.Context(), bolt.Actor{Name: "test"}, c.ID); err != nil {
+	if _, err := db.StartCampaign(t.Context(), consent.Actor{Name: "test"}, c.ID); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -130,7 +130,7 @@ func TestCampaignSendTimeCheck(t *testing.T) {
 	if _, err := db.Unsubscribe(ctx, un.ID, "news", consent.ChannelOneClick, consent.ConfirmInput{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := db.AddSuppression(ctx, bolt.Actor{Name: "test"}, mustAddress(t, addrs[1]), "", "bounce"); err != nil {
+	if _, _, err := db.AddSuppression(ctx, consent.Actor{Name: "test"}, mustAddress(t, addrs[1]), "", "bounce"); err != nil {
 		t.Fatal(err)
 	}
 	erased := mustSubscriber(t, db, addrs[2]).ID

@@ -13,7 +13,7 @@ import (
 func TestCatalogCacheFollowsWrites(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openSuppressionDB(t)
-	cli := Actor{Name: "cli"}
+	cli := consent.Actor{Name: "cli"}
 	form := func() consent.Form {
 		t.Helper()
 		f, err := db.Form(ctx, "newsletter")

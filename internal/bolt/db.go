@@ -396,3 +396,6 @@ func beUint64(b []byte) uint64 {
 
 // hasPrefix reports whether k starts with prefix; for cursor scans.
 func hasPrefix(k, prefix []byte) bool { return k != nil && bytes.HasPrefix(k, prefix) }
+
+// DB is a consent.Store.
+var _ consent.Store = (*DB)(nil)

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -279,27 +278,16 @@ func deleteJobsOf(b *bbolt.Bucket, id string) error {
 	return nil
 }
 
-// Export is everything optin holds about one person (GDPR Art. 15 and 20).
-type Export struct {
-	Schema     string              `json:"schema"`
-	Generated  time.Time           `json:"generated"`
-	Subscriber *consent.Subscriber `json:"subscriber"`
-	Events     []EventRecord       `json:"events"`
-}
-
-// ExportSchema names the export format; see the README.
-const ExportSchema = "optin.export/v1"
-
-// Export returns the data held about subscriber id, or an ENotFound
+// consent.Export returns the data held about subscriber id, or an ENotFound
 // *Error (also after erasure).
-func (db *DB) Export(ctx context.Context, id string) (Export, error) {
+func (db *DB) Export(ctx context.Context, id string) (consent.Export, error) {
 	sub, err := db.Subscriber(ctx, id)
 	if err != nil {
-		return Export{}, err
+		return consent.Export{}, err
 	}
 	evs, err := db.Events(ctx, id)
 	if err != nil {
-		return Export{}, err
+		return consent.Export{}, err
 	}
-	return Export{Schema: ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}, nil
+	return consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}, nil
 }

@@ -34,25 +34,16 @@ func (db *DB) SubscriberByAddress(ctx context.Context, a consent.Address) (*cons
 	return sub, err
 }
 
-// EventRecord is a ledger event with its personal record; Personal is nil
-// once erased.
-type EventRecord struct {
-	consent.Event
-	Personal *consent.Personal `json:"personal,omitempty"`
-	// WordingText is the consent wording the event's hash refers to.
-	WordingText *consent.Wording `json:"wording_text,omitempty"`
-}
-
 // Events returns the ledger events of subscriber id in order, each with
 // its personal record and the wording it cites: the proof of consent.
-func (db *DB) Events(ctx context.Context, id string) ([]EventRecord, error) {
-	var out []EventRecord
+func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, error) {
+	var out []consent.EventRecord
 	err := db.view(func(tx *bbolt.Tx) error {
 		prefix := ledgerBySubKey(id, 0)[:len(id)+1]
 		c := tx.Bucket(bucketLedgerBySub).Cursor()
 		for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
 			seq := k[len(prefix):]
-			var r EventRecord
+			var r consent.EventRecord
 			if _, err := get(tx, bucketLedger, seq, &r.Event); err != nil {
 				return err
 			}
@@ -77,18 +68,11 @@ func (db *DB) Events(ctx context.Context, id string) ([]EventRecord, error) {
 	return out, err
 }
 
-// LedgerReport is the result of a ledger walk.
-type LedgerReport struct {
-	Events uint64              `json:"events"`
-	OK     bool                `json:"ok"`
-	Broken *consent.ChainError `json:"broken,omitempty"`
-}
-
 // VerifyLedger walks the whole hash chain in one read transaction and
 // reports the first broken link, if any. The walk sees a consistent
 // snapshot while writers go on.
-func (db *DB) VerifyLedger(ctx context.Context) (LedgerReport, error) {
-	var rep LedgerReport
+func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
+	var rep consent.LedgerReport
 	err := db.view(func(tx *bbolt.Tx) error {
 		var chain consent.Chain
 		pb := tx.Bucket(bucketPersonal)

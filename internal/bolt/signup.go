@@ -8,23 +8,17 @@ import (
 	"optin/internal/consent"
 )
 
-// SignupResult tells the caller what a signup did. The web layer must not
-// let it change the HTTP answer (no enumeration); it only wakes the outbox.
-type SignupResult struct {
-	Queued bool
-}
-
 // Signup records a signup in one transaction: the wording version (once),
 // the subscriber and its pending subscriptions, the pending request, the
 // requested ledger event and the confirmation mail in the outbox. in.Now is
 // set by the store. The person's own earlier opt-outs do not stop a signup:
 // it is the fresh double opt-in that may lift them. An address an operator
 // suppressed for every topic changes nothing.
-func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (SignupResult, error) {
-	var res SignupResult
+func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (consent.SignupResult, error) {
+	var res consent.SignupResult
 	in.Wording = wording.Hash() // outside the transaction: writes are serial
 	err := db.update(func(tx *bbolt.Tx) error {
-		res = SignupResult{}
+		res = consent.SignupResult{}
 		in.Now = db.Now()
 		if tx.Bucket(bucketWordings).Get([]byte(in.Wording)) == nil {
 			if err := put(tx, bucketWordings, []byte(in.Wording), wording); err != nil {
@@ -75,20 +69,12 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 	return res, err
 }
 
-// ConfirmResult is the outcome of a confirmation click.
-type ConfirmResult struct {
-	// Topics are the topics the request covers.
-	Topics []string
-	// Already is true when the request had been confirmed before.
-	Already bool
-}
-
 // Confirm confirms the pending request id: its topics become confirmed and
 // the confirmed event is appended, in one transaction. A second call
 // succeeds with Already set and changes nothing. An unknown request is
 // ENotFound; an expired or cancelled one EExpired.
-func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (ConfirmResult, error) {
-	var res ConfirmResult
+func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (consent.ConfirmResult, error) {
+	var res consent.ConfirmResult
 	err := db.update(func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		req, sub, err := requestAndSubscriber(tx, id)
@@ -99,7 +85,7 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 		if err != nil {
 			return err
 		}
-		res = ConfirmResult{Topics: req.Topics, Already: ev == nil}
+		res = consent.ConfirmResult{Topics: req.Topics, Already: ev == nil}
 		if ev == nil {
 			return nil
 		}

@@ -9,41 +9,15 @@ import (
 	"optin/internal/consent"
 )
 
-// statsDays is how many days of daily counts Stats reports.
+// statsDays is how many days of daily counts consent.Stats reports.
 const statsDays = 30
 
-// Stats is an overview of the store, computed from one snapshot.
-type Stats struct {
-	Subscribers int `json:"subscribers"`
-	// ByStatus counts subscriptions (subscriber x topic) by status.
-	ByStatus map[consent.Status]int `json:"by_status"`
-	// ByTopic counts subscriptions by topic, then status.
-	ByTopic map[string]map[consent.Status]int `json:"by_topic"`
-	// ByLifecycle counts subscribers by lifecycle stage.
-	ByLifecycle map[consent.Lifecycle]int `json:"by_lifecycle"`
-	// Requests counts double-opt-in requests; ConfirmedRequests those
-	// confirmed; ConfirmationRate is their ratio (0 without requests).
-	Requests          int     `json:"requests"`
-	ConfirmedRequests int     `json:"confirmed_requests"`
-	ConfirmationRate  float64 `json:"confirmation_rate"`
-	// Daily has one entry per UTC day for the last 30 days, oldest first,
-	// today included: requested and confirmed ledger events.
-	Daily []DayStats `json:"daily"`
-}
-
-// DayStats counts one UTC day's signups and confirmations.
-type DayStats struct {
-	Date          string `json:"date"` // YYYY-MM-DD
-	Signups       int    `json:"signups"`
-	Confirmations int    `json:"confirmations"`
-}
-
-// Stats counts subscriptions by status and topic, subscribers by lifecycle
+// consent.Stats counts subscriptions by status and topic, subscribers by lifecycle
 // (with dormantAfter, at the store's clock), the confirmation rate of
 // double-opt-in requests and the daily signups and confirmations of the
 // last 30 days, read backwards from the end of the ledger.
-func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (Stats, error) {
-	st := Stats{ByStatus: map[consent.Status]int{}, ByTopic: map[string]map[consent.Status]int{},
+func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (consent.Stats, error) {
+	st := consent.Stats{ByStatus: map[consent.Status]int{}, ByTopic: map[string]map[consent.Status]int{},
 		ByLifecycle: map[consent.Lifecycle]int{}}
 	now := db.Now()
 	err := db.view(func(tx *bbolt.Tx) error {
@@ -94,10 +68,10 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (Stats, err
 
 // daily counts requested and confirmed events per UTC day of the last
 // statsDays days, walking the ledger from its end.
-func daily(tx *bbolt.Tx, now time.Time) ([]DayStats, error) {
+func daily(tx *bbolt.Tx, now time.Time) ([]consent.DayStats, error) {
 	today := now.UTC().Truncate(24 * time.Hour)
 	first := today.AddDate(0, 0, -(statsDays - 1))
-	days := make([]DayStats, statsDays)
+	days := make([]consent.DayStats, statsDays)
 	for i := range days {
 		days[i].Date = first.AddDate(0, 0, i).Format(time.DateOnly)
 	}

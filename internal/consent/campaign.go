@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // CampaignState is where a reawaken campaign stands.
@@ -241,7 +239,7 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 	}
 	for _, l := range in.Audience.Lifecycle {
 		if !slices.Contains([]Lifecycle{LifecycleProspect, LifecycleCustomer, LifecycleDormant}, l) {
-			return nil, Errorf(EInvalid, "audience.lifecycle: %q is not prospect, customer or dormant", truncate(string(l), 40))
+			return nil, Errorf(EInvalid, "audience.lifecycle: %q is not prospect, customer or dormant", Truncate(string(l), 40))
 		}
 	}
 	c.Audience.Lifecycle = in.Audience.Lifecycle
@@ -269,7 +267,7 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 	}
 	for l, t := range in.Templates {
 		if !slices.Contains(campaignLocales(), l) {
-			return nil, Errorf(EInvalid, "templates: %q is not a locale optin ships (en, it, sv)", truncate(l, 20))
+			return nil, Errorf(EInvalid, "templates: %q is not a locale optin ships (en, it, sv)", Truncate(l, 20))
 		}
 		t.Subject, t.Body = strings.TrimSpace(t.Subject), strings.TrimSpace(strings.ReplaceAll(t.Body, "\r\n", "\n"))
 		if t.Subject == "" || !plainText(t.Subject, 200, false) {
@@ -281,7 +279,7 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 		for _, f := range []string{t.Subject, t.Body} {
 			for _, p := range placeholderRE.FindAllString(f, -1) {
 				if p != "{{name}}" && p != "{{topic}}" {
-					return nil, Errorf(EInvalid, "templates.%s: unknown placeholder %s; use {{name}} or {{topic}}", l, truncate(p, 40))
+					return nil, Errorf(EInvalid, "templates.%s: unknown placeholder %s; use {{name}} or {{topic}}", l, Truncate(p, 40))
 				}
 			}
 		}
@@ -318,21 +316,6 @@ func spanField(name, s string, def Span) (Span, error) {
 		return 0, Errorf(EInvalid, "%s: %v", name, err)
 	}
 	return d, nil
-}
-
-// plainText reports whether s is valid UTF-8 of at most max runes without
-// control characters; multiline allows line feeds and tabs.
-func plainText(s string, max int, multiline bool) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t'))
-	})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Start moves a draft or paused campaign to running at now. Starting a

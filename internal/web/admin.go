@@ -11,7 +11,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
 )
 
@@ -125,7 +124,7 @@ func allow(roles ...consent.Role) gin.HandlerFunc {
 }
 
 // actor is who makes the current admin request.
-func actor(c *gin.Context) bolt.Actor { return bolt.ActorOf(c.MustGet(ctxKey).(consent.APIKey)) }
+func actor(c *gin.Context) consent.Actor { return consent.ActorOf(c.MustGet(ctxKey).(consent.APIKey)) }
 
 // bindJSON decodes the request body into v strictly: unknown fields and
 // trailing data are EInvalid, so typos do not pass silently.
@@ -184,7 +183,7 @@ func (s *Server) handleSubscribers(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	f := bolt.SubscriberFilter{Status: consent.Status(c.Query("status")), Topic: c.Query("topic"),
+	f := consent.SubscriberFilter{Status: consent.Status(c.Query("status")), Topic: c.Query("topic"),
 		Lifecycle: consent.Lifecycle(c.Query("lifecycle")), DormantAfter: s.cfg.DormantAfter,
 		Query: strings.TrimSpace(c.Query("q")), Cursor: cursor, Limit: limit}
 	switch f.Status {
@@ -393,7 +392,7 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if !printable(b.Note, 200) {
+	if !consent.Printable(b.Note, 200) {
 		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
 		return
 	}

@@ -24,12 +24,6 @@ var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // formLocales are the locales a form may use.
 var formLocales = []string{"en", "it", "sv"}
 
-// printable reports whether s is valid UTF-8 of at most max characters
-// without control characters.
-func printable(s string, max int) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, unicode.IsControl)
-}
-
 // parseTime parses a required RFC 3339 time.
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)
@@ -51,9 +45,9 @@ func (b *topicBody) validate() error {
 	switch {
 	case !slugRE.MatchString(b.ID):
 		return consent.Errorf(consent.EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !printable(b.Name, 100):
+	case b.Name == "" || !consent.Printable(b.Name, 100):
 		return consent.Errorf(consent.EInvalid, "name must be 1-100 characters without control characters")
-	case !printable(b.Description, 500):
+	case !consent.Printable(b.Description, 500):
 		return consent.Errorf(consent.EInvalid, "description must be at most 500 characters without control characters")
 	}
 	return nil
@@ -140,7 +134,7 @@ func (s *Server) validateForm(b formBody) (consent.Form, error) {
 	}
 	for _, t := range b.Topics {
 		if !slugRE.MatchString(t) {
-			return f, consent.Errorf(consent.EInvalid, "topic %q is not a topic id", truncateString(t, 64))
+			return f, consent.Errorf(consent.EInvalid, "topic %q is not a topic id", consent.Truncate(t, 64))
 		}
 		if slices.Contains(f.Topics, t) {
 			return f, consent.Errorf(consent.EInvalid, "topic %q is listed twice", t)
@@ -155,7 +149,7 @@ func (s *Server) validateForm(b formBody) (consent.Form, error) {
 	}
 	for l, text := range b.Wording {
 		if !slices.Contains(formLocales, l) {
-			return f, consent.Errorf(consent.EInvalid, "wording locale %q must be one of %s", truncateString(l, 16), strings.Join(formLocales, ", "))
+			return f, consent.Errorf(consent.EInvalid, "wording locale %q must be one of %s", consent.Truncate(l, 16), strings.Join(formLocales, ", "))
 		}
 		text = strings.TrimSpace(text)
 		if text == "" || !utf8.ValidString(text) || utf8.RuneCountInString(text) > 2000 ||
@@ -203,7 +197,7 @@ func (s *Server) validateForm(b formBody) (consent.Form, error) {
 // parseOrigin checks that o is a bare web origin, scheme://host[:port],
 // and returns it lower-cased.
 func parseOrigin(o string) (string, error) {
-	bad := consent.Errorf(consent.EInvalid, "allowed origin %q must be scheme://host[:port] without a path, https unless the host is loopback", truncateString(o, 200))
+	bad := consent.Errorf(consent.EInvalid, "allowed origin %q must be scheme://host[:port] without a path, https unless the host is loopback", consent.Truncate(o, 200))
 	u, err := url.Parse(strings.TrimSpace(o))
 	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" ||
 		u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(o, "?") || !secureScheme(u) {
@@ -223,13 +217,6 @@ func secureScheme(u *url.URL) bool {
 		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
 	}
 	return false
-}
-
-func truncateString(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ToValidUTF8(s, "")
 }
 
 func (s *Server) handleForms(c *gin.Context) {

@@ -2,20 +2,16 @@ package web
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
+	"optin/internal/transfer"
 )
 
 // streamDeadline is how long an import, export or backup may take on the
@@ -41,9 +37,9 @@ func importFormat(c *gin.Context) (string, error) {
 	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	switch mt {
 	case "text/csv":
-		return bolt.FormatCSV, nil
+		return transfer.FormatCSV, nil
 	case "application/x-ndjson", "application/ndjson", "application/jsonl":
-		return bolt.FormatNDJSON, nil
+		return transfer.FormatNDJSON, nil
 	}
 	return "", consent.Errorf(consent.EInvalid, "Content-Type must be text/csv or application/x-ndjson")
 }
@@ -57,7 +53,7 @@ func (s *Server) handleImport(c *gin.Context) {
 		return
 	}
 	extendDeadlines(c, true)
-	ir, err := bolt.NewImportReader(c.Request.Body, format)
+	ir, err := transfer.NewReader(c.Request.Body, format)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -77,79 +73,33 @@ func (s *Server) handleImport(c *gin.Context) {
 	c.JSON(http.StatusOK, rep)
 }
 
-// exportColumns are the CSV export's columns: one row per subscription.
-var exportColumns = []string{"id", "email", "name", "locale", "created", "lifecycle", "last_purchase_at",
-	"topic", "status", "basis", "since"}
-
-// exportRecord is one NDJSON export line.
-type exportRecord struct {
-	ID             string                  `json:"id"`
-	Email          string                  `json:"email"`
-	Name           string                  `json:"name,omitempty"`
-	Locale         string                  `json:"locale,omitempty"`
-	Created        time.Time               `json:"created"`
-	Lifecycle      consent.Lifecycle       `json:"lifecycle"`
-	LastPurchaseAt time.Time               `json:"last_purchase_at,omitzero"`
-	Subscriptions  []*consent.Subscription `json:"subscriptions"`
-}
-
 // handleSubscriberExport streams every exportable subscriber as CSV or NDJSON from
 // one read transaction. Suppressed addresses never appear. A failure after
 // the first byte can only cut the stream short; it is logged.
 func (s *Server) handleSubscriberExport(c *gin.Context) {
-	format := c.DefaultQuery("format", bolt.FormatCSV)
-	if format != bolt.FormatCSV && format != bolt.FormatNDJSON {
-		s.fail(c, consent.Errorf(consent.EInvalid, "format must be csv or ndjson"))
+	format := c.DefaultQuery("format", transfer.FormatCSV)
+	now := s.store.Now()
+	ex, err := transfer.NewExporter(c.Writer, format, now, s.cfg.DormantAfter)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
 	extendDeadlines(c, false)
-	now := s.store.Now()
 	name := "subscribers-" + now.Format("20060102T150405Z") + "." + format
-	ct := "text/csv; charset=utf-8"
-	if format == bolt.FormatNDJSON {
-		ct = "application/x-ndjson"
-	}
-	c.Header("Content-Type", ct)
+	c.Header("Content-Type", ex.ContentType())
 	c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
 	c.Header("Cache-Control", "no-store")
 	c.Status(http.StatusOK)
 
-	var write func(sub *consent.Subscriber) error
-	cw := csv.NewWriter(c.Writer)
-	enc := json.NewEncoder(c.Writer)
-	if format == bolt.FormatCSV {
-		if err := cw.Write(exportColumns); err != nil {
-			return
-		}
-		write = func(sub *consent.Subscriber) error {
-			head := []string{sub.ID, cell(sub.Email), cell(sub.Name), sub.Locale, stamp(sub.Created),
-				string(sub.Lifecycle(now, s.cfg.DormantAfter)), stamp(sub.LastPurchase)}
-			subs := sortedSubscriptions(sub)
-			if len(subs) == 0 {
-				return cw.Write(append(head, "", "", "", ""))
-			}
-			for _, ss := range subs {
-				if err := cw.Write(append(head, ss.Topic, string(ss.Status), string(ss.Basis), stamp(ss.Since))); err != nil {
-					return err
-				}
-			}
-			return cw.Error()
-		}
-	} else {
-		write = func(sub *consent.Subscriber) error {
-			return enc.Encode(exportRecord{ID: sub.ID, Email: sub.Email, Name: sub.Name, Locale: sub.Locale,
-				Created: sub.Created, Lifecycle: sub.Lifecycle(now, s.cfg.DormantAfter),
-				LastPurchaseAt: sub.LastPurchase, Subscriptions: sortedSubscriptions(sub)})
-		}
-	}
 	n := 0
-	err := s.store.EachExportable(c.Request.Context(), func(sub *consent.Subscriber) error {
-		n++
-		return write(sub)
-	})
-	cw.Flush()
-	if err == nil {
-		err = cw.Error()
+	if err = ex.Begin(); err == nil {
+		err = s.store.EachExportable(c.Request.Context(), func(sub *consent.Subscriber) error {
+			n++
+			return ex.Write(sub)
+		})
+	}
+	if ferr := ex.Flush(); err == nil {
+		err = ferr
 	}
 	if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "export", "subscribers."+format, n); aerr != nil {
 		s.cfg.Log.Error("auditing an export", "err", aerr)
@@ -161,38 +111,8 @@ func (s *Server) handleSubscriberExport(c *gin.Context) {
 	s.cfg.Log.Info("export", "key", actor(c).Name, "format", format, "subscribers", n)
 }
 
-// sortedSubscriptions returns sub's subscriptions by topic id.
-func sortedSubscriptions(sub *consent.Subscriber) []*consent.Subscription {
-	out := make([]*consent.Subscription, 0, len(sub.Subscriptions))
-	for t, ss := range sub.Subscriptions {
-		cp := *ss
-		cp.Topic = t
-		out = append(out, &cp)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
-	return out
-}
-
-// cell defuses spreadsheet formulas: a text cell starting with = + - @ or
-// a tab or CR gets a leading apostrophe (OWASP CSV injection advice).
-func cell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
-}
-
-// stamp formats a time for CSV: RFC 3339 in UTC with milliseconds, or ""
-// for the zero time.
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
-}
-
-// handleBackup streams a consistent snapshot of the database (bbolt
-// tx.WriteTo in a read transaction) while the service keeps writing.
+// handleBackup streams a consistent snapshot of the store while the
+// service keeps writing.
 func (s *Server) handleBackup(c *gin.Context) {
 	extendDeadlines(c, false)
 	name := fmt.Sprintf("optin-%s.db", s.store.Now().Format("20060102T150405Z"))

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
 )
 
@@ -25,7 +24,7 @@ import (
 // incrementally at each scrape, so they count what was recorded, not
 // requests, and survive restarts.
 type Metrics struct {
-	store   *bolt.DB
+	store   MetricsStore
 	reg     *prometheus.Registry
 	latency *prometheus.HistogramVec
 	mail    *prometheus.CounterVec
@@ -37,9 +36,15 @@ type Metrics struct {
 	counts map[consent.EventType]uint64
 }
 
+// MetricsStore is what the metrics read from the store at each scrape.
+type MetricsStore interface {
+	consent.LedgerStore
+	consent.OutboxStore
+}
+
 // NewMetrics builds the metrics of the service around store. It also
 // implements the mail worker's Metrics interface.
-func NewMetrics(store *bolt.DB) *Metrics {
+func NewMetrics(store MetricsStore) *Metrics {
 	m := &Metrics{store: store, reg: prometheus.NewRegistry(), counts: map[consent.EventType]uint64{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "optin_http_request_duration_seconds", Help: "HTTP request latency by route template.",

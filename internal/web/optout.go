@@ -10,7 +10,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
 	"optin/internal/i18n"
 	"optin/internal/token"
@@ -205,7 +204,7 @@ func (s *Server) handleExport(c *gin.Context) {
 	c.Header("Content-Disposition", `attachment; filename="optin-export-`+exp.Generated.Format("20060102")+`.json"`)
 	c.Header("Cache-Control", "no-store")
 	c.IndentedJSON(http.StatusOK, struct {
-		bolt.Export
+		consent.Export
 		About exportAbout `json:"about"`
 	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
 		Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")}})

@@ -400,7 +400,7 @@ func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l
 	}
 	for _, t := range b.Topics {
 		if !f.Offers(t) {
-			return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "topic %q is not offered by this form", truncate(t, 64)), "signup.error.topic_unknown")
+			return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "topic %q is not offered by this form", consent.Truncate(t, 64)), "signup.error.topic_unknown")
 		}
 	}
 	from := c.GetHeader("Referer")
@@ -446,13 +446,6 @@ func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topi
 	}
 	l := s.localizer(c, c.PostForm("locale"), f.Locale)
 	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }
 
 // linkRequest verifies a confirm or not-me token and loads its request.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
 	"optin/internal/i18n"
 	"optin/internal/token"
@@ -15,15 +14,15 @@ import (
 // renders the error page itself and returns ok=false on failure: 400 for
 // a malformed or forged token, 410 for an expired one or one whose
 // campaign, recipient or subscriber is gone.
-func (s *Server) reawakenLink(c *gin.Context) (bolt.ReawakenLink, i18n.Localizer, bool) {
+func (s *Server) reawakenLink(c *gin.Context) (consent.ReawakenLink, i18n.Localizer, bool) {
 	claims, ok := s.linkClaims(c, token.Reawaken, false)
 	if !ok {
-		return bolt.ReawakenLink{}, i18n.Localizer{}, false
+		return consent.ReawakenLink{}, i18n.Localizer{}, false
 	}
 	campaign, subscriber, ok := consent.ParseReawakenSubject(claims.Subject)
 	if !ok {
 		s.messagePage(c, http.StatusBadRequest, s.localizer(c), "invalid", pageData{})
-		return bolt.ReawakenLink{}, i18n.Localizer{}, false
+		return consent.ReawakenLink{}, i18n.Localizer{}, false
 	}
 	link, err := s.store.Reawaken(c.Request.Context(), campaign, subscriber)
 	switch consent.ErrorCode(err) {
@@ -34,13 +33,13 @@ func (s *Server) reawakenLink(c *gin.Context) (bolt.ReawakenLink, i18n.Localizer
 	default:
 		s.fail(c, err)
 	}
-	return bolt.ReawakenLink{}, i18n.Localizer{}, false
+	return consent.ReawakenLink{}, i18n.Localizer{}, false
 }
 
 // reawakenWording is the exact wording the "keep me subscribed" page
 // shows; its hash goes into the reconfirmed ledger event and its text is
 // stored once, like the preference center's.
-func (s *Server) reawakenWording(c *gin.Context, link bolt.ReawakenLink, l i18n.Localizer) (consent.Wording, consent.Topic) {
+func (s *Server) reawakenWording(c *gin.Context, link consent.ReawakenLink, l i18n.Localizer) (consent.Wording, consent.Topic) {
 	t := s.topicsOf(c, []string{link.Campaign.Topic})[0]
 	return consent.Wording{Form: link.Campaign.Source(), Version: 1, Locale: l.Locale,
 		Text: l.T("reawaken.wording", s.cfg.Sender), Topics: map[string]string{t.ID: t.Name}}, t

@@ -18,7 +18,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
 	"optin/internal/i18n"
 	"optin/internal/token"
@@ -29,7 +28,7 @@ type Notifier interface{ Notify() }
 
 // Config configures a Server.
 type Config struct {
-	Store          *bolt.DB
+	Store          consent.Store
 	Tokens         *token.Issuer
 	Catalog        *i18n.Catalog
 	Templates      fs.FS // holds pages/*.html
@@ -60,7 +59,7 @@ type Rate struct {
 // Server serves optin's HTTP routes.
 type Server struct {
 	cfg    Config
-	store  *bolt.DB
+	store  consent.Store
 	pages  map[string]*template.Template
 	engine *gin.Engine
 	origin string // scheme://host of BaseURL

@@ -1,11 +1,10 @@
-package bolt_test
+package transfer_test
 
 import (
+	"optin/internal/transfer"
 	"strings"
 	"testing"
 	"time"
-
-	"optin/internal/bolt"
 )
 
 // TestImportNDJSONOneValuePerLine: a line with anything after its JSON
@@ -15,7 +14,7 @@ func TestImportNDJSONOneValuePerLine(t *testing.T) {
 		`{"email":"a@example.com","topics":"news","basis":"consent"}}`,
 		`{"email":"a@example.com","topics":"news","basis":"consent"} {"email":"x"}`,
 	} {
-		ir, err := bolt.NewImportReader(strings.NewReader(line+"\n"), bolt.FormatNDJSON)
+		ir, err := transfer.NewReader(strings.NewReader(line+"\n"), transfer.FormatNDJSON)
 		if err != nil {
 			t.Fatal(err)
 		}

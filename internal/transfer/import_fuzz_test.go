@@ -1,4 +1,4 @@
-package bolt_test
+package transfer_test
 
 import (
 	"bytes"
@@ -13,22 +13,22 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"optin/internal/bolt"
 	"optin/internal/consent"
+	"optin/internal/transfer"
 )
 
 // fuzzImportNow is the clock reading the fuzzed imports are checked at.
 var fuzzImportNow = time.Date(2030, 1, 2, 3, 4, 5, 678_000_000, time.UTC)
 
-// fuzzImportResult is one ImportReader.Next answer.
+// fuzzImportResult is one Reader.Next answer.
 type fuzzImportResult struct {
-	row     bolt.ImportRow
+	row     consent.ImportRow
 	problem string
 }
 
 // FuzzImportRow writes one import row with fuzzed fields as CSV (with a
 // header), as NDJSON with topics as a ";"-separated string and as NDJSON
-// with topics as an array, and reads each back with ImportReader.
+// with topics as an array, and reads each back with Reader.
 //
 // Properties: each file yields exactly one row and then io.EOF, never an
 // error; a row without a problem satisfies every documented rule (see
@@ -58,15 +58,15 @@ func FuzzImportRow(f *testing.F) {
 			name, format string
 			data         []byte
 		}{
-			{"CSV", bolt.FormatCSV, csvFile.Bytes()},
-			{"NDJSON, topics string", bolt.FormatNDJSON, fuzzJSONLine(t, asString)},
-			{"NDJSON, topics array", bolt.FormatNDJSON, fuzzJSONLine(t, asArray)},
+			{"CSV", transfer.FormatCSV, csvFile.Bytes()},
+			{"NDJSON, topics string", transfer.FormatNDJSON, fuzzJSONLine(t, asString)},
+			{"NDJSON, topics array", transfer.FormatNDJSON, fuzzJSONLine(t, asArray)},
 		}
 		var got []fuzzImportResult
 		for _, file := range files {
-			ir, err := bolt.NewImportReader(bytes.NewReader(file.data), file.format)
+			ir, err := transfer.NewReader(bytes.NewReader(file.data), file.format)
 			if err != nil {
-				t.Fatalf("%s %q: NewImportReader: got err %v, want nil", file.name, file.data, err)
+				t.Fatalf("%s %q: NewReader: got err %v, want nil", file.name, file.data, err)
 			}
 			row, problem, err := ir.Next(fuzzImportNow)
 			if err != nil {
@@ -97,7 +97,7 @@ func FuzzImportRow(f *testing.F) {
 
 // FuzzImportFile reads arbitrary bytes as a CSV or NDJSON import file.
 //
-// Properties: NewImportReader and Next fail only with EInvalid errors;
+// Properties: NewReader and Next fail only with EInvalid errors;
 // the file ends (io.EOF or an error) after at most one row per line; line
 // numbers strictly increase; every row without a problem satisfies
 // checkFuzzImportRow.
@@ -105,14 +105,14 @@ func FuzzImportRow(f *testing.F) {
 // Seeds: testdata/fuzz/FuzzImportFile.
 func FuzzImportFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, ndjson bool) {
-		format := bolt.FormatCSV
+		format := transfer.FormatCSV
 		if ndjson {
-			format = bolt.FormatNDJSON
+			format = transfer.FormatNDJSON
 		}
-		ir, err := bolt.NewImportReader(bytes.NewReader(data), format)
+		ir, err := transfer.NewReader(bytes.NewReader(data), format)
 		if err != nil {
 			if code := consent.ErrorCode(err); code != consent.EInvalid {
-				t.Fatalf("NewImportReader(%q, %s): got err %v (code %q), want code %q", data, format, err, code, consent.EInvalid)
+				t.Fatalf("NewReader(%q, %s): got err %v (code %q), want code %q", data, format, err, code, consent.EInvalid)
 			}
 			return
 		}
@@ -143,9 +143,9 @@ func FuzzImportFile(f *testing.F) {
 	})
 }
 
-// checkFuzzImportRow checks the rules NewImportReader documents for a row
+// checkFuzzImportRow checks the rules NewReader documents for a row
 // it accepts.
-func checkFuzzImportRow(t *testing.T, row bolt.ImportRow) {
+func checkFuzzImportRow(t *testing.T, row consent.ImportRow) {
 	t.Helper()
 	if again, err := consent.ParseAddress(row.Address.Addr); err != nil || again != row.Address {
 		t.Fatalf("row %+v: ParseAddress(Address.Addr): got %+v, %v, want the same address", row, again, err)

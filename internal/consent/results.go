@@ -1,0 +1,66 @@
+package consent
+
+import "time"
+
+// SignupResult tells the caller what a signup did. The web layer must not
+// let it change the HTTP answer (no enumeration); it only wakes the outbox.
+type SignupResult struct {
+	Queued bool
+}
+
+// ConfirmResult is the outcome of a confirmation click.
+type ConfirmResult struct {
+	// Topics are the topics the request covers.
+	Topics []string
+	// Already is true when the request had been confirmed before.
+	Already bool
+}
+
+// EventRecord is a ledger event with its personal record; Personal is nil
+// once erased.
+type EventRecord struct {
+	Event
+	Personal *Personal `json:"personal,omitempty"`
+	// WordingText is the consent wording the event's hash refers to.
+	WordingText *Wording `json:"wording_text,omitempty"`
+}
+
+// LedgerReport is the result of a ledger walk.
+type LedgerReport struct {
+	Events uint64      `json:"events"`
+	OK     bool        `json:"ok"`
+	Broken *ChainError `json:"broken,omitempty"`
+}
+
+// Export is everything optin holds about one person (GDPR Art. 15 and 20).
+type Export struct {
+	Schema     string        `json:"schema"`
+	Generated  time.Time     `json:"generated"`
+	Subscriber *Subscriber   `json:"subscriber"`
+	Events     []EventRecord `json:"events"`
+}
+
+// ExportSchema names the export format; see the README.
+const ExportSchema = "optin.export/v1"
+
+// CampaignPreview is the audience a campaign would reach now and who it
+// leaves out, by reason (the Excluded constants).
+type CampaignPreview struct {
+	Audience int            `json:"audience"`
+	Excluded map[string]int `json:"excluded"`
+}
+
+// StepResult says what one CampaignStep did.
+type StepResult struct {
+	// Queued counts mails put in the outbox (first mails and reminders).
+	Queued int
+	// Lapsed counts subscriptions that lapsed at their deadline.
+	Lapsed int
+}
+
+// ReawakenLink is what a reawaken link's page needs to know.
+type ReawakenLink struct {
+	Campaign   *Campaign
+	Recipient  *Recipient
+	Subscriber *Subscriber
+}

@@ -1,0 +1,178 @@
+package consent
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Store is the storage contract of optin: everything the web server, the
+// mail worker, the campaign runner and the command line keep or read.
+// Every implementation (the embedded bbolt store, a database server) must
+// behave as these comments promise.
+//
+// Each write is one use case applied in one transaction: the record, its
+// indexes, its ledger events and any outbox job commit together or not at
+// all, and a method that returns nil has made its write durable. Errors
+// are *Error values with a code (ENotFound, EConflict, EInvalid, ...)
+// where the caller can act on them.
+type Store interface {
+	Clock
+	CatalogStore
+	SignupStore
+	PersonStore
+	AdminStore
+	CampaignStore
+	OutboxStore
+	LedgerStore
+	// Close releases the store; nothing may be called after it.
+	Close() error
+}
+
+// Clock is the store's time: UTC, truncated to the millisecond, the time
+// every record and event it writes carries.
+type Clock interface {
+	Now() time.Time
+}
+
+// CatalogStore keeps topics, forms and API keys.
+type CatalogStore interface {
+	// Bootstrap prepares an empty store for first use: topic, form and the
+	// admin API key whose hash is keyHash. It returns false and changes
+	// nothing when the store already has a topic or an API key.
+	Bootstrap(ctx context.Context, topic Topic, form Form, keyHash string) (bool, error)
+	Topic(ctx context.Context, id string) (Topic, error)
+	Topics(ctx context.Context) ([]Topic, error)
+	CreateTopic(ctx context.Context, a Actor, t Topic) (Topic, error)
+	UpdateTopic(ctx context.Context, a Actor, id, name, description string) (Topic, error)
+	Form(ctx context.Context, id string) (Form, error)
+	Forms(ctx context.Context) ([]Form, error)
+	CreateForm(ctx context.Context, a Actor, f Form) (Form, error)
+	UpdateForm(ctx context.Context, a Actor, upd Form) (Form, error)
+	DeleteForm(ctx context.Context, a Actor, id string) error
+
+	// APIKey returns the live key with the given hash, or EUnauthorized.
+	APIKey(ctx context.Context, hash string) (APIKey, error)
+	NewAPIKey(ctx context.Context, a Actor, name string, role Role) (secret string, info APIKeyInfo, err error)
+	APIKeys(ctx context.Context) ([]APIKeyInfo, error)
+	RevokeAPIKey(ctx context.Context, a Actor, id string) error
+	// TouchAPIKey records that key was used (at most once a minute).
+	TouchAPIKey(ctx context.Context, key APIKey) error
+}
+
+// SignupStore applies the double opt-in: signup, confirmation, "not me".
+type SignupStore interface {
+	// Signup applies PlanSignup's plan in one transaction: the wording
+	// version, the subscriber, the pending request, the requested event
+	// and the confirmation mail. in.Now is set by the store.
+	Signup(ctx context.Context, in SignupInput, wording Wording) (SignupResult, error)
+	// Confirm confirms the pending request id once; a second call
+	// succeeds with Already set and changes nothing.
+	Confirm(ctx context.Context, id string, in ConfirmInput) (ConfirmResult, error)
+	// NotMe cancels request id and blocks confirmation mail to its
+	// address for a while.
+	NotMe(ctx context.Context, id string, in ConfirmInput) error
+	Request(ctx context.Context, id string) (*Request, error)
+	// SweepRequests deletes requests whose link expired more than
+	// retention ago, and returns how many.
+	SweepRequests(ctx context.Context, retention time.Duration) (int, error)
+}
+
+// PersonStore is what a person does through their signed links:
+// unsubscribe, preferences, access and erasure.
+type PersonStore interface {
+	Subscriber(ctx context.Context, id string) (*Subscriber, error)
+	SubscriberByAddress(ctx context.Context, a Address) (*Subscriber, error)
+	// Unsubscribe withdraws subscriber id from topic ("" = every topic)
+	// and suppresses the address for that scope at once; it is idempotent
+	// and returns the topics that changed.
+	Unsubscribe(ctx context.Context, id, topic, channel string, in ConfirmInput) ([]string, error)
+	UpdatePreferences(ctx context.Context, id string, on []string, wording Wording, in ConfirmInput) error
+	// RequestPreferencesMail queues a preferences mail to a if it is a
+	// subscriber; the answer must not reach the person (no enumeration).
+	RequestPreferencesMail(ctx context.Context, a Address) (bool, error)
+	// Erase removes the person and their personal data, keeping only the
+	// suppression hash and the ledger's events without personal records.
+	Erase(ctx context.Context, id, source string) error
+	// Export returns everything held about subscriber id (GDPR Art. 15, 20).
+	Export(ctx context.Context, id string) (Export, error)
+	// Suppressed reports whether a is suppressed for topic or for all.
+	Suppressed(ctx context.Context, a Address, topic string) (bool, error)
+}
+
+// AdminStore is the marketer's and operator's side: listings, imports,
+// exports, suppressions, the audit log, statistics and backups. Every
+// write is audited under its actor in the same transaction.
+type AdminStore interface {
+	// FindSubscribers returns one page of subscribers matching f in id
+	// order, and the cursor of the next page ("" after the last).
+	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
+	RecordPurchase(ctx context.Context, a Actor, id string, at time.Time) (*Subscriber, error)
+	EraseSubscriber(ctx context.Context, a Actor, id string) error
+	// Import stores validated rows in chunks; each valid row lands even
+	// when others are refused.
+	Import(ctx context.Context, a Actor, rows ImportRows) (ImportReport, error)
+	// EachExportable calls fn for every subscriber that may leave optin in
+	// a bulk export (never a suppressed address), from one snapshot.
+	EachExportable(ctx context.Context, fn func(sub *Subscriber) error) error
+	Suppressions(ctx context.Context, addr *Address, cursor string, limit int) (SuppressionPage, error)
+	AddSuppression(ctx context.Context, a Actor, addr Address, topic, note string) (Suppression, bool, error)
+	DeleteSuppression(ctx context.Context, a Actor, hash, scope string) (int, error)
+	// AuditRead records a read worth auditing (exports, backups).
+	AuditRead(ctx context.Context, a Actor, action, target string, count int) error
+	Audit(ctx context.Context, cursor string, limit int) (entries []AuditEntry, next string, err error)
+	Stats(ctx context.Context, dormantAfter time.Duration) (Stats, error)
+	// Backup writes a consistent snapshot of the store to w, calling size
+	// with its length before the first byte.
+	Backup(ctx context.Context, w io.Writer, size func(int64)) error
+}
+
+// CampaignStore keeps reawaken campaigns and runs them.
+type CampaignStore interface {
+	CreateCampaign(ctx context.Context, a Actor, in CampaignInput) (*Campaign, error)
+	Campaign(ctx context.Context, id string) (*Campaign, error)
+	Campaigns(ctx context.Context) ([]*Campaign, error)
+	StartCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
+	PauseCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
+	// PreviewCampaign counts the audience and the exclusions by reason;
+	// it changes nothing.
+	PreviewCampaign(ctx context.Context, id string, p CampaignPolicy) (CampaignPreview, error)
+	// CampaignStep does one tick of campaign work: records first mails
+	// that went out, queues the next ones at the campaign's rate (none
+	// when mayQueue is false) and handles due reminders and deadlines.
+	CampaignStep(ctx context.Context, p CampaignPolicy, tick time.Duration, mayQueue bool) (StepResult, error)
+	Reawaken(ctx context.Context, campaign, subscriber string) (ReawakenLink, error)
+	// Reconfirm records the recipient's "keep me subscribed" once.
+	Reconfirm(ctx context.Context, campaign, subscriber string, wording Wording, in ConfirmInput) (already bool, err error)
+}
+
+// OutboxStore is the durable mail queue the mail worker drains.
+type OutboxStore interface {
+	// DueJobs returns up to limit jobs due at now, in due order, leaving
+	// out those skip names (jobs being sent).
+	DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]Job, error)
+	// NextDue is when the earliest job is due; the zero time when none.
+	NextDue(ctx context.Context) (time.Time, error)
+	OutboxDepth(ctx context.Context) (queued, parked int, err error)
+	// DeliverableBatch checks each job again at send time (suppression,
+	// unsubscription, erasure); false means drop it.
+	DeliverableBatch(ctx context.Context, jobs []Job) ([]bool, error)
+	// FinishJobs removes jobs the relay accepted (or dropped ones).
+	FinishJobs(ctx context.Context, jobs []Job) error
+	RetryJob(ctx context.Context, job Job, next time.Time, reason string) error
+	ParkJob(ctx context.Context, job Job, reason string) error
+	// ExpediteRetries makes every waiting retry due now.
+	ExpediteRetries(ctx context.Context) (int, error)
+}
+
+// LedgerStore reads the consent ledger.
+type LedgerStore interface {
+	// Events returns subscriber id's events in order with their personal
+	// records and wordings: the proof of consent.
+	Events(ctx context.Context, id string) ([]EventRecord, error)
+	// VerifyLedger walks the whole chain and reports the first break.
+	VerifyLedger(ctx context.Context) (LedgerReport, error)
+	// LedgerCounts counts events by type after sequence number after, and
+	// returns the last sequence number counted.
+	LedgerCounts(ctx context.Context, after uint64) (map[EventType]uint64, uint64, error)
+}
