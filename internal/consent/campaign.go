@@ -549,3 +549,119 @@ func ParseReawakenSubject(s string) (campaign, subscriber string, ok bool) {
 	campaign, subscriber, ok = strings.Cut(s, ".")
 	return campaign, subscriber, ok && campaign != "" && subscriber != "" && !strings.Contains(subscriber, ".")
 }
+
+// PlanReawaken plans c's first mail to sub at now: the outbox job, whose
+// link works until the deadline plus ReawakenLinkGrace, and the
+// recipient record (its Job is set once the job has its id). It notes on
+// sub that the person was asked in this dormancy cycle and counts the
+// target on c.
+func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *Recipient) {
+	job := c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, ids)
+	if sub.Reawakened == nil {
+		sub.Reawakened = map[string]time.Time{}
+	}
+	sub.Reawakened[c.Topic] = now
+	c.Counts.Targeted++
+	return job, &Recipient{Campaign: c.ID, Subscriber: sub.ID, State: RecipientQueued, Queued: now}
+}
+
+// reawakenJob is the one place a reawaken mail's job is built: the first
+// mail or the reminder, in the subscriber's locale as far as the campaign
+// has a template for it.
+func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, ids IDs) *Job {
+	locale, t := c.Template(sub.Locale)
+	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.Name, Locale: locale,
+		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: ids.MessageID(), Created: now,
+		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Subject: t.Subject, Body: t.Body, Reminder: reminder}
+}
+
+// PlanSettle records on r and on c's counts the outcome of a first mail
+// whose job has left the outbox, at now: parked means it failed; a
+// subscriber erased (sub nil) or withdrawn from the topic meanwhile was
+// held back at send time, and the withdrawal is the person's answer; a
+// subscription no longer confirmed, or an address suppressed for the
+// topic, was dropped at send time; otherwise the mail was sent and the
+// recipient's deadline starts. It returns when to follow up: the
+// deadline, and the reminder (zero without one); both are zero when
+// nothing is to follow. A recipient no longer queued is left alone.
+func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed bool, now time.Time) (deadline, remind time.Time) {
+	if r.State != RecipientQueued {
+		return time.Time{}, time.Time{}
+	}
+	var s *Subscription
+	if sub != nil {
+		s = sub.Subscriptions[c.Topic]
+	}
+	switch {
+	case parked:
+		r.State = RecipientFailed
+		c.Counts.Failed++
+	case sub == nil || (s != nil && s.Status == StatusUnsubscribed):
+		r.State, r.Answered = RecipientUnsubscribed, now
+		c.Counts.Unsubscribed++
+	case s == nil || s.Status != StatusConfirmed || suppressed:
+		r.State = RecipientDropped
+		c.Counts.Dropped++
+	default:
+		r.State, r.Sent = RecipientSent, now
+		r.Deadline = now.Add(time.Duration(c.Deadline))
+		c.Counts.Sent++
+		if c.Reminder > 0 {
+			remind = now.Add(time.Duration(c.Reminder))
+		}
+		return r.Deadline, remind
+	}
+	return time.Time{}, time.Time{}
+}
+
+// FollowUp is what one due reminder or deadline of a recipient changes.
+// The zero FollowUp changes nothing.
+type FollowUp struct {
+	// Changed says the recipient record (and the campaign's counts)
+	// changed and must be written.
+	Changed bool
+	// Mail is the reminder to queue.
+	Mail *Job
+	// Event, when set, is the lapsed event: the subscriber changed too.
+	Event    *Event
+	Personal Personal
+}
+
+// PlanFollowUp handles recipient r's due reminder (remind true) or
+// deadline at now. A recipient who answered meanwhile needs nothing, nor
+// does a reminder due after the deadline. A subscription that is no
+// longer confirmed (or a subscriber erased: sub nil) is recorded as the
+// person's answer. A confirmed one gets the reminder, unless the address
+// is suppressed for the topic, or at the deadline lapses (PlanLapse); a
+// subscription confirmed afresh after the mail counts as reconfirmed.
+func PlanFollowUp(c *Campaign, r *Recipient, sub *Subscriber, remind, suppressed bool, now time.Time, ids IDs) FollowUp {
+	if r.State != RecipientSent || (remind && !now.Before(r.Deadline)) {
+		return FollowUp{}
+	}
+	var s *Subscription
+	if sub != nil {
+		s = sub.Subscriptions[c.Topic]
+	}
+	switch {
+	case s == nil || s.Status != StatusConfirmed:
+		r.State, r.Answered = RecipientUnsubscribed, now
+		c.Counts.Unsubscribed++
+		return FollowUp{Changed: true}
+	case remind:
+		if suppressed {
+			return FollowUp{}
+		}
+		r.Reminded = now
+		c.Counts.Reminded++
+		return FollowUp{Changed: true, Mail: c.reawakenJob(sub, r.Deadline.Add(ReawakenLinkGrace), true, now, ids)}
+	}
+	ev, personal := PlanLapse(c, r, sub, now, ids)
+	if ev == nil {
+		// Confirmed afresh another way after the mail: an answer too.
+		r.State, r.Answered = RecipientReconfirmed, now
+		c.Counts.Reconfirmed++
+		return FollowUp{Changed: true}
+	}
+	c.Counts.Lapsed++
+	return FollowUp{Changed: true, Event: ev, Personal: personal}
+}

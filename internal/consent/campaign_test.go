@@ -294,3 +294,87 @@ func TestReawakenSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSettle: each outcome of a first mail that left the outbox, in
+// the order the rule checks them.
+func TestPlanSettle(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news", Deadline: Span(30 * Day), Reminder: Span(7 * Day)}
+	erased := func() *Subscriber { return nil }
+	confirmed := func() *Subscriber { return subWith(StatusConfirmed, BasisConsent) }
+	for _, tc := range []struct {
+		name       string
+		state      RecipientState
+		sub        func() *Subscriber
+		parked     bool
+		suppressed bool
+		want       RecipientState
+		followUp   bool
+	}{
+		{"sent", RecipientQueued, confirmed, false, false, RecipientSent, true},
+		{"parked wins over everything", RecipientQueued, erased, true, true, RecipientFailed, false},
+		{"erased meanwhile", RecipientQueued, erased, false, false, RecipientUnsubscribed, false},
+		{"withdrew meanwhile", RecipientQueued, func() *Subscriber { return subWith(StatusUnsubscribed, BasisConsent) }, false, false, RecipientUnsubscribed, false},
+		{"lapsed meanwhile", RecipientQueued, func() *Subscriber { return subWith(StatusLapsed, BasisConsent) }, false, false, RecipientDropped, false},
+		{"suppressed meanwhile", RecipientQueued, confirmed, false, true, RecipientDropped, false},
+		{"already settled", RecipientReconfirmed, confirmed, false, false, RecipientReconfirmed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			r := &Recipient{State: tc.state}
+			deadline, remind := PlanSettle(&cc, r, tc.sub(), tc.parked, tc.suppressed, campaignNow)
+			if r.State != tc.want {
+				t.Errorf("state: got %s, want %s", r.State, tc.want)
+			}
+			if !tc.followUp {
+				if !deadline.IsZero() || !remind.IsZero() {
+					t.Errorf("follow-ups: got %v %v, want none", deadline, remind)
+				}
+				return
+			}
+			if !deadline.Equal(campaignNow.Add(30*Day)) || !remind.Equal(campaignNow.Add(7*Day)) || !r.Sent.Equal(campaignNow) || cc.Counts.Sent != 1 {
+				t.Errorf("sent: got deadline %v remind %v sent %v counts %+v", deadline, remind, r.Sent, cc.Counts)
+			}
+		})
+	}
+}
+
+// TestPlanFollowUp: reminders and deadlines of a recipient who was sent
+// the first mail.
+func TestPlanFollowUp(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news", Deadline: Span(30 * Day)}
+	sent := campaignNow.Add(-20 * Day)
+	deadline := sent.Add(30 * Day)
+	for _, tc := range []struct {
+		name       string
+		state      RecipientState
+		sub        *Subscriber
+		remind     bool
+		suppressed bool
+		now        time.Time
+		want       RecipientState
+		mail, ev   bool
+	}{
+		{"reminder", RecipientSent, subWith(StatusConfirmed, BasisConsent), true, false, campaignNow, RecipientSent, true, false},
+		{"reminder to a suppressed address", RecipientSent, subWith(StatusConfirmed, BasisConsent), true, true, campaignNow, RecipientSent, false, false},
+		{"reminder after the deadline", RecipientSent, subWith(StatusConfirmed, BasisConsent), true, false, deadline, RecipientSent, false, false},
+		{"answered already", RecipientReconfirmed, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientReconfirmed, false, false},
+		{"withdrew", RecipientSent, subWith(StatusUnsubscribed, BasisConsent), false, false, deadline, RecipientUnsubscribed, false, false},
+		{"erased", RecipientSent, nil, true, false, campaignNow, RecipientUnsubscribed, false, false},
+		{"deadline lapses", RecipientSent, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientLapsed, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			r := &Recipient{State: tc.state, Sent: sent, Deadline: deadline}
+			f := PlanFollowUp(&cc, r, tc.sub, tc.remind, tc.suppressed, tc.now, fixedIDs{})
+			if r.State != tc.want || (f.Mail != nil) != tc.mail || (f.Event != nil) != tc.ev {
+				t.Fatalf("got state %s mail %v event %v, want %s %v %v", r.State, f.Mail != nil, f.Event != nil, tc.want, tc.mail, tc.ev)
+			}
+			if f.Mail != nil && (!f.Mail.Reminder || f.Mail.Kind != JobReawaken || !f.Mail.TokenExpires.Equal(deadline.Add(ReawakenLinkGrace))) {
+				t.Errorf("reminder job: %+v", f.Mail)
+			}
+			if f.Event != nil && (f.Event.Type != EventLapsed || cc.Counts.Lapsed != 1) {
+				t.Errorf("lapse: event %+v counts %+v", f.Event, cc.Counts)
+			}
+		})
+	}
+}
