@@ -168,12 +168,12 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	if first.IsZero() {
 		t.Fatal("last use not recorded")
 	}
-	s.clock.Add(30 * time.Second)
+	s.clock.Advance(30 * time.Second)
 	s.adminAs(created.Key, "GET", "/topics", "", "")
 	if got := lastUsed(); !got.Equal(first) {
 		t.Errorf("last use rewritten within a minute: %v, then %v", first, got)
 	}
-	s.clock.Add(31 * time.Second)
+	s.clock.Advance(31 * time.Second)
 	s.adminAs(created.Key, "GET", "/topics", "", "")
 	if got := lastUsed(); !got.After(first) {
 		t.Errorf("last use not updated after a minute: still %v", got)
@@ -546,7 +546,7 @@ func TestLifecycleEdge(t *testing.T) {
 	if got := lifecycle(); got != "customer" {
 		t.Errorf("a minute before the edge: got %q, want customer", got)
 	}
-	s.clock.Add(2 * time.Minute)
+	s.clock.Advance(2 * time.Minute)
 	if got := lifecycle(); got != "dormant" {
 		t.Errorf("a minute after the edge: got %q, want dormant", got)
 	}

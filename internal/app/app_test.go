@@ -10,29 +10,15 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"optin/internal/config"
 	"optin/internal/smtptest"
+	"optin/internal/testclock"
 )
 
 const testAdminKey = "test-admin-key-0123456789abcdefghijklmnop"
-
-// clock is the real clock plus an offset that tests move forward; the
-// whole service under test reads it.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
 
 // service is optin running for real: HTTP on a loopback port, bbolt in a
 // temp dir, mail through the in-process SMTP server.
@@ -41,7 +27,7 @@ type service struct {
 	app   *App
 	url   string
 	smtp  *smtptest.Server
-	clock *clock
+	clock *testclock.Clock
 	done  chan error
 	stop  context.CancelFunc
 }
@@ -66,7 +52,7 @@ func startService(t *testing.T, tweak func(*config.Config)) *service {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{}
+	clk := testclock.Real()
 	a, err := Open(Options{Config: cfg, BootstrapKey: testAdminKey, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +368,7 @@ func TestLinks(t *testing.T) {
 		t.Errorf("bad tokens changed the status to %q", sub.Subscriptions["news"].Status)
 	}
 
-	s.clock.Add(73 * time.Hour)
+	s.clock.Advance(73 * time.Hour)
 	for _, method := range []string{"GET", "POST"} {
 		r := s.do(method, confirm, "", "")
 		if r.status != http.StatusGone || !strings.Contains(r.body, `href="/f/newsletter"`) {
@@ -396,7 +382,7 @@ func TestLinks(t *testing.T) {
 		t.Fatalf("one-click not-me: got %d Location %q, want 200 without redirect", r.status, r.header.Get("Location"))
 	}
 	// Blocked: a new signup sends nothing for 30 days.
-	s.clock.Add(48 * time.Hour)
+	s.clock.Advance(48 * time.Hour)
 	s.signupJSON("cy@example.com", "news")
 	if queued, _, _ := s.app.DB.OutboxDepth(context.Background()); queued != 0 {
 		t.Errorf("signup after not-me queued %d mails, want 0", queued)

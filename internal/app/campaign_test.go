@@ -388,7 +388,7 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 		t.Errorf("reconfirmed event: %+v", ev)
 	}
 
-	s.clock.Add(25 * time.Hour) // past the reminder
+	s.clock.Advance(25 * time.Hour) // past the reminder
 	msgs := s.waitMails(3)
 	if to := msgs[2].To[0]; to != "quiet@example.com" {
 		t.Errorf("reminder went to %s", to)
@@ -398,7 +398,7 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 		t.Errorf("reminder subject: %q", subj)
 	}
 
-	s.clock.Add(24 * time.Hour) // past the deadline
+	s.clock.Advance(24 * time.Hour) // past the deadline
 	c := s.waitCampaign(id, "a lapse", func(c campaignOut) bool { return c.Counts.Lapsed == 1 })
 	if c.Counts.Reconfirmed != 1 || c.Counts.Reminded != 1 {
 		t.Errorf("counts: %+v", c.Counts)

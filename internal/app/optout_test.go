@@ -289,7 +289,7 @@ func TestExportEraseResignup(t *testing.T) {
 	if err := s.smtp.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	s.clock.Add(2 * consent.ManageMailGap)
+	s.clock.Advance(2 * consent.ManageMailGap)
 	s.do("POST", "/manage", "application/json", `{"email":"gone@example.com"}`, "Accept", "application/json")
 	if q, _, _ := s.app.DB.OutboxDepth(context.Background()); q != 1 {
 		t.Fatalf("queued: got %d, want 1", q)

@@ -15,29 +15,13 @@ import (
 
 	"optin/internal/bolt"
 	"optin/internal/consent"
+	"optin/internal/testclock"
 )
 
-// fakeClock is an injectable, race-safe clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	// A sub-millisecond part on purpose: the store keeps milliseconds.
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 678_900_123, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns the test clock, with a sub-millisecond part on
+// purpose: the store keeps milliseconds.
+func newClock() *testclock.Clock {
+	return testclock.At(time.Date(2030, 1, 2, 3, 4, 5, 678_900_123, time.UTC))
 }
 
 const (
@@ -50,14 +34,14 @@ const (
 // testHMACKey is the suppression hash key of every test store: 32 bytes.
 var testHMACKey = []byte("suppression-key-0123456789abcdef")
 
-func testOptions(clk *fakeClock) bolt.Options {
+func testOptions(clk *testclock.Clock) bolt.Options {
 	return bolt.Options{Now: clk.Now, MessageIDDomain: testDomain, HMACKey: testHMACKey}
 }
 
 // testDB is an open store on a real bbolt file with its clock.
 type testDB struct {
 	*bolt.DB
-	clock *fakeClock
+	clock *testclock.Clock
 	path  string
 }
 
@@ -70,7 +54,7 @@ func mustOpen(t *testing.T) *testDB {
 	return &testDB{DB: mustOpenAt(t, path, clk), clock: clk, path: path}
 }
 
-func mustOpenAt(t *testing.T, path string, clk *fakeClock) *bolt.DB {
+func mustOpenAt(t *testing.T, path string, clk *testclock.Clock) *bolt.DB {
 	t.Helper()
 	db, err := bolt.Open(path, testOptions(clk))
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"optin/internal/consent"
 	"os"
 	"strconv"
 	"strings"
@@ -592,32 +593,15 @@ func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// Duration is a time.Duration that also accepts a whole number of days such
-// as "365d" (and Go syntax like "72h", "90m"). Negative values are rejected.
+// Duration is a time.Duration written as consent.ParseSpan reads it: Go
+// syntax ("72h", "90m") or whole days ("365d"). Negative values are
+// rejected.
 type Duration time.Duration
 
-// ParseDuration parses s as a Duration: Go syntax ("72h", "1h30m") or a
-// whole number of days ("30d"). Negative durations are errors.
+// ParseDuration parses s as a Duration (see consent.ParseSpan).
 func ParseDuration(s string) (Duration, error) {
-	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "-") {
-		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
-	}
-	if digits, ok := strings.CutSuffix(s, "d"); ok && digits != "" && isDigits(digits) {
-		n, err := strconv.ParseInt(digits, 10, 64)
-		if err != nil || n > int64(1<<63-1)/int64(day) {
-			return 0, fmt.Errorf("duration %q is too long", s)
-		}
-		return Duration(time.Duration(n) * day), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: use Go syntax such as \"72h\" or \"90m\", or whole days such as \"30d\"", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
-	}
-	return Duration(d), nil
+	d, err := consent.ParseSpan(s)
+	return Duration(d), err
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -636,22 +620,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
-// String formats d as whole days ("365d") when possible, otherwise in Go
-// syntax without trailing zero units ("72h" → "3d", "90m" → "1h30m").
-func (d Duration) String() string {
-	td := time.Duration(d)
-	if td > 0 && td%day == 0 {
-		return strconv.FormatInt(int64(td/day), 10) + "d"
-	}
-	s := td.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+// String formats d as consent.Span does: "365d", "72h" as "3d", "1h30m".
+func (d Duration) String() string { return consent.Span(d).String() }
 
 // Rate is "N/duration", e.g. "20/10m" or "5/1h": at most N events per
 // duration. "off" disables the limit; the zero Rate is off.

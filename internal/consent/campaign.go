@@ -3,6 +3,7 @@ package consent
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -45,9 +46,13 @@ const Day = 24 * time.Hour
 // ("72h", "90m") or whole days ("30d"). It is JSON-encoded as that string.
 type Span time.Duration
 
-// ParseSpan parses s as a Span. Negative values are errors.
+// ParseSpan parses s as a Span: Go syntax ("72h", "1h30m") or a whole
+// number of days ("30d"). Negative durations are errors.
 func ParseSpan(s string) (Span, error) {
 	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	}
 	if digits, ok := strings.CutSuffix(s, "d"); ok && digits != "" && strings.Trim(digits, "0123456789") == "" {
 		n, err := strconv.ParseInt(digits, 10, 64)
 		if err != nil || n > int64(1<<63-1)/int64(Day) {
@@ -56,19 +61,30 @@ func ParseSpan(s string) (Span, error) {
 		return Span(time.Duration(n) * Day), nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("invalid duration %q: use Go syntax such as \"72h\" or whole days such as \"30d\"", s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: use Go syntax such as \"72h\" or \"90m\", or whole days such as \"30d\"", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
 	}
 	return Span(d), nil
 }
 
-// String formats s as whole days when it is a whole number of days, else
-// in Go syntax.
+// String formats s as whole days ("365d") when possible, otherwise in Go
+// syntax without trailing zero units ("90m" is "1h30m", "2h" is "2h").
 func (s Span) String() string {
-	if d := time.Duration(s); d > 0 && d%Day == 0 {
+	d := time.Duration(s)
+	if d > 0 && d%Day == 0 {
 		return strconv.FormatInt(int64(d/Day), 10) + "d"
 	}
-	return time.Duration(s).String()
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = out[:len(out)-2]
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = out[:len(out)-2]
+	}
+	return out
 }
 
 // MarshalJSON encodes s as its String.
@@ -136,10 +152,6 @@ type CampaignTemplate struct {
 	Body    string `json:"body"`
 }
 
-// campaignLocales returns the languages a campaign mail may be written
-// in: those optin ships.
-func campaignLocales() []string { return []string{"en", "it", "sv"} }
-
 // CampaignCounts is a campaign's progress. Targeted counts recipients
 // queued; Excluded counts subscribers the walk passed over, by reason;
 // Sent counts first mails handed to the mail server; Failed those the
@@ -192,14 +204,25 @@ type Campaign struct {
 func (c *Campaign) Source() string { return "campaign:" + c.ID }
 
 // Template returns the campaign's mail for locale: that locale's, else
-// en's, else the first defined.
+// en's, else the first defined in locale order.
 func (c *Campaign) Template(locale string) (string, CampaignTemplate) {
-	for _, l := range append([]string{locale}, campaignLocales()...) {
+	for _, l := range append([]string{locale, "en"}, slices.Sorted(maps.Keys(c.Templates))...) {
 		if t, ok := c.Templates[l]; ok {
 			return l, t
 		}
 	}
 	return "", CampaignTemplate{}
+}
+
+// CheckLocales reports an EInvalid error when a template is written for a
+// locale outside locales, those optin has catalogs for.
+func (in CampaignInput) CheckLocales(locales []string) error {
+	for l := range in.Templates {
+		if !slices.Contains(locales, l) {
+			return Errorf(EInvalid, "templates: %q is not a locale optin ships (%s)", Truncate(l, 20), strings.Join(locales, ", "))
+		}
+	}
+	return nil
 }
 
 // CampaignInput is a campaign as the admin API receives it.
@@ -263,12 +286,9 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 		c.Audience.NoActivitySince = t.UTC()
 	}
 	if len(in.Templates) == 0 {
-		return nil, Errorf(EInvalid, "templates is required: a subject and body for at least one of en, it, sv")
+		return nil, Errorf(EInvalid, "templates is required: a subject and body for at least one locale")
 	}
 	for l, t := range in.Templates {
-		if !slices.Contains(campaignLocales(), l) {
-			return nil, Errorf(EInvalid, "templates: %q is not a locale optin ships (en, it, sv)", Truncate(l, 20))
-		}
 		t.Subject, t.Body = strings.TrimSpace(t.Subject), strings.TrimSpace(strings.ReplaceAll(t.Body, "\r\n", "\n"))
 		if t.Subject == "" || !plainText(t.Subject, 200, false) {
 			return nil, Errorf(EInvalid, "templates.%s.subject is required: at most 200 characters on one line", l)

@@ -166,7 +166,6 @@ func TestNewCampaign(t *testing.T) {
 		{"bad consent age", func(in *CampaignInput) { in.Audience.ConsentOlderThan = "a year" }, "consent_older_than"},
 		{"bad activity time", func(in *CampaignInput) { in.Audience.NoActivitySince = "2025-01-01" }, "no_activity_since"},
 		{"no templates", func(in *CampaignInput) { in.Templates = nil }, "templates"},
-		{"unknown locale", func(in *CampaignInput) { in.Templates["de"] = CampaignTemplate{Subject: "x", Body: "y"} }, "locale"},
 		{"subject injection", func(in *CampaignInput) {
 			in.Templates["en"] = CampaignTemplate{Subject: "Hi\r\nBcc: x@evil.test", Body: "y"}
 		}, "subject"},
@@ -189,6 +188,20 @@ func TestNewCampaign(t *testing.T) {
 				t.Errorf("got %v, want EInvalid mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestCampaignCheckLocales: a template in a locale outside the catalogs'
+// is refused, naming the locales there are.
+func TestCampaignCheckLocales(t *testing.T) {
+	in := validInput()
+	if err := in.CheckLocales([]string{"en", "it", "sv"}); err != nil {
+		t.Fatalf("valid locales: got %v", err)
+	}
+	in.Templates["xx"] = CampaignTemplate{Subject: "s", Body: "b"}
+	err := in.CheckLocales([]string{"en", "it", "sv"})
+	if ErrorCode(err) != EInvalid || !strings.Contains(ErrorMessage(err), `"xx" is not a locale optin ships (en, it, sv)`) {
+		t.Errorf("unknown locale: got %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"optin/internal/testclock"
 	"sort"
 	"strings"
 	"sync"
@@ -19,27 +20,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// fakeClock is an injectable, race-safe clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	// Sub-second part on purpose: tokens carry whole seconds.
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 678_900_000, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
+// newClock returns the test clock, with a sub-second part on purpose:
+// tokens carry whole seconds.
+func newClock() *testclock.Clock {
+	return testclock.At(time.Date(2030, 1, 2, 3, 4, 5, 678_900_000, time.UTC))
 }
 
 const testIssuer = "https://optin.example"
@@ -53,7 +37,7 @@ func allPurposes() []Purpose {
 	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken}
 }
 
-func newIssuer(t testing.TB, clk *fakeClock, keys ...Key) *Issuer {
+func newIssuer(t testing.TB, clk *testclock.Clock, keys ...Key) *Issuer {
 	t.Helper()
 	iss, err := NewIssuer(testIssuer, keys, clk.Now)
 	if err != nil {

@@ -29,6 +29,10 @@ func (s *Server) handleCampaignCreate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := in.CheckLocales(s.cfg.Catalog.Locales()); err != nil {
+		s.fail(c, err)
+		return
+	}
 	camp, err := s.store.CreateCampaign(c.Request.Context(), actor(c), in)
 	if err != nil {
 		s.fail(c, err)

@@ -3,26 +3,14 @@ package web
 import (
 	"bytes"
 	"html/template"
-	"net"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
 )
-
-// slugRE is the shape of topic and form ids.
-var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
-// formLocales are the locales a form may use.
-var formLocales = []string{"en", "it", "sv"}
 
 // parseTime parses a required RFC 3339 time.
 func parseTime(s string) (time.Time, error) {
@@ -31,26 +19,6 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, consent.Errorf(consent.EInvalid, "at must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
 	}
 	return t, nil
-}
-
-// topicBody is POST /topics and PUT /topics/{id}.
-type topicBody struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-}
-
-func (b *topicBody) validate() error {
-	b.Name, b.Description = strings.TrimSpace(b.Name), strings.TrimSpace(b.Description)
-	switch {
-	case !slugRE.MatchString(b.ID):
-		return consent.Errorf(consent.EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !consent.Printable(b.Name, 100):
-		return consent.Errorf(consent.EInvalid, "name must be 1-100 characters without control characters")
-	case !consent.Printable(b.Description, 500):
-		return consent.Errorf(consent.EInvalid, "description must be at most 500 characters without control characters")
-	}
-	return nil
 }
 
 func (s *Server) handleTopics(c *gin.Context) {
@@ -66,12 +34,12 @@ func (s *Server) handleTopics(c *gin.Context) {
 }
 
 func (s *Server) handleTopicCreate(c *gin.Context) {
-	var b topicBody
+	var b consent.TopicInput
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
 		return
 	}
-	if err := b.validate(); err != nil {
+	if err := b.Validate(); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -86,7 +54,7 @@ func (s *Server) handleTopicCreate(c *gin.Context) {
 // handleTopicUpdate renames or re-describes a topic; the id in the body,
 // if any, must match the path.
 func (s *Server) handleTopicUpdate(c *gin.Context) {
-	var b topicBody
+	var b consent.TopicInput
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
 		return
@@ -96,7 +64,7 @@ func (s *Server) handleTopicUpdate(c *gin.Context) {
 		return
 	}
 	b.ID = c.Param("id")
-	if err := b.validate(); err != nil {
+	if err := b.Validate(); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -106,117 +74,6 @@ func (s *Server) handleTopicUpdate(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, t)
-}
-
-// formBody is POST /forms and PUT /forms/{id}.
-type formBody struct {
-	ID             string            `json:"id"`
-	Topics         []string          `json:"topics"`
-	Locale         string            `json:"locale"`
-	Wording        map[string]string `json:"wording"`
-	AllowedOrigins []string          `json:"allowed_origins"`
-	SuccessURL     string            `json:"success_url"`
-	PrivacyURL     string            `json:"privacy_url"`
-	ProofOfWork    int               `json:"proof_of_work"`
-}
-
-// validate checks a form and returns it normalized. Allowed origins are
-// bare origins (https, or http on a loopback host); the success URL must
-// be on one of them or on optin's own origin, so the form cannot be used
-// as an open redirect.
-func (s *Server) validateForm(b formBody) (consent.Form, error) {
-	f := consent.Form{ID: b.ID, Locale: b.Locale, Wording: map[string]string{}, SuccessURL: strings.TrimSpace(b.SuccessURL)}
-	if !slugRE.MatchString(f.ID) {
-		return f, consent.Errorf(consent.EInvalid, "id must match %s", slugRE)
-	}
-	if len(b.Topics) == 0 || len(b.Topics) > 50 {
-		return f, consent.Errorf(consent.EInvalid, "topics must list 1-50 topic ids")
-	}
-	for _, t := range b.Topics {
-		if !slugRE.MatchString(t) {
-			return f, consent.Errorf(consent.EInvalid, "topic %q is not a topic id", consent.Truncate(t, 64))
-		}
-		if slices.Contains(f.Topics, t) {
-			return f, consent.Errorf(consent.EInvalid, "topic %q is listed twice", t)
-		}
-		f.Topics = append(f.Topics, t)
-	}
-	if f.Locale == "" {
-		f.Locale = "en"
-	}
-	if !slices.Contains(formLocales, f.Locale) {
-		return f, consent.Errorf(consent.EInvalid, "locale must be one of %s", strings.Join(formLocales, ", "))
-	}
-	for l, text := range b.Wording {
-		if !slices.Contains(formLocales, l) {
-			return f, consent.Errorf(consent.EInvalid, "wording locale %q must be one of %s", consent.Truncate(l, 16), strings.Join(formLocales, ", "))
-		}
-		text = strings.TrimSpace(text)
-		if text == "" || !utf8.ValidString(text) || utf8.RuneCountInString(text) > 2000 ||
-			strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
-			return f, consent.Errorf(consent.EInvalid, "wording %q must be 1-2000 characters without control characters", l)
-		}
-		f.Wording[l] = text
-	}
-	if len(b.AllowedOrigins) > 20 {
-		return f, consent.Errorf(consent.EInvalid, "allowed_origins lists at most 20 origins")
-	}
-	for _, o := range b.AllowedOrigins {
-		norm, err := parseOrigin(o)
-		if err != nil {
-			return f, err
-		}
-		if !slices.Contains(f.AllowedOrigins, norm) {
-			f.AllowedOrigins = append(f.AllowedOrigins, norm)
-		}
-	}
-	f.PrivacyURL = strings.TrimSpace(b.PrivacyURL)
-	if f.PrivacyURL != "" {
-		u, err := url.Parse(f.PrivacyURL)
-		if err != nil || u.Host == "" || u.User != nil || len(f.PrivacyURL) > 2048 || !secureScheme(u) {
-			return f, consent.Errorf(consent.EInvalid, "privacy_url must be an absolute https URL (http only on a loopback host)")
-		}
-	}
-	if b.ProofOfWork < 0 || b.ProofOfWork > consent.MaxProofOfWork {
-		return f, consent.Errorf(consent.EInvalid, "proof_of_work must be 0 (off) to %d leading zero bits", consent.MaxProofOfWork)
-	}
-	f.ProofOfWork = b.ProofOfWork
-	if f.SuccessURL != "" {
-		u, err := url.Parse(f.SuccessURL)
-		if err != nil || u.Host == "" || u.User != nil || len(f.SuccessURL) > 2048 || !secureScheme(u) {
-			return f, consent.Errorf(consent.EInvalid, "success_url must be an absolute https URL (http only on a loopback host)")
-		}
-		origin := strings.ToLower(u.Scheme + "://" + u.Host)
-		if origin != s.origin && !slices.Contains(f.AllowedOrigins, origin) {
-			return f, consent.Errorf(consent.EInvalid, "success_url must be on one of the allowed origins or on optin's own")
-		}
-	}
-	return f, nil
-}
-
-// parseOrigin checks that o is a bare web origin, scheme://host[:port],
-// and returns it lower-cased.
-func parseOrigin(o string) (string, error) {
-	bad := consent.Errorf(consent.EInvalid, "allowed origin %q must be scheme://host[:port] without a path, https unless the host is loopback", consent.Truncate(o, 200))
-	u, err := url.Parse(strings.TrimSpace(o))
-	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" ||
-		u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(o, "?") || !secureScheme(u) {
-		return "", bad
-	}
-	return strings.ToLower(u.Scheme + "://" + u.Host), nil
-}
-
-// secureScheme reports whether u is https, or http on a loopback host.
-func secureScheme(u *url.URL) bool {
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return true
-	case "http":
-		h := u.Hostname()
-		ip := net.ParseIP(h)
-		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
-	}
-	return false
 }
 
 func (s *Server) handleForms(c *gin.Context) {
@@ -238,12 +95,12 @@ func (s *Server) handleFormGet(c *gin.Context) {
 }
 
 func (s *Server) handleFormCreate(c *gin.Context) {
-	var b formBody
+	var b consent.FormInput
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
 		return
 	}
-	f, err := s.validateForm(b)
+	f, err := consent.NewForm(b, s.origin, s.cfg.Catalog.Locales())
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -257,7 +114,7 @@ func (s *Server) handleFormCreate(c *gin.Context) {
 
 // handleFormUpdate replaces a form's settings; the id cannot change.
 func (s *Server) handleFormUpdate(c *gin.Context) {
-	var b formBody
+	var b consent.FormInput
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
 		return
@@ -267,7 +124,7 @@ func (s *Server) handleFormUpdate(c *gin.Context) {
 		return
 	}
 	b.ID = c.Param("id")
-	f, err := s.validateForm(b)
+	f, err := consent.NewForm(b, s.origin, s.cfg.Catalog.Locales())
 	if err != nil {
 		s.fail(c, err)
 		return

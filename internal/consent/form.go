@@ -1,0 +1,146 @@
+package consent
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// slugRE is the shape of topic and form ids.
+var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// TopicInput is a topic as the admin API receives it.
+type TopicInput struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// Validate trims the name and description and checks the topic: an id
+// of lower-case letters, digits, - and _, a name of 1-100 and a
+// description of at most 500 printable characters.
+func (b *TopicInput) Validate() error {
+	b.Name, b.Description = strings.TrimSpace(b.Name), strings.TrimSpace(b.Description)
+	switch {
+	case !slugRE.MatchString(b.ID):
+		return Errorf(EInvalid, "id must match %s", slugRE)
+	case b.Name == "" || !Printable(b.Name, 100):
+		return Errorf(EInvalid, "name must be 1-100 characters without control characters")
+	case !Printable(b.Description, 500):
+		return Errorf(EInvalid, "description must be at most 500 characters without control characters")
+	}
+	return nil
+}
+
+// FormInput is a form as the admin API receives it.
+type FormInput struct {
+	ID             string            `json:"id"`
+	Topics         []string          `json:"topics"`
+	Locale         string            `json:"locale"`
+	Wording        map[string]string `json:"wording"`
+	AllowedOrigins []string          `json:"allowed_origins"`
+	SuccessURL     string            `json:"success_url"`
+	PrivacyURL     string            `json:"privacy_url"`
+	ProofOfWork    int               `json:"proof_of_work"`
+}
+
+// NewForm checks a form and returns it normalized. Its locale and
+// wordings must be among locales (those optin has catalogs for); allowed
+// origins are bare origins (https, or http on a loopback host); the
+// success URL must be on one of them or on own, optin's own origin, so
+// the form cannot be used as an open redirect.
+func NewForm(b FormInput, own string, locales []string) (Form, error) {
+	f := Form{ID: b.ID, Locale: b.Locale, Wording: map[string]string{}, SuccessURL: strings.TrimSpace(b.SuccessURL)}
+	if !slugRE.MatchString(f.ID) {
+		return f, Errorf(EInvalid, "id must match %s", slugRE)
+	}
+	if len(b.Topics) == 0 || len(b.Topics) > 50 {
+		return f, Errorf(EInvalid, "topics must list 1-50 topic ids")
+	}
+	for _, t := range b.Topics {
+		if !slugRE.MatchString(t) {
+			return f, Errorf(EInvalid, "topic %q is not a topic id", Truncate(t, 64))
+		}
+		if slices.Contains(f.Topics, t) {
+			return f, Errorf(EInvalid, "topic %q is listed twice", t)
+		}
+		f.Topics = append(f.Topics, t)
+	}
+	if f.Locale == "" {
+		f.Locale = "en"
+	}
+	if !slices.Contains(locales, f.Locale) {
+		return f, Errorf(EInvalid, "locale must be one of %s", strings.Join(locales, ", "))
+	}
+	for l, text := range b.Wording {
+		if !slices.Contains(locales, l) {
+			return f, Errorf(EInvalid, "wording locale %q must be one of %s", Truncate(l, 16), strings.Join(locales, ", "))
+		}
+		text = strings.TrimSpace(text)
+		if text == "" || !plainText(text, 2000, true) || strings.ContainsRune(text, '\t') {
+			return f, Errorf(EInvalid, "wording %q must be 1-2000 characters without control characters", l)
+		}
+		f.Wording[l] = text
+	}
+	if len(b.AllowedOrigins) > 20 {
+		return f, Errorf(EInvalid, "allowed_origins lists at most 20 origins")
+	}
+	for _, o := range b.AllowedOrigins {
+		norm, err := ParseOrigin(o)
+		if err != nil {
+			return f, err
+		}
+		if !slices.Contains(f.AllowedOrigins, norm) {
+			f.AllowedOrigins = append(f.AllowedOrigins, norm)
+		}
+	}
+	f.PrivacyURL = strings.TrimSpace(b.PrivacyURL)
+	if f.PrivacyURL != "" {
+		u, err := url.Parse(f.PrivacyURL)
+		if err != nil || u.Host == "" || u.User != nil || len(f.PrivacyURL) > 2048 || !SecureURL(u) {
+			return f, Errorf(EInvalid, "privacy_url must be an absolute https URL (http only on a loopback host)")
+		}
+	}
+	if b.ProofOfWork < 0 || b.ProofOfWork > MaxProofOfWork {
+		return f, Errorf(EInvalid, "proof_of_work must be 0 (off) to %d leading zero bits", MaxProofOfWork)
+	}
+	f.ProofOfWork = b.ProofOfWork
+	if f.SuccessURL != "" {
+		u, err := url.Parse(f.SuccessURL)
+		if err != nil || u.Host == "" || u.User != nil || len(f.SuccessURL) > 2048 || !SecureURL(u) {
+			return f, Errorf(EInvalid, "success_url must be an absolute https URL (http only on a loopback host)")
+		}
+		origin := strings.ToLower(u.Scheme + "://" + u.Host)
+		if origin != own && !slices.Contains(f.AllowedOrigins, origin) {
+			return f, Errorf(EInvalid, "success_url must be on one of the allowed origins or on optin's own")
+		}
+	}
+	return f, nil
+}
+
+// ParseOrigin checks that o is a bare web origin, scheme://host[:port],
+// and returns it lower-cased.
+func ParseOrigin(o string) (string, error) {
+	bad := Errorf(EInvalid, "allowed origin %q must be scheme://host[:port] without a path, https unless the host is loopback", Truncate(o, 200))
+	u, err := url.Parse(strings.TrimSpace(o))
+	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" ||
+		u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(o, "?") || !SecureURL(u) {
+		return "", bad
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// SecureURL reports whether u is https, or http on a loopback host.
+func SecureURL(u *url.URL) bool {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		ip := net.ParseIP(h)
+		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
+	}
+	return false
+}
