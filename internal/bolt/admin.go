@@ -14,7 +14,7 @@ import (
 // changes nothing when the database already has a topic or an API key.
 func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.Form, keyHash string) (bool, error) {
 	created := false
-	err := db.updateCatalog(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTopics).Stats().KeyN > 0 || tx.Bucket(bucketAPIKeys).Stats().KeyN > 0 {
 			return nil
 		}

@@ -25,7 +25,7 @@ func (db *DB) audit(tx *bbolt.Tx, a consent.Actor, action, target string, count 
 // backup (R84). Reads run in read transactions, so the entry is written
 // right after, in its own.
 func (db *DB) AuditRead(ctx context.Context, a consent.Actor, action, target string, count int) error {
-	return db.update(func(tx *bbolt.Tx) error { return db.audit(tx, a, action, target, count) })
+	return db.update(ctx, func(tx *bbolt.Tx) error { return db.audit(tx, a, action, target, count) })
 }
 
 // Audit returns up to limit audit entries, newest first, older than the

@@ -14,7 +14,7 @@ import (
 // CreateTopic stores a new topic; its ID must be unused (EConflict). The
 // caller validates the fields.
 func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, t consent.Topic) (consent.Topic, error) {
-	err := db.updateCatalog(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTopics).Get([]byte(t.ID)) != nil {
 			return consent.Errorf(consent.EConflict, "topic %q exists", t.ID)
 		}
@@ -33,7 +33,7 @@ func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, t consent.Topic)
 // version; consents given before keep citing the wording they saw.
 func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, id, name, description string) (consent.Topic, error) {
 	var t consent.Topic
-	err := db.updateCatalog(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if err := mustGet(tx, bucketTopics, id, &t, "topic"); err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func checkTopics(tx *bbolt.Tx, topics []string) error {
 // (EConflict) and its topics must exist (EInvalid). The caller validates
 // the other fields.
 func (db *DB) CreateForm(ctx context.Context, a consent.Actor, f consent.Form) (consent.Form, error) {
-	err := db.updateCatalog(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketForms).Get([]byte(f.ID)) != nil {
 			return consent.Errorf(consent.EConflict, "form %q exists", f.ID)
 		}
@@ -140,7 +140,7 @@ func (db *DB) CreateForm(ctx context.Context, a consent.Actor, f consent.Form) (
 // by hash.
 func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form) (consent.Form, error) {
 	var f consent.Form
-	err := db.updateCatalog(func(tx *bbolt.Tx) error {
+	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if err := mustGet(tx, bucketForms, upd.ID, &f, "form"); err != nil {
 			return err
 		}
@@ -167,7 +167,7 @@ func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form)
 // stop; its stored wordings stay, so past consents still prove what was
 // shown, and open requests made through it can still be confirmed.
 func (db *DB) DeleteForm(ctx context.Context, a consent.Actor, id string) error {
-	return db.updateCatalog(func(tx *bbolt.Tx) error {
+	return db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		var f consent.Form
 		if err := mustGet(tx, bucketForms, id, &f, "form"); err != nil {
 			return err

@@ -37,7 +37,7 @@ func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role 
 	}
 	secret := consent.APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	key := consent.APIKey{Hash: consent.HashAPIKey(secret), Name: name, Role: role}
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		key.Created = db.Now()
 		dup := false
 		err := tx.Bucket(bucketAPIKeys).ForEach(func(_, v []byte) error {
@@ -86,7 +86,7 @@ func (db *DB) APIKeys(ctx context.Context) ([]consent.APIKeyInfo, error) {
 // working at once. Revoking a revoked key changes nothing. An unknown id
 // is ENotFound.
 func (db *DB) RevokeAPIKey(ctx context.Context, a consent.Actor, id string) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		if len(id) != 16 {
 			return consent.Errorf(consent.ENotFound, "API key %q not found", consent.Truncate(id, 64))
 		}
@@ -118,7 +118,7 @@ func (db *DB) TouchAPIKey(ctx context.Context, key consent.APIKey) error {
 	if now.Sub(key.LastUsed) < touchEvery {
 		return nil
 	}
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		var k consent.APIKey
 		if ok, err := get(tx, bucketAPIKeys, []byte(key.Hash), &k); err != nil || !ok {
 			return err

@@ -75,7 +75,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 // future is EInvalid; an unknown subscriber ENotFound.
 func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
 	var sub *consent.Subscriber
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		if sub, err = loadSubscriber(tx, id); err != nil {
 			return err
@@ -99,7 +99,7 @@ func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at
 // person's own erasure (see Erase), recording a as the source, and audits
 // it in the same transaction.
 func (db *DB) EraseSubscriber(ctx context.Context, a consent.Actor, id string) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		if err := db.erase(tx, id, a.Source()); err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.
 		s.Source += ": " + note
 	}
 	created := false
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		created = false
 		if topic != consent.ScopeAll {
 			if err := checkTopics(tx, []string{topic}); err != nil {
@@ -99,7 +99,7 @@ func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.
 // its entries was added by an operator.
 func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope string) (int, error) {
 	n := 0
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		n = 0
 		prefix := pairKey(h, scope)
 		if scope == "" {

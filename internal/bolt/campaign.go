@@ -18,7 +18,7 @@ import (
 func (db *DB) CreateCampaign(ctx context.Context, a consent.Actor, in consent.CampaignInput) (*consent.Campaign, error) {
 	id := db.ID()
 	var c *consent.Campaign
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		if c, err = consent.NewCampaign(in, id, db.Now()); err != nil {
 			return err
@@ -69,19 +69,19 @@ func (db *DB) Campaigns(ctx context.Context) ([]*consent.Campaign, error) {
 // running one stays as it is, a done one is EConflict. The caller checks
 // that a postal address is configured (R97). It is audited.
 func (db *DB) StartCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
-	return db.changeCampaign(a, id, "campaign.start", func(c *consent.Campaign, now time.Time) error { return c.Start(now) })
+	return db.changeCampaign(ctx, a, id, "campaign.start", func(c *consent.Campaign, now time.Time) error { return c.Start(now) })
 }
 
 // PauseCampaign stops a running campaign from queuing more mail; mail
 // already queued (about one second's worth) still goes out. It is
 // audited.
 func (db *DB) PauseCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
-	return db.changeCampaign(a, id, "campaign.pause", func(c *consent.Campaign, now time.Time) error { return c.Pause(now) })
+	return db.changeCampaign(ctx, a, id, "campaign.pause", func(c *consent.Campaign, now time.Time) error { return c.Pause(now) })
 }
 
-func (db *DB) changeCampaign(a consent.Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
+func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
 	var c *consent.Campaign
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		c = new(consent.Campaign)
 		if err := mustGet(tx, bucketCampaigns, id, c, "campaign"); err != nil {
 			return err
@@ -169,7 +169,7 @@ func reawakenRecords(tx *bbolt.Tx, campaign, subscriber string, l consent.Reawak
 // lapsed or was withdrawn meanwhile EExpired.
 func (db *DB) Reconfirm(ctx context.Context, campaign, subscriber string, wording consent.Wording, in consent.ConfirmInput) (already bool, err error) {
 	hash := wording.Hash()
-	err = db.update(func(tx *bbolt.Tx) error {
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		l := consent.ReawakenLink{Campaign: new(consent.Campaign), Recipient: new(consent.Recipient), Subscriber: new(consent.Subscriber)}
 		if err := reawakenRecords(tx, campaign, subscriber, l); err != nil {

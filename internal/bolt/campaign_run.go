@@ -170,7 +170,7 @@ func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick t
 	}
 	waiting := map[string]int{}
 	if queuedMail {
-		if waiting, err = db.settleCampaignMail(); err != nil {
+		if waiting, err = db.settleCampaignMail(ctx); err != nil {
 			return res, err
 		}
 	}
@@ -190,7 +190,7 @@ func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick t
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			n, examined, more, err := db.walkCampaign(c.ID, budget, waiting[c.ID], p)
+			n, examined, more, err := db.walkCampaign(ctx, c.ID, budget, waiting[c.ID], p)
 			res.Queued += n
 			budget -= n
 			scanned += examined
@@ -209,7 +209,7 @@ func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick t
 		}
 		var q, l int
 		var more bool
-		if after, q, l, more, err = db.followUps(after, tick, mayQueue); err != nil {
+		if after, q, l, more, err = db.followUps(ctx, after, tick, mayQueue); err != nil {
 			return res, err
 		}
 		res.Queued += q
@@ -261,9 +261,9 @@ func (cc *campaignCache) flush() error {
 
 // settleCampaignMail records the first mails that left the outbox and
 // returns, per campaign, how many are still waiting in it.
-func (db *DB) settleCampaignMail() (map[string]int, error) {
+func (db *DB) settleCampaignMail(ctx context.Context) (map[string]int, error) {
 	var waiting map[string]int
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		waiting = map[string]int{}
 		qb := tx.Bucket(bucketCampaignQ)
 		// The outbox is small in normal operation, and the walk keeps a
@@ -350,8 +350,8 @@ func (db *DB) subscriberAndSuppression(tx *bbolt.Tx, id, topic string) (*consent
 // walk has more to do. A walk that is over with no mail waiting (waiting
 // counts the campaign's first mails still in the outbox) ends the
 // campaign.
-func (db *DB) walkCampaign(id string, budget, waiting int, p consent.CampaignPolicy) (queued, examined int, more bool, err error) {
-	err = db.update(func(tx *bbolt.Tx) error {
+func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, p consent.CampaignPolicy) (queued, examined int, more bool, err error) {
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
 		queued, examined, more = 0, 0, false
 		c := new(consent.Campaign)
 		if err := mustGet(tx, bucketCampaigns, id, c, "campaign"); err != nil {
@@ -436,8 +436,8 @@ func (db *DB) queueReawaken(tx *bbolt.Tx, c *consent.Campaign, sub *consent.Subs
 // Reminders of a paused campaign, and those beyond the campaign's rate in
 // this tick, wait for a later step. It returns where to go on from,
 // the mails queued, the subscriptions lapsed and whether more may be due.
-func (db *DB) followUps(after []byte, tick time.Duration, mayQueue bool) (next []byte, queued, lapsed int, more bool, err error) {
-	err = db.update(func(tx *bbolt.Tx) error {
+func (db *DB) followUps(ctx context.Context, after []byte, tick time.Duration, mayQueue bool) (next []byte, queued, lapsed int, more bool, err error) {
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
 		next, queued, lapsed, more = after, 0, 0, false
 		now := db.Now()
 		cc := newCampaignCache(tx)

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"sync"
@@ -78,7 +79,7 @@ func cloneForm(f consent.Form) consent.Form {
 
 // updateCatalog runs fn as a write transaction that may change topics or
 // forms, and empties the catalog cache after it.
-func (db *DB) updateCatalog(fn func(tx *bbolt.Tx) error) error {
+func (db *DB) updateCatalog(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	defer db.catalog.drop()
-	return db.update(fn)
+	return db.update(ctx, fn)
 }

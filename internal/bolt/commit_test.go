@@ -34,7 +34,7 @@ func TestGroupCommit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = db.update(func(tx *bbolt.Tx) error {
+			errs[i] = db.update(context.Background(), func(tx *bbolt.Tx) error {
 				switch i {
 				case 13:
 					return errBad
@@ -81,7 +81,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.update(func(*bbolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+	if err := db.update(context.Background(), func(*bbolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Errorf("update after Close: got %v, want ErrClosed", err)
 	}
 }
@@ -104,14 +104,14 @@ func TestRetryJobSurvivesRerun(t *testing.T) {
 		job := jobs[0]
 		next := job.NextAt.Add(time.Hour)
 		hold, release := make(chan struct{}), make(chan struct{})
-		go db.update(func(*bbolt.Tx) error { close(hold); <-release; return nil })
+		go db.update(context.Background(), func(*bbolt.Tx) error { close(hold); <-release; return nil })
 		<-hold
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); db.RetryJob(ctx, job, next, "x") }()
 		go func() {
 			defer wg.Done()
-			db.update(func(*bbolt.Tx) error { return errors.New("another write fails") })
+			db.update(context.Background(), func(*bbolt.Tx) error { return errors.New("another write fails") })
 		}()
 		time.Sleep(20 * time.Millisecond) // both wait for the committer
 		close(release)
@@ -156,5 +156,56 @@ func TestGather(t *testing.T) {
 	start = time.Now()
 	if got := gather(newCall(), full, time.Minute); len(got) != maxBatch || time.Since(start) > time.Second {
 		t.Errorf("full channel: got %d calls after %v, want %d at once", len(got), time.Since(start), maxBatch)
+	}
+}
+
+// TestUpdateHonoursContext: a write whose ctx ends while it waits for the
+// committer returns ctx's error at once, and a write whose ctx ended
+// before the committer reached it changes nothing.
+func TestUpdateHonoursContext(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "c.db"), Options{HMACKey: bytes.Repeat([]byte{2}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	running, release := make(chan struct{}), make(chan struct{})
+	blocker := make(chan error, 1)
+	go func() {
+		blocker <- db.update(context.Background(), func(tx *bbolt.Tx) error {
+			close(running)
+			<-release
+			return nil
+		})
+	}()
+	<-running // the committer is busy with the blocker
+
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() {
+		waiting <- db.update(ctx, func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put([]byte("cancelled"), []byte("v"))
+		})
+	}()
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled write: got %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-blocker; err != nil {
+		t.Fatal(err)
+	}
+	// A later write goes through the same committer, after anything the
+	// cancelled call could have left in the queue.
+	if err := db.update(context.Background(), func(tx *bbolt.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta).Get([]byte("cancelled")) != nil {
+			return errors.New("the cancelled write was committed")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -199,7 +200,10 @@ type call struct {
 }
 
 // update runs fn in a read-write transaction and returns once the
-// transaction is committed and fsynced, or failed.
+// transaction is committed and fsynced, or failed. When ctx is done
+// before fn runs, fn does not run and ctx's error is returned; a caller
+// whose ctx ends while its write waits for the group commit gets ctx's
+// error at once (the write then commits or not, as the batch goes).
 //
 // Writes go through one committer goroutine that practises group commit:
 // it takes every call waiting at that moment and runs them in one
@@ -208,14 +212,26 @@ type call struct {
 // up to gatherWait (see gather). Like bbolt's Batch, fn may run
 // more than once (when another call in its batch fails), so it must only
 // change state through tx and set its results afresh on every run.
-func (db *DB) update(fn func(tx *bbolt.Tx) error) error {
-	c := &call{fn: fn, done: make(chan error, 1)}
+func (db *DB) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	c := &call{done: make(chan error, 1), fn: func(tx *bbolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	}}
 	select {
 	case db.calls <- c:
 	case <-db.closing:
 		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return <-c.done
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // committer runs batches of writes until Close.

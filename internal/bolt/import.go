@@ -60,7 +60,7 @@ func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows
 			return rep, err
 		}
 		var part consent.ImportReport
-		err := db.update(func(tx *bbolt.Tx) error {
+		err := db.update(ctx, func(tx *bbolt.Tx) error {
 			part = consent.ImportReport{}
 			for i := range chunk {
 				if err := db.importRow(tx, &part, rep.Batch, &chunk[i]); err != nil {

@@ -23,7 +23,7 @@ func loadSubscriber(tx *bbolt.Tx, id string) (*consent.Subscriber, error) {
 // suppressed already. It returns the topics that changed.
 func (db *DB) Unsubscribe(ctx context.Context, id, topic, channel string, in consent.ConfirmInput) ([]string, error) {
 	var changed []string
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		changed = nil
 		in.Now = db.Now()
 		sub, err := loadSubscriber(tx, id)
@@ -76,7 +76,7 @@ func (db *DB) withdraw(tx *bbolt.Tx, sub *consent.Subscriber, topics []string, c
 // per topic); each change is a ledger event. wording is what the page
 // showed.
 func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wording consent.Wording, in consent.ConfirmInput) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		sub, err := loadSubscriber(tx, id)
 		if err != nil {
@@ -120,7 +120,7 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 // unknown address queues nothing; the caller answers the same either way.
 func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bool, error) {
 	queued := false
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		queued = false
 		now := db.Now()
 		sub, err := subscriberByKey(tx, a.Key)
@@ -154,7 +154,7 @@ func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bo
 // hash chain stays intact because events only commit to their personal
 // records by digest. source says who asked (preferences, admin:<key>).
 func (db *DB) Erase(ctx context.Context, id, source string) error {
-	return db.update(func(tx *bbolt.Tx) error { return db.erase(tx, id, source) })
+	return db.update(ctx, func(tx *bbolt.Tx) error { return db.erase(tx, id, source) })
 }
 
 // erase is Erase inside a transaction.

@@ -120,7 +120,7 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 // FinishJobs removes jobs from the outbox after they were sent or
 // dropped, in one transaction.
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		for _, job := range jobs {
 			if err := b.Delete(outboxKey(job.NextAt, job.ID)); err != nil {
@@ -134,7 +134,7 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 // RetryJob records a failed attempt and makes job due again at next. A job
 // removed from the outbox meanwhile (by an erasure) stays removed.
 func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		k := outboxKey(job.NextAt, job.ID)
 		if b.Get(k) == nil {
@@ -155,7 +155,7 @@ func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, rea
 // permanent failure, keeping the reason for the operator. A job removed
 // from the outbox meanwhile (by an erasure) is not parked.
 func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		k := outboxKey(job.NextAt, job.ID)
 		if tx.Bucket(bucketOutbox).Get(k) == nil {
 			return nil
@@ -177,7 +177,7 @@ func (db *DB) ExpediteRetries(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		err := db.update(func(tx *bbolt.Tx) error {
+		err := db.update(ctx, func(tx *bbolt.Tx) error {
 			n = 0
 			now := db.Now()
 			b := tx.Bucket(bucketOutbox)

@@ -17,7 +17,7 @@ import (
 func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (consent.SignupResult, error) {
 	var res consent.SignupResult
 	in.Wording = wording.Hash() // outside the transaction: writes are serial
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		res = consent.SignupResult{}
 		in.Now = db.Now()
 		if tx.Bucket(bucketWordings).Get([]byte(in.Wording)) == nil {
@@ -75,7 +75,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 // ENotFound; an expired or cancelled one EExpired.
 func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (consent.ConfirmResult, error) {
 	var res consent.ConfirmResult
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		req, sub, err := requestAndSubscriber(tx, id)
 		if err != nil {
@@ -112,7 +112,7 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 // List-Unsubscribe target, and a one-click must never be a no-op (R16), so
 // the request's topics are unsubscribed and suppressed.
 func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
-	return db.update(func(tx *bbolt.Tx) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		req, sub, err := requestAndSubscriber(tx, id)
 		if err != nil {

@@ -43,7 +43,7 @@ func TestOperatorSuppression(t *testing.T) {
 	if err != nil || len(jobs) != 1 {
 		t.Fatalf("due jobs: got %d (%v), want 1", len(jobs), err)
 	}
-	err = db.update(func(tx *bbolt.Tx) error {
+	err = db.update(context.Background(), func(tx *bbolt.Tx) error {
 		for _, a := range []consent.Address{queued, blocked} {
 			s := consent.Suppression{Hash: db.AddressHash(a), Scope: consent.ScopeAll, Reason: consent.ReasonAdmin}
 			if err := suppress(tx, s); err != nil {
@@ -79,7 +79,7 @@ func TestOperatorSuppression(t *testing.T) {
 func TestOptInNarrowsWithdrawAll(t *testing.T) {
 	ctx := context.Background()
 	db, form := openSuppressionDB(t)
-	err := db.update(func(tx *bbolt.Tx) error {
+	err := db.update(context.Background(), func(tx *bbolt.Tx) error {
 		return put(tx, bucketTopics, []byte("offers"), consent.Topic{ID: "offers", Name: "Offers"})
 	})
 	if err != nil {

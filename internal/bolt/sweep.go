@@ -51,7 +51,7 @@ func (db *DB) sweep(ctx context.Context, retention time.Duration, scan, chunk in
 		for len(ids) > 0 {
 			part := ids[:min(len(ids), chunk)]
 			ids = ids[len(part):]
-			n, err := db.sweepDelete(part, retention)
+			n, err := db.sweepDelete(ctx, part, retention)
 			total += n
 			if err != nil {
 				return total, err
@@ -108,8 +108,8 @@ func (db *DB) sweepCandidates(after []byte, retention time.Duration, scan int) (
 }
 
 // sweepDelete deletes the requests ids that are still to be swept.
-func (db *DB) sweepDelete(ids [][]byte, retention time.Duration) (n int, err error) {
-	err = db.update(func(tx *bbolt.Tx) error {
+func (db *DB) sweepDelete(ctx context.Context, ids [][]byte, retention time.Duration) (n int, err error) {
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
 		n = 0
 		now := db.Now()
 		for _, id := range ids {

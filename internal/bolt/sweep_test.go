@@ -135,10 +135,10 @@ func TestSweepInSmallSteps(t *testing.T) {
 	if err != nil || len(ids) != 7 {
 		t.Fatalf("candidates: got %d (%v), want 7", len(ids), err)
 	}
-	if n, err := db.sweepDelete(ids[:1], retention); err != nil || n != 1 {
+	if n, err := db.sweepDelete(context.Background(), ids[:1], retention); err != nil || n != 1 {
 		t.Fatalf("sweepDelete of one: got %d (%v), want 1", n, err)
 	}
-	if n, err := db.sweepDelete(ids[:1], retention); err != nil || n != 0 {
+	if n, err := db.sweepDelete(context.Background(), ids[:1], retention); err != nil || n != 0 {
 		t.Errorf("sweepDelete of a swept request: got %d (%v), want 0", n, err)
 	}
 	if n, err := db.sweep(ctx, retention, 2, 2); err != nil || n != 6 {
