@@ -79,6 +79,8 @@ func (db *DB) Events(ctx context.Context, id string) ([]EventRecord, error) {
 
 // LedgerReport is the result of a ledger walk.
 type LedgerReport struct {
+	// Events counts the events that verify: all of them when OK, else
+	// those before the broken one.
 	Events uint64              `json:"events"`
 	OK     bool                `json:"ok"`
 	Broken *consent.ChainError `json:"broken,omitempty"`
@@ -91,6 +93,7 @@ func (db *DB) VerifyLedger(ctx context.Context) (LedgerReport, error) {
 	var rep LedgerReport
 	err := db.view(func(tx *bbolt.Tx) error {
 		var chain consent.Chain
+		defer func() { rep.Events = chain.Count() }()
 		pb := tx.Bucket(bucketPersonal)
 		c := tx.Bucket(bucketLedger).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -124,7 +127,6 @@ func (db *DB) VerifyLedger(ctx context.Context) (LedgerReport, error) {
 		case head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()):
 			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
 		}
-		rep.Events = chain.Count()
 		return nil
 	})
 	rep.OK = err == nil && rep.Broken == nil
