@@ -20,11 +20,17 @@ import (
 
 // campaignCmd runs "optin campaign ...".
 func campaignCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, "usage: "+campaignSynopsis)
+		return nil
+	}
 	if len(args) < 1 || args[0] != "status" {
-		return errors.New("usage: optin campaign status [--config FILE] [--interval D] ID")
+		return errors.New("usage: " + campaignSynopsis)
 	}
 	return campaignStatus(ctx, args[1:], stdout, stderr)
 }
+
+const campaignSynopsis = "optin campaign status [--config FILE] [--interval D] ID"
 
 // campaignStatus shows a campaign's progress: a bar of first mails sent
 // out of recipients targeted so far, redrawn while the campaign runs
@@ -34,11 +40,11 @@ func campaignStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("campaign status", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("OPTIN_CONFIG"), "config file (YAML)")
 	interval := fs.Duration("interval", time.Second, "how often to poll a running campaign")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, campaignSynopsis, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *interval <= 0 {
-		return errors.New("usage: optin campaign status [--config FILE] [--interval D] ID")
+		return errors.New("usage: " + campaignSynopsis)
 	}
 	id := fs.Arg(0)
 	cfg, err := config.Load(*path)
@@ -50,7 +56,7 @@ func campaignStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 			camp := new(consent.Campaign)
 			return camp, true, c.do(ctx, "GET", "/campaigns/"+url.PathEscape(id), "", nil, camp)
 		}
-		db, err := openDB(cfg)
+		db, err := openDB(cfg, readOnly)
 		if err != nil {
 			return nil, false, err
 		}

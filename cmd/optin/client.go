@@ -75,13 +75,20 @@ func jsonBody(v any) io.Reader {
 	return strings.NewReader(string(b))
 }
 
+// Whether a command opens the database file to write or only to read.
+const (
+	readWrite = false
+	readOnly  = true
+)
+
 // withStore runs fn on the service through its admin socket when it runs,
-// else on the database file opened directly.
-func withStore(cfg config.Config, viaSocket func(*socketClient) error, direct func(consent.Store) error) error {
+// else on the database file opened directly (with readOnly, only opened
+// to read, and never created).
+func withStore(cfg config.Config, readOnly bool, viaSocket func(*socketClient) error, direct func(consent.Store) error) error {
 	if c := dialSocket(cfg); c != nil {
 		return viaSocket(c)
 	}
-	db, err := openDB(cfg)
+	db, err := openDB(cfg, readOnly)
 	if err != nil {
 		return err
 	}

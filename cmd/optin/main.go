@@ -45,6 +45,9 @@ usage:
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
   optin bench signup|ceiling|sink ...               load generator ("optin bench" for help)
+  optin version                                     show what this binary was built from
+
+"optin COMMAND --help" shows a command's flags.
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
@@ -60,7 +63,17 @@ func main() {
 	}
 }
 
+// run runs the command in args. A command asked for its usage (-h,
+// --help) shows it and succeeds.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := command(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
@@ -70,15 +83,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "apikey":
 		if len(args) < 2 {
-			return errors.New("usage: optin apikey create|list|revoke [flags]")
+			return errors.New(apikeyUsage)
 		}
 		switch args[1] {
 		case "create":
-			return apikeyCreate(ctx, args[2:], stdout)
+			return apikeyCreate(ctx, args[2:], stdout, stderr)
 		case "list":
 			return apikeyList(ctx, args[2:], stdout)
 		case "revoke":
 			return apikeyRevoke(ctx, args[2:], stdout)
+		case "help", "-h", "--help":
+			fmt.Fprintln(stdout, apikeyUsage)
+			return nil
 		}
 		return fmt.Errorf("unknown apikey command %q: use create, list or revoke", args[1])
 	case "verify":
@@ -89,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return campaignCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return bench.Run(ctx, args[1:], stdout)
+	case "version":
+		return version(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -97,10 +115,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+const apikeyUsage = "usage: optin apikey create|list|revoke [flags] (\"optin apikey create --help\" shows the flags)"
+
+// parseFlags parses args with fs. Asked for help (-h, --help), it shows
+// synopsis and fs's flags on stdout and returns flag.ErrHelp; other errors
+// are returned unprinted, for main to print once.
+func parseFlags(fs *flag.FlagSet, synopsis string, args []string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "usage: %s\n", synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+	}
+	return err
+}
+
 // loadConfig parses the --config flag (or OPTIN_CONFIG) and loads it.
-func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
+func loadConfig(fs *flag.FlagSet, synopsis string, args []string, stdout io.Writer) (config.Config, error) {
 	path := fs.String("config", os.Getenv("OPTIN_CONFIG"), "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, synopsis, args, stdout); err != nil {
 		return config.Config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -110,7 +144,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(flag.NewFlagSet("serve", flag.ContinueOnError), args)
+	cfg, err := loadConfig(flag.NewFlagSet("serve", flag.ContinueOnError), "optin serve [--config FILE]", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -121,14 +155,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// (README, Performance). GOGC in the environment overrides it.
 		debug.SetGCPercent(400)
 	}
-	a, err := app.Open(app.Options{Config: cfg, Log: log, Stdout: stdout,
-		BootstrapKey: os.Getenv("OPTIN_BOOTSTRAP_ADMIN_KEY")})
+	// Bind first: a first start that cannot listen must not use up the
+	// admin key it prints once.
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	a, err := app.Open(app.Options{Config: cfg, Log: log, Stdout: stdout,
+		BootstrapKey: os.Getenv("OPTIN_BOOTSTRAP_ADMIN_KEY")})
 	if err != nil {
-		a.Close()
+		ln.Close()
 		return err
 	}
 	if addr := os.Getenv("OPTIN_PPROF"); addr != "" {
@@ -146,20 +182,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // openDB opens the database directly, for commands run while the service
-// is stopped.
-func openDB(cfg config.Config) (consent.Store, error) {
-	db, err := app.OpenStore(cfg)
+// is stopped; read-only for commands that only read.
+func openDB(cfg config.Config, readOnly bool) (consent.Store, error) {
+	open := app.OpenStore
+	if readOnly {
+		open = app.OpenStoreReadOnly
+	}
+	db, err := open(cfg)
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, fmt.Errorf("%w; its admin socket %s does not answer", err, app.SocketPath(cfg.DataDir))
 	}
 	return db, err
 }
 
-func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {
+// apikeyCreate prints the new key's secret alone on stdout, for scripts,
+// and its id (for apikey list and revoke) on stderr.
+func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
 	name := fs.String("name", "", "a name for the key, e.g. who uses it")
 	role := fs.String("role", "", "admin, marketer or viewer")
-	cfg, err := loadConfig(fs, args)
+	cfg, err := loadConfig(fs, "optin apikey create --name N --role R [--config FILE]", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -167,30 +209,35 @@ func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("--name is required and --role must be admin, marketer or viewer")
 	}
 	var secret string
-	err = withStore(cfg, func(c *socketClient) error {
-		var out struct{ Key string }
+	var info consent.APIKeyInfo
+	err = withStore(cfg, readWrite, func(c *socketClient) error {
+		var out struct {
+			Key  string
+			Info consent.APIKeyInfo
+		}
 		err := c.do(ctx, "POST", "/apikeys", "application/json", jsonBody(map[string]string{"name": *name, "role": *role}), &out)
-		secret = out.Key
+		secret, info = out.Key, out.Info
 		return err
 	}, func(db consent.Store) error {
 		var err error
-		secret, _, err = db.NewAPIKey(ctx, consent.CLIActor(), *name, consent.Role(*role))
+		secret, info, err = db.NewAPIKey(ctx, consent.CLIActor(), *name, consent.Role(*role))
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "created %s key %s (%s); shown only this once:\n", info.Role, info.ID, info.Name)
 	fmt.Fprintf(stdout, "%s\n", secret)
 	return nil
 }
 
 func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, err := loadConfig(flag.NewFlagSet("apikey list", flag.ContinueOnError), args)
+	cfg, err := loadConfig(flag.NewFlagSet("apikey list", flag.ContinueOnError), "optin apikey list [--config FILE]", args, stdout)
 	if err != nil {
 		return err
 	}
 	var keys []consent.APIKeyInfo
-	err = withStore(cfg, func(c *socketClient) error {
+	err = withStore(cfg, readOnly, func(c *socketClient) error {
 		var out struct{ Items []consent.APIKeyInfo }
 		err := c.do(ctx, "GET", "/apikeys", "", nil, &out)
 		keys = out.Items
@@ -220,14 +267,14 @@ func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
 func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("apikey revoke", flag.ContinueOnError)
 	id := fs.String("id", "", "the key's id, as apikey list shows it")
-	cfg, err := loadConfig(fs, args)
+	cfg, err := loadConfig(fs, "optin apikey revoke --id ID [--config FILE]", args, stdout)
 	if err != nil {
 		return err
 	}
 	if *id == "" {
 		return errors.New("--id is required")
 	}
-	err = withStore(cfg, func(c *socketClient) error {
+	err = withStore(cfg, readWrite, func(c *socketClient) error {
 		return c.do(ctx, "DELETE", "/apikeys/"+url.PathEscape(*id), "", nil, nil)
 	}, func(db consent.Store) error {
 		return db.RevokeAPIKey(ctx, consent.CLIActor(), *id)
@@ -240,12 +287,12 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func verify(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, err := loadConfig(flag.NewFlagSet("verify", flag.ContinueOnError), args)
+	cfg, err := loadConfig(flag.NewFlagSet("verify", flag.ContinueOnError), "optin verify [--config FILE]", args, stdout)
 	if err != nil {
 		return err
 	}
 	var rep consent.LedgerReport
-	err = withStore(cfg, func(c *socketClient) error {
+	err = withStore(cfg, readOnly, func(c *socketClient) error {
 		return c.do(ctx, "GET", "/ledger/verify", "", nil, &rep)
 	}, func(db consent.Store) error {
 		var err error
@@ -256,7 +303,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if !rep.OK {
-		return fmt.Errorf("ledger broken after %d good events: %v", rep.Events, rep.Broken)
+		return fmt.Errorf("%w (%d good events before it)", rep.Broken, rep.Events)
 	}
 	fmt.Fprintf(stdout, "ledger ok: %d events, hash chain intact\n", rep.Events)
 	return nil
@@ -268,11 +315,12 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	format := fs.String("format", "", "csv or ndjson (default: from the file name)")
 	path := fs.String("config", os.Getenv("OPTIN_CONFIG"), "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
+	const synopsis = "optin import [--format csv|ndjson] [--config FILE] FILE"
+	if err := parseFlags(fs, synopsis, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: optin import [--format csv|ndjson] [--config FILE] FILE")
+		return errors.New("usage: " + synopsis)
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -303,9 +351,14 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 	body := io.TeeReader(f, bar)
 	var rep consent.ImportReport
-	err = withStore(cfg, func(c *socketClient) error {
+	err = withStore(cfg, readWrite, func(c *socketClient) error {
 		return c.do(ctx, "POST", "/imports?format="+*format, "", body, &rep)
 	}, func(db consent.Store) error {
+		// A data_dir never served yet gets the topic and form of a first
+		// start, so rows for "news" are taken.
+		if err := app.EnsureDefaults(ctx, db); err != nil {
+			return err
+		}
 		ir, err := transfer.NewReader(body, *format)
 		if err != nil {
 			return err

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/mail"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -83,7 +85,7 @@ func Open(o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openStore(cfg, sec, o.Now)
+	db, err := openStore(cfg, sec, o.Now, false)
 	if err != nil {
 		return nil, err
 	}
@@ -111,17 +113,36 @@ func OpenStore(cfg config.Config) (consent.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openStore(cfg, sec, time.Now)
+	return openStore(cfg, sec, time.Now, false)
 }
 
-func openStore(cfg config.Config, sec secrets, now func() time.Time) (*bolt.DB, error) {
+// OpenStoreReadOnly opens the existing database of cfg for reading, for
+// CLI commands that only read while the service is stopped. It writes
+// nothing, not even secrets.json, and fails when data_dir holds no
+// database or no secrets.json.
+func OpenStoreReadOnly(cfg config.Config) (consent.Store, error) {
+	path := dbPath(cfg.DataDir)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no database at %s: is data_dir right?", path)
+	}
+	sec, err := readSecrets(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return openStore(cfg, sec, time.Now, true)
+}
+
+// dbPath is the database file's path in data directory dir.
+func dbPath(dir string) string { return filepath.Join(dir, "optin.db") }
+
+func openStore(cfg config.Config, sec secrets, now func() time.Time, readOnly bool) (consent.Store, error) {
 	from, err := mail.ParseAddress(cfg.Mail.From)
 	if err != nil {
 		return nil, fmt.Errorf("mail.from: %w", err)
 	}
 	policy := consent.DefaultPolicy()
 	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
-	return bolt.Open(filepath.Join(cfg.DataDir, "optin.db"), bolt.Options{Now: now,
+	return bolt.Open(dbPath(cfg.DataDir), bolt.Options{Now: now, ReadOnly: readOnly,
 		MessageIDDomain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], Policy: policy, HMACKey: sec.hmacKey})
 }
 
@@ -191,9 +212,11 @@ func brake(r config.Rate) web.Brake {
 	return web.Brake{PerSecond: float64(r.N) / r.Per.Seconds(), Burst: r.N}
 }
 
-// bootstrap creates the news topic, the newsletter form and the first
-// admin key on an empty database, printing the key once.
+// bootstrap creates the news topic and the newsletter form on a database
+// without topics and the first admin key on one without keys, printing the
+// key once. Later starts with no key used yet say how to create one.
 func (a *App) bootstrap(o Options) error {
+	ctx := context.Background()
 	key := o.BootstrapKey
 	if key == "" {
 		b := make([]byte, 32)
@@ -202,13 +225,14 @@ func (a *App) bootstrap(o Options) error {
 		}
 		key = "optin_" + base64.RawURLEncoding.EncodeToString(b)
 	}
-	topic := consent.Topic{ID: "news", Name: "Product news", Description: "News about our products, at most twice a month"}
-	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "", Wording: map[string]string{}, WordingVersion: 1}
-	created, err := a.DB.Bootstrap(context.Background(), topic, form, consent.HashAPIKey(key))
-	if err != nil || !created {
+	created, err := bootstrapStore(ctx, a.DB, consent.HashAPIKey(key))
+	if err != nil {
 		return err
 	}
-	a.log.Info("first start: created topic \"news\", form \"newsletter\" and an admin API key")
+	if !created {
+		return a.hintKey(ctx)
+	}
+	a.log.Info("first start: created an admin API key")
 	if o.BootstrapKey != "" && len(o.BootstrapKey) < 32 {
 		// Automation chose the key; accept it, but say it is weak.
 		a.log.Warn("OPTIN_BOOTSTRAP_ADMIN_KEY is shorter than 32 characters: create a random key with " +
@@ -220,10 +244,44 @@ func (a *App) bootstrap(o Options) error {
 	return nil
 }
 
+// hintKey logs how to create an API key while none has ever been used:
+// the one printed at first start may have been lost.
+func (a *App) hintKey(ctx context.Context) error {
+	keys, err := a.DB.APIKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if !k.LastUsed.IsZero() {
+			return nil
+		}
+	}
+	a.log.Info("no API key has been used yet; if you have none, create one with " +
+		"'optin apikey create --name NAME --role admin'")
+	return nil
+}
+
+// EnsureDefaults creates the news topic and the newsletter form on a
+// database that has no topic yet, as the first start of the service does,
+// so that an import before the first start finds them.
+func EnsureDefaults(ctx context.Context, db consent.CatalogStore) error {
+	_, err := bootstrapStore(ctx, db, "")
+	return err
+}
+
+// bootstrapStore creates the default topic and form on a database without
+// topics and, when keyHash is not empty, the first admin key on one without
+// API keys. It reports whether it created the key.
+func bootstrapStore(ctx context.Context, db consent.CatalogStore, keyHash string) (bool, error) {
+	topic := consent.Topic{ID: "news", Name: "Product news", Description: "News about our products, at most twice a month"}
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "", Wording: map[string]string{}, WordingVersion: 1}
+	return db.Bootstrap(ctx, topic, form, keyHash)
+}
+
 // Serve runs the HTTP server on ln, the outbox worker, the sweep and the
 // campaign runner until ctx is cancelled. Shutdown order: stop taking
 // requests and let those in flight finish, then let the outbox worker
-// finish its sends and the runner its step, then close bbolt.
+// finish its sends and the runner its step, then close the store.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())

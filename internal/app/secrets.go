@@ -38,16 +38,9 @@ type secrets struct {
 // them on first start), writing the file back atomically when it changed.
 func loadSecrets(dir string) (secrets, error) {
 	path := filepath.Join(dir, "secrets.json")
-	var f secretsFile
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return secrets{}, fmt.Errorf("secrets: %w", err)
-	default:
-		if err := json.Unmarshal(b, &f); err != nil {
-			return secrets{}, fmt.Errorf("secrets: %s: %w", path, err)
-		}
+	f, err := readSecretsFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return secrets{}, err
 	}
 	changed := false
 	if len(f.TokenKeys) == 0 {
@@ -58,6 +51,48 @@ func loadSecrets(dir string) (secrets, error) {
 		f.HMACKey = randomKey()
 		changed = true
 	}
+	s, err := f.decode(path)
+	if err != nil {
+		return secrets{}, err
+	}
+	if changed {
+		if err := writeSecrets(path, f); err != nil {
+			return secrets{}, err
+		}
+	}
+	return s, nil
+}
+
+// readSecrets reads dir/secrets.json as it is, for commands that only
+// read: it never writes, and a missing file is an error.
+func readSecrets(dir string) (secrets, error) {
+	path := filepath.Join(dir, "secrets.json")
+	f, err := readSecretsFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return secrets{}, fmt.Errorf("no secrets file at %s: restore it beside optin.db (it holds the key the suppression list is hashed with)", path)
+	}
+	if err != nil {
+		return secrets{}, err
+	}
+	return f.decode(path)
+}
+
+// readSecretsFile reads and parses the secrets file at path; a missing
+// file is an error matching fs.ErrNotExist.
+func readSecretsFile(path string) (secretsFile, error) {
+	var f secretsFile
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("secrets: %w", err)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("secrets: %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// decode decodes the keys of f, read from path.
+func (f secretsFile) decode(path string) (secrets, error) {
 	var s secrets
 	for _, k := range f.TokenKeys {
 		raw, err := base64.StdEncoding.DecodeString(k.Secret)
@@ -66,13 +101,9 @@ func loadSecrets(dir string) (secrets, error) {
 		}
 		s.tokenKeys = append(s.tokenKeys, token.Key{ID: k.ID, Secret: raw})
 	}
+	var err error
 	if s.hmacKey, err = base64.StdEncoding.DecodeString(f.HMACKey); err != nil || len(s.hmacKey) < 32 {
 		return secrets{}, fmt.Errorf("secrets: %s: hmac_key must be base64 of at least 32 bytes", path)
-	}
-	if changed {
-		if err := writeSecrets(path, f); err != nil {
-			return secrets{}, err
-		}
 	}
 	return s, nil
 }

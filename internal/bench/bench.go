@@ -42,6 +42,9 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		return runCeiling(ctx, args[1:], out)
 	case "sink":
 		return runSink(ctx, args[1:], out)
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
 	}
 	fmt.Fprint(out, usage)
 	return fmt.Errorf("bench: unknown mode %q", args[0])
@@ -206,6 +209,7 @@ func (l Load) Run(ctx context.Context) Result {
 
 func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench signup", flag.ContinueOnError)
+	fs.SetOutput(out) // where --help shows the flags
 	base := fs.String("url", "http://127.0.0.1:8080", "optin base URL")
 	form := fs.String("form", "newsletter", "form id")
 	topic := fs.String("topic", "news", "topic to sign up for")
@@ -271,6 +275,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 
 func runSink(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench sink", flag.ContinueOnError)
+	fs.SetOutput(out) // where --help shows the flags
 	listen := fs.String("listen", "127.0.0.1:2525", "address to listen on")
 	dur := fs.Duration("duration", time.Minute, "how long to run")
 	if err := fs.Parse(args); err != nil {

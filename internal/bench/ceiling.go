@@ -19,6 +19,7 @@ import (
 
 func runCeiling(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench ceiling", flag.ContinueOnError)
+	fs.SetOutput(out) // where --help shows the flags
 	clients := fs.Int("clients", 64, "concurrent clients / writers")
 	dur := fs.Duration("duration", 10*time.Second, "how long each measurement runs")
 	dir := fs.String("dir", os.TempDir(), "directory for the scratch bbolt file")

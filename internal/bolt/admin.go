@@ -9,22 +9,26 @@ import (
 	"optin/internal/consent"
 )
 
-// Bootstrap prepares an empty database for first use: it creates topic and
-// form, and the admin API key whose hash is keyHash. It returns false and
-// changes nothing when the database already has a topic or an API key.
+// Bootstrap prepares a database for first use. When it has no topic yet,
+// it creates topic and form. When keyHash is not empty and the database has
+// no API key (revoked ones included), it creates the admin API key whose
+// hash is keyHash. It reports whether it created the key.
 func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.Form, keyHash string) (bool, error) {
 	created := false
 	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketTopics).Stats().KeyN > 0 || tx.Bucket(bucketAPIKeys).Stats().KeyN > 0 {
-			return nil
-		}
+		created = false
 		now := db.Now()
-		topic.Created, form.Created, form.Updated = now, now, now
-		if err := put(tx, bucketTopics, []byte(topic.ID), topic); err != nil {
-			return err
+		if tx.Bucket(bucketTopics).Stats().KeyN == 0 {
+			topic.Created, form.Created, form.Updated = now, now, now
+			if err := put(tx, bucketTopics, []byte(topic.ID), topic); err != nil {
+				return err
+			}
+			if err := put(tx, bucketForms, []byte(form.ID), form); err != nil {
+				return err
+			}
 		}
-		if err := put(tx, bucketForms, []byte(form.ID), form); err != nil {
-			return err
+		if keyHash == "" || tx.Bucket(bucketAPIKeys).Stats().KeyN > 0 {
+			return nil
 		}
 		key := consent.APIKey{Hash: keyHash, Name: "bootstrap", Role: consent.RoleAdmin, Created: now}
 		if err := put(tx, bucketAPIKeys, []byte(keyHash), key); err != nil {

@@ -729,14 +729,17 @@ func TestVerifyLedgerTampering(t *testing.T) {
 		name    string
 		tamper  func(tx *bbolt.Tx) error
 		wantSeq uint64 // 0: the ledger still verifies
+		// wantGood is the report's Events: the events that verify before
+		// the broken one.
+		wantGood uint64
 	}{
-		{"untouched", func(tx *bbolt.Tx) error { return nil }, 0},
+		{"untouched", func(tx *bbolt.Tx) error { return nil }, 0, 3},
 		{"change source of event 1", func(tx *bbolt.Tx) error {
 			return rewriteJSON(tx, "ledger", seqKey(1), func(m map[string]any) { m["source"] = "import:forged" })
-		}, 1},
+		}, 1, 0},
 		{"change topics of event 2", func(tx *bbolt.Tx) error {
 			return rewriteJSON(tx, "ledger", seqKey(2), func(m map[string]any) { m["topics"] = []string{"news", "offers"} })
-		}, 2},
+		}, 2, 1},
 		{"change event 2 and recompute its hash", func(tx *bbolt.Tx) error {
 			b := tx.Bucket([]byte("ledger"))
 			var ev consent.Event
@@ -750,28 +753,28 @@ func TestVerifyLedgerTampering(t *testing.T) {
 				return err
 			}
 			return b.Put(seqKey(2), v)
-		}, 3},
+		}, 3, 2},
 		{"undecodable event 2", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Put(seqKey(2), []byte("{not json"))
-		}, 2},
+		}, 2, 1},
 		{"delete event 2", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Delete(seqKey(2))
-		}, 3},
+		}, 3, 1},
 		{"delete the last event", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Delete(seqKey(3))
-		}, 3},
+		}, 3, 2},
 		{"delete the last event and the chain head", func(tx *bbolt.Tx) error {
 			if err := tx.Bucket([]byte("ledger")).Delete(seqKey(3)); err != nil {
 				return err
 			}
 			return tx.Bucket([]byte("meta")).Delete([]byte("ledger_head"))
-		}, 2},
+		}, 2, 2},
 		{"change email in personal record 2", func(tx *bbolt.Tx) error {
 			return rewriteJSON(tx, "ledger_pii", seqKey(2), func(m map[string]any) { m["email"] = "mallory@example.com" })
-		}, 2},
+		}, 2, 1},
 		{"erase personal record 1", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger_pii")).Delete(seqKey(1))
-		}, 0},
+		}, 0, 3},
 		{"erase all personal records", func(tx *bbolt.Tx) error {
 			b := tx.Bucket([]byte("ledger_pii"))
 			for n := uint64(1); n <= 3; n++ {
@@ -780,7 +783,7 @@ func TestVerifyLedgerTampering(t *testing.T) {
 				}
 			}
 			return nil
-		}, 0},
+		}, 0, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -818,6 +821,9 @@ func TestVerifyLedgerTampering(t *testing.T) {
 			}
 			if got, want := rep.Broken.Seq, tt.wantSeq; got != want {
 				t.Errorf("Broken.Seq: got %d, want %d (%s)", got, want, rep.Broken.Reason)
+			}
+			if rep.Events != tt.wantGood {
+				t.Errorf("Events: got %d, want %d good events before the break", rep.Events, tt.wantGood)
 			}
 		})
 	}

@@ -39,6 +39,10 @@ type Options struct {
 	// 32 bytes. It must never change, or suppressed addresses would no
 	// longer be recognised.
 	HMACKey []byte
+	// ReadOnly opens an existing database for reading only: Open fails
+	// when the file does not exist, creates and changes nothing, and
+	// every write fails. Other read-only opens may share the file.
+	ReadOnly bool
 }
 
 // DB is optin's store. It is safe for concurrent use.
@@ -62,12 +66,15 @@ type DB struct {
 var ErrLocked = errors.New("bolt: database is locked by another process (is optin already running?)")
 
 // Open opens or creates the database file at path, creating its directory
-// and buckets. It fails after one second if another process holds the file.
+// and buckets (with o.ReadOnly it only opens an existing one). It fails
+// after one second if another process holds the file.
 func Open(path string, o Options) (*DB, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("bolt: %w", err)
+	if !o.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("bolt: %w", err)
+		}
 	}
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: o.ReadOnly})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, ErrLocked
 	}
@@ -94,27 +101,48 @@ func Open(path string, o Options) (*DB, error) {
 	if db.policy == (consent.Policy{}) {
 		db.policy = consent.DefaultPolicy()
 	}
-	err = b.Update(func(tx *bbolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this optin needs %q", v, schemaVersion)
-		}
-		return nil
-	})
+	if o.ReadOnly {
+		err = b.View(checkBuckets)
+	} else {
+		err = b.Update(createBuckets)
+	}
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
 	go db.committer()
 	return db, nil
+}
+
+// createBuckets makes a new database's buckets and schema version, and
+// checks an existing one's version.
+func createBuckets(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if meta.Get(keySchema) == nil {
+		if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+			return err
+		}
+	}
+	return checkBuckets(tx)
+}
+
+// checkBuckets reports whether the database has every bucket and the
+// schema version this optin reads.
+func checkBuckets(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("not an optin database: bucket %q missing", name)
+		}
+	}
+	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != schemaVersion {
+		return fmt.Errorf("schema version %q, this optin needs %q", v, schemaVersion)
+	}
+	return nil
 }
 
 // ErrClosed is returned by writes after Close.

@@ -75,6 +75,7 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 	var rep consent.LedgerReport
 	err := db.view(func(tx *bbolt.Tx) error {
 		var chain consent.Chain
+		defer func() { rep.Events = chain.Count() }()
 		pb := tx.Bucket(bucketPersonal)
 		c := tx.Bucket(bucketLedger).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -108,7 +109,6 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 		case head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()):
 			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
 		}
-		rep.Events = chain.Count()
 		return nil
 	})
 	rep.OK = err == nil && rep.Broken == nil

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"optin/internal/consent"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -189,16 +190,18 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	return c, nil
 }
 
-// decode strictly decodes the single YAML document in data onto c.
+// decode strictly decodes the single YAML document in data onto c. Every
+// unknown key and every value that does not fit its key is an error naming
+// the line and the key path (e.g. "mail.smtp.port"); all are reported.
 func decode(data []byte, name string, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(c)
+	var doc yaml.Node
+	err := dec.Decode(&doc)
 	if errors.Is(err, io.EOF) {
 		return nil // empty file: defaults
 	}
 	if err != nil {
-		return decodeError(err, data, name)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
@@ -207,79 +210,137 @@ func decode(data []byte, name string, c *Config) error {
 	case !errors.Is(err, io.EOF):
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	return nil
-}
-
-// decodeError prefixes a YAML decoding error with name and, for a bad
-// Duration or Rate value, names the offending key.
-func decodeError(err error, data []byte, name string) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		errs := make([]error, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			errs = append(errs, fmt.Errorf("%s: %s", name, e))
+	if errs := checkNode(&doc, reflect.TypeFor[Config](), ""); len(errs) > 0 {
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("%s: %w", name, e)
 		}
 		return errors.Join(errs...)
 	}
-	var ve *valueError
-	if errors.As(err, &ve) {
-		if key := keyAt(data, ve.line, ve.column); key != "" {
-			return fmt.Errorf("%s: line %d: %s: %w", name, ve.line, key, ve.err)
-		}
+	if err := doc.Decode(c); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	return fmt.Errorf("%s: %w", name, err)
+	return nil
 }
 
-// valueError is returned by the YAML unmarshalers of Duration and Rate; it
-// records where the bad value is so decodeError can name its key.
-type valueError struct {
-	line, column int
-	err          error
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// checkNode checks node n of a YAML document against t, the type it is
+// decoded into, and returns an error for every key t lacks and every value
+// that does not fit, each naming its line and key path; path is n's key
+// path. An empty value fits anything: the key keeps its default.
+func checkNode(n *yaml.Node, t reflect.Type, path string) []error {
+	switch {
+	case n.Kind == yaml.AliasNode:
+		return checkNode(n.Alias, t, path)
+	case n.Kind == yaml.DocumentNode:
+		var errs []error
+		for _, c := range n.Content {
+			errs = append(errs, checkNode(c, t, path)...)
+		}
+		return errs
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return nil
+	case reflect.PointerTo(t).Implements(unmarshalerType):
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return []error{nodeError(n, path, err)}
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return []error{nodeError(n, path, errors.New("want a mapping of keys"+got(n)))}
+		}
+		var errs []error
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				errs = append(errs, checkMerge(v, t, path)...)
+				continue
+			}
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			f, ok := fieldByKey(t, k.Value)
+			if !ok {
+				errs = append(errs, nodeError(k, p, errors.New("unknown key")))
+				continue
+			}
+			errs = append(errs, checkNode(v, f.Type, p)...)
+		}
+		return errs
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return []error{nodeError(n, path, errors.New("want a list"+got(n)))}
+		}
+		var errs []error
+		for i, c := range n.Content {
+			errs = append(errs, checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return errs
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		want := "want a text value"
+		switch t.Kind() {
+		case reflect.Bool:
+			want = "want true or false"
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			want = "want a whole number"
+		case reflect.Float32, reflect.Float64:
+			want = "want a number"
+		}
+		return []error{nodeError(n, path, errors.New(want+got(n)))}
+	}
+	return nil
 }
 
-func (e *valueError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
-
-func (e *valueError) Unwrap() error { return e.err }
-
-// keyAt returns the dotted key path (e.g. "limits.signup_per_ip") of the
-// value node at line and column of the YAML document in data, or "".
-func keyAt(data []byte, line, column int) string {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return ""
-	}
-	var find func(n *yaml.Node, path string) string
-	find = func(n *yaml.Node, path string) string {
-		if n.Line == line && n.Column == column && path != "" {
-			return path
+// checkMerge checks what a YAML merge key ("<<") merges into a mapping of
+// type t: one mapping or a list of them.
+func checkMerge(v *yaml.Node, t reflect.Type, path string) []error {
+	if v.Kind == yaml.SequenceNode {
+		var errs []error
+		for _, c := range v.Content {
+			errs = append(errs, checkNode(c, t, path)...)
 		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, child := range n.Content {
-				if p := find(child, path); p != "" {
-					return p
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				p := n.Content[i].Value
-				if path != "" {
-					p = path + "." + p
-				}
-				if found := find(n.Content[i+1], p); found != "" {
-					return found
-				}
-			}
-		case yaml.SequenceNode:
-			for i, child := range n.Content {
-				if p := find(child, fmt.Sprintf("%s[%d]", path, i)); p != "" {
-					return p
-				}
-			}
-		}
-		return ""
+		return errs
 	}
-	return find(&doc, "")
+	return checkNode(v, t, path)
+}
+
+// fieldByKey returns the field of struct type t that YAML key decodes into.
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if f.IsExported() && name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// got describes the value of n for an error message.
+func got(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return ", got a mapping"
+	case yaml.SequenceNode:
+		return ", got a list"
+	}
+	return fmt.Sprintf(", got %q", n.Value)
+}
+
+// nodeError places err at node n, whose key path is path.
+func nodeError(n *yaml.Node, path string, err error) error {
+	if path == "" {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return fmt.Errorf("line %d: %s: %w", n.Line, path, err)
 }
 
 // applyEnv applies the OPTIN_* environment overrides found by lookup.
@@ -607,11 +668,11 @@ func ParseDuration(s string) (Duration, error) {
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return &valueError{n.Line, n.Column, errors.New(`expected a duration such as "72h" or "30d"`)}
+		return errors.New(`want a duration such as "72h" or "30d"`)
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return &valueError{n.Line, n.Column, err}
+		return err
 	}
 	*d = v
 	return nil
@@ -688,11 +749,11 @@ func (r Rate) String() string {
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return &valueError{n.Line, n.Column, errors.New(`expected a rate such as "20/10m" or "off"`)}
+		return errors.New(`want a rate such as "20/10m" or "off"`)
 	}
 	v, err := ParseRate(n.Value)
 	if err != nil {
-		return &valueError{n.Line, n.Column, err}
+		return err
 	}
 	*r = v
 	return nil

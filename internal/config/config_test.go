@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,12 @@ func TestLoadPublic(t *testing.T) {
 	}
 }
 
+// goTypes matches what yaml's own errors say about Go types.
+var goTypes = regexp.MustCompile(`config\.[A-Z]|!!|cannot unmarshal|not found in type|\[\]string|\bint\b|\bbool\b|map\[`)
+
+// TestDecodeErrors: an unknown key or a value that does not fit is
+// reported with its line and key path, never with a Go type, and every
+// problem of the file at once.
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -102,7 +109,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown top-level key", "listen: 127.0.0.1:8080\n\ntrusted_proxys: []\n",
 			[]string{"config.yaml", "line 3", "trusted_proxys"}},
 		{"unknown nested key", "mail:\n  smtp:\n    hots: x\n",
-			[]string{"config.yaml", "line 3", "hots"}},
+			[]string{"config.yaml: line 3: mail.smtp.hots: unknown key"}},
 		{"bad duration names key", "tokens:\n  confirm_ttl: x\n",
 			[]string{"config.yaml", "line 2", "tokens.confirm_ttl", `"x"`}},
 		{"bad rate names key", "limits:\n  signup_per_ip: 20 per minute\n",
@@ -116,9 +123,27 @@ func TestDecodeErrors(t *testing.T) {
 		{"duration not scalar", "lifecycle:\n  dormant_after: [1]\n",
 			[]string{"lifecycle.dormant_after"}},
 		{"syntax error", "listen: [\n", []string{"config.yaml"}},
-		{"wrong type", "trusted_proxies: 5\n", []string{"config.yaml", "line 1"}},
+		{"number for a list", "trusted_proxies: 5\n", []string{"config.yaml: line 1: trusted_proxies: want a list"}},
 		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n",
 			[]string{"config.yaml", "one YAML document"}},
+		{"text for a number", "mail:\n  smtp:\n    port: abc\n",
+			[]string{"config.yaml: line 3: mail.smtp.port: want a whole number", `"abc"`}},
+		{"list for a number", "mail:\n  smtp:\n    port: [1]\n",
+			[]string{"line 3: mail.smtp.port: want a whole number"}},
+		{"unknown key in a list item", "tokens:\n  keys:\n    - id: k1\n      secrett: x\n",
+			[]string{"line 4: tokens.keys[0].secrett: unknown key"}},
+		{"text for a mapping", "mail: smtp\n",
+			[]string{"line 1: mail: want a mapping"}},
+		{"mapping for text", "listen:\n  host: x\n",
+			[]string{"line 2: listen: want a text value"}},
+		{"list item not a mapping", "tokens:\n  keys: [k1]\n",
+			[]string{"line 2: tokens.keys[0]: want a mapping"}},
+		{"top level not a mapping", "just text\n",
+			[]string{"line 1: want a mapping"}},
+		{"bad rate", "limits:\n  signup_per_ip: 20\n",
+			[]string{"line 2: limits.signup_per_ip:", `invalid rate "20"`}},
+		{"two problems", "listen: [x]\nmail:\n  smtp:\n    port: 25x\n",
+			[]string{"line 1: listen: want a text value", "line 4: mail.smtp.port: want a whole number"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,7 +156,32 @@ func TestDecodeErrors(t *testing.T) {
 					t.Errorf("got error %q, want it to contain %q", got, w)
 				}
 			}
+			if m := goTypes.FindString(err.Error()); m != "" {
+				t.Errorf("got error %q, which names a Go type (%q)", err, m)
+			}
 		})
+	}
+}
+
+// TestDecodeMergeKeys: YAML merge keys still work, and what they merge in
+// is checked like the rest.
+func TestDecodeMergeKeys(t *testing.T) {
+	yml := "x_smtp: &smtp {host: relay.example, port: 2525}\n"
+	if _, err := parseString(t, yml, nil); err == nil || !strings.Contains(err.Error(), "x_smtp: unknown key") {
+		t.Errorf("got %v, want x_smtp: unknown key", err)
+	}
+	yml = "mail:\n  transport: smtp\n  smtp:\n    <<: {host: relay.example, port: 2525}\n    tls: none\n"
+	c, err := parseString(t, yml, nil)
+	if err != nil || c.Mail.SMTP.Host != "relay.example" || c.Mail.SMTP.Port != 2525 {
+		t.Errorf("merge: got %+v, %v", c.Mail.SMTP, err)
+	}
+	yml = "mail:\n  smtp:\n    <<: {hots: relay.example}\n"
+	if _, err := parseString(t, yml, nil); err == nil || !strings.Contains(err.Error(), "mail.smtp.hots: unknown key") {
+		t.Errorf("bad merge: got %v, want mail.smtp.hots: unknown key", err)
+	}
+	var joined interface{ Unwrap() []error }
+	if _, err := parseString(t, "a: 1\nb: 2\n", nil); !errors.As(err, &joined) || len(joined.Unwrap()) != 2 {
+		t.Errorf("two unknown keys: got %v, want two errors", err)
 	}
 }
 

@@ -28,8 +28,9 @@ type Error struct {
 	Message string
 }
 
-// Error implements the error interface.
-func (e *Error) Error() string { return fmt.Sprintf("optin: %s: %s", e.Code, e.Message) }
+// Error implements the error interface: the code, then the message. It
+// names no program: the command line prefixes "optin:" once.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // Errorf returns an *Error with the given code and formatted message.
 func Errorf(code, format string, args ...any) *Error {

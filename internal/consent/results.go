@@ -27,6 +27,8 @@ type EventRecord struct {
 
 // LedgerReport is the result of a ledger walk.
 type LedgerReport struct {
+	// Events counts the events that verify: all of them when OK, else
+	// those before the broken one.
 	Events uint64      `json:"events"`
 	OK     bool        `json:"ok"`
 	Broken *ChainError `json:"broken,omitempty"`
