@@ -51,18 +51,13 @@ func campaignStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	fetch := func() (*consent.Campaign, bool, error) {
-		if c := dialSocket(cfg); c != nil {
-			camp := new(consent.Campaign)
-			return camp, true, c.do(ctx, "GET", "/campaigns/"+url.PathEscape(id), "", nil, camp)
-		}
-		db, err := openDB(cfg, readOnly)
-		if err != nil {
-			return nil, false, err
-		}
-		defer db.Close()
-		camp, err := db.Campaign(ctx, id)
-		return camp, false, err
+	fetch := func() (camp *consent.Campaign, live bool, err error) {
+		camp = new(consent.Campaign)
+		err = withAdmin(cfg, readOnly, func(c *socketClient) error {
+			live = c.running
+			return c.do(ctx, "GET", "/campaigns/"+url.PathEscape(id), "", nil, camp)
+		})
+		return camp, live, err
 	}
 	camp, live, err := fetch()
 	if err != nil {

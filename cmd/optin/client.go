@@ -8,20 +8,26 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
 	"optin/internal/app"
+	"optin/internal/bolt"
 	"optin/internal/config"
-	"optin/internal/consent"
 )
 
-// socketClient talks to a running service over its admin socket.
-type socketClient struct{ http *http.Client }
+// socketClient talks to the admin socket API: a running service's
+// socket, or its handler served in-process (withAdmin).
+type socketClient struct {
+	http *http.Client
+	// running is true for a running service's socket, false for the
+	// handler served in-process.
+	running bool
+}
 
 // dialSocket returns a client for the admin socket of the service using
-// cfg's data directory, or nil when no service answers there (then the
-// command opens the database file itself).
+// cfg's data directory, or nil when no service answers there.
 func dialSocket(cfg config.Config) *socketClient {
 	path := app.SocketPath(cfg.DataDir)
 	conn, err := net.DialTimeout("unix", path, time.Second)
@@ -33,7 +39,7 @@ func dialSocket(cfg config.Config) *socketClient {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}
-	return &socketClient{http: &http.Client{Transport: &http.Transport{DialContext: dial}}}
+	return &socketClient{http: &http.Client{Transport: &http.Transport{DialContext: dial}}, running: true}
 }
 
 // do sends a request to the socket API and decodes a JSON answer into out
@@ -81,17 +87,31 @@ const (
 	readOnly  = true
 )
 
-// withStore runs fn on the service through its admin socket when it runs,
-// else on the database file opened directly (with readOnly, only opened
-// to read, and never created).
-func withStore(cfg config.Config, readOnly bool, viaSocket func(*socketClient) error, direct func(consent.Store) error) error {
+// withAdmin runs fn against the admin socket API: the running service's
+// socket when it answers, else the same handler served in-process over
+// the database file opened directly (with readOnly, opened only to read
+// and never created). Either way a command takes one code path.
+func withAdmin(cfg config.Config, readOnly bool, fn func(*socketClient) error) error {
 	if c := dialSocket(cfg); c != nil {
-		return viaSocket(c)
+		return fn(c)
 	}
-	db, err := openDB(cfg, readOnly)
+	a, err := app.OpenAdmin(cfg, readOnly)
+	if errors.Is(err, bolt.ErrLocked) {
+		return fmt.Errorf("%w; its admin socket %s does not answer", err, app.SocketPath(cfg.DataDir))
+	}
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	return direct(db)
+	defer a.Close()
+	return fn(&socketClient{http: &http.Client{Transport: handlerTransport{a.Handler}}})
+}
+
+// handlerTransport answers requests by running a handler in-process.
+type handlerTransport struct{ h http.Handler }
+
+// RoundTrip serves req with the handler and returns its recorded answer.
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
 }

@@ -25,8 +25,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"optin/internal/app"
-	"optin/internal/bench"
-	"optin/internal/bolt"
 	"optin/internal/config"
 	"optin/internal/consent"
 	"optin/internal/transfer"
@@ -44,7 +42,8 @@ usage:
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
-  optin bench signup|ceiling|sink ...               load generator ("optin bench" for help)
+  optin bench ...                                   the load generator is its own command,
+                                                    optin-bench (go run ./cmd/optin-bench help)
   optin version                                     show what this binary was built from
 
 "optin COMMAND --help" shows a command's flags.
@@ -55,6 +54,10 @@ apikey, verify, import and campaign act on the running service through its admin
 socket (data_dir/admin.sock); when the service is stopped they open the
 database file themselves.
 `
+
+// benchMoved says where the load generator went.
+const benchMoved = `usage: optin-bench signup|ceiling|sink ... (the load generator is its own
+command, so the service binary carries none of it: go run ./cmd/optin-bench help)`
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -104,7 +107,12 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "campaign":
 		return campaignCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
-		return bench.Run(ctx, args[1:], stdout)
+		// The load generator and SMTP sink stay out of the service binary.
+		fmt.Fprintln(stdout, benchMoved)
+		if len(args) == 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help") {
+			return nil
+		}
+		return errors.New("bench is not part of the service binary; run optin-bench")
 	case "version":
 		return version(args[1:], stdout)
 	case "help", "-h", "--help":
@@ -181,20 +189,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return a.Serve(ctx, ln)
 }
 
-// openDB opens the database directly, for commands run while the service
-// is stopped; read-only for commands that only read.
-func openDB(cfg config.Config, readOnly bool) (consent.Store, error) {
-	open := app.OpenStore
-	if readOnly {
-		open = app.OpenStoreReadOnly
-	}
-	db, err := open(cfg)
-	if errors.Is(err, bolt.ErrLocked) {
-		return nil, fmt.Errorf("%w; its admin socket %s does not answer", err, app.SocketPath(cfg.DataDir))
-	}
-	return db, err
-}
-
 // apikeyCreate prints the new key's secret alone on stdout, for scripts,
 // and its id (for apikey list and revoke) on stderr.
 func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -210,17 +204,13 @@ func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var secret string
 	var info consent.APIKeyInfo
-	err = withStore(cfg, readWrite, func(c *socketClient) error {
+	err = withAdmin(cfg, readWrite, func(c *socketClient) error {
 		var out struct {
 			Key  string
 			Info consent.APIKeyInfo
 		}
 		err := c.do(ctx, "POST", "/apikeys", "application/json", jsonBody(map[string]string{"name": *name, "role": *role}), &out)
 		secret, info = out.Key, out.Info
-		return err
-	}, func(db consent.Store) error {
-		var err error
-		secret, info, err = db.NewAPIKey(ctx, consent.CLIActor(), *name, consent.Role(*role))
 		return err
 	})
 	if err != nil {
@@ -237,14 +227,10 @@ func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var keys []consent.APIKeyInfo
-	err = withStore(cfg, readOnly, func(c *socketClient) error {
+	err = withAdmin(cfg, readOnly, func(c *socketClient) error {
 		var out struct{ Items []consent.APIKeyInfo }
 		err := c.do(ctx, "GET", "/apikeys", "", nil, &out)
 		keys = out.Items
-		return err
-	}, func(db consent.Store) error {
-		var err error
-		keys, err = db.APIKeys(ctx)
 		return err
 	})
 	if err != nil {
@@ -274,10 +260,8 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	if *id == "" {
 		return errors.New("--id is required")
 	}
-	err = withStore(cfg, readWrite, func(c *socketClient) error {
+	err = withAdmin(cfg, readWrite, func(c *socketClient) error {
 		return c.do(ctx, "DELETE", "/apikeys/"+url.PathEscape(*id), "", nil, nil)
-	}, func(db consent.Store) error {
-		return db.RevokeAPIKey(ctx, consent.CLIActor(), *id)
 	})
 	if err != nil {
 		return err
@@ -292,12 +276,8 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var rep consent.LedgerReport
-	err = withStore(cfg, readOnly, func(c *socketClient) error {
+	err = withAdmin(cfg, readOnly, func(c *socketClient) error {
 		return c.do(ctx, "GET", "/ledger/verify", "", nil, &rep)
-	}, func(db consent.Store) error {
-		var err error
-		rep, err = db.VerifyLedger(ctx)
-		return err
 	})
 	if err != nil {
 		return err
@@ -351,23 +331,8 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 	body := io.TeeReader(f, bar)
 	var rep consent.ImportReport
-	err = withStore(cfg, readWrite, func(c *socketClient) error {
+	err = withAdmin(cfg, readWrite, func(c *socketClient) error {
 		return c.do(ctx, "POST", "/imports?format="+*format, "", body, &rep)
-	}, func(db consent.Store) error {
-		// A data_dir never served yet gets the topic and form of a first
-		// start, so rows for "news" are taken.
-		if err := app.EnsureDefaults(ctx, db); err != nil {
-			return err
-		}
-		ir, err := transfer.NewReader(body, *format)
-		if err != nil {
-			return err
-		}
-		rep, err = db.Import(ctx, consent.CLIActor(), ir)
-		if err != nil {
-			return fmt.Errorf("%w (rows before this point were stored as batch %s)", err, rep.Batch)
-		}
-		return nil
 	})
 	_ = bar.Finish()
 	if err != nil {

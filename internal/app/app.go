@@ -89,12 +89,11 @@ func Open(o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, _ := mail.ParseAddress(cfg.Mail.From) // validated by config
 	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens, campaignTick: o.CampaignTick}
 	if a.campaignTick <= 0 {
 		a.campaignTick = time.Second
 	}
-	if err := a.build(o, from); err != nil {
+	if err := a.build(o); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -114,22 +113,6 @@ func OpenStore(cfg config.Config) (consent.Store, error) {
 		return nil, err
 	}
 	return openStore(cfg, sec, time.Now, false)
-}
-
-// OpenStoreReadOnly opens the existing database of cfg for reading, for
-// CLI commands that only read while the service is stopped. It writes
-// nothing, not even secrets.json, and fails when data_dir holds no
-// database or no secrets.json.
-func OpenStoreReadOnly(cfg config.Config) (consent.Store, error) {
-	path := dbPath(cfg.DataDir)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no database at %s: is data_dir right?", path)
-	}
-	sec, err := readSecrets(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	return openStore(cfg, sec, time.Now, true)
 }
 
 // dbPath is the database file's path in data directory dir.
@@ -162,7 +145,7 @@ func tokenKeys(cfg config.Config, sec secrets) ([]token.Key, error) {
 	return keys, nil
 }
 
-func (a *App) build(o Options, from *mail.Address) error {
+func (a *App) build(o Options) error {
 	cfg := a.cfg
 	cat, err := i18n.Load(templates.FS, "locales")
 	if err != nil {
@@ -188,20 +171,32 @@ func (a *App) build(o Options, from *mail.Address) error {
 		Log: a.log, Now: o.Now}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
+	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
+	return err
+}
+
+// webConfig is the web server's configuration for cfg around store.
+// outbox and metrics may be nil (the CLI's in-process handler has neither).
+func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat *i18n.Catalog, log *slog.Logger,
+	outbox *optmail.Worker, metrics *web.Metrics) web.Config {
+	from, _ := mail.ParseAddress(cfg.Mail.From) // validated by config
 	sender := from.Name
 	if sender == "" {
 		sender = from.Address
 	}
-	a.Web, err = web.New(web.Config{Store: a.DB, Tokens: a.Tokens, Catalog: cat, Templates: templates.FS,
-		Outbox: a.Worker, Log: a.log, BaseURL: cfg.BaseURL, TrustedProxies: cfg.TrustedProxies,
+	wc := web.Config{Store: store, Tokens: tokens, Catalog: cat, Templates: templates.FS,
+		Log: log, BaseURL: cfg.BaseURL, TrustedProxies: cfg.TrustedProxies,
 		Sender: sender, PostalAddress: cfg.Mail.PostalAddress,
 		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
 		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
 		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
 		ConfirmBrake: brake(cfg.Limits.Confirmations),
-		Metrics:      a.Metrics,
-	})
-	return err
+		Metrics:      metrics,
+	}
+	if outbox != nil {
+		wc.Outbox = outbox
+	}
+	return wc
 }
 
 // brake turns the limits.confirmations rate into the web server's brake.
@@ -383,3 +378,71 @@ func (a *App) runCampaigns(ctx context.Context) {
 func (a *App) Close() error {
 	return errors.Join(a.transport.Close(), a.DB.Close())
 }
+
+// Admin is the admin socket's handler served in-process over the database
+// opened directly, for CLI commands run while the service is stopped: the
+// CLI sends the same requests to it as to a running service's socket, so
+// both go one code path.
+type Admin struct {
+	// Handler is web.Server.SocketHandler over the opened store.
+	Handler http.Handler
+	store   consent.Store
+}
+
+// OpenAdmin opens the database of cfg and the admin socket's handler on
+// it. With readOnly it opens an existing database for reading only and
+// writes nothing (not even secrets.json); otherwise it creates the
+// defaults of a first start (the news topic and newsletter form) on a
+// database that has none, so an import into a data_dir never served finds
+// them. It fails with bolt.ErrLocked while the service runs.
+func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
+	read := loadSecrets
+	if readOnly {
+		if _, err := os.Stat(dbPath(cfg.DataDir)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s: is data_dir right?", dbPath(cfg.DataDir))
+		}
+		read = readSecrets
+	}
+	sec, err := read(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := openStore(cfg, sec, time.Now, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	h, err := adminHandler(cfg, sec, db, readOnly)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Admin{Handler: h, store: db}, nil
+}
+
+func adminHandler(cfg config.Config, sec secrets, db consent.Store, readOnly bool) (http.Handler, error) {
+	if !readOnly {
+		if err := EnsureDefaults(context.Background(), db); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := tokenKeys(cfg, sec)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := token.NewIssuer(cfg.BaseURL, keys, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		return nil, err
+	}
+	srv, err := web.New(webConfig(cfg, db, tokens, cat, slog.New(slog.DiscardHandler), nil, nil))
+	if err != nil {
+		return nil, err
+	}
+	return srv.SocketHandler(), nil
+}
+
+// Close closes the database.
+func (a *Admin) Close() error { return a.store.Close() }

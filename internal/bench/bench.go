@@ -1,4 +1,4 @@
-// Package bench is optin's load generator ("optin bench"): it drives a
+// Package bench is optin's load generator ("optin-bench"): it drives a
 // running optin over HTTP, can act as the SMTP server optin sends to, and
 // measures the ceilings the results should be read against.
 package bench
@@ -19,18 +19,27 @@ import (
 )
 
 const usage = `usage:
-  optin bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D]
+  optin-bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D]
         POST signups with unique addresses for D with N clients; with --sink, also run
         the SMTP server optin sends to on ADDR and report confirmation-mail latency
-  optin bench ceiling [--clients N] [--duration D] [--dir DIR]
+  optin-bench ceiling [--clients N] [--duration D] [--dir DIR]
         the limits to compare with: the same load against a gin handler that does
         nothing, and raw fsynced bbolt commits per second
-  optin bench sink    [--listen ADDR] [--duration D]
+  optin-bench sink    [--listen ADDR] [--duration D]
         an SMTP server that counts what it receives
 `
 
-// Run runs the bench subcommand args[0] with its flags.
+// Run runs the bench subcommand args[0] with its flags; a mode's --help
+// prints its flags and succeeds.
 func Run(ctx context.Context, args []string, out io.Writer) error {
+	err := run(ctx, args, out)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(out, usage)
 		return errors.New("bench: no mode given")
@@ -208,7 +217,7 @@ func (l Load) Run(ctx context.Context) Result {
 }
 
 func runSignup(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("bench signup", flag.ContinueOnError)
+	fs := flag.NewFlagSet("optin-bench signup", flag.ContinueOnError)
 	fs.SetOutput(out) // where --help shows the flags
 	base := fs.String("url", "http://127.0.0.1:8080", "optin base URL")
 	form := fs.String("form", "newsletter", "form id")
@@ -274,7 +283,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func runSink(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("bench sink", flag.ContinueOnError)
+	fs := flag.NewFlagSet("optin-bench sink", flag.ContinueOnError)
 	fs.SetOutput(out) // where --help shows the flags
 	listen := fs.String("listen", "127.0.0.1:2525", "address to listen on")
 	dur := fs.Duration("duration", time.Minute, "how long to run")

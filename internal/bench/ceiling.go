@@ -2,23 +2,20 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"optin/internal/bolt"
 	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"go.etcd.io/bbolt"
 )
 
 func runCeiling(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("bench ceiling", flag.ContinueOnError)
+	fs := flag.NewFlagSet("optin-bench ceiling", flag.ContinueOnError)
 	fs.SetOutput(out) // where --help shows the flags
 	clients := fs.Int("clients", 64, "concurrent clients / writers")
 	dur := fs.Duration("duration", 10*time.Second, "how long each measurement runs")
@@ -32,7 +29,7 @@ func runCeiling(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "gin handler that does nothing (same request as a signup), %d clients:\n%s", *clients, res)
 	for _, writers := range []int{1, *clients} {
-		n, err := BoltCommits(*dir, writers, *dur)
+		n, err := bolt.CommitCeiling(*dir, writers, *dur)
 		if err != nil {
 			return err
 		}
@@ -64,46 +61,4 @@ func GinNoop(ctx context.Context, clients int, d time.Duration) (Result, error) 
 		},
 		OK: func(s int) bool { return s == http.StatusAccepted }}
 	return l.Run(ctx), nil
-}
-
-// BoltCommits measures fsynced bbolt commits per second with plain
-// Update, one 128-byte record per commit, from writers goroutines.
-func BoltCommits(dir string, writers int, d time.Duration) (float64, error) {
-	path := filepath.Join(dir, fmt.Sprintf("optin-bench-%d.db", time.Now().UnixNano()))
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(path)
-	defer db.Close()
-	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("b")); return err }); err != nil {
-		return 0, err
-	}
-	val := make([]byte, 128)
-	var mu sync.Mutex
-	total := 0
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := 0
-			key := make([]byte, 16)
-			for time.Now().Before(deadline) {
-				binary.BigEndian.PutUint64(key, uint64(w))
-				binary.BigEndian.PutUint64(key[8:], uint64(n))
-				if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("b")).Put(key, val) }); err != nil {
-					return
-				}
-				n++
-			}
-			mu.Lock()
-			total += n
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return float64(total) / time.Since(start).Seconds(), nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,5 +92,19 @@ func TestLoadRun(t *testing.T) {
 				t.Errorf("%d connections for %d requests, each closed by the server", conns, res.Requests)
 			}
 		})
+	}
+}
+
+// TestHelp: optin-bench's help and every mode's --help print a usage and
+// succeed.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"signup", "--help"}, {"ceiling", "-h"}, {"sink", "--help"}} {
+		var out strings.Builder
+		if err := Run(context.Background(), args, &out); err != nil {
+			t.Errorf("%v: got %v, want nil", args, err)
+		}
+		if !strings.Contains(strings.ToLower(out.String()), "usage") {
+			t.Errorf("%v: no usage in %q", args, out.String())
+		}
 	}
 }
