@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -180,58 +179,6 @@ func wantOutbox(t *testing.T, db *testDB, queued, parked int) {
 	}
 }
 
-func TestBootstrap(t *testing.T) {
-	db := mustOpen(t)
-	form := mustBootstrap(t, db)
-	stored, err := db.Form(t.Context(), "newsletter")
-	if err != nil {
-		t.Fatalf("Form: got err %v, want nil", err)
-	}
-	if got, want := stored.Topics, []string{"news", "offers"}; !slices.Equal(got, want) {
-		t.Errorf("Form.Topics: got %q, want %q", got, want)
-	}
-	if got, want := stored.Created, db.Now(); !got.Equal(want) {
-		t.Errorf("Form.Created: got %v, want %v", got, want)
-	}
-	// Offering another topic changes what the person sees: a new version.
-	if got, want := stored.WordingVersion, 2; got != want {
-		t.Errorf("Form.WordingVersion: got %d, want %d", got, want)
-	}
-	if got, want := form.WordingVersion, stored.WordingVersion; got != want {
-		t.Errorf("mustBootstrap form version: got %d, want %d", got, want)
-	}
-	topics, err := db.Topics(t.Context())
-	if err != nil {
-		t.Fatalf("Topics: got err %v, want nil", err)
-	}
-	var ids []string
-	for _, tp := range topics {
-		ids = append(ids, tp.ID)
-	}
-	if want := []string{"news", "offers"}; !slices.Equal(ids, want) {
-		t.Errorf("Topics: got %q, want %q", ids, want)
-	}
-	topic, err := db.Topic(t.Context(), "news")
-	if err != nil || topic.Name != "Product news" {
-		t.Errorf("Topic(news): got %+v, %v, want Product news", topic, err)
-	}
-	if _, err := db.Topic(t.Context(), "health"); consent.ErrorCode(err) != consent.ENotFound {
-		t.Errorf("Topic(health): got err %v, want %s", err, consent.ENotFound)
-	}
-	key, err := db.APIKey(t.Context(), consent.HashAPIKey(testKey))
-	if err != nil || key.Role != consent.RoleAdmin {
-		t.Errorf("APIKey: got %+v, %v, want an admin key", key, err)
-	}
-
-	created, err := db.Bootstrap(t.Context(), consent.Topic{ID: "other"}, consent.Form{ID: "other"}, consent.HashAPIKey("x"))
-	if err != nil || created {
-		t.Errorf("second Bootstrap: got %v, %v, want false, nil", created, err)
-	}
-	if _, err := db.Form(t.Context(), "other"); consent.ErrorCode(err) != consent.ENotFound {
-		t.Errorf("Form(other) after second Bootstrap: got err %v, want %s", err, consent.ENotFound)
-	}
-}
-
 func TestSignupConfirmFlow(t *testing.T) {
 	db := mustOpen(t)
 	form := mustBootstrap(t, db)
@@ -361,170 +308,6 @@ func TestSignupConfirmFlow(t *testing.T) {
 	}
 }
 
-// TestSignupOpenRequestKeepsItsTopics: a second signup for more topics
-// while the first request is open stores nothing and queues nothing; the
-// first link still confirms only its own topics.
-func TestSignupOpenRequestKeepsItsTopics(t *testing.T) {
-	db := mustOpen(t)
-	form := mustBootstrap(t, db)
-	mustSignup(t, db, form, "ann@example.com")
-	sub := mustSubscriber(t, db, "ann@example.com")
-	reqID := sub.PendingRequest
-
-	db.clock.Advance(time.Hour)
-	in := signupInput(t, &form, "ann@example.com")
-	in.Topics = []string{"news", "offers"}
-	res, err := db.Signup(t.Context(), in, wordingFor(t, db, form))
-	if err != nil || res.Queued {
-		t.Fatalf("Signup: got queued %v err %v, want nothing queued", res.Queued, err)
-	}
-	wantOutbox(t, db, 1, 0)
-	if _, err := db.Confirm(t.Context(), reqID, consent.ConfirmInput{}); err != nil {
-		t.Fatalf("Confirm: %v", err)
-	}
-	sub = mustSubscriber(t, db, "ann@example.com")
-	if s := sub.Subscriptions["offers"]; s != nil {
-		t.Errorf("Subscriptions[offers]: got %+v, want none: the mail never asked about it", s)
-	}
-	if s := sub.Subscriptions["news"]; s == nil || s.Status != consent.StatusConfirmed {
-		t.Errorf("Subscriptions[news]: got %+v, want confirmed", s)
-	}
-	if got := len(mustEvents(t, db, sub.ID)); got != 2 {
-		t.Errorf("events: got %d, want 2 (requested, confirmed)", got)
-	}
-}
-
-func TestConfirmErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		// act prepares the request and returns the id to confirm.
-		act  func(t *testing.T, db *testDB, reqID string) string
-		want string
-	}{
-		{"unknown request", func(t *testing.T, db *testDB, reqID string) string { return "nosuchrequest" }, consent.ENotFound},
-		{"expired", func(t *testing.T, db *testDB, reqID string) string {
-			db.clock.Advance(consent.DefaultPolicy().ConfirmTTL)
-			return reqID
-		}, consent.EExpired},
-		{"cancelled by not me", func(t *testing.T, db *testDB, reqID string) string {
-			if err := db.NotMe(t.Context(), reqID, consent.ConfirmInput{}); err != nil {
-				t.Fatalf("NotMe: %v", err)
-			}
-			return reqID
-		}, consent.EExpired},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db := mustOpen(t)
-			form := mustBootstrap(t, db)
-			mustSignup(t, db, form, "ann@example.com")
-			sub := mustSubscriber(t, db, "ann@example.com")
-			id := tt.act(t, db, sub.PendingRequest)
-			before := len(mustEvents(t, db, sub.ID))
-
-			_, err := db.Confirm(t.Context(), id, consent.ConfirmInput{})
-			if got := consent.ErrorCode(err); got != tt.want {
-				t.Errorf("Confirm: got code %q (%v), want %q", got, err, tt.want)
-			}
-			if got := len(mustEvents(t, db, sub.ID)); got != before {
-				t.Errorf("len(Events): got %d, want %d", got, before)
-			}
-			if s := mustSubscriber(t, db, "ann@example.com").Subscriptions["news"]; s != nil && s.Status == consent.StatusConfirmed {
-				t.Errorf("Subscriptions[news]: got confirmed, want not confirmed")
-			}
-		})
-	}
-}
-
-func TestNotMeBlocksSignup(t *testing.T) {
-	db := mustOpen(t)
-	form := mustBootstrap(t, db)
-	mustSignup(t, db, form, "ann@example.com")
-	sub := mustSubscriber(t, db, "ann@example.com")
-	reqID := sub.PendingRequest
-	job := mustDueJobs(t, db, db.Now())[0]
-
-	db.clock.Advance(time.Hour)
-	notMeAt := db.Now()
-	for range 2 { // the second call changes nothing
-		if err := db.NotMe(t.Context(), reqID, consent.ConfirmInput{IP: "203.0.113.5"}); err != nil {
-			t.Fatalf("NotMe: got err %v, want nil", err)
-		}
-	}
-	evs := mustEvents(t, db, sub.ID)
-	if len(evs) != 2 || evs[1].Type != consent.EventCanceled {
-		t.Fatalf("Events after NotMe twice: got %d events, want requested + canceled", len(evs))
-	}
-	sub = mustSubscriber(t, db, "ann@example.com")
-	if got, want := sub.BlockedUntil, notMeAt.Add(consent.DefaultPolicy().NotMeBlock); !got.Equal(want) {
-		t.Errorf("BlockedUntil: got %v, want %v", got, want)
-	}
-	if _, ok := sub.Subscriptions["news"]; ok {
-		t.Errorf("Subscriptions[news]: got %+v, want removed", sub.Subscriptions["news"])
-	}
-	if ok, err := db.Deliverable(t.Context(), job); err != nil || ok {
-		t.Errorf("Deliverable after NotMe: got %v, %v, want false, nil", ok, err)
-	}
-
-	db.clock.Advance(consent.DefaultPolicy().ConfirmTTL) // the request has long expired
-	if res := mustSignup(t, db, form, "ann@example.com"); res.Queued {
-		t.Errorf("Signup while blocked: Queued got true, want false")
-	}
-	wantOutbox(t, db, 1, 0) // only the first, now undeliverable, job
-	if got := len(mustEvents(t, db, sub.ID)); got != 2 {
-		t.Errorf("len(Events) after blocked signup: got %d, want 2", got)
-	}
-
-	db.clock.Advance(consent.DefaultPolicy().NotMeBlock)
-	if res := mustSignup(t, db, form, "ann@example.com"); !res.Queued {
-		t.Errorf("Signup after the block: Queued got false, want true")
-	}
-	wantOutbox(t, db, 2, 0)
-	wantLedgerOK(t, db, 3)
-}
-
-func TestConcurrentSignup(t *testing.T) {
-	db := mustOpen(t)
-	form := mustBootstrap(t, db)
-	wording := wordingFor(t, db, form)
-	in := signupInput(t, &form, "ann@example.com")
-
-	const n = 100
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		queued int
-	)
-	for range n {
-		wg.Go(func() {
-			res, err := db.Signup(t.Context(), in, wording)
-			if err != nil {
-				t.Errorf("Signup: got err %v, want nil", err)
-				return
-			}
-			if res.Queued {
-				mu.Lock()
-				queued++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-
-	if queued != 1 {
-		t.Errorf("Signups that queued a mail: got %d, want 1", queued)
-	}
-	if got := len(mustDueJobs(t, db, db.Now())); got != 1 {
-		t.Errorf("len(DueJobs): got %d, want 1", got)
-	}
-	wantOutbox(t, db, 1, 0)
-	sub := mustSubscriber(t, db, "ann@example.com")
-	if got := len(mustEvents(t, db, sub.ID)); got != 1 {
-		t.Errorf("len(Events): got %d, want 1", got)
-	}
-	wantLedgerOK(t, db, 1)
-}
-
 func TestOutbox(t *testing.T) {
 	// setup returns a store holding one due confirmation job.
 	setup := func(t *testing.T) (*testDB, consent.Job) {
@@ -605,39 +388,6 @@ func TestOutbox(t *testing.T) {
 		}
 		wantOutbox(t, db, 0, 0)
 	})
-}
-
-func TestDueJobsOrderLimitSkip(t *testing.T) {
-	db := mustOpen(t)
-	form := mustBootstrap(t, db)
-	var want []string
-	for _, email := range []string{"c@example.com", "a@example.com", "b@example.com"} {
-		mustSignup(t, db, form, email)
-		want = append(want, email)
-		db.clock.Advance(time.Second)
-	}
-	now := db.Now()
-	jobs := mustDueJobs(t, db, now)
-	var got []string
-	for _, j := range jobs {
-		got = append(got, j.To)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("DueJobs order: got %q, want %q (oldest first)", got, want)
-	}
-
-	limited, err := db.DueJobs(t.Context(), now, 2, nil)
-	if err != nil || len(limited) != 2 || limited[0].To != want[0] {
-		t.Errorf("DueJobs limit 2: got %d jobs, %v, want the first 2", len(limited), err)
-	}
-	skipped, err := db.DueJobs(t.Context(), now, 100, func(id uint64) bool { return id == jobs[0].ID })
-	if err != nil || len(skipped) != 2 || skipped[0].ID != jobs[1].ID {
-		t.Errorf("DueJobs skipping %d: got %+v, %v, want jobs %d and %d", jobs[0].ID, skipped, err, jobs[1].ID, jobs[2].ID)
-	}
-	due, err := db.NextDue(t.Context())
-	if err != nil || !due.Equal(jobs[0].NextAt) {
-		t.Errorf("NextDue: got %v, %v, want %v", due, err, jobs[0].NextAt)
-	}
 }
 
 func TestReopen(t *testing.T) {

@@ -1,18 +1,36 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"path/filepath"
 	"testing"
 
 	"optin/internal/consent"
 )
+
+// openBootstrappedDB opens a store in a temp dir with topic news and form
+// newsletter.
+func openBootstrappedDB(t *testing.T) (*DB, consent.Form) {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{HMACKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(context.Background(), consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	return db, form
+}
 
 // TestCatalogCacheFollowsWrites: reads served from the catalog cache see
 // every change made through the store, and what a caller does to a form
 // it got does not reach the next caller.
 func TestCatalogCacheFollowsWrites(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openSuppressionDB(t)
+	db, _ := openBootstrappedDB(t)
 	cli := consent.Actor{Name: "cli"}
 	form := func() consent.Form {
 		t.Helper()

@@ -91,7 +91,7 @@ func TestGroupCommit(t *testing.T) {
 // the new time with one more attempt (it once stayed due at once).
 func TestRetryJobSurvivesRerun(t *testing.T) {
 	ctx := context.Background()
-	db, form := openSuppressionDB(t)
+	db, form := openBootstrappedDB(t)
 	a, _ := consent.ParseAddress("retry@example.com")
 	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
 		t.Fatal(err)

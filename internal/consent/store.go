@@ -9,7 +9,13 @@ import (
 // Store is the storage contract of optin: everything the web server, the
 // mail worker, the campaign runner and the command line keep or read.
 // Every implementation (the embedded bbolt store, a database server) must
-// behave as these comments promise.
+// behave as these comments promise and pass the conformance suite in
+// internal/storetest, which also pins down what the comments leave open:
+// topics and forms list in id order and API keys in creation order; audit
+// actions are named like "topic.create" and "subscriber.erase";
+// unsubscribing an erased or unknown subscriber succeeds; erasure drops
+// the person's queued and parked mail; a sweep forgets addresses that
+// never confirmed; Events of an unknown id is empty, not an error.
 //
 // Each write is one use case applied in one transaction: the record, its
 // indexes, its ledger events and any outbox job commit together or not at

@@ -1,0 +1,141 @@
+package storetest
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// testLedgerOrderAndChain: a subscriber's events come back in order;
+// all events together form one hash chain from the first, each committing
+// to its personal record; VerifyLedger and LedgerCounts count them all.
+func testLedgerOrderAndChain(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.signup("ann@example.com")
+	f.clock.Advance(time.Second)
+	f.signup("bob@example.com")
+	ann := f.sub("ann@example.com")
+	bob := f.sub("bob@example.com")
+	f.clock.Advance(time.Second)
+	if _, err := f.s.Confirm(ctx, ann.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	f.clock.Advance(time.Second)
+	f.unsubscribe(ann.ID, "news")
+	f.clock.Advance(time.Second)
+	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news"}, f.wording(), consent.ConfirmInput{}); err != nil {
+		t.Fatalf("UpdatePreferences: %v", err)
+	}
+
+	annEvents := f.events(ann.ID)
+	var types []consent.EventType
+	for i, ev := range annEvents {
+		types = append(types, ev.Type)
+		if ev.Subscriber != ann.ID {
+			t.Errorf("ann's event %d: got subscriber %s, want %s", ev.Seq, ev.Subscriber, ann.ID)
+		}
+		if i > 0 && (ev.Seq <= annEvents[i-1].Seq || ev.Time.Before(annEvents[i-1].Time)) {
+			t.Errorf("ann's events %d and %d: got seq %d then %d at %v then %v, want both increasing",
+				i-1, i, annEvents[i-1].Seq, ev.Seq, annEvents[i-1].Time, ev.Time)
+		}
+	}
+	want := []consent.EventType{consent.EventRequested, consent.EventConfirmed, consent.EventUnsubscribed, consent.EventPreferencesUpdated}
+	if !slices.Equal(types, want) {
+		t.Errorf("ann's events: got %q, want %q", types, want)
+	}
+
+	all := append(annEvents, f.events(bob.ID)...)
+	slices.SortFunc(all, func(a, b consent.EventRecord) int { return cmp.Compare(a.Seq, b.Seq) })
+	prev := ""
+	for i, ev := range all {
+		if ev.Seq != uint64(i+1) || ev.Prev != prev || ev.Hash != ev.ComputeHash() {
+			t.Errorf("event %d: got seq %d, prev %.12s, hash %.12s, want seq %d after %.12s, hash of its content",
+				i+1, ev.Seq, ev.Prev, ev.Hash, i+1, prev)
+		}
+		if ev.Personal == nil || ev.Personal.Digest() != ev.PersonalDigest {
+			t.Errorf("event %d: got personal record %+v, want one matching its digest", ev.Seq, ev.Personal)
+		}
+		prev = ev.Hash
+	}
+	f.wantLedgerOK(5)
+
+	counts, last, err := f.s.LedgerCounts(ctx, 0)
+	wantCounts := map[consent.EventType]uint64{consent.EventRequested: 2, consent.EventConfirmed: 1,
+		consent.EventUnsubscribed: 1, consent.EventPreferencesUpdated: 1}
+	if err != nil || last != 5 || !maps.Equal(counts, wantCounts) {
+		t.Errorf("LedgerCounts(0): got %v, %d, %v, want %v, 5, nil", counts, last, err, wantCounts)
+	}
+	counts, last, err = f.s.LedgerCounts(ctx, 3)
+	wantCounts = map[consent.EventType]uint64{consent.EventUnsubscribed: 1, consent.EventPreferencesUpdated: 1}
+	if err != nil || last != 5 || !maps.Equal(counts, wantCounts) {
+		t.Errorf("LedgerCounts(3): got %v, %d, %v, want %v, 5, nil", counts, last, err, wantCounts)
+	}
+	if counts, last, err := f.s.LedgerCounts(ctx, 5); err != nil || last != 5 || len(counts) != 0 {
+		t.Errorf("LedgerCounts(5): got %v, %d, %v, want nothing, 5, nil", counts, last, err)
+	}
+	if evs, err := f.s.Events(ctx, "no-such-subscriber"); err != nil || len(evs) != 0 {
+		t.Errorf("Events(unknown): got %d events, %v, want none, nil", len(evs), err)
+	}
+}
+
+// testStats: the overview counts subscribers, subscriptions, lifecycle
+// stages and requests from the store's state; purchases drive the
+// lifecycle.
+func testStats(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com", "news", "offers")
+	f.signup("bob@example.com")
+	cy := f.subscribe("cy@example.com")
+	f.unsubscribe(cy.ID, "")
+
+	dormantAfter := 365 * consent.Day
+	bought := f.now().Add(-400 * consent.Day)
+	sub, err := f.s.RecordPurchase(ctx, admin, ann.ID, bought)
+	if err != nil || !sub.LastPurchase.Equal(bought) {
+		t.Fatalf("RecordPurchase: got %+v, %v, want last purchase %v", sub, err, bought)
+	}
+	if sub, err := f.s.RecordPurchase(ctx, admin, ann.ID, bought.Add(-consent.Day)); err != nil || !sub.LastPurchase.Equal(bought) {
+		t.Errorf("RecordPurchase of an older purchase: got %+v, %v, want last purchase still %v", sub, err, bought)
+	}
+	_, err = f.s.RecordPurchase(ctx, admin, ann.ID, f.now().Add(time.Hour))
+	f.wantCode("RecordPurchase in the future", err, consent.EInvalid)
+	_, err = f.s.RecordPurchase(ctx, admin, "no-such-subscriber", bought)
+	f.wantCode("RecordPurchase(unknown)", err, consent.ENotFound)
+
+	st, err := f.s.Stats(ctx, dormantAfter)
+	if err != nil {
+		t.Fatalf("Stats: got err %v, want nil", err)
+	}
+	wantStatus := map[consent.Status]int{consent.StatusConfirmed: 2, consent.StatusPending: 1, consent.StatusUnsubscribed: 1}
+	wantLifecycle := map[consent.Lifecycle]int{consent.LifecycleDormant: 1, consent.LifecycleProspect: 2}
+	if st.Subscribers != 3 || !maps.Equal(st.ByStatus, wantStatus) || !maps.Equal(st.ByLifecycle, wantLifecycle) {
+		t.Errorf("Stats: got %d subscribers, %v, %v, want 3, %v, %v", st.Subscribers, st.ByStatus, st.ByLifecycle, wantStatus, wantLifecycle)
+	}
+	if news := st.ByTopic["news"]; news[consent.StatusConfirmed] != 1 || news[consent.StatusPending] != 1 || news[consent.StatusUnsubscribed] != 1 {
+		t.Errorf("Stats.ByTopic[news]: got %v, want 1 confirmed, 1 pending, 1 unsubscribed", news)
+	}
+	if st.Requests != 3 || st.ConfirmedRequests != 2 || st.ConfirmationRate != 2.0/3 {
+		t.Errorf("Stats requests: got %d, %d confirmed, rate %v, want 3, 2, 2/3", st.Requests, st.ConfirmedRequests, st.ConfirmationRate)
+	}
+	if len(st.Daily) != 30 {
+		t.Fatalf("Stats.Daily: got %d days, want 30", len(st.Daily))
+	}
+	today := st.Daily[29]
+	if today.Date != f.now().Format(time.DateOnly) || today.Signups != 3 || today.Confirmations != 2 {
+		t.Errorf("Stats.Daily today: got %+v, want %s with 3 signups, 2 confirmations", today, f.now().Format(time.DateOnly))
+	}
+
+	f.clock.Advance(time.Hour)
+	if _, err := f.s.RecordPurchase(ctx, admin, ann.ID, f.now()); err != nil {
+		t.Fatalf("RecordPurchase: %v", err)
+	}
+	if st, err := f.s.Stats(ctx, dormantAfter); err != nil || st.ByLifecycle[consent.LifecycleCustomer] != 1 || st.ByLifecycle[consent.LifecycleDormant] != 0 {
+		t.Errorf("Stats after a new purchase: got %v, %v, want ann a customer again", st.ByLifecycle, err)
+	}
+}

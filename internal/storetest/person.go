@@ -1,0 +1,356 @@
+package storetest
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// testSuppressionAtSendTime: mail already queued is checked again at send
+// time: a withdrawal, an operator's block or an erasure after the mail
+// was queued holds it back. Unsubscribe is idempotent.
+func testSuppressionAtSendTime(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	addrs := []string{"unsub@example.com", "blocked@example.com", "topic@example.com", "erased@example.com", "kept@example.com"}
+	f.importConsented(addrs...)
+	f.runCampaign(f.createCampaign(consent.CampaignInput{}), len(addrs))
+	jobs := f.dueOf(consent.JobReawaken, f.now())
+	slices.SortFunc(jobs, func(a, b consent.Job) int { return slices.Index(addrs, a.To) - slices.Index(addrs, b.To) })
+	if got := emails(jobs); len(got) != len(addrs) {
+		t.Fatalf("reawaken jobs: got %q, want one to each of %q", got, addrs)
+	}
+	if oks := f.deliverable(jobs...); !slices.Equal(oks, []bool{true, true, true, true, true}) {
+		t.Fatalf("DeliverableBatch before any change: got %v, want all true", oks)
+	}
+
+	unsub := f.sub("unsub@example.com")
+	if changed := f.unsubscribe(unsub.ID, "news"); !slices.Equal(changed, []string{"news"}) {
+		t.Errorf("Unsubscribe: got changed %q, want [news]", changed)
+	}
+	events := len(f.events(unsub.ID))
+	if changed := f.unsubscribe(unsub.ID, "news"); len(changed) != 0 {
+		t.Errorf("second Unsubscribe: got changed %q, want none", changed)
+	}
+	if changed := f.unsubscribe(unsub.ID, ""); len(changed) != 0 {
+		t.Errorf("Unsubscribe from every topic after news: got changed %q, want none (news was the only one)", changed)
+	}
+	if got := len(f.events(unsub.ID)); got != events {
+		t.Errorf("Events after repeated Unsubscribe: got %d, want %d", got, events)
+	}
+	if s := f.sub("unsub@example.com").Subscriptions["news"]; s == nil || s.Status != consent.StatusUnsubscribed {
+		t.Errorf("Subscriptions[news] after Unsubscribe: got %+v, want unsubscribed", s)
+	}
+	if !f.suppressed("unsub@example.com", "news") {
+		t.Errorf("Suppressed(unsub, news): got false, want true")
+	}
+	f.suppress("blocked@example.com", "")
+	f.suppress("topic@example.com", "news")
+	erased := f.sub("erased@example.com").ID
+	if err := f.s.Erase(ctx, erased, "preferences"); err != nil {
+		t.Fatalf("Erase: got err %v, want nil", err)
+	}
+	if oks := f.deliverable(jobs...); !slices.Equal(oks, []bool{false, false, false, false, true}) {
+		t.Errorf("DeliverableBatch for %q: got %v, want only the last deliverable", addrs, oks)
+	}
+	// A one-click from an old mail must work after the erasure too.
+	for _, id := range []string{erased, "no-such-subscriber"} {
+		if changed, err := f.s.Unsubscribe(ctx, id, "", consent.ChannelOneClick, consent.ConfirmInput{}); err != nil || len(changed) != 0 {
+			t.Errorf("Unsubscribe(%s) of a subscriber who is gone: got %q, %v, want nothing changed, nil", id, changed, err)
+		}
+	}
+
+	// An operator's block stops transactional mail too.
+	f.signup("pending@example.com")
+	confirm := f.dueOf(consent.JobConfirm, f.now())
+	if len(confirm) != 1 || !f.deliverable(confirm...)[0] {
+		t.Fatalf("confirmation mail before the block: got %d jobs, want 1 deliverable", len(confirm))
+	}
+	f.suppress("pending@example.com", "")
+	if f.deliverable(confirm...)[0] {
+		t.Errorf("DeliverableBatch of a confirmation mail after an operator's block: got true, want false")
+	}
+}
+
+// testEraseLeavesOnlyTheHash: after an erasure the person is gone (no
+// subscriber, request, export or mail), the address stays suppressed by
+// its hash, and the ledger keeps the events without their personal
+// records and still verifies.
+func testEraseLeavesOnlyTheHash(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.signup("Ann@example.com")
+	reqID := f.sub("ann@example.com").PendingRequest
+	confirm := f.onlyJob()
+	if _, err := f.s.Confirm(ctx, reqID, consent.ConfirmInput{IP: "192.0.2.9"}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	ann := f.sub("ann@example.com")
+	if err := f.s.ParkJob(ctx, confirm, "550 mailbox unavailable"); err != nil {
+		t.Fatalf("ParkJob: %v", err)
+	}
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("ann@example.com")); err != nil || !q {
+		t.Fatalf("RequestPreferencesMail: got %v, %v, want true, nil", q, err)
+	}
+	f.wantOutbox(1, 1)
+	exp, err := f.s.Export(ctx, ann.ID)
+	if err != nil {
+		t.Fatalf("Export before erasure: got err %v, want nil", err)
+	}
+	if exp.Schema != consent.ExportSchema || exp.Subscriber == nil || exp.Subscriber.ID != ann.ID || len(exp.Events) != 2 ||
+		exp.Events[0].Personal == nil || !exp.Generated.Equal(f.now()) {
+		t.Errorf("Export: got schema %q, subscriber %+v, %d events, want %s, %s, 2 events with personal records",
+			exp.Schema, exp.Subscriber, len(exp.Events), consent.ExportSchema, ann.ID)
+	}
+
+	f.clock.Advance(time.Hour)
+	if err := f.s.Erase(ctx, ann.ID, "preferences"); err != nil {
+		t.Fatalf("Erase: got err %v, want nil", err)
+	}
+	_, err = f.s.Subscriber(ctx, ann.ID)
+	f.wantCode("Subscriber after Erase", err, consent.ENotFound)
+	_, err = f.s.SubscriberByAddress(ctx, f.addr("ann@example.com"))
+	f.wantCode("SubscriberByAddress after Erase", err, consent.ENotFound)
+	_, err = f.s.Export(ctx, ann.ID)
+	f.wantCode("Export after Erase", err, consent.ENotFound)
+	_, err = f.s.Request(ctx, reqID)
+	f.wantCode("Request after Erase", err, consent.ENotFound)
+	err = f.s.Erase(ctx, ann.ID, "preferences")
+	f.wantCode("second Erase", err, consent.ENotFound)
+	for _, topic := range []string{"", "news", "offers"} {
+		if !f.suppressed("ANN@example.com", topic) {
+			t.Errorf("Suppressed(ann, %q) after Erase: got false, want true", topic)
+		}
+	}
+	f.wantOutbox(0, 0) // queued and parked mail hold the address
+	if ids := f.allSubscribers(); len(ids) != 0 {
+		t.Errorf("FindSubscribers after Erase: got %q, want none", ids)
+	}
+
+	evs := f.events(ann.ID)
+	var types []consent.EventType
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+		if ev.Personal != nil && (ev.Personal.Email != "" || ev.Personal.IP != "" || ev.Personal.UserAgent != "") {
+			t.Errorf("event %d (%s) after Erase: got Personal %+v, want no address, IP or user agent", ev.Seq, ev.Type, ev.Personal)
+		}
+		if ev.PersonalDigest == "" {
+			t.Errorf("event %d (%s) after Erase: got no PersonalDigest, want it kept", ev.Seq, ev.Type)
+		}
+	}
+	if want := []consent.EventType{consent.EventRequested, consent.EventConfirmed, consent.EventErased}; !slices.Equal(types, want) {
+		t.Fatalf("Events after Erase: got %q, want %q", types, want)
+	}
+	if evs[0].Personal != nil || evs[1].Personal != nil {
+		t.Errorf("Events before the erasure: got Personal %+v, %+v, want nil", evs[0].Personal, evs[1].Personal)
+	}
+	if last := evs[2]; last.Source != "preferences" || !last.Time.Equal(f.now()) {
+		t.Errorf("erased event: got source %q at %v, want preferences at %v", last.Source, last.Time, f.now())
+	}
+	f.wantLedgerOK(3)
+
+	// The person may come back: a new signup is a new subscriber.
+	if res := f.signup("ann@example.com"); !res.Queued {
+		t.Errorf("Signup after Erase: Queued got false, want true")
+	}
+	if again := f.sub("ann@example.com"); again.ID == ann.ID {
+		t.Errorf("Signup after Erase: got the erased id %s again, want a new one", ann.ID)
+	}
+
+	// An operator's erasure is the same erasure, audited.
+	bob := f.subscribe("bob@example.com")
+	if err := f.s.EraseSubscriber(ctx, admin, bob.ID); err != nil {
+		t.Fatalf("EraseSubscriber: got err %v, want nil", err)
+	}
+	_, err = f.s.Subscriber(ctx, bob.ID)
+	f.wantCode("Subscriber after EraseSubscriber", err, consent.ENotFound)
+	if evs := f.events(bob.ID); len(evs) != 3 || evs[2].Type != consent.EventErased || evs[2].Source != admin.Source() {
+		t.Errorf("Events after EraseSubscriber: got %d, want 3 ending with erased from %s", len(evs), admin.Source())
+	}
+	entries, _, err := f.s.Audit(ctx, "", 1)
+	if err != nil || len(entries) != 1 || entries[0].Action != "subscriber.erase" || entries[0].Target != bob.ID ||
+		entries[0].Key != admin.Name || entries[0].KeyID != admin.KeyID {
+		t.Errorf("newest audit entry: got %+v, %v, want subscriber.erase of %s by %+v", entries, err, bob.ID, admin)
+	}
+	err = f.s.EraseSubscriber(ctx, admin, "no-such-subscriber")
+	f.wantCode("EraseSubscriber(unknown)", err, consent.ENotFound)
+}
+
+// testPreferencesMail: a preference link is mailed to a known address at
+// most once per consent.ManageMailGap, to an unknown one never; the
+// preference center confirms and withdraws topics.
+func testPreferencesMail(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com", "news", "offers")
+	f.wantOutbox(1, 0) // the confirmation mail
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("nobody@example.com")); err != nil || q {
+		t.Errorf("RequestPreferencesMail(unknown): got %v, %v, want false, nil", q, err)
+	}
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("ANN@example.com")); err != nil || !q {
+		t.Errorf("RequestPreferencesMail: got %v, %v, want true, nil", q, err)
+	}
+	jobs := f.dueOf(consent.JobPreferences, f.now())
+	if len(jobs) != 1 || jobs[0].To != "ann@example.com" || jobs[0].Subscriber != ann.ID || jobs[0].MessageID == "" {
+		t.Fatalf("preferences jobs: got %+v, want one to ann@example.com", jobs)
+	}
+	if !f.deliverable(jobs...)[0] {
+		t.Errorf("DeliverableBatch of the preferences mail: got false, want true")
+	}
+	f.clock.Advance(consent.ManageMailGap - time.Millisecond)
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("ann@example.com")); err != nil || q {
+		t.Errorf("RequestPreferencesMail within the gap: got %v, %v, want false, nil", q, err)
+	}
+	f.clock.Advance(time.Millisecond)
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("ann@example.com")); err != nil || !q {
+		t.Errorf("RequestPreferencesMail after the gap: got %v, %v, want true, nil", q, err)
+	}
+	f.wantOutbox(3, 0)
+
+	wording := f.wording()
+	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news"}, wording, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("UpdatePreferences: got err %v, want nil", err)
+	}
+	sub := f.sub("ann@example.com")
+	if s := sub.Subscriptions["offers"]; s == nil || s.Status != consent.StatusUnsubscribed {
+		t.Errorf("Subscriptions[offers] switched off: got %+v, want unsubscribed", s)
+	}
+	if !f.suppressed("ann@example.com", "offers") || f.suppressed("ann@example.com", "news") {
+		t.Errorf("after switching offers off: want offers suppressed and news not")
+	}
+	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news", "offers"}, wording, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("UpdatePreferences: got err %v, want nil", err)
+	}
+	if s := f.sub("ann@example.com").Subscriptions["offers"]; s == nil || s.Status != consent.StatusConfirmed {
+		t.Errorf("Subscriptions[offers] switched on again: got %+v, want confirmed", s)
+	}
+	if f.suppressed("ann@example.com", "offers") {
+		t.Errorf("Suppressed(offers) after switching it on again: got true, want false")
+	}
+	evs := f.events(ann.ID)
+	last := evs[len(evs)-1]
+	if last.Type != consent.EventPreferencesUpdated || !slices.Equal(last.Topics, []string{"offers"}) ||
+		last.WordingText == nil || last.WordingText.Hash() != wording.Hash() {
+		t.Errorf("last event: got %+v, want preferences_updated for offers citing the wording shown", last.Event)
+	}
+	err := f.s.UpdatePreferences(ctx, "no-such-subscriber", nil, wording, consent.ConfirmInput{})
+	f.wantCode("UpdatePreferences(unknown)", err, consent.ENotFound)
+	f.wantLedgerOK(uint64(len(evs)))
+}
+
+// testSuppressions: an operator's suppressions are listed, paged and
+// removed by hash; the person's own opt-outs cannot be removed that way,
+// only by a new double opt-in, which lifts them for the topics confirmed.
+func testSuppressions(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	s, created, err := f.s.AddSuppression(ctx, admin, f.addr("Block@example.com"), "", "complaint")
+	if err != nil || !created || s.Scope != consent.ScopeAll || s.Reason != consent.ReasonAdmin || s.Hash == "" || !s.Created.Equal(f.now()) {
+		t.Fatalf("AddSuppression: got %+v, %v, %v, want a new operator entry for every topic", s, created, err)
+	}
+	again, created, err := f.s.AddSuppression(ctx, admin, f.addr("block@EXAMPLE.com"), consent.ScopeAll, "again")
+	if err != nil || created || !sameSuppression(again, s) {
+		t.Errorf("AddSuppression again: got %+v, %v, %v, want the first entry, false, nil", again, created, err)
+	}
+	_, _, err = f.s.AddSuppression(ctx, admin, f.addr("block@example.com"), "no-such-topic", "")
+	f.wantCode("AddSuppression(unknown topic)", err, consent.EInvalid)
+	if !f.suppressed("block@example.com", "news") || !f.suppressed("block@example.com", "") {
+		t.Errorf("Suppressed after AddSuppression: got false, want true")
+	}
+	if res := f.signup("block@example.com"); res.Queued {
+		t.Errorf("Signup of a blocked address: Queued got true, want false")
+	}
+	if _, err := f.s.SubscriberByAddress(ctx, f.addr("block@example.com")); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Signup of a blocked address stored a subscriber: got err %v, want %s", err, consent.ENotFound)
+	}
+	f.subscribe("later@example.com")
+	f.suppress("later@example.com", "")
+	if q, err := f.s.RequestPreferencesMail(ctx, f.addr("later@example.com")); err != nil || q {
+		t.Errorf("RequestPreferencesMail to a blocked address: got %v, %v, want false, nil", q, err)
+	}
+
+	f.suppress("c@example.com", "news")
+	f.suppress("d@example.com", "offers")
+	var listed []consent.Suppression
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, err := f.s.Suppressions(ctx, nil, cursor, 3)
+		if err != nil || pages > 3 {
+			t.Fatalf("Suppressions page %d: got %+v, %v", pages, page, err)
+		}
+		listed = append(listed, page.Items...)
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	keys := map[string]bool{}
+	for _, s := range listed {
+		keys[s.Hash+"/"+s.Scope] = true
+	}
+	if len(listed) != 4 || len(keys) != 4 {
+		t.Errorf("Suppressions in pages of 3: got %d entries, %d distinct, want 4", len(listed), len(keys))
+	}
+	one, err := f.s.Suppressions(ctx, new(f.addr("BLOCK@example.com")), "", 10)
+	if err != nil || len(one.Items) != 1 || !sameSuppression(one.Items[0], s) || one.NextCursor != "" {
+		t.Errorf("Suppressions of one address: got %+v, %v, want only %+v", one, err, s)
+	}
+
+	if n, err := f.s.DeleteSuppression(ctx, admin, s.Hash, ""); err != nil || n != 1 {
+		t.Errorf("DeleteSuppression: got %d, %v, want 1, nil", n, err)
+	}
+	if f.suppressed("block@example.com", "news") {
+		t.Errorf("Suppressed after DeleteSuppression: got true, want false")
+	}
+	_, err = f.s.DeleteSuppression(ctx, admin, s.Hash, "")
+	f.wantCode("DeleteSuppression again", err, consent.ENotFound)
+
+	// The person's own opt-out.
+	ann := f.subscribe("ann@example.com")
+	f.unsubscribe(ann.ID, "")
+	own, err := f.s.Suppressions(ctx, new(f.addr("ann@example.com")), "", 10)
+	if err != nil || len(own.Items) != 1 || own.Items[0].Scope != consent.ScopeAll || own.Items[0].Reason != consent.ReasonUnsubscribed {
+		t.Fatalf("Suppressions of ann after withdrawing: got %+v, %v, want one unsubscribed entry for every topic", own, err)
+	}
+	_, err = f.s.DeleteSuppression(ctx, admin, own.Items[0].Hash, "")
+	f.wantCode("DeleteSuppression of the person's own opt-out", err, consent.EConflict)
+	for _, topic := range []string{"", "news", "offers"} {
+		if !f.suppressed("ann@example.com", topic) {
+			t.Errorf("Suppressed(ann, %q) after withdrawing from everything: got false, want true", topic)
+		}
+	}
+	// A new double opt-in for news lifts the opt-out for news only.
+	f.clock.Advance(consent.DefaultPolicy().MailGap)
+	if res := f.signup("ann@example.com"); !res.Queued {
+		t.Fatalf("Signup after withdrawing: Queued got false, want true")
+	}
+	if !f.suppressed("ann@example.com", "news") {
+		t.Errorf("Suppressed(ann, news) before the confirmation: got false, want true")
+	}
+	if _, err := f.s.Confirm(ctx, f.sub("ann@example.com").PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	for topic, want := range map[string]bool{"": false, "news": false, "offers": true} {
+		if got := f.suppressed("ann@example.com", topic); got != want {
+			t.Errorf("Suppressed(ann, %q) after opting in to news again: got %v, want %v", topic, got, want)
+		}
+	}
+	// An operator's block is not lifted by the person's opt-in.
+	f.suppress("bob@example.com", "offers")
+	f.signup("bob@example.com", "news", "offers")
+	if _, err := f.s.Confirm(ctx, f.sub("bob@example.com").PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("Confirm(bob): %v", err)
+	}
+	if !f.suppressed("bob@example.com", "offers") {
+		t.Errorf("Suppressed(bob, offers) after the person's opt-in: got false, want the operator's block kept")
+	}
+	if !slices.Contains(f.auditActions(), "suppression.delete") {
+		t.Errorf("audit log: got %q, want a suppression.delete entry", f.auditActions())
+	}
+}
+
+func sameSuppression(a, b consent.Suppression) bool {
+	return a.Hash == b.Hash && a.Scope == b.Scope && a.Reason == b.Reason && a.Source == b.Source && a.Created.Equal(b.Created)
+}
