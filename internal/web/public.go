@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -388,9 +386,9 @@ func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l
 	if err != nil {
 		return consent.SignupInput{}, keyed(err, "signup.error.email")
 	}
-	name := strings.TrimSpace(b.Name)
-	if utf8.RuneCountInString(name) > 100 || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name) {
-		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "name must be at most 100 characters without control characters"), "signup.error.name")
+	name, err := consent.ParseName(b.Name)
+	if err != nil {
+		return consent.SignupInput{}, keyed(err, "signup.error.name")
 	}
 	if len(b.Topics) == 0 {
 		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "tick at least one topic"), "signup.error.topics")
