@@ -340,28 +340,24 @@ func (s *Server) handleSignup(c *gin.Context) {
 		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
-	// The brake is taken before the store says whether a mail is queued,
-	// and given back when none was: its answer cannot depend on the
-	// address either.
+	// Every signup that gets this far takes from the brake, before the
+	// store says whether a mail is queued, and none is ever given back:
+	// whether the brake refuses the next one must not depend on the
+	// state of this address (known, unknown, blocked) or the honeypot.
 	if ok, wait := s.brake.take(time.Now()); !ok {
 		retryAfter(c, wait)
 		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups right now; try again shortly"))
 		return
 	}
-	queued := false
 	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing
 		res, err := s.store.Signup(c.Request.Context(), in, s.wording(f, topics, l))
 		if err != nil {
-			s.brake.refund()
 			s.signupError(c, jsonOut, f, topics, err)
 			return
 		}
-		queued = res.Queued
-	}
-	if !queued {
-		s.brake.refund()
-	} else if s.cfg.Outbox != nil {
-		s.cfg.Outbox.Notify()
+		if res.Queued && s.cfg.Outbox != nil {
+			s.cfg.Outbox.Notify()
+		}
 	}
 	if jsonOut {
 		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})

@@ -41,8 +41,9 @@ type Config struct {
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
-	// ConfirmBrake caps how many signups per second may queue a
-	// confirmation mail, process-wide; zero means 50 a second, 100 in a burst.
+	// ConfirmBrake caps how many signups per second may go on to queue
+	// a confirmation mail, process-wide, each counted whether it queues one
+	// or not; zero means 50 a second, 100 in a burst.
 	ConfirmBrake Brake
 	DormantAfter time.Duration
 	// Metrics, when set, times every request and serves GET /metrics.
