@@ -477,7 +477,7 @@ func TestXSSInert(t *testing.T) {
 	h, text, html := mailParts(t, s.waitMails(1)[0].Data)
 	assertInert(t, "mail HTML part", html)
 	if !strings.Contains(html, "&lt;img src=x") {
-		t.Error("mail HTML part lost the name's text")
+		t.Error("mail HTML part lost the topic name's text")
 	}
 	if strings.Contains(h.Get("Subject"), "<") {
 		t.Errorf("subject carries markup: %q", h.Get("Subject"))
@@ -511,6 +511,17 @@ func TestXSSInert(t *testing.T) {
 	assertInert(t, "form with error", r.body)
 	done := s.do("POST", confirm, "", "")
 	assertInert(t, "confirmed page", done.body)
+
+	// Confirmed, the address gets mail with the name: escaped.
+	before := s.smtp.Count()
+	if r := s.do("POST", "/manage", "application/json", `{"email":"x@example.com"}`, "Accept", "application/json"); r.status != http.StatusAccepted {
+		t.Fatalf("manage: got %d", r.status)
+	}
+	_, _, html = mailParts(t, s.waitMails(before + 1)[before].Data)
+	assertInert(t, "preference mail HTML part", html)
+	if !strings.Contains(html, "Mal &lt;img src=x") {
+		t.Error("preference mail HTML part lost the name's text")
+	}
 }
 
 // TestNoOpenRedirect: the only place a signup ever redirects to is the
