@@ -209,11 +209,16 @@ func secureScheme(u *url.URL) bool {
 	case "https":
 		return true
 	case "http":
-		h := u.Hostname()
-		ip := net.ParseIP(h)
-		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
+		return loopbackHost(u.Hostname())
 	}
 	return false
+}
+
+// loopbackHost reports whether h is localhost or a loopback address
+// (127.0.0.0/8, ::1).
+func loopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
 }
 
 func truncateString(s string, n int) string {

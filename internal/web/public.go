@@ -260,10 +260,16 @@ func requestOrigin(c *gin.Context) string {
 }
 
 // originAllowed reports whether a browser on origin may post to form f:
-// optin's own pages and the form's allowed origins may; requests without
-// any origin (servers, curl) are not browser cross-site requests.
+// optin's own pages and the form's allowed origins may (see sameOrigin);
+// requests without any origin (servers, curl) are not browser cross-site
+// requests. A refusal is logged (see originLog).
 func (s *Server) originAllowed(f *consent.Form, origin string) bool {
-	return origin == "" || origin == s.origin || slices.Contains(f.AllowedOrigins, origin)
+	if origin == "" || sameOrigin(origin, s.origin) ||
+		slices.ContainsFunc(f.AllowedOrigins, func(o string) bool { return sameOrigin(origin, o) }) {
+		return true
+	}
+	s.originLog.refused(s.store.Now(), f.ID, origin, append([]string{s.origin}, f.AllowedOrigins...))
+	return false
 }
 
 func (s *Server) handlePreflight(c *gin.Context) {

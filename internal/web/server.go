@@ -74,6 +74,7 @@ type Server struct {
 	signupNet *limiter
 	manageNet *limiter
 	brake     *brake
+	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
 }
@@ -95,7 +96,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: base url: %w", err)
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
-		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit)}
+		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit),
+		originLog: newOriginLog(cfg.Log)}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}
