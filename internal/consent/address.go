@@ -91,6 +91,31 @@ func ParseAddress(s string) (Address, error) {
 // by ParseAddress (such as a stored Subscriber.Email).
 func AddressKey(addr string) string { return strings.ToLower(addr) }
 
+// WireAddress returns addr as it goes to the relay: with its domain in
+// A-labels when its local part is ASCII, so the mail needs no SMTPUTF8
+// (RFC 6531), which not every relay offers; an address with a UTF-8 local
+// part, or whose domain does not convert, is returned as it is.
+func WireAddress(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || !isASCII(addr[:at]) || isASCII(addr[at+1:]) {
+		return addr
+	}
+	ascii, err := domainProfile.ToASCII(addr[at+1:])
+	if err != nil {
+		return addr
+	}
+	return addr[:at+1] + ascii
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // domainProfile validates domain names as IDNA2008 registration does:
 // only letters, digits and hyphens (or valid Unicode labels), which
 // refuses look-alike forms such as full-width letters and invisible
