@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 
@@ -43,7 +41,7 @@ func infoOf(k consent.APIKey) APIKeyInfo {
 // 1-64 printable characters and unique among live keys (EConflict).
 func (db *DB) NewAPIKey(ctx context.Context, a Actor, name string, role consent.Role) (string, APIKeyInfo, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, unicode.IsControl) {
+	if name == "" || !consent.PlainText(name, 64, false) {
 		return "", APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
 	}
 	if !consent.ValidRole(role) {

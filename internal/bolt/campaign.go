@@ -535,7 +535,7 @@ func (db *DB) walkCampaign(id string, budget, waiting int, p consent.CampaignPol
 // dormancy cycle.
 func (db *DB) queueReawaken(tx *bbolt.Tx, c *consent.Campaign, sub *consent.Subscriber, now time.Time) error {
 	locale, t := c.Template(sub.Locale)
-	job := &consent.Job{Kind: consent.JobReawaken, To: sub.Email, Name: sub.Name, Locale: locale,
+	job := &consent.Job{Kind: consent.JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
 		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: db.MessageID(), Created: now,
 		TokenExpires: now.Add(time.Duration(c.Deadline) + consent.ReawakenLinkGrace), Campaign: c.ID, Topic: c.Topic,
 		Subject: t.Subject, Body: t.Body}
@@ -649,7 +649,7 @@ func (db *DB) followUp(tx *bbolt.Tx, c *consent.Campaign, kind byte, subID strin
 			return false, 0, err
 		}
 		locale, t := c.Template(sub.Locale)
-		job := &consent.Job{Kind: consent.JobReawaken, To: sub.Email, Name: sub.Name, Locale: locale,
+		job := &consent.Job{Kind: consent.JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
 			Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: db.MessageID(), Created: now,
 			TokenExpires: r.Deadline.Add(consent.ReawakenLinkGrace), Campaign: c.ID, Topic: c.Topic,
 			Subject: t.Subject, Body: t.Body, Reminder: true}

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 
@@ -243,9 +241,8 @@ func validateRow(row *ImportRow, raw rawRow, now time.Time) string {
 		return consent.ErrorMessage(err)
 	}
 	row.Address = addr
-	row.Name = strings.TrimSpace(raw.Name)
-	if !printable(row.Name, 100) {
-		return "name must be at most 100 characters without control characters"
+	if row.Name, err = consent.ParseName(raw.Name); err != nil {
+		return consent.ErrorMessage(err)
 	}
 	for _, t := range strings.Split(raw.topics, ";") {
 		if t = strings.TrimSpace(t); t != "" && !slices.Contains(row.Topics, t) {
@@ -262,7 +259,7 @@ func validateRow(row *ImportRow, raw rawRow, now time.Time) string {
 		return "basis must be consent, soft_opt_in or legitimate_interest"
 	}
 	row.Source = strings.TrimSpace(raw.Source)
-	if !printable(row.Source, 500) {
+	if !consent.PlainText(row.Source, 500, false) {
 		return "source must be at most 500 characters without control characters"
 	}
 	if row.ConsentedAt, err = parseImportTime(raw.ConsentedAt, now); err != nil {
@@ -275,10 +272,6 @@ func validateRow(row *ImportRow, raw rawRow, now time.Time) string {
 		return "soft_opt_in needs last_purchase_at: the soft opt-in rests on a purchase"
 	}
 	return ""
-}
-
-func printable(s string, max int) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // parseImportTime parses an RFC 3339 time or a YYYY-MM-DD date (UTC); ""
@@ -498,7 +491,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *Impo
 	if !plan.Mail {
 		return true, false, nil
 	}
-	return true, true, enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.Name,
+	return true, true, enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.MailName(),
 		Locale: plan.Request.Locale, Subscriber: sub.ID, Request: plan.Request.ID, Topics: plan.Request.Topics,
 		MessageID: plan.Request.MessageID, Created: now, TokenExpires: plan.Request.Expires})
 }

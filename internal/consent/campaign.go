@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // CampaignState is where a reawaken campaign stands.
@@ -233,7 +231,7 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 	c := &Campaign{ID: id, Name: strings.TrimSpace(in.Name), Topic: strings.TrimSpace(in.Topic),
 		Templates: map[string]CampaignTemplate{}, Rate: in.Rate, State: CampaignDraft,
 		Counts: CampaignCounts{Excluded: map[string]int{}}, Created: now, Updated: now}
-	if c.Name == "" || !plainText(c.Name, 200, false) {
+	if c.Name == "" || !PlainText(c.Name, 200, false) {
 		return nil, Errorf(EInvalid, "name is required: at most 200 characters on one line")
 	}
 	if c.Topic == "" {
@@ -272,10 +270,10 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 			return nil, Errorf(EInvalid, "templates: %q is not a locale optin ships (en, it, sv)", truncate(l, 20))
 		}
 		t.Subject, t.Body = strings.TrimSpace(t.Subject), strings.TrimSpace(strings.ReplaceAll(t.Body, "\r\n", "\n"))
-		if t.Subject == "" || !plainText(t.Subject, 200, false) {
+		if t.Subject == "" || !PlainText(t.Subject, 200, false) {
 			return nil, Errorf(EInvalid, "templates.%s.subject is required: at most 200 characters on one line", l)
 		}
-		if t.Body == "" || !plainText(t.Body, 20000, true) {
+		if t.Body == "" || !PlainText(t.Body, 20000, true) {
 			return nil, Errorf(EInvalid, "templates.%s.body is required: plain text of at most 20000 characters", l)
 		}
 		for _, f := range []string{t.Subject, t.Body} {
@@ -318,14 +316,6 @@ func spanField(name, s string, def Span) (Span, error) {
 		return 0, Errorf(EInvalid, "%s: %v", name, err)
 	}
 	return d, nil
-}
-
-// plainText reports whether s is valid UTF-8 of at most max runes without
-// control characters; multiline allows line feeds and tabs.
-func plainText(s string, max int, multiline bool) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t'))
-	})
 }
 
 func truncate(s string, n int) string {

@@ -393,7 +393,7 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if !printable(b.Note, 200) {
+	if !consent.PlainText(b.Note, 200, false) {
 		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
 		return
 	}

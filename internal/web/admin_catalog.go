@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -23,12 +21,6 @@ var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // formLocales are the locales a form may use.
 var formLocales = []string{"en", "it", "sv"}
-
-// printable reports whether s is valid UTF-8 of at most max characters
-// without control characters.
-func printable(s string, max int) bool {
-	return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max && !strings.ContainsFunc(s, unicode.IsControl)
-}
 
 // parseTime parses a required RFC 3339 time.
 func parseTime(s string) (time.Time, error) {
@@ -51,9 +43,9 @@ func (b *topicBody) validate() error {
 	switch {
 	case !slugRE.MatchString(b.ID):
 		return consent.Errorf(consent.EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !printable(b.Name, 100):
+	case b.Name == "" || !consent.PlainText(b.Name, 100, false):
 		return consent.Errorf(consent.EInvalid, "name must be 1-100 characters without control characters")
-	case !printable(b.Description, 500):
+	case !consent.PlainText(b.Description, 500, false):
 		return consent.Errorf(consent.EInvalid, "description must be at most 500 characters without control characters")
 	}
 	return nil
@@ -158,8 +150,7 @@ func (s *Server) validateForm(b formBody) (consent.Form, error) {
 			return f, consent.Errorf(consent.EInvalid, "wording locale %q must be one of %s", truncateString(l, 16), strings.Join(formLocales, ", "))
 		}
 		text = strings.TrimSpace(text)
-		if text == "" || !utf8.ValidString(text) || utf8.RuneCountInString(text) > 2000 ||
-			strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
+		if text == "" || !consent.PlainText(text, 2000, true) {
 			return f, consent.Errorf(consent.EInvalid, "wording %q must be 1-2000 characters without control characters", l)
 		}
 		f.Wording[l] = text
@@ -218,11 +209,16 @@ func secureScheme(u *url.URL) bool {
 	case "https":
 		return true
 	case "http":
-		h := u.Hostname()
-		ip := net.ParseIP(h)
-		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
+		return loopbackHost(u.Hostname())
 	}
 	return false
+}
+
+// loopbackHost reports whether h is localhost or a loopback address
+// (127.0.0.0/8, ::1).
+func loopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
 }
 
 func truncateString(s string, n int) string {
