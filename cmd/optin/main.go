@@ -51,7 +51,7 @@ usage:
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
 apikey, verify, import and campaign act on the running service through its admin
-socket (data_dir/admin.sock); when the service is stopped they open the
+socket (data_dir/socket/admin.sock); when the service is stopped they open the
 database file themselves.
 `
 

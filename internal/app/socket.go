@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -10,11 +12,35 @@ import (
 	"time"
 )
 
-// SocketName is the admin socket's file name in data_dir.
+// SocketName is the admin socket's file name in data_dir/socket.
 const SocketName = "admin.sock"
 
-// SocketPath returns the admin socket's path for data directory dir.
-func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
+// socketDir is the directory in data_dir that holds the admin socket.
+const socketDir = "socket"
+
+// SocketPath returns the admin socket's path for data directory dir:
+// dir/socket/admin.sock.
+func SocketPath(dir string) string { return filepath.Join(dir, socketDir, SocketName) }
+
+// privateDir makes dir a directory that only this user can enter (mode
+// 0700): created so, or, when it exists, a real directory (a symbolic
+// link is refused) set to 0700, which fails unless this user owns it. A
+// socket made inside it can be reached by nobody else from the moment it
+// exists, whatever the umask; a chmod after creation leaves a moment in
+// which anyone the umask lets in can connect.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
 
 // adminSocket is the unix socket the CLI uses to act on the running
 // service; nil when it could not be opened.
@@ -24,13 +50,20 @@ type adminSocket struct {
 	done chan struct{}
 }
 
-// serveSocket opens data_dir/admin.sock, mode 0600, and serves the admin
-// socket API on it. A socket file left by a crash is replaced: the bbolt
-// lock this process holds proves no other optin uses the directory. If
-// the socket cannot be opened the service runs without it and says so.
+// serveSocket opens data_dir/socket/admin.sock, mode 0600 in a directory
+// of mode 0700, and serves the admin socket API on it. A socket file left
+// by a crash is replaced: the bbolt lock this process holds proves no
+// other optin uses the directory. If the socket cannot be opened the
+// service runs without it and says so.
 func (a *App) serveSocket() *adminSocket {
 	path := SocketPath(a.cfg.DataDir)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := privateDir(filepath.Dir(path))
+	if err == nil {
+		if err = os.Remove(path); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	}
+	if err != nil {
 		a.log.Warn("admin socket disabled", "path", path, "err", err)
 		return nil
 	}

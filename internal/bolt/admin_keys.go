@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 
@@ -25,7 +23,7 @@ const touchEvery = time.Minute
 // 1-64 printable characters and unique among live keys (EConflict).
 func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role consent.Role) (string, consent.APIKeyInfo, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, unicode.IsControl) {
+	if name == "" || !consent.PlainText(name, 64, false) {
 		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
 	}
 	if !consent.ValidRole(role) {

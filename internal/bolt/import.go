@@ -212,7 +212,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *cons
 	if !plan.Mail {
 		return true, false, nil
 	}
-	return true, true, enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.Name,
+	return true, true, enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.MailName(),
 		Locale: plan.Request.Locale, Subscriber: sub.ID, Request: plan.Request.ID, Topics: plan.Request.Topics,
 		MessageID: plan.Request.MessageID, Created: now, TokenExpires: plan.Request.Expires})
 }

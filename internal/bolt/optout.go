@@ -138,7 +138,7 @@ func (db *DB) RequestPreferencesMail(ctx context.Context, a consent.Address) (bo
 			return err
 		}
 		queued = true
-		return enqueue(tx, &consent.Job{Kind: consent.JobPreferences, To: sub.Email, Name: sub.Name,
+		return enqueue(tx, &consent.Job{Kind: consent.JobPreferences, To: sub.Email, Name: sub.MailName(),
 			Locale: sub.Locale, Subscriber: sub.ID, MessageID: db.MessageID(), Created: now})
 	})
 	return queued, err

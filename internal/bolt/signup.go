@@ -62,7 +62,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		}
 		res.Queued = true
 		return enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: plan.Subscriber.Email,
-			Name: plan.Subscriber.Name, Locale: plan.Request.Locale, Subscriber: plan.Subscriber.ID,
+			Name: plan.Subscriber.MailName(), Locale: plan.Request.Locale, Subscriber: plan.Subscriber.ID,
 			Request: plan.Request.ID, Topics: plan.Request.Topics, MessageID: plan.Request.MessageID,
 			Created: in.Now, TokenExpires: plan.Request.Expires})
 	})

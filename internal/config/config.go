@@ -413,7 +413,7 @@ func (c *Config) Validate() error {
 	}
 
 	if c.BaseURL == "" {
-		if listenOK && isLoopbackHost(host) {
+		if listenOK && consent.LoopbackHost(host) {
 			c.BaseURL = "http://" + c.Listen
 		} else if listenOK {
 			errs = append(errs, errors.New("base_url: required when listen is not a loopback address"))
@@ -477,23 +477,13 @@ func checkBaseURL(raw string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopbackHost(u.Hostname()) {
+		if !consent.LoopbackHost(u.Hostname()) {
 			return fmt.Errorf("base_url: must be https (http is only allowed for a loopback host): %q", raw)
 		}
 	default:
 		return fmt.Errorf("base_url: must be https (http is only allowed for a loopback host): %q", raw)
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether host is "localhost" or a loopback IP
-// (127.0.0.0/8, ::1).
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // parseProxy parses a trusted_proxies entry: an IP address (as a single-host

@@ -15,12 +15,17 @@ const (
 	maxLocalOctets   = 64
 	maxDomainOctets  = 255
 	maxAddressOctets = 254
+	// maxInputOctets bounds the work spent on input; the limits above
+	// apply to the canonical form, which may be shorter than what was typed
+	// (an A-label is longer than its U-label).
+	maxInputOctets = 1024
 )
 
 // Address is a validated e-mail address.
 type Address struct {
 	// Addr is the address to deliver to: NFC-normalized, the local part as
-	// the person typed it, the domain lower-cased.
+	// the person typed it, the domain in its canonical Unicode form (see
+	// ParseAddress).
 	Addr string
 	// Key is the case-folded form used to find a subscriber and to compute
 	// the suppression hash. optin treats local parts as case-insensitive, as
@@ -34,6 +39,12 @@ type Address struct {
 // literals, domains without a dot, control characters and addresses over the
 // RFC length limits (counted in UTF-8 octets). UTF-8 local parts and domains
 // are accepted (RFC 6532). Every rejection is an EInvalid *Error.
+//
+// One mailbox has one Address however its domain is spelled: the domain is
+// lower-cased, checked as IDNA2008 registration does, and written with
+// U-labels (UTS #46 ToUnicode), so "a@xn--bcher-kva.example" and
+// "a@BÜCHER.example" both become "a@bücher.example". The length limits
+// apply to that canonical form.
 func ParseAddress(s string) (Address, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -43,7 +54,7 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, Errorf(EInvalid, "email is not valid UTF-8")
 	}
 	s = norm.NFC.String(s)
-	if len(s) > maxAddressOctets {
+	if len(s) > maxInputOctets {
 		return Address{}, Errorf(EInvalid, "email is longer than %d octets", maxAddressOctets)
 	}
 	for _, r := range s {
@@ -57,17 +68,22 @@ func ParseAddress(s string) (Address, error) {
 	}
 	at := strings.LastIndexByte(s, '@')
 	local, domain := s[:at], s[at+1:]
+	if strings.HasPrefix(domain, "[") {
+		return Address{}, Errorf(EInvalid, "email domain must be a name, not an IP literal")
+	}
+	canonical, ok := canonicalDomain(domain)
+	if !ok {
+		return Address{}, Errorf(EInvalid, "email domain %q is not a valid domain name", domain)
+	}
+	addr := local + "@" + canonical
 	switch {
 	case len(local) > maxLocalOctets:
 		return Address{}, Errorf(EInvalid, "email local part is longer than %d octets", maxLocalOctets)
-	case len(domain) > maxDomainOctets:
+	case len(canonical) > maxDomainOctets:
 		return Address{}, Errorf(EInvalid, "email domain is longer than %d octets", maxDomainOctets)
-	case strings.HasPrefix(domain, "["):
-		return Address{}, Errorf(EInvalid, "email domain must be a name, not an IP literal")
-	case !validDomain(strings.ToLower(domain)):
-		return Address{}, Errorf(EInvalid, "email domain %q is not a valid domain name", domain)
+	case len(addr) > maxAddressOctets:
+		return Address{}, Errorf(EInvalid, "email is longer than %d octets", maxAddressOctets)
 	}
-	addr := local + "@" + strings.ToLower(domain)
 	return Address{Addr: addr, Key: AddressKey(addr)}, nil
 }
 
@@ -75,23 +91,55 @@ func ParseAddress(s string) (Address, error) {
 // by ParseAddress (such as a stored Subscriber.Email).
 func AddressKey(addr string) string { return strings.ToLower(addr) }
 
+// WireAddress returns addr as it goes to the relay: with its domain in
+// A-labels when its local part is ASCII, so the mail needs no SMTPUTF8
+// (RFC 6531), which not every relay offers; an address with a UTF-8 local
+// part, or whose domain does not convert, is returned as it is.
+func WireAddress(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || !isASCII(addr[:at]) || isASCII(addr[at+1:]) {
+		return addr
+	}
+	ascii, err := domainProfile.ToASCII(addr[at+1:])
+	if err != nil {
+		return addr
+	}
+	return addr[:at+1] + ascii
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // domainProfile validates domain names as IDNA2008 registration does:
 // only letters, digits and hyphens (or valid Unicode labels), which
 // refuses look-alike forms such as full-width letters and invisible
 // characters that would give one mailbox several keys.
 var domainProfile = idna.New(idna.ValidateForRegistration(), idna.StrictDomainName(true))
 
-// validDomain reports whether d is a valid host name with at least two
-// labels and a top-level label that is not all digits (no bare IPs).
-func validDomain(d string) bool {
-	ascii, err := domainProfile.ToASCII(d)
+// canonicalDomain returns d lower-cased and with its labels as U-labels
+// (an A-label "xn--..." decoded), when d is a valid host name with at
+// least two labels and a top-level label that is not all digits (no bare
+// IPs). Every label d accepts is already in UTS #46 mapped form (the
+// registration profile refuses what mapping would change, lower-casing
+// aside), so the result is UTS #46 ToUnicode of d.
+func canonicalDomain(d string) (string, bool) {
+	ascii, err := domainProfile.ToASCII(strings.ToLower(d))
 	if err != nil {
-		return false
+		return "", false
 	}
 	labels := strings.Split(ascii, ".")
-	if len(labels) < 2 {
-		return false
+	if len(labels) < 2 || strings.TrimLeft(labels[len(labels)-1], "0123456789") == "" {
+		return "", false
 	}
-	tld := labels[len(labels)-1]
-	return strings.TrimLeft(tld, "0123456789") != ""
+	u, err := domainProfile.ToUnicode(ascii)
+	if err != nil {
+		return "", false
+	}
+	return u, true
 }

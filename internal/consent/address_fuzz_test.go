@@ -14,8 +14,9 @@ import (
 
 // FuzzParseAddress checks that every address ParseAddress accepts is in the
 // documented normal form, within the RFC length limits, free of invisible
-// characters, a bare addr-spec to net/mail, and a fixed point of
-// ParseAddress. Rejections must be EInvalid *Errors.
+// characters, a bare addr-spec to net/mail, a fixed point of
+// ParseAddress, and the same mailbox when spelled as it goes to the relay.
+// Rejections must be EInvalid *Errors.
 //
 // Seeds: testdata/fuzz/FuzzParseAddress.
 func FuzzParseAddress(f *testing.F) {
@@ -41,6 +42,12 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		if got, want := consent.AddressKey(a.Addr), a.Key; got != want {
 			t.Fatalf("AddressKey(%q): got %q, want %q", a.Addr, got, want)
+		}
+		// The spelling sent to the relay is the same mailbox.
+		if wire := consent.WireAddress(a.Addr); wire != a.Addr {
+			if back, err := consent.ParseAddress(wire); err != nil || back != a {
+				t.Fatalf("ParseAddress(WireAddress(%q) = %q): got %+v, %v, want %+v", a.Addr, wire, back, err, a)
+			}
 		}
 	})
 }

@@ -30,6 +30,12 @@ func TestParseAddressAccepts(t *testing.T) {
 		{"local part of 64 octets in 32 runes", strings.Repeat("é", 32) + "@example.com", strings.Repeat("é", 32) + "@example.com", strings.Repeat("é", 32) + "@example.com"},
 		{"254 octets total", maxLengthAddress(254), maxLengthAddress(254), maxLengthAddress(254)},
 		{"label of 63 octets", "a@" + strings.Repeat("b", 63) + ".com", "a@" + strings.Repeat("b", 63) + ".com", "a@" + strings.Repeat("b", 63) + ".com"},
+		// One mailbox, one form: A-labels are decoded to U-labels.
+		{"A-label domain decoded", "a@xn--bcher-kva.example", "a@bücher.example", "a@bücher.example"},
+		{"upper-case A-label", "Ann@XN--BCHER-KVA.EXAMPLE", "Ann@bücher.example", "ann@bücher.example"},
+		{"upper-case U-label", "a@BÜCHER.example", "a@bücher.example", "a@bücher.example"},
+		{"A-label and U-label mixed", "a@xn--bcher-kva.bücher.example", "a@bücher.bücher.example", "a@bücher.bücher.example"},
+		{"A-label spelling over 254 octets whose canonical form fits", aLabelAddress(14), uLabelAddress(14), uLabelAddress(14)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +110,9 @@ func TestParseAddressRejects(t *testing.T) {
 		{"invalid UTF-8", "a\xff@example.com"},
 		{"invalid UTF-8 in domain", "a@b\xc3.com"},
 		{"list of two", "a@b.com, c@d.com"},
+		{"A-label that is not Punycode", "a@xn--zz.example"},
+		{"A-label of a label ending in a hyphen", "a@xn--abc-.example"},
+		{"A-label of a label not in NFC", "a@xn--bucher-xyd.example"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +127,42 @@ func TestParseAddressRejects(t *testing.T) {
 				t.Errorf("Address on error: got %+v, want zero", got)
 			}
 		})
+	}
+}
+
+// aLabelAddress and uLabelAddress return one mailbox spelled with n
+// A-labels or n U-labels "bücher" before ".example", under a local part of
+// 64 octets.
+func aLabelAddress(n int) string {
+	return strings.Repeat("a", 64) + "@" + strings.Repeat("xn--bcher-kva.", n) + "example"
+}
+
+func uLabelAddress(n int) string {
+	return strings.Repeat("a", 64) + "@" + strings.Repeat("bücher.", n) + "example"
+}
+
+// TestAddressOneKeyPerMailbox: every spelling of one mailbox gives the same
+// Addr and Key, so signups, suppressions, erasure and the mail caps all
+// find the same subscriber.
+func TestAddressOneKeyPerMailbox(t *testing.T) {
+	spellings := []string{"ann@bücher.example", "ann@xn--bcher-kva.example", "ANN@XN--BCHER-KVA.EXAMPLE",
+		"Ann@Bücher.Example", "ann@bu\u0308cher.example", " ann@xn--bcher-kva.example "}
+	want, err := consent.ParseAddress(spellings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spellings[1:] {
+		got, err := consent.ParseAddress(s)
+		if err != nil {
+			t.Errorf("ParseAddress(%q): %v", s, err)
+			continue
+		}
+		if got.Key != want.Key {
+			t.Errorf("ParseAddress(%q).Key = %q, want %q", s, got.Key, want.Key)
+		}
+		if consent.AddressKey(got.Addr) != want.Key {
+			t.Errorf("AddressKey(%q) = %q, want %q", got.Addr, consent.AddressKey(got.Addr), want.Key)
+		}
 	}
 }
 

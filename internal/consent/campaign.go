@@ -254,7 +254,7 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 	c := &Campaign{ID: id, Name: strings.TrimSpace(in.Name), Topic: strings.TrimSpace(in.Topic),
 		Templates: map[string]CampaignTemplate{}, Rate: in.Rate, State: CampaignDraft,
 		Counts: CampaignCounts{Excluded: map[string]int{}}, Created: now, Updated: now}
-	if c.Name == "" || !plainText(c.Name, 200, false) {
+	if c.Name == "" || !PlainText(c.Name, 200, false) {
 		return nil, Errorf(EInvalid, "name is required: at most 200 characters on one line")
 	}
 	if c.Topic == "" {
@@ -290,10 +290,10 @@ func NewCampaign(in CampaignInput, id string, now time.Time) (*Campaign, error) 
 	}
 	for l, t := range in.Templates {
 		t.Subject, t.Body = strings.TrimSpace(t.Subject), strings.TrimSpace(strings.ReplaceAll(t.Body, "\r\n", "\n"))
-		if t.Subject == "" || !plainText(t.Subject, 200, false) {
+		if t.Subject == "" || !PlainText(t.Subject, 200, false) {
 			return nil, Errorf(EInvalid, "templates.%s.subject is required: at most 200 characters on one line", l)
 		}
-		if t.Body == "" || !plainText(t.Body, 20000, true) {
+		if t.Body == "" || !PlainText(t.Body, 20000, true) {
 			return nil, Errorf(EInvalid, "templates.%s.body is required: plain text of at most 20000 characters", l)
 		}
 		for _, f := range []string{t.Subject, t.Body} {
@@ -590,7 +590,7 @@ func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *
 // has a template for it.
 func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, ids IDs) *Job {
 	locale, t := c.Template(sub.Locale)
-	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.Name, Locale: locale,
+	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
 		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: ids.MessageID(), Created: now,
 		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Subject: t.Subject, Body: t.Body, Reminder: reminder}
 }

@@ -147,6 +147,21 @@ type Subscriber struct {
 	Reawakened map[string]time.Time `json:"reawakened,omitempty"`
 }
 
+// MailName returns the name a mail to s may greet them by: "" until the
+// address is confirmed, that is until one of s's subscriptions has left
+// pending (a confirm click, a preference-center choice or an operator's
+// import with evidence). Before that the name is whatever anyone typed
+// next to the address, and echoing it would put a stranger's text (a
+// link, say) in a mail to a stranger.
+func (s *Subscriber) MailName() string {
+	for _, sub := range s.Subscriptions {
+		if sub.Status != StatusPending {
+			return s.Name
+		}
+	}
+	return ""
+}
+
 // Lifecycle returns the subscriber's lifecycle stage at now: a prospect
 // until a purchase, a customer while the last purchase is younger than
 // dormantAfter, dormant from then on.
@@ -202,7 +217,7 @@ type Job struct {
 	ID         uint64    `json:"id"`
 	Kind       JobKind   `json:"kind"`
 	To         string    `json:"to"`
-	Name       string    `json:"name,omitempty"`
+	Name       string    `json:"name,omitempty"` // Subscriber.MailName
 	Locale     string    `json:"locale"`
 	Subscriber string    `json:"subscriber"`
 	Request    string    `json:"request,omitempty"`

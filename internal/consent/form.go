@@ -1,7 +1,7 @@
 package consent
 
 import (
-	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -26,9 +26,9 @@ func (b *TopicInput) Validate() error {
 	switch {
 	case !slugRE.MatchString(b.ID):
 		return Errorf(EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !Printable(b.Name, 100):
+	case b.Name == "" || !PlainText(b.Name, 100, false):
 		return Errorf(EInvalid, "name must be 1-100 characters without control characters")
-	case !Printable(b.Description, 500):
+	case !PlainText(b.Description, 500, false):
 		return Errorf(EInvalid, "description must be at most 500 characters without control characters")
 	}
 	return nil
@@ -79,7 +79,7 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 			return f, Errorf(EInvalid, "wording locale %q must be one of %s", Truncate(l, 16), strings.Join(locales, ", "))
 		}
 		text = strings.TrimSpace(text)
-		if text == "" || !plainText(text, 2000, true) || strings.ContainsRune(text, '\t') {
+		if text == "" || !PlainText(text, 2000, true) {
 			return f, Errorf(EInvalid, "wording %q must be 1-2000 characters without control characters", l)
 		}
 		f.Wording[l] = text
@@ -138,9 +138,18 @@ func SecureURL(u *url.URL) bool {
 	case "https":
 		return true
 	case "http":
-		h := u.Hostname()
-		ip := net.ParseIP(h)
-		return strings.EqualFold(h, "localhost") || (ip != nil && ip.IsLoopback())
+		return LoopbackHost(u.Hostname())
 	}
 	return false
+}
+
+// LoopbackHost reports whether host (without port or brackets) is
+// localhost or a loopback address (127.0.0.0/8, ::1, and IPv4 loopback
+// mapped into IPv6).
+func LoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
 }

@@ -101,9 +101,8 @@ func (row *ImportRow) fill(raw ImportFields, now time.Time) string {
 		return ErrorMessage(err)
 	}
 	row.Address = addr
-	row.Name = strings.TrimSpace(raw.Name)
-	if !Printable(row.Name, 100) {
-		return "name must be at most 100 characters without control characters"
+	if row.Name, err = ParseName(raw.Name); err != nil {
+		return ErrorMessage(err)
 	}
 	for _, t := range strings.Split(raw.Topics, ";") {
 		if t = strings.TrimSpace(t); t != "" && !slices.Contains(row.Topics, t) {
@@ -120,7 +119,7 @@ func (row *ImportRow) fill(raw ImportFields, now time.Time) string {
 		return "basis must be consent, soft_opt_in or legitimate_interest"
 	}
 	row.Source = strings.TrimSpace(raw.Source)
-	if !Printable(row.Source, 500) {
+	if !PlainText(row.Source, 500, false) {
 		return "source must be at most 500 characters without control characters"
 	}
 	if row.ConsentedAt, err = parseImportTime(raw.ConsentedAt, now); err != nil {

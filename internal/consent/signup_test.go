@@ -650,3 +650,29 @@ func TestSubscriberLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestMailName: a subscriber is greeted by name only once the address is
+// confirmed, that is once a subscription has left pending.
+func TestMailName(t *testing.T) {
+	tests := []struct {
+		name     string
+		statuses []consent.Status
+		want     string
+	}{
+		{"no subscriptions", nil, ""},
+		{"pending only", []consent.Status{consent.StatusPending, consent.StatusPending}, ""},
+		{"one confirmed", []consent.Status{consent.StatusPending, consent.StatusConfirmed}, "Ann"},
+		{"unsubscribed after a mailed link", []consent.Status{consent.StatusUnsubscribed}, "Ann"},
+		{"lapsed", []consent.Status{consent.StatusLapsed}, "Ann"},
+	}
+	for _, tt := range tests {
+		sub := &consent.Subscriber{Name: "Ann", Subscriptions: map[string]*consent.Subscription{}}
+		for i, st := range tt.statuses {
+			topic := fmt.Sprintf("t%d", i)
+			sub.Subscriptions[topic] = &consent.Subscription{Topic: topic, Status: st}
+		}
+		if got := sub.MailName(); got != tt.want {
+			t.Errorf("%s: MailName() = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"optin/internal/consent"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,7 +49,8 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 		strings.ContainsAny(m.MessageID, "<> ") {
 		return nil, errors.New("mail: unsafe Message-ID")
 	}
-	o := &Outgoing{From: angle(sender.Address), To: angle(rcpt.Address)}
+	sender.Address = consent.WireAddress(sender.Address)
+	o := &Outgoing{From: angle(sender.Address), To: angle(consent.WireAddress(rcpt.Address))}
 	fromHeader := sender.String()
 	// Addresses may be UTF-8 (RFC 6532), which encoded words must not
 	// carry; they go out as they are, but never with a control character.

@@ -249,3 +249,27 @@ func TestEncodeWords(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildIDNEnvelope: an address with an ASCII local part goes out with
+// its domain in A-labels, so a relay without SMTPUTF8 takes it; a UTF-8
+// local part can only go out as it is.
+func TestBuildIDNEnvelope(t *testing.T) {
+	tests := []struct{ from, to, wantFrom, wantTo string }{
+		{"News <news@bücher.example>", "ann@bücher.example", "<news@xn--bcher-kva.example>", "<ann@xn--bcher-kva.example>"},
+		{"news@example.com", "jösé@bücher.example", "<news@example.com>", "<jösé@bücher.example>"},
+	}
+	for _, tt := range tests {
+		m := testMessage()
+		m.To = tt.to
+		o, err := Build(tt.from, m, testDate)
+		if err != nil {
+			t.Fatalf("Build(%q, to %q): %v", tt.from, tt.to, err)
+		}
+		if o.From != tt.wantFrom || o.To != tt.wantTo {
+			t.Errorf("envelope of %q to %q: got %s %s, want %s %s", tt.from, tt.to, o.From, o.To, tt.wantFrom, tt.wantTo)
+		}
+		if h := parse(t, o.Data).Header; h.Get("To") != tt.wantTo {
+			t.Errorf("To header: got %q, want %q", h.Get("To"), tt.wantTo)
+		}
+	}
+}

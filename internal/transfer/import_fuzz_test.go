@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"optin/internal/consent"
@@ -151,7 +150,7 @@ func checkFuzzImportRow(t *testing.T, row consent.ImportRow) {
 		t.Fatalf("row %+v: ParseAddress(Address.Addr): got %+v, %v, want the same address", row, again, err)
 	}
 	checkText := func(field, s string, max int) {
-		if s != strings.TrimSpace(s) || !utf8.ValidString(s) || utf8.RuneCountInString(s) > max || strings.ContainsFunc(s, unicode.IsControl) {
+		if s != strings.TrimSpace(s) || !consent.PlainText(s, max, false) {
 			t.Fatalf("row %+v: %s %q: want trimmed valid UTF-8 of at most %d characters without control characters", row, field, s, max)
 		}
 	}

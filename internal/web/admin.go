@@ -392,7 +392,7 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if !consent.Printable(b.Note, 200) {
+	if !consent.PlainText(b.Note, 200, false) {
 		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
 		return
 	}

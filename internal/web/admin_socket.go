@@ -9,12 +9,12 @@ import (
 )
 
 // SocketHandler returns the handler of the admin socket (data_dir/
-// admin.sock), through which the optin CLI acts on a running service
+// socket/admin.sock), through which the optin CLI acts on a running service
 // instead of fighting it for the database file. It serves, without API
 // keys, POST /apikeys, GET /apikeys, DELETE /apikeys/{id}, GET
 // /ledger/verify, POST /imports and GET /campaigns/{id} with the admin API's bodies and
-// answers. Access is controlled by the socket's file mode (0600, owner
-// only); writes are audited as the actor "cli".
+// answers. Access is controlled by the file modes of the socket (0600)
+// and of its directory (0700): owner only; writes are audited as the actor "cli".
 func (s *Server) SocketHandler() http.Handler {
 	e := gin.New()
 	e.Use(s.recoverer(), func(c *gin.Context) {

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -262,10 +260,16 @@ func requestOrigin(c *gin.Context) string {
 }
 
 // originAllowed reports whether a browser on origin may post to form f:
-// optin's own pages and the form's allowed origins may; requests without
-// any origin (servers, curl) are not browser cross-site requests.
+// optin's own pages and the form's allowed origins may (see sameOrigin);
+// requests without any origin (servers, curl) are not browser cross-site
+// requests. A refusal is logged (see originLog).
 func (s *Server) originAllowed(f *consent.Form, origin string) bool {
-	return origin == "" || origin == s.origin || slices.Contains(f.AllowedOrigins, origin)
+	if origin == "" || sameOrigin(origin, s.origin) ||
+		slices.ContainsFunc(f.AllowedOrigins, func(o string) bool { return sameOrigin(origin, o) }) {
+		return true
+	}
+	s.originLog.refused(s.store.Now(), f.ID, origin, append([]string{s.origin}, f.AllowedOrigins...))
+	return false
 }
 
 func (s *Server) handlePreflight(c *gin.Context) {
@@ -342,28 +346,24 @@ func (s *Server) handleSignup(c *gin.Context) {
 		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
-	// The brake is taken before the store says whether a mail is queued,
-	// and given back when none was: its answer cannot depend on the
-	// address either.
+	// Every signup that gets this far takes from the brake, before the
+	// store says whether a mail is queued, and none is ever given back:
+	// whether the brake refuses the next one must not depend on the
+	// state of this address (known, unknown, blocked) or the honeypot.
 	if ok, wait := s.brake.take(time.Now()); !ok {
 		retryAfter(c, wait)
 		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups right now; try again shortly"))
 		return
 	}
-	queued := false
 	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing
 		res, err := s.store.Signup(c.Request.Context(), in, s.wording(f, topics, l))
 		if err != nil {
-			s.brake.refund()
 			s.signupError(c, jsonOut, f, topics, err)
 			return
 		}
-		queued = res.Queued
-	}
-	if !queued {
-		s.brake.refund()
-	} else if s.cfg.Outbox != nil {
-		s.cfg.Outbox.Notify()
+		if res.Queued && s.cfg.Outbox != nil {
+			s.cfg.Outbox.Notify()
+		}
 	}
 	if jsonOut {
 		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})
@@ -388,9 +388,9 @@ func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l
 	if err != nil {
 		return consent.SignupInput{}, keyed(err, "signup.error.email")
 	}
-	name := strings.TrimSpace(b.Name)
-	if utf8.RuneCountInString(name) > 100 || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name) {
-		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "name must be at most 100 characters without control characters"), "signup.error.name")
+	name, err := consent.ParseName(b.Name)
+	if err != nil {
+		return consent.SignupInput{}, keyed(err, "signup.error.name")
 	}
 	if len(b.Topics) == 0 {
 		return consent.SignupInput{}, keyed(consent.Errorf(consent.EInvalid, "tick at least one topic"), "signup.error.topics")

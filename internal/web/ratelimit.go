@@ -150,16 +150,6 @@ func (b *brake) take(now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// refund gives back a token taken by a request that queued no mail.
-func (b *brake) refund() {
-	if b.off {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.tokens = min(b.burst, b.tokens+1)
-}
-
 // retryAfter sets the Retry-After header for a wait of d, in whole
 // seconds rounded up, at least 1.
 func retryAfter(c *gin.Context, d time.Duration) {

@@ -40,10 +40,14 @@ type Config struct {
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
-	// ConfirmBrake caps how many signups per second may queue a
-	// confirmation mail, process-wide; zero means 50 a second, 100 in a burst.
+	// ConfirmBrake caps how many signups per second may go on to queue
+	// a confirmation mail, process-wide, each counted whether it queues one
+	// or not; zero means 50 a second, 100 in a burst.
 	ConfirmBrake Brake
 	DormantAfter time.Duration
+	// BodyTimeout is how long a request on a public route may take to
+	// send its body, from when its headers are read; zero means 10 s.
+	BodyTimeout time.Duration
 	// Metrics, when set, times every request and serves GET /metrics.
 	Metrics *Metrics
 	// Ready reports whether the service can take traffic (for /readyz).
@@ -69,12 +73,17 @@ type Server struct {
 	signupNet *limiter
 	manageNet *limiter
 	brake     *brake
+	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
 }
 
 // maxBody caps request bodies on public routes.
 const maxBody = 64 << 10
+
+// defaultBodyTimeout is Config.BodyTimeout's default: a signup's body is
+// at most 64 KiB, so ten seconds is plenty even on a poor connection.
+const defaultBodyTimeout = 10 * time.Second
 
 // New builds the server and its routes.
 func New(cfg Config) (*Server, error) {
@@ -86,7 +95,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: base url: %w", err)
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
-		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit)}
+		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit),
+		originLog: newOriginLog(cfg.Log)}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}
@@ -124,7 +134,11 @@ func New(cfg Config) (*Server, error) {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)
 
-	pub := e.Group("/", limitBody(maxBody))
+	bodyTimeout := cfg.BodyTimeout
+	if bodyTimeout <= 0 {
+		bodyTimeout = defaultBodyTimeout
+	}
+	pub := e.Group("/", limitBody(maxBody), readDeadline(bodyTimeout))
 	pub.GET("/f/:form", s.handleFormPage)
 	pub.POST("/f/:form", s.handleSignup)
 	pub.OPTIONS("/f/:form", s.handlePreflight)
@@ -244,6 +258,20 @@ func limitBody(n int64) gin.HandlerFunc {
 		if c.Request.Body != nil {
 			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
 		}
+		c.Next()
+	}
+}
+
+// readDeadline gives a request d to finish sending its body, instead of
+// the server's ReadTimeout (kept long for the admin API's uploads): a slow
+// client cannot hold a connection and a handler on a public route for
+// long. A handler still running when the deadline passes may see its
+// request's context end, as under ReadTimeout.
+func readDeadline(d time.Duration) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		// Every writer net/http hands gin supports it; another would keep
+		// the server's ReadTimeout.
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(d))
 		c.Next()
 	}
 }

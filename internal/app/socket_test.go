@@ -1,0 +1,77 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"optin/internal/config"
+)
+
+// waitSocket waits until the admin socket of dataDir exists.
+func waitSocket(t *testing.T, dataDir string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(SocketPath(dataDir)); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("admin socket did not appear: %v", err)
+		}
+	}
+}
+
+// TestAdminSocketPrivateDir: the admin socket is created inside a
+// directory only optin's user can enter, so nobody else can connect in
+// the moment between its creation and its chmod, whatever the umask and
+// the data directory's mode. A directory left with a looser mode is
+// tightened before the socket is made.
+func TestAdminSocketPrivateDir(t *testing.T) {
+	for name, prepare := range map[string]func(t *testing.T, dataDir string){
+		"fresh": func(*testing.T, string) {},
+		"existing loose directory": func(t *testing.T, dataDir string) {
+			dir := filepath.Dir(SocketPath(dataDir))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			if err := os.Chmod(dataDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			prepare(t, dataDir)
+			startService(t, func(c *config.Config) { c.DataDir = dataDir })
+			waitSocket(t, dataDir)
+			dir := filepath.Dir(SocketPath(dataDir))
+			st, err := os.Lstat(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !st.IsDir() || st.Mode().Perm() != 0o700 {
+				t.Errorf("socket directory %s: mode %v, want a directory with mode 0700", dir, st.Mode())
+			}
+		})
+	}
+}
+
+// TestAdminSocketRefusesLinkedDir: a socket directory that is a symbolic
+// link is not followed; the service runs without its socket.
+func TestAdminSocketRefusesLinkedDir(t *testing.T) {
+	dataDir, elsewhere := t.TempDir(), t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Dir(SocketPath(dataDir))); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, func(c *config.Config) { c.DataDir = dataDir })
+	if r := s.signupJSON("up@example.com", "news"); r.status != 202 {
+		t.Errorf("signup without the socket: got %d %s, want 202", r.status, r.body)
+	}
+	s.shutdown() // serveSocket has run by now
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("socket made through a link: %v", entries)
+	}
+}

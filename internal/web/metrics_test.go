@@ -1,0 +1,53 @@
+package web
+
+import (
+	"regexp"
+	"slices"
+	"testing"
+)
+
+// TestMetricsLabelsBounded: whatever method and path clients send, the
+// request metrics' labels come from fixed sets: the route patterns
+// (never the raw path), "unmatched", a list of methods and "other".
+func TestMetricsLabelsBounded(t *testing.T) {
+	s, _ := newPublicServer(t, nil, func(c *Config) { c.Metrics = NewMetrics(c.Store) })
+	requests := []struct{ method, path string }{
+		{"GET", "/f/newsletter"},
+		{"FOO1", "/f/newsletter"},
+		{"FOO2", "/f/newsletter"},
+		{"PROPFIND", "/"},
+		{"BREW", "/no/such/path"},
+		{"GET", "/no/such/path/ann@example.com"},
+		{"GET", "/confirm/some.token.value"},
+		{"PATCH", "/confirm/some.token.value"},
+	}
+	for _, r := range requests {
+		serve(s, r.method, r.path, "", "")
+	}
+	body := serve(s, "GET", "/metrics", "", "").Body.String()
+
+	methods := map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true,
+		"OPTIONS": true, "other": true}
+	routes := []string{"unmatched"}
+	for _, r := range s.engine.Routes() {
+		routes = append(routes, r.Path)
+	}
+	series := regexp.MustCompile(`optin_http_request_duration_seconds_count\{code="[^"]*",method="([^"]*)",route="([^"]*)"\}`).
+		FindAllStringSubmatch(body, -1)
+	if len(series) == 0 {
+		t.Fatalf("no request series in /metrics:\n%s", body)
+	}
+	seen := map[string]bool{}
+	for _, m := range series {
+		seen[m[1]] = true
+		if !methods[m[1]] {
+			t.Errorf("method label %q is not one of the fixed set", m[1])
+		}
+		if !slices.Contains(routes, m[2]) {
+			t.Errorf("route label %q is not a route pattern", m[2])
+		}
+	}
+	if !seen["other"] {
+		t.Error(`made-up methods are not counted as "other"`)
+	}
+}
