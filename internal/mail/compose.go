@@ -33,7 +33,8 @@ const boundary = "=_optin-alternative"
 // CR and LF never reach the header section raw (R20); the
 // List-Unsubscribe URL is checked instead, as it must stay readable. The text part and the HTML part
 // (when m has one; then the mail is multipart/alternative) are
-// quoted-printable with lines of at most 76 characters. Build replaced
+// quoted-printable with lines of at most 76 characters. Every mail says
+// Auto-Submitted: auto-generated. Build replaced
 // go-mail's message writer, which was a fifth of the outbox's CPU.
 func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	sender, err := mail.ParseAddress(from)
@@ -64,6 +65,10 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	b = appendFolded(b, "To", o.To)
 	b = appendHeader(b, "Subject", m.Subject)
 	b = appendHeader(b, "Message-ID", "<"+m.MessageID+">")
+	// Every mail optin sends is written by a program, not by a person:
+	// RFC 3834 section 5 asks auto-responders (vacation notices, "out of
+	// office") not to answer such a mail.
+	b = append(b, "Auto-Submitted: auto-generated\r\n"...)
 	if m.Unsubscribe != "" {
 		if err := checkHeaderURL(m.Unsubscribe); err != nil {
 			return nil, err
