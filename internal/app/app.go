@@ -155,8 +155,7 @@ func (a *App) build(o Options, from *mail.Address) error {
 	}
 	switch cfg.Mail.Transport {
 	case config.TransportSMTP:
-		a.transport, err = optmail.NewSMTPTransport(optmail.SMTPConfig{Host: cfg.Mail.SMTP.Host, Port: cfg.Mail.SMTP.Port,
-			Username: cfg.Mail.SMTP.Username, Password: cfg.Mail.SMTP.Password, TLS: cfg.Mail.SMTP.TLS, TLSConfig: o.SMTPTLS})
+		a.transport, err = newSMTPTransport(cfg.Mail.SMTP, o.SMTPTLS)
 		if err != nil {
 			return err
 		}
@@ -181,6 +180,17 @@ func (a *App) build(o Options, from *mail.Address) error {
 		Metrics:      a.Metrics,
 	})
 	return err
+}
+
+// newSMTPTransport returns the SMTP transport for s; tlsConf, when set,
+// overrides the TLS client settings (tests).
+func newSMTPTransport(s config.SMTP, tlsConf *tls.Config) (*optmail.SMTPTransport, error) {
+	roots, err := s.RootCAs()
+	if err != nil {
+		return nil, err
+	}
+	return optmail.NewSMTPTransport(optmail.SMTPConfig{Host: s.Host, Port: s.Port, Username: s.Username,
+		Password: s.Password, TLS: s.TLS, TLSConfig: tlsConf, RootCAs: roots, Helo: s.Helo})
 }
 
 // brake turns the limits.confirmations rate into the web server's brake.

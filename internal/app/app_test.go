@@ -48,7 +48,13 @@ type service struct {
 
 func startService(t *testing.T, tweak func(*config.Config)) *service {
 	t.Helper()
-	srv := smtptest.Start(t, smtptest.Options{})
+	return startServiceWith(t, smtptest.Options{}, tweak)
+}
+
+// startServiceWith is startService with a relay set up by opts.
+func startServiceWith(t *testing.T, opts smtptest.Options, tweak func(*config.Config)) *service {
+	t.Helper()
+	srv := smtptest.Start(t, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"os"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"optin/internal/smtptest"
 )
 
 // key32 and key16 are base64 secrets of 32 and 16 bytes.
@@ -184,6 +187,16 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"mail.smtp.host", "required"}},
 		{"smtp port out of range", "mail:\n  transport: smtp\n  smtp:\n    host: mx.example.com\n    port: 70000\n", nil,
 			[]string{"mail.smtp.port", "70000"}},
+		{"missing ca_file", "mail:\n  smtp:\n    ca_file: /nonexistent/ca.pem\n", nil,
+			[]string{"mail.smtp.ca_file", "/nonexistent/ca.pem"}},
+		{"ca_file without a certificate", "mail:\n  smtp:\n    ca_file: config_test.go\n", nil,
+			[]string{"mail.smtp.ca_file", "holds no PEM certificate"}},
+		{"helo with a space", "mail:\n  smtp:\n    helo: \"mail example\"\n", nil,
+			[]string{"mail.smtp.helo", `"mail example"`}},
+		{"helo with a bad label", "mail:\n  smtp:\n    helo: -mail.example.com\n", nil,
+			[]string{"mail.smtp.helo"}},
+		{"helo literal not an address", "mail:\n  smtp:\n    helo: \"[mail]\"\n", nil,
+			[]string{"mail.smtp.helo"}},
 		{"bad from", "mail:\n  from: not an address\n", nil,
 			[]string{"mail.from", `"not an address"`}},
 		{"two from addresses", "mail:\n  from: a@example.com, b@example.com\n", nil,
@@ -559,6 +572,39 @@ func TestListenPublicRequiresBaseURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "base_url: required when listen is not a loopback address") {
 			t.Errorf("listen %q: got error %v, want base_url required", listen, err)
 		}
+	}
+}
+
+// TestRelaySettings: the EHLO name and the CA file are taken as given.
+func TestRelaySettings(t *testing.T) {
+	srv, _, err := smtptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := smtptest.CAFile(t, srv)
+	for _, helo := range []string{"mail.example.com", "localhost", "[192.0.2.1]", "[IPv6:2001:db8::1]"} {
+		c, err := parseString(t, "mail:\n  smtp:\n    ca_file: "+path+"\n    helo: \""+helo+"\"\n", nil)
+		if err != nil {
+			t.Fatalf("helo %q: %v", helo, err)
+		}
+		if c.Mail.SMTP.Helo != helo || c.Mail.SMTP.CAFile != path {
+			t.Errorf("helo, ca_file: got %q, %q, want %q, %q", c.Mail.SMTP.Helo, c.Mail.SMTP.CAFile, helo, path)
+		}
+	}
+	c, err := parseString(t, "mail:\n  smtp:\n    ca_file: "+path+"\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := c.Mail.SMTP.RootCAs()
+	if err != nil || pool == nil {
+		t.Fatalf("RootCAs: got %v, %v, want a pool", pool, err)
+	}
+	leaf := srv.Certificates[0].Leaf
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"}); err != nil {
+		t.Errorf("the CA file's certificate does not verify with RootCAs: %v", err)
+	}
+	if pool, err := Default().Mail.SMTP.RootCAs(); pool != nil || err != nil {
+		t.Errorf("RootCAs without ca_file: got %v, %v, want nil, nil (the system's)", pool, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,8 +90,13 @@ type SMTPConfig struct {
 	// "none".
 	TLS string
 	// TLSConfig overrides the TLS client settings (tests use it to trust
-	// their own CA); nil means the system roots and Host as server name.
+	// their own CA); nil means RootCAs and Host as server name.
 	TLSConfig *tls.Config
+	// RootCAs are the CAs the relay's certificate may be signed by; nil
+	// means the system's.
+	RootCAs *x509.CertPool
+	// Helo is the name given in EHLO; empty means the machine's host name.
+	Helo string
 	// Conns is the number of SMTP connections kept open; default 8.
 	Conns int
 	// Timeout bounds each SMTP command; default 30 s.
@@ -141,7 +147,10 @@ func newClient(cfg SMTPConfig) (*gomail.Client, error) {
 	opts := []gomail.Option{gomail.WithPort(cfg.Port), gomail.WithTimeout(cfg.Timeout)}
 	tlsConf := cfg.TLSConfig
 	if tlsConf == nil {
-		tlsConf = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
+	}
+	if cfg.Helo != "" {
+		opts = append(opts, gomail.WithHELO(cfg.Helo))
 	}
 	switch cfg.TLS {
 	case "mandatory":

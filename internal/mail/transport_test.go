@@ -198,3 +198,16 @@ func TestSMTPTransportNoSocketLeak(t *testing.T) {
 		t.Errorf("open file descriptors: %d before, %d after 10 broken sessions", before, after)
 	}
 }
+
+// TestSMTPTransportHelo: the relay sees the configured EHLO name.
+func TestSMTPTransportHelo(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
+		Helo: "mail.example.org"})
+	if err := sendOne(t, tr); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := srv.Messages()[0].Helo, "mail.example.org"; got != want {
+		t.Errorf("EHLO name: got %q, want %q", got, want)
+	}
+}

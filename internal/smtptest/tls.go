@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -58,10 +57,4 @@ func SelfSignedTLS() (*tls.Config, *x509.CertPool, error) {
 		}},
 	}
 	return cfg, pool, nil
-}
-
-// CertPEM returns the certificate of a config from SelfSignedTLS in PEM,
-// as an operator's CA file holds it.
-func CertPEM(cfg *tls.Config) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Certificate[0]})
 }
