@@ -178,6 +178,7 @@ func (a *App) build(o Options, from *mail.Address) error {
 		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
 		ConfirmBrake: brake(cfg.Limits.Confirmations),
 		Metrics:      a.Metrics,
+		Ready:        func(context.Context) error { return a.Worker.Ready() },
 	})
 	return err
 }

@@ -514,27 +514,7 @@ func TestSMTPOutage(t *testing.T) {
 			t.Fatalf("signup during outage: got %d", r.status)
 		}
 	}
-	// Wait until the worker has failed at least once on every job.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		jobs, err := s.app.DB.DueJobs(context.Background(), s.clock.Now().Add(time.Hour), 10, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		failed := 0
-		for _, j := range jobs {
-			if j.Attempts > 0 {
-				failed++
-			}
-		}
-		if failed == len(addrs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jobs did not fail during the outage: %d of %d", failed, len(addrs))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitFailed(len(addrs), 1)
 	if err := s.smtp.Restart(); err != nil {
 		t.Fatal(err)
 	}

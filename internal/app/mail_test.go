@@ -1,8 +1,11 @@
 package app
 
 import (
+	"context"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"optin/internal/config"
 	"optin/internal/smtptest"
@@ -28,5 +31,87 @@ func TestRelaySettings(t *testing.T) {
 	msgs := s.waitMails(1)
 	if got, want := msgs[0].Helo, "newsletter.example.com"; got != want {
 		t.Errorf("EHLO name seen by the relay: got %q, want %q", got, want)
+	}
+}
+
+// TestReadyzWhileRelayRefusesConfig: while the relay refuses optin's
+// configuration (here: no STARTTLS), /readyz answers 503 with the reason
+// in optin's words and the mail waits in the outbox; once the relay
+// accepts, the mail goes out and /readyz answers 200.
+func TestReadyzWhileRelayRefusesConfig(t *testing.T) {
+	srvTLS, _, err := smtptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, func(c *config.Config) {
+		c.Mail.SMTP.TLS = config.TLSStartTLS
+		c.Mail.SMTP.CAFile = smtptest.CAFile(t, srvTLS)
+	})
+	waitStatus := func(want int) response {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r := s.do("GET", "/readyz", "", "")
+			if r.status == want {
+				return r
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz: got %d %s, want %d", r.status, r.body, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	r := waitStatus(http.StatusServiceUnavailable)
+	if want := "the relay does not offer STARTTLS; set mail.smtp.tls to"; !strings.Contains(r.body, want) {
+		t.Errorf("/readyz body: got %s, want it to contain %q", r.body, want)
+	}
+	if r := s.signupJSON("waits@example.com", "news"); r.status != http.StatusAccepted {
+		t.Fatalf("signup: got %d", r.status)
+	}
+	s.waitFailed(1, 2)
+	if _, parked, err := s.app.DB.OutboxDepth(context.Background()); err != nil || parked != 0 {
+		t.Errorf("parked jobs: got %d (%v), want 0", parked, err)
+	}
+	waitStatus(http.StatusServiceUnavailable)
+
+	// The relay is set up for STARTTLS, on the same port.
+	if err := s.smtp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := smtptest.New(s.smtp.Addr(), smtptest.Options{TLS: srvTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	s.smtp = relay
+	if got := s.waitMails(1); got[0].To[0] != "waits@example.com" {
+		t.Errorf("mail to %q, want waits@example.com", got[0].To[0])
+	}
+	waitStatus(http.StatusOK)
+}
+
+// waitFailed waits until the outbox holds n jobs that each failed at least
+// attempts times.
+func (s *service) waitFailed(n, attempts int) {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		jobs, err := s.app.DB.DueJobs(context.Background(), s.clock.Now().Add(24*time.Hour), n+1, nil)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		failed := 0
+		for _, j := range jobs {
+			if j.Attempts >= attempts {
+				failed++
+			}
+		}
+		if failed == n && len(jobs) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("jobs that failed %d times: got %d of %d queued, want %d", attempts, failed, len(jobs), n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

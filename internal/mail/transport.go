@@ -189,9 +189,10 @@ var errSessionLost = errors.New("mail: the SMTP session broke")
 // SendBatch delivers msgs in one SMTP session on a pooled connection,
 // dialling it if needed, with command pipelining when the relay offers it
 // (see pipeliner) and one command at a time otherwise. A
-// 5xx answer to RCPT or DATA wraps ErrPermanent; anything else (refused
-// connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
-// problem) is temporary. When the session breaks, the messages it left
+// 5xx answer to RCPT or DATA wraps ErrPermanent; anything else is
+// temporary: a refused connection or a 4xx, and a *ConfigError when the
+// relay refuses the configuration (TLS mode, login, certificate, host
+// name, a 5xx to MAIL FROM). When the session breaks, the messages it left
 // unanswered are sent once more on a fresh connection: a pooled session
 // the relay has closed in the meantime costs no retry delay.
 func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error {
@@ -223,18 +224,11 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 			}
 			break
 		}
-		if pc.sc == nil {
-			sc, err := t.client.DialToSMTPClientWithContext(ctx)
-			if err != nil {
-				for _, i := range todo {
-					errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, err)
-				}
-				return errs
+		if err := t.open(ctx, pc); err != nil {
+			for _, i := range todo {
+				errs[i] = err
 			}
-			pc.sc = sc
-			if ok, _ := sc.Extension("PIPELINING"); ok && !t.cfg.noPipelining {
-				pc.pipe = newPipeliner(sc, t.cfg.Timeout)
-			}
+			return errs
 		}
 		batch := make([]*Outgoing, len(todo))
 		for k, i := range todo {
@@ -287,7 +281,8 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 			step, err = "RCPT TO", sc.Rcpt(msg.To)
 		}
 		if err == nil {
-			step, err = "DATA", sendData(sc, msg.Data)
+			step = "DATA"
+			_, err = sendData(sc, msg.Data)
 		}
 		switch {
 		case err == nil:
@@ -295,7 +290,7 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 		case isIO(err):
 			return lost(i, err)
 		case step == "MAIL FROM":
-			errs[i] = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup: temporary
+			errs[i] = mailFromRefused(err)
 		default:
 			errs[i] = classify(step, err)
 		}
@@ -308,22 +303,89 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 
 // sendData sends DATA, then data stuffed by appendDotStuffed as on the
 // pipelined path (textproto's DotWriter would let a lone CR through), and
-// reads the relay's verdict.
-func sendData(sc *smtp.Client, data []byte) error {
+// returns the relay's verdict, such as "250 2.0.0 Ok: queued as 4F2B1".
+func sendData(sc *smtp.Client, data []byte) (string, error) {
 	if err := sc.Text.PrintfLine("DATA"); err != nil {
-		return err
+		return "", err
 	}
 	if _, _, err := sc.Text.ReadResponse(354); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := sc.Text.W.Write(appendDotStuffed(nil, data)); err != nil {
-		return err
+		return "", err
 	}
 	if err := sc.Text.W.Flush(); err != nil {
+		return "", err
+	}
+	code, msg, err := sc.Text.ReadResponse(250)
+	return fmt.Sprintf("%d %s", code, msg), err
+}
+
+// dial opens a session with the relay (connection, greeting, EHLO, TLS
+// and login, done by go-mail); a failure is explained by setupError.
+func (t *SMTPTransport) dial(ctx context.Context) (*smtp.Client, error) {
+	sc, err := t.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return nil, setupError(t.cfg, err)
+	}
+	return sc, nil
+}
+
+// Check makes sure a pooled session with the relay is open, dialling one
+// if none is, and sends no mail: the outbox worker calls it at start, so
+// a configuration the relay refuses shows before the first mail. The
+// session stays in the pool for the next send.
+func (t *SMTPTransport) Check(ctx context.Context) error {
+	var pc *conn
+	select {
+	case pc = <-t.pool:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { t.pool <- pc }()
+	return t.open(ctx, pc)
+}
+
+// open dials pc's session unless it is open, and sets up pipelining when
+// the relay offers it.
+func (t *SMTPTransport) open(ctx context.Context, pc *conn) error {
+	if pc.sc != nil {
+		return nil
+	}
+	sc, err := t.dial(ctx)
+	if err != nil {
 		return err
 	}
-	_, _, err := sc.Text.ReadResponse(250)
-	return err
+	pc.sc = sc
+	if ok, _ := sc.Extension("PIPELINING"); ok && !t.cfg.noPipelining {
+		pc.pipe = newPipeliner(sc, t.cfg.Timeout)
+	}
+	return nil
+}
+
+// SendTest sends msg on a session of its own, one command at a time, and
+// returns the relay's answer to its content, such as "250 2.0.0 Ok:
+// queued as 4F2B1". A refusal is explained as SendBatch explains it.
+func (t *SMTPTransport) SendTest(ctx context.Context, msg *Outgoing) (string, error) {
+	sc, err := t.dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = t.client.CloseWithSMTPClient(sc) }()
+	if err := sc.UpdateDeadline(commandTimeout(ctx, t.cfg.Timeout)); err != nil {
+		return "", err
+	}
+	if err := sc.Mail(msg.From); err != nil {
+		return "", mailFromRefused(err)
+	}
+	if err := sc.Rcpt(msg.To); err != nil {
+		return "", classify("RCPT TO", err)
+	}
+	reply, err := sendData(sc, msg.Data)
+	if err != nil {
+		return "", classify("DATA", err)
+	}
+	return reply, nil
 }
 
 // drop closes the session's socket without waiting for the relay.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"optin/internal/consent"
@@ -52,7 +51,7 @@ type Worker struct {
 	Poll time.Duration
 
 	wake     chan struct{}
-	failing  atomic.Bool // a send failed temporarily and none succeeded since
+	relay    relayState
 	once     sync.Once
 	mu       sync.Mutex
 	inflight map[uint64]bool
@@ -137,6 +136,13 @@ func (w *Worker) Run(ctx context.Context) {
 		close(jobs)
 		wg.Wait()
 	}()
+	if c, ok := w.Transport.(checker); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.check(ctx, c)
+		}()
+	}
 	for {
 		w.releaseSettled()
 		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
@@ -251,6 +257,7 @@ func (w *Worker) deliver(batch []consent.Job) {
 		sendJobs, msgs, ms = append(sendJobs, job), append(msgs, msg), append(ms, m)
 	}
 	var errs []error
+	ticket := w.beginSend()
 	if len(msgs) > 0 {
 		errs = w.Transport.SendBatch(ctx, msgs, ms)
 	}
@@ -263,8 +270,10 @@ func (w *Worker) deliver(batch []consent.Job) {
 		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
 			w.park(ctx, job, err)
 		default:
+			// The relay's state changes are logged (noteRelay), not
+			// each mail that waits for it.
 			next := w.Now().Add(w.Backoff(job.Attempts + 1))
-			w.Log.Warn("outbox: temporary failure, will retry", "job", job.ID, "attempt", job.Attempts+1, "next", next, "err", err)
+			w.Log.Debug("outbox: temporary failure, will retry", "job", job.ID, "attempt", job.Attempts+1, "next", next, "err", err)
 			if err := w.Outbox.RetryJob(ctx, job, next, err.Error()); err != nil {
 				w.Log.Error("outbox: rescheduling job", "job", job.ID, "err", err)
 			}
@@ -276,32 +285,38 @@ func (w *Worker) deliver(batch []consent.Job) {
 			w.Log.Error("outbox: finishing jobs", "err", err)
 		}
 	}
-	w.recovered(ctx, sendJobs, errs)
+	if len(msgs) > 0 {
+		w.recovered(ctx, ticket, errs)
+	}
 }
 
-// recovered notes temporary failures and, on the first success after
-// them, makes the mails waiting for a retry due at once: the relay is back.
-func (w *Worker) recovered(ctx context.Context, jobs []consent.Job, errs []error) {
-	sent, failed := false, false
-	for i := range jobs {
-		if errs[i] == nil {
-			sent = true
-		} else if !errors.Is(errs[i], ErrPermanent) {
-			failed = true
+// recovered tells noteRelay what a batch's outcome says about the relay
+// and, when it accepts mail again after failing, makes the mails waiting
+// for a retry due at once.
+func (w *Worker) recovered(ctx context.Context, ticket uint64, errs []error) {
+	accepted, failed := false, 0
+	var cause error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			accepted = true
+		case !errors.Is(err, ErrPermanent):
+			failed++
+			if cause == nil {
+				cause = err
+			}
 		}
 	}
-	if failed {
-		w.failing.Store(true)
+	if !w.noteRelay(ticket, accepted, failed, cause) {
+		return
 	}
-	if sent && !failed && w.failing.Swap(false) {
-		n, err := w.Outbox.ExpediteRetries(ctx)
-		if err != nil {
-			w.Log.Error("outbox: expediting retries", "err", err)
-			return
-		}
-		w.Log.Info("outbox: the mail server answers again; retries are due now", "jobs", n)
-		w.Notify()
+	n, err := w.Outbox.ExpediteRetries(ctx)
+	if err != nil {
+		w.Log.Error("outbox: expediting retries", "err", err)
+		return
 	}
+	w.Log.Info("outbox: retries are due now", "jobs", n)
+	w.Notify()
 }
 
 func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {

@@ -131,13 +131,13 @@ func (e *outboxEnv) worker(t *testing.T, tr Transport) *Worker {
 }
 
 // waitAllFailed waits until the outbox holds n jobs that each failed at
-// least once.
-func (e *outboxEnv) waitAllFailed(t *testing.T, n int) {
+// least attempts times.
+func (e *outboxEnv) waitAllFailed(t *testing.T, n, attempts int) {
 	t.Helper()
-	waitFor(t, "every job to fail at least once", func() bool {
+	waitFor(t, fmt.Sprintf("every job to fail %d times", attempts), func() bool {
 		jobs := e.queuedJobs(t)
 		for _, j := range jobs {
-			if j.Attempts < 1 {
+			if j.Attempts < attempts {
 				return false
 			}
 		}
@@ -379,7 +379,7 @@ func TestWorkerOutage(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	stop := start(t, w)
 
-	e.waitAllFailed(t, 10)
+	e.waitAllFailed(t, 10, 1)
 	for _, j := range e.queuedJobs(t) {
 		if j.LastError == "" {
 			t.Errorf("job %d: failed attempt without LastError", j.ID)
@@ -414,7 +414,7 @@ func TestWorkerExpeditesAfterRecovery(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	w.Backoff = func(int) time.Duration { return time.Hour }
 	stop := start(t, w)
-	e.waitAllFailed(t, 5)
+	e.waitAllFailed(t, 5, 1)
 	if err := e.srv.Restart(); err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
@@ -804,4 +804,90 @@ func TestWorkerNoResendFromStaleScan(t *testing.T) {
 		t.Errorf("duplicate deliveries: got %d, want 0 (a stale outbox snapshot re-sent a delivered job)", d)
 	}
 	checkAllDelivered(t, rs, reqs)
+}
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler      { return h }
+
+// at returns the records at level or above.
+func (h *logRecorder) at(level slog.Level) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.recs {
+		if r.Level >= level {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// attr returns the value of r's attribute key.
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// TestWorkerLogsRelayChanges: an outage is logged once when the relay
+// goes down and once when it is back, with the number of mails that
+// failed in between, not once per mail and attempt.
+func TestWorkerLogsRelayChanges(t *testing.T) {
+	const n = 10
+	e := newOutboxEnv(t)
+	if err := e.srv.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	reqs := e.signupMany(t, "logged", n)
+	w := e.worker(t, e.transport(t))
+	logs := &logRecorder{}
+	w.Log = slog.New(logs)
+	stop := start(t, w)
+	e.waitAllFailed(t, n, 2)
+	if err := e.srv.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	e.waitMessages(t, n)
+	e.waitDepth(t, 0, 0)
+	stop()
+	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
+
+	warnings := logs.at(slog.LevelWarn)
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Message, "the mail relay fails") {
+		for _, r := range warnings {
+			t.Logf("%s %s", r.Level, r.Message)
+		}
+		t.Fatalf("warnings and errors: got %d, want 1 (the relay going down)", len(warnings))
+	}
+	var back []slog.Record
+	for _, r := range logs.at(slog.LevelInfo) {
+		if strings.Contains(r.Message, "accepts mail again") {
+			back = append(back, r)
+		}
+	}
+	if len(back) != 1 {
+		t.Fatalf(`"accepts mail again" lines: got %d, want 1`, len(back))
+	}
+	if got := attr(back[0], "failed_meanwhile").Int64(); got < 2*n {
+		t.Errorf("failed_meanwhile: got %d, want at least %d (%d mails failed twice)", got, 2*n, n)
+	}
 }
