@@ -1,8 +1,10 @@
 package mail
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"strings"
 	"time"
@@ -323,4 +325,25 @@ var qpLiteral = func() (t [256]bool) {
 // endsLine reports whether a line of s ends at i.
 func endsLine(s string, i int) bool {
 	return i == len(s) || s[i] == '\n' || s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n'
+}
+
+// ProbeMessage returns the mail "optin mail test" sends from from to to:
+// plain text, saying what it is, with a Message-ID of random bits at
+// from's domain.
+func ProbeMessage(from, to string, random io.Reader) (Message, error) {
+	sender, err := mail.ParseAddress(from)
+	if err != nil {
+		return Message{}, fmt.Errorf("mail: from: %w", err)
+	}
+	id := make([]byte, 16)
+	if _, err := io.ReadFull(random, id); err != nil {
+		return Message{}, fmt.Errorf("mail: message id: %w", err)
+	}
+	return Message{
+		To:        to,
+		MessageID: hex.EncodeToString(id) + sender.Address[strings.LastIndexByte(sender.Address, '@'):],
+		Subject:   "optin test mail",
+		Text: "This mail was sent by \"optin mail test\" to check optin's mail settings.\n" +
+			"It needs no answer.\n",
+	}, nil
 }

@@ -41,8 +41,7 @@ func (f *FileTransport) Send(ctx context.Context, msg *Outgoing, m Message) erro
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return err
 	}
-	name := strings.NewReplacer("@", "_at_", "/", "_").Replace(m.MessageID) + ".eml"
-	path := filepath.Join(f.Dir, name)
+	path := f.Path(m.MessageID)
 	tmp, err := os.CreateTemp(f.Dir, ".tmp-*")
 	if err != nil {
 		return err
@@ -66,6 +65,11 @@ func (f *FileTransport) Send(ctx context.Context, msg *Outgoing, m Message) erro
 		f.Log.Info("mail written (file transport)", "file", path, "link", m.Link)
 	}
 	return nil
+}
+
+// Path returns the file Send writes the mail with messageID to.
+func (f *FileTransport) Path(messageID string) string {
+	return filepath.Join(f.Dir, strings.NewReplacer("@", "_at_", "/", "_").Replace(messageID)+".eml")
 }
 
 // SendBatch writes each message with Send.
