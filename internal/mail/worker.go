@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"optin/internal/consent"
@@ -17,7 +18,7 @@ type Outbox interface {
 	DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error)
 	FinishJobs(ctx context.Context, jobs []consent.Job) error
 	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
-	ExpediteRetries(ctx context.Context) (int, error)
+	ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error)
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
 	Topic(ctx context.Context, id string) (consent.Topic, error)
 }
@@ -52,6 +53,7 @@ type Worker struct {
 
 	wake     chan struct{}
 	relay    relayState
+	expedite atomic.Bool // the relay is back: make the retries due
 	once     sync.Once
 	mu       sync.Mutex
 	inflight map[uint64]bool
@@ -145,6 +147,9 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 	for {
 		w.releaseSettled()
+		if w.expedite.Swap(false) {
+			w.expediteRetries(ctx)
+		}
 		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
 		if err != nil && ctx.Err() == nil {
 			w.Log.Error("outbox: reading due jobs", "err", err)
@@ -286,14 +291,14 @@ func (w *Worker) deliver(batch []consent.Job) {
 		}
 	}
 	if len(msgs) > 0 {
-		w.recovered(ctx, ticket, errs)
+		w.recovered(ticket, errs)
 	}
 }
 
 // recovered tells noteRelay what a batch's outcome says about the relay
-// and, when it accepts mail again after failing, makes the mails waiting
-// for a retry due at once.
-func (w *Worker) recovered(ctx context.Context, ticket uint64, errs []error) {
+// and, when it accepts mail again after failing, has Run make the mails
+// waiting for a retry due at once.
+func (w *Worker) recovered(ticket uint64, errs []error) {
 	accepted, failed := false, 0
 	var cause error
 	for _, err := range errs {
@@ -307,16 +312,25 @@ func (w *Worker) recovered(ctx context.Context, ticket uint64, errs []error) {
 			}
 		}
 	}
-	if !w.noteRelay(ticket, accepted, failed, cause) {
-		return
+	if w.noteRelay(ticket, accepted, failed, cause) {
+		w.expedite.Store(true)
+		w.Notify()
 	}
-	n, err := w.Outbox.ExpediteRetries(ctx)
+}
+
+// expediteRetries makes the mails waiting for a retry due now. Run calls
+// it between two reads of the outbox, so every job read before is in
+// inflight until its outcome is committed: those keep their place, which
+// their senders remove them by (see bolt's ExpediteRetries).
+func (w *Worker) expediteRetries(ctx context.Context) {
+	n, err := w.Outbox.ExpediteRetries(ctx, w.isInflight)
 	if err != nil {
-		w.Log.Error("outbox: expediting retries", "err", err)
+		if ctx.Err() == nil {
+			w.Log.Error("outbox: expediting retries", "err", err)
+		}
 		return
 	}
 	w.Log.Info("outbox: retries are due now", "jobs", n)
-	w.Notify()
 }
 
 func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {

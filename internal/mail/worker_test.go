@@ -891,3 +891,65 @@ func TestWorkerLogsRelayChanges(t *testing.T) {
 		t.Errorf("failed_meanwhile: got %d, want at least %d (%d mails failed twice)", got, 2*n, n)
 	}
 }
+
+// expediteOutbox is the real store; it reports each ExpediteRetries that
+// returned.
+type expediteOutbox struct {
+	*bolt.DB
+	expedited chan int
+}
+
+func (o *expediteOutbox) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error) {
+	n, err := o.DB.ExpediteRetries(ctx, skip)
+	o.expedited <- n
+	return n, err
+}
+
+// TestWorkerNoResendAfterExpedite: the relay answers again while a mail
+// that waited for its retry is being sent; making the retries due must
+// not move that mail in the outbox, or its removal after the successful
+// send misses it and it goes out a second time. The worker's clock runs
+// two hours ahead of the store's, so the mail held in DATA is due for
+// the worker while its retry time is still ahead for the store.
+func TestWorkerNoResendAfterExpedite(t *testing.T) {
+	e := newOutboxEnv(t)
+	reqs := e.signupMany(t, "held", 1)
+	e.srv.FailNext(1, 451, "try again later")
+	w := e.worker(t, e.transport(t))
+	w.Senders = 2
+	w.Backoff = func(int) time.Duration { return time.Hour }
+	var ahead atomic.Int64
+	w.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	o := &expediteOutbox{DB: e.db, expedited: make(chan int, 16)}
+	w.Outbox = o
+	stop := start(t, w)
+	e.waitAllFailed(t, 1, 1) // backed off for an hour
+
+	var held string
+	for addr := range reqs {
+		held = addr
+	}
+	hold := e.srv.HoldData(held)
+	ahead.Store(int64(2 * time.Hour))
+	w.Notify()
+	select {
+	case <-hold.Arrived():
+	case <-time.After(waitTimeout):
+		t.Fatal("the retried mail never reached DATA")
+	}
+
+	for addr, r := range e.signupMany(t, "fresh", 1) { // its success shows the relay is back
+		reqs[addr] = r
+	}
+	w.Notify()
+	select {
+	case <-o.expedited:
+	case <-time.After(waitTimeout):
+		t.Fatal("the retries were never made due")
+	}
+	hold.Release()
+	e.waitMessages(t, 2)
+	e.waitDepth(t, 0, 0)
+	stop()
+	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
+}
