@@ -163,7 +163,7 @@ func (a *App) build(o Options, from *mail.Address) error {
 		a.transport = &optmail.FileTransport{Dir: filepath.Join(cfg.DataDir, "mail"), Log: a.log}
 	}
 	a.Worker = &optmail.Worker{Outbox: a.DB, Renderer: renderer, Transport: a.transport, From: cfg.Mail.From,
-		Log: a.log, Now: o.Now}
+		Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
 	sender := from.Name
@@ -232,9 +232,11 @@ func (a *App) bootstrap(o Options) error {
 }
 
 // Serve runs the HTTP server on ln, the outbox worker, the sweep and the
-// campaign runner until ctx is cancelled. Shutdown order: stop taking
-// requests and let those in flight finish, then let the outbox worker
-// finish its sends and the runner its step, then close bbolt.
+// campaign runner until ctx is cancelled. Shutdown takes at most
+// shutdown_grace (and what closing takes): the worker stops taking mails
+// and HTTP stops taking requests at once, both let the work in progress
+// finish within the grace, then cut off what is left (the mails stay
+// queued), and bbolt is closed.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -263,13 +265,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	stopWorker() // its grace runs alongside the HTTP server's
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownGrace))
 	defer cancel()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
-		err = serr
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		srv.Close() // cut off the requests that outlived the grace
+		if err == nil {
+			err = serr
+		}
 	}
 	sock.shutdown(shutdownCtx)
-	stopWorker()
 	<-workerDone
 	<-sweepDone
 	<-campaignsDone

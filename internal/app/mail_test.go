@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,5 +114,47 @@ func (s *service) waitFailed(n, attempts int) {
 			s.t.Fatalf("jobs that failed %d times: got %d of %d queued, want %d", attempts, failed, len(jobs), n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestShutdownWhileRelayHangs: with the relay hanging in DATA, shutdown
+// stops taking jobs at once, abandons the sends still waiting after the
+// grace and closes; the abandoned mails are still in the outbox when the
+// database is opened again.
+func TestShutdownWhileRelayHangs(t *testing.T) {
+	const n = 20
+	s := startService(t, func(c *config.Config) { c.ShutdownGrace = config.Duration(time.Second) })
+	hold := s.smtp.HoldData("")
+	for i := range n {
+		if r := s.signupJSON(fmt.Sprintf("hang%02d@example.com", i), "news"); r.status != http.StatusAccepted {
+			t.Fatalf("signup %d: got %d", i, r.status)
+		}
+	}
+	select {
+	case <-hold.Arrived():
+	case <-time.After(15 * time.Second):
+		t.Fatal("no mail reached DATA")
+	}
+	s.stop()
+	s.stop = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return within 30 s of the shutdown signal, with the relay hanging")
+	}
+	db, err := OpenStore(s.app.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	queued, parked, err := db.OutboxDepth(context.Background())
+	if err != nil || queued != n || parked != 0 {
+		t.Errorf("outbox after shutdown: got %d queued, %d parked (%v), want %d queued", queued, parked, err, n)
+	}
+	if got := s.smtp.Count(); got != 0 {
+		t.Errorf("mails accepted by the hanging relay: got %d, want 0", got)
 	}
 }

@@ -57,6 +57,10 @@ type Config struct {
 	Lifecycle      Lifecycle `yaml:"lifecycle"`
 	Pending        Pending   `yaml:"pending"`
 	Limits         Limits    `yaml:"limits"`
+	// ShutdownGrace bounds a shutdown: requests in flight and mails being
+	// sent get this long, then they are cut off (the mails stay queued);
+	// default 10s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
 }
 
 // Mail configures how outgoing mail is sent.
@@ -140,6 +144,7 @@ func Default() Config {
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
 			Confirmations: Rate{N: 100, Per: 2 * time.Second},
 		},
+		ShutdownGrace: Duration(10 * time.Second),
 	}
 }
 
@@ -384,6 +389,9 @@ func (c *Config) Validate() error {
 
 	if c.Lifecycle.DormantAfter <= 0 {
 		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_grace: must be positive: %s", c.ShutdownGrace))
 	}
 	if c.Pending.Retention < 0 {
 		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))

@@ -211,6 +211,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"tokens.unsubscribe_ttl", "at least 60d", "30d"}},
 		{"dormant_after zero", "lifecycle:\n  dormant_after: 0s\n", nil,
 			[]string{"lifecycle.dormant_after"}},
+		{"shutdown_grace zero", "shutdown_grace: 0s\n", nil,
+			[]string{"shutdown_grace: must be positive"}},
 		{"bad SMTP port env", "", map[string]string{"OPTIN_SMTP_PORT": "abc"},
 			[]string{"OPTIN_SMTP_PORT", `"abc"`}},
 		{"bad OPTIN_TOKEN_KEYS entry", "", map[string]string{"OPTIN_TOKEN_KEYS": "k1:" + key32 + ",nocolon"},

@@ -238,6 +238,10 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 		for k, i := range todo {
 			batch[k] = msgs[i]
 		}
+		// Once ctx is done, close the session: that ends a read or write
+		// go-mail's client waits in, which ctx alone does not.
+		sc := pc.sc
+		stop := context.AfterFunc(ctx, func() { _ = sc.Text.Close() })
 		var berrs []error
 		var broken bool
 		if pc.pipe != nil {
@@ -245,6 +249,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 		} else {
 			berrs, broken = t.sendOneByOne(ctx, pc.sc, batch)
 		}
+		broken = !stop() || broken
 		var again []int
 		for k, i := range todo {
 			errs[i] = berrs[k]
@@ -326,13 +331,34 @@ func sendData(sc *smtp.Client, data []byte) (string, error) {
 }
 
 // dial opens a session with the relay (connection, greeting, EHLO, TLS
-// and login, done by go-mail); a failure is explained by setupError.
+// and login, done by go-mail); a failure is explained by setupError. It
+// returns when ctx is done, even though go-mail bounds all but the
+// connection by the command timeout alone: the dial then ends on its own
+// and closes what it opened.
 func (t *SMTPTransport) dial(ctx context.Context) (*smtp.Client, error) {
-	sc, err := t.client.DialToSMTPClientWithContext(ctx)
-	if err != nil {
-		return nil, setupError(t.cfg, err)
+	type dialled struct {
+		sc  *smtp.Client
+		err error
 	}
-	return sc, nil
+	ch := make(chan dialled, 1)
+	go func() {
+		sc, err := t.client.DialToSMTPClientWithContext(ctx)
+		ch <- dialled{sc, err}
+	}()
+	select {
+	case d := <-ch:
+		if d.err != nil {
+			return nil, setupError(t.cfg, d.err)
+		}
+		return d.sc, nil
+	case <-ctx.Done():
+		go func() {
+			if d := <-ch; d.sc != nil {
+				_ = d.sc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("mail: dial: %w", ctx.Err())
+	}
 }
 
 // Check makes sure a pooled session with the relay is open, dialling one
