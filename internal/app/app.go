@@ -259,6 +259,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	sock := a.serveSocket()
 	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
+	for _, w := range a.StartupWarnings() {
+		a.log.Warn("startup warning: " + w)
+	}
 
 	var err error
 	select {
@@ -287,6 +290,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("optin stopped")
 	return err
 }
+
+// StartupWarnings returns the development defaults the configuration
+// leaves in place on a public base_url (see config.Config.Warnings); Serve
+// logs each once at start.
+func (a *App) StartupWarnings() []string { return a.cfg.Warnings() }
 
 // sweep deletes expired double-opt-in requests (pending.retention after
 // their link expired) once a minute after start and then hourly.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/mail"
@@ -41,6 +42,7 @@ type service struct {
 	app   *App
 	url   string
 	smtp  *smtptest.Server
+	logs  *lockedBuffer // the service's log
 	clock *clock
 	done  chan error
 	stop  context.CancelFunc
@@ -73,14 +75,15 @@ func startServiceWith(t *testing.T, opts smtptest.Options, tweak func(*config.Co
 		t.Fatal(err)
 	}
 	clk := &clock{}
-	a, err := Open(Options{Config: cfg, BootstrapKey: testAdminKey, Now: clk.Now})
+	logs := &lockedBuffer{}
+	a, err := Open(Options{Config: cfg, BootstrapKey: testAdminKey, Now: clk.Now, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Worker.Backoff = func(int) time.Duration { return 50 * time.Millisecond }
 	a.Worker.Poll = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{t: t, app: a, url: cfg.BaseURL, smtp: srv, clock: clk, done: make(chan error, 1), stop: cancel}
+	s := &service{t: t, app: a, url: cfg.BaseURL, smtp: srv, logs: logs, clock: clk, done: make(chan error, 1), stop: cancel}
 	go func() { s.done <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() { s.shutdown() })
 	return s

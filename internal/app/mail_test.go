@@ -1,10 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,5 +158,55 @@ func TestShutdownWhileRelayHangs(t *testing.T) {
 	}
 	if got := s.smtp.Count(); got != 0 {
 		t.Errorf("mails accepted by the hanging relay: got %d, want 0", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the service's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestStartupWarnings: on a public base_url, each development default
+// left in place (mail.from at localhost, the file transport, no postal
+// address) is logged once at start, and the app returns the list.
+func TestStartupWarnings(t *testing.T) {
+	s := startService(t, func(c *config.Config) {
+		c.BaseURL = "https://news.example.com"
+		c.Mail.Transport, c.Mail.From, c.Mail.PostalAddress = config.TransportFile, config.Default().Mail.From, ""
+	})
+	if got := s.app.StartupWarnings(); len(got) != 3 {
+		t.Errorf("StartupWarnings: got %q, want 3 (mail.from, mail.transport, mail.postal_address)", got)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), "optin listening"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the service did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.shutdown()
+	out := s.logs.String()
+	for _, key := range []string{"mail.from", "mail.transport", "mail.postal_address"} {
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, "startup warning: "+key) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "set "+key) {
+			t.Errorf("warnings about %s: got %q, want one line saying what to set", key, lines)
+		}
 	}
 }

@@ -642,6 +642,34 @@ func (c Config) KeyBytes() ([][]byte, error) {
 	return out, nil
 }
 
+// Warnings returns the development defaults Validate accepts but a public
+// service (base_url not on a loopback host) should not run with, one line
+// each saying what to set: mail.from at localhost, the file transport and
+// an empty postal address. optin logs them at start.
+func (c Config) Warnings() []string {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || isLoopbackHost(u.Hostname()) {
+		return nil
+	}
+	var warnings []string
+	if a, err := mail.ParseAddress(c.Mail.From); err == nil {
+		domain := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
+		if isLoopbackHost(strings.Trim(domain, "[]")) || strings.HasSuffix(domain, ".localhost") {
+			warnings = append(warnings, fmt.Sprintf("mail.from is at %s (%q): set mail.from to an address at your "+
+				"own domain, or receivers will refuse or bin the mail", domain, c.Mail.From))
+		}
+	}
+	if c.Mail.Transport == TransportFile {
+		warnings = append(warnings, fmt.Sprintf("mail.transport is %q: mails are written to data_dir/mail and never "+
+			"sent; set mail.transport to %q and mail.smtp.host", TransportFile, TransportSMTP))
+	}
+	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
+		warnings = append(warnings, "mail.postal_address is empty: forms and mails show no postal address and "+
+			"reawaken campaigns cannot start; set mail.postal_address to your postal address")
+	}
+	return warnings
+}
+
 // DevMode reports whether base_url uses plain http, which Validate only
 // allows for a loopback host.
 func (c Config) DevMode() bool {

@@ -731,3 +731,41 @@ func TestConfirmationsBrake(t *testing.T) {
 		t.Errorf("0/1s: got %v, want an error naming limits.confirmations", err)
 	}
 }
+
+// TestWarnings: a public base_url with development defaults left in place
+// gets one warning per default, naming the key to set; a loopback
+// base_url gets none.
+func TestWarnings(t *testing.T) {
+	const public = "base_url: https://news.example.com\n"
+	tests := []struct {
+		name string
+		yml  string
+		want []string // one prefix per warning, in order
+	}{
+		{"loopback", "", nil},
+		{"https loopback", "base_url: https://localhost:8443\n", nil},
+		{"public with defaults", public, []string{`mail.from is at localhost ("optin <optin@localhost>")`,
+			`mail.transport is "file"`, "mail.postal_address is empty"}},
+		{"public, from at a .localhost name", public + "mail: {from: news@shop.localhost, transport: smtp, " +
+			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", []string{"mail.from is at shop.localhost"}},
+		{"public, configured", public + "mail: {from: news@example.com, transport: smtp, " +
+			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseString(t, tt.yml, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Warnings: got %q, want %d starting %q", got, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) || !strings.Contains(got[i], "set ") {
+					t.Errorf("warning %d: got %q, want it to start %q and say what to set", i, got[i], w)
+				}
+			}
+		})
+	}
+}
