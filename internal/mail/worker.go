@@ -44,7 +44,9 @@ type Worker struct {
 	// Senders is the number of mail batches sent in parallel; default 8.
 	Senders int
 	// MaxAttempts parks a job after this many temporary failures; default 50
-	// (about three days with the default backoff).
+	// (about three days with the default backoff). A relay that refuses
+	// the configuration (*ConfigError) parks nothing: the mail is not at
+	// fault, and is retried until the configuration is fixed.
 	MaxAttempts int
 	// Backoff returns the wait after the n-th failed attempt (n >= 1).
 	Backoff func(n int) time.Duration
@@ -307,7 +309,7 @@ func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 			w.result(job, "sent")
 		case abandoned:
 			// Shutdown: no attempt is counted, the mail keeps its place.
-		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
+		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts && configKey(err) == "":
 			w.park(ctx, job, err)
 		default:
 			// The relay's state changes are logged (noteRelay), not

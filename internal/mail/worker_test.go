@@ -520,6 +520,28 @@ func TestWorkerMaxAttempts(t *testing.T) {
 	}
 }
 
+// TestWorkerConfigErrorParksNothing: a relay that refuses optin's
+// configuration (here: no STARTTLS) keeps the mail queued past
+// MaxAttempts, and the worker is not ready meanwhile, saying why.
+func TestWorkerConfigErrorParksNothing(t *testing.T) {
+	e := newOutboxEnv(t)
+	e.signupMany(t, "config", 1)
+	w := e.worker(t, newTransport(t, SMTPConfig{Host: e.srv.Host(), Port: e.srv.Port(), TLS: "starttls", Conns: 1}))
+	w.MaxAttempts = 3
+	w.Backoff = func(int) time.Duration { return 10 * time.Millisecond }
+	stop := start(t, w)
+
+	e.waitAllFailed(t, 1, 6)
+	err := w.Ready()
+	stop()
+	if q, p := e.depth(t); q != 1 || p != 0 {
+		t.Errorf("outbox: got %d queued, %d parked, want the mail still queued", q, p)
+	}
+	if err == nil || !strings.Contains(err.Error(), "the relay does not offer STARTTLS") {
+		t.Errorf("Ready: got %v, want the relay's refusal of the TLS mode", err)
+	}
+}
+
 // TestWorkerDropsClosedRequest checks that a confirmation mail whose
 // request was confirmed or cancelled after queuing is never sent.
 func TestWorkerDropsClosedRequest(t *testing.T) {
