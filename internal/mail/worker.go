@@ -296,8 +296,9 @@ func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 		sendJobs, msgs, ms = append(sendJobs, job), append(msgs, msg), append(ms, m)
 	}
 	var errs []error
-	ticket := w.beginSend()
+	var ticket uint64
 	if len(msgs) > 0 {
+		ticket = w.beginSend()
 		errs = w.Transport.SendBatch(sendCtx, msgs, ms)
 	}
 	abandoned := context.Cause(sendCtx) == context.Canceled

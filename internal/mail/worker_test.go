@@ -937,7 +937,9 @@ func TestWorkerNoResendAfterExpedite(t *testing.T) {
 	e := newOutboxEnv(t)
 	reqs := e.signupMany(t, "held", 1)
 	e.srv.FailNext(1, 451, "try again later")
-	w := e.worker(t, e.transport(t))
+	// Without the check at start, whose success could count as later
+	// than the first failure and hide it.
+	w := e.worker(t, struct{ Transport }{e.transport(t)})
 	w.Senders = 2
 	w.Backoff = func(int) time.Duration { return time.Hour }
 	var ahead atomic.Int64
