@@ -43,6 +43,7 @@ usage:
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
+  optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
   optin bench signup|ceiling|sink ...               load generator ("optin bench" for help)
   optin version                                     show what this binary was built from
 
@@ -102,6 +103,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return importFile(ctx, args[1:], stdout, stderr)
 	case "campaign":
 		return campaignCmd(ctx, args[1:], stdout, stderr)
+	case "mail":
+		return mailCmd(ctx, args[1:], stdout)
 	case "bench":
 		return bench.Run(ctx, args[1:], stdout)
 	case "version":
