@@ -270,7 +270,7 @@ func readDir(t *testing.T, dir string) map[string][]byte {
 func TestCLIHelp(t *testing.T) {
 	for _, cmd := range [][]string{
 		{}, {"serve"}, {"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
-		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"},
+		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"}, {"mail"}, {"mail", "test"},
 		{"bench"},
 	} {
 		for _, h := range []string{"--help", "-h"} {

@@ -159,8 +159,7 @@ func (a *App) build(o Options) error {
 	}
 	switch cfg.Mail.Transport {
 	case config.TransportSMTP:
-		a.transport, err = optmail.NewSMTPTransport(optmail.SMTPConfig{Host: cfg.Mail.SMTP.Host, Port: cfg.Mail.SMTP.Port,
-			Username: cfg.Mail.SMTP.Username, Password: cfg.Mail.SMTP.Password, TLS: cfg.Mail.SMTP.TLS, TLSConfig: o.SMTPTLS})
+		a.transport, err = newSMTPTransport(cfg.Mail.SMTP, o.SMTPTLS)
 		if err != nil {
 			return err
 		}
@@ -168,7 +167,7 @@ func (a *App) build(o Options) error {
 		a.transport = &optmail.FileTransport{Dir: filepath.Join(cfg.DataDir, "mail"), Log: a.log}
 	}
 	a.Worker = &optmail.Worker{Outbox: a.DB, Renderer: renderer, Transport: a.transport, From: cfg.Mail.From,
-		Log: a.log, Now: o.Now}
+		Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
 	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
@@ -195,8 +194,20 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	}
 	if outbox != nil {
 		wc.Outbox = outbox
+		wc.Ready = func(context.Context) error { return outbox.Ready() }
 	}
 	return wc
+}
+
+// newSMTPTransport returns the SMTP transport for s; tlsConf, when set,
+// overrides the TLS client settings (tests).
+func newSMTPTransport(s config.SMTP, tlsConf *tls.Config) (*optmail.SMTPTransport, error) {
+	roots, err := s.RootCAs()
+	if err != nil {
+		return nil, err
+	}
+	return optmail.NewSMTPTransport(optmail.SMTPConfig{Host: s.Host, Port: s.Port, Username: s.Username,
+		Password: s.Password, TLS: s.TLS, TLSConfig: tlsConf, RootCAs: roots, Helo: s.Helo})
 }
 
 // brake turns the limits.confirmations rate into the web server's brake.
@@ -274,9 +285,11 @@ func bootstrapStore(ctx context.Context, db consent.CatalogStore, keyHash string
 }
 
 // Serve runs the HTTP server on ln, the outbox worker, the sweep and the
-// campaign runner until ctx is cancelled. Shutdown order: stop taking
-// requests and let those in flight finish, then let the outbox worker
-// finish its sends and the runner its step, then close the store.
+// campaign runner until ctx is cancelled. Shutdown takes at most
+// shutdown_grace (and what closing takes): the worker stops taking mails
+// and HTTP stops taking requests at once, both let the work in progress
+// finish within the grace, then cut off what is left (the mails stay
+// queued), and the store is closed.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -299,19 +312,25 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	sock := a.serveSocket()
 	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
+	for _, w := range a.StartupWarnings() {
+		a.log.Warn("startup warning: " + w)
+	}
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	stopWorker() // its grace runs alongside the HTTP server's
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownGrace))
 	defer cancel()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
-		err = serr
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		srv.Close() // cut off the requests that outlived the grace
+		if err == nil {
+			err = serr
+		}
 	}
 	sock.shutdown(shutdownCtx)
-	stopWorker()
 	<-workerDone
 	<-sweepDone
 	<-campaignsDone
@@ -324,6 +343,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("optin stopped")
 	return err
 }
+
+// StartupWarnings returns the development defaults the configuration
+// leaves in place on a public base_url (see config.Config.Warnings); Serve
+// logs each once at start.
+func (a *App) StartupWarnings() []string { return a.cfg.Warnings() }
 
 // sweep deletes expired double-opt-in requests (pending.retention after
 // their link expired) once a minute after start and then hourly.

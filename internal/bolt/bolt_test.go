@@ -361,6 +361,41 @@ func TestOutbox(t *testing.T) {
 		wantOutbox(t, db, 1, 0)
 	})
 
+	t.Run("expedite", func(t *testing.T) {
+		db := mustOpen(t)
+		form := mustBootstrap(t, db)
+		mustSignup(t, db, form, "ann@example.com")
+		mustSignup(t, db, form, "bob@example.com")
+		jobs := mustDueJobs(t, db, db.Now())
+		if len(jobs) != 2 {
+			t.Fatalf("len(DueJobs): got %d, want 2", len(jobs))
+		}
+		job := jobs[0] // being sent: the worker skips it
+		later := db.Now().Add(time.Hour)
+		for _, j := range jobs {
+			if err := db.RetryJob(t.Context(), j, later, "421 try again later"); err != nil {
+				t.Fatalf("RetryJob: %v", err)
+			}
+		}
+		n, err := db.ExpediteRetries(t.Context(), func(id uint64) bool { return id == job.ID })
+		if err != nil || n != 1 {
+			t.Fatalf("ExpediteRetries: got %d, %v, want 1, nil", n, err)
+		}
+		due := mustDueJobs(t, db, db.Now())
+		if len(due) != 1 || due[0].ID == job.ID || due[0].Attempts != 1 {
+			t.Errorf("due after expediting: got %+v, want the job not skipped, its attempt kept", due)
+		}
+		kept := mustDueJobs(t, db, later)
+		if len(kept) != 2 || kept[1].ID != job.ID || !kept[1].NextAt.Equal(later.Truncate(time.Millisecond)) {
+			t.Errorf("the skipped job: got %+v, want it still due at %v", kept, later)
+		}
+		// The skipped job is still found where its reader left it.
+		if err := db.FinishJobs(t.Context(), []consent.Job{kept[1]}); err != nil {
+			t.Fatal(err)
+		}
+		wantOutbox(t, db, 1, 0)
+	})
+
 	t.Run("park", func(t *testing.T) {
 		db, job := setup(t)
 		if err := db.ParkJob(t.Context(), job, "550 no such user"); err != nil {

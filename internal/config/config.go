@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -58,6 +59,10 @@ type Config struct {
 	Lifecycle      Lifecycle `yaml:"lifecycle"`
 	Pending        Pending   `yaml:"pending"`
 	Limits         Limits    `yaml:"limits"`
+	// ShutdownGrace bounds a shutdown: requests in flight and mails being
+	// sent get this long, then they are cut off (the mails stay queued);
+	// default 10s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
 }
 
 // Mail configures how outgoing mail is sent.
@@ -75,6 +80,12 @@ type SMTP struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
 	TLS      string `yaml:"tls"` // "mandatory" (implicit TLS, SMTPS) | "starttls" (STARTTLS required) | "none"; default "starttls"
+	// CAFile is a PEM file of the CA certificates that may sign the
+	// relay's certificate, trusted besides the system's; default none.
+	CAFile string `yaml:"ca_file"`
+	// Helo is the name optin gives in EHLO (RFC 5321 4.1.1.1: a domain
+	// name or an address literal); default the machine's host name.
+	Helo string `yaml:"helo"`
 }
 
 // Tokens configures the signed confirm and unsubscribe tokens.
@@ -135,6 +146,7 @@ func Default() Config {
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
 			Confirmations: Rate{N: 100, Per: 2 * time.Second},
 		},
+		ShutdownGrace: Duration(10 * time.Second),
 	}
 }
 
@@ -440,6 +452,9 @@ func (c *Config) Validate() error {
 	if c.Lifecycle.DormantAfter <= 0 {
 		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))
 	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_grace: must be positive: %s", c.ShutdownGrace))
+	}
 	if c.Pending.Retention < 0 {
 		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))
 	}
@@ -539,7 +554,63 @@ func (m *Mail) validate() []error {
 	if m.Transport == TransportSMTP && strings.TrimSpace(s.Host) == "" {
 		errs = append(errs, errors.New("mail.smtp.host: required when mail.transport is \"smtp\""))
 	}
+	if _, err := s.RootCAs(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Helo != "" && !validHelo(s.Helo) {
+		errs = append(errs, fmt.Errorf("mail.smtp.helo: must be a domain name such as \"mail.example.com\" or an address literal such as \"[192.0.2.1]\": %q", s.Helo))
+	}
 	return errs
+}
+
+// RootCAs returns the CAs the relay's certificate may be signed by: the
+// system's plus those in CAFile. It returns nil (the system's alone) when
+// CAFile is empty.
+func (s SMTP) RootCAs() (*x509.CertPool, error) {
+	if s.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("mail.smtp.ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("mail.smtp.ca_file: %q holds no PEM certificate", s.CAFile)
+	}
+	return pool, nil
+}
+
+// validHelo reports whether name is a domain name (letters, digits and
+// hyphens in dot-separated labels) or an address literal ("[192.0.2.1]",
+// "[IPv6:2001:db8::1]"), as EHLO takes them (RFC 5321 4.1.3).
+func validHelo(name string) bool {
+	if lit, ok := strings.CutPrefix(name, "["); ok {
+		lit, ok = strings.CutSuffix(lit, "]")
+		if v6, isV6 := strings.CutPrefix(lit, "IPv6:"); isV6 {
+			a, err := netip.ParseAddr(v6)
+			return ok && err == nil && a.Is6()
+		}
+		a, err := netip.ParseAddr(lit)
+		return ok && err == nil && a.Is4()
+	}
+	if len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (t *Tokens) validate() []error {
@@ -621,6 +692,34 @@ func (c Config) KeyBytes() ([][]byte, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// Warnings returns the development defaults Validate accepts but a public
+// service (base_url not on a loopback host) should not run with, one line
+// each saying what to set: mail.from at localhost, the file transport and
+// an empty postal address. optin logs them at start.
+func (c Config) Warnings() []string {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || consent.LoopbackHost(u.Hostname()) {
+		return nil
+	}
+	var warnings []string
+	if a, err := mail.ParseAddress(c.Mail.From); err == nil {
+		domain := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
+		if consent.LoopbackHost(strings.Trim(domain, "[]")) || strings.HasSuffix(domain, ".localhost") {
+			warnings = append(warnings, fmt.Sprintf("mail.from is at %s (%q): set mail.from to an address at your "+
+				"own domain, or receivers will refuse or bin the mail", domain, c.Mail.From))
+		}
+	}
+	if c.Mail.Transport == TransportFile {
+		warnings = append(warnings, fmt.Sprintf("mail.transport is %q: mails are written to data_dir/mail and never "+
+			"sent; set mail.transport to %q and mail.smtp.host", TransportFile, TransportSMTP))
+	}
+	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
+		warnings = append(warnings, "mail.postal_address is empty: forms and mails show no postal address and "+
+			"reawaken campaigns cannot start; set mail.postal_address to your postal address")
+	}
+	return warnings
 }
 
 // DevMode reports whether base_url uses plain http, which Validate only

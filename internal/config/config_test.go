@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"os"
 	"reflect"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"optin/internal/smtptest"
 )
 
 // key32 and key16 are base64 secrets of 32 and 16 bytes.
@@ -234,6 +237,16 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"mail.smtp.host", "required"}},
 		{"smtp port out of range", "mail:\n  transport: smtp\n  smtp:\n    host: mx.example.com\n    port: 70000\n", nil,
 			[]string{"mail.smtp.port", "70000"}},
+		{"missing ca_file", "mail:\n  smtp:\n    ca_file: /nonexistent/ca.pem\n", nil,
+			[]string{"mail.smtp.ca_file", "/nonexistent/ca.pem"}},
+		{"ca_file without a certificate", "mail:\n  smtp:\n    ca_file: config_test.go\n", nil,
+			[]string{"mail.smtp.ca_file", "holds no PEM certificate"}},
+		{"helo with a space", "mail:\n  smtp:\n    helo: \"mail example\"\n", nil,
+			[]string{"mail.smtp.helo", `"mail example"`}},
+		{"helo with a bad label", "mail:\n  smtp:\n    helo: -mail.example.com\n", nil,
+			[]string{"mail.smtp.helo"}},
+		{"helo literal not an address", "mail:\n  smtp:\n    helo: \"[mail]\"\n", nil,
+			[]string{"mail.smtp.helo"}},
 		{"bad from", "mail:\n  from: not an address\n", nil,
 			[]string{"mail.from", `"not an address"`}},
 		{"two from addresses", "mail:\n  from: a@example.com, b@example.com\n", nil,
@@ -248,6 +261,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"tokens.unsubscribe_ttl", "at least 60d", "30d"}},
 		{"dormant_after zero", "lifecycle:\n  dormant_after: 0s\n", nil,
 			[]string{"lifecycle.dormant_after"}},
+		{"shutdown_grace zero", "shutdown_grace: 0s\n", nil,
+			[]string{"shutdown_grace: must be positive"}},
 		{"bad SMTP port env", "", map[string]string{"OPTIN_SMTP_PORT": "abc"},
 			[]string{"OPTIN_SMTP_PORT", `"abc"`}},
 		{"bad OPTIN_TOKEN_KEYS entry", "", map[string]string{"OPTIN_TOKEN_KEYS": "k1:" + key32 + ",nocolon"},
@@ -612,6 +627,39 @@ func TestListenPublicRequiresBaseURL(t *testing.T) {
 	}
 }
 
+// TestRelaySettings: the EHLO name and the CA file are taken as given.
+func TestRelaySettings(t *testing.T) {
+	srv, _, err := smtptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := smtptest.CAFile(t, srv)
+	for _, helo := range []string{"mail.example.com", "localhost", "[192.0.2.1]", "[IPv6:2001:db8::1]"} {
+		c, err := parseString(t, "mail:\n  smtp:\n    ca_file: "+path+"\n    helo: \""+helo+"\"\n", nil)
+		if err != nil {
+			t.Fatalf("helo %q: %v", helo, err)
+		}
+		if c.Mail.SMTP.Helo != helo || c.Mail.SMTP.CAFile != path {
+			t.Errorf("helo, ca_file: got %q, %q, want %q, %q", c.Mail.SMTP.Helo, c.Mail.SMTP.CAFile, helo, path)
+		}
+	}
+	c, err := parseString(t, "mail:\n  smtp:\n    ca_file: "+path+"\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := c.Mail.SMTP.RootCAs()
+	if err != nil || pool == nil {
+		t.Fatalf("RootCAs: got %v, %v, want a pool", pool, err)
+	}
+	leaf := srv.Certificates[0].Leaf
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"}); err != nil {
+		t.Errorf("the CA file's certificate does not verify with RootCAs: %v", err)
+	}
+	if pool, err := Default().Mail.SMTP.RootCAs(); pool != nil || err != nil {
+		t.Errorf("RootCAs without ca_file: got %v, %v, want nil, nil (the system's)", pool, err)
+	}
+}
+
 func TestSMTPPortDefaults(t *testing.T) {
 	tests := []struct {
 		yml  string
@@ -731,5 +779,43 @@ func TestConfirmationsBrake(t *testing.T) {
 	if _, err := Parse(strings.NewReader("limits:\n  confirmations: \"0/1s\"\n"), "t.yaml"); err == nil ||
 		!strings.Contains(err.Error(), "limits.confirmations") {
 		t.Errorf("0/1s: got %v, want an error naming limits.confirmations", err)
+	}
+}
+
+// TestWarnings: a public base_url with development defaults left in place
+// gets one warning per default, naming the key to set; a loopback
+// base_url gets none.
+func TestWarnings(t *testing.T) {
+	const public = "base_url: https://news.example.com\n"
+	tests := []struct {
+		name string
+		yml  string
+		want []string // one prefix per warning, in order
+	}{
+		{"loopback", "", nil},
+		{"https loopback", "base_url: https://localhost:8443\n", nil},
+		{"public with defaults", public, []string{`mail.from is at localhost ("optin <optin@localhost>")`,
+			`mail.transport is "file"`, "mail.postal_address is empty"}},
+		{"public, from at a .localhost name", public + "mail: {from: news@shop.localhost, transport: smtp, " +
+			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", []string{"mail.from is at shop.localhost"}},
+		{"public, configured", public + "mail: {from: news@example.com, transport: smtp, " +
+			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseString(t, tt.yml, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Warnings: got %q, want %d starting %q", got, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) || !strings.Contains(got[i], "set ") {
+					t.Errorf("warning %d: got %q, want it to start %q and say what to set", i, got[i], w)
+				}
+			}
+		})
 	}
 }

@@ -167,8 +167,10 @@ type OutboxStore interface {
 	FinishJobs(ctx context.Context, jobs []Job) error
 	RetryJob(ctx context.Context, job Job, next time.Time, reason string) error
 	ParkJob(ctx context.Context, job Job, reason string) error
-	// ExpediteRetries makes every waiting retry due now.
-	ExpediteRetries(ctx context.Context) (int, error)
+	// ExpediteRetries makes every waiting retry due now, except the jobs
+	// skip names (nil: none); jobs being sent keep their place, so their
+	// outcome finds them.
+	ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error)
 }
 
 // LedgerStore reads the consent ledger.

@@ -1,8 +1,10 @@
 package mail
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"optin/internal/consent"
 	"strings"
@@ -34,7 +36,8 @@ const boundary = "=_optin-alternative"
 // CR and LF never reach the header section raw (R20); the
 // List-Unsubscribe URL is checked instead, as it must stay readable. The text part and the HTML part
 // (when m has one; then the mail is multipart/alternative) are
-// quoted-printable with lines of at most 76 characters. Build replaced
+// quoted-printable with lines of at most 76 characters. Every mail says
+// Auto-Submitted: auto-generated. Build replaced
 // go-mail's message writer, which was a fifth of the outbox's CPU.
 func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	sender, err := mail.ParseAddress(from)
@@ -66,6 +69,10 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	b = appendFolded(b, "To", o.To)
 	b = appendHeader(b, "Subject", m.Subject)
 	b = appendHeader(b, "Message-ID", "<"+m.MessageID+">")
+	// Every mail optin sends is written by a program, not by a person:
+	// RFC 3834 section 5 asks auto-responders (vacation notices, "out of
+	// office") not to answer such a mail.
+	b = append(b, "Auto-Submitted: auto-generated\r\n"...)
 	if m.Unsubscribe != "" {
 		if err := checkHeaderURL(m.Unsubscribe); err != nil {
 			return nil, err
@@ -320,4 +327,25 @@ var qpLiteral = func() (t [256]bool) {
 // endsLine reports whether a line of s ends at i.
 func endsLine(s string, i int) bool {
 	return i == len(s) || s[i] == '\n' || s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n'
+}
+
+// ProbeMessage returns the mail "optin mail test" sends from from to to:
+// plain text, saying what it is, with a Message-ID of random bits at
+// from's domain.
+func ProbeMessage(from, to string, random io.Reader) (Message, error) {
+	sender, err := mail.ParseAddress(from)
+	if err != nil {
+		return Message{}, fmt.Errorf("mail: from: %w", err)
+	}
+	id := make([]byte, 16)
+	if _, err := io.ReadFull(random, id); err != nil {
+		return Message{}, fmt.Errorf("mail: message id: %w", err)
+	}
+	return Message{
+		To:        to,
+		MessageID: hex.EncodeToString(id) + sender.Address[strings.LastIndexByte(sender.Address, '@'):],
+		Subject:   "optin test mail",
+		Text: "This mail was sent by \"optin mail test\" to check optin's mail settings.\n" +
+			"It needs no answer.\n",
+	}, nil
 }

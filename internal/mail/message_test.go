@@ -87,7 +87,7 @@ func TestBuildHeaders(t *testing.T) {
 			m.ListID = tt.listID
 			pm := parse(t, serialize(t, m))
 
-			for _, name := range []string{"Date", "From", "To", "Subject", "Message-ID", "MIME-Version"} {
+			for _, name := range []string{"Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Auto-Submitted"} {
 				if got := len(header(pm, name)); got != 1 {
 					t.Errorf("%s headers: got %d, want 1", name, got)
 				}
@@ -99,6 +99,9 @@ func TestBuildHeaders(t *testing.T) {
 			}
 			if got, want := pm.Header.Get("Message-Id"), "<"+m.MessageID+">"; got != want {
 				t.Errorf("Message-ID: got %q, want %q", got, want)
+			}
+			if got, want := pm.Header.Get("Auto-Submitted"), "auto-generated"; got != want {
+				t.Errorf("Auto-Submitted: got %q, want %q (RFC 3834: auto-responders stay quiet)", got, want)
 			}
 			if got, err := pm.Header.Date(); err != nil || !got.Equal(testDate) {
 				t.Errorf("Date: got %v (%v), want %v", got, err, testDate)
@@ -499,17 +502,27 @@ func TestRenderBuildRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRenderGolden pins the rendered confirmation mail. Run with -update
-// after a deliberate template or catalog change and review the diff.
+// TestRenderGolden pins the rendered confirmation mail, and the
+// confirmation and preference mails as they go on the wire. Run with
+// -update after a deliberate template, catalog or header change and
+// review the diff.
 func TestRenderGolden(t *testing.T) {
 	r, _ := newTestRenderer(t)
 	m, err := r.Render(testJob(), testTopics)
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
+	prefs := testJob()
+	prefs.Kind, prefs.Request, prefs.Topics = consent.JobPreferences, "", nil
+	pm, err := r.Render(prefs, nil)
+	if err != nil {
+		t.Fatalf("Render preferences: %v", err)
+	}
 	for _, tt := range []struct{ file, got string }{
 		{"confirm_en.txt.golden", m.Text},
 		{"confirm_en.html.golden", m.HTML},
+		{"confirm_en.eml.golden", string(serialize(t, m))},
+		{"preferences_en.eml.golden", string(serialize(t, pm))},
 	} {
 		path := filepath.Join("testdata", tt.file)
 		if *update {

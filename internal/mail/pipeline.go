@@ -95,7 +95,7 @@ func (p *pipeliner) send(ctx context.Context, msgs []*Outgoing) (errs []error, b
 			return lost(i, err)
 		}
 		if err != nil {
-			refused = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup, not this mail: temporary
+			refused = mailFromRefused(err) // the sender's setup, not this mail: temporary
 		}
 		_, _, err = p.sc.Text.ReadResponse(25)
 		if isIO(err) {

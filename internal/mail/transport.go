@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,7 @@ func (f *FileTransport) Send(ctx context.Context, msg *Outgoing, m Message) erro
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return err
 	}
-	name := strings.NewReplacer("@", "_at_", "/", "_").Replace(m.MessageID) + ".eml"
-	path := filepath.Join(f.Dir, name)
+	path := f.Path(m.MessageID)
 	tmp, err := os.CreateTemp(f.Dir, ".tmp-*")
 	if err != nil {
 		return err
@@ -67,6 +67,11 @@ func (f *FileTransport) Send(ctx context.Context, msg *Outgoing, m Message) erro
 	return nil
 }
 
+// Path returns the file Send writes the mail with messageID to.
+func (f *FileTransport) Path(messageID string) string {
+	return filepath.Join(f.Dir, strings.NewReplacer("@", "_at_", "/", "_").Replace(messageID)+".eml")
+}
+
 // SendBatch writes each message with Send.
 func (f *FileTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error {
 	errs := make([]error, len(msgs))
@@ -89,8 +94,13 @@ type SMTPConfig struct {
 	// "none".
 	TLS string
 	// TLSConfig overrides the TLS client settings (tests use it to trust
-	// their own CA); nil means the system roots and Host as server name.
+	// their own CA); nil means RootCAs and Host as server name.
 	TLSConfig *tls.Config
+	// RootCAs are the CAs the relay's certificate may be signed by; nil
+	// means the system's.
+	RootCAs *x509.CertPool
+	// Helo is the name given in EHLO; empty means the machine's host name.
+	Helo string
 	// Conns is the number of SMTP connections kept open; default 8.
 	Conns int
 	// Timeout bounds each SMTP command; default 30 s.
@@ -141,7 +151,10 @@ func newClient(cfg SMTPConfig) (*gomail.Client, error) {
 	opts := []gomail.Option{gomail.WithPort(cfg.Port), gomail.WithTimeout(cfg.Timeout)}
 	tlsConf := cfg.TLSConfig
 	if tlsConf == nil {
-		tlsConf = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
+	}
+	if cfg.Helo != "" {
+		opts = append(opts, gomail.WithHELO(cfg.Helo))
 	}
 	switch cfg.TLS {
 	case "mandatory":
@@ -180,9 +193,10 @@ var errSessionLost = errors.New("mail: the SMTP session broke")
 // SendBatch delivers msgs in one SMTP session on a pooled connection,
 // dialling it if needed, with command pipelining when the relay offers it
 // (see pipeliner) and one command at a time otherwise. A
-// 5xx answer to RCPT or DATA wraps ErrPermanent; anything else (refused
-// connection, 4xx, a 5xx to MAIL FROM that suggests a configuration
-// problem) is temporary. When the session breaks, the messages it left
+// 5xx answer to RCPT or DATA wraps ErrPermanent; anything else is
+// temporary: a refused connection or a 4xx, and a *ConfigError when the
+// relay refuses the configuration (TLS mode, login, certificate, host
+// name, a 5xx to MAIL FROM). When the session breaks, the messages it left
 // unanswered are sent once more on a fresh connection: a pooled session
 // the relay has closed in the meantime costs no retry delay.
 func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Message) []error {
@@ -214,23 +228,20 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 			}
 			break
 		}
-		if pc.sc == nil {
-			sc, err := t.client.DialToSMTPClientWithContext(ctx)
-			if err != nil {
-				for _, i := range todo {
-					errs[i] = fmt.Errorf("mail: dial %s:%d: %w", t.cfg.Host, t.cfg.Port, err)
-				}
-				return errs
+		if err := t.open(ctx, pc); err != nil {
+			for _, i := range todo {
+				errs[i] = err
 			}
-			pc.sc = sc
-			if ok, _ := sc.Extension("PIPELINING"); ok && !t.cfg.noPipelining {
-				pc.pipe = newPipeliner(sc, t.cfg.Timeout)
-			}
+			return errs
 		}
 		batch := make([]*Outgoing, len(todo))
 		for k, i := range todo {
 			batch[k] = msgs[i]
 		}
+		// Once ctx is done, close the session: that ends a read or write
+		// go-mail's client waits in, which ctx alone does not.
+		sc := pc.sc
+		stop := context.AfterFunc(ctx, func() { _ = sc.Text.Close() })
 		var berrs []error
 		var broken bool
 		if pc.pipe != nil {
@@ -238,6 +249,7 @@ func (t *SMTPTransport) SendBatch(ctx context.Context, msgs []*Outgoing, ms []Me
 		} else {
 			berrs, broken = t.sendOneByOne(ctx, pc.sc, batch)
 		}
+		broken = !stop() || broken
 		var again []int
 		for k, i := range todo {
 			errs[i] = berrs[k]
@@ -278,7 +290,8 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 			step, err = "RCPT TO", sc.Rcpt(msg.To)
 		}
 		if err == nil {
-			step, err = "DATA", sendData(sc, msg.Data)
+			step = "DATA"
+			_, err = sendData(sc, msg.Data)
 		}
 		switch {
 		case err == nil:
@@ -286,7 +299,7 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 		case isIO(err):
 			return lost(i, err)
 		case step == "MAIL FROM":
-			errs[i] = fmt.Errorf("mail: MAIL FROM refused: %w", err) // the sender's setup: temporary
+			errs[i] = mailFromRefused(err)
 		default:
 			errs[i] = classify(step, err)
 		}
@@ -299,22 +312,110 @@ func (t *SMTPTransport) sendOneByOne(ctx context.Context, sc *smtp.Client, msgs 
 
 // sendData sends DATA, then data stuffed by appendDotStuffed as on the
 // pipelined path (textproto's DotWriter would let a lone CR through), and
-// reads the relay's verdict.
-func sendData(sc *smtp.Client, data []byte) error {
+// returns the relay's verdict, such as "250 2.0.0 Ok: queued as 4F2B1".
+func sendData(sc *smtp.Client, data []byte) (string, error) {
 	if err := sc.Text.PrintfLine("DATA"); err != nil {
-		return err
+		return "", err
 	}
 	if _, _, err := sc.Text.ReadResponse(354); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := sc.Text.W.Write(appendDotStuffed(nil, data)); err != nil {
-		return err
+		return "", err
 	}
 	if err := sc.Text.W.Flush(); err != nil {
+		return "", err
+	}
+	code, msg, err := sc.Text.ReadResponse(250)
+	return fmt.Sprintf("%d %s", code, msg), err
+}
+
+// dial opens a session with the relay (connection, greeting, EHLO, TLS
+// and login, done by go-mail); a failure is explained by setupError. It
+// returns when ctx is done, even though go-mail bounds all but the
+// connection by the command timeout alone: the dial then ends on its own
+// and closes what it opened.
+func (t *SMTPTransport) dial(ctx context.Context) (*smtp.Client, error) {
+	type dialled struct {
+		sc  *smtp.Client
+		err error
+	}
+	ch := make(chan dialled, 1)
+	go func() {
+		sc, err := t.client.DialToSMTPClientWithContext(ctx)
+		ch <- dialled{sc, err}
+	}()
+	select {
+	case d := <-ch:
+		if d.err != nil {
+			return nil, setupError(t.cfg, d.err)
+		}
+		return d.sc, nil
+	case <-ctx.Done():
+		go func() {
+			if d := <-ch; d.sc != nil {
+				_ = d.sc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("mail: dial: %w", ctx.Err())
+	}
+}
+
+// Check makes sure a pooled session with the relay is open, dialling one
+// if none is, and sends no mail: the outbox worker calls it at start, so
+// a configuration the relay refuses shows before the first mail. The
+// session stays in the pool for the next send.
+func (t *SMTPTransport) Check(ctx context.Context) error {
+	var pc *conn
+	select {
+	case pc = <-t.pool:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { t.pool <- pc }()
+	return t.open(ctx, pc)
+}
+
+// open dials pc's session unless it is open, and sets up pipelining when
+// the relay offers it.
+func (t *SMTPTransport) open(ctx context.Context, pc *conn) error {
+	if pc.sc != nil {
+		return nil
+	}
+	sc, err := t.dial(ctx)
+	if err != nil {
 		return err
 	}
-	_, _, err := sc.Text.ReadResponse(250)
-	return err
+	pc.sc = sc
+	if ok, _ := sc.Extension("PIPELINING"); ok && !t.cfg.noPipelining {
+		pc.pipe = newPipeliner(sc, t.cfg.Timeout)
+	}
+	return nil
+}
+
+// SendTest sends msg on a session of its own, one command at a time, and
+// returns the relay's answer to its content, such as "250 2.0.0 Ok:
+// queued as 4F2B1". A refusal is explained as SendBatch explains it.
+func (t *SMTPTransport) SendTest(ctx context.Context, msg *Outgoing) (string, error) {
+	sc, err := t.dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = t.client.CloseWithSMTPClient(sc) }()
+	if err := sc.UpdateDeadline(commandTimeout(ctx, t.cfg.Timeout)); err != nil {
+		return "", err
+	}
+	if err := sc.Mail(msg.From); err != nil {
+		return "", mailFromRefused(err)
+	}
+	if err := sc.Rcpt(msg.To); err != nil {
+		return "", classify("RCPT TO", err)
+	}
+	reply, err := sendData(sc, msg.Data)
+	if err != nil {
+		return "", classify("DATA", err)
+	}
+	return reply, nil
 }
 
 // drop closes the session's socket without waiting for the relay.

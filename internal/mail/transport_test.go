@@ -1,12 +1,12 @@
 package mail
 
 import (
-	"os"
-
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,5 +196,84 @@ func TestSMTPTransportNoSocketLeak(t *testing.T) {
 	}
 	if after := openFDs(); after > before+2 {
 		t.Errorf("open file descriptors: %d before, %d after 10 broken sessions", before, after)
+	}
+}
+
+// TestSMTPTransportHelo: the relay sees the configured EHLO name.
+func TestSMTPTransportHelo(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
+		Helo: "mail.example.org"})
+	if err := sendOne(t, tr); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := srv.Messages()[0].Helo, "mail.example.org"; got != want {
+		t.Errorf("EHLO name: got %q, want %q", got, want)
+	}
+}
+
+// TestSMTPTransportConfigErrors: a relay that refuses optin's
+// configuration gets a *ConfigError naming the key to set, in optin's
+// words, and it stays temporary (the mails wait in the outbox).
+func TestSMTPTransportConfigErrors(t *testing.T) {
+	serverTLS, roots, err := smtptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		server     smtptest.Options
+		cfg        SMTPConfig
+		wantKey    string
+		wantReason string
+	}{
+		{name: "starttls not offered", cfg: SMTPConfig{TLS: "starttls"},
+			wantKey: "mail.smtp.tls", wantReason: `the relay does not offer STARTTLS; set mail.smtp.tls to "mandatory"`},
+		{name: "implicit tls to a plain relay", cfg: SMTPConfig{TLS: "mandatory"},
+			wantKey: "mail.smtp.tls", wantReason: "the relay does not speak TLS on connect"},
+		{name: "wrong password", server: smtptest.Options{Username: "u", Password: "p"},
+			cfg:     SMTPConfig{TLS: "none", Username: "u", Password: "wrong"},
+			wantKey: "mail.smtp.username", wantReason: "the relay refuses the login (535"},
+		{name: "login required but none set", server: smtptest.Options{Username: "u", Password: "p"},
+			cfg:     SMTPConfig{TLS: "none"},
+			wantKey: "mail.smtp.username", wantReason: "the relay requires a login (530"},
+		{name: "login set but not offered", cfg: SMTPConfig{TLS: "none", Username: "u", Password: "p"},
+			wantKey: "mail.smtp.username", wantReason: `the relay offers no login optin can use on this connection; set mail.smtp.tls to "starttls"`},
+		{name: "untrusted certificate", server: smtptest.Options{TLS: serverTLS}, cfg: SMTPConfig{TLS: "starttls"},
+			wantKey: "mail.smtp.ca_file", wantReason: "the relay's certificate is signed by a CA optin does not trust"},
+		{name: "certificate for another name", server: smtptest.Options{TLS: serverTLS, ImplicitTLS: true},
+			cfg: SMTPConfig{TLS: "mandatory", TLSConfig: &tls.Config{RootCAs: roots, ServerName: "relay.example.com",
+				MinVersion: tls.VersionTLS12}},
+			wantKey: "mail.smtp.host", wantReason: "the relay's certificate is not valid for"},
+		{name: "host does not resolve", cfg: SMTPConfig{Host: "relay.invalid", TLS: "none"},
+			wantKey: "mail.smtp.host", wantReason: `mail.smtp.host "relay.invalid" does not resolve`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := smtptest.Start(t, tt.server)
+			cfg := tt.cfg
+			if cfg.Host == "" {
+				cfg.Host = srv.Host()
+			}
+			cfg.Port, cfg.Conns, cfg.Timeout = srv.Port(), 1, 5*time.Second
+			err := sendOne(t, newTransport(t, cfg))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Send: got %v, want a *ConfigError", err)
+			}
+			if ce.Key != tt.wantKey || !strings.HasPrefix(ce.Reason, tt.wantReason) {
+				t.Errorf("ConfigError: got key %q, reason %q; want key %q, reason starting %q", ce.Key, ce.Reason,
+					tt.wantKey, tt.wantReason)
+			}
+			if errors.Is(err, ErrPermanent) {
+				t.Errorf("Send: got a permanent error, want a temporary one (the mails wait for a fixed configuration)")
+			}
+			if strings.Contains(err.Error(), "TLSMandatory") {
+				t.Errorf("Send: got %q, want optin's words rather than go-mail's", err)
+			}
+			if got := srv.Count(); got != 0 {
+				t.Errorf("received mails: got %d, want 0", got)
+			}
+		})
 	}
 }

@@ -18,7 +18,7 @@ type Outbox interface {
 	DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error)
 	FinishJobs(ctx context.Context, jobs []consent.Job) error
 	RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error
-	ExpediteRetries(ctx context.Context) (int, error)
+	ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error)
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
 	Topic(ctx context.Context, id string) (consent.Topic, error)
 }
@@ -44,15 +44,21 @@ type Worker struct {
 	// Senders is the number of mail batches sent in parallel; default 8.
 	Senders int
 	// MaxAttempts parks a job after this many temporary failures; default 50
-	// (about three days with the default backoff).
+	// (about three days with the default backoff). A relay that refuses
+	// the configuration (*ConfigError) parks nothing: the mail is not at
+	// fault, and is retried until the configuration is fixed.
 	MaxAttempts int
 	// Backoff returns the wait after the n-th failed attempt (n >= 1).
 	Backoff func(n int) time.Duration
 	// Poll is the longest the worker sleeps without being woken; default 1 s.
 	Poll time.Duration
+	// Grace is how long Run, once its context is done, lets the sends in
+	// progress finish before it abandons them; default 10 s.
+	Grace time.Duration
 
 	wake     chan struct{}
-	failing  atomic.Bool // a send failed temporarily and none succeeded since
+	relay    relayState
+	expedite atomic.Bool // the relay is back: make the retries due
 	once     sync.Once
 	mu       sync.Mutex
 	inflight map[uint64]bool
@@ -81,6 +87,9 @@ func (w *Worker) init() {
 		if w.Poll <= 0 {
 			w.Poll = time.Second
 		}
+		if w.Grace <= 0 {
+			w.Grace = 10 * time.Second
+		}
 		if w.Log == nil {
 			w.Log = slog.New(slog.DiscardHandler)
 		}
@@ -105,10 +114,16 @@ func (w *Worker) Notify() {
 	}
 }
 
-// Run sends due jobs until ctx is cancelled, then waits for the sends in
-// flight to finish and returns.
+// Run sends due jobs until ctx is cancelled. Then it takes no further
+// job (those handed to the senders but not begun stay in the outbox as
+// they are), lets the sends in progress finish for up to Grace, abandons
+// those still waiting for the relay (their mails stay queued; a mail the
+// relay took just before it was cut off goes out again later, as after a
+// crash), and returns.
 func (w *Worker) Run(ctx context.Context) {
 	w.init()
+	sendCtx, abandon := context.WithCancel(context.Background())
+	defer abandon()
 	jobs := make(chan consent.Job, 2*maxSendBatch*w.Senders)
 	var wg sync.WaitGroup
 	for range w.Senders {
@@ -129,16 +144,42 @@ func (w *Worker) Run(ctx context.Context) {
 						break fill
 					}
 				}
-				w.deliver(batch)
+				if ctx.Err() == nil {
+					w.deliver(sendCtx, batch)
+				}
 			}
 		}()
 	}
 	defer func() {
 		close(jobs)
-		wg.Wait()
+		senders := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(senders)
+		}()
+		t := time.NewTimer(w.Grace)
+		defer t.Stop()
+		select {
+		case <-senders:
+		case <-t.C:
+			w.Log.Warn("outbox: shutting down; abandoning the sends still waiting for the mail relay, "+
+				"their mails stay queued", "grace", w.Grace)
+			abandon()
+			<-senders
+		}
 	}()
+	if c, ok := w.Transport.(checker); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.check(ctx, c)
+		}()
+	}
 	for {
 		w.releaseSettled()
+		if w.expedite.Swap(false) {
+			w.expediteRetries(ctx)
+		}
 		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
 		if err != nil && ctx.Err() == nil {
 			w.Log.Error("outbox: reading due jobs", "err", err)
@@ -215,9 +256,11 @@ func (w *Worker) releaseSettled() {
 // signups at full speed (mail p99 0.3 s instead of 2.8 s) on two cores.
 const maxSendBatch = 64
 
-// deliver sends a batch of jobs. It uses its own context so a shutdown
-// lets the sends in progress finish and their outcomes be recorded.
-func (w *Worker) deliver(batch []consent.Job) {
+// deliver sends a batch of jobs. The send runs under sendCtx, which a
+// shutdown cancels once its grace is over; the outcomes are recorded
+// under a context of their own. The mails a cancelled send did not get
+// through are left in the outbox as they were.
+func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 	defer func() {
 		for _, j := range batch {
 			w.settle(j.ID)
@@ -225,6 +268,8 @@ func (w *Worker) deliver(batch []consent.Job) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	sendCtx, cancelSend := context.WithTimeout(sendCtx, 2*time.Minute)
+	defer cancelSend()
 
 	var done []consent.Job // sent or dropped: leave the outbox
 	var sendJobs []consent.Job
@@ -251,20 +296,27 @@ func (w *Worker) deliver(batch []consent.Job) {
 		sendJobs, msgs, ms = append(sendJobs, job), append(msgs, msg), append(ms, m)
 	}
 	var errs []error
+	var ticket uint64
 	if len(msgs) > 0 {
-		errs = w.Transport.SendBatch(ctx, msgs, ms)
+		ticket = w.beginSend()
+		errs = w.Transport.SendBatch(sendCtx, msgs, ms)
 	}
+	abandoned := context.Cause(sendCtx) == context.Canceled
 	for i, job := range sendJobs {
 		err := errs[i]
 		switch {
 		case err == nil:
 			done = append(done, job)
 			w.result(job, "sent")
-		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts:
+		case abandoned:
+			// Shutdown: no attempt is counted, the mail keeps its place.
+		case errors.Is(err, ErrPermanent) || job.Attempts+1 >= w.MaxAttempts && configKey(err) == "":
 			w.park(ctx, job, err)
 		default:
+			// The relay's state changes are logged (noteRelay), not
+			// each mail that waits for it.
 			next := w.Now().Add(w.Backoff(job.Attempts + 1))
-			w.Log.Warn("outbox: temporary failure, will retry", "job", job.ID, "attempt", job.Attempts+1, "next", next, "err", err)
+			w.Log.Debug("outbox: temporary failure, will retry", "job", job.ID, "attempt", job.Attempts+1, "next", next, "err", err)
 			if err := w.Outbox.RetryJob(ctx, job, next, err.Error()); err != nil {
 				w.Log.Error("outbox: rescheduling job", "job", job.ID, "err", err)
 			}
@@ -276,32 +328,47 @@ func (w *Worker) deliver(batch []consent.Job) {
 			w.Log.Error("outbox: finishing jobs", "err", err)
 		}
 	}
-	w.recovered(ctx, sendJobs, errs)
+	if len(msgs) > 0 && !abandoned {
+		w.recovered(ticket, errs)
+	}
 }
 
-// recovered notes temporary failures and, on the first success after
-// them, makes the mails waiting for a retry due at once: the relay is back.
-func (w *Worker) recovered(ctx context.Context, jobs []consent.Job, errs []error) {
-	sent, failed := false, false
-	for i := range jobs {
-		if errs[i] == nil {
-			sent = true
-		} else if !errors.Is(errs[i], ErrPermanent) {
-			failed = true
+// recovered tells noteRelay what a batch's outcome says about the relay
+// and, when it accepts mail again after failing, has Run make the mails
+// waiting for a retry due at once.
+func (w *Worker) recovered(ticket uint64, errs []error) {
+	accepted, failed := false, 0
+	var cause error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			accepted = true
+		case !errors.Is(err, ErrPermanent):
+			failed++
+			if cause == nil {
+				cause = err
+			}
 		}
 	}
-	if failed {
-		w.failing.Store(true)
-	}
-	if sent && !failed && w.failing.Swap(false) {
-		n, err := w.Outbox.ExpediteRetries(ctx)
-		if err != nil {
-			w.Log.Error("outbox: expediting retries", "err", err)
-			return
-		}
-		w.Log.Info("outbox: the mail server answers again; retries are due now", "jobs", n)
+	if w.noteRelay(ticket, accepted, failed, cause) {
+		w.expedite.Store(true)
 		w.Notify()
 	}
+}
+
+// expediteRetries makes the mails waiting for a retry due now. Run calls
+// it between two reads of the outbox, so every job read before is in
+// inflight until its outcome is committed: those keep their place, which
+// their senders remove them by (see bolt's ExpediteRetries).
+func (w *Worker) expediteRetries(ctx context.Context) {
+	n, err := w.Outbox.ExpediteRetries(ctx, w.isInflight)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.Log.Error("outbox: expediting retries", "err", err)
+		}
+		return
+	}
+	w.Log.Info("outbox: retries are due now", "jobs", n)
 }
 
 func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {

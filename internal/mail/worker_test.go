@@ -131,13 +131,13 @@ func (e *outboxEnv) worker(t *testing.T, tr Transport) *Worker {
 }
 
 // waitAllFailed waits until the outbox holds n jobs that each failed at
-// least once.
-func (e *outboxEnv) waitAllFailed(t *testing.T, n int) {
+// least attempts times.
+func (e *outboxEnv) waitAllFailed(t *testing.T, n, attempts int) {
 	t.Helper()
-	waitFor(t, "every job to fail at least once", func() bool {
+	waitFor(t, fmt.Sprintf("every job to fail %d times", attempts), func() bool {
 		jobs := e.queuedJobs(t)
 		for _, j := range jobs {
-			if j.Attempts < 1 {
+			if j.Attempts < attempts {
 				return false
 			}
 		}
@@ -379,7 +379,7 @@ func TestWorkerOutage(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	stop := start(t, w)
 
-	e.waitAllFailed(t, 10)
+	e.waitAllFailed(t, 10, 1)
 	for _, j := range e.queuedJobs(t) {
 		if j.LastError == "" {
 			t.Errorf("job %d: failed attempt without LastError", j.ID)
@@ -414,7 +414,7 @@ func TestWorkerExpeditesAfterRecovery(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	w.Backoff = func(int) time.Duration { return time.Hour }
 	stop := start(t, w)
-	e.waitAllFailed(t, 5)
+	e.waitAllFailed(t, 5, 1)
 	if err := e.srv.Restart(); err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
@@ -517,6 +517,28 @@ func TestWorkerMaxAttempts(t *testing.T) {
 	}
 	if got, want := e.results.get("parked"), 1; got != want {
 		t.Errorf(`results "parked": got %d, want %d`, got, want)
+	}
+}
+
+// TestWorkerConfigErrorParksNothing: a relay that refuses optin's
+// configuration (here: no STARTTLS) keeps the mail queued past
+// MaxAttempts, and the worker is not ready meanwhile, saying why.
+func TestWorkerConfigErrorParksNothing(t *testing.T) {
+	e := newOutboxEnv(t)
+	e.signupMany(t, "config", 1)
+	w := e.worker(t, newTransport(t, SMTPConfig{Host: e.srv.Host(), Port: e.srv.Port(), TLS: "starttls", Conns: 1}))
+	w.MaxAttempts = 3
+	w.Backoff = func(int) time.Duration { return 10 * time.Millisecond }
+	stop := start(t, w)
+
+	e.waitAllFailed(t, 1, 6)
+	err := w.Ready()
+	stop()
+	if q, p := e.depth(t); q != 1 || p != 0 {
+		t.Errorf("outbox: got %d queued, %d parked, want the mail still queued", q, p)
+	}
+	if err == nil || !strings.Contains(err.Error(), "the relay does not offer STARTTLS") {
+		t.Errorf("Ready: got %v, want the relay's refusal of the TLS mode", err)
 	}
 }
 
@@ -804,4 +826,154 @@ func TestWorkerNoResendFromStaleScan(t *testing.T) {
 		t.Errorf("duplicate deliveries: got %d, want 0 (a stale outbox snapshot re-sent a delivered job)", d)
 	}
 	checkAllDelivered(t, rs, reqs)
+}
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler      { return h }
+
+// at returns the records at level or above.
+func (h *logRecorder) at(level slog.Level) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.recs {
+		if r.Level >= level {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// attr returns the value of r's attribute key.
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// TestWorkerLogsRelayChanges: an outage is logged once when the relay
+// goes down and once when it is back, with the number of mails that
+// failed in between, not once per mail and attempt.
+func TestWorkerLogsRelayChanges(t *testing.T) {
+	const n = 10
+	e := newOutboxEnv(t)
+	if err := e.srv.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	reqs := e.signupMany(t, "logged", n)
+	w := e.worker(t, e.transport(t))
+	logs := &logRecorder{}
+	w.Log = slog.New(logs)
+	stop := start(t, w)
+	e.waitAllFailed(t, n, 2)
+	if err := e.srv.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	e.waitMessages(t, n)
+	e.waitDepth(t, 0, 0)
+	stop()
+	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
+
+	warnings := logs.at(slog.LevelWarn)
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Message, "the mail relay fails") {
+		for _, r := range warnings {
+			t.Logf("%s %s", r.Level, r.Message)
+		}
+		t.Fatalf("warnings and errors: got %d, want 1 (the relay going down)", len(warnings))
+	}
+	var back []slog.Record
+	for _, r := range logs.at(slog.LevelInfo) {
+		if strings.Contains(r.Message, "accepts mail again") {
+			back = append(back, r)
+		}
+	}
+	if len(back) != 1 {
+		t.Fatalf(`"accepts mail again" lines: got %d, want 1`, len(back))
+	}
+	if got := attr(back[0], "failed_meanwhile").Int64(); got < 2*n {
+		t.Errorf("failed_meanwhile: got %d, want at least %d (%d mails failed twice)", got, 2*n, n)
+	}
+}
+
+// expediteOutbox is the real store; it reports each ExpediteRetries that
+// returned.
+type expediteOutbox struct {
+	*bolt.DB
+	expedited chan int
+}
+
+func (o *expediteOutbox) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error) {
+	n, err := o.DB.ExpediteRetries(ctx, skip)
+	o.expedited <- n
+	return n, err
+}
+
+// TestWorkerNoResendAfterExpedite: the relay answers again while a mail
+// that waited for its retry is being sent; making the retries due must
+// not move that mail in the outbox, or its removal after the successful
+// send misses it and it goes out a second time. The worker's clock runs
+// two hours ahead of the store's, so the mail held in DATA is due for
+// the worker while its retry time is still ahead for the store.
+func TestWorkerNoResendAfterExpedite(t *testing.T) {
+	e := newOutboxEnv(t)
+	reqs := e.signupMany(t, "held", 1)
+	e.srv.FailNext(1, 451, "try again later")
+	// Without the check at start, whose success could count as later
+	// than the first failure and hide it.
+	w := e.worker(t, struct{ Transport }{e.transport(t)})
+	w.Senders = 2
+	w.Backoff = func(int) time.Duration { return time.Hour }
+	var ahead atomic.Int64
+	w.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	o := &expediteOutbox{DB: e.db, expedited: make(chan int, 16)}
+	w.Outbox = o
+	stop := start(t, w)
+	e.waitAllFailed(t, 1, 1) // backed off for an hour
+
+	var held string
+	for addr := range reqs {
+		held = addr
+	}
+	hold := e.srv.HoldData(held)
+	ahead.Store(int64(2 * time.Hour))
+	w.Notify()
+	select {
+	case <-hold.Arrived():
+	case <-time.After(waitTimeout):
+		t.Fatal("the retried mail never reached DATA")
+	}
+
+	for addr, r := range e.signupMany(t, "fresh", 1) { // its success shows the relay is back
+		reqs[addr] = r
+	}
+	w.Notify()
+	select {
+	case <-o.expedited:
+	case <-time.After(waitTimeout):
+		t.Fatal("the retries were never made due")
+	}
+	hold.Release()
+	e.waitMessages(t, 2)
+	e.waitDepth(t, 0, 0)
+	stop()
+	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
 }

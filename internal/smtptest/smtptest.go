@@ -2,10 +2,11 @@
 // github.com/emersion/go-smtp) for tests. (The load tests' sink is
 // internal/bench.Sink.)
 //
-// The server records every accepted message, can require AUTH PLAIN, can
-// offer STARTTLS or implicit TLS (SMTPS), can inject DATA failures with a
-// chosen SMTP code, and can simulate an outage (Stop) followed by recovery on
-// the same port (Restart).
+// The server records every accepted message (with the name the client gave
+// in EHLO), can require AUTH PLAIN, can offer STARTTLS or implicit TLS
+// (SMTPS), can inject DATA failures with a chosen SMTP code, can hold the
+// reply to DATA until the test releases it (HoldData), and can simulate an
+// outage (Stop) followed by recovery on the same port (Restart).
 //
 // This file deliberately does not import "testing"; the testing.TB helper
 // lives in start.go.
@@ -56,6 +57,8 @@ type Message struct {
 	To       []string
 	Data     []byte // the raw message as received (CRLF line endings); nil in Discard mode
 	Received time.Time
+	// Helo is the name the client gave in EHLO (or HELO).
+	Helo string
 }
 
 // Options configures a Server.
@@ -94,6 +97,8 @@ type Server struct {
 	refuse   map[string]int // recipient -> RCPT reply code
 	dropIn   int            // > 0: the dropIn-th MAIL from now closes its connection
 	slowData time.Duration  // how long each DATA takes
+	hold     *Hold          // DATA replies held back; nil for none
+	down     chan struct{}  // closed when the running instance stops
 
 	life      sync.Mutex // serialises New/Stop/Restart/Close
 	srv       *smtp.Server
@@ -171,6 +176,7 @@ func (s *Server) copyLocked() []Message {
 			To:       slices.Clone(m.To),
 			Data:     bytes.Clone(m.Data),
 			Received: m.Received,
+			Helo:     m.Helo,
 		}
 	}
 	return out
@@ -271,6 +277,50 @@ func (s *Server) dropNow() bool {
 	return s.dropIn == 0
 }
 
+// Hold is a hold on DATA replies, set by HoldData.
+type Hold struct {
+	to       string
+	arrived  chan struct{} // closed when the first held DATA waits
+	released chan struct{} // closed by Release
+	arrive   sync.Once
+	release  sync.Once
+}
+
+// HoldData makes each DATA of a transaction to the recipient to (any
+// transaction when to is "") wait, with the content read and before the
+// reply, until the hold is released or the server stops (which closes the
+// connection, so that mail gets no reply). It stands for a relay that
+// hangs, or lets a test act while a mail is being sent. A call replaces
+// the hold before it, which it releases.
+func (s *Server) HoldData(to string) *Hold {
+	h := &Hold{to: to, arrived: make(chan struct{}), released: make(chan struct{})}
+	s.mu.Lock()
+	old := s.hold
+	s.hold = h
+	s.mu.Unlock()
+	if old != nil {
+		old.Release()
+	}
+	return h
+}
+
+// Arrived is closed once a DATA waits on the hold.
+func (h *Hold) Arrived() <-chan struct{} { return h.arrived }
+
+// Release lets the held DATA (and any later one) answer. It is idempotent.
+func (h *Hold) Release() { h.release.Do(func() { close(h.released) }) }
+
+// holdFor returns the hold that applies to a transaction to rcpts, and
+// the channel closed when the running instance stops.
+func (s *Server) holdFor(rcpts []string) (*Hold, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil || (s.hold.to != "" && !slices.Contains(rcpts, s.hold.to)) {
+		return nil, nil
+	}
+	return s.hold, s.down
+}
+
 func (s *Server) dataDelay() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -353,6 +403,9 @@ func (s *Server) serveLocked(raw net.Listener) {
 		ln = tls.NewListener(tl, s.opts.TLS)
 	}
 
+	s.mu.Lock()
+	s.down = make(chan struct{})
+	s.mu.Unlock()
 	srv := smtp.NewServer(&backend{s: s})
 	srv.Domain = "localhost"
 	srv.MaxMessageBytes = maxMessageBytes
@@ -378,6 +431,9 @@ func (s *Server) stopLocked() error {
 		return nil
 	}
 	s.running = false
+	s.mu.Lock()
+	close(s.down) // held DATA gives up
+	s.mu.Unlock()
 
 	// Closing the tracking listener refuses new connections and closes all
 	// live ones; Serve then returns because Accept fails.
@@ -398,7 +454,7 @@ func (s *Server) stopLocked() error {
 }
 
 // record stores an accepted message, or returns the injected failure.
-func (s *Server) record(from string, to []string, data []byte) error {
+func (s *Server) record(from string, to []string, data []byte, helo string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failN > 0 {
@@ -410,6 +466,7 @@ func (s *Server) record(from string, to []string, data []byte) error {
 		To:       to,
 		Data:     data,
 		Received: time.Now(),
+		Helo:     helo,
 	})
 	close(s.notify)
 	s.notify = make(chan struct{})
@@ -478,9 +535,13 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
+// errAuthRequired is the reply to MAIL or RCPT before a required AUTH
+// (RFC 4954 section 6; go-smtp's own ErrAuthRequired says 502).
+var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.authRequired() && !ss.authed {
-		return smtp.ErrAuthRequired
+		return errAuthRequired
 	}
 	if ss.s.dropNow() {
 		ss.conn.Close()
@@ -497,7 +558,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.authRequired() && !ss.authed {
-		return smtp.ErrAuthRequired
+		return errAuthRequired
 	}
 	if err := ss.s.refusal(to); err != nil {
 		return err
@@ -523,7 +584,15 @@ func (ss *session) Data(r io.Reader) error {
 	if d := ss.s.dataDelay(); d > 0 {
 		time.Sleep(d)
 	}
-	return ss.s.record(ss.from, slices.Clone(ss.to), data)
+	if h, down := ss.s.holdFor(ss.to); h != nil {
+		h.arrive.Do(func() { close(h.arrived) })
+		select {
+		case <-h.released:
+		case <-down:
+			return errors.New("smtptest: stopped while holding DATA")
+		}
+	}
+	return ss.s.record(ss.from, slices.Clone(ss.to), data, ss.conn.Hostname())
 }
 
 func (ss *session) Reset() {

@@ -211,7 +211,7 @@ func TestTLSAndAuth(t *testing.T) {
 		{
 			name:    "auth required but not attempted",
 			opts:    Options{Username: "user", Password: "secret"},
-			wantErr: "502",
+			wantErr: "530",
 		},
 		{
 			name:    "auth not offered by server",
@@ -630,5 +630,74 @@ func TestPipelinedRepliesGrouped(t *testing.T) {
 		if got := string(buf[:n]); !strings.HasSuffix(got, "\r\n") || !strings.Contains(got, "\r\n354 ") {
 			t.Fatalf("round %d: one read got %q, want every reply up to the 354", round, got)
 		}
+	}
+}
+
+// TestHoldData: a held DATA answers only after Release; a hold for another
+// recipient lets mail through; Stop ends a hold that was never released.
+func TestHoldData(t *testing.T) {
+	s := Start(t, Options{})
+	c := newClient(t, s)
+	other := s.HoldData("held@example.com")
+	if err := c.DialAndSend(newMsg(t, "a@example.com", "free@example.com", "free", "body")); err != nil {
+		t.Fatalf("send to a recipient not held: %v", err)
+	}
+
+	h := s.HoldData("") // replaces and releases the first hold
+	select {
+	case <-other.released:
+	default:
+		t.Error("HoldData did not release the hold it replaced")
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- c.DialAndSend(newMsg(t, "a@example.com", "held@example.com", "held", "body")) }()
+	select {
+	case <-h.Arrived():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held DATA never arrived")
+	}
+	select {
+	case err := <-sent:
+		t.Fatalf("send returned while held: %v", err)
+	default:
+	}
+	if got := s.Count(); got != 1 {
+		t.Errorf("Count while held = %d, want 1", got)
+	}
+	h.Release()
+	if err := <-sent; err != nil {
+		t.Fatalf("send after Release: %v", err)
+	}
+	if got := s.Count(); got != 2 {
+		t.Errorf("Count after Release = %d, want 2", got)
+	}
+
+	h = s.HoldData("")
+	go func() { sent <- c.DialAndSend(newMsg(t, "a@example.com", "b@example.com", "stopped", "body")) }()
+	select {
+	case <-h.Arrived():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held DATA never arrived")
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop with a held DATA: %v", err)
+	}
+	if err := <-sent; err == nil {
+		t.Error("send held through Stop succeeded, want an error")
+	}
+	if got := s.Count(); got != 2 {
+		t.Errorf("Count after Stop = %d, want 2 (the held mail was never accepted)", got)
+	}
+}
+
+// TestHelo: the server records the name the client gave in EHLO.
+func TestHelo(t *testing.T) {
+	s := Start(t, Options{})
+	c := newClient(t, s, mail.WithHELO("mta.example.org"))
+	if err := c.DialAndSend(newMsg(t, "a@example.com", "b@example.com", "helo", "body")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Messages()[0].Helo; got != "mta.example.org" {
+		t.Errorf("Helo = %q, want %q", got, "mta.example.org")
 	}
 }
