@@ -3,19 +3,13 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,8 +52,8 @@ type DB struct {
 	domain    string
 	policy    consent.Policy
 	hmac      []byte
-	catalog   catalog   // decoded topics and forms
-	macs      sync.Pool // HMAC-SHA256 states keyed with hmac, for hashKey
+	catalog   catalog // decoded topics and forms
+	hasher    *consent.Hasher
 }
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -88,7 +82,7 @@ func Open(path string, o Options) (*DB, error) {
 	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey,
 		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	db.catalog.drop() // makes its maps
-	db.macs.New = func() any { return hmac.New(sha256.New, db.hmac) }
+	db.hasher = consent.NewHasher(db.hmac)
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -163,42 +157,17 @@ func (db *DB) Now() time.Time { return db.now().UTC().Truncate(time.Millisecond)
 // Policy returns the double-opt-in policy the store applies.
 func (db *DB) Policy() consent.Policy { return db.policy }
 
-// idEncoding is base32 with the "extended hex" alphabet, which keeps the
-// byte order when the result is compared as a string.
-var idEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
-
-// ID returns a new identifier: 48 bits of the current time in milliseconds
-// followed by 128 random bits, 36 lower-case characters. The random part
-// makes it unguessable; the time prefix makes new records land at the end
-// of their B+tree, so a batch of inserts dirties few pages.
-func (db *DB) ID() string {
-	var b [22]byte
-	ms := uint64(db.now().UnixMilli())
-	for i := range 6 {
-		b[i] = byte(ms >> (40 - 8*i))
-	}
-	if _, err := io.ReadFull(db.rand, b[6:]); err != nil {
-		panic(fmt.Sprintf("bolt: random source failed: %v", err)) // crypto/rand does not fail
-	}
-	return strings.ToLower(idEncoding.EncodeToString(b[:]))
-}
+// ID returns a new identifier (see consent.NewID): its time prefix makes
+// new records land at the end of their B+tree, so a batch of inserts
+// dirties few pages.
+func (db *DB) ID() string { return consent.NewID(db.now(), db.rand) }
 
 // AddressHash returns the keyed hash under which an address is
 // suppressed: hex HMAC-SHA256 of its case-folded form.
-func (db *DB) AddressHash(a consent.Address) string { return db.hashKey(a.Key) }
+func (db *DB) AddressHash(a consent.Address) string { return db.hasher.Hash(a.Key) }
 
-// hashKey is AddressHash for a case-folded address key. It reuses HMAC
-// states keyed once: each signup and each mail's send-time check hash an
-// address.
-func (db *DB) hashKey(key string) string {
-	m := db.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(key))
-	var sum [sha256.Size]byte
-	h := hex.EncodeToString(m.Sum(sum[:0]))
-	db.macs.Put(m)
-	return h
-}
+// hashKey is AddressHash for a case-folded address key.
+func (db *DB) hashKey(key string) string { return db.hasher.Hash(key) }
 
 // MessageID returns a new unique Message-ID (without angle brackets).
 func (db *DB) MessageID() string { return db.ID() + "@" + db.domain }

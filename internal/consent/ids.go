@@ -1,0 +1,64 @@
+package consent
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// idEncoding is base32 with the "extended hex" alphabet, which keeps the
+// byte order when the result is compared as a string.
+var idEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a new identifier made at t: 48 bits of t in milliseconds
+// followed by 128 random bits read from r, 36 lower-case characters. The
+// random part makes it unguessable; the time prefix makes ids sort by
+// creation, so new records land at the end of a store's index and a batch
+// of inserts touches few pages. It panics when r fails (crypto/rand does
+// not).
+func NewID(t time.Time, r io.Reader) string {
+	var b [22]byte
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	if _, err := io.ReadFull(r, b[6:]); err != nil {
+		panic(fmt.Sprintf("consent: random source failed: %v", err))
+	}
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// Hasher computes the keyed hashes under which addresses are suppressed:
+// the hex HMAC-SHA256 of an address's case-folded key. It reuses HMAC
+// states keyed once, since each signup and each mail's send-time check
+// hash an address. It is safe for concurrent use.
+type Hasher struct {
+	macs sync.Pool
+}
+
+// NewHasher returns a Hasher keyed with key. The key must never change,
+// or suppressed addresses would no longer be recognised.
+func NewHasher(key []byte) *Hasher {
+	k := append([]byte(nil), key...)
+	h := &Hasher{}
+	h.macs.New = func() any { return hmac.New(sha256.New, k) }
+	return h
+}
+
+// Hash returns the hash of the case-folded address key (Address.Key).
+func (h *Hasher) Hash(key string) string {
+	m := h.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte(key))
+	var sum [sha256.Size]byte
+	s := hex.EncodeToString(m.Sum(sum[:0]))
+	h.macs.Put(m)
+	return s
+}

@@ -1,0 +1,200 @@
+package postgres
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// maxScan bounds the records one page of a filtered listing reads, so a
+// rare filter cannot turn one request into a walk over the whole store; a
+// page may then hold fewer items than asked for, with a next cursor.
+const maxScan = 20000
+
+// scanChunk is how many records a walk over a table reads per query.
+const scanChunk = 1000
+
+// eachSubscriber calls fn for the subscribers after id after ("" for
+// all) in id order, reading scanChunk at a time, until fn returns false
+// or they end. fn may run statements on c: a chunk is read completely
+// before fn sees its first subscriber.
+func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool, error)) error {
+	for {
+		var chunk []*consent.Subscriber
+		var b []byte
+		err := c.each("SELECT data FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2", []any{after, scanChunk}, []any{&b}, func() error {
+			sub := new(consent.Subscriber)
+			if err := decode(b, sub); err != nil {
+				return err
+			}
+			chunk = append(chunk, sub)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, sub := range chunk {
+			if err := c.ctx.Err(); err != nil {
+				return err
+			}
+			if more, err := fn(sub); err != nil || !more {
+				return err
+			}
+		}
+		if len(chunk) < scanChunk {
+			return nil
+		}
+		after = chunk[len(chunk)-1].ID
+	}
+}
+
+// FindSubscribers returns one page of the subscribers matching f in id
+// order, and the cursor of the next page ("" at the end). Ids are random,
+// so the order is stable while others write: a subscriber added meanwhile
+// sorts before or after the cursor, and no page repeats or skips one that
+// existed when the listing began (unless it was erased).
+func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) ([]*consent.Subscriber, string, error) {
+	var out []*consent.Subscriber
+	next := ""
+	if addr, err := consent.ParseAddress(f.Query); err == nil {
+		// A whole address is an exact lookup through the address index.
+		f.Query = ""
+		sub, err := subscriberByKey(db.read(ctx), addr.Key)
+		if sub != nil && sub.ID > f.Cursor && f.Match(sub, db.Now()) {
+			out = append(out, sub)
+		}
+		return out, "", err
+	}
+	err := db.view(ctx, func(c conn) error {
+		now := db.Now()
+		scanned, last := 0, ""
+		return eachSubscriber(c, f.Cursor, func(s *consent.Subscriber) (bool, error) {
+			if len(out) == f.Limit {
+				next = out[len(out)-1].ID
+				return false, nil
+			}
+			if scanned == maxScan {
+				next = last
+				return false, nil
+			}
+			scanned++
+			last = s.ID
+			if f.Match(s, now) {
+				out = append(out, s)
+			}
+			return true, nil
+		})
+	})
+	return out, next, err
+}
+
+// RecordPurchase records a purchase by subscriber id at at: the last
+// purchase becomes the later of the stored one and at, which makes a
+// prospect a customer and a dormant customer active again. at in the
+// future is EInvalid; an unknown subscriber ENotFound.
+func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
+	var sub *consent.Subscriber
+	at = at.UTC().Truncate(time.Millisecond)
+	err := db.update(ctx, func(t *tx) error {
+		var err error
+		if sub, err = loadSubscriber(t.conn, id); err != nil {
+			return err
+		}
+		if at.After(db.Now()) {
+			return consent.Errorf(consent.EInvalid, "at must not be in the future")
+		}
+		if at.After(sub.LastPurchase) {
+			sub.LastPurchase = at
+			if err := putSubscriber(t, sub); err != nil {
+				return err
+			}
+		}
+		return db.audit(t, a, "subscriber.activity", id, 1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// EraseSubscriber erases subscriber id with the same semantics as the
+// person's own erasure (see Erase), recording a as the source, and audits
+// it in the same transaction.
+func (db *DB) EraseSubscriber(ctx context.Context, a consent.Actor, id string) error {
+	return db.update(ctx, func(t *tx) error {
+		if err := db.erase(t, id, a.Source()); err != nil {
+			return err
+		}
+		return db.audit(t, a, "subscriber.erase", id, 1)
+	})
+}
+
+// EachExportable calls fn for every subscriber that may leave optin in a
+// bulk export, in id order, from one snapshot while writers go on.
+// Suppressed addresses never leave: a subscriber suppressed for every
+// topic is skipped, a subscription whose topic is suppressed is left out,
+// and a subscriber with any suppression and no subscription left is
+// skipped. fn must not keep sub after it returns; an error from fn (such
+// as a closed connection) stops the walk.
+func (db *DB) EachExportable(ctx context.Context, fn func(sub *consent.Subscriber) error) error {
+	return db.view(ctx, func(c conn) error {
+		after := ""
+		for {
+			var chunk []*consent.Subscriber
+			err := eachSubscriber(c, after, func(sub *consent.Subscriber) (bool, error) {
+				chunk = append(chunk, sub)
+				return len(chunk) < scanChunk, nil
+			})
+			if err != nil || len(chunk) == 0 {
+				return err
+			}
+			after = chunk[len(chunk)-1].ID
+			hashes := make([]string, len(chunk))
+			for i, sub := range chunk {
+				hashes[i] = db.hashKey(consent.AddressKey(sub.Email))
+			}
+			scopes := map[string][]string{}
+			var h, scope string
+			err = c.each("SELECT hash, scope FROM suppressions WHERE hash = ANY($1)", []any{hashes}, []any{&h, &scope}, func() error {
+				scopes[h] = append(scopes[h], scope)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for i, sub := range chunk {
+				if !exportable(sub, scopes[hashes[i]]) {
+					continue
+				}
+				if err := fn(sub); err != nil {
+					return err
+				}
+			}
+		}
+	})
+}
+
+// exportable drops sub's subscriptions to the suppressed scopes and
+// reports whether anything of sub may be exported.
+func exportable(sub *consent.Subscriber, scopes []string) bool {
+	if len(scopes) == 0 {
+		return true // the common case
+	}
+	for _, scope := range scopes {
+		if scope == consent.ScopeAll {
+			return false
+		}
+		delete(sub.Subscriptions, scope)
+	}
+	return len(sub.Subscriptions) > 0
+}
+
+// Backup is not how a PostgreSQL store is backed up: its database is,
+// with the database's own tools (pg_dump, base backups, a managed
+// service's snapshots), together with the rest of the data PostgreSQL
+// holds. It returns an EConflict *Error saying so, and writes nothing.
+func (db *DB) Backup(ctx context.Context, w io.Writer, size func(int64)) error {
+	return consent.Errorf(consent.EConflict, "optin's store is PostgreSQL: back up its database with pg_dump or your PostgreSQL service's backups")
+}

@@ -1,0 +1,500 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// Reawaken campaigns on the store, as in the bbolt store.
+//
+// A running campaign walks the subscribers in id order from a cursor kept
+// in the campaign record. Each step of the walk is one transaction that
+// writes, for every subscriber the audience rule admits, the recipient
+// record, the outbox job and a campaign_queued row, and moves the cursor:
+// a restart (on this or another instance) resumes after the last
+// committed step, and the recipient record makes the campaign mail a
+// person at most once.
+//
+// A first mail counts as sent once its job left the outbox without being
+// parked; only then does the recipient's deadline (and reminder) start,
+// kept in campaign_due. While a campaign's first mails are still in the
+// outbox, the walk queues no more than about one second's worth, so an
+// SMTP outage stalls the campaign instead of filling the outbox.
+
+const (
+	// walkChunk caps the subscribers one walk transaction examines.
+	walkChunk = 2000
+	// walkPerStep caps the subscribers one CampaignStep examines per
+	// campaign, so a sparse audience cannot make one step run long.
+	walkPerStep = 20000
+	// followUpChunk caps the reminders and deadlines one transaction
+	// handles.
+	followUpChunk = 500
+)
+
+// Kinds of campaign_due rows.
+const (
+	dueRemind   = "r"
+	dueDeadline = "d"
+)
+
+// PreviewCampaign applies the campaign's audience rule and filters to
+// every subscriber, from one snapshot, and counts; it sends and changes
+// nothing.
+func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
+	pv := consent.CampaignPreview{Excluded: map[string]int{}}
+	for _, r := range []string{consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
+		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
+		consent.ExcludedAlreadyAsked, consent.ExcludedNew, consent.ExcludedFiltered} {
+		pv.Excluded[r] = 0
+	}
+	err := db.view(ctx, func(c conn) error {
+		camp := new(consent.Campaign)
+		if err := mustGet(c, "campaigns", id, camp, "campaign"); err != nil {
+			return err
+		}
+		now := db.Now()
+		return eachSubscriber(c, "", func(sub *consent.Subscriber) (bool, error) {
+			ok, reason, err := db.selectSubscriber(c, camp, sub, now, p)
+			if ok {
+				pv.Audience++
+			} else if err == nil {
+				pv.Excluded[reason]++
+			}
+			return err == nil, err
+		})
+	})
+	if err != nil {
+		return consent.CampaignPreview{}, err
+	}
+	return pv, nil
+}
+
+// selectSubscriber applies consent.Campaign.Select to sub, looking up
+// its suppression and ledger evidence only when the subscription is
+// confirmed (the rule decides every other case without them).
+func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subscriber, now time.Time, p consent.CampaignPolicy) (bool, string, error) {
+	var supp, evidence bool
+	if s := sub.Subscriptions[camp.Topic]; s != nil && s.Status == consent.StatusConfirmed {
+		sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), camp.Topic)
+		if err != nil {
+			return false, "", err
+		}
+		supp = sp != nil
+		if !supp {
+			if evidence, err = hasEvidence(c, sub.ID, camp.Topic, s.Basis); err != nil {
+				return false, "", err
+			}
+		}
+	}
+	ok, reason := camp.Select(sub, supp, evidence, now, p)
+	return ok, reason, nil
+}
+
+// hasEvidence reports whether the ledger holds an event proving basis for
+// topic for subscriber id (see consent.IsEvidence).
+func hasEvidence(c conn, id, topic string, basis consent.Basis) (bool, error) {
+	found := false
+	var b []byte
+	err := c.each("SELECT event FROM ledger WHERE subscriber = $1 ORDER BY seq", []any{id}, []any{&b}, func() error {
+		if found {
+			return nil
+		}
+		var ev consent.Event
+		if err := decode(b, &ev); err != nil {
+			return err
+		}
+		found = consent.IsEvidence(&ev, topic, basis)
+		return nil
+	})
+	return found, err
+}
+
+// CampaignStep does one round of campaign work at the store's clock, for
+// a runner that calls it every tick:
+//  1. first mails that left the outbox are recorded as sent (or failed,
+//     or dropped at send time), which starts their deadline;
+//  2. each running campaign walks on and queues at most rate × tick first
+//     mails, fewer while earlier ones are still in the outbox, and is done
+//     once the walk is over and its mail is out;
+//  3. reminders and deadlines that are due are handled: the reminder goes
+//     to recipients who have not answered, and at the deadline their
+//     subscription lapses.
+//
+// With mayQueue false (no postal address configured) it queues no mail
+// but still records answers and deadlines.
+func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (consent.StepResult, error) {
+	var res consent.StepResult
+	// An idle runner must not cost a write transaction every tick: look
+	// first.
+	var queuedMail, dueNow bool
+	err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM campaign_queued), EXISTS (SELECT 1 FROM campaign_due WHERE due <= $1)",
+		db.Now()).Scan(&queuedMail, &dueNow)
+	if err != nil {
+		return res, err
+	}
+	waiting := map[string]int{}
+	if queuedMail {
+		if waiting, err = db.settleCampaignMail(ctx); err != nil {
+			return res, err
+		}
+	}
+	campaigns, err := db.Campaigns(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, c := range campaigns {
+		if c.State != consent.CampaignRunning || !mayQueue {
+			continue
+		}
+		budget := max(int(float64(c.Rate)*tick.Seconds()), 1) - waiting[c.ID]
+		if (c.Walked && waiting[c.ID] > 0) || (!c.Walked && budget <= 0) {
+			continue // nothing to do until mail leaves the outbox
+		}
+		for scanned := 0; ; {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			n, examined, more, err := db.walkCampaign(ctx, c.ID, budget, waiting[c.ID], p)
+			res.Queued += n
+			budget -= n
+			scanned += examined
+			if err != nil {
+				return res, err
+			}
+			if !more || budget <= 0 || scanned >= walkPerStep {
+				break
+			}
+			waiting[c.ID] += n
+		}
+	}
+	for after := (dueKey{}); dueNow; {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var q, l int
+		var more bool
+		if after, q, l, more, err = db.followUps(ctx, after, tick, mayQueue); err != nil {
+			return res, err
+		}
+		res.Queued += q
+		res.Lapsed += l
+		if !more {
+			break
+		}
+	}
+	return res, nil
+}
+
+// campaignCache loads each campaign a transaction touches once and
+// writes back the changed ones.
+type campaignCache struct {
+	t     *tx
+	byID  map[string]*consent.Campaign
+	dirty map[string]bool
+}
+
+func newCampaignCache(t *tx) *campaignCache {
+	return &campaignCache{t: t, byID: map[string]*consent.Campaign{}, dirty: map[string]bool{}}
+}
+
+// get returns campaign id, or nil when it does not exist.
+func (cc *campaignCache) get(id string) (*consent.Campaign, error) {
+	if c, ok := cc.byID[id]; ok {
+		return c, nil
+	}
+	c := new(consent.Campaign)
+	ok, err := cc.t.get(c, "SELECT data FROM campaigns WHERE id = $1", id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if c.Counts.Excluded == nil {
+		c.Counts.Excluded = map[string]int{}
+	}
+	cc.byID[id] = c
+	return c, nil
+}
+
+func (cc *campaignCache) flush() error {
+	for id := range cc.dirty {
+		if err := putJSON(cc.t, "campaigns", id, cc.byID[id]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settleCampaignMail records the first mails that left the outbox and
+// returns, per campaign, how many are still waiting in it.
+func (db *DB) settleCampaignMail(ctx context.Context) (map[string]int, error) {
+	var waiting map[string]int
+	err := db.update(ctx, func(t *tx) error {
+		waiting = map[string]int{}
+		type queued struct {
+			campaign, sub    string
+			job              int64
+			inOutbox, parked bool
+		}
+		var qs []queued
+		var q queued
+		err := t.each(`SELECT q.campaign, q.subscriber, q.job,
+			EXISTS (SELECT 1 FROM outbox o WHERE o.id = q.job), EXISTS (SELECT 1 FROM outbox_parked p WHERE p.id = q.job)
+			FROM campaign_queued q ORDER BY q.campaign, q.job`, nil, []any{&q.campaign, &q.sub, &q.job, &q.inOutbox, &q.parked},
+			func() error {
+				qs = append(qs, q)
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		now := db.Now()
+		cc := newCampaignCache(t)
+		for _, q := range qs {
+			if q.inOutbox {
+				waiting[q.campaign]++
+				continue
+			}
+			if err := t.exec("DELETE FROM campaign_queued WHERE campaign = $1 AND job = $2", q.campaign, q.job); err != nil {
+				return err
+			}
+			if err := db.settleOne(t, cc, q.campaign, q.sub, q.parked, now); err != nil {
+				return err
+			}
+		}
+		return cc.flush()
+	})
+	return waiting, err
+}
+
+// settleOne records the outcome of a first mail whose job left the
+// outbox (consent.PlanSettle) and schedules the recipient's reminder and
+// deadline when it was sent.
+func (db *DB) settleOne(t *tx, cc *campaignCache, cid, subID string, parked bool, now time.Time) error {
+	c, err := cc.get(cid)
+	if err != nil || c == nil {
+		return err
+	}
+	r, err := recipient(t.conn, cid, subID)
+	if err != nil || r == nil || r.State != consent.RecipientQueued {
+		return err
+	}
+	sub, supp, err := db.subscriberAndSuppression(t.conn, subID, c.Topic)
+	if err != nil {
+		return err
+	}
+	deadline, remind := consent.PlanSettle(c, r, sub, parked, supp, now)
+	cc.dirty[cid] = true
+	for _, d := range []struct {
+		at   time.Time
+		kind string
+	}{{deadline, dueDeadline}, {remind, dueRemind}} {
+		if d.at.IsZero() {
+			continue
+		}
+		err := t.exec("INSERT INTO campaign_due (due, kind, campaign, subscriber) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+			d.at, d.kind, cid, subID)
+		if err != nil {
+			return err
+		}
+	}
+	return putRecipient(t, r)
+}
+
+// subscriberAndSuppression loads subscriber id (nil when erased) and
+// whether its address is suppressed for topic or for all.
+func (db *DB) subscriberAndSuppression(c conn, id, topic string) (*consent.Subscriber, bool, error) {
+	sub, err := subscriber(c, id)
+	if err != nil || sub == nil {
+		return nil, false, err
+	}
+	sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), topic)
+	return sub, sp != nil, err
+}
+
+// walkCampaign examines up to walkChunk subscribers after the campaign's
+// cursor in one transaction and queues the first mail to at most budget
+// of them. It reports how many it queued and examined, and whether the
+// walk has more to do. A walk that is over with no mail waiting (waiting
+// counts the campaign's first mails still in the outbox) ends the
+// campaign.
+func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, p consent.CampaignPolicy) (queued, examined int, more bool, err error) {
+	err = db.update(ctx, func(t *tx) error {
+		queued, examined, more = 0, 0, false
+		c := new(consent.Campaign)
+		if err := mustGet(t.conn, "campaigns", id, c, "campaign"); err != nil {
+			return err
+		}
+		if c.State != consent.CampaignRunning {
+			return nil
+		}
+		if c.Counts.Excluded == nil {
+			c.Counts.Excluded = map[string]int{}
+		}
+		now := db.Now()
+		if c.Walked {
+			if waiting == 0 {
+				c.State, c.Finished, c.Updated = consent.CampaignDone, now, now
+				return putJSON(t, "campaigns", id, c)
+			}
+			return nil
+		}
+		if budget <= 0 {
+			return nil
+		}
+		ended := true
+		err := eachSubscriber(t.conn, c.Cursor, func(sub *consent.Subscriber) (bool, error) {
+			if examined == walkChunk || queued == budget {
+				ended = false
+				return false, nil
+			}
+			examined++
+			c.Cursor = sub.ID
+			ok, reason, err := db.selectSubscriber(t.conn, c, sub, now, p)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				c.Counts.Excluded[reason]++
+				return true, nil
+			}
+			if r, err := recipient(t.conn, c.ID, sub.ID); err != nil || r != nil {
+				return err == nil, err // never twice in one campaign
+			}
+			if err := db.queueReawaken(t, c, sub, now); err != nil {
+				return false, err
+			}
+			queued++
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if ended {
+			c.Walked = true
+		}
+		more = !c.Walked
+		c.Updated = now
+		return putJSON(t, "campaigns", id, c)
+	})
+	return queued, examined, more, err
+}
+
+// queueReawaken writes, for sub, the recipient record, the first mail and
+// its campaign_queued row, and notes that the person was asked in this
+// dormancy cycle.
+func (db *DB) queueReawaken(t *tx, c *consent.Campaign, sub *consent.Subscriber, now time.Time) error {
+	job, r := consent.PlanReawaken(c, sub, now, db)
+	if err := enqueue(t, job); err != nil {
+		return err
+	}
+	r.Job = job.ID
+	if err := putRecipient(t, r); err != nil {
+		return err
+	}
+	if err := t.exec("INSERT INTO campaign_queued (campaign, job, subscriber) VALUES ($1, $2, $3)", c.ID, int64(job.ID), sub.ID); err != nil {
+		return err
+	}
+	return putSubscriber(t, sub)
+}
+
+// dueKey is the key of a campaign_due row, in its order.
+type dueKey struct {
+	due      time.Time
+	kind     string
+	campaign string
+	sub      string
+}
+
+// followUps handles, in one transaction, up to followUpChunk reminders
+// and deadlines due at the store's clock, starting after the key after.
+// Reminders of a paused campaign, and those beyond the campaign's rate in
+// this tick, wait for a later step. It returns where to go on from,
+// the mails queued, the subscriptions lapsed and whether more may be due.
+func (db *DB) followUps(ctx context.Context, after dueKey, tick time.Duration, mayQueue bool) (next dueKey, queued, lapsed int, more bool, err error) {
+	err = db.update(ctx, func(t *tx) error {
+		next, queued, lapsed, more = after, 0, 0, false
+		now := db.Now()
+		cc := newCampaignCache(t)
+		reminded := map[string]int{}
+		var keys []dueKey
+		var k dueKey
+		err := t.each(`SELECT due, kind, campaign, subscriber FROM campaign_due
+			WHERE due <= $1 AND (due, kind, campaign, subscriber) > ($2, $3, $4, $5)
+			ORDER BY due, kind, campaign, subscriber LIMIT $6`,
+			[]any{now, after.due, after.kind, after.campaign, after.sub, followUpChunk + 1},
+			[]any{&k.due, &k.kind, &k.campaign, &k.sub}, func() error {
+				keys = append(keys, k)
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		more = len(keys) > followUpChunk
+		keys = keys[:min(len(keys), followUpChunk)]
+		for _, k := range keys {
+			next = k
+			c, err := cc.get(k.campaign)
+			if err != nil {
+				return err
+			}
+			if c != nil && k.kind == dueRemind && (!mayQueue || c.State == consent.CampaignPaused ||
+				reminded[k.campaign] >= max(int(float64(c.Rate)*tick.Seconds()), 1)) {
+				continue // later
+			}
+			if c != nil {
+				sent, l, err := db.followUp(t, c, k.kind, k.sub, now)
+				if err != nil {
+					return err
+				}
+				cc.dirty[k.campaign] = true
+				if sent {
+					reminded[k.campaign]++
+					queued++
+				}
+				lapsed += l
+			}
+			err = t.exec("DELETE FROM campaign_due WHERE due = $1 AND kind = $2 AND campaign = $3 AND subscriber = $4",
+				k.due, k.kind, k.campaign, k.sub)
+			if err != nil {
+				return err
+			}
+		}
+		return cc.flush()
+	})
+	return next, queued, lapsed, more, err
+}
+
+// followUp handles one due reminder or deadline of recipient subID as
+// consent.PlanFollowUp decides.
+func (db *DB) followUp(t *tx, c *consent.Campaign, kind, subID string, now time.Time) (reminded bool, lapsed int, err error) {
+	r, err := recipient(t.conn, c.ID, subID)
+	if err != nil || r == nil || r.State != consent.RecipientSent {
+		return false, 0, err
+	}
+	sub, supp, err := db.subscriberAndSuppression(t.conn, subID, c.Topic)
+	if err != nil {
+		return false, 0, err
+	}
+	f := consent.PlanFollowUp(c, r, sub, kind == dueRemind, supp, now, db)
+	if !f.Changed {
+		return false, 0, nil
+	}
+	if f.Mail != nil {
+		if err := enqueue(t, f.Mail); err != nil {
+			return false, 0, err
+		}
+		reminded = true
+	}
+	if f.Event != nil {
+		if err := putSubscriber(t, sub); err != nil {
+			return false, 0, err
+		}
+		if err := appendEvent(t, f.Event, f.Personal); err != nil {
+			return false, 0, err
+		}
+		lapsed = 1
+	}
+	return reminded, lapsed, putRecipient(t, r)
+}

@@ -1,0 +1,157 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrationFiles holds the schema: one file per version, named
+// NNNN_what.sql, applied in order, never changed once released.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrateLock is the session advisory lock under which migrations run, so
+// instances starting together apply each version once.
+const migrateLock = 0x6f7074696e00 // "optin" 0
+
+// migration is one schema version.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, name := range names {
+		base := path.Base(name)
+		n, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil || v < 1 {
+			return nil, fmt.Errorf("postgres: migration %s: name must be NNNN_what.sql", base)
+		}
+		b, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("postgres: migration %s: versions must run 1, 2, 3 ... without gaps", m.name)
+		}
+	}
+	return ms, nil
+}
+
+// SchemaVersion is the schema version this optin's migrations lead to.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		panic(err) // the embedded files are checked by the package's tests
+	}
+	return len(ms)
+}
+
+// Migrate brings the database's schema up to this optin's version. It
+// holds a session advisory lock while it works, so instances starting
+// together wait for each other and each version is applied once; each
+// version is applied in a transaction of its own with its record in
+// schema_migrations. A database newer than this optin is an error:
+// running old code on a new schema is not safe.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer c.Release()
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLock); err != nil {
+		return fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	defer c.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLock)
+	_, err = c.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version integer PRIMARY KEY,
+	name    text NOT NULL,
+	applied timestamptz NOT NULL DEFAULT now())`)
+	if err != nil {
+		return fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	current, err := currentVersion(ctx, c)
+	if err != nil {
+		return err
+	}
+	if current > len(ms) {
+		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
+			if _, err := t.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := t.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// currentVersion returns the highest schema version applied (0 for none).
+func currentVersion(ctx context.Context, q querier) (int, error) {
+	var v int
+	if err := q.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("postgres: schema version: %w", err)
+	}
+	return v, nil
+}
+
+// Status is where a database's schema stands.
+type Status struct {
+	// Current is the version applied; 0 for a database optin never
+	// opened.
+	Current int
+	// Latest is the version this optin brings the schema to at start.
+	Latest int
+}
+
+// ReadStatus reports the schema version of the database at url without
+// changing anything.
+func ReadStatus(ctx context.Context, url string) (Status, error) {
+	st := Status{Latest: SchemaVersion()}
+	pool, err := Connect(ctx, url)
+	if err != nil {
+		return st, err
+	}
+	defer pool.Close()
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return st, fmt.Errorf("postgres: %w", err)
+	}
+	if !exists {
+		return st, nil
+	}
+	st.Current, err = currentVersion(ctx, pool)
+	return st, err
+}

@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"optin/internal/consent"
+)
+
+// The outbox is shared by every instance's mail worker. DueJobs leases the
+// jobs it hands out to this DB (lease_owner, lease_until): another
+// instance's DueJobs passes them over until the lease runs out, so two
+// instances never hand the same mail to a relay at once, and the jobs of
+// an instance that died go to the others when its leases end. The
+// instance holding a lease still sees the job (its worker skips the jobs
+// it is sending), and its outcome (FinishJobs, RetryJob, ParkJob) ends
+// the lease.
+
+// jobFrom returns the job stored as b in the outbox row id, due at nextAt.
+func jobFrom(id int64, nextAt time.Time, b []byte) (consent.Job, error) {
+	var j consent.Job
+	if err := decode(b, &j); err != nil {
+		return j, err
+	}
+	j.ID, j.NextAt = uint64(id), nextAt.UTC()
+	return j, nil
+}
+
+// free is the condition on outbox rows this DB may take: not leased, or
+// leased to it, or leased to another whose lease ran out ($1 is the
+// owner, $2 the time).
+const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
+
+// DueJobs returns up to limit outbox jobs due at or before now, in due
+// order, skipping the ids in skip (jobs already being sent), and leases
+// them to this DB for Options.Lease. Jobs another instance leased are
+// left out until their lease ends; rows another DueJobs is reading just
+// then are passed over (FOR UPDATE SKIP LOCKED).
+func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
+	var jobs []consent.Job
+	if limit <= 0 {
+		return jobs, nil
+	}
+	clock := db.Now()
+	err := pgx.BeginFunc(ctx, db.pool, func(ptx pgx.Tx) error {
+		c := conn{ctx: ctx, q: ptx}
+		after := struct {
+			at time.Time
+			id int64
+		}{time.Time{}, -1}
+		for len(jobs) < limit {
+			read := 0
+			var id int64
+			var nextAt time.Time
+			var b []byte
+			err := c.each(`SELECT id, next_at, job FROM outbox
+				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
+				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
+				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
+					read++
+					after.at, after.id = nextAt, id
+					if len(jobs) == limit || (skip != nil && skip(uint64(id))) {
+						return nil
+					}
+					j, err := jobFrom(id, nextAt, b)
+					jobs = append(jobs, j)
+					return err
+				})
+			if err != nil {
+				return err
+			}
+			if read < limit {
+				break
+			}
+		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(jobs))
+		for i, j := range jobs {
+			ids[i] = int64(j.ID)
+		}
+		return c.exec("UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// NextDue returns when the earliest outbox job is due for this DB: a job
+// another instance leased counts as due when its lease ends. It is zero
+// when the outbox is empty.
+func (db *DB) NextDue(ctx context.Context) (time.Time, error) {
+	var t *time.Time
+	err := db.pool.QueryRow(ctx, `SELECT min(CASE WHEN lease_owner <> $1 AND lease_until > next_at THEN lease_until ELSE next_at END)
+		FROM outbox`, db.owner).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+// OutboxDepth returns the number of queued and parked jobs.
+func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
+	err = db.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM outbox_parked)").Scan(&queued, &parked)
+	return queued, parked, err
+}
+
+// DeliverableBatch reports for each job whether it should still be sent,
+// from one snapshot. The outbox worker asks right before each send, so a
+// change made after the job was queued (an unsubscribe, an erasure, a
+// confirmation) is honoured even for mail already in the queue. A job is
+// not deliverable when its subscriber is gone, when an operator
+// suppressed the address for every topic, or, for a confirmation, when
+// its request is no longer open. A reawaken mail is marketing: it also
+// needs a confirmed subscription to its topic and no suppression of any
+// kind for it (reawakenDeliverable).
+func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
+	oks := make([]bool, len(jobs))
+	err := db.view(ctx, func(c conn) error {
+		for i, job := range jobs {
+			ok, err := db.deliverable(c, job)
+			if err != nil {
+				return err
+			}
+			oks[i] = ok
+		}
+		return nil
+	})
+	return oks, err
+}
+
+func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
+	sub, err := subscriber(c, job.Subscriber)
+	if err != nil || sub == nil {
+		return false, err // erased
+	}
+	s, err := suppressed(c, db.hashKey(consent.AddressKey(job.To)), "")
+	if err != nil || (s != nil && !s.LiftedByOptIn()) {
+		return false, err
+	}
+	switch job.Kind {
+	case consent.JobConfirm:
+		req, err := request(c, job.Request)
+		if err != nil || req == nil {
+			return false, err
+		}
+		return req.Open(db.Now()), nil
+	case consent.JobPreferences:
+		return true, nil
+	case consent.JobReawaken:
+		return db.reawakenDeliverable(c, job, sub)
+	}
+	return false, nil
+}
+
+// FinishJobs removes jobs from the outbox after they were sent or
+// dropped, in one transaction.
+func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i] = int64(j.ID)
+	}
+	return db.update(ctx, func(t *tx) error { return t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids) })
+}
+
+// RetryJob records a failed attempt and makes job due again at next. A job
+// removed from the outbox meanwhile (by an erasure), or leased meanwhile
+// by another instance whose send then decides, is left alone.
+func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, reason string) error {
+	j := job
+	j.Attempts++
+	j.NextAt = next.UTC().Truncate(time.Millisecond)
+	j.LastError = reason
+	b, err := encode(j)
+	if err != nil {
+		return err
+	}
+	return db.update(ctx, func(t *tx) error {
+		return t.exec(`UPDATE outbox SET next_at = $3, job = $4, lease_owner = NULL, lease_until = NULL
+			WHERE id = $5 AND `+free, db.owner, db.Now(), j.NextAt, b, int64(j.ID))
+	})
+}
+
+// ParkJob moves job out of the outbox into the parked table after a
+// permanent failure, keeping the reason for the operator. A job removed
+// from the outbox meanwhile (by an erasure), or leased meanwhile by
+// another instance, is not parked.
+func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error {
+	j := job
+	j.Attempts++
+	j.LastError = reason
+	b, err := encode(j)
+	if err != nil {
+		return err
+	}
+	return db.update(ctx, func(t *tx) error {
+		n, err := t.execN("DELETE FROM outbox WHERE id = $3 AND "+free, db.owner, db.Now(), int64(j.ID))
+		if err != nil || n == 0 {
+			return err
+		}
+		return t.exec("INSERT INTO outbox_parked (id, subscriber, job) VALUES ($1, $2, $3)", int64(j.ID), j.Subscriber, b)
+	})
+}
+
+// ExpediteRetries makes every job that waits for a retry due now, in
+// chunks, except the jobs in skip and those another instance holds. The
+// outbox worker calls it when a send succeeds after failures: the relay
+// is back, and the backlog should not sit out its backoff.
+func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error) {
+	total := 0
+	after := int64(-1) // the last job id looked at
+	for {
+		n, looked, last := 0, 0, after
+		err := db.update(ctx, func(t *tx) error {
+			n, looked, last = 0, 0, after
+			now := db.Now()
+			var ids []int64
+			var id int64
+			err := t.each("SELECT id FROM outbox WHERE next_at > $2 AND id > $3 AND "+free+" ORDER BY id LIMIT 1000",
+				[]any{db.owner, now, after}, []any{&id}, func() error {
+					looked++
+					last = id
+					if skip == nil || !skip(uint64(id)) {
+						ids = append(ids, id)
+					}
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			n = len(ids)
+			return t.exec("UPDATE outbox SET next_at = $1 WHERE id = ANY($2)", now, ids)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if looked < 1000 || ctx.Err() != nil {
+			return total, nil
+		}
+		after = last
+	}
+}

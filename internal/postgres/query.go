@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"optin/internal/consent"
+)
+
+// Subscriber returns the subscriber id, or an ENotFound *Error.
+func (db *DB) Subscriber(ctx context.Context, id string) (*consent.Subscriber, error) {
+	return loadSubscriber(db.read(ctx), id)
+}
+
+// SubscriberByAddress returns the subscriber holding a, or an ENotFound
+// *Error.
+func (db *DB) SubscriberByAddress(ctx context.Context, a consent.Address) (*consent.Subscriber, error) {
+	sub, err := subscriberByKey(db.read(ctx), a.Key)
+	if err == nil && sub == nil {
+		err = consent.Errorf(consent.ENotFound, "subscriber not found")
+	}
+	return sub, err
+}
+
+// Events returns the ledger events of subscriber id in order, each with
+// its personal record and the wording it cites: the proof of consent.
+func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, error) {
+	return events(db.read(ctx), id)
+}
+
+// events is Events on c.
+func events(c conn, id string) ([]consent.EventRecord, error) {
+	var out []consent.EventRecord
+	var ev, personal, wording []byte
+	err := c.each(`SELECT l.event, l.personal, w.data FROM ledger l
+		LEFT JOIN wordings w ON w.hash = l.event->>'wording'
+		WHERE l.subscriber = $1 ORDER BY l.seq`, []any{id}, []any{&ev, &personal, &wording}, func() error {
+		var r consent.EventRecord
+		if err := decode(ev, &r.Event); err != nil {
+			return err
+		}
+		if personal != nil {
+			r.Personal = new(consent.Personal)
+			if err := decode(personal, r.Personal); err != nil {
+				return err
+			}
+		}
+		if wording != nil {
+			r.WordingText = new(consent.Wording)
+			if err := decode(wording, r.WordingText); err != nil {
+				return err
+			}
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// VerifyLedger walks the whole hash chain on one snapshot and reports the
+// first broken link, if any, while writers go on.
+func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
+	var rep consent.LedgerReport
+	err := db.view(ctx, func(c conn) error {
+		var chain consent.Chain
+		defer func() { rep.Events = chain.Count() }()
+		var seq int64
+		var evb, pb []byte
+		errStop := errors.New("stop")
+		err := c.each("SELECT seq, event, personal FROM ledger ORDER BY seq", nil, []any{&seq, &evb, &pb}, func() error {
+			if err := c.ctx.Err(); err != nil {
+				return err
+			}
+			var ev consent.Event
+			if err := decode(evb, &ev); err != nil {
+				rep.Broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
+				return errStop
+			}
+			var p *consent.Personal
+			if pb != nil {
+				p = new(consent.Personal)
+				if err := decode(pb, p); err != nil {
+					rep.Broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
+					return errStop
+				}
+			}
+			if err := chain.Check(&ev, p); err != nil {
+				if !errors.As(err, &rep.Broken) {
+					return err
+				}
+				return errStop
+			}
+			return nil
+		})
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var headSeq int64
+		var headHash string
+		if err := c.q.QueryRow(c.ctx, "SELECT seq, hash FROM ledger_head").Scan(&headSeq, &headHash); err != nil {
+			return err
+		}
+		if uint64(headSeq) != chain.Count() || headHash != chain.Head() {
+			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+		}
+		return nil
+	})
+	rep.OK = err == nil && rep.Broken == nil
+	return rep, err
+}
+
+// LedgerCounts counts the ledger events after sequence number after by
+// type and returns the last sequence number read, for incremental
+// counting: pass it back as after next time.
+func (db *DB) LedgerCounts(ctx context.Context, after uint64) (map[consent.EventType]uint64, uint64, error) {
+	counts := map[consent.EventType]uint64{}
+	last := after
+	var typ string
+	var n, maxSeq int64
+	err := db.read(ctx).each("SELECT type, count(*), max(seq) FROM ledger WHERE seq > $1 GROUP BY type",
+		[]any{int64(after)}, []any{&typ, &n, &maxSeq}, func() error {
+			counts[consent.EventType(typ)] = uint64(n)
+			last = max(last, uint64(maxSeq))
+			return nil
+		})
+	return counts, last, err
+}

@@ -1,0 +1,140 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// Signup records a signup in one transaction: the wording version (once),
+// the subscriber and its pending subscriptions, the pending request, the
+// requested ledger event and the confirmation mail in the outbox. in.Now is
+// set by the store. The person's own earlier opt-outs do not stop a signup:
+// it is the fresh double opt-in that may lift them. An address an operator
+// suppressed for every topic changes nothing.
+func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (consent.SignupResult, error) {
+	var res consent.SignupResult
+	in.Wording = wording.Hash()
+	err := db.update(ctx, func(t *tx) error {
+		res = consent.SignupResult{}
+		in.Now = db.Now()
+		if err := putWording(t, in.Wording, wording); err != nil {
+			return err
+		}
+		if blocked, err := db.blockedByOperator(t.conn, in.Address.Key); err != nil || blocked {
+			return err
+		}
+		sub, err := subscriberByKey(t.conn, in.Address.Key)
+		if err != nil {
+			return err
+		}
+		open, err := openRequest(t.conn, sub)
+		if err != nil {
+			return err
+		}
+		plan := consent.PlanSignup(sub, open, in, db.policy, db)
+		if plan.Subscriber == nil {
+			return nil
+		}
+		if err := putSubscriber(t, plan.Subscriber); err != nil {
+			return err
+		}
+		if err := putRequest(t, plan.Request); err != nil {
+			return err
+		}
+		if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
+			return err
+		}
+		if !plan.Mail {
+			return nil
+		}
+		res.Queued = true
+		return enqueue(t, confirmJob(plan.Subscriber, plan.Request, in.Now))
+	})
+	return res, err
+}
+
+// confirmJob is the confirmation mail of request req to sub.
+func confirmJob(sub *consent.Subscriber, req *consent.Request, now time.Time) *consent.Job {
+	return &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.MailName(), Locale: req.Locale,
+		Subscriber: sub.ID, Request: req.ID, Topics: req.Topics, MessageID: req.MessageID, Created: now,
+		TokenExpires: req.Expires}
+}
+
+// Confirm confirms the pending request id: its topics become confirmed and
+// the confirmed event is appended, in one transaction. A second call
+// succeeds with Already set and changes nothing. An unknown request is
+// ENotFound; an expired or cancelled one EExpired.
+func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (consent.ConfirmResult, error) {
+	var res consent.ConfirmResult
+	err := db.update(ctx, func(t *tx) error {
+		in.Now = db.Now()
+		req, sub, err := requestAndSubscriber(t.conn, id)
+		if err != nil {
+			return err
+		}
+		ev, personal, err := consent.PlanConfirm(sub, req, in, db)
+		if err != nil {
+			return err
+		}
+		res = consent.ConfirmResult{Topics: req.Topics, Already: ev == nil}
+		if ev == nil {
+			return nil
+		}
+		if err := putRequest(t, req); err != nil {
+			return err
+		}
+		if err := putSubscriber(t, sub); err != nil {
+			return err
+		}
+		// A completed double opt-in is the one thing that lifts the
+		// person's own earlier opt-outs.
+		if err := liftSuppressions(t, db.hashKey(consent.AddressKey(sub.Email)), req.Topics); err != nil {
+			return err
+		}
+		return appendEvent(t, ev, personal)
+	})
+	return res, err
+}
+
+// NotMe cancels the pending request id because its recipient never asked
+// for it, and blocks confirmation mail to the address for a while. Repeated
+// calls change nothing. On a request that was confirmed meanwhile it is a
+// withdrawal: the not-me link is the confirmation mail's one-click
+// List-Unsubscribe target, and a one-click must never be a no-op (RFC
+// 8058), so the request's topics are unsubscribed and suppressed.
+func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
+	return db.update(ctx, func(t *tx) error {
+		in.Now = db.Now()
+		req, sub, err := requestAndSubscriber(t.conn, id)
+		if err != nil {
+			return err
+		}
+		if !req.Confirmed.IsZero() {
+			return db.withdraw(t, sub, req.Topics, consent.ChannelOneClick, in)
+		}
+		ev, personal := consent.PlanNotMe(sub, req, in, db.policy, db)
+		if ev == nil {
+			return nil
+		}
+		if err := putRequest(t, req); err != nil {
+			return err
+		}
+		if err := putSubscriber(t, sub); err != nil {
+			return err
+		}
+		return appendEvent(t, ev, personal)
+	})
+}
+
+// Request returns the request id, or an ENotFound *Error.
+func (db *DB) Request(ctx context.Context, id string) (*consent.Request, error) {
+	var req *consent.Request
+	err := db.view(ctx, func(c conn) error {
+		var err error
+		req, _, err = requestAndSubscriber(c, id)
+		return err
+	})
+	return req, err
+}

@@ -1,0 +1,212 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// maxBatch caps how many write calls share one transaction.
+const maxBatch = 256
+
+// batchTimeout bounds one write transaction, so a database that stops
+// answering fails the writes waiting for it instead of holding them.
+const batchTimeout = 30 * time.Second
+
+// tx is a write transaction: every statement of the use cases in one
+// batch, under the write lock.
+type tx struct {
+	conn
+	// head is the ledger's head as this transaction left it; nil until
+	// the first event is appended.
+	head *chainHead
+	// headDirty says the head row must be written before the commit.
+	headDirty bool
+}
+
+// chainHead is the last event of the ledger: its sequence number and
+// hash.
+type chainHead struct {
+	seq  uint64
+	hash string
+}
+
+// call is one write waiting for the committer.
+type call struct {
+	ctx  context.Context
+	fn   func(t *tx) error
+	done chan error
+}
+
+// update runs fn in a write transaction and returns once the
+// transaction is committed (durably: synchronous_commit is on), or
+// failed. When ctx is done before fn runs, fn does not run and ctx's
+// error is returned; a caller whose ctx ends while its write waits for
+// the group commit gets ctx's error at once (the write then commits or
+// not, as the batch goes).
+//
+// Writes go through one committer goroutine that takes every call
+// waiting at that moment and runs them in one transaction, so concurrent
+// callers share one commit, while a lone call is committed at once. As
+// with the bbolt store, fn may run more than once (when another call in
+// its batch fails), so it must only change state through t and set its
+// results afresh on every run.
+func (db *DB) update(ctx context.Context, fn func(t *tx) error) error {
+	c := &call{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case db.calls <- c:
+	case <-db.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// committer runs batches of writes until Close.
+func (db *DB) committer() {
+	defer close(db.committed)
+	for {
+		var first *call
+		select {
+		case first = <-db.calls:
+		case <-db.closing:
+			return
+		}
+		batch := []*call{first}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-db.calls:
+				batch = append(batch, c)
+			default:
+				break gather
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction and answers every call. When a
+// call fails, the transaction is rolled back, that call runs alone so it
+// gets its own answer, and the others are committed again without it.
+func (db *DB) commit(batch []*call) {
+	failed, err := db.run(batch)
+	if failed < 0 || len(batch) == 1 {
+		for _, c := range batch {
+			c.done <- err
+		}
+		return
+	}
+	_, alone := db.run(batch[failed : failed+1])
+	batch[failed].done <- alone
+	db.commit(append(batch[:failed:failed], batch[failed+1:]...))
+}
+
+// run runs calls in one transaction under the write lock and commits. It
+// returns the index of the call that failed (-1 when none did, or when
+// the transaction itself failed) and the error.
+func (db *DB) run(calls []*call) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	ptx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("postgres: %w", err)
+	}
+	defer ptx.Rollback(ctx)
+	if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+		return -1, fmt.Errorf("postgres: write lock: %w", err)
+	}
+	t := &tx{conn: conn{ctx: ctx, q: ptx}}
+	for i, c := range calls {
+		if err := c.ctx.Err(); err != nil {
+			return i, err
+		}
+		if err := safeCall(c.fn, t); err != nil {
+			return i, errorOf(err)
+		}
+	}
+	if t.headDirty {
+		if err := t.exec("UPDATE ledger_head SET seq = $1, hash = $2", int64(t.head.seq), t.head.hash); err != nil {
+			return -1, fmt.Errorf("postgres: ledger head: %w", err)
+		}
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return -1, fmt.Errorf("postgres: commit: %w", err)
+	}
+	return -1, nil
+}
+
+// safeCall turns a panic in fn into an error, so one bad call cannot take
+// the committer down.
+func safeCall(fn func(t *tx) error, t *tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("postgres: panic in transaction: %v", r)
+		}
+	}()
+	return fn(t)
+}
+
+// appendEvent seals ev onto the end of the ledger chain and stores it with
+// its personal record. The write lock makes the chain one sequence
+// across instances.
+func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
+	if t.head == nil {
+		var seq int64
+		var hash string
+		if err := t.q.QueryRow(t.ctx, "SELECT seq, hash FROM ledger_head").Scan(&seq, &hash); err != nil {
+			return fmt.Errorf("postgres: ledger head: %w", err)
+		}
+		t.head = &chainHead{seq: uint64(seq), hash: hash}
+	}
+	ev.Seq = t.head.seq + 1
+	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
+	personal, digest := p.Repaired().Encode()
+	ev.PersonalDigest = digest
+	ev.Seal(t.head.hash)
+	b, err := encode(ev)
+	if err != nil {
+		return err
+	}
+	err = t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES ($1, $2, $3, $4, $5)",
+		int64(ev.Seq), ev.Subscriber, string(ev.Type), b, personal)
+	if err != nil {
+		return err
+	}
+	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
+	t.headDirty = true
+	return nil
+}
+
+// enqueue writes job into the outbox, due at once.
+func enqueue(t *tx, job *consent.Job) error {
+	job.NextAt = job.Created
+	b, err := encode(job)
+	if err != nil {
+		return err
+	}
+	var id int64
+	err = t.q.QueryRow(t.ctx, "INSERT INTO outbox (id, next_at, subscriber, job) VALUES (nextval('outbox_ids'), $1, $2, $3) RETURNING id",
+		job.NextAt, job.Subscriber, b).Scan(&id)
+	job.ID = uint64(id)
+	return err
+}
+
+// audit appends an entry to the audit log inside the admin write's own
+// transaction, so a write and its record commit or fail together.
+func (db *DB) audit(t *tx, a consent.Actor, action, target string, count int) error {
+	e := consent.AuditEntry{Time: db.Now(), Key: a.Name, KeyID: a.KeyID, Action: action, Target: target, Count: count}
+	b, err := encode(e)
+	if err != nil {
+		return err
+	}
+	return t.exec("INSERT INTO audit (seq, data) VALUES (nextval('audit_seqs'), $1)", b)
+}
