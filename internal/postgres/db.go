@@ -61,6 +61,7 @@ type DB struct {
 	closing   chan struct{}
 	committed chan struct{} // closed when the committer has stopped
 	closeOnce sync.Once
+	closeErr  error
 	now       func() time.Time
 	rand      io.Reader
 	domain    string
@@ -163,16 +164,18 @@ var ErrClosed = errors.New("postgres: store closed")
 // held go to the other instances at once) and closes the pool. Writes
 // must have finished before Close is called.
 func (db *DB) Close() error {
-	db.closeOnce.Do(func() { close(db.closing) })
-	<-db.committed
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := db.pool.Exec(ctx, "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", db.owner)
-	db.pool.Close()
-	if err != nil {
-		return fmt.Errorf("postgres: releasing outbox leases: %w", err)
-	}
-	return nil
+	db.closeOnce.Do(func() {
+		close(db.closing)
+		<-db.committed
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := db.pool.Exec(ctx, "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", db.owner)
+		db.pool.Close()
+		if err != nil {
+			db.closeErr = fmt.Errorf("postgres: releasing outbox leases: %w", err)
+		}
+	})
+	return db.closeErr
 }
 
 // Now returns the store's clock reading, in UTC with millisecond precision,

@@ -1,0 +1,308 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"optin/internal/consent"
+	"optin/internal/postgres"
+	"optin/internal/testclock"
+)
+
+// Tests of what the conformance suite cannot see: several stores on one
+// database, as several optin instances run, and the schema.
+
+var testHMACKey = []byte("0123456789abcdef0123456789abcdef")
+
+// open opens a store on the database at url with clock now and the test
+// HMAC key (nil: the database's own), closed when t ends.
+func open(t *testing.T, url string, now func() time.Time, key []byte) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), url, postgres.Options{Now: now, HMACKey: key})
+	if err != nil {
+		t.Fatalf("Open: got err %v, want nil", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: got err %v, want nil", err)
+		}
+	})
+	return db
+}
+
+// bootstrap gives the store the news topic and newsletter form.
+func bootstrap(t *testing.T, db consent.Store) consent.Form {
+	t.Helper()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en", Wording: map[string]string{"en": "Yes"}, WordingVersion: 1}
+	if _, err := db.Bootstrap(t.Context(), consent.Topic{ID: "news", Name: "News"}, form, ""); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	return form
+}
+
+func signup(t *testing.T, db consent.Store, form *consent.Form, email string) {
+	t.Helper()
+	a, err := consent.ParseAddress(email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := consent.SignupInput{Form: form, Address: a, Locale: "en", Topics: []string{"news"}, IP: "192.0.2.1"}
+	res, err := db.Signup(context.Background(), in, form.WordingFor("en", nil, "Yes", ""))
+	if err != nil || !res.Queued {
+		t.Errorf("Signup(%s): got %+v, %v, want a queued mail", email, res, err)
+	}
+}
+
+// TestMigrateTogether starts two stores at once on an empty database:
+// both come up, on one schema at this optin's version.
+func TestMigrateTogether(t *testing.T) {
+	url := pg.EmptyDatabase(t)
+	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Current != 0 || st.Latest != postgres.SchemaVersion() {
+		t.Fatalf("ReadStatus of an empty database: got %+v, %v, want version 0 of %d", st, err, postgres.SchemaVersion())
+	}
+	var wg sync.WaitGroup
+	dbs := make([]*postgres.DB, 2)
+	errs := make([]error, 2)
+	for i := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dbs[i], errs[i] = postgres.Open(context.Background(), url, postgres.Options{HMACKey: testHMACKey})
+		}()
+	}
+	wg.Wait()
+	for i, db := range dbs {
+		if errs[i] != nil {
+			t.Fatalf("Open %d: got err %v, want nil", i, errs[i])
+		}
+		defer db.Close()
+	}
+	st, err := postgres.ReadStatus(t.Context(), url)
+	if err != nil || st.Current != postgres.SchemaVersion() || st.Latest != postgres.SchemaVersion() {
+		t.Errorf("ReadStatus after two starts: got %+v, %v, want version %d", st, err, postgres.SchemaVersion())
+	}
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != postgres.SchemaVersion() {
+		t.Errorf("schema_migrations: got %d rows, %v, want one per version (%d)", n, err, postgres.SchemaVersion())
+	}
+	bootstrap(t, dbs[0])
+	if topics, err := dbs[1].Topics(t.Context()); err != nil || len(topics) != 1 {
+		t.Errorf("Topics on the other store: got %v, %v, want the one topic", topics, err)
+	}
+}
+
+// TestNewerSchemaRefused: a database migrated by a newer optin is not
+// opened by this one.
+func TestNewerSchemaRefused(t *testing.T) {
+	url := pg.Database(t)
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(t.Context(), "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future.sql')", postgres.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(t.Context(), url, postgres.Options{HMACKey: testHMACKey})
+	if err == nil {
+		db.Close()
+		t.Fatal("Open of a newer schema: got nil error, want one")
+	}
+	if !strings.Contains(err.Error(), "newer than this optin") {
+		t.Errorf("Open of a newer schema: got %v, want it to say the schema is newer", err)
+	}
+}
+
+// TestSynchronousCommitOn: a database set to synchronous_commit off
+// still gets durable commits from optin's sessions.
+func TestSynchronousCommitOn(t *testing.T) {
+	url := pg.Database(t)
+	name := url[strings.LastIndexByte(url, '/')+1 : strings.IndexByte(url, '?')]
+	if err := pg.Exec("postgres", "ALTER DATABASE "+name+" SET synchronous_commit = off"); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var sc string
+	if err := pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "on" {
+		t.Errorf("synchronous_commit: got %q, %v, want on", sc, err)
+	}
+}
+
+// TestSharedSecret: stores without a configured HMAC key share the one
+// the first generated, so every instance recognises the same suppressed
+// addresses.
+func TestSharedSecret(t *testing.T) {
+	url := pg.Database(t)
+	a := open(t, url, nil, nil)
+	b := open(t, url, nil, nil)
+	addr, _ := consent.ParseAddress("ann@example.com")
+	if ha, hb := a.AddressHash(addr), b.AddressHash(addr); ha != hb {
+		t.Errorf("AddressHash on two stores: got %s and %s, want the same", ha, hb)
+	}
+	configured := open(t, url, nil, testHMACKey)
+	if configured.AddressHash(addr) == a.AddressHash(addr) {
+		t.Error("a configured HMAC key: got the database's key, want the configured one")
+	}
+	ka, err := a.Secret(t.Context(), "token_key_k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := b.Secret(t.Context(), "token_key_k1")
+	if err != nil || string(ka) != string(kb) || len(ka) != 32 {
+		t.Errorf("Secret on two stores: got %x and %x (%v), want the same 32 bytes", ka, kb, err)
+	}
+}
+
+// TestLedgerAcrossInstances signs people up through two stores at once:
+// the events of both form one chain in one order.
+func TestLedgerAcrossInstances(t *testing.T) {
+	url := pg.Database(t)
+	stores := []*postgres.DB{open(t, url, nil, testHMACKey), open(t, url, nil, testHMACKey)}
+	form := bootstrap(t, stores[0])
+	const each = 25
+	var wg sync.WaitGroup
+	for i, db := range stores {
+		for j := range each {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				signup(t, db, &form, fmt.Sprintf("p%d-%d@example.com", i, j))
+			}()
+		}
+	}
+	wg.Wait()
+	for i, db := range stores {
+		rep, err := db.VerifyLedger(t.Context())
+		if err != nil || !rep.OK || rep.Events != 2*each {
+			t.Errorf("VerifyLedger on store %d: got %+v, %v, want OK with %d events", i, rep, err, 2*each)
+		}
+	}
+	counts, last, err := stores[1].LedgerCounts(t.Context(), 0)
+	if err != nil || last != 2*each || counts[consent.EventRequested] != 2*each {
+		t.Errorf("LedgerCounts: got %v, %d, %v, want %d requested events", counts, last, err, 2*each)
+	}
+}
+
+// TestOutboxLease: a job one store handed out is not handed out by
+// another until the lease runs out; the outcome of a store that lost its
+// lease changes nothing; closing a store hands its leases back.
+func TestOutboxLease(t *testing.T) {
+	url := pg.Database(t)
+	clock := testclock.At(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	a := open(t, url, clock.Now, testHMACKey)
+	b, err := postgres.Open(t.Context(), url, postgres.Options{Now: clock.Now, HMACKey: testHMACKey, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := bootstrap(t, a)
+	for i := range 3 {
+		signup(t, a, &form, fmt.Sprintf("m%d@example.com", i))
+	}
+	ctx := t.Context()
+	now := clock.Now()
+	jobs, err := b.DueJobs(ctx, now, 10, nil)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("DueJobs on b: got %d jobs, %v, want 3", len(jobs), err)
+	}
+	if again, err := b.DueJobs(ctx, now, 10, nil); err != nil || len(again) != 3 {
+		t.Errorf("DueJobs on b again: got %d jobs, %v, want its own 3 (its worker skips those in flight)", len(again), err)
+	}
+	if other, err := a.DueJobs(ctx, now, 10, nil); err != nil || len(other) != 0 {
+		t.Errorf("DueJobs on a while b holds them: got %d jobs, %v, want 0", len(other), err)
+	}
+	if next, err := a.NextDue(ctx); err != nil || !next.Equal(now.Add(time.Minute)) {
+		t.Errorf("NextDue on a: got %v, %v, want the end of b's lease %v", next, err, now.Add(time.Minute))
+	}
+
+	clock.Advance(time.Minute) // b's lease ran out: b died, say
+	taken, err := a.DueJobs(ctx, clock.Now(), 10, nil)
+	if err != nil || len(taken) != 3 {
+		t.Fatalf("DueJobs on a after b's lease ended: got %d jobs, %v, want 3", len(taken), err)
+	}
+	if err := b.RetryJob(ctx, jobs[0], clock.Now().Add(time.Hour), "421 later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ParkJob(ctx, jobs[1], "550 no"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.DueJobs(ctx, clock.Now(), 10, nil); err != nil || len(again) != 3 || again[0].Attempts != 0 {
+		t.Errorf("DueJobs on a after b's late outcomes: got %+v, %v, want the 3 jobs unchanged", again, err)
+	}
+	if q, p, err := a.OutboxDepth(ctx); err != nil || q != 3 || p != 0 {
+		t.Errorf("OutboxDepth: got %d, %d, %v, want 3 queued, none parked", q, p, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// a closes: its leases go back at once, and a third store takes them.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, url, clock.Now, testHMACKey)
+	if got, err := c.DueJobs(ctx, clock.Now(), 10, nil); err != nil || len(got) != 3 {
+		t.Errorf("DueJobs after a closed: got %d jobs, %v, want 3", len(got), err)
+	}
+}
+
+// TestOutboxNoJobTwice drains one outbox with two stores' DueJobs at once,
+// each finishing what it took: no job is handed to both.
+func TestOutboxNoJobTwice(t *testing.T) {
+	url := pg.Database(t)
+	stores := []*postgres.DB{open(t, url, nil, testHMACKey), open(t, url, nil, testHMACKey)}
+	form := bootstrap(t, stores[0])
+	const total = 120
+	for i := range total {
+		signup(t, stores[i%2], &form, fmt.Sprintf("q%d@example.com", i))
+	}
+	var mu sync.Mutex
+	handed := map[uint64]int{}
+	var wg sync.WaitGroup
+	for _, db := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				jobs, err := db.DueJobs(context.Background(), time.Now(), 7, nil)
+				if err != nil {
+					t.Errorf("DueJobs: %v", err)
+					return
+				}
+				if len(jobs) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, j := range jobs {
+					handed[j.ID]++
+				}
+				mu.Unlock()
+				if err := db.FinishJobs(context.Background(), jobs); err != nil {
+					t.Errorf("FinishJobs: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(handed) != total {
+		t.Errorf("jobs handed out: got %d, want %d", len(handed), total)
+	}
+	for id, n := range handed {
+		if n != 1 {
+			t.Errorf("job %d: handed out %d times, want once", id, n)
+		}
+	}
+}
