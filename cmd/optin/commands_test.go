@@ -31,11 +31,12 @@ func runCLIAll(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errOut.String(), err
 }
 
-// writeConfigYAML writes a config file with data_dir plus extra YAML lines.
+// writeConfigYAML writes a config file with data_dir plus extra YAML
+// lines, on the store the tests run on.
 func writeConfigYAML(t *testing.T, dataDir, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "optin.yaml")
-	if err := os.WriteFile(path, []byte("data_dir: "+dataDir+"\n"+extra), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("data_dir: "+dataDir+"\n"+extra+storeYAML(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -71,6 +72,7 @@ func importedDir(t *testing.T, n int) (string, config.Config) {
 // TestCLIVerifyCountsGoodEvents: with event 2 of 3 damaged in the file,
 // verify names event 2 and counts the one good event before it.
 func TestCLIVerifyCountsGoodEvents(t *testing.T) {
+	boltOnly(t, "damages the database file")
 	path, cfg := importedDir(t, 3)
 	raw, err := bbolt.Open(filepath.Join(cfg.DataDir, "optin.db"), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -183,6 +185,7 @@ func TestServeKeyAfterListen(t *testing.T) {
 // TestCLIReadOnlyCommands: verify, apikey list and campaign status on a
 // data_dir without a database fail clearly and create nothing.
 func TestCLIReadOnlyCommands(t *testing.T) {
+	boltOnly(t, "a data_dir without optin.db")
 	dataDir := filepath.Join(t.TempDir(), "typo")
 	path := writeConfigYAML(t, dataDir, "")
 	want := "no database at " + filepath.Join(dataDir, "optin.db") + ": is data_dir right?"
@@ -205,6 +208,7 @@ func TestCLIReadOnlyCommands(t *testing.T) {
 // optin.db in an empty directory is verified there, and nothing is
 // written: no new secrets.json, no change to the copy.
 func TestCLIRestoreCheck(t *testing.T) {
+	boltOnly(t, "a copy of optin.db and secrets.json")
 	_, cfg := importedDir(t, 2)
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(cfg.DataDir, "optin.db"), filepath.Join(dir, "optin.db"))
@@ -271,7 +275,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, cmd := range [][]string{
 		{}, {"serve"}, {"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"}, {"mail"}, {"mail", "test"},
-		{"bench"},
+		{"bench"}, {"migrate"}, {"migrate", "status"},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			args := append(append([]string{}, cmd...), h)

@@ -43,6 +43,7 @@ usage:
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
   optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
+  optin migrate status [--config FILE]              show the store's schema version
   optin bench ...                                   the load generator is its own command,
                                                     optin-bench (go run ./cmd/optin-bench help)
   optin version                                     show what this binary was built from
@@ -109,6 +110,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return campaignCmd(ctx, args[1:], stdout, stderr)
 	case "mail":
 		return mailCmd(ctx, args[1:], stdout)
+	case "migrate":
+		return migrateCmd(ctx, args[1:], stdout)
 	case "bench":
 		// The load generator and SMTP sink stay out of the service binary.
 		fmt.Fprintln(stdout, benchMoved)

@@ -23,7 +23,7 @@ func writeConfig(t *testing.T) (string, config.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "optin.yaml")
-	if err := os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+storeYAML(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)

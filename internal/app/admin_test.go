@@ -608,6 +608,7 @@ func TestStats(t *testing.T) {
 // write, opens it with bbolt and verifies the ledger; then tampers with a
 // ledger record in a copy and sees the verification fail.
 func TestBackupUnderLoadAndTamper(t *testing.T) {
+	boltOnly(t, "the backup is the database file")
 	s := startService(t, nil)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

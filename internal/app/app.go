@@ -10,17 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"optin/internal/bolt"
 	"optin/internal/config"
 	"optin/internal/consent"
 	"optin/internal/i18n"
@@ -73,20 +70,18 @@ func Open(o Options) (*App, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	sec, err := loadSecrets(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	// data_dir holds the admin socket and the file transport's mail
+	// whatever the store.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	keys, err := tokenKeys(cfg, sec)
+	db, keys, err := openStore(cfg, o.Now, false)
 	if err != nil {
 		return nil, err
 	}
 	tokens, err := token.NewIssuer(cfg.BaseURL, keys, o.Now)
 	if err != nil {
-		return nil, err
-	}
-	db, err := openStore(cfg, sec, o.Now, false)
-	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens, campaignTick: o.CampaignTick}
@@ -106,43 +101,10 @@ func Open(o Options) (*App, error) {
 
 // OpenStore opens the database of cfg on its own, for CLI commands that
 // run while the service is stopped. It fails with bolt.ErrLocked while the
-// service runs.
+// service runs on bbolt.
 func OpenStore(cfg config.Config) (consent.Store, error) {
-	sec, err := loadSecrets(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	return openStore(cfg, sec, time.Now, false)
-}
-
-// dbPath is the database file's path in data directory dir.
-func dbPath(dir string) string { return filepath.Join(dir, "optin.db") }
-
-func openStore(cfg config.Config, sec secrets, now func() time.Time, readOnly bool) (consent.Store, error) {
-	from, err := mail.ParseAddress(cfg.Mail.From)
-	if err != nil {
-		return nil, fmt.Errorf("mail.from: %w", err)
-	}
-	policy := consent.DefaultPolicy()
-	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
-	return bolt.Open(dbPath(cfg.DataDir), bolt.Options{Now: now, ReadOnly: readOnly,
-		MessageIDDomain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], Policy: policy, HMACKey: sec.hmacKey})
-}
-
-// tokenKeys returns the configured token keys, or the generated ones.
-func tokenKeys(cfg config.Config, sec secrets) ([]token.Key, error) {
-	raw, err := cfg.KeyBytes()
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) == 0 {
-		return sec.tokenKeys, nil
-	}
-	keys := make([]token.Key, len(raw))
-	for i, r := range raw {
-		keys[i] = token.Key{ID: cfg.Tokens.Keys[i].ID, Secret: r}
-	}
-	return keys, nil
+	db, _, err := openStore(cfg, time.Now, false)
+	return db, err
 }
 
 func (a *App) build(o Options) error {
@@ -311,7 +273,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	sock := a.serveSocket()
-	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport)
+	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport,
+		"store", a.cfg.Store)
 	for _, w := range a.StartupWarnings() {
 		a.log.Warn("startup warning: " + w)
 	}
@@ -418,24 +381,13 @@ type Admin struct {
 // writes nothing (not even secrets.json); otherwise it creates the
 // defaults of a first start (the news topic and newsletter form) on a
 // database that has none, so an import into a data_dir never served finds
-// them. It fails with bolt.ErrLocked while the service runs.
+// them. It fails with bolt.ErrLocked while the service runs on bbolt.
 func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
-	read := loadSecrets
-	if readOnly {
-		if _, err := os.Stat(dbPath(cfg.DataDir)); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no database at %s: is data_dir right?", dbPath(cfg.DataDir))
-		}
-		read = readSecrets
-	}
-	sec, err := read(cfg.DataDir)
+	db, keys, err := openStore(cfg, time.Now, readOnly)
 	if err != nil {
 		return nil, err
 	}
-	db, err := openStore(cfg, sec, time.Now, readOnly)
-	if err != nil {
-		return nil, err
-	}
-	h, err := adminHandler(cfg, sec, db, readOnly)
+	h, err := adminHandler(cfg, keys, db, readOnly)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -443,15 +395,11 @@ func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
 	return &Admin{Handler: h, store: db}, nil
 }
 
-func adminHandler(cfg config.Config, sec secrets, db consent.Store, readOnly bool) (http.Handler, error) {
+func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, readOnly bool) (http.Handler, error) {
 	if !readOnly {
 		if err := EnsureDefaults(context.Background(), db); err != nil {
 			return nil, err
 		}
-	}
-	keys, err := tokenKeys(cfg, sec)
-	if err != nil {
-		return nil, err
 	}
 	tokens, err := token.NewIssuer(cfg.BaseURL, keys, time.Now)
 	if err != nil {

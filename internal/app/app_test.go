@@ -22,7 +22,8 @@ import (
 const testAdminKey = "test-admin-key-0123456789abcdefghijklmnop"
 
 // service is optin running for real: HTTP on a loopback port, bbolt in a
-// temp dir, mail through the in-process SMTP server.
+// temp dir (or PostgreSQL, see store_test.go), mail through the
+// in-process SMTP server.
 type service struct {
 	t     *testing.T
 	app   *App
@@ -54,6 +55,7 @@ func startServiceWith(t *testing.T, opts smtptest.Options, tweak func(*config.Co
 	cfg.Mail.Transport = config.TransportSMTP
 	cfg.Mail.From = "Example News <news@example.com>"
 	cfg.Mail.SMTP = config.SMTP{Host: srv.Host(), Port: srv.Port(), TLS: config.TLSNone}
+	useTestStore(t, &cfg)
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -118,7 +118,7 @@ func createBuckets(tx *bbolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	if meta.Get(keySchema) == nil {
-		if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+		if err := meta.Put(keySchema, []byte(SchemaVersion)); err != nil {
 			return err
 		}
 	}
@@ -133,8 +133,8 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != schemaVersion {
-		return fmt.Errorf("schema version %q, this optin needs %q", v, schemaVersion)
+	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
 }

@@ -54,8 +54,10 @@ func appendOnly(name []byte) bool {
 	return false
 }
 
-// schemaVersion is written on creation; Open refuses any other value.
-const schemaVersion = "1"
+// SchemaVersion is the schema version of the databases this optin
+// creates and reads: it is written on creation and Open refuses any
+// other value (bbolt databases have no migrations).
+const SchemaVersion = "1"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -43,6 +43,9 @@ const (
 	TransportFile = "file"
 	TransportSMTP = "smtp"
 
+	StoreBolt     = "bolt"
+	StorePostgres = "postgres"
+
 	TLSMandatory = "mandatory"
 	TLSStartTLS  = "starttls"
 	TLSNone      = "none"
@@ -50,9 +53,14 @@ const (
 
 // Config is the complete optin configuration.
 type Config struct {
-	Listen         string    `yaml:"listen"`          // default "127.0.0.1:8080"
-	BaseURL        string    `yaml:"base_url"`        // default "http://" + Listen when Listen's host is loopback; otherwise required
-	DataDir        string    `yaml:"data_dir"`        // default "./data"
+	Listen  string `yaml:"listen"`   // default "127.0.0.1:8080"
+	BaseURL string `yaml:"base_url"` // default "http://" + Listen when Listen's host is loopback; otherwise required
+	DataDir string `yaml:"data_dir"` // default "./data"
+	// Store is where optin keeps its data: "bolt" (default), one file in
+	// data_dir for one process; or "postgres", a PostgreSQL database
+	// that several instances share.
+	Store          string    `yaml:"store"`
+	Postgres       Postgres  `yaml:"postgres"`
 	TrustedProxies []string  `yaml:"trusted_proxies"` // IPs or CIDRs; default none (client IP = TCP peer)
 	Mail           Mail      `yaml:"mail"`
 	Tokens         Tokens    `yaml:"tokens"`
@@ -63,6 +71,15 @@ type Config struct {
 	// sent get this long, then they are cut off (the mails stay queued);
 	// default 10s.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Postgres configures the PostgreSQL store.
+type Postgres struct {
+	// URL is the database's connection URL,
+	// postgres://user@host:port/database?sslmode=verify-full (env
+	// OPTIN_POSTGRES_URL). The password may only come from the
+	// environment: in OPTIN_POSTGRES_URL, PGPASSWORD or a .pgpass file.
+	URL string `yaml:"url"`
 }
 
 // Mail configures how outgoing mail is sent.
@@ -127,6 +144,7 @@ func Default() Config {
 		Listen:  "127.0.0.1:8080",
 		BaseURL: "http://127.0.0.1:8080",
 		DataDir: "./data",
+		Store:   StoreBolt,
 		Mail: Mail{
 			Transport: TransportFile,
 			From:      "optin <optin@localhost>",
@@ -187,6 +205,11 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	c.Mail.SMTP.Port = 0
 	if err := decode(data, name, &c); err != nil {
 		return Config{}, err
+	}
+	if u, err := url.Parse(c.Postgres.URL); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return Config{}, fmt.Errorf("%s: postgres.url: must not hold the password; give it in OPTIN_POSTGRES_URL, PGPASSWORD or a .pgpass file", name)
+		}
 	}
 	envErr := applyEnv(&c, lookup)
 	// "key: []" and an absent key mean the same.
@@ -364,6 +387,8 @@ func applyEnv(c *Config, lookup func(string) (string, bool)) error {
 		{"OPTIN_LISTEN", &c.Listen},
 		{"OPTIN_BASE_URL", &c.BaseURL},
 		{"OPTIN_DATA_DIR", &c.DataDir},
+		{"OPTIN_STORE", &c.Store},
+		{"OPTIN_POSTGRES_URL", &c.Postgres.URL},
 		{"OPTIN_MAIL_TRANSPORT", &c.Mail.Transport},
 		{"OPTIN_MAIL_FROM", &c.Mail.From},
 		{"OPTIN_SMTP_HOST", &c.Mail.SMTP.Host},
@@ -440,6 +465,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("data_dir: required"))
 	}
 
+	errs = append(errs, c.validateStore()...)
+
 	for i, p := range c.TrustedProxies {
 		if _, err := parseProxy(p); err != nil {
 			errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not an IP address or CIDR: %w", i, p, err))
@@ -468,6 +495,45 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("limits.confirmations: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// validateStore checks store and postgres.url. Messages never repeat the
+// URL: it may hold a password.
+func (c *Config) validateStore() []error {
+	switch c.Store {
+	case StoreBolt:
+		if c.Postgres.URL != "" {
+			return []error{fmt.Errorf("postgres.url: set, but store is %q: set store to %q to use it, or remove it", c.Store, StorePostgres)}
+		}
+		return nil
+	case StorePostgres:
+	default:
+		return []error{fmt.Errorf("store: must be %q or %q: %q", StoreBolt, StorePostgres, c.Store)}
+	}
+	if strings.TrimSpace(c.Postgres.URL) == "" {
+		return []error{errors.New("postgres.url: required when store is \"postgres\" (or set OPTIN_POSTGRES_URL)")}
+	}
+	const hint = "want a URL such as postgres://optin@db.example.com:5432/optin?sslmode=verify-full"
+	u, err := url.Parse(c.Postgres.URL)
+	switch {
+	case err != nil:
+		return []error{errors.New("postgres.url: not a valid URL; " + hint)}
+	case u.Scheme != "postgres" && u.Scheme != "postgresql":
+		return []error{fmt.Errorf("postgres.url: scheme must be postgres or postgresql, not %q; %s", u.Scheme, hint)}
+	case u.Host == "" && u.Query().Get("host") == "":
+		return []error{errors.New("postgres.url: names no host; " + hint)}
+	}
+	return nil
+}
+
+// PostgresURLRedacted returns postgres.url with any password masked, for
+// messages and logs.
+func (c Config) PostgresURLRedacted() string {
+	u, err := url.Parse(c.Postgres.URL)
+	if err != nil {
+		return "(not a valid URL)"
+	}
+	return u.Redacted()
 }
 
 // checkBaseURL reports why raw is not an acceptable base_url, or nil.

@@ -269,6 +269,20 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"OPTIN_TOKEN_KEYS", "entry 2"}},
 		{"bad env base_url", "", map[string]string{"OPTIN_BASE_URL": "http://example.com"},
 			[]string{"base_url", "https"}},
+		{"unknown store", "store: mysql\n", nil,
+			[]string{"store", `"mysql"`}},
+		{"postgres without url", "store: postgres\n", nil,
+			[]string{"postgres.url", "required", "OPTIN_POSTGRES_URL"}},
+		{"postgres url with a password in the file", "store: postgres\npostgres:\n  url: postgres://optin:secretpw@db.example.com/optin\n", nil,
+			[]string{"postgres.url", "must not hold the password", "OPTIN_POSTGRES_URL"}},
+		{"postgres url of another scheme", "store: postgres\n", map[string]string{"OPTIN_POSTGRES_URL": "mysql://optin:secretpw@db.example.com/optin"},
+			[]string{"postgres.url", "scheme", `"mysql"`}},
+		{"postgres url without host", "store: postgres\n", map[string]string{"OPTIN_POSTGRES_URL": "postgres:///optin"},
+			[]string{"postgres.url", "no host"}},
+		{"postgres url not a URL", "store: postgres\n", map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin:secretpw@db.example.com:port/optin"},
+			[]string{"postgres.url", "not a valid URL"}},
+		{"postgres url with store bolt", "", map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin:secretpw@db.example.com/optin"},
+			[]string{"postgres.url", `store is "bolt"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -528,6 +542,8 @@ tokens:
 		"OPTIN_SMTP_TLS":       "mandatory",
 		"OPTIN_TOKEN_KEYS":     "k2:" + key32 + ", k1:" + urlKey,
 		"OPTIN_MAIL_TRANSPORT": "smtp",
+		"OPTIN_STORE":          "postgres",
+		"OPTIN_POSTGRES_URL":   "postgres://optin@db.example.com/optin",
 	}
 	got, err := parseString(t, yml, env)
 	if err != nil {
@@ -549,6 +565,8 @@ tokens:
 		{"SMTP.TLS", got.Mail.SMTP.TLS, "mandatory"},
 		{"Tokens.Keys", got.Tokens.Keys, []Key{{ID: "k2", Secret: key32}, {ID: "k1", Secret: urlKey}}},
 		{"DevMode", got.DevMode(), false},
+		{"Store", got.Store, "postgres"},
+		{"Postgres.URL", got.Postgres.URL, "postgres://optin@db.example.com/optin"},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -572,6 +590,27 @@ func TestEnvOnlyPassword(t *testing.T) {
 	}
 	if got, want := got.Mail.SMTP.Password, "s3cret"; got != want {
 		t.Errorf("password: got %q, want %q", got, want)
+	}
+}
+
+// TestPostgresFromEnv: the URL with its password comes from the
+// environment, over the file's URL without one; the redacted form hides
+// the password.
+func TestPostgresFromEnv(t *testing.T) {
+	yml := "store: postgres\npostgres:\n  url: postgres://optin@db.example.com/optin\n"
+	env := map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin:secretpw@db.example.com/optin?sslmode=verify-full"}
+	got, err := parseString(t, yml, env)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if got.Store != StorePostgres || got.Postgres.URL != env["OPTIN_POSTGRES_URL"] {
+		t.Errorf("got store %q, url %q, want postgres and the URL from OPTIN_POSTGRES_URL", got.Store, got.Postgres.URL)
+	}
+	if r := got.PostgresURLRedacted(); strings.Contains(r, "secretpw") || !strings.Contains(r, "db.example.com") {
+		t.Errorf("PostgresURLRedacted: got %q, want the URL without its password", r)
+	}
+	if got, err := parseString(t, yml, nil); err != nil || got.Postgres.URL != "postgres://optin@db.example.com/optin" {
+		t.Errorf("parse without env: got %q, %v, want the file's URL", got.Postgres.URL, err)
 	}
 }
 

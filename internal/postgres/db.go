@@ -46,6 +46,10 @@ type Options struct {
 	// instance that opened it and shared by every instance since. It must
 	// never change, or suppressed addresses would no longer be recognised.
 	HMACKey []byte
+	// ReadOnly opens a database optin has set up for reading only: Open
+	// applies no migration and fails unless the schema is at this
+	// optin's version, generates no secret, and every write fails.
+	ReadOnly bool
 	// Lease is how long a job DueJobs hands out stays with this instance
 	// before another instance may take it over; default 5 minutes, longer
 	// than a send may take (the mail worker gives up after 2).
@@ -68,6 +72,7 @@ type DB struct {
 	policy    consent.Policy
 	hasher    *consent.Hasher
 	lease     time.Duration
+	readOnly  bool
 	// owner names this DB's leases on outbox jobs.
 	owner string
 }
@@ -80,16 +85,21 @@ const writeLock = 0x6f7074696e01 // "optin" 1
 // may also come from PGPASSWORD or a .pgpass file), brings its schema up
 // to date under an advisory lock (see Migrate) and returns the store.
 func Open(ctx context.Context, url string, o Options) (*DB, error) {
-	pool, err := Connect(ctx, url)
+	pool, err := connect(ctx, url, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
-	if err := Migrate(ctx, pool); err != nil {
+	if o.ReadOnly {
+		err = checkVersion(ctx, pool)
+	} else {
+		err = Migrate(ctx, pool)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	db := &DB{pool: pool, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
-		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+		readOnly: o.ReadOnly, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -124,12 +134,18 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 
 // Connect opens a connection pool to the database at url. Its sessions
 // keep synchronous_commit on, so a commit optin reports is durable.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) { return connect(ctx, url, false) }
+
+// connect is Connect; with readOnly every session refuses writes.
+func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's message repeats the URL with the password masked only
 		// on a best-effort basis: say what is wrong without it.
 		return nil, errors.New("postgres: postgres.url is not a valid connection URL")
+	}
+	if readOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		// A server (or database, or role) configured with
@@ -156,6 +172,9 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// ErrReadOnly is returned by writes to a store opened with ReadOnly.
+var ErrReadOnly = errors.New("postgres: store opened read-only")
+
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("postgres: store closed")
 
@@ -167,10 +186,13 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.closing)
 		<-db.committed
+		defer db.pool.Close()
+		if db.readOnly {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := db.pool.Exec(ctx, "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", db.owner)
-		db.pool.Close()
 		if err != nil {
 			db.closeErr = fmt.Errorf("postgres: releasing outbox leases: %w", err)
 		}
@@ -310,6 +332,8 @@ func errorOf(err error) error {
 		return consent.Errorf(consent.EInvalid, "the record refers to one that does not exist")
 	case "22001", "22021", "22P05", "54000": // too long, bad encoding, NUL in JSON, program limit
 		return consent.Errorf(consent.EInvalid, "a value is too long or not valid text")
+	case "25006": // read_only_sql_transaction
+		return ErrReadOnly
 	}
 	return fmt.Errorf("postgres: %w", err)
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -304,5 +305,42 @@ func TestOutboxNoJobTwice(t *testing.T) {
 		if n != 1 {
 			t.Errorf("job %d: handed out %d times, want once", id, n)
 		}
+	}
+}
+
+// TestReadOnly: a read-only store opens only a database optin has set
+// up, reads it, and refuses every write.
+func TestReadOnly(t *testing.T) {
+	empty := pg.EmptyDatabase(t)
+	if db, err := postgres.Open(t.Context(), empty, postgres.Options{ReadOnly: true}); err == nil {
+		db.Close()
+		t.Fatal("read-only Open of an empty database: got nil error, want one")
+	} else if !strings.Contains(err.Error(), "no optin schema") {
+		t.Errorf("read-only Open of an empty database: got %v, want it to say there is no schema", err)
+	}
+	url := pg.Database(t)
+	rw := open(t, url, nil, nil)
+	form := bootstrap(t, rw)
+	signup(t, rw, &form, "ann@example.com")
+	ro, err := postgres.Open(t.Context(), url, postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only Open: got err %v, want nil", err)
+	}
+	defer ro.Close()
+	addr, _ := consent.ParseAddress("ann@example.com")
+	if ro.AddressHash(addr) != rw.AddressHash(addr) {
+		t.Error("read-only store: got another HMAC key than the database's")
+	}
+	if rep, err := ro.VerifyLedger(t.Context()); err != nil || !rep.OK || rep.Events != 1 {
+		t.Errorf("VerifyLedger read-only: got %+v, %v, want OK with 1 event", rep, err)
+	}
+	if _, err := ro.CreateTopic(t.Context(), consent.CLIActor(), consent.Topic{ID: "offers", Name: "Offers"}); !errors.Is(err, postgres.ErrReadOnly) {
+		t.Errorf("CreateTopic read-only: got %v, want ErrReadOnly", err)
+	}
+	if _, err := ro.Secret(t.Context(), "never-made"); err == nil {
+		t.Error("Secret read-only of a missing name: got nil error, want one")
+	}
+	if topics, err := rw.Topics(t.Context()); err != nil || len(topics) != 1 {
+		t.Errorf("Topics after the refused write: got %v, %v, want the one topic", topics, err)
 	}
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -118,6 +119,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
+// checkVersion returns an error unless the database's schema is at this
+// optin's version.
+func checkVersion(ctx context.Context, pool *pgxpool.Pool) error {
+	st, err := readStatus(ctx, pool)
+	switch {
+	case err != nil:
+		return err
+	case st.Current == 0:
+		return errors.New("postgres: the database has no optin schema yet: start optin serve on it once")
+	case st.Current != st.Latest:
+		return fmt.Errorf("postgres: the database's schema is at version %d, this optin's at %d: start optin serve of the newer one on it", st.Current, st.Latest)
+	}
+	return nil
+}
+
 // currentVersion returns the highest schema version applied (0 for none).
 func currentVersion(ctx context.Context, q querier) (int, error) {
 	var v int
@@ -139,12 +155,16 @@ type Status struct {
 // ReadStatus reports the schema version of the database at url without
 // changing anything.
 func ReadStatus(ctx context.Context, url string) (Status, error) {
-	st := Status{Latest: SchemaVersion()}
-	pool, err := Connect(ctx, url)
+	pool, err := connect(ctx, url, true)
 	if err != nil {
-		return st, err
+		return Status{Latest: SchemaVersion()}, err
 	}
 	defer pool.Close()
+	return readStatus(ctx, pool)
+}
+
+func readStatus(ctx context.Context, pool *pgxpool.Pool) (Status, error) {
+	st := Status{Latest: SchemaVersion()}
 	var exists bool
 	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
 		return st, fmt.Errorf("postgres: %w", err)
@@ -152,6 +172,7 @@ func ReadStatus(ctx context.Context, url string) (Status, error) {
 	if !exists {
 		return st, nil
 	}
+	var err error
 	st.Current, err = currentVersion(ctx, pool)
 	return st, err
 }

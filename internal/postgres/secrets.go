@@ -13,17 +13,20 @@ const secretHMAC = "hmac_key"
 // first when there is none: whichever instance asks first stores it, and
 // every instance gets the same one. optin keeps the keys that every
 // instance must share here (the suppression list's HMAC key, token keys
-// the configuration does not give).
+// the configuration does not give). A store opened read-only only reads:
+// a missing secret is an error.
 func (db *DB) Secret(ctx context.Context, name string) ([]byte, error) {
-	fresh := make([]byte, 32)
-	if _, err := io.ReadFull(db.rand, fresh); err != nil {
-		return nil, fmt.Errorf("postgres: secret %s: %w", name, err)
-	}
-	c := db.read(ctx)
-	// Two statements: after an insert that found another's row, the
-	// second one's snapshot sees that row.
-	if err := c.exec("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, fresh); err != nil {
-		return nil, fmt.Errorf("postgres: secret %s: %w", name, err)
+	if !db.readOnly {
+		fresh := make([]byte, 32)
+		if _, err := io.ReadFull(db.rand, fresh); err != nil {
+			return nil, fmt.Errorf("postgres: secret %s: %w", name, err)
+		}
+		// The read below is a statement of its own: after an insert
+		// that found another instance's row, its snapshot sees that row.
+		_, err := db.pool.Exec(ctx, "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, fresh)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: secret %s: %w", name, err)
+		}
 	}
 	var v []byte
 	if err := db.pool.QueryRow(ctx, "SELECT value FROM secrets WHERE name = $1", name).Scan(&v); err != nil {

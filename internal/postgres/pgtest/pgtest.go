@@ -50,6 +50,27 @@ type Server struct {
 	dbs  atomic.Int64 // databases made so far, for their names
 }
 
+// StoreEnv is the environment variable that picks the store the
+// end-to-end tests run on: "bolt" (or unset) or "postgres".
+const StoreEnv = "OPTIN_TEST_STORE"
+
+// Asked reports whether StoreEnv asks for PostgreSQL.
+func Asked() bool { return os.Getenv(StoreEnv) == "postgres" }
+
+// MainIfAsked is Main when StoreEnv asks for PostgreSQL, and runs the
+// tests without a server (*srv nil) when it says bolt or nothing.
+func MainIfAsked(m *testing.M, srv **Server) int {
+	switch v := os.Getenv(StoreEnv); v {
+	case "", "bolt":
+		return m.Run()
+	case "postgres":
+		return Main(m, srv)
+	default:
+		fmt.Fprintf(os.Stderr, "pgtest: %s must be bolt or postgres, not %q\n", StoreEnv, v)
+		return 2
+	}
+}
+
 // Main starts a server, points *srv at it, runs the tests and stops the
 // server; it returns the exit code for os.Exit. Without the server
 // binaries it runs the tests with *srv nil (Database skips them), unless

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"optin/internal/config"
+	"optin/internal/postgres"
+	"optin/internal/postgres/pgtest"
+)
+
+// TestCLIMigrateStatus: migrate status names the store and its schema
+// version. On PostgreSQL an empty database is at version 0 with every
+// migration to apply, and up to date after the first start; a bbolt
+// store has none.
+func TestCLIMigrateStatus(t *testing.T) {
+	if !pgtest.Asked() {
+		path, _ := writeConfig(t)
+		out, err := runCLI(t, "migrate", "status", "--config", path)
+		if err != nil || !strings.Contains(out, "store: bolt") || !strings.Contains(out, "schema version: 1;") {
+			t.Errorf("migrate status on bolt: got %q, %v, want the store and schema version 1", out, err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "optin.yaml")
+	yml := "data_dir: " + filepath.Join(dir, "data") + "\nstore: postgres\npostgres:\n  url: " + testPG.EmptyDatabase(t) + "\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	latest := postgres.SchemaVersion()
+	out, err := runCLI(t, "migrate", "status", "--config", path)
+	want := fmt.Sprintf("schema version: 0; this optin's: %d\n%d migration(s) to apply", latest, latest)
+	if err != nil || !strings.Contains(out, "store: postgres (postgres://postgres@127.0.0.1:") || !strings.Contains(out, want) {
+		t.Errorf("migrate status on an empty database: got %q, %v, want %q", out, err, want)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startApp(t, cfg)
+	stop()
+	out, err = runCLI(t, "migrate", "status", "--config", path)
+	want = fmt.Sprintf("schema version: %d; this optin's: %d\nup to date", latest, latest)
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("migrate status after the first start: got %q, %v, want %q", out, err, want)
+	}
+}

@@ -1,0 +1,58 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"optin/internal/config"
+	"optin/internal/postgres/pgtest"
+)
+
+// TestInstancesShareOneDatabase runs two services on one PostgreSQL
+// database, as behind a load balancer: signups through either are mailed
+// once each, and a link one instance mailed works on the other, which
+// signs with the same generated token key.
+func TestInstancesShareOneDatabase(t *testing.T) {
+	if !pgtest.Asked() {
+		t.Skip("several instances share a PostgreSQL database: run with OPTIN_TEST_STORE=postgres")
+	}
+	a := startService(t, nil)
+	b := startService(t, func(c *config.Config) {
+		c.BaseURL = a.app.cfg.BaseURL // one public URL in front of both
+		c.Postgres.URL = a.app.cfg.Postgres.URL
+		c.Mail.SMTP = a.app.cfg.Mail.SMTP // one relay: a counts every mail
+	})
+	const n = 10
+	for i := range n {
+		s := []*service{a, b}[i%2]
+		if r := s.signupJSON(fmt.Sprintf("p%d@example.com", i), "news"); r.status != http.StatusAccepted {
+			t.Fatalf("signup %d: got %d %s", i, r.status, r.body)
+		}
+	}
+	a.waitMails(n)
+	a.waitOutboxEmpty()
+	b.waitOutboxEmpty()
+	for addr, got := range a.mailsTo() {
+		if got != 1 {
+			t.Errorf("mails to %s: got %d, want 1", addr, got)
+		}
+	}
+	if got := a.smtp.Count(); got != n {
+		t.Errorf("mails: got %d, want %d", got, n)
+	}
+
+	// p0 signed up through a; its link, opened on b, confirms.
+	confirm, _ := links(t, parseMail(t, a.mailTo("p0@example.com").Data).text)
+	onB := strings.Replace(confirm, a.url, "http://"+b.app.cfg.Listen, 1)
+	if onB == confirm {
+		t.Fatalf("link %s is not on %s", confirm, a.url)
+	}
+	if r := b.do("POST", onB, "", ""); r.status != http.StatusOK {
+		t.Fatalf("confirm on the other instance: got %d %s", r.status, r.body)
+	}
+	if sub, ok := a.subscriber("p0@example.com"); !ok || sub.Subscriptions["news"].Status != "confirmed" {
+		t.Errorf("subscriber after confirming on b, read on a: got %+v, want news confirmed", sub)
+	}
+}
