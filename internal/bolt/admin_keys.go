@@ -2,11 +2,7 @@ package bolt
 
 import (
 	"context"
-	"encoding/base64"
-	"fmt"
-	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -22,20 +18,11 @@ const touchEvery = time.Minute
 // and returns the secret, which is shown once and never stored. Names are
 // 1-64 printable characters and unique among live keys (EConflict).
 func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role consent.Role) (string, consent.APIKeyInfo, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !consent.PlainText(name, 64, false) {
-		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
+	secret, key, err := consent.NewAPIKey(db.rand, name, role)
+	if err != nil {
+		return "", consent.APIKeyInfo{}, err
 	}
-	if !consent.ValidRole(role) {
-		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "role must be admin, marketer or viewer")
-	}
-	raw := make([]byte, 32)
-	if _, err := io.ReadFull(db.rand, raw); err != nil {
-		return "", consent.APIKeyInfo{}, fmt.Errorf("bolt: api key: %w", err)
-	}
-	secret := consent.APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	key := consent.APIKey{Hash: consent.HashAPIKey(secret), Name: name, Role: role}
-	err := db.update(ctx, func(tx *bbolt.Tx) error {
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
 		key.Created = db.Now()
 		dup := false
 		err := tx.Bucket(bucketAPIKeys).ForEach(func(_, v []byte) error {
@@ -43,14 +30,14 @@ func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role 
 			if err := decode(v, &k); err != nil {
 				return err
 			}
-			dup = dup || (k.Name == name && k.Revoked.IsZero())
+			dup = dup || (k.Name == key.Name && k.Revoked.IsZero())
 			return nil
 		})
 		if err != nil {
 			return err
 		}
 		if dup {
-			return consent.Errorf(consent.EConflict, "a live API key named %q exists", name)
+			return consent.Errorf(consent.EConflict, "a live API key named %q exists", key.Name)
 		}
 		if err := put(tx, bucketAPIKeys, []byte(key.Hash), key); err != nil {
 			return err

@@ -121,11 +121,8 @@ func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope s
 				doomed = append(doomed, bytes.Clone(k))
 			}
 		}
-		switch {
-		case found == 0:
-			return consent.Errorf(consent.ENotFound, "no suppression for this hash")
-		case len(doomed) == 0:
-			return consent.Errorf(consent.EConflict, "only suppressions added by an operator can be removed; this one records the person's own opt-out")
+		if err := consent.CheckDeletable(found, len(doomed)); err != nil {
+			return err
 		}
 		for _, k := range doomed {
 			if err := tx.Bucket(bucketSuppressed).Delete(k); err != nil {
@@ -133,11 +130,7 @@ func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope s
 			}
 		}
 		n = len(doomed)
-		target := consent.KeyID(h)
-		if scope != "" {
-			target += "/" + scope
-		}
-		return db.audit(tx, a, "suppression.delete", target, n)
+		return db.audit(tx, a, "suppression.delete", consent.DeleteTarget(h, scope), n)
 	})
 	return n, err
 }

@@ -47,12 +47,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	if err != nil {
 		return consent.CampaignPreview{}, err
 	}
-	pv := consent.CampaignPreview{Excluded: map[string]int{}}
-	for _, r := range []string{consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
-		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
-		consent.ExcludedAlreadyAsked, consent.ExcludedNew, consent.ExcludedFiltered} {
-		pv.Excluded[r] = 0
-	}
+	pv := consent.NewCampaignPreview()
 	cursor := []byte(nil)
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
@@ -154,71 +149,30 @@ func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) (bool, err
 // With mayQueue false (no postal address configured, R97) it queues no
 // mail but still records answers and deadlines.
 func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (consent.StepResult, error) {
-	var res consent.StepResult
-	// An idle runner must not cost a write transaction (and its fsync)
-	// every tick: look first.
-	var queuedMail, dueNow bool
-	err := db.view(func(tx *bbolt.Tx) error {
+	return consent.CampaignSteps[[]byte]{
+		Look:      db.lookCampaigns,
+		Settle:    db.settleCampaignMail,
+		Campaigns: db.Campaigns,
+		Walk: func(ctx context.Context, id string, budget, waiting int) (int, int, bool, error) {
+			return db.walkCampaign(ctx, id, budget, waiting, p)
+		},
+		FollowUps: func(ctx context.Context, after []byte) ([]byte, int, int, bool, error) {
+			return db.followUps(ctx, after, tick, mayQueue)
+		},
+	}.Run(ctx, tick, mayQueue, walkPerStep)
+}
+
+// lookCampaigns reports whether first mails of campaigns wait in the
+// outbox and whether follow-ups are due, in a read transaction.
+func (db *DB) lookCampaigns(ctx context.Context) (queuedMail, dueNow bool, err error) {
+	err = db.view(func(tx *bbolt.Tx) error {
 		k, _ := tx.Bucket(bucketCampaignQ).Cursor().First()
 		queuedMail = k != nil
 		k, _ = tx.Bucket(bucketCampaignDue).Cursor().First()
 		dueNow = k != nil && !outboxDue(k).After(db.Now())
 		return nil
 	})
-	if err != nil {
-		return res, err
-	}
-	waiting := map[string]int{}
-	if queuedMail {
-		if waiting, err = db.settleCampaignMail(ctx); err != nil {
-			return res, err
-		}
-	}
-	campaigns, err := db.Campaigns(ctx)
-	if err != nil {
-		return res, err
-	}
-	for _, c := range campaigns {
-		if c.State != consent.CampaignRunning || !mayQueue {
-			continue
-		}
-		budget := max(int(float64(c.Rate)*tick.Seconds()), 1) - waiting[c.ID]
-		if (c.Walked && waiting[c.ID] > 0) || (!c.Walked && budget <= 0) {
-			continue // nothing to do until mail leaves the outbox
-		}
-		for scanned := 0; ; {
-			if err := ctx.Err(); err != nil {
-				return res, err
-			}
-			n, examined, more, err := db.walkCampaign(ctx, c.ID, budget, waiting[c.ID], p)
-			res.Queued += n
-			budget -= n
-			scanned += examined
-			if err != nil {
-				return res, err
-			}
-			if !more || budget <= 0 || scanned >= walkPerStep {
-				break
-			}
-			waiting[c.ID] += n
-		}
-	}
-	for after := []byte(nil); dueNow; {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		var q, l int
-		var more bool
-		if after, q, l, more, err = db.followUps(ctx, after, tick, mayQueue); err != nil {
-			return res, err
-		}
-		res.Queued += q
-		res.Lapsed += l
-		if !more {
-			break
-		}
-	}
-	return res, nil
+	return queuedMail, dueNow, err
 }
 
 // campaignCache loads each campaign a transaction touches once and
@@ -463,8 +417,7 @@ func (db *DB) followUps(ctx context.Context, after []byte, tick time.Duration, m
 				doomed = append(doomed, next)
 				continue
 			}
-			if kind == dueRemind && (!mayQueue || c.State == consent.CampaignPaused ||
-				reminded[cid] >= max(int(float64(c.Rate)*tick.Seconds()), 1)) {
+			if kind == dueRemind && (!mayQueue || c.State == consent.CampaignPaused || reminded[cid] >= c.PerTick(tick)) {
 				continue // later
 			}
 			sent, l, err := db.followUp(tx, c, kind, subID, now)

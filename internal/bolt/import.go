@@ -3,8 +3,6 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"io"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -33,57 +31,20 @@ const importChunk = 1000
 // A read error aborts the import; the chunks stored before stay, and the
 // report so far is returned with the error.
 func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows) (consent.ImportReport, error) {
-	rep := consent.ImportReport{Batch: db.ID()[:10], Invalid: []consent.ImportProblem{}}
-	chunk := make([]consent.ImportRow, 0, importChunk)
-	for done := false; !done; {
-		chunk = chunk[:0]
-		now := db.Now()
-		for len(chunk) < importChunk {
-			row, problem, err := ir.Next(now)
-			if err == io.EOF {
-				done = true
-				break
-			}
-			if err != nil {
-				return rep, err
-			}
-			if problem != "" {
-				rep.AddInvalid(row.Line, problem)
-				continue
-			}
-			chunk = append(chunk, row)
-		}
-		if len(chunk) == 0 {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
+	batch := db.ID()[:10]
+	return consent.ImportInChunks(ctx, ir, batch, importChunk, db.Now, func(chunk []consent.ImportRow) (consent.ImportReport, error) {
 		var part consent.ImportReport
 		err := db.update(ctx, func(tx *bbolt.Tx) error {
 			part = consent.ImportReport{}
 			for i := range chunk {
-				if err := db.importRow(tx, &part, rep.Batch, &chunk[i]); err != nil {
+				if err := db.importRow(tx, &part, batch, &chunk[i]); err != nil {
 					return fmt.Errorf("bolt: import line %d: %w", chunk[i].Line, err)
 				}
 			}
-			return db.audit(tx, a, "import", "import:"+rep.Batch, part.Imported+part.Updated)
+			return db.audit(tx, a, "import", "import:"+batch, part.Imported+part.Updated)
 		})
-		if err != nil {
-			return rep, err
-		}
-		rep.Imported += part.Imported
-		rep.Updated += part.Updated
-		rep.Unchanged += part.Unchanged
-		rep.Pending += part.Pending
-		rep.SkippedSuppressed += part.SkippedSuppressed
-		rep.Queued += part.Queued
-		for _, p := range part.Invalid {
-			rep.AddInvalid(p.Line, p.Reason)
-		}
-		rep.InvalidCount += part.InvalidCount - len(part.Invalid)
-	}
-	return rep, nil
+		return part, err
+	})
 }
 
 // importRow stores one validated row in tx and counts it in rep.
@@ -103,84 +64,42 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, r
 			return nil
 		}
 	}
-	now := db.Now()
-	source := "import:" + batch
 	sub, err := subscriberByKey(tx, row.Address.Key)
 	if err != nil {
 		return err
 	}
-	isNew := sub == nil
-	if isNew {
-		sub = &consent.Subscriber{ID: db.ID(), Email: row.Address.Addr, Name: row.Name, Created: now,
-			Subscriptions: map[string]*consent.Subscription{}}
-	}
-	changed := false
-	if sub.Name == "" && row.Name != "" {
-		sub.Name, changed = row.Name, true
-	}
-	if row.LastPurchaseAt.After(sub.LastPurchase) {
-		sub.LastPurchase, changed = row.LastPurchaseAt, true
-	}
-	// Topics the row may still add: never a confirmed one (no downgrade,
-	// no basis swap) and never one the person left (R66).
-	var topics []string
-	for _, t := range row.Topics {
-		if s := sub.Subscriptions[t]; s == nil || s.Status == consent.StatusPending {
-			topics = append(topics, t)
-		}
-	}
-
-	if row.Basis == consent.BasisConsent && !row.HasEvidence() {
-		requested, mailed, err := db.importDoubleOptIn(tx, sub, row, topics, source, now)
+	plan := consent.PlanImport(sub, row, "import:"+batch, db.Now(), db)
+	if plan.Signup != nil {
+		requested, mailed, err := db.importDoubleOptIn(tx, plan.Subscriber, *plan.Signup)
 		if err != nil {
 			return err
 		}
 		if requested {
 			rep.Pending++
-			changed = true
+			plan.Changed = true
 		}
 		if mailed {
 			rep.Queued++
 		}
-	} else if len(topics) > 0 {
-		since := now
-		if row.Basis == consent.BasisConsent {
-			since = row.ConsentedAt
-		}
-		for _, t := range topics {
-			sub.Subscriptions[t] = &consent.Subscription{Topic: t, Status: consent.StatusConfirmed, Basis: row.Basis, Since: since}
-		}
-		ev := &consent.Event{Time: now, Type: consent.EventImported, Subscriber: sub.ID, Topics: topics,
-			Basis: row.Basis, Source: source, Page: row.Evidence()}
-		if err := appendEvent(tx, ev, consent.Personal{Salt: db.ID(), Email: sub.Email}); err != nil {
+	}
+	if plan.Event != nil {
+		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
 			return err
 		}
-		changed = true
 	}
-	switch {
-	case isNew && !changed:
-		return nil // a new address whose mail the policy held back: nothing stored
-	case isNew:
-		rep.Imported++
-	case changed:
-		rep.Updated++
-	default:
-		rep.Unchanged++
+	if !rep.Count(plan) {
 		return nil
 	}
-	return putSubscriber(tx, sub, row.Address.Key)
+	return putSubscriber(tx, plan.Subscriber, row.Address.Key)
 }
 
 // importDoubleOptIn gives a row that claims consent without evidence the
-// same double opt-in as a form signup: a pending request for topics, the
-// requested event and the confirmation mail, under the signup rules (an
-// open request is joined, the per-address mail cap and a not-me block
-// apply). It reports whether topics were requested and whether a mail was
-// queued.
-func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *consent.ImportRow, topics []string, source string, now time.Time) (requested, mailed bool, err error) {
-	if len(topics) == 0 {
-		return false, false, nil
-	}
+// same double opt-in as a form signup (in, from consent.PlanImport): a
+// pending request, the requested event and the confirmation mail, under
+// the signup rules (an open request is joined, the per-address mail cap
+// and a not-me block apply). It reports whether topics were requested and
+// whether a mail was queued.
+func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, in consent.SignupInput) (requested, mailed bool, err error) {
 	var open *consent.Request
 	if sub.PendingRequest != "" {
 		open = new(consent.Request)
@@ -190,13 +109,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *cons
 			open = nil
 		}
 	}
-	locale := sub.Locale
-	if locale == "" {
-		locale = "en"
-	}
-	form := &consent.Form{Topics: topics} // no form: the request comes from the import
-	plan := consent.PlanSignup(sub, open, consent.SignupInput{Form: form, Address: row.Address, Name: row.Name,
-		Locale: locale, Topics: topics, Source: source, Now: now}, db.policy, db)
+	plan := consent.PlanSignup(sub, open, in, db.policy, db)
 	if plan.Subscriber == nil {
 		return false, false, nil
 	}
@@ -212,7 +125,5 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, row *cons
 	if !plan.Mail {
 		return true, false, nil
 	}
-	return true, true, enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.MailName(),
-		Locale: plan.Request.Locale, Subscriber: sub.ID, Request: plan.Request.ID, Topics: plan.Request.Topics,
-		MessageID: plan.Request.MessageID, Created: now, TokenExpires: plan.Request.Expires})
+	return true, true, enqueue(tx, consent.ConfirmJob(sub, plan.Request, in.Now))
 }

@@ -61,10 +61,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 			return nil
 		}
 		res.Queued = true
-		return enqueue(tx, &consent.Job{Kind: consent.JobConfirm, To: plan.Subscriber.Email,
-			Name: plan.Subscriber.MailName(), Locale: plan.Request.Locale, Subscriber: plan.Subscriber.ID,
-			Request: plan.Request.ID, Topics: plan.Request.Topics, MessageID: plan.Request.MessageID,
-			Created: in.Now, TokenExpires: plan.Request.Expires})
+		return enqueue(tx, consent.ConfirmJob(plan.Subscriber, plan.Request, in.Now))
 	})
 	return res, err
 }

@@ -2,8 +2,12 @@ package consent
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -36,4 +40,25 @@ type APIKey struct {
 func HashAPIKey(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// NewAPIKey makes a new API key named name with role from 32 bytes read
+// from r: the secret, shown once and never stored, and the record a
+// store keeps (the secret's hash; the store sets Created). A name is 1-64
+// printable characters after trimming; a bad name or role is EInvalid.
+// Stores keep names unique among live keys.
+func NewAPIKey(r io.Reader, name string, role Role) (secret string, key APIKey, err error) {
+	name = strings.TrimSpace(name)
+	if name == "" || !PlainText(name, 64, false) {
+		return "", APIKey{}, Errorf(EInvalid, "name must be 1-64 characters without control characters")
+	}
+	if !ValidRole(role) {
+		return "", APIKey{}, Errorf(EInvalid, "role must be admin, marketer or viewer")
+	}
+	raw := make([]byte, 32)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return "", APIKey{}, fmt.Errorf("api key: %w", err)
+	}
+	secret = APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	return secret, APIKey{Hash: HashAPIKey(secret), Name: name, Role: role}, nil
 }

@@ -44,12 +44,7 @@ const (
 // every subscriber, from one snapshot, and counts; it sends and changes
 // nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
-	pv := consent.CampaignPreview{Excluded: map[string]int{}}
-	for _, r := range []string{consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
-		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
-		consent.ExcludedAlreadyAsked, consent.ExcludedNew, consent.ExcludedFiltered} {
-		pv.Excluded[r] = 0
-	}
+	pv := consent.NewCampaignPreview()
 	err := db.view(ctx, func(c conn) error {
 		camp := new(consent.Campaign)
 		if err := mustGet(c, "campaigns", id, camp, "campaign"); err != nil {
@@ -126,66 +121,25 @@ func hasEvidence(c conn, id, topic string, basis consent.Basis) (bool, error) {
 // With mayQueue false (no postal address configured) it queues no mail
 // but still records answers and deadlines.
 func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (consent.StepResult, error) {
-	var res consent.StepResult
-	// An idle runner must not cost a write transaction every tick: look
-	// first.
-	var queuedMail, dueNow bool
-	err := db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM campaign_queued), EXISTS (SELECT 1 FROM campaign_due WHERE due <= $1)",
+	return consent.CampaignSteps[dueKey]{
+		Look:      db.lookCampaigns,
+		Settle:    db.settleCampaignMail,
+		Campaigns: db.Campaigns,
+		Walk: func(ctx context.Context, id string, budget, waiting int) (int, int, bool, error) {
+			return db.walkCampaign(ctx, id, budget, waiting, p)
+		},
+		FollowUps: func(ctx context.Context, after dueKey) (dueKey, int, int, bool, error) {
+			return db.followUps(ctx, after, tick, mayQueue)
+		},
+	}.Run(ctx, tick, mayQueue, walkPerStep)
+}
+
+// lookCampaigns reports whether first mails of campaigns wait in the
+// outbox and whether follow-ups are due, in one read.
+func (db *DB) lookCampaigns(ctx context.Context) (queuedMail, dueNow bool, err error) {
+	err = db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM campaign_queued), EXISTS (SELECT 1 FROM campaign_due WHERE due <= $1)",
 		db.Now()).Scan(&queuedMail, &dueNow)
-	if err != nil {
-		return res, err
-	}
-	waiting := map[string]int{}
-	if queuedMail {
-		if waiting, err = db.settleCampaignMail(ctx); err != nil {
-			return res, err
-		}
-	}
-	campaigns, err := db.Campaigns(ctx)
-	if err != nil {
-		return res, err
-	}
-	for _, c := range campaigns {
-		if c.State != consent.CampaignRunning || !mayQueue {
-			continue
-		}
-		budget := max(int(float64(c.Rate)*tick.Seconds()), 1) - waiting[c.ID]
-		if (c.Walked && waiting[c.ID] > 0) || (!c.Walked && budget <= 0) {
-			continue // nothing to do until mail leaves the outbox
-		}
-		for scanned := 0; ; {
-			if err := ctx.Err(); err != nil {
-				return res, err
-			}
-			n, examined, more, err := db.walkCampaign(ctx, c.ID, budget, waiting[c.ID], p)
-			res.Queued += n
-			budget -= n
-			scanned += examined
-			if err != nil {
-				return res, err
-			}
-			if !more || budget <= 0 || scanned >= walkPerStep {
-				break
-			}
-			waiting[c.ID] += n
-		}
-	}
-	for after := (dueKey{}); dueNow; {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		var q, l int
-		var more bool
-		if after, q, l, more, err = db.followUps(ctx, after, tick, mayQueue); err != nil {
-			return res, err
-		}
-		res.Queued += q
-		res.Lapsed += l
-		if !more {
-			break
-		}
-	}
-	return res, nil
+	return queuedMail, dueNow, err
 }
 
 // campaignCache loads each campaign a transaction touches once and
@@ -439,8 +393,7 @@ func (db *DB) followUps(ctx context.Context, after dueKey, tick time.Duration, m
 			if err != nil {
 				return err
 			}
-			if c != nil && k.kind == dueRemind && (!mayQueue || c.State == consent.CampaignPaused ||
-				reminded[k.campaign] >= max(int(float64(c.Rate)*tick.Seconds()), 1)) {
+			if c != nil && k.kind == dueRemind && (!mayQueue || c.State == consent.CampaignPaused || reminded[k.campaign] >= c.PerTick(tick)) {
 				continue // later
 			}
 			if c != nil {

@@ -2,12 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
-	"fmt"
-	"io"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"optin/internal/consent"
@@ -58,28 +54,19 @@ func (db *DB) APIKey(ctx context.Context, hash string) (consent.APIKey, error) {
 // and returns the secret, which is shown once and never stored. Names are
 // 1-64 printable characters and unique among live keys (EConflict).
 func (db *DB) NewAPIKey(ctx context.Context, a consent.Actor, name string, role consent.Role) (string, consent.APIKeyInfo, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !consent.PlainText(name, 64, false) {
-		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "name must be 1-64 characters without control characters")
+	secret, key, err := consent.NewAPIKey(db.rand, name, role)
+	if err != nil {
+		return "", consent.APIKeyInfo{}, err
 	}
-	if !consent.ValidRole(role) {
-		return "", consent.APIKeyInfo{}, consent.Errorf(consent.EInvalid, "role must be admin, marketer or viewer")
-	}
-	raw := make([]byte, 32)
-	if _, err := io.ReadFull(db.rand, raw); err != nil {
-		return "", consent.APIKeyInfo{}, fmt.Errorf("postgres: api key: %w", err)
-	}
-	secret := consent.APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	key := consent.APIKey{Hash: consent.HashAPIKey(secret), Name: name, Role: role}
-	err := db.update(ctx, func(t *tx) error {
+	err = db.update(ctx, func(t *tx) error {
 		key.Created = db.Now()
 		keys, err := apiKeys(t.conn)
 		if err != nil {
 			return err
 		}
 		for _, k := range keys {
-			if k.Name == name && k.Revoked.IsZero() {
-				return consent.Errorf(consent.EConflict, "a live API key named %q exists", name)
+			if k.Name == key.Name && k.Revoked.IsZero() {
+				return consent.Errorf(consent.EConflict, "a live API key named %q exists", key.Name)
 			}
 		}
 		if err := putAPIKey(t, key); err != nil {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"optin/internal/consent"
 )
@@ -50,16 +49,9 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 			return nil
 		}
 		res.Queued = true
-		return enqueue(t, confirmJob(plan.Subscriber, plan.Request, in.Now))
+		return enqueue(t, consent.ConfirmJob(plan.Subscriber, plan.Request, in.Now))
 	})
 	return res, err
-}
-
-// confirmJob is the confirmation mail of request req to sub.
-func confirmJob(sub *consent.Subscriber, req *consent.Request, now time.Time) *consent.Job {
-	return &consent.Job{Kind: consent.JobConfirm, To: sub.Email, Name: sub.MailName(), Locale: req.Locale,
-		Subscriber: sub.ID, Request: req.ID, Topics: req.Topics, MessageID: req.MessageID, Created: now,
-		TokenExpires: req.Expires}
 }
 
 // Confirm confirms the pending request id: its topics become confirmed and

@@ -7,17 +7,13 @@ import (
 	"optin/internal/consent"
 )
 
-// statsDays is how many days of daily counts consent.Stats reports.
-const statsDays = 30
-
 // Stats counts subscriptions by status and topic, subscribers by
 // lifecycle (with dormantAfter, at the store's clock), the confirmation
 // rate of double-opt-in requests and the daily signups and confirmations
 // of the last 30 days, read backwards from the end of the ledger, all
 // from one snapshot.
 func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (consent.Stats, error) {
-	st := consent.Stats{ByStatus: map[consent.Status]int{}, ByTopic: map[string]map[consent.Status]int{},
-		ByLifecycle: map[consent.Lifecycle]int{}}
+	st := consent.NewStats()
 	now := db.Now()
 	err := db.view(ctx, func(c conn) error {
 		var b []byte
@@ -29,15 +25,7 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (consent.St
 			if err := decode(b, &sub); err != nil {
 				return err
 			}
-			st.Subscribers++
-			st.ByLifecycle[sub.Lifecycle(now, dormantAfter)]++
-			for topic, s := range sub.Subscriptions {
-				st.ByStatus[s.Status]++
-				if st.ByTopic[topic] == nil {
-					st.ByTopic[topic] = map[consent.Status]int{}
-				}
-				st.ByTopic[topic][s.Status]++
-			}
+			st.CountSubscriber(&sub, now, dormantAfter)
 			return nil
 		})
 		if err != nil {
@@ -52,31 +40,24 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration) (consent.St
 		st.Daily, err = daily(c, now)
 		return err
 	})
-	if st.Requests > 0 {
-		st.ConfirmationRate = float64(st.ConfirmedRequests) / float64(st.Requests)
-	}
+	st.SetRate()
 	return st, err
 }
 
-// daily counts requested and confirmed events per UTC day of the last
-// statsDays days, walking the ledger from its end.
+// daily counts the requested and confirmed events of the last days,
+// walking the ledger from its end, scanChunk events per query.
 func daily(c conn, now time.Time) ([]consent.DayStats, error) {
-	today := now.UTC().Truncate(24 * time.Hour)
-	first := today.AddDate(0, 0, -(statsDays - 1))
-	days := make([]consent.DayStats, statsDays)
-	for i := range days {
-		days[i].Date = first.AddDate(0, 0, i).Format(time.DateOnly)
-	}
+	days := consent.NewDailyCounter(now)
 	before := int64(1<<63 - 1)
 	for {
-		n, done := 0, false
+		n, more := 0, true
 		var seq int64
 		var b []byte
 		err := c.each("SELECT seq, event FROM ledger WHERE seq < $1 ORDER BY seq DESC LIMIT $2", []any{before, scanChunk},
 			[]any{&seq, &b}, func() error {
 				n++
 				before = seq
-				if done {
+				if !more {
 					return nil
 				}
 				var ev struct {
@@ -86,27 +67,14 @@ func daily(c conn, now time.Time) ([]consent.DayStats, error) {
 				if err := decode(b, &ev); err != nil {
 					return err
 				}
-				if ev.Time.Before(first) {
-					done = true
-					return nil
-				}
-				i := int(ev.Time.Sub(first) / (24 * time.Hour))
-				if i >= statsDays {
-					return nil // a clock step back left a later event behind
-				}
-				switch ev.Type {
-				case consent.EventRequested:
-					days[i].Signups++
-				case consent.EventConfirmed:
-					days[i].Confirmations++
-				}
+				more = days.Count(ev.Type, ev.Time)
 				return nil
 			})
 		if err != nil {
 			return nil, err
 		}
-		if done || n < scanChunk {
-			return days, nil
+		if !more || n < scanChunk {
+			return days.Days(), nil
 		}
 	}
 }

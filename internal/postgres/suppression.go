@@ -217,21 +217,14 @@ func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope s
 		if err != nil {
 			return err
 		}
-		switch {
-		case found == 0:
-			return consent.Errorf(consent.ENotFound, "no suppression for this hash")
-		case len(doomed) == 0:
-			return consent.Errorf(consent.EConflict, "only suppressions added by an operator can be removed; this one records the person's own opt-out")
+		if err := consent.CheckDeletable(found, len(doomed)); err != nil {
+			return err
 		}
 		if err := t.exec("DELETE FROM suppressions WHERE hash = $1 AND scope = ANY($2)", h, doomed); err != nil {
 			return err
 		}
 		n = len(doomed)
-		target := consent.KeyID(h)
-		if scope != "" {
-			target += "/" + scope
-		}
-		return db.audit(t, a, "suppression.delete", target, n)
+		return db.audit(t, a, "suppression.delete", consent.DeleteTarget(h, scope), n)
 	})
 	return n, err
 }

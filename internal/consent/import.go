@@ -1,0 +1,156 @@
+package consent
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// ImportInChunks is the loop of a store's Import: it reads rows from ir,
+// each validated at now(), reports the refused ones and hands the others
+// to store in chunks of size, adding up the chunks' reports into the
+// import's report, batch batch. A read error (or ctx ending) aborts: the
+// chunks stored before stay, and the report so far is returned with the
+// error.
+func ImportInChunks(ctx context.Context, ir ImportRows, batch string, size int, now func() time.Time,
+	store func(chunk []ImportRow) (ImportReport, error)) (ImportReport, error) {
+	rep := ImportReport{Batch: batch, Invalid: []ImportProblem{}}
+	chunk := make([]ImportRow, 0, size)
+	for done := false; !done; {
+		chunk = chunk[:0]
+		at := now()
+		for len(chunk) < size {
+			row, problem, err := ir.Next(at)
+			if err == io.EOF {
+				done = true
+				break
+			}
+			if err != nil {
+				return rep, err
+			}
+			if problem != "" {
+				rep.AddInvalid(row.Line, problem)
+				continue
+			}
+			chunk = append(chunk, row)
+		}
+		if len(chunk) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		part, err := store(chunk)
+		if err != nil {
+			return rep, err
+		}
+		rep.Imported += part.Imported
+		rep.Updated += part.Updated
+		rep.Unchanged += part.Unchanged
+		rep.Pending += part.Pending
+		rep.SkippedSuppressed += part.SkippedSuppressed
+		rep.Queued += part.Queued
+		for _, p := range part.Invalid {
+			rep.AddInvalid(p.Line, p.Reason)
+		}
+		rep.InvalidCount += part.InvalidCount - len(part.Invalid)
+	}
+	return rep, nil
+}
+
+// ImportPlan is what one import row does to its subscriber (PlanImport).
+type ImportPlan struct {
+	// Subscriber is the row's subscriber: the existing one, changed, or a
+	// new one.
+	Subscriber *Subscriber
+	// New says Subscriber is new; Changed that the row changed it.
+	New, Changed bool
+	// Signup, when set, is the double opt-in the row gets instead of a
+	// subscription: it claims consent without evidence. The store applies
+	// PlanSignup to it with the subscriber's open request, and counts the
+	// row as changed when that requested anything.
+	Signup *SignupInput
+	// Event, when set, is the imported event of the topics the row
+	// subscribed on its basis, with its personal record.
+	Event    *Event
+	Personal Personal
+}
+
+// PlanImport plans import row row for sub (nil when the address is new)
+// at now; source is import:<batch>. The suppression check comes first and
+// is the store's. An existing subscriber is never downgraded (a confirmed
+// topic stays as it is) and an unsubscribed or lapsed topic is never
+// re-enabled: only the person can do that.
+func PlanImport(sub *Subscriber, row *ImportRow, source string, now time.Time, ids IDs) ImportPlan {
+	p := ImportPlan{Subscriber: sub, New: sub == nil}
+	if p.New {
+		p.Subscriber = &Subscriber{ID: ids.ID(), Email: row.Address.Addr, Name: row.Name, Created: now,
+			Subscriptions: map[string]*Subscription{}}
+		sub = p.Subscriber
+	}
+	if sub.Name == "" && row.Name != "" {
+		sub.Name, p.Changed = row.Name, true
+	}
+	if row.LastPurchaseAt.After(sub.LastPurchase) {
+		sub.LastPurchase, p.Changed = row.LastPurchaseAt, true
+	}
+	// Topics the row may still add: never a confirmed one (no downgrade,
+	// no basis swap) and never one the person left.
+	var topics []string
+	for _, t := range row.Topics {
+		if s := sub.Subscriptions[t]; s == nil || s.Status == StatusPending {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) == 0 {
+		return p
+	}
+	if row.Basis == BasisConsent && !row.HasEvidence() {
+		locale := sub.Locale
+		if locale == "" {
+			locale = "en"
+		}
+		// No form: the request comes from the import.
+		p.Signup = &SignupInput{Form: &Form{Topics: topics}, Address: row.Address, Name: row.Name,
+			Locale: locale, Topics: topics, Source: source, Now: now}
+		return p
+	}
+	since := now
+	if row.Basis == BasisConsent {
+		since = row.ConsentedAt
+	}
+	for _, t := range topics {
+		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: row.Basis, Since: since}
+	}
+	p.Event = &Event{Time: now, Type: EventImported, Subscriber: sub.ID, Topics: topics,
+		Basis: row.Basis, Source: source, Page: row.Evidence()}
+	p.Personal = Personal{Salt: ids.ID(), Email: sub.Email}
+	p.Changed = true
+	return p
+}
+
+// Count counts a planned row in r, once the store applied it, and
+// reports whether the store must write its subscriber: not for a new
+// address the row left as it was (the policy held its mail back, so
+// nothing is stored), nor for an existing one it did not change.
+func (r *ImportReport) Count(p ImportPlan) bool {
+	switch {
+	case p.New && !p.Changed:
+		return false
+	case p.New:
+		r.Imported++
+	case p.Changed:
+		r.Updated++
+	default:
+		r.Unchanged++
+		return false
+	}
+	return true
+}
+
+// ConfirmJob is the confirmation mail of request req to sub, queued at
+// now.
+func ConfirmJob(sub *Subscriber, req *Request, now time.Time) *Job {
+	return &Job{Kind: JobConfirm, To: sub.Email, Name: sub.MailName(), Locale: req.Locale, Subscriber: sub.ID,
+		Request: req.ID, Topics: req.Topics, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires}
+}
