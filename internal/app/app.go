@@ -247,7 +247,8 @@ func bootstrapStore(ctx context.Context, db consent.CatalogStore, keyHash string
 }
 
 // Serve runs the HTTP server on ln, the outbox worker, the sweep and the
-// campaign runner until ctx is cancelled. Shutdown takes at most
+// campaign runner (on a store several instances share, those two on one
+// instance at a time) until ctx is cancelled. Shutdown takes at most
 // shutdown_grace (and what closing takes): the worker stops taking mails
 // and HTTP stops taking requests at once, both let the work in progress
 // finish within the grace, then cut off what is left (the mails stay
@@ -263,12 +264,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		a.sweep(workerCtx)
+		a.lead(workerCtx, "sweep", a.sweep)
 	}()
 	campaignsDone := make(chan struct{})
 	go func() {
 		defer close(campaignsDone)
-		a.runCampaigns(workerCtx)
+		a.lead(workerCtx, "campaigns", a.runCampaigns)
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -311,6 +312,23 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 // leaves in place on a public base_url (see config.Config.Warnings); Serve
 // logs each once at start.
 func (a *App) StartupWarnings() []string { return a.cfg.Warnings() }
+
+// leader is a store that several instances share, which runs a task on
+// one of them at a time (postgres.DB.Lead).
+type leader interface {
+	Lead(ctx context.Context, task string, fn func(ctx context.Context))
+}
+
+// lead runs the housekeeping task fn until ctx is done: on a store that
+// several instances share, only while this instance leads task; on one
+// of its own, all along.
+func (a *App) lead(ctx context.Context, task string, fn func(ctx context.Context)) {
+	if l, ok := a.DB.(leader); ok {
+		l.Lead(ctx, task, fn)
+		return
+	}
+	fn(ctx)
+}
 
 // sweep deletes expired double-opt-in requests (pending.retention after
 // their link expired) once a minute after start and then hourly.

@@ -268,11 +268,11 @@ func TestCampaignNeedsPostalAddress(t *testing.T) {
 	}
 }
 
-// TestCampaignRestartExactlyOnce stops the service in the middle of a
-// campaign and starts a new one on the same data: every recipient gets
-// exactly one mail.
-func TestCampaignRestartExactlyOnce(t *testing.T) {
-	s := startService(t, withPostal)
+// campaignUnderWay imports 12 subscribers and starts a campaign to them
+// at 3 mails a second; it returns once 3 were sent, with the campaign's
+// id and the recipients.
+func (s *service) campaignUnderWay() (string, []string) {
+	s.t.Helper()
 	var addrs []string
 	for i := range 12 {
 		addrs = append(addrs, fmt.Sprintf("r%02d@example.com", i))
@@ -281,6 +281,15 @@ func TestCampaignRestartExactlyOnce(t *testing.T) {
 	id := s.newCampaign(`"rate":3`)
 	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
 	s.waitCampaign(id, "some mail sent", func(c campaignOut) bool { return c.Counts.Sent >= 3 })
+	return id, addrs
+}
+
+// TestCampaignRestartExactlyOnce stops the service in the middle of a
+// campaign and starts a new one on the same data: every recipient gets
+// exactly one mail.
+func TestCampaignRestartExactlyOnce(t *testing.T) {
+	s := startService(t, withPostal)
+	id, addrs := s.campaignUnderWay()
 	s.shutdown()
 	mid, err := func() (*consent.Campaign, error) {
 		db, err := OpenStore(s.app.cfg)

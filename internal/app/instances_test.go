@@ -24,6 +24,7 @@ func TestInstancesShareOneDatabase(t *testing.T) {
 		c.Postgres.URL = a.app.cfg.Postgres.URL
 		c.Mail.SMTP = a.app.cfg.Mail.SMTP // one relay: a counts every mail
 	})
+	b.url = "http://" + b.app.cfg.Listen // its own port behind the one base_url
 	const n = 10
 	for i := range n {
 		s := []*service{a, b}[i%2]
@@ -45,7 +46,7 @@ func TestInstancesShareOneDatabase(t *testing.T) {
 
 	// p0 signed up through a; its link, opened on b, confirms.
 	confirm, _ := links(t, parseMail(t, a.mailTo("p0@example.com").Data).text)
-	onB := strings.Replace(confirm, a.url, "http://"+b.app.cfg.Listen, 1)
+	onB := strings.Replace(confirm, a.url, b.url, 1)
 	if onB == confirm {
 		t.Fatalf("link %s is not on %s", confirm, a.url)
 	}
@@ -54,5 +55,38 @@ func TestInstancesShareOneDatabase(t *testing.T) {
 	}
 	if sub, ok := a.subscriber("p0@example.com"); !ok || sub.Subscriptions["news"].Status != "confirmed" {
 		t.Errorf("subscriber after confirming on b, read on a: got %+v, want news confirmed", sub)
+	}
+}
+
+// TestCampaignContinuesOnOtherInstance: the instance running a campaign
+// (the only one at first, so the campaign runner's leader) stops
+// mid-campaign; another instance on the same database takes the lead and
+// finishes it: every recipient gets exactly one mail.
+func TestCampaignContinuesOnOtherInstance(t *testing.T) {
+	if !pgtest.Asked() {
+		t.Skip("several instances share a PostgreSQL database: run with OPTIN_TEST_STORE=postgres")
+	}
+	a := startService(t, withPostal)
+	id, addrs := a.campaignUnderWay()
+	b := startService(t, func(c *config.Config) {
+		withPostal(c)
+		c.BaseURL = a.app.cfg.BaseURL
+		c.Postgres.URL = a.app.cfg.Postgres.URL
+		c.Mail.SMTP = a.app.cfg.Mail.SMTP
+	})
+	b.url = "http://" + b.app.cfg.Listen // its own port behind the one base_url
+	a.shutdown()
+	if c := b.campaign(id); c.Counts.Targeted >= len(addrs) {
+		t.Fatalf("stopped too late to test a takeover: %+v", c.Counts)
+	}
+	done := b.waitCampaign(id, "done on the other instance", func(c campaignOut) bool { return c.State == "done" })
+	if done.Counts.Targeted != len(addrs) || done.Counts.Sent != len(addrs) {
+		t.Errorf("counts after the takeover: %+v", done.Counts)
+	}
+	got := a.mailsTo()
+	for _, addr := range addrs {
+		if got[addr] != 1 {
+			t.Errorf("mails to %s: got %d, want exactly 1", addr, got[addr])
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 
 // PerTick is how many mails campaign c queues in one tick: its rate per
 // second times the tick, at least one.
-func (c *Campaign) PerTick(tick time.Duration) int { return max(int(float64(c.Rate)*tick.Seconds()), 1) }
+func (c *Campaign) PerTick(tick time.Duration) int {
+	return max(int(float64(c.Rate)*tick.Seconds()), 1)
+}
 
 // CampaignSteps are a store's transactions of one CampaignStep, which Run
 // drives the same way for every store. K is the store's key of a timed
