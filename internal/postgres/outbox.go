@@ -96,8 +96,11 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 // when the outbox is empty.
 func (db *DB) NextDue(ctx context.Context) (time.Time, error) {
 	var t *time.Time
-	err := db.pool.QueryRow(ctx, `SELECT min(CASE WHEN lease_owner <> $1 AND lease_until > next_at THEN lease_until ELSE next_at END)
-		FROM outbox`, db.owner).Scan(&t)
+	err := db.pool.QueryRow(ctx, `SELECT least(
+		(SELECT next_at FROM outbox WHERE lease_owner IS NULL OR lease_owner = $1 OR lease_until <= next_at
+			ORDER BY next_at, id LIMIT 1),
+		(SELECT min(lease_until) FROM outbox WHERE lease_owner IS NOT NULL AND lease_owner <> $1 AND lease_until > next_at))`,
+		db.owner).Scan(&t)
 	if err != nil || t == nil {
 		return time.Time{}, err
 	}

@@ -42,10 +42,11 @@ type call struct {
 
 // update runs fn in a write transaction and returns once the
 // transaction is committed (durably: synchronous_commit is on), or
-// failed. When ctx is done before fn runs, fn does not run and ctx's
-// error is returned; a caller whose ctx ends while its write waits for
-// the group commit gets ctx's error at once (the write then commits or
-// not, as the batch goes).
+// failed. When ctx is done before the committer takes the write, fn does
+// not run and ctx's error is returned; once taken, the write runs with
+// its batch (or not, when ctx is done before fn's turn) and update waits
+// for the outcome, at most batchTimeout, so fn never sets its results
+// after update returned.
 //
 // Writes go through one committer goroutine that takes every call
 // waiting at that moment and runs them in one transaction, so concurrent
@@ -62,12 +63,7 @@ func (db *DB) update(ctx context.Context, fn func(t *tx) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case err := <-c.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-c.done
 }
 
 // committer runs batches of writes until Close.

@@ -65,6 +65,7 @@ CREATE TABLE outbox (
 	job         jsonb NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (next_at, id);
+CREATE INDEX outbox_leased ON outbox (lease_until) WHERE lease_owner IS NOT NULL;
 CREATE INDEX outbox_subscriber ON outbox (subscriber);
 
 -- Jobs that failed for good, kept for the operator.
