@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"optin/internal/bolt"
+	"optin/internal/bolt/bolttest"
 	"optin/internal/consent"
 )
 
@@ -656,19 +655,7 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 	if err := os.WriteFile(tampered, []byte(r.body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := bbolt.Open(tampered, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bbolt.Tx) error {
-		bk := tx.Bucket([]byte("ledger"))
-		k, v := bk.Cursor().First()
-		return bk.Put(k, []byte(strings.Replace(string(v), `"basis":"consent"`, `"basis":"legitimate_interest"`, 1)))
-	})
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bolttest.TamperEvent(t, tampered, 1, `"basis":"consent"`, `"basis":"legitimate_interest"`)
 	verifyFile(t, tampered, false)
 }
 
@@ -676,20 +663,7 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 // optin's ledger walk; it returns the number of events.
 func verifyFile(t *testing.T, path string, wantOK bool) uint64 {
 	t.Helper()
-	raw, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Fatalf("bbolt cannot open %s: %v", path, err)
-	}
-	err = raw.View(func(tx *bbolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	raw.Close()
-	if err != nil {
-		t.Fatalf("bbolt check: %v", err)
-	}
+	bolttest.Check(t, path)
 	db, err := bolt.Open(path, bolt.Options{HMACKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)

@@ -77,11 +77,7 @@ func Open(o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := tokenKeys(cfg, sec)
-	if err != nil {
-		return nil, err
-	}
-	tokens, err := token.NewIssuer(cfg.BaseURL, keys, o.Now)
+	tokens, err := newTokens(cfg, sec, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +123,16 @@ func openStore(cfg config.Config, sec secrets, now func() time.Time, readOnly bo
 	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
 	return bolt.Open(dbPath(cfg.DataDir), bolt.Options{Now: now, ReadOnly: readOnly,
 		MessageIDDomain: from.Address[strings.LastIndexByte(from.Address, '@')+1:], Policy: policy, HMACKey: sec.hmacKey})
+}
+
+// newTokens returns the token issuer of cfg, with the configured keys or
+// the generated ones.
+func newTokens(cfg config.Config, sec secrets, now func() time.Time) (*token.Issuer, error) {
+	keys, err := tokenKeys(cfg, sec)
+	if err != nil {
+		return nil, err
+	}
+	return token.NewIssuer(cfg.BaseURL, keys, now)
 }
 
 // tokenKeys returns the configured token keys, or the generated ones.
@@ -449,11 +455,7 @@ func adminHandler(cfg config.Config, sec secrets, db consent.Store, readOnly boo
 			return nil, err
 		}
 	}
-	keys, err := tokenKeys(cfg, sec)
-	if err != nil {
-		return nil, err
-	}
-	tokens, err := token.NewIssuer(cfg.BaseURL, keys, time.Now)
+	tokens, err := newTokens(cfg, sec, time.Now)
 	if err != nil {
 		return nil, err
 	}
