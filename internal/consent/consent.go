@@ -1,3 +1,10 @@
+// Package consent is optin's domain: subscribers, topics, forms, the
+// consent ledger and the rules that decide what a signup, a confirmation,
+// an opt-out, an import row or a reawaken campaign changes. Decisions are
+// pure functions (PlanSignup, PlanSettle, PlanFollowUp, ...) that return
+// what to write; the storage contract, Store, is defined here too, and
+// every store applies a plan in one transaction. The package imports no
+// framework and no database.
 package consent
 
 import (
