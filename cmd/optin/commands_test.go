@@ -181,9 +181,9 @@ func TestCLIReadOnlyCommands(t *testing.T) {
 	}
 }
 
-// TestCLIRestoreCheck follows the README's restore check: a backup copy of
-// optin.db in an empty directory is verified there, and nothing is
-// written: no new secrets.json, no change to the copy.
+// TestCLIRestoreCheck follows the restore check of docs/operations.md: a
+// backup copy of optin.db in an empty directory is verified there, and
+// nothing is written: no new secrets.json, no change to the copy.
 func TestCLIRestoreCheck(t *testing.T) {
 	_, cfg := importedDir(t, 2)
 	dir := t.TempDir()

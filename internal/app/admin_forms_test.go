@@ -33,7 +33,7 @@ func TestFormPrivacyAndProofOfWork(t *testing.T) {
 }
 
 // TestExportAndBackupAudited: bulk reads of personal data are in the
-// audit log (R84).
+// audit log (GDPR Art. 5(2) and 33(3)).
 func TestExportAndBackupAudited(t *testing.T) {
 	s := startService(t, nil)
 	for _, path := range []string{"/exports/subscribers?format=ndjson", "/backup"} {

@@ -379,7 +379,8 @@ func (a *App) sweep(ctx context.Context) {
 // runCampaigns is the reawaken campaign runner: every tick it records the
 // campaign mail that went out, queues the next mails of running campaigns
 // at their rate, and handles due reminders and deadlines (see
-// bolt.CampaignStep). Without a postal address it queues nothing (R97).
+// bolt.CampaignStep). Without a postal address it queues nothing (CAN-SPAM,
+// 15 U.S.C. 7704(a)(5)(A)(iii)).
 func (a *App) runCampaigns(ctx context.Context) {
 	policy := consent.CampaignPolicy{DormantAfter: time.Duration(a.cfg.Lifecycle.DormantAfter)}
 	mayQueue := a.cfg.Mail.PostalAddress != ""

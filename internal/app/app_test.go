@@ -460,7 +460,7 @@ func TestHTMLSignup(t *testing.T) {
 		t.Fatalf("form page: status %d, no news checkbox", page.status)
 	}
 	if strings.Contains(page.body, "checked") {
-		t.Error("form page pre-ticks a box (R44)")
+		t.Error("form page pre-ticks a box (GDPR Recital 32)")
 	}
 	r := s.do("POST", "/f/newsletter", "application/x-www-form-urlencoded", "email=dee@example.com&topics=news&name=Dee",
 		"Origin", s.url)

@@ -184,7 +184,8 @@ func TestLocaleChoice(t *testing.T) {
 }
 
 // TestBurstSignupsOneMail fires 100 concurrent signups for one address:
-// every one gets the same answer and exactly one mail arrives (R104).
+// every one gets the same answer and exactly one mail arrives (no list
+// bombing).
 func TestBurstSignupsOneMail(t *testing.T) {
 	s := startService(t, func(c *config.Config) { c.Limits.SignupPerIP = config.Rate{N: 1000, Per: time.Minute} })
 	const n = 100
@@ -224,7 +225,8 @@ func TestBurstSignupsOneMail(t *testing.T) {
 
 // TestUniformAnswers: a new, pending, confirmed, unsubscribed, not-me
 // blocked or operator-suppressed address gets the same status, body and
-// Location, as JSON and as an HTML form post (R105).
+// Location, as JSON and as an HTML form post: the form tells no one who
+// is subscribed.
 func TestUniformAnswers(t *testing.T) {
 	s := startService(t, func(c *config.Config) { c.Limits.SignupPerIP = config.Rate{N: 1000, Per: time.Minute} })
 	ctx := context.Background()
@@ -430,7 +432,8 @@ func TestEmbedOrigins(t *testing.T) {
 		}
 	}
 	// Without a page field or Referer, the ledger records the posting
-	// origin as where the consent was given (R108).
+	// origin as where the consent was given (GDPR Art. 7(1): the proof
+	// names its source).
 	sub, ok := s.subscriber("e3@example.com")
 	if !ok {
 		t.Fatal("e3 not stored")

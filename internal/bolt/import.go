@@ -28,7 +28,8 @@ const importChunk = 1000
 //     pending request, a requested event and a confirmation mail;
 //   - an existing subscriber is never downgraded (a confirmed topic stays
 //     as it is) and an unsubscribed or lapsed topic is never re-enabled:
-//     only the person can do that (R54, R66).
+//     only the person can do that, and a lawful basis is never swapped
+//     after the fact (GDPR Art. 6(1)).
 //
 // A read error aborts the import; the chunks stored before stay, and the
 // report so far is returned with the error.
@@ -122,7 +123,7 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, r
 		sub.LastPurchase, changed = row.LastPurchaseAt, true
 	}
 	// Topics the row may still add: never a confirmed one (no downgrade,
-	// no basis swap) and never one the person left (R66).
+	// no basis swap) and never one the person left.
 	var topics []string
 	for _, t := range row.Topics {
 		if s := sub.Subscriptions[t]; s == nil || s.Status == consent.StatusPending {

@@ -59,7 +59,7 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // Deliverable reports whether job should still be sent. The outbox
 // worker asks right before each send, so a change made after the job was
 // queued (an unsubscribe, an erasure, a confirmation) is honoured even for
-// mail already in the queue (R60). A job is not deliverable when its
+// mail already in the queue (GDPR Art. 21(3)). A job is not deliverable when its
 // subscriber is gone, when an operator suppressed the address for every
 // topic, or, for a confirmation, when its request is no longer open. A
 // reawaken mail is marketing: it also needs a confirmed subscription to

@@ -96,7 +96,7 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 			return err
 		}
 		// A completed double opt-in is the one thing that lifts the
-		// person's own earlier opt-outs (R66).
+		// person's own earlier opt-outs.
 		if err := liftSuppressions(tx, db.hashKey(consent.AddressKey(sub.Email)), req.Topics); err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 // for it, and blocks confirmation mail to the address for a while. Repeated
 // calls change nothing. On a request that was confirmed meanwhile it is a
 // withdrawal: the not-me link is the confirmation mail's one-click
-// List-Unsubscribe target, and a one-click must never be a no-op (R16), so
+// List-Unsubscribe target, and a one-click must never be a no-op, so
 // the request's topics are unsubscribed and suppressed.
 func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error {

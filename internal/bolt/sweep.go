@@ -11,7 +11,8 @@ import (
 )
 
 // SweepRequests deletes double-opt-in requests whose link expired more
-// than retention ago (R50). Topics still pending from them are dropped, and
+// than retention ago: an address that never confirmed is not kept (GDPR
+// Art. 5(1)(e)). Topics still pending from them are dropped, and
 // a subscriber left with nothing (no subscription, no open request) is
 // deleted with its parked mail and the personal records of its ledger
 // events: an address that never confirmed is not kept. While a "not me"

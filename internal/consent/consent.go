@@ -215,7 +215,7 @@ type JobKind string
 const (
 	JobConfirm     JobKind = "confirm"     // double-opt-in request (transactional)
 	JobPreferences JobKind = "preferences" // preference-center link asked for at /manage (transactional)
-	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, R69)
+	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, CASL s. 1(3))
 )
 
 // Job is a mail waiting in the outbox. It is written in the same

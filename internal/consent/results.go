@@ -42,7 +42,7 @@ type Export struct {
 	Events     []EventRecord `json:"events"`
 }
 
-// ExportSchema names the export format; see the README.
+// ExportSchema names the export format; docs/api.md describes it.
 const ExportSchema = "optin.export/v1"
 
 // CampaignPreview is the audience a campaign would reach now and who it

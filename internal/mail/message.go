@@ -252,8 +252,9 @@ func (r *Renderer) substitute(c *rendered, data map[string]any) (string, string)
 }
 
 // confirm fills in the double-opt-in request: a confirm link and a not-me
-// link, which is also the one-click List-Unsubscribe target (R16). No
-// marketing content (R48).
+// link, which is also the one-click List-Unsubscribe target, so a
+// one-click on it does something real. No marketing content: a
+// confirmation request that advertises is advertising (BGH VI ZR 134/15).
 func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) error {
 	confirmTok, err := r.tokens.Issue(token.Confirm, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires})
 	if err != nil {
@@ -274,7 +275,7 @@ func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) err
 
 // preferences fills in a preference-center link mail. Like every mail but
 // the confirmation it carries one-click unsubscribe (for all topics), a
-// List-Id and a visible unsubscribe link (R1-R15).
+// List-Id and a visible unsubscribe link (RFC 2369, 2919, 8058).
 func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message) error {
 	now := r.now()
 	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(PreferencesTTL)})

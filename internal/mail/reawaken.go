@@ -10,8 +10,8 @@ import (
 )
 
 // reawaken fills in a reawaken campaign's mail. It is marketing in every
-// respect (R69): one-click List-Unsubscribe for the campaign's topic with
-// List-Unsubscribe-Post, its List-Id, a visible unsubscribe link, the
+// respect (CASL s. 1(3)): one-click List-Unsubscribe for the campaign's
+// topic with List-Unsubscribe-Post, its List-Id, a visible unsubscribe link, the
 // sender's postal address and a note on the right to object. The
 // marketer's subject and body are plain text: their placeholders are
 // replaced as strings, never run as a template, and the HTML part shows

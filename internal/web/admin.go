@@ -18,7 +18,7 @@ import (
 // route keeps maxBody.
 const maxImportBody = 1 << 30
 
-// Role sets for the admin routes. SPEC: admin (everything), marketer
+// Role sets for the admin routes: admin (everything), marketer
 // (subscribers, imports, exports, campaigns, stats), viewer (read-only).
 // Bulk personal data (exports, backups) is not a viewer's "read".
 var (

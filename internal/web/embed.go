@@ -101,7 +101,7 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 
 // handlePrivacy renders the privacy notice forms link to by default: who
 // the controller is, what is collected and why, how long it is kept and
-// the person's rights (GDPR Art. 13, R46).
+// the person's rights (GDPR Art. 13).
 func (s *Server) handlePrivacy(c *gin.Context) {
 	topics, err := s.store.Topics(c.Request.Context())
 	if err != nil {

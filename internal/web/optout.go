@@ -23,7 +23,9 @@ type prefTopic struct {
 }
 
 // linkClaims verifies a token of purpose p. With acceptExpired, a genuine
-// but expired token is accepted too (withdrawal must keep working, R100).
+// but expired token is accepted too: withdrawal must keep working (CASL
+// s. 11(2) asks at least 60 days; GDPR Art. 7(3) asks it be as easy as
+// consenting).
 // On failure it renders the error page and returns ok=false.
 func (s *Server) linkClaims(c *gin.Context, p token.Purpose, acceptExpired bool) (token.Claims, bool) {
 	claims, err := s.cfg.Tokens.Verify(p, c.Param("token"))
@@ -49,7 +51,8 @@ func (s *Server) subscriberLocalizer(c *gin.Context, id string) (*consent.Subscr
 	return sub, s.localizer(c, sub.Locale), nil
 }
 
-// handleUnsubscribePage shows one button; it changes nothing (R8).
+// handleUnsubscribePage shows one button; it changes nothing, since
+// anti-spam software fetches the links in mail (RFC 8058, section 1).
 func (s *Server) handleUnsubscribePage(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
 	if !ok {
@@ -80,7 +83,8 @@ func (s *Server) handleUnsubscribePage(c *gin.Context) {
 // button: no cookie, session or CSRF token is read; the token alone says
 // who and which topic. It answers 200, never a redirect, and is
 // idempotent. The withdrawal and the suppression are on disk before the
-// answer, and the send-time check keeps queued mail from going out (R60).
+// answer, and the send-time check keeps queued mail from going out
+// (GDPR Art. 21(3)).
 func (s *Server) handleUnsubscribe(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
 	if !ok {
@@ -234,7 +238,8 @@ func (s *Server) handleManagePage(c *gin.Context) {
 }
 
 // handleManage mails a fresh preference link to a known address. Known or
-// not, the answer is the same (R105); it is rate-limited per client IP.
+// not, the answer is the same, so it tells no one who is subscribed; it
+// is rate-limited per client IP.
 func (s *Server) handleManage(c *gin.Context) {
 	jsonOut := wantsJSON(c)
 	if ok, wait := allowIP(s.manage, s.manageNet, clientIP(c), time.Now()); !ok {

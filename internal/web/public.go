@@ -298,7 +298,8 @@ func (s *Server) cors(c *gin.Context, origin string) {
 
 // handleSignup takes a signup. Every refusal comes before the store is
 // touched, and the answer to an accepted one is the same whatever the
-// address's state (R105). Defences in order: the form's origin allow-list
+// address's state, so the form tells no one who is subscribed. Defences
+// in order: the form's origin allow-list
 // (403), the per-IP and per-subnet limits (429), input validation (400),
 // the form's proof of work (400), the honeypot (same answer, nothing
 // stored) and the global brake on confirmation mails (429).
@@ -498,7 +499,8 @@ func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
 }
 
 // handleConfirmPage shows what a confirmation covers and a button. It
-// changes nothing: mail scanners fetch links (R49).
+// changes nothing: mail scanners fetch links (RFC 8058, section 1), and
+// consent takes a deliberate act, the button's POST.
 func (s *Server) handleConfirmPage(c *gin.Context) {
 	req, l, ok := s.linkRequest(c, token.Confirm)
 	if !ok {

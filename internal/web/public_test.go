@@ -476,9 +476,9 @@ func TestPagesRenderInEveryLocale(t *testing.T) {
 	}
 }
 
-// TestFormShowsNoticeBeforeSubmit checks what R44-R46 ask of the hosted
-// form: unticked boxes, the wording, the controller and postal address,
-// the privacy link.
+// TestFormShowsNoticeBeforeSubmit checks what GDPR Art. 7 and 13 ask of
+// the hosted form: unticked boxes, the wording, the controller and postal
+// address, the privacy link.
 func TestFormShowsNoticeBeforeSubmit(t *testing.T) {
 	s, _ := newPublicServer(t, func(f *consent.Form) { f.PrivacyURL = "https://shop.example/privacy" }, nil)
 	body := serve(s, "GET", "/f/newsletter", "", "").Body.String()
@@ -489,7 +489,7 @@ func TestFormShowsNoticeBeforeSubmit(t *testing.T) {
 		}
 	}
 	if strings.Contains(body, "checked") {
-		t.Error("form page pre-ticks a box (R44)")
+		t.Error("form page pre-ticks a box (GDPR Recital 32)")
 	}
 	priv := serve(s, "GET", "/privacy?locale=sv", "", "").Body.String()
 	for _, want := range []string{"Example Ltd", "1 Main St", "Product news", "Integritetsskyddsmyndigheten"} {

@@ -94,7 +94,8 @@ func allowIP(perIP, perNet *limiter, ip string, now time.Time) (bool, time.Durat
 
 // Brake is a process-wide rate: PerSecond events on average, at most Burst
 // at once. The zero Brake means the default for confirmation mails: 50 a
-// second, 100 in a burst (R104).
+// second, 100 in a burst: a circuit breaker against list bombing, bots
+// signing victims' addresses up to bury their mail in confirmations.
 type Brake struct {
 	PerSecond float64
 	Burst     int
