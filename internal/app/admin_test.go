@@ -716,3 +716,51 @@ func TestMetrics(t *testing.T) {
 		t.Error("metrics contain an address")
 	}
 }
+
+// TestAdminImportMethod: a consent collected with a pre-ticked box, inside
+// a contract or in an unknown way is not consent, whatever its date and
+// source: the row goes to double opt-in. A box the person ticked, or an
+// earlier double opt-in, stands, and the method is part of the evidence.
+func TestAdminImportMethod(t *testing.T) {
+	s := startService(t, nil)
+	csv := strings.Join([]string{
+		"email,topics,basis,consented_at,source,method",
+		"tick@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,checkbox_unticked",
+		"doi@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,double_opt_in",
+		"pre@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,prefilled",
+		"contract@example.com,news,consent,2024-03-01T10:00:00Z,shop terms,contract_clause",
+		"unknown@example.com,news,consent,2024-03-01T10:00:00Z,old crm,unknown",
+		"bad@example.com,news,consent,2024-03-01T10:00:00Z,old crm,verbal",
+	}, "\n") + "\n"
+	rep := s.importCSV(csv)
+	if rep.Imported != 5 || rep.Pending != 3 || rep.InvalidCount != 1 {
+		t.Fatalf("imported %d, pending %d, invalid %d, want 5 (3 of them pending), 3, 1 (%+v)", rep.Imported, rep.Pending, rep.InvalidCount, rep)
+	}
+	if p := rep.Invalid[0]; p.Line != 7 || !strings.Contains(p.Reason, "method must be") {
+		t.Errorf("invalid row: got %+v, want line 7 naming the methods", p)
+	}
+	for addr, want := range map[string]string{"tick@example.com": "confirmed", "doi@example.com": "confirmed",
+		"pre@example.com": "pending", "contract@example.com": "pending", "unknown@example.com": "pending"} {
+		sub, ok := s.subscriber(addr)
+		if !ok {
+			t.Errorf("%s: not imported", addr)
+			continue
+		}
+		if got := sub.Subscriptions["news"].Status; got != want {
+			t.Errorf("%s: got %s, want %s", addr, got, want)
+		}
+	}
+	tick, _ := s.subscriber("tick@example.com")
+	if evs := s.events(tick.ID); len(evs) != 1 || !strings.Contains(evs[0].Page, "method=checkbox_unticked") {
+		t.Errorf("tick's evidence: got %+v, want the method recorded", evs)
+	}
+	to := map[string]bool{}
+	for _, m := range s.waitMails(3) {
+		to[strings.Trim(parseMail(t, m.Data).header.Get("To"), "<>")] = true
+	}
+	for _, addr := range []string{"pre@example.com", "contract@example.com", "unknown@example.com"} {
+		if !to[addr] {
+			t.Errorf("no double-opt-in mail to %s (mails to %v)", addr, to)
+		}
+	}
+}
