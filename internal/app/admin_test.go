@@ -16,6 +16,7 @@ import (
 
 	"optin/internal/bolt"
 	"optin/internal/bolt/bolttest"
+	"optin/internal/config"
 	"optin/internal/consent"
 )
 
@@ -762,5 +763,56 @@ func TestAdminImportMethod(t *testing.T) {
 		if !to[addr] {
 			t.Errorf("no double-opt-in mail to %s (mails to %v)", addr, to)
 		}
+	}
+}
+
+// TestActivityTrail: every activity kind is recorded with its reason and
+// who recorded it, in the admin's consent view and in the person's own
+// export; only the kinds lifecycle.customer_activities names make a
+// customer.
+func TestActivityTrail(t *testing.T) {
+	s := startService(t, func(c *config.Config) { c.Lifecycle.CustomerActivities = []string{"purchase", "login"} })
+	s.importCSV("email,topics,basis,consented_at,source\nt@example.com,news,consent,2024-01-01,x\n")
+	sub, _ := s.subscriber("t@example.com")
+	lifecycle := func() string {
+		var v struct{ Lifecycle string }
+		s.adminJSON("GET", "/subscribers/"+sub.ID, "", http.StatusOK, &v)
+		return v.Lifecycle
+	}
+	at := s.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"enquiry","at":"`+at+`","reason":"asked for the autumn catalogue"}`, http.StatusOK, nil)
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"reservation","at":"`+at+`"}`, http.StatusOK, nil)
+	if got := lifecycle(); got != "prospect" {
+		t.Errorf("after an enquiry and a reservation (not customer kinds here): got %q, want prospect", got)
+	}
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"login","at":"`+at+`","reason":"shop account"}`, http.StatusOK, nil)
+	if got := lifecycle(); got != "customer" {
+		t.Errorf("after a login (a customer kind here): got %q, want customer", got)
+	}
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"note","at":"`+at+`","reason":"line one\nline two"}`, http.StatusBadRequest, nil)
+
+	var consents struct {
+		Items []struct {
+			Type       string
+			Activity   string
+			OccurredAt time.Time `json:"occurred_at"`
+			Source     string
+			Personal   *struct{ Note string }
+		}
+	}
+	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &consents)
+	var trail []string
+	for _, ev := range consents.Items {
+		if ev.Type == "activity" && ev.Personal != nil {
+			trail = append(trail, ev.Activity+"|"+ev.Source+"|"+ev.Personal.Note+"|"+ev.OccurredAt.UTC().Format(time.RFC3339))
+		}
+	}
+	want := []string{
+		"enquiry|admin:bootstrap|asked for the autumn catalogue|" + at,
+		"reservation|admin:bootstrap||" + at,
+		"login|admin:bootstrap|shop account|" + at,
+	}
+	if !slices.Equal(trail, want) {
+		t.Errorf("trail in the consent view: got %q, want %q", trail, want)
 	}
 }

@@ -192,11 +192,12 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	wc := web.Config{Store: store, Tokens: tokens, Catalog: cat, Templates: templates.FS,
 		Log: log, BaseURL: cfg.BaseURL, TrustedProxies: cfg.TrustedProxies,
 		Sender: sender, PostalAddress: cfg.Mail.PostalAddress,
-		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
-		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
-		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
-		ConfirmBrake: brake(cfg.Limits.Confirmations),
-		Metrics:      metrics,
+		SignupLimit:        web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
+		ManageLimit:        web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
+		DormantAfter:       time.Duration(cfg.Lifecycle.DormantAfter),
+		ConfirmBrake:       brake(cfg.Limits.Confirmations),
+		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
+		Metrics:            metrics,
 	}
 	if outbox != nil {
 		wc.Outbox = outbox
@@ -214,6 +215,16 @@ func newSMTPTransport(s config.SMTP, tlsConf *tls.Config) (*optmail.SMTPTranspor
 	}
 	return optmail.NewSMTPTransport(optmail.SMTPConfig{Host: s.Host, Port: s.Port, Username: s.Username,
 		Password: s.Password, TLS: s.TLS, TLSConfig: tlsConf, RootCAs: roots, Helo: s.Helo})
+}
+
+// customerActivities turns lifecycle.customer_activities (validated by
+// config) into activity kinds.
+func customerActivities(kinds []string) []consent.ActivityKind {
+	out := make([]consent.ActivityKind, len(kinds))
+	for i, k := range kinds {
+		out[i] = consent.ActivityKind(k)
+	}
+	return out
 }
 
 // brake turns the limits.confirmations rate into the web server's brake.

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -69,26 +68,28 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	return out, next, err
 }
 
-// RecordPurchase records a purchase by subscriber id at at: the last
-// purchase becomes the later of the stored one and at, which makes a
-// prospect a customer and a dormant customer active again. at in the
-// future is EInvalid; an unknown subscriber ENotFound.
-func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
+// RecordActivity records act of subscriber id (consent.PlanActivity):
+// the activity event with a as its source and, for a customer activity
+// later than the last one, the new last purchase, which makes a prospect a
+// customer and a dormant customer active again. An invalid activity (one
+// in the future, say) is EInvalid; an unknown subscriber ENotFound.
+func (db *DB) RecordActivity(ctx context.Context, a consent.Actor, id string, act consent.Activity, customer bool) (*consent.Subscriber, error) {
 	var sub *consent.Subscriber
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
-		var err error
+		now := db.Now()
+		act, err := consent.NewActivity(act.Kind, act.At, act.Reason, now)
+		if err != nil {
+			return err
+		}
 		if sub, err = loadSubscriber(tx, id); err != nil {
 			return err
 		}
-		at = at.UTC().Truncate(time.Millisecond)
-		if at.After(db.Now()) {
-			return consent.Errorf(consent.EInvalid, "at must not be in the future")
+		ev, personal := consent.PlanActivity(sub, act, customer, a.Source(), now, db)
+		if err := put(tx, bucketSubscribers, []byte(id), sub); err != nil {
+			return err
 		}
-		if at.After(sub.LastPurchase) {
-			sub.LastPurchase = at
-			if err := put(tx, bucketSubscribers, []byte(id), sub); err != nil {
-				return err
-			}
+		if err := appendEvent(tx, ev, personal); err != nil {
+			return err
 		}
 		return db.audit(tx, a, "subscriber.activity", id, 1)
 	})

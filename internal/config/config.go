@@ -19,6 +19,7 @@ import (
 	"optin/internal/consent"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,10 @@ type Key struct {
 // Lifecycle configures how subscriptions age.
 type Lifecycle struct {
 	DormantAfter Duration `yaml:"dormant_after"` // default 365d
+	// CustomerActivities are the activity kinds that make a customer
+	// (default purchase and reservation); the others (enquiry, login,
+	// note) are recorded in the person's trail only.
+	CustomerActivities []string `yaml:"customer_activities"`
 }
 
 // Pending configures unconfirmed subscription requests.
@@ -139,7 +144,7 @@ func Default() Config {
 			ConfirmTTL:     Duration(72 * time.Hour),
 			UnsubscribeTTL: Duration(365 * day),
 		},
-		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day)},
+		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day), CustomerActivities: []string{"purchase", "reservation"}},
 		Pending:   Pending{Retention: Duration(7 * day)},
 		Limits: Limits{
 			SignupPerIP:   Rate{N: 20, Per: 10 * time.Minute},
@@ -451,6 +456,11 @@ func (c *Config) Validate() error {
 
 	if c.Lifecycle.DormantAfter <= 0 {
 		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))
+	}
+	for _, k := range c.Lifecycle.CustomerActivities {
+		if !slices.Contains(consent.ActivityKinds, consent.ActivityKind(k)) {
+			errs = append(errs, fmt.Errorf("lifecycle.customer_activities: %q is not purchase, reservation, enquiry, login or note", k))
+		}
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_grace: must be positive: %s", c.ShutdownGrace))

@@ -42,8 +42,9 @@ type Export struct {
 	Events     []EventRecord `json:"events"`
 }
 
-// ExportSchema names the export format; docs/api.md describes it.
-const ExportSchema = "optin.export/v1"
+// ExportSchema names the export format; see docs/api.md. v2 added
+// activity events (activity, occurred_at) and the personal note.
+const ExportSchema = "optin.export/v2"
 
 // CampaignPreview is the audience a campaign would reach now and who it
 // leaves out, by reason (the Excluded constants).

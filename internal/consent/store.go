@@ -113,7 +113,9 @@ type AdminStore interface {
 	// FindSubscribers returns one page of subscribers matching f in id
 	// order, and the cursor of the next page ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
-	RecordPurchase(ctx context.Context, a Actor, id string, at time.Time) (*Subscriber, error)
+	// RecordActivity applies PlanActivity to subscriber id with a as the
+	// source, audited.
+	RecordActivity(ctx context.Context, a Actor, id string, act Activity, customer bool) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error
 	// Import stores validated rows in chunks; each valid row lands even
 	// when others are refused.

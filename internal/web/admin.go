@@ -240,19 +240,17 @@ func (s *Server) handleConsents(c *gin.Context) {
 
 // activityBody is POST /subscribers/{id}/activity.
 type activityBody struct {
-	Kind string `json:"kind"`
-	At   string `json:"at"`
+	Kind   consent.ActivityKind `json:"kind"`
+	At     string               `json:"at"`
+	Reason string               `json:"reason"`
 }
 
-// handleActivity records a purchase, which drives the lifecycle.
+// handleActivity records an activity of the person with its reason; the
+// kinds lifecycle.customer_activities names make a customer.
 func (s *Server) handleActivity(c *gin.Context) {
 	var b activityBody
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
-		return
-	}
-	if b.Kind != "purchase" {
-		s.fail(c, consent.Errorf(consent.EInvalid, `kind must be "purchase"`))
 		return
 	}
 	at, err := parseTime(b.At)
@@ -260,7 +258,13 @@ func (s *Server) handleActivity(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	sub, err := s.store.RecordPurchase(c.Request.Context(), actor(c), c.Param("id"), at)
+	act, err := consent.NewActivity(b.Kind, at, b.Reason, s.store.Now())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	customer := slices.Contains(s.cfg.CustomerActivities, act.Kind)
+	sub, err := s.store.RecordActivity(c.Request.Context(), actor(c), c.Param("id"), act, customer)
 	if err != nil {
 		s.fail(c, err)
 		return

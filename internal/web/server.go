@@ -48,6 +48,8 @@ type Config struct {
 	// BodyTimeout is how long a request on a public route may take to
 	// send its body, from when its headers are read; zero means 10 s.
 	BodyTimeout time.Duration
+	// CustomerActivities are the activity kinds that make a customer.
+	CustomerActivities []consent.ActivityKind
 	// Metrics, when set, times every request and serves GET /metrics.
 	Metrics *Metrics
 	// Ready reports whether the service can take traffic (for /readyz).
