@@ -148,6 +148,7 @@ func (s *service) admin(path string, v any) int {
 type subscriber struct {
 	ID            string `json:"id"`
 	Email         string `json:"email"`
+	Name          string `json:"name"`
 	Subscriptions map[string]struct {
 		Status string `json:"status"`
 		Basis  string `json:"basis"`
@@ -168,6 +169,7 @@ func (s *service) subscriber(email string) (subscriber, bool) {
 
 type event struct {
 	Type      string   `json:"type"`
+	Field     string   `json:"field"`
 	Topics    []string `json:"topics"`
 	Source    string   `json:"source"`
 	Page      string   `json:"page"`

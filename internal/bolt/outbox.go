@@ -98,14 +98,14 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 		return false, err
 	}
 	switch job.Kind {
-	case consent.JobConfirm:
+	case consent.JobConfirm, consent.JobAddressChange:
 		var req consent.Request
 		found, err := get(tx, bucketRequests, []byte(job.Request), &req)
 		if err != nil || !found {
 			return false, err
 		}
 		return req.Open(db.Now()), nil
-	case consent.JobPreferences:
+	case consent.JobPreferences, consent.JobAddressChanged:
 		return true, nil
 	case consent.JobReawaken:
 		sub := new(consent.Subscriber)

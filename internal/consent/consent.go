@@ -201,6 +201,9 @@ type Request struct {
 	MessageID string    `json:"message_id"`
 	Confirmed time.Time `json:"confirmed,omitzero"`
 	Canceled  time.Time `json:"canceled,omitzero"`
+	// NewEmail makes this an address change (GDPR Art. 16): confirming
+	// it makes NewEmail the subscriber's address; it has no topics.
+	NewEmail string `json:"new_email,omitempty"`
 }
 
 // Open reports whether r can still be confirmed at now.
@@ -216,6 +219,11 @@ const (
 	JobConfirm     JobKind = "confirm"     // double-opt-in request (transactional)
 	JobPreferences JobKind = "preferences" // preference-center link asked for at /manage (transactional)
 	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, CASL s. 1(3))
+	// JobAddressChange asks a new address to confirm that it replaces the
+	// subscriber's address; JobAddressChanged tells the old address that
+	// it was replaced (both transactional).
+	JobAddressChange  JobKind = "address_change"
+	JobAddressChanged JobKind = "address_changed"
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -245,6 +253,9 @@ type Job struct {
 	Subject  string `json:"subject,omitempty"`
 	Body     string `json:"body,omitempty"`
 	Reminder bool   `json:"reminder,omitempty"`
+	// NewEmail is, in a JobAddressChanged notice, the address that
+	// replaced the one the notice goes to.
+	NewEmail string `json:"new_email,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -27,6 +27,15 @@ const (
 	// enquiry, ...) and why it was recorded: the customer and
 	// legitimate-interest trail.
 	EventActivity EventType = "activity"
+	// EventRectified records a correction of the person's data (GDPR
+	// Art. 16); Field says which.
+	EventRectified EventType = "rectified"
+)
+
+// Fields a rectified event names.
+const (
+	FieldName  = "name"
+	FieldEmail = "email"
 )
 
 // Event is one append-only entry of the consent ledger. Events form a hash
@@ -52,6 +61,8 @@ type Event struct {
 	Wording   string `json:"wording,omitempty"`
 	Request   string `json:"request,omitempty"`
 	MessageID string `json:"message_id,omitempty"`
+	// Field is what a rectified event corrected: FieldName or FieldEmail.
+	Field string `json:"field,omitempty"`
 	// Activity and OccurredAt are an activity event's kind and the time
 	// the action happened (Time is when it was recorded).
 	Activity   ActivityKind `json:"activity,omitempty"`

@@ -14,6 +14,9 @@ type ConfirmResult struct {
 	Topics []string
 	// Already is true when the request had been confirmed before.
 	Already bool
+	// NewEmail is set when the request was an address change: the
+	// subscriber's address is now this one.
+	NewEmail string
 }
 
 // EventRecord is a ledger event with its personal record; Personal is nil

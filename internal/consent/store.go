@@ -100,6 +100,11 @@ type PersonStore interface {
 	// Erase removes the person and their personal data, keeping only the
 	// suppression hash and the ledger's events without personal records.
 	Erase(ctx context.Context, id, source string) error
+	// Rectify applies PlanRectify to subscriber id from source, audited
+	// under a when a is not nil. A new address that another subscriber
+	// holds is EConflict; one suppressed for every topic by an operator
+	// EForbidden. Confirm completes an address change.
+	Rectify(ctx context.Context, a *Actor, id string, ch Rectification, source string) (RectifyResult, error)
 	// Export returns everything held about subscriber id (GDPR Art. 15, 20).
 	Export(ctx context.Context, id string) (Export, error)
 	// Suppressed reports whether a is suppressed for topic or for all.

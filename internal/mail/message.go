@@ -122,6 +122,10 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		err = r.preferences(job, data, &m)
 	case consent.JobReawaken:
 		err = r.reawaken(job, topics, l, data, &m)
+	case consent.JobAddressChange:
+		err = r.addressChange(job, data, &m)
+	case consent.JobAddressChanged:
+		data["NewEmail"] = job.NewEmail
 	default:
 		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
@@ -154,7 +158,7 @@ func (r *Renderer) execute(kind consent.JobKind, data map[string]any) (string, s
 
 // perJob are the template values that differ from one mail to the next of
 // the same kind, language and topics; everything else renders the same.
-var perJob = []string{"Name", "Expires", "ConfirmURL", "NotMeURL", "PreferencesURL", "UnsubscribeURL"}
+var perJob = []string{"Name", "Expires", "ConfirmURL", "NotMeURL", "PreferencesURL", "UnsubscribeURL", "NewEmail"}
 
 // rendered is a mail rendered once with a marker in place of every
 // per-job value, split at the markers.
@@ -270,6 +274,20 @@ func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) err
 	data["NotMeURL"] = r.baseURL + "/not-me/" + notMeTok
 	data["Expires"] = job.TokenExpires.UTC().Format(data["L"].(i18n.Localizer).T("mail.datetime_layout"))
 	m.Unsubscribe, m.Link = data["NotMeURL"].(string), data["ConfirmURL"].(string)
+	return nil
+}
+
+// addressChange fills in the request to a new address to confirm that it
+// replaces the subscriber's address: a confirm link and nothing else (the
+// person asked for it; a stranger ignores it and nothing changes).
+func (r *Renderer) addressChange(job consent.Job, data map[string]any, m *Message) error {
+	tok, err := r.tokens.Issue(token.Confirm, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires})
+	if err != nil {
+		return err
+	}
+	data["ConfirmURL"] = r.baseURL + "/confirm/" + tok
+	data["Expires"] = job.TokenExpires.UTC().Format(data["L"].(i18n.Localizer).T("mail.datetime_layout"))
+	m.Link = data["ConfirmURL"].(string)
 	return nil
 }
 

@@ -354,3 +354,82 @@ func testSuppressions(t *testing.T, f *fixture) {
 func sameSuppression(a, b consent.Suppression) bool {
 	return a.Hash == b.Hash && a.Scope == b.Scope && a.Reason == b.Reason && a.Source == b.Source && a.Created.Equal(b.Created)
 }
+
+// testRectify: a new name applies at once with a rectified event; a new
+// address waits for its double opt-in, then replaces the old one (the
+// subscriber is found under the new address only), is recorded, and the
+// old address gets a notice. An address another subscriber holds is
+// EConflict; an operator-blocked one EForbidden.
+func testRectify(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com")
+	f.subscribe("bob@example.com")
+	for len(f.due(f.now())) > 0 {
+		if err := f.s.FinishJobs(ctx, f.due(f.now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	name := "Ann Smith"
+	res, err := f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Name: &name}, admin.Source())
+	if err != nil || !res.Renamed || res.AddressPending {
+		t.Fatalf("Rectify(name): got %+v, %v, want renamed only", res, err)
+	}
+	if got := f.sub("ann@example.com").Name; got != name {
+		t.Errorf("name after Rectify: got %q, want %q", got, name)
+	}
+	if res, err := f.s.Rectify(ctx, nil, ann.ID, consent.Rectification{Name: &name}, consent.ChannelPreferences); err != nil || res.Renamed {
+		t.Errorf("Rectify to the same name: got %+v, %v, want nothing changed", res, err)
+	}
+
+	taken := f.addr("bob@example.com")
+	_, err = f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Email: &taken}, admin.Source())
+	f.wantCode("Rectify to another subscriber's address", err, consent.EConflict)
+	f.suppress("blocked@example.com", "")
+	blocked := f.addr("blocked@example.com")
+	_, err = f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Email: &blocked}, admin.Source())
+	f.wantCode("Rectify to a blocked address", err, consent.EForbidden)
+	_, err = f.s.Rectify(ctx, &admin, "no-such-subscriber", consent.Rectification{Name: &name}, admin.Source())
+	f.wantCode("Rectify(unknown)", err, consent.ENotFound)
+
+	newAddr := f.addr("ann.smith@example.org")
+	res, err = f.s.Rectify(ctx, nil, ann.ID, consent.Rectification{Email: &newAddr}, consent.ChannelPreferences)
+	if err != nil || !res.AddressPending {
+		t.Fatalf("Rectify(email): got %+v, %v, want the address pending", res, err)
+	}
+	if got := f.sub("ann@example.com"); got == nil || got.ID != ann.ID {
+		t.Fatalf("before the new address confirms, the old one must still find ann: got %+v", got)
+	}
+	mails := f.dueOf(consent.JobAddressChange, f.now())
+	if len(mails) != 1 || mails[0].To != newAddr.Addr || mails[0].Request == "" {
+		t.Fatalf("address-change mail: got %+v, want one to %s", mails, newAddr.Addr)
+	}
+	cr, err := f.s.Confirm(ctx, mails[0].Request, consent.ConfirmInput{IP: "192.0.2.7"})
+	if err != nil || cr.NewEmail != newAddr.Addr || cr.Already {
+		t.Fatalf("Confirm(address change): got %+v, %v, want the new address", cr, err)
+	}
+	if cr, err := f.s.Confirm(ctx, mails[0].Request, consent.ConfirmInput{}); err != nil || !cr.Already {
+		t.Errorf("second Confirm(address change): got %+v, %v, want Already", cr, err)
+	}
+	if got, err := f.s.SubscriberByAddress(ctx, newAddr); err != nil || got.ID != ann.ID || got.Email != newAddr.Addr {
+		t.Errorf("SubscriberByAddress(new): got %+v, %v, want ann under the new address", got, err)
+	}
+	if got, err := f.s.SubscriberByAddress(ctx, f.addr("ann@example.com")); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("SubscriberByAddress(old): got %+v, %v, want ENotFound", got, err)
+	}
+	notices := f.dueOf(consent.JobAddressChanged, f.now())
+	if len(notices) != 1 || notices[0].To != "ann@example.com" || notices[0].NewEmail != newAddr.Addr {
+		t.Errorf("notice to the old address: got %+v", notices)
+	}
+	var fields []string
+	for _, ev := range f.events(ann.ID) {
+		if ev.Type == consent.EventRectified {
+			fields = append(fields, ev.Field+" by "+ev.Source)
+		}
+	}
+	if want := []string{"name by " + admin.Source(), "email by preferences"}; !slices.Equal(fields, want) {
+		t.Errorf("rectified events: got %q, want %q", fields, want)
+	}
+	f.wantLedgerOK(uint64(len(f.events(ann.ID)) + len(f.events(f.sub("bob@example.com").ID))))
+}

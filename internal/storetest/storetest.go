@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"SuppressionAtSendTime", testSuppressionAtSendTime},
 		{"EraseLeavesOnlyTheHash", testEraseLeavesOnlyTheHash},
 		{"PreferencesMail", testPreferencesMail},
+		{"Rectify", testRectify},
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},

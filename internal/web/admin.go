@@ -47,6 +47,7 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/subscribers", read, s.handleSubscribers)
 	g.GET("/subscribers/:id", read, s.handleSubscriber)
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
+	g.PATCH("/subscribers/:id", market, s.handleSubscriberPatch)
 	g.POST("/subscribers/:id/activity", market, s.handleActivity)
 	g.DELETE("/subscribers/:id", market, s.handleSubscriberErase)
 
@@ -270,6 +271,74 @@ func (s *Server) handleActivity(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, s.view(sub))
+}
+
+// rectifyBody is PATCH /subscribers/{id}: the fields to correct.
+type rectifyBody struct {
+	Name  *string `json:"name"`
+	Email *string `json:"email"`
+}
+
+// rectification validates a correction: a name as at signup, an address
+// as ParseAddress takes it. At least one field is required.
+func (b rectifyBody) rectification() (consent.Rectification, error) {
+	var ch consent.Rectification
+	if b.Name == nil && b.Email == nil {
+		return ch, consent.Errorf(consent.EInvalid, "give name or email, or both")
+	}
+	if b.Name != nil {
+		name, err := consent.ParseName(*b.Name)
+		if err != nil {
+			return ch, err
+		}
+		ch.Name = &name
+	}
+	if b.Email != nil {
+		addr, err := consent.ParseAddress(*b.Email)
+		if err != nil {
+			return ch, err
+		}
+		ch.Email = &addr
+	}
+	return ch, nil
+}
+
+// rectifyView is the answer to PATCH /subscribers/{id}: the subscriber
+// and whether a new address waits for its confirmation.
+type rectifyView struct {
+	subscriberView
+	AddressPending bool `json:"address_pending"`
+}
+
+// handleSubscriberPatch corrects a subscriber's name at once and starts
+// the double opt-in of a new address (GDPR Art. 16); the old address is
+// told once the new one confirmed.
+func (s *Server) handleSubscriberPatch(c *gin.Context) {
+	var b rectifyBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ch, err := b.rectification()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	a := actor(c)
+	res, err := s.store.Rectify(c.Request.Context(), &a, c.Param("id"), ch, a.Source())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res.AddressPending && s.cfg.Outbox != nil {
+		s.cfg.Outbox.Notify()
+	}
+	sub, err := s.store.Subscriber(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rectifyView{subscriberView: s.view(sub), AddressPending: res.AddressPending})
 }
 
 // handleSubscriberErase erases a subscriber like the self-service erase: everything

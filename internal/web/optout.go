@@ -134,7 +134,7 @@ func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n
 		pts[i] = prefTopic{ID: t.ID, Name: t.Name, On: sub.Subscriptions[t.ID].Status == consent.StatusConfirmed}
 	}
 	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
-		PrefTopics: pts, Wording: l.T("preferences.wording")})
+		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
 }
 
 func (s *Server) handlePreferencesPage(c *gin.Context) {
@@ -153,9 +153,13 @@ func (s *Server) handlePreferences(c *gin.Context) {
 	ctx := c.Request.Context()
 	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
 	var err error
-	if c.PostForm("action") == "unsubscribe_all" {
+	msg := l.T("preferences.saved")
+	switch c.PostForm("action") {
+	case "unsubscribe_all":
 		_, err = s.store.Unsubscribe(ctx, sub.ID, "", consent.ChannelPreferences, in)
-	} else {
+	case "rectify":
+		msg, err = s.rectifyFromPreferences(c, sub, l)
+	default:
 		on := c.PostFormArray("topics")
 		topics := s.topicsOf(c, sortedKeys(sub.Subscriptions))
 		labels := make(map[string]string, len(topics))
@@ -173,7 +177,33 @@ func (s *Server) handlePreferences(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.preferencesPage(c, sub, l, l.T("preferences.saved"))
+	s.preferencesPage(c, sub, l, msg)
+}
+
+// rectifyFromPreferences applies the person's own correction (GDPR Art.
+// 16) from the preference page: the name at once, a new address once it
+// confirms. It returns the message the page shows.
+func (s *Server) rectifyFromPreferences(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer) (string, error) {
+	name := c.PostForm("name")
+	b := rectifyBody{Name: &name}
+	if e := strings.TrimSpace(c.PostForm("email")); e != "" {
+		b.Email = &e
+	}
+	ch, err := b.rectification()
+	if err != nil {
+		return "", err
+	}
+	res, err := s.store.Rectify(c.Request.Context(), nil, sub.ID, ch, consent.ChannelPreferences)
+	if err != nil {
+		return "", err
+	}
+	if res.AddressPending {
+		if s.cfg.Outbox != nil {
+			s.cfg.Outbox.Notify()
+		}
+		return l.T("preferences.address_pending", ch.Email.Addr), nil
+	}
+	return l.T("preferences.rectified"), nil
 }
 
 // exportAbout is the part of an export that explains the data (Art. 15(1)).

@@ -42,6 +42,9 @@ type pageData struct {
 	// Retention and Rights explain the data (privacy page).
 	Retention string
 	Rights    string
+	// Email and Name are the address and name a preference page manages.
+	Email string
+	Name  string
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -507,16 +510,20 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 		return
 	}
 	topics := s.topicsOf(c, req.Topics)
+	done, title, message, button := "confirmed", "confirm.title", "confirm.message", "confirm.button"
+	if req.NewEmail != "" { // an address change (GDPR Art. 16)
+		done, title, message, button = "address_confirmed", "confirm.address_title", "confirm.address_message", "confirm.address_button"
+	}
 	if !req.Confirmed.IsZero() {
-		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: topics})
+		s.messagePage(c, http.StatusOK, l, done, pageData{Topics: topics})
 		return
 	}
 	if !req.Open(s.store.Now()) {
 		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
 		return
 	}
-	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("confirm.title"), Message: l.T("confirm.message"),
-		Button: l.T("confirm.button"), Action: c.Request.URL.Path, Topics: topics})
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T(title), Message: l.T(message),
+		Button: l.T(button), Action: c.Request.URL.Path, Topics: topics})
 }
 
 func (s *Server) handleConfirm(c *gin.Context) {
@@ -527,6 +534,10 @@ func (s *Server) handleConfirm(c *gin.Context) {
 	res, err := s.store.Confirm(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)})
 	switch consent.ErrorCode(err) {
 	case "":
+		if res.NewEmail != "" {
+			s.messagePage(c, http.StatusOK, l, "address_confirmed", pageData{})
+			return
+		}
 		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
 	case consent.EExpired, consent.ENotFound:
 		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
