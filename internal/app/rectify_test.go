@@ -92,3 +92,59 @@ func TestRectification(t *testing.T) {
 		t.Errorf("rectified events: got %q, want %q", strings.Join(fields, ","), want)
 	}
 }
+
+// TestPreferenceLinkAndNewTopic: an operator mints a preference link for
+// one subscriber (audited); the page it opens names the address, offers
+// every topic with its description, and ticking a topic the person did
+// not have is a confirmed consent recorded with the page's wording.
+func TestPreferenceLinkAndNewTopic(t *testing.T) {
+	s := startService(t, nil)
+	s.adminJSON("POST", "/topics", `{"id":"offers","name":"Offers","description":"Seasonal discounts, monthly"}`, http.StatusCreated, nil)
+	s.signupJSON("pat@example.com", "news")
+	confirm, _ := links(t, parseMail(t, s.waitMails(1)[0].Data).text)
+	s.do("POST", confirm, "", "")
+	pat, _ := s.subscriber("pat@example.com")
+
+	var link struct {
+		URL     string
+		Expires string
+	}
+	s.adminJSON("POST", "/subscribers/"+pat.ID+"/preference-link", "", http.StatusCreated, &link)
+	if !strings.Contains(link.URL, "/preferences/") || link.Expires == "" {
+		t.Fatalf("minted link: got %+v", link)
+	}
+	var audit struct {
+		Items []struct{ Action, Target string }
+	}
+	s.adminJSON("GET", "/audit", "", http.StatusOK, &audit)
+	found := false
+	for _, e := range audit.Items {
+		found = found || (e.Action == "subscriber.preference_link" && e.Target == pat.ID)
+	}
+	if !found {
+		t.Errorf("minting is not in the audit log: %+v", audit.Items)
+	}
+
+	page := s.do("GET", link.URL, "", "")
+	for _, want := range []string{"pat@example.com", `value="offers"`, "Seasonal discounts, monthly"} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("preference page lacks %q:\n%s", want, page.body)
+		}
+	}
+	form := url.Values{"topics": {"news", "offers"}}.Encode()
+	if r := s.do("POST", link.URL, "application/x-www-form-urlencoded", form); r.status != http.StatusOK {
+		t.Fatalf("save: got %d %s", r.status, r.body)
+	}
+	pat, _ = s.subscriber("pat@example.com")
+	if st := pat.Subscriptions["offers"]; st.Status != "confirmed" || st.Basis != "consent" {
+		t.Errorf("offers after ticking it: got %+v, want confirmed on consent", st)
+	}
+	evs := s.events(pat.ID)
+	last := evs[len(evs)-1]
+	if last.Type != "preferences_updated" || strings.Join(last.Topics, ",") != "offers" || last.Wording == "" {
+		t.Errorf("the added topic's event: got %+v, want preferences_updated for offers citing the page's wording", last)
+	}
+	if r := s.do("POST", link.URL, "application/x-www-form-urlencoded", url.Values{"topics": {"nope"}}.Encode()); r.status != http.StatusBadRequest {
+		t.Errorf("ticking a topic that does not exist: got %d, want 400", r.status)
+	}
+}

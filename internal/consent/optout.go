@@ -35,14 +35,31 @@ func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, id
 
 // PlanPreferences sets sub's topics from the preference center: topics in
 // on become confirmed (the person proved control of the mailbox by using
-// the mailed link, and saw wording), the others become unsubscribed. Only
-// topics sub already has can be switched. It returns the events to append:
+// the mailed link, and saw wording), the others become unsubscribed. A
+// topic in on that sub does not have yet is added, confirmed. It returns
+// the events to append:
 // preferences_updated for topics switched on, unsubscribed for topics
 // switched off; none when nothing changed.
 func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInput, ids IDs) ([]*Event, []Personal, []string) {
 	var added, removed []string
-	for _, t := range sortedTopics(sub) {
+	topics := sortedTopics(sub)
+	for _, t := range on {
+		// A topic the person does not have yet: the preference link
+		// proves control of the mailbox, so ticking it is a confirmed
+		// consent (the store checks that the topic exists).
+		if sub.Subscriptions[t] == nil && !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
 		s := sub.Subscriptions[t]
+		if s == nil {
+			s = &Subscription{Topic: t}
+			if sub.Subscriptions == nil {
+				sub.Subscriptions = map[string]*Subscription{}
+			}
+			sub.Subscriptions[t] = s
+		}
 		want := slices.Contains(on, t)
 		switch {
 		case want && s.Status != StatusConfirmed:

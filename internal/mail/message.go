@@ -68,9 +68,6 @@ type RendererConfig struct {
 	Now func() time.Time
 }
 
-// PreferencesTTL is the lifetime of a mailed preference-center link.
-const PreferencesTTL = 30 * 24 * time.Hour
-
 // NewRenderer parses the mail templates.
 func NewRenderer(c RendererConfig) (*Renderer, error) {
 	text, err := texttemplate.ParseFS(c.Templates, "mail/*.txt.tmpl")
@@ -296,7 +293,7 @@ func (r *Renderer) addressChange(job consent.Job, data map[string]any, m *Messag
 // List-Id and a visible unsubscribe link (RFC 2369, 2919, 8058).
 func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message) error {
 	now := r.now()
-	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(PreferencesTTL)})
+	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(token.PreferencesTTL)})
 	if err != nil {
 		return err
 	}

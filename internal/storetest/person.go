@@ -237,7 +237,19 @@ func testPreferencesMail(t *testing.T, f *fixture) {
 	}
 	err := f.s.UpdatePreferences(ctx, "no-such-subscriber", nil, wording, consent.ConfirmInput{})
 	f.wantCode("UpdatePreferences(unknown)", err, consent.ENotFound)
-	f.wantLedgerOK(uint64(len(evs)))
+
+	// A topic the person did not have is added, confirmed; a topic that
+	// does not exist is refused and changes nothing.
+	bob := f.subscribe("bob@example.com", "news")
+	err = f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "nope"}, wording, consent.ConfirmInput{})
+	f.wantCode("UpdatePreferences with an unknown topic", err, consent.EInvalid)
+	if err := f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "offers"}, wording, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("UpdatePreferences adding offers: got err %v, want nil", err)
+	}
+	if s := f.sub("bob@example.com").Subscriptions["offers"]; s == nil || s.Status != consent.StatusConfirmed || s.Basis != consent.BasisConsent {
+		t.Errorf("Subscriptions[offers] added on the preference page: got %+v, want confirmed on consent", s)
+	}
+	f.wantLedgerOK(uint64(len(evs) + len(f.events(bob.ID))))
 }
 
 // testSuppressions: an operator's suppressions are listed, paged and

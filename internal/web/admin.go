@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
+	"optin/internal/token"
 )
 
 // maxImportBody caps the body of POST /api/v1/imports; every other admin
@@ -48,6 +49,7 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/subscribers/:id", read, s.handleSubscriber)
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
 	g.PATCH("/subscribers/:id", market, s.handleSubscriberPatch)
+	g.POST("/subscribers/:id/preference-link", market, s.handlePreferenceLink)
 	g.POST("/subscribers/:id/activity", market, s.handleActivity)
 	g.DELETE("/subscribers/:id", market, s.handleSubscriberErase)
 
@@ -339,6 +341,29 @@ func (s *Server) handleSubscriberPatch(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, rectifyView{subscriberView: s.view(sub), AddressPending: res.AddressPending})
+}
+
+// handlePreferenceLink mints a preference-center link for one subscriber,
+// for an operator to send by SMS or read out on the phone; the link is as
+// powerful as a mailed one, so minting it is audited.
+func (s *Server) handlePreferenceLink(c *gin.Context) {
+	ctx := c.Request.Context()
+	sub, err := s.store.Subscriber(ctx, c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	expires := s.store.Now().Add(token.PreferencesTTL)
+	tok, err := s.cfg.Tokens.Issue(token.Preferences, token.Claims{Subject: sub.ID, ExpiresAt: expires})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.AuditRead(ctx, actor(c), "subscriber.preference_link", sub.ID, 1); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"url": s.cfg.BaseURL + "/preferences/" + tok, "expires": expires})
 }
 
 // handleSubscriberErase erases a subscriber like the self-service erase: everything

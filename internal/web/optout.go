@@ -17,9 +17,10 @@ import (
 
 // prefTopic is one checkbox of the preference center.
 type prefTopic struct {
-	ID   string
-	Name string
-	On   bool
+	ID          string
+	Name        string
+	Description string
+	On          bool
 }
 
 // linkClaims verifies a token of purpose p. With acceptExpired, a genuine
@@ -127,14 +128,34 @@ func (s *Server) preferencesSubscriber(c *gin.Context) (*consent.Subscriber, i18
 }
 
 func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer, msg string) {
-	ids := sortedKeys(sub.Subscriptions)
-	topics := s.topicsOf(c, ids)
+	topics := s.preferenceTopics(c, sub)
 	pts := make([]prefTopic, len(topics))
 	for i, t := range topics {
-		pts[i] = prefTopic{ID: t.ID, Name: t.Name, On: sub.Subscriptions[t.ID].Status == consent.StatusConfirmed}
+		st := sub.Subscriptions[t.ID]
+		pts[i] = prefTopic{ID: t.ID, Name: t.Name, Description: t.Description, On: st != nil && st.Status == consent.StatusConfirmed}
 	}
 	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
 		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
+}
+
+// preferenceTopics are the topics a preference page offers: every topic
+// of the catalog, so the person can add one, and any the person holds
+// that the catalog no longer lists.
+func (s *Server) preferenceTopics(c *gin.Context, sub *consent.Subscriber) []consent.Topic {
+	all, err := s.store.Topics(c.Request.Context())
+	if err != nil {
+		all = nil // the page still shows the person's own topics
+	}
+	have := make(map[string]bool, len(all))
+	for _, t := range all {
+		have[t.ID] = true
+	}
+	for _, t := range s.topicsOf(c, sortedKeys(sub.Subscriptions)) {
+		if !have[t.ID] {
+			all = append(all, t)
+		}
+	}
+	return all
 }
 
 func (s *Server) handlePreferencesPage(c *gin.Context) {
@@ -161,7 +182,7 @@ func (s *Server) handlePreferences(c *gin.Context) {
 		msg, err = s.rectifyFromPreferences(c, sub, l)
 	default:
 		on := c.PostFormArray("topics")
-		topics := s.topicsOf(c, sortedKeys(sub.Subscriptions))
+		topics := s.preferenceTopics(c, sub)
 		labels := make(map[string]string, len(topics))
 		for _, t := range topics {
 			labels[t.ID] = t.Name
