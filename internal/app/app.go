@@ -197,6 +197,8 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		DormantAfter:       time.Duration(cfg.Lifecycle.DormantAfter),
 		ConfirmBrake:       brake(cfg.Limits.Confirmations),
 		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
+		PendingRetention:   time.Duration(cfg.Pending.Retention),
+		OptedOutRetention:  time.Duration(cfg.Retention.OptedOut),
 		Metrics:            metrics,
 	}
 	if outbox != nil {
@@ -367,7 +369,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 func (a *App) StartupWarnings() []string { return a.cfg.Warnings() }
 
 // sweep deletes expired double-opt-in requests (pending.retention after
-// their link expired) once a minute after start and then hourly.
+// their link expired) and forgets people who opted out of everything
+// (retention.opted_out after), once a minute after start and then hourly.
 func (a *App) sweep(ctx context.Context) {
 	t := time.NewTimer(time.Minute)
 	defer t.Stop()
@@ -382,6 +385,12 @@ func (a *App) sweep(ctx context.Context) {
 			a.log.Error("sweeping expired requests", "err", err)
 		} else if n > 0 {
 			a.log.Info("swept expired double-opt-in requests", "count", n)
+		}
+		n, err = a.DB.ForgetOptedOut(ctx, time.Duration(a.cfg.Retention.OptedOut))
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("forgetting people who opted out", "err", err)
+		} else if n > 0 {
+			a.log.Info("forgot people who opted out longer than retention.opted_out", "count", n)
 		}
 		t.Reset(time.Hour)
 	}

@@ -3,9 +3,11 @@ package app
 import (
 	"net/http"
 	"net/url"
+	"optin/internal/config"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var confirmRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/confirm/[A-Za-z0-9._-]+`)
@@ -146,5 +148,28 @@ func TestPreferenceLinkAndNewTopic(t *testing.T) {
 	}
 	if r := s.do("POST", link.URL, "application/x-www-form-urlencoded", url.Values{"topics": {"nope"}}.Encode()); r.status != http.StatusBadRequest {
 		t.Errorf("ticking a topic that does not exist: got %d, want 400", r.status)
+	}
+}
+
+// TestPrivacyStatesRetentionBasisAccess: the privacy page states the
+// configured retention for each case, the bases besides consent and who
+// has access; the preference page names each subscription's own basis, so
+// a soft-opt-in customer is not told it rests on their consent.
+func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
+	s := startService(t, func(c *config.Config) {
+		c.Retention.OptedOut = config.Duration(45 * 24 * time.Hour)
+		c.Pending.Retention = config.Duration(3 * 24 * time.Hour)
+	})
+	page := s.do("GET", "/privacy", "", "")
+	for _, want := range []string{"deleted 3 days after its link expires", "deleted 45 days later", "legitimate interest", "processor"} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("privacy page lacks %q", want)
+		}
+	}
+	s.importCSV("email,topics,basis,last_purchase_at\ncustomer@example.com,news,soft_opt_in,2025-01-02\n")
+	pref, _ := s.manageLink("customer@example.com")
+	body := s.do("GET", pref, "", "").body
+	if !strings.Contains(body, "as our customer") || strings.Contains(body, "your consent") {
+		t.Errorf("preference page of a soft-opt-in customer: want the customer basis and no claim of consent:\n%s", body)
 	}
 }

@@ -59,6 +59,7 @@ type Config struct {
 	Tokens         Tokens    `yaml:"tokens"`
 	Lifecycle      Lifecycle `yaml:"lifecycle"`
 	Pending        Pending   `yaml:"pending"`
+	Retention      Retention `yaml:"retention"`
 	Limits         Limits    `yaml:"limits"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
@@ -111,6 +112,15 @@ type Lifecycle struct {
 	CustomerActivities []string `yaml:"customer_activities"`
 }
 
+// Retention configures how long optin keeps personal data it no longer
+// needs (GDPR Art. 5(1)(e)).
+type Retention struct {
+	// OptedOut is how long a person who unsubscribed from everything, or
+	// whose every subscription lapsed, is kept before their personal data
+	// goes; the suppression hash and the ledger's digests stay. Default 30d.
+	OptedOut Duration `yaml:"opted_out"`
+}
+
 // Pending configures unconfirmed subscription requests.
 type Pending struct {
 	Retention Duration `yaml:"retention"` // default 7d: pending requests are deleted this long after their confirm link expired
@@ -146,6 +156,7 @@ func Default() Config {
 		},
 		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day), CustomerActivities: []string{"purchase", "reservation"}},
 		Pending:   Pending{Retention: Duration(7 * day)},
+		Retention: Retention{OptedOut: Duration(30 * day)},
 		Limits: Limits{
 			SignupPerIP:   Rate{N: 20, Per: 10 * time.Minute},
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
@@ -467,6 +478,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Pending.Retention < 0 {
 		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))
+	}
+	if c.Retention.OptedOut < 0 {
+		errs = append(errs, fmt.Errorf("retention.opted_out: must not be negative: %s", c.Retention.OptedOut))
 	}
 	if err := c.Limits.SignupPerIP.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("limits.signup_per_ip: %w", err))

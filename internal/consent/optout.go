@@ -97,3 +97,35 @@ func sortedTopics(sub *Subscriber) []string {
 // ManageMailGap is the least time between two preference-link mails to one
 // address, so POST /manage cannot be used to flood a mailbox.
 const ManageMailGap = time.Hour
+
+// OptedOutSince reports whether sub has opted out of everything: it holds
+// subscriptions, each of them unsubscribed or lapsed, and no open request.
+// It returns when the last of them ended.
+func (s *Subscriber) OptedOutSince() (time.Time, bool) {
+	if len(s.Subscriptions) == 0 || s.PendingRequest != "" {
+		return time.Time{}, false
+	}
+	var last time.Time
+	for _, sub := range s.Subscriptions {
+		if sub.Status != StatusUnsubscribed && sub.Status != StatusLapsed {
+			return time.Time{}, false
+		}
+		if sub.Since.After(last) {
+			last = sub.Since
+		}
+	}
+	return last, true
+}
+
+// SourceRetention is the ledger source of an erasure the retention rule
+// makes (Forgettable), not a person or an operator.
+const SourceRetention = "retention"
+
+// Forgettable reports whether sub's personal data is due to go at now:
+// they opted out of everything (OptedOutSince) more than retention ago.
+// What proves the opt-out stays: the suppression hash and the ledger's
+// digests (GDPR Art. 5(1)(e), 17(3)(e)).
+func (s *Subscriber) Forgettable(now time.Time, retention time.Duration) bool {
+	since, ok := s.OptedOutSince()
+	return ok && now.Sub(since) > retention
+}

@@ -105,6 +105,10 @@ type PersonStore interface {
 	// holds is EConflict; one suppressed for every topic by an operator
 	// EForbidden. Confirm completes an address change.
 	Rectify(ctx context.Context, a *Actor, id string, ch Rectification, source string) (RectifyResult, error)
+	// ForgetOptedOut erases, as Erase does, every subscriber who opted out
+	// of everything more than retention ago (Subscriber.Forgettable), and
+	// returns how many.
+	ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error)
 	// Export returns everything held about subscriber id (GDPR Art. 15, 20).
 	Export(ctx context.Context, id string) (Export, error)
 	// Suppressed reports whether a is suppressed for topic or for all.

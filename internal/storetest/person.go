@@ -445,3 +445,53 @@ func testRectify(t *testing.T, f *fixture) {
 	}
 	f.wantLedgerOK(uint64(len(f.events(ann.ID)) + len(f.events(f.sub("bob@example.com").ID))))
 }
+
+// testForgetOptedOut: people who opted out of everything (unsubscribed
+// or lapsed) are erased once retention has passed since the last opt-out,
+// keeping the suppression hash and a verifying ledger; anyone still
+// subscribed, or within retention, stays.
+func testForgetOptedOut(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	gone := f.subscribe("gone@example.com", "news", "offers")
+	partly := f.subscribe("partly@example.com", "news", "offers")
+	f.subscribe("kept@example.com", "news")
+	f.unsubscribe(gone.ID, "")
+	f.unsubscribe(partly.ID, "news")
+	retention := 30 * consent.Day
+
+	f.clock.Advance(retention)
+	if n, err := f.s.ForgetOptedOut(ctx, retention); err != nil || n != 0 {
+		t.Fatalf("ForgetOptedOut at the edge of retention: got %d, %v, want 0, nil", n, err)
+	}
+	late := f.subscribe("late@example.com", "news")
+	f.unsubscribe(late.ID, "")
+	f.clock.Advance(time.Millisecond)
+	if n, err := f.s.ForgetOptedOut(ctx, retention); err != nil || n != 1 {
+		t.Fatalf("ForgetOptedOut after retention: got %d, %v, want 1, nil", n, err)
+	}
+	if _, err := f.s.Subscriber(ctx, gone.ID); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Subscriber(gone) after ForgetOptedOut: got %v, want ENotFound", err)
+	}
+	if !f.suppressed("gone@example.com", "news") {
+		t.Errorf("the forgotten address is no longer suppressed")
+	}
+	for _, addr := range []string{"partly@example.com", "kept@example.com", "late@example.com"} {
+		if _, err := f.s.SubscriberByAddress(ctx, f.addr(addr)); err != nil {
+			t.Errorf("SubscriberByAddress(%s): got %v, want it kept", addr, err)
+		}
+	}
+	var last consent.EventRecord
+	for _, ev := range f.events(gone.ID) {
+		if ev.Personal != nil && ev.Type != consent.EventErased {
+			t.Errorf("event %d of the forgotten person keeps its personal record", ev.Seq)
+		}
+		last = ev
+	}
+	if last.Type != consent.EventErased || last.Source != consent.SourceRetention {
+		t.Errorf("last event of the forgotten person: got %s from %s, want erased from %s", last.Type, last.Source, consent.SourceRetention)
+	}
+	if rep, err := f.s.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Errorf("VerifyLedger after ForgetOptedOut: got %+v, %v", rep, err)
+	}
+}

@@ -21,6 +21,9 @@ type prefTopic struct {
 	Name        string
 	Description string
 	On          bool
+	// Basis is the lawful basis of the person's subscription, worded for
+	// the page; "" for a topic the person does not hold.
+	Basis string
 }
 
 // linkClaims verifies a token of purpose p. With acceptExpired, a genuine
@@ -133,6 +136,9 @@ func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n
 	for i, t := range topics {
 		st := sub.Subscriptions[t.ID]
 		pts[i] = prefTopic{ID: t.ID, Name: t.Name, Description: t.Description, On: st != nil && st.Status == consent.StatusConfirmed}
+		if pts[i].On && st.Basis != "" {
+			pts[i].Basis = l.T("preferences.basis." + string(st.Basis))
+		}
 	}
 	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
 		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
@@ -262,7 +268,7 @@ func (s *Server) handleExport(c *gin.Context) {
 		consent.Export
 		About exportAbout `json:"about"`
 	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
-		Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")}})
+		Retention: s.retentionText(l), Rights: l.T("privacy.rights")}})
 }
 
 // handleErase erases the person (Art. 17); only the suppression hash and

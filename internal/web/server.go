@@ -48,6 +48,9 @@ type Config struct {
 	// BodyTimeout is how long a request on a public route may take to
 	// send its body, from when its headers are read; zero means 10 s.
 	BodyTimeout time.Duration
+	// PendingRetention and OptedOutRetention are pending.retention and
+	// retention.opted_out, stated on the privacy page.
+	PendingRetention, OptedOutRetention time.Duration
 	// CustomerActivities are the activity kinds that make a customer.
 	CustomerActivities []consent.ActivityKind
 	// Metrics, when set, times every request and serves GET /metrics.
