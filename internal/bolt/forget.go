@@ -16,13 +16,9 @@ import (
 // read transactions of at most sweepScan, rests between them, and erases
 // up to sweepChunk per write transaction, checking each again there.
 func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error) {
-	total := 0
 	var after []byte
-	for {
-		start := time.Now()
-		var ids []string
-		done := false
-		err := db.view(func(tx *bbolt.Tx) error {
+	return paced(ctx, sweepChunk, func() (ids []string, done bool, err error) {
+		err = db.view(func(tx *bbolt.Tx) error {
 			now := db.Now()
 			cur := tx.Bucket(bucketSubscribers).Cursor()
 			k, v := seekAfter(cur, after)
@@ -40,31 +36,10 @@ func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int,
 			done = k == nil
 			return nil
 		})
-		if err != nil {
-			return total, err
-		}
-		rest := time.NewTimer(3 * time.Since(start))
-		for len(ids) > 0 {
-			part := ids[:min(len(ids), sweepChunk)]
-			ids = ids[len(part):]
-			n, err := db.forget(ctx, part, retention)
-			total += n
-			if err != nil {
-				rest.Stop()
-				return total, err
-			}
-		}
-		if done {
-			rest.Stop()
-			return total, nil
-		}
-		select {
-		case <-ctx.Done():
-			rest.Stop()
-			return total, ctx.Err()
-		case <-rest.C:
-		}
-	}
+		return ids, done, err
+	}, func(ctx context.Context, ids []string) (int, error) {
+		return db.forget(ctx, ids, retention)
+	})
 }
 
 // forget erases those of ids that are still forgettable, in one write
