@@ -25,6 +25,7 @@ type Store interface {
 	CampaignStore
 	OutboxStore
 	LedgerStore
+	SessionStore
 	// Close releases the store; nothing may be called after it.
 	Close() error
 }

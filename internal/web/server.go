@@ -40,6 +40,9 @@ type Config struct {
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
+	// SigninLimit caps failed console sign-ins per IP address; zero
+	// means 10 in 15 minutes.
+	SigninLimit Rate
 	// ConfirmBrake caps how many signups per second may queue a
 	// confirmation mail, process-wide; zero means 50 a second, 100 in a burst.
 	ConfirmBrake Brake
@@ -71,6 +74,10 @@ type Server struct {
 	brake     *brake
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
+	// The browser console (console.go).
+	console map[string]*template.Template
+	assets  map[string]consoleAsset
+	signin  *limiter // failed console sign-ins per IP
 }
 
 // maxBody caps request bodies on public routes.
@@ -100,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pages[name] = t
 	}
+	if err := s.initConsole(cfg); err != nil {
+		return nil, err
+	}
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -116,7 +126,13 @@ func New(cfg Config) (*Server, error) {
 		e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
 	}
 	e.Use(s.recoverer(), s.securityHeaders)
-	e.NoRoute(func(c *gin.Context) { s.fail(c, consent.Errorf(consent.ENotFound, "not found")) })
+	e.NoRoute(func(c *gin.Context) {
+		if isConsole(c) {
+			s.consoleNotFound(c)
+			return
+		}
+		s.fail(c, consent.Errorf(consent.ENotFound, "not found"))
+	})
 	e.NoMethod(func(c *gin.Context) {
 		writeJSONError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
@@ -148,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/manage", s.handleManage)
 
 	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
+	s.registerConsole(e)
 	s.engine = e
 	return s, nil
 }
@@ -227,7 +244,8 @@ func (s *Server) recoverer() gin.HandlerFunc {
 }
 
 // securityHeaders sets headers every response carries. Pages that may be
-// framed (the hosted form) override frame-ancestors.
+// framed (the hosted form) override frame-ancestors; the console, which
+// loads its own style sheet and script, has its own policy.
 func (s *Server) securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -235,7 +253,11 @@ func (s *Server) securityHeaders(c *gin.Context) {
 	// "Origin: null" with the hosted form's own POST, which the origin
 	// check must refuse. Other sites still get no Referer.
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	if isConsole(c) {
+		h.Set("Content-Security-Policy", consoleCSP)
+	} else {
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	}
 	c.Next()
 }
 

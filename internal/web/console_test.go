@@ -1,0 +1,441 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"optin/internal/bolt"
+	"optin/internal/consent"
+	"optin/internal/i18n"
+	"optin/internal/testclock"
+	"optin/internal/token"
+	"optin/templates"
+)
+
+// consoleEnv is the service's HTTP surface on a loopback port over a real
+// bbolt file, with a test clock, one API key per role and the log kept.
+type consoleEnv struct {
+	t     *testing.T
+	db    *bolt.DB
+	clock *testclock.Clock
+	url   string
+	keys  map[consent.Role]string
+	log   *lockedBuffer
+	en    i18n.Localizer
+}
+
+// lockedBuffer is a bytes.Buffer the server's goroutines may write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+const consoleTestKey = "console-test-admin-key-0123456789abcdef"
+
+// newConsoleEnv starts the server; tweak may change its config.
+func newConsoleEnv(t *testing.T, tweak func(*Config)) *consoleEnv {
+	t.Helper()
+	clk := testclock.At(time.Date(2030, 3, 4, 10, 0, 0, 0, time.UTC))
+	db := openTestDB(t, clk.Now)
+	ctx := context.Background()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Wording: map[string]string{}, WordingVersion: 1}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "Product news"}, form, consent.HashAPIKey(consoleTestKey)); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[consent.Role]string{consent.RoleAdmin: consoleTestKey}
+	for _, r := range []consent.Role{consent.RoleMarketer, consent.RoleViewer} {
+		secret, _, err := db.NewAPIKey(ctx, consent.CLIActor(), "key-"+string(r), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[r] = secret
+	}
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	tokens, err := token.NewIssuer(base, []token.Key{{ID: "k1", Secret: bytes.Repeat([]byte{'t'}, 32)}}, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	cfg := Config{Store: db, Tokens: tokens, Catalog: cat, Templates: templates.FS, BaseURL: base, Sender: "Example Ltd",
+		Log: slog.New(slog.NewTextHandler(logs, nil))}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = s.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &consoleEnv{t: t, db: db, clock: clk, url: base, keys: keys, log: logs, en: cat.For("en")}
+}
+
+// consoleClient is one browser: its own cookies, no redirects followed.
+type consoleClient struct {
+	env *consoleEnv
+	c   *http.Client
+}
+
+func (e *consoleEnv) client() *consoleClient {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &consoleClient{env: e, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// consoleResponse is an answer with its body read.
+type consoleResponse struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends a request; header holds name, value pairs.
+func (cl *consoleClient) do(method, path string, form url.Values, header ...string) consoleResponse {
+	cl.env.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, cl.env.url+path, body)
+	if err != nil {
+		cl.env.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := cl.c.Do(req)
+	if err != nil {
+		cl.env.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		cl.env.t.Fatal(err)
+	}
+	return consoleResponse{res.StatusCode, res.Header, string(b)}
+}
+
+// signIn signs in with the key of role and returns the client.
+func (e *consoleEnv) signIn(role consent.Role) *consoleClient {
+	e.t.Helper()
+	cl := e.client()
+	if r := cl.do("POST", "/admin/login", url.Values{"key": {e.keys[role]}}); r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin" {
+		e.t.Fatalf("sign-in as %s: got %d to %q, want 303 to /admin\n%s", role, r.status, r.header.Get("Location"), r.body)
+	}
+	return cl
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token from a console page the client loads.
+func (cl *consoleClient) csrf() string {
+	cl.env.t.Helper()
+	r := cl.do("GET", "/admin", nil)
+	m := csrfField.FindStringSubmatch(r.body)
+	if r.status != http.StatusOK || m == nil {
+		cl.env.t.Fatalf("no CSRF token on /admin: %d\n%s", r.status, r.body)
+	}
+	return m[1]
+}
+
+// wantLogin checks that r sends the browser to the sign-in page.
+func wantLogin(t *testing.T, what string, r consoleResponse, location string) {
+	t.Helper()
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != location {
+		t.Errorf("%s: got %d to %q, want 303 to %s", what, r.status, r.header.Get("Location"), location)
+	}
+}
+
+// TestConsoleSignIn signs in with a key and out again: unauthenticated
+// requests go to the sign-in page, a wrong key is refused and logged
+// without the key, the session cookie has the safe attributes, the
+// session is stored only as a hash and the sign-in is audited, every
+// console answer carries the console's CSP, and signing out ends it.
+func TestConsoleSignIn(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	cl := e.client()
+	for _, p := range []string{"/admin", "/admin/", "/admin/no-such-page", "/admin/subscribers"} {
+		r := cl.do("GET", p, nil)
+		if p == "/admin/" { // gin's trailing-slash redirect comes first
+			if r.status != http.StatusMovedPermanently || r.header.Get("Location") != "/admin" {
+				t.Errorf("GET /admin/: got %d to %q", r.status, r.header.Get("Location"))
+			}
+			continue
+		}
+		wantLogin(t, "GET "+p+" signed out", r, "/admin/login")
+	}
+	wantLogin(t, "POST /admin/logout signed out", cl.do("POST", "/admin/logout", url.Values{}), "/admin/login")
+
+	r := cl.do("GET", "/admin/login", nil, "Accept-Language", "sv-SE,sv;q=0.9")
+	if r.status != http.StatusOK || !strings.Contains(r.body, `name="key"`) || !strings.Contains(r.body, `<html lang="sv">`) {
+		t.Fatalf("sign-in page: %d\n%s", r.status, r.body)
+	}
+	if got := r.header.Get("Content-Security-Policy"); got != consoleCSP {
+		t.Errorf("CSP of the sign-in page: got %q, want %q", got, consoleCSP)
+	}
+
+	const wrong = "optin_wrong-key-that-must-not-be-logged"
+	r = cl.do("POST", "/admin/login", url.Values{"key": {wrong}})
+	if r.status != http.StatusUnauthorized || !strings.Contains(r.body, e.en.T("console.login.invalid")) {
+		t.Errorf("wrong key: got %d\n%s", r.status, r.body)
+	}
+	if logs := e.log.String(); !strings.Contains(logs, "console sign-in failed") || strings.Contains(logs, wrong) {
+		t.Errorf("log after a failed sign-in: want the failure without the key, got\n%s", logs)
+	}
+	if r.header.Get("Set-Cookie") != "" {
+		t.Errorf("a failed sign-in set a cookie: %q", r.header.Get("Set-Cookie"))
+	}
+
+	r = cl.do("POST", "/admin/login", url.Values{"key": {e.keys[consent.RoleMarketer]}})
+	wantLogin(t, "sign-in", r, "/admin")
+	ck := r.header.Get("Set-Cookie")
+	for _, want := range []string{consoleCookie + "=", "Path=/admin", "HttpOnly", "SameSite=Strict", "Max-Age=43200"} {
+		if !strings.Contains(ck, want) {
+			t.Errorf("session cookie %q lacks %q", ck, want)
+		}
+	}
+	if strings.Contains(ck, "Secure") {
+		t.Errorf("session cookie over http: %q, want no Secure", ck)
+	}
+	id := strings.TrimPrefix(strings.SplitN(ck, ";", 2)[0], consoleCookie+"=")
+	if len(id) < 43 {
+		t.Errorf("session id %q: want at least 256 random bits", id)
+	}
+	if _, err := e.db.Session(t.Context(), consent.HashSessionID(id)); err != nil {
+		t.Errorf("session under the hash of its id: %v", err)
+	}
+	if _, err := e.db.Session(t.Context(), id); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("session under its raw id: got %v, want not_found", err)
+	}
+	audit, _, err := e.db.Audit(t.Context(), "", 1)
+	if err != nil || len(audit) != 1 || audit[0].Action != "console.signin" || audit[0].Key != "key-marketer" {
+		t.Errorf("audit after sign-in: got %+v, %v", audit, err)
+	}
+
+	r = cl.do("GET", "/admin", nil)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "key-marketer") || !strings.Contains(r.body, e.en.T("console.home.can.marketer")) {
+		t.Errorf("console after sign-in: %d\n%s", r.status, r.body)
+	}
+	if got := r.header.Get("Content-Security-Policy"); got != consoleCSP {
+		t.Errorf("CSP: got %q", got)
+	}
+	if got := r.header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control: got %q, want no-store", got)
+	}
+	if r := cl.do("GET", "/admin/login", nil); r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin" {
+		t.Errorf("sign-in page while signed in: got %d to %q, want 303 to /admin", r.status, r.header.Get("Location"))
+	}
+	r = cl.do("GET", "/admin/no-such-page", nil)
+	if r.status != http.StatusNotFound || r.header.Get("Content-Security-Policy") != consoleCSP {
+		t.Errorf("unknown console page signed in: got %d, CSP %q", r.status, r.header.Get("Content-Security-Policy"))
+	}
+	for _, name := range []string{"console.css", "console.js"} {
+		r := cl.do("GET", "/admin/assets/"+name, nil)
+		if r.status != http.StatusOK || r.header.Get("Content-Security-Policy") != consoleCSP || len(r.body) == 0 {
+			t.Errorf("asset %s: got %d, CSP %q", name, r.status, r.header.Get("Content-Security-Policy"))
+		}
+	}
+
+	r = cl.do("POST", "/admin/logout", url.Values{"csrf": {cl.csrf()}})
+	wantLogin(t, "sign-out", r, "/admin/login?out=1")
+	if !strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Errorf("sign-out cookie: got %q, want it cleared", r.header.Get("Set-Cookie"))
+	}
+	if _, err := e.db.Session(t.Context(), consent.HashSessionID(id)); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("session after sign-out: got %v, want not_found", err)
+	}
+	wantLogin(t, "console after sign-out", cl.do("GET", "/admin", nil), "/admin/login")
+}
+
+// TestConsoleCookieHTTPS checks that over https the cookie is Secure and
+// carries the __Host- prefix with Path=/.
+func TestConsoleCookieHTTPS(t *testing.T) {
+	s, _ := newPublicServer(t, nil, nil)
+	rec := serve(s, "POST", "/admin/login", "application/x-www-form-urlencoded", "key="+strings.Repeat("k", 32))
+	ck := rec.Header().Get("Set-Cookie")
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("sign-in: got %d\n%s", rec.Code, rec.Body)
+	}
+	for _, want := range []string{consoleCookieSecure + "=", "Path=/;", "Secure", "HttpOnly", "SameSite=Strict"} {
+		if !strings.Contains(ck, want) {
+			t.Errorf("https session cookie %q lacks %q", ck, want)
+		}
+	}
+}
+
+// TestConsoleCSRF refuses console POSTs without the session's token or
+// from another origin, and changes nothing.
+func TestConsoleCSRF(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	cl := e.signIn(consent.RoleAdmin)
+	token := cl.csrf()
+	other := e.signIn(consent.RoleAdmin).csrf()
+	for _, tt := range []struct {
+		what   string
+		form   url.Values
+		header []string
+	}{
+		{"no token", url.Values{}, nil},
+		{"empty token", url.Values{"csrf": {""}}, nil},
+		{"another session's token", url.Values{"csrf": {other}}, nil},
+		{"right token from another site", url.Values{"csrf": {token}}, []string{"Origin", "https://evil.example"}},
+	} {
+		r := cl.do("POST", "/admin/logout", tt.form, tt.header...)
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, e.en.T("console.error.csrf")) {
+			t.Errorf("%s: got %d, want 403 with the CSRF message\n%s", tt.what, r.status, r.body)
+		}
+		if r := cl.do("GET", "/admin", nil); r.status != http.StatusOK {
+			t.Fatalf("after a refused sign-out (%s) the session ended: %d", tt.what, r.status)
+		}
+	}
+	r := cl.do("POST", "/admin/login", url.Values{"key": {e.keys[consent.RoleAdmin]}}, "Origin", "https://evil.example")
+	if r.status != http.StatusForbidden {
+		t.Errorf("cross-site sign-in: got %d, want 403", r.status)
+	}
+	wantLogin(t, "sign-out with the token and optin's origin", cl.do("POST", "/admin/logout", url.Values{"csrf": {token}}, "Origin", e.url),
+		"/admin/login?out=1")
+}
+
+// TestConsoleSessionExpiry ends a session after 30 idle minutes, after 12
+// hours however busy, and at once when its key is revoked.
+func TestConsoleSessionExpiry(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+
+	idle := e.signIn(consent.RoleViewer)
+	e.clock.Advance(29 * time.Minute)
+	if r := idle.do("GET", "/admin", nil); r.status != http.StatusOK {
+		t.Fatalf("after 29 idle minutes: got %d, want 200", r.status)
+	}
+	e.clock.Advance(29 * time.Minute) // 29 minutes after the last use
+	if r := idle.do("GET", "/admin", nil); r.status != http.StatusOK {
+		t.Fatalf("29 minutes after the last use: got %d, want 200", r.status)
+	}
+	e.clock.Advance(31 * time.Minute)
+	wantLogin(t, "after 31 idle minutes", idle.do("GET", "/admin", nil), "/admin/login?ended=1")
+	r := idle.do("GET", "/admin/login?ended=1", nil)
+	if !strings.Contains(r.body, e.en.T("console.login.ended")) {
+		t.Errorf("sign-in page after the end: want the notice\n%s", r.body)
+	}
+
+	busy := e.signIn(consent.RoleViewer)
+	start := e.clock.Now()
+	for e.clock.Now().Sub(start) < consoleMaxAge-20*time.Minute {
+		e.clock.Advance(20 * time.Minute)
+		if r := busy.do("GET", "/admin", nil); r.status != http.StatusOK {
+			t.Fatalf("%v after sign-in, used every 20 minutes: got %d", e.clock.Now().Sub(start), r.status)
+		}
+	}
+	e.clock.Set(start.Add(consoleMaxAge))
+	wantLogin(t, "12 hours after sign-in", busy.do("GET", "/admin", nil), "/admin/login?ended=1")
+
+	revoked := e.signIn(consent.RoleMarketer)
+	keys, err := e.db.APIKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.Role == consent.RoleMarketer {
+			if err := e.db.RevokeAPIKey(t.Context(), consent.CLIActor(), k.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wantLogin(t, "after the key was revoked", revoked.do("GET", "/admin", nil), "/admin/login?ended=1")
+	if r := revoked.do("POST", "/admin/login", url.Values{"key": {e.keys[consent.RoleMarketer]}}); r.status != http.StatusUnauthorized {
+		t.Errorf("sign-in with the revoked key: got %d, want 401", r.status)
+	}
+}
+
+// TestConsoleSigninLimit refuses sign-ins from an address that failed too
+// often, even with the right key, and says when to come back.
+func TestConsoleSigninLimit(t *testing.T) {
+	e := newConsoleEnv(t, func(c *Config) { c.SigninLimit = Rate{N: 3, Per: time.Hour} })
+	cl := e.client()
+	for i := range 3 {
+		if r := cl.do("POST", "/admin/login", url.Values{"key": {"optin_wrong"}}); r.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: got %d, want 401", i+1, r.status)
+		}
+	}
+	r := cl.do("POST", "/admin/login", url.Values{"key": {e.keys[consent.RoleAdmin]}})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.header.Get("Set-Cookie") != "" {
+		t.Errorf("right key after 3 failures: got %d, Retry-After %q, cookie %q; want 429 with Retry-After and no session",
+			r.status, r.header.Get("Retry-After"), r.header.Get("Set-Cookie"))
+	}
+	if !strings.Contains(e.log.String(), "too many failures") {
+		t.Errorf("log: want the refusal\n%s", e.log.String())
+	}
+}
+
+// consoleRoute is a console route and the admin API route that does the
+// same, which must let exactly the same roles through.
+type consoleRoute struct {
+	console, api [2]string // method, path
+}
+
+// consoleRoutes pairs every console route with its API counterpart; ids
+// are filled in by the test.
+var consoleRoutes = []consoleRoute{
+	{[2]string{"GET", "/admin"}, [2]string{"GET", "/api/v1/stats"}},
+}
+
+// TestConsoleRolesMatchAPI proves, for each role, that every console route
+// and its API counterpart answer alike: both allowed or both forbidden.
+func TestConsoleRolesMatchAPI(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	for _, role := range []consent.Role{consent.RoleAdmin, consent.RoleMarketer, consent.RoleViewer} {
+		cl := e.signIn(role)
+		token := cl.csrf()
+		for _, rt := range consoleRoutes {
+			var form url.Values
+			if rt.console[0] == "POST" {
+				form = url.Values{"csrf": {token}}
+			}
+			cr := cl.do(rt.console[0], rt.console[1], form)
+			ar := cl.do(rt.api[0], rt.api[1], nil, "Authorization", "Bearer "+e.keys[role])
+			if cr.status == http.StatusSeeOther && strings.HasPrefix(cr.header.Get("Location"), "/admin/login") {
+				t.Fatalf("%s %s as %s: sent to the sign-in page", rt.console[0], rt.console[1], role)
+			}
+			consoleOK, apiOK := cr.status != http.StatusForbidden, ar.status != http.StatusForbidden
+			if consoleOK != apiOK {
+				t.Errorf("%s: %s %s answers %d, %s %s answers %d: they disagree", role,
+					rt.console[0], rt.console[1], cr.status, rt.api[0], rt.api[1], ar.status)
+			}
+		}
+	}
+}
