@@ -1,0 +1,253 @@
+package app
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"optin/internal/i18n"
+	"optin/templates"
+)
+
+// axeSource is axe-core, vendored with its licence under testdata/axe.
+//
+//go:embed testdata/axe/axe.min.js
+var axeSource string
+
+// consoleTab is a browser tab on the console of a running service.
+type consoleTab struct {
+	t   *testing.T
+	s   *service
+	tab context.Context
+	// shots, when set, is where screenshots for the README go.
+	shots string
+}
+
+func newConsoleTab(t *testing.T, s *service) *consoleTab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	tab := newBrowser(t, ctx)
+	ct := &consoleTab{t: t, s: s, tab: tab, shots: os.Getenv("OPTIN_CONSOLE_SHOTS")}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(cancel) // runs first: ends the tab, so the log copy stops
+	logConsole(t, tab, &wg)
+	return ct
+}
+
+func (ct *consoleTab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	ct.t.Helper()
+	if err := chromedp.Do(ct.tab, actions...); err != nil {
+		ct.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (ct *consoleTab) eval(js string) string {
+	ct.t.Helper()
+	v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+	if err != nil {
+		ct.t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return v
+}
+
+// lang makes the browser ask for pages in loc.
+func (ct *consoleTab) lang(loc string) {
+	ct.t.Helper()
+	_, err := chromedp.Call(ct.tab, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": loc}})
+	if err != nil {
+		ct.t.Fatalf("Accept-Language %s: %v", loc, err)
+	}
+}
+
+// path is the path and query the tab shows.
+func (ct *consoleTab) path() string {
+	return ct.eval(`location.pathname + location.search`)
+}
+
+// h1 is the page's heading.
+func (ct *consoleTab) h1() string {
+	return ct.eval(`document.querySelector("h1") ? document.querySelector("h1").textContent : ""`)
+}
+
+// waitPage waits until the tab shows a loaded page at path (with its
+// query).
+func (ct *consoleTab) waitPage(what, path string) {
+	ct.t.Helper()
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname + location.search : ""`))
+		if err == nil && v == path {
+			return
+		}
+		got = v
+	}
+	ct.t.Fatalf("%s: waiting for %s, the tab shows %q", what, path, got)
+}
+
+// axeViolations runs axe-core in the page and returns its serious and
+// critical violations by rule id.
+func (ct *consoleTab) axeViolations(page string) map[string]any {
+	ct.t.Helper()
+	if _, err := chromedp.Run(ct.tab, chromedp.Evaluate[bool](axeSource+";true")); err != nil {
+		ct.t.Fatalf("injecting axe-core on %s: %v", page, err)
+	}
+	out, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({
+		passes: r.passes.length,
+		violations: Object.fromEntries(r.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v =>
+			[v.id, {impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}]))}))`,
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		ct.t.Fatalf("running axe-core on %s: %v", page, err)
+	}
+	var res struct {
+		Passes     int
+		Violations map[string]any
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		ct.t.Fatalf("axe-core result on %s: %v", page, err)
+	}
+	if res.Passes == 0 {
+		ct.t.Fatalf("axe-core on %s checked nothing", page)
+	}
+	return res.Violations
+}
+
+// axe fails the test on any serious or critical axe-core violation.
+func (ct *consoleTab) axe(page string) {
+	ct.t.Helper()
+	for id, v := range ct.axeViolations(page) {
+		ct.t.Errorf("axe-core on %s: %s %v", page, id, v)
+	}
+}
+
+// check runs axe-core on the page and, at 390 px and 1280 px wide, checks
+// that nothing overflows sideways, saving screenshots when asked to.
+func (ct *consoleTab) check(page string) {
+	ct.t.Helper()
+	ct.axe(page)
+	for _, w := range []struct {
+		name          string
+		width, height int64
+	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+		ct.do("viewport "+w.name, chromedp.EmulateViewport(w.width, w.height))
+		if got := ct.eval(`String(document.documentElement.scrollWidth <= window.innerWidth)`); got != "true" {
+			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", page, w.width,
+				ct.eval(`String(document.documentElement.scrollWidth)`))
+		}
+		if ct.shots == "" {
+			continue
+		}
+		png, err := chromedp.Run(ct.tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			ct.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ct.shots, page+"-"+w.name+".png"), png, 0o644); err != nil {
+			ct.t.Fatal(err)
+		}
+	}
+	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+}
+
+// signInByKeyboard signs in as a person using only the keyboard would:
+// Tab to the key field, type, Enter.
+func (ct *consoleTab) signInByKeyboard(key string) {
+	ct.t.Helper()
+	for range 5 {
+		if ct.eval(`document.activeElement ? document.activeElement.id : ""`) == "key" {
+			break
+		}
+		ct.do("Tab", chromedp.KeyEvent(kb.Tab))
+	}
+	if ct.eval(`document.activeElement.id`) != "key" {
+		ct.t.Fatal("the key field cannot be reached with Tab")
+	}
+	ct.do("type the key and press Enter", chromedp.KeyEvent(key), chromedp.KeyEvent(kb.Enter))
+	ct.waitPage("after sign-in", "/admin")
+}
+
+// TestBrowserConsole drives the console in headless Chromium against the
+// real service: an unauthenticated visit lands on the sign-in page, a
+// keyboard-only sign-in, the pages in the browser's language, a form
+// whose CSRF token was tampered with is refused and changes nothing, an
+// idle session ends, and axe-core finds no serious or critical problem on
+// any page, at phone and desktop width.
+func TestBrowserConsole(t *testing.T) {
+	needChromium(t)
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := cat.For("en")
+	s := startService(t, nil)
+	ct := newConsoleTab(t, s)
+
+	// 1. Signed out, any console page leads to the sign-in page.
+	ct.do("open a console page signed out", chromedp.Navigate(s.url+"/admin/subscribers"))
+	ct.waitPage("redirect to sign-in", "/admin/login")
+	if got := ct.h1(); got != en.T("console.login.title") {
+		t.Errorf("sign-in page heading: got %q", got)
+	}
+	ct.check("login")
+	// The harness sees problems: an image without a text alternative.
+	ct.eval(`document.querySelector("main").appendChild(document.createElement("img")), ""`)
+	if _, ok := ct.axeViolations("login with a bad image")["image-alt"]; !ok {
+		t.Error("axe-core missed an image without alt text: the accessibility checks prove nothing")
+	}
+
+	// 2. In Italian and Swedish when the browser asks for them.
+	for _, loc := range []string{"it", "sv"} {
+		ct.lang(loc)
+		ct.do("open the sign-in page", chromedp.Navigate(s.url+"/admin/login"))
+		ct.waitPage("sign-in page in "+loc, "/admin/login")
+		if got, want := ct.h1(), cat.For(loc).T("console.login.title"); got != want {
+			t.Errorf("sign-in page in %s: got %q, want %q", loc, got, want)
+		}
+		if got := ct.eval(`document.documentElement.lang`); got != loc {
+			t.Errorf("lang in %s: got %q", loc, got)
+		}
+	}
+	ct.lang("en")
+	ct.do("open the sign-in page", chromedp.Navigate(s.url+"/admin/login"))
+	ct.waitPage("sign-in page", "/admin/login")
+
+	// 3. Keyboard-only sign-in.
+	ct.signInByKeyboard(testAdminKey)
+	if got := ct.h1(); got != en.T("console.home.title") {
+		t.Errorf("after sign-in: heading %q", got)
+	}
+	ct.check("home")
+
+	// 4. A tampered CSRF token: refused, still signed in.
+	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
+	ct.waitPage("refusal", "/admin/logout")
+	if got := ct.eval(`document.querySelector("[role=alert]").textContent`); got != en.T("console.error.csrf") {
+		t.Errorf("CSRF refusal: got %q", got)
+	}
+	ct.check("error")
+	ct.do("reload the console", chromedp.Navigate(s.url+"/admin"))
+	ct.waitPage("still signed in", "/admin")
+	if got := ct.path(); got != "/admin" {
+		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
+	}
+
+	// 5. Idle for 31 minutes: the next page is the sign-in page.
+	s.clock.Advance(31 * time.Minute)
+	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
+	ct.waitPage("session ended", "/admin/login?ended=1")
+	if got := ct.eval(`document.querySelector("[role=status]").textContent`); got != en.T("console.login.ended") {
+		t.Errorf("ended notice: got %q", got)
+	}
+}
