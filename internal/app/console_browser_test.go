@@ -160,21 +160,31 @@ func (ct *consoleTab) check(page string) {
 	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 }
 
-// signInByKeyboard signs in as a person using only the keyboard would:
-// Tab to the key field, type, Enter.
-func (ct *consoleTab) signInByKeyboard(key string) {
+// tabTo presses Tab until the element with id has the focus, as a person
+// using only the keyboard would.
+func (ct *consoleTab) tabTo(id string) {
 	ct.t.Helper()
-	for range 5 {
-		if ct.eval(`document.activeElement ? document.activeElement.id : ""`) == "key" {
-			break
+	for range 20 {
+		if ct.eval(`document.activeElement ? document.activeElement.id : ""`) == id {
+			return
 		}
 		ct.do("Tab", chromedp.KeyEvent(kb.Tab))
 	}
-	if ct.eval(`document.activeElement.id`) != "key" {
-		ct.t.Fatal("the key field cannot be reached with Tab")
+	ct.t.Fatalf("#%s cannot be reached with Tab", id)
+}
+
+// waitEval polls js until it gives want.
+func (ct *consoleTab) waitEval(what, js, want string) {
+	ct.t.Helper()
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+		if err == nil && v == want {
+			return
+		}
+		got = v
 	}
-	ct.do("type the key and press Enter", chromedp.KeyEvent(key), chromedp.KeyEvent(kb.Enter))
-	ct.waitPage("after sign-in", "/admin")
+	ct.t.Fatalf("%s: waiting for %q, the page gives %q", what, want, got)
 }
 
 // TestBrowserConsole drives the console in headless Chromium against the
@@ -191,6 +201,11 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	en := cat.For("en")
 	s := startService(t, nil)
+	s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
+		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
+		"carla@example.it,Carla Rossi,news,legitimate_interest,,,2024-01-20\n")
+	s.signupJSON("dan@example.com", "news")
 	ct := newConsoleTab(t, s)
 
 	// 1. Signed out, any console page leads to the sign-in page.
@@ -222,14 +237,30 @@ func TestBrowserConsole(t *testing.T) {
 	ct.do("open the sign-in page", chromedp.Navigate(s.url+"/admin/login"))
 	ct.waitPage("sign-in page", "/admin/login")
 
-	// 3. Keyboard-only sign-in.
-	ct.signInByKeyboard(testAdminKey)
+	// 3. Keyboard-only sign-in: Tab to the key field, type, Enter.
+	ct.tabTo("key")
+	ct.do("type the key and press Enter", chromedp.KeyEvent(testAdminKey), chromedp.KeyEvent(kb.Enter))
+	ct.waitPage("after sign-in", "/admin")
 	if got := ct.h1(); got != en.T("console.home.title") {
 		t.Errorf("after sign-in: heading %q", got)
 	}
 	ct.check("home")
 
-	// 4. A tampered CSRF token: refused, still signed in.
+	// 4. The subscriber list, and a keyboard-only search whose address
+	// stays out of the URL.
+	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))
+	ct.waitPage("subscribers", "/admin/subscribers")
+	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "4" {
+		t.Errorf("subscriber rows: got %s, want 4", got)
+	}
+	ct.check("subscribers")
+	ct.tabTo("q")
+	ct.do("search", chromedp.KeyEvent("ann@example.com"), chromedp.KeyEvent(kb.Enter))
+	ct.waitEval("search result", `document.readyState + " " + document.querySelectorAll("table.list tbody tr").length + " " +
+		location.href.includes("ann")`, "complete 1 false")
+	ct.check("search")
+
+	// 5. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
 		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
 	ct.waitPage("refusal", "/admin/logout")
@@ -243,7 +274,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
 	}
 
-	// 5. Idle for 31 minutes: the next page is the sign-in page.
+	// 6. Idle for 31 minutes: the next page is the sign-in page.
 	s.clock.Advance(31 * time.Minute)
 	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
 	ct.waitPage("session ended", "/admin/login?ended=1")

@@ -106,7 +106,8 @@ type PersonStore interface {
 // write is audited under its actor in the same transaction.
 type AdminStore interface {
 	// FindSubscribers returns one page of subscribers matching f in id
-	// order, and the cursor of the next page ("" after the last).
+	// order (descending with f.Newest), and the cursor of the next page
+	// ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
 	RecordPurchase(ctx context.Context, a Actor, id string, at time.Time) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error

@@ -93,7 +93,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "home", "error"} {
+	for _, name := range []string{"login", "home", "error", "subscribers"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("web: %w", err)
@@ -127,9 +127,12 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	g.POST("/login", s.consoleCSRF, s.handleLogin)
 
 	a := g.Group("", s.consoleSession, s.consoleCSRF)
-	read := s.allowPage(rolesRead...)
+	read, market := s.allowPage(rolesRead...), s.allowPage(rolesMarket...)
 	a.GET("", read, s.handleConsoleHome)
 	a.POST("/logout", s.handleLogout)
+	a.GET("/subscribers", read, s.handleConsoleSubscribers)
+	a.POST("/subscribers", read, s.handleConsoleSubscribers)
+	a.POST("/subscribers/export", market, s.handleConsoleExport)
 }
 
 // isConsole reports whether the request is for a console path.
@@ -430,4 +433,7 @@ func (s *Server) handleConsoleHome(c *gin.Context) {
 }
 
 // consoleFuncs returns the functions console templates may call.
-func consoleFuncs() template.FuncMap { return template.FuncMap{} }
+func consoleFuncs() template.FuncMap { return template.FuncMap{"day": formatDay} }
+
+// formatDay shows a stored time's UTC date.
+func formatDay(t time.Time) string { return t.UTC().Format("2006-01-02") }

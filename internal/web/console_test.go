@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"optin/internal/i18n"
 	"optin/internal/testclock"
 	"optin/internal/token"
+	"optin/internal/transfer"
 	"optin/templates"
 )
 
@@ -86,7 +89,7 @@ func newConsoleEnv(t *testing.T, tweak func(*Config)) *consoleEnv {
 	}
 	logs := &lockedBuffer{}
 	cfg := Config{Store: db, Tokens: tokens, Catalog: cat, Templates: templates.FS, BaseURL: base, Sender: "Example Ltd",
-		Log: slog.New(slog.NewTextHandler(logs, nil))}
+		Log: slog.New(slog.NewTextHandler(logs, nil)), DormantAfter: 365 * 24 * time.Hour}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -412,6 +415,9 @@ type consoleRoute struct {
 // are filled in by the test.
 var consoleRoutes = []consoleRoute{
 	{[2]string{"GET", "/admin"}, [2]string{"GET", "/api/v1/stats"}},
+	{[2]string{"GET", "/admin/subscribers"}, [2]string{"GET", "/api/v1/subscribers"}},
+	{[2]string{"POST", "/admin/subscribers"}, [2]string{"GET", "/api/v1/subscribers?q=x"}},
+	{[2]string{"POST", "/admin/subscribers/export"}, [2]string{"GET", "/api/v1/exports/subscribers"}},
 }
 
 // TestConsoleRolesMatchAPI proves, for each role, that every console route
@@ -437,5 +443,118 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 					rt.console[0], rt.console[1], cr.status, rt.api[0], rt.api[1], ar.status)
 			}
 		}
+	}
+}
+
+// importPeople imports csv (header email,name,topics,basis,
+// consented_at,source,last_purchase_at) straight into the store, a second
+// of the test clock apart per call.
+func (e *consoleEnv) importPeople(csv string) {
+	e.t.Helper()
+	e.clock.Advance(time.Second)
+	rows, err := transfer.NewReader(strings.NewReader("email,name,topics,basis,consented_at,source,last_purchase_at\n"+csv), transfer.FormatCSV)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rep, err := e.db.Import(e.t.Context(), consent.CLIActor(), rows); err != nil || rep.InvalidCount > 0 {
+		e.t.Fatalf("import: %+v, %v", rep, err)
+	}
+}
+
+var rowEmail = regexp.MustCompile(`<a href="/admin/subscribers/([a-z0-9]+)">([^<]+)</a>`)
+
+// emails lists the addresses of a subscriber list page, in order.
+func emails(body string) []string {
+	var out []string
+	for _, m := range rowEmail.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[2])
+	}
+	return out
+}
+
+// TestConsoleSubscribers lists subscribers newest first, a page at a time;
+// searches by POST, so no address lands in a URL; filters; and downloads
+// the filtered list through the API's export, for roles that may export.
+func TestConsoleSubscribers(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	var bulk strings.Builder
+	for i := range consolePageSize + 2 {
+		fmt.Fprintf(&bulk, "bulk%02d@example.com,,news,consent,2024-01-01,shop,\n", i)
+	}
+	e.importPeople(bulk.String())
+	e.importPeople("ann@example.com,Ann Lee,news,consent,2024-01-01,shop,\n")
+	e.importPeople("bob@example.com,Bob Ek,news,legitimate_interest,,,2030-01-01\n")
+	cl := e.signIn(consent.RoleMarketer)
+
+	r := cl.do("GET", "/admin/subscribers", nil)
+	got := emails(r.body)
+	if r.status != http.StatusOK || len(got) != consolePageSize || got[0] != "bob@example.com" || got[1] != "ann@example.com" {
+		t.Fatalf("first page: %d, %d rows starting %v, want %d starting with bob, ann", r.status, len(got), got[:min(len(got), 3)], consolePageSize)
+	}
+	next := regexp.MustCompile(`<form method="get" action="/admin/subscribers">.*name="cursor" value="([a-z0-9]+)"`).FindStringSubmatch(r.body)
+	if next == nil {
+		t.Fatalf("first page: no next-page form\n%s", r.body)
+	}
+	r = cl.do("GET", "/admin/subscribers?status=&topic=&lifecycle=&cursor="+next[1], nil)
+	all := append(got, emails(r.body)...)
+	slices.Sort(all)
+	if len(all) != consolePageSize+4 || len(slices.Compact(all)) != consolePageSize+4 || strings.Contains(r.body, `name="cursor"`) {
+		t.Errorf("second page: got %v, want the other 4 and no next page", emails(r.body))
+	}
+
+	var bulk0 []string
+	for i := range 10 {
+		bulk0 = append(bulk0, fmt.Sprintf("bulk%02d@example.com", i))
+	}
+	for _, tt := range []struct {
+		what string
+		form url.Values
+		want []string // in any order
+	}{
+		{"a whole address", url.Values{"q": {"Ann@Example.com"}}, []string{"ann@example.com"}},
+		{"part of a name", url.Values{"q": {"ek"}}, []string{"bob@example.com"}},
+		{"lifecycle", url.Values{"lifecycle": {"customer"}}, []string{"bob@example.com"}},
+		{"search, status and topic", url.Values{"q": {"bulk0"}, "status": {"confirmed"}, "topic": {"news"}}, bulk0},
+		{"no match", url.Values{"q": {"nobody"}}, nil},
+	} {
+		tt.form.Set("csrf", cl.csrf())
+		r := cl.do("POST", "/admin/subscribers", tt.form)
+		got := emails(r.body)
+		slices.Sort(got)
+		if r.status != http.StatusOK || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %d %v, want %v", tt.what, r.status, got, tt.want)
+		}
+	}
+	if r := cl.do("GET", "/admin/subscribers?q=ann@example.com", nil); len(emails(r.body)) != consolePageSize {
+		t.Errorf("a search in the URL is ignored: got %d rows", len(emails(r.body)))
+	}
+	if r := cl.do("POST", "/admin/subscribers", url.Values{"q": {"ann"}}); r.status != http.StatusForbidden {
+		t.Errorf("a search without the CSRF token: got %d, want 403", r.status)
+	}
+	if r := cl.do("GET", "/admin/subscribers?status=maybe", nil); r.status != http.StatusBadRequest {
+		t.Errorf("a bad status: got %d, want 400", r.status)
+	}
+
+	r = cl.do("POST", "/admin/subscribers/export", url.Values{"csrf": {cl.csrf()}, "format": {"csv"}, "q": {"ann@example.com"}})
+	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(r.header.Get("Content-Disposition"), "attachment") || strings.Count(r.body, "\n") != 2 ||
+		!strings.Contains(r.body, "ann@example.com,Ann Lee") {
+		t.Errorf("export of a search: %d %s\n%s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	audit, _, err := e.db.Audit(t.Context(), "", 1)
+	if err != nil || len(audit) != 1 || audit[0].Action != "export" || audit[0].Key != "key-marketer" || audit[0].Count != 1 {
+		t.Errorf("audit of the export: %+v, %v", audit, err)
+	}
+	if r := cl.do("GET", "/admin/subscribers", nil); !strings.Contains(r.body, `action="/admin/subscribers/export"`) {
+		t.Error("a marketer sees no export form")
+	}
+
+	viewer := e.signIn(consent.RoleViewer)
+	if r := viewer.do("GET", "/admin/subscribers", nil); strings.Contains(r.body, `action="/admin/subscribers/export"`) {
+		t.Error("a viewer sees the export form")
+	}
+	if r := viewer.do("POST", "/admin/subscribers/export", url.Values{"csrf": {viewer.csrf()}}); r.status != http.StatusForbidden ||
+		strings.Contains(r.body, "@example.com") {
+		t.Errorf("a viewer's export: got %d, want 403 without data", r.status)
 	}
 }
