@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -68,6 +69,14 @@ func (ct *consoleTab) lang(loc string) {
 		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": loc}})
 	if err != nil {
 		ct.t.Fatalf("Accept-Language %s: %v", loc, err)
+	}
+}
+
+// expect checks that js gives want on the page.
+func (ct *consoleTab) expect(what, js, want string) {
+	ct.t.Helper()
+	if got := ct.eval(js); got != want {
+		ct.t.Errorf("%s: got %q, want %q", what, got, want)
 	}
 }
 
@@ -146,18 +155,25 @@ func (ct *consoleTab) check(page string) {
 			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", page, w.width,
 				ct.eval(`String(document.documentElement.scrollWidth)`))
 		}
-		if ct.shots == "" {
-			continue
-		}
-		png, err := chromedp.Run(ct.tab, chromedp.FullScreenshot(100))
-		if err != nil {
-			ct.t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(ct.shots, page+"-"+w.name+".png"), png, 0o644); err != nil {
-			ct.t.Fatal(err)
-		}
+		ct.shot(page + "-" + w.name)
 	}
 	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+}
+
+// shot saves a screenshot of the whole page as name.png when
+// $OPTIN_CONSOLE_SHOTS names a directory (docs/console for the README).
+func (ct *consoleTab) shot(name string) {
+	ct.t.Helper()
+	if ct.shots == "" {
+		return
+	}
+	png, err := chromedp.Run(ct.tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		ct.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ct.shots, name+".png"), png, 0o644); err != nil {
+		ct.t.Fatal(err)
+	}
 }
 
 // tabTo presses Tab until the element with id has the focus, as a person
@@ -201,11 +217,14 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	en := cat.For("en")
 	s := startService(t, nil)
-	s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+	batch := s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
 		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
 		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
-		"carla@example.it,Carla Rossi,news,legitimate_interest,,,2024-01-20\n")
-	s.signupJSON("dan@example.com", "news")
+		"carla@example.it,Carla Rossi,news,legitimate_interest,,,2024-01-20\n").Batch
+	danID := s.confirmed("dan@example.com")
+	ann, _ := s.subscriber("ann@example.com")
+	annID := ann.ID
+	danEvents := s.events(danID)
 	ct := newConsoleTab(t, s)
 
 	// 1. Signed out, any console page leads to the sign-in page.
@@ -260,7 +279,61 @@ func TestBrowserConsole(t *testing.T) {
 		location.href.includes("ann")`, "complete 1 false")
 	ct.check("search")
 
-	// 5. A tampered CSRF token: refused, still signed in.
+	// 5. One person: the consent timeline with the wording they saw, the
+	// printable receipt, and an erasure that needs the typed address.
+	ct.do("open Ann", chromedp.Click(chromedp.CSS(`table.list a`)))
+	ct.waitEval("Ann's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete ann@example.com")
+	ct.expect("Ann's event", `document.querySelector(".timeline .event").textContent`, en.T("console.event.imported"))
+	ct.expect("Ann's source", `String(document.querySelector(".timeline").textContent.includes("import:`+batch+`"))`, "true")
+	ct.expect("Ann's subscription", `document.querySelector("table.list td").textContent`, "Product news")
+	ct.do("open Dan, who signed up on a form", chromedp.Navigate(s.url+"/admin/subscribers/"+danID))
+	ct.waitPage("Dan's page", "/admin/subscribers/"+danID)
+	requested := danEvents[0]
+	ct.expect("Dan's events", `Array.from(document.querySelectorAll(".timeline .event")).map(e => e.textContent).join(" | ")`,
+		en.T("console.event.requested")+" | "+en.T("console.event.confirmed"))
+	ct.expect("the wording he saw", `document.querySelector(".timeline blockquote p").textContent`, requested.WordingText.Text)
+	ct.expect("the mail's Message-ID", `String(document.querySelector(".timeline").textContent.includes("<`+requested.MessageID+`>"))`, "true")
+	ct.expect("his user agent", `String(document.querySelector(".timeline").textContent.includes("e2e-test/1"))`, "true")
+	ct.check("person")
+	ct.do("open the receipt", chromedp.Click(chromedp.CSS(`a[href$="/receipt"]`)))
+	ct.waitPage("receipt", "/admin/subscribers/"+danID+"/receipt")
+	if got := ct.eval(`String(document.querySelector("button[data-print]").hidden)`); got != "false" {
+		t.Error("the receipt's print button stays hidden: console.js did not run")
+	}
+	ct.check("receipt")
+	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sel := range []string{"header.top", "button[data-print]", ".noprint"} {
+		if got := ct.eval(`getComputedStyle(document.querySelector("` + sel + `")).display`); got != "none" {
+			t.Errorf("printed receipt shows %s (display %s)", sel, got)
+		}
+	}
+	if got := ct.eval(`getComputedStyle(document.querySelector(".timeline")).display`); got == "none" {
+		t.Error("printed receipt hides the timeline")
+	}
+	ct.shot("receipt-print")
+	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+
+	ct.do("back to Ann", chromedp.Navigate(s.url+"/admin/subscribers/"+annID))
+	ct.waitPage("Ann's page", "/admin/subscribers/"+annID)
+	ct.do("type a wrong address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "bo@example.com"),
+		chromedp.Click(chromedp.CSS("button.danger")))
+	ct.waitEval("refused erasure", `document.readyState + " " + (document.querySelector("[role=alert]") || {}).textContent`,
+		"complete "+en.T("console.person.erase_mismatch"))
+	ct.do("type her address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "ann@example.com"),
+		chromedp.Click(chromedp.CSS("button.danger")))
+	ct.waitPage("after the erasure", "/admin/subscribers?done=erased")
+	if got := ct.eval(`document.querySelector("[role=status]").textContent`); got != en.T("console.person.done_erased") {
+		t.Errorf("erasure notice: got %q", got)
+	}
+	if _, ok := s.subscriber("ann@example.com"); ok {
+		t.Error("Ann is still there after the erasure")
+	}
+
+	// 6. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
 		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
 	ct.waitPage("refusal", "/admin/logout")
@@ -274,7 +347,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
 	}
 
-	// 6. Idle for 31 minutes: the next page is the sign-in page.
+	// 7. Idle for 31 minutes: the next page is the sign-in page.
 	s.clock.Advance(31 * time.Minute)
 	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
 	ct.waitPage("session ended", "/admin/login?ended=1")

@@ -93,8 +93,9 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "home", "error", "subscribers"} {
-		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/"+name+".html")
+	for _, name := range []string{"login", "home", "error", "subscribers", "person", "receipt"} {
+		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
+			"console/"+name+".html")
 		if err != nil {
 			return fmt.Errorf("web: %w", err)
 		}
@@ -133,6 +134,11 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.GET("/subscribers", read, s.handleConsoleSubscribers)
 	a.POST("/subscribers", read, s.handleConsoleSubscribers)
 	a.POST("/subscribers/export", market, s.handleConsoleExport)
+	a.GET("/subscribers/:id", read, s.handleConsolePerson)
+	a.GET("/subscribers/:id/receipt", read, s.handleConsoleReceipt)
+	a.GET("/subscribers/:id/export", read, s.handleConsolePersonExport)
+	a.POST("/subscribers/:id/activity", market, s.handleConsoleActivity)
+	a.POST("/subscribers/:id/erase", market, s.handleConsoleErase)
 }
 
 // isConsole reports whether the request is for a console path.
@@ -433,7 +439,23 @@ func (s *Server) handleConsoleHome(c *gin.Context) {
 }
 
 // consoleFuncs returns the functions console templates may call.
-func consoleFuncs() template.FuncMap { return template.FuncMap{"day": formatDay} }
+func consoleFuncs() template.FuncMap {
+	return template.FuncMap{"day": formatDay, "when": formatTime}
+}
 
-// formatDay shows a stored time's UTC date.
-func formatDay(t time.Time) string { return t.UTC().Format("2006-01-02") }
+// formatDay shows a stored time's UTC date; nothing for the zero time.
+func formatDay(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02")
+}
+
+// formatTime shows a stored time to the millisecond, as the ledger keeps
+// it, in UTC; nothing for the zero time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
+}

@@ -98,6 +98,9 @@ func (s *Server) handleConsoleSubscribers(c *gin.Context) {
 	}
 	d := s.consoleBase(c, "console.subscribers.title", "subscribers")
 	d.P = p
+	if c.Query("done") == "erased" {
+		d.Notice = d.L.T("console.person.done_erased")
+	}
 	s.consolePage(c, http.StatusOK, "subscribers", d)
 }
 

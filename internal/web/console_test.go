@@ -29,13 +29,14 @@ import (
 // consoleEnv is the service's HTTP surface on a loopback port over a real
 // bbolt file, with a test clock, one API key per role and the log kept.
 type consoleEnv struct {
-	t     *testing.T
-	db    *bolt.DB
-	clock *testclock.Clock
-	url   string
-	keys  map[consent.Role]string
-	log   *lockedBuffer
-	en    i18n.Localizer
+	t      *testing.T
+	db     *bolt.DB
+	clock  *testclock.Clock
+	url    string
+	keys   map[consent.Role]string
+	log    *lockedBuffer
+	en     i18n.Localizer
+	tokens *token.Issuer
 }
 
 // lockedBuffer is a bytes.Buffer the server's goroutines may write to
@@ -100,7 +101,7 @@ func newConsoleEnv(t *testing.T, tweak func(*Config)) *consoleEnv {
 	srv.Config.Handler = s.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &consoleEnv{t: t, db: db, clock: clk, url: base, keys: keys, log: logs, en: cat.For("en")}
+	return &consoleEnv{t: t, db: db, clock: clk, url: base, keys: keys, log: logs, en: cat.For("en"), tokens: tokens}
 }
 
 // consoleClient is one browser: its own cookies, no redirects followed.
@@ -418,13 +419,20 @@ var consoleRoutes = []consoleRoute{
 	{[2]string{"GET", "/admin/subscribers"}, [2]string{"GET", "/api/v1/subscribers"}},
 	{[2]string{"POST", "/admin/subscribers"}, [2]string{"GET", "/api/v1/subscribers?q=x"}},
 	{[2]string{"POST", "/admin/subscribers/export"}, [2]string{"GET", "/api/v1/exports/subscribers"}},
+	{[2]string{"GET", "/admin/subscribers/{id}"}, [2]string{"GET", "/api/v1/subscribers/{id}"}},
+	{[2]string{"GET", "/admin/subscribers/{id}/receipt"}, [2]string{"GET", "/api/v1/subscribers/{id}/consents"}},
+	{[2]string{"GET", "/admin/subscribers/{id}/export"}, [2]string{"GET", "/api/v1/subscribers/{id}/consents"}},
+	{[2]string{"POST", "/admin/subscribers/{id}/activity"}, [2]string{"POST", "/api/v1/subscribers/{id}/activity"}},
+	{[2]string{"POST", "/admin/subscribers/{id}/erase"}, [2]string{"DELETE", "/api/v1/subscribers/{id}"}},
 }
 
 // TestConsoleRolesMatchAPI proves, for each role, that every console route
 // and its API counterpart answer alike: both allowed or both forbidden.
 func TestConsoleRolesMatchAPI(t *testing.T) {
 	e := newConsoleEnv(t, nil)
-	for _, role := range []consent.Role{consent.RoleAdmin, consent.RoleMarketer, consent.RoleViewer} {
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()
 		for _, rt := range consoleRoutes {
@@ -432,8 +440,8 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 			if rt.console[0] == "POST" {
 				form = url.Values{"csrf": {token}}
 			}
-			cr := cl.do(rt.console[0], rt.console[1], form)
-			ar := cl.do(rt.api[0], rt.api[1], nil, "Authorization", "Bearer "+e.keys[role])
+			cr := cl.do(rt.console[0], strings.ReplaceAll(rt.console[1], "{id}", id), form)
+			ar := cl.do(rt.api[0], strings.ReplaceAll(rt.api[1], "{id}", id), nil, "Authorization", "Bearer "+e.keys[role])
 			if cr.status == http.StatusSeeOther && strings.HasPrefix(cr.header.Get("Location"), "/admin/login") {
 				t.Fatalf("%s %s as %s: sent to the sign-in page", rt.console[0], rt.console[1], role)
 			}
@@ -556,5 +564,152 @@ func TestConsoleSubscribers(t *testing.T) {
 	if r := viewer.do("POST", "/admin/subscribers/export", url.Values{"csrf": {viewer.csrf()}}); r.status != http.StatusForbidden ||
 		strings.Contains(r.body, "@example.com") {
 		t.Errorf("a viewer's export: got %d, want 403 without data", r.status)
+	}
+}
+
+// hasText reports whether the HTML page body shows text (escaped as
+// html/template escapes it).
+func hasText(body, text string) bool {
+	return strings.Contains(body, strings.NewReplacer(`"`, "&#34;", "'", "&#39;", "&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(text))
+}
+
+// subscriberID returns the id of the subscriber holding addr.
+func (e *consoleEnv) subscriberID(addr string) string {
+	e.t.Helper()
+	a, err := consent.ParseAddress(addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sub, err := e.db.SubscriberByAddress(e.t.Context(), a)
+	if err != nil {
+		e.t.Fatalf("%s: %v", addr, err)
+	}
+	return sub.ID
+}
+
+// TestConsolePerson shows one person's subscriptions and consent timeline
+// with the exact wording, page, IP, user agent and Message-ID; prints a
+// receipt; downloads the same export file as the self-service one; and
+// records a purchase and erases, by role, under the signed-in key, the
+// erasure only after the address is typed.
+func TestConsolePerson(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	cl := e.client()
+	body := `{"email":"Ann@Example.com","name":"Ann <b>Lee</b>","topics":["news"],"page":"https://shop.example/news?utm=x"}`
+	req, err := http.NewRequest("POST", e.url+"/f/newsletter", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Browser/1.0 (test)")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusAccepted {
+		t.Fatalf("signup: %v %v", res, err)
+	}
+	id := e.subscriberID("ann@example.com")
+	evs, err := e.db.Events(t.Context(), id)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events: %v %v", evs, err)
+	}
+
+	viewer := e.signIn(consent.RoleViewer)
+	r := viewer.do("GET", "/admin/subscribers/"+id, nil)
+	for _, want := range []string{"Ann@example.com", "Ann <b>Lee</b>", e.en.T("console.event.requested"),
+		e.en.T("console.status.pending"), "https://shop.example/news", "127.0.0.1", "Browser/1.0 (test)",
+		"<" + evs[0].MessageID + ">", evs[0].WordingText.Text, evs[0].Wording, evs[0].Hash, "form:newsletter"} {
+		if !hasText(r.body, want) {
+			t.Errorf("person page lacks %q", want)
+		}
+	}
+	if r.status != http.StatusOK || strings.Contains(r.body, "/erase") || strings.Contains(r.body, "/activity") {
+		t.Errorf("person page for a viewer: %d, want 200 without write forms", r.status)
+	}
+	r = viewer.do("GET", "/admin/subscribers/"+id+"/receipt", nil)
+	for _, want := range []string{e.en.T("console.receipt.title"), "Example Ltd", evs[0].WordingText.Text,
+		e.en.T("console.receipt.integrity")} {
+		if !hasText(r.body, want) {
+			t.Errorf("receipt lacks %q", want)
+		}
+	}
+	if r := viewer.do("GET", "/admin/subscribers/nosuchid", nil); r.status != http.StatusNotFound {
+		t.Errorf("unknown person: got %d, want 404", r.status)
+	}
+
+	// The export file is the self-service one, byte for byte.
+	r = viewer.do("GET", "/admin/subscribers/"+id+"/export", nil)
+	link, err := e.tokens.Issue(token.Preferences, token.Claims{Subject: id, ExpiresAt: e.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := cl.do("GET", "/preferences/"+link+"/export", nil)
+	if r.status != http.StatusOK || self.status != http.StatusOK || r.body != self.body ||
+		r.header.Get("Content-Disposition") != self.header.Get("Content-Disposition") || !strings.Contains(r.body, consent.ExportSchema) {
+		t.Errorf("console export (%d) differs from the self-service one (%d):\n%s\n---\n%s", r.status, self.status, r.body, self.body)
+	}
+	audit, _, err := e.db.Audit(t.Context(), "", 1)
+	if err != nil || audit[0].Action != "export" || audit[0].Target != "subscriber:"+id || audit[0].Key != "key-viewer" {
+		t.Errorf("audit of the download: %+v, %v", audit, err)
+	}
+
+	// Writes: not for a viewer.
+	if r := viewer.do("POST", "/admin/subscribers/"+id+"/erase", url.Values{"csrf": {viewer.csrf()}, "confirm": {"ann@example.com"}}); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's erase: got %d, want 403", r.status)
+	}
+
+	m := e.signIn(consent.RoleMarketer)
+	r = m.do("GET", "/admin/subscribers/"+id, nil)
+	if !strings.Contains(r.body, `action="/admin/subscribers/`+id+`/erase"`) || !strings.Contains(r.body, `value="2030-03-04T10:00"`) {
+		t.Errorf("person page for a marketer lacks the write forms")
+	}
+	for _, tt := range []struct{ what, at, want string }{
+		{"no time", "", "console.person.activity_invalid"},
+		{"a date only", "2030-03-01", "console.person.activity_invalid"},
+		{"the future", "2030-03-05T10:00", "console.person.activity_future"},
+	} {
+		r := m.do("POST", "/admin/subscribers/"+id+"/activity", url.Values{"csrf": {m.csrf()}, "kind": {"purchase"}, "at": {tt.at}})
+		if r.status != http.StatusBadRequest || !hasText(r.body, e.en.T(tt.want)) {
+			t.Errorf("purchase at %s: got %d, want 400 with %q", tt.what, r.status, tt.want)
+		}
+	}
+	r = m.do("POST", "/admin/subscribers/"+id+"/activity", url.Values{"csrf": {m.csrf()}, "kind": {"purchase"}, "at": {"2030-03-01T12:30"}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin/subscribers/"+id+"?done=activity" {
+		t.Errorf("purchase: got %d to %q", r.status, r.header.Get("Location"))
+	}
+	sub, err := e.db.Subscriber(t.Context(), id)
+	if err != nil || !sub.LastPurchase.Equal(time.Date(2030, 3, 1, 12, 30, 0, 0, time.UTC)) {
+		t.Errorf("last purchase: got %v, %v", sub, err)
+	}
+	if r := m.do("GET", "/admin/subscribers/"+id+"?done=activity", nil); !hasText(r.body, e.en.T("console.person.done_activity")) {
+		t.Error("no notice after the purchase")
+	}
+	audit, _, _ = e.db.Audit(t.Context(), "", 1)
+	if audit[0].Action != "subscriber.activity" || audit[0].Key != "key-marketer" {
+		t.Errorf("audit of the purchase: %+v", audit[0])
+	}
+
+	for _, typed := range []string{"", "bob@example.com", "ann@example"} {
+		r := m.do("POST", "/admin/subscribers/"+id+"/erase", url.Values{"csrf": {m.csrf()}, "confirm": {typed}})
+		if r.status != http.StatusBadRequest || !hasText(r.body, e.en.T("console.person.erase_mismatch")) {
+			t.Errorf("erase confirmed with %q: got %d, want 400", typed, r.status)
+		}
+	}
+	if _, err := e.db.Subscriber(t.Context(), id); err != nil {
+		t.Fatalf("after refused erasures: %v", err)
+	}
+	r = m.do("POST", "/admin/subscribers/"+id+"/erase", url.Values{"csrf": {m.csrf()}, "confirm": {" ANN@example.com "}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin/subscribers?done=erased" {
+		t.Fatalf("erase: got %d to %q", r.status, r.header.Get("Location"))
+	}
+	if _, err := e.db.Subscriber(t.Context(), id); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("after the erasure: got %v, want not_found", err)
+	}
+	audit, _, _ = e.db.Audit(t.Context(), "", 1)
+	if audit[0].Action != "subscriber.erase" || audit[0].Key != "key-marketer" || audit[0].Target != id {
+		t.Errorf("audit of the erasure: %+v", audit[0])
+	}
+	if r := m.do("GET", "/admin/subscribers?done=erased", nil); !hasText(r.body, e.en.T("console.person.done_erased")) {
+		t.Error("no notice after the erasure")
+	}
+	if r := m.do("GET", "/admin/subscribers/"+id, nil); r.status != http.StatusNotFound {
+		t.Errorf("the erased person's page: got %d, want 404", r.status)
 	}
 }
