@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -221,6 +222,17 @@ func TestBrowserConsole(t *testing.T) {
 		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
 		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
 		"carla@example.it,Carla Rossi,news,legitimate_interest,,,2024-01-20\n").Batch
+	// A fortnight of signups, most of them confirmed, for the chart.
+	for day := range 14 {
+		s.clock.Advance(24 * time.Hour)
+		for i := range day % 3 {
+			if addr := fmt.Sprintf("reader%d.%d@example.com", day, i); i == 0 {
+				s.confirmed(addr)
+			} else {
+				s.signupJSON(addr, "news")
+			}
+		}
+	}
 	danID := s.confirmed("dan@example.com")
 	ann, _ := s.subscriber("ann@example.com")
 	annID := ann.ID
@@ -263,14 +275,14 @@ func TestBrowserConsole(t *testing.T) {
 	if got := ct.h1(); got != en.T("console.home.title") {
 		t.Errorf("after sign-in: heading %q", got)
 	}
-	ct.check("home")
+	ct.check("dashboard")
 
 	// 4. The subscriber list, and a keyboard-only search whose address
 	// stays out of the URL.
 	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))
 	ct.waitPage("subscribers", "/admin/subscribers")
-	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "4" {
-		t.Errorf("subscriber rows: got %s, want 4", got)
+	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "17" {
+		t.Errorf("subscriber rows: got %s, want 17", got)
 	}
 	ct.check("subscribers")
 	ct.tabTo("q")

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -93,7 +94,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "home", "error", "subscribers", "person", "receipt"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -129,7 +130,7 @@ func (s *Server) registerConsole(e *gin.Engine) {
 
 	a := g.Group("", s.consoleSession, s.consoleCSRF)
 	read, market := s.allowPage(rolesRead...), s.allowPage(rolesMarket...)
-	a.GET("", read, s.handleConsoleHome)
+	a.GET("", read, s.handleConsoleDashboard)
 	a.POST("/logout", s.handleLogout)
 	a.GET("/subscribers", read, s.handleConsoleSubscribers)
 	a.POST("/subscribers", read, s.handleConsoleSubscribers)
@@ -433,9 +434,36 @@ func (s *Server) handleLogout(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/admin/login?out=1")
 }
 
-// handleConsoleHome is the console's start page.
-func (s *Server) handleConsoleHome(c *gin.Context) {
-	s.consolePage(c, http.StatusOK, "home", s.consoleBase(c, "console.home.title", "home"))
+// statuses are the subscription statuses in the order the console lists
+// them.
+func statuses() []consent.Status {
+	return []consent.Status{consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed}
+}
+
+// lifecycles are the lifecycle stages in the order the console lists them.
+func lifecycles() []consent.Lifecycle {
+	return []consent.Lifecycle{consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant}
+}
+
+// topicNames maps topic ids to the names the operator gave them.
+type topicNames map[string]string
+
+// topicNames returns the store's topics and their names.
+func (s *Server) topicNames(ctx context.Context) ([]consent.Topic, topicNames, error) {
+	topics, err := s.store.Topics(ctx)
+	names := topicNames{}
+	for _, t := range topics {
+		names[t.ID] = t.Name
+	}
+	return topics, names, err
+}
+
+// name returns topic id's name, or the id of a topic that is gone.
+func (n topicNames) name(id string) string {
+	if name := n[id]; name != "" {
+		return name
+	}
+	return id
 }
 
 // consoleFuncs returns the functions console templates may call.

@@ -69,32 +69,22 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 	if err != nil {
 		return personPage{}, err
 	}
-	topics, err := s.store.Topics(ctx)
+	_, names, err := s.topicNames(ctx)
 	if err != nil {
 		return personPage{}, err
-	}
-	names := map[string]string{}
-	for _, t := range topics {
-		names[t.ID] = t.Name
-	}
-	name := func(id string) string {
-		if n := names[id]; n != "" {
-			return n
-		}
-		return id
 	}
 	now := s.store.Now()
 	p := personPage{Sub: sub, Lifecycle: sub.Lifecycle(now, s.cfg.DormantAfter), Generated: now,
 		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, PurchaseAt: now.Format(datetimeLocal)}
 	for _, id := range sortedKeys(sub.Subscriptions) {
 		x := sub.Subscriptions[id]
-		p.Subscriptions = append(p.Subscriptions, subscriptionRow{Topic: name(id), Status: x.Status, Basis: x.Basis, Since: x.Since})
+		p.Subscriptions = append(p.Subscriptions, subscriptionRow{Topic: names.name(id), Status: x.Status, Basis: x.Basis, Since: x.Since})
 	}
 	for _, ev := range evs {
 		row := eventRow{Seq: ev.Seq, Time: ev.Time, Type: ev.Type, Basis: ev.Basis, Source: ev.Source, Page: ev.Page,
 			Wording: ev.WordingText, WordingHash: ev.Wording, MessageID: ev.MessageID, Request: ev.Request, Hash: ev.Hash}
 		for _, t := range ev.Topics {
-			row.Topics = append(row.Topics, name(t))
+			row.Topics = append(row.Topics, names.name(t))
 		}
 		if ev.Personal != nil {
 			row.IP, row.UserAgent = ev.Personal.IP, ev.Personal.UserAgent

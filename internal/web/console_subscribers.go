@@ -70,29 +70,19 @@ func (s *Server) handleConsoleSubscribers(c *gin.Context) {
 		s.consoleFail(c, err)
 		return
 	}
-	topics, err := s.store.Topics(ctx)
+	topics, names, err := s.topicNames(ctx)
 	if err != nil {
 		s.consoleFail(c, err)
 		return
 	}
-	names := map[string]string{}
-	for _, t := range topics {
-		names[t.ID] = t.Name
-	}
 	p := subscribersPage{Q: f.Query, Status: string(f.Status), Topic: f.Topic, Lifecycle: string(f.Lifecycle), Topics: topics,
-		Statuses:   []consent.Status{consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed},
-		Lifecycles: []consent.Lifecycle{consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant},
-		Cursor:     f.Cursor, Next: next}
+		Statuses: statuses(), Lifecycles: lifecycles(), Cursor: f.Cursor, Next: next}
 	now := s.store.Now()
 	for _, sub := range subs {
 		row := subscriberRow{ID: sub.ID, Email: sub.Email, Name: sub.Name, Created: sub.Created,
 			Lifecycle: sub.Lifecycle(now, s.cfg.DormantAfter)}
 		for _, id := range sortedKeys(sub.Subscriptions) {
-			name := names[id]
-			if name == "" {
-				name = id
-			}
-			row.Subscriptions = append(row.Subscriptions, topicStatus{Topic: name, Status: sub.Subscriptions[id].Status})
+			row.Subscriptions = append(row.Subscriptions, topicStatus{Topic: names.name(id), Status: sub.Subscriptions[id].Status})
 		}
 		p.Rows = append(p.Rows, row)
 	}
