@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -44,6 +45,13 @@ func newConsoleTab(t *testing.T, s *service) *consoleTab {
 	t.Cleanup(wg.Wait)
 	t.Cleanup(cancel) // runs first: ends the tab, so the log copy stops
 	logConsole(t, tab, &wg)
+	// Every page records what its CSP blocked, for check.
+	_, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.cspBlocked = []; document.addEventListener("securitypolicyviolation",
+			e => window.cspBlocked.push(e.violatedDirective + " " + e.blockedURI));`})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return ct
 }
 
@@ -108,10 +116,10 @@ func (ct *consoleTab) waitPage(what, path string) {
 
 // axeViolations runs axe-core in the page and returns its serious and
 // critical violations by rule id.
-func (ct *consoleTab) axeViolations(page string) map[string]any {
+func (ct *consoleTab) axeViolations(name string) map[string]any {
 	ct.t.Helper()
 	if _, err := chromedp.Run(ct.tab, chromedp.Evaluate[bool](axeSource+";true")); err != nil {
-		ct.t.Fatalf("injecting axe-core on %s: %v", page, err)
+		ct.t.Fatalf("injecting axe-core on %s: %v", name, err)
 	}
 	out, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({
 		passes: r.passes.length,
@@ -119,44 +127,49 @@ func (ct *consoleTab) axeViolations(page string) map[string]any {
 			[v.id, {impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}]))}))`,
 		chromedp.EvalAwaitPromise))
 	if err != nil {
-		ct.t.Fatalf("running axe-core on %s: %v", page, err)
+		ct.t.Fatalf("running axe-core on %s: %v", name, err)
 	}
 	var res struct {
 		Passes     int
 		Violations map[string]any
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		ct.t.Fatalf("axe-core result on %s: %v", page, err)
+		ct.t.Fatalf("axe-core result on %s: %v", name, err)
 	}
 	if res.Passes == 0 {
-		ct.t.Fatalf("axe-core on %s checked nothing", page)
+		ct.t.Fatalf("axe-core on %s checked nothing", name)
 	}
 	return res.Violations
 }
 
 // axe fails the test on any serious or critical axe-core violation.
-func (ct *consoleTab) axe(page string) {
+func (ct *consoleTab) axe(name string) {
 	ct.t.Helper()
-	for id, v := range ct.axeViolations(page) {
-		ct.t.Errorf("axe-core on %s: %s %v", page, id, v)
+	for id, v := range ct.axeViolations(name) {
+		ct.t.Errorf("axe-core on %s: %s %v", name, id, v)
 	}
 }
 
-// check runs axe-core on the page and, at 390 px and 1280 px wide, checks
-// that nothing overflows sideways, saving screenshots when asked to.
-func (ct *consoleTab) check(page string) {
+// check makes sure the page's CSP blocked nothing (no inline script or
+// style slipped in), runs axe-core on it and, at 390 px and 1280 px wide,
+// checks that nothing overflows sideways, saving screenshots when asked
+// to.
+func (ct *consoleTab) check(name string) {
 	ct.t.Helper()
-	ct.axe(page)
+	if got := ct.eval(`JSON.stringify(window.cspBlocked)`); got != "[]" {
+		ct.t.Errorf("%s: the CSP blocked %s", name, got)
+	}
+	ct.axe(name)
 	for _, w := range []struct {
 		name          string
 		width, height int64
 	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
 		ct.do("viewport "+w.name, chromedp.EmulateViewport(w.width, w.height))
 		if got := ct.eval(`String(document.documentElement.scrollWidth <= window.innerWidth)`); got != "true" {
-			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", page, w.width,
+			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", name, w.width,
 				ct.eval(`String(document.documentElement.scrollWidth)`))
 		}
-		ct.shot(page + "-" + w.name)
+		ct.shot(name + "-" + w.name)
 	}
 	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 }
@@ -261,6 +274,9 @@ func TestBrowserConsole(t *testing.T) {
 	if _, ok := ct.axeViolations("login with a bad image")["image-alt"]; !ok {
 		t.Error("axe-core missed an image without alt text: the accessibility checks prove nothing")
 	}
+	// And the CSP check sees an inline style.
+	ct.waitEval("an inline style blocked", `document.body.insertAdjacentHTML("beforeend", "<p style='color:red'>x</p>"),
+		String(window.cspBlocked.length > 0)`, "true")
 
 	// 2. In Italian and Swedish when the browser asks for them.
 	for _, loc := range []string{"it", "sv"} {

@@ -432,9 +432,13 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 	e := newConsoleEnv(t, nil)
 	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
 	id := e.subscriberID("ann@example.com")
+	// How many pairs each role may not use: the test means something only
+	// when both answers occur.
+	wantForbidden := map[consent.Role]int{consent.RoleViewer: 3, consent.RoleMarketer: 0, consent.RoleAdmin: 0}
 	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()
+		forbidden := 0
 		for _, rt := range consoleRoutes {
 			var form url.Values
 			if rt.console[0] == "POST" {
@@ -450,6 +454,12 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 				t.Errorf("%s: %s %s answers %d, %s %s answers %d: they disagree", role,
 					rt.console[0], rt.console[1], cr.status, rt.api[0], rt.api[1], ar.status)
 			}
+			if !consoleOK {
+				forbidden++
+			}
+		}
+		if forbidden != wantForbidden[role] {
+			t.Errorf("%s: %d pairs forbidden, want %d", role, forbidden, wantForbidden[role])
 		}
 	}
 }
