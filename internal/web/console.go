@@ -37,10 +37,6 @@ const (
 	touchSessionEvery = time.Minute
 )
 
-// defaultSigninLimit is how many failed console sign-ins one IP address
-// may make; a refused attempt spends one.
-var defaultSigninLimit = Rate{N: 10, Per: 15 * time.Minute}
-
 // consoleCookie names the session cookie. Over https it carries the
 // __Host- prefix, which makes the browser insist on Secure, Path=/ and no
 // Domain (RFC 6265bis section 4.1.3.2).
@@ -113,7 +109,9 @@ func (s *Server) initConsole(cfg Config) error {
 	}
 	limit := cfg.SigninLimit
 	if limit.N == 0 {
-		limit = defaultSigninLimit
+		// By default an IP address may fail 10 sign-ins in 15 minutes;
+		// each refused attempt spends one.
+		limit = Rate{N: 10, Per: 15 * time.Minute}
 	}
 	s.signin = newLimiter(limit)
 	return nil
