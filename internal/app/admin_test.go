@@ -403,6 +403,43 @@ func TestAdminExport(t *testing.T) {
 	}
 }
 
+// TestAdminExportFilter: an export takes the listing's filter; a whole
+// address exports exactly that subscriber, a part of one every match.
+func TestAdminExportFilter(t *testing.T) {
+	s := startService(t, nil)
+	s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+		"a@example.com,Ann,news,consent,2024-01-01,shop,\n" +
+		"ba@example.com,Bo,news,legitimate_interest,,,2024-02-01\n" +
+		"c@example.com,Cy,news,consent,2024-01-01,shop,\n")
+	for _, tt := range []struct{ query, want string }{
+		{"", "a@example.com ba@example.com c@example.com"},
+		{"&q=a@example.com", "a@example.com"},
+		{"&q=A@EXAMPLE.COM", "a@example.com"},
+		{"&q=a@example", "a@example.com ba@example.com"},
+		{"&q=nobody@example.com", ""},
+		{"&lifecycle=dormant", "ba@example.com"},
+		{"&q=cy", "c@example.com"},
+		{"&status=confirmed&topic=news&lifecycle=prospect", "a@example.com c@example.com"},
+	} {
+		r := s.adminAs(testAdminKey, "GET", "/exports/subscribers?format=ndjson"+tt.query, "", "")
+		var got []string
+		for line := range strings.Lines(r.body) {
+			var sub struct{ Email string }
+			if err := json.Unmarshal([]byte(line), &sub); err != nil {
+				t.Fatalf("export %s: %v in %q", tt.query, err, line)
+			}
+			got = append(got, sub.Email)
+		}
+		slices.Sort(got)
+		if r.status != http.StatusOK || strings.Join(got, " ") != tt.want {
+			t.Errorf("export%s: got %d %v, want %q", tt.query, r.status, got, tt.want)
+		}
+	}
+	if r := s.adminAs(testAdminKey, "GET", "/exports/subscribers?status=maybe", "", ""); r.status != http.StatusBadRequest {
+		t.Errorf("bad status filter: got %d, want 400", r.status)
+	}
+}
+
 // TestAdminSuppressions: admin-added entries can be removed, the person's
 // own opt-outs cannot.
 func TestAdminSuppressions(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,11 +133,16 @@ func createBuckets(tx *bbolt.Tx) error {
 	return checkBuckets(tx)
 }
 
-// checkBuckets reports whether the database has every bucket and the
-// schema version this optin reads.
+// laterBuckets were added after schema version 1 without a conversion: a
+// database a read-write open has not yet seen lacks them. A read-only
+// open (the CLI's, which never reads them) accepts that.
+var laterBuckets = [][]byte{bucketSessions}
+
+// checkBuckets reports whether the database has every bucket (but those
+// in laterBuckets) and the schema version this optin reads.
 func checkBuckets(tx *bbolt.Tx) error {
 	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
+		if tx.Bucket(name) == nil && !slices.ContainsFunc(laterBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}

@@ -31,6 +31,7 @@ type Store interface {
 	CampaignStore
 	OutboxStore
 	LedgerStore
+	SessionStore
 	// Close releases the store; nothing may be called after it.
 	Close() error
 }
@@ -120,7 +121,8 @@ type PersonStore interface {
 // write is audited under its actor in the same transaction.
 type AdminStore interface {
 	// FindSubscribers returns one page of subscribers matching f in id
-	// order, and the cursor of the next page ("" after the last).
+	// order (descending with f.Newest), and the cursor of the next page
+	// ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
 	// RecordActivity applies PlanActivity to subscriber id with a as the
 	// source, audited.

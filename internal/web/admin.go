@@ -178,6 +178,28 @@ func (s *Server) view(sub *consent.Subscriber) subscriberView {
 	return subscriberView{Subscriber: sub, Lifecycle: sub.Lifecycle(s.store.Now(), s.cfg.DormantAfter)}
 }
 
+// subscriberFilter reads the filter of a subscriber listing or export
+// (status, topic, lifecycle, q) through get, which reads a query or form
+// field. Bad values are EInvalid.
+func (s *Server) subscriberFilter(get func(string) string) (consent.SubscriberFilter, error) {
+	f := consent.SubscriberFilter{Status: consent.Status(get("status")), Topic: get("topic"),
+		Lifecycle: consent.Lifecycle(get("lifecycle")), DormantAfter: s.cfg.DormantAfter, Query: strings.TrimSpace(get("q"))}
+	switch f.Status {
+	case "", consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed:
+	default:
+		return f, consent.Errorf(consent.EInvalid, "status must be pending, confirmed, unsubscribed or lapsed")
+	}
+	switch f.Lifecycle {
+	case "", consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant:
+	default:
+		return f, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant")
+	}
+	if len(f.Query) > 254 || len(f.Topic) > 64 {
+		return f, consent.Errorf(consent.EInvalid, "q or topic is too long")
+	}
+	return f, nil
+}
+
 // handleSubscribers lists subscribers by status, topic, lifecycle and a
 // text search, a page at a time.
 func (s *Server) handleSubscribers(c *gin.Context) {
@@ -186,25 +208,12 @@ func (s *Server) handleSubscribers(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	f := consent.SubscriberFilter{Status: consent.Status(c.Query("status")), Topic: c.Query("topic"),
-		Lifecycle: consent.Lifecycle(c.Query("lifecycle")), DormantAfter: s.cfg.DormantAfter,
-		Query: strings.TrimSpace(c.Query("q")), Cursor: cursor, Limit: limit}
-	switch f.Status {
-	case "", consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed:
-	default:
-		s.fail(c, consent.Errorf(consent.EInvalid, "status must be pending, confirmed, unsubscribed or lapsed"))
+	f, err := s.subscriberFilter(c.Query)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
-	switch f.Lifecycle {
-	case "", consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant:
-	default:
-		s.fail(c, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant"))
-		return
-	}
-	if len(f.Query) > 254 || len(f.Topic) > 64 {
-		s.fail(c, consent.Errorf(consent.EInvalid, "q or topic is too long"))
-		return
-	}
+	f.Cursor, f.Limit = cursor, limit
 	subs, next, err := s.store.FindSubscribers(c.Request.Context(), f)
 	if err != nil {
 		s.fail(c, err)

@@ -257,6 +257,13 @@ func (s *Server) handleExport(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.writeExport(c, exp)
+}
+
+// writeExport answers with exp as the person's export file (schema
+// optin.export/v1), explained in the person's language: the same file
+// whether the person downloads it or an operator does for them.
+func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 	l := s.localizer(c, exp.Subscriber.Locale)
 	purposes := map[string]string{}
 	for _, t := range s.topicsOf(c, sortedKeys(exp.Subscriber.Subscriptions)) {

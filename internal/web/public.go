@@ -76,16 +76,20 @@ func errorStatus(err error) int {
 
 // pageMessage returns err's message for a browser page in l's language:
 // the key attached with keyed, else the generic message of its code.
-func pageMessage(l i18n.Localizer, err error) string {
+func pageMessage(l i18n.Localizer, err error) string { return messageFor(l, err, "error.") }
+
+// messageFor returns err's message in l's language: the key attached with
+// keyed, else prefix followed by its code (or too_large).
+func messageFor(l i18n.Localizer, err error, prefix string) string {
 	var k keyedError
 	if errors.As(err, &k) {
 		return l.T(k.key)
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return l.T("error.too_large")
+		return l.T(prefix + "too_large")
 	}
-	return l.T("error." + consent.ErrorCode(err))
+	return l.T(prefix + consent.ErrorCode(err))
 }
 
 // wording is the exact consent wording form f shows in l's language,

@@ -31,12 +31,7 @@ const publicBase = "https://optin.example"
 // nil).
 func newPublicServer(t *testing.T, tweakForm func(*consent.Form), tweakCfg func(*Config)) (*Server, *bolt.DB) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{'h'}, 32),
-		Policy: consent.DefaultPolicy(), MessageIDDomain: "optin.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openTestDB(t, nil)
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Wording: map[string]string{}, WordingVersion: 1,
 		AllowedOrigins: []string{"https://shop.example"}}
 	if tweakForm != nil {
@@ -64,6 +59,19 @@ func newPublicServer(t *testing.T, tweakForm func(*consent.Form), tweakCfg func(
 		t.Fatal(err)
 	}
 	return s, db
+}
+
+// openTestDB opens a real bbolt database in a temporary directory, on the
+// clock now (nil: the real time), closed when the test ends.
+func openTestDB(t *testing.T, now func() time.Time) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{'h'}, 32),
+		Policy: consent.DefaultPolicy(), MessageIDDomain: "optin.example", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // serve runs one request through s; header holds name, value pairs.
