@@ -93,6 +93,9 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 	if tx.Bucket(bucketSubscribers).Get([]byte(job.Subscriber)) == nil {
 		return false, nil // erased
 	}
+	if job.Kind == consent.JobIncidentNotice {
+		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
+	}
 	s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
 	if err != nil || (s != nil && !s.LiftedByOptIn()) {
 		return false, err

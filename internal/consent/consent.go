@@ -224,6 +224,9 @@ const (
 	// it was replaced (both transactional).
 	JobAddressChange  JobKind = "address_change"
 	JobAddressChanged JobKind = "address_changed"
+	// JobIncidentNotice tells a person affected by a personal data breach
+	// (GDPR Art. 34); it goes to suppressed addresses too.
+	JobIncidentNotice JobKind = "incident_notice"
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -256,6 +259,9 @@ type Job struct {
 	// NewEmail is, in a JobAddressChanged notice, the address that
 	// replaced the one the notice goes to.
 	NewEmail string `json:"new_email,omitempty"`
+	// Incident is the incident a JobIncidentNotice is about; its Body is
+	// the operator's text.
+	Incident string `json:"incident,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -29,6 +29,7 @@ type Store interface {
 	PersonStore
 	AdminStore
 	CampaignStore
+	IncidentStore
 	OutboxStore
 	LedgerStore
 	SessionStore
@@ -144,6 +145,22 @@ type AdminStore interface {
 	// Backup writes a consistent snapshot of the store to w, calling size
 	// with its length before the first byte.
 	Backup(ctx context.Context, w io.Writer, size func(int64)) error
+}
+
+// IncidentStore keeps the breach register (GDPR Art. 33(5), 34).
+type IncidentStore interface {
+	// CreateIncident validates in (NewIncident) and stores the incident
+	// with a new id, audited under a.
+	CreateIncident(ctx context.Context, a Actor, in IncidentInput) (*Incident, error)
+	// Incident returns incident id, or ENotFound.
+	Incident(ctx context.Context, id string) (*Incident, error)
+	// EachAffected calls fn for every subscriber incident inc affects
+	// (Incident.Affects), in id order, from one snapshot.
+	EachAffected(ctx context.Context, inc *Incident, fn func(*Subscriber) error) error
+	// NotifyIncident queues the notice with text to every subscriber
+	// incident id affects, once (a second call is EConflict), records
+	// when and how many on the incident, and audits it under a.
+	NotifyIncident(ctx context.Context, a Actor, id, text string) (int, error)
 }
 
 // CampaignStore keeps reawaken campaigns and runs them.

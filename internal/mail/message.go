@@ -123,6 +123,8 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		err = r.addressChange(job, data, &m)
 	case consent.JobAddressChanged:
 		data["NewEmail"] = job.NewEmail
+	case consent.JobIncidentNotice:
+		data["Body"] = job.Body
 	default:
 		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
@@ -133,7 +135,7 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		m.Subject = l.T("mail." + string(job.Kind) + ".subject")
 	}
 	data["Subject"] = m.Subject
-	if job.Kind == consent.JobReawaken { // the marketer's body differs per recipient
+	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice { // the operator's text is not cached
 		m.Text, m.HTML, err = r.execute(job.Kind, data)
 		return m, err
 	}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"PreferencesMail", testPreferencesMail},
 		{"Rectify", testRectify},
 		{"ForgetOptedOut", testForgetOptedOut},
+		{"Incidents", testIncidents},
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},

@@ -69,6 +69,11 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 
 	g.GET("/stats", read, s.handleStats)
 	g.GET("/audit", read, s.handleAudit)
+	g.POST("/incidents", admin, s.handleIncidentCreate)
+	g.GET("/incidents/:id", admin, s.handleIncident)
+	g.GET("/incidents/:id/affected", admin, s.handleIncidentAffected)
+	g.GET("/incidents/:id/report", admin, s.handleIncidentReport)
+	g.POST("/incidents/:id/notify", admin, s.handleIncidentNotify)
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)
 	g.GET("/backup", admin, s.handleBackup)
 
