@@ -102,7 +102,7 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"GET", "/forms", "", "", [4]int{200, 200, 200, 401}},
 		{"POST", "/forms", js, `{}`, [4]int{400, 403, 403, 401}},
 		{"GET", "/forms/newsletter", "", "", [4]int{200, 200, 200, 401}},
-		{"PUT", "/forms/newsletter", js, `{}`, [4]int{400, 403, 403, 401}},
+		{"PUT", "/forms/newsletter", js, `{"locale":"xx"}`, [4]int{400, 403, 403, 401}},
 		{"DELETE", "/forms/nope", "", "", [4]int{404, 403, 403, 401}},
 		{"GET", "/forms/newsletter/snippet", "", "", [4]int{200, 200, 200, 401}},
 		{"GET", "/subscribers", "", "", [4]int{200, 200, 200, 401}},
