@@ -638,3 +638,29 @@ func TestCRLFNeverReachesHeaders(t *testing.T) {
 		t.Errorf("name leaked into headers: To %q Subject %q", h.Get("To"), h.Get("Subject"))
 	}
 }
+
+// TestHostedFormDetails: HEAD answers like GET; the notice and the
+// privacy link come before the button; after a refused signup the form
+// shows what was typed and ticked again.
+func TestHostedFormDetails(t *testing.T) {
+	s := startService(t, nil)
+	get := s.do("GET", "/f/newsletter", "", "")
+	head := s.do("HEAD", "/f/newsletter", "", "")
+	if head.status != get.status || head.header.Get("Content-Type") != get.header.Get("Content-Type") || head.body != "" {
+		t.Errorf("HEAD: got %d %q with %d bytes, want GET's %d %q and no body", head.status, head.header.Get("Content-Type"), len(head.body), get.status, get.header.Get("Content-Type"))
+	}
+	privacy, button := strings.Index(get.body, `/privacy" target="_blank"`), strings.Index(get.body, `<button type="submit"`)
+	if privacy < 0 || button < 0 || privacy > button {
+		t.Errorf("the privacy link (at %d) must come before the button (at %d)", privacy, button)
+	}
+	form := url.Values{"email": {"not an address"}, "name": {"Ann <b>"}, "topics": {"news"}}.Encode()
+	r := s.do("POST", "/f/newsletter", "application/x-www-form-urlencoded", form)
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("bad address: got %d, want 400", r.status)
+	}
+	for _, want := range []string{`value="not an address"`, `value="Ann &lt;b&gt;"`, `value="news" checked`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("refused form lacks %s:\n%s", want, r.body)
+		}
+	}
+}

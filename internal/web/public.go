@@ -42,9 +42,11 @@ type pageData struct {
 	// Retention and Rights explain the data (privacy page).
 	Retention string
 	Rights    string
-	// Email and Name are the address and name a preference page manages.
-	Email string
-	Name  string
+	// Email and Name are the address and name a preference page manages,
+	// or what a refused signup form had typed; Checked its ticked topics.
+	Email   string
+	Name    string
+	Checked map[string]bool
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -172,7 +174,9 @@ func (s *Server) handleFormPage(c *gin.Context) {
 // lets the form's allowed origins frame it and lets the form post to
 // optin and follow the redirect to the success URL; a proof-of-work form
 // also runs embed.js from optin, which solves the challenge.
-func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []consent.Topic, l i18n.Localizer, msg string) {
+// formPage renders the hosted form; typed, when set, is a refused
+// signup's page data whose values the form shows again.
+func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []consent.Topic, l i18n.Localizer, msg string, typed ...pageData) {
 	w := s.wording(f, topics, l)
 	origins := cspSources(f.AllowedOrigins)
 	formAction := append([]string{"'self'"}, origins...)
@@ -183,6 +187,9 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
 	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: topics, Wording: w.Text, Notice: w.Notice,
 		Message: msg, Privacy: s.privacyURL(f)}
+	if len(typed) > 0 {
+		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
+	}
 	if f.PoWBits() > 0 {
 		csp += "; script-src 'self'; connect-src 'self'"
 		d.PoW = d.Action + "/challenge"
@@ -453,7 +460,12 @@ func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topi
 		return
 	}
 	l := s.localizer(c, c.PostForm("locale"), f.Locale)
-	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err))
+	typed := pageData{Email: consent.Truncate(c.PostForm("email"), 254), Name: consent.Truncate(c.PostForm("name"), 400),
+		Checked: map[string]bool{}}
+	for _, t := range c.PostFormArray("topics") {
+		typed.Checked[t] = true
+	}
+	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err), typed)
 }
 
 // linkRequest verifies a confirm or not-me token and loads its request.

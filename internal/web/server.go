@@ -165,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	pub := e.Group("/", limitBody(maxBody), readDeadline(bodyTimeout))
 	pub.GET("/f/:form", s.handleFormPage)
+	pub.HEAD("/f/:form", s.handleFormPage)
 	pub.POST("/f/:form", s.handleSignup)
 	pub.OPTIONS("/f/:form", s.handlePreflight)
 	pub.GET("/f/:form/thanks", s.handleThanks)
