@@ -193,6 +193,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		{"visible unsubscribe link", strings.Contains(text, unsubURL) && strings.Contains(html, unsubURL)},
 		{"postal address in text and HTML", strings.Contains(text, testPostal) && strings.Contains(html, testPostal)},
 		{"keep link", keepRE.MatchString(text)},
+		{"a preference link beside the unsubscribe link", prefRE.MatchString(text) && strings.Contains(html, "/preferences/")},
+		{"link texts without a trailing colon", !strings.Contains(html, ":</a>")},
 		{"body text as written", strings.Contains(text, "about Product news <b>for a while</b>.")},
 		{"body escaped in HTML", strings.Contains(html, "&lt;b&gt;for a while&lt;/b&gt;") && !strings.Contains(html, "<b>")},
 		{"no address in the links", !strings.Contains(unsubURL, "ok1") && !strings.Contains(keepRE.FindString(text), "ok1")},

@@ -34,6 +34,10 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	if err != nil {
 		return err
 	}
+	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: r.now().Add(token.PreferencesTTL)})
+	if err != nil {
+		return err
+	}
 	name, _ := data["Name"].(string)
 	m.Subject = consent.FillPlaceholders(job.Subject, name, topicName)
 	if job.Reminder {
@@ -51,6 +55,7 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	data["TopicName"] = topicName
 	data["KeepURL"] = r.baseURL + "/reawaken/" + keepTok
 	data["UnsubscribeURL"] = unsubURL
+	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
 	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format(l.T("mail.date_layout"))
 	m.Unsubscribe, m.Link = unsubURL, data["KeepURL"].(string)
 	m.ListID = r.ListID(job.Topic)
