@@ -173,3 +173,34 @@ func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
 		t.Errorf("preference page of a soft-opt-in customer: want the customer basis and no claim of consent:\n%s", body)
 	}
 }
+
+// TestEraseAsksOnItsOwnPage: the preference page links to erasure instead
+// of erasing from a button beside "Save"; the erase page changes nothing
+// on GET and asks for a confirmation whose POST erases.
+func TestEraseAsksOnItsOwnPage(t *testing.T) {
+	s := startService(t, nil)
+	s.signupJSON("era@example.com", "news")
+	confirm, _ := links(t, parseMail(t, s.waitMails(1)[0].Data).text)
+	s.do("POST", confirm, "", "")
+	pref, _ := s.manageLink("era@example.com")
+	page := s.do("GET", pref, "", "").body
+	if strings.Contains(page, `action="`+strings.TrimPrefix(pref, s.url)+`/erase"`) || !strings.Contains(page, `href="`+strings.TrimPrefix(pref, s.url)+`/erase"`) {
+		t.Errorf("preference page: want a link to the erase page, not an erase button:\n%s", page)
+	}
+	ask := s.do("GET", pref+"/erase", "", "")
+	if ask.status != http.StatusOK || !strings.Contains(ask.body, "Yes, erase all my data") || !strings.Contains(ask.body, `class="danger"`) {
+		t.Fatalf("erase page: got %d\n%s", ask.status, ask.body)
+	}
+	if _, ok := s.subscriber("era@example.com"); !ok {
+		t.Fatal("GET on the erase page erased")
+	}
+	if r := s.do("POST", pref+"/erase", "", ""); r.status != http.StatusOK {
+		t.Fatalf("erase: got %d", r.status)
+	}
+	if _, ok := s.subscriber("era@example.com"); ok {
+		t.Error("still there after confirming the erasure")
+	}
+	if r := s.do("GET", pref+"/erase", "", ""); r.status != http.StatusGone {
+		t.Errorf("erase page after the erasure: got %d, want 410", r.status)
+	}
+}

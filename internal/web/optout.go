@@ -280,6 +280,23 @@ func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 
 // handleErase erases the person (Art. 17); only the suppression hash and
 // an erased ledger event remain.
+// handleErasePage asks, on a page of its own, whether the person really
+// wants everything erased; only its button's POST erases.
+func (s *Server) handleErasePage(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Preferences, false)
+	if !ok {
+		return
+	}
+	if _, err := s.store.Subscriber(c.Request.Context(), claims.Subject); consent.ErrorCode(err) == consent.ENotFound {
+		s.messagePage(c, http.StatusGone, s.localizer(c), "gone", pageData{})
+		return
+	}
+	_, l, _ := s.subscriberLocalizer(c, claims.Subject)
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("preferences.erase_title"), Message: l.T("preferences.erase_message"),
+		Button: l.T("preferences.erase_confirm"), Action: c.Request.URL.Path, Danger: true,
+		LinkURL: strings.TrimSuffix(c.Request.URL.Path, "/erase"), LinkText: l.T("preferences.erase_back")})
+}
+
 func (s *Server) handleErase(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Preferences, false)
 	if !ok {

@@ -47,6 +47,8 @@ type pageData struct {
 	Email   string
 	Name    string
 	Checked map[string]bool
+	// Danger styles an action page's button as one that cannot be undone.
+	Danger bool
 }
 
 // keyedError is an error with the catalog key of the message a browser
