@@ -4,7 +4,8 @@ package templates
 
 import "embed"
 
-// FS holds pages/*.html, mail/*.tmpl, locales/*.yaml and embed/embed.js.
+// FS holds pages/*.html, mail/*.tmpl, locales/*.yaml, embed/embed.js and
+// the console: console/*.html and its assets.
 //
-//go:embed pages mail locales embed
+//go:embed pages mail locales embed console
 var FS embed.FS

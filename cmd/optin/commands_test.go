@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -16,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"optin/internal/app"
+	"optin/internal/bolt/bolttest"
 	"optin/internal/config"
 )
 
@@ -74,26 +72,8 @@ func importedDir(t *testing.T, n int) (string, config.Config) {
 func TestCLIVerifyCountsGoodEvents(t *testing.T) {
 	boltOnly(t, "damages the database file")
 	path, cfg := importedDir(t, 3)
-	raw, err := bbolt.Open(filepath.Join(cfg.DataDir, "optin.db"), 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = raw.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("ledger"))
-		key := binary.BigEndian.AppendUint64(nil, 2)
-		v := b.Get(key)
-		if v == nil {
-			return errors.New("no event 2")
-		}
-		return b.Put(key, bytes.Replace(v, []byte(`"imported"`), []byte(`"confirmed"`), 1))
-	})
-	if cerr := raw.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = runCLI(t, "verify", "--config", path)
+	bolttest.TamperEvent(t, filepath.Join(cfg.DataDir, "optin.db"), 2, `"imported"`, `"confirmed"`)
+	_, err := runCLI(t, "verify", "--config", path)
 	if err == nil || !strings.Contains(err.Error(), "broken at event 2") || !strings.Contains(err.Error(), "1 good events") {
 		t.Errorf("verify: got %v, want broken at event 2 after 1 good events", err)
 	}
@@ -204,9 +184,9 @@ func TestCLIReadOnlyCommands(t *testing.T) {
 	}
 }
 
-// TestCLIRestoreCheck follows the README's restore check: a backup copy of
-// optin.db in an empty directory is verified there, and nothing is
-// written: no new secrets.json, no change to the copy.
+// TestCLIRestoreCheck follows the restore check of docs/operations.md: a
+// backup copy of optin.db in an empty directory is verified there, and
+// nothing is written: no new secrets.json, no change to the copy.
 func TestCLIRestoreCheck(t *testing.T) {
 	boltOnly(t, "a copy of optin.db and secrets.json")
 	_, cfg := importedDir(t, 2)

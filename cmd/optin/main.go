@@ -166,7 +166,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		// The service allocates short-lived garbage per request and per
 		// mail; collecting less often measured 40% more mails a second
-		// (README, Performance). GOGC in the environment overrides it.
+		// (docs/performance.md). GOGC in the environment overrides it.
 		debug.SetGCPercent(400)
 	}
 	// Bind first: a first start that cannot listen must not use up the

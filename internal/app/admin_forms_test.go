@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -33,7 +34,7 @@ func TestFormPrivacyAndProofOfWork(t *testing.T) {
 }
 
 // TestExportAndBackupAudited: bulk reads of personal data are in the
-// audit log (R84).
+// audit log (GDPR Art. 5(2) and 33(3)).
 func TestExportAndBackupAudited(t *testing.T) {
 	s := startService(t, nil)
 	for _, path := range []string{"/exports/subscribers?format=ndjson", "/backup"} {
@@ -55,4 +56,44 @@ func TestExportAndBackupAudited(t *testing.T) {
 	if !got["export"] || !got["backup"] {
 		t.Errorf("audit log: got %+v, want an export and a backup entry", audit.Items)
 	}
+}
+
+// TestFormLocaleAndPartialUpdate: a form created without a locale keeps
+// none and speaks each visitor's language; a PUT that gives some fields
+// changes those and keeps the rest; a given wording replaces the whole
+// map; an id that differs from the path is refused.
+func TestFormLocaleAndPartialUpdate(t *testing.T) {
+	s := startService(t, nil)
+	var f struct {
+		Locale         string
+		Topics         []string
+		Wording        map[string]string
+		AllowedOrigins []string `json:"allowed_origins"`
+	}
+	s.adminJSON("POST", "/forms", `{"id":"shop","topics":["news"],"wording":{"en":"Yes please","it":"Sì grazie"},"allowed_origins":["https://shop.example"]}`, http.StatusCreated, &f)
+	if f.Locale != "" {
+		t.Errorf("locale of a form created without one: got %q, want empty (the visitor's)", f.Locale)
+	}
+	for lang, want := range map[string]string{"it-IT,it;q=0.9": `lang="it"`, "sv-SE": `lang="sv"`, "en-GB": `lang="en"`} {
+		if r := s.do("GET", "/f/shop", "", "", "Accept-Language", lang); !strings.Contains(r.body, want) {
+			t.Errorf("Accept-Language %s: page lacks %s", lang, want)
+		}
+	}
+
+	s.adminJSON("PUT", "/forms/shop", `{"allowed_origins":["https://shop.example","https://www.shop.example"]}`, http.StatusOK, &f)
+	if len(f.Topics) != 1 || f.Wording["it"] != "Sì grazie" || len(f.AllowedOrigins) != 2 {
+		t.Errorf("after a PUT of allowed_origins only: got %+v, want the rest kept", f)
+	}
+	f.Wording = nil // decoding into a map merges
+	s.adminJSON("PUT", "/forms/shop", `{"wording":{"en":"Yes"}}`, http.StatusOK, &f)
+	if len(f.Wording) != 1 || f.Wording["en"] != "Yes" {
+		t.Errorf("after a PUT of wording: got %v, want only the given wording", f.Wording)
+	}
+	s.adminJSON("PUT", "/forms/shop", `{"locale":"it"}`, http.StatusOK, &f)
+	if r := s.do("GET", "/f/shop", "", "", "Accept-Language", "sv-SE"); !strings.Contains(r.body, `lang="it"`) {
+		t.Errorf("a form with locale it: want it whatever the visitor's language")
+	}
+	s.adminJSON("PUT", "/forms/shop", `{"id":"other"}`, http.StatusBadRequest, nil)
+	s.adminJSON("PUT", "/forms/shop", `{"bogus":1}`, http.StatusBadRequest, nil)
+	s.adminJSON("PUT", "/forms/nope", `{}`, http.StatusNotFound, nil)
 }

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"optin/internal/bolt"
+	"optin/internal/bolt/bolttest"
+	"optin/internal/config"
 	"optin/internal/consent"
 )
 
@@ -102,13 +102,15 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"GET", "/forms", "", "", [4]int{200, 200, 200, 401}},
 		{"POST", "/forms", js, `{}`, [4]int{400, 403, 403, 401}},
 		{"GET", "/forms/newsletter", "", "", [4]int{200, 200, 200, 401}},
-		{"PUT", "/forms/newsletter", js, `{}`, [4]int{400, 403, 403, 401}},
+		{"PUT", "/forms/newsletter", js, `{"locale":"xx"}`, [4]int{400, 403, 403, 401}},
 		{"DELETE", "/forms/nope", "", "", [4]int{404, 403, 403, 401}},
 		{"GET", "/forms/newsletter/snippet", "", "", [4]int{200, 200, 200, 401}},
 		{"GET", "/subscribers", "", "", [4]int{200, 200, 200, 401}},
 		{"GET", "/subscribers/nope", "", "", [4]int{404, 404, 404, 401}},
 		{"GET", "/subscribers/nope/consents", "", "", [4]int{404, 404, 404, 401}},
 		{"POST", "/subscribers/nope/activity", js, `{"kind":"purchase","at":"2020-01-01T00:00:00Z"}`, [4]int{404, 404, 403, 401}},
+		{"PATCH", "/subscribers/nope", js, `{"name":"X"}`, [4]int{404, 404, 403, 401}},
+		{"POST", "/subscribers/nope/preference-link", "", "", [4]int{404, 404, 403, 401}},
 		{"DELETE", "/subscribers/nope", "", "", [4]int{404, 404, 403, 401}},
 		{"POST", "/imports", csv, "email,topics,basis\n", [4]int{200, 200, 403, 401}},
 		{"GET", "/exports/subscribers", "", "", [4]int{200, 200, 403, 401}},
@@ -117,6 +119,11 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"DELETE", "/suppressions/00", "", "", [4]int{404, 403, 403, 401}},
 		{"GET", "/stats", "", "", [4]int{200, 200, 200, 401}},
 		{"GET", "/audit", "", "", [4]int{200, 200, 200, 401}},
+		{"POST", "/incidents", js, `{}`, [4]int{400, 403, 403, 401}},
+		{"GET", "/incidents/nope", "", "", [4]int{404, 403, 403, 401}},
+		{"GET", "/incidents/nope/affected", "", "", [4]int{404, 403, 403, 401}},
+		{"GET", "/incidents/nope/report", "", "", [4]int{404, 403, 403, 401}},
+		{"POST", "/incidents/nope/notify", js, `{"message":"x"}`, [4]int{404, 403, 403, 401}},
 		{"GET", "/ledger/verify", "", "", [4]int{200, 200, 200, 401}},
 		{"GET", "/backup", "", "", [4]int{200, 403, 403, 401}},
 		{"GET", "/apikeys", "", "", [4]int{200, 403, 403, 401}},
@@ -401,6 +408,43 @@ func TestAdminExport(t *testing.T) {
 	}
 }
 
+// TestAdminExportFilter: an export takes the listing's filter; a whole
+// address exports exactly that subscriber, a part of one every match.
+func TestAdminExportFilter(t *testing.T) {
+	s := startService(t, nil)
+	s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+		"a@example.com,Ann,news,consent,2024-01-01,shop,\n" +
+		"ba@example.com,Bo,news,legitimate_interest,,,2024-02-01\n" +
+		"c@example.com,Cy,news,consent,2024-01-01,shop,\n")
+	for _, tt := range []struct{ query, want string }{
+		{"", "a@example.com ba@example.com c@example.com"},
+		{"&q=a@example.com", "a@example.com"},
+		{"&q=A@EXAMPLE.COM", "a@example.com"},
+		{"&q=a@example", "a@example.com ba@example.com"},
+		{"&q=nobody@example.com", ""},
+		{"&lifecycle=dormant", "ba@example.com"},
+		{"&q=cy", "c@example.com"},
+		{"&status=confirmed&topic=news&lifecycle=prospect", "a@example.com c@example.com"},
+	} {
+		r := s.adminAs(testAdminKey, "GET", "/exports/subscribers?format=ndjson"+tt.query, "", "")
+		var got []string
+		for line := range strings.Lines(r.body) {
+			var sub struct{ Email string }
+			if err := json.Unmarshal([]byte(line), &sub); err != nil {
+				t.Fatalf("export %s: %v in %q", tt.query, err, line)
+			}
+			got = append(got, sub.Email)
+		}
+		slices.Sort(got)
+		if r.status != http.StatusOK || strings.Join(got, " ") != tt.want {
+			t.Errorf("export%s: got %d %v, want %q", tt.query, r.status, got, tt.want)
+		}
+	}
+	if r := s.adminAs(testAdminKey, "GET", "/exports/subscribers?status=maybe", "", ""); r.status != http.StatusBadRequest {
+		t.Errorf("bad status filter: got %d, want 400", r.status)
+	}
+}
+
 // TestAdminSuppressions: admin-added entries can be removed, the person's
 // own opt-outs cannot.
 func TestAdminSuppressions(t *testing.T) {
@@ -657,19 +701,7 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 	if err := os.WriteFile(tampered, []byte(r.body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := bbolt.Open(tampered, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bbolt.Tx) error {
-		bk := tx.Bucket([]byte("ledger"))
-		k, v := bk.Cursor().First()
-		return bk.Put(k, []byte(strings.Replace(string(v), `"basis":"consent"`, `"basis":"legitimate_interest"`, 1)))
-	})
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bolttest.TamperEvent(t, tampered, 1, `"basis":"consent"`, `"basis":"legitimate_interest"`)
 	verifyFile(t, tampered, false)
 }
 
@@ -677,20 +709,7 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 // optin's ledger walk; it returns the number of events.
 func verifyFile(t *testing.T, path string, wantOK bool) uint64 {
 	t.Helper()
-	raw, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Fatalf("bbolt cannot open %s: %v", path, err)
-	}
-	err = raw.View(func(tx *bbolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	raw.Close()
-	if err != nil {
-		t.Fatalf("bbolt check: %v", err)
-	}
+	bolttest.Check(t, path)
 	db, err := bolt.Open(path, bolt.Options{HMACKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)
@@ -741,5 +760,104 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(r.body, "metrics@example.com") {
 		t.Error("metrics contain an address")
+	}
+}
+
+// TestAdminImportMethod: a consent collected with a pre-ticked box, inside
+// a contract or in an unknown way is not consent, whatever its date and
+// source: the row goes to double opt-in. A box the person ticked, or an
+// earlier double opt-in, stands, and the method is part of the evidence.
+func TestAdminImportMethod(t *testing.T) {
+	s := startService(t, nil)
+	csv := strings.Join([]string{
+		"email,topics,basis,consented_at,source,method",
+		"tick@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,checkbox_unticked",
+		"doi@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,double_opt_in",
+		"pre@example.com,news,consent,2024-03-01T10:00:00Z,https://old.example/signup,prefilled",
+		"contract@example.com,news,consent,2024-03-01T10:00:00Z,shop terms,contract_clause",
+		"unknown@example.com,news,consent,2024-03-01T10:00:00Z,old crm,unknown",
+		"bad@example.com,news,consent,2024-03-01T10:00:00Z,old crm,verbal",
+	}, "\n") + "\n"
+	rep := s.importCSV(csv)
+	if rep.Imported != 5 || rep.Pending != 3 || rep.InvalidCount != 1 {
+		t.Fatalf("imported %d, pending %d, invalid %d, want 5 (3 of them pending), 3, 1 (%+v)", rep.Imported, rep.Pending, rep.InvalidCount, rep)
+	}
+	if p := rep.Invalid[0]; p.Line != 7 || !strings.Contains(p.Reason, "method must be") {
+		t.Errorf("invalid row: got %+v, want line 7 naming the methods", p)
+	}
+	for addr, want := range map[string]string{"tick@example.com": "confirmed", "doi@example.com": "confirmed",
+		"pre@example.com": "pending", "contract@example.com": "pending", "unknown@example.com": "pending"} {
+		sub, ok := s.subscriber(addr)
+		if !ok {
+			t.Errorf("%s: not imported", addr)
+			continue
+		}
+		if got := sub.Subscriptions["news"].Status; got != want {
+			t.Errorf("%s: got %s, want %s", addr, got, want)
+		}
+	}
+	tick, _ := s.subscriber("tick@example.com")
+	if evs := s.events(tick.ID); len(evs) != 1 || !strings.Contains(evs[0].Page, "method=checkbox_unticked") {
+		t.Errorf("tick's evidence: got %+v, want the method recorded", evs)
+	}
+	to := map[string]bool{}
+	for _, m := range s.waitMails(3) {
+		to[strings.Trim(parseMail(t, m.Data).header.Get("To"), "<>")] = true
+	}
+	for _, addr := range []string{"pre@example.com", "contract@example.com", "unknown@example.com"} {
+		if !to[addr] {
+			t.Errorf("no double-opt-in mail to %s (mails to %v)", addr, to)
+		}
+	}
+}
+
+// TestActivityTrail: every activity kind is recorded with its reason and
+// who recorded it, in the admin's consent view and in the person's own
+// export; only the kinds lifecycle.customer_activities names make a
+// customer.
+func TestActivityTrail(t *testing.T) {
+	s := startService(t, func(c *config.Config) { c.Lifecycle.CustomerActivities = []string{"purchase", "login"} })
+	s.importCSV("email,topics,basis,consented_at,source\nt@example.com,news,consent,2024-01-01,x\n")
+	sub, _ := s.subscriber("t@example.com")
+	lifecycle := func() string {
+		var v struct{ Lifecycle string }
+		s.adminJSON("GET", "/subscribers/"+sub.ID, "", http.StatusOK, &v)
+		return v.Lifecycle
+	}
+	at := s.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"enquiry","at":"`+at+`","reason":"asked for the autumn catalogue"}`, http.StatusOK, nil)
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"reservation","at":"`+at+`"}`, http.StatusOK, nil)
+	if got := lifecycle(); got != "prospect" {
+		t.Errorf("after an enquiry and a reservation (not customer kinds here): got %q, want prospect", got)
+	}
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"login","at":"`+at+`","reason":"shop account"}`, http.StatusOK, nil)
+	if got := lifecycle(); got != "customer" {
+		t.Errorf("after a login (a customer kind here): got %q, want customer", got)
+	}
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/activity", `{"kind":"note","at":"`+at+`","reason":"line one\nline two"}`, http.StatusBadRequest, nil)
+
+	var consents struct {
+		Items []struct {
+			Type       string
+			Activity   string
+			OccurredAt time.Time `json:"occurred_at"`
+			Source     string
+			Personal   *struct{ Note string }
+		}
+	}
+	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &consents)
+	var trail []string
+	for _, ev := range consents.Items {
+		if ev.Type == "activity" && ev.Personal != nil {
+			trail = append(trail, ev.Activity+"|"+ev.Source+"|"+ev.Personal.Note+"|"+ev.OccurredAt.UTC().Format(time.RFC3339))
+		}
+	}
+	want := []string{
+		"enquiry|admin:bootstrap|asked for the autumn catalogue|" + at,
+		"reservation|admin:bootstrap||" + at,
+		"login|admin:bootstrap|shop account|" + at,
+	}
+	if !slices.Equal(trail, want) {
+		t.Errorf("trail in the consent view: got %q, want %q", trail, want)
 	}
 }

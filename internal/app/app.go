@@ -148,11 +148,14 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	wc := web.Config{Store: store, Tokens: tokens, Catalog: cat, Templates: templates.FS,
 		Log: log, BaseURL: cfg.BaseURL, TrustedProxies: cfg.TrustedProxies,
 		Sender: sender, PostalAddress: cfg.Mail.PostalAddress,
-		SignupLimit:  web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
-		ManageLimit:  web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
-		DormantAfter: time.Duration(cfg.Lifecycle.DormantAfter),
-		ConfirmBrake: brake(cfg.Limits.Confirmations),
-		Metrics:      metrics,
+		SignupLimit:        web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
+		ManageLimit:        web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
+		DormantAfter:       time.Duration(cfg.Lifecycle.DormantAfter),
+		ConfirmBrake:       brake(cfg.Limits.Confirmations),
+		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
+		PendingRetention:   time.Duration(cfg.Pending.Retention),
+		OptedOutRetention:  time.Duration(cfg.Retention.OptedOut),
+		Metrics:            metrics,
 	}
 	if outbox != nil {
 		wc.Outbox = outbox
@@ -170,6 +173,16 @@ func newSMTPTransport(s config.SMTP, tlsConf *tls.Config) (*optmail.SMTPTranspor
 	}
 	return optmail.NewSMTPTransport(optmail.SMTPConfig{Host: s.Host, Port: s.Port, Username: s.Username,
 		Password: s.Password, TLS: s.TLS, TLSConfig: tlsConf, RootCAs: roots, Helo: s.Helo})
+}
+
+// customerActivities turns lifecycle.customer_activities (validated by
+// config) into activity kinds.
+func customerActivities(kinds []string) []consent.ActivityKind {
+	out := make([]consent.ActivityKind, len(kinds))
+	for i, k := range kinds {
+		out[i] = consent.ActivityKind(k)
+	}
+	return out
 }
 
 // brake turns the limits.confirmations rate into the web server's brake.
@@ -331,7 +344,8 @@ func (a *App) lead(ctx context.Context, task string, fn func(ctx context.Context
 }
 
 // sweep deletes expired double-opt-in requests (pending.retention after
-// their link expired) once a minute after start and then hourly.
+// their link expired) and forgets people who opted out of everything
+// (retention.opted_out after), once a minute after start and then hourly.
 func (a *App) sweep(ctx context.Context) {
 	t := time.NewTimer(time.Minute)
 	defer t.Stop()
@@ -347,6 +361,12 @@ func (a *App) sweep(ctx context.Context) {
 		} else if n > 0 {
 			a.log.Info("swept expired double-opt-in requests", "count", n)
 		}
+		n, err = a.DB.ForgetOptedOut(ctx, time.Duration(a.cfg.Retention.OptedOut))
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("forgetting people who opted out", "err", err)
+		} else if n > 0 {
+			a.log.Info("forgot people who opted out longer than retention.opted_out", "count", n)
+		}
 		t.Reset(time.Hour)
 	}
 }
@@ -354,7 +374,8 @@ func (a *App) sweep(ctx context.Context) {
 // runCampaigns is the reawaken campaign runner: every tick it records the
 // campaign mail that went out, queues the next mails of running campaigns
 // at their rate, and handles due reminders and deadlines (see
-// bolt.CampaignStep). Without a postal address it queues nothing (R97).
+// bolt.CampaignStep). Without a postal address it queues nothing (CAN-SPAM,
+// 15 U.S.C. 7704(a)(5)(A)(iii)).
 func (a *App) runCampaigns(ctx context.Context) {
 	policy := consent.CampaignPolicy{DormantAfter: time.Duration(a.cfg.Lifecycle.DormantAfter)}
 	mayQueue := a.cfg.Mail.PostalAddress != ""

@@ -150,6 +150,7 @@ func (s *service) admin(path string, v any) int {
 type subscriber struct {
 	ID            string `json:"id"`
 	Email         string `json:"email"`
+	Name          string `json:"name"`
 	Subscriptions map[string]struct {
 		Status string `json:"status"`
 		Basis  string `json:"basis"`
@@ -170,6 +171,7 @@ func (s *service) subscriber(email string) (subscriber, bool) {
 
 type event struct {
 	Type      string   `json:"type"`
+	Field     string   `json:"field"`
 	Topics    []string `json:"topics"`
 	Source    string   `json:"source"`
 	Page      string   `json:"page"`
@@ -462,7 +464,7 @@ func TestHTMLSignup(t *testing.T) {
 		t.Fatalf("form page: status %d, no news checkbox", page.status)
 	}
 	if strings.Contains(page.body, "checked") {
-		t.Error("form page pre-ticks a box (R44)")
+		t.Error("form page pre-ticks a box (GDPR Recital 32)")
 	}
 	r := s.do("POST", "/f/newsletter", "application/x-www-form-urlencoded", "email=dee@example.com&topics=news&name=Dee",
 		"Origin", s.url)

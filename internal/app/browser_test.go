@@ -80,6 +80,20 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 	return tab
 }
 
+// logConsole copies the browser's console to the test log, for
+// diagnosis, in a goroutine of wg that ends with the tab.
+func logConsole(t *testing.T, tab context.Context, wg *sync.WaitGroup) {
+	console := chromedp.Console(tab)
+	wg.Go(func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			t.Logf("browser console: %s", m)
+		}
+	})
+}
+
 // shopPage is a page of another site that embeds the newsletter form;
 // query ends the script's URL.
 func shopPage(optinURL, query string) http.Handler {
@@ -149,16 +163,7 @@ func TestBrowserEmbed(t *testing.T) {
 		}
 	})
 
-	// The browser's console goes to the test log, for diagnosis.
-	console := chromedp.Console(tab)
-	wg.Go(func() {
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			t.Logf("browser console: %s", m)
-		}
-	})
+	logConsole(t, tab, &wg)
 
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

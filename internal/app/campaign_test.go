@@ -106,7 +106,8 @@ var keepRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/reawaken/[A-Za-z0-9._-]
 
 // TestCampaignAudienceAndMail builds every kind of contact, previews the
 // campaign, runs it and checks who got mail and what the mail holds: it
-// is marketing in every respect (R69).
+// is marketing in every respect (CASL s. 1(3); the ICO's Honda and Flybe
+// decisions).
 func TestCampaignAudienceAndMail(t *testing.T) {
 	s := startService(t, withPostal)
 	s.importConsented("ok1@example.com", "ok2@example.com", "unsub@example.com", "supp@example.com", "gone@example.com")
@@ -192,6 +193,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		{"visible unsubscribe link", strings.Contains(text, unsubURL) && strings.Contains(html, unsubURL)},
 		{"postal address in text and HTML", strings.Contains(text, testPostal) && strings.Contains(html, testPostal)},
 		{"keep link", keepRE.MatchString(text)},
+		{"a preference link beside the unsubscribe link", prefRE.MatchString(text) && strings.Contains(html, "/preferences/")},
+		{"link texts without a trailing colon", !strings.Contains(html, ":</a>")},
 		{"body text as written", strings.Contains(text, "about Product news <b>for a while</b>.")},
 		{"body escaped in HTML", strings.Contains(html, "&lt;b&gt;for a while&lt;/b&gt;") && !strings.Contains(html, "<b>")},
 		{"no address in the links", !strings.Contains(unsubURL, "ok1") && !strings.Contains(keepRE.FindString(text), "ok1")},
@@ -217,7 +220,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 }
 
 // TestCampaignNeedsPostalAddress: no campaign starts without the
-// sender's postal address (R97); roles and validation.
+// sender's postal address (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii)); roles
+// and validation.
 func TestCampaignNeedsPostalAddress(t *testing.T) {
 	s := startService(t, nil)
 	s.importConsented("a@example.com")
@@ -450,8 +454,9 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 	}
 }
 
-// TestCampaignQueuedMailHonoursUnsubscribe is the R60 test for campaigns:
-// a contact who unsubscribes after their mail was queued gets nothing.
+// TestCampaignQueuedMailHonoursUnsubscribe checks the send-time check for
+// campaigns (GDPR Art. 21(3)): a contact who unsubscribes after their mail
+// was queued gets nothing.
 func TestCampaignQueuedMailHonoursUnsubscribe(t *testing.T) {
 	s := startService(t, withPostal)
 	s.importConsented("late@example.com")

@@ -184,7 +184,8 @@ func TestLocaleChoice(t *testing.T) {
 }
 
 // TestBurstSignupsOneMail fires 100 concurrent signups for one address:
-// every one gets the same answer and exactly one mail arrives (R104).
+// every one gets the same answer and exactly one mail arrives (no list
+// bombing).
 func TestBurstSignupsOneMail(t *testing.T) {
 	s := startService(t, func(c *config.Config) { c.Limits.SignupPerIP = config.Rate{N: 1000, Per: time.Minute} })
 	const n = 100
@@ -224,7 +225,8 @@ func TestBurstSignupsOneMail(t *testing.T) {
 
 // TestUniformAnswers: a new, pending, confirmed, unsubscribed, not-me
 // blocked or operator-suppressed address gets the same status, body and
-// Location, as JSON and as an HTML form post (R105).
+// Location, as JSON and as an HTML form post: the form tells no one who
+// is subscribed.
 func TestUniformAnswers(t *testing.T) {
 	s := startService(t, func(c *config.Config) { c.Limits.SignupPerIP = config.Rate{N: 1000, Per: time.Minute} })
 	ctx := context.Background()
@@ -430,7 +432,8 @@ func TestEmbedOrigins(t *testing.T) {
 		}
 	}
 	// Without a page field or Referer, the ledger records the posting
-	// origin as where the consent was given (R108).
+	// origin as where the consent was given (GDPR Art. 7(1): the proof
+	// names its source).
 	sub, ok := s.subscriber("e3@example.com")
 	if !ok {
 		t.Fatal("e3 not stored")
@@ -633,5 +636,31 @@ func TestCRLFNeverReachesHeaders(t *testing.T) {
 	h, _, _ := mailParts(t, m.Data)
 	if strings.Contains(h.Get("Subject"), "pwned") || strings.Contains(h.Get("To"), "evil") {
 		t.Errorf("name leaked into headers: To %q Subject %q", h.Get("To"), h.Get("Subject"))
+	}
+}
+
+// TestHostedFormDetails: HEAD answers like GET; the notice and the
+// privacy link come before the button; after a refused signup the form
+// shows what was typed and ticked again.
+func TestHostedFormDetails(t *testing.T) {
+	s := startService(t, nil)
+	get := s.do("GET", "/f/newsletter", "", "")
+	head := s.do("HEAD", "/f/newsletter", "", "")
+	if head.status != get.status || head.header.Get("Content-Type") != get.header.Get("Content-Type") || head.body != "" {
+		t.Errorf("HEAD: got %d %q with %d bytes, want GET's %d %q and no body", head.status, head.header.Get("Content-Type"), len(head.body), get.status, get.header.Get("Content-Type"))
+	}
+	privacy, button := strings.Index(get.body, `/privacy" target="_blank"`), strings.Index(get.body, `<button type="submit"`)
+	if privacy < 0 || button < 0 || privacy > button {
+		t.Errorf("the privacy link (at %d) must come before the button (at %d)", privacy, button)
+	}
+	form := url.Values{"email": {"not an address"}, "name": {"Ann <b>"}, "topics": {"news"}}.Encode()
+	r := s.do("POST", "/f/newsletter", "application/x-www-form-urlencoded", form)
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("bad address: got %d, want 400", r.status)
+	}
+	for _, want := range []string{`value="not an address"`, `value="Ann &lt;b&gt;"`, `value="news" checked`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("refused form lacks %s:\n%s", want, r.body)
+		}
 	}
 }

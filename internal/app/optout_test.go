@@ -93,7 +93,7 @@ func TestOneClickUnsubscribe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			id := s.confirmed(tt.addr)
 			u := s.unsubscribeURL(id, "news")
-			// GET shows a page and changes nothing (R8).
+			// GET shows a page and changes nothing (RFC 8058, section 1).
 			r := s.do("GET", u, "", "")
 			if r.status != http.StatusOK || !strings.Contains(r.body, `method="post"`) {
 				t.Fatalf("GET: got %d", r.status)
@@ -278,7 +278,7 @@ func TestExportEraseResignup(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &exp); err != nil {
 		t.Fatal(err)
 	}
-	if exp.Schema != "optin.export/v1" || exp.Subscriber.Email != "gone@example.com" || len(exp.Events) != 2 ||
+	if exp.Schema != "optin.export/v2" || exp.Subscriber.Email != "gone@example.com" || len(exp.Events) != 2 ||
 		exp.Events[0].Personal == nil || exp.Events[0].WordingText == nil || exp.About.Purposes["news"] == "" {
 		t.Errorf("export incomplete: %+v", exp)
 	}
@@ -352,7 +352,7 @@ func TestExportEraseResignup(t *testing.T) {
 }
 
 // TestNotMeAfterConfirmWithdraws: the confirmation mail's one-click target
-// is never a no-op (R16): after the confirmation it withdraws the topics.
+// is never a no-op: after the confirmation it withdraws the topics.
 func TestNotMeAfterConfirmWithdraws(t *testing.T) {
 	s := startService(t, nil)
 	s.signupJSON("late@example.com", "news")

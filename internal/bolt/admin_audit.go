@@ -22,8 +22,8 @@ func (db *DB) audit(tx *bbolt.Tx, a consent.Actor, action, target string, count 
 }
 
 // AuditRead records a bulk read of personal data, such as an export or a
-// backup (R84). Reads run in read transactions, so the entry is written
-// right after, in its own.
+// backup (GDPR Art. 5(2) and 33(3)). Reads run in read transactions, so
+// the entry is written right after, in its own.
 func (db *DB) AuditRead(ctx context.Context, a consent.Actor, action, target string, count int) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error { return db.audit(tx, a, action, target, count) })
 }

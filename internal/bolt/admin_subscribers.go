@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -15,19 +14,22 @@ import (
 const maxScan = 20000
 
 // FindSubscribers returns one page of the subscribers matching f in id
-// order, and the cursor of the next page ("" at the end). Ids are random,
-// so the order is stable while others write: a subscriber added meanwhile
-// sorts before or after the cursor, and no page repeats or skips one that
-// existed when the listing began (unless it was erased).
+// order (the newest first with f.Newest), and the cursor of the next page
+// ("" at the end). Ids start with their creation time and end with random
+// bits, so the order is stable while others write: a subscriber added
+// meanwhile sorts before or after the cursor, and no page repeats or
+// skips one that existed when the listing began (unless it was erased).
 func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) ([]*consent.Subscriber, string, error) {
 	var out []*consent.Subscriber
 	next := ""
+	// after reports whether id comes after the cursor in the listing.
+	after := func(id string) bool { return f.Cursor == "" || (id < f.Cursor) == f.Newest && id != f.Cursor }
 	if addr, err := consent.ParseAddress(f.Query); err == nil {
 		// A whole address is an exact lookup through the address index.
 		f.Query = ""
 		err := db.view(func(tx *bbolt.Tx) error {
 			sub, err := subscriberByKey(tx, addr.Key)
-			if sub != nil && sub.ID > f.Cursor && f.Match(sub, db.Now()) {
+			if sub != nil && after(sub.ID) && f.Match(sub, db.Now()) {
 				out = append(out, sub)
 			}
 			return err
@@ -38,14 +40,29 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 		out, next = nil, ""
 		now := db.Now()
 		c := tx.Bucket(bucketSubscribers).Cursor()
+		step := c.Next
+		if f.Newest {
+			step = c.Prev
+		}
 		var k, v []byte
-		if f.Cursor == "" {
+		switch {
+		case f.Cursor == "" && f.Newest:
+			k, v = c.Last()
+		case f.Cursor == "":
 			k, v = c.First()
-		} else if k, v = c.Seek([]byte(f.Cursor)); k != nil && string(k) == f.Cursor {
-			k, v = c.Next()
+		default:
+			// Seek lands on the cursor or the first id after it in
+			// ascending order: step past it unless that is already the
+			// next one in the listing's order.
+			if k, v = c.Seek([]byte(f.Cursor)); k == nil && f.Newest {
+				k, v = c.Last()
+			}
+			for k != nil && !after(string(k)) {
+				k, v = step()
+			}
 		}
 		last := ""
-		for scanned := 0; k != nil; k, v = c.Next() {
+		for scanned := 0; k != nil; k, v = step() {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return nil
@@ -69,26 +86,28 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	return out, next, err
 }
 
-// RecordPurchase records a purchase by subscriber id at at: the last
-// purchase becomes the later of the stored one and at, which makes a
-// prospect a customer and a dormant customer active again. at in the
-// future is EInvalid; an unknown subscriber ENotFound.
-func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
+// RecordActivity records act of subscriber id (consent.PlanActivity):
+// the activity event with a as its source and, for a customer activity
+// later than the last one, the new last purchase, which makes a prospect a
+// customer and a dormant customer active again. An invalid activity (one
+// in the future, say) is EInvalid; an unknown subscriber ENotFound.
+func (db *DB) RecordActivity(ctx context.Context, a consent.Actor, id string, act consent.Activity, customer bool) (*consent.Subscriber, error) {
 	var sub *consent.Subscriber
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
-		var err error
+		now := db.Now()
+		act, err := consent.NewActivity(act.Kind, act.At, act.Reason, now)
+		if err != nil {
+			return err
+		}
 		if sub, err = loadSubscriber(tx, id); err != nil {
 			return err
 		}
-		at = at.UTC().Truncate(time.Millisecond)
-		if at.After(db.Now()) {
-			return consent.Errorf(consent.EInvalid, "at must not be in the future")
+		ev, personal := consent.PlanActivity(sub, act, customer, a.Source(), now, db)
+		if err := put(tx, bucketSubscribers, []byte(id), sub); err != nil {
+			return err
 		}
-		if at.After(sub.LastPurchase) {
-			sub.LastPurchase = at
-			if err := put(tx, bucketSubscribers, []byte(id), sub); err != nil {
-				return err
-			}
+		if err := appendEvent(tx, ev, personal); err != nil {
+			return err
 		}
 		return db.audit(tx, a, "subscriber.activity", id, 1)
 	})

@@ -94,7 +94,7 @@ func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.
 // DeleteSuppression removes the admin-added suppressions of the address
 // with hash h: for scope only, or for every scope when scope is "". The
 // person's own opt-outs and erasures are never removed this way: only a
-// new double opt-in by the person lifts them (R66). It returns the number
+// new double opt-in by the person lifts them. It returns the number
 // removed; ENotFound when the hash has no entry, EConflict when none of
 // its entries was added by an operator.
 func (db *DB) DeleteSuppression(ctx context.Context, a consent.Actor, h, scope string) (int, error) {

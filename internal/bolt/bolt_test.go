@@ -684,7 +684,7 @@ func TestAddressHash(t *testing.T) {
 	}
 }
 
-// TestConfirmLiftsOwnSuppressions checks R66 in the store: a completed
+// TestConfirmLiftsOwnSuppressions checks in the store that a completed
 // double opt-in lifts the person's own opt-outs for the confirmed topics and
 // for every topic, never an operator's entry nor one for another topic. The
 // store has no API to add suppressions yet, so they are written to the file.

@@ -67,7 +67,8 @@ func (db *DB) Campaigns(ctx context.Context) ([]*consent.Campaign, error) {
 
 // StartCampaign starts a draft campaign or resumes a paused one; a
 // running one stays as it is, a done one is EConflict. The caller checks
-// that a postal address is configured (R97). It is audited.
+// that a postal address is configured (CAN-SPAM, 15 U.S.C.
+// 7704(a)(5)(A)(iii)). It is audited.
 func (db *DB) StartCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
 	return db.changeCampaign(ctx, a, id, "campaign.start", func(c *consent.Campaign, now time.Time) error { return c.Start(now) })
 }
@@ -100,11 +101,11 @@ func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action st
 	return c, nil
 }
 
-// reawakenDeliverable is the send-time check of a reawaken mail (R60,
-// R69): the campaign still exists, the recipient has not answered (a
-// reminder only while the first mail awaits an answer), the subscription
-// is still confirmed and the address is not suppressed for the topic or
-// for all, for any reason.
+// reawakenDeliverable is the send-time check of a reawaken mail, which is
+// marketing and so stops at any opt-out (GDPR Art. 21(3)): the campaign
+// still exists, the recipient has not answered (a reminder only while the
+// first mail awaits an answer), the subscription is still confirmed and
+// the address is not suppressed for the topic or for all, for any reason.
 func (db *DB) reawakenDeliverable(tx *bbolt.Tx, job consent.Job, sub *consent.Subscriber) (bool, error) {
 	if tx.Bucket(bucketCampaigns).Get([]byte(job.Campaign)) == nil {
 		return false, nil

@@ -146,7 +146,8 @@ func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) (bool, err
 //     to recipients who have not answered, and at the deadline their
 //     subscription lapses.
 //
-// With mayQueue false (no postal address configured, R97) it queues no
+// With mayQueue false (no postal address configured, which CAN-SPAM
+// requires in every commercial mail) it queues no
 // mail but still records answers and deadlines.
 func (db *DB) CampaignStep(ctx context.Context, p consent.CampaignPolicy, tick time.Duration, mayQueue bool) (consent.StepResult, error) {
 	return consent.CampaignSteps[[]byte]{

@@ -114,7 +114,8 @@ func TestCampaignWalkResumes(t *testing.T) {
 }
 
 // TestCampaignSendTimeCheck: mail queued for someone who then unsubscribes,
-// is suppressed for all, or is erased is not deliverable (R60), and the
+// is suppressed for all, or is erased is not deliverable (GDPR Art.
+// 21(3)), and the
 // campaign records why.
 func TestCampaignSendTimeCheck(t *testing.T) {
 	db := mustOpen(t)
@@ -137,7 +138,7 @@ func TestCampaignSendTimeCheck(t *testing.T) {
 	if err := db.Erase(ctx, erased, "test"); err != nil {
 		t.Fatal(err)
 	}
-	rawUpdate(t, db, func(tx *bbolt.Tx) error { // R78: no bucket keeps a record of the erased person
+	rawUpdate(t, db, func(tx *bbolt.Tx) error { // GDPR Art. 17: no bucket keeps a record of the erased person
 		if tx.Bucket([]byte("campaign_recipients")).Get(append(append([]byte(c.ID), 0), erased...)) != nil {
 			t.Error("the erased subscriber's campaign recipient record is still stored")
 		}

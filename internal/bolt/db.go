@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -125,11 +127,16 @@ func createBuckets(tx *bbolt.Tx) error {
 	return checkBuckets(tx)
 }
 
-// checkBuckets reports whether the database has every bucket and the
-// schema version this optin reads.
+// laterBuckets were added after schema version 1 without a conversion: a
+// database a read-write open has not yet seen lacks them. A read-only
+// open (the CLI's, which never reads them) accepts that.
+var laterBuckets = [][]byte{bucketSessions, bucketIncidents}
+
+// checkBuckets reports whether the database has every bucket (but those
+// in laterBuckets) and the schema version this optin reads.
 func checkBuckets(tx *bbolt.Tx) error {
 	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
+		if tx.Bucket(name) == nil && !slices.ContainsFunc(laterBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
@@ -194,13 +201,24 @@ const (
 type call struct {
 	fn   func(tx *bbolt.Tx) error
 	done chan error
+	// state is callWaiting until the committer first runs fn
+	// (callRunning) or the caller gives up waiting (callAbandoned); only
+	// one of the two happens, so fn never runs after update returned.
+	state atomic.Int32
 }
 
+// The states of a call.
+const (
+	callWaiting int32 = iota
+	callRunning
+	callAbandoned
+)
+
 // update runs fn in a read-write transaction and returns once the
-// transaction is committed and fsynced, or failed. When ctx is done
-// before fn runs, fn does not run and ctx's error is returned; a caller
-// whose ctx ends while its write waits for the group commit gets ctx's
-// error at once (the write then commits or not, as the batch goes).
+// transaction is committed and fsynced, or failed. When ctx ends while
+// the write still waits for the committer, update returns ctx's error at
+// once and fn never runs; when it ends while fn runs, that transaction
+// decides (it is one commit away).
 //
 // Writes go through one committer goroutine that practises group commit:
 // it takes every call waiting at that moment and runs them in one
@@ -210,12 +228,18 @@ type call struct {
 // more than once (when another call in its batch fails), so it must only
 // change state through tx and set its results afresh on every run.
 func (db *DB) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	c := &call{done: make(chan error, 1), fn: func(tx *bbolt.Tx) error {
+	c := &call{done: make(chan error, 1)}
+	c.fn = func(tx *bbolt.Tx) error {
+		// A rerun (after another call of the batch failed) finds the
+		// call running already.
+		if !c.state.CompareAndSwap(callWaiting, callRunning) && c.state.Load() != callRunning {
+			return ctx.Err() // abandoned: the caller has returned
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		return fn(tx)
-	}}
+	}
 	select {
 	case db.calls <- c:
 	case <-db.closing:
@@ -227,7 +251,10 @@ func (db *DB) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	case err := <-c.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
+			return ctx.Err()
+		}
+		return <-c.done
 	}
 }
 

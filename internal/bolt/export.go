@@ -17,28 +17,32 @@ import (
 // error from fn (such as a closed connection) stops the walk.
 func (db *DB) EachExportable(ctx context.Context, fn func(sub *consent.Subscriber) error) error {
 	return db.view(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketSubscribers).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if err := ctx.Err(); err != nil {
+		return eachSubscriber(ctx, tx, func(sub *consent.Subscriber) error {
+			if ok, err := db.exportable(tx, sub); err != nil || !ok {
 				return err
 			}
-			sub := new(consent.Subscriber)
-			if err := decode(v, sub); err != nil {
-				return err
-			}
-			ok, err := db.exportable(tx, sub)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			if err := fn(sub); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(sub)
+		})
 	})
+}
+
+// eachSubscriber calls fn for every subscriber in tx, in id order, until
+// fn fails or ctx ends.
+func eachSubscriber(ctx context.Context, tx *bbolt.Tx, fn func(*consent.Subscriber) error) error {
+	c := tx.Bucket(bucketSubscribers).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sub := new(consent.Subscriber)
+		if err := decode(v, sub); err != nil {
+			return err
+		}
+		if err := fn(sub); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // exportable drops sub's suppressed subscriptions and reports whether

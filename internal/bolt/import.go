@@ -26,7 +26,8 @@ const importChunk = 1000
 //     pending request, a requested event and a confirmation mail;
 //   - an existing subscriber is never downgraded (a confirmed topic stays
 //     as it is) and an unsubscribed or lapsed topic is never re-enabled:
-//     only the person can do that (R54, R66).
+//     only the person can do that, and a lawful basis is never swapped
+//     after the fact (GDPR Art. 6(1)).
 //
 // A read error aborts the import; the chunks stored before stay, and the
 // report so far is returned with the error.

@@ -32,11 +32,15 @@ var (
 	bucketRecipients  = []byte("campaign_recipients") // campaign id 0x00 subscriber id -> consent.Recipient
 	bucketCampaignQ   = []byte("campaign_queued")     // campaign id 0x00 be64 job id -> subscriber id: first mails not yet out
 	bucketCampaignDue = []byte("campaign_due")        // be64 due unix ms, kind byte, campaign id 0x00 subscriber id -> nil
+	// Console sign-ins (session.go).
+	bucketSessions = []byte("console_sessions") // sha256 of session id (hex) -> consent.Session
+	// The breach register (incident.go).
+	bucketIncidents = []byte("incidents") // incident id -> consent.Incident
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
-		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue}
+		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)

@@ -82,6 +82,11 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 		if err != nil {
 			return err
 		}
+		for _, t := range on {
+			if sub.Subscriptions[t] == nil && tx.Bucket(bucketTopics).Get([]byte(t)) == nil {
+				return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(t, 64))
+			}
+		}
 		hash := wording.Hash()
 		evs, ps, removed := consent.PlanPreferences(sub, on, hash, in, db)
 		if len(evs) == 0 {

@@ -59,7 +59,7 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // Deliverable reports whether job should still be sent. The outbox
 // worker asks right before each send, so a change made after the job was
 // queued (an unsubscribe, an erasure, a confirmation) is honoured even for
-// mail already in the queue (R60). A job is not deliverable when its
+// mail already in the queue (GDPR Art. 21(3)). A job is not deliverable when its
 // subscriber is gone, when an operator suppressed the address for every
 // topic, or, for a confirmation, when its request is no longer open. A
 // reawaken mail is marketing: it also needs a confirmed subscription to
@@ -93,19 +93,22 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 	if tx.Bucket(bucketSubscribers).Get([]byte(job.Subscriber)) == nil {
 		return false, nil // erased
 	}
+	if job.Kind == consent.JobIncidentNotice {
+		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
+	}
 	s, err := suppressed(tx, db.hashKey(consent.AddressKey(job.To)), "")
 	if err != nil || (s != nil && !s.LiftedByOptIn()) {
 		return false, err
 	}
 	switch job.Kind {
-	case consent.JobConfirm:
+	case consent.JobConfirm, consent.JobAddressChange:
 		var req consent.Request
 		found, err := get(tx, bucketRequests, []byte(job.Request), &req)
 		if err != nil || !found {
 			return false, err
 		}
 		return req.Open(db.Now()), nil
-	case consent.JobPreferences:
+	case consent.JobPreferences, consent.JobAddressChanged:
 		return true, nil
 	case consent.JobReawaken:
 		sub := new(consent.Subscriber)

@@ -68,3 +68,37 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Error("Open(ReadOnly) of a bbolt file that is not optin's: got nil error")
 	}
 }
+
+// TestOpenReadOnlyBeforeSessions: a database last written by an optin
+// without the console's sessions bucket still opens read-only (the CLI's
+// verify after an upgrade), and a read-write open adds the bucket.
+func TestOpenReadOnlyBeforeSessions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "optin.db")
+	db, err := bolt.Open(path, testOptions(newClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket([]byte("console_sessions")) }); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	ro := testOptions(newClock())
+	ro.ReadOnly = true
+	db, err = bolt.Open(path, ro)
+	if err != nil {
+		t.Fatalf("read-only open without the sessions bucket: %v", err)
+	}
+	if rep, err := db.VerifyLedger(t.Context()); err != nil || !rep.OK {
+		t.Errorf("VerifyLedger: got %+v, %v", rep, err)
+	}
+	db.Close()
+	if db, err = bolt.Open(path, testOptions(newClock())); err != nil {
+		t.Fatalf("read-write open: %v", err)
+	}
+	db.Close()
+}

@@ -78,6 +78,11 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 		if err != nil {
 			return err
 		}
+		if req.NewEmail != "" {
+			res = consent.ConfirmResult{NewEmail: req.NewEmail}
+			res.Already, err = db.confirmAddress(tx, sub, req, in)
+			return err
+		}
 		ev, personal, err := consent.PlanConfirm(sub, req, in, db)
 		if err != nil {
 			return err
@@ -93,7 +98,7 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 			return err
 		}
 		// A completed double opt-in is the one thing that lifts the
-		// person's own earlier opt-outs (R66).
+		// person's own earlier opt-outs.
 		if err := liftSuppressions(tx, db.hashKey(consent.AddressKey(sub.Email)), req.Topics); err != nil {
 			return err
 		}
@@ -102,11 +107,98 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 	return res, err
 }
 
+// confirmAddress completes an address change whose new address confirmed
+// it (consent.PlanAddressConfirm): the address and its index move, the
+// rectified event is appended and the old address gets its notice. An
+// address another subscriber took meanwhile is EConflict.
+func (db *DB) confirmAddress(tx *bbolt.Tx, sub *consent.Subscriber, req *consent.Request, in consent.ConfirmInput) (already bool, err error) {
+	oldKey, newKey := consent.AddressKey(sub.Email), consent.AddressKey(req.NewEmail)
+	if req.Confirmed.IsZero() {
+		if other, err := subscriberByKey(tx, newKey); err != nil {
+			return false, err
+		} else if other != nil && other.ID != sub.ID {
+			return false, consent.Errorf(consent.EConflict, "another subscriber already has this address")
+		}
+	}
+	ev, personal, notice, err := consent.PlanAddressConfirm(sub, req, in, db)
+	if err != nil || ev == nil {
+		return ev == nil && err == nil, err
+	}
+	if err := tx.Bucket(bucketEmails).Delete([]byte(oldKey)); err != nil {
+		return false, err
+	}
+	if err := putSubscriber(tx, sub, newKey); err != nil {
+		return false, err
+	}
+	if err := put(tx, bucketRequests, []byte(req.ID), req); err != nil {
+		return false, err
+	}
+	if err := appendEvent(tx, ev, personal); err != nil {
+		return false, err
+	}
+	return false, enqueue(tx, notice)
+}
+
+// Rectify corrects subscriber id's name at once and starts the double
+// opt-in of a new address (consent.PlanRectify), in one transaction, with
+// a rectified event for the name and, when a is set, an audit entry. A new
+// address another subscriber holds is EConflict; one an operator
+// suppressed for every topic EForbidden.
+func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch consent.Rectification, source string) (consent.RectifyResult, error) {
+	var res consent.RectifyResult
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
+		res = consent.RectifyResult{}
+		sub, err := loadSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		if ch.Email != nil && ch.Email.Key != consent.AddressKey(sub.Email) {
+			if other, err := subscriberByKey(tx, ch.Email.Key); err != nil {
+				return err
+			} else if other != nil {
+				return consent.Errorf(consent.EConflict, "another subscriber already has this address")
+			}
+			if blocked, err := db.blockedByOperator(tx, ch.Email.Key); err != nil {
+				return err
+			} else if blocked {
+				return consent.Errorf(consent.EForbidden, "this address is blocked")
+			}
+		}
+		plan := consent.PlanRectify(sub, ch, source, db.Now(), db.policy, db)
+		if plan.Event != nil {
+			res.Renamed = true
+			if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+				return err
+			}
+			if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
+				return err
+			}
+		}
+		if plan.Request != nil {
+			res.AddressPending = true
+			if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+				return err
+			}
+			if err := enqueue(tx, plan.Mail); err != nil {
+				return err
+			}
+		}
+		if a == nil || (plan.Event == nil && plan.Request == nil) {
+			return nil
+		}
+		return db.audit(tx, *a, "subscriber.rectify", id, 1)
+	})
+	return res, err
+}
+
 // NotMe cancels the pending request id because its recipient never asked
 // for it, and blocks confirmation mail to the address for a while. Repeated
 // calls change nothing. On a request that was confirmed meanwhile it is a
 // withdrawal: the not-me link is the confirmation mail's one-click
-// List-Unsubscribe target, and a one-click must never be a no-op (R16), so
+// List-Unsubscribe target, and a one-click must never be a no-op, so
 // the request's topics are unsubscribed and suppressed.
 func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error {

@@ -11,7 +11,8 @@ import (
 )
 
 // SweepRequests deletes double-opt-in requests whose link expired more
-// than retention ago (R50). Topics still pending from them are dropped, and
+// than retention ago: an address that never confirmed is not kept (GDPR
+// Art. 5(1)(e)). Topics still pending from them are dropped, and
 // a subscriber left with nothing (no subscription, no open request) is
 // deleted with its parked mail and the personal records of its ledger
 // events: an address that never confirmed is not kept. While a "not me"
@@ -36,28 +37,42 @@ const sweepScan, sweepChunk = 10000, 500
 // sweep is SweepRequests reading scan requests per read transaction and
 // deleting up to chunk per write transaction.
 func (db *DB) sweep(ctx context.Context, retention time.Duration, scan, chunk int) (int, error) {
-	total := 0
 	var after []byte // the last request key read; nil: from the start
+	return paced(ctx, chunk, func() ([][]byte, bool, error) {
+		ids, next, err := db.sweepCandidates(after, retention, scan)
+		after = next
+		return ids, next == nil, err
+	}, func(ctx context.Context, ids [][]byte) (int, error) {
+		return db.sweepDelete(ctx, ids, retention)
+	})
+}
+
+// paced runs a housekeeping walk: read returns the candidates of one read
+// transaction and whether the walk is over; apply handles up to chunk of
+// them per write transaction. Housekeeping yields: it rests three times as
+// long as each read took, so a walk over a big database does not take a
+// core from the signups and the outbox for seconds on end. It returns how
+// many apply handled.
+func paced[T any](ctx context.Context, chunk int, read func() ([]T, bool, error), apply func(context.Context, []T) (int, error)) (int, error) {
+	total := 0
 	for {
 		start := time.Now()
-		ids, next, err := db.sweepCandidates(after, retention, scan)
+		items, done, err := read()
 		if err != nil {
 			return total, err
 		}
-		// Housekeeping yields: rest three times as long as the reading
-		// took, so a sweep of a big database does not take a core from
-		// the signups and the outbox for seconds on end.
 		rest := time.NewTimer(3 * time.Since(start))
-		for len(ids) > 0 {
-			part := ids[:min(len(ids), chunk)]
-			ids = ids[len(part):]
-			n, err := db.sweepDelete(ctx, part, retention)
+		for len(items) > 0 {
+			part := items[:min(len(items), chunk)]
+			items = items[len(part):]
+			n, err := apply(ctx, part)
 			total += n
 			if err != nil {
+				rest.Stop()
 				return total, err
 			}
 		}
-		if next == nil {
+		if done {
 			rest.Stop()
 			return total, nil
 		}
@@ -67,7 +82,6 @@ func (db *DB) sweep(ctx context.Context, retention time.Duration, scan, chunk in
 			return total, ctx.Err()
 		case <-rest.C:
 		}
-		after = next
 	}
 }
 

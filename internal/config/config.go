@@ -19,6 +19,7 @@ import (
 	"optin/internal/consent"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ type Config struct {
 	Tokens         Tokens    `yaml:"tokens"`
 	Lifecycle      Lifecycle `yaml:"lifecycle"`
 	Pending        Pending   `yaml:"pending"`
+	Retention      Retention `yaml:"retention"`
 	Limits         Limits    `yaml:"limits"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
@@ -121,6 +123,19 @@ type Key struct {
 // Lifecycle configures how subscriptions age.
 type Lifecycle struct {
 	DormantAfter Duration `yaml:"dormant_after"` // default 365d
+	// CustomerActivities are the activity kinds that make a customer
+	// (default purchase and reservation); the others (enquiry, login,
+	// note) are recorded in the person's trail only.
+	CustomerActivities []string `yaml:"customer_activities"`
+}
+
+// Retention configures how long optin keeps personal data it no longer
+// needs (GDPR Art. 5(1)(e)).
+type Retention struct {
+	// OptedOut is how long a person who unsubscribed from everything, or
+	// whose every subscription lapsed, is kept before their personal data
+	// goes; the suppression hash and the ledger's digests stay. Default 30d.
+	OptedOut Duration `yaml:"opted_out"`
 }
 
 // Pending configures unconfirmed subscription requests.
@@ -157,8 +172,9 @@ func Default() Config {
 			ConfirmTTL:     Duration(72 * time.Hour),
 			UnsubscribeTTL: Duration(365 * day),
 		},
-		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day)},
+		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day), CustomerActivities: []string{"purchase", "reservation"}},
 		Pending:   Pending{Retention: Duration(7 * day)},
+		Retention: Retention{OptedOut: Duration(30 * day)},
 		Limits: Limits{
 			SignupPerIP:   Rate{N: 20, Per: 10 * time.Minute},
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
@@ -479,11 +495,19 @@ func (c *Config) Validate() error {
 	if c.Lifecycle.DormantAfter <= 0 {
 		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))
 	}
+	for _, k := range c.Lifecycle.CustomerActivities {
+		if !slices.Contains(consent.ActivityKinds, consent.ActivityKind(k)) {
+			errs = append(errs, fmt.Errorf("lifecycle.customer_activities: %q is not purchase, reservation, enquiry, login or note", k))
+		}
+	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_grace: must be positive: %s", c.ShutdownGrace))
 	}
 	if c.Pending.Retention < 0 {
 		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))
+	}
+	if c.Retention.OptedOut < 0 {
+		errs = append(errs, fmt.Errorf("retention.opted_out: must not be negative: %s", c.Retention.OptedOut))
 	}
 	if err := c.Limits.SignupPerIP.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("limits.signup_per_ip: %w", err))

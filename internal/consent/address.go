@@ -29,16 +29,18 @@ type Address struct {
 	Addr string
 	// Key is the case-folded form used to find a subscriber and to compute
 	// the suppression hash. optin treats local parts as case-insensitive, as
-	// practically every mailbox provider does (a documented policy, R32).
+	// practically every mailbox provider does: a documented policy, since
+	// RFC 5321 section 2.4 lets a local part be case-sensitive.
 	Key string
 }
 
-// ParseAddress validates s as a bare addr-spec (R27-R33) and returns it in
-// normalized form. Surrounding white space is ignored. It rejects display
-// names, comments, angle brackets, group syntax, quoted local parts, domain
-// literals, domains without a dot, control characters and addresses over the
-// RFC length limits (counted in UTF-8 octets). UTF-8 local parts and domains
-// are accepted (RFC 6532). Every rejection is an EInvalid *Error.
+// ParseAddress validates s as a bare addr-spec (RFC 5322 section 3.4.1)
+// and returns it in normalized form. Surrounding white space is ignored.
+// It rejects display names, comments, angle brackets, group syntax, quoted
+// local parts, domain literals, domains without a dot, control characters
+// and addresses over the RFC length limits (counted in UTF-8 octets).
+// UTF-8 local parts and domains are accepted (RFC 6532). Every rejection
+// is an EInvalid *Error.
 //
 // One mailbox has one Address however its domain is spelled: the domain is
 // lower-cased, checked as IDNA2008 registration does, and written with

@@ -77,6 +77,9 @@ type SubscriberFilter struct {
 	// Query matches a case-insensitive substring of the email or name; a
 	// whole address finds exactly the subscriber holding it.
 	Query string
+	// Newest lists the newest subscribers first (descending ids, which
+	// start with the creation time); otherwise the oldest come first.
+	Newest bool
 	// Cursor is the last id of the previous page; "" starts at the top.
 	Cursor string
 	// Limit is the page size (1-500).

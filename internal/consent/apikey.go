@@ -37,8 +37,11 @@ type APIKey struct {
 // HashAPIKey returns the stored form of an API key secret. Keys are 256-bit
 // random values, so a plain SHA-256 is enough to make a leaked database
 // useless for authentication.
-func HashAPIKey(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
+func HashAPIKey(secret string) string { return hashSecret(secret) }
+
+// hashSecret returns the hex SHA-256 of a random secret.
+func hashSecret(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
 

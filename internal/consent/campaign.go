@@ -34,7 +34,7 @@ const (
 	MaxCampaignDeadline     = Span(180 * Day)
 	// DefaultSoftOptInWindow is how long after the last purchase a soft
 	// opt-in still carries marketing mail: two years, the CASL window for
-	// implied consent from a purchase (R53), which is also a prudent
+	// implied consent from a purchase (s. 10(10)), which is also a prudent
 	// reading of "existing customer" under ePrivacy Art. 13(2).
 	DefaultSoftOptInWindow = 2 * 365 * Day
 )
@@ -370,13 +370,13 @@ func (c *Campaign) Pause(now time.Time) error {
 // Exclusion reasons: why a subscriber is not in a campaign's audience.
 const (
 	ExcludedNotSubscribed   = "not_subscribed"      // no subscription to the topic at all
-	ExcludedPending         = "pending"             // never confirmed (R47)
-	ExcludedUnsubscribed    = "unsubscribed"        // withdrew (R60, R66)
-	ExcludedLapsed          = "lapsed"              // lapsed after an unanswered reawaken mail (R71)
-	ExcludedSuppressed      = "suppressed"          // on the suppression list for the topic or all (R64)
-	ExcludedNoBasis         = "no_basis"            // no provable consent or soft opt-in (R72, the Honda case)
-	ExcludedSoftOptInExpiry = "soft_opt_in_expired" // soft opt-in whose last purchase is too old (R53)
-	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle (R71)
+	ExcludedPending         = "pending"             // never confirmed: on no list before the confirm click
+	ExcludedUnsubscribed    = "unsubscribed"        // withdrew (GDPR Art. 7(3), 21(3))
+	ExcludedLapsed          = "lapsed"              // lapsed after an unanswered reawaken mail: silence is no consent
+	ExcludedSuppressed      = "suppressed"          // on the suppression list for the topic or all
+	ExcludedNoBasis         = "no_basis"            // no provable consent or soft opt-in (the ICO's Honda case)
+	ExcludedSoftOptInExpiry = "soft_opt_in_expired" // soft opt-in whose last purchase is too old (CASL s. 10(10))
+	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle: one mail per cycle
 	ExcludedNew             = "joined_after_start"  // created after the campaign started
 	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
 )
@@ -401,7 +401,8 @@ func IsEvidence(ev *Event, topic string, basis Basis) bool {
 	return false
 }
 
-// Eligibility is THE audience rule of reawaken campaigns (R68-R72): it
+// Eligibility is THE audience rule of reawaken campaigns, whose mail is
+// marketing (CASL s. 1(3); the ICO's Flybe and Honda decisions): it
 // decides whether sub may be asked to keep topic at now, whatever a
 // campaign's filters say; filters can only narrow its answer. suppressed
 // says the address is on the suppression list for the topic or for all;
@@ -511,10 +512,11 @@ type Recipient struct {
 
 // PlanReconfirm records that sub pressed "keep me subscribed" on the
 // campaign's mail at in.Now: the subscription is confirmed afresh on the
-// consent basis (an express, recorded act, R70), its Since refreshed, and
-// the recipient marked. It returns the reconfirmed event, or nil when the
-// recipient had already answered so (idempotent). A subscription that is
-// no longer confirmed (lapsed, withdrawn) cannot be kept: EExpired.
+// consent basis (an express, recorded act, GDPR Art. 7(1)), its Since
+// refreshed, and the recipient marked. It returns the reconfirmed event,
+// or nil when the recipient had already answered so (idempotent). A
+// subscription that is no longer confirmed (lapsed, withdrawn) cannot be
+// kept: EExpired.
 func PlanReconfirm(c *Campaign, r *Recipient, sub *Subscriber, wording string, in ConfirmInput, ids IDs) (*Event, Personal, error) {
 	if r.State == RecipientReconfirmed {
 		return nil, Personal{}, nil
@@ -560,7 +562,8 @@ func FillPlaceholders(s, name, topic string) string {
 const ReawakenLinkGrace = 30 * Day
 
 // ReawakenSubject is the subject of a reawaken link's token: the campaign
-// and the subscriber, both opaque ids, never an address (R81).
+// and the subscriber, both opaque ids, never an address (GDPR Art.
+// 5(1)(c): a JWT's payload is only base64).
 func ReawakenSubject(campaign, subscriber string) string { return campaign + "." + subscriber }
 
 // ParseReawakenSubject splits a ReawakenSubject; ok is false for anything

@@ -1,3 +1,10 @@
+// Package consent is optin's domain: subscribers, topics, forms, the
+// consent ledger and the rules that decide what a signup, a confirmation,
+// an opt-out, an import row or a reawaken campaign changes. Decisions are
+// pure functions (PlanSignup, PlanSettle, PlanFollowUp, ...) that return
+// what to write; the storage contract, Store, is defined here too, and
+// every store applies a plan in one transaction. The package imports no
+// framework and no database.
 package consent
 
 import (
@@ -194,6 +201,9 @@ type Request struct {
 	MessageID string    `json:"message_id"`
 	Confirmed time.Time `json:"confirmed,omitzero"`
 	Canceled  time.Time `json:"canceled,omitzero"`
+	// NewEmail makes this an address change (GDPR Art. 16): confirming
+	// it makes NewEmail the subscriber's address; it has no topics.
+	NewEmail string `json:"new_email,omitempty"`
 }
 
 // Open reports whether r can still be confirmed at now.
@@ -208,7 +218,15 @@ type JobKind string
 const (
 	JobConfirm     JobKind = "confirm"     // double-opt-in request (transactional)
 	JobPreferences JobKind = "preferences" // preference-center link asked for at /manage (transactional)
-	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, R69)
+	JobReawaken    JobKind = "reawaken"    // re-permission request of a campaign (marketing, CASL s. 1(3))
+	// JobAddressChange asks a new address to confirm that it replaces the
+	// subscriber's address; JobAddressChanged tells the old address that
+	// it was replaced (both transactional).
+	JobAddressChange  JobKind = "address_change"
+	JobAddressChanged JobKind = "address_changed"
+	// JobIncidentNotice tells a person affected by a personal data breach
+	// (GDPR Art. 34); it goes to suppressed addresses too.
+	JobIncidentNotice JobKind = "incident_notice"
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -238,6 +256,12 @@ type Job struct {
 	Subject  string `json:"subject,omitempty"`
 	Body     string `json:"body,omitempty"`
 	Reminder bool   `json:"reminder,omitempty"`
+	// NewEmail is, in a JobAddressChanged notice, the address that
+	// replaced the one the notice goes to.
+	NewEmail string `json:"new_email,omitempty"`
+	// Incident is the incident a JobIncidentNotice is about; its Body is
+	// the operator's text.
+	Incident string `json:"incident,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -46,6 +46,13 @@ type FormInput struct {
 	ProofOfWork    int               `json:"proof_of_work"`
 }
 
+// FormInputOf returns f as the admin API would have received it, so that
+// a partial update can be laid over it.
+func FormInputOf(f Form) FormInput {
+	return FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
+		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork}
+}
+
 // NewForm checks a form and returns it normalized. Its locale and
 // wordings must be among locales (those optin has catalogs for); allowed
 // origins are bare origins (https, or http on a loopback host); the
@@ -68,11 +75,9 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 		}
 		f.Topics = append(f.Topics, t)
 	}
-	if f.Locale == "" {
-		f.Locale = "en"
-	}
-	if !slices.Contains(locales, f.Locale) {
-		return f, Errorf(EInvalid, "locale must be one of %s", strings.Join(locales, ", "))
+	// No locale: the form speaks the visitor's language (Accept-Language).
+	if f.Locale != "" && !slices.Contains(locales, f.Locale) {
+		return f, Errorf(EInvalid, "locale must be empty (the visitor's language) or one of %s", strings.Join(locales, ", "))
 	}
 	for l, text := range b.Wording {
 		if !slices.Contains(locales, l) {

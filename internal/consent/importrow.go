@@ -48,6 +48,28 @@ func (r *ImportReport) AddInvalid(line int, reason string) {
 	}
 }
 
+// ConsentMethod is how an imported contact's earlier consent was
+// collected: the import column "method".
+type ConsentMethod string
+
+// Consent methods. Only a box the person ticked themselves, or a double
+// opt-in, can be consent: a pre-ticked box or a clause inside a contract
+// is not a freely given, unambiguous indication (GDPR Art. 4(11), Art. 7(2);
+// CJEU C-673/17 Planet49), and an unknown method proves nothing.
+const (
+	MethodCheckboxUnticked ConsentMethod = "checkbox_unticked"
+	MethodDoubleOptIn      ConsentMethod = "double_opt_in"
+	MethodPrefilled        ConsentMethod = "prefilled"
+	MethodContractClause   ConsentMethod = "contract_clause"
+	MethodUnknown          ConsentMethod = "unknown"
+)
+
+// CountsAsConsent reports whether consent collected this way can stand;
+// "" (the column left empty) is not a claim either way.
+func (m ConsentMethod) CountsAsConsent() bool {
+	return m == "" || m == MethodCheckboxUnticked || m == MethodDoubleOptIn
+}
+
 // ImportRow is one parsed row of an import file.
 type ImportRow struct {
 	Line           int
@@ -57,11 +79,15 @@ type ImportRow struct {
 	Basis          Basis
 	ConsentedAt    time.Time
 	Source         string
+	Method         ConsentMethod
 	LastPurchaseAt time.Time
 }
 
-// HasEvidence reports whether the row proves consent: when and where.
-func (r *ImportRow) HasEvidence() bool { return !r.ConsentedAt.IsZero() && r.Source != "" }
+// HasEvidence reports whether the row proves consent: when and where,
+// collected in a way that can be consent.
+func (r *ImportRow) HasEvidence() bool {
+	return !r.ConsentedAt.IsZero() && r.Source != "" && r.Method.CountsAsConsent()
+}
 
 // Evidence is the row's proof as the imported event records it.
 func (r *ImportRow) Evidence() string {
@@ -72,6 +98,9 @@ func (r *ImportRow) Evidence() string {
 	if !r.ConsentedAt.IsZero() {
 		parts = append(parts, "consented_at="+r.ConsentedAt.Format(time.RFC3339))
 	}
+	if r.Method != "" {
+		parts = append(parts, "method="+string(r.Method))
+	}
 	if !r.LastPurchaseAt.IsZero() {
 		parts = append(parts, "last_purchase_at="+r.LastPurchaseAt.Format(time.RFC3339))
 	}
@@ -81,14 +110,14 @@ func (r *ImportRow) Evidence() string {
 // ImportFields are one import row's fields as the file gives them, before
 // validation. Topics are topic ids separated by ";".
 type ImportFields struct {
-	Email, Name, Topics, Basis, ConsentedAt, Source, LastPurchaseAt string
+	Email, Name, Topics, Basis, ConsentedAt, Source, Method, LastPurchaseAt string
 }
 
 // ParseImportRow validates the fields of the row on line and returns it,
 // or the reason it is refused: names and sources are printable text
-// (trimmed), topics are deduplicated, basis is one of the three, times are
-// RFC 3339 or YYYY-MM-DD in UTC and not in the future, and soft_opt_in
-// needs last_purchase_at.
+// (trimmed), topics are deduplicated, basis is one of the three, method
+// is empty or one of the five, times are RFC 3339 or YYYY-MM-DD in UTC and
+// not in the future, and soft_opt_in needs last_purchase_at.
 func ParseImportRow(line int, raw ImportFields, now time.Time) (ImportRow, string) {
 	row := ImportRow{Line: line}
 	return row, row.fill(raw, now)
@@ -117,6 +146,12 @@ func (row *ImportRow) fill(raw ImportFields, now time.Time) string {
 	case BasisConsent, BasisSoftOptIn, BasisLegitimateInterest:
 	default:
 		return "basis must be consent, soft_opt_in or legitimate_interest"
+	}
+	row.Method = ConsentMethod(strings.TrimSpace(raw.Method))
+	switch row.Method {
+	case "", MethodCheckboxUnticked, MethodDoubleOptIn, MethodPrefilled, MethodContractClause, MethodUnknown:
+	default:
+		return "method must be checkbox_unticked, double_opt_in, prefilled, contract_clause or unknown"
 	}
 	row.Source = strings.TrimSpace(raw.Source)
 	if !PlainText(row.Source, 500, false) {

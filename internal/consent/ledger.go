@@ -23,6 +23,19 @@ const (
 	EventPreferencesUpdated EventType = "preferences_updated"
 	EventErased             EventType = "erased"
 	EventCanceled           EventType = "canceled"
+	// EventActivity records an action of the person (a purchase, an
+	// enquiry, ...) and why it was recorded: the customer and
+	// legitimate-interest trail.
+	EventActivity EventType = "activity"
+	// EventRectified records a correction of the person's data (GDPR
+	// Art. 16); Field says which.
+	EventRectified EventType = "rectified"
+)
+
+// Fields a rectified event names.
+const (
+	FieldName  = "name"
+	FieldEmail = "email"
 )
 
 // Event is one append-only entry of the consent ledger. Events form a hash
@@ -48,6 +61,12 @@ type Event struct {
 	Wording   string `json:"wording,omitempty"`
 	Request   string `json:"request,omitempty"`
 	MessageID string `json:"message_id,omitempty"`
+	// Field is what a rectified event corrected: FieldName or FieldEmail.
+	Field string `json:"field,omitempty"`
+	// Activity and OccurredAt are an activity event's kind and the time
+	// the action happened (Time is when it was recorded).
+	Activity   ActivityKind `json:"activity,omitempty"`
+	OccurredAt time.Time    `json:"occurred_at,omitzero"`
 	// PersonalDigest is the SHA-256 of the event's Personal record.
 	PersonalDigest string `json:"personal_digest,omitempty"`
 	Prev           string `json:"prev"`
@@ -63,6 +82,8 @@ type Personal struct {
 	EmailHash string `json:"email_hash,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+	// Note is free text about the event, such as an activity's reason.
+	Note string `json:"note,omitempty"`
 }
 
 // Digest returns the hex SHA-256 of p's JSON encoding.
@@ -106,7 +127,7 @@ func (e *Event) Seal(prev string) {
 // Repaired returns p with strings that are not valid UTF-8 repaired, so
 // its stored JSON matches its digest.
 func (p Personal) Repaired() Personal {
-	for _, f := range []*string{&p.Salt, &p.Email, &p.EmailHash, &p.IP, &p.UserAgent} {
+	for _, f := range []*string{&p.Salt, &p.Email, &p.EmailHash, &p.IP, &p.UserAgent, &p.Note} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
 	return p

@@ -35,14 +35,31 @@ func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, id
 
 // PlanPreferences sets sub's topics from the preference center: topics in
 // on become confirmed (the person proved control of the mailbox by using
-// the mailed link, and saw wording), the others become unsubscribed. Only
-// topics sub already has can be switched. It returns the events to append:
+// the mailed link, and saw wording), the others become unsubscribed. A
+// topic in on that sub does not have yet is added, confirmed. It returns
+// the events to append:
 // preferences_updated for topics switched on, unsubscribed for topics
 // switched off; none when nothing changed.
 func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInput, ids IDs) ([]*Event, []Personal, []string) {
 	var added, removed []string
-	for _, t := range sortedTopics(sub) {
+	topics := sortedTopics(sub)
+	for _, t := range on {
+		// A topic the person does not have yet: the preference link
+		// proves control of the mailbox, so ticking it is a confirmed
+		// consent (the store checks that the topic exists).
+		if sub.Subscriptions[t] == nil && !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
 		s := sub.Subscriptions[t]
+		if s == nil {
+			s = &Subscription{Topic: t}
+			if sub.Subscriptions == nil {
+				sub.Subscriptions = map[string]*Subscription{}
+			}
+			sub.Subscriptions[t] = s
+		}
 		want := slices.Contains(on, t)
 		switch {
 		case want && s.Status != StatusConfirmed:
@@ -80,3 +97,35 @@ func sortedTopics(sub *Subscriber) []string {
 // ManageMailGap is the least time between two preference-link mails to one
 // address, so POST /manage cannot be used to flood a mailbox.
 const ManageMailGap = time.Hour
+
+// OptedOutSince reports whether sub has opted out of everything: it holds
+// subscriptions, each of them unsubscribed or lapsed, and no open request.
+// It returns when the last of them ended.
+func (s *Subscriber) OptedOutSince() (time.Time, bool) {
+	if len(s.Subscriptions) == 0 || s.PendingRequest != "" {
+		return time.Time{}, false
+	}
+	var last time.Time
+	for _, sub := range s.Subscriptions {
+		if sub.Status != StatusUnsubscribed && sub.Status != StatusLapsed {
+			return time.Time{}, false
+		}
+		if sub.Since.After(last) {
+			last = sub.Since
+		}
+	}
+	return last, true
+}
+
+// SourceRetention is the ledger source of an erasure the retention rule
+// makes (Forgettable), not a person or an operator.
+const SourceRetention = "retention"
+
+// Forgettable reports whether sub's personal data is due to go at now:
+// they opted out of everything (OptedOutSince) more than retention ago.
+// What proves the opt-out stays: the suppression hash and the ledger's
+// digests (GDPR Art. 5(1)(e), 17(3)(e)).
+func (s *Subscriber) Forgettable(now time.Time, retention time.Duration) bool {
+	since, ok := s.OptedOutSince()
+	return ok && now.Sub(since) > retention
+}

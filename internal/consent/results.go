@@ -14,6 +14,9 @@ type ConfirmResult struct {
 	Topics []string
 	// Already is true when the request had been confirmed before.
 	Already bool
+	// NewEmail is set when the request was an address change: the
+	// subscriber's address is now this one.
+	NewEmail string
 }
 
 // EventRecord is a ledger event with its personal record; Personal is nil
@@ -42,8 +45,9 @@ type Export struct {
 	Events     []EventRecord `json:"events"`
 }
 
-// ExportSchema names the export format; see the README.
-const ExportSchema = "optin.export/v1"
+// ExportSchema names the export format; see docs/api.md. v2 added
+// activity events (activity, occurred_at) and the personal note.
+const ExportSchema = "optin.export/v2"
 
 // CampaignPreview is the audience a campaign would reach now and who it
 // leaves out, by reason (the Excluded constants).

@@ -10,17 +10,17 @@ type Policy struct {
 	// ConfirmTTL is how long a confirmation link works.
 	ConfirmTTL time.Duration
 	// MailGap is the least time between two confirmation mails to one
-	// address (R104: one per 24 h).
+	// address (one per 24 h: a burst of signups sends one mail).
 	MailGap time.Duration
 	// MailsWhilePending caps confirmation mails to an address that never
-	// confirms (R104: three) within MailCapWindow.
+	// confirms (three) within MailCapWindow.
 	MailsWhilePending int
 	// MailCapWindow is how long a confirmation mail counts against
 	// MailsWhilePending, so someone submitting another person's address
 	// cannot lock them out for good.
 	MailCapWindow time.Duration
 	// NotMeBlock is how long "this was not me" blocks confirmation mails
-	// (R106: 30 days).
+	// (30 days).
 	NotMeBlock time.Duration
 }
 
@@ -74,7 +74,7 @@ type SignupPlan struct {
 // request, whose link confirms only what its mail listed. A new request gets
 // a mail only within the policy's mail cap and outside a not-me block;
 // otherwise the signup changes nothing. The caller answers the same in
-// every case, so the outcome reveals nothing about the address (R105).
+// every case, so the outcome reveals nothing about the address.
 func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids IDs) SignupPlan {
 	now := in.Now
 	isNew := sub == nil
@@ -137,7 +137,7 @@ func mayMail(sub *Subscriber, now time.Time, p Policy) bool {
 // markPending gives topics the subscriber never had a pending subscription.
 // A topic the person unsubscribed from or that lapsed keeps that status
 // until the confirm click: an opt-out is only lifted by a completed double
-// opt-in (R66).
+// opt-in.
 func markPending(sub *Subscriber, topics []string, now time.Time) {
 	for _, t := range topics {
 		if sub.Subscriptions[t] == nil {

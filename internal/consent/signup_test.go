@@ -378,7 +378,7 @@ func TestPlanSignupNewRequest(t *testing.T) {
 	}
 }
 
-// TestPlanSignupKeepsOptOut checks R66: a topic the person left keeps its
+// TestPlanSignupKeepsOptOut checks that a topic the person left keeps its
 // status while a new request is pending; only the confirm click lifts it.
 func TestPlanSignupKeepsOptOut(t *testing.T) {
 	for _, status := range []consent.Status{consent.StatusUnsubscribed, consent.StatusLapsed} {

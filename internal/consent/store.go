@@ -29,8 +29,10 @@ type Store interface {
 	PersonStore
 	AdminStore
 	CampaignStore
+	IncidentStore
 	OutboxStore
 	LedgerStore
+	SessionStore
 	// Close releases the store; nothing may be called after it.
 	Close() error
 }
@@ -100,6 +102,15 @@ type PersonStore interface {
 	// Erase removes the person and their personal data, keeping only the
 	// suppression hash and the ledger's events without personal records.
 	Erase(ctx context.Context, id, source string) error
+	// Rectify applies PlanRectify to subscriber id from source, audited
+	// under a when a is not nil. A new address that another subscriber
+	// holds is EConflict; one suppressed for every topic by an operator
+	// EForbidden. Confirm completes an address change.
+	Rectify(ctx context.Context, a *Actor, id string, ch Rectification, source string) (RectifyResult, error)
+	// ForgetOptedOut erases, as Erase does, every subscriber who opted out
+	// of everything more than retention ago (Subscriber.Forgettable), and
+	// returns how many.
+	ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error)
 	// Export returns everything held about subscriber id (GDPR Art. 15, 20).
 	Export(ctx context.Context, id string) (Export, error)
 	// Suppressed reports whether a is suppressed for topic or for all.
@@ -111,9 +122,12 @@ type PersonStore interface {
 // write is audited under its actor in the same transaction.
 type AdminStore interface {
 	// FindSubscribers returns one page of subscribers matching f in id
-	// order, and the cursor of the next page ("" after the last).
+	// order (descending with f.Newest), and the cursor of the next page
+	// ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
-	RecordPurchase(ctx context.Context, a Actor, id string, at time.Time) (*Subscriber, error)
+	// RecordActivity applies PlanActivity to subscriber id with a as the
+	// source, audited.
+	RecordActivity(ctx context.Context, a Actor, id string, act Activity, customer bool) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error
 	// Import stores validated rows in chunks; each valid row lands even
 	// when others are refused.
@@ -131,6 +145,22 @@ type AdminStore interface {
 	// Backup writes a consistent snapshot of the store to w, calling size
 	// with its length before the first byte.
 	Backup(ctx context.Context, w io.Writer, size func(int64)) error
+}
+
+// IncidentStore keeps the breach register (GDPR Art. 33(5), 34).
+type IncidentStore interface {
+	// CreateIncident validates in (NewIncident) and stores the incident
+	// with a new id, audited under a.
+	CreateIncident(ctx context.Context, a Actor, in IncidentInput) (*Incident, error)
+	// Incident returns incident id, or ENotFound.
+	Incident(ctx context.Context, id string) (*Incident, error)
+	// EachAffected calls fn for every subscriber incident inc affects
+	// (Incident.Affects), in id order, from one snapshot.
+	EachAffected(ctx context.Context, inc *Incident, fn func(*Subscriber) error) error
+	// NotifyIncident queues the notice with text to every subscriber
+	// incident id affects, once (a second call is EConflict), records
+	// when and how many on the incident, and audits it under a.
+	NotifyIncident(ctx context.Context, a Actor, id, text string) (int, error)
 }
 
 // CampaignStore keeps reawaken campaigns and runs them.

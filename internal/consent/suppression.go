@@ -14,7 +14,7 @@ const (
 
 // Suppression says an address must not get mail for a scope: one topic, or
 // ScopeAll. Only a keyed hash of the address is kept, so the entry survives
-// erasure without holding personal data (R64).
+// erasure without holding personal data.
 type Suppression struct {
 	Hash    string    `json:"hash"`
 	Scope   string    `json:"scope"`
@@ -24,7 +24,7 @@ type Suppression struct {
 }
 
 // LiftedByOptIn reports whether a completed double opt-in by the person
-// lifts s: their own opt-outs yes, an operator's block no (R66).
+// lifts s: their own opt-outs yes, an operator's block no.
 func (s Suppression) LiftedByOptIn() bool { return s.Reason != ReasonAdmin }
 
 // CheckDeletable says whether an operator's delete of an address's

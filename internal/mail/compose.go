@@ -33,7 +33,7 @@ const boundary = "=_optin-alternative"
 // Build turns m into an Outgoing mail from the given sender, dated date.
 // Every header value that could carry outside input is encoded (RFC 2047)
 // when it holds anything but printable ASCII or is too long to fold, so
-// CR and LF never reach the header section raw (R20); the
+// CR and LF never reach the header section raw (RFC 5322, section 2.2); the
 // List-Unsubscribe URL is checked instead, as it must stay readable. The text part and the HTML part
 // (when m has one; then the mail is multipart/alternative) are
 // quoted-printable with lines of at most 76 characters. Every mail says

@@ -68,9 +68,6 @@ type RendererConfig struct {
 	Now func() time.Time
 }
 
-// PreferencesTTL is the lifetime of a mailed preference-center link.
-const PreferencesTTL = 30 * 24 * time.Hour
-
 // NewRenderer parses the mail templates.
 func NewRenderer(c RendererConfig) (*Renderer, error) {
 	text, err := texttemplate.ParseFS(c.Templates, "mail/*.txt.tmpl")
@@ -122,6 +119,12 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		err = r.preferences(job, data, &m)
 	case consent.JobReawaken:
 		err = r.reawaken(job, topics, l, data, &m)
+	case consent.JobAddressChange:
+		err = r.addressChange(job, data, &m)
+	case consent.JobAddressChanged:
+		data["NewEmail"] = job.NewEmail
+	case consent.JobIncidentNotice:
+		data["Body"] = job.Body
 	default:
 		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
@@ -132,7 +135,7 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, err
 		m.Subject = l.T("mail." + string(job.Kind) + ".subject")
 	}
 	data["Subject"] = m.Subject
-	if job.Kind == consent.JobReawaken { // the marketer's body differs per recipient
+	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice { // the operator's text is not cached
 		m.Text, m.HTML, err = r.execute(job.Kind, data)
 		return m, err
 	}
@@ -154,7 +157,7 @@ func (r *Renderer) execute(kind consent.JobKind, data map[string]any) (string, s
 
 // perJob are the template values that differ from one mail to the next of
 // the same kind, language and topics; everything else renders the same.
-var perJob = []string{"Name", "Expires", "ConfirmURL", "NotMeURL", "PreferencesURL", "UnsubscribeURL"}
+var perJob = []string{"Name", "Expires", "ConfirmURL", "NotMeURL", "PreferencesURL", "UnsubscribeURL", "NewEmail"}
 
 // rendered is a mail rendered once with a marker in place of every
 // per-job value, split at the markers.
@@ -252,8 +255,9 @@ func (r *Renderer) substitute(c *rendered, data map[string]any) (string, string)
 }
 
 // confirm fills in the double-opt-in request: a confirm link and a not-me
-// link, which is also the one-click List-Unsubscribe target (R16). No
-// marketing content (R48).
+// link, which is also the one-click List-Unsubscribe target, so a
+// one-click on it does something real. No marketing content: a
+// confirmation request that advertises is advertising (BGH VI ZR 134/15).
 func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) error {
 	confirmTok, err := r.tokens.Issue(token.Confirm, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires})
 	if err != nil {
@@ -272,12 +276,26 @@ func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) err
 	return nil
 }
 
+// addressChange fills in the request to a new address to confirm that it
+// replaces the subscriber's address: a confirm link and nothing else (the
+// person asked for it; a stranger ignores it and nothing changes).
+func (r *Renderer) addressChange(job consent.Job, data map[string]any, m *Message) error {
+	tok, err := r.tokens.Issue(token.Confirm, token.Claims{Subject: job.Request, ExpiresAt: job.TokenExpires})
+	if err != nil {
+		return err
+	}
+	data["ConfirmURL"] = r.baseURL + "/confirm/" + tok
+	data["Expires"] = job.TokenExpires.UTC().Format(data["L"].(i18n.Localizer).T("mail.datetime_layout"))
+	m.Link = data["ConfirmURL"].(string)
+	return nil
+}
+
 // preferences fills in a preference-center link mail. Like every mail but
 // the confirmation it carries one-click unsubscribe (for all topics), a
-// List-Id and a visible unsubscribe link (R1-R15).
+// List-Id and a visible unsubscribe link (RFC 2369, 2919, 8058).
 func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message) error {
 	now := r.now()
-	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(PreferencesTTL)})
+	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: now.Add(token.PreferencesTTL)})
 	if err != nil {
 		return err
 	}

@@ -138,8 +138,8 @@ func TestBuildHeaders(t *testing.T) {
 	}
 }
 
-// TestBuildHeaderInjection checks R20: CR and LF in outside input never
-// start a new header field.
+// TestBuildHeaderInjection checks that CR and LF in outside input never
+// start a new header field (RFC 5322, section 2.2).
 func TestBuildHeaderInjection(t *testing.T) {
 	const evil = "Hi\r\nBcc: x@evil.test"
 	tests := []struct {
@@ -262,9 +262,9 @@ func TestCheckHeaderURL(t *testing.T) {
 	}
 }
 
-// TestBuildLineLength checks R19 and R22 on a message with the longest
-// List-Unsubscribe URL Build accepts, a long subject and long body lines:
-// no line over 998 octets, and CR and LF only as CRLF.
+// TestBuildLineLength checks RFC 5322 sections 2.1.1 and 2.3 on a message
+// with the longest List-Unsubscribe URL Build accepts, a long subject and
+// long body lines: no line over 998 octets, and CR and LF only as CRLF.
 func TestBuildLineLength(t *testing.T) {
 	prefix := "https://optin.test/not-me/"
 	m := testMessage()

@@ -10,8 +10,8 @@ import (
 )
 
 // reawaken fills in a reawaken campaign's mail. It is marketing in every
-// respect (R69): one-click List-Unsubscribe for the campaign's topic with
-// List-Unsubscribe-Post, its List-Id, a visible unsubscribe link, the
+// respect (CASL s. 1(3)): one-click List-Unsubscribe for the campaign's
+// topic with List-Unsubscribe-Post, its List-Id, a visible unsubscribe link, the
 // sender's postal address and a note on the right to object. The
 // marketer's subject and body are plain text: their placeholders are
 // replaced as strings, never run as a template, and the HTML part shows
@@ -34,6 +34,10 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	if err != nil {
 		return err
 	}
+	prefTok, err := r.tokens.Issue(token.Preferences, token.Claims{Subject: job.Subscriber, ExpiresAt: r.now().Add(token.PreferencesTTL)})
+	if err != nil {
+		return err
+	}
 	name, _ := data["Name"].(string)
 	m.Subject = consent.FillPlaceholders(job.Subject, name, topicName)
 	if job.Reminder {
@@ -51,6 +55,7 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	data["TopicName"] = topicName
 	data["KeepURL"] = r.baseURL + "/reawaken/" + keepTok
 	data["UnsubscribeURL"] = unsubURL
+	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
 	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format(l.T("mail.date_layout"))
 	m.Unsubscribe, m.Link = unsubURL, data["KeepURL"].(string)
 	m.ListID = r.ListID(job.Topic)

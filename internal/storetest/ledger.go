@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -96,17 +97,46 @@ func testStats(t *testing.T, f *fixture) {
 
 	dormantAfter := 365 * consent.Day
 	bought := f.now().Add(-400 * consent.Day)
-	sub, err := f.s.RecordPurchase(ctx, admin, ann.ID, bought)
+	purchase := func(at time.Time) consent.Activity { return consent.Activity{Kind: consent.ActivityPurchase, At: at} }
+	sub, err := f.s.RecordActivity(ctx, admin, ann.ID, purchase(bought), true)
 	if err != nil || !sub.LastPurchase.Equal(bought) {
-		t.Fatalf("RecordPurchase: got %+v, %v, want last purchase %v", sub, err, bought)
+		t.Fatalf("RecordActivity(purchase): got %+v, %v, want last purchase %v", sub, err, bought)
 	}
-	if sub, err := f.s.RecordPurchase(ctx, admin, ann.ID, bought.Add(-consent.Day)); err != nil || !sub.LastPurchase.Equal(bought) {
-		t.Errorf("RecordPurchase of an older purchase: got %+v, %v, want last purchase still %v", sub, err, bought)
+	if sub, err := f.s.RecordActivity(ctx, admin, ann.ID, purchase(bought.Add(-consent.Day)), true); err != nil || !sub.LastPurchase.Equal(bought) {
+		t.Errorf("RecordActivity of an older purchase: got %+v, %v, want last purchase still %v", sub, err, bought)
 	}
-	_, err = f.s.RecordPurchase(ctx, admin, ann.ID, f.now().Add(time.Hour))
-	f.wantCode("RecordPurchase in the future", err, consent.EInvalid)
-	_, err = f.s.RecordPurchase(ctx, admin, "no-such-subscriber", bought)
-	f.wantCode("RecordPurchase(unknown)", err, consent.ENotFound)
+	later := consent.Activity{Kind: consent.ActivityEnquiry, At: bought.Add(consent.Day), Reason: "asked about sizes"}
+	if sub, err := f.s.RecordActivity(ctx, admin, ann.ID, later, false); err != nil || !sub.LastPurchase.Equal(bought) {
+		t.Errorf("RecordActivity of a later activity that makes no customer: got %+v, %v, want last purchase still %v", sub, err, bought)
+	}
+	_, err = f.s.RecordActivity(ctx, admin, ann.ID, purchase(f.now().Add(time.Hour)), true)
+	f.wantCode("RecordActivity in the future", err, consent.EInvalid)
+	_, err = f.s.RecordActivity(ctx, admin, ann.ID, consent.Activity{Kind: "gift", At: bought}, true)
+	f.wantCode("RecordActivity of an unknown kind", err, consent.EInvalid)
+	_, err = f.s.RecordActivity(ctx, admin, "no-such-subscriber", purchase(bought), true)
+	f.wantCode("RecordActivity(unknown)", err, consent.ENotFound)
+	evs, err := f.s.Events(ctx, ann.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trail []string
+	for _, ev := range evs {
+		if ev.Type == consent.EventActivity {
+			note := ""
+			if ev.Personal != nil {
+				note = ev.Personal.Note
+			}
+			trail = append(trail, fmt.Sprintf("%s %s %s %s", ev.Activity, ev.OccurredAt.Format(time.DateOnly), ev.Source, note))
+		}
+	}
+	wantTrail := []string{
+		"purchase " + bought.Format(time.DateOnly) + " " + admin.Source() + " ",
+		"purchase " + bought.Add(-consent.Day).Format(time.DateOnly) + " " + admin.Source() + " ",
+		"enquiry " + bought.Add(consent.Day).Format(time.DateOnly) + " " + admin.Source() + " asked about sizes",
+	}
+	if !slices.Equal(trail, wantTrail) {
+		t.Errorf("activity trail: got %q, want %q", trail, wantTrail)
+	}
 
 	st, err := f.s.Stats(ctx, dormantAfter)
 	if err != nil {
@@ -132,8 +162,8 @@ func testStats(t *testing.T, f *fixture) {
 	}
 
 	f.clock.Advance(time.Hour)
-	if _, err := f.s.RecordPurchase(ctx, admin, ann.ID, f.now()); err != nil {
-		t.Fatalf("RecordPurchase: %v", err)
+	if _, err := f.s.RecordActivity(ctx, admin, ann.ID, purchase(f.now()), true); err != nil {
+		t.Fatalf("RecordActivity: %v", err)
 	}
 	if st, err := f.s.Stats(ctx, dormantAfter); err != nil || st.ByLifecycle[consent.LifecycleCustomer] != 1 || st.ByLifecycle[consent.LifecycleDormant] != 0 {
 		t.Errorf("Stats after a new purchase: got %v, %v, want ann a customer again", st.ByLifecycle, err)

@@ -237,7 +237,19 @@ func testPreferencesMail(t *testing.T, f *fixture) {
 	}
 	err := f.s.UpdatePreferences(ctx, "no-such-subscriber", nil, wording, consent.ConfirmInput{})
 	f.wantCode("UpdatePreferences(unknown)", err, consent.ENotFound)
-	f.wantLedgerOK(uint64(len(evs)))
+
+	// A topic the person did not have is added, confirmed; a topic that
+	// does not exist is refused and changes nothing.
+	bob := f.subscribe("bob@example.com", "news")
+	err = f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "nope"}, wording, consent.ConfirmInput{})
+	f.wantCode("UpdatePreferences with an unknown topic", err, consent.EInvalid)
+	if err := f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "offers"}, wording, consent.ConfirmInput{}); err != nil {
+		t.Fatalf("UpdatePreferences adding offers: got err %v, want nil", err)
+	}
+	if s := f.sub("bob@example.com").Subscriptions["offers"]; s == nil || s.Status != consent.StatusConfirmed || s.Basis != consent.BasisConsent {
+		t.Errorf("Subscriptions[offers] added on the preference page: got %+v, want confirmed on consent", s)
+	}
+	f.wantLedgerOK(uint64(len(evs) + len(f.events(bob.ID))))
 }
 
 // testSuppressions: an operator's suppressions are listed, paged and
@@ -353,4 +365,133 @@ func testSuppressions(t *testing.T, f *fixture) {
 
 func sameSuppression(a, b consent.Suppression) bool {
 	return a.Hash == b.Hash && a.Scope == b.Scope && a.Reason == b.Reason && a.Source == b.Source && a.Created.Equal(b.Created)
+}
+
+// testRectify: a new name applies at once with a rectified event; a new
+// address waits for its double opt-in, then replaces the old one (the
+// subscriber is found under the new address only), is recorded, and the
+// old address gets a notice. An address another subscriber holds is
+// EConflict; an operator-blocked one EForbidden.
+func testRectify(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com")
+	f.subscribe("bob@example.com")
+	for len(f.due(f.now())) > 0 {
+		if err := f.s.FinishJobs(ctx, f.due(f.now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	name := "Ann Smith"
+	res, err := f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Name: &name}, admin.Source())
+	if err != nil || !res.Renamed || res.AddressPending {
+		t.Fatalf("Rectify(name): got %+v, %v, want renamed only", res, err)
+	}
+	if got := f.sub("ann@example.com").Name; got != name {
+		t.Errorf("name after Rectify: got %q, want %q", got, name)
+	}
+	if res, err := f.s.Rectify(ctx, nil, ann.ID, consent.Rectification{Name: &name}, consent.ChannelPreferences); err != nil || res.Renamed {
+		t.Errorf("Rectify to the same name: got %+v, %v, want nothing changed", res, err)
+	}
+
+	taken := f.addr("bob@example.com")
+	_, err = f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Email: &taken}, admin.Source())
+	f.wantCode("Rectify to another subscriber's address", err, consent.EConflict)
+	f.suppress("blocked@example.com", "")
+	blocked := f.addr("blocked@example.com")
+	_, err = f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Email: &blocked}, admin.Source())
+	f.wantCode("Rectify to a blocked address", err, consent.EForbidden)
+	_, err = f.s.Rectify(ctx, &admin, "no-such-subscriber", consent.Rectification{Name: &name}, admin.Source())
+	f.wantCode("Rectify(unknown)", err, consent.ENotFound)
+
+	newAddr := f.addr("ann.smith@example.org")
+	res, err = f.s.Rectify(ctx, nil, ann.ID, consent.Rectification{Email: &newAddr}, consent.ChannelPreferences)
+	if err != nil || !res.AddressPending {
+		t.Fatalf("Rectify(email): got %+v, %v, want the address pending", res, err)
+	}
+	if got := f.sub("ann@example.com"); got == nil || got.ID != ann.ID {
+		t.Fatalf("before the new address confirms, the old one must still find ann: got %+v", got)
+	}
+	mails := f.dueOf(consent.JobAddressChange, f.now())
+	if len(mails) != 1 || mails[0].To != newAddr.Addr || mails[0].Request == "" {
+		t.Fatalf("address-change mail: got %+v, want one to %s", mails, newAddr.Addr)
+	}
+	cr, err := f.s.Confirm(ctx, mails[0].Request, consent.ConfirmInput{IP: "192.0.2.7"})
+	if err != nil || cr.NewEmail != newAddr.Addr || cr.Already {
+		t.Fatalf("Confirm(address change): got %+v, %v, want the new address", cr, err)
+	}
+	if cr, err := f.s.Confirm(ctx, mails[0].Request, consent.ConfirmInput{}); err != nil || !cr.Already {
+		t.Errorf("second Confirm(address change): got %+v, %v, want Already", cr, err)
+	}
+	if got, err := f.s.SubscriberByAddress(ctx, newAddr); err != nil || got.ID != ann.ID || got.Email != newAddr.Addr {
+		t.Errorf("SubscriberByAddress(new): got %+v, %v, want ann under the new address", got, err)
+	}
+	if got, err := f.s.SubscriberByAddress(ctx, f.addr("ann@example.com")); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("SubscriberByAddress(old): got %+v, %v, want ENotFound", got, err)
+	}
+	notices := f.dueOf(consent.JobAddressChanged, f.now())
+	if len(notices) != 1 || notices[0].To != "ann@example.com" || notices[0].NewEmail != newAddr.Addr {
+		t.Errorf("notice to the old address: got %+v", notices)
+	}
+	var fields []string
+	for _, ev := range f.events(ann.ID) {
+		if ev.Type == consent.EventRectified {
+			fields = append(fields, ev.Field+" by "+ev.Source)
+		}
+	}
+	if want := []string{"name by " + admin.Source(), "email by preferences"}; !slices.Equal(fields, want) {
+		t.Errorf("rectified events: got %q, want %q", fields, want)
+	}
+	f.wantLedgerOK(uint64(len(f.events(ann.ID)) + len(f.events(f.sub("bob@example.com").ID))))
+}
+
+// testForgetOptedOut: people who opted out of everything (unsubscribed
+// or lapsed) are erased once retention has passed since the last opt-out,
+// keeping the suppression hash and a verifying ledger; anyone still
+// subscribed, or within retention, stays.
+func testForgetOptedOut(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	gone := f.subscribe("gone@example.com", "news", "offers")
+	partly := f.subscribe("partly@example.com", "news", "offers")
+	f.subscribe("kept@example.com", "news")
+	f.unsubscribe(gone.ID, "")
+	f.unsubscribe(partly.ID, "news")
+	retention := 30 * consent.Day
+
+	f.clock.Advance(retention)
+	if n, err := f.s.ForgetOptedOut(ctx, retention); err != nil || n != 0 {
+		t.Fatalf("ForgetOptedOut at the edge of retention: got %d, %v, want 0, nil", n, err)
+	}
+	late := f.subscribe("late@example.com", "news")
+	f.unsubscribe(late.ID, "")
+	f.clock.Advance(time.Millisecond)
+	if n, err := f.s.ForgetOptedOut(ctx, retention); err != nil || n != 1 {
+		t.Fatalf("ForgetOptedOut after retention: got %d, %v, want 1, nil", n, err)
+	}
+	if _, err := f.s.Subscriber(ctx, gone.ID); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Subscriber(gone) after ForgetOptedOut: got %v, want ENotFound", err)
+	}
+	if !f.suppressed("gone@example.com", "news") {
+		t.Errorf("the forgotten address is no longer suppressed")
+	}
+	for _, addr := range []string{"partly@example.com", "kept@example.com", "late@example.com"} {
+		if _, err := f.s.SubscriberByAddress(ctx, f.addr(addr)); err != nil {
+			t.Errorf("SubscriberByAddress(%s): got %v, want it kept", addr, err)
+		}
+	}
+	var last consent.EventRecord
+	for _, ev := range f.events(gone.ID) {
+		if ev.Personal != nil && ev.Type != consent.EventErased {
+			t.Errorf("event %d of the forgotten person keeps its personal record", ev.Seq)
+		}
+		last = ev
+	}
+	if last.Type != consent.EventErased || last.Source != consent.SourceRetention {
+		t.Errorf("last event of the forgotten person: got %s from %s, want erased from %s", last.Type, last.Source, consent.SourceRetention)
+	}
+	if rep, err := f.s.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Errorf("VerifyLedger after ForgetOptedOut: got %+v, %v", rep, err)
+	}
 }

@@ -49,6 +49,10 @@ const (
 	Reawaken Purpose = "reawaken"
 )
 
+// PreferencesTTL is the lifetime of a preference-center link, mailed or
+// handed out by an operator.
+const PreferencesTTL = 30 * 24 * time.Hour
+
 // Key is one signing secret. ID is sent as the JWT "kid" header and must
 // match ^[A-Za-z0-9_-]{1,32}$; Secret must be at least 32 bytes long and
 // should come from a cryptographically secure random source.

@@ -12,13 +12,14 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
+	"optin/internal/token"
 )
 
 // maxImportBody caps the body of POST /api/v1/imports; every other admin
 // route keeps maxBody.
 const maxImportBody = 1 << 30
 
-// Role sets for the admin routes. SPEC: admin (everything), marketer
+// Role sets for the admin routes: admin (everything), marketer
 // (subscribers, imports, exports, campaigns, stats), viewer (read-only).
 // Bulk personal data (exports, backups) is not a viewer's "read".
 var (
@@ -47,6 +48,8 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/subscribers", read, s.handleSubscribers)
 	g.GET("/subscribers/:id", read, s.handleSubscriber)
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
+	g.PATCH("/subscribers/:id", market, s.handleSubscriberPatch)
+	g.POST("/subscribers/:id/preference-link", market, s.handlePreferenceLink)
 	g.POST("/subscribers/:id/activity", market, s.handleActivity)
 	g.DELETE("/subscribers/:id", market, s.handleSubscriberErase)
 
@@ -66,6 +69,11 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 
 	g.GET("/stats", read, s.handleStats)
 	g.GET("/audit", read, s.handleAudit)
+	g.POST("/incidents", admin, s.handleIncidentCreate)
+	g.GET("/incidents/:id", admin, s.handleIncident)
+	g.GET("/incidents/:id/affected", admin, s.handleIncidentAffected)
+	g.GET("/incidents/:id/report", admin, s.handleIncidentReport)
+	g.POST("/incidents/:id/notify", admin, s.handleIncidentNotify)
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)
 	g.GET("/backup", admin, s.handleBackup)
 
@@ -175,6 +183,28 @@ func (s *Server) view(sub *consent.Subscriber) subscriberView {
 	return subscriberView{Subscriber: sub, Lifecycle: sub.Lifecycle(s.store.Now(), s.cfg.DormantAfter)}
 }
 
+// subscriberFilter reads the filter of a subscriber listing or export
+// (status, topic, lifecycle, q) through get, which reads a query or form
+// field. Bad values are EInvalid.
+func (s *Server) subscriberFilter(get func(string) string) (consent.SubscriberFilter, error) {
+	f := consent.SubscriberFilter{Status: consent.Status(get("status")), Topic: get("topic"),
+		Lifecycle: consent.Lifecycle(get("lifecycle")), DormantAfter: s.cfg.DormantAfter, Query: strings.TrimSpace(get("q"))}
+	switch f.Status {
+	case "", consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed:
+	default:
+		return f, consent.Errorf(consent.EInvalid, "status must be pending, confirmed, unsubscribed or lapsed")
+	}
+	switch f.Lifecycle {
+	case "", consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant:
+	default:
+		return f, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant")
+	}
+	if len(f.Query) > 254 || len(f.Topic) > 64 {
+		return f, consent.Errorf(consent.EInvalid, "q or topic is too long")
+	}
+	return f, nil
+}
+
 // handleSubscribers lists subscribers by status, topic, lifecycle and a
 // text search, a page at a time.
 func (s *Server) handleSubscribers(c *gin.Context) {
@@ -183,25 +213,12 @@ func (s *Server) handleSubscribers(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	f := consent.SubscriberFilter{Status: consent.Status(c.Query("status")), Topic: c.Query("topic"),
-		Lifecycle: consent.Lifecycle(c.Query("lifecycle")), DormantAfter: s.cfg.DormantAfter,
-		Query: strings.TrimSpace(c.Query("q")), Cursor: cursor, Limit: limit}
-	switch f.Status {
-	case "", consent.StatusPending, consent.StatusConfirmed, consent.StatusUnsubscribed, consent.StatusLapsed:
-	default:
-		s.fail(c, consent.Errorf(consent.EInvalid, "status must be pending, confirmed, unsubscribed or lapsed"))
+	f, err := s.subscriberFilter(c.Query)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
-	switch f.Lifecycle {
-	case "", consent.LifecycleProspect, consent.LifecycleCustomer, consent.LifecycleDormant:
-	default:
-		s.fail(c, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant"))
-		return
-	}
-	if len(f.Query) > 254 || len(f.Topic) > 64 {
-		s.fail(c, consent.Errorf(consent.EInvalid, "q or topic is too long"))
-		return
-	}
+	f.Cursor, f.Limit = cursor, limit
 	subs, next, err := s.store.FindSubscribers(c.Request.Context(), f)
 	if err != nil {
 		s.fail(c, err)
@@ -240,19 +257,17 @@ func (s *Server) handleConsents(c *gin.Context) {
 
 // activityBody is POST /subscribers/{id}/activity.
 type activityBody struct {
-	Kind string `json:"kind"`
-	At   string `json:"at"`
+	Kind   consent.ActivityKind `json:"kind"`
+	At     string               `json:"at"`
+	Reason string               `json:"reason"`
 }
 
-// handleActivity records a purchase, which drives the lifecycle.
+// handleActivity records an activity of the person with its reason; the
+// kinds lifecycle.customer_activities names make a customer.
 func (s *Server) handleActivity(c *gin.Context) {
 	var b activityBody
 	if err := bindJSON(c, &b); err != nil {
 		s.fail(c, err)
-		return
-	}
-	if b.Kind != "purchase" {
-		s.fail(c, consent.Errorf(consent.EInvalid, `kind must be "purchase"`))
 		return
 	}
 	at, err := parseTime(b.At)
@@ -260,12 +275,109 @@ func (s *Server) handleActivity(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	sub, err := s.store.RecordPurchase(c.Request.Context(), actor(c), c.Param("id"), at)
+	act, err := consent.NewActivity(b.Kind, at, b.Reason, s.store.Now())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	customer := slices.Contains(s.cfg.CustomerActivities, act.Kind)
+	sub, err := s.store.RecordActivity(c.Request.Context(), actor(c), c.Param("id"), act, customer)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, s.view(sub))
+}
+
+// rectifyBody is PATCH /subscribers/{id}: the fields to correct.
+type rectifyBody struct {
+	Name  *string `json:"name"`
+	Email *string `json:"email"`
+}
+
+// rectification validates a correction: a name as at signup, an address
+// as ParseAddress takes it. At least one field is required.
+func (b rectifyBody) rectification() (consent.Rectification, error) {
+	var ch consent.Rectification
+	if b.Name == nil && b.Email == nil {
+		return ch, consent.Errorf(consent.EInvalid, "give name or email, or both")
+	}
+	if b.Name != nil {
+		name, err := consent.ParseName(*b.Name)
+		if err != nil {
+			return ch, err
+		}
+		ch.Name = &name
+	}
+	if b.Email != nil {
+		addr, err := consent.ParseAddress(*b.Email)
+		if err != nil {
+			return ch, err
+		}
+		ch.Email = &addr
+	}
+	return ch, nil
+}
+
+// rectifyView is the answer to PATCH /subscribers/{id}: the subscriber
+// and whether a new address waits for its confirmation.
+type rectifyView struct {
+	subscriberView
+	AddressPending bool `json:"address_pending"`
+}
+
+// handleSubscriberPatch corrects a subscriber's name at once and starts
+// the double opt-in of a new address (GDPR Art. 16); the old address is
+// told once the new one confirmed.
+func (s *Server) handleSubscriberPatch(c *gin.Context) {
+	var b rectifyBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ch, err := b.rectification()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	a := actor(c)
+	res, err := s.store.Rectify(c.Request.Context(), &a, c.Param("id"), ch, a.Source())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res.AddressPending && s.cfg.Outbox != nil {
+		s.cfg.Outbox.Notify()
+	}
+	sub, err := s.store.Subscriber(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rectifyView{subscriberView: s.view(sub), AddressPending: res.AddressPending})
+}
+
+// handlePreferenceLink mints a preference-center link for one subscriber,
+// for an operator to send by SMS or read out on the phone; the link is as
+// powerful as a mailed one, so minting it is audited.
+func (s *Server) handlePreferenceLink(c *gin.Context) {
+	ctx := c.Request.Context()
+	sub, err := s.store.Subscriber(ctx, c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	expires := s.store.Now().Add(token.PreferencesTTL)
+	tok, err := s.cfg.Tokens.Issue(token.Preferences, token.Claims{Subject: sub.ID, ExpiresAt: expires})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.AuditRead(ctx, actor(c), "subscriber.preference_link", sub.ID, 1); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"url": s.cfg.BaseURL + "/preferences/" + tok, "expires": expires})
 }
 
 // handleSubscriberErase erases a subscriber like the self-service erase: everything

@@ -77,7 +77,7 @@ func (s *Server) handleCampaignPreview(c *gin.Context) {
 
 // handleCampaignStart starts a draft campaign or resumes a paused one. A
 // campaign mail is marketing: without a configured postal address to put
-// in it, nothing starts (R97).
+// in it, nothing starts (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii)).
 func (s *Server) handleCampaignStart(c *gin.Context) {
 	if s.cfg.PostalAddress == "" {
 		s.fail(c, consent.Errorf(consent.EConflict,

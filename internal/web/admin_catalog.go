@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -112,11 +113,29 @@ func (s *Server) handleFormCreate(c *gin.Context) {
 	c.JSON(http.StatusCreated, f)
 }
 
-// handleFormUpdate replaces a form's settings; the id cannot change.
+// handleFormUpdate changes a form's settings: the fields the body gives
+// replace the stored ones and the others stay (so a body with only
+// "wording" changes only the wording); the id cannot change.
 func (s *Server) handleFormUpdate(c *gin.Context) {
-	var b consent.FormInput
-	if err := bindJSON(c, &b); err != nil {
+	old, err := s.store.Form(c.Request.Context(), c.Param("id"))
+	if err != nil {
 		s.fail(c, err)
+		return
+	}
+	var fields map[string]json.RawMessage
+	if err := bindJSON(c, &fields); err != nil {
+		s.fail(c, err)
+		return
+	}
+	b := consent.FormInputOf(old)
+	if _, ok := fields["wording"]; ok {
+		b.Wording = nil // a given wording replaces the whole map
+	}
+	raw, _ := json.Marshal(fields) // re-encoding decoded JSON cannot fail
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		s.fail(c, consent.Errorf(consent.EInvalid, "invalid JSON body: %v", err))
 		return
 	}
 	if b.ID != "" && b.ID != c.Param("id") {

@@ -73,15 +73,36 @@ func (s *Server) handleImport(c *gin.Context) {
 	c.JSON(http.StatusOK, rep)
 }
 
-// handleSubscriberExport streams every exportable subscriber as CSV or NDJSON from
-// one read transaction. Suppressed addresses never appear. A failure after
-// the first byte can only cut the stream short; it is logged.
-func (s *Server) handleSubscriberExport(c *gin.Context) {
-	format := c.DefaultQuery("format", transfer.FormatCSV)
+// handleSubscriberExport streams the exportable subscribers that match
+// the listing's filter (status, topic, lifecycle, q; none: all) as CSV or
+// NDJSON.
+func (s *Server) handleSubscriberExport(c *gin.Context) { s.exportSubscribers(c, c.Query, s.fail) }
+
+// exportSubscribers streams every exportable subscriber that matches the
+// filter read through get (with the field format, csv by default) from
+// one read transaction; suppressed addresses never appear. fail answers
+// errors found before the first byte; a failure after it can only cut the
+// stream short, and is logged. The export is audited under the request's
+// key.
+func (s *Server) exportSubscribers(c *gin.Context, get func(string) string, fail func(*gin.Context, error)) {
+	format := get("format")
+	if format == "" {
+		format = transfer.FormatCSV
+	}
+	f, err := s.subscriberFilter(get)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	now := s.store.Now()
+	match, err := s.exportMatch(c.Request.Context(), f, now)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	ex, err := transfer.NewExporter(c.Writer, format, now, s.cfg.DormantAfter)
 	if err != nil {
-		s.fail(c, err)
+		fail(c, err)
 		return
 	}
 	extendDeadlines(c, false)
@@ -94,6 +115,9 @@ func (s *Server) handleSubscriberExport(c *gin.Context) {
 	n := 0
 	if err = ex.Begin(); err == nil {
 		err = s.store.EachExportable(c.Request.Context(), func(sub *consent.Subscriber) error {
+			if !match(sub) {
+				return nil
+			}
 			n++
 			return ex.Write(sub)
 		})
@@ -109,6 +133,25 @@ func (s *Server) handleSubscriberExport(c *gin.Context) {
 		return
 	}
 	s.cfg.Log.Info("export", "key", actor(c).Name, "format", format, "subscribers", n)
+}
+
+// exportMatch returns the test of filter f at now for an export. As in a
+// listing, a q that is a whole address matches exactly the subscriber
+// holding it, not every address that contains it.
+func (s *Server) exportMatch(ctx context.Context, f consent.SubscriberFilter, now time.Time) (func(*consent.Subscriber) bool, error) {
+	addr, err := consent.ParseAddress(f.Query)
+	if err != nil {
+		return func(sub *consent.Subscriber) bool { return f.Match(sub, now) }, nil
+	}
+	holder, err := s.store.SubscriberByAddress(ctx, addr)
+	if consent.ErrorCode(err) == consent.ENotFound {
+		return func(*consent.Subscriber) bool { return false }, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.Query = ""
+	return func(sub *consent.Subscriber) bool { return sub.ID == holder.ID && f.Match(sub, now) }, nil
 }
 
 // handleBackup streams a consistent snapshot of the store while the

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"optin/internal/consent"
+	"optin/internal/i18n"
 
 	"github.com/gin-gonic/gin"
 )
@@ -101,7 +103,7 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 
 // handlePrivacy renders the privacy notice forms link to by default: who
 // the controller is, what is collected and why, how long it is kept and
-// the person's rights (GDPR Art. 13, R46).
+// the person's rights (GDPR Art. 13).
 func (s *Server) handlePrivacy(c *gin.Context) {
 	topics, err := s.store.Topics(c.Request.Context())
 	if err != nil {
@@ -110,5 +112,11 @@ func (s *Server) handlePrivacy(c *gin.Context) {
 	}
 	l := s.localizer(c, c.Query("locale"))
 	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: topics,
-		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")})
+		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: s.retentionText(l), Rights: l.T("privacy.rights")})
+}
+
+// retentionText states how long personal data is kept, with the days
+// this service is configured for.
+func (s *Server) retentionText(l i18n.Localizer) string {
+	return l.T("privacy.retention", int(s.cfg.PendingRetention/consent.Day), int(s.cfg.OptedOutRetention/consent.Day))
 }

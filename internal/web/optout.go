@@ -17,13 +17,19 @@ import (
 
 // prefTopic is one checkbox of the preference center.
 type prefTopic struct {
-	ID   string
-	Name string
-	On   bool
+	ID          string
+	Name        string
+	Description string
+	On          bool
+	// Basis is the lawful basis of the person's subscription, worded for
+	// the page; "" for a topic the person does not hold.
+	Basis string
 }
 
 // linkClaims verifies a token of purpose p. With acceptExpired, a genuine
-// but expired token is accepted too (withdrawal must keep working, R100).
+// but expired token is accepted too: withdrawal must keep working (CASL
+// s. 11(2) asks at least 60 days; GDPR Art. 7(3) asks it be as easy as
+// consenting).
 // On failure it renders the error page and returns ok=false.
 func (s *Server) linkClaims(c *gin.Context, p token.Purpose, acceptExpired bool) (token.Claims, bool) {
 	claims, err := s.cfg.Tokens.Verify(p, c.Param("token"))
@@ -49,7 +55,8 @@ func (s *Server) subscriberLocalizer(c *gin.Context, id string) (*consent.Subscr
 	return sub, s.localizer(c, sub.Locale), nil
 }
 
-// handleUnsubscribePage shows one button; it changes nothing (R8).
+// handleUnsubscribePage shows one button; it changes nothing, since
+// anti-spam software fetches the links in mail (RFC 8058, section 1).
 func (s *Server) handleUnsubscribePage(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
 	if !ok {
@@ -80,7 +87,8 @@ func (s *Server) handleUnsubscribePage(c *gin.Context) {
 // button: no cookie, session or CSRF token is read; the token alone says
 // who and which topic. It answers 200, never a redirect, and is
 // idempotent. The withdrawal and the suppression are on disk before the
-// answer, and the send-time check keeps queued mail from going out (R60).
+// answer, and the send-time check keeps queued mail from going out
+// (GDPR Art. 21(3)).
 func (s *Server) handleUnsubscribe(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Unsubscribe, true)
 	if !ok {
@@ -123,14 +131,37 @@ func (s *Server) preferencesSubscriber(c *gin.Context) (*consent.Subscriber, i18
 }
 
 func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer, msg string) {
-	ids := sortedKeys(sub.Subscriptions)
-	topics := s.topicsOf(c, ids)
+	topics := s.preferenceTopics(c, sub)
 	pts := make([]prefTopic, len(topics))
 	for i, t := range topics {
-		pts[i] = prefTopic{ID: t.ID, Name: t.Name, On: sub.Subscriptions[t.ID].Status == consent.StatusConfirmed}
+		st := sub.Subscriptions[t.ID]
+		pts[i] = prefTopic{ID: t.ID, Name: t.Name, Description: t.Description, On: st != nil && st.Status == consent.StatusConfirmed}
+		if pts[i].On && st.Basis != "" {
+			pts[i].Basis = l.T("preferences.basis." + string(st.Basis))
+		}
 	}
 	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
-		PrefTopics: pts, Wording: l.T("preferences.wording")})
+		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
+}
+
+// preferenceTopics are the topics a preference page offers: every topic
+// of the catalog, so the person can add one, and any the person holds
+// that the catalog no longer lists.
+func (s *Server) preferenceTopics(c *gin.Context, sub *consent.Subscriber) []consent.Topic {
+	all, err := s.store.Topics(c.Request.Context())
+	if err != nil {
+		all = nil // the page still shows the person's own topics
+	}
+	have := make(map[string]bool, len(all))
+	for _, t := range all {
+		have[t.ID] = true
+	}
+	for _, t := range s.topicsOf(c, sortedKeys(sub.Subscriptions)) {
+		if !have[t.ID] {
+			all = append(all, t)
+		}
+	}
+	return all
 }
 
 func (s *Server) handlePreferencesPage(c *gin.Context) {
@@ -149,11 +180,15 @@ func (s *Server) handlePreferences(c *gin.Context) {
 	ctx := c.Request.Context()
 	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
 	var err error
-	if c.PostForm("action") == "unsubscribe_all" {
+	msg := l.T("preferences.saved")
+	switch c.PostForm("action") {
+	case "unsubscribe_all":
 		_, err = s.store.Unsubscribe(ctx, sub.ID, "", consent.ChannelPreferences, in)
-	} else {
+	case "rectify":
+		msg, err = s.rectifyFromPreferences(c, sub, l)
+	default:
 		on := c.PostFormArray("topics")
-		topics := s.topicsOf(c, sortedKeys(sub.Subscriptions))
+		topics := s.preferenceTopics(c, sub)
 		labels := make(map[string]string, len(topics))
 		for _, t := range topics {
 			labels[t.ID] = t.Name
@@ -169,7 +204,33 @@ func (s *Server) handlePreferences(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.preferencesPage(c, sub, l, l.T("preferences.saved"))
+	s.preferencesPage(c, sub, l, msg)
+}
+
+// rectifyFromPreferences applies the person's own correction (GDPR Art.
+// 16) from the preference page: the name at once, a new address once it
+// confirms. It returns the message the page shows.
+func (s *Server) rectifyFromPreferences(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer) (string, error) {
+	name := c.PostForm("name")
+	b := rectifyBody{Name: &name}
+	if e := strings.TrimSpace(c.PostForm("email")); e != "" {
+		b.Email = &e
+	}
+	ch, err := b.rectification()
+	if err != nil {
+		return "", err
+	}
+	res, err := s.store.Rectify(c.Request.Context(), nil, sub.ID, ch, consent.ChannelPreferences)
+	if err != nil {
+		return "", err
+	}
+	if res.AddressPending {
+		if s.cfg.Outbox != nil {
+			s.cfg.Outbox.Notify()
+		}
+		return l.T("preferences.address_pending", ch.Email.Addr), nil
+	}
+	return l.T("preferences.rectified"), nil
 }
 
 // exportAbout is the part of an export that explains the data (Art. 15(1)).
@@ -196,6 +257,13 @@ func (s *Server) handleExport(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.writeExport(c, exp)
+}
+
+// writeExport answers with exp as the person's export file (schema
+// optin.export/v1), explained in the person's language: the same file
+// whether the person downloads it or an operator does for them.
+func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 	l := s.localizer(c, exp.Subscriber.Locale)
 	purposes := map[string]string{}
 	for _, t := range s.topicsOf(c, sortedKeys(exp.Subscriber.Subscriptions)) {
@@ -207,11 +275,28 @@ func (s *Server) handleExport(c *gin.Context) {
 		consent.Export
 		About exportAbout `json:"about"`
 	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
-		Retention: l.T("privacy.retention"), Rights: l.T("privacy.rights")}})
+		Retention: s.retentionText(l), Rights: l.T("privacy.rights")}})
 }
 
 // handleErase erases the person (Art. 17); only the suppression hash and
 // an erased ledger event remain.
+// handleErasePage asks, on a page of its own, whether the person really
+// wants everything erased; only its button's POST erases.
+func (s *Server) handleErasePage(c *gin.Context) {
+	claims, ok := s.linkClaims(c, token.Preferences, false)
+	if !ok {
+		return
+	}
+	if _, err := s.store.Subscriber(c.Request.Context(), claims.Subject); consent.ErrorCode(err) == consent.ENotFound {
+		s.messagePage(c, http.StatusGone, s.localizer(c), "gone", pageData{})
+		return
+	}
+	_, l, _ := s.subscriberLocalizer(c, claims.Subject)
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("preferences.erase_title"), Message: l.T("preferences.erase_message"),
+		Button: l.T("preferences.erase_confirm"), Action: c.Request.URL.Path, Danger: true,
+		LinkURL: strings.TrimSuffix(c.Request.URL.Path, "/erase"), LinkText: l.T("preferences.erase_back")})
+}
+
 func (s *Server) handleErase(c *gin.Context) {
 	claims, ok := s.linkClaims(c, token.Preferences, false)
 	if !ok {
@@ -234,7 +319,8 @@ func (s *Server) handleManagePage(c *gin.Context) {
 }
 
 // handleManage mails a fresh preference link to a known address. Known or
-// not, the answer is the same (R105); it is rate-limited per client IP.
+// not, the answer is the same, so it tells no one who is subscribed; it
+// is rate-limited per client IP.
 func (s *Server) handleManage(c *gin.Context) {
 	jsonOut := wantsJSON(c)
 	if ok, wait := allowIP(s.manage, s.manageNet, clientIP(c), time.Now()); !ok {

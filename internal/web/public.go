@@ -42,6 +42,13 @@ type pageData struct {
 	// Retention and Rights explain the data (privacy page).
 	Retention string
 	Rights    string
+	// Email and Name are the address and name a preference page manages,
+	// or what a refused signup form had typed; Checked its ticked topics.
+	Email   string
+	Name    string
+	Checked map[string]bool
+	// Danger styles an action page's button as one that cannot be undone.
+	Danger bool
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -73,16 +80,20 @@ func errorStatus(err error) int {
 
 // pageMessage returns err's message for a browser page in l's language:
 // the key attached with keyed, else the generic message of its code.
-func pageMessage(l i18n.Localizer, err error) string {
+func pageMessage(l i18n.Localizer, err error) string { return messageFor(l, err, "error.") }
+
+// messageFor returns err's message in l's language: the key attached with
+// keyed, else prefix followed by its code (or too_large).
+func messageFor(l i18n.Localizer, err error, prefix string) string {
 	var k keyedError
 	if errors.As(err, &k) {
 		return l.T(k.key)
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return l.T("error.too_large")
+		return l.T(prefix + "too_large")
 	}
-	return l.T("error." + consent.ErrorCode(err))
+	return l.T(prefix + consent.ErrorCode(err))
 }
 
 // wording is the exact consent wording form f shows in l's language,
@@ -165,7 +176,9 @@ func (s *Server) handleFormPage(c *gin.Context) {
 // lets the form's allowed origins frame it and lets the form post to
 // optin and follow the redirect to the success URL; a proof-of-work form
 // also runs embed.js from optin, which solves the challenge.
-func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []consent.Topic, l i18n.Localizer, msg string) {
+// formPage renders the hosted form; typed, when set, is a refused
+// signup's page data whose values the form shows again.
+func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []consent.Topic, l i18n.Localizer, msg string, typed ...pageData) {
 	w := s.wording(f, topics, l)
 	origins := cspSources(f.AllowedOrigins)
 	formAction := append([]string{"'self'"}, origins...)
@@ -176,6 +189,9 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
 	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: topics, Wording: w.Text, Notice: w.Notice,
 		Message: msg, Privacy: s.privacyURL(f)}
+	if len(typed) > 0 {
+		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
+	}
 	if f.PoWBits() > 0 {
 		csp += "; script-src 'self'; connect-src 'self'"
 		d.PoW = d.Action + "/challenge"
@@ -298,7 +314,8 @@ func (s *Server) cors(c *gin.Context, origin string) {
 
 // handleSignup takes a signup. Every refusal comes before the store is
 // touched, and the answer to an accepted one is the same whatever the
-// address's state (R105). Defences in order: the form's origin allow-list
+// address's state, so the form tells no one who is subscribed. Defences
+// in order: the form's origin allow-list
 // (403), the per-IP and per-subnet limits (429), input validation (400),
 // the form's proof of work (400), the honeypot (same answer, nothing
 // stored) and the global brake on confirmation mails (429).
@@ -445,7 +462,12 @@ func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topi
 		return
 	}
 	l := s.localizer(c, c.PostForm("locale"), f.Locale)
-	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err))
+	typed := pageData{Email: consent.Truncate(c.PostForm("email"), 254), Name: consent.Truncate(c.PostForm("name"), 400),
+		Checked: map[string]bool{}}
+	for _, t := range c.PostFormArray("topics") {
+		typed.Checked[t] = true
+	}
+	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err), typed)
 }
 
 // linkRequest verifies a confirm or not-me token and loads its request.
@@ -498,23 +520,28 @@ func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
 }
 
 // handleConfirmPage shows what a confirmation covers and a button. It
-// changes nothing: mail scanners fetch links (R49).
+// changes nothing: mail scanners fetch links (RFC 8058, section 1), and
+// consent takes a deliberate act, the button's POST.
 func (s *Server) handleConfirmPage(c *gin.Context) {
 	req, l, ok := s.linkRequest(c, token.Confirm)
 	if !ok {
 		return
 	}
 	topics := s.topicsOf(c, req.Topics)
+	done, title, message, button := "confirmed", "confirm.title", "confirm.message", "confirm.button"
+	if req.NewEmail != "" { // an address change (GDPR Art. 16)
+		done, title, message, button = "address_confirmed", "confirm.address_title", "confirm.address_message", "confirm.address_button"
+	}
 	if !req.Confirmed.IsZero() {
-		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: topics})
+		s.messagePage(c, http.StatusOK, l, done, pageData{Topics: topics})
 		return
 	}
 	if !req.Open(s.store.Now()) {
 		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
 		return
 	}
-	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("confirm.title"), Message: l.T("confirm.message"),
-		Button: l.T("confirm.button"), Action: c.Request.URL.Path, Topics: topics})
+	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T(title), Message: l.T(message),
+		Button: l.T(button), Action: c.Request.URL.Path, Topics: topics})
 }
 
 func (s *Server) handleConfirm(c *gin.Context) {
@@ -525,6 +552,10 @@ func (s *Server) handleConfirm(c *gin.Context) {
 	res, err := s.store.Confirm(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)})
 	switch consent.ErrorCode(err) {
 	case "":
+		if res.NewEmail != "" {
+			s.messagePage(c, http.StatusOK, l, "address_confirmed", pageData{})
+			return
+		}
 		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
 	case consent.EExpired, consent.ENotFound:
 		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))

@@ -31,12 +31,7 @@ const publicBase = "https://optin.example"
 // nil).
 func newPublicServer(t *testing.T, tweakForm func(*consent.Form), tweakCfg func(*Config)) (*Server, *bolt.DB) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{'h'}, 32),
-		Policy: consent.DefaultPolicy(), MessageIDDomain: "optin.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openTestDB(t, nil)
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Wording: map[string]string{}, WordingVersion: 1,
 		AllowedOrigins: []string{"https://shop.example"}}
 	if tweakForm != nil {
@@ -64,6 +59,19 @@ func newPublicServer(t *testing.T, tweakForm func(*consent.Form), tweakCfg func(
 		t.Fatal(err)
 	}
 	return s, db
+}
+
+// openTestDB opens a real bbolt database in a temporary directory, on the
+// clock now (nil: the real time), closed when the test ends.
+func openTestDB(t *testing.T, now func() time.Time) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{'h'}, 32),
+		Policy: consent.DefaultPolicy(), MessageIDDomain: "optin.example", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // serve runs one request through s; header holds name, value pairs.
@@ -476,9 +484,9 @@ func TestPagesRenderInEveryLocale(t *testing.T) {
 	}
 }
 
-// TestFormShowsNoticeBeforeSubmit checks what R44-R46 ask of the hosted
-// form: unticked boxes, the wording, the controller and postal address,
-// the privacy link.
+// TestFormShowsNoticeBeforeSubmit checks what GDPR Art. 7 and 13 ask of
+// the hosted form: unticked boxes, the wording, the controller and postal
+// address, the privacy link.
 func TestFormShowsNoticeBeforeSubmit(t *testing.T) {
 	s, _ := newPublicServer(t, func(f *consent.Form) { f.PrivacyURL = "https://shop.example/privacy" }, nil)
 	body := serve(s, "GET", "/f/newsletter", "", "").Body.String()
@@ -489,7 +497,7 @@ func TestFormShowsNoticeBeforeSubmit(t *testing.T) {
 		}
 	}
 	if strings.Contains(body, "checked") {
-		t.Error("form page pre-ticks a box (R44)")
+		t.Error("form page pre-ticks a box (GDPR Recital 32)")
 	}
 	priv := serve(s, "GET", "/privacy?locale=sv", "", "").Body.String()
 	for _, want := range []string{"Example Ltd", "1 Main St", "Product news", "Integritetsskyddsmyndigheten"} {

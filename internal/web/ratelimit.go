@@ -59,6 +59,25 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
+// spent reports, without taking an event, whether key's bucket is empty
+// at now, and how long until it holds one event again.
+func (l *limiter) spent(key string, now time.Time) (bool, time.Duration) {
+	if l.r.N <= 0 || l.r.Per <= 0 {
+		return false, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return false, 0
+	}
+	tokens := b.l.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) / float64(b.l.Limit()) * float64(time.Second))
+}
+
 // subnetFactor is how many times the per-IP budget one subnet (/24 for
 // IPv4, /64 for IPv6) may spend: enough for an office or a carrier NAT,
 // too little for a botnet spread over one provider's block.
@@ -94,7 +113,8 @@ func allowIP(perIP, perNet *limiter, ip string, now time.Time) (bool, time.Durat
 
 // Brake is a process-wide rate: PerSecond events on average, at most Burst
 // at once. The zero Brake means the default for confirmation mails: 50 a
-// second, 100 in a burst (R104).
+// second, 100 in a burst: a circuit breaker against list bombing, bots
+// signing victims' addresses up to bury their mail in confirmations.
 type Brake struct {
 	PerSecond float64
 	Burst     int

@@ -53,7 +53,7 @@ func (s *Server) reawakenClosed(c *gin.Context, l i18n.Localizer) {
 
 // handleReawakenPage shows the reawaken mail's "keep me subscribed"
 // page: the wording and one button. It changes nothing: mail scanners
-// open links too (R49).
+// open links too (RFC 8058, section 1), so only the button's POST counts.
 func (s *Server) handleReawakenPage(c *gin.Context) {
 	link, l, ok := s.reawakenLink(c)
 	if !ok {

@@ -40,6 +40,9 @@ type Config struct {
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
+	// SigninLimit caps failed console sign-ins per IP address; zero
+	// means 10 in 15 minutes.
+	SigninLimit Rate
 	// ConfirmBrake caps how many signups per second may go on to queue
 	// a confirmation mail, process-wide, each counted whether it queues one
 	// or not; zero means 50 a second, 100 in a burst.
@@ -48,6 +51,12 @@ type Config struct {
 	// BodyTimeout is how long a request on a public route may take to
 	// send its body, from when its headers are read; zero means 10 s.
 	BodyTimeout time.Duration
+	// PendingRetention and OptedOutRetention are pending.retention and
+	// retention.opted_out, stated on the privacy page.
+	PendingRetention, OptedOutRetention time.Duration
+	// CustomerActivities are the activity kinds that make a customer;
+	// nil means consent.DefaultCustomerActivities.
+	CustomerActivities []consent.ActivityKind
 	// Metrics, when set, times every request and serves GET /metrics.
 	Metrics *Metrics
 	// Ready reports whether the service can take traffic (for /readyz).
@@ -76,6 +85,10 @@ type Server struct {
 	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
+	// The browser console (console.go).
+	console map[string]*template.Template
+	assets  map[string]consoleAsset
+	signin  *limiter // failed console sign-ins per IP
 }
 
 // maxBody caps request bodies on public routes.
@@ -89,6 +102,9 @@ const defaultBodyTimeout = 10 * time.Second
 func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CustomerActivities == nil {
+		cfg.CustomerActivities = consent.DefaultCustomerActivities
 	}
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil {
@@ -110,6 +126,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pages[name] = t
 	}
+	if err := s.initConsole(cfg); err != nil {
+		return nil, err
+	}
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -126,7 +145,13 @@ func New(cfg Config) (*Server, error) {
 		e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
 	}
 	e.Use(s.recoverer(), s.securityHeaders)
-	e.NoRoute(func(c *gin.Context) { s.fail(c, consent.Errorf(consent.ENotFound, "not found")) })
+	e.NoRoute(func(c *gin.Context) {
+		if isConsole(c) {
+			s.consoleNotFound(c)
+			return
+		}
+		s.fail(c, consent.Errorf(consent.ENotFound, "not found"))
+	})
 	e.NoMethod(func(c *gin.Context) {
 		writeJSONError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
@@ -140,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	pub := e.Group("/", limitBody(maxBody), readDeadline(bodyTimeout))
 	pub.GET("/f/:form", s.handleFormPage)
+	pub.HEAD("/f/:form", s.handleFormPage)
 	pub.POST("/f/:form", s.handleSignup)
 	pub.OPTIONS("/f/:form", s.handlePreflight)
 	pub.GET("/f/:form/thanks", s.handleThanks)
@@ -155,6 +181,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/preferences/:token", s.handlePreferencesPage)
 	pub.POST("/preferences/:token", s.handlePreferences)
 	pub.GET("/preferences/:token/export", s.handleExport)
+	pub.GET("/preferences/:token/erase", s.handleErasePage)
 	pub.POST("/preferences/:token/erase", s.handleErase)
 	pub.GET("/reawaken/:token", s.handleReawakenPage)
 	pub.POST("/reawaken/:token", s.handleReawaken)
@@ -162,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/manage", s.handleManage)
 
 	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
+	s.registerConsole(e)
 	s.engine = e
 	return s, nil
 }
@@ -241,7 +269,8 @@ func (s *Server) recoverer() gin.HandlerFunc {
 }
 
 // securityHeaders sets headers every response carries. Pages that may be
-// framed (the hosted form) override frame-ancestors.
+// framed (the hosted form) override frame-ancestors; the console, which
+// loads its own style sheet and script, has its own policy.
 func (s *Server) securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -249,7 +278,11 @@ func (s *Server) securityHeaders(c *gin.Context) {
 	// "Origin: null" with the hosted form's own POST, which the origin
 	// check must refuse. Other sites still get no Referer.
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	if isConsole(c) {
+		h.Set("Content-Security-Policy", consoleCSP)
+	} else {
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	}
 	c.Next()
 }
 

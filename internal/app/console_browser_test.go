@@ -1,0 +1,395 @@
+package app
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"optin/internal/i18n"
+	"optin/templates"
+)
+
+// axeSource is axe-core, vendored with its licence under testdata/axe.
+//
+//go:embed testdata/axe/axe.min.js
+var axeSource string
+
+// consoleTab is a browser tab on the console of a running service.
+type consoleTab struct {
+	t   *testing.T
+	s   *service
+	tab context.Context
+	// shots, when set, is where screenshots for the README go.
+	shots string
+}
+
+func newConsoleTab(t *testing.T, s *service) *consoleTab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	tab := newBrowser(t, ctx)
+	ct := &consoleTab{t: t, s: s, tab: tab, shots: os.Getenv("OPTIN_CONSOLE_SHOTS")}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(cancel) // runs first: ends the tab, so the log copy stops
+	logConsole(t, tab, &wg)
+	// Every page records what its CSP blocked, for check.
+	_, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.cspBlocked = []; document.addEventListener("securitypolicyviolation",
+			e => window.cspBlocked.push(e.violatedDirective + " " + e.blockedURI));`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
+func (ct *consoleTab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	ct.t.Helper()
+	if err := chromedp.Do(ct.tab, actions...); err != nil {
+		ct.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (ct *consoleTab) eval(js string) string {
+	ct.t.Helper()
+	v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+	if err != nil {
+		ct.t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return v
+}
+
+// lang makes the browser ask for pages in loc.
+func (ct *consoleTab) lang(loc string) {
+	ct.t.Helper()
+	_, err := chromedp.Call(ct.tab, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": loc}})
+	if err != nil {
+		ct.t.Fatalf("Accept-Language %s: %v", loc, err)
+	}
+}
+
+// expect checks that js gives want on the page.
+func (ct *consoleTab) expect(what, js, want string) {
+	ct.t.Helper()
+	if got := ct.eval(js); got != want {
+		ct.t.Errorf("%s: got %q, want %q", what, got, want)
+	}
+}
+
+// path is the path and query the tab shows.
+func (ct *consoleTab) path() string {
+	return ct.eval(`location.pathname + location.search`)
+}
+
+// h1 is the page's heading.
+func (ct *consoleTab) h1() string {
+	return ct.eval(`document.querySelector("h1") ? document.querySelector("h1").textContent : ""`)
+}
+
+// waitPage waits until the tab shows a loaded page at path (with its
+// query).
+func (ct *consoleTab) waitPage(what, path string) {
+	ct.t.Helper()
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname + location.search : ""`))
+		if err == nil && v == path {
+			return
+		}
+		got = v
+	}
+	ct.t.Fatalf("%s: waiting for %s, the tab shows %q", what, path, got)
+}
+
+// axeViolations runs axe-core in the page and returns its serious and
+// critical violations by rule id.
+func (ct *consoleTab) axeViolations(name string) map[string]any {
+	ct.t.Helper()
+	if _, err := chromedp.Run(ct.tab, chromedp.Evaluate[bool](axeSource+";true")); err != nil {
+		ct.t.Fatalf("injecting axe-core on %s: %v", name, err)
+	}
+	out, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({
+		passes: r.passes.length,
+		violations: Object.fromEntries(r.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v =>
+			[v.id, {impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}]))}))`,
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		ct.t.Fatalf("running axe-core on %s: %v", name, err)
+	}
+	var res struct {
+		Passes     int
+		Violations map[string]any
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		ct.t.Fatalf("axe-core result on %s: %v", name, err)
+	}
+	if res.Passes == 0 {
+		ct.t.Fatalf("axe-core on %s checked nothing", name)
+	}
+	return res.Violations
+}
+
+// axe fails the test on any serious or critical axe-core violation.
+func (ct *consoleTab) axe(name string) {
+	ct.t.Helper()
+	for id, v := range ct.axeViolations(name) {
+		ct.t.Errorf("axe-core on %s: %s %v", name, id, v)
+	}
+}
+
+// check makes sure the page's CSP blocked nothing (no inline script or
+// style slipped in), runs axe-core on it and, at 390 px and 1280 px wide,
+// checks that nothing overflows sideways, saving screenshots when asked
+// to.
+func (ct *consoleTab) check(name string) {
+	ct.t.Helper()
+	if got := ct.eval(`JSON.stringify(window.cspBlocked)`); got != "[]" {
+		ct.t.Errorf("%s: the CSP blocked %s", name, got)
+	}
+	ct.axe(name)
+	for _, w := range []struct {
+		name          string
+		width, height int64
+	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+		ct.do("viewport "+w.name, chromedp.EmulateViewport(w.width, w.height))
+		if got := ct.eval(`String(document.documentElement.scrollWidth <= window.innerWidth)`); got != "true" {
+			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", name, w.width,
+				ct.eval(`String(document.documentElement.scrollWidth)`))
+		}
+		ct.shot(name + "-" + w.name)
+	}
+	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+}
+
+// shot saves what the screen shows as name.png when $OPTIN_CONSOLE_SHOTS
+// names a directory and name is one of the README's pictures
+// (docs/console).
+func (ct *consoleTab) shot(name string) {
+	ct.t.Helper()
+	switch name {
+	case "dashboard-desktop", "subscribers-phone", "person-desktop", "receipt-print":
+	default:
+		return
+	}
+	if ct.shots == "" {
+		return
+	}
+	png, err := chromedp.Run(ct.tab, chromedp.CaptureScreenshot())
+	if err != nil {
+		ct.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ct.shots, name+".png"), png, 0o644); err != nil {
+		ct.t.Fatal(err)
+	}
+}
+
+// tabTo presses Tab until the element with id has the focus, as a person
+// using only the keyboard would.
+func (ct *consoleTab) tabTo(id string) {
+	ct.t.Helper()
+	for range 20 {
+		if ct.eval(`document.activeElement ? document.activeElement.id : ""`) == id {
+			return
+		}
+		ct.do("Tab", chromedp.KeyEvent(kb.Tab))
+	}
+	ct.t.Fatalf("#%s cannot be reached with Tab", id)
+}
+
+// waitEval polls js until it gives want.
+func (ct *consoleTab) waitEval(what, js, want string) {
+	ct.t.Helper()
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+		if err == nil && v == want {
+			return
+		}
+		got = v
+	}
+	ct.t.Fatalf("%s: waiting for %q, the page gives %q", what, want, got)
+}
+
+// TestBrowserConsole drives the console in headless Chromium against the
+// real service: an unauthenticated visit lands on the sign-in page; the
+// pages follow the browser's language; sign-in and search work with the
+// keyboard alone and the search stays out of the URL; a person's page
+// shows their consent timeline with the wording and the mail; the receipt
+// prints without the console around it; an erasure needs the typed
+// address; a form whose CSRF token was tampered with is refused and
+// changes nothing; an idle session ends. On every page axe-core finds no
+// serious or critical problem and nothing is wider than the screen, at
+// phone and desktop width.
+func TestBrowserConsole(t *testing.T) {
+	needChromium(t)
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := cat.For("en")
+	s := startService(t, nil)
+	batch := s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
+		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
+		"carla@example.it,Carla Rossi,news,legitimate_interest,,,2024-01-20\n").Batch
+	// A fortnight of signups, most of them confirmed, for the chart.
+	for day := range 14 {
+		s.clock.Advance(24 * time.Hour)
+		for i := range day % 3 {
+			if addr := fmt.Sprintf("reader%d.%d@example.com", day, i); i == 0 {
+				s.confirmed(addr)
+			} else {
+				s.signupJSON(addr, "news")
+			}
+		}
+	}
+	danID := s.confirmed("dan@example.com")
+	ann, _ := s.subscriber("ann@example.com")
+	annID := ann.ID
+	danEvents := s.events(danID)
+	ct := newConsoleTab(t, s)
+
+	// 1. Signed out, any console page leads to the sign-in page.
+	ct.do("open a console page signed out", chromedp.Navigate(s.url+"/admin/subscribers"))
+	ct.waitPage("redirect to sign-in", "/admin/login")
+	if got := ct.h1(); got != en.T("console.login.title") {
+		t.Errorf("sign-in page heading: got %q", got)
+	}
+	ct.check("login")
+	// The harness sees problems: an image without a text alternative.
+	ct.eval(`document.querySelector("main").appendChild(document.createElement("img")), ""`)
+	if _, ok := ct.axeViolations("login with a bad image")["image-alt"]; !ok {
+		t.Error("axe-core missed an image without alt text: the accessibility checks prove nothing")
+	}
+	// And the CSP check sees an inline style.
+	ct.waitEval("an inline style blocked", `document.body.insertAdjacentHTML("beforeend", "<p style='color:red'>x</p>"),
+		String(window.cspBlocked.length > 0)`, "true")
+
+	// 2. In Italian and Swedish when the browser asks for them.
+	for _, loc := range []string{"it", "sv"} {
+		ct.lang(loc)
+		ct.do("open the sign-in page", chromedp.Navigate(s.url+"/admin/login"))
+		ct.waitPage("sign-in page in "+loc, "/admin/login")
+		if got, want := ct.h1(), cat.For(loc).T("console.login.title"); got != want {
+			t.Errorf("sign-in page in %s: got %q, want %q", loc, got, want)
+		}
+		if got := ct.eval(`document.documentElement.lang`); got != loc {
+			t.Errorf("lang in %s: got %q", loc, got)
+		}
+	}
+	ct.lang("en")
+	ct.do("open the sign-in page", chromedp.Navigate(s.url+"/admin/login"))
+	ct.waitPage("sign-in page", "/admin/login")
+
+	// 3. Keyboard-only sign-in: Tab to the key field, type, Enter.
+	ct.tabTo("key")
+	ct.do("type the key and press Enter", chromedp.KeyEvent(testAdminKey), chromedp.KeyEvent(kb.Enter))
+	ct.waitPage("after sign-in", "/admin")
+	if got := ct.h1(); got != en.T("console.home.title") {
+		t.Errorf("after sign-in: heading %q", got)
+	}
+	ct.check("dashboard")
+
+	// 4. The subscriber list, and a keyboard-only search whose address
+	// stays out of the URL.
+	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))
+	ct.waitPage("subscribers", "/admin/subscribers")
+	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "17" {
+		t.Errorf("subscriber rows: got %s, want 17", got)
+	}
+	ct.check("subscribers")
+	ct.tabTo("q")
+	ct.do("search", chromedp.KeyEvent("ann@example.com"), chromedp.KeyEvent(kb.Enter))
+	ct.waitEval("search result", `document.readyState + " " + document.querySelectorAll("table.list tbody tr").length + " " +
+		location.href.includes("ann")`, "complete 1 false")
+	ct.check("search")
+
+	// 5. One person: the consent timeline with the wording they saw, the
+	// printable receipt, and an erasure that needs the typed address.
+	ct.do("open Ann", chromedp.Click(chromedp.CSS(`table.list a`)))
+	ct.waitEval("Ann's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete ann@example.com")
+	ct.expect("Ann's event", `document.querySelector(".timeline .event").textContent`, en.T("console.event.imported"))
+	ct.expect("Ann's source", `String(document.querySelector(".timeline").textContent.includes("import:`+batch+`"))`, "true")
+	ct.expect("Ann's subscription", `document.querySelector("table.list td").textContent`, "Product news")
+	ct.do("open Dan, who signed up on a form", chromedp.Navigate(s.url+"/admin/subscribers/"+danID))
+	ct.waitPage("Dan's page", "/admin/subscribers/"+danID)
+	requested := danEvents[0]
+	ct.expect("Dan's events", `Array.from(document.querySelectorAll(".timeline .event")).map(e => e.textContent).join(" | ")`,
+		en.T("console.event.requested")+" | "+en.T("console.event.confirmed"))
+	ct.expect("the wording he saw", `document.querySelector(".timeline blockquote p").textContent`, requested.WordingText.Text)
+	ct.expect("the mail's Message-ID", `String(document.querySelector(".timeline").textContent.includes("<`+requested.MessageID+`>"))`, "true")
+	ct.expect("his user agent", `String(document.querySelector(".timeline").textContent.includes("e2e-test/1"))`, "true")
+	ct.check("person")
+	ct.do("open the receipt", chromedp.Click(chromedp.CSS(`a[href$="/receipt"]`)))
+	ct.waitPage("receipt", "/admin/subscribers/"+danID+"/receipt")
+	if got := ct.eval(`String(document.querySelector("button[data-print]").hidden)`); got != "false" {
+		t.Error("the receipt's print button stays hidden: console.js did not run")
+	}
+	ct.check("receipt")
+	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sel := range []string{"header.top", "button[data-print]", ".noprint"} {
+		if got := ct.eval(`getComputedStyle(document.querySelector("` + sel + `")).display`); got != "none" {
+			t.Errorf("printed receipt shows %s (display %s)", sel, got)
+		}
+	}
+	if got := ct.eval(`getComputedStyle(document.querySelector(".timeline")).display`); got == "none" {
+		t.Error("printed receipt hides the timeline")
+	}
+	ct.shot("receipt-print")
+	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+
+	ct.do("back to Ann", chromedp.Navigate(s.url+"/admin/subscribers/"+annID))
+	ct.waitPage("Ann's page", "/admin/subscribers/"+annID)
+	ct.do("type a wrong address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "bo@example.com"),
+		chromedp.Click(chromedp.CSS("button.danger")))
+	ct.waitEval("refused erasure", `document.readyState + " " + (document.querySelector("[role=alert]") || {}).textContent`,
+		"complete "+en.T("console.person.erase_mismatch"))
+	ct.do("type her address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "ann@example.com"),
+		chromedp.Click(chromedp.CSS("button.danger")))
+	ct.waitPage("after the erasure", "/admin/subscribers?done=erased")
+	if got := ct.eval(`document.querySelector("[role=status]").textContent`); got != en.T("console.person.done_erased") {
+		t.Errorf("erasure notice: got %q", got)
+	}
+	if _, ok := s.subscriber("ann@example.com"); ok {
+		t.Error("Ann is still there after the erasure")
+	}
+
+	// 6. A tampered CSRF token: refused, still signed in.
+	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
+	ct.waitPage("refusal", "/admin/logout")
+	if got := ct.eval(`document.querySelector("[role=alert]").textContent`); got != en.T("console.error.csrf") {
+		t.Errorf("CSRF refusal: got %q", got)
+	}
+	ct.check("error")
+	ct.do("reload the console", chromedp.Navigate(s.url+"/admin"))
+	ct.waitPage("still signed in", "/admin")
+	if got := ct.path(); got != "/admin" {
+		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
+	}
+
+	// 7. Idle for 31 minutes: the next page is the sign-in page.
+	s.clock.Advance(31 * time.Minute)
+	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
+	ct.waitPage("session ended", "/admin/login?ended=1")
+	if got := ct.eval(`document.querySelector("[role=status]").textContent`); got != en.T("console.login.ended") {
+		t.Errorf("ended notice: got %q", got)
+	}
+}

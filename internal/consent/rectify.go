@@ -1,0 +1,81 @@
+package consent
+
+import (
+	"time"
+)
+
+// Rectification is a correction of a person's data (GDPR Art. 16): a new
+// name, a new address, or both. A nil field is left as it is.
+type Rectification struct {
+	Name  *string
+	Email *Address
+}
+
+// RectifyResult says what a rectification did.
+type RectifyResult struct {
+	// Renamed is true when the name changed.
+	Renamed bool
+	// AddressPending is true when a confirmation mail went to the new
+	// address: the change waits for its double opt-in.
+	AddressPending bool
+}
+
+// RectifyPlan is what a rectification changes; the store writes it in one
+// transaction.
+type RectifyPlan struct {
+	// Event and Personal record a name change; nil when the name stays.
+	Event    *Event
+	Personal Personal
+	// Request and Mail start an address change: the request the new
+	// address must confirm and the confirmation mail to it.
+	Request *Request
+	Mail    *Job
+}
+
+// PlanRectify plans ch on sub at now, from source (admin:<key> or
+// preferences). A new name replaces the old one at once, with a
+// rectified event. A new address never replaces the old one directly: the
+// person must show they control it, so a request is made that the new
+// address confirms by double opt-in (PlanAddressConfirm), valid for the
+// policy's ConfirmTTL. A name that does not change and the address the
+// subscriber already has change nothing.
+func PlanRectify(sub *Subscriber, ch Rectification, source string, now time.Time, p Policy, ids IDs) RectifyPlan {
+	var plan RectifyPlan
+	if ch.Name != nil && *ch.Name != sub.Name {
+		sub.Name = *ch.Name
+		plan.Event = &Event{Time: now, Type: EventRectified, Subscriber: sub.ID, Source: source, Field: FieldName}
+		plan.Personal = Personal{Salt: ids.ID(), Email: sub.Email, Note: sub.Name}
+	}
+	if ch.Email != nil && ch.Email.Key != AddressKey(sub.Email) {
+		req := &Request{ID: ids.ID(), Subscriber: sub.ID, Source: source, NewEmail: ch.Email.Addr, Locale: sub.Locale,
+			Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID()}
+		plan.Request = req
+		plan.Mail = &Job{Kind: JobAddressChange, To: req.NewEmail, Name: sub.MailName(), Locale: sub.Locale,
+			Subscriber: sub.ID, Request: req.ID, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires}
+	}
+	return plan
+}
+
+// PlanAddressConfirm applies the address change req asked for, now that
+// the new address confirmed it: the subscriber's address becomes the new
+// one, a rectified event records it (with the new address in its personal
+// record and the old one as its note), and a notice goes to the old
+// address, so a change the person did not make does not go unnoticed. A
+// second confirmation changes nothing (nil event); an expired or
+// cancelled request is EExpired.
+func PlanAddressConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs) (*Event, Personal, *Job, error) {
+	if !req.Confirmed.IsZero() {
+		return nil, Personal{}, nil, nil
+	}
+	if !req.Open(in.Now) {
+		return nil, Personal{}, nil, Errorf(EExpired, "this confirmation link has expired")
+	}
+	old := sub.Email
+	sub.Email = req.NewEmail
+	req.Confirmed = in.Now
+	ev := &Event{Time: in.Now, Type: EventRectified, Subscriber: sub.ID, Source: req.Source, Field: FieldEmail,
+		Request: req.ID, MessageID: req.MessageID}
+	notice := &Job{Kind: JobAddressChanged, To: old, Name: sub.MailName(), Locale: sub.Locale, Subscriber: sub.ID,
+		Request: req.ID, MessageID: ids.MessageID(), Created: in.Now, NewEmail: sub.Email}
+	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent, Note: old}, notice, nil
+}
