@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"io"
-	"time"
 
 	"optin/internal/consent"
 )
@@ -21,10 +20,20 @@ const scanChunk = 1000
 // or they end. fn may run statements on c: a chunk is read completely
 // before fn sees its first subscriber.
 func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool, error)) error {
+	return walkSubscribers(c, after, false, fn)
+}
+
+// walkSubscribers is eachSubscriber, in descending id order with newest
+// (after is then the id the walk continues below; "" starts at the top).
+func walkSubscribers(c conn, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
+	query := "SELECT data FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+	if newest {
+		query = "SELECT data FROM subscribers WHERE $1 = '' OR id < $1 ORDER BY id DESC LIMIT $2"
+	}
 	for {
 		var chunk []*consent.Subscriber
 		var b []byte
-		err := c.each("SELECT data FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2", []any{after, scanChunk}, []any{&b}, func() error {
+		err := c.each(query, []any{after, scanChunk}, []any{&b}, func() error {
 			sub := new(consent.Subscriber)
 			if err := decode(b, sub); err != nil {
 				return err
@@ -51,18 +60,21 @@ func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool
 }
 
 // FindSubscribers returns one page of the subscribers matching f in id
-// order, and the cursor of the next page ("" at the end). Ids are random,
-// so the order is stable while others write: a subscriber added meanwhile
-// sorts before or after the cursor, and no page repeats or skips one that
-// existed when the listing began (unless it was erased).
+// order (the newest first with f.Newest), and the cursor of the next page
+// ("" at the end). Ids start with their creation time and end with random
+// bits, so the order is stable while others write: a subscriber added
+// meanwhile sorts before or after the cursor, and no page repeats or
+// skips one that existed when the listing began (unless it was erased).
 func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) ([]*consent.Subscriber, string, error) {
 	var out []*consent.Subscriber
 	next := ""
+	// after reports whether id comes after the cursor in the listing.
+	after := func(id string) bool { return f.Cursor == "" || (id < f.Cursor) == f.Newest && id != f.Cursor }
 	if addr, err := consent.ParseAddress(f.Query); err == nil {
 		// A whole address is an exact lookup through the address index.
 		f.Query = ""
 		sub, err := subscriberByKey(db.read(ctx), addr.Key)
-		if sub != nil && sub.ID > f.Cursor && f.Match(sub, db.Now()) {
+		if sub != nil && after(sub.ID) && f.Match(sub, db.Now()) {
 			out = append(out, sub)
 		}
 		return out, "", err
@@ -70,7 +82,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	err := db.view(ctx, func(c conn) error {
 		now := db.Now()
 		scanned, last := 0, ""
-		return eachSubscriber(c, f.Cursor, func(s *consent.Subscriber) (bool, error) {
+		return walkSubscribers(c, f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return false, nil
@@ -90,26 +102,28 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	return out, next, err
 }
 
-// RecordPurchase records a purchase by subscriber id at at: the last
-// purchase becomes the later of the stored one and at, which makes a
-// prospect a customer and a dormant customer active again. at in the
-// future is EInvalid; an unknown subscriber ENotFound.
-func (db *DB) RecordPurchase(ctx context.Context, a consent.Actor, id string, at time.Time) (*consent.Subscriber, error) {
+// RecordActivity records act of subscriber id (consent.PlanActivity):
+// the activity event with a as its source and, for a customer activity
+// later than the last one, the new last purchase, which makes a prospect a
+// customer and a dormant customer active again. An invalid activity (one
+// in the future, say) is EInvalid; an unknown subscriber ENotFound.
+func (db *DB) RecordActivity(ctx context.Context, a consent.Actor, id string, act consent.Activity, customer bool) (*consent.Subscriber, error) {
 	var sub *consent.Subscriber
-	at = at.UTC().Truncate(time.Millisecond)
 	err := db.update(ctx, func(t *tx) error {
-		var err error
+		now := db.Now()
+		act, err := consent.NewActivity(act.Kind, act.At, act.Reason, now)
+		if err != nil {
+			return err
+		}
 		if sub, err = loadSubscriber(t.conn, id); err != nil {
 			return err
 		}
-		if at.After(db.Now()) {
-			return consent.Errorf(consent.EInvalid, "at must not be in the future")
+		ev, personal := consent.PlanActivity(sub, act, customer, a.Source(), now, db)
+		if err := putSubscriber(t, sub); err != nil {
+			return err
 		}
-		if at.After(sub.LastPurchase) {
-			sub.LastPurchase = at
-			if err := putSubscriber(t, sub); err != nil {
-				return err
-			}
+		if err := appendEvent(t, ev, personal); err != nil {
+			return err
 		}
 		return db.audit(t, a, "subscriber.activity", id, 1)
 	})

@@ -70,6 +70,16 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 		if err != nil {
 			return err
 		}
+		for _, topic := range on {
+			if sub.Subscriptions[topic] != nil {
+				continue
+			}
+			if ok, err := t.exists("SELECT 1 FROM topics WHERE id = $1", topic); err != nil {
+				return err
+			} else if !ok {
+				return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(topic, 64))
+			}
+		}
 		evs, ps, removed := consent.PlanPreferences(sub, on, hash, in, db)
 		if len(evs) == 0 {
 			return nil

@@ -142,18 +142,21 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 	if err != nil || sub == nil {
 		return false, err // erased
 	}
+	if job.Kind == consent.JobIncidentNotice {
+		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
+	}
 	s, err := suppressed(c, db.hashKey(consent.AddressKey(job.To)), "")
 	if err != nil || (s != nil && !s.LiftedByOptIn()) {
 		return false, err
 	}
 	switch job.Kind {
-	case consent.JobConfirm:
+	case consent.JobConfirm, consent.JobAddressChange:
 		req, err := request(c, job.Request)
 		if err != nil || req == nil {
 			return false, err
 		}
 		return req.Open(db.Now()), nil
-	case consent.JobPreferences:
+	case consent.JobPreferences, consent.JobAddressChanged:
 		return true, nil
 	case consent.JobReawaken:
 		return db.reawakenDeliverable(c, job, sub)

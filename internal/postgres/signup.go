@@ -66,6 +66,11 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 		if err != nil {
 			return err
 		}
+		if req.NewEmail != "" {
+			res = consent.ConfirmResult{NewEmail: req.NewEmail}
+			res.Already, err = db.confirmAddress(t, sub, req, in)
+			return err
+		}
 		ev, personal, err := consent.PlanConfirm(sub, req, in, db)
 		if err != nil {
 			return err
@@ -86,6 +91,87 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 			return err
 		}
 		return appendEvent(t, ev, personal)
+	})
+	return res, err
+}
+
+// confirmAddress completes an address change whose new address confirmed
+// it (consent.PlanAddressConfirm): the address and its index move, the
+// rectified event is appended and the old address gets its notice. An
+// address another subscriber took meanwhile is EConflict.
+func (db *DB) confirmAddress(t *tx, sub *consent.Subscriber, req *consent.Request, in consent.ConfirmInput) (already bool, err error) {
+	if req.Confirmed.IsZero() {
+		if other, err := subscriberByKey(t.conn, consent.AddressKey(req.NewEmail)); err != nil {
+			return false, err
+		} else if other != nil && other.ID != sub.ID {
+			return false, consent.Errorf(consent.EConflict, "another subscriber already has this address")
+		}
+	}
+	ev, personal, notice, err := consent.PlanAddressConfirm(sub, req, in, db)
+	if err != nil || ev == nil {
+		return ev == nil && err == nil, err
+	}
+	// putSubscriber indexes the subscriber under its new address.
+	if err := putSubscriber(t, sub); err != nil {
+		return false, err
+	}
+	if err := putRequest(t, req); err != nil {
+		return false, err
+	}
+	if err := appendEvent(t, ev, personal); err != nil {
+		return false, err
+	}
+	return false, enqueue(t, notice)
+}
+
+// Rectify corrects subscriber id's name at once and starts the double
+// opt-in of a new address (consent.PlanRectify), in one transaction, with
+// a rectified event for the name and, when a is set, an audit entry. A new
+// address another subscriber holds is EConflict; one an operator
+// suppressed for every topic EForbidden.
+func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch consent.Rectification, source string) (consent.RectifyResult, error) {
+	var res consent.RectifyResult
+	err := db.update(ctx, func(t *tx) error {
+		res = consent.RectifyResult{}
+		sub, err := loadSubscriber(t.conn, id)
+		if err != nil {
+			return err
+		}
+		if ch.Email != nil && ch.Email.Key != consent.AddressKey(sub.Email) {
+			if other, err := subscriberByKey(t.conn, ch.Email.Key); err != nil {
+				return err
+			} else if other != nil {
+				return consent.Errorf(consent.EConflict, "another subscriber already has this address")
+			}
+			if blocked, err := db.blockedByOperator(t.conn, ch.Email.Key); err != nil {
+				return err
+			} else if blocked {
+				return consent.Errorf(consent.EForbidden, "this address is blocked")
+			}
+		}
+		plan := consent.PlanRectify(sub, ch, source, db.Now(), db.policy, db)
+		if plan.Event != nil {
+			res.Renamed = true
+			if err := putSubscriber(t, sub); err != nil {
+				return err
+			}
+			if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
+				return err
+			}
+		}
+		if plan.Request != nil {
+			res.AddressPending = true
+			if err := putRequest(t, plan.Request); err != nil {
+				return err
+			}
+			if err := enqueue(t, plan.Mail); err != nil {
+				return err
+			}
+		}
+		if a == nil || (plan.Event == nil && plan.Request == nil) {
+			return nil
+		}
+		return db.audit(t, *a, "subscriber.rectify", id, 1)
 	})
 	return res, err
 }

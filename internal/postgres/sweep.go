@@ -23,29 +23,42 @@ const sweepScan, sweepChunk = 10000, 500
 // rests between the reads; only the deletions take the lock, sweepChunk
 // at a time, each request checked again there.
 func (db *DB) SweepRequests(ctx context.Context, retention time.Duration) (int, error) {
-	total := 0
 	after := ""
+	return paced(ctx, sweepChunk, func() (ids []string, done bool, err error) {
+		ids, next, err := db.sweepCandidates(ctx, after, retention)
+		after = next
+		return ids, next == "", err
+	}, func(ctx context.Context, ids []string) (int, error) {
+		return db.sweepDelete(ctx, ids, retention)
+	})
+}
+
+// paced runs a housekeeping walk: read returns the candidates of one read
+// and whether the walk is over; apply handles up to chunk of them per
+// write transaction. Housekeeping yields: it rests three times as long as
+// each read took, so a walk over a big database does not take the
+// database from the signups for seconds on end. It returns how many
+// apply handled.
+func paced[T any](ctx context.Context, chunk int, read func() ([]T, bool, error), apply func(context.Context, []T) (int, error)) (int, error) {
+	total := 0
 	for {
 		start := time.Now()
-		ids, next, err := db.sweepCandidates(ctx, after, retention)
+		items, done, err := read()
 		if err != nil {
 			return total, err
 		}
-		// Housekeeping yields: rest three times as long as the reading
-		// took, so a sweep of a big database does not take the database
-		// from the signups for seconds on end.
 		rest := time.NewTimer(3 * time.Since(start))
-		for len(ids) > 0 {
-			part := ids[:min(len(ids), sweepChunk)]
-			ids = ids[len(part):]
-			n, err := db.sweepDelete(ctx, part, retention)
+		for len(items) > 0 {
+			part := items[:min(len(items), chunk)]
+			items = items[len(part):]
+			n, err := apply(ctx, part)
 			total += n
 			if err != nil {
 				rest.Stop()
 				return total, err
 			}
 		}
-		if next == "" {
+		if done {
 			rest.Stop()
 			return total, nil
 		}
@@ -55,7 +68,6 @@ func (db *DB) SweepRequests(ctx context.Context, retention time.Duration) (int, 
 			return total, ctx.Err()
 		case <-rest.C:
 		}
-		after = next
 	}
 }
 
