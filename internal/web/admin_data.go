@@ -164,13 +164,19 @@ func (s *Server) handleBackup(c *gin.Context) {
 			s.cfg.Log.Error("auditing a backup", "err", aerr)
 		}
 	}()
+	started := false
 	err := s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
+		started = true
 		c.Header("Content-Type", "application/octet-stream")
 		c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
 		c.Header("Content-Length", strconv.FormatInt(size, 10))
 		c.Header("Cache-Control", "no-store")
 		c.Status(http.StatusOK)
 	})
+	if err != nil && !started {
+		s.fail(c, err) // refused before the first byte (a store without file backups, say)
+		return
+	}
 	if err != nil {
 		s.cfg.Log.Warn("backup cut short", "err", err)
 		return
