@@ -355,6 +355,28 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 5b. Acting for Dan: a reservation with its reason, an unsubscribe
+	// on his word, and his preference link to copy.
+	ct.do("back to Dan", chromedp.Navigate(s.url+"/admin/subscribers/"+danID))
+	ct.waitPage("Dan's page", "/admin/subscribers/"+danID)
+	ct.do("record a reservation", chromedp.SetValue(chromedp.CSS("#kind"), "reservation"),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "Table for two, booked by phone"),
+		chromedp.Click(chromedp.CSS(`form[action$="/activity"] button`)))
+	ct.waitPage("after the reservation", "/admin/subscribers/"+danID+"?done=activity")
+	ct.expect("the reservation in the timeline", `String(document.querySelector(".timeline").textContent.includes("Table for two, booked by phone"))`, "true")
+	ct.do("unsubscribe him on his word", chromedp.SendKeys(chromedp.CSS("#withdraw-reason"), "Asked at the counter"),
+		chromedp.Click(chromedp.CSS(`form[action$="/unsubscribe"] button`)))
+	ct.waitPage("after the unsubscribe", "/admin/subscribers/"+danID+"?done=withdrawn")
+	ct.expect("his subscription", `document.querySelector("table.list .tag").textContent`, en.T("console.status.unsubscribed"))
+	if !s.suppressed("dan@example.com", "") {
+		t.Error("Dan is not suppressed after the unsubscribe on his word")
+	}
+	ct.do("show his preference link", chromedp.Click(chromedp.CSS(`form[action$="/preference-link"] button[value=show]`)))
+	ct.waitPage("the link", "/admin/subscribers/"+danID+"/preference-link")
+	ct.expect("the link", `String(document.querySelector("#preflink").value.startsWith("`+s.url+`/preferences/"))`, "true")
+	ct.expect("the copy button", `String(document.querySelector("button[data-copy]").hidden)`, "false")
+	ct.check("person-actions")
+
 	ct.do("back to Ann", chromedp.Navigate(s.url+"/admin/subscribers/"+annID))
 	ct.waitPage("Ann's page", "/admin/subscribers/"+annID)
 	ct.do("type a wrong address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "bo@example.com"),

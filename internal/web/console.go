@@ -137,6 +137,9 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.GET("/subscribers/:id/receipt", read, s.handleConsoleReceipt)
 	a.GET("/subscribers/:id/export", read, s.handleConsolePersonExport)
 	a.POST("/subscribers/:id/activity", market, s.handleConsoleActivity)
+	a.POST("/subscribers/:id/rectify", market, s.handleConsoleRectify)
+	a.POST("/subscribers/:id/unsubscribe", market, s.handleConsoleWithdraw)
+	a.POST("/subscribers/:id/preference-link", market, s.handleConsolePreferenceLink)
 	a.POST("/subscribers/:id/erase", market, s.handleConsoleErase)
 }
 

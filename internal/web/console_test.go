@@ -423,6 +423,9 @@ var consoleRoutes = []consoleRoute{
 	{[2]string{"GET", "/admin/subscribers/{id}/receipt"}, [2]string{"GET", "/api/v1/subscribers/{id}/consents"}},
 	{[2]string{"GET", "/admin/subscribers/{id}/export"}, [2]string{"GET", "/api/v1/subscribers/{id}/consents"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/activity"}, [2]string{"POST", "/api/v1/subscribers/{id}/activity"}},
+	{[2]string{"POST", "/admin/subscribers/{id}/rectify"}, [2]string{"PATCH", "/api/v1/subscribers/{id}"}},
+	{[2]string{"POST", "/admin/subscribers/{id}/unsubscribe"}, [2]string{"POST", "/api/v1/subscribers/{id}/unsubscribe"}},
+	{[2]string{"POST", "/admin/subscribers/{id}/preference-link"}, [2]string{"POST", "/api/v1/subscribers/{id}/preference-link"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/erase"}, [2]string{"DELETE", "/api/v1/subscribers/{id}"}},
 }
 
@@ -434,7 +437,7 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 	id := e.subscriberID("ann@example.com")
 	// How many pairs each role may not use: the test means something only
 	// when both answers occur.
-	wantForbidden := map[consent.Role]int{consent.RoleViewer: 3, consent.RoleMarketer: 0, consent.RoleAdmin: 0}
+	wantForbidden := map[consent.Role]int{consent.RoleViewer: 6, consent.RoleMarketer: 0, consent.RoleAdmin: 0}
 	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()

@@ -6,3 +6,13 @@ document.querySelectorAll("button[data-print]").forEach(function (b) {
   b.hidden = false;
   b.addEventListener("click", function () { window.print(); });
 });
+// A copy button copies the field it names, where the browser lets pages
+// write to the clipboard; without it the field can still be selected.
+document.querySelectorAll("button[data-copy]").forEach(function (b) {
+  var field = document.getElementById(b.dataset.copy);
+  if (!field || !navigator.clipboard) { return; }
+  b.hidden = false;
+  b.addEventListener("click", function () {
+    navigator.clipboard.writeText(field.value).then(function () { b.textContent = b.dataset.copied; });
+  });
+});
