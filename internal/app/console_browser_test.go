@@ -303,12 +303,36 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	ct.check("dashboard")
 
-	// 4. The subscriber list, and a keyboard-only search whose address
+	// 4. Import a mixed file: the report lists what went where and why,
+	// and offers itself as JSON.
+	mixed := filepath.Join(t.TempDir(), "mixed.csv")
+	if err := os.WriteFile(mixed, []byte("email,name,topics,basis,consented_at,source,last_purchase_at\n"+
+		"eva@example.com,Eva,news,consent,2024-04-01,spring fair,\n"+
+		"fred@example.com,Fred,news,consent,,,\n"+
+		"not-an-address,,news,consent,2024-04-01,spring fair,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ct.do("open the import", chromedp.Navigate(s.url+"/admin/imports"))
+	ct.waitPage("import page", "/admin/imports")
+	ct.check("import")
+	ct.do("choose the file and import", chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{mixed}),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/imports"] button[type=submit]`)))
+	ct.waitEval("the report", `document.readyState + " " + (document.querySelector("#report-title") || {}).textContent`,
+		"complete "+en.T("console.import.report"))
+	ct.expect("the counts", `Array.from(document.querySelectorAll("ul.cards .num")).map(n => n.textContent).join(" ")`, "2 0 0 1 0 1")
+	ct.expect("the refused line", `document.querySelector("table.list tbody td").textContent`, "4")
+	ct.expect("the report to download", `String(document.querySelector("a[download]").href.startsWith("data:application/json;base64,"))`, "true")
+	ct.check("import-report")
+	if _, ok := s.subscriber("fred@example.com"); !ok {
+		t.Error("Fred, imported without proof, is missing")
+	}
+
+	// 5. The subscriber list, and a keyboard-only search whose address
 	// stays out of the URL.
 	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))
 	ct.waitPage("subscribers", "/admin/subscribers")
-	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "17" {
-		t.Errorf("subscriber rows: got %s, want 17", got)
+	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "19" {
+		t.Errorf("subscriber rows: got %s, want 19", got)
 	}
 	ct.check("subscribers")
 	ct.tabTo("q")
@@ -317,7 +341,7 @@ func TestBrowserConsole(t *testing.T) {
 		location.href.includes("ann")`, "complete 1 false")
 	ct.check("search")
 
-	// 5. One person: the consent timeline with the wording they saw, the
+	// 6. One person: the consent timeline with the wording they saw, the
 	// printable receipt, and an erasure that needs the typed address.
 	ct.do("open Ann", chromedp.Click(chromedp.CSS(`table.list a`)))
 	ct.waitEval("Ann's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete ann@example.com")
@@ -355,7 +379,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// 5b. Acting for Dan: a reservation with its reason, an unsubscribe
+	// 7. Acting for Dan: a reservation with its reason, an unsubscribe
 	// on his word, and his preference link to copy.
 	ct.do("back to Dan", chromedp.Navigate(s.url+"/admin/subscribers/"+danID))
 	ct.waitPage("Dan's page", "/admin/subscribers/"+danID)
@@ -393,7 +417,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Error("Ann is still there after the erasure")
 	}
 
-	// 6. A tampered CSRF token: refused, still signed in.
+	// 8. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
 		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
 	ct.waitPage("refusal", "/admin/logout")
@@ -407,7 +431,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
 	}
 
-	// 7. Idle for 31 minutes: the next page is the sign-in page.
+	// 9. Idle for 31 minutes: the next page is the sign-in page.
 	s.clock.Advance(31 * time.Minute)
 	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
 	ct.waitPage("session ended", "/admin/login?ended=1")

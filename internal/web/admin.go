@@ -80,8 +80,8 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.DELETE("/apikeys/:id", admin, s.handleAPIKeyRevoke)
 }
 
-// adminBodyLimit caps request bodies: 1 GiB for imports, which stream,
-// 64 KiB for everything else.
+// adminBodyLimit caps request bodies of the admin API and the console:
+// 1 GiB for imports, which stream, 64 KiB for everything else.
 func adminBodyLimit(c *gin.Context) {
 	n := int64(maxBody)
 	if strings.HasSuffix(c.FullPath(), "/imports") {

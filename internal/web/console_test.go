@@ -126,19 +126,23 @@ type consoleResponse struct {
 	body   string
 }
 
-// do sends a request; header holds name, value pairs.
+// do sends a request, with form as its urlencoded body when not nil;
+// header holds name, value pairs.
 func (cl *consoleClient) do(method, path string, form url.Values, header ...string) consoleResponse {
 	cl.env.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	if form == nil {
+		return cl.send(method, path, nil, header...)
 	}
+	return cl.send(method, path, strings.NewReader(form.Encode()),
+		append([]string{"Content-Type", "application/x-www-form-urlencoded"}, header...)...)
+}
+
+// send sends a request with body; header holds name, value pairs.
+func (cl *consoleClient) send(method, path string, body io.Reader, header ...string) consoleResponse {
+	cl.env.t.Helper()
 	req, err := http.NewRequest(method, cl.env.url+path, body)
 	if err != nil {
 		cl.env.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -426,6 +430,8 @@ var consoleRoutes = []consoleRoute{
 	{[2]string{"POST", "/admin/subscribers/{id}/rectify"}, [2]string{"PATCH", "/api/v1/subscribers/{id}"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/unsubscribe"}, [2]string{"POST", "/api/v1/subscribers/{id}/unsubscribe"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/preference-link"}, [2]string{"POST", "/api/v1/subscribers/{id}/preference-link"}},
+	{[2]string{"GET", "/admin/imports"}, [2]string{"POST", "/api/v1/imports"}},
+	{[2]string{"POST", "/admin/imports"}, [2]string{"POST", "/api/v1/imports"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/erase"}, [2]string{"DELETE", "/api/v1/subscribers/{id}"}},
 }
 
@@ -437,7 +443,7 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 	id := e.subscriberID("ann@example.com")
 	// How many pairs each role may not use: the test means something only
 	// when both answers occur.
-	wantForbidden := map[consent.Role]int{consent.RoleViewer: 6, consent.RoleMarketer: 0, consent.RoleAdmin: 0}
+	wantForbidden := map[consent.Role]int{consent.RoleViewer: 8, consent.RoleMarketer: 0, consent.RoleAdmin: 0}
 	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()

@@ -16,3 +16,14 @@ document.querySelectorAll("button[data-copy]").forEach(function (b) {
     navigator.clipboard.writeText(field.value).then(function () { b.textContent = b.dataset.copied; });
   });
 });
+// A form that may take long (an import) says so while the browser waits
+// for the answer, and cannot be sent twice.
+document.querySelectorAll("form[data-busy]").forEach(function (f) {
+  f.addEventListener("submit", function () {
+    var status = f.querySelector("[data-busy-status]");
+    if (status) { status.textContent = f.dataset.busy; }
+    f.querySelectorAll("button[type=submit]").forEach(function (b) {
+      setTimeout(function () { b.disabled = true; }, 0);
+    });
+  });
+});
