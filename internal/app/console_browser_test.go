@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,6 +210,35 @@ func (ct *consoleTab) tabTo(id string) {
 	ct.t.Fatalf("#%s cannot be reached with Tab", id)
 }
 
+// frameText returns the text of the first element matching sel in the
+// frame of the page that shows url (its path and query). The preview's
+// frame is sandboxed, so Chromium runs it apart, as a target of its own.
+func (ct *consoleTab) frameText(url, sel string) string {
+	ct.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		infos, err := chromedp.Targets(ct.tab)
+		if err != nil {
+			ct.t.Fatal(err)
+		}
+		for _, info := range infos {
+			if info.Type != "iframe" || !strings.HasSuffix(info.URL, url) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(ct.tab, 20*time.Second)
+			frame, cancelFrame := chromedp.NewContext(ctx, chromedp.WithTargetID(info.TargetID), chromedp.WithDetachOnCancel())
+			text, err := chromedp.Run(frame, chromedp.TextContent(chromedp.CSS(sel)))
+			cancelFrame()
+			cancel()
+			if err != nil {
+				ct.t.Fatalf("reading %s in the frame of %s: %v", sel, url, err)
+			}
+			return text
+		}
+	}
+	ct.t.Fatalf("no frame shows %s", url)
+	return ""
+}
+
 // waitEval polls js until it gives want.
 func (ct *consoleTab) waitEval(what, js, want string) {
 	ct.t.Helper()
@@ -326,6 +356,28 @@ func TestBrowserConsole(t *testing.T) {
 	if _, ok := s.subscriber("fred@example.com"); !ok {
 		t.Error("Fred, imported without proof, is missing")
 	}
+
+	// 4b. Topics and forms: a new form, saved, shows its hosted page in
+	// the preview and its embed code.
+	ct.do("open the topics", chromedp.Navigate(s.url+"/admin/topics"))
+	ct.waitPage("topics", "/admin/topics")
+	ct.check("topics")
+	ct.do("open the forms", chromedp.Navigate(s.url+"/admin/forms"))
+	ct.waitPage("forms", "/admin/forms")
+	ct.check("forms")
+	ct.do("start a new form", chromedp.Click(chromedp.CSS(`a[href="/admin/forms/new"]`)))
+	ct.waitPage("new form", "/admin/forms/new")
+	ct.check("form-new")
+	ct.do("fill it in", chromedp.SendKeys(chromedp.CSS("#id"), "spring"), chromedp.Click(chromedp.CSS("#topic-news")),
+		chromedp.SendKeys(chromedp.CSS("#wording-en"), "Yes, tell me about the spring fair."),
+		chromedp.SendKeys(chromedp.CSS("#allowed_origins"), "https://shop.example"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/forms"] button[type=submit]`)))
+	ct.waitPage("the saved form", "/admin/forms/spring?done=saved")
+	if preview := ct.frameText("/f/spring?locale=en", "form"); !strings.Contains(preview, "Yes, tell me about the spring fair.") {
+		t.Errorf("the preview shows %q; want the new wording", preview)
+	}
+	ct.expect("the script snippet", `String(document.querySelector("#snippet-script").value.includes('data-optin-form="spring"'))`, "true")
+	ct.check("form")
 
 	// 5. The subscriber list, and a keyboard-only search whose address
 	// stays out of the URL.

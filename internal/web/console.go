@@ -95,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -132,7 +132,7 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	g.POST("/login", s.consoleCSRF, s.handleLogin)
 
 	a := g.Group("", s.consoleSession, s.consoleCSRF)
-	read, market := s.allowPage(rolesRead...), s.allowPage(rolesMarket...)
+	read, market, admin := s.allowPage(rolesRead...), s.allowPage(rolesMarket...), s.allowPage(rolesAdmin...)
 	a.GET("", read, s.handleConsoleDashboard)
 	a.POST("/logout", s.handleLogout)
 	a.GET("/subscribers", read, s.handleConsoleSubscribers)
@@ -148,6 +148,14 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.POST("/subscribers/:id/erase", market, s.handleConsoleErase)
 	a.GET("/imports", market, s.handleConsoleImportPage)
 	a.POST("/imports", market, s.handleConsoleImport)
+	a.GET("/topics", read, s.handleConsoleTopics)
+	a.POST("/topics", admin, s.handleConsoleTopicSave)
+	a.POST("/topics/:id", admin, s.handleConsoleTopicSave)
+	a.GET("/forms", read, s.handleConsoleForms)
+	a.GET("/forms/new", admin, s.handleConsoleFormNew)
+	a.POST("/forms", admin, s.handleConsoleFormSave)
+	a.GET("/forms/:id", read, s.handleConsoleForm)
+	a.POST("/forms/:id", admin, s.handleConsoleFormSave)
 }
 
 // isConsole reports whether the request is for a console path.
@@ -501,7 +509,7 @@ func (n topicNames) name(id string) string {
 
 // consoleFuncs returns the functions console templates may call.
 func consoleFuncs() template.FuncMap {
-	return template.FuncMap{"day": formatDay, "when": formatTime}
+	return template.FuncMap{"day": formatDay, "when": formatTime, "has": slices.Contains[[]string]}
 }
 
 // formatDay shows a stored time's UTC date; nothing for the zero time.
