@@ -379,6 +379,29 @@ func TestBrowserConsole(t *testing.T) {
 	ct.expect("the script snippet", `String(document.querySelector("#snippet-script").value.includes('data-optin-form="spring"'))`, "true")
 	ct.check("form")
 
+	// 4c. For admins: blocked addresses, the audit log and API keys, a
+	// new key's secret shown once.
+	ct.do("open the blocked addresses", chromedp.Navigate(s.url+"/admin/suppressions"))
+	ct.waitPage("blocked addresses", "/admin/suppressions")
+	ct.do("block an address", chromedp.SendKeys(chromedp.CSS("#email"), "complaint@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#note"), "Complained by phone"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/suppressions"] button`)))
+	ct.waitPage("after blocking", "/admin/suppressions?done=added")
+	if !s.suppressed("complaint@example.com", "") {
+		t.Error("complaint@example.com is not blocked")
+	}
+	ct.check("suppressions")
+	ct.do("open the audit log", chromedp.Navigate(s.url+"/admin/audit"))
+	ct.waitPage("audit log", "/admin/audit")
+	ct.expect("the newest entry", `document.querySelector("table.list tbody td.mono").textContent`, "suppression.add")
+	ct.check("audit")
+	ct.do("open the API keys", chromedp.Navigate(s.url+"/admin/keys"))
+	ct.waitPage("API keys", "/admin/keys")
+	ct.do("make a key", chromedp.SendKeys(chromedp.CSS("#name"), "ann"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/keys"] button`)))
+	ct.waitEval("the new key", `document.readyState + " " + String((document.querySelector("#secret") || {}).value || "").startsWith("optin_")`, "complete true")
+	ct.check("keys")
+
 	// 5. The subscriber list, and a keyboard-only search whose address
 	// stays out of the URL.
 	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))

@@ -540,16 +540,7 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	addr, err := consent.ParseAddress(b.Email)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if !consent.PlainText(b.Note, 200, false) {
-		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
-		return
-	}
-	sup, created, err := s.store.AddSuppression(c.Request.Context(), actor(c), addr, b.Topic, strings.TrimSpace(b.Note))
+	sup, created, err := s.addSuppression(c.Request.Context(), actor(c), b)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -559,6 +550,20 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		status = http.StatusCreated
 	}
 	c.JSON(status, sup)
+}
+
+// addSuppression validates b (an address, a note of at most 200
+// characters on one line) and blocks the address for b.Topic ("" for
+// every topic) under a; created is false when it was blocked already.
+func (s *Server) addSuppression(ctx context.Context, a consent.Actor, b suppressionBody) (consent.Suppression, bool, error) {
+	addr, err := consent.ParseAddress(b.Email)
+	if err != nil {
+		return consent.Suppression{}, false, err
+	}
+	if !consent.PlainText(b.Note, 200, false) {
+		return consent.Suppression{}, false, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters")
+	}
+	return s.store.AddSuppression(ctx, a, addr, b.Topic, strings.TrimSpace(b.Note))
 }
 
 // handleSuppressionDelete removes operator-added suppressions of a hash,

@@ -95,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -156,6 +156,14 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.POST("/forms", admin, s.handleConsoleFormSave)
 	a.GET("/forms/:id", read, s.handleConsoleForm)
 	a.POST("/forms/:id", admin, s.handleConsoleFormSave)
+	a.GET("/suppressions", read, s.handleConsoleSuppressions)
+	a.POST("/suppressions/find", read, s.handleConsoleSuppressionFind)
+	a.POST("/suppressions", admin, s.handleConsoleSuppressionAdd)
+	a.POST("/suppressions/:hash/delete", admin, s.handleConsoleSuppressionDelete)
+	a.GET("/audit", read, s.handleConsoleAudit)
+	a.GET("/keys", admin, s.handleConsoleKeys)
+	a.POST("/keys", admin, s.handleConsoleKeyCreate)
+	a.POST("/keys/:id/revoke", admin, s.handleConsoleKeyRevoke)
 }
 
 // isConsole reports whether the request is for a console path.
