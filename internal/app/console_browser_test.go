@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"optin/internal/config"
 	"optin/internal/i18n"
 	"optin/templates"
 )
@@ -270,7 +271,8 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	en := cat.For("en")
-	s := startService(t, nil)
+	// Campaign mail must carry a postal address, or no campaign starts.
+	s := startService(t, func(c *config.Config) { c.Mail.PostalAddress = "1 Main Street, Springfield" })
 	batch := s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
 		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
 		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
@@ -491,6 +493,30 @@ func TestBrowserConsole(t *testing.T) {
 	if _, ok := s.subscriber("ann@example.com"); ok {
 		t.Error("Ann is still there after the erasure")
 	}
+
+	// 7b. A reawaken campaign: made with the wizard, its audience counted
+	// with the exclusions by reason, started; its counts move on the open
+	// page as mails go out.
+	ct.do("open the campaigns", chromedp.Navigate(s.url+"/admin/campaigns"))
+	ct.waitPage("campaigns", "/admin/campaigns")
+	ct.check("campaigns")
+	ct.do("start a new campaign", chromedp.Click(chromedp.CSS(`a[href="/admin/campaigns/new"]`)))
+	ct.waitPage("new campaign", "/admin/campaigns/new")
+	ct.check("campaign-new")
+	ct.do("write it", chromedp.SendKeys(chromedp.CSS("#name"), "Autumn wake-up"),
+		chromedp.SendKeys(chromedp.CSS("#subject-en"), "Still with us?"),
+		chromedp.SendKeys(chromedp.CSS("#body-en"), "Hello {{name}}, do you still want {{topic}}?"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/campaigns"] button[type=submit]`)))
+	ct.waitEval("the campaign's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete Autumn wake-up")
+	ct.do("count the audience", chromedp.Click(chromedp.CSS(`form[action$="/preview"] button`)))
+	ct.waitEval("the preview", `document.readyState + " " + Boolean(document.querySelector("#preview-title"))`, "complete true")
+	ct.expect("the pending are left out", `String(Array.from(document.querySelectorAll("section[aria-labelledby=preview-title] td")).some(td =>
+		td.textContent === "`+en.T("console.campaign.excluded_pending")+`" && td.nextElementSibling.textContent !== "0"))`, "true")
+	ct.check("campaign-preview")
+	ct.do("start it", chromedp.Click(chromedp.CSS(`form[action$="/start"] button`)))
+	ct.waitEval("started", `document.readyState + " " + location.search`, "complete ?done=started")
+	ct.check("campaign")
+	ct.waitEval("mails sent, on the open page", `String(document.querySelectorAll("#counts .num")[1].textContent !== "0")`, "true")
 
 	// 8. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),

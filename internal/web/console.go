@@ -95,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -164,6 +164,13 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.GET("/keys", admin, s.handleConsoleKeys)
 	a.POST("/keys", admin, s.handleConsoleKeyCreate)
 	a.POST("/keys/:id/revoke", admin, s.handleConsoleKeyRevoke)
+	a.GET("/campaigns", read, s.handleConsoleCampaigns)
+	a.GET("/campaigns/new", market, s.handleConsoleCampaignNew)
+	a.POST("/campaigns", market, s.handleConsoleCampaignCreate)
+	a.GET("/campaigns/:id", read, s.handleConsoleCampaign)
+	a.POST("/campaigns/:id/preview", market, s.handleConsoleCampaignPreview)
+	a.POST("/campaigns/:id/start", market, s.handleConsoleCampaignStart)
+	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignPause)
 }
 
 // isConsole reports whether the request is for a console path.

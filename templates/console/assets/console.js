@@ -27,3 +27,19 @@ document.querySelectorAll("form[data-busy]").forEach(function (f) {
     });
   });
 });
+// A section with data-refresh (a running campaign's counts) reloads
+// itself every that many seconds while the page is shown.
+document.querySelectorAll("[data-refresh][id]").forEach(function (el) {
+  var every = parseInt(el.dataset.refresh, 10) * 1000;
+  function refresh() {
+    if (document.hidden) { return; }
+    fetch(location.href, { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (!html) { return; }
+      var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(el.id);
+      if (fresh) { el.replaceChildren.apply(el, Array.from(fresh.childNodes)); }
+    });
+  }
+  if (every > 0) { setInterval(refresh, every); }
+});
