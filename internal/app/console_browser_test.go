@@ -182,7 +182,7 @@ func (ct *consoleTab) check(name string) {
 func (ct *consoleTab) shot(name string) {
 	ct.t.Helper()
 	switch name {
-	case "dashboard-desktop", "subscribers-phone", "person-desktop", "receipt-print":
+	case "dashboard-desktop", "subscribers-phone", "person-desktop", "receipt-print", "import-report-desktop", "form-desktop":
 	default:
 		return
 	}
@@ -257,13 +257,18 @@ func (ct *consoleTab) waitEval(what, js, want string) {
 // TestBrowserConsole drives the console in headless Chromium against the
 // real service: an unauthenticated visit lands on the sign-in page; the
 // pages follow the browser's language; sign-in and search work with the
-// keyboard alone and the search stays out of the URL; a person's page
-// shows their consent timeline with the wording and the mail; the receipt
-// prints without the console around it; an erasure needs the typed
-// address; a form whose CSRF token was tampered with is refused and
-// changes nothing; an idle session ends. On every page axe-core finds no
-// serious or critical problem and nothing is wider than the screen, at
-// phone and desktop width.
+// keyboard alone and the search stays out of the URL; a mixed file is
+// imported and its report read; a new form shows its hosted page in the
+// preview; an address is blocked, the audit log read and an API key made;
+// a person's page shows their consent timeline with the wording and the
+// mail; the receipt prints without the console around it; an operator
+// records an activity, unsubscribes a person on their word and shows
+// their preference link; a campaign's audience is counted and the
+// campaign started, its counts moving on the open page; an erasure needs
+// the typed address; a form whose CSRF token was tampered with is refused
+// and changes nothing; an idle session ends. On every page axe-core finds
+// no serious or critical problem and nothing is wider than the screen,
+// at phone and desktop width.
 func TestBrowserConsole(t *testing.T) {
 	needChromium(t)
 	cat, err := i18n.Load(templates.FS, "locales")
