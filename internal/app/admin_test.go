@@ -111,6 +111,7 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"POST", "/subscribers/nope/activity", js, `{"kind":"purchase","at":"2020-01-01T00:00:00Z"}`, [4]int{404, 404, 403, 401}},
 		{"PATCH", "/subscribers/nope", js, `{"name":"X"}`, [4]int{404, 404, 403, 401}},
 		{"POST", "/subscribers/nope/preference-link", "", "", [4]int{404, 404, 403, 401}},
+		{"POST", "/subscribers/nope/unsubscribe", js, `{"reason":"asked"}`, [4]int{404, 404, 403, 401}},
 		{"DELETE", "/subscribers/nope", "", "", [4]int{404, 404, 403, 401}},
 		{"POST", "/imports", csv, "email,topics,basis\n", [4]int{200, 200, 403, 401}},
 		{"GET", "/exports/subscribers", "", "", [4]int{200, 200, 403, 401}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"optin/internal/config"
 	"optin/internal/i18n"
 	"optin/templates"
 )
@@ -180,7 +182,7 @@ func (ct *consoleTab) check(name string) {
 func (ct *consoleTab) shot(name string) {
 	ct.t.Helper()
 	switch name {
-	case "dashboard-desktop", "subscribers-phone", "person-desktop", "receipt-print":
+	case "dashboard-desktop", "subscribers-phone", "person-desktop", "receipt-print", "import-report-desktop", "form-desktop":
 	default:
 		return
 	}
@@ -209,6 +211,35 @@ func (ct *consoleTab) tabTo(id string) {
 	ct.t.Fatalf("#%s cannot be reached with Tab", id)
 }
 
+// frameText returns the text of the first element matching sel in the
+// frame of the page that shows url (its path and query). The preview's
+// frame is sandboxed, so Chromium runs it apart, as a target of its own.
+func (ct *consoleTab) frameText(url, sel string) string {
+	ct.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		infos, err := chromedp.Targets(ct.tab)
+		if err != nil {
+			ct.t.Fatal(err)
+		}
+		for _, info := range infos {
+			if info.Type != "iframe" || !strings.HasSuffix(info.URL, url) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(ct.tab, 20*time.Second)
+			frame, cancelFrame := chromedp.NewContext(ctx, chromedp.WithTargetID(info.TargetID), chromedp.WithDetachOnCancel())
+			text, err := chromedp.Run(frame, chromedp.TextContent(chromedp.CSS(sel)))
+			cancelFrame()
+			cancel()
+			if err != nil {
+				ct.t.Fatalf("reading %s in the frame of %s: %v", sel, url, err)
+			}
+			return text
+		}
+	}
+	ct.t.Fatalf("no frame shows %s", url)
+	return ""
+}
+
 // waitEval polls js until it gives want.
 func (ct *consoleTab) waitEval(what, js, want string) {
 	ct.t.Helper()
@@ -226,13 +257,18 @@ func (ct *consoleTab) waitEval(what, js, want string) {
 // TestBrowserConsole drives the console in headless Chromium against the
 // real service: an unauthenticated visit lands on the sign-in page; the
 // pages follow the browser's language; sign-in and search work with the
-// keyboard alone and the search stays out of the URL; a person's page
-// shows their consent timeline with the wording and the mail; the receipt
-// prints without the console around it; an erasure needs the typed
-// address; a form whose CSRF token was tampered with is refused and
-// changes nothing; an idle session ends. On every page axe-core finds no
-// serious or critical problem and nothing is wider than the screen, at
-// phone and desktop width.
+// keyboard alone and the search stays out of the URL; a mixed file is
+// imported and its report read; a new form shows its hosted page in the
+// preview; an address is blocked, the audit log read and an API key made;
+// a person's page shows their consent timeline with the wording and the
+// mail; the receipt prints without the console around it; an operator
+// records an activity, unsubscribes a person on their word and shows
+// their preference link; a campaign's audience is counted and the
+// campaign started, its counts moving on the open page; an erasure needs
+// the typed address; a form whose CSRF token was tampered with is refused
+// and changes nothing; an idle session ends. On every page axe-core finds
+// no serious or critical problem and nothing is wider than the screen,
+// at phone and desktop width.
 func TestBrowserConsole(t *testing.T) {
 	needChromium(t)
 	cat, err := i18n.Load(templates.FS, "locales")
@@ -240,7 +276,8 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	en := cat.For("en")
-	s := startService(t, nil)
+	// Campaign mail must carry a postal address, or no campaign starts.
+	s := startService(t, func(c *config.Config) { c.Mail.PostalAddress = "1 Main Street, Springfield" })
 	batch := s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
 		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
 		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +
@@ -303,12 +340,81 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	ct.check("dashboard")
 
-	// 4. The subscriber list, and a keyboard-only search whose address
+	// 4. Import a mixed file: the report lists what went where and why,
+	// and offers itself as JSON.
+	mixed := filepath.Join(t.TempDir(), "mixed.csv")
+	if err := os.WriteFile(mixed, []byte("email,name,topics,basis,consented_at,source,last_purchase_at\n"+
+		"eva@example.com,Eva,news,consent,2024-04-01,spring fair,\n"+
+		"fred@example.com,Fred,news,consent,,,\n"+
+		"not-an-address,,news,consent,2024-04-01,spring fair,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ct.do("open the import", chromedp.Navigate(s.url+"/admin/imports"))
+	ct.waitPage("import page", "/admin/imports")
+	ct.check("import")
+	ct.do("choose the file and import", chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{mixed}),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/imports"] button[type=submit]`)))
+	ct.waitEval("the report", `document.readyState + " " + (document.querySelector("#report-title") || {}).textContent`,
+		"complete "+en.T("console.import.report"))
+	ct.expect("the counts", `Array.from(document.querySelectorAll("ul.cards .num")).map(n => n.textContent).join(" ")`, "2 0 0 1 0 1")
+	ct.expect("the refused line", `document.querySelector("table.list tbody td").textContent`, "4")
+	ct.expect("the report to download", `String(document.querySelector("a[download]").href.startsWith("data:application/json;base64,"))`, "true")
+	ct.check("import-report")
+	if _, ok := s.subscriber("fred@example.com"); !ok {
+		t.Error("Fred, imported without proof, is missing")
+	}
+
+	// 4b. Topics and forms: a new form, saved, shows its hosted page in
+	// the preview and its embed code.
+	ct.do("open the topics", chromedp.Navigate(s.url+"/admin/topics"))
+	ct.waitPage("topics", "/admin/topics")
+	ct.check("topics")
+	ct.do("open the forms", chromedp.Navigate(s.url+"/admin/forms"))
+	ct.waitPage("forms", "/admin/forms")
+	ct.check("forms")
+	ct.do("start a new form", chromedp.Click(chromedp.CSS(`a[href="/admin/forms/new"]`)))
+	ct.waitPage("new form", "/admin/forms/new")
+	ct.check("form-new")
+	ct.do("fill it in", chromedp.SendKeys(chromedp.CSS("#id"), "spring"), chromedp.Click(chromedp.CSS("#topic-news")),
+		chromedp.SendKeys(chromedp.CSS("#wording-en"), "Yes, tell me about the spring fair."),
+		chromedp.SendKeys(chromedp.CSS("#allowed_origins"), "https://shop.example"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/forms"] button[type=submit]`)))
+	ct.waitPage("the saved form", "/admin/forms/spring?done=saved")
+	if preview := ct.frameText("/f/spring?locale=en", "form"); !strings.Contains(preview, "Yes, tell me about the spring fair.") {
+		t.Errorf("the preview shows %q; want the new wording", preview)
+	}
+	ct.expect("the script snippet", `String(document.querySelector("#snippet-script").value.includes('data-optin-form="spring"'))`, "true")
+	ct.check("form")
+
+	// 4c. For admins: blocked addresses, the audit log and API keys, a
+	// new key's secret shown once.
+	ct.do("open the blocked addresses", chromedp.Navigate(s.url+"/admin/suppressions"))
+	ct.waitPage("blocked addresses", "/admin/suppressions")
+	ct.do("block an address", chromedp.SendKeys(chromedp.CSS("#email"), "complaint@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#note"), "Complained by phone"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/suppressions"] button`)))
+	ct.waitPage("after blocking", "/admin/suppressions?done=added")
+	if !s.suppressed("complaint@example.com", "") {
+		t.Error("complaint@example.com is not blocked")
+	}
+	ct.check("suppressions")
+	ct.do("open the audit log", chromedp.Navigate(s.url+"/admin/audit"))
+	ct.waitPage("audit log", "/admin/audit")
+	ct.expect("the newest entry", `document.querySelector("table.list tbody td.mono").textContent`, "suppression.add")
+	ct.check("audit")
+	ct.do("open the API keys", chromedp.Navigate(s.url+"/admin/keys"))
+	ct.waitPage("API keys", "/admin/keys")
+	ct.do("make a key", chromedp.SendKeys(chromedp.CSS("#name"), "ann"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/keys"] button`)))
+	ct.waitEval("the new key", `document.readyState + " " + String((document.querySelector("#secret") || {}).value || "").startsWith("optin_")`, "complete true")
+	ct.check("keys")
+
+	// 5. The subscriber list, and a keyboard-only search whose address
 	// stays out of the URL.
 	ct.do("open the subscribers", chromedp.Navigate(s.url+"/admin/subscribers"))
 	ct.waitPage("subscribers", "/admin/subscribers")
-	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "17" {
-		t.Errorf("subscriber rows: got %s, want 17", got)
+	if got := ct.eval(`String(document.querySelectorAll("table.list tbody tr").length)`); got != "19" {
+		t.Errorf("subscriber rows: got %s, want 19", got)
 	}
 	ct.check("subscribers")
 	ct.tabTo("q")
@@ -317,7 +423,7 @@ func TestBrowserConsole(t *testing.T) {
 		location.href.includes("ann")`, "complete 1 false")
 	ct.check("search")
 
-	// 5. One person: the consent timeline with the wording they saw, the
+	// 6. One person: the consent timeline with the wording they saw, the
 	// printable receipt, and an erasure that needs the typed address.
 	ct.do("open Ann", chromedp.Click(chromedp.CSS(`table.list a`)))
 	ct.waitEval("Ann's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete ann@example.com")
@@ -355,6 +461,28 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 7. Acting for Dan: a reservation with its reason, an unsubscribe
+	// on his word, and his preference link to copy.
+	ct.do("back to Dan", chromedp.Navigate(s.url+"/admin/subscribers/"+danID))
+	ct.waitPage("Dan's page", "/admin/subscribers/"+danID)
+	ct.do("record a reservation", chromedp.SetValue(chromedp.CSS("#kind"), "reservation"),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "Table for two, booked by phone"),
+		chromedp.Click(chromedp.CSS(`form[action$="/activity"] button`)))
+	ct.waitPage("after the reservation", "/admin/subscribers/"+danID+"?done=activity")
+	ct.expect("the reservation in the timeline", `String(document.querySelector(".timeline").textContent.includes("Table for two, booked by phone"))`, "true")
+	ct.do("unsubscribe him on his word", chromedp.SendKeys(chromedp.CSS("#withdraw-reason"), "Asked at the counter"),
+		chromedp.Click(chromedp.CSS(`form[action$="/unsubscribe"] button`)))
+	ct.waitPage("after the unsubscribe", "/admin/subscribers/"+danID+"?done=withdrawn")
+	ct.expect("his subscription", `document.querySelector("table.list .tag").textContent`, en.T("console.status.unsubscribed"))
+	if !s.suppressed("dan@example.com", "") {
+		t.Error("Dan is not suppressed after the unsubscribe on his word")
+	}
+	ct.do("show his preference link", chromedp.Click(chromedp.CSS(`form[action$="/preference-link"] button[value=show]`)))
+	ct.waitPage("the link", "/admin/subscribers/"+danID+"/preference-link")
+	ct.expect("the link", `String(document.querySelector("#preflink").value.startsWith("`+s.url+`/preferences/"))`, "true")
+	ct.expect("the copy button", `String(document.querySelector("button[data-copy]").hidden)`, "false")
+	ct.check("person-actions")
+
 	ct.do("back to Ann", chromedp.Navigate(s.url+"/admin/subscribers/"+annID))
 	ct.waitPage("Ann's page", "/admin/subscribers/"+annID)
 	ct.do("type a wrong address and erase", chromedp.SendKeys(chromedp.CSS("#confirm"), "bo@example.com"),
@@ -371,7 +499,31 @@ func TestBrowserConsole(t *testing.T) {
 		t.Error("Ann is still there after the erasure")
 	}
 
-	// 6. A tampered CSRF token: refused, still signed in.
+	// 7b. A reawaken campaign: made with the wizard, its audience counted
+	// with the exclusions by reason, started; its counts move on the open
+	// page as mails go out.
+	ct.do("open the campaigns", chromedp.Navigate(s.url+"/admin/campaigns"))
+	ct.waitPage("campaigns", "/admin/campaigns")
+	ct.check("campaigns")
+	ct.do("start a new campaign", chromedp.Click(chromedp.CSS(`a[href="/admin/campaigns/new"]`)))
+	ct.waitPage("new campaign", "/admin/campaigns/new")
+	ct.check("campaign-new")
+	ct.do("write it", chromedp.SendKeys(chromedp.CSS("#name"), "Autumn wake-up"),
+		chromedp.SendKeys(chromedp.CSS("#subject-en"), "Still with us?"),
+		chromedp.SendKeys(chromedp.CSS("#body-en"), "Hello {{name}}, do you still want {{topic}}?"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/campaigns"] button[type=submit]`)))
+	ct.waitEval("the campaign's page", `document.readyState + " " + document.querySelector("h1").textContent`, "complete Autumn wake-up")
+	ct.do("count the audience", chromedp.Click(chromedp.CSS(`form[action$="/preview"] button`)))
+	ct.waitEval("the preview", `document.readyState + " " + Boolean(document.querySelector("#preview-title"))`, "complete true")
+	ct.expect("the pending are left out", `String(Array.from(document.querySelectorAll("section[aria-labelledby=preview-title] td")).some(td =>
+		td.textContent === "`+en.T("console.campaign.excluded_pending")+`" && td.nextElementSibling.textContent !== "0"))`, "true")
+	ct.check("campaign-preview")
+	ct.do("start it", chromedp.Click(chromedp.CSS(`form[action$="/start"] button`)))
+	ct.waitEval("started", `document.readyState + " " + location.search`, "complete ?done=started")
+	ct.check("campaign")
+	ct.waitEval("mails sent, on the open page", `String(document.querySelectorAll("#counts .num")[1].textContent !== "0")`, "true")
+
+	// 8. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),
 		chromedp.Click(chromedp.CSS(`form[action="/admin/logout"] button`)))
 	ct.waitPage("refusal", "/admin/logout")
@@ -385,7 +537,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after the refused sign-out: at %s, want still signed in", got)
 	}
 
-	// 7. Idle for 31 minutes: the next page is the sign-in page.
+	// 9. Idle for 31 minutes: the next page is the sign-in page.
 	s.clock.Advance(31 * time.Minute)
 	ct.do("come back after 31 minutes", chromedp.Navigate(s.url+"/admin"))
 	ct.waitPage("session ended", "/admin/login?ended=1")

@@ -147,6 +147,47 @@ func TestUnsubscribePageAll(t *testing.T) {
 	}
 }
 
+// TestOperatorUnsubscribe: through the admin API an operator unsubscribes
+// a person on their word; the address is suppressed at once, the ledger
+// says operator with the reason, the audit log names the key, and a
+// request without a reason changes nothing.
+func TestOperatorUnsubscribe(t *testing.T) {
+	s := startService(t, nil)
+	id := s.confirmed("phone@example.com")
+	s.adminJSON("POST", "/subscribers/"+id+"/unsubscribe", `{"topic":"news"}`, http.StatusBadRequest, nil)
+	if s.suppressed("phone@example.com", "news") {
+		t.Fatal("suppressed after a refused request")
+	}
+	var out struct {
+		Subscriber   subscriber
+		Unsubscribed []string
+	}
+	s.adminJSON("POST", "/subscribers/"+id+"/unsubscribe", `{"topic":"news","reason":"Asked by phone"}`, http.StatusOK, &out)
+	if strings.Join(out.Unsubscribed, ",") != "news" || out.Subscriber.Subscriptions["news"].Status != "unsubscribed" {
+		t.Errorf("answer: got %+v, want news unsubscribed", out)
+	}
+	if !s.suppressed("phone@example.com", "news") {
+		t.Error("not suppressed for news")
+	}
+	var raw struct {
+		Items []struct {
+			Type, Source string
+			Personal     struct{ Note string }
+		}
+	}
+	s.adminJSON("GET", "/subscribers/"+id+"/consents", "", http.StatusOK, &raw)
+	if last := raw.Items[len(raw.Items)-1]; last.Type != "unsubscribed" || last.Source != consent.ChannelOperator || last.Personal.Note != "Asked by phone" {
+		t.Errorf("last event: got %+v, want unsubscribed by operator with the reason", last)
+	}
+	var audit struct {
+		Items []struct{ Key, Action, Target string }
+	}
+	s.adminJSON("GET", "/audit?limit=1", "", http.StatusOK, &audit)
+	if a := audit.Items[0]; a.Action != "subscriber.unsubscribe" || a.Key != "bootstrap" || a.Target != id {
+		t.Errorf("audit: got %+v", a)
+	}
+}
+
 // TestTokenMisuse: a token is only good for its own purpose.
 func TestTokenMisuse(t *testing.T) {
 	s := startService(t, nil)

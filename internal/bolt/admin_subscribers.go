@@ -125,3 +125,31 @@ func (db *DB) EraseSubscriber(ctx context.Context, a consent.Actor, id string) e
 		return db.audit(tx, a, "subscriber.erase", id, 1)
 	})
 }
+
+// WithdrawFor unsubscribes subscriber id from topic ("" = every topic) on
+// the person's word: the withdrawal and suppression of Unsubscribe, with
+// channel operator and the reason in the event's personal record, and the
+// audit entry, in one transaction.
+func (db *DB) WithdrawFor(ctx context.Context, a consent.Actor, id, topic, reason string) ([]string, error) {
+	reason, err := consent.OperatorReason(reason)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	err = db.update(ctx, func(tx *bbolt.Tx) error {
+		changed = nil
+		sub, err := loadSubscriber(tx, id)
+		if err != nil {
+			return err
+		}
+		if topic != "" && sub.Subscriptions[topic] == nil && tx.Bucket(bucketTopics).Get([]byte(topic)) == nil {
+			return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(topic, 64))
+		}
+		in := consent.ConfirmInput{Now: db.Now(), Note: reason}
+		if changed, err = db.withdrawScope(tx, sub, topic, consent.ChannelOperator, in); err != nil {
+			return err
+		}
+		return db.audit(tx, a, "subscriber.unsubscribe", id, len(changed))
+	})
+	return changed, err
+}

@@ -3,6 +3,7 @@ package consent
 import (
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -11,7 +12,27 @@ const (
 	ChannelOneClick    = "one_click"   // RFC 8058 POST from a mail client
 	ChannelPage        = "page"        // the button on the unsubscribe page
 	ChannelPreferences = "preferences" // the preference center
+	// ChannelOperator is an operator acting on the person's word (a call,
+	// a letter, a request at the counter); the audit log names the key.
+	ChannelOperator = "operator"
 )
+
+// maxOperatorReason caps the reason an operator gives for acting on a
+// person's behalf.
+const maxOperatorReason = 500
+
+// OperatorReason checks the reason an operator gives for withdrawing a
+// person's consent on their behalf: 1-500 printable characters on one
+// line, trimmed. The ledger keeps it in the event's personal record, so
+// it can later show why the operator acted (GDPR Art. 5(2)). A missing or
+// unprintable reason is EInvalid.
+func OperatorReason(reason string) (string, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" || !PlainText(reason, maxOperatorReason, false) {
+		return "", Errorf(EInvalid, "reason must be 1-%d characters on one line", maxOperatorReason)
+	}
+	return reason, nil
+}
 
 // PlanUnsubscribe withdraws sub from topic, or from every topic when topic
 // is "". It returns the unsubscribed event, or nil when nothing changed
@@ -30,7 +51,7 @@ func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, id
 		return nil, Personal{}
 	}
 	ev := &Event{Time: in.Now, Type: EventUnsubscribed, Subscriber: sub.ID, Topics: changed, Source: channel}
-	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}
+	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent, Note: in.Note}
 }
 
 // PlanPreferences sets sub's topics from the preference center: topics in

@@ -146,11 +146,15 @@ func markPending(sub *Subscriber, topics []string, now time.Time) {
 	}
 }
 
-// ConfirmInput is a click on a confirmation link.
+// ConfirmInput is a click on a confirmation link, or on another link or
+// button by which a person acts.
 type ConfirmInput struct {
 	IP        string
 	UserAgent string
 	Now       time.Time
+	// Note goes into the event's personal record: the reason an operator
+	// gave for acting on the person's behalf.
+	Note string
 }
 
 // PlanConfirm confirms req for sub. It returns a nil event and no error when

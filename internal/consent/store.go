@@ -129,6 +129,13 @@ type AdminStore interface {
 	// source, audited.
 	RecordActivity(ctx context.Context, a Actor, id string, act Activity, customer bool) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error
+	// WithdrawFor unsubscribes subscriber id from topic ("" = every
+	// topic) on the person's word, as Unsubscribe does, with channel
+	// ChannelOperator and reason (OperatorReason) in the event's personal
+	// record, audited under a. An unknown subscriber is ENotFound, an
+	// unknown topic or a bad reason EInvalid. It returns the topics that
+	// changed.
+	WithdrawFor(ctx context.Context, a Actor, id, topic, reason string) ([]string, error)
 	// Import stores validated rows in chunks; each valid row lands even
 	// when others are refused.
 	Import(ctx context.Context, a Actor, rows ImportRows) (ImportReport, error)

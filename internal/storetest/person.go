@@ -446,6 +446,64 @@ func testRectify(t *testing.T, f *fixture) {
 	f.wantLedgerOK(uint64(len(f.events(ann.ID)) + len(f.events(f.sub("bob@example.com").ID))))
 }
 
+// testWithdrawFor: an operator unsubscribes a person on their word from
+// one topic, then from all: the address is suppressed for that scope at
+// once, the ledger records channel operator with the reason, and the
+// audit log names the key, each in the same write. A bad reason, an
+// unknown topic or an unknown person changes nothing.
+func testWithdrawFor(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com", "news", "offers")
+	before := len(f.events(ann.ID))
+	audits := len(f.auditActions())
+
+	for _, tt := range []struct {
+		what, id, topic, reason, code string
+	}{
+		{"no reason", ann.ID, "offers", " ", consent.EInvalid},
+		{"a reason on two lines", ann.ID, "offers", "asked\nby phone", consent.EInvalid},
+		{"an unknown topic", ann.ID, "nope", "asked by phone", consent.EInvalid},
+		{"an unknown person", "no-such-subscriber", "", "asked by phone", consent.ENotFound},
+	} {
+		_, err := f.s.WithdrawFor(ctx, admin, tt.id, tt.topic, tt.reason)
+		f.wantCode("WithdrawFor with "+tt.what, err, tt.code)
+	}
+	if len(f.events(ann.ID)) != before || len(f.auditActions()) != audits || f.suppressed("ann@example.com", "offers") {
+		t.Fatalf("refused WithdrawFor calls changed something")
+	}
+
+	changed, err := f.s.WithdrawFor(ctx, admin, ann.ID, "offers", "  Asked by phone on 2 Jan  ")
+	if err != nil || !slices.Equal(changed, []string{"offers"}) {
+		t.Fatalf("WithdrawFor(offers): got %q, %v, want [offers]", changed, err)
+	}
+	if !f.suppressed("ann@example.com", "offers") || f.suppressed("ann@example.com", "news") {
+		t.Errorf("after WithdrawFor(offers): want offers suppressed and news not")
+	}
+	evs := f.events(ann.ID)
+	last := evs[len(evs)-1]
+	if last.Type != consent.EventUnsubscribed || last.Source != consent.ChannelOperator || !slices.Equal(last.Topics, []string{"offers"}) ||
+		last.Personal == nil || last.Personal.Note != "Asked by phone on 2 Jan" {
+		t.Errorf("event of WithdrawFor(offers): got %+v %+v, want unsubscribed from offers by operator with the reason", last.Event, last.Personal)
+	}
+	entries, _, err := f.s.Audit(ctx, "", 1)
+	if err != nil || len(entries) != 1 || entries[0].Action != "subscriber.unsubscribe" || entries[0].Key != admin.Name ||
+		entries[0].Target != ann.ID || entries[0].Count != 1 {
+		t.Errorf("audit of WithdrawFor: got %+v, %v", entries, err)
+	}
+
+	if changed, err := f.s.WithdrawFor(ctx, admin, ann.ID, "", "Letter of 3 Jan"); err != nil || !slices.Equal(changed, []string{"news"}) {
+		t.Errorf("WithdrawFor(all): got %q, %v, want [news]", changed, err)
+	}
+	if !f.suppressed("ann@example.com", "") {
+		t.Errorf("after WithdrawFor(all): want the address suppressed for every topic")
+	}
+	if changed, err := f.s.WithdrawFor(ctx, admin, ann.ID, "", "Letter of 3 Jan"); err != nil || len(changed) != 0 {
+		t.Errorf("WithdrawFor(all) again: got %q, %v, want nothing changed", changed, err)
+	}
+	f.wantLedgerOK(uint64(len(f.events(ann.ID))))
+}
+
 // testForgetOptedOut: people who opted out of everything (unsubscribed
 // or lapsed) are erased once retention has passed since the last opt-out,
 // keeping the suppression hash and a verifying ledger; anyone still

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 		{"EraseLeavesOnlyTheHash", testEraseLeavesOnlyTheHash},
 		{"PreferencesMail", testPreferencesMail},
 		{"Rectify", testRectify},
+		{"WithdrawFor", testWithdrawFor},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Incidents", testIncidents},
 		{"Suppressions", testSuppressions},

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -50,6 +52,7 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
 	g.PATCH("/subscribers/:id", market, s.handleSubscriberPatch)
 	g.POST("/subscribers/:id/preference-link", market, s.handlePreferenceLink)
+	g.POST("/subscribers/:id/unsubscribe", market, s.handleWithdrawFor)
 	g.POST("/subscribers/:id/activity", market, s.handleActivity)
 	g.DELETE("/subscribers/:id", market, s.handleSubscriberErase)
 
@@ -82,8 +85,8 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.DELETE("/apikeys/:id", admin, s.handleAPIKeyRevoke)
 }
 
-// adminBodyLimit caps request bodies: 1 GiB for imports, which stream,
-// 64 KiB for everything else.
+// adminBodyLimit caps request bodies of the admin API and the console:
+// 1 GiB for imports, which stream, 64 KiB for everything else.
 func adminBodyLimit(c *gin.Context) {
 	n := int64(maxBody)
 	if strings.HasSuffix(c.FullPath(), "/imports") {
@@ -335,19 +338,10 @@ func (s *Server) handleSubscriberPatch(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	ch, err := b.rectification()
+	res, err := s.rectify(c.Request.Context(), actor(c), c.Param("id"), b)
 	if err != nil {
 		s.fail(c, err)
 		return
-	}
-	a := actor(c)
-	res, err := s.store.Rectify(c.Request.Context(), &a, c.Param("id"), ch, a.Source())
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if res.AddressPending && s.cfg.Outbox != nil {
-		s.cfg.Outbox.Notify()
 	}
 	sub, err := s.store.Subscriber(c.Request.Context(), c.Param("id"))
 	if err != nil {
@@ -357,27 +351,79 @@ func (s *Server) handleSubscriberPatch(c *gin.Context) {
 	c.JSON(http.StatusOK, rectifyView{subscriberView: s.view(sub), AddressPending: res.AddressPending})
 }
 
-// handlePreferenceLink mints a preference-center link for one subscriber,
-// for an operator to send by SMS or read out on the phone; the link is as
-// powerful as a mailed one, so minting it is audited.
-func (s *Server) handlePreferenceLink(c *gin.Context) {
-	ctx := c.Request.Context()
-	sub, err := s.store.Subscriber(ctx, c.Param("id"))
+// rectify validates correction b of subscriber id and applies it under
+// a, waking the outbox when a confirmation mail went to a new address.
+func (s *Server) rectify(ctx context.Context, a consent.Actor, id string, b rectifyBody) (consent.RectifyResult, error) {
+	ch, err := b.rectification()
+	if err != nil {
+		return consent.RectifyResult{}, err
+	}
+	res, err := s.store.Rectify(ctx, &a, id, ch, a.Source())
+	if err == nil && res.AddressPending && s.cfg.Outbox != nil {
+		s.cfg.Outbox.Notify()
+	}
+	return res, err
+}
+
+// withdrawBody is POST /subscribers/{id}/unsubscribe.
+type withdrawBody struct {
+	Topic  string `json:"topic"`
+	Reason string `json:"reason"`
+}
+
+// handleWithdrawFor unsubscribes a person on their word, from one topic or
+// from all: as their own unsubscribe, effective at once, with channel
+// operator and the reason in the ledger.
+func (s *Server) handleWithdrawFor(c *gin.Context) {
+	var b withdrawBody
+	if err := bindJSON(c, &b); err != nil {
+		s.fail(c, err)
+		return
+	}
+	changed, err := s.store.WithdrawFor(c.Request.Context(), actor(c), c.Param("id"), b.Topic, b.Reason)
 	if err != nil {
 		s.fail(c, err)
 		return
+	}
+	sub, err := s.store.Subscriber(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if changed == nil {
+		changed = []string{}
+	}
+	c.JSON(http.StatusOK, gin.H{"subscriber": s.view(sub), "unsubscribed": changed})
+}
+
+// handlePreferenceLink mints a preference-center link for one subscriber,
+// for an operator to send by SMS or read out on the phone.
+func (s *Server) handlePreferenceLink(c *gin.Context) {
+	link, expires, err := s.preferenceLink(c.Request.Context(), actor(c), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"url": link, "expires": expires})
+}
+
+// preferenceLink mints a preference-center link for subscriber id, valid
+// for token.PreferencesTTL. The link is as powerful as a mailed one, so
+// minting it is audited under a.
+func (s *Server) preferenceLink(ctx context.Context, a consent.Actor, id string) (string, time.Time, error) {
+	sub, err := s.store.Subscriber(ctx, id)
+	if err != nil {
+		return "", time.Time{}, err
 	}
 	expires := s.store.Now().Add(token.PreferencesTTL)
 	tok, err := s.cfg.Tokens.Issue(token.Preferences, token.Claims{Subject: sub.ID, ExpiresAt: expires})
 	if err != nil {
-		s.fail(c, err)
-		return
+		return "", time.Time{}, err
 	}
-	if err := s.store.AuditRead(ctx, actor(c), "subscriber.preference_link", sub.ID, 1); err != nil {
-		s.fail(c, err)
-		return
+	if err := s.store.AuditRead(ctx, a, "subscriber.preference_link", sub.ID, 1); err != nil {
+		return "", time.Time{}, err
 	}
-	c.JSON(http.StatusCreated, gin.H{"url": s.cfg.BaseURL + "/preferences/" + tok, "expires": expires})
+	return s.cfg.BaseURL + "/preferences/" + tok, expires, nil
 }
 
 // handleSubscriberErase erases a subscriber like the self-service erase: everything
@@ -499,16 +545,7 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	addr, err := consent.ParseAddress(b.Email)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if !consent.PlainText(b.Note, 200, false) {
-		s.fail(c, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters"))
-		return
-	}
-	sup, created, err := s.store.AddSuppression(c.Request.Context(), actor(c), addr, b.Topic, strings.TrimSpace(b.Note))
+	sup, created, err := s.addSuppression(c.Request.Context(), actor(c), b)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -518,6 +555,20 @@ func (s *Server) handleSuppressionAdd(c *gin.Context) {
 		status = http.StatusCreated
 	}
 	c.JSON(status, sup)
+}
+
+// addSuppression validates b (an address, a note of at most 200
+// characters on one line) and blocks the address for b.Topic ("" for
+// every topic) under a; created is false when it was blocked already.
+func (s *Server) addSuppression(ctx context.Context, a consent.Actor, b suppressionBody) (consent.Suppression, bool, error) {
+	addr, err := consent.ParseAddress(b.Email)
+	if err != nil {
+		return consent.Suppression{}, false, err
+	}
+	if !consent.PlainText(b.Note, 200, false) {
+		return consent.Suppression{}, false, consent.Errorf(consent.EInvalid, "note must be at most 200 characters without control characters")
+	}
+	return s.store.AddSuppression(ctx, a, addr, b.Topic, strings.TrimSpace(b.Note))
 }
 
 // handleSuppressionDelete removes operator-added suppressions of a hash,

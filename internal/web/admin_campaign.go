@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -29,16 +30,21 @@ func (s *Server) handleCampaignCreate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if err := in.CheckLocales(s.cfg.Catalog.Locales()); err != nil {
-		s.fail(c, err)
-		return
-	}
-	camp, err := s.store.CreateCampaign(c.Request.Context(), actor(c), in)
+	camp, err := s.createCampaign(c.Request.Context(), actor(c), in)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusCreated, campaignView(camp))
+}
+
+// createCampaign checks that in's mail is written in languages optin
+// ships and stores it as a draft under a; the store validates the rest.
+func (s *Server) createCampaign(ctx context.Context, a consent.Actor, in consent.CampaignInput) (*consent.Campaign, error) {
+	if err := in.CheckLocales(s.cfg.Catalog.Locales()); err != nil {
+		return nil, err
+	}
+	return s.store.CreateCampaign(ctx, a, in)
 }
 
 func (s *Server) handleCampaigns(c *gin.Context) {
@@ -79,17 +85,23 @@ func (s *Server) handleCampaignPreview(c *gin.Context) {
 // campaign mail is marketing: without a configured postal address to put
 // in it, nothing starts (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii)).
 func (s *Server) handleCampaignStart(c *gin.Context) {
-	if s.cfg.PostalAddress == "" {
-		s.fail(c, consent.Errorf(consent.EConflict,
-			"set mail.postal_address in the config first: every campaign mail must show the sender's postal address"))
-		return
-	}
-	camp, err := s.store.StartCampaign(c.Request.Context(), actor(c), c.Param("id"))
+	camp, err := s.startCampaign(c.Request.Context(), actor(c), c.Param("id"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, campaignView(camp))
+}
+
+// startCampaign starts or resumes campaign id under a, once the config
+// has the postal address every campaign mail must carry.
+func (s *Server) startCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
+	if s.cfg.PostalAddress == "" {
+		return nil, keyed(consent.Errorf(consent.EConflict,
+			"set mail.postal_address in the config first: every campaign mail must show the sender's postal address"),
+			"console.campaign.no_postal")
+	}
+	return s.store.StartCampaign(ctx, a, id)
 }
 
 // handleCampaignPause stops a running campaign from queuing mail.

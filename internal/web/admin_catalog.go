@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"context"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -40,11 +41,7 @@ func (s *Server) handleTopicCreate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if err := b.Validate(); err != nil {
-		s.fail(c, err)
-		return
-	}
-	t, err := s.store.CreateTopic(c.Request.Context(), actor(c), consent.Topic{ID: b.ID, Name: b.Name, Description: b.Description})
+	t, err := s.saveTopic(c.Request.Context(), actor(c), b, false)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -65,16 +62,24 @@ func (s *Server) handleTopicUpdate(c *gin.Context) {
 		return
 	}
 	b.ID = c.Param("id")
-	if err := b.Validate(); err != nil {
-		s.fail(c, err)
-		return
-	}
-	t, err := s.store.UpdateTopic(c.Request.Context(), actor(c), b.ID, b.Name, b.Description)
+	t, err := s.saveTopic(c.Request.Context(), actor(c), b, true)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, t)
+}
+
+// saveTopic validates b and creates the topic, or with update renames
+// and re-describes topic b.ID, under a.
+func (s *Server) saveTopic(ctx context.Context, a consent.Actor, b consent.TopicInput, update bool) (consent.Topic, error) {
+	if err := b.Validate(); err != nil {
+		return consent.Topic{}, err
+	}
+	if update {
+		return s.store.UpdateTopic(ctx, a, b.ID, b.Name, b.Description)
+	}
+	return s.store.CreateTopic(ctx, a, consent.Topic{ID: b.ID, Name: b.Name, Description: b.Description})
 }
 
 func (s *Server) handleForms(c *gin.Context) {
@@ -101,12 +106,8 @@ func (s *Server) handleFormCreate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	f, err := consent.NewForm(b, s.origin, s.cfg.Catalog.Locales())
+	f, err := s.saveForm(c.Request.Context(), actor(c), b, false)
 	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if f, err = s.store.CreateForm(c.Request.Context(), actor(c), f); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -143,16 +144,26 @@ func (s *Server) handleFormUpdate(c *gin.Context) {
 		return
 	}
 	b.ID = c.Param("id")
-	f, err := consent.NewForm(b, s.origin, s.cfg.Catalog.Locales())
+	f, err := s.saveForm(c.Request.Context(), actor(c), b, true)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if f, err = s.store.UpdateForm(c.Request.Context(), actor(c), f); err != nil {
-		s.fail(c, err)
-		return
-	}
 	c.JSON(http.StatusOK, f)
+}
+
+// saveForm checks b (consent.NewForm, against optin's origin and
+// locales) and creates the form, or with update replaces form b.ID,
+// under a.
+func (s *Server) saveForm(ctx context.Context, a consent.Actor, b consent.FormInput, update bool) (consent.Form, error) {
+	f, err := consent.NewForm(b, s.origin, s.cfg.Catalog.Locales())
+	if err != nil {
+		return f, err
+	}
+	if update {
+		return s.store.UpdateForm(ctx, a, f)
+	}
+	return s.store.CreateForm(ctx, a, f)
 }
 
 func (s *Server) handleFormDelete(c *gin.Context) {
@@ -191,36 +202,47 @@ type snippetData struct {
 	Topics                  []consent.Topic
 }
 
-// handleFormSnippet returns paste-ready embed code in three flavours: an
-// iframe of the hosted form, the embed.js script with its placeholder, and
-// a plain HTML form that works without JavaScript. The plain form repeats
-// the current wording, so it must be pasted again after a wording change;
-// the other two always show the current one.
+// handleFormSnippet returns paste-ready embed code (see formSnippets).
 func (s *Server) handleFormSnippet(c *gin.Context) {
 	f, err := s.store.Form(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	topics, err := s.formTopics(c, &f)
+	out, err := s.formSnippets(c, &f)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	c.JSON(http.StatusOK, gin.H{"form": f.ID, "wording_version": f.WordingVersion,
+		"iframe": out["iframe"], "script": out["script"], "html": out["html"]})
+}
+
+// snippetKinds are the flavours of embed code, in the order to offer them.
+func snippetKinds() []string { return []string{"iframe", "script", "html"} }
+
+// formSnippets returns form f's embed code by flavour: an iframe of the
+// hosted form, the embed.js script with its placeholder, and a plain HTML
+// form that works without JavaScript. The plain form repeats the current
+// wording, so it must be pasted again after a wording change; the other
+// two always show the current one.
+func (s *Server) formSnippets(c *gin.Context, f *consent.Form) (map[string]string, error) {
+	topics, err := s.formTopics(c, f)
+	if err != nil {
+		return nil, err
+	}
 	l := s.cfg.Catalog.For(s.cfg.Catalog.Pick(f.Locale))
-	w := s.wording(&f, topics, l)
+	w := s.wording(f, topics, l)
 	page := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
 	d := snippetData{ID: f.ID, Title: "Subscribe: " + f.ID, Page: page, Script: page + "/embed.js",
 		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: topics}
 	out := map[string]string{}
-	for _, name := range []string{"iframe", "script", "html"} {
+	for _, name := range snippetKinds() {
 		var buf bytes.Buffer
 		if err := snippetTmpl.ExecuteTemplate(&buf, name, d); err != nil {
-			s.fail(c, err)
-			return
+			return nil, err
 		}
 		out[name] = buf.String()
 	}
-	c.JSON(http.StatusOK, gin.H{"form": f.ID, "wording_version": f.WordingVersion,
-		"iframe": out["iframe"], "script": out["script"], "html": out["html"]})
+	return out, nil
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -34,14 +35,23 @@ func importFormat(c *gin.Context) (string, error) {
 	if f := c.Query("format"); f != "" {
 		return f, nil
 	}
-	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	switch mt {
-	case "text/csv":
-		return transfer.FormatCSV, nil
-	case "application/x-ndjson", "application/ndjson", "application/jsonl":
-		return transfer.FormatNDJSON, nil
+	if f := formatOfType(c.GetHeader("Content-Type")); f != "" {
+		return f, nil
 	}
 	return "", consent.Errorf(consent.EInvalid, "Content-Type must be text/csv or application/x-ndjson")
+}
+
+// formatOfType returns the import format a Content-Type names, "" for
+// any other type.
+func formatOfType(contentType string) string {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "text/csv":
+		return transfer.FormatCSV
+	case "application/x-ndjson", "application/ndjson", "application/jsonl":
+		return transfer.FormatNDJSON
+	}
+	return ""
 }
 
 // handleImport streams a CSV or NDJSON file into the store, 1000 rows per
@@ -53,12 +63,25 @@ func (s *Server) handleImport(c *gin.Context) {
 		return
 	}
 	extendDeadlines(c, true)
-	ir, err := transfer.NewReader(c.Request.Body, format)
+	rep, err := s.importFile(c.Request.Context(), actor(c), c.Request.Body, format)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	rep, err := s.store.Import(c.Request.Context(), actor(c), ir)
+	c.JSON(http.StatusOK, rep)
+}
+
+// importFile reads an import file of format from r into the store under
+// a and wakes the outbox for the confirmation mails it queued. Valid rows
+// land even when others are refused; when a problem stops the import
+// midway (a broken file), the error says which rows were stored, and the
+// report counts them.
+func (s *Server) importFile(ctx context.Context, a consent.Actor, r io.Reader, format string) (consent.ImportReport, error) {
+	ir, err := transfer.NewReader(r, format)
+	if err != nil {
+		return consent.ImportReport{}, err
+	}
+	rep, err := s.store.Import(ctx, a, ir)
 	if rep.Queued > 0 && s.cfg.Outbox != nil {
 		s.cfg.Outbox.Notify()
 	}
@@ -67,10 +90,8 @@ func (s *Server) handleImport(c *gin.Context) {
 			err = consent.Errorf(code, "%s; the import stopped there, the rows before it were stored as batch %s (%d imported, %d updated)",
 				consent.ErrorMessage(err), rep.Batch, rep.Imported, rep.Updated)
 		}
-		s.fail(c, err)
-		return
 	}
-	c.JSON(http.StatusOK, rep)
+	return rep, err
 }
 
 // handleSubscriberExport streams the exportable subscribers that match
@@ -164,13 +185,19 @@ func (s *Server) handleBackup(c *gin.Context) {
 			s.cfg.Log.Error("auditing a backup", "err", aerr)
 		}
 	}()
+	started := false
 	err := s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
+		started = true
 		c.Header("Content-Type", "application/octet-stream")
 		c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
 		c.Header("Content-Length", strconv.FormatInt(size, 10))
 		c.Header("Cache-Control", "no-store")
 		c.Status(http.StatusOK)
 	})
+	if err != nil && !started {
+		s.fail(c, err) // refused before the first byte (a store without file backups, say)
+		return
+	}
 	if err != nil {
 		s.cfg.Log.Warn("backup cut short", "err", err)
 		return

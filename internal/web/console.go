@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -45,8 +46,12 @@ const (
 	consoleCookieSecure = "__Host-optin_console"
 )
 
-// Context keys of a console request, besides ctxKey (the API key).
-const ctxConsole = "optin.console"
+// Context keys of a console request, besides ctxKey (the API key): the
+// session, and the multipart reader of an upload, past its csrf field.
+const (
+	ctxConsole = "optin.console"
+	ctxUpload  = "optin.upload"
+)
 
 // consoleAuth is the signed-in session of a console request.
 type consoleAuth struct {
@@ -90,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -121,13 +126,13 @@ func (s *Server) initConsole(cfg Config) error {
 // the sign-in page and the static files needs a session; every POST passes
 // consoleCSRF.
 func (s *Server) registerConsole(e *gin.Engine) {
-	g := e.Group("/admin", limitBody(maxBody))
+	g := e.Group("/admin", adminBodyLimit)
 	g.GET("/assets/:name", s.handleConsoleAsset)
 	g.GET("/login", s.handleLoginPage)
 	g.POST("/login", s.consoleCSRF, s.handleLogin)
 
 	a := g.Group("", s.consoleSession, s.consoleCSRF)
-	read, market := s.allowPage(rolesRead...), s.allowPage(rolesMarket...)
+	read, market, admin := s.allowPage(rolesRead...), s.allowPage(rolesMarket...), s.allowPage(rolesAdmin...)
 	a.GET("", read, s.handleConsoleDashboard)
 	a.POST("/logout", s.handleLogout)
 	a.GET("/subscribers", read, s.handleConsoleSubscribers)
@@ -137,7 +142,35 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.GET("/subscribers/:id/receipt", read, s.handleConsoleReceipt)
 	a.GET("/subscribers/:id/export", read, s.handleConsolePersonExport)
 	a.POST("/subscribers/:id/activity", market, s.handleConsoleActivity)
+	a.POST("/subscribers/:id/rectify", market, s.handleConsoleRectify)
+	a.POST("/subscribers/:id/unsubscribe", market, s.handleConsoleWithdraw)
+	a.POST("/subscribers/:id/preference-link", market, s.handleConsolePreferenceLink)
 	a.POST("/subscribers/:id/erase", market, s.handleConsoleErase)
+	a.GET("/imports", market, s.handleConsoleImportPage)
+	a.POST("/imports", market, s.handleConsoleImport)
+	a.GET("/topics", read, s.handleConsoleTopics)
+	a.POST("/topics", admin, s.handleConsoleTopicSave)
+	a.POST("/topics/:id", admin, s.handleConsoleTopicSave)
+	a.GET("/forms", read, s.handleConsoleForms)
+	a.GET("/forms/new", admin, s.handleConsoleFormNew)
+	a.POST("/forms", admin, s.handleConsoleFormSave)
+	a.GET("/forms/:id", read, s.handleConsoleForm)
+	a.POST("/forms/:id", admin, s.handleConsoleFormSave)
+	a.GET("/suppressions", read, s.handleConsoleSuppressions)
+	a.POST("/suppressions/find", read, s.handleConsoleSuppressionFind)
+	a.POST("/suppressions", admin, s.handleConsoleSuppressionAdd)
+	a.POST("/suppressions/:hash/delete", admin, s.handleConsoleSuppressionDelete)
+	a.GET("/audit", read, s.handleConsoleAudit)
+	a.GET("/keys", admin, s.handleConsoleKeys)
+	a.POST("/keys", admin, s.handleConsoleKeyCreate)
+	a.POST("/keys/:id/revoke", admin, s.handleConsoleKeyRevoke)
+	a.GET("/campaigns", read, s.handleConsoleCampaigns)
+	a.GET("/campaigns/new", market, s.handleConsoleCampaignNew)
+	a.POST("/campaigns", market, s.handleConsoleCampaignCreate)
+	a.GET("/campaigns/:id", read, s.handleConsoleCampaign)
+	a.POST("/campaigns/:id/preview", market, s.handleConsoleCampaignPreview)
+	a.POST("/campaigns/:id/start", market, s.handleConsoleCampaignStart)
+	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignPause)
 }
 
 // isConsole reports whether the request is for a console path.
@@ -288,12 +321,37 @@ func (s *Server) consoleCSRF(c *gin.Context) {
 	}
 	if v, ok := c.Get(ctxConsole); ok {
 		want := v.(consoleAuth).csrf
-		if got := c.PostForm("csrf"); subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		if got := s.csrfField(c); subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 			s.consoleFail(c, keyed(consent.Errorf(consent.EForbidden, "missing or wrong CSRF token"), "console.error.csrf"))
 			return
 		}
 	}
 	c.Next()
+}
+
+// csrfField returns the csrf field of a console POST. A multipart body
+// (an upload) is not parsed ahead: its first part must be the csrf field,
+// and the reader, past it, goes into the request's context for the
+// handler to stream the rest, so a large file is read only once the token
+// is known good.
+func (s *Server) csrfField(c *gin.Context) string {
+	if c.ContentType() != "multipart/form-data" {
+		return c.PostForm("csrf")
+	}
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		return ""
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != "csrf" {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(part, 100))
+	if err != nil {
+		return ""
+	}
+	c.Set(ctxUpload, mr)
+	return string(b)
 }
 
 // allowPage is allow for console pages: a role that may not gets a 403
@@ -466,7 +524,7 @@ func (n topicNames) name(id string) string {
 
 // consoleFuncs returns the functions console templates may call.
 func consoleFuncs() template.FuncMap {
-	return template.FuncMap{"day": formatDay, "when": formatTime}
+	return template.FuncMap{"day": formatDay, "when": formatTime, "has": slices.Contains[[]string]}
 }
 
 // formatDay shows a stored time's UTC date; nothing for the zero time.
