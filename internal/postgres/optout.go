@@ -25,6 +25,38 @@ func (db *DB) Unsubscribe(ctx context.Context, id, topic, channel string, in con
 	return changed, err
 }
 
+// WithdrawFor unsubscribes subscriber id from topic ("" = every topic) on
+// the person's word: the withdrawal and suppression of Unsubscribe, with
+// channel operator and the reason in the event's personal record, and the
+// audit entry, in one transaction.
+func (db *DB) WithdrawFor(ctx context.Context, a consent.Actor, id, topic, reason string) ([]string, error) {
+	reason, err := consent.OperatorReason(reason)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	err = db.update(ctx, func(t *tx) error {
+		changed = nil
+		sub, err := loadSubscriber(t.conn, id)
+		if err != nil {
+			return err
+		}
+		if topic != "" && sub.Subscriptions[topic] == nil {
+			if ok, err := t.exists("SELECT 1 FROM topics WHERE id = $1", topic); err != nil {
+				return err
+			} else if !ok {
+				return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(topic, 64))
+			}
+		}
+		in := consent.ConfirmInput{Now: db.Now(), Note: reason}
+		if changed, err = db.withdrawScope(t, sub, topic, consent.ChannelOperator, in); err != nil {
+			return err
+		}
+		return db.audit(t, a, "subscriber.unsubscribe", id, len(changed))
+	})
+	return changed, err
+}
+
 // withdrawScope unsubscribes sub from topic ("" = every topic) and
 // suppresses the address for that scope, returning the topics that
 // changed.
