@@ -54,6 +54,8 @@ func Run(t *testing.T, open Opener) {
 		{"WithdrawFor", testWithdrawFor},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Incidents", testIncidents},
+		{"Sessions", testSessions},
+		{"FindSubscribersOrder", testFindSubscribersOrder},
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},
