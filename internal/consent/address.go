@@ -124,14 +124,27 @@ func isASCII(s string) bool {
 // characters that would give one mailbox several keys.
 var domainProfile = idna.New(idna.ValidateForRegistration(), idna.StrictDomainName(true))
 
-// canonicalDomain returns d lower-cased and with its labels as U-labels
-// (an A-label "xn--..." decoded), when d is a valid host name with at
-// least two labels and a top-level label that is not all digits (no bare
-// IPs). Every label d accepts is already in UTS #46 mapped form (the
-// registration profile refuses what mapping would change, lower-casing
-// aside), so the result is UTS #46 ToUnicode of d.
+// foldDomainCase lower-cases d as UTS #46 mapping does: every letter to
+// its small form but Cherokee, whose small letters map to the capitals
+// (Unicode 8), so the capitals are the valid form and stay.
+func foldDomainCase(d string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cherokee, r) {
+			return r
+		}
+		return unicode.ToLower(r)
+	}, d)
+}
+
+// canonicalDomain returns d with its case folded (foldDomainCase) and its
+// labels as U-labels (an A-label "xn--..." decoded), when d is a valid
+// host name with at least two labels and a top-level label that is not
+// all digits (no bare IPs). Every label d accepts is already in UTS #46
+// mapped form (the registration profile refuses what mapping would
+// change, case aside), so the result is UTS #46 ToUnicode of d, and a
+// fixed point.
 func canonicalDomain(d string) (string, bool) {
-	ascii, err := domainProfile.ToASCII(strings.ToLower(d))
+	ascii, err := domainProfile.ToASCII(foldDomainCase(d))
 	if err != nil {
 		return "", false
 	}
