@@ -7,6 +7,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"optin/internal/consent"
+	"optin/internal/pace"
 )
 
 // ForgetOptedOut erases every subscriber who opted out of everything more
@@ -17,7 +18,7 @@ import (
 // up to sweepChunk per write transaction, checking each again there.
 func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error) {
 	var after []byte
-	return paced(ctx, sweepChunk, func() (ids []string, done bool, err error) {
+	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		err = db.view(func(tx *bbolt.Tx) error {
 			now := db.Now()
 			cur := tx.Bucket(bucketSubscribers).Cursor()

@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"optin/internal/consent"
+	"optin/internal/pace"
 )
 
 // SweepRequests deletes double-opt-in requests whose link expired more
@@ -38,51 +39,13 @@ const sweepScan, sweepChunk = 10000, 500
 // deleting up to chunk per write transaction.
 func (db *DB) sweep(ctx context.Context, retention time.Duration, scan, chunk int) (int, error) {
 	var after []byte // the last request key read; nil: from the start
-	return paced(ctx, chunk, func() ([][]byte, bool, error) {
+	return pace.Walk(ctx, chunk, func() ([][]byte, bool, error) {
 		ids, next, err := db.sweepCandidates(after, retention, scan)
 		after = next
 		return ids, next == nil, err
 	}, func(ctx context.Context, ids [][]byte) (int, error) {
 		return db.sweepDelete(ctx, ids, retention)
 	})
-}
-
-// paced runs a housekeeping walk: read returns the candidates of one read
-// transaction and whether the walk is over; apply handles up to chunk of
-// them per write transaction. Housekeeping yields: it rests three times as
-// long as each read took, so a walk over a big database does not take a
-// core from the signups and the outbox for seconds on end. It returns how
-// many apply handled.
-func paced[T any](ctx context.Context, chunk int, read func() ([]T, bool, error), apply func(context.Context, []T) (int, error)) (int, error) {
-	total := 0
-	for {
-		start := time.Now()
-		items, done, err := read()
-		if err != nil {
-			return total, err
-		}
-		rest := time.NewTimer(3 * time.Since(start))
-		for len(items) > 0 {
-			part := items[:min(len(items), chunk)]
-			items = items[len(part):]
-			n, err := apply(ctx, part)
-			total += n
-			if err != nil {
-				rest.Stop()
-				return total, err
-			}
-		}
-		if done {
-			rest.Stop()
-			return total, nil
-		}
-		select {
-		case <-ctx.Done():
-			rest.Stop()
-			return total, ctx.Err()
-		case <-rest.C:
-		}
-	}
 }
 
 // sweepCandidates reads up to scan requests after the key after and

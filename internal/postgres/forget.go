@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/pace"
 )
 
 // ForgetOptedOut erases every subscriber who opted out of everything more
@@ -16,7 +17,7 @@ import (
 // there.
 func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error) {
 	after := ""
-	return paced(ctx, sweepChunk, func() (ids []string, done bool, err error) {
+	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		now := db.Now()
 		read := 0
 		err = eachSubscriber(db.read(ctx), after, func(sub *consent.Subscriber) (bool, error) {

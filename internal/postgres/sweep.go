@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/pace"
 )
 
 // sweepScan bounds the requests one read of the sweep looks at;
@@ -24,51 +25,13 @@ const sweepScan, sweepChunk = 10000, 500
 // at a time, each request checked again there.
 func (db *DB) SweepRequests(ctx context.Context, retention time.Duration) (int, error) {
 	after := ""
-	return paced(ctx, sweepChunk, func() (ids []string, done bool, err error) {
+	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		ids, next, err := db.sweepCandidates(ctx, after, retention)
 		after = next
 		return ids, next == "", err
 	}, func(ctx context.Context, ids []string) (int, error) {
 		return db.sweepDelete(ctx, ids, retention)
 	})
-}
-
-// paced runs a housekeeping walk: read returns the candidates of one read
-// and whether the walk is over; apply handles up to chunk of them per
-// write transaction. Housekeeping yields: it rests three times as long as
-// each read took, so a walk over a big database does not take the
-// database from the signups for seconds on end. It returns how many
-// apply handled.
-func paced[T any](ctx context.Context, chunk int, read func() ([]T, bool, error), apply func(context.Context, []T) (int, error)) (int, error) {
-	total := 0
-	for {
-		start := time.Now()
-		items, done, err := read()
-		if err != nil {
-			return total, err
-		}
-		rest := time.NewTimer(3 * time.Since(start))
-		for len(items) > 0 {
-			part := items[:min(len(items), chunk)]
-			items = items[len(part):]
-			n, err := apply(ctx, part)
-			total += n
-			if err != nil {
-				rest.Stop()
-				return total, err
-			}
-		}
-		if done {
-			rest.Stop()
-			return total, nil
-		}
-		select {
-		case <-ctx.Done():
-			rest.Stop()
-			return total, ctx.Err()
-		case <-rest.C:
-		}
-	}
 }
 
 // sweepCandidates reads up to sweepScan requests after id after and
