@@ -160,6 +160,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	if outbox != nil {
 		wc.Outbox = outbox
 		wc.Ready = func(context.Context) error { return outbox.Ready() }
+		wc.Warnings = cfg.Warnings()
 	}
 	return wc
 }

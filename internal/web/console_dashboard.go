@@ -19,6 +19,10 @@ type dashboardPage struct {
 	Statuses       []statusCount
 	Lifecycles     []lifecycleCount
 	Topics         []topicCounts
+	// Relay is why the mail server refuses optin's settings (as /readyz
+	// says it); "" while mail goes out. Warnings are the startup warnings.
+	Relay    string
+	Warnings []string
 }
 
 type statusCount struct {
@@ -39,8 +43,9 @@ type topicCounts struct {
 }
 
 // handleConsoleDashboard shows the overview: counts by status, topic and
-// lifecycle, the confirmation rate, the outbox, and signups and
-// confirmations per day for 30 days as a chart drawn on the server.
+// lifecycle, the confirmation rate, the outbox and the mail server's
+// refusal if any, the startup warnings, and signups and confirmations per
+// day for 30 days as a chart drawn on the server.
 func (s *Server) handleConsoleDashboard(c *gin.Context) {
 	ctx := c.Request.Context()
 	st, err := s.store.Stats(ctx, s.cfg.DormantAfter)
@@ -76,6 +81,12 @@ func (s *Server) handleConsoleDashboard(c *gin.Context) {
 		}
 		p.Topics = append(p.Topics, row)
 	}
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(ctx); err != nil {
+			p.Relay = err.Error()
+		}
+	}
+	p.Warnings = s.cfg.Warnings
 	d.P = p
 	s.consolePage(c, http.StatusOK, "dashboard", d)
 }

@@ -1,7 +1,10 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"regexp"
 	"strings"
@@ -105,5 +108,28 @@ func TestConsoleDashboard(t *testing.T) {
 	}
 	if regexp.MustCompile(`<script>|<script [^s]|style=|<style`).MatchString(r.body) {
 		t.Error("the dashboard has inline script or style")
+	}
+}
+
+// TestConsoleDashboardMailHealth: while the relay refuses optin's
+// settings the overview says so with the reason /readyz gives, and it
+// lists the startup warnings; with neither, it shows neither.
+func TestConsoleDashboardMailHealth(t *testing.T) {
+	refusal := errors.New("the relay does not offer STARTTLS; set mail.smtp.tls")
+	e := newConsoleEnv(t, func(c *Config) {
+		c.Ready = func(context.Context) error { return refusal }
+		c.Warnings = []string{"mail.postal_address is empty: set it"}
+	})
+	body := e.signIn(consent.RoleViewer).do("GET", "/admin", nil).body
+	for _, want := range []string{html.EscapeString(e.en.T("console.dash.relay_refuses") + " " + refusal.Error()), e.en.T("console.dash.warnings"),
+		"<li>mail.postal_address is empty: set it</li>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	calm := newConsoleEnv(t, nil)
+	body = calm.signIn(consent.RoleViewer).do("GET", "/admin", nil).body
+	if strings.Contains(body, html.EscapeString(calm.en.T("console.dash.relay_refuses"))) || strings.Contains(body, calm.en.T("console.dash.warnings")) {
+		t.Error("overview warns without a refusal or a warning")
 	}
 }

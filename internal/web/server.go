@@ -59,6 +59,9 @@ type Config struct {
 	CustomerActivities []consent.ActivityKind
 	// Metrics, when set, times every request and serves GET /metrics.
 	Metrics *Metrics
+	// Warnings are the startup warnings (development defaults left in
+	// place), shown on the console's overview.
+	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
 }
