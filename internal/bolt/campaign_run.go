@@ -97,25 +97,14 @@ func seekAfter(cur *bbolt.Cursor, after []byte) ([]byte, []byte) {
 	return k, v
 }
 
-// selectSubscriber applies consent.Campaign.Select to sub, looking up
-// its suppression and ledger evidence only when the subscription is
-// confirmed (the rule decides every other case without them).
+// selectSubscriber applies the campaign's audience rule to sub
+// (consent.Campaign.SelectLooking), looking its suppression and ledger
+// evidence up in tx.
 func (db *DB) selectSubscriber(tx *bbolt.Tx, c *consent.Campaign, sub *consent.Subscriber, now time.Time, p consent.CampaignPolicy) (bool, string, error) {
-	var supp, evidence bool
-	if s := sub.Subscriptions[c.Topic]; s != nil && s.Status == consent.StatusConfirmed {
+	return c.SelectLooking(sub, now, p, func() (bool, error) {
 		sp, err := suppressed(tx, db.hashKey(consent.AddressKey(sub.Email)), c.Topic)
-		if err != nil {
-			return false, "", err
-		}
-		supp = sp != nil
-		if !supp {
-			if evidence, err = hasEvidence(tx, sub.ID, c.Topic, s.Basis); err != nil {
-				return false, "", err
-			}
-		}
-	}
-	ok, reason := c.Select(sub, supp, evidence, now, p)
-	return ok, reason, nil
+		return sp != nil, err
+	}, func(basis consent.Basis) (bool, error) { return hasEvidence(tx, sub.ID, c.Topic, basis) })
 }
 
 // hasEvidence reports whether the ledger holds an event proving basis for

@@ -480,6 +480,29 @@ func (c *Campaign) Select(sub *Subscriber, suppressed, hasEvidence bool, now tim
 	return true, ""
 }
 
+// SelectLooking is Select with the address's suppression and the
+// ledger evidence looked up only when the rule needs them: for a
+// confirmed subscription, and the evidence of its basis only when the
+// address is not suppressed (the rule decides every other case without
+// them, and each lookup costs a store a read).
+func (c *Campaign) SelectLooking(sub *Subscriber, now time.Time, p CampaignPolicy,
+	suppressed func() (bool, error), evidence func(Basis) (bool, error)) (bool, string, error) {
+	var supp, ev bool
+	if s := sub.Subscriptions[c.Topic]; s != nil && s.Status == StatusConfirmed {
+		var err error
+		if supp, err = suppressed(); err != nil {
+			return false, "", err
+		}
+		if !supp {
+			if ev, err = evidence(s.Basis); err != nil {
+				return false, "", err
+			}
+		}
+	}
+	ok, reason := c.Select(sub, supp, ev, now, p)
+	return ok, reason, nil
+}
+
 // RecipientState is where one recipient of a campaign stands.
 type RecipientState string
 

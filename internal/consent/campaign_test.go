@@ -391,3 +391,32 @@ func TestPlanFollowUp(t *testing.T) {
 		})
 	}
 }
+
+// TestSelectLooking: the lookups run only when the rule needs them, and
+// the answer is Select's.
+func TestSelectLooking(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news"}
+	for _, tc := range []struct {
+		name             string
+		sub              *Subscriber
+		supp             bool
+		wantSupp, wantEv bool
+		wantOK           bool
+		wantReason       string
+	}{
+		{"pending: no lookup", subWith(StatusPending, BasisConsent), false, false, false, false, ExcludedPending},
+		{"confirmed, suppressed: no evidence lookup", subWith(StatusConfirmed, BasisConsent), true, true, false, false, ExcludedSuppressed},
+		{"confirmed: both", subWith(StatusConfirmed, BasisConsent), false, true, true, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var askedSupp, askedEv bool
+			ok, reason, err := c.SelectLooking(tc.sub, campaignNow, CampaignPolicy{},
+				func() (bool, error) { askedSupp = true; return tc.supp, nil },
+				func(Basis) (bool, error) { askedEv = true; return true, nil })
+			if err != nil || ok != tc.wantOK || reason != tc.wantReason || askedSupp != tc.wantSupp || askedEv != tc.wantEv {
+				t.Errorf("got %v %q %v, lookups %v %v; want %v %q, lookups %v %v", ok, reason, err, askedSupp, askedEv,
+					tc.wantOK, tc.wantReason, tc.wantSupp, tc.wantEv)
+			}
+		})
+	}
+}

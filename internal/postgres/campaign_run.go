@@ -67,25 +67,14 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	return pv, nil
 }
 
-// selectSubscriber applies consent.Campaign.Select to sub, looking up
-// its suppression and ledger evidence only when the subscription is
-// confirmed (the rule decides every other case without them).
+// selectSubscriber applies the campaign's audience rule to sub
+// (consent.Campaign.SelectLooking), looking its suppression and ledger
+// evidence up in c.
 func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subscriber, now time.Time, p consent.CampaignPolicy) (bool, string, error) {
-	var supp, evidence bool
-	if s := sub.Subscriptions[camp.Topic]; s != nil && s.Status == consent.StatusConfirmed {
+	return camp.SelectLooking(sub, now, p, func() (bool, error) {
 		sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), camp.Topic)
-		if err != nil {
-			return false, "", err
-		}
-		supp = sp != nil
-		if !supp {
-			if evidence, err = hasEvidence(c, sub.ID, camp.Topic, s.Basis); err != nil {
-				return false, "", err
-			}
-		}
-	}
-	ok, reason := camp.Select(sub, supp, evidence, now, p)
-	return ok, reason, nil
+		return sp != nil, err
+	}, func(basis consent.Basis) (bool, error) { return hasEvidence(c, sub.ID, camp.Topic, basis) })
 }
 
 // hasEvidence reports whether the ledger holds an event proving basis for
