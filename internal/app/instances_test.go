@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"optin/internal/config"
 	"optin/internal/postgres/pgtest"
@@ -87,6 +88,30 @@ func TestCampaignContinuesOnOtherInstance(t *testing.T) {
 	for _, addr := range addrs {
 		if got[addr] != 1 {
 			t.Errorf("mails to %s: got %d, want exactly 1", addr, got[addr])
+		}
+	}
+}
+
+// TestInstancesShareLimits: the per-address signup limit is one budget
+// for every instance: signups spread over two instances are refused once
+// the address has spent it, on either.
+func TestInstancesShareLimits(t *testing.T) {
+	if !pgtest.Asked() {
+		t.Skip("several instances share a PostgreSQL database: run with OPTIN_TEST_STORE=postgres")
+	}
+	limit := func(c *config.Config) { c.Limits.SignupPerIP = config.Rate{N: 3, Per: 10 * time.Minute} }
+	a := startService(t, limit)
+	b := startService(t, func(c *config.Config) {
+		limit(c)
+		c.BaseURL = a.app.cfg.BaseURL
+		c.Postgres.URL = a.app.cfg.Postgres.URL
+		c.Mail.SMTP = a.app.cfg.Mail.SMTP
+	})
+	b.url = "http://" + b.app.cfg.Listen
+	for i, want := range []int{http.StatusAccepted, http.StatusAccepted, http.StatusAccepted, http.StatusTooManyRequests, http.StatusTooManyRequests} {
+		s := []*service{a, b}[i%2]
+		if r := s.signupJSON(fmt.Sprintf("l%d@example.com", i), "news"); r.status != want {
+			t.Errorf("signup %d (instance %c): got %d %s, want %d", i+1, 'a'+i%2, r.status, r.body, want)
 		}
 	}
 }

@@ -56,6 +56,7 @@ type DB struct {
 	hmac      []byte
 	catalog   catalog // decoded topics and forms
 	hasher    *consent.Hasher
+	limits    limits // the abuse defences' state, in memory
 }
 
 // ErrLocked is returned by Open when another process holds the database.

@@ -33,6 +33,7 @@ type Store interface {
 	OutboxStore
 	LedgerStore
 	SessionStore
+	LimitStore
 	// Close releases the store; nothing may be called after it.
 	Close() error
 }

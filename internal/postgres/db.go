@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,9 @@ type DB struct {
 	readOnly  bool
 	// owner names this DB's leases on outbox jobs.
 	owner string
+	// limitsSwept is when this instance last deleted full token buckets
+	// and expired nonces (Unix nanoseconds).
+	limitsSwept atomic.Int64
 }
 
 // writeLock is the advisory lock every write transaction takes first

@@ -344,3 +344,30 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("Topics after the refused write: got %v, %v, want the one topic", topics, err)
 	}
 }
+
+// TestLimitsShared: two instances spend one budget: what one took, the
+// other cannot take again, and a proof-of-work nonce one used is used for
+// both.
+func TestLimitsShared(t *testing.T) {
+	url := pg.EmptyDatabase(t)
+	a := open(t, url, nil, testHMACKey)
+	b := open(t, url, nil, testHMACKey)
+	r := consent.TokenRate{PerSecond: 1.0 / 60, Burst: 2}
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, db := range []*postgres.DB{a, b, a, b} {
+		ok, _, err := db.TakeToken(t.Context(), "signup:198.51.100.7", r, now)
+		if want := i < 2; err != nil || ok != want {
+			t.Errorf("take #%d (instance %c): got %v, %v, want %v, nil", i+1, 'a'+i%2, ok, err, want)
+		}
+	}
+	if spent, _, err := b.TokenSpent(t.Context(), "signup:198.51.100.7", r, now); err != nil || !spent {
+		t.Errorf("TokenSpent on the other instance: got %v, %v, want true, nil", spent, err)
+	}
+	exp := now.Add(5 * time.Minute)
+	if ok, err := a.SpendNonce(t.Context(), "challenge-1", now, exp); err != nil || !ok {
+		t.Fatalf("SpendNonce on a: got %v, %v, want true, nil", ok, err)
+	}
+	if ok, err := b.SpendNonce(t.Context(), "challenge-1", now, exp); err != nil || ok {
+		t.Errorf("SpendNonce of the same nonce on b: got %v, %v, want false, nil", ok, err)
+	}
+}

@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},
 		{"APIKeys", testAPIKeys},
+		{"Limits", testLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

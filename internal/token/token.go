@@ -137,6 +137,9 @@ type Issuer struct {
 	issuer   string
 	now      func() time.Time
 	purposes map[Purpose]*purposeState
+	// challengeKey is derived from the signing key for stateless
+	// challenges that are not tokens (see ChallengeKey).
+	challengeKey []byte
 }
 
 // NewIssuer returns an Issuer that stamps tokens with the JWT issuer claim
@@ -173,9 +176,10 @@ func NewIssuer(issuer string, keys []Key, now func() time.Time) (*Issuer, error)
 	}
 
 	i := &Issuer{
-		issuer:   issuer,
-		now:      now,
-		purposes: make(map[Purpose]*purposeState, len(purposes())),
+		issuer:       issuer,
+		now:          now,
+		purposes:     make(map[Purpose]*purposeState, len(purposes())),
+		challengeKey: deriveKey(keys[0].Secret, challengePurpose),
 	}
 	for _, p := range purposes() {
 		ps := &purposeState{
@@ -211,6 +215,16 @@ func NewIssuer(issuer string, keys []Key, now func() time.Time) (*Issuer, error)
 	}
 	return i, nil
 }
+
+// challengePurpose labels the derivation of ChallengeKey; it is no token
+// purpose, so no token verifies under that key.
+const challengePurpose Purpose = "challenge"
+
+// ChallengeKey returns a 32-byte HMAC key derived from the signing key,
+// for stateless challenges that every instance with the same keys must
+// accept alike (the proof-of-work challenges of signup forms). Rotating
+// the signing key voids challenges made under the old one.
+func (i *Issuer) ChallengeKey() []byte { return i.challengeKey }
 
 // validKeyID reports whether id matches ^[A-Za-z0-9_-]{1,32}$.
 func validKeyID(id string) bool {

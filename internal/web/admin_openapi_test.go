@@ -11,21 +11,34 @@ import (
 
 	"optin/internal/bolt"
 	"optin/internal/i18n"
+	"optin/internal/token"
 	"optin/templates"
 )
 
-func newTestServer(t *testing.T) *Server {
+// openTestStore opens a bbolt store in a temporary directory, closed when
+// t ends.
+func openTestStore(t *testing.T) *bolt.DB {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func newTestServer(t *testing.T) *Server {
+	t.Helper()
+	db := openTestStore(t)
 	cat, err := i18n.Load(templates.FS, "locales")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Store: db, Catalog: cat, Templates: templates.FS, BaseURL: "http://127.0.0.1:8080"})
+	tokens, err := token.NewIssuer("http://127.0.0.1:8080", []token.Key{{ID: "k1", Secret: make([]byte, 32)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Store: db, Tokens: tokens, Catalog: cat, Templates: templates.FS, BaseURL: "http://127.0.0.1:8080"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func (s *Server) initConsole(cfg Config) error {
 		// each refused attempt spends one.
 		limit = Rate{N: 10, Per: 15 * time.Minute}
 	}
-	s.signin = newLimiter(limit)
+	s.signin = newLimiter(cfg.Store, "signin", limit)
 	return nil
 }
 
@@ -435,7 +435,12 @@ func (s *Server) handleLoginPage(c *gin.Context) {
 // until they refill.
 func (s *Server) handleLogin(c *gin.Context) {
 	ip := clientIP(c)
-	if spent, wait := s.signin.spent(ip, time.Now()); spent {
+	spent, wait, err := s.signin.spent(c.Request.Context(), ip, time.Now())
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	if spent {
 		retryAfter(c, wait)
 		s.cfg.Log.Warn("console sign-in refused: too many failures", "ip", ip)
 		s.consolePage(c, http.StatusTooManyRequests, "login", s.consoleBase(c, "console.login.title", ""),
@@ -444,12 +449,15 @@ func (s *Server) handleLogin(c *gin.Context) {
 	}
 	secret := strings.TrimSpace(c.PostForm("key"))
 	var key consent.APIKey
-	var err error = consent.Errorf(consent.EUnauthorized, "no key")
+	err = consent.Errorf(consent.EUnauthorized, "no key")
 	if secret != "" && len(secret) <= 200 {
 		key, err = s.store.APIKey(c.Request.Context(), consent.HashAPIKey(secret))
 	}
 	if consent.ErrorCode(err) == consent.EUnauthorized {
-		s.signin.allow(ip, time.Now())
+		if _, _, err := s.signin.allow(c.Request.Context(), ip, time.Now()); err != nil {
+			s.consoleFail(c, err)
+			return
+		}
 		s.cfg.Log.Warn("console sign-in failed", "ip", ip)
 		s.consolePage(c, http.StatusUnauthorized, "login", s.consoleBase(c, "console.login.title", ""),
 			s.localizer(c).T("console.login.invalid"))

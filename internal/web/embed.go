@@ -14,12 +14,11 @@ import (
 // New: the per-subnet limiters, the global brake on confirmation mails and
 // the proof-of-work guard.
 func (s *Server) initAbuse(cfg Config) error {
-	s.signupNet = newLimiter(Rate{N: cfg.SignupLimit.N * subnetFactor, Per: cfg.SignupLimit.Per})
-	s.manageNet = newLimiter(Rate{N: cfg.ManageLimit.N * subnetFactor, Per: cfg.ManageLimit.Per})
-	s.brake = newBrake(cfg.ConfirmBrake)
-	var err error
-	s.pow, err = newPowGuard()
-	return err
+	s.signupNet = newLimiter(cfg.Store, "signup-net", Rate{N: cfg.SignupLimit.N * subnetFactor, Per: cfg.SignupLimit.Per})
+	s.manageNet = newLimiter(cfg.Store, "manage-net", Rate{N: cfg.ManageLimit.N * subnetFactor, Per: cfg.ManageLimit.Per})
+	s.brake = newBrake(cfg.Store, cfg.ConfirmBrake)
+	s.pow = &powGuard{key: cfg.Tokens.ChallengeKey(), store: cfg.Store}
+	return nil
 }
 
 // embedTopic is one checkbox of an embedded form.

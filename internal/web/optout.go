@@ -323,9 +323,11 @@ func (s *Server) handleManagePage(c *gin.Context) {
 // is rate-limited per client IP.
 func (s *Server) handleManage(c *gin.Context) {
 	jsonOut := wantsJSON(c)
-	if ok, wait := allowIP(s.manage, s.manageNet, clientIP(c), time.Now()); !ok {
-		retryAfter(c, wait)
-		err := consent.Errorf(consent.ERateLimited, "too many requests from your network; try again later")
+	if ok, wait, err := allowIP(c.Request.Context(), s.manage, s.manageNet, clientIP(c), time.Now()); !ok {
+		if err == nil {
+			retryAfter(c, wait)
+			err = consent.Errorf(consent.ERateLimited, "too many requests from your network; try again later")
+		}
 		if jsonOut {
 			s.fail(c, err)
 		} else {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,7 +10,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -26,24 +26,15 @@ const powTTL = 5 * time.Minute
 
 // powGuard issues and checks the self-hosted proof-of-work challenges of
 // forms that enable them. A challenge is stateless: the base64url payload
-// {form, random nonce, expiry} and its HMAC, under a key drawn at start (a
-// restart only voids challenges younger than powTTL). The client must find
-// a decimal counter such that SHA-256(challenge || counter) starts with
-// the form's number of zero bits. A solved challenge is accepted once:
-// its nonce stays in a seen-set until it expires.
+// {form, random nonce, expiry} and its HMAC, under a key derived from the
+// token signing key (token.Issuer.ChallengeKey), so every instance accepts
+// the challenges of every other. The client must find a decimal counter
+// such that SHA-256(challenge || counter) starts with the form's number of
+// zero bits. A solved challenge is accepted once: the store keeps its
+// nonce, for every instance, until it expires.
 type powGuard struct {
 	key   []byte
-	mu    sync.Mutex
-	seen  map[string]time.Time // nonce -> expiry
-	swept time.Time
-}
-
-func newPowGuard() (*powGuard, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	return &powGuard{key: key, seen: map[string]time.Time{}}, nil
+	store consent.LimitStore
 }
 
 // mac returns the HMAC-SHA256 of payload.
@@ -75,7 +66,7 @@ func errPoW(msg string) error {
 
 // verify checks that counter solves challenge for form with at least
 // zeroBits leading zero bits, and uses the challenge up.
-func (g *powGuard) verify(form string, zeroBits int, challenge, counter string, now time.Time) error {
+func (g *powGuard) verify(ctx context.Context, form string, zeroBits int, challenge, counter string, now time.Time) error {
 	if challenge == "" || counter == "" {
 		return errPoW("this form needs a solved proof-of-work challenge: GET /f/{form}/challenge, then send pow_challenge and pow_nonce")
 	}
@@ -106,20 +97,13 @@ func (g *powGuard) verify(form string, zeroBits int, challenge, counter string, 
 	if leadingZeroBits(h[:]) < zeroBits {
 		return errPoW("proof-of-work nonce does not solve the challenge")
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Sub(g.swept) > powTTL {
-		for n, e := range g.seen {
-			if !now.Before(e) {
-				delete(g.seen, n)
-			}
-		}
-		g.swept = now
+	fresh, err := g.store.SpendNonce(ctx, "pow:"+base64.RawURLEncoding.EncodeToString([]byte(nonce)), now, exp)
+	if err != nil {
+		return err
 	}
-	if _, used := g.seen[nonce]; used {
+	if !fresh {
 		return errPoW("proof-of-work challenge already used; fetch a new one")
 	}
-	g.seen[nonce] = exp
 	return nil
 }
 

@@ -333,9 +333,12 @@ func (s *Server) handleSignup(c *gin.Context) {
 	if c.GetHeader("Origin") != "" {
 		s.cors(c, origin)
 	}
-	if ok, wait := allowIP(s.signup, s.signupNet, clientIP(c), time.Now()); !ok {
-		retryAfter(c, wait)
-		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later"))
+	if ok, wait, err := allowIP(c.Request.Context(), s.signup, s.signupNet, clientIP(c), time.Now()); !ok {
+		if err == nil {
+			retryAfter(c, wait)
+			err = consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later")
+		}
+		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
 
@@ -357,7 +360,7 @@ func (s *Server) handleSignup(c *gin.Context) {
 	l := s.localizer(c, body.Locale, f.Locale)
 	in, err := s.validateSignup(c, f, body, l)
 	if err == nil && f.PoWBits() > 0 {
-		err = s.pow.verify(f.ID, f.PoWBits(), body.PoWChallenge, body.PoWNonce, s.store.Now())
+		err = s.pow.verify(c.Request.Context(), f.ID, f.PoWBits(), body.PoWChallenge, body.PoWNonce, s.store.Now())
 	}
 	if err != nil {
 		s.signupError(c, jsonOut, f, topics, err)
@@ -367,9 +370,12 @@ func (s *Server) handleSignup(c *gin.Context) {
 	// store says whether a mail is queued, and none is ever given back:
 	// whether the brake refuses the next one must not depend on the
 	// state of this address (known, unknown, blocked) or the honeypot.
-	if ok, wait := s.brake.take(time.Now()); !ok {
-		retryAfter(c, wait)
-		s.signupError(c, jsonOut, f, topics, consent.Errorf(consent.ERateLimited, "too many signups right now; try again shortly"))
+	if ok, wait, err := s.brake.allow(c.Request.Context(), "", time.Now()); !ok {
+		if err == nil {
+			retryAfter(c, wait)
+			err = consent.Errorf(consent.ERateLimited, "too many signups right now; try again shortly")
+		}
+		s.signupError(c, jsonOut, f, topics, err)
 		return
 	}
 	if body.Website == "" { // a filled honeypot gets the same answer and changes nothing

@@ -118,7 +118,8 @@ func TestSubnetKey(t *testing.T) {
 
 func TestAllowIPSubnet(t *testing.T) {
 	now := time.Now()
-	perIP, perNet := newLimiter(Rate{N: 2, Per: time.Minute}), newLimiter(Rate{N: 3, Per: time.Minute})
+	db := openTestStore(t)
+	perIP, perNet := newLimiter(db, "ip", Rate{N: 2, Per: time.Minute}), newLimiter(db, "net", Rate{N: 3, Per: time.Minute})
 	steps := []struct {
 		ip   string
 		want bool
@@ -131,9 +132,9 @@ func TestAllowIPSubnet(t *testing.T) {
 		{"192.0.2.1", true},     // another subnet
 	}
 	for i, st := range steps {
-		ok, wait := allowIP(perIP, perNet, st.ip, now)
-		if ok != st.want {
-			t.Errorf("step %d (%s): got %v, want %v", i, st.ip, ok, st.want)
+		ok, wait, err := allowIP(t.Context(), perIP, perNet, st.ip, now)
+		if err != nil || ok != st.want {
+			t.Errorf("step %d (%s): got %v, %v, want %v, nil", i, st.ip, ok, err, st.want)
 		}
 		if !ok && wait <= 0 {
 			t.Errorf("step %d: refused without a wait", i)
@@ -143,21 +144,25 @@ func TestAllowIPSubnet(t *testing.T) {
 
 func TestBrake(t *testing.T) {
 	now := time.Now()
-	b := newBrake(Brake{PerSecond: 2, Burst: 2})
+	db := openTestStore(t)
+	b := newBrake(db, Brake{PerSecond: 2, Burst: 2})
 	for i := range 2 {
-		if ok, _ := b.take(now); !ok {
-			t.Fatalf("take %d within the burst refused", i)
+		if ok, _, err := b.allow(t.Context(), "", now); !ok || err != nil {
+			t.Fatalf("take %d within the burst: got %v, %v, want true, nil", i, ok, err)
 		}
 	}
-	ok, wait := b.take(now)
-	if ok || wait <= 0 || wait > 500*time.Millisecond {
-		t.Fatalf("take past the burst: got %v wait %v, want refused with a wait up to 500ms", ok, wait)
+	ok, wait, err := b.allow(t.Context(), "", now)
+	if ok || err != nil || wait <= 0 || wait > 500*time.Millisecond {
+		t.Fatalf("take past the burst: got %v, %v wait %v, want refused with a wait up to 500ms", ok, err, wait)
 	}
-	if ok, _ := b.take(now.Add(600 * time.Millisecond)); !ok {
-		t.Error("take after refill refused")
+	if ok, _, err := b.allow(t.Context(), "", now.Add(600*time.Millisecond)); !ok || err != nil {
+		t.Errorf("take after refill: got %v, %v, want true, nil", ok, err)
 	}
-	if got := newBrake(Brake{}); got.rate != defaultBrakeRate || got.burst != defaultBrakeBurst {
-		t.Errorf("zero Brake: got %v/s burst %v, want %v/s burst %v", got.rate, got.burst, defaultBrakeRate, defaultBrakeBurst)
+	if got := newBrake(db, Brake{}).rate; got.PerSecond != defaultBrakeRate || got.Burst != defaultBrakeBurst {
+		t.Errorf("zero Brake: got %v/s burst %v, want %v/s burst %v", got.PerSecond, got.Burst, defaultBrakeRate, defaultBrakeBurst)
+	}
+	if ok, _, err := newBrake(db, Brake{Off: true}).allow(t.Context(), "", now); !ok || err != nil {
+		t.Errorf("brake off: got %v, %v, want true, nil", ok, err)
 	}
 }
 
@@ -185,10 +190,7 @@ func wrongPoW(challenge string, bits int) string {
 }
 
 func TestPowGuard(t *testing.T) {
-	g, err := newPowGuard()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := &powGuard{key: make([]byte, 32), store: openTestStore(t)}
 	now := time.Now()
 	const bits = 8
 	ch, exp, err := g.issue("newsletter", now)
@@ -222,7 +224,7 @@ func TestPowGuard(t *testing.T) {
 		{"second challenge", "newsletter", other, solvePoW(t, other, bits), now, true},
 	}
 	for _, tt := range tests {
-		err := g.verify(tt.form, bits, tt.ch, tt.nonce, tt.at)
+		err := g.verify(t.Context(), tt.form, bits, tt.ch, tt.nonce, tt.at)
 		if (err == nil) != tt.wantOK {
 			t.Errorf("%s: got err %v, want ok=%v", tt.name, err, tt.wantOK)
 		}
@@ -230,14 +232,16 @@ func TestPowGuard(t *testing.T) {
 			t.Errorf("%s: code %q, want %q", tt.name, consent.ErrorCode(err), codeProofOfWork)
 		}
 	}
-	// Used nonces leave the seen-set once expired.
-	later := now.Add(2 * powTTL)
-	ch3, _, _ := g.issue("newsletter", later)
-	if err := g.verify("newsletter", bits, ch3, solvePoW(t, ch3, bits), later); err != nil {
-		t.Fatal(err)
+	// Another instance (same keys, same store) accepts a challenge this
+	// one issued, and refuses it once this one used it.
+	g2 := &powGuard{key: g.key, store: g.store}
+	ch3, _, _ := g2.issue("newsletter", now)
+	sol := solvePoW(t, ch3, bits)
+	if err := g.verify(t.Context(), "newsletter", bits, ch3, sol, now); err != nil {
+		t.Fatalf("a challenge of another instance: got err %v, want nil", err)
 	}
-	if got := len(g.seen); got != 1 {
-		t.Errorf("seen-set after expiry: got %d entries, want 1", got)
+	if err := g2.verify(t.Context(), "newsletter", bits, ch3, sol, now); consent.ErrorCode(err) != codeProofOfWork {
+		t.Errorf("a challenge replayed on another instance: got err %v, want %s", err, codeProofOfWork)
 	}
 }
 
@@ -549,18 +553,7 @@ m.solve(args.challenge, args.bits, n => { out.nonce = n; console.log(JSON.string
 			t.Errorf("sha256 of %d bytes: embed.js %s, want %s", len(in), out.Hashes[i], want)
 		}
 	}
-	if err := g.verify("newsletter", 12, ch, out.Nonce, time.Now()); err != nil {
+	if err := g.verify(t.Context(), "newsletter", 12, ch, out.Nonce, time.Now()); err != nil {
 		t.Errorf("the server refuses embed.js's solution %q: %v", out.Nonce, err)
-	}
-}
-
-// TestBrakeOff: a brake switched off never refuses.
-func TestBrakeOff(t *testing.T) {
-	b := newBrake(Brake{Off: true})
-	now := time.Now()
-	for i := range 1000 {
-		if ok, _ := b.take(now); !ok {
-			t.Fatalf("take %d: refused by a brake that is off", i)
-		}
 	}
 }

@@ -1,81 +1,51 @@
 package web
 
 import (
+	"context"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
+
+	"optin/internal/consent"
 )
 
-// limiter keeps one token bucket per key (a client IP) and forgets keys
-// that have been idle for longer than it takes to refill.
+// limiter is one named limit: a token bucket per key (a client IP, a
+// subnet, or "" for one shared by every request). The buckets live in the
+// store (consent.LimitStore), so every instance on one database spends
+// from the same budget. A zero rate allows everything.
 type limiter struct {
-	mu      sync.Mutex
-	r       Rate
-	buckets map[string]*bucket
-	swept   time.Time
+	store consent.LimitStore
+	name  string
+	rate  consent.TokenRate
 }
 
-type bucket struct {
-	l    *rate.Limiter
-	seen time.Time
-}
-
-// newLimiter returns a limiter for r; a zero r allows everything.
-func newLimiter(r Rate) *limiter {
-	return &limiter{r: r, buckets: map[string]*bucket{}}
+// newLimiter returns the limiter called name with r events per r.Per
+// (N at once).
+func newLimiter(store consent.LimitStore, name string, r Rate) limiter {
+	if r.N <= 0 || r.Per <= 0 {
+		return limiter{store: store, name: name}
+	}
+	return limiter{store: store, name: name, rate: consent.TokenRate{PerSecond: float64(r.N) / r.Per.Seconds(), Burst: r.N}}
 }
 
 // allow takes one event for key at now. When the bucket is empty it
 // returns false and how long to wait.
-func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
-	if l.r.N <= 0 || l.r.Per <= 0 {
-		return true, 0
+func (l limiter) allow(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
+	if l.rate.Burst <= 0 {
+		return true, 0, nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > l.r.Per {
-		for k, b := range l.buckets {
-			if now.Sub(b.seen) > l.r.Per {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
-	}
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{l: rate.NewLimiter(rate.Every(l.r.Per/time.Duration(l.r.N)), l.r.N)}
-		l.buckets[key] = b
-	}
-	b.seen = now
-	res := b.l.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	return l.store.TakeToken(ctx, l.name+":"+key, l.rate, now)
 }
 
 // spent reports, without taking an event, whether key's bucket is empty
 // at now, and how long until it holds one event again.
-func (l *limiter) spent(key string, now time.Time) (bool, time.Duration) {
-	if l.r.N <= 0 || l.r.Per <= 0 {
-		return false, 0
+func (l limiter) spent(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
+	if l.rate.Burst <= 0 {
+		return false, 0, nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		return false, 0
-	}
-	tokens := b.l.TokensAt(now)
-	if tokens >= 1 {
-		return false, 0
-	}
-	return true, time.Duration((1 - tokens) / float64(b.l.Limit()) * float64(time.Second))
+	return l.store.TokenSpent(ctx, l.name+":"+key, l.rate, now)
 }
 
 // subnetFactor is how many times the per-IP budget one subnet (/24 for
@@ -104,14 +74,14 @@ func subnetKey(ip string) string {
 
 // allowIP takes one event for ip from the per-IP limiter, then from the
 // per-subnet one.
-func allowIP(perIP, perNet *limiter, ip string, now time.Time) (bool, time.Duration) {
-	if ok, wait := perIP.allow(ip, now); !ok {
-		return false, wait
+func allowIP(ctx context.Context, perIP, perNet limiter, ip string, now time.Time) (bool, time.Duration, error) {
+	if ok, wait, err := perIP.allow(ctx, ip, now); !ok || err != nil {
+		return false, wait, err
 	}
-	return perNet.allow(subnetKey(ip), now)
+	return perNet.allow(ctx, subnetKey(ip), now)
 }
 
-// Brake is a process-wide rate: PerSecond events on average, at most Burst
+// Brake is a rate shared by every request: PerSecond events on average, at most Burst
 // at once. The zero Brake means the default for confirmation mails: 50 a
 // second, 100 in a burst: a circuit breaker against list bombing, bots
 // signing victims' addresses up to bury their mail in confirmations.
@@ -128,46 +98,17 @@ const (
 	defaultBrakeBurst = 100
 )
 
-// brake is one token bucket shared by every request: the circuit breaker
-// on the rate of confirmation mails, whatever their source.
-type brake struct {
-	off    bool
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newBrake(b Brake) *brake {
+// newBrake returns the brake as a limiter with one bucket, "": the
+// circuit breaker on the rate of confirmation mails, whatever their
+// source, across every instance.
+func newBrake(store consent.LimitStore, b Brake) limiter {
 	if b.Off {
-		return &brake{off: true}
+		return limiter{store: store, name: "brake"}
 	}
 	if b.PerSecond <= 0 || b.Burst <= 0 {
 		b = Brake{PerSecond: defaultBrakeRate, Burst: defaultBrakeBurst}
 	}
-	return &brake{rate: b.PerSecond, burst: float64(b.Burst), tokens: float64(b.Burst)}
-}
-
-// take takes one token at now. When none is left it returns false and how
-// long until one is.
-func (b *brake) take(now time.Time) (bool, time.Duration) {
-	if b.off {
-		return true, 0
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() && now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	if now.After(b.last) {
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
-	}
-	b.tokens--
-	return true, 0
+	return limiter{store: store, name: "brake", rate: consent.TokenRate{PerSecond: b.PerSecond, Burst: b.Burst}}
 }
 
 // retryAfter sets the Retry-After header for a wait of d, in whole

@@ -79,19 +79,19 @@ type Server struct {
 	pages  map[string]*template.Template
 	engine *gin.Engine
 	origin string // scheme://host of BaseURL
-	signup *limiter
-	manage *limiter
+	signup limiter
+	manage limiter
 	// signupNet and manageNet limit per subnet (/24, /64).
-	signupNet *limiter
-	manageNet *limiter
-	brake     *brake
+	signupNet limiter
+	manageNet limiter
+	brake     limiter
 	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
 	// The browser console (console.go).
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
-	signin  *limiter // failed console sign-ins per IP
+	signin  limiter // failed console sign-ins per IP
 }
 
 // maxBody caps request bodies on public routes.
@@ -109,12 +109,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CustomerActivities == nil {
 		cfg.CustomerActivities = consent.DefaultCustomerActivities
 	}
+	if cfg.Store == nil || cfg.Tokens == nil {
+		return nil, errors.New("web: a store and a token issuer are required")
+	}
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("web: base url: %w", err)
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
-		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit),
+		pages: map[string]*template.Template{}, signup: newLimiter(cfg.Store, "signup", cfg.SignupLimit), manage: newLimiter(cfg.Store, "manage", cfg.ManageLimit),
 		originLog: newOriginLog(cfg.Log)}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
