@@ -49,7 +49,8 @@ func openStore(cfg config.Config, now func() time.Time, readOnly bool) (consent.
 		return nil, nil, err
 	}
 	if cfg.Store == config.StorePostgres {
-		return openPostgres(cfg, postgres.Options{Now: now, ReadOnly: readOnly, MessageIDDomain: domain, Policy: policy}, configured)
+		return openPostgres(cfg, postgres.Options{Now: now, ReadOnly: readOnly, MessageIDDomain: domain, Policy: policy,
+			Lease: time.Duration(cfg.Postgres.OutboxLease)}, configured)
 	}
 	read := loadSecrets
 	if readOnly {

@@ -82,6 +82,11 @@ type Postgres struct {
 	// OPTIN_POSTGRES_URL). The password may only come from the
 	// environment: in OPTIN_POSTGRES_URL, PGPASSWORD or a .pgpass file.
 	URL string `yaml:"url"`
+	// OutboxLease is how long an instance's mail worker holds the jobs it
+	// took before another instance may take them over: the wait before a
+	// crashed instance's mails go out. It must outlast sending one batch.
+	// Default 5m; at least 10s.
+	OutboxLease Duration `yaml:"outbox_lease"`
 }
 
 // Mail configures how outgoing mail is sent.
@@ -536,6 +541,9 @@ func (c *Config) validateStore() []error {
 	}
 	if strings.TrimSpace(c.Postgres.URL) == "" {
 		return []error{errors.New("postgres.url: required when store is \"postgres\" (or set OPTIN_POSTGRES_URL)")}
+	}
+	if l := time.Duration(c.Postgres.OutboxLease); l != 0 && l < 10*time.Second {
+		return []error{fmt.Errorf("postgres.outbox_lease: must be at least 10s (or unset for 5m): %s", c.Postgres.OutboxLease)}
 	}
 	const hint = "want a URL such as postgres://optin@db.example.com:5432/optin?sslmode=verify-full"
 	u, err := url.Parse(c.Postgres.URL)

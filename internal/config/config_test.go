@@ -281,6 +281,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"postgres.url", "no host"}},
 		{"postgres url not a URL", "store: postgres\n", map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin:secretpw@db.example.com:port/optin"},
 			[]string{"postgres.url", "not a valid URL"}},
+		{"outbox lease too short", "store: postgres\npostgres:\n  outbox_lease: 2s\n", map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin@db.example.com/optin"},
+			[]string{"postgres.outbox_lease", "at least 10s"}},
 		{"postgres url with store bolt", "", map[string]string{"OPTIN_POSTGRES_URL": "postgres://optin:secretpw@db.example.com/optin"},
 			[]string{"postgres.url", `store is "bolt"`}},
 	}

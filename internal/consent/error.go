@@ -19,6 +19,9 @@ const (
 	EForbidden    = "forbidden"
 	EUnauthorized = "unauthorized"
 	EInternal     = "internal"
+	// EUnavailable: a part optin needs (its database) cannot be reached
+	// right now; the same request may succeed shortly.
+	EUnavailable = "unavailable"
 )
 
 // Error is an application error: a code from the list above and a message

@@ -20,15 +20,19 @@ import (
 
 	"optin/internal/app"
 	"optin/internal/config"
-	"optin/internal/consent"
+	"optin/internal/postgres/pgtest"
 	"optin/internal/smtptest"
 )
+
+// testPG is the private PostgreSQL server of the tests that run several
+// instances on one database.
+var testPG *pgtest.Server
 
 func TestMain(m *testing.M) {
 	if os.Getenv("OPTIN_CRASH_CHILD") == "1" {
 		os.Exit(child())
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m, &testPG))
 }
 
 // child runs optin on the config named by OPTIN_CONFIG until SIGTERM (or
@@ -134,58 +138,17 @@ limits: {signup_per_ip: "off", manage_per_ip: "off"}
 
 	// A last start drains the outbox; then a clean stop.
 	cmd := startChild(t, cfgPath, addr)
-	got := map[string]int{}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		clear(got)
-		for _, m := range sink.Messages() {
-			for _, to := range m.To {
-				got[to]++
-			}
-		}
-		missing := 0
-		for _, e := range acked {
-			if got[e] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	got := checkDelivered(t, sink, acked, 60*time.Second)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("clean stop: %v", err)
 	}
 	dups := 0
 	for _, e := range acked {
-		switch n := got[e]; {
-		case n == 0:
-			t.Errorf("acknowledged signup %s got no mail", e)
-		case n > 1:
-			dups += n - 1
-		}
+		dups += max(0, len(got[e])-1)
 	}
 	t.Logf("confirmation mails: %d for %d acknowledged signups, %d duplicates (at-least-once)", len(sink.Messages()), len(acked), dups)
-
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := app.OpenStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, e := range acked {
-		a, _ := consent.ParseAddress(e)
-		if _, err := db.SubscriberByAddress(context.Background(), a); err != nil {
-			t.Errorf("acknowledged signup %s lost: %v", e, err)
-		}
-	}
-	if rep, err := db.VerifyLedger(context.Background()); err != nil || !rep.OK {
-		t.Errorf("ledger after kills: %+v %v", rep, err)
-	}
+	checkStored(t, cfgPath, acked)
 }
 
 func startChild(t *testing.T, cfgPath, addr string) *exec.Cmd {
@@ -215,18 +178,25 @@ var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{M
 
 // signup reports whether optin acknowledged the signup with 202.
 func signup(ctx context.Context, addr, email string) bool {
+	status, err := signupStatus(ctx, addr, email)
+	return err == nil && status == http.StatusAccepted
+}
+
+// signupStatus signs email up at the optin listening on addr and returns
+// the answer's status.
+func signupStatus(ctx context.Context, addr, email string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/f/newsletter",
 		strings.NewReader(`{"email":"`+email+`","topics":["news"]}`))
 	if err != nil {
-		return false
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return 0, err
 	}
 	io.Copy(io.Discard, resp.Body) // drain, so the connection is reused
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusAccepted
+	return resp.StatusCode, nil
 }

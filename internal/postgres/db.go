@@ -306,17 +306,17 @@ func encode(v any) ([]byte, error) {
 }
 
 // read is the pool, for reads of one statement.
-func (db *DB) read(ctx context.Context) conn { return conn{ctx: ctx, q: db.pool} }
+func (db *DB) read(ctx context.Context) conn { return conn{ctx: ctx, q: guarded{db.pool}} }
 
 // view runs fn in a read-only transaction on one snapshot, so reads of
 // several statements see one state of the store while writers go on.
 func (db *DB) view(ctx context.Context, fn func(c conn) error) error {
 	t, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("postgres: %w", unavailable(err))
 	}
 	defer t.Rollback(context.WithoutCancel(ctx))
-	if err := fn(conn{ctx: ctx, q: t}); err != nil {
+	if err := fn(conn{ctx: ctx, q: guarded{t}}); err != nil {
 		return err
 	}
 	return t.Commit(ctx)

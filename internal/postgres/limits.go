@@ -37,7 +37,7 @@ func (db *DB) TakeToken(ctx context.Context, key string, r consent.TokenRate, no
 	db.sweepLimits(ctx, now)
 	var took bool
 	var tokens float64
-	err := db.pool.QueryRow(ctx, takeToken, key, r.PerSecond, float64(r.Burst), now).Scan(&took, &tokens)
+	err := db.read(ctx).q.QueryRow(ctx, takeToken, key, r.PerSecond, float64(r.Burst), now).Scan(&took, &tokens)
 	if err != nil {
 		return false, 0, fmt.Errorf("postgres: take token: %w", err)
 	}
@@ -50,7 +50,7 @@ func (db *DB) TakeToken(ctx context.Context, key string, r consent.TokenRate, no
 // TokenSpent implements consent.LimitStore.
 func (db *DB) TokenSpent(ctx context.Context, key string, r consent.TokenRate, now time.Time) (bool, time.Duration, error) {
 	var b consent.Bucket
-	err := db.pool.QueryRow(ctx, "SELECT tokens, at FROM limit_buckets WHERE key = $1", key).Scan(&b.Tokens, &b.At)
+	err := db.read(ctx).q.QueryRow(ctx, "SELECT tokens, at FROM limit_buckets WHERE key = $1", key).Scan(&b.Tokens, &b.At)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, 0, nil
 	}
@@ -65,7 +65,7 @@ func (db *DB) TokenSpent(ctx context.Context, key string, r consent.TokenRate, n
 // the nonce uses it; an expired row is taken over.
 func (db *DB) SpendNonce(ctx context.Context, nonce string, now, expires time.Time) (bool, error) {
 	db.sweepLimits(ctx, now)
-	tag, err := db.pool.Exec(ctx, `INSERT INTO spent_nonces AS n (nonce, expires) VALUES ($1, $3)
+	tag, err := db.read(ctx).q.Exec(ctx, `INSERT INTO spent_nonces AS n (nonce, expires) VALUES ($1, $3)
 		ON CONFLICT (nonce) DO UPDATE SET expires = $3 WHERE n.expires <= $2`, nonce, now, expires)
 	if err != nil {
 		return false, fmt.Errorf("postgres: spend nonce: %w", err)

@@ -114,13 +114,14 @@ func (db *DB) run(calls []*call) (int, error) {
 	defer cancel()
 	ptx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("postgres: %w", err)
+		return -1, fmt.Errorf("postgres: %w", unavailable(err))
 	}
 	defer ptx.Rollback(ctx)
-	if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+	q := guarded{ptx}
+	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
 		return -1, fmt.Errorf("postgres: write lock: %w", err)
 	}
-	t := &tx{conn: conn{ctx: ctx, q: ptx}}
+	t := &tx{conn: conn{ctx: ctx, q: q}}
 	for i, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			return i, err
@@ -135,7 +136,7 @@ func (db *DB) run(calls []*call) (int, error) {
 		}
 	}
 	if err := ptx.Commit(ctx); err != nil {
-		return -1, fmt.Errorf("postgres: commit: %w", err)
+		return -1, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}
 	return -1, nil
 }

@@ -244,6 +244,8 @@ func statusOf(code string) int {
 		return http.StatusForbidden
 	case consent.EUnauthorized:
 		return http.StatusUnauthorized
+	case consent.EUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -257,8 +259,12 @@ func (s *Server) fail(c *gin.Context, err error) {
 		return
 	}
 	code := consent.ErrorCode(err)
-	if code == consent.EInternal {
+	switch code {
+	case consent.EInternal:
 		s.cfg.Log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "err", err)
+	case consent.EUnavailable:
+		s.cfg.Log.Warn("request refused: the store is unavailable", "method", c.Request.Method, "route", c.FullPath(), "err", err)
+		c.Header("Retry-After", "5")
 	}
 	writeJSONError(c, statusOf(code), code, consent.ErrorMessage(err))
 }

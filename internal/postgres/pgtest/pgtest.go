@@ -124,9 +124,7 @@ func Start() (*Server, error) {
 			os.RemoveAll(s.dir)
 			return nil, err
 		}
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=on -c synchronous_commit=on -c max_connections=300",
-			s.port, s.dir)
-		out, err := s.run("pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", filepath.Join(s.dir, "server.log"), "-o", opts)
+		out, err := s.start()
 		if err == nil {
 			if err := s.makeTemplate(); err != nil {
 				s.Stop()
@@ -140,6 +138,32 @@ func Start() (*Server, error) {
 			return nil, fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
 		}
 	}
+}
+
+// start starts the server on s.dir's cluster and s.port.
+func (s *Server) start() ([]byte, error) {
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=on -c synchronous_commit=on -c max_connections=300",
+		s.port, s.dir)
+	return s.run("pg_ctl", "start", "-w", "-t", "60", "-D", filepath.Join(s.dir, "data"), "-l", filepath.Join(s.dir, "server.log"), "-o", opts)
+}
+
+// Crash stops the server the way a crash or a power cut does (pg_ctl's
+// immediate mode: no checkpoint, connections cut); Recover starts it
+// again on the same port, replaying its write-ahead log.
+func (s *Server) Crash() error {
+	out, err := s.run("pg_ctl", "stop", "-w", "-t", "60", "-m", "immediate", "-D", filepath.Join(s.dir, "data"))
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Recover starts a server stopped by Crash.
+func (s *Server) Recover() error {
+	if out, err := s.start(); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // binaries returns the directory holding initdb and pg_ctl: the one on
