@@ -44,6 +44,7 @@ usage:
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
   optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
   optin migrate status [--config FILE]              show the store's schema version
+  optin migrate --to postgres [--config FILE]       copy the bbolt database into PostgreSQL
   optin bench ...                                   the load generator is its own command,
                                                     optin-bench (go run ./cmd/optin-bench help)
   optin version                                     show what this binary was built from

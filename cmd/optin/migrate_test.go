@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -47,5 +48,39 @@ func TestCLIMigrateStatus(t *testing.T) {
 	want = fmt.Sprintf("schema version: %d; this optin's: %d\nup to date", latest, latest)
 	if err != nil || !strings.Contains(out, want) {
 		t.Errorf("migrate status after the first start: got %q, %v, want %q", out, err, want)
+	}
+}
+
+// TestCLIMigrateToPostgres: migrate --to postgres copies a bbolt data_dir
+// into the database of a store: postgres config and prints what it
+// copied; with a bbolt config it says what the config must be.
+func TestCLIMigrateToPostgres(t *testing.T) {
+	dir := t.TempDir()
+	bolt := filepath.Join(dir, "bolt.yaml")
+	data := filepath.Join(dir, "data")
+	if err := os.WriteFile(bolt, []byte("data_dir: "+data+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "migrate", "--to", "postgres", "--config", bolt); err == nil || !strings.Contains(err.Error(), "store: postgres") {
+		t.Errorf("migrate --to postgres with a bbolt config: got %v, want it to ask for store: postgres", err)
+	}
+	if !pgtest.Asked() {
+		return
+	}
+	if _, err := runCLI(t, "import", "--config", bolt, writeCSV(t, 3)); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	pg := filepath.Join(dir, "pg.yaml")
+	yml := "data_dir: " + data + "\nstore: postgres\npostgres:\n  url: " + testPG.EmptyDatabase(t) + "\n"
+	if err := os.WriteFile(pg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "migrate", "--to", "postgres", "--config", pg)
+	if err != nil || !regexp.MustCompile(`subscribers +3\n`).MatchString(out) || !strings.Contains(out, "ledger: 3 events, chain verified") {
+		t.Errorf("migrate --to postgres: got %q, %v, want 3 subscribers and 3 events verified", out, err)
+	}
+	out, err = runCLI(t, "verify", "--config", pg)
+	if err != nil || !strings.Contains(out, "3") {
+		t.Errorf("verify on the copy: got %q, %v", out, err)
 	}
 }

@@ -121,7 +121,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	}
 	key := o.HMACKey
 	if key == nil {
-		if key, err = db.Secret(ctx, secretHMAC); err != nil {
+		if key, err = db.Secret(ctx, SecretHMACKey); err != nil {
 			pool.Close()
 			return nil, err
 		}

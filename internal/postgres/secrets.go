@@ -6,8 +6,8 @@ import (
 	"io"
 )
 
-// secretHMAC names the key of the suppression list's address hashes.
-const secretHMAC = "hmac_key"
+// SecretHMACKey names the key of the suppression list's address hashes.
+const SecretHMACKey = "hmac_key"
 
 // Secret returns the 32-byte secret stored under name, generating it
 // first when there is none: whichever instance asks first stores it, and
