@@ -111,7 +111,9 @@ func (r Result) String() string {
 // worker; ok tells a success status. onOK, if set, is called after each
 // success with the worker, i and the time of the answer.
 type Load struct {
-	URL     string
+	// URLs are the endpoints; client w posts to URLs[w % len(URLs)], so
+	// the load spreads evenly over several instances.
+	URLs    []string
 	Clients int
 	For     time.Duration
 	Body    func(worker, i int) []byte
@@ -159,7 +161,7 @@ func (l Load) Run(ctx context.Context) Result {
 		}()
 	}
 	for w := range l.Clients {
-		cl, err := newClient(l.URL, l.Header, 30*time.Second)
+		cl, err := newClient(l.URLs[w%len(l.URLs)], l.Header, 30*time.Second)
 		if err != nil {
 			res.Errors[err.Error()]++
 			break
@@ -219,7 +221,7 @@ func (l Load) Run(ctx context.Context) Result {
 func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("optin-bench signup", flag.ContinueOnError)
 	fs.SetOutput(out) // where --help shows the flags
-	base := fs.String("url", "http://127.0.0.1:8080", "optin base URL")
+	base := fs.String("url", "http://127.0.0.1:8080", "optin base URL; several, comma-separated, spread the clients over instances")
 	form := fs.String("form", "newsletter", "form id")
 	topic := fs.String("topic", "news", "topic to sign up for")
 	clients := fs.Int("clients", 64, "concurrent clients")
@@ -227,12 +229,20 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	sink := fs.String("sink", "", "run the SMTP server optin sends to on this address and measure mail latency")
 	drain := fs.Duration("drain", 60*time.Second, "with --sink: how long to wait for the last mails")
 	rate := fs.Int("rate", 0, "requests per second over all clients (0: as fast as they go)")
+	cpuFlag := fs.String("cpu", "", "report the CPU of process trees: NAME=PID[+PID...],... (e.g. optin=4101+4102,postgres=3900)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cpu, err := parseCPUFlag(*cpuFlag)
+	if err != nil {
+		return err
+	}
+	var urls []string
+	for _, u := range strings.Split(*base, ",") {
+		urls = append(urls, strings.TrimSuffix(u, "/")+"/f/"+*form)
+	}
 	var srv *Sink
 	if *sink != "" {
-		var err error
 		if srv, err = NewSink(*sink); err != nil {
 			return err
 		}
@@ -242,7 +252,7 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	addr := func(w, i int) string { return fmt.Sprintf("b%x-%d-%d@bench.example", run, w, i) }
 	var acked sync.Map // address -> ack time
 	var okCount atomic.Int64
-	l := Load{URL: strings.TrimSuffix(*base, "/") + "/f/" + *form, Clients: *clients, For: *dur, Rate: *rate,
+	l := Load{URLs: urls, Clients: *clients, For: *dur, Rate: *rate,
 		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}},
 		Body: func(w, i int) []byte {
 			return fmt.Appendf(nil, `{"email":%q,"topics":[%q]}`, addr(w, i), *topic)
@@ -255,10 +265,13 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 			}
 		},
 	}
+	if err := cpu.start(); err != nil {
+		return err
+	}
 	res := l.Run(ctx)
-	fmt.Fprintf(out, "signup: %d clients, %v against %s\n%s", *clients, *dur, l.URL, res)
+	fmt.Fprintf(out, "signup: %d clients, %v against %s\n%s", *clients, *dur, strings.Join(urls, ", "), res)
 	if srv == nil {
-		return nil
+		return cpu.print(out, okCount.Load())
 	}
 	want := int(okCount.Load())
 	dctx, cancel := context.WithTimeout(ctx, *drain)
@@ -279,7 +292,9 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "mail: %d of %d confirmation mails received, %d duplicates, %d SMTP sessions\n", len(seen), want, dups, srv.Sessions())
 	fmt.Fprintf(out, "mail latency (signup answered -> mail at SMTP server) p50 %v  p99 %v  max %v\n",
 		Percentile(lat, 50).Round(100*time.Microsecond), Percentile(lat, 99).Round(100*time.Microsecond), Percentile(lat, 100).Round(100*time.Microsecond))
-	return nil
+	// With the sink, the CPU counts until the last mail arrived: a signup
+	// is done when its confirmation mail is out.
+	return cpu.print(out, okCount.Load())
 }
 
 func runSink(ctx context.Context, args []string, out io.Writer) error {

@@ -54,7 +54,7 @@ func GinNoop(ctx context.Context, clients int, d time.Duration) (Result, error) 
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	l := Load{URL: "http://" + ln.Addr().String() + "/f/newsletter", Clients: clients, For: d,
+	l := Load{URLs: []string{"http://" + ln.Addr().String() + "/f/newsletter"}, Clients: clients, For: d,
 		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}},
 		Body: func(w, i int) []byte {
 			return fmt.Appendf(nil, `{"email":"n-%d-%d@bench.example","topics":["news"]}`, w, i)

@@ -56,7 +56,7 @@ func TestLoadRun(t *testing.T) {
 			srv.Start()
 			defer srv.Close()
 
-			l := Load{URL: srv.URL + "/f/news", Clients: 4, For: 300 * time.Millisecond,
+			l := Load{URLs: []string{srv.URL + "/f/news"}, Clients: 4, For: 300 * time.Millisecond,
 				Header: http.Header{"Content-Type": {"application/json"}},
 				Body:   func(w, i int) []byte { return fmt.Appendf(nil, `{"n":"%d-%d"}`, w, i) },
 				OK:     func(s int) bool { return s == http.StatusAccepted }}
