@@ -44,6 +44,8 @@ usage:
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
   optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
   optin migrate status [--config FILE]              show the store's schema version
+  optin dkim keygen --domain D --selector S --out FILE [--type rsa|ed25519]
+                                                    make a DKIM key and print its DNS record
   optin bench ...                                   the load generator is its own command,
                                                     optin-bench (go run ./cmd/optin-bench help)
   optin version                                     show what this binary was built from
@@ -112,6 +114,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return mailCmd(ctx, args[1:], stdout)
 	case "migrate":
 		return migrateCmd(ctx, args[1:], stdout)
+	case "dkim":
+		return dkimCmd(args[1:], stdout)
 	case "bench":
 		// The load generator and SMTP sink stay out of the service binary.
 		fmt.Fprintln(stdout, benchMoved)
