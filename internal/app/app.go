@@ -170,6 +170,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		SignupLimit:        web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
 		ManageLimit:        web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
 		DormantAfter:       time.Duration(cfg.Lifecycle.DormantAfter),
+		SoftBounce:         softBouncePolicy(cfg),
 		ConfirmBrake:       brake(cfg.Limits.Confirmations),
 		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
 		PendingRetention:   time.Duration(cfg.Pending.Retention),

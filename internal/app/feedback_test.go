@@ -313,3 +313,62 @@ func TestMailtoUnsubscribe(t *testing.T) {
 		t.Error("another subscriber changed")
 	}
 }
+
+// TestRelayFeedbackWebhook: a relay's bounce and complaint reports through
+// POST /api/v1/feedback suppress the right address with a ledger event
+// citing the Message-ID and an audit entry; soft bounces are counted; bad
+// input and a key without the admin role change nothing.
+func TestRelayFeedbackWebhook(t *testing.T) {
+	s := startService(t, nil)
+	ann := s.confirmed("ann@example.com")
+	s.confirmed("bob@example.com")
+	msgID := s.events(ann)[0].MessageID
+	before := s.suppressionCount()
+
+	marketer := s.newKey("marketer", consent.RoleMarketer)
+	if r := s.adminAs(marketer, "POST", "/feedback", "application/json", `{"type":"bounce","email":"ann@example.com"}`); r.status != 403 {
+		t.Errorf("marketer: got %d, want 403", r.status)
+	}
+	for _, bad := range []string{`{"type":"bogus","email":"ann@example.com"}`, `{"type":"bounce","email":"not an address"}`,
+		`{"type":"bounce","email":"ann@example.com","message_id":"<x@y>"}`, `{"type":"bounce","email":"ann@example.com","extra":1}`} {
+		s.adminJSON("POST", "/feedback", bad, 400, nil)
+	}
+	if s.suppressionCount() != before {
+		t.Fatal("refused reports changed the suppression list")
+	}
+
+	var res struct {
+		Suppressed  bool `json:"suppressed"`
+		SoftBounces int  `json:"soft_bounces"`
+	}
+	s.adminJSON("POST", "/feedback", `{"type":"soft_bounce","email":"bob@example.com","status":"4.2.2"}`, 200, &res)
+	if res.Suppressed || res.SoftBounces != 1 || s.suppressed("bob@example.com", "") {
+		t.Errorf("soft bounce: got %+v, want counted, not suppressed", res)
+	}
+	s.adminJSON("POST", "/feedback", `{"type":"bounce","email":"ann@example.com","message_id":"`+msgID+`","status":"5.1.1"}`, 200, &res)
+	if !res.Suppressed || !s.suppressed("ann@example.com", "") || s.suppressed("bob@example.com", "") {
+		t.Errorf("bounce: got %+v; want ann suppressed and bob not", res)
+	}
+	evs := s.events(ann)
+	if last := evs[len(evs)-1]; last.Type != "suppressed" || last.Source != consent.ReasonBounce || last.MessageID != msgID {
+		t.Errorf("ann's last event %+v, want suppressed, bounce, %s", last, msgID)
+	}
+	page, err := s.app.DB.Suppressions(context.Background(), nil, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relay int
+	for _, sup := range page.Items {
+		if sup.Source == consent.ChannelRelay && sup.Reason == consent.ReasonBounce {
+			relay++
+		}
+	}
+	if relay != 1 {
+		t.Errorf("suppressions from the relay: %d, want 1", relay)
+	}
+	var audit struct{ Items []consent.AuditEntry }
+	s.adminJSON("GET", "/audit", "", 200, &audit)
+	if len(audit.Items) == 0 || !strings.HasPrefix(audit.Items[0].Action, "feedback.") {
+		t.Errorf("audit: %+v, want the feedback first", audit.Items)
+	}
+}

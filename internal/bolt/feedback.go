@@ -10,8 +10,9 @@ import (
 
 // RecordFeedback applies a bounce or complaint report (consent.PlanFeedback)
 // in one transaction: the soft-bounce count, the suppression of the
-// address for every topic and the ledger event.
-func (db *DB) RecordFeedback(ctx context.Context, fb consent.Feedback, p consent.SoftBouncePolicy) (consent.FeedbackResult, error) {
+// address for every topic, the ledger event and, when a is not nil, the
+// audit entry.
+func (db *DB) RecordFeedback(ctx context.Context, a *consent.Actor, fb consent.Feedback, p consent.SoftBouncePolicy) (consent.FeedbackResult, error) {
 	if err := consent.CheckFeedback(fb); err != nil {
 		return consent.FeedbackResult{}, err
 	}
@@ -35,6 +36,11 @@ func (db *DB) RecordFeedback(ctx context.Context, fb consent.Feedback, p consent
 				return err
 			}
 			res.Suppressed = true
+		}
+		if a != nil {
+			if err := db.audit(tx, *a, "feedback."+string(fb.Kind), consent.KeyID(h), 1); err != nil {
+				return err
+			}
 		}
 		if sub == nil {
 			return nil

@@ -121,8 +121,9 @@ type PersonStore interface {
 	// with reason bounce or complaint and source fb.Channel, and record a
 	// suppressed event citing fb.MessageID when a subscriber holds the
 	// address. A report about an address suppressed for every topic
-	// already adds no suppression and no event. Invalid fb is EInvalid.
-	RecordFeedback(ctx context.Context, fb Feedback, p SoftBouncePolicy) (FeedbackResult, error)
+	// already adds no suppression and no event. It is audited under a
+	// (action "feedback.<kind>") when a is not nil. Invalid fb is EInvalid.
+	RecordFeedback(ctx context.Context, a *Actor, fb Feedback, p SoftBouncePolicy) (FeedbackResult, error)
 }
 
 // AdminStore is the marketer's and operator's side: listings, imports,

@@ -28,7 +28,7 @@ import (
 
 // Store is what the listener changes.
 type Store interface {
-	RecordFeedback(ctx context.Context, fb consent.Feedback, p consent.SoftBouncePolicy) (consent.FeedbackResult, error)
+	RecordFeedback(ctx context.Context, a *consent.Actor, fb consent.Feedback, p consent.SoftBouncePolicy) (consent.FeedbackResult, error)
 	Unsubscribe(ctx context.Context, id, topic, channel string, in consent.ConfirmInput) ([]string, error)
 }
 
@@ -301,7 +301,7 @@ func (s *Server) report(ctx context.Context, local string, data []byte) error {
 			fb.Kind = consent.FeedbackBounce
 		}
 	}
-	res, err := s.cfg.Store.RecordFeedback(ctx, fb, s.cfg.SoftBounce)
+	res, err := s.cfg.Store.RecordFeedback(ctx, nil, fb, s.cfg.SoftBounce)
 	if err != nil {
 		return err
 	}

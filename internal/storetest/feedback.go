@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func testFeedback(t *testing.T, f *fixture) {
 	bystander := f.subscribe("bystander@example.com", "news")
 	record := func(kind consent.FeedbackKind, email, status string) consent.FeedbackResult {
 		t.Helper()
-		res, err := f.s.RecordFeedback(ctx, consent.Feedback{Kind: kind, Address: f.addr(email),
+		res, err := f.s.RecordFeedback(ctx, nil, consent.Feedback{Kind: kind, Address: f.addr(email),
 			MessageID: "m1@example.org", Status: status, Channel: consent.ChannelEmail}, soft)
 		if err != nil {
 			t.Fatalf("RecordFeedback(%s, %s): got err %v, want nil", kind, email, err)
@@ -88,10 +89,19 @@ func testFeedback(t *testing.T, f *fixture) {
 	if res := record(consent.FeedbackBounce, "stranger@example.com", "5.1.1"); !res.Suppressed || !f.suppressed("stranger@example.com", "") {
 		t.Errorf("bounce of a non-subscriber: got %+v, want suppressed", res)
 	}
-	_, err = f.s.RecordFeedback(ctx, consent.Feedback{Kind: "bogus", Address: f.addr("other@example.com"),
+	_, err = f.s.RecordFeedback(ctx, nil, consent.Feedback{Kind: "bogus", Address: f.addr("other@example.com"),
 		Channel: consent.ChannelEmail}, soft)
 	if consent.ErrorCode(err) != consent.EInvalid || f.suppressed("other@example.com", "") {
 		t.Errorf("invalid kind: got err %v, want EInvalid and nothing suppressed", err)
+	}
+	// A relay's report through the admin API is audited under its key.
+	if _, err := f.s.RecordFeedback(ctx, &admin, consent.Feedback{Kind: consent.FeedbackComplaint,
+		Address: f.addr("relay@example.com"), Status: "abuse", Channel: consent.ChannelRelay}, soft); err != nil {
+		t.Fatalf("RecordFeedback with an actor: got err %v, want nil", err)
+	}
+	entries, _, err := f.s.Audit(ctx, "", 100)
+	if err != nil || !slices.ContainsFunc(entries, func(e consent.AuditEntry) bool { return e.Action == "feedback.complaint" }) {
+		t.Errorf("audit: got %+v, %v; want a feedback.complaint entry", entries, err)
 	}
 	if rep, err := f.s.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Errorf("VerifyLedger: got %+v, %v, want an intact chain", rep, err)
