@@ -863,13 +863,15 @@ func (c Config) KeyBytes() ([][]byte, error) {
 // Warnings returns the development defaults Validate accepts but a public
 // service (base_url not on a loopback host) should not run with, one line
 // each saying what to set: mail.from at localhost, the file transport and
-// an empty postal address. optin logs them at start.
+// an empty postal address; and, on any base_url, a DKIM domain or return
+// path domain that DMARC would not find aligned with mail.from's domain.
+// optin logs them at start.
 func (c Config) Warnings() []string {
+	warnings := c.alignmentWarnings()
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || consent.LoopbackHost(u.Hostname()) {
-		return nil
+		return warnings
 	}
-	var warnings []string
 	if a, err := mail.ParseAddress(c.Mail.From); err == nil {
 		domain := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
 		if consent.LoopbackHost(strings.Trim(domain, "[]")) || strings.HasSuffix(domain, ".localhost") {
@@ -884,6 +886,31 @@ func (c Config) Warnings() []string {
 	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
 		warnings = append(warnings, "mail.postal_address is empty: forms and mails show no postal address and "+
 			"reawaken campaigns cannot start; set mail.postal_address to your postal address")
+	}
+	return warnings
+}
+
+// alignmentWarnings says when mail.dkim.domain or mail.return_path_domain
+// is neither mail.from's domain nor a parent of it: DMARC's relaxed
+// alignment (RFC 7489 3.1) then fails for that check.
+func (c Config) alignmentWarnings() []string {
+	a, err := mail.ParseAddress(c.Mail.From)
+	if err != nil {
+		return nil
+	}
+	from := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
+	aligned := func(d string) bool {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		return d == from || strings.HasSuffix(from, "."+d) || strings.HasSuffix(d, "."+from)
+	}
+	var warnings []string
+	if c.Mail.DKIM.Domain != "" && !aligned(c.Mail.DKIM.Domain) {
+		warnings = append(warnings, fmt.Sprintf("mail.dkim.domain %q is not aligned with mail.from's domain %q: "+
+			"DMARC will not count the signature; set mail.dkim.domain to %q or a parent of it", c.Mail.DKIM.Domain, from, from))
+	}
+	if c.Mail.ReturnPathDomain != "" && !aligned(c.Mail.ReturnPathDomain) {
+		warnings = append(warnings, fmt.Sprintf("mail.return_path_domain %q is not aligned with mail.from's domain %q: "+
+			"SPF will not count for DMARC; set it to a subdomain such as \"bounces.%s\"", c.Mail.ReturnPathDomain, from, from))
 	}
 	return warnings
 }
