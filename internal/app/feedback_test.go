@@ -11,11 +11,11 @@ import (
 	"testing"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/emersion/go-smtp"
 
 	"optin/internal/config"
 	"optin/internal/consent"
 	optmail "optin/internal/mail"
+	"optin/internal/smtptest"
 )
 
 const returnPathDomain = "bounces.example.com"
@@ -64,31 +64,7 @@ func (s *service) mailOf(addr string) (envelopeFrom string, raw []byte) {
 // sendInbound hands a mail to optin's inbound listener over SMTP.
 func (s *service) sendInbound(from, to, data string) error {
 	s.t.Helper()
-	c, err := smtp.Dial(s.app.Inbound.Addr().String())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("test.example.net"); err != nil {
-		return err
-	}
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write([]byte(strings.ReplaceAll(data, "\n", "\r\n"))); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return smtptest.Deliver(s.app.Inbound.Addr().String(), from, to, []byte(strings.ReplaceAll(data, "\n", "\r\n")))
 }
 
 // dsn is a delivery status notification (RFC 3464) about the mail with

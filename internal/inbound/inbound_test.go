@@ -13,6 +13,7 @@ import (
 	"optin/internal/bolt"
 	"optin/internal/consent"
 	optmail "optin/internal/mail"
+	"optin/internal/smtptest"
 	"optin/internal/token"
 )
 
@@ -106,28 +107,7 @@ func startListener(t *testing.T, perMinute int) *Server {
 // send hands one mail to s and returns the first refusal.
 func send(t *testing.T, s *Server, to string, data []byte) error {
 	t.Helper()
-	c, err := smtp.Dial(s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("client.example.net"); err != nil {
-		return err
-	}
-	if err := c.Mail("", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(data); err != nil {
-		return err
-	}
-	return w.Close()
+	return smtptest.Deliver(s.Addr().String(), "", to, data)
 }
 
 func code(err error) int {
