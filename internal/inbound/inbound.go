@@ -6,6 +6,7 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,10 @@ type Server struct {
 	srv  *smtp.Server
 	ln   net.Listener
 	rate *rate.Limiter
+	// ctx ends with Close, cutting off the store writes in progress (the
+	// sender then retries).
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Listen binds cfg.Addr; Serve then takes mail on it.
@@ -97,6 +102,7 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, ln: netutil.LimitListener(ln, maxSessions),
 		rate: rate.NewLimiter(rate.Every(time.Minute/time.Duration(cfg.PerMinute)), cfg.PerMinute)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = smtp.NewServer(backend{s})
 	s.srv.Domain = cfg.ReturnPath.Domain()
 	s.srv.MaxMessageBytes = MaxMessageBytes
@@ -115,6 +121,7 @@ func (s *Server) Serve() error { return s.srv.Serve(s.ln) }
 // Close stops listening and ends the open sessions; it may be called
 // before Serve, and more than once.
 func (s *Server) Close() error {
+	s.cancel()
 	_ = s.srv.Close() // ErrServerClosed the second time
 	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
@@ -182,7 +189,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(ss.s.ctx, Timeout)
 	defer cancel()
 	for _, local := range ss.rcpts {
 		var err error
@@ -212,7 +219,7 @@ func (s *Server) junk(why string, args ...any) {
 // unsubscribe token of the mail's List-Unsubscribe, which works even
 // after it expired, as the https form does.
 func (s *Server) unsubscribe(ctx context.Context, data []byte) error {
-	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
 		s.junk("unsubscribe mail that does not parse")
 		return nil
