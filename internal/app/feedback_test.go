@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -44,6 +45,7 @@ func startFeedbackService(t *testing.T) (*service, map[string]string) {
 			MoreKeys: []config.DKIMKey{{Selector: "ed25519", PrivateKeyFile: files[1]}}}
 		c.Mail.ReturnPathDomain = returnPathDomain
 		c.Mail.Inbound.Listen = "127.0.0.1:0"
+		c.Mail.Inbound.SoftBounces = config.Rate{N: 2, Per: 24 * time.Hour}
 	})
 	return s, records
 }
@@ -187,7 +189,7 @@ func TestMailIsSignedAndCarriesVERP(t *testing.T) {
 func TestBouncesAndComplaintsOverSMTP(t *testing.T) {
 	s, _ := startFeedbackService(t)
 	ann, bob := s.confirmed("ann@example.com"), s.confirmed("bob@example.com")
-	s.confirmed("carl@example.com")
+	carl := s.confirmed("carl@example.com")
 	annVERP, _ := s.mailOf("ann@example.com")
 	bobVERP, _ := s.mailOf("bob@example.com")
 	carlVERP, _ := s.mailOf("carl@example.com")
@@ -246,8 +248,29 @@ func TestBouncesAndComplaintsOverSMTP(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Type != "suppressed" || last.Source != consent.ReasonComplaint || last.MessageID != bobMsgID {
 		t.Errorf("bob's last event: %+v, want suppressed, complaint, %s", last, bobMsgID)
 	}
+	// Soft bounces suppress at mail.inbound.soft_bounces (2 a day here).
+	carlMsgID := s.events(carl)[0].MessageID
+	if err := s.sendInbound("", carlVERP, dsn("carl@example.com", "4.2.2", carlMsgID)); err != nil {
+		t.Fatal(err)
+	}
+	if s.suppressed("carl@example.com", "") {
+		t.Error("one soft bounce suppressed carl")
+	}
 	if got := s.suppressionCount(); got != before+2 {
 		t.Errorf("suppressions: %d, want %d (ann and bob)", got, before+2)
+	}
+	if err := s.sendInbound("", carlVERP, dsn("carl@example.com", "4.2.2", carlMsgID)); err != nil {
+		t.Fatal(err)
+	}
+	if !s.suppressed("carl@example.com", "") {
+		t.Error("the second soft bounce in a day did not suppress carl")
+	}
+	var verify struct {
+		OK bool `json:"ok"`
+	}
+	s.adminJSON("GET", "/ledger/verify", "", 200, &verify)
+	if !verify.OK {
+		t.Error("the ledger chain does not verify")
 	}
 }
 
