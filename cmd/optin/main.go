@@ -45,6 +45,8 @@ usage:
   optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
   optin migrate status [--config FILE]              show the store's schema version
   optin migrate --to postgres [--config FILE]       copy the bbolt database into PostgreSQL
+  optin dkim keygen --domain D --selector S --out FILE [--type rsa|ed25519]
+                                                    make a DKIM key and print its DNS record
   optin bench ...                                   the load generator is its own command,
                                                     optin-bench (go run ./cmd/optin-bench help)
   optin version                                     show what this binary was built from
@@ -113,6 +115,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return mailCmd(ctx, args[1:], stdout)
 	case "migrate":
 		return migrateCmd(ctx, args[1:], stdout)
+	case "dkim":
+		return dkimCmd(args[1:], stdout)
 	case "bench":
 		// The load generator and SMTP sink stay out of the service binary.
 		fmt.Fprintln(stdout, benchMoved)

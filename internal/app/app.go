@@ -21,6 +21,7 @@ import (
 	"optin/internal/config"
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/inbound"
 	optmail "optin/internal/mail"
 	"optin/internal/token"
 	"optin/internal/web"
@@ -47,14 +48,18 @@ type Options struct {
 
 // App is a configured optin service.
 type App struct {
-	cfg       config.Config
-	log       *slog.Logger
-	DB        consent.Store
-	Tokens    *token.Issuer
-	Worker    *optmail.Worker
-	Metrics   *web.Metrics
-	Web       *web.Server
-	transport optmail.Transport
+	cfg     config.Config
+	log     *slog.Logger
+	DB      consent.Store
+	Tokens  *token.Issuer
+	Worker  *optmail.Worker
+	Metrics *web.Metrics
+	Web     *web.Server
+	// Inbound is the listener for bounces, complaints and mailto:
+	// unsubscribes; nil unless mail.inbound.listen is set.
+	Inbound    *inbound.Server
+	returnPath *optmail.ReturnPath
+	transport  optmail.Transport
 	// campaignTick is Options.CampaignTick.
 	campaignTick time.Duration
 }
@@ -85,6 +90,10 @@ func Open(o Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens, campaignTick: o.CampaignTick}
+	if a.returnPath, err = returnPath(cfg, keys); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if a.campaignTick <= 0 {
 		a.campaignTick = time.Second
 	}
@@ -93,7 +102,7 @@ func Open(o Options) (*App, error) {
 		return nil, err
 	}
 	if err := a.bootstrap(o); err != nil {
-		db.Close()
+		a.Close()
 		return nil, err
 	}
 	return a, nil
@@ -115,7 +124,11 @@ func (a *App) build(o Options) error {
 	}
 	renderer, err := optmail.NewRenderer(optmail.RendererConfig{Templates: templates.FS, Catalog: cat,
 		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress,
-		UnsubscribeTTL: time.Duration(cfg.Tokens.UnsubscribeTTL), Now: o.Now})
+		UnsubscribeTTL: time.Duration(cfg.Tokens.UnsubscribeTTL), UnsubscribeMailbox: unsubscribeMailbox(cfg), Now: o.Now})
+	if err != nil {
+		return err
+	}
+	signer, err := dkimSigner(cfg, o.Now)
 	if err != nil {
 		return err
 	}
@@ -129,10 +142,16 @@ func (a *App) build(o Options) error {
 		a.transport = &optmail.FileTransport{Dir: filepath.Join(cfg.DataDir, "mail"), Log: a.log}
 	}
 	a.Worker = &optmail.Worker{Outbox: a.DB, Renderer: renderer, Transport: a.transport, From: cfg.Mail.From,
-		Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
+		DKIM: signer, ReturnPath: a.returnPath, Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
 	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
+	if err != nil || cfg.Mail.Inbound.Listen == "" {
+		return err
+	}
+	// Bound last, so nothing after it can fail and leave it open.
+	a.Inbound, err = inbound.Listen(inbound.Config{Addr: cfg.Mail.Inbound.Listen, ReturnPath: a.returnPath,
+		Store: a.DB, Tokens: a.Tokens, SoftBounce: softBouncePolicy(cfg), Log: a.log})
 	return err
 }
 
@@ -151,6 +170,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		SignupLimit:        web.Rate{N: cfg.Limits.SignupPerIP.N, Per: cfg.Limits.SignupPerIP.Per},
 		ManageLimit:        web.Rate{N: cfg.Limits.ManagePerIP.N, Per: cfg.Limits.ManagePerIP.Per},
 		DormantAfter:       time.Duration(cfg.Lifecycle.DormantAfter),
+		SoftBounce:         softBouncePolicy(cfg),
 		ConfirmBrake:       brake(cfg.Limits.Confirmations),
 		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
 		PendingRetention:   time.Duration(cfg.Pending.Retention),
@@ -287,6 +307,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	inboundDone := make(chan struct{})
+	go func() {
+		defer close(inboundDone)
+		if a.Inbound == nil {
+			return
+		}
+		a.log.Info("inbound SMTP listening", "addr", a.Inbound.Addr().String())
+		if err := a.Inbound.Serve(); err != nil {
+			a.log.Error("inbound SMTP listener stopped", "err", err)
+		}
+	}()
 	sock := a.serveSocket()
 	a.log.Info("optin listening", "addr", ln.Addr().String(), "base_url", a.cfg.BaseURL, "mail", a.cfg.Mail.Transport,
 		"store", a.cfg.Store)
@@ -309,6 +340,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	sock.shutdown(shutdownCtx)
+	if a.Inbound != nil {
+		_ = a.Inbound.Close()
+	}
+	<-inboundDone
 	<-workerDone
 	<-sweepDone
 	<-campaignsDone
@@ -403,6 +438,9 @@ func (a *App) runCampaigns(ctx context.Context) {
 
 // Close closes the mail transport and the database.
 func (a *App) Close() error {
+	if a.Inbound != nil {
+		_ = a.Inbound.Close()
+	}
 	return errors.Join(a.transport.Close(), a.DB.Close())
 }
 

@@ -30,6 +30,17 @@ func SendTestMail(ctx context.Context, cfg config.Config, to string) (string, er
 	if err != nil {
 		return "", err
 	}
+	// Signed as the outbox signs, so the test shows whether receivers
+	// find the DKIM key.
+	signer, err := dkimSigner(cfg, time.Now)
+	if err != nil {
+		return "", err
+	}
+	if signer != nil {
+		if err := signer.Sign(msg); err != nil {
+			return "", err
+		}
+	}
 	if cfg.Mail.Transport != config.TransportSMTP {
 		ft := &optmail.FileTransport{Dir: filepath.Join(cfg.DataDir, "mail")}
 		if err := ft.Send(ctx, msg, m); err != nil {

@@ -95,6 +95,44 @@ type Mail struct {
 	From          string `yaml:"from"`           // default "optin <optin@localhost>"; must parse with net/mail.ParseAddress
 	PostalAddress string `yaml:"postal_address"` // sender's postal address shown in marketing mail; default ""
 	SMTP          SMTP   `yaml:"smtp"`
+	// DKIM makes optin sign its mail itself; empty leaves signing to the
+	// relay.
+	DKIM DKIM `yaml:"dkim"`
+	// ReturnPathDomain, when set, gives every mail a VERP envelope sender
+	// at this domain (b-ID-MAC@domain), so a bounce names the mail and the
+	// address; default empty (the envelope sender is mail.from).
+	ReturnPathDomain string  `yaml:"return_path_domain"`
+	Inbound          Inbound `yaml:"inbound"`
+}
+
+// DKIM configures DKIM signing (RFC 6376).
+type DKIM struct {
+	Domain         string `yaml:"domain"`           // d=, mail.from's domain or a parent of it (DMARC alignment)
+	Selector       string `yaml:"selector"`         // s=; the key is published at selector._domainkey.domain
+	PrivateKeyFile string `yaml:"private_key_file"` // PEM, RSA of 2048 bits or more, or Ed25519
+	// MoreKeys are further keys of the same domain; each signs too (key
+	// rotation, or RSA beside Ed25519).
+	MoreKeys []DKIMKey `yaml:"more_keys"`
+}
+
+// DKIMKey is one further DKIM key.
+type DKIMKey struct {
+	Selector       string `yaml:"selector"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+// Enabled reports whether DKIM signing is configured.
+func (d DKIM) Enabled() bool { return d.Domain != "" || d.Selector != "" || d.PrivateKeyFile != "" }
+
+// Inbound configures the inbound SMTP listener for bounces, complaints and
+// mailto: unsubscribes.
+type Inbound struct {
+	// Listen is the listener's address, such as "0.0.0.0:25"; empty (the
+	// default) runs none. It needs mail.return_path_domain.
+	Listen string `yaml:"listen"`
+	// SoftBounces suppresses an address after N soft bounces within the
+	// duration; default "5/30d"; "off" never does.
+	SoftBounces Rate `yaml:"soft_bounces"`
 }
 
 // SMTP configures the SMTP transport.
@@ -172,6 +210,7 @@ func Default() Config {
 				Port: 587,
 				TLS:  TLSStartTLS,
 			},
+			Inbound: Inbound{SoftBounces: Rate{N: 5, Per: 30 * day}},
 		},
 		Tokens: Tokens{
 			ConfirmTTL:     Duration(72 * time.Hour),
@@ -658,6 +697,43 @@ func (m *Mail) validate() []error {
 	if s.Helo != "" && !validHelo(s.Helo) {
 		errs = append(errs, fmt.Errorf("mail.smtp.helo: must be a domain name such as \"mail.example.com\" or an address literal such as \"[192.0.2.1]\": %q", s.Helo))
 	}
+	return append(errs, m.validateFeedback()...)
+}
+
+// validateFeedback checks mail.dkim, mail.return_path_domain and
+// mail.inbound.
+func (m *Mail) validateFeedback() []error {
+	var errs []error
+	d := m.DKIM
+	if d.Enabled() {
+		if !validHelo(d.Domain) || strings.HasPrefix(d.Domain, "[") {
+			errs = append(errs, fmt.Errorf("mail.dkim.domain: must be a domain name such as \"example.com\": %q", d.Domain))
+		}
+		keys := append([]DKIMKey{{Selector: d.Selector, PrivateKeyFile: d.PrivateKeyFile}}, d.MoreKeys...)
+		for i, k := range keys {
+			name := "mail.dkim"
+			if i > 0 {
+				name = fmt.Sprintf("mail.dkim.more_keys[%d]", i-1)
+			}
+			if !validHelo(k.Selector) || strings.HasPrefix(k.Selector, "[") {
+				errs = append(errs, fmt.Errorf("%s.selector: must be a DNS label such as \"s2026\": %q", name, k.Selector))
+			}
+			if strings.TrimSpace(k.PrivateKeyFile) == "" {
+				errs = append(errs, fmt.Errorf("%s.private_key_file: required (make one with optin dkim keygen)", name))
+			}
+		}
+	}
+	if m.ReturnPathDomain != "" && (!validHelo(m.ReturnPathDomain) || strings.HasPrefix(m.ReturnPathDomain, "[")) {
+		errs = append(errs, fmt.Errorf("mail.return_path_domain: must be a domain name such as \"bounces.example.com\": %q", m.ReturnPathDomain))
+	}
+	if m.Inbound.Listen != "" {
+		if _, _, err := net.SplitHostPort(m.Inbound.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("mail.inbound.listen: must be host:port such as \"0.0.0.0:25\": %q", m.Inbound.Listen))
+		}
+		if m.ReturnPathDomain == "" {
+			errs = append(errs, errors.New("mail.inbound.listen: needs mail.return_path_domain, the domain it takes mail for"))
+		}
+	}
 	return errs
 }
 
@@ -795,13 +871,15 @@ func (c Config) KeyBytes() ([][]byte, error) {
 // Warnings returns the development defaults Validate accepts but a public
 // service (base_url not on a loopback host) should not run with, one line
 // each saying what to set: mail.from at localhost, the file transport and
-// an empty postal address. optin logs them at start.
+// an empty postal address; and, on any base_url, a DKIM domain or return
+// path domain that DMARC would not find aligned with mail.from's domain.
+// optin logs them at start.
 func (c Config) Warnings() []string {
+	warnings := c.alignmentWarnings()
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || consent.LoopbackHost(u.Hostname()) {
-		return nil
+		return warnings
 	}
-	var warnings []string
 	if a, err := mail.ParseAddress(c.Mail.From); err == nil {
 		domain := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
 		if consent.LoopbackHost(strings.Trim(domain, "[]")) || strings.HasSuffix(domain, ".localhost") {
@@ -816,6 +894,31 @@ func (c Config) Warnings() []string {
 	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
 		warnings = append(warnings, "mail.postal_address is empty: forms and mails show no postal address and "+
 			"reawaken campaigns cannot start; set mail.postal_address to your postal address")
+	}
+	return warnings
+}
+
+// alignmentWarnings says when mail.dkim.domain or mail.return_path_domain
+// is neither mail.from's domain nor a parent of it: DMARC's relaxed
+// alignment (RFC 7489 3.1) then fails for that check.
+func (c Config) alignmentWarnings() []string {
+	a, err := mail.ParseAddress(c.Mail.From)
+	if err != nil {
+		return nil
+	}
+	from := strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
+	aligned := func(d string) bool {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		return d == from || strings.HasSuffix(from, "."+d) || strings.HasSuffix(d, "."+from)
+	}
+	var warnings []string
+	if c.Mail.DKIM.Domain != "" && !aligned(c.Mail.DKIM.Domain) {
+		warnings = append(warnings, fmt.Sprintf("mail.dkim.domain %q is not aligned with mail.from's domain %q: "+
+			"DMARC will not count the signature; set mail.dkim.domain to %q or a parent of it", c.Mail.DKIM.Domain, from, from))
+	}
+	if c.Mail.ReturnPathDomain != "" && !aligned(c.Mail.ReturnPathDomain) {
+		warnings = append(warnings, fmt.Sprintf("mail.return_path_domain %q is not aligned with mail.from's domain %q: "+
+			"SPF will not count for DMARC; set it to a subdomain such as \"bounces.%s\"", c.Mail.ReturnPathDomain, from, from))
 	}
 	return warnings
 }

@@ -195,6 +195,18 @@ func TestValidationErrors(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
+		{"inbound without return path", "mail: {inbound: {listen: \"127.0.0.1:2525\"}}\n", nil,
+			[]string{"mail.inbound.listen: needs mail.return_path_domain"}},
+		{"inbound listen not host:port", "mail: {return_path_domain: b.example.com, inbound: {listen: \"2525\"}}\n", nil,
+			[]string{`mail.inbound.listen: must be host:port such as "0.0.0.0:25": "2525"`}},
+		{"dkim half configured", "mail: {dkim: {domain: example.com, more_keys: [{selector: \"s 2\"}]}}\n", nil,
+			[]string{`mail.dkim.selector: must be a DNS label such as "s2026": ""`,
+				"mail.dkim.private_key_file: required (make one with optin dkim keygen)",
+				`mail.dkim.more_keys[0].selector: must be a DNS label such as "s2026": "s 2"`,
+				"mail.dkim.more_keys[0].private_key_file: required (make one with optin dkim keygen)"}},
+		{"bad return path domain", "mail: {return_path_domain: \"bounces example\"}\n", nil,
+			[]string{`mail.return_path_domain: must be a domain name such as "bounces.example.com": "bounces example"`}},
+		{"bad soft bounces", "mail: {inbound: {soft_bounces: lots}}\n", nil, []string{"mail.inbound.soft_bounces"}},
 		{"http base_url for public host", "base_url: http://example.com\n", nil,
 			[]string{`base_url: must be https (http is only allowed for a loopback host): "http://example.com"`}},
 		{"base_url with query", "base_url: https://example.com/?a=b\n", nil,
@@ -841,6 +853,11 @@ func TestWarnings(t *testing.T) {
 			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", []string{"mail.from is at shop.localhost"}},
 		{"public, configured", public + "mail: {from: news@example.com, transport: smtp, " +
 			"postal_address: \"1 Main St\", smtp: {host: mx.example.com}}\n", nil},
+		{"dkim and return path not aligned", "mail: {from: news@shop.example.com, return_path_domain: bounces.other.example, " +
+			"dkim: {domain: other.example, selector: s1, private_key_file: k.pem}}\n",
+			[]string{`mail.dkim.domain "other.example" is not aligned`, `mail.return_path_domain "bounces.other.example" is not aligned`}},
+		{"dkim and return path aligned", "mail: {from: news@shop.example.com, return_path_domain: bounces.shop.example.com, " +
+			"dkim: {domain: example.com, selector: s1, private_key_file: k.pem}}\n", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

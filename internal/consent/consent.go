@@ -152,6 +152,9 @@ type Subscriber struct {
 	// person to reconfirm; it caps those mails at one per dormancy cycle
 	// (see Eligibility).
 	Reawakened map[string]time.Time `json:"reawakened,omitempty"`
+	// SoftBounces are the times of the soft bounces reported within the
+	// SoftBouncePolicy's window; enough of them suppress the address.
+	SoftBounces []time.Time `json:"soft_bounces,omitempty"`
 }
 
 // MailName returns the name a mail to s may greet them by: "" until the

@@ -116,6 +116,15 @@ type PersonStore interface {
 	Export(ctx context.Context, id string) (Export, error)
 	// Suppressed reports whether a is suppressed for topic or for all.
 	Suppressed(ctx context.Context, a Address, topic string) (bool, error)
+	// RecordFeedback applies a bounce or complaint report about mail to
+	// fb.Address (PlanFeedback): a hard bounce, a complaint, or p.Limit
+	// soft bounces within p.Window suppress the address for every topic
+	// with reason bounce or complaint and source fb.Channel, and record a
+	// suppressed event citing fb.MessageID when a subscriber holds the
+	// address. A report about an address suppressed for every topic
+	// already adds no suppression and no event. It is audited under a
+	// (action "feedback.<kind>") when a is not nil. Invalid fb is EInvalid.
+	RecordFeedback(ctx context.Context, a *Actor, fb Feedback, p SoftBouncePolicy) (FeedbackResult, error)
 }
 
 // AdminStore is the marketer's and operator's side: listings, imports,

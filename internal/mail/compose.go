@@ -77,7 +77,14 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 		if err := checkHeaderURL(m.Unsubscribe); err != nil {
 			return nil, err
 		}
-		b = appendHeader(b, "List-Unsubscribe", "<"+m.Unsubscribe+">")
+		value := "<" + m.Unsubscribe + ">"
+		if m.UnsubscribeMailto != "" {
+			if err := checkHeaderMailto(m.UnsubscribeMailto); err != nil {
+				return nil, err
+			}
+			value += ", <" + m.UnsubscribeMailto + ">"
+		}
+		b = appendHeader(b, "List-Unsubscribe", value)
 		b = appendHeader(b, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	}
 	if m.ListID != "" {

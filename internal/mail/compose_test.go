@@ -273,3 +273,22 @@ func TestBuildIDNEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildListUnsubscribeMailto: the mailto: form follows the https one
+// in List-Unsubscribe (RFC 2369 2, RFC 8058 3.1), and a mailto: URL that
+// could break out of its brackets is refused.
+func TestBuildListUnsubscribeMailto(t *testing.T) {
+	m := testMessage()
+	m.Unsubscribe = "https://optin.test/unsubscribe/tok"
+	m.UnsubscribeMailto = "mailto:unsubscribe@bounces.optin.test?subject=tok"
+	got := parse(t, serialize(t, m)).Header.Get("List-Unsubscribe")
+	if want := "<https://optin.test/unsubscribe/tok>, <mailto:unsubscribe@bounces.optin.test?subject=tok>"; got != want {
+		t.Errorf("List-Unsubscribe: got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"mailto:a@b?subject=x>, <https://evil.test/", "mailto:a@b\r\nBcc: c@d", "https://x.test/", "mailto:a@b c"} {
+		m.UnsubscribeMailto = bad
+		if _, err := Build(testFrom, m, testDate); err == nil {
+			t.Errorf("Build took the mailto: URL %q", bad)
+		}
+	}
+}

@@ -32,6 +32,9 @@ type Message struct {
 	// Unsubscribe is the URL for List-Unsubscribe with one-click POST
 	// (RFC 8058); empty for none.
 	Unsubscribe string
+	// UnsubscribeMailto is the mailto: form of Unsubscribe, listed after
+	// it in List-Unsubscribe (RFC 2369 2); empty for none.
+	UnsubscribeMailto string
 	// ListID is the List-Id value; empty for none.
 	ListID string
 	// Link is the main link of the mail, logged by the file transport
@@ -50,6 +53,7 @@ type Renderer struct {
 	postal         string
 	listDomain     string
 	unsubscribeTTL time.Duration
+	mailbox        string
 	now            func() time.Time
 	renders        sync.Map // cache key -> *rendered; see cached
 }
@@ -64,6 +68,9 @@ type RendererConfig struct {
 	Postal    string // sender's postal address
 	// UnsubscribeTTL is the lifetime of unsubscribe links (>= 60 days).
 	UnsubscribeTTL time.Duration
+	// UnsubscribeMailbox is the address that takes mailto: unsubscribes
+	// (optin's inbound listener); empty for none.
+	UnsubscribeMailbox string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -86,7 +93,8 @@ func NewRenderer(c RendererConfig) (*Renderer, error) {
 		domain = a.Address[strings.LastIndexByte(a.Address, '@')+1:]
 	}
 	return &Renderer{text: text, html: html, cat: c.Catalog, tokens: c.Tokens, baseURL: c.BaseURL,
-		sender: senderName(c.From), postal: c.Postal, listDomain: domain, unsubscribeTTL: c.UnsubscribeTTL, now: c.Now}, nil
+		sender: senderName(c.From), postal: c.Postal, listDomain: domain, unsubscribeTTL: c.UnsubscribeTTL,
+		mailbox: c.UnsubscribeMailbox, now: c.Now}, nil
 }
 
 // senderName returns the display name of from, or its address.
@@ -305,7 +313,8 @@ func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message)
 	}
 	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
 	data["UnsubscribeURL"] = unsubURL
-	m.Unsubscribe, m.Link = unsubURL, data["PreferencesURL"].(string)
+	r.setUnsubscribe(m, unsubURL)
+	m.Link = data["PreferencesURL"].(string)
 	m.ListID = r.ListID("")
 	return nil
 }
@@ -321,6 +330,17 @@ func (r *Renderer) UnsubscribeURL(sub, topic string) (string, error) {
 	return r.baseURL + "/unsubscribe/" + tok, nil
 }
 
+// setUnsubscribe makes unsubURL, an UnsubscribeURL, m's one-click
+// unsubscribe, and the same token mailed to the unsubscribe mailbox, when
+// there is one, its mailto: form: the token rides in the subject, which
+// mail clients send as the mailto: URL gives it (RFC 6068 2).
+func (r *Renderer) setUnsubscribe(m *Message, unsubURL string) {
+	m.Unsubscribe = unsubURL
+	if r.mailbox != "" {
+		m.UnsubscribeMailto = "mailto:" + r.mailbox + "?subject=" + unsubURL[strings.LastIndexByte(unsubURL, '/')+1:]
+	}
+}
+
 // ListID returns the List-Id value for topic ("" = mail about every
 // topic): stable for the life of the list (RFC 2919).
 func (r *Renderer) ListID(topic string) string {
@@ -332,8 +352,25 @@ func (r *Renderer) ListID(topic string) string {
 
 // checkHeaderURL refuses a URL that could break out of <...> in a header.
 func checkHeaderURL(u string) error {
-	if len(u) > 900 || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) ||
-		strings.ContainsAny(u, "<>\r\n \t,\"") {
+	if !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
+		return fmt.Errorf("mail: refusing unsafe List-Unsubscribe URL")
+	}
+	return checkHeaderURI(u)
+}
+
+// checkHeaderMailto refuses a mailto: URL that could break out of <...>.
+func checkHeaderMailto(u string) error {
+	if !strings.HasPrefix(u, "mailto:") {
+		return fmt.Errorf("mail: refusing unsafe List-Unsubscribe URL")
+	}
+	return checkHeaderURI(u)
+}
+
+// checkHeaderURI refuses a URI that is too long for a header line or
+// holds anything but printable ASCII other than <>, space, comma and
+// quote.
+func checkHeaderURI(u string) error {
+	if len(u) > 900 || strings.ContainsAny(u, "<>\r\n \t,\"") {
 		return fmt.Errorf("mail: refusing unsafe List-Unsubscribe URL")
 	}
 	for i := 0; i < len(u); i++ {

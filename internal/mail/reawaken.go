@@ -57,7 +57,8 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	data["UnsubscribeURL"] = unsubURL
 	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
 	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format(l.T("mail.date_layout"))
-	m.Unsubscribe, m.Link = unsubURL, data["KeepURL"].(string)
+	r.setUnsubscribe(m, unsubURL)
+	m.Link = data["KeepURL"].(string)
 	m.ListID = r.ListID(job.Topic)
 	return nil
 }

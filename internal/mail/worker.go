@@ -37,8 +37,12 @@ type Worker struct {
 	Renderer  *Renderer
 	Transport Transport
 	From      string
-	Log       *slog.Logger
-	Metrics   Metrics
+	// DKIM signs each mail; nil sends mail unsigned (the relay may sign).
+	DKIM *DKIMSigner
+	// ReturnPath gives each mail a VERP envelope sender; nil uses From.
+	ReturnPath *ReturnPath
+	Log        *slog.Logger
+	Metrics    Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Senders is the number of mail batches sent in parallel; default 8.
@@ -399,7 +403,20 @@ func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]c
 		return nil, Message{}, err
 	}
 	msg, err := Build(w.From, m, w.Now())
-	return msg, m, err
+	if err != nil {
+		return nil, m, err
+	}
+	if w.ReturnPath != nil {
+		if verp, ok := w.ReturnPath.Address(m.MessageID, m.To); ok {
+			msg.From = angle(verp)
+		}
+	}
+	if w.DKIM != nil {
+		if err := w.DKIM.Sign(msg); err != nil {
+			return nil, m, err
+		}
+	}
+	return msg, m, nil
 }
 
 func (w *Worker) result(job consent.Job, r string) {

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"PreferencesMail", testPreferencesMail},
 		{"Rectify", testRectify},
 		{"WithdrawFor", testWithdrawFor},
+		{"Feedback", testFeedback},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Incidents", testIncidents},
 		{"Sessions", testSessions},

@@ -62,6 +62,7 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/suppressions", read, s.handleSuppressions)
 	g.POST("/suppressions", admin, s.handleSuppressionAdd)
 	g.DELETE("/suppressions/:hash", admin, s.handleSuppressionDelete)
+	g.POST("/feedback", admin, s.handleFeedback)
 
 	g.GET("/campaigns", read, s.handleCampaigns)
 	g.POST("/campaigns", market, s.handleCampaignCreate)

@@ -48,6 +48,8 @@ type Config struct {
 	// or not; zero means 50 a second, 100 in a burst.
 	ConfirmBrake Brake
 	DormantAfter time.Duration
+	// SoftBounce is when soft bounces a relay reports suppress an address.
+	SoftBounce consent.SoftBouncePolicy
 	// BodyTimeout is how long a request on a public route may take to
 	// send its body, from when its headers are read; zero means 10 s.
 	BodyTimeout time.Duration
