@@ -202,7 +202,7 @@ func (db *DB) RedeliverWebhook(ctx context.Context, a consent.Actor, id string) 
 			if err := tx.Bucket(bucketHookParked).Delete(k); err != nil {
 				return err
 			}
-			d.Msg, d.Attempts, d.LastError, d.Created = d.MessageID(), 0, "", now
+			d.Msg, d.Attempts, d.LastError = d.MessageID(), 0, ""
 			ds = append(ds, d)
 		}
 		for i := range ds {
@@ -234,10 +234,13 @@ func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip 
 				continue
 			}
 			var d consent.Delivery
-			if _, err := get(tx, bucketHookQueue, v, &d); err != nil {
+			ok, err := get(tx, bucketHookQueue, v, &d)
+			if err != nil {
 				return err
 			}
-			ds = append(ds, d)
+			if ok {
+				ds = append(ds, d)
+			}
 		}
 		return nil
 	})

@@ -124,6 +124,32 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
+// TestMigrationLandingLate: a version the database lacks below its
+// highest one (work done in parallel may land in any order) is applied
+// at the next start.
+func TestMigrationLandingLate(t *testing.T) {
+	url := pg.Database(t)
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// As if this database had been migrated before 0002 landed.
+	if _, err := pool.Exec(t.Context(), "DROP TABLE incidents, sessions; DELETE FROM schema_migrations WHERE version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Pending != 1 || st.Current != postgres.SchemaVersion() {
+		t.Fatalf("ReadStatus: got %+v, %v, want one migration pending at version %d", st, err, postgres.SchemaVersion())
+	}
+	db := open(t, url, nil, testHMACKey)
+	if _, err := db.Incident(t.Context(), "nope"); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Incident after the start: got err %v, want ENotFound (the incidents table is back)", err)
+	}
+	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Pending != 0 {
+		t.Errorf("ReadStatus after the start: got %+v, %v, want nothing pending", st, err)
+	}
+}
+
 // TestSynchronousCommitOn: a database set to synchronous_commit off
 // still gets durable commits from optin's sessions.
 func TestSynchronousCommitOn(t *testing.T) {

@@ -188,7 +188,7 @@ func (db *DB) RedeliverWebhook(ctx context.Context, a consent.Actor, id string) 
 		err := t.each(`WITH gone AS (DELETE FROM webhook_parked WHERE webhook = $1 RETURNING id, delivery)
 			SELECT id, delivery FROM gone ORDER BY id`, []any{id}, []any{&rid, &b}, func() error {
 			d, err := deliveryFrom(rid, nil, b)
-			d.Msg, d.Attempts, d.LastError, d.Created = d.MessageID(), 0, "", now
+			d.Msg, d.Attempts, d.LastError = d.MessageID(), 0, ""
 			ds = append(ds, d)
 			return err
 		})
