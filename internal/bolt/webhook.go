@@ -222,7 +222,7 @@ func (db *DB) RedeliverWebhook(ctx context.Context, a consent.Actor, id string) 
 }
 
 // DueDeliveries returns up to limit due group heads in due order.
-func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Delivery, error) {
+func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d consent.Delivery) bool) ([]consent.Delivery, error) {
 	var ds []consent.Delivery
 	err := db.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketHookDue).Cursor()
@@ -230,15 +230,12 @@ func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip 
 			if outboxDue(k).After(now) {
 				break
 			}
-			if skip != nil && skip(beUint64(k[8:])) {
-				continue
-			}
 			var d consent.Delivery
 			ok, err := get(tx, bucketHookQueue, v, &d)
 			if err != nil {
 				return err
 			}
-			if ok {
+			if ok && (skip == nil || !skip(d)) {
 				ds = append(ds, d)
 			}
 		}

@@ -235,8 +235,9 @@ type WebhookStore interface {
 	// now, with their message ids, and returns how many; audited.
 	RedeliverWebhook(ctx context.Context, a Actor, id string) (int, error)
 	// DueDeliveries returns up to limit deliveries due at now, in due
-	// order, leaving out those skip names (deliveries being sent).
-	DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]Delivery, error)
+	// order, leaving out those skip names (deliveries being sent, or of
+	// an endpoint busy enough).
+	DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d Delivery) bool) ([]Delivery, error)
 	// NextDelivery is when the earliest delivery is due; zero when none.
 	NextDelivery(ctx context.Context) (time.Time, error)
 	// DeliveryContent returns what d is rendered from at send time: its

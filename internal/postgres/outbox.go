@@ -39,10 +39,10 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // them to this DB for Options.Lease (see leaseDue).
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
 	var jobs []consent.Job
-	err := db.leaseDue(ctx, "outbox", "job", now, limit, skip, func(id int64, nextAt time.Time, b []byte) error {
+	err := db.leaseDue(ctx, "outbox", "job", now, limit, skip, func(id int64, nextAt time.Time, b []byte) (bool, error) {
 		j, err := jobFrom(id, nextAt, b)
 		jobs = append(jobs, j)
-		return err
+		return true, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due jobs: %w", err)
@@ -50,14 +50,15 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 	return jobs, nil
 }
 
-// leaseDue calls take for up to limit rows of table (an outbox: id,
-// next_at, lease_owner, lease_until and the record in column data) due
-// at or before now, in due order, skipping the ids in skip, and leases
-// them to this DB for Options.Lease. Rows another instance leased are
+// leaseDue calls take for rows of table (an outbox: id, next_at,
+// lease_owner, lease_until and the record in column data) due at or
+// before now, in due order, skipping the ids in skip, until take took
+// limit of them (it reports whether it took a row), and leases those to
+// this DB for Options.Lease. Rows another instance leased are
 // left out until their lease ends; rows another leaseDue is reading just
 // then are passed over (FOR UPDATE SKIP LOCKED).
 func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool,
-	take func(id int64, nextAt time.Time, b []byte) error) error {
+	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -83,8 +84,11 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
 						return nil
 					}
-					ids = append(ids, id)
-					return take(id, nextAt.UTC(), b)
+					took, err := take(id, nextAt.UTC(), b)
+					if took {
+						ids = append(ids, id)
+					}
+					return err
 				})
 			if err != nil {
 				return err

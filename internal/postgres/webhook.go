@@ -206,12 +206,15 @@ func (db *DB) RedeliverWebhook(ctx context.Context, a consent.Actor, id string) 
 
 // DueDeliveries returns up to limit due group heads in due order, leased
 // to this DB (see leaseDue).
-func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Delivery, error) {
+func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d consent.Delivery) bool) ([]consent.Delivery, error) {
 	var ds []consent.Delivery
-	err := db.leaseDue(ctx, "webhook_queue", "delivery", now, limit, skip, func(id int64, nextAt time.Time, b []byte) error {
+	err := db.leaseDue(ctx, "webhook_queue", "delivery", now, limit, nil, func(id int64, nextAt time.Time, b []byte) (bool, error) {
 		d, err := deliveryFrom(id, &nextAt, b)
+		if err != nil || (skip != nil && skip(d)) {
+			return false, err
+		}
 		ds = append(ds, d)
-		return err
+		return true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due deliveries: %w", err)

@@ -82,6 +82,10 @@ func testWebhooks(t *testing.T, f *fixture) {
 	if !slices.Equal(got, []string{"crm confirmed", "esp unsubscribed"}) {
 		t.Fatalf("due after an unsubscribe: got %q, want crm's confirmed (its unsubscribed waits behind it), esp's unsubscribed", got)
 	}
+	busy := func(d consent.Delivery) bool { return d.Webhook == crm.ID }
+	if skipped, err := f.s.DueDeliveries(ctx, f.now(), 1, busy); err != nil || len(skipped) != 1 || skipped[0].Webhook != esp.ID {
+		t.Errorf("DueDeliveries(limit 1) skipping crm's: got %+v, %v, want esp's (the limit counts what is returned)", skipped, err)
+	}
 	if err := f.s.RetryDelivery(ctx, confirmed, f.now().Add(time.Minute), "HTTP 500"); err != nil {
 		t.Fatalf("RetryDelivery: got err %v, want nil", err)
 	}

@@ -21,7 +21,7 @@ import (
 // Store is what the worker needs from the store.
 type Store interface {
 	Webhook(ctx context.Context, id string) (consent.Webhook, error)
-	DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Delivery, error)
+	DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d consent.Delivery) bool) ([]consent.Delivery, error)
 	NextDelivery(ctx context.Context) (time.Time, error)
 	DeliveryContent(ctx context.Context, d consent.Delivery) (*consent.Event, *consent.Subscriber, error)
 	FinishDelivery(ctx context.Context, d consent.Delivery) error
@@ -170,11 +170,22 @@ func (w *Worker) Run(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		w.inflight.Release()
-		due, err := w.Store.DueDeliveries(ctx, w.Now(), 4*w.Senders, w.inflight.Has)
+		// held says a due delivery was left for a busy endpoint: the
+		// loop then waits for a send to end, not for the next due time.
+		held := false
+		due, err := w.Store.DueDeliveries(ctx, w.Now(), w.Senders, func(d consent.Delivery) bool {
+			if w.inflight.Has(d.ID) {
+				return true
+			}
+			if w.busy(d.Webhook, perHook) {
+				held = true
+				return true
+			}
+			return false
+		})
 		if err != nil && ctx.Err() == nil {
 			w.Log.Error("webhooks: reading due deliveries", "err", err)
 		}
-		held := false
 		for _, d := range due {
 			if !w.take(d, perHook) {
 				held = true
@@ -200,6 +211,13 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// busy reports whether endpoint hook has perHook sends going.
+func (w *Worker) busy(hook string, perHook int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.perHook[hook] >= perHook
 }
 
 // take marks d in flight unless its endpoint has perHook sends going.
