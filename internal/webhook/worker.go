@@ -170,14 +170,12 @@ func (w *Worker) Run(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		w.inflight.Release()
-		// held says a due delivery was left for a busy endpoint: the
-		// loop then waits for a send to end, not for the next due time.
+		// held says a due delivery was left out because it is being sent
+		// or its endpoint is busy: the loop then waits for a send to end
+		// (settle wakes it), not for the next due time, which is now.
 		held := false
 		due, err := w.Store.DueDeliveries(ctx, w.Now(), w.Senders, func(d consent.Delivery) bool {
-			if w.inflight.Has(d.ID) {
-				return true
-			}
-			if w.busy(d.Webhook, perHook) {
+			if w.inflight.Has(d.ID) || w.busy(d.Webhook, perHook) {
 				held = true
 				return true
 			}

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"optin/internal/bolt"
 	"optin/internal/consent"
+	"optin/internal/transfer"
 	"optin/internal/webhook"
 )
 
@@ -93,5 +95,85 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 	if got := strings.Join(rec.got, ", "); got != "suppressed parked" {
 		t.Errorf("outcomes: got %q, want one suppressed parked (a redirect is a failed attempt)", got)
+	}
+}
+
+// TestBusyEndpointDoesNotHoldUpOthers: with two senders, an endpoint
+// that never answers gets one of them; the other endpoint's deliveries
+// all go out meanwhile.
+func TestBusyEndpointDoesNotHoldUpOthers(t *testing.T) {
+	release := make(chan struct{})
+	var slowHits atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slowHits.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	var fastHits atomic.Int32
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fastHits.Add(1) }))
+	defer fast.Close()
+
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en", Wording: map[string]string{"en": "Yes"}, WordingVersion: 1}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "key"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{slow.URL, fast.URL} {
+		w, err := consent.NewWebhook(bytes.NewReader(make([]byte, 32)), consent.WebhookInput{URL: u,
+			Events: []consent.WebhookEvent{consent.WebhookUnsubscribed}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.CreateWebhook(ctx, consent.CLIActor(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const people = 6
+	var csv strings.Builder
+	csv.WriteString("email,topics,basis,consented_at,source\n")
+	for i := range people {
+		fmt.Fprintf(&csv, "p%d@example.com,news,consent,2025-01-01,shop\n", i)
+	}
+	rows, err := transfer.NewReader(strings.NewReader(csv.String()), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.Import(ctx, consent.CLIActor(), rows); err != nil || rep.Imported != people {
+		t.Fatalf("Import: got %+v, %v", rep, err)
+	}
+	for i := range people {
+		a, _ := consent.ParseAddress(fmt.Sprintf("p%d@example.com", i))
+		sub, err := db.SubscriberByAddress(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.WithdrawFor(ctx, consent.CLIActor(), sub.ID, "", "asked"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	worker := &webhook.Worker{Store: db, Senders: 2, Timeout: time.Minute, Poll: 10 * time.Millisecond}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); worker.Run(runCtx) }()
+	defer func() {
+		close(release)
+		stop()
+		<-done
+	}()
+	for deadline := time.Now().Add(20 * time.Second); fastHits.Load() < people; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fast endpoint got %d of %d deliveries while the slow one holds %d", fastHits.Load(), people, slowHits.Load())
+		}
+	}
+	if n := slowHits.Load(); n != 1 {
+		t.Errorf("the slow endpoint got %d requests at once, want 1 (its share of two senders)", n)
 	}
 }
