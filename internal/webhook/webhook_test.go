@@ -33,6 +33,29 @@ func TestSignStandardVector(t *testing.T) {
 	}
 }
 
+// openStore opens a bbolt store in a temporary directory until t ends.
+func openStore(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// addHook registers an endpoint at url for event.
+func addHook(t *testing.T, db *bolt.DB, url string, event consent.WebhookEvent) {
+	t.Helper()
+	w, err := consent.NewWebhook(bytes.NewReader(make([]byte, 32)), consent.WebhookInput{URL: url, Events: []consent.WebhookEvent{event}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateWebhook(t.Context(), consent.CLIActor(), w); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // results records the worker's outcomes.
 type results struct {
 	mu  sync.Mutex
@@ -57,20 +80,9 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}))
 	defer redirect.Close()
 
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := t.Context()
-	w, err := consent.NewWebhook(bytes.NewReader(make([]byte, 32)), consent.WebhookInput{URL: redirect.URL,
-		Events: []consent.WebhookEvent{consent.WebhookSuppressed}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.CreateWebhook(ctx, consent.CLIActor(), w); err != nil {
-		t.Fatal(err)
-	}
+	addHook(t, db, redirect.URL, consent.WebhookSuppressed)
 	addr, _ := consent.ParseAddress("ann@example.com")
 	if _, _, err := db.AddSuppression(ctx, consent.CLIActor(), addr, "", ""); err != nil {
 		t.Fatal(err)
@@ -116,26 +128,14 @@ func TestBusyEndpointDoesNotHoldUpOthers(t *testing.T) {
 	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fastHits.Add(1) }))
 	defer fast.Close()
 
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "optin.db"), bolt.Options{HMACKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	ctx := t.Context()
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en", Wording: map[string]string{"en": "Yes"}, WordingVersion: 1}
 	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "key"); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{slow.URL, fast.URL} {
-		w, err := consent.NewWebhook(bytes.NewReader(make([]byte, 32)), consent.WebhookInput{URL: u,
-			Events: []consent.WebhookEvent{consent.WebhookUnsubscribed}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.CreateWebhook(ctx, consent.CLIActor(), w); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addHook(t, db, slow.URL, consent.WebhookUnsubscribed)
+	addHook(t, db, fast.URL, consent.WebhookUnsubscribed)
 	const people = 6
 	var csv strings.Builder
 	csv.WriteString("email,topics,basis,consented_at,source\n")
