@@ -92,11 +92,19 @@ func about(rcv *webhooktest.Receiver, id string) ([]string, []webhooktest.Messag
 // order per subscriber, through failed attempts; the evidence scope never
 // gets an address; an erased person's deliveries carry no address or
 // name, even those queued before the erasure; a delivery parked after a
-// receiver outage arrives once redelivered.
+// receiver outage arrives once redelivered; the privacy page says that
+// the address goes to other systems once an endpoint takes it.
 func TestWebhooks(t *testing.T) {
 	s := startService(t, nil)
+	const told = "passed on, with your address, your name and the record of your consent"
+	if r := s.do("GET", "/privacy", "", ""); r.status != http.StatusOK || strings.Contains(r.body, "passed on") {
+		t.Errorf("privacy page without webhooks: got %d, want 200 naming no other recipient", r.status)
+	}
 	crm, esp := webhooktest.Start(t), webhooktest.Start(t)
 	crmID, espID := s.hook(crm, "contact"), s.hook(esp, "evidence")
+	if r := s.do("GET", "/privacy", "", ""); !strings.Contains(r.body, told) {
+		t.Errorf("privacy page with a contact endpoint: want %q (GDPR Art. 13(1)(e)) in %s", told, r.body)
+	}
 	if r := s.adminAs(testAdminKey, "GET", "/webhooks", "", ""); strings.Contains(r.body, "whsec_") {
 		t.Errorf("GET /webhooks shows a secret: %s", r.body)
 	}
