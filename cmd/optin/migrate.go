@@ -49,10 +49,10 @@ func migrateCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "store: postgres (%s)\nschema version: %d; this optin's: %d\n", cfg.PostgresURLRedacted(), st.Current, st.Latest)
 	switch {
-	case st.Current == st.Latest:
+	case st.Current == st.Latest && st.Pending == 0:
 		fmt.Fprintln(stdout, "up to date")
-	case st.Current < st.Latest:
-		fmt.Fprintf(stdout, "%d migration(s) to apply: the next optin serve applies them, under a lock, before it serves\n", st.Latest-st.Current)
+	case st.Current <= st.Latest:
+		fmt.Fprintf(stdout, "%d migration(s) to apply: the next optin serve applies them, under a lock, before it serves\n", st.Pending)
 	default:
 		fmt.Fprintln(stdout, "the database is newer than this optin: this optin will not start on it; upgrade optin")
 	}

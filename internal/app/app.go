@@ -25,6 +25,7 @@ import (
 	optmail "optin/internal/mail"
 	"optin/internal/token"
 	"optin/internal/web"
+	"optin/internal/webhook"
 	"optin/templates"
 )
 
@@ -48,13 +49,14 @@ type Options struct {
 
 // App is a configured optin service.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	DB      consent.Store
-	Tokens  *token.Issuer
-	Worker  *optmail.Worker
-	Metrics *web.Metrics
-	Web     *web.Server
+	cfg      config.Config
+	log      *slog.Logger
+	DB       consent.Store
+	Tokens   *token.Issuer
+	Worker   *optmail.Worker
+	Webhooks *webhook.Worker
+	Metrics  *web.Metrics
+	Web      *web.Server
 	// Inbound is the listener for bounces, complaints and mailto:
 	// unsubscribes; nil unless mail.inbound.listen is set.
 	Inbound    *inbound.Server
@@ -145,6 +147,7 @@ func (a *App) build(o Options) error {
 		DKIM: signer, ReturnPath: a.returnPath, Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
+	a.Webhooks = &webhook.Worker{Store: a.DB, Log: a.log, Metrics: a.Metrics, Now: o.Now}
 	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
 	if err != nil || cfg.Mail.Inbound.Listen == "" {
 		return err
@@ -280,13 +283,14 @@ func bootstrapStore(ctx context.Context, db consent.CatalogStore, keyHash string
 	return db.Bootstrap(ctx, topic, form, keyHash)
 }
 
-// Serve runs the HTTP server on ln, the outbox worker, the sweep and the
-// campaign runner (on a store several instances share, those two on one
-// instance at a time) until ctx is cancelled. Shutdown takes at most
-// shutdown_grace (and what closing takes): the worker stops taking mails
-// and HTTP stops taking requests at once, both let the work in progress
-// finish within the grace, then cut off what is left (the mails stay
-// queued), and the store is closed.
+// Serve runs the HTTP server on ln, the outbox worker, the webhook
+// worker, the sweep and the campaign runner (on a store several instances
+// share, those two on one instance at a time) until ctx is cancelled.
+// Shutdown takes at most shutdown_grace (and what closing takes): the
+// worker stops taking mails and HTTP stops taking requests at once, both
+// let the work in progress finish within the grace, then cut off what is
+// left (the mails stay queued), and the store is closed. Webhook
+// deliveries in progress finish within their timeout.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -294,6 +298,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer close(workerDone)
 		a.Worker.Run(workerCtx)
+	}()
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		a.Webhooks.Run(workerCtx)
 	}()
 	sweepDone := make(chan struct{})
 	go func() {
@@ -345,6 +354,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	<-inboundDone
 	<-workerDone
+	<-hooksDone
 	<-sweepDone
 	<-campaignsDone
 	if cerr := a.Close(); cerr != nil && err == nil {

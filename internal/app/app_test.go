@@ -70,6 +70,9 @@ func startServiceWith(t *testing.T, opts smtptest.Options, tweak func(*config.Co
 	}
 	a.Worker.Backoff = func(int) time.Duration { return 50 * time.Millisecond }
 	a.Worker.Poll = 50 * time.Millisecond
+	a.Webhooks.Poll = 50 * time.Millisecond
+	a.Webhooks.MaxAttempts = 8 // 2.5 s of failures with this backoff
+	a.Webhooks.Backoff = func(n int) time.Duration { return min(20*time.Millisecond<<(n-1), 500*time.Millisecond) }
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &service{t: t, app: a, url: cfg.BaseURL, smtp: srv, logs: logs, clock: clk, done: make(chan error, 1), stop: cancel}
 	go func() { s.done <- a.Serve(ctx, ln) }()

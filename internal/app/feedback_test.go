@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"optin/internal/consent"
 	optmail "optin/internal/mail"
 	"optin/internal/smtptest"
+	"optin/internal/webhooktest"
 )
 
 const returnPathDomain = "bounces.example.com"
@@ -323,6 +325,8 @@ func TestRelayFeedbackWebhook(t *testing.T) {
 	s.confirmed("bob@example.com")
 	msgID := s.events(ann)[0].MessageID
 	before := s.suppressionCount()
+	rcv := webhooktest.Start(t)
+	s.hook(rcv, "evidence")
 
 	marketer := s.newKey("marketer", consent.RoleMarketer)
 	if r := s.adminAs(marketer, "POST", "/feedback", "application/json", `{"type":"bounce","email":"ann@example.com"}`); r.status != 403 {
@@ -369,5 +373,19 @@ func TestRelayFeedbackWebhook(t *testing.T) {
 	s.adminJSON("GET", "/audit", "", 200, &audit)
 	if len(audit.Items) == 0 || !strings.HasPrefix(audit.Items[0].Action, "feedback.") {
 		t.Errorf("audit: %+v, want the feedback first", audit.Items)
+	}
+	// The shop's other tools learn of the bounce: a suppressed webhook
+	// about ann, with the reason.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		i := slices.IndexFunc(rcv.Messages(), func(m webhooktest.Message) bool { return m.Type == "suppressed" })
+		if i >= 0 {
+			if m := rcv.Messages()[i]; m.Data.Subscriber != ann || !strings.Contains(m.Body, `"bounce"`) {
+				t.Errorf("suppressed webhook: got %s, want ann's bounce", m.Body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no suppressed webhook after the bounce; got %d messages", len(rcv.Messages()))
+		}
 	}
 }

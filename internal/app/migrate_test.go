@@ -8,6 +8,7 @@ import (
 
 	"optin/internal/config"
 	"optin/internal/postgres/pgtest"
+	"optin/internal/webhooktest"
 )
 
 // TestMigrateToPostgres copies a used bbolt store into PostgreSQL and
@@ -21,6 +22,7 @@ func TestMigrateToPostgres(t *testing.T) {
 		t.Skip("copies a bbolt store into PostgreSQL: run with OPTIN_TEST_STORE=postgres")
 	}
 	a := startService(t, func(c *config.Config) { c.Store, c.Postgres.URL = config.StoreBolt, "" })
+	hook := a.hook(webhooktest.Start(t), "evidence")
 	p1 := a.confirmed("p1@example.com")
 	gone := a.confirmed("gone@example.com")
 	if r := a.do("POST", a.unsubscribeURL(gone, ""), "", ""); r.status != http.StatusOK {
@@ -69,6 +71,9 @@ func TestMigrateToPostgres(t *testing.T) {
 	}
 	if sub, ok := b.subscriber("late@example.com"); !ok || sub.Subscriptions["news"].Status != "confirmed" {
 		t.Errorf("late@ after confirming on the copy: got %+v", sub)
+	}
+	if _, ok := b.hooks()[hook]; !ok {
+		t.Error("the webhook endpoint did not move")
 	}
 	if !b.suppressed("gone@example.com", "news") {
 		t.Error("an address unsubscribed before the move is no longer suppressed")

@@ -82,7 +82,7 @@ func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.
 			return nil
 		}
 		s.Created = db.Now()
-		if err := suppress(tx, s); err != nil {
+		if err := suppressAddress(tx, s, addr.Key); err != nil {
 			return err
 		}
 		created = true

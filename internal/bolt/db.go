@@ -131,7 +131,7 @@ func createBuckets(tx *bbolt.Tx) error {
 // laterBuckets were added after schema version 1 without a conversion: a
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
-var laterBuckets = [][]byte{bucketSessions, bucketIncidents}
+var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -412,7 +412,10 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
 		return err
 	}
-	return meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...))
+	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {
+		return err
+	}
+	return queueEvent(tx, ev)
 }
 
 // enqueue writes job into the outbox, due at once.

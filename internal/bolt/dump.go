@@ -123,4 +123,7 @@ var dumpers = []dumper{
 			Kind: k[8], Campaign: string(campaign), Subscriber: string(sub)}}, nil
 	}},
 	decoded(bucketIncidents, func(r *consent.Record, v *consent.Incident) { r.Incident = v }),
+	decoded(bucketWebhooks, func(r *consent.Record, v *consent.Webhook) { r.Webhook = v }),
+	decoded(bucketHookQueue, func(r *consent.Record, v *consent.Delivery) { r.Delivery = v }),
+	decoded(bucketHookParked, func(r *consent.Record, v *consent.Delivery) { r.Delivery, r.Parked = v, true }),
 }

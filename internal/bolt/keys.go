@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"time"
+
+	"optin/internal/consent"
 )
 
 // Bucket names. Every key encoding lives in this file.
@@ -36,11 +38,17 @@ var (
 	bucketSessions = []byte("console_sessions") // sha256 of session id (hex) -> consent.Session
 	// The breach register (incident.go).
 	bucketIncidents = []byte("incidents") // incident id -> consent.Incident
+	// Webhook endpoints and their deliveries (webhook.go).
+	bucketWebhooks   = []byte("webhooks")       // webhook id -> consent.Webhook
+	bucketHookQueue  = []byte("webhook_queue")  // hookQueueKey -> consent.Delivery
+	bucketHookDue    = []byte("webhook_due")    // outboxKey of a group's first delivery -> its hookQueueKey
+	bucketHookParked = []byte("webhook_parked") // webhook id 0x00 be64 delivery id -> consent.Delivery
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
-		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents}
+		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
+		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
@@ -81,6 +89,19 @@ func outboxKey(nextAt time.Time, id uint64) []byte {
 func outboxDue(k []byte) time.Time {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(k))).UTC()
 }
+
+// hookGroup is the prefix of the webhook_queue keys of one endpoint's
+// deliveries about one subscriber: webhook id 0x00 subscriber id 0x00.
+func hookGroup(webhook, subscriber string) []byte { return append(pairKey(webhook, subscriber), 0) }
+
+// hookQueueKey orders deliveries by endpoint, subscriber and id, so each
+// group is one run of keys in commit order.
+func hookQueueKey(d *consent.Delivery) []byte {
+	return append(hookGroup(d.Webhook, d.Subscriber), u64(d.ID)...)
+}
+
+// hookParkedKey orders parked deliveries by endpoint and id.
+func hookParkedKey(d *consent.Delivery) []byte { return append(pairKey(d.Webhook, ""), u64(d.ID)...) }
 
 // pairKey joins two strings with a 0x00 separator, which appears in no id,
 // address hash or topic id.

@@ -21,7 +21,7 @@ type Record struct {
 	Personal []byte
 	// Job is a queued mail; with Parked, a mail that failed for good.
 	Job         *Job
-	Parked      bool
+	Parked      bool // of a Job or a Delivery
 	APIKey      *APIKey
 	Suppression *Suppression
 	Audit       *AuditEntry
@@ -32,6 +32,11 @@ type Record struct {
 	// Due is a campaign's timed follow-up.
 	Due      *CampaignDue
 	Incident *Incident
+	Webhook  *Webhook
+	// Delivery is a webhook delivery waiting; with Parked, one that
+	// failed for good. Deliveries of one endpoint about one subscriber
+	// come in id order.
+	Delivery *Delivery
 }
 
 // CampaignQueued is a campaign's first mail to Subscriber, queued as
@@ -86,6 +91,12 @@ func (r Record) Kind() string {
 		return "campaign follow-ups due"
 	case r.Incident != nil:
 		return "incidents"
+	case r.Webhook != nil:
+		return "webhook endpoints"
+	case r.Delivery != nil && r.Parked:
+		return "webhook deliveries parked"
+	case r.Delivery != nil:
+		return "webhook deliveries queued"
 	}
 	return "nothing"
 }

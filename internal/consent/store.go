@@ -31,6 +31,7 @@ type Store interface {
 	CampaignStore
 	IncidentStore
 	OutboxStore
+	WebhookStore
 	LedgerStore
 	SessionStore
 	LimitStore
@@ -218,6 +219,51 @@ type OutboxStore interface {
 	// skip names (nil: none); jobs being sent keep their place, so their
 	// outcome finds them.
 	ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error)
+}
+
+// WebhookStore keeps webhook endpoints and their deliveries. Every ledger
+// event a webhook reports (Event.Queue) and every suppression it reports
+// (QueueSuppressed) is queued, once per endpoint that takes it, in the
+// transaction that records it. Deliveries of one endpoint about one
+// subscriber are due one at a time in commit order: the next becomes due
+// when the one before it is finished or parked. Erasure keeps a person's
+// deliveries (their messages are rendered at send time, without personal
+// data once the person is gone).
+type WebhookStore interface {
+	// CreateWebhook stores w (from NewWebhook) with a new id, audited
+	// under a; more than MaxWebhooks endpoints is EConflict.
+	CreateWebhook(ctx context.Context, a Actor, w Webhook) (Webhook, error)
+	// Webhook returns endpoint id with its secret, or ENotFound.
+	Webhook(ctx context.Context, id string) (Webhook, error)
+	// Webhooks lists the endpoints in id order, without secrets.
+	Webhooks(ctx context.Context) ([]WebhookInfo, error)
+	// DeleteWebhook deletes endpoint id and its queued and parked
+	// deliveries, audited; an unknown id is ENotFound.
+	DeleteWebhook(ctx context.Context, a Actor, id string) error
+	// RedeliverWebhook queues endpoint id's parked deliveries again, in
+	// the order they were first queued, behind the deliveries waiting
+	// now, with their message ids, and returns how many; audited.
+	RedeliverWebhook(ctx context.Context, a Actor, id string) (int, error)
+	// DueDeliveries returns up to limit deliveries due at now, in due
+	// order, leaving out those skip names (deliveries being sent, or of
+	// an endpoint busy enough).
+	DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d Delivery) bool) ([]Delivery, error)
+	// NextDelivery is when the earliest delivery is due; zero when none.
+	NextDelivery(ctx context.Context) (time.Time, error)
+	// DeliveryContent returns what d is rendered from at send time: its
+	// ledger event (nil for a suppression) and its subscriber (nil when
+	// erased or unknown).
+	DeliveryContent(ctx context.Context, d Delivery) (*Event, *Subscriber, error)
+	// FinishDelivery removes d after the endpoint took it (or when it
+	// cannot be sent) and makes the next delivery of its group due.
+	FinishDelivery(ctx context.Context, d Delivery) error
+	// RetryDelivery records a failed attempt and makes d due at next.
+	RetryDelivery(ctx context.Context, d Delivery, next time.Time, reason string) error
+	// ParkDelivery sets d aside after its last attempt, keeping reason,
+	// and makes the next delivery of its group due.
+	ParkDelivery(ctx context.Context, d Delivery, reason string) error
+	// WebhookDepth counts the queued and the parked deliveries.
+	WebhookDepth(ctx context.Context) (queued, parked int, err error)
 }
 
 // LedgerStore reads the consent ledger.

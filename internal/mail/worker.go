@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/flight"
 )
 
 // Outbox is what the worker needs from the store.
@@ -64,18 +65,12 @@ type Worker struct {
 	relay    relayState
 	expedite atomic.Bool // the relay is back: make the retries due
 	once     sync.Once
-	mu       sync.Mutex
-	inflight map[uint64]bool
-	// settled are jobs whose outcome is recorded but that stay in inflight
-	// until the next outbox read begins: a read that began before the
-	// outcome was committed still holds the old job, and must skip it.
-	settled []uint64
+	inflight flight.Set // the jobs being sent
 }
 
 func (w *Worker) init() {
 	w.once.Do(func() {
 		w.wake = make(chan struct{}, 1)
-		w.inflight = map[uint64]bool{}
 		if w.Now == nil {
 			w.Now = time.Now
 		}
@@ -180,20 +175,20 @@ func (w *Worker) Run(ctx context.Context) {
 		}()
 	}
 	for {
-		w.releaseSettled()
+		w.inflight.Release()
 		if w.expedite.Swap(false) {
 			w.expediteRetries(ctx)
 		}
-		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.isInflight)
+		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.inflight.Has)
 		if err != nil && ctx.Err() == nil {
 			w.Log.Error("outbox: reading due jobs", "err", err)
 		}
 		for _, j := range due {
-			w.setInflight(j.ID, true)
+			w.inflight.Add(j.ID)
 			select {
 			case jobs <- j:
 			case <-ctx.Done():
-				w.setInflight(j.ID, false)
+				w.inflight.Drop(j.ID)
 				return
 			}
 		}
@@ -218,42 +213,6 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-func (w *Worker) isInflight(id uint64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.inflight[id]
-}
-
-func (w *Worker) setInflight(id uint64, on bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if on {
-		w.inflight[id] = true
-	} else {
-		delete(w.inflight, id)
-	}
-}
-
-// settle marks job id done once its outcome is committed to the store. It
-// stays skipped until releaseSettled.
-func (w *Worker) settle(id uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.settled = append(w.settled, id)
-}
-
-// releaseSettled stops skipping the jobs settled so far. Run calls it
-// right before it reads the outbox, so that read begins after their
-// outcomes were committed and sees them as they now are.
-func (w *Worker) releaseSettled() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, id := range w.settled {
-		delete(w.inflight, id)
-	}
-	w.settled = w.settled[:0]
-}
-
 // maxSendBatch caps how many jobs one sender hands to the transport in
 // one go: one send-time check, one pipelined SMTP exchange and one outbox
 // commit for all of them. 64 rather than 16 made the outbox keep up with
@@ -267,7 +226,7 @@ const maxSendBatch = 64
 func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 	defer func() {
 		for _, j := range batch {
-			w.settle(j.ID)
+			w.inflight.Settle(j.ID)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -365,7 +324,7 @@ func (w *Worker) recovered(ticket uint64, errs []error) {
 // inflight until its outcome is committed: those keep their place, which
 // their senders remove them by (see bolt's ExpediteRetries).
 func (w *Worker) expediteRetries(ctx context.Context) {
-	n, err := w.Outbox.ExpediteRetries(ctx, w.isInflight)
+	n, err := w.Outbox.ExpediteRetries(ctx, w.inflight.Has)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.Log.Error("outbox: expediting retries", "err", err)

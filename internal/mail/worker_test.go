@@ -770,7 +770,7 @@ func (o *staleScanOutbox) DueJobs(ctx context.Context, now time.Time, limit int,
 			// and its delivery end, then ask.
 			close(o.scanned)
 			deadline := time.Now().Add(200 * time.Millisecond)
-			for o.w.isInflight(id) && time.Now().Before(deadline) {
+			for o.w.inflight.Has(id) && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
 		default:

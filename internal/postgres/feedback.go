@@ -29,8 +29,8 @@ func (db *DB) RecordFeedback(ctx context.Context, a *consent.Actor, fb consent.F
 		reason, ev, personal, soft := consent.PlanFeedback(sub, fb, p, s != nil, now, db)
 		res = consent.FeedbackResult{SoftBounces: soft}
 		if reason != "" && s == nil {
-			if err := suppress(t, consent.Suppression{Hash: h, Scope: consent.ScopeAll, Reason: reason,
-				Source: fb.Channel, Created: now}); err != nil {
+			if err := suppressAddress(t, consent.Suppression{Hash: h, Scope: consent.ScopeAll, Reason: reason,
+				Source: fb.Channel, Created: now}, fb.Address.Key); err != nil {
 				return err
 			}
 			res.Suppressed = true

@@ -62,8 +62,9 @@ func signup(t *testing.T, db consent.Store, form *consent.Form, email string) {
 // both come up, on one schema at this optin's version.
 func TestMigrateTogether(t *testing.T) {
 	url := pg.EmptyDatabase(t)
-	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Current != 0 || st.Latest != postgres.SchemaVersion() {
-		t.Fatalf("ReadStatus of an empty database: got %+v, %v, want version 0 of %d", st, err, postgres.SchemaVersion())
+	empty, err := postgres.ReadStatus(t.Context(), url)
+	if err != nil || empty.Current != 0 || empty.Latest != postgres.SchemaVersion() || empty.Pending < 1 {
+		t.Fatalf("ReadStatus of an empty database: got %+v, %v, want version 0 of %d, migrations pending", empty, err, postgres.SchemaVersion())
 	}
 	var wg sync.WaitGroup
 	dbs := make([]*postgres.DB, 2)
@@ -83,7 +84,7 @@ func TestMigrateTogether(t *testing.T) {
 		defer db.Close()
 	}
 	st, err := postgres.ReadStatus(t.Context(), url)
-	if err != nil || st.Current != postgres.SchemaVersion() || st.Latest != postgres.SchemaVersion() {
+	if err != nil || st.Current != postgres.SchemaVersion() || st.Latest != postgres.SchemaVersion() || st.Pending != 0 {
 		t.Errorf("ReadStatus after two starts: got %+v, %v, want version %d", st, err, postgres.SchemaVersion())
 	}
 	pool, err := postgres.Connect(t.Context(), url)
@@ -92,8 +93,8 @@ func TestMigrateTogether(t *testing.T) {
 	}
 	defer pool.Close()
 	var n int
-	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != postgres.SchemaVersion() {
-		t.Errorf("schema_migrations: got %d rows, %v, want one per version (%d)", n, err, postgres.SchemaVersion())
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != empty.Pending {
+		t.Errorf("schema_migrations: got %d rows, %v, want one per migration (%d)", n, err, empty.Pending)
 	}
 	bootstrap(t, dbs[0])
 	if topics, err := dbs[1].Topics(t.Context()); err != nil || len(topics) != 1 {
@@ -120,6 +121,32 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "newer than this optin") {
 		t.Errorf("Open of a newer schema: got %v, want it to say the schema is newer", err)
+	}
+}
+
+// TestMigrationLandingLate: a version the database lacks below its
+// highest one (work done in parallel may land in any order) is applied
+// at the next start.
+func TestMigrationLandingLate(t *testing.T) {
+	url := pg.Database(t)
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// As if this database had been migrated before 0002 landed.
+	if _, err := pool.Exec(t.Context(), "DROP TABLE incidents, sessions; DELETE FROM schema_migrations WHERE version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Pending != 1 || st.Current != postgres.SchemaVersion() {
+		t.Fatalf("ReadStatus: got %+v, %v, want one migration pending at version %d", st, err, postgres.SchemaVersion())
+	}
+	db := open(t, url, nil, testHMACKey)
+	if _, err := db.Incident(t.Context(), "nope"); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Incident after the start: got err %v, want ENotFound (the incidents table is back)", err)
+	}
+	if st, err := postgres.ReadStatus(t.Context(), url); err != nil || st.Pending != 0 {
+		t.Errorf("ReadStatus after the start: got %+v, %v, want nothing pending", st, err)
 	}
 }
 

@@ -19,7 +19,8 @@ var loadTables = map[string]string{
 	"parked mails": "outbox_parked", "API keys": "api_keys", "suppressions": "suppressions",
 	"audit entries": "audit", "campaigns": "campaigns", "campaign recipients": "campaign_recipients",
 	"campaign first mails queued": "campaign_queued", "campaign follow-ups due": "campaign_due",
-	"incidents": "incidents",
+	"incidents": "incidents", "webhook endpoints": "webhooks", "webhook deliveries queued": "webhook_queue",
+	"webhook deliveries parked": "webhook_parked",
 }
 
 // Load copies a dump of another store (consent.Record, in its order) into
@@ -60,7 +61,7 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.Record, error]
 	}
 	counts := map[string]int{}
 	var chain consent.Chain
-	var maxJob, maxAudit uint64
+	var maxJob, maxAudit, maxDelivery uint64
 	for r, err := range records {
 		if err != nil {
 			return nil, err
@@ -75,11 +76,14 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.Record, error]
 		if r.Audit != nil {
 			maxAudit = max(maxAudit, r.Audit.Seq)
 		}
+		if r.Delivery != nil {
+			maxDelivery = max(maxDelivery, r.Delivery.ID)
+		}
 	}
 	if err := t.exec("UPDATE ledger_head SET seq = $1, hash = $2", int64(chain.Count()), chain.Head()); err != nil {
 		return nil, fmt.Errorf("postgres: ledger head: %w", err)
 	}
-	for seq, n := range map[string]uint64{"outbox_ids": maxJob, "audit_seqs": maxAudit} {
+	for seq, n := range map[string]uint64{"outbox_ids": maxJob, "audit_seqs": maxAudit, "webhook_delivery_ids": maxDelivery} {
 		if n > 0 {
 			if err := t.exec("SELECT setval($1, $2)", seq, int64(n)); err != nil {
 				return nil, fmt.Errorf("postgres: sequence %s: %w", seq, err)
@@ -159,6 +163,21 @@ func loadRecord(t *tx, r consent.Record, chain *consent.Chain) error {
 			r.Due.Due, string(r.Due.Kind), r.Due.Campaign, r.Due.Subscriber)
 	case r.Incident != nil:
 		return putJSON(t, "incidents", r.Incident.ID, r.Incident)
+	case r.Webhook != nil:
+		return putJSON(t, "webhooks", r.Webhook.ID, r.Webhook)
+	case r.Delivery != nil:
+		b, err := encode(r.Delivery)
+		if err != nil {
+			return err
+		}
+		d := r.Delivery
+		if r.Parked {
+			return t.exec("INSERT INTO webhook_parked (id, webhook, delivery) VALUES ($1, $2, $3)", int64(d.ID), d.Webhook, b)
+		}
+		// Only the first of a group (they come in id order) is due.
+		return t.exec(`INSERT INTO webhook_queue (id, webhook, subscriber, next_at, delivery)
+			VALUES ($1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM webhook_queue WHERE webhook = $2 AND subscriber = $3)
+				THEN NULL ELSE $4::timestamptz END, $5)`, int64(d.ID), d.Webhook, d.Subscriber, d.Created, b)
 	}
 	return fmt.Errorf("an empty record")
 }

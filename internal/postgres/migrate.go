@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +17,10 @@ import (
 )
 
 // migrationFiles holds the schema: one file per version, named
-// NNNN_what.sql, applied in order, never changed once released.
+// NNNN_what.sql, applied in order, never changed once released. A number
+// may be skipped (work in parallel reserves numbers ahead); a version
+// that lands later than a higher one is still applied, since each start
+// applies every version not yet recorded.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -53,21 +57,25 @@ func migrations() ([]migration, error) {
 		ms = append(ms, migration{version: v, name: base, sql: string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("postgres: migration %s: versions must run 1, 2, 3 ... without gaps", m.name)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("postgres: migrations %s and %s: two files with one version", ms[i-1].name, ms[i].name)
 		}
 	}
 	return ms, nil
 }
 
-// SchemaVersion is the schema version this optin's migrations lead to.
+// SchemaVersion is the schema version this optin's migrations lead to:
+// the highest.
 func SchemaVersion() int {
 	ms, err := migrations()
 	if err != nil {
 		panic(err) // the embedded files are checked by the package's tests
 	}
-	return len(ms)
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
 }
 
 // Migrate brings the database's schema up to this optin's version. It
@@ -101,10 +109,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	if current > len(ms) {
-		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, len(ms))
+	if latest := SchemaVersion(); current > latest {
+		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, latest)
 	}
-	for _, m := range ms[current:] {
+	todo, err := unapplied(ctx, c, ms)
+	if err != nil {
+		return err
+	}
+	for _, m := range todo {
 		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
 			if _, err := t.Exec(ctx, m.sql); err != nil {
 				return err
@@ -128,10 +140,30 @@ func checkVersion(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	case st.Current == 0:
 		return errors.New("postgres: the database has no optin schema yet: start optin serve on it once")
-	case st.Current != st.Latest:
+	case st.Current != st.Latest || st.Pending > 0:
 		return fmt.Errorf("postgres: the database's schema is at version %d, this optin's at %d: start optin serve of the newer one on it", st.Current, st.Latest)
 	}
 	return nil
+}
+
+// unapplied returns the migrations of ms that schema_migrations does not
+// record, in order.
+func unapplied(ctx context.Context, q querier, ms []migration) ([]migration, error) {
+	rows, err := q.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: schema versions: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: schema versions: %w", err)
+	}
+	var todo []migration
+	for _, m := range ms {
+		if !slices.Contains(done, int32(m.version)) {
+			todo = append(todo, m)
+		}
+	}
+	return todo, nil
 }
 
 // currentVersion returns the highest schema version applied (0 for none).
@@ -150,6 +182,8 @@ type Status struct {
 	Current int
 	// Latest is the version this optin brings the schema to at start.
 	Latest int
+	// Pending is how many of this optin's migrations are not applied.
+	Pending int
 }
 
 // ReadStatus reports the schema version of the database at url without
@@ -169,10 +203,18 @@ func readStatus(ctx context.Context, pool *pgxpool.Pool) (Status, error) {
 	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
 		return st, fmt.Errorf("postgres: %w", err)
 	}
+	ms, err := migrations()
+	if err != nil {
+		return st, err
+	}
+	st.Pending = len(ms)
 	if !exists {
 		return st, nil
 	}
-	var err error
-	st.Current, err = currentVersion(ctx, pool)
+	if st.Current, err = currentVersion(ctx, pool); err != nil {
+		return st, err
+	}
+	todo, err := unapplied(ctx, pool, ms)
+	st.Pending = len(todo)
 	return st, err
 }

@@ -36,37 +36,58 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 
 // DueJobs returns up to limit outbox jobs due at or before now, in due
 // order, skipping the ids in skip (jobs already being sent), and leases
-// them to this DB for Options.Lease. Jobs another instance leased are
-// left out until their lease ends; rows another DueJobs is reading just
-// then are passed over (FOR UPDATE SKIP LOCKED).
+// them to this DB for Options.Lease (see leaseDue).
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
 	var jobs []consent.Job
+	err := db.leaseDue(ctx, "outbox", "job", now, limit, skip, func(id int64, nextAt time.Time, b []byte) (bool, error) {
+		j, err := jobFrom(id, nextAt, b)
+		jobs = append(jobs, j)
+		return true, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// leaseDue calls take for rows of table (an outbox: id, next_at,
+// lease_owner, lease_until and the record in column data) due at or
+// before now, in due order, skipping the ids in skip, until take took
+// limit of them (it reports whether it took a row), and leases those to
+// this DB for Options.Lease. Rows another instance leased are
+// left out until their lease ends; rows another leaseDue is reading just
+// then are passed over (FOR UPDATE SKIP LOCKED).
+func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool,
+	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
-		return jobs, nil
+		return nil
 	}
 	clock := db.Now()
-	err := pgx.BeginFunc(ctx, db.pool, func(ptx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, db.pool, func(ptx pgx.Tx) error {
 		c := conn{ctx: ctx, q: ptx}
 		after := struct {
 			at time.Time
 			id int64
 		}{time.Time{}, -1}
-		for len(jobs) < limit {
+		var ids []int64
+		for len(ids) < limit {
 			read := 0
 			var id int64
 			var nextAt time.Time
 			var b []byte
-			err := c.each(`SELECT id, next_at, job FROM outbox
+			err := c.each(`SELECT id, next_at, `+data+` FROM `+table+`
 				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
 				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
 					read++
 					after.at, after.id = nextAt, id
-					if len(jobs) == limit || (skip != nil && skip(uint64(id))) {
+					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
 						return nil
 					}
-					j, err := jobFrom(id, nextAt, b)
-					jobs = append(jobs, j)
+					took, err := take(id, nextAt.UTC(), b)
+					if took {
+						ids = append(ids, id)
+					}
 					return err
 				})
 			if err != nil {
@@ -76,19 +97,11 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 				break
 			}
 		}
-		if len(jobs) == 0 {
+		if len(ids) == 0 {
 			return nil
 		}
-		ids := make([]int64, len(jobs))
-		for i, j := range jobs {
-			ids[i] = int64(j.ID)
-		}
-		return c.exec("UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+		return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: due jobs: %w", err)
-	}
-	return jobs, nil
 }
 
 // NextDue returns when the earliest outbox job is due for this DB: a job

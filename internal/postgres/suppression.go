@@ -177,7 +177,7 @@ func (db *DB) AddSuppression(ctx context.Context, a consent.Actor, addr consent.
 			return nil
 		}
 		s.Created = db.Now()
-		if err := suppress(t, s); err != nil {
+		if err := suppressAddress(t, s, addr.Key); err != nil {
 			return err
 		}
 		created = true

@@ -24,6 +24,10 @@ type tx struct {
 	head *chainHead
 	// headDirty says the head row must be written before the commit.
 	headDirty bool
+	// hooks are the webhook endpoints, read once per transaction when
+	// the first event is queued (hooksRead); writes to them drop it.
+	hooks     []consent.Webhook
+	hooksRead bool
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -180,7 +184,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	}
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
-	return nil
+	return queueEvent(t, ev)
 }
 
 // enqueue writes job into the outbox, due at once.

@@ -61,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},
 		{"Outbox", testOutbox},
+		{"Webhooks", testWebhooks},
 		{"CampaignEligibility", testCampaignEligibility},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
 		{"Import", testImport},

@@ -81,6 +81,11 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)
 	g.GET("/backup", admin, s.handleBackup)
 
+	g.GET("/webhooks", admin, s.handleWebhooks)
+	g.POST("/webhooks", admin, s.handleWebhookCreate)
+	g.DELETE("/webhooks/:id", admin, s.handleWebhookDelete)
+	g.POST("/webhooks/:id/redeliver", admin, s.handleWebhookRedeliver)
+
 	g.GET("/apikeys", admin, s.handleAPIKeys)
 	g.POST("/apikeys", admin, s.handleAPIKeyCreate)
 	g.DELETE("/apikeys/:id", admin, s.handleAPIKeyRevoke)

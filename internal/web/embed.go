@@ -109,9 +109,29 @@ func (s *Server) handlePrivacy(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	hooks, err := s.store.Webhooks(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	l := s.localizer(c, c.Query("locale"))
 	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: topics,
-		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: s.retentionText(l), Rights: l.T("privacy.rights")})
+		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: s.retentionText(l),
+		Recipients: recipientsText(l, hooks), Rights: l.T("privacy.rights")})
+}
+
+// recipientsText names the recipients webhooks add (GDPR Art. 13(1)(e)):
+// with an endpoint of scope contact, that address and name go out; with
+// evidence endpoints only, that they do not; "" without endpoints.
+func recipientsText(l i18n.Localizer, hooks []consent.WebhookInfo) string {
+	text := ""
+	for _, h := range hooks {
+		if h.Scope == consent.ScopeContact {
+			return l.T("privacy.recipients_contact")
+		}
+		text = l.T("privacy.recipients_evidence")
+	}
+	return text
 }
 
 // retentionText states how long personal data is kept, with the days

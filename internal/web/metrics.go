@@ -28,8 +28,9 @@ type Metrics struct {
 	reg     *prometheus.Registry
 	latency *prometheus.HistogramVec
 	mail    *prometheus.CounterVec
+	hooks   *prometheus.CounterVec
 
-	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc *prometheus.Desc
+	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc, hookQueueDesc *prometheus.Desc
 
 	mu     sync.Mutex
 	seq    uint64
@@ -40,10 +41,12 @@ type Metrics struct {
 type MetricsStore interface {
 	consent.LedgerStore
 	consent.OutboxStore
+	WebhookDepth(ctx context.Context) (queued, parked int, err error)
 }
 
 // NewMetrics builds the metrics of the service around store. It also
-// implements the mail worker's Metrics interface.
+// implements the mail worker's and the webhook worker's Metrics
+// interfaces.
 func NewMetrics(store MetricsStore) *Metrics {
 	m := &Metrics{store: store, reg: prometheus.NewRegistry(), counts: map[consent.EventType]uint64{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -51,13 +54,17 @@ func NewMetrics(store MetricsStore) *Metrics {
 			Buckets: prometheus.DefBuckets}, []string{"method", "route", "code"}),
 		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_mail_sends_total", Help: "Outbox send attempts by mail kind and result."}, []string{"kind", "result"}),
+		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_webhook_deliveries_total", Help: "Webhook delivery attempts by event and result."}, []string{"event", "result"}),
 		ledgerDesc:   prometheus.NewDesc("optin_ledger_events_total", "Consent ledger events by type.", []string{"type"}, nil),
 		signupsDesc:  prometheus.NewDesc("optin_signups_total", "Double-opt-in requests recorded (requested events).", nil, nil),
 		confirmsDesc: prometheus.NewDesc("optin_confirmations_total", "Confirmations recorded (confirmed events).", nil, nil),
 		unsubsDesc:   prometheus.NewDesc("optin_unsubscribes_total", "Withdrawals recorded (unsubscribed events).", nil, nil),
 		outboxDesc:   prometheus.NewDesc("optin_outbox_depth", "Mails in the outbox, queued or parked after failing for good.", []string{"state"}, nil),
+		hookQueueDesc: prometheus.NewDesc("optin_webhook_queue_depth", "Webhook deliveries queued, or parked after failing for good.",
+			[]string{"state"}, nil),
 	}
-	m.reg.MustRegister(m.latency, m.mail, m, collectors.NewGoCollector(),
+	m.reg.MustRegister(m.latency, m.mail, m.hooks, m, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -65,6 +72,12 @@ func NewMetrics(store MetricsStore) *Metrics {
 // MailResult counts one send outcome; the outbox worker calls it.
 func (m *Metrics) MailResult(kind consent.JobKind, result string) {
 	m.mail.WithLabelValues(string(kind), result).Inc()
+}
+
+// WebhookResult counts one delivery outcome; the webhook worker calls
+// it with an event and a result from fixed sets.
+func (m *Metrics) WebhookResult(event consent.WebhookEvent, result string) {
+	m.hooks.WithLabelValues(string(event), result).Inc()
 }
 
 // Handler serves the metrics in the Prometheus text format.
@@ -99,13 +112,14 @@ func methodLabel(method string) string {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.ledgerDesc, m.signupsDesc, m.confirmsDesc, m.unsubsDesc, m.outboxDesc} {
+	for _, d := range []*prometheus.Desc{m.ledgerDesc, m.signupsDesc, m.confirmsDesc, m.unsubsDesc, m.outboxDesc, m.hookQueueDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector: it reads the ledger events
-// appended since the last scrape and the outbox depth.
+// appended since the last scrape and the depths of the outbox and the
+// webhook queue.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -126,5 +140,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if queued, parked, err := m.store.OutboxDepth(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(m.outboxDesc, prometheus.GaugeValue, float64(queued), "queued")
 		ch <- prometheus.MustNewConstMetric(m.outboxDesc, prometheus.GaugeValue, float64(parked), "parked")
+	}
+	if queued, parked, err := m.store.WebhookDepth(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(m.hookQueueDesc, prometheus.GaugeValue, float64(queued), "queued")
+		ch <- prometheus.MustNewConstMetric(m.hookQueueDesc, prometheus.GaugeValue, float64(parked), "parked")
 	}
 }

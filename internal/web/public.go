@@ -39,9 +39,10 @@ type pageData struct {
 	// Sender and Postal name the controller (privacy page).
 	Sender string
 	Postal string
-	// Retention and Rights explain the data (privacy page).
-	Retention string
-	Rights    string
+	// Retention, Recipients and Rights explain the data (privacy page).
+	Retention  string
+	Recipients string
+	Rights     string
 	// Email and Name are the address and name a preference page manages,
 	// or what a refused signup form had typed; Checked its ticked topics.
 	Email   string
