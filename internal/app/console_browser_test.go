@@ -162,6 +162,14 @@ func (ct *consoleTab) check(name string) {
 		ct.t.Errorf("%s: the CSP blocked %s", name, got)
 	}
 	ct.axe(name)
+	ct.fits(name, ct.shot)
+}
+
+// fits checks, at 390 px and 1280 px wide, that nothing on the page
+// overflows sideways, calling shot with name-phone and name-desktop at
+// each width.
+func (ct *consoleTab) fits(name string, shot func(name string)) {
+	ct.t.Helper()
 	for _, w := range []struct {
 		name          string
 		width, height int64
@@ -171,7 +179,7 @@ func (ct *consoleTab) check(name string) {
 			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", name, w.width,
 				ct.eval(`String(document.documentElement.scrollWidth)`))
 		}
-		ct.shot(name + "-" + w.name)
+		shot(name + "-" + w.name)
 	}
 	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 }

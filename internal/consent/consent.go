@@ -78,6 +78,7 @@ type Form struct {
 	// ProofOfWork, when above zero, makes a signup solve a proof-of-work
 	// challenge of that many leading zero bits first (see PoWBits).
 	ProofOfWork int       `json:"proof_of_work,omitempty"`
+	Brand       Brand     `json:"brand,omitzero"` // over the configured brand on this form's pages and mails (Brand.Over)
 	Created     time.Time `json:"created"`
 	Updated     time.Time `json:"updated"`
 }
@@ -239,6 +240,7 @@ type Job struct {
 	Locale     string    `json:"locale"`
 	Subscriber string    `json:"subscriber"`
 	Request    string    `json:"request,omitempty"`
+	Form       string    `json:"form,omitempty"` // a confirmation request's form, whose brand the mail wears
 	Topics     []string  `json:"topics,omitempty"`
 	MessageID  string    `json:"message_id"`
 	Created    time.Time `json:"created"`

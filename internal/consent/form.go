@@ -1,11 +1,13 @@
 package consent
 
 import (
+	"maps"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // slugRE is the shape of topic and form ids.
@@ -44,13 +46,14 @@ type FormInput struct {
 	SuccessURL     string            `json:"success_url"`
 	PrivacyURL     string            `json:"privacy_url"`
 	ProofOfWork    int               `json:"proof_of_work"`
+	Brand          Brand             `json:"brand"`
 }
 
 // FormInputOf returns f as the admin API would have received it, so that
 // a partial update can be laid over it.
 func FormInputOf(f Form) FormInput {
 	return FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
-		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork}
+		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork, Brand: f.Brand}
 }
 
 // NewForm checks a form and returns it normalized. Its locale and
@@ -112,6 +115,10 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 		return f, Errorf(EInvalid, "proof_of_work must be 0 (off) to %d leading zero bits", MaxProofOfWork)
 	}
 	f.ProofOfWork = b.ProofOfWork
+	var err error
+	if f.Brand, err = NewBrand(b.Brand); err != nil {
+		return f, err
+	}
 	if f.SuccessURL != "" {
 		u, err := url.Parse(f.SuccessURL)
 		if err != nil || u.Host == "" || u.User != nil || len(f.SuccessURL) > 2048 || !SecureURL(u) {
@@ -123,6 +130,22 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 		}
 	}
 	return f, nil
+}
+
+// Update lays the settings of upd, a checked form (NewForm), over f, the
+// stored form, at now: the id and the creation time stay. A change to
+// what a person sees next to the checkboxes (the wording, the topics
+// offered, the default locale or the privacy link) starts a new wording
+// version; consents given before keep citing the wording they saw.
+func (f *Form) Update(upd Form, now time.Time) {
+	if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
+		f.PrivacyURL != upd.PrivacyURL {
+		f.WordingVersion++
+	}
+	f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
+	f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
+	f.PrivacyURL, f.ProofOfWork, f.Brand = upd.PrivacyURL, upd.ProofOfWork, upd.Brand
+	f.Updated = now
 }
 
 // ParseOrigin checks that o is a bare web origin, scheme://host[:port],

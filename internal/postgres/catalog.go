@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"maps"
-	"slices"
 
 	"optin/internal/consent"
 )
@@ -201,14 +199,7 @@ func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form)
 		if err := checkTopics(t.conn, upd.Topics); err != nil {
 			return err
 		}
-		if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
-			f.PrivacyURL != upd.PrivacyURL {
-			f.WordingVersion++
-		}
-		f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
-		f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
-		f.PrivacyURL, f.ProofOfWork = upd.PrivacyURL, upd.ProofOfWork
-		f.Updated = db.Now()
+		f.Update(upd, db.Now())
 		if err := putJSON(t, "forms", f.ID, f); err != nil {
 			return err
 		}

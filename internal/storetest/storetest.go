@@ -65,6 +65,7 @@ func Run(t *testing.T, open Opener) {
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},
+		{"Presentation", testPresentation},
 		{"APIKeys", testAPIKeys},
 	}
 	for _, tt := range tests {

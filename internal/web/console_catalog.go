@@ -231,6 +231,7 @@ func (s *Server) handleConsoleFormSave(c *gin.Context) {
 			return
 		}
 		stored, in.ID = &f, id
+		in.Brand = f.Brand // set through the admin API; the console's form leaves it as it is
 	}
 	var saved consent.Form
 	if err == nil {

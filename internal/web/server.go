@@ -64,6 +64,11 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// Brand is how pages present the operator (checked by
+	// consent.NewBrand); its site name defaults to Sender.
+	Brand consent.Brand
+	// Logo, when set, is served at /brand/logo.
+	Logo *Logo
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -105,6 +110,9 @@ const defaultBodyTimeout = 10 * time.Second
 func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Brand.SiteName == "" {
+		cfg.Brand.SiteName = cfg.Sender
 	}
 	if cfg.CustomerActivities == nil {
 		cfg.CustomerActivities = consent.DefaultCustomerActivities
@@ -188,6 +196,9 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/preferences/:token/erase", s.handleErase)
 	pub.GET("/reawaken/:token", s.handleReawakenPage)
 	pub.POST("/reawaken/:token", s.handleReawaken)
+	if cfg.Logo != nil {
+		pub.GET(LogoPath, s.handleLogo)
+	}
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
 
