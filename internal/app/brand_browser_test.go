@@ -33,6 +33,9 @@ func TestBrowserBrandedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startService(t, brandTweak(t))
+	s.adminJSON("PUT", "/topics/news", `{"name":"Product news","description":"News about our products, at most twice a month",
+		"translations":{"it":{"name":"Novità sui prodotti","description":"Al massimo due volte al mese"},
+		"sv":{"name":"Produktnyheter","description":"Högst två gånger i månaden"}}}`, http.StatusOK, nil)
 	ct := newConsoleTab(t, s)
 	shots := filepath.Join(artifactDir(t), "pages")
 	if err := os.MkdirAll(shots, 0o755); err != nil {

@@ -144,3 +144,71 @@ func TestBrand(t *testing.T) {
 		t.Errorf("preference mail: want the configured brand;\ntext %.80q\nhtml %s", text, html)
 	}
 }
+
+// TestTopicTranslations: the admin API takes and returns a topic's names
+// and descriptions per language and refuses a language optin does not
+// speak; pages, the embed script and mails show them in the person's
+// language, the default where a translation lacks one; the consent
+// ledger records the labels as shown.
+func TestTopicTranslations(t *testing.T) {
+	s := startService(t, nil)
+	var tp consent.Topic
+	s.adminJSON("POST", "/topics", `{"id":"offers","name":"Offers","description":"Deals every week",
+		"translations":{"it":{"name":"Offerte","description":"Sconti ogni settimana"},"sv":{"name":"Erbjudanden"}}}`, http.StatusCreated, &tp)
+	if tp.Translations["it"].Name != "Offerte" || tp.Translations["sv"].Name != "Erbjudanden" {
+		t.Errorf("created topic: got %+v, want its translations", tp)
+	}
+	s.adminJSON("PUT", "/topics/news", `{"name":"Product news","translations":{"it":{"name":"Novità sui prodotti"}}}`, http.StatusOK, &tp)
+	if r := s.adminAs(testAdminKey, "PUT", "/topics/news", "application/json", `{"name":"x","translations":{"de":{"name":"Neuigkeiten"}}}`); r.status != http.StatusBadRequest {
+		t.Errorf("a translation into German: got %d, want 400", r.status)
+	}
+	var list struct{ Items []consent.Topic }
+	s.adminJSON("GET", "/topics", "", http.StatusOK, &list)
+	if len(list.Items) != 2 || list.Items[0].Translations["it"].Name != "Novità sui prodotti" || list.Items[1].Translations["it"].Name != "Offerte" {
+		t.Errorf("GET /topics: got %+v, want both with their Italian names (the refused PUT changed nothing)", list.Items)
+	}
+	s.adminJSON("PUT", "/forms/newsletter", `{"topics":["news","offers"]}`, http.StatusOK, nil)
+
+	for path, want := range map[string][]string{
+		"/f/newsletter?locale=it":          {"Novità sui prodotti", "Offerte", "Sconti ogni settimana"},
+		"/f/newsletter?locale=sv":          {"Product news", "Erbjudanden", "Deals every week"},
+		"/f/newsletter?locale=en":          {"Product news", "Offers", "Deals every week"},
+		"/f/newsletter/embed.js?locale=it": {`"name":"Novità sui prodotti"`, `"name":"Offerte"`},
+		"/privacy?locale=it":               {"Novità sui prodotti", "Offerte: Sconti ogni settimana"},
+		"/api/v1/forms/newsletter/snippet": {"Product news"},
+	} {
+		r := s.do("GET", path, "", "", "Authorization", "Bearer "+testAdminKey)
+		for _, w := range want {
+			if !strings.Contains(r.body, w) {
+				t.Errorf("GET %s: lacks %q", path, w)
+			}
+		}
+	}
+
+	b := `{"email":"ada@example.com","topics":["news","offers"],"locale":"it"}`
+	if r := s.do("POST", "/f/newsletter", "application/json", b, "Accept", "application/json"); r.status != http.StatusAccepted {
+		t.Fatalf("signup: %d %s", r.status, r.body)
+	}
+	_, text, html := mailParts(t, s.mailTo("ada@example.com").Data)
+	for _, w := range []string{"Novità sui prodotti", "Offerte"} {
+		if !strings.Contains(text, w) || !strings.Contains(html, w) {
+			t.Errorf("confirmation mail: lacks %q", w)
+		}
+	}
+	confirm, _ := links(t, text)
+	if r := s.do("GET", confirm, "", ""); !strings.Contains(r.body, "<li>Novità sui prodotti</li>") {
+		t.Errorf("confirm page: lacks the Italian topic name")
+	}
+	sub, _ := s.subscriber("ada@example.com")
+	var evs struct {
+		Items []struct {
+			WordingText struct {
+				Topics map[string]string `json:"topics"`
+			} `json:"wording_text"`
+		}
+	}
+	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &evs)
+	if len(evs.Items) == 0 || evs.Items[0].WordingText.Topics["news"] != "Novità sui prodotti" || evs.Items[0].WordingText.Topics["offers"] != "Offerte" {
+		t.Errorf("ledger: the wording's labels are %+v, want the Italian ones shown", evs.Items)
+	}
+}

@@ -135,7 +135,7 @@ func TestBrowserEmbed(t *testing.T) {
 		t.Fatalf("test sites: %s and %s", shop.URL, evil.URL)
 	}
 	const topicName = `Product news <img src=x onerror=alert(1)>`
-	if _, err := s.app.DB.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, "news", topicName, "Twice a month"); err != nil {
+	if _, err := s.app.DB.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, consent.Topic{ID: "news", Name: topicName, Description: "Twice a month"}); err != nil {
 		t.Fatal(err)
 	}
 	s.updateForm(func(f *consent.Form) {

@@ -18,22 +18,60 @@ type TopicInput struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	Description string `json:"description"`
+	// Translations are the name and description in other languages, by
+	// locale.
+	Translations map[string]TopicText `json:"translations"`
 }
 
-// Validate trims the name and description and checks the topic: an id
+// Validate trims the names and descriptions and checks the topic: an id
 // of lower-case letters, digits, - and _, a name of 1-100 and a
-// description of at most 500 printable characters.
-func (b *TopicInput) Validate() error {
+// description of at most 500 printable characters, in each translation
+// too, whose locales must be among locales (those optin has catalogs
+// for). A translation with neither name nor description is dropped.
+func (b *TopicInput) Validate(locales []string) error {
 	b.Name, b.Description = strings.TrimSpace(b.Name), strings.TrimSpace(b.Description)
-	switch {
-	case !slugRE.MatchString(b.ID):
+	if !slugRE.MatchString(b.ID) {
 		return Errorf(EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !PlainText(b.Name, 100, false):
-		return Errorf(EInvalid, "name must be 1-100 characters without control characters")
-	case !PlainText(b.Description, 500, false):
-		return Errorf(EInvalid, "description must be at most 500 characters without control characters")
+	}
+	if err := checkTopicText(b.Name, b.Description, ""); err != nil {
+		return err
+	}
+	trs := map[string]TopicText{}
+	for loc, tr := range b.Translations {
+		tr.Name, tr.Description = strings.TrimSpace(tr.Name), strings.TrimSpace(tr.Description)
+		switch {
+		case tr.Name == "" && tr.Description == "":
+			continue
+		case !slices.Contains(locales, loc):
+			return Errorf(EInvalid, "translations: locale %q must be one of %s", Truncate(loc, 16), strings.Join(locales, ", "))
+		}
+		if err := checkTopicText(tr.Name, tr.Description, "translations."+loc+"."); err != nil {
+			return err
+		}
+		trs[loc] = tr
+	}
+	b.Translations = nil
+	if len(trs) > 0 {
+		b.Translations = trs
 	}
 	return nil
+}
+
+// checkTopicText checks a topic's name and description; prefix names
+// where they are in the input.
+func checkTopicText(name, description, prefix string) error {
+	switch {
+	case name == "" || !PlainText(name, 100, false):
+		return Errorf(EInvalid, "%sname must be 1-100 characters without control characters", prefix)
+	case !PlainText(description, 500, false):
+		return Errorf(EInvalid, "%sdescription must be at most 500 characters without control characters", prefix)
+	}
+	return nil
+}
+
+// Topic returns the topic b describes.
+func (b TopicInput) Topic() Topic {
+	return Topic{ID: b.ID, Name: b.Name, Description: b.Description, Translations: b.Translations}
 }
 
 // FormInput is a form as the admin API receives it.

@@ -108,11 +108,13 @@ func senderName(from string) string {
 	return a.Address
 }
 
-// Render renders job. topics are the job's topics, resolved to names;
+// Render renders job. topics are the job's topics, resolved to names
+// (shown in the job's language, see consent.Topic.In);
 // form is the brand of the job's form (zero for none), which wins over
 // the configured one.
 func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.Brand) (Message, error) {
 	l := r.cat.For(r.cat.Pick(job.Locale))
+	topics = consent.TopicsIn(topics, l.Locale)
 	name := job.Name
 	if name == "" {
 		name = l.T("mail.hello_anonymous")

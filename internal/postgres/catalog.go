@@ -125,18 +125,18 @@ func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, topic consent.To
 	return topic, err
 }
 
-// UpdateTopic changes the name and description of topic id (ENotFound if
+// UpdateTopic changes the name, description and translations of topic upd.ID (ENotFound if
 // unknown). A topic's name is part of the consent wording of every form
 // offering it, so a new name gives each of those forms a new wording
 // version; consents given before keep citing the wording they saw.
-func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, id, name, description string) (consent.Topic, error) {
+func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, upd consent.Topic) (consent.Topic, error) {
+	id := upd.ID
 	var topic consent.Topic
 	err := db.update(ctx, func(t *tx) error {
 		if err := mustGet(t.conn, "topics", id, &topic, "topic"); err != nil {
 			return err
 		}
-		renamed := topic.Name != name
-		topic.Name, topic.Description = name, description
+		renamed := topic.Update(upd)
 		if err := putJSON(t, "topics", id, topic); err != nil {
 			return err
 		}

@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},
 		{"Presentation", testPresentation},
+		{"TopicTranslations", testTopicTranslations},
 		{"APIKeys", testAPIKeys},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,8 @@ import (
 // topicsPage is the data of the topic list.
 type topicsPage struct {
 	Topics []consent.Topic
+	// Locales are the languages a topic's name may be translated into.
+	Locales []string
 	// Input fills the new-topic form again after a refusal.
 	Input consent.TopicInput
 }
@@ -40,7 +42,7 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 		return
 	}
 	d := s.consoleBase(c, "console.topics.title", "topics")
-	d.P = topicsPage{Topics: topics, Input: in}
+	d.P = topicsPage{Topics: topics, Input: in, Locales: s.cfg.Catalog.Locales()}
 	switch {
 	case notice != "":
 		d.Notice, d.Error = notice, true
@@ -51,10 +53,15 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 }
 
 // handleConsoleTopicSave creates a topic (POST /admin/topics, fields id,
-// name, description) or edits one (POST /admin/topics/{id}) with the
-// admin API's validation, audited under the signed-in key.
+// name, description, and name_<locale> and description_<locale> for
+// each language) or edits one (POST /admin/topics/{id}) with the admin
+// API's validation, audited under the signed-in key.
 func (s *Server) handleConsoleTopicSave(c *gin.Context) {
-	in := consent.TopicInput{ID: strings.TrimSpace(c.PostForm("id")), Name: c.PostForm("name"), Description: c.PostForm("description")}
+	in := consent.TopicInput{ID: strings.TrimSpace(c.PostForm("id")), Name: c.PostForm("name"), Description: c.PostForm("description"),
+		Translations: map[string]consent.TopicText{}}
+	for _, loc := range s.cfg.Catalog.Locales() {
+		in.Translations[loc] = consent.TopicText{Name: c.PostForm("name_" + loc), Description: c.PostForm("description_" + loc)}
+	}
 	update := c.Param("id") != ""
 	if update {
 		in.ID = c.Param("id")

@@ -50,12 +50,20 @@ func TestConsoleTopics(t *testing.T) {
 			t.Errorf("%s: got %d, want %d saying %q with the name kept\n%s", tt.what, r.status, tt.status, tt.detail, r.body)
 		}
 	}
-	r = a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {"News"}, "description": {"Twice a month"}})
+	r = a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {"News"}, "description": {"Twice a month"},
+		"name_it": {"Novità"}, "description_it": {"Due volte al mese"}, "name_sv": {""}, "description_sv": {""}})
 	if r.status != http.StatusSeeOther {
 		t.Errorf("edit: got %d", r.status)
 	}
-	if got, _ := e.db.Topic(t.Context(), "news"); got.Name != "News" || got.Description != "Twice a month" {
-		t.Errorf("edited topic: %+v", got)
+	want := map[string]consent.TopicText{"it": {Name: "Novità", Description: "Due volte al mese"}}
+	if got, _ := e.db.Topic(t.Context(), "news"); got.Name != "News" || got.Description != "Twice a month" ||
+		len(got.Translations) != 1 || got.Translations["it"] != want["it"] {
+		t.Errorf("edited topic: %+v, want the Italian translation and no Swedish one", got)
+	}
+	// The edit form shows the translation, one labelled field per language.
+	if r := a.do("GET", "/admin/topics", nil); !strings.Contains(r.body, `name="name_it" type="text" value="Novità"`) ||
+		!strings.Contains(r.body, `<label for="name-news-sv">`+e.en.T("console.topics.name_in", e.en.T("console.lang.sv"))+`</label>`) {
+		t.Errorf("topics page: no translation fields\n%s", r.body)
 	}
 	if r := a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {""}}); r.status != http.StatusBadRequest {
 		t.Errorf("edit to an empty name: got %d", r.status)

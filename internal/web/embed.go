@@ -77,6 +77,7 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 		d.Challenge = action + "/challenge"
 	}
 	for i, t := range topics {
+		t = t.In(l.Locale)
 		d.Topics[i] = embedTopic{ID: t.ID, Name: t.Name, Description: t.Description}
 	}
 	for name, key := range embedStrings() {
@@ -111,7 +112,7 @@ func (s *Server) handlePrivacy(c *gin.Context) {
 		return
 	}
 	l := s.localizer(c, c.Query("locale"))
-	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: topics,
+	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: consent.TopicsIn(topics, l.Locale),
 		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: s.retentionText(l), Rights: l.T("privacy.rights")})
 }
 

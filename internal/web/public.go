@@ -106,7 +106,7 @@ func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localiz
 	if s.cfg.PostalAddress != "" {
 		notice += " " + s.cfg.PostalAddress
 	}
-	return f.WordingFor(l.Locale, topics, l.T("form.default_wording"), notice)
+	return f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
 }
 
 // page renders a page template with status.
@@ -196,7 +196,7 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 	}
 	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action " + strings.Join(formAction, " ") +
 		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
-	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: topics, Wording: w.Text, Notice: w.Notice,
+	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: consent.TopicsIn(topics, l.Locale), Wording: w.Text, Notice: w.Notice,
 		Message: msg, Privacy: s.privacyURL(f), Brand: s.brandFor(f)}
 	if len(typed) > 0 {
 		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
@@ -523,14 +523,16 @@ func (s *Server) requestPage(c *gin.Context, req *consent.Request, extra pageDat
 	return extra
 }
 
-func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
+// topicsOf returns the topics with the given ids as a page in l's
+// language shows them; a topic since deleted keeps its id as its name.
+func (s *Server) topicsOf(c *gin.Context, l i18n.Localizer, ids []string) []consent.Topic {
 	ts := make([]consent.Topic, 0, len(ids))
 	for _, id := range ids {
 		t, err := s.store.Topic(c.Request.Context(), id)
 		if err != nil {
 			t = consent.Topic{ID: id, Name: id}
 		}
-		ts = append(ts, t)
+		ts = append(ts, t.In(l.Locale))
 	}
 	return ts
 }
@@ -543,7 +545,7 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 	if !ok {
 		return
 	}
-	topics := s.topicsOf(c, req.Topics)
+	topics := s.topicsOf(c, l, req.Topics)
 	done, title, message, button := "confirmed", "confirm.title", "confirm.message", "confirm.button"
 	if req.NewEmail != "" { // an address change (GDPR Art. 16)
 		done, title, message, button = "address_confirmed", "confirm.address_title", "confirm.address_message", "confirm.address_button"
@@ -572,7 +574,7 @@ func (s *Server) handleConfirm(c *gin.Context) {
 			s.messagePage(c, http.StatusOK, l, "address_confirmed", s.requestPage(c, req, pageData{}))
 			return
 		}
-		s.messagePage(c, http.StatusOK, l, "confirmed", s.requestPage(c, req, pageData{Topics: s.topicsOf(c, res.Topics)}))
+		s.messagePage(c, http.StatusOK, l, "confirmed", s.requestPage(c, req, pageData{Topics: s.topicsOf(c, l, res.Topics)}))
 	case consent.EExpired, consent.ENotFound:
 		s.messagePage(c, http.StatusGone, l, "expired", s.requestPage(c, req, signupAgain(req, l)))
 	default:
