@@ -12,9 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"optin/internal/i18n"
 	"optin/internal/token"
-	"optin/templates"
 )
 
 // TestBrowserBrandedPages opens every public page in headless Chromium in
@@ -28,10 +26,7 @@ import (
 // Screenshots go to $OPTIN_ARTIFACTS/pages.
 func TestBrowserBrandedPages(t *testing.T) {
 	needChromium(t)
-	cat, err := i18n.Load(templates.FS, "locales")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := loadCatalog(t)
 	s := startService(t, brandTweak(t))
 	s.adminJSON("PUT", "/topics/news", `{"name":"Product news","description":"News about our products, at most twice a month",
 		"translations":{"it":{"name":"Novità sui prodotti","description":"Al massimo due volte al mese"},

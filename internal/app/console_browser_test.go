@@ -19,8 +19,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"optin/internal/config"
-	"optin/internal/i18n"
-	"optin/templates"
 )
 
 // axeSource is axe-core, vendored with its licence under testdata/axe.
@@ -279,10 +277,7 @@ func (ct *consoleTab) waitEval(what, js, want string) {
 // at phone and desktop width.
 func TestBrowserConsole(t *testing.T) {
 	needChromium(t)
-	cat, err := i18n.Load(templates.FS, "locales")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := loadCatalog(t)
 	en := cat.For("en")
 	// Campaign mail must carry a postal address, or no campaign starts.
 	s := startService(t, func(c *config.Config) { c.Mail.PostalAddress = "1 Main Street, Springfield" })

@@ -93,6 +93,7 @@ type Server struct {
 	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
+	embedCSS  []byte // embed.css, after each form's brand
 	// The browser console (console.go).
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
@@ -128,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.embedJS, err = fs.ReadFile(cfg.Templates, "embed/embed.js"); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if s.embedCSS, err = fs.ReadFile(cfg.Templates, "embed/embed.css"); err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage", "privacy"} {
@@ -181,6 +185,7 @@ func New(cfg Config) (*Server, error) {
 	pub.OPTIONS("/f/:form", s.handlePreflight)
 	pub.GET("/f/:form/thanks", s.handleThanks)
 	pub.GET("/f/:form/embed.js", s.handleEmbedJS)
+	pub.GET("/f/:form/embed.css", s.handleEmbedCSS)
 	pub.GET("/f/:form/challenge", s.handleChallenge)
 	pub.GET("/privacy", s.handlePrivacy)
 	pub.GET("/confirm/:token", s.handleConfirmPage)
