@@ -156,8 +156,7 @@ func (s *Server) handleConsoleForm(c *gin.Context) {
 		s.consoleFail(c, err)
 		return
 	}
-	in := consent.FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
-		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork}
+	in := consent.FormInputOf(f)
 	notice := ""
 	if c.Query("done") == "saved" {
 		notice = s.localizer(c).T("console.forms.saved")
@@ -203,11 +202,14 @@ func (s *Server) formView(c *gin.Context, status int, f *consent.Form, in consen
 // formInput reads a form's settings from the console's form: topics
 // (repeated), locale, wording_<locale> for each language (empty: the
 // default wording), allowed_origins (one a line), success_url,
-// privacy_url and proof_of_work.
+// privacy_url, proof_of_work and the brand's brand_site_name,
+// brand_logo_url, brand_accent_color and brand_back_url.
 func (s *Server) formInput(c *gin.Context) (consent.FormInput, error) {
 	in := consent.FormInput{ID: strings.TrimSpace(c.PostForm("id")), Topics: c.PostFormArray("topics"), Locale: c.PostForm("locale"),
 		Wording: map[string]string{}, AllowedOrigins: strings.Fields(c.PostForm("allowed_origins")),
-		SuccessURL: c.PostForm("success_url"), PrivacyURL: c.PostForm("privacy_url")}
+		SuccessURL: c.PostForm("success_url"), PrivacyURL: c.PostForm("privacy_url"),
+		Brand: consent.Brand{SiteName: c.PostForm("brand_site_name"), LogoURL: c.PostForm("brand_logo_url"),
+			AccentColor: c.PostForm("brand_accent_color"), BackURL: c.PostForm("brand_back_url")}}
 	for _, loc := range s.cfg.Catalog.Locales() {
 		if w := strings.TrimSpace(c.PostForm("wording_" + loc)); w != "" {
 			in.Wording[loc] = w
@@ -238,7 +240,6 @@ func (s *Server) handleConsoleFormSave(c *gin.Context) {
 			return
 		}
 		stored, in.ID = &f, id
-		in.Brand = f.Brand // set through the admin API; the console's form leaves it as it is
 	}
 	var saved consent.Form
 	if err == nil {

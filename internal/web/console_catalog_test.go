@@ -100,7 +100,8 @@ func TestConsoleForms(t *testing.T) {
 	}
 	shop := url.Values{"id": {"shop"}, "topics": {"news", "offers"}, "locale": {"it"}, "wording_it": {"Sì, scrivetemi."},
 		"wording_en": {""}, "allowed_origins": {"https://shop.example\r\nhttps://blog.example"},
-		"success_url": {"https://shop.example/thanks"}, "privacy_url": {""}, "proof_of_work": {"12"}}
+		"success_url": {"https://shop.example/thanks"}, "privacy_url": {""}, "proof_of_work": {"12"},
+		"brand_site_name": {"Bottega Rossi"}, "brand_logo_url": {""}, "brand_accent_color": {"#0A6E3C"}, "brand_back_url": {"https://shop.example/"}}
 	for _, tt := range []struct {
 		what, field, value, detail string
 	}{
@@ -108,6 +109,7 @@ func TestConsoleForms(t *testing.T) {
 		{"an origin with a path", "allowed_origins", "https://shop.example/page", "must be scheme://host[:port]"},
 		{"work that is no number", "proof_of_work", "lots", "proof_of_work must be a whole number"},
 		{"no topic", "topics", "", "topics must list"},
+		{"a colour with CSS in it", "brand_accent_color", "#fff;x:y", "brand.accent_color must be a colour"},
 	} {
 		form := url.Values{}
 		for k, v := range shop {
@@ -134,7 +136,8 @@ func TestConsoleForms(t *testing.T) {
 	f, err := e.db.Form(t.Context(), "shop")
 	if err != nil || !slices.Equal(f.Topics, []string{"news", "offers"}) || f.Locale != "it" || f.Wording["it"] != "Sì, scrivetemi." ||
 		len(f.Wording) != 1 || !slices.Equal(f.AllowedOrigins, []string{"https://shop.example", "https://blog.example"}) ||
-		f.SuccessURL != "https://shop.example/thanks" || f.ProofOfWork != 12 {
+		f.SuccessURL != "https://shop.example/thanks" || f.ProofOfWork != 12 ||
+		f.Brand != (consent.Brand{SiteName: "Bottega Rossi", AccentColor: "#0a6e3c", BackURL: "https://shop.example/"}) {
 		t.Errorf("stored form: %+v, %v", f, err)
 	}
 	if l := e.lastAudit(); l.Action != "form.create" || l.Key != "bootstrap" {
@@ -145,7 +148,8 @@ func TestConsoleForms(t *testing.T) {
 	}
 
 	r = a.do("GET", "/admin/forms/shop?done=saved", nil)
-	for _, want := range []string{`<iframe class="preview" src="/f/shop?locale=it"`, " sandbox>", `name="topics" value="offers" checked`} {
+	for _, want := range []string{`<iframe class="preview" src="/f/shop?locale=it"`, " sandbox>", `name="topics" value="offers" checked`,
+		`name="brand_accent_color" type="text" value="#0a6e3c"`} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("form page lacks %s", want)
 		}
