@@ -5,7 +5,7 @@ package templates
 import "embed"
 
 // FS holds pages/*.html, mail/*.tmpl, locales/*.yaml, embed/embed.js and
-// the console: console/*.html and its assets.
+// embed.css, and the console: console/*.html and its assets.
 //
 //go:embed pages mail locales embed console
 var FS embed.FS

@@ -125,7 +125,7 @@ func (a *App) build(o Options) error {
 		return err
 	}
 	renderer, err := optmail.NewRenderer(optmail.RendererConfig{Templates: templates.FS, Catalog: cat,
-		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress,
+		Tokens: a.Tokens, BaseURL: cfg.BaseURL, From: cfg.Mail.From, Postal: cfg.Mail.PostalAddress, Brand: pageBrand(cfg),
 		UnsubscribeTTL: time.Duration(cfg.Tokens.UnsubscribeTTL), UnsubscribeMailbox: unsubscribeMailbox(cfg), Now: o.Now})
 	if err != nil {
 		return err
@@ -180,12 +180,32 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		OptedOutRetention:  time.Duration(cfg.Retention.OptedOut),
 		Metrics:            metrics,
 	}
+	wc.Brand = pageBrand(cfg)
+	if cfg.Brand.LogoFile != "" {
+		ct, data, err := cfg.Brand.Logo(cfg.DataDir)
+		if err != nil { // config checked it at start: it changed since
+			log.Error("brand logo file", "err", err)
+		} else {
+			wc.Logo = &web.Logo{Type: ct, Data: data}
+		}
+	}
 	if outbox != nil {
 		wc.Outbox = outbox
 		wc.Ready = func(context.Context) error { return outbox.Ready() }
 		wc.Warnings = cfg.Warnings()
 	}
 	return wc
+}
+
+// pageBrand returns the brand pages and mails wear: brand.logo_file
+// becomes its URL under base_url.
+func pageBrand(cfg config.Config) consent.Brand {
+	b := consent.Brand{SiteName: cfg.Brand.SiteName, LogoURL: cfg.Brand.LogoURL, AccentColor: cfg.Brand.AccentColor,
+		BackURL: cfg.Brand.BackURL}
+	if cfg.Brand.LogoFile != "" {
+		b.LogoURL = cfg.BaseURL + web.LogoPath
+	}
+	return b
 }
 
 // newSMTPTransport returns the SMTP transport for s; tlsConf, when set,

@@ -53,6 +53,16 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
+// loadCatalog loads optin's message catalogs, as the service does.
+func loadCatalog(t *testing.T) *i18n.Catalog {
+	t.Helper()
+	cat, err := i18n.Load(templates.FS, "locales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
 // newBrowser starts a headless Chromium with a fresh profile and returns a
 // tab's context.
 func newBrowser(t *testing.T, ctx context.Context) context.Context {
@@ -118,11 +128,7 @@ func shopPage(optinURL, query string) http.Handler {
 func TestBrowserEmbed(t *testing.T) {
 	needChromium(t)
 	start := time.Now()
-	cat, err := i18n.Load(templates.FS, "locales")
-	if err != nil {
-		t.Fatal(err)
-	}
-	en := cat.For("en")
+	en := loadCatalog(t).For("en")
 	s := startService(t, nil)
 	shop := httptest.NewServer(shopPage(s.url, "locale=en"))
 	defer shop.Close()
@@ -135,7 +141,7 @@ func TestBrowserEmbed(t *testing.T) {
 		t.Fatalf("test sites: %s and %s", shop.URL, evil.URL)
 	}
 	const topicName = `Product news <img src=x onerror=alert(1)>`
-	if _, err := s.app.DB.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, "news", topicName, "Twice a month"); err != nil {
+	if _, err := s.app.DB.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, consent.Topic{ID: "news", Name: topicName, Description: "Twice a month"}); err != nil {
 		t.Fatal(err)
 	}
 	s.updateForm(func(f *consent.Form) {
@@ -256,7 +262,7 @@ func TestBrowserEmbed(t *testing.T) {
 	s.mailTo("hosted@example.com")
 
 	// 5. A site that is not allowed: the preflight gets 403, the page
-	// shows an error and nothing is stored.
+	// says the form is not allowed there and nothing is stored.
 	s.updateForm(func(f *consent.Form) { f.ProofOfWork = 0 })
 	failed := chromedp.Events(tab, network.LoadingFailed)
 	do("use the form on another site", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.CSS("form.optin-form button")),
@@ -266,7 +272,7 @@ func TestBrowserEmbed(t *testing.T) {
 		t.Errorf("preflight from %s: got %d, want 403", evil.URL, r.status)
 	}
 	do("submit on the other site", chromedp.Click(chromedp.CSS(".optin-form button[type=submit]")))
-	waitText("refusal", `document.querySelector(".optin-status").textContent`, en.T("embed.network"))
+	waitText("refusal", `document.querySelector(".optin-status").textContent`, en.T("error.forbidden"))
 	if got := eval(`document.querySelector(".optin-status").className`); !strings.Contains(got, "optin-error") {
 		t.Errorf("refusal shown as %q, want the optin-error class", got)
 	}

@@ -19,8 +19,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"optin/internal/config"
-	"optin/internal/i18n"
-	"optin/templates"
 )
 
 // axeSource is axe-core, vendored with its licence under testdata/axe.
@@ -162,6 +160,14 @@ func (ct *consoleTab) check(name string) {
 		ct.t.Errorf("%s: the CSP blocked %s", name, got)
 	}
 	ct.axe(name)
+	ct.fits(name, ct.shot)
+}
+
+// fits checks, at 390 px and 1280 px wide, that nothing on the page
+// overflows sideways, calling shot with name-phone and name-desktop at
+// each width.
+func (ct *consoleTab) fits(name string, shot func(name string)) {
+	ct.t.Helper()
 	for _, w := range []struct {
 		name          string
 		width, height int64
@@ -171,7 +177,7 @@ func (ct *consoleTab) check(name string) {
 			ct.t.Errorf("%s at %d px: the page is wider than the screen (%s px)", name, w.width,
 				ct.eval(`String(document.documentElement.scrollWidth)`))
 		}
-		ct.shot(name + "-" + w.name)
+		shot(name + "-" + w.name)
 	}
 	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 }
@@ -271,10 +277,7 @@ func (ct *consoleTab) waitEval(what, js, want string) {
 // at phone and desktop width.
 func TestBrowserConsole(t *testing.T) {
 	needChromium(t)
-	cat, err := i18n.Load(templates.FS, "locales")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := loadCatalog(t)
 	en := cat.For("en")
 	// Campaign mail must carry a postal address, or no campaign starts.
 	s := startService(t, func(c *config.Config) { c.Mail.PostalAddress = "1 Main Street, Springfield" })

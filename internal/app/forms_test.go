@@ -466,7 +466,7 @@ func assertInert(t *testing.T, where, body string) {
 func TestXSSInert(t *testing.T) {
 	s := startService(t, nil)
 	ctx := context.Background()
-	if _, err := s.app.DB.UpdateTopic(ctx, consent.Actor{Name: "test"}, "news", "News "+evilTag+evilAttr, "About "+evilJS); err != nil {
+	if _, err := s.app.DB.UpdateTopic(ctx, consent.Actor{Name: "test"}, consent.Topic{ID: "news", Name: "News " + evilTag + evilAttr, Description: "About " + evilJS}); err != nil {
 		t.Fatal(err)
 	}
 	s.updateForm(func(f *consent.Form) { f.Wording = map[string]string{"en": "Pick " + evilTag + evilJS + evilAttr} })

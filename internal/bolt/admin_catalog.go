@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sort"
 
 	"go.etcd.io/bbolt"
@@ -27,18 +25,18 @@ func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, t consent.Topic)
 	return t, err
 }
 
-// UpdateTopic changes the name and description of topic id (ENotFound if
+// UpdateTopic changes the name, description and translations of topic upd.ID (ENotFound if
 // unknown). A topic's name is part of the consent wording of every form
 // offering it, so a new name gives each of those forms a new wording
 // version; consents given before keep citing the wording they saw.
-func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, id, name, description string) (consent.Topic, error) {
+func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, upd consent.Topic) (consent.Topic, error) {
+	id := upd.ID
 	var t consent.Topic
 	err := db.updateCatalog(ctx, func(tx *bbolt.Tx) error {
 		if err := mustGet(tx, bucketTopics, id, &t, "topic"); err != nil {
 			return err
 		}
-		renamed := t.Name != name
-		t.Name, t.Description = name, description
+		renamed := t.Update(upd)
 		if err := put(tx, bucketTopics, []byte(id), t); err != nil {
 			return err
 		}
@@ -147,14 +145,7 @@ func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form)
 		if err := checkTopics(tx, upd.Topics); err != nil {
 			return err
 		}
-		if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
-			f.PrivacyURL != upd.PrivacyURL {
-			f.WordingVersion++
-		}
-		f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
-		f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
-		f.PrivacyURL, f.ProofOfWork = upd.PrivacyURL, upd.ProofOfWork
-		f.Updated = db.Now()
+		f.Update(upd, db.Now())
 		if err := put(tx, bucketForms, []byte(f.ID), f); err != nil {
 			return err
 		}

@@ -62,7 +62,7 @@ func TestCatalogCacheFollowsWrites(t *testing.T) {
 	if _, err := db.Topic(ctx, "news"); err != nil { // cached
 		t.Fatal(err)
 	}
-	if _, err := db.UpdateTopic(ctx, cli, "news", "Weekly news", ""); err != nil {
+	if _, err := db.UpdateTopic(ctx, cli, consent.Topic{ID: "news", Name: "Weekly news"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := db.Topic(ctx, "news"); err != nil || got.Name != "Weekly news" {

@@ -69,6 +69,7 @@ type Config struct {
 	Pending        Pending   `yaml:"pending"`
 	Retention      Retention `yaml:"retention"`
 	Limits         Limits    `yaml:"limits"`
+	Brand          Brand     `yaml:"brand"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
 	// default 10s.
@@ -535,6 +536,7 @@ func (c *Config) Validate() error {
 
 	errs = append(errs, c.Mail.validate()...)
 	errs = append(errs, c.Tokens.validate()...)
+	errs = append(errs, c.Brand.validate(c.DataDir)...)
 
 	if c.Lifecycle.DormantAfter <= 0 {
 		errs = append(errs, fmt.Errorf("lifecycle.dormant_after: must be positive: %s", c.Lifecycle.DormantAfter))

@@ -53,6 +53,55 @@ type Topic struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
+	// Translations are the topic's name and description in other
+	// languages, by locale; Name and Description are the default.
+	Translations map[string]TopicText `json:"translations,omitempty"`
+}
+
+// TopicText is a topic's name and description in one language.
+type TopicText struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// In returns the topic as a page or mail in locale shows it: the name and
+// description of its translation for locale, each falling back to the
+// default when the translation lacks it.
+func (t Topic) In(locale string) Topic {
+	tr, ok := t.Translations[locale]
+	if !ok {
+		return t
+	}
+	if tr.Name != "" {
+		t.Name = tr.Name
+	}
+	if tr.Description != "" {
+		t.Description = tr.Description
+	}
+	return t
+}
+
+// TopicsIn returns ts as shown in locale (see Topic.In).
+func TopicsIn(ts []Topic, locale string) []Topic {
+	out := make([]Topic, len(ts))
+	for i, t := range ts {
+		out[i] = t.In(locale)
+	}
+	return out
+}
+
+// Update lays upd's name, description and translations over t and
+// reports whether a name changed in any language: then every form that
+// offers t shows a new wording, and gets a new wording version.
+func (t *Topic) Update(upd Topic) (renamed bool) {
+	renamed = t.Name != upd.Name || len(t.Translations) != len(upd.Translations)
+	for loc, tr := range upd.Translations {
+		if old, ok := t.Translations[loc]; !ok || old.Name != tr.Name {
+			renamed = true
+		}
+	}
+	t.Name, t.Description, t.Translations = upd.Name, upd.Description, upd.Translations
+	return renamed
 }
 
 // Form is a signup form: the topics it offers and the consent wording shown
@@ -78,6 +127,7 @@ type Form struct {
 	// ProofOfWork, when above zero, makes a signup solve a proof-of-work
 	// challenge of that many leading zero bits first (see PoWBits).
 	ProofOfWork int       `json:"proof_of_work,omitempty"`
+	Brand       Brand     `json:"brand,omitzero"` // over the configured brand on this form's pages and mails (Brand.Over)
 	Created     time.Time `json:"created"`
 	Updated     time.Time `json:"updated"`
 }
@@ -242,6 +292,7 @@ type Job struct {
 	Locale     string    `json:"locale"`
 	Subscriber string    `json:"subscriber"`
 	Request    string    `json:"request,omitempty"`
+	Form       string    `json:"form,omitempty"` // a confirmation request's form, whose brand the mail wears
 	Topics     []string  `json:"topics,omitempty"`
 	MessageID  string    `json:"message_id"`
 	Created    time.Time `json:"created"`

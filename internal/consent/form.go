@@ -1,11 +1,13 @@
 package consent
 
 import (
+	"maps"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // slugRE is the shape of topic and form ids.
@@ -16,22 +18,60 @@ type TopicInput struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	Description string `json:"description"`
+	// Translations are the name and description in other languages, by
+	// locale.
+	Translations map[string]TopicText `json:"translations"`
 }
 
-// Validate trims the name and description and checks the topic: an id
+// Validate trims the names and descriptions and checks the topic: an id
 // of lower-case letters, digits, - and _, a name of 1-100 and a
-// description of at most 500 printable characters.
-func (b *TopicInput) Validate() error {
+// description of at most 500 printable characters, in each translation
+// too, whose locales must be among locales (those optin has catalogs
+// for). A translation with neither name nor description is dropped.
+func (b *TopicInput) Validate(locales []string) error {
 	b.Name, b.Description = strings.TrimSpace(b.Name), strings.TrimSpace(b.Description)
-	switch {
-	case !slugRE.MatchString(b.ID):
+	if !slugRE.MatchString(b.ID) {
 		return Errorf(EInvalid, "id must match %s", slugRE)
-	case b.Name == "" || !PlainText(b.Name, 100, false):
-		return Errorf(EInvalid, "name must be 1-100 characters without control characters")
-	case !PlainText(b.Description, 500, false):
-		return Errorf(EInvalid, "description must be at most 500 characters without control characters")
+	}
+	if err := checkTopicText(b.Name, b.Description, ""); err != nil {
+		return err
+	}
+	trs := map[string]TopicText{}
+	for loc, tr := range b.Translations {
+		tr.Name, tr.Description = strings.TrimSpace(tr.Name), strings.TrimSpace(tr.Description)
+		switch {
+		case tr.Name == "" && tr.Description == "":
+			continue
+		case !slices.Contains(locales, loc):
+			return Errorf(EInvalid, "translations: locale %q must be one of %s", Truncate(loc, 16), strings.Join(locales, ", "))
+		}
+		if err := checkTopicText(tr.Name, tr.Description, "translations."+loc+"."); err != nil {
+			return err
+		}
+		trs[loc] = tr
+	}
+	b.Translations = nil
+	if len(trs) > 0 {
+		b.Translations = trs
 	}
 	return nil
+}
+
+// checkTopicText checks a topic's name and description; prefix names
+// where they are in the input.
+func checkTopicText(name, description, prefix string) error {
+	switch {
+	case name == "" || !PlainText(name, 100, false):
+		return Errorf(EInvalid, "%sname must be 1-100 characters without control characters", prefix)
+	case !PlainText(description, 500, false):
+		return Errorf(EInvalid, "%sdescription must be at most 500 characters without control characters", prefix)
+	}
+	return nil
+}
+
+// Topic returns the topic b describes.
+func (b TopicInput) Topic() Topic {
+	return Topic{ID: b.ID, Name: b.Name, Description: b.Description, Translations: b.Translations}
 }
 
 // FormInput is a form as the admin API receives it.
@@ -44,13 +84,14 @@ type FormInput struct {
 	SuccessURL     string            `json:"success_url"`
 	PrivacyURL     string            `json:"privacy_url"`
 	ProofOfWork    int               `json:"proof_of_work"`
+	Brand          Brand             `json:"brand"`
 }
 
 // FormInputOf returns f as the admin API would have received it, so that
 // a partial update can be laid over it.
 func FormInputOf(f Form) FormInput {
 	return FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
-		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork}
+		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork, Brand: f.Brand}
 }
 
 // NewForm checks a form and returns it normalized. Its locale and
@@ -112,6 +153,10 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 		return f, Errorf(EInvalid, "proof_of_work must be 0 (off) to %d leading zero bits", MaxProofOfWork)
 	}
 	f.ProofOfWork = b.ProofOfWork
+	var err error
+	if f.Brand, err = NewBrand(b.Brand); err != nil {
+		return f, err
+	}
 	if f.SuccessURL != "" {
 		u, err := url.Parse(f.SuccessURL)
 		if err != nil || u.Host == "" || u.User != nil || len(f.SuccessURL) > 2048 || !SecureURL(u) {
@@ -123,6 +168,22 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 		}
 	}
 	return f, nil
+}
+
+// Update lays the settings of upd, a checked form (NewForm), over f, the
+// stored form, at now: the id and the creation time stay. A change to
+// what a person sees next to the checkboxes (the wording, the topics
+// offered, the default locale or the privacy link) starts a new wording
+// version; consents given before keep citing the wording they saw.
+func (f *Form) Update(upd Form, now time.Time) {
+	if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
+		f.PrivacyURL != upd.PrivacyURL {
+		f.WordingVersion++
+	}
+	f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
+	f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
+	f.PrivacyURL, f.ProofOfWork, f.Brand = upd.PrivacyURL, upd.ProofOfWork, upd.Brand
+	f.Updated = now
 }
 
 // ParseOrigin checks that o is a bare web origin, scheme://host[:port],

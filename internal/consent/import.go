@@ -152,5 +152,5 @@ func (r *ImportReport) Count(p ImportPlan) bool {
 // now.
 func ConfirmJob(sub *Subscriber, req *Request, now time.Time) *Job {
 	return &Job{Kind: JobConfirm, To: sub.Email, Name: sub.MailName(), Locale: req.Locale, Subscriber: sub.ID,
-		Request: req.ID, Topics: req.Topics, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires}
+		Request: req.ID, Form: req.Form, Topics: req.Topics, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires}
 }

@@ -54,7 +54,9 @@ type CatalogStore interface {
 	Topic(ctx context.Context, id string) (Topic, error)
 	Topics(ctx context.Context) ([]Topic, error)
 	CreateTopic(ctx context.Context, a Actor, t Topic) (Topic, error)
-	UpdateTopic(ctx context.Context, a Actor, id, name, description string) (Topic, error)
+	// UpdateTopic replaces the name, description and translations of
+	// topic upd.ID (see Topic.Update).
+	UpdateTopic(ctx context.Context, a Actor, upd Topic) (Topic, error)
 	Form(ctx context.Context, id string) (Form, error)
 	Forms(ctx context.Context) ([]Form, error)
 	CreateForm(ctx context.Context, a Actor, f Form) (Form, error)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"optin/internal/consent"
 )
 
 func TestAppendQuotedPrintable(t *testing.T) {
@@ -219,7 +221,7 @@ func decodeParts(t *testing.T, pm *netmail.Message) map[string][]byte {
 
 func BenchmarkBuild(b *testing.B) {
 	r, _ := newTestRenderer(b)
-	m, err := r.Render(testJob(), testTopics)
+	m, err := r.Render(testJob(), testTopics, consent.Brand{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -51,6 +51,7 @@ type Renderer struct {
 	baseURL        string
 	sender         string
 	postal         string
+	brand          consent.Brand
 	listDomain     string
 	unsubscribeTTL time.Duration
 	mailbox        string
@@ -66,6 +67,9 @@ type RendererConfig struct {
 	BaseURL   string // without trailing slash
 	From      string // the From address; its display name signs the mail
 	Postal    string // sender's postal address
+	// Brand is the configured brand of every mail (checked by
+	// consent.NewBrand); its site name defaults to From's display name.
+	Brand consent.Brand
 	// UnsubscribeTTL is the lifetime of unsubscribe links (>= 60 days).
 	UnsubscribeTTL time.Duration
 	// UnsubscribeMailbox is the address that takes mailto: unsubscribes
@@ -92,8 +96,11 @@ func NewRenderer(c RendererConfig) (*Renderer, error) {
 	if a, err := mail.ParseAddress(c.From); err == nil {
 		domain = a.Address[strings.LastIndexByte(a.Address, '@')+1:]
 	}
+	if c.Brand.SiteName == "" {
+		c.Brand.SiteName = senderName(c.From)
+	}
 	return &Renderer{text: text, html: html, cat: c.Catalog, tokens: c.Tokens, baseURL: c.BaseURL,
-		sender: senderName(c.From), postal: c.Postal, listDomain: domain, unsubscribeTTL: c.UnsubscribeTTL,
+		sender: senderName(c.From), postal: c.Postal, brand: c.Brand, listDomain: domain, unsubscribeTTL: c.UnsubscribeTTL,
 		mailbox: c.UnsubscribeMailbox, now: c.Now}, nil
 }
 
@@ -109,15 +116,20 @@ func senderName(from string) string {
 	return a.Address
 }
 
-// Render renders job. topics are the job's topics, resolved to names.
-func (r *Renderer) Render(job consent.Job, topics []consent.Topic) (Message, error) {
+// Render renders job. topics are the job's topics, resolved to names
+// (shown in the job's language, see consent.Topic.In);
+// form is the brand of the job's form (zero for none), which wins over
+// the configured one.
+func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.Brand) (Message, error) {
 	l := r.cat.For(r.cat.Pick(job.Locale))
+	topics = consent.TopicsIn(topics, l.Locale)
 	name := job.Name
 	if name == "" {
 		name = l.T("mail.hello_anonymous")
 	}
 	data := make(map[string]any, 12) // room for the per-kind values too
 	data["L"], data["Name"], data["Topics"], data["Sender"], data["PostalAddress"] = l, name, topics, r.sender, r.postal
+	data["Brand"] = form.Over(r.brand)
 	m := Message{To: job.To, MessageID: job.MessageID}
 	var err error
 	switch job.Kind {
@@ -225,7 +237,9 @@ func join(segs []segment, data map[string]any, esc func(string) string) string {
 // of the outbox's CPU. The first mail of each kind is rendered both ways
 // and compared; if they differ, that kind is always rendered in full.
 func (r *Renderer) cached(job consent.Job, topics []consent.Topic, data map[string]any) (string, string, error) {
-	key := string(job.Kind) + "\x00" + data["L"].(i18n.Localizer).Locale
+	b := data["Brand"].(consent.Brand)
+	key := string(job.Kind) + "\x00" + data["L"].(i18n.Localizer).Locale + "\x00" + b.SiteName + "\x01" + b.LogoURL +
+		"\x01" + b.AccentColor
 	for _, t := range topics {
 		key += "\x00" + t.ID + "\x01" + t.Name + "\x01" + t.Description
 	}

@@ -334,7 +334,7 @@ var urlRE = regexp.MustCompile(`https?://[^\s"'<>]+`)
 func TestRenderConfirm(t *testing.T) {
 	r, iss := newTestRenderer(t)
 	job := testJob()
-	m, err := r.Render(job, testTopics)
+	m, err := r.Render(job, testTopics, consent.Brand{})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
@@ -423,7 +423,7 @@ func TestRenderEscapesHTML(t *testing.T) {
 	job := testJob()
 	job.Name = `<script>alert("x")</script>`
 	topics := []consent.Topic{{ID: "news", Name: `<img src=x onerror=alert(1)>`}}
-	m, err := r.Render(job, topics)
+	m, err := r.Render(job, topics, consent.Brand{})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
@@ -443,6 +443,46 @@ func TestRenderEscapesHTML(t *testing.T) {
 	}
 }
 
+// Every mail wears the brand: the HTML part a header with the site's
+// name and logo in a column of at most 600 px with the accent colour, the
+// text part the site's name; a form's brand wins over the configured one
+// field by field.
+func TestRenderBrand(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	form := consent.Brand{SiteName: "Bottega Rossi", LogoURL: "https://shop.example/logo.png", AccentColor: "#ffdd00"}
+	prefs := testJob()
+	prefs.Kind = consent.JobPreferences
+	for _, tt := range []struct {
+		name          string
+		job           consent.Job
+		brand         consent.Brand
+		site, logo    string
+		accent, onAcc string
+	}{
+		{"confirm, form's brand", testJob(), form, "Bottega Rossi", `<img src="https://shop.example/logo.png"`, "#ffdd00", "#1d2330"},
+		{"preferences, configured brand", prefs, consent.Brand{}, "Optin Test", "", consent.DefaultAccent, "#ffffff"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := r.Render(tt.job, testTopics, tt.brand)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`<div style="font-size:20px;font-weight:bold">` + tt.site + `</div>`, "max-width:600px",
+				`role="presentation"`, "border-top:4px solid " + tt.accent, "background:" + tt.accent + ";color:" + tt.onAcc} {
+				if !strings.Contains(m.HTML, want) {
+					t.Errorf("HTML part lacks %q:\n%s", want, m.HTML)
+				}
+			}
+			if got := strings.Contains(m.HTML, "<img "); got != (tt.logo != "") || !strings.Contains(m.HTML, tt.logo) {
+				t.Errorf("HTML part: logo %q expected, img present %v", tt.logo, got)
+			}
+			if !strings.HasPrefix(m.Text, tt.site+"\n\n") || strings.Contains(m.Text, "<") {
+				t.Errorf("text part: want plain text naming %q first, got %.80q", tt.site, m.Text)
+			}
+		})
+	}
+}
+
 func TestRenderDefaults(t *testing.T) {
 	r, _ := newTestRenderer(t)
 	tests := []struct {
@@ -457,12 +497,12 @@ func TestRenderDefaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			job := testJob()
 			tt.modify(&job)
-			m, err := r.Render(job, testTopics)
+			m, err := r.Render(job, testTopics, consent.Brand{})
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
-			if !strings.HasPrefix(m.Text, tt.want) {
-				t.Errorf("text part: got %.40q..., want prefix %q", m.Text, tt.want)
+			if want := "Optin Test\n\n" + tt.want; !strings.HasPrefix(m.Text, want) { // the site, then the greeting
+				t.Errorf("text part: got %.40q..., want prefix %q", m.Text, want)
 			}
 		})
 	}
@@ -472,7 +512,7 @@ func TestRenderUnknownKind(t *testing.T) {
 	r, _ := newTestRenderer(t)
 	job := testJob()
 	job.Kind = "campaign"
-	if _, err := r.Render(job, testTopics); err == nil {
+	if _, err := r.Render(job, testTopics, consent.Brand{}); err == nil {
 		t.Errorf("Render of kind %q: got nil error, want one", job.Kind)
 	}
 }
@@ -482,7 +522,7 @@ func TestRenderUnknownKind(t *testing.T) {
 // what was rendered, so encoding breaks no link.
 func TestRenderBuildRoundTrip(t *testing.T) {
 	r, _ := newTestRenderer(t)
-	m, err := r.Render(testJob(), testTopics)
+	m, err := r.Render(testJob(), testTopics, consent.Brand{})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
@@ -508,13 +548,13 @@ func TestRenderBuildRoundTrip(t *testing.T) {
 // review the diff.
 func TestRenderGolden(t *testing.T) {
 	r, _ := newTestRenderer(t)
-	m, err := r.Render(testJob(), testTopics)
+	m, err := r.Render(testJob(), testTopics, consent.Brand{})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
 	prefs := testJob()
 	prefs.Kind, prefs.Request, prefs.Topics = consent.JobPreferences, "", nil
-	pm, err := r.Render(prefs, nil)
+	pm, err := r.Render(prefs, nil, consent.Brand{})
 	if err != nil {
 		t.Fatalf("Render preferences: %v", err)
 	}
@@ -552,7 +592,7 @@ func TestRenderDatesPerLocale(t *testing.T) {
 	for locale, layout := range map[string]string{"en": "2 Jan 2006 15:04 MST", "it": "02/01/2006 15:04 MST", "sv": "2006-01-02 15:04 MST"} {
 		job := testJob()
 		job.Locale = locale
-		m, err := r.Render(job, testTopics)
+		m, err := r.Render(job, testTopics, consent.Brand{})
 		if err != nil {
 			t.Fatalf("%s: %v", locale, err)
 		}
@@ -567,7 +607,7 @@ func TestRenderDatesPerLocale(t *testing.T) {
 // that need escaping too.
 func TestRenderCacheMatchesFullRender(t *testing.T) {
 	warm, _ := newTestRenderer(t)
-	if _, err := warm.Render(testJob(), testTopics); err != nil { // fills the cache
+	if _, err := warm.Render(testJob(), testTopics, consent.Brand{}); err != nil { // fills the cache
 		t.Fatal(err)
 	}
 	for _, kind := range []consent.JobKind{consent.JobConfirm, consent.JobPreferences} {
@@ -576,15 +616,15 @@ func TestRenderCacheMatchesFullRender(t *testing.T) {
 			job.Kind, job.Name = kind, name
 			for _, locale := range []string{"en", "it", "sv"} {
 				job.Locale = locale
-				if _, err := warm.Render(job, testTopics); err != nil { // first of its key: full
+				if _, err := warm.Render(job, testTopics, consent.Brand{}); err != nil { // first of its key: full
 					t.Fatal(err)
 				}
-				got, err := warm.Render(job, testTopics) // from the cache
+				got, err := warm.Render(job, testTopics, consent.Brand{}) // from the cache
 				if err != nil {
 					t.Fatal(err)
 				}
 				fresh, _ := newTestRenderer(t)
-				want, err := fresh.Render(job, testTopics)
+				want, err := fresh.Render(job, testTopics, consent.Brand{})
 				if err != nil {
 					t.Fatal(err)
 				}

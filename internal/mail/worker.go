@@ -22,6 +22,7 @@ type Outbox interface {
 	ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (int, error)
 	ParkJob(ctx context.Context, job consent.Job, reason string) error
 	Topic(ctx context.Context, id string) (consent.Topic, error)
+	Form(ctx context.Context, id string) (consent.Form, error)
 }
 
 // Metrics receives send outcomes; nil disables them.
@@ -244,6 +245,7 @@ func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 		return // they stay queued and are read again
 	}
 	topics := map[string]consent.Topic{} // looked up once per batch
+	brands := map[string]consent.Brand{}
 	for i, job := range batch {
 		if !oks[i] {
 			// Confirmed, cancelled, unsubscribed or erased since queuing.
@@ -251,7 +253,7 @@ func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 			w.result(job, "dropped")
 			continue
 		}
-		msg, m, err := w.build(ctx, job, topics)
+		msg, m, err := w.build(ctx, job, topics, brands)
 		if err != nil {
 			w.park(ctx, job, err)
 			continue
@@ -342,9 +344,10 @@ func (w *Worker) park(ctx context.Context, job consent.Job, cause error) {
 	w.result(job, "parked")
 }
 
-// build renders job and builds the mail. topics caches
-// topic lookups across a batch.
-func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]consent.Topic) (*Outgoing, Message, error) {
+// build renders job and builds the mail. topics and brands cache
+// topic and form lookups across a batch.
+func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]consent.Topic,
+	brands map[string]consent.Brand) (*Outgoing, Message, error) {
 	ts := make([]consent.Topic, 0, len(job.Topics))
 	for _, id := range job.Topics {
 		t, ok := topics[id]
@@ -357,7 +360,14 @@ func (w *Worker) build(ctx context.Context, job consent.Job, topics map[string]c
 		}
 		ts = append(ts, t)
 	}
-	m, err := w.Renderer.Render(job, ts)
+	brand, ok := brands[job.Form]
+	if !ok && job.Form != "" {
+		if f, err := w.Outbox.Form(ctx, job.Form); err == nil { // a deleted form leaves the configured brand
+			brand = f.Brand
+		}
+		brands[job.Form] = brand
+	}
+	m, err := w.Renderer.Render(job, ts, brand)
 	if err != nil {
 		return nil, Message{}, err
 	}

@@ -651,7 +651,7 @@ func TestFileTransport(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			job := testJob()
 			job.MessageID = tt.messageID
-			m, err := r.Render(job, testTopics)
+			m, err := r.Render(job, testTopics, consent.Brand{})
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}

@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"maps"
-	"slices"
 
 	"optin/internal/consent"
 )
@@ -127,18 +125,18 @@ func (db *DB) CreateTopic(ctx context.Context, a consent.Actor, topic consent.To
 	return topic, err
 }
 
-// UpdateTopic changes the name and description of topic id (ENotFound if
+// UpdateTopic changes the name, description and translations of topic upd.ID (ENotFound if
 // unknown). A topic's name is part of the consent wording of every form
 // offering it, so a new name gives each of those forms a new wording
 // version; consents given before keep citing the wording they saw.
-func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, id, name, description string) (consent.Topic, error) {
+func (db *DB) UpdateTopic(ctx context.Context, a consent.Actor, upd consent.Topic) (consent.Topic, error) {
+	id := upd.ID
 	var topic consent.Topic
 	err := db.update(ctx, func(t *tx) error {
 		if err := mustGet(t.conn, "topics", id, &topic, "topic"); err != nil {
 			return err
 		}
-		renamed := topic.Name != name
-		topic.Name, topic.Description = name, description
+		renamed := topic.Update(upd)
 		if err := putJSON(t, "topics", id, topic); err != nil {
 			return err
 		}
@@ -201,14 +199,7 @@ func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form)
 		if err := checkTopics(t.conn, upd.Topics); err != nil {
 			return err
 		}
-		if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
-			f.PrivacyURL != upd.PrivacyURL {
-			f.WordingVersion++
-		}
-		f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
-		f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
-		f.PrivacyURL, f.ProofOfWork = upd.PrivacyURL, upd.ProofOfWork
-		f.Updated = db.Now()
+		f.Update(upd, db.Now())
 		if err := putJSON(t, "forms", f.ID, f); err != nil {
 			return err
 		}

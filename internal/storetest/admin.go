@@ -316,9 +316,9 @@ func testCatalog(t *testing.T, f *fixture) {
 	if got, err := f.s.UpdateForm(ctx, admin, offered); err != nil || got.WordingVersion != 2 || !slices.Equal(got.Topics, offered.Topics) {
 		t.Errorf("UpdateForm offering another topic: got %+v, %v, want version 2 with news and offers", got, err)
 	}
-	_, err = f.s.UpdateTopic(ctx, admin, "no-such-topic", "Name", "")
+	_, err = f.s.UpdateTopic(ctx, admin, consent.Topic{ID: "no-such-topic", Name: "Name"})
 	f.wantCode("UpdateTopic(unknown)", err, consent.ENotFound)
-	if tp, err := f.s.UpdateTopic(ctx, admin, "news", "Weekly news", "Every Monday"); err != nil || tp.Name != "Weekly news" || tp.Description != "Every Monday" {
+	if tp, err := f.s.UpdateTopic(ctx, admin, consent.Topic{ID: "news", Name: "Weekly news", Description: "Every Monday"}); err != nil || tp.Name != "Weekly news" || tp.Description != "Every Monday" {
 		t.Errorf("UpdateTopic: got %+v, %v, want Weekly news, Every Monday", tp, err)
 	}
 	if got, err := f.s.Form(ctx, "newsletter"); err != nil || got.WordingVersion != 3 || !slices.Equal(got.Topics, offered.Topics) {

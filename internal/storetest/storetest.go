@@ -67,6 +67,8 @@ func Run(t *testing.T, open Opener) {
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},
+		{"Presentation", testPresentation},
+		{"TopicTranslations", testTopicTranslations},
 		{"APIKeys", testAPIKeys},
 		{"Limits", testLimits},
 	}

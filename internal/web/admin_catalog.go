@@ -73,13 +73,13 @@ func (s *Server) handleTopicUpdate(c *gin.Context) {
 // saveTopic validates b and creates the topic, or with update renames
 // and re-describes topic b.ID, under a.
 func (s *Server) saveTopic(ctx context.Context, a consent.Actor, b consent.TopicInput, update bool) (consent.Topic, error) {
-	if err := b.Validate(); err != nil {
+	if err := b.Validate(s.cfg.Catalog.Locales()); err != nil {
 		return consent.Topic{}, err
 	}
 	if update {
-		return s.store.UpdateTopic(ctx, a, b.ID, b.Name, b.Description)
+		return s.store.UpdateTopic(ctx, a, b.Topic())
 	}
-	return s.store.CreateTopic(ctx, a, consent.Topic{ID: b.ID, Name: b.Name, Description: b.Description})
+	return s.store.CreateTopic(ctx, a, b.Topic())
 }
 
 func (s *Server) handleForms(c *gin.Context) {
@@ -235,7 +235,7 @@ func (s *Server) formSnippets(c *gin.Context, f *consent.Form) (map[string]strin
 	w := s.wording(f, topics, l)
 	page := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
 	d := snippetData{ID: f.ID, Title: "Subscribe: " + f.ID, Page: page, Script: page + "/embed.js",
-		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: topics}
+		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: consent.TopicsIn(topics, l.Locale)}
 	out := map[string]string{}
 	for _, name := range snippetKinds() {
 		var buf bytes.Buffer

@@ -14,6 +14,8 @@ import (
 // topicsPage is the data of the topic list.
 type topicsPage struct {
 	Topics []consent.Topic
+	// Locales are the languages a topic's name may be translated into.
+	Locales []string
 	// Input fills the new-topic form again after a refusal.
 	Input consent.TopicInput
 }
@@ -40,7 +42,7 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 		return
 	}
 	d := s.consoleBase(c, "console.topics.title", "topics")
-	d.P = topicsPage{Topics: topics, Input: in}
+	d.P = topicsPage{Topics: topics, Input: in, Locales: s.cfg.Catalog.Locales()}
 	switch {
 	case notice != "":
 		d.Notice, d.Error = notice, true
@@ -51,10 +53,15 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 }
 
 // handleConsoleTopicSave creates a topic (POST /admin/topics, fields id,
-// name, description) or edits one (POST /admin/topics/{id}) with the
-// admin API's validation, audited under the signed-in key.
+// name, description, and name_<locale> and description_<locale> for
+// each language) or edits one (POST /admin/topics/{id}) with the admin
+// API's validation, audited under the signed-in key.
 func (s *Server) handleConsoleTopicSave(c *gin.Context) {
-	in := consent.TopicInput{ID: strings.TrimSpace(c.PostForm("id")), Name: c.PostForm("name"), Description: c.PostForm("description")}
+	in := consent.TopicInput{ID: strings.TrimSpace(c.PostForm("id")), Name: c.PostForm("name"), Description: c.PostForm("description"),
+		Translations: map[string]consent.TopicText{}}
+	for _, loc := range s.cfg.Catalog.Locales() {
+		in.Translations[loc] = consent.TopicText{Name: c.PostForm("name_" + loc), Description: c.PostForm("description_" + loc)}
+	}
 	update := c.Param("id") != ""
 	if update {
 		in.ID = c.Param("id")
@@ -149,8 +156,7 @@ func (s *Server) handleConsoleForm(c *gin.Context) {
 		s.consoleFail(c, err)
 		return
 	}
-	in := consent.FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
-		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork}
+	in := consent.FormInputOf(f)
 	notice := ""
 	if c.Query("done") == "saved" {
 		notice = s.localizer(c).T("console.forms.saved")
@@ -196,11 +202,14 @@ func (s *Server) formView(c *gin.Context, status int, f *consent.Form, in consen
 // formInput reads a form's settings from the console's form: topics
 // (repeated), locale, wording_<locale> for each language (empty: the
 // default wording), allowed_origins (one a line), success_url,
-// privacy_url and proof_of_work.
+// privacy_url, proof_of_work and the brand's brand_site_name,
+// brand_logo_url, brand_accent_color and brand_back_url.
 func (s *Server) formInput(c *gin.Context) (consent.FormInput, error) {
 	in := consent.FormInput{ID: strings.TrimSpace(c.PostForm("id")), Topics: c.PostFormArray("topics"), Locale: c.PostForm("locale"),
 		Wording: map[string]string{}, AllowedOrigins: strings.Fields(c.PostForm("allowed_origins")),
-		SuccessURL: c.PostForm("success_url"), PrivacyURL: c.PostForm("privacy_url")}
+		SuccessURL: c.PostForm("success_url"), PrivacyURL: c.PostForm("privacy_url"),
+		Brand: consent.Brand{SiteName: c.PostForm("brand_site_name"), LogoURL: c.PostForm("brand_logo_url"),
+			AccentColor: c.PostForm("brand_accent_color"), BackURL: c.PostForm("brand_back_url")}}
 	for _, loc := range s.cfg.Catalog.Locales() {
 		if w := strings.TrimSpace(c.PostForm("wording_" + loc)); w != "" {
 			in.Wording[loc] = w

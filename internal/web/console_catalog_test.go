@@ -50,12 +50,20 @@ func TestConsoleTopics(t *testing.T) {
 			t.Errorf("%s: got %d, want %d saying %q with the name kept\n%s", tt.what, r.status, tt.status, tt.detail, r.body)
 		}
 	}
-	r = a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {"News"}, "description": {"Twice a month"}})
+	r = a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {"News"}, "description": {"Twice a month"},
+		"name_it": {"Novità"}, "description_it": {"Due volte al mese"}, "name_sv": {""}, "description_sv": {""}})
 	if r.status != http.StatusSeeOther {
 		t.Errorf("edit: got %d", r.status)
 	}
-	if got, _ := e.db.Topic(t.Context(), "news"); got.Name != "News" || got.Description != "Twice a month" {
-		t.Errorf("edited topic: %+v", got)
+	want := map[string]consent.TopicText{"it": {Name: "Novità", Description: "Due volte al mese"}}
+	if got, _ := e.db.Topic(t.Context(), "news"); got.Name != "News" || got.Description != "Twice a month" ||
+		len(got.Translations) != 1 || got.Translations["it"] != want["it"] {
+		t.Errorf("edited topic: %+v, want the Italian translation and no Swedish one", got)
+	}
+	// The edit form shows the translation, one labelled field per language.
+	if r := a.do("GET", "/admin/topics", nil); !strings.Contains(r.body, `name="name_it" type="text" value="Novità"`) ||
+		!strings.Contains(r.body, `<label for="name-news-sv">`+e.en.T("console.topics.name_in", e.en.T("console.lang.sv"))+`</label>`) {
+		t.Errorf("topics page: no translation fields\n%s", r.body)
 	}
 	if r := a.do("POST", "/admin/topics/news", url.Values{"csrf": {a.csrf()}, "name": {""}}); r.status != http.StatusBadRequest {
 		t.Errorf("edit to an empty name: got %d", r.status)
@@ -92,7 +100,8 @@ func TestConsoleForms(t *testing.T) {
 	}
 	shop := url.Values{"id": {"shop"}, "topics": {"news", "offers"}, "locale": {"it"}, "wording_it": {"Sì, scrivetemi."},
 		"wording_en": {""}, "allowed_origins": {"https://shop.example\r\nhttps://blog.example"},
-		"success_url": {"https://shop.example/thanks"}, "privacy_url": {""}, "proof_of_work": {"12"}}
+		"success_url": {"https://shop.example/thanks"}, "privacy_url": {""}, "proof_of_work": {"12"},
+		"brand_site_name": {"Bottega Rossi"}, "brand_logo_url": {""}, "brand_accent_color": {"#0A6E3C"}, "brand_back_url": {"https://shop.example/"}}
 	for _, tt := range []struct {
 		what, field, value, detail string
 	}{
@@ -100,6 +109,7 @@ func TestConsoleForms(t *testing.T) {
 		{"an origin with a path", "allowed_origins", "https://shop.example/page", "must be scheme://host[:port]"},
 		{"work that is no number", "proof_of_work", "lots", "proof_of_work must be a whole number"},
 		{"no topic", "topics", "", "topics must list"},
+		{"a colour with CSS in it", "brand_accent_color", "#fff;x:y", "brand.accent_color must be a colour"},
 	} {
 		form := url.Values{}
 		for k, v := range shop {
@@ -126,7 +136,8 @@ func TestConsoleForms(t *testing.T) {
 	f, err := e.db.Form(t.Context(), "shop")
 	if err != nil || !slices.Equal(f.Topics, []string{"news", "offers"}) || f.Locale != "it" || f.Wording["it"] != "Sì, scrivetemi." ||
 		len(f.Wording) != 1 || !slices.Equal(f.AllowedOrigins, []string{"https://shop.example", "https://blog.example"}) ||
-		f.SuccessURL != "https://shop.example/thanks" || f.ProofOfWork != 12 {
+		f.SuccessURL != "https://shop.example/thanks" || f.ProofOfWork != 12 ||
+		f.Brand != (consent.Brand{SiteName: "Bottega Rossi", AccentColor: "#0a6e3c", BackURL: "https://shop.example/"}) {
 		t.Errorf("stored form: %+v, %v", f, err)
 	}
 	if l := e.lastAudit(); l.Action != "form.create" || l.Key != "bootstrap" {
@@ -137,7 +148,8 @@ func TestConsoleForms(t *testing.T) {
 	}
 
 	r = a.do("GET", "/admin/forms/shop?done=saved", nil)
-	for _, want := range []string{`<iframe class="preview" src="/f/shop?locale=it"`, " sandbox>", `name="topics" value="offers" checked`} {
+	for _, want := range []string{`<iframe class="preview" src="/f/shop?locale=it"`, " sandbox>", `name="topics" value="offers" checked`,
+		`name="brand_accent_color" type="text" value="#0a6e3c"`} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("form page lacks %s", want)
 		}

@@ -43,6 +43,11 @@ type embedData struct {
 	Privacy   string            `json:"privacy"`
 	Topics    []embedTopic      `json:"topics"`
 	T         map[string]string `json:"t"`
+	// CSS is the form's stylesheet; Origins are the page origins whose
+	// signups optin takes (its own and the form's allowed ones), so the
+	// script can say in the browser console why it cannot work elsewhere.
+	CSS     string   `json:"css"`
+	Origins []string `json:"origins"`
 }
 
 // embedStrings returns the catalog keys embed.js shows, by the name it
@@ -71,11 +76,13 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 	w := s.wording(f, topics, l)
 	action := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
 	d := embedData{Form: f.ID, Action: action, PoWBits: f.PoWBits(), Locale: l.Locale, Wording: w.Text,
-		Notice: w.Notice, Privacy: s.privacyURL(f), Topics: make([]embedTopic, len(topics)), T: map[string]string{}}
+		Notice: w.Notice, Privacy: s.privacyURL(f), Topics: make([]embedTopic, len(topics)), T: map[string]string{},
+		CSS: action + "/embed.css", Origins: append([]string{s.origin}, f.AllowedOrigins...)}
 	if d.PoWBits > 0 {
 		d.Challenge = action + "/challenge"
 	}
 	for i, t := range topics {
+		t = t.In(l.Locale)
 		d.Topics[i] = embedTopic{ID: t.ID, Name: t.Name, Description: t.Description}
 	}
 	for name, key := range embedStrings() {
@@ -100,6 +107,20 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 	c.Data(http.StatusOK, "application/javascript; charset=utf-8", out)
 }
 
+// handleEmbedCSS serves the stylesheet embed.js adds for form f: the
+// form's brand as the defaults of its custom properties, then the rules.
+func (s *Server) handleEmbedCSS(c *gin.Context) {
+	f, _, ok := s.loadForm(c, false)
+	if !ok {
+		return
+	}
+	b := s.brandFor(f) // checked colours: nothing here can end the declaration
+	css := ".optin-form{--optin-brand-accent:" + b.Accent() + ";--optin-brand-on-accent:" + b.OnAccent() + "}\n"
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Header("Cross-Origin-Resource-Policy", "cross-origin")
+	c.Data(http.StatusOK, "text/css; charset=utf-8", append([]byte(css), s.embedCSS...))
+}
+
 // handlePrivacy renders the privacy notice forms link to by default: who
 // the controller is, what is collected and why, how long it is kept and
 // the person's rights (GDPR Art. 13).
@@ -115,7 +136,7 @@ func (s *Server) handlePrivacy(c *gin.Context) {
 		return
 	}
 	l := s.localizer(c, c.Query("locale"))
-	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: topics,
+	s.page(c, http.StatusOK, "privacy", pageData{L: l, Title: l.T("privacy.title"), Topics: consent.TopicsIn(topics, l.Locale),
 		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Retention: s.retentionText(l),
 		Recipients: recipientsText(l, hooks), Rights: l.T("privacy.rights")})
 }

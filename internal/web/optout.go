@@ -71,7 +71,7 @@ func (s *Server) handleUnsubscribePage(c *gin.Context) {
 	if claims.Topic == "" {
 		d.Message = l.T("unsubscribe.message_all")
 	} else {
-		d.Message = l.T("unsubscribe.message_topic", s.topicsOf(c, []string{claims.Topic})[0].Name)
+		d.Message = l.T("unsubscribe.message_topic", s.topicsOf(c, l, []string{claims.Topic})[0].Name)
 		d.Button2 = l.T("unsubscribe.button_all")
 	}
 	if sub != nil {
@@ -131,7 +131,7 @@ func (s *Server) preferencesSubscriber(c *gin.Context) (*consent.Subscriber, i18
 }
 
 func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer, msg string) {
-	topics := s.preferenceTopics(c, sub)
+	topics := s.preferenceTopics(c, sub, l)
 	pts := make([]prefTopic, len(topics))
 	for i, t := range topics {
 		st := sub.Subscriptions[t.ID]
@@ -144,10 +144,10 @@ func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n
 		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
 }
 
-// preferenceTopics are the topics a preference page offers: every topic
-// of the catalog, so the person can add one, and any the person holds
-// that the catalog no longer lists.
-func (s *Server) preferenceTopics(c *gin.Context, sub *consent.Subscriber) []consent.Topic {
+// preferenceTopics are the topics a preference page in l's language
+// offers: every topic of the catalog, so the person can add one, and any
+// the person holds that the catalog no longer lists.
+func (s *Server) preferenceTopics(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer) []consent.Topic {
 	all, err := s.store.Topics(c.Request.Context())
 	if err != nil {
 		all = nil // the page still shows the person's own topics
@@ -156,7 +156,8 @@ func (s *Server) preferenceTopics(c *gin.Context, sub *consent.Subscriber) []con
 	for _, t := range all {
 		have[t.ID] = true
 	}
-	for _, t := range s.topicsOf(c, sortedKeys(sub.Subscriptions)) {
+	all = consent.TopicsIn(all, l.Locale)
+	for _, t := range s.topicsOf(c, l, sortedKeys(sub.Subscriptions)) {
 		if !have[t.ID] {
 			all = append(all, t)
 		}
@@ -188,7 +189,7 @@ func (s *Server) handlePreferences(c *gin.Context) {
 		msg, err = s.rectifyFromPreferences(c, sub, l)
 	default:
 		on := c.PostFormArray("topics")
-		topics := s.preferenceTopics(c, sub)
+		topics := s.preferenceTopics(c, sub, l)
 		labels := make(map[string]string, len(topics))
 		for _, t := range topics {
 			labels[t.ID] = t.Name
@@ -266,7 +267,7 @@ func (s *Server) handleExport(c *gin.Context) {
 func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 	l := s.localizer(c, exp.Subscriber.Locale)
 	purposes := map[string]string{}
-	for _, t := range s.topicsOf(c, sortedKeys(exp.Subscriber.Subscriptions)) {
+	for _, t := range s.topicsOf(c, l, sortedKeys(exp.Subscriber.Subscriptions)) {
 		purposes[t.ID] = t.Name
 	}
 	c.Header("Content-Disposition", `attachment; filename="optin-export-`+exp.Generated.Format("20060102")+`.json"`)

@@ -50,6 +50,9 @@ type pageData struct {
 	Checked map[string]bool
 	// Danger styles an action page's button as one that cannot be undone.
 	Danger bool
+	// Brand presents the operator; page fills in the configured one when
+	// a handler set none.
+	Brand consent.Brand
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -104,11 +107,17 @@ func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localiz
 	if s.cfg.PostalAddress != "" {
 		notice += " " + s.cfg.PostalAddress
 	}
-	return f.WordingFor(l.Locale, topics, l.T("form.default_wording"), notice)
+	return f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
 }
 
 // page renders a page template with status.
 func (s *Server) page(c *gin.Context, status int, name string, d pageData) {
+	if d.Brand.SiteName == "" {
+		d.Brand = s.brandFor(nil)
+	}
+	if src := s.imgSource(d.Brand.LogoURL); src != "" {
+		c.Header("Content-Security-Policy", c.Writer.Header().Get("Content-Security-Policy")+"; img-src "+src)
+	}
 	c.Header("Cache-Control", "no-store")
 	c.Status(status)
 	c.Header("Content-Type", "text/html; charset=utf-8")
@@ -188,8 +197,8 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 	}
 	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action " + strings.Join(formAction, " ") +
 		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
-	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: topics, Wording: w.Text, Notice: w.Notice,
-		Message: msg, Privacy: s.privacyURL(f)}
+	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: consent.TopicsIn(topics, l.Locale), Wording: w.Text, Notice: w.Notice,
+		Message: msg, Privacy: s.privacyURL(f), Brand: s.brandFor(f)}
 	if len(typed) > 0 {
 		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
 	}
@@ -242,7 +251,7 @@ func (s *Server) handleThanks(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.messagePage(c, http.StatusOK, s.localizer(c, c.Query("locale"), f.Locale), "thanks", pageData{})
+	s.messagePage(c, http.StatusOK, s.localizer(c, c.Query("locale"), f.Locale), "thanks", pageData{Brand: s.brandFor(f)})
 }
 
 // signupBody is the signup request, urlencoded, multipart or JSON.
@@ -497,7 +506,7 @@ func (s *Server) linkRequest(c *gin.Context, p token.Purpose) (*consent.Request,
 		l := s.localizer(c)
 		if req != nil {
 			l = s.localizer(c, req.Locale)
-			extra = signupAgain(req, l)
+			extra = s.requestPage(c, req, signupAgain(req, l))
 		}
 		s.messagePage(c, http.StatusGone, l, "expired", extra)
 		return nil, i18n.Localizer{}, false
@@ -514,14 +523,23 @@ func signupAgain(req *consent.Request, l i18n.Localizer) pageData {
 	return pageData{LinkURL: "/f/" + url.PathEscape(req.Form), LinkText: l.T("expired.link")}
 }
 
-func (s *Server) topicsOf(c *gin.Context, ids []string) []consent.Topic {
+// requestPage returns the data of a page about request req: its form's
+// brand, and extra.
+func (s *Server) requestPage(c *gin.Context, req *consent.Request, extra pageData) pageData {
+	extra.Brand = s.formBrand(c.Request.Context(), req.Form)
+	return extra
+}
+
+// topicsOf returns the topics with the given ids as a page in l's
+// language shows them; a topic since deleted keeps its id as its name.
+func (s *Server) topicsOf(c *gin.Context, l i18n.Localizer, ids []string) []consent.Topic {
 	ts := make([]consent.Topic, 0, len(ids))
 	for _, id := range ids {
 		t, err := s.store.Topic(c.Request.Context(), id)
 		if err != nil {
 			t = consent.Topic{ID: id, Name: id}
 		}
-		ts = append(ts, t)
+		ts = append(ts, t.In(l.Locale))
 	}
 	return ts
 }
@@ -534,21 +552,21 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 	if !ok {
 		return
 	}
-	topics := s.topicsOf(c, req.Topics)
+	topics := s.topicsOf(c, l, req.Topics)
 	done, title, message, button := "confirmed", "confirm.title", "confirm.message", "confirm.button"
 	if req.NewEmail != "" { // an address change (GDPR Art. 16)
 		done, title, message, button = "address_confirmed", "confirm.address_title", "confirm.address_message", "confirm.address_button"
 	}
 	if !req.Confirmed.IsZero() {
-		s.messagePage(c, http.StatusOK, l, done, pageData{Topics: topics})
+		s.messagePage(c, http.StatusOK, l, done, s.requestPage(c, req, pageData{Topics: topics}))
 		return
 	}
 	if !req.Open(s.store.Now()) {
-		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
+		s.messagePage(c, http.StatusGone, l, "expired", s.requestPage(c, req, signupAgain(req, l)))
 		return
 	}
-	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T(title), Message: l.T(message),
-		Button: l.T(button), Action: c.Request.URL.Path, Topics: topics})
+	s.page(c, http.StatusOK, "action", s.requestPage(c, req, pageData{L: l, Title: l.T(title), Message: l.T(message),
+		Button: l.T(button), Action: c.Request.URL.Path, Topics: topics}))
 }
 
 func (s *Server) handleConfirm(c *gin.Context) {
@@ -560,24 +578,24 @@ func (s *Server) handleConfirm(c *gin.Context) {
 	switch consent.ErrorCode(err) {
 	case "":
 		if res.NewEmail != "" {
-			s.messagePage(c, http.StatusOK, l, "address_confirmed", pageData{})
+			s.messagePage(c, http.StatusOK, l, "address_confirmed", s.requestPage(c, req, pageData{}))
 			return
 		}
-		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
+		s.messagePage(c, http.StatusOK, l, "confirmed", s.requestPage(c, req, pageData{Topics: s.topicsOf(c, l, res.Topics)}))
 	case consent.EExpired, consent.ENotFound:
-		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
+		s.messagePage(c, http.StatusGone, l, "expired", s.requestPage(c, req, signupAgain(req, l)))
 	default:
 		s.fail(c, err)
 	}
 }
 
 func (s *Server) handleNotMePage(c *gin.Context) {
-	_, l, ok := s.linkRequest(c, token.NotMe)
+	req, l, ok := s.linkRequest(c, token.NotMe)
 	if !ok {
 		return
 	}
-	s.page(c, http.StatusOK, "action", pageData{L: l, Title: l.T("notme.title"), Message: l.T("notme.message"),
-		Button: l.T("notme.button"), Action: c.Request.URL.Path})
+	s.page(c, http.StatusOK, "action", s.requestPage(c, req, pageData{L: l, Title: l.T("notme.title"), Message: l.T("notme.message"),
+		Button: l.T("notme.button"), Action: c.Request.URL.Path}))
 }
 
 // handleNotMe cancels the request, or withdraws its topics when it was
@@ -593,8 +611,8 @@ func (s *Server) handleNotMe(c *gin.Context) {
 		return
 	}
 	if !req.Confirmed.IsZero() {
-		s.messagePage(c, http.StatusOK, l, "unsubscribed", pageData{})
+		s.messagePage(c, http.StatusOK, l, "unsubscribed", s.requestPage(c, req, pageData{}))
 		return
 	}
-	s.messagePage(c, http.StatusOK, l, "notme_done", pageData{})
+	s.messagePage(c, http.StatusOK, l, "notme_done", s.requestPage(c, req, pageData{}))
 }

@@ -345,7 +345,7 @@ func TestEmbedJS(t *testing.T) {
 		f.Wording = map[string]string{"en": "Pick " + evil, "it": "Scegli"}
 		f.PrivacyURL = "javascript:alert(1)"
 	}, nil)
-	if _, err := db.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, "news", "News "+evil, "About "+evil); err != nil {
+	if _, err := db.UpdateTopic(context.Background(), consent.Actor{Name: "test"}, consent.Topic{ID: "news", Name: "News " + evil, Description: "About " + evil}); err != nil {
 		t.Fatal(err)
 	}
 	r := serve(s, "GET", "/f/newsletter/embed.js", "", "")

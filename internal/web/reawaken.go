@@ -40,7 +40,7 @@ func (s *Server) reawakenLink(c *gin.Context) (consent.ReawakenLink, i18n.Locali
 // shows; its hash goes into the reconfirmed ledger event and its text is
 // stored once, like the preference center's.
 func (s *Server) reawakenWording(c *gin.Context, link consent.ReawakenLink, l i18n.Localizer) (consent.Wording, consent.Topic) {
-	t := s.topicsOf(c, []string{link.Campaign.Topic})[0]
+	t := s.topicsOf(c, l, []string{link.Campaign.Topic})[0]
 	return consent.Wording{Form: link.Campaign.Source(), Version: 1, Locale: l.Locale,
 		Text: l.T("reawaken.wording", s.cfg.Sender), Topics: map[string]string{t.ID: t.Name}}, t
 }

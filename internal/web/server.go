@@ -66,6 +66,11 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// Brand is how pages present the operator (checked by
+	// consent.NewBrand); its site name defaults to Sender.
+	Brand consent.Brand
+	// Logo, when set, is served at /brand/logo.
+	Logo *Logo
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -90,6 +95,7 @@ type Server struct {
 	originLog *originLog
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
+	embedCSS  []byte // embed.css, after each form's brand
 	// The browser console (console.go).
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
@@ -108,6 +114,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Brand.SiteName == "" {
+		cfg.Brand.SiteName = cfg.Sender
+	}
 	if cfg.CustomerActivities == nil {
 		cfg.CustomerActivities = consent.DefaultCustomerActivities
 	}
@@ -125,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.embedJS, err = fs.ReadFile(cfg.Templates, "embed/embed.js"); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if s.embedCSS, err = fs.ReadFile(cfg.Templates, "embed/embed.css"); err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage", "privacy"} {
@@ -178,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 	pub.OPTIONS("/f/:form", s.handlePreflight)
 	pub.GET("/f/:form/thanks", s.handleThanks)
 	pub.GET("/f/:form/embed.js", s.handleEmbedJS)
+	pub.GET("/f/:form/embed.css", s.handleEmbedCSS)
 	pub.GET("/f/:form/challenge", s.handleChallenge)
 	pub.GET("/privacy", s.handlePrivacy)
 	pub.GET("/confirm/:token", s.handleConfirmPage)
@@ -193,6 +206,9 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/preferences/:token/erase", s.handleErase)
 	pub.GET("/reawaken/:token", s.handleReawakenPage)
 	pub.POST("/reawaken/:token", s.handleReawaken)
+	if cfg.Logo != nil {
+		pub.GET(LogoPath, s.handleLogo)
+	}
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
 

@@ -1,9 +1,11 @@
 // optin embed.js: the body of function (D), where D is one form's data as
 // JSON from optin (see internal/web/embed.go). It renders the form into
-// every <div data-optin-form="{form}"> of the page and solves the
+// every <div data-optin-form="{form}"> of the page, with optin's
+// stylesheet unless the div says data-optin-style="none", and solves the
 // proof-of-work challenge of optin's hosted form when the form has one.
 // Every string from D goes in with textContent or as an attribute value:
-// nothing is ever parsed as HTML.
+// nothing is ever parsed as HTML. Every piece of text sits in an element
+// of its own class, so a site's styles can reach all of it.
 
 var T = D.t;
 
@@ -100,6 +102,32 @@ function el(tag, attrs, text) {
   return e;
 }
 
+// allowed tells whether optin takes signups for the form from this page's
+// origin; browsers refuse the form's posts from any other.
+// Like optin, it takes two loopback hosts (localhost, 127.0.0.1, [::1])
+// with the same scheme and port for one.
+var allowed = D.origins.some(function (o) {
+  if (o === location.origin) return true;
+  var u = new URL(o), loop = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
+  return u.protocol === location.protocol && u.port === location.port && loop.test(u.hostname) && loop.test(location.hostname);
+});
+
+// refused tells the site's developer, in the browser console, why the
+// form cannot work here (optin logs the refusal too).
+function refused() {
+  console.error("optin: form \"" + D.form + "\" does not take signups from " + location.origin +
+    ": add " + location.origin + " to the form's allowed_origins (it allows " + D.origins.join(", ") + ")");
+}
+
+// style adds optin's stylesheet to the page, once.
+function style() {
+  var links = document.querySelectorAll("link[rel=stylesheet]");
+  for (var i = 0; i < links.length; i++) {
+    if (links[i].href === D.css) return;
+  }
+  document.head.appendChild(el("link", { rel: "stylesheet", href: D.css }));
+}
+
 // render builds the form into div; n makes its element ids unique.
 function render(div, n) {
   var id = "optin-" + D.form.replace(/[^A-Za-z0-9_-]/g, "_") + "-" + n + "-";
@@ -109,7 +137,6 @@ function render(div, n) {
   function field(name, type, label, attrs) {
     var p = el("p", { "class": "optin-field" });
     p.appendChild(el("label", { "for": id + name }, label));
-    p.appendChild(document.createTextNode(" "));
     attrs.type = type; attrs.name = name; attrs.id = id + name;
     var input = el("input", attrs);
     p.appendChild(input);
@@ -127,11 +154,10 @@ function render(div, n) {
     var box = el("input", { type: "checkbox", name: "topics", value: t.id, id: id + "topic-" + i });
     boxes.push(box);
     row.appendChild(box);
-    row.appendChild(document.createTextNode(" "));
-    var label = el("label", { "for": id + "topic-" + i }, t.name);
+    var label = el("label", { "for": id + "topic-" + i });
+    label.appendChild(el("span", { "class": "optin-name" }, t.name));
     if (t.description) {
-      label.appendChild(document.createTextNode(" "));
-      label.appendChild(el("span", { "class": "optin-description" }, "(" + t.description + ")"));
+      label.appendChild(el("span", { "class": "optin-description" }, t.description));
     }
     row.appendChild(label);
     set.appendChild(row);
@@ -139,23 +165,27 @@ function render(div, n) {
   form.appendChild(set);
 
   // The honeypot: invisible to people and screen readers, filled by bots.
-  var hp = el("div", { "aria-hidden": "true" });
+  var hp = el("div", { "class": "optin-hp", "aria-hidden": "true" });
   hp.style.position = "absolute"; hp.style.left = "-10000px";
   hp.style.width = "1px"; hp.style.height = "1px"; hp.style.overflow = "hidden";
-  var hpLabel = el("label", {}, T.honeypot + " ");
+  var hpLabel = el("label", {}, T.honeypot);
   var website = el("input", { type: "text", name: "website", tabindex: "-1", autocomplete: "off" });
   hpLabel.appendChild(website);
   hp.appendChild(hpLabel);
   form.appendChild(hp);
 
-  var button = el("button", { type: "submit" }, T.submit);
-  form.appendChild(button);
+  // What is stored and how to withdraw come before the button; the
+  // answer appears next to it, in a live region screen readers announce.
   form.appendChild(el("p", { "class": "optin-notice" }, D.notice));
   var privacy = el("p", { "class": "optin-privacy" });
   privacy.appendChild(el("a", { href: D.privacy, target: "_blank", rel: "noopener noreferrer" }, T.privacy));
   form.appendChild(privacy);
+  var actions = el("div", { "class": "optin-actions" });
+  var button = el("button", { type: "submit" }, T.submit);
+  actions.appendChild(button);
   var status = el("p", { "class": "optin-status", role: "status", "aria-live": "polite" });
-  form.appendChild(status);
+  actions.appendChild(status);
+  form.appendChild(actions);
 
   function say(msg, isError) {
     status.textContent = msg;
@@ -193,6 +223,11 @@ function render(div, n) {
         say((code && T[code]) || T.invalid, true);
       }, function () {
         button.disabled = false;
+        if (!allowed) {
+          refused();
+          say(T.forbidden, true);
+          return;
+        }
         say(T.network, true);
       });
     }
@@ -240,13 +275,17 @@ function hosted(form) {
 }
 
 function start() {
+  var rendered = false;
   var divs = document.querySelectorAll("div[data-optin-form]");
   for (var i = 0; i < divs.length; i++) {
     if (divs[i].getAttribute("data-optin-form") === D.form && !divs[i].getAttribute("data-optin-done")) {
       divs[i].setAttribute("data-optin-done", "1");
+      if (divs[i].getAttribute("data-optin-style") !== "none") style();
       render(divs[i], i);
+      rendered = true;
     }
   }
+  if (rendered && !allowed) refused();
   var forms = document.querySelectorAll("form[data-optin-pow]");
   for (var j = 0; j < forms.length; j++) hosted(forms[j]);
 }
