@@ -111,14 +111,15 @@ var keepRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/reawaken/[A-Za-z0-9._-]
 func TestCampaignAudienceAndMail(t *testing.T) {
 	s := startService(t, withPostal)
 	s.importConsented("ok1@example.com", "ok2@example.com", "unsub@example.com", "supp@example.com", "gone@example.com")
-	recent := s.clock.Now().AddDate(0, -6, 0).Format("2006-01-02")
-	old := s.clock.Now().AddDate(-3, 0, 0).Format("2006-01-02")
+	day := func(years, months int) string { return s.clock.Now().AddDate(years, months, 0).Format("2006-01-02") }
 	rep := s.importCSV("email,topics,basis,consented_at,source,last_purchase_at\n" +
-		"soft@example.com,news,soft_opt_in,,," + recent + "\n" +
-		"softold@example.com,news,soft_opt_in,,," + old + "\n" +
+		"soft@example.com,news,soft_opt_in,,," + day(0, -18) + "\n" +
+		"softold@example.com,news,soft_opt_in,,," + day(-3, 0) + "\n" +
 		"li@example.com,news,legitimate_interest,,,\n" +
-		"noproof@example.com,news,consent,,,\n")
-	if rep.Imported != 4 || rep.Pending != 1 {
+		"noproof@example.com,news,consent,,,\n" +
+		"active@example.com,news,consent,2020-01-01,shop checkout," + day(0, -1) + "\n" +
+		"fresh@example.com,news,consent," + day(0, -2) + ",shop checkout,\n")
+	if rep.Imported != 6 || rep.Pending != 1 {
 		t.Fatalf("import: %+v", rep)
 	}
 	unsub, _ := s.subscriber("unsub@example.com")
@@ -137,8 +138,11 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		Excluded map[string]int `json:"excluded"`
 	}
 	s.adminJSON("POST", "/campaigns/"+id+"/preview", "", http.StatusOK, &pv)
+	// Without a filter only dormant contacts: not the customer who bought
+	// last month, nor the one who consented two months ago (a cool-down
+	// of lifecycle.dormant_after).
 	want := map[string]int{"pending": 1, "unsubscribed": 1, "suppressed": 1, "no_basis": 1, "soft_opt_in_expired": 1,
-		"lapsed": 0, "already_asked": 0, "filtered": 0}
+		"lapsed": 0, "already_asked": 0, "filtered": 0, "not_dormant": 1, "confirmed_recently": 1}
 	if pv.Audience != 3 {
 		t.Errorf("preview audience: got %d, want 3 (%+v)", pv.Audience, pv)
 	}
@@ -151,11 +155,18 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		t.Errorf("preview sent mail: %d mails, want 1", got)
 	}
 
-	// A filter can only narrow: customers only leaves the soft opt-in.
-	narrow := s.newCampaign(`"audience":{"lifecycle":["customer"]}`)
+	// A filter can only narrow: dormant customers only leaves the soft
+	// opt-in; the rule's cool-down holds whatever the filter.
+	narrow := s.newCampaign(`"audience":{"lifecycle":["dormant"]}`)
 	s.adminJSON("POST", "/campaigns/"+narrow+"/preview", "", http.StatusOK, &pv)
-	if pv.Audience != 1 || pv.Excluded["filtered"] != 2 || pv.Excluded["pending"] != 1 {
-		t.Errorf("narrowed preview: got %+v, want audience 1, filtered 2", pv)
+	if pv.Audience != 1 || pv.Excluded["filtered"] != 3 || pv.Excluded["pending"] != 1 || pv.Excluded["confirmed_recently"] != 1 {
+		t.Errorf("narrowed preview: got %+v, want audience 1, filtered 3, confirmed_recently 1", pv)
+	}
+	// The marketer may choose active customers with a filter.
+	customers := s.newCampaign(`"audience":{"lifecycle":["customer"]}`)
+	s.adminJSON("POST", "/campaigns/"+customers+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["not_dormant"] != 0 {
+		t.Errorf("customer preview: got %+v, want audience 1 (active@)", pv)
 	}
 
 	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
@@ -170,7 +181,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 			t.Errorf("mails to %s: got %d, want 1", a, got[a])
 		}
 	}
-	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com"} {
+	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com",
+		"active@example.com", "fresh@example.com"} {
 		if got[a] != 0 {
 			t.Errorf("mails to %s: got %d, want 0", a, got[a])
 		}
@@ -437,15 +449,21 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 	}
 
 	// The next campaign leaves out the lapsed contact; the one who kept
-	// the subscription starts a new cycle.
+	// the subscription is not asked again until lifecycle.dormant_after
+	// has passed (a cool-down), and then starts a new cycle.
 	next := s.newCampaign("")
 	var pv struct {
 		Audience int            `json:"audience"`
 		Excluded map[string]int `json:"excluded"`
 	}
 	s.adminJSON("POST", "/campaigns/"+next+"/preview", "", http.StatusOK, &pv)
-	if pv.Audience != 1 || pv.Excluded["lapsed"] != 1 {
-		t.Errorf("next preview: got %+v, want audience 1, lapsed 1", pv)
+	if pv.Audience != 0 || pv.Excluded["lapsed"] != 1 || pv.Excluded["confirmed_recently"] != 1 {
+		t.Errorf("next preview: got %+v, want audience 0, lapsed 1, confirmed_recently 1", pv)
+	}
+	s.clock.Advance(366 * consent.Day)
+	s.adminJSON("POST", "/campaigns/"+next+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["lapsed"] != 1 || pv.Excluded["confirmed_recently"] != 0 {
+		t.Errorf("preview a year later: got %+v, want audience 1, lapsed 1", pv)
 	}
 	var rep struct{ OK bool }
 	s.admin("/ledger/verify", &rep)

@@ -104,9 +104,10 @@ func (s *Span) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Audience narrows who a campaign asks. Zero fields match everyone. The
-// filters can only narrow the audience: Eligibility decides who may be
-// asked at all, whatever they say.
+// Audience narrows who a campaign asks. The filters can only narrow the
+// audience: Eligibility decides who may be asked at all, whatever they
+// say. An audience without any filter asks dormant contacts only (see
+// Campaign.Select), never everyone the rule allows.
 type Audience struct {
 	// Lifecycle keeps subscribers in one of these stages.
 	Lifecycle []Lifecycle `json:"lifecycle,omitempty"`
@@ -119,6 +120,11 @@ type Audience struct {
 	// NoActivitySince keeps subscribers with neither a purchase nor a
 	// consent action on the topic at or after this time.
 	NoActivitySince time.Time `json:"no_activity_since,omitzero"`
+}
+
+// IsZero reports whether a has no filter at all.
+func (a Audience) IsZero() bool {
+	return len(a.Lifecycle) == 0 && len(a.Topics) == 0 && a.ConsentOlderThan == 0 && a.NoActivitySince.IsZero()
 }
 
 // Matches reports whether sub passes the filters for topic at now.
@@ -376,14 +382,18 @@ const (
 	ExcludedSuppressed      = "suppressed"          // on the suppression list for the topic or all
 	ExcludedNoBasis         = "no_basis"            // no provable consent or soft opt-in (the ICO's Honda case)
 	ExcludedSoftOptInExpiry = "soft_opt_in_expired" // soft opt-in whose last purchase is too old (CASL s. 10(10))
+	ExcludedRecent          = "confirmed_recently"  // confirmed or reconfirmed within lifecycle.dormant_after: a cool-down
 	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle: one mail per cycle
+	ExcludedNotDormant      = "not_dormant"         // bought within lifecycle.dormant_after: an unfiltered campaign asks dormant contacts only
 	ExcludedNew             = "joined_after_start"  // created after the campaign started
 	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
 )
 
 // CampaignPolicy holds the operator's settings the audience rule uses.
 type CampaignPolicy struct {
-	// DormantAfter is lifecycle.dormant_after, for the lifecycle filter.
+	// DormantAfter is lifecycle.dormant_after: for the lifecycle filter,
+	// the cool-down after a consent and the audience of an unfiltered
+	// campaign.
 	DormantAfter time.Duration
 	// SoftOptInWindow is how long after the last purchase a soft opt-in
 	// still counts; zero means DefaultSoftOptInWindow.
@@ -416,6 +426,11 @@ func IsEvidence(ev *Event, topic string, basis Basis) bool {
 //     Legitimate interest alone never qualifies: a re-permission mail is
 //     marketing and needs consent or soft opt-in (the Honda case), and so
 //     does a subscription without a basis;
+//   - a consent was not given (confirmed, or reconfirmed) within
+//     p.DormantAfter: someone who said yes recently is not asked again
+//     (a cool-down; asking so soon checks nothing and only nags). A soft
+//     opt-in's recency is the last purchase's, which the unfiltered
+//     audience weighs (Campaign.Select);
 //   - it was not asked in the current dormancy cycle: a cycle begins
 //     with the subscription's last consent (its Since: a confirmation or
 //     a reconfirmation) or the last purchase, whichever is later.
@@ -459,6 +474,9 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 	default:
 		return false, ExcludedNoBasis
 	}
+	if s.Basis == BasisConsent && now.Sub(s.Since) < p.DormantAfter {
+		return false, ExcludedRecent
+	}
 	if asked := sub.Reawakened[topic]; !asked.IsZero() && !asked.Before(s.Since) && !asked.Before(sub.LastPurchase) {
 		return false, ExcludedAlreadyAsked
 	}
@@ -466,13 +484,19 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 }
 
 // Select applies the audience rule and then the campaign's filters to
-// sub: ok, or the reason it is left out.
+// sub: ok, or the reason it is left out. A campaign without filters asks
+// dormant contacts only: besides the rule's cool-down on the last
+// consent, nobody who bought within p.DormantAfter (an active customer
+// is no reawaken case).
 func (c *Campaign) Select(sub *Subscriber, suppressed, hasEvidence bool, now time.Time, p CampaignPolicy) (bool, string) {
 	if ok, reason := Eligibility(sub, c.Topic, suppressed, hasEvidence, now, p); !ok {
 		return false, reason
 	}
 	if !c.Started.IsZero() && sub.Created.After(c.Started) {
 		return false, ExcludedNew
+	}
+	if c.Audience.IsZero() && !sub.LastPurchase.IsZero() && now.Sub(sub.LastPurchase) < p.DormantAfter {
+		return false, ExcludedNotDormant
 	}
 	if !c.Audience.Matches(sub, c.Topic, now, p.DormantAfter) {
 		return false, ExcludedFiltered

@@ -97,13 +97,19 @@ func (s CampaignSteps[K]) Run(ctx context.Context, tick time.Duration, mayQueue 
 	return res, nil
 }
 
+// ExclusionReasons lists every reason a subscriber is left out of a
+// campaign, the campaign's own choices first, then the rule's.
+func ExclusionReasons() []string {
+	return []string{ExcludedFiltered, ExcludedNotDormant, ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed,
+		ExcludedLapsed, ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedRecent,
+		ExcludedAlreadyAsked, ExcludedNew}
+}
+
 // NewCampaignPreview returns a preview with nothing counted yet, every
 // exclusion reason at zero.
 func NewCampaignPreview() CampaignPreview {
 	pv := CampaignPreview{Excluded: map[string]int{}}
-	for _, r := range []string{ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed, ExcludedLapsed,
-		ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedAlreadyAsked, ExcludedNew,
-		ExcludedFiltered} {
+	for _, r := range ExclusionReasons() {
 		pv.Excluded[r] = 0
 	}
 	return pv

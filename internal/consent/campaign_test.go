@@ -54,6 +54,11 @@ func TestAudienceExclusions(t *testing.T) {
 			s.LastPurchase = campaignNow.Add(-3 * 365 * Day)
 			return s
 		}, false, true, ExcludedSoftOptInExpiry},
+		{"reconfirmed within dormant_after", func() *Subscriber {
+			s := subWith(StatusConfirmed, BasisConsent)
+			s.Subscriptions["news"].Since = campaignNow.Add(-364 * Day)
+			return s
+		}, false, true, ExcludedRecent},
 		{"already asked this cycle", func() *Subscriber {
 			s := subWith(StatusConfirmed, BasisConsent)
 			s.Reawakened = map[string]time.Time{"news": campaignNow.Add(-10 * Day)}
@@ -97,9 +102,15 @@ func TestAudienceExclusions(t *testing.T) {
 	}
 }
 
-// TestAudienceAdmits covers who may be asked, and that filters narrow.
+// TestAudienceAdmits covers who may be asked, that filters narrow, and
+// that a campaign without filters asks dormant contacts only: an active
+// customer is left out as not dormant unless a filter chooses them.
 func TestAudienceAdmits(t *testing.T) {
 	p := CampaignPolicy{DormantAfter: 365 * Day}
+	active := subWith(StatusConfirmed, BasisConsent)
+	active.LastPurchase = campaignNow.Add(-30 * Day)
+	prospect := subWith(StatusConfirmed, BasisConsent)
+	prospect.LastPurchase = time.Time{}
 	soft := subWith(StatusConfirmed, BasisSoftOptIn)
 	soft.LastPurchase = campaignNow.Add(-400 * Day)
 	newCycle := subWith(StatusConfirmed, BasisConsent)
@@ -122,6 +133,10 @@ func TestAudienceAdmits(t *testing.T) {
 		{"topic filter narrows", subWith(StatusConfirmed, BasisConsent), Audience{Topics: []string{"events"}}, false, ExcludedFiltered},
 		{"consent age narrows", subWith(StatusConfirmed, BasisConsent), Audience{ConsentOlderThan: Span(500 * Day)}, false, ExcludedFiltered},
 		{"activity narrows", subWith(StatusConfirmed, BasisConsent), Audience{NoActivitySince: campaignNow.Add(-600 * Day)}, false, ExcludedFiltered},
+		{"active customer, no filter", active, Audience{}, false, ExcludedNotDormant},
+		{"quiet prospect, no filter", prospect, Audience{}, true, ""},
+		{"active customer, customer filter", active, Audience{Lifecycle: []Lifecycle{LifecycleCustomer}}, true, ""},
+		{"active customer, old consent filter", active, Audience{ConsentOlderThan: Span(Day)}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,3 +435,4 @@ func TestSelectLooking(t *testing.T) {
 		})
 	}
 }
+

@@ -73,43 +73,50 @@ func (f *fixture) preview(c *consent.Campaign) consent.CampaignPreview {
 
 // testCampaignEligibility: a reawaken campaign reaches only confirmed
 // subscribers with a provable basis; pending, withdrawn, suppressed and
-// basis-less contacts are never in its audience, whatever its filters,
-// and a preview counts the same without changing anything.
+// basis-less contacts, and those who consented within
+// lifecycle.dormant_after, are never in its audience, whatever its
+// filters; without filters it asks dormant contacts only; and a preview
+// counts the same without changing anything.
 func testCampaignEligibility(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	f.bootstrap()
 	rep := f.importCSV(`email,topics,basis,consented_at,source,last_purchase_at
 ok@example.com,news,consent,2025-01-01,shop checkout,
-soft@example.com,news,soft_opt_in,,,2029-06-01
+soft@example.com,news,soft_opt_in,,,2028-09-01
 stale@example.com,news,soft_opt_in,,,2025-01-01
 interest@example.com,news,legitimate_interest,,,
 unsub@example.com,news,consent,2025-01-01,shop checkout,
 supp@example.com,news,consent,2025-01-01,shop checkout,
 noproof@example.com,news,consent,,,
+active@example.com,news,consent,2025-01-01,shop checkout,2029-12-01
 `)
-	if rep.Imported != 7 || rep.Pending != 1 || rep.InvalidCount != 0 {
-		t.Fatalf("Import: got %+v, want 7 imported, 1 of them pending", rep)
+	if rep.Imported != 8 || rep.Pending != 1 || rep.InvalidCount != 0 {
+		t.Fatalf("Import: got %+v, want 8 imported, 1 of them pending", rep)
 	}
 	f.signup("pending@example.com")
 	f.signup("other@example.com", "offers")
+	f.subscribe("fresh@example.com")
 	f.unsubscribe(f.sub("unsub@example.com").ID, "news")
 	f.suppress("supp@example.com", "news")
 	mails := len(f.due(f.now()))
 
 	c := f.createCampaign(consent.CampaignInput{})
 	want := map[string]int{consent.ExcludedPending: 2, consent.ExcludedUnsubscribed: 1, consent.ExcludedSuppressed: 1,
-		consent.ExcludedNoBasis: 1, consent.ExcludedSoftOptInExpiry: 1, consent.ExcludedNotSubscribed: 1}
+		consent.ExcludedNoBasis: 1, consent.ExcludedSoftOptInExpiry: 1, consent.ExcludedNotSubscribed: 1,
+		consent.ExcludedRecent: 1, consent.ExcludedNotDormant: 1}
 	pv := f.preview(c)
 	if pv.Audience != 2 || !maps.Equal(nonZero(pv.Excluded), want) {
 		t.Errorf("PreviewCampaign: got audience %d, excluded %v, want 2, %v", pv.Audience, nonZero(pv.Excluded), want)
 	}
-	// A filter narrows the audience; it never lets anyone in.
+	// A filter narrows the audience; it never lets anyone in. With one,
+	// the marketer chooses the lifecycle: active customers may be asked.
 	narrow := f.createCampaign(consent.CampaignInput{Audience: consent.AudienceInput{
-		Lifecycle: []consent.Lifecycle{consent.LifecycleCustomer}}})
+		Lifecycle: []consent.Lifecycle{consent.LifecycleDormant}}})
 	wantNarrow := maps.Clone(want)
-	wantNarrow[consent.ExcludedFiltered] = 1
+	delete(wantNarrow, consent.ExcludedNotDormant)
+	wantNarrow[consent.ExcludedFiltered] = 2
 	if pv := f.preview(narrow); pv.Audience != 1 || !maps.Equal(nonZero(pv.Excluded), wantNarrow) {
-		t.Errorf("PreviewCampaign with a customer filter: got audience %d, excluded %v, want 1, %v", pv.Audience, nonZero(pv.Excluded), wantNarrow)
+		t.Errorf("PreviewCampaign with a dormant filter: got audience %d, excluded %v, want 1, %v", pv.Audience, nonZero(pv.Excluded), wantNarrow)
 	}
 	got, err := f.s.Campaign(ctx, c.ID)
 	if err != nil || got.State != consent.CampaignDraft || got.Counts.Targeted != 0 {

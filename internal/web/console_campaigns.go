@@ -12,14 +12,6 @@ import (
 	"optin/internal/consent"
 )
 
-// exclusionReasons are the reasons a subscriber is left out of a
-// campaign, in the order the console lists them.
-func exclusionReasons() []string {
-	return []string{consent.ExcludedFiltered, consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
-		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
-		consent.ExcludedAlreadyAsked, consent.ExcludedNew}
-}
-
 // campaignRow is a campaign as the list shows it.
 type campaignRow struct {
 	*consent.Campaign
@@ -180,7 +172,7 @@ func (s *Server) showCampaign(c *gin.Context, preview *consent.CampaignPreview, 
 		s.consoleFail(c, err)
 		return
 	}
-	p := campaignPage{Camp: campaignView(camp), TopicName: names.name(camp.Topic), Reasons: exclusionReasons(),
+	p := campaignPage{Camp: campaignView(camp), TopicName: names.name(camp.Topic), Reasons: consent.ExclusionReasons(),
 		Preview: preview, Postal: s.cfg.PostalAddress != ""}
 	for _, t := range camp.Audience.Topics {
 		p.AudienceTopics = append(p.AudienceTopics, names.name(t))
