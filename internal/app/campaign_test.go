@@ -35,6 +35,7 @@ type campaignOut struct {
 		Unsubscribed int            `json:"unsubscribed"`
 		Lapsed       int            `json:"lapsed"`
 		Dropped      int            `json:"dropped"`
+		Withheld     int            `json:"withheld"`
 	} `json:"counts"`
 }
 
@@ -505,6 +506,51 @@ func TestCampaignQueuedMailHonoursUnsubscribe(t *testing.T) {
 	b, _ := json.Marshal(c)
 	if strings.Contains(string(b), "late@") {
 		t.Errorf("campaign view holds an address: %s", b)
+	}
+}
+
+// TestCampaignCancel: POST /campaigns/{id}/cancel ends a campaign whose
+// mails wait in the outbox (the relay is down): none of them is sent once
+// the relay is back, the subscriptions stay, the cancel is audited and
+// final. (That nobody lapses is the conformance suite's CampaignCancel.)
+func TestCampaignCancel(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("a@example.com", "b@example.com")
+	if err := s.smtp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	id := s.newCampaign(`"deadline":"2d","reminder":"1d"`)
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "the mails queued", func(c campaignOut) bool { return c.Counts.Targeted == 2 })
+	if r := s.adminAs(s.newKey("v", consent.RoleViewer), "POST", "/campaigns/"+id+"/cancel", "application/json", ""); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's cancel: got %d, want 403", r.status)
+	}
+	var c campaignOut
+	s.adminJSON("POST", "/campaigns/"+id+"/cancel", "", http.StatusOK, &c)
+	if c.State != "cancelled" {
+		t.Fatalf("state after cancel: %s", c.State)
+	}
+	if err := s.smtp.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitOutboxEmpty()
+	c = s.waitCampaign(id, "the mails withheld", func(c campaignOut) bool { return c.Counts.Withheld == 2 })
+	if c.Counts.Sent != 0 || c.State != "cancelled" {
+		t.Errorf("counts: %+v, state %s, want none sent", c.Counts, c.State)
+	}
+	if n := s.smtp.Count(); n != 0 {
+		t.Errorf("mails: got %d, want 0", n)
+	}
+	if sub, _ := s.subscriber("a@example.com"); sub.Subscriptions["news"].Status != "confirmed" {
+		t.Errorf("a@ after a cancelled campaign: %s, want confirmed", sub.Subscriptions["news"].Status)
+	}
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusConflict, nil)
+	var audit struct {
+		Items []consent.AuditEntry
+	}
+	s.admin("/audit", &audit)
+	if len(audit.Items) == 0 || audit.Items[0].Action != "campaign.cancel" || audit.Items[0].Target != id {
+		t.Errorf("audit: newest entry %+v, want campaign.cancel of %s", audit.Items[:1], id)
 	}
 }
 

@@ -260,8 +260,13 @@ func (db *DB) settleOne(tx *bbolt.Tx, cc *campaignCache, cid, subID string, job 
 	if err != nil {
 		return err
 	}
-	deadline, remind := consent.PlanSettle(c, r, sub, tx.Bucket(bucketParked).Get(u64(job)) != nil, supp, now)
+	deadline, remind, unmarked := consent.PlanSettle(c, r, sub, tx.Bucket(bucketParked).Get(u64(job)) != nil, supp, now)
 	cc.dirty[cid] = true
+	if unmarked {
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+	}
 	due := tx.Bucket(bucketCampaignDue)
 	if !deadline.IsZero() {
 		if err := due.Put(campaignDueKey(deadline, dueDeadline, cid, subID), nil); err != nil {

@@ -17,12 +17,15 @@ type CampaignState string
 // Campaign states. A draft sends nothing; running queues mail at the
 // campaign's rate; paused queues nothing new (mail already queued still
 // goes out); done means every first mail is out. Answers, reminders and
-// deadlines are still recorded for a done campaign.
+// deadlines are still recorded for a done campaign. Cancelled is final:
+// first mails not yet sent are withheld, no reminder goes out and nobody
+// lapses; those already asked keep their subscription as it stands.
 const (
-	CampaignDraft   CampaignState = "draft"
-	CampaignRunning CampaignState = "running"
-	CampaignPaused  CampaignState = "paused"
-	CampaignDone    CampaignState = "done"
+	CampaignDraft     CampaignState = "draft"
+	CampaignRunning   CampaignState = "running"
+	CampaignPaused    CampaignState = "paused"
+	CampaignDone      CampaignState = "done"
+	CampaignCancelled CampaignState = "cancelled"
 )
 
 // Campaign limits and defaults.
@@ -162,7 +165,8 @@ type CampaignTemplate struct {
 // queued; Excluded counts subscribers the walk passed over, by reason;
 // Sent counts first mails handed to the mail server; Failed those the
 // server refused for good; Dropped those held back at send time (the
-// person erased or suppressed meanwhile).
+// person erased or suppressed meanwhile); Withheld those not sent
+// because the campaign was cancelled.
 type CampaignCounts struct {
 	Targeted     int            `json:"targeted"`
 	Excluded     map[string]int `json:"excluded"`
@@ -173,6 +177,7 @@ type CampaignCounts struct {
 	Lapsed       int            `json:"lapsed"`
 	Failed       int            `json:"failed"`
 	Dropped      int            `json:"dropped"`
+	Withheld     int            `json:"withheld"`
 }
 
 // Campaign is a reawaken (re-permission) campaign: it asks subscribers of
@@ -200,6 +205,8 @@ type Campaign struct {
 	Updated  time.Time      `json:"updated"`
 	Started  time.Time      `json:"started,omitzero"`
 	Finished time.Time      `json:"finished,omitzero"`
+	// Cancelled is when the campaign was cancelled.
+	Cancelled time.Time `json:"cancelled,omitzero"`
 	// Cursor is the id of the last subscriber the walk examined; the
 	// walk resumes after it. Walked is set once it passed the last one.
 	Cursor string `json:"cursor,omitempty"`
@@ -355,6 +362,8 @@ func (c *Campaign) Start(now time.Time) error {
 		c.State, c.Updated = CampaignRunning, now
 	case CampaignDone:
 		return Errorf(EConflict, "campaign %s is done; create a new one", c.ID)
+	case CampaignCancelled:
+		return Errorf(EConflict, "campaign %s was cancelled; create a new one", c.ID)
 	}
 	return nil
 }
@@ -369,8 +378,22 @@ func (c *Campaign) Pause(now time.Time) error {
 		return Errorf(EConflict, "campaign %s has not started", c.ID)
 	case CampaignDone:
 		return Errorf(EConflict, "campaign %s is done", c.ID)
+	case CampaignCancelled:
+		return Errorf(EConflict, "campaign %s was cancelled", c.ID)
 	}
 	return nil
+}
+
+// Cancel ends the campaign at now, whatever its state: from then on its
+// first mails still in the outbox are withheld, no reminder is sent and
+// no deadline lapses anyone (PlanSettle, PlanFollowUp); answers to mail
+// already sent still count. Cancelling a cancelled campaign changes
+// nothing.
+func (c *Campaign) Cancel(now time.Time) {
+	if c.State == CampaignCancelled {
+		return
+	}
+	c.State, c.Cancelled, c.Updated = CampaignCancelled, now, now
 }
 
 // Exclusion reasons: why a subscriber is not in a campaign's audience.
@@ -539,6 +562,7 @@ const (
 	RecipientLapsed       RecipientState = "lapsed"       // no answer by the deadline
 	RecipientFailed       RecipientState = "failed"       // the mail server refused the mail for good
 	RecipientDropped      RecipientState = "dropped"      // held back at send time (erased, suppressed)
+	RecipientWithheld     RecipientState = "withheld"     // not sent: the campaign was cancelled first
 )
 
 // Recipient is one subscriber's record in one campaign. It exists from
@@ -653,10 +677,13 @@ func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool
 // topic, was dropped at send time; otherwise the mail was sent and the
 // recipient's deadline starts. It returns when to follow up: the
 // deadline, and the reminder (zero without one); both are zero when
-// nothing is to follow. A recipient no longer queued is left alone.
-func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed bool, now time.Time) (deadline, remind time.Time) {
+// nothing is to follow. A recipient no longer queued is left alone. The
+// first mail of a cancelled campaign was withheld at send time: the
+// person was not asked, so the mark PlanReawaken left on sub goes
+// (unmarked reports that sub changed).
+func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed bool, now time.Time) (deadline, remind time.Time, unmarked bool) {
 	if r.State != RecipientQueued {
-		return time.Time{}, time.Time{}
+		return time.Time{}, time.Time{}, false
 	}
 	var s *Subscription
 	if sub != nil {
@@ -666,6 +693,13 @@ func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed b
 	case parked:
 		r.State = RecipientFailed
 		c.Counts.Failed++
+	case c.State == CampaignCancelled:
+		r.State = RecipientWithheld
+		c.Counts.Withheld++
+		if sub != nil && sub.Reawakened[c.Topic].Equal(r.Queued) {
+			delete(sub.Reawakened, c.Topic)
+			return time.Time{}, time.Time{}, true
+		}
 	case sub == nil || (s != nil && s.Status == StatusUnsubscribed):
 		r.State, r.Answered = RecipientUnsubscribed, now
 		c.Counts.Unsubscribed++
@@ -679,9 +713,9 @@ func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed b
 		if c.Reminder > 0 {
 			remind = now.Add(time.Duration(c.Reminder))
 		}
-		return r.Deadline, remind
+		return r.Deadline, remind, false
 	}
-	return time.Time{}, time.Time{}
+	return time.Time{}, time.Time{}, false
 }
 
 // FollowUp is what one due reminder or deadline of a recipient changes.
@@ -703,9 +737,10 @@ type FollowUp struct {
 // longer confirmed (or a subscriber erased: sub nil) is recorded as the
 // person's answer. A confirmed one gets the reminder, unless the address
 // is suppressed for the topic, or at the deadline lapses (PlanLapse); a
-// subscription confirmed afresh after the mail counts as reconfirmed.
+// subscription confirmed afresh after the mail counts as reconfirmed. A
+// cancelled campaign follows up on nobody: no reminder, no lapse.
 func PlanFollowUp(c *Campaign, r *Recipient, sub *Subscriber, remind, suppressed bool, now time.Time, ids IDs) FollowUp {
-	if r.State != RecipientSent || (remind && !now.Before(r.Deadline)) {
+	if r.State != RecipientSent || c.State == CampaignCancelled || (remind && !now.Before(r.Deadline)) {
 		return FollowUp{}
 	}
 	var s *Subscription

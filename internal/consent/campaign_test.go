@@ -345,11 +345,16 @@ func TestPlanSettle(t *testing.T) {
 		{"lapsed meanwhile", RecipientQueued, func() *Subscriber { return subWith(StatusLapsed, BasisConsent) }, false, false, RecipientDropped, false},
 		{"suppressed meanwhile", RecipientQueued, confirmed, false, true, RecipientDropped, false},
 		{"already settled", RecipientReconfirmed, confirmed, false, false, RecipientReconfirmed, false},
+		{"campaign cancelled", RecipientQueued, confirmed, false, false, RecipientWithheld, false},
+		{"campaign cancelled, but parked", RecipientQueued, confirmed, true, false, RecipientFailed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := *c
+			if strings.HasPrefix(tc.name, "campaign cancelled") {
+				cc.Cancel(campaignNow)
+			}
 			r := &Recipient{State: tc.state}
-			deadline, remind := PlanSettle(&cc, r, tc.sub(), tc.parked, tc.suppressed, campaignNow)
+			deadline, remind, _ := PlanSettle(&cc, r, tc.sub(), tc.parked, tc.suppressed, campaignNow)
 			if r.State != tc.want {
 				t.Errorf("state: got %s, want %s", r.State, tc.want)
 			}
@@ -389,9 +394,14 @@ func TestPlanFollowUp(t *testing.T) {
 		{"withdrew", RecipientSent, subWith(StatusUnsubscribed, BasisConsent), false, false, deadline, RecipientUnsubscribed, false, false},
 		{"erased", RecipientSent, nil, true, false, campaignNow, RecipientUnsubscribed, false, false},
 		{"deadline lapses", RecipientSent, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientLapsed, false, true},
+		{"cancelled: no reminder", RecipientSent, subWith(StatusConfirmed, BasisConsent), true, false, campaignNow, RecipientSent, false, false},
+		{"cancelled: nobody lapses", RecipientSent, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientSent, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := *c
+			if strings.HasPrefix(tc.name, "cancelled") {
+				cc.Cancel(campaignNow)
+			}
 			r := &Recipient{State: tc.state, Sent: sent, Deadline: deadline}
 			f := PlanFollowUp(&cc, r, tc.sub, tc.remind, tc.suppressed, tc.now, fixedIDs{})
 			if r.State != tc.want || (f.Mail != nil) != tc.mail || (f.Event != nil) != tc.ev {
@@ -436,3 +446,25 @@ func TestSelectLooking(t *testing.T) {
 	}
 }
 
+// TestCancelWithheldUnmarks: a first mail withheld because the campaign
+// was cancelled did not ask the person, so the mark that would leave them
+// out of the next campaign goes; a mark from a later campaign stays.
+func TestCancelWithheldUnmarks(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news", Deadline: Span(30 * Day)}
+	sub := subWith(StatusConfirmed, BasisConsent)
+	_, r := PlanReawaken(c, sub, campaignNow, fixedIDs{})
+	c.Cancel(campaignNow.Add(time.Minute))
+	if err := c.Start(campaignNow); ErrorCode(err) != EConflict {
+		t.Errorf("Start after Cancel: got %v, want EConflict", err)
+	}
+	if _, _, unmarked := PlanSettle(c, r, sub, false, false, campaignNow.Add(time.Hour)); !unmarked || len(sub.Reawakened) != 0 ||
+		r.State != RecipientWithheld || c.Counts.Withheld != 1 {
+		t.Errorf("PlanSettle after Cancel: unmarked %v, marks %v, state %s, counts %+v", unmarked, sub.Reawakened, r.State, c.Counts)
+	}
+	other := subWith(StatusConfirmed, BasisConsent)
+	_, r2 := PlanReawaken(c, other, campaignNow, fixedIDs{})
+	other.Reawakened["news"] = campaignNow.Add(Day) // asked by a later campaign
+	if _, _, unmarked := PlanSettle(c, r2, other, false, false, campaignNow.Add(2*Day)); unmarked || len(other.Reawakened) != 1 {
+		t.Errorf("a later campaign's mark: unmarked %v, marks %v", unmarked, other.Reawakened)
+	}
+}

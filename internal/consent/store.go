@@ -177,6 +177,10 @@ type CampaignStore interface {
 	Campaigns(ctx context.Context) ([]*Campaign, error)
 	StartCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
 	PauseCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
+	// CancelCampaign ends campaign id for good (Campaign.Cancel), audited
+	// under a: its first mails still in the outbox are not sent, and no
+	// reminder or deadline follows; a second call changes nothing.
+	CancelCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
 	// PreviewCampaign counts the audience and the exclusions by reason;
 	// it changes nothing.
 	PreviewCampaign(ctx context.Context, id string, p CampaignPolicy) (CampaignPreview, error)

@@ -227,8 +227,13 @@ func (db *DB) settleOne(t *tx, cc *campaignCache, cid, subID string, parked bool
 	if err != nil {
 		return err
 	}
-	deadline, remind := consent.PlanSettle(c, r, sub, parked, supp, now)
+	deadline, remind, unmarked := consent.PlanSettle(c, r, sub, parked, supp, now)
 	cc.dirty[cid] = true
+	if unmarked {
+		if err := putSubscriber(t, sub); err != nil {
+			return err
+		}
+	}
 	for _, d := range []struct {
 		at   time.Time
 		kind string

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -142,5 +143,88 @@ active@example.com,news,consent,2025-01-01,shop checkout,2029-12-01
 	}
 	if cs, err := f.s.Campaigns(ctx); err != nil || len(cs) != 3 {
 		t.Errorf("Campaigns: got %d, %v, want 3", len(cs), err)
+	}
+}
+
+// step runs one campaign step at the fixture's clock.
+func (f *fixture) step() consent.StepResult {
+	f.t.Helper()
+	res, err := f.s.CampaignStep(f.t.Context(), campaignPolicy, time.Second, true)
+	if err != nil {
+		f.t.Fatalf("CampaignStep: got err %v, want nil", err)
+	}
+	return res
+}
+
+// reawakenJobTo returns the reawaken job to email due now.
+func (f *fixture) reawakenJobTo(email string) consent.Job {
+	f.t.Helper()
+	for _, j := range f.dueOf(consent.JobReawaken, f.now()) {
+		if j.To == email {
+			return j
+		}
+	}
+	f.t.Fatalf("no reawaken job to %s", email)
+	return consent.Job{}
+}
+
+// testCampaignCancel: a cancelled campaign sends none of the first mails
+// still in the outbox, reminds nobody and lapses nobody; those already
+// asked keep their subscription, those whose mail was withheld may be
+// asked by the next campaign; the cancel is audited and final.
+func testCampaignCancel(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.importConsented("asked@example.com", "waiting@example.com")
+	c := f.createCampaign(consent.CampaignInput{Reminder: "7d"})
+	f.runCampaign(c, 2)
+	sent, waiting := f.reawakenJobTo("asked@example.com"), f.reawakenJobTo("waiting@example.com")
+	if err := f.s.FinishJobs(ctx, []consent.Job{sent}); err != nil {
+		t.Fatalf("FinishJobs: got err %v, want nil", err)
+	}
+	f.step()
+
+	got, err := f.s.CancelCampaign(ctx, admin, c.ID)
+	if err != nil || got.State != consent.CampaignCancelled || !got.Cancelled.Equal(f.now()) {
+		t.Fatalf("CancelCampaign: got %+v, %v, want cancelled now", got, err)
+	}
+	if oks := f.deliverable(waiting); oks[0] {
+		t.Errorf("DeliverableBatch of a cancelled campaign's first mail: got true, want false")
+	}
+	if err := f.s.FinishJobs(ctx, []consent.Job{waiting}); err != nil {
+		t.Fatalf("FinishJobs: got err %v, want nil", err)
+	}
+	f.step()
+	f.clock.Advance(31 * consent.Day) // past the reminder and the deadline
+	if res := f.step(); res.Queued != 0 || res.Lapsed != 0 {
+		t.Errorf("CampaignStep after the deadline of a cancelled campaign: got %+v, want nothing", res)
+	}
+	if n := len(f.dueOf(consent.JobReawaken, f.now())); n != 0 {
+		t.Errorf("reawaken mails after cancel: got %d, want 0", n)
+	}
+	got, err = f.s.Campaign(ctx, c.ID)
+	if err != nil || got.Counts.Sent != 1 || got.Counts.Withheld != 1 || got.Counts.Lapsed != 0 || got.Counts.Reminded != 0 {
+		t.Errorf("counts of the cancelled campaign: got %+v, %v, want 1 sent, 1 withheld, none reminded or lapsed", got.Counts, err)
+	}
+	if s := f.sub("asked@example.com").Subscriptions["news"]; s.Status != consent.StatusConfirmed {
+		t.Errorf("asked@ after the deadline of a cancelled campaign: got %s, want confirmed", s.Status)
+	}
+	next := f.createCampaign(consent.CampaignInput{})
+	if pv := f.preview(next); pv.Audience != 1 || pv.Excluded[consent.ExcludedAlreadyAsked] != 1 {
+		t.Errorf("PreviewCampaign after a cancel: got audience %d, excluded %v, want waiting@ in, asked@ already asked", pv.Audience, nonZero(pv.Excluded))
+	}
+
+	for name, call := range map[string]func(context.Context, consent.Actor, string) (*consent.Campaign, error){
+		"StartCampaign": f.s.StartCampaign, "PauseCampaign": f.s.PauseCampaign} {
+		_, err := call(ctx, admin, c.ID)
+		f.wantCode(name+" of a cancelled campaign", err, consent.EConflict)
+	}
+	if again, err := f.s.CancelCampaign(ctx, admin, c.ID); err != nil || !again.Cancelled.Equal(got.Cancelled) {
+		t.Errorf("CancelCampaign again: got %+v, %v, want the same cancelled campaign", again, err)
+	}
+	_, err = f.s.CancelCampaign(ctx, admin, "nope")
+	f.wantCode("CancelCampaign of an unknown campaign", err, consent.ENotFound)
+	if n := strings.Count(strings.Join(f.auditActions(), " "), "campaign.cancel"); n != 2 {
+		t.Errorf("audit: got %d campaign.cancel entries, want 2", n)
 	}
 }

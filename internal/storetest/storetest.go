@@ -61,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"Stats", testStats},
 		{"Outbox", testOutbox},
 		{"CampaignEligibility", testCampaignEligibility},
+		{"CampaignCancel", testCampaignCancel},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},

@@ -104,12 +104,20 @@ func (s *Server) startCampaign(ctx context.Context, a consent.Actor, id string) 
 	return s.store.StartCampaign(ctx, a, id)
 }
 
-// handleCampaignPause stops a running campaign from queuing mail.
-func (s *Server) handleCampaignPause(c *gin.Context) {
-	camp, err := s.store.PauseCampaign(c.Request.Context(), actor(c), c.Param("id"))
-	if err != nil {
-		s.fail(c, err)
-		return
+// campaignChange is a store call that changes one campaign's state.
+type campaignChange func(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error)
+
+// handleCampaignChange answers a state change of campaign {id} (pause:
+// queue no more mail; cancel: end it for good, withholding the first
+// mails not yet sent, with no reminder or lapse to follow) with the
+// campaign.
+func (s *Server) handleCampaignChange(change campaignChange) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		camp, err := change(c.Request.Context(), actor(c), c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, campaignView(camp))
 	}
-	c.JSON(http.StatusOK, campaignView(camp))
 }

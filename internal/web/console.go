@@ -170,7 +170,8 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.GET("/campaigns/:id", read, s.handleConsoleCampaign)
 	a.POST("/campaigns/:id/preview", market, s.handleConsoleCampaignPreview)
 	a.POST("/campaigns/:id/start", market, s.handleConsoleCampaignStart)
-	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignPause)
+	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignChange(s.store.PauseCampaign, "paused"))
+	a.POST("/campaigns/:id/cancel", market, s.handleConsoleCampaignChange(s.store.CancelCampaign, "cancelled"))
 }
 
 // isConsole reports whether the request is for a console path.

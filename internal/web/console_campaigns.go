@@ -152,7 +152,7 @@ type campaignPage struct {
 func (s *Server) handleConsoleCampaign(c *gin.Context) {
 	notice := ""
 	switch done := c.Query("done"); done {
-	case "started", "paused":
+	case "started", "paused", "cancelled":
 		notice = s.localizer(c).T("console.campaign.done_" + done)
 	}
 	s.showCampaign(c, nil, notice)
@@ -204,12 +204,15 @@ func (s *Server) handleConsoleCampaignStart(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done=started")
 }
 
-// handleConsoleCampaignPause pauses a running campaign as POST
-// /api/v1/campaigns/{id}/pause does.
-func (s *Server) handleConsoleCampaignPause(c *gin.Context) {
-	if _, err := s.store.PauseCampaign(c.Request.Context(), actor(c), c.Param("id")); err != nil {
-		s.consoleFail(c, err)
-		return
+// handleConsoleCampaignChange changes a campaign's state as POST
+// /api/v1/campaigns/{id}/pause or /cancel does, and shows the campaign
+// with the notice for done.
+func (s *Server) handleConsoleCampaignChange(change campaignChange, done string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, err := change(c.Request.Context(), actor(c), c.Param("id")); err != nil {
+			s.consoleFail(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done="+done)
 	}
-	c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done=paused")
 }

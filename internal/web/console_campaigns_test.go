@@ -109,7 +109,29 @@ func TestConsoleCampaigns(t *testing.T) {
 		t.Error("the list does not show the paused campaign")
 	}
 
+	if r := m.do("GET", page, nil); !strings.Contains(r.body, `action="`+page+`/cancel"`) {
+		t.Errorf("the paused campaign's page offers no cancel")
+	}
+	r = m.do("POST", page+"/cancel", url.Values{"csrf": {m.csrf()}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != page+"?done=cancelled" {
+		t.Fatalf("cancel: got %d to %q", r.status, r.header.Get("Location"))
+	}
+	if l := e.lastAudit(); l.Action != "campaign.cancel" || l.Key != "key-marketer" {
+		t.Errorf("audit of the cancel: %+v", l)
+	}
+	r = m.do("GET", page+"?done=cancelled", nil)
+	if !hasText(r.body, e.en.T("console.campaign.done_cancelled")) || !hasText(r.body, e.en.T("console.campaign.state_cancelled")) ||
+		strings.Contains(r.body, `action="`+page+`/cancel"`) || strings.Contains(r.body, `action="`+page+`/start"`) {
+		t.Errorf("cancelled campaign page: want the notice and state, no cancel or start\n%s", r.body)
+	}
+	if r := m.do("POST", page+"/start", url.Values{"csrf": {m.csrf()}}); r.status != http.StatusConflict {
+		t.Errorf("start of a cancelled campaign: got %d, want 409", r.status)
+	}
+
 	v := e.signIn(consent.RoleViewer)
+	if r := v.do("POST", page+"/cancel", url.Values{"csrf": {v.csrf()}}); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's cancel: got %d, want 403", r.status)
+	}
 	if r := v.do("GET", page, nil); r.status != http.StatusOK || strings.Contains(r.body, "/start\"") || strings.Contains(r.body, "/preview\"") {
 		t.Errorf("a viewer's campaign page: %d, want it without actions", r.status)
 	}
