@@ -224,6 +224,10 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 	if sub, _ := s.subscriber("ok1@example.com"); sub.Subscriptions["news"].Status != "unsubscribed" || sub.ID != ok1.ID {
 		t.Errorf("after one-click: %+v", sub)
 	}
+	// The campaign counts the answer at once, weeks before its deadline.
+	if c := s.campaign(id); c.Counts.Unsubscribed != 1 {
+		t.Errorf("campaign counts right after the one-click: %+v, want 1 unsubscribed", c.Counts)
+	}
 	// A second campaign asks nobody again in this cycle.
 	again := s.newCampaign("")
 	s.adminJSON("POST", "/campaigns/"+again+"/preview", "", http.StatusOK, &pv)

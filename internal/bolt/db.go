@@ -411,7 +411,10 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
 		return err
 	}
-	return meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...))
+	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {
+		return err
+	}
+	return answerCampaigns(tx, ev)
 }
 
 // enqueue writes job into the outbox, due at once.

@@ -603,6 +603,40 @@ func PlanReconfirm(c *Campaign, r *Recipient, sub *Subscriber, wording string, i
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
 }
 
+// PlanAnswer records on r and c's counts, the moment ledger event ev is
+// appended for r's subscriber, the answer it gives to c's question, so a
+// running campaign's counts are live rather than settled at the
+// deadline: an unsubscription from c's topic answers no, a confirmation,
+// reconfirmation (by another campaign) or preference-center opt-in on it
+// answers yes. Only a recipient still waiting for an answer (queued or
+// sent) changes; c's own events are counted by the plans that make them.
+// It reports whether r and c changed.
+func PlanAnswer(c *Campaign, r *Recipient, ev *Event) bool {
+	if !Answers(ev) || ev.Source == c.Source() || (r.State != RecipientQueued && r.State != RecipientSent) ||
+		!slices.Contains(ev.Topics, c.Topic) {
+		return false
+	}
+	if ev.Type == EventUnsubscribed {
+		r.State = RecipientUnsubscribed
+		c.Counts.Unsubscribed++
+	} else {
+		r.State = RecipientReconfirmed
+		c.Counts.Reconfirmed++
+	}
+	r.Answered = ev.Time
+	return true
+}
+
+// Answers reports whether ev may answer a campaign (PlanAnswer), so a
+// store looks for the subscriber's recipient records only then.
+func Answers(ev *Event) bool {
+	switch ev.Type {
+	case EventUnsubscribed, EventConfirmed, EventReconfirmed, EventPreferencesUpdated:
+		return true
+	}
+	return false
+}
+
 // PlanLapse ends sub's subscription to the campaign's topic at now because
 // the recipient did not answer by the deadline: status lapsed, and the
 // lapsed event to append. It returns nil when the subscription is no

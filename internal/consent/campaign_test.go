@@ -468,3 +468,34 @@ func TestCancelWithheldUnmarks(t *testing.T) {
 		t.Errorf("a later campaign's mark: unmarked %v, marks %v", unmarked, other.Reawakened)
 	}
 }
+
+// TestPlanAnswer: which ledger events answer a campaign the moment they
+// are appended.
+func TestPlanAnswer(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news"}
+	for _, tc := range []struct {
+		name  string
+		state RecipientState
+		ev    Event
+		want  RecipientState
+	}{
+		{"unsubscribed from the topic", RecipientSent, Event{Type: EventUnsubscribed, Topics: []string{"news"}}, RecipientUnsubscribed},
+		{"unsubscribed while queued", RecipientQueued, Event{Type: EventUnsubscribed, Topics: []string{"offers", "news"}}, RecipientUnsubscribed},
+		{"reconfirmed by another campaign", RecipientSent, Event{Type: EventReconfirmed, Topics: []string{"news"}, Source: "campaign:c2"}, RecipientReconfirmed},
+		{"opted in on the preference page", RecipientSent, Event{Type: EventPreferencesUpdated, Topics: []string{"news"}}, RecipientReconfirmed},
+		{"another topic", RecipientSent, Event{Type: EventUnsubscribed, Topics: []string{"offers"}}, RecipientSent},
+		{"the campaign's own event", RecipientSent, Event{Type: EventReconfirmed, Topics: []string{"news"}, Source: "campaign:c1"}, RecipientSent},
+		{"not an answer", RecipientSent, Event{Type: EventActivity, Topics: []string{"news"}}, RecipientSent},
+		{"answered already", RecipientLapsed, Event{Type: EventUnsubscribed, Topics: []string{"news"}}, RecipientLapsed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			r := &Recipient{State: tc.state}
+			tc.ev.Time = campaignNow
+			changed := PlanAnswer(&cc, r, &tc.ev)
+			if r.State != tc.want || changed != (tc.want != tc.state) || changed != (cc.Counts.Unsubscribed+cc.Counts.Reconfirmed == 1) {
+				t.Errorf("got state %s, changed %v, counts %+v; want %s", r.State, changed, cc.Counts, tc.want)
+			}
+		})
+	}
+}

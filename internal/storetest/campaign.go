@@ -228,3 +228,60 @@ func testCampaignCancel(t *testing.T, f *fixture) {
 		t.Errorf("audit: got %d campaign.cancel entries, want 2", n)
 	}
 }
+
+// testCampaignLiveCounts: a campaign counts each answer the moment it is
+// given, before any deadline: a one-click unsubscribe, an operator's
+// withdrawal on the person's word, an unsubscribe from everything while
+// the mail still waits in the outbox (which is then not sent), and "keep
+// me subscribed"; the deadline later counts nobody twice.
+func testCampaignLiveCounts(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.importConsented("one@example.com", "two@example.com", "three@example.com", "keep@example.com")
+	c := f.createCampaign(consent.CampaignInput{})
+	f.runCampaign(c, 4)
+	var sent []consent.Job
+	for _, a := range []string{"one@example.com", "two@example.com", "keep@example.com"} {
+		sent = append(sent, f.reawakenJobTo(a))
+	}
+	waiting := f.reawakenJobTo("three@example.com")
+	if err := f.s.FinishJobs(ctx, sent); err != nil {
+		t.Fatalf("FinishJobs: got err %v, want nil", err)
+	}
+	f.step()
+	counts := func(what string, unsubscribed, reconfirmed int) {
+		t.Helper()
+		got, err := f.s.Campaign(ctx, c.ID)
+		if err != nil || got.Counts.Unsubscribed != unsubscribed || got.Counts.Reconfirmed != reconfirmed {
+			t.Errorf("counts after %s: got %+v, %v, want %d unsubscribed, %d reconfirmed", what, got.Counts, err, unsubscribed, reconfirmed)
+		}
+	}
+	f.unsubscribe(f.sub("one@example.com").ID, "news")
+	counts("a one-click unsubscribe", 1, 0)
+	if _, err := f.s.WithdrawFor(ctx, admin, f.sub("two@example.com").ID, "news", "asked by phone"); err != nil {
+		t.Fatalf("WithdrawFor: got err %v, want nil", err)
+	}
+	counts("a withdrawal on the person's word", 2, 0)
+	f.unsubscribe(f.sub("three@example.com").ID, "")
+	counts("an unsubscribe from everything while the mail waits", 3, 0)
+	if oks := f.deliverable(waiting); oks[0] {
+		t.Errorf("DeliverableBatch of the answered recipient's mail: got true, want false")
+	}
+	if _, err := f.s.Reconfirm(ctx, c.ID, f.sub("keep@example.com").ID, f.wording(), consent.ConfirmInput{}); err != nil {
+		t.Fatalf("Reconfirm: got err %v, want nil", err)
+	}
+	counts("keep me subscribed", 3, 1)
+
+	if err := f.s.FinishJobs(ctx, []consent.Job{waiting}); err != nil {
+		t.Fatalf("FinishJobs: got err %v, want nil", err)
+	}
+	f.step()
+	f.clock.Advance(31 * consent.Day)
+	if res := f.step(); res.Lapsed != 0 {
+		t.Errorf("CampaignStep at the deadline: got %+v, want nobody lapsed (everyone answered)", res)
+	}
+	counts("the deadline", 3, 1)
+	if got, _ := f.s.Campaign(ctx, c.ID); got.Counts.Sent != 3 || got.Counts.Dropped != 0 {
+		t.Errorf("counts at the end: got %+v, want 3 sent, none dropped", got.Counts)
+	}
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open Opener) {
 		{"Outbox", testOutbox},
 		{"CampaignEligibility", testCampaignEligibility},
 		{"CampaignCancel", testCampaignCancel},
+		{"CampaignLiveCounts", testCampaignLiveCounts},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},
