@@ -92,6 +92,29 @@ func (s *service) waitCampaign(id string, what string, cond func(campaignOut) bo
 	}
 }
 
+// audienceList reads campaign id's audience list for only, limit at a
+// time, and returns the entries by address.
+func (s *service) audienceList(id, only string, limit int) map[string]consent.AudienceEntry {
+	s.t.Helper()
+	all := map[string]consent.AudienceEntry{}
+	cursor := ""
+	for range 50 {
+		var page consent.AudiencePage
+		s.adminJSON("GET", fmt.Sprintf("/campaigns/%s/audience?only=%s&limit=%d&cursor=%s", id, only, limit, cursor), "", http.StatusOK, &page)
+		if len(page.Items) > limit {
+			s.t.Fatalf("audience page of %d entries, limit %d", len(page.Items), limit)
+		}
+		for _, e := range page.Items {
+			all[e.Email] = e
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			return all
+		}
+	}
+	s.t.Fatalf("audience list: no last page")
+	return nil
+}
+
 // mailsTo counts the mails received per recipient.
 func (s *service) mailsTo() map[string]int {
 	n := map[string]int{}
@@ -154,6 +177,22 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 	}
 	if got := s.smtp.Count(); got != 1 {
 		t.Errorf("preview sent mail: %d mails, want 1", got)
+	}
+
+	// The same audience, person by person and page by page, with the
+	// reason for each one left out.
+	out := s.audienceList(id, "out", 3)
+	for addr, reason := range map[string]string{"fresh@example.com": "confirmed_recently", "active@example.com": "not_dormant",
+		"li@example.com": "no_basis", "noproof@example.com": "pending", "unsub@example.com": "unsubscribed"} {
+		if e, ok := out[addr]; !ok || e.In || e.Reason != reason {
+			t.Errorf("audience list: %s is %+v, want out as %s", addr, e, reason)
+		}
+	}
+	if in := s.audienceList(id, "in", 50); len(in) != 3 || !in["ok1@example.com"].In || !in["soft@example.com"].In {
+		t.Errorf("audience list, only in: got %+v, want ok1@, ok2@ and soft@", in)
+	}
+	if r := s.adminAs(testAdminKey, "GET", "/campaigns/"+id+"/audience?only=maybe", "", ""); r.status != http.StatusBadRequest {
+		t.Errorf("audience list with an unknown only: got %d, want 400", r.status)
 	}
 
 	// A filter can only narrow: dormant customers only leaves the soft

@@ -63,6 +63,7 @@ func Run(t *testing.T, open Opener) {
 		{"CampaignEligibility", testCampaignEligibility},
 		{"CampaignCancel", testCampaignCancel},
 		{"CampaignLiveCounts", testCampaignLiveCounts},
+		{"CampaignAudienceList", testCampaignAudienceList},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},

@@ -81,6 +81,33 @@ func (s *Server) handleCampaignPreview(c *gin.Context) {
 	c.JSON(http.StatusOK, pv)
 }
 
+// handleCampaignAudience lists one page of the campaign's audience: who
+// is in and who is left out with the reason (query only: in, out or a
+// reason; cursor and limit as every listing); it sends and changes
+// nothing.
+func (s *Server) handleCampaignAudience(c *gin.Context) {
+	page, err := s.campaignAudience(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// campaignAudience reads the page a request asks for (only, cursor,
+// limit) and lists it.
+func (s *Server) campaignAudience(c *gin.Context) (consent.AudiencePage, error) {
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		return consent.AudiencePage{}, err
+	}
+	q := consent.AudienceQuery{Cursor: cursor, Limit: limit, Only: c.Query("only")}
+	if err := q.CheckOnly(); err != nil {
+		return consent.AudiencePage{}, err
+	}
+	return s.store.CampaignAudience(c.Request.Context(), c.Param("id"), s.campaignPolicy(), q)
+}
+
 // handleCampaignStart starts a draft campaign or resumes a paused one. A
 // campaign mail is marketing: without a configured postal address to put
 // in it, nothing starts (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii)).

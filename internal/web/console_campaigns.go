@@ -216,3 +216,32 @@ func (s *Server) handleConsoleCampaignChange(change campaignChange, done string)
 		c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done="+done)
 	}
 }
+
+// campaignAudiencePage is the data of a campaign's audience list.
+type campaignAudiencePage struct {
+	Camp    *consent.Campaign
+	Reasons []string
+	Only    string
+	Cursor  string
+	Page    consent.AudiencePage
+}
+
+// handleConsoleCampaignAudience lists who the campaign would ask now and
+// who it leaves out with the reason, a page at a time, as GET
+// /api/v1/campaigns/{id}/audience does; it sends and changes nothing.
+func (s *Server) handleConsoleCampaignAudience(c *gin.Context) {
+	camp, err := s.store.Campaign(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	page, err := s.campaignAudience(c)
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	d := s.consoleBase(c, "console.audience.title", "campaigns")
+	d.P = campaignAudiencePage{Camp: campaignView(camp), Reasons: consent.ExclusionReasons(), Only: c.Query("only"),
+		Cursor: c.Query("cursor"), Page: page}
+	s.consolePage(c, http.StatusOK, "campaign_audience", d)
+}

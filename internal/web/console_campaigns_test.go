@@ -86,6 +86,23 @@ func TestConsoleCampaigns(t *testing.T) {
 			t.Errorf("preview: %s is not counted once", reason)
 		}
 	}
+	// Person by person: who is in, who is out and why.
+	if !strings.Contains(r.body, `href="`+page+`/audience"`) {
+		t.Errorf("the preview does not link to the audience list")
+	}
+	r = m.do("GET", page+"/audience", nil)
+	if r.status != http.StatusOK || !strings.Contains(tableRow(r.body, "ann@example.com"), e.en.T("console.audience.asked")) ||
+		!strings.Contains(tableRow(r.body, "carl@example.com"), e.en.T("console.campaign.excluded_pending")) {
+		t.Errorf("audience list: %d, want ann@ asked and carl@ left out as pending\n%s", r.status, r.body)
+	}
+	r = m.do("GET", page+"/audience?only=pending", nil)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "carl@example.com") || strings.Contains(r.body, "ann@example.com") ||
+		strings.Contains(r.body, "bob@example.com") {
+		t.Errorf("audience list of the pending: %d, want carl@ alone\n%s", r.status, r.body)
+	}
+	if r := m.do("GET", page+"/audience?only=maybe", nil); r.status != http.StatusBadRequest {
+		t.Errorf("audience list with an unknown only: got %d, want 400", r.status)
+	}
 	r = m.do("POST", page+"/start", url.Values{"csrf": {m.csrf()}})
 	if r.status != http.StatusSeeOther || r.header.Get("Location") != page+"?done=started" {
 		t.Fatalf("start: got %d to %q\n%s", r.status, r.header.Get("Location"), r.body)
@@ -129,6 +146,9 @@ func TestConsoleCampaigns(t *testing.T) {
 	}
 
 	v := e.signIn(consent.RoleViewer)
+	if r := v.do("GET", page+"/audience", nil); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's audience list: got %d, want 403", r.status)
+	}
 	if r := v.do("POST", page+"/cancel", url.Values{"csrf": {v.csrf()}}); r.status != http.StatusForbidden {
 		t.Errorf("a viewer's cancel: got %d, want 403", r.status)
 	}
@@ -156,4 +176,15 @@ func TestConsoleCampaignNoPostal(t *testing.T) {
 	if r.status != http.StatusConflict || !hasText(r.body, e.en.T("console.campaign.no_postal")) {
 		t.Errorf("start without a postal address: got %d", r.status)
 	}
+}
+
+// tableRow returns the table row of body that holds text, or "".
+func tableRow(body, text string) string {
+	for _, row := range strings.Split(body, "<tr>") {
+		if strings.Contains(row, text) {
+			row, _, _ = strings.Cut(row, "</tr>")
+			return row
+		}
+	}
+	return ""
 }
