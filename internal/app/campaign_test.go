@@ -256,6 +256,20 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 			t.Errorf("%s: failed\nheader %v\ntext:\n%s\nhtml:\n%s", c.name, h, text, html)
 		}
 	}
+	// The mail fits the person's basis: the consenting subscriber
+	// subscribed; the soft opt-in customer never did, by mail or page.
+	if !strings.Contains(text, "because you subscribed to Product news") || !strings.Contains(html, "Yes, keep me subscribed") {
+		t.Errorf("the consenting subscriber's mail does not say they subscribed:\n%s", text)
+	}
+	_, softText, softHTML := mailParts(t, s.mailTo("soft@example.com").Data)
+	if strings.Contains(softText+softHTML, "subscribe to") || strings.Contains(softText+softHTML, "subscribed") ||
+		!strings.Contains(softText, "because you bought from") || !strings.Contains(softHTML, "Yes, keep sending me these emails") {
+		t.Errorf("the soft opt-in customer's mail speaks of a subscription:\n%s\n%s", softText, softHTML)
+	}
+	if r := s.do("GET", keepRE.FindString(softText), "", ""); r.status != http.StatusOK || !strings.Contains(r.body, "Keep receiving these emails") ||
+		strings.Contains(r.body, "keep me subscribed") {
+		t.Errorf("the soft opt-in customer's keep page: %d\n%s", r.status, r.body)
+	}
 	// The header's one-click URL withdraws that topic.
 	if r := s.do("POST", unsubURL, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
 		t.Fatalf("one-click: %d", r.status)

@@ -655,6 +655,17 @@ func PlanLapse(c *Campaign, r *Recipient, sub *Subscriber, now time.Time, ids ID
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email}
 }
 
+// ReawakenWording is the suffix of the catalog keys that word a reawaken
+// mail and its page for a person holding a topic on basis: "" for
+// consent (they subscribed), "_customer" for a soft opt-in or any other
+// basis (they bought, or were in touch, and never subscribed).
+func ReawakenWording(basis Basis) string {
+	if basis == "" || basis == BasisConsent {
+		return ""
+	}
+	return "_customer"
+}
+
 // FillPlaceholders replaces {{name}} and {{topic}} in marketer text by
 // plain string replacement: the text is never run as a template.
 func FillPlaceholders(s, name, topic string) string {
@@ -698,9 +709,13 @@ func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *
 // has a template for it.
 func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, ids IDs) *Job {
 	locale, t := c.Template(sub.Locale)
+	var basis Basis
+	if s := sub.Subscriptions[c.Topic]; s != nil {
+		basis = s.Basis
+	}
 	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
 		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: ids.MessageID(), Created: now,
-		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Subject: t.Subject, Body: t.Body, Reminder: reminder}
+		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Basis: basis, Subject: t.Subject, Body: t.Body, Reminder: reminder}
 }
 
 // PlanSettle records on r and on c's counts the outcome of a first mail
