@@ -695,7 +695,7 @@ func ParseReawakenSubject(s string) (campaign, subscriber string, ok bool) {
 // sub that the person was asked in this dormancy cycle and counts the
 // target on c.
 func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *Recipient) {
-	job := c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, ids)
+	job := c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, ids.MessageID())
 	if sub.Reawakened == nil {
 		sub.Reawakened = map[string]time.Time{}
 	}
@@ -704,17 +704,31 @@ func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *
 	return job, &Recipient{Campaign: c.ID, Subscriber: sub.ID, State: RecipientQueued, Queued: now}
 }
 
+// SampleSubscriber is the id of the sample person a campaign's mail is
+// previewed and test-sent for. No store holds it (subscriber ids are 36
+// random characters), so the links of a sample mail change nothing.
+const SampleSubscriber = "sample"
+
+// SampleJob is campaign c's first mail as a sample person named name,
+// writing in locale and holding c's topic on basis, would get it at now:
+// for a preview, or a test send to to. It is recorded nowhere.
+func (c *Campaign) SampleJob(to, name, locale string, basis Basis, now time.Time, messageID string) *Job {
+	sub := &Subscriber{ID: SampleSubscriber, Email: to, Name: name, Locale: locale,
+		Subscriptions: map[string]*Subscription{c.Topic: {Topic: c.Topic, Status: StatusConfirmed, Basis: basis, Since: now}}}
+	return c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, messageID)
+}
+
 // reawakenJob is the one place a reawaken mail's job is built: the first
 // mail or the reminder, in the subscriber's locale as far as the campaign
 // has a template for it.
-func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, ids IDs) *Job {
+func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, messageID string) *Job {
 	locale, t := c.Template(sub.Locale)
 	var basis Basis
 	if s := sub.Subscriptions[c.Topic]; s != nil {
 		basis = s.Basis
 	}
 	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
-		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: ids.MessageID(), Created: now,
+		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: messageID, Created: now,
 		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Basis: basis, Subject: t.Subject, Body: t.Body, Reminder: reminder}
 }
 
@@ -807,7 +821,7 @@ func PlanFollowUp(c *Campaign, r *Recipient, sub *Subscriber, remind, suppressed
 		}
 		r.Reminded = now
 		c.Counts.Reminded++
-		return FollowUp{Changed: true, Mail: c.reawakenJob(sub, r.Deadline.Add(ReawakenLinkGrace), true, now, ids)}
+		return FollowUp{Changed: true, Mail: c.reawakenJob(sub, r.Deadline.Add(ReawakenLinkGrace), true, now, ids.MessageID())}
 	}
 	ev, personal := PlanLapse(c, r, sub, now, ids)
 	if ev == nil {

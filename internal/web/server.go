@@ -64,6 +64,17 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// CampaignMail, when set, renders a campaign's mail for the
+	// console's preview and sends its test copies.
+	CampaignMail CampaignMail
+}
+
+// CampaignMail renders a reawaken campaign's mail as a sample person
+// would get it, and sends a test copy to an address the operator types,
+// recorded for no subscriber (mail.Sampler).
+type CampaignMail interface {
+	Sample(c *consent.Campaign, topic consent.Topic, locale string, basis consent.Basis) (subject, text, html string, err error)
+	SendTest(ctx context.Context, c *consent.Campaign, topic consent.Topic, locale string, basis consent.Basis, to string) error
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -92,6 +103,9 @@ type Server struct {
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
 	signin  *limiter // failed console sign-ins per IP
+	// testSends caps a campaign's test sends per API key: the console
+	// must not become a way to mail anyone anything.
+	testSends *limiter
 }
 
 // maxBody caps request bodies on public routes.
@@ -115,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit),
-		originLog: newOriginLog(cfg.Log)}
+		originLog: newOriginLog(cfg.Log), testSends: newLimiter(Rate{N: 20, Per: time.Hour})}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}
