@@ -30,6 +30,10 @@ func TestConsoleCampaigns(t *testing.T) {
 	m := e.signIn(consent.RoleMarketer)
 	if r := m.do("GET", "/admin/campaigns/new", nil); r.status != http.StatusOK || !strings.Contains(r.body, `name="body_sv"`) {
 		t.Fatalf("new campaign page: %d\n%s", r.status, r.body)
+	} else if !strings.Contains(r.body, `<option value="news">Product news</option>`) ||
+		!strings.Contains(r.body, `<label for="also-news">Product news</label>`) ||
+		!strings.Contains(r.body, `<label for="lifecycle-dormant">`+e.en.T("console.lifecycle.dormant")+`</label>`) {
+		t.Errorf("new campaign page: the audience is not chosen by topic and lifecycle names\n%s", r.body)
 	}
 	for _, tt := range []struct {
 		what, field, value, detail string
