@@ -92,8 +92,8 @@ func campaignStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 func printCampaign(w io.Writer, c *consent.Campaign) {
 	n := c.Counts
 	fmt.Fprintf(w, "campaign %s (%s), topic %s: %s\n", c.ID, c.Name, c.Topic, c.State)
-	fmt.Fprintf(w, "targeted %d  sent %d  reminded %d  reconfirmed %d  unsubscribed %d  lapsed %d  failed %d  dropped %d\n",
-		n.Targeted, n.Sent, n.Reminded, n.Reconfirmed, n.Unsubscribed, n.Lapsed, n.Failed, n.Dropped)
+	fmt.Fprintf(w, "targeted %d  sent %d  reminded %d  reconfirmed %d  unsubscribed %d  lapsed %d  failed %d  dropped %d  withheld %d\n",
+		n.Targeted, n.Sent, n.Reminded, n.Reconfirmed, n.Unsubscribed, n.Lapsed, n.Failed, n.Dropped, n.Withheld)
 	if len(n.Excluded) > 0 {
 		fmt.Fprint(w, "excluded:")
 		for _, r := range slices.Sorted(maps.Keys(n.Excluded)) {

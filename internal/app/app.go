@@ -191,6 +191,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	}
 	if outbox != nil {
 		wc.Outbox = outbox
+		wc.CampaignMail = &optmail.Sampler{Renderer: outbox.Renderer, Transport: outbox.Transport, From: cfg.Mail.From}
 		wc.Ready = func(context.Context) error { return outbox.Ready() }
 		wc.Warnings = cfg.Warnings()
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,6 +37,7 @@ type campaignOut struct {
 		Unsubscribed int            `json:"unsubscribed"`
 		Lapsed       int            `json:"lapsed"`
 		Dropped      int            `json:"dropped"`
+		Withheld     int            `json:"withheld"`
 	} `json:"counts"`
 }
 
@@ -91,6 +94,29 @@ func (s *service) waitCampaign(id string, what string, cond func(campaignOut) bo
 	}
 }
 
+// audienceList reads campaign id's audience list for only, limit at a
+// time, and returns the entries by address.
+func (s *service) audienceList(id, only string, limit int) map[string]consent.AudienceEntry {
+	s.t.Helper()
+	all := map[string]consent.AudienceEntry{}
+	cursor := ""
+	for range 50 {
+		var page consent.AudiencePage
+		s.adminJSON("GET", fmt.Sprintf("/campaigns/%s/audience?only=%s&limit=%d&cursor=%s", id, only, limit, cursor), "", http.StatusOK, &page)
+		if len(page.Items) > limit {
+			s.t.Fatalf("audience page of %d entries, limit %d", len(page.Items), limit)
+		}
+		for _, e := range page.Items {
+			all[e.Email] = e
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			return all
+		}
+	}
+	s.t.Fatalf("audience list: no last page")
+	return nil
+}
+
 // mailsTo counts the mails received per recipient.
 func (s *service) mailsTo() map[string]int {
 	n := map[string]int{}
@@ -111,14 +137,15 @@ var keepRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/reawaken/[A-Za-z0-9._-]
 func TestCampaignAudienceAndMail(t *testing.T) {
 	s := startService(t, withPostal)
 	s.importConsented("ok1@example.com", "ok2@example.com", "unsub@example.com", "supp@example.com", "gone@example.com")
-	recent := s.clock.Now().AddDate(0, -6, 0).Format("2006-01-02")
-	old := s.clock.Now().AddDate(-3, 0, 0).Format("2006-01-02")
+	day := func(years, months int) string { return s.clock.Now().AddDate(years, months, 0).Format("2006-01-02") }
 	rep := s.importCSV("email,topics,basis,consented_at,source,last_purchase_at\n" +
-		"soft@example.com,news,soft_opt_in,,," + recent + "\n" +
-		"softold@example.com,news,soft_opt_in,,," + old + "\n" +
+		"soft@example.com,news,soft_opt_in,,," + day(0, -18) + "\n" +
+		"softold@example.com,news,soft_opt_in,,," + day(-3, 0) + "\n" +
 		"li@example.com,news,legitimate_interest,,,\n" +
-		"noproof@example.com,news,consent,,,\n")
-	if rep.Imported != 4 || rep.Pending != 1 {
+		"noproof@example.com,news,consent,,,\n" +
+		"active@example.com,news,consent,2020-01-01,shop checkout," + day(0, -1) + "\n" +
+		"fresh@example.com,news,consent," + day(0, -2) + ",shop checkout,\n")
+	if rep.Imported != 6 || rep.Pending != 1 {
 		t.Fatalf("import: %+v", rep)
 	}
 	unsub, _ := s.subscriber("unsub@example.com")
@@ -137,8 +164,11 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		Excluded map[string]int `json:"excluded"`
 	}
 	s.adminJSON("POST", "/campaigns/"+id+"/preview", "", http.StatusOK, &pv)
+	// Without a filter only dormant contacts: not the customer who bought
+	// last month, nor the one who consented two months ago (a cool-down
+	// of lifecycle.dormant_after).
 	want := map[string]int{"pending": 1, "unsubscribed": 1, "suppressed": 1, "no_basis": 1, "soft_opt_in_expired": 1,
-		"lapsed": 0, "already_asked": 0, "filtered": 0}
+		"lapsed": 0, "already_asked": 0, "filtered": 0, "not_dormant": 1, "confirmed_recently": 1}
 	if pv.Audience != 3 {
 		t.Errorf("preview audience: got %d, want 3 (%+v)", pv.Audience, pv)
 	}
@@ -151,11 +181,34 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 		t.Errorf("preview sent mail: %d mails, want 1", got)
 	}
 
-	// A filter can only narrow: customers only leaves the soft opt-in.
-	narrow := s.newCampaign(`"audience":{"lifecycle":["customer"]}`)
+	// The same audience, person by person and page by page, with the
+	// reason for each one left out.
+	out := s.audienceList(id, "out", 3)
+	for addr, reason := range map[string]string{"fresh@example.com": "confirmed_recently", "active@example.com": "not_dormant",
+		"li@example.com": "no_basis", "noproof@example.com": "pending", "unsub@example.com": "unsubscribed"} {
+		if e, ok := out[addr]; !ok || e.In || e.Reason != reason {
+			t.Errorf("audience list: %s is %+v, want out as %s", addr, e, reason)
+		}
+	}
+	if in := s.audienceList(id, "in", 50); len(in) != 3 || !in["ok1@example.com"].In || !in["soft@example.com"].In {
+		t.Errorf("audience list, only in: got %+v, want ok1@, ok2@ and soft@", in)
+	}
+	if r := s.adminAs(testAdminKey, "GET", "/campaigns/"+id+"/audience?only=maybe", "", ""); r.status != http.StatusBadRequest {
+		t.Errorf("audience list with an unknown only: got %d, want 400", r.status)
+	}
+
+	// A filter can only narrow: dormant customers only leaves the soft
+	// opt-in; the rule's cool-down holds whatever the filter.
+	narrow := s.newCampaign(`"audience":{"lifecycle":["dormant"]}`)
 	s.adminJSON("POST", "/campaigns/"+narrow+"/preview", "", http.StatusOK, &pv)
-	if pv.Audience != 1 || pv.Excluded["filtered"] != 2 || pv.Excluded["pending"] != 1 {
-		t.Errorf("narrowed preview: got %+v, want audience 1, filtered 2", pv)
+	if pv.Audience != 1 || pv.Excluded["filtered"] != 3 || pv.Excluded["pending"] != 1 || pv.Excluded["confirmed_recently"] != 1 {
+		t.Errorf("narrowed preview: got %+v, want audience 1, filtered 3, confirmed_recently 1", pv)
+	}
+	// The marketer may choose active customers with a filter.
+	customers := s.newCampaign(`"audience":{"lifecycle":["customer"]}`)
+	s.adminJSON("POST", "/campaigns/"+customers+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["not_dormant"] != 0 {
+		t.Errorf("customer preview: got %+v, want audience 1 (active@)", pv)
 	}
 
 	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
@@ -170,7 +223,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 			t.Errorf("mails to %s: got %d, want 1", a, got[a])
 		}
 	}
-	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com"} {
+	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com",
+		"active@example.com", "fresh@example.com"} {
 		if got[a] != 0 {
 			t.Errorf("mails to %s: got %d, want 0", a, got[a])
 		}
@@ -204,12 +258,30 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 			t.Errorf("%s: failed\nheader %v\ntext:\n%s\nhtml:\n%s", c.name, h, text, html)
 		}
 	}
+	// The mail fits the person's basis: the consenting subscriber
+	// subscribed; the soft opt-in customer never did, by mail or page.
+	if !strings.Contains(text, "because you subscribed to Product news") || !strings.Contains(html, "Yes, keep me subscribed") {
+		t.Errorf("the consenting subscriber's mail does not say they subscribed:\n%s", text)
+	}
+	_, softText, softHTML := mailParts(t, s.mailTo("soft@example.com").Data)
+	if strings.Contains(softText+softHTML, "subscribe to") || strings.Contains(softText+softHTML, "subscribed") ||
+		!strings.Contains(softText, "because you bought from") || !strings.Contains(softHTML, "Yes, keep sending me these emails") {
+		t.Errorf("the soft opt-in customer's mail speaks of a subscription:\n%s\n%s", softText, softHTML)
+	}
+	if r := s.do("GET", keepRE.FindString(softText), "", ""); r.status != http.StatusOK || !strings.Contains(r.body, "Keep receiving these emails") ||
+		strings.Contains(r.body, "keep me subscribed") {
+		t.Errorf("the soft opt-in customer's keep page: %d\n%s", r.status, r.body)
+	}
 	// The header's one-click URL withdraws that topic.
 	if r := s.do("POST", unsubURL, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
 		t.Fatalf("one-click: %d", r.status)
 	}
 	if sub, _ := s.subscriber("ok1@example.com"); sub.Subscriptions["news"].Status != "unsubscribed" || sub.ID != ok1.ID {
 		t.Errorf("after one-click: %+v", sub)
+	}
+	// The campaign counts the answer at once, weeks before its deadline.
+	if c := s.campaign(id); c.Counts.Unsubscribed != 1 {
+		t.Errorf("campaign counts right after the one-click: %+v, want 1 unsubscribed", c.Counts)
 	}
 	// A second campaign asks nobody again in this cycle.
 	again := s.newCampaign("")
@@ -437,15 +509,21 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 	}
 
 	// The next campaign leaves out the lapsed contact; the one who kept
-	// the subscription starts a new cycle.
+	// the subscription is not asked again until lifecycle.dormant_after
+	// has passed (a cool-down), and then starts a new cycle.
 	next := s.newCampaign("")
 	var pv struct {
 		Audience int            `json:"audience"`
 		Excluded map[string]int `json:"excluded"`
 	}
 	s.adminJSON("POST", "/campaigns/"+next+"/preview", "", http.StatusOK, &pv)
-	if pv.Audience != 1 || pv.Excluded["lapsed"] != 1 {
-		t.Errorf("next preview: got %+v, want audience 1, lapsed 1", pv)
+	if pv.Audience != 0 || pv.Excluded["lapsed"] != 1 || pv.Excluded["confirmed_recently"] != 1 {
+		t.Errorf("next preview: got %+v, want audience 0, lapsed 1, confirmed_recently 1", pv)
+	}
+	s.clock.Advance(366 * consent.Day)
+	s.adminJSON("POST", "/campaigns/"+next+"/preview", "", http.StatusOK, &pv)
+	if pv.Audience != 1 || pv.Excluded["lapsed"] != 1 || pv.Excluded["confirmed_recently"] != 0 {
+		t.Errorf("preview a year later: got %+v, want audience 1, lapsed 1", pv)
 	}
 	var rep struct{ OK bool }
 	s.admin("/ledger/verify", &rep)
@@ -473,10 +551,13 @@ func TestCampaignQueuedMailHonoursUnsubscribe(t *testing.T) {
 	if r := s.do("POST", s.unsubscribeURL(sub.ID, "news"), "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); r.status != http.StatusOK {
 		t.Fatalf("unsubscribe: %d", r.status)
 	}
+	// The relay stays down until the worker's next look at the mail has
+	// dropped it: an attempt already past its send-time check when the
+	// unsubscribe landed would otherwise go out once the relay is back.
+	s.waitOutboxEmpty()
 	if err := s.smtp.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	s.waitOutboxEmpty()
 	c := s.waitCampaign(id, "the answer recorded", func(c campaignOut) bool { return c.State == "done" })
 	if c.Counts.Sent != 0 || c.Counts.Unsubscribed != 1 {
 		t.Errorf("counts: %+v, want 0 sent, 1 unsubscribed", c.Counts)
@@ -487,6 +568,54 @@ func TestCampaignQueuedMailHonoursUnsubscribe(t *testing.T) {
 	b, _ := json.Marshal(c)
 	if strings.Contains(string(b), "late@") {
 		t.Errorf("campaign view holds an address: %s", b)
+	}
+}
+
+// TestCampaignCancel: POST /campaigns/{id}/cancel ends a campaign whose
+// mails wait in the outbox (the relay is down): none of them is sent once
+// the relay is back, the subscriptions stay, the cancel is audited and
+// final. (That nobody lapses is the conformance suite's CampaignCancel.)
+func TestCampaignCancel(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("a@example.com", "b@example.com")
+	if err := s.smtp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	id := s.newCampaign(`"deadline":"2d","reminder":"1d"`)
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
+	s.waitCampaign(id, "the mails queued", func(c campaignOut) bool { return c.Counts.Targeted == 2 })
+	if r := s.adminAs(s.newKey("v", consent.RoleViewer), "POST", "/campaigns/"+id+"/cancel", "application/json", ""); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's cancel: got %d, want 403", r.status)
+	}
+	var c campaignOut
+	s.adminJSON("POST", "/campaigns/"+id+"/cancel", "", http.StatusOK, &c)
+	if c.State != "cancelled" {
+		t.Fatalf("state after cancel: %s", c.State)
+	}
+	// The relay stays down until the worker's next look at the mails has
+	// dropped them: an attempt already past its send-time check when the
+	// cancel landed would otherwise go out once the relay is back.
+	s.waitOutboxEmpty()
+	if err := s.smtp.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c = s.waitCampaign(id, "the mails withheld", func(c campaignOut) bool { return c.Counts.Withheld == 2 })
+	if c.Counts.Sent != 0 || c.State != "cancelled" {
+		t.Errorf("counts: %+v, state %s, want none sent", c.Counts, c.State)
+	}
+	if n := s.smtp.Count(); n != 0 {
+		t.Errorf("mails: got %d, want 0", n)
+	}
+	if sub, _ := s.subscriber("a@example.com"); sub.Subscriptions["news"].Status != "confirmed" {
+		t.Errorf("a@ after a cancelled campaign: %s, want confirmed", sub.Subscriptions["news"].Status)
+	}
+	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusConflict, nil)
+	var audit struct {
+		Items []consent.AuditEntry
+	}
+	s.admin("/audit", &audit)
+	if len(audit.Items) == 0 || audit.Items[0].Action != "campaign.cancel" || audit.Items[0].Target != id {
+		t.Errorf("audit: newest entry %+v, want campaign.cancel of %s", audit.Items[:1], id)
 	}
 }
 
@@ -523,5 +652,108 @@ func TestCampaignPause(t *testing.T) {
 	s.adminJSON("GET", "/campaigns", "", http.StatusOK, &list)
 	if len(list.Items) != 1 || list.Items[0].ID != id {
 		t.Errorf("list: %+v", list.Items)
+	}
+}
+
+// consoleGet and consolePost are console requests with a session cookie.
+func (s *service) consoleGet(cookie, path string) response {
+	s.t.Helper()
+	return s.do("GET", path, "", "", "Cookie", cookie)
+}
+
+func (s *service) consolePost(cookie, path string, form url.Values) response {
+	s.t.Helper()
+	page := s.consoleGet(cookie, "/admin")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page.body)
+	if m == nil {
+		s.t.Fatalf("no CSRF token on the console:\n%s", page.body)
+	}
+	form.Set("csrf", html.UnescapeString(m[1]))
+	return s.do("POST", path, "application/x-www-form-urlencoded", form.Encode(), "Cookie", cookie)
+}
+
+// consoleSignIn signs in to the console with key and returns the session
+// cookie.
+func (s *service) consoleSignIn(key string) string {
+	s.t.Helper()
+	r := s.do("POST", "/admin/login", "application/x-www-form-urlencoded", url.Values{"key": {key}}.Encode())
+	if r.status != http.StatusSeeOther {
+		s.t.Fatalf("console sign-in: got %d\n%s", r.status, r.body)
+	}
+	var cookies []string
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	return strings.Join(cookies, "; ")
+}
+
+// TestConsoleCampaignMailPreviewAndTest: the console renders a campaign's
+// mail for a sample person in the chosen language and basis (the real
+// mail, not a stand-in), and sends a test copy to a typed address through
+// the real mail server, marked as a test and recorded for no subscriber:
+// no outbox job, no recipient, the campaign's counts untouched; the
+// sample's links change nothing.
+func TestConsoleCampaignMailPreviewAndTest(t *testing.T) {
+	s := startService(t, withPostal)
+	s.importConsented("real@example.com")
+	id := s.newCampaign(`"templates":{"en":{"subject":"Still with us, {{name}}?","body":"Hello {{name}}."},"it":{"subject":"Ci sei ancora, {{name}}?","body":"Ciao {{name}}."}}`)
+	cookie := s.consoleSignIn(testAdminKey)
+	page := "/admin/campaigns/" + id
+
+	r := s.consoleGet(cookie, page+"/mail?locale=it&basis=soft_opt_in")
+	if r.status != http.StatusOK || !strings.Contains(r.body, "Ci sei ancora, Giulia?") || !strings.Contains(r.body, "Ciao Giulia.") ||
+		!strings.Contains(r.body, "perché hai acquistato da") {
+		t.Fatalf("Italian preview for a soft opt-in customer: %d\n%s", r.status, r.body)
+	}
+	h := s.consoleGet(cookie, page+"/mail?locale=en&basis=consent&part=html")
+	if h.status != http.StatusOK || !strings.Contains(h.body, "Hello Alex.") || !strings.Contains(h.body, "because you subscribed to") ||
+		!strings.Contains(h.header.Get("Content-Security-Policy"), "sandbox") {
+		t.Errorf("HTML part of the English preview: %d, CSP %q\n%s", h.status, h.header.Get("Content-Security-Policy"), h.body)
+	}
+	if r := s.consoleGet(cookie, page+"/mail?basis=legitimate_interest"); r.status != http.StatusBadRequest {
+		t.Errorf("preview for a basis nobody is asked on: got %d, want 400", r.status)
+	}
+
+	r = s.consolePost(cookie, page+"/test", url.Values{"to": {"marketer@shop.example"}, "locale": {"en"}, "basis": {"consent"}})
+	if r.status != http.StatusSeeOther || strings.Contains(r.header.Get("Location"), "marketer") {
+		t.Fatalf("test send: got %d to %q\n%s", r.status, r.header.Get("Location"), r.body)
+	}
+	msgs := s.waitMails(1)
+	if msgs[0].To[0] != "marketer@shop.example" {
+		t.Fatalf("test mail went to %v", msgs[0].To)
+	}
+	hdr, text, _ := mailParts(t, msgs[0].Data)
+	if subj := decodeHeader(t, hdr.Get("Subject")); subj != "[TEST] Still with us, Alex?" || !strings.HasPrefix(text, "This is a test of the campaign") ||
+		hdr.Get("List-Unsubscribe") == "" {
+		t.Errorf("test mail: subject %q\n%s", subj, text)
+	}
+	// Its links name nobody: the keep link finds no recipient.
+	if r := s.do("GET", keepRE.FindString(text), "", ""); r.status != http.StatusGone {
+		t.Errorf("the test mail's keep link: got %d, want 410", r.status)
+	}
+	if c := s.campaign(id); c.Counts.Targeted != 0 || c.State != "draft" {
+		t.Errorf("campaign after a test send: %+v, want an untouched draft", c)
+	}
+	if q, p, _ := s.app.DB.OutboxDepth(context.Background()); q != 0 || p != 0 {
+		t.Errorf("outbox after a test send: %d queued, %d parked, want none", q, p)
+	}
+	var audit struct{ Items []consent.AuditEntry }
+	s.admin("/audit", &audit)
+	if e := audit.Items[0]; e.Action != "campaign.test_send" || e.Target != id {
+		t.Errorf("audit: newest %+v, want campaign.test_send of %s", e, id)
+	}
+	b, _ := json.Marshal(audit)
+	if strings.Contains(string(b), "marketer@") {
+		t.Errorf("the audit log holds the test address: %s", b)
+	}
+	if r := s.consolePost(cookie, page+"/test", url.Values{"to": {"not an address"}}); r.status != http.StatusBadRequest {
+		t.Errorf("test send to a bad address: got %d, want 400", r.status)
+	}
+	viewer := s.consoleSignIn(s.newKey("v", consent.RoleViewer))
+	if r := s.consolePost(viewer, page+"/test", url.Values{"to": {"x@example.com"}}); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's test send: got %d, want 403", r.status)
+	}
+	if n := s.smtp.Count(); n != 1 {
+		t.Errorf("mails: got %d, want the one test", n)
 	}
 }

@@ -525,6 +525,36 @@ func TestBrowserConsole(t *testing.T) {
 	ct.waitEval("started", `document.readyState + " " + location.search`, "complete ?done=started")
 	ct.check("campaign")
 	ct.waitEval("mails sent, on the open page", `String(document.querySelectorAll("#counts .num")[1].textContent !== "0")`, "true")
+	campaignPage := ct.path()
+	campaignPage = campaignPage[:strings.Index(campaignPage, "?")]
+
+	// 7c. The audience person by person, the mail as a sample person gets
+	// it in Italian, and a test send to a typed address.
+	ct.do("list the audience", chromedp.Navigate(s.url+campaignPage+"/audience?only=pending"))
+	ct.waitPage("audience list", campaignPage+"/audience?only=pending")
+	ct.expect("only the pending listed", `String(Array.from(document.querySelectorAll("tbody tr")).every(tr =>
+		tr.textContent.includes("`+en.T("console.campaign.excluded_pending")+`")) && document.querySelectorAll("tbody tr").length > 0)`, "true")
+	ct.check("campaign-audience")
+	ct.do("open the mail preview", chromedp.Navigate(s.url+campaignPage+"/mail"))
+	ct.waitPage("mail preview", campaignPage+"/mail")
+	ct.do("choose Italian", chromedp.SetValue(chromedp.CSS("#locale"), "it"),
+		chromedp.Click(chromedp.CSS(`form.filters button[type=submit]`)))
+	ct.waitPage("Italian preview", campaignPage+"/mail?locale=it&basis=consent")
+	ct.expect("the mail as written, the sample person named", `String(document.querySelector("#mail-subject").textContent === "Still with us?" &&
+		document.querySelector(".mailbody").textContent.includes("Hello Giulia"))`, "true")
+	ct.check("campaign-mail")
+	before := s.smtp.Count()
+	ct.do("send a test", chromedp.SendKeys(chromedp.CSS("#to"), "marketer@shop.example"),
+		chromedp.Click(chromedp.CSS(`form[action$="/test"] button[type=submit]`)))
+	ct.waitEval("the test sent", `document.readyState + " " + new URLSearchParams(location.search).get("done")`, "complete test_sent")
+	msgs, err := s.smtp.Wait(context.Background(), before+1)
+	if err != nil {
+		t.Fatalf("waiting for the test mail: %v", err)
+	}
+	// The mail falls back to its English text, and so does its test mark.
+	if last := msgs[len(msgs)-1]; last.To[0] != "marketer@shop.example" || !strings.Contains(string(last.Data), "Subject: [TEST] Still with us?") {
+		t.Errorf("test mail: to %v\n%s", last.To, last.Data)
+	}
 
 	// 8. A tampered CSRF token: refused, still signed in.
 	ct.do("tamper with the token", chromedp.SetValue(chromedp.CSS(`form[action="/admin/logout"] input[name=csrf]`), "forged"),

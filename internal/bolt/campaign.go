@@ -80,6 +80,16 @@ func (db *DB) PauseCampaign(ctx context.Context, a consent.Actor, id string) (*c
 	return db.changeCampaign(ctx, a, id, "campaign.pause", func(c *consent.Campaign, now time.Time) error { return c.Pause(now) })
 }
 
+// CancelCampaign ends a campaign for good: first mails still in the
+// outbox are withheld at send time, and no reminder or deadline follows.
+// It is audited.
+func (db *DB) CancelCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
+	return db.changeCampaign(ctx, a, id, "campaign.cancel", func(c *consent.Campaign, now time.Time) error {
+		c.Cancel(now)
+		return nil
+	})
+}
+
 func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
 	var c *consent.Campaign
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
@@ -103,12 +113,13 @@ func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action st
 
 // reawakenDeliverable is the send-time check of a reawaken mail, which is
 // marketing and so stops at any opt-out (GDPR Art. 21(3)): the campaign
-// still exists, the recipient has not answered (a reminder only while the
+// still exists and was not cancelled, the recipient has not answered (a reminder only while the
 // first mail awaits an answer), the subscription is still confirmed and
 // the address is not suppressed for the topic or for all, for any reason.
 func (db *DB) reawakenDeliverable(tx *bbolt.Tx, job consent.Job, sub *consent.Subscriber) (bool, error) {
-	if tx.Bucket(bucketCampaigns).Get([]byte(job.Campaign)) == nil {
-		return false, nil
+	var c struct{ State consent.CampaignState }
+	if ok, err := get(tx, bucketCampaigns, []byte(job.Campaign), &c); err != nil || !ok || c.State == consent.CampaignCancelled {
+		return false, err
 	}
 	var r consent.Recipient
 	if ok, err := get(tx, bucketRecipients, pairKey(job.Campaign, job.Subscriber), &r); err != nil || !ok {

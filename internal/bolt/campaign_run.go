@@ -40,24 +40,41 @@ const (
 )
 
 // PreviewCampaign applies the campaign's audience rule and filters to
-// every subscriber, in read transactions of a few thousand subscribers,
-// and counts; it sends and changes nothing.
+// every subscriber and counts; it sends and changes nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
-	c, err := db.Campaign(ctx, id)
-	if err != nil {
-		return consent.CampaignPreview{}, err
+	return db.campaignWalk(p).Preview(ctx, id)
+}
+
+// CampaignAudience lists one page of the campaign's audience: who is in,
+// who is left out and why; it sends and changes nothing.
+func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
+	return db.campaignWalk(p).Audience(ctx, id, q)
+}
+
+func (db *DB) campaignWalk(p consent.CampaignPolicy) consent.CampaignWalk {
+	return consent.CampaignWalk{Campaign: db.Campaign, Now: db.Now, Policy: p,
+		Examine: func(ctx context.Context, c *consent.Campaign, after string, fn func(*consent.Subscriber, bool, string) bool) (bool, error) {
+			return db.examine(ctx, c, p, after, fn)
+		}}
+}
+
+// examine is the campaign walk's Examine, in read transactions of a few
+// thousand subscribers.
+func (db *DB) examine(ctx context.Context, c *consent.Campaign, p consent.CampaignPolicy, after string,
+	fn func(sub *consent.Subscriber, ok bool, reason string) bool) (ended bool, err error) {
+	var cursor []byte
+	if after != "" {
+		cursor = []byte(after)
 	}
-	pv := consent.NewCampaignPreview()
-	cursor := []byte(nil)
-	for done := false; !done; {
+	for stop := false; !stop && !ended; {
 		if err := ctx.Err(); err != nil {
-			return consent.CampaignPreview{}, err
+			return false, err
 		}
 		err := db.view(func(tx *bbolt.Tx) error {
 			now := db.Now()
 			cur := tx.Bucket(bucketSubscribers).Cursor()
 			k, v := seekAfter(cur, cursor)
-			for n := 0; n < walkChunk*2 && k != nil; n++ {
+			for n := 0; n < walkChunk*2 && k != nil && !stop; n++ {
 				cursor = append(cursor[:0], k...)
 				sub := new(consent.Subscriber)
 				if err := decode(v, sub); err != nil {
@@ -67,21 +84,17 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				if err != nil {
 					return err
 				}
-				if ok {
-					pv.Audience++
-				} else {
-					pv.Excluded[reason]++
-				}
+				stop = !fn(sub, ok, reason)
 				k, v = cur.Next()
 			}
-			done = k == nil
+			ended = k == nil && !stop
 			return nil
 		})
 		if err != nil {
-			return consent.CampaignPreview{}, err
+			return false, err
 		}
 	}
-	return pv, nil
+	return ended, nil
 }
 
 // seekAfter positions cur at the first key after after (at the first key
@@ -260,8 +273,13 @@ func (db *DB) settleOne(tx *bbolt.Tx, cc *campaignCache, cid, subID string, job 
 	if err != nil {
 		return err
 	}
-	deadline, remind := consent.PlanSettle(c, r, sub, tx.Bucket(bucketParked).Get(u64(job)) != nil, supp, now)
+	deadline, remind, unmarked := consent.PlanSettle(c, r, sub, tx.Bucket(bucketParked).Get(u64(job)) != nil, supp, now)
 	cc.dirty[cid] = true
+	if unmarked {
+		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+			return err
+		}
+	}
 	due := tx.Bucket(bucketCampaignDue)
 	if !deadline.IsZero() {
 		if err := due.Put(campaignDueKey(deadline, dueDeadline, cid, subID), nil); err != nil {

@@ -415,7 +415,10 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {
 		return err
 	}
-	return queueEvent(tx, ev)
+	if err := queueEvent(tx, ev); err != nil {
+		return err
+	}
+	return answerCampaigns(tx, ev)
 }
 
 // enqueue writes job into the outbox, due at once.

@@ -213,6 +213,39 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 // are skipped. A campaign still waiting for the person's answer counts the
 // erasure as a withdrawal.
 func eraseRecipients(tx *bbolt.Tx, id string) error {
+	return eachRecipient(tx, id, func(c *consent.Campaign, r *consent.Recipient) error {
+		if r.State == consent.RecipientQueued || r.State == consent.RecipientSent {
+			c.Counts.Unsubscribed++
+			if err := put(tx, bucketCampaigns, []byte(c.ID), c); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketRecipients).Delete(pairKey(c.ID, id))
+	})
+}
+
+// answerCampaigns records, as the event is appended, the answer ev gives
+// to each campaign that asked its subscriber (consent.PlanAnswer): the
+// campaigns' counts are live.
+func answerCampaigns(tx *bbolt.Tx, ev *consent.Event) error {
+	if !consent.Answers(ev) {
+		return nil
+	}
+	return eachRecipient(tx, ev.Subscriber, func(c *consent.Campaign, r *consent.Recipient) error {
+		if !consent.PlanAnswer(c, r, ev) {
+			return nil
+		}
+		if err := put(tx, bucketRecipients, pairKey(c.ID, r.Subscriber), r); err != nil {
+			return err
+		}
+		return put(tx, bucketCampaigns, []byte(c.ID), c)
+	})
+}
+
+// eachRecipient calls fn with each campaign that has a recipient record
+// for subscriber id (one per campaign at most) and that record; fn may
+// write both.
+func eachRecipient(tx *bbolt.Tx, id string, fn func(*consent.Campaign, *consent.Recipient) error) error {
 	var ids []string
 	err := tx.Bucket(bucketCampaigns).ForEach(func(k, _ []byte) error {
 		ids = append(ids, string(k))
@@ -222,25 +255,21 @@ func eraseRecipients(tx *bbolt.Tx, id string) error {
 		return err
 	}
 	for _, cid := range ids {
-		var r consent.Recipient
-		rk := pairKey(cid, id)
-		if ok, err := get(tx, bucketRecipients, rk, &r); err != nil || !ok {
+		r := new(consent.Recipient)
+		if ok, err := get(tx, bucketRecipients, pairKey(cid, id), r); err != nil || !ok {
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		if r.State == consent.RecipientQueued || r.State == consent.RecipientSent {
-			var c consent.Campaign
-			if _, err := get(tx, bucketCampaigns, []byte(cid), &c); err != nil {
-				return err
-			}
-			c.Counts.Unsubscribed++
-			if err := put(tx, bucketCampaigns, []byte(cid), c); err != nil {
-				return err
-			}
+		c := new(consent.Campaign)
+		if _, err := get(tx, bucketCampaigns, []byte(cid), c); err != nil {
+			return err
 		}
-		if err := tx.Bucket(bucketRecipients).Delete(rk); err != nil {
+		if c.Counts.Excluded == nil {
+			c.Counts.Excluded = map[string]int{}
+		}
+		if err := fn(c, r); err != nil {
 			return err
 		}
 	}

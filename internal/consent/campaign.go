@@ -17,12 +17,15 @@ type CampaignState string
 // Campaign states. A draft sends nothing; running queues mail at the
 // campaign's rate; paused queues nothing new (mail already queued still
 // goes out); done means every first mail is out. Answers, reminders and
-// deadlines are still recorded for a done campaign.
+// deadlines are still recorded for a done campaign. Cancelled is final:
+// first mails not yet sent are withheld, no reminder goes out and nobody
+// lapses; those already asked keep their subscription as it stands.
 const (
-	CampaignDraft   CampaignState = "draft"
-	CampaignRunning CampaignState = "running"
-	CampaignPaused  CampaignState = "paused"
-	CampaignDone    CampaignState = "done"
+	CampaignDraft     CampaignState = "draft"
+	CampaignRunning   CampaignState = "running"
+	CampaignPaused    CampaignState = "paused"
+	CampaignDone      CampaignState = "done"
+	CampaignCancelled CampaignState = "cancelled"
 )
 
 // Campaign limits and defaults.
@@ -104,9 +107,10 @@ func (s *Span) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Audience narrows who a campaign asks. Zero fields match everyone. The
-// filters can only narrow the audience: Eligibility decides who may be
-// asked at all, whatever they say.
+// Audience narrows who a campaign asks. The filters can only narrow the
+// audience: Eligibility decides who may be asked at all, whatever they
+// say. An audience without any filter asks dormant contacts only (see
+// Campaign.Select), never everyone the rule allows.
 type Audience struct {
 	// Lifecycle keeps subscribers in one of these stages.
 	Lifecycle []Lifecycle `json:"lifecycle,omitempty"`
@@ -119,6 +123,11 @@ type Audience struct {
 	// NoActivitySince keeps subscribers with neither a purchase nor a
 	// consent action on the topic at or after this time.
 	NoActivitySince time.Time `json:"no_activity_since,omitzero"`
+}
+
+// IsZero reports whether a has no filter at all.
+func (a Audience) IsZero() bool {
+	return len(a.Lifecycle) == 0 && len(a.Topics) == 0 && a.ConsentOlderThan == 0 && a.NoActivitySince.IsZero()
 }
 
 // Matches reports whether sub passes the filters for topic at now.
@@ -156,7 +165,8 @@ type CampaignTemplate struct {
 // queued; Excluded counts subscribers the walk passed over, by reason;
 // Sent counts first mails handed to the mail server; Failed those the
 // server refused for good; Dropped those held back at send time (the
-// person erased or suppressed meanwhile).
+// person erased or suppressed meanwhile); Withheld those not sent
+// because the campaign was cancelled.
 type CampaignCounts struct {
 	Targeted     int            `json:"targeted"`
 	Excluded     map[string]int `json:"excluded"`
@@ -167,6 +177,7 @@ type CampaignCounts struct {
 	Lapsed       int            `json:"lapsed"`
 	Failed       int            `json:"failed"`
 	Dropped      int            `json:"dropped"`
+	Withheld     int            `json:"withheld"`
 }
 
 // Campaign is a reawaken (re-permission) campaign: it asks subscribers of
@@ -194,6 +205,8 @@ type Campaign struct {
 	Updated  time.Time      `json:"updated"`
 	Started  time.Time      `json:"started,omitzero"`
 	Finished time.Time      `json:"finished,omitzero"`
+	// Cancelled is when the campaign was cancelled.
+	Cancelled time.Time `json:"cancelled,omitzero"`
 	// Cursor is the id of the last subscriber the walk examined; the
 	// walk resumes after it. Walked is set once it passed the last one.
 	Cursor string `json:"cursor,omitempty"`
@@ -349,6 +362,8 @@ func (c *Campaign) Start(now time.Time) error {
 		c.State, c.Updated = CampaignRunning, now
 	case CampaignDone:
 		return Errorf(EConflict, "campaign %s is done; create a new one", c.ID)
+	case CampaignCancelled:
+		return Errorf(EConflict, "campaign %s was cancelled; create a new one", c.ID)
 	}
 	return nil
 }
@@ -363,8 +378,22 @@ func (c *Campaign) Pause(now time.Time) error {
 		return Errorf(EConflict, "campaign %s has not started", c.ID)
 	case CampaignDone:
 		return Errorf(EConflict, "campaign %s is done", c.ID)
+	case CampaignCancelled:
+		return Errorf(EConflict, "campaign %s was cancelled", c.ID)
 	}
 	return nil
+}
+
+// Cancel ends the campaign at now, whatever its state: from then on its
+// first mails still in the outbox are withheld, no reminder is sent and
+// no deadline lapses anyone (PlanSettle, PlanFollowUp); answers to mail
+// already sent still count. Cancelling a cancelled campaign changes
+// nothing.
+func (c *Campaign) Cancel(now time.Time) {
+	if c.State == CampaignCancelled {
+		return
+	}
+	c.State, c.Cancelled, c.Updated = CampaignCancelled, now, now
 }
 
 // Exclusion reasons: why a subscriber is not in a campaign's audience.
@@ -376,14 +405,18 @@ const (
 	ExcludedSuppressed      = "suppressed"          // on the suppression list for the topic or all
 	ExcludedNoBasis         = "no_basis"            // no provable consent or soft opt-in (the ICO's Honda case)
 	ExcludedSoftOptInExpiry = "soft_opt_in_expired" // soft opt-in whose last purchase is too old (CASL s. 10(10))
+	ExcludedRecent          = "confirmed_recently"  // confirmed or reconfirmed within lifecycle.dormant_after: a cool-down
 	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle: one mail per cycle
+	ExcludedNotDormant      = "not_dormant"         // bought within lifecycle.dormant_after: an unfiltered campaign asks dormant contacts only
 	ExcludedNew             = "joined_after_start"  // created after the campaign started
 	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
 )
 
 // CampaignPolicy holds the operator's settings the audience rule uses.
 type CampaignPolicy struct {
-	// DormantAfter is lifecycle.dormant_after, for the lifecycle filter.
+	// DormantAfter is lifecycle.dormant_after: for the lifecycle filter,
+	// the cool-down after a consent and the audience of an unfiltered
+	// campaign.
 	DormantAfter time.Duration
 	// SoftOptInWindow is how long after the last purchase a soft opt-in
 	// still counts; zero means DefaultSoftOptInWindow.
@@ -416,6 +449,11 @@ func IsEvidence(ev *Event, topic string, basis Basis) bool {
 //     Legitimate interest alone never qualifies: a re-permission mail is
 //     marketing and needs consent or soft opt-in (the Honda case), and so
 //     does a subscription without a basis;
+//   - a consent was not given (confirmed, or reconfirmed) within
+//     p.DormantAfter: someone who said yes recently is not asked again
+//     (a cool-down; asking so soon checks nothing and only nags). A soft
+//     opt-in's recency is the last purchase's, which the unfiltered
+//     audience weighs (Campaign.Select);
 //   - it was not asked in the current dormancy cycle: a cycle begins
 //     with the subscription's last consent (its Since: a confirmation or
 //     a reconfirmation) or the last purchase, whichever is later.
@@ -459,6 +497,9 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 	default:
 		return false, ExcludedNoBasis
 	}
+	if s.Basis == BasisConsent && now.Sub(s.Since) < p.DormantAfter {
+		return false, ExcludedRecent
+	}
 	if asked := sub.Reawakened[topic]; !asked.IsZero() && !asked.Before(s.Since) && !asked.Before(sub.LastPurchase) {
 		return false, ExcludedAlreadyAsked
 	}
@@ -466,13 +507,19 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 }
 
 // Select applies the audience rule and then the campaign's filters to
-// sub: ok, or the reason it is left out.
+// sub: ok, or the reason it is left out. A campaign without filters asks
+// dormant contacts only: besides the rule's cool-down on the last
+// consent, nobody who bought within p.DormantAfter (an active customer
+// is no reawaken case).
 func (c *Campaign) Select(sub *Subscriber, suppressed, hasEvidence bool, now time.Time, p CampaignPolicy) (bool, string) {
 	if ok, reason := Eligibility(sub, c.Topic, suppressed, hasEvidence, now, p); !ok {
 		return false, reason
 	}
 	if !c.Started.IsZero() && sub.Created.After(c.Started) {
 		return false, ExcludedNew
+	}
+	if c.Audience.IsZero() && !sub.LastPurchase.IsZero() && now.Sub(sub.LastPurchase) < p.DormantAfter {
+		return false, ExcludedNotDormant
 	}
 	if !c.Audience.Matches(sub, c.Topic, now, p.DormantAfter) {
 		return false, ExcludedFiltered
@@ -515,6 +562,7 @@ const (
 	RecipientLapsed       RecipientState = "lapsed"       // no answer by the deadline
 	RecipientFailed       RecipientState = "failed"       // the mail server refused the mail for good
 	RecipientDropped      RecipientState = "dropped"      // held back at send time (erased, suppressed)
+	RecipientWithheld     RecipientState = "withheld"     // not sent: the campaign was cancelled first
 )
 
 // Recipient is one subscriber's record in one campaign. It exists from
@@ -555,6 +603,40 @@ func PlanReconfirm(c *Campaign, r *Recipient, sub *Subscriber, wording string, i
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
 }
 
+// PlanAnswer records on r and c's counts, the moment ledger event ev is
+// appended for r's subscriber, the answer it gives to c's question, so a
+// running campaign's counts are live rather than settled at the
+// deadline: an unsubscription from c's topic answers no, a confirmation,
+// reconfirmation (by another campaign) or preference-center opt-in on it
+// answers yes. Only a recipient still waiting for an answer (queued or
+// sent) changes; c's own events are counted by the plans that make them.
+// It reports whether r and c changed.
+func PlanAnswer(c *Campaign, r *Recipient, ev *Event) bool {
+	if !Answers(ev) || ev.Source == c.Source() || (r.State != RecipientQueued && r.State != RecipientSent) ||
+		!slices.Contains(ev.Topics, c.Topic) {
+		return false
+	}
+	if ev.Type == EventUnsubscribed {
+		r.State = RecipientUnsubscribed
+		c.Counts.Unsubscribed++
+	} else {
+		r.State = RecipientReconfirmed
+		c.Counts.Reconfirmed++
+	}
+	r.Answered = ev.Time
+	return true
+}
+
+// Answers reports whether ev may answer a campaign (PlanAnswer), so a
+// store looks for the subscriber's recipient records only then.
+func Answers(ev *Event) bool {
+	switch ev.Type {
+	case EventUnsubscribed, EventConfirmed, EventReconfirmed, EventPreferencesUpdated:
+		return true
+	}
+	return false
+}
+
 // PlanLapse ends sub's subscription to the campaign's topic at now because
 // the recipient did not answer by the deadline: status lapsed, and the
 // lapsed event to append. It returns nil when the subscription is no
@@ -571,6 +653,17 @@ func PlanLapse(c *Campaign, r *Recipient, sub *Subscriber, now time.Time, ids ID
 	ev := &Event{Time: now, Type: EventLapsed, Subscriber: sub.ID, Topics: []string{c.Topic}, Basis: basis,
 		Source: c.Source()}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email}
+}
+
+// ReawakenWording is the suffix of the catalog keys that word a reawaken
+// mail and its page for a person holding a topic on basis: "" for
+// consent (they subscribed), "_customer" for a soft opt-in or any other
+// basis (they bought, or were in touch, and never subscribed).
+func ReawakenWording(basis Basis) string {
+	if basis == "" || basis == BasisConsent {
+		return ""
+	}
+	return "_customer"
 }
 
 // FillPlaceholders replaces {{name}} and {{topic}} in marketer text by
@@ -602,7 +695,7 @@ func ParseReawakenSubject(s string) (campaign, subscriber string, ok bool) {
 // sub that the person was asked in this dormancy cycle and counts the
 // target on c.
 func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *Recipient) {
-	job := c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, ids)
+	job := c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, ids.MessageID())
 	if sub.Reawakened == nil {
 		sub.Reawakened = map[string]time.Time{}
 	}
@@ -611,14 +704,32 @@ func PlanReawaken(c *Campaign, sub *Subscriber, now time.Time, ids IDs) (*Job, *
 	return job, &Recipient{Campaign: c.ID, Subscriber: sub.ID, State: RecipientQueued, Queued: now}
 }
 
+// SampleSubscriber is the id of the sample person a campaign's mail is
+// previewed and test-sent for. No store holds it (subscriber ids are 36
+// random characters), so the links of a sample mail change nothing.
+const SampleSubscriber = "sample"
+
+// SampleJob is campaign c's first mail as a sample person named name,
+// writing in locale and holding c's topic on basis, would get it at now:
+// for a preview, or a test send to to. It is recorded nowhere.
+func (c *Campaign) SampleJob(to, name, locale string, basis Basis, now time.Time, messageID string) *Job {
+	sub := &Subscriber{ID: SampleSubscriber, Email: to, Name: name, Locale: locale,
+		Subscriptions: map[string]*Subscription{c.Topic: {Topic: c.Topic, Status: StatusConfirmed, Basis: basis, Since: now}}}
+	return c.reawakenJob(sub, now.Add(time.Duration(c.Deadline)+ReawakenLinkGrace), false, now, messageID)
+}
+
 // reawakenJob is the one place a reawaken mail's job is built: the first
 // mail or the reminder, in the subscriber's locale as far as the campaign
 // has a template for it.
-func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, ids IDs) *Job {
+func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool, now time.Time, messageID string) *Job {
 	locale, t := c.Template(sub.Locale)
+	var basis Basis
+	if s := sub.Subscriptions[c.Topic]; s != nil {
+		basis = s.Basis
+	}
 	return &Job{Kind: JobReawaken, To: sub.Email, Name: sub.MailName(), Locale: locale,
-		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: ids.MessageID(), Created: now,
-		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Subject: t.Subject, Body: t.Body, Reminder: reminder}
+		Subscriber: sub.ID, Topics: []string{c.Topic}, MessageID: messageID, Created: now,
+		TokenExpires: expires, Campaign: c.ID, Topic: c.Topic, Basis: basis, Subject: t.Subject, Body: t.Body, Reminder: reminder}
 }
 
 // PlanSettle records on r and on c's counts the outcome of a first mail
@@ -629,10 +740,13 @@ func (c *Campaign) reawakenJob(sub *Subscriber, expires time.Time, reminder bool
 // topic, was dropped at send time; otherwise the mail was sent and the
 // recipient's deadline starts. It returns when to follow up: the
 // deadline, and the reminder (zero without one); both are zero when
-// nothing is to follow. A recipient no longer queued is left alone.
-func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed bool, now time.Time) (deadline, remind time.Time) {
+// nothing is to follow. A recipient no longer queued is left alone. The
+// first mail of a cancelled campaign was withheld at send time: the
+// person was not asked, so the mark PlanReawaken left on sub goes
+// (unmarked reports that sub changed).
+func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed bool, now time.Time) (deadline, remind time.Time, unmarked bool) {
 	if r.State != RecipientQueued {
-		return time.Time{}, time.Time{}
+		return time.Time{}, time.Time{}, false
 	}
 	var s *Subscription
 	if sub != nil {
@@ -642,6 +756,13 @@ func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed b
 	case parked:
 		r.State = RecipientFailed
 		c.Counts.Failed++
+	case c.State == CampaignCancelled:
+		r.State = RecipientWithheld
+		c.Counts.Withheld++
+		if sub != nil && sub.Reawakened[c.Topic].Equal(r.Queued) {
+			delete(sub.Reawakened, c.Topic)
+			return time.Time{}, time.Time{}, true
+		}
 	case sub == nil || (s != nil && s.Status == StatusUnsubscribed):
 		r.State, r.Answered = RecipientUnsubscribed, now
 		c.Counts.Unsubscribed++
@@ -655,9 +776,9 @@ func PlanSettle(c *Campaign, r *Recipient, sub *Subscriber, parked, suppressed b
 		if c.Reminder > 0 {
 			remind = now.Add(time.Duration(c.Reminder))
 		}
-		return r.Deadline, remind
+		return r.Deadline, remind, false
 	}
-	return time.Time{}, time.Time{}
+	return time.Time{}, time.Time{}, false
 }
 
 // FollowUp is what one due reminder or deadline of a recipient changes.
@@ -679,9 +800,10 @@ type FollowUp struct {
 // longer confirmed (or a subscriber erased: sub nil) is recorded as the
 // person's answer. A confirmed one gets the reminder, unless the address
 // is suppressed for the topic, or at the deadline lapses (PlanLapse); a
-// subscription confirmed afresh after the mail counts as reconfirmed.
+// subscription confirmed afresh after the mail counts as reconfirmed. A
+// cancelled campaign follows up on nobody: no reminder, no lapse.
 func PlanFollowUp(c *Campaign, r *Recipient, sub *Subscriber, remind, suppressed bool, now time.Time, ids IDs) FollowUp {
-	if r.State != RecipientSent || (remind && !now.Before(r.Deadline)) {
+	if r.State != RecipientSent || c.State == CampaignCancelled || (remind && !now.Before(r.Deadline)) {
 		return FollowUp{}
 	}
 	var s *Subscription
@@ -699,7 +821,7 @@ func PlanFollowUp(c *Campaign, r *Recipient, sub *Subscriber, remind, suppressed
 		}
 		r.Reminded = now
 		c.Counts.Reminded++
-		return FollowUp{Changed: true, Mail: c.reawakenJob(sub, r.Deadline.Add(ReawakenLinkGrace), true, now, ids)}
+		return FollowUp{Changed: true, Mail: c.reawakenJob(sub, r.Deadline.Add(ReawakenLinkGrace), true, now, ids.MessageID())}
 	}
 	ev, personal := PlanLapse(c, r, sub, now, ids)
 	if ev == nil {

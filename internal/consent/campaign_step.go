@@ -2,6 +2,8 @@ package consent
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -97,14 +99,175 @@ func (s CampaignSteps[K]) Run(ctx context.Context, tick time.Duration, mayQueue 
 	return res, nil
 }
 
+// ExclusionReasons lists every reason a subscriber is left out of a
+// campaign, the campaign's own choices first, then the rule's.
+func ExclusionReasons() []string {
+	return []string{ExcludedFiltered, ExcludedNotDormant, ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed,
+		ExcludedLapsed, ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedRecent,
+		ExcludedAlreadyAsked, ExcludedNew}
+}
+
 // NewCampaignPreview returns a preview with nothing counted yet, every
 // exclusion reason at zero.
 func NewCampaignPreview() CampaignPreview {
 	pv := CampaignPreview{Excluded: map[string]int{}}
-	for _, r := range []string{ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed, ExcludedLapsed,
-		ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedAlreadyAsked, ExcludedNew,
-		ExcludedFiltered} {
+	for _, r := range ExclusionReasons() {
 		pv.Excluded[r] = 0
 	}
 	return pv
+}
+
+// CampaignWalk is how a store reads a campaign's audience without
+// changing anything: Preview counts it, Audience lists it page by page.
+type CampaignWalk struct {
+	// Campaign loads campaign id, or ENotFound.
+	Campaign func(ctx context.Context, id string) (*Campaign, error)
+	// Examine applies c's audience rule and filters (with Policy, see
+	// Campaign.SelectLooking) to the subscribers after the id after (""
+	// for all) in id order, calling fn with each and the answer until fn
+	// returns false, and reports whether it passed the last subscriber.
+	Examine func(ctx context.Context, c *Campaign, after string, fn func(sub *Subscriber, ok bool, reason string) bool) (ended bool, err error)
+	Now     func() time.Time
+	Policy  CampaignPolicy
+}
+
+// Preview counts campaign id's audience and the exclusions by reason.
+func (w CampaignWalk) Preview(ctx context.Context, id string) (CampaignPreview, error) {
+	c, err := w.Campaign(ctx, id)
+	if err != nil {
+		return CampaignPreview{}, err
+	}
+	pv := NewCampaignPreview()
+	_, err = w.Examine(ctx, c, "", func(_ *Subscriber, ok bool, reason string) bool {
+		if ok {
+			pv.Audience++
+		} else {
+			pv.Excluded[reason]++
+		}
+		return true
+	})
+	if err != nil {
+		return CampaignPreview{}, err
+	}
+	return pv, nil
+}
+
+// Audience lists the page of campaign id's audience q asks for.
+func (w CampaignWalk) Audience(ctx context.Context, id string, q AudienceQuery) (AudiencePage, error) {
+	c, err := w.Campaign(ctx, id)
+	if err != nil {
+		return AudiencePage{}, err
+	}
+	l := NewAudienceLister(c, q, w.Now(), w.Policy)
+	ended, err := w.Examine(ctx, c, q.Cursor, l.Add)
+	if err != nil {
+		return AudiencePage{}, err
+	}
+	return l.Page(ended), nil
+}
+
+// AudienceScan caps the subscribers one page of a campaign's audience
+// list examines, so a rare reason cannot make one request walk the whole
+// store: a page may then hold fewer entries than asked, or none, and
+// still carry a next cursor.
+const AudienceScan = 10000
+
+// AudienceQuery asks for one page of a campaign's audience list.
+type AudienceQuery struct {
+	// Cursor is the next_cursor of the previous page: the page starts
+	// after that subscriber id; "" starts at the first.
+	Cursor string
+	// Limit is the page size (1-500).
+	Limit int
+	// Only keeps those in the audience ("in"), those left out ("out"),
+	// or those left out for one reason (an Excluded constant); "" keeps
+	// everyone.
+	Only string
+}
+
+// CheckOnly reports an EInvalid error for an Only the list does not know.
+func (q AudienceQuery) CheckOnly() error {
+	if q.Only == "" || q.Only == "in" || q.Only == "out" || slices.Contains(ExclusionReasons(), q.Only) {
+		return nil
+	}
+	return Errorf(EInvalid, "only must be in, out or an exclusion reason (%s)", strings.Join(ExclusionReasons(), ", "))
+}
+
+// keeps reports whether a subscriber the campaign would ask (ok), or
+// leaves out for reason, belongs on the page.
+func (q AudienceQuery) keeps(ok bool, reason string) bool {
+	switch q.Only {
+	case "":
+		return true
+	case "in":
+		return ok
+	case "out":
+		return !ok
+	}
+	return !ok && reason == q.Only
+}
+
+// AudienceEntry is one subscriber in a campaign's audience list: in the
+// audience, or left out and why.
+type AudienceEntry struct {
+	Subscriber string    `json:"subscriber"`
+	Email      string    `json:"email"`
+	Name       string    `json:"name,omitempty"`
+	Lifecycle  Lifecycle `json:"lifecycle"`
+	// Status and Basis are the subscription to the campaign's topic
+	// (empty without one).
+	Status Status `json:"status,omitempty"`
+	Basis  Basis  `json:"basis,omitempty"`
+	In     bool   `json:"in"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// AudiencePage is one page of a campaign's audience list and the cursor
+// of the next ("" after the last).
+type AudiencePage struct {
+	Items      []AudienceEntry `json:"items"`
+	NextCursor string          `json:"next_cursor"`
+}
+
+// AudienceLister gathers one page of campaign c's audience list from
+// subscribers a store hands it in id order, with the rule's answer for
+// each (Campaign.SelectLooking).
+type AudienceLister struct {
+	c        *Campaign
+	q        AudienceQuery
+	now      time.Time
+	p        CampaignPolicy
+	page     AudiencePage
+	examined int
+	last     string
+}
+
+// NewAudienceLister starts a page of c's audience list for q at now.
+func NewAudienceLister(c *Campaign, q AudienceQuery, now time.Time, p CampaignPolicy) *AudienceLister {
+	return &AudienceLister{c: c, q: q, now: now, p: p, page: AudiencePage{Items: []AudienceEntry{}}}
+}
+
+// Add takes the next subscriber and whether the campaign would ask them
+// (else why not), and reports whether the page wants more.
+func (l *AudienceLister) Add(sub *Subscriber, ok bool, reason string) bool {
+	l.examined++
+	l.last = sub.ID
+	if l.q.keeps(ok, reason) {
+		e := AudienceEntry{Subscriber: sub.ID, Email: sub.Email, Name: sub.Name, Lifecycle: sub.Lifecycle(l.now, l.p.DormantAfter),
+			In: ok, Reason: reason}
+		if s := sub.Subscriptions[l.c.Topic]; s != nil {
+			e.Status, e.Basis = s.Status, s.Basis
+		}
+		l.page.Items = append(l.page.Items, e)
+	}
+	return len(l.page.Items) < l.q.Limit && l.examined < AudienceScan
+}
+
+// Page returns the page gathered; ended says the store handed over its
+// last subscriber, else the next page starts after the last one Add took.
+func (l *AudienceLister) Page(ended bool) AudiencePage {
+	if !ended {
+		l.page.NextCursor = l.last
+	}
+	return l.page
 }

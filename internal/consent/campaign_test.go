@@ -54,6 +54,11 @@ func TestAudienceExclusions(t *testing.T) {
 			s.LastPurchase = campaignNow.Add(-3 * 365 * Day)
 			return s
 		}, false, true, ExcludedSoftOptInExpiry},
+		{"reconfirmed within dormant_after", func() *Subscriber {
+			s := subWith(StatusConfirmed, BasisConsent)
+			s.Subscriptions["news"].Since = campaignNow.Add(-364 * Day)
+			return s
+		}, false, true, ExcludedRecent},
 		{"already asked this cycle", func() *Subscriber {
 			s := subWith(StatusConfirmed, BasisConsent)
 			s.Reawakened = map[string]time.Time{"news": campaignNow.Add(-10 * Day)}
@@ -97,9 +102,15 @@ func TestAudienceExclusions(t *testing.T) {
 	}
 }
 
-// TestAudienceAdmits covers who may be asked, and that filters narrow.
+// TestAudienceAdmits covers who may be asked, that filters narrow, and
+// that a campaign without filters asks dormant contacts only: an active
+// customer is left out as not dormant unless a filter chooses them.
 func TestAudienceAdmits(t *testing.T) {
 	p := CampaignPolicy{DormantAfter: 365 * Day}
+	active := subWith(StatusConfirmed, BasisConsent)
+	active.LastPurchase = campaignNow.Add(-30 * Day)
+	prospect := subWith(StatusConfirmed, BasisConsent)
+	prospect.LastPurchase = time.Time{}
 	soft := subWith(StatusConfirmed, BasisSoftOptIn)
 	soft.LastPurchase = campaignNow.Add(-400 * Day)
 	newCycle := subWith(StatusConfirmed, BasisConsent)
@@ -122,6 +133,10 @@ func TestAudienceAdmits(t *testing.T) {
 		{"topic filter narrows", subWith(StatusConfirmed, BasisConsent), Audience{Topics: []string{"events"}}, false, ExcludedFiltered},
 		{"consent age narrows", subWith(StatusConfirmed, BasisConsent), Audience{ConsentOlderThan: Span(500 * Day)}, false, ExcludedFiltered},
 		{"activity narrows", subWith(StatusConfirmed, BasisConsent), Audience{NoActivitySince: campaignNow.Add(-600 * Day)}, false, ExcludedFiltered},
+		{"active customer, no filter", active, Audience{}, false, ExcludedNotDormant},
+		{"quiet prospect, no filter", prospect, Audience{}, true, ""},
+		{"active customer, customer filter", active, Audience{Lifecycle: []Lifecycle{LifecycleCustomer}}, true, ""},
+		{"active customer, old consent filter", active, Audience{ConsentOlderThan: Span(Day)}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,11 +345,16 @@ func TestPlanSettle(t *testing.T) {
 		{"lapsed meanwhile", RecipientQueued, func() *Subscriber { return subWith(StatusLapsed, BasisConsent) }, false, false, RecipientDropped, false},
 		{"suppressed meanwhile", RecipientQueued, confirmed, false, true, RecipientDropped, false},
 		{"already settled", RecipientReconfirmed, confirmed, false, false, RecipientReconfirmed, false},
+		{"campaign cancelled", RecipientQueued, confirmed, false, false, RecipientWithheld, false},
+		{"campaign cancelled, but parked", RecipientQueued, confirmed, true, false, RecipientFailed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := *c
+			if strings.HasPrefix(tc.name, "campaign cancelled") {
+				cc.Cancel(campaignNow)
+			}
 			r := &Recipient{State: tc.state}
-			deadline, remind := PlanSettle(&cc, r, tc.sub(), tc.parked, tc.suppressed, campaignNow)
+			deadline, remind, _ := PlanSettle(&cc, r, tc.sub(), tc.parked, tc.suppressed, campaignNow)
 			if r.State != tc.want {
 				t.Errorf("state: got %s, want %s", r.State, tc.want)
 			}
@@ -374,9 +394,14 @@ func TestPlanFollowUp(t *testing.T) {
 		{"withdrew", RecipientSent, subWith(StatusUnsubscribed, BasisConsent), false, false, deadline, RecipientUnsubscribed, false, false},
 		{"erased", RecipientSent, nil, true, false, campaignNow, RecipientUnsubscribed, false, false},
 		{"deadline lapses", RecipientSent, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientLapsed, false, true},
+		{"cancelled: no reminder", RecipientSent, subWith(StatusConfirmed, BasisConsent), true, false, campaignNow, RecipientSent, false, false},
+		{"cancelled: nobody lapses", RecipientSent, subWith(StatusConfirmed, BasisConsent), false, false, deadline, RecipientSent, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := *c
+			if strings.HasPrefix(tc.name, "cancelled") {
+				cc.Cancel(campaignNow)
+			}
 			r := &Recipient{State: tc.state, Sent: sent, Deadline: deadline}
 			f := PlanFollowUp(&cc, r, tc.sub, tc.remind, tc.suppressed, tc.now, fixedIDs{})
 			if r.State != tc.want || (f.Mail != nil) != tc.mail || (f.Event != nil) != tc.ev {
@@ -416,6 +441,60 @@ func TestSelectLooking(t *testing.T) {
 			if err != nil || ok != tc.wantOK || reason != tc.wantReason || askedSupp != tc.wantSupp || askedEv != tc.wantEv {
 				t.Errorf("got %v %q %v, lookups %v %v; want %v %q, lookups %v %v", ok, reason, err, askedSupp, askedEv,
 					tc.wantOK, tc.wantReason, tc.wantSupp, tc.wantEv)
+			}
+		})
+	}
+}
+
+// TestCancelWithheldUnmarks: a first mail withheld because the campaign
+// was cancelled did not ask the person, so the mark that would leave them
+// out of the next campaign goes; a mark from a later campaign stays.
+func TestCancelWithheldUnmarks(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news", Deadline: Span(30 * Day)}
+	sub := subWith(StatusConfirmed, BasisConsent)
+	_, r := PlanReawaken(c, sub, campaignNow, fixedIDs{})
+	c.Cancel(campaignNow.Add(time.Minute))
+	if err := c.Start(campaignNow); ErrorCode(err) != EConflict {
+		t.Errorf("Start after Cancel: got %v, want EConflict", err)
+	}
+	if _, _, unmarked := PlanSettle(c, r, sub, false, false, campaignNow.Add(time.Hour)); !unmarked || len(sub.Reawakened) != 0 ||
+		r.State != RecipientWithheld || c.Counts.Withheld != 1 {
+		t.Errorf("PlanSettle after Cancel: unmarked %v, marks %v, state %s, counts %+v", unmarked, sub.Reawakened, r.State, c.Counts)
+	}
+	other := subWith(StatusConfirmed, BasisConsent)
+	_, r2 := PlanReawaken(c, other, campaignNow, fixedIDs{})
+	other.Reawakened["news"] = campaignNow.Add(Day) // asked by a later campaign
+	if _, _, unmarked := PlanSettle(c, r2, other, false, false, campaignNow.Add(2*Day)); unmarked || len(other.Reawakened) != 1 {
+		t.Errorf("a later campaign's mark: unmarked %v, marks %v", unmarked, other.Reawakened)
+	}
+}
+
+// TestPlanAnswer: which ledger events answer a campaign the moment they
+// are appended.
+func TestPlanAnswer(t *testing.T) {
+	c := &Campaign{ID: "c1", Topic: "news"}
+	for _, tc := range []struct {
+		name  string
+		state RecipientState
+		ev    Event
+		want  RecipientState
+	}{
+		{"unsubscribed from the topic", RecipientSent, Event{Type: EventUnsubscribed, Topics: []string{"news"}}, RecipientUnsubscribed},
+		{"unsubscribed while queued", RecipientQueued, Event{Type: EventUnsubscribed, Topics: []string{"offers", "news"}}, RecipientUnsubscribed},
+		{"reconfirmed by another campaign", RecipientSent, Event{Type: EventReconfirmed, Topics: []string{"news"}, Source: "campaign:c2"}, RecipientReconfirmed},
+		{"opted in on the preference page", RecipientSent, Event{Type: EventPreferencesUpdated, Topics: []string{"news"}}, RecipientReconfirmed},
+		{"another topic", RecipientSent, Event{Type: EventUnsubscribed, Topics: []string{"offers"}}, RecipientSent},
+		{"the campaign's own event", RecipientSent, Event{Type: EventReconfirmed, Topics: []string{"news"}, Source: "campaign:c1"}, RecipientSent},
+		{"not an answer", RecipientSent, Event{Type: EventActivity, Topics: []string{"news"}}, RecipientSent},
+		{"answered already", RecipientLapsed, Event{Type: EventUnsubscribed, Topics: []string{"news"}}, RecipientLapsed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			r := &Recipient{State: tc.state}
+			tc.ev.Time = campaignNow
+			changed := PlanAnswer(&cc, r, &tc.ev)
+			if r.State != tc.want || changed != (tc.want != tc.state) || changed != (cc.Counts.Unsubscribed+cc.Counts.Reconfirmed == 1) {
+				t.Errorf("got state %s, changed %v, counts %+v; want %s", r.State, changed, cc.Counts, tc.want)
 			}
 		})
 	}

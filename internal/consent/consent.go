@@ -301,12 +301,15 @@ type Job struct {
 	Attempts     int       `json:"attempts"`
 	NextAt       time.Time `json:"next_at"`
 	LastError    string    `json:"last_error,omitempty"`
-	// Campaign, Topic, Subject, Body and Reminder describe a JobReawaken
-	// mail: the campaign and the topic it asks about, the marketer's
+	// Campaign, Topic, Basis, Subject, Body and Reminder describe a
+	// JobReawaken mail: the campaign and the topic it asks about, the
+	// basis the person holds it on (the mail words itself to fit: a
+	// customer with a soft opt-in never subscribed), the marketer's
 	// subject and plain-text body in the recipient's language (with
 	// placeholders still in), and whether it is the one reminder.
 	Campaign string `json:"campaign,omitempty"`
 	Topic    string `json:"topic,omitempty"`
+	Basis    Basis  `json:"basis,omitempty"`
 	Subject  string `json:"subject,omitempty"`
 	Body     string `json:"body,omitempty"`
 	Reminder bool   `json:"reminder,omitempty"`

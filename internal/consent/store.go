@@ -190,9 +190,18 @@ type CampaignStore interface {
 	Campaigns(ctx context.Context) ([]*Campaign, error)
 	StartCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
 	PauseCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
+	// CancelCampaign ends campaign id for good (Campaign.Cancel), audited
+	// under a: its first mails still in the outbox are not sent, and no
+	// reminder or deadline follows; a second call changes nothing.
+	CancelCampaign(ctx context.Context, a Actor, id string) (*Campaign, error)
 	// PreviewCampaign counts the audience and the exclusions by reason;
 	// it changes nothing.
 	PreviewCampaign(ctx context.Context, id string, p CampaignPolicy) (CampaignPreview, error)
+	// CampaignAudience lists one page of campaign id's audience as
+	// PreviewCampaign counts it, in subscriber id order: who is in, who
+	// is left out and why (an AudienceLister gathers it); it changes
+	// nothing.
+	CampaignAudience(ctx context.Context, id string, p CampaignPolicy, q AudienceQuery) (AudiencePage, error)
 	// CampaignStep does one tick of campaign work: records first mails
 	// that went out, queues the next ones at the campaign's rate (none
 	// when mayQueue is false) and handles due reminders and deadlines.

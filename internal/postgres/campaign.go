@@ -81,6 +81,16 @@ func (db *DB) PauseCampaign(ctx context.Context, a consent.Actor, id string) (*c
 	return db.changeCampaign(ctx, a, id, "campaign.pause", func(c *consent.Campaign, now time.Time) error { return c.Pause(now) })
 }
 
+// CancelCampaign ends a campaign for good: first mails still in the
+// outbox are withheld at send time, and no reminder or deadline follows.
+// It is audited.
+func (db *DB) CancelCampaign(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error) {
+	return db.changeCampaign(ctx, a, id, "campaign.cancel", func(c *consent.Campaign, now time.Time) error {
+		c.Cancel(now)
+		return nil
+	})
+}
+
 func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action string, fn func(*consent.Campaign, time.Time) error) (*consent.Campaign, error) {
 	var c *consent.Campaign
 	err := db.update(ctx, func(t *tx) error {
@@ -123,12 +133,13 @@ func putRecipient(t *tx, r *consent.Recipient) error {
 }
 
 // reawakenDeliverable is the send-time check of a reawaken mail: the
-// campaign still exists, the recipient has not answered (a reminder only
+// campaign still exists and was not cancelled, the recipient has not answered (a reminder only
 // while the first mail awaits an answer), the subscription is still
 // confirmed and the address is not suppressed for the topic or for all,
 // for any reason.
 func (db *DB) reawakenDeliverable(c conn, job consent.Job, sub *consent.Subscriber) (bool, error) {
-	if ok, err := c.exists("SELECT 1 FROM campaigns WHERE id = $1", job.Campaign); err != nil || !ok {
+	if ok, err := c.exists("SELECT 1 FROM campaigns WHERE id = $1 AND data->>'state' <> $2", job.Campaign,
+		string(consent.CampaignCancelled)); err != nil || !ok {
 		return false, err
 	}
 	r, err := recipient(c, job.Campaign, job.Subscriber)

@@ -44,27 +44,33 @@ const (
 // every subscriber, from one snapshot, and counts; it sends and changes
 // nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
-	pv := consent.NewCampaignPreview()
-	err := db.view(ctx, func(c conn) error {
-		camp := new(consent.Campaign)
-		if err := mustGet(c, "campaigns", id, camp, "campaign"); err != nil {
-			return err
-		}
-		now := db.Now()
-		return eachSubscriber(c, "", func(sub *consent.Subscriber) (bool, error) {
-			ok, reason, err := db.selectSubscriber(c, camp, sub, now, p)
-			if ok {
-				pv.Audience++
-			} else if err == nil {
-				pv.Excluded[reason]++
-			}
-			return err == nil, err
+	return db.campaignWalk(p).Preview(ctx, id)
+}
+
+// CampaignAudience lists one page of the campaign's audience: who is in,
+// who is left out and why; it sends and changes nothing.
+func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
+	return db.campaignWalk(p).Audience(ctx, id, q)
+}
+
+// campaignWalk reads a campaign's audience from one snapshot.
+func (db *DB) campaignWalk(p consent.CampaignPolicy) consent.CampaignWalk {
+	examine := func(ctx context.Context, c *consent.Campaign, after string, fn func(*consent.Subscriber, bool, string) bool) (bool, error) {
+		ended := true
+		err := db.view(ctx, func(cn conn) error {
+			now := db.Now()
+			return eachSubscriber(cn, after, func(sub *consent.Subscriber) (bool, error) {
+				ok, reason, err := db.selectSubscriber(cn, c, sub, now, p)
+				if err != nil {
+					return false, err
+				}
+				ended = fn(sub, ok, reason)
+				return ended, nil
+			})
 		})
-	})
-	if err != nil {
-		return consent.CampaignPreview{}, err
+		return ended, err
 	}
-	return pv, nil
+	return consent.CampaignWalk{Campaign: db.Campaign, Now: db.Now, Policy: p, Examine: examine}
 }
 
 // selectSubscriber applies the campaign's audience rule to sub
@@ -227,8 +233,13 @@ func (db *DB) settleOne(t *tx, cc *campaignCache, cid, subID string, parked bool
 	if err != nil {
 		return err
 	}
-	deadline, remind := consent.PlanSettle(c, r, sub, parked, supp, now)
+	deadline, remind, unmarked := consent.PlanSettle(c, r, sub, parked, supp, now)
 	cc.dirty[cid] = true
+	if unmarked {
+		if err := putSubscriber(t, sub); err != nil {
+			return err
+		}
+	}
 	for _, d := range []struct {
 		at   time.Time
 		kind string

@@ -184,7 +184,51 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	}
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
-	return queueEvent(t, ev)
+	if err := queueEvent(t, ev); err != nil {
+		return err
+	}
+	return answerCampaigns(t, ev)
+}
+
+// answerCampaigns records, as the event is appended, the answer ev gives
+// to each campaign that asked its subscriber (consent.PlanAnswer): the
+// campaigns' counts are live.
+func answerCampaigns(t *tx, ev *consent.Event) error {
+	if !consent.Answers(ev) {
+		return nil
+	}
+	var rs []*consent.Recipient
+	var b []byte
+	err := t.each("SELECT data FROM campaign_recipients WHERE subscriber = $1", []any{ev.Subscriber}, []any{&b}, func() error {
+		r := new(consent.Recipient)
+		if err := decode(b, r); err != nil {
+			return err
+		}
+		rs = append(rs, r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		c := new(consent.Campaign)
+		if ok, err := t.get(c, "SELECT data FROM campaigns WHERE id = $1", r.Campaign); err != nil || !ok {
+			return err
+		}
+		if c.Counts.Excluded == nil {
+			c.Counts.Excluded = map[string]int{}
+		}
+		if !consent.PlanAnswer(c, r, ev) {
+			continue
+		}
+		if err := putRecipient(t, r); err != nil {
+			return err
+		}
+		if err := putJSON(t, "campaigns", c.ID, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // enqueue writes job into the outbox, due at once.

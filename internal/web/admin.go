@@ -68,8 +68,10 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.POST("/campaigns", market, s.handleCampaignCreate)
 	g.GET("/campaigns/:id", read, s.handleCampaign)
 	g.POST("/campaigns/:id/preview", market, s.handleCampaignPreview)
+	g.GET("/campaigns/:id/audience", market, s.handleCampaignAudience)
 	g.POST("/campaigns/:id/start", market, s.handleCampaignStart)
-	g.POST("/campaigns/:id/pause", market, s.handleCampaignPause)
+	g.POST("/campaigns/:id/pause", market, s.handleCampaignChange(s.store.PauseCampaign))
+	g.POST("/campaigns/:id/cancel", market, s.handleCampaignChange(s.store.CancelCampaign))
 
 	g.GET("/stats", read, s.handleStats)
 	g.GET("/audit", read, s.handleAudit)

@@ -81,6 +81,33 @@ func (s *Server) handleCampaignPreview(c *gin.Context) {
 	c.JSON(http.StatusOK, pv)
 }
 
+// handleCampaignAudience lists one page of the campaign's audience: who
+// is in and who is left out with the reason (query only: in, out or a
+// reason; cursor and limit as every listing); it sends and changes
+// nothing.
+func (s *Server) handleCampaignAudience(c *gin.Context) {
+	page, err := s.campaignAudience(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// campaignAudience reads the page a request asks for (only, cursor,
+// limit) and lists it.
+func (s *Server) campaignAudience(c *gin.Context) (consent.AudiencePage, error) {
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		return consent.AudiencePage{}, err
+	}
+	q := consent.AudienceQuery{Cursor: cursor, Limit: limit, Only: c.Query("only")}
+	if err := q.CheckOnly(); err != nil {
+		return consent.AudiencePage{}, err
+	}
+	return s.store.CampaignAudience(c.Request.Context(), c.Param("id"), s.campaignPolicy(), q)
+}
+
 // handleCampaignStart starts a draft campaign or resumes a paused one. A
 // campaign mail is marketing: without a configured postal address to put
 // in it, nothing starts (CAN-SPAM, 15 U.S.C. 7704(a)(5)(A)(iii)).
@@ -104,12 +131,20 @@ func (s *Server) startCampaign(ctx context.Context, a consent.Actor, id string) 
 	return s.store.StartCampaign(ctx, a, id)
 }
 
-// handleCampaignPause stops a running campaign from queuing mail.
-func (s *Server) handleCampaignPause(c *gin.Context) {
-	camp, err := s.store.PauseCampaign(c.Request.Context(), actor(c), c.Param("id"))
-	if err != nil {
-		s.fail(c, err)
-		return
+// campaignChange is a store call that changes one campaign's state.
+type campaignChange func(ctx context.Context, a consent.Actor, id string) (*consent.Campaign, error)
+
+// handleCampaignChange answers a state change of campaign {id} (pause:
+// queue no more mail; cancel: end it for good, withholding the first
+// mails not yet sent, with no reminder or lapse to follow) with the
+// campaign.
+func (s *Server) handleCampaignChange(change campaignChange) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		camp, err := change(c.Request.Context(), actor(c), c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, campaignView(camp))
 	}
-	c.JSON(http.StatusOK, campaignView(camp))
 }

@@ -95,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign", "campaign_audience", "campaign_mail"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -169,8 +169,12 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.POST("/campaigns", market, s.handleConsoleCampaignCreate)
 	a.GET("/campaigns/:id", read, s.handleConsoleCampaign)
 	a.POST("/campaigns/:id/preview", market, s.handleConsoleCampaignPreview)
+	a.GET("/campaigns/:id/audience", market, s.handleConsoleCampaignAudience)
+	a.GET("/campaigns/:id/mail", read, s.handleConsoleCampaignMail)
+	a.POST("/campaigns/:id/test", market, s.handleConsoleCampaignTest)
 	a.POST("/campaigns/:id/start", market, s.handleConsoleCampaignStart)
-	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignPause)
+	a.POST("/campaigns/:id/pause", market, s.handleConsoleCampaignChange(s.store.PauseCampaign, "paused"))
+	a.POST("/campaigns/:id/cancel", market, s.handleConsoleCampaignChange(s.store.CancelCampaign, "cancelled"))
 }
 
 // isConsole reports whether the request is for a console path.

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,14 +12,6 @@ import (
 
 	"optin/internal/consent"
 )
-
-// exclusionReasons are the reasons a subscriber is left out of a
-// campaign, in the order the console lists them.
-func exclusionReasons() []string {
-	return []string{consent.ExcludedFiltered, consent.ExcludedNotSubscribed, consent.ExcludedPending, consent.ExcludedUnsubscribed,
-		consent.ExcludedLapsed, consent.ExcludedSuppressed, consent.ExcludedNoBasis, consent.ExcludedSoftOptInExpiry,
-		consent.ExcludedAlreadyAsked, consent.ExcludedNew}
-}
 
 // campaignRow is a campaign as the list shows it.
 type campaignRow struct {
@@ -160,7 +153,7 @@ type campaignPage struct {
 func (s *Server) handleConsoleCampaign(c *gin.Context) {
 	notice := ""
 	switch done := c.Query("done"); done {
-	case "started", "paused":
+	case "started", "paused", "cancelled":
 		notice = s.localizer(c).T("console.campaign.done_" + done)
 	}
 	s.showCampaign(c, nil, notice)
@@ -180,7 +173,7 @@ func (s *Server) showCampaign(c *gin.Context, preview *consent.CampaignPreview, 
 		s.consoleFail(c, err)
 		return
 	}
-	p := campaignPage{Camp: campaignView(camp), TopicName: names.name(camp.Topic), Reasons: exclusionReasons(),
+	p := campaignPage{Camp: campaignView(camp), TopicName: names.name(camp.Topic), Reasons: consent.ExclusionReasons(),
 		Preview: preview, Postal: s.cfg.PostalAddress != ""}
 	for _, t := range camp.Audience.Topics {
 		p.AudienceTopics = append(p.AudienceTopics, names.name(t))
@@ -212,12 +205,168 @@ func (s *Server) handleConsoleCampaignStart(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done=started")
 }
 
-// handleConsoleCampaignPause pauses a running campaign as POST
-// /api/v1/campaigns/{id}/pause does.
-func (s *Server) handleConsoleCampaignPause(c *gin.Context) {
-	if _, err := s.store.PauseCampaign(c.Request.Context(), actor(c), c.Param("id")); err != nil {
+// handleConsoleCampaignChange changes a campaign's state as POST
+// /api/v1/campaigns/{id}/pause or /cancel does, and shows the campaign
+// with the notice for done.
+func (s *Server) handleConsoleCampaignChange(change campaignChange, done string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, err := change(c.Request.Context(), actor(c), c.Param("id")); err != nil {
+			s.consoleFail(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done="+done)
+	}
+}
+
+// campaignAudiencePage is the data of a campaign's audience list.
+type campaignAudiencePage struct {
+	Camp    *consent.Campaign
+	Reasons []string
+	Only    string
+	Cursor  string
+	Page    consent.AudiencePage
+}
+
+// handleConsoleCampaignAudience lists who the campaign would ask now and
+// who it leaves out with the reason, a page at a time, as GET
+// /api/v1/campaigns/{id}/audience does; it sends and changes nothing.
+func (s *Server) handleConsoleCampaignAudience(c *gin.Context) {
+	camp, err := s.store.Campaign(c.Request.Context(), c.Param("id"))
+	if err != nil {
 		s.consoleFail(c, err)
 		return
 	}
-	c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(c.Param("id"))+"?done=paused")
+	page, err := s.campaignAudience(c)
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	d := s.consoleBase(c, "console.audience.title", "campaigns")
+	d.P = campaignAudiencePage{Camp: campaignView(camp), Reasons: consent.ExclusionReasons(), Only: c.Query("only"),
+		Cursor: c.Query("cursor"), Page: page}
+	s.consolePage(c, http.StatusOK, "campaign_audience", d)
+}
+
+// mailPreviewCSP is the Content-Security-Policy of a campaign mail's HTML
+// part shown on its own: the mail's inline styles, nothing else, and no
+// script or form even in a sandbox.
+const mailPreviewCSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'"
+
+// campaignMailPage is the data of a campaign's mail preview.
+type campaignMailPage struct {
+	Camp    *consent.Campaign
+	Locales []string
+	Locale  string
+	Bases   []consent.Basis
+	Basis   consent.Basis
+	Subject string
+	Text    string
+}
+
+// sampleParams reads the preview's language (locale, default en) and the
+// sample person's basis (basis: consent or soft_opt_in), from the query
+// or the form.
+func (s *Server) sampleParams(c *gin.Context) (string, consent.Basis, error) {
+	locale, basis := c.DefaultQuery("locale", c.PostForm("locale")), consent.Basis(c.DefaultQuery("basis", c.PostForm("basis")))
+	if locale == "" {
+		locale = "en"
+	}
+	if basis == "" {
+		basis = consent.BasisConsent
+	}
+	if !slices.Contains(s.cfg.Catalog.Locales(), locale) {
+		return "", "", consent.Errorf(consent.EInvalid, "locale must be one of %s", strings.Join(s.cfg.Catalog.Locales(), ", "))
+	}
+	if basis != consent.BasisConsent && basis != consent.BasisSoftOptIn {
+		return "", "", consent.Errorf(consent.EInvalid, "basis must be consent or soft_opt_in: nobody else is ever asked")
+	}
+	return locale, basis, nil
+}
+
+// campaignSample loads campaign c.Param("id") with its topic and reads the
+// sample's language and basis.
+func (s *Server) campaignSample(c *gin.Context) (*consent.Campaign, consent.Topic, string, consent.Basis, error) {
+	ctx := c.Request.Context()
+	if s.cfg.CampaignMail == nil {
+		return nil, consent.Topic{}, "", "", consent.Errorf(consent.EConflict, "this process does not send mail")
+	}
+	camp, err := s.store.Campaign(ctx, c.Param("id"))
+	if err != nil {
+		return nil, consent.Topic{}, "", "", err
+	}
+	topic, err := s.store.Topic(ctx, camp.Topic)
+	if err != nil {
+		return nil, consent.Topic{}, "", "", err
+	}
+	locale, basis, err := s.sampleParams(c)
+	return camp, topic, locale, basis, err
+}
+
+// handleConsoleCampaignMail previews the campaign's mail as a sample
+// person writing in the chosen language and holding the topic on the
+// chosen basis would get it: subject and text part here, the HTML part
+// (part=html) on its own under a CSP that allows its styles and nothing
+// else. The sample's links change nothing.
+func (s *Server) handleConsoleCampaignMail(c *gin.Context) {
+	camp, topic, locale, basis, err := s.campaignSample(c)
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	subject, text, html, err := s.cfg.CampaignMail.Sample(camp, topic, locale, basis)
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	if c.Query("part") == "html" {
+		c.Header("Content-Security-Policy", mailPreviewCSP)
+		c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(html))
+		return
+	}
+	d := s.consoleBase(c, "console.mail.title", "campaigns")
+	if c.Query("done") == "test_sent" {
+		d.Notice = d.L.T("console.mail.test_sent")
+	}
+	d.P = campaignMailPage{Camp: campaignView(camp), Locales: s.cfg.Catalog.Locales(), Locale: locale,
+		Bases: []consent.Basis{consent.BasisConsent, consent.BasisSoftOptIn}, Basis: basis, Subject: subject, Text: text}
+	s.consolePage(c, http.StatusOK, "campaign_mail", d)
+}
+
+// handleConsoleCampaignTest sends the previewed mail, marked as a test,
+// to the address the operator typed (field to): straight to the mail
+// server, recorded for no subscriber, audited as campaign.test_send
+// without the address; at most 20 an hour per API key.
+func (s *Server) handleConsoleCampaignTest(c *gin.Context) {
+	camp, topic, locale, basis, err := s.campaignSample(c)
+	if err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	to, err := consent.ParseAddress(c.PostForm("to"))
+	if err != nil {
+		s.consoleFail(c, consent.Errorf(consent.EInvalid, "to: %s", consent.ErrorMessage(err)))
+		return
+	}
+	a := actor(c)
+	if ok, wait, err := s.testSends.allow(c.Request.Context(), a.KeyID, s.store.Now()); !ok {
+		if err == nil {
+			retryAfter(c, wait)
+			err = consent.Errorf(consent.ERateLimited, "too many test sends; try again later")
+		}
+		s.consoleFail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if err := s.cfg.CampaignMail.SendTest(ctx, camp, topic, locale, basis, to.Addr); err != nil {
+		// The relay's answer may quote the address: not logged.
+		s.cfg.Log.Warn("campaign test send failed", "campaign", camp.ID)
+		s.consoleFail(c, keyed(consent.Errorf(consent.EConflict, "the mail server did not take the test mail"), "console.mail.test_failed"))
+		return
+	}
+	if err := s.store.AuditRead(ctx, a, "campaign.test_send", camp.ID, 1); err != nil {
+		s.consoleFail(c, err)
+		return
+	}
+	q := url.Values{"locale": {locale}, "basis": {string(basis)}, "done": {"test_sent"}}
+	c.Redirect(http.StatusSeeOther, "/admin/campaigns/"+url.PathEscape(camp.ID)+"/mail?"+q.Encode())
 }

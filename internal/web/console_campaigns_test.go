@@ -30,6 +30,10 @@ func TestConsoleCampaigns(t *testing.T) {
 	m := e.signIn(consent.RoleMarketer)
 	if r := m.do("GET", "/admin/campaigns/new", nil); r.status != http.StatusOK || !strings.Contains(r.body, `name="body_sv"`) {
 		t.Fatalf("new campaign page: %d\n%s", r.status, r.body)
+	} else if !strings.Contains(r.body, `<option value="news">Product news</option>`) ||
+		!strings.Contains(r.body, `<label for="also-news">Product news</label>`) ||
+		!strings.Contains(r.body, `<label for="lifecycle-dormant">`+e.en.T("console.lifecycle.dormant")+`</label>`) {
+		t.Errorf("new campaign page: the audience is not chosen by topic and lifecycle names\n%s", r.body)
 	}
 	for _, tt := range []struct {
 		what, field, value, detail string
@@ -86,6 +90,23 @@ func TestConsoleCampaigns(t *testing.T) {
 			t.Errorf("preview: %s is not counted once", reason)
 		}
 	}
+	// Person by person: who is in, who is out and why.
+	if !strings.Contains(r.body, `href="`+page+`/audience"`) {
+		t.Errorf("the preview does not link to the audience list")
+	}
+	r = m.do("GET", page+"/audience", nil)
+	if r.status != http.StatusOK || !strings.Contains(tableRow(r.body, "ann@example.com"), e.en.T("console.audience.asked")) ||
+		!strings.Contains(tableRow(r.body, "carl@example.com"), e.en.T("console.campaign.excluded_pending")) {
+		t.Errorf("audience list: %d, want ann@ asked and carl@ left out as pending\n%s", r.status, r.body)
+	}
+	r = m.do("GET", page+"/audience?only=pending", nil)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "carl@example.com") || strings.Contains(r.body, "ann@example.com") ||
+		strings.Contains(r.body, "bob@example.com") {
+		t.Errorf("audience list of the pending: %d, want carl@ alone\n%s", r.status, r.body)
+	}
+	if r := m.do("GET", page+"/audience?only=maybe", nil); r.status != http.StatusBadRequest {
+		t.Errorf("audience list with an unknown only: got %d, want 400", r.status)
+	}
 	r = m.do("POST", page+"/start", url.Values{"csrf": {m.csrf()}})
 	if r.status != http.StatusSeeOther || r.header.Get("Location") != page+"?done=started" {
 		t.Fatalf("start: got %d to %q\n%s", r.status, r.header.Get("Location"), r.body)
@@ -109,7 +130,32 @@ func TestConsoleCampaigns(t *testing.T) {
 		t.Error("the list does not show the paused campaign")
 	}
 
+	if r := m.do("GET", page, nil); !strings.Contains(r.body, `action="`+page+`/cancel"`) {
+		t.Errorf("the paused campaign's page offers no cancel")
+	}
+	r = m.do("POST", page+"/cancel", url.Values{"csrf": {m.csrf()}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != page+"?done=cancelled" {
+		t.Fatalf("cancel: got %d to %q", r.status, r.header.Get("Location"))
+	}
+	if l := e.lastAudit(); l.Action != "campaign.cancel" || l.Key != "key-marketer" {
+		t.Errorf("audit of the cancel: %+v", l)
+	}
+	r = m.do("GET", page+"?done=cancelled", nil)
+	if !hasText(r.body, e.en.T("console.campaign.done_cancelled")) || !hasText(r.body, e.en.T("console.campaign.state_cancelled")) ||
+		strings.Contains(r.body, `action="`+page+`/cancel"`) || strings.Contains(r.body, `action="`+page+`/start"`) {
+		t.Errorf("cancelled campaign page: want the notice and state, no cancel or start\n%s", r.body)
+	}
+	if r := m.do("POST", page+"/start", url.Values{"csrf": {m.csrf()}}); r.status != http.StatusConflict {
+		t.Errorf("start of a cancelled campaign: got %d, want 409", r.status)
+	}
+
 	v := e.signIn(consent.RoleViewer)
+	if r := v.do("GET", page+"/audience", nil); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's audience list: got %d, want 403", r.status)
+	}
+	if r := v.do("POST", page+"/cancel", url.Values{"csrf": {v.csrf()}}); r.status != http.StatusForbidden {
+		t.Errorf("a viewer's cancel: got %d, want 403", r.status)
+	}
 	if r := v.do("GET", page, nil); r.status != http.StatusOK || strings.Contains(r.body, "/start\"") || strings.Contains(r.body, "/preview\"") {
 		t.Errorf("a viewer's campaign page: %d, want it without actions", r.status)
 	}
@@ -134,4 +180,15 @@ func TestConsoleCampaignNoPostal(t *testing.T) {
 	if r.status != http.StatusConflict || !hasText(r.body, e.en.T("console.campaign.no_postal")) {
 		t.Errorf("start without a postal address: got %d", r.status)
 	}
+}
+
+// tableRow returns the table row of body that holds text, or "".
+func tableRow(body, text string) string {
+	for _, row := range strings.Split(body, "<tr>") {
+		if strings.Contains(row, text) {
+			row, _, _ = strings.Cut(row, "</tr>")
+			return row
+		}
+	}
+	return ""
 }

@@ -70,8 +70,9 @@ func (s *Server) handleReawakenPage(c *gin.Context) {
 		return
 	}
 	w, t := s.reawakenWording(c, link, l)
-	d := pageData{L: l, Title: l.T("reawaken.title"), Message: w.Text, Topics: []consent.Topic{t},
-		Button: l.T("reawaken.button"), Action: c.Request.URL.Path}
+	worded := consent.ReawakenWording(sub.Basis) // a customer never subscribed
+	d := pageData{L: l, Title: l.T("reawaken.title" + worded), Message: w.Text, Topics: []consent.Topic{t},
+		Button: l.T("reawaken.button" + worded), Action: c.Request.URL.Path}
 	d.LinkURL, d.LinkText = "/manage", l.T("unsubscribe.preferences") // mails a preference link; see handleUnsubscribePage
 	s.page(c, http.StatusOK, "action", d)
 }

@@ -71,6 +71,17 @@ type Config struct {
 	Brand consent.Brand
 	// Logo, when set, is served at /brand/logo.
 	Logo *Logo
+	// CampaignMail, when set, renders a campaign's mail for the
+	// console's preview and sends its test copies.
+	CampaignMail CampaignMail
+}
+
+// CampaignMail renders a reawaken campaign's mail as a sample person
+// would get it, and sends a test copy to an address the operator types,
+// recorded for no subscriber (mail.Sampler).
+type CampaignMail interface {
+	Sample(c *consent.Campaign, topic consent.Topic, locale string, basis consent.Basis) (subject, text, html string, err error)
+	SendTest(ctx context.Context, c *consent.Campaign, topic consent.Topic, locale string, basis consent.Basis, to string) error
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -100,6 +111,9 @@ type Server struct {
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
 	signin  limiter // failed console sign-ins per IP
+	// testSends caps a campaign's test sends per API key: the console
+	// must not become a way to mail anyone anything.
+	testSends limiter
 }
 
 // maxBody caps request bodies on public routes.
@@ -129,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.Store, "signup", cfg.SignupLimit), manage: newLimiter(cfg.Store, "manage", cfg.ManageLimit),
-		originLog: newOriginLog(cfg.Log)}
+		originLog: newOriginLog(cfg.Log), testSends: newLimiter(cfg.Store, "test-send", Rate{N: 20, Per: time.Hour})}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}
