@@ -22,6 +22,9 @@ const importChunk = 1000
 //     (with last_purchase_at) and legitimate_interest subscribe the topics
 //     on that basis with an imported ledger event citing import:<batch>
 //     and the evidence;
+//   - a row citing an assessment that does not exist or was superseded,
+//     or a legitimate_interest row citing none while the register holds
+//     any, is refused (consent.Assessments.Cite);
 //   - basis consent without evidence gets a double opt-in instead: a
 //     pending request, a requested event and a confirmation mail;
 //   - an existing subscriber is never downgraded (a confirmed topic stays
@@ -37,8 +40,12 @@ func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows
 		var part consent.ImportReport
 		err := db.update(ctx, func(tx *bbolt.Tx) error {
 			part = consent.ImportReport{}
+			reg, err := register(tx)
+			if err != nil {
+				return err
+			}
 			for i := range chunk {
-				if err := db.importRow(tx, &part, batch, &chunk[i]); err != nil {
+				if err := db.importRow(tx, &part, batch, reg, &chunk[i]); err != nil {
 					return fmt.Errorf("bolt: import line %d: %w", chunk[i].Line, err)
 				}
 			}
@@ -49,7 +56,11 @@ func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows
 }
 
 // importRow stores one validated row in tx and counts it in rep.
-func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, row *consent.ImportRow) error {
+func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, reg consent.Assessments, row *consent.ImportRow) error {
+	if err := reg.Cite(row.Assessment, row.Basis == consent.BasisLegitimateInterest); err != nil {
+		rep.AddInvalid(row.Line, consent.ErrorMessage(err))
+		return nil
+	}
 	if err := checkTopics(tx, row.Topics); err != nil {
 		rep.AddInvalid(row.Line, consent.ErrorMessage(err))
 		return nil

@@ -36,11 +36,14 @@ var (
 	bucketSessions = []byte("console_sessions") // sha256 of session id (hex) -> consent.Session
 	// The breach register (incident.go).
 	bucketIncidents = []byte("incidents") // incident id -> consent.Incident
+	// Legitimate-interest assessments (assessment.go).
+	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
-		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents}
+		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
+		bucketAssessments}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)

@@ -124,6 +124,9 @@ type Subscription struct {
 	Status Status    `json:"status"`
 	Basis  Basis     `json:"basis,omitempty"`
 	Since  time.Time `json:"since"`
+	// Assessment is the legitimate-interest assessment a subscription on
+	// that basis rests on, when its import cited one.
+	Assessment string `json:"assessment,omitempty"`
 }
 
 // Subscriber is a person optin holds data about. ID is random and never

@@ -119,11 +119,15 @@ func PlanImport(sub *Subscriber, row *ImportRow, source string, now time.Time, i
 	if row.Basis == BasisConsent {
 		since = row.ConsentedAt
 	}
+	var assessment string
+	if row.Basis == BasisLegitimateInterest {
+		assessment = row.Assessment
+	}
 	for _, t := range topics {
-		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: row.Basis, Since: since}
+		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: row.Basis, Since: since, Assessment: assessment}
 	}
 	p.Event = &Event{Time: now, Type: EventImported, Subscriber: sub.ID, Topics: topics,
-		Basis: row.Basis, Source: source, Page: row.Evidence()}
+		Basis: row.Basis, Source: source, Page: row.Evidence(), Assessment: row.Assessment}
 	p.Personal = Personal{Salt: ids.ID(), Email: sub.Email}
 	p.Changed = true
 	return p

@@ -67,6 +67,9 @@ type Event struct {
 	// the action happened (Time is when it was recorded).
 	Activity   ActivityKind `json:"activity,omitempty"`
 	OccurredAt time.Time    `json:"occurred_at,omitzero"`
+	// Assessment is the legitimate-interest assessment an imported or
+	// activity event cites (see Assessments.Cite).
+	Assessment string `json:"assessment,omitempty"`
 	// PersonalDigest is the SHA-256 of the event's Personal record.
 	PersonalDigest string `json:"personal_digest,omitempty"`
 	Prev           string `json:"prev"`
@@ -114,7 +117,7 @@ func (e Event) ComputeHash() string {
 // are not valid UTF-8 are repaired first (bad bytes become U+FFFD), as JSON
 // would on storing them, so the stored event matches its hash.
 func (e *Event) Seal(prev string) {
-	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.PersonalDigest} {
+	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.Assessment, &e.PersonalDigest} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
 	for i := range e.Topics {

@@ -30,6 +30,7 @@ type Store interface {
 	AdminStore
 	CampaignStore
 	IncidentStore
+	AssessmentStore
 	OutboxStore
 	LedgerStore
 	SessionStore
@@ -126,7 +127,9 @@ type AdminStore interface {
 	// ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
 	// RecordActivity applies PlanActivity to subscriber id with a as the
-	// source, audited.
+	// source, audited. The activity's assessment must pass
+	// Assessments.Cite, under legitimate interest when the subscriber
+	// holds a subscription on it (Subscriber.UnderLegitimateInterest).
 	RecordActivity(ctx context.Context, a Actor, id string, act Activity, customer bool) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error
 	// WithdrawFor unsubscribes subscriber id from topic ("" = every
@@ -137,7 +140,9 @@ type AdminStore interface {
 	// changed.
 	WithdrawFor(ctx context.Context, a Actor, id, topic, reason string) ([]string, error)
 	// Import stores validated rows in chunks; each valid row lands even
-	// when others are refused.
+	// when others are refused. A row whose assessment fails
+	// Assessments.Cite (under legitimate interest when its basis is) is
+	// refused.
 	Import(ctx context.Context, a Actor, rows ImportRows) (ImportReport, error)
 	// EachExportable calls fn for every subscriber that may leave optin in
 	// a bulk export (never a suppressed address), from one snapshot.
@@ -168,6 +173,16 @@ type IncidentStore interface {
 	// incident id affects, once (a second call is EConflict), records
 	// when and how many on the incident, and audits it under a.
 	NotifyIncident(ctx context.Context, a Actor, id, text string) (int, error)
+}
+
+// AssessmentStore keeps the register of legitimate-interest assessments.
+// An assessment is never changed or deleted once recorded.
+type AssessmentStore interface {
+	// CreateAssessment validates in against the register (NewAssessment)
+	// and stores it, audited under a.
+	CreateAssessment(ctx context.Context, a Actor, in AssessmentInput) (*Assessment, error)
+	// Assessments returns the whole register in id order.
+	Assessments(ctx context.Context) ([]*Assessment, error)
 }
 
 // CampaignStore keeps reawaken campaigns and runs them.
@@ -213,7 +228,7 @@ type OutboxStore interface {
 // LedgerStore reads the consent ledger.
 type LedgerStore interface {
 	// Events returns subscriber id's events in order with their personal
-	// records and wordings: the proof of consent.
+	// records, wordings and assessments: the proof of consent.
 	Events(ctx context.Context, id string) ([]EventRecord, error)
 	// VerifyLedger walks the whole chain and reports the first break.
 	VerifyLedger(ctx context.Context) (LedgerReport, error)

@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 		{"WithdrawFor", testWithdrawFor},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Incidents", testIncidents},
+		{"Assessments", testAssessments},
 		{"Sessions", testSessions},
 		{"FindSubscribersOrder", testFindSubscribersOrder},
 		{"Suppressions", testSuppressions},
