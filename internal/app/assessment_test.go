@@ -62,13 +62,18 @@ func TestLegitimateInterestAssessments(t *testing.T) {
 		}
 	}
 	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &consents)
-	if len(consents.Items) != 2 {
-		t.Fatalf("consents: got %+v, want imported and activity", consents.Items)
-	}
+	cited := 0
 	for _, ev := range consents.Items {
+		if ev.Type != "imported" && ev.Type != "activity" {
+			continue // the information notice's event cites none
+		}
+		cited++
 		if ev.Assessment != "lia-shop-2" || ev.AssessmentRecord == nil || ev.AssessmentRecord.Author != "Ann, DPO" {
 			t.Errorf("%s event: got %+v, want it citing lia-shop-2 with the assessment", ev.Type, ev)
 		}
+	}
+	if cited != 2 {
+		t.Errorf("consents: got %+v, want the imported and the activity event", consents.Items)
 	}
 
 	var link struct{ URL string }

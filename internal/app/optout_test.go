@@ -22,7 +22,17 @@ func (s *service) confirmed(addr string) string {
 	if r := s.signupJSON(addr, "news"); r.status != http.StatusAccepted {
 		s.t.Fatalf("signup %s: %d", addr, r.status)
 	}
-	m := parseMail(s.t, s.waitMails(before + 1)[before].Data)
+	// The first mail to addr after the signup: other mail (an import's
+	// information notices) may arrive in between.
+	var m parsedMail
+	for n := before + 1; m.text == ""; n++ {
+		for _, msg := range s.waitMails(n)[before:] {
+			if len(msg.To) == 1 && msg.To[0] == addr {
+				m = parseMail(s.t, msg.Data)
+				break
+			}
+		}
+	}
 	confirm, _ := links(s.t, m.text)
 	if r := s.do("POST", confirm, "", ""); r.status != http.StatusOK {
 		s.t.Fatalf("confirm %s: %d", addr, r.status)

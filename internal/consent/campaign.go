@@ -379,6 +379,7 @@ const (
 	ExcludedAlreadyAsked    = "already_asked"       // asked once in this dormancy cycle: one mail per cycle
 	ExcludedNew             = "joined_after_start"  // created after the campaign started
 	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
+	ExcludedNoticePending   = "notice_pending"      // imported, and the information notice has not gone out yet (GDPR Art. 14(3)(b))
 )
 
 // CampaignPolicy holds the operator's settings the audience rule uses.
@@ -416,6 +417,9 @@ func IsEvidence(ev *Event, topic string, basis Basis) bool {
 //     Legitimate interest alone never qualifies: a re-permission mail is
 //     marketing and needs consent or soft opt-in (the Honda case), and so
 //     does a subscription without a basis;
+//   - a person imported on soft opt-in or legitimate interest has had the
+//     information notice (GDPR Art. 14(3)(b): it comes at the latest
+//     with the first communication, so the campaign waits for it);
 //   - it was not asked in the current dormancy cycle: a cycle begins
 //     with the subscription's last consent (its Since: a confirmation or
 //     a reconfirmation) or the last purchase, whichever is later.
@@ -458,6 +462,9 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 		}
 	default:
 		return false, ExcludedNoBasis
+	}
+	if sub.Notice.Pending() {
+		return false, ExcludedNoticePending
 	}
 	if asked := sub.Reawakened[topic]; !asked.IsZero() && !asked.Before(s.Since) && !asked.Before(sub.LastPurchase) {
 		return false, ExcludedAlreadyAsked

@@ -103,7 +103,7 @@ func NewCampaignPreview() CampaignPreview {
 	pv := CampaignPreview{Excluded: map[string]int{}}
 	for _, r := range []string{ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed, ExcludedLapsed,
 		ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedAlreadyAsked, ExcludedNew,
-		ExcludedFiltered} {
+		ExcludedFiltered, ExcludedNoticePending} {
 		pv.Excluded[r] = 0
 	}
 	return pv

@@ -54,6 +54,12 @@ func TestAudienceExclusions(t *testing.T) {
 			s.LastPurchase = campaignNow.Add(-3 * 365 * Day)
 			return s
 		}, false, true, ExcludedSoftOptInExpiry},
+		{"imported, information notice not sent yet", func() *Subscriber {
+			s := subWith(StatusConfirmed, BasisSoftOptIn)
+			s.LastPurchase = campaignNow.Add(-30 * Day)
+			s.Notice = &Notice{Basis: BasisSoftOptIn, Topics: []string{"news"}, Queued: campaignNow.Add(-Day)}
+			return s
+		}, false, true, ExcludedNoticePending},
 		{"already asked this cycle", func() *Subscriber {
 			s := subWith(StatusConfirmed, BasisConsent)
 			s.Reawakened = map[string]time.Time{"news": campaignNow.Add(-10 * Day)}

@@ -155,6 +155,9 @@ type Subscriber struct {
 	// person to reconfirm; it caps those mails at one per dormancy cycle
 	// (see Eligibility).
 	Reawakened map[string]time.Time `json:"reawakened,omitempty"`
+	// Notice is the information notice owed to a person imported on soft
+	// opt-in or legitimate interest (GDPR Art. 14), once queued.
+	Notice *Notice `json:"art14_notice,omitempty"`
 }
 
 // MailName returns the name a mail to s may greet them by: "" until the
@@ -230,6 +233,9 @@ const (
 	// JobIncidentNotice tells a person affected by a personal data breach
 	// (GDPR Art. 34); it goes to suppressed addresses too.
 	JobIncidentNotice JobKind = "incident_notice"
+	// JobNotice informs a person imported on soft opt-in or legitimate
+	// interest (GDPR Art. 14); see Notice. It carries one-click objection.
+	JobNotice JobKind = "art14_notice"
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -265,6 +271,10 @@ type Job struct {
 	// Incident is the incident a JobIncidentNotice is about; its Body is
 	// the operator's text.
 	Incident string `json:"incident,omitempty"`
+	// Basis and Origin are, in a JobNotice, the basis the person is
+	// mailed on and where their data came from (Notice.Origin).
+	Basis  Basis  `json:"basis,omitempty"`
+	Origin string `json:"origin,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -35,7 +35,10 @@ type ImportReport struct {
 	// Invalid lists refused rows (the first 1000); InvalidCount counts all.
 	Invalid      []ImportProblem `json:"invalid"`
 	InvalidCount int             `json:"invalid_count"`
-	// Queued counts the confirmation mails put in the outbox.
+	// Notices counts the information notices queued (GDPR Art. 14).
+	Notices int `json:"notices"`
+	// Queued counts the mails put in the outbox (confirmations and
+	// notices).
 	Queued int `json:"-"`
 }
 

@@ -30,6 +30,10 @@ const (
 	// EventRectified records a correction of the person's data (GDPR
 	// Art. 16); Field says which.
 	EventRectified EventType = "rectified"
+	// EventInformed records that the information notice of a person
+	// whose data optin did not get from them (GDPR Art. 14) went out;
+	// MessageID names the mail.
+	EventInformed EventType = "informed"
 )
 
 // Fields a rectified event names.

@@ -143,7 +143,8 @@ type AdminStore interface {
 	// when others are refused. A row whose assessment fails
 	// Assessments.Cite (under legitimate interest when its basis is) is
 	// refused.
-	Import(ctx context.Context, a Actor, rows ImportRows) (ImportReport, error)
+	// Each row's plan (PlanImport) follows opts and the store's Policy.
+	Import(ctx context.Context, a Actor, rows ImportRows, opts ImportOptions) (ImportReport, error)
 	// EachExportable calls fn for every subscriber that may leave optin in
 	// a bulk export (never a suppressed address), from one snapshot.
 	EachExportable(ctx context.Context, fn func(sub *Subscriber) error) error
@@ -213,9 +214,14 @@ type OutboxStore interface {
 	NextDue(ctx context.Context) (time.Time, error)
 	OutboxDepth(ctx context.Context) (queued, parked int, err error)
 	// DeliverableBatch checks each job again at send time (suppression,
-	// unsubscription, erasure); false means drop it.
+	// unsubscription, erasure); false means drop it. A JobNotice is
+	// deliverable while NoticeOwed and its address is not suppressed by
+	// an operator for every topic.
 	DeliverableBatch(ctx context.Context, jobs []Job) ([]bool, error)
-	// FinishJobs removes jobs the relay accepted (or dropped ones).
+	// FinishJobs removes jobs the relay accepted (or dropped ones). A
+	// JobNotice that leaves the outbox still deliverable went out: its
+	// subscriber's notice is marked sent with an informed ledger event
+	// (PlanNoticeSent), in the same transaction.
 	FinishJobs(ctx context.Context, jobs []Job) error
 	RetryJob(ctx context.Context, job Job, next time.Time, reason string) error
 	ParkJob(ctx context.Context, job Job, reason string) error

@@ -49,7 +49,7 @@ func TestConsoleAssessments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := e.db.Import(t.Context(), consent.CLIActor(), rows); err != nil || rep.Imported != 1 {
+	if rep, err := e.db.Import(t.Context(), consent.CLIActor(), rows, consent.ImportOptions{}); err != nil || rep.Imported != 1 {
 		t.Fatalf("import: %+v, %v", rep, err)
 	}
 	id := e.subscriberID("li@example.com")

@@ -508,7 +508,7 @@ func (e *consoleEnv) importPeople(csv string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if rep, err := e.db.Import(e.t.Context(), consent.CLIActor(), rows); err != nil || rep.InvalidCount > 0 {
+	if rep, err := e.db.Import(e.t.Context(), consent.CLIActor(), rows, consent.ImportOptions{}); err != nil || rep.InvalidCount > 0 {
 		e.t.Fatalf("import: %+v, %v", rep, err)
 	}
 }
