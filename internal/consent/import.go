@@ -87,7 +87,7 @@ type ImportPlan struct {
 // topic stays as it is) and an unsubscribed or lapsed topic is never
 // re-enabled: only the person can do that. A row that subscribes on soft
 // opt-in or legitimate interest gets the information notice, due within
-// p.NoticeWithin, unless opts skips it.
+// pol.NoticeWithin, unless opts skips it.
 func PlanImport(sub *Subscriber, row *ImportRow, source string, opts ImportOptions, pol Policy, now time.Time, ids IDs) ImportPlan {
 	p := ImportPlan{Subscriber: sub, New: sub == nil}
 	if p.New {

@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"slices"
 	"time"
 )
 
@@ -58,11 +59,11 @@ func planNotice(sub *Subscriber, row *ImportRow, topics []string, source string,
 	if within <= 0 {
 		within = DefaultNoticeWithin
 	}
-	n := &Notice{Source: source, Origin: row.Source, Basis: row.Basis, Topics: topics, Queued: now, Due: now.Add(within),
-		MessageID: ids.MessageID()}
+	n := &Notice{Source: source, Origin: row.Source, Basis: row.Basis, Topics: slices.Clone(topics), Queued: now,
+		Due: now.Add(within), MessageID: ids.MessageID()}
 	sub.Notice = n
 	return &Job{Kind: JobNotice, To: sub.Email, Name: sub.MailName(), Locale: sub.Locale, Subscriber: sub.ID,
-		Topics: topics, MessageID: n.MessageID, Created: now, Basis: n.Basis, Origin: n.Origin}
+		Topics: slices.Clone(topics), MessageID: n.MessageID, Created: now, Basis: n.Basis, Origin: n.Origin}
 }
 
 // NoticeOwed reports whether notice job is still owed to sub at send
