@@ -306,7 +306,8 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	format := fs.String("format", "", "csv or ndjson (default: from the file name)")
 	path := fs.String("config", os.Getenv("OPTIN_CONFIG"), "config file (YAML)")
-	const synopsis = "optin import [--format csv|ndjson] [--config FILE] FILE"
+	noNotice := fs.Bool("no-notice", false, "send no information notice (GDPR Art. 14) to the people imported on soft_opt_in or legitimate_interest: you told them otherwise")
+	const synopsis = "optin import [--format csv|ndjson] [--no-notice] [--config FILE] FILE"
 	if err := parseFlags(fs, synopsis, args, stdout); err != nil {
 		return err
 	}
@@ -341,9 +342,13 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 	body := io.TeeReader(f, bar)
+	query := "/imports?format=" + *format
+	if *noNotice {
+		query += "&notice=false"
+	}
 	var rep consent.ImportReport
 	err = withAdmin(cfg, readWrite, func(c *socketClient) error {
-		return c.do(ctx, "POST", "/imports?format="+*format, "", body, &rep)
+		return c.do(ctx, "POST", query, "", body, &rep)
 	})
 	_ = bar.Finish()
 	if err != nil {

@@ -155,7 +155,9 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 	s.adminJSON("POST", "/suppressions", `{"email":"supp@example.com","topic":"news","note":"complaint"}`, http.StatusCreated, nil)
 	gone, _ := s.subscriber("gone@example.com")
 	s.adminJSON("DELETE", "/subscribers/"+gone.ID, "", http.StatusNoContent, nil)
-	s.waitMails(1) // the double opt-in of noproof@
+	// The double opt-in of noproof@, and the information notices (GDPR
+	// Art. 14) of soft@, softold@ and li@, who were imported.
+	s.waitMails(4)
 	s.waitOutboxEmpty()
 
 	id := s.newCampaign("")
@@ -177,8 +179,8 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 			t.Errorf("preview excluded[%s]: got %d, want %d", k, pv.Excluded[k], v)
 		}
 	}
-	if got := s.smtp.Count(); got != 1 {
-		t.Errorf("preview sent mail: %d mails, want 1", got)
+	if got := s.smtp.Count(); got != 4 {
+		t.Errorf("preview sent mail: %d mails, want 4", got)
 	}
 
 	// The same audience, person by person and page by page, with the
@@ -216,11 +218,12 @@ func TestCampaignAudienceAndMail(t *testing.T) {
 	if c.Counts.Targeted != 3 || c.Counts.Sent != 3 || c.Cursor != "" {
 		t.Errorf("counts: got %+v, want 3 targeted and sent, no cursor shown", c.Counts)
 	}
-	s.waitMails(4)
+	s.waitMails(7)
 	got := s.mailsTo()
-	for _, a := range []string{"ok1@example.com", "ok2@example.com", "soft@example.com"} {
-		if got[a] != 1 {
-			t.Errorf("mails to %s: got %d, want 1", a, got[a])
+	// soft@, softold@ and li@ have their information notice besides.
+	for a, n := range map[string]int{"ok1@example.com": 1, "ok2@example.com": 1, "soft@example.com": 2, "softold@example.com": 1, "li@example.com": 1} {
+		if got[a] != n {
+			t.Errorf("mails to %s: got %d, want %d", a, got[a], n)
 		}
 	}
 	for _, a := range []string{"unsub@example.com", "supp@example.com", "gone@example.com", "softold@example.com", "li@example.com",

@@ -44,6 +44,7 @@ func openStore(cfg config.Config, now func() time.Time, readOnly bool) (consent.
 	domain := from.Address[strings.LastIndexByte(from.Address, '@')+1:]
 	policy := consent.DefaultPolicy()
 	policy.ConfirmTTL = time.Duration(cfg.Tokens.ConfirmTTL)
+	policy.NoticeWithin = time.Duration(cfg.Notices.Art14Within)
 	configured, err := configuredKeys(cfg)
 	if err != nil {
 		return nil, nil, err

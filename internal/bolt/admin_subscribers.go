@@ -95,14 +95,22 @@ func (db *DB) RecordActivity(ctx context.Context, a consent.Actor, id string, ac
 	var sub *consent.Subscriber
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		now := db.Now()
-		act, err := consent.NewActivity(act.Kind, act.At, act.Reason, now)
+		checked, err := consent.NewActivity(act.Kind, act.At, act.Reason, now)
 		if err != nil {
 			return err
 		}
+		checked.Assessment = act.Assessment
 		if sub, err = loadSubscriber(tx, id); err != nil {
 			return err
 		}
-		ev, personal := consent.PlanActivity(sub, act, customer, a.Source(), now, db)
+		reg, err := register(tx)
+		if err != nil {
+			return err
+		}
+		if err := reg.Cite(act.Assessment, sub.UnderLegitimateInterest()); err != nil {
+			return err
+		}
+		ev, personal := consent.PlanActivity(sub, checked, customer, a.Source(), now, db)
 		if err := put(tx, bucketSubscribers, []byte(id), sub); err != nil {
 			return err
 		}

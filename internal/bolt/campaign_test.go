@@ -28,7 +28,7 @@ func importConsented(t *testing.T, db *testDB, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := db.Import(t.Context(), consent.Actor{Name: "test"}, ir); err != nil || rep.Imported != n {
+	if rep, err := db.Import(t.Context(), consent.Actor{Name: "test"}, ir, consent.ImportOptions{}); err != nil || rep.Imported != n {
 		t.Fatalf("Import: got %+v %v", rep, err)
 	}
 	return addrs

@@ -131,7 +131,8 @@ func createBuckets(tx *bbolt.Tx) error {
 // laterBuckets were added after schema version 1 without a conversion: a
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
-var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked}
+var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
+	bucketAssessments}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.

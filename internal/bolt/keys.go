@@ -43,12 +43,14 @@ var (
 	bucketHookQueue  = []byte("webhook_queue")  // hookQueueKey -> consent.Delivery
 	bucketHookDue    = []byte("webhook_due")    // outboxKey of a group's first delivery -> its hookQueueKey
 	bucketHookParked = []byte("webhook_parked") // webhook id 0x00 be64 delivery id -> consent.Delivery
+	// Legitimate-interest assessments (assessment.go).
+	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
-		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked}
+		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)

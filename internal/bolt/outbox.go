@@ -110,10 +110,13 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 		return req.Open(db.Now()), nil
 	case consent.JobPreferences, consent.JobAddressChanged:
 		return true, nil
-	case consent.JobReawaken:
+	case consent.JobReawaken, consent.JobNotice:
 		sub := new(consent.Subscriber)
 		if _, err := get(tx, bucketSubscribers, []byte(job.Subscriber), sub); err != nil {
 			return false, err
+		}
+		if job.Kind == consent.JobNotice {
+			return consent.NoticeOwed(sub, job), nil
 		}
 		return db.reawakenDeliverable(tx, job, sub)
 	}
@@ -121,17 +124,46 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 }
 
 // FinishJobs removes jobs from the outbox after they were sent or
-// dropped, in one transaction.
+// dropped, in one transaction. An information notice that leaves still
+// deliverable went out: it is recorded (noticeSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		for _, job := range jobs {
-			if err := b.Delete(outboxKey(job.NextAt, job.ID)); err != nil {
+			k := outboxKey(job.NextAt, job.ID)
+			if job.Kind == consent.JobNotice && b.Get(k) != nil {
+				if err := db.noticeSent(tx, job); err != nil {
+					return err
+				}
+			}
+			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// noticeSent records that notice job went out, when it is still
+// deliverable (the worker drops the others): the subscriber's notice
+// marked sent and the informed ledger event (consent.PlanNoticeSent).
+func (db *DB) noticeSent(tx *bbolt.Tx, job consent.Job) error {
+	ok, err := db.deliverable(tx, job)
+	if err != nil || !ok {
+		return err
+	}
+	sub, err := loadSubscriber(tx, job.Subscriber)
+	if err != nil {
+		return err
+	}
+	ev, personal := consent.PlanNoticeSent(sub, job, db.Now(), db)
+	if ev == nil {
+		return nil
+	}
+	if err := appendEvent(tx, ev, personal); err != nil {
+		return err
+	}
+	return put(tx, bucketSubscribers, []byte(sub.ID), sub)
 }
 
 // RetryJob records a failed attempt and makes job due again at next. A job

@@ -61,6 +61,14 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 					r.WordingText = &w
 				}
 			}
+			if r.Assessment != "" {
+				as := new(consent.Assessment)
+				if ok, err := get(tx, bucketAssessments, []byte(r.Assessment), as); err != nil {
+					return err
+				} else if ok {
+					r.AssessmentRecord = as
+				}
+			}
 			out = append(out, r)
 		}
 		return nil

@@ -68,6 +68,7 @@ type Config struct {
 	Lifecycle      Lifecycle `yaml:"lifecycle"`
 	Pending        Pending   `yaml:"pending"`
 	Retention      Retention `yaml:"retention"`
+	Notices        Notices   `yaml:"notices"`
 	Limits         Limits    `yaml:"limits"`
 	Brand          Brand     `yaml:"brand"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
@@ -182,6 +183,15 @@ type Retention struct {
 	OptedOut Duration `yaml:"opted_out"`
 }
 
+// Notices configures the information owed to people whose data optin
+// did not get from them.
+type Notices struct {
+	// Art14Within is how long after an import the information notice to
+	// a person imported on soft opt-in or legitimate interest may go out
+	// at the latest (GDPR Art. 14(3)); default 72h, at most 30d.
+	Art14Within Duration `yaml:"art14_within"`
+}
+
 // Pending configures unconfirmed subscription requests.
 type Pending struct {
 	Retention Duration `yaml:"retention"` // default 7d: pending requests are deleted this long after their confirm link expired
@@ -220,6 +230,7 @@ func Default() Config {
 		Lifecycle: Lifecycle{DormantAfter: Duration(365 * day), CustomerActivities: []string{"purchase", "reservation"}},
 		Pending:   Pending{Retention: Duration(7 * day)},
 		Retention: Retention{OptedOut: Duration(30 * day)},
+		Notices:   Notices{Art14Within: Duration(consent.DefaultNoticeWithin)},
 		Limits: Limits{
 			SignupPerIP:   Rate{N: 20, Per: 10 * time.Minute},
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
@@ -551,6 +562,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Pending.Retention < 0 {
 		errs = append(errs, fmt.Errorf("pending.retention: must not be negative: %s", c.Pending.Retention))
+	}
+	if c.Notices.Art14Within <= 0 || time.Duration(c.Notices.Art14Within) > consent.MaxNoticeWithin {
+		errs = append(errs, fmt.Errorf("notices.art14_within: must be positive and at most 30d (GDPR Art. 14(3)(a): one month): %s", c.Notices.Art14Within))
 	}
 	if c.Retention.OptedOut < 0 {
 		errs = append(errs, fmt.Errorf("retention.opted_out: must not be negative: %s", c.Retention.OptedOut))

@@ -36,6 +36,9 @@ type Activity struct {
 	Kind   ActivityKind
 	At     time.Time
 	Reason string
+	// Assessment is the legitimate-interest assessment the activity
+	// cites, if any (see Assessments.Cite).
+	Assessment string
 }
 
 // NewActivity validates an activity reported at now: a known kind, a time
@@ -66,6 +69,7 @@ func PlanActivity(sub *Subscriber, act Activity, customer bool, source string, n
 	if customer && act.At.After(sub.LastPurchase) {
 		sub.LastPurchase = act.At
 	}
-	ev := &Event{Time: now, Type: EventActivity, Subscriber: sub.ID, Source: source, Activity: act.Kind, OccurredAt: act.At}
+	ev := &Event{Time: now, Type: EventActivity, Subscriber: sub.ID, Source: source, Activity: act.Kind, OccurredAt: act.At,
+		Assessment: act.Assessment}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, Note: act.Reason}
 }

@@ -410,6 +410,7 @@ const (
 	ExcludedNotDormant      = "not_dormant"         // bought within lifecycle.dormant_after: an unfiltered campaign asks dormant contacts only
 	ExcludedNew             = "joined_after_start"  // created after the campaign started
 	ExcludedFiltered        = "filtered"            // left out by the campaign's own filters
+	ExcludedNoticePending   = "notice_pending"      // imported, and the information notice has not gone out yet (GDPR Art. 14(3)(b))
 )
 
 // CampaignPolicy holds the operator's settings the audience rule uses.
@@ -454,6 +455,9 @@ func IsEvidence(ev *Event, topic string, basis Basis) bool {
 //     (a cool-down; asking so soon checks nothing and only nags). A soft
 //     opt-in's recency is the last purchase's, which the unfiltered
 //     audience weighs (Campaign.Select);
+//   - a person imported on soft opt-in or legitimate interest has had the
+//     information notice (GDPR Art. 14(3)(b): it comes at the latest
+//     with the first communication, so the campaign waits for it);
 //   - it was not asked in the current dormancy cycle: a cycle begins
 //     with the subscription's last consent (its Since: a confirmation or
 //     a reconfirmation) or the last purchase, whichever is later.
@@ -499,6 +503,9 @@ func Eligibility(sub *Subscriber, topic string, suppressed, hasEvidence bool, no
 	}
 	if s.Basis == BasisConsent && now.Sub(s.Since) < p.DormantAfter {
 		return false, ExcludedRecent
+	}
+	if sub.Notice.Pending() {
+		return false, ExcludedNoticePending
 	}
 	if asked := sub.Reawakened[topic]; !asked.IsZero() && !asked.Before(s.Since) && !asked.Before(sub.LastPurchase) {
 		return false, ExcludedAlreadyAsked

@@ -104,7 +104,7 @@ func (s CampaignSteps[K]) Run(ctx context.Context, tick time.Duration, mayQueue 
 func ExclusionReasons() []string {
 	return []string{ExcludedFiltered, ExcludedNotDormant, ExcludedNotSubscribed, ExcludedPending, ExcludedUnsubscribed,
 		ExcludedLapsed, ExcludedSuppressed, ExcludedNoBasis, ExcludedSoftOptInExpiry, ExcludedRecent,
-		ExcludedAlreadyAsked, ExcludedNew}
+		ExcludedNoticePending, ExcludedAlreadyAsked, ExcludedNew}
 }
 
 // NewCampaignPreview returns a preview with nothing counted yet, every

@@ -59,6 +59,12 @@ func TestAudienceExclusions(t *testing.T) {
 			s.Subscriptions["news"].Since = campaignNow.Add(-364 * Day)
 			return s
 		}, false, true, ExcludedRecent},
+		{"imported, information notice not sent yet", func() *Subscriber {
+			s := subWith(StatusConfirmed, BasisSoftOptIn)
+			s.LastPurchase = campaignNow.Add(-30 * Day)
+			s.Notice = &Notice{Basis: BasisSoftOptIn, Topics: []string{"news"}, Queued: campaignNow.Add(-Day)}
+			return s
+		}, false, true, ExcludedNoticePending},
 		{"already asked this cycle", func() *Subscriber {
 			s := subWith(StatusConfirmed, BasisConsent)
 			s.Reawakened = map[string]time.Time{"news": campaignNow.Add(-10 * Day)}

@@ -174,6 +174,9 @@ type Subscription struct {
 	Status Status    `json:"status"`
 	Basis  Basis     `json:"basis,omitempty"`
 	Since  time.Time `json:"since"`
+	// Assessment is the legitimate-interest assessment a subscription on
+	// that basis rests on, when its import cited one.
+	Assessment string `json:"assessment,omitempty"`
 }
 
 // Subscriber is a person optin holds data about. ID is random and never
@@ -205,6 +208,9 @@ type Subscriber struct {
 	// SoftBounces are the times of the soft bounces reported within the
 	// SoftBouncePolicy's window; enough of them suppress the address.
 	SoftBounces []time.Time `json:"soft_bounces,omitempty"`
+	// Notice is the information notice owed to a person imported on soft
+	// opt-in or legitimate interest (GDPR Art. 14), once queued.
+	Notice *Notice `json:"art14_notice,omitempty"`
 }
 
 // MailName returns the name a mail to s may greet them by: "" until the
@@ -280,6 +286,9 @@ const (
 	// JobIncidentNotice tells a person affected by a personal data breach
 	// (GDPR Art. 34); it goes to suppressed addresses too.
 	JobIncidentNotice JobKind = "incident_notice"
+	// JobNotice informs a person imported on soft opt-in or legitimate
+	// interest (GDPR Art. 14); see Notice. It carries one-click objection.
+	JobNotice JobKind = "art14_notice"
 )
 
 // Job is a mail waiting in the outbox. It is written in the same
@@ -301,15 +310,16 @@ type Job struct {
 	Attempts     int       `json:"attempts"`
 	NextAt       time.Time `json:"next_at"`
 	LastError    string    `json:"last_error,omitempty"`
-	// Campaign, Topic, Basis, Subject, Body and Reminder describe a
-	// JobReawaken mail: the campaign and the topic it asks about, the
-	// basis the person holds it on (the mail words itself to fit: a
-	// customer with a soft opt-in never subscribed), the marketer's
+	// Basis is the basis the person holds the mail's topics on: a
+	// JobReawaken mail words itself to fit (a customer with a soft opt-in
+	// never subscribed), a JobNotice explains it.
+	Basis Basis `json:"basis,omitempty"`
+	// Campaign, Topic, Subject, Body and Reminder describe a JobReawaken
+	// mail: the campaign and the topic it asks about, the marketer's
 	// subject and plain-text body in the recipient's language (with
 	// placeholders still in), and whether it is the one reminder.
 	Campaign string `json:"campaign,omitempty"`
 	Topic    string `json:"topic,omitempty"`
-	Basis    Basis  `json:"basis,omitempty"`
 	Subject  string `json:"subject,omitempty"`
 	Body     string `json:"body,omitempty"`
 	Reminder bool   `json:"reminder,omitempty"`
@@ -319,6 +329,9 @@ type Job struct {
 	// Incident is the incident a JobIncidentNotice is about; its Body is
 	// the operator's text.
 	Incident string `json:"incident,omitempty"`
+	// Origin is, in a JobNotice, where the person's data came from
+	// (Notice.Origin).
+	Origin string `json:"origin,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -3,6 +3,7 @@ package consent
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -50,6 +51,7 @@ func ImportInChunks(ctx context.Context, ir ImportRows, batch string, size int, 
 		rep.Pending += part.Pending
 		rep.SkippedSuppressed += part.SkippedSuppressed
 		rep.Queued += part.Queued
+		rep.Notices += part.Notices
 		for _, p := range part.Invalid {
 			rep.AddInvalid(p.Line, p.Reason)
 		}
@@ -74,14 +76,19 @@ type ImportPlan struct {
 	// subscribed on its basis, with its personal record.
 	Event    *Event
 	Personal Personal
+	// Notice, when set, is the information notice the row's person is
+	// owed (see Notice), to queue with the rest.
+	Notice *Job
 }
 
 // PlanImport plans import row row for sub (nil when the address is new)
 // at now; source is import:<batch>. The suppression check comes first and
 // is the store's. An existing subscriber is never downgraded (a confirmed
 // topic stays as it is) and an unsubscribed or lapsed topic is never
-// re-enabled: only the person can do that.
-func PlanImport(sub *Subscriber, row *ImportRow, source string, now time.Time, ids IDs) ImportPlan {
+// re-enabled: only the person can do that. A row that subscribes on soft
+// opt-in or legitimate interest gets the information notice, due within
+// pol.NoticeWithin, unless opts skips it.
+func PlanImport(sub *Subscriber, row *ImportRow, source string, opts ImportOptions, pol Policy, now time.Time, ids IDs) ImportPlan {
 	p := ImportPlan{Subscriber: sub, New: sub == nil}
 	if p.New {
 		p.Subscriber = &Subscriber{ID: ids.ID(), Email: row.Address.Addr, Name: row.Name, Created: now,
@@ -119,11 +126,22 @@ func PlanImport(sub *Subscriber, row *ImportRow, source string, now time.Time, i
 	if row.Basis == BasisConsent {
 		since = row.ConsentedAt
 	}
+	var assessment string
+	if row.Basis == BasisLegitimateInterest {
+		assessment = row.Assessment
+	}
 	for _, t := range topics {
-		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: row.Basis, Since: since}
+		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: row.Basis, Since: since, Assessment: assessment}
 	}
 	p.Event = &Event{Time: now, Type: EventImported, Subscriber: sub.ID, Topics: topics,
-		Basis: row.Basis, Source: source, Page: row.Evidence()}
+		Basis: row.Basis, Source: source, Page: row.Evidence(), Assessment: row.Assessment}
+	if opts.SkipNotice {
+		if row.Basis != BasisConsent {
+			p.Event.Page = strings.TrimPrefix(p.Event.Page+"; art14_notice=skipped", "; ")
+		}
+	} else {
+		p.Notice = planNotice(sub, row, topics, source, pol.NoticeWithin, now, ids)
+	}
 	p.Personal = Personal{Salt: ids.ID(), Email: sub.Email}
 	p.Changed = true
 	return p

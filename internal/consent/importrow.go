@@ -35,7 +35,10 @@ type ImportReport struct {
 	// Invalid lists refused rows (the first 1000); InvalidCount counts all.
 	Invalid      []ImportProblem `json:"invalid"`
 	InvalidCount int             `json:"invalid_count"`
-	// Queued counts the confirmation mails put in the outbox.
+	// Notices counts the information notices queued (GDPR Art. 14).
+	Notices int `json:"notices"`
+	// Queued counts the mails put in the outbox (confirmations and
+	// notices).
 	Queued int `json:"-"`
 }
 
@@ -81,6 +84,8 @@ type ImportRow struct {
 	Source         string
 	Method         ConsentMethod
 	LastPurchaseAt time.Time
+	// Assessment is the legitimate-interest assessment the row cites.
+	Assessment string
 }
 
 // HasEvidence reports whether the row proves consent: when and where,
@@ -110,7 +115,7 @@ func (r *ImportRow) Evidence() string {
 // ImportFields are one import row's fields as the file gives them, before
 // validation. Topics are topic ids separated by ";".
 type ImportFields struct {
-	Email, Name, Topics, Basis, ConsentedAt, Source, Method, LastPurchaseAt string
+	Email, Name, Topics, Basis, ConsentedAt, Source, Method, LastPurchaseAt, Assessment string
 }
 
 // ParseImportRow validates the fields of the row on line and returns it,
@@ -152,6 +157,10 @@ func (row *ImportRow) fill(raw ImportFields, now time.Time) string {
 	case "", MethodCheckboxUnticked, MethodDoubleOptIn, MethodPrefilled, MethodContractClause, MethodUnknown:
 	default:
 		return "method must be checkbox_unticked, double_opt_in, prefilled, contract_clause or unknown"
+	}
+	row.Assessment = strings.TrimSpace(raw.Assessment)
+	if row.Assessment != "" && !slugRE.MatchString(row.Assessment) {
+		return "assessment must be the id of a legitimate-interest assessment"
 	}
 	row.Source = strings.TrimSpace(raw.Source)
 	if !PlainText(row.Source, 500, false) {

@@ -30,6 +30,10 @@ const (
 	// EventRectified records a correction of the person's data (GDPR
 	// Art. 16); Field says which.
 	EventRectified EventType = "rectified"
+	// EventInformed records that the information notice of a person
+	// whose data optin did not get from them (GDPR Art. 14) went out;
+	// MessageID names the mail.
+	EventInformed EventType = "informed"
 )
 
 // Fields a rectified event names.
@@ -67,6 +71,9 @@ type Event struct {
 	// the action happened (Time is when it was recorded).
 	Activity   ActivityKind `json:"activity,omitempty"`
 	OccurredAt time.Time    `json:"occurred_at,omitzero"`
+	// Assessment is the legitimate-interest assessment an imported or
+	// activity event cites (see Assessments.Cite).
+	Assessment string `json:"assessment,omitempty"`
 	// PersonalDigest is the SHA-256 of the event's Personal record.
 	PersonalDigest string `json:"personal_digest,omitempty"`
 	Prev           string `json:"prev"`
@@ -114,7 +121,7 @@ func (e Event) ComputeHash() string {
 // are not valid UTF-8 are repaired first (bad bytes become U+FFFD), as JSON
 // would on storing them, so the stored event matches its hash.
 func (e *Event) Seal(prev string) {
-	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.PersonalDigest} {
+	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.Assessment, &e.PersonalDigest} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
 	for i := range e.Topics {

@@ -26,6 +26,9 @@ type EventRecord struct {
 	Personal *Personal `json:"personal,omitempty"`
 	// WordingText is the consent wording the event's hash refers to.
 	WordingText *Wording `json:"wording_text,omitempty"`
+	// AssessmentRecord is the legitimate-interest assessment the event
+	// cites.
+	AssessmentRecord *Assessment `json:"assessment_record,omitempty"`
 }
 
 // LedgerReport is the result of a ledger walk.
@@ -46,8 +49,10 @@ type Export struct {
 }
 
 // ExportSchema names the export format; see docs/api.md. v2 added
-// activity events (activity, occurred_at) and the personal note.
-const ExportSchema = "optin.export/v2"
+// activity events (activity, occurred_at) and the personal note; v3 the
+// legitimate-interest assessment events cite (assessment,
+// assessment_record) and subscriptions rest on.
+const ExportSchema = "optin.export/v3"
 
 // CampaignPreview is the audience a campaign would reach now and who it
 // leaves out, by reason (the Excluded constants).

@@ -22,12 +22,15 @@ type Policy struct {
 	// NotMeBlock is how long "this was not me" blocks confirmation mails
 	// (30 days).
 	NotMeBlock time.Duration
+	// NoticeWithin is how long after an import its information notice
+	// may go out at the latest (notices.art14_within; see Notice).
+	NoticeWithin time.Duration
 }
 
 // DefaultPolicy returns the policy optin ships with.
 func DefaultPolicy() Policy {
 	return Policy{ConfirmTTL: 72 * time.Hour, MailGap: 24 * time.Hour, MailsWhilePending: 3,
-		MailCapWindow: 30 * 24 * time.Hour, NotMeBlock: 30 * 24 * time.Hour}
+		MailCapWindow: 30 * 24 * time.Hour, NotMeBlock: 30 * 24 * time.Hour, NoticeWithin: DefaultNoticeWithin}
 }
 
 // IDs makes the random identifiers a plan needs.

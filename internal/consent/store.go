@@ -30,6 +30,7 @@ type Store interface {
 	AdminStore
 	CampaignStore
 	IncidentStore
+	AssessmentStore
 	OutboxStore
 	WebhookStore
 	LedgerStore
@@ -139,7 +140,9 @@ type AdminStore interface {
 	// ("" after the last).
 	FindSubscribers(ctx context.Context, f SubscriberFilter) ([]*Subscriber, string, error)
 	// RecordActivity applies PlanActivity to subscriber id with a as the
-	// source, audited.
+	// source, audited. The activity's assessment must pass
+	// Assessments.Cite, under legitimate interest when the subscriber
+	// holds a subscription on it (Subscriber.UnderLegitimateInterest).
 	RecordActivity(ctx context.Context, a Actor, id string, act Activity, customer bool) (*Subscriber, error)
 	EraseSubscriber(ctx context.Context, a Actor, id string) error
 	// WithdrawFor unsubscribes subscriber id from topic ("" = every
@@ -150,8 +153,11 @@ type AdminStore interface {
 	// changed.
 	WithdrawFor(ctx context.Context, a Actor, id, topic, reason string) ([]string, error)
 	// Import stores validated rows in chunks; each valid row lands even
-	// when others are refused.
-	Import(ctx context.Context, a Actor, rows ImportRows) (ImportReport, error)
+	// when others are refused. A row whose assessment fails
+	// Assessments.Cite (under legitimate interest when its basis is) is
+	// refused.
+	// Each row's plan (PlanImport) follows opts and the store's Policy.
+	Import(ctx context.Context, a Actor, rows ImportRows, opts ImportOptions) (ImportReport, error)
 	// EachExportable calls fn for every subscriber that may leave optin in
 	// a bulk export (never a suppressed address), from one snapshot.
 	EachExportable(ctx context.Context, fn func(sub *Subscriber) error) error
@@ -181,6 +187,16 @@ type IncidentStore interface {
 	// incident id affects, once (a second call is EConflict), records
 	// when and how many on the incident, and audits it under a.
 	NotifyIncident(ctx context.Context, a Actor, id, text string) (int, error)
+}
+
+// AssessmentStore keeps the register of legitimate-interest assessments.
+// An assessment is never changed or deleted once recorded.
+type AssessmentStore interface {
+	// CreateAssessment validates in against the register (NewAssessment)
+	// and stores it, audited under a.
+	CreateAssessment(ctx context.Context, a Actor, in AssessmentInput) (*Assessment, error)
+	// Assessments returns the whole register in id order.
+	Assessments(ctx context.Context) ([]*Assessment, error)
 }
 
 // CampaignStore keeps reawaken campaigns and runs them.
@@ -220,9 +236,14 @@ type OutboxStore interface {
 	NextDue(ctx context.Context) (time.Time, error)
 	OutboxDepth(ctx context.Context) (queued, parked int, err error)
 	// DeliverableBatch checks each job again at send time (suppression,
-	// unsubscription, erasure); false means drop it.
+	// unsubscription, erasure); false means drop it. A JobNotice is
+	// deliverable while NoticeOwed and its address is not suppressed by
+	// an operator for every topic.
 	DeliverableBatch(ctx context.Context, jobs []Job) ([]bool, error)
-	// FinishJobs removes jobs the relay accepted (or dropped ones).
+	// FinishJobs removes jobs the relay accepted (or dropped ones). A
+	// JobNotice that leaves the outbox still deliverable went out: its
+	// subscriber's notice is marked sent with an informed ledger event
+	// (PlanNoticeSent), in the same transaction.
 	FinishJobs(ctx context.Context, jobs []Job) error
 	RetryJob(ctx context.Context, job Job, next time.Time, reason string) error
 	ParkJob(ctx context.Context, job Job, reason string) error
@@ -280,7 +301,7 @@ type WebhookStore interface {
 // LedgerStore reads the consent ledger.
 type LedgerStore interface {
 	// Events returns subscriber id's events in order with their personal
-	// records and wordings: the proof of consent.
+	// records, wordings and assessments: the proof of consent.
 	Events(ctx context.Context, id string) ([]EventRecord, error)
 	// VerifyLedger walks the whole chain and reports the first break.
 	VerifyLedger(ctx context.Context) (LedgerReport, error)

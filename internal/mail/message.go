@@ -145,6 +145,8 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.
 		data["NewEmail"] = job.NewEmail
 	case consent.JobIncidentNotice:
 		data["Body"] = job.Body
+	case consent.JobNotice:
+		err = r.notice(job, data, &m)
 	default:
 		err = fmt.Errorf("mail: unknown job kind %q", job.Kind)
 	}
@@ -155,7 +157,8 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.
 		m.Subject = l.T("mail." + string(job.Kind) + ".subject")
 	}
 	data["Subject"] = m.Subject
-	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice { // the operator's text is not cached
+	// The operator's text, and a notice's basis and origin, are not cached.
+	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice || job.Kind == consent.JobNotice {
 		m.Text, m.HTML, err = r.execute(job.Kind, data)
 		return m, err
 	}
@@ -330,6 +333,21 @@ func (r *Renderer) preferences(job consent.Job, data map[string]any, m *Message)
 	r.setUnsubscribe(m, unsubURL)
 	m.Link = data["PreferencesURL"].(string)
 	m.ListID = r.ListID("")
+	return nil
+}
+
+// notice fills in the information owed to a person imported on soft
+// opt-in or legitimate interest (GDPR Art. 14(1), (2)): the controller
+// (sender and postal address), the purposes (the topics), the basis,
+// where the data came from, the rights with a link to the preference
+// page and the privacy notice, and the right to object (Art. 21(4)),
+// exercised with one click: the same one-click unsubscribe from every
+// topic as every other mail's (RFC 8058).
+func (r *Renderer) notice(job consent.Job, data map[string]any, m *Message) error {
+	if err := r.preferences(job, data, m); err != nil {
+		return err
+	}
+	data["Basis"], data["Origin"], data["PrivacyURL"] = string(job.Basis), job.Origin, r.baseURL+"/privacy"
 	return nil
 }
 

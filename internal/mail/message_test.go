@@ -647,3 +647,45 @@ func TestRenderCacheMatchesFullRender(t *testing.T) {
 		t.Errorf("cache entries: got %d, want 6 (2 kinds x 3 languages)", n)
 	}
 }
+
+// TestRenderNotice: the information notice (GDPR Art. 14) names the
+// controller, the purposes, the basis and the origin of the data in each
+// language, and carries one-click objection (RFC 8058) and a List-Id.
+func TestRenderNotice(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	job := testJob()
+	job.Kind, job.Request, job.TokenExpires = consent.JobNotice, "", time.Time{}
+	job.Basis, job.Origin = consent.BasisLegitimateInterest, "the shop's loyalty cards"
+	topics := []consent.Topic{{ID: "news", Name: "Monthly news", Description: "new products first"}}
+	subjects := map[string]bool{}
+	for _, locale := range []string{"en", "it", "sv"} {
+		job.Locale = locale
+		m, err := r.Render(job, topics, consent.Brand{})
+		if err != nil {
+			t.Fatalf("%s: %v", locale, err)
+		}
+		subjects[m.Subject] = true
+		for _, want := range []string{"Monthly news", "new products first", "the shop's loyalty cards", testPostal, "6(1)(f)"} {
+			if locale == "sv" && want == "6(1)(f)" {
+				want = "6.1 f"
+			}
+			if !strings.Contains(m.Text, want) {
+				t.Errorf("%s: text lacks %q:\n%s", locale, want, m.Text)
+			}
+		}
+		if !strings.Contains(m.HTML, "the shop&#39;s loyalty cards") {
+			t.Errorf("%s: the HTML part lacks the escaped origin", locale)
+		}
+		if !strings.HasPrefix(m.Unsubscribe, testBaseURL+"/unsubscribe/") || !strings.Contains(m.Text, m.Unsubscribe) || m.ListID == "" {
+			t.Errorf("%s: want one-click unsubscribe in header and text and a List-Id, got %q, %q", locale, m.Unsubscribe, m.ListID)
+		}
+	}
+	if len(subjects) != 3 {
+		t.Errorf("subjects: got %v, want one per language", subjects)
+	}
+	job.Locale, job.Basis, job.Origin = "en", consent.BasisSoftOptIn, ""
+	m, err := r.Render(job, topics, consent.Brand{})
+	if err != nil || !strings.Contains(m.Text, "you are our customer") || !strings.Contains(m.Text, "our own customer records") {
+		t.Errorf("soft opt-in without an origin: got %v\n%s", err, m.Text)
+	}
+}

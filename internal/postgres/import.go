@@ -20,6 +20,12 @@ const importChunk = 1000
 //     (with last_purchase_at) and legitimate_interest subscribe the topics
 //     on that basis with an imported ledger event citing import:<batch>
 //     and the evidence;
+//   - a row citing an assessment that does not exist or was superseded,
+//     or a legitimate_interest row citing none while the register holds
+//     any, is refused (consent.Assessments.Cite);
+//   - a row subscribed on soft_opt_in or legitimate_interest queues the
+//     information notice (GDPR Art. 14) unless opts skips it or the
+//     person had one;
 //   - basis consent without evidence gets a double opt-in instead: a
 //     pending request, a requested event and a confirmation mail;
 //   - an existing subscriber is never downgraded (a confirmed topic stays
@@ -28,14 +34,18 @@ const importChunk = 1000
 //
 // A read error aborts the import; the chunks stored before stay, and the
 // report so far is returned with the error.
-func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows) (consent.ImportReport, error) {
+func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows, opts consent.ImportOptions) (consent.ImportReport, error) {
 	batch := db.ID()[:10]
 	return consent.ImportInChunks(ctx, ir, batch, importChunk, db.Now, func(chunk []consent.ImportRow) (consent.ImportReport, error) {
 		var part consent.ImportReport
 		err := db.update(ctx, func(t *tx) error {
 			part = consent.ImportReport{}
+			reg, err := register(t.conn)
+			if err != nil {
+				return err
+			}
 			for i := range chunk {
-				if err := db.importRow(t, &part, batch, chunk[i]); err != nil {
+				if err := db.importRow(t, &part, batch, opts, reg, chunk[i]); err != nil {
 					return fmt.Errorf("postgres: import line %d: %w", chunk[i].Line, err)
 				}
 			}
@@ -47,7 +57,11 @@ func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows
 
 // importRow stores one validated row in t and counts it in rep. row is a
 // copy: a write may run more than once.
-func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, row consent.ImportRow) error {
+func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, opts consent.ImportOptions, reg consent.Assessments, row consent.ImportRow) error {
+	if err := reg.Cite(row.Assessment, row.Basis == consent.BasisLegitimateInterest); err != nil {
+		rep.AddInvalid(row.Line, consent.ErrorMessage(err))
+		return nil
+	}
 	if err := checkTopics(t.conn, row.Topics); err != nil {
 		if consent.ErrorCode(err) != consent.EInvalid {
 			return err
@@ -70,7 +84,7 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, row cons
 	if err != nil {
 		return err
 	}
-	plan := consent.PlanImport(sub, &row, "import:"+batch, db.Now(), db)
+	plan := consent.PlanImport(sub, &row, "import:"+batch, opts, db.policy, db.Now(), db)
 	if plan.Signup != nil {
 		requested, mailed, err := db.importDoubleOptIn(t, plan.Subscriber, *plan.Signup)
 		if err != nil {
@@ -88,6 +102,13 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, row cons
 		if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
 			return err
 		}
+	}
+	if plan.Notice != nil {
+		if err := enqueue(t, plan.Notice); err != nil {
+			return err
+		}
+		rep.Notices++
+		rep.Queued++
 	}
 	if !rep.Count(plan) {
 		return nil

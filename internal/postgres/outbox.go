@@ -171,6 +171,8 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 		return req.Open(db.Now()), nil
 	case consent.JobPreferences, consent.JobAddressChanged:
 		return true, nil
+	case consent.JobNotice:
+		return consent.NoticeOwed(sub, job), nil
 	case consent.JobReawaken:
 		return db.reawakenDeliverable(c, job, sub)
 	}
@@ -178,13 +180,54 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 }
 
 // FinishJobs removes jobs from the outbox after they were sent or
-// dropped, in one transaction.
+// dropped, in one transaction. An information notice that leaves still
+// deliverable went out: it is recorded (noticeSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
-	ids := make([]int64, len(jobs))
-	for i, j := range jobs {
-		ids[i] = int64(j.ID)
+	ids := make([]int64, 0, len(jobs))
+	var notices []consent.Job
+	for _, j := range jobs {
+		if j.Kind == consent.JobNotice {
+			notices = append(notices, j)
+		} else {
+			ids = append(ids, int64(j.ID))
+		}
 	}
-	return db.update(ctx, func(t *tx) error { return t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids) })
+	return db.update(ctx, func(t *tx) error {
+		for _, j := range notices {
+			n, err := t.execN("DELETE FROM outbox WHERE id = $1", int64(j.ID))
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				if err := db.noticeSent(t, j); err != nil {
+					return err
+				}
+			}
+		}
+		return t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids)
+	})
+}
+
+// noticeSent records that notice job went out, when it is still
+// deliverable (the worker drops the others): the subscriber's notice
+// marked sent and the informed ledger event (consent.PlanNoticeSent).
+func (db *DB) noticeSent(t *tx, job consent.Job) error {
+	ok, err := db.deliverable(t.conn, job)
+	if err != nil || !ok {
+		return err
+	}
+	sub, err := loadSubscriber(t.conn, job.Subscriber)
+	if err != nil {
+		return err
+	}
+	ev, personal := consent.PlanNoticeSent(sub, job, db.Now(), db)
+	if ev == nil {
+		return nil
+	}
+	if err := appendEvent(t, ev, personal); err != nil {
+		return err
+	}
+	return putSubscriber(t, sub)
 }
 
 // RetryJob records a failed attempt and makes job due again at next. A job

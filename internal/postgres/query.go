@@ -31,10 +31,11 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 // events is Events on c.
 func events(c conn, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
-	var ev, personal, wording []byte
-	err := c.each(`SELECT l.event, l.personal, w.data FROM ledger l
+	var ev, personal, wording, assessment []byte
+	err := c.each(`SELECT l.event, l.personal, w.data, a.data FROM ledger l
 		LEFT JOIN wordings w ON w.hash = l.event->>'wording'
-		WHERE l.subscriber = $1 ORDER BY l.seq`, []any{id}, []any{&ev, &personal, &wording}, func() error {
+		LEFT JOIN assessments a ON a.id = l.event->>'assessment'
+		WHERE l.subscriber = $1 ORDER BY l.seq`, []any{id}, []any{&ev, &personal, &wording, &assessment}, func() error {
 		var r consent.EventRecord
 		if err := decode(ev, &r.Event); err != nil {
 			return err
@@ -48,6 +49,12 @@ func events(c conn, id string) ([]consent.EventRecord, error) {
 		if wording != nil {
 			r.WordingText = new(consent.Wording)
 			if err := decode(wording, r.WordingText); err != nil {
+				return err
+			}
+		}
+		if assessment != nil {
+			r.AssessmentRecord = new(consent.Assessment)
+			if err := decode(assessment, r.AssessmentRecord); err != nil {
 				return err
 			}
 		}

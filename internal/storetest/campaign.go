@@ -99,12 +99,26 @@ active@example.com,news,consent,2025-01-01,shop checkout,2029-12-01
 	f.subscribe("fresh@example.com")
 	f.unsubscribe(f.sub("unsub@example.com").ID, "news")
 	f.suppress("supp@example.com", "news")
-	mails := len(f.due(f.now()))
 
 	c := f.createCampaign(consent.CampaignInput{})
 	want := map[string]int{consent.ExcludedPending: 2, consent.ExcludedUnsubscribed: 1, consent.ExcludedSuppressed: 1,
 		consent.ExcludedNoBasis: 1, consent.ExcludedSoftOptInExpiry: 1, consent.ExcludedNotSubscribed: 1,
 		consent.ExcludedRecent: 1, consent.ExcludedNotDormant: 1}
+	// soft@ was imported, so no reawaken mail reaches them before the
+	// information notice went out (GDPR Art. 14(3)(b)).
+	early := maps.Clone(want)
+	early[consent.ExcludedNoticePending] = 1
+	if pv := f.preview(c); pv.Audience != 1 || !maps.Equal(nonZero(pv.Excluded), early) {
+		t.Errorf("PreviewCampaign before the notices went out: got audience %d, excluded %v, want 1, %v", pv.Audience, nonZero(pv.Excluded), early)
+	}
+	notices := f.dueOf(consent.JobNotice, f.now())
+	if got := emails(notices); !slices.Equal(got, []string{"interest@example.com", "soft@example.com", "stale@example.com"}) {
+		t.Fatalf("notices: got %q, want one to each person imported on soft opt-in or legitimate interest", got)
+	}
+	if err := f.s.FinishJobs(ctx, notices); err != nil {
+		t.Fatal(err)
+	}
+	mails := len(f.due(f.now()))
 	pv := f.preview(c)
 	if pv.Audience != 2 || !maps.Equal(nonZero(pv.Excluded), want) {
 		t.Errorf("PreviewCampaign: got audience %d, excluded %v, want 2, %v", pv.Audience, nonZero(pv.Excluded), want)

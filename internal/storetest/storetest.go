@@ -55,6 +55,8 @@ func Run(t *testing.T, open Opener) {
 		{"Feedback", testFeedback},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Incidents", testIncidents},
+		{"Assessments", testAssessments},
+		{"Notices", testNotices},
 		{"Sessions", testSessions},
 		{"FindSubscribersOrder", testFindSubscribersOrder},
 		{"Suppressions", testSuppressions},
@@ -306,11 +308,17 @@ func (f *fixture) wantCode(what string, err error, code string) {
 // importCSV imports a CSV file (header included) as the suite's admin.
 func (f *fixture) importCSV(csv string) consent.ImportReport {
 	f.t.Helper()
+	return f.importWith(csv, consent.ImportOptions{})
+}
+
+// importWith imports a CSV file (header included) with opts.
+func (f *fixture) importWith(csv string, opts consent.ImportOptions) consent.ImportReport {
+	f.t.Helper()
 	rows, err := transfer.NewReader(strings.NewReader(csv), transfer.FormatCSV)
 	if err != nil {
 		f.t.Fatalf("transfer.NewReader: %v", err)
 	}
-	rep, err := f.s.Import(f.t.Context(), admin, rows)
+	rep, err := f.s.Import(f.t.Context(), admin, rows, opts)
 	if err != nil {
 		f.t.Fatalf("Import: got err %v, want nil", err)
 	}

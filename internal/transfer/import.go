@@ -29,7 +29,7 @@ const (
 const maxImportLine = 1 << 20
 
 // importColumns are the columns an import file may have.
-var importColumns = []string{"email", "name", "topics", "basis", "consented_at", "source", "last_purchase_at", "method"}
+var importColumns = []string{"email", "name", "topics", "basis", "consented_at", "source", "last_purchase_at", "method", "assessment"}
 
 // rawRow is a row before validation, from either format.
 type rawRow struct {
@@ -42,6 +42,7 @@ type rawRow struct {
 	Source         string `json:"source"`
 	LastPurchaseAt string `json:"last_purchase_at"`
 	Method         string `json:"method"`
+	Assessment     string `json:"assessment"`
 }
 
 // Reader reads an import file row by row, never all of it at once.
@@ -122,7 +123,7 @@ func (ir *Reader) Next(now time.Time) (row consent.ImportRow, problem string, er
 		}
 		row.Line, _ = ir.csv.FieldPos(0)
 		raw = rawRow{Email: field(0), Name: field(1), topics: field(2), Basis: field(3),
-			ConsentedAt: field(4), Source: field(5), LastPurchaseAt: field(6), Method: field(7)}
+			ConsentedAt: field(4), Source: field(5), LastPurchaseAt: field(6), Method: field(7), Assessment: field(8)}
 	} else {
 		for {
 			if !ir.lines.Scan() {
@@ -159,6 +160,6 @@ func (ir *Reader) Next(now time.Time) (row consent.ImportRow, problem string, er
 		}
 	}
 	row, problem = consent.ParseImportRow(row.Line, consent.ImportFields{Email: raw.Email, Name: raw.Name, Topics: raw.topics,
-		Basis: raw.Basis, ConsentedAt: raw.ConsentedAt, Source: raw.Source, Method: raw.Method, LastPurchaseAt: raw.LastPurchaseAt}, now)
+		Basis: raw.Basis, ConsentedAt: raw.ConsentedAt, Source: raw.Source, Method: raw.Method, LastPurchaseAt: raw.LastPurchaseAt, Assessment: raw.Assessment}, now)
 	return row, problem, nil
 }

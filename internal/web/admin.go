@@ -80,6 +80,9 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/incidents/:id/affected", admin, s.handleIncidentAffected)
 	g.GET("/incidents/:id/report", admin, s.handleIncidentReport)
 	g.POST("/incidents/:id/notify", admin, s.handleIncidentNotify)
+	g.GET("/assessments", read, s.handleAssessments)
+	g.POST("/assessments", admin, s.handleAssessmentCreate)
+	g.GET("/assessments/:id", read, s.handleAssessment)
 	g.GET("/ledger/verify", read, s.handleLedgerVerify)
 	g.GET("/backup", admin, s.handleBackup)
 
@@ -271,6 +274,10 @@ type activityBody struct {
 	Kind   consent.ActivityKind `json:"kind"`
 	At     string               `json:"at"`
 	Reason string               `json:"reason"`
+	// Assessment is the legitimate-interest assessment the activity
+	// cites; required while the person holds a subscription on that basis
+	// and the register is not empty.
+	Assessment string `json:"assessment"`
 }
 
 // handleActivity records an activity of the person with its reason; the
@@ -291,6 +298,7 @@ func (s *Server) handleActivity(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	act.Assessment = b.Assessment
 	customer := slices.Contains(s.cfg.CustomerActivities, act.Kind)
 	sub, err := s.store.RecordActivity(c.Request.Context(), actor(c), c.Param("id"), act, customer)
 	if err != nil {

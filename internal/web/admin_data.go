@@ -54,6 +54,18 @@ func formatOfType(contentType string) string {
 	return ""
 }
 
+// importOptions reads the batch's choice of information notices (GDPR
+// Art. 14): notice is "" or "true" (the default: send them) or "false".
+func importOptions(notice string) (consent.ImportOptions, error) {
+	switch notice {
+	case "", "true":
+		return consent.ImportOptions{}, nil
+	case "false":
+		return consent.ImportOptions{SkipNotice: true}, nil
+	}
+	return consent.ImportOptions{}, consent.Errorf(consent.EInvalid, "notice must be true or false")
+}
+
 // handleImport streams a CSV or NDJSON file into the store, 1000 rows per
 // transaction, and answers with the report.
 func (s *Server) handleImport(c *gin.Context) {
@@ -62,8 +74,13 @@ func (s *Server) handleImport(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	opts, err := importOptions(c.Query("notice"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	extendDeadlines(c, true)
-	rep, err := s.importFile(c.Request.Context(), actor(c), c.Request.Body, format)
+	rep, err := s.importFile(c.Request.Context(), actor(c), c.Request.Body, format, opts)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -72,16 +89,16 @@ func (s *Server) handleImport(c *gin.Context) {
 }
 
 // importFile reads an import file of format from r into the store under
-// a and wakes the outbox for the confirmation mails it queued. Valid rows
+// a with opts and wakes the outbox for the mails it queued. Valid rows
 // land even when others are refused; when a problem stops the import
 // midway (a broken file), the error says which rows were stored, and the
 // report counts them.
-func (s *Server) importFile(ctx context.Context, a consent.Actor, r io.Reader, format string) (consent.ImportReport, error) {
+func (s *Server) importFile(ctx context.Context, a consent.Actor, r io.Reader, format string, opts consent.ImportOptions) (consent.ImportReport, error) {
 	ir, err := transfer.NewReader(r, format)
 	if err != nil {
 		return consent.ImportReport{}, err
 	}
-	rep, err := s.store.Import(ctx, a, ir)
+	rep, err := s.store.Import(ctx, a, ir, opts)
 	if rep.Queued > 0 && s.cfg.Outbox != nil {
 		s.cfg.Outbox.Notify()
 	}

@@ -95,7 +95,7 @@ type consoleAsset struct {
 // initConsole parses the console's templates and loads its assets.
 func (s *Server) initConsole(cfg Config) error {
 	s.console = map[string]*template.Template{}
-	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign", "campaign_audience", "campaign_mail"} {
+	for _, name := range []string{"login", "dashboard", "error", "subscribers", "person", "receipt", "import", "topics", "forms", "form", "suppressions", "audit", "keys", "campaigns", "campaign_new", "campaign", "campaign_audience", "campaign_mail", "assessments"} {
 		t, err := template.New(name).Funcs(consoleFuncs()).ParseFS(cfg.Templates, "console/layout.html", "console/parts.html",
 			"console/"+name+".html")
 		if err != nil {
@@ -160,6 +160,8 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.POST("/suppressions/find", read, s.handleConsoleSuppressionFind)
 	a.POST("/suppressions", admin, s.handleConsoleSuppressionAdd)
 	a.POST("/suppressions/:hash/delete", admin, s.handleConsoleSuppressionDelete)
+	a.GET("/assessments", read, s.handleConsoleAssessments)
+	a.POST("/assessments", admin, s.handleConsoleAssessmentCreate)
 	a.GET("/audit", read, s.handleConsoleAudit)
 	a.GET("/keys", admin, s.handleConsoleKeys)
 	a.POST("/keys", admin, s.handleConsoleKeyCreate)

@@ -83,7 +83,7 @@ func TestDailyChart(t *testing.T) {
 func TestConsoleDashboard(t *testing.T) {
 	e := newConsoleEnv(t, nil)
 	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n" +
-		"bo@example.com,Bo,news,legitimate_interest,,,2030-01-01\n" +
+		"bo@example.com,Bo,news,legitimate_interest,,,2030-01-01\n" + // an information notice (GDPR Art. 14)
 		"cy@example.com,Cy,news,consent,,,\n") // no evidence: pending, a request and a mail
 	r := e.signIn(consent.RoleViewer).do("GET", "/admin", nil)
 	if r.status != http.StatusOK {
@@ -93,7 +93,7 @@ func TestConsoleDashboard(t *testing.T) {
 		`<span class="num">3</span> ` + e.en.T("console.dash.subscribers"),
 		`<span class="num">0 %</span> ` + e.en.T("console.dash.rate"),
 		e.en.T("console.dash.rate_detail", 0, 1),
-		`<span class="num">1</span> ` + e.en.T("console.dash.queued"),
+		`<span class="num">2</span> ` + e.en.T("console.dash.queued"),
 		`<svg viewBox="0 0 600 240" role="img"`,
 		`<title>` + e.clock.Now().Format("2006-01-02") + `: 1 signups, 0 confirmations</title>`,
 		`<a href="/admin/subscribers?status=confirmed">` + e.en.T("console.status.confirmed") + `</a></td><td data-label="Count">2</td>`,

@@ -33,9 +33,11 @@ func (s *Server) handleConsoleImportPage(c *gin.Context) {
 }
 
 // handleConsoleImport reads an uploaded CSV or NDJSON file (multipart
-// field file, after the csrf field) through the admin API's import, as
-// it streams in, and shows the report. The page waits while the file is
-// read: there is no progress bar.
+// field file, after the csrf field and the notice checkbox) through the
+// admin API's import, as it streams in, and shows the report. The
+// information notices (GDPR Art. 14) go out when the checkbox, ticked by
+// default, came ticked: a field sent before the file. The page waits
+// while the file is read: there is no progress bar.
 func (s *Server) handleConsoleImport(c *gin.Context) {
 	d := s.consoleBase(c, "console.import.title", "import")
 	v, ok := c.Get(ctxUpload)
@@ -43,7 +45,13 @@ func (s *Server) handleConsoleImport(c *gin.Context) {
 		s.consolePage(c, http.StatusBadRequest, "import", d, d.L.T("console.import.no_file"))
 		return
 	}
-	part, err := v.(*multipart.Reader).NextPart()
+	mr := v.(*multipart.Reader)
+	opts := consent.ImportOptions{SkipNotice: true}
+	part, err := mr.NextPart()
+	if err == nil && part.FormName() == "notice" {
+		opts.SkipNotice = false
+		part, err = mr.NextPart()
+	}
 	if err != nil || part.FormName() != "file" || part.FileName() == "" {
 		s.consolePage(c, http.StatusBadRequest, "import", d, d.L.T("console.import.no_file"))
 		return
@@ -54,7 +62,7 @@ func (s *Server) handleConsoleImport(c *gin.Context) {
 		return
 	}
 	extendDeadlines(c, true)
-	rep, err := s.importFile(c.Request.Context(), actor(c), part, format)
+	rep, err := s.importFile(c.Request.Context(), actor(c), part, format, opts)
 	status := http.StatusOK
 	if err != nil {
 		if consent.ErrorCode(err) == consent.EInternal {

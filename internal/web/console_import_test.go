@@ -183,3 +183,47 @@ func TestConsoleImport(t *testing.T) {
 		t.Error("a viewer sees the import in the navigation")
 	}
 }
+
+// TestConsoleImportNotice: the import page's checkbox, ticked by default,
+// sends the information notice (GDPR Art. 14) to people imported on soft
+// opt-in or legitimate interest; unticked (the field absent) it sends
+// none. The person page then shows the notice waiting, and once it went
+// out, sent, with the informed event in the timeline.
+func TestConsoleImportNotice(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	m := e.signIn(consent.RoleMarketer)
+	page := m.do("GET", "/admin/imports", nil)
+	if !strings.Contains(page.body, `name="notice" type="checkbox" value="on" checked`) {
+		t.Fatalf("import page: want the notice checkbox ticked\n%s", page.body)
+	}
+	csv := func(addr string) part {
+		return part{field: "file", file: "people.csv", contentType: "text/csv",
+			body: "email,topics,basis,last_purchase_at,source\n" + addr + ",news,soft_opt_in,2024-01-01,Shop till\n"}
+	}
+	r := m.upload("/admin/imports", part{field: "csrf", body: m.csrf()}, part{field: "notice", body: "on"}, csv("told@example.com"))
+	if rep := importReport(t, r.body); rep.Notices != 1 {
+		t.Errorf("ticked: got %+v, want 1 notice", rep)
+	}
+	r = m.upload("/admin/imports", part{field: "csrf", body: m.csrf()}, csv("quiet@example.com"))
+	if rep := importReport(t, r.body); rep.Notices != 0 || rep.Imported != 1 {
+		t.Errorf("unticked: got %+v, want 1 imported, no notice", rep)
+	}
+	notices := e.dueJobs(consent.JobNotice)
+	if len(notices) != 1 || notices[0].To != "told@example.com" {
+		t.Fatalf("notice jobs: got %+v, want one to told@", notices)
+	}
+
+	id := e.subscriberID("told@example.com")
+	n := e.en.T("console.person.notice_pending", formatTime(notices[0].Created), "")
+	n = n[:strings.Index(n, ",")] // "queued <time>"
+	if person := m.do("GET", "/admin/subscribers/"+id, nil); !hasText(person.body, n) || !hasText(person.body, "Shop till") {
+		t.Errorf("person page before sending: want %q and the origin\n%s", n, person.body)
+	}
+	if err := e.db.FinishJobs(t.Context(), notices); err != nil {
+		t.Fatal(err)
+	}
+	person := m.do("GET", "/admin/subscribers/"+id, nil)
+	if !hasText(person.body, e.en.T("console.event.informed")) || hasText(person.body, n) {
+		t.Errorf("person page after sending: want the informed event and no pending notice\n%s", person.body)
+	}
+}

@@ -29,6 +29,11 @@ type personPage struct {
 	// Kinds are the activity kinds; CustomerKinds those that make a
 	// customer.
 	Kinds, CustomerKinds []consent.ActivityKind
+	// Assessments are the current legitimate-interest assessments an
+	// activity may cite; UnderLI says the person's activities must cite
+	// one (they hold a subscription on legitimate interest).
+	Assessments []*consent.Assessment
+	UnderLI     bool
 	// Withdrawable are the person's subscriptions an operator may still
 	// withdraw: every one not unsubscribed yet.
 	Withdrawable []subscriptionRow
@@ -45,6 +50,9 @@ type subscriptionRow struct {
 	Status consent.Status
 	Basis  consent.Basis
 	Since  time.Time
+	// Assessment is the legitimate-interest assessment the subscription
+	// rests on, if its import cited one.
+	Assessment string
 }
 
 // eventRow is one ledger event about the person, as the timeline shows
@@ -72,6 +80,10 @@ type eventRow struct {
 	OccurredAt time.Time
 	Field      string
 	Note       string
+	// Assessment is the legitimate-interest assessment the event cites,
+	// AssessmentID its id (shown alone if the record is missing).
+	Assessment   *consent.Assessment
+	AssessmentID string
 }
 
 // datetimeLocal is the value format of an HTML datetime-local field.
@@ -92,13 +104,22 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 	if err != nil {
 		return personPage{}, err
 	}
+	list, err := s.store.Assessments(ctx)
+	if err != nil {
+		return personPage{}, err
+	}
 	now := s.store.Now()
 	p := personPage{Sub: sub, Lifecycle: sub.Lifecycle(now, s.cfg.DormantAfter), Generated: now,
 		Sender: s.cfg.Sender, Postal: s.cfg.PostalAddress, Now: now.Format(datetimeLocal),
-		Kinds: consent.ActivityKinds, CustomerKinds: s.cfg.CustomerActivities}
+		Kinds: consent.ActivityKinds, CustomerKinds: s.cfg.CustomerActivities, UnderLI: sub.UnderLegitimateInterest()}
+	for _, v := range assessmentViews(list) {
+		if v.SupersededBy == "" {
+			p.Assessments = append(p.Assessments, v.Assessment)
+		}
+	}
 	for _, id := range sortedKeys(sub.Subscriptions) {
 		x := sub.Subscriptions[id]
-		row := subscriptionRow{ID: id, Topic: names.name(id), Status: x.Status, Basis: x.Basis, Since: x.Since}
+		row := subscriptionRow{ID: id, Topic: names.name(id), Status: x.Status, Basis: x.Basis, Since: x.Since, Assessment: x.Assessment}
 		p.Subscriptions = append(p.Subscriptions, row)
 		if x.Status != consent.StatusUnsubscribed {
 			p.Withdrawable = append(p.Withdrawable, row)
@@ -107,7 +128,8 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 	for _, ev := range evs {
 		row := eventRow{Seq: ev.Seq, Time: ev.Time, Type: ev.Type, Basis: ev.Basis, Source: ev.Source, Page: ev.Page,
 			Wording: ev.WordingText, WordingHash: ev.Wording, MessageID: ev.MessageID, Request: ev.Request, Hash: ev.Hash,
-			Activity: ev.Activity, OccurredAt: ev.OccurredAt, Field: ev.Field}
+			Activity: ev.Activity, OccurredAt: ev.OccurredAt, Field: ev.Field,
+			Assessment: ev.AssessmentRecord, AssessmentID: ev.Assessment}
 		for _, t := range ev.Topics {
 			row.Topics = append(row.Topics, names.name(t))
 		}
@@ -197,6 +219,7 @@ func (s *Server) handleConsoleActivity(c *gin.Context) {
 	var act consent.Activity
 	if err == nil {
 		act, err = consent.NewActivity(consent.ActivityKind(c.PostForm("kind")), at, c.PostForm("reason"), s.store.Now())
+		act.Assessment = c.PostForm("assessment")
 	}
 	if err != nil {
 		key := "console.person.activity_invalid"
@@ -209,7 +232,10 @@ func (s *Server) handleConsoleActivity(c *gin.Context) {
 	customer := slices.Contains(s.cfg.CustomerActivities, act.Kind)
 	if _, err := s.store.RecordActivity(c.Request.Context(), actor(c), id, act, customer); err != nil {
 		if consent.ErrorCode(err) == consent.EInvalid {
-			s.personRefused(c, http.StatusBadRequest, "console.person.activity_future")
+			// NewActivity passed, so the store refused the assessment
+			// cited (or its absence).
+			s.personView(c, "person", "console.person.title", http.StatusBadRequest,
+				s.refusal(c, "console.person.activity_refused", err), true)
 			return
 		}
 		s.consoleFail(c, err)

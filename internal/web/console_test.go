@@ -445,6 +445,8 @@ var consoleRoutes = []consoleRoute{
 	{[2]string{"POST", "/admin/suppressions"}, [2]string{"POST", "/api/v1/suppressions"}},
 	{[2]string{"POST", "/admin/suppressions/00/delete"}, [2]string{"DELETE", "/api/v1/suppressions/00"}},
 	{[2]string{"GET", "/admin/audit"}, [2]string{"GET", "/api/v1/audit"}},
+	{[2]string{"GET", "/admin/assessments"}, [2]string{"GET", "/api/v1/assessments"}},
+	{[2]string{"POST", "/admin/assessments"}, [2]string{"POST", "/api/v1/assessments"}},
 	{[2]string{"GET", "/admin/keys"}, [2]string{"GET", "/api/v1/apikeys"}},
 	{[2]string{"POST", "/admin/keys"}, [2]string{"POST", "/api/v1/apikeys"}},
 	{[2]string{"POST", "/admin/keys/nope/revoke"}, [2]string{"DELETE", "/api/v1/apikeys/nope"}},
@@ -466,7 +468,7 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 	id := e.subscriberID("ann@example.com")
 	// How many pairs each role may not use: the test means something only
 	// when both answers occur.
-	wantForbidden := map[consent.Role]int{consent.RoleViewer: 23, consent.RoleMarketer: 10, consent.RoleAdmin: 0}
+	wantForbidden := map[consent.Role]int{consent.RoleViewer: 24, consent.RoleMarketer: 11, consent.RoleAdmin: 0}
 	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()
@@ -506,7 +508,7 @@ func (e *consoleEnv) importPeople(csv string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if rep, err := e.db.Import(e.t.Context(), consent.CLIActor(), rows); err != nil || rep.InvalidCount > 0 {
+	if rep, err := e.db.Import(e.t.Context(), consent.CLIActor(), rows, consent.ImportOptions{}); err != nil || rep.InvalidCount > 0 {
 		e.t.Fatalf("import: %+v, %v", rep, err)
 	}
 }

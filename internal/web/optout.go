@@ -262,7 +262,7 @@ func (s *Server) handleExport(c *gin.Context) {
 }
 
 // writeExport answers with exp as the person's export file (schema
-// optin.export/v1), explained in the person's language: the same file
+// consent.ExportSchema), explained in the person's language: the same file
 // whether the person downloads it or an operator does for them.
 func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 	l := s.localizer(c, exp.Subscriber.Locale)

@@ -146,7 +146,7 @@ func TestBusyEndpointDoesNotHoldUpOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := db.Import(ctx, consent.CLIActor(), rows); err != nil || rep.Imported != people {
+	if rep, err := db.Import(ctx, consent.CLIActor(), rows, consent.ImportOptions{}); err != nil || rep.Imported != people {
 		t.Fatalf("Import: got %+v, %v", rep, err)
 	}
 	for i := range people {
