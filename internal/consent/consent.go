@@ -198,7 +198,10 @@ type Request struct {
 	Expires time.Time `json:"expires"`
 	// MessageID is the Message-ID of the confirmation mail, chosen when
 	// the mail is queued so the ledger can cite it.
-	MessageID string    `json:"message_id"`
+	MessageID string `json:"message_id"`
+	// Sent is when the relay accepted the confirmation mail; zero until
+	// then. How soon after it a click comes is a sign of a mail scanner.
+	Sent      time.Time `json:"sent,omitzero"`
 	Confirmed time.Time `json:"confirmed,omitzero"`
 	Canceled  time.Time `json:"canceled,omitzero"`
 	// NewEmail makes this an address change (GDPR Art. 16): confirming

@@ -67,6 +67,9 @@ type Event struct {
 	// the action happened (Time is when it was recorded).
 	Activity   ActivityKind `json:"activity,omitempty"`
 	OccurredAt time.Time    `json:"occurred_at,omitzero"`
+	// Check is a confirmed or reconfirmed event's verdict on who
+	// clicked: a person or a mail scanner (see Classify).
+	Check *Check `json:"check,omitempty"`
 	// PersonalDigest is the SHA-256 of the event's Personal record.
 	PersonalDigest string `json:"personal_digest,omitempty"`
 	Prev           string `json:"prev"`
