@@ -209,6 +209,18 @@ type Request struct {
 	NewEmail string `json:"new_email,omitempty"`
 }
 
+// MarkSent records that the relay accepted r's confirmation mail at now.
+// It reports whether r changed: only an open request whose mail was not
+// recorded yet does (a mail dropped before sending finds its request
+// closed).
+func (r *Request) MarkSent(now time.Time) bool {
+	if !r.Open(now) || !r.Sent.IsZero() {
+		return false
+	}
+	r.Sent = now
+	return true
+}
+
 // Open reports whether r can still be confirmed at now.
 func (r *Request) Open(now time.Time) bool {
 	return r.Confirmed.IsZero() && r.Canceled.IsZero() && now.Before(r.Expires)

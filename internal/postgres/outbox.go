@@ -165,13 +165,33 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 }
 
 // FinishJobs removes jobs from the outbox after they were sent or
-// dropped, in one transaction.
+// dropped, in one transaction, and records on each open request when its
+// confirmation mail left (Request.MarkSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	ids := make([]int64, len(jobs))
 	for i, j := range jobs {
 		ids[i] = int64(j.ID)
 	}
-	return db.update(ctx, func(t *tx) error { return t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids) })
+	return db.update(ctx, func(t *tx) error {
+		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
+			return err
+		}
+		for _, job := range jobs {
+			if job.Kind != consent.JobConfirm && job.Kind != consent.JobAddressChange {
+				continue
+			}
+			req, err := request(t.conn, job.Request)
+			if err != nil {
+				return err
+			}
+			if req != nil && req.MarkSent(db.Now()) {
+				if err := putRequest(t, req); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // RetryJob records a failed attempt and makes job due again at next. A job
