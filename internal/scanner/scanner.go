@@ -120,3 +120,11 @@ func SameNetwork(a, b string) bool {
 	px, _ := x.Prefix(bits)
 	return px.Contains(y)
 }
+
+// SameAddress reports whether a and b are one address (an IPv4 address
+// written as IPv6 is the IPv4 address); false when either is not one.
+func SameAddress(a, b string) bool {
+	x, err1 := netip.ParseAddr(a)
+	y, err2 := netip.ParseAddr(b)
+	return err1 == nil && err2 == nil && x.Unmap() == y.Unmap()
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/scanner"
 	"optin/internal/token"
 )
 
@@ -64,6 +66,12 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// Scanners is the policy on clicks that look like a mail scanner's;
+	// the zero value holds suspected ones, with a zero window.
+	Scanners consent.ScannerPolicy
+	// ScannerNetworks are scanner networks the operator adds to the
+	// embedded list (scanner.Known).
+	ScannerNetworks []netip.Prefix
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -92,6 +100,8 @@ type Server struct {
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
 	signin  *limiter // failed console sign-ins per IP
+	// scanners finds the known scanner network of a client address.
+	scanners *scanner.List
 }
 
 // maxBody caps request bodies on public routes.
@@ -117,6 +127,13 @@ func New(cfg Config) (*Server, error) {
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.SignupLimit), manage: newLimiter(cfg.ManageLimit),
 		originLog: newOriginLog(cfg.Log)}
 	if err := s.initAbuse(cfg); err != nil {
+		return nil, err
+	}
+	extra := make([]scanner.Network, len(cfg.ScannerNetworks))
+	for i, p := range cfg.ScannerNetworks {
+		extra[i] = scanner.Network{Name: "scanners.networks", Prefix: p}
+	}
+	if s.scanners, err = scanner.Known(extra...); err != nil {
 		return nil, err
 	}
 	if s.embedJS, err = fs.ReadFile(cfg.Templates, "embed/embed.js"); err != nil {
@@ -175,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/f/:form/embed.js", s.handleEmbedJS)
 	pub.GET("/f/:form/challenge", s.handleChallenge)
 	pub.GET("/privacy", s.handlePrivacy)
+	pub.GET("/interaction.js", s.handleInteractionJS)
 	pub.GET("/confirm/:token", s.handleConfirmPage)
 	pub.POST("/confirm/:token", s.handleConfirm)
 	pub.GET("/not-me/:token", s.handleNotMePage)
