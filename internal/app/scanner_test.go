@@ -275,7 +275,8 @@ func TestScannerSimulation(t *testing.T) {
 	s := scannerService(t)
 	bases := map[string]string{listedScanner: relayFrom(t, s, listedScanner), unlistedScanner: relayFrom(t, s, unlistedScanner)}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Room for a slow, shared machine: a few seconds a mail.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(n)*5*time.Second)
 	defer cancel()
 	browser := newBrowser(t, ctx)
 	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {

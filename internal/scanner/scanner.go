@@ -89,7 +89,7 @@ func Automation(ua string) bool {
 	}
 	// What headless browsers, browser automation and HTTP libraries put
 	// in their user agents; a person's browser sends none of them.
-	marks := []string{"headless", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright", "electron/",
+	marks := []string{"headless", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright",
 		"python-requests", "python-urllib", "aiohttp", "curl/", "wget/", "go-http-client", "java/",
 		"okhttp", "httpclient", "libwww-perl", "scrapy", "node-fetch", "axios/"}
 	for _, m := range marks {
