@@ -179,6 +179,9 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		PendingRetention:   time.Duration(cfg.Pending.Retention),
 		OptedOutRetention:  time.Duration(cfg.Retention.OptedOut),
 		Metrics:            metrics,
+		Scanners: consent.ScannerPolicy{Window: time.Duration(cfg.Scanners.Window),
+			Accept: cfg.Scanners.Suspected == config.SuspectedAccept},
+		ScannerNetworks: cfg.Scanners.ScannerNetworks(),
 	}
 	wc.Brand = pageBrand(cfg)
 	if cfg.Brand.LogoFile != "" {

@@ -21,6 +21,9 @@ import (
 
 const testAdminKey = "test-admin-key-0123456789abcdefghijklmnop"
 
+// personUA is the user agent of a person's browser.
+const personUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
 // service is optin running for real: HTTP on a loopback port, bbolt in a
 // temp dir (or PostgreSQL, see store_test.go), mail through the
 // in-process SMTP server.
@@ -121,6 +124,9 @@ func (s *service) do(method, path, contentType, body string, header ...string) r
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	// A person's browser, unless the test says otherwise: Go's own user
+	// agent is an automation signature (see internal/scanner).
+	req.Header.Set("User-Agent", personUA)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

@@ -460,6 +460,22 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 	if r := s.do("POST", keep[:len(keep)-4]+"AAAA", "", ""); r.status != http.StatusBadRequest {
 		t.Errorf("tampered keep link: got %d, want 400", r.status)
 	}
+	// A headless browser from another address (a mail scanner) is held:
+	// nothing recorded, and the person's press below still counts.
+	req, err := http.NewRequest("POST", keep, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", headlessUA)
+	if res, err := httpFrom(unlistedScanner).Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("a scanner's keep: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	if got := len(s.events(keepSub.ID)); got != before {
+		t.Fatalf("a scanner's keep recorded %d events", got-before)
+	}
 	for i := range 2 { // idempotent
 		if r := s.do("POST", keep, "application/x-www-form-urlencoded", "", "User-Agent", "keeper/1"); r.status != http.StatusOK {
 			t.Fatalf("POST keep %d: got %d", i, r.status)

@@ -125,7 +125,8 @@ func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
 
 // FinishJobs removes jobs from the outbox after they were sent or
 // dropped, in one transaction. An information notice that leaves still
-// deliverable went out: it is recorded (noticeSent).
+// deliverable went out: it is recorded (noticeSent). Each open request
+// records when its confirmation mail left (Request.MarkSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
@@ -138,6 +139,18 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 			}
 			if err := b.Delete(k); err != nil {
 				return err
+			}
+			if job.Kind != consent.JobConfirm && job.Kind != consent.JobAddressChange {
+				continue
+			}
+			var req consent.Request
+			if found, err := get(tx, bucketRequests, []byte(job.Request), &req); err != nil || !found {
+				return err
+			}
+			if req.MarkSent(db.Now()) {
+				if err := put(tx, bucketRequests, []byte(req.ID), &req); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

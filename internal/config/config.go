@@ -71,6 +71,7 @@ type Config struct {
 	Notices        Notices   `yaml:"notices"`
 	Limits         Limits    `yaml:"limits"`
 	Brand          Brand     `yaml:"brand"`
+	Scanners       Scanners  `yaml:"scanners"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
 	// default 10s.
@@ -207,6 +208,55 @@ type Limits struct {
 	Confirmations Rate `yaml:"confirmations"`
 }
 
+// Scanners configures how optin tells mail security scanners, which open
+// and may submit every link of a mail on delivery, from people when a
+// confirmation or "keep me subscribed" button is pressed.
+type Scanners struct {
+	// Window is how long after the mail left a click counts as soon,
+	// when scanners open links; default 2m.
+	Window Duration `yaml:"window"`
+	// Networks are CIDRs (or addresses) of scanners, added to the
+	// embedded list of the big gateways' published ranges.
+	Networks []string `yaml:"networks"`
+	// Suspected is what happens to a click suspected to be automated:
+	// "hold" (default: it changes nothing and the link keeps working) or
+	// "accept" (it counts, flagged by its class).
+	Suspected string `yaml:"suspected"`
+}
+
+// Values of scanners.suspected.
+const (
+	SuspectedHold   = "hold"
+	SuspectedAccept = "accept"
+)
+
+// ScannerNetworks returns scanners.networks as prefixes (validated).
+func (s Scanners) ScannerNetworks() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s.Networks))
+	for _, n := range s.Networks {
+		if p, err := parseProxy(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (s Scanners) validate() []error {
+	var errs []error
+	if s.Window <= 0 || time.Duration(s.Window) > day {
+		errs = append(errs, fmt.Errorf("scanners.window: must be positive and at most 1d: %s", s.Window))
+	}
+	for i, n := range s.Networks {
+		if _, err := parseProxy(n); err != nil {
+			errs = append(errs, fmt.Errorf("scanners.networks[%d]: %q is not an IP address or CIDR: %w", i, n, err))
+		}
+	}
+	if s.Suspected != SuspectedHold && s.Suspected != SuspectedAccept {
+		errs = append(errs, fmt.Errorf("scanners.suspected: must be %q or %q: %q", SuspectedHold, SuspectedAccept, s.Suspected))
+	}
+	return errs
+}
+
 // Default returns the built-in configuration. It is valid as is.
 func Default() Config {
 	return Config{
@@ -236,6 +286,7 @@ func Default() Config {
 			ManagePerIP:   Rate{N: 5, Per: 10 * time.Minute},
 			Confirmations: Rate{N: 100, Per: 2 * time.Second},
 		},
+		Scanners:      Scanners{Window: Duration(2 * time.Minute), Suspected: SuspectedHold},
 		ShutdownGrace: Duration(10 * time.Second),
 	}
 }
@@ -287,6 +338,9 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	// "key: []" and an absent key mean the same.
 	if len(c.TrustedProxies) == 0 {
 		c.TrustedProxies = nil
+	}
+	if len(c.Scanners.Networks) == 0 {
+		c.Scanners.Networks = nil
 	}
 	if len(c.Tokens.Keys) == 0 {
 		c.Tokens.Keys = nil
@@ -578,6 +632,7 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Confirmations.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("limits.confirmations: %w", err))
 	}
+	errs = append(errs, c.Scanners.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -877,3 +877,24 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestScanners: the scanners section parses, with its defaults when
+// absent, and every bad value is named.
+func TestScanners(t *testing.T) {
+	c, err := parseString(t, "scanners:\n  window: 90s\n  networks: [198.51.100.0/24, 203.0.113.9]\n  suspected: accept\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Scanners.Window) != 90*time.Second || c.Scanners.Suspected != SuspectedAccept {
+		t.Errorf("scanners: got %+v, want window 90s, suspected accept", c.Scanners)
+	}
+	if got := c.Scanners.ScannerNetworks(); len(got) != 2 || got[0].String() != "198.51.100.0/24" || got[1].String() != "203.0.113.9/32" {
+		t.Errorf("ScannerNetworks: got %s", got)
+	}
+	_, err = parseString(t, "scanners:\n  window: 0s\n  networks: [10.0.0.0/33]\n  suspected: drop\n", nil)
+	for _, w := range []string{"scanners.window", "scanners.networks[0]", "scanners.suspected"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("got error %v, want it to name %s", err, w)
+		}
+	}
+}

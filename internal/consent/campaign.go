@@ -606,7 +606,7 @@ func PlanReconfirm(c *Campaign, r *Recipient, sub *Subscriber, wording string, i
 	*s = Subscription{Topic: c.Topic, Status: StatusConfirmed, Basis: BasisConsent, Since: in.Now}
 	r.State, r.Answered = RecipientReconfirmed, in.Now
 	ev := &Event{Time: in.Now, Type: EventReconfirmed, Subscriber: sub.ID, Topics: []string{c.Topic},
-		Basis: BasisConsent, Source: c.Source(), Wording: wording}
+		Basis: BasisConsent, Source: c.Source(), Wording: wording, Check: in.Check}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
 }
 

@@ -257,12 +257,27 @@ type Request struct {
 	Expires time.Time `json:"expires"`
 	// MessageID is the Message-ID of the confirmation mail, chosen when
 	// the mail is queued so the ledger can cite it.
-	MessageID string    `json:"message_id"`
+	MessageID string `json:"message_id"`
+	// Sent is when the relay accepted the confirmation mail; zero until
+	// then. How soon after it a click comes is a sign of a mail scanner.
+	Sent      time.Time `json:"sent,omitzero"`
 	Confirmed time.Time `json:"confirmed,omitzero"`
 	Canceled  time.Time `json:"canceled,omitzero"`
 	// NewEmail makes this an address change (GDPR Art. 16): confirming
 	// it makes NewEmail the subscriber's address; it has no topics.
 	NewEmail string `json:"new_email,omitempty"`
+}
+
+// MarkSent records that the relay accepted r's confirmation mail at now.
+// It reports whether r changed: only an open request whose mail was not
+// recorded yet does (a mail dropped before sending finds its request
+// closed).
+func (r *Request) MarkSent(now time.Time) bool {
+	if !r.Open(now) || !r.Sent.IsZero() {
+		return false
+	}
+	r.Sent = now
+	return true
 }
 
 // Open reports whether r can still be confirmed at now.

@@ -74,6 +74,9 @@ type Event struct {
 	// Assessment is the legitimate-interest assessment an imported or
 	// activity event cites (see Assessments.Cite).
 	Assessment string `json:"assessment,omitempty"`
+	// Check is a confirmed or reconfirmed event's verdict on who
+	// clicked: a person or a mail scanner (see Classify).
+	Check *Check `json:"check,omitempty"`
 	// PersonalDigest is the SHA-256 of the event's Personal record.
 	PersonalDigest string `json:"personal_digest,omitempty"`
 	Prev           string `json:"prev"`

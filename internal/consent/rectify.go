@@ -74,7 +74,7 @@ func PlanAddressConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs)
 	sub.Email = req.NewEmail
 	req.Confirmed = in.Now
 	ev := &Event{Time: in.Now, Type: EventRectified, Subscriber: sub.ID, Source: req.Source, Field: FieldEmail,
-		Request: req.ID, MessageID: req.MessageID}
+		Request: req.ID, MessageID: req.MessageID, Check: in.Check}
 	notice := &Job{Kind: JobAddressChanged, To: old, Name: sub.MailName(), Locale: sub.Locale, Subscriber: sub.ID,
 		Request: req.ID, MessageID: ids.MessageID(), Created: in.Now, NewEmail: sub.Email}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent, Note: old}, notice, nil

@@ -158,6 +158,9 @@ type ConfirmInput struct {
 	// Note goes into the event's personal record: the reason an operator
 	// gave for acting on the person's behalf.
 	Note string
+	// Check, on a confirmation or a "keep me subscribed", is the verdict
+	// on who clicked; it goes into the event.
+	Check *Check
 }
 
 // PlanConfirm confirms req for sub. It returns a nil event and no error when
@@ -182,7 +185,7 @@ func PlanConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs) (*Even
 		source = "form:" + req.Form
 	}
 	ev := &Event{Time: in.Now, Type: EventConfirmed, Subscriber: sub.ID, Topics: req.Topics, Basis: BasisConsent,
-		Source: source, Request: req.ID, MessageID: req.MessageID}
+		Source: source, Request: req.ID, MessageID: req.MessageID, Check: in.Check}
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}, nil
 }
 

@@ -181,7 +181,8 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 
 // FinishJobs removes jobs from the outbox after they were sent or
 // dropped, in one transaction. An information notice that leaves still
-// deliverable went out: it is recorded (noticeSent).
+// deliverable went out: it is recorded (noticeSent). Each open request
+// records when its confirmation mail left (Request.MarkSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	ids := make([]int64, 0, len(jobs))
 	var notices []consent.Job
@@ -204,7 +205,24 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 				}
 			}
 		}
-		return t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids)
+		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
+			return err
+		}
+		for _, job := range jobs {
+			if job.Kind != consent.JobConfirm && job.Kind != consent.JobAddressChange {
+				continue
+			}
+			req, err := request(t.conn, job.Request)
+			if err != nil {
+				return err
+			}
+			if req != nil && req.MarkSent(db.Now()) {
+				if err := putRequest(t, req); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 }
 

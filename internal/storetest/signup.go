@@ -363,3 +363,43 @@ func testSweepRequests(t *testing.T, f *fixture) {
 	f.wantOutbox(1, 0) // yes's mail; never's went with the address
 	f.wantLedgerOK(3)
 }
+
+// testConfirmMailSent: finishing a confirmation mail's job records on its
+// request when it left, once; a confirmation's scanner check lands in the
+// confirmed event as given and the ledger still verifies.
+func testConfirmMailSent(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.signup("ann@example.com")
+	reqID := f.sub("ann@example.com").PendingRequest
+	job := f.onlyJob()
+	if req, err := f.s.Request(ctx, reqID); err != nil || !req.Sent.IsZero() {
+		t.Fatalf("Request before sending: got %+v, %v, want Sent zero", req, err)
+	}
+
+	f.clock.Advance(3 * time.Second)
+	sent := f.now()
+	if err := f.s.FinishJobs(ctx, []consent.Job{job}); err != nil {
+		t.Fatalf("FinishJobs: got err %v, want nil", err)
+	}
+	f.clock.Advance(time.Minute)
+	if err := f.s.FinishJobs(ctx, []consent.Job{job}); err != nil { // a repeat (at least once) changes nothing
+		t.Fatalf("FinishJobs again: got err %v, want nil", err)
+	}
+	if req, err := f.s.Request(ctx, reqID); err != nil || !req.Sent.Equal(sent) {
+		t.Errorf("Request.Sent: got %+v, %v, want %v", req, err, sent)
+	}
+
+	check := consent.Check{Class: consent.ClassLikelyPerson, Reasons: []string{consent.ReasonSoonAfterMail},
+		AfterMail: 60, ScannerNetwork: "Proofpoint", Interaction: true}
+	if _, err := f.s.Confirm(ctx, reqID, consent.ConfirmInput{IP: "192.0.2.7", UserAgent: "Mail client", Check: &check}); err != nil {
+		t.Fatalf("Confirm: got err %v, want nil", err)
+	}
+	evs := f.events(f.sub("ann@example.com").ID)
+	if got := evs[len(evs)-1]; got.Type != consent.EventConfirmed || got.Check == nil ||
+		got.Check.Class != check.Class || !slices.Equal(got.Check.Reasons, check.Reasons) || got.Check.AfterMail != 60 ||
+		got.Check.ScannerNetwork != "Proofpoint" || !got.Check.Interaction {
+		t.Errorf("confirmed event: got %+v check %+v, want check %+v", got.Event, got.Check, check)
+	}
+	f.wantLedgerOK(2)
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentSignup", testConcurrentSignup},
 		{"OpenRequestKeepsItsTopics", testOpenRequestKeepsItsTopics},
 		{"ConfirmOnce", testConfirmOnce},
+		{"ConfirmMailSent", testConfirmMailSent},
 		{"NotMe", testNotMe},
 		{"SweepRequests", testSweepRequests},
 		{"SuppressionAtSendTime", testSuppressionAtSendTime},

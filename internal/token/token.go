@@ -47,6 +47,10 @@ const (
 	Preferences Purpose = "preferences"
 	// Reawaken tokens re-activate a dormant subscription.
 	Reawaken Purpose = "reawaken"
+	// Interaction tokens are what a confirmation page's script puts in
+	// its form when a person's pointer or key touched the page; the
+	// subject is the link's own subject.
+	Interaction Purpose = "interaction"
 )
 
 // PreferencesTTL is the lifetime of a preference-center link, mailed or
@@ -103,7 +107,7 @@ const (
 // purposes returns every known purpose. It is a function rather than a
 // package-level variable so that no package state can be mutated.
 func purposes() []Purpose {
-	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken}
+	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken, Interaction}
 }
 
 // typ returns the JWT "typ" header value for tokens of purpose p.

@@ -15,7 +15,7 @@ import (
 // expiry arithmetic is exact.
 var fuzzNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-var fuzzPurposes = []token.Purpose{token.Confirm, token.NotMe, token.Unsubscribe, token.Preferences, token.Reawaken}
+var fuzzPurposes = []token.Purpose{token.Confirm, token.NotMe, token.Unsubscribe, token.Preferences, token.Reawaken, token.Interaction}
 
 // fuzzIssuers returns the issuer under test (signing with k1, also
 // accepting k2) and one with a different secret under the same key ID.

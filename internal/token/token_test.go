@@ -34,7 +34,7 @@ func keyA() Key { return Key{ID: "k1", Secret: secret('A')} }
 func keyB() Key { return Key{ID: "k2", Secret: secret('B')} }
 
 func allPurposes() []Purpose {
-	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken}
+	return []Purpose{Confirm, NotMe, Unsubscribe, Preferences, Reawaken, Interaction}
 }
 
 func newIssuer(t testing.TB, clk *testclock.Clock, keys ...Key) *Issuer {

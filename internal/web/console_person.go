@@ -84,6 +84,9 @@ type eventRow struct {
 	// AssessmentID its id (shown alone if the record is missing).
 	Assessment   *consent.Assessment
 	AssessmentID string
+	// Check is a confirmation's verdict on who clicked: a person or a
+	// mail scanner.
+	Check *consent.Check
 }
 
 // datetimeLocal is the value format of an HTML datetime-local field.
@@ -129,7 +132,7 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 		row := eventRow{Seq: ev.Seq, Time: ev.Time, Type: ev.Type, Basis: ev.Basis, Source: ev.Source, Page: ev.Page,
 			Wording: ev.WordingText, WordingHash: ev.Wording, MessageID: ev.MessageID, Request: ev.Request, Hash: ev.Hash,
 			Activity: ev.Activity, OccurredAt: ev.OccurredAt, Field: ev.Field,
-			Assessment: ev.AssessmentRecord, AssessmentID: ev.Assessment}
+			Assessment: ev.AssessmentRecord, AssessmentID: ev.Assessment, Check: ev.Check}
 		for _, t := range ev.Topics {
 			row.Topics = append(row.Topics, names.name(t))
 		}

@@ -221,3 +221,39 @@ func TestConsolePersonActions(t *testing.T) {
 		t.Errorf("after the viewer's attempts: %+v", sub)
 	}
 }
+
+// TestConsolePersonShowsCheck: a confirmation's verdict on who clicked,
+// its class and reasons, shows in the timeline; the export carries it.
+func TestConsolePersonShowsCheck(t *testing.T) {
+	e := newConsoleEnv(t, nil)
+	req, err := http.NewRequest("POST", e.url+"/f/newsletter", strings.NewReader(`{"email":"bo@example.com","topics":["news"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusAccepted {
+		t.Fatalf("signup: %v %v", res, err)
+	}
+	id := e.subscriberID("bo@example.com")
+	sub, err := e.db.Subscriber(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := consent.Check{Class: consent.ClassSuspectedAutomated, Reasons: []string{consent.ReasonScannerNetwork, consent.ReasonSoonAfterMail},
+		AfterMail: 4, ScannerNetwork: "Proofpoint"}
+	if _, err := e.db.Confirm(t.Context(), sub.PendingRequest, consent.ConfirmInput{IP: "148.163.150.7", Check: &check}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := e.signIn(consent.RoleViewer)
+	r := viewer.do("GET", "/admin/subscribers/"+id, nil)
+	for _, want := range []string{e.en.T("console.person.check"), e.en.T("console.class.suspected_automated"),
+		e.en.T("console.reason.scanner_network"), e.en.T("console.reason.soon_after_mail"),
+		e.en.T("console.person.after_mail", 4), "Proofpoint"} {
+		if !hasText(r.body, want) {
+			t.Errorf("person page lacks %q", want)
+		}
+	}
+	if r := viewer.do("GET", "/admin/subscribers/"+id+"/export", nil); !strings.Contains(r.body, `"class": "suspected_automated"`) {
+		t.Errorf("export lacks the check:\n%s", r.body)
+	}
+}

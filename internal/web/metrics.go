@@ -29,6 +29,7 @@ type Metrics struct {
 	latency *prometheus.HistogramVec
 	mail    *prometheus.CounterVec
 	hooks   *prometheus.CounterVec
+	clicks  *prometheus.CounterVec
 
 	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc, hookQueueDesc *prometheus.Desc
 
@@ -56,6 +57,10 @@ func NewMetrics(store MetricsStore) *Metrics {
 			Name: "optin_mail_sends_total", Help: "Outbox send attempts by mail kind and result."}, []string{"kind", "result"}),
 		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "optin_webhook_deliveries_total", Help: "Webhook delivery attempts by event and result."}, []string{"event", "result"}),
+		clicks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optin_confirmation_clicks_total",
+			Help: "Presses of confirm, not-me and keep-me-subscribed buttons by kind, scanner-check class and outcome (recorded or held)."},
+			[]string{"kind", "class", "outcome"}),
 		ledgerDesc:   prometheus.NewDesc("optin_ledger_events_total", "Consent ledger events by type.", []string{"type"}, nil),
 		signupsDesc:  prometheus.NewDesc("optin_signups_total", "Double-opt-in requests recorded (requested events).", nil, nil),
 		confirmsDesc: prometheus.NewDesc("optin_confirmations_total", "Confirmations recorded (confirmed events).", nil, nil),
@@ -64,9 +69,21 @@ func NewMetrics(store MetricsStore) *Metrics {
 		hookQueueDesc: prometheus.NewDesc("optin_webhook_queue_depth", "Webhook deliveries queued, or parked after failing for good.",
 			[]string{"state"}, nil),
 	}
-	m.reg.MustRegister(m.latency, m.mail, m.hooks, m, collectors.NewGoCollector(),
+	m.reg.MustRegister(m.latency, m.mail, m.hooks, m.clicks, m, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, kind := range []string{"confirm", "not_me", "reawaken"} {
+		for _, class := range consent.ConfirmClasses {
+			for _, outcome := range []string{"recorded", "held"} {
+				m.clicks.WithLabelValues(kind, string(class), outcome) // every series from the start, at 0
+			}
+		}
+	}
 	return m
+}
+
+// click counts one press of a button a mail links to (see countClick).
+func (m *Metrics) click(kind string, class consent.ConfirmClass, outcome string) {
+	m.clicks.WithLabelValues(kind, string(class), outcome).Inc()
 }
 
 // MailResult counts one send outcome; the outbox worker calls it.

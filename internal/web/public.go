@@ -53,6 +53,9 @@ type pageData struct {
 	// Brand presents the operator; page fills in the configured one when
 	// a handler set none.
 	Brand consent.Brand
+	// Interaction is the token an action page's script puts in its form
+	// when a person's pointer or key touches the page.
+	Interaction string
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -565,16 +568,28 @@ func (s *Server) handleConfirmPage(c *gin.Context) {
 		s.messagePage(c, http.StatusGone, l, "expired", s.requestPage(c, req, signupAgain(req, l)))
 		return
 	}
-	s.page(c, http.StatusOK, "action", s.requestPage(c, req, pageData{L: l, Title: l.T(title), Message: l.T(message),
-		Button: l.T(button), Action: c.Request.URL.Path, Topics: topics}))
+	d := s.requestPage(c, req, pageData{L: l, Title: l.T(title), Message: l.T(message), Button: l.T(button), Action: c.Request.URL.Path, Topics: topics})
+	s.withInteraction(c, &d, req.ID)
+	s.page(c, http.StatusOK, "action", d)
 }
 
+// handleConfirm confirms the request, unless the click looks like a mail
+// scanner's and the policy holds such clicks: then nothing changes and
+// the link keeps working for the person (see consent.Classify).
 func (s *Server) handleConfirm(c *gin.Context) {
 	req, l, ok := s.linkRequest(c, token.Confirm)
 	if !ok {
 		return
 	}
-	res, err := s.store.Confirm(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)})
+	k := click{kind: "confirm", subject: req.ID, sent: mailSent(req), from: s.requestFrom(c.Request.Context(), req)}
+	check := s.check(c, k)
+	if req.Open(s.store.Now()) && s.held(c, l, k, check) {
+		return
+	}
+	res, err := s.store.Confirm(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c), Check: &check})
+	if err == nil && !res.Already {
+		s.countClick(k.kind, check.Class, "recorded")
+	}
 	switch consent.ErrorCode(err) {
 	case "":
 		if res.NewEmail != "" {
@@ -594,17 +609,30 @@ func (s *Server) handleNotMePage(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.page(c, http.StatusOK, "action", s.requestPage(c, req, pageData{L: l, Title: l.T("notme.title"), Message: l.T("notme.message"),
-		Button: l.T("notme.button"), Action: c.Request.URL.Path}))
+	d := s.requestPage(c, req, pageData{L: l, Title: l.T("notme.title"), Message: l.T("notme.message"), Button: l.T("notme.button"), Action: c.Request.URL.Path})
+	s.withInteraction(c, &d, req.ID)
+	s.page(c, http.StatusOK, "action", d)
 }
 
 // handleNotMe cancels the request, or withdraws its topics when it was
 // confirmed meanwhile. It also serves as the confirmation mail's RFC 8058
-// one-click target, so it answers 200 and never redirects.
+// one-click target, so it answers 200 and never redirects. A scanner
+// that submits the page's form must not cancel what the person may still
+// confirm: such a click is held like a confirmation. The one-click POST
+// (RFC 8058, section 3.1: "List-Unsubscribe=One-Click") is the mailbox
+// provider acting on the person's command and is always honoured.
 func (s *Server) handleNotMe(c *gin.Context) {
 	req, l, ok := s.linkRequest(c, token.NotMe)
 	if !ok {
 		return
+	}
+	if c.PostForm("List-Unsubscribe") != "One-Click" && req.Canceled.IsZero() {
+		k := click{kind: "not_me", subject: req.ID, sent: mailSent(req), from: s.requestFrom(c.Request.Context(), req)}
+		check := s.check(c, k)
+		if s.held(c, l, k, check) {
+			return
+		}
+		s.countClick(k.kind, check.Class, "recorded")
 	}
 	if err := s.store.NotMe(c.Request.Context(), req.ID, consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}); err != nil {
 		s.fail(c, err)

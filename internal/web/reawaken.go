@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -45,6 +46,14 @@ func (s *Server) reawakenWording(c *gin.Context, link consent.ReawakenLink, l i1
 		Text: l.T("reawaken.wording", s.cfg.Sender), Topics: map[string]string{t.ID: t.Name}}, t
 }
 
+// keepable reports whether "keep me subscribed" would still keep the
+// subscription link asks about (consent.PlanReconfirm).
+func keepable(link consent.ReawakenLink) bool {
+	sub := link.Subscriber.Subscriptions[link.Campaign.Topic]
+	return sub != nil && sub.Status == consent.StatusConfirmed &&
+		(link.Recipient.State == consent.RecipientQueued || link.Recipient.State == consent.RecipientSent)
+}
+
 // reawakenClosed renders the page for a subscription that can no longer
 // be kept, with a link to the preference center's request form.
 func (s *Server) reawakenClosed(c *gin.Context, l i18n.Localizer) {
@@ -63,31 +72,47 @@ func (s *Server) handleReawakenPage(c *gin.Context) {
 		s.messagePage(c, http.StatusOK, l, "reawaken_done", pageData{})
 		return
 	}
-	sub := link.Subscriber.Subscriptions[link.Campaign.Topic]
-	if sub == nil || sub.Status != consent.StatusConfirmed ||
-		(link.Recipient.State != consent.RecipientQueued && link.Recipient.State != consent.RecipientSent) {
+	if !keepable(link) {
 		s.reawakenClosed(c, l)
 		return
 	}
 	w, t := s.reawakenWording(c, link, l)
-	worded := consent.ReawakenWording(sub.Basis) // a customer never subscribed
+	// keepable saw the subscription; a customer never subscribed.
+	worded := consent.ReawakenWording(link.Subscriber.Subscriptions[link.Campaign.Topic].Basis)
 	d := pageData{L: l, Title: l.T("reawaken.title" + worded), Message: w.Text, Topics: []consent.Topic{t},
 		Button: l.T("reawaken.button" + worded), Action: c.Request.URL.Path}
 	d.LinkURL, d.LinkText = "/manage", l.T("unsubscribe.preferences") // mails a preference link; see handleUnsubscribePage
+	s.withInteraction(c, &d, consent.ReawakenSubject(link.Campaign.ID, link.Subscriber.ID))
 	s.page(c, http.StatusOK, "action", d)
 }
 
 // handleReawaken records "keep me subscribed": a reconfirmed ledger event
-// citing the campaign, the page's wording, IP and user agent, and a
-// refreshed subscription. Repeating it changes nothing.
+// citing the campaign, the page's wording, IP, user agent and scanner
+// check, and a refreshed subscription. Repeating it changes nothing. A
+// click held as a mail scanner's changes nothing either (handleConfirm).
 func (s *Server) handleReawaken(c *gin.Context) {
 	link, l, ok := s.reawakenLink(c)
 	if !ok {
 		return
 	}
+	r := link.Recipient
+	k := click{kind: "reawaken", subject: consent.ReawakenSubject(link.Campaign.ID, link.Subscriber.ID),
+		sent: r.Queued, from: s.lastSeenFrom(c.Request.Context(), link.Subscriber.ID)}
+	for _, t := range []time.Time{r.Sent, r.Reminded} {
+		if t.After(k.sent) {
+			k.sent = t // the latest mail, the reminder once it went
+		}
+	}
+	check := s.check(c, k)
+	if keepable(link) && s.held(c, l, k, check) {
+		return
+	}
 	w, _ := s.reawakenWording(c, link, l)
-	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c)}
-	_, err := s.store.Reconfirm(c.Request.Context(), link.Campaign.ID, link.Subscriber.ID, w, in)
+	in := consent.ConfirmInput{IP: clientIP(c), UserAgent: userAgent(c), Check: &check}
+	already, err := s.store.Reconfirm(c.Request.Context(), link.Campaign.ID, link.Subscriber.ID, w, in)
+	if err == nil && !already {
+		s.countClick(k.kind, check.Class, "recorded")
+	}
 	switch consent.ErrorCode(err) {
 	case "":
 		s.messagePage(c, http.StatusOK, l, "reawaken_done", pageData{})

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/scanner"
 	"optin/internal/token"
 )
 
@@ -71,6 +73,12 @@ type Config struct {
 	Brand consent.Brand
 	// Logo, when set, is served at /brand/logo.
 	Logo *Logo
+	// Scanners is the policy on clicks that look like a mail scanner's;
+	// the zero value holds suspected ones, with a zero window.
+	Scanners consent.ScannerPolicy
+	// ScannerNetworks are scanner networks the operator adds to the
+	// embedded list (scanner.Known).
+	ScannerNetworks []netip.Prefix
 	// CampaignMail, when set, renders a campaign's mail for the
 	// console's preview and sends its test copies.
 	CampaignMail CampaignMail
@@ -114,6 +122,8 @@ type Server struct {
 	// testSends caps a campaign's test sends per API key: the console
 	// must not become a way to mail anyone anything.
 	testSends limiter
+	// scanners finds the known scanner network of a client address.
+	scanners *scanner.List
 }
 
 // maxBody caps request bodies on public routes.
@@ -145,6 +155,13 @@ func New(cfg Config) (*Server, error) {
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.Store, "signup", cfg.SignupLimit), manage: newLimiter(cfg.Store, "manage", cfg.ManageLimit),
 		originLog: newOriginLog(cfg.Log), testSends: newLimiter(cfg.Store, "test-send", Rate{N: 20, Per: time.Hour})}
 	if err := s.initAbuse(cfg); err != nil {
+		return nil, err
+	}
+	extra := make([]scanner.Network, len(cfg.ScannerNetworks))
+	for i, p := range cfg.ScannerNetworks {
+		extra[i] = scanner.Network{Name: "scanners.networks", Prefix: p}
+	}
+	if s.scanners, err = scanner.Known(extra...); err != nil {
 		return nil, err
 	}
 	if s.embedJS, err = fs.ReadFile(cfg.Templates, "embed/embed.js"); err != nil {
@@ -207,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/f/:form/embed.css", s.handleEmbedCSS)
 	pub.GET("/f/:form/challenge", s.handleChallenge)
 	pub.GET("/privacy", s.handlePrivacy)
+	pub.GET("/interaction.js", s.handleInteractionJS)
 	pub.GET("/confirm/:token", s.handleConfirmPage)
 	pub.POST("/confirm/:token", s.handleConfirm)
 	pub.GET("/not-me/:token", s.handleNotMePage)
