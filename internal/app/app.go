@@ -21,6 +21,7 @@ import (
 	"optin/internal/config"
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/ledger"
 	optmail "optin/internal/mail"
 	"optin/internal/token"
 	"optin/internal/web"
@@ -47,13 +48,15 @@ type Options struct {
 
 // App is a configured optin service.
 type App struct {
-	cfg       config.Config
-	log       *slog.Logger
-	DB        consent.Store
-	Tokens    *token.Issuer
-	Worker    *optmail.Worker
-	Metrics   *web.Metrics
-	Web       *web.Server
+	cfg     config.Config
+	log     *slog.Logger
+	DB      consent.Store
+	Tokens  *token.Issuer
+	Worker  *optmail.Worker
+	Metrics *web.Metrics
+	Web     *web.Server
+	// Heads signs the consent ledger's heads and publishes them.
+	Heads     *ledger.Heads
 	transport optmail.Transport
 	// campaignTick is Options.CampaignTick.
 	campaignTick time.Duration
@@ -87,6 +90,10 @@ func Open(o Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, DB: db, Tokens: tokens, campaignTick: o.CampaignTick}
 	if a.campaignTick <= 0 {
 		a.campaignTick = time.Second
+	}
+	if a.Heads, err = newHeads(cfg, db, false, o.Now, log); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := a.build(o); err != nil {
 		db.Close()
@@ -132,7 +139,9 @@ func (a *App) build(o Options) error {
 		Log: a.log, Now: o.Now, Grace: time.Duration(cfg.ShutdownGrace)}
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
-	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
+	wc := webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics)
+	wc.Ledger = a.Heads
+	a.Web, err = web.New(wc)
 	return err
 }
 
@@ -285,6 +294,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(campaignsDone)
 		a.lead(workerCtx, "campaigns", a.runCampaigns)
 	}()
+	headsDone := make(chan struct{})
+	go func() {
+		defer close(headsDone)
+		a.lead(workerCtx, "ledger heads", func(ctx context.Context) { a.Heads.Run(ctx, headInterval) })
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	sock := a.serveSocket()
@@ -312,6 +326,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	<-workerDone
 	<-sweepDone
 	<-campaignsDone
+	<-headsDone
 	if cerr := a.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -427,7 +442,12 @@ func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := adminHandler(cfg, keys, db, readOnly)
+	heads, err := newHeads(cfg, db, readOnly, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	h, err := adminHandler(cfg, keys, db, heads, readOnly)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -435,7 +455,7 @@ func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
 	return &Admin{Handler: h, store: db}, nil
 }
 
-func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, readOnly bool) (http.Handler, error) {
+func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, heads *ledger.Heads, readOnly bool) (http.Handler, error) {
 	if !readOnly {
 		if err := EnsureDefaults(context.Background(), db); err != nil {
 			return nil, err
@@ -449,7 +469,9 @@ func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, readOnl
 	if err != nil {
 		return nil, err
 	}
-	srv, err := web.New(webConfig(cfg, db, tokens, cat, slog.New(slog.DiscardHandler), nil, nil))
+	wc := webConfig(cfg, db, tokens, cat, slog.New(slog.DiscardHandler), nil, nil)
+	wc.Ledger = heads
+	srv, err := web.New(wc)
 	if err != nil {
 		return nil, err
 	}

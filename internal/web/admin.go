@@ -436,15 +436,6 @@ func (s *Server) handleSubscriberErase(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-func (s *Server) handleLedgerVerify(c *gin.Context) {
-	rep, err := s.store.VerifyLedger(c.Request.Context())
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, rep)
-}
-
 func (s *Server) handleStats(c *gin.Context) {
 	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/ledger"
 	"optin/internal/token"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// Ledger signs the ledger's heads; nil when the server has no key
+	// (GET /ledger/head and /ledger/key answer 404).
+	Ledger *ledger.Heads
 }
 
 // Rate is a limit of N events per Per; N == 0 disables it.
@@ -190,6 +194,9 @@ func New(cfg Config) (*Server, error) {
 	pub.POST("/reawaken/:token", s.handleReawaken)
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
+	pub.GET("/ledger/head", s.handleLedgerHead)
+	pub.GET("/ledger/key", s.handleLedgerKey)
+	pub.GET("/ledger/consistency", s.handleLedgerConsistency)
 
 	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
 	s.registerConsole(e)
