@@ -255,7 +255,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, cmd := range [][]string{
 		{}, {"serve"}, {"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"}, {"mail"}, {"mail", "test"},
-		{"bench"}, {"migrate"}, {"migrate", "status"},
+		{"bench"}, {"migrate"}, {"migrate", "status"}, {"receipt"}, {"receipt", "verify"},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			args := append(append([]string{}, cmd...), h)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -113,4 +114,79 @@ func TestLedgerHeadAndConsistency(t *testing.T) {
 // headParam is a head as GET /api/v1/ledger/verify takes it.
 func headParam(h ledger.Head) string {
 	return fmt.Sprintf("%d:%s", h.Tree.N, base64.StdEncoding.EncodeToString(h.Tree.Hash[:]))
+}
+
+var receiptLinkRE = regexp.MustCompile(`href="(http://127\.0\.0\.1:\d+/preferences/[A-Za-z0-9._-]+/receipt)"`)
+
+// TestReceipt: the page after confirming links to the person's consent
+// receipt; it holds the requested and confirmed events with the wording
+// shown and the personal records, each proven in a signed head, and
+// verifies offline with the key GET /ledger/key serves. The preference
+// page links to it too; a link of an erased person finds nothing.
+func TestReceipt(t *testing.T) {
+	s := startService(t, nil)
+	if r := s.signupJSON("ann@example.com", "news"); r.status != http.StatusAccepted {
+		t.Fatalf("signup: %d %s", r.status, r.body)
+	}
+	confirm, _ := links(t, parseMail(t, s.waitMails(1)[0].Data).text)
+	page := s.do("POST", confirm, "application/x-www-form-urlencoded", "")
+	m := receiptLinkRE.FindStringSubmatch(page.body)
+	if page.status != http.StatusOK || m == nil {
+		t.Fatalf("page after confirming: got %d without a receipt link:\n%s", page.status, page.body)
+	}
+	r := s.do("GET", m[1], "", "")
+	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("GET receipt: got %d %v, want 200 and an attachment\n%s", r.status, r.header, r.body)
+	}
+	var rec ledger.Receipt
+	if err := json.Unmarshal([]byte(r.body), &rec); err != nil {
+		t.Fatalf("receipt: %v\n%s", err, r.body)
+	}
+	keys, err := ledger.ParseVerifierKeys([]byte(s.do("GET", "/ledger/key", "", "").body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check, err := ledger.VerifyReceipt(&rec, keys, nil, nil)
+	if err != nil || check.Events != 2 || check.Head.Tree.N != 2 {
+		t.Fatalf("VerifyReceipt: got %+v, %v, want 2 events in a head of 2", check, err)
+	}
+	sub, _ := s.subscriber("ann@example.com")
+	types := []string{}
+	for _, e := range rec.Events {
+		types = append(types, string(e.Event.Type))
+		if e.Personal == nil || e.Personal.Email != "ann@example.com" || (e.Event.Wording != "") != (e.Notice != nil) {
+			t.Errorf("receipt event %d: got personal %+v, notice %+v, want the address and the wording shown", e.Event.Seq, e.Personal, e.Notice)
+		}
+	}
+	if rec.Events[0].Notice == nil || rec.Events[0].Notice.Text == "" {
+		t.Errorf("receipt's requested event: got notice %+v, want the wording shown", rec.Events[0].Notice)
+	}
+	if rec.PIIPrincipalID != sub.ID || strings.Join(types, ",") != "requested,confirmed" ||
+		len(rec.Purposes) != 1 || rec.Purposes[0].Status != "confirmed" || rec.Purposes[0].Purpose != "Product news" ||
+		rec.Controller.Name != "Example News" || rec.PrivacyNotice != s.url+"/privacy" {
+		t.Errorf("receipt: got %s, %q, %+v, %+v, %q, want ann's confirmed news with its events and controller", rec.PIIPrincipalID, types, rec.Purposes, rec.Controller, rec.PrivacyNotice)
+	}
+	var tampered ledger.Receipt
+	_ = json.Unmarshal([]byte(strings.Replace(r.body, `"type": "requested"`, `"type": "confirmed"`, 1)), &tampered)
+	if _, err := ledger.VerifyReceipt(&tampered, keys, nil, nil); err == nil {
+		t.Error("VerifyReceipt of a receipt whose event was edited: got nil error, want one")
+	}
+
+	prefs := strings.Replace(m[1], "/receipt", "", 1)
+	if p := s.do("GET", prefs, "", ""); p.status != http.StatusOK || !strings.Contains(p.body, `/receipt"`) {
+		t.Errorf("preference page: got %d without a receipt link", p.status)
+	}
+	var viaAPI ledger.Receipt
+	if st := s.admin("/subscribers/"+sub.ID+"/receipt", &viaAPI); st != http.StatusOK || len(viaAPI.Events) != 2 {
+		t.Errorf("GET /api/v1/subscribers/{id}/receipt: got %d with %d events, want 200 with 2", st, len(viaAPI.Events))
+	}
+	if p := s.do("POST", prefs+"/erase", "application/x-www-form-urlencoded", ""); p.status != http.StatusOK {
+		t.Fatalf("erase: %d %s", p.status, p.body)
+	}
+	if r := s.do("GET", m[1], "", ""); r.status != http.StatusGone {
+		t.Errorf("receipt link after erasure: got %d, want 410", r.status)
+	}
+	if _, err := ledger.VerifyReceipt(&rec, keys, []ledger.Head{s.head()}, nil); err == nil || !strings.Contains(err.Error(), "consistency proof") {
+		t.Errorf("receipt against a later head without a proof: got %v, want it to ask for the proof", err)
+	}
 }

@@ -95,7 +95,7 @@ func checkHeads(heads []tlog.Tree, roots map[int64]tlog.Hash, events int64) []He
 		case !walked:
 			c.Reason = "the walk stopped at a broken event before reaching this head's size"
 		case got != h.Hash:
-			c.Reason = fmt.Sprintf("the first %d events hash to %s, not to this head's root: an event in %s was changed after the head was signed",
+			c.Reason = fmt.Sprintf("the first %d events hash to %s, not to this head's root: %s was changed after the head was signed",
 				h.N, got, eventRange(good+1, h.N))
 		default:
 			c.OK = true
@@ -106,10 +106,10 @@ func checkHeads(heads []tlog.Tree, roots map[int64]tlog.Hash, events int64) []He
 	return out
 }
 
-// eventRange names the events from lo to hi.
+// eventRange names one event from lo to hi.
 func eventRange(lo, hi int64) string {
 	if lo == hi {
 		return "event " + strconv.FormatInt(lo, 10)
 	}
-	return "events " + strconv.FormatInt(lo, 10) + " to " + strconv.FormatInt(hi, 10)
+	return "one of events " + strconv.FormatInt(lo, 10) + " to " + strconv.FormatInt(hi, 10)
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/consent"
+	"optin/internal/ledger"
 )
 
 // The ledger's public face: its signed head, its keys and consistency
@@ -50,13 +51,6 @@ func (s *Server) handleLedgerKey(c *gin.Context) {
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(strings.Join(s.cfg.Ledger.VerifierKeys(), "\n")+"\n"))
 }
 
-// consistencyProof is the answer of GET /ledger/consistency.
-type consistencyProof struct {
-	From  int64       `json:"from"`
-	To    int64       `json:"to"`
-	Proof []tlog.Hash `json:"proof"`
-}
-
 // handleLedgerConsistency proves that the ledger's first to events
 // extend its first from events: tlog.CheckTree with the proof and the two
 // heads' root hashes succeeds.
@@ -83,7 +77,7 @@ func (s *Server) handleLedgerConsistency(c *gin.Context) {
 		return
 	}
 	c.Header("Cache-Control", "public, max-age=86400") // a proof between two sizes never changes
-	c.JSON(http.StatusOK, consistencyProof{From: from, To: to, Proof: proof})
+	c.JSON(http.StatusOK, ledger.Consistency{From: from, To: to, Proof: proof})
 }
 
 // hashReader reads the store's tree hashes under the request's context.

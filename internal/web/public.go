@@ -556,7 +556,15 @@ func (s *Server) handleConfirm(c *gin.Context) {
 			s.messagePage(c, http.StatusOK, l, "address_confirmed", pageData{})
 			return
 		}
-		s.messagePage(c, http.StatusOK, l, "confirmed", pageData{Topics: s.topicsOf(c, res.Topics)})
+		data := pageData{Topics: s.topicsOf(c, res.Topics)}
+		if s.cfg.Ledger != nil {
+			if data.LinkURL, err = s.receiptLink(req.Subscriber); err != nil {
+				s.fail(c, err)
+				return
+			}
+			data.LinkText = l.T("confirmed.receipt")
+		}
+		s.messagePage(c, http.StatusOK, l, "confirmed", data)
 	case consent.EExpired, consent.ENotFound:
 		s.messagePage(c, http.StatusGone, l, "expired", signupAgain(req, l))
 	default:

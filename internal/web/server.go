@@ -188,6 +188,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/preferences/:token", s.handlePreferencesPage)
 	pub.POST("/preferences/:token", s.handlePreferences)
 	pub.GET("/preferences/:token/export", s.handleExport)
+	pub.GET("/preferences/:token/receipt", s.handleReceipt)
 	pub.GET("/preferences/:token/erase", s.handleErasePage)
 	pub.POST("/preferences/:token/erase", s.handleErase)
 	pub.GET("/reawaken/:token", s.handleReawakenPage)
