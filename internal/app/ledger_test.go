@@ -190,3 +190,49 @@ func TestReceipt(t *testing.T) {
 		t.Errorf("receipt against a later head without a proof: got %v, want it to ask for the proof", err)
 	}
 }
+
+// TestLedgerKeyRotation: with a new seed put first in secrets.json's
+// ledger_keys, new heads are signed with it, GET /ledger/key lists it
+// first and the retired key after it, and a head the retired key signed
+// still checks, and the ledger still extends it.
+func TestLedgerKeyRotation(t *testing.T) {
+	boltOnly(t, "secrets.json")
+	dir := t.TempDir()
+	s := startService(t, func(c *config.Config) { c.DataDir = dir })
+	if r := s.signupJSON("ann@example.com", "news"); r.status != http.StatusAccepted {
+		t.Fatalf("signup: %d %s", r.status, r.body)
+	}
+	old := s.head()
+	s.shutdown()
+
+	f, err := readSecretsFile(filepath.Join(dir, "secrets.json"))
+	if err != nil || len(f.LedgerKeys) != 1 {
+		t.Fatalf("secrets.json: got %d ledger keys, %v, want the one generated", len(f.LedgerKeys), err)
+	}
+	f.LedgerKeys = append([]string{base64.StdEncoding.EncodeToString([]byte("a new ledger key seed, 32 bytes!"))}, f.LedgerKeys...)
+	if err := writeSecrets(filepath.Join(dir, "secrets.json"), f); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startService(t, func(c *config.Config) { c.DataDir = dir })
+	keys := strings.Fields(s.do("GET", "/ledger/key", "", "").body)
+	if len(keys) != 2 {
+		t.Fatalf("GET /ledger/key after rotation: got %q, want the new key and the retired one", keys)
+	}
+	if r := s.signupJSON("bob@example.com", "news"); r.status != http.StatusAccepted {
+		t.Fatalf("signup: %d %s", r.status, r.body)
+	}
+	newHead := s.head() // checked with both keys
+	onlyNew, _ := ledger.ParseVerifierKeys([]byte(keys[0]))
+	if _, err := ledger.ParseHead(newHead.Note, onlyNew); err != nil {
+		t.Errorf("a head after rotation, checked with the first key alone: %v", err)
+	}
+	both, _ := ledger.ParseVerifierKeys([]byte(strings.Join(keys, "\n")))
+	if _, err := ledger.ParseHead(old.Note, both); err != nil {
+		t.Errorf("a head of the retired key, checked with GET /ledger/key: %v", err)
+	}
+	var rep struct{ OK bool }
+	if st := s.admin("/ledger/verify?"+url.Values{"head": {headParam(old)}}.Encode(), &rep); st != http.StatusOK || !rep.OK {
+		t.Errorf("verify against the head of the retired key: got %d %+v, want OK", st, rep)
+	}
+}

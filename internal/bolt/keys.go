@@ -45,7 +45,7 @@ var (
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
-	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored
+	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 )
 
 // appendOnly reports whether new keys of bucket name sort after all

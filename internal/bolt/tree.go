@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -15,8 +16,7 @@ import (
 // O(log n) of them.
 
 // storeTreeHashes stores the tree hashes of the event with sequence number
-// seq and leaf data leaf, and counts it in the tree size. The events
-// before it must have theirs stored.
+// seq and leaf data leaf. The events before it must have theirs stored.
 func storeTreeHashes(tx *bbolt.Tx, seq uint64, leaf []byte) error {
 	n := consent.Record(seq)
 	hashes, err := tlog.StoredHashes(n, leaf, treeReader(tx))
@@ -30,7 +30,7 @@ func storeTreeHashes(tx *bbolt.Tx, seq uint64, leaf []byte) error {
 			return err
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keyTreeSize, u64(seq))
+	return nil
 }
 
 // treeReader reads stored tree hashes in tx.
@@ -67,9 +67,21 @@ func recordHashes(tx *bbolt.Tx, n int64) []tlog.Hash {
 	return out
 }
 
+// treeComplete is the value of keyTreeSize once every event has its tree
+// hashes: from then on each event is stored with them, and the tree's size
+// is the ledger's, so appends need not count it.
+var treeComplete = []byte("head")
+
 // treeSize returns the number of events whose tree hashes are stored.
 func treeSize(tx *bbolt.Tx) int64 {
-	if v := tx.Bucket(bucketMeta).Get(keyTreeSize); v != nil {
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get(keyTreeSize); {
+	case bytes.Equal(v, treeComplete):
+		if head := meta.Get(keyLedgerHead); head != nil {
+			return int64(beUint64(head[:8]))
+		}
+		return 0
+	case v != nil:
 		return int64(beUint64(v))
 	}
 	return 0
@@ -113,7 +125,8 @@ const treeChunk = 10000
 // buildTree stores the tree hashes of the events that lack them: every
 // event of a database written before the ledger was a tree, converted at
 // its first read-write open. It works in chunks, each committed with the
-// tree size it reached, so an interrupted conversion resumes.
+// tree size it reached, so an interrupted conversion resumes; at the end
+// it marks the tree complete.
 func buildTree(b *bbolt.DB) error {
 	for {
 		done := true
@@ -135,8 +148,10 @@ func buildTree(b *bbolt.DB) error {
 				from++
 				k, v = c.Next()
 			}
-			done = k == nil
-			return nil
+			if done = k == nil; done {
+				return tx.Bucket(bucketMeta).Put(keyTreeSize, treeComplete)
+			}
+			return tx.Bucket(bucketMeta).Put(keyTreeSize, u64(from-1))
 		})
 		if err != nil || done {
 			return err
