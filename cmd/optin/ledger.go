@@ -134,7 +134,7 @@ func verify(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-const receiptUsage = "usage: optin receipt verify RECEIPT --key KEYFILE [--head FILE]... [--consistency FILE]..."
+const receiptUsage = "usage: optin receipt verify RECEIPT --key KEYFILE [--head FILE] [--consistency FILE]"
 
 func receiptCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
