@@ -43,7 +43,7 @@ func dialSocket(cfg config.Config) *socketClient {
 }
 
 // do sends a request to the socket API and decodes a JSON answer into out
-// (when non-nil). Error answers become errors with the service's message.
+// (when non-nil; a *[]byte takes the answer as it is). Error answers become errors with the service's message.
 func (c *socketClient) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://optin"+path, body)
 	if err != nil {
@@ -66,8 +66,12 @@ func (c *socketClient) do(ctx context.Context, method, path, contentType string,
 		}
 		return fmt.Errorf("admin socket: %s", res.Status)
 	}
-	if out == nil {
+	switch out := out.(type) {
+	case nil:
 		return nil
+	case *[]byte: // a text answer
+		*out, err = io.ReadAll(res.Body)
+		return err
 	}
 	return json.NewDecoder(res.Body).Decode(out)
 }

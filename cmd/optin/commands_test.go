@@ -255,7 +255,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, cmd := range [][]string{
 		{}, {"serve"}, {"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"}, {"mail"}, {"mail", "test"},
-		{"bench"}, {"migrate"}, {"migrate", "status"}, {"dkim"}, {"dkim", "keygen"},
+		{"bench"}, {"migrate"}, {"migrate", "status"}, {"dkim"}, {"dkim", "keygen"}, {"receipt"}, {"receipt", "verify"},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			args := append(append([]string{}, cmd...), h)

@@ -38,7 +38,10 @@ usage:
                                                     create an admin API key (admin|marketer|viewer)
   optin apikey list [--config FILE]                 list API keys
   optin apikey revoke --id ID [--config FILE]       revoke an API key
-  optin verify [--config FILE]                      check the consent ledger's hash chain
+  optin verify [--head FILE]... [--config FILE]     check the consent ledger's hash chain and tree,
+                                                    and that it extends saved heads
+  optin receipt verify RECEIPT --key KEYFILE [--head FILE]
+                                                    check a consent receipt offline
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
@@ -107,6 +110,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("unknown apikey command %q: use create, list or revoke", args[1])
 	case "verify":
 		return verify(ctx, args[1:], stdout)
+	case "receipt":
+		return receiptCmd(args[1:], stdout)
 	case "import":
 		return importFile(ctx, args[1:], stdout, stderr)
 	case "campaign":
@@ -278,25 +283,6 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "revoked %s\n", *id)
-	return nil
-}
-
-func verify(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, err := loadConfig(flag.NewFlagSet("verify", flag.ContinueOnError), "optin verify [--config FILE]", args, stdout)
-	if err != nil {
-		return err
-	}
-	var rep consent.LedgerReport
-	err = withAdmin(cfg, readOnly, func(c *socketClient) error {
-		return c.do(ctx, "GET", "/ledger/verify", "", nil, &rep)
-	})
-	if err != nil {
-		return err
-	}
-	if !rep.OK {
-		return fmt.Errorf("%w (%d good events before it)", rep.Broken, rep.Events)
-	}
-	fmt.Fprintf(stdout, "ledger ok: %d events, hash chain intact\n", rep.Events)
 	return nil
 }
 

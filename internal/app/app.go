@@ -22,6 +22,7 @@ import (
 	"optin/internal/consent"
 	"optin/internal/i18n"
 	"optin/internal/inbound"
+	"optin/internal/ledger"
 	optmail "optin/internal/mail"
 	"optin/internal/token"
 	"optin/internal/web"
@@ -57,6 +58,8 @@ type App struct {
 	Webhooks *webhook.Worker
 	Metrics  *web.Metrics
 	Web      *web.Server
+	// Heads signs the consent ledger's heads and publishes them.
+	Heads *ledger.Heads
 	// Inbound is the listener for bounces, complaints and mailto:
 	// unsubscribes; nil unless mail.inbound.listen is set.
 	Inbound    *inbound.Server
@@ -98,6 +101,10 @@ func Open(o Options) (*App, error) {
 	}
 	if a.campaignTick <= 0 {
 		a.campaignTick = time.Second
+	}
+	if a.Heads, err = newHeads(cfg, db, false, o.Now, log); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := a.build(o); err != nil {
 		db.Close()
@@ -148,7 +155,9 @@ func (a *App) build(o Options) error {
 	a.Metrics = web.NewMetrics(a.DB)
 	a.Worker.Metrics = a.Metrics
 	a.Webhooks = &webhook.Worker{Store: a.DB, Log: a.log, Metrics: a.Metrics, Now: o.Now}
-	a.Web, err = web.New(webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics))
+	wc := webConfig(cfg, a.DB, a.Tokens, cat, a.log, a.Worker, a.Metrics)
+	wc.Ledger = a.Heads
+	a.Web, err = web.New(wc)
 	if err != nil || cfg.Mail.Inbound.Listen == "" {
 		return err
 	}
@@ -338,6 +347,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(campaignsDone)
 		a.lead(workerCtx, "campaigns", a.runCampaigns)
 	}()
+	headsDone := make(chan struct{})
+	go func() {
+		defer close(headsDone)
+		a.lead(workerCtx, "ledger heads", func(ctx context.Context) { a.Heads.Run(ctx, headInterval) })
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	inboundDone := make(chan struct{})
@@ -381,6 +395,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	<-hooksDone
 	<-sweepDone
 	<-campaignsDone
+	<-headsDone
 	if cerr := a.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -499,7 +514,12 @@ func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := adminHandler(cfg, keys, db, readOnly)
+	heads, err := newHeads(cfg, db, readOnly, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	h, err := adminHandler(cfg, keys, db, heads, readOnly)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -507,7 +527,7 @@ func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
 	return &Admin{Handler: h, store: db}, nil
 }
 
-func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, readOnly bool) (http.Handler, error) {
+func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, heads *ledger.Heads, readOnly bool) (http.Handler, error) {
 	if !readOnly {
 		if err := EnsureDefaults(context.Background(), db); err != nil {
 			return nil, err
@@ -521,7 +541,9 @@ func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, readOnl
 	if err != nil {
 		return nil, err
 	}
-	srv, err := web.New(webConfig(cfg, db, tokens, cat, slog.New(slog.DiscardHandler), nil, nil))
+	wc := webConfig(cfg, db, tokens, cat, slog.New(slog.DiscardHandler), nil, nil)
+	wc.Ledger = heads
+	srv, err := web.New(wc)
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ func MigrateToPostgres(ctx context.Context, cfg config.Config) (MigrateReport, e
 	if err != nil {
 		return MigrateReport{}, err
 	}
-	defer dst.Close()
+	defer func() { dst.Close() }() // the last one opened
 	secrets := map[string][]byte{postgres.SecretHMACKey: sec.hmacKey}
 	for _, k := range sec.tokenKeys {
 		secrets["token_key_"+k.ID] = k.Secret
@@ -58,6 +58,14 @@ func MigrateToPostgres(ctx context.Context, cfg config.Config) (MigrateReport, e
 	var rep MigrateReport
 	if rep.Counts, err = dst.Load(ctx, src.Dump(ctx), secrets); err != nil {
 		return MigrateReport{}, err
+	}
+	// Opened again, the store builds what it derives from the records
+	// (the ledger's Merkle tree), as on any first start.
+	if err := dst.Close(); err != nil {
+		return rep, err
+	}
+	if dst, err = postgres.Open(ctx, cfg.Postgres.URL, postgres.Options{HMACKey: sec.hmacKey}); err != nil {
+		return rep, err
 	}
 	if rep.Ledger, err = dst.VerifyLedger(ctx); err != nil {
 		return rep, err

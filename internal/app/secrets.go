@@ -14,13 +14,18 @@ import (
 )
 
 // secretsFile holds the keys optin generates on first start: token keys
-// (used when the config gives none) and the key of the suppression list's
-// address hashes. It lives beside the database, readable by the owner only,
-// and belongs in every backup: without the HMAC key, suppressed addresses
-// are no longer recognised.
+// (used when the config gives none), the key of the suppression list's
+// address hashes and the ledger's signing keys. It lives beside the
+// database, readable by the owner only, and belongs in every backup:
+// without the HMAC key, suppressed addresses are no longer recognised.
 type secretsFile struct {
 	TokenKeys []secretKey `json:"token_keys"`
 	HMACKey   string      `json:"hmac_key"` // base64 (std) of 32 random bytes
+	// LedgerKeys are the Ed25519 seeds (base64 (std) of 32 bytes) of the
+	// ledger's head-signing keys: the first signs; the others are retired
+	// keys, still published so the heads they signed stay checkable. To
+	// rotate, put a new seed first.
+	LedgerKeys []string `json:"ledger_keys,omitempty"`
 }
 
 type secretKey struct {
@@ -30,8 +35,9 @@ type secretKey struct {
 
 // secrets are the decoded keys.
 type secrets struct {
-	tokenKeys []token.Key
-	hmacKey   []byte
+	tokenKeys  []token.Key
+	hmacKey    []byte
+	ledgerKeys [][]byte
 }
 
 // loadSecrets reads dir/secrets.json and fills in any key it lacks (all of
@@ -49,6 +55,10 @@ func loadSecrets(dir string) (secrets, error) {
 	}
 	if f.HMACKey == "" {
 		f.HMACKey = randomKey()
+		changed = true
+	}
+	if len(f.LedgerKeys) == 0 {
+		f.LedgerKeys = []string{randomKey()}
 		changed = true
 	}
 	s, err := f.decode(path)
@@ -104,6 +114,13 @@ func (f secretsFile) decode(path string) (secrets, error) {
 	var err error
 	if s.hmacKey, err = base64.StdEncoding.DecodeString(f.HMACKey); err != nil || len(s.hmacKey) < 32 {
 		return secrets{}, fmt.Errorf("secrets: %s: hmac_key must be base64 of at least 32 bytes", path)
+	}
+	for i, k := range f.LedgerKeys {
+		seed, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || len(seed) != 32 {
+			return secrets{}, fmt.Errorf("secrets: %s: ledger_keys[%d] must be base64 of 32 bytes", path, i)
+		}
+		s.ledgerKeys = append(s.ledgerKeys, seed)
 	}
 	return s, nil
 }

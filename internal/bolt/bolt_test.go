@@ -538,7 +538,7 @@ func TestVerifyLedgerTampering(t *testing.T) {
 				return err
 			}
 			return b.Put(seqKey(2), v)
-		}, 3, 2},
+		}, 2, 2}, // its tree hashes no longer match
 		{"undecodable event 2", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Put(seqKey(2), []byte("{not json"))
 		}, 2, 1},
@@ -557,6 +557,9 @@ func TestVerifyLedgerTampering(t *testing.T) {
 		{"change email in personal record 2", func(tx *bbolt.Tx) error {
 			return rewriteJSON(tx, "ledger_pii", seqKey(2), func(m map[string]any) { m["email"] = "mallory@example.com" })
 		}, 2, 1},
+		{"change a stored tree hash", func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte("ledger_tree")).Put(seqKey(0), make([]byte, 32))
+		}, 1, 1},
 		{"erase personal record 1", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger_pii")).Delete(seqKey(1))
 		}, 0, 3},
@@ -572,15 +575,7 @@ func TestVerifyLedgerTampering(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := mustOpen(t)
-			form := mustBootstrap(t, db)
-			mustSignup(t, db, form, "ann@example.com")
-			db.clock.Advance(time.Minute)
-			mustSignup(t, db, form, "bob@example.com")
-			ann := mustSubscriber(t, db, "ann@example.com")
-			if _, err := db.Confirm(t.Context(), ann.PendingRequest, consent.ConfirmInput{}); err != nil {
-				t.Fatalf("Confirm: %v", err)
-			}
+			db, _, ann := ledgerFixture(t)
 			wantLedgerOK(t, db, 3)
 
 			rawUpdate(t, db, tt.tamper)

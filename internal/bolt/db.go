@@ -100,8 +100,8 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	if o.ReadOnly {
 		err = b.View(checkBuckets)
-	} else {
-		err = b.Update(createBuckets)
+	} else if err = b.Update(createBuckets); err == nil {
+		err = buildTree(b)
 	}
 	if err != nil {
 		b.Close()
@@ -132,7 +132,7 @@ func createBuckets(tx *bbolt.Tx) error {
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
-	bucketAssessments}
+	bucketAssessments, bucketTree}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -390,7 +390,7 @@ func bucketOf(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 }
 
 // appendEvent seals ev onto the end of the ledger chain and stores it with
-// its personal record and subscriber index entry.
+// its personal record, subscriber index entry and Merkle tree hashes.
 func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	meta := tx.Bucket(bucketMeta)
 	var seq uint64
@@ -404,7 +404,11 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	ev.PersonalDigest = digest
 	ev.Seal(prev)
 	key := u64(ev.Seq)
-	if err := put(tx, bucketLedger, key, ev); err != nil {
+	leaf := ev.LeafData() // the stored encoding
+	if err := bucketOf(tx, bucketLedger).Put(key, leaf); err != nil {
+		return err
+	}
+	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
 	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {

@@ -23,6 +23,7 @@ var (
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
 	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
+	bucketTree        = []byte("ledger_tree")    // be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
@@ -50,17 +51,18 @@ var (
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
-		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments}
+		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree}
 
 	keySchema     = []byte("schema_version")
-	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
+	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
+	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 )
 
 // appendOnly reports whether new keys of bucket name sort after all
 // existing ones (sequence numbers, or ids that start with their creation
 // time), so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
-	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit} {
+	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree} {
 		if bytes.Equal(name, b) {
 			return true
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/consent"
 )
@@ -77,14 +78,15 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 }
 
 // VerifyLedger walks the whole hash chain in one read transaction and
-// reports the first broken link, if any. The walk sees a consistent
-// snapshot while writers go on.
-func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
-	var rep consent.LedgerReport
+// reports the first broken link, if any, and whether the ledger extends
+// each of heads. The walk sees a consistent snapshot while writers go on.
+func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.LedgerReport, error) {
+	var chain consent.Chain
+	chain.Expect(heads)
+	var broken *consent.ChainError
 	err := db.view(func(tx *bbolt.Tx) error {
-		var chain consent.Chain
-		defer func() { rep.Events = chain.Count() }()
 		pb := tx.Bucket(bucketPersonal)
+		size := treeSize(tx)
 		c := tx.Bucket(bucketLedger).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if err := ctx.Err(); err != nil {
@@ -92,19 +94,23 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 			}
 			var ev consent.Event
 			if err := decode(v, &ev); err != nil {
-				rep.Broken = &consent.ChainError{Seq: beUint64(k), Reason: "undecodable event"}
+				broken = &consent.ChainError{Seq: beUint64(k), Reason: "undecodable event"}
 				return nil
 			}
 			var p *consent.Personal
 			if pv := pb.Get(k); pv != nil {
 				p = new(consent.Personal)
 				if err := decode(pv, p); err != nil {
-					rep.Broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
+					broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
 					return nil
 				}
 			}
-			if err := chain.Check(&ev, p); err != nil {
-				if !errors.As(err, &rep.Broken) {
+			err := chain.Check(&ev, p)
+			if n := consent.Record(ev.Seq); err == nil && n < size {
+				err = chain.CheckStored(recordHashes(tx, n))
+			}
+			if err != nil {
+				if !errors.As(err, &broken) {
 					return err
 				}
 				return nil
@@ -113,12 +119,21 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 		head := tx.Bucket(bucketMeta).Get(keyLedgerHead)
 		switch {
 		case head == nil && chain.Count() > 0:
-			rep.Broken = &consent.ChainError{Seq: chain.Count(), Reason: "the chain head record is missing"}
+			broken = &consent.ChainError{Seq: chain.Count(), Reason: "the chain head record is missing"}
+			return nil
 		case head != nil && (beUint64(head[:8]) != chain.Count() || string(head[8:]) != chain.Head()):
-			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+			broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+			return nil
+		}
+		stored, err := storedTree(tx)
+		if err != nil {
+			broken = &consent.ChainError{Seq: chain.Count(), Reason: err.Error()}
+			return nil
+		}
+		if err := chain.CheckTree(stored); err != nil && !errors.As(err, &broken) {
+			return err
 		}
 		return nil
 	})
-	rep.OK = err == nil && rep.Broken == nil
-	return rep, err
+	return chain.Report(broken), err
 }

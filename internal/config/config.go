@@ -72,6 +72,7 @@ type Config struct {
 	Limits         Limits    `yaml:"limits"`
 	Brand          Brand     `yaml:"brand"`
 	Scanners       Scanners  `yaml:"scanners"`
+	Ledger         Ledger    `yaml:"ledger"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
 	// default 10s.
@@ -173,6 +174,15 @@ type Lifecycle struct {
 	// (default purchase and reservation); the others (enquiry, login,
 	// note) are recorded in the person's trail only.
 	CustomerActivities []string `yaml:"customer_activities"`
+}
+
+// Ledger configures where the consent ledger's signed heads go.
+type Ledger struct {
+	// WitnessDir, when set, receives a copy of each signed tree head
+	// (one file per head): a directory on another disk or host than the
+	// database, so that a later rewrite of the ledger meets a head the
+	// operator cannot quietly change. Default none.
+	WitnessDir string `yaml:"witness_dir"`
 }
 
 // Retention configures how long optin keeps personal data it no longer

@@ -2,12 +2,12 @@ package consent
 
 import "time"
 
-// Record is one record of a store as `optin migrate` carries it from one
+// StoreRecord is one record of a store as `optin migrate` carries it from one
 // store to another; exactly one of its pointer fields is set. A store
 // dumps its records in an order a load can write them in: the catalog
 // first, then subscribers before their requests, the ledger in sequence
 // order, campaigns before their recipients.
-type Record struct {
+type StoreRecord struct {
 	Topic *Topic
 	Form  *Form
 	// Wording comes with the hash ledger events cite it by.
@@ -30,9 +30,10 @@ type Record struct {
 	// Queued is a campaign's first mail not yet out of the outbox.
 	Queued *CampaignQueued
 	// Due is a campaign's timed follow-up.
-	Due      *CampaignDue
-	Incident *Incident
-	Webhook  *Webhook
+	Due        *CampaignDue
+	Incident   *Incident
+	Webhook    *Webhook
+	Assessment *Assessment
 	// Delivery is a webhook delivery waiting; with Parked, one that
 	// failed for good. Deliveries of one endpoint about one subscriber
 	// come in id order.
@@ -57,7 +58,7 @@ type CampaignDue struct {
 }
 
 // Kind names the record's kind, for counts and messages.
-func (r Record) Kind() string {
+func (r StoreRecord) Kind() string {
 	switch {
 	case r.Topic != nil:
 		return "topics"
@@ -93,6 +94,8 @@ func (r Record) Kind() string {
 		return "incidents"
 	case r.Webhook != nil:
 		return "webhook endpoints"
+	case r.Assessment != nil:
+		return "assessments"
 	case r.Delivery != nil && r.Parked:
 		return "webhook deliveries parked"
 	case r.Delivery != nil:

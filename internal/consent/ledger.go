@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // EventType is what happened in a consent ledger event.
@@ -44,7 +47,9 @@ const (
 
 // Event is one append-only entry of the consent ledger. Events form a hash
 // chain: each carries the hash of the one before it, so changing, removing
-// or reordering any event breaks every hash after it.
+// or reordering any event breaks every hash after it. They are also the
+// leaves of a Merkle tree (see LeafData), whose signed heads make a
+// rewrite of the whole chain detectable too.
 //
 // Personal data (address, IP, user agent) is kept apart in a [Personal]
 // record that the event commits to by its digest. Erasure deletes that
@@ -154,10 +159,22 @@ func (e *ChainError) Error() string {
 	return "ledger: broken at event " + strconv.FormatUint(e.Seq, 10) + ": " + e.Reason
 }
 
-// Chain checks events one by one in sequence order.
+// Chain checks events one by one in sequence order: the hash chain, and
+// the Merkle tree they build, against saved tree heads if any.
 type Chain struct {
 	prev    string
 	nextSeq uint64
+	tree    frontier
+	heads   []tlog.Tree
+	roots   map[int64]tlog.Hash // the tree's root at each head's size
+	stored  []tlog.Hash         // the stored tree hashes of the last event
+}
+
+// Expect sets the saved tree heads the walk compares the ledger with
+// (see Report); call it before the first Check.
+func (c *Chain) Expect(heads []tlog.Tree) {
+	c.heads = heads
+	c.roots = map[int64]tlog.Hash{0: c.tree.root()}
 }
 
 // Check verifies e against the events seen before it and, when personal
@@ -175,7 +192,48 @@ func (c *Chain) Check(e *Event, personal *Personal) error {
 		return &ChainError{Seq: e.Seq, Reason: "personal record does not match its digest"}
 	}
 	c.prev, c.nextSeq = e.Hash, e.Seq
+	c.stored = c.tree.add(tlog.RecordHash(e.LeafData()))
+	for _, h := range c.heads {
+		if h.N == c.tree.n {
+			c.roots[h.N] = c.tree.root()
+		}
+	}
 	return nil
+}
+
+// CheckStored compares the tree hashes a store keeps for the last event
+// checked (tlog.StoredHashes) with those the walk computed, so that a
+// wrong hash, which would make proofs fail, is found at its event.
+func (c *Chain) CheckStored(got []tlog.Hash) error {
+	if !slices.Equal(got, c.stored) {
+		return &ChainError{Seq: c.nextSeq, Reason: "its stored tree hashes, which proofs are made from, do not match it"}
+	}
+	return nil
+}
+
+// CheckTree compares the tree the store keeps for proofs, read from its
+// stored hashes, with the tree of the events checked. A store that has
+// not built its tree yet (size 0) is not compared.
+func (c *Chain) CheckTree(stored tlog.Tree) error {
+	if stored.N == 0 {
+		return nil
+	}
+	if stored.N != c.tree.n || stored.Hash != c.tree.root() {
+		return &ChainError{Seq: c.nextSeq, Reason: "the stored tree hashes, which proofs are made from, do not match the events"}
+	}
+	return nil
+}
+
+// Report returns the walk's result: broken is the first problem found
+// (nil when none); the report is OK when there is none and the ledger
+// extends every expected head.
+func (c *Chain) Report(broken *ChainError) LedgerReport {
+	rep := LedgerReport{Events: c.nextSeq, Root: c.tree.root(), Broken: broken}
+	if len(c.heads) > 0 {
+		rep.Heads = checkHeads(c.heads, c.roots, c.tree.n)
+	}
+	rep.OK = broken == nil && !slices.ContainsFunc(rep.Heads, func(h HeadCheck) bool { return !h.OK })
+	return rep
 }
 
 // Head returns the hash of the last event checked.

@@ -1,6 +1,10 @@
 package consent
 
-import "time"
+import (
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
 
 // SignupResult tells the caller what a signup did. The web layer must not
 // let it change the HTTP answer (no enumeration); it only wakes the outbox.
@@ -38,6 +42,10 @@ type LedgerReport struct {
 	Events uint64      `json:"events"`
 	OK     bool        `json:"ok"`
 	Broken *ChainError `json:"broken,omitempty"`
+	// Root is the Merkle tree hash of the events that verify (RFC 6962).
+	Root tlog.Hash `json:"root"`
+	// Heads are the verdicts on the saved heads the walk was given.
+	Heads []HeadCheck `json:"heads,omitempty"`
 }
 
 // Export is everything optin holds about one person (GDPR Art. 15 and 20).

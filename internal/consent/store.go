@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Store is the storage contract of optin: everything the web server, the
@@ -303,8 +305,18 @@ type LedgerStore interface {
 	// Events returns subscriber id's events in order with their personal
 	// records, wordings and assessments: the proof of consent.
 	Events(ctx context.Context, id string) ([]EventRecord, error)
-	// VerifyLedger walks the whole chain and reports the first break.
-	VerifyLedger(ctx context.Context) (LedgerReport, error)
+	// VerifyLedger walks the whole chain with a Chain and reports the
+	// first break, including stored tree hashes that do not match the
+	// events, and whether the ledger extends each of heads (saved signed
+	// heads).
+	VerifyLedger(ctx context.Context, heads ...tlog.Tree) (LedgerReport, error)
+	// LedgerTree returns the Merkle tree of every committed event: its
+	// size and root hash, from the stored hashes.
+	LedgerTree(ctx context.Context) (tlog.Tree, error)
+	// LedgerHashes returns the stored tree hashes at indexes
+	// (tlog.StoredHashIndex), all within the committed tree; it is the
+	// tlog.HashReader proofs are made from. A hash not stored is an error.
+	LedgerHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	// LedgerCounts counts events by type after sequence number after, and
 	// returns the last sequence number counted.
 	LedgerCounts(ctx context.Context, after uint64) (map[EventType]uint64, uint64, error)

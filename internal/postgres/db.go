@@ -133,6 +133,12 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	db.hasher = consent.NewHasher(key)
 	db.owner = db.ID()
 	go db.committer()
+	if !db.readOnly {
+		if err := db.buildTree(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return db, nil
 }
 

@@ -398,3 +398,47 @@ func TestLimitsShared(t *testing.T) {
 		t.Errorf("SpendNonce of the same nonce on b: got %v, %v, want false, nil", ok, err)
 	}
 }
+
+// TestConvertChainOnlyLedger: events written before the ledger was a
+// Merkle tree get their tree hashes when an instance starts, every event
+// kept in its order, and the tree is the one a store that always had it
+// holds.
+func TestConvertChainOnlyLedger(t *testing.T) {
+	url := pg.Database(t)
+	db, err := postgres.Open(t.Context(), url, postgres.Options{HMACKey: testHMACKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := bootstrap(t, db)
+	for _, addr := range []string{"ann@example.com", "bob@example.com", "cy@example.com"} {
+		signup(t, db, &form, addr)
+	}
+	want, err := db.LedgerTree(t.Context())
+	if err != nil || want.N != 3 {
+		t.Fatalf("LedgerTree: got %+v, %v, want 3 events", want, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(t.Context(), "UPDATE ledger SET tree = NULL; UPDATE ledger_head SET tree_size = 0")
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db = open(t, url, nil, testHMACKey)
+	if got, err := db.LedgerTree(t.Context()); err != nil || got != want {
+		t.Errorf("LedgerTree after conversion: got %+v, %v, want %+v", got, err, want)
+	}
+	if rep, err := db.VerifyLedger(t.Context(), want); err != nil || !rep.OK || rep.Events != 3 {
+		t.Errorf("VerifyLedger after conversion: got %+v, %v, want OK with 3 events", rep, err)
+	}
+	signup(t, db, &form, "di@example.com")
+	if rep, err := db.VerifyLedger(t.Context(), want); err != nil || !rep.OK || rep.Events != 4 {
+		t.Errorf("VerifyLedger after one more signup: got %+v, %v, want OK with 4 events", rep, err)
+	}
+}

@@ -20,10 +20,10 @@ var loadTables = map[string]string{
 	"audit entries": "audit", "campaigns": "campaigns", "campaign recipients": "campaign_recipients",
 	"campaign first mails queued": "campaign_queued", "campaign follow-ups due": "campaign_due",
 	"incidents": "incidents", "webhook endpoints": "webhooks", "webhook deliveries queued": "webhook_queue",
-	"webhook deliveries parked": "webhook_parked",
+	"webhook deliveries parked": "webhook_parked", "assessments": "assessments",
 }
 
-// Load copies a dump of another store (consent.Record, in its order) into
+// Load copies a dump of another store (consent.StoreRecord, in its order) into
 // this database, which must hold no data yet, in one transaction under
 // the write lock: a failure leaves the database as empty as it was. The
 // ledger chain is checked as its events arrive, and the count of each
@@ -32,7 +32,7 @@ var loadTables = map[string]string{
 // HMAC key, generated token keys), replacing any this database generated
 // itself, so addresses hash and links verify as before. It returns the
 // records copied by kind.
-func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.Record, error], secrets map[string][]byte) (map[string]int, error) {
+func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, error], secrets map[string][]byte) (map[string]int, error) {
 	if db.readOnly {
 		return nil, ErrReadOnly
 	}
@@ -102,7 +102,7 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.Record, error]
 // loadRecord writes one record as the store's own writes would, but for
 // ledger events, which keep their sequence numbers and hashes: chain
 // checks that they continue the chain.
-func loadRecord(t *tx, r consent.Record, chain *consent.Chain) error {
+func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 	switch {
 	case r.Topic != nil:
 		return putJSON(t, "topics", r.Topic.ID, r.Topic)
@@ -163,6 +163,12 @@ func loadRecord(t *tx, r consent.Record, chain *consent.Chain) error {
 			r.Due.Due, string(r.Due.Kind), r.Due.Campaign, r.Due.Subscriber)
 	case r.Incident != nil:
 		return putJSON(t, "incidents", r.Incident.ID, r.Incident)
+	case r.Assessment != nil:
+		b, err := encode(r.Assessment)
+		if err != nil {
+			return err
+		}
+		return t.exec("INSERT INTO assessments (id, data) VALUES ($1, $2)", r.Assessment.ID, b)
 	case r.Webhook != nil:
 		return putJSON(t, "webhooks", r.Webhook.ID, r.Webhook)
 	case r.Delivery != nil:

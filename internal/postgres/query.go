@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"optin/internal/consent"
 )
 
@@ -65,34 +67,39 @@ func events(c conn, id string) ([]consent.EventRecord, error) {
 }
 
 // VerifyLedger walks the whole hash chain on one snapshot and reports the
-// first broken link, if any, while writers go on.
-func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
-	var rep consent.LedgerReport
+// first broken link, if any, and whether the ledger extends each of heads,
+// while writers go on.
+func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.LedgerReport, error) {
+	var chain consent.Chain
+	chain.Expect(heads)
+	var broken *consent.ChainError
 	err := db.view(ctx, func(c conn) error {
-		var chain consent.Chain
-		defer func() { rep.Events = chain.Count() }()
 		var seq int64
-		var evb, pb []byte
+		var evb, pb, tree []byte
 		errStop := errors.New("stop")
-		err := c.each("SELECT seq, event, personal FROM ledger ORDER BY seq", nil, []any{&seq, &evb, &pb}, func() error {
+		err := c.each("SELECT seq, event, personal, tree FROM ledger ORDER BY seq", nil, []any{&seq, &evb, &pb, &tree}, func() error {
 			if err := c.ctx.Err(); err != nil {
 				return err
 			}
 			var ev consent.Event
 			if err := decode(evb, &ev); err != nil {
-				rep.Broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
+				broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
 				return errStop
 			}
 			var p *consent.Personal
 			if pb != nil {
 				p = new(consent.Personal)
 				if err := decode(pb, p); err != nil {
-					rep.Broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
+					broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
 					return errStop
 				}
 			}
-			if err := chain.Check(&ev, p); err != nil {
-				if !errors.As(err, &rep.Broken) {
+			err := chain.Check(&ev, p)
+			if err == nil && tree != nil {
+				err = chain.CheckStored(splitHashes(tree))
+			}
+			if err != nil {
+				if !errors.As(err, &broken) {
 					return err
 				}
 				return errStop
@@ -111,12 +118,20 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 			return err
 		}
 		if uint64(headSeq) != chain.Count() || headHash != chain.Head() {
-			rep.Broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+			broken = &consent.ChainError{Seq: chain.Count() + 1, Reason: "events after this point are missing"}
+			return nil
+		}
+		stored, err := storedTree(c)
+		if err != nil {
+			broken = &consent.ChainError{Seq: chain.Count(), Reason: err.Error()}
+			return nil
+		}
+		if err := chain.CheckTree(stored); err != nil && !errors.As(err, &broken) {
+			return err
 		}
 		return nil
 	})
-	rep.OK = err == nil && rep.Broken == nil
-	return rep, err
+	return chain.Report(broken), err
 }
 
 // LedgerCounts counts the ledger events after sequence number after by

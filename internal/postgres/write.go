@@ -28,6 +28,9 @@ type tx struct {
 	// the first event is queued (hooksRead); writes to them drop it.
 	hooks     []consent.Webhook
 	hooksRead bool
+	// tree holds the Merkle tree hashes the transaction computed; nil
+	// until the first.
+	tree *treeWrites
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -134,6 +137,11 @@ func (db *DB) run(calls []*call) (int, error) {
 			return i, errorOf(err)
 		}
 	}
+	if t.tree != nil {
+		if err := t.exec("UPDATE ledger_head SET tree_size = $1", t.tree.size); err != nil {
+			return -1, fmt.Errorf("postgres: ledger head: %w", err)
+		}
+	}
 	if t.headDirty {
 		if err := t.exec("UPDATE ledger_head SET seq = $1, hash = $2", int64(t.head.seq), t.head.hash); err != nil {
 			return -1, fmt.Errorf("postgres: ledger head: %w", err)
@@ -157,14 +165,17 @@ func safeCall(fn func(t *tx) error, t *tx) (err error) {
 }
 
 // appendEvent seals ev onto the end of the ledger chain and stores it with
-// its personal record. The write lock makes the chain one sequence
-// across instances.
+// its personal record and Merkle tree hashes. The write lock makes the
+// chain one sequence across instances.
 func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	if t.head == nil {
-		var seq int64
+		var seq, treeSize int64
 		var hash string
-		if err := t.q.QueryRow(t.ctx, "SELECT seq, hash FROM ledger_head").Scan(&seq, &hash); err != nil {
+		if err := t.q.QueryRow(t.ctx, "SELECT seq, hash, tree_size FROM ledger_head").Scan(&seq, &hash, &treeSize); err != nil {
 			return fmt.Errorf("postgres: ledger head: %w", err)
+		}
+		if treeSize != seq {
+			return fmt.Errorf("postgres: the ledger tree covers %d of %d events (a read-write open converts it)", treeSize, seq)
 		}
 		t.head = &chainHead{seq: uint64(seq), hash: hash}
 	}
@@ -173,12 +184,13 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	personal, digest := p.Repaired().Encode()
 	ev.PersonalDigest = digest
 	ev.Seal(t.head.hash)
-	b, err := encode(ev)
+	b := ev.LeafData()
+	tree, err := t.treeHashes(ev.Seq, b)
 	if err != nil {
 		return err
 	}
-	err = t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES ($1, $2, $3, $4, $5)",
-		int64(ev.Seq), ev.Subscriber, string(ev.Type), b, personal)
+	err = t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal, tree) VALUES ($1, $2, $3, $4, $5, $6)",
+		int64(ev.Seq), ev.Subscriber, string(ev.Type), b, personal, tree)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/consent"
 )
@@ -167,5 +170,80 @@ func testStats(t *testing.T, f *fixture) {
 	}
 	if st, err := f.s.Stats(ctx, dormantAfter); err != nil || st.ByLifecycle[consent.LifecycleCustomer] != 1 || st.ByLifecycle[consent.LifecycleDormant] != 0 {
 		t.Errorf("Stats after a new purchase: got %v, %v, want ann a customer again", st.ByLifecycle, err)
+	}
+}
+
+// testLedgerTree: the stored Merkle tree covers every event, its root is
+// the one a walk of the events computes, every event has an inclusion
+// proof and every earlier tree a consistency proof, and erasure leaves
+// all of them valid. A walk given saved heads passes the heads the ledger
+// extends and names the ones it does not.
+func testLedgerTree(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	if tree, err := f.s.LedgerTree(ctx); err != nil || tree.N != 0 {
+		t.Errorf("LedgerTree of an empty store: got %+v, %v, want the empty tree", tree, err)
+	}
+	f.bootstrap()
+	ann := f.subscribe("ann@example.com")
+	early, err := f.s.LedgerTree(ctx)
+	if err != nil || early.N != 2 {
+		t.Fatalf("LedgerTree after a signup and its confirmation: got %+v, %v, want 2 events", early, err)
+	}
+	for _, addr := range []string{"bob@example.com", "cy@example.com", "di@example.com"} {
+		f.signup(addr)
+	}
+	if err := f.s.Erase(ctx, ann.ID, "preferences"); err != nil {
+		t.Fatalf("Erase: %v", err)
+	}
+	tree, err := f.s.LedgerTree(ctx)
+	if err != nil || tree.N != 6 {
+		t.Fatalf("LedgerTree: got %+v, %v, want 6 events", tree, err)
+	}
+	rep, err := f.s.VerifyLedger(ctx, early, tree)
+	if err != nil || !rep.OK || rep.Root != tree.Hash || len(rep.Heads) != 2 || !rep.Heads[0].OK || !rep.Heads[1].OK {
+		t.Errorf("VerifyLedger(early, now): got %+v, %v, want OK with root %v and both heads passing", rep, err, tree.Hash)
+	}
+
+	hashes := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return f.s.LedgerHashes(ctx, idx) })
+	var events []consent.EventRecord
+	for _, addr := range []string{"bob@example.com", "cy@example.com", "di@example.com"} {
+		events = append(events, f.events(f.sub(addr).ID)...)
+	}
+	events = append(events, f.events(ann.ID)...) // erased: no personal records, proofs as before
+	if len(events) != 6 {
+		t.Fatalf("events: got %d, want 6", len(events))
+	}
+	for _, ev := range events {
+		n := consent.Record(ev.Seq)
+		p, err := tlog.ProveRecord(tree.N, n, hashes)
+		if err != nil {
+			t.Fatalf("ProveRecord(%d, %d): %v", tree.N, n, err)
+		}
+		if err := tlog.CheckRecord(p, tree.N, tree.Hash, n, tlog.RecordHash(ev.LeafData())); err != nil {
+			t.Errorf("inclusion proof of event %d (%s): %v", ev.Seq, ev.Type, err)
+		}
+	}
+	p, err := tlog.ProveTree(tree.N, early.N, hashes)
+	if err != nil {
+		t.Fatalf("ProveTree(%d, %d): %v", tree.N, early.N, err)
+	}
+	if err := tlog.CheckTree(p, tree.N, tree.Hash, early.N, early.Hash); err != nil {
+		t.Errorf("consistency proof from %d to %d: %v", early.N, tree.N, err)
+	}
+
+	forged := tlog.Tree{N: early.N, Hash: tlog.RecordHash([]byte("another history"))}
+	future := tlog.Tree{N: tree.N + 1, Hash: tree.Hash}
+	rep, err = f.s.VerifyLedger(ctx, early, forged, future)
+	if err != nil || rep.OK || rep.Broken != nil || len(rep.Heads) != 3 {
+		t.Fatalf("VerifyLedger(early, forged, future): got %+v, %v, want not OK, no broken link, 3 verdicts", rep, err)
+	}
+	var failed []string
+	for _, h := range rep.Heads {
+		if !h.OK {
+			failed = append(failed, fmt.Sprintf("%d %s", h.Size, h.Reason))
+		}
+	}
+	if len(failed) != 2 || !strings.Contains(failed[0], "changed") || !strings.Contains(failed[1], "removed") {
+		t.Errorf("VerifyLedger verdicts: got %q, want the forged head changed and the future one removed", failed)
 	}
 }

@@ -62,6 +62,7 @@ func Run(t *testing.T, open Opener) {
 		{"FindSubscribersOrder", testFindSubscribersOrder},
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
+		{"LedgerTree", testLedgerTree},
 		{"Stats", testStats},
 		{"Outbox", testOutbox},
 		{"Webhooks", testWebhooks},

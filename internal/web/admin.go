@@ -50,6 +50,7 @@ func (s *Server) registerAdmin(g *gin.RouterGroup) {
 	g.GET("/subscribers", read, s.handleSubscribers)
 	g.GET("/subscribers/:id", read, s.handleSubscriber)
 	g.GET("/subscribers/:id/consents", read, s.handleConsents)
+	g.GET("/subscribers/:id/receipt", read, s.handleSubscriberReceipt)
 	g.PATCH("/subscribers/:id", market, s.handleSubscriberPatch)
 	g.POST("/subscribers/:id/preference-link", market, s.handlePreferenceLink)
 	g.POST("/subscribers/:id/unsubscribe", market, s.handleWithdrawFor)
@@ -450,15 +451,6 @@ func (s *Server) handleSubscriberErase(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-func (s *Server) handleLedgerVerify(c *gin.Context) {
-	rep, err := s.store.VerifyLedger(c.Request.Context())
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, rep)
 }
 
 func (s *Server) handleStats(c *gin.Context) {

@@ -12,7 +12,7 @@ import (
 // socket/admin.sock), through which the optin CLI acts on a running service
 // instead of fighting it for the database file. It serves, without API
 // keys, POST /apikeys, GET /apikeys, DELETE /apikeys/{id}, GET
-// /ledger/verify, POST /imports and GET /campaigns/{id} with the admin API's bodies and
+// /ledger/verify, GET /ledger/key, POST /imports and GET /campaigns/{id} with the admin API's bodies and
 // answers. Access is controlled by the file modes of the socket (0600)
 // and of its directory (0700): owner only; writes are audited as the actor "cli".
 func (s *Server) SocketHandler() http.Handler {
@@ -26,6 +26,7 @@ func (s *Server) SocketHandler() http.Handler {
 	e.POST("/apikeys", s.handleAPIKeyCreate)
 	e.DELETE("/apikeys/:id", s.handleAPIKeyRevoke)
 	e.GET("/ledger/verify", s.handleLedgerVerify)
+	e.GET("/ledger/key", s.handleLedgerKey)
 	e.POST("/imports", s.handleImport)
 	e.GET("/campaigns/:id", s.handleCampaign)
 	return e

@@ -140,6 +140,7 @@ func (s *Server) registerConsole(e *gin.Engine) {
 	a.POST("/subscribers/export", market, s.handleConsoleExport)
 	a.GET("/subscribers/:id", read, s.handleConsolePerson)
 	a.GET("/subscribers/:id/receipt", read, s.handleConsoleReceipt)
+	a.GET("/subscribers/:id/receipt.json", read, s.handleSubscriberReceipt)
 	a.GET("/subscribers/:id/export", read, s.handleConsolePersonExport)
 	a.POST("/subscribers/:id/activity", market, s.handleConsoleActivity)
 	a.POST("/subscribers/:id/rectify", market, s.handleConsoleRectify)

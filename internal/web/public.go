@@ -596,7 +596,15 @@ func (s *Server) handleConfirm(c *gin.Context) {
 			s.messagePage(c, http.StatusOK, l, "address_confirmed", s.requestPage(c, req, pageData{}))
 			return
 		}
-		s.messagePage(c, http.StatusOK, l, "confirmed", s.requestPage(c, req, pageData{Topics: s.topicsOf(c, l, res.Topics)}))
+		data := s.requestPage(c, req, pageData{Topics: s.topicsOf(c, l, res.Topics)})
+		if s.cfg.Ledger != nil {
+			if data.LinkURL, err = s.receiptLink(req.Subscriber); err != nil {
+				s.fail(c, err)
+				return
+			}
+			data.LinkText = l.T("confirmed.receipt")
+		}
+		s.messagePage(c, http.StatusOK, l, "confirmed", data)
 	case consent.EExpired, consent.ENotFound:
 		s.messagePage(c, http.StatusGone, l, "expired", s.requestPage(c, req, signupAgain(req, l)))
 	default:

@@ -21,6 +21,7 @@ import (
 
 	"optin/internal/consent"
 	"optin/internal/i18n"
+	"optin/internal/ledger"
 	"optin/internal/scanner"
 	"optin/internal/token"
 )
@@ -79,6 +80,9 @@ type Config struct {
 	// ScannerNetworks are scanner networks the operator adds to the
 	// embedded list (scanner.Known).
 	ScannerNetworks []netip.Prefix
+	// Ledger signs the ledger's heads; nil when the server has no key
+	// (GET /ledger/head and /ledger/key answer 404).
+	Ledger *ledger.Heads
 	// CampaignMail, when set, renders a campaign's mail for the
 	// console's preview and sends its test copies.
 	CampaignMail CampaignMail
@@ -234,6 +238,7 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/preferences/:token", s.handlePreferencesPage)
 	pub.POST("/preferences/:token", s.handlePreferences)
 	pub.GET("/preferences/:token/export", s.handleExport)
+	pub.GET("/preferences/:token/receipt", s.handleReceipt)
 	pub.GET("/preferences/:token/erase", s.handleErasePage)
 	pub.POST("/preferences/:token/erase", s.handleErase)
 	pub.GET("/reawaken/:token", s.handleReawakenPage)
@@ -243,6 +248,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	pub.GET("/manage", s.handleManagePage)
 	pub.POST("/manage", s.handleManage)
+	pub.GET("/ledger/head", s.handleLedgerHead)
+	pub.GET("/ledger/key", s.handleLedgerKey)
+	pub.GET("/ledger/consistency", s.handleLedgerConsistency)
 
 	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
 	s.registerConsole(e)

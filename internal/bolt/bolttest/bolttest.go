@@ -6,11 +6,14 @@ package bolttest
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
 )
 
 // TamperEvent rewrites ledger event seq (1 is the first) in the closed
@@ -19,25 +22,18 @@ import (
 // event is missing or does not contain old.
 func TamperEvent(t testing.TB, path string, seq uint64, old, new string) {
 	t.Helper()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
+	update(t, path, func(tx *bbolt.Tx) error { return replace(tx, seq, old, new) })
+}
+
+// replace replaces the first old in ledger event seq with new.
+func replace(tx *bbolt.Tx, seq uint64, old, new string) error {
+	b := tx.Bucket([]byte("ledger"))
+	key := binary.BigEndian.AppendUint64(nil, seq)
+	v := b.Get(key)
+	if !bytes.Contains(v, []byte(old)) {
+		return fmt.Errorf("ledger event %d (%q) does not contain %q", seq, v, old)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("ledger"))
-		key := binary.BigEndian.AppendUint64(nil, seq)
-		v := b.Get(key)
-		if !bytes.Contains(v, []byte(old)) {
-			return fmt.Errorf("ledger event %d (%q) does not contain %q", seq, v, old)
-		}
-		return b.Put(key, bytes.Replace(v, []byte(old), []byte(new), 1))
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	return b.Put(key, bytes.Replace(v, []byte(old), []byte(new), 1))
 }
 
 // Check runs bbolt's own consistency check on the closed database file at
@@ -57,5 +53,78 @@ func Check(t testing.TB, path string) {
 	})
 	if err != nil {
 		t.Fatalf("bbolt check of %s: %v", path, err)
+	}
+}
+
+// Rewrite is the forgery of an operator with the file: it replaces the
+// first old in ledger event seq with new and recomputes the hash chain
+// from there, and drops the Merkle tree as DropTree does, so that the next
+// open rebuilds the tree from the forged events. Afterwards the file is
+// consistent in itself; only a tree head signed before the rewrite (or a
+// receipt) can tell.
+func Rewrite(t testing.TB, path string, seq uint64, old, new string) {
+	t.Helper()
+	update(t, path, func(tx *bbolt.Tx) error {
+		if err := replace(tx, seq, old, new); err != nil {
+			return err
+		}
+		b := tx.Bucket([]byte("ledger"))
+		key := binary.BigEndian.AppendUint64(nil, seq)
+		var prev string
+		if seq > 1 {
+			var before consent.Event
+			if err := json.Unmarshal(b.Get(binary.BigEndian.AppendUint64(nil, seq-1)), &before); err != nil {
+				return err
+			}
+			prev = before.Hash
+		}
+		c := b.Cursor()
+		var last consent.Event
+		for k, v := c.Seek(key); k != nil; k, v = c.Next() {
+			if err := json.Unmarshal(v, &last); err != nil {
+				return err
+			}
+			last.Seal(prev)
+			prev = last.Hash
+			if err := b.Put(k, last.LeafData()); err != nil {
+				return err
+			}
+		}
+		head := append(binary.BigEndian.AppendUint64(nil, last.Seq), last.Hash...)
+		if err := tx.Bucket([]byte("meta")).Put([]byte("ledger_head"), head); err != nil {
+			return err
+		}
+		return dropTree(tx)
+	})
+}
+
+// DropTree makes the closed database file at path look like one written
+// before the ledger was a Merkle tree: no tree hashes, no tree size.
+func DropTree(t testing.TB, path string) {
+	t.Helper()
+	update(t, path, dropTree)
+}
+
+func dropTree(tx *bbolt.Tx) error {
+	if err := tx.DeleteBucket([]byte("ledger_tree")); err != nil {
+		return err
+	}
+	return tx.Bucket([]byte("meta")).Delete([]byte("ledger_tree_size"))
+}
+
+// update runs fn in a write transaction on the closed database file at
+// path.
+func update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(fn)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }

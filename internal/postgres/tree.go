@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"optin/internal/consent"
+)
+
+// The ledger's Merkle tree is kept as tlog's stored hashes (about two per
+// event) in each event's tree column, so that the tree hash and any record
+// or consistency proof read O(log n) of them; ledger_head.tree_size
+// counts the events whose hashes are stored.
+
+// treeWrites are the tree hashes a write transaction computed, by index,
+// for the hashing of the events after them.
+type treeWrites struct {
+	size   int64 // the tree size they reach
+	hashes map[int64]tlog.Hash
+}
+
+// treeHashes computes the tree hashes of the event with sequence number
+// seq and leaf data leaf, and returns them as the event's tree column.
+// The events before it must have theirs stored.
+func (t *tx) treeHashes(seq uint64, leaf []byte) ([]byte, error) {
+	if t.tree == nil {
+		t.tree = &treeWrites{hashes: map[int64]tlog.Hash{}}
+	}
+	n := consent.Record(seq)
+	hashes, err := tlog.StoredHashes(n, leaf, t.treeReader())
+	if err != nil {
+		return nil, fmt.Errorf("postgres: tree hashes of event %d: %w", seq, err)
+	}
+	idx := tlog.StoredHashIndex(0, n)
+	col := make([]byte, 0, len(hashes)*len(tlog.Hash{}))
+	for i, h := range hashes {
+		t.tree.hashes[idx+int64(i)] = h
+		col = append(col, h[:]...)
+	}
+	t.tree.size = n + 1
+	return col, nil
+}
+
+// treeReader reads the hashes this transaction computed, and the others
+// from the database.
+func (t *tx) treeReader() tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		var missing []int64
+		for i, idx := range indexes {
+			h, ok := t.tree.hashes[idx]
+			if !ok {
+				missing = append(missing, idx)
+			}
+			out[i] = h
+		}
+		if len(missing) == 0 {
+			return out, nil
+		}
+		found, err := readHashes(t.conn, missing)
+		if err != nil {
+			return nil, err
+		}
+		for i, idx := range indexes {
+			if h, ok := found[idx]; ok {
+				out[i] = h
+			}
+		}
+		return out, nil
+	})
+}
+
+// readHashes reads the stored tree hashes at indexes; one missing is an
+// error. The hash at level l of node k is the l-th in the tree column of
+// the event that completes its subtree, record (k+1)<<l - 1.
+func readHashes(c conn, indexes []int64) (map[int64]tlog.Hash, error) {
+	seqs := make([]int64, len(indexes))
+	for i, idx := range indexes {
+		l, k := tlog.SplitStoredHashIndex(idx)
+		seqs[i] = (k+1)<<l - 1 + 1
+	}
+	trees := make(map[int64][]byte, len(seqs))
+	var seq int64
+	var col []byte
+	err := c.each("SELECT seq, tree FROM ledger WHERE seq = ANY($1)", []any{seqs}, []any{&seq, &col}, func() error {
+		trees[seq] = append([]byte(nil), col...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: ledger tree: %w", err)
+	}
+	found := make(map[int64]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		l, _ := tlog.SplitStoredHashIndex(idx)
+		hs := splitHashes(trees[seqs[i]])
+		if l >= len(hs) {
+			return nil, fmt.Errorf("postgres: ledger tree hash %d missing", idx)
+		}
+		found[idx] = hs[l]
+	}
+	return found, nil
+}
+
+// splitHashes splits a tree column into its hashes.
+func splitHashes(col []byte) []tlog.Hash {
+	var out []tlog.Hash
+	for len(col) >= len(tlog.Hash{}) {
+		out = append(out, tlog.Hash(col))
+		col = col[len(tlog.Hash{}):]
+	}
+	return out
+}
+
+// connReader reads stored tree hashes through c.
+func connReader(c conn) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		found, err := readHashes(c, indexes)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for i, idx := range indexes {
+			out[i] = found[idx]
+		}
+		return out, nil
+	})
+}
+
+// storedTree returns the tree of the events with stored hashes.
+func storedTree(c conn) (tlog.Tree, error) {
+	var n int64
+	if err := c.q.QueryRow(c.ctx, "SELECT tree_size FROM ledger_head").Scan(&n); err != nil {
+		return tlog.Tree{}, fmt.Errorf("postgres: ledger tree: %w", err)
+	}
+	h, err := tlog.TreeHash(n, connReader(c))
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("postgres: ledger tree: %w", err)
+	}
+	return tlog.Tree{N: n, Hash: h}, nil
+}
+
+// LedgerTree returns the Merkle tree of every committed event.
+func (db *DB) LedgerTree(ctx context.Context) (tlog.Tree, error) {
+	var t tlog.Tree
+	err := db.view(ctx, func(c conn) error {
+		var err error
+		t, err = storedTree(c)
+		return err
+	})
+	return t, err
+}
+
+// LedgerHashes returns the stored tree hashes at indexes.
+func (db *DB) LedgerHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return connReader(db.read(ctx)).ReadHashes(indexes)
+}
+
+// treeChunk is how many events one transaction of buildTree hashes.
+const treeChunk = 10000
+
+// buildTree stores the tree hashes of the events that lack them: every
+// event of a database written before the ledger was a tree, converted by
+// the first instance that starts on schema version 3. It works in chunks
+// under the write lock, each committed with the tree size it reached, so
+// an interrupted conversion resumes and instances never race.
+func (db *DB) buildTree(ctx context.Context) error {
+	for {
+		done := true
+		err := db.update(ctx, func(t *tx) error {
+			t.tree = nil // a rerun starts afresh
+			var from int64
+			if err := t.q.QueryRow(t.ctx, "SELECT tree_size FROM ledger_head").Scan(&from); err != nil {
+				return fmt.Errorf("postgres: ledger tree: %w", err)
+			}
+			var seqs []int64
+			var evs [][]byte
+			var seq int64
+			var evb []byte
+			// Read first: the hashing below reads hashes on the same
+			// connection.
+			err := t.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2", []any{from, treeChunk + 1},
+				[]any{&seq, &evb}, func() error {
+					seqs, evs = append(seqs, seq), append(evs, append([]byte(nil), evb...))
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			done = len(seqs) <= treeChunk
+			seqs = seqs[:min(len(seqs), treeChunk)]
+			cols := make([][]byte, len(seqs))
+			for i, seq := range seqs {
+				if seq != from+1 {
+					return fmt.Errorf("postgres: ledger event %d missing, found %d", from+1, seq)
+				}
+				var ev consent.Event
+				if err := decode(evs[i], &ev); err != nil {
+					return err
+				}
+				if cols[i], err = t.treeHashes(uint64(seq), ev.LeafData()); err != nil {
+					return err
+				}
+				from = seq
+			}
+			return t.exec("UPDATE ledger l SET tree = v.tree FROM unnest($1::bigint[], $2::bytea[]) AS v(seq, tree) WHERE l.seq = v.seq",
+				seqs, cols)
+		})
+		if err != nil || done {
+			return err
+		}
+	}
+}
