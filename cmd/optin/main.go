@@ -39,6 +39,8 @@ usage:
   optin apikey list [--config FILE]                 list API keys
   optin apikey revoke --id ID [--config FILE]       revoke an API key
   optin verify [--config FILE]                      check the consent ledger's hash chain
+  optin counters rebuild [--check] [--config FILE]  recount the counters the overview reads
+                                                    (--check: only compare them with a full walk)
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
@@ -52,7 +54,7 @@ usage:
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
-apikey, verify, import and campaign act on the running service through its admin
+apikey, verify, counters, import and campaign act on the running service through its admin
 socket (data_dir/socket/admin.sock); when the service is stopped they open the
 database file themselves.
 `
@@ -104,6 +106,15 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("unknown apikey command %q: use create, list or revoke", args[1])
 	case "verify":
 		return verify(ctx, args[1:], stdout)
+	case "counters":
+		if len(args) < 2 || args[1] != "rebuild" {
+			if len(args) == 2 && (args[1] == "help" || args[1] == "-h" || args[1] == "--help") {
+				fmt.Fprintln(stdout, countersUsage)
+				return nil
+			}
+			return errors.New(countersUsage)
+		}
+		return countersRebuild(ctx, args[2:], stdout)
 	case "import":
 		return importFile(ctx, args[1:], stdout, stderr)
 	case "campaign":
@@ -273,6 +284,40 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "revoked %s\n", *id)
+	return nil
+}
+
+const countersUsage = "usage: optin counters rebuild [--check] [--config FILE]"
+
+// countersRebuild recounts the counters Stats reads from a full walk, or
+// with --check only compares them and fails when any differs.
+func countersRebuild(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("counters rebuild", flag.ContinueOnError)
+	check := fs.Bool("check", false, "only compare the counters with a full walk; exit 1 when they differ")
+	cfg, err := loadConfig(fs, countersUsage[len("usage: "):], args, stdout)
+	if err != nil {
+		return err
+	}
+	method, path := "POST", "/counters/rebuild"
+	if *check {
+		method, path = "GET", "/counters/check"
+	}
+	var out struct{ Differences []consent.CounterDiff }
+	err = withAdmin(cfg, *check, func(c *socketClient) error { return c.do(ctx, method, path, "", nil, &out) })
+	if err != nil {
+		return err
+	}
+	for _, d := range out.Differences {
+		fmt.Fprintln(stdout, d)
+	}
+	switch {
+	case *check && len(out.Differences) > 0:
+		return fmt.Errorf("%d counters differ from a full walk; run optin counters rebuild", len(out.Differences))
+	case *check:
+		fmt.Fprintln(stdout, "counters ok: they match a full walk")
+	default:
+		fmt.Fprintf(stdout, "counters rebuilt from a full walk; %d corrected\n", len(out.Differences))
+	}
 	return nil
 }
 

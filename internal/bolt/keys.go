@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"time"
+
+	"optin/internal/consent"
 )
 
 // Bucket names. Every key encoding lives in this file.
@@ -36,14 +38,23 @@ var (
 	bucketSessions = []byte("console_sessions") // sha256 of session id (hex) -> consent.Session
 	// The breach register (incident.go).
 	bucketIncidents = []byte("incidents") // incident id -> consent.Incident
+	// Counters and indexes, derived from the records (counters.go).
+	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
+	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> nil
+	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
+	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
-		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents}
+		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+	// derivedBuckets hold what RebuildCounters recomputes from the records.
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head") // be64 seq + hash (hex)
+	keyDerived    = []byte("derived")     // derivedVersion once the counters and indexes are built
 )
 
 // appendOnly reports whether new keys of bucket name sort after all
@@ -117,3 +128,26 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 	k = append(k, kind)
 	return append(k, pairKey(campaign, sub)...)
 }
+
+// topicIndexKey names one subscription in sub_topics: by topic, then
+// status, then subscriber id, so that the subscribers holding a topic in
+// one status list in id order.
+func topicIndexKey(topic string, s consent.Status, id string) []byte {
+	return append(topicIndexPrefix(topic, s), id...)
+}
+
+// topicIndexPrefix is the part of topicIndexKey before the id.
+func topicIndexPrefix(topic string, s consent.Status) []byte {
+	k := make([]byte, 0, len(topic)+len(s)+2+40)
+	k = append(k, topic...)
+	k = append(k, 0)
+	k = append(k, s...)
+	return append(k, 0)
+}
+
+// timeKey encodes t as 8 bytes that sort as the times do (nanoseconds
+// since 1970 with the sign bit flipped).
+func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano()) ^ 1<<63) }
+
+// keyTime decodes a timeKey.
+func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(k)^1<<63)).UTC() }

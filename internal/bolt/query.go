@@ -114,3 +114,26 @@ func (db *DB) VerifyLedger(ctx context.Context) (consent.LedgerReport, error) {
 	rep.OK = err == nil && rep.Broken == nil
 	return rep, err
 }
+
+// LedgerCounts counts the ledger events after sequence number after by
+// type and returns the last sequence number read, for incremental
+// counting: pass it back as after next time.
+func (db *DB) LedgerCounts(ctx context.Context, after uint64) (map[consent.EventType]uint64, uint64, error) {
+	counts := map[consent.EventType]uint64{}
+	last := after
+	err := db.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketLedger).Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil; k, v = c.Next() {
+			var ev struct {
+				Type consent.EventType `json:"type"`
+			}
+			if err := decode(v, &ev); err != nil {
+				return err
+			}
+			counts[ev.Type]++
+			last = beUint64(k)
+		}
+		return nil
+	})
+	return counts, last, err
+}

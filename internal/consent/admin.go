@@ -120,7 +120,8 @@ type SuppressionPage struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// Stats is an overview of the store, computed from one snapshot.
+// Stats is an overview of the store, read from the counters it keeps
+// beside its records (see Counts).
 type Stats struct {
 	Subscribers int `json:"subscribers"`
 	// ByStatus counts subscriptions (subscriber x topic) by status.
@@ -134,14 +135,16 @@ type Stats struct {
 	Requests          int     `json:"requests"`
 	ConfirmedRequests int     `json:"confirmed_requests"`
 	ConfirmationRate  float64 `json:"confirmation_rate"`
-	// Daily has one entry per UTC day for the last 30 days, oldest first,
-	// today included: requested and confirmed ledger events.
+	// Daily has one entry per UTC day for the days asked for (30 by
+	// default), oldest first, today included: requested, confirmed and
+	// unsubscribed ledger events.
 	Daily []DayStats `json:"daily"`
 }
 
-// DayStats counts one UTC day's signups and confirmations.
+// DayStats counts one UTC day's signups, confirmations and unsubscribes.
 type DayStats struct {
 	Date          string `json:"date"` // YYYY-MM-DD
 	Signups       int    `json:"signups"`
 	Confirmations int    `json:"confirmations"`
+	Unsubscribes  int    `json:"unsubscribes"`
 }

@@ -129,6 +129,12 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	db.hasher = consent.NewHasher(key)
 	db.owner = db.ID()
 	go db.committer()
+	if !o.ReadOnly {
+		if err := db.buildCounters(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("postgres: building the counters: %w", err)
+		}
+	}
 	return db, nil
 }
 

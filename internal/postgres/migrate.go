@@ -16,7 +16,10 @@ import (
 )
 
 // migrationFiles holds the schema: one file per version, named
-// NNNN_what.sql, applied in order, never changed once released.
+// NNNN_what.sql, applied in order, never changed once released. Versions
+// may leave gaps while work on them goes on in parallel; a database gets
+// every version it has not applied, so one numbered lower and written
+// later is applied too.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -54,8 +57,8 @@ func migrations() ([]migration, error) {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("postgres: migration %s: versions must run 1, 2, 3 ... without gaps", m.name)
+		if i > 0 && m.version == ms[i-1].version {
+			return nil, fmt.Errorf("postgres: migrations %s and %s have one version", ms[i-1].name, m.name)
 		}
 	}
 	return ms, nil
@@ -67,7 +70,10 @@ func SchemaVersion() int {
 	if err != nil {
 		panic(err) // the embedded files are checked by the package's tests
 	}
-	return len(ms)
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
 }
 
 // Migrate brings the database's schema up to this optin's version. It
@@ -101,10 +107,30 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	if current > len(ms) {
-		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, len(ms))
+	if latest := ms[len(ms)-1].version; current > latest {
+		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, latest)
 	}
-	for _, m := range ms[current:] {
+	applied := map[int]bool{}
+	rows, err := c.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("postgres: schema_migrations: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
 		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
 			if _, err := t.Exec(ctx, m.sql); err != nil {
 				return err

@@ -24,6 +24,8 @@ type tx struct {
 	head *chainHead
 	// headDirty says the head row must be written before the commit.
 	headDirty bool
+	// counts are the changes to the counters, written before the commit.
+	counts consent.Counts
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -129,6 +131,9 @@ func (db *DB) run(calls []*call) (int, error) {
 			return i, errorOf(err)
 		}
 	}
+	if err := t.writeCounts(); err != nil {
+		return -1, err
+	}
 	if t.headDirty {
 		if err := t.exec("UPDATE ledger_head SET seq = $1, hash = $2", int64(t.head.seq), t.head.hash); err != nil {
 			return -1, fmt.Errorf("postgres: ledger head: %w", err)
@@ -179,6 +184,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	}
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
+	t.count(consent.EventDelta(ev))
 	return nil
 }
 

@@ -59,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},
+		{"Counters", testCounters},
 		{"Outbox", testOutbox},
 		{"CampaignEligibility", testCampaignEligibility},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},

@@ -446,12 +446,31 @@ func (s *Server) handleLedgerVerify(c *gin.Context) {
 }
 
 func (s *Server) handleStats(c *gin.Context) {
-	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter)
+	days, err := statsDays(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter, days)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, st)
+}
+
+// statsDays reads the days query parameter: how many days of daily
+// counts to show, consent.StatsDays when absent.
+func statsDays(c *gin.Context) (int, error) {
+	q := c.Query("days")
+	if q == "" {
+		return consent.StatsDays, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > consent.MaxStatsDays {
+		return 0, consent.Errorf(consent.EInvalid, "days must be a whole number from 1 to %d", consent.MaxStatsDays)
+	}
+	return n, nil
 }
 
 func (s *Server) handleAudit(c *gin.Context) {

@@ -59,3 +59,26 @@ func Check(t testing.TB, path string) {
 		t.Fatalf("bbolt check of %s: %v", path, err)
 	}
 }
+
+// DropCounter deletes counter name from the closed database file at
+// path, as a bug or a hand edit might; the test fails when it is missing.
+func DropCounter(t testing.TB, path, name string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("counters"))
+		if b == nil || b.Get([]byte(name)) == nil {
+			return fmt.Errorf("no counter %q", name)
+		}
+		return b.Delete([]byte(name))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
