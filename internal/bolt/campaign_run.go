@@ -12,8 +12,9 @@ import (
 
 // Reawaken campaigns on the store.
 //
-// A running campaign walks the subscribers in id order from a cursor kept
-// in the campaign record. Each step of the walk is one transaction that
+// A running campaign walks the subscribers confirmed on its topic (the
+// index of subscriptions) in id order from a cursor kept in the campaign
+// record. Each step of the walk is one transaction that
 // writes, for every subscriber the audience rule admits, the recipient
 // record, the outbox job and an entry in campaign_queued, and moves the
 // cursor: a restart resumes after the last committed step, and the
@@ -40,25 +41,46 @@ const (
 )
 
 // PreviewCampaign applies the campaign's audience rule and filters to
-// every subscriber, in read transactions of a few thousand subscribers,
-// and counts; it sends and changes nothing.
+// the subscribers confirmed on its topic (from the index of
+// subscriptions), in read transactions of a few thousand, and counts the
+// others by reason from the counters (consent.Counts.Unwalked); it sends
+// and changes nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
 	c, err := db.Campaign(ctx, id)
 	if err != nil {
 		return consent.CampaignPreview{}, err
 	}
 	pv := consent.NewCampaignPreview()
-	cursor := []byte(nil)
+	err = db.view(func(tx *bbolt.Tx) error {
+		for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, db.Now(), p) {
+			pv.Excluded[reason] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return consent.CampaignPreview{}, err
+	}
+	prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
+	cursor := ""
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return consent.CampaignPreview{}, err
 		}
 		err := db.view(func(tx *bbolt.Tx) error {
 			now := db.Now()
-			cur := tx.Bucket(bucketSubscribers).Cursor()
-			k, v := seekAfter(cur, cursor)
-			for n := 0; n < walkChunk*2 && k != nil; n++ {
-				cursor = append(cursor[:0], k...)
+			src := newPrefixIDs(tx.Bucket(bucketSubTopics), prefix, cursor, false)
+			subs := tx.Bucket(bucketSubscribers)
+			for n := 0; n < walkChunk*2; n++ {
+				id := src.next()
+				if id == nil {
+					done = true
+					return nil
+				}
+				cursor = string(id)
+				v := subs.Get(id)
+				if v == nil {
+					continue
+				}
 				sub := new(consent.Subscriber)
 				if err := decode(v, sub); err != nil {
 					return err
@@ -72,9 +94,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				} else {
 					pv.Excluded[reason]++
 				}
-				k, v = cur.Next()
 			}
-			done = k == nil
 			return nil
 		})
 		if err != nil {
@@ -84,17 +104,17 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	return pv, nil
 }
 
-// seekAfter positions cur at the first key after after (at the first key
-// when after is nil).
-func seekAfter(cur *bbolt.Cursor, after []byte) ([]byte, []byte) {
-	if after == nil {
-		return cur.First()
+// topicCounts reads the counters consent.Counts.Unwalked needs for topic.
+func topicCounts(tx *bbolt.Tx, topic string) consent.Counts {
+	counts := consent.Counts{}
+	b := tx.Bucket(bucketCounters)
+	counts[consent.CounterSubscribers] = counterValue(b.Get([]byte(consent.CounterSubscribers)))
+	prefix := []byte(consent.TopicCounter(topic, ""))
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
+		counts[string(k)] = counterValue(v)
 	}
-	k, v := cur.Seek(after)
-	if k != nil && bytes.Equal(k, after) {
-		k, v = cur.Next()
-	}
-	return k, v
+	return counts
 }
 
 // selectSubscriber applies the campaign's audience rule to sub
@@ -318,15 +338,19 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		cur := tx.Bucket(bucketSubscribers).Cursor()
-		var after []byte
-		if c.Cursor != "" {
-			after = []byte(c.Cursor)
-		}
-		k, v := seekAfter(cur, after)
-		for ; k != nil && examined < walkChunk && queued < budget; k, v = cur.Next() {
+		// The walk meets the topic's confirmed subscribers in id order
+		// (the index of subscriptions); the others are counted by reason
+		// from the counters when it ends.
+		src := newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, consent.StatusConfirmed), c.Cursor, false)
+		subs := tx.Bucket(bucketSubscribers)
+		var sid []byte
+		for sid = src.next(); sid != nil && examined < walkChunk && queued < budget; sid = src.next() {
 			examined++
-			c.Cursor = string(k)
+			c.Cursor = string(sid)
+			v := subs.Get(sid)
+			if v == nil {
+				continue
+			}
 			sub := new(consent.Subscriber)
 			if err := decode(v, sub); err != nil {
 				return err
@@ -347,8 +371,11 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 			}
 			queued++
 		}
-		if k == nil {
+		if sid == nil {
 			c.Walked = true
+			for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
+				c.Counts.Excluded[reason] += n
+			}
 		}
 		more = !c.Walked
 		c.Updated = now
@@ -465,4 +492,17 @@ func (db *DB) followUp(tx *bbolt.Tx, c *consent.Campaign, kind byte, subID strin
 		lapsed = 1
 	}
 	return reminded, lapsed, put(tx, bucketRecipients, rk, r)
+}
+
+// seekAfter positions cur at the first key after after (at the first key
+// when after is nil).
+func seekAfter(cur *bbolt.Cursor, after []byte) ([]byte, []byte) {
+	if after == nil {
+		return cur.First()
+	}
+	k, v := cur.Seek(after)
+	if k != nil && bytes.Equal(k, after) {
+		k, v = cur.Next()
+	}
+	return k, v
 }

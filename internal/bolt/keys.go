@@ -149,5 +149,3 @@ func topicIndexPrefix(topic string, s consent.Status) []byte {
 // since 1970 with the sign bit flipped).
 func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano()) ^ 1<<63) }
 
-// keyTime decodes a timeKey.
-func keyTime(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(k)^1<<63)).UTC() }

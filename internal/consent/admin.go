@@ -77,6 +77,10 @@ type SubscriberFilter struct {
 	// Query matches a case-insensitive substring of the email or name; a
 	// whole address finds exactly the subscriber holding it.
 	Query string
+	// CreatedSince and CreatedBefore, when set, match subscribers created
+	// at or after CreatedSince and before CreatedBefore: a range of ids,
+	// which start with their creation time (see FirstIDAt).
+	CreatedSince, CreatedBefore time.Time
 	// Newest lists the newest subscribers first (descending ids, which
 	// start with the creation time); otherwise the oldest come first.
 	Newest bool
@@ -89,6 +93,9 @@ type SubscriberFilter struct {
 // Match reports whether s passes the filter at time now (the cursor and
 // limit aside).
 func (f SubscriberFilter) Match(s *Subscriber, now time.Time) bool {
+	if lo, hi := f.IDRange(); s.ID < lo || hi != "" && s.ID >= hi {
+		return false
+	}
 	if f.Topic != "" || f.Status != "" {
 		found := false
 		for t, sub := range s.Subscriptions {
@@ -111,6 +118,18 @@ func (f SubscriberFilter) Match(s *Subscriber, now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// IDRange returns the ids the filter's creation times allow: from lo
+// (inclusive) to hi (exclusive; "" for no end).
+func (f SubscriberFilter) IDRange() (lo, hi string) {
+	if !f.CreatedSince.IsZero() {
+		lo = FirstIDAt(f.CreatedSince)
+	}
+	if !f.CreatedBefore.IsZero() {
+		hi = FirstIDAt(f.CreatedBefore)
+	}
+	return lo, hi
 }
 
 // SuppressionPage is one page of the suppression list.

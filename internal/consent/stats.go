@@ -247,3 +247,35 @@ func DiffCounts(kept, walked Counts) []CounterDiff {
 	slices.SortFunc(out, func(a, b CounterDiff) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// Unwalked returns, by reason, the subscribers a reawaken campaign on
+// topic leaves out without being looked at one by one: those with no
+// subscription to the topic, and those whose subscription is in any
+// status but confirmed, each with the reason Eligibility gives for that
+// status alone. A store walks only the topic's confirmed subscriptions
+// (an index) and takes these from its counts; c needs CounterSubscribers
+// and the topic's t/ counters.
+func (c Counts) Unwalked(topic string, now time.Time, p CampaignPolicy) map[string]int {
+	out := map[string]int{}
+	prefix := TopicCounter(topic, "")
+	held := int64(0)
+	for name, n := range c {
+		status, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		held += n
+		if Status(status) == StatusConfirmed {
+			continue
+		}
+		sub := &Subscriber{Subscriptions: map[string]*Subscription{topic: {Topic: topic, Status: Status(status)}}}
+		if ok, reason := Eligibility(sub, topic, false, false, now, p); !ok {
+			out[reason] += int(n)
+		}
+	}
+	if none := c[CounterSubscribers] - held; none > 0 {
+		_, reason := Eligibility(&Subscriber{}, topic, false, false, now, p)
+		out[reason] += int(none)
+	}
+	return out
+}

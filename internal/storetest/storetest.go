@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"Incidents", testIncidents},
 		{"Sessions", testSessions},
 		{"FindSubscribersOrder", testFindSubscribersOrder},
+		{"FindSubscribersFilters", testFindSubscribersFilters},
 		{"Suppressions", testSuppressions},
 		{"LedgerOrderAndChain", testLedgerOrderAndChain},
 		{"Stats", testStats},
