@@ -148,4 +148,3 @@ func topicIndexPrefix(topic string, s consent.Status) []byte {
 // timeKey encodes t as 8 bytes that sort as the times do (nanoseconds
 // since 1970 with the sign bit flipped).
 func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano()) ^ 1<<63) }
-

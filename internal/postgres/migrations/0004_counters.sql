@@ -20,6 +20,9 @@ CREATE TABLE subscriber_topics (
 	subscriber text COLLATE "C",
 	PRIMARY KEY (topic, status, subscriber)
 );
+-- A filter on a status alone or on a topic alone reads these.
+CREATE INDEX subscriber_topics_status ON subscriber_topics (status, subscriber);
+CREATE INDEX subscriber_topics_topic ON subscriber_topics (topic, subscriber);
 INSERT INTO subscriber_topics (topic, status, subscriber)
 	SELECT s.key, s.value->>'status', id FROM subscribers, jsonb_each(data->'subscriptions') s;
 
