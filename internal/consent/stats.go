@@ -106,6 +106,19 @@ func (c Counts) AddRequest(r *Request, n int64) {
 // AddEvent counts a ledger event; events are never removed.
 func (c Counts) AddEvent(ev *Event) { c.add(dayCounter(ev.Time, ev.Type), 1) }
 
+// Events sums the d/ counters of c by event type: every event counted.
+func (c Counts) Events() map[EventType]uint64 {
+	out := map[EventType]uint64{}
+	for name, n := range c {
+		if rest, ok := strings.CutPrefix(name, CounterDayPrefix); ok {
+			if _, typ, ok := strings.Cut(rest, "/"); ok {
+				out[EventType(typ)] += uint64(n)
+			}
+		}
+	}
+	return out
+}
+
 // EventDelta is what appending ev to the ledger changes in the counts.
 func EventDelta(ev *Event) Counts { return Counts{dayCounter(ev.Time, ev.Type): 1} }
 

@@ -228,6 +228,7 @@ type LedgerStore interface {
 	// VerifyLedger walks the whole chain and reports the first break.
 	VerifyLedger(ctx context.Context) (LedgerReport, error)
 	// LedgerCounts counts events by type after sequence number after, and
-	// returns the last sequence number counted.
+	// returns the last sequence number counted; from the start (after 0)
+	// it reads the counters (see Counts) instead of the events.
 	LedgerCounts(ctx context.Context, after uint64) (map[EventType]uint64, uint64, error)
 }

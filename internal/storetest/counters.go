@@ -112,8 +112,10 @@ func testCounters(t *testing.T, f *fixture) {
 			want.Subscribers, want.ByStatus, want.ByLifecycle, want.ByTopic)
 	}
 	days := map[string]consent.DayStats{}
+	byType := map[consent.EventType]uint64{}
 	for _, id := range ids {
 		for _, ev := range f.events(id) {
+			byType[ev.Type]++
 			date := ev.Time.UTC().Format(time.DateOnly)
 			d := days[date]
 			switch ev.Type {
@@ -141,6 +143,13 @@ func testCounters(t *testing.T, f *fixture) {
 	}
 	if seen == 0 {
 		t.Errorf("Stats.Daily: counted nothing")
+	}
+	events, last, err := f.s.LedgerCounts(ctx, 0)
+	if err != nil || !maps.Equal(events, byType) {
+		t.Errorf("LedgerCounts(0): got %v, %v, want the events of the walk %v", events, err, byType)
+	}
+	if more, at, err := f.s.LedgerCounts(ctx, last); err != nil || len(more) != 0 || at != last {
+		t.Errorf("LedgerCounts(%d): got %v, %d, %v, want nothing after the last event", last, more, at, err)
 	}
 	if diff, err := f.s.RebuildCounters(ctx); err != nil || len(diff) != 0 {
 		t.Errorf("RebuildCounters: got %v, %v, want nothing to correct", diff, err)
