@@ -39,6 +39,9 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	}
 	err := db.view(func(tx *bbolt.Tx) error {
 		out, next = nil, ""
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
 		now := db.Now()
 		_, cut := consent.DormantCutoff(now, f.DormantAfter)
 		cutoff := timeKey(cut)

@@ -52,6 +52,9 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	}
 	pv := consent.NewCampaignPreview()
 	err = db.view(func(tx *bbolt.Tx) error {
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
 		for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, db.Now(), p) {
 			pv.Excluded[reason] += n
 		}

@@ -163,10 +163,10 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration, days int) (
 	now := db.Now()
 	var st consent.Stats
 	err := db.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketCounters)
-		if b == nil {
-			return consent.Errorf(consent.EConflict, "this database has no counters yet: open it once to write, or run optin counters rebuild")
+		if err := derivedReady(tx); err != nil {
+			return err
 		}
+		b := tx.Bucket(bucketCounters)
 		// Every counter but the d/ ones outside the days asked for.
 		from, to := consent.DayRange(now, days)
 		counts := consent.Counts{}
@@ -187,6 +187,16 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration, days int) (
 		return nil
 	})
 	return st, err
+}
+
+// derivedReady reports an EConflict error when tx's database lacks the
+// counters and indexes: one written before them that no read-write open
+// has built them in yet (a read-only open builds nothing).
+func derivedReady(tx *bbolt.Tx) error {
+	if string(tx.Bucket(bucketMeta).Get(keyDerived)) != derivedVersion {
+		return consent.Errorf(consent.EConflict, "this database has no counters and indexes yet: start optin serve on it once, or run optin counters rebuild")
+	}
+	return nil
 }
 
 // CheckCounters compares the stored counters with a full walk of one

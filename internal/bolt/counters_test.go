@@ -56,6 +56,20 @@ func TestCountersBuiltOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A read-only open builds nothing: reads that need them say so.
+	ro, err := Open(path, Options{HMACKey: opts.HMACKey, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ro.Stats(ctx, consent.Day, consent.StatsDays)
+	_, _, ferr := ro.FindSubscribers(ctx, consent.SubscriberFilter{Limit: 10})
+	if consent.ErrorCode(err) != consent.EConflict || consent.ErrorCode(ferr) != consent.EConflict {
+		t.Errorf("Stats and FindSubscribers on a read-only open before the counters: got %v, %v, want EConflict", err, ferr)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	if db, err = Open(path, opts); err != nil {
 		t.Fatal(err)
 	}
