@@ -22,13 +22,14 @@ import (
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
 	var gone, come [][2]string
-	for topic, s := range subscriptionsOf(old) {
-		if subscriptionsOf(sub)[topic] != s {
+	was, is := subscriptionsOf(old), subscriptionsOf(sub)
+	for topic, s := range was {
+		if is[topic] != s {
 			gone = append(gone, [2]string{topic, string(s)})
 		}
 	}
-	for topic, s := range subscriptionsOf(sub) {
-		if subscriptionsOf(old)[topic] != s {
+	for topic, s := range is {
+		if was[topic] != s {
 			come = append(come, [2]string{topic, string(s)})
 		}
 	}
