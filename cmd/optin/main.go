@@ -42,6 +42,8 @@ usage:
                                                     and that it extends saved heads
   optin receipt verify RECEIPT --key KEYFILE [--head FILE]
                                                     check a consent receipt offline
+  optin counters rebuild [--check] [--config FILE]  recount the counters the overview reads
+                                                    (--check: only compare them with a full walk)
   optin import [--format csv|ndjson] [--config FILE] FILE
                                                     import subscribers (see the README)
   optin campaign status [--config FILE] ID          show a reawaken campaign's progress
@@ -58,7 +60,7 @@ usage:
 
 The config file may also be given with OPTIN_CONFIG. Without any config the
 service runs on its embedded defaults (127.0.0.1:8080, ./data, file mail).
-apikey, verify, import and campaign act on the running service through its admin
+apikey, verify, counters, import and campaign act on the running service through its admin
 socket (data_dir/socket/admin.sock); when the service is stopped they open the
 database file themselves.
 `
@@ -112,6 +114,15 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return verify(ctx, args[1:], stdout)
 	case "receipt":
 		return receiptCmd(args[1:], stdout)
+	case "counters":
+		if len(args) < 2 || args[1] != "rebuild" {
+			if len(args) == 2 && (args[1] == "help" || args[1] == "-h" || args[1] == "--help") {
+				fmt.Fprintln(stdout, countersUsage)
+				return nil
+			}
+			return errors.New(countersUsage)
+		}
+		return countersRebuild(ctx, args[2:], stdout)
 	case "import":
 		return importFile(ctx, args[1:], stdout, stderr)
 	case "campaign":
@@ -283,6 +294,40 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "revoked %s\n", *id)
+	return nil
+}
+
+const countersUsage = "usage: optin counters rebuild [--check] [--config FILE]"
+
+// countersRebuild recounts the counters Stats reads from a full walk, or
+// with --check only compares them and fails when any differs.
+func countersRebuild(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("counters rebuild", flag.ContinueOnError)
+	check := fs.Bool("check", false, "only compare the counters with a full walk; exit 1 when they differ")
+	cfg, err := loadConfig(fs, countersUsage[len("usage: "):], args, stdout)
+	if err != nil {
+		return err
+	}
+	method, path := "POST", "/counters/rebuild"
+	if *check {
+		method, path = "GET", "/counters/check"
+	}
+	var out struct{ Differences []consent.CounterDiff }
+	err = withAdmin(cfg, *check, func(c *socketClient) error { return c.do(ctx, method, path, "", nil, &out) })
+	if err != nil {
+		return err
+	}
+	for _, d := range out.Differences {
+		fmt.Fprintln(stdout, d)
+	}
+	switch {
+	case *check && len(out.Differences) > 0:
+		return fmt.Errorf("%d counters differ from a full walk; run optin counters rebuild", len(out.Differences))
+	case *check:
+		fmt.Fprintln(stdout, "counters ok: they match a full walk")
+	default:
+		fmt.Fprintf(stdout, "counters rebuilt from a full walk; %d corrected\n", len(out.Differences))
+	}
 	return nil
 }
 

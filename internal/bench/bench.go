@@ -21,7 +21,8 @@ import (
 const usage = `usage:
   optin-bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D]
         POST signups with unique addresses for D with N clients; with --sink, also run
-        the SMTP server optin sends to on ADDR and report confirmation-mail latency
+        the SMTP server optin sends to on ADDR and report confirmation-mail latency;
+        then the service's memory from its /metrics: Go heap, anonymous RSS, database pages
   optin-bench ceiling [--clients N] [--duration D] [--dir DIR]
         the limits to compare with: the same load against a gin handler that does
         nothing, and raw fsynced bbolt commits per second
@@ -270,6 +271,13 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	}
 	res := l.Run(ctx)
 	fmt.Fprintf(out, "signup: %d clients, %v against %s\n%s", *clients, *dur, strings.Join(urls, ", "), res)
+	defer func() {
+		if mem, err := ServiceMemory(ctx, strings.Split(*base, ",")[0]); err != nil {
+			fmt.Fprintf(out, "memory: unknown (%v)\n", err)
+		} else {
+			fmt.Fprintf(out, "memory: %s\n", mem)
+		}
+	}()
 	if srv == nil {
 		return cpu.print(out, okCount.Load())
 	}

@@ -15,7 +15,8 @@ const maxScan = 20000
 
 // FindSubscribers returns one page of the subscribers matching f in id
 // order (the newest first with f.Newest), and the cursor of the next page
-// ("" at the end). Ids start with their creation time and end with random
+// ("" at the end). It reads the candidates from the index that serves f
+// (see candidates) within the ids of f's creation range. Ids start with their creation time and end with random
 // bits, so the order is stable while others write: a subscriber added
 // meanwhile sorts before or after the cursor, and no page repeats or
 // skips one that existed when the listing began (unless it was erased).
@@ -38,31 +39,31 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	}
 	err := db.view(func(tx *bbolt.Tx) error {
 		out, next = nil, ""
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
 		now := db.Now()
-		c := tx.Bucket(bucketSubscribers).Cursor()
-		step := c.Next
-		if f.Newest {
-			step = c.Prev
+		_, cut := consent.DormantCutoff(now, f.DormantAfter)
+		cutoff := timeKey(cut)
+		// Ids start with their creation time: a creation range is a range
+		// of ids, where the listing starts (an id equal to lo would need
+		// 128 random bits of zero) and ends.
+		lo, hi := f.IDRange()
+		from := f.Cursor
+		if !f.Newest && from < lo {
+			from = lo
 		}
-		var k, v []byte
-		switch {
-		case f.Cursor == "" && f.Newest:
-			k, v = c.Last()
-		case f.Cursor == "":
-			k, v = c.First()
-		default:
-			// Seek lands on the cursor or the first id after it in
-			// ascending order: step past it unless that is already the
-			// next one in the listing's order.
-			if k, v = c.Seek([]byte(f.Cursor)); k == nil && f.Newest {
-				k, v = c.Last()
-			}
-			for k != nil && !after(string(k)) {
-				k, v = step()
-			}
+		if f.Newest && hi != "" && (from == "" || from > hi) {
+			from = hi
 		}
+		src := candidates(tx, f, from)
+		subs := tx.Bucket(bucketSubscribers)
 		last := ""
-		for scanned := 0; k != nil; k, v = step() {
+		for scanned := 0; ; scanned++ {
+			id := src.next()
+			if id == nil || !f.Newest && hi != "" && string(id) >= hi || f.Newest && string(id) < lo {
+				return nil
+			}
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return nil
@@ -71,8 +72,14 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 				next = last
 				return nil
 			}
-			scanned++
-			last = string(k)
+			last = string(id)
+			if !indexMatch(tx, f, id, cutoff) {
+				continue
+			}
+			v := subs.Get(id)
+			if v == nil {
+				continue
+			}
 			s := new(consent.Subscriber)
 			if err := decode(v, s); err != nil {
 				return err
@@ -81,7 +88,6 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 				out = append(out, s)
 			}
 		}
-		return nil
 	})
 	return out, next, err
 }

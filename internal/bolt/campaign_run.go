@@ -12,8 +12,9 @@ import (
 
 // Reawaken campaigns on the store.
 //
-// A running campaign walks the subscribers in id order from a cursor kept
-// in the campaign record. Each step of the walk is one transaction that
+// A running campaign walks the subscribers confirmed on its topic (the
+// index of subscriptions) in id order from a cursor kept in the campaign
+// record. Each step of the walk is one transaction that
 // writes, for every subscriber the audience rule admits, the recipient
 // record, the outbox job and an entry in campaign_queued, and moves the
 // cursor: a restart resumes after the last committed step, and the
@@ -97,17 +98,17 @@ func (db *DB) examine(ctx context.Context, c *consent.Campaign, p consent.Campai
 	return ended, nil
 }
 
-// seekAfter positions cur at the first key after after (at the first key
-// when after is nil).
-func seekAfter(cur *bbolt.Cursor, after []byte) ([]byte, []byte) {
-	if after == nil {
-		return cur.First()
+// topicCounts reads the counters consent.Counts.Unwalked needs for topic.
+func topicCounts(tx *bbolt.Tx, topic string) consent.Counts {
+	counts := consent.Counts{}
+	b := tx.Bucket(bucketCounters)
+	counts[consent.CounterSubscribers] = counterValue(b.Get([]byte(consent.CounterSubscribers)))
+	prefix := []byte(consent.TopicCounter(topic, ""))
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
+		counts[string(k)] = counterValue(v)
 	}
-	k, v := cur.Seek(after)
-	if k != nil && bytes.Equal(k, after) {
-		k, v = cur.Next()
-	}
-	return k, v
+	return counts
 }
 
 // selectSubscriber applies the campaign's audience rule to sub
@@ -336,15 +337,19 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		cur := tx.Bucket(bucketSubscribers).Cursor()
-		var after []byte
-		if c.Cursor != "" {
-			after = []byte(c.Cursor)
-		}
-		k, v := seekAfter(cur, after)
-		for ; k != nil && examined < walkChunk && queued < budget; k, v = cur.Next() {
+		// The walk meets the topic's confirmed subscribers in id order
+		// (the index of subscriptions); the others are counted by reason
+		// from the counters when it ends.
+		src := newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, consent.StatusConfirmed), c.Cursor, false)
+		subs := tx.Bucket(bucketSubscribers)
+		var sid []byte
+		for sid = src.next(); sid != nil && examined < walkChunk && queued < budget; sid = src.next() {
 			examined++
-			c.Cursor = string(k)
+			c.Cursor = string(sid)
+			v := subs.Get(sid)
+			if v == nil {
+				continue
+			}
 			sub := new(consent.Subscriber)
 			if err := decode(v, sub); err != nil {
 				return err
@@ -365,8 +370,11 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 			}
 			queued++
 		}
-		if k == nil {
+		if sid == nil {
 			c.Walked = true
+			for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
+				c.Counts.Excluded[reason] += n
+			}
 		}
 		more = !c.Walked
 		c.Updated = now
@@ -483,4 +491,17 @@ func (db *DB) followUp(tx *bbolt.Tx, c *consent.Campaign, kind byte, subID strin
 		lapsed = 1
 	}
 	return reminded, lapsed, put(tx, bucketRecipients, rk, r)
+}
+
+// seekAfter positions cur at the first key after after (at the first key
+// when after is nil).
+func seekAfter(cur *bbolt.Cursor, after []byte) ([]byte, []byte) {
+	if after == nil {
+		return cur.First()
+	}
+	k, v := cur.Seek(after)
+	if k != nil && bytes.Equal(k, after) {
+		k, v = cur.Next()
+	}
+	return k, v
 }

@@ -125,14 +125,24 @@ func createBuckets(tx *bbolt.Tx) error {
 			return err
 		}
 	}
-	return checkBuckets(tx)
+	if err := checkBuckets(tx); err != nil {
+		return err
+	}
+	if string(meta.Get(keyDerived)) != derivedVersion {
+		// A database from before the counters (or a new one): build
+		// them and the indexes once from the records.
+		if _, err := rebuild(context.Background(), tx); err != nil {
+			return fmt.Errorf("building the counters: %w", err)
+		}
+	}
+	return nil
 }
 
 // laterBuckets were added after schema version 1 without a conversion: a
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
-	bucketAssessments, bucketTree}
+	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -369,11 +379,17 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
-// put stores v as JSON at key.
+// put stores v as JSON at key; a subscriber or request moves the
+// counters and indexes with it (track).
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("bolt: encode %s: %w", bucket, err)
+	}
+	if tracked(bucket) {
+		if err := track(tx, bucket, key, v); err != nil {
+			return err
+		}
 	}
 	return bucketOf(tx, bucket).Put(key, b)
 }
@@ -415,6 +431,9 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 		return err
 	}
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
+		return err
+	}
+	if err := addCounts(tx, consent.EventDelta(ev)); err != nil {
 		return err
 	}
 	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {

@@ -46,16 +46,25 @@ var (
 	bucketHookParked = []byte("webhook_parked") // webhook id 0x00 be64 delivery id -> consent.Delivery
 	// Legitimate-interest assessments (assessment.go).
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
+	// Counters and indexes, derived from the records (counters.go).
+	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
+	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> nil
+	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
+	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
-		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree}
+		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+	// derivedBuckets hold what RebuildCounters recomputes from the records.
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
+	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
 )
 
 // appendOnly reports whether new keys of bucket name sort after all
@@ -142,3 +151,23 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 	k = append(k, kind)
 	return append(k, pairKey(campaign, sub)...)
 }
+
+// topicIndexKey names one subscription in sub_topics: by topic, then
+// status, then subscriber id, so that the subscribers holding a topic in
+// one status list in id order.
+func topicIndexKey(topic string, s consent.Status, id string) []byte {
+	return append(topicIndexPrefix(topic, s), id...)
+}
+
+// topicIndexPrefix is the part of topicIndexKey before the id.
+func topicIndexPrefix(topic string, s consent.Status) []byte {
+	k := make([]byte, 0, len(topic)+len(s)+2+40)
+	k = append(k, topic...)
+	k = append(k, 0)
+	k = append(k, s...)
+	return append(k, 0)
+}
+
+// timeKey encodes t as 8 bytes that sort as the times do (nanoseconds
+// since 1970 with the sign bit flipped).
+func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano()) ^ 1<<63) }

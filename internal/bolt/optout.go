@@ -181,7 +181,7 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 	}
 	prefix := pairKey(id, "")
 	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
-		if err := tx.Bucket(bucketRequests).Delete(k[len(prefix):]); err != nil {
+		if err := del(tx, bucketRequests, k[len(prefix):]); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
@@ -201,7 +201,7 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 			return err
 		}
 	}
-	if err := tx.Bucket(bucketSubscribers).Delete([]byte(id)); err != nil {
+	if err := del(tx, bucketSubscribers, []byte(id)); err != nil {
 		return err
 	}
 	ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}

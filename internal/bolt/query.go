@@ -137,3 +137,40 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 	})
 	return chain.Report(broken), err
 }
+
+// LedgerCounts counts the ledger events after sequence number after by
+// type and returns the last sequence number read, for incremental
+// counting: pass it back as after next time. From the start (after 0)
+// it sums the counters of events by day instead of walking the ledger.
+func (db *DB) LedgerCounts(ctx context.Context, after uint64) (map[consent.EventType]uint64, uint64, error) {
+	counts := map[consent.EventType]uint64{}
+	last := after
+	err := db.view(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketCounters); after == 0 && b != nil {
+			days := consent.Counts{}
+			prefix := []byte(consent.CounterDayPrefix)
+			c := b.Cursor()
+			for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
+				days[string(k)] = counterValue(v)
+			}
+			counts = days.Events()
+			if head := tx.Bucket(bucketMeta).Get(keyLedgerHead); head != nil {
+				last = beUint64(head[:8])
+			}
+			return nil
+		}
+		c := tx.Bucket(bucketLedger).Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil; k, v = c.Next() {
+			var ev struct {
+				Type consent.EventType `json:"type"`
+			}
+			if err := decode(v, &ev); err != nil {
+				return err
+			}
+			counts[ev.Type]++
+			last = beUint64(k)
+		}
+		return nil
+	})
+	return counts, last, err
+}

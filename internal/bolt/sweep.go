@@ -130,7 +130,7 @@ func expired(tx *bbolt.Tx, r *consent.Request, now time.Time, retention time.Dur
 }
 
 func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error {
-	if err := tx.Bucket(bucketRequests).Delete([]byte(r.ID)); err != nil {
+	if err := del(tx, bucketRequests, []byte(r.ID)); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketReqBySub).Delete(pairKey(r.Subscriber, r.ID)); err != nil {
@@ -168,5 +168,5 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 	if err := tx.Bucket(bucketEmails).Delete([]byte(consent.AddressKey(sub.Email))); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketSubscribers).Delete([]byte(sub.ID))
+	return del(tx, bucketSubscribers, []byte(sub.ID))
 }

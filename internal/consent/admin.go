@@ -77,6 +77,10 @@ type SubscriberFilter struct {
 	// Query matches a case-insensitive substring of the email or name; a
 	// whole address finds exactly the subscriber holding it.
 	Query string
+	// CreatedSince and CreatedBefore, when set, match subscribers created
+	// at or after CreatedSince and before CreatedBefore: a range of ids,
+	// which start with their creation time (see FirstIDAt).
+	CreatedSince, CreatedBefore time.Time
 	// Newest lists the newest subscribers first (descending ids, which
 	// start with the creation time); otherwise the oldest come first.
 	Newest bool
@@ -89,6 +93,9 @@ type SubscriberFilter struct {
 // Match reports whether s passes the filter at time now (the cursor and
 // limit aside).
 func (f SubscriberFilter) Match(s *Subscriber, now time.Time) bool {
+	if lo, hi := f.IDRange(); s.ID < lo || hi != "" && s.ID >= hi {
+		return false
+	}
 	if f.Topic != "" || f.Status != "" {
 		found := false
 		for t, sub := range s.Subscriptions {
@@ -113,6 +120,18 @@ func (f SubscriberFilter) Match(s *Subscriber, now time.Time) bool {
 	return true
 }
 
+// IDRange returns the ids the filter's creation times allow: from lo
+// (inclusive) to hi (exclusive; "" for no end).
+func (f SubscriberFilter) IDRange() (lo, hi string) {
+	if !f.CreatedSince.IsZero() {
+		lo = FirstIDAt(f.CreatedSince)
+	}
+	if !f.CreatedBefore.IsZero() {
+		hi = FirstIDAt(f.CreatedBefore)
+	}
+	return lo, hi
+}
+
 // SuppressionPage is one page of the suppression list.
 type SuppressionPage struct {
 	Items []Suppression `json:"items"`
@@ -120,7 +139,8 @@ type SuppressionPage struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// Stats is an overview of the store, computed from one snapshot.
+// Stats is an overview of the store, read from the counters it keeps
+// beside its records (see Counts).
 type Stats struct {
 	Subscribers int `json:"subscribers"`
 	// ByStatus counts subscriptions (subscriber x topic) by status.
@@ -134,14 +154,16 @@ type Stats struct {
 	Requests          int     `json:"requests"`
 	ConfirmedRequests int     `json:"confirmed_requests"`
 	ConfirmationRate  float64 `json:"confirmation_rate"`
-	// Daily has one entry per UTC day for the last 30 days, oldest first,
-	// today included: requested and confirmed ledger events.
+	// Daily has one entry per UTC day for the days asked for (30 by
+	// default), oldest first, today included: requested, confirmed and
+	// unsubscribed ledger events.
 	Daily []DayStats `json:"daily"`
 }
 
-// DayStats counts one UTC day's signups and confirmations.
+// DayStats counts one UTC day's signups, confirmations and unsubscribes.
 type DayStats struct {
 	Date          string `json:"date"` // YYYY-MM-DD
 	Signups       int    `json:"signups"`
 	Confirmations int    `json:"confirmations"`
+	Unsubscribes  int    `json:"unsubscribes"`
 }

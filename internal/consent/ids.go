@@ -35,6 +35,17 @@ func NewID(t time.Time, r io.Reader) string {
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
 }
 
+// FirstIDAt returns the smallest id NewID can make at t or later: every
+// id made before t sorts before it, every one made from t on at or after.
+func FirstIDAt(t time.Time) string {
+	var b [22]byte
+	ms := uint64(max(t.UnixMilli(), 0))
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
 // Hasher computes the keyed hashes under which addresses are suppressed:
 // the hex HMAC-SHA256 of an address's case-folded key. It reuses HMAC
 // states keyed once, since each signup and each mail's send-time check

@@ -169,7 +169,17 @@ type AdminStore interface {
 	// AuditRead records a read worth auditing (exports, backups).
 	AuditRead(ctx context.Context, a Actor, action, target string, count int) error
 	Audit(ctx context.Context, cursor string, limit int) (entries []AuditEntry, next string, err error)
-	Stats(ctx context.Context, dormantAfter time.Duration) (Stats, error)
+	// Stats reads the overview from the counters (see Counts), with
+	// lifecycle stages at the store's clock with dormantAfter and days
+	// (1 to MaxStatsDays) of daily counts; it walks no records.
+	Stats(ctx context.Context, dormantAfter time.Duration, days int) (Stats, error)
+	// CheckCounters compares every counter with a full walk of the
+	// records (from one snapshot) and returns those that differ.
+	CheckCounters(ctx context.Context) ([]CounterDiff, error)
+	// RebuildCounters recounts every counter and the indexes audiences
+	// and filtered listings read from a full walk, in one transaction,
+	// and returns the counters it corrected.
+	RebuildCounters(ctx context.Context) ([]CounterDiff, error)
 	// Backup writes a consistent snapshot of the store to w, calling size
 	// with its length before the first byte.
 	Backup(ctx context.Context, w io.Writer, size func(int64)) error
@@ -318,6 +328,7 @@ type LedgerStore interface {
 	// tlog.HashReader proofs are made from. A hash not stored is an error.
 	LedgerHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	// LedgerCounts counts events by type after sequence number after, and
-	// returns the last sequence number counted.
+	// returns the last sequence number counted; from the start (after 0)
+	// it reads the counters (see Counts) instead of the events.
 	LedgerCounts(ctx context.Context, after uint64) (map[EventType]uint64, uint64, error)
 }

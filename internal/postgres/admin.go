@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"optin/internal/consent"
 )
@@ -20,20 +23,77 @@ const scanChunk = 1000
 // or they end. fn may run statements on c: a chunk is read completely
 // before fn sees its first subscriber.
 func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool, error)) error {
-	return walkSubscribers(c, after, false, fn)
+	return walkSubscribers(c, where{}, after, false, fn)
 }
 
-// walkSubscribers is eachSubscriber, in descending id order with newest
-// (after is then the id the walk continues below; "" starts at the top).
-func walkSubscribers(c conn, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
-	query := "SELECT data FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+// where is a condition on the subscribers (as s) with its arguments,
+// numbered from $3 ($1 and $2 are the walk's cursor and chunk size).
+type where struct {
+	sql  []string
+	args []any
+}
+
+// and adds a condition whose arguments are written as %s, in order.
+func (w *where) and(sql string, args ...any) {
+	for _, a := range args {
+		w.args = append(w.args, a)
+		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
+	}
+	w.sql = append(w.sql, sql)
+}
+
+func (w where) String() string {
+	if len(w.sql) == 0 {
+		return "true"
+	}
+	return strings.Join(w.sql, " AND ")
+}
+
+// filterWhere is what f asks of the subscribers at now, in terms the
+// indexes serve: the index of subscriptions (subscriber_topics), the
+// last purchase and the id (which starts with the creation time). The
+// text search is left to consent.SubscriberFilter.Match.
+func filterWhere(f consent.SubscriberFilter, now time.Time) where {
+	var w where
+	switch {
+	case f.Topic != "" && f.Status != "":
+		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s AND st.status = %s)", f.Topic, string(f.Status))
+	case f.Topic != "":
+		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s)", f.Topic)
+	case f.Status != "":
+		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status = %s)", string(f.Status))
+	}
+	_, cutoff := consent.DormantCutoff(now, f.DormantAfter)
+	switch f.Lifecycle {
+	case consent.LifecycleProspect:
+		w.and("s.last_purchase IS NULL")
+	case consent.LifecycleCustomer:
+		w.and("s.last_purchase > %s", cutoff)
+	case consent.LifecycleDormant:
+		w.and("s.last_purchase <= %s", cutoff)
+	}
+	lo, hi := f.IDRange()
+	if lo != "" {
+		w.and("s.id >= %s", lo)
+	}
+	if hi != "" {
+		w.and("s.id < %s", hi)
+	}
+	return w
+}
+
+// walkSubscribers is eachSubscriber for the subscribers matching w, in
+// descending id order with newest (after is then the id the walk
+// continues below; "" starts at the top).
+func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
+	query := "SELECT s.data FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
 	if newest {
-		query = "SELECT data FROM subscribers WHERE $1 = '' OR id < $1 ORDER BY id DESC LIMIT $2"
+		query = "SELECT s.data FROM subscribers s WHERE ($1 = '' OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
 	}
 	for {
 		var chunk []*consent.Subscriber
 		var b []byte
-		err := c.each(query, []any{after, scanChunk}, []any{&b}, func() error {
+		err := c.each(query, append([]any{after, scanChunk}, w.args...), []any{&b}, func() error {
 			sub := new(consent.Subscriber)
 			if err := decode(b, sub); err != nil {
 				return err
@@ -65,6 +125,7 @@ func walkSubscribers(c conn, after string, newest bool, fn func(sub *consent.Sub
 // bits, so the order is stable while others write: a subscriber added
 // meanwhile sorts before or after the cursor, and no page repeats or
 // skips one that existed when the listing began (unless it was erased).
+// The query reads the indexes that serve f (filterWhere).
 func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) ([]*consent.Subscriber, string, error) {
 	var out []*consent.Subscriber
 	next := ""
@@ -82,7 +143,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	err := db.view(ctx, func(c conn) error {
 		now := db.Now()
 		scanned, last := 0, ""
-		return walkSubscribers(c, f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
+		return walkSubscribers(c, filterWhere(f, now), f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return false, nil

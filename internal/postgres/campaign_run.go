@@ -9,8 +9,9 @@ import (
 
 // Reawaken campaigns on the store, as in the bbolt store.
 //
-// A running campaign walks the subscribers in id order from a cursor kept
-// in the campaign record. Each step of the walk is one transaction that
+// A running campaign walks the subscribers confirmed on its topic (the
+// index of subscriptions) in id order from a cursor kept in the campaign
+// record. Each step of the walk is one transaction that
 // writes, for every subscriber the audience rule admits, the recipient
 // record, the outbox job and a campaign_queued row, and moves the cursor:
 // a restart (on this or another instance) resumes after the last
@@ -41,7 +42,9 @@ const (
 )
 
 // PreviewCampaign applies the campaign's audience rule and filters to
-// every subscriber, from one snapshot, and counts; it sends and changes
+// the subscribers confirmed on its topic (from the index of
+// subscriptions) and counts the others by reason from the counters
+// (consent.Counts.Unwalked), all from one snapshot; it sends and changes
 // nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
 	return db.campaignWalk(p).Preview(ctx, id)
@@ -71,6 +74,25 @@ func (db *DB) campaignWalk(p consent.CampaignPolicy) consent.CampaignWalk {
 		return ended, err
 	}
 	return consent.CampaignWalk{Campaign: db.Campaign, Now: db.Now, Policy: p, Examine: examine}
+}
+
+// confirmedOn selects the subscribers confirmed on topic: those a
+// campaign on it looks at one by one.
+func confirmedOn(topic string) where {
+	return filterWhere(consent.SubscriberFilter{Topic: topic, Status: consent.StatusConfirmed}, time.Time{})
+}
+
+// topicCounts reads the counters consent.Counts.Unwalked needs for topic.
+func topicCounts(c conn, topic string) (consent.Counts, error) {
+	counts := consent.Counts{}
+	var name string
+	var n int64
+	err := c.each("SELECT name, n FROM counters WHERE name = $1 OR starts_with(name, $2)",
+		[]any{consent.CounterSubscribers, consent.TopicCounter(topic, "")}, []any{&name, &n}, func() error {
+			counts[name] = n
+			return nil
+		})
+	return counts, err
 }
 
 // selectSubscriber applies the campaign's audience rule to sub
@@ -297,8 +319,10 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
+		// The walk meets the topic's confirmed subscribers in id order;
+		// the others are counted by reason from the counters when it ends.
 		ended := true
-		err := eachSubscriber(t.conn, c.Cursor, func(sub *consent.Subscriber) (bool, error) {
+		err := walkSubscribers(t.conn, confirmedOn(c.Topic), c.Cursor, false, func(sub *consent.Subscriber) (bool, error) {
 			if examined == walkChunk || queued == budget {
 				ended = false
 				return false, nil
@@ -327,6 +351,13 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		}
 		if ended {
 			c.Walked = true
+			counts, err := topicCounts(t.conn, c.Topic)
+			if err != nil {
+				return err
+			}
+			for reason, n := range counts.Unwalked(c.Topic, now, p) {
+				c.Counts.Excluded[reason] += n
+			}
 		}
 		more = !c.Walked
 		c.Updated = now

@@ -138,6 +138,10 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
+		if err := db.buildCounters(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("postgres: building the counters: %w", err)
+		}
 	}
 	return db, nil
 }

@@ -90,6 +90,11 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, e
 			}
 		}
 	}
+	// The counters and indexes are derived from the records: counted
+	// once, here, as a first start does for an older database.
+	if _, err := rebuild(t); err != nil {
+		return nil, err
+	}
 	if err := compareCounts(t, counts); err != nil {
 		return nil, err
 	}

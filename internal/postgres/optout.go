@@ -203,7 +203,7 @@ func (db *DB) erase(t *tx, id, source string) error {
 	if err := forget(t, id); err != nil {
 		return err
 	}
-	if err := t.exec("DELETE FROM requests WHERE subscriber = $1", id); err != nil {
+	if err := deleteRequests(t, "subscriber = $1", id); err != nil {
 		return err
 	}
 	ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
@@ -217,13 +217,12 @@ func forget(t *tx, id string) error {
 		"UPDATE ledger SET personal = NULL WHERE subscriber = $1 AND personal IS NOT NULL",
 		"DELETE FROM outbox WHERE subscriber = $1",
 		"DELETE FROM outbox_parked WHERE subscriber = $1",
-		"DELETE FROM subscribers WHERE id = $1",
 	} {
 		if err := t.exec(sql, id); err != nil {
 			return err
 		}
 	}
-	return nil
+	return deleteSubscriber(t, id)
 }
 
 // eraseRecipients deletes subscriber id's campaign recipient records (one

@@ -136,8 +136,29 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 
 // LedgerCounts counts the ledger events after sequence number after by
 // type and returns the last sequence number read, for incremental
-// counting: pass it back as after next time.
+// counting: pass it back as after next time. From the start (after 0)
+// it sums the counters of events by day instead of walking the ledger.
 func (db *DB) LedgerCounts(ctx context.Context, after uint64) (map[consent.EventType]uint64, uint64, error) {
+	if after == 0 {
+		var counts map[consent.EventType]uint64
+		var last int64
+		err := db.view(ctx, func(c conn) error {
+			days := consent.Counts{}
+			var name string
+			var n int64
+			err := c.each("SELECT name, n FROM counters WHERE starts_with(name, $1)", []any{consent.CounterDayPrefix},
+				[]any{&name, &n}, func() error {
+					days[name] = n
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			counts = days.Events()
+			return c.q.QueryRow(c.ctx, "SELECT seq FROM ledger_head").Scan(&last)
+		})
+		return counts, uint64(last), err
+	}
 	counts := map[consent.EventType]uint64{}
 	last := after
 	var typ string

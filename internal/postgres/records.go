@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"time"
+
 	"optin/internal/consent"
 )
 
@@ -36,15 +38,73 @@ func subscriberByKey(c conn, key string) (*consent.Subscriber, error) {
 	return sub, nil
 }
 
-// putSubscriber stores sub under its id and address.
+// putSubscriber stores sub under its id and address, and moves the
+// counters and indexes with it: the statement returns the version it
+// replaced (a statement does not see its own changes).
 func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	b, err := encode(sub)
 	if err != nil {
 		return err
 	}
-	return t.exec(`INSERT INTO subscribers (id, email_key, data) VALUES ($1, $2, $3)
-		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data`,
-		sub.ID, consent.AddressKey(sub.Email), b)
+	var lastPurchase *time.Time
+	if !sub.LastPurchase.IsZero() {
+		lastPurchase = &sub.LastPurchase
+	}
+	var oldb []byte
+	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM subscribers WHERE id = $1)
+		INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase
+		RETURNING (SELECT data FROM old)`,
+		sub.ID, consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
+	if err != nil {
+		return err
+	}
+	old, err := decodeSubscriber(oldb)
+	if err != nil {
+		return err
+	}
+	return trackSubscriber(t, old, sub)
+}
+
+// deleteSubscriber deletes subscriber id (when it exists), moving the
+// counters and indexes with it.
+func deleteSubscriber(t *tx, id string) error {
+	var oldb []byte
+	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{id}, []any{&oldb}, func() error { return nil })
+	if err != nil {
+		return err
+	}
+	old, err := decodeSubscriber(oldb)
+	if err != nil || old == nil {
+		return err
+	}
+	return trackSubscriber(t, old, nil)
+}
+
+// decodeSubscriber decodes a stored subscriber; nil stays nil.
+func decodeSubscriber(b []byte) (*consent.Subscriber, error) {
+	if b == nil {
+		return nil, nil
+	}
+	sub := new(consent.Subscriber)
+	return sub, decode(b, sub)
+}
+
+// deleteRequests deletes the requests where (a condition on the
+// requests table, with args), moving the counters with them.
+func deleteRequests(t *tx, where string, args ...any) error {
+	var b []byte
+	d := consent.Counts{}
+	err := t.each("DELETE FROM requests WHERE "+where+" RETURNING data", args, []any{&b}, func() error {
+		r := new(consent.Request)
+		if err := decode(b, r); err != nil {
+			return err
+		}
+		d.AddRequest(r, -1)
+		return nil
+	})
+	t.count(d)
+	return err
 }
 
 // request returns request id, or nil when it does not exist.
@@ -63,8 +123,23 @@ func putRequest(t *tx, req *consent.Request) error {
 	if err != nil {
 		return err
 	}
-	return t.exec(`INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)
-		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data`, req.ID, req.Subscriber, b)
+	var oldb []byte
+	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM requests WHERE id = $1)
+		INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
+		RETURNING (SELECT data FROM old)`, req.ID, req.Subscriber, b).Scan(&oldb)
+	if err != nil {
+		return err
+	}
+	var old *consent.Request
+	if oldb != nil {
+		old = new(consent.Request)
+		if err := decode(oldb, old); err != nil {
+			return err
+		}
+	}
+	t.count(consent.RequestDelta(old, req))
+	return nil
 }
 
 // requestAndSubscriber returns request id and its subscriber, or an

@@ -132,7 +132,7 @@ func nilOrCopy(b []byte) []byte {
 // dropRequest deletes request r and, when its subscriber is left with
 // nothing, the subscriber (see SweepRequests).
 func dropRequest(t *tx, r consent.Request) error {
-	if err := t.exec("DELETE FROM requests WHERE id = $1", r.ID); err != nil {
+	if err := deleteRequests(t, "id = $1", r.ID); err != nil {
 		return err
 	}
 	sub, err := subscriber(t.conn, r.Subscriber)

@@ -31,6 +31,8 @@ type tx struct {
 	// tree holds the Merkle tree hashes the transaction computed; nil
 	// until the first.
 	tree *treeWrites
+	// counts are the changes to the counters, written before the commit.
+	counts consent.Counts
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -137,6 +139,9 @@ func (db *DB) run(calls []*call) (int, error) {
 			return i, errorOf(err)
 		}
 	}
+	if err := t.writeCounts(); err != nil {
+		return -1, err
+	}
 	if t.tree != nil {
 		if err := t.exec("UPDATE ledger_head SET tree_size = $1", t.tree.size); err != nil {
 			return -1, fmt.Errorf("postgres: ledger head: %w", err)
@@ -196,6 +201,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	}
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
+	t.count(consent.EventDelta(ev))
 	if err := queueEvent(t, ev); err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func testStats(t *testing.T, f *fixture) {
 		t.Errorf("activity trail: got %q, want %q", trail, wantTrail)
 	}
 
-	st, err := f.s.Stats(ctx, dormantAfter)
+	st, err := f.s.Stats(ctx, dormantAfter, consent.StatsDays)
 	if err != nil {
 		t.Fatalf("Stats: got err %v, want nil", err)
 	}
@@ -168,7 +168,7 @@ func testStats(t *testing.T, f *fixture) {
 	if _, err := f.s.RecordActivity(ctx, admin, ann.ID, purchase(f.now()), true); err != nil {
 		t.Fatalf("RecordActivity: %v", err)
 	}
-	if st, err := f.s.Stats(ctx, dormantAfter); err != nil || st.ByLifecycle[consent.LifecycleCustomer] != 1 || st.ByLifecycle[consent.LifecycleDormant] != 0 {
+	if st, err := f.s.Stats(ctx, dormantAfter, consent.StatsDays); err != nil || st.ByLifecycle[consent.LifecycleCustomer] != 1 || st.ByLifecycle[consent.LifecycleDormant] != 0 {
 		t.Errorf("Stats after a new purchase: got %v, %v, want ann a customer again", st.ByLifecycle, err)
 	}
 }

@@ -217,7 +217,37 @@ func (s *Server) subscriberFilter(get func(string) string) (consent.SubscriberFi
 	if len(f.Query) > 254 || len(f.Topic) > 64 {
 		return f, consent.Errorf(consent.EInvalid, "q or topic is too long")
 	}
+	var err error
+	if f.CreatedSince, err = createdBound("created_since", get("created_since"), false); err != nil {
+		return f, err
+	}
+	if f.CreatedBefore, err = createdBound("created_until", get("created_until"), true); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// createdBound parses a creation-time filter: a date (a whole UTC day)
+// or an RFC 3339 time; "" is none. With until it returns the first
+// moment after the bound, which the filter excludes.
+func createdBound(name, v string, until bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.Parse(time.DateOnly, v); err == nil {
+		if until {
+			d = d.AddDate(0, 0, 1)
+		}
+		return d, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, consent.Errorf(consent.EInvalid, "%s must be a date such as 2025-01-31 or an RFC 3339 time", name)
+	}
+	if until {
+		t = t.Add(time.Millisecond)
+	}
+	return t.UTC(), nil
 }
 
 // handleSubscribers lists subscribers by status, topic, lifecycle and a
@@ -454,12 +484,31 @@ func (s *Server) handleSubscriberErase(c *gin.Context) {
 }
 
 func (s *Server) handleStats(c *gin.Context) {
-	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter)
+	days, err := statsDays(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	st, err := s.store.Stats(c.Request.Context(), s.cfg.DormantAfter, days)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, st)
+}
+
+// statsDays reads the days query parameter: how many days of daily
+// counts to show, consent.StatsDays when absent.
+func statsDays(c *gin.Context) (int, error) {
+	q := c.Query("days")
+	if q == "" {
+		return consent.StatsDays, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > consent.MaxStatsDays {
+		return 0, consent.Errorf(consent.EInvalid, "days must be a whole number from 1 to %d", consent.MaxStatsDays)
+	}
+	return n, nil
 }
 
 func (s *Server) handleAudit(c *gin.Context) {

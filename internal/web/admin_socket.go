@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -13,7 +14,8 @@ import (
 // instead of fighting it for the database file. It serves, without API
 // keys, POST /apikeys, GET /apikeys, DELETE /apikeys/{id}, GET
 // /ledger/verify, GET /ledger/key, POST /imports and GET /campaigns/{id} with the admin API's bodies and
-// answers. Access is controlled by the file modes of the socket (0600)
+// answers, and GET /counters/check and POST /counters/rebuild
+// ({"differences": [consent.CounterDiff...]}: those found, or corrected). Access is controlled by the file modes of the socket (0600)
 // and of its directory (0700): owner only; writes are audited as the actor "cli".
 func (s *Server) SocketHandler() http.Handler {
 	e := gin.New()
@@ -29,5 +31,20 @@ func (s *Server) SocketHandler() http.Handler {
 	e.GET("/ledger/key", s.handleLedgerKey)
 	e.POST("/imports", s.handleImport)
 	e.GET("/campaigns/:id", s.handleCampaign)
+	e.GET("/counters/check", func(c *gin.Context) { s.counters(c, s.store.CheckCounters) })
+	e.POST("/counters/rebuild", func(c *gin.Context) { s.counters(c, s.store.RebuildCounters) })
 	return e
+}
+
+// counters answers with the counter differences fn finds (or corrects).
+func (s *Server) counters(c *gin.Context, fn func(context.Context) ([]consent.CounterDiff, error)) {
+	diff, err := fn(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if diff == nil {
+		diff = []consent.CounterDiff{}
+	}
+	c.JSON(http.StatusOK, gin.H{"differences": diff})
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -16,9 +17,13 @@ type dashboardPage struct {
 	Rate           int // confirmation rate, in whole percent
 	Queued, Parked int
 	Chart          dailyChart
-	Statuses       []statusCount
-	Lifecycles     []lifecycleCount
-	Topics         []topicCounts
+	// Days is how many days the chart shows (30 or 90); Spans the
+	// choices offered.
+	Days       int
+	Spans      []int
+	Statuses   []statusCount
+	Lifecycles []lifecycleCount
+	Topics     []topicCounts
 	// Relay is why the mail server refuses optin's settings (as /readyz
 	// says it); "" while mail goes out. Warnings are the startup warnings.
 	Relay    string
@@ -42,13 +47,21 @@ type topicCounts struct {
 	N    []int
 }
 
+// dashboardSpans are the periods the overview's chart offers, in days.
+var dashboardSpans = []int{30, 90}
+
 // handleConsoleDashboard shows the overview: counts by status, topic and
 // lifecycle, the confirmation rate, the outbox and the mail server's
-// refusal if any, the startup warnings, and signups and confirmations per
-// day for 30 days as a chart drawn on the server.
+// refusal if any, the startup warnings, and signups, confirmations and
+// unsubscribes per day for 30 days (90 with ?days=90) as a chart drawn on
+// the server. Everything comes from the store's counters: no walk.
 func (s *Server) handleConsoleDashboard(c *gin.Context) {
 	ctx := c.Request.Context()
-	st, err := s.store.Stats(ctx, s.cfg.DormantAfter)
+	days := dashboardSpans[0]
+	if n, err := strconv.Atoi(c.Query("days")); err == nil && slices.Contains(dashboardSpans, n) {
+		days = n
+	}
+	st, err := s.store.Stats(ctx, s.cfg.DormantAfter, days)
 	if err != nil {
 		s.consoleFail(c, err)
 		return
@@ -65,8 +78,9 @@ func (s *Server) handleConsoleDashboard(c *gin.Context) {
 	}
 	d := s.consoleBase(c, "console.home.title", "home")
 	p := dashboardPage{Stats: st, Rate: int(math.Round(st.ConfirmationRate * 100)), Queued: queued, Parked: parked,
+		Days: days, Spans: dashboardSpans,
 		Chart: newDailyChart(st.Daily, func(day consent.DayStats) string {
-			return d.L.T("console.dash.day_title", day.Date, day.Signups, day.Confirmations)
+			return d.L.T("console.dash.day_title", day.Date, day.Signups, day.Confirmations, day.Unsubscribes)
 		})}
 	for _, x := range statuses() {
 		p.Statuses = append(p.Statuses, statusCount{x, st.ByStatus[x]})
@@ -91,7 +105,8 @@ func (s *Server) handleConsoleDashboard(c *gin.Context) {
 	s.consolePage(c, http.StatusOK, "dashboard", d)
 }
 
-// dailyChart is a bar chart of signups and confirmations per day, laid
+// dailyChart is a bar chart of signups, confirmations and unsubscribes
+// per day, laid
 // out on the server so that the page draws it as SVG with no script.
 // Coordinates are in the SVG's viewBox, rounded to a tenth.
 type dailyChart struct {
@@ -103,11 +118,11 @@ type dailyChart struct {
 	Labels       []chartLabel
 }
 
-// chartDay is one day: its tooltip and its two bars, signups then
-// confirmations.
+// chartDay is one day: its tooltip and its three bars, signups,
+// confirmations, then unsubscribes.
 type chartDay struct {
 	Title string
-	Bars  [2]chartBar
+	Bars  [3]chartBar
 }
 
 type chartBar struct{ X, Y, W, H float64 }
@@ -141,7 +156,7 @@ func newDailyChart(days []consent.DayStats, title func(consent.DayStats) string)
 	c := dailyChart{Width: chartWidth, Height: chartHeight, Left: chartLeft, Bottom: chartBottom}
 	top := 0
 	for _, d := range days {
-		top = max(top, d.Signups, d.Confirmations)
+		top = max(top, d.Signups, d.Confirmations, d.Unsubscribes)
 	}
 	top = roundUp(top)
 	scale := float64(chartBottom-chartTop) / float64(top)
@@ -156,11 +171,11 @@ func newDailyChart(days []consent.DayStats, title func(consent.DayStats) string)
 		return c
 	}
 	slot := float64(chartWidth-chartLeft) / float64(len(days))
-	barW := tenth(slot * 0.4)
+	barW := tenth(slot * 0.8 / 3)
 	for i, d := range days {
 		x := tenth(chartLeft + float64(i)*slot + slot*0.1)
 		day := chartDay{Title: title(d)}
-		for j, v := range []int{d.Signups, d.Confirmations} {
+		for j, v := range []int{d.Signups, d.Confirmations, d.Unsubscribes} {
 			h := tenth(float64(v) * scale)
 			day.Bars[j] = chartBar{X: tenth(x + float64(j)*barW), Y: tenth(chartBottom - h), W: barW, H: h}
 		}

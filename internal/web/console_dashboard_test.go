@@ -95,7 +95,8 @@ func TestConsoleDashboard(t *testing.T) {
 		e.en.T("console.dash.rate_detail", 0, 1),
 		`<span class="num">2</span> ` + e.en.T("console.dash.queued"),
 		`<svg viewBox="0 0 600 240" role="img"`,
-		`<title>` + e.clock.Now().Format("2006-01-02") + `: 1 signups, 0 confirmations</title>`,
+		`<title>` + e.clock.Now().Format("2006-01-02") + `: 1 signups, 0 confirmations, 0 unsubscribes</title>`,
+		`<a href="/admin?days=90">90 days</a>`,
 		`<a href="/admin/subscribers?status=confirmed">` + e.en.T("console.status.confirmed") + `</a></td><td data-label="Count">2</td>`,
 		`<a href="/admin/subscribers?lifecycle=customer">` + e.en.T("console.lifecycle.customer") + `</a></td><td data-label="Count">1</td>`,
 	} {
@@ -105,6 +106,23 @@ func TestConsoleDashboard(t *testing.T) {
 	}
 	if n := strings.Count(r.body, "<g><title>"); n != 30 {
 		t.Errorf("chart days: got %d, want 30", n)
+	}
+	// 90 days on request, with today's unsubscribe on its bar.
+	if _, err := e.db.Unsubscribe(t.Context(), e.subscriberID("ann@example.com"), "", consent.ChannelOneClick, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.signIn(consent.RoleViewer).do("GET", "/admin?days=90", nil)
+	for _, want := range []string{
+		`<title>` + e.clock.Now().Format("2006-01-02") + `: 1 signups, 0 confirmations, 1 unsubscribes</title>`,
+		`<strong aria-current="page">90 days</strong>`, `<a href="/admin?days=30">30 days</a>`,
+		e.en.T("console.dash.chart", 90),
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("dashboard of 90 days lacks %q", want)
+		}
+	}
+	if n := strings.Count(r.body, "<g><title>"); n != 90 {
+		t.Errorf("chart days with ?days=90: got %d, want 90", n)
 	}
 	if regexp.MustCompile(`<script>|<script [^s]|style=|<style`).MatchString(r.body) {
 		t.Error("the dashboard has inline script or style")

@@ -14,12 +14,13 @@ const consolePageSize = 50
 
 // subscribersPage is the data of the subscriber list.
 type subscribersPage struct {
-	// The filter: Q is the search for an address or a name.
-	Q, Status, Topic, Lifecycle string
-	Topics                      []consent.Topic
-	Statuses                    []consent.Status
-	Lifecycles                  []consent.Lifecycle
-	Rows                        []subscriberRow
+	// The filter: Q is the search for an address or a name; Since and
+	// Until the creation dates, as typed.
+	Q, Status, Topic, Lifecycle, Since, Until string
+	Topics                                    []consent.Topic
+	Statuses                                  []consent.Status
+	Lifecycles                                []consent.Lifecycle
+	Rows                                      []subscriberRow
 	// Cursor is where this page starts ("" on the first); Next where
 	// the following one does ("" after the last).
 	Cursor, Next string
@@ -75,7 +76,8 @@ func (s *Server) handleConsoleSubscribers(c *gin.Context) {
 		s.consoleFail(c, err)
 		return
 	}
-	p := subscribersPage{Q: f.Query, Status: string(f.Status), Topic: f.Topic, Lifecycle: string(f.Lifecycle), Topics: topics,
+	p := subscribersPage{Q: f.Query, Status: string(f.Status), Topic: f.Topic, Lifecycle: string(f.Lifecycle),
+		Since: get("created_since"), Until: get("created_until"), Topics: topics,
 		Statuses: statuses(), Lifecycles: lifecycles(), Cursor: f.Cursor, Next: next}
 	now := s.store.Now()
 	for _, sub := range subs {

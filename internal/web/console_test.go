@@ -586,6 +586,23 @@ func TestConsoleSubscribers(t *testing.T) {
 	if r := cl.do("GET", "/admin/subscribers?status=maybe", nil); r.status != http.StatusBadRequest {
 		t.Errorf("a bad status: got %d, want 400", r.status)
 	}
+	// Created since and until: whole UTC days, kept across pages.
+	first := e.clock.Now().Format(time.DateOnly)
+	e.clock.Advance(48 * time.Hour)
+	e.importPeople("late@example.com,,news,consent,2024-01-01,shop,\n")
+	cl = e.signIn(consent.RoleMarketer) // two days on, the session has ended
+	if r := cl.do("GET", "/admin/subscribers?created_since="+e.clock.Now().Format(time.DateOnly), nil); !slices.Equal(emails(r.body), []string{"late@example.com"}) ||
+		!strings.Contains(r.body, `name="created_since" type="date" value="`+e.clock.Now().Format(time.DateOnly)+`"`) {
+		t.Errorf("created since today: got %v, want late@ alone with the date kept in the form", emails(r.body))
+	}
+	r = cl.do("GET", "/admin/subscribers?created_until="+first, nil)
+	if got := emails(r.body); len(got) != consolePageSize || slices.Contains(got, "late@example.com") ||
+		!strings.Contains(r.body, `<input type="hidden" name="created_until" value="`+first+`">`) {
+		t.Errorf("created until the first day: got %d rows (late@ among them: %v), want a full page without late@ and the bound in the pager", len(got), slices.Contains(got, "late@example.com"))
+	}
+	if r := cl.do("GET", "/admin/subscribers?created_since=yesterday", nil); r.status != http.StatusBadRequest {
+		t.Errorf("a bad date: got %d, want 400", r.status)
+	}
 
 	r = cl.do("POST", "/admin/subscribers/export", url.Values{"csrf": {cl.csrf()}, "format": {"csv"}, "q": {"ann@example.com"}})
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") ||

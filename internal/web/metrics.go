@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"optin/internal/consent"
+	"optin/internal/memstat"
 )
 
 // Metrics is optin's Prometheus instrumentation on its own registry. Its
@@ -31,7 +32,7 @@ type Metrics struct {
 	hooks   *prometheus.CounterVec
 	clicks  *prometheus.CounterVec
 
-	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc, hookQueueDesc *prometheus.Desc
+	ledgerDesc, signupsDesc, confirmsDesc, unsubsDesc, outboxDesc, hookQueueDesc, memoryDesc *prometheus.Desc
 
 	mu     sync.Mutex
 	seq    uint64
@@ -68,6 +69,9 @@ func NewMetrics(store MetricsStore) *Metrics {
 		outboxDesc:   prometheus.NewDesc("optin_outbox_depth", "Mails in the outbox, queued or parked after failing for good.", []string{"state"}, nil),
 		hookQueueDesc: prometheus.NewDesc("optin_webhook_queue_depth", "Webhook deliveries queued, or parked after failing for good.",
 			[]string{"state"}, nil),
+		memoryDesc: prometheus.NewDesc("optin_memory_bytes", "Memory by kind: go_heap (live Go objects), go_runtime (all the Go runtime "+
+			"mapped), rss_anon (anonymous resident memory: what optin holds), rss_file (resident pages of mapped files: the bbolt "+
+			"database, page cache the kernel reclaims), rss_shmem. ps's RSS is rss_anon + rss_file + rss_shmem.", []string{"kind"}, nil),
 	}
 	m.reg.MustRegister(m.latency, m.mail, m.hooks, m.clicks, m, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -129,14 +133,15 @@ func methodLabel(method string) string {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.ledgerDesc, m.signupsDesc, m.confirmsDesc, m.unsubsDesc, m.outboxDesc, m.hookQueueDesc} {
+	for _, d := range []*prometheus.Desc{m.ledgerDesc, m.signupsDesc, m.confirmsDesc, m.unsubsDesc, m.outboxDesc, m.hookQueueDesc, m.memoryDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector: it reads the ledger events
-// appended since the last scrape and the depths of the outbox and the
-// webhook queue.
+// appended since the last scrape, the depths of the outbox and the
+// webhook queue, and the memory (the RSS kinds only where
+// /proc/self/status is there).
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -161,5 +166,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if queued, parked, err := m.store.WebhookDepth(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(m.hookQueueDesc, prometheus.GaugeValue, float64(queued), "queued")
 		ch <- prometheus.MustNewConstMetric(m.hookQueueDesc, prometheus.GaugeValue, float64(parked), "parked")
+	}
+	mem, err := memstat.Self()
+	kinds := map[string]uint64{"go_heap": mem.GoHeap, "go_runtime": mem.GoRuntime}
+	if err == nil {
+		kinds["rss_anon"], kinds["rss_file"], kinds["rss_shmem"] = mem.RSSAnon, mem.RSSFile, mem.RSSShmem
+	}
+	for kind, n := range kinds {
+		ch <- prometheus.MustNewConstMetric(m.memoryDesc, prometheus.GaugeValue, float64(n), kind)
 	}
 }

@@ -2,7 +2,9 @@ package web
 
 import (
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -49,5 +51,26 @@ func TestMetricsLabelsBounded(t *testing.T) {
 	}
 	if !seen["other"] {
 		t.Error(`made-up methods are not counted as "other"`)
+	}
+}
+
+// TestMetricsMemory: /metrics reports the Go heap and, on Linux, the
+// anonymous memory apart from the mapped database file's pages.
+func TestMetricsMemory(t *testing.T) {
+	s, _ := newPublicServer(t, nil, func(c *Config) { c.Metrics = NewMetrics(c.Store) })
+	body := serve(s, "GET", "/metrics", "", "").Body.String()
+	kinds := []string{"go_heap", "go_runtime"}
+	if runtime.GOOS == "linux" {
+		kinds = append(kinds, "rss_anon", "rss_file", "rss_shmem")
+	}
+	for _, kind := range kinds {
+		m := regexp.MustCompile(`(?m)^optin_memory_bytes\{kind="` + kind + `"\} ([0-9.e+]+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Errorf("no optin_memory_bytes{kind=%q} in /metrics", kind)
+			continue
+		}
+		if n, err := strconv.ParseFloat(m[1], 64); err != nil || n <= 0 && kind != "rss_shmem" {
+			t.Errorf("optin_memory_bytes{kind=%q}: got %s, want a positive number", kind, m[1])
+		}
 	}
 }

@@ -56,6 +56,19 @@ func Check(t testing.TB, path string) {
 	}
 }
 
+// DropCounter deletes counter name from the closed database file at
+// path, as a bug or a hand edit might; the test fails when it is missing.
+func DropCounter(t testing.TB, path, name string) {
+	t.Helper()
+	update(t, path, func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("counters"))
+		if b == nil || b.Get([]byte(name)) == nil {
+			return fmt.Errorf("no counter %q", name)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
 // Rewrite is the forgery of an operator with the file: it replaces the
 // first old in ledger event seq with new and recomputes the hash chain
 // from there, and drops the Merkle tree as DropTree does, so that the next

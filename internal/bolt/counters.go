@@ -1,0 +1,314 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// Counters and the audience indexes.
+//
+// Every write of a subscriber or a request goes through put or del, which
+// decode the version they replace and apply the difference to the
+// counters (consent.Counts) and to the subscriber indexes in the same
+// transaction; appendEvent counts each ledger event by day. Stats, the
+// console's overview and the exclusions of a campaign preview read the
+// counters; filtered listings and campaign audiences read the indexes.
+// A database written before the counters existed gets them built once
+// when it is first opened to write (derivedVersion).
+
+// derivedVersion is the version of the counters and indexes a database
+// holds (meta key keyDerived); Open rebuilds them when it differs.
+const derivedVersion = "1"
+
+// tracked reports whether writes to bucket move counters and indexes.
+func tracked(bucket []byte) bool {
+	return bytes.Equal(bucket, bucketSubscribers) || bytes.Equal(bucket, bucketRequests)
+}
+
+// track applies to the counters and indexes the replacement of the value
+// stored at key in bucket (nil: none) by v (nil: a deletion).
+func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
+	stored := tx.Bucket(bucket).Get(key)
+	if bytes.Equal(bucket, bucketRequests) {
+		var old *consent.Request
+		if stored != nil {
+			old = new(consent.Request)
+			if err := decode(stored, old); err != nil {
+				return err
+			}
+		}
+		r, ok := v.(*consent.Request)
+		if !ok && v != nil {
+			return fmt.Errorf("bolt: a request stored as %T", v)
+		}
+		return addCounts(tx, consent.RequestDelta(old, r))
+	}
+	var old *consent.Subscriber
+	if stored != nil {
+		old = new(consent.Subscriber)
+		if err := decode(stored, old); err != nil {
+			return err
+		}
+	}
+	sub, ok := v.(*consent.Subscriber)
+	if !ok && v != nil {
+		return fmt.Errorf("bolt: a subscriber stored as %T", v)
+	}
+	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
+		return err
+	}
+	return reindex(tx, indexEntries(old), indexEntries(sub))
+}
+
+// del deletes key from bucket, keeping counters and indexes in step.
+func del(tx *bbolt.Tx, bucket, key []byte) error {
+	if tracked(bucket) {
+		if err := track(tx, bucket, key, nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucket).Delete(key)
+}
+
+// addCounts adds d to the stored counters.
+func addCounts(tx *bbolt.Tx, d consent.Counts) error {
+	b := tx.Bucket(bucketCounters)
+	for name, n := range d {
+		k := []byte(name)
+		n += counterValue(b.Get(k))
+		var err error
+		if n == 0 {
+			err = b.Delete(k)
+		} else {
+			err = b.Put(k, u64(uint64(n)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// counterValue decodes a stored counter (absent: 0).
+func counterValue(v []byte) int64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+// indexEntry is one key (and value) a subscriber has in an index bucket.
+type indexEntry struct {
+	bucket     []byte
+	key, value string
+}
+
+// indexEntries returns sub's index entries: one per subscription in
+// sub_topics and, for a customer, one in customers and one in purchases.
+func indexEntries(sub *consent.Subscriber) []indexEntry {
+	if sub == nil {
+		return nil
+	}
+	out := make([]indexEntry, 0, len(sub.Subscriptions)+2)
+	for t, s := range sub.Subscriptions {
+		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), ""})
+	}
+	if !sub.LastPurchase.IsZero() {
+		at := timeKey(sub.LastPurchase)
+		out = append(out, indexEntry{bucketCustomers, sub.ID, string(at)},
+			indexEntry{bucketPurchases, string(at) + sub.ID, ""})
+	}
+	return out
+}
+
+// reindex removes the entries of old that sub no longer has and writes
+// those it has anew.
+func reindex(tx *bbolt.Tx, old, sub []indexEntry) error {
+	has := func(list []indexEntry, e indexEntry) bool {
+		for _, x := range list {
+			if bytes.Equal(x.bucket, e.bucket) && x.key == e.key && x.value == e.value {
+				return true
+			}
+		}
+		return false
+	}
+	for _, e := range old {
+		if !has(sub, e) {
+			if err := tx.Bucket(e.bucket).Delete([]byte(e.key)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range sub {
+		if !has(old, e) {
+			if err := tx.Bucket(e.bucket).Put([]byte(e.key), []byte(e.value)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Stats reads the overview from the counters at the store's clock, with
+// days days of daily counts; the lifecycle split reads the customers
+// whose last purchase falls on the cut-off's day from the purchases index.
+func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration, days int) (consent.Stats, error) {
+	now := db.Now()
+	var st consent.Stats
+	err := db.view(func(tx *bbolt.Tx) error {
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketCounters)
+		// Every counter but the d/ ones outside the days asked for.
+		from, to := consent.DayRange(now, days)
+		counts := consent.Counts{}
+		c := b.Cursor()
+		for _, r := range [][2]string{{"", consent.CounterDayPrefix}, {from, to}, {"d0", "\xff"}} { // "d0": past every d/
+			for k, v := c.Seek([]byte(r[0])); k != nil && string(k) < r[1]; k, v = c.Next() {
+				counts[string(k)] = counterValue(v)
+			}
+		}
+		dayStart, cutoff := consent.DormantCutoff(now, dormantAfter)
+		var lastDay int64
+		end := timeKey(cutoff)
+		pc := tx.Bucket(bucketPurchases).Cursor()
+		for k, _ := pc.Seek(timeKey(dayStart)); k != nil && bytes.Compare(k[:8], end) <= 0; k, _ = pc.Next() {
+			lastDay++
+		}
+		st = counts.Stats(now, dormantAfter, days, lastDay)
+		return nil
+	})
+	return st, err
+}
+
+// derivedReady reports an EConflict error when tx's database lacks the
+// counters and indexes: one written before them that no read-write open
+// has built them in yet (a read-only open builds nothing).
+func derivedReady(tx *bbolt.Tx) error {
+	if string(tx.Bucket(bucketMeta).Get(keyDerived)) != derivedVersion {
+		return consent.Errorf(consent.EConflict, "this database has no counters and indexes yet: start optin serve on it once, or run optin counters rebuild")
+	}
+	return nil
+}
+
+// CheckCounters compares the stored counters with a full walk of one
+// snapshot.
+func (db *DB) CheckCounters(ctx context.Context) ([]consent.CounterDiff, error) {
+	var diff []consent.CounterDiff
+	err := db.view(func(tx *bbolt.Tx) error {
+		walked, err := walkCounts(ctx, tx, nil)
+		if err != nil {
+			return err
+		}
+		diff = consent.DiffCounts(storedCounts(tx), walked)
+		return nil
+	})
+	return diff, err
+}
+
+// RebuildCounters recounts the counters and rewrites the indexes from a
+// full walk, in one transaction.
+func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error) {
+	var diff []consent.CounterDiff
+	err := db.update(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		diff, err = rebuild(ctx, tx)
+		return err
+	})
+	return diff, err
+}
+
+// rebuild is RebuildCounters in tx; Open runs it once on a database whose
+// counters are missing or of another version.
+func rebuild(ctx context.Context, tx *bbolt.Tx) ([]consent.CounterDiff, error) {
+	kept := storedCounts(tx)
+	for _, name := range derivedBuckets {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return nil, err
+		}
+	}
+	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
+		return reindex(tx, nil, indexEntries(sub))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := addCounts(tx, walked); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyDerived, []byte(derivedVersion)); err != nil {
+		return nil, err
+	}
+	return consent.DiffCounts(kept, walked), nil
+}
+
+// storedCounts reads every stored counter (none without the bucket).
+func storedCounts(tx *bbolt.Tx) consent.Counts {
+	out := consent.Counts{}
+	if b := tx.Bucket(bucketCounters); b != nil {
+		_ = b.ForEach(func(k, v []byte) error {
+			out[string(k)] = counterValue(v)
+			return nil
+		})
+	}
+	return out
+}
+
+// walkCounts counts every subscriber, request and ledger event of tx,
+// calling each (when not nil) for every subscriber.
+func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error) (consent.Counts, error) {
+	counts := consent.Counts{}
+	err := tx.Bucket(bucketSubscribers).ForEach(func(_, v []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sub := new(consent.Subscriber)
+		if err := decode(v, sub); err != nil {
+			return err
+		}
+		counts.AddSubscriber(sub, 1)
+		if each != nil {
+			return each(sub)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = tx.Bucket(bucketRequests).ForEach(func(_, v []byte) error {
+		r := new(consent.Request)
+		if err := decode(v, r); err != nil {
+			return err
+		}
+		counts.AddRequest(r, 1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = tx.Bucket(bucketLedger).ForEach(func(_, v []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ev consent.Event
+		if err := decode(v, &ev); err != nil {
+			return err
+		}
+		counts.AddEvent(&ev)
+		return nil
+	})
+	return counts, err
+}

@@ -1,0 +1,234 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// Counters and the audience indexes, as in the bbolt store.
+//
+// Every write of a subscriber or a request reads the version it replaces
+// in the same statement (putSubscriber, putRequest, the deletes) and adds
+// the difference to the transaction's counts, which run writes to the
+// counters table once per batch, before the commit; appendEvent counts
+// each ledger event by day. Index rows (subscriber_topics and the
+// subscribers' last_purchase column) are written with the record.
+
+// trackSubscriber applies the replacement of old by sub (either nil) to
+// the counts and to subscriber_topics.
+func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
+	t.count(consent.SubscriberDelta(old, sub))
+	var gone, come [][2]string
+	was, is := subscriptionsOf(old), subscriptionsOf(sub)
+	for topic, s := range was {
+		if is[topic] != s {
+			gone = append(gone, [2]string{topic, string(s)})
+		}
+	}
+	for topic, s := range is {
+		if was[topic] != s {
+			come = append(come, [2]string{topic, string(s)})
+		}
+	}
+	id := ""
+	if sub != nil {
+		id = sub.ID
+	} else if old != nil {
+		id = old.ID
+	}
+	for _, e := range gone {
+		if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", e[0], e[1], id); err != nil {
+			return err
+		}
+	}
+	for _, e := range come {
+		if err := t.exec("INSERT INTO subscriber_topics (topic, status, subscriber) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", e[0], e[1], id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subscriptionsOf maps sub's topics to their status (nil sub: none).
+func subscriptionsOf(sub *consent.Subscriber) map[string]consent.Status {
+	m := map[string]consent.Status{}
+	if sub != nil {
+		for topic, s := range sub.Subscriptions {
+			m[topic] = s.Status
+		}
+	}
+	return m
+}
+
+// count adds d to the counts the transaction writes before its commit.
+func (t *tx) count(d consent.Counts) {
+	if t.counts == nil {
+		t.counts = consent.Counts{}
+	}
+	t.counts.Add(d)
+}
+
+// writeCounts adds the transaction's counts to the counters table.
+func (t *tx) writeCounts() error {
+	if len(t.counts) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(t.counts))
+	ns := make([]int64, 0, len(t.counts))
+	for name, n := range t.counts {
+		names = append(names, name)
+		ns = append(ns, n)
+	}
+	err := t.exec(`INSERT INTO counters (name, n) SELECT * FROM unnest($1::text[], $2::bigint[])
+		ON CONFLICT (name) DO UPDATE SET n = counters.n + EXCLUDED.n`, names, ns)
+	if err != nil {
+		return fmt.Errorf("postgres: counters: %w", err)
+	}
+	return t.exec("DELETE FROM counters WHERE name = ANY($1) AND n = 0", names)
+}
+
+// Stats reads the overview from the counters at the store's clock, with
+// days days of daily counts; the lifecycle split counts the customers
+// whose last purchase falls on the cut-off's day through an index.
+func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration, days int) (consent.Stats, error) {
+	now := db.Now()
+	var st consent.Stats
+	err := db.view(ctx, func(c conn) error {
+		from, to := consent.DayRange(now, days)
+		counts := consent.Counts{}
+		var name string
+		var n int64
+		err := c.each(`SELECT name, n FROM counters WHERE name < $1 OR name >= 'd0' OR (name >= $2 AND name < $3)`,
+			[]any{consent.CounterDayPrefix, from, to}, []any{&name, &n}, func() error {
+				counts[name] = n
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		dayStart, cutoff := consent.DormantCutoff(now, dormantAfter)
+		var lastDay int64
+		err = c.q.QueryRow(c.ctx, "SELECT count(*) FROM subscribers WHERE last_purchase >= $1 AND last_purchase <= $2",
+			dayStart, cutoff).Scan(&lastDay)
+		if err != nil {
+			return err
+		}
+		st = counts.Stats(now, dormantAfter, days, lastDay)
+		return nil
+	})
+	return st, err
+}
+
+// CheckCounters compares the counters with a full walk of one snapshot.
+func (db *DB) CheckCounters(ctx context.Context) ([]consent.CounterDiff, error) {
+	var diff []consent.CounterDiff
+	err := db.view(ctx, func(c conn) error {
+		kept, err := storedCounts(c)
+		if err != nil {
+			return err
+		}
+		walked, err := walkCounts(c)
+		if err != nil {
+			return err
+		}
+		diff = consent.DiffCounts(kept, walked)
+		return nil
+	})
+	return diff, err
+}
+
+// RebuildCounters recounts the counters and rewrites the indexes from a
+// full walk, in one write transaction.
+func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error) {
+	var diff []consent.CounterDiff
+	err := db.update(ctx, func(t *tx) error {
+		var err error
+		diff, err = rebuild(t)
+		return err
+	})
+	return diff, err
+}
+
+// buildCounters counts the counters once on a database whose schema has
+// them but which has not been counted yet (its first start on it).
+func (db *DB) buildCounters(ctx context.Context) error {
+	return db.update(ctx, func(t *tx) error {
+		if built, err := t.exists("SELECT 1 FROM counters_built"); err != nil || built {
+			return err
+		}
+		_, err := rebuild(t)
+		return err
+	})
+}
+
+// rebuild is RebuildCounters in t.
+func rebuild(t *tx) ([]consent.CounterDiff, error) {
+	kept, err := storedCounts(t.conn)
+	if err != nil {
+		return nil, err
+	}
+	walked, err := walkCounts(t.conn)
+	if err != nil {
+		return nil, err
+	}
+	for _, sql := range []string{
+		"DELETE FROM counters",
+		"DELETE FROM subscriber_topics",
+		`INSERT INTO subscriber_topics (topic, status, subscriber)
+			SELECT s.key, s.value->>'status', id FROM subscribers, jsonb_each(data->'subscriptions') s`,
+		"UPDATE subscribers SET last_purchase = (data->>'last_purchase')::timestamptz WHERE last_purchase IS DISTINCT FROM (data->>'last_purchase')::timestamptz",
+		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
+	} {
+		if err := t.exec(sql); err != nil {
+			return nil, err
+		}
+	}
+	t.counts = walked
+	return consent.DiffCounts(kept, walked), nil
+}
+
+// storedCounts reads every counter.
+func storedCounts(c conn) (consent.Counts, error) {
+	out := consent.Counts{}
+	var name string
+	var n int64
+	err := c.each("SELECT name, n FROM counters", nil, []any{&name, &n}, func() error {
+		out[name] = n
+		return nil
+	})
+	return out, err
+}
+
+// walkCounts counts every subscriber, request and ledger event.
+func walkCounts(c conn) (consent.Counts, error) {
+	counts := consent.Counts{}
+	err := eachSubscriber(c, "", func(sub *consent.Subscriber) (bool, error) {
+		counts.AddSubscriber(sub, 1)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	err = c.each("SELECT data FROM requests", nil, []any{&b}, func() error {
+		r := new(consent.Request)
+		if err := decode(b, r); err != nil {
+			return err
+		}
+		counts.AddRequest(r, 1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var typ string
+	var at time.Time
+	err = c.each("SELECT type, (event->>'time')::timestamptz FROM ledger", nil, []any{&typ, &at}, func() error {
+		counts.AddEvent(&consent.Event{Type: consent.EventType(typ), Time: at})
+		return nil
+	})
+	return counts, err
+}
