@@ -25,9 +25,10 @@ type MigrateReport struct {
 // empty: cfg is the configuration the instances will run with (store:
 // postgres), data_dir still pointing at the bbolt files. The copy is one
 // transaction, checked before it commits (the ledger chain, a count of
-// every kind of record); the suppression key and the generated token key
-// go with it, so suppressed addresses stay suppressed and mailed links
-// keep working. The bbolt database is only read, and optin must not be
+// every kind of record); the suppression key, the generated token key
+// and the ledger's signing key go with it, so suppressed addresses stay
+// suppressed, mailed links keep working and heads already handed out
+// still check. The bbolt database is only read, and optin must not be
 // running on it.
 func MigrateToPostgres(ctx context.Context, cfg config.Config) (MigrateReport, error) {
 	if cfg.Store != config.StorePostgres {
@@ -54,6 +55,9 @@ func MigrateToPostgres(ctx context.Context, cfg config.Config) (MigrateReport, e
 	secrets := map[string][]byte{postgres.SecretHMACKey: sec.hmacKey}
 	for _, k := range sec.tokenKeys {
 		secrets["token_key_"+k.ID] = k.Secret
+	}
+	if len(sec.ledgerKeys) > 0 { // heads already handed out stay checkable
+		secrets[ledgerKeySecret] = sec.ledgerKeys[0]
 	}
 	var rep MigrateReport
 	if rep.Counts, err = dst.Load(ctx, src.Dump(ctx), secrets); err != nil {

@@ -95,6 +95,9 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, e
 	if _, err := rebuild(t); err != nil {
 		return nil, err
 	}
+	if err := t.writeCounts(); err != nil {
+		return nil, err
+	}
 	if err := compareCounts(t, counts); err != nil {
 		return nil, err
 	}
