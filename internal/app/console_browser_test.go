@@ -359,6 +359,9 @@ func TestBrowserConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/admin/imports"] button[type=submit]`)))
 	ct.waitEval("the report", `document.readyState + " " + (document.querySelector("#report-title") || {}).textContent`,
 		"complete "+en.T("console.import.report"))
+	// The file went up by script, its progress shown to the end.
+	ct.expect("the upload's progress", `String(Number(document.documentElement.dataset.uploaded) > 0 &&
+		document.documentElement.dataset.uploaded === document.documentElement.dataset.uploadTotal)`, "true")
 	ct.expect("the counts", `Array.from(document.querySelectorAll("ul.cards .num")).map(n => n.textContent).join(" ")`, "2 0 0 1 0 0 1")
 	ct.expect("the refused line", `document.querySelector("table.list tbody td").textContent`, "4")
 	ct.expect("the report to download", `String(document.querySelector("a[download]").href.startsWith("data:application/json;base64,"))`, "true")

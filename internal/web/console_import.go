@@ -36,8 +36,9 @@ func (s *Server) handleConsoleImportPage(c *gin.Context) {
 // field file, after the csrf field and the notice checkbox) through the
 // admin API's import, as it streams in, and shows the report. The
 // information notices (GDPR Art. 14) go out when the checkbox, ticked by
-// default, came ticked: a field sent before the file. The page waits
-// while the file is read: there is no progress bar.
+// default, came ticked: a field sent before the file. The file is
+// imported as it arrives, so the upload's progress, which console.js
+// shows, is the import's.
 func (s *Server) handleConsoleImport(c *gin.Context) {
 	d := s.consoleBase(c, "console.import.title", "import")
 	v, ok := c.Get(ctxUpload)

@@ -27,6 +27,44 @@ document.querySelectorAll("form[data-busy]").forEach(function (f) {
     });
   });
 });
+// A form with data-progress (the import) goes up by XMLHttpRequest, so
+// the page can show how much of the file has gone: the server imports
+// the file as it arrives, so that is how far the import got. The answer
+// (the report) then replaces the page. Without script the form posts
+// as usual and the page waits.
+document.querySelectorAll("form[data-progress]").forEach(function (f) {
+  f.addEventListener("submit", function (e) {
+    var bar = f.querySelector("progress[data-progress-bar]");
+    var status = f.querySelector("[data-busy-status]");
+    if (!bar || !window.FormData || !window.XMLHttpRequest) { return; }
+    e.preventDefault();
+    var root = document.documentElement;
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", f.action);
+    xhr.upload.addEventListener("progress", function (p) {
+      if (!p.lengthComputable) { return; }
+      bar.max = p.total;
+      bar.value = p.loaded;
+      bar.hidden = false;
+      root.dataset.uploaded = String(p.loaded);
+      root.dataset.uploadTotal = String(p.total);
+      if (status) {
+        status.textContent = f.dataset.progress.replace("{pct}", String(Math.floor(100 * p.loaded / p.total)));
+      }
+    });
+    xhr.addEventListener("load", function () {
+      var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      document.title = doc.title;
+      document.body.replaceWith(document.adoptNode(doc.body));
+      window.scrollTo(0, 0);
+    });
+    xhr.addEventListener("error", function () {
+      if (status) { status.textContent = f.dataset.failed; }
+      f.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = false; });
+    });
+    xhr.send(new FormData(f));
+  });
+});
 // A section with data-refresh (a running campaign's counts) reloads
 // itself every that many seconds while the page is shown.
 document.querySelectorAll("[data-refresh][id]").forEach(function (el) {
