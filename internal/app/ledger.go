@@ -57,11 +57,22 @@ func newHeads(cfg config.Config, db consent.Store, readOnly bool, now func() tim
 			return nil, fmt.Errorf("ledger key %d: %w", i+1, err)
 		}
 	}
-	var witnesses []ledger.Witness
+	// Every head also goes to the webhook endpoints that take ledger_head
+	// (none: nothing is queued).
+	witnesses := []ledger.Witness{webhookWitness{db}}
 	if cfg.Ledger.WitnessDir != "" {
 		witnesses = append(witnesses, ledger.DirWitness{Dir: cfg.Ledger.WitnessDir})
 	}
 	return ledger.NewHeads(db, ledgerOrigin(cfg.BaseURL), keys, now, log, witnesses...)
+}
+
+// webhookWitness hands each published head to the webhook endpoints that
+// take ledger_head, through the durable delivery queue.
+type webhookWitness struct{ store consent.WebhookStore }
+
+// Witness queues h's deliveries.
+func (w webhookWitness) Witness(ctx context.Context, h ledger.Head) error {
+	return w.store.QueueHead(ctx, string(h.Note))
 }
 
 // ledgerOrigin names the log in its heads: base_url's host and path,

@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/config"
 	"optin/internal/ledger"
+	"optin/internal/webhooktest"
 )
 
 // head fetches GET /ledger/head and checks its signature with the keys
@@ -49,6 +51,10 @@ func (s *service) head() ledger.Head {
 func TestLedgerHeadAndConsistency(t *testing.T) {
 	witness := t.TempDir()
 	s := startService(t, func(c *config.Config) { c.Ledger.WitnessDir = witness })
+	rcv := webhooktest.Start(t)
+	var hook webhookOut
+	s.adminJSON("POST", "/webhooks", `{"url":"`+rcv.URL+`/heads","events":["ledger_head"]}`, http.StatusCreated, &hook)
+	rcv.SetSecret(hook.Secret)
 	h0 := s.head()
 	if h0.Tree.N != 0 || h0.Origin != strings.TrimPrefix(s.url, "http://")+"/ledger" || h0.Time.IsZero() {
 		t.Errorf("head of the empty ledger: got %+v, want size 0, origin of base_url, a time", h0)
@@ -108,6 +114,22 @@ func TestLedgerHeadAndConsistency(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "ledger head signed") {
 		t.Errorf("log: want a line for the published head, got:\n%s", s.logs.String())
+	}
+	// The webhook witness gets the same head, signed as every delivery.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ms := rcv.Messages(); len(ms) > 0 {
+			var body struct{ Data struct{ Head string } }
+			if err := json.Unmarshal([]byte(ms[0].Body), &body); err != nil || ms[0].Type != "ledger_head" || body.Data.Head != string(h3.Note) {
+				t.Errorf("webhook witness: got %s, %v, want ledger_head with head 3", ms[0].Body, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no ledger_head webhook after the head was published")
+		}
+	}
+	if bad := rcv.Bad(); len(bad) > 0 {
+		t.Errorf("webhook signatures: %v", bad)
 	}
 }
 

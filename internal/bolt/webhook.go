@@ -42,6 +42,17 @@ func queueEvent(tx *bbolt.Tx, ev *consent.Event) error {
 	return queueDeliveries(tx, ev.Queue(hooks))
 }
 
+// QueueHead implements consent.WebhookStore.
+func (db *DB) QueueHead(ctx context.Context, note string) error {
+	return db.update(ctx, func(tx *bbolt.Tx) error {
+		hooks, err := webhooks(tx)
+		if err != nil || len(hooks) == 0 {
+			return err
+		}
+		return queueDeliveries(tx, consent.QueueHead(hooks, note, db.Now()))
+	})
+}
+
 // suppressAddress writes suppression s of the address with key and
 // queues the suppressed webhooks it causes (consent.Suppression.Reported),
 // naming the subscriber who holds the address, if any. Every suppression

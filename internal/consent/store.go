@@ -288,6 +288,9 @@ type WebhookStore interface {
 	// the order they were first queued, behind the deliveries waiting
 	// now, with their message ids, and returns how many; audited.
 	RedeliverWebhook(ctx context.Context, a Actor, id string) (int, error)
+	// QueueHead queues a ledger_head delivery of the signed head note to
+	// every endpoint that takes them.
+	QueueHead(ctx context.Context, note string) error
 	// DueDeliveries returns up to limit deliveries due at now, in due
 	// order, leaving out those skip names (deliveries being sent, or of
 	// an endpoint busy enough).

@@ -25,18 +25,22 @@ const (
 	WebhookLapsed             WebhookEvent = "lapsed"
 	WebhookErased             WebhookEvent = "erased"
 	WebhookSuppressed         WebhookEvent = "suppressed"
+	// WebhookLedgerHead carries each signed head of the consent ledger
+	// to a receiver that keeps it: a witness outside optin, so a later
+	// rewrite of the ledger cannot match a head it already holds.
+	WebhookLedgerHead WebhookEvent = "ledger_head"
 )
 
 // WebhookEvents lists every webhook event, in the order documented.
 var WebhookEvents = []WebhookEvent{WebhookConfirmed, WebhookUnsubscribed, WebhookPreferencesUpdated,
-	WebhookReconfirmed, WebhookLapsed, WebhookErased, WebhookSuppressed}
+	WebhookReconfirmed, WebhookLapsed, WebhookErased, WebhookSuppressed, WebhookLedgerHead}
 
 // WebhookEventOf returns the webhook event a ledger event of type t
 // causes, and false for the types no webhook reports (requested,
 // imported, canceled, activity, rectified).
 func WebhookEventOf(t EventType) (WebhookEvent, bool) {
 	e := WebhookEvent(t)
-	return e, e != WebhookSuppressed && slices.Contains(WebhookEvents, e)
+	return e, e != WebhookSuppressed && e != WebhookLedgerHead && slices.Contains(WebhookEvents, e)
 }
 
 // WebhookScope is how much personal data a webhook endpoint receives (GDPR
@@ -171,6 +175,8 @@ type Delivery struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Suppression is what WebhookSuppressed reports.
 	Suppression *Suppression `json:"suppression,omitempty"`
+	// Head is the signed note WebhookLedgerHead carries (no personal data).
+	Head string `json:"head,omitempty"`
 	// Msg is set when a redelivery gave the delivery a new id: the
 	// message id it keeps (see MessageID).
 	Msg       string    `json:"msg,omitempty"`
@@ -217,6 +223,12 @@ func QueueSuppressed(hooks []Webhook, s Suppression, subscriber string) []Delive
 	return queue(hooks, Delivery{Event: WebhookSuppressed, Subscriber: subscriber, Suppression: &s, Created: s.Created})
 }
 
+// QueueHead returns the WebhookLedgerHead deliveries of the signed head
+// note, made at, for the endpoints in hooks that take it.
+func QueueHead(hooks []Webhook, note string, at time.Time) []Delivery {
+	return queue(hooks, Delivery{Event: WebhookLedgerHead, Head: note, Created: at})
+}
+
 func queue(hooks []Webhook, d Delivery) []Delivery {
 	var ds []Delivery
 	for i := range hooks {
@@ -243,8 +255,11 @@ type WebhookData struct {
 	Subscriber  string              `json:"subscriber,omitempty"`
 	Evidence    *WebhookEvidence    `json:"evidence,omitempty"`
 	Suppression *WebhookSuppression `json:"suppression,omitempty"`
-	Email       string              `json:"email,omitempty"`
-	Name        string              `json:"name,omitempty"`
+	// Head is a ledger_head's signed note (C2SP tlog-checkpoint text and
+	// its signature lines), as GET /ledger/head serves it.
+	Head  string `json:"head,omitempty"`
+	Email string `json:"email,omitempty"`
+	Name  string `json:"name,omitempty"`
 }
 
 // WebhookEvidence is the proof of a ledger event: when, which topics, on
@@ -296,6 +311,7 @@ func RenderWebhook(d Delivery, ev *Event, sub *Subscriber, scope WebhookScope) W
 	if s := d.Suppression; s != nil {
 		m.Data.Suppression = &WebhookSuppression{Scope: s.Scope, Reason: WebhookReason(s.Reason), Time: s.Created}
 	}
+	m.Data.Head = d.Head
 	if scope == ScopeContact && sub != nil && sub.ID == d.Subscriber {
 		m.Data.Email, m.Data.Name = sub.Email, sub.Name
 	}

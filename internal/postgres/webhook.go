@@ -45,6 +45,18 @@ func queueEvent(t *tx, ev *consent.Event) error {
 	return queueDeliveries(t, ev.Queue(hooks), ev.Time)
 }
 
+// QueueHead implements consent.WebhookStore.
+func (db *DB) QueueHead(ctx context.Context, note string) error {
+	return db.update(ctx, func(t *tx) error {
+		hooks, err := webhooks(t)
+		if err != nil || len(hooks) == 0 {
+			return err
+		}
+		now := db.Now()
+		return queueDeliveries(t, consent.QueueHead(hooks, note, now), now)
+	})
+}
+
 // suppressAddress writes suppression s of the address with key and
 // queues the suppressed webhooks it causes (consent.Suppression.Reported),
 // naming the subscriber who holds the address, if any. Every suppression

@@ -80,6 +80,7 @@ func Run(t *testing.T, open Opener) {
 		{"TopicTranslations", testTopicTranslations},
 		{"APIKeys", testAPIKeys},
 		{"Limits", testLimits},
+		{"WebhookHeads", testWebhookHeads},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -201,3 +201,29 @@ func testWebhooks(t *testing.T, f *fixture) {
 	_, err = f.s.CreateWebhook(ctx, admin, w)
 	f.wantCode("CreateWebhook beyond the cap", err, consent.EConflict)
 }
+
+// testWebhookHeads: QueueHead queues the signed head for the endpoints
+// that take ledger_head and no other, carrying the note and no
+// subscriber; its content is neither an event nor a person.
+func testWebhookHeads(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	if err := f.s.QueueHead(ctx, "no endpoints yet"); err != nil {
+		t.Fatalf("QueueHead without endpoints: got err %v, want nil", err)
+	}
+	witness := f.createWebhook("https://witness.example/heads", consent.ScopeEvidence, consent.WebhookLedgerHead)
+	f.createWebhook("https://crm.example/hook", consent.ScopeContact, consent.WebhookConfirmed)
+	note := "optin.example/ledger\n3\nAAAA\n\n— optin.example/ledger sig\n"
+	if err := f.s.QueueHead(ctx, note); err != nil {
+		t.Fatalf("QueueHead: got err %v, want nil", err)
+	}
+	ds, err := f.s.DueDeliveries(ctx, f.now(), 100, nil)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("DueDeliveries: got %+v, %v, want the one head delivery", ds, err)
+	}
+	if d := ds[0]; d.Webhook != witness.ID || d.Event != consent.WebhookLedgerHead || d.Head != note || d.Subscriber != "" || d.Seq != 0 {
+		t.Errorf("head delivery: got %+v, want the witness's, with the note", d)
+	}
+	if ev, sub, err := f.s.DeliveryContent(ctx, ds[0]); err != nil || ev != nil || sub != nil {
+		t.Errorf("DeliveryContent of a head: got %v, %v, %v, want nil, nil, nil", ev, sub, err)
+	}
+}
