@@ -280,7 +280,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, cmd := range [][]string{
 		{}, {"serve"}, {"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"verify"}, {"import"}, {"campaign"}, {"campaign", "status"}, {"version"}, {"mail"}, {"mail", "test"},
-		{"bench"}, {"migrate"}, {"migrate", "status"}, {"dkim"}, {"dkim", "keygen"}, {"receipt"}, {"receipt", "verify"}, {"counters"}, {"counters", "rebuild"},
+		{"bench"}, {"migrate"}, {"migrate", "status"}, {"dkim"}, {"dkim", "keygen"}, {"receipt"}, {"receipt", "verify"}, {"ledger"}, {"ledger", "rotate-key"}, {"counters"}, {"counters", "rebuild"},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			args := append(append([]string{}, cmd...), h)

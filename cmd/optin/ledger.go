@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"optin/internal/app"
 	"optin/internal/consent"
 	"optin/internal/ledger"
 )
@@ -216,5 +217,28 @@ func readJSON(name string, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	return nil
+}
+
+const ledgerUsage = "usage: optin ledger rotate-key [--config FILE]"
+
+// ledgerCmd runs "optin ledger rotate-key": a new signing key for the
+// ledger's heads, the current one kept as retired.
+func ledgerCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, ledgerUsage)
+		return nil
+	}
+	if len(args) == 0 || args[0] != "rotate-key" {
+		return errors.New(ledgerUsage)
+	}
+	cfg, err := loadConfig(flag.NewFlagSet("ledger rotate-key", flag.ContinueOnError), ledgerUsage[len("usage: "):], args[1:], stdout)
+	if err != nil {
+		return err
+	}
+	if err := app.RotateLedgerKey(ctx, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "new ledger key made; restart optin (every instance) to sign with it. Heads signed before stay checkable: GET /ledger/key lists the retired key too.")
 	return nil
 }

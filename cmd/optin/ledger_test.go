@@ -134,3 +134,29 @@ func TestCLIReceiptAndHeads(t *testing.T) {
 		t.Errorf("receipt verify against a head signed after the rewrite: got %v, want it not to extend the receipt's head", err)
 	}
 }
+
+// TestCLILedgerRotateKey: ledger rotate-key adds a signing key and keeps
+// the old one, in secrets.json on bbolt.
+func TestCLILedgerRotateKey(t *testing.T) {
+	boltOnly(t, "secrets.json")
+	path, cfg := importedDir(t, 1)
+	read := func() []string {
+		var f struct {
+			LedgerKeys []string `json:"ledger_keys"`
+		}
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "secrets.json"))
+		if err != nil || json.Unmarshal(b, &f) != nil {
+			t.Fatalf("secrets.json: %v", err)
+		}
+		return f.LedgerKeys
+	}
+	before := read()
+	out, err := runCLI(t, "ledger", "rotate-key", "--config", path)
+	if err != nil || !strings.Contains(out, "new ledger key made") {
+		t.Fatalf("ledger rotate-key: got %q, %v", out, err)
+	}
+	after := read()
+	if len(before) != 1 || len(after) != 2 || after[1] != before[0] || after[0] == before[0] {
+		t.Errorf("ledger keys: %d before, %d after (new first, old kept), got %v then %v", 1, 2, before, after)
+	}
+}

@@ -42,6 +42,8 @@ usage:
                                                     and that it extends saved heads
   optin receipt verify RECEIPT --key KEYFILE [--head FILE]
                                                     check a consent receipt offline
+  optin ledger rotate-key [--config FILE]           make a new key for the ledger's heads (the old one
+                                                    stays to check older heads); restart optin after
   optin counters rebuild [--check] [--config FILE]  recount the counters the overview reads
                                                     (--check: only compare them with a full walk)
   optin import [--format csv|ndjson] [--config FILE] FILE
@@ -114,6 +116,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return verify(ctx, args[1:], stdout)
 	case "receipt":
 		return receiptCmd(args[1:], stdout)
+	case "ledger":
+		return ledgerCmd(ctx, args[1:], stdout)
 	case "counters":
 		if len(args) < 2 || args[1] != "rebuild" {
 			if len(args) == 2 && (args[1] == "help" || args[1] == "-h" || args[1] == "--help") {

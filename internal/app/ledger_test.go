@@ -218,25 +218,24 @@ func TestReceipt(t *testing.T) {
 // first and the retired key after it, and a head the retired key signed
 // still checks, and the ledger still extends it.
 func TestLedgerKeyRotation(t *testing.T) {
-	boltOnly(t, "secrets.json")
 	dir := t.TempDir()
 	s := startService(t, func(c *config.Config) { c.DataDir = dir })
+	cfg := s.app.cfg
 	if r := s.signupJSON("ann@example.com", "news"); r.status != http.StatusAccepted {
 		t.Fatalf("signup: %d %s", r.status, r.body)
 	}
 	old := s.head()
 	s.shutdown()
 
-	f, err := readSecretsFile(filepath.Join(dir, "secrets.json"))
-	if err != nil || len(f.LedgerKeys) != 1 {
-		t.Fatalf("secrets.json: got %d ledger keys, %v, want the one generated", len(f.LedgerKeys), err)
-	}
-	f.LedgerKeys = append([]string{base64.StdEncoding.EncodeToString([]byte("a new ledger key seed, 32 bytes!"))}, f.LedgerKeys...)
-	if err := writeSecrets(filepath.Join(dir, "secrets.json"), f); err != nil {
-		t.Fatal(err)
+	if err := RotateLedgerKey(t.Context(), cfg); err != nil {
+		t.Fatalf("RotateLedgerKey: %v", err)
 	}
 
-	s = startService(t, func(c *config.Config) { c.DataDir = dir })
+	s = startService(t, func(c *config.Config) {
+		c.DataDir, c.Store, c.Postgres.URL = dir, cfg.Store, cfg.Postgres.URL
+		c.BaseURL = cfg.BaseURL // heads name the log by base_url
+	})
+	s.url = "http://" + s.app.cfg.Listen
 	keys := strings.Fields(s.do("GET", "/ledger/key", "", "").body)
 	if len(keys) != 2 {
 		t.Fatalf("GET /ledger/key after rotation: got %q, want the new key and the retired one", keys)

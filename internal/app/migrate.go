@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 
 	"optin/internal/bolt"
 	"optin/internal/config"
@@ -56,8 +57,11 @@ func MigrateToPostgres(ctx context.Context, cfg config.Config) (MigrateReport, e
 	for _, k := range sec.tokenKeys {
 		secrets["token_key_"+k.ID] = k.Secret
 	}
-	if len(sec.ledgerKeys) > 0 { // heads already handed out stay checkable
-		secrets[ledgerKeySecret] = sec.ledgerKeys[0]
+	// Every ledger key, so heads already handed out stay checkable:
+	// secrets.json lists the signing key first, PostgreSQL numbers them
+	// oldest first.
+	for i, seed := range sec.ledgerKeys {
+		secrets[ledgerKeyPrefix+strconv.Itoa(len(sec.ledgerKeys)-i)] = seed
 	}
 	var rep MigrateReport
 	if rep.Counts, err = dst.Load(ctx, src.Dump(ctx), secrets); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // SecretHMACKey names the key of the suppression list's address hashes.
@@ -33,4 +34,21 @@ func (db *DB) Secret(ctx context.Context, name string) ([]byte, error) {
 		return nil, fmt.Errorf("postgres: secret %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// Secrets returns the stored secrets whose names start with prefix, by
+// name (the ledger's signing keys, ledger_key_1, ledger_key_2, ...).
+func (db *DB) Secrets(ctx context.Context, prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	var name string
+	var v []byte
+	err := db.read(ctx).each("SELECT name, value FROM secrets WHERE starts_with(name, $1)", []any{prefix}, []any{&name, &v},
+		func() error {
+			out[name] = slices.Clone(v)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: secrets %s*: %w", prefix, err)
+	}
+	return out, nil
 }
