@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,25 +81,7 @@ func TestKill9(t *testing.T) {
 	}
 	sink := smtptest.Start(t, smtptest.Options{})
 	sink.Discard(true)
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfgPath := filepath.Join(dir, "optin.yaml")
-	cfgText := fmt.Sprintf(`listen: %q
-data_dir: %q
-mail:
-  transport: smtp
-  from: "Crash <crash@example.com>"
-  smtp: {host: %q, port: %d, tls: none}
-limits: {signup_per_ip: "off", manage_per_ip: "off"}
-`, addr, filepath.Join(dir, "data"), sink.Host(), sink.Port())
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath, addr := writeBoltConfig(t, sink)
 
 	var mu sync.Mutex
 	var acked []string

@@ -29,12 +29,7 @@ const testLease = 10 * time.Second
 // share base_url, as behind a load balancer.
 func writeInstanceConfig(t *testing.T, dir string, i int, url, baseURL string, sink *smtptest.Server) (cfgPath, addr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = freeAddr(t)
 	if baseURL == "" {
 		baseURL = "http://" + addr
 	}
@@ -50,6 +45,39 @@ mail:
   smtp: {host: %q, port: %d, tls: none, helo: "optin-%d.test"}
 limits: {signup_per_ip: "off", manage_per_ip: "off", confirmations: "off"}
 `, addr, baseURL, filepath.Join(dir, fmt.Sprintf("data-%d", i)), url, testLease.String(), sink.Host(), sink.Port(), i)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, addr
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// writeBoltConfig writes the config of one instance on a bbolt store in
+// a temporary directory that mails to sink, without abuse limits, and
+// returns its path and listen address.
+func writeBoltConfig(t *testing.T, sink *smtptest.Server) (cfgPath, addr string) {
+	t.Helper()
+	dir := t.TempDir()
+	addr = freeAddr(t)
+	cfgPath = filepath.Join(dir, "optin.yaml")
+	text := fmt.Sprintf(`listen: %q
+data_dir: %q
+mail:
+  transport: smtp
+  from: "Crash <crash@example.com>"
+  smtp: {host: %q, port: %d, tls: none}
+limits: {signup_per_ip: "off", manage_per_ip: "off"}
+`, addr, filepath.Join(dir, "data"), sink.Host(), sink.Port())
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
