@@ -36,16 +36,11 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, e
 	if db.readOnly {
 		return nil, ErrReadOnly
 	}
-	ptx, err := db.pool.Begin(ctx)
+	ptx, t, err := db.beginWrite(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", unavailable(err))
+		return nil, err
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
-	q := guarded{ptx}
-	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
-		return nil, fmt.Errorf("postgres: write lock: %w", err)
-	}
-	t := &tx{conn: conn{ctx: ctx, q: q}}
 	for _, table := range slices.Sorted(maps.Values(loadTables)) {
 		if full, err := t.exists("SELECT 1 FROM " + table); err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"optin/internal/consent"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // maxBatch caps how many write calls share one transaction.
@@ -121,16 +123,11 @@ func (db *DB) commit(batch []*call) {
 func (db *DB) run(calls []*call) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	ptx, err := db.pool.Begin(ctx)
+	ptx, t, err := db.beginWrite(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("postgres: %w", unavailable(err))
+		return -1, err
 	}
 	defer ptx.Rollback(ctx)
-	q := guarded{ptx}
-	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
-		return -1, fmt.Errorf("postgres: write lock: %w", err)
-	}
-	t := &tx{conn: conn{ctx: ctx, q: q}}
 	for i, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			return i, err
@@ -156,6 +153,20 @@ func (db *DB) run(calls []*call) (int, error) {
 		return -1, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}
 	return -1, nil
+}
+
+// beginWrite begins a write transaction and takes the write lock; the
+// caller commits or rolls back ptx.
+func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
+	if ptx, err = db.pool.Begin(ctx); err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", unavailable(err))
+	}
+	q := guarded{ptx}
+	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+		ptx.Rollback(ctx)
+		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
+	}
+	return ptx, &tx{conn: conn{ctx: ctx, q: q}}, nil
 }
 
 // safeCall turns a panic in fn into an error, so one bad call cannot take
