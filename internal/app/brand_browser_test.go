@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"optin/internal/browsertest"
 	"optin/internal/token"
 )
 
@@ -26,7 +27,7 @@ import (
 // and to /manage. The confirmation mail's HTML part fits the phone too.
 // Screenshots go to $OPTIN_ARTIFACTS/pages.
 func TestBrowserBrandedPages(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	cat := loadCatalog(t)
 	s := startService(t, brandTweak(t))
 	s.adminJSON("PUT", "/topics/news", `{"name":"Product news","description":"News about our products, at most twice a month",

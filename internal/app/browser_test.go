@@ -18,27 +18,11 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"optin/internal/browsertest"
 	"optin/internal/consent"
 	"optin/internal/i18n"
 	"optin/templates"
 )
-
-// chromiumPath is where Debian's chromium package puts the browser.
-const chromiumPath = "/usr/bin/chromium"
-
-// needChromium returns the browser's path. Without it the test is skipped
-// on a developer's machine and fails in CI (CI=true), where .ci/run
-// installs it.
-func needChromium(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is missing (.ci/run installs it with apt-get install -y chromium): %v", chromiumPath, err)
-		}
-		t.Skipf("skipping the browser test: %s not found; install it with apt-get install -y chromium (CI runs this test)", chromiumPath)
-	}
-	return chromiumPath
-}
 
 // artifactDir is where tests save screenshots: $OPTIN_ARTIFACTS, else a
 // temporary directory.
@@ -61,33 +45,6 @@ func loadCatalog(t *testing.T) *i18n.Catalog {
 		t.Fatal(err)
 	}
 	return cat
-}
-
-// newBrowser starts a headless Chromium with a fresh profile and returns a
-// tab's context.
-func newBrowser(t *testing.T, ctx context.Context) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(needChromium(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(900, 1000),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	tab, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
-	return tab
 }
 
 // logConsole copies the browser's console to the test log, for
@@ -126,7 +83,7 @@ func shopPage(optinURL, query string) http.Handler {
 // of work works too, and a site that is not allowed gets the form refused
 // (403) and shows an error. Markup in a topic name stays text.
 func TestBrowserEmbed(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	start := time.Now()
 	en := loadCatalog(t).For("en")
 	s := startService(t, nil)
@@ -151,7 +108,7 @@ func TestBrowserEmbed(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tab := newBrowser(t, ctx)
+	tab := browsertest.New(t, ctx)
 
 	// No page may open a dialog: that would be script from the data.
 	var dialogs atomic.Int32

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"optin/internal/browsertest"
 	"optin/internal/config"
 )
 
@@ -39,7 +40,7 @@ func newConsoleTab(t *testing.T, s *service) *consoleTab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	tab := newBrowser(t, ctx)
+	tab := browsertest.New(t, ctx)
 	ct := &consoleTab{t: t, s: s, tab: tab, shots: os.Getenv("OPTIN_CONSOLE_SHOTS")}
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -276,7 +277,7 @@ func (ct *consoleTab) waitEval(what, js, want string) {
 // no serious or critical problem and nothing is wider than the screen,
 // at phone and desktop width.
 func TestBrowserConsole(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	cat := loadCatalog(t)
 	en := cat.For("en")
 	// Campaign mail must carry a postal address, or no campaign starts.

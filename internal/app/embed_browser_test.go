@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"optin/internal/browsertest"
 	"optin/internal/consent"
 )
 
@@ -49,7 +50,7 @@ func plainShop(optinURL string) http.Handler {
 // in a live region. On a site that may not use the form, the browser
 // console says so, naming the form and the origin, and optin logs it.
 func TestBrowserEmbedFinished(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	en := loadCatalog(t).For("en")
 	s := startService(t, brandTweak(t))
 	shop := httptest.NewServer(plainShop(s.url))

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"optin/internal/browsertest"
 	"optin/internal/config"
 	"optin/internal/consent"
 )
@@ -270,7 +271,7 @@ func (s *service) mustOutcome(addr string) outcome {
 // from a scanner, every person confirmed. -scanner.mails sets the number
 // of mails (docs/performance.md: 200).
 func TestScannerSimulation(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	n := *scannerMails
 	s := scannerService(t)
 	bases := map[string]string{listedScanner: relayFrom(t, s, listedScanner), unlistedScanner: relayFrom(t, s, unlistedScanner)}
@@ -278,7 +279,7 @@ func TestScannerSimulation(t *testing.T) {
 	// Room for a slow, shared machine: a few seconds a mail.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(n)*5*time.Second)
 	defer cancel()
-	browser := newBrowser(t, ctx)
+	browser := browsertest.New(t, ctx)
 	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}

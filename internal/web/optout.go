@@ -141,7 +141,7 @@ func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n
 		}
 	}
 	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
-		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name})
+		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name, VerifyURL: verifyURL(l)})
 }
 
 // preferenceTopics are the topics a preference page in l's language

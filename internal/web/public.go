@@ -56,6 +56,12 @@ type pageData struct {
 	// Interaction is the token an action page's script puts in its form
 	// when a person's pointer or key touches the page.
 	Interaction string
+	// VerifyURL links the receipt checker (GET /ledger/verify) in the
+	// page's language; VerifyKeys fills in its key field and
+	// VerifyStrings are its script's strings.
+	VerifyURL     string
+	VerifyKeys    string
+	VerifyStrings map[string]string
 }
 
 // keyedError is an error with the catalog key of the message a browser
@@ -603,6 +609,7 @@ func (s *Server) handleConfirm(c *gin.Context) {
 				return
 			}
 			data.LinkText = l.T("confirmed.receipt")
+			data.VerifyURL = verifyURL(l)
 		}
 		s.messagePage(c, http.StatusOK, l, "confirmed", data)
 	case consent.EExpired, consent.ENotFound:

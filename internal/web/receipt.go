@@ -3,10 +3,13 @@ package web
 import (
 	"crypto/rand"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
+	"optin/internal/i18n"
 	"optin/internal/ledger"
 	"optin/internal/token"
 )
@@ -81,4 +84,44 @@ func (s *Server) receiptLink(id string) (string, error) {
 		return "", err
 	}
 	return s.cfg.BaseURL + "/preferences/" + tok + "/receipt", nil
+}
+
+// The receipt checker: a page that checks a receipt in the person's
+// browser (templates/pages/verify.js) as `optin receipt verify` does, with
+// no request to the server, so it also works saved to disk. Its policy
+// lets the page load its script and nothing else: no connection, no form
+// submission.
+const verifyCSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+// verifyStrings are the catalog keys verify.js shows, by the name it uses:
+// verify.<name>.
+var verifyStrings = []string{"working", "ok", "failed", "unsupported", "checks", "events",
+	"col.seq", "col.time", "col.type", "col.topics",
+	"check.receipt", "check.key", "check.signature", "check.head", "check.leaf", "check.seq", "check.person",
+	"check.shown", "check.personal", "check.wording", "check.inclusion", "check.saved_head"}
+
+// verifyURL is the receipt checker's address in l's language, relative to
+// the server.
+func verifyURL(l i18n.Localizer) string { return "/ledger/verify?locale=" + url.QueryEscape(l.Locale) }
+
+// handleVerifyPage serves the receipt checker in the language of
+// ?locale=, else the browser's, with the ledger's current verifier keys
+// filled in.
+func (s *Server) handleVerifyPage(c *gin.Context) {
+	l := s.localizer(c, c.Query("locale"))
+	d := pageData{L: l, VerifyStrings: map[string]string{}}
+	for _, k := range verifyStrings {
+		d.VerifyStrings[k] = l.T("verify." + k)
+	}
+	if s.cfg.Ledger != nil {
+		d.VerifyKeys = strings.Join(s.cfg.Ledger.VerifierKeys(), "\n")
+	}
+	c.Header("Content-Security-Policy", verifyCSP)
+	s.page(c, http.StatusOK, "verify", d)
+}
+
+// handleVerifyJS serves the receipt checker's script.
+func (s *Server) handleVerifyJS(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "text/javascript; charset=utf-8", s.verifyJS)
 }

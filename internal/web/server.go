@@ -119,6 +119,7 @@ type Server struct {
 	pow       *powGuard
 	embedJS   []byte // body of embed.js, wrapped around each form's data
 	embedCSS  []byte // embed.css, after each form's brand
+	verifyJS  []byte // the receipt checker's script
 	// The browser console (console.go).
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
@@ -174,7 +175,10 @@ func New(cfg Config) (*Server, error) {
 	if s.embedCSS, err = fs.ReadFile(cfg.Templates, "embed/embed.css"); err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage", "privacy"} {
+	if s.verifyJS, err = fs.ReadFile(cfg.Templates, "pages/verify.js"); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	for _, name := range []string{"form", "message", "action", "unsubscribe", "preferences", "manage", "privacy", "verify"} {
 		t, err := template.ParseFS(cfg.Templates, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: %w", err)
@@ -251,6 +255,8 @@ func New(cfg Config) (*Server, error) {
 	pub.GET("/ledger/head", s.handleLedgerHead)
 	pub.GET("/ledger/key", s.handleLedgerKey)
 	pub.GET("/ledger/consistency", s.handleLedgerConsistency)
+	pub.GET("/ledger/verify", s.handleVerifyPage)
+	pub.GET("/ledger/verify.js", s.handleVerifyJS)
 
 	s.registerAdmin(e.Group("/api/v1")) // body limits per route: imports may be large
 	s.registerConsole(e)
