@@ -144,7 +144,8 @@ var receiptLinkRE = regexp.MustCompile(`href="(http://127\.0\.0\.1:\d+/preferenc
 // receipt; it holds the requested and confirmed events with the wording
 // shown and the personal records, each proven in a signed head, and
 // verifies offline with the key GET /ledger/key serves. The preference
-// page links to it too; a link of an erased person finds nothing.
+// page links to it too; a link of an erased person finds nothing, and the
+// receipt made before the erasure still checks against the head after it.
 func TestReceipt(t *testing.T) {
 	s := startService(t, nil)
 	if r := s.signupJSON("ann@example.com", "news"); r.status != http.StatusAccepted {
@@ -208,8 +209,19 @@ func TestReceipt(t *testing.T) {
 	if r := s.do("GET", m[1], "", ""); r.status != http.StatusGone {
 		t.Errorf("receipt link after erasure: got %d, want 410", r.status)
 	}
-	if _, err := ledger.VerifyReceipt(&rec, keys, []ledger.Head{s.head()}, nil); err == nil || !strings.Contains(err.Error(), "consistency proof") {
+	later := s.head()
+	if _, err := ledger.VerifyReceipt(&rec, keys, []ledger.Head{later}, nil); err == nil || !strings.Contains(err.Error(), "consistency proof") {
 		t.Errorf("receipt against a later head without a proof: got %v, want it to ask for the proof", err)
+	}
+	// Erasure left every leaf: the receipt made before it still checks,
+	// and the head after it extends the receipt's.
+	var proof ledger.Consistency
+	pr := s.do("GET", fmt.Sprintf("/ledger/consistency?from=%d&to=%d", check.Head.Tree.N, later.Tree.N), "", "")
+	if err := json.Unmarshal([]byte(pr.body), &proof); err != nil || later.Tree.N <= check.Head.Tree.N {
+		t.Fatalf("consistency proof after erasure: %v %s (heads of %d and %d events)", err, pr.body, check.Head.Tree.N, later.Tree.N)
+	}
+	if _, err := ledger.VerifyReceipt(&rec, keys, []ledger.Head{later}, []ledger.Consistency{proof}); err != nil {
+		t.Errorf("receipt made before the erasure, against the head after it with the proof: %v", err)
 	}
 }
 

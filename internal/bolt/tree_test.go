@@ -95,3 +95,32 @@ func TestRewriteCaughtByEarlierHead(t *testing.T) {
 		t.Errorf("verdict on the early head: got %q, want the change placed in events 1 to 3", r)
 	}
 }
+
+// TestTruncationCaughtByEarlierHead: the operator deletes the last events
+// from the file, points the chain's head at the last one kept and drops
+// the tree, so the next open rebuilds it from what is left. The truncated
+// file verifies in itself; a head saved before the truncation reports
+// events removed, and a head of the part kept still passes.
+func TestTruncationCaughtByEarlierHead(t *testing.T) {
+	db, form, _ := ledgerFixture(t)
+	kept := mustTree(t, db)
+	mustSignup(t, db, form, "cy@example.com")
+	full := mustTree(t, db)
+	if kept.N != 3 || full.N != 4 {
+		t.Fatalf("trees: got %d and %d events, want 3 and 4", kept.N, full.N)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bolttest.Truncate(t, db.path, 3)
+
+	db.DB = mustOpenAt(t, db.path, db.clock)
+	wantLedgerOK(t, db, 3) // consistent in itself
+	rep, err := db.VerifyLedger(t.Context(), kept, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || len(rep.Heads) != 2 || !rep.Heads[0].OK || rep.Heads[1].OK || !strings.Contains(rep.Heads[1].Reason, "removed") {
+		t.Errorf("VerifyLedger(head of the part kept, head before the truncation): got %+v, want the first passing and the second reporting events removed", rep)
+	}
+}

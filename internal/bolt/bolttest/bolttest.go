@@ -111,6 +111,34 @@ func Rewrite(t testing.TB, path string, seq uint64, old, new string) {
 	})
 }
 
+// Truncate is the other forgery of an operator with the file: it deletes
+// every ledger event after event n, points the chain's head at event n
+// and drops the Merkle tree as DropTree does, so that the next open
+// rebuilds the tree from the first n events. Afterwards the file is
+// consistent in itself; only a tree head signed before (or a receipt of
+// a deleted event) can tell.
+func Truncate(t testing.TB, path string, n uint64) {
+	t.Helper()
+	update(t, path, func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("ledger"))
+		var last consent.Event
+		if err := json.Unmarshal(b.Get(binary.BigEndian.AppendUint64(nil, n)), &last); err != nil {
+			return fmt.Errorf("ledger event %d: %w", n, err)
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek(binary.BigEndian.AppendUint64(nil, n+1)); k != nil; k, _ = c.Seek(k) {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		head := append(binary.BigEndian.AppendUint64(nil, last.Seq), last.Hash...)
+		if err := tx.Bucket([]byte("meta")).Put([]byte("ledger_head"), head); err != nil {
+			return err
+		}
+		return dropTree(tx)
+	})
+}
+
 // DropTree makes the closed database file at path look like one written
 // before the ledger was a Merkle tree: no tree hashes, no tree size.
 func DropTree(t testing.TB, path string) {
