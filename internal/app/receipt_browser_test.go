@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/http"
 	"os"
@@ -81,6 +82,7 @@ func writeReceipt(t *testing.T, dir, name string, r ledger.Receipt) string {
 // too, its inclusion proof); checked with another key it fails the
 // signature; with a tampered proof, the inclusion proof. The page and its
 // script saved into a folder check it as well, opened from disk.
+// Screenshots of the verdicts go to $OPTIN_ARTIFACTS.
 func TestBrowserReceiptChecker(t *testing.T) {
 	browsertest.Chromium(t)
 	cat := loadCatalog(t)
@@ -151,8 +153,14 @@ func TestBrowserReceiptChecker(t *testing.T) {
 		{"another key", genuine, wrongKey, "signature"},
 		{"tampered proof", writeReceipt(t, dir, "proof.json", badProof), "", "inclusion"},
 	}
-	for _, c := range cases {
+	shots := artifactDir(t) // a screenshot of each verdict, for a person to look at
+	for i, c := range cases {
 		v := ct.checkReceipt(pageURL, c.receipt, c.key)
+		if png, err := chromedp.Run(ct.tab, chromedp.FullScreenshot(100)); err != nil {
+			t.Fatal(err)
+		} else if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("receipt-checker-%d.png", i)), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		switch {
 		case c.failed == "" && (v.ok != "true" || v.failed != ""):
 			t.Errorf("%s: got ok=%s, failed %q (%s), want it to check out", c.name, v.ok, v.failed, v.label)

@@ -96,7 +96,7 @@ const verifyCSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inli
 // verifyStrings are the catalog keys verify.js shows, by the name it uses:
 // verify.<name>.
 var verifyStrings = []string{"working", "ok", "failed", "unsupported", "checks", "events",
-	"col.seq", "col.time", "col.type", "col.topics",
+	"col.seq", "col.time", "col.type", "col.topics", "col.proven",
 	"check.receipt", "check.key", "check.signature", "check.head", "check.leaf", "check.seq", "check.person",
 	"check.shown", "check.personal", "check.wording", "check.inclusion", "check.saved_head"}
 

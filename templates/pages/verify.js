@@ -429,11 +429,15 @@
     if (v.events.length > 0) {
       result.appendChild(el("h2", t("events")));
       var table = el("table"), head = el("tr");
-      ["col.seq", "col.time", "col.type", "col.topics"].forEach(function (k) { head.appendChild(el("th", t(k))); });
+      ["col.seq", "col.time", "col.type", "col.topics", "col.proven"].forEach(function (k) { head.appendChild(el("th", t(k))); });
       table.appendChild(head);
+      // An event is proven when no check of it, nor of the receipt as a
+      // whole, failed.
+      var bad = v.checks.filter(function (c) { return !c.ok; });
       v.events.forEach(function (e) {
-        var tr = el("tr");
-        [String(e.seq), e.time, e.type, e.topics].forEach(function (s) { tr.appendChild(el("td", s)); });
+        var proven = !bad.some(function (c) { return c.n === 0 || c.n === e.n; });
+        var tr = el("tr", undefined, proven ? "ok" : "bad");
+        [String(e.seq), e.time, e.type, e.topics, proven ? "\u2713" : "\u2717"].forEach(function (s) { tr.appendChild(el("td", s)); });
         table.appendChild(tr);
       });
       result.appendChild(table);
