@@ -292,6 +292,51 @@ func TestConsoleSignIn(t *testing.T) {
 	wantLogin(t, "console after sign-out", cl.do("GET", "/admin", nil), "/admin/login")
 }
 
+// TestConsoleRoutesNeedSession: every console route but the sign-in page
+// and the static files sends a browser without a session to the sign-in
+// page and does nothing, and every answer carries the console's CSP:
+// scripts and styles only from optin's own files, nothing inline, never
+// framed.
+func TestConsoleRoutesNeedSession(t *testing.T) {
+	directives := map[string]string{}
+	for _, d := range strings.Split(consoleCSP, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{"default-src": "'self'", "script-src": "'self'", "style-src": "'self'",
+		"frame-ancestors": "'none'", "form-action": "'self'"} {
+		if directives[name] != want {
+			t.Errorf("CSP %s: got %q, want %q", name, directives[name], want)
+		}
+	}
+	e := newConsoleEnv(t, nil)
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	audit, _, err := e.db.Audit(t.Context(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client()
+	for _, rt := range consoleRoutes {
+		path := strings.ReplaceAll(rt.console[1], "{id}", id)
+		var form url.Values
+		if rt.console[0] == "POST" {
+			form = url.Values{"confirm": {"ann@example.com"}, "name": {"Mallory"}, "reason": {"asked"}}
+		}
+		r := cl.do(rt.console[0], path, form)
+		wantLogin(t, rt.console[0]+" "+path+" signed out", r, "/admin/login")
+		if got := r.header.Get("Content-Security-Policy"); got != consoleCSP {
+			t.Errorf("%s %s signed out: CSP %q", rt.console[0], path, got)
+		}
+	}
+	if got := e.subscriberID("ann@example.com"); got != id {
+		t.Errorf("Ann after the requests signed out: id %q, want %q", got, id)
+	}
+	if after, _, err := e.db.Audit(t.Context(), "", 100); err != nil || len(after) != len(audit) {
+		t.Errorf("audit after the requests signed out: %d entries (%v), want %d", len(after), err, len(audit))
+	}
+}
+
 // TestConsoleCookieHTTPS checks that over https the cookie is Secure and
 // carries the __Host- prefix with Path=/.
 func TestConsoleCookieHTTPS(t *testing.T) {
