@@ -28,7 +28,7 @@ const millionSize = 1_000_000
 // (cpu-ns/op, from getrusage), which other work on the machine does not
 // inflate. Generating the store takes minutes; run it alone:
 //
-//	go test -run '^$' -bench Million -benchtime 3x -timeout 60m ./internal/bolt
+//	go test -run '^$' -bench '^BenchmarkMillion$' -benchtime 3x -timeout 60m ./internal/bolt
 func BenchmarkMillion(b *testing.B) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	db := millionDB(b, now)
