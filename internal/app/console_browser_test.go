@@ -190,16 +190,32 @@ func (ct *consoleTab) axe(name string) {
 }
 
 // check makes sure the page's CSP blocked nothing (no inline script or
-// style slipped in), runs axe-core on it and, at 390 px and 1280 px wide,
-// checks that nothing overflows sideways, saving screenshots when asked
-// to.
+// style slipped in) and that no URL of the page (its own, its links,
+// forms, frames, images, scripts and styles) holds an address, runs
+// axe-core on it and, at 390 px and 1280 px wide, checks that nothing
+// overflows sideways, saving screenshots when asked to.
 func (ct *consoleTab) check(name string) {
 	ct.t.Helper()
 	if got := ct.eval(`JSON.stringify(window.cspBlocked)`); got != "[]" {
 		ct.t.Errorf("%s: the CSP blocked %s", name, got)
 	}
+	if got := ct.addressURLs(); got != "[]" {
+		ct.t.Errorf("%s: URLs with an address: %s", name, got)
+	}
 	ct.axe(name)
 	ct.fits(name, ct.shot)
+}
+
+// addressURLs lists, as JSON, the URLs of the page that hold an address
+// (an @, plain or escaped): its own, its links, forms, frames, images,
+// scripts and styles.
+func (ct *consoleTab) addressURLs() string {
+	ct.t.Helper()
+	return ct.eval(`JSON.stringify([location.href].concat(
+		Array.from(document.querySelectorAll("a[href], link[href]"), e => e.href),
+		Array.from(document.querySelectorAll("form[action]"), e => e.action),
+		Array.from(document.querySelectorAll("iframe[src], img[src], script[src]"), e => e.src)
+	).filter(u => /@|%40/i.test(u)))`)
 }
 
 // fits checks, at 390 px and 1280 px wide, that nothing on the page
@@ -356,6 +372,11 @@ func TestBrowserConsole(t *testing.T) {
 	ct.eval(`document.querySelector("main").appendChild(document.createElement("img")), ""`)
 	if _, ok := ct.axeViolations("login with a bad image")["image-alt"]; !ok {
 		t.Error("axe-core missed an image without alt text: the accessibility checks prove nothing")
+	}
+	// And the URL check sees an address in a link.
+	ct.eval(`document.querySelector("main").insertAdjacentHTML("beforeend", "<a href='/admin/subscribers?q=ann%40example.com'>x</a>"), ""`)
+	if got := ct.addressURLs(); !strings.Contains(got, "ann%40example.com") {
+		t.Errorf("the URL check missed an address in a link: %s", got)
 	}
 	// And the CSP check sees an inline style.
 	ct.waitEval("an inline style blocked", `document.body.insertAdjacentHTML("beforeend", "<p style='color:red'>x</p>"),
