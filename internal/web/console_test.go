@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -610,6 +611,99 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 		}
 		if forbidden != wantForbidden[role] {
 			t.Errorf("%s: %d pairs forbidden, want %d", role, forbidden, wantForbidden[role])
+		}
+	}
+}
+
+var (
+	pageLink   = regexp.MustCompile(`href="(/admin[^"#]*)"`)
+	pageForm   = regexp.MustCompile(`(?s)<form method="(get|post)" action="(/admin[^"]*)"[^>]*>(.*?)</form>`)
+	pageFormAt = regexp.MustCompile(`<form [^>]*action="(/admin[^"]*)"`)
+)
+
+// TestConsoleShowsWhatRoleMay proves, for each role, that the console
+// shows only what the key may do: every link and form on every page the
+// role may open leads to a route whose API counterpart lets the role
+// through. A form shown read-only (its fields disabled, no button) offers
+// nothing.
+func TestConsoleShowsWhatRoleMay(t *testing.T) {
+	e := newConsoleEnv(t, func(c *Config) { c.PostalAddress = "1 Main St, Springfield" })
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	camp, err := e.db.CreateCampaign(t.Context(), consent.CLIActor(), consent.CampaignInput{Name: "Still there?", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "Still there?", Body: "Hello"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	concrete := func(path string) string {
+		return strings.NewReplacer("{id}", id, "/campaigns/nope", "/campaigns/"+camp.ID).Replace(path)
+	}
+	// route finds the route a request takes: of the patterns that match,
+	// the one with the fewest parameters, as gin prefers a static segment.
+	route := func(method, path string) string {
+		path, _, _ = strings.Cut(path, "?")
+		best := ""
+		for _, r := range e.srv.engine.Routes() {
+			if r.Method == method && routeMatch(r.Path, path) && (best == "" || strings.Count(r.Path, ":") < strings.Count(best, ":")) {
+				best = r.Path
+			}
+		}
+		return best
+	}
+	// api finds the API counterpart of a console request, by the route
+	// it takes.
+	api := func(method, path string) ([2]string, bool) {
+		want := route(method, path)
+		for _, cr := range consoleRoutes {
+			if cr.console[0] == method && want != "" && route(method, cr.console[1]) == want {
+				return cr.api, true
+			}
+		}
+		return [2]string{}, false
+	}
+	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
+		cl := e.signIn(role)
+		shown := map[[2]string]string{} // method and path: the page that shows it
+		pages := 0
+		for _, rt := range consoleRoutes {
+			if rt.console[0] != "GET" {
+				continue
+			}
+			page := concrete(rt.console[1])
+			r := cl.do("GET", page, nil)
+			if r.status != http.StatusOK {
+				continue
+			}
+			pages++
+			for _, m := range pageLink.FindAllStringSubmatch(r.body, -1) {
+				shown[[2]string{"GET", html.UnescapeString(m[1])}] = page
+			}
+			if n, m := len(pageFormAt.FindAllString(r.body, -1)), pageForm.FindAllStringSubmatch(r.body, -1); n != len(m) {
+				t.Fatalf("%s: %d forms, %d of them with the method before the action", page, n, len(m))
+			} else {
+				for _, f := range m {
+					if strings.Contains(f[3], "<button") && !strings.Contains(f[3], "<fieldset disabled>") {
+						shown[[2]string{strings.ToUpper(f[1]), html.UnescapeString(f[2])}] = page
+					}
+				}
+			}
+		}
+		if pages < 10 {
+			t.Fatalf("%s: only %d pages open", role, pages)
+		}
+		for target, page := range shown {
+			if strings.HasPrefix(target[1], "/admin/assets/") || target[1] == "/admin/logout" || target[1] == "/admin/login" {
+				continue
+			}
+			pair, ok := api(target[0], target[1])
+			if !ok {
+				t.Errorf("%s: %s shows %s %s, which is no console route", role, page, target[0], target[1])
+				continue
+			}
+			r := cl.do(pair[0], concrete(pair[1]), nil, "Authorization", "Bearer "+e.keys[role])
+			if r.status == http.StatusForbidden {
+				t.Errorf("%s: %s shows %s %s, which the API forbids the role (%s %s)", role, page, target[0], target[1], pair[0], pair[1])
+			}
 		}
 	}
 }
