@@ -205,6 +205,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		wc.Outbox = outbox
 		wc.CampaignMail = &optmail.Sampler{Renderer: outbox.Renderer, Transport: outbox.Transport, From: cfg.Mail.From}
 		wc.Ready = func(context.Context) error { return outbox.Ready() }
+		wc.RelayError = outbox.RelayError
 		wc.Warnings = cfg.Warnings()
 	}
 	return wc

@@ -27,6 +27,15 @@ import (
 //go:embed testdata/axe/axe.min.js
 var axeSource string
 
+// consoleStep bounds each step of a console test in the browser: an
+// action, an evaluation (axe-core's run among them) or a wait for a page.
+// On a quiet machine none takes more than a second or two; the margin is
+// for a machine shared with heavy work, which slows every step alike. The
+// test as a whole has no deadline of its own besides go test's: one for
+// the sum of its steps failed whichever step it ran out in, most often
+// axe-core's, the longest.
+const consoleStep = time.Minute
+
 // consoleTab is a browser tab on the console of a running service.
 type consoleTab struct {
 	t   *testing.T
@@ -38,7 +47,7 @@ type consoleTab struct {
 
 func newConsoleTab(t *testing.T, s *service) *consoleTab {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	tab := browsertest.New(t, ctx)
 	ct := &consoleTab{t: t, s: s, tab: tab, shots: os.Getenv("OPTIN_CONSOLE_SHOTS")}
@@ -46,7 +55,9 @@ func newConsoleTab(t *testing.T, s *service) *consoleTab {
 	t.Cleanup(wg.Wait)
 	t.Cleanup(cancel) // runs first: ends the tab, so the log copy stops
 	logConsole(t, tab, &wg)
-	// Every page records what its CSP blocked, for check.
+	// Every page records what its CSP blocked, for check. (The browser
+	// starts with the tab's first call, and lives as long as that call's
+	// context: it must be the tab's own, not a step's.)
 	_, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
 		Source: `window.cspBlocked = []; document.addEventListener("securitypolicyviolation",
 			e => window.cspBlocked.push(e.violatedDirective + " " + e.blockedURI));`})
@@ -56,16 +67,25 @@ func newConsoleTab(t *testing.T, s *service) *consoleTab {
 	return ct
 }
 
+// step returns the context of one step on the tab: consoleStep long.
+func (ct *consoleTab) step() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ct.tab, consoleStep)
+}
+
 func (ct *consoleTab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	ct.t.Helper()
-	if err := chromedp.Do(ct.tab, actions...); err != nil {
+	step, cancel := ct.step()
+	defer cancel()
+	if err := chromedp.Do(step, actions...); err != nil {
 		ct.t.Fatalf("%s: %v", what, err)
 	}
 }
 
 func (ct *consoleTab) eval(js string) string {
 	ct.t.Helper()
-	v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+	step, cancel := ct.step()
+	defer cancel()
+	v, err := chromedp.Run(step, chromedp.Evaluate[string](js))
 	if err != nil {
 		ct.t.Fatalf("evaluating %s: %v", js, err)
 	}
@@ -75,7 +95,9 @@ func (ct *consoleTab) eval(js string) string {
 // lang makes the browser ask for pages in loc.
 func (ct *consoleTab) lang(loc string) {
 	ct.t.Helper()
-	_, err := chromedp.Call(ct.tab, network.SetExtraHTTPHeaders,
+	step, cancel := ct.step()
+	defer cancel()
+	_, err := chromedp.Call(step, network.SetExtraHTTPHeaders,
 		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": loc}})
 	if err != nil {
 		ct.t.Fatalf("Accept-Language %s: %v", loc, err)
@@ -87,6 +109,17 @@ func (ct *consoleTab) expect(what, js, want string) {
 	ct.t.Helper()
 	if got := ct.eval(js); got != want {
 		ct.t.Errorf("%s: got %q, want %q", what, got, want)
+	}
+}
+
+// media makes the tab render for CSS media type m ("print"; "" for
+// the screen again).
+func (ct *consoleTab) media(m string) {
+	ct.t.Helper()
+	step, cancel := ct.step()
+	defer cancel()
+	if _, err := chromedp.Call(step, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: m}); err != nil {
+		ct.t.Fatalf("media %q: %v", m, err)
 	}
 }
 
@@ -105,8 +138,10 @@ func (ct *consoleTab) h1() string {
 func (ct *consoleTab) waitPage(what, path string) {
 	ct.t.Helper()
 	var got string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname + location.search : ""`))
+	step, cancel := ct.step()
+	defer cancel()
+	for ; step.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(step, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname + location.search : ""`))
 		if err == nil && v == path {
 			return
 		}
@@ -116,13 +151,17 @@ func (ct *consoleTab) waitPage(what, path string) {
 }
 
 // axeViolations runs axe-core in the page and returns its serious and
-// critical violations by rule id.
+// critical violations by rule id. Only the violations are gathered node by
+// node (resultTypes), which spares axe-core most of its work on a page
+// that passes.
 func (ct *consoleTab) axeViolations(name string) map[string]any {
 	ct.t.Helper()
-	if _, err := chromedp.Run(ct.tab, chromedp.Evaluate[bool](axeSource+";true")); err != nil {
+	step, cancel := ct.step()
+	defer cancel()
+	if _, err := chromedp.Run(step, chromedp.Evaluate[bool](axeSource+";true")); err != nil {
 		ct.t.Fatalf("injecting axe-core on %s: %v", name, err)
 	}
-	out, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({
+	out, err := chromedp.Run(step, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify({
 		passes: r.passes.length,
 		violations: Object.fromEntries(r.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v =>
 			[v.id, {impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}]))}))`,
@@ -152,16 +191,32 @@ func (ct *consoleTab) axe(name string) {
 }
 
 // check makes sure the page's CSP blocked nothing (no inline script or
-// style slipped in), runs axe-core on it and, at 390 px and 1280 px wide,
-// checks that nothing overflows sideways, saving screenshots when asked
-// to.
+// style slipped in) and that no URL of the page (its own, its links,
+// forms, frames, images, scripts and styles) holds an address, runs
+// axe-core on it and, at 390 px and 1280 px wide, checks that nothing
+// overflows sideways, saving screenshots when asked to.
 func (ct *consoleTab) check(name string) {
 	ct.t.Helper()
 	if got := ct.eval(`JSON.stringify(window.cspBlocked)`); got != "[]" {
 		ct.t.Errorf("%s: the CSP blocked %s", name, got)
 	}
+	if got := ct.addressURLs(); got != "[]" {
+		ct.t.Errorf("%s: URLs with an address: %s", name, got)
+	}
 	ct.axe(name)
 	ct.fits(name, ct.shot)
+}
+
+// addressURLs lists, as JSON, the URLs of the page that hold an address
+// (an @, plain or escaped): its own, its links, forms, frames, images,
+// scripts and styles.
+func (ct *consoleTab) addressURLs() string {
+	ct.t.Helper()
+	return ct.eval(`JSON.stringify([location.href].concat(
+		Array.from(document.querySelectorAll("a[href], link[href]"), e => e.href),
+		Array.from(document.querySelectorAll("form[action]"), e => e.action),
+		Array.from(document.querySelectorAll("iframe[src], img[src], script[src]"), e => e.src)
+	).filter(u => /@|%40/i.test(u)))`)
 }
 
 // fits checks, at 390 px and 1280 px wide, that nothing on the page
@@ -196,7 +251,9 @@ func (ct *consoleTab) shot(name string) {
 	if ct.shots == "" {
 		return
 	}
-	png, err := chromedp.Run(ct.tab, chromedp.CaptureScreenshot())
+	step, cancel := ct.step()
+	defer cancel()
+	png, err := chromedp.Run(step, chromedp.CaptureScreenshot())
 	if err != nil {
 		ct.t.Fatal(err)
 	}
@@ -223,8 +280,10 @@ func (ct *consoleTab) tabTo(id string) {
 // frame is sandboxed, so Chromium runs it apart, as a target of its own.
 func (ct *consoleTab) frameText(url, sel string) string {
 	ct.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		infos, err := chromedp.Targets(ct.tab)
+	step, cancel := ct.step()
+	defer cancel()
+	for ; step.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		infos, err := chromedp.Targets(step)
 		if err != nil {
 			ct.t.Fatal(err)
 		}
@@ -232,11 +291,9 @@ func (ct *consoleTab) frameText(url, sel string) string {
 			if info.Type != "iframe" || !strings.HasSuffix(info.URL, url) {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(ct.tab, 20*time.Second)
-			frame, cancelFrame := chromedp.NewContext(ctx, chromedp.WithTargetID(info.TargetID), chromedp.WithDetachOnCancel())
+			frame, cancelFrame := chromedp.NewContext(step, chromedp.WithTargetID(info.TargetID), chromedp.WithDetachOnCancel())
 			text, err := chromedp.Run(frame, chromedp.TextContent(chromedp.CSS(sel)))
 			cancelFrame()
-			cancel()
 			if err != nil {
 				ct.t.Fatalf("reading %s in the frame of %s: %v", sel, url, err)
 			}
@@ -251,8 +308,10 @@ func (ct *consoleTab) frameText(url, sel string) string {
 func (ct *consoleTab) waitEval(what, js, want string) {
 	ct.t.Helper()
 	var got string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		v, err := chromedp.Run(ct.tab, chromedp.Evaluate[string](js))
+	step, cancel := ct.step()
+	defer cancel()
+	for ; step.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(step, chromedp.Evaluate[string](js))
 		if err == nil && v == want {
 			return
 		}
@@ -314,6 +373,11 @@ func TestBrowserConsole(t *testing.T) {
 	ct.eval(`document.querySelector("main").appendChild(document.createElement("img")), ""`)
 	if _, ok := ct.axeViolations("login with a bad image")["image-alt"]; !ok {
 		t.Error("axe-core missed an image without alt text: the accessibility checks prove nothing")
+	}
+	// And the URL check sees an address in a link.
+	ct.eval(`document.querySelector("main").insertAdjacentHTML("beforeend", "<a href='/admin/subscribers?q=ann%40example.com'>x</a>"), ""`)
+	if got := ct.addressURLs(); !strings.Contains(got, "ann%40example.com") {
+		t.Errorf("the URL check missed an address in a link: %s", got)
 	}
 	// And the CSP check sees an inline style.
 	ct.waitEval("an inline style blocked", `document.body.insertAdjacentHTML("beforeend", "<p style='color:red'>x</p>"),
@@ -409,6 +473,9 @@ func TestBrowserConsole(t *testing.T) {
 	ct.waitPage("audit log", "/admin/audit")
 	ct.expect("the newest entry", `document.querySelector("table.list tbody td.mono").textContent`, "suppression.add")
 	ct.check("audit")
+	ct.do("open the assessments", chromedp.Navigate(s.url+"/admin/assessments"))
+	ct.waitPage("assessments", "/admin/assessments")
+	ct.check("assessments")
 	ct.do("open the API keys", chromedp.Navigate(s.url+"/admin/keys"))
 	ct.waitPage("API keys", "/admin/keys")
 	ct.do("make a key", chromedp.SendKeys(chromedp.CSS("#name"), "ann"),
@@ -452,9 +519,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Error("the receipt's print button stays hidden: console.js did not run")
 	}
 	ct.check("receipt")
-	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
-		t.Fatal(err)
-	}
+	ct.media("print")
 	for _, sel := range []string{"header.top", "button[data-print]", ".noprint"} {
 		if got := ct.eval(`getComputedStyle(document.querySelector("` + sel + `")).display`); got != "none" {
 			t.Errorf("printed receipt shows %s (display %s)", sel, got)
@@ -464,9 +529,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Error("printed receipt hides the timeline")
 	}
 	ct.shot("receipt-print")
-	if _, err := chromedp.Call(ct.tab, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
-		t.Fatal(err)
-	}
+	ct.media("")
 
 	// 7. Acting for Dan: a reservation with its reason, an unsubscribe
 	// on his word, and his preference link to copy.

@@ -186,6 +186,20 @@ func (w *Worker) noteRelay(ticket uint64, accepted bool, failed int, cause error
 	return false
 }
 
+// RelayError returns why the relay fails while it does: the error of the
+// last send to it (or of the check at start) when none was accepted
+// since; nil while it takes mail. Unlike Ready it reports every failure
+// of the relay as a whole (a refused connection, a timeout, a 4xx to the
+// sender), not only a refusal of optin's configuration.
+func (w *Worker) RelayError() error {
+	w.relay.mu.Lock()
+	defer w.relay.mu.Unlock()
+	if !w.relay.down {
+		return nil
+	}
+	return w.relay.cause
+}
+
 // configKey returns the key of err's *ConfigError, or "" for none.
 func configKey(err error) string {
 	var ce *ConfigError

@@ -872,7 +872,8 @@ func attr(r slog.Record, key string) slog.Value {
 
 // TestWorkerLogsRelayChanges: an outage is logged once when the relay
 // goes down and once when it is back, with the number of mails that
-// failed in between, not once per mail and attempt.
+// failed in between, not once per mail and attempt; RelayError tells the
+// reason while it lasts, and nothing after.
 func TestWorkerLogsRelayChanges(t *testing.T) {
 	const n = 10
 	e := newOutboxEnv(t)
@@ -883,8 +884,17 @@ func TestWorkerLogsRelayChanges(t *testing.T) {
 	w := e.worker(t, e.transport(t))
 	logs := &logRecorder{}
 	w.Log = slog.New(logs)
+	if err := w.RelayError(); err != nil {
+		t.Errorf("RelayError before any send: got %v, want nil", err)
+	}
 	stop := start(t, w)
 	e.waitAllFailed(t, n, 2)
+	if err := w.RelayError(); err == nil || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("RelayError while the relay is down: got %v, want the refused connection", err)
+	}
+	if err := w.Ready(); err != nil {
+		t.Errorf("Ready while the relay is down: got %v, want nil (not optin's configuration)", err)
+	}
 	if err := e.srv.Restart(); err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
@@ -892,6 +902,9 @@ func TestWorkerLogsRelayChanges(t *testing.T) {
 	e.waitDepth(t, 0, 0)
 	stop()
 	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
+	if err := w.RelayError(); err != nil {
+		t.Errorf("RelayError after the relay is back: got %v, want nil", err)
+	}
 
 	warnings := logs.at(slog.LevelWarn)
 	if len(warnings) != 1 || !strings.Contains(warnings[0].Message, "the mail relay fails") {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"maps"
@@ -473,5 +474,56 @@ func testAPIKeys(t *testing.T, f *fixture) {
 	want := []string{"apikey.create", "apikey.revoke", "apikey.create", "form.update", "topic.create"}
 	if got := f.auditActions(); !slices.Equal(got, want) {
 		t.Errorf("audit log: got %q, want %q (newest first)", got, want)
+	}
+}
+
+// testFindSubscribersSearch: a search for part of an address or a name
+// finds exactly the subscribers consent.SubscriberFilter.Match accepts,
+// whatever characters the name holds: ones JSON escapes (&, <, ", \),
+// letters outside ASCII, and a Kelvin sign, which lower-cases to an
+// ASCII k. Stores may skip records without decoding them, and must not
+// skip one of these.
+func testFindSubscribersSearch(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	rows := [][]string{{"email", "name", "topics", "basis", "consented_at", "source"}}
+	for i, name := range []string{"Ann & Bo", "Zoë Kraus", "Mr \u212Aent", `Quote "Q" Quist`, `Back\slash`, "<b>Bold</b>", "Émile Zola", "Plain Person"} {
+		rows = append(rows, []string{fmt.Sprintf("p%d@Example.com", i), name, "news", "consent", "2025-01-01", "shop"})
+	}
+	if err := w.WriteAll(rows); err != nil {
+		t.Fatal(err)
+	}
+	if rep := f.importCSV(b.String()); rep.Imported != len(rows)-1 {
+		t.Fatalf("Import: got %+v, want %d imported", rep, len(rows)-1)
+	}
+	all, _, err := f.s.FindSubscribers(ctx, consent.SubscriberFilter{Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q    string
+		want int
+	}{
+		{"ann & bo", 1}, {"& B", 1}, {"zoë", 1}, {"ZOË", 1}, {"KENT", 1}, {"\u212Aent", 1},
+		{`"q"`, 1}, {`back\sl`, 1}, {"<B>", 1}, {"émile", 1}, {"ÉMILE", 1}, {"mile z", 1},
+		{"P3@EXAMPLE", 1}, {"@example.com", 8}, {"plain", 1}, {"nobody", 0}, {"u0026", 0},
+	} {
+		var want []string
+		filter := consent.SubscriberFilter{Query: tt.q, Limit: 500}
+		for _, s := range all {
+			if filter.Match(s, f.clock.Now()) {
+				want = append(want, s.Email)
+			}
+		}
+		page, _, err := f.s.FindSubscribers(ctx, filter)
+		var got []string
+		for _, s := range page {
+			got = append(got, s.Email)
+		}
+		if err != nil || !slices.Equal(got, want) || len(got) != tt.want {
+			t.Errorf("FindSubscribers(query %q): got %q, %v; want %q (%d)", tt.q, got, err, want, tt.want)
+		}
 	}
 }

@@ -73,6 +73,7 @@ func Run(t *testing.T, open Opener) {
 		{"CampaignLiveCounts", testCampaignLiveCounts},
 		{"CampaignAudienceList", testCampaignAudienceList},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
+		{"FindSubscribersSearch", testFindSubscribersSearch},
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},

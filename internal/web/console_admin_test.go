@@ -159,6 +159,9 @@ func TestConsoleKeys(t *testing.T) {
 	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin/keys?done=revoked" {
 		t.Errorf("revoke: got %d to %q", r.status, r.header.Get("Location"))
 	}
+	if l := e.lastAudit(); l.Action != "apikey.revoke" || l.Key != "bootstrap" || l.Target != id {
+		t.Errorf("audit of the revocation: %+v", l)
+	}
 	wantLogin(t, "the revoked key's session", ann.do("GET", "/admin", nil), "/admin/login?ended=1")
 	if r := a.do("POST", "/admin/keys/nope/revoke", url.Values{"csrf": {a.csrf()}}); r.status != http.StatusNotFound {
 		t.Errorf("revoke an unknown key: got %d", r.status)

@@ -111,6 +111,9 @@ func TestConsoleCampaigns(t *testing.T) {
 	if r.status != http.StatusSeeOther || r.header.Get("Location") != page+"?done=started" {
 		t.Fatalf("start: got %d to %q\n%s", r.status, r.header.Get("Location"), r.body)
 	}
+	if l := e.lastAudit(); l.Action != "campaign.start" || l.Key != "key-marketer" || l.Target != id {
+		t.Errorf("audit of the start: %+v", l)
+	}
 	r = m.do("GET", page+"?done=started", nil)
 	if !strings.Contains(r.body, `data-refresh="10"`) || !strings.Contains(r.body, `action="`+page+`/pause"`) ||
 		!hasText(r.body, e.en.T("console.campaign.done_started")) {
@@ -122,6 +125,9 @@ func TestConsoleCampaigns(t *testing.T) {
 	}
 	if camp, _ := e.db.Campaign(t.Context(), id); camp.State != consent.CampaignPaused {
 		t.Errorf("state after the pause: %s", camp.State)
+	}
+	if l := e.lastAudit(); l.Action != "campaign.pause" || l.Key != "key-marketer" || l.Target != id {
+		t.Errorf("audit of the pause: %+v", l)
 	}
 	if r := m.do("POST", page+"/pause", url.Values{"csrf": {m.csrf()}}); r.status != http.StatusSeeOther {
 		t.Errorf("a second pause: got %d", r.status)

@@ -55,6 +55,9 @@ func TestConsoleTopics(t *testing.T) {
 	if r.status != http.StatusSeeOther {
 		t.Errorf("edit: got %d", r.status)
 	}
+	if l := e.lastAudit(); l.Action != "topic.update" || l.Key != "bootstrap" || l.Target != "news" {
+		t.Errorf("audit of the edit: %+v", l)
+	}
 	want := map[string]consent.TopicText{"it": {Name: "Novità", Description: "Due volte al mese"}}
 	if got, _ := e.db.Topic(t.Context(), "news"); got.Name != "News" || got.Description != "Twice a month" ||
 		len(got.Translations) != 1 || got.Translations["it"] != want["it"] {
@@ -186,6 +189,9 @@ func TestConsoleForms(t *testing.T) {
 	}
 	if g, _ := e.db.Form(t.Context(), "shop"); g.WordingVersion != f.WordingVersion+1 || g.Wording["it"] != "Sì, scrivetemi ogni mese." {
 		t.Errorf("edited form: version %d (was %d), wording %q", g.WordingVersion, f.WordingVersion, g.Wording["it"])
+	}
+	if l := e.lastAudit(); l.Action != "form.update" || l.Key != "bootstrap" || l.Target != "shop" {
+		t.Errorf("audit of the edit: %+v", l)
 	}
 
 	m := e.signIn(consent.RoleMarketer)

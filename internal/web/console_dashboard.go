@@ -25,9 +25,11 @@ type dashboardPage struct {
 	Lifecycles []lifecycleCount
 	Topics     []topicCounts
 	// Relay is why the mail server refuses optin's settings (as /readyz
-	// says it); "" while mail goes out. Warnings are the startup warnings.
-	Relay    string
-	Warnings []string
+	// says it); "" while mail goes out. RelayFails is the mail server's
+	// last error while it fails otherwise (it is down, say). Warnings are
+	// the startup warnings.
+	Relay, RelayFails string
+	Warnings          []string
 }
 
 type statusCount struct {
@@ -52,7 +54,7 @@ var dashboardSpans = []int{30, 90}
 
 // handleConsoleDashboard shows the overview: counts by status, topic and
 // lifecycle, the confirmation rate, the outbox and the mail server's
-// refusal if any, the startup warnings, and signups, confirmations and
+// refusal or last error if any, the startup warnings, and signups, confirmations and
 // unsubscribes per day for 30 days (90 with ?days=90) as a chart drawn on
 // the server. Everything comes from the store's counters: no walk.
 func (s *Server) handleConsoleDashboard(c *gin.Context) {
@@ -98,6 +100,11 @@ func (s *Server) handleConsoleDashboard(c *gin.Context) {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(ctx); err != nil {
 			p.Relay = err.Error()
+		}
+	}
+	if s.cfg.RelayError != nil && p.Relay == "" {
+		if err := s.cfg.RelayError(); err != nil {
+			p.RelayFails = err.Error()
 		}
 	}
 	p.Warnings = s.cfg.Warnings

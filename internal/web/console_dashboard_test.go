@@ -99,6 +99,11 @@ func TestConsoleDashboard(t *testing.T) {
 		`<a href="/admin?days=90">90 days</a>`,
 		`<a href="/admin/subscribers?status=confirmed">` + e.en.T("console.status.confirmed") + `</a></td><td data-label="Count">2</td>`,
 		`<a href="/admin/subscribers?lifecycle=customer">` + e.en.T("console.lifecycle.customer") + `</a></td><td data-label="Count">1</td>`,
+		`<span class="num">0</span> ` + e.en.T("console.dash.parked"),
+		// Subscriptions by topic, one column per status.
+		`<td data-label="` + e.en.T("console.filter.topic") + `">Product news</td><td data-label="` + e.en.T("console.status.pending") +
+			`">1</td><td data-label="` + e.en.T("console.status.confirmed") + `">2</td><td data-label="` +
+			e.en.T("console.status.unsubscribed") + `">0</td>`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("dashboard lacks %q", want)
@@ -130,8 +135,9 @@ func TestConsoleDashboard(t *testing.T) {
 }
 
 // TestConsoleDashboardMailHealth: while the relay refuses optin's
-// settings the overview says so with the reason /readyz gives, and it
-// lists the startup warnings; with neither, it shows neither.
+// settings the overview says so with the reason /readyz gives; while it
+// fails otherwise (down, say), with its last error; it lists the startup
+// warnings; with none of these, it shows none.
 func TestConsoleDashboardMailHealth(t *testing.T) {
 	refusal := errors.New("the relay does not offer STARTTLS; set mail.smtp.tls")
 	e := newConsoleEnv(t, func(c *Config) {
@@ -145,9 +151,21 @@ func TestConsoleDashboardMailHealth(t *testing.T) {
 			t.Errorf("overview lacks %q", want)
 		}
 	}
-	calm := newConsoleEnv(t, nil)
+	if strings.Contains(body, html.EscapeString(e.en.T("console.dash.relay_fails"))) {
+		t.Error("overview says the relay fails besides its refusal")
+	}
+	// A relay that is down (not refusing optin's settings): the overview
+	// says so with its last error.
+	failure := errors.New("dial tcp 192.0.2.25:587: connect: connection refused")
+	down := newConsoleEnv(t, func(c *Config) { c.RelayError = func() error { return failure } })
+	body = down.signIn(consent.RoleViewer).do("GET", "/admin", nil).body
+	if want := html.EscapeString(down.en.T("console.dash.relay_fails") + " " + failure.Error()); !strings.Contains(body, want) {
+		t.Errorf("overview lacks %q", want)
+	}
+	calm := newConsoleEnv(t, func(c *Config) { c.RelayError = func() error { return nil } })
 	body = calm.signIn(consent.RoleViewer).do("GET", "/admin", nil).body
-	if strings.Contains(body, html.EscapeString(calm.en.T("console.dash.relay_refuses"))) || strings.Contains(body, calm.en.T("console.dash.warnings")) {
-		t.Error("overview warns without a refusal or a warning")
+	if strings.Contains(body, html.EscapeString(calm.en.T("console.dash.relay_refuses"))) || strings.Contains(body, calm.en.T("console.dash.warnings")) ||
+		strings.Contains(body, html.EscapeString(calm.en.T("console.dash.relay_fails"))) {
+		t.Error("overview warns without a refusal, a failure or a warning")
 	}
 }

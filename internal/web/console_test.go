@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 type consoleEnv struct {
 	t      *testing.T
 	db     *bolt.DB
+	srv    *Server
 	clock  *testclock.Clock
 	url    string
 	keys   map[consent.Role]string
@@ -101,7 +103,7 @@ func newConsoleEnv(t *testing.T, tweak func(*Config)) *consoleEnv {
 	srv.Config.Handler = s.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &consoleEnv{t: t, db: db, clock: clk, url: base, keys: keys, log: logs, en: cat.For("en"), tokens: tokens}
+	return &consoleEnv{t: t, db: db, srv: s, clock: clk, url: base, keys: keys, log: logs, en: cat.For("en"), tokens: tokens}
 }
 
 // consoleClient is one browser: its own cookies, no redirects followed.
@@ -291,6 +293,51 @@ func TestConsoleSignIn(t *testing.T) {
 	wantLogin(t, "console after sign-out", cl.do("GET", "/admin", nil), "/admin/login")
 }
 
+// TestConsoleRoutesNeedSession: every console route but the sign-in page
+// and the static files sends a browser without a session to the sign-in
+// page and does nothing, and every answer carries the console's CSP:
+// scripts and styles only from optin's own files, nothing inline, never
+// framed.
+func TestConsoleRoutesNeedSession(t *testing.T) {
+	directives := map[string]string{}
+	for _, d := range strings.Split(consoleCSP, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{"default-src": "'self'", "script-src": "'self'", "style-src": "'self'",
+		"frame-ancestors": "'none'", "form-action": "'self'"} {
+		if directives[name] != want {
+			t.Errorf("CSP %s: got %q, want %q", name, directives[name], want)
+		}
+	}
+	e := newConsoleEnv(t, nil)
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	audit, _, err := e.db.Audit(t.Context(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client()
+	for _, rt := range consoleRoutes {
+		path := strings.ReplaceAll(rt.console[1], "{id}", id)
+		var form url.Values
+		if rt.console[0] == "POST" {
+			form = url.Values{"confirm": {"ann@example.com"}, "name": {"Mallory"}, "reason": {"asked"}}
+		}
+		r := cl.do(rt.console[0], path, form)
+		wantLogin(t, rt.console[0]+" "+path+" signed out", r, "/admin/login")
+		if got := r.header.Get("Content-Security-Policy"); got != consoleCSP {
+			t.Errorf("%s %s signed out: CSP %q", rt.console[0], path, got)
+		}
+	}
+	if got := e.subscriberID("ann@example.com"); got != id {
+		t.Errorf("Ann after the requests signed out: id %q, want %q", got, id)
+	}
+	if after, _, err := e.db.Audit(t.Context(), "", 100); err != nil || len(after) != len(audit) {
+		t.Errorf("audit after the requests signed out: %d entries (%v), want %d", len(after), err, len(audit))
+	}
+}
+
 // TestConsoleCookieHTTPS checks that over https the cookie is Secure and
 // carries the __Host- prefix with Path=/.
 func TestConsoleCookieHTTPS(t *testing.T) {
@@ -308,7 +355,7 @@ func TestConsoleCookieHTTPS(t *testing.T) {
 }
 
 // TestConsoleCSRF refuses console POSTs without the session's token or
-// from another origin, and changes nothing.
+// from another origin, each of them, and changes nothing.
 func TestConsoleCSRF(t *testing.T) {
 	e := newConsoleEnv(t, nil)
 	cl := e.signIn(consent.RoleAdmin)
@@ -335,6 +382,55 @@ func TestConsoleCSRF(t *testing.T) {
 	r := cl.do("POST", "/admin/login", url.Values{"key": {e.keys[consent.RoleAdmin]}}, "Origin", "https://evil.example")
 	if r.status != http.StatusForbidden {
 		t.Errorf("cross-site sign-in: got %d, want 403", r.status)
+	}
+
+	// Every POST of the console (consoleRoutes holds them all), with
+	// fields that would do something but no token, is refused before it
+	// does anything: no audit entry, no ledger event, Ann still there.
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	audit, _, err := e.db.Audit(t.Context(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledgerSize := func() int64 {
+		tree, err := e.db.LedgerTree(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree.N
+	}
+	events := ledgerSize()
+	posts := 0
+	for _, rt := range consoleRoutes {
+		if rt.console[0] != "POST" {
+			continue
+		}
+		posts++
+		path := strings.ReplaceAll(rt.console[1], "{id}", id)
+		form := url.Values{"confirm": {"ann@example.com"}, "reason": {"asked"}, "withdraw-reason": {"asked"}, "all": {"1"},
+			"kind": {"note"}, "name": {"Mallory"}, "email": {"mallory@example.com"}, "id": {"evil"}, "role": {"admin"}}
+		if r := cl.do("POST", path, form); r.status != http.StatusForbidden || !strings.Contains(r.body, e.en.T("console.error.csrf")) {
+			t.Errorf("POST %s without a token: got %d, want 403 with the CSRF message", path, r.status)
+		}
+	}
+	want := -2 // the sign-in and the sign-out, tried above
+	for _, r := range e.srv.engine.Routes() {
+		if r.Method == "POST" && strings.HasPrefix(r.Path, "/admin/") {
+			want++
+		}
+	}
+	if posts != want {
+		t.Errorf("%d console POSTs tried, want %d", posts, want)
+	}
+	if after, _, err := e.db.Audit(t.Context(), "", 1000); err != nil || len(after) != len(audit) {
+		t.Errorf("audit log after the refused POSTs: %d entries (%v), want %d", len(after), err, len(audit))
+	}
+	if got := ledgerSize(); got != events {
+		t.Errorf("ledger after the refused POSTs: %d events, want %d", got, events)
+	}
+	if got := e.subscriberID("ann@example.com"); got != id {
+		t.Errorf("Ann after the refused POSTs: id %q, want %q", got, id)
 	}
 	wantLogin(t, "sign-out with the token and optin's origin", cl.do("POST", "/admin/logout", url.Values{"csrf": {token}}, "Origin", e.url),
 		"/admin/login?out=1")
@@ -457,18 +553,39 @@ var consoleRoutes = []consoleRoute{
 	{[2]string{"POST", "/admin/campaigns/nope/preview"}, [2]string{"POST", "/api/v1/campaigns/nope/preview"}},
 	{[2]string{"POST", "/admin/campaigns/nope/start"}, [2]string{"POST", "/api/v1/campaigns/nope/start"}},
 	{[2]string{"POST", "/admin/campaigns/nope/pause"}, [2]string{"POST", "/api/v1/campaigns/nope/pause"}},
+	{[2]string{"POST", "/admin/campaigns/nope/cancel"}, [2]string{"POST", "/api/v1/campaigns/nope/cancel"}},
+	{[2]string{"GET", "/admin/campaigns/nope/audience"}, [2]string{"GET", "/api/v1/campaigns/nope/audience"}},
+	{[2]string{"GET", "/admin/subscribers/{id}/receipt.json"}, [2]string{"GET", "/api/v1/subscribers/{id}/receipt"}},
+	// The mail's preview and its test send have no API route: each is
+	// paired with the API route of the rights it claims (reading a
+	// campaign, acting on one).
+	{[2]string{"GET", "/admin/campaigns/nope/mail"}, [2]string{"GET", "/api/v1/campaigns/nope"}},
+	{[2]string{"POST", "/admin/campaigns/nope/test"}, [2]string{"POST", "/api/v1/campaigns/nope/preview"}},
 	{[2]string{"POST", "/admin/subscribers/{id}/erase"}, [2]string{"DELETE", "/api/v1/subscribers/{id}"}},
 }
 
 // TestConsoleRolesMatchAPI proves, for each role, that every console route
 // and its API counterpart answer alike: both allowed or both forbidden.
+// Every route the server has under /admin is in consoleRoutes, but for
+// the sign-in, the sign-out and the static files, which every role may
+// use.
 func TestConsoleRolesMatchAPI(t *testing.T) {
 	e := newConsoleEnv(t, nil)
+	for _, r := range e.srv.engine.Routes() {
+		switch {
+		case r.Path != "/admin" && !strings.HasPrefix(r.Path, "/admin/"),
+			r.Path == "/admin/login", r.Path == "/admin/logout", r.Path == "/admin/assets/:name":
+			continue
+		}
+		if !slices.ContainsFunc(consoleRoutes, func(cr consoleRoute) bool { return cr.console[0] == r.Method && routeMatch(r.Path, cr.console[1]) }) {
+			t.Errorf("%s %s is not in consoleRoutes: pair it with the API route of the same rights", r.Method, r.Path)
+		}
+	}
 	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
 	id := e.subscriberID("ann@example.com")
 	// How many pairs each role may not use: the test means something only
 	// when both answers occur.
-	wantForbidden := map[consent.Role]int{consent.RoleViewer: 24, consent.RoleMarketer: 11, consent.RoleAdmin: 0}
+	wantForbidden := map[consent.Role]int{consent.RoleViewer: 27, consent.RoleMarketer: 11, consent.RoleAdmin: 0}
 	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
 		cl := e.signIn(role)
 		token := cl.csrf()
@@ -496,6 +613,114 @@ func TestConsoleRolesMatchAPI(t *testing.T) {
 			t.Errorf("%s: %d pairs forbidden, want %d", role, forbidden, wantForbidden[role])
 		}
 	}
+}
+
+var (
+	pageLink   = regexp.MustCompile(`href="(/admin[^"#]*)"`)
+	pageForm   = regexp.MustCompile(`(?s)<form method="(get|post)" action="(/admin[^"]*)"[^>]*>(.*?)</form>`)
+	pageFormAt = regexp.MustCompile(`<form [^>]*action="(/admin[^"]*)"`)
+)
+
+// TestConsoleShowsWhatRoleMay proves, for each role, that the console
+// shows only what the key may do: every link and form on every page the
+// role may open leads to a route whose API counterpart lets the role
+// through. A form shown read-only (its fields disabled, no button) offers
+// nothing.
+func TestConsoleShowsWhatRoleMay(t *testing.T) {
+	e := newConsoleEnv(t, func(c *Config) { c.PostalAddress = "1 Main St, Springfield" })
+	e.importPeople("ann@example.com,Ann,news,consent,2024-01-01,shop,\n")
+	id := e.subscriberID("ann@example.com")
+	camp, err := e.db.CreateCampaign(t.Context(), consent.CLIActor(), consent.CampaignInput{Name: "Still there?", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "Still there?", Body: "Hello"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	concrete := func(path string) string {
+		return strings.NewReplacer("{id}", id, "/campaigns/nope", "/campaigns/"+camp.ID).Replace(path)
+	}
+	// route finds the route a request takes: of the patterns that match,
+	// the one with the fewest parameters, as gin prefers a static segment.
+	route := func(method, path string) string {
+		path, _, _ = strings.Cut(path, "?")
+		best := ""
+		for _, r := range e.srv.engine.Routes() {
+			if r.Method == method && routeMatch(r.Path, path) && (best == "" || strings.Count(r.Path, ":") < strings.Count(best, ":")) {
+				best = r.Path
+			}
+		}
+		return best
+	}
+	// api finds the API counterpart of a console request, by the route
+	// it takes.
+	api := func(method, path string) ([2]string, bool) {
+		want := route(method, path)
+		for _, cr := range consoleRoutes {
+			if cr.console[0] == method && want != "" && route(method, cr.console[1]) == want {
+				return cr.api, true
+			}
+		}
+		return [2]string{}, false
+	}
+	for _, role := range []consent.Role{consent.RoleViewer, consent.RoleMarketer, consent.RoleAdmin} {
+		cl := e.signIn(role)
+		shown := map[[2]string]string{} // method and path: the page that shows it
+		pages := 0
+		for _, rt := range consoleRoutes {
+			if rt.console[0] != "GET" {
+				continue
+			}
+			page := concrete(rt.console[1])
+			r := cl.do("GET", page, nil)
+			if r.status != http.StatusOK {
+				continue
+			}
+			pages++
+			for _, m := range pageLink.FindAllStringSubmatch(r.body, -1) {
+				shown[[2]string{"GET", html.UnescapeString(m[1])}] = page
+			}
+			if n, m := len(pageFormAt.FindAllString(r.body, -1)), pageForm.FindAllStringSubmatch(r.body, -1); n != len(m) {
+				t.Fatalf("%s: %d forms, %d of them with the method before the action", page, n, len(m))
+			} else {
+				for _, f := range m {
+					if strings.Contains(f[3], "<button") && !strings.Contains(f[3], "<fieldset disabled>") {
+						shown[[2]string{strings.ToUpper(f[1]), html.UnescapeString(f[2])}] = page
+					}
+				}
+			}
+		}
+		if pages < 10 {
+			t.Fatalf("%s: only %d pages open", role, pages)
+		}
+		for target, page := range shown {
+			if strings.HasPrefix(target[1], "/admin/assets/") || target[1] == "/admin/logout" || target[1] == "/admin/login" {
+				continue
+			}
+			pair, ok := api(target[0], target[1])
+			if !ok {
+				t.Errorf("%s: %s shows %s %s, which is no console route", role, page, target[0], target[1])
+				continue
+			}
+			r := cl.do(pair[0], concrete(pair[1]), nil, "Authorization", "Bearer "+e.keys[role])
+			if r.status == http.StatusForbidden {
+				t.Errorf("%s: %s shows %s %s, which the API forbids the role (%s %s)", role, page, target[0], target[1], pair[0], pair[1])
+			}
+		}
+	}
+}
+
+// routeMatch reports whether path (of consoleRoutes) is one of gin's
+// route pattern: a :name segment stands for any one segment.
+func routeMatch(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i, p := range ps {
+		if p != xs[i] && !strings.HasPrefix(p, ":") {
+			return false
+		}
+	}
+	return true
 }
 
 // importPeople imports csv (header email,name,topics,basis,

@@ -69,6 +69,9 @@ type Config struct {
 	Warnings []string
 	// Ready reports whether the service can take traffic (for /readyz).
 	Ready func(ctx context.Context) error
+	// RelayError, when set, returns why the mail relay fails while it
+	// does (nil while it takes mail), for the console's overview.
+	RelayError func() error
 	// Brand is how pages present the operator (checked by
 	// consent.NewBrand); its site name defaults to Sender.
 	Brand consent.Brand
