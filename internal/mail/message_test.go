@@ -688,4 +688,61 @@ func TestRenderNotice(t *testing.T) {
 	if err != nil || !strings.Contains(m.Text, "you are our customer") || !strings.Contains(m.Text, "our own customer records") {
 		t.Errorf("soft opt-in without an origin: got %v\n%s", err, m.Text)
 	}
+	// A contact on legitimate interest need not be a customer: the notice
+	// names the interest pursued (Art. 14(2)(b)) and no customer records.
+	job.Basis = consent.BasisLegitimateInterest
+	m, err = r.Render(job, topics, consent.Brand{})
+	if err != nil || strings.Contains(m.Text, "customer") || !strings.Contains(m.Text, "our dealings with you") ||
+		!strings.Contains(m.Text, "legitimate interest in telling people") {
+		t.Errorf("legitimate interest without an origin: got %v\n%s", err, m.Text)
+	}
+}
+
+// TestRenderIntroNamesTheSite: every mail's first sentence names the
+// sender by the brand's site name, the name its header shows, not by the
+// From address's display name; the Art. 14 notice carries the brand's
+// header and its text part opens with the site name like every other mail.
+func TestRenderIntroNamesTheSite(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	brand := consent.Brand{SiteName: "Bottega Rossi"}
+	base := testJob()
+	kinds := map[consent.JobKind]func(*consent.Job){
+		consent.JobConfirm:     func(*consent.Job) {},
+		consent.JobPreferences: func(j *consent.Job) { j.Request = "" },
+		consent.JobNotice: func(j *consent.Job) {
+			j.Request, j.Basis, j.Origin = "", consent.BasisLegitimateInterest, "a trade fair"
+		},
+		consent.JobReawaken: func(j *consent.Job) {
+			j.Request, j.Campaign, j.Topic, j.Subject, j.Body = "", "camp1", "news", "Still with us?", "Hello {{name}}"
+		},
+		consent.JobAddressChange:  func(j *consent.Job) {},
+		consent.JobAddressChanged: func(j *consent.Job) { j.NewEmail = "new@example.com" },
+		consent.JobIncidentNotice: func(j *consent.Job) { j.Body = "A laptop was stolen." },
+	}
+	for kind, modify := range kinds {
+		for _, locale := range []string{"en", "it", "sv"} {
+			job := base
+			job.Kind, job.Locale = kind, locale
+			modify(&job)
+			m, err := r.Render(job, testTopics, brand)
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, locale, err)
+			}
+			if !strings.HasPrefix(m.Text, "Bottega Rossi\n\n") {
+				t.Errorf("%s %s: the text part does not open with the site name: %.60q", kind, locale, m.Text)
+			}
+			if !strings.Contains(m.HTML, `<div style="font-size:20px;font-weight:bold">Bottega Rossi</div>`) {
+				t.Errorf("%s %s: the HTML part lacks the brand's header", kind, locale)
+			}
+			// The first paragraph after the greeting names the site.
+			paras := strings.Split(m.Text, "\n\n")
+			intro := paras[2]
+			if kind == consent.JobReawaken { // the marketer writes the body; the note under it names the sender
+				intro = strings.SplitN(strings.SplitN(m.Text, "-- \n", 2)[1], "\n", 2)[0]
+			}
+			if !strings.Contains(intro, "Bottega Rossi") || strings.Contains(intro, "Optin Test") {
+				t.Errorf("%s %s: the intro does not name the site: %q", kind, locale, intro)
+			}
+		}
+	}
 }
