@@ -161,9 +161,30 @@ func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
 		c.Pending.Retention = config.Duration(3 * 24 * time.Hour)
 	})
 	page := s.do("GET", "/privacy", "", "")
-	for _, want := range []string{"deleted 3 days after its link expires", "deleted 45 days later", "legitimate interest", "processor"} {
+	for _, want := range []string{
+		// retention, case by case
+		"deleted 3 days after its link expires", "or are our customer and have not objected", "deleted 45 days later",
+		"it is deleted at once",
+		// the basis, case by case, and what is noted for each
+		"your consent (GDPR Art. 6(1)(a))", "soft opt-in", "business card", "where your address came from",
+		"bought, booked, asked us something or signed in",
+		// who has access: the roles and the mail services as processors
+		"administrators", "marketers", "viewers may only read", "processors, GDPR Art. 28"} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("privacy page lacks %q", want)
+		}
+	}
+	if strings.Contains(page.body, "share your data") || strings.Contains(page.body, "only about the topics you ticked") {
+		t.Error("privacy page says the data is not shared, while processors get it, or that every topic was ticked, while a customer's was not")
+	}
+	for loc, want := range map[string][]string{
+		"it": {"responsabili del trattamento", "biglietto da visita", "amministratori", "vengono cancellati subito"},
+		"sv": {"personuppgiftsbiträden", "visitkort", "administratörer", "raderas de direkt"}} {
+		body := s.do("GET", "/privacy?locale="+loc, "", "").body
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("privacy page in %s lacks %q", loc, w)
+			}
 		}
 	}
 	s.importCSV("email,topics,basis,last_purchase_at\ncustomer@example.com,news,soft_opt_in,2025-01-02\n")
@@ -171,6 +192,9 @@ func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
 	body := s.do("GET", pref, "", "").body
 	if !strings.Contains(body, "as our customer") || strings.Contains(body, "your consent") {
 		t.Errorf("preference page of a soft-opt-in customer: want the customer basis and no claim of consent:\n%s", body)
+	}
+	if !strings.Contains(body, `href="/privacy?locale=en"`) {
+		t.Error("preference page: no link to the privacy notice, which explains the basis it shows")
 	}
 }
 
