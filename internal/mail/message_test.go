@@ -705,25 +705,9 @@ func TestRenderNotice(t *testing.T) {
 func TestRenderIntroNamesTheSite(t *testing.T) {
 	r, _ := newTestRenderer(t)
 	brand := consent.Brand{SiteName: "Bottega Rossi"}
-	base := testJob()
-	kinds := map[consent.JobKind]func(*consent.Job){
-		consent.JobConfirm:     func(*consent.Job) {},
-		consent.JobPreferences: func(j *consent.Job) { j.Request = "" },
-		consent.JobNotice: func(j *consent.Job) {
-			j.Request, j.Basis, j.Origin = "", consent.BasisLegitimateInterest, "a trade fair"
-		},
-		consent.JobReawaken: func(j *consent.Job) {
-			j.Request, j.Campaign, j.Topic, j.Subject, j.Body = "", "camp1", "news", "Still with us?", "Hello {{name}}"
-		},
-		consent.JobAddressChange:  func(j *consent.Job) {},
-		consent.JobAddressChanged: func(j *consent.Job) { j.NewEmail = "new@example.com" },
-		consent.JobIncidentNotice: func(j *consent.Job) { j.Body = "A laptop was stolen." },
-	}
-	for kind, modify := range kinds {
+	for kind, job := range everyKind() {
 		for _, locale := range []string{"en", "it", "sv"} {
-			job := base
-			job.Kind, job.Locale = kind, locale
-			modify(&job)
+			job.Locale = locale
 			m, err := r.Render(job, testTopics, brand)
 			if err != nil {
 				t.Fatalf("%s %s: %v", kind, locale, err)
@@ -745,4 +729,61 @@ func TestRenderIntroNamesTheSite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRenderLinks: in every mail and language, no link text ends in a
+// colon, and every mail with an unsubscribe link (all but confirmation
+// requests and notices that are not marketing) has a link to the
+// preference page beside it, in both parts.
+func TestRenderLinks(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	for kind, job := range everyKind() {
+		for _, locale := range []string{"en", "it", "sv"} {
+			job.Locale = locale
+			m, err := r.Render(job, testTopics, consent.Brand{})
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, locale, err)
+			}
+			if strings.Contains(m.HTML, ":</a>") {
+				t.Errorf("%s %s: a link text ends in a colon", kind, locale)
+			}
+			if m.Unsubscribe == "" || kind == consent.JobConfirm { // its List-Unsubscribe is the not-me link
+				continue
+			}
+			for part, body := range map[string]string{"text": m.Text, "HTML": m.HTML} {
+				if !strings.Contains(body, testBaseURL+"/preferences/") || !strings.Contains(body, testBaseURL+"/unsubscribe/") {
+					t.Errorf("%s %s: the %s part lacks the preference link beside the unsubscribe link", kind, locale, part)
+				}
+			}
+		}
+	}
+	if m, _ := r.Render(testJob(), testTopics, consent.Brand{}); strings.Contains(m.Text, "/preferences/") || strings.Contains(m.Text, "/unsubscribe/") {
+		t.Error("a confirmation request carries an unsubscribe or preference link (R48: nothing but the request)")
+	}
+}
+
+// everyKind returns a job of every kind, ready to render.
+func everyKind() map[consent.JobKind]consent.Job {
+	base := testJob()
+	kinds := map[consent.JobKind]func(*consent.Job){
+		consent.JobConfirm:     func(*consent.Job) {},
+		consent.JobPreferences: func(j *consent.Job) { j.Request = "" },
+		consent.JobNotice: func(j *consent.Job) {
+			j.Request, j.Basis, j.Origin = "", consent.BasisLegitimateInterest, "a trade fair"
+		},
+		consent.JobReawaken: func(j *consent.Job) {
+			j.Request, j.Campaign, j.Topic, j.Subject, j.Body = "", "camp1", "news", "Still with us?", "Hello {{name}}"
+		},
+		consent.JobAddressChange:  func(j *consent.Job) {},
+		consent.JobAddressChanged: func(j *consent.Job) { j.NewEmail = "new@example.com" },
+		consent.JobIncidentNotice: func(j *consent.Job) { j.Body = "A laptop was stolen." },
+	}
+	jobs := make(map[consent.JobKind]consent.Job, len(kinds))
+	for kind, modify := range kinds {
+		job := base
+		job.Kind = kind
+		modify(&job)
+		jobs[kind] = job
+	}
+	return jobs
 }
