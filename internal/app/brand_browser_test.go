@@ -23,7 +23,10 @@ import (
 // wider than a 390 px phone screen or a 1280 px desktop, and axe-core
 // finds no serious or critical problem. The pages a person lands on from
 // a mail (thanks, confirmed, unsubscribed, invalid link) link to the shop
-// and to /manage. The confirmation mail's HTML part fits the phone too.
+// and to /manage. The form's heading names the site, its checkboxes are
+// comfortable touch targets on a phone; the preference page's save,
+// unsubscribe-all and erase controls look different. The confirmation
+// mail's HTML part fits the phone too.
 // Screenshots go to $OPTIN_ARTIFACTS/pages.
 func TestBrowserBrandedPages(t *testing.T) {
 	needChromium(t)
@@ -100,6 +103,15 @@ func TestBrowserBrandedPages(t *testing.T) {
 		confirm, notMe := links(t, text)
 
 		open("form-"+loc, loc, s.url+"/f/newsletter?locale="+loc, false)
+		ct.expect("form "+loc+": the heading names the site", `String(document.querySelector("h1").textContent.includes("Bottega Rossi"))`, "true")
+		ct.expect("form "+loc+": the notice keeps its lines", `getComputedStyle(document.querySelector("p.notice")).whiteSpace`, "pre-line")
+		ct.do("phone", chromedp.EmulateViewport(390, 844))
+		// A checkbox and its label are one target at least 44 px high
+		// (WCAG 2.5.5), the box itself at least 24 px (WCAG 2.5.8).
+		ct.expect("form "+loc+": touch targets at 390 px", `Array.from(document.querySelectorAll("fieldset label")).map(l => {
+			const b = l.querySelector("input").getBoundingClientRect(), r = l.getBoundingClientRect();
+			return r.height >= 44 && b.width >= 24 && b.height >= 24 ? "ok" : r.height + "/" + b.width + "x" + b.height }).join(" ")`, "ok")
+		ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 		open("thanks-"+loc, loc, s.url+"/f/newsletter/thanks?locale="+loc, true)
 		open("not-me-"+loc, loc, notMe, false)
 		open("confirm-"+loc, loc, confirm, false)
@@ -111,6 +123,12 @@ func TestBrowserBrandedPages(t *testing.T) {
 			t.Fatal(err)
 		}
 		open("preferences-"+loc, loc, s.url+"/preferences/"+prefs, false)
+		// Save, unsubscribe from everything and erase look different.
+		ct.expect("preferences "+loc+": three looks", `(() => {
+			const look = e => { const c = getComputedStyle(e); return c.backgroundColor + "|" + c.color + "|" + c.borderTopStyle };
+			const save = document.querySelector("main form button[type=submit]"), off = document.querySelector("button.secondary"),
+				erase = document.querySelector("a.danger");
+			return String(new Set([look(save), look(off), look(erase)]).size) })()`, "3")
 		open("erase-"+loc, loc, s.url+"/preferences/"+prefs+"/erase", false)
 		open("unsubscribe-"+loc, loc, s.unsubscribeURL(sub.ID, ""), false)
 		press("unsubscribed-"+loc, loc)

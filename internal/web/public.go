@@ -108,7 +108,7 @@ func messageFor(l i18n.Localizer, err error, prefix string) string {
 func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localizer) consent.Wording {
 	notice := l.T("form.notice", s.cfg.Sender)
 	if s.cfg.PostalAddress != "" {
-		notice += " " + s.cfg.PostalAddress
+		notice += "\n" + s.cfg.PostalAddress // a line of its own
 	}
 	return f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
 }
