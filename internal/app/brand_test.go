@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -210,5 +211,15 @@ func TestTopicTranslations(t *testing.T) {
 	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &evs)
 	if len(evs.Items) == 0 || evs.Items[0].WordingText.Topics["news"] != "Novità sui prodotti" || evs.Items[0].WordingText.Topics["offers"] != "Offerte" {
 		t.Errorf("ledger: the wording's labels are %+v, want the Italian ones shown", evs.Items)
+	}
+	// The person's export names the purposes in their language.
+	var link struct{ URL string }
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/preference-link", "", http.StatusCreated, &link)
+	var exp struct {
+		About struct{ Purposes map[string]string }
+	}
+	if err := json.Unmarshal([]byte(s.do("GET", link.URL+"/export", "", "").body), &exp); err != nil ||
+		exp.About.Purposes["news"] != "Novità sui prodotti" || exp.About.Purposes["offers"] != "Offerte" {
+		t.Errorf("export: purposes %v (%v), want the Italian names", exp.About.Purposes, err)
 	}
 }
