@@ -496,6 +496,10 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 		!strings.Contains(ev.WordingText.Text, "keep receiving") || len(ev.Topics) != 1 || ev.Topics[0] != "news" {
 		t.Errorf("reconfirmed event: %+v", ev)
 	}
+	// The campaign counts the answer at once, long before its deadline.
+	if c := s.campaign(id); c.Counts.Reconfirmed != 1 || c.Counts.Lapsed != 0 {
+		t.Errorf("campaign right after the keep: %+v, want 1 reconfirmed, none lapsed yet", c.Counts)
+	}
 
 	s.clock.Advance(25 * time.Hour) // past the reminder
 	msgs := s.waitMails(3)
