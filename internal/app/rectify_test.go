@@ -93,6 +93,36 @@ func TestRectification(t *testing.T) {
 	if want := "name admin:bootstrap,email admin:bootstrap,name preferences"; strings.Join(fields, ",") != want {
 		t.Errorf("rectified events: got %q, want %q", strings.Join(fields, ","), want)
 	}
+
+	// The person moves to a new address from the preference page: it is
+	// confirmed from the new mailbox before it replaces the old one, and
+	// the old one is told.
+	before := s.smtp.Count()
+	form = url.Values{"action": {"rectify"}, "name": {"Ann Smith-Jones"}, "email": {"ann@example.net"}}.Encode()
+	if r := s.do("POST", pref, "application/x-www-form-urlencoded", form); r.status != http.StatusOK || !strings.Contains(r.body, "ann@example.net") {
+		t.Fatalf("preference page address change: got %d %s", r.status, r.body)
+	}
+	if _, ok := s.subscriber("ann@example.net"); ok {
+		t.Fatal("the new address replaced the old one before it confirmed")
+	}
+	m = parseMail(t, s.waitMails(before + 1)[before].Data)
+	if to := m.header.Get("To"); !strings.Contains(to, "ann@example.net") {
+		t.Fatalf("address-change mail went to %q", to)
+	}
+	if r := s.do("POST", confirmRE.FindString(m.text), "", ""); r.status != http.StatusOK {
+		t.Fatalf("POST the address-change link: got %d", r.status)
+	}
+	if got, ok := s.subscriber("ann@example.net"); !ok || got.ID != ann.ID {
+		t.Fatalf("after confirming: got %+v, %v, want ann under the address she chose", got, ok)
+	}
+	notice = parseMail(t, s.waitMails(before + 2)[before+1].Data)
+	if to := notice.header.Get("To"); !strings.Contains(to, "ann.smith@example.org") {
+		t.Errorf("notice to the old address went to %q", to)
+	}
+	evs := s.events(ann.ID)
+	if last := evs[len(evs)-1]; last.Type != "rectified" || last.Field != "email" || last.Source != "preferences" {
+		t.Errorf("last event: %s %s from %s, want the email rectified from the preference page", last.Type, last.Field, last.Source)
+	}
 }
 
 // TestPreferenceLinkAndNewTopic: an operator mints a preference link for
