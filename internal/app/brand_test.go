@@ -106,8 +106,16 @@ func TestBrand(t *testing.T) {
 		}
 	}
 
-	// The confirmation mail of the outlet form wears its brand; the
-	// landing pages link back to the shop and to /manage.
+	// The notice under each form names the sender as the page does.
+	for path, site := range map[string]string{"/f/newsletter": "Bottega Rossi", "/f/outlet": "Rossi Outlet"} {
+		if r := s.do("GET", path, "", ""); !strings.Contains(r.body, "Sent by "+site+".") {
+			t.Errorf("GET %s: the notice does not name %s as the sender", path, site)
+		}
+	}
+
+	// The confirmation mail of the outlet form wears its brand and names
+	// the outlet in its first sentence; the landing pages link back to
+	// the shop and to /manage.
 	if r := s.do("POST", "/f/outlet", "application/json", `{"email":"ann@example.com","topics":["news"]}`,
 		"Accept", "application/json"); r.status != http.StatusAccepted {
 		t.Fatalf("signup: %d %s", r.status, r.body)
@@ -121,6 +129,9 @@ func TestBrand(t *testing.T) {
 	}
 	if !strings.HasPrefix(text, "Rossi Outlet\r\n") && !strings.HasPrefix(text, "Rossi Outlet\n") {
 		t.Errorf("text part: want it to name the site first, got %.60q", text)
+	}
+	if !strings.Contains(text, "asked Rossi Outlet to send") {
+		t.Errorf("text part: want the intro to name the form's site:\n%s", text)
 	}
 	confirm, _ := links(t, text)
 	if r := s.do("GET", confirm, "", ""); !strings.Contains(r.body, `<span class="site">Rossi Outlet</span>`) {
