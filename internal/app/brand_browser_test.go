@@ -130,6 +130,14 @@ func TestBrowserBrandedPages(t *testing.T) {
 		open("form-"+loc, loc, s.url+"/f/newsletter?locale="+loc, false)
 		ct.expect("form "+loc+": the heading names the site", `String(document.querySelector("h1").textContent.includes("Bottega Rossi"))`, "true")
 		ct.expect("form "+loc+": the notice keeps its lines", `getComputedStyle(document.querySelector("p.notice")).whiteSpace`, "pre-line")
+		// The notice and the privacy link are read before the button: first
+		// in the DOM, and above it on the screen.
+		ct.expect("form "+loc+": notice, privacy link, then the button", `(() => {
+			const n = document.querySelector("p.notice"), p = document.querySelector("a[href$='/privacy']"),
+				b = document.querySelector("main form button[type=submit]");
+			const before = (x, y) => (x.compareDocumentPosition(y) & Node.DOCUMENT_POSITION_FOLLOWING) &&
+				x.getBoundingClientRect().bottom <= y.getBoundingClientRect().top;
+			return String(before(n, p) && before(p, b)) })()`, "true")
 		ct.do("phone", chromedp.EmulateViewport(390, 844))
 		// A checkbox and its label are one target at least 44 px high
 		// (WCAG 2.5.5), the box itself at least 24 px (WCAG 2.5.8).
