@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"optin/internal/browsertest"
+	"optin/internal/consent"
 	"optin/internal/token"
 )
 
@@ -24,7 +25,11 @@ import (
 // wider than a 390 px phone screen or a 1280 px desktop, and axe-core
 // finds no serious or critical problem. The pages a person lands on from
 // a mail (thanks, confirmed, unsubscribed, invalid link) link to the shop
-// and to /manage. The confirmation mail's HTML part fits the phone too.
+// and to /manage. The form's heading names the site, its checkboxes are
+// comfortable touch targets on a phone; the preference page's save,
+// unsubscribe-all and erase controls look different. The confirmation
+// mail's HTML part, and every other mail's, fits the phone too, names the
+// site and speaks the person's language.
 // Screenshots go to $OPTIN_ARTIFACTS/pages.
 func TestBrowserBrandedPages(t *testing.T) {
 	browsertest.Chromium(t)
@@ -90,6 +95,29 @@ func TestBrowserBrandedPages(t *testing.T) {
 		check(name, loc, true)
 	}
 
+	// openMail opens a mail's HTML part as a mail client shows it. A
+	// mail client on this machine: from a data: URL, Chromium would keep
+	// the logo on the loopback address from loading.
+	openMail := func(kind, loc, html string) {
+		t.Helper()
+		reader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, html)
+		}))
+		defer reader.Close()
+		name := "mail " + kind + " " + loc
+		ct.do("open the mail", chromedp.Navigate(reader.URL))
+		ct.waitEval(name+": loaded", `document.readyState`, "complete")
+		ct.waitEval(name+": logo", `(() => { const i = document.querySelector("img");
+			return i && i.complete && i.naturalWidth > 0 ? i.src : "" })()`, s.url+"/brand/logo")
+		ct.do("phone", chromedp.EmulateViewport(390, 844))
+		ct.expect(name+": fits the phone", `String(document.documentElement.scrollWidth <= window.innerWidth)`, "true")
+		ct.expect(name+": language", `document.documentElement.lang`, loc)
+		ct.expect(name+": names the site", `String(document.body.textContent.includes("Bottega Rossi"))`, "true")
+		saveShot("mail-" + kind + "-" + loc + "-phone")
+		ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+	}
+
 	for _, loc := range []string{"en", "it", "sv"} {
 		ct.lang(loc)
 		addr := "brand-" + loc + "@example.com"
@@ -101,6 +129,23 @@ func TestBrowserBrandedPages(t *testing.T) {
 		confirm, notMe := links(t, text)
 
 		open("form-"+loc, loc, s.url+"/f/newsletter?locale="+loc, false)
+		ct.expect("form "+loc+": the heading names the site", `String(document.querySelector("h1").textContent.includes("Bottega Rossi"))`, "true")
+		ct.expect("form "+loc+": the notice keeps its lines", `getComputedStyle(document.querySelector("p.notice")).whiteSpace`, "pre-line")
+		// The notice and the privacy link are read before the button: first
+		// in the DOM, and above it on the screen.
+		ct.expect("form "+loc+": notice, privacy link, then the button", `(() => {
+			const n = document.querySelector("p.notice"), p = document.querySelector("a[href$='/privacy']"),
+				b = document.querySelector("main form button[type=submit]");
+			const before = (x, y) => (x.compareDocumentPosition(y) & Node.DOCUMENT_POSITION_FOLLOWING) &&
+				x.getBoundingClientRect().bottom <= y.getBoundingClientRect().top;
+			return String(before(n, p) && before(p, b)) })()`, "true")
+		ct.do("phone", chromedp.EmulateViewport(390, 844))
+		// A checkbox and its label are one target at least 44 px high
+		// (WCAG 2.5.5), the box itself at least 24 px (WCAG 2.5.8).
+		ct.expect("form "+loc+": touch targets at 390 px", `Array.from(document.querySelectorAll("fieldset label")).map(l => {
+			const b = l.querySelector("input").getBoundingClientRect(), r = l.getBoundingClientRect();
+			return r.height >= 44 && b.width >= 24 && b.height >= 24 ? "ok" : r.height + "/" + b.width + "x" + b.height }).join(" ")`, "ok")
+		ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
 		open("thanks-"+loc, loc, s.url+"/f/newsletter/thanks?locale="+loc, true)
 		open("not-me-"+loc, loc, notMe, false)
 		open("confirm-"+loc, loc, confirm, false)
@@ -112,6 +157,12 @@ func TestBrowserBrandedPages(t *testing.T) {
 			t.Fatal(err)
 		}
 		open("preferences-"+loc, loc, s.url+"/preferences/"+prefs, false)
+		// Save, unsubscribe from everything and erase look different.
+		ct.expect("preferences "+loc+": three looks", `(() => {
+			const look = e => { const c = getComputedStyle(e); return c.backgroundColor + "|" + c.color + "|" + c.borderTopStyle };
+			const save = document.querySelector("main form button[type=submit]"), off = document.querySelector("button.secondary"),
+				erase = document.querySelector("a.danger");
+			return String(new Set([look(save), look(off), look(erase)]).size) })()`, "3")
 		open("erase-"+loc, loc, s.url+"/preferences/"+prefs+"/erase", false)
 		open("unsubscribe-"+loc, loc, s.unsubscribeURL(sub.ID, ""), false)
 		press("unsubscribed-"+loc, loc)
@@ -119,26 +170,33 @@ func TestBrowserBrandedPages(t *testing.T) {
 		open("privacy-"+loc, loc, s.url+"/privacy?locale="+loc, false)
 		open("invalid-link-"+loc, loc, s.url+"/confirm/not-a-token", true)
 
-		// The confirmation mail's HTML part, as a mail client shows it.
-		// A mail client on this machine: from a data: URL, Chromium would
-		// keep the logo on the loopback address from loading.
-		reader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, html)
-		}))
-		ct.do("open the mail", chromedp.Navigate(reader.URL))
-		ct.waitEval("mail: loaded", `document.readyState`, "complete")
-		ct.waitEval("mail "+loc+": logo", `(() => { const i = document.querySelector("img");
-			return i && i.complete && i.naturalWidth > 0 ? i.src : "" })()`, s.url+"/brand/logo")
-		ct.do("phone", chromedp.EmulateViewport(390, 844))
-		ct.expect("mail "+loc+": fits the phone", `String(document.documentElement.scrollWidth <= window.innerWidth)`, "true")
-		ct.expect("mail "+loc+": language", `document.documentElement.lang`, loc)
-		ct.expect("mail "+loc+": names the site", `String(document.body.textContent.includes("Bottega Rossi"))`, "true")
-		saveShot("mail-confirm-" + loc + "-phone")
-		reader.Close()
-		ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+		openMail("confirm", loc, html)
+		// Every other mail's HTML part, rendered as the outbox does.
+		for _, job := range otherMails(sub.ID, loc) {
+			m, err := s.app.Worker.Renderer.Render(job, []consent.Topic{{ID: "news", Name: "Product news",
+				Translations: map[string]consent.TopicText{"it": {Name: "Novità sui prodotti"}, "sv": {Name: "Produktnyheter"}}}}, consent.Brand{})
+			if err != nil {
+				t.Fatalf("render %s: %v", job.Kind, err)
+			}
+			openMail(string(job.Kind), loc, m.HTML)
+		}
 	}
 	if !strings.HasPrefix(shots, os.TempDir()) {
 		t.Logf("screenshots: %s", shots)
 	}
+}
+
+// otherMails returns a mail of every kind but the confirmation request
+// for subscriber sub in locale loc, as the outbox holds them.
+func otherMails(sub, loc string) []consent.Job {
+	base := consent.Job{To: "brand-" + loc + "@example.com", Locale: loc, Subscriber: sub, Topics: []string{"news"},
+		MessageID: "brand-mail@optin.test", Created: time.Now(), TokenExpires: time.Now().Add(72 * time.Hour)}
+	jobs := []consent.Job{base, base, base, base, base, base}
+	jobs[0].Kind = consent.JobPreferences
+	jobs[1].Kind, jobs[1].Basis, jobs[1].Origin = consent.JobNotice, consent.BasisSoftOptIn, "the Milan shop's till receipts"
+	jobs[2].Kind, jobs[2].Campaign, jobs[2].Topic, jobs[2].Subject, jobs[2].Body = consent.JobReawaken, "c1", "news", "Still with us?", "Hello {{name}}"
+	jobs[3].Kind, jobs[3].Request = consent.JobAddressChange, "request-of-"+sub
+	jobs[4].Kind, jobs[4].NewEmail = consent.JobAddressChanged, "new-"+loc+"@example.com"
+	jobs[5].Kind, jobs[5].Body = consent.JobIncidentNotice, "A laptop with a copy of the list was stolen on 1 March."
+	return jobs
 }

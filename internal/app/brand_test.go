@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -105,8 +106,16 @@ func TestBrand(t *testing.T) {
 		}
 	}
 
-	// The confirmation mail of the outlet form wears its brand; the
-	// landing pages link back to the shop and to /manage.
+	// The notice under each form names the sender as the page does.
+	for path, site := range map[string]string{"/f/newsletter": "Bottega Rossi", "/f/outlet": "Rossi Outlet"} {
+		if r := s.do("GET", path, "", ""); !strings.Contains(r.body, "Sent by "+site+".") {
+			t.Errorf("GET %s: the notice does not name %s as the sender", path, site)
+		}
+	}
+
+	// The confirmation mail of the outlet form wears its brand and names
+	// the outlet in its first sentence; the landing pages link back to
+	// the shop and to /manage.
 	if r := s.do("POST", "/f/outlet", "application/json", `{"email":"ann@example.com","topics":["news"]}`,
 		"Accept", "application/json"); r.status != http.StatusAccepted {
 		t.Fatalf("signup: %d %s", r.status, r.body)
@@ -120,6 +129,9 @@ func TestBrand(t *testing.T) {
 	}
 	if !strings.HasPrefix(text, "Rossi Outlet\r\n") && !strings.HasPrefix(text, "Rossi Outlet\n") {
 		t.Errorf("text part: want it to name the site first, got %.60q", text)
+	}
+	if !strings.Contains(text, "asked Rossi Outlet to send") {
+		t.Errorf("text part: want the intro to name the form's site:\n%s", text)
 	}
 	confirm, _ := links(t, text)
 	if r := s.do("GET", confirm, "", ""); !strings.Contains(r.body, `<span class="site">Rossi Outlet</span>`) {
@@ -210,5 +222,15 @@ func TestTopicTranslations(t *testing.T) {
 	s.adminJSON("GET", "/subscribers/"+sub.ID+"/consents", "", http.StatusOK, &evs)
 	if len(evs.Items) == 0 || evs.Items[0].WordingText.Topics["news"] != "Novità sui prodotti" || evs.Items[0].WordingText.Topics["offers"] != "Offerte" {
 		t.Errorf("ledger: the wording's labels are %+v, want the Italian ones shown", evs.Items)
+	}
+	// The person's export names the purposes in their language.
+	var link struct{ URL string }
+	s.adminJSON("POST", "/subscribers/"+sub.ID+"/preference-link", "", http.StatusCreated, &link)
+	var exp struct {
+		About struct{ Purposes map[string]string }
+	}
+	if err := json.Unmarshal([]byte(s.do("GET", link.URL+"/export", "", "").body), &exp); err != nil ||
+		exp.About.Purposes["news"] != "Novità sui prodotti" || exp.About.Purposes["offers"] != "Offerte" {
+		t.Errorf("export: purposes %v (%v), want the Italian names", exp.About.Purposes, err)
 	}
 }

@@ -441,7 +441,7 @@ func TestCampaignRestartExactlyOnce(t *testing.T) {
 // other gets the reminder and lapses at the deadline (the injected clock
 // moves), and is left out of the next campaign.
 func TestCampaignKeepRemindLapse(t *testing.T) {
-	s := startService(t, withPostal)
+	s := startService(t, func(c *config.Config) { withPostal(c); c.Brand.SiteName = "Bottega Rossi" })
 	s.importConsented("keep@example.com", "quiet@example.com")
 	id := s.newCampaign(`"deadline":"2d","reminder":"1d"`)
 	s.adminJSON("POST", "/campaigns/"+id+"/start", "", http.StatusOK, nil)
@@ -493,8 +493,12 @@ func TestCampaignKeepRemindLapse(t *testing.T) {
 	ev := evs[len(evs)-1]
 	if ev.Type != "reconfirmed" || ev.Source != "campaign:"+id || ev.Personal == nil || ev.Personal.IP != "127.0.0.1" ||
 		ev.Personal.UserAgent != "keeper/1" || len(ev.Wording) != 64 || ev.WordingText == nil ||
-		!strings.Contains(ev.WordingText.Text, "keep receiving") || len(ev.Topics) != 1 || ev.Topics[0] != "news" {
+		!strings.Contains(ev.WordingText.Text, "keep receiving emails from Bottega Rossi") || len(ev.Topics) != 1 || ev.Topics[0] != "news" {
 		t.Errorf("reconfirmed event: %+v", ev)
+	}
+	// The campaign counts the answer at once, long before its deadline.
+	if c := s.campaign(id); c.Counts.Reconfirmed != 1 || c.Counts.Lapsed != 0 {
+		t.Errorf("campaign right after the keep: %+v, want 1 reconfirmed, none lapsed yet", c.Counts)
 	}
 
 	s.clock.Advance(25 * time.Hour) // past the reminder

@@ -639,12 +639,19 @@ func TestCRLFNeverReachesHeaders(t *testing.T) {
 	}
 }
 
-// TestHostedFormDetails: HEAD answers like GET; the notice and the
-// privacy link come before the button; after a refused signup the form
+// TestHostedFormDetails: HEAD answers like GET; the heading names the
+// site; the postal address has a line of its own under the notice; the
+// notice and the privacy link come before the button; after a refused signup the form
 // shows what was typed and ticked again.
 func TestHostedFormDetails(t *testing.T) {
-	s := startService(t, nil)
+	s := startService(t, withPostal)
 	get := s.do("GET", "/f/newsletter", "", "")
+	if !strings.Contains(get.body, "<h1>Subscribe to emails from Example News</h1>") {
+		t.Errorf("the form's heading does not name the site:\n%s", get.body)
+	}
+	if !strings.Contains(get.body, "any email.\n"+testPostal+"</p>") || !strings.Contains(get.body, `<p class="small notice">`) {
+		t.Errorf("the postal address is not on a line of its own under the notice:\n%s", get.body)
+	}
 	head := s.do("HEAD", "/f/newsletter", "", "")
 	if head.status != get.status || head.header.Get("Content-Type") != get.header.Get("Content-Type") || head.body != "" {
 		t.Errorf("HEAD: got %d %q with %d bytes, want GET's %d %q and no body", head.status, head.header.Get("Content-Type"), len(head.body), get.status, get.header.Get("Content-Type"))

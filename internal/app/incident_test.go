@@ -54,6 +54,11 @@ func TestBreachRegister(t *testing.T) {
 			t.Errorf("affected list holds %s (erased, or signed up after the window):\n%s", not, r.body)
 		}
 	}
+	nd := s.adminAs(testAdminKey, "GET", "/incidents/"+inc.ID+"/affected?format=ndjson", "", "")
+	lines := strings.Split(strings.TrimSpace(nd.body), "\n")
+	if nd.status != http.StatusOK || len(lines) != 2 || !strings.HasPrefix(lines[0], "{") || !strings.Contains(nd.body, `"in@example.com"`) {
+		t.Errorf("affected list as NDJSON: got %d\n%s", nd.status, nd.body)
+	}
 	report := s.adminAs(testAdminKey, "GET", "/incidents/"+inc.ID+"/report", "", "").body
 	for _, want := range []string{"Notify the supervisory authority by: " + inc.Deadline.UTC().Format("2006-01-02 15:04 UTC"), "concerned: 2 ", "email, name", "public bucket"} {
 		if !strings.Contains(report, want) {
@@ -79,4 +84,38 @@ func TestBreachRegister(t *testing.T) {
 		t.Errorf("notices went to %v, want in@ and unsub@ (opted out, still owed the notice)", to)
 	}
 	s.adminJSON("POST", "/incidents/"+inc.ID+"/notify", `{"message":"again"}`, http.StatusConflict, nil)
+
+	// Recording, listing and notifying are each in the audit log.
+	var audit struct {
+		Items []struct{ Action, Target string }
+	}
+	s.adminJSON("GET", "/audit", "", http.StatusOK, &audit)
+	seen := map[string]bool{}
+	for _, e := range audit.Items {
+		if e.Target == inc.ID {
+			seen[e.Action] = true
+		}
+	}
+	for _, a := range []string{"incident.create", "incident.affected", "incident.notify"} {
+		if !seen[a] {
+			t.Errorf("audit log lacks %s of the incident: %+v", a, audit.Items)
+		}
+	}
+
+	// Someone erased after the incident was recorded gets no notice of a
+	// second incident over the same window: nothing is left to write to.
+	in, _ := s.subscriber("in@example.com")
+	s.adminJSON("DELETE", "/subscribers/"+in.ID, "", http.StatusNoContent, nil)
+	var second struct{ ID string }
+	s.adminJSON("POST", "/incidents", body, http.StatusCreated, &second)
+	before = s.smtp.Count()
+	s.adminJSON("POST", "/incidents/"+second.ID+"/notify", `{"message":"Again."}`, http.StatusAccepted, &queued)
+	if queued.Queued != 1 {
+		t.Errorf("notices of the second incident: got %d, want 1 (unsub@; in@ is erased)", queued.Queued)
+	}
+	for _, m := range s.waitMails(before + 1)[before:] {
+		if strings.Contains(string(m.Data), "in@example.com") {
+			t.Error("an erased person got the incident notice")
+		}
+	}
 }

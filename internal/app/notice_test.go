@@ -54,7 +54,7 @@ func TestArt14Notice(t *testing.T) {
 			t.Errorf("soft@'s notice lacks %q:\n%s", want, soft.text)
 		}
 	}
-	for _, want := range []string{"legitimate interest", "our own customer records"} {
+	for _, want := range []string{"legitimate interest", "our dealings with you"} {
 		if !strings.Contains(li.text, want) {
 			t.Errorf("li@'s notice lacks %q:\n%s", want, li.text)
 		}

@@ -324,6 +324,8 @@ func TestExportEraseResignup(t *testing.T) {
 		Events []event `json:"events"`
 		About  struct {
 			Purposes map[string]string `json:"purposes"`
+			Basis    string            `json:"basis"`
+			Access   string            `json:"access"`
 		} `json:"about"`
 	}
 	if err := json.Unmarshal([]byte(r.body), &exp); err != nil {
@@ -332,6 +334,10 @@ func TestExportEraseResignup(t *testing.T) {
 	if exp.Schema != "optin.export/v3" || exp.Subscriber.Email != "gone@example.com" || len(exp.Events) != 2 ||
 		exp.Events[0].Personal == nil || exp.Events[0].WordingText == nil || exp.About.Purposes["news"] == "" {
 		t.Errorf("export incomplete: %+v", exp)
+	}
+	// Art. 15(1)(c): who receives the data, and on which bases it is held.
+	if !strings.Contains(exp.About.Access, "processors") || !strings.Contains(exp.About.Basis, "6(1)(a)") {
+		t.Errorf("export's about lacks the recipients or the bases: %+v", exp.About)
 	}
 
 	// A preference mail queued during an SMTP outage must not go out after

@@ -93,6 +93,36 @@ func TestRectification(t *testing.T) {
 	if want := "name admin:bootstrap,email admin:bootstrap,name preferences"; strings.Join(fields, ",") != want {
 		t.Errorf("rectified events: got %q, want %q", strings.Join(fields, ","), want)
 	}
+
+	// The person moves to a new address from the preference page: it is
+	// confirmed from the new mailbox before it replaces the old one, and
+	// the old one is told.
+	before := s.smtp.Count()
+	form = url.Values{"action": {"rectify"}, "name": {"Ann Smith-Jones"}, "email": {"ann@example.net"}}.Encode()
+	if r := s.do("POST", pref, "application/x-www-form-urlencoded", form); r.status != http.StatusOK || !strings.Contains(r.body, "ann@example.net") {
+		t.Fatalf("preference page address change: got %d %s", r.status, r.body)
+	}
+	if _, ok := s.subscriber("ann@example.net"); ok {
+		t.Fatal("the new address replaced the old one before it confirmed")
+	}
+	m = parseMail(t, s.waitMails(before + 1)[before].Data)
+	if to := m.header.Get("To"); !strings.Contains(to, "ann@example.net") {
+		t.Fatalf("address-change mail went to %q", to)
+	}
+	if r := s.do("POST", confirmRE.FindString(m.text), "", ""); r.status != http.StatusOK {
+		t.Fatalf("POST the address-change link: got %d", r.status)
+	}
+	if got, ok := s.subscriber("ann@example.net"); !ok || got.ID != ann.ID {
+		t.Fatalf("after confirming: got %+v, %v, want ann under the address she chose", got, ok)
+	}
+	notice = parseMail(t, s.waitMails(before + 2)[before+1].Data)
+	if to := notice.header.Get("To"); !strings.Contains(to, "ann.smith@example.org") {
+		t.Errorf("notice to the old address went to %q", to)
+	}
+	evs := s.events(ann.ID)
+	if last := evs[len(evs)-1]; last.Type != "rectified" || last.Field != "email" || last.Source != "preferences" {
+		t.Errorf("last event: %s %s from %s, want the email rectified from the preference page", last.Type, last.Field, last.Source)
+	}
 }
 
 // TestPreferenceLinkAndNewTopic: an operator mints a preference link for
@@ -161,9 +191,30 @@ func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
 		c.Pending.Retention = config.Duration(3 * 24 * time.Hour)
 	})
 	page := s.do("GET", "/privacy", "", "")
-	for _, want := range []string{"deleted 3 days after its link expires", "deleted 45 days later", "legitimate interest", "processor"} {
+	for _, want := range []string{
+		// retention, case by case
+		"deleted 3 days after its link expires", "or are our customer and have not objected", "deleted 45 days later",
+		"it is deleted at once",
+		// the basis, case by case, and what is noted for each
+		"your consent (GDPR Art. 6(1)(a))", "soft opt-in", "business card", "where your address came from",
+		"bought, booked, asked us something or signed in",
+		// who has access: the roles and the mail services as processors
+		"administrators", "marketers", "viewers may only read", "processors, GDPR Art. 28"} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("privacy page lacks %q", want)
+		}
+	}
+	if strings.Contains(page.body, "share your data") || strings.Contains(page.body, "only about the topics you ticked") {
+		t.Error("privacy page says the data is not shared, while processors get it, or that every topic was ticked, while a customer's was not")
+	}
+	for loc, want := range map[string][]string{
+		"it": {"responsabili del trattamento", "biglietto da visita", "amministratori", "vengono cancellati subito"},
+		"sv": {"personuppgiftsbiträden", "visitkort", "administratörer", "raderas de direkt"}} {
+		body := s.do("GET", "/privacy?locale="+loc, "", "").body
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("privacy page in %s lacks %q", loc, w)
+			}
 		}
 	}
 	s.importCSV("email,topics,basis,last_purchase_at\ncustomer@example.com,news,soft_opt_in,2025-01-02\n")
@@ -171,6 +222,9 @@ func TestPrivacyStatesRetentionBasisAccess(t *testing.T) {
 	body := s.do("GET", pref, "", "").body
 	if !strings.Contains(body, "as our customer") || strings.Contains(body, "your consent") {
 		t.Errorf("preference page of a soft-opt-in customer: want the customer basis and no claim of consent:\n%s", body)
+	}
+	if !strings.Contains(body, `href="/privacy?locale=en"`) {
+		t.Error("preference page: no link to the privacy notice, which explains the basis it shows")
 	}
 }
 

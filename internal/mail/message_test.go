@@ -688,4 +688,102 @@ func TestRenderNotice(t *testing.T) {
 	if err != nil || !strings.Contains(m.Text, "you are our customer") || !strings.Contains(m.Text, "our own customer records") {
 		t.Errorf("soft opt-in without an origin: got %v\n%s", err, m.Text)
 	}
+	// A contact on legitimate interest need not be a customer: the notice
+	// names the interest pursued (Art. 14(2)(b)) and no customer records.
+	job.Basis = consent.BasisLegitimateInterest
+	m, err = r.Render(job, topics, consent.Brand{})
+	if err != nil || strings.Contains(m.Text, "customer") || !strings.Contains(m.Text, "our dealings with you") ||
+		!strings.Contains(m.Text, "legitimate interest in telling people") {
+		t.Errorf("legitimate interest without an origin: got %v\n%s", err, m.Text)
+	}
+}
+
+// TestRenderIntroNamesTheSite: every mail's first sentence names the
+// sender by the brand's site name, the name its header shows, not by the
+// From address's display name; the Art. 14 notice carries the brand's
+// header and its text part opens with the site name like every other mail.
+func TestRenderIntroNamesTheSite(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	brand := consent.Brand{SiteName: "Bottega Rossi"}
+	for kind, job := range everyKind() {
+		for _, locale := range []string{"en", "it", "sv"} {
+			job.Locale = locale
+			m, err := r.Render(job, testTopics, brand)
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, locale, err)
+			}
+			if !strings.HasPrefix(m.Text, "Bottega Rossi\n\n") {
+				t.Errorf("%s %s: the text part does not open with the site name: %.60q", kind, locale, m.Text)
+			}
+			if !strings.Contains(m.HTML, `<div style="font-size:20px;font-weight:bold">Bottega Rossi</div>`) {
+				t.Errorf("%s %s: the HTML part lacks the brand's header", kind, locale)
+			}
+			// The first paragraph after the greeting names the site.
+			paras := strings.Split(m.Text, "\n\n")
+			intro := paras[2]
+			if kind == consent.JobReawaken { // the marketer writes the body; the note under it names the sender
+				intro = strings.SplitN(strings.SplitN(m.Text, "-- \n", 2)[1], "\n", 2)[0]
+			}
+			if !strings.Contains(intro, "Bottega Rossi") || strings.Contains(intro, "Optin Test") {
+				t.Errorf("%s %s: the intro does not name the site: %q", kind, locale, intro)
+			}
+		}
+	}
+}
+
+// TestRenderLinks: in every mail and language, no link text ends in a
+// colon, and every mail with an unsubscribe link (all but confirmation
+// requests and notices that are not marketing) has a link to the
+// preference page beside it, in both parts.
+func TestRenderLinks(t *testing.T) {
+	r, _ := newTestRenderer(t)
+	for kind, job := range everyKind() {
+		for _, locale := range []string{"en", "it", "sv"} {
+			job.Locale = locale
+			m, err := r.Render(job, testTopics, consent.Brand{})
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, locale, err)
+			}
+			if strings.Contains(m.HTML, ":</a>") {
+				t.Errorf("%s %s: a link text ends in a colon", kind, locale)
+			}
+			if m.Unsubscribe == "" || kind == consent.JobConfirm { // its List-Unsubscribe is the not-me link
+				continue
+			}
+			for part, body := range map[string]string{"text": m.Text, "HTML": m.HTML} {
+				if !strings.Contains(body, testBaseURL+"/preferences/") || !strings.Contains(body, testBaseURL+"/unsubscribe/") {
+					t.Errorf("%s %s: the %s part lacks the preference link beside the unsubscribe link", kind, locale, part)
+				}
+			}
+		}
+	}
+	if m, _ := r.Render(testJob(), testTopics, consent.Brand{}); strings.Contains(m.Text, "/preferences/") || strings.Contains(m.Text, "/unsubscribe/") {
+		t.Error("a confirmation request carries an unsubscribe or preference link (R48: nothing but the request)")
+	}
+}
+
+// everyKind returns a job of every kind, ready to render.
+func everyKind() map[consent.JobKind]consent.Job {
+	base := testJob()
+	kinds := map[consent.JobKind]func(*consent.Job){
+		consent.JobConfirm:     func(*consent.Job) {},
+		consent.JobPreferences: func(j *consent.Job) { j.Request = "" },
+		consent.JobNotice: func(j *consent.Job) {
+			j.Request, j.Basis, j.Origin = "", consent.BasisLegitimateInterest, "a trade fair"
+		},
+		consent.JobReawaken: func(j *consent.Job) {
+			j.Request, j.Campaign, j.Topic, j.Subject, j.Body = "", "camp1", "news", "Still with us?", "Hello {{name}}"
+		},
+		consent.JobAddressChange:  func(j *consent.Job) {},
+		consent.JobAddressChanged: func(j *consent.Job) { j.NewEmail = "new@example.com" },
+		consent.JobIncidentNotice: func(j *consent.Job) { j.Body = "A laptop was stolen." },
+	}
+	jobs := make(map[consent.JobKind]consent.Job, len(kinds))
+	for kind, modify := range kinds {
+		job := base
+		job.Kind = kind
+		modify(&job)
+		jobs[kind] = job
+	}
+	return jobs
 }

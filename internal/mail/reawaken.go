@@ -56,7 +56,7 @@ func (r *Renderer) reawaken(job consent.Job, topics []consent.Topic, l i18n.Loca
 	data["KeepURL"] = r.baseURL + "/reawaken/" + keepTok
 	data["UnsubscribeURL"] = unsubURL
 	data["PreferencesURL"] = r.baseURL + "/preferences/" + prefTok
-	data["Why"] = l.T("mail.reawaken.why"+consent.ReawakenWording(job.Basis), topicName, r.sender)
+	data["Why"] = l.T("mail.reawaken.why"+consent.ReawakenWording(job.Basis), topicName, data["Brand"].(consent.Brand).SiteName)
 	data["Button"] = l.T("mail.reawaken.button" + consent.ReawakenWording(job.Basis))
 	data["Deadline"] = job.TokenExpires.Add(-consent.ReawakenLinkGrace).UTC().Format(l.T("mail.date_layout"))
 	r.setUnsubscribe(m, unsubURL)

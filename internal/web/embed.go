@@ -141,6 +141,15 @@ func (s *Server) handlePrivacy(c *gin.Context) {
 		Recipients: recipientsText(l, hooks), Rights: l.T("privacy.rights")})
 }
 
+// accessText says who sees the person's data: the roles and processors
+// (privacy.access) and the recipients webhooks add (GDPR Art. 15(1)(c)).
+func accessText(l i18n.Localizer, hooks []consent.WebhookInfo) string {
+	if r := recipientsText(l, hooks); r != "" {
+		return l.T("privacy.access") + " " + r
+	}
+	return l.T("privacy.access")
+}
+
 // recipientsText names the recipients webhooks add (GDPR Art. 13(1)(e)):
 // with an endpoint of scope contact, that address and name go out; with
 // evidence endpoints only, that they do not; "" without endpoints.

@@ -239,7 +239,9 @@ type exportAbout struct {
 	Controller    string            `json:"controller"`
 	PostalAddress string            `json:"postal_address,omitempty"`
 	Purposes      map[string]string `json:"purposes"`
+	Basis         string            `json:"basis"`
 	Retention     string            `json:"retention"`
+	Access        string            `json:"access"`
 	Rights        string            `json:"rights"`
 }
 
@@ -266,6 +268,11 @@ func (s *Server) handleExport(c *gin.Context) {
 // whether the person downloads it or an operator does for them.
 func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 	l := s.localizer(c, exp.Subscriber.Locale)
+	hooks, err := s.store.Webhooks(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	purposes := map[string]string{}
 	for _, t := range s.topicsOf(c, l, sortedKeys(exp.Subscriber.Subscriptions)) {
 		purposes[t.ID] = t.Name
@@ -276,7 +283,7 @@ func (s *Server) writeExport(c *gin.Context, exp consent.Export) {
 		consent.Export
 		About exportAbout `json:"about"`
 	}{exp, exportAbout{Controller: s.cfg.Sender, PostalAddress: s.cfg.PostalAddress, Purposes: purposes,
-		Retention: s.retentionText(l), Rights: l.T("privacy.rights")}})
+		Basis: l.T("privacy.basis"), Retention: s.retentionText(l), Access: accessText(l, hooks), Rights: l.T("privacy.rights")}})
 }
 
 // handleErase erases the person (Art. 17); only the suppression hash and

@@ -110,11 +110,12 @@ func messageFor(l i18n.Localizer, err error, prefix string) string {
 }
 
 // wording is the exact consent wording form f shows in l's language,
-// including the notice under it; its hash goes into the ledger.
+// including the notice under it, which names the sender by the site name
+// the page and the mails show; its hash goes into the ledger.
 func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localizer) consent.Wording {
-	notice := l.T("form.notice", s.cfg.Sender)
+	notice := l.T("form.notice", s.brandFor(f).SiteName)
 	if s.cfg.PostalAddress != "" {
-		notice += " " + s.cfg.PostalAddress
+		notice += "\n" + s.cfg.PostalAddress // a line of its own
 	}
 	return f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
 }

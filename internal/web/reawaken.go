@@ -38,12 +38,13 @@ func (s *Server) reawakenLink(c *gin.Context) (consent.ReawakenLink, i18n.Locali
 }
 
 // reawakenWording is the exact wording the "keep me subscribed" page
-// shows; its hash goes into the reconfirmed ledger event and its text is
-// stored once, like the preference center's.
+// shows, naming the sender by the site name its mail shows; its hash goes
+// into the reconfirmed ledger event and its text is stored once, like the
+// preference center's.
 func (s *Server) reawakenWording(c *gin.Context, link consent.ReawakenLink, l i18n.Localizer) (consent.Wording, consent.Topic) {
 	t := s.topicsOf(c, l, []string{link.Campaign.Topic})[0]
 	return consent.Wording{Form: link.Campaign.Source(), Version: 1, Locale: l.Locale,
-		Text: l.T("reawaken.wording", s.cfg.Sender), Topics: map[string]string{t.ID: t.Name}}, t
+		Text: l.T("reawaken.wording", s.brandFor(nil).SiteName), Topics: map[string]string{t.ID: t.Name}}, t
 }
 
 // keepable reports whether "keep me subscribed" would still keep the

@@ -39,7 +39,7 @@ type Config struct {
 	Log            *slog.Logger
 	BaseURL        string // without trailing slash
 	TrustedProxies []string
-	Sender         string // controller identity shown on forms
+	Sender         string // controller identity (privacy page, export)
 	PostalAddress  string
 	SignupLimit    Rate
 	ManageLimit    Rate
