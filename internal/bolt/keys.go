@@ -79,6 +79,17 @@ func appendOnly(name []byte) bool {
 	return false
 }
 
+// compact reports whether bucket name holds records in the compact
+// encoding: those there is one or more of per subscriber.
+func compact(name []byte) bool {
+	for _, b := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // SchemaVersion is the schema version of the databases this optin
 // creates and reads: it is written on creation and Open refuses any
 // other value (bbolt databases have no migrations).

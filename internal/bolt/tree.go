@@ -139,7 +139,7 @@ func buildTree(b *bbolt.DB) error {
 					return fmt.Errorf("bolt: ledger event %d missing, found %d", from, beUint64(k))
 				}
 				var ev consent.Event
-				if err := decode(v, &ev); err != nil {
+				if err := decodeEvent(tx, k, v, &ev); err != nil {
 					return err
 				}
 				if err := storeTreeHashes(tx, from, ev.LeafData()); err != nil {
