@@ -148,7 +148,7 @@ func reindex(tx *bbolt.Tx, old, sub []indexEntry) error {
 	}
 	for _, e := range sub {
 		if !has(old, e) {
-			if err := tx.Bucket(e.bucket).Put([]byte(e.key), []byte(e.value)); err != nil {
+			if err := bucketOf(tx, e.bucket).Put([]byte(e.key), []byte(e.value)); err != nil {
 				return err
 			}
 		}

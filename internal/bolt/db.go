@@ -102,7 +102,9 @@ func Open(path string, o Options) (*DB, error) {
 	if o.ReadOnly {
 		err = b.View(checkBuckets)
 	} else if err = b.Update(createBuckets); err == nil {
-		err = buildTree(b)
+		if err = convertRecords(b); err == nil {
+			err = buildTree(b)
+		}
 	}
 	if err != nil {
 		b.Close()

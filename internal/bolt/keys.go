@@ -65,13 +65,16 @@ var (
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
+	keyEncoding   = []byte("encoding")         // compactVersion once the hot records are converted
 )
 
-// appendOnly reports whether new keys of bucket name sort after all
-// existing ones (sequence numbers, or ids that start with their creation
-// time), so its pages can be filled fuller.
+// appendOnly reports whether new keys of bucket name mostly sort after
+// the existing ones (sequence numbers, ids that start with their creation
+// time, or keys that end with such an id or time under a few prefixes),
+// so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
-	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree} {
+	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox} {
 		if bytes.Equal(name, b) {
 			return true
 		}

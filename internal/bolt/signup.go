@@ -51,7 +51,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
+		if err := bucketOf(tx, bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
 			return err
 		}
 		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
@@ -179,7 +179,7 @@ func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch conse
 			if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+			if err := bucketOf(tx, bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
 				return err
 			}
 			if err := enqueue(tx, plan.Mail); err != nil {

@@ -1,0 +1,114 @@
+package bolt
+
+import (
+	"bytes"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/bolt/record"
+	"optin/internal/consent"
+)
+
+// A database written before the compact encoding holds its hot records
+// as JSON. The first read-write open converts them (convertRecords); reads
+// take either encoding meanwhile, so an interrupted conversion simply
+// resumes at the next open.
+
+// compactVersion is the value of meta key keyEncoding once every hot
+// record is in the compact encoding.
+const compactVersion = "compact1"
+
+// convertChunk is how many records one transaction of convertRecords
+// rewrites.
+const convertChunk = 10000
+
+// converters re-encode a JSON value of their bucket; the ledger's need
+// the hash of the event before (prev).
+var converters = []struct {
+	bucket  []byte
+	convert func(v []byte, prev string) ([]byte, error)
+}{
+	{bucketSubscribers, reencode[consent.Subscriber]},
+	{bucketRequests, reencode[consent.Request]},
+	{bucketOutbox, reencode[consent.Job]},
+	{bucketParked, reencode[consent.Job]},
+	{bucketPersonal, func(v []byte, _ string) ([]byte, error) { return record.MarshalPersonal(v) }},
+	{bucketLedger, func(v []byte, prev string) ([]byte, error) {
+		var ev consent.Event
+		if err := record.Unmarshal(v, &ev); err != nil {
+			return nil, err
+		}
+		return record.MarshalEvent(&ev, prev)
+	}},
+}
+
+// reencode decodes v as a T and encodes it compactly.
+func reencode[T any](v []byte, _ string) ([]byte, error) {
+	x := new(T)
+	if err := record.Unmarshal(v, x); err != nil {
+		return nil, err
+	}
+	return record.Marshal(x)
+}
+
+// convertRecords rewrites the JSON records of the hot buckets in the
+// compact encoding, record for record (counters and indexes stay as they
+// are: the records do not change), in transactions of convertChunk, and
+// then notes that the database is converted.
+func convertRecords(db *bbolt.DB) error {
+	done := false
+	if err := db.View(func(tx *bbolt.Tx) error {
+		done = string(tx.Bucket(bucketMeta).Get(keyEncoding)) == compactVersion
+		return nil
+	}); err != nil || done {
+		return err
+	}
+	for _, c := range converters {
+		var from []byte // the key to go on from
+		for {
+			last := false
+			err := db.Update(func(tx *bbolt.Tx) error {
+				b := bucketOf(tx, c.bucket)
+				type kv struct{ k, v []byte }
+				var batch []kv
+				cur := b.Cursor()
+				k, v := cur.Seek(from)
+				for ; k != nil && len(batch) < convertChunk; k, v = cur.Next() {
+					if bytes.Equal(k, from) || record.IsCompact(v) {
+						continue
+					}
+					prev := ""
+					if bytes.Equal(c.bucket, bucketLedger) && beUint64(k) > 1 {
+						var err error
+						if prev, err = record.EventHash(b.Get(u64(beUint64(k) - 1))); err != nil {
+							return err
+						}
+					}
+					nv, err := c.convert(v, prev)
+					if err != nil {
+						return fmt.Errorf("%s %x: %w", c.bucket, k, err)
+					}
+					batch = append(batch, kv{bytes.Clone(k), nv})
+				}
+				last = k == nil
+				for _, e := range batch {
+					if err := b.Put(e.k, e.v); err != nil {
+						return err
+					}
+				}
+				if len(batch) > 0 {
+					from = batch[len(batch)-1].k
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("converting to the compact encoding: %w", err)
+			}
+			if last {
+				break
+			}
+		}
+	}
+	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyEncoding, []byte(compactVersion)) })
+}
