@@ -579,8 +579,9 @@ func TestVerifyLedgerTampering(t *testing.T) {
 			return rewriteJSON(tx, "ledger_pii", seqKey(2), func(m map[string]any) { m["email"] = "mallory@example.com" })
 		}, 2, 1},
 		{"change a stored tree hash", func(tx *bbolt.Tx) error {
-			return tx.Bucket([]byte("ledger_tree")).Put(seqKey(0), make([]byte, 32))
-		}, 1, 1},
+			// The hash of events 1 and 2, stored with record 1 (event 2).
+			return tx.Bucket([]byte("ledger_nodes")).Put(seqKey(1), make([]byte, 32))
+		}, 2, 2},
 		{"erase personal record 1", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger_pii")).Delete(seqKey(1))
 		}, 0, 3},

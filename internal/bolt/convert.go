@@ -3,8 +3,10 @@ package bolt
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/bolt/record"
 	"optin/internal/consent"
@@ -110,5 +112,50 @@ func convertRecords(db *bbolt.DB) error {
 			}
 		}
 	}
+	if err := convertTree(db); err != nil {
+		return fmt.Errorf("converting the ledger tree: %w", err)
+	}
 	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyEncoding, []byte(compactVersion)) })
+}
+
+// convertTree copies the stored tree hashes of the former layout
+// (bucketOldTree, one key per hash) into the present one (see tree.go),
+// leaving out the leaf hashes, in transactions of convertChunk records,
+// and then deletes the former bucket. The hashes are copied, not
+// recomputed, so a tree that no longer matches its events still shows.
+func convertTree(db *bbolt.DB) error {
+	for from := int64(0); ; from += convertChunk {
+		last := false
+		err := db.Update(func(tx *bbolt.Tx) error {
+			old := tx.Bucket(bucketOldTree)
+			if old == nil {
+				last = true
+				return nil
+			}
+			size := treeSize(tx)
+			nodes := bucketOf(tx, bucketTree)
+			for n := from; n < min(from+convertChunk, size); n++ {
+				var v []byte
+				for l := 1; l <= bits.TrailingZeros64(^uint64(n)); l++ {
+					h := old.Get(u64(uint64(tlog.StoredHashIndex(l, n>>l))))
+					if len(h) != len(tlog.Hash{}) {
+						return fmt.Errorf("tree hash %d of record %d missing", l, n)
+					}
+					v = append(v, h...)
+				}
+				if v != nil {
+					if err := nodes.Put(u64(uint64(n)), v); err != nil {
+						return err
+					}
+				}
+			}
+			if last = from+convertChunk >= size; last {
+				return tx.DeleteBucket(bucketOldTree)
+			}
+			return nil
+		})
+		if err != nil || last {
+			return err
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/bolt/record"
 	"optin/internal/consent"
@@ -68,6 +69,10 @@ func TestConvertFromJSON(t *testing.T) {
 	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{}); err != nil || rep.Imported != 3 {
 		t.Fatalf("import: %+v, %v", rep, err)
 	}
+	tree, err := db.LedgerTree(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +121,11 @@ func TestConvertFromJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK || rep.Events < 34 {
+	if rep, err := db.VerifyLedger(ctx, tree); err != nil || !rep.OK || rep.Events < 34 {
 		t.Fatalf("VerifyLedger after the conversion: %+v, %v", rep, err)
+	}
+	if got, err := db.LedgerTree(ctx); err != nil || got != tree {
+		t.Fatalf("LedgerTree after the conversion: %v, %v; before: %v", got, err, tree)
 	}
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the conversion: %v, %v", diff, err)
@@ -133,7 +141,8 @@ func TestConvertFromJSON(t *testing.T) {
 
 // toJSON rewrites the hot records of the closed database at path as the
 // encoder before the compact one wrote them: JSON, ledger events as
-// their LeafData, and drops the note that the database is converted.
+// their LeafData, the ledger tree with a key per stored hash; and drops
+// the note that the database is converted.
 func toJSON(t *testing.T, path string) {
 	t.Helper()
 	b, err := bbolt.Open(path, 0o600, nil)
@@ -173,6 +182,25 @@ func toJSON(t *testing.T, path string) {
 					return err
 				}
 			}
+		}
+		// The tree as one key per stored hash, leaves included.
+		oldTree, err := tx.CreateBucket(bucketOldTree)
+		if err != nil {
+			return err
+		}
+		for n := range treeSize(tx) {
+			leaf, err := leafHash(tx, n)
+			if err != nil {
+				return err
+			}
+			for l, h := range recordHashes(tx, n, leaf) {
+				if err := oldTree.Put(u64(uint64(tlog.StoredHashIndex(l, n>>l))), h[:]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.DeleteBucket(bucketTree); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Delete(keyEncoding)
 	})

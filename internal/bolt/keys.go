@@ -23,7 +23,8 @@ var (
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
 	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
-	bucketTree        = []byte("ledger_tree")    // be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
+	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
+	bucketOldTree     = []byte("ledger_tree")    // before compactVersion: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey

@@ -107,7 +107,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 			}
 			err := chain.Check(&ev, p)
 			if n := consent.Record(ev.Seq); err == nil && n < size {
-				err = chain.CheckStored(recordHashes(tx, n))
+				err = chain.CheckStored(recordHashes(tx, n, chain.LeafHash()))
 			}
 			if err != nil {
 				if !errors.As(err, &broken) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +19,10 @@ import (
 	"optin/internal/transfer"
 )
 
-var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkStorage imports and signs up")
+var (
+	storageN   = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkStorage imports and signs up")
+	storageDir = flag.String("storage.dir", "", "where BenchmarkStorage leaves its databases (default: removed after)")
+)
 
 // BenchmarkStorage measures what the store keeps per record: it imports
 // -storage.n subscribers with one topic on consent with evidence (as
@@ -100,7 +102,17 @@ func measure(b *testing.B, db *DB) storageUse {
 // topic, and returns it with its file size.
 func storageDB(b *testing.B) (*DB, consent.Form, int64) {
 	b.Helper()
-	path := filepath.Join(b.TempDir(), "storage.db")
+	dir := *storageDir
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "storage-*.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := f.Name()
+	f.Close()
+	os.Remove(path)
 	db, err := Open(path, Options{HMACKey: bytes.Repeat([]byte{3}, 32), MessageIDDomain: "mail.shop.example"})
 	if err != nil {
 		b.Fatal(err)

@@ -163,7 +163,7 @@ func DropTree(t testing.TB, path string) {
 }
 
 func dropTree(tx *bbolt.Tx) error {
-	if err := tx.DeleteBucket([]byte("ledger_tree")); err != nil {
+	if err := tx.DeleteBucket([]byte("ledger_nodes")); err != nil {
 		return err
 	}
 	return tx.Bucket([]byte("meta")).Delete([]byte("ledger_tree_size"))
