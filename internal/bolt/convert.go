@@ -29,24 +29,24 @@ const convertChunk = 10000
 // the hash of the event before (prev).
 var converters = []struct {
 	bucket  []byte
-	convert func(v []byte, prev string) ([]byte, error)
+	convert func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error)
 }{
 	{bucketSubscribers, reencode[consent.Subscriber]},
 	{bucketRequests, reencode[consent.Request]},
 	{bucketOutbox, reencode[consent.Job]},
 	{bucketParked, reencode[consent.Job]},
-	{bucketPersonal, func(v []byte, _ string) ([]byte, error) { return record.MarshalPersonal(v) }},
-	{bucketLedger, func(v []byte, prev string) ([]byte, error) {
+	{bucketPersonal, func(_ *bbolt.Tx, v []byte, _ string) ([]byte, error) { return record.MarshalPersonal(v) }},
+	{bucketLedger, func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error) {
 		var ev consent.Event
 		if err := record.Unmarshal(v, &ev); err != nil {
 			return nil, err
 		}
-		return record.MarshalEvent(&ev, prev)
+		return record.MarshalEvent(&ev, prev, sharedStrings(tx))
 	}},
 }
 
 // reencode decodes v as a T and encodes it compactly.
-func reencode[T any](v []byte, _ string) ([]byte, error) {
+func reencode[T any](_ *bbolt.Tx, v []byte, _ string) ([]byte, error) {
 	x := new(T)
 	if err := record.Unmarshal(v, x); err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func convertRecords(db *bbolt.DB) error {
 							return err
 						}
 					}
-					nv, err := c.convert(v, prev)
+					nv, err := c.convert(tx, v, prev)
 					if err != nil {
 						return fmt.Errorf("%s %x: %w", c.bucket, k, err)
 					}

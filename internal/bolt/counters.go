@@ -299,12 +299,12 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 	if err != nil {
 		return nil, err
 	}
-	err = tx.Bucket(bucketLedger).ForEach(func(_, v []byte) error {
+	err = tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var ev consent.Event
-		if err := decode(v, &ev); err != nil {
+		if err := decodeEvent(tx, k, v, &ev); err != nil {
 			return err
 		}
 		counts.AddEvent(&ev)

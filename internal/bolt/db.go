@@ -145,7 +145,7 @@ func createBuckets(tx *bbolt.Tx) error {
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
-	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -436,7 +436,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	ev.PersonalDigest = digest
 	ev.Seal(prev)
 	key := u64(ev.Seq)
-	stored, err := record.MarshalEvent(ev, prev)
+	stored, err := record.MarshalEvent(ev, prev, sharedStrings(tx))
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func ReadEvent(tx *bbolt.Tx, seq uint64) (*consent.Event, error) {
 	ev := new(consent.Event)
 	err := record.UnmarshalEvent(v, seq, func() (string, error) {
 		return record.EventHash(b.Get(binary.BigEndian.AppendUint64(nil, seq-1)))
-	}, ev)
+	}, sharedStrings(tx), ev)
 	return ev, err
 }
 
@@ -74,7 +74,7 @@ func WriteEvent(tx *bbolt.Tx, ev *consent.Event) error {
 		}
 		prev = before.Hash
 	}
-	v, err := record.MarshalEvent(ev, prev)
+	v, err := record.MarshalEvent(ev, prev, sharedStrings(tx))
 	if err != nil {
 		return err
 	}
@@ -184,4 +184,10 @@ func update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sharedStrings returns the database's table of strings ledger events
+// share.
+func sharedStrings(tx *bbolt.Tx) *record.Strings {
+	return &record.Strings{B: tx.Bucket([]byte("strings"))}
 }

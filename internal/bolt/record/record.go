@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.etcd.io/bbolt"
+
 	"optin/internal/consent"
 )
 
@@ -115,7 +117,13 @@ const (
 	stringHex      = 2 // header>>3 bytes follow, written as lower-case hex
 	stringID       = 3 // header>>3 bytes follow, written as an id (consent.NewID's base32)
 	stringIDSuffix = 4 // an id's idLen bytes, then header>>3 bytes written out
+	stringInterned = 5 // number header>>3 in the database's Strings
 )
+
+// internFields are the fields of a ledger event whose values many events
+// share (the import batch or form, the page), stored once in the
+// database's Strings (see MarshalEvent).
+var internFields = map[string]bool{"source": true, "page": true}
 
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
@@ -136,7 +144,11 @@ func Marshal(v any) ([]byte, error) {
 	if rv.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("record: compact encoding of %s", rv.Type())
 	}
-	e := encoder{buf: make([]byte, 1, 256)}
+	return marshal(rv, nil)
+}
+
+func marshal(rv reflect.Value, strings *Strings) ([]byte, error) {
+	e := encoder{buf: make([]byte, 1, 256), strings: strings}
 	e.buf[0] = Magic
 	if err := e.structFields(rv); err != nil {
 		return nil, err
@@ -152,6 +164,19 @@ func unmarshalCompact(b []byte, v any) error {
 		return fmt.Errorf("compact decoding into %T", v)
 	}
 	d := decoder{b: b}
+	return d.structFields(rv.Elem())
+}
+
+// unmarshalWith is Unmarshal reading interned strings from strings.
+func unmarshalWith(b []byte, v any, strings *Strings) error {
+	if !IsCompact(b) {
+		return json.Unmarshal(b, v)
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("compact decoding into %T", v)
+	}
+	d := decoder{b: b[1:], strings: strings}
 	return d.structFields(rv.Elem())
 }
 
@@ -246,7 +271,10 @@ var (
 	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 )
 
-type encoder struct{ buf []byte }
+type encoder struct {
+	buf     []byte
+	strings *Strings // nil: no string is interned
+}
 
 func (e *encoder) uvarint(n uint64) { e.buf = binary.AppendUvarint(e.buf, n) }
 
@@ -293,6 +321,14 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 	if f.key == 0 {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
+	}
+	if e.strings != nil && wire == wireString && internFields[f.name] {
+		id, err := e.strings.intern(v.String())
+		if err != nil {
+			return err
+		}
+		e.uvarint(id<<3 | stringInterned)
+		return nil
 	}
 	if wire != wireBytes {
 		return e.value(v)
@@ -540,7 +576,8 @@ func isLowerHex(s string) bool {
 }
 
 type decoder struct {
-	b []byte
+	b       []byte
+	strings *Strings // nil: an interned string is an error
 }
 
 var errTruncated = errors.New("record truncated")
@@ -628,7 +665,16 @@ func (d *decoder) skip(wire uint64) error {
 		}
 		return err
 	case wireString:
-		_, err := d.string()
+		h, err := d.uvarint()
+		if err != nil {
+			return err
+		}
+		switch h & 7 {
+		case stringInline, stringHex, stringID:
+			_, err = d.bytes(h >> 3)
+		case stringIDSuffix:
+			_, err = d.bytes(idLen + h>>3)
+		}
 		return err
 	}
 	return fmt.Errorf("unknown wire type %d", wire)
@@ -647,7 +693,7 @@ func (d *decoder) field(v reflect.Value, wire uint64) error {
 	if err != nil {
 		return err
 	}
-	inner := decoder{b: b}
+	inner := decoder{b: b, strings: d.strings}
 	return inner.whole(v)
 }
 
@@ -772,7 +818,7 @@ func (d *decoder) element(v reflect.Value) error {
 	if err != nil {
 		return err
 	}
-	inner := decoder{b: b}
+	inner := decoder{b: b, strings: d.strings}
 	if t.Kind() == reflect.Pointer {
 		return inner.value(v)
 	}
@@ -816,6 +862,11 @@ func (d *decoder) string() (string, error) {
 	case stringID:
 		b, err := d.bytes(n)
 		return idString(b), err
+	case stringInterned:
+		if d.strings == nil {
+			return "", errors.New("an interned string, read without the table")
+		}
+		return d.strings.lookup(n)
 	case stringIDSuffix:
 		id, err := d.bytes(idLen)
 		if err != nil {
@@ -838,15 +889,16 @@ func (d *decoder) string() (string, error) {
 // that of its JSON (consent.Personal.Encode).
 
 // MarshalEvent returns the stored form of ev, whose predecessor's hash
-// is prevHash ("" for the first event).
-func MarshalEvent(ev *consent.Event, prevHash string) ([]byte, error) {
+// is prevHash ("" for the first event), its source and page numbered in
+// strings.
+func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte, error) {
 	e := *ev
 	e.Seq = 0
 	derived := e.Prev == prevHash
 	if derived {
 		e.Prev = ""
 	}
-	b, err := Marshal(&e)
+	b, err := marshal(reflect.ValueOf(e), strings)
 	if err != nil {
 		return nil, fmt.Errorf("record: event %d: %w", ev.Seq, err)
 	}
@@ -858,8 +910,8 @@ func MarshalEvent(ev *consent.Event, prevHash string) ([]byte, error) {
 
 // UnmarshalEvent decodes event seq stored as b, compact or JSON; prevHash
 // returns the hash of the event before it when b left Prev out.
-func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), ev *consent.Event) error {
-	if err := Unmarshal(b, ev); err != nil {
+func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), strings *Strings, ev *consent.Event) error {
+	if err := unmarshalWith(b, ev, strings); err != nil {
 		return err
 	}
 	if !IsCompact(b) {
@@ -907,4 +959,38 @@ func PersonalJSON(b []byte) ([]byte, error) {
 	}
 	data, _ := p.Encode()
 	return data, nil
+}
+
+// Strings is a database's table of shared strings, in one bucket: under
+// 0x00 and the be64 number the string, under 0x01 and the string its
+// number. A string once numbered stays: records refer to it.
+type Strings struct{ B *bbolt.Bucket }
+
+// intern returns the number of s, numbering it when new.
+func (t *Strings) intern(s string) (uint64, error) {
+	rk := append([]byte{1}, s...)
+	if v := t.B.Get(rk); v != nil {
+		n, _ := binary.Uvarint(v)
+		return n, nil
+	}
+	n, err := t.B.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	if err := t.B.Put(rk, binary.AppendUvarint(nil, n)); err != nil {
+		return 0, err
+	}
+	return n, t.B.Put(binary.BigEndian.AppendUint64([]byte{0}, n), []byte(s))
+}
+
+// lookup returns the string numbered n.
+func (t *Strings) lookup(n uint64) (string, error) {
+	if t.B == nil {
+		return "", fmt.Errorf("string %d: no table of strings", n)
+	}
+	v := t.B.Get(binary.BigEndian.AppendUint64([]byte{0}, n))
+	if v == nil {
+		return "", fmt.Errorf("string %d missing", n)
+	}
+	return string(v), nil
 }
