@@ -12,14 +12,12 @@ import (
 	"optin/internal/consent"
 )
 
-// A database written before the compact encoding holds its hot records
-// as JSON. The first read-write open converts them (convertRecords); reads
-// take either encoding meanwhile, so an interrupted conversion simply
-// resumes at the next open.
-
-// compactVersion is the value of meta key keyEncoding once every hot
-// record is in the compact encoding.
-const compactVersion = "compact1"
+// A database of schema version 1 (formerSchema) holds its hot records as
+// JSON and its ledger tree with a key per hash. The first read-write open
+// converts them (convertRecords) and then sets version 2; reads take
+// either encoding meanwhile, so an interrupted conversion simply resumes
+// at the next open, and an optin from before refuses the converted file
+// instead of misreading it.
 
 // convertChunk is how many records one transaction of convertRecords
 // rewrites.
@@ -57,11 +55,11 @@ func reencode[T any](_ *bbolt.Tx, v []byte, _ string) ([]byte, error) {
 // convertRecords rewrites the JSON records of the hot buckets in the
 // compact encoding, record for record (counters and indexes stay as they
 // are: the records do not change), in transactions of convertChunk, and
-// then notes that the database is converted.
+// then sets the schema version.
 func convertRecords(db *bbolt.DB) error {
 	done := false
 	if err := db.View(func(tx *bbolt.Tx) error {
-		done = string(tx.Bucket(bucketMeta).Get(keyEncoding)) == compactVersion
+		done = string(tx.Bucket(bucketMeta).Get(keySchema)) == SchemaVersion
 		return nil
 	}); err != nil || done {
 		return err
@@ -115,7 +113,7 @@ func convertRecords(db *bbolt.DB) error {
 	if err := convertTree(db); err != nil {
 		return fmt.Errorf("converting the ledger tree: %w", err)
 	}
-	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyEncoding, []byte(compactVersion)) })
+	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte(SchemaVersion)) })
 }
 
 // convertTree copies the stored tree hashes of the former layout

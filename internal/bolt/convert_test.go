@@ -106,6 +106,12 @@ func TestConvertFromJSON(t *testing.T) {
 		t.Fatalf("%d records after the conversion, %d before", len(after), len(before))
 	}
 	err = db.view(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+			return fmt.Errorf("schema version %q after the conversion, want %q", v, SchemaVersion)
+		}
+		if tx.Bucket(bucketOldTree) != nil {
+			return fmt.Errorf("bucket %s still there", bucketOldTree)
+		}
 		for _, c := range converters {
 			if err := tx.Bucket(c.bucket).ForEach(func(k, v []byte) error {
 				if !record.IsCompact(v) {
@@ -142,7 +148,7 @@ func TestConvertFromJSON(t *testing.T) {
 // toJSON rewrites the hot records of the closed database at path as the
 // encoder before the compact one wrote them: JSON, ledger events as
 // their LeafData, the ledger tree with a key per stored hash; and drops
-// the note that the database is converted.
+// the schema version of then.
 func toJSON(t *testing.T, path string) {
 	t.Helper()
 	b, err := bbolt.Open(path, 0o600, nil)
@@ -202,7 +208,7 @@ func toJSON(t *testing.T, path string) {
 		if err := tx.DeleteBucket(bucketTree); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Delete(keyEncoding)
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(formerSchema))
 	})
 	if err != nil {
 		t.Fatal(err)

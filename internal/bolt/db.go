@@ -155,7 +155,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion && string(v) != formerSchema {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil

@@ -24,7 +24,7 @@ var (
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
 	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
-	bucketOldTree     = []byte("ledger_tree")    // before compactVersion: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
+	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
@@ -68,7 +68,7 @@ var (
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
-	keyEncoding   = []byte("encoding")         // compactVersion once the hot records are converted
+	keyEvenLeaf   = []byte("ledger_even_leaf") // be64 record number + leaf hash of the last even record (see storeTreeHashes)
 )
 
 // appendOnly reports whether new keys of bucket name mostly sort after
@@ -97,9 +97,14 @@ func compact(name []byte) bool {
 }
 
 // SchemaVersion is the schema version of the databases this optin
-// creates and reads: it is written on creation and Open refuses any
-// other value (bbolt databases have no migrations).
-const SchemaVersion = "1"
+// creates and writes: it is written on creation and Open refuses any
+// other value but formerSchema (bbolt databases have no migrations).
+const SchemaVersion = "2"
+
+// formerSchema is the version of databases whose hot records are JSON
+// and whose ledger tree keeps a key per hash: a read-write Open converts
+// them (convertRecords), a read-only one reads them as they are.
+const formerSchema = "1"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

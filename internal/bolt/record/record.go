@@ -5,7 +5,6 @@ package record
 
 import (
 	"encoding"
-	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -128,12 +127,6 @@ var internFields = map[string]bool{"source": true, "page": true}
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
 
-// idEncoding is consent.NewID's: base32 with the "extended hex"
-// alphabet, no padding, written in lower case.
-var idEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
-
-func idString(b []byte) string { return strings.ToLower(idEncoding.EncodeToString(b)) }
-
 // Marshal returns the compact encoding of v, a struct or a pointer to
 // one.
 func Marshal(v any) ([]byte, error) {
@@ -250,6 +243,17 @@ func addFields(p *plan, t reflect.Type, index []int) {
 // with their own JSON or text form (but time.Time), interfaces and kinds
 // the encoding has no form for.
 func usesJSON(t reflect.Type) bool {
+	if v, ok := jsonTypes.Load(t); ok {
+		return v.(bool)
+	}
+	j := findUsesJSON(t)
+	jsonTypes.Store(t, j)
+	return j
+}
+
+var jsonTypes sync.Map // reflect.Type -> usesJSON; a cache
+
+func findUsesJSON(t reflect.Type) bool {
 	if t == timeType {
 		return false
 	}
@@ -551,19 +555,58 @@ func validUTF8(s string) string {
 const idChars = 36
 
 // idBytes returns the bytes of s when s is an id as consent.NewID writes
-// them: 36 characters of lower-case base32 ("extended hex") that the
-// bytes give back exactly.
+// them: 36 characters of lower-case base32 ("extended hex" alphabet) that
+// the bytes give back exactly (the last character's 4 spare bits zero).
 func idBytes(s string) ([]byte, bool) {
-	for i := range len(s) {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'v') {
-			return nil, false
-		}
-	}
-	b, err := idEncoding.DecodeString(strings.ToUpper(s))
-	if err != nil || len(b) != idLen || idString(b) != s {
+	if len(s) != idChars {
 		return nil, false
 	}
-	return b, true
+	out := make([]byte, 0, idLen)
+	var acc uint64
+	nbits := 0
+	for i := range len(s) {
+		c := s[i]
+		var v byte
+		switch {
+		case '0' <= c && c <= '9':
+			v = c - '0'
+		case 'a' <= c && c <= 'v':
+			v = c - 'a' + 10
+		default:
+			return nil, false
+		}
+		acc = acc<<5 | uint64(v)
+		nbits += 5
+		if nbits >= 8 {
+			nbits -= 8
+			out = append(out, byte(acc>>nbits))
+		}
+	}
+	if acc&(1<<nbits-1) != 0 { // not what the bytes give back
+		return nil, false
+	}
+	return out, true
+}
+
+const idAlphabet = "0123456789abcdefghijklmnopqrstuv"
+
+// idString writes b as consent.NewID does.
+func idString(b []byte) string {
+	out := make([]byte, 0, (len(b)*8+4)/5)
+	var acc uint64
+	nbits := 0
+	for _, x := range b {
+		acc = acc<<8 | uint64(x)
+		nbits += 8
+		for nbits >= 5 {
+			nbits -= 5
+			out = append(out, idAlphabet[acc>>nbits&31])
+		}
+	}
+	if nbits > 0 {
+		out = append(out, idAlphabet[acc<<(5-nbits)&31])
+	}
+	return string(out)
 }
 
 func isLowerHex(s string) bool {

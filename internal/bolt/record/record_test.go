@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -144,5 +145,61 @@ func TestCodecZonedTimes(t *testing.T) {
 		if _, off := got.Zone(); !got.Equal(zoned) || off != 2*3600 {
 			t.Errorf("read %v, want %v", got, zoned)
 		}
+	}
+}
+
+// TestIDs: the ids consent.NewID makes take their 22 bytes and read back;
+// a string that only looks like one is written out.
+func TestIDs(t *testing.T) {
+	r := rand.NewChaCha8([32]byte{1})
+	for i := range 1000 {
+		id := consent.NewID(time.UnixMilli(int64(i)<<36), r)
+		b, ok := idBytes(id)
+		if !ok || len(b) != idLen || idString(b) != id {
+			t.Fatalf("%s: %x, %v, back %s", id, b, ok, idString(b))
+		}
+	}
+	for _, s := range []string{"06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1uz", "06H5L2P3S0F8A7TBB1Q9IHVD0MFHQ7K2C1U0", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1w0", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u"} {
+		if b, ok := idBytes(s); ok {
+			t.Errorf("%s taken as an id: %x", s, b)
+		}
+	}
+}
+
+// BenchmarkMarshal compares the compact encoding of each hot record with
+// its JSON, both ways.
+func BenchmarkMarshal(b *testing.B) {
+	for _, v := range codecRecords() {
+		name := reflect.TypeOf(v).Elem().Name()
+		c, _ := Marshal(v)
+		j, _ := json.Marshal(v)
+		b.Run(name+"/compact", func(b *testing.B) {
+			for range b.N {
+				if _, err := Marshal(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/json", func(b *testing.B) {
+			for range b.N {
+				if _, err := json.Marshal(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/compact-read", func(b *testing.B) {
+			for range b.N {
+				if err := Unmarshal(c, reflect.New(reflect.TypeOf(v).Elem()).Interface()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/json-read", func(b *testing.B) {
+			for range b.N {
+				if err := Unmarshal(j, reflect.New(reflect.TypeOf(v).Elem()).Interface()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
