@@ -26,8 +26,9 @@ import (
 // The compact record encoding. The hot records (subscribers, requests,
 // outbox jobs, ledger events and their personal records) are stored in
 // it instead of JSON; Unmarshal reads both, so a record not yet
-// rewritten still reads. It is driven by the json tags of the Go types, so a field
-// added later needs nothing here:
+// rewritten still reads. It is driven by the json tags of the Go types,
+// so a field added later needs nothing here (adding its name to
+// fieldNames saves the bytes of writing it out):
 //
 //	record  = Magic struct
 //	struct  = { key value }                 (to the end of its bytes)
@@ -38,7 +39,11 @@ import (
 //	                                        UTC times in milliseconds
 //	wire 1  = uvarint length + bytes        structs, slices, maps, pointers,
 //	                                        other times, JSON of the rest
-//	wire 2  = string (see putString)
+//	wire 2  = string                        uvarint(n<<3 | kind), then per
+//	                                        kind: n bytes written out, known
+//	                                        string n, n bytes of hex, n bytes
+//	                                        of an id, an id and n bytes, or
+//	                                        shared string n (see encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
