@@ -23,24 +23,40 @@ import (
 // rewrites.
 const convertChunk = 10000
 
-// converters re-encode a JSON value of their bucket; the ledger's need
-// the hash of the event before (prev).
-var converters = []struct {
-	bucket  []byte
-	convert func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error)
-}{
-	{bucketSubscribers, reencode[consent.Subscriber]},
-	{bucketRequests, reencode[consent.Request]},
-	{bucketOutbox, reencode[consent.Job]},
-	{bucketParked, reencode[consent.Job]},
-	{bucketPersonal, func(_ *bbolt.Tx, v []byte, _ string) ([]byte, error) { return record.MarshalPersonal(v) }},
-	{bucketLedger, func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error) {
+// converters re-encode a former value of their bucket (JSON, or an id
+// written out); the ledger's need the hash of the event before (prev).
+var converters = []converter{
+	{bucket: bucketSubscribers, convert: reencode[consent.Subscriber]},
+	{bucket: bucketRequests, convert: reencode[consent.Request]},
+	{bucket: bucketOutbox, convert: reencode[consent.Job]},
+	{bucket: bucketParked, convert: reencode[consent.Job]},
+	{bucket: bucketPersonal, convert: func(_ *bbolt.Tx, v []byte, _ string) ([]byte, error) { return record.MarshalPersonal(v) }},
+	{bucket: bucketEmails, convert: func(_ *bbolt.Tx, v []byte, _ string) ([]byte, error) { return record.ID(string(v)), nil },
+		done: func(v []byte) bool { return string(record.ID(string(v))) == string(v) }},
+	{bucket: bucketLedger, convert: func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error) {
 		var ev consent.Event
 		if err := record.Unmarshal(v, &ev); err != nil {
 			return nil, err
 		}
 		return record.MarshalEvent(&ev, prev, sharedStrings(tx))
 	}},
+}
+
+// converter re-encodes the former values of a bucket.
+type converter struct {
+	bucket  []byte
+	convert func(tx *bbolt.Tx, v []byte, prev string) ([]byte, error)
+	// done reports whether a value is converted already; nil means
+	// record.IsCompact.
+	done func(v []byte) bool
+}
+
+// converted reports whether v is in the present form.
+func (c converter) converted(v []byte) bool {
+	if c.done != nil {
+		return c.done(v)
+	}
+	return record.IsCompact(v)
 }
 
 // reencode decodes v as a T and encodes it compactly.
@@ -75,7 +91,7 @@ func convertRecords(db *bbolt.DB) error {
 				cur := b.Cursor()
 				k, v := cur.Seek(from)
 				for ; k != nil && len(batch) < convertChunk; k, v = cur.Next() {
-					if bytes.Equal(k, from) || record.IsCompact(v) {
+					if bytes.Equal(k, from) || c.converted(v) {
 						continue
 					}
 					prev := ""

@@ -18,7 +18,7 @@ var (
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
 	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
-	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id
+	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id (record.ID)
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal

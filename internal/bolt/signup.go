@@ -5,6 +5,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -257,7 +258,7 @@ func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
 		return nil, nil
 	}
 	sub := new(consent.Subscriber)
-	if _, err := get(tx, bucketSubscribers, id, sub); err != nil {
+	if _, err := get(tx, bucketSubscribers, []byte(record.IDString(id)), sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
@@ -267,5 +268,5 @@ func putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
 	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketEmails).Put([]byte(key), []byte(sub.ID))
+	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))
 }

@@ -1042,3 +1042,21 @@ func (t *Strings) lookup(n uint64) (string, error) {
 	}
 	return string(v), nil
 }
+
+// ID returns the stored form of an id: its bytes when it is one that
+// consent.NewID makes, else the id as it is (which is never 22 bytes
+// long: ids are 36 characters).
+func ID(id string) []byte {
+	if b, ok := idBytes(id); ok {
+		return b
+	}
+	return []byte(id)
+}
+
+// IDString reads an id stored by ID.
+func IDString(b []byte) string {
+	if len(b) == idLen {
+		return idString(b)
+	}
+	return string(b)
+}
