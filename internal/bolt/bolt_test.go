@@ -13,6 +13,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"optin/internal/bolt"
+	"optin/internal/bolt/bolttest"
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/testclock"
 )
@@ -493,17 +495,41 @@ func seqKey(n uint64) []byte {
 	return k
 }
 
-// rewriteJSON decodes the value at key as a JSON object, lets edit change
-// it and stores it back.
+// rewriteJSON decodes the ledger event or personal record at key as the
+// JSON object it is hashed as, lets edit change it and stores it back in
+// the store's encoding.
 func rewriteJSON(tx *bbolt.Tx, bucket string, key []byte, edit func(m map[string]any)) error {
 	b := tx.Bucket([]byte(bucket))
+	var js []byte
+	if bucket == "ledger" {
+		ev, err := bolttest.ReadEvent(tx, binary.BigEndian.Uint64(key))
+		if err != nil {
+			return err
+		}
+		js = ev.LeafData()
+	} else {
+		var err error
+		if js, err = record.PersonalJSON(b.Get(key)); err != nil {
+			return err
+		}
+	}
 	var m map[string]any
-	if err := json.Unmarshal(b.Get(key), &m); err != nil {
+	if err := json.Unmarshal(js, &m); err != nil {
 		return err
 	}
 	edit(m)
 	v, err := json.Marshal(m)
 	if err != nil {
+		return err
+	}
+	if bucket == "ledger" {
+		var ev consent.Event
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		return bolttest.WriteEvent(tx, &ev)
+	}
+	if v, err = record.MarshalPersonal(v); err != nil {
 		return err
 	}
 	return b.Put(key, v)
@@ -526,18 +552,13 @@ func TestVerifyLedgerTampering(t *testing.T) {
 			return rewriteJSON(tx, "ledger", seqKey(2), func(m map[string]any) { m["topics"] = []string{"news", "offers"} })
 		}, 2, 1},
 		{"change event 2 and recompute its hash", func(tx *bbolt.Tx) error {
-			b := tx.Bucket([]byte("ledger"))
-			var ev consent.Event
-			if err := json.Unmarshal(b.Get(seqKey(2)), &ev); err != nil {
+			ev, err := bolttest.ReadEvent(tx, 2)
+			if err != nil {
 				return err
 			}
 			ev.Type = consent.EventConfirmed
 			ev.Hash = ev.ComputeHash()
-			v, err := json.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			return b.Put(seqKey(2), v)
+			return bolttest.WriteEvent(tx, ev)
 		}, 2, 2}, // its tree hashes no longer match
 		{"undecodable event 2", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger")).Put(seqKey(2), []byte("{not json"))
@@ -558,8 +579,9 @@ func TestVerifyLedgerTampering(t *testing.T) {
 			return rewriteJSON(tx, "ledger_pii", seqKey(2), func(m map[string]any) { m["email"] = "mallory@example.com" })
 		}, 2, 1},
 		{"change a stored tree hash", func(tx *bbolt.Tx) error {
-			return tx.Bucket([]byte("ledger_tree")).Put(seqKey(0), make([]byte, 32))
-		}, 1, 1},
+			// The hash of events 1 and 2, stored with record 1 (event 2).
+			return tx.Bucket([]byte("ledger_nodes")).Put(seqKey(1), make([]byte, 32))
+		}, 2, 2},
 		{"erase personal record 1", func(tx *bbolt.Tx) error {
 			return tx.Bucket([]byte("ledger_pii")).Delete(seqKey(1))
 		}, 0, 3},

@@ -148,7 +148,7 @@ func reindex(tx *bbolt.Tx, old, sub []indexEntry) error {
 	}
 	for _, e := range sub {
 		if !has(old, e) {
-			if err := tx.Bucket(e.bucket).Put([]byte(e.key), []byte(e.value)); err != nil {
+			if err := bucketOf(tx, e.bucket).Put([]byte(e.key), []byte(e.value)); err != nil {
 				return err
 			}
 		}
@@ -299,12 +299,12 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 	if err != nil {
 		return nil, err
 	}
-	err = tx.Bucket(bucketLedger).ForEach(func(_, v []byte) error {
+	err = tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var ev consent.Event
-		if err := decode(v, &ev); err != nil {
+		if err := decodeEvent(tx, k, v, &ev); err != nil {
 			return err
 		}
 		counts.AddEvent(&ev)

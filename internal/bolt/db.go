@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -101,7 +102,9 @@ func Open(path string, o Options) (*DB, error) {
 	if o.ReadOnly {
 		err = b.View(checkBuckets)
 	} else if err = b.Update(createBuckets); err == nil {
-		err = buildTree(b)
+		if err = convertRecords(b); err == nil {
+			err = buildTree(b)
+		}
 	}
 	if err != nil {
 		b.Close()
@@ -142,7 +145,7 @@ func createBuckets(tx *bbolt.Tx) error {
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
-	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -152,7 +155,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion && string(v) != formerSchema {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
@@ -362,27 +365,39 @@ func safeCall(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 // view runs fn in a read-only transaction.
 func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) }
 
-// get decodes the JSON value at key into v. It reports whether key exists.
+// get decodes the value at key into v. It reports whether key exists.
 func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
 	b := tx.Bucket(bucket).Get(key)
 	if b == nil {
 		return false, nil
 	}
+	if ev, ok := v.(*consent.Event); ok && bytes.Equal(bucket, bucketLedger) {
+		return true, decodeEvent(tx, key, b, ev)
+	}
 	return true, decode(b, v)
 }
 
-// decode decodes a stored JSON value.
+// decode decodes a stored value, in the compact encoding (package record)
+// or as JSON.
 func decode(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := record.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("bolt: decode %T: %w", v, err)
 	}
 	return nil
 }
 
-// put stores v as JSON at key; a subscriber or request moves the
-// counters and indexes with it (track).
+// put stores v at key, in the compact encoding in the buckets of the
+// records there are many of (compactBuckets) and as JSON in the others;
+// a subscriber or request moves the counters and indexes with it
+// (track).
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if compact(bucket) {
+		b, err = record.Marshal(v)
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		return fmt.Errorf("bolt: encode %s: %w", bucket, err)
 	}
@@ -416,15 +431,24 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	}
 	ev.Seq = seq + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
-	personal, digest := p.Repaired().Encode()
+	p = p.Repaired()
+	_, digest := p.Encode()
 	ev.PersonalDigest = digest
 	ev.Seal(prev)
 	key := u64(ev.Seq)
-	leaf := ev.LeafData() // the stored encoding
-	if err := bucketOf(tx, bucketLedger).Put(key, leaf); err != nil {
+	stored, err := record.MarshalEvent(ev, prev, sharedStrings(tx))
+	if err != nil {
 		return err
 	}
+	if err := bucketOf(tx, bucketLedger).Put(key, stored); err != nil {
+		return err
+	}
+	leaf := ev.LeafData()
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
+		return err
+	}
+	personal, err := record.Marshal(&p)
+	if err != nil {
 		return err
 	}
 	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {

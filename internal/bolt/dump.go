@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -90,8 +91,11 @@ var dumpers = []dumper{
 	decoded(bucketRequests, func(r *consent.StoreRecord, v *consent.Request) { r.Request = v }),
 	{bucketLedger, func(tx *bbolt.Tx, k, v []byte) (consent.StoreRecord, error) {
 		ev := new(consent.Event)
-		err := decode(v, ev)
-		return consent.StoreRecord{Event: ev, Personal: bytes.Clone(tx.Bucket(bucketPersonal).Get(k))}, err
+		if err := decodeEvent(tx, k, v, ev); err != nil {
+			return consent.StoreRecord{}, err
+		}
+		personal, err := record.PersonalJSON(tx.Bucket(bucketPersonal).Get(k))
+		return consent.StoreRecord{Event: ev, Personal: personal}, err
 	}},
 	decoded(bucketOutbox, func(r *consent.StoreRecord, v *consent.Job) { r.Job = v }),
 	decoded(bucketParked, func(r *consent.StoreRecord, v *consent.Job) { r.Job, r.Parked = v, true }),

@@ -138,7 +138,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, in consen
 	if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 		return false, false, err
 	}
-	if err := tx.Bucket(bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+	if err := bucketOf(tx, bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
 		return false, false, err
 	}
 	if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {

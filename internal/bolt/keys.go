@@ -18,12 +18,13 @@ var (
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
 	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
-	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id
+	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id (record.ID)
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
 	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
-	bucketTree        = []byte("ledger_tree")    // be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
+	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
+	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
@@ -52,12 +53,14 @@ var (
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 
+	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
+
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
 		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
 	// derivedBuckets hold what RebuildCounters recomputes from the records.
 	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 
@@ -65,13 +68,27 @@ var (
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
+	keyEvenLeaf   = []byte("ledger_even_leaf") // be64 record number + leaf hash of the last even record (see storeTreeHashes)
 )
 
-// appendOnly reports whether new keys of bucket name sort after all
-// existing ones (sequence numbers, or ids that start with their creation
-// time), so its pages can be filled fuller.
+// appendOnly reports whether new keys of bucket name mostly sort after
+// the existing ones (sequence numbers, ids that start with their creation
+// time, or keys that end with such an id or time under a few prefixes),
+// so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
-	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree} {
+	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// compact reports whether bucket name holds records in the compact
+// encoding: those there is one or more of per subscriber.
+func compact(name []byte) bool {
+	for _, b := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -80,9 +97,14 @@ func appendOnly(name []byte) bool {
 }
 
 // SchemaVersion is the schema version of the databases this optin
-// creates and reads: it is written on creation and Open refuses any
-// other value (bbolt databases have no migrations).
-const SchemaVersion = "1"
+// creates and writes: it is written on creation and Open refuses any
+// other value but formerSchema (bbolt databases have no migrations).
+const SchemaVersion = "2"
+
+// formerSchema is the version of databases whose hot records are JSON
+// and whose ledger tree keeps a key per hash: a read-write Open converts
+// them (convertRecords), a read-only one reads them as they are.
+const formerSchema = "1"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

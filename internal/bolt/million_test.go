@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -168,7 +169,7 @@ func generateSubscribers(b *testing.B, db *DB, n int, now time.Time) {
 				if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketEmails).Put([]byte(sub.Email), []byte(sub.ID)); err != nil {
+				if err := tx.Bucket(bucketEmails).Put([]byte(sub.Email), record.ID(sub.ID)); err != nil {
 					return err
 				}
 				ev := &consent.Event{Time: created, Type: consent.EventImported, Subscriber: sub.ID, Basis: consent.BasisConsent,

@@ -93,7 +93,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 				return err
 			}
 			var ev consent.Event
-			if err := decode(v, &ev); err != nil {
+			if err := decodeEvent(tx, k, v, &ev); err != nil {
 				broken = &consent.ChainError{Seq: beUint64(k), Reason: "undecodable event"}
 				return nil
 			}
@@ -107,7 +107,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 			}
 			err := chain.Check(&ev, p)
 			if n := consent.Record(ev.Seq); err == nil && n < size {
-				err = chain.CheckStored(recordHashes(tx, n))
+				err = chain.CheckStored(recordHashes(tx, n, chain.LeafHash()))
 			}
 			if err != nil {
 				if !errors.As(err, &broken) {

@@ -5,6 +5,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -51,7 +52,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
+		if err := bucketOf(tx, bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
 			return err
 		}
 		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
@@ -179,7 +180,7 @@ func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch conse
 			if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+			if err := bucketOf(tx, bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
 				return err
 			}
 			if err := enqueue(tx, plan.Mail); err != nil {
@@ -257,7 +258,7 @@ func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
 		return nil, nil
 	}
 	sub := new(consent.Subscriber)
-	if _, err := get(tx, bucketSubscribers, id, sub); err != nil {
+	if _, err := get(tx, bucketSubscribers, []byte(record.IDString(id)), sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
@@ -267,5 +268,5 @@ func putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
 	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketEmails).Put([]byte(key), []byte(sub.ID))
+	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/bits"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -11,9 +12,16 @@ import (
 	"optin/internal/consent"
 )
 
-// The ledger's Merkle tree is kept as tlog's stored hashes (about two per
-// event), so that the tree hash and any record or consistency proof read
-// O(log n) of them.
+// The ledger's Merkle tree is kept as tlog's stored hashes, so that the
+// tree hash and any record or consistency proof read O(log n) of them.
+// The leaf hashes (level 0) are not stored: each is the hash of its
+// event's LeafData, read from the ledger when needed. The others are
+// stored with the record whose append completed them: record n (event
+// n+1) with t trailing one bits completes the subtrees of levels 1 to t
+// that end with it, and bucketTree holds their hashes, in that order,
+// under n. Half the records complete none and take no entry: about one
+// key and 64 bytes per two events, against two keys and 64 bytes per
+// event when every stored hash had its own key.
 
 // storeTreeHashes stores the tree hashes of the event with sequence number
 // seq and leaf data leaf. The events before it must have theirs stored.
@@ -23,17 +31,20 @@ func storeTreeHashes(tx *bbolt.Tx, seq uint64, leaf []byte) error {
 	if err != nil {
 		return fmt.Errorf("bolt: tree hashes of event %d: %w", seq, err)
 	}
-	b := bucketOf(tx, bucketTree)
-	idx := tlog.StoredHashIndex(0, n)
-	for i, h := range hashes {
-		if err := b.Put(u64(uint64(idx+int64(i))), h[:]); err != nil {
-			return err
-		}
+	if n%2 == 0 {
+		// The next record needs this leaf hash; keeping it spares
+		// reading and hashing this event again.
+		return tx.Bucket(bucketMeta).Put(keyEvenLeaf, append(u64(uint64(n)), hashes[0][:]...))
 	}
-	return nil
+	v := make([]byte, 0, (len(hashes)-1)*len(tlog.Hash{}))
+	for _, h := range hashes[1:] {
+		v = append(v, h[:]...)
+	}
+	return bucketOf(tx, bucketTree).Put(u64(uint64(n)), v)
 }
 
-// treeReader reads stored tree hashes in tx.
+// treeReader reads stored tree hashes in tx, and leaf hashes from the
+// ledger.
 func treeReader(tx *bbolt.Tx) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		b := tx.Bucket(bucketTree)
@@ -42,27 +53,57 @@ func treeReader(tx *bbolt.Tx) tlog.HashReader {
 		}
 		out := make([]tlog.Hash, len(indexes))
 		for i, idx := range indexes {
-			v := b.Get(u64(uint64(idx)))
-			if len(v) != len(out[i]) {
+			level, n := tlog.SplitStoredHashIndex(idx)
+			if level == 0 {
+				h, err := leafHash(tx, n)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = h
+				continue
+			}
+			// The record that completed the subtree: its last one.
+			v := b.Get(u64(uint64((n+1)<<level - 1)))
+			at := (level - 1) * len(tlog.Hash{})
+			if len(v) < at+len(tlog.Hash{}) {
 				return nil, fmt.Errorf("bolt: ledger tree hash %d missing", idx)
 			}
-			copy(out[i][:], v)
+			copy(out[i][:], v[at:])
 		}
 		return out, nil
 	})
 }
 
-// recordHashes returns the stored tree hashes of record n, as many as
-// tlog.StoredHashes gives for it; a missing one ends the list.
-func recordHashes(tx *bbolt.Tx, n int64) []tlog.Hash {
-	b := tx.Bucket(bucketTree)
-	var out []tlog.Hash
-	for idx := tlog.StoredHashCount(n); idx < tlog.StoredHashCount(n+1); idx++ {
-		v := b.Get(u64(uint64(idx)))
-		if len(v) != len(tlog.Hash{}) {
+// leafHash returns the leaf hash of record n: that of event n+1's
+// LeafData.
+func leafHash(tx *bbolt.Tx, n int64) (tlog.Hash, error) {
+	if v := tx.Bucket(bucketMeta).Get(keyEvenLeaf); len(v) == 8+len(tlog.Hash{}) && beUint64(v[:8]) == uint64(n) {
+		return tlog.Hash(v[8:]), nil
+	}
+	k := u64(uint64(n) + 1)
+	v := tx.Bucket(bucketLedger).Get(k)
+	if v == nil {
+		return tlog.Hash{}, fmt.Errorf("bolt: ledger event %d missing", n+1)
+	}
+	var ev consent.Event
+	if err := decodeEvent(tx, k, v, &ev); err != nil {
+		return tlog.Hash{}, err
+	}
+	return tlog.RecordHash(ev.LeafData()), nil
+}
+
+// recordHashes returns the tree hashes of record n as tlog.StoredHashes
+// gives them, with leaf as its leaf hash and the others as stored; a
+// missing one ends the list.
+func recordHashes(tx *bbolt.Tx, n int64, leaf tlog.Hash) []tlog.Hash {
+	out := []tlog.Hash{leaf}
+	v := tx.Bucket(bucketTree).Get(u64(uint64(n)))
+	for l := 1; l <= bits.TrailingZeros64(^uint64(n)); l++ {
+		at := (l - 1) * len(tlog.Hash{})
+		if len(v) < at+len(tlog.Hash{}) {
 			break
 		}
-		out = append(out, tlog.Hash(v))
+		out = append(out, tlog.Hash(v[at:at+len(tlog.Hash{})]))
 	}
 	return out
 }
@@ -73,7 +114,12 @@ func recordHashes(tx *bbolt.Tx, n int64) []tlog.Hash {
 var treeComplete = []byte("head")
 
 // treeSize returns the number of events whose tree hashes are stored.
+// A database not yet converted to this layout (opened read-only) has
+// none.
 func treeSize(tx *bbolt.Tx) int64 {
+	if tx.Bucket(bucketTree) == nil {
+		return 0
+	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyTreeSize); {
 	case bytes.Equal(v, treeComplete):
@@ -139,7 +185,7 @@ func buildTree(b *bbolt.DB) error {
 					return fmt.Errorf("bolt: ledger event %d missing, found %d", from, beUint64(k))
 				}
 				var ev consent.Event
-				if err := decode(v, &ev); err != nil {
+				if err := decodeEvent(tx, k, v, &ev); err != nil {
 					return err
 				}
 				if err := storeTreeHashes(tx, from, ev.LeafData()); err != nil {

@@ -211,6 +211,10 @@ func (c *Chain) CheckStored(got []tlog.Hash) error {
 	return nil
 }
 
+// LeafHash returns the leaf hash of the last event checked, for a store
+// that keeps the other tree hashes only (see CheckStored).
+func (c *Chain) LeafHash() tlog.Hash { return c.stored[0] }
+
 // CheckTree compares the tree the store keeps for proofs, read from its
 // stored hashes, with the tree of the events checked. A store that has
 // not built its tree yet (size 0) is not compared.

@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -25,15 +26,59 @@ func TamperEvent(t testing.TB, path string, seq uint64, old, new string) {
 	update(t, path, func(tx *bbolt.Tx) error { return replace(tx, seq, old, new) })
 }
 
-// replace replaces the first old in ledger event seq with new.
+// replace replaces the first old in the JSON of ledger event seq
+// (consent.Event.LeafData) with new and stores the result in the
+// encoding the event was stored in.
 func replace(tx *bbolt.Tx, seq uint64, old, new string) error {
-	b := tx.Bucket([]byte("ledger"))
-	key := binary.BigEndian.AppendUint64(nil, seq)
-	v := b.Get(key)
-	if !bytes.Contains(v, []byte(old)) {
-		return fmt.Errorf("ledger event %d (%q) does not contain %q", seq, v, old)
+	ev, err := ReadEvent(tx, seq)
+	if err != nil {
+		return err
 	}
-	return b.Put(key, bytes.Replace(v, []byte(old), []byte(new), 1))
+	v := ev.LeafData()
+	if !bytes.Contains(v, []byte(old)) {
+		return fmt.Errorf("ledger event %d (%s) does not contain %q", seq, v, old)
+	}
+	var forged consent.Event
+	if err := json.Unmarshal(bytes.Replace(v, []byte(old), []byte(new), 1), &forged); err != nil {
+		return err
+	}
+	return WriteEvent(tx, &forged)
+}
+
+// getEvent reads ledger event seq.
+func ReadEvent(tx *bbolt.Tx, seq uint64) (*consent.Event, error) {
+	b := tx.Bucket([]byte("ledger"))
+	v := b.Get(binary.BigEndian.AppendUint64(nil, seq))
+	if v == nil {
+		return nil, fmt.Errorf("no ledger event %d", seq)
+	}
+	ev := new(consent.Event)
+	err := record.UnmarshalEvent(v, seq, func() (string, error) {
+		return record.EventHash(b.Get(binary.BigEndian.AppendUint64(nil, seq-1)))
+	}, sharedStrings(tx), ev)
+	return ev, err
+}
+
+// putEvent stores ev in the encoding its stored version has.
+func WriteEvent(tx *bbolt.Tx, ev *consent.Event) error {
+	b := tx.Bucket([]byte("ledger"))
+	key := binary.BigEndian.AppendUint64(nil, ev.Seq)
+	if !record.IsCompact(b.Get(key)) {
+		return b.Put(key, ev.LeafData())
+	}
+	var prev string
+	if ev.Seq > 1 {
+		before, err := ReadEvent(tx, ev.Seq-1)
+		if err != nil {
+			return err
+		}
+		prev = before.Hash
+	}
+	v, err := record.MarshalEvent(ev, prev, sharedStrings(tx))
+	if err != nil {
+		return err
+	}
+	return b.Put(key, v)
 }
 
 // Check runs bbolt's own consistency check on the closed database file at
@@ -81,27 +126,26 @@ func Rewrite(t testing.TB, path string, seq uint64, old, new string) {
 		if err := replace(tx, seq, old, new); err != nil {
 			return err
 		}
-		b := tx.Bucket([]byte("ledger"))
-		key := binary.BigEndian.AppendUint64(nil, seq)
 		var prev string
 		if seq > 1 {
-			var before consent.Event
-			if err := json.Unmarshal(b.Get(binary.BigEndian.AppendUint64(nil, seq-1)), &before); err != nil {
+			before, err := ReadEvent(tx, seq-1)
+			if err != nil {
 				return err
 			}
 			prev = before.Hash
 		}
-		c := b.Cursor()
-		var last consent.Event
-		for k, v := c.Seek(key); k != nil; k, v = c.Next() {
-			if err := json.Unmarshal(v, &last); err != nil {
+		var last *consent.Event
+		for n := seq; tx.Bucket([]byte("ledger")).Get(binary.BigEndian.AppendUint64(nil, n)) != nil; n++ {
+			ev, err := ReadEvent(tx, n)
+			if err != nil {
 				return err
 			}
-			last.Seal(prev)
-			prev = last.Hash
-			if err := b.Put(k, last.LeafData()); err != nil {
+			ev.Seal(prev)
+			prev = ev.Hash
+			if err := WriteEvent(tx, ev); err != nil {
 				return err
 			}
+			last = ev
 		}
 		head := append(binary.BigEndian.AppendUint64(nil, last.Seq), last.Hash...)
 		if err := tx.Bucket([]byte("meta")).Put([]byte("ledger_head"), head); err != nil {
@@ -147,7 +191,7 @@ func DropTree(t testing.TB, path string) {
 }
 
 func dropTree(tx *bbolt.Tx) error {
-	if err := tx.DeleteBucket([]byte("ledger_tree")); err != nil {
+	if err := tx.DeleteBucket([]byte("ledger_nodes")); err != nil {
 		return err
 	}
 	return tx.Bucket([]byte("meta")).Delete([]byte("ledger_tree_size"))
@@ -168,4 +212,10 @@ func update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sharedStrings returns the database's table of strings ledger events
+// share.
+func sharedStrings(tx *bbolt.Tx) *record.Strings {
+	return &record.Strings{B: tx.Bucket([]byte("strings"))}
 }

@@ -1,0 +1,239 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"optin/internal/bolt/record"
+	"optin/internal/consent"
+	"optin/internal/transfer"
+)
+
+// TestConvertFromJSON: a database whose hot records are JSON, as every
+// optin before the compact encoding wrote them, is converted on its
+// first read-write open; every record reads back as before, the ledger
+// verifies and the counters match a full walk. It goes on working.
+func TestConvertFromJSON(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	opts := Options{HMACKey: bytes.Repeat([]byte{5}, 32), MessageIDDomain: "mail.example"}
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
+	var firstRequest string
+	for i := range 30 {
+		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Name: "Ann",
+			Page: "https://shop.example/", IP: "192.0.2.1", UserAgent: "Mozilla/5.0 \xff"}, w); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := db.view(func(tx *bbolt.Tx) error {
+				sub, err := subscriberByKey(tx, a.Key)
+				if err == nil {
+					firstRequest = sub.PendingRequest
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := db.Confirm(ctx, firstRequest, consent.ConfirmInput{IP: "192.0.2.2", UserAgent: "Firefox",
+		Check: &consent.Check{Class: "person", Interaction: true}}); err != nil {
+		t.Fatal(err)
+	}
+	rows := "email,name,topics,basis,consented_at,source,last_purchase_at\n" +
+		"i1@example.com,Ivy,news,consent,2025-01-01T00:00:00Z,shop,\n" +
+		"i2@example.com,,news,consent,,,\n" +
+		"i3@example.com,,news,soft_opt_in,,,2025-06-01T00:00:00Z\n"
+	ir, err := transfer.NewReader(strings.NewReader(rows), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{}); err != nil || rep.Imported != 3 {
+		t.Fatalf("import: %+v, %v", rep, err)
+	}
+	tree, err := db.LedgerTree(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	toJSON(t, path)
+
+	old, err := Open(path, Options{HMACKey: opts.HMACKey, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dumpAll(t, old)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(before) < 100 {
+		t.Fatalf("only %d records to convert", len(before))
+	}
+
+	db, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if after := dumpAll(t, db); !reflect.DeepEqual(after, before) {
+		for i := range min(len(after), len(before)) {
+			if !reflect.DeepEqual(after[i], before[i]) {
+				a, _ := json.Marshal(after[i])
+				b, _ := json.Marshal(before[i])
+				t.Fatalf("record %d after the conversion:\n%s\nbefore:\n%s", i, a, b)
+			}
+		}
+		t.Fatalf("%d records after the conversion, %d before", len(after), len(before))
+	}
+	err = db.view(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+			return fmt.Errorf("schema version %q after the conversion, want %q", v, SchemaVersion)
+		}
+		if tx.Bucket(bucketOldTree) != nil {
+			return fmt.Errorf("bucket %s still there", bucketOldTree)
+		}
+		for _, c := range converters {
+			if err := tx.Bucket(c.bucket).ForEach(func(k, v []byte) error {
+				if !c.converted(v) {
+					return fmt.Errorf("%s %x not converted: %s", c.bucket, k, v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.VerifyLedger(ctx, tree); err != nil || !rep.OK || rep.Events < 34 {
+		t.Fatalf("VerifyLedger after the conversion: %+v, %v", rep, err)
+	}
+	if got, err := db.LedgerTree(ctx); err != nil || got != tree {
+		t.Fatalf("LedgerTree after the conversion: %v, %v; before: %v", got, err, tree)
+	}
+	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
+		t.Fatalf("CheckCounters after the conversion: %v, %v", diff, err)
+	}
+	a, _ := consent.ParseAddress("new@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Fatalf("VerifyLedger after a signup on the converted database: %+v, %v", rep, err)
+	}
+}
+
+// toJSON rewrites the hot records of the closed database at path as the
+// encoder before the compact one wrote them: JSON, ledger events as
+// their LeafData, ids written out in the emails index, the ledger tree
+// with a key per stored hash; and sets the schema version of then.
+func toJSON(t *testing.T, path string) {
+	t.Helper()
+	b, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	err = b.Update(func(tx *bbolt.Tx) error {
+		for _, c := range converters {
+			bk := tx.Bucket(c.bucket)
+			var keys, values [][]byte
+			err := bk.ForEach(func(k, v []byte) error {
+				var js []byte
+				var err error
+				switch {
+				case bytes.Equal(c.bucket, bucketLedger):
+					var ev consent.Event
+					err = decodeEvent(tx, k, v, &ev)
+					js = ev.LeafData()
+				case bytes.Equal(c.bucket, bucketPersonal):
+					js, err = record.PersonalJSON(v)
+				case bytes.Equal(c.bucket, bucketEmails):
+					js = []byte(record.IDString(v))
+				case bytes.Equal(c.bucket, bucketSubscribers):
+					js, err = rejson[consent.Subscriber](v)
+				case bytes.Equal(c.bucket, bucketRequests):
+					js, err = rejson[consent.Request](v)
+				default:
+					js, err = rejson[consent.Job](v)
+				}
+				keys, values = append(keys, bytes.Clone(k)), append(values, js)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			for i := range keys {
+				if err := bk.Put(keys[i], values[i]); err != nil {
+					return err
+				}
+			}
+		}
+		// The tree as one key per stored hash, leaves included.
+		oldTree, err := tx.CreateBucket(bucketOldTree)
+		if err != nil {
+			return err
+		}
+		for n := range treeSize(tx) {
+			leaf, err := leafHash(tx, n)
+			if err != nil {
+				return err
+			}
+			for l, h := range recordHashes(tx, n, leaf) {
+				if err := oldTree.Put(u64(uint64(tlog.StoredHashIndex(l, n>>l))), h[:]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.DeleteBucket(bucketTree); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(formerSchema))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rejson[T any](v []byte) ([]byte, error) {
+	x := new(T)
+	if err := record.Unmarshal(v, x); err != nil {
+		return nil, err
+	}
+	return json.Marshal(x)
+}
+
+// dumpAll returns every record of db as Dump yields it.
+func dumpAll(t *testing.T, db *DB) []consent.StoreRecord {
+	t.Helper()
+	var out []consent.StoreRecord
+	for r, err := range db.Dump(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}

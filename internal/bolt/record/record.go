@@ -1,0 +1,1062 @@
+// Package record is the compact encoding of optin's stored records in
+// bbolt: a file format, kept apart from the store so that tests reaching
+// into a database file read and write it too.
+package record
+
+import (
+	"encoding"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// The compact record encoding. The hot records (subscribers, requests,
+// outbox jobs, ledger events and their personal records) are stored in
+// it instead of JSON; Unmarshal reads both, so a record not yet
+// rewritten still reads. It is driven by the json tags of the Go types,
+// so a field added later needs nothing here (adding its name to
+// fieldNames saves the bytes of writing it out):
+//
+//	record  = Magic struct
+//	struct  = { key value }                 (to the end of its bytes)
+//	key     = uvarint((name+1)<<2 | wire)   name: index in fieldNames,
+//	                                        -1 (0) when the name follows
+//	                                        inline as uvarint length + bytes
+//	wire 0  = uvarint                       ints (zigzag), uints, bools,
+//	                                        UTC times in milliseconds
+//	wire 1  = uvarint length + bytes        structs, slices, maps, pointers,
+//	                                        other times, JSON of the rest
+//	wire 2  = string                        uvarint(n<<3 | kind), then per
+//	                                        kind: n bytes written out, known
+//	                                        string n, n bytes of hex, n bytes
+//	                                        of an id, an id and n bytes, or
+//	                                        shared string n (see encoder.string)
+//
+// A field whose value is zero (reflect.Value.IsZero) is left out, and an
+// empty slice or map of an omitempty field, so that a record reads back
+// as it would from JSON: an empty slice or map stays distinct from a nil
+// one where JSON keeps it. A reader skips a field it does not know
+// by its wire type, as JSON ignores an unknown key.
+
+// Magic starts every compact record; a JSON record starts with '{'.
+// EventMagic starts a ledger event whose Prev is left out (see
+// MarshalEvent).
+const (
+	Magic      = 0xC1
+	EventMagic = 0xC2
+)
+
+// IsCompact reports whether b is a record in the compact encoding.
+func IsCompact(b []byte) bool { return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic) }
+
+// Unmarshal decodes a stored record, compact or JSON, into v.
+func Unmarshal(b []byte, v any) error {
+	if IsCompact(b) {
+		return unmarshalCompact(b[1:], v)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// fieldNames numbers the json names of stored fields: a name listed here
+// takes one or two bytes, another one is written out. Append only: the
+// position is the stored number. The first 31 take one byte.
+var fieldNames = []string{
+	"id", "email", "locale", "created", "subscriptions", "topic", "status", "basis", "since",
+	"subscriber", "form", "source", "topics", "expires", "message_id", "pending_request", "confirm_mails",
+	"time", "type", "page", "wording", "request", "personal_digest", "hash", "salt", "ip", "user_agent",
+	"kind", "to", "next_at", "token_expires",
+	"name", "last_purchase", "blocked_until", "last_manage_mail", "reawakened", "soft_bounces", "art14_notice",
+	"assessment", "sent", "confirmed", "canceled", "new_email", "attempts", "last_error", "campaign", "subject",
+	"body", "reminder", "field", "activity", "occurred_at", "check", "prev", "seq", "email_hash", "note",
+	"origin", "queued", "due", "class", "reasons", "after_mail_s", "scanner_network", "interaction",
+}
+
+// knownStrings are values stored as their number (kind stringKnown).
+// Append only, like fieldNames.
+var knownStrings = []string{
+	"pending", "confirmed", "unsubscribed", "lapsed", "consent", "soft_opt_in", "legitimate_interest",
+	"requested", "reconfirmed", "imported", "preferences_updated", "erased", "activity", "rectified", "informed",
+	"confirm", "preferences", "reawaken", "address_change", "address_changed", "incident_notice", "art14_notice",
+	"one_click", "person", "scanner", "en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "fi", "nb",
+	"name", "email", "purchase", "reservation", "enquiry", "login", "note",
+}
+
+var (
+	fieldNumbers = indexOf(fieldNames)
+	knownNumbers = indexOf(knownStrings)
+)
+
+func indexOf(s []string) map[string]uint64 {
+	m := make(map[string]uint64, len(s))
+	for i, v := range s {
+		m[v] = uint64(i)
+	}
+	return m
+}
+
+// Wire types.
+const (
+	wireVarint = 0
+	wireBytes  = 1
+	wireString = 2
+)
+
+// String kinds, the low three bits of a string's header.
+const (
+	stringInline   = 0 // header>>3 bytes follow
+	stringKnown    = 1 // knownStrings[header>>3]
+	stringHex      = 2 // header>>3 bytes follow, written as lower-case hex
+	stringID       = 3 // header>>3 bytes follow, written as an id (consent.NewID's base32)
+	stringIDSuffix = 4 // an id's idLen bytes, then header>>3 bytes written out
+	stringInterned = 5 // number header>>3 in the database's Strings
+)
+
+// internFields are the fields of a ledger event whose values many events
+// share (the import batch or form, the page), stored once in the
+// database's Strings (see MarshalEvent).
+var internFields = map[string]bool{"source": true, "page": true}
+
+// idLen is the bytes of a consent.NewID id.
+const idLen = 22
+
+// Marshal returns the compact encoding of v, a struct or a pointer to
+// one.
+func Marshal(v any) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("record: compact encoding of %s", rv.Type())
+	}
+	return marshal(rv, nil)
+}
+
+func marshal(rv reflect.Value, strings *Strings) ([]byte, error) {
+	e := encoder{buf: make([]byte, 1, 256), strings: strings}
+	e.buf[0] = Magic
+	if err := e.structFields(rv); err != nil {
+		return nil, err
+	}
+	return e.buf, nil
+}
+
+// unmarshalCompact decodes a compact record (after its magic byte) into
+// the struct v points to.
+func unmarshalCompact(b []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("compact decoding into %T", v)
+	}
+	d := decoder{b: b}
+	return d.structFields(rv.Elem())
+}
+
+// unmarshalWith is Unmarshal reading interned strings from strings.
+func unmarshalWith(b []byte, v any, strings *Strings) error {
+	if !IsCompact(b) {
+		return json.Unmarshal(b, v)
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("compact decoding into %T", v)
+	}
+	d := decoder{b: b[1:], strings: strings}
+	return d.structFields(rv.Elem())
+}
+
+// field is one stored field of a struct type.
+type field struct {
+	index []int // as reflect.Value.FieldByIndex takes it
+	name  string
+	key   uint64 // (number+1)<<2, without the wire type; 0 for an inline name
+	typ   reflect.Type
+	// omitEmpty leaves an empty slice or map out, as omitempty does.
+	omitEmpty bool
+}
+
+// plan is how a struct type is stored.
+type plan struct {
+	fields []field
+	byKey  map[uint64]int // key>>2 -> fields index
+	byName map[string]int // for inline names
+}
+
+var plans sync.Map // reflect.Type -> *plan; a cache, as encoding/json keeps
+
+func planOf(t reflect.Type) *plan {
+	if p, ok := plans.Load(t); ok {
+		return p.(*plan)
+	}
+	p := &plan{byKey: map[uint64]int{}, byName: map[string]int{}}
+	addFields(p, t, nil)
+	actual, _ := plans.LoadOrStore(t, p)
+	return actual.(*plan)
+}
+
+// addFields adds t's exported fields as encoding/json sees them:
+// embedded structs without a tag contribute their fields.
+func addFields(p *plan, t reflect.Type, index []int) {
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		idx := append(slices.Clone(index), i)
+		if sf.Anonymous && name == "" {
+			ft := sf.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				addFields(p, ft, idx)
+				continue
+			}
+		}
+		if !sf.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		f := field{index: idx, name: name, typ: sf.Type, omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty")}
+		if n, ok := fieldNumbers[name]; ok {
+			f.key = (n + 1) << 2
+			p.byKey[n+1] = len(p.fields)
+		}
+		p.byName[name] = len(p.fields)
+		p.fields = append(p.fields, f)
+	}
+}
+
+// usesJSON reports whether values of t are stored as their JSON: types
+// with their own JSON or text form (but time.Time), interfaces and kinds
+// the encoding has no form for.
+func usesJSON(t reflect.Type) bool {
+	if v, ok := jsonTypes.Load(t); ok {
+		return v.(bool)
+	}
+	j := findUsesJSON(t)
+	jsonTypes.Store(t, j)
+	return j
+}
+
+var jsonTypes sync.Map // reflect.Type -> usesJSON; a cache
+
+func findUsesJSON(t reflect.Type) bool {
+	if t == timeType {
+		return false
+	}
+	for _, it := range []reflect.Type{jsonMarshaler, textMarshaler} {
+		if t.Implements(it) || reflect.PointerTo(t).Implements(it) {
+			return true
+		}
+	}
+	switch t.Kind() {
+	case reflect.Interface, reflect.Complex64, reflect.Complex128, reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Array:
+		return true
+	}
+	return false
+}
+
+var (
+	timeType      = reflect.TypeFor[time.Time]()
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+type encoder struct {
+	buf     []byte
+	strings *Strings // nil: no string is interned
+}
+
+func (e *encoder) uvarint(n uint64) { e.buf = binary.AppendUvarint(e.buf, n) }
+
+func (e *encoder) structFields(v reflect.Value) error {
+	p := planOf(v.Type())
+	for i := range p.fields {
+		f := &p.fields[i]
+		fv, ok := fieldByIndex(v, f.index)
+		if !ok || fv.IsZero() {
+			continue
+		}
+		if k := fv.Kind(); f.omitEmpty && (k == reflect.Slice || k == reflect.Map) && fv.Len() == 0 {
+			continue
+		}
+		if err := e.field(f, fv); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// fieldByIndex is v.FieldByIndex that reports a nil embedded pointer.
+func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, false
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v, true
+}
+
+// field writes one field: its key, then its value in the wire type the
+// value takes.
+func (e *encoder) field(f *field, v reflect.Value) error {
+	wire, err := wireOf(v)
+	if err != nil {
+		return err
+	}
+	e.uvarint(f.key | wire)
+	if f.key == 0 {
+		e.uvarint(uint64(len(f.name)))
+		e.buf = append(e.buf, f.name...)
+	}
+	if e.strings != nil && wire == wireString && internFields[f.name] {
+		id, err := e.strings.intern(v.String())
+		if err != nil {
+			return err
+		}
+		e.uvarint(id<<3 | stringInterned)
+		return nil
+	}
+	if wire != wireBytes {
+		return e.value(v)
+	}
+	// Length-delimited: write the value, then move it after its length.
+	start := len(e.buf)
+	if err := e.value(v); err != nil {
+		return err
+	}
+	n := len(e.buf) - start
+	var l [binary.MaxVarintLen64]byte
+	ll := binary.PutUvarint(l[:], uint64(n))
+	e.buf = append(e.buf, l[:ll]...)
+	copy(e.buf[start+ll:], e.buf[start:start+n])
+	copy(e.buf[start:], l[:ll])
+	return nil
+}
+
+// wireOf returns the wire type v's value takes as a field.
+func wireOf(v reflect.Value) (uint64, error) {
+	t := v.Type()
+	switch {
+	case t == timeType:
+		if _, ok := timeMillis(v.Interface().(time.Time)); ok {
+			return wireVarint, nil
+		}
+		return wireBytes, nil
+	case usesJSON(t):
+		return wireBytes, nil
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return wireVarint, nil
+	case reflect.String:
+		return wireString, nil
+	}
+	return wireBytes, nil
+}
+
+// timeMillis returns t as milliseconds since 1970 when that is all of
+// it: whole milliseconds at offset zero (which JSON reads back as UTC).
+func timeMillis(t time.Time) (int64, bool) {
+	if _, off := t.Zone(); off != 0 || t.Nanosecond()%int(time.Millisecond) != 0 || t.IsZero() {
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
+func zigzag(n int64) uint64   { return uint64(n<<1) ^ uint64(n>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// value writes v in the form of its type.
+func (e *encoder) value(v reflect.Value) error {
+	t := v.Type()
+	if t == timeType {
+		return e.time(v.Interface().(time.Time))
+	}
+	if usesJSON(t) {
+		b, err := json.Marshal(v.Interface())
+		e.buf = append(e.buf, b...)
+		return err
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		if v.Bool() {
+			e.uvarint(1)
+		} else {
+			e.uvarint(0)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		e.uvarint(zigzag(v.Int()))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		e.uvarint(v.Uint())
+	case reflect.Float32, reflect.Float64:
+		e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v.Float()))
+	case reflect.String:
+		e.string(v.String())
+	case reflect.Struct:
+		return e.structFields(v)
+	case reflect.Pointer:
+		if v.IsNil() {
+			e.buf = append(e.buf, 0)
+			return nil
+		}
+		e.buf = append(e.buf, 1)
+		return e.value(v.Elem())
+	case reflect.Slice:
+		if v.IsNil() {
+			e.uvarint(0)
+			return nil
+		}
+		e.uvarint(uint64(v.Len()) + 1)
+		if t.Elem().Kind() == reflect.Uint8 {
+			e.buf = append(e.buf, v.Bytes()...)
+			return nil
+		}
+		for i := range v.Len() {
+			if err := e.element(v.Index(i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			e.uvarint(0)
+			return nil
+		}
+		e.uvarint(uint64(v.Len()) + 1)
+		keys := v.MapKeys()
+		if t.Key().Kind() == reflect.String {
+			slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		}
+		for _, k := range keys {
+			if err := e.element(k); err != nil {
+				return err
+			}
+			if err := e.element(v.MapIndex(k)); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("no compact form for %s", t)
+	}
+	return nil
+}
+
+// element writes a value that stands alone in a slice or map: a value
+// of wire type 1 gets its length in front.
+func (e *encoder) element(v reflect.Value) error {
+	t := v.Type()
+	if t == timeType || !(usesJSON(t) || t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer) {
+		return e.value(v)
+	}
+	start := len(e.buf)
+	if err := e.value(v); err != nil {
+		return err
+	}
+	n := len(e.buf) - start
+	var l [binary.MaxVarintLen64]byte
+	ll := binary.PutUvarint(l[:], uint64(n))
+	e.buf = append(e.buf, l[:ll]...)
+	copy(e.buf[start+ll:], e.buf[start:start+n])
+	copy(e.buf[start:], l[:ll])
+	return nil
+}
+
+// time writes t: uvarint 0 for the zero time, zigzag milliseconds<<1|1
+// for whole milliseconds at offset zero, else its binary form's length<<1
+// and the binary form (time.Time.MarshalBinary).
+func (e *encoder) time(t time.Time) error {
+	if t.IsZero() {
+		e.uvarint(0)
+		return nil
+	}
+	if ms, ok := timeMillis(t); ok {
+		e.uvarint(zigzag(ms)<<1 | 1)
+		return nil
+	}
+	b, err := t.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	e.uvarint(uint64(len(b)) << 1)
+	e.buf = append(e.buf, b...)
+	return nil
+}
+
+// string writes s in the shortest of its forms: a known value, lower-case
+// hex as its bytes, an id as its bytes, an id with a suffix (a
+// Message-ID), or written out.
+func (e *encoder) string(s string) {
+	if n, ok := knownNumbers[s]; ok {
+		e.uvarint(n<<3 | stringKnown)
+		return
+	}
+	if len(s) >= 32 && len(s)%2 == 0 && isLowerHex(s) {
+		e.uvarint(uint64(len(s)/2)<<3 | stringHex)
+		e.buf, _ = hex.AppendDecode(e.buf, []byte(s)) // isLowerHex: valid
+		return
+	}
+	if len(s) >= idChars {
+		if id, ok := idBytes(s[:idChars]); ok {
+			rest := s[idChars:]
+			if rest == "" {
+				e.uvarint(idLen<<3 | stringID)
+				e.buf = append(e.buf, id...)
+				return
+			}
+			e.uvarint(uint64(len(rest))<<3 | stringIDSuffix)
+			e.buf = append(e.buf, id...)
+			e.buf = append(e.buf, rest...)
+			return
+		}
+	}
+	if !utf8.ValidString(s) {
+		s = validUTF8(s)
+	}
+	e.uvarint(uint64(len(s))<<3 | stringInline)
+	e.buf = append(e.buf, s...)
+}
+
+// validUTF8 replaces each byte of s that is not part of valid UTF-8 with
+// U+FFFD, as encoding/json does, so a record reads back as it would from
+// JSON.
+func validUTF8(s string) string {
+	var sb strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return sb.String()
+}
+
+// idChars is the length of a consent.NewID id.
+const idChars = 36
+
+// idBytes returns the bytes of s when s is an id as consent.NewID writes
+// them: 36 characters of lower-case base32 ("extended hex" alphabet) that
+// the bytes give back exactly (the last character's 4 spare bits zero).
+func idBytes(s string) ([]byte, bool) {
+	if len(s) != idChars {
+		return nil, false
+	}
+	out := make([]byte, 0, idLen)
+	var acc uint64
+	nbits := 0
+	for i := range len(s) {
+		c := s[i]
+		var v byte
+		switch {
+		case '0' <= c && c <= '9':
+			v = c - '0'
+		case 'a' <= c && c <= 'v':
+			v = c - 'a' + 10
+		default:
+			return nil, false
+		}
+		acc = acc<<5 | uint64(v)
+		nbits += 5
+		if nbits >= 8 {
+			nbits -= 8
+			out = append(out, byte(acc>>nbits))
+		}
+	}
+	if acc&(1<<nbits-1) != 0 { // not what the bytes give back
+		return nil, false
+	}
+	return out, true
+}
+
+const idAlphabet = "0123456789abcdefghijklmnopqrstuv"
+
+// idString writes b as consent.NewID does.
+func idString(b []byte) string {
+	out := make([]byte, 0, (len(b)*8+4)/5)
+	var acc uint64
+	nbits := 0
+	for _, x := range b {
+		acc = acc<<8 | uint64(x)
+		nbits += 8
+		for nbits >= 5 {
+			nbits -= 5
+			out = append(out, idAlphabet[acc>>nbits&31])
+		}
+	}
+	if nbits > 0 {
+		out = append(out, idAlphabet[acc<<(5-nbits)&31])
+	}
+	return string(out)
+}
+
+func isLowerHex(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+type decoder struct {
+	b       []byte
+	strings *Strings // nil: an interned string is an error
+}
+
+var errTruncated = errors.New("record truncated")
+
+func (d *decoder) uvarint() (uint64, error) {
+	n, l := binary.Uvarint(d.b)
+	if l <= 0 {
+		return 0, errTruncated
+	}
+	d.b = d.b[l:]
+	return n, nil
+}
+
+func (d *decoder) bytes(n uint64) ([]byte, error) {
+	if n > uint64(len(d.b)) {
+		return nil, errTruncated
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	return b, nil
+}
+
+func (d *decoder) structFields(v reflect.Value) error {
+	p := planOf(v.Type())
+	for len(d.b) > 0 {
+		key, err := d.uvarint()
+		if err != nil {
+			return err
+		}
+		wire := key & 3
+		fi, known := p.byKey[key>>2]
+		if key>>2 == 0 {
+			n, err := d.uvarint()
+			if err != nil {
+				return err
+			}
+			name, err := d.bytes(n)
+			if err != nil {
+				return err
+			}
+			fi, known = p.byName[string(name)]
+		}
+		if !known {
+			if err := d.skip(wire); err != nil {
+				return err
+			}
+			continue
+		}
+		f := &p.fields[fi]
+		if (wire == wireString) != (f.typ.Kind() == reflect.String && !usesJSON(f.typ)) {
+			return fmt.Errorf("%s: stored as wire type %d, not as a %s", f.name, wire, f.typ)
+		}
+		fv := fieldForSet(v, f.index)
+		if err := d.field(fv, wire); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// fieldForSet is v.FieldByIndex that allocates nil embedded pointers.
+func fieldForSet(v reflect.Value, index []int) reflect.Value {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v
+}
+
+// skip passes over a value of an unknown field.
+func (d *decoder) skip(wire uint64) error {
+	switch wire {
+	case wireVarint:
+		_, err := d.uvarint()
+		return err
+	case wireBytes:
+		n, err := d.uvarint()
+		if err == nil {
+			_, err = d.bytes(n)
+		}
+		return err
+	case wireString:
+		h, err := d.uvarint()
+		if err != nil {
+			return err
+		}
+		switch h & 7 {
+		case stringInline, stringHex, stringID:
+			_, err = d.bytes(h >> 3)
+		case stringIDSuffix:
+			_, err = d.bytes(idLen + h>>3)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown wire type %d", wire)
+}
+
+// field reads a field's value of wire type wire into v.
+func (d *decoder) field(v reflect.Value, wire uint64) error {
+	if wire != wireBytes {
+		return d.value(v)
+	}
+	n, err := d.uvarint()
+	if err != nil {
+		return err
+	}
+	b, err := d.bytes(n)
+	if err != nil {
+		return err
+	}
+	inner := decoder{b: b, strings: d.strings}
+	return inner.whole(v)
+}
+
+// whole reads v from all of d's bytes (a length-delimited value).
+func (d *decoder) whole(v reflect.Value) error {
+	t := v.Type()
+	if t == timeType {
+		return d.value(v)
+	}
+	if usesJSON(t) {
+		return json.Unmarshal(d.b, v.Addr().Interface())
+	}
+	if t.Kind() == reflect.Struct {
+		return d.structFields(v)
+	}
+	return d.value(v)
+}
+
+// value reads v in the form of its type.
+func (d *decoder) value(v reflect.Value) error {
+	t := v.Type()
+	if t == timeType {
+		tm, err := d.time()
+		v.Set(reflect.ValueOf(tm))
+		return err
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		n, err := d.uvarint()
+		v.SetBool(n != 0)
+		return err
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := d.uvarint()
+		v.SetInt(unzigzag(n))
+		return err
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		n, err := d.uvarint()
+		v.SetUint(n)
+		return err
+	case reflect.Float32, reflect.Float64:
+		b, err := d.bytes(8)
+		if err == nil {
+			v.SetFloat(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		}
+		return err
+	case reflect.String:
+		s, err := d.string()
+		v.SetString(s)
+		return err
+	case reflect.Pointer:
+		b, err := d.bytes(1)
+		if err != nil || b[0] == 0 {
+			return err
+		}
+		p := reflect.New(t.Elem())
+		if err := d.whole(p.Elem()); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	case reflect.Slice:
+		n, err := d.uvarint()
+		if err != nil || n == 0 {
+			return err
+		}
+		n--
+		if n > uint64(len(d.b)) { // every element takes a byte at least
+			return errTruncated
+		}
+		if t.Elem().Kind() == reflect.Uint8 {
+			b, err := d.bytes(n)
+			if err == nil {
+				v.SetBytes(slices.Clone(b))
+			}
+			return err
+		}
+		s := reflect.MakeSlice(t, int(n), int(n))
+		for i := range int(n) {
+			if err := d.element(s.Index(i)); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+		return nil
+	case reflect.Map:
+		n, err := d.uvarint()
+		if err != nil || n == 0 {
+			return err
+		}
+		n--
+		if n > uint64(len(d.b)) {
+			return errTruncated
+		}
+		m := reflect.MakeMapWithSize(t, int(n))
+		for range n {
+			k, e := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
+			if err := d.element(k); err != nil {
+				return err
+			}
+			if err := d.element(e); err != nil {
+				return err
+			}
+			m.SetMapIndex(k, e)
+		}
+		v.Set(m)
+		return nil
+	}
+	return fmt.Errorf("no compact form for %s", t)
+}
+
+// element reads a value that stands alone in a slice or map.
+func (d *decoder) element(v reflect.Value) error {
+	t := v.Type()
+	if t == timeType || !(usesJSON(t) || t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer) {
+		return d.value(v)
+	}
+	n, err := d.uvarint()
+	if err != nil {
+		return err
+	}
+	b, err := d.bytes(n)
+	if err != nil {
+		return err
+	}
+	inner := decoder{b: b, strings: d.strings}
+	if t.Kind() == reflect.Pointer {
+		return inner.value(v)
+	}
+	return inner.whole(v)
+}
+
+func (d *decoder) time() (time.Time, error) {
+	h, err := d.uvarint()
+	switch {
+	case err != nil || h == 0:
+		return time.Time{}, err
+	case h&1 == 1:
+		return time.UnixMilli(unzigzag(h >> 1)).UTC(), nil
+	}
+	b, err := d.bytes(h >> 1)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	return t, t.UnmarshalBinary(b)
+}
+
+func (d *decoder) string() (string, error) {
+	h, err := d.uvarint()
+	if err != nil {
+		return "", err
+	}
+	n := h >> 3
+	switch h & 7 {
+	case stringKnown:
+		if n >= uint64(len(knownStrings)) {
+			return "", fmt.Errorf("unknown string %d", n)
+		}
+		return knownStrings[n], nil
+	case stringInline:
+		b, err := d.bytes(n)
+		return string(b), err
+	case stringHex:
+		b, err := d.bytes(n)
+		return hex.EncodeToString(b), err
+	case stringID:
+		b, err := d.bytes(n)
+		return idString(b), err
+	case stringInterned:
+		if d.strings == nil {
+			return "", errors.New("an interned string, read without the table")
+		}
+		return d.strings.lookup(n)
+	case stringIDSuffix:
+		id, err := d.bytes(idLen)
+		if err != nil {
+			return "", err
+		}
+		rest, err := d.bytes(n)
+		return idString(id) + string(rest), err
+	}
+	return "", fmt.Errorf("unknown string kind %d", h&7)
+}
+
+// Ledger events leave out what their key and the event before them give:
+// Seq is the key, and Prev, which is the hash of the event before on any
+// chain that verifies, is left out too and the record starts with
+// EventMagic. An event whose Prev is something else (from a database
+// whose chain was broken before it was converted) keeps it and starts
+// with Magic. Hashes and digests, lower-case hex, take their 32 bytes.
+// What is hashed never changes: the Merkle tree's leaves are still the
+// events' JSON (consent.Event.LeafData) and a personal record's digest
+// that of its JSON (consent.Personal.Encode).
+
+// MarshalEvent returns the stored form of ev, whose predecessor's hash
+// is prevHash ("" for the first event), its source and page numbered in
+// strings.
+func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte, error) {
+	e := *ev
+	e.Seq = 0
+	derived := e.Prev == prevHash
+	if derived {
+		e.Prev = ""
+	}
+	b, err := marshal(reflect.ValueOf(e), strings)
+	if err != nil {
+		return nil, fmt.Errorf("record: event %d: %w", ev.Seq, err)
+	}
+	if derived {
+		b[0] = EventMagic
+	}
+	return b, nil
+}
+
+// UnmarshalEvent decodes event seq stored as b, compact or JSON; prevHash
+// returns the hash of the event before it when b left Prev out.
+func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), strings *Strings, ev *consent.Event) error {
+	if err := unmarshalWith(b, ev, strings); err != nil {
+		return err
+	}
+	if !IsCompact(b) {
+		return nil // JSON, complete
+	}
+	ev.Seq = seq
+	if b[0] == EventMagic && seq > 1 {
+		prev, err := prevHash()
+		if err != nil {
+			return err
+		}
+		ev.Prev = prev
+	}
+	return nil
+}
+
+// EventHash returns the hash of a stored event without decoding the rest.
+func EventHash(b []byte) (string, error) {
+	var h struct {
+		Hash string `json:"hash"`
+	}
+	err := Unmarshal(b, &h)
+	return h.Hash, err
+}
+
+// MarshalPersonal returns the stored form of a personal record whose
+// JSON (as consent.Personal.Encode made it) is data.
+func MarshalPersonal(data []byte) ([]byte, error) {
+	var p consent.Personal
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("record: personal record: %w", err)
+	}
+	return Marshal(&p)
+}
+
+// PersonalJSON returns the JSON of a stored personal record, compact or
+// JSON: the form its digest is of.
+func PersonalJSON(b []byte) ([]byte, error) {
+	if !IsCompact(b) {
+		return slices.Clone(b), nil
+	}
+	var p consent.Personal
+	if err := Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	data, _ := p.Encode()
+	return data, nil
+}
+
+// Strings is a database's table of shared strings, in one bucket: under
+// 0x00 and the be64 number the string, under 0x01 and the string its
+// number. A string once numbered stays: records refer to it.
+type Strings struct{ B *bbolt.Bucket }
+
+// intern returns the number of s, numbering it when new.
+func (t *Strings) intern(s string) (uint64, error) {
+	rk := append([]byte{1}, s...)
+	if v := t.B.Get(rk); v != nil {
+		n, _ := binary.Uvarint(v)
+		return n, nil
+	}
+	n, err := t.B.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	if err := t.B.Put(rk, binary.AppendUvarint(nil, n)); err != nil {
+		return 0, err
+	}
+	return n, t.B.Put(binary.BigEndian.AppendUint64([]byte{0}, n), []byte(s))
+}
+
+// lookup returns the string numbered n.
+func (t *Strings) lookup(n uint64) (string, error) {
+	if t.B == nil {
+		return "", fmt.Errorf("string %d: no table of strings", n)
+	}
+	v := t.B.Get(binary.BigEndian.AppendUint64([]byte{0}, n))
+	if v == nil {
+		return "", fmt.Errorf("string %d missing", n)
+	}
+	return string(v), nil
+}
+
+// ID returns the stored form of an id: its bytes when it is one that
+// consent.NewID makes, else the id as it is (which is never 22 bytes
+// long: ids are 36 characters).
+func ID(id string) []byte {
+	if b, ok := idBytes(id); ok {
+		return b
+	}
+	return []byte(id)
+}
+
+// IDString reads an id stored by ID.
+func IDString(b []byte) string {
+	if len(b) == idLen {
+		return idString(b)
+	}
+	return string(b)
+}

@@ -1,0 +1,205 @@
+package record
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"optin/internal/consent"
+)
+
+// codecRecords are records of every hot type with most fields set, in the
+// forms a store writes them (ids, hashes, Message-IDs, UTC milliseconds)
+// and in the forms it does not (other zones, nanoseconds, odd strings).
+func codecRecords() []any {
+	ms := time.Date(2026, 12, 2, 22, 0, 0, 123e6, time.UTC)
+	nanos := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	id := "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u4"
+	return []any{
+		&consent.Subscriber{ID: id, Email: "Ann@Example.com", Name: "Ann <b>", Locale: "de", Created: ms, LastPurchase: nanos,
+			Subscriptions: map[string]*consent.Subscription{
+				"news":   {Topic: "news", Status: consent.StatusConfirmed, Basis: consent.BasisConsent, Since: ms},
+				"offers": {Topic: "offers", Status: consent.StatusPending, Since: ms, Assessment: "lia-1"},
+			},
+			PendingRequest: id, ConfirmMails: []time.Time{ms, nanos, {}}, BlockedUntil: ms.Add(time.Nanosecond),
+			Reawakened: map[string]time.Time{"news": ms, "x": {}}, SoftBounces: []time.Time{},
+			Notice: &consent.Notice{Source: "import:abc", Basis: consent.BasisSoftOptIn, Topics: []string{}, Queued: ms, MessageID: id + "@mail.example"}},
+		&consent.Subscriber{ID: "not-an-id", Email: "b@example.com", Subscriptions: map[string]*consent.Subscription{}},
+		&consent.Subscriber{ID: "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1uz", Email: "\xff bad utf-8 \u2028"},
+		&consent.Request{ID: id, Subscriber: id, Form: "newsletter", Source: "form:newsletter", Topics: []string{"news", ""},
+			Locale: "en", Created: ms, Expires: ms.Add(72 * time.Hour), MessageID: id + "@localhost", Sent: ms, NewEmail: "c@example.com"},
+		&consent.Job{ID: 1 << 40, Kind: consent.JobReawaken, To: "a@example.com", Name: "Ann", Locale: "fr", Subscriber: id, Topics: []string{"news"},
+			MessageID: id + "@localhost", Created: ms, Attempts: -3, NextAt: ms, LastError: "451 try later", Reminder: true, Body: "Hello\n{{name}}"},
+		&consent.Event{Seq: 7, Time: ms, Type: consent.EventConfirmed, Subscriber: id, Topics: []string{"news"}, Basis: consent.BasisConsent,
+			Source: "form:newsletter", Page: "https://shop.example/", Wording: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+			Check: &consent.Check{Class: "person", Reasons: []string{"slow"}, AfterMail: -5, Interaction: true}, OccurredAt: nanos,
+			PersonalDigest: "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", Prev: "", Hash: "abc"},
+		&consent.Personal{Salt: id, Email: "a@example.com", IP: "2001:db8::1", UserAgent: "Mozilla/5.0", Note: "ü"},
+	}
+}
+
+// TestCodecReadsBackWhatJSONWould: a record written in the compact
+// encoding reads back exactly as the same record written as JSON, the
+// encoding it replaces, reads back.
+func TestCodecReadsBackWhatJSONWould(t *testing.T) {
+	for _, v := range codecRecords() {
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromJSON := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+		if err := Unmarshal(j, fromJSON); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Marshal(v)
+		if err != nil {
+			t.Fatalf("%T: %v", v, err)
+		}
+		if c[0] != Magic {
+			t.Fatalf("%T: starts with %x", v, c[0])
+		}
+		fromCompact := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+		if err := Unmarshal(c, fromCompact); err != nil {
+			t.Fatalf("%T: %v", v, err)
+		}
+		if !reflect.DeepEqual(fromJSON, fromCompact) {
+			t.Errorf("%T: compact reads back\n%+v\nJSON reads back\n%+v", v, fromCompact, fromJSON)
+		}
+		jc, _ := json.Marshal(fromCompact)
+		jj, _ := json.Marshal(fromJSON)
+		if string(jc) != string(jj) {
+			t.Errorf("%T: JSON after the compact round trip\n%s\nafter a JSON one\n%s", v, jc, jj)
+		}
+		if len(c) >= len(j) {
+			t.Errorf("%T: compact %d bytes, JSON %d", v, len(c), len(j))
+		}
+		for n := range len(c) - 1 { // a cut record is an error, never a panic
+			_ = Unmarshal(c[:n+1], reflect.New(reflect.TypeOf(v).Elem()).Interface())
+		}
+	}
+}
+
+// TestCodecFieldsComeAndGo: a reader skips the fields it does not know
+// (a field a later version removed) and leaves the ones it has but the
+// record lacks (a field added since) zero, as with JSON.
+func TestCodecFieldsComeAndGo(t *testing.T) {
+	type later struct {
+		ID       string              `json:"id"`
+		Phone    string              `json:"phone,omitempty"`
+		Channels map[string]bool     `json:"channels"`
+		Postal   *struct{ A, B int } `json:"postal"`
+		Freq     time.Duration       `json:"frequency"`
+		Since    time.Time           `json:"since"`
+	}
+	type earlier struct {
+		ID    string    `json:"id"`
+		Since time.Time `json:"since"`
+		Gone  string    `json:"-"`
+	}
+	ms := time.UnixMilli(1_800_000_000_000).UTC()
+	c, err := Marshal(&later{ID: "x", Phone: "+44 20", Channels: map[string]bool{"sms": true, "mail": false},
+		Postal: &struct{ A, B int }{1, 2}, Freq: time.Hour, Since: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e earlier
+	if err := Unmarshal(c, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e != (earlier{ID: "x", Since: ms}) {
+		t.Errorf("read %+v", e)
+	}
+	c, err = Marshal(&earlier{ID: "y", Since: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l later
+	if err := Unmarshal(c, &l); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(l, later{ID: "y", Since: ms}) {
+		t.Errorf("read %+v", l)
+	}
+}
+
+// TestCodecZonedTimes: a time at another offset than UTC keeps its
+// instant and its offset, as in JSON.
+func TestCodecZonedTimes(t *testing.T) {
+	type rec struct {
+		T  time.Time            `json:"t"`
+		TS []time.Time          `json:"ts"`
+		TM map[string]time.Time `json:"tm"`
+	}
+	zoned := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.FixedZone("", 2*3600))
+	c, err := Marshal(&rec{T: zoned, TS: []time.Time{zoned}, TM: map[string]time.Time{"a": zoned}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r rec
+	if err := Unmarshal(c, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range []time.Time{r.T, r.TS[0], r.TM["a"]} {
+		if _, off := got.Zone(); !got.Equal(zoned) || off != 2*3600 {
+			t.Errorf("read %v, want %v", got, zoned)
+		}
+	}
+}
+
+// TestIDs: the ids consent.NewID makes take their 22 bytes and read back;
+// a string that only looks like one is written out.
+func TestIDs(t *testing.T) {
+	r := rand.NewChaCha8([32]byte{1})
+	for i := range 1000 {
+		id := consent.NewID(time.UnixMilli(int64(i)<<36), r)
+		b, ok := idBytes(id)
+		if !ok || len(b) != idLen || idString(b) != id {
+			t.Fatalf("%s: %x, %v, back %s", id, b, ok, idString(b))
+		}
+	}
+	for _, s := range []string{"06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1uz", "06H5L2P3S0F8A7TBB1Q9IHVD0MFHQ7K2C1U0", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1w0", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u"} {
+		if b, ok := idBytes(s); ok {
+			t.Errorf("%s taken as an id: %x", s, b)
+		}
+	}
+}
+
+// BenchmarkMarshal compares the compact encoding of each hot record with
+// its JSON, both ways.
+func BenchmarkMarshal(b *testing.B) {
+	for _, v := range codecRecords() {
+		name := reflect.TypeOf(v).Elem().Name()
+		c, _ := Marshal(v)
+		j, _ := json.Marshal(v)
+		b.Run(name+"/compact", func(b *testing.B) {
+			for range b.N {
+				if _, err := Marshal(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/json", func(b *testing.B) {
+			for range b.N {
+				if _, err := json.Marshal(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/compact-read", func(b *testing.B) {
+			for range b.N {
+				if err := Unmarshal(c, reflect.New(reflect.TypeOf(v).Elem()).Interface()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/json-read", func(b *testing.B) {
+			for range b.N {
+				if err := Unmarshal(j, reflect.New(reflect.TypeOf(v).Elem()).Interface()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,209 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+	"optin/internal/transfer"
+)
+
+var (
+	storageN   = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkStorage imports and signs up")
+	storageDir = flag.String("storage.dir", "", "where BenchmarkStorage leaves its databases (default: removed after)")
+)
+
+// BenchmarkStorage measures what the store keeps per record: it imports
+// -storage.n subscribers with one topic on consent with evidence (as
+// `optin import` does, one ledger event each) into one database, and
+// signs up as many pending ones (subscriber, request, requested event
+// with personal record, confirmation mail queued) into another, through
+// 64 concurrent callers as the web server would. It reports the growth
+// of each file per record (B/imported, B/pending) and logs where the
+// bytes go: the pages each bucket holds, per record.
+//
+//	go test -run '^$' -bench Storage -benchtime 1x ./internal/bolt
+func BenchmarkStorage(b *testing.B) {
+	n := *storageN
+	for range b.N {
+		imported := storageImport(b, n)
+		pending := storageSignups(b, n)
+		b.ReportMetric(imported.perRecord(n), "B/imported")
+		b.ReportMetric(pending.perRecord(n), "B/pending")
+		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table(n))
+		b.Logf("%d pending signups:\n%s", n, pending.table(n))
+	}
+}
+
+// storageUse is a database's file size before and after the records were
+// written, and the bytes of pages each bucket holds after.
+type storageUse struct {
+	empty, full int64
+	buckets     map[string]bbolt.BucketStats
+}
+
+func (u storageUse) perRecord(n int) float64 { return float64(u.full-u.empty) / float64(n) }
+
+// table lists the buckets that hold at least a byte per record, largest
+// first: pages allocated and bytes in use per record, and the fill.
+func (u storageUse) table(n int) string {
+	names := make([]string, 0, len(u.buckets))
+	for name := range u.buckets {
+		names = append(names, name)
+	}
+	alloc := func(s bbolt.BucketStats) int { return s.BranchAlloc + s.LeafAlloc }
+	inuse := func(s bbolt.BucketStats) int { return s.BranchInuse + s.LeafInuse + s.InlineBucketInuse }
+	sort.Slice(names, func(i, j int) bool { return alloc(u.buckets[names[i]]) > alloc(u.buckets[names[j]]) })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "| bucket | keys | pages B/record | in use B/record | fill |\n|---|---|---|---|---|\n")
+	total := 0
+	for _, name := range names {
+		s := u.buckets[name]
+		total += alloc(s)
+		if alloc(s) < n {
+			continue
+		}
+		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.0f | %.0f%% |\n", name, s.KeyN, float64(alloc(s))/float64(n),
+			float64(inuse(s))/float64(n), 100*float64(inuse(s))/float64(alloc(s)))
+	}
+	fmt.Fprintf(&sb, "| all buckets | | %.0f | | |\n| file growth | | %.0f | | |\n", float64(total)/float64(n), u.perRecord(n))
+	return sb.String()
+}
+
+// measure reads the file size and every bucket's page statistics.
+func measure(b *testing.B, db *DB) storageUse {
+	b.Helper()
+	u := storageUse{buckets: map[string]bbolt.BucketStats{}}
+	err := db.view(func(tx *bbolt.Tx) error {
+		u.full = tx.Size()
+		return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
+			u.buckets[string(name)] = bk.Stats()
+			return nil
+		})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
+
+// storageDB opens an empty database with the newsletter form and its
+// topic, and returns it with its file size.
+func storageDB(b *testing.B) (*DB, consent.Form, int64) {
+	b.Helper()
+	dir := *storageDir
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "storage-*.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := f.Name()
+	f.Close()
+	os.Remove(path)
+	db, err := Open(path, Options{HMACKey: bytes.Repeat([]byte{3}, 32), MessageIDDomain: "mail.shop.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(context.Background(), consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		b.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return db, form, st.Size()
+}
+
+// storageImport imports n rows of one topic with evidence, as the
+// 1M-row import of docs/performance.md does.
+func storageImport(b *testing.B, n int) storageUse {
+	db, _, empty := storageDB(b)
+	pr, pw := io.Pipe()
+	go func() {
+		fmt.Fprintln(pw, "email,topics,basis,consented_at,source")
+		for i := range n {
+			fmt.Fprintf(pw, "%s,news,consent,2025-01-01T00:00:00Z,shop\n", storageAddress("u", i))
+		}
+		pw.Close()
+	}()
+	rows, err := transfer.NewReader(pr, transfer.FormatCSV)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rep, err := db.Import(context.Background(), consent.CLIActor(), rows, consent.ImportOptions{})
+	if err != nil || rep.Imported != n {
+		b.Fatalf("import: %+v, %v", rep, err)
+	}
+	u := measure(b, db)
+	u.empty = empty
+	return u
+}
+
+// storageSignups signs up n new addresses through 64 callers, each with
+// a browser's user agent, an IP address and the page of the form.
+func storageSignups(b *testing.B, n int) storageUse {
+	db, form, empty := storageDB(b)
+	w := consent.Wording{Form: "newsletter", Version: 1, Locale: "en",
+		Text:   "Yes, send me the shop's newsletter about new products and offers, about twice a month.",
+		Topics: map[string]string{"news": "News"}, Notice: "Sent by Shop Ltd. You can unsubscribe at any time with the link in every mail."}
+	agents := []string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1",
+		"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
+		"Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				a, _ := consent.ParseAddress(storageAddress("p", i))
+				in := consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en",
+					Page: "https://shop.example/newsletter", IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
+					UserAgent: agents[i%len(agents)]}
+				res, err := db.Signup(context.Background(), in, w)
+				if err == nil && !res.Queued {
+					err = fmt.Errorf("signup %d queued no mail", i)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	u := measure(b, db)
+	u.empty = empty
+	if r, o := u.buckets[string(bucketRequests)].KeyN, u.buckets[string(bucketOutbox)].KeyN; r != n || o != n {
+		b.Fatalf("%d requests and %d mails stored, want %d", r, o, n)
+	}
+	return u
+}
+
+// storageAddress returns the i-th address of a run: distinct, and in no
+// order, as a real list's addresses arrive (the emails index takes them
+// where they sort).
+func storageAddress(prefix string, i int) string {
+	return fmt.Sprintf("%s%08x.%d@example.com", prefix, uint32(i)*2654435761, i)
+}
