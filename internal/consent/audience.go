@@ -133,7 +133,7 @@ type AudienceSelector struct {
 // NewAudienceSelector returns a selector for campaign c at now.
 func NewAudienceSelector(c *Campaign, now time.Time, p CampaignPolicy) *AudienceSelector {
 	sel := &AudienceSelector{c: c, now: now, p: p}
-	sel.sub.Subscriptions = map[string]*Subscription{}
+	sel.sub.Subscriptions = map[string]*Subscription{c.Topic: &sel.s}
 	sel.sub.Reawakened = map[string]time.Time{}
 	return sel
 }
@@ -146,15 +146,18 @@ func NewAudienceSelector(c *Campaign, now time.Time, p CampaignPolicy) *Audience
 func (sel *AudienceSelector) Select(f AudienceFacts, confirmedOn func(topic string) (bool, error)) (bool, string, error) {
 	topic := sel.c.Topic
 	sub := &sel.sub
-	clear(sub.Subscriptions)
-	clear(sub.Reawakened)
+	if len(sub.Subscriptions) > 1 { // the filter's topics of the one before
+		clear(sub.Subscriptions)
+		sub.Subscriptions[topic] = &sel.s
+	}
 	sel.s = Subscription{Topic: topic, Status: StatusConfirmed, Basis: f.Basis, Since: f.Since}
-	sub.Subscriptions[topic] = &sel.s
 	sub.Created, sub.LastPurchase, sub.Notice = f.Created, f.LastPurchase, nil
 	if f.NoticePending {
 		sub.Notice = &Notice{}
 	}
-	if !f.Asked.IsZero() {
+	if f.Asked.IsZero() {
+		delete(sub.Reawakened, topic)
+	} else {
 		sub.Reawakened[topic] = f.Asked
 	}
 	if ok, reason := Eligibility(sub, topic, f.Suppressed, f.Evidence, sel.now, sel.p); !ok {

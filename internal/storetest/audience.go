@@ -77,8 +77,8 @@ func (f *fixture) wantIndexedAudience(what string, c *consent.Campaign) map[stri
 		for _, e := range f.audience(c, only, 3) {
 			gotIDs = append(gotIDs, e.Subscriber)
 			if v := walked[e.Subscriber]; e.In != v.in || e.Reason != v.reason {
-				f.t.Errorf("%s: audience list (only %q) has %s in %v for %q; a full walk says in %v for %q",
-					what, only, e.Email, e.In, e.Reason, e.Email, v.in, v.reason)
+				f.t.Errorf("%s: audience list (only %q) has %s in %v (reason %q); a full walk says in %v (reason %q)",
+					what, only, e.Email, e.In, e.Reason, v.in, v.reason)
 			}
 			sub := f.sub(e.Email)
 			if s := sub.Subscriptions[c.Topic]; sub.ID != e.Subscriber || (s != nil && (e.Status != s.Status || e.Basis != s.Basis)) {
