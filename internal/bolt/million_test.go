@@ -62,6 +62,7 @@ func BenchmarkMillion(b *testing.B) {
 	start := time.Now()
 	generateSubscribers(b, db, size, now)
 	b.Logf("generated %d subscribers in %v", size, time.Since(start).Round(time.Second))
+	logIndexSizes(b, db, size)
 	dormantAfter := 365 * consent.Day
 
 	b.Run("Stats", func(b *testing.B) {
@@ -141,6 +142,22 @@ func BenchmarkMillion(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// logIndexSizes logs what the indexes campaign audiences read take per
+// subscriber: the bytes in use and the pages allocated.
+func logIndexSizes(b *testing.B, db *DB, n int) {
+	err := db.view(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketSubTopics, bucketEvidence, bucketAddrHash} {
+			s := tx.Bucket(name).Stats()
+			b.Logf("%s: %d keys, %.0f bytes in use and %.0f allocated per subscriber", name, s.KeyN,
+				float64(s.LeafInuse+s.BranchInuse)/float64(n), float64(s.LeafAlloc+s.BranchAlloc)/float64(n))
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -160,8 +160,10 @@ func (sel *AudienceSelector) Select(f AudienceFacts, confirmedOn func(topic stri
 	} else {
 		sub.Reawakened[topic] = f.Asked
 	}
-	if ok, reason := Eligibility(sub, topic, f.Suppressed, f.Evidence, sel.now, sel.p); !ok {
-		return false, reason, nil
+	if len(sel.c.Audience.Topics) > 0 {
+		if ok, reason := Eligibility(sub, topic, f.Suppressed, f.Evidence, sel.now, sel.p); !ok {
+			return false, reason, nil
+		}
 	}
 	for _, t := range sel.c.Audience.Topics {
 		if t == topic {
