@@ -166,6 +166,16 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 	return f, nil
 }
 
+// answer applies the audience rule with sel to subscriber id, whose
+// facts v are stored in the index of the campaign's topic.
+func (r *audienceReader) answer(sel *consent.AudienceSelector, id, v []byte) (bool, string, error) {
+	f, err := r.facts(id, v)
+	if err != nil {
+		return false, "", err
+	}
+	return sel.Select(f, func(t string) (bool, error) { return confirmedOn(r.tx, id, t), nil })
+}
+
 // confirmedOn reports whether subscriber id holds topic confirmed.
 func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
 	return tx.Bucket(bucketSubTopics).Get(append(topicIndexPrefix(topic, consent.StatusConfirmed), id...)) != nil
@@ -226,19 +236,11 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				}
 				sid := k[len(prefix):]
 				cursor = append(cursor[:0], sid...)
-				f, err := r.facts(sid, v)
+				ok, reason, err := r.answer(sel, sid, v)
 				if err != nil {
 					return err
 				}
-				ok, reason, err := sel.Select(f, func(t string) (bool, error) { return confirmedOn(tx, sid, t), nil })
-				if err != nil {
-					return err
-				}
-				if ok {
-					pv.Audience++
-				} else {
-					pv.Excluded[reason]++
-				}
+				pv.Count(ok, reason)
 				k, v = cur.Next()
 			}
 		})
@@ -286,11 +288,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 			}
 			ok, reason := false, ""
 			if v := st.Get(append(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid...)); v != nil {
-				f, err := r.facts(sid, v)
-				if err != nil {
-					return err
-				}
-				if ok, reason, err = sel.Select(f, func(t string) (bool, error) { return confirmedOn(tx, sid, t), nil }); err != nil {
+				if ok, reason, err = r.answer(sel, sid, v); err != nil {
 					return err
 				}
 			} else {

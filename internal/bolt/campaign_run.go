@@ -284,11 +284,7 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 			sid := k[len(prefix):]
 			examined++
 			c.Cursor = string(sid)
-			f, err := r.facts(sid, v)
-			if err != nil {
-				return err
-			}
-			ok, reason, err := sel.Select(f, func(t string) (bool, error) { return confirmedOn(tx, sid, t), nil })
+			ok, reason, err := r.answer(sel, sid, v)
 			if err != nil {
 				return err
 			}

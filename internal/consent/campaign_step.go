@@ -117,6 +117,16 @@ func NewCampaignPreview() CampaignPreview {
 	return pv
 }
 
+// Count counts one subscriber the campaign would ask (ok), or leaves
+// out for reason.
+func (pv *CampaignPreview) Count(ok bool, reason string) {
+	if ok {
+		pv.Audience++
+	} else {
+		pv.Excluded[reason]++
+	}
+}
+
 // AudienceScan caps the subscribers one page of a campaign's audience
 // list examines, so a rare reason cannot make one request walk the whole
 // store: a page may then hold fewer entries than asked, or none, and

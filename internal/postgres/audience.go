@@ -129,11 +129,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				if err != nil {
 					return err
 				}
-				if ok {
-					pv.Audience++
-				} else {
-					pv.Excluded[reason]++
-				}
+				pv.Count(ok, reason)
 			}
 			if len(rows) < previewChunk {
 				return nil

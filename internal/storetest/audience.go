@@ -54,11 +54,7 @@ func (f *fixture) wantIndexedAudience(what string, c *consent.Campaign) map[stri
 	walked := f.walkAudience(c.ID)
 	want := consent.NewCampaignPreview()
 	for _, v := range walked {
-		if v.in {
-			want.Audience++
-		} else {
-			want.Excluded[v.reason]++
-		}
+		want.Count(v.in, v.reason)
 	}
 	if pv := f.preview(c); pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
 		f.t.Errorf("%s: PreviewCampaign got audience %d, excluded %v; a full walk counts %d, %v",
@@ -161,11 +157,7 @@ offersonly@example.com,offers,consent,2025-01-01,shop checkout,
 	}
 	wantRun := consent.NewCampaignPreview()
 	for _, v := range walked {
-		if v.in {
-			wantRun.Audience++
-		} else {
-			wantRun.Excluded[v.reason]++
-		}
+		wantRun.Count(v.in, v.reason)
 	}
 	if !ran.Walked || ran.Counts.Targeted != wantRun.Audience || !maps.Equal(nonZero(ran.Counts.Excluded), nonZero(wantRun.Excluded)) {
 		t.Errorf("campaign run: got walked %v, targeted %d, excluded %v; a full walk counts %d, %v",
