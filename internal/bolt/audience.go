@@ -153,7 +153,7 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 		h = r.tx.Bucket(bucketAddrHash).Get(id)
 	}
 	switch {
-	case len(h) != 32:
+	case len(h) != 32: // none lacks one; the run checks each record it picks again
 	case r.supp != nil:
 		f.Suppressed = r.supp[[32]byte(h)]
 	default:
@@ -189,7 +189,8 @@ const previewChunk = 100000
 // PreviewCampaign applies the campaign's audience rule and filters to
 // the facts indexed with each subscription confirmed on its topic, in
 // read transactions of previewChunk, and counts the others by reason
-// from the counters (consent.Counts.Unwalked); it reads no record and
+// from the counters (consent.Counts.Unwalked); the counters and the
+// suppressions are read in the first transaction. It reads no record and
 // sends and changes nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
 	c, err := db.Campaign(ctx, id)
@@ -201,6 +202,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	sel := consent.NewAudienceSelector(c, now, p)
 	prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
 	var cursor []byte
+	var supp map[[32]byte]bool
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return consent.CampaignPreview{}, err
@@ -209,14 +211,14 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			if err := derivedReady(tx); err != nil {
 				return err
 			}
-			if cursor == nil {
+			if cursor == nil { // the first transaction
 				for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
 					pv.Excluded[reason] += n
 				}
-			}
-			supp, err := suppressedHashes(tx, c.Topic)
-			if err != nil {
-				return err
+				var err error
+				if supp, err = suppressedHashes(tx, c.Topic); err != nil {
+					return err
+				}
 			}
 			from := append(append([]byte(nil), prefix...), cursor...)
 			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,

@@ -298,7 +298,8 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 			picked = append(picked, string(sid))
 		}
 		walked := !hasPrefix(k, prefix)
-		// Queuing rewrites the subscriptions' facts: after the cursor.
+		// Queuing marks the person as asked, which rewrites their index
+		// entries: only once the cursor over them is done with.
 		for _, sid := range picked {
 			sub := new(consent.Subscriber)
 			if found, err := get(tx, bucketSubscribers, []byte(sid), sub); err != nil {

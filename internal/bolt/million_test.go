@@ -118,8 +118,12 @@ func BenchmarkMillion(b *testing.B) {
 			defer reportCPU(b)()
 			for range b.N {
 				pv, err := db.PreviewCampaign(ctx, c.ID, p)
-				if err != nil || pv.Audience == 0 {
-					b.Fatalf("PreviewCampaign: %+v, %v", pv, err)
+				total := pv.Audience
+				for _, n := range pv.Excluded {
+					total += n
+				}
+				if err != nil || pv.Audience == 0 || total != size {
+					b.Fatalf("PreviewCampaign: %+v (%d in all), %v", pv, total, err)
 				}
 			}
 		})
