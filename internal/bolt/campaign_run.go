@@ -40,64 +40,6 @@ const (
 	followUpChunk = 500
 )
 
-// PreviewCampaign applies the campaign's audience rule and filters to
-// every subscriber and counts; it sends and changes nothing.
-func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
-	return db.campaignWalk(p).Preview(ctx, id)
-}
-
-// CampaignAudience lists one page of the campaign's audience: who is in,
-// who is left out and why; it sends and changes nothing.
-func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
-	return db.campaignWalk(p).Audience(ctx, id, q)
-}
-
-func (db *DB) campaignWalk(p consent.CampaignPolicy) consent.CampaignWalk {
-	return consent.CampaignWalk{Campaign: db.Campaign, Now: db.Now, Policy: p,
-		Examine: func(ctx context.Context, c *consent.Campaign, after string, fn func(*consent.Subscriber, bool, string) bool) (bool, error) {
-			return db.examine(ctx, c, p, after, fn)
-		}}
-}
-
-// examine is the campaign walk's Examine, in read transactions of a few
-// thousand subscribers.
-func (db *DB) examine(ctx context.Context, c *consent.Campaign, p consent.CampaignPolicy, after string,
-	fn func(sub *consent.Subscriber, ok bool, reason string) bool) (ended bool, err error) {
-	var cursor []byte
-	if after != "" {
-		cursor = []byte(after)
-	}
-	for stop := false; !stop && !ended; {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		err := db.view(func(tx *bbolt.Tx) error {
-			now := db.Now()
-			cur := tx.Bucket(bucketSubscribers).Cursor()
-			k, v := seekAfter(cur, cursor)
-			for n := 0; n < walkChunk*2 && k != nil && !stop; n++ {
-				cursor = append(cursor[:0], k...)
-				sub := new(consent.Subscriber)
-				if err := decode(v, sub); err != nil {
-					return err
-				}
-				ok, reason, err := db.selectSubscriber(tx, c, sub, now, p)
-				if err != nil {
-					return err
-				}
-				stop = !fn(sub, ok, reason)
-				k, v = cur.Next()
-			}
-			ended = k == nil && !stop
-			return nil
-		})
-		if err != nil {
-			return false, err
-		}
-	}
-	return ended, nil
-}
-
 // topicCounts reads the counters consent.Counts.Unwalked needs for topic.
 func topicCounts(tx *bbolt.Tx, topic string) consent.Counts {
 	counts := consent.Counts{}
@@ -118,24 +60,9 @@ func (db *DB) selectSubscriber(tx *bbolt.Tx, c *consent.Campaign, sub *consent.S
 	return c.SelectLooking(sub, now, p, func() (bool, error) {
 		sp, err := suppressed(tx, db.hashKey(consent.AddressKey(sub.Email)), c.Topic)
 		return sp != nil, err
-	}, func(basis consent.Basis) (bool, error) { return hasEvidence(tx, sub.ID, c.Topic, basis) })
-}
-
-// hasEvidence reports whether the ledger holds an event proving basis for
-// topic for subscriber id (see consent.IsEvidence).
-func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) (bool, error) {
-	prefix := pairKey(id, "")
-	c := tx.Bucket(bucketLedgerBySub).Cursor()
-	for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
-		var ev consent.Event
-		if _, err := get(tx, bucketLedger, k[len(prefix):], &ev); err != nil {
-			return false, err
-		}
-		if consent.IsEvidence(&ev, topic, basis) {
-			return true, nil
-		}
-	}
-	return false, nil
+	}, func(basis consent.Basis) (bool, error) {
+		return tx.Bucket(bucketEvidence).Get(evidenceKey(c.Topic, sub.ID, basis)) != nil, nil
+	})
 }
 
 // CampaignStep does one round of campaign work at the store's clock, for
@@ -337,22 +264,48 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		// The walk meets the topic's confirmed subscribers in id order
-		// (the index of subscriptions); the others are counted by reason
-		// from the counters when it ends.
-		src := newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, consent.StatusConfirmed), c.Cursor, false)
-		subs := tx.Bucket(bucketSubscribers)
-		var sid []byte
-		for sid = src.next(); sid != nil && examined < walkChunk && queued < budget; sid = src.next() {
+		// The walk meets the topic's confirmed subscriptions in id order
+		// and answers from their indexed facts; the others are counted by
+		// reason from the counters when it ends. Those it picks are
+		// checked again on their records before their mail is queued.
+		st := tx.Bucket(bucketSubTopics)
+		prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
+		r := &audienceReader{tx: tx, topic: c.Topic}
+		sel := consent.NewAudienceSelector(c, now, p)
+		recipients := tx.Bucket(bucketRecipients)
+		var picked []string
+		cur := st.Cursor()
+		from := append(append([]byte(nil), prefix...), c.Cursor...)
+		k, v := cur.Seek(from)
+		if c.Cursor != "" && bytes.Equal(k, from) {
+			k, v = cur.Next()
+		}
+		for ; hasPrefix(k, prefix) && examined < walkChunk && len(picked) < budget; k, v = cur.Next() {
+			sid := k[len(prefix):]
 			examined++
 			c.Cursor = string(sid)
-			v := subs.Get(sid)
-			if v == nil {
+			ok, reason, err := r.answer(sel, sid, v)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				c.Counts.Excluded[reason]++
 				continue
 			}
+			if recipients.Get(pairKey(c.ID, string(sid))) != nil {
+				continue // never twice in one campaign
+			}
+			picked = append(picked, string(sid))
+		}
+		walked := !hasPrefix(k, prefix)
+		// Queuing marks the person as asked, which rewrites their index
+		// entries: only once the cursor over them is done with.
+		for _, sid := range picked {
 			sub := new(consent.Subscriber)
-			if err := decode(v, sub); err != nil {
+			if found, err := get(tx, bucketSubscribers, []byte(sid), sub); err != nil {
 				return err
+			} else if !found {
+				continue
 			}
 			ok, reason, err := db.selectSubscriber(tx, c, sub, now, p)
 			if err != nil {
@@ -362,15 +315,12 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 				c.Counts.Excluded[reason]++
 				continue
 			}
-			if tx.Bucket(bucketRecipients).Get(pairKey(c.ID, sub.ID)) != nil {
-				continue // never twice in one campaign
-			}
 			if err := db.queueReawaken(tx, c, sub, now); err != nil {
 				return err
 			}
 			queued++
 		}
-		if sid == nil {
+		if walked {
 			c.Walked = true
 			for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
 				c.Counts.Excluded[reason] += n

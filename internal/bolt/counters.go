@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -25,7 +26,7 @@ import (
 
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
-const derivedVersion = "1"
+const derivedVersion = "2"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -63,6 +64,11 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	}
 	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
 		return err
+	}
+	if sub == nil {
+		if err := tx.Bucket(bucketAddrHash).Delete(key); err != nil {
+			return err
+		}
 	}
 	return reindex(tx, indexEntries(old), indexEntries(sub))
 }
@@ -111,14 +117,19 @@ type indexEntry struct {
 }
 
 // indexEntries returns sub's index entries: one per subscription in
-// sub_topics and, for a customer, one in customers and one in purchases.
+// sub_topics (a confirmed one with its audience facts) and, for a
+// customer, one in customers and one in purchases.
 func indexEntries(sub *consent.Subscriber) []indexEntry {
 	if sub == nil {
 		return nil
 	}
 	out := make([]indexEntry, 0, len(sub.Subscriptions)+2)
 	for t, s := range sub.Subscriptions {
-		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), ""})
+		var facts string
+		if f, ok := consent.FactsOf(sub, t); ok {
+			facts = string(f.Encode())
+		}
+		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), facts})
 	}
 	if !sub.LastPurchase.IsZero() {
 		at := timeKey(sub.LastPurchase)
@@ -204,7 +215,7 @@ func derivedReady(tx *bbolt.Tx) error {
 func (db *DB) CheckCounters(ctx context.Context) ([]consent.CounterDiff, error) {
 	var diff []consent.CounterDiff
 	err := db.view(func(tx *bbolt.Tx) error {
-		walked, err := walkCounts(ctx, tx, nil)
+		walked, err := walkCounts(ctx, tx, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -220,15 +231,16 @@ func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error
 	var diff []consent.CounterDiff
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
 		var err error
-		diff, err = rebuild(ctx, tx)
+		diff, err = rebuild(ctx, tx, db.hasher)
 		return err
 	})
 	return diff, err
 }
 
 // rebuild is RebuildCounters in tx; Open runs it once on a database whose
-// counters are missing or of another version.
-func rebuild(ctx context.Context, tx *bbolt.Tx) ([]consent.CounterDiff, error) {
+// counters are missing or of another version. h hashes the addresses
+// for the suppression lookups of campaign audiences.
+func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.CounterDiff, error) {
 	kept := storedCounts(tx)
 	for _, name := range derivedBuckets {
 		if tx.Bucket(name) != nil {
@@ -242,6 +254,12 @@ func rebuild(ctx context.Context, tx *bbolt.Tx) ([]consent.CounterDiff, error) {
 	}
 	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
 		return reindex(tx, nil, indexEntries(sub))
+	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
+	if err != nil {
+		return nil, err
+	}
+	err = tx.Bucket(bucketEmails).ForEach(func(k, id []byte) error {
+		return putAddrHash(tx, []byte(record.IDString(id)), h.Hash(string(k)))
 	})
 	if err != nil {
 		return nil, err
@@ -268,8 +286,9 @@ func storedCounts(tx *bbolt.Tx) consent.Counts {
 }
 
 // walkCounts counts every subscriber, request and ledger event of tx,
-// calling each (when not nil) for every subscriber.
-func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error) (consent.Counts, error) {
+// calling each (when not nil) for every subscriber and eachEvent (when
+// not nil) for every event.
+func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) (consent.Counts, error) {
 	counts := consent.Counts{}
 	err := tx.Bucket(bucketSubscribers).ForEach(func(_, v []byte) error {
 		if err := ctx.Err(); err != nil {
@@ -308,6 +327,9 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 			return err
 		}
 		counts.AddEvent(&ev)
+		if eachEvent != nil {
+			return eachEvent(&ev)
+		}
 		return nil
 	})
 	return counts, err

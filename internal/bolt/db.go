@@ -101,7 +101,7 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	if o.ReadOnly {
 		err = b.View(checkBuckets)
-	} else if err = b.Update(createBuckets); err == nil {
+	} else if err = b.Update(func(tx *bbolt.Tx) error { return createBuckets(tx, db.hasher) }); err == nil {
 		if err = convertRecords(b); err == nil {
 			err = buildTree(b)
 		}
@@ -116,7 +116,7 @@ func Open(path string, o Options) (*DB, error) {
 
 // createBuckets makes a new database's buckets and schema version, and
 // checks an existing one's version.
-func createBuckets(tx *bbolt.Tx) error {
+func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
@@ -134,7 +134,7 @@ func createBuckets(tx *bbolt.Tx) error {
 	if string(meta.Get(keyDerived)) != derivedVersion {
 		// A database from before the counters (or a new one): build
 		// them and the indexes once from the records.
-		if _, err := rebuild(context.Background(), tx); err != nil {
+		if _, err := rebuild(context.Background(), tx, h); err != nil {
 			return fmt.Errorf("building the counters: %w", err)
 		}
 	}
@@ -145,7 +145,8 @@ func createBuckets(tx *bbolt.Tx) error {
 // database a read-write open has not yet seen lacks them. A read-only
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
-	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
+	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
+	bucketEvidence, bucketAddrHash}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -458,6 +459,9 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 		return err
 	}
 	if err := addCounts(tx, consent.EventDelta(ev)); err != nil {
+		return err
+	}
+	if err := markEvidence(tx, ev); err != nil {
 		return err
 	}
 	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {

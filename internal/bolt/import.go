@@ -112,7 +112,7 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 	if !rep.Count(plan) {
 		return nil
 	}
-	return putSubscriber(tx, plan.Subscriber, row.Address.Key)
+	return db.putSubscriber(tx, plan.Subscriber, row.Address.Key)
 }
 
 // importDoubleOptIn gives a row that claims consent without evidence the

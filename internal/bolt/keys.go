@@ -49,9 +49,11 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> nil
+	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
+	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
+	bucketAddrHash  = []byte("addr_hash")  // subscriber id -> HMAC of the address key (32 bytes), to look suppressions up
 
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
@@ -60,9 +62,9 @@ var (
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence, bucketAddrHash}
 	// derivedBuckets hold what RebuildCounters recomputes from the records.
-	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence, bucketAddrHash}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)

@@ -7,32 +7,37 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
 
-	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
-// millionSize is how many subscribers BenchmarkMillion generates.
+// millionSize is how many subscribers BenchmarkMillion generates, unless
+// OPTIN_BENCH_SUBSCRIBERS says otherwise.
 const millionSize = 1_000_000
 
 // BenchmarkMillion measures, on a store of a million subscribers
 // generated straight into it, what an operator's screens ask of it: the
 // overview (Stats, from the counters), the full walk the counters spare
 // (CheckCounters, which the old Stats came close to), list pages under
-// several filters (from the indexes) and campaign previews. Besides the
+// several filters (from the indexes), campaign previews and one page of
+// a campaign's audience list (both from the audience facts). Besides the
 // wall time (ns/op) each reports the process's CPU time per operation
 // (cpu-ns/op, from getrusage), which other work on the machine does not
 // inflate. Generating the store takes minutes; run it alone:
 //
 //	go test -run '^$' -bench '^BenchmarkMillion$' -benchtime 3x -timeout 60m ./internal/bolt
+//
+// OPTIN_BENCH_SUBSCRIBERS=10000000 generates ten million instead.
 func BenchmarkMillion(b *testing.B) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	db := millionDB(b, now)
+	db, size := millionDB(b, now), benchSize(b)
 	ctx := context.Background()
 	dormantAfter := 365 * consent.Day
 
@@ -40,7 +45,7 @@ func BenchmarkMillion(b *testing.B) {
 		defer reportCPU(b)()
 		for range b.N {
 			st, err := db.Stats(ctx, dormantAfter, 90)
-			if err != nil || st.Subscribers != millionSize {
+			if err != nil || st.Subscribers != size {
 				b.Fatalf("Stats: %d subscribers, %v", st.Subscribers, err)
 			}
 		}
@@ -84,15 +89,55 @@ func BenchmarkMillion(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		p := consent.CampaignPolicy{DormantAfter: dormantAfter}
 		b.Run("Preview_"+topic, func(b *testing.B) {
 			defer reportCPU(b)()
 			for range b.N {
-				pv, err := db.PreviewCampaign(ctx, c.ID, consent.CampaignPolicy{DormantAfter: dormantAfter})
-				if err != nil || pv.Audience == 0 {
-					b.Fatalf("PreviewCampaign: %+v, %v", pv, err)
+				pv, err := db.PreviewCampaign(ctx, c.ID, p)
+				total := pv.Audience
+				for _, n := range pv.Excluded {
+					total += n
+				}
+				if err != nil || pv.Audience == 0 || total != size {
+					b.Fatalf("PreviewCampaign: %+v (%d in all), %v", pv, total, err)
 				}
 			}
 		})
+		// One page of 50 of the audience list: everyone, those in, and
+		// those left out for a rare reason (news: suppressed, 1 in 100;
+		// offers: unsubscribed, 1 in 50 of those on it).
+		rare := map[string]string{"news": consent.ExcludedSuppressed, "offers": consent.ExcludedUnsubscribed}[topic]
+		for _, only := range []string{"", "in", rare} {
+			name := only
+			if name == "" {
+				name = "all"
+			}
+			b.Run("AudiencePage_"+topic+"_"+name, func(b *testing.B) {
+				defer reportCPU(b)()
+				for range b.N {
+					page, err := db.CampaignAudience(ctx, c.ID, p, consent.AudienceQuery{Limit: 50, Only: only})
+					if err != nil || len(page.Items) == 0 || page.NextCursor == "" {
+						b.Fatalf("CampaignAudience: %d items, next %q, %v", len(page.Items), page.NextCursor, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// logIndexSizes logs what the indexes campaign audiences read take per
+// subscriber: the bytes in use and the pages allocated.
+func logIndexSizes(b *testing.B, db *DB, n int) {
+	err := db.view(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketSubTopics, bucketEvidence, bucketAddrHash} {
+			s := tx.Bucket(name).Stats()
+			b.Logf("%s: %d keys, %.0f bytes in use and %.0f allocated per subscriber", name, s.KeyN,
+				float64(s.LeafInuse+s.BranchInuse)/float64(n), float64(s.LeafAlloc+s.BranchAlloc)/float64(n))
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -103,6 +148,7 @@ func BenchmarkMillion(b *testing.B) {
 // closed when the benchmark ends.
 func millionDB(b *testing.B, now time.Time) *DB {
 	b.Helper()
+	size := benchSize(b)
 	db, err := Open(filepath.Join(b.TempDir(), "million.db"), Options{HMACKey: bytes.Repeat([]byte{3}, 32),
 		Now: func() time.Time { return now }})
 	if err != nil {
@@ -118,9 +164,24 @@ func millionDB(b *testing.B, now time.Time) *DB {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	generateSubscribers(b, db, millionSize, now)
-	b.Logf("generated %d subscribers in %v", millionSize, time.Since(start).Round(time.Second))
+	generateSubscribers(b, db, size, now)
+	b.Logf("generated %d subscribers in %v", size, time.Since(start).Round(time.Second))
+	logIndexSizes(b, db, size)
 	return db
+}
+
+// benchSize is the number of subscribers millionDB generates: a million,
+// or OPTIN_BENCH_SUBSCRIBERS.
+func benchSize(b *testing.B) int {
+	s := os.Getenv("OPTIN_BENCH_SUBSCRIBERS")
+	if s == "" {
+		return millionSize
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1000 {
+		b.Fatalf("OPTIN_BENCH_SUBSCRIBERS=%q: want a number of at least 1000", s)
+	}
+	return n
 }
 
 // reportCPU starts measuring the process's CPU time (user and system);
@@ -131,19 +192,22 @@ func reportCPU(b *testing.B) func() {
 }
 
 // generateSubscribers writes n subscribers created over the 230 days
-// before now, in transactions of 20,000, through put and appendEvent (so
+// before now (their consents given up to 1,000 days before that), in transactions of 20,000, through put and appendEvent (so
 // counters and indexes move as on any write): everyone on news (75%
 // confirmed, 10% pending, 10% unsubscribed, 5% lapsed), a fifth on offers
 // too, a quarter customers with a last purchase up to four years back;
 // each with the ledger event that proves the subscription (imported with
-// evidence, or requested for a pending one).
+// evidence, or requested for a pending one); one in a hundred suppressed
+// for news by an operator.
 func generateSubscribers(b *testing.B, db *DB, n int, now time.Time) {
 	rnd := rand.NewChaCha8([32]byte{1})
+	step := 20 * time.Second * millionSize / time.Duration(n)
 	const chunk = 20_000
 	for from := 0; from < n; from += chunk {
 		err := db.bolt.Update(func(tx *bbolt.Tx) error {
 			for i := from; i < min(from+chunk, n); i++ {
-				created := now.Add(-time.Duration(n-i) * 20 * time.Second)
+				created := now.Add(-time.Duration(n-i) * step)
+				since := created.Add(-time.Duration(i%1000) * consent.Day) // consents imported with their date
 				sub := &consent.Subscriber{ID: consent.NewID(created, rnd), Email: fmt.Sprintf("u%07d@example.com", i),
 					Locale: "en", Created: created, Subscriptions: map[string]*consent.Subscription{}}
 				status := consent.StatusConfirmed
@@ -155,22 +219,25 @@ func generateSubscribers(b *testing.B, db *DB, n int, now time.Time) {
 				case 4:
 					status = consent.StatusLapsed
 				}
-				sub.Subscriptions["news"] = &consent.Subscription{Topic: "news", Status: status, Basis: consent.BasisConsent, Since: created}
+				sub.Subscriptions["news"] = &consent.Subscription{Topic: "news", Status: status, Basis: consent.BasisConsent, Since: since}
 				if i%5 == 0 {
 					offers := consent.StatusConfirmed
 					if i%50 == 0 {
 						offers = consent.StatusUnsubscribed
 					}
-					sub.Subscriptions["offers"] = &consent.Subscription{Topic: "offers", Status: offers, Basis: consent.BasisConsent, Since: created}
+					sub.Subscriptions["offers"] = &consent.Subscription{Topic: "offers", Status: offers, Basis: consent.BasisConsent, Since: since}
 				}
 				if i%4 == 1 {
 					sub.LastPurchase = now.Add(-time.Duration(i%1460) * consent.Day).Truncate(time.Millisecond)
 				}
-				if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+				if err := db.putSubscriber(tx, sub, sub.Email); err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketEmails).Put([]byte(sub.Email), record.ID(sub.ID)); err != nil {
-					return err
+				if i%100 == 7 {
+					s := consent.Suppression{Hash: db.hashKey(sub.Email), Scope: "news", Reason: consent.ReasonAdmin, Created: created}
+					if err := suppress(tx, s); err != nil {
+						return err
+					}
 				}
 				ev := &consent.Event{Time: created, Type: consent.EventImported, Subscriber: sub.ID, Basis: consent.BasisConsent,
 					Source: "import:bench", Topics: []string{"news"}}

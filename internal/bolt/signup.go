@@ -46,7 +46,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if plan.Subscriber == nil {
 			return nil
 		}
-		if err := putSubscriber(tx, plan.Subscriber, in.Address.Key); err != nil {
+		if err := db.putSubscriber(tx, plan.Subscriber, in.Address.Key); err != nil {
 			return err
 		}
 		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
@@ -128,7 +128,7 @@ func (db *DB) confirmAddress(tx *bbolt.Tx, sub *consent.Subscriber, req *consent
 	if err := tx.Bucket(bucketEmails).Delete([]byte(oldKey)); err != nil {
 		return false, err
 	}
-	if err := putSubscriber(tx, sub, newKey); err != nil {
+	if err := db.putSubscriber(tx, sub, newKey); err != nil {
 		return false, err
 	}
 	if err := put(tx, bucketRequests, []byte(req.ID), req); err != nil {
@@ -264,8 +264,14 @@ func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
 	return sub, nil
 }
 
-func putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
+// putSubscriber stores sub under its id and the case-folded address
+// key, and the address's hash for the suppression lookups of campaign
+// audiences.
+func (db *DB) putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
 	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+		return err
+	}
+	if err := putAddrHash(tx, []byte(sub.ID), db.hashKey(key)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))

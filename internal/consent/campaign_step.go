@@ -117,53 +117,14 @@ func NewCampaignPreview() CampaignPreview {
 	return pv
 }
 
-// CampaignWalk is how a store reads a campaign's audience without
-// changing anything: Preview counts it, Audience lists it page by page.
-type CampaignWalk struct {
-	// Campaign loads campaign id, or ENotFound.
-	Campaign func(ctx context.Context, id string) (*Campaign, error)
-	// Examine applies c's audience rule and filters (with Policy, see
-	// Campaign.SelectLooking) to the subscribers after the id after (""
-	// for all) in id order, calling fn with each and the answer until fn
-	// returns false, and reports whether it passed the last subscriber.
-	Examine func(ctx context.Context, c *Campaign, after string, fn func(sub *Subscriber, ok bool, reason string) bool) (ended bool, err error)
-	Now     func() time.Time
-	Policy  CampaignPolicy
-}
-
-// Preview counts campaign id's audience and the exclusions by reason.
-func (w CampaignWalk) Preview(ctx context.Context, id string) (CampaignPreview, error) {
-	c, err := w.Campaign(ctx, id)
-	if err != nil {
-		return CampaignPreview{}, err
+// Count counts one subscriber the campaign would ask (ok), or leaves
+// out for reason.
+func (pv *CampaignPreview) Count(ok bool, reason string) {
+	if ok {
+		pv.Audience++
+	} else {
+		pv.Excluded[reason]++
 	}
-	pv := NewCampaignPreview()
-	_, err = w.Examine(ctx, c, "", func(_ *Subscriber, ok bool, reason string) bool {
-		if ok {
-			pv.Audience++
-		} else {
-			pv.Excluded[reason]++
-		}
-		return true
-	})
-	if err != nil {
-		return CampaignPreview{}, err
-	}
-	return pv, nil
-}
-
-// Audience lists the page of campaign id's audience q asks for.
-func (w CampaignWalk) Audience(ctx context.Context, id string, q AudienceQuery) (AudiencePage, error) {
-	c, err := w.Campaign(ctx, id)
-	if err != nil {
-		return AudiencePage{}, err
-	}
-	l := NewAudienceLister(c, q, w.Now(), w.Policy)
-	ended, err := w.Examine(ctx, c, q.Cursor, l.Add)
-	if err != nil {
-		return AudiencePage{}, err
-	}
-	return l.Page(ended), nil
 }
 
 // AudienceScan caps the subscribers one page of a campaign's audience
@@ -193,9 +154,9 @@ func (q AudienceQuery) CheckOnly() error {
 	return Errorf(EInvalid, "only must be in, out or an exclusion reason (%s)", strings.Join(ExclusionReasons(), ", "))
 }
 
-// keeps reports whether a subscriber the campaign would ask (ok), or
+// Keeps reports whether a subscriber the campaign would ask (ok), or
 // leaves out for reason, belongs on the page.
-func (q AudienceQuery) keeps(ok bool, reason string) bool {
+func (q AudienceQuery) Keeps(ok bool, reason string) bool {
 	switch q.Only {
 	case "":
 		return true
@@ -248,11 +209,13 @@ func NewAudienceLister(c *Campaign, q AudienceQuery, now time.Time, p CampaignPo
 }
 
 // Add takes the next subscriber and whether the campaign would ask them
-// (else why not), and reports whether the page wants more.
+// (else why not), and reports whether the page wants more. A store that
+// knows the answer before reading the record may call Pass instead for a
+// subscriber the page does not keep (AudienceQuery.Keeps).
 func (l *AudienceLister) Add(sub *Subscriber, ok bool, reason string) bool {
 	l.examined++
 	l.last = sub.ID
-	if l.q.keeps(ok, reason) {
+	if l.q.Keeps(ok, reason) {
 		e := AudienceEntry{Subscriber: sub.ID, Email: sub.Email, Name: sub.Name, Lifecycle: sub.Lifecycle(l.now, l.p.DormantAfter),
 			In: ok, Reason: reason}
 		if s := sub.Subscriptions[l.c.Topic]; s != nil {
@@ -260,6 +223,14 @@ func (l *AudienceLister) Add(sub *Subscriber, ok bool, reason string) bool {
 		}
 		l.page.Items = append(l.page.Items, e)
 	}
+	return len(l.page.Items) < l.q.Limit && l.examined < AudienceScan
+}
+
+// Pass takes the next subscriber, id, whom the page does not keep, and
+// reports whether the page wants more.
+func (l *AudienceLister) Pass(id string) bool {
+	l.examined++
+	l.last = id
 	return len(l.page.Items) < l.q.Limit && l.examined < AudienceScan
 }
 

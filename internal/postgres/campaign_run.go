@@ -41,47 +41,6 @@ const (
 	dueDeadline = "d"
 )
 
-// PreviewCampaign applies the campaign's audience rule and filters to
-// the subscribers confirmed on its topic (from the index of
-// subscriptions) and counts the others by reason from the counters
-// (consent.Counts.Unwalked), all from one snapshot; it sends and changes
-// nothing.
-func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
-	return db.campaignWalk(p).Preview(ctx, id)
-}
-
-// CampaignAudience lists one page of the campaign's audience: who is in,
-// who is left out and why; it sends and changes nothing.
-func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
-	return db.campaignWalk(p).Audience(ctx, id, q)
-}
-
-// campaignWalk reads a campaign's audience from one snapshot.
-func (db *DB) campaignWalk(p consent.CampaignPolicy) consent.CampaignWalk {
-	examine := func(ctx context.Context, c *consent.Campaign, after string, fn func(*consent.Subscriber, bool, string) bool) (bool, error) {
-		ended := true
-		err := db.view(ctx, func(cn conn) error {
-			now := db.Now()
-			return eachSubscriber(cn, after, func(sub *consent.Subscriber) (bool, error) {
-				ok, reason, err := db.selectSubscriber(cn, c, sub, now, p)
-				if err != nil {
-					return false, err
-				}
-				ended = fn(sub, ok, reason)
-				return ended, nil
-			})
-		})
-		return ended, err
-	}
-	return consent.CampaignWalk{Campaign: db.Campaign, Now: db.Now, Policy: p, Examine: examine}
-}
-
-// confirmedOn selects the subscribers confirmed on topic: those a
-// campaign on it looks at one by one.
-func confirmedOn(topic string) where {
-	return filterWhere(consent.SubscriberFilter{Topic: topic, Status: consent.StatusConfirmed}, time.Time{})
-}
-
 // topicCounts reads the counters consent.Counts.Unwalked needs for topic.
 func topicCounts(c conn, topic string) (consent.Counts, error) {
 	counts := consent.Counts{}
@@ -102,26 +61,9 @@ func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subs
 	return camp.SelectLooking(sub, now, p, func() (bool, error) {
 		sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), camp.Topic)
 		return sp != nil, err
-	}, func(basis consent.Basis) (bool, error) { return hasEvidence(c, sub.ID, camp.Topic, basis) })
-}
-
-// hasEvidence reports whether the ledger holds an event proving basis for
-// topic for subscriber id (see consent.IsEvidence).
-func hasEvidence(c conn, id, topic string, basis consent.Basis) (bool, error) {
-	found := false
-	var b []byte
-	err := c.each("SELECT event FROM ledger WHERE subscriber = $1 ORDER BY seq", []any{id}, []any{&b}, func() error {
-		if found {
-			return nil
-		}
-		var ev consent.Event
-		if err := decode(b, &ev); err != nil {
-			return err
-		}
-		found = consent.IsEvidence(&ev, topic, basis)
-		return nil
+	}, func(basis consent.Basis) (bool, error) {
+		return c.exists("SELECT 1 FROM evidence WHERE topic = $1 AND subscriber = $2 AND basis = $3", camp.Topic, sub.ID, string(basis))
 	})
-	return found, err
 }
 
 // CampaignStep does one round of campaign work at the store's clock, for
@@ -319,35 +261,58 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		// The walk meets the topic's confirmed subscribers in id order;
-		// the others are counted by reason from the counters when it ends.
-		ended := true
-		err := walkSubscribers(t.conn, confirmedOn(c.Topic), c.Cursor, false, func(sub *consent.Subscriber) (bool, error) {
-			if examined == walkChunk || queued == budget {
-				ended = false
-				return false, nil
+		// The walk meets the topic's confirmed subscriptions in id order
+		// and answers from their indexed facts; the others are counted by
+		// reason from the counters when it ends. Those it picks are
+		// checked again on their records before their mail is queued.
+		rows, err := audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, walkChunk)
+		if err != nil {
+			return err
+		}
+		sel := consent.NewAudienceSelector(c, now, p)
+		var picked []string
+		for i := range rows {
+			if len(picked) == budget {
+				break
 			}
 			examined++
-			c.Cursor = sub.ID
-			ok, reason, err := db.selectSubscriber(t.conn, c, sub, now, p)
+			c.Cursor = rows[i].id
+			ok, reason, err := rows[i].answer(sel)
 			if err != nil {
-				return false, err
+				return err
 			}
 			if !ok {
 				c.Counts.Excluded[reason]++
-				return true, nil
+				continue
 			}
-			if r, err := recipient(t.conn, c.ID, sub.ID); err != nil || r != nil {
-				return err == nil, err // never twice in one campaign
+			picked = append(picked, rows[i].id)
+		}
+		ended := len(rows) < walkChunk && examined == len(rows)
+		for _, sid := range picked {
+			if r, err := recipient(t.conn, c.ID, sid); err != nil {
+				return err
+			} else if r != nil {
+				continue // never twice in one campaign
+			}
+			sub, err := subscriber(t.conn, sid)
+			if err != nil {
+				return err
+			}
+			if sub == nil {
+				continue
+			}
+			ok, reason, err := db.selectSubscriber(t.conn, c, sub, now, p)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				c.Counts.Excluded[reason]++
+				continue
 			}
 			if err := db.queueReawaken(t, c, sub, now); err != nil {
-				return false, err
+				return err
 			}
 			queued++
-			return true, nil
-		})
-		if err != nil {
-			return err
 		}
 		if ended {
 			c.Walked = true

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -18,7 +19,8 @@ import (
 // subscribers' last_purchase column) are written with the record.
 
 // trackSubscriber applies the replacement of old by sub (either nil) to
-// the counts and to subscriber_topics.
+// the counts and to subscriber_topics, whose confirmed rows carry the
+// audience facts (writeFacts).
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
 	var gone, come [][2]string
@@ -49,7 +51,29 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 			return err
 		}
 	}
+	if sub == nil {
+		return nil
+	}
+	for topic := range sub.Subscriptions {
+		f, ok := consent.FactsOf(sub, topic)
+		if !ok {
+			continue
+		}
+		if was, ok := consent.FactsOf(old, topic); ok && bytes.Equal(was.Encode(), f.Encode()) && old.Email == sub.Email {
+			continue
+		}
+		if err := writeFacts(t, sub, topic, f); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// writeFacts writes the audience facts f of sub's confirmed subscription
+// to topic on its subscriber_topics row.
+func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.AudienceFacts) error {
+	return t.exec("UPDATE subscriber_topics SET basis = $4, facts = $5, address_hash = $6 WHERE topic = $1 AND status = $2 AND subscriber = $3",
+		topic, string(consent.StatusConfirmed), sub.ID, string(f.Basis), f.Encode(), t.hasher.Hash(consent.AddressKey(sub.Email)))
 }
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).
@@ -180,11 +204,31 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 		`INSERT INTO subscriber_topics (topic, status, subscriber)
 			SELECT s.key, s.value->>'status', id FROM subscribers, jsonb_each(data->'subscriptions') s`,
 		"UPDATE subscribers SET last_purchase = (data->>'last_purchase')::timestamptz WHERE last_purchase IS DISTINCT FROM (data->>'last_purchase')::timestamptz",
+		"DELETE FROM evidence",
+		`INSERT INTO evidence (topic, subscriber, basis)
+			SELECT DISTINCT t, subscriber, coalesce(event->>'basis', '')
+			FROM ledger, jsonb_array_elements_text(coalesce(event->'topics', '[]')) t
+			WHERE type IN ('confirmed', 'imported', 'reconfirmed', 'preferences_updated')`,
 		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
 	} {
 		if err := t.exec(sql); err != nil {
 			return nil, err
 		}
+	}
+	// The audience facts of the confirmed subscriptions, from a second
+	// walk of the records.
+	err = eachSubscriber(t.conn, "", func(sub *consent.Subscriber) (bool, error) {
+		for topic := range sub.Subscriptions {
+			if f, ok := consent.FactsOf(sub, topic); ok {
+				if err := writeFacts(t, sub, topic, f); err != nil {
+					return false, err
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	t.counts = walked
 	return consent.DiffCounts(kept, walked), nil

@@ -1,11 +1,14 @@
 package postgres_test
 
 import (
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
 	"optin/internal/consent"
 	"optin/internal/postgres"
+	"optin/internal/transfer"
 )
 
 // TestCountersBuiltOnOpen: a database whose counters were never counted
@@ -40,5 +43,78 @@ func TestCountersBuiltOnOpen(t *testing.T) {
 	st, err := db.Stats(t.Context(), consent.Day, consent.StatsDays)
 	if err != nil || st.Subscribers != 3 || st.ByTopic["news"][consent.StatusPending] != 3 || st.Daily[len(st.Daily)-1].Signups != 3 {
 		t.Errorf("Stats after the start: got %+v, %v, want 3 pending subscribers and 3 signups today", st, err)
+	}
+}
+
+// TestAudienceFactsBuiltOnStart: a database just migrated to the
+// audience facts (migration 0010: no facts, hashes or evidence yet,
+// counters to be counted) gets them written from its records at the next
+// start, the same as those written along with the records.
+func TestAudienceFactsBuiltOnStart(t *testing.T) {
+	ctx := t.Context()
+	url := pg.Database(t)
+	first, err := postgres.Open(ctx, url, postgres.Options{HMACKey: testHMACKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootstrap(t, first)
+	ir, err := transfer.NewReader(strings.NewReader(`email,topics,basis,consented_at,source,last_purchase_at
+a@example.com,news,consent,2024-01-01,shop,
+b@example.com,news,consent,2024-01-01,shop,2026-11-01
+c@example.com,news,soft_opt_in,,,2025-06-01
+d@example.com,news,consent,2024-01-01,shop,
+`), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := first.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 4 {
+		t.Fatalf("Import: got %+v, %v", rep, err)
+	}
+	d, err := consent.ParseAddress("d@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := first.AddSuppression(ctx, consent.CLIActor(), d, "news", ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err := first.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := consent.CampaignPolicy{DormantAfter: 365 * consent.Day}
+	want, err := first.PreviewCampaign(ctx, c.ID, p)
+	if err != nil || want.Audience != 2 || want.Excluded[consent.ExcludedSuppressed] != 1 || want.Excluded[consent.ExcludedNotDormant] != 1 {
+		t.Fatalf("PreviewCampaign: got %+v, %v, want 2 in, 1 suppressed, 1 not dormant", want, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const rows = `SELECT coalesce(string_agg(concat_ws('|', topic, status, subscriber, basis, encode(facts, 'hex'), address_hash), ',' ORDER BY topic, status, subscriber), '')
+		|| ';' || (SELECT coalesce(string_agg(concat_ws('|', topic, subscriber, basis), ',' ORDER BY topic, subscriber, basis), '') FROM evidence)
+		FROM subscriber_topics`
+	var built string
+	if err := pool.QueryRow(ctx, rows).Scan(&built); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "UPDATE subscriber_topics SET basis = NULL, facts = NULL, address_hash = NULL; DELETE FROM evidence; DELETE FROM counters_built"); err != nil {
+		t.Fatal(err)
+	}
+
+	db := open(t, url, time.Now, testHMACKey)
+	var got string
+	if err := pool.QueryRow(ctx, rows).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != built {
+		t.Errorf("audience facts written at the start:\n got %s\nwant %s", got, built)
+	}
+	if pv, err := db.PreviewCampaign(ctx, c.ID, p); err != nil || pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
+		t.Errorf("PreviewCampaign after the start: got %+v, %v, want %+v", pv, err, want)
 	}
 }

@@ -35,6 +35,9 @@ type tx struct {
 	tree *treeWrites
 	// counts are the changes to the counters, written before the commit.
 	counts consent.Counts
+	// hasher hashes addresses for the suppression lookups of campaign
+	// audiences (the suppression list's key).
+	hasher *consent.Hasher
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -166,7 +169,7 @@ func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
 		ptx.Rollback(ctx)
 		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
 	}
-	return ptx, &tx{conn: conn{ctx: ctx, q: q}}, nil
+	return ptx, &tx{conn: conn{ctx: ctx, q: q}, hasher: db.hasher}, nil
 }
 
 // safeCall turns a panic in fn into an error, so one bad call cannot take
@@ -213,6 +216,9 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
 	t.count(consent.EventDelta(ev))
+	if err := markEvidence(t, ev); err != nil {
+		return err
+	}
 	if err := queueEvent(t, ev); err != nil {
 		return err
 	}

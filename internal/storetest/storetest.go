@@ -72,6 +72,7 @@ func Run(t *testing.T, open Opener) {
 		{"CampaignCancel", testCampaignCancel},
 		{"CampaignLiveCounts", testCampaignLiveCounts},
 		{"CampaignAudienceList", testCampaignAudienceList},
+		{"CampaignAudienceIndexed", testCampaignAudienceIndexed},
 		{"FindSubscribersUnderInserts", testFindSubscribersUnderInserts},
 		{"FindSubscribersSearch", testFindSubscribersSearch},
 		{"Import", testImport},

@@ -1,0 +1,335 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+)
+
+// Campaign audiences from indexes (see consent.AudienceFacts).
+//
+// The sub_topics entry of a confirmed subscription holds its audience
+// facts (AudienceFacts.Encode); the evidence bucket holds one key per subscriber,
+// topic and basis the ledger proves, written as each event is appended;
+// addr_hash holds each subscriber's address hash, written with the
+// address. All three are in subscriber id order within a topic, so a
+// preview reads them side by side in one pass over the topic's confirmed
+// subscriptions, and checks each hash against the topic's suppressions
+// read once into memory. It decodes no record and no ledger event.
+
+// evidenceKey names, in the evidence bucket, the proof of basis for topic
+// of subscriber id.
+func evidenceKey(topic, id string, basis consent.Basis) []byte {
+	k := make([]byte, 0, len(topic)+len(id)+len(basis)+2)
+	k = append(append(append(k, topic...), 0), id...)
+	return append(append(k, 0), basis...)
+}
+
+// markEvidence notes in the evidence bucket each topic and basis ev
+// proves for its subscriber (consent.IsEvidence).
+func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
+	b := tx.Bucket(bucketEvidence)
+	for _, t := range ev.Topics {
+		if !consent.IsEvidence(ev, t, ev.Basis) {
+			continue
+		}
+		k := evidenceKey(t, ev.Subscriber, ev.Basis)
+		if b.Get(k) != nil {
+			continue
+		}
+		if err := b.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putAddrHash stores h (hex, consent.Hasher) as subscriber id's address
+// hash, unless it is stored already.
+func putAddrHash(tx *bbolt.Tx, id []byte, h string) error {
+	raw, err := hex.DecodeString(h)
+	if err != nil {
+		return fmt.Errorf("bolt: address hash: %w", err)
+	}
+	b := tx.Bucket(bucketAddrHash)
+	if bytes.Equal(b.Get(id), raw) {
+		return nil
+	}
+	return b.Put(id, raw)
+}
+
+// follower reads a bucket's keys alongside a walk in key order: at
+// returns whether the walk's key has entries under it, moving on by a
+// few steps and seeking past a longer gap.
+type follower struct {
+	c *bbolt.Cursor
+	k []byte
+	v []byte
+}
+
+func newFollower(b *bbolt.Bucket, from []byte) *follower {
+	f := &follower{c: b.Cursor()}
+	f.k, f.v = f.c.Seek(from)
+	return f
+}
+
+// to moves to the first key at or after target and returns it and its
+// value (nil at the end).
+func (f *follower) to(target []byte) ([]byte, []byte) {
+	for i := 0; f.k != nil && bytes.Compare(f.k, target) < 0; i++ {
+		if i == 8 {
+			f.k, f.v = f.c.Seek(target)
+			break
+		}
+		f.k, f.v = f.c.Next()
+	}
+	return f.k, f.v
+}
+
+// audienceReader reads the audience facts of a topic's confirmed
+// subscriptions with their evidence and suppression, in one read
+// transaction.
+type audienceReader struct {
+	tx    *bbolt.Tx
+	topic string
+	// supp holds the address hashes suppressed for the topic or all; nil
+	// looks each up in the suppressions bucket.
+	supp map[[32]byte]bool
+	// ev and hashes follow the walk through the evidence and addr_hash
+	// buckets; nil for lookups one at a time.
+	ev, hashes *follower
+	key        []byte
+}
+
+// suppressedHashes reads the address hashes suppressed for topic or for
+// every topic.
+func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
+	out := map[[32]byte]bool{}
+	err := tx.Bucket(bucketSuppressed).ForEach(func(k, _ []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i != 64 {
+			return nil
+		}
+		if scope := string(k[i+1:]); scope != topic && scope != consent.ScopeAll {
+			return nil
+		}
+		var h [32]byte
+		if _, err := hex.Decode(h[:], k[:i]); err != nil {
+			return fmt.Errorf("bolt: suppression key: %w", err)
+		}
+		out[h] = true
+		return nil
+	})
+	return out, err
+}
+
+// facts decodes the facts stored for subscriber id (v, from sub_topics)
+// and looks up its evidence and suppression.
+func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
+	f, err := consent.DecodeAudienceFacts(v)
+	if err != nil {
+		return f, err
+	}
+	r.key = append(append(append(r.key[:0], r.topic...), 0), id...)
+	r.key = append(append(r.key, 0), f.Basis...)
+	if r.ev != nil {
+		k, _ := r.ev.to(r.key)
+		f.Evidence = k != nil && bytes.Equal(k, r.key)
+	} else {
+		f.Evidence = r.tx.Bucket(bucketEvidence).Get(r.key) != nil
+	}
+	var h []byte
+	if r.hashes != nil {
+		k, v := r.hashes.to(id)
+		if bytes.Equal(k, id) {
+			h = v
+		}
+	} else {
+		h = r.tx.Bucket(bucketAddrHash).Get(id)
+	}
+	switch {
+	case len(h) != 32: // none lacks one; the run checks each record it picks again
+	case r.supp != nil:
+		f.Suppressed = r.supp[[32]byte(h)]
+	default:
+		sp, err := suppressed(r.tx, hex.EncodeToString(h), r.topic)
+		if err != nil {
+			return f, err
+		}
+		f.Suppressed = sp != nil
+	}
+	return f, nil
+}
+
+// answer applies the audience rule with sel to subscriber id, whose
+// facts v are stored in the index of the campaign's topic.
+func (r *audienceReader) answer(sel *consent.AudienceSelector, id, v []byte) (bool, string, error) {
+	f, err := r.facts(id, v)
+	if err != nil {
+		return false, "", err
+	}
+	return sel.Select(f, func(t string) (bool, error) { return confirmedOn(r.tx, id, t), nil })
+}
+
+// confirmedOn reports whether subscriber id holds topic confirmed.
+func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
+	return tx.Bucket(bucketSubTopics).Get(append(topicIndexPrefix(topic, consent.StatusConfirmed), id...)) != nil
+}
+
+// previewChunk is how many confirmed subscriptions one read transaction
+// of a preview reads: a long read transaction would keep a growing file
+// from being remapped, holding up writes.
+const previewChunk = 100000
+
+// PreviewCampaign applies the campaign's audience rule and filters to
+// the facts indexed with each subscription confirmed on its topic, in
+// read transactions of previewChunk, and counts the others by reason
+// from the counters (consent.Counts.Unwalked); the counters and the
+// suppressions are read in the first transaction. It reads no record and
+// sends and changes nothing.
+func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
+	c, err := db.Campaign(ctx, id)
+	if err != nil {
+		return consent.CampaignPreview{}, err
+	}
+	pv := consent.NewCampaignPreview()
+	now := db.Now()
+	sel := consent.NewAudienceSelector(c, now, p)
+	prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
+	var cursor []byte
+	var supp map[[32]byte]bool
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return consent.CampaignPreview{}, err
+		}
+		err := db.view(func(tx *bbolt.Tx) error {
+			if err := derivedReady(tx); err != nil {
+				return err
+			}
+			if cursor == nil { // the first transaction
+				for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
+					pv.Excluded[reason] += n
+				}
+				var err error
+				if supp, err = suppressedHashes(tx, c.Topic); err != nil {
+					return err
+				}
+			}
+			from := append(append([]byte(nil), prefix...), cursor...)
+			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,
+				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), "")), hashes: newFollower(tx.Bucket(bucketAddrHash), cursor)}
+			cur := tx.Bucket(bucketSubTopics).Cursor()
+			k, v := cur.Seek(from)
+			if cursor != nil && bytes.Equal(k, from) {
+				k, v = cur.Next()
+			}
+			for n := 0; ; n++ {
+				if !hasPrefix(k, prefix) {
+					done = true
+					return nil
+				}
+				if n == previewChunk {
+					return nil
+				}
+				sid := k[len(prefix):]
+				cursor = append(cursor[:0], sid...)
+				ok, reason, err := r.answer(sel, sid, v)
+				if err != nil {
+					return err
+				}
+				pv.Count(ok, reason)
+				k, v = cur.Next()
+			}
+		})
+		if err != nil {
+			return consent.CampaignPreview{}, err
+		}
+	}
+	return pv, nil
+}
+
+// CampaignAudience lists one page of the campaign's audience: who is in,
+// who is left out and why, in subscriber id order. It reads the index of
+// the only statuses the page can keep (consent.AudienceStatuses), answers
+// from the indexed facts, and decodes the records of the subscribers it
+// shows; it sends and changes nothing.
+func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
+	c, err := db.Campaign(ctx, id)
+	if err != nil {
+		return consent.AudiencePage{}, err
+	}
+	now := db.Now()
+	l := consent.NewAudienceLister(c, q, now, p)
+	sel := consent.NewAudienceSelector(c, now, p)
+	ended := true
+	err = db.view(func(tx *bbolt.Tx) error {
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
+		supp, err := suppressedHashes(tx, c.Topic)
+		if err != nil {
+			return err
+		}
+		r := &audienceReader{tx: tx, topic: c.Topic, supp: supp}
+		statuses := consent.AudienceStatuses(q.Only)
+		var src ids
+		if len(statuses) == 1 {
+			src = newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
+		} else {
+			src = newPrefixIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
+		}
+		st := tx.Bucket(bucketSubTopics)
+		for sid := src.next(); sid != nil; sid = src.next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ok, reason := false, ""
+			if v := st.Get(append(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid...)); v != nil {
+				if ok, reason, err = r.answer(sel, sid, v); err != nil {
+					return err
+				}
+			} else {
+				reason = consent.UnconfirmedReason(statusOf(tx, sid, c.Topic))
+			}
+			var more bool
+			if q.Keeps(ok, reason) {
+				sub := new(consent.Subscriber)
+				if found, err := get(tx, bucketSubscribers, sid, sub); err != nil {
+					return err
+				} else if !found {
+					more = l.Pass(string(sid))
+				} else {
+					more = l.Add(sub, ok, reason)
+				}
+			} else {
+				more = l.Pass(string(sid))
+			}
+			if !more {
+				ended = false
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return consent.AudiencePage{}, err
+	}
+	return l.Page(ended), nil
+}
+
+// statusOf returns the status of subscriber id's subscription to topic
+// other than confirmed, from the index ("" without one).
+func statusOf(tx *bbolt.Tx, id []byte, topic string) consent.Status {
+	st := tx.Bucket(bucketSubTopics)
+	for _, s := range []consent.Status{consent.StatusPending, consent.StatusUnsubscribed, consent.StatusLapsed} {
+		if st.Get(append(topicIndexPrefix(topic, s), id...)) != nil {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,176 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"optin/internal/consent"
+	"optin/internal/transfer"
+)
+
+// TestAudienceFactsBuiltOnOpen: a database whose indexes carry no
+// audience facts (derived version 1: empty values in sub_topics, no
+// evidence or address hashes) gets them built when next opened to
+// write, the same as those written along with the records; and a
+// confirmed subscription the ledger proves nothing for is left out as
+// no_basis by the preview and the run alike.
+func TestAudienceFactsBuiltOnOpen(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "old.db")
+	opts := Options{HMACKey: bytes.Repeat([]byte{7}, 32), Now: func() time.Time { return now }}
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	ir, err := transfer.NewReader(strings.NewReader(`email,topics,basis,consented_at,source,last_purchase_at
+a@example.com,news,consent,2025-01-01,shop,
+b@example.com,news,consent,2025-01-01,shop,2029-12-01
+c@example.com,news,soft_opt_in,,,2029-01-01
+d@example.com,news,consent,2025-01-01,shop,
+`), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 4 {
+		t.Fatalf("Import: got %+v, %v", rep, err)
+	}
+	if _, _, err := db.AddSuppression(ctx, consent.CLIActor(), mustAddress(t, "d@example.com"), "news", ""); err != nil {
+		t.Fatal(err)
+	}
+	// A subscriber confirmed without any ledger event (as a database
+	// filled by hand might hold).
+	bare := &consent.Subscriber{ID: db.ID(), Email: "bare@example.com", Created: now.Add(-800 * consent.Day),
+		Subscriptions: map[string]*consent.Subscription{"news": {Topic: "news", Status: consent.StatusConfirmed,
+			Basis: consent.BasisConsent, Since: now.Add(-800 * consent.Day)}}}
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return db.putSubscriber(tx, bare, "bare@example.com") }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := consent.CampaignPolicy{DormantAfter: 365 * consent.Day}
+	// a@ and c@ (a soft opt-in with a purchase within the window) are
+	// in, b@ bought recently, d@ is suppressed, bare@ has no evidence.
+	want := consent.NewCampaignPreview()
+	want.Audience = 2
+	want.Excluded[consent.ExcludedNotDormant] = 1
+	want.Excluded[consent.ExcludedSuppressed] = 1
+	want.Excluded[consent.ExcludedNoBasis] = 1
+	pv, err := db.PreviewCampaign(ctx, c.ID, p)
+	if err != nil || pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
+		t.Fatalf("PreviewCampaign: got %+v, %v, want %+v", pv, err, want)
+	}
+	built := derivedContents(t, db.bolt)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Make it a database of derived version 1.
+	raw, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = raw.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketEvidence, bucketAddrHash} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		b := tx.Bucket(bucketSubTopics)
+		var keys [][]byte
+		_ = b.ForEach(func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		})
+		for _, k := range keys {
+			if err := b.Put(k, nil); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyDerived, []byte("1"))
+	})
+	if cerr := raw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if db, err = Open(path, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := derivedContents(t, db.bolt); !maps.Equal(got, built) {
+		t.Errorf("derived buckets rebuilt on open: got %d keys, want the %d written with the records", len(got), len(built))
+	}
+	if pv, err := db.PreviewCampaign(ctx, c.ID, p); err != nil || pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
+		t.Errorf("PreviewCampaign after the rebuild: got %+v, %v, want %+v", pv, err, want)
+	}
+	if _, err := db.StartCampaign(ctx, consent.CLIActor(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.CampaignStep(ctx, p, time.Second, true); err != nil || res.Queued != want.Audience {
+		t.Fatalf("CampaignStep: got %+v, %v, want %d queued", res, err, want.Audience)
+	}
+	ran, err := db.Campaign(ctx, c.ID)
+	if err != nil || !ran.Walked || !maps.Equal(ran.Counts.Excluded, nonZero(want.Excluded)) {
+		t.Errorf("campaign run: got %+v, %v, want excluded %v", ran, err, want.Excluded)
+	}
+}
+
+// derivedContents returns every key and value of the buckets audiences
+// read, keyed by bucket and key.
+func derivedContents(t *testing.T, b *bbolt.DB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := b.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketSubTopics, bucketEvidence, bucketAddrHash} {
+			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				out[string(name)+"/"+string(k)] = string(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// nonZero returns m without its zero counts.
+func nonZero(m map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, n := range m {
+		if n != 0 {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+func mustAddress(t *testing.T, s string) consent.Address {
+	t.Helper()
+	a, err := consent.ParseAddress(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -1,0 +1,212 @@
+package consent
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Campaign audiences from indexes.
+//
+// A store keeps, with each confirmed subscription in its index of
+// subscriptions, the AudienceFacts the audience rule needs of it, and
+// alongside them two lookups the rule needs of the person: whether the
+// ledger holds evidence of a basis for a topic, and the address's
+// suppression hash. A preview then counts the confirmed subscriptions of
+// the campaign's topic from those facts without decoding a record or a
+// ledger event, and takes every other subscriber from the counters
+// (Counts.Unwalked); a page of the audience list decodes only the
+// records it shows.
+
+// AudienceFacts are what the audience rule (Campaign.Select) reads of one
+// subscriber confirmed on one topic, as a store indexes them: the
+// subscription's basis and since, and the person's creation, last
+// purchase, the last reawaken question on the topic and whether an
+// information notice is still owed. Suppressed and Evidence are looked
+// up at selection time.
+type AudienceFacts struct {
+	Basis         Basis
+	Since         time.Time
+	Created       time.Time
+	LastPurchase  time.Time
+	Asked         time.Time
+	NoticePending bool
+	// Suppressed says the address is suppressed for the topic or for
+	// all; Evidence that the ledger proves Basis for the topic
+	// (IsEvidence).
+	Suppressed, Evidence bool
+}
+
+// FactsOf returns the audience facts of sub's subscription to topic, and
+// false when sub (nil: none) does not hold topic confirmed (then it has
+// none).
+func FactsOf(sub *Subscriber, topic string) (AudienceFacts, bool) {
+	if sub == nil {
+		return AudienceFacts{}, false
+	}
+	s := sub.Subscriptions[topic]
+	if s == nil || s.Status != StatusConfirmed {
+		return AudienceFacts{}, false
+	}
+	return AudienceFacts{Basis: s.Basis, Since: s.Since, Created: sub.Created, LastPurchase: sub.LastPurchase,
+		Asked: sub.Reawakened[topic], NoticePending: sub.Notice.Pending()}, true
+}
+
+// factsVersion leads an encoded AudienceFacts; factsLen is its length.
+const (
+	factsVersion = 1
+	factsLen     = 3 + 4*8
+)
+
+// basis codes in an encoded AudienceFacts; every other basis qualifies
+// for nothing (Eligibility) and is stored as basisOther.
+const (
+	basisOther   = 0
+	basisConsent = 'c'
+	basisSoft    = 's'
+	basisLI      = 'l'
+)
+
+// Encode encodes f for an index, but Suppressed and Evidence, which are
+// looked up when it is read: a version byte, the basis, flags, then
+// since, created, last purchase and asked as big-endian nanoseconds
+// since 1970 (math.MinInt64 for a zero time).
+func (f AudienceFacts) Encode() []byte {
+	b := make([]byte, 3, factsLen)
+	b[0], b[1] = factsVersion, basisOther
+	switch f.Basis {
+	case BasisConsent:
+		b[1] = basisConsent
+	case BasisSoftOptIn:
+		b[1] = basisSoft
+	case BasisLegitimateInterest:
+		b[1] = basisLI
+	}
+	if f.NoticePending {
+		b[2] = 1
+	}
+	for _, t := range []time.Time{f.Since, f.Created, f.LastPurchase, f.Asked} {
+		n := int64(math.MinInt64)
+		if !t.IsZero() {
+			n = t.UnixNano()
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return b
+}
+
+// DecodeAudienceFacts decodes what AudienceFacts.Encode wrote.
+func DecodeAudienceFacts(b []byte) (AudienceFacts, error) {
+	var f AudienceFacts
+	if len(b) != factsLen || b[0] != factsVersion {
+		return f, fmt.Errorf("audience facts: %d bytes, not %d of version %d", len(b), factsLen, factsVersion)
+	}
+	switch b[1] {
+	case basisConsent:
+		f.Basis = BasisConsent
+	case basisSoft:
+		f.Basis = BasisSoftOptIn
+	case basisLI:
+		f.Basis = BasisLegitimateInterest
+	}
+	f.NoticePending = b[2]&1 != 0
+	for i, t := range []*time.Time{&f.Since, &f.Created, &f.LastPurchase, &f.Asked} {
+		if n := int64(binary.BigEndian.Uint64(b[3+8*i:])); n != math.MinInt64 {
+			*t = time.Unix(0, n).UTC()
+		}
+	}
+	return f, nil
+}
+
+// AudienceSelector applies one campaign's audience rule and filters
+// (Campaign.Select, the same code) to facts, reusing one scratch
+// subscriber so a preview of millions allocates nothing per person.
+type AudienceSelector struct {
+	c   *Campaign
+	now time.Time
+	p   CampaignPolicy
+	sub Subscriber
+	s   Subscription
+}
+
+// NewAudienceSelector returns a selector for campaign c at now.
+func NewAudienceSelector(c *Campaign, now time.Time, p CampaignPolicy) *AudienceSelector {
+	sel := &AudienceSelector{c: c, now: now, p: p}
+	sel.sub.Subscriptions = map[string]*Subscription{c.Topic: &sel.s}
+	sel.sub.Reawakened = map[string]time.Time{}
+	return sel
+}
+
+// Select answers for the subscriber holding the campaign's topic
+// confirmed with facts f: ok, or the reason they are left out.
+// confirmedOn reports whether they also hold another topic confirmed; it
+// is called only for a campaign filtering on other topics, and only once
+// the rule admits them.
+func (sel *AudienceSelector) Select(f AudienceFacts, confirmedOn func(topic string) (bool, error)) (bool, string, error) {
+	topic := sel.c.Topic
+	sub := &sel.sub
+	if len(sub.Subscriptions) > 1 { // the filter's topics of the one before
+		clear(sub.Subscriptions)
+		sub.Subscriptions[topic] = &sel.s
+	}
+	sel.s = Subscription{Topic: topic, Status: StatusConfirmed, Basis: f.Basis, Since: f.Since}
+	sub.Created, sub.LastPurchase, sub.Notice = f.Created, f.LastPurchase, nil
+	if f.NoticePending {
+		sub.Notice = &Notice{}
+	}
+	if f.Asked.IsZero() {
+		delete(sub.Reawakened, topic)
+	} else {
+		sub.Reawakened[topic] = f.Asked
+	}
+	if len(sel.c.Audience.Topics) > 0 {
+		if ok, reason := Eligibility(sub, topic, f.Suppressed, f.Evidence, sel.now, sel.p); !ok {
+			return false, reason, nil
+		}
+	}
+	for _, t := range sel.c.Audience.Topics {
+		if t == topic {
+			continue
+		}
+		on, err := confirmedOn(t)
+		if err != nil {
+			return false, "", err
+		}
+		if on {
+			sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed}
+		}
+	}
+	ok, reason := sel.c.Select(sub, f.Suppressed, f.Evidence, sel.now, sel.p)
+	return ok, reason, nil
+}
+
+// UnconfirmedReason is the reason the audience rule leaves out a
+// subscriber whose subscription to a campaign's topic is in status st
+// (not confirmed; "" for no subscription at all): the status alone
+// decides it.
+func UnconfirmedReason(st Status) string {
+	sub := &Subscriber{}
+	if st != "" {
+		sub.Subscriptions = map[string]*Subscription{"t": {Topic: "t", Status: st}}
+	}
+	_, reason := Eligibility(sub, "t", false, false, time.Time{}, CampaignPolicy{})
+	return reason
+}
+
+// AudienceStatuses returns, for a page of a campaign's audience list
+// keeping only (AudienceQuery.Only), the statuses on the campaign's topic
+// of the only subscribers it can keep, so a store reads just their index;
+// nil means any subscriber may be kept, the topic's holders or not.
+func AudienceStatuses(only string) []Status {
+	switch only {
+	case "", "out", ExcludedNotSubscribed:
+		return nil
+	}
+	for _, st := range []Status{StatusPending, StatusUnsubscribed, StatusLapsed} {
+		if only == UnconfirmedReason(st) {
+			return []Status{st}
+		}
+	}
+	return []Status{StatusConfirmed} // "in", and every reason only the facts give
+}
