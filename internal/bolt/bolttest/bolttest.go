@@ -165,8 +165,8 @@ func Truncate(t testing.TB, path string, n uint64) {
 	t.Helper()
 	update(t, path, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("ledger"))
-		var last consent.Event
-		if err := json.Unmarshal(b.Get(binary.BigEndian.AppendUint64(nil, n)), &last); err != nil {
+		last, err := ReadEvent(tx, n)
+		if err != nil {
 			return fmt.Errorf("ledger event %d: %w", n, err)
 		}
 		c := b.Cursor()
