@@ -195,7 +195,7 @@ func (s *Server) handlePreferences(c *gin.Context) {
 			labels[t.ID] = t.Name
 		}
 		w := consent.Wording{Form: "preferences", Version: 1, Locale: l.Locale, Text: l.T("preferences.wording"), Topics: labels}
-		err = s.store.UpdatePreferences(ctx, sub.ID, on, w, in)
+		err = s.store.UpdatePreferences(ctx, sub.ID, consent.PreferenceChoice{Topics: on}, w, in)
 	}
 	if err != nil {
 		s.fail(c, err)
