@@ -59,8 +59,10 @@ type Export struct {
 // ExportSchema names the export format; see docs/api.md. v2 added
 // activity events (activity, occurred_at) and the personal note; v3 the
 // legitimate-interest assessment events cite (assessment,
-// assessment_record) and subscriptions rest on.
-const ExportSchema = "optin.export/v3"
+// assessment_record) and subscriptions rest on; v4 the channels and
+// frequency of subscriptions, the phone number and postal address, and
+// the channel_consented, channel_withdrawn and frequency_chosen events.
+const ExportSchema = "optin.export/v4"
 
 // CampaignPreview is the audience a campaign would reach now and who it
 // leaves out, by reason (the Excluded constants).
