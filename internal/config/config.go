@@ -370,6 +370,9 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	if len(c.Tokens.Keys) == 0 {
 		c.Tokens.Keys = nil
 	}
+	if len(c.Preferences.Channels) == 0 {
+		c.Preferences.Channels = nil
+	}
 	if err := errors.Join(envErr, c.Validate()); err != nil {
 		return Config{}, fmt.Errorf("%s: invalid configuration:\n%w", name, err)
 	}
