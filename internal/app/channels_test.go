@@ -194,6 +194,26 @@ func TestChannels(t *testing.T) {
 		t.Errorf("console channel filter: got %d\n%s", r.status, r.body)
 	}
 
+	// The console edits a form's channels and a topic's frequencies, and
+	// saving one without touching them keeps them.
+	if r := s.consolePost(cookie, "/admin/forms/newsletter", url.Values{"topics": {"news", "offers"}, "locale": {"en"},
+		"channels": {"sms", "post"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("console form save: got %d\n%s", r.status, r.body)
+	}
+	s.adminJSON("GET", "/forms/newsletter", "", http.StatusOK, &form)
+	if !slices.Equal(form.Channels, []string{"sms", "post"}) {
+		t.Errorf("form channels after a console save: got %v", form.Channels)
+	}
+	if r := s.consoleGet(cookie, "/admin/forms/newsletter"); !strings.Contains(r.body, `value="sms" checked`) || strings.Contains(r.body, `value="phone" checked`) {
+		t.Errorf("console form page does not show the channels offered")
+	}
+	if r := s.consolePost(cookie, "/admin/topics/offers", url.Values{"name": {"Offers"}, "frequencies": {"weekly", "monthly"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("console topic save: got %d\n%s", r.status, r.body)
+	}
+	if r := s.adminAs(testAdminKey, "GET", "/topics", "", ""); !strings.Contains(r.body, `"frequencies":["weekly","monthly"]`) {
+		t.Errorf("topic frequencies after a console save: got %s", r.body)
+	}
+
 	// The preference page.
 	pref, _ := s.manageLink("ann@example.com")
 	pp := s.do("GET", pref, "", "")
