@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,9 @@ func TestBrowserChannels(t *testing.T) {
 	s := startService(t, func(c *config.Config) { c.Preferences.Channels = []string{"sms", "phone", "post"} })
 	s.adminJSON("POST", "/topics", `{"id":"offers","name":"Offers","description":"Seasonal discounts",
 		"translations":{"it":{"name":"Offerte"},"sv":{"name":"Erbjudanden"}},"frequencies":["weekly","monthly"]}`, http.StatusCreated, nil)
-	s.adminJSON("PUT", "/forms/newsletter", `{"topics":["news","offers"],"channels":["sms","post"]}`, http.StatusOK, nil)
+	shop := httptest.NewServer(shopPage(s.url, "locale=en&channels=1"))
+	defer shop.Close()
+	s.adminJSON("PUT", "/forms/newsletter", `{"topics":["news","offers"],"channels":["sms","post"],"allowed_origins":["`+shop.URL+`"]}`, http.StatusOK, nil)
 	ct := newConsoleTab(t, s)
 	shots := filepath.Join(artifactDir(t), "pages")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
@@ -126,6 +129,37 @@ func TestBrowserChannels(t *testing.T) {
 		if want := "channel_consented sms form:newsletter,channel_consented post form:newsletter,channel_consented phone preferences,frequency_chosen monthly preferences"; strings.Join(types, ",") != want {
 			t.Errorf("events: got %q, want %q", strings.Join(types, ","), want)
 		}
+	}
+
+	// The embedded form on the shop's page offers the channels too, and
+	// a signup from it carries them to the confirmation.
+	ct.lang("en")
+	ct.do("open the shop", chromedp.Navigate(shop.URL))
+	ct.waitEval("embed: rendered", `String(document.querySelectorAll('.optin-channels input[value="offers:sms"]').length)`, "1")
+	ct.expect("embed: phone field", `String(!!document.querySelector('.optin-form input[name=phone]'))`, "true")
+	ct.expect("embed: postal field", `String(!!document.querySelector('.optin-form textarea[name=postal_address]'))`, "true")
+	ct.do("phone", chromedp.EmulateViewport(390, 844))
+	ct.expect("embed: fits the phone", `String(document.documentElement.scrollWidth <= window.innerWidth)`, "true")
+	ct.expect("embed: channel labels are touch targets", `String(Array.from(document.querySelectorAll(".optin-channels label")).every(l => l.getBoundingClientRect().height >= 44))`, "true")
+	saveShot("embed-channels-en-phone")
+	ct.do("fill the embedded form",
+		chromedp.SendKeys(chromedp.CSS(`.optin-form input[name=email]`), "embed-chan@example.com"),
+		chromedp.Click(chromedp.CSS(`.optin-form input[value="offers"]`)),
+		chromedp.Click(chromedp.CSS(`.optin-form input[value="offers:sms"]`)),
+		chromedp.SendKeys(chromedp.CSS(`.optin-form input[name=phone]`), "+39 312 345 6789"),
+		chromedp.Click(chromedp.CSS(`.optin-form button[type=submit]`)))
+	ct.waitEval("embed: thanks", `document.querySelector('.optin-status').textContent`, cat.For("en").T("thanks.message"))
+	ct.do("reset viewport", chromedp.EmulateViewport(900, 1000))
+	_, text, _ := mailParts(t, s.mailTo("embed-chan@example.com").Data)
+	confirm, _ := links(t, text)
+	if r := s.do("POST", confirm, "", ""); r.status != http.StatusOK {
+		t.Fatalf("confirm the embedded signup: %d", r.status)
+	}
+	sub, _ := s.subscriber("embed-chan@example.com")
+	evs := s.channelEvents(sub.ID, "channel_consented")
+	if len(evs) != 1 || evs[0].Channel != "sms" || strings.Join(evs[0].Topics, ",") != "offers" || evs[0].Page != shop.URL+"/" ||
+		evs[0].Personal == nil || evs[0].Personal.Phone != "+393123456789" {
+		t.Errorf("embedded signup's channel consent: got %+v", evs)
 	}
 	if !strings.HasPrefix(shots, os.TempDir()) {
 		t.Logf("screenshots: %s", shots)
