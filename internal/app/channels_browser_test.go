@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,20 +33,7 @@ func TestBrowserChannels(t *testing.T) {
 	defer shop.Close()
 	s.adminJSON("PUT", "/forms/newsletter", `{"topics":["news","offers"],"channels":["sms","post"],"allowed_origins":["`+shop.URL+`"]}`, http.StatusOK, nil)
 	ct := newConsoleTab(t, s)
-	shots := filepath.Join(artifactDir(t), "pages")
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	saveShot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ct.tab, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	shots, saveShot := pageShots(t, ct)
 	// touch checks that every channel box's label is at least 44 px
 	// high, a comfortable target for a finger (WCAG 2.5.5).
 	touch := func(name string) {
