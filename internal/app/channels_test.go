@@ -254,6 +254,9 @@ func TestChannels(t *testing.T) {
 		if r.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(r.body), tc.want) {
 			t.Errorf("preferences, %s: got %d, want 400 saying %q", name, r.status, tc.want)
 		}
+		if tc.extra.Get("channels") == "" && !strings.Contains(r.body, `value="offers:sms" checked`) {
+			t.Errorf("preferences, %s: the refused page lost the boxes ticked", name)
+		}
 	}
 	if n := len(s.channelEvents(ann.ID, "channel_consented", "channel_withdrawn", "frequency_chosen", "rectified")); n != before {
 		t.Errorf("refused preference changes added %d events", n-before)

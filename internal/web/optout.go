@@ -205,15 +205,6 @@ func (s *Server) preferenceChannels(sub *consent.Subscriber, topic string) []con
 func (s *Server) preferenceChoice(c *gin.Context, sub *consent.Subscriber, topics []consent.Topic) (consent.PreferenceChoice, error) {
 	ch := consent.PreferenceChoice{Topics: c.PostFormArray("topics"), Frequency: map[string]consent.Frequency{},
 		ChannelChoice: consent.ChannelChoice{Phone: c.PostForm("phone"), PostalAddress: c.PostForm("postal_address")}}
-	for _, t := range topics {
-		v := consent.Frequency(c.PostForm("frequency." + t.ID))
-		if v != "" && !slices.Contains(t.Frequencies, v) {
-			return ch, keyed(consent.Errorf(consent.EInvalid, "frequency of topic %q must be one it offers", t.ID), "frequency.error")
-		}
-		if v != "" {
-			ch.Frequency[t.ID] = v
-		}
-	}
 	chosen, err := parseChannelFields(c.PostFormArray("channels"), func(t string) []consent.Channel { return s.preferenceChannels(sub, t) })
 	if err != nil {
 		return ch, err
@@ -222,6 +213,15 @@ func (s *Server) preferenceChoice(c *gin.Context, sub *consent.Subscriber, topic
 	for t, cs := range chosen {
 		if slices.Contains(ch.Topics, t) { // a topic switched off takes its channels with it
 			ch.Channels[t] = cs
+		}
+	}
+	for _, t := range topics {
+		v := consent.Frequency(c.PostForm("frequency." + t.ID))
+		if v != "" && !slices.Contains(t.Frequencies, v) {
+			return ch, keyed(consent.Errorf(consent.EInvalid, "frequency of topic %q must be one it offers", t.ID), "frequency.error")
+		}
+		if v != "" {
+			ch.Frequency[t.ID] = v
 		}
 	}
 	if _, err := checkChoice(ch.ChannelChoice, ch.Topics); err != nil {
