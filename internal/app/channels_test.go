@@ -87,6 +87,13 @@ func TestChannels(t *testing.T) {
 		t.Errorf("topic frequencies: got %s", r.body)
 	}
 
+	var snippet struct{ HTML string }
+	s.adminJSON("GET", "/forms/newsletter/snippet", "", http.StatusOK, &snippet)
+	for _, want := range []string{`name="channels" value="offers:post"`, `name="phone"`, `name="postal_address"`} {
+		if !strings.Contains(snippet.HTML, want) {
+			t.Errorf("the form's plain HTML snippet lacks %q:\n%s", want, snippet.HTML)
+		}
+	}
 	page := s.do("GET", "/f/newsletter", "", "")
 	for _, want := range []string{`name="channels" value="news:sms"`, `name="channels" value="offers:post"`, `name="phone"`, `name="postal_address"`, "Text message (SMS)"} {
 		if !strings.Contains(page.body, want) {
