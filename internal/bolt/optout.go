@@ -326,5 +326,13 @@ func (db *DB) Export(ctx context.Context, id string) (consent.Export, error) {
 	if err != nil {
 		return consent.Export{}, err
 	}
-	return consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}, nil
+	x := consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}
+	if sub.PendingRequest != "" {
+		req, err := db.Request(ctx, sub.PendingRequest)
+		if err != nil && consent.ErrorCode(err) != consent.ENotFound {
+			return consent.Export{}, err
+		}
+		x.Request = req
+	}
+	return x, nil
 }

@@ -277,6 +277,13 @@ func (db *DB) Export(ctx context.Context, id string) (consent.Export, error) {
 			return err
 		}
 		x = consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}
+		if sub.PendingRequest != "" {
+			req, _, err := requestAndSubscriber(c, sub.PendingRequest)
+			if err != nil && consent.ErrorCode(err) != consent.ENotFound {
+				return err
+			}
+			x.Request = req
+		}
 		return nil
 	})
 	return x, err

@@ -47,6 +47,9 @@ func testChannels(t *testing.T, f *fixture) {
 		}
 		return out
 	}
+	if exp, err := f.s.Export(ctx, ann.ID); err != nil || exp.Request == nil || exp.Request.Phone != "+46701234567" {
+		t.Errorf("Export before the confirmation: got request %+v, %v; want the one holding the number", exp.Request, err)
+	}
 	sms := consent.SubscriberFilter{Channel: consent.ChannelSMS, Status: consent.StatusConfirmed}
 	if got := find(sms); len(got) != 0 {
 		t.Errorf("channel sms before the confirmation: got %v, want none", got)
