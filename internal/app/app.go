@@ -185,6 +185,7 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 		SoftBounce:         softBouncePolicy(cfg),
 		ConfirmBrake:       brake(cfg.Limits.Confirmations),
 		CustomerActivities: customerActivities(cfg.Lifecycle.CustomerActivities),
+		PreferenceChannels: cfg.PreferenceChannels(),
 		PendingRetention:   time.Duration(cfg.Pending.Retention),
 		OptedOutRetention:  time.Duration(cfg.Retention.OptedOut),
 		Metrics:            metrics,

@@ -18,6 +18,27 @@ import (
 	"optin/internal/token"
 )
 
+// pageShots returns the folder the public pages' screenshots go to,
+// $OPTIN_ARTIFACTS/pages, and a function that saves what ct's screen
+// shows there as name.png.
+func pageShots(t *testing.T, ct *consoleTab) (string, func(name string)) {
+	t.Helper()
+	shots := filepath.Join(artifactDir(t), "pages")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return shots, func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ct.tab, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestBrowserBrandedPages opens every public page in headless Chromium in
 // English, Italian and Swedish, as a person does from a mail: each names
 // the site and shows its logo (loaded: the CSP lets it in), its header
@@ -39,22 +60,7 @@ func TestBrowserBrandedPages(t *testing.T) {
 		"translations":{"it":{"name":"Novità sui prodotti","description":"Al massimo due volte al mese"},
 		"sv":{"name":"Produktnyheter","description":"Högst två gånger i månaden"}}}`, http.StatusOK, nil)
 	ct := newConsoleTab(t, s)
-	shots := filepath.Join(artifactDir(t), "pages")
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	// saveShot saves what the screen shows as name.png.
-	saveShot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ct.tab, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	shots, saveShot := pageShots(t, ct)
 	// check checks the page the tab shows, at both widths.
 	check := func(name, loc string, landing bool) {
 		t.Helper()

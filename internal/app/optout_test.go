@@ -331,7 +331,7 @@ func TestExportEraseResignup(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &exp); err != nil {
 		t.Fatal(err)
 	}
-	if exp.Schema != "optin.export/v3" || exp.Subscriber.Email != "gone@example.com" || len(exp.Events) != 2 ||
+	if exp.Schema != consent.ExportSchema || exp.Subscriber.Email != "gone@example.com" || len(exp.Events) != 2 ||
 		exp.Events[0].Personal == nil || exp.Events[0].WordingText == nil || exp.About.Purposes["news"] == "" {
 		t.Errorf("export incomplete: %+v", exp)
 	}

@@ -75,20 +75,23 @@ func (db *DB) withdraw(tx *bbolt.Tx, sub *consent.Subscriber, topics []string, c
 // confirmed, the subscriber's other topics unsubscribed (and suppressed
 // per topic); each change is a ledger event. wording is what the page
 // showed.
-func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wording consent.Wording, in consent.ConfirmInput) error {
+func (db *DB) UpdatePreferences(ctx context.Context, id string, ch consent.PreferenceChoice, wording consent.Wording, in consent.ConfirmInput) error {
 	return db.update(ctx, func(tx *bbolt.Tx) error {
 		in.Now = db.Now()
 		sub, err := loadSubscriber(tx, id)
 		if err != nil {
 			return err
 		}
-		for _, t := range on {
+		for _, t := range ch.Topics {
 			if sub.Subscriptions[t] == nil && tx.Bucket(bucketTopics).Get([]byte(t)) == nil {
 				return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(t, 64))
 			}
 		}
 		hash := wording.Hash()
-		evs, ps, removed := consent.PlanPreferences(sub, on, hash, in, db)
+		evs, ps, removed, err := consent.PlanPreferences(sub, ch, hash, in, db)
+		if err != nil {
+			return err
+		}
 		if len(evs) == 0 {
 			return nil
 		}
@@ -105,7 +108,7 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 				return err
 			}
 		}
-		if err := liftSuppressions(tx, h, on); err != nil {
+		if err := liftSuppressions(tx, h, ch.Topics); err != nil {
 			return err
 		}
 		if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
@@ -323,5 +326,13 @@ func (db *DB) Export(ctx context.Context, id string) (consent.Export, error) {
 	if err != nil {
 		return consent.Export{}, err
 	}
-	return consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}, nil
+	x := consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}
+	if sub.PendingRequest != "" {
+		req, err := db.Request(ctx, sub.PendingRequest)
+		if err != nil && consent.ErrorCode(err) != consent.ENotFound {
+			return consent.Export{}, err
+		}
+		x.Request = req
+	}
+	return x, nil
 }

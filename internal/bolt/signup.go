@@ -103,7 +103,16 @@ func (db *DB) Confirm(ctx context.Context, id string, in consent.ConfirmInput) (
 		if err := liftSuppressions(tx, db.hashKey(consent.AddressKey(sub.Email)), req.Topics); err != nil {
 			return err
 		}
-		return appendEvent(tx, ev, personal)
+		if err := appendEvent(tx, ev, personal); err != nil {
+			return err
+		}
+		evs, ps := consent.ConfirmedChannels(sub, req, in, db)
+		for i, ev := range evs {
+			if err := appendEvent(tx, ev, ps[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return res, err
 }

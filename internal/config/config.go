@@ -60,19 +60,20 @@ type Config struct {
 	// Store is where optin keeps its data: "bolt" (default), one file in
 	// data_dir for one process; or "postgres", a PostgreSQL database
 	// that several instances share.
-	Store          string    `yaml:"store"`
-	Postgres       Postgres  `yaml:"postgres"`
-	TrustedProxies []string  `yaml:"trusted_proxies"` // IPs or CIDRs; default none (client IP = TCP peer)
-	Mail           Mail      `yaml:"mail"`
-	Tokens         Tokens    `yaml:"tokens"`
-	Lifecycle      Lifecycle `yaml:"lifecycle"`
-	Pending        Pending   `yaml:"pending"`
-	Retention      Retention `yaml:"retention"`
-	Notices        Notices   `yaml:"notices"`
-	Limits         Limits    `yaml:"limits"`
-	Brand          Brand     `yaml:"brand"`
-	Scanners       Scanners  `yaml:"scanners"`
-	Ledger         Ledger    `yaml:"ledger"`
+	Store          string      `yaml:"store"`
+	Postgres       Postgres    `yaml:"postgres"`
+	TrustedProxies []string    `yaml:"trusted_proxies"` // IPs or CIDRs; default none (client IP = TCP peer)
+	Mail           Mail        `yaml:"mail"`
+	Tokens         Tokens      `yaml:"tokens"`
+	Lifecycle      Lifecycle   `yaml:"lifecycle"`
+	Pending        Pending     `yaml:"pending"`
+	Retention      Retention   `yaml:"retention"`
+	Notices        Notices     `yaml:"notices"`
+	Preferences    Preferences `yaml:"preferences"`
+	Limits         Limits      `yaml:"limits"`
+	Brand          Brand       `yaml:"brand"`
+	Scanners       Scanners    `yaml:"scanners"`
+	Ledger         Ledger      `yaml:"ledger"`
 	// ShutdownGrace bounds a shutdown: requests in flight and mails being
 	// sent get this long, then they are cut off (the mails stay queued);
 	// default 10s.
@@ -201,6 +202,20 @@ type Notices struct {
 	// a person imported on soft opt-in or legitimate interest may go out
 	// at the latest (GDPR Art. 14(3)); default 72h, at most 30d.
 	Art14Within Duration `yaml:"art14_within"`
+}
+
+// Preferences configures the preference page.
+type Preferences struct {
+	// Channels are the optional channels (sms, phone, post) the page
+	// offers for each topic beside email; default none. A channel a
+	// person holds is always shown, so it can be taken back.
+	Channels []string `yaml:"channels"`
+}
+
+// PreferenceChannels returns preferences.channels, checked by Validate.
+func (c *Config) PreferenceChannels() []consent.Channel {
+	chs, _ := consent.ParseChannels(c.Preferences.Channels)
+	return chs
 }
 
 // Pending configures unconfirmed subscription requests.
@@ -354,6 +369,9 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	}
 	if len(c.Tokens.Keys) == 0 {
 		c.Tokens.Keys = nil
+	}
+	if len(c.Preferences.Channels) == 0 {
+		c.Preferences.Channels = nil
 	}
 	if err := errors.Join(envErr, c.Validate()); err != nil {
 		return Config{}, fmt.Errorf("%s: invalid configuration:\n%w", name, err)
@@ -620,6 +638,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(consent.ActivityKinds, consent.ActivityKind(k)) {
 			errs = append(errs, fmt.Errorf("lifecycle.customer_activities: %q is not purchase, reservation, enquiry, login or note", k))
 		}
+	}
+	if _, err := consent.ParseChannels(c.Preferences.Channels); err != nil {
+		errs = append(errs, fmt.Errorf("preferences.channels: %w", err))
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_grace: must be positive: %s", c.ShutdownGrace))

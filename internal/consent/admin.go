@@ -71,6 +71,10 @@ type SubscriberFilter struct {
 	Status Status
 	// Topic matches subscribers with a subscription to this topic.
 	Topic string
+	// Channel matches subscribers with a subscription (to Topic, when
+	// set) that the channel carries (Subscription.Carries): a confirmed
+	// one, so a filter on a channel sets Status to StatusConfirmed.
+	Channel Channel
 	// Lifecycle matches the stage at the store's clock, with DormantAfter.
 	Lifecycle    Lifecycle
 	DormantAfter time.Duration
@@ -96,10 +100,11 @@ func (f SubscriberFilter) Match(s *Subscriber, now time.Time) bool {
 	if lo, hi := f.IDRange(); s.ID < lo || hi != "" && s.ID >= hi {
 		return false
 	}
-	if f.Topic != "" || f.Status != "" {
+	if f.Topic != "" || f.Status != "" || f.Channel != "" {
 		found := false
 		for t, sub := range s.Subscriptions {
-			if (f.Topic == "" || t == f.Topic) && (f.Status == "" || sub.Status == f.Status) {
+			if (f.Topic == "" || t == f.Topic) && (f.Status == "" || sub.Status == f.Status) &&
+				(f.Channel == "" || sub.Carries(f.Channel)) {
 				found = true
 				break
 			}

@@ -656,6 +656,8 @@ func PlanLapse(c *Campaign, r *Recipient, sub *Subscriber, now time.Time, ids ID
 	}
 	basis := s.Basis
 	s.Status, s.Since = StatusLapsed, now
+	s.endChannels()
+	sub.tidyContact()
 	r.State, r.Answered = RecipientLapsed, now
 	ev := &Event{Time: now, Type: EventLapsed, Subscriber: sub.ID, Topics: []string{c.Topic}, Basis: basis,
 		Source: c.Source()}

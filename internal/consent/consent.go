@@ -56,6 +56,9 @@ type Topic struct {
 	// Translations are the topic's name and description in other
 	// languages, by locale; Name and Description are the default.
 	Translations map[string]TopicText `json:"translations,omitempty"`
+	// Frequencies are the choices of how often the topic comes that the
+	// preference page offers ("when"); none offers no choice.
+	Frequencies []Frequency `json:"frequencies,omitempty"`
 }
 
 // TopicText is a topic's name and description in one language.
@@ -100,7 +103,7 @@ func (t *Topic) Update(upd Topic) (renamed bool) {
 			renamed = true
 		}
 	}
-	t.Name, t.Description, t.Translations = upd.Name, upd.Description, upd.Translations
+	t.Name, t.Description, t.Translations, t.Frequencies = upd.Name, upd.Description, upd.Translations, upd.Frequencies
 	return renamed
 }
 
@@ -126,10 +129,13 @@ type Form struct {
 	PrivacyURL string `json:"privacy_url,omitempty"`
 	// ProofOfWork, when above zero, makes a signup solve a proof-of-work
 	// challenge of that many leading zero bits first (see PoWBits).
-	ProofOfWork int       `json:"proof_of_work,omitempty"`
-	Brand       Brand     `json:"brand,omitzero"` // over the configured brand on this form's pages and mails (Brand.Over)
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
+	ProofOfWork int `json:"proof_of_work,omitempty"`
+	// Channels are the optional channels (sms, phone, post) the form
+	// offers beside email for each of its topics; none offers email only.
+	Channels []Channel `json:"channels,omitempty"`
+	Brand    Brand     `json:"brand,omitzero"` // over the configured brand on this form's pages and mails (Brand.Over)
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // MaxProofOfWork is the most leading zero bits a form may demand: about
@@ -156,6 +162,10 @@ type Wording struct {
 	// Notice is the line shown under the form: who sends, that consent
 	// can be withdrawn at any time and how.
 	Notice string `json:"notice,omitempty"`
+	// Channels are the labels of the optional channels offered with the
+	// topics, by channel; Frequencies those of the frequency choices.
+	Channels    map[string]string `json:"channels,omitempty"`
+	Frequencies map[string]string `json:"frequencies,omitempty"`
 }
 
 // Hash returns the hex SHA-256 of the wording's canonical JSON encoding.
@@ -177,6 +187,12 @@ type Subscription struct {
 	// Assessment is the legitimate-interest assessment a subscription on
 	// that basis rests on, when its import cited one.
 	Assessment string `json:"assessment,omitempty"`
+	// Channels are the optional channels the person let carry the topic
+	// besides email (see Carries); Frequency how often they want it, one
+	// of the topic's Frequencies ("" for no choice). Both end with the
+	// subscription (an unsubscription or a lapse).
+	Channels  []Channel `json:"channels,omitempty"`
+	Frequency Frequency `json:"frequency,omitempty"`
 }
 
 // Subscriber is a person optin holds data about. ID is random and never
@@ -187,6 +203,11 @@ type Subscriber struct {
 	Name    string    `json:"name,omitempty"`
 	Locale  string    `json:"locale,omitempty"`
 	Created time.Time `json:"created"`
+	// Phone (E.164) and PostalAddress are where the optional channels
+	// reach the person; each is kept only while a confirmed subscription
+	// carries a channel that needs it.
+	Phone         string `json:"phone,omitempty"`
+	PostalAddress string `json:"postal_address,omitempty"`
 	// LastPurchase is the last purchase recorded through the admin API;
 	// zero for a prospect.
 	LastPurchase time.Time `json:"last_purchase,omitzero"`
@@ -266,6 +287,15 @@ type Request struct {
 	// NewEmail makes this an address change (GDPR Art. 16): confirming
 	// it makes NewEmail the subscriber's address; it has no topics.
 	NewEmail string `json:"new_email,omitempty"`
+	// Channels are the optional channels chosen per topic on the form,
+	// with the number and address they need: they take effect when the
+	// request is confirmed, like its topics. Page and Wording are the
+	// page and wording hash of the signup, which their events cite.
+	Channels      map[string][]Channel `json:"channels,omitempty"`
+	Phone         string               `json:"phone,omitempty"`
+	PostalAddress string               `json:"postal_address,omitempty"`
+	Page          string               `json:"page,omitempty"`
+	Wording       string               `json:"wording,omitempty"`
 }
 
 // MarkSent records that the relay accepted r's confirmation mail at now.

@@ -12,7 +12,8 @@ const (
 )
 
 // Channels mail feedback arrives through, recorded as the suppression's
-// source. ChannelEmail also names a mailto: unsubscribe (RFC 2369).
+// source. ChannelEmail also names a mailto: unsubscribe (RFC 2369), and
+// email as the Channel every subscription has.
 const (
 	ChannelEmail = "email" // optin's inbound SMTP listener
 	ChannelRelay = "relay" // the sending relay's webhook

@@ -21,6 +21,9 @@ type TopicInput struct {
 	// Translations are the name and description in other languages, by
 	// locale.
 	Translations map[string]TopicText `json:"translations"`
+	// Frequencies are the frequency choices the preference page offers
+	// for the topic (ParseFrequencies); none offers no choice.
+	Frequencies []Frequency `json:"frequencies"`
 }
 
 // Validate trims the names and descriptions and checks the topic: an id
@@ -54,7 +57,21 @@ func (b *TopicInput) Validate(locales []string) error {
 	if len(trs) > 0 {
 		b.Translations = trs
 	}
+	freqs, err := ParseFrequencies(names(b.Frequencies))
+	if err != nil {
+		return err
+	}
+	b.Frequencies = freqs
 	return nil
+}
+
+// names returns vs as strings.
+func names[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // checkTopicText checks a topic's name and description; prefix names
@@ -71,7 +88,7 @@ func checkTopicText(name, description, prefix string) error {
 
 // Topic returns the topic b describes.
 func (b TopicInput) Topic() Topic {
-	return Topic{ID: b.ID, Name: b.Name, Description: b.Description, Translations: b.Translations}
+	return Topic{ID: b.ID, Name: b.Name, Description: b.Description, Translations: b.Translations, Frequencies: b.Frequencies}
 }
 
 // FormInput is a form as the admin API receives it.
@@ -85,13 +102,16 @@ type FormInput struct {
 	PrivacyURL     string            `json:"privacy_url"`
 	ProofOfWork    int               `json:"proof_of_work"`
 	Brand          Brand             `json:"brand"`
+	// Channels are the optional channels offered beside email
+	// (ParseChannels); none offers email only.
+	Channels []Channel `json:"channels"`
 }
 
 // FormInputOf returns f as the admin API would have received it, so that
 // a partial update can be laid over it.
 func FormInputOf(f Form) FormInput {
 	return FormInput{ID: f.ID, Topics: f.Topics, Locale: f.Locale, Wording: f.Wording, AllowedOrigins: f.AllowedOrigins,
-		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork, Brand: f.Brand}
+		SuccessURL: f.SuccessURL, PrivacyURL: f.PrivacyURL, ProofOfWork: f.ProofOfWork, Brand: f.Brand, Channels: f.Channels}
 }
 
 // NewForm checks a form and returns it normalized. Its locale and
@@ -154,6 +174,9 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 	}
 	f.ProofOfWork = b.ProofOfWork
 	var err error
+	if f.Channels, err = ParseChannels(names(b.Channels)); err != nil {
+		return f, err
+	}
 	if f.Brand, err = NewBrand(b.Brand); err != nil {
 		return f, err
 	}
@@ -173,14 +196,15 @@ func NewForm(b FormInput, own string, locales []string) (Form, error) {
 // Update lays the settings of upd, a checked form (NewForm), over f, the
 // stored form, at now: the id and the creation time stay. A change to
 // what a person sees next to the checkboxes (the wording, the topics
-// offered, the default locale or the privacy link) starts a new wording
-// version; consents given before keep citing the wording they saw.
+// offered, the channels offered, the default locale or the privacy link)
+// starts a new wording version; consents given before keep citing the
+// wording they saw.
 func (f *Form) Update(upd Form, now time.Time) {
 	if !maps.Equal(f.Wording, upd.Wording) || !slices.Equal(f.Topics, upd.Topics) || f.Locale != upd.Locale ||
-		f.PrivacyURL != upd.PrivacyURL {
+		f.PrivacyURL != upd.PrivacyURL || !slices.Equal(f.Channels, upd.Channels) {
 		f.WordingVersion++
 	}
-	f.Topics, f.Locale, f.Wording = upd.Topics, upd.Locale, upd.Wording
+	f.Topics, f.Locale, f.Wording, f.Channels = upd.Topics, upd.Locale, upd.Wording, upd.Channels
 	f.AllowedOrigins, f.SuccessURL = upd.AllowedOrigins, upd.SuccessURL
 	f.PrivacyURL, f.ProofOfWork, f.Brand = upd.PrivacyURL, upd.ProofOfWork, upd.Brand
 	f.Updated = now

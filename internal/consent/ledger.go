@@ -37,12 +37,23 @@ const (
 	// whose data optin did not get from them (GDPR Art. 14) went out;
 	// MessageID names the mail.
 	EventInformed EventType = "informed"
+	// EventChannelConsented records that the person let an optional
+	// channel (Channel) carry Topics; EventChannelWithdrawn that they
+	// took it back while keeping the topics. A topic's unsubscribed or
+	// lapsed event ends its channels too.
+	EventChannelConsented EventType = "channel_consented"
+	EventChannelWithdrawn EventType = "channel_withdrawn"
+	// EventFrequencyChosen records the person's choice of how often
+	// Topics come (Frequency; "" for no choice).
+	EventFrequencyChosen EventType = "frequency_chosen"
 )
 
 // Fields a rectified event names.
 const (
-	FieldName  = "name"
-	FieldEmail = "email"
+	FieldName          = "name"
+	FieldEmail         = "email"
+	FieldPhone         = "phone"
+	FieldPostalAddress = "postal_address"
 )
 
 // Event is one append-only entry of the consent ledger. Events form a hash
@@ -79,6 +90,11 @@ type Event struct {
 	// Assessment is the legitimate-interest assessment an imported or
 	// activity event cites (see Assessments.Cite).
 	Assessment string `json:"assessment,omitempty"`
+	// Channel is the channel a channel_consented or channel_withdrawn
+	// event is about; Frequency the choice a frequency_chosen event
+	// records.
+	Channel   Channel   `json:"channel,omitempty"`
+	Frequency Frequency `json:"frequency,omitempty"`
 	// Check is a confirmed or reconfirmed event's verdict on who
 	// clicked: a person or a mail scanner (see Classify).
 	Check *Check `json:"check,omitempty"`
@@ -99,6 +115,10 @@ type Personal struct {
 	UserAgent string `json:"user_agent,omitempty"`
 	// Note is free text about the event, such as an activity's reason.
 	Note string `json:"note,omitempty"`
+	// Phone and PostalAddress are, in a channel_consented event, where
+	// the channel reaches the person; in a rectified event, the new one.
+	Phone         string `json:"phone,omitempty"`
+	PostalAddress string `json:"postal_address,omitempty"`
 }
 
 // Digest returns the hex SHA-256 of p's JSON encoding.
@@ -142,7 +162,7 @@ func (e *Event) Seal(prev string) {
 // Repaired returns p with strings that are not valid UTF-8 repaired, so
 // its stored JSON matches its digest.
 func (p Personal) Repaired() Personal {
-	for _, f := range []*string{&p.Salt, &p.Email, &p.EmailHash, &p.IP, &p.UserAgent, &p.Note} {
+	for _, f := range []*string{&p.Salt, &p.Email, &p.EmailHash, &p.IP, &p.UserAgent, &p.Note, &p.Phone, &p.PostalAddress} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
 	return p

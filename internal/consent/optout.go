@@ -44,9 +44,11 @@ func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, id
 		s := sub.Subscriptions[t]
 		if (topic == "" || t == topic) && s.Status != StatusUnsubscribed {
 			s.Status, s.Since = StatusUnsubscribed, in.Now
+			s.endChannels()
 			changed = append(changed, t)
 		}
 	}
+	sub.tidyContact()
 	if len(changed) == 0 {
 		return nil, Personal{}
 	}
@@ -54,14 +56,42 @@ func PlanUnsubscribe(sub *Subscriber, topic, channel string, in ConfirmInput, id
 	return ev, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent, Note: in.Note}
 }
 
-// PlanPreferences sets sub's topics from the preference center: topics in
-// on become confirmed (the person proved control of the mailbox by using
-// the mailed link, and saw wording), the others become unsubscribed. A
-// topic in on that sub does not have yet is added, confirmed. It returns
-// the events to append:
+// PreferenceChoice is what a person sets on the preference page: the
+// topics on, per topic the optional channels on (channels of a topic
+// that is off are ignored) with the phone number and postal address they
+// need, and per topic how often ("" for no choice).
+type PreferenceChoice struct {
+	Topics []string
+	ChannelChoice
+	Frequency map[string]Frequency
+}
+
+// PlanPreferences sets sub's topics, channels and frequencies from the
+// preference center. Topics in ch.Topics become confirmed (the person
+// proved control of the mailbox by using the mailed link, and saw
+// wording), the others become unsubscribed; a topic sub does not have yet
+// is added, confirmed (the store checks that the topic exists). Each
+// confirmed topic then carries the channels chosen for it, and sub keeps
+// the phone number and postal address only while a channel needs them.
+// It returns the events to append, none when nothing changed:
 // preferences_updated for topics switched on, unsubscribed for topics
-// switched off; none when nothing changed.
-func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInput, ids IDs) ([]*Event, []Personal, []string) {
+// switched off (which ends their channels and frequency too),
+// channel_consented and channel_withdrawn per channel given or taken back
+// on topics that stay, frequency_chosen per new choice, and rectified
+// when the phone number or postal address changed. It also returns the
+// topics switched off. A bad channel, number, address or frequency is
+// EInvalid.
+func PlanPreferences(sub *Subscriber, ch PreferenceChoice, wording string, in ConfirmInput, ids IDs) ([]*Event, []Personal, []string, error) {
+	on := ch.Topics
+	cc, err := ch.ChannelChoice.only(on).Check(nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for t, f := range ch.Frequency {
+		if f != "" && !slices.Contains(AllFrequencies, f) {
+			return nil, nil, nil, Errorf(EInvalid, "frequency for topic %q is not one of daily, weekly, monthly, quarterly", Truncate(t, 64))
+		}
+	}
 	var added, removed []string
 	topics := sortedTopics(sub)
 	for _, t := range on {
@@ -72,6 +102,8 @@ func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInp
 			topics = append(topics, t)
 		}
 	}
+	granted, withdrawn := map[Channel][]string{}, map[Channel][]string{}
+	freqs := map[Frequency][]string{}
 	for _, t := range topics {
 		s := sub.Subscriptions[t]
 		if s == nil {
@@ -90,20 +122,76 @@ func PlanPreferences(sub *Subscriber, on []string, wording string, in ConfirmInp
 			s.Status, s.Since = StatusUnsubscribed, in.Now
 			removed = append(removed, t)
 		}
+		if !want {
+			s.endChannels()
+			continue
+		}
+		for _, c := range OptionalChannels {
+			had, has := slices.Contains(s.Channels, c), slices.Contains(cc.Channels[t], c)
+			switch {
+			case has && !had:
+				granted[c] = append(granted[c], t)
+			case had && !has:
+				withdrawn[c] = append(withdrawn[c], t)
+			}
+		}
+		s.Channels = cc.Channels[t]
+		if f := ch.Frequency[t]; f != s.Frequency {
+			s.Frequency = f
+			freqs[f] = append(freqs[f], t)
+		}
 	}
 	var evs []*Event
 	var ps []Personal
+	personal := func() Personal {
+		return Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}
+	}
 	if len(added) > 0 {
 		evs = append(evs, &Event{Time: in.Now, Type: EventPreferencesUpdated, Subscriber: sub.ID, Topics: added,
 			Basis: BasisConsent, Source: ChannelPreferences, Wording: wording})
-		ps = append(ps, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent})
+		ps = append(ps, personal())
 	}
 	if len(removed) > 0 {
 		evs = append(evs, &Event{Time: in.Now, Type: EventUnsubscribed, Subscriber: sub.ID, Topics: removed,
 			Source: ChannelPreferences})
-		ps = append(ps, Personal{Salt: ids.ID(), Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent})
+		ps = append(ps, personal())
 	}
-	return evs, ps, removed
+	base := Event{Time: in.Now, Subscriber: sub.ID, Basis: BasisConsent, Source: ChannelPreferences, Wording: wording}
+	p := Personal{Email: sub.Email, IP: in.IP, UserAgent: in.UserAgent}
+	e, pp := channelEvents(EventChannelConsented, granted, base, p, cc.Phone, cc.PostalAddress, ids)
+	evs, ps = append(evs, e...), append(ps, pp...)
+	base.Basis = ""
+	e, pp = channelEvents(EventChannelWithdrawn, withdrawn, base, p, "", "", ids)
+	evs, ps = append(evs, e...), append(ps, pp...)
+	for _, f := range append([]Frequency{""}, AllFrequencies...) {
+		if ts := freqs[f]; len(ts) > 0 {
+			evs = append(evs, &Event{Time: in.Now, Type: EventFrequencyChosen, Subscriber: sub.ID, Topics: ts,
+				Frequency: f, Source: ChannelPreferences, Wording: wording})
+			ps = append(ps, personal())
+		}
+	}
+	for _, r := range []struct {
+		field    string
+		old, new *string
+		set      func(*Personal, string)
+	}{
+		{FieldPhone, &sub.Phone, &cc.Phone, func(p *Personal, v string) { p.Phone = v }},
+		{FieldPostalAddress, &sub.PostalAddress, &cc.PostalAddress, func(p *Personal, v string) { p.PostalAddress = v }},
+	} {
+		if *r.new == "" {
+			continue
+		}
+		if *r.old != "" && *r.old != *r.new {
+			evs = append(evs, &Event{Time: in.Now, Type: EventRectified, Subscriber: sub.ID, Source: ChannelPreferences, Field: r.field})
+			rp := personal()
+			rp.Note = *r.old
+			r.set(&rp, *r.new)
+			ps = append(ps, rp)
+		}
+		*r.old = *r.new
+	}
+	sub.tidyContact()
+	return evs, ps, removed, nil
 }
 
 func sortedTopics(sub *Subscriber) []string {

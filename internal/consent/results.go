@@ -50,17 +50,23 @@ type LedgerReport struct {
 
 // Export is everything optin holds about one person (GDPR Art. 15 and 20).
 type Export struct {
-	Schema     string        `json:"schema"`
-	Generated  time.Time     `json:"generated"`
-	Subscriber *Subscriber   `json:"subscriber"`
-	Events     []EventRecord `json:"events"`
+	Schema     string      `json:"schema"`
+	Generated  time.Time   `json:"generated"`
+	Subscriber *Subscriber `json:"subscriber"`
+	// Request is the person's open double-opt-in request, if any: the
+	// topics, channels, phone number and postal address it waits to
+	// confirm are data held about them too.
+	Request *Request      `json:"request,omitempty"`
+	Events  []EventRecord `json:"events"`
 }
 
 // ExportSchema names the export format; see docs/api.md. v2 added
 // activity events (activity, occurred_at) and the personal note; v3 the
 // legitimate-interest assessment events cite (assessment,
-// assessment_record) and subscriptions rest on.
-const ExportSchema = "optin.export/v3"
+// assessment_record) and subscriptions rest on; v4 the channels and
+// frequency of subscriptions, the phone number and postal address, the
+// open request, and the channel_consented, channel_withdrawn and frequency_chosen events.
+const ExportSchema = "optin.export/v4"
 
 // CampaignPreview is the audience a campaign would reach now and who it
 // leaves out, by reason (the Excluded constants).

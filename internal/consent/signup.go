@@ -43,11 +43,14 @@ type IDs interface {
 
 // SignupInput is one signup as the form received it, already validated.
 type SignupInput struct {
-	Form      *Form
-	Address   Address
-	Name      string
-	Locale    string
-	Topics    []string
+	Form    *Form
+	Address Address
+	Name    string
+	Locale  string
+	Topics  []string
+	// Channels are the optional channels chosen per topic, checked
+	// (ChannelChoice.Check); they take effect with the confirmation.
+	Channels  ChannelChoice
 	Page      string
 	IP        string
 	UserAgent string
@@ -116,7 +119,10 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 		return SignupPlan{}
 	}
 	req := &Request{ID: ids.ID(), Subscriber: sub.ID, Form: in.Form.ID, Source: source, Topics: want, Locale: in.Locale,
-		Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID()}
+		Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID(), Page: in.Page, Wording: in.Wording}
+	if ch := in.Channels.only(want); len(ch.Channels) > 0 {
+		req.Channels, req.Phone, req.PostalAddress = ch.Channels, ch.Phone, ch.PostalAddress
+	}
 	sub.PendingRequest = req.ID
 	sub.ConfirmMails = append(sub.ConfirmMails, now)
 	markPending(sub, want, now)
@@ -166,7 +172,9 @@ type ConfirmInput struct {
 // PlanConfirm confirms req for sub. It returns a nil event and no error when
 // req was confirmed before (the click is idempotent), an EExpired *Error when
 // the request expired or was cancelled, and otherwise the confirmed event,
-// after moving every requested topic to StatusConfirmed on the consent basis.
+// after moving every requested topic to StatusConfirmed on the consent
+// basis, with the channels the request chose for it and the phone number
+// and postal address they need (ConfirmedChannels makes their events).
 func PlanConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs) (*Event, Personal, error) {
 	if !req.Confirmed.IsZero() {
 		return nil, Personal{}, nil
@@ -175,7 +183,14 @@ func PlanConfirm(sub *Subscriber, req *Request, in ConfirmInput, ids IDs) (*Even
 		return nil, Personal{}, Errorf(EExpired, "this confirmation link has expired")
 	}
 	for _, t := range req.Topics {
-		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: BasisConsent, Since: in.Now}
+		sub.Subscriptions[t] = &Subscription{Topic: t, Status: StatusConfirmed, Basis: BasisConsent, Since: in.Now,
+			Channels: req.Channels[t]}
+	}
+	if req.Phone != "" {
+		sub.Phone = req.Phone
+	}
+	if req.PostalAddress != "" {
+		sub.PostalAddress = req.PostalAddress
 	}
 	req.Confirmed = in.Now
 	sub.PendingRequest = ""

@@ -3,6 +3,7 @@ package consent_test
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func TestPlanSignupNewAddress(t *testing.T) {
 			continue
 		}
 		want := consent.Subscription{Topic: topic, Status: consent.StatusPending, Basis: consent.BasisConsent, Since: t0}
-		if *s != want {
+		if !reflect.DeepEqual(*s, want) {
 			t.Errorf("Subscriptions[%q]: got %+v, want %+v", topic, *s, want)
 		}
 	}
@@ -412,7 +413,7 @@ func TestPlanSignupKeepsOptOut(t *testing.T) {
 			}
 			for _, topic := range []string{"news", "offers"} {
 				want := consent.Subscription{Topic: topic, Status: consent.StatusConfirmed, Basis: consent.BasisConsent, Since: confirmAt}
-				if got := sub.Subscriptions[topic]; got == nil || *got != want {
+				if got := sub.Subscriptions[topic]; got == nil || !reflect.DeepEqual(*got, want) {
 					t.Errorf("Subscriptions[%q] after confirm: got %+v, want %+v", topic, got, want)
 				}
 			}

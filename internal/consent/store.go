@@ -102,7 +102,10 @@ type PersonStore interface {
 	// and suppresses the address for that scope at once; it is idempotent
 	// and returns the topics that changed.
 	Unsubscribe(ctx context.Context, id, topic, channel string, in ConfirmInput) ([]string, error)
-	UpdatePreferences(ctx context.Context, id string, on []string, wording Wording, in ConfirmInput) error
+	// UpdatePreferences applies PlanPreferences; a topic that does not
+	// exist or a bad choice (channel, number, address, frequency) is
+	// EInvalid and changes nothing.
+	UpdatePreferences(ctx context.Context, id string, ch PreferenceChoice, wording Wording, in ConfirmInput) error
 	// RequestPreferencesMail queues a preferences mail to a if it is a
 	// subscriber; the answer must not reach the person (no enumeration).
 	RequestPreferencesMail(ctx context.Context, a Address) (bool, error)

@@ -94,7 +94,7 @@ func (db *DB) withdraw(t *tx, sub *consent.Subscriber, topics []string, channel 
 // confirmed, the subscriber's other topics unsubscribed (and suppressed
 // per topic); each change is a ledger event. wording is what the page
 // showed.
-func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wording consent.Wording, in consent.ConfirmInput) error {
+func (db *DB) UpdatePreferences(ctx context.Context, id string, ch consent.PreferenceChoice, wording consent.Wording, in consent.ConfirmInput) error {
 	hash := wording.Hash()
 	return db.update(ctx, func(t *tx) error {
 		in.Now = db.Now()
@@ -102,7 +102,7 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 		if err != nil {
 			return err
 		}
-		for _, topic := range on {
+		for _, topic := range ch.Topics {
 			if sub.Subscriptions[topic] != nil {
 				continue
 			}
@@ -112,7 +112,10 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 				return consent.Errorf(consent.EInvalid, "topic %q does not exist", consent.Truncate(topic, 64))
 			}
 		}
-		evs, ps, removed := consent.PlanPreferences(sub, on, hash, in, db)
+		evs, ps, removed, err := consent.PlanPreferences(sub, ch, hash, in, db)
+		if err != nil {
+			return err
+		}
 		if len(evs) == 0 {
 			return nil
 		}
@@ -127,7 +130,7 @@ func (db *DB) UpdatePreferences(ctx context.Context, id string, on []string, wor
 				return err
 			}
 		}
-		if err := liftSuppressions(t, h, on); err != nil {
+		if err := liftSuppressions(t, h, ch.Topics); err != nil {
 			return err
 		}
 		if err := putSubscriber(t, sub); err != nil {
@@ -274,6 +277,13 @@ func (db *DB) Export(ctx context.Context, id string) (consent.Export, error) {
 			return err
 		}
 		x = consent.Export{Schema: consent.ExportSchema, Generated: db.Now(), Subscriber: sub, Events: evs}
+		if sub.PendingRequest != "" {
+			req, _, err := requestAndSubscriber(c, sub.PendingRequest)
+			if err != nil && consent.ErrorCode(err) != consent.ENotFound {
+				return err
+			}
+			x.Request = req
+		}
 		return nil
 	})
 	return x, err

@@ -32,7 +32,7 @@ func testLedgerOrderAndChain(t *testing.T, f *fixture) {
 	f.clock.Advance(time.Second)
 	f.unsubscribe(ann.ID, "news")
 	f.clock.Advance(time.Second)
-	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news"}, f.wording(), consent.ConfirmInput{}); err != nil {
+	if err := f.s.UpdatePreferences(ctx, ann.ID, consent.PreferenceChoice{Topics: []string{"news"}}, f.wording(), consent.ConfirmInput{}); err != nil {
 		t.Fatalf("UpdatePreferences: %v", err)
 	}
 

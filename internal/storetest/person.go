@@ -210,7 +210,7 @@ func testPreferencesMail(t *testing.T, f *fixture) {
 	f.wantOutbox(3, 0)
 
 	wording := f.wording()
-	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news"}, wording, consent.ConfirmInput{}); err != nil {
+	if err := f.s.UpdatePreferences(ctx, ann.ID, consent.PreferenceChoice{Topics: []string{"news"}}, wording, consent.ConfirmInput{}); err != nil {
 		t.Fatalf("UpdatePreferences: got err %v, want nil", err)
 	}
 	sub := f.sub("ann@example.com")
@@ -220,7 +220,7 @@ func testPreferencesMail(t *testing.T, f *fixture) {
 	if !f.suppressed("ann@example.com", "offers") || f.suppressed("ann@example.com", "news") {
 		t.Errorf("after switching offers off: want offers suppressed and news not")
 	}
-	if err := f.s.UpdatePreferences(ctx, ann.ID, []string{"news", "offers"}, wording, consent.ConfirmInput{}); err != nil {
+	if err := f.s.UpdatePreferences(ctx, ann.ID, consent.PreferenceChoice{Topics: []string{"news", "offers"}}, wording, consent.ConfirmInput{}); err != nil {
 		t.Fatalf("UpdatePreferences: got err %v, want nil", err)
 	}
 	if s := f.sub("ann@example.com").Subscriptions["offers"]; s == nil || s.Status != consent.StatusConfirmed {
@@ -235,15 +235,15 @@ func testPreferencesMail(t *testing.T, f *fixture) {
 		last.WordingText == nil || last.WordingText.Hash() != wording.Hash() {
 		t.Errorf("last event: got %+v, want preferences_updated for offers citing the wording shown", last.Event)
 	}
-	err := f.s.UpdatePreferences(ctx, "no-such-subscriber", nil, wording, consent.ConfirmInput{})
+	err := f.s.UpdatePreferences(ctx, "no-such-subscriber", consent.PreferenceChoice{}, wording, consent.ConfirmInput{})
 	f.wantCode("UpdatePreferences(unknown)", err, consent.ENotFound)
 
 	// A topic the person did not have is added, confirmed; a topic that
 	// does not exist is refused and changes nothing.
 	bob := f.subscribe("bob@example.com", "news")
-	err = f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "nope"}, wording, consent.ConfirmInput{})
+	err = f.s.UpdatePreferences(ctx, bob.ID, consent.PreferenceChoice{Topics: []string{"news", "nope"}}, wording, consent.ConfirmInput{})
 	f.wantCode("UpdatePreferences with an unknown topic", err, consent.EInvalid)
-	if err := f.s.UpdatePreferences(ctx, bob.ID, []string{"news", "offers"}, wording, consent.ConfirmInput{}); err != nil {
+	if err := f.s.UpdatePreferences(ctx, bob.ID, consent.PreferenceChoice{Topics: []string{"news", "offers"}}, wording, consent.ConfirmInput{}); err != nil {
 		t.Fatalf("UpdatePreferences adding offers: got err %v, want nil", err)
 	}
 	if s := f.sub("bob@example.com").Subscriptions["offers"]; s == nil || s.Status != consent.StatusConfirmed || s.Basis != consent.BasisConsent {

@@ -55,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"WithdrawFor", testWithdrawFor},
 		{"Feedback", testFeedback},
 		{"ForgetOptedOut", testForgetOptedOut},
+		{"Channels", testChannels},
 		{"Incidents", testIncidents},
 		{"Assessments", testAssessments},
 		{"Notices", testNotices},

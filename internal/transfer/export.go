@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,8 +13,11 @@ import (
 )
 
 // exportColumns are the CSV export's columns: one row per subscription.
+// The last four came with channels: the person's phone number and postal
+// address, and the subscription's optional channels (space-separated;
+// email is implied by a confirmed status) and frequency.
 var exportColumns = []string{"id", "email", "name", "locale", "created", "lifecycle", "last_purchase_at",
-	"topic", "status", "basis", "since"}
+	"topic", "status", "basis", "since", "phone", "postal_address", "channels", "frequency"}
 
 // exportRecord is one NDJSON export line.
 type exportRecord struct {
@@ -24,6 +28,8 @@ type exportRecord struct {
 	Created        time.Time               `json:"created"`
 	Lifecycle      consent.Lifecycle       `json:"lifecycle"`
 	LastPurchaseAt time.Time               `json:"last_purchase_at,omitzero"`
+	Phone          string                  `json:"phone,omitempty"`
+	PostalAddress  string                  `json:"postal_address,omitempty"`
 	Subscriptions  []*consent.Subscription `json:"subscriptions"`
 }
 
@@ -76,15 +82,24 @@ func (e *Exporter) Write(sub *consent.Subscriber) error {
 	if e.json != nil {
 		return e.json.Encode(exportRecord{ID: sub.ID, Email: sub.Email, Name: sub.Name, Locale: sub.Locale,
 			Created: sub.Created, Lifecycle: sub.Lifecycle(e.now, e.dormantAfter),
-			LastPurchaseAt: sub.LastPurchase, Subscriptions: subs})
+			LastPurchaseAt: sub.LastPurchase, Phone: sub.Phone, PostalAddress: sub.PostalAddress, Subscriptions: subs})
 	}
 	head := []string{sub.ID, cell(sub.Email), cell(sub.Name), sub.Locale, stamp(sub.Created),
 		string(sub.Lifecycle(e.now, e.dormantAfter)), stamp(sub.LastPurchase)}
+	// A phone number is E.164 (consent.ParsePhone): its "+" starts no
+	// formula, and a spreadsheet tool must get it as it is.
+	contact := []string{sub.Phone, cell(sub.PostalAddress)}
 	if len(subs) == 0 {
-		return e.csv.Write(append(head, "", "", "", ""))
+		return e.csv.Write(slices.Concat(head, []string{"", "", "", ""}, contact, []string{"", ""}))
 	}
 	for _, ss := range subs {
-		if err := e.csv.Write(append(head, ss.Topic, string(ss.Status), string(ss.Basis), stamp(ss.Since))); err != nil {
+		chs := make([]string, len(ss.Channels))
+		for i, c := range ss.Channels {
+			chs[i] = string(c)
+		}
+		row := slices.Concat(head, []string{ss.Topic, string(ss.Status), string(ss.Basis), stamp(ss.Since)}, contact,
+			[]string{strings.Join(chs, " "), string(ss.Frequency)})
+		if err := e.csv.Write(row); err != nil {
 			return err
 		}
 	}

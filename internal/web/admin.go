@@ -214,6 +214,16 @@ func (s *Server) subscriberFilter(get func(string) string) (consent.SubscriberFi
 	default:
 		return f, consent.Errorf(consent.EInvalid, "lifecycle must be prospect, customer or dormant")
 	}
+	if ch := get("channel"); ch != "" {
+		c, err := consent.ParseChannel(ch)
+		if err != nil {
+			return f, err
+		}
+		if f.Status != "" && f.Status != consent.StatusConfirmed {
+			return f, consent.Errorf(consent.EInvalid, "channel matches confirmed subscriptions only")
+		}
+		f.Channel, f.Status = c, consent.StatusConfirmed
+	}
 	if len(f.Query) > 254 || len(f.Topic) > 64 {
 		return f, consent.Errorf(consent.EInvalid, "q or topic is too long")
 	}

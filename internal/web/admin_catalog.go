@@ -185,8 +185,15 @@ var snippetTmpl = template.Must(template.New("snippet").Parse(
   <p>{{.Wording}}</p>
   <p><label>Email <input type="email" name="email" required maxlength="254" autocomplete="email"></label></p>
   <p><label>Name <input type="text" name="name" maxlength="100" autocomplete="name"></label></p>
-{{- range .Topics}}
-  <p><label><input type="checkbox" name="topics" value="{{.ID}}"> {{.Name}}</label></p>
+{{- range $t := .Topics}}
+  <p><label><input type="checkbox" name="topics" value="{{.ID}}"> {{.Name}}</label>
+  {{- range $.Channels}} <label><input type="checkbox" name="channels" value="{{$t.ID}}:{{.ID}}"> {{.Label}}</label>{{end}}</p>
+{{- end}}
+{{- if .AskPhone}}
+  <p><label>{{.PhoneLabel}} <input type="tel" name="phone" maxlength="32" autocomplete="tel"></label></p>
+{{- end}}
+{{- if .AskPost}}
+  <p><label>{{.PostalLabel}} <textarea name="postal_address" rows="3" maxlength="300" autocomplete="street-address"></textarea></label></p>
 {{- end}}
   <input type="hidden" name="locale" value="{{.Locale}}">
   <div style="position:absolute;left:-10000px" aria-hidden="true"><label>Leave this empty <input type="text" name="website" tabindex="-1" autocomplete="off"></label></div>
@@ -200,6 +207,11 @@ type snippetData struct {
 	Version                 int
 	Locale, Wording, Notice string
 	Topics                  []consent.Topic
+	// Channels are the channels the form offers under each topic, with
+	// the fields for the number and the address they need.
+	Channels                []channelOption
+	AskPhone, AskPost       bool
+	PhoneLabel, PostalLabel string
 }
 
 // handleFormSnippet returns paste-ready embed code (see formSnippets).
@@ -235,7 +247,9 @@ func (s *Server) formSnippets(c *gin.Context, f *consent.Form) (map[string]strin
 	w := s.wording(f, topics, l)
 	page := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
 	d := snippetData{ID: f.ID, Title: "Subscribe: " + f.ID, Page: page, Script: page + "/embed.js",
-		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: consent.TopicsIn(topics, l.Locale)}
+		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: consent.TopicsIn(topics, l.Locale),
+		Channels: channelOptions(l, "", f.Channels, nil), PhoneLabel: l.T("channels.phone_label"), PostalLabel: l.T("channels.postal_label")}
+	d.AskPhone, d.AskPost = asks(f.Channels)
 	out := map[string]string{}
 	for _, name := range snippetKinds() {
 		var buf bytes.Buffer

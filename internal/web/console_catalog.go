@@ -3,12 +3,14 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
+	"optin/internal/i18n"
 )
 
 // topicsPage is the data of the topic list.
@@ -18,6 +20,19 @@ type topicsPage struct {
 	Locales []string
 	// Input fills the new-topic form again after a refusal.
 	Input consent.TopicInput
+	// Frequencies are the frequency boxes of each topic's edit form, by
+	// topic id, and of the new-topic form ("").
+	Frequencies map[string][]freqOption
+}
+
+// frequencyOptions returns every frequency as a box in l's language,
+// ticked when on offers it.
+func frequencyOptions(l i18n.Localizer, on []consent.Frequency) []freqOption {
+	out := make([]freqOption, len(consent.AllFrequencies))
+	for i, f := range consent.AllFrequencies {
+		out[i] = freqOption{ID: f, Label: l.T("frequency." + string(f)), On: slices.Contains(on, f)}
+	}
+	return out
 }
 
 // refusal is a console notice for a write the store or the validation
@@ -42,7 +57,12 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 		return
 	}
 	d := s.consoleBase(c, "console.topics.title", "topics")
-	d.P = topicsPage{Topics: topics, Input: in, Locales: s.cfg.Catalog.Locales()}
+	p := topicsPage{Topics: topics, Input: in, Locales: s.cfg.Catalog.Locales(),
+		Frequencies: map[string][]freqOption{"": frequencyOptions(d.L, in.Frequencies)}}
+	for _, t := range topics {
+		p.Frequencies[t.ID] = frequencyOptions(d.L, t.Frequencies)
+	}
+	d.P = p
 	switch {
 	case notice != "":
 		d.Notice, d.Error = notice, true
@@ -53,12 +73,15 @@ func (s *Server) topicsView(c *gin.Context, status int, in consent.TopicInput, n
 }
 
 // handleConsoleTopicSave creates a topic (POST /admin/topics, fields id,
-// name, description, and name_<locale> and description_<locale> for
-// each language) or edits one (POST /admin/topics/{id}) with the admin
+// name, description, name_<locale> and description_<locale> for each
+// language, and frequencies, repeated) or edits one (POST /admin/topics/{id}) with the admin
 // API's validation, audited under the signed-in key.
 func (s *Server) handleConsoleTopicSave(c *gin.Context) {
 	in := consent.TopicInput{ID: strings.TrimSpace(c.PostForm("id")), Name: c.PostForm("name"), Description: c.PostForm("description"),
 		Translations: map[string]consent.TopicText{}}
+	for _, f := range c.PostFormArray("frequencies") {
+		in.Frequencies = append(in.Frequencies, consent.Frequency(f))
+	}
 	for _, loc := range s.cfg.Catalog.Locales() {
 		in.Translations[loc] = consent.TopicText{Name: c.PostForm("name_" + loc), Description: c.PostForm("description_" + loc)}
 	}
@@ -129,6 +152,9 @@ type formPage struct {
 	// Preview is the hosted form's URL in the language PreviewLocale.
 	Preview, PreviewLocale string
 	Snippets               []snippet
+	// Channels are the optional channels, ticked where the form offers
+	// them.
+	Channels []channelOption
 }
 
 // formLocale is a language a form may show: its code, and the wording
@@ -174,7 +200,8 @@ func (s *Server) formView(c *gin.Context, status int, f *consent.Form, in consen
 		return
 	}
 	d := s.consoleBase(c, "console.forms.new", "forms")
-	p := formPage{New: f == nil, In: in, Origins: strings.Join(in.AllowedOrigins, "\n"), Topics: topics}
+	p := formPage{New: f == nil, In: in, Origins: strings.Join(in.AllowedOrigins, "\n"), Topics: topics,
+		Channels: channelOptions(d.L, "", consent.OptionalChannels, in.Channels)}
 	for _, loc := range s.cfg.Catalog.Locales() {
 		p.Locales = append(p.Locales, formLocale{Code: loc, Default: s.cfg.Catalog.For(loc).T("form.default_wording")})
 	}
@@ -202,14 +229,17 @@ func (s *Server) formView(c *gin.Context, status int, f *consent.Form, in consen
 // formInput reads a form's settings from the console's form: topics
 // (repeated), locale, wording_<locale> for each language (empty: the
 // default wording), allowed_origins (one a line), success_url,
-// privacy_url, proof_of_work and the brand's brand_site_name,
-// brand_logo_url, brand_accent_color and brand_back_url.
+// privacy_url, proof_of_work, channels (repeated) and the brand's
+// brand_site_name, brand_logo_url, brand_accent_color and brand_back_url.
 func (s *Server) formInput(c *gin.Context) (consent.FormInput, error) {
 	in := consent.FormInput{ID: strings.TrimSpace(c.PostForm("id")), Topics: c.PostFormArray("topics"), Locale: c.PostForm("locale"),
 		Wording: map[string]string{}, AllowedOrigins: strings.Fields(c.PostForm("allowed_origins")),
 		SuccessURL: c.PostForm("success_url"), PrivacyURL: c.PostForm("privacy_url"),
 		Brand: consent.Brand{SiteName: c.PostForm("brand_site_name"), LogoURL: c.PostForm("brand_logo_url"),
 			AccentColor: c.PostForm("brand_accent_color"), BackURL: c.PostForm("brand_back_url")}}
+	for _, ch := range c.PostFormArray("channels") {
+		in.Channels = append(in.Channels, consent.Channel(ch))
+	}
 	for _, loc := range s.cfg.Catalog.Locales() {
 		if w := strings.TrimSpace(c.PostForm("wording_" + loc)); w != "" {
 			in.Wording[loc] = w

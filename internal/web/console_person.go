@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -53,6 +54,10 @@ type subscriptionRow struct {
 	// Assessment is the legitimate-interest assessment the subscription
 	// rests on, if its import cited one.
 	Assessment string
+	// Channels are the channels that carry the topic now; Frequency the
+	// person's choice of how often.
+	Channels  []consent.Channel
+	Frequency consent.Frequency
 }
 
 // eventRow is one ledger event about the person, as the timeline shows
@@ -87,6 +92,12 @@ type eventRow struct {
 	// Check is a confirmation's verdict on who clicked: a person or a
 	// mail scanner.
 	Check *consent.Check
+	// Channel and Frequency are a channel or frequency event's subject;
+	// Contact the phone number or postal address its personal record
+	// holds.
+	Channel   consent.Channel
+	Frequency consent.Frequency
+	Contact   string
 }
 
 // datetimeLocal is the value format of an HTML datetime-local field.
@@ -122,7 +133,8 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 	}
 	for _, id := range sortedKeys(sub.Subscriptions) {
 		x := sub.Subscriptions[id]
-		row := subscriptionRow{ID: id, Topic: names.name(id), Status: x.Status, Basis: x.Basis, Since: x.Since, Assessment: x.Assessment}
+		row := subscriptionRow{ID: id, Topic: names.name(id), Status: x.Status, Basis: x.Basis, Since: x.Since, Assessment: x.Assessment,
+			Channels: x.Effective(), Frequency: x.Frequency}
 		p.Subscriptions = append(p.Subscriptions, row)
 		if x.Status != consent.StatusUnsubscribed {
 			p.Withdrawable = append(p.Withdrawable, row)
@@ -132,12 +144,13 @@ func (s *Server) person(ctx context.Context, id string) (personPage, error) {
 		row := eventRow{Seq: ev.Seq, Time: ev.Time, Type: ev.Type, Basis: ev.Basis, Source: ev.Source, Page: ev.Page,
 			Wording: ev.WordingText, WordingHash: ev.Wording, MessageID: ev.MessageID, Request: ev.Request, Hash: ev.Hash,
 			Activity: ev.Activity, OccurredAt: ev.OccurredAt, Field: ev.Field,
-			Assessment: ev.AssessmentRecord, AssessmentID: ev.Assessment, Check: ev.Check}
+			Assessment: ev.AssessmentRecord, AssessmentID: ev.Assessment, Check: ev.Check, Channel: ev.Channel, Frequency: ev.Frequency}
 		for _, t := range ev.Topics {
 			row.Topics = append(row.Topics, names.name(t))
 		}
 		if ev.Personal != nil {
 			row.IP, row.UserAgent, row.Note = ev.Personal.IP, ev.Personal.UserAgent, ev.Personal.Note
+			row.Contact = cmp.Or(ev.Personal.Phone, ev.Personal.PostalAddress)
 		}
 		p.Events = append(p.Events, row)
 	}

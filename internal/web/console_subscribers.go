@@ -16,11 +16,12 @@ const consolePageSize = 50
 type subscribersPage struct {
 	// The filter: Q is the search for an address or a name; Since and
 	// Until the creation dates, as typed.
-	Q, Status, Topic, Lifecycle, Since, Until string
-	Topics                                    []consent.Topic
-	Statuses                                  []consent.Status
-	Lifecycles                                []consent.Lifecycle
-	Rows                                      []subscriberRow
+	Q, Status, Topic, Lifecycle, Since, Until, Channel string
+	Topics                                             []consent.Topic
+	Channels                                           []consent.Channel
+	Statuses                                           []consent.Status
+	Lifecycles                                         []consent.Lifecycle
+	Rows                                               []subscriberRow
 	// Cursor is where this page starts ("" on the first); Next where
 	// the following one does ("" after the last).
 	Cursor, Next string
@@ -78,7 +79,8 @@ func (s *Server) handleConsoleSubscribers(c *gin.Context) {
 	}
 	p := subscribersPage{Q: f.Query, Status: string(f.Status), Topic: f.Topic, Lifecycle: string(f.Lifecycle),
 		Since: get("created_since"), Until: get("created_until"), Topics: topics,
-		Statuses: statuses(), Lifecycles: lifecycles(), Cursor: f.Cursor, Next: next}
+		Statuses: statuses(), Lifecycles: lifecycles(), Cursor: f.Cursor, Next: next, Channel: string(f.Channel),
+		Channels: append([]consent.Channel{consent.ChannelEmail}, consent.OptionalChannels...)}
 	now := s.store.Now()
 	for _, sub := range subs {
 		row := subscriberRow{ID: sub.ID, Email: sub.Email, Name: sub.Name, Created: sub.Created,

@@ -28,21 +28,32 @@ type embedTopic struct {
 	Description string `json:"description,omitempty"`
 }
 
+// embedChannel is one channel box an embedded form puts under each
+// topic.
+type embedChannel struct {
+	ID    consent.Channel `json:"id"`
+	Label string          `json:"label"`
+}
+
 // embedData is everything embed.js needs to render one form: the exact
 // wording the hosted page shows and the interface strings in one language.
 // It reaches the script as JSON, and the script writes every string with
 // textContent, never as HTML.
 type embedData struct {
-	Form      string            `json:"form"`
-	Action    string            `json:"action"`
-	Challenge string            `json:"challenge,omitempty"`
-	PoWBits   int               `json:"pow_bits"`
-	Locale    string            `json:"locale"`
-	Wording   string            `json:"wording"`
-	Notice    string            `json:"notice"`
-	Privacy   string            `json:"privacy"`
-	Topics    []embedTopic      `json:"topics"`
-	T         map[string]string `json:"t"`
+	Form      string       `json:"form"`
+	Action    string       `json:"action"`
+	Challenge string       `json:"challenge,omitempty"`
+	PoWBits   int          `json:"pow_bits"`
+	Locale    string       `json:"locale"`
+	Wording   string       `json:"wording"`
+	Notice    string       `json:"notice"`
+	Privacy   string       `json:"privacy"`
+	Topics    []embedTopic `json:"topics"`
+	// Channels are the channels the form offers under each topic
+	// besides email, with their labels; the script asks for the phone
+	// number and postal address they need.
+	Channels []embedChannel    `json:"channels,omitempty"`
+	T        map[string]string `json:"t"`
 	// CSS is the form's stylesheet; Origins are the page origins whose
 	// signups optin takes (its own and the form's allowed ones), so the
 	// script can say in the browser console why it cannot work elsewhere.
@@ -59,7 +70,8 @@ func embedStrings() map[string]string {
 		"no_topic": "signup.error.topics", "network": "embed.network",
 		"invalid": "error.invalid", "forbidden": "error.forbidden", "rate_limited": "error.rate_limited",
 		"too_large": "error.too_large", "not_found": "error.not_found", "proof_of_work": "signup.error.pow",
-		"internal": "error.internal",
+		"internal": "error.internal", "also": "channels.also", "also_for": "channels.also_for",
+		"phone": "channels.phone_label", "phone_example": "channels.phone_example", "postal": "channels.postal_label",
 	}
 }
 
@@ -84,6 +96,9 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 	for i, t := range topics {
 		t = t.In(l.Locale)
 		d.Topics[i] = embedTopic{ID: t.ID, Name: t.Name, Description: t.Description}
+	}
+	for _, c := range f.Channels {
+		d.Channels = append(d.Channels, embedChannel{ID: c, Label: l.T("channel." + string(c))})
 	}
 	for name, key := range embedStrings() {
 		d.T[name] = l.T(key)

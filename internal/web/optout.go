@@ -24,6 +24,10 @@ type prefTopic struct {
 	// Basis is the lawful basis of the person's subscription, worded for
 	// the page; "" for a topic the person does not hold.
 	Basis string
+	// Channels are the optional channels the page offers for the topic;
+	// Frequencies the topic's frequency choices, if it has any.
+	Channels    []channelOption
+	Frequencies []freqOption
 }
 
 // linkClaims verifies a token of purpose p. With acceptExpired, a genuine
@@ -130,18 +134,100 @@ func (s *Server) preferencesSubscriber(c *gin.Context) (*consent.Subscriber, i18
 	return nil, l, false
 }
 
-func (s *Server) preferencesPage(c *gin.Context, sub *consent.Subscriber, l i18n.Localizer, msg string) {
+// preferencesPage renders the preference center of sub with msg, at
+// status. shown, when set, is a refused choice, which the page shows
+// again instead of what sub holds.
+func (s *Server) preferencesPage(c *gin.Context, status int, sub *consent.Subscriber, l i18n.Localizer, msg string, shown *consent.PreferenceChoice) {
 	topics := s.preferenceTopics(c, sub, l)
+	view := heldChoice(sub)
+	if shown != nil {
+		view = *shown
+	}
 	pts := make([]prefTopic, len(topics))
+	var offered []consent.Channel
 	for i, t := range topics {
 		st := sub.Subscriptions[t.ID]
-		pts[i] = prefTopic{ID: t.ID, Name: t.Name, Description: t.Description, On: st != nil && st.Status == consent.StatusConfirmed}
-		if pts[i].On && st.Basis != "" {
+		pts[i] = prefTopic{ID: t.ID, Name: t.Name, Description: t.Description, On: slices.Contains(view.Topics, t.ID)}
+		if st != nil && st.Status == consent.StatusConfirmed && st.Basis != "" {
 			pts[i].Basis = l.T("preferences.basis." + string(st.Basis))
 		}
+		chs := s.preferenceChannels(sub, t.ID)
+		pts[i].Channels = channelOptions(l, t.ID, chs, view.Channels[t.ID])
+		offered = append(offered, chs...)
+		for _, f := range t.Frequencies {
+			pts[i].Frequencies = append(pts[i].Frequencies, freqOption{ID: f, Label: l.T("frequency." + string(f)), On: view.Frequency[t.ID] == f})
+		}
 	}
-	s.page(c, http.StatusOK, "preferences", pageData{L: l, Action: c.Request.URL.Path, Message: msg,
-		PrefTopics: pts, Wording: l.T("preferences.wording"), Email: sub.Email, Name: sub.Name, VerifyURL: verifyURL(l)})
+	d := pageData{L: l, Action: c.Request.URL.Path, Message: msg, PrefTopics: pts, Wording: l.T("preferences.wording"),
+		Email: sub.Email, Name: sub.Name, Phone: view.Phone, PostalAddress: view.PostalAddress, VerifyURL: verifyURL(l)}
+	d.AskPhone, d.AskPost = asks(offered)
+	s.page(c, status, "preferences", d)
+}
+
+// heldChoice is what sub holds, as the preference page shows it: the
+// confirmed topics with their channels and frequencies, the number and
+// the address.
+func heldChoice(sub *consent.Subscriber) consent.PreferenceChoice {
+	ch := consent.PreferenceChoice{ChannelChoice: consent.ChannelChoice{Channels: map[string][]consent.Channel{},
+		Phone: sub.Phone, PostalAddress: sub.PostalAddress}, Frequency: map[string]consent.Frequency{}}
+	for _, t := range sortedKeys(sub.Subscriptions) {
+		if st := sub.Subscriptions[t]; st.Status == consent.StatusConfirmed {
+			ch.Topics = append(ch.Topics, t)
+			ch.Channels[t], ch.Frequency[t] = st.Channels, st.Frequency
+		}
+	}
+	return ch
+}
+
+// preferenceChannels are the optional channels the preference page offers
+// for topic: those preferences.channels names, and any sub holds on it,
+// so it can be taken back.
+func (s *Server) preferenceChannels(sub *consent.Subscriber, topic string) []consent.Channel {
+	var held []consent.Channel
+	if st := sub.Subscriptions[topic]; st != nil {
+		held = st.Channels
+	}
+	var out []consent.Channel
+	for _, c := range consent.OptionalChannels {
+		if slices.Contains(s.cfg.PreferenceChannels, c) || slices.Contains(held, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// preferenceChoice reads the preference page's post: the topics ticked,
+// the channels ticked for them (each offered for its topic), the phone
+// number and postal address they need, and each topic's frequency (one it
+// offers, or "" for none). A bad choice is EInvalid with the page message
+// saying what to fix; the choice read so far comes back for the page to
+// show again.
+func (s *Server) preferenceChoice(c *gin.Context, sub *consent.Subscriber, topics []consent.Topic) (consent.PreferenceChoice, error) {
+	ch := consent.PreferenceChoice{Topics: c.PostFormArray("topics"), Frequency: map[string]consent.Frequency{},
+		ChannelChoice: consent.ChannelChoice{Phone: c.PostForm("phone"), PostalAddress: c.PostForm("postal_address")}}
+	chosen, err := parseChannelFields(c.PostFormArray("channels"), func(t string) []consent.Channel { return s.preferenceChannels(sub, t) })
+	if err != nil {
+		return ch, err
+	}
+	ch.Channels = map[string][]consent.Channel{}
+	for t, cs := range chosen {
+		if slices.Contains(ch.Topics, t) { // a topic switched off takes its channels with it
+			ch.Channels[t] = cs
+		}
+	}
+	for _, t := range topics {
+		v := consent.Frequency(c.PostForm("frequency." + t.ID))
+		if v != "" && !slices.Contains(t.Frequencies, v) {
+			return ch, keyed(consent.Errorf(consent.EInvalid, "frequency of topic %q must be one it offers", t.ID), "frequency.error")
+		}
+		if v != "" {
+			ch.Frequency[t.ID] = v
+		}
+	}
+	if _, err := checkChoice(ch.ChannelChoice, ch.Topics); err != nil {
+		return ch, err
+	}
+	return ch, nil
 }
 
 // preferenceTopics are the topics a preference page in l's language
@@ -170,7 +256,7 @@ func (s *Server) handlePreferencesPage(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.preferencesPage(c, sub, l, "")
+	s.preferencesPage(c, http.StatusOK, sub, l, "", nil)
 }
 
 func (s *Server) handlePreferences(c *gin.Context) {
@@ -188,14 +274,15 @@ func (s *Server) handlePreferences(c *gin.Context) {
 	case "rectify":
 		msg, err = s.rectifyFromPreferences(c, sub, l)
 	default:
-		on := c.PostFormArray("topics")
 		topics := s.preferenceTopics(c, sub, l)
-		labels := make(map[string]string, len(topics))
-		for _, t := range topics {
-			labels[t.ID] = t.Name
+		var choice consent.PreferenceChoice
+		if choice, err = s.preferenceChoice(c, sub, topics); err == nil {
+			err = s.store.UpdatePreferences(ctx, sub.ID, choice, s.preferenceWording(sub, topics, l), in)
 		}
-		w := consent.Wording{Form: "preferences", Version: 1, Locale: l.Locale, Text: l.T("preferences.wording"), Topics: labels}
-		err = s.store.UpdatePreferences(ctx, sub.ID, on, w, in)
+		if consent.ErrorCode(err) == consent.EInvalid {
+			s.preferencesPage(c, http.StatusBadRequest, sub, l, pageMessage(l, err), &choice)
+			return
+		}
 	}
 	if err != nil {
 		s.fail(c, err)
@@ -205,7 +292,28 @@ func (s *Server) handlePreferences(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.preferencesPage(c, sub, l, msg)
+	s.preferencesPage(c, http.StatusOK, sub, l, msg, nil)
+}
+
+// preferenceWording is the exact wording the preference page shows in
+// l's language: its text, the topics' names, and the channels and
+// frequencies it offers.
+func (s *Server) preferenceWording(sub *consent.Subscriber, topics []consent.Topic, l i18n.Localizer) consent.Wording {
+	w := consent.Wording{Form: "preferences", Version: 1, Locale: l.Locale, Text: l.T("preferences.wording"),
+		Topics: make(map[string]string, len(topics))}
+	var offered []consent.Channel
+	for _, t := range topics {
+		w.Topics[t.ID] = t.Name
+		offered = append(offered, s.preferenceChannels(sub, t.ID)...)
+		for _, f := range t.Frequencies {
+			if w.Frequencies == nil {
+				w.Frequencies = map[string]string{}
+			}
+			w.Frequencies[string(f)] = l.T("frequency." + string(f))
+		}
+	}
+	w.Channels = channelLabels(l, offered)
+	return w
 }
 
 // rectifyFromPreferences applies the person's own correction (GDPR Art.

@@ -48,6 +48,12 @@ type pageData struct {
 	Email   string
 	Name    string
 	Checked map[string]bool
+	// Channels are the optional channels a form offers with each topic;
+	// AskPhone and AskPost whether the page asks for a phone number and
+	// a postal address, and Phone and PostalAddress the ones it shows.
+	Channels             []channelOption
+	AskPhone, AskPost    bool
+	Phone, PostalAddress string
 	// Danger styles an action page's button as one that cannot be undone.
 	Danger bool
 	// Brand presents the operator; page fills in the configured one when
@@ -117,7 +123,9 @@ func (s *Server) wording(f *consent.Form, topics []consent.Topic, l i18n.Localiz
 	if s.cfg.PostalAddress != "" {
 		notice += "\n" + s.cfg.PostalAddress // a line of its own
 	}
-	return f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
+	w := f.WordingFor(l.Locale, consent.TopicsIn(topics, l.Locale), l.T("form.default_wording"), notice)
+	w.Channels = channelLabels(l, f.Channels)
+	return w
 }
 
 // page renders a page template with status.
@@ -209,8 +217,11 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 		"; frame-ancestors " + strings.Join(append([]string{"'self'"}, origins...), " ") + "; base-uri 'none'"
 	d := pageData{L: l, Action: "/f/" + url.PathEscape(f.ID), Topics: consent.TopicsIn(topics, l.Locale), Wording: w.Text, Notice: w.Notice,
 		Message: msg, Privacy: s.privacyURL(f), Brand: s.brandFor(f)}
+	d.Channels = channelOptions(l, "", f.Channels, nil)
+	d.AskPhone, d.AskPost = asks(f.Channels)
 	if len(typed) > 0 {
 		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
+		d.Phone, d.PostalAddress = typed[0].Phone, typed[0].PostalAddress
 	}
 	if f.PoWBits() > 0 {
 		csp += "; script-src 'self'; connect-src 'self'"
@@ -272,6 +283,12 @@ type signupBody struct {
 	Locale  string   `json:"locale" form:"locale"`
 	Page    string   `json:"page" form:"page"`
 	Website string   `json:"website" form:"website"`
+	// Channels are the optional channels chosen, each topic:channel
+	// (sms, phone or post) for a topic ticked and a channel the form
+	// offers; Phone and PostalAddress what they need.
+	Channels      []string `json:"channels" form:"channels"`
+	Phone         string   `json:"phone" form:"phone"`
+	PostalAddress string   `json:"postal_address" form:"postal_address"`
 	// PoWChallenge and PoWNonce answer a proof-of-work form's challenge.
 	PoWChallenge string `json:"pow_challenge" form:"pow_challenge"`
 	PoWNonce     string `json:"pow_nonce" form:"pow_nonce"`
@@ -454,7 +471,15 @@ func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l
 	if err != nil {
 		return consent.SignupInput{}, keyed(err, "signup.error.page")
 	}
-	return consent.SignupInput{Form: f, Address: addr, Name: name, Locale: l.Locale, Topics: b.Topics,
+	chosen, err := parseChannelFields(b.Channels, func(string) []consent.Channel { return f.Channels })
+	if err != nil {
+		return consent.SignupInput{}, err
+	}
+	channels, err := checkChoice(consent.ChannelChoice{Channels: chosen, Phone: b.Phone, PostalAddress: b.PostalAddress}, b.Topics)
+	if err != nil {
+		return consent.SignupInput{}, err
+	}
+	return consent.SignupInput{Form: f, Address: addr, Name: name, Locale: l.Locale, Topics: b.Topics, Channels: channels,
 		Page: page, IP: clientIP(c), UserAgent: userAgent(c)}, nil
 }
 
@@ -493,6 +518,10 @@ func (s *Server) signupError(c *gin.Context, jsonOut bool, f *consent.Form, topi
 	for _, t := range c.PostFormArray("topics") {
 		typed.Checked[t] = true
 	}
+	for _, v := range c.PostFormArray("channels") {
+		typed.Checked[v] = true // topic:channel, which no topic id can be
+	}
+	typed.Phone, typed.PostalAddress = consent.Truncate(c.PostForm("phone"), 64), consent.Truncate(c.PostForm("postal_address"), 1200)
 	s.formPage(c, errorStatus(err), f, topics, l, pageMessage(l, err), typed)
 }
 

@@ -62,6 +62,9 @@ type Config struct {
 	// CustomerActivities are the activity kinds that make a customer;
 	// nil means consent.DefaultCustomerActivities.
 	CustomerActivities []consent.ActivityKind
+	// PreferenceChannels are the optional channels the preference page
+	// offers for each topic (preferences.channels).
+	PreferenceChannels []consent.Channel
 	// Metrics, when set, times every request and serves GET /metrics.
 	Metrics *Metrics
 	// Warnings are the startup warnings (development defaults left in

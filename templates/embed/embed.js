@@ -148,7 +148,7 @@ function render(div, n) {
 
   var set = el("fieldset", { "class": "optin-topics" });
   set.appendChild(el("legend", {}, D.wording));
-  var boxes = [];
+  var boxes = [], chosen = [];
   D.topics.forEach(function (t, i) {
     var row = el("div", { "class": "optin-topic" });
     var box = el("input", { type: "checkbox", name: "topics", value: t.id, id: id + "topic-" + i });
@@ -161,8 +161,35 @@ function render(div, n) {
     }
     row.appendChild(label);
     set.appendChild(row);
+    if (D.channels && D.channels.length) {
+      var also = el("div", { "class": "optin-channels", role: "group", "aria-label": T.also_for.replace("%s", t.name) });
+      also.appendChild(el("span", { "class": "optin-description" }, T.also));
+      D.channels.forEach(function (c) {
+        var cid = id + "channel-" + i + "-" + c.id;
+        var cb = el("input", { type: "checkbox", name: "channels", value: t.id + ":" + c.id, id: cid });
+        chosen.push(cb);
+        var cl = el("label", { "for": cid });
+        cl.appendChild(cb);
+        cl.appendChild(document.createTextNode(" " + c.label));
+        also.appendChild(cl);
+      });
+      set.appendChild(also);
+    }
   });
   form.appendChild(set);
+  // The phone number and postal address the channels offered need.
+  var phone = null, postal = null;
+  var asks = function (f) { return (D.channels || []).some(f); };
+  if (asks(function (c) { return c.id === "sms" || c.id === "phone"; })) {
+    phone = field("phone", "tel", T.phone, { maxlength: "32", autocomplete: "tel", inputmode: "tel", placeholder: T.phone_example });
+  }
+  if (asks(function (c) { return c.id === "post"; })) {
+    var pp = el("p", { "class": "optin-field" });
+    pp.appendChild(el("label", { "for": id + "postal_address" }, T.postal));
+    postal = el("textarea", { name: "postal_address", id: id + "postal_address", rows: "3", maxlength: "300", autocomplete: "street-address" });
+    pp.appendChild(postal);
+    form.appendChild(pp);
+  }
 
   // The honeypot: invisible to people and screen readers, filled by bots.
   var hp = el("div", { "class": "optin-hp", "aria-hidden": "true" });
@@ -199,7 +226,10 @@ function render(div, n) {
       say(T.no_topic, true);
       return;
     }
-    var body = { email: email.value, name: name.value, topics: topics, locale: D.locale, website: website.value };
+    var body = { email: email.value, name: name.value, topics: topics, locale: D.locale, website: website.value,
+      channels: chosen.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }) };
+    if (phone) body.phone = phone.value;
+    if (postal) body.postal_address = postal.value;
     if (location.protocol === "https:" || location.protocol === "http:") {
       body.page = location.origin + location.pathname;
     }
