@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"optin/internal/browsertest"
 	"optin/internal/config"
 	"optin/internal/token"
 )
@@ -24,7 +25,7 @@ import (
 // phone, the person then ticks a channel and picks a frequency, and Save
 // keeps both. Screenshots go to $OPTIN_ARTIFACTS/pages.
 func TestBrowserChannels(t *testing.T) {
-	needChromium(t)
+	browsertest.Chromium(t)
 	cat := loadCatalog(t)
 	s := startService(t, func(c *config.Config) { c.Preferences.Channels = []string{"sms", "phone", "post"} })
 	s.adminJSON("POST", "/topics", `{"id":"offers","name":"Offers","description":"Seasonal discounts",
