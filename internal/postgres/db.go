@@ -76,6 +76,8 @@ type DB struct {
 	readOnly  bool
 	// owner names this DB's leases on outbox jobs.
 	owner string
+	// wordings holds the hashes of the wordings known to be stored.
+	wordings sync.Map
 	// limitsSwept is when this instance last deleted full token buckets
 	// and expired nonces (Unix nanoseconds).
 	limitsSwept atomic.Int64
@@ -248,7 +250,13 @@ type conn struct {
 	q   querier
 }
 
+// exec runs sql for its effect alone. In a write transaction it waits
+// in the pipe for the next statement that reads, or the commit; its
+// failure fails the call that queued it.
 func (c conn) exec(sql string, args ...any) error {
+	if p, ok := c.q.(*pipe); ok {
+		return p.queue(c.ctx, sql, args...)
+	}
 	_, err := c.q.Exec(c.ctx, sql, args...)
 	return err
 }

@@ -138,8 +138,12 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
 	oks := make([]bool, len(jobs))
 	err := db.view(ctx, func(c conn) error {
+		st, err := db.jobStates(c, jobs)
+		if err != nil {
+			return err
+		}
 		for i, job := range jobs {
-			ok, err := db.deliverable(c, job)
+			ok, err := db.deliverableIn(c, job, st)
 			if err != nil {
 				return err
 			}
@@ -150,23 +154,87 @@ func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool,
 	return oks, err
 }
 
+// jobStates holds what deliverable reads about jobs, read for many jobs
+// at once: their subscribers by id, the suppressions for every topic by
+// address hash, and their requests by id.
+type jobStates struct {
+	subs map[string]*consent.Subscriber
+	supp map[string]*consent.Suppression
+	reqs map[string]*consent.Request
+}
+
+// jobStates reads the states of jobs in three statements.
+func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
+	st := jobStates{subs: map[string]*consent.Subscriber{}, supp: map[string]*consent.Suppression{}, reqs: map[string]*consent.Request{}}
+	var subIDs, hashes, reqIDs []string
+	for _, job := range jobs {
+		subIDs = append(subIDs, job.Subscriber)
+		hashes = append(hashes, db.hashKey(consent.AddressKey(job.To)))
+		if job.Request != "" {
+			reqIDs = append(reqIDs, job.Request)
+		}
+	}
+	var b []byte
+	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{subIDs}, []any{&b}, func() error {
+		sub := new(consent.Subscriber)
+		if err := decode(b, sub); err != nil {
+			return err
+		}
+		st.subs[sub.ID] = sub
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	var hash string
+	err = c.each("SELECT hash, data FROM suppressions WHERE hash = ANY($1) AND scope = $2", []any{hashes, consent.ScopeAll}, []any{&hash, &b}, func() error {
+		s := new(consent.Suppression)
+		if err := decode(b, s); err != nil {
+			return err
+		}
+		st.supp[hash] = s
+		return nil
+	})
+	if err != nil || len(reqIDs) == 0 {
+		return st, err
+	}
+	err = c.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
+		r := new(consent.Request)
+		if err := decode(b, r); err != nil {
+			return err
+		}
+		st.reqs[r.ID] = r
+		return nil
+	})
+	return st, err
+}
+
+// deliverable reports whether job may still be sent (see DeliverableBatch).
 func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
-	sub, err := subscriber(c, job.Subscriber)
-	if err != nil || sub == nil {
-		return false, err // erased
+	st, err := db.jobStates(c, []consent.Job{job})
+	if err != nil {
+		return false, err
+	}
+	return db.deliverableIn(c, job, st)
+}
+
+// deliverableIn is deliverable with job's state read.
+func (db *DB) deliverableIn(c conn, job consent.Job, st jobStates) (bool, error) {
+	sub := st.subs[job.Subscriber]
+	if sub == nil {
+		return false, nil // erased
 	}
 	if job.Kind == consent.JobIncidentNotice {
 		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
 	}
-	s, err := suppressed(c, db.hashKey(consent.AddressKey(job.To)), "")
-	if err != nil || (s != nil && !s.LiftedByOptIn()) {
-		return false, err
+	if s := st.supp[db.hashKey(consent.AddressKey(job.To))]; s != nil && !s.LiftedByOptIn() {
+		return false, nil
 	}
 	switch job.Kind {
 	case consent.JobConfirm, consent.JobAddressChange:
-		req, err := request(c, job.Request)
-		if err != nil || req == nil {
-			return false, err
+		req := st.reqs[job.Request]
+		if req == nil {
+			return false, nil
 		}
 		return req.Open(db.Now()), nil
 	case consent.JobPreferences, consent.JobAddressChanged:
@@ -208,16 +276,38 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
 			return err
 		}
+		var reqIDs []string
 		for _, job := range jobs {
-			if job.Kind != consent.JobConfirm && job.Kind != consent.JobAddressChange {
-				continue
+			if job.Kind == consent.JobConfirm || job.Kind == consent.JobAddressChange {
+				reqIDs = append(reqIDs, job.Request)
 			}
-			req, err := request(t.conn, job.Request)
-			if err != nil {
+		}
+		if len(reqIDs) == 0 {
+			return nil
+		}
+		// The requests in one statement; their updates go with the pipe.
+		reqs := map[string]*consent.Request{}
+		var b []byte
+		err := t.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
+			r := new(consent.Request)
+			if err := decode(b, r); err != nil {
 				return err
 			}
-			if req != nil && req.MarkSent(db.Now()) {
-				if err := putRequest(t, req); err != nil {
+			reqs[r.ID] = r
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		now := db.Now()
+		for _, id := range reqIDs {
+			req := reqs[id]
+			if req == nil {
+				continue
+			}
+			old := *req
+			if req.MarkSent(now) {
+				if err := updateRequest(t, &old, req); err != nil {
 					return err
 				}
 			}
