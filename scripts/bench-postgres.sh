@@ -62,9 +62,16 @@ Y
   sleep 2; s1=$(psql -d optin -F' ' -c "$stat")
   read -r c0 i0 u0 d0 f0 <<<"$s0"; read -r c1 i1 u1 d1 f1 <<<"$s1"
   echo "per signup: commits $(( (c1-c0)*1000/subs ))/1000, rows inserted $(( (i1-i0)*100/subs ))/100, updated $(( (u1-u0)*100/subs ))/100, deleted $(( (d1-d0)*100/subs ))/100"
-  echo "bytes per pending signup by relation (heap+toast / indexes):"
-  psql -d optin -F' ' -c "SELECT c.relname, pg_table_size(c.oid)/$subs, pg_indexes_size(c.oid)/$subs FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 16384 ORDER BY pg_total_relation_size(c.oid) DESC" | sed 's/^/  /'
+  rel="SELECT c.relname, pg_table_size(c.oid)/$subs, pg_indexes_size(c.oid)/$subs FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 16384 ORDER BY pg_total_relation_size(c.oid) DESC"
+  echo "bytes per pending signup by relation as the run left them (table with toast / indexes):"
+  psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
+  # VACUUM FULL rewrites every table and index with the live rows alone:
+  # what a subscriber takes once the dead versions (the sent mail's
+  # outbox row, a request's version before it was marked sent) are gone.
+  psql -d optin -c "VACUUM FULL" >/dev/null
+  echo "after VACUUM FULL: $(( ($(psql -d optin -c "SELECT pg_database_size('optin')")-before)/subs )) bytes per pending signup; by relation:"
+  psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
   if [ "${PGSS:-}" = 1 ]; then
     echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"
     psql -d optin -F' | ' -c "SELECT calls*1000/$subs, round(mean_exec_time::numeric, 3), rows*1000/$subs, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements

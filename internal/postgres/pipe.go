@@ -87,11 +87,33 @@ func (p *pipe) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	return p.q.Query(ctx, sql, args...)
 }
 
+// QueryRow sends the waiting statements and sql in one round trip.
 func (p *pipe) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := p.flush(ctx); err != nil {
-		return errRow{err}
+	if len(p.owners) == 0 {
+		return p.q.QueryRow(ctx, sql, args...)
 	}
-	return p.q.QueryRow(ctx, sql, args...)
+	owners, batch := p.owners, p.batch
+	p.batch, p.owners = pgx.Batch{}, nil
+	batch.Queue(sql, args...)
+	br := p.tx.SendBatch(ctx, &batch)
+	for _, owner := range owners {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return errRow{&pipeError{call: owner, err: unavailable(err)}}
+		}
+	}
+	return batchRow{br}
+}
+
+// batchRow is the row of the last statement of a batch.
+type batchRow struct{ br pgx.BatchResults }
+
+func (r batchRow) Scan(dst ...any) error {
+	err := r.br.QueryRow().Scan(dst...)
+	if cerr := r.br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return unavailable(err)
 }
 
 // errRow is a row whose statement could not run.
