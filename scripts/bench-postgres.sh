@@ -70,7 +70,11 @@ Y
   # what a subscriber takes once the dead versions (the sent mail's
   # outbox row, a request's version before it was marked sent) are gone.
   psql -d optin -c "VACUUM FULL" >/dev/null
-  echo "after VACUUM FULL: $(( ($(psql -d optin -c "SELECT pg_database_size('optin')")-before)/subs )) bytes per pending signup; by relation:"
+  # (The database's size would mislead here: VACUUM FULL compacts the
+  # system catalogs too.)
+  live=$(psql -d optin -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r'")
+  echo "after VACUUM FULL: $(( live/subs )) bytes per pending signup in optin's tables; by relation:"
   psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
   if [ "${PGSS:-}" = 1 ]; then
     echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"

@@ -38,16 +38,29 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // order, skipping the ids in skip (jobs already being sent), and leases
 // them to this DB for Options.Lease (see leaseDue).
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
-	var jobs []consent.Job
-	err := db.leaseDue(ctx, "outbox", "job", now, limit, skip, func(id int64, nextAt time.Time, b []byte) (bool, error) {
-		j, err := jobFrom(id, nextAt, b)
-		jobs = append(jobs, j)
-		return true, err
+	// The rows are read without their jobs (the ones this DB is sending
+	// come up again and are skipped), and the jobs taken are read as
+	// they are leased.
+	var ids []int64
+	due := map[int64]time.Time{}
+	jobs := map[int64]consent.Job{}
+	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, func(id int64, nextAt time.Time, _ []byte) (bool, error) {
+		ids = append(ids, id)
+		due[id] = nextAt
+		return true, nil
+	}, func(id int64, b []byte) error {
+		j, err := jobFrom(id, due[id], b)
+		jobs[id] = j
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due jobs: %w", err)
 	}
-	return jobs, nil
+	out := make([]consent.Job, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, jobs[id])
+	}
+	return out, nil
 }
 
 // leaseDue calls take for rows of table (an outbox: id, next_at,
@@ -57,8 +70,15 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 // this DB for Options.Lease. Rows another instance leased are
 // left out until their lease ends; rows another leaseDue is reading just
 // then are passed over (FOR UPDATE SKIP LOCKED).
+//
+// With data "" take gets no record, and leased gets each leased row's
+// record (column job) as the lease is written.
 func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool,
-	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
+	take func(id int64, nextAt time.Time, b []byte) (bool, error), leased func(id int64, b []byte) error) error {
+	cols := "id, next_at"
+	if data != "" {
+		cols += ", " + data
+	}
 	if limit <= 0 {
 		return nil
 	}
@@ -75,10 +95,14 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 			var id int64
 			var nextAt time.Time
 			var b []byte
-			err := c.each(`SELECT id, next_at, `+data+` FROM `+table+`
+			dst := []any{&id, &nextAt}
+			if data != "" {
+				dst = append(dst, &b)
+			}
+			err := c.each(`SELECT `+cols+` FROM `+table+`
 				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
-				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
+				[]any{db.owner, clock, now, after.at, after.id, limit}, dst, func() error {
 					read++
 					after.at, after.id = nextAt, id
 					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
@@ -100,7 +124,13 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 		if len(ids) == 0 {
 			return nil
 		}
-		return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+		if leased == nil {
+			return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+		}
+		var id int64
+		var b []byte
+		return c.each("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3) RETURNING id, job",
+			[]any{db.owner, clock.Add(db.lease), ids}, []any{&id, &b}, func() error { return leased(id, b) })
 	})
 }
 

@@ -227,7 +227,7 @@ func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip 
 		}
 		ds = append(ds, d)
 		return true, nil
-	})
+	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due deliveries: %w", err)
 	}
