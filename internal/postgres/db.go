@@ -8,7 +8,10 @@
 // one order and one hash chain, and a use case reads what the one before
 // it wrote, as with bbolt's single writer. Each instance gathers the
 // writes that wait at the same moment into one transaction (group
-// commit), so concurrent signups share a commit. Outbox jobs are leased
+// commit), so concurrent signups share a commit; in that transaction the
+// statements whose results nobody reads wait in a pgx pipeline and go out
+// with the next read or the commit (pipe), so a signup's write costs one
+// round trip. Outbox jobs are leased
 // (see DueJobs), so two instances never hand the same mail to a relay at
 // once, and a crashed instance's leases run out and are taken over.
 package postgres
