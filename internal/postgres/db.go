@@ -79,6 +79,9 @@ type DB struct {
 	readOnly  bool
 	// owner names this DB's leases on outbox jobs.
 	owner string
+	// leased holds the outbox jobs DueJobs handed out (see sending).
+	leasedMu sync.Mutex
+	leased   map[int64]struct{}
 	// wordings holds the hashes of the wordings known to be stored.
 	wordings sync.Map
 	// limitsSwept is when this instance last deleted full token buckets
@@ -108,7 +111,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{pool: pool, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
-		readOnly: o.ReadOnly, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}

@@ -44,7 +44,7 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 	var ids []int64
 	due := map[int64]time.Time{}
 	jobs := map[int64]consent.Job{}
-	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, func(id int64, nextAt time.Time, _ []byte) (bool, error) {
+	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, db.sending(skip), func(id int64, nextAt time.Time, _ []byte) (bool, error) {
 		ids = append(ids, id)
 		due[id] = nextAt
 		return true, nil
@@ -57,10 +57,30 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 		return nil, fmt.Errorf("postgres: due jobs: %w", err)
 	}
 	out := make([]consent.Job, 0, len(ids))
+	db.leasedMu.Lock()
 	for _, id := range ids {
 		out = append(out, jobs[id])
+		db.leased[id] = struct{}{}
 	}
+	db.leasedMu.Unlock()
 	return out, nil
+}
+
+// sending returns the jobs this DB handed out that skip still skips (the
+// worker is sending them), for DueJobs to leave out in its statement
+// instead of reading (and locking) each again; the others it forgets.
+func (db *DB) sending(skip func(id uint64) bool) []int64 {
+	out := []int64{}
+	db.leasedMu.Lock()
+	defer db.leasedMu.Unlock()
+	for id := range db.leased {
+		if skip != nil && skip(uint64(id)) {
+			out = append(out, id)
+		} else {
+			delete(db.leased, id)
+		}
+	}
+	return out
 }
 
 // leaseDue calls take for rows of table (an outbox: id, next_at,
@@ -72,9 +92,13 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 // then are passed over (FOR UPDATE SKIP LOCKED).
 //
 // With data "" take gets no record, and leased gets each leased row's
-// record (column job) as the lease is written.
-func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool,
+// record (column job) as the lease is written. The rows with the ids in
+// except are not read at all (skip would skip them).
+func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool, except []int64,
 	take func(id int64, nextAt time.Time, b []byte) (bool, error), leased func(id int64, b []byte) error) error {
+	if except == nil {
+		except = []int64{} // NULL would leave every row out
+	}
 	cols := "id, next_at"
 	if data != "" {
 		cols += ", " + data
@@ -100,9 +124,9 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 				dst = append(dst, &b)
 			}
 			err := c.each(`SELECT `+cols+` FROM `+table+`
-				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
+				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
-				[]any{db.owner, clock, now, after.at, after.id, limit}, dst, func() error {
+				[]any{db.owner, clock, now, after.at, after.id, limit, except}, dst, func() error {
 					read++
 					after.at, after.id = nextAt, id
 					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
