@@ -5,49 +5,82 @@
 # process tree per signup, and the database's growth per pending signup.
 # Run as root on a machine with Debian's postgresql package, from the
 # repository: bash scripts/bench-postgres.sh (NS, CLIENTS, DUR override
-# the instance counts, clients and duration).
+# the instance counts, clients and duration; WORK, PGPORT, BASEPORT and
+# SINKPORT the work directory and ports, so two runs can share a machine;
+# PPROF=1 serves the first instance's profiles on 127.0.0.1:6060).
 set -euo pipefail
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=${WORK:-/tmp/optin-pg-bench}
 D=$W/pg
 OPTIN=$W/optin
 BENCH=$W/optin-bench
-PORT=55432
+PORT=${PGPORT:-55432}
+BASE=${BASEPORT:-18090}
+SINK=${SINKPORT:-2525}
 mkdir -p $W
+# PGSS=1 loads pg_stat_statements (a diagnostic run: it costs CPU itself)
+# and prints the statements each signup cost.
+PGOPTS=; [ "${PGSS:-}" = 1 ] && PGOPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 go build -tags nomsgpack -o $OPTIN ./cmd/optin
 go build -o $BENCH ./cmd/optin-bench
 runuser -u postgres -- $BIN/pg_ctl stop -D $D/data -m fast >/dev/null 2>&1 || true
 rm -rf $D; mkdir -p $D; chown postgres $D
 runuser -u postgres -- $BIN/initdb -D $D/data -U postgres -A trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- $BIN/pg_ctl start -w -D $D/data -l $D/log -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c max_connections=300 -c fsync=on -c synchronous_commit=on" >/dev/null
+runuser -u postgres -- $BIN/pg_ctl start -w -D $D/data -l $D/log -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c max_connections=300 -c fsync=on -c synchronous_commit=on $PGOPTS" >/dev/null
 PGPID=$(head -1 $D/data/postmaster.pid)
 psql() { runuser -u postgres -- $BIN/psql -h 127.0.0.1 -p $PORT -U postgres -At "$@"; }
 for n in ${NS:-1 2 3}; do
   psql -c "DROP DATABASE IF EXISTS optin" >/dev/null; psql -c "CREATE DATABASE optin" >/dev/null
   pids=(); urls=()
   for i in $(seq 1 $n); do
-    port=$((18090+i))
+    port=$((BASE+i))
     mkdir -p $W/data$i
     cat > $W/c$i.yaml <<Y
 listen: "127.0.0.1:$port"
-base_url: "http://127.0.0.1:18091"
+base_url: "http://127.0.0.1:$((BASE+1))"
 data_dir: "$W/data$i"
 store: postgres
 postgres: {url: "postgres://postgres@127.0.0.1:$PORT/optin?sslmode=disable"}
-mail: {transport: smtp, from: "Bench <bench@example.com>", smtp: {host: 127.0.0.1, port: 2525, tls: none}}
+mail: {transport: smtp, from: "Bench <bench@example.com>", smtp: {host: 127.0.0.1, port: $SINK, tls: none}}
 limits: {signup_per_ip: "off", manage_per_ip: "off", confirmations: "off"}
 Y
-    $OPTIN serve --config $W/c$i.yaml >$W/optin$i.log 2>&1 &
+    pp=; [ "${PPROF:-}" = 1 ] && [ $i = 1 ] && pp=127.0.0.1:6060
+    OPTIN_PPROF=$pp $OPTIN serve --config $W/c$i.yaml >$W/optin$i.log 2>&1 &
     pids+=($!); urls+=("http://127.0.0.1:$port")
     for t in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
   done
+  [ "${PGSS:-}" = 1 ] && psql -d optin -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
+  stat="SELECT xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched FROM pg_stat_database WHERE datname = 'optin'"
+  sleep 1; s0=$(psql -d optin -F' ' -c "$stat")
   before=$(psql -d optin -c "SELECT pg_database_size('optin')")
   echo "== $n instance(s), $(date -u +%FT%TZ)"
-  $BENCH signup --url "$(IFS=,; echo "${urls[*]}")" --clients ${CLIENTS:-64} --duration ${DUR:-10s} --sink 127.0.0.1:2525 \
+  $BENCH signup --url "$(IFS=,; echo "${urls[*]}")" --clients ${CLIENTS:-64} --duration ${DUR:-10s} --sink 127.0.0.1:$SINK \
     --cpu "optin=$(IFS=+; echo "${pids[*]}"),postgres=$PGPID"
   subs=$(psql -d optin -c "SELECT count(*) FROM subscribers")
   after=$(psql -d optin -c "SELECT pg_database_size('optin')")
   echo "database: $subs subscribers (pending), $before -> $after bytes: $(( (after-before)/subs )) bytes per pending signup"
+  sleep 2; s1=$(psql -d optin -F' ' -c "$stat")
+  read -r c0 i0 u0 d0 f0 <<<"$s0"; read -r c1 i1 u1 d1 f1 <<<"$s1"
+  echo "per signup: commits $(( (c1-c0)*1000/subs ))/1000, rows inserted $(( (i1-i0)*100/subs ))/100, updated $(( (u1-u0)*100/subs ))/100, deleted $(( (d1-d0)*100/subs ))/100"
+  rel="SELECT c.relname, pg_table_size(c.oid)/$subs, pg_indexes_size(c.oid)/$subs FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 16384 ORDER BY pg_total_relation_size(c.oid) DESC"
+  echo "bytes per pending signup by relation as the run left them (table with toast / indexes):"
+  psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
+  # VACUUM FULL rewrites every table and index with the live rows alone:
+  # what a subscriber takes once the dead versions (the sent mail's
+  # outbox row, a request's version before it was marked sent) are gone.
+  psql -d optin -c "VACUUM FULL" >/dev/null
+  # (The database's size would mislead here: VACUUM FULL compacts the
+  # system catalogs too.)
+  live=$(psql -d optin -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r'")
+  echo "after VACUUM FULL: $(( live/subs )) bytes per pending signup in optin's tables; by relation:"
+  psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
+  if [ "${PGSS:-}" = 1 ]; then
+    echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"
+    psql -d optin -F' | ' -c "SELECT calls*1000/$subs, round(mean_exec_time::numeric, 3), rows*1000/$subs, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'optin') ORDER BY calls DESC LIMIT 40" | sed 's/^/  /'
+  fi
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 done
 runuser -u postgres -- $BIN/pg_ctl stop -D $D/data -m fast >/dev/null

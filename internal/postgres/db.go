@@ -8,7 +8,10 @@
 // one order and one hash chain, and a use case reads what the one before
 // it wrote, as with bbolt's single writer. Each instance gathers the
 // writes that wait at the same moment into one transaction (group
-// commit), so concurrent signups share a commit. Outbox jobs are leased
+// commit), so concurrent signups share a commit; in that transaction the
+// statements whose results nobody reads wait in a pgx pipeline and go out
+// with the next read or the commit (pipe), so a signup's write costs one
+// round trip. Outbox jobs are leased
 // (see DueJobs), so two instances never hand the same mail to a relay at
 // once, and a crashed instance's leases run out and are taken over.
 package postgres
@@ -76,6 +79,11 @@ type DB struct {
 	readOnly  bool
 	// owner names this DB's leases on outbox jobs.
 	owner string
+	// leased holds the outbox jobs DueJobs handed out (see sending).
+	leasedMu sync.Mutex
+	leased   map[int64]struct{}
+	// wordings holds the hashes of the wordings known to be stored.
+	wordings sync.Map
 	// limitsSwept is when this instance last deleted full token buckets
 	// and expired nonces (Unix nanoseconds).
 	limitsSwept atomic.Int64
@@ -103,7 +111,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{pool: pool, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
-		readOnly: o.ReadOnly, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -248,7 +256,13 @@ type conn struct {
 	q   querier
 }
 
+// exec runs sql for its effect alone. In a write transaction it waits
+// in the pipe for the next statement that reads, or the commit; its
+// failure fails the call that queued it.
 func (c conn) exec(sql string, args ...any) error {
+	if p, ok := c.q.(*pipe); ok {
+		return p.queue(c.ctx, sql, args...)
+	}
 	_, err := c.q.Exec(c.ctx, sql, args...)
 	return err
 }

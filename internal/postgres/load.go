@@ -96,6 +96,9 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, e
 	if err := compareCounts(t, counts); err != nil {
 		return nil, err
 	}
+	if err := t.pipe.flush(ctx); err != nil {
+		return nil, err
+	}
 	if err := ptx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}

@@ -38,16 +38,49 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // order, skipping the ids in skip (jobs already being sent), and leases
 // them to this DB for Options.Lease (see leaseDue).
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
-	var jobs []consent.Job
-	err := db.leaseDue(ctx, "outbox", "job", now, limit, skip, func(id int64, nextAt time.Time, b []byte) (bool, error) {
-		j, err := jobFrom(id, nextAt, b)
-		jobs = append(jobs, j)
-		return true, err
+	// The rows are read without their jobs (the ones this DB is sending
+	// come up again and are skipped), and the jobs taken are read as
+	// they are leased.
+	var ids []int64
+	due := map[int64]time.Time{}
+	jobs := map[int64]consent.Job{}
+	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, db.sending(skip), func(id int64, nextAt time.Time, _ []byte) (bool, error) {
+		ids = append(ids, id)
+		due[id] = nextAt
+		return true, nil
+	}, func(id int64, b []byte) error {
+		j, err := jobFrom(id, due[id], b)
+		jobs[id] = j
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due jobs: %w", err)
 	}
-	return jobs, nil
+	out := make([]consent.Job, 0, len(ids))
+	db.leasedMu.Lock()
+	for _, id := range ids {
+		out = append(out, jobs[id])
+		db.leased[id] = struct{}{}
+	}
+	db.leasedMu.Unlock()
+	return out, nil
+}
+
+// sending returns the jobs this DB handed out that skip still skips (the
+// worker is sending them), for DueJobs to leave out in its statement
+// instead of reading (and locking) each again; the others it forgets.
+func (db *DB) sending(skip func(id uint64) bool) []int64 {
+	out := []int64{}
+	db.leasedMu.Lock()
+	defer db.leasedMu.Unlock()
+	for id := range db.leased {
+		if skip != nil && skip(uint64(id)) {
+			out = append(out, id)
+		} else {
+			delete(db.leased, id)
+		}
+	}
+	return out
 }
 
 // leaseDue calls take for rows of table (an outbox: id, next_at,
@@ -57,8 +90,19 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 // this DB for Options.Lease. Rows another instance leased are
 // left out until their lease ends; rows another leaseDue is reading just
 // then are passed over (FOR UPDATE SKIP LOCKED).
-func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool,
-	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
+//
+// With data "" take gets no record, and leased gets each leased row's
+// record (column job) as the lease is written. The rows with the ids in
+// except are not read at all (skip would skip them).
+func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool, except []int64,
+	take func(id int64, nextAt time.Time, b []byte) (bool, error), leased func(id int64, b []byte) error) error {
+	if except == nil {
+		except = []int64{} // NULL would leave every row out
+	}
+	cols := "id, next_at"
+	if data != "" {
+		cols += ", " + data
+	}
 	if limit <= 0 {
 		return nil
 	}
@@ -75,10 +119,14 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 			var id int64
 			var nextAt time.Time
 			var b []byte
-			err := c.each(`SELECT id, next_at, `+data+` FROM `+table+`
-				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
+			dst := []any{&id, &nextAt}
+			if data != "" {
+				dst = append(dst, &b)
+			}
+			err := c.each(`SELECT `+cols+` FROM `+table+`
+				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
-				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
+				[]any{db.owner, clock, now, after.at, after.id, limit, except}, dst, func() error {
 					read++
 					after.at, after.id = nextAt, id
 					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
@@ -100,7 +148,13 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 		if len(ids) == 0 {
 			return nil
 		}
-		return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+		if leased == nil {
+			return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
+		}
+		var id int64
+		var b []byte
+		return c.each("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3) RETURNING id, job",
+			[]any{db.owner, clock.Add(db.lease), ids}, []any{&id, &b}, func() error { return leased(id, b) })
 	})
 }
 
@@ -138,8 +192,12 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
 	oks := make([]bool, len(jobs))
 	err := db.view(ctx, func(c conn) error {
+		st, err := db.jobStates(c, jobs)
+		if err != nil {
+			return err
+		}
 		for i, job := range jobs {
-			ok, err := db.deliverable(c, job)
+			ok, err := db.deliverableIn(c, job, st)
 			if err != nil {
 				return err
 			}
@@ -150,23 +208,87 @@ func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool,
 	return oks, err
 }
 
+// jobStates holds what deliverable reads about jobs, read for many jobs
+// at once: their subscribers by id, the suppressions for every topic by
+// address hash, and their requests by id.
+type jobStates struct {
+	subs map[string]*consent.Subscriber
+	supp map[string]*consent.Suppression
+	reqs map[string]*consent.Request
+}
+
+// jobStates reads the states of jobs in three statements.
+func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
+	st := jobStates{subs: map[string]*consent.Subscriber{}, supp: map[string]*consent.Suppression{}, reqs: map[string]*consent.Request{}}
+	var subIDs, hashes, reqIDs []string
+	for _, job := range jobs {
+		subIDs = append(subIDs, job.Subscriber)
+		hashes = append(hashes, db.hashKey(consent.AddressKey(job.To)))
+		if job.Request != "" {
+			reqIDs = append(reqIDs, job.Request)
+		}
+	}
+	var b []byte
+	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{subIDs}, []any{&b}, func() error {
+		sub := new(consent.Subscriber)
+		if err := decode(b, sub); err != nil {
+			return err
+		}
+		st.subs[sub.ID] = sub
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	var hash string
+	err = c.each("SELECT hash, data FROM suppressions WHERE hash = ANY($1) AND scope = $2", []any{hashes, consent.ScopeAll}, []any{&hash, &b}, func() error {
+		s := new(consent.Suppression)
+		if err := decode(b, s); err != nil {
+			return err
+		}
+		st.supp[hash] = s
+		return nil
+	})
+	if err != nil || len(reqIDs) == 0 {
+		return st, err
+	}
+	err = c.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
+		r := new(consent.Request)
+		if err := decode(b, r); err != nil {
+			return err
+		}
+		st.reqs[r.ID] = r
+		return nil
+	})
+	return st, err
+}
+
+// deliverable reports whether job may still be sent (see DeliverableBatch).
 func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
-	sub, err := subscriber(c, job.Subscriber)
-	if err != nil || sub == nil {
-		return false, err // erased
+	st, err := db.jobStates(c, []consent.Job{job})
+	if err != nil {
+		return false, err
+	}
+	return db.deliverableIn(c, job, st)
+}
+
+// deliverableIn is deliverable with job's state read.
+func (db *DB) deliverableIn(c conn, job consent.Job, st jobStates) (bool, error) {
+	sub := st.subs[job.Subscriber]
+	if sub == nil {
+		return false, nil // erased
 	}
 	if job.Kind == consent.JobIncidentNotice {
 		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
 	}
-	s, err := suppressed(c, db.hashKey(consent.AddressKey(job.To)), "")
-	if err != nil || (s != nil && !s.LiftedByOptIn()) {
-		return false, err
+	if s := st.supp[db.hashKey(consent.AddressKey(job.To))]; s != nil && !s.LiftedByOptIn() {
+		return false, nil
 	}
 	switch job.Kind {
 	case consent.JobConfirm, consent.JobAddressChange:
-		req, err := request(c, job.Request)
-		if err != nil || req == nil {
-			return false, err
+		req := st.reqs[job.Request]
+		if req == nil {
+			return false, nil
 		}
 		return req.Open(db.Now()), nil
 	case consent.JobPreferences, consent.JobAddressChanged:
@@ -208,16 +330,38 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
 			return err
 		}
+		var reqIDs []string
 		for _, job := range jobs {
-			if job.Kind != consent.JobConfirm && job.Kind != consent.JobAddressChange {
-				continue
+			if job.Kind == consent.JobConfirm || job.Kind == consent.JobAddressChange {
+				reqIDs = append(reqIDs, job.Request)
 			}
-			req, err := request(t.conn, job.Request)
-			if err != nil {
+		}
+		if len(reqIDs) == 0 {
+			return nil
+		}
+		// The requests in one statement; their updates go with the pipe.
+		reqs := map[string]*consent.Request{}
+		var b []byte
+		err := t.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
+			r := new(consent.Request)
+			if err := decode(b, r); err != nil {
 				return err
 			}
-			if req != nil && req.MarkSent(db.Now()) {
-				if err := putRequest(t, req); err != nil {
+			reqs[r.ID] = r
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		now := db.Now()
+		for _, id := range reqIDs {
+			req := reqs[id]
+			if req == nil {
+				continue
+			}
+			old := *req
+			if req.MarkSent(now) {
+				if err := updateRequest(t, &old, req); err != nil {
 					return err
 				}
 			}

@@ -66,6 +66,28 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	return trackSubscriber(t, old, sub)
 }
 
+// insertSubscriber stores sub, a subscriber this transaction created
+// (its id is new), and moves the counters and indexes with it. Unlike
+// putSubscriber it reads nothing back, so it costs no round trip of its
+// own (the pipe); an id that exists after all fails the call.
+func insertSubscriber(t *tx, sub *consent.Subscriber) error {
+	b, err := encode(sub)
+	if err != nil {
+		return err
+	}
+	var lastPurchase *time.Time
+	if !sub.LastPurchase.IsZero() {
+		lp := sub.LastPurchase
+		lastPurchase = &lp
+	}
+	err = t.exec("INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)",
+		sub.ID, consent.AddressKey(sub.Email), b, lastPurchase)
+	if err != nil {
+		return err
+	}
+	return trackSubscriber(t, nil, sub)
+}
+
 // deleteSubscriber deletes subscriber id (when it exists), moving the
 // counters and indexes with it.
 func deleteSubscriber(t *tx, id string) error {
@@ -142,6 +164,34 @@ func putRequest(t *tx, req *consent.Request) error {
 	return nil
 }
 
+// insertRequest stores req, a request this transaction created (its id
+// is new), without reading anything back (see insertSubscriber).
+func insertRequest(t *tx, req *consent.Request) error {
+	b, err := encode(req)
+	if err != nil {
+		return err
+	}
+	if err := t.exec("INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)", req.ID, req.Subscriber, b); err != nil {
+		return err
+	}
+	t.count(consent.RequestDelta(nil, req))
+	return nil
+}
+
+// updateRequest stores req over old, the version this transaction read,
+// without reading anything back (see insertSubscriber).
+func updateRequest(t *tx, old, req *consent.Request) error {
+	b, err := encode(req)
+	if err != nil {
+		return err
+	}
+	if err := t.exec("UPDATE requests SET data = $2 WHERE id = $1", req.ID, b); err != nil {
+		return err
+	}
+	t.count(consent.RequestDelta(old, req))
+	return nil
+}
+
 // requestAndSubscriber returns request id and its subscriber, or an
 // ENotFound *Error when either is gone.
 func requestAndSubscriber(c conn, id string) (*consent.Request, *consent.Subscriber, error) {
@@ -171,8 +221,13 @@ func openRequest(c conn, sub *consent.Subscriber) (*consent.Request, error) {
 	return request(c, sub.PendingRequest)
 }
 
-// putWording stores wording under hash once.
+// putWording stores wording under hash once. A wording this DB has seen
+// committed is not written again (wordings are never deleted).
 func putWording(t *tx, hash string, w consent.Wording) error {
+	if _, ok := t.db.wordings.Load(hash); ok {
+		return nil
+	}
+	t.wordings = append(t.wordings, hash)
 	b, err := encode(w)
 	if err != nil {
 		return err

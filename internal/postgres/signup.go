@@ -21,11 +21,8 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if err := putWording(t, in.Wording, wording); err != nil {
 			return err
 		}
-		if blocked, err := db.blockedByOperator(t.conn, in.Address.Key); err != nil || blocked {
-			return err
-		}
-		sub, err := subscriberByKey(t.conn, in.Address.Key)
-		if err != nil {
+		blocked, sub, err := db.signupState(t, in.Address.Key)
+		if err != nil || blocked {
 			return err
 		}
 		open, err := openRequest(t.conn, sub)
@@ -36,10 +33,15 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if plan.Subscriber == nil {
 			return nil
 		}
-		if err := putSubscriber(t, plan.Subscriber); err != nil {
+		put := putSubscriber
+		if sub == nil {
+			put = insertSubscriber // PlanSignup gave it a new id
+		}
+		if err := put(t, plan.Subscriber); err != nil {
 			return err
 		}
-		if err := putRequest(t, plan.Request); err != nil {
+		// PlanSignup's request is always a new one.
+		if err := insertRequest(t, plan.Request); err != nil {
 			return err
 		}
 		if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
@@ -49,9 +51,32 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 			return nil
 		}
 		res.Queued = true
-		return enqueue(t, consent.ConfirmJob(plan.Subscriber, plan.Request, in.Now))
+		return enqueueLater(t, consent.ConfirmJob(plan.Subscriber, plan.Request, in.Now))
 	})
 	return res, err
+}
+
+// signupState reads, in one statement, whether an operator suppressed the
+// address with key for every topic (blockedByOperator) and the
+// subscriber holding it, if any.
+func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscriber, err error) {
+	var sb, subb []byte
+	err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2),
+		(SELECT data FROM subscribers WHERE email_key = $3)`, db.hashKey(key), consent.ScopeAll, key).Scan(&sb, &subb)
+	if err != nil {
+		return false, nil, err
+	}
+	if sb != nil {
+		var s consent.Suppression
+		if err := decode(sb, &s); err != nil {
+			return false, nil, err
+		}
+		if !s.LiftedByOptIn() {
+			return true, nil, nil
+		}
+	}
+	sub, err = decodeSubscriber(subb)
+	return false, sub, err
 }
 
 // Confirm confirms the pending request id: its topics become confirmed and

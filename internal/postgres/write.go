@@ -21,6 +21,9 @@ const batchTimeout = 30 * time.Second
 // batch, under the write lock.
 type tx struct {
 	conn
+	// pipe holds the statements waiting to go out with the next read or
+	// the commit.
+	pipe *pipe
 	// head is the ledger's head as this transaction left it; nil until
 	// the first event is appended.
 	head *chainHead
@@ -38,6 +41,10 @@ type tx struct {
 	// hasher hashes addresses for the suppression lookups of campaign
 	// audiences (the suppression list's key).
 	hasher *consent.Hasher
+	// db is the store the transaction writes; wordings the hashes of the
+	// wordings it stored, known to db once it commits.
+	db       *DB
+	wordings []string
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -135,10 +142,13 @@ func (db *DB) run(calls []*call) (int, error) {
 		if err := c.ctx.Err(); err != nil {
 			return i, err
 		}
+		t.pipe.call = i
 		if err := safeCall(c.fn, t); err != nil {
-			return i, errorOf(err)
+			return callOf(err, i), errorOf(err)
 		}
 	}
+	// What follows is the transaction's own: its failure fails no call.
+	t.pipe.call = -1
 	if err := t.writeCounts(); err != nil {
 		return -1, err
 	}
@@ -152,8 +162,14 @@ func (db *DB) run(calls []*call) (int, error) {
 			return -1, fmt.Errorf("postgres: ledger head: %w", err)
 		}
 	}
+	if err := t.pipe.flush(ctx); err != nil {
+		return callOf(err, -1), errorOf(err)
+	}
 	if err := ptx.Commit(ctx); err != nil {
 		return -1, fmt.Errorf("postgres: commit: %w", unavailable(err))
+	}
+	for _, h := range t.wordings {
+		db.wordings.Store(h, true)
 	}
 	return -1, nil
 }
@@ -169,7 +185,8 @@ func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
 		ptx.Rollback(ctx)
 		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
 	}
-	return ptx, &tx{conn: conn{ctx: ctx, q: q}, hasher: db.hasher}, nil
+	p := &pipe{tx: ptx, q: q, call: -1}
+	return ptx, &tx{conn: conn{ctx: ctx, q: p}, pipe: p, db: db, hasher: db.hasher}, nil
 }
 
 // safeCall turns a panic in fn into an error, so one bad call cannot take
@@ -278,6 +295,19 @@ func enqueue(t *tx, job *consent.Job) error {
 		job.NextAt, job.Subscriber, b).Scan(&id)
 	job.ID = uint64(id)
 	return err
+}
+
+// enqueueLater writes job into the outbox, due at once, without reading
+// its id back (it goes out with the pipe): job.ID stays 0, for callers
+// that do not need it.
+func enqueueLater(t *tx, job *consent.Job) error {
+	job.NextAt = job.Created
+	b, err := encode(job)
+	if err != nil {
+		return err
+	}
+	return t.exec("INSERT INTO outbox (id, next_at, subscriber, job) VALUES (nextval('outbox_ids'), $1, $2, $3)",
+		job.NextAt, job.Subscriber, b)
 }
 
 // audit appends an entry to the audit log inside the admin write's own
