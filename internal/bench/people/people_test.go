@@ -1,4 +1,4 @@
-package bench
+package people
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func readRows(t *testing.T, data []byte, format string) []consent.ImportRow {
 	}
 }
 
-func generate(t *testing.T, o GenerateOptions) []byte {
+func generate(t *testing.T, o Options) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := Generate(&buf, o); err != nil {
@@ -48,8 +48,8 @@ func generate(t *testing.T, o GenerateOptions) []byte {
 // every basis, a double opt-in, customers, names and all three topics.
 func TestGenerate(t *testing.T) {
 	const n = 5000
-	csvData := generate(t, GenerateOptions{Subscribers: n, Format: "csv", Seed: 7, Now: genNow})
-	ndjson := generate(t, GenerateOptions{Subscribers: n, Format: "ndjson", Seed: 7, Now: genNow})
+	csvData := generate(t, Options{Subscribers: n, Format: "csv", Seed: 7, Now: genNow})
+	ndjson := generate(t, Options{Subscribers: n, Format: "ndjson", Seed: 7, Now: genNow})
 	rc, rn := readRows(t, csvData, "csv"), readRows(t, ndjson, "ndjson")
 	if len(rc) != n || len(rn) != n {
 		t.Fatalf("rows: csv %d, ndjson %d, want %d each", len(rc), len(rn), n)
@@ -90,13 +90,13 @@ func TestGenerate(t *testing.T) {
 			t.Errorf("%s: %d%% of rows, want %d-%d%%", key, pct, want[0], want[1])
 		}
 	}
-	if again := generate(t, GenerateOptions{Subscribers: n, Format: "csv", Seed: 7, Now: genNow}); !bytes.Equal(again, csvData) {
+	if again := generate(t, Options{Subscribers: n, Format: "csv", Seed: 7, Now: genNow}); !bytes.Equal(again, csvData) {
 		t.Error("the same seed gave different bytes")
 	}
-	if other := generate(t, GenerateOptions{Subscribers: n, Format: "csv", Seed: 8, Now: genNow}); bytes.Equal(other, csvData) {
+	if other := generate(t, Options{Subscribers: n, Format: "csv", Seed: 8, Now: genNow}); bytes.Equal(other, csvData) {
 		t.Error("another seed gave the same bytes")
 	}
-	if err := Generate(io.Discard, GenerateOptions{Subscribers: 1, Format: "xml"}); err == nil {
+	if err := Generate(io.Discard, Options{Subscribers: 1, Format: "xml"}); err == nil {
 		t.Error("format xml: got nil error, want one")
 	}
 }
@@ -106,7 +106,7 @@ func TestGenerateFlatMemory(t *testing.T) {
 	for _, format := range []string{"csv", "ndjson"} {
 		allocs := func(n int) float64 {
 			return testing.AllocsPerRun(2, func() {
-				if err := Generate(io.Discard, GenerateOptions{Subscribers: n, Format: format, Seed: 1, Now: genNow}); err != nil {
+				if err := Generate(io.Discard, Options{Subscribers: n, Format: format, Seed: 1, Now: genNow}); err != nil {
 					t.Fatal(err)
 				}
 			})
