@@ -2,6 +2,8 @@ package bolt
 
 import (
 	"context"
+	"runtime"
+	"sync"
 
 	"go.etcd.io/bbolt"
 
@@ -14,16 +16,104 @@ import (
 // subscriber suppressed for every topic is skipped, a subscription whose
 // topic is suppressed is left out, and a subscriber with any suppression
 // and no subscription left is skipped. fn must not keep sub after it returns; an
-// error from fn (such as a closed connection) stops the walk.
+// error from fn (such as a closed connection) stops the walk. Records are
+// decoded ahead on other goroutines (decodeAhead) while fn writes the
+// ones before, so an export uses every core.
 func (db *DB) EachExportable(ctx context.Context, fn func(sub *consent.Subscriber) error) error {
 	return db.view(func(tx *bbolt.Tx) error {
-		return eachSubscriber(ctx, tx, func(sub *consent.Subscriber) error {
+		return decodeAhead(ctx, tx.Bucket(bucketSubscribers).Cursor(), func(sub *consent.Subscriber) error {
 			if ok, err := db.exportable(tx, sub); err != nil || !ok {
 				return err
 			}
 			return fn(sub)
 		})
 	})
+}
+
+// decodeBatch is how many subscriber records one decoding goroutine takes
+// at a time.
+const decodeBatch = 256
+
+// batch is a run of records read from a cursor and decoded by a worker.
+type batch struct {
+	vals [][]byte
+	subs []consent.Subscriber
+	err  error
+	done chan struct{}
+}
+
+// decodeAhead calls fn for every subscriber under c, in key order, on the
+// calling goroutine, until fn fails or ctx ends. The records are decoded
+// by GOMAXPROCS goroutines a batch at a time, a few batches ahead of fn;
+// only the calling goroutine touches the transaction (the workers read the
+// values, which stay valid until it ends, and decodeAhead waits for them
+// before returning).
+func decodeAhead(ctx context.Context, c *bbolt.Cursor, fn func(*consent.Subscriber) error) error {
+	workers := max(1, runtime.GOMAXPROCS(0))
+	window := 2 * workers
+	work := make(chan *batch, window)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				b.decode()
+				close(b.done)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	var queue, free []*batch
+	k, v := c.First()
+	for {
+		for len(queue) < window && k != nil {
+			var b *batch
+			if n := len(free); n > 0 {
+				b, free = free[n-1], free[:n-1]
+			} else {
+				b = &batch{vals: make([][]byte, 0, decodeBatch), subs: make([]consent.Subscriber, 0, decodeBatch)}
+			}
+			b.vals = b.vals[:0]
+			for ; k != nil && len(b.vals) < decodeBatch; k, v = c.Next() {
+				b.vals = append(b.vals, v)
+			}
+			b.done = make(chan struct{})
+			work <- b
+			queue = append(queue, b)
+		}
+		if len(queue) == 0 {
+			return nil
+		}
+		b := queue[0]
+		queue = queue[1:]
+		<-b.done
+		if b.err != nil {
+			return b.err
+		}
+		for i := range b.subs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(&b.subs[i]); err != nil {
+				return err
+			}
+		}
+		free = append(free, b)
+	}
+}
+
+// decode decodes b's values into b.subs.
+func (b *batch) decode() {
+	b.subs, b.err = b.subs[:len(b.vals)], nil
+	for i, v := range b.vals {
+		b.subs[i] = consent.Subscriber{}
+		if err := decode(v, &b.subs[i]); err != nil {
+			b.err = err
+			return
+		}
+	}
 }
 
 // eachSubscriber calls fn for every subscriber in tx, in id order, until
