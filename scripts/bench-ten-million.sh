@@ -70,7 +70,7 @@ setup() { # setup NAME: a database with the topics and an admin key
   stop
 }
 signups() {
-  "$BENCH" signup --url "http://127.0.0.1:$PORT" --clients 64 --duration 10s --cpu "optin=$PID" | grep -E 'requests|latency|cpu|errors'
+  "$BENCH" signup --url "http://127.0.0.1:$PORT" --clients 64 --duration 10s --cpu "optin=$PID" | grep -E 'requests|latency|cpu|errors|memory'
 }
 
 "$BENCH" sink --listen $SINK --duration 24h >/dev/null &
@@ -90,7 +90,7 @@ ls -l "$W/people.csv"
 setup big
 say "import $N people, service stopped"
 /usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KB peak RSS" \
-  "$OPTIN" import --no-notice --config "$W/big.yaml" "$W/people.csv" 2>&1 >"$W/import.json" | tr '\r' '\n' | grep -v importing || true
+  "$OPTIN" import --no-notice --config "$W/big.yaml" "$W/people.csv" 2>&1 >"$W/import.json" | tr '\r' '\n' | grep -v -e importing -e '^ *$' || true
 tr -d ' \n' <"$W/import.json" | cut -c1-300; echo
 say "imported"
 ls -l "$W/big/optin.db"
@@ -114,6 +114,7 @@ timed "campaign preview, topic events" --max-time 1200 -X POST "$API/campaigns/$
 cat "$W/out"; echo
 say "signups/s on the big database"
 signups
+grep -E 'VmHWM|VmRSS|RssAnon|RssFile' /proc/$PID/status | tr -s ' \t' ' ' | paste -sd, -
 stop
 ls -l "$W/big/optin.db"
 say "done"

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"optin/internal/bench/people"
 	"optin/internal/consent"
 	"optin/internal/transfer"
@@ -13,8 +15,9 @@ import (
 
 // BenchmarkImport imports b.N generated people (optin-bench generate's
 // mix, CSV) into a fresh store, as optin import does: one op is one row.
-// It also reports the process's CPU time per row (cpu-ns/op). Run with a
-// row count, e.g. -benchtime 200000x.
+// It also reports the process's CPU time per row (cpu-ns/op) and the
+// database file's size per row (file-bytes/op). Run with a row count, e.g.
+// -benchtime 200000x.
 func BenchmarkImport(b *testing.B) {
 	db, _ := benchDB(b)
 	ctx := context.Background()
@@ -38,4 +41,10 @@ func BenchmarkImport(b *testing.B) {
 	if err != nil || rep.Imported != b.N {
 		b.Fatalf("Import: %d of %d imported, %d invalid, %v", rep.Imported, b.N, rep.InvalidCount, err)
 	}
+	b.StopTimer()
+	var size int64
+	if err := db.bolt.View(func(tx *bbolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(size)/float64(b.N), "db-bytes/op")
 }
