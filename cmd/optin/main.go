@@ -68,7 +68,7 @@ database file themselves.
 `
 
 // benchMoved says where the load generator went.
-const benchMoved = `usage: optin-bench signup|ceiling|sink ... (the load generator is its own
+const benchMoved = `usage: optin-bench signup|ceiling|sink|generate ... (the load generator is its own
 command, so the service binary carries none of it: go run ./cmd/optin-bench help)`
 
 func main() {
