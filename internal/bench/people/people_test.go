@@ -101,7 +101,8 @@ func TestGenerate(t *testing.T) {
 	}
 }
 
-// TestGenerateFlatMemory: ten times the rows cost no more allocations.
+// TestGenerateFlatMemory: ten times the rows cost no more allocations
+// (under one per hundred rows).
 func TestGenerateFlatMemory(t *testing.T) {
 	for _, format := range []string{"csv", "ndjson"} {
 		allocs := func(n int) float64 {
@@ -111,7 +112,9 @@ func TestGenerateFlatMemory(t *testing.T) {
 				}
 			})
 		}
-		if small, big := allocs(2000), allocs(20000); big > small+2 {
+		// A row that allocated would add 18,000; the race detector's
+		// pools add a few dozen.
+		if small, big := allocs(2000), allocs(20000); big > small+180 {
 			t.Errorf("%s: %v allocations for 2,000 rows, %v for 20,000: memory grows with the rows", format, small, big)
 		}
 	}
