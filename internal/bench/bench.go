@@ -28,6 +28,9 @@ const usage = `usage:
         nothing, and raw fsynced bbolt commits per second
   optin-bench sink    [--listen ADDR] [--duration D]
         an SMTP server that counts what it receives
+  optin-bench generate [--subscribers N] [--format csv|ndjson] [--seed S] [--now T]
+        write an import file of N varied people to stdout (topics, bases with their
+        evidence, customers' purchase dates, names), streamed in flat memory
 `
 
 // Run runs the bench subcommand args[0] with its flags; a mode's --help
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runCeiling(ctx, args[1:], out)
 	case "sink":
 		return runSink(ctx, args[1:], out)
+	case "generate":
+		return runGenerate(args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

@@ -2,6 +2,8 @@ package bolt
 
 import (
 	"context"
+	"runtime"
+	"sync"
 
 	"go.etcd.io/bbolt"
 
@@ -14,16 +16,109 @@ import (
 // subscriber suppressed for every topic is skipped, a subscription whose
 // topic is suppressed is left out, and a subscriber with any suppression
 // and no subscription left is skipped. fn must not keep sub after it returns; an
-// error from fn (such as a closed connection) stops the walk.
+// error from fn (such as a closed connection) stops the walk. Records are
+// decoded ahead on other goroutines (decodeAhead) while fn writes the
+// ones before, so an export uses every core.
 func (db *DB) EachExportable(ctx context.Context, fn func(sub *consent.Subscriber) error) error {
 	return db.view(func(tx *bbolt.Tx) error {
-		return eachSubscriber(ctx, tx, func(sub *consent.Subscriber) error {
-			if ok, err := db.exportable(tx, sub); err != nil || !ok {
+		return decodeAhead(ctx, tx.Bucket(bucketSubscribers).Cursor(), db.hashKey, func(sub *consent.Subscriber, hash string) error {
+			if ok, err := exportable(tx, sub, hash); err != nil || !ok {
 				return err
 			}
 			return fn(sub)
 		})
 	})
+}
+
+// decodeBatch is how many subscriber records one decoding goroutine takes
+// at a time.
+const decodeBatch = 256
+
+// batch is a run of records read from a cursor and decoded by a worker.
+type batch struct {
+	vals   [][]byte
+	subs   []consent.Subscriber
+	hashes []string // the suppression hash of each subscriber's address
+	err    error
+	done   chan struct{}
+}
+
+// decodeAhead calls fn for every subscriber under c, with the hash of its
+// address by hash (the key the suppression list is kept under), in key
+// order, on the calling goroutine, until fn fails or ctx ends. The records
+// are decoded and hashed by GOMAXPROCS goroutines a batch at a time, a few
+// batches ahead of fn;
+// only the calling goroutine touches the transaction (the workers read the
+// values, which stay valid until it ends, and decodeAhead waits for them
+// before returning).
+func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) string, fn func(*consent.Subscriber, string) error) error {
+	workers := max(1, runtime.GOMAXPROCS(0))
+	window := 2 * workers
+	work := make(chan *batch, window)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				b.decode(hash)
+				close(b.done)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	var queue, free []*batch
+	k, v := c.First()
+	for {
+		for len(queue) < window && k != nil {
+			var b *batch
+			if n := len(free); n > 0 {
+				b, free = free[n-1], free[:n-1]
+			} else {
+				b = &batch{vals: make([][]byte, 0, decodeBatch), subs: make([]consent.Subscriber, decodeBatch),
+					hashes: make([]string, decodeBatch)}
+			}
+			b.vals = b.vals[:0]
+			for ; k != nil && len(b.vals) < decodeBatch; k, v = c.Next() {
+				b.vals = append(b.vals, v)
+			}
+			b.done = make(chan struct{})
+			work <- b
+			queue = append(queue, b)
+		}
+		if len(queue) == 0 {
+			return nil
+		}
+		b := queue[0]
+		queue = queue[1:]
+		<-b.done
+		if b.err != nil {
+			return b.err
+		}
+		for i := range b.subs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(&b.subs[i], b.hashes[i]); err != nil {
+				return err
+			}
+		}
+		free = append(free, b)
+	}
+}
+
+// decode decodes b's values into b.subs and hashes their addresses.
+func (b *batch) decode(hash func(string) string) {
+	b.subs, b.hashes, b.err = b.subs[:len(b.vals)], b.hashes[:len(b.vals)], nil
+	for i, v := range b.vals {
+		b.subs[i] = consent.Subscriber{}
+		if err := decode(v, &b.subs[i]); err != nil {
+			b.err = err
+			return
+		}
+		b.hashes[i] = hash(consent.AddressKey(b.subs[i].Email))
+	}
 }
 
 // eachSubscriber calls fn for every subscriber in tx, in id order, until
@@ -46,9 +141,8 @@ func eachSubscriber(ctx context.Context, tx *bbolt.Tx, fn func(*consent.Subscrib
 }
 
 // exportable drops sub's suppressed subscriptions and reports whether
-// anything of sub may be exported.
-func (db *DB) exportable(tx *bbolt.Tx, sub *consent.Subscriber) (bool, error) {
-	h := db.hashKey(consent.AddressKey(sub.Email))
+// anything of sub may be exported; h is the hash of its address.
+func exportable(tx *bbolt.Tx, sub *consent.Subscriber, h string) (bool, error) {
 	prefix := pairKey(h, "")
 	c := tx.Bucket(bucketSuppressed).Cursor()
 	k, _ := c.Seek(prefix)

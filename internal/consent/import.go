@@ -10,54 +10,111 @@ import (
 // ImportInChunks is the loop of a store's Import: it reads rows from ir,
 // each validated at now(), reports the refused ones and hands the others
 // to store in chunks of size, adding up the chunks' reports into the
-// import's report, batch batch. A read error (or ctx ending) aborts: the
-// chunks stored before stay, and the report so far is returned with the
-// error.
+// import's report, batch batch. The next chunk is read and validated on
+// another goroutine while store writes the last one, so the two use two
+// cores. A read error (or
+// ctx ending) aborts: the chunks stored before stay, and the report so far
+// is returned with the error.
 func ImportInChunks(ctx context.Context, ir ImportRows, batch string, size int, now func() time.Time,
 	store func(chunk []ImportRow) (ImportReport, error)) (ImportReport, error) {
 	rep := ImportReport{Batch: batch, Invalid: []ImportProblem{}}
-	chunk := make([]ImportRow, 0, size)
-	for done := false; !done; {
-		chunk = chunk[:0]
-		at := now()
-		for len(chunk) < size {
-			row, problem, err := ir.Next(at)
-			if err == io.EOF {
-				done = true
-				break
+	chunks := make(chan *readChunk)
+	free := make(chan *readChunk, 2)
+	free <- &readChunk{rows: make([]ImportRow, 0, size)}
+	free <- &readChunk{rows: make([]ImportRow, 0, size)}
+	stop := make(chan struct{})
+	defer func() {
+		// The reader must be done with ir before the caller closes it.
+		close(stop)
+		for range chunks {
+		}
+	}()
+	go func() {
+		defer close(chunks)
+		for {
+			var c *readChunk
+			select {
+			case c = <-free:
+			case <-stop:
+				return
 			}
+			c.read(ir, size, now())
+			select {
+			case chunks <- c:
+			case <-stop:
+				return
+			}
+			if c.done || c.err != nil {
+				return
+			}
+		}
+	}()
+	for c := range chunks {
+		for _, p := range c.problems {
+			rep.AddInvalid(p.Line, p.Reason)
+		}
+		if c.err != nil {
+			return rep, c.err
+		}
+		if len(c.rows) > 0 {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			part, err := store(c.rows)
 			if err != nil {
 				return rep, err
 			}
-			if problem != "" {
-				rep.AddInvalid(row.Line, problem)
-				continue
-			}
-			chunk = append(chunk, row)
+			rep.add(part)
 		}
-		if len(chunk) == 0 {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		part, err := store(chunk)
-		if err != nil {
-			return rep, err
-		}
-		rep.Imported += part.Imported
-		rep.Updated += part.Updated
-		rep.Unchanged += part.Unchanged
-		rep.Pending += part.Pending
-		rep.SkippedSuppressed += part.SkippedSuppressed
-		rep.Queued += part.Queued
-		rep.Notices += part.Notices
-		for _, p := range part.Invalid {
-			rep.AddInvalid(p.Line, p.Reason)
-		}
-		rep.InvalidCount += part.InvalidCount - len(part.Invalid)
+		free <- c
 	}
 	return rep, nil
+}
+
+// readChunk is one chunk of an import file as read: the valid rows, the
+// refused ones, and whether the file ended or failed after them.
+type readChunk struct {
+	rows     []ImportRow
+	problems []ImportProblem
+	done     bool
+	err      error
+}
+
+// read fills c with up to size rows from ir, valid or refused, validated
+// at at (refused ones count, so memory stays flat whatever the file).
+func (c *readChunk) read(ir ImportRows, size int, at time.Time) {
+	c.rows, c.problems = c.rows[:0], c.problems[:0]
+	for len(c.rows)+len(c.problems) < size {
+		row, problem, err := ir.Next(at)
+		if err == io.EOF {
+			c.done = true
+			return
+		}
+		if err != nil {
+			c.err = err
+			return
+		}
+		if problem != "" {
+			c.problems = append(c.problems, ImportProblem{Line: row.Line, Reason: problem})
+			continue
+		}
+		c.rows = append(c.rows, row)
+	}
+}
+
+// add adds the counts and refused rows of part, one chunk's report.
+func (rep *ImportReport) add(part ImportReport) {
+	rep.Imported += part.Imported
+	rep.Updated += part.Updated
+	rep.Unchanged += part.Unchanged
+	rep.Pending += part.Pending
+	rep.SkippedSuppressed += part.SkippedSuppressed
+	rep.Queued += part.Queued
+	rep.Notices += part.Notices
+	for _, p := range part.Invalid {
+		rep.AddInvalid(p.Line, p.Reason)
+	}
+	rep.InvalidCount += part.InvalidCount - len(part.Invalid)
 }
 
 // ImportPlan is what one import row does to its subscriber (PlanImport).

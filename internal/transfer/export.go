@@ -1,13 +1,12 @@
 package transfer
 
 import (
-	"encoding/csv"
-	"encoding/json"
 	"io"
 	"slices"
-	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"optin/internal/consent"
 )
@@ -19,50 +18,45 @@ import (
 var exportColumns = []string{"id", "email", "name", "locale", "created", "lifecycle", "last_purchase_at",
 	"topic", "status", "basis", "since", "phone", "postal_address", "channels", "frequency"}
 
-// exportRecord is one NDJSON export line.
-type exportRecord struct {
-	ID             string                  `json:"id"`
-	Email          string                  `json:"email"`
-	Name           string                  `json:"name,omitempty"`
-	Locale         string                  `json:"locale,omitempty"`
-	Created        time.Time               `json:"created"`
-	Lifecycle      consent.Lifecycle       `json:"lifecycle"`
-	LastPurchaseAt time.Time               `json:"last_purchase_at,omitzero"`
-	Phone          string                  `json:"phone,omitempty"`
-	PostalAddress  string                  `json:"postal_address,omitempty"`
-	Subscriptions  []*consent.Subscription `json:"subscriptions"`
-}
-
 // Exporter writes subscribers to a bulk export file: CSV with a header
 // and one row per subscription (a subscriber without any gets one row with
-// empty subscription cells), or NDJSON with one subscriber per line.
+// empty subscription cells), or NDJSON with one subscriber per line:
+//
+//	{"id","email","name" (if any),"locale" (if any),"created","lifecycle",
+//	 "last_purchase_at" (if any),"phone" (if any),"postal_address" (if any),
+//	 "subscriptions":[{"topic","status","basis" (if any),"since",
+//	 "assessment" (if any),"channels" (if any),"frequency" (if any)}, ...]}
+//
+// It writes each row itself into a buffer it reuses, with the bytes
+// encoding/csv and encoding/json (escaping <, > and & as \u003c and so
+// on) would write, and hands the buffer to w in blocks of about 64 KB.
 type Exporter struct {
-	format       string
+	w            io.Writer
+	csv          bool
 	now          time.Time
 	dormantAfter time.Duration
-	csv          *csv.Writer
-	json         *json.Encoder
+	buf          []byte
+	topics       []string // reused for the sorted topics of one subscriber
+	err          error    // the first write error; later writes are skipped
 }
+
+// exportBlock is how much an Exporter gathers before writing to w.
+const exportBlock = 64 << 10
 
 // NewExporter returns an exporter of format (FormatCSV or FormatNDJSON)
 // to w; lifecycles are reported at now with dormantAfter. Another format
 // is EInvalid.
 func NewExporter(w io.Writer, format string, now time.Time, dormantAfter time.Duration) (*Exporter, error) {
-	e := &Exporter{format: format, now: now, dormantAfter: dormantAfter}
-	switch format {
-	case FormatCSV:
-		e.csv = csv.NewWriter(w)
-	case FormatNDJSON:
-		e.json = json.NewEncoder(w)
-	default:
+	if format != FormatCSV && format != FormatNDJSON {
 		return nil, consent.Errorf(consent.EInvalid, "format must be csv or ndjson")
 	}
-	return e, nil
+	return &Exporter{w: w, csv: format == FormatCSV, now: now, dormantAfter: dormantAfter,
+		buf: make([]byte, 0, exportBlock+4<<10)}, nil
 }
 
 // ContentType is the export's media type.
 func (e *Exporter) ContentType() string {
-	if e.csv != nil {
+	if e.csv {
 		return "text/csv; charset=utf-8"
 	}
 	return "application/x-ndjson"
@@ -70,61 +64,300 @@ func (e *Exporter) ContentType() string {
 
 // Begin writes what comes before the first subscriber: the CSV header.
 func (e *Exporter) Begin() error {
-	if e.csv == nil {
+	if !e.csv {
 		return nil
 	}
-	return e.csv.Write(exportColumns)
+	for i, c := range exportColumns {
+		if i > 0 {
+			e.buf = append(e.buf, ',')
+		}
+		e.buf = append(e.buf, c...)
+	}
+	e.buf = append(e.buf, '\n')
+	return e.spill()
 }
 
 // Write writes one subscriber.
 func (e *Exporter) Write(sub *consent.Subscriber) error {
-	subs := sortedSubscriptions(sub)
-	if e.json != nil {
-		return e.json.Encode(exportRecord{ID: sub.ID, Email: sub.Email, Name: sub.Name, Locale: sub.Locale,
-			Created: sub.Created, Lifecycle: sub.Lifecycle(e.now, e.dormantAfter),
-			LastPurchaseAt: sub.LastPurchase, Phone: sub.Phone, PostalAddress: sub.PostalAddress, Subscriptions: subs})
+	if e.err != nil {
+		return e.err
 	}
-	head := []string{sub.ID, cell(sub.Email), cell(sub.Name), sub.Locale, stamp(sub.Created),
-		string(sub.Lifecycle(e.now, e.dormantAfter)), stamp(sub.LastPurchase)}
-	// A phone number is E.164 (consent.ParsePhone): its "+" starts no
-	// formula, and a spreadsheet tool must get it as it is.
-	contact := []string{sub.Phone, cell(sub.PostalAddress)}
-	if len(subs) == 0 {
-		return e.csv.Write(slices.Concat(head, []string{"", "", "", ""}, contact, []string{"", ""}))
+	e.topics = e.topics[:0]
+	for t := range sub.Subscriptions {
+		e.topics = append(e.topics, t)
 	}
-	for _, ss := range subs {
-		chs := make([]string, len(ss.Channels))
+	slices.Sort(e.topics)
+	lifecycle := sub.Lifecycle(e.now, e.dormantAfter)
+	var err error
+	if e.csv {
+		e.buf = e.appendCSV(e.buf, sub, lifecycle)
+	} else {
+		e.buf, err = e.appendJSON(e.buf, sub, lifecycle)
+	}
+	if err != nil {
+		return err
+	}
+	return e.spill()
+}
+
+// appendCSV appends sub's rows: its columns, then one row per
+// subscription by topic, or one with empty subscription cells.
+func (e *Exporter) appendCSV(b []byte, sub *consent.Subscriber, lifecycle consent.Lifecycle) []byte {
+	head := len(b)
+	b = appendCSVField(b, sub.ID)
+	b = append(b, ',')
+	b = appendCSVField(b, cell(sub.Email))
+	b = append(b, ',')
+	b = appendCSVField(b, cell(sub.Name))
+	b = append(b, ',')
+	b = appendCSVField(b, sub.Locale)
+	b = append(b, ',')
+	b = appendStamp(b, sub.Created)
+	b = append(b, ',')
+	b = appendCSVField(b, string(lifecycle))
+	b = append(b, ',')
+	b = appendStamp(b, sub.LastPurchase)
+	b = append(b, ',')
+	headEnd := len(b)
+	if len(e.topics) == 0 {
+		b = append(b, ",,,,"...)
+		return appendCSVContact(b, sub, nil)
+	}
+	for i, t := range e.topics {
+		if i > 0 {
+			b = append(b, b[head:headEnd]...)
+		}
+		ss := sub.Subscriptions[t]
+		b = appendCSVField(b, t)
+		b = append(b, ',')
+		b = appendCSVField(b, string(ss.Status))
+		b = append(b, ',')
+		b = appendCSVField(b, string(ss.Basis))
+		b = append(b, ',')
+		b = appendStamp(b, ss.Since)
+		b = append(b, ',')
+		b = appendCSVContact(b, sub, ss)
+	}
+	return b
+}
+
+// appendCSVContact appends the last four columns of a row and its line
+// end: the phone number (E.164, whose "+" starts no formula: a
+// spreadsheet tool must get it as it is), the postal address, and ss's
+// channels and frequency (none without ss).
+func appendCSVContact(b []byte, sub *consent.Subscriber, ss *consent.Subscription) []byte {
+	b = appendCSVField(b, sub.Phone)
+	b = append(b, ',')
+	b = appendCSVField(b, cell(sub.PostalAddress))
+	b = append(b, ',')
+	if ss != nil {
+		var chs strings.Builder
 		for i, c := range ss.Channels {
-			chs[i] = string(c)
+			if i > 0 {
+				chs.WriteByte(' ')
+			}
+			chs.WriteString(string(c))
 		}
-		row := slices.Concat(head, []string{ss.Topic, string(ss.Status), string(ss.Basis), stamp(ss.Since)}, contact,
-			[]string{strings.Join(chs, " "), string(ss.Frequency)})
-		if err := e.csv.Write(row); err != nil {
-			return err
+		b = appendCSVField(b, chs.String())
+		b = append(b, ',')
+		b = appendCSVField(b, string(ss.Frequency))
+	} else {
+		b = append(b, ',')
+	}
+	return append(b, '\n')
+}
+
+// appendJSON appends sub's NDJSON line.
+func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle consent.Lifecycle) ([]byte, error) {
+	var err error
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, sub.ID)
+	b = append(b, `,"email":`...)
+	b = appendJSONString(b, sub.Email)
+	if sub.Name != "" {
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, sub.Name)
+	}
+	if sub.Locale != "" {
+		b = append(b, `,"locale":`...)
+		b = appendJSONString(b, sub.Locale)
+	}
+	b = append(b, `,"created":`...)
+	if b, err = appendJSONTime(b, sub.Created); err != nil {
+		return b, err
+	}
+	b = append(b, `,"lifecycle":`...)
+	b = appendJSONString(b, string(lifecycle))
+	if !sub.LastPurchase.IsZero() {
+		b = append(b, `,"last_purchase_at":`...)
+		if b, err = appendJSONTime(b, sub.LastPurchase); err != nil {
+			return b, err
 		}
 	}
-	return e.csv.Error()
+	if sub.Phone != "" {
+		b = append(b, `,"phone":`...)
+		b = appendJSONString(b, sub.Phone)
+	}
+	if sub.PostalAddress != "" {
+		b = append(b, `,"postal_address":`...)
+		b = appendJSONString(b, sub.PostalAddress)
+	}
+	b = append(b, `,"subscriptions":[`...)
+	for i, t := range e.topics {
+		ss := sub.Subscriptions[t]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"topic":`...)
+		b = appendJSONString(b, t)
+		b = append(b, `,"status":`...)
+		b = appendJSONString(b, string(ss.Status))
+		if ss.Basis != "" {
+			b = append(b, `,"basis":`...)
+			b = appendJSONString(b, string(ss.Basis))
+		}
+		b = append(b, `,"since":`...)
+		if b, err = appendJSONTime(b, ss.Since); err != nil {
+			return b, err
+		}
+		if ss.Assessment != "" {
+			b = append(b, `,"assessment":`...)
+			b = appendJSONString(b, ss.Assessment)
+		}
+		if len(ss.Channels) > 0 {
+			b = append(b, `,"channels":[`...)
+			for i, c := range ss.Channels {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, string(c))
+			}
+			b = append(b, ']')
+		}
+		if ss.Frequency != "" {
+			b = append(b, `,"frequency":`...)
+			b = appendJSONString(b, string(ss.Frequency))
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...), nil
+}
+
+// spill writes the buffer to w once it holds a block.
+func (e *Exporter) spill() error {
+	if len(e.buf) < exportBlock {
+		return nil
+	}
+	return e.writeOut()
+}
+
+func (e *Exporter) writeOut() error {
+	if e.err == nil && len(e.buf) > 0 {
+		_, e.err = e.w.Write(e.buf)
+	}
+	e.buf = e.buf[:0]
+	return e.err
 }
 
 // Flush writes what is buffered and reports an earlier write error.
-func (e *Exporter) Flush() error {
-	if e.csv == nil {
-		return nil
+func (e *Exporter) Flush() error { return e.writeOut() }
+
+// appendCSVField appends field as encoding/csv's Writer (comma, LF line
+// ends) writes it: quoted, with quotes doubled, when it holds a comma, a
+// quote, CR or LF, starts with white space or is \. .
+func appendCSVField(b []byte, field string) []byte {
+	if !csvNeedsQuotes(field) {
+		return append(b, field...)
 	}
-	e.csv.Flush()
-	return e.csv.Error()
+	b = append(b, '"')
+	for i := 0; i < len(field); i++ {
+		if field[i] == '"' {
+			b = append(b, '"')
+		}
+		b = append(b, field[i])
+	}
+	return append(b, '"')
 }
 
-// sortedSubscriptions returns sub's subscriptions by topic id.
-func sortedSubscriptions(sub *consent.Subscriber) []*consent.Subscription {
-	out := make([]*consent.Subscription, 0, len(sub.Subscriptions))
-	for t, ss := range sub.Subscriptions {
-		cp := *ss
-		cp.Topic = t
-		out = append(out, &cp)
+func csvNeedsQuotes(field string) bool {
+	if field == "" {
+		return false
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
-	return out
+	if field == `\.` || strings.ContainsAny(field, "\n\r\",") {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(field)
+	return unicode.IsSpace(r)
+}
+
+// appendJSONString appends s as encoding/json writes a string with HTML
+// escaping on (its Encoder's default): \" \\ \b \f \n \r \t, other
+// control bytes and < > & as \u00XX, invalid UTF-8 as \ufffd, and U+2028
+// and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendJSONTime appends t as time.Time's MarshalJSON does: quoted RFC
+// 3339 with nanoseconds (trailing zeros dropped). A time MarshalJSON
+// refuses (a year past 9999, an offset of seconds) is its error.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	_, offset := t.Zone()
+	if y := t.Year(); y < 0 || y > 9999 || offset%60 != 0 || offset <= -24*3600 || offset >= 24*3600 {
+		j, err := t.MarshalJSON()
+		return append(b, j...), err
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
 }
 
 // cell defuses spreadsheet formulas: a text cell starting with = + - @ or
@@ -136,11 +369,11 @@ func cell(v string) string {
 	return v
 }
 
-// stamp formats a time for CSV: RFC 3339 in UTC with milliseconds, or ""
-// for the zero time.
-func stamp(t time.Time) string {
+// appendStamp appends a time for CSV: RFC 3339 in UTC with milliseconds,
+// or nothing for the zero time.
+func appendStamp(b []byte, t time.Time) []byte {
 	if t.IsZero() {
-		return ""
+		return b
 	}
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 }
