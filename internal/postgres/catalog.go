@@ -6,8 +6,8 @@ import (
 	"optin/internal/consent"
 )
 
-// Topics and forms are read from the database on every use, not cached:
-// another instance may change them at any time.
+// Topic and Form answer from this instance's cache of the rows (see
+// catalog); the lists and the writes' own reads go to the database.
 
 // Bootstrap prepares a database for first use. When it has no topic yet,
 // it creates topic and form. When keyHash is not empty and the database has
@@ -48,7 +48,10 @@ func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.F
 // Topic returns the topic id, or an ENotFound *Error.
 func (db *DB) Topic(ctx context.Context, id string) (consent.Topic, error) {
 	var topic consent.Topic
-	err := mustGet(db.read(ctx), "topics", id, &topic, "topic")
+	ok, err := db.catalogGet(ctx, "topics", id, &topic)
+	if err == nil && !ok {
+		err = consent.Errorf(consent.ENotFound, "%s %q not found", "topic", id)
+	}
 	return topic, err
 }
 
@@ -70,7 +73,10 @@ func (db *DB) Topics(ctx context.Context) ([]consent.Topic, error) {
 // Form returns the form id, or an ENotFound *Error.
 func (db *DB) Form(ctx context.Context, id string) (consent.Form, error) {
 	var f consent.Form
-	err := mustGet(db.read(ctx), "forms", id, &f, "form")
+	ok, err := db.catalogGet(ctx, "forms", id, &f)
+	if err == nil && !ok {
+		err = consent.Errorf(consent.ENotFound, "%s %q not found", "form", id)
+	}
 	return f, err
 }
 
@@ -213,6 +219,7 @@ func (db *DB) UpdateForm(ctx context.Context, a consent.Actor, upd consent.Form)
 // shown, and open requests made through it can still be confirmed.
 func (db *DB) DeleteForm(ctx context.Context, a consent.Actor, id string) error {
 	return db.update(ctx, func(t *tx) error {
+		t.catalogChanged = true
 		n, err := t.execN("DELETE FROM forms WHERE id = $1", id)
 		if err != nil {
 			return err

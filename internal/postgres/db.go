@@ -84,6 +84,10 @@ type DB struct {
 	leased   map[int64]struct{}
 	// wordings holds the hashes of the wordings known to be stored.
 	wordings sync.Map
+	// catalog holds the forms and topics read, while listened is
+	// closed when its listener has stopped.
+	catalog  catalog
+	listened chan struct{}
 	// limitsSwept is when this instance last deleted full token buckets
 	// and expired nonces (Unix nanoseconds).
 	limitsSwept atomic.Int64
@@ -111,7 +115,8 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{pool: pool, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
-		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{}),
+		listened: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -141,6 +146,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	db.hasher = consent.NewHasher(key)
 	db.owner = db.ID()
 	go db.committer()
+	go db.listenCatalog()
 	if !db.readOnly {
 		if err := db.buildTree(ctx); err != nil {
 			db.Close()
@@ -208,6 +214,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.closing)
 		<-db.committed
+		<-db.listened
 		defer db.pool.Close()
 		if db.readOnly {
 			return

@@ -238,6 +238,9 @@ func putWording(t *tx, hash string, w consent.Wording) error {
 // putJSON stores v as the data of the row with key in a table whose only
 // other column is its key column.
 func putJSON(t *tx, table, key string, v any) error {
+	if table == "forms" || table == "topics" {
+		t.catalogChanged = true
+	}
 	b, err := encode(v)
 	if err != nil {
 		return err

@@ -45,6 +45,9 @@ type tx struct {
 	// wordings it stored, known to db once it commits.
 	db       *DB
 	wordings []string
+	// catalogChanged says the transaction wrote forms or topics: the
+	// cache is emptied when it commits (catalog).
+	catalogChanged bool
 }
 
 // chainHead is the last event of the ledger: its sequence number and
@@ -165,7 +168,12 @@ func (db *DB) run(calls []*call) (int, error) {
 	if err := t.pipe.flush(ctx); err != nil {
 		return callOf(err, -1), errorOf(err)
 	}
-	if err := ptx.Commit(ctx); err != nil {
+	err = ptx.Commit(ctx)
+	if t.catalogChanged {
+		// Even after a failed commit: it may have committed.
+		db.catalog.clear()
+	}
+	if err != nil {
 		return -1, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}
 	for _, h := range t.wordings {

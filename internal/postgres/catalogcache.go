@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// catalogChannel is the channel the triggers of migration 0011 notify
+// when a transaction that changed forms or topics commits.
+const catalogChannel = "optin_catalog"
+
+// catalog holds the forms and topics this instance read, as stored
+// (their JSON, decoded afresh for every caller), so that a signup's two
+// reads of them cost no round trip. It is used only while this
+// instance's listener is connected and listening on catalogChannel:
+// every change, from any instance, then empties it as its notification
+// arrives, and this instance's own writes empty it at once when they
+// commit (forget), so a caller reads its own writes. Without the
+// listener (starting, or the connection lost) every read goes to the
+// database.
+//
+// Another instance's change reaches this one's readers when its
+// notification arrives (PostgreSQL sends it at the commit), not at the
+// commit itself: a signup that starts in that moment, milliseconds,
+// still sees the form or topic as it was before.
+type catalog struct {
+	mu sync.Mutex
+	// live says the listener listens; gen counts the times the cache was
+	// emptied, so a read that began before is not stored after.
+	live bool
+	gen  uint64
+	rows map[catalogKey][]byte
+}
+
+// catalogKey names a row of forms or topics.
+type catalogKey struct{ table, id string }
+
+// lookup returns the stored row key, or nil, and the generation to pass
+// to store after reading it from the database.
+func (c *catalog) lookup(key catalogKey) ([]byte, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return nil, c.gen
+	}
+	return c.rows[key], c.gen
+}
+
+// store keeps b as row key, read from the database since lookup returned
+// gen, unless the cache was emptied since.
+func (c *catalog) store(key catalogKey, b []byte, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live || c.gen != gen {
+		return
+	}
+	if c.rows == nil {
+		c.rows = map[catalogKey][]byte{}
+	}
+	c.rows[key] = b
+}
+
+// forget empties the cache and sets whether it may be used from now on.
+func (c *catalog) forget(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = live
+	c.gen++
+	c.rows = nil
+}
+
+// catalogGet decodes the row id of table (forms or topics) into v from
+// the cache, or reads it through db.read and caches it; ok is false when
+// it does not exist.
+func (db *DB) catalogGet(ctx context.Context, table, id string, v any) (ok bool, err error) {
+	key := catalogKey{table, id}
+	b, gen := db.catalog.lookup(key)
+	if b == nil {
+		err := db.read(ctx).q.QueryRow(ctx, "SELECT data FROM "+table+" WHERE id = $1", id).Scan(&b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		db.catalog.store(key, b, gen)
+	}
+	return true, decode(b, v)
+}
+
+// listenCatalog keeps a connection of its own listening on
+// catalogChannel until Close, emptying the cache on each notification,
+// and connects again (after a pause) when the connection is lost, the
+// cache unused meanwhile.
+func (db *DB) listenCatalog() {
+	defer close(db.listened)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-db.closing
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		db.listenOnce(ctx)
+		db.catalog.forget(false)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// listenOnce listens until the connection fails or ctx is done.
+func (db *DB) listenOnce(ctx context.Context) {
+	c, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "LISTEN "+catalogChannel); err != nil {
+		return
+	}
+	// Listening now: every change committed from here on empties the
+	// cache, so it may be filled.
+	db.catalog.forget(true)
+	for {
+		if _, err := c.WaitForNotification(ctx); err != nil {
+			return
+		}
+		db.catalog.forget(true)
+	}
+}
+
+// clear empties the cache.
+func (c *catalog) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.rows = nil
+}
