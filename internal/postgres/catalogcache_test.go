@@ -1,6 +1,8 @@
 package postgres_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,5 +76,67 @@ func TestCatalogAcrossInstances(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Form on the other instance after DeleteForm: got err %v, want ENotFound", err)
 		}
+	}
+}
+
+// TestSignupsReadAhead: signups that share a transaction read their
+// addresses' state in one statement (readAhead); they must come out as
+// one at a time would: a blocked address gets nothing, one with an open
+// request no second mail, one signed up twice at once one mail, every
+// new one its own.
+func TestSignupsReadAhead(t *testing.T) {
+	db := open(t, pg.EmptyDatabase(t), nil, testHMACKey)
+	form := bootstrap(t, db)
+	ctx := t.Context()
+	addr := func(email string) consent.Address {
+		a, err := consent.ParseAddress(email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if _, _, err := db.AddSuppression(ctx, consent.Actor{Name: "test"}, addr("blocked@example.com"), "", "complaint"); err != nil {
+		t.Fatalf("AddSuppression: %v", err)
+	}
+	signup(t, db, &form, "pending@example.com")
+	emails := []string{"blocked@example.com", "pending@example.com", "twice@example.com", "twice@example.com"}
+	for i := range 60 {
+		emails = append(emails, fmt.Sprintf("new%d@example.com", i))
+	}
+	queued := make([]bool, len(emails))
+	var wg sync.WaitGroup
+	for i, email := range emails {
+		wg.Go(func() {
+			in := consent.SignupInput{Form: &form, Address: addr(email), Locale: "en", Topics: []string{"news"}, IP: "192.0.2.1"}
+			res, err := db.Signup(ctx, in, form.WordingFor("en", nil, "Yes", ""))
+			if err != nil {
+				t.Errorf("Signup(%s): %v", email, err)
+			}
+			queued[i] = res.Queued
+		})
+	}
+	wg.Wait()
+	if queued[0] || queued[1] {
+		t.Errorf("Signup of a blocked address, of one with an open request: queued %v, %v, want false, false", queued[0], queued[1])
+	}
+	if queued[2] == queued[3] {
+		t.Errorf("two signups of one new address at once: queued %v, %v, want one mail", queued[2], queued[3])
+	}
+	for i := 4; i < len(emails); i++ {
+		if !queued[i] {
+			t.Errorf("Signup(%s): not queued, want a mail", emails[i])
+		}
+	}
+	if _, err := db.SubscriberByAddress(ctx, addr("blocked@example.com")); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("SubscriberByAddress of the blocked address: got err %v, want ENotFound", err)
+	}
+	for _, email := range emails[1:] {
+		if _, err := db.SubscriberByAddress(ctx, addr(email)); err != nil {
+			t.Errorf("SubscriberByAddress(%s): %v", email, err)
+		}
+	}
+	// One event for each subscriber: pending@ before, twice@ and the new.
+	if r, err := db.VerifyLedger(ctx); err != nil || !r.OK || r.Events != uint64(len(emails)-2) {
+		t.Errorf("VerifyLedger: got %+v, %v, want %d events, OK", r, err, len(emails)-2)
 	}
 }

@@ -15,7 +15,7 @@ import (
 func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consent.Wording) (consent.SignupResult, error) {
 	var res consent.SignupResult
 	in.Wording = wording.Hash()
-	err := db.update(ctx, func(t *tx) error {
+	err := db.updateSignup(ctx, in.Address.Key, func(t *tx) error {
 		res = consent.SignupResult{}
 		in.Now = db.Now()
 		if err := putWording(t, in.Wording, wording); err != nil {
@@ -61,9 +61,12 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 // subscriber holding it, if any.
 func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscriber, err error) {
 	var sb, subb []byte
-	err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2),
-		(SELECT data FROM subscribers WHERE email_key = $3)`, db.hashKey(key), consent.ScopeAll, key).Scan(&sb, &subb)
-	if err != nil {
+	if r, ok := t.ahead[key]; ok {
+		// Read when the transaction began (readAhead).
+		delete(t.ahead, key)
+		sb, subb = r.suppression, r.subscriber
+	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2),
+		(SELECT data FROM subscribers WHERE email_key = $3)`, db.hashKey(key), consent.ScopeAll, key).Scan(&sb, &subb); err != nil {
 		return false, nil, err
 	}
 	if sb != nil {

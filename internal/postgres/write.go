@@ -48,7 +48,15 @@ type tx struct {
 	// catalogChanged says the transaction wrote forms or topics: the
 	// cache is emptied when it commits (catalog).
 	catalogChanged bool
+	// ahead holds what signupState would read for the address keys of
+	// the batch's signups, read in one statement when the transaction
+	// began (readAhead); nil once a call other than a signup ran.
+	ahead map[string]signupRow
 }
+
+// signupRow is what signupState reads of an address: the data of its
+// suppression for every topic and of its subscriber, each nil if none.
+type signupRow struct{ suppression, subscriber []byte }
 
 // chainHead is the last event of the ledger: its sequence number and
 // hash.
@@ -62,6 +70,9 @@ type call struct {
 	ctx  context.Context
 	fn   func(t *tx) error
 	done chan error
+	// key is the address key a signup reads first (signupState), ""
+	// for other writes.
+	key string
 }
 
 // update runs fn in a write transaction and returns once the
@@ -79,7 +90,14 @@ type call struct {
 // its batch fails), so it must only change state through t and set its
 // results afresh on every run.
 func (db *DB) update(ctx context.Context, fn func(t *tx) error) error {
-	c := &call{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return db.updateSignup(ctx, "", fn)
+}
+
+// updateSignup is update for a signup of the address with key, whose
+// first read (signupState) the transaction makes ahead, in one statement
+// for all the signups of its batch.
+func (db *DB) updateSignup(ctx context.Context, key string, fn func(t *tx) error) error {
+	c := &call{ctx: ctx, fn: fn, done: make(chan error, 1), key: key}
 	select {
 	case db.calls <- c:
 	case <-db.closing:
@@ -141,9 +159,16 @@ func (db *DB) run(calls []*call) (int, error) {
 		return -1, err
 	}
 	defer ptx.Rollback(ctx)
+	if err := t.readAhead(calls); err != nil {
+		return -1, err
+	}
 	for i, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			return i, err
+		}
+		if c.key == "" {
+			// It may write what a signup read ahead.
+			t.ahead = nil
 		}
 		t.pipe.call = i
 		if err := safeCall(c.fn, t); err != nil {
@@ -180,6 +205,43 @@ func (db *DB) run(calls []*call) (int, error) {
 		db.wordings.Store(h, true)
 	}
 	return -1, nil
+}
+
+// readAhead reads, in one statement, what signupState reads for each
+// signup among calls whose address no other call of the batch signs up:
+// signups of distinct addresses write nothing another one reads, so
+// these stay true until a call other than a signup runs.
+func (t *tx) readAhead(calls []*call) error {
+	n := map[string]int{}
+	for _, c := range calls {
+		if c.key != "" {
+			n[c.key]++
+		}
+	}
+	var keys, hashes []string
+	for k, m := range n {
+		if m == 1 {
+			keys = append(keys, k)
+			hashes = append(hashes, t.db.hashKey(k))
+		}
+	}
+	if len(keys) < 2 {
+		return nil
+	}
+	t.ahead = make(map[string]signupRow, len(keys))
+	var k string
+	var r signupRow
+	err := t.each(`SELECT u.k, (SELECT data FROM suppressions WHERE hash = u.h AND scope = $3),
+		(SELECT data FROM subscribers WHERE email_key = u.k) FROM unnest($1::text[], $2::text[]) AS u(k, h)`,
+		[]any{keys, hashes, consent.ScopeAll}, []any{&k, &r.suppression, &r.subscriber}, func() error {
+			t.ahead[k] = signupRow{suppression: append([]byte(nil), r.suppression...), subscriber: append([]byte(nil), r.subscriber...)}
+			return nil
+		})
+	if err != nil {
+		t.ahead = nil
+		return fmt.Errorf("postgres: signups: %w", err)
+	}
+	return nil
 }
 
 // beginWrite begins a write transaction and takes the write lock; the
