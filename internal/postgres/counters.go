@@ -47,7 +47,7 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 		}
 	}
 	for _, e := range come {
-		if err := t.exec("INSERT INTO subscriber_topics (topic, status, subscriber) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", e[0], e[1], id); err != nil {
+		if err := t.bulkRow(bulkSubscriberTopics, e[0], e[1], id); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,9 @@ type pipe struct {
 	owners []int
 	// call is the index of the call running now.
 	call int
+	// bulks are the bulk inserts waiting, in the order of their first
+	// rows (bulk.go).
+	bulks []*bulkStmt
 }
 
 // pipeError is the failure of a waiting statement, naming the call that
@@ -43,6 +46,7 @@ func (e *pipeError) Unwrap() error { return e.err }
 // queue adds a statement to the waiting ones, sending them when there are
 // maxPipe.
 func (p *pipe) queue(ctx context.Context, sql string, args ...any) error {
+	p.spill()
 	p.batch.Queue(sql, args...)
 	p.owners = append(p.owners, p.call)
 	if len(p.owners) >= maxPipe {
@@ -55,6 +59,7 @@ func (p *pipe) queue(ctx context.Context, sql string, args ...any) error {
 // *pipeError naming the call whose statement failed; the transaction is
 // then aborted.
 func (p *pipe) flush(ctx context.Context) error {
+	p.spill()
 	if len(p.owners) == 0 {
 		return nil
 	}
@@ -89,6 +94,7 @@ func (p *pipe) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 
 // QueryRow sends the waiting statements and sql in one round trip.
 func (p *pipe) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	p.spill()
 	if len(p.owners) == 0 {
 		return p.q.QueryRow(ctx, sql, args...)
 	}

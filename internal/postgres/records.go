@@ -80,8 +80,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 		lp := sub.LastPurchase
 		lastPurchase = &lp
 	}
-	err = t.exec("INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)",
-		sub.ID, consent.AddressKey(sub.Email), b, lastPurchase)
+	err = t.bulkRow(bulkSubscribers, sub.ID, consent.AddressKey(sub.Email), string(b), lastPurchase)
 	if err != nil {
 		return err
 	}
@@ -171,7 +170,7 @@ func insertRequest(t *tx, req *consent.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := t.exec("INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)", req.ID, req.Subscriber, b); err != nil {
+	if err := t.bulkRow(bulkRequests, req.ID, req.Subscriber, string(b)); err != nil {
 		return err
 	}
 	t.count(consent.RequestDelta(nil, req))

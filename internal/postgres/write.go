@@ -137,6 +137,15 @@ func (db *DB) committer() {
 // gets its own answer, and the others are committed again without it.
 func (db *DB) commit(batch []*call) {
 	failed, err := db.run(batch)
+	if failed == manyCalls && len(batch) > 1 {
+		// A statement of several calls failed: each runs alone for
+		// its own answer.
+		for _, c := range batch {
+			_, err := db.run([]*call{c})
+			c.done <- err
+		}
+		return
+	}
 	if failed < 0 || len(batch) == 1 {
 		for _, c := range batch {
 			c.done <- err
@@ -295,8 +304,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	if err != nil {
 		return err
 	}
-	err = t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal, tree) VALUES ($1, $2, $3, $4, $5, $6)",
-		int64(ev.Seq), ev.Subscriber, string(ev.Type), b, personal, tree)
+	err = t.bulkRow(bulkLedger, int64(ev.Seq), ev.Subscriber, string(ev.Type), string(b), nullable(personal), tree)
 	if err != nil {
 		return err
 	}
@@ -376,8 +384,7 @@ func enqueueLater(t *tx, job *consent.Job) error {
 	if err != nil {
 		return err
 	}
-	return t.exec("INSERT INTO outbox (id, next_at, subscriber, job) VALUES (nextval('outbox_ids'), $1, $2, $3)",
-		job.NextAt, job.Subscriber, b)
+	return t.bulkRow(bulkOutbox, job.NextAt, job.Subscriber, string(b))
 }
 
 // audit appends an entry to the audit log inside the admin write's own

@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"context"
+	"time"
+)
+
+// manyCalls is the call a failed statement names when it held rows of
+// several calls (a bulk insert): the batch's calls then run one by one.
+const manyCalls = -2
+
+// bulkStmt is an insert of rows that wait in the pipe: the rows of the
+// same statement queued one after the other, by any calls, go out as one
+// statement, whose sql takes each column as an array ($1, $2, ... in
+// unnest), so a batch of signups costs one insert per table.
+type bulkStmt struct {
+	sql string
+	// cols holds the columns: []string, []*string, [][]byte, []int64,
+	// []time.Time or []*time.Time.
+	cols []any
+	// owner is the call of every row, or manyCalls.
+	owner int
+	n     int
+}
+
+// Bulk inserts of the hot path. Each column travels as an array (jsonb
+// as text, cast in the statement).
+const (
+	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
+		SELECT i, k, d::jsonb, l FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(i, k, d, l)`
+	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`
+	bulkRequests = `INSERT INTO requests (id, subscriber, data)
+		SELECT i, s, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS u(i, s, d)`
+	bulkLedger = `INSERT INTO ledger (seq, subscriber, type, event, personal, tree)
+		SELECT q, s, y, e::jsonb, p::jsonb, r FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS u(q, s, y, e, p, r)`
+	bulkOutbox = `INSERT INTO outbox (id, next_at, subscriber, job)
+		SELECT nextval('outbox_ids'), n, s, j::jsonb FROM unnest($1::timestamptz[], $2::text[], $3::text[]) AS u(n, s, j)`
+)
+
+// row queues one row of the bulk insert sql (one of the bulk constants);
+// values are string, *string, []byte, int64, time.Time or *time.Time, in
+// the order of sql's arrays. A statement queued in between sends the
+// rows first (spill), so statements keep their order.
+func (p *pipe) row(ctx context.Context, sql string, values ...any) error {
+	var b *bulkStmt
+	if n := len(p.bulks); n > 0 && p.bulks[n-1].sql == sql {
+		b = p.bulks[n-1]
+	} else {
+		for _, o := range p.bulks {
+			if o.sql == sql {
+				b = o
+			}
+		}
+	}
+	if b == nil {
+		b = &bulkStmt{sql: sql, owner: p.call, cols: make([]any, len(values))}
+		for i, v := range values {
+			switch v.(type) {
+			case string:
+				b.cols[i] = []string(nil)
+			case *string:
+				b.cols[i] = []*string(nil)
+			case []byte:
+				b.cols[i] = [][]byte(nil)
+			case int64:
+				b.cols[i] = []int64(nil)
+			case time.Time:
+				b.cols[i] = []time.Time(nil)
+			case *time.Time:
+				b.cols[i] = []*time.Time(nil)
+			}
+		}
+		p.bulks = append(p.bulks, b)
+	}
+	if b.owner != p.call {
+		b.owner = manyCalls
+	}
+	for i, v := range values {
+		switch c := b.cols[i].(type) {
+		case []string:
+			b.cols[i] = append(c, v.(string))
+		case []*string:
+			b.cols[i] = append(c, v.(*string))
+		case [][]byte:
+			b.cols[i] = append(c, v.([]byte))
+		case []int64:
+			b.cols[i] = append(c, v.(int64))
+		case []time.Time:
+			b.cols[i] = append(c, v.(time.Time))
+		case []*time.Time:
+			b.cols[i] = append(c, v.(*time.Time))
+		}
+	}
+	b.n++
+	if b.n >= maxPipe {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+// spill moves the waiting bulk inserts into the batch, each as one
+// statement.
+func (p *pipe) spill() {
+	for _, b := range p.bulks {
+		p.batch.Queue(b.sql, b.cols...)
+		p.owners = append(p.owners, b.owner)
+	}
+	p.bulks = nil
+}
+
+// bulkRow queues a row of a bulk insert through t's pipe.
+func (t *tx) bulkRow(sql string, values ...any) error {
+	return t.pipe.row(t.ctx, sql, values...)
+}
+
+// nullable returns b as a string, nil for nil.
+func nullable(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
