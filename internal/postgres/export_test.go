@@ -19,3 +19,28 @@ func (db *DB) InsertTopicsInOneBatch(ids ...string) []error {
 	}
 	return errs
 }
+
+// InsertRequestsInOneBatch is InsertTopicsInOneBatch with rows of one
+// bulk insert (bulkRequests), and returns the request ids stored after.
+func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
+	batch := make([]*call, len(ids))
+	for i, id := range ids {
+		batch[i] = &call{ctx: context.Background(), done: make(chan error, 1), fn: func(t *tx) error {
+			return t.bulkRow(bulkRequests, id, "s", `{"id": "`+id+`"}`)
+		}}
+	}
+	db.commit(batch)
+	errs := make([]error, len(ids))
+	for i, c := range batch {
+		errs[i] = <-c.done
+	}
+	var stored []string
+	var id string
+	if err := db.read(context.Background()).each("SELECT id FROM requests ORDER BY id", nil, []any{&id}, func() error {
+		stored = append(stored, id)
+		return nil
+	}); err != nil {
+		panic(err)
+	}
+	return errs, stored
+}

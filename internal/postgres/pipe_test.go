@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"slices"
 	"testing"
 
 	"optin/internal/consent"
@@ -36,5 +37,33 @@ func TestPipeFailureFailsItsCall(t *testing.T) {
 		if topic, err := db.Topic(t.Context(), id); err != nil || topic.ID != id {
 			t.Errorf("Topic(%q): got %+v, %v; want it committed", id, topic, err)
 		}
+	}
+}
+
+// TestBulkFailureFailsItsCall: a bulk insert holding rows of several
+// calls that fails fails only the call whose row caused it: the calls
+// run again one by one.
+func TestBulkFailureFailsItsCall(t *testing.T) {
+	db, err := postgres.Open(t.Context(), pg.EmptyDatabase(t), postgres.Options{HMACKey: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatalf("Open: got err %v, want nil", err)
+	}
+	defer db.Close()
+	errs, stored := db.InsertRequestsInOneBatch("a", "b", "a", "c")
+	conflicts := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case consent.ErrorCode(err) == consent.EConflict && (i == 0 || i == 2):
+			conflicts++
+		default:
+			t.Errorf("call %d: got err %v, want nil or, for one of the two a, EConflict", i, err)
+		}
+	}
+	if conflicts != 1 {
+		t.Errorf("conflicts: got %d, want 1 (errs %v)", conflicts, errs)
+	}
+	if !slices.Equal(stored, []string{"a", "b", "c"}) {
+		t.Errorf("requests stored: got %q, want a, b, c", stored)
 	}
 }
