@@ -10,8 +10,12 @@
 // writes that wait at the same moment into one transaction (group
 // commit), so concurrent signups share a commit; in that transaction the
 // statements whose results nobody reads wait in a pgx pipeline and go out
-// with the next read or the commit (pipe), so a signup's write costs one
-// round trip. Outbox jobs are leased
+// with the next read or the commit (pipe). The signups of a batch read
+// their addresses' state in one statement when the transaction begins
+// (readAhead), and their new rows wait as one insert per table (bulk.go),
+// so a batch of signups costs a few round trips and statements, not a
+// few per signup. Forms and topics are answered from memory, forgotten
+// on every change through LISTEN/NOTIFY (catalog). Outbox jobs are leased
 // (see DueJobs), so two instances never hand the same mail to a relay at
 // once, and a crashed instance's leases run out and are taken over.
 package postgres

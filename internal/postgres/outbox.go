@@ -353,20 +353,26 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		if err != nil {
 			return err
 		}
+		// The requests marked sent in one statement (the map holds
+		// each once).
 		now := db.Now()
-		for _, id := range reqIDs {
-			req := reqs[id]
-			if req == nil {
+		var ids, data []string
+		for _, req := range reqs {
+			old := *req
+			if !req.MarkSent(now) {
 				continue
 			}
-			old := *req
-			if req.MarkSent(now) {
-				if err := updateRequest(t, &old, req); err != nil {
-					return err
-				}
+			b, err := encode(req)
+			if err != nil {
+				return err
 			}
+			ids, data = append(ids, req.ID), append(data, string(b))
+			t.count(consent.RequestDelta(&old, req))
 		}
-		return nil
+		if len(ids) == 0 {
+			return nil
+		}
+		return t.exec(`UPDATE requests r SET data = u.d::jsonb FROM unnest($1::text[], $2::text[]) AS u(i, d) WHERE r.id = u.i`, ids, data)
 	})
 }
 

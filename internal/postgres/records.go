@@ -177,20 +177,6 @@ func insertRequest(t *tx, req *consent.Request) error {
 	return nil
 }
 
-// updateRequest stores req over old, the version this transaction read,
-// without reading anything back (see insertSubscriber).
-func updateRequest(t *tx, old, req *consent.Request) error {
-	b, err := encode(req)
-	if err != nil {
-		return err
-	}
-	if err := t.exec("UPDATE requests SET data = $2 WHERE id = $1", req.ID, b); err != nil {
-		return err
-	}
-	t.count(consent.RequestDelta(old, req))
-	return nil
-}
-
 // requestAndSubscriber returns request id and its subscriber, or an
 // ENotFound *Error when either is gone.
 func requestAndSubscriber(c conn, id string) (*consent.Request, *consent.Subscriber, error) {
