@@ -7,7 +7,8 @@
 # repository: bash scripts/bench-postgres.sh (NS, CLIENTS, DUR override
 # the instance counts, clients and duration; WORK, PGPORT, BASEPORT and
 # SINKPORT the work directory and ports, so two runs can share a machine;
-# PPROF=1 serves the first instance's profiles on 127.0.0.1:6060).
+# PPROF=1 serves the first instance's profiles on 127.0.0.1:6060, or
+# on PPROFPORT).
 set -euo pipefail
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=${WORK:-/tmp/optin-pg-bench}
@@ -44,7 +45,7 @@ postgres: {url: "postgres://postgres@127.0.0.1:$PORT/optin?sslmode=disable"}
 mail: {transport: smtp, from: "Bench <bench@example.com>", smtp: {host: 127.0.0.1, port: $SINK, tls: none}}
 limits: {signup_per_ip: "off", manage_per_ip: "off", confirmations: "off"}
 Y
-    pp=; [ "${PPROF:-}" = 1 ] && [ $i = 1 ] && pp=127.0.0.1:6060
+    pp=; [ "${PPROF:-}" = 1 ] && [ $i = 1 ] && pp=127.0.0.1:${PPROFPORT:-6060}
     OPTIN_PPROF=$pp $OPTIN serve --config $W/c$i.yaml >$W/optin$i.log 2>&1 &
     pids+=($!); urls+=("http://127.0.0.1:$port")
     for t in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
