@@ -50,7 +50,7 @@ func TestBrowserChannels(t *testing.T) {
 		ct.do("open form "+loc, chromedp.Navigate(s.url+"/f/newsletter?locale="+loc))
 		ct.waitEval("form: loaded", `document.readyState`, "complete")
 		ct.expect("form "+loc+": sms label", `document.querySelector('input[value="news:sms"]').parentElement.textContent.trim()`, l.T("channel.sms"))
-		ct.expect("form "+loc+": phone field", `document.querySelector('input[name=phone]').closest("label").textContent.trim()`, l.T("channels.phone_label"))
+		ct.expect("form "+loc+": phone field", `document.querySelector('input[name=phone]').closest("label").textContent.trim()`, l.T("channels.phone_label_sms"))
 		touch("form-channels-" + loc)
 		ct.axe("form-channels-" + loc)
 		ct.fits("form-channels-"+loc, saveShot)

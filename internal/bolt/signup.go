@@ -149,9 +149,10 @@ func (db *DB) confirmAddress(tx *bbolt.Tx, sub *consent.Subscriber, req *consent
 	return false, enqueue(tx, notice)
 }
 
-// Rectify corrects subscriber id's name at once and starts the double
-// opt-in of a new address (consent.PlanRectify), in one transaction, with
-// a rectified event for the name and, when a is set, an audit entry. A new
+// Rectify corrects subscriber id's name, phone number and postal address
+// at once and starts the double opt-in of a new address
+// (consent.PlanRectify), in one transaction, with a rectified event for
+// each field corrected and, when a is set, an audit entry. A new
 // address another subscriber holds is EConflict; one an operator
 // suppressed for every topic EForbidden.
 func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch consent.Rectification, source string) (consent.RectifyResult, error) {
@@ -174,13 +175,19 @@ func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch conse
 				return consent.Errorf(consent.EForbidden, "this address is blocked")
 			}
 		}
-		plan := consent.PlanRectify(sub, ch, source, db.Now(), db.policy, db)
-		if plan.Event != nil {
-			res.Renamed = true
-			if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
+		plan, err := consent.PlanRectify(sub, ch, source, db.Now(), db.policy, db)
+		if err != nil {
+			return err
+		}
+		for i, ev := range plan.Events {
+			res.Renamed = res.Renamed || ev.Field == consent.FieldName
+			res.Contact = res.Contact || ev.Field != consent.FieldName
+			if err := appendEvent(tx, ev, plan.Personals[i]); err != nil {
 				return err
 			}
-			if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
+		}
+		if len(plan.Events) > 0 {
+			if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
 				return err
 			}
 		}
@@ -196,7 +203,7 @@ func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch conse
 				return err
 			}
 		}
-		if a == nil || (plan.Event == nil && plan.Request == nil) {
+		if a == nil || (len(plan.Events) == 0 && plan.Request == nil) {
 			return nil
 		}
 		return db.audit(tx, *a, "subscriber.rectify", id, 1)

@@ -276,14 +276,21 @@ func (s *Subscription) endChannels() {
 	s.Channels, s.Frequency = nil, ""
 }
 
-// tidyContact drops the phone number and the postal address once no
-// subscription carries a channel that needs them (GDPR Art. 5(1)(c)).
-func (s *Subscriber) tidyContact() {
-	var phone, post bool
+// contactNeeds reports whether a subscription of s carries a channel
+// that needs a phone number (sms, phone) and one that needs a postal
+// address (post).
+func (s *Subscriber) contactNeeds() (phone, post bool) {
 	for _, ss := range s.Subscriptions {
 		phone = phone || ss.Carries(ChannelSMS) || ss.Carries(ChannelPhone)
 		post = post || ss.Carries(ChannelPost)
 	}
+	return phone, post
+}
+
+// tidyContact drops the phone number and the postal address once no
+// subscription carries a channel that needs them (GDPR Art. 5(1)(c)).
+func (s *Subscriber) tidyContact() {
+	phone, post := s.contactNeeds()
 	if !phone {
 		s.Phone = ""
 	}

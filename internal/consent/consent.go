@@ -377,6 +377,12 @@ type Job struct {
 	// Origin is, in a JobNotice, where the person's data came from
 	// (Notice.Origin).
 	Origin string `json:"origin,omitempty"`
+	// Channels, Phone and PostalAddress are, in a JobConfirm, the
+	// optional channels the request chose per topic and where they reach
+	// the person: the mail names them, since the click agrees to them too.
+	Channels      map[string][]Channel `json:"channels,omitempty"`
+	Phone         string               `json:"phone,omitempty"`
+	PostalAddress string               `json:"postal_address,omitempty"`
 }
 
 // WordingFor returns the exact wording the form shows in locale: its text

@@ -224,8 +224,9 @@ func (r *ImportReport) Count(p ImportPlan) bool {
 }
 
 // ConfirmJob is the confirmation mail of request req to sub, queued at
-// now.
+// now, with the channels the request chose besides email.
 func ConfirmJob(sub *Subscriber, req *Request, now time.Time) *Job {
 	return &Job{Kind: JobConfirm, To: sub.Email, Name: sub.MailName(), Locale: req.Locale, Subscriber: sub.ID,
-		Request: req.ID, Form: req.Form, Topics: req.Topics, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires}
+		Request: req.ID, Form: req.Form, Topics: req.Topics, MessageID: req.MessageID, Created: now, TokenExpires: req.Expires,
+		Channels: req.Channels, Phone: req.Phone, PostalAddress: req.PostalAddress}
 }

@@ -29,15 +29,23 @@ const (
 	// to a receiver that keeps it: a witness outside optin, so a later
 	// rewrite of the ledger cannot match a head it already holds.
 	WebhookLedgerHead WebhookEvent = "ledger_head"
+	// WebhookChannelConsented, WebhookChannelWithdrawn and
+	// WebhookFrequencyChosen report a person's choice of channels
+	// besides email and of frequency, so the shop's SMS, call or mailing
+	// tools follow it; the evidence names the channel or frequency.
+	WebhookChannelConsented WebhookEvent = "channel_consented"
+	WebhookChannelWithdrawn WebhookEvent = "channel_withdrawn"
+	WebhookFrequencyChosen  WebhookEvent = "frequency_chosen"
 )
 
 // WebhookEvents lists every webhook event, in the order documented.
 var WebhookEvents = []WebhookEvent{WebhookConfirmed, WebhookUnsubscribed, WebhookPreferencesUpdated,
-	WebhookReconfirmed, WebhookLapsed, WebhookErased, WebhookSuppressed, WebhookLedgerHead}
+	WebhookReconfirmed, WebhookLapsed, WebhookErased, WebhookSuppressed, WebhookLedgerHead,
+	WebhookChannelConsented, WebhookChannelWithdrawn, WebhookFrequencyChosen}
 
 // WebhookEventOf returns the webhook event a ledger event of type t
 // causes, and false for the types no webhook reports (requested,
-// imported, canceled, activity, rectified).
+// imported, canceled, activity, rectified, informed).
 func WebhookEventOf(t EventType) (WebhookEvent, bool) {
 	e := WebhookEvent(t)
 	return e, e != WebhookSuppressed && e != WebhookLedgerHead && slices.Contains(WebhookEvents, e)
@@ -260,6 +268,11 @@ type WebhookData struct {
 	Head  string `json:"head,omitempty"`
 	Email string `json:"email,omitempty"`
 	Name  string `json:"name,omitempty"`
+	// Phone and PostalAddress come with ScopeContact on the channel
+	// events, where optin holds them, so the tool that texts, calls or
+	// posts knows where to.
+	Phone         string `json:"phone,omitempty"`
+	PostalAddress string `json:"postal_address,omitempty"`
 }
 
 // WebhookEvidence is the proof of a ledger event: when, which topics, on
@@ -276,6 +289,10 @@ type WebhookEvidence struct {
 	Source  string    `json:"source"`
 	Page    string    `json:"page,omitempty"`
 	Wording string    `json:"wording,omitempty"`
+	// Channel is a channel event's channel; Frequency a
+	// frequency_chosen event's choice ("" for none).
+	Channel   Channel   `json:"channel,omitempty"`
+	Frequency Frequency `json:"frequency,omitempty"`
 }
 
 // WebhookSuppression is what a suppressed event reports: the scope (a
@@ -306,7 +323,7 @@ func RenderWebhook(d Delivery, ev *Event, sub *Subscriber, scope WebhookScope) W
 	m := WebhookMessage{Type: d.Event, Timestamp: d.Created, Data: WebhookData{Subscriber: d.Subscriber}}
 	if ev != nil {
 		m.Data.Evidence = &WebhookEvidence{Seq: ev.Seq, Hash: ev.Hash, Time: ev.Time, Topics: ev.Topics, Basis: ev.Basis,
-			Source: ev.Source, Page: ev.Page, Wording: ev.Wording}
+			Source: ev.Source, Page: ev.Page, Wording: ev.Wording, Channel: ev.Channel, Frequency: ev.Frequency}
 	}
 	if s := d.Suppression; s != nil {
 		m.Data.Suppression = &WebhookSuppression{Scope: s.Scope, Reason: WebhookReason(s.Reason), Time: s.Created}
@@ -314,6 +331,9 @@ func RenderWebhook(d Delivery, ev *Event, sub *Subscriber, scope WebhookScope) W
 	m.Data.Head = d.Head
 	if scope == ScopeContact && sub != nil && sub.ID == d.Subscriber {
 		m.Data.Email, m.Data.Name = sub.Email, sub.Name
+		if d.Event == WebhookChannelConsented || d.Event == WebhookChannelWithdrawn {
+			m.Data.Phone, m.Data.PostalAddress = sub.Phone, sub.PostalAddress
+		}
 	}
 	return m
 }

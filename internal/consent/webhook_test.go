@@ -95,3 +95,47 @@ func TestRenderWebhook(t *testing.T) {
 		t.Errorf("QueueSuppressed of the person's own opt-out: got %+v, want none (the unsubscribed event reports it)", ds)
 	}
 }
+
+// TestRenderWebhookChannels: the channel and frequency events are
+// reported under their own names, their evidence names the channel or the
+// frequency, and a contact-scope endpoint gets the number and the postal
+// address with a channel event (not with the others).
+func TestRenderWebhookChannels(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	sub := &consent.Subscriber{ID: "s1", Email: "ann@example.com", Phone: "+46701234567", PostalAddress: "Storgatan 1"}
+	hooks := []consent.Webhook{{ID: "h1", Events: consent.WebhookEvents}}
+	for _, tc := range []struct {
+		ev   consent.Event
+		want string
+	}{
+		{consent.Event{Seq: 1, Hash: "a", Time: at, Type: consent.EventChannelConsented, Subscriber: "s1", Topics: []string{"news"},
+			Basis: consent.BasisConsent, Source: "form:newsletter", Channel: consent.ChannelSMS},
+			`{"type":"channel_consented","timestamp":"2030-01-02T03:04:05Z","data":{"subscriber":"s1","evidence":{"seq":1,"hash":"a",` +
+				`"time":"2030-01-02T03:04:05Z","topics":["news"],"basis":"consent","source":"form:newsletter","channel":"sms"},` +
+				`"email":"ann@example.com","phone":"+46701234567","postal_address":"Storgatan 1"}}`},
+		{consent.Event{Seq: 2, Hash: "b", Time: at, Type: consent.EventChannelWithdrawn, Subscriber: "s1", Topics: []string{"news"},
+			Source: "preferences", Channel: consent.ChannelPost},
+			`{"type":"channel_withdrawn","timestamp":"2030-01-02T03:04:05Z","data":{"subscriber":"s1","evidence":{"seq":2,"hash":"b",` +
+				`"time":"2030-01-02T03:04:05Z","topics":["news"],"source":"preferences","channel":"post"},` +
+				`"email":"ann@example.com","phone":"+46701234567","postal_address":"Storgatan 1"}}`},
+		{consent.Event{Seq: 3, Hash: "c", Time: at, Type: consent.EventFrequencyChosen, Subscriber: "s1", Topics: []string{"news"},
+			Source: "preferences", Frequency: consent.FrequencyMonthly},
+			`{"type":"frequency_chosen","timestamp":"2030-01-02T03:04:05Z","data":{"subscriber":"s1","evidence":{"seq":3,"hash":"c",` +
+				`"time":"2030-01-02T03:04:05Z","topics":["news"],"source":"preferences","frequency":"monthly"},"email":"ann@example.com"}}`},
+	} {
+		if e, ok := consent.WebhookEventOf(tc.ev.Type); !ok || string(e) != string(tc.ev.Type) {
+			t.Errorf("WebhookEventOf(%s): got %q, %v", tc.ev.Type, e, ok)
+		}
+		ds := tc.ev.Queue(hooks)
+		if len(ds) != 1 {
+			t.Fatalf("Queue(%s): got %+v, want one delivery", tc.ev.Type, ds)
+		}
+		b, _ := json.Marshal(consent.RenderWebhook(ds[0], &tc.ev, sub, consent.ScopeContact))
+		if string(b) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.ev.Type, b, tc.want)
+		}
+	}
+	if _, ok := consent.WebhookEventOf(consent.EventRectified); ok {
+		t.Error("rectified events are reported by a webhook")
+	}
+}

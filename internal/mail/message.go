@@ -5,10 +5,12 @@ package mail
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	texttemplate "text/template"
@@ -134,6 +136,7 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.
 	var err error
 	switch job.Kind {
 	case consent.JobConfirm:
+		data["Channels"] = confirmChannels(job, topics, l)
 		err = r.confirm(job, data, &m)
 	case consent.JobPreferences:
 		err = r.preferences(job, data, &m)
@@ -157,8 +160,9 @@ func (r *Renderer) Render(job consent.Job, topics []consent.Topic, form consent.
 		m.Subject = l.T("mail." + string(job.Kind) + ".subject")
 	}
 	data["Subject"] = m.Subject
-	// The operator's text, and a notice's basis and origin, are not cached.
-	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice || job.Kind == consent.JobNotice {
+	// The operator's text, a notice's basis and origin, and a
+	// confirmation's channels are not cached.
+	if job.Kind == consent.JobReawaken || job.Kind == consent.JobIncidentNotice || job.Kind == consent.JobNotice || len(job.Channels) > 0 {
 		m.Text, m.HTML, err = r.execute(job.Kind, data)
 		return m, err
 	}
@@ -299,6 +303,35 @@ func (r *Renderer) confirm(job consent.Job, data map[string]any, m *Message) err
 	data["Expires"] = job.TokenExpires.UTC().Format(data["L"].(i18n.Localizer).T("mail.datetime_layout"))
 	m.Unsubscribe, m.Link = data["NotMeURL"].(string), data["ConfirmURL"].(string)
 	return nil
+}
+
+// confirmChannels returns the lines of a confirmation mail that name the
+// channels besides email its click agrees to, one per channel in the
+// consent.OptionalChannels order, with the number or postal address it
+// reaches and the topics it carries; none when the request chose none.
+func confirmChannels(job consent.Job, topics []consent.Topic, l i18n.Localizer) []string {
+	names := make(map[string]string, len(topics))
+	for _, t := range topics {
+		names[t.ID] = t.Name
+	}
+	var lines []string
+	for _, c := range consent.OptionalChannels {
+		var about []string
+		for _, t := range job.Topics {
+			if slices.Contains(job.Channels[t], c) {
+				about = append(about, cmp.Or(names[t], t))
+			}
+		}
+		if len(about) == 0 {
+			continue
+		}
+		to := job.Phone
+		if c == consent.ChannelPost {
+			to = strings.ReplaceAll(job.PostalAddress, "\n", ", ")
+		}
+		lines = append(lines, l.T("mail.confirm.channel."+string(c), to, strings.Join(about, ", ")))
+	}
+	return lines
 }
 
 // addressChange fills in the request to a new address to confirm that it

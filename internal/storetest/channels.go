@@ -181,3 +181,65 @@ func testChannels(t *testing.T, f *fixture) {
 		t.Errorf("VerifyLedger: got %+v, %v", rep, err)
 	}
 }
+
+// testRectifyContact: an operator corrects the phone number of a person
+// whose channels use it, at once, with a rectified event holding the new
+// number and the old one as its note, and an audit entry; a postal
+// address the person's channels do not need is refused and the whole
+// correction, name included, changes nothing. The confirmation mail's
+// job carries the channels it agrees to, for the mail to name them.
+func testRectifyContact(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	f.form.Channels = []consent.Channel{consent.ChannelSMS, consent.ChannelPost}
+	in := f.signupInput("ann@example.com", "news")
+	in.Channels = consent.ChannelChoice{Channels: map[string][]consent.Channel{"news": {consent.ChannelSMS}}, Phone: "+46701234567"}
+	w := f.wording()
+	w.Channels = map[string]string{"sms": "Text message", "post": "Post"}
+	in.Wording = w.Hash()
+	if _, err := f.s.Signup(ctx, in, w); err != nil {
+		t.Fatalf("Signup with channels: %v", err)
+	}
+	jobs := f.dueOf(consent.JobConfirm, f.now())
+	if len(jobs) != 1 || jobs[0].Phone != "+46701234567" || !slices.Equal(jobs[0].Channels["news"], []consent.Channel{consent.ChannelSMS}) {
+		t.Fatalf("confirmation job: got %+v, want the sms channel and the number on it", jobs)
+	}
+	ann := f.sub("ann@example.com")
+	if _, err := f.s.Confirm(ctx, ann.PendingRequest, consent.ConfirmInput{IP: "198.51.100.4"}); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	before := len(f.events(ann.ID))
+	audits := len(f.auditActions())
+
+	name, addr := "Ann Smith", "Storgatan 1"
+	_, err := f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Name: &name, PostalAddress: &addr}, admin.Source())
+	f.wantCode("Rectify a postal address without post", err, consent.EInvalid)
+	empty := ""
+	_, err = f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Phone: &empty}, admin.Source())
+	f.wantCode("Rectify the number away while sms needs it", err, consent.EInvalid)
+	if got := f.sub("ann@example.com"); got.Name != ann.Name || got.PostalAddress != "" || got.Phone != "+46701234567" ||
+		len(f.events(ann.ID)) != before || len(f.auditActions()) != audits {
+		t.Fatalf("refused corrections changed something: %+v", got)
+	}
+
+	phone := "+46709999999"
+	res, err := f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Phone: &phone}, admin.Source())
+	if err != nil || !res.Contact || res.Renamed || res.AddressPending {
+		t.Fatalf("Rectify(phone): got %+v, %v", res, err)
+	}
+	if got := f.sub("ann@example.com").Phone; got != phone {
+		t.Errorf("phone after Rectify: got %q", got)
+	}
+	evs := f.events(ann.ID)[before:]
+	if len(evs) != 1 || evs[0].Type != consent.EventRectified || evs[0].Field != consent.FieldPhone || evs[0].Source != admin.Source() ||
+		evs[0].Personal == nil || evs[0].Personal.Phone != phone || evs[0].Personal.Note != "+46701234567" {
+		t.Errorf("events of Rectify(phone): got %+v", evs)
+	}
+	if got := f.auditActions(); len(got) != audits+1 || got[0] != "subscriber.rectify" {
+		t.Errorf("audit after Rectify(phone): got %v", got)
+	}
+	if res, err := f.s.Rectify(ctx, &admin, ann.ID, consent.Rectification{Phone: &phone}, admin.Source()); err != nil || res.Contact {
+		t.Errorf("Rectify to the same number: got %+v, %v, want nothing changed", res, err)
+	}
+	f.wantLedgerOK(uint64(len(f.events(ann.ID))))
+}

@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"Feedback", testFeedback},
 		{"ForgetOptedOut", testForgetOptedOut},
 		{"Channels", testChannels},
+		{"RectifyContact", testRectifyContact},
 		{"Incidents", testIncidents},
 		{"Assessments", testAssessments},
 		{"Notices", testNotices},

@@ -351,16 +351,34 @@ func (s *Server) handleActivity(c *gin.Context) {
 
 // rectifyBody is PATCH /subscribers/{id}: the fields to correct.
 type rectifyBody struct {
-	Name  *string `json:"name"`
-	Email *string `json:"email"`
+	Name          *string `json:"name"`
+	Email         *string `json:"email"`
+	Phone         *string `json:"phone"`
+	PostalAddress *string `json:"postal_address"`
 }
 
 // rectification validates a correction: a name as at signup, an address
-// as ParseAddress takes it. At least one field is required.
+// as ParseAddress takes it, a phone number and a postal address as the
+// signup form takes them (ParsePhone, ParsePostalAddress). At least one
+// field is required.
 func (b rectifyBody) rectification() (consent.Rectification, error) {
 	var ch consent.Rectification
-	if b.Name == nil && b.Email == nil {
-		return ch, consent.Errorf(consent.EInvalid, "give name or email, or both")
+	if b.Name == nil && b.Email == nil && b.Phone == nil && b.PostalAddress == nil {
+		return ch, consent.Errorf(consent.EInvalid, "give at least one of name, email, phone, postal_address")
+	}
+	if b.Phone != nil {
+		phone, err := consent.ParsePhone(*b.Phone)
+		if err != nil {
+			return ch, err
+		}
+		ch.Phone = &phone
+	}
+	if b.PostalAddress != nil {
+		addr, err := consent.ParsePostalAddress(*b.PostalAddress)
+		if err != nil {
+			return ch, err
+		}
+		ch.PostalAddress = &addr
 	}
 	if b.Name != nil {
 		name, err := consent.ParseName(*b.Name)
@@ -386,7 +404,8 @@ type rectifyView struct {
 	AddressPending bool `json:"address_pending"`
 }
 
-// handleSubscriberPatch corrects a subscriber's name at once and starts
+// handleSubscriberPatch corrects a subscriber's name, phone number and
+// postal address at once and starts
 // the double opt-in of a new address (GDPR Art. 16); the old address is
 // told once the new one confirmed.
 func (s *Server) handleSubscriberPatch(c *gin.Context) {

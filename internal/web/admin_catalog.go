@@ -248,7 +248,7 @@ func (s *Server) formSnippets(c *gin.Context, f *consent.Form) (map[string]strin
 	page := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
 	d := snippetData{ID: f.ID, Title: "Subscribe: " + f.ID, Page: page, Script: page + "/embed.js",
 		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: consent.TopicsIn(topics, l.Locale),
-		Channels: channelOptions(l, "", f.Channels, nil), PhoneLabel: l.T("channels.phone_label"), PostalLabel: l.T("channels.postal_label")}
+		Channels: channelOptions(l, "", f.Channels, nil), PhoneLabel: l.T(phoneLabel(f.Channels)), PostalLabel: l.T("channels.postal_label")}
 	d.AskPhone, d.AskPost = asks(f.Channels)
 	out := map[string]string{}
 	for _, name := range snippetKinds() {

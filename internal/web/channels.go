@@ -50,6 +50,20 @@ func channelLabels(l i18n.Localizer, chs []consent.Channel) map[string]string {
 	return out
 }
 
+// phoneLabel returns the catalog key of the phone number's label on a
+// page offering chs: it names only what the number is for there (text
+// messages, calls, or both).
+func phoneLabel(chs []consent.Channel) string {
+	sms, phone := slices.Contains(chs, consent.ChannelSMS), slices.Contains(chs, consent.ChannelPhone)
+	switch {
+	case sms && !phone:
+		return "channels.phone_label_sms"
+	case phone && !sms:
+		return "channels.phone_label_phone"
+	}
+	return "channels.phone_label"
+}
+
 // asks reports whether a page offering chs asks for a phone number and
 // for a postal address.
 func asks(chs []consent.Channel) (phone, post bool) {

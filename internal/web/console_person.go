@@ -260,14 +260,21 @@ func (s *Server) handleConsoleActivity(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, personDoneURL(id, "activity"))
 }
 
-// handleConsoleRectify corrects the person's name and address (fields
-// name, email; a field not sent stays as it is) as PATCH
-// /api/v1/subscribers/{id} does: the name at once, a new address only
+// handleConsoleRectify corrects the person's name, address, phone
+// number and postal address (fields name, email, phone, postal_address;
+// a field not sent stays as it is) as PATCH /api/v1/subscribers/{id}
+// does: the name, number and postal address at once, a new address only
 // once it confirms by double opt-in.
 func (s *Server) handleConsoleRectify(c *gin.Context) {
 	var b rectifyBody
 	if name, ok := c.GetPostForm("name"); ok {
 		b.Name = &name
+	}
+	if phone, ok := c.GetPostForm("phone"); ok {
+		b.Phone = &phone
+	}
+	if addr, ok := c.GetPostForm("postal_address"); ok {
+		b.PostalAddress = &addr
 	}
 	if email := strings.TrimSpace(c.PostForm("email")); email != "" {
 		b.Email = &email
@@ -291,6 +298,10 @@ func (s *Server) handleConsoleRectify(c *gin.Context) {
 	}
 	done := "unchanged"
 	switch {
+	case res.Contact && res.AddressPending:
+		done = "corrected_address"
+	case res.Contact:
+		done = "corrected"
 	case res.Renamed && res.AddressPending:
 		done = "renamed_address"
 	case res.Renamed:

@@ -856,7 +856,7 @@ func TestConsoleSubscribers(t *testing.T) {
 // hasText reports whether the HTML page body shows text (escaped as
 // html/template escapes it).
 func hasText(body, text string) bool {
-	return strings.Contains(body, strings.NewReplacer(`"`, "&#34;", "'", "&#39;", "&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(text))
+	return strings.Contains(body, strings.NewReplacer(`"`, "&#34;", "'", "&#39;", "&", "&amp;", "<", "&lt;", ">", "&gt;", "+", "&#43;").Replace(text))
 }
 
 // subscriberID returns the id of the subscriber holding addr.

@@ -103,6 +103,7 @@ func (s *Server) handleEmbedJS(c *gin.Context) {
 	for name, key := range embedStrings() {
 		d.T[name] = l.T(key)
 	}
+	d.T["phone"] = l.T(phoneLabel(f.Channels))
 	// encoding/json escapes <, >, &, U+2028 and U+2029: the data cannot
 	// end the script or break out of the string literal.
 	b, err := json.Marshal(d)

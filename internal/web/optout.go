@@ -161,6 +161,7 @@ func (s *Server) preferencesPage(c *gin.Context, status int, sub *consent.Subscr
 	d := pageData{L: l, Action: c.Request.URL.Path, Message: msg, PrefTopics: pts, Wording: l.T("preferences.wording"),
 		Email: sub.Email, Name: sub.Name, Phone: view.Phone, PostalAddress: view.PostalAddress, VerifyURL: verifyURL(l)}
 	d.AskPhone, d.AskPost = asks(offered)
+	d.PhoneLabel = phoneLabel(offered)
 	s.page(c, status, "preferences", d)
 }
 

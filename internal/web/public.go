@@ -51,8 +51,10 @@ type pageData struct {
 	// Channels are the optional channels a form offers with each topic;
 	// AskPhone and AskPost whether the page asks for a phone number and
 	// a postal address, and Phone and PostalAddress the ones it shows.
+	// PhoneLabel is the catalog key of the number's label (phoneLabel).
 	Channels             []channelOption
 	AskPhone, AskPost    bool
+	PhoneLabel           string
 	Phone, PostalAddress string
 	// Danger styles an action page's button as one that cannot be undone.
 	Danger bool
@@ -219,6 +221,7 @@ func (s *Server) formPage(c *gin.Context, status int, f *consent.Form, topics []
 		Message: msg, Privacy: s.privacyURL(f), Brand: s.brandFor(f)}
 	d.Channels = channelOptions(l, "", f.Channels, nil)
 	d.AskPhone, d.AskPost = asks(f.Channels)
+	d.PhoneLabel = phoneLabel(f.Channels)
 	if len(typed) > 0 {
 		d.Email, d.Name, d.Checked = typed[0].Email, typed[0].Name, typed[0].Checked
 		d.Phone, d.PostalAddress = typed[0].Phone, typed[0].PostalAddress
