@@ -41,7 +41,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		var old *consent.Request
 		if stored != nil {
 			old = new(consent.Request)
-			if err := decode(stored, old); err != nil {
+			if err := decodeAt(bucket, key, stored, old); err != nil {
 				return err
 			}
 		}
@@ -54,7 +54,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var old *consent.Subscriber
 	if stored != nil {
 		old = new(consent.Subscriber)
-		if err := decode(stored, old); err != nil {
+		if err := decodeAt(bucket, key, stored, old); err != nil {
 			return err
 		}
 	}
@@ -290,12 +290,12 @@ func storedCounts(tx *bbolt.Tx) consent.Counts {
 // not nil) for every event.
 func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) (consent.Counts, error) {
 	counts := consent.Counts{}
-	err := tx.Bucket(bucketSubscribers).ForEach(func(_, v []byte) error {
+	err := tx.Bucket(bucketSubscribers).ForEach(func(k, v []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		sub := new(consent.Subscriber)
-		if err := decode(v, sub); err != nil {
+		if err := decodeAt(bucketSubscribers, k, v, sub); err != nil {
 			return err
 		}
 		counts.AddSubscriber(sub, 1)
@@ -307,9 +307,9 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 	if err != nil {
 		return nil, err
 	}
-	err = tx.Bucket(bucketRequests).ForEach(func(_, v []byte) error {
+	err = tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
 		r := new(consent.Request)
-		if err := decode(v, r); err != nil {
+		if err := decodeAt(bucketRequests, k, v, r); err != nil {
 			return err
 		}
 		counts.AddRequest(r, 1)

@@ -101,12 +101,19 @@ func compact(name []byte) bool {
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema (bbolt databases have no migrations).
-const SchemaVersion = "2"
+const SchemaVersion = "3"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
 // them (convertRecords), a read-only one reads them as they are.
 const formerSchema = "1"
+
+// keyedSchema is the version of databases whose compact records may
+// still repeat their keys (a subscriber's or request's id, an outbox
+// job's id and due time): this optin reads those as they are, and an
+// open only sets the version, so that an optin of version 2 refuses the
+// records that leave them to their keys.
+const keyedSchema = "2"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -70,7 +70,7 @@ func (db *DB) sweepCandidates(after []byte, retention time.Duration, scan int) (
 			read++
 			last = k
 			var r consent.Request
-			if err := decode(v, &r); err != nil {
+			if err := decodeAt(bucketRequests, k, v, &r); err != nil {
 				return err
 			}
 			if ok, err := expired(tx, &r, now, retention); err != nil {
