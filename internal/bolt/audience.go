@@ -33,7 +33,7 @@ func evidenceKey(topic, id string, basis consent.Basis) []byte {
 // markEvidence notes in the evidence bucket each topic and basis ev
 // proves for its subscriber (consent.IsEvidence).
 func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
-	b := tx.Bucket(bucketEvidence)
+	b := bucketOf(tx, bucketEvidence)
 	for _, t := range ev.Topics {
 		if !consent.IsEvidence(ev, t, ev.Basis) {
 			continue
@@ -56,7 +56,7 @@ func putAddrHash(tx *bbolt.Tx, id []byte, h string) error {
 	if err != nil {
 		return fmt.Errorf("bolt: address hash: %w", err)
 	}
-	b := tx.Bucket(bucketAddrHash)
+	b := bucketOf(tx, bucketAddrHash)
 	if bytes.Equal(b.Get(id), raw) {
 		return nil
 	}

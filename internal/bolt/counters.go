@@ -252,15 +252,20 @@ func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.Co
 			return nil, err
 		}
 	}
+	// The address hashes in id order, as the subscribers are walked, so
+	// that they fill their pages (appendOnly); of each address the emails
+	// index holds.
+	emails := tx.Bucket(bucketEmails)
 	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
-		return reindex(tx, nil, indexEntries(sub))
+		if err := reindex(tx, nil, indexEntries(sub)); err != nil {
+			return err
+		}
+		key := consent.AddressKey(sub.Email)
+		if id := emails.Get([]byte(key)); id != nil && record.IDString(id) == sub.ID {
+			return putAddrHash(tx, []byte(sub.ID), h.Hash(key))
+		}
+		return nil
 	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
-	if err != nil {
-		return nil, err
-	}
-	err = tx.Bucket(bucketEmails).ForEach(func(k, id []byte) error {
-		return putAddrHash(tx, []byte(record.IDString(id)), h.Hash(string(k)))
-	})
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketAddrHash, bucketEvidence, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
