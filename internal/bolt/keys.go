@@ -28,7 +28,7 @@ var (
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
-	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil
+	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil, for requests no event names (putRequest)
 	bucketSuppressed  = []byte("suppressions")   // hmac (hex) 0x00 scope (topic id or "*") -> consent.Suppression
 	bucketAudit       = []byte("audit")          // be64 seq -> audit entry (admin writes)
 	// Reawaken campaigns (campaign.go).

@@ -183,10 +183,16 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 		return err
 	}
 	prefix := pairKey(id, "")
-	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
-		if err := del(tx, bucketRequests, k[len(prefix):]); err != nil {
+	reqs, err := requestsOf(tx, id)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		if err := del(tx, bucketRequests, []byte(r)); err != nil {
 			return err
 		}
+	}
+	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
 		if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
 			return err
 		}

@@ -152,7 +152,9 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub)
 	}
 	prefix := pairKey(sub.ID, "")
-	if len(keysWithPrefix(tx.Bucket(bucketReqBySub), prefix)) > 0 {
+	if others, err := requestsOf(tx, sub.ID); err != nil {
+		return err
+	} else if len(others) > 0 {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub) // another request still references it
 	}
 	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
