@@ -173,11 +173,11 @@ func toJSON(t *testing.T, path string) {
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):
-					js, err = rejson[consent.Subscriber](c.bucket, k, v)
+					js, err = rejson[consent.Subscriber](tx, c.bucket, k, v)
 				case bytes.Equal(c.bucket, bucketRequests):
-					js, err = rejson[consent.Request](c.bucket, k, v)
+					js, err = rejson[consent.Request](tx, c.bucket, k, v)
 				default:
-					js, err = rejson[consent.Job](c.bucket, k, v)
+					js, err = rejson[consent.Job](tx, c.bucket, k, v)
 				}
 				keys, values = append(keys, bytes.Clone(k)), append(values, js)
 				return err
@@ -219,9 +219,9 @@ func toJSON(t *testing.T, path string) {
 
 // rejson returns the JSON of the record stored at k in bucket, with the
 // fields its key holds written out.
-func rejson[T any](bucket, k, v []byte) ([]byte, error) {
+func rejson[T any](tx *bbolt.Tx, bucket, k, v []byte) ([]byte, error) {
 	x := new(T)
-	if err := decodeAt(bucket, k, v, x); err != nil {
+	if err := decodeAt(tx, bucket, k, v, x); err != nil {
 		return nil, err
 	}
 	return json.Marshal(x)
@@ -282,7 +282,7 @@ func TestConvertFromSchema2(t *testing.T) {
 				default:
 					x = new(consent.Job)
 				}
-				if err := decodeAt(name, k, v, x); err != nil {
+				if err := decodeAt(tx, name, k, v, x); err != nil {
 					return err
 				}
 				full, err := record.Marshal(x)

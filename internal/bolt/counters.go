@@ -41,7 +41,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		var old *consent.Request
 		if stored != nil {
 			old = new(consent.Request)
-			if err := decodeAt(bucket, key, stored, old); err != nil {
+			if err := decodeAt(tx, bucket, key, stored, old); err != nil {
 				return err
 			}
 		}
@@ -54,7 +54,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var old *consent.Subscriber
 	if stored != nil {
 		old = new(consent.Subscriber)
-		if err := decodeAt(bucket, key, stored, old); err != nil {
+		if err := decodeAt(tx, bucket, key, stored, old); err != nil {
 			return err
 		}
 	}
@@ -300,7 +300,7 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 			return err
 		}
 		sub := new(consent.Subscriber)
-		if err := decodeAt(bucketSubscribers, k, v, sub); err != nil {
+		if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
 			return err
 		}
 		counts.AddSubscriber(sub, 1)
@@ -314,7 +314,7 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 	}
 	err = tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
 		r := new(consent.Request)
-		if err := decodeAt(bucketRequests, k, v, r); err != nil {
+		if err := decodeAt(tx, bucketRequests, k, v, r); err != nil {
 			return err
 		}
 		counts.AddRequest(r, 1)

@@ -375,7 +375,7 @@ func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
 	if ev, ok := v.(*consent.Event); ok && bytes.Equal(bucket, bucketLedger) {
 		return true, decodeEvent(tx, key, b, ev)
 	}
-	return true, decodeAt(bucket, key, b, v)
+	return true, decodeAt(tx, bucket, key, b, v)
 }
 
 // decode decodes a stored value, in the compact encoding (package record)
@@ -387,10 +387,16 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
-// decodeAt decodes the value b stored at key k of bucket into v, and
-// restores what a record leaves to its key (see keyed).
-func decodeAt(bucket, k, b []byte, v any) error {
-	if err := decode(b, v); err != nil {
+// decodeAt decodes the value b stored at key k of bucket in tx into v,
+// and restores what a record leaves to its key (see keyed). Requests and
+// outbox jobs read their shared strings from tx (see sharedIn); tx may
+// be nil for the other buckets.
+func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
+	if sharedIn(bucket) {
+		if err := record.UnmarshalWith(b, v, sharedStrings(tx)); err != nil {
+			return fmt.Errorf("bolt: decode %T: %w", v, err)
+		}
+	} else if err := decode(b, v); err != nil {
 		return err
 	}
 	switch x := v.(type) {
@@ -467,9 +473,12 @@ func keyed(bucket, key []byte, v any) any {
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var b []byte
 	var err error
-	if compact(bucket) {
+	switch {
+	case sharedIn(bucket):
+		b, err = record.MarshalWith(keyed(bucket, key, v), sharedStrings(tx))
+	case compact(bucket):
 		b, err = record.Marshal(keyed(bucket, key, v))
-	} else {
+	default:
 		b, err = json.Marshal(v)
 	}
 	if err != nil {

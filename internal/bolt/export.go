@@ -114,7 +114,7 @@ func (b *batch) decode(hash func(string) string) {
 	b.subs, b.hashes, b.err = b.subs[:len(b.vals)], b.hashes[:len(b.vals)], nil
 	for i, v := range b.vals {
 		b.subs[i] = consent.Subscriber{}
-		if err := decodeAt(bucketSubscribers, b.keys[i], v, &b.subs[i]); err != nil {
+		if err := decodeAt(nil, bucketSubscribers, b.keys[i], v, &b.subs[i]); err != nil {
 			b.err = err
 			return
 		}
@@ -131,7 +131,7 @@ func eachSubscriber(ctx context.Context, tx *bbolt.Tx, fn func(*consent.Subscrib
 			return err
 		}
 		sub := new(consent.Subscriber)
-		if err := decodeAt(bucketSubscribers, k, v, sub); err != nil {
+		if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
 			return err
 		}
 		if err := fn(sub); err != nil {

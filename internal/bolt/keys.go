@@ -98,6 +98,20 @@ func compact(name []byte) bool {
 	return false
 }
 
+// sharedIn reports whether the compact records of bucket keep the
+// strings many of them share (a form's source, a page, the domain of a
+// Message-ID) in bucket strings, as ledger events do. Subscribers do
+// not: an export decodes them on other goroutines than the
+// transaction's.
+func sharedIn(name []byte) bool {
+	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema (bbolt databases have no migrations).

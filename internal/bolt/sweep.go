@@ -70,7 +70,7 @@ func (db *DB) sweepCandidates(after []byte, retention time.Duration, scan int) (
 			read++
 			last = k
 			var r consent.Request
-			if err := decodeAt(bucketRequests, k, v, &r); err != nil {
+			if err := decodeAt(tx, bucketRequests, k, v, &r); err != nil {
 				return err
 			}
 			if ok, err := expired(tx, &r, now, retention); err != nil {
@@ -163,7 +163,7 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 		}
 	}
 	for _, name := range [][]byte{bucketOutbox, bucketParked} { // a parked mail holds the address
-		if err := deleteJobsOf(tx.Bucket(name), sub.ID); err != nil {
+		if err := deleteJobsOf(tx, name, sub.ID); err != nil {
 			return err
 		}
 	}
