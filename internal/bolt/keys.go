@@ -6,8 +6,12 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -22,7 +26,7 @@ var (
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
-	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
+	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
 	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
@@ -170,11 +174,45 @@ func pairKey(a, b string) []byte {
 	return append(k, b...)
 }
 
+// ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the
+// id's 22 bytes (record.ID) and be64 seq, or, for an id that is not
+// consent.NewID's, and in databases of schema version 2 and before, the
+// id written out, 0x00 and be64 seq (see subscriberEvents).
 func ledgerBySubKey(sub string, seq uint64) []byte {
+	if id := record.ID(sub); len(id) != len(sub) {
+		return append(id, u64(seq)...)
+	}
+	return oldLedgerBySubKey(sub, seq)
+}
+
+func oldLedgerBySubKey(sub string, seq uint64) []byte {
 	k := make([]byte, 0, len(sub)+9)
 	k = append(k, sub...)
 	k = append(k, 0)
 	return append(k, u64(seq)...)
+}
+
+// subscriberEvents returns the be64 numbers of subscriber sub's events,
+// in order, from the keys of ledger_bysub in either form.
+func subscriberEvents(tx *bbolt.Tx, sub string) [][]byte {
+	b := tx.Bucket(bucketLedgerBySub)
+	var seqs [][]byte
+	old := oldLedgerBySubKey(sub, 0)[:len(sub)+1]
+	for _, k := range keysWithPrefix(b, old) {
+		seqs = append(seqs, k[len(old):])
+	}
+	if id := record.ID(sub); len(id) != len(sub) {
+		n := len(seqs)
+		for _, k := range keysWithPrefix(b, id) {
+			if len(k) == len(id)+8 {
+				seqs = append(seqs, k[len(id):])
+			}
+		}
+		if n > 0 && len(seqs) > n { // both forms: old keys, then new ones, mostly
+			slices.SortFunc(seqs, bytes.Compare)
+		}
+	}
+	return seqs
 }
 
 // campaignQueuedKey names a queued first mail of a campaign.

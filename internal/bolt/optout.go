@@ -205,8 +205,8 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 	if err := eraseRecipients(tx, id); err != nil {
 		return err
 	}
-	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+	for _, seq := range subscriberEvents(tx, id) {
+		if err := tx.Bucket(bucketPersonal).Delete(seq); err != nil {
 			return err
 		}
 	}

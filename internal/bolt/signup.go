@@ -313,8 +313,8 @@ func requestsOf(tx *bbolt.Tx, id string) ([]string, error) {
 		add(string(k[len(prefix):]))
 	}
 	ledger := tx.Bucket(bucketLedger)
-	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-		v := ledger.Get(k[len(prefix):])
+	for _, seq := range subscriberEvents(tx, id) {
+		v := ledger.Get(seq)
 		if v == nil {
 			continue
 		}
@@ -322,7 +322,7 @@ func requestsOf(tx *bbolt.Tx, id string) ([]string, error) {
 			Request string `json:"request"`
 		}
 		if err := record.Unmarshal(v, &ev); err != nil {
-			return nil, fmt.Errorf("bolt: event %d: %w", beUint64(k[len(prefix):]), err)
+			return nil, fmt.Errorf("bolt: event %d: %w", beUint64(seq), err)
 		}
 		add(ev.Request)
 	}

@@ -151,14 +151,13 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 	if len(sub.Subscriptions) > 0 || sub.PendingRequest != "" {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub)
 	}
-	prefix := pairKey(sub.ID, "")
 	if others, err := requestsOf(tx, sub.ID); err != nil {
 		return err
 	} else if len(others) > 0 {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub) // another request still references it
 	}
-	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+	for _, seq := range subscriberEvents(tx, sub.ID) {
+		if err := tx.Bucket(bucketPersonal).Delete(seq); err != nil {
 			return err
 		}
 	}

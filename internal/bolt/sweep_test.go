@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -242,5 +243,55 @@ func TestRequestsThroughLedger(t *testing.T) {
 	requestGone(d.PendingRequest)
 	if _, err := db.Subscriber(ctx, d.ID); consent.ErrorCode(err) != consent.ENotFound {
 		t.Errorf("swept subscriber: %v, want not found", err)
+	}
+}
+
+// TestSubscriberEventsBothKeyForms: ledger_bysub names a subscriber by
+// its id's 22 bytes; the entries a database from before wrote (the id
+// written out) still count, in order with the new ones, for the proof
+// of consent and for erasure.
+func TestSubscriberEventsBothKeyForms(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	a, _ := consent.ParseAddress("a@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, IP: "192.0.2.1"}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the first event's entry as schema version 2 wrote it.
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketLedgerBySub)
+		keys := keysWithPrefix(b, record.ID(sub.ID))
+		if len(keys) != 1 || len(keys[0]) != 30 {
+			return fmt.Errorf("ledger_bysub keys of a signup: %q, want one of 30 bytes", keys)
+		}
+		if err := b.Delete(keys[0]); err != nil {
+			return err
+		}
+		return b.Put(oldLedgerBySubKey(sub.ID, beUint64(keys[0][22:])), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 2 || evs[0].Type != consent.EventRequested || evs[1].Type != consent.EventConfirmed || evs[0].Personal == nil {
+		t.Fatalf("Events: %d, %v, want requested then confirmed", len(evs), err)
+	}
+	if err := db.Erase(ctx, sub.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("Events after erasure: %d, %v, want 3", len(evs), err)
+	}
+	for _, e := range evs[:2] {
+		if e.Personal != nil {
+			t.Errorf("event %d (%s) keeps its personal record after erasure", e.Seq, e.Type)
+		}
 	}
 }
