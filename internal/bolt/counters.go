@@ -26,7 +26,9 @@ import (
 
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
-const derivedVersion = "2"
+// Version 3: the addr_hash and evidence keys take a subscriber id's 22
+// bytes.
+const derivedVersion = "3"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -66,7 +68,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		return err
 	}
 	if sub == nil {
-		if err := tx.Bucket(bucketAddrHash).Delete(key); err != nil {
+		if err := tx.Bucket(bucketAddrHash).Delete(appendID(nil, key)); err != nil {
 			return err
 		}
 	}

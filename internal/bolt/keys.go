@@ -56,8 +56,8 @@ var (
 	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
-	bucketAddrHash  = []byte("addr_hash")  // subscriber id -> HMAC of the address key (32 bytes), to look suppressions up
+	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
+	bucketAddrHash  = []byte("addr_hash")  // subscriber id (appendID) -> HMAC of the address key (32 bytes), to look suppressions up
 
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
@@ -249,6 +249,17 @@ func topicIndexPrefix(topic string, s consent.Status) []byte {
 	k = append(k, 0)
 	k = append(k, s...)
 	return append(k, 0)
+}
+
+// appendID appends to k the stored form of the id written out in id
+// (record.ID: its 22 bytes, when it is one of consent.NewID's).
+func appendID(k, id []byte) []byte {
+	if len(id) == 36 {
+		if b := record.ID(string(id)); len(b) == 22 {
+			return append(k, b...)
+		}
+	}
+	return append(k, id...)
 }
 
 // timeKey encodes t as 8 bytes that sort as the times do (nanoseconds

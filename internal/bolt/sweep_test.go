@@ -282,7 +282,29 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 	if err != nil || len(evs) != 2 || evs[0].Type != consent.EventRequested || evs[1].Type != consent.EventConfirmed || evs[0].Personal == nil {
 		t.Fatalf("Events: %d, %v, want requested then confirmed", len(evs), err)
 	}
+	// The audience indexes name it by its 22 bytes too.
+	if err := db.view(func(tx *bbolt.Tx) error {
+		id := record.ID(sub.ID)
+		if h := tx.Bucket(bucketAddrHash).Get(id); len(h) != 32 {
+			return fmt.Errorf("addr_hash of %x: %x", id, h)
+		}
+		ek := append(append([]byte("news\x00"), id...), "\x00consent"...)
+		if tx.Bucket(bucketEvidence).Get(ek) == nil {
+			return fmt.Errorf("no evidence %q", ek)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Erase(ctx, sub.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketAddrHash).Cursor().First(); k != nil {
+			return fmt.Errorf("addr_hash after erasure: %x", k)
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	evs, err = db.Events(ctx, sub.ID)
