@@ -186,7 +186,7 @@ func (r *audienceReader) answer(sel *consent.AudienceSelector, id, v []byte) (bo
 
 // confirmedOn reports whether subscriber id holds topic confirmed.
 func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
-	return tx.Bucket(bucketSubTopics).Get(append(topicIndexPrefix(topic, consent.StatusConfirmed), id...)) != nil
+	return tx.Bucket(bucketSubTopics).Get(appendID(topicIndexPrefix(topic, consent.StatusConfirmed), id)) != nil
 }
 
 // previewChunk is how many confirmed subscriptions one read transaction
@@ -287,7 +287,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 		statuses := consent.AudienceStatuses(q.Only)
 		var src ids
 		if len(statuses) == 1 {
-			src = newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
+			src = newTopicIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
 		} else {
 			src = newPrefixIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
 		}
@@ -297,7 +297,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 				return err
 			}
 			ok, reason := false, ""
-			if v := st.Get(append(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid...)); v != nil {
+			if v := st.Get(appendID(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid)); v != nil {
 				if ok, reason, err = r.answer(sel, sid, v); err != nil {
 					return err
 				}
@@ -335,7 +335,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 func statusOf(tx *bbolt.Tx, id []byte, topic string) consent.Status {
 	st := tx.Bucket(bucketSubTopics)
 	for _, s := range []consent.Status{consent.StatusPending, consent.StatusUnsubscribed, consent.StatusLapsed} {
-		if st.Get(append(topicIndexPrefix(topic, s), id...)) != nil {
+		if st.Get(appendID(topicIndexPrefix(topic, s), id)) != nil {
 			return s
 		}
 	}

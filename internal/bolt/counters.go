@@ -26,8 +26,8 @@ import (
 
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
-// Version 3: the addr_hash and evidence keys take a subscriber id's 22
-// bytes.
+// Version 3: the sub_topics, addr_hash and evidence keys take a
+// subscriber id's 22 bytes.
 const derivedVersion = "3"
 
 // tracked reports whether writes to bucket move counters and indexes.

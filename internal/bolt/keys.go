@@ -53,7 +53,7 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
@@ -236,10 +236,11 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 }
 
 // topicIndexKey names one subscription in sub_topics: by topic, then
-// status, then subscriber id, so that the subscribers holding a topic in
-// one status list in id order.
+// status, then subscriber id (appendID: its 22 bytes, which sort as its
+// characters do), so that the subscribers holding a topic in one status
+// list in id order.
 func topicIndexKey(topic string, s consent.Status, id string) []byte {
-	return append(topicIndexPrefix(topic, s), id...)
+	return appendID(topicIndexPrefix(topic, s), []byte(id))
 }
 
 // topicIndexPrefix is the part of topicIndexKey before the id.

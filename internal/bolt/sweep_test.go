@@ -288,6 +288,9 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		if h := tx.Bucket(bucketAddrHash).Get(id); len(h) != 32 {
 			return fmt.Errorf("addr_hash of %x: %x", id, h)
 		}
+		if tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00confirmed\x00"), id...)) == nil {
+			return fmt.Errorf("no sub_topics entry under %x", id)
+		}
 		ek := append(append([]byte("news\x00"), id...), "\x00consent"...)
 		if tx.Bucket(bucketEvidence).Get(ek) == nil {
 			return fmt.Errorf("no evidence %q", ek)
