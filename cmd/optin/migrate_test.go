@@ -21,8 +21,8 @@ func TestCLIMigrateStatus(t *testing.T) {
 	if !pgtest.Asked() {
 		path, _ := writeConfig(t)
 		out, err := runCLI(t, "migrate", "status", "--config", path)
-		if err != nil || !strings.Contains(out, "store: bolt") || !strings.Contains(out, "schema version: 2;") {
-			t.Errorf("migrate status on bolt: got %q, %v, want the store and schema version 2", out, err)
+		if err != nil || !strings.Contains(out, "store: bolt") || !strings.Contains(out, "schema version: 3;") {
+			t.Errorf("migrate status on bolt: got %q, %v, want the store and schema version 3", out, err)
 		}
 		return
 	}

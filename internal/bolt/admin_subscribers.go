@@ -84,7 +84,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 				continue
 			}
 			s := new(consent.Subscriber)
-			if err := decode(v, s); err != nil {
+			if err := decodeAt(tx, bucketSubscribers, id, v, s); err != nil {
 				return err
 			}
 			if f.Match(s, now) {

@@ -24,16 +24,22 @@ import (
 
 // evidenceKey names, in the evidence bucket, the proof of basis for topic
 // of subscriber id.
+// The id takes its 22 bytes (record.ID).
 func evidenceKey(topic, id string, basis consent.Basis) []byte {
-	k := make([]byte, 0, len(topic)+len(id)+len(basis)+2)
-	k = append(append(append(k, topic...), 0), id...)
+	return appendEvidenceKey(nil, topic, []byte(id), basis)
+}
+
+// appendEvidenceKey appends evidenceKey to k.
+func appendEvidenceKey(k []byte, topic string, id []byte, basis consent.Basis) []byte {
+	k = append(append(k, topic...), 0)
+	k = appendID(k, id)
 	return append(append(k, 0), basis...)
 }
 
 // markEvidence notes in the evidence bucket each topic and basis ev
 // proves for its subscriber (consent.IsEvidence).
 func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
-	b := tx.Bucket(bucketEvidence)
+	b := bucketOf(tx, bucketEvidence)
 	for _, t := range ev.Topics {
 		if !consent.IsEvidence(ev, t, ev.Basis) {
 			continue
@@ -50,13 +56,15 @@ func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 }
 
 // putAddrHash stores h (hex, consent.Hasher) as subscriber id's address
-// hash, unless it is stored already.
+// hash, unless it is stored already. The key is the id's 22 bytes
+// (record.ID).
 func putAddrHash(tx *bbolt.Tx, id []byte, h string) error {
 	raw, err := hex.DecodeString(h)
 	if err != nil {
 		return fmt.Errorf("bolt: address hash: %w", err)
 	}
-	b := tx.Bucket(bucketAddrHash)
+	id = appendID(nil, id)
+	b := bucketOf(tx, bucketAddrHash)
 	if bytes.Equal(b.Get(id), raw) {
 		return nil
 	}
@@ -103,7 +111,7 @@ type audienceReader struct {
 	// ev and hashes follow the walk through the evidence and addr_hash
 	// buckets; nil for lookups one at a time.
 	ev, hashes *follower
-	key        []byte
+	key, hk    []byte // scratch: the evidence and addr_hash keys
 }
 
 // suppressedHashes reads the address hashes suppressed for topic or for
@@ -135,8 +143,7 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 	if err != nil {
 		return f, err
 	}
-	r.key = append(append(append(r.key[:0], r.topic...), 0), id...)
-	r.key = append(append(r.key, 0), f.Basis...)
+	r.key = appendEvidenceKey(r.key[:0], r.topic, id, f.Basis)
 	if r.ev != nil {
 		k, _ := r.ev.to(r.key)
 		f.Evidence = k != nil && bytes.Equal(k, r.key)
@@ -144,13 +151,14 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 		f.Evidence = r.tx.Bucket(bucketEvidence).Get(r.key) != nil
 	}
 	var h []byte
+	r.hk = appendID(r.hk[:0], id)
 	if r.hashes != nil {
-		k, v := r.hashes.to(id)
-		if bytes.Equal(k, id) {
+		k, v := r.hashes.to(r.hk)
+		if bytes.Equal(k, r.hk) {
 			h = v
 		}
 	} else {
-		h = r.tx.Bucket(bucketAddrHash).Get(id)
+		h = r.tx.Bucket(bucketAddrHash).Get(r.hk)
 	}
 	switch {
 	case len(h) != 32: // none lacks one; the run checks each record it picks again
@@ -178,7 +186,7 @@ func (r *audienceReader) answer(sel *consent.AudienceSelector, id, v []byte) (bo
 
 // confirmedOn reports whether subscriber id holds topic confirmed.
 func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
-	return tx.Bucket(bucketSubTopics).Get(append(topicIndexPrefix(topic, consent.StatusConfirmed), id...)) != nil
+	return tx.Bucket(bucketSubTopics).Get(appendID(topicIndexPrefix(topic, consent.StatusConfirmed), id)) != nil
 }
 
 // previewChunk is how many confirmed subscriptions one read transaction
@@ -222,7 +230,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			}
 			from := append(append([]byte(nil), prefix...), cursor...)
 			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,
-				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), "")), hashes: newFollower(tx.Bucket(bucketAddrHash), cursor)}
+				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), "")), hashes: newFollower(tx.Bucket(bucketAddrHash), appendID(nil, cursor))}
 			cur := tx.Bucket(bucketSubTopics).Cursor()
 			k, v := cur.Seek(from)
 			if cursor != nil && bytes.Equal(k, from) {
@@ -279,7 +287,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 		statuses := consent.AudienceStatuses(q.Only)
 		var src ids
 		if len(statuses) == 1 {
-			src = newPrefixIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
+			src = newTopicIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
 		} else {
 			src = newPrefixIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
 		}
@@ -289,7 +297,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 				return err
 			}
 			ok, reason := false, ""
-			if v := st.Get(append(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid...)); v != nil {
+			if v := st.Get(appendID(topicIndexPrefix(c.Topic, consent.StatusConfirmed), sid)); v != nil {
 				if ok, reason, err = r.answer(sel, sid, v); err != nil {
 					return err
 				}
@@ -327,7 +335,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 func statusOf(tx *bbolt.Tx, id []byte, topic string) consent.Status {
 	st := tx.Bucket(bucketSubTopics)
 	for _, s := range []consent.Status{consent.StatusPending, consent.StatusUnsubscribed, consent.StatusLapsed} {
-		if st.Get(append(topicIndexPrefix(topic, s), id...)) != nil {
+		if st.Get(appendID(topicIndexPrefix(topic, s), id)) != nil {
 			return s
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -275,15 +276,15 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		recipients := tx.Bucket(bucketRecipients)
 		var picked []string
 		cur := st.Cursor()
-		from := append(append([]byte(nil), prefix...), c.Cursor...)
+		from := appendID(append([]byte(nil), prefix...), []byte(c.Cursor))
 		k, v := cur.Seek(from)
 		if c.Cursor != "" && bytes.Equal(k, from) {
 			k, v = cur.Next()
 		}
 		for ; hasPrefix(k, prefix) && examined < walkChunk && len(picked) < budget; k, v = cur.Next() {
-			sid := k[len(prefix):]
+			sid := k[len(prefix):] // as appendID stores it
 			examined++
-			c.Cursor = string(sid)
+			c.Cursor = record.IDString(sid)
 			ok, reason, err := r.answer(sel, sid, v)
 			if err != nil {
 				return err
@@ -292,10 +293,10 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 				c.Counts.Excluded[reason]++
 				continue
 			}
-			if recipients.Get(pairKey(c.ID, string(sid))) != nil {
+			if recipients.Get(pairKey(c.ID, c.Cursor)) != nil {
 				continue // never twice in one campaign
 			}
-			picked = append(picked, string(sid))
+			picked = append(picked, c.Cursor)
 		}
 		walked := !hasPrefix(k, prefix)
 		// Queuing marks the person as asked, which rewrites their index

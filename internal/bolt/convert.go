@@ -73,12 +73,15 @@ func reencode[T any](_ *bbolt.Tx, v []byte, _ string) ([]byte, error) {
 // are: the records do not change), in transactions of convertChunk, and
 // then sets the schema version.
 func convertRecords(db *bbolt.DB) error {
-	done := false
+	version := ""
 	if err := db.View(func(tx *bbolt.Tx) error {
-		done = string(tx.Bucket(bucketMeta).Get(keySchema)) == SchemaVersion
+		version = string(tx.Bucket(bucketMeta).Get(keySchema))
 		return nil
-	}); err != nil || done {
+	}); err != nil || version == SchemaVersion {
 		return err
+	}
+	if version == keyedSchema { // compact already: decodeAt reads both forms
+		return setSchema(db)
 	}
 	for _, c := range converters {
 		var from []byte // the key to go on from
@@ -129,6 +132,11 @@ func convertRecords(db *bbolt.DB) error {
 	if err := convertTree(db); err != nil {
 		return fmt.Errorf("converting the ledger tree: %w", err)
 	}
+	return setSchema(db)
+}
+
+// setSchema marks the database as of SchemaVersion.
+func setSchema(db *bbolt.DB) error {
 	return db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte(SchemaVersion)) })
 }
 

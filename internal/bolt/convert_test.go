@@ -173,11 +173,11 @@ func toJSON(t *testing.T, path string) {
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):
-					js, err = rejson[consent.Subscriber](v)
+					js, err = rejson[consent.Subscriber](tx, c.bucket, k, v)
 				case bytes.Equal(c.bucket, bucketRequests):
-					js, err = rejson[consent.Request](v)
+					js, err = rejson[consent.Request](tx, c.bucket, k, v)
 				default:
-					js, err = rejson[consent.Job](v)
+					js, err = rejson[consent.Job](tx, c.bucket, k, v)
 				}
 				keys, values = append(keys, bytes.Clone(k)), append(values, js)
 				return err
@@ -217,12 +217,154 @@ func toJSON(t *testing.T, path string) {
 	}
 }
 
-func rejson[T any](v []byte) ([]byte, error) {
+// rejson returns the JSON of the record stored at k in bucket, with the
+// fields its key holds written out.
+func rejson[T any](tx *bbolt.Tx, bucket, k, v []byte) ([]byte, error) {
 	x := new(T)
-	if err := record.Unmarshal(v, x); err != nil {
+	if err := decodeAt(tx, bucket, k, v, x); err != nil {
 		return nil, err
 	}
 	return json.Marshal(x)
+}
+
+// TestConvertFromSchema2: a database of schema version 2, whose compact
+// subscribers, requests and outbox jobs repeat their keys (id, due time),
+// reads the same before and after its first read-write open, which only
+// sets the version; new records leave those fields to their keys and the
+// old ones still read.
+func TestConvertFromSchema2(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	opts := Options{HMACKey: bytes.Repeat([]byte{5}, 32), MessageIDDomain: "mail.example"}
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
+	for i := range 20 {
+		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := db.DueJobs(ctx, db.Now(), 5, nil)
+	if err != nil || len(jobs) != 5 {
+		t.Fatalf("DueJobs: %d, %v", len(jobs), err)
+	}
+	if err := db.ParkJob(ctx, jobs[0], "550 no such user"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite them as schema version 2 wrote them: every field in the
+	// value.
+	b, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten := 0
+	err = b.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
+			bk := tx.Bucket(name)
+			var keys, values [][]byte
+			err := bk.ForEach(func(k, v []byte) error {
+				var x any
+				switch {
+				case bytes.Equal(name, bucketSubscribers):
+					x = new(consent.Subscriber)
+				case bytes.Equal(name, bucketRequests):
+					x = new(consent.Request)
+				default:
+					x = new(consent.Job)
+				}
+				if err := decodeAt(tx, name, k, v, x); err != nil {
+					return err
+				}
+				full, err := record.Marshal(x)
+				if bytes.Equal(full, v) {
+					return fmt.Errorf("%s %x: stored with its key fields already", name, k)
+				}
+				keys, values = append(keys, bytes.Clone(k)), append(values, full)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			for i := range keys {
+				if err := bk.Put(keys[i], values[i]); err != nil {
+					return err
+				}
+				rewritten++
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(keyedSchema))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rewritten < 60 {
+		t.Fatalf("only %d records rewritten", rewritten)
+	}
+
+	old, err := Open(path, Options{HMACKey: opts.HMACKey, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dumpAll(t, old)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if after := dumpAll(t, db); !reflect.DeepEqual(after, before) {
+		t.Fatalf("records after the open differ from before")
+	}
+	for _, r := range before {
+		if r.Subscriber != nil && r.Subscriber.ID == "" || r.Request != nil && r.Request.ID == "" || r.Job != nil && (r.Job.ID == 0 || r.Job.NextAt.IsZero()) {
+			t.Fatalf("a record without its key fields: %+v", r)
+		}
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
+			return fmt.Errorf("schema version %q after the open, want %q", v, SchemaVersion)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
+		t.Fatalf("CheckCounters after the open: %v, %v", diff, err)
+	}
+	// A job of the old form is retried and sent as before.
+	if err := db.RetryJob(ctx, jobs[1], db.Now(), "451 later"); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.DueJobs(ctx, db.Now(), 100, nil)
+	if err != nil || len(due) != 19 {
+		t.Fatalf("DueJobs after the open: %d, %v", len(due), err)
+	}
+	for _, j := range due {
+		if j.ID == jobs[1].ID && j.Attempts != 1 {
+			t.Fatalf("retried job: %+v", j)
+		}
+	}
+	a, _ := consent.ParseAddress("new@example.com")
+	res, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w)
+	if err != nil || !res.Queued {
+		t.Fatalf("Signup after the open: %+v, %v", res, err)
+	}
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
+	}
 }
 
 // dumpAll returns every record of db as Dump yields it.

@@ -26,7 +26,9 @@ import (
 
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
-const derivedVersion = "2"
+// Version 3: the sub_topics, addr_hash and evidence keys take a
+// subscriber id's 22 bytes.
+const derivedVersion = "3"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -41,7 +43,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		var old *consent.Request
 		if stored != nil {
 			old = new(consent.Request)
-			if err := decode(stored, old); err != nil {
+			if err := decodeAt(tx, bucket, key, stored, old); err != nil {
 				return err
 			}
 		}
@@ -54,7 +56,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var old *consent.Subscriber
 	if stored != nil {
 		old = new(consent.Subscriber)
-		if err := decode(stored, old); err != nil {
+		if err := decodeAt(tx, bucket, key, stored, old); err != nil {
 			return err
 		}
 	}
@@ -66,7 +68,7 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		return err
 	}
 	if sub == nil {
-		if err := tx.Bucket(bucketAddrHash).Delete(key); err != nil {
+		if err := tx.Bucket(bucketAddrHash).Delete(appendID(nil, key)); err != nil {
 			return err
 		}
 	}
@@ -252,15 +254,20 @@ func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.Co
 			return nil, err
 		}
 	}
+	// The address hashes in id order, as the subscribers are walked, so
+	// that they fill their pages (appendOnly); of each address the emails
+	// index holds.
+	emails := tx.Bucket(bucketEmails)
 	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
-		return reindex(tx, nil, indexEntries(sub))
+		if err := reindex(tx, nil, indexEntries(sub)); err != nil {
+			return err
+		}
+		key := consent.AddressKey(sub.Email)
+		if id := emails.Get([]byte(key)); id != nil && record.IDString(id) == sub.ID {
+			return putAddrHash(tx, []byte(sub.ID), h.Hash(key))
+		}
+		return nil
 	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
-	if err != nil {
-		return nil, err
-	}
-	err = tx.Bucket(bucketEmails).ForEach(func(k, id []byte) error {
-		return putAddrHash(tx, []byte(record.IDString(id)), h.Hash(string(k)))
-	})
 	if err != nil {
 		return nil, err
 	}
@@ -290,12 +297,12 @@ func storedCounts(tx *bbolt.Tx) consent.Counts {
 // not nil) for every event.
 func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) (consent.Counts, error) {
 	counts := consent.Counts{}
-	err := tx.Bucket(bucketSubscribers).ForEach(func(_, v []byte) error {
+	err := tx.Bucket(bucketSubscribers).ForEach(func(k, v []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		sub := new(consent.Subscriber)
-		if err := decode(v, sub); err != nil {
+		if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
 			return err
 		}
 		counts.AddSubscriber(sub, 1)
@@ -307,9 +314,9 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 	if err != nil {
 		return nil, err
 	}
-	err = tx.Bucket(bucketRequests).ForEach(func(_, v []byte) error {
+	err = tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
 		r := new(consent.Request)
-		if err := decode(v, r); err != nil {
+		if err := decodeAt(tx, bucketRequests, k, v, r); err != nil {
 			return err
 		}
 		counts.AddRequest(r, 1)

@@ -156,7 +156,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion && string(v) != formerSchema {
+	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && v != keyedSchema {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
@@ -375,7 +375,7 @@ func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
 	if ev, ok := v.(*consent.Event); ok && bytes.Equal(bucket, bucketLedger) {
 		return true, decodeEvent(tx, key, b, ev)
 	}
-	return true, decode(b, v)
+	return true, decodeAt(tx, bucket, key, b, v)
 }
 
 // decode decodes a stored value, in the compact encoding (package record)
@@ -387,6 +387,85 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
+// decodeAt decodes the value b stored at key k of bucket in tx into v,
+// and restores what a record leaves to its key (see keyed). Requests and
+// outbox jobs read their shared strings from tx (see sharedIn); tx may
+// be nil for the other buckets.
+func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
+	if sharedIn(bucket) {
+		if err := record.UnmarshalWith(b, v, sharedStrings(tx)); err != nil {
+			return fmt.Errorf("bolt: decode %T: %w", v, err)
+		}
+	} else if err := decode(b, v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case *consent.Subscriber:
+		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
+			x.ID = string(k)
+		}
+	case *consent.Request:
+		if x.ID == "" && bytes.Equal(bucket, bucketRequests) {
+			x.ID = string(k)
+		}
+	case *consent.Job:
+		switch {
+		case bytes.Equal(bucket, bucketOutbox) && len(k) == 16:
+			if x.ID == 0 {
+				x.ID = beUint64(k[8:])
+			}
+			if x.NextAt.IsZero() {
+				x.NextAt = outboxDue(k)
+			}
+		case bytes.Equal(bucket, bucketParked) && len(k) == 8 && x.ID == 0:
+			x.ID = beUint64(k)
+		}
+	}
+	return nil
+}
+
+// keyed returns v without the fields its key in bucket holds, for the
+// compact buckets: a subscriber's or request's id, an outbox job's id
+// and due time, a parked job's id (decodeAt puts them back). A field
+// that does not match its key stays.
+func keyed(bucket, key []byte, v any) any {
+	switch x := v.(type) {
+	case consent.Subscriber:
+		return keyed(bucket, key, &x)
+	case consent.Request:
+		return keyed(bucket, key, &x)
+	case consent.Job:
+		return keyed(bucket, key, &x)
+	case *consent.Subscriber:
+		if x.ID == string(key) && bytes.Equal(bucket, bucketSubscribers) {
+			c := *x
+			c.ID = ""
+			return &c
+		}
+	case *consent.Request:
+		if x.ID == string(key) && bytes.Equal(bucket, bucketRequests) {
+			c := *x
+			c.ID = ""
+			return &c
+		}
+	case *consent.Job:
+		c := *x
+		switch {
+		case bytes.Equal(bucket, bucketOutbox) && len(key) == 16:
+			if c.ID == beUint64(key[8:]) {
+				c.ID = 0
+			}
+			if due := outboxDue(key); c.NextAt.Equal(due) && c.NextAt.Location() == time.UTC {
+				c.NextAt = time.Time{}
+			}
+		case bytes.Equal(bucket, bucketParked) && len(key) == 8 && c.ID == beUint64(key):
+			c.ID = 0
+		}
+		return &c
+	}
+	return v
+}
+
 // put stores v at key, in the compact encoding in the buckets of the
 // records there are many of (compactBuckets) and as JSON in the others;
 // a subscriber or request moves the counters and indexes with it
@@ -394,9 +473,12 @@ func decode(b []byte, v any) error {
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var b []byte
 	var err error
-	if compact(bucket) {
-		b, err = record.Marshal(v)
-	} else {
+	switch {
+	case sharedIn(bucket):
+		b, err = record.MarshalWith(keyed(bucket, key, v), sharedStrings(tx))
+	case compact(bucket):
+		b, err = record.Marshal(keyed(bucket, key, v))
+	default:
 		b, err = json.Marshal(v)
 	}
 	if err != nil {

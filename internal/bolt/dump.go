@@ -67,10 +67,10 @@ type dumper struct {
 // decoded returns a dumper of a bucket of JSON values of type T, set in
 // the record by set.
 func decoded[T any](bucket []byte, set func(r *consent.StoreRecord, v *T)) dumper {
-	return dumper{bucket, func(_ *bbolt.Tx, _, v []byte) (consent.StoreRecord, error) {
+	return dumper{bucket, func(tx *bbolt.Tx, k, v []byte) (consent.StoreRecord, error) {
 		var r consent.StoreRecord
 		x := new(T)
-		err := decode(v, x)
+		err := decodeAt(tx, bucket, k, v, x)
 		set(&r, x)
 		return r, err
 	}}

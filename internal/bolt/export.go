@@ -37,6 +37,7 @@ const decodeBatch = 256
 // batch is a run of records read from a cursor and decoded by a worker.
 type batch struct {
 	vals   [][]byte
+	keys   [][]byte
 	subs   []consent.Subscriber
 	hashes []string // the suppression hash of each subscriber's address
 	err    error
@@ -79,9 +80,9 @@ func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) str
 				b = &batch{vals: make([][]byte, 0, decodeBatch), subs: make([]consent.Subscriber, decodeBatch),
 					hashes: make([]string, decodeBatch)}
 			}
-			b.vals = b.vals[:0]
+			b.vals, b.keys = b.vals[:0], b.keys[:0]
 			for ; k != nil && len(b.vals) < decodeBatch; k, v = c.Next() {
-				b.vals = append(b.vals, v)
+				b.vals, b.keys = append(b.vals, v), append(b.keys, k)
 			}
 			b.done = make(chan struct{})
 			work <- b
@@ -113,7 +114,7 @@ func (b *batch) decode(hash func(string) string) {
 	b.subs, b.hashes, b.err = b.subs[:len(b.vals)], b.hashes[:len(b.vals)], nil
 	for i, v := range b.vals {
 		b.subs[i] = consent.Subscriber{}
-		if err := decode(v, &b.subs[i]); err != nil {
+		if err := decodeAt(nil, bucketSubscribers, b.keys[i], v, &b.subs[i]); err != nil {
 			b.err = err
 			return
 		}
@@ -130,7 +131,7 @@ func eachSubscriber(ctx context.Context, tx *bbolt.Tx, fn func(*consent.Subscrib
 			return err
 		}
 		sub := new(consent.Subscriber)
-		if err := decode(v, sub); err != nil {
+		if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
 			return err
 		}
 		if err := fn(sub); err != nil {

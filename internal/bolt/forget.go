@@ -26,7 +26,7 @@ func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int,
 			for n := 0; k != nil && n < sweepScan; n++ {
 				after = append(after[:0], k...)
 				sub := new(consent.Subscriber)
-				if err := decode(v, sub); err != nil {
+				if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
 					return err
 				}
 				if sub.Forgettable(now, retention) {

@@ -135,10 +135,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, in consen
 	if plan.Subscriber == nil {
 		return false, false, nil
 	}
-	if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
-		return false, false, err
-	}
-	if err := bucketOf(tx, bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+	if err := putRequest(tx, plan.Request, plan.Event); err != nil {
 		return false, false, err
 	}
 	if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {

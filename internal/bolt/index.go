@@ -5,6 +5,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -24,18 +25,36 @@ type prefixIDs struct {
 	desc    bool
 	k       []byte
 	started bool
+	// stored: the keys end with an id as appendID stores it (sub_topics),
+	// which next writes out.
+	stored bool
 }
 
 // newPrefixIDs positions an id source on the keys of b under prefix,
 // after id from (exclusive; "" starts at the top).
 func newPrefixIDs(b *bbolt.Bucket, prefix []byte, from string, desc bool) *prefixIDs {
-	p := &prefixIDs{c: b.Cursor(), prefix: prefix, desc: desc}
-	start := append(append([]byte(nil), prefix...), from...)
+	return newIDSource(b, prefix, from, desc, false)
+}
+
+// newTopicIDs is newPrefixIDs on sub_topics, whose keys end with an id
+// as appendID stores it.
+func newTopicIDs(b *bbolt.Bucket, prefix []byte, from string, desc bool) *prefixIDs {
+	return newIDSource(b, prefix, from, desc, true)
+}
+
+func newIDSource(b *bbolt.Bucket, prefix []byte, from string, desc, stored bool) *prefixIDs {
+	p := &prefixIDs{c: b.Cursor(), prefix: prefix, desc: desc, stored: stored}
+	start := append([]byte(nil), prefix...)
+	if stored {
+		start = appendID(start, []byte(from))
+	} else {
+		start = append(start, from...)
+	}
 	var k []byte
 	switch {
 	case !desc:
 		k, _ = p.c.Seek(start)
-		for k != nil && from != "" && bytes.Equal(idOf(k, prefix), []byte(from)) {
+		for k != nil && from != "" && bytes.HasPrefix(k, prefix) && string(p.id(k)) == from {
 			k, _ = p.c.Next()
 		}
 	default:
@@ -67,7 +86,15 @@ func (p *prefixIDs) next() []byte {
 		p.k = nil
 		return nil
 	}
-	return idOf(p.k, p.prefix)
+	return p.id(p.k)
+}
+
+// id returns the id written out of key k under the prefix.
+func (p *prefixIDs) id(k []byte) []byte {
+	if p.stored {
+		return []byte(record.IDString(k[len(p.prefix):]))
+	}
+	return idOf(k, p.prefix)
 }
 
 // idOf cuts prefix off k, and anything from a 0x00 after it.
@@ -159,7 +186,7 @@ func candidates(tx *bbolt.Tx, f consent.SubscriberFilter, from string) ids {
 		b := tx.Bucket(bucketSubTopics)
 		for _, t := range topics {
 			for _, s := range statuses {
-				srcs = append(srcs, newPrefixIDs(b, topicIndexPrefix(t, s), from, desc))
+				srcs = append(srcs, newTopicIDs(b, topicIndexPrefix(t, s), from, desc))
 			}
 		}
 		return newMergedIDs(desc, srcs...)

@@ -6,8 +6,12 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -22,13 +26,13 @@ var (
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
-	bucketLedgerBySub = []byte("ledger_bysub")   // subscriber id 0x00 be64 seq -> nil
+	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
 	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
 	bucketParked      = []byte("outbox_parked")  // be64 job id -> consent.Job that failed for good
 	bucketAPIKeys     = []byte("apikeys")        // sha256 of key (hex) -> APIKey
-	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil
+	bucketReqBySub    = []byte("requests_bysub") // subscriber id 0x00 request id -> nil, for requests no event names (putRequest)
 	bucketSuppressed  = []byte("suppressions")   // hmac (hex) 0x00 scope (topic id or "*") -> consent.Suppression
 	bucketAudit       = []byte("audit")          // be64 seq -> audit entry (admin writes)
 	// Reawaken campaigns (campaign.go).
@@ -49,11 +53,11 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topic id 0x00 status 0x00 subscriber id -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
-	bucketAddrHash  = []byte("addr_hash")  // subscriber id -> HMAC of the address key (32 bytes), to look suppressions up
+	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
+	bucketAddrHash  = []byte("addr_hash")  // subscriber id (appendID) -> HMAC of the address key (32 bytes), to look suppressions up
 
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
@@ -79,7 +83,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketAddrHash, bucketEvidence, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -98,15 +102,36 @@ func compact(name []byte) bool {
 	return false
 }
 
+// sharedIn reports whether the compact records of bucket keep the
+// strings many of them share (a form's source, a page, the domain of a
+// Message-ID) in bucket strings, as ledger events do. Subscribers do
+// not: an export decodes them on other goroutines than the
+// transaction's.
+func sharedIn(name []byte) bool {
+	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema (bbolt databases have no migrations).
-const SchemaVersion = "2"
+const SchemaVersion = "3"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
 // them (convertRecords), a read-only one reads them as they are.
 const formerSchema = "1"
+
+// keyedSchema is the version of databases whose compact records may
+// still repeat their keys (a subscriber's or request's id, an outbox
+// job's id and due time): this optin reads those as they are, and an
+// open only sets the version, so that an optin of version 2 refuses the
+// records that leave them to their keys.
+const keyedSchema = "2"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)
@@ -149,11 +174,45 @@ func pairKey(a, b string) []byte {
 	return append(k, b...)
 }
 
+// ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the
+// id's 22 bytes (record.ID) and be64 seq, or, for an id that is not
+// consent.NewID's, and in databases of schema version 2 and before, the
+// id written out, 0x00 and be64 seq (see subscriberEvents).
 func ledgerBySubKey(sub string, seq uint64) []byte {
+	if id := record.ID(sub); len(id) != len(sub) {
+		return append(id, u64(seq)...)
+	}
+	return oldLedgerBySubKey(sub, seq)
+}
+
+func oldLedgerBySubKey(sub string, seq uint64) []byte {
 	k := make([]byte, 0, len(sub)+9)
 	k = append(k, sub...)
 	k = append(k, 0)
 	return append(k, u64(seq)...)
+}
+
+// subscriberEvents returns the be64 numbers of subscriber sub's events,
+// in order, from the keys of ledger_bysub in either form.
+func subscriberEvents(tx *bbolt.Tx, sub string) [][]byte {
+	b := tx.Bucket(bucketLedgerBySub)
+	var seqs [][]byte
+	old := oldLedgerBySubKey(sub, 0)[:len(sub)+1]
+	for _, k := range keysWithPrefix(b, old) {
+		seqs = append(seqs, k[len(old):])
+	}
+	if id := record.ID(sub); len(id) != len(sub) {
+		n := len(seqs)
+		for _, k := range keysWithPrefix(b, id) {
+			if len(k) == len(id)+8 {
+				seqs = append(seqs, k[len(id):])
+			}
+		}
+		if n > 0 && len(seqs) > n { // both forms: old keys, then new ones, mostly
+			slices.SortFunc(seqs, bytes.Compare)
+		}
+	}
+	return seqs
 }
 
 // campaignQueuedKey names a queued first mail of a campaign.
@@ -177,10 +236,11 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 }
 
 // topicIndexKey names one subscription in sub_topics: by topic, then
-// status, then subscriber id, so that the subscribers holding a topic in
-// one status list in id order.
+// status, then subscriber id (appendID: its 22 bytes, which sort as its
+// characters do), so that the subscribers holding a topic in one status
+// list in id order.
 func topicIndexKey(topic string, s consent.Status, id string) []byte {
-	return append(topicIndexPrefix(topic, s), id...)
+	return appendID(topicIndexPrefix(topic, s), []byte(id))
 }
 
 // topicIndexPrefix is the part of topicIndexKey before the id.
@@ -190,6 +250,17 @@ func topicIndexPrefix(topic string, s consent.Status) []byte {
 	k = append(k, 0)
 	k = append(k, s...)
 	return append(k, 0)
+}
+
+// appendID appends to k the stored form of the id written out in id
+// (record.ID: its 22 bytes, when it is one of consent.NewID's).
+func appendID(k, id []byte) []byte {
+	if len(id) == 36 {
+		if b := record.ID(string(id)); len(b) == 22 {
+			return append(k, b...)
+		}
+	}
+	return append(k, id...)
 }
 
 // timeKey encodes t as 8 bytes that sort as the times do (nanoseconds

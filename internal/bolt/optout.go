@@ -183,24 +183,30 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 		return err
 	}
 	prefix := pairKey(id, "")
-	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
-		if err := del(tx, bucketRequests, k[len(prefix):]); err != nil {
+	reqs, err := requestsOf(tx, id)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		if err := del(tx, bucketRequests, []byte(r)); err != nil {
 			return err
 		}
+	}
+	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
 		if err := tx.Bucket(bucketReqBySub).Delete(k); err != nil {
 			return err
 		}
 	}
 	for _, name := range [][]byte{bucketOutbox, bucketParked} {
-		if err := deleteJobsOf(tx.Bucket(name), id); err != nil {
+		if err := deleteJobsOf(tx, name, id); err != nil {
 			return err
 		}
 	}
 	if err := eraseRecipients(tx, id); err != nil {
 		return err
 	}
-	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+	for _, seq := range subscriberEvents(tx, id) {
+		if err := tx.Bucket(bucketPersonal).Delete(seq); err != nil {
 			return err
 		}
 	}
@@ -289,14 +295,15 @@ func keysWithPrefix(b *bbolt.Bucket, prefix []byte) [][]byte {
 	return ks
 }
 
-// deleteJobsOf deletes the jobs in outbox bucket b that belong to
+// deleteJobsOf deletes the jobs in outbox bucket name that belong to
 // subscriber id. The outbox is small in normal operation, so a scan is
 // fine.
-func deleteJobsOf(b *bbolt.Bucket, id string) error {
+func deleteJobsOf(tx *bbolt.Tx, name []byte, id string) error {
+	b := tx.Bucket(name)
 	var doomed [][]byte
 	err := b.ForEach(func(k, v []byte) error {
 		var j consent.Job
-		if err := decode(v, &j); err != nil {
+		if err := decodeAt(tx, name, k, v, &j); err != nil {
 			return err
 		}
 		if j.Subscriber == id {

@@ -23,7 +23,7 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 				continue
 			}
 			var j consent.Job
-			if err := decode(v, &j); err != nil {
+			if err := decodeAt(tx, bucketOutbox, k, v, &j); err != nil {
 				return err
 			}
 			jobs = append(jobs, j)
@@ -241,7 +241,7 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 					continue
 				}
 				var j consent.Job
-				if err := decode(v, &j); err != nil {
+				if err := decodeAt(tx, bucketOutbox, k, v, &j); err != nil {
 					return err
 				}
 				old = append(old, append([]byte(nil), k...))

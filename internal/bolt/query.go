@@ -40,10 +40,7 @@ func (db *DB) SubscriberByAddress(ctx context.Context, a consent.Address) (*cons
 func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
 	err := db.view(func(tx *bbolt.Tx) error {
-		prefix := ledgerBySubKey(id, 0)[:len(id)+1]
-		c := tx.Bucket(bucketLedgerBySub).Cursor()
-		for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
-			seq := k[len(prefix):]
+		for _, seq := range subscriberEvents(tx, id) {
 			var r consent.EventRecord
 			if _, err := get(tx, bucketLedger, seq, &r.Event); err != nil {
 				return err

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 
 	"go.etcd.io/bbolt"
 
@@ -49,10 +50,7 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 		if err := db.putSubscriber(tx, plan.Subscriber, in.Address.Key); err != nil {
 			return err
 		}
-		if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
-			return err
-		}
-		if err := bucketOf(tx, bucketReqBySub).Put(pairKey(plan.Subscriber.ID, plan.Request.ID), nil); err != nil {
+		if err := putRequest(tx, plan.Request, plan.Event); err != nil {
 			return err
 		}
 		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
@@ -193,10 +191,7 @@ func (db *DB) Rectify(ctx context.Context, a *consent.Actor, id string, ch conse
 		}
 		if plan.Request != nil {
 			res.AddressPending = true
-			if err := put(tx, bucketRequests, []byte(plan.Request.ID), plan.Request); err != nil {
-				return err
-			}
-			if err := bucketOf(tx, bucketReqBySub).Put(pairKey(sub.ID, plan.Request.ID), nil); err != nil {
+			if err := putRequest(tx, plan.Request, nil); err != nil {
 				return err
 			}
 			if err := enqueue(tx, plan.Mail); err != nil {
@@ -291,4 +286,52 @@ func (db *DB) putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) e
 		return err
 	}
 	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))
+}
+
+// putRequest stores req, and indexes it under its subscriber in
+// requests_bysub unless ev, the event stored with it, names it: then
+// ledger_bysub finds it (requestsOf).
+func putRequest(tx *bbolt.Tx, req *consent.Request, ev *consent.Event) error {
+	if err := put(tx, bucketRequests, []byte(req.ID), req); err != nil {
+		return err
+	}
+	if ev != nil && ev.Request == req.ID && ev.Subscriber == req.Subscriber {
+		return nil
+	}
+	return bucketOf(tx, bucketReqBySub).Put(pairKey(req.Subscriber, req.ID), nil)
+}
+
+// requestsOf returns the ids of subscriber id's stored requests: those
+// in requests_bysub and those its ledger events name (a request created
+// with an event that names it has no requests_bysub entry), each once.
+func requestsOf(tx *bbolt.Tx, id string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(r string) {
+		if r != "" && !seen[r] {
+			seen[r] = true
+			if tx.Bucket(bucketRequests).Get([]byte(r)) != nil {
+				out = append(out, r)
+			}
+		}
+	}
+	prefix := pairKey(id, "")
+	for _, k := range keysWithPrefix(tx.Bucket(bucketReqBySub), prefix) {
+		add(string(k[len(prefix):]))
+	}
+	ledger := tx.Bucket(bucketLedger)
+	for _, seq := range subscriberEvents(tx, id) {
+		v := ledger.Get(seq)
+		if v == nil {
+			continue
+		}
+		var ev struct {
+			Request string `json:"request"`
+		}
+		if err := record.Unmarshal(v, &ev); err != nil {
+			return nil, fmt.Errorf("bolt: event %d: %w", beUint64(seq), err)
+		}
+		add(ev.Request)
+	}
+	return out, nil
 }

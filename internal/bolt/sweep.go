@@ -70,7 +70,7 @@ func (db *DB) sweepCandidates(after []byte, retention time.Duration, scan int) (
 			read++
 			last = k
 			var r consent.Request
-			if err := decode(v, &r); err != nil {
+			if err := decodeAt(tx, bucketRequests, k, v, &r); err != nil {
 				return err
 			}
 			if ok, err := expired(tx, &r, now, retention); err != nil {
@@ -151,17 +151,18 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 	if len(sub.Subscriptions) > 0 || sub.PendingRequest != "" {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub)
 	}
-	prefix := pairKey(sub.ID, "")
-	if len(keysWithPrefix(tx.Bucket(bucketReqBySub), prefix)) > 0 {
+	if others, err := requestsOf(tx, sub.ID); err != nil {
+		return err
+	} else if len(others) > 0 {
 		return put(tx, bucketSubscribers, []byte(sub.ID), sub) // another request still references it
 	}
-	for _, k := range keysWithPrefix(tx.Bucket(bucketLedgerBySub), prefix) {
-		if err := tx.Bucket(bucketPersonal).Delete(k[len(prefix):]); err != nil {
+	for _, seq := range subscriberEvents(tx, sub.ID) {
+		if err := tx.Bucket(bucketPersonal).Delete(seq); err != nil {
 			return err
 		}
 	}
 	for _, name := range [][]byte{bucketOutbox, bucketParked} { // a parked mail holds the address
-		if err := deleteJobsOf(tx.Bucket(name), sub.ID); err != nil {
+		if err := deleteJobsOf(tx, name, sub.ID); err != nil {
 			return err
 		}
 	}

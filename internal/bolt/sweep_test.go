@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -147,6 +150,173 @@ func TestSweepInSmallSteps(t *testing.T) {
 	for _, a := range addrs {
 		if _, err := db.SubscriberByAddress(ctx, a); consent.ErrorCode(err) != consent.ENotFound {
 			t.Errorf("%s after the sweep: got %v, want not found", a.Addr, err)
+		}
+	}
+}
+
+// TestRequestsThroughLedger: a request its requested event names has no
+// requests_bysub entry (ledger_bysub finds it); one without an event (an
+// address change) and one of a database from before keep theirs. Erase
+// deletes each of them, and the sweep finds them.
+func TestRequestsThroughLedger(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, advance := openClockedDB(t)
+	signup := func(addr string) *consent.Subscriber {
+		a, _ := consent.ParseAddress(addr)
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := db.SubscriberByAddress(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	bySub := func(id string) (n int) {
+		db.view(func(tx *bbolt.Tx) error {
+			n = len(keysWithPrefix(tx.Bucket(bucketReqBySub), pairKey(id, "")))
+			return nil
+		})
+		return n
+	}
+	requestGone := func(id string) {
+		t.Helper()
+		if _, err := db.Request(ctx, id); consent.ErrorCode(err) != consent.ENotFound {
+			t.Errorf("request %s after erasure: %v, want not found", id, err)
+		}
+	}
+	a := signup("a@example.com")
+	if n := bySub(a.ID); n != 0 {
+		t.Errorf("requests_bysub of a signup: %d entries, want 0", n)
+	}
+	// As a database from before wrote it.
+	b := signup("b@example.com")
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketReqBySub).Put(pairKey(b.ID, b.PendingRequest), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// An address change: a request with no event yet.
+	c := signup("c@example.com")
+	if _, err := db.Confirm(ctx, c.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	na, _ := consent.ParseAddress("c2@example.com")
+	if res, err := db.Rectify(ctx, nil, c.ID, consent.Rectification{Email: &na}, "preferences"); err != nil || !res.AddressPending {
+		t.Fatalf("Rectify: %+v, %v", res, err)
+	}
+	if n := bySub(c.ID); n != 1 {
+		t.Fatalf("requests_bysub of an address change: %d entries, want 1", n)
+	}
+	var change string
+	if err := db.view(func(tx *bbolt.Tx) error {
+		ids, err := requestsOf(tx, c.ID)
+		if len(ids) != 2 {
+			return fmt.Errorf("requests of c: %q, want the signup's and the address change's", ids)
+		}
+		for _, id := range ids {
+			if id != c.PendingRequest {
+				change = id
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*consent.Subscriber{a, b, c} {
+		if err := db.Erase(ctx, s.ID, "admin:test"); err != nil {
+			t.Fatal(err)
+		}
+		if n := bySub(s.ID); n != 0 {
+			t.Errorf("requests_bysub after erasure: %d entries", n)
+		}
+	}
+	for _, id := range []string{a.PendingRequest, b.PendingRequest, c.PendingRequest, change} {
+		requestGone(id)
+	}
+	// The sweep forgets a never-confirmed signup through its event.
+	d := signup("d@example.com")
+	advance(72*time.Hour + 8*24*time.Hour)
+	if n, err := db.SweepRequests(ctx, 7*24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v, want 1", n, err)
+	}
+	requestGone(d.PendingRequest)
+	if _, err := db.Subscriber(ctx, d.ID); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("swept subscriber: %v, want not found", err)
+	}
+}
+
+// TestSubscriberEventsBothKeyForms: ledger_bysub names a subscriber by
+// its id's 22 bytes; the entries a database from before wrote (the id
+// written out) still count, in order with the new ones, for the proof
+// of consent and for erasure.
+func TestSubscriberEventsBothKeyForms(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	a, _ := consent.ParseAddress("a@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, IP: "192.0.2.1"}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the first event's entry as schema version 2 wrote it.
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketLedgerBySub)
+		keys := keysWithPrefix(b, record.ID(sub.ID))
+		if len(keys) != 1 || len(keys[0]) != 30 {
+			return fmt.Errorf("ledger_bysub keys of a signup: %q, want one of 30 bytes", keys)
+		}
+		if err := b.Delete(keys[0]); err != nil {
+			return err
+		}
+		return b.Put(oldLedgerBySubKey(sub.ID, beUint64(keys[0][22:])), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 2 || evs[0].Type != consent.EventRequested || evs[1].Type != consent.EventConfirmed || evs[0].Personal == nil {
+		t.Fatalf("Events: %d, %v, want requested then confirmed", len(evs), err)
+	}
+	// The audience indexes name it by its 22 bytes too.
+	if err := db.view(func(tx *bbolt.Tx) error {
+		id := record.ID(sub.ID)
+		if h := tx.Bucket(bucketAddrHash).Get(id); len(h) != 32 {
+			return fmt.Errorf("addr_hash of %x: %x", id, h)
+		}
+		if tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00confirmed\x00"), id...)) == nil {
+			return fmt.Errorf("no sub_topics entry under %x", id)
+		}
+		ek := append(append([]byte("news\x00"), id...), "\x00consent"...)
+		if tx.Bucket(bucketEvidence).Get(ek) == nil {
+			return fmt.Errorf("no evidence %q", ek)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Erase(ctx, sub.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketAddrHash).Cursor().First(); k != nil {
+			return fmt.Errorf("addr_hash after erasure: %x", k)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("Events after erasure: %d, %v, want 3", len(evs), err)
+	}
+	for _, e := range evs[:2] {
+		if e.Personal != nil {
+			t.Errorf("event %d (%s) keeps its personal record after erasure", e.Seq, e.Type)
 		}
 	}
 }

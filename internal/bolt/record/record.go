@@ -42,8 +42,9 @@ import (
 //	wire 2  = string                        uvarint(n<<3 | kind), then per
 //	                                        kind: n bytes written out, known
 //	                                        string n, n bytes of hex, n bytes
-//	                                        of an id, an id and n bytes, or
-//	                                        shared string n (see encoder.string)
+//	                                        of an id, an id and n bytes, shared
+//	                                        string n, or an id and shared
+//	                                        string n (see encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
@@ -122,11 +123,14 @@ const (
 	stringID       = 3 // header>>3 bytes follow, written as an id (consent.NewID's base32)
 	stringIDSuffix = 4 // an id's idLen bytes, then header>>3 bytes written out
 	stringInterned = 5 // number header>>3 in the database's Strings
+	// An id's idLen bytes, then number header>>3 in the database's
+	// Strings: a Message-ID, whose domain is the same in most of them.
+	stringIDInterned = 6
 )
 
-// internFields are the fields of a ledger event whose values many events
-// share (the import batch or form, the page), stored once in the
-// database's Strings (see MarshalEvent).
+// internFields are the fields of a ledger event or a request whose
+// values many of them share (the import batch or form, the page), stored
+// once in the database's Strings (see MarshalEvent and MarshalWith).
 var internFields = map[string]bool{"source": true, "page": true}
 
 // idLen is the bytes of a consent.NewID id.
@@ -145,11 +149,30 @@ func Marshal(v any) ([]byte, error) {
 	return marshal(rv, nil)
 }
 
+// MarshalWith is Marshal storing shared strings in strings: the values of
+// internFields and the domain of a Message-ID (an id, '@' and the rest).
+func MarshalWith(v any, strings *Strings) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("record: compact encoding of %s", rv.Type())
+	}
+	return marshal(rv, strings)
+}
+
+// UnmarshalWith is Unmarshal reading shared strings from strings.
+func UnmarshalWith(b []byte, v any, strings *Strings) error { return unmarshalWith(b, v, strings) }
+
 func marshal(rv reflect.Value, strings *Strings) ([]byte, error) {
 	e := encoder{buf: make([]byte, 1, 256), strings: strings}
 	e.buf[0] = Magic
 	if err := e.structFields(rv); err != nil {
 		return nil, err
+	}
+	if e.err != nil {
+		return nil, e.err
 	}
 	return e.buf, nil
 }
@@ -283,6 +306,7 @@ var (
 type encoder struct {
 	buf     []byte
 	strings *Strings // nil: no string is interned
+	err     error    // of interning a string
 }
 
 func (e *encoder) uvarint(n uint64) { e.buf = binary.AppendUvarint(e.buf, n) }
@@ -521,6 +545,15 @@ func (e *encoder) string(s string) {
 	if len(s) >= idChars {
 		if id, ok := idBytes(s[:idChars]); ok {
 			rest := s[idChars:]
+			if e.strings != nil && len(rest) > 1 && rest[0] == '@' {
+				n, err := e.strings.intern(rest)
+				if err != nil {
+					e.err = err
+				}
+				e.uvarint(n<<3 | stringIDInterned)
+				e.buf = append(e.buf, id...)
+				return
+			}
 			if rest == "" {
 				e.uvarint(idLen<<3 | stringID)
 				e.buf = append(e.buf, id...)
@@ -722,6 +755,8 @@ func (d *decoder) skip(wire uint64) error {
 			_, err = d.bytes(h >> 3)
 		case stringIDSuffix:
 			_, err = d.bytes(idLen + h>>3)
+		case stringIDInterned:
+			_, err = d.bytes(idLen)
 		}
 		return err
 	}
@@ -922,6 +957,16 @@ func (d *decoder) string() (string, error) {
 		}
 		rest, err := d.bytes(n)
 		return idString(id) + string(rest), err
+	case stringIDInterned:
+		id, err := d.bytes(idLen)
+		if err != nil {
+			return "", err
+		}
+		if d.strings == nil {
+			return "", errors.New("an interned string, read without the table")
+		}
+		rest, err := d.strings.lookup(n)
+		return idString(id) + rest, err
 	}
 	return "", fmt.Errorf("unknown string kind %d", h&7)
 }

@@ -3,9 +3,12 @@ package record
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"optin/internal/consent"
 )
@@ -201,5 +204,77 @@ func BenchmarkMarshal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSharedMessageIDDomain: with a table of strings, a Message-ID takes
+// its id's bytes and the number of its domain, stored once for every
+// record; the records read back as from JSON, and not without the table.
+func TestSharedMessageIDDomain(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("strings"))
+		if err != nil {
+			return err
+		}
+		strs := &Strings{B: b}
+		id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{2}))
+		ms := time.Date(2026, 12, 2, 22, 0, 0, 123e6, time.UTC)
+		records := append(codecRecords(),
+			&consent.Request{ID: id, Subscriber: id, Form: "newsletter", Source: "form:newsletter", Topics: []string{"news"},
+				Created: ms, MessageID: id + "@mail.shop.example", Page: "https://shop.example/"},
+			&consent.Job{ID: 9, Kind: consent.JobConfirm, To: "a@example.com", Subscriber: id, Request: id,
+				MessageID: id + "@mail.shop.example", Created: ms},
+			&consent.Event{Time: ms, Type: consent.EventRequested, Subscriber: id, Request: id, MessageID: id + "@localhost"})
+		for i, v := range records {
+			plain, err := Marshal(v)
+			if err != nil {
+				return err
+			}
+			shared, err := MarshalWith(v, strs)
+			if err != nil {
+				return err
+			}
+			back := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+			if err := UnmarshalWith(shared, back, strs); err != nil {
+				return err
+			}
+			want := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+			j, _ := json.Marshal(v)
+			if err := json.Unmarshal(j, want); err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(back, want) {
+				t.Errorf("%T read back as %+v, want %+v", v, back, want)
+			}
+			if i < len(records)-3 { // ids that are not consent.NewID's stay written out
+				continue
+			}
+			if saved := len(plain) - len(shared); saved < len("@localhost")-2 {
+				t.Errorf("%T: %d bytes with the table, %d without", v, len(shared), len(plain))
+			}
+			if err := Unmarshal(shared, reflect.New(reflect.TypeOf(v).Elem()).Interface()); err == nil {
+				t.Errorf("%T with a shared domain read without the table", v)
+			}
+		}
+		var keys []string
+		_ = b.ForEach(func(k, _ []byte) error {
+			keys = append(keys, string(k))
+			return nil
+		})
+		// "@mail.shop.example", "@localhost", and the values of
+		// internFields ("form:newsletter", the page, "import:abc"),
+		// each both ways.
+		if len(keys) != 10 {
+			t.Errorf("table of strings: %q, want 10 keys", keys)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
