@@ -76,7 +76,7 @@ signups() {
 
 "$BENCH" sink --listen $SINK --duration 24h >/dev/null 2>&1 &
 SINKPID=$!
-trap 'kill $SINKPID 2>/dev/null; [ -n "$PID" ] && kill $PID 2>/dev/null; true' EXIT
+trap 'kill $SINKPID 2>/dev/null || true; if [ -n "$PID" ]; then kill $PID 2>/dev/null || true; fi' EXIT
 
 say "empty database: signups/s"
 setup empty
