@@ -366,7 +366,12 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 	if wire != wireBytes {
 		return e.value(v)
 	}
-	// Length-delimited: write the value, then move it after its length.
+	return e.delimited(v)
+}
+
+// delimited writes v length-delimited: the value, then moved after its
+// length.
+func (e *encoder) delimited(v reflect.Value) error {
 	start := len(e.buf)
 	if err := e.value(v); err != nil {
 		return err
@@ -495,17 +500,7 @@ func (e *encoder) element(v reflect.Value) error {
 	if t == timeType || !(usesJSON(t) || t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer) {
 		return e.value(v)
 	}
-	start := len(e.buf)
-	if err := e.value(v); err != nil {
-		return err
-	}
-	n := len(e.buf) - start
-	var l [binary.MaxVarintLen64]byte
-	ll := binary.PutUvarint(l[:], uint64(n))
-	e.buf = append(e.buf, l[:ll]...)
-	copy(e.buf[start+ll:], e.buf[start:start+n])
-	copy(e.buf[start:], l[:ll])
-	return nil
+	return e.delimited(v)
 }
 
 // time writes t: uvarint 0 for the zero time, zigzag milliseconds<<1|1
