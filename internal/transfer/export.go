@@ -174,14 +174,8 @@ func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle conse
 	b = appendJSONString(b, sub.ID)
 	b = append(b, `,"email":`...)
 	b = appendJSONString(b, sub.Email)
-	if sub.Name != "" {
-		b = append(b, `,"name":`...)
-		b = appendJSONString(b, sub.Name)
-	}
-	if sub.Locale != "" {
-		b = append(b, `,"locale":`...)
-		b = appendJSONString(b, sub.Locale)
-	}
+	b = appendJSONOptional(b, `,"name":`, sub.Name)
+	b = appendJSONOptional(b, `,"locale":`, sub.Locale)
 	b = append(b, `,"created":`...)
 	if b, err = appendJSONTime(b, sub.Created); err != nil {
 		return b, err
@@ -194,14 +188,8 @@ func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle conse
 			return b, err
 		}
 	}
-	if sub.Phone != "" {
-		b = append(b, `,"phone":`...)
-		b = appendJSONString(b, sub.Phone)
-	}
-	if sub.PostalAddress != "" {
-		b = append(b, `,"postal_address":`...)
-		b = appendJSONString(b, sub.PostalAddress)
-	}
+	b = appendJSONOptional(b, `,"phone":`, sub.Phone)
+	b = appendJSONOptional(b, `,"postal_address":`, sub.PostalAddress)
 	b = append(b, `,"subscriptions":[`...)
 	for i, t := range e.topics {
 		ss := sub.Subscriptions[t]
@@ -212,18 +200,12 @@ func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle conse
 		b = appendJSONString(b, t)
 		b = append(b, `,"status":`...)
 		b = appendJSONString(b, string(ss.Status))
-		if ss.Basis != "" {
-			b = append(b, `,"basis":`...)
-			b = appendJSONString(b, string(ss.Basis))
-		}
+		b = appendJSONOptional(b, `,"basis":`, string(ss.Basis))
 		b = append(b, `,"since":`...)
 		if b, err = appendJSONTime(b, ss.Since); err != nil {
 			return b, err
 		}
-		if ss.Assessment != "" {
-			b = append(b, `,"assessment":`...)
-			b = appendJSONString(b, ss.Assessment)
-		}
+		b = appendJSONOptional(b, `,"assessment":`, ss.Assessment)
 		if len(ss.Channels) > 0 {
 			b = append(b, `,"channels":[`...)
 			for i, c := range ss.Channels {
@@ -234,10 +216,7 @@ func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle conse
 			}
 			b = append(b, ']')
 		}
-		if ss.Frequency != "" {
-			b = append(b, `,"frequency":`...)
-			b = appendJSONString(b, string(ss.Frequency))
-		}
+		b = appendJSONOptional(b, `,"frequency":`, string(ss.Frequency))
 		b = append(b, '}')
 	}
 	return append(b, "]}\n"...), nil
@@ -344,6 +323,15 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendJSONOptional appends key and s as a JSON string, or nothing when
+// s is empty (a field tagged omitempty).
+func appendJSONOptional(b []byte, key, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendJSONString(append(b, key...), s)
 }
 
 // appendJSONTime appends t as time.Time's MarshalJSON does: quoted RFC
