@@ -11,10 +11,12 @@ import (
 	"optin/internal/postgres"
 )
 
-// forge runs sql (unless ""), then edits the events with edit and reseals the hash chain from its first event on and
-// drops the Merkle tree, as an operator with the database would after
-// editing the ledger, so that the next instance rebuilds the tree from
-// what the table holds.
+// forge runs sql (unless ""), edits the events with edit (unless nil),
+// then reseals the hash chain from its first event on and drops the
+// Merkle tree, as an operator with the database would after editing the
+// ledger, so that the next instance rebuilds the tree from what the
+// table holds. (The events are records in the compact encoding, which
+// SQL cannot edit in place, hence edit.)
 func forge(t *testing.T, url, sql string, edit func(ev *consent.Event)) {
 	t.Helper()
 	pool, err := postgres.Connect(t.Context(), url)
