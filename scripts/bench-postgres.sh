@@ -77,6 +77,11 @@ Y
     WHERE n.nspname = 'public' AND c.relkind = 'r'")
   echo "after VACUUM FULL: $(( live/subs )) bytes per pending signup in optin's tables; by relation:"
   psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
+  echo "average bytes of a column (pg_column_size) after VACUUM FULL:"
+  psql -d optin -F' ' -c "SELECT 'subscribers', avg(pg_column_size(id))::int, avg(pg_column_size(email_key))::int, avg(pg_column_size(data))::int FROM subscribers
+    UNION ALL SELECT 'requests', avg(pg_column_size(id))::int, avg(pg_column_size(subscriber))::int, avg(pg_column_size(data))::int FROM requests
+    UNION ALL SELECT 'ledger(subscriber,event,personal,tree)', avg(pg_column_size(subscriber))::int, avg(pg_column_size(event))::int, avg(pg_column_size(personal))::int FROM ledger
+    UNION ALL SELECT 'ledger tree', avg(pg_column_size(tree))::int, NULL, NULL FROM ledger" | sed 's/^/  /'
   if [ "${PGSS:-}" = 1 ]; then
     echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"
     psql -d optin -F' | ' -c "SELECT calls*1000/$subs, round(mean_exec_time::numeric, 3), rows*1000/$subs, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements

@@ -23,19 +23,19 @@ type bulkStmt struct {
 	n     int
 }
 
-// Bulk inserts of the hot path. Each column travels as an array (jsonb
-// as text, cast in the statement).
+// Bulk inserts of the hot path. Each column travels as an array; the
+// records are bytea in the compact encoding (encodeRecord).
 const (
 	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
-		SELECT i, k, d::jsonb, l FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(i, k, d, l)`
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
 	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)
-		SELECT i, s, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS u(i, s, d)`
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])`
 	bulkLedger = `INSERT INTO ledger (seq, subscriber, type, event, personal, tree)
-		SELECT q, s, y, e::jsonb, p::jsonb, r FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS u(q, s, y, e, p, r)`
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])`
 	bulkOutbox = `INSERT INTO outbox (id, next_at, subscriber, job)
-		SELECT nextval('outbox_ids'), n, s, j::jsonb FROM unnest($1::timestamptz[], $2::text[], $3::text[]) AS u(n, s, j)`
+		SELECT nextval('outbox_ids'), n, s, j FROM unnest($1::timestamptz[], $2::text[], $3::bytea[]) AS u(n, s, j)`
 )
 
 // row queues one row of the bulk insert sql (one of the bulk constants);
@@ -112,13 +112,4 @@ func (p *pipe) spill() {
 // bulkRow queues a row of a bulk insert through t's pipe.
 func (t *tx) bulkRow(sql string, values ...any) error {
 	return t.pipe.row(t.ctx, sql, values...)
-}
-
-// nullable returns b as a string, nil for nil.
-func nullable(b []byte) *string {
-	if b == nil {
-		return nil
-	}
-	s := string(b)
-	return &s
 }

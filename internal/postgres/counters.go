@@ -201,32 +201,45 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	for _, sql := range []string{
 		"DELETE FROM counters",
 		"DELETE FROM subscriber_topics",
-		`INSERT INTO subscriber_topics (topic, status, subscriber)
-			SELECT s.key, s.value->>'status', id FROM subscribers, jsonb_each(data->'subscriptions') s`,
-		"UPDATE subscribers SET last_purchase = (data->>'last_purchase')::timestamptz WHERE last_purchase IS DISTINCT FROM (data->>'last_purchase')::timestamptz",
 		"DELETE FROM evidence",
-		`INSERT INTO evidence (topic, subscriber, basis)
-			SELECT DISTINCT t, subscriber, coalesce(event->>'basis', '')
-			FROM ledger, jsonb_array_elements_text(coalesce(event->'topics', '[]')) t
-			WHERE type IN ('confirmed', 'imported', 'reconfirmed', 'preferences_updated')`,
 		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
 	} {
 		if err := t.exec(sql); err != nil {
 			return nil, err
 		}
 	}
-	// The audience facts of the confirmed subscriptions, from a second
-	// walk of the records.
+	// The index rows of every subscriber (its subscriptions with the
+	// audience facts of the confirmed ones, its last purchase) and the
+	// evidence of every ledger event, written as the writes of the
+	// records write them, from a second walk of the records.
+	var ids []string
+	var purchases []*time.Time
+	setPurchases := func() error {
+		err := t.exec(`UPDATE subscribers s SET last_purchase = u.l FROM unnest($1::text[], $2::timestamptz[]) AS u(i, l)
+			WHERE s.id = u.i AND s.last_purchase IS DISTINCT FROM u.l`, ids, purchases)
+		ids, purchases = nil, nil
+		return err
+	}
 	err = eachSubscriber(t.conn, "", func(sub *consent.Subscriber) (bool, error) {
-		for topic := range sub.Subscriptions {
-			if f, ok := consent.FactsOf(sub, topic); ok {
-				if err := writeFacts(t, sub, topic, f); err != nil {
-					return false, err
-				}
+		var lp *time.Time
+		if !sub.LastPurchase.IsZero() {
+			lp = &sub.LastPurchase
+		}
+		ids, purchases = append(ids, sub.ID), append(purchases, lp)
+		if len(ids) == scanChunk {
+			if err := setPurchases(); err != nil {
+				return false, err
 			}
 		}
-		return true, nil
+		return true, trackSubscriber(t, nil, sub)
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := setPurchases(); err != nil {
+		return nil, err
+	}
+	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev) })
 	if err != nil {
 		return nil, err
 	}
@@ -268,11 +281,40 @@ func walkCounts(c conn) (consent.Counts, error) {
 	if err != nil {
 		return nil, err
 	}
-	var typ string
-	var at time.Time
-	err = c.each("SELECT type, (event->>'time')::timestamptz FROM ledger", nil, []any{&typ, &at}, func() error {
-		counts.AddEvent(&consent.Event{Type: consent.EventType(typ), Time: at})
+	err = eachEvent(c, func(ev *consent.Event) error {
+		counts.AddEvent(ev)
 		return nil
 	})
 	return counts, err
+}
+
+// eachEvent calls fn with every ledger event in order, read in chunks so
+// that fn may write on c.
+func eachEvent(c conn, fn func(ev *consent.Event) error) error {
+	after := int64(0)
+	for {
+		var chunk []*consent.Event
+		var seq int64
+		var b []byte
+		err := c.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2", []any{after, scanChunk}, []any{&seq, &b}, func() error {
+			ev := new(consent.Event)
+			if err := decode(b, ev); err != nil {
+				return err
+			}
+			chunk = append(chunk, ev)
+			after = seq
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, ev := range chunk {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < scanChunk {
+			return nil
+		}
+	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -323,12 +324,27 @@ func (c conn) each(sql string, args []any, dst []any, fn func() error) error {
 	return rows.Err()
 }
 
-// decode decodes a stored JSON value.
+// decode decodes a stored value: JSON (the jsonb columns, and the rows
+// of the record columns written before migration 0012) or a record in
+// the compact encoding (encodeRecord).
 func decode(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := record.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("postgres: decode %T: %w", v, err)
 	}
 	return nil
+}
+
+// encodeRecord encodes v, a subscriber, request, ledger event, personal
+// record or outbox job, for its bytea column: in the compact encoding
+// the bbolt store writes too (internal/bolt/record, a format of its
+// own, apart from that store), so that neither optin nor PostgreSQL
+// parses JSON on the hot path.
+func encodeRecord(v any) ([]byte, error) {
+	b, err := record.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encode %T: %w", v, err)
+	}
+	return b, nil
 }
 
 // encode encodes v for a jsonb column.

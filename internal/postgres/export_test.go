@@ -44,3 +44,14 @@ func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
 	}
 	return errs, stored
 }
+
+// MigrateTo brings the schema of the database at url up to version to
+// and no further: a database as an older optin left it.
+func MigrateTo(ctx context.Context, url string, to int) error {
+	pool, err := Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return migrateTo(ctx, pool, to)
+}

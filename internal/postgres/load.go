@@ -131,14 +131,20 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		if err := chain.Check(r.Event, p); err != nil {
 			return err
 		}
-		b, err := encode(r.Event)
+		b, err := encodeRecord(r.Event)
 		if err != nil {
 			return err
 		}
+		var pb []byte
+		if p != nil {
+			if pb, err = encodeRecord(p); err != nil {
+				return err
+			}
+		}
 		return t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES ($1, $2, $3, $4, $5)",
-			int64(r.Event.Seq), r.Event.Subscriber, string(r.Event.Type), b, r.Personal)
+			int64(r.Event.Seq), r.Event.Subscriber, string(r.Event.Type), b, pb)
 	case r.Job != nil:
-		b, err := encode(r.Job)
+		b, err := encodeRecord(r.Job)
 		if err != nil {
 			return err
 		}

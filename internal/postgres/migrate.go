@@ -85,9 +85,18 @@ func SchemaVersion() int {
 // schema_migrations. A database newer than this optin is an error:
 // running old code on a new schema is not safe.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return migrateTo(ctx, pool, SchemaVersion())
+}
+
+// migrateTo is Migrate up to version to (the tests make databases of
+// older versions with it).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
+	}
+	for len(ms) > 0 && ms[len(ms)-1].version > to {
+		ms = ms[:len(ms)-1]
 	}
 	c, err := pool.Acquire(ctx)
 	if err != nil {

@@ -356,23 +356,24 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		// The requests marked sent in one statement (the map holds
 		// each once).
 		now := db.Now()
-		var ids, data []string
+		var ids []string
+		var data [][]byte
 		for _, req := range reqs {
 			old := *req
 			if !req.MarkSent(now) {
 				continue
 			}
-			b, err := encode(req)
+			b, err := encodeRecord(req)
 			if err != nil {
 				return err
 			}
-			ids, data = append(ids, req.ID), append(data, string(b))
+			ids, data = append(ids, req.ID), append(data, b)
 			t.count(consent.RequestDelta(&old, req))
 		}
 		if len(ids) == 0 {
 			return nil
 		}
-		return t.exec(`UPDATE requests r SET data = u.d::jsonb FROM unnest($1::text[], $2::text[]) AS u(i, d) WHERE r.id = u.i`, ids, data)
+		return t.exec(`UPDATE requests r SET data = u.d FROM unnest($1::text[], $2::bytea[]) AS u(i, d) WHERE r.id = u.i`, ids, data)
 	})
 }
 
@@ -406,7 +407,7 @@ func (db *DB) RetryJob(ctx context.Context, job consent.Job, next time.Time, rea
 	j.Attempts++
 	j.NextAt = next.UTC().Truncate(time.Millisecond)
 	j.LastError = reason
-	b, err := encode(j)
+	b, err := encodeRecord(&j)
 	if err != nil {
 		return err
 	}
@@ -424,7 +425,7 @@ func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error
 	j := job
 	j.Attempts++
 	j.LastError = reason
-	b, err := encode(j)
+	b, err := encodeRecord(&j)
 	if err != nil {
 		return err
 	}

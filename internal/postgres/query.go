@@ -30,14 +30,13 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 	return events(db.read(ctx), id)
 }
 
-// events is Events on c.
+// events is Events on c: the events with their personal records, then
+// the wordings and assessments they cite (the events are not JSON for
+// the database to join on).
 func events(c conn, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
-	var ev, personal, wording, assessment []byte
-	err := c.each(`SELECT l.event, l.personal, w.data, a.data FROM ledger l
-		LEFT JOIN wordings w ON w.hash = l.event->>'wording'
-		LEFT JOIN assessments a ON a.id = l.event->>'assessment'
-		WHERE l.subscriber = $1 ORDER BY l.seq`, []any{id}, []any{&ev, &personal, &wording, &assessment}, func() error {
+	var ev, personal []byte
+	err := c.each(`SELECT event, personal FROM ledger WHERE subscriber = $1 ORDER BY seq`, []any{id}, []any{&ev, &personal}, func() error {
 		var r consent.EventRecord
 		if err := decode(ev, &r.Event); err != nil {
 			return err
@@ -48,22 +47,52 @@ func events(c conn, id string) ([]consent.EventRecord, error) {
 				return err
 			}
 		}
-		if wording != nil {
-			r.WordingText = new(consent.Wording)
-			if err := decode(wording, r.WordingText); err != nil {
-				return err
-			}
-		}
-		if assessment != nil {
-			r.AssessmentRecord = new(consent.Assessment)
-			if err := decode(assessment, r.AssessmentRecord); err != nil {
-				return err
-			}
-		}
 		out = append(out, r)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	wordings := map[string]*consent.Wording{}
+	assessments := map[string]*consent.Assessment{}
+	for _, r := range out {
+		if r.Event.Wording != "" {
+			wordings[r.Event.Wording] = nil
+		}
+		if r.Event.Assessment != "" {
+			assessments[r.Event.Assessment] = nil
+		}
+	}
+	if err := cited(c, "SELECT hash, data FROM wordings WHERE hash = ANY($1)", wordings); err != nil {
+		return nil, err
+	}
+	if err := cited(c, "SELECT id, data FROM assessments WHERE id = ANY($1)", assessments); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].WordingText = wordings[out[i].Event.Wording]
+		out[i].AssessmentRecord = assessments[out[i].Event.Assessment]
+	}
+	return out, nil
+}
+
+// cited fills m, keyed by the keys sql's first column matches (as $1),
+// with the records of its second column.
+func cited[T any](c conn, sql string, m map[string]*T) error {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	var k string
+	var b []byte
+	return c.each(sql, []any{keys}, []any{&k, &b}, func() error {
+		v := new(T)
+		m[k] = v
+		return decode(b, v)
+	})
 }
 
 // VerifyLedger walks the whole hash chain on one snapshot and reports the

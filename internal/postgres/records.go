@@ -42,7 +42,7 @@ func subscriberByKey(c conn, key string) (*consent.Subscriber, error) {
 // counters and indexes with it: the statement returns the version it
 // replaced (a statement does not see its own changes).
 func putSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encode(sub)
+	b, err := encodeRecord(sub)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 // putSubscriber it reads nothing back, so it costs no round trip of its
 // own (the pipe); an id that exists after all fails the call.
 func insertSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encode(sub)
+	b, err := encodeRecord(sub)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 		lp := sub.LastPurchase
 		lastPurchase = &lp
 	}
-	err = t.bulkRow(bulkSubscribers, sub.ID, consent.AddressKey(sub.Email), string(b), lastPurchase)
+	err = t.bulkRow(bulkSubscribers, sub.ID, consent.AddressKey(sub.Email), b, lastPurchase)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func request(c conn, id string) (*consent.Request, error) {
 
 // putRequest stores req.
 func putRequest(t *tx, req *consent.Request) error {
-	b, err := encode(req)
+	b, err := encodeRecord(req)
 	if err != nil {
 		return err
 	}
@@ -166,11 +166,11 @@ func putRequest(t *tx, req *consent.Request) error {
 // insertRequest stores req, a request this transaction created (its id
 // is new), without reading anything back (see insertSubscriber).
 func insertRequest(t *tx, req *consent.Request) error {
-	b, err := encode(req)
+	b, err := encodeRecord(req)
 	if err != nil {
 		return err
 	}
-	if err := t.bulkRow(bulkRequests, req.ID, req.Subscriber, string(b)); err != nil {
+	if err := t.bulkRow(bulkRequests, req.ID, req.Subscriber, b); err != nil {
 		return err
 	}
 	t.count(consent.RequestDelta(nil, req))

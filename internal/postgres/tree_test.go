@@ -1,36 +1,41 @@
 package postgres_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/postgres"
 )
 
-// forge runs sql, then reseals the hash chain from its first event on and
-// drops the Merkle tree, as an operator with the database would after
-// editing the ledger, so that the next instance rebuilds the tree from
-// what the table holds.
-func forge(t *testing.T, url, sql string) {
+// forge runs sql (unless ""), edits the events with edit (unless nil),
+// then reseals the hash chain from its first event on and drops the
+// Merkle tree, as an operator with the database would after editing the
+// ledger, so that the next instance rebuilds the tree from what the
+// table holds. (The events are records in the compact encoding, which
+// SQL cannot edit in place, hence edit.)
+func forge(t *testing.T, url, sql string, edit func(ev *consent.Event)) {
 	t.Helper()
 	pool, err := postgres.Connect(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(t.Context(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	if sql != "" {
+		if _, err := pool.Exec(t.Context(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
 	}
-	reseal(t, pool)
+	reseal(t, pool, edit)
 }
 
-// reseal recomputes every event's hash from the first, stores the events
-// and the chain's head, and clears the tree.
-func reseal(t *testing.T, pool *pgxpool.Pool) {
+// reseal applies edit (when not nil) to every event, recomputes every
+// event's hash from the first, stores the events (as JSON, which the
+// store still reads) and the chain's head, and clears the tree.
+func reseal(t *testing.T, pool *pgxpool.Pool, edit func(ev *consent.Event)) {
 	t.Helper()
 	ctx := t.Context()
 	rows, err := pool.Query(ctx, "SELECT event FROM ledger ORDER BY seq")
@@ -41,7 +46,7 @@ func reseal(t *testing.T, pool *pgxpool.Pool) {
 	for rows.Next() {
 		var raw []byte
 		var ev consent.Event
-		if err := rows.Scan(&raw); err != nil || json.Unmarshal(raw, &ev) != nil {
+		if err := rows.Scan(&raw); err != nil || record.Unmarshal(raw, &ev) != nil {
 			t.Fatalf("reading the ledger: %v", err)
 		}
 		events = append(events, ev)
@@ -52,6 +57,9 @@ func reseal(t *testing.T, pool *pgxpool.Pool) {
 	prev := ""
 	for i := range events {
 		ev := &events[i]
+		if edit != nil {
+			edit(ev)
+		}
 		ev.Seal(prev)
 		prev = ev.Hash
 		if _, err := pool.Exec(ctx, "UPDATE ledger SET event = $2, type = $3, tree = NULL WHERE seq = $1", ev.Seq, ev.LeafData(), string(ev.Type)); err != nil {
@@ -110,11 +118,15 @@ func TestForgeriesCaughtByEarlierHeads(t *testing.T) {
 		return rep.Heads[0]
 	}
 
-	forge(t, url, `UPDATE ledger SET event = jsonb_set(event, '{type}', '"confirmed"') WHERE seq = 1`)
+	forge(t, url, "", func(ev *consent.Event) {
+		if ev.Seq == 1 {
+			ev.Type = consent.EventConfirmed
+		}
+	})
 	if c := verify("rewrite", 3); !strings.Contains(c.Reason, "changed") || !strings.Contains(c.Reason, "events 1 to 3") {
 		t.Errorf("rewrite: got %q, want a change in events 1 to 3", c.Reason)
 	}
-	forge(t, url, `DELETE FROM ledger WHERE seq = 3`)
+	forge(t, url, `DELETE FROM ledger WHERE seq = 3`, nil)
 	if c := verify("truncation", 2); !strings.Contains(c.Reason, "removed") {
 		t.Errorf("truncation: got %q, want events removed", c.Reason)
 	}

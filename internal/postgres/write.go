@@ -296,15 +296,26 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	}
 	ev.Seq = t.head.seq + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
-	personal, digest := p.Repaired().Encode()
+	p = p.Repaired()
+	_, digest := p.Encode()
 	ev.PersonalDigest = digest
 	ev.Seal(t.head.hash)
-	b := ev.LeafData()
-	tree, err := t.treeHashes(ev.Seq, b)
+	tree, err := t.treeHashes(ev.Seq, ev.LeafData())
 	if err != nil {
 		return err
 	}
-	err = t.bulkRow(bulkLedger, int64(ev.Seq), ev.Subscriber, string(ev.Type), string(b), nullable(personal), tree)
+	// The hashes are of the JSON (LeafData, the personal record's
+	// Encode); the rows hold the same records in the compact encoding,
+	// which decodes to what re-encodes to that JSON.
+	b, err := encodeRecord(ev)
+	if err != nil {
+		return err
+	}
+	pb, err := encodeRecord(&p)
+	if err != nil {
+		return err
+	}
+	err = t.bulkRow(bulkLedger, int64(ev.Seq), ev.Subscriber, string(ev.Type), b, pb, tree)
 	if err != nil {
 		return err
 	}
@@ -364,7 +375,7 @@ func answerCampaigns(t *tx, ev *consent.Event) error {
 // enqueue writes job into the outbox, due at once.
 func enqueue(t *tx, job *consent.Job) error {
 	job.NextAt = job.Created
-	b, err := encode(job)
+	b, err := encodeRecord(job)
 	if err != nil {
 		return err
 	}
@@ -380,11 +391,11 @@ func enqueue(t *tx, job *consent.Job) error {
 // that do not need it.
 func enqueueLater(t *tx, job *consent.Job) error {
 	job.NextAt = job.Created
-	b, err := encode(job)
+	b, err := encodeRecord(job)
 	if err != nil {
 		return err
 	}
-	return t.bulkRow(bulkOutbox, job.NextAt, job.Subscriber, string(b))
+	return t.bulkRow(bulkOutbox, job.NextAt, job.Subscriber, b)
 }
 
 // audit appends an entry to the audit log inside the admin write's own
