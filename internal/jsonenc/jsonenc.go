@@ -19,7 +19,7 @@ func AppendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if asIs[c] {
 				i++
 				continue
 			}
@@ -64,6 +64,15 @@ func AppendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// asIs marks the ASCII bytes AppendString copies as they are: printable
+// ASCII and DEL, but for the quote, the backslash and < > &.
+var asIs = func() (t [utf8.RuneSelf]bool) {
+	for c := byte(0x20); c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // AppendOptional appends key and s as a JSON string, or nothing when s
 // is empty (a field tagged omitempty).
