@@ -54,7 +54,11 @@ func fill(t *testing.T, r *rand.Rand, v reflect.Value) {
 		case f.Kind() == reflect.Uint64:
 			f.SetUint(r.Uint64() >> r.IntN(64))
 		case f.Kind() == reflect.Int64 || f.Kind() == reflect.Int:
-			f.SetInt(r.Int64()>>r.IntN(64) - r.Int64()>>r.IntN(64))
+			n := r.Int64() >> r.IntN(64) // every magnitude
+			if r.IntN(2) == 0 {
+				n = -n
+			}
+			f.SetInt(n)
 		case f.Kind() == reflect.Bool:
 			f.SetBool(r.IntN(2) == 0)
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
