@@ -272,8 +272,11 @@ func appendDataLine(b, line []byte) []byte {
 
 // isIO reports whether err is a broken session rather than a reply.
 func isIO(err error) bool {
+	if err == nil {
+		return false // before te, which errors.As makes escape: no allocation per reply
+	}
 	var te *textproto.Error
-	return err != nil && !errors.As(err, &te)
+	return !errors.As(err, &te)
 }
 
 // classify turns a refusal of a mail (not of the sender) into a permanent
