@@ -85,12 +85,12 @@ func AppendOptional(b []byte, key, s string) []byte {
 
 // AppendTime appends t as time.Time's MarshalJSON does: quoted RFC 3339
 // with nanoseconds (trailing zeros dropped). A time MarshalJSON refuses
-// (a year past 9999, an offset of a day or more) is its error.
+// (a year past 9999, an offset of a day or more) is its error, with b
+// returned as it was.
 func AppendTime(b []byte, t time.Time) ([]byte, error) {
-	b = append(b, '"')
-	b, err := t.AppendText(b) // MarshalJSON's own format and checks
+	out, err := t.AppendText(append(b, '"')) // MarshalJSON's own format and checks
 	if err != nil {
-		return nil, err
+		return b, err
 	}
-	return append(b, '"'), nil
+	return append(out, '"'), nil
 }
