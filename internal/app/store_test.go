@@ -19,7 +19,7 @@ var testPG *pgtest.Server
 func TestMain(m *testing.M) { os.Exit(pgtest.MainIfAsked(m, &testPG)) }
 
 // useTestStore points cfg at a fresh store of the kind the tests run on.
-func useTestStore(t *testing.T, cfg *config.Config) {
+func useTestStore(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	if pgtest.Asked() {
 		cfg.Store, cfg.Postgres.URL = config.StorePostgres, testPG.Database(t)

@@ -10,8 +10,9 @@ package consent
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"optin/internal/jsonenc"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -170,12 +171,54 @@ type Wording struct {
 
 // Hash returns the hex SHA-256 of the wording's canonical JSON encoding.
 func (w Wording) Hash() string {
-	b, err := json.Marshal(w) // map keys are sorted by encoding/json: canonical
-	if err != nil {
-		panic(err) // a struct of strings always encodes
-	}
-	sum := sha256.Sum256(b)
+	var buf [1024]byte
+	sum := sha256.Sum256(w.appendJSON(buf[:0]))
 	return hex.EncodeToString(sum[:])
+}
+
+// appendJSON appends w's canonical JSON encoding: byte for byte what
+// encoding/json writes for it, map keys sorted (TestLedgerJSON compares
+// them), as the wording hashes in ledgers written before are over those
+// bytes. Every signup hashes its wording, and Marshal's reflection and
+// map sorting were most of that.
+func (w *Wording) appendJSON(b []byte) []byte {
+	b = jsonenc.AppendString(append(b, `{"form":`...), w.Form)
+	b = strconv.AppendInt(append(b, `,"version":`...), int64(w.Version), 10)
+	b = jsonenc.AppendString(append(b, `,"locale":`...), w.Locale)
+	b = jsonenc.AppendString(append(b, `,"text":`...), w.Text)
+	b = append(b, `,"topics":`...)
+	if w.Topics == nil {
+		b = append(b, "null"...) // not omitempty
+	} else {
+		b = appendStringMap(b, w.Topics)
+	}
+	b = jsonenc.AppendOptional(b, `,"notice":`, w.Notice)
+	if len(w.Channels) > 0 {
+		b = appendStringMap(append(b, `,"channels":`...), w.Channels)
+	}
+	if len(w.Frequencies) > 0 {
+		b = appendStringMap(append(b, `,"frequencies":`...), w.Frequencies)
+	}
+	return append(b, '}')
+}
+
+// appendStringMap appends m as a JSON object with its keys sorted, as
+// encoding/json writes a map.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, 8)
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, k)
+		b = jsonenc.AppendString(append(b, ':'), m[k])
+	}
+	return append(b, '}')
 }
 
 // Subscription is one subscriber's standing for one topic.

@@ -3,7 +3,7 @@ package consent
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"optin/internal/jsonenc"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,19 +130,100 @@ func (p Personal) Digest() string {
 // Encode returns p's JSON encoding, which is what the store keeps, and its
 // digest, so a writer encodes p once for both.
 func (p Personal) Encode() (data []byte, digest string) {
-	data, err := json.Marshal(p)
-	if err != nil {
-		panic(err) // a struct of strings always encodes
-	}
+	data = p.appendJSON(make([]byte, 0, 128+len(p.Email)+len(p.UserAgent)+len(p.Note)+len(p.PostalAddress)))
 	sum := sha256.Sum256(data)
 	return data, hex.EncodeToString(sum[:])
+}
+
+// appendJSON appends p's JSON encoding, byte for byte what encoding/json
+// writes for it (TestLedgerJSON compares them): digests made before it
+// must still match.
+func (p *Personal) appendJSON(b []byte) []byte {
+	b = jsonenc.AppendString(append(b, `{"salt":`...), p.Salt)
+	b = jsonenc.AppendOptional(b, `,"email":`, p.Email)
+	b = jsonenc.AppendOptional(b, `,"email_hash":`, p.EmailHash)
+	b = jsonenc.AppendOptional(b, `,"ip":`, p.IP)
+	b = jsonenc.AppendOptional(b, `,"user_agent":`, p.UserAgent)
+	b = jsonenc.AppendOptional(b, `,"note":`, p.Note)
+	b = jsonenc.AppendOptional(b, `,"phone":`, p.Phone)
+	b = jsonenc.AppendOptional(b, `,"postal_address":`, p.PostalAddress)
+	return append(b, '}')
 }
 
 // ComputeHash returns the hash of e: SHA-256 over its JSON encoding with
 // the Hash field empty. Prev must already be set.
 func (e Event) ComputeHash() string {
 	e.Hash = ""
-	return sha256Hex(e)
+	var buf [768]byte // most events fit: no allocation
+	sum := sha256.Sum256(e.appendJSON(buf[:0]))
+	return hex.EncodeToString(sum[:])
+}
+
+// appendJSON appends e's JSON encoding: byte for byte what encoding/json
+// writes for it, in the order and with the omitempty and omitzero rules of
+// its tags (TestLedgerJSON compares them over many events), because the
+// hash chain and the Merkle leaves of every ledger and receipt written
+// before are over those bytes. Marshal's reflection was most of the CPU
+// of sealing an event. It panics on a time encoding/json refuses (a year
+// past 9999), as the hashing did on Marshal's error.
+func (e *Event) appendJSON(b []byte) []byte {
+	b = strconv.AppendUint(append(b, `{"seq":`...), e.Seq, 10)
+	b = appendEventTime(append(b, `,"time":`...), e.Time)
+	b = jsonenc.AppendString(append(b, `,"type":`...), string(e.Type))
+	b = jsonenc.AppendString(append(b, `,"subscriber":`...), e.Subscriber)
+	b = appendStrings(b, `,"topics":`, e.Topics)
+	b = jsonenc.AppendOptional(b, `,"basis":`, string(e.Basis))
+	b = jsonenc.AppendString(append(b, `,"source":`...), e.Source)
+	b = jsonenc.AppendOptional(b, `,"page":`, e.Page)
+	b = jsonenc.AppendOptional(b, `,"wording":`, e.Wording)
+	b = jsonenc.AppendOptional(b, `,"request":`, e.Request)
+	b = jsonenc.AppendOptional(b, `,"message_id":`, e.MessageID)
+	b = jsonenc.AppendOptional(b, `,"field":`, e.Field)
+	b = jsonenc.AppendOptional(b, `,"activity":`, string(e.Activity))
+	if !e.OccurredAt.IsZero() {
+		b = appendEventTime(append(b, `,"occurred_at":`...), e.OccurredAt)
+	}
+	b = jsonenc.AppendOptional(b, `,"assessment":`, e.Assessment)
+	b = jsonenc.AppendOptional(b, `,"channel":`, string(e.Channel))
+	b = jsonenc.AppendOptional(b, `,"frequency":`, string(e.Frequency))
+	if c := e.Check; c != nil {
+		b = jsonenc.AppendString(append(b, `,"check":{"class":`...), string(c.Class))
+		b = appendStrings(b, `,"reasons":`, c.Reasons)
+		b = strconv.AppendInt(append(b, `,"after_mail_s":`...), c.AfterMail, 10)
+		b = jsonenc.AppendOptional(b, `,"scanner_network":`, c.ScannerNetwork)
+		b = strconv.AppendBool(append(b, `,"interaction":`...), c.Interaction)
+		b = append(b, '}')
+	}
+	b = jsonenc.AppendOptional(b, `,"personal_digest":`, e.PersonalDigest)
+	b = jsonenc.AppendString(append(b, `,"prev":`...), e.Prev)
+	b = jsonenc.AppendString(append(b, `,"hash":`...), e.Hash)
+	return append(b, '}')
+}
+
+// appendEventTime appends t as encoding/json does, panicking where it
+// fails (see appendJSON).
+func appendEventTime(b []byte, t time.Time) []byte {
+	b, err := jsonenc.AppendTime(b, t)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// appendStrings appends key and ss as a JSON array of strings, or nothing
+// when ss is empty (a field tagged omitempty).
+func appendStrings(b []byte, key string, ss []string) []byte {
+	if len(ss) == 0 {
+		return b
+	}
+	b = append(append(b, key...), '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, s)
+	}
+	return append(b, ']')
 }
 
 // Seal sets e.Prev to prev and e.Hash to the resulting hash. Strings that
@@ -265,12 +346,3 @@ func (c *Chain) Head() string { return c.prev }
 
 // Count returns the number of events checked so far.
 func (c *Chain) Count() uint64 { return c.nextSeq }
-
-func sha256Hex(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only plain data types are hashed
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}

@@ -2,7 +2,6 @@ package consent
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,11 +20,7 @@ import (
 // JSON encoding, Prev and Hash included. The leaf hash is
 // tlog.RecordHash(LeafData()), SHA-256 of 0x00 followed by these bytes.
 func (e *Event) LeafData() []byte {
-	b, err := json.Marshal(e)
-	if err != nil {
-		panic(err) // only plain data types are encoded
-	}
-	return b
+	return e.appendJSON(make([]byte, 0, 640))
 }
 
 // Record returns the tree's record number of the event with sequence

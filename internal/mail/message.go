@@ -220,12 +220,16 @@ func splitMarked(s string) []segment {
 
 // join puts data's values into segs, escaped by esc.
 func join(segs []segment, data map[string]any, esc func(string) string) string {
-	var b strings.Builder
+	// Room for the whole mail at once: a confirmation's links, each a
+	// few hundred bytes of token, outgrew a guess per value, and the
+	// builder copied the mail each time it doubled.
 	n := 0
 	for _, sg := range segs {
-		n += len(sg.text) + 64
+		v, _ := data[sg.key].(string)
+		n += len(sg.text) + len(v) + len(v)/8 // a little room for escapes
 	}
-	b.Grow(n)
+	var b strings.Builder
+	b.Grow(n + len(markerPrefix+markerSuffix))
 	for _, sg := range segs {
 		if sg.key == "" {
 			b.WriteString(sg.text)

@@ -243,13 +243,23 @@ func appendDotStuffed(b, msg []byte) []byte {
 
 // wireReady reports whether msg needs no stuffing: it ends in CRLF, every
 // CR and LF is part of a CRLF, and no line starts with a dot. Built mails
-// are; the check scans them a few times faster than stuffing them.
+// are; the check, one pass from line end to line end, scans them many
+// times faster than stuffing them.
 func wireReady(msg []byte) bool {
-	if !bytes.HasSuffix(msg, []byte("\r\n")) || msg[0] == '.' || bytes.Contains(msg, []byte("\n.")) {
+	if !bytes.HasSuffix(msg, []byte("\r\n")) || msg[0] == '.' {
 		return false
 	}
-	n := bytes.Count(msg, []byte("\n"))
-	return bytes.Count(msg, []byte("\r")) == n && bytes.Count(msg, []byte("\r\n")) == n
+	for len(msg) > 0 {
+		i := bytes.IndexByte(msg, '\n') // found: msg ends in CRLF
+		if i == 0 || msg[i-1] != '\r' || bytes.IndexByte(msg[:i-1], '\r') >= 0 {
+			return false
+		}
+		msg = msg[i+1:]
+		if len(msg) > 0 && msg[0] == '.' {
+			return false
+		}
+	}
+	return true
 }
 
 func appendDataLine(b, line []byte) []byte {
@@ -262,8 +272,11 @@ func appendDataLine(b, line []byte) []byte {
 
 // isIO reports whether err is a broken session rather than a reply.
 func isIO(err error) bool {
+	if err == nil {
+		return false // before te, which errors.As makes escape: no allocation per reply
+	}
 	var te *textproto.Error
-	return err != nil && !errors.As(err, &te)
+	return !errors.As(err, &te)
 }
 
 // classify turns a refusal of a mail (not of the sender) into a permanent

@@ -155,12 +155,26 @@ func dotRoundTrip(t *testing.T, msg []byte) {
 	}
 }
 
+// checkWireReady compares wireReady with its definition: msg ends in
+// CRLF, every CR and LF is part of a CRLF, no line starts with a dot.
+func checkWireReady(t *testing.T, msg []byte) {
+	t.Helper()
+	n := bytes.Count(msg, []byte("\n"))
+	want := bytes.HasSuffix(msg, []byte("\r\n")) && msg[0] != '.' && !bytes.Contains(msg, []byte("\n.")) &&
+		bytes.Count(msg, []byte("\r")) == n && bytes.Count(msg, []byte("\r\n")) == n
+	if got := wireReady(msg); got != want {
+		t.Errorf("wireReady(%q) = %v, want %v", msg, got, want)
+	}
+}
+
 func TestAppendDotStuffed(t *testing.T) {
 	for _, msg := range []string{
 		"", "a", "a\r\nb\r\n", "a\nb", ".", ".\r\n", "..\n", ".a\r\n.\r\n", "a\r\n.\r\nb", "end\r\n.",
-		"a\r.\r\n", "a\r\r\n", "\r", "x\r.\rQUIT\r\n",
+		"a\r.\r\n", "a\r\r\n", "\r", "x\r.\rQUIT\r\n", "\r\n", "\n", "a\nb\r\n", "a\r\nb\r\r\n", "a\r\n\r\n",
+		"a\r\n.b\r\n", "a\rb\r\n",
 	} {
 		dotRoundTrip(t, []byte(msg))
+		checkWireReady(t, []byte(msg))
 	}
 }
 
@@ -170,6 +184,7 @@ func FuzzAppendDotStuffed(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		dotRoundTrip(t, msg)
+		checkWireReady(t, msg)
 	})
 }
 

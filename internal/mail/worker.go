@@ -130,8 +130,12 @@ func (w *Worker) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One batch slice per sender, reused: jobs are large and a
+			// batch grown from one by append copied them at each doubling.
+			// deliver keeps none of them once it returns.
+			batch := make([]consent.Job, 0, maxSendBatch)
 			for j := range jobs {
-				batch := []consent.Job{j}
+				batch = append(batch[:0], j)
 			fill:
 				for len(batch) < maxSendBatch {
 					select {
@@ -147,6 +151,7 @@ func (w *Worker) Run(ctx context.Context) {
 				if ctx.Err() == nil {
 					w.deliver(sendCtx, batch)
 				}
+				clear(batch) // let the sent jobs' strings go
 			}
 		}()
 	}
@@ -235,10 +240,10 @@ func (w *Worker) deliver(sendCtx context.Context, batch []consent.Job) {
 	sendCtx, cancelSend := context.WithTimeout(sendCtx, 2*time.Minute)
 	defer cancelSend()
 
-	var done []consent.Job // sent or dropped: leave the outbox
-	var sendJobs []consent.Job
-	var msgs []*Outgoing
-	var ms []Message
+	done := make([]consent.Job, 0, len(batch)) // sent or dropped: leave the outbox
+	sendJobs := make([]consent.Job, 0, len(batch))
+	msgs := make([]*Outgoing, 0, len(batch))
+	ms := make([]Message, 0, len(batch))
 	oks, err := w.Outbox.DeliverableBatch(ctx, batch)
 	if err != nil {
 		w.Log.Error("outbox: checking jobs", "err", err)

@@ -18,10 +18,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
+	"optin/internal/jsonenc"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,33 +322,17 @@ func appendClaims(b []byte, topic, iss, sub, aud string, exp, iat int64) []byte 
 			b = append(b, '"')
 			b = append(b, f.name...)
 			b = append(b, `":`...)
-			b = appendJSONString(b, f.v)
+			b = jsonenc.AppendString(b, f.v)
 			b = append(b, ',')
 		}
 	}
 	b = append(b, `"aud":[`...)
-	b = appendJSONString(b, aud)
+	b = jsonenc.AppendString(b, aud)
 	b = append(b, `],"exp":`...)
 	b = strconv.AppendInt(b, exp, 10)
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, iat, 10)
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// does: printable ASCII other than the quote, the backslash and the
-// HTML-special <, > and & go out as they are; anything else is left to
-// encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // Verify checks that s is a genuine, unexpired token of purpose p issued by

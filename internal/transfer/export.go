@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"optin/internal/consent"
+	"optin/internal/jsonenc"
 )
 
 // exportColumns are the CSV export's columns: one row per subscription.
@@ -171,25 +172,25 @@ func appendCSVContact(b []byte, sub *consent.Subscriber, ss *consent.Subscriptio
 func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle consent.Lifecycle) ([]byte, error) {
 	var err error
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, sub.ID)
+	b = jsonenc.AppendString(b, sub.ID)
 	b = append(b, `,"email":`...)
-	b = appendJSONString(b, sub.Email)
-	b = appendJSONOptional(b, `,"name":`, sub.Name)
-	b = appendJSONOptional(b, `,"locale":`, sub.Locale)
+	b = jsonenc.AppendString(b, sub.Email)
+	b = jsonenc.AppendOptional(b, `,"name":`, sub.Name)
+	b = jsonenc.AppendOptional(b, `,"locale":`, sub.Locale)
 	b = append(b, `,"created":`...)
-	if b, err = appendJSONTime(b, sub.Created); err != nil {
+	if b, err = jsonenc.AppendTime(b, sub.Created); err != nil {
 		return b, err
 	}
 	b = append(b, `,"lifecycle":`...)
-	b = appendJSONString(b, string(lifecycle))
+	b = jsonenc.AppendString(b, string(lifecycle))
 	if !sub.LastPurchase.IsZero() {
 		b = append(b, `,"last_purchase_at":`...)
-		if b, err = appendJSONTime(b, sub.LastPurchase); err != nil {
+		if b, err = jsonenc.AppendTime(b, sub.LastPurchase); err != nil {
 			return b, err
 		}
 	}
-	b = appendJSONOptional(b, `,"phone":`, sub.Phone)
-	b = appendJSONOptional(b, `,"postal_address":`, sub.PostalAddress)
+	b = jsonenc.AppendOptional(b, `,"phone":`, sub.Phone)
+	b = jsonenc.AppendOptional(b, `,"postal_address":`, sub.PostalAddress)
 	b = append(b, `,"subscriptions":[`...)
 	for i, t := range e.topics {
 		ss := sub.Subscriptions[t]
@@ -197,26 +198,26 @@ func (e *Exporter) appendJSON(b []byte, sub *consent.Subscriber, lifecycle conse
 			b = append(b, ',')
 		}
 		b = append(b, `{"topic":`...)
-		b = appendJSONString(b, t)
+		b = jsonenc.AppendString(b, t)
 		b = append(b, `,"status":`...)
-		b = appendJSONString(b, string(ss.Status))
-		b = appendJSONOptional(b, `,"basis":`, string(ss.Basis))
+		b = jsonenc.AppendString(b, string(ss.Status))
+		b = jsonenc.AppendOptional(b, `,"basis":`, string(ss.Basis))
 		b = append(b, `,"since":`...)
-		if b, err = appendJSONTime(b, ss.Since); err != nil {
+		if b, err = jsonenc.AppendTime(b, ss.Since); err != nil {
 			return b, err
 		}
-		b = appendJSONOptional(b, `,"assessment":`, ss.Assessment)
+		b = jsonenc.AppendOptional(b, `,"assessment":`, ss.Assessment)
 		if len(ss.Channels) > 0 {
 			b = append(b, `,"channels":[`...)
 			for i, c := range ss.Channels {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, string(c))
+				b = jsonenc.AppendString(b, string(c))
 			}
 			b = append(b, ']')
 		}
-		b = appendJSONOptional(b, `,"frequency":`, string(ss.Frequency))
+		b = jsonenc.AppendOptional(b, `,"frequency":`, string(ss.Frequency))
 		b = append(b, '}')
 	}
 	return append(b, "]}\n"...), nil
@@ -267,85 +268,6 @@ func csvNeedsQuotes(field string) bool {
 	}
 	r, _ := utf8.DecodeRuneInString(field)
 	return unicode.IsSpace(r)
-}
-
-// appendJSONString appends s as encoding/json writes a string with HTML
-// escaping on (its Encoder's default): \" \\ \b \f \n \r \t, other
-// control bytes and < > & as \u00XX, invalid UTF-8 as \ufffd, and U+2028
-// and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// appendJSONOptional appends key and s as a JSON string, or nothing when
-// s is empty (a field tagged omitempty).
-func appendJSONOptional(b []byte, key, s string) []byte {
-	if s == "" {
-		return b
-	}
-	return appendJSONString(append(b, key...), s)
-}
-
-// appendJSONTime appends t as time.Time's MarshalJSON does: quoted RFC
-// 3339 with nanoseconds (trailing zeros dropped). A time MarshalJSON
-// refuses (a year past 9999, an offset of seconds) is its error.
-func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
-	_, offset := t.Zone()
-	if y := t.Year(); y < 0 || y > 9999 || offset%60 != 0 || offset <= -24*3600 || offset >= 24*3600 {
-		j, err := t.MarshalJSON()
-		return append(b, j...), err
-	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), nil
 }
 
 // cell defuses spreadsheet formulas: a text cell starting with = + - @ or

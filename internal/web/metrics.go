@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -117,8 +116,20 @@ func (m *Metrics) observe(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	code := strconv.Itoa(c.Writer.Status()/100) + "xx"
-	m.latency.WithLabelValues(methodLabel(c.Request.Method), route, code).Observe(time.Since(start).Seconds())
+	m.latency.WithLabelValues(methodLabel(c.Request.Method), route, codeClass(c.Writer.Status())).Observe(time.Since(start).Seconds())
+}
+
+// codeClasses are the code labels, by the status code's first digit.
+var codeClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// codeClass returns the label of status: its class, such as "2xx" (a
+// status net/http would not send counts as "0xx"), without building a
+// string for each request.
+func codeClass(status int) string {
+	if status < 100 || status > 599 {
+		return codeClasses[0]
+	}
+	return codeClasses[status/100]
 }
 
 // methodLabel returns method when it is one of the methods optin serves,

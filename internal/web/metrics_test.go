@@ -74,3 +74,14 @@ func TestMetricsMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeClass: the code label is the status class from a fixed set,
+// whatever status a handler wrote.
+func TestCodeClass(t *testing.T) {
+	for status, want := range map[int]string{0: "0xx", 99: "0xx", 100: "1xx", 202: "2xx", 303: "3xx", 429: "4xx", 599: "5xx",
+		600: "0xx", 1000: "0xx"} {
+		if got := codeClass(status); got != want {
+			t.Errorf("codeClass(%d) = %q, want %q", status, got, want)
+		}
+	}
+}

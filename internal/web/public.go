@@ -373,7 +373,8 @@ func (s *Server) handleSignup(c *gin.Context) {
 	if c.GetHeader("Origin") != "" {
 		s.cors(c, origin)
 	}
-	if ok, wait, err := allowIP(c.Request.Context(), s.signup, s.signupNet, clientIP(c), time.Now()); !ok {
+	ip := clientIP(c)
+	if ok, wait, err := allowIP(c.Request.Context(), s.signup, s.signupNet, ip, time.Now()); !ok {
 		if err == nil {
 			retryAfter(c, wait)
 			err = consent.Errorf(consent.ERateLimited, "too many signups from your network; try again later")
@@ -398,7 +399,7 @@ func (s *Server) handleSignup(c *gin.Context) {
 		return
 	}
 	l := s.localizer(c, body.Locale, f.Locale)
-	in, err := s.validateSignup(c, f, body, l)
+	in, err := s.validateSignup(c, f, body, l, ip)
 	if err == nil && f.PoWBits() > 0 {
 		err = s.pow.verify(c.Request.Context(), f.ID, f.PoWBits(), body.PoWChallenge, body.PoWNonce, s.store.Now())
 	}
@@ -429,7 +430,7 @@ func (s *Server) handleSignup(c *gin.Context) {
 		}
 	}
 	if jsonOut {
-		c.JSON(http.StatusAccepted, gin.H{"status": "pending"})
+		c.Data(http.StatusAccepted, "application/json; charset=utf-8", pendingJSON)
 		return
 	}
 	// Only ever the form's own success URL: nothing in the request can
@@ -445,8 +446,13 @@ func (s *Server) handleSignup(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, target)
 }
 
-// validateSignup checks a signup body and turns it into a SignupInput.
-func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l i18n.Localizer) (consent.SignupInput, error) {
+// pendingJSON is the answer to an API signup, written as it is: what
+// c.JSON wrote for {"status": "pending"}, without encoding a map each time.
+var pendingJSON = []byte(`{"status":"pending"}`)
+
+// validateSignup checks a signup body and turns it into a SignupInput
+// from the client at ip (clientIP).
+func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l i18n.Localizer, ip string) (consent.SignupInput, error) {
 	addr, err := consent.ParseAddress(b.Email)
 	if err != nil {
 		return consent.SignupInput{}, keyed(err, "signup.error.email")
@@ -483,7 +489,7 @@ func (s *Server) validateSignup(c *gin.Context, f *consent.Form, b signupBody, l
 		return consent.SignupInput{}, err
 	}
 	return consent.SignupInput{Form: f, Address: addr, Name: name, Locale: l.Locale, Topics: b.Topics, Channels: channels,
-		Page: page, IP: clientIP(c), UserAgent: userAgent(c)}, nil
+		Page: page, IP: ip, UserAgent: userAgent(c)}, nil
 }
 
 // cleanPage returns the page the form was used on, from the page field or

@@ -1,0 +1,96 @@
+// Package jsonenc appends JSON values byte for byte as encoding/json's
+// Marshal writes them, without reflection or allocation: for encoders
+// written by hand where the bytes are hashed or signed (ledger events,
+// tokens) or where reflection was the cost (exports).
+package jsonenc
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// AppendString appends s as encoding/json writes a string with HTML
+// escaping on (Marshal's and its Encoder's default): \" \\ \b \f \n \r
+// \t, other control bytes and < > & as \u00XX, invalid UTF-8 as \ufffd,
+// and U+2028 and U+2029 escaped.
+func AppendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if asIs[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// asIs marks the ASCII bytes AppendString copies as they are: printable
+// ASCII and DEL, but for the quote, the backslash and < > &.
+var asIs = func() (t [utf8.RuneSelf]bool) {
+	for c := byte(0x20); c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// AppendOptional appends key and s as a JSON string, or nothing when s
+// is empty (a field tagged omitempty).
+func AppendOptional(b []byte, key, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return AppendString(append(b, key...), s)
+}
+
+// AppendTime appends t as time.Time's MarshalJSON does: quoted RFC 3339
+// with nanoseconds (trailing zeros dropped). A time MarshalJSON refuses
+// (a year past 9999, an offset of a day or more) is its error, with b
+// returned as it was.
+func AppendTime(b []byte, t time.Time) ([]byte, error) {
+	out, err := t.AppendText(append(b, '"')) // MarshalJSON's own format and checks
+	if err != nil {
+		return b, err
+	}
+	return append(out, '"'), nil
+}
