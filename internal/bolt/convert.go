@@ -80,7 +80,7 @@ func convertRecords(db *bbolt.DB) error {
 	}); err != nil || version == SchemaVersion {
 		return err
 	}
-	if version == keyedSchema { // compact already: decodeAt reads both forms
+	if version == keyedSchema || version == sharedSchema { // compact already: decodeAt reads every form
 		return setSchema(db)
 	}
 	for _, c := range converters {

@@ -169,7 +169,7 @@ func toJSON(t *testing.T, path string) {
 					err = decodeEvent(tx, k, v, &ev)
 					js = ev.LeafData()
 				case bytes.Equal(c.bucket, bucketPersonal):
-					js, err = record.PersonalJSON(v)
+					js, err = record.PersonalJSON(v, sharedStrings(tx))
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):
@@ -229,10 +229,18 @@ func rejson[T any](tx *bbolt.Tx, bucket, k, v []byte) ([]byte, error) {
 
 // TestConvertFromSchema2: a database of schema version 2, whose compact
 // subscribers, requests and outbox jobs repeat their keys (id, due time),
-// reads the same before and after its first read-write open, which only
-// sets the version; new records leave those fields to their keys and the
-// old ones still read.
+// and of schema version 3, whose personal records, events and requests
+// write out their user agents and wordings, reads the same before and
+// after its first read-write open, which only sets the version; new
+// records leave those fields to their keys and the table of shared
+// strings, and the old ones still read.
 func TestConvertFromSchema2(t *testing.T) {
+	for _, version := range []string{keyedSchema, sharedSchema} {
+		t.Run("version "+version, func(t *testing.T) { testConvertFromCompact(t, version) })
+	}
+}
+
+func testConvertFromCompact(t *testing.T, version string) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v2.db")
 	opts := Options{HMACKey: bytes.Repeat([]byte{5}, 32), MessageIDDomain: "mail.example"}
@@ -247,7 +255,8 @@ func TestConvertFromSchema2(t *testing.T) {
 	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
 	for i := range 20 {
 		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
-		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w); err != nil {
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"},
+			Page: "https://shop.example/", IP: "192.0.2.1", UserAgent: "Mozilla/5.0"}, w); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,7 +271,9 @@ func TestConvertFromSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rewrite them as schema version 2 wrote them: every field in the
-	// value.
+	// value, and no string in the table; the ledger's events and
+	// personal records with no string in the table either (schema 2 and
+	// 3 kept user agents and wordings in them).
 	b, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +313,10 @@ func TestConvertFromSchema2(t *testing.T) {
 				rewritten++
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keySchema, []byte(keyedSchema))
+		if err := unshareLedger(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(version))
 	})
 	b.Close()
 	if err != nil {
@@ -337,6 +351,9 @@ func TestConvertFromSchema2(t *testing.T) {
 		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
 			return fmt.Errorf("schema version %q after the open, want %q", v, SchemaVersion)
 		}
+		if v := tx.Bucket(bucketPersonal).Get(u64(2)); !bytes.Contains(v, []byte("Mozilla/5.0")) {
+			return fmt.Errorf("personal record 2 rewritten by the open: %q", v)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -365,6 +382,41 @@ func TestConvertFromSchema2(t *testing.T) {
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
 	}
+}
+
+// unshareLedger rewrites every ledger event and personal record without
+// the table of shared strings, as before any string was shared.
+func unshareLedger(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bucketLedger, bucketPersonal} {
+		bk := tx.Bucket(name)
+		var keys, values [][]byte
+		err := bk.ForEach(func(k, v []byte) error {
+			var plain []byte
+			var err error
+			if bytes.Equal(name, bucketLedger) {
+				var ev consent.Event
+				if err = decodeEvent(tx, k, v, &ev); err == nil {
+					plain, err = record.MarshalEvent(&ev, ev.Prev, nil)
+				}
+			} else {
+				var p consent.Personal
+				if err = decodeAt(tx, name, k, v, &p); err == nil {
+					plain, err = record.Marshal(&p)
+				}
+			}
+			keys, values = append(keys, bytes.Clone(k)), append(values, plain)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			if err := bk.Put(keys[i], values[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dumpAll returns every record of db as Dump yields it.

@@ -156,7 +156,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && v != keyedSchema {
+	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && v != keyedSchema && v != sharedSchema {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
@@ -530,7 +530,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	personal, err := record.Marshal(&p)
+	personal, err := record.MarshalWith(&p, sharedStrings(tx))
 	if err != nil {
 		return err
 	}

@@ -103,12 +103,13 @@ func compact(name []byte) bool {
 }
 
 // sharedIn reports whether the compact records of bucket keep the
-// strings many of them share (a form's source, a page, the domain of a
-// Message-ID) in bucket strings, as ledger events do. Subscribers do
+// strings many of them share (a form's source, a page, a wording's hash,
+// a user agent, the domain of a Message-ID) in bucket strings, as ledger
+// events do. Subscribers do
 // not: an export decodes them on other goroutines than the
 // transaction's.
 func sharedIn(name []byte) bool {
-	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked} {
+	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked, bucketPersonal} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -118,8 +119,9 @@ func sharedIn(name []byte) bool {
 
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
-// other value but formerSchema (bbolt databases have no migrations).
-const SchemaVersion = "3"
+// other value but formerSchema, keyedSchema and sharedSchema, which it
+// converts (bbolt databases have no migrations).
+const SchemaVersion = "4"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -132,6 +134,13 @@ const formerSchema = "1"
 // open only sets the version, so that an optin of version 2 refuses the
 // records that leave them to their keys.
 const keyedSchema = "2"
+
+// sharedSchema is the version of databases whose personal records,
+// events and requests may still write out the user agents and wording
+// hashes that later ones keep in the table of strings: this optin reads
+// those as they are, and an open only sets the version, so that an optin
+// of version 3 refuses the records that need the table for them.
+const sharedSchema = "3"
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -3,10 +3,12 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -206,4 +208,56 @@ func storageSignups(b *testing.B, n int) storageUse {
 // where they sort).
 func storageAddress(prefix string, i int) string {
 	return fmt.Sprintf("%s%08x.%d@example.com", prefix, uint32(i)*2654435761, i)
+}
+
+// TestSharedStringsStoredOnce: the strings many signups share, a
+// browser's user agent and the hash of the wording they agreed to, are
+// kept once in the table of strings, not in each personal record, event
+// and request; each still reads back whole.
+func TestSharedStringsStoredOnce(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{HMACKey: bytes.Repeat([]byte{5}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
+	const agent = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0"
+	for i := range 3 {
+		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"},
+			IP: "192.0.2.1", UserAgent: agent}, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wording, _ := hex.DecodeString(w.Hash())
+	err = db.view(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketPersonal, bucketLedger, bucketRequests} {
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				if bytes.Contains(v, []byte(agent)) || bytes.Contains(v, wording) {
+					return fmt.Errorf("%s %x holds the user agent or the wording hash: %q", name, k, v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := consent.ParseAddress("s1@example.com")
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 1 || evs[0].Personal == nil || evs[0].Personal.UserAgent != agent || evs[0].Wording != w.Hash() {
+		t.Fatalf("Events: %+v, %v", evs, err)
+	}
 }

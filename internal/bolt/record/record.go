@@ -128,10 +128,13 @@ const (
 	stringIDInterned = 6
 )
 
-// internFields are the fields of a ledger event or a request whose
-// values many of them share (the import batch or form, the page), stored
-// once in the database's Strings (see MarshalEvent and MarshalWith).
-var internFields = map[string]bool{"source": true, "page": true}
+// internFields are the fields of a ledger event, its personal record or
+// a request whose values many of them share (the import batch or form,
+// the page, the hash of the wording agreed to, a browser's user agent),
+// stored once in the database's Strings (see MarshalEvent and
+// MarshalWith). A user agent in the table outlives the personal records
+// that cite it, which erasure deletes: alone it names no one.
+var internFields = map[string]bool{"source": true, "page": true, "wording": true, "user_agent": true}
 
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
@@ -1036,13 +1039,13 @@ func MarshalPersonal(data []byte) ([]byte, error) {
 }
 
 // PersonalJSON returns the JSON of a stored personal record, compact or
-// JSON: the form its digest is of.
-func PersonalJSON(b []byte) ([]byte, error) {
+// JSON, reading shared strings from strings: the form its digest is of.
+func PersonalJSON(b []byte, strings *Strings) ([]byte, error) {
 	if !IsCompact(b) {
 		return slices.Clone(b), nil
 	}
 	var p consent.Personal
-	if err := Unmarshal(b, &p); err != nil {
+	if err := unmarshalWith(b, &p, strings); err != nil {
 		return nil, err
 	}
 	data, _ := p.Encode()
