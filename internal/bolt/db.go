@@ -87,6 +87,7 @@ func Open(path string, o Options) (*DB, error) {
 		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	db.catalog.drop() // makes its maps
 	db.hasher = consent.NewHasher(db.hmac)
+	hashers.Store(b, db.hasher)
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -107,6 +108,7 @@ func Open(path string, o Options) (*DB, error) {
 		}
 	}
 	if err != nil {
+		hashers.Delete(b)
 		b.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
@@ -146,7 +148,7 @@ func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
 	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
-	bucketEvidence, bucketAddrHash}
+	bucketEvidence}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -170,7 +172,21 @@ var ErrClosed = errors.New("bolt: database closed")
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() { close(db.closing) })
 	<-db.committed
+	defer hashers.Delete(db.bolt)
 	return db.bolt.Close()
+}
+
+// hashers holds the address hasher of each open database: track, which
+// keeps the address hashes in the audience index (indexEntries), runs
+// inside put, where only the transaction is at hand.
+var hashers sync.Map // *bbolt.DB -> *consent.Hasher
+
+// hasherOf returns the address hasher of tx's database.
+func hasherOf(tx *bbolt.Tx) (*consent.Hasher, error) {
+	if h, ok := hashers.Load(tx.DB()); ok {
+		return h.(*consent.Hasher), nil
+	}
+	return nil, errors.New("bolt: writing a subscriber to a database not opened by Open")
 }
 
 // Now returns the store's clock reading, in UTC with millisecond precision,

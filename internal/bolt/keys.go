@@ -53,11 +53,14 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (32 bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
-	bucketAddrHash  = []byte("addr_hash")  // subscriber id (appendID) -> HMAC of the address key (32 bytes), to look suppressions up
+	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis (basisCodes) -> nil: the ledger proves basis (consent.IsEvidence)
+	// Derived version 3: subscriber id (appendID) -> HMAC of the address
+	// key (32 bytes); the sub_topics entries of confirmed subscriptions
+	// hold it now.
+	bucketAddrHash = []byte("addr_hash")
 
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
@@ -66,9 +69,12 @@ var (
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence, bucketAddrHash}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence}
 	// derivedBuckets hold what RebuildCounters recomputes from the records.
-	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence, bucketAddrHash}
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence}
+	// formerDerived held what RebuildCounters recomputed in a derived
+	// version before; it deletes them.
+	formerDerived = [][]byte{bucketAddrHash}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
@@ -83,7 +89,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketAddrHash, bucketEvidence, bucketCustomers} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketEvidence, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -245,21 +251,35 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 }
 
 // topicIndexKey names one subscription in sub_topics: by topic, then
-// status, then subscriber id (appendID: its 22 bytes, which sort as its
-// characters do), so that the subscribers holding a topic in one status
-// list in id order.
+// status (statusCodes), then subscriber id (appendID: its 22 bytes, which
+// sort as its characters do), so that the subscribers holding a topic in
+// one status list in id order.
 func topicIndexKey(topic string, s consent.Status, id string) []byte {
 	return appendID(topicIndexPrefix(topic, s), []byte(id))
 }
 
-// topicIndexPrefix is the part of topicIndexKey before the id.
+// topicIndexPrefix is the part of topicIndexKey before the id: the topic,
+// 0x00 and the status's code, or a status without one written out and
+// 0x00 (a letter comes after every code).
 func topicIndexPrefix(topic string, s consent.Status) []byte {
 	k := make([]byte, 0, len(topic)+len(s)+2+40)
 	k = append(k, topic...)
 	k = append(k, 0)
+	if c, ok := statusCodes[s]; ok {
+		return append(k, c)
+	}
 	k = append(k, s...)
 	return append(k, 0)
 }
+
+// statusCodes and basisCodes are the bytes index keys write the statuses
+// and bases as (derived version 4).
+var (
+	statusCodes = map[consent.Status]byte{consent.StatusPending: 1, consent.StatusConfirmed: 2,
+		consent.StatusUnsubscribed: 3, consent.StatusLapsed: 4}
+	basisCodes = map[consent.Basis]byte{consent.BasisConsent: 'c', consent.BasisSoftOptIn: 's',
+		consent.BasisLegitimateInterest: 'l'}
+)
 
 // appendID appends to k the stored form of the id written out in id
 // (record.ID: its 22 bytes, when it is one of consent.NewID's).

@@ -276,13 +276,9 @@ func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
 }
 
 // putSubscriber stores sub under its id and the case-folded address
-// key, and the address's hash for the suppression lookups of campaign
-// audiences.
+// key.
 func (db *DB) putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
 	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
-		return err
-	}
-	if err := putAddrHash(tx, []byte(sub.ID), db.hashKey(key)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))
