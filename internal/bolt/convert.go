@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -80,7 +81,7 @@ func convertRecords(db *bbolt.DB) error {
 	}); err != nil || version == SchemaVersion {
 		return err
 	}
-	if version == keyedSchema || version == sharedSchema { // compact already: decodeAt reads every form
+	if slices.Contains(readableSchemas, version) { // compact already: decodeAt reads every form
 		return setSchema(db)
 	}
 	for _, c := range converters {

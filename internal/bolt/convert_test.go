@@ -235,7 +235,7 @@ func rejson[T any](tx *bbolt.Tx, bucket, k, v []byte) ([]byte, error) {
 // records leave those fields to their keys and the table of shared
 // strings, and the old ones still read.
 func TestConvertFromSchema2(t *testing.T) {
-	for _, version := range []string{keyedSchema, sharedSchema} {
+	for _, version := range readableSchemas {
 		t.Run("version "+version, func(t *testing.T) { testConvertFromCompact(t, version) })
 	}
 }

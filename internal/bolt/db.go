@@ -158,7 +158,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && v != keyedSchema && v != sharedSchema {
+	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && !slices.Contains(readableSchemas, v) {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
@@ -436,6 +436,9 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		case bytes.Equal(bucket, bucketParked) && len(k) == 8 && x.ID == 0:
 			x.ID = beUint64(k)
 		}
+		if b[0] == record.RefMagic {
+			return fillFromRequest(tx, x)
+		}
 	}
 	return nil
 }
@@ -491,7 +494,14 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var err error
 	switch {
 	case sharedIn(bucket):
-		b, err = record.MarshalWith(keyed(bucket, key, v), sharedStrings(tx))
+		short, ref, lerr := leaveToRequest(tx, bucket, v)
+		if lerr != nil {
+			return lerr
+		}
+		b, err = record.MarshalWith(keyed(bucket, key, short), sharedStrings(tx))
+		if ref && err == nil {
+			b[0] = record.RefMagic
+		}
 	case compact(bucket):
 		b, err = record.Marshal(keyed(bucket, key, v))
 	default:

@@ -125,9 +125,9 @@ func sharedIn(name []byte) bool {
 
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
-// other value but formerSchema, keyedSchema and sharedSchema, which it
-// converts (bbolt databases have no migrations).
-const SchemaVersion = "4"
+// other value but formerSchema and readableSchemas, which it converts
+// (bbolt databases have no migrations).
+const SchemaVersion = "5"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -147,6 +147,17 @@ const keyedSchema = "2"
 // those as they are, and an open only sets the version, so that an optin
 // of version 3 refuses the records that need the table for them.
 const sharedSchema = "3"
+
+// standaloneSchema is the version of databases whose queued confirmation
+// mails hold every field, which later ones leave to their requests
+// (leaveToRequest): this optin reads those as they are.
+const standaloneSchema = "4"
+
+// readableSchemas are the versions before SchemaVersion whose compact
+// records this optin reads as they are: an open only sets
+// SchemaVersion, so that an optin of such a version refuses the records
+// it could not read.
+var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"reflect"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -264,4 +266,63 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 			return total, err
 		}
 	}
+}
+
+// A queued confirmation mail leaves to its request what the request
+// holds too (sharedWithRequest: the form, topics, Message-ID, locale,
+// link expiry and channels), 60 bytes, and is stored with
+// record.RefMagic; decodeAt fills them back from the request. Those
+// fields of a request never change. The mail keeps its subscriber, by
+// which an erasure or a sweep finds it after the request is gone; such a
+// mail reads without the request's fields and is not deliverable. Parked
+// mails stand alone: they wait for the operator, and a sweep may take the
+// request meanwhile.
+
+// sharedWithRequest copies the fields a confirmation mail shares with
+// its request from r into j.
+func sharedWithRequest(j *consent.Job, r *consent.Request) {
+	j.Form, j.Topics, j.MessageID, j.Locale, j.TokenExpires = r.Form, r.Topics, r.MessageID, r.Locale, r.Expires
+	j.Channels, j.Phone, j.PostalAddress = r.Channels, r.Phone, r.PostalAddress
+}
+
+// leaveToRequest returns v, a job about to be stored in bucket, without
+// the fields its request holds, and true, when it is a queued
+// confirmation mail that its request gives back exactly; else v and
+// false.
+func leaveToRequest(tx *bbolt.Tx, bucket []byte, v any) (any, bool, error) {
+	var j consent.Job
+	switch x := v.(type) {
+	case consent.Job:
+		j = x
+	case *consent.Job:
+		j = *x
+	default:
+		return v, false, nil
+	}
+	if !bytes.Equal(bucket, bucketOutbox) || j.Kind != consent.JobConfirm || j.Request == "" {
+		return v, false, nil
+	}
+	var r consent.Request
+	if ok, err := get(tx, bucketRequests, []byte(j.Request), &r); err != nil || !ok || r.Subscriber != j.Subscriber {
+		return v, false, err
+	}
+	short := j
+	sharedWithRequest(&short, &consent.Request{})
+	back := short
+	sharedWithRequest(&back, &r)
+	if !reflect.DeepEqual(back, j) {
+		return v, false, nil
+	}
+	return &short, true, nil
+}
+
+// fillFromRequest puts back into j what leaveToRequest left to its
+// request; a request that is gone leaves j as it is.
+func fillFromRequest(tx *bbolt.Tx, j *consent.Job) error {
+	var r consent.Request
+	if ok, err := get(tx, bucketRequests, []byte(j.Request), &r); err != nil || !ok {
+		return err
+	}
+	sharedWithRequest(j, &r)
+	return nil
 }

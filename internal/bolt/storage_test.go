@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/transfer"
 )
@@ -259,5 +261,91 @@ func TestSharedStringsStoredOnce(t *testing.T) {
 	evs, err := db.Events(ctx, sub.ID)
 	if err != nil || len(evs) != 1 || evs[0].Personal == nil || evs[0].Personal.UserAgent != agent || evs[0].Wording != w.Hash() {
 		t.Fatalf("Events: %+v, %v", evs, err)
+	}
+}
+
+// TestConfirmJobRefersToRequest: a queued confirmation mail leaves what
+// its request holds (form, topics, Message-ID, locale, link expiry) to
+// the request and reads back whole; a retried one too. Parked, it stands
+// alone again. A job whose request is gone reads with what it holds
+// itself (its address and subscriber) and is not deliverable.
+func TestConfirmJobRefersToRequest(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	var want []consent.Job
+	for _, addr := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		a, _ := consent.ParseAddress(addr)
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en"},
+			consent.Wording{}); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := db.SubscriberByAddress(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := db.Request(ctx, sub.PendingRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := *consent.ConfirmJob(sub, req, req.Created)
+		want = append(want, j)
+	}
+	jobs, err := db.DueJobs(ctx, db.Now(), 10, nil)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("DueJobs: %d, %v", len(jobs), err)
+	}
+	for i := range jobs {
+		w := want[i]
+		w.ID, w.NextAt = jobs[i].ID, jobs[i].NextAt
+		if !reflect.DeepEqual(jobs[i], w) {
+			t.Fatalf("job %d read back as\n%+v\nwant\n%+v", i, jobs[i], w)
+		}
+	}
+	stored := func(bucket []byte, j consent.Job) []byte {
+		var v []byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			k := u64(j.ID)
+			if bytes.Equal(bucket, bucketOutbox) {
+				k = outboxKey(j.NextAt, j.ID)
+			}
+			v = bytes.Clone(tx.Bucket(bucket).Get(k))
+			return nil
+		})
+		return v
+	}
+	for _, j := range jobs {
+		v := stored(bucketOutbox, j)
+		if bytes.Contains(v, record.ID(j.MessageID[:36])) || bytes.Contains(v, []byte("newsletter")) {
+			t.Fatalf("job %d holds its Message-ID or form: %q", j.ID, v)
+		}
+	}
+	if err := db.RetryJob(ctx, jobs[0], db.Now(), "451 later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ParkJob(ctx, jobs[1], "550 no such user"); err != nil {
+		t.Fatal(err)
+	}
+	if v := stored(bucketParked, jobs[1]); !bytes.Contains(v, record.ID(jobs[1].MessageID[:36])) {
+		t.Fatalf("parked job does not stand alone: %q", v)
+	}
+	// The request of the third goes (as no store path does while its
+	// mail waits).
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketRequests).Delete([]byte(jobs[2].Request)) }); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.DueJobs(ctx, db.Now(), 10, nil)
+	if err != nil || len(again) != 2 {
+		t.Fatalf("DueJobs after: %d, %v", len(again), err)
+	}
+	w := want[0]
+	w.ID, w.NextAt, w.Attempts, w.LastError = again[0].ID, again[0].NextAt, 1, "451 later"
+	if !reflect.DeepEqual(again[0], w) {
+		t.Fatalf("retried job read back as\n%+v\nwant\n%+v", again[0], w)
+	}
+	if again[1].ID != jobs[2].ID || again[1].To != "c@example.com" || again[1].Subscriber != jobs[2].Subscriber || again[1].Request != jobs[2].Request {
+		t.Fatalf("job without its request: %+v", again[1])
+	}
+	if ok, err := db.Deliverable(ctx, again[1]); err != nil || ok {
+		t.Fatalf("Deliverable without its request: %v, %v", ok, err)
 	}
 }

@@ -54,14 +54,19 @@ import (
 
 // Magic starts every compact record; a JSON record starts with '{'.
 // EventMagic starts a ledger event whose Prev is left out (see
-// MarshalEvent).
+// MarshalEvent). RefMagic starts a record that leaves fields to another
+// record it names, which its store fills them back from (a queued
+// confirmation mail's, from its request).
 const (
 	Magic      = 0xC1
 	EventMagic = 0xC2
+	RefMagic   = 0xC3
 )
 
 // IsCompact reports whether b is a record in the compact encoding.
-func IsCompact(b []byte) bool { return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic) }
+func IsCompact(b []byte) bool {
+	return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic || b[0] == RefMagic)
+}
 
 // Unmarshal decodes a stored record, compact or JSON, into v.
 func Unmarshal(b []byte, v any) error {
