@@ -150,7 +150,9 @@ const sharedSchema = "3"
 
 // standaloneSchema is the version of databases whose queued confirmation
 // mails hold every field, which later ones leave to their requests
-// (leaveToRequest): this optin reads those as they are.
+// (leaveToRequest), and whose ledger tree holds the hashes of level 1,
+// which later ones compute from the leaves (see tree.go): this optin
+// reads both as they are.
 const standaloneSchema = "4"
 
 // readableSchemas are the versions before SchemaVersion whose compact

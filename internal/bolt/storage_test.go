@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 	"testing"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"optin/internal/bolt/record"
 	"optin/internal/consent"
@@ -347,5 +349,112 @@ func TestConfirmJobRefersToRequest(t *testing.T) {
 	}
 	if ok, err := db.Deliverable(ctx, again[1]); err != nil || ok {
 		t.Fatalf("Deliverable without its request: %v, %v", ok, err)
+	}
+}
+
+// TestTreeStoresNoLevelOneHashes: the ledger tree keeps no hash of two
+// leaves (a proof that needs one hashes the two events again): records
+// that complete only such a subtree take no key, the others one key with
+// the hashes of levels 2 and up. Tree hash and record proofs are those of
+// the events; a tree stored with the hashes of level 1, as before, reads
+// the same and grows on.
+func TestTreeStoresNoLevelOneHashes(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	signups := func(from, to int) {
+		for i := from; i < to; i++ {
+			a, _ := consent.ParseAddress(fmt.Sprintf("t%d@example.com", i))
+			if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	signups(0, 21)
+	// The tree as tlog stores it, every level, from the events.
+	stored := map[int64]tlog.Hash{}
+	var leaves []tlog.Hash
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = stored[x]
+		}
+		return out, nil
+	})
+	err := db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
+			var ev consent.Event
+			if err := decodeEvent(tx, k, v, &ev); err != nil {
+				return err
+			}
+			n := int64(len(leaves))
+			hs, err := tlog.StoredHashes(n, ev.LeafData(), reader)
+			for i, h := range hs {
+				stored[tlog.StoredHashIndex(0, n)+int64(i)] = h
+			}
+			leaves = append(leaves, tlog.RecordHash(ev.LeafData()))
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(leaves))
+	root, _ := tlog.TreeHash(n, reader)
+	check := func(when string) {
+		t.Helper()
+		if got, err := db.LedgerTree(ctx); err != nil || got.N < n {
+			t.Fatalf("LedgerTree %s: %+v, %v", when, got, err)
+		} else if got.N == n && got.Hash != root {
+			t.Fatalf("LedgerTree %s: %+v, want root %v", when, got, root)
+		}
+		dbReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return db.LedgerHashes(ctx, idx) })
+		for k := range n {
+			p, err := tlog.ProveRecord(n, k, dbReader)
+			if err == nil {
+				err = tlog.CheckRecord(p, n, root, k, leaves[k])
+			}
+			if err != nil {
+				t.Fatalf("proof of record %d %s: %v", k, when, err)
+			}
+		}
+		if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+			t.Fatalf("VerifyLedger %s: %+v, %v", when, rep, err)
+		}
+	}
+	check("as written")
+	err = db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketTree).ForEach(func(k, v []byte) error {
+			if levels := bits.TrailingZeros64(^beUint64(k)); levels < 2 || len(v) != (levels-1)*32 {
+				return fmt.Errorf("record %d completes %d levels and holds %d bytes", beUint64(k), levels, len(v))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every level from 1, as trees were stored before.
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketTree)
+		for r := range n {
+			var v []byte
+			for l := 1; l <= bits.TrailingZeros64(^uint64(r)); l++ {
+				h := stored[tlog.StoredHashIndex(l, r>>l)]
+				v = append(v, h[:]...)
+			}
+			if v != nil {
+				if err := b.Put(u64(uint64(r)), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("stored as before")
+	signups(21, 30)
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK || rep.Events != 30 {
+		t.Fatalf("VerifyLedger after more events: %+v, %v", rep, err)
 	}
 }
