@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -109,10 +110,15 @@ func TestConvertFromJSON(t *testing.T) {
 		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
 			return fmt.Errorf("schema version %q after the conversion, want %q", v, SchemaVersion)
 		}
-		if tx.Bucket(bucketOldTree) != nil {
-			return fmt.Errorf("bucket %s still there", bucketOldTree)
+		for _, name := range [][]byte{bucketOldTree, bucketEmails} {
+			if tx.Bucket(name) != nil {
+				return fmt.Errorf("bucket %s still there", name)
+			}
 		}
 		for _, c := range converters {
+			if bytes.Equal(c.bucket, bucketEmails) {
+				continue // gone into addresses
+			}
 			if err := tx.Bucket(c.bucket).ForEach(func(k, v []byte) error {
 				if !c.converted(v) {
 					return fmt.Errorf("%s %x not converted: %s", c.bucket, k, v)
@@ -157,6 +163,9 @@ func toJSON(t *testing.T, path string) {
 	}
 	defer b.Close()
 	err = b.Update(func(tx *bbolt.Tx) error {
+		if err := toEmailsIndex(tx); err != nil {
+			return err
+		}
 		for _, c := range converters {
 			bk := tx.Bucket(c.bucket)
 			var keys, values [][]byte
@@ -280,6 +289,9 @@ func testConvertFromCompact(t *testing.T, version string) {
 	}
 	rewritten := 0
 	err = b.Update(func(tx *bbolt.Tx) error {
+		if err := toEmailsIndex(tx); err != nil {
+			return err
+		}
 		for _, name := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
 			bk := tx.Bucket(name)
 			var keys, values [][]byte
@@ -361,6 +373,18 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the open: %v, %v", diff, err)
 	}
+	// The emails index went into the addresses index.
+	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s3@example.com")); err != nil || sub.Email != "s3@example.com" {
+		t.Fatalf("SubscriberByAddress after the open: %+v, %v", sub, err)
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketEmails) != nil {
+			return errors.New("bucket emails still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// A job of the old form is retried and sent as before.
 	if err := db.RetryJob(ctx, jobs[1], db.Now(), "451 later"); err != nil {
 		t.Fatal(err)
@@ -382,6 +406,27 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
 	}
+}
+
+// toEmailsIndex replaces the addresses index with the emails index of
+// schema version 4 and before: each subscriber's case-folded address ->
+// its id (record.ID).
+func toEmailsIndex(tx *bbolt.Tx) error {
+	emails, err := tx.CreateBucket(bucketEmails)
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket(bucketSubscribers).ForEach(func(k, v []byte) error {
+		var sub consent.Subscriber
+		if err := decodeAt(tx, bucketSubscribers, k, v, &sub); err != nil {
+			return err
+		}
+		return emails.Put([]byte(consent.AddressKey(sub.Email)), record.ID(sub.ID))
+	})
+	if err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bucketAddresses)
 }
 
 // unshareLedger rewrites every ledger event and personal record without

@@ -104,7 +104,9 @@ func Open(path string, o Options) (*DB, error) {
 		err = b.View(checkBuckets)
 	} else if err = b.Update(func(tx *bbolt.Tx) error { return createBuckets(tx, db.hasher) }); err == nil {
 		if err = convertRecords(b); err == nil {
-			err = buildTree(b)
+			if err = convertAddresses(b, db.hasher); err == nil {
+				err = buildTree(b)
+			}
 		}
 	}
 	if err != nil {
@@ -148,7 +150,7 @@ func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
 	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
-	bucketEvidence}
+	bucketEvidence, bucketAddresses}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.

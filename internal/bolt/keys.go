@@ -6,6 +6,7 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"time"
 
@@ -22,7 +23,8 @@ var (
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
 	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
-	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id (record.ID)
+	bucketAddresses   = []byte("addresses")      // addressIndexKey -> nil
+	bucketEmails      = []byte("emails")         // schema version 4 and before: case-folded address -> subscriber id (record.ID); see convertAddresses
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
@@ -65,7 +67,7 @@ var (
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
-		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
+		bucketAddresses, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
@@ -200,6 +202,24 @@ func pairKey(a, b string) []byte {
 	k = append(k, a...)
 	k = append(k, 0)
 	return append(k, b...)
+}
+
+// addressIndexKey names subscriber id under its case-folded address key
+// in the addresses index: addressPrefix, then the id's 22 bytes
+// (record.ID). 30 bytes instead of the address and the id, and an
+// address read back from no index key.
+func addressIndexKey(h *consent.Hasher, key, id string) []byte {
+	return append(addressPrefix(h, key), record.ID(id)...)
+}
+
+// addressPrefix returns the first 8 bytes of the hash of address key
+// key (consent.Hasher, keyed: nobody can make two addresses share them on
+// purpose). Two addresses of a few billion share them by chance; a
+// lookup tells them apart by the subscribers' addresses
+// (subscriberByKey).
+func addressPrefix(h *consent.Hasher, key string) []byte {
+	b, _ := hex.DecodeString(h.Hash(key)[:16]) // lower-case hex
+	return b
 }
 
 // ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the

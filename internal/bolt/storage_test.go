@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -456,5 +457,72 @@ func TestTreeStoresNoLevelOneHashes(t *testing.T) {
 	signups(21, 30)
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK || rep.Events != 30 {
 		t.Fatalf("VerifyLedger after more events: %+v, %v", rep, err)
+	}
+}
+
+// TestAddressesIndexByHash: the address index keys a subscriber by 8
+// bytes of its address's hash and its id, not by the address; two
+// addresses whose hashes start alike (as one pair in billions does) are
+// told apart by the subscribers' addresses; an address change and an
+// erasure move and drop the entry.
+func TestAddressesIndexByHash(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	ids := map[string]string{}
+	for _, addr := range []string{"a@example.com", "b@example.com"} {
+		a, _ := consent.ParseAddress(addr)
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := db.SubscriberByAddress(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[addr] = sub.ID
+	}
+	keys := func() [][]byte {
+		var out [][]byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			if tx.Bucket([]byte("emails")) != nil {
+				t.Fatal("bucket emails still there")
+			}
+			return tx.Bucket(bucketAddresses).ForEach(func(k, _ []byte) error {
+				out = append(out, bytes.Clone(k))
+				return nil
+			})
+		})
+		return out
+	}
+	for _, addr := range []string{"a@example.com", "b@example.com"} {
+		want := append(addressPrefix(db.hasher, addr), record.ID(ids[addr])...)
+		if !slices.ContainsFunc(keys(), func(k []byte) bool { return bytes.Equal(k, want) }) {
+			t.Fatalf("no key %x for %s in %x", want, addr, keys())
+		}
+	}
+	// c@ takes b@'s hash prefix, and b@ a's: lookups read the records.
+	c, _ := consent.ParseAddress("c@example.com")
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAddresses)
+		if err := b.Put(append(addressPrefix(db.hasher, "c@example.com"), record.ID(ids["b@example.com"])...), nil); err != nil {
+			return err
+		}
+		return b.Put(append(addressPrefix(db.hasher, "b@example.com"), record.ID(ids["a@example.com"])...), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SubscriberByAddress(ctx, c); consent.ErrorCode(err) != consent.ENotFound {
+		t.Fatalf("c@ found: %v", err)
+	}
+	b, _ := consent.ParseAddress("b@example.com")
+	if sub, err := db.SubscriberByAddress(ctx, b); err != nil || sub.ID != ids["b@example.com"] {
+		t.Fatalf("b@: %+v, %v", sub, err)
+	}
+	if err := db.Erase(ctx, ids["a@example.com"], "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys() {
+		if bytes.Equal(k[8:], record.ID(ids["a@example.com"])) && bytes.Equal(k[:8], addressPrefix(db.hasher, "a@example.com")) {
+			t.Fatalf("a@'s key after erasure")
+		}
 	}
 }
