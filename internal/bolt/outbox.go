@@ -270,7 +270,8 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 
 // A queued confirmation mail leaves to its request what the request
 // holds too (sharedWithRequest: the form, topics, Message-ID, locale,
-// link expiry and channels), 60 bytes, and is stored with
+// link expiry, channels and, when the mail was queued with the request,
+// the time), 60 bytes, and is stored with
 // record.RefMagic; decodeAt fills them back from the request. Those
 // fields of a request never change. The mail keeps its subscriber, by
 // which an erasure or a sweep finds it after the request is gone; such a
@@ -282,7 +283,7 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 // its request from r into j.
 func sharedWithRequest(j *consent.Job, r *consent.Request) {
 	j.Form, j.Topics, j.MessageID, j.Locale, j.TokenExpires = r.Form, r.Topics, r.MessageID, r.Locale, r.Expires
-	j.Channels, j.Phone, j.PostalAddress = r.Channels, r.Phone, r.PostalAddress
+	j.Channels, j.Phone, j.PostalAddress, j.Created = r.Channels, r.Phone, r.PostalAddress, r.Created
 }
 
 // leaveToRequest returns v, a job about to be stored in bucket, without

@@ -135,11 +135,12 @@ const (
 
 // internFields are the fields of a ledger event, its personal record or
 // a request whose values many of them share (the import batch or form,
-// the page, the hash of the wording agreed to, a browser's user agent),
+// the form's id, the page, the hash of the wording agreed to, a
+// browser's user agent),
 // stored once in the database's Strings (see MarshalEvent and
 // MarshalWith). A user agent in the table outlives the personal records
 // that cite it, which erasure deletes: alone it names no one.
-var internFields = map[string]bool{"source": true, "page": true, "wording": true, "user_agent": true}
+var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
 
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
