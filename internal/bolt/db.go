@@ -422,9 +422,15 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
 			x.ID = string(k)
 		}
+		if b[0] == record.RefMagic && x.Created.IsZero() {
+			x.Created = idTime(x.ID)
+		}
 	case *consent.Request:
 		if x.ID == "" && bytes.Equal(bucket, bucketRequests) {
 			x.ID = string(k)
+		}
+		if b[0] == record.RefMagic && x.Created.IsZero() {
+			x.Created = idTime(x.ID)
 		}
 	case *consent.Job:
 		switch {
@@ -443,6 +449,51 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		}
 	}
 	return nil
+}
+
+// leaveOut returns v, about to be stored at key in bucket, without the
+// fields that another record or its key give back, and whether it left
+// any (the record is then stored with record.RefMagic, and decodeAt puts
+// them back): a queued confirmation mail's fields its request holds
+// (leaveToRequest), a subscriber's or request's creation time when its
+// id starts with it.
+func leaveOut(tx *bbolt.Tx, bucket, key []byte, v any) (any, bool, error) {
+	switch x := v.(type) {
+	case consent.Subscriber:
+		return leaveOut(tx, bucket, key, &x)
+	case consent.Request:
+		return leaveOut(tx, bucket, key, &x)
+	case *consent.Subscriber:
+		if bytes.Equal(bucket, bucketSubscribers) && x.ID == string(key) && createdAtID(x.Created, x.ID) {
+			c := *x
+			c.Created = time.Time{}
+			return &c, true, nil
+		}
+	case *consent.Request:
+		if bytes.Equal(bucket, bucketRequests) && x.ID == string(key) && createdAtID(x.Created, x.ID) {
+			c := *x
+			c.Created = time.Time{}
+			return &c, true, nil
+		}
+	}
+	return leaveToRequest(tx, bucket, v)
+}
+
+// idTime returns the time an id of consent.NewID starts with (its first
+// 6 bytes, milliseconds since 1970); zero for another id.
+func idTime(id string) time.Time {
+	b := record.ID(id)
+	if len(b) != 22 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(beUint64(b[:6]))).UTC()
+}
+
+// createdAtID reports whether t is the time id starts with, exactly as
+// idTime gives it back.
+func createdAtID(t time.Time, id string) bool {
+	at := idTime(id)
+	return !at.IsZero() && t.Equal(at) && t.Location() == time.UTC
 }
 
 // keyed returns v without the fields its key in bucket holds, for the
@@ -495,17 +546,19 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var b []byte
 	var err error
 	switch {
-	case sharedIn(bucket):
-		short, ref, lerr := leaveToRequest(tx, bucket, v)
+	case compact(bucket) || sharedIn(bucket):
+		short, ref, lerr := leaveOut(tx, bucket, key, v)
 		if lerr != nil {
 			return lerr
 		}
-		b, err = record.MarshalWith(keyed(bucket, key, short), sharedStrings(tx))
+		var strs *record.Strings
+		if sharedIn(bucket) {
+			strs = sharedStrings(tx)
+		}
+		b, err = record.MarshalWith(keyed(bucket, key, short), strs)
 		if ref && err == nil {
 			b[0] = record.RefMagic
 		}
-	case compact(bucket):
-		b, err = record.Marshal(keyed(bucket, key, v))
 	default:
 		b, err = json.Marshal(v)
 	}

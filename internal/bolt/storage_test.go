@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -524,5 +525,50 @@ func TestAddressesIndexByHash(t *testing.T) {
 		if bytes.Equal(k[8:], record.ID(ids["a@example.com"])) && bytes.Equal(k[:8], addressPrefix(db.hasher, "a@example.com")) {
 			t.Fatalf("a@'s key after erasure")
 		}
+	}
+}
+
+// TestCreatedLeftToID: a subscriber and a request created at the time
+// their id starts with leave the time to the id, and read back whole; one
+// created at another time keeps it.
+func TestCreatedLeftToID(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	a, _ := consent.ParseAddress("a@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := db.Request(ctx, sub.PendingRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sub.Created.Equal(db.Now()) || !req.Created.Equal(db.Now()) {
+		t.Fatalf("created %v and %v, want %v", sub.Created, req.Created, db.Now())
+	}
+	first := func(bucket []byte, id string) byte {
+		var b byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			b = tx.Bucket(bucket).Get([]byte(id))[0]
+			return nil
+		})
+		return b
+	}
+	if first(bucketSubscribers, sub.ID) != record.RefMagic || first(bucketRequests, req.ID) != record.RefMagic {
+		t.Fatalf("subscriber and request stored with their creation time")
+	}
+	later := *sub
+	later.Created = sub.Created.Add(5 * time.Millisecond)
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return put(tx, bucketSubscribers, []byte(sub.ID), &later) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Subscriber(ctx, sub.ID); err != nil || !reflect.DeepEqual(*got, later) {
+		t.Fatalf("subscriber created later than its id read back as %+v, %v", got, err)
+	}
+	if first(bucketSubscribers, sub.ID) != record.Magic {
+		t.Fatalf("subscriber created later than its id stored without its time")
 	}
 }
