@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -43,8 +44,9 @@ import (
 //	                                        kind: n bytes written out, known
 //	                                        string n, n bytes of hex, n bytes
 //	                                        of an id, an id and n bytes, shared
-//	                                        string n, or an id and shared
-//	                                        string n (see encoder.string)
+//	                                        string n, an id and shared
+//	                                        string n, or an IP address's
+//	                                        bytes (see encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
@@ -131,6 +133,9 @@ const (
 	// An id's idLen bytes, then number header>>3 in the database's
 	// Strings: a Message-ID, whose domain is the same in most of them.
 	stringIDInterned = 6
+	// An IP address as netip writes it: header>>3 0 and its 4 bytes, or
+	// 1 and its 16 bytes. The last kind three bits name.
+	stringIP = 7
 )
 
 // internFields are the fields of a ledger event, its personal record or
@@ -569,11 +574,38 @@ func (e *encoder) string(s string) {
 			return
 		}
 	}
+	if raw, ok := ipBytes(s); ok && 1+len(raw) < uvarintLen(uint64(len(s))<<3)+len(s) {
+		e.uvarint(uint64(len(raw)/16)<<3 | stringIP)
+		e.buf = append(e.buf, raw...)
+		return
+	}
 	if !utf8.ValidString(s) {
 		s = validUTF8(s)
 	}
 	e.uvarint(uint64(len(s))<<3 | stringInline)
 	e.buf = append(e.buf, s...)
+}
+
+// ipBytes returns the bytes of s when s is an IP address written as
+// netip writes those bytes back (no zone, no leading zeros, lower case).
+func ipBytes(s string) ([]byte, bool) {
+	if len(s) < len("::") || len(s) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255") {
+		return nil, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, false
+	}
+	raw := a.AsSlice()
+	if back, _ := netip.AddrFromSlice(raw); back.String() != s {
+		return nil, false
+	}
+	return raw, true
+}
+
+func uvarintLen(n uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], n)
 }
 
 // validUTF8 replaces each byte of s that is not part of valid UTF-8 with
@@ -761,6 +793,8 @@ func (d *decoder) skip(wire uint64) error {
 			_, err = d.bytes(idLen + h>>3)
 		case stringIDInterned:
 			_, err = d.bytes(idLen)
+		case stringIP:
+			_, err = d.bytes(4 + 12*(h>>3&1))
 		}
 		return err
 	}
@@ -971,6 +1005,16 @@ func (d *decoder) string() (string, error) {
 		}
 		rest, err := d.strings.lookup(n)
 		return idString(id) + rest, err
+	case stringIP:
+		if n > 1 {
+			return "", fmt.Errorf("IP address of kind %d", n)
+		}
+		raw, err := d.bytes(4 + 12*n)
+		if err != nil {
+			return "", err
+		}
+		a, _ := netip.AddrFromSlice(raw)
+		return a.String(), nil
 	}
 	return "", fmt.Errorf("unknown string kind %d", h&7)
 }

@@ -279,3 +279,29 @@ func TestSharedMessageIDDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIPAddresses: a string that is an IP address as netip writes it
+// takes its 4 or 16 bytes, when fewer than its characters, and reads
+// back the same; one netip would write otherwise stays written out.
+func TestIPAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		ip    string
+		bytes int // of the value with its header
+	}{
+		{"198.51.100.7", 1 + 4}, {"2001:db8:85a3:8d3:1319:8a2e:370:7348", 1 + 16}, {"2001:db8::1", 1 + 11},
+		{"::ffff:192.0.2.1", 1 + 16},
+		{"192.0.2.01", 1 + 10}, {"2001:DB8::1", 1 + 11}, {"fe80::1%eth0", 1 + 12}, {"1.2.3", 1 + 5},
+	} {
+		b, err := Marshal(&consent.Personal{IP: tc.ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p consent.Personal
+		if err := Unmarshal(b, &p); err != nil || p.IP != tc.ip {
+			t.Errorf("%q read back as %q, %v", tc.ip, p.IP, err)
+		}
+		if n := len(b) - 2; n != tc.bytes { // the magic byte and the field's key
+			t.Errorf("%q takes %d bytes, want %d", tc.ip, n, tc.bytes)
+		}
+	}
+}
