@@ -14,7 +14,8 @@ import (
 // Campaign audiences from indexes (see consent.AudienceFacts).
 //
 // The sub_topics entry of a confirmed subscription holds the address
-// hash of its subscriber and its audience facts (AudienceFacts.Encode);
+// hash of its subscriber (its first addrHashLen bytes) and its audience
+// facts (AudienceFacts.Encode);
 // the evidence bucket holds one key per subscriber, topic and basis the
 // ledger proves, written as each event is appended. Both are in
 // subscriber id order within a topic, so a preview reads them side by
@@ -60,13 +61,20 @@ func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 	return nil
 }
 
-// addressHash returns the hash of sub's address that sub_topics keeps
-// with the facts of its confirmed subscriptions (nil for nil).
+// addrHashLen is how much of an address hash sub_topics keeps: two
+// addresses of a database and the suppression list agree in 16 bytes of
+// a keyed hash by chance one time in 2^128 per pair, and a campaign run
+// checks each person it picks on the record again.
+const addrHashLen = 16
+
+// addressHash returns the part of the hash of sub's address that
+// sub_topics keeps with the facts of its confirmed subscriptions (nil for
+// nil).
 func addressHash(h *consent.Hasher, sub *consent.Subscriber) ([]byte, error) {
 	if sub == nil {
 		return nil, nil
 	}
-	raw, err := hex.DecodeString(h.Hash(consent.AddressKey(sub.Email)))
+	raw, err := hex.DecodeString(h.Hash(consent.AddressKey(sub.Email))[:2*addrHashLen])
 	if err != nil {
 		return nil, fmt.Errorf("bolt: address hash: %w", err)
 	}
@@ -109,7 +117,7 @@ type audienceReader struct {
 	topic string
 	// supp holds the address hashes suppressed for the topic or all; nil
 	// looks each up in the suppressions bucket.
-	supp map[[32]byte]bool
+	supp map[[addrHashLen]byte]bool
 	// ev follows the walk through the evidence bucket; nil for lookups
 	// one at a time.
 	ev  *follower
@@ -118,8 +126,8 @@ type audienceReader struct {
 
 // suppressedHashes reads the address hashes suppressed for topic or for
 // every topic.
-func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
-	out := map[[32]byte]bool{}
+func suppressedHashes(tx *bbolt.Tx, topic string) (map[[addrHashLen]byte]bool, error) {
+	out := map[[addrHashLen]byte]bool{}
 	err := tx.Bucket(bucketSuppressed).ForEach(func(k, _ []byte) error {
 		i := bytes.IndexByte(k, 0)
 		if i != 64 {
@@ -128,8 +136,8 @@ func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
 		if scope := string(k[i+1:]); scope != topic && scope != consent.ScopeAll {
 			return nil
 		}
-		var h [32]byte
-		if _, err := hex.Decode(h[:], k[:i]); err != nil {
+		var h [addrHashLen]byte
+		if _, err := hex.Decode(h[:], k[:2*addrHashLen]); err != nil {
 			return fmt.Errorf("bolt: suppression key: %w", err)
 		}
 		out[h] = true
@@ -141,11 +149,11 @@ func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
 // facts decodes the address hash and facts stored for subscriber id (v,
 // from sub_topics) and looks up its evidence and suppression.
 func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
-	if len(v) < 32 {
+	if len(v) < addrHashLen {
 		return consent.AudienceFacts{}, fmt.Errorf("bolt: sub_topics entry of %x: %d bytes", id, len(v))
 	}
-	h := v[:32]
-	f, err := consent.DecodeAudienceFacts(v[32:])
+	h := v[:addrHashLen]
+	f, err := consent.DecodeAudienceFacts(v[addrHashLen:])
 	if err != nil {
 		return f, err
 	}
@@ -156,17 +164,25 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 	} else {
 		f.Evidence = r.tx.Bucket(bucketEvidence).Get(r.key) != nil
 	}
-	switch {
-	case r.supp != nil:
-		f.Suppressed = r.supp[[32]byte(h)]
-	default:
-		sp, err := suppressed(r.tx, hex.EncodeToString(h), r.topic)
-		if err != nil {
-			return f, err
-		}
-		f.Suppressed = sp != nil
+	if r.supp != nil {
+		f.Suppressed = r.supp[[addrHashLen]byte(h)]
+	} else {
+		f.Suppressed = suppressedPrefix(r.tx, h, r.topic)
 	}
 	return f, nil
+}
+
+// suppressedPrefix reports whether an address whose hash starts with h
+// is suppressed for topic or for all.
+func suppressedPrefix(tx *bbolt.Tx, h []byte, topic string) bool {
+	prefix := []byte(hex.EncodeToString(h))
+	c := tx.Bucket(bucketSuppressed).Cursor()
+	for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
+		if i := bytes.IndexByte(k, 0); i == 64 && (string(k[i+1:]) == topic || string(k[i+1:]) == consent.ScopeAll) {
+			return true
+		}
+	}
+	return false
 }
 
 // answer applies the audience rule with sel to subscriber id, whose
@@ -205,7 +221,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	sel := consent.NewAudienceSelector(c, now, p)
 	prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
 	var cursor []byte
-	var supp map[[32]byte]bool
+	var supp map[[addrHashLen]byte]bool
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return consent.CampaignPreview{}, err

@@ -28,7 +28,8 @@ import (
 // Version 3: the sub_topics, addr_hash and evidence keys take a
 // subscriber id's 22 bytes. Version 4: statuses and bases in keys take a
 // byte, audience facts are of version 2, and a confirmed subscription's
-// sub_topics entry holds the address hash that addr_hash held.
+// sub_topics entry holds the first 16 bytes of the address hash that
+// addr_hash held.
 const derivedVersion = "4"
 
 // tracked reports whether writes to bucket move counters and indexes.

@@ -55,7 +55,7 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (32 bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis (basisCodes) -> nil: the ledger proves basis (consent.IsEvidence)

@@ -289,8 +289,10 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 	if err := db.view(func(tx *bbolt.Tx) error {
 		id := record.ID(sub.ID)
 		v := tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00\x02"), id...))
-		if h, _ := hex.DecodeString(db.AddressHash(a)); len(v) < 32 || !bytes.Equal(v[:32], h) {
-			return fmt.Errorf("sub_topics entry under %x: %x, want the address hash %x first", id, v, h)
+		if h, _ := hex.DecodeString(db.AddressHash(a)); len(v) < 16 || !bytes.Equal(v[:16], h[:16]) {
+			return fmt.Errorf("sub_topics entry under %x: %x, want the address hash %x first", id, v, h[:16])
+		} else if _, err := consent.DecodeAudienceFacts(v[16:]); err != nil {
+			return fmt.Errorf("sub_topics entry under %x: %x: %w", id, v, err)
 		}
 		ek := append(append([]byte("news\x00"), id...), "\x00c"...)
 		if tx.Bucket(bucketEvidence).Get(ek) == nil {
