@@ -167,9 +167,7 @@ func toJSON(t *testing.T, path string) {
 			return err
 		}
 		for _, c := range converters {
-			bk := tx.Bucket(c.bucket)
-			var keys, values [][]byte
-			err := bk.ForEach(func(k, v []byte) error {
+			_, err := rewriteBucket(tx.Bucket(c.bucket), func(k, v []byte) ([]byte, error) {
 				var js []byte
 				var err error
 				switch {
@@ -188,16 +186,10 @@ func toJSON(t *testing.T, path string) {
 				default:
 					js, err = rejson[consent.Job](tx, c.bucket, k, v)
 				}
-				keys, values = append(keys, bytes.Clone(k)), append(values, js)
-				return err
+				return js, err
 			})
 			if err != nil {
 				return err
-			}
-			for i := range keys {
-				if err := bk.Put(keys[i], values[i]); err != nil {
-					return err
-				}
 			}
 		}
 		// The tree as one key per stored hash, leaves included.
@@ -293,9 +285,7 @@ func testConvertFromCompact(t *testing.T, version string) {
 			return err
 		}
 		for _, name := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
-			bk := tx.Bucket(name)
-			var keys, values [][]byte
-			err := bk.ForEach(func(k, v []byte) error {
+			n, err := rewriteBucket(tx.Bucket(name), func(k, v []byte) ([]byte, error) {
 				var x any
 				switch {
 				case bytes.Equal(name, bucketSubscribers):
@@ -306,24 +296,18 @@ func testConvertFromCompact(t *testing.T, version string) {
 					x = new(consent.Job)
 				}
 				if err := decodeAt(tx, name, k, v, x); err != nil {
-					return err
+					return nil, err
 				}
 				full, err := record.Marshal(x)
 				if bytes.Equal(full, v) {
-					return fmt.Errorf("%s %x: stored with its key fields already", name, k)
+					return nil, fmt.Errorf("%s %x: stored with its key fields already", name, k)
 				}
-				keys, values = append(keys, bytes.Clone(k)), append(values, full)
-				return err
+				return full, err
 			})
 			if err != nil {
 				return err
 			}
-			for i := range keys {
-				if err := bk.Put(keys[i], values[i]); err != nil {
-					return err
-				}
-				rewritten++
-			}
+			rewritten += n
 		}
 		if err := unshareLedger(tx); err != nil {
 			return err
@@ -433,35 +417,45 @@ func toEmailsIndex(tx *bbolt.Tx) error {
 // the table of shared strings, as before any string was shared.
 func unshareLedger(tx *bbolt.Tx) error {
 	for _, name := range [][]byte{bucketLedger, bucketPersonal} {
-		bk := tx.Bucket(name)
-		var keys, values [][]byte
-		err := bk.ForEach(func(k, v []byte) error {
-			var plain []byte
-			var err error
+		_, err := rewriteBucket(tx.Bucket(name), func(k, v []byte) ([]byte, error) {
 			if bytes.Equal(name, bucketLedger) {
 				var ev consent.Event
-				if err = decodeEvent(tx, k, v, &ev); err == nil {
-					plain, err = record.MarshalEvent(&ev, ev.Prev, nil)
+				if err := decodeEvent(tx, k, v, &ev); err != nil {
+					return nil, err
 				}
-			} else {
-				var p consent.Personal
-				if err = decodeAt(tx, name, k, v, &p); err == nil {
-					plain, err = record.Marshal(&p)
-				}
+				return record.MarshalEvent(&ev, ev.Prev, nil)
 			}
-			keys, values = append(keys, bytes.Clone(k)), append(values, plain)
-			return err
+			var p consent.Personal
+			if err := decodeAt(tx, name, k, v, &p); err != nil {
+				return nil, err
+			}
+			return record.Marshal(&p)
 		})
 		if err != nil {
 			return err
 		}
-		for i := range keys {
-			if err := bk.Put(keys[i], values[i]); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
+}
+
+// rewriteBucket replaces every value of bk with what fn makes of it, and
+// returns how many it replaced.
+func rewriteBucket(bk *bbolt.Bucket, fn func(k, v []byte) ([]byte, error)) (int, error) {
+	var keys, values [][]byte
+	err := bk.ForEach(func(k, v []byte) error {
+		nv, err := fn(k, v)
+		keys, values = append(keys, bytes.Clone(k)), append(values, nv)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i := range keys {
+		if err := bk.Put(keys[i], values[i]); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
 }
 
 // dumpAll returns every record of db as Dump yields it.

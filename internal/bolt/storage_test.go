@@ -278,21 +278,8 @@ func TestConfirmJobRefersToRequest(t *testing.T) {
 	db, form, _, _ := openClockedDB(t)
 	var want []consent.Job
 	for _, addr := range []string{"a@example.com", "b@example.com", "c@example.com"} {
-		a, _ := consent.ParseAddress(addr)
-		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en"},
-			consent.Wording{}); err != nil {
-			t.Fatal(err)
-		}
-		sub, err := db.SubscriberByAddress(ctx, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, err := db.Request(ctx, sub.PendingRequest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		j := *consent.ConfirmJob(sub, req, req.Created)
-		want = append(want, j)
+		sub, req := pendingSignup(t, db, form, addr)
+		want = append(want, *consent.ConfirmJob(sub, req, req.Created))
 	}
 	jobs, err := db.DueJobs(ctx, db.Now(), 10, nil)
 	if err != nil || len(jobs) != 3 {
@@ -471,14 +458,7 @@ func TestAddressesIndexByHash(t *testing.T) {
 	db, form, _, _ := openClockedDB(t)
 	ids := map[string]string{}
 	for _, addr := range []string{"a@example.com", "b@example.com"} {
-		a, _ := consent.ParseAddress(addr)
-		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
-			t.Fatal(err)
-		}
-		sub, err := db.SubscriberByAddress(ctx, a)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub, _ := pendingSignup(t, db, form, addr)
 		ids[addr] = sub.ID
 	}
 	keys := func() [][]byte {
@@ -534,18 +514,7 @@ func TestAddressesIndexByHash(t *testing.T) {
 func TestCreatedLeftToID(t *testing.T) {
 	ctx := context.Background()
 	db, form, _, _ := openClockedDB(t)
-	a, _ := consent.ParseAddress("a@example.com")
-	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := db.SubscriberByAddress(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := db.Request(ctx, sub.PendingRequest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub, req := pendingSignup(t, db, form, "a@example.com")
 	if !sub.Created.Equal(db.Now()) || !req.Created.Equal(db.Now()) {
 		t.Fatalf("created %v and %v, want %v", sub.Created, req.Created, db.Now())
 	}
@@ -571,4 +540,24 @@ func TestCreatedLeftToID(t *testing.T) {
 	if first(bucketSubscribers, sub.ID) != record.Magic {
 		t.Fatalf("subscriber created later than its id stored without its time")
 	}
+}
+
+// pendingSignup signs addr up to news on form and returns the subscriber
+// and the request pending.
+func pendingSignup(t *testing.T, db *DB, form consent.Form, addr string) (*consent.Subscriber, *consent.Request) {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := consent.ParseAddress(addr)
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en"}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := db.Request(ctx, sub.PendingRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, req
 }
