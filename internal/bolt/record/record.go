@@ -147,6 +147,11 @@ const (
 // that cite it, which erasure deletes: alone it names no one.
 var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
 
+// maxShared is the longest string the table of strings takes: one
+// longer (a forged user agent) is written out in its record, as no other
+// record shares it, and a bbolt key holds at most 32,768 bytes.
+const maxShared = 1024
+
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
 
@@ -369,7 +374,7 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && internFields[f.name] {
+	if e.strings != nil && wire == wireString && internFields[f.name] && len(v.String()) <= maxShared {
 		id, err := e.strings.intern(v.String())
 		if err != nil {
 			return err
@@ -554,7 +559,7 @@ func (e *encoder) string(s string) {
 	if len(s) >= idChars {
 		if id, ok := idBytes(s[:idChars]); ok {
 			rest := s[idChars:]
-			if e.strings != nil && len(rest) > 1 && rest[0] == '@' {
+			if e.strings != nil && len(rest) > 1 && len(rest) <= maxShared && rest[0] == '@' {
 				n, err := e.strings.intern(rest)
 				if err != nil {
 					e.err = err

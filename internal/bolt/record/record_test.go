@@ -2,9 +2,11 @@ package record
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,5 +305,39 @@ func TestIPAddresses(t *testing.T) {
 		if n := len(b) - 2; n != tc.bytes { // the magic byte and the field's key
 			t.Errorf("%q takes %d bytes, want %d", tc.ip, n, tc.bytes)
 		}
+	}
+}
+
+// TestLongSharedStringWrittenOut: a value of a shared field longer than
+// maxShared (a forged user agent of a megabyte) is written out, not put in
+// the table, whose keys it would not fit.
+func TestLongSharedStringWrittenOut(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("strings"))
+		if err != nil {
+			return err
+		}
+		strs := &Strings{B: b}
+		p := &consent.Personal{Salt: "s", UserAgent: strings.Repeat("x", 1<<20)}
+		v, err := MarshalWith(p, strs)
+		if err != nil {
+			return err
+		}
+		var back consent.Personal
+		if err := UnmarshalWith(v, &back, strs); err != nil || back != *p {
+			return fmt.Errorf("read back %d bytes of user agent, %v", len(back.UserAgent), err)
+		}
+		if n := b.Stats().KeyN; n != 0 {
+			return fmt.Errorf("%d strings in the table", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
