@@ -83,6 +83,7 @@ var (
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
 	keyEvenLeaf   = []byte("ledger_even_leaf") // be64 record number + leaf hash of the last even record (see storeTreeHashes)
+	keyLastPair   = []byte("ledger_last_pair") // be64 record number + level-1 hash of the last record that completed only that level (see storeTreeHashes)
 )
 
 // appendOnly reports whether new keys of bucket name mostly sort after

@@ -39,8 +39,11 @@ func storeTreeHashes(tx *bbolt.Tx, seq uint64, leaf []byte) error {
 		// reading and hashing this event again.
 		return tx.Bucket(bucketMeta).Put(keyEvenLeaf, append(u64(uint64(n)), hashes[0][:]...))
 	}
-	if len(hashes) <= 2 { // only level 1, which is not stored
-		return nil
+	if len(hashes) <= 2 {
+		// Only level 1, which is not stored. The append two records on
+		// needs it for level 2; keeping it spares hashing these two
+		// events again then.
+		return tx.Bucket(bucketMeta).Put(keyLastPair, append(u64(uint64(n)), hashes[1][:]...))
 	}
 	v := make([]byte, 0, (len(hashes)-2)*len(tlog.Hash{}))
 	for _, h := range hashes[2:] {
@@ -65,6 +68,9 @@ func storedHash(tx *bbolt.Tx, level int, n int64) (tlog.Hash, error) {
 	v := tx.Bucket(bucketTree).Get(u64(uint64(n)))
 	low := treeLevels(n, v)
 	if level < low { // level 1, not stored
+		if v := tx.Bucket(bucketMeta).Get(keyLastPair); len(v) == 8+len(tlog.Hash{}) && beUint64(v[:8]) == uint64(n) {
+			return tlog.Hash(v[8:]), nil
+		}
 		left, err := leafHash(tx, n-1)
 		if err != nil {
 			return tlog.Hash{}, err
