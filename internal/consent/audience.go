@@ -88,15 +88,7 @@ const (
 // in nanoseconds. A subscriber's facts thus take about 15 bytes.
 func (f AudienceFacts) Encode() []byte {
 	b := make([]byte, 3, 3+4*binary.MaxVarintLen64)
-	b[0], b[1] = factsV2, basisOther
-	switch f.Basis {
-	case BasisConsent:
-		b[1] = basisConsent
-	case BasisSoftOptIn:
-		b[1] = basisSoft
-	case BasisLegitimateInterest:
-		b[1] = basisLI
-	}
+	b[0], b[1] = factsV2, factsBasis(f.Basis)
 	if f.NoticePending {
 		b[2] |= factsNotice
 	}
@@ -125,6 +117,19 @@ func (f AudienceFacts) Encode() []byte {
 		}
 	}
 	return b
+}
+
+// factsBasis returns the code of basis b in an encoded AudienceFacts.
+func factsBasis(b Basis) byte {
+	switch b {
+	case BasisConsent:
+		return basisConsent
+	case BasisSoftOptIn:
+		return basisSoft
+	case BasisLegitimateInterest:
+		return basisLI
+	}
+	return basisOther
 }
 
 // times returns f's times in their encoded order.

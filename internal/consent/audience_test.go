@@ -127,15 +127,7 @@ func TestAudienceFactsEncoding(t *testing.T) {
 // encodeFactsV1 is AudienceFacts.Encode of version 1: fixed-width
 // big-endian nanoseconds.
 func encodeFactsV1(f AudienceFacts) []byte {
-	b := []byte{1, basisOther, 0}
-	switch f.Basis {
-	case BasisConsent:
-		b[1] = basisConsent
-	case BasisSoftOptIn:
-		b[1] = basisSoft
-	case BasisLegitimateInterest:
-		b[1] = basisLI
-	}
+	b := []byte{1, factsBasis(f.Basis), 0}
 	if f.NoticePending {
 		b[2] = 1
 	}

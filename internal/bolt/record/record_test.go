@@ -213,17 +213,7 @@ func BenchmarkMarshal(b *testing.B) {
 // its id's bytes and the number of its domain, stored once for every
 // record; the records read back as from JSON, and not without the table.
 func TestSharedMessageIDDomain(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucket([]byte("strings"))
-		if err != nil {
-			return err
-		}
-		strs := &Strings{B: b}
+	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
 		id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{2}))
 		ms := time.Date(2026, 12, 2, 22, 0, 0, 123e6, time.UTC)
 		records := append(codecRecords(),
@@ -277,9 +267,6 @@ func TestSharedMessageIDDomain(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestIPAddresses: a string that is an IP address as netip writes it
@@ -312,17 +299,7 @@ func TestIPAddresses(t *testing.T) {
 // maxShared (a forged user agent of a megabyte) is written out, not put in
 // the table, whose keys it would not fit.
 func TestLongSharedStringWrittenOut(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucket([]byte("strings"))
-		if err != nil {
-			return err
-		}
-		strs := &Strings{B: b}
+	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
 		p := &consent.Personal{Salt: "s", UserAgent: strings.Repeat("x", 1<<20)}
 		v, err := MarshalWith(p, strs)
 		if err != nil {
@@ -336,6 +313,24 @@ func TestLongSharedStringWrittenOut(t *testing.T) {
 			return fmt.Errorf("%d strings in the table", n)
 		}
 		return nil
+	})
+}
+
+// withStrings runs fn in a read-write transaction of a new database with
+// an empty table of strings.
+func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs *Strings) error) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("strings"))
+		if err != nil {
+			return err
+		}
+		return fn(b, &Strings{B: b})
 	})
 	if err != nil {
 		t.Fatal(err)
