@@ -3,12 +3,14 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -280,9 +282,42 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 // mails stand alone: they wait for the operator, and a sweep may take the
 // request meanwhile.
 
+// requestShare is the part of a request a confirmation mail shares with
+// it, decoded alone (readRequestShare): the request's other shared
+// strings are not looked up.
+type requestShare struct {
+	Subscriber    string                       `json:"subscriber"`
+	Form          string                       `json:"form"`
+	Topics        []string                     `json:"topics"`
+	Locale        string                       `json:"locale"`
+	Created       time.Time                    `json:"created"`
+	Expires       time.Time                    `json:"expires"`
+	MessageID     string                       `json:"message_id"`
+	Channels      map[string][]consent.Channel `json:"channels,omitempty"`
+	Phone         string                       `json:"phone,omitempty"`
+	PostalAddress string                       `json:"postal_address,omitempty"`
+}
+
+// readRequestShare reads the share of request id as a consent.Request
+// would read it (decodeAt), and whether the request exists.
+func readRequestShare(tx *bbolt.Tx, id string) (*requestShare, bool, error) {
+	v := tx.Bucket(bucketRequests).Get([]byte(id))
+	if v == nil {
+		return nil, false, nil
+	}
+	r := new(requestShare)
+	if err := record.UnmarshalWith(v, r, sharedStrings(tx)); err != nil {
+		return nil, false, fmt.Errorf("bolt: decode request %s: %w", id, err)
+	}
+	if v[0] == record.RefMagic && r.Created.IsZero() {
+		r.Created = idTime(id)
+	}
+	return r, true, nil
+}
+
 // sharedWithRequest copies the fields a confirmation mail shares with
 // its request from r into j.
-func sharedWithRequest(j *consent.Job, r *consent.Request) {
+func sharedWithRequest(j *consent.Job, r *requestShare) {
 	j.Form, j.Topics, j.MessageID, j.Locale, j.TokenExpires = r.Form, r.Topics, r.MessageID, r.Locale, r.Expires
 	j.Channels, j.Phone, j.PostalAddress, j.Created = r.Channels, r.Phone, r.PostalAddress, r.Created
 }
@@ -304,21 +339,18 @@ func leaveToRequest(tx *bbolt.Tx, bucket []byte, v any) (any, bool, error) {
 	if !bytes.Equal(bucket, bucketOutbox) || j.Kind != consent.JobConfirm || j.Request == "" {
 		return v, false, nil
 	}
-	var r consent.Request
-	if ok, err := get(tx, bucketRequests, []byte(j.Request), &r); err != nil || !ok || r.Subscriber != j.Subscriber {
+	r, ok, err := readRequestShare(tx, j.Request)
+	if err != nil || !ok || r.Subscriber != j.Subscriber || !givenByRequest(&j, r) {
 		return v, false, err
 	}
-	if !givenByRequest(&j, &r) {
-		return v, false, nil
-	}
 	short := j
-	sharedWithRequest(&short, &consent.Request{})
+	sharedWithRequest(&short, &requestShare{})
 	return &short, true, nil
 }
 
 // givenByRequest reports whether sharedWithRequest from r gives back
 // exactly the fields j has.
-func givenByRequest(j *consent.Job, r *consent.Request) bool {
+func givenByRequest(j *consent.Job, r *requestShare) bool {
 	return j.Form == r.Form && j.MessageID == r.MessageID && j.Locale == r.Locale && j.TokenExpires == r.Expires &&
 		j.Created == r.Created && j.Phone == r.Phone && j.PostalAddress == r.PostalAddress &&
 		slices.Equal(j.Topics, r.Topics) && (j.Topics == nil) == (r.Topics == nil) &&
@@ -328,10 +360,10 @@ func givenByRequest(j *consent.Job, r *consent.Request) bool {
 // fillFromRequest puts back into j what leaveToRequest left to its
 // request; a request that is gone leaves j as it is.
 func fillFromRequest(tx *bbolt.Tx, j *consent.Job) error {
-	var r consent.Request
-	if ok, err := get(tx, bucketRequests, []byte(j.Request), &r); err != nil || !ok {
+	r, ok, err := readRequestShare(tx, j.Request)
+	if err != nil || !ok {
 		return err
 	}
-	sharedWithRequest(j, &r)
+	sharedWithRequest(j, r)
 	return nil
 }

@@ -561,3 +561,18 @@ func pendingSignup(t *testing.T, db *DB, form consent.Form, addr string) (*conse
 	}
 	return sub, req
 }
+
+// TestRequestShareIsPartOfRequest: every field of requestShare is one of
+// consent.Request's, with its json name and type, so the share reads as
+// the request would.
+func TestRequestShareIsPartOfRequest(t *testing.T) {
+	req := reflect.TypeFor[consent.Request]()
+	share := reflect.TypeFor[requestShare]()
+	for i := range share.NumField() {
+		f := share.Field(i)
+		rf, ok := req.FieldByName(f.Name)
+		if !ok || rf.Type != f.Type || rf.Tag.Get("json") != f.Tag.Get("json") {
+			t.Errorf("requestShare.%s (%s, %q) is not consent.Request's", f.Name, f.Type, f.Tag.Get("json"))
+		}
+	}
+}
