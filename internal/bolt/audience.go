@@ -13,14 +13,15 @@ import (
 
 // Campaign audiences from indexes (see consent.AudienceFacts).
 //
-// The sub_topics entry of a confirmed subscription holds its audience
-// facts (AudienceFacts.Encode); the evidence bucket holds one key per subscriber,
-// topic and basis the ledger proves, written as each event is appended;
-// addr_hash holds each subscriber's address hash, written with the
-// address. All three are in subscriber id order within a topic, so a
-// preview reads them side by side in one pass over the topic's confirmed
-// subscriptions, and checks each hash against the topic's suppressions
-// read once into memory. It decodes no record and no ledger event.
+// The sub_topics entry of a confirmed subscription holds the address
+// hash of its subscriber (its first addrHashLen bytes) and its audience
+// facts (AudienceFacts.Encode);
+// the evidence bucket holds one key per subscriber, topic and basis the
+// ledger proves, written as each event is appended. Both are in
+// subscriber id order within a topic, so a preview reads them side by
+// side in one pass over the topic's confirmed subscriptions, and checks
+// each hash against the topic's suppressions read once into memory. It
+// decodes no record and no ledger event.
 
 // evidenceKey names, in the evidence bucket, the proof of basis for topic
 // of subscriber id.
@@ -29,11 +30,16 @@ func evidenceKey(topic, id string, basis consent.Basis) []byte {
 	return appendEvidenceKey(nil, topic, []byte(id), basis)
 }
 
-// appendEvidenceKey appends evidenceKey to k.
+// appendEvidenceKey appends evidenceKey to k: the basis as its code
+// (basisCodes), or written out.
 func appendEvidenceKey(k []byte, topic string, id []byte, basis consent.Basis) []byte {
 	k = append(append(k, topic...), 0)
 	k = appendID(k, id)
-	return append(append(k, 0), basis...)
+	k = append(k, 0)
+	if c, ok := basisCodes[basis]; ok {
+		return append(k, c)
+	}
+	return append(k, basis...)
 }
 
 // markEvidence notes in the evidence bucket each topic and basis ev
@@ -55,20 +61,24 @@ func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 	return nil
 }
 
-// putAddrHash stores h (hex, consent.Hasher) as subscriber id's address
-// hash, unless it is stored already. The key is the id's 22 bytes
-// (record.ID).
-func putAddrHash(tx *bbolt.Tx, id []byte, h string) error {
-	raw, err := hex.DecodeString(h)
+// addrHashLen is how much of an address hash sub_topics keeps: two
+// addresses of a database and the suppression list agree in 16 bytes of
+// a keyed hash by chance one time in 2^128 per pair, and a campaign run
+// checks each person it picks on the record again.
+const addrHashLen = 16
+
+// addressHash returns the part of the hash of sub's address that
+// sub_topics keeps with the facts of its confirmed subscriptions (nil for
+// nil).
+func addressHash(h *consent.Hasher, sub *consent.Subscriber) ([]byte, error) {
+	if sub == nil {
+		return nil, nil
+	}
+	raw, err := hex.DecodeString(h.Hash(consent.AddressKey(sub.Email))[:2*addrHashLen])
 	if err != nil {
-		return fmt.Errorf("bolt: address hash: %w", err)
+		return nil, fmt.Errorf("bolt: address hash: %w", err)
 	}
-	id = appendID(nil, id)
-	b := bucketOf(tx, bucketAddrHash)
-	if bytes.Equal(b.Get(id), raw) {
-		return nil
-	}
-	return b.Put(id, raw)
+	return raw, nil
 }
 
 // follower reads a bucket's keys alongside a walk in key order: at
@@ -107,17 +117,17 @@ type audienceReader struct {
 	topic string
 	// supp holds the address hashes suppressed for the topic or all; nil
 	// looks each up in the suppressions bucket.
-	supp map[[32]byte]bool
-	// ev and hashes follow the walk through the evidence and addr_hash
-	// buckets; nil for lookups one at a time.
-	ev, hashes *follower
-	key, hk    []byte // scratch: the evidence and addr_hash keys
+	supp map[[addrHashLen]byte]bool
+	// ev follows the walk through the evidence bucket; nil for lookups
+	// one at a time.
+	ev  *follower
+	key []byte // scratch: the evidence key
 }
 
 // suppressedHashes reads the address hashes suppressed for topic or for
 // every topic.
-func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
-	out := map[[32]byte]bool{}
+func suppressedHashes(tx *bbolt.Tx, topic string) (map[[addrHashLen]byte]bool, error) {
+	out := map[[addrHashLen]byte]bool{}
 	err := tx.Bucket(bucketSuppressed).ForEach(func(k, _ []byte) error {
 		i := bytes.IndexByte(k, 0)
 		if i != 64 {
@@ -126,8 +136,8 @@ func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
 		if scope := string(k[i+1:]); scope != topic && scope != consent.ScopeAll {
 			return nil
 		}
-		var h [32]byte
-		if _, err := hex.Decode(h[:], k[:i]); err != nil {
+		var h [addrHashLen]byte
+		if _, err := hex.Decode(h[:], k[:2*addrHashLen]); err != nil {
 			return fmt.Errorf("bolt: suppression key: %w", err)
 		}
 		out[h] = true
@@ -136,10 +146,14 @@ func suppressedHashes(tx *bbolt.Tx, topic string) (map[[32]byte]bool, error) {
 	return out, err
 }
 
-// facts decodes the facts stored for subscriber id (v, from sub_topics)
-// and looks up its evidence and suppression.
+// facts decodes the address hash and facts stored for subscriber id (v,
+// from sub_topics) and looks up its evidence and suppression.
 func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
-	f, err := consent.DecodeAudienceFacts(v)
+	if len(v) < addrHashLen {
+		return consent.AudienceFacts{}, fmt.Errorf("bolt: sub_topics entry of %x: %d bytes", id, len(v))
+	}
+	h := v[:addrHashLen]
+	f, err := consent.DecodeAudienceFacts(v[addrHashLen:])
 	if err != nil {
 		return f, err
 	}
@@ -150,28 +164,25 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 	} else {
 		f.Evidence = r.tx.Bucket(bucketEvidence).Get(r.key) != nil
 	}
-	var h []byte
-	r.hk = appendID(r.hk[:0], id)
-	if r.hashes != nil {
-		k, v := r.hashes.to(r.hk)
-		if bytes.Equal(k, r.hk) {
-			h = v
-		}
+	if r.supp != nil {
+		f.Suppressed = r.supp[[addrHashLen]byte(h)]
 	} else {
-		h = r.tx.Bucket(bucketAddrHash).Get(r.hk)
-	}
-	switch {
-	case len(h) != 32: // none lacks one; the run checks each record it picks again
-	case r.supp != nil:
-		f.Suppressed = r.supp[[32]byte(h)]
-	default:
-		sp, err := suppressed(r.tx, hex.EncodeToString(h), r.topic)
-		if err != nil {
-			return f, err
-		}
-		f.Suppressed = sp != nil
+		f.Suppressed = suppressedPrefix(r.tx, h, r.topic)
 	}
 	return f, nil
+}
+
+// suppressedPrefix reports whether an address whose hash starts with h
+// is suppressed for topic or for all.
+func suppressedPrefix(tx *bbolt.Tx, h []byte, topic string) bool {
+	prefix := []byte(hex.EncodeToString(h))
+	c := tx.Bucket(bucketSuppressed).Cursor()
+	for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
+		if i := bytes.IndexByte(k, 0); i == 64 && (string(k[i+1:]) == topic || string(k[i+1:]) == consent.ScopeAll) {
+			return true
+		}
+	}
+	return false
 }
 
 // answer applies the audience rule with sel to subscriber id, whose
@@ -210,7 +221,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 	sel := consent.NewAudienceSelector(c, now, p)
 	prefix := topicIndexPrefix(c.Topic, consent.StatusConfirmed)
 	var cursor []byte
-	var supp map[[32]byte]bool
+	var supp map[[addrHashLen]byte]bool
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return consent.CampaignPreview{}, err
@@ -230,7 +241,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			}
 			from := append(append([]byte(nil), prefix...), cursor...)
 			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,
-				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), "")), hashes: newFollower(tx.Bucket(bucketAddrHash), appendID(nil, cursor))}
+				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), ""))}
 			cur := tx.Bucket(bucketSubTopics).Cursor()
 			k, v := cur.Seek(from)
 			if cursor != nil && bytes.Equal(k, from) {

@@ -3,6 +3,8 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"strings"
@@ -85,10 +87,12 @@ d@example.com,news,consent,2025-01-01,shop,
 		t.Fatal(err)
 	}
 	err = raw.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketEvidence, bucketAddrHash} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
+		if err := tx.DeleteBucket(bucketEvidence); err != nil {
+			return err
+		}
+		// The address hashes as derived version 3 kept them.
+		if ah, err := tx.CreateBucket(bucketAddrHash); err != nil || ah.Put([]byte("id"), make([]byte, 32)) != nil {
+			return fmt.Errorf("addr_hash: %v", err)
 		}
 		b := tx.Bucket(bucketSubTopics)
 		var keys [][]byte
@@ -117,6 +121,14 @@ d@example.com,news,consent,2025-01-01,shop,
 	if got := derivedContents(t, db.bolt); !maps.Equal(got, built) {
 		t.Errorf("derived buckets rebuilt on open: got %d keys, want the %d written with the records", len(got), len(built))
 	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketAddrHash) != nil {
+			return errors.New("bucket addr_hash left after the rebuild")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 	if pv, err := db.PreviewCampaign(ctx, c.ID, p); err != nil || pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
 		t.Errorf("PreviewCampaign after the rebuild: got %+v, %v, want %+v", pv, err, want)
 	}
@@ -138,7 +150,7 @@ func derivedContents(t *testing.T, b *bbolt.DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := b.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketSubTopics, bucketEvidence, bucketAddrHash} {
+		for _, name := range [][]byte{bucketSubTopics, bucketEvidence} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				out[string(name)+"/"+string(k)] = string(v)
 				return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -80,7 +81,7 @@ func convertRecords(db *bbolt.DB) error {
 	}); err != nil || version == SchemaVersion {
 		return err
 	}
-	if version == keyedSchema { // compact already: decodeAt reads both forms
+	if slices.Contains(readableSchemas, version) { // compact already: decodeAt reads every form
 		return setSchema(db)
 	}
 	for _, c := range converters {
@@ -178,6 +179,49 @@ func convertTree(db *bbolt.DB) error {
 		})
 		if err != nil || last {
 			return err
+		}
+	}
+}
+
+// convertAddresses moves the entries of the emails index of schema
+// version 4 and before (address -> subscriber id) into the addresses
+// index (addressIndexKey), in transactions of convertChunk, and then
+// deletes it; an interrupted conversion resumes at the next open, and
+// lookups read both meanwhile (subscriberByKey).
+func convertAddresses(db *bbolt.DB, h *consent.Hasher) error {
+	for {
+		done := false
+		err := db.Update(func(tx *bbolt.Tx) error {
+			old := tx.Bucket(bucketEmails)
+			if old == nil {
+				done = true
+				return nil
+			}
+			b := tx.Bucket(bucketAddresses)
+			var moved [][]byte
+			c := old.Cursor()
+			for k, v := c.First(); k != nil && len(moved) < convertChunk; k, v = c.Next() {
+				if err := b.Put(addressIndexKey(h, string(k), record.IDString(v)), nil); err != nil {
+					return err
+				}
+				moved = append(moved, bytes.Clone(k))
+			}
+			if len(moved) < convertChunk {
+				done = true
+				return tx.DeleteBucket(bucketEmails)
+			}
+			for _, k := range moved {
+				if err := old.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("converting the emails index: %w", err)
+		}
+		if done {
+			return nil
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -109,10 +110,15 @@ func TestConvertFromJSON(t *testing.T) {
 		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
 			return fmt.Errorf("schema version %q after the conversion, want %q", v, SchemaVersion)
 		}
-		if tx.Bucket(bucketOldTree) != nil {
-			return fmt.Errorf("bucket %s still there", bucketOldTree)
+		for _, name := range [][]byte{bucketOldTree, bucketEmails} {
+			if tx.Bucket(name) != nil {
+				return fmt.Errorf("bucket %s still there", name)
+			}
 		}
 		for _, c := range converters {
+			if bytes.Equal(c.bucket, bucketEmails) {
+				continue // gone into addresses
+			}
 			if err := tx.Bucket(c.bucket).ForEach(func(k, v []byte) error {
 				if !c.converted(v) {
 					return fmt.Errorf("%s %x not converted: %s", c.bucket, k, v)
@@ -157,10 +163,11 @@ func toJSON(t *testing.T, path string) {
 	}
 	defer b.Close()
 	err = b.Update(func(tx *bbolt.Tx) error {
+		if err := toEmailsIndex(tx); err != nil {
+			return err
+		}
 		for _, c := range converters {
-			bk := tx.Bucket(c.bucket)
-			var keys, values [][]byte
-			err := bk.ForEach(func(k, v []byte) error {
+			_, err := rewriteBucket(tx.Bucket(c.bucket), func(k, v []byte) ([]byte, error) {
 				var js []byte
 				var err error
 				switch {
@@ -169,7 +176,7 @@ func toJSON(t *testing.T, path string) {
 					err = decodeEvent(tx, k, v, &ev)
 					js = ev.LeafData()
 				case bytes.Equal(c.bucket, bucketPersonal):
-					js, err = record.PersonalJSON(v)
+					js, err = record.PersonalJSON(v, sharedStrings(tx))
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):
@@ -179,16 +186,10 @@ func toJSON(t *testing.T, path string) {
 				default:
 					js, err = rejson[consent.Job](tx, c.bucket, k, v)
 				}
-				keys, values = append(keys, bytes.Clone(k)), append(values, js)
-				return err
+				return js, err
 			})
 			if err != nil {
 				return err
-			}
-			for i := range keys {
-				if err := bk.Put(keys[i], values[i]); err != nil {
-					return err
-				}
 			}
 		}
 		// The tree as one key per stored hash, leaves included.
@@ -229,10 +230,18 @@ func rejson[T any](tx *bbolt.Tx, bucket, k, v []byte) ([]byte, error) {
 
 // TestConvertFromSchema2: a database of schema version 2, whose compact
 // subscribers, requests and outbox jobs repeat their keys (id, due time),
-// reads the same before and after its first read-write open, which only
-// sets the version; new records leave those fields to their keys and the
-// old ones still read.
+// and of schema version 3, whose personal records, events and requests
+// write out their user agents and wordings, reads the same before and
+// after its first read-write open, which only sets the version; new
+// records leave those fields to their keys and the table of shared
+// strings, and the old ones still read.
 func TestConvertFromSchema2(t *testing.T) {
+	for _, version := range readableSchemas {
+		t.Run("version "+version, func(t *testing.T) { testConvertFromCompact(t, version) })
+	}
+}
+
+func testConvertFromCompact(t *testing.T, version string) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v2.db")
 	opts := Options{HMACKey: bytes.Repeat([]byte{5}, 32), MessageIDDomain: "mail.example"}
@@ -247,7 +256,8 @@ func TestConvertFromSchema2(t *testing.T) {
 	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
 	for i := range 20 {
 		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
-		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w); err != nil {
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"},
+			Page: "https://shop.example/", IP: "192.0.2.1", UserAgent: "Mozilla/5.0"}, w); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,17 +272,20 @@ func TestConvertFromSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rewrite them as schema version 2 wrote them: every field in the
-	// value.
+	// value, and no string in the table; the ledger's events and
+	// personal records with no string in the table either (schema 2 and
+	// 3 kept user agents and wordings in them).
 	b, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rewritten := 0
 	err = b.Update(func(tx *bbolt.Tx) error {
+		if err := toEmailsIndex(tx); err != nil {
+			return err
+		}
 		for _, name := range [][]byte{bucketSubscribers, bucketRequests, bucketOutbox, bucketParked} {
-			bk := tx.Bucket(name)
-			var keys, values [][]byte
-			err := bk.ForEach(func(k, v []byte) error {
+			n, err := rewriteBucket(tx.Bucket(name), func(k, v []byte) ([]byte, error) {
 				var x any
 				switch {
 				case bytes.Equal(name, bucketSubscribers):
@@ -283,26 +296,23 @@ func TestConvertFromSchema2(t *testing.T) {
 					x = new(consent.Job)
 				}
 				if err := decodeAt(tx, name, k, v, x); err != nil {
-					return err
+					return nil, err
 				}
 				full, err := record.Marshal(x)
 				if bytes.Equal(full, v) {
-					return fmt.Errorf("%s %x: stored with its key fields already", name, k)
+					return nil, fmt.Errorf("%s %x: stored with its key fields already", name, k)
 				}
-				keys, values = append(keys, bytes.Clone(k)), append(values, full)
-				return err
+				return full, err
 			})
 			if err != nil {
 				return err
 			}
-			for i := range keys {
-				if err := bk.Put(keys[i], values[i]); err != nil {
-					return err
-				}
-				rewritten++
-			}
+			rewritten += n
 		}
-		return tx.Bucket(bucketMeta).Put(keySchema, []byte(keyedSchema))
+		if err := unshareLedger(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(version))
 	})
 	b.Close()
 	if err != nil {
@@ -337,12 +347,27 @@ func TestConvertFromSchema2(t *testing.T) {
 		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != SchemaVersion {
 			return fmt.Errorf("schema version %q after the open, want %q", v, SchemaVersion)
 		}
+		if v := tx.Bucket(bucketPersonal).Get(u64(2)); !bytes.Contains(v, []byte("Mozilla/5.0")) {
+			return fmt.Errorf("personal record 2 rewritten by the open: %q", v)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the open: %v, %v", diff, err)
+	}
+	// The emails index went into the addresses index.
+	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s3@example.com")); err != nil || sub.Email != "s3@example.com" {
+		t.Fatalf("SubscriberByAddress after the open: %+v, %v", sub, err)
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketEmails) != nil {
+			return errors.New("bucket emails still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	// A job of the old form is retried and sent as before.
 	if err := db.RetryJob(ctx, jobs[1], db.Now(), "451 later"); err != nil {
@@ -365,6 +390,72 @@ func TestConvertFromSchema2(t *testing.T) {
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
 	}
+}
+
+// toEmailsIndex replaces the addresses index with the emails index of
+// schema version 4 and before: each subscriber's case-folded address ->
+// its id (record.ID).
+func toEmailsIndex(tx *bbolt.Tx) error {
+	emails, err := tx.CreateBucket(bucketEmails)
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket(bucketSubscribers).ForEach(func(k, v []byte) error {
+		var sub consent.Subscriber
+		if err := decodeAt(tx, bucketSubscribers, k, v, &sub); err != nil {
+			return err
+		}
+		return emails.Put([]byte(consent.AddressKey(sub.Email)), record.ID(sub.ID))
+	})
+	if err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bucketAddresses)
+}
+
+// unshareLedger rewrites every ledger event and personal record without
+// the table of shared strings, as before any string was shared.
+func unshareLedger(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bucketLedger, bucketPersonal} {
+		_, err := rewriteBucket(tx.Bucket(name), func(k, v []byte) ([]byte, error) {
+			if bytes.Equal(name, bucketLedger) {
+				var ev consent.Event
+				if err := decodeEvent(tx, k, v, &ev); err != nil {
+					return nil, err
+				}
+				return record.MarshalEvent(&ev, ev.Prev, nil)
+			}
+			var p consent.Personal
+			if err := decodeAt(tx, name, k, v, &p); err != nil {
+				return nil, err
+			}
+			return record.Marshal(&p)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewriteBucket replaces every value of bk with what fn makes of it, and
+// returns how many it replaced.
+func rewriteBucket(bk *bbolt.Bucket, fn func(k, v []byte) ([]byte, error)) (int, error) {
+	var keys, values [][]byte
+	err := bk.ForEach(func(k, v []byte) error {
+		nv, err := fn(k, v)
+		keys, values = append(keys, bytes.Clone(k)), append(values, nv)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i := range keys {
+		if err := bk.Put(keys[i], values[i]); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
 }
 
 // dumpAll returns every record of db as Dump yields it.

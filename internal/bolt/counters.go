@@ -9,7 +9,6 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -27,8 +26,11 @@ import (
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
 // Version 3: the sub_topics, addr_hash and evidence keys take a
-// subscriber id's 22 bytes.
-const derivedVersion = "3"
+// subscriber id's 22 bytes. Version 4: statuses and bases in keys take a
+// byte, audience facts are of version 2, and a confirmed subscription's
+// sub_topics entry holds the first 16 bytes of the address hash that
+// addr_hash held.
+const derivedVersion = "4"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -67,12 +69,19 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
 		return err
 	}
-	if sub == nil {
-		if err := tx.Bucket(bucketAddrHash).Delete(appendID(nil, key)); err != nil {
-			return err
-		}
+	h, err := hasherOf(tx)
+	if err != nil {
+		return err
 	}
-	return reindex(tx, indexEntries(old), indexEntries(sub))
+	oldEntries, err := indexEntries(old, h)
+	if err != nil {
+		return err
+	}
+	entries, err := indexEntries(sub, h)
+	if err != nil {
+		return err
+	}
+	return reindex(tx, oldEntries, entries)
 }
 
 // del deletes key from bucket, keeping counters and indexes in step.
@@ -119,26 +128,34 @@ type indexEntry struct {
 }
 
 // indexEntries returns sub's index entries: one per subscription in
-// sub_topics (a confirmed one with its audience facts) and, for a
-// customer, one in customers and one in purchases.
-func indexEntries(sub *consent.Subscriber) []indexEntry {
+// sub_topics (a confirmed one with its address hash, by h, and its
+// audience facts) and, for a customer, one in customers and one in
+// purchases.
+func indexEntries(sub *consent.Subscriber, h *consent.Hasher) ([]indexEntry, error) {
 	if sub == nil {
-		return nil
+		return nil, nil
 	}
 	out := make([]indexEntry, 0, len(sub.Subscriptions)+2)
+	var hash []byte // computed for the first confirmed subscription
 	for t, s := range sub.Subscriptions {
-		var facts string
+		var value string
 		if f, ok := consent.FactsOf(sub, t); ok {
-			facts = string(f.Encode())
+			if hash == nil {
+				var err error
+				if hash, err = addressHash(h, sub); err != nil {
+					return nil, err
+				}
+			}
+			value = string(hash) + string(f.Encode())
 		}
-		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), facts})
+		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), value})
 	}
 	if !sub.LastPurchase.IsZero() {
 		at := timeKey(sub.LastPurchase)
 		out = append(out, indexEntry{bucketCustomers, sub.ID, string(at)},
 			indexEntry{bucketPurchases, string(at) + sub.ID, ""})
 	}
-	return out
+	return out, nil
 }
 
 // reindex removes the entries of old that sub no longer has and writes
@@ -244,6 +261,13 @@ func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error
 // for the suppression lookups of campaign audiences.
 func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.CounterDiff, error) {
 	kept := storedCounts(tx)
+	for _, name := range formerDerived {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, name := range derivedBuckets {
 		if tx.Bucket(name) != nil {
 			if err := tx.DeleteBucket(name); err != nil {
@@ -254,19 +278,12 @@ func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.Co
 			return nil, err
 		}
 	}
-	// The address hashes in id order, as the subscribers are walked, so
-	// that they fill their pages (appendOnly); of each address the emails
-	// index holds.
-	emails := tx.Bucket(bucketEmails)
 	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
-		if err := reindex(tx, nil, indexEntries(sub)); err != nil {
+		entries, err := indexEntries(sub, h)
+		if err != nil {
 			return err
 		}
-		key := consent.AddressKey(sub.Email)
-		if id := emails.Get([]byte(key)); id != nil && record.IDString(id) == sub.ID {
-			return putAddrHash(tx, []byte(sub.ID), h.Hash(key))
-		}
-		return nil
+		return reindex(tx, nil, entries)
 	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
 	if err != nil {
 		return nil, err

@@ -87,6 +87,7 @@ func Open(path string, o Options) (*DB, error) {
 		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
 	db.catalog.drop() // makes its maps
 	db.hasher = consent.NewHasher(db.hmac)
+	hashers.Store(b, db.hasher)
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -103,10 +104,13 @@ func Open(path string, o Options) (*DB, error) {
 		err = b.View(checkBuckets)
 	} else if err = b.Update(func(tx *bbolt.Tx) error { return createBuckets(tx, db.hasher) }); err == nil {
 		if err = convertRecords(b); err == nil {
-			err = buildTree(b)
+			if err = convertAddresses(b, db.hasher); err == nil {
+				err = buildTree(b)
+			}
 		}
 	}
 	if err != nil {
+		hashers.Delete(b)
 		b.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
@@ -146,7 +150,7 @@ func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
 	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
-	bucketEvidence, bucketAddrHash}
+	bucketEvidence, bucketAddresses}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -156,7 +160,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 			return fmt.Errorf("not an optin database: bucket %q missing", name)
 		}
 	}
-	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && v != keyedSchema {
+	if v := string(tx.Bucket(bucketMeta).Get(keySchema)); v != SchemaVersion && v != formerSchema && !slices.Contains(readableSchemas, v) {
 		return fmt.Errorf("schema version %q, this optin needs %q", v, SchemaVersion)
 	}
 	return nil
@@ -170,7 +174,21 @@ var ErrClosed = errors.New("bolt: database closed")
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() { close(db.closing) })
 	<-db.committed
+	defer hashers.Delete(db.bolt)
 	return db.bolt.Close()
+}
+
+// hashers holds the address hasher of each open database: track, which
+// keeps the address hashes in the audience index (indexEntries), runs
+// inside put, where only the transaction is at hand.
+var hashers sync.Map // *bbolt.DB -> *consent.Hasher
+
+// hasherOf returns the address hasher of tx's database.
+func hasherOf(tx *bbolt.Tx) (*consent.Hasher, error) {
+	if h, ok := hashers.Load(tx.DB()); ok {
+		return h.(*consent.Hasher), nil
+	}
+	return nil, errors.New("bolt: writing a subscriber to a database not opened by Open")
 }
 
 // Now returns the store's clock reading, in UTC with millisecond precision,
@@ -404,9 +422,15 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
 			x.ID = string(k)
 		}
+		if b[0] == record.RefMagic && x.Created.IsZero() {
+			x.Created = idTime(x.ID)
+		}
 	case *consent.Request:
 		if x.ID == "" && bytes.Equal(bucket, bucketRequests) {
 			x.ID = string(k)
+		}
+		if b[0] == record.RefMagic && x.Created.IsZero() {
+			x.Created = idTime(x.ID)
 		}
 	case *consent.Job:
 		switch {
@@ -420,8 +444,56 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		case bytes.Equal(bucket, bucketParked) && len(k) == 8 && x.ID == 0:
 			x.ID = beUint64(k)
 		}
+		if b[0] == record.RefMagic {
+			return fillFromRequest(tx, x)
+		}
 	}
 	return nil
+}
+
+// leaveOut returns v, about to be stored at key in bucket, without the
+// fields that another record or its key give back, and whether it left
+// any (the record is then stored with record.RefMagic, and decodeAt puts
+// them back): a queued confirmation mail's fields its request holds
+// (leaveToRequest), a subscriber's or request's creation time when its
+// id starts with it.
+func leaveOut(tx *bbolt.Tx, bucket, key []byte, v any) (any, bool, error) {
+	switch x := v.(type) {
+	case consent.Subscriber:
+		return leaveOut(tx, bucket, key, &x)
+	case consent.Request:
+		return leaveOut(tx, bucket, key, &x)
+	case *consent.Subscriber:
+		if bytes.Equal(bucket, bucketSubscribers) && x.ID == string(key) && createdAtID(x.Created, x.ID) {
+			c := *x
+			c.Created = time.Time{}
+			return &c, true, nil
+		}
+	case *consent.Request:
+		if bytes.Equal(bucket, bucketRequests) && x.ID == string(key) && createdAtID(x.Created, x.ID) {
+			c := *x
+			c.Created = time.Time{}
+			return &c, true, nil
+		}
+	}
+	return leaveToRequest(tx, bucket, v)
+}
+
+// idTime returns the time an id of consent.NewID starts with (its first
+// 6 bytes, milliseconds since 1970); zero for another id.
+func idTime(id string) time.Time {
+	b := record.ID(id)
+	if len(b) != 22 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(beUint64(b[:6]))).UTC()
+}
+
+// createdAtID reports whether t is the time id starts with, exactly as
+// idTime gives it back.
+func createdAtID(t time.Time, id string) bool {
+	at := idTime(id)
+	return !at.IsZero() && t.Equal(at) && t.Location() == time.UTC
 }
 
 // keyed returns v without the fields its key in bucket holds, for the
@@ -474,10 +546,19 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	var b []byte
 	var err error
 	switch {
-	case sharedIn(bucket):
-		b, err = record.MarshalWith(keyed(bucket, key, v), sharedStrings(tx))
-	case compact(bucket):
-		b, err = record.Marshal(keyed(bucket, key, v))
+	case compact(bucket) || sharedIn(bucket):
+		short, ref, lerr := leaveOut(tx, bucket, key, v)
+		if lerr != nil {
+			return lerr
+		}
+		var strs *record.Strings
+		if sharedIn(bucket) {
+			strs = sharedStrings(tx)
+		}
+		b, err = record.MarshalWith(keyed(bucket, key, short), strs)
+		if ref && err == nil {
+			b[0] = record.RefMagic
+		}
 	default:
 		b, err = json.Marshal(v)
 	}
@@ -530,7 +611,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	personal, err := record.Marshal(&p)
+	personal, err := record.MarshalWith(&p, sharedStrings(tx))
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,7 @@ var dumpers = []dumper{
 		if err := decodeEvent(tx, k, v, ev); err != nil {
 			return consent.StoreRecord{}, err
 		}
-		personal, err := record.PersonalJSON(tx.Bucket(bucketPersonal).Get(k))
+		personal, err := record.PersonalJSON(tx.Bucket(bucketPersonal).Get(k), sharedStrings(tx))
 		return consent.StoreRecord{Event: ev, Personal: personal}, err
 	}},
 	decoded(bucketOutbox, func(r *consent.StoreRecord, v *consent.Job) { r.Job = v }),

@@ -6,6 +6,7 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"time"
 
@@ -22,7 +23,8 @@ var (
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
 	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
-	bucketEmails      = []byte("emails")         // case-folded address -> subscriber id (record.ID)
+	bucketAddresses   = []byte("addresses")      // addressIndexKey -> nil
+	bucketEmails      = []byte("emails")         // schema version 4 and before: case-folded address -> subscriber id (record.ID); see convertAddresses
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
@@ -53,28 +55,35 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> audience facts (confirmed only, consent.AudienceFacts.Encode) or nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis -> nil: the ledger proves basis (consent.IsEvidence)
-	bucketAddrHash  = []byte("addr_hash")  // subscriber id (appendID) -> HMAC of the address key (32 bytes), to look suppressions up
+	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis (basisCodes) -> nil: the ledger proves basis (consent.IsEvidence)
+	// Derived version 3: subscriber id (appendID) -> HMAC of the address
+	// key (32 bytes); the sub_topics entries of confirmed subscriptions
+	// hold it now.
+	bucketAddrHash = []byte("addr_hash")
 
 	bucketStrings = []byte("strings") // strings many ledger events share (record.Strings)
 
 	allBuckets = [][]byte{bucketMeta, bucketTopics, bucketForms, bucketWordings, bucketSubscribers,
-		bucketEmails, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
+		bucketAddresses, bucketRequests, bucketLedger, bucketPersonal, bucketLedgerBySub, bucketOutbox,
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence, bucketAddrHash}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence}
 	// derivedBuckets hold what RebuildCounters recomputes from the records.
-	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence, bucketAddrHash}
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence}
+	// formerDerived held what RebuildCounters recomputed in a derived
+	// version before; it deletes them.
+	formerDerived = [][]byte{bucketAddrHash}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
 	keyEvenLeaf   = []byte("ledger_even_leaf") // be64 record number + leaf hash of the last even record (see storeTreeHashes)
+	keyLastPair   = []byte("ledger_last_pair") // be64 record number + level-1 hash of the last record that completed only that level (see storeTreeHashes)
 )
 
 // appendOnly reports whether new keys of bucket name mostly sort after
@@ -83,7 +92,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketAddrHash, bucketEvidence, bucketCustomers} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketEvidence, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -103,12 +112,13 @@ func compact(name []byte) bool {
 }
 
 // sharedIn reports whether the compact records of bucket keep the
-// strings many of them share (a form's source, a page, the domain of a
-// Message-ID) in bucket strings, as ledger events do. Subscribers do
+// strings many of them share (a form's source, a page, a wording's hash,
+// a user agent, the domain of a Message-ID) in bucket strings, as ledger
+// events do. Subscribers do
 // not: an export decodes them on other goroutines than the
 // transaction's.
 func sharedIn(name []byte) bool {
-	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked} {
+	for _, b := range [][]byte{bucketRequests, bucketOutbox, bucketParked, bucketPersonal} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -118,8 +128,9 @@ func sharedIn(name []byte) bool {
 
 // SchemaVersion is the schema version of the databases this optin
 // creates and writes: it is written on creation and Open refuses any
-// other value but formerSchema (bbolt databases have no migrations).
-const SchemaVersion = "3"
+// other value but formerSchema and readableSchemas, which it converts
+// (bbolt databases have no migrations).
+const SchemaVersion = "5"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -132,6 +143,26 @@ const formerSchema = "1"
 // open only sets the version, so that an optin of version 2 refuses the
 // records that leave them to their keys.
 const keyedSchema = "2"
+
+// sharedSchema is the version of databases whose personal records,
+// events and requests may still write out the user agents and wording
+// hashes that later ones keep in the table of strings: this optin reads
+// those as they are, and an open only sets the version, so that an optin
+// of version 3 refuses the records that need the table for them.
+const sharedSchema = "3"
+
+// standaloneSchema is the version of databases whose queued confirmation
+// mails hold every field, which later ones leave to their requests
+// (leaveToRequest), and whose ledger tree holds the hashes of level 1,
+// which later ones compute from the leaves (see tree.go): this optin
+// reads both as they are.
+const standaloneSchema = "4"
+
+// readableSchemas are the versions before SchemaVersion whose compact
+// records this optin reads as they are: an open only sets
+// SchemaVersion, so that an optin of such a version refuses the records
+// it could not read.
+var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)
@@ -172,6 +203,24 @@ func pairKey(a, b string) []byte {
 	k = append(k, a...)
 	k = append(k, 0)
 	return append(k, b...)
+}
+
+// addressIndexKey names subscriber id under its case-folded address key
+// in the addresses index: addressPrefix, then the id's 22 bytes
+// (record.ID). 30 bytes instead of the address and the id, and an
+// address read back from no index key.
+func addressIndexKey(h *consent.Hasher, key, id string) []byte {
+	return append(addressPrefix(h, key), record.ID(id)...)
+}
+
+// addressPrefix returns the first 8 bytes of the hash of address key
+// key (consent.Hasher, keyed: nobody can make two addresses share them on
+// purpose). Two addresses of a few billion share them by chance; a
+// lookup tells them apart by the subscribers' addresses
+// (subscriberByKey).
+func addressPrefix(h *consent.Hasher, key string) []byte {
+	b, _ := hex.DecodeString(h.Hash(key)[:16]) // lower-case hex
+	return b
 }
 
 // ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the
@@ -236,21 +285,35 @@ func campaignDueKey(at time.Time, kind byte, campaign, sub string) []byte {
 }
 
 // topicIndexKey names one subscription in sub_topics: by topic, then
-// status, then subscriber id (appendID: its 22 bytes, which sort as its
-// characters do), so that the subscribers holding a topic in one status
-// list in id order.
+// status (statusCodes), then subscriber id (appendID: its 22 bytes, which
+// sort as its characters do), so that the subscribers holding a topic in
+// one status list in id order.
 func topicIndexKey(topic string, s consent.Status, id string) []byte {
 	return appendID(topicIndexPrefix(topic, s), []byte(id))
 }
 
-// topicIndexPrefix is the part of topicIndexKey before the id.
+// topicIndexPrefix is the part of topicIndexKey before the id: the topic,
+// 0x00 and the status's code, or a status without one written out and
+// 0x00 (a letter comes after every code).
 func topicIndexPrefix(topic string, s consent.Status) []byte {
 	k := make([]byte, 0, len(topic)+len(s)+2+40)
 	k = append(k, topic...)
 	k = append(k, 0)
+	if c, ok := statusCodes[s]; ok {
+		return append(k, c)
+	}
 	k = append(k, s...)
 	return append(k, 0)
 }
+
+// statusCodes and basisCodes are the bytes index keys write the statuses
+// and bases as (derived version 4).
+var (
+	statusCodes = map[consent.Status]byte{consent.StatusPending: 1, consent.StatusConfirmed: 2,
+		consent.StatusUnsubscribed: 3, consent.StatusLapsed: 4}
+	basisCodes = map[consent.Basis]byte{consent.BasisConsent: 'c', consent.BasisSoftOptIn: 's',
+		consent.BasisLegitimateInterest: 'l'}
+)
 
 // appendID appends to k the stored form of the id written out in id
 // (record.ID: its 22 bytes, when it is one of consent.NewID's).

@@ -179,7 +179,7 @@ func (db *DB) erase(tx *bbolt.Tx, id, source string) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketEmails).Delete([]byte(key)); err != nil {
+	if err := tx.Bucket(bucketAddresses).Delete(addressIndexKey(db.hasher, key, id)); err != nil {
 		return err
 	}
 	prefix := pairKey(id, "")

@@ -1,11 +1,16 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -264,4 +269,101 @@ func (db *DB) ExpediteRetries(ctx context.Context, skip func(id uint64) bool) (i
 			return total, err
 		}
 	}
+}
+
+// A queued confirmation mail leaves to its request what the request
+// holds too (sharedWithRequest: the form, topics, Message-ID, locale,
+// link expiry, channels and, when the mail was queued with the request,
+// the time), 60 bytes, and is stored with
+// record.RefMagic; decodeAt fills them back from the request. Those
+// fields of a request never change. The mail keeps its subscriber, by
+// which an erasure or a sweep finds it after the request is gone; such a
+// mail reads without the request's fields and is not deliverable. Parked
+// mails stand alone: they wait for the operator, and a sweep may take the
+// request meanwhile.
+
+// requestShare is the part of a request a confirmation mail shares with
+// it, decoded alone (readRequestShare): the request's other shared
+// strings are not looked up.
+type requestShare struct {
+	Subscriber    string                       `json:"subscriber"`
+	Form          string                       `json:"form"`
+	Topics        []string                     `json:"topics"`
+	Locale        string                       `json:"locale"`
+	Created       time.Time                    `json:"created"`
+	Expires       time.Time                    `json:"expires"`
+	MessageID     string                       `json:"message_id"`
+	Channels      map[string][]consent.Channel `json:"channels,omitempty"`
+	Phone         string                       `json:"phone,omitempty"`
+	PostalAddress string                       `json:"postal_address,omitempty"`
+}
+
+// readRequestShare reads the share of request id as a consent.Request
+// would read it (decodeAt), and whether the request exists.
+func readRequestShare(tx *bbolt.Tx, id string) (*requestShare, bool, error) {
+	v := tx.Bucket(bucketRequests).Get([]byte(id))
+	if v == nil {
+		return nil, false, nil
+	}
+	r := new(requestShare)
+	if err := record.UnmarshalWith(v, r, sharedStrings(tx)); err != nil {
+		return nil, false, fmt.Errorf("bolt: decode request %s: %w", id, err)
+	}
+	if v[0] == record.RefMagic && r.Created.IsZero() {
+		r.Created = idTime(id)
+	}
+	return r, true, nil
+}
+
+// sharedWithRequest copies the fields a confirmation mail shares with
+// its request from r into j.
+func sharedWithRequest(j *consent.Job, r *requestShare) {
+	j.Form, j.Topics, j.MessageID, j.Locale, j.TokenExpires = r.Form, r.Topics, r.MessageID, r.Locale, r.Expires
+	j.Channels, j.Phone, j.PostalAddress, j.Created = r.Channels, r.Phone, r.PostalAddress, r.Created
+}
+
+// leaveToRequest returns v, a job about to be stored in bucket, without
+// the fields its request holds, and true, when it is a queued
+// confirmation mail that its request gives back exactly; else v and
+// false.
+func leaveToRequest(tx *bbolt.Tx, bucket []byte, v any) (any, bool, error) {
+	var j consent.Job
+	switch x := v.(type) {
+	case consent.Job:
+		j = x
+	case *consent.Job:
+		j = *x
+	default:
+		return v, false, nil
+	}
+	if !bytes.Equal(bucket, bucketOutbox) || j.Kind != consent.JobConfirm || j.Request == "" {
+		return v, false, nil
+	}
+	r, ok, err := readRequestShare(tx, j.Request)
+	if err != nil || !ok || r.Subscriber != j.Subscriber || !givenByRequest(&j, r) {
+		return v, false, err
+	}
+	short := j
+	sharedWithRequest(&short, &requestShare{})
+	return &short, true, nil
+}
+
+// givenByRequest reports whether sharedWithRequest from r gives back
+// exactly the fields j has.
+func givenByRequest(j *consent.Job, r *requestShare) bool {
+	return j.Form == r.Form && j.MessageID == r.MessageID && j.Locale == r.Locale && j.TokenExpires == r.Expires &&
+		j.Created == r.Created && j.Phone == r.Phone && j.PostalAddress == r.PostalAddress &&
+		slices.Equal(j.Topics, r.Topics) && (j.Topics == nil) == (r.Topics == nil) &&
+		(j.Channels == nil && r.Channels == nil || reflect.DeepEqual(j.Channels, r.Channels))
+}
+
+// fillFromRequest puts back into j what leaveToRequest left to its
+// request; a request that is gone leaves j as it is.
+func fillFromRequest(tx *bbolt.Tx, j *consent.Job) error {
+	r, ok, err := readRequestShare(tx, j.Request)
+	if err != nil || !ok {
+		return err
+	}
+	sharedWithRequest(j, r)
+	return nil
 }

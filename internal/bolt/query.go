@@ -97,7 +97,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 			var p *consent.Personal
 			if pv := pb.Get(k); pv != nil {
 				p = new(consent.Personal)
-				if err := decode(pv, p); err != nil {
+				if err := decodeAt(tx, bucketPersonal, k, pv, p); err != nil {
 					broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
 					return nil
 				}

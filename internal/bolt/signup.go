@@ -132,7 +132,7 @@ func (db *DB) confirmAddress(tx *bbolt.Tx, sub *consent.Subscriber, req *consent
 	if err != nil || ev == nil {
 		return ev == nil && err == nil, err
 	}
-	if err := tx.Bucket(bucketEmails).Delete([]byte(oldKey)); err != nil {
+	if err := tx.Bucket(bucketAddresses).Delete(addressIndexKey(db.hasher, oldKey, sub.ID)); err != nil {
 		return false, err
 	}
 	if err := db.putSubscriber(tx, sub, newKey); err != nil {
@@ -263,29 +263,45 @@ func requestAndSubscriber(tx *bbolt.Tx, id string) (*consent.Request, *consent.S
 	return req, sub, nil
 }
 
+// subscriberByKey returns the subscriber whose case-folded address key
+// is key, or nil: of those the addresses index names under the key's
+// prefix, the one whose address it is. A database whose emails index is
+// not converted yet (opened read-only) is read through that.
 func subscriberByKey(tx *bbolt.Tx, key string) (*consent.Subscriber, error) {
-	id := tx.Bucket(bucketEmails).Get([]byte(key))
-	if id == nil {
-		return nil, nil
+	var ids [][]byte
+	if old := tx.Bucket(bucketEmails); old != nil {
+		if id := old.Get([]byte(key)); id != nil {
+			ids = append(ids, id)
+		}
 	}
-	sub := new(consent.Subscriber)
-	if _, err := get(tx, bucketSubscribers, []byte(record.IDString(id)), sub); err != nil {
-		return nil, err
+	if b := tx.Bucket(bucketAddresses); b != nil {
+		h, err := hasherOf(tx)
+		if err != nil {
+			return nil, err
+		}
+		prefix := addressPrefix(h, key)
+		for _, k := range keysWithPrefix(b, prefix) {
+			ids = append(ids, k[len(prefix):])
+		}
 	}
-	return sub, nil
+	for _, id := range ids {
+		sub := new(consent.Subscriber)
+		if ok, err := get(tx, bucketSubscribers, []byte(record.IDString(id)), sub); err != nil {
+			return nil, err
+		} else if ok && consent.AddressKey(sub.Email) == key {
+			return sub, nil
+		}
+	}
+	return nil, nil
 }
 
 // putSubscriber stores sub under its id and the case-folded address
-// key, and the address's hash for the suppression lookups of campaign
-// audiences.
+// key.
 func (db *DB) putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
 	if err := put(tx, bucketSubscribers, []byte(sub.ID), sub); err != nil {
 		return err
 	}
-	if err := putAddrHash(tx, []byte(sub.ID), db.hashKey(key)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketEmails).Put([]byte(key), record.ID(sub.ID))
+	return tx.Bucket(bucketAddresses).Put(addressIndexKey(db.hasher, key, sub.ID), nil)
 }
 
 // putRequest stores req, and indexes it under its subscriber in

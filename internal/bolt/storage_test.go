@@ -3,18 +3,26 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/transfer"
 )
@@ -206,4 +214,365 @@ func storageSignups(b *testing.B, n int) storageUse {
 // where they sort).
 func storageAddress(prefix string, i int) string {
 	return fmt.Sprintf("%s%08x.%d@example.com", prefix, uint32(i)*2654435761, i)
+}
+
+// TestSharedStringsStoredOnce: the strings many signups share, a
+// browser's user agent, the hash of the wording they agreed to and the
+// form's id, are kept once in the table of strings, not in each personal
+// record, event and request; each still reads back whole.
+func TestSharedStringsStoredOnce(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{HMACKey: bytes.Repeat([]byte{5}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	w := consent.Wording{Form: "newsletter", Text: "Send me news", Topics: map[string]string{"news": "News"}}
+	const agent = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0"
+	for i := range 3 {
+		a, _ := consent.ParseAddress(fmt.Sprintf("s%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"},
+			IP: "192.0.2.1", UserAgent: agent}, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wording, _ := hex.DecodeString(w.Hash())
+	err = db.view(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketPersonal, bucketLedger, bucketRequests} {
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				if bytes.Contains(v, []byte(agent)) || bytes.Contains(v, wording) || bytes.Contains(v, []byte("newsletter")) {
+					return fmt.Errorf("%s %x holds the user agent, the wording hash or the form: %q", name, k, v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := consent.ParseAddress("s1@example.com")
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.Events(ctx, sub.ID)
+	if err != nil || len(evs) != 1 || evs[0].Personal == nil || evs[0].Personal.UserAgent != agent || evs[0].Wording != w.Hash() {
+		t.Fatalf("Events: %+v, %v", evs, err)
+	}
+}
+
+// TestConfirmJobRefersToRequest: a queued confirmation mail leaves what
+// its request holds (form, topics, Message-ID, locale, link expiry) to
+// the request and reads back whole; a retried one too. Parked, it stands
+// alone again. A job whose request is gone reads with what it holds
+// itself (its address and subscriber) and is not deliverable.
+func TestConfirmJobRefersToRequest(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	var want []consent.Job
+	for _, addr := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		sub, req := pendingSignup(t, db, form, addr)
+		want = append(want, *consent.ConfirmJob(sub, req, req.Created))
+	}
+	jobs, err := db.DueJobs(ctx, db.Now(), 10, nil)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("DueJobs: %d, %v", len(jobs), err)
+	}
+	for i := range jobs {
+		w := want[i]
+		w.ID, w.NextAt = jobs[i].ID, jobs[i].NextAt
+		if !reflect.DeepEqual(jobs[i], w) {
+			t.Fatalf("job %d read back as\n%+v\nwant\n%+v", i, jobs[i], w)
+		}
+	}
+	stored := func(bucket []byte, j consent.Job) []byte {
+		var v []byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			k := u64(j.ID)
+			if bytes.Equal(bucket, bucketOutbox) {
+				k = outboxKey(j.NextAt, j.ID)
+			}
+			v = bytes.Clone(tx.Bucket(bucket).Get(k))
+			return nil
+		})
+		return v
+	}
+	for _, j := range jobs {
+		v := stored(bucketOutbox, j)
+		if bytes.Contains(v, record.ID(j.MessageID[:36])) || bytes.Contains(v, []byte("newsletter")) {
+			t.Fatalf("job %d holds its Message-ID or form: %q", j.ID, v)
+		}
+	}
+	if err := db.RetryJob(ctx, jobs[0], db.Now(), "451 later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ParkJob(ctx, jobs[1], "550 no such user"); err != nil {
+		t.Fatal(err)
+	}
+	if v := stored(bucketParked, jobs[1]); !bytes.Contains(v, record.ID(jobs[1].MessageID[:36])) {
+		t.Fatalf("parked job does not stand alone: %q", v)
+	}
+	// The request of the third goes (as no store path does while its
+	// mail waits).
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketRequests).Delete([]byte(jobs[2].Request)) }); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.DueJobs(ctx, db.Now(), 10, nil)
+	if err != nil || len(again) != 2 {
+		t.Fatalf("DueJobs after: %d, %v", len(again), err)
+	}
+	w := want[0]
+	w.ID, w.NextAt, w.Attempts, w.LastError = again[0].ID, again[0].NextAt, 1, "451 later"
+	if !reflect.DeepEqual(again[0], w) {
+		t.Fatalf("retried job read back as\n%+v\nwant\n%+v", again[0], w)
+	}
+	if again[1].ID != jobs[2].ID || again[1].To != "c@example.com" || again[1].Subscriber != jobs[2].Subscriber || again[1].Request != jobs[2].Request {
+		t.Fatalf("job without its request: %+v", again[1])
+	}
+	if ok, err := db.Deliverable(ctx, again[1]); err != nil || ok {
+		t.Fatalf("Deliverable without its request: %v, %v", ok, err)
+	}
+}
+
+// TestTreeStoresNoLevelOneHashes: the ledger tree keeps no hash of two
+// leaves (a proof that needs one hashes the two events again): records
+// that complete only such a subtree take no key, the others one key with
+// the hashes of levels 2 and up. Tree hash and record proofs are those of
+// the events; a tree stored with the hashes of level 1, as before, reads
+// the same and grows on.
+func TestTreeStoresNoLevelOneHashes(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	signups := func(from, to int) {
+		for i := from; i < to; i++ {
+			a, _ := consent.ParseAddress(fmt.Sprintf("t%d@example.com", i))
+			if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	signups(0, 21)
+	// The tree as tlog stores it, every level, from the events.
+	stored := map[int64]tlog.Hash{}
+	var leaves []tlog.Hash
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = stored[x]
+		}
+		return out, nil
+	})
+	err := db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
+			var ev consent.Event
+			if err := decodeEvent(tx, k, v, &ev); err != nil {
+				return err
+			}
+			n := int64(len(leaves))
+			hs, err := tlog.StoredHashes(n, ev.LeafData(), reader)
+			for i, h := range hs {
+				stored[tlog.StoredHashIndex(0, n)+int64(i)] = h
+			}
+			leaves = append(leaves, tlog.RecordHash(ev.LeafData()))
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(leaves))
+	root, _ := tlog.TreeHash(n, reader)
+	check := func(when string) {
+		t.Helper()
+		if got, err := db.LedgerTree(ctx); err != nil || got.N < n {
+			t.Fatalf("LedgerTree %s: %+v, %v", when, got, err)
+		} else if got.N == n && got.Hash != root {
+			t.Fatalf("LedgerTree %s: %+v, want root %v", when, got, root)
+		}
+		dbReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return db.LedgerHashes(ctx, idx) })
+		for k := range n {
+			p, err := tlog.ProveRecord(n, k, dbReader)
+			if err == nil {
+				err = tlog.CheckRecord(p, n, root, k, leaves[k])
+			}
+			if err != nil {
+				t.Fatalf("proof of record %d %s: %v", k, when, err)
+			}
+		}
+		if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+			t.Fatalf("VerifyLedger %s: %+v, %v", when, rep, err)
+		}
+	}
+	check("as written")
+	err = db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketTree).ForEach(func(k, v []byte) error {
+			if levels := bits.TrailingZeros64(^beUint64(k)); levels < 2 || len(v) != (levels-1)*32 {
+				return fmt.Errorf("record %d completes %d levels and holds %d bytes", beUint64(k), levels, len(v))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every level from 1, as trees were stored before.
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketTree)
+		for r := range n {
+			var v []byte
+			for l := 1; l <= bits.TrailingZeros64(^uint64(r)); l++ {
+				h := stored[tlog.StoredHashIndex(l, r>>l)]
+				v = append(v, h[:]...)
+			}
+			if v != nil {
+				if err := b.Put(u64(uint64(r)), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("stored as before")
+	signups(21, 30)
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK || rep.Events != 30 {
+		t.Fatalf("VerifyLedger after more events: %+v, %v", rep, err)
+	}
+}
+
+// TestAddressesIndexByHash: the address index keys a subscriber by 8
+// bytes of its address's hash and its id, not by the address; two
+// addresses whose hashes start alike (as one pair in billions does) are
+// told apart by the subscribers' addresses; an address change and an
+// erasure move and drop the entry.
+func TestAddressesIndexByHash(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	ids := map[string]string{}
+	for _, addr := range []string{"a@example.com", "b@example.com"} {
+		sub, _ := pendingSignup(t, db, form, addr)
+		ids[addr] = sub.ID
+	}
+	keys := func() [][]byte {
+		var out [][]byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			if tx.Bucket([]byte("emails")) != nil {
+				t.Fatal("bucket emails still there")
+			}
+			return tx.Bucket(bucketAddresses).ForEach(func(k, _ []byte) error {
+				out = append(out, bytes.Clone(k))
+				return nil
+			})
+		})
+		return out
+	}
+	for _, addr := range []string{"a@example.com", "b@example.com"} {
+		want := append(addressPrefix(db.hasher, addr), record.ID(ids[addr])...)
+		if !slices.ContainsFunc(keys(), func(k []byte) bool { return bytes.Equal(k, want) }) {
+			t.Fatalf("no key %x for %s in %x", want, addr, keys())
+		}
+	}
+	// c@ takes b@'s hash prefix, and b@ a's: lookups read the records.
+	c, _ := consent.ParseAddress("c@example.com")
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAddresses)
+		if err := b.Put(append(addressPrefix(db.hasher, "c@example.com"), record.ID(ids["b@example.com"])...), nil); err != nil {
+			return err
+		}
+		return b.Put(append(addressPrefix(db.hasher, "b@example.com"), record.ID(ids["a@example.com"])...), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SubscriberByAddress(ctx, c); consent.ErrorCode(err) != consent.ENotFound {
+		t.Fatalf("c@ found: %v", err)
+	}
+	b, _ := consent.ParseAddress("b@example.com")
+	if sub, err := db.SubscriberByAddress(ctx, b); err != nil || sub.ID != ids["b@example.com"] {
+		t.Fatalf("b@: %+v, %v", sub, err)
+	}
+	if err := db.Erase(ctx, ids["a@example.com"], "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys() {
+		if bytes.Equal(k[8:], record.ID(ids["a@example.com"])) && bytes.Equal(k[:8], addressPrefix(db.hasher, "a@example.com")) {
+			t.Fatalf("a@'s key after erasure")
+		}
+	}
+}
+
+// TestCreatedLeftToID: a subscriber and a request created at the time
+// their id starts with leave the time to the id, and read back whole; one
+// created at another time keeps it.
+func TestCreatedLeftToID(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	sub, req := pendingSignup(t, db, form, "a@example.com")
+	if !sub.Created.Equal(db.Now()) || !req.Created.Equal(db.Now()) {
+		t.Fatalf("created %v and %v, want %v", sub.Created, req.Created, db.Now())
+	}
+	first := func(bucket []byte, id string) byte {
+		var b byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			b = tx.Bucket(bucket).Get([]byte(id))[0]
+			return nil
+		})
+		return b
+	}
+	if first(bucketSubscribers, sub.ID) != record.RefMagic || first(bucketRequests, req.ID) != record.RefMagic {
+		t.Fatalf("subscriber and request stored with their creation time")
+	}
+	later := *sub
+	later.Created = sub.Created.Add(5 * time.Millisecond)
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return put(tx, bucketSubscribers, []byte(sub.ID), &later) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Subscriber(ctx, sub.ID); err != nil || !reflect.DeepEqual(*got, later) {
+		t.Fatalf("subscriber created later than its id read back as %+v, %v", got, err)
+	}
+	if first(bucketSubscribers, sub.ID) != record.Magic {
+		t.Fatalf("subscriber created later than its id stored without its time")
+	}
+}
+
+// pendingSignup signs addr up to news on form and returns the subscriber
+// and the request pending.
+func pendingSignup(t *testing.T, db *DB, form consent.Form, addr string) (*consent.Subscriber, *consent.Request) {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := consent.ParseAddress(addr)
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en"}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := db.Request(ctx, sub.PendingRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, req
+}
+
+// TestRequestShareIsPartOfRequest: every field of requestShare is one of
+// consent.Request's, with its json name and type, so the share reads as
+// the request would.
+func TestRequestShareIsPartOfRequest(t *testing.T) {
+	req := reflect.TypeFor[consent.Request]()
+	share := reflect.TypeFor[requestShare]()
+	for i := range share.NumField() {
+		f := share.Field(i)
+		rf, ok := req.FieldByName(f.Name)
+		if !ok || rf.Type != f.Type || rf.Tag.Get("json") != f.Tag.Get("json") {
+			t.Errorf("requestShare.%s (%s, %q) is not consent.Request's", f.Name, f.Type, f.Tag.Get("json"))
+		}
+	}
 }

@@ -166,7 +166,7 @@ func (db *DB) dropRequest(tx *bbolt.Tx, r consent.Request, now time.Time) error 
 			return err
 		}
 	}
-	if err := tx.Bucket(bucketEmails).Delete([]byte(consent.AddressKey(sub.Email))); err != nil {
+	if err := tx.Bucket(bucketAddresses).Delete(addressIndexKey(db.hasher, consent.AddressKey(sub.Email), sub.ID)); err != nil {
 		return err
 	}
 	return del(tx, bucketSubscribers, []byte(sub.ID))

@@ -3,6 +3,8 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -282,18 +284,22 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 	if err != nil || len(evs) != 2 || evs[0].Type != consent.EventRequested || evs[1].Type != consent.EventConfirmed || evs[0].Personal == nil {
 		t.Fatalf("Events: %d, %v, want requested then confirmed", len(evs), err)
 	}
-	// The audience indexes name it by its 22 bytes too.
+	// The audience indexes name it by its 22 bytes too, its status and
+	// basis by a byte, and keep its address hash with its facts.
 	if err := db.view(func(tx *bbolt.Tx) error {
 		id := record.ID(sub.ID)
-		if h := tx.Bucket(bucketAddrHash).Get(id); len(h) != 32 {
-			return fmt.Errorf("addr_hash of %x: %x", id, h)
+		v := tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00\x02"), id...))
+		if h, _ := hex.DecodeString(db.AddressHash(a)); len(v) < 16 || !bytes.Equal(v[:16], h[:16]) {
+			return fmt.Errorf("sub_topics entry under %x: %x, want the address hash %x first", id, v, h[:16])
+		} else if _, err := consent.DecodeAudienceFacts(v[16:]); err != nil {
+			return fmt.Errorf("sub_topics entry under %x: %x: %w", id, v, err)
 		}
-		if tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00confirmed\x00"), id...)) == nil {
-			return fmt.Errorf("no sub_topics entry under %x", id)
-		}
-		ek := append(append([]byte("news\x00"), id...), "\x00consent"...)
+		ek := append(append([]byte("news\x00"), id...), "\x00c"...)
 		if tx.Bucket(bucketEvidence).Get(ek) == nil {
 			return fmt.Errorf("no evidence %q", ek)
+		}
+		if tx.Bucket([]byte("addr_hash")) != nil {
+			return errors.New("bucket addr_hash still there")
 		}
 		return nil
 	}); err != nil {
@@ -303,8 +309,8 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.view(func(tx *bbolt.Tx) error {
-		if k, _ := tx.Bucket(bucketAddrHash).Cursor().First(); k != nil {
-			return fmt.Errorf("addr_hash after erasure: %x", k)
+		if k, _ := tx.Bucket(bucketSubTopics).Cursor().First(); k != nil {
+			return fmt.Errorf("sub_topics after erasure: %x", k)
 		}
 		return nil
 	}); err != nil {

@@ -14,14 +14,17 @@ import (
 
 // The ledger's Merkle tree is kept as tlog's stored hashes, so that the
 // tree hash and any record or consistency proof read O(log n) of them.
-// The leaf hashes (level 0) are not stored: each is the hash of its
-// event's LeafData, read from the ledger when needed. The others are
-// stored with the record whose append completed them: record n (event
-// n+1) with t trailing one bits completes the subtrees of levels 1 to t
-// that end with it, and bucketTree holds their hashes, in that order,
-// under n. Half the records complete none and take no entry: about one
-// key and 64 bytes per two events, against two keys and 64 bytes per
-// event when every stored hash had its own key.
+// The hashes of levels 0 and 1 are not stored: a leaf hash is the hash of
+// its event's LeafData, read from the ledger when needed, and a level-1
+// hash that of two leaves. The others are stored with the record whose
+// append completed them: record n (event n+1) with t trailing one bits
+// completes the subtrees of levels 1 to t that end with it, and
+// bucketTree holds the hashes of levels 2 to t, in that order, under n.
+// Three records in four complete none of those and take no entry: about
+// one key and 32 bytes per four events. Databases written before (schema
+// version 4 and earlier) hold level 1 too, as the first hash of each
+// entry; the length of an entry tells the two forms apart (treeLevels),
+// so they are read as they are.
 
 // storeTreeHashes stores the tree hashes of the event with sequence number
 // seq and leaf data leaf. The events before it must have theirs stored.
@@ -36,39 +39,74 @@ func storeTreeHashes(tx *bbolt.Tx, seq uint64, leaf []byte) error {
 		// reading and hashing this event again.
 		return tx.Bucket(bucketMeta).Put(keyEvenLeaf, append(u64(uint64(n)), hashes[0][:]...))
 	}
-	v := make([]byte, 0, (len(hashes)-1)*len(tlog.Hash{}))
-	for _, h := range hashes[1:] {
+	if len(hashes) <= 2 {
+		// Only level 1, which is not stored. The append two records on
+		// needs it for level 2; keeping it spares hashing these two
+		// events again then.
+		return tx.Bucket(bucketMeta).Put(keyLastPair, append(u64(uint64(n)), hashes[1][:]...))
+	}
+	v := make([]byte, 0, (len(hashes)-2)*len(tlog.Hash{}))
+	for _, h := range hashes[2:] {
 		v = append(v, h[:]...)
 	}
 	return bucketOf(tx, bucketTree).Put(u64(uint64(n)), v)
+}
+
+// treeLevels returns the lowest level of the hashes stored for record n
+// in v: 1 in the form of before, with every level it completed, else 2.
+func treeLevels(n int64, v []byte) int {
+	if len(v) == bits.TrailingZeros64(^uint64(n))*len(tlog.Hash{}) {
+		return 1
+	}
+	return 2
+}
+
+// storedHash returns the hash of level (1 or more) stored for record n,
+// the last of its subtree, or computes a level-1 hash from the two
+// leaves.
+func storedHash(tx *bbolt.Tx, level int, n int64) (tlog.Hash, error) {
+	v := tx.Bucket(bucketTree).Get(u64(uint64(n)))
+	low := treeLevels(n, v)
+	if level < low { // level 1, not stored
+		if v := tx.Bucket(bucketMeta).Get(keyLastPair); len(v) == 8+len(tlog.Hash{}) && beUint64(v[:8]) == uint64(n) {
+			return tlog.Hash(v[8:]), nil
+		}
+		left, err := leafHash(tx, n-1)
+		if err != nil {
+			return tlog.Hash{}, err
+		}
+		right, err := leafHash(tx, n)
+		if err != nil {
+			return tlog.Hash{}, err
+		}
+		return tlog.NodeHash(left, right), nil
+	}
+	at := (level - low) * len(tlog.Hash{})
+	if len(v) < at+len(tlog.Hash{}) {
+		return tlog.Hash{}, fmt.Errorf("bolt: ledger tree hash of level %d of record %d missing", level, n)
+	}
+	return tlog.Hash(v[at:]), nil
 }
 
 // treeReader reads stored tree hashes in tx, and leaf hashes from the
 // ledger.
 func treeReader(tx *bbolt.Tx) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		b := tx.Bucket(bucketTree)
-		if b == nil {
+		if tx.Bucket(bucketTree) == nil {
 			return nil, fmt.Errorf("bolt: the ledger tree is not built yet")
 		}
 		out := make([]tlog.Hash, len(indexes))
 		for i, idx := range indexes {
 			level, n := tlog.SplitStoredHashIndex(idx)
+			var err error
 			if level == 0 {
-				h, err := leafHash(tx, n)
-				if err != nil {
-					return nil, err
-				}
-				out[i] = h
-				continue
+				out[i], err = leafHash(tx, n)
+			} else { // stored with the record that completed the subtree: its last one
+				out[i], err = storedHash(tx, level, (n+1)<<level-1)
 			}
-			// The record that completed the subtree: its last one.
-			v := b.Get(u64(uint64((n+1)<<level - 1)))
-			at := (level - 1) * len(tlog.Hash{})
-			if len(v) < at+len(tlog.Hash{}) {
-				return nil, fmt.Errorf("bolt: ledger tree hash %d missing", idx)
+			if err != nil {
+				return nil, err
 			}
-			copy(out[i][:], v[at:])
 		}
 		return out, nil
 	})
@@ -93,13 +131,23 @@ func leafHash(tx *bbolt.Tx, n int64) (tlog.Hash, error) {
 }
 
 // recordHashes returns the tree hashes of record n as tlog.StoredHashes
-// gives them, with leaf as its leaf hash and the others as stored; a
-// missing one ends the list.
+// gives them, with leaf as its leaf hash, its level-1 hash from leaf and
+// the leaf before when not stored, and the others as stored; a missing
+// one ends the list.
 func recordHashes(tx *bbolt.Tx, n int64, leaf tlog.Hash) []tlog.Hash {
 	out := []tlog.Hash{leaf}
 	v := tx.Bucket(bucketTree).Get(u64(uint64(n)))
+	low := treeLevels(n, v)
 	for l := 1; l <= bits.TrailingZeros64(^uint64(n)); l++ {
-		at := (l - 1) * len(tlog.Hash{})
+		if l < low {
+			left, err := leafHash(tx, n-1)
+			if err != nil {
+				break
+			}
+			out = append(out, tlog.NodeHash(left, leaf))
+			continue
+		}
+		at := (l - low) * len(tlog.Hash{})
 		if len(v) < at+len(tlog.Hash{}) {
 			break
 		}

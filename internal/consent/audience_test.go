@@ -1,6 +1,8 @@
 package consent
 
 import (
+	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -84,4 +86,57 @@ func TestUnconfirmedReason(t *testing.T) {
 			t.Errorf("UnconfirmedReason(%q) = %q, want %q", st, got, want)
 		}
 	}
+}
+
+// TestAudienceFactsEncoding: facts read back as they were, in the
+// compact form (times as varints, whole milliseconds or nanoseconds)
+// and from the fixed-width form of version 1 that indexes written before
+// still hold; a subscriber's usual facts take under 20 bytes.
+func TestAudienceFactsEncoding(t *testing.T) {
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.UTC()
+	}
+	cases := []AudienceFacts{
+		{},
+		{Basis: BasisConsent, Since: at("2025-01-01T00:00:00Z"), Created: at("2026-12-03T06:10:42.121Z")},
+		{Basis: BasisSoftOptIn, Since: at("2026-12-03T06:10:42.121Z"), Created: at("2026-12-03T06:10:41.5Z"),
+			LastPurchase: at("2026-06-01T00:00:00Z"), Asked: at("2026-11-01T10:00:00.001Z"), NoticePending: true},
+		{Basis: BasisLegitimateInterest, Since: at("1970-01-01T00:00:00.000000001Z"), Created: at("2026-12-03T06:10:42.123456789Z")},
+		{Basis: "other", Since: at("1960-05-01T00:00:00Z"), Asked: at("2262-01-01T00:00:00Z")},
+	}
+	for _, f := range cases {
+		b := f.Encode()
+		got, err := DecodeAudienceFacts(b)
+		if err != nil || got != f && !(f.Basis == "other" && got.Basis == "") {
+			t.Errorf("%+v read back as %+v, %v", f, got, err)
+		}
+		old, err := DecodeAudienceFacts(encodeFactsV1(f))
+		if err != nil || old != got {
+			t.Errorf("%+v in the form of version 1 read back as %+v, %v", f, old, err)
+		}
+	}
+	if n := len(cases[1].Encode()); n >= 20 {
+		t.Errorf("imported subscriber's facts take %d bytes", n)
+	}
+}
+
+// encodeFactsV1 is AudienceFacts.Encode of version 1: fixed-width
+// big-endian nanoseconds.
+func encodeFactsV1(f AudienceFacts) []byte {
+	b := []byte{1, factsBasis(f.Basis), 0}
+	if f.NoticePending {
+		b[2] = 1
+	}
+	for _, t := range []time.Time{f.Since, f.Created, f.LastPurchase, f.Asked} {
+		n := int64(math.MinInt64)
+		if !t.IsZero() {
+			n = t.UnixNano()
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return b
 }

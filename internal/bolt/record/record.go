@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -43,8 +44,9 @@ import (
 //	                                        kind: n bytes written out, known
 //	                                        string n, n bytes of hex, n bytes
 //	                                        of an id, an id and n bytes, shared
-//	                                        string n, or an id and shared
-//	                                        string n (see encoder.string)
+//	                                        string n, an id and shared
+//	                                        string n, or an IP address's
+//	                                        bytes (see encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
@@ -54,14 +56,19 @@ import (
 
 // Magic starts every compact record; a JSON record starts with '{'.
 // EventMagic starts a ledger event whose Prev is left out (see
-// MarshalEvent).
+// MarshalEvent). RefMagic starts a record that leaves fields to another
+// record it names, which its store fills them back from (a queued
+// confirmation mail's, from its request).
 const (
 	Magic      = 0xC1
 	EventMagic = 0xC2
+	RefMagic   = 0xC3
 )
 
 // IsCompact reports whether b is a record in the compact encoding.
-func IsCompact(b []byte) bool { return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic) }
+func IsCompact(b []byte) bool {
+	return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic || b[0] == RefMagic)
+}
 
 // Unmarshal decodes a stored record, compact or JSON, into v.
 func Unmarshal(b []byte, v any) error {
@@ -126,12 +133,24 @@ const (
 	// An id's idLen bytes, then number header>>3 in the database's
 	// Strings: a Message-ID, whose domain is the same in most of them.
 	stringIDInterned = 6
+	// An IP address as netip writes it: header>>3 0 and its 4 bytes, or
+	// 1 and its 16 bytes. The last kind three bits name.
+	stringIP = 7
 )
 
-// internFields are the fields of a ledger event or a request whose
-// values many of them share (the import batch or form, the page), stored
-// once in the database's Strings (see MarshalEvent and MarshalWith).
-var internFields = map[string]bool{"source": true, "page": true}
+// internFields are the fields of a ledger event, its personal record or
+// a request whose values many of them share (the import batch or form,
+// the form's id, the page, the hash of the wording agreed to, a
+// browser's user agent),
+// stored once in the database's Strings (see MarshalEvent and
+// MarshalWith). A user agent in the table outlives the personal records
+// that cite it, which erasure deletes: alone it names no one.
+var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
+
+// maxShared is the longest string the table of strings takes: one
+// longer (a forged user agent) is written out in its record, as no other
+// record shares it, and a bbolt key holds at most 32,768 bytes.
+const maxShared = 1024
 
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
@@ -355,7 +374,7 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && internFields[f.name] {
+	if e.strings != nil && wire == wireString && internFields[f.name] && len(v.String()) <= maxShared {
 		id, err := e.strings.intern(v.String())
 		if err != nil {
 			return err
@@ -540,7 +559,7 @@ func (e *encoder) string(s string) {
 	if len(s) >= idChars {
 		if id, ok := idBytes(s[:idChars]); ok {
 			rest := s[idChars:]
-			if e.strings != nil && len(rest) > 1 && rest[0] == '@' {
+			if e.strings != nil && len(rest) > 1 && len(rest) <= maxShared && rest[0] == '@' {
 				n, err := e.strings.intern(rest)
 				if err != nil {
 					e.err = err
@@ -560,11 +579,38 @@ func (e *encoder) string(s string) {
 			return
 		}
 	}
+	if raw, ok := ipBytes(s); ok && 1+len(raw) < uvarintLen(uint64(len(s))<<3)+len(s) {
+		e.uvarint(uint64(len(raw)/16)<<3 | stringIP)
+		e.buf = append(e.buf, raw...)
+		return
+	}
 	if !utf8.ValidString(s) {
 		s = validUTF8(s)
 	}
 	e.uvarint(uint64(len(s))<<3 | stringInline)
 	e.buf = append(e.buf, s...)
+}
+
+// ipBytes returns the bytes of s when s is an IP address written as
+// netip writes those bytes back (no zone, no leading zeros, lower case).
+func ipBytes(s string) ([]byte, bool) {
+	if len(s) < len("::") || len(s) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255") {
+		return nil, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, false
+	}
+	raw := a.AsSlice()
+	if back, _ := netip.AddrFromSlice(raw); back.String() != s {
+		return nil, false
+	}
+	return raw, true
+}
+
+func uvarintLen(n uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], n)
 }
 
 // validUTF8 replaces each byte of s that is not part of valid UTF-8 with
@@ -752,6 +798,8 @@ func (d *decoder) skip(wire uint64) error {
 			_, err = d.bytes(idLen + h>>3)
 		case stringIDInterned:
 			_, err = d.bytes(idLen)
+		case stringIP:
+			_, err = d.bytes(4 + 12*(h>>3&1))
 		}
 		return err
 	}
@@ -962,6 +1010,16 @@ func (d *decoder) string() (string, error) {
 		}
 		rest, err := d.strings.lookup(n)
 		return idString(id) + rest, err
+	case stringIP:
+		if n > 1 {
+			return "", fmt.Errorf("IP address of kind %d", n)
+		}
+		raw, err := d.bytes(4 + 12*n)
+		if err != nil {
+			return "", err
+		}
+		a, _ := netip.AddrFromSlice(raw)
+		return a.String(), nil
 	}
 	return "", fmt.Errorf("unknown string kind %d", h&7)
 }
@@ -1036,13 +1094,13 @@ func MarshalPersonal(data []byte) ([]byte, error) {
 }
 
 // PersonalJSON returns the JSON of a stored personal record, compact or
-// JSON: the form its digest is of.
-func PersonalJSON(b []byte) ([]byte, error) {
+// JSON, reading shared strings from strings: the form its digest is of.
+func PersonalJSON(b []byte, strings *Strings) ([]byte, error) {
 	if !IsCompact(b) {
 		return slices.Clone(b), nil
 	}
 	var p consent.Personal
-	if err := Unmarshal(b, &p); err != nil {
+	if err := unmarshalWith(b, &p, strings); err != nil {
 		return nil, err
 	}
 	data, _ := p.Encode()

@@ -2,9 +2,11 @@ package record
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,17 +213,7 @@ func BenchmarkMarshal(b *testing.B) {
 // its id's bytes and the number of its domain, stored once for every
 // record; the records read back as from JSON, and not without the table.
 func TestSharedMessageIDDomain(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucket([]byte("strings"))
-		if err != nil {
-			return err
-		}
-		strs := &Strings{B: b}
+	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
 		id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{2}))
 		ms := time.Date(2026, 12, 2, 22, 0, 0, 123e6, time.UTC)
 		records := append(codecRecords(),
@@ -267,12 +259,78 @@ func TestSharedMessageIDDomain(t *testing.T) {
 			return nil
 		})
 		// "@mail.shop.example", "@localhost", and the values of
-		// internFields ("form:newsletter", the page, "import:abc"),
-		// each both ways.
-		if len(keys) != 10 {
-			t.Errorf("table of strings: %q, want 10 keys", keys)
+		// internFields ("form:newsletter", the form "newsletter", the
+		// page, "import:abc", a wording's hash, a user agent), each both
+		// ways.
+		if len(keys) != 16 {
+			t.Errorf("table of strings: %q, want 16 keys", keys)
 		}
 		return nil
+	})
+}
+
+// TestIPAddresses: a string that is an IP address as netip writes it
+// takes its 4 or 16 bytes, when fewer than its characters, and reads
+// back the same; one netip would write otherwise stays written out.
+func TestIPAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		ip    string
+		bytes int // of the value with its header
+	}{
+		{"198.51.100.7", 1 + 4}, {"2001:db8:85a3:8d3:1319:8a2e:370:7348", 1 + 16}, {"2001:db8::1", 1 + 11},
+		{"::ffff:192.0.2.1", 1 + 16},
+		{"192.0.2.01", 1 + 10}, {"2001:DB8::1", 1 + 11}, {"fe80::1%eth0", 1 + 12}, {"1.2.3", 1 + 5},
+	} {
+		b, err := Marshal(&consent.Personal{IP: tc.ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p consent.Personal
+		if err := Unmarshal(b, &p); err != nil || p.IP != tc.ip {
+			t.Errorf("%q read back as %q, %v", tc.ip, p.IP, err)
+		}
+		if n := len(b) - 2; n != tc.bytes { // the magic byte and the field's key
+			t.Errorf("%q takes %d bytes, want %d", tc.ip, n, tc.bytes)
+		}
+	}
+}
+
+// TestLongSharedStringWrittenOut: a value of a shared field longer than
+// maxShared (a forged user agent of a megabyte) is written out, not put in
+// the table, whose keys it would not fit.
+func TestLongSharedStringWrittenOut(t *testing.T) {
+	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
+		p := &consent.Personal{Salt: "s", UserAgent: strings.Repeat("x", 1<<20)}
+		v, err := MarshalWith(p, strs)
+		if err != nil {
+			return err
+		}
+		var back consent.Personal
+		if err := UnmarshalWith(v, &back, strs); err != nil || back != *p {
+			return fmt.Errorf("read back %d bytes of user agent, %v", len(back.UserAgent), err)
+		}
+		if n := b.Stats().KeyN; n != 0 {
+			return fmt.Errorf("%d strings in the table", n)
+		}
+		return nil
+	})
+}
+
+// withStrings runs fn in a read-write transaction of a new database with
+// an empty table of strings.
+func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs *Strings) error) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("strings"))
+		if err != nil {
+			return err
+		}
+		return fn(b, &Strings{B: b})
 	})
 	if err != nil {
 		t.Fatal(err)
