@@ -746,7 +746,7 @@ func TestMetrics(t *testing.T) {
 	s.waitMails(1)
 	var r response
 	// The worker counts a send right after the SMTP server's answer.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		r = s.do("GET", "/metrics", "", "")
 		if r.status != http.StatusOK {
 			t.Fatalf("metrics: got %d", r.status)

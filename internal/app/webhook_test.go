@@ -48,7 +48,7 @@ func (s *service) hooks() map[string]webhookOut {
 // waitHook waits until cond holds for endpoint id.
 func (s *service) waitHook(id, what string, cond func(webhookOut) bool) {
 	s.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		w := s.hooks()[id]
 		if cond(w) {
 			return
