@@ -131,7 +131,7 @@ func serveCLI(t *testing.T, path, dataDir string) (stdout, stderr string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, &out, &errOut) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(app.SocketPath(dataDir)); err == nil {
 			break
 		}

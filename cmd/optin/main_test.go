@@ -60,7 +60,7 @@ func startApp(t *testing.T, cfg config.Config) (string, func()) {
 	}
 	t.Cleanup(stop)
 	// Wait for the admin socket.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(app.SocketPath(cfg.DataDir)); err == nil {
 			break
 		} else if time.Now().After(deadline) {
@@ -69,6 +69,11 @@ func startApp(t *testing.T, cfg config.Config) (string, func()) {
 	}
 	return "http://" + ln.Addr().String(), stop
 }
+
+// patience is how long a test waits for the service to come up before
+// it gives up: a safety net against a hung start, long because under
+// -race on a loaded machine a start can take many seconds.
+const patience = 2 * time.Minute
 
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()

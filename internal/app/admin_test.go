@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -665,6 +666,7 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 	s := startService(t, nil)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var imported atomic.Int64 // imports the service answered
 	for w := range 3 {
 		wg.Add(1)
 		go func() {
@@ -680,12 +682,23 @@ func TestBackupUnderLoadAndTamper(t *testing.T) {
 				req.Header.Set("Authorization", "Bearer "+testAdminKey)
 				req.Header.Set("Content-Type", "text/csv")
 				if res, err := client.Do(req); err == nil {
+					if res.StatusCode == http.StatusOK {
+						imported.Add(1)
+					}
 					res.Body.Close()
 				}
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The backup is taken once imports have been written, however long
+	// the first take on a loaded machine, and while more are.
+	for deadline := time.Now().Add(patience); imported.Load() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("imports while waiting to take a backup: %d, want 3", imported.Load())
+		}
+	}
 	r := s.adminAs(testAdminKey, "GET", "/backup", "", "")
 	close(stop)
 	wg.Wait()
@@ -746,7 +759,7 @@ func TestMetrics(t *testing.T) {
 	s.waitMails(1)
 	var r response
 	// The worker counts a send right after the SMTP server's answer.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		r = s.do("GET", "/metrics", "", "")
 		if r.status != http.StatusOK {
 			t.Fatalf("metrics: got %d", r.status)

@@ -93,7 +93,7 @@ func TestBrowserBrandedPages(t *testing.T) {
 		t.Helper()
 		before := ct.eval(`String(performance.timeOrigin)`)
 		ct.do("press on "+name, chromedp.Click(chromedp.CSS("main form button[type=submit]")))
-		for deadline := time.Now().Add(20 * time.Second); ct.eval(`String(performance.timeOrigin)`) == before; time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(patience); ct.eval(`String(performance.timeOrigin)`) == before; time.Sleep(50 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: the button led nowhere", name)
 			}

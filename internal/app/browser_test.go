@@ -147,7 +147,7 @@ func TestBrowserEmbed(t *testing.T) {
 	waitText := func(what, js, want string) {
 		t.Helper()
 		var got string
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(patience); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			v, err := chromedp.Run(tab, chromedp.Evaluate[string](js))
 			if err == nil && v == want {
 				return

@@ -81,7 +81,7 @@ func (s *service) campaign(id string) campaignOut {
 // waitCampaign polls the campaign until cond holds.
 func (s *service) waitCampaign(id string, what string, cond func(campaignOut) bool) campaignOut {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		c := s.campaign(id)
 		if cond(c) {
@@ -408,7 +408,7 @@ func TestCampaignRestartExactlyOnce(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		c, err := a.DB.Campaign(context.Background(), id)
 		if err != nil {

@@ -97,7 +97,7 @@ func TestBrowserChannels(t *testing.T) {
 		ct.do("monthly", chromedp.SetValue(chromedp.CSS(`select[name="frequency.offers"]`), "monthly"))
 		before := ct.eval(`String(performance.timeOrigin)`)
 		ct.do("save", chromedp.Click(chromedp.CSS("main form button[type=submit]")))
-		for deadline := time.Now().Add(20 * time.Second); ct.eval(`String(performance.timeOrigin)`) == before; time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(patience); ct.eval(`String(performance.timeOrigin)`) == before; time.Sleep(50 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("Save led nowhere")
 			}

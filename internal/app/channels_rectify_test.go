@@ -51,7 +51,7 @@ func TestChannelRectification(t *testing.T) {
 
 	// The shop's SMS tool learns of the consent, with the number.
 	var hook webhooktest.Message
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		i := slices.IndexFunc(rcv.Messages(), func(m webhooktest.Message) bool { return m.Type == "channel_consented" })
 		if i >= 0 {
 			hook = rcv.Messages()[i]

@@ -339,8 +339,17 @@ func TestBrowserConsole(t *testing.T) {
 	browsertest.Chromium(t)
 	cat := loadCatalog(t)
 	en := cat.For("en")
-	// Campaign mail must carry a postal address, or no campaign starts.
-	s := startService(t, func(c *config.Config) { c.Mail.PostalAddress = "1 Main Street, Springfield" })
+	s := startService(t, func(c *config.Config) {
+		// Campaign mail must carry a postal address, or no campaign starts.
+		c.Mail.PostalAddress = "1 Main Street, Springfield"
+		// The fortnight of signups below moves the clock 14 days, and the
+		// sweep runs a minute after start in real time, which a loaded
+		// machine reaches mid-test: with the default retention it would
+		// delete the oldest unconfirmed request (expired for more than 7
+		// days by then) at a moment the test cannot know. Kept longer,
+		// every request stays and the list shows them all.
+		c.Pending.Retention = config.Duration(30 * 24 * time.Hour)
+	})
 	batch := s.importCSV("email,name,topics,basis,consented_at,source,last_purchase_at\n" +
 		"ann@example.com,Ann Lee,news,consent,2024-03-01,shop checkout,2025-11-02\n" +
 		"bo@example.com,Bo Ek,news,consent,2023-05-12,summer fair,\n" +

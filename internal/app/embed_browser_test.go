@@ -134,7 +134,7 @@ func TestBrowserEmbedFinished(t *testing.T) {
 	// A site that may not use the form: the console and optin's log say so.
 	open(evil.URL + "/plain")
 	want := `optin: form "newsletter" does not take signups from ` + evil.URL
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(50 * time.Millisecond) {
 		mu.Lock()
 		found := len(errs) > 0 && strings.HasPrefix(errs[0], want)
 		got := errs

@@ -376,7 +376,7 @@ func TestRelayFeedbackWebhook(t *testing.T) {
 	}
 	// The shop's other tools learn of the bounce: a suppressed webhook
 	// about ann, with the reason.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		i := slices.IndexFunc(rcv.Messages(), func(m webhooktest.Message) bool { return m.Type == "suppressed" })
 		if i >= 0 {
 			if m := rcv.Messages()[i]; m.Data.Subscriber != ann || !strings.Contains(m.Body, `"bounce"`) {

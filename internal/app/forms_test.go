@@ -46,7 +46,7 @@ func (s *service) updateForm(fn func(*consent.Form)) {
 // mailTo waits for the mail to addr and returns it.
 func (s *service) mailTo(addr string) smtptest.Message {
 	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		for _, m := range s.smtp.Messages() {
 			if len(m.To) == 1 && m.To[0] == addr {

@@ -116,7 +116,7 @@ func TestLedgerHeadAndConsistency(t *testing.T) {
 		t.Errorf("log: want a line for the published head, got:\n%s", s.logs.String())
 	}
 	// The webhook witness gets the same head, signed as every delivery.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		if ms := rcv.Messages(); len(ms) > 0 {
 			var body struct{ Data struct{ Head string } }
 			if err := json.Unmarshal([]byte(ms[0].Body), &body); err != nil || ms[0].Type != "ledger_head" || body.Data.Head != string(h3.Note) {

@@ -47,7 +47,7 @@ func (s *service) confirmed(addr string) string {
 // waitOutboxEmpty waits until the worker has finished every queued job.
 func (s *service) waitOutboxEmpty() {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		q, _, err := s.app.DB.OutboxDepth(context.Background())
 		if err != nil {

@@ -74,7 +74,7 @@ func relayFrom(t *testing.T, s *service, src string) string {
 // address src.
 func httpFrom(src string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext},
+	return &http.Client{Timeout: patience, Transport: &http.Transport{DialContext: d.DialContext},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
@@ -119,7 +119,7 @@ func (b *tab) eval(js string) (string, error) {
 // waitNewPage waits until the page marked by mark() has been replaced by
 // a loaded one.
 func (b *tab) waitNewPage() error {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if v, err := b.eval(`(window.__old ? "old" : document.readyState)`); err == nil && v == "complete" {
 			return nil
 		}
@@ -174,7 +174,7 @@ func (b *tab) scan(links []string, click bool) error {
 // confirm is the person: the confirm page opened from the mail, a real
 // mouse click on its button, the confirmation page.
 func (b *tab) confirm(link, want string) error {
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, patience)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS(`form button`))); err != nil {
 		return fmt.Errorf("the confirm page with its button: %w", err)

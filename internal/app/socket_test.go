@@ -12,7 +12,7 @@ import (
 // waitSocket waits until the admin socket of dataDir exists.
 func waitSocket(t *testing.T, dataDir string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(SocketPath(dataDir)); err == nil {
 			return
 		} else if time.Now().After(deadline) {

@@ -48,7 +48,7 @@ func (s *service) hooks() map[string]webhookOut {
 // waitHook waits until cond holds for endpoint id.
 func (s *service) waitHook(id, what string, cond func(webhookOut) bool) {
 	s.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		w := s.hooks()[id]
 		if cond(w) {
 			return
@@ -185,7 +185,9 @@ func TestWebhooks(t *testing.T) {
 	}
 
 	// An outage longer than the retries: the delivery is parked, and
-	// arrives once redelivered.
+	// arrives once redelivered. Carol's deliveries to the esp go out
+	// first, or the outage parks them too.
+	s.waitHook(espID, "carol's deliveries", func(w webhookOut) bool { return w.Queued == 0 && w.Parked == 0 })
 	esp.Down(true)
 	dave := s.confirmed("dave@example.com")
 	s.waitHook(espID, "dave's delivery parked", func(w webhookOut) bool { return w.Parked == 1 && w.Queued == 0 })

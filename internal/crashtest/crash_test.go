@@ -140,7 +140,9 @@ func startChild(t *testing.T, cfgPath, addr string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	// A safety net against a child that never comes up: a -race child
+	// on a loaded machine can take many seconds to open its store.
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {

@@ -117,7 +117,10 @@ func (e *consoleEnv) client() *consoleClient {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &consoleClient{env: e, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	// The timeout is a safety net against a hung handler, not a limit
+	// under test: under -race on a loaded machine a large import takes
+	// well over ten seconds (TestConsoleImport's 1500 rows did).
+	return &consoleClient{env: e, c: &http.Client{Jar: jar, Timeout: 2 * time.Minute,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
