@@ -298,8 +298,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)
 	personal, digest := p.Repaired().Encode()
 	ev.PersonalDigest = digest
-	ev.Seal(t.head.hash)
-	b := ev.LeafData()
+	b := ev.Seal(t.head.hash)
 	tree, err := t.treeHashes(ev.Seq, b)
 	if err != nil {
 		return err
