@@ -47,10 +47,16 @@ func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows
 			if err != nil {
 				return err
 			}
-			for i := range chunk {
-				if err := db.importRow(tx, &part, batch, opts, reg, &chunk[i]); err != nil {
-					return fmt.Errorf("bolt: import line %d: %w", chunk[i].Line, err)
+			err = batchCounts(tx, func() error {
+				for i := range chunk {
+					if err := db.importRow(tx, &part, batch, opts, reg, &chunk[i]); err != nil {
+						return fmt.Errorf("bolt: import line %d: %w", chunk[i].Line, err)
+					}
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			return db.audit(tx, a, "import", "import:"+batch, part.Imported+part.Updated)
 		})
