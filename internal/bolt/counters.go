@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -94,8 +95,34 @@ func del(tx *bbolt.Tx, bucket, key []byte) error {
 	return tx.Bucket(bucket).Delete(key)
 }
 
-// addCounts adds d to the stored counters.
+// batchedCounts holds, for each transaction running batchCounts, the
+// counter changes it has made so far.
+var batchedCounts sync.Map // *bbolt.Tx -> consent.Counts
+
+// batchCounts runs fn in tx with addCounts adding up the changes in
+// memory, and stores their sum once when fn succeeds: a transaction that
+// writes thousands of records (an import chunk) then reads and writes
+// each counter once, not once per record. fn must not read the counters.
+func batchCounts(tx *bbolt.Tx, fn func() error) error {
+	sum := consent.Counts{}
+	batchedCounts.Store(tx, sum)
+	err := func() error {
+		defer batchedCounts.Delete(tx) // even when fn panics
+		return fn()
+	}()
+	if err != nil {
+		return err
+	}
+	return addCounts(tx, sum)
+}
+
+// addCounts adds d to the stored counters (to the sum of batchCounts
+// when tx runs one).
 func addCounts(tx *bbolt.Tx, d consent.Counts) error {
+	if sum, ok := batchedCounts.Load(tx); ok {
+		sum.(consent.Counts).Add(d)
+		return nil
+	}
 	b := tx.Bucket(bucketCounters)
 	for name, n := range d {
 		k := []byte(name)

@@ -598,7 +598,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	p = p.Repaired()
 	_, digest := p.Encode()
 	ev.PersonalDigest = digest
-	ev.Seal(prev)
+	leaf := ev.Seal(prev)
 	key := u64(ev.Seq)
 	stored, err := record.MarshalEvent(ev, prev, sharedStrings(tx))
 	if err != nil {
@@ -607,7 +607,6 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := bucketOf(tx, bucketLedger).Put(key, stored); err != nil {
 		return err
 	}
-	leaf := ev.LeafData()
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}

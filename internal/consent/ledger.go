@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"optin/internal/jsonenc"
@@ -226,10 +227,15 @@ func appendStrings(b []byte, key string, ss []string) []byte {
 	return append(b, ']')
 }
 
-// Seal sets e.Prev to prev and e.Hash to the resulting hash. Strings that
-// are not valid UTF-8 are repaired first (bad bytes become U+FFFD), as JSON
-// would on storing them, so the stored event matches its hash.
-func (e *Event) Seal(prev string) {
+// Seal sets e.Prev to prev and e.Hash to the resulting hash, and returns
+// e's LeafData. Strings that are not valid UTF-8 are repaired first (bad
+// bytes become U+FFFD), as JSON would on storing them, so the stored event
+// matches its hash.
+//
+// The leaf is made from the encoding that was hashed, not by encoding the
+// event again: Hash is the last field and always present, so the hashed
+// JSON ends in "hash":""} and the leaf is that with the hash filled in.
+func (e *Event) Seal(prev string) []byte {
 	for _, f := range []*string{&e.Subscriber, &e.Source, &e.Page, &e.Wording, &e.Request, &e.MessageID, &e.Assessment, &e.PersonalDigest} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
@@ -237,7 +243,19 @@ func (e *Event) Seal(prev string) {
 		e.Topics[i] = strings.ToValidUTF8(e.Topics[i], "\uFFFD")
 	}
 	e.Prev = prev
-	e.Hash = e.ComputeHash()
+	e.Hash = ""
+	b := e.appendJSON(make([]byte, 0, 640))
+	sum := sha256.Sum256(b)
+	e.Hash = hex.EncodeToString(sum[:])
+	const tail = `""}`
+	if !bytes.HasSuffix(b, []byte(`"hash":`+tail)) {
+		panic("consent: an event's JSON must end with its hash")
+	}
+	leaf := make([]byte, 0, len(b)+len(e.Hash))
+	leaf = append(leaf, b[:len(b)-len(tail)]...)
+	leaf = append(leaf, '"')
+	leaf = append(leaf, e.Hash...)
+	return append(leaf, tail[1:]...)
 }
 
 // Repaired returns p with strings that are not valid UTF-8 repaired, so

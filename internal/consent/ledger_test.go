@@ -311,3 +311,24 @@ func TestSealRepairsUTF8(t *testing.T) {
 		t.Errorf("round-tripped event: %v", err)
 	}
 }
+
+// TestSealReturnsLeafData: the leaf Seal returns, made from the encoding
+// it hashed, is the sealed event's LeafData byte for byte, whatever fields
+// are set.
+func TestSealReturnsLeafData(t *testing.T) {
+	at := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	for _, e := range []consent.Event{
+		{Seq: 1},
+		{Seq: 2, Time: at, Type: consent.EventImported, Subscriber: "s\xff", Topics: []string{"news", "offers"},
+			Basis: consent.BasisConsent, Source: "import:b", Page: `source=x; "quoted" <tag>`, PersonalDigest: "ab"},
+		{Seq: 3, Time: at, Type: consent.EventConfirmed, Request: "r", MessageID: "m@x", OccurredAt: at, Check: &consent.Check{}},
+	} {
+		leaf := e.Seal("prevhash")
+		if want := e.LeafData(); string(leaf) != string(want) {
+			t.Errorf("event %d: Seal returned\n%s\nwant LeafData\n%s", e.Seq, leaf, want)
+		}
+		if e.Hash == "" || e.Hash != e.ComputeHash() {
+			t.Errorf("event %d: Hash %q, want %q", e.Seq, e.Hash, e.ComputeHash())
+		}
+	}
+}

@@ -299,8 +299,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	p = p.Repaired()
 	_, digest := p.Encode()
 	ev.PersonalDigest = digest
-	ev.Seal(t.head.hash)
-	tree, err := t.treeHashes(ev.Seq, ev.LeafData())
+	tree, err := t.treeHashes(ev.Seq, ev.Seal(t.head.hash))
 	if err != nil {
 		return err
 	}
