@@ -11,11 +11,13 @@ import (
 
 // importChunk is how many rows one import transaction writes: large
 // enough to amortise the fsync and to write each page of the random-keyed
-// buckets (emails, purchases) once for several rows, small enough to keep
-// memory flat. 5000 rows wrote half the bytes per row that 1000 did (3.6
-// against 7.4 KB at 200k rows, docs/performance.md) for 30 to 40 MB more
-// of dirty pages held until the commit.
-const importChunk = 5000
+// buckets (addresses, purchases) once for several rows, small enough to
+// keep memory flat and to let signups in between. 5000 rows wrote half
+// the bytes per row that 1000 did (3.6 against 7.4 KB at 200k rows,
+// docs/performance.md) at the same CPU, but an import through the running
+// service would then hold the write lock about 0.5 s per chunk, and every
+// signup would wait that long.
+const importChunk = 1000
 
 // Import reads rows from ir and stores them in transactions of importChunk rows,
 // so memory stays flat however long the file is. Each valid row lands
