@@ -1,7 +1,10 @@
 package postgres
 
 import (
+	"errors"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"optin/internal/consent"
 )
@@ -130,12 +133,35 @@ func deleteRequests(t *tx, where string, args ...any) error {
 
 // request returns request id, or nil when it does not exist.
 func request(c conn, id string) (*consent.Request, error) {
-	req := new(consent.Request)
-	ok, err := c.get(req, "SELECT data FROM requests WHERE id = $1", id)
-	if err != nil || !ok {
+	var b []byte
+	var sent *time.Time
+	err := c.q.QueryRow(c.ctx, "SELECT data, sent FROM requests WHERE id = $1", id).Scan(&b, &sent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
+	req := new(consent.Request)
+	if err := decode(b, req); err != nil {
+		return nil, err
+	}
+	withSent(req, sent)
 	return req, nil
+}
+
+// withSent gives req the time of the sent column (migration 0013, set
+// by FinishJobs) as Sent, unless its record holds one, when req was
+// still open then: what Request.MarkSent would have recorded at that
+// time, so a mail dropped after its request closed records nothing.
+func withSent(req *consent.Request, sent *time.Time) {
+	if sent == nil || !req.Sent.IsZero() {
+		return
+	}
+	before := func(end time.Time) bool { return end.IsZero() || sent.Before(end) }
+	if before(req.Confirmed) && before(req.Canceled) && sent.Before(req.Expires) {
+		req.Sent = *sent
+	}
 }
 
 // putRequest stores req.
