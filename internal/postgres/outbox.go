@@ -252,9 +252,10 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
 	if err != nil || len(reqIDs) == 0 {
 		return st, err
 	}
-	err = c.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
-		r := new(consent.Request)
-		if err := decode(b, r); err != nil {
+	var id, subID string
+	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&id, &subID, &b}, func() error {
+		r, err := decodeRequest(id, subID, b)
+		if err != nil {
 			return err
 		}
 		st.reqs[r.ID] = r

@@ -75,3 +75,37 @@ func TestRequestSentFromVersion12(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestRecordWithoutIDs: a request's record leaves out its id and
+// its subscriber's, which the row's columns hold, and reads back whole.
+func TestRequestRecordWithoutIDs(t *testing.T) {
+	url := pg.EmptyDatabase(t)
+	db := open(t, url, nil, testHMACKey)
+	form := bootstrap(t, db)
+	signup(t, db, &form, "ann@example.com")
+	a, err := consent.ParseAddress("ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(t.Context(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := db.Request(t.Context(), sub.PendingRequest)
+	if err != nil || req.ID != sub.PendingRequest || req.Subscriber != sub.ID || req.Form != form.ID {
+		t.Fatalf("Request: got %+v, %v, want the request of %s", req, err, sub.ID)
+	}
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var b []byte
+	if err := pool.QueryRow(t.Context(), "SELECT data FROM requests WHERE id = $1", req.ID).Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	var stored consent.Request
+	if err := record.Unmarshal(b, &stored); err != nil || stored.ID != "" || stored.Subscriber != "" || stored.MessageID != req.MessageID {
+		t.Errorf("stored request: got %+v, %v, want no id and no subscriber, the rest as read", stored, err)
+	}
+}

@@ -6,3 +6,7 @@
 -- applied on read: a dropped mail's closed request gets no sent time).
 -- Requests marked before keep the time in their record.
 ALTER TABLE requests ADD COLUMN sent timestamptz;
+
+-- From this version on a request's record leaves out its id and its
+-- subscriber's, which the row's columns hold; rows written before keep
+-- them (the same values), so nothing is rewritten here.
