@@ -47,8 +47,7 @@ func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.F
 
 // Topic returns the topic id, or an ENotFound *Error.
 func (db *DB) Topic(ctx context.Context, id string) (consent.Topic, error) {
-	var topic consent.Topic
-	ok, err := db.catalogGet(ctx, "topics", id, &topic)
+	topic, ok, err := catalogGet(ctx, db, "topics", id, cloneTopic)
 	if err == nil && !ok {
 		err = consent.Errorf(consent.ENotFound, "%s %q not found", "topic", id)
 	}
@@ -72,8 +71,7 @@ func (db *DB) Topics(ctx context.Context) ([]consent.Topic, error) {
 
 // Form returns the form id, or an ENotFound *Error.
 func (db *DB) Form(ctx context.Context, id string) (consent.Form, error) {
-	var f consent.Form
-	ok, err := db.catalogGet(ctx, "forms", id, &f)
+	f, ok, err := catalogGet(ctx, db, "forms", id, cloneForm)
 	if err == nil && !ok {
 		err = consent.Errorf(consent.ENotFound, "%s %q not found", "form", id)
 	}

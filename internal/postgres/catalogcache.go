@@ -3,19 +3,23 @@ package postgres
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"optin/internal/consent"
 )
 
 // catalogChannel is the channel the triggers of migration 0011 notify
 // when a transaction that changed forms or topics commits.
 const catalogChannel = "optin_catalog"
 
-// catalog holds the forms and topics this instance read, as stored
-// (their JSON, decoded afresh for every caller), so that a signup's two
-// reads of them cost no round trip. It is used only while this
+// catalog holds the forms and topics this instance read, decoded (every
+// caller gets its own copy of their maps and slices), so that a signup's
+// two reads of them cost neither a round trip nor a decoding. It is used only while this
 // instance's listener is connected and listening on catalogChannel:
 // every change, from any instance, then empties it as its notification
 // arrives, and this instance's own writes empty it at once when they
@@ -33,15 +37,16 @@ type catalog struct {
 	// emptied, so a read that began before is not stored after.
 	live bool
 	gen  uint64
-	rows map[catalogKey][]byte
+	rows map[catalogKey]any
 }
 
 // catalogKey names a row of forms or topics.
 type catalogKey struct{ table, id string }
 
-// lookup returns the stored row key, or nil, and the generation to pass
-// to store after reading it from the database.
-func (c *catalog) lookup(key catalogKey) ([]byte, uint64) {
+// lookup returns the decoded row key (a consent.Form or consent.Topic),
+// or nil, and the generation to pass to store after reading it from the
+// database.
+func (c *catalog) lookup(key catalogKey) (any, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live {
@@ -50,18 +55,18 @@ func (c *catalog) lookup(key catalogKey) ([]byte, uint64) {
 	return c.rows[key], c.gen
 }
 
-// store keeps b as row key, read from the database since lookup returned
+// store keeps v as row key, read from the database since lookup returned
 // gen, unless the cache was emptied since.
-func (c *catalog) store(key catalogKey, b []byte, gen uint64) {
+func (c *catalog) store(key catalogKey, v any, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live || c.gen != gen {
 		return
 	}
 	if c.rows == nil {
-		c.rows = map[catalogKey][]byte{}
+		c.rows = map[catalogKey]any{}
 	}
-	c.rows[key] = b
+	c.rows[key] = v
 }
 
 // forget empties the cache and sets whether it may be used from now on.
@@ -73,23 +78,46 @@ func (c *catalog) forget(live bool) {
 	c.rows = nil
 }
 
-// catalogGet decodes the row id of table (forms or topics) into v from
-// the cache, or reads it through db.read and caches it; ok is false when
-// it does not exist.
-func (db *DB) catalogGet(ctx context.Context, table, id string, v any) (ok bool, err error) {
+// catalogGet returns the row id of table (forms or topics), decoded as
+// a T, from the cache, or reads it through db.read and caches it; ok is
+// false when it does not exist. The cache keeps its own copy: clone
+// copies what a caller could change in place (maps and slices), so that
+// no caller changes what the next one reads.
+func catalogGet[T any](ctx context.Context, db *DB, table, id string, clone func(T) T) (v T, ok bool, err error) {
 	key := catalogKey{table, id}
-	b, gen := db.catalog.lookup(key)
-	if b == nil {
-		err := db.read(ctx).q.QueryRow(ctx, "SELECT data FROM "+table+" WHERE id = $1", id).Scan(&b)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		db.catalog.store(key, b, gen)
+	cached, gen := db.catalog.lookup(key)
+	if cached != nil {
+		return clone(cached.(T)), true, nil
 	}
-	return true, decode(b, v)
+	var b []byte
+	err = db.read(ctx).q.QueryRow(ctx, "SELECT data FROM "+table+" WHERE id = $1", id).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, err
+	}
+	if err := decode(b, &v); err != nil {
+		return v, false, err
+	}
+	db.catalog.store(key, clone(v), gen)
+	return v, true, nil
+}
+
+// cloneForm and cloneTopic copy the maps and slices of a cached form or
+// topic.
+func cloneForm(f consent.Form) consent.Form {
+	f.Topics = slices.Clone(f.Topics)
+	f.Wording = maps.Clone(f.Wording)
+	f.AllowedOrigins = slices.Clone(f.AllowedOrigins)
+	f.Channels = slices.Clone(f.Channels)
+	return f
+}
+
+func cloneTopic(t consent.Topic) consent.Topic {
+	t.Translations = maps.Clone(t.Translations)
+	t.Frequencies = slices.Clone(t.Frequencies)
+	return t
 }
 
 // listenCatalog keeps a connection of its own listening on

@@ -140,3 +140,41 @@ func TestSignupsReadAhead(t *testing.T) {
 		t.Errorf("VerifyLedger: got %+v, %v, want %d events, OK", r, err, len(emails)-2)
 	}
 }
+
+// TestCatalogCopies: the cache keeps forms and topics decoded, so a
+// caller that changes the maps and slices of what it got must not change
+// what the next caller reads.
+func TestCatalogCopies(t *testing.T) {
+	db := open(t, pg.EmptyDatabase(t), nil, testHMACKey)
+	form := bootstrap(t, db)
+	ctx := t.Context()
+	topic := consent.Topic{ID: "offers", Name: "Offers", Translations: map[string]consent.TopicText{"de": {Name: "Angebote"}}, Frequencies: []consent.Frequency{consent.FrequencyWeekly}}
+	if _, err := db.CreateTopic(ctx, consent.Actor{Name: "test"}, topic); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	form.AllowedOrigins = []string{"https://shop.example"}
+	form.Channels = []consent.Channel{consent.ChannelSMS}
+	if _, err := db.UpdateForm(ctx, consent.Actor{Name: "test"}, form); err != nil {
+		t.Fatalf("UpdateForm: %v", err)
+	}
+	// Once the listener listens the reads come from the cache; spoil
+	// each read, many times over, and see the next one as stored.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		f, err := db.Form(ctx, form.ID)
+		if err != nil {
+			t.Fatalf("Form: %v", err)
+		}
+		if f.Wording["en"] != "Yes" || f.Topics[0] != "news" || f.AllowedOrigins[0] != "https://shop.example" || f.Channels[0] != consent.ChannelSMS {
+			t.Fatalf("Form after a caller changed its copy: %+v", f)
+		}
+		f.Wording["en"], f.Topics[0], f.AllowedOrigins[0], f.Channels[0] = "spoilt", "spoilt", "spoilt", "spoilt"
+		tp, err := db.Topic(ctx, topic.ID)
+		if err != nil {
+			t.Fatalf("Topic: %v", err)
+		}
+		if tp.Translations["de"].Name != "Angebote" || tp.Frequencies[0] != consent.FrequencyWeekly {
+			t.Fatalf("Topic after a caller changed its copy: %+v", tp)
+		}
+		tp.Translations["de"], tp.Frequencies[0] = consent.TopicText{Name: "spoilt"}, "spoilt"
+	}
+}

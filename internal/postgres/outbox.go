@@ -252,9 +252,10 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
 	if err != nil || len(reqIDs) == 0 {
 		return st, err
 	}
-	err = c.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
-		r := new(consent.Request)
-		if err := decode(b, r); err != nil {
+	var id, subID string
+	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&id, &subID, &b}, func() error {
+		r, err := decodeRequest(id, subID, b)
+		if err != nil {
 			return err
 		}
 		st.reqs[r.ID] = r
@@ -303,8 +304,9 @@ func (db *DB) deliverableIn(c conn, job consent.Job, st jobStates) (bool, error)
 
 // FinishJobs removes jobs from the outbox after they were sent or
 // dropped, in one transaction. An information notice that leaves still
-// deliverable went out: it is recorded (noticeSent). Each open request
-// records when its confirmation mail left (Request.MarkSent).
+// deliverable went out: it is recorded (noticeSent). Each request
+// records when its confirmation mail left, in its sent column; a read
+// keeps it only if the request was open then (withSent).
 func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 	ids := make([]int64, 0, len(jobs))
 	var notices []consent.Job
@@ -339,41 +341,9 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		if len(reqIDs) == 0 {
 			return nil
 		}
-		// The requests in one statement; their updates go with the pipe.
-		reqs := map[string]*consent.Request{}
-		var b []byte
-		err := t.each("SELECT data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&b}, func() error {
-			r := new(consent.Request)
-			if err := decode(b, r); err != nil {
-				return err
-			}
-			reqs[r.ID] = r
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		// The requests marked sent in one statement (the map holds
-		// each once).
-		now := db.Now()
-		var ids []string
-		var data [][]byte
-		for _, req := range reqs {
-			old := *req
-			if !req.MarkSent(now) {
-				continue
-			}
-			b, err := encodeRecord(req)
-			if err != nil {
-				return err
-			}
-			ids, data = append(ids, req.ID), append(data, b)
-			t.count(consent.RequestDelta(&old, req))
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		return t.exec(`UPDATE requests r SET data = u.d FROM unnest($1::text[], $2::bytea[]) AS u(i, d) WHERE r.id = u.i`, ids, data)
+		// The sent time goes to its own column (withSent reads it), in
+		// one statement with the pipe: the first time counts.
+		return t.exec("UPDATE requests SET sent = $2 WHERE id = ANY($1) AND sent IS NULL", reqIDs, db.Now())
 	})
 }
 

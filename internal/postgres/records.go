@@ -1,7 +1,10 @@
 package postgres
 
 import (
+	"errors"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"optin/internal/consent"
 )
@@ -130,24 +133,70 @@ func deleteRequests(t *tx, where string, args ...any) error {
 
 // request returns request id, or nil when it does not exist.
 func request(c conn, id string) (*consent.Request, error) {
-	req := new(consent.Request)
-	ok, err := c.get(req, "SELECT data FROM requests WHERE id = $1", id)
-	if err != nil || !ok {
+	var subID string
+	var b []byte
+	var sent *time.Time
+	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", id).Scan(&subID, &b, &sent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
+	req, err := decodeRequest(id, subID, b)
+	if err != nil {
+		return nil, err
+	}
+	withSent(req, sent)
 	return req, nil
+}
+
+// encodeRequest encodes req for the data column of requests without its
+// ID and Subscriber, which the row's id and subscriber columns hold
+// (migration 0013): two ids fewer a request. decodeRequest puts them
+// back; the code that only counts requests (RequestDelta) needs neither.
+func encodeRequest(req *consent.Request) ([]byte, error) {
+	r := *req
+	r.ID, r.Subscriber = "", ""
+	return encodeRecord(&r)
+}
+
+// decodeRequest decodes the request of the row id with subscriber subID
+// and record b (rows written before migration 0013 hold the ids in b
+// too, the same).
+func decodeRequest(id, subID string, b []byte) (*consent.Request, error) {
+	req := new(consent.Request)
+	if err := decode(b, req); err != nil {
+		return nil, err
+	}
+	req.ID, req.Subscriber = id, subID
+	return req, nil
+}
+
+// withSent gives req the time of the sent column (migration 0013, set
+// by FinishJobs) as Sent, unless its record holds one, when req was
+// still open then: what Request.MarkSent would have recorded at that
+// time, so a mail dropped after its request closed records nothing.
+func withSent(req *consent.Request, sent *time.Time) {
+	if sent == nil || !req.Sent.IsZero() {
+		return
+	}
+	before := func(end time.Time) bool { return end.IsZero() || sent.Before(end) }
+	if before(req.Confirmed) && before(req.Canceled) && sent.Before(req.Expires) {
+		req.Sent = *sent
+	}
 }
 
 // putRequest stores req.
 func putRequest(t *tx, req *consent.Request) error {
-	b, err := encodeRecord(req)
+	b, err := encodeRequest(req)
 	if err != nil {
 		return err
 	}
 	var oldb []byte
 	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM requests WHERE id = $1)
 		INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)
-		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
+		ON CONFLICT (id) DO UPDATE SET subscriber = EXCLUDED.subscriber, data = EXCLUDED.data
 		RETURNING (SELECT data FROM old)`, req.ID, req.Subscriber, b).Scan(&oldb)
 	if err != nil {
 		return err
@@ -166,7 +215,7 @@ func putRequest(t *tx, req *consent.Request) error {
 // insertRequest stores req, a request this transaction created (its id
 // is new), without reading anything back (see insertSubscriber).
 func insertRequest(t *tx, req *consent.Request) error {
-	b, err := encodeRecord(req)
+	b, err := encodeRequest(req)
 	if err != nil {
 		return err
 	}

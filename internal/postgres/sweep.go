@@ -87,14 +87,14 @@ func (db *DB) sweepDelete(ctx context.Context, ids []string, retention time.Dura
 		n = 0
 		now := db.Now()
 		type candidate struct {
-			id     string
-			rb, sb []byte
+			id, sub string
+			rb, sb  []byte
 		}
 		var cands []candidate
 		var cd candidate
-		err := t.each(`SELECT r.id, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
-			WHERE r.id = ANY($1) ORDER BY r.id`, []any{ids}, []any{&cd.id, &cd.rb, &cd.sb}, func() error {
-			cands = append(cands, candidate{cd.id, append([]byte(nil), cd.rb...), nilOrCopy(cd.sb)})
+		err := t.each(`SELECT r.id, r.subscriber, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
+			WHERE r.id = ANY($1) ORDER BY r.id`, []any{ids}, []any{&cd.id, &cd.sub, &cd.rb, &cd.sb}, func() error {
+			cands = append(cands, candidate{cd.id, cd.sub, append([]byte(nil), cd.rb...), nilOrCopy(cd.sb)})
 			return nil
 		})
 		if err != nil {
@@ -107,11 +107,11 @@ func (db *DB) sweepDelete(ctx context.Context, ids []string, retention time.Dura
 				}
 				continue
 			}
-			var r consent.Request
-			if err := decode(cd.rb, &r); err != nil {
+			r, err := decodeRequest(cd.id, cd.sub, cd.rb)
+			if err != nil {
 				return err
 			}
-			if err := dropRequest(t, r); err != nil {
+			if err := dropRequest(t, *r); err != nil {
 				return err
 			}
 			n++
