@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sync"
 
 	"go.etcd.io/bbolt"
@@ -33,7 +31,7 @@ func (c *catalog) topic(id string) (consent.Topic, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.topics[id]
-	return t, ok
+	return t.Clone(), ok
 }
 
 // form returns a copy: callers may change what they get.
@@ -41,7 +39,7 @@ func (c *catalog) form(id string) (consent.Form, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.forms[id]
-	return cloneForm(f), ok
+	return f.Clone(), ok
 }
 
 // keep runs store, which adds to the cache, unless the catalog changed
@@ -55,11 +53,11 @@ func (c *catalog) keep(gen uint64, store func()) {
 }
 
 func (c *catalog) keepTopic(gen uint64, t consent.Topic) {
-	c.keep(gen, func() { c.topics[t.ID] = t })
+	c.keep(gen, func() { c.topics[t.ID] = t.Clone() })
 }
 
 func (c *catalog) keepForm(gen uint64, f consent.Form) {
-	c.keep(gen, func() { c.forms[f.ID] = cloneForm(f) })
+	c.keep(gen, func() { c.forms[f.ID] = f.Clone() })
 }
 
 // drop empties the cache and starts a new generation.
@@ -68,13 +66,6 @@ func (c *catalog) drop() {
 	defer c.mu.Unlock()
 	c.gen++
 	c.topics, c.forms = map[string]consent.Topic{}, map[string]consent.Form{}
-}
-
-func cloneForm(f consent.Form) consent.Form {
-	f.Topics = slices.Clone(f.Topics)
-	f.Wording = maps.Clone(f.Wording)
-	f.AllowedOrigins = slices.Clone(f.AllowedOrigins)
-	return f
 }
 
 // updateCatalog runs fn as a write transaction that may change topics or

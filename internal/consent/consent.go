@@ -10,6 +10,7 @@ package consent
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"optin/internal/jsonenc"
 	"slices"
 	"strconv"
@@ -146,6 +147,23 @@ const MaxProofOfWork = 24
 
 // PoWBits returns the proof-of-work difficulty the form demands, capped
 // at MaxProofOfWork; 0 means none.
+// Clone returns f with its own copies of its slices and maps, for a
+// cache that hands out forms callers may change.
+func (f Form) Clone() Form {
+	f.Topics = slices.Clone(f.Topics)
+	f.Wording = maps.Clone(f.Wording)
+	f.AllowedOrigins = slices.Clone(f.AllowedOrigins)
+	f.Channels = slices.Clone(f.Channels)
+	return f
+}
+
+// Clone returns t with its own copies of its map and slice.
+func (t Topic) Clone() Topic {
+	t.Translations = maps.Clone(t.Translations)
+	t.Frequencies = slices.Clone(t.Frequencies)
+	return t
+}
+
 func (f *Form) PoWBits() int { return min(max(f.ProofOfWork, 0), MaxProofOfWork) }
 
 // Offers reports whether the form offers topic.

@@ -47,7 +47,7 @@ func (db *DB) Bootstrap(ctx context.Context, topic consent.Topic, form consent.F
 
 // Topic returns the topic id, or an ENotFound *Error.
 func (db *DB) Topic(ctx context.Context, id string) (consent.Topic, error) {
-	topic, ok, err := catalogGet(ctx, db, "topics", id, cloneTopic)
+	topic, ok, err := catalogGet(ctx, db, "topics", id, consent.Topic.Clone)
 	if err == nil && !ok {
 		err = consent.Errorf(consent.ENotFound, "%s %q not found", "topic", id)
 	}
@@ -71,7 +71,7 @@ func (db *DB) Topics(ctx context.Context) ([]consent.Topic, error) {
 
 // Form returns the form id, or an ENotFound *Error.
 func (db *DB) Form(ctx context.Context, id string) (consent.Form, error) {
-	f, ok, err := catalogGet(ctx, db, "forms", id, cloneForm)
+	f, ok, err := catalogGet(ctx, db, "forms", id, consent.Form.Clone)
 	if err == nil && !ok {
 		err = consent.Errorf(consent.ENotFound, "%s %q not found", "form", id)
 	}

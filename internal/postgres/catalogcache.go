@@ -3,14 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"optin/internal/consent"
 )
 
 // catalogChannel is the channel the triggers of migration 0011 notify
@@ -102,22 +98,6 @@ func catalogGet[T any](ctx context.Context, db *DB, table, id string, clone func
 	}
 	db.catalog.store(key, clone(v), gen)
 	return v, true, nil
-}
-
-// cloneForm and cloneTopic copy the maps and slices of a cached form or
-// topic.
-func cloneForm(f consent.Form) consent.Form {
-	f.Topics = slices.Clone(f.Topics)
-	f.Wording = maps.Clone(f.Wording)
-	f.AllowedOrigins = slices.Clone(f.AllowedOrigins)
-	f.Channels = slices.Clone(f.Channels)
-	return f
-}
-
-func cloneTopic(t consent.Topic) consent.Topic {
-	t.Translations = maps.Clone(t.Translations)
-	t.Frequencies = slices.Clone(t.Frequencies)
-	return t
 }
 
 // listenCatalog keeps a connection of its own listening on

@@ -527,3 +527,42 @@ func testFindSubscribersSearch(t *testing.T, f *fixture) {
 		}
 	}
 }
+
+// testCatalogCopies: a form or topic read from the store is the caller's
+// own, maps and slices included; a store that caches its catalog must not
+// hand out the cached values themselves. Each read is spoilt, and the
+// next read, from the cache or not, is as stored.
+func testCatalogCopies(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	f.bootstrap()
+	topic := consent.Topic{ID: "events", Name: "Events",
+		Translations: map[string]consent.TopicText{"sv": {Name: "Evenemang"}},
+		Frequencies:  []consent.Frequency{consent.FrequencyWeekly, consent.FrequencyMonthly}}
+	if _, err := f.s.CreateTopic(ctx, admin, topic); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	form := f.form
+	form.AllowedOrigins = []string{"https://shop.example"}
+	form.Channels = []consent.Channel{consent.ChannelSMS}
+	if _, err := f.s.UpdateForm(ctx, admin, form); err != nil {
+		t.Fatalf("UpdateForm: %v", err)
+	}
+	for range 5 {
+		got, err := f.s.Form(ctx, form.ID)
+		if err != nil {
+			t.Fatalf("Form: %v", err)
+		}
+		if got.Wording["en"] != testWording || got.Topics[0] != "news" || got.AllowedOrigins[0] != "https://shop.example" || got.Channels[0] != consent.ChannelSMS {
+			t.Fatalf("Form after a caller changed its copy: got %+v", got)
+		}
+		got.Wording["en"], got.Topics[0], got.AllowedOrigins[0], got.Channels[0] = "spoilt", "spoilt", "spoilt", "spoilt"
+		tp, err := f.s.Topic(ctx, topic.ID)
+		if err != nil {
+			t.Fatalf("Topic: %v", err)
+		}
+		if tp.Translations["sv"].Name != "Evenemang" || tp.Frequencies[0] != consent.FrequencyWeekly {
+			t.Fatalf("Topic after a caller changed its copy: got %+v", tp)
+		}
+		tp.Translations["sv"], tp.Frequencies[0] = consent.TopicText{Name: "spoilt"}, "spoilt"
+	}
+}

@@ -80,6 +80,7 @@ func Run(t *testing.T, open Opener) {
 		{"Import", testImport},
 		{"EachExportable", testEachExportable},
 		{"Catalog", testCatalog},
+		{"CatalogCopies", testCatalogCopies},
 		{"Presentation", testPresentation},
 		{"TopicTranslations", testTopicTranslations},
 		{"APIKeys", testAPIKeys},
