@@ -165,7 +165,7 @@ func Marshal(v any) ([]byte, error) {
 	if rv.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("record: compact encoding of %s", rv.Type())
 	}
-	return marshal(rv, nil)
+	return marshal(addressable(rv), nil)
 }
 
 // MarshalWith is Marshal storing shared strings in strings: the values of
@@ -178,7 +178,20 @@ func MarshalWith(v any, strings *Strings) ([]byte, error) {
 	if rv.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("record: compact encoding of %s", rv.Type())
 	}
-	return marshal(rv, strings)
+	return marshal(addressable(rv), strings)
+}
+
+// addressable returns v, copied to the heap when it is not addressable
+// (a struct passed by value): the encoder reads the time.Time fields of
+// an addressable struct through their address, which a copy of each
+// into an interface would cost an allocation apiece.
+func addressable(v reflect.Value) reflect.Value {
+	if v.CanAddr() {
+		return v
+	}
+	p := reflect.New(v.Type())
+	p.Elem().Set(v)
+	return p.Elem()
 }
 
 // UnmarshalWith is Unmarshal reading shared strings from strings.
@@ -220,21 +233,41 @@ func unmarshalWith(b []byte, v any, strings *Strings) error {
 	return d.structFields(rv.Elem())
 }
 
-// field is one stored field of a struct type.
+// field is one stored field of a struct type, with every decision that
+// depends only on its type and tag made once (see planOf).
 type field struct {
 	index []int // as reflect.Value.FieldByIndex takes it
 	name  string
 	key   uint64 // (number+1)<<2, without the wire type; 0 for an inline name
 	typ   reflect.Type
+	codec *codec // how values of typ are written
 	// omitEmpty leaves an empty slice or map out, as omitempty does.
 	omitEmpty bool
+	// intern stores the value in the table of strings, when there is one
+	// (internFields).
+	intern bool
 }
 
 // plan is how a struct type is stored.
 type plan struct {
 	fields []field
-	byKey  map[uint64]int // key>>2 -> fields index
-	byName map[string]int // for inline names
+	// byNumber maps key>>2 (a name's number+1) to a fields index, -1 for
+	// a name the type has not; a slice, as the numbers are few and dense.
+	byNumber []int
+	byName   map[string]int // for inline names
+}
+
+// fieldOf returns the index in p.fields of the field of key>>2 n, or of
+// the inline name when n is 0.
+func (p *plan) fieldOf(n uint64, name []byte) (int, bool) {
+	if n == 0 {
+		i, ok := p.byName[string(name)]
+		return i, ok
+	}
+	if n >= uint64(len(p.byNumber)) || p.byNumber[n] < 0 {
+		return 0, false
+	}
+	return p.byNumber[n], true
 }
 
 var plans sync.Map // reflect.Type -> *plan; a cache, as encoding/json keeps
@@ -243,7 +276,10 @@ func planOf(t reflect.Type) *plan {
 	if p, ok := plans.Load(t); ok {
 		return p.(*plan)
 	}
-	p := &plan{byKey: map[uint64]int{}, byName: map[string]int{}}
+	p := &plan{byNumber: make([]int, len(fieldNames)+1), byName: map[string]int{}}
+	for i := range p.byNumber {
+		p.byNumber[i] = -1
+	}
 	addFields(p, t, nil)
 	actual, _ := plans.LoadOrStore(t, p)
 	return actual.(*plan)
@@ -276,10 +312,11 @@ func addFields(p *plan, t reflect.Type, index []int) {
 		if name == "" {
 			name = sf.Name
 		}
-		f := field{index: idx, name: name, typ: sf.Type, omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty")}
+		f := field{index: idx, name: name, typ: sf.Type, codec: codecOf(sf.Type),
+			omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty"), intern: internFields[name]}
 		if n, ok := fieldNumbers[name]; ok {
 			f.key = (n + 1) << 2
-			p.byKey[n+1] = len(p.fields)
+			p.byNumber[n+1] = len(p.fields)
 		}
 		p.byName[name] = len(p.fields)
 		p.fields = append(p.fields, f)
@@ -314,6 +351,134 @@ func findUsesJSON(t reflect.Type) bool {
 		return true
 	}
 	return false
+}
+
+// A kind is the form of a type's values, decided once per type (see
+// codec) so that the encoder and decoder switch on it rather than ask
+// reflect and the usesJSON cache about every value.
+type kind uint8
+
+const (
+	kindNone kind = iota // no compact form: an error
+	kindTime             // encoder.time
+	kindBool
+	kindInt
+	kindUint
+	kindFloat
+	kindString
+	kindStruct
+	kindPointer
+	kindBytes // a slice of bytes, stored as they are
+	kindSlice
+	kindMap
+)
+
+// codec is how values of a type are stored.
+type codec struct {
+	kind kind
+	// json: stored as its JSON (usesJSON) by the encoder, which the
+	// decoder reads where a value is length-delimited (decoder.whole).
+	json bool
+	elem *codec // of a pointer's, slice's or map's elements
+	key  *codec // of a map's keys
+}
+
+var codecs sync.Map // reflect.Type -> *codec; a cache
+
+// codecOf returns the codec of t.
+func codecOf(t reflect.Type) *codec {
+	if c, ok := codecs.Load(t); ok {
+		return c.(*codec)
+	}
+	actual, _ := codecs.LoadOrStore(t, newCodec(t, map[reflect.Type]*codec{}))
+	return actual.(*codec)
+}
+
+// newCodec makes the codec of t; seen holds those begun, for a type
+// that holds itself (type T []T).
+func newCodec(t reflect.Type, seen map[reflect.Type]*codec) *codec {
+	if c, ok := seen[t]; ok {
+		return c
+	}
+	c := &codec{kind: kindOf(t), json: usesJSON(t)}
+	seen[t] = c
+	switch c.kind {
+	case kindPointer, kindSlice:
+		c.elem = newCodec(t.Elem(), seen)
+	case kindMap:
+		c.key, c.elem = newCodec(t.Key(), seen), newCodec(t.Elem(), seen)
+	}
+	return c
+}
+
+func kindOf(t reflect.Type) kind {
+	if t == timeType {
+		return kindTime
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return kindBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return kindInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return kindUint
+	case reflect.Float32, reflect.Float64:
+		return kindFloat
+	case reflect.String:
+		return kindString
+	case reflect.Struct:
+		return kindStruct
+	case reflect.Pointer:
+		return kindPointer
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return kindBytes
+		}
+		return kindSlice
+	case reflect.Map:
+		return kindMap
+	}
+	return kindNone
+}
+
+// wire returns the wire type v, a value of c's type, takes as a field.
+func (c *codec) wire(v reflect.Value) uint64 {
+	switch {
+	case c.kind == kindTime:
+		if _, ok := timeMillis(timeAt(v)); ok {
+			return wireVarint
+		}
+		return wireBytes
+	case c.json:
+		return wireBytes
+	case c.kind == kindBool || c.kind == kindInt || c.kind == kindUint:
+		return wireVarint
+	case c.kind == kindString:
+		return wireString
+	}
+	return wireBytes
+}
+
+// delimited reports whether a value of c's type that stands alone in a
+// slice or map has its length in front.
+func (c *codec) delimited() bool { return c.json || c.kind == kindStruct || c.kind == kindPointer }
+
+// timeAt returns the time.Time v holds, through its address when it has
+// one, as v.Interface would copy it to the heap.
+func timeAt(v reflect.Value) time.Time {
+	if v.CanAddr() {
+		return *v.Addr().Interface().(*time.Time)
+	}
+	return v.Interface().(time.Time)
+}
+
+// setTime sets v, a time.Time, to t.
+func setTime(v reflect.Value, t time.Time) {
+	if v.CanAddr() {
+		*v.Addr().Interface().(*time.Time) = t
+		return
+	}
+	v.Set(reflect.ValueOf(t))
 }
 
 var (
@@ -365,16 +530,13 @@ func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
 // field writes one field: its key, then its value in the wire type the
 // value takes.
 func (e *encoder) field(f *field, v reflect.Value) error {
-	wire, err := wireOf(v)
-	if err != nil {
-		return err
-	}
+	wire := f.codec.wire(v)
 	e.uvarint(f.key | wire)
 	if f.key == 0 {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && internFields[f.name] && len(v.String()) <= maxShared {
+	if e.strings != nil && wire == wireString && f.intern && len(v.String()) <= maxShared {
 		id, err := e.strings.intern(v.String())
 		if err != nil {
 			return err
@@ -383,16 +545,16 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		return nil
 	}
 	if wire != wireBytes {
-		return e.value(v)
+		return e.value(v, f.codec)
 	}
-	return e.delimited(v)
+	return e.delimited(v, f.codec)
 }
 
-// delimited writes v length-delimited: the value, then moved after its
-// length.
-func (e *encoder) delimited(v reflect.Value) error {
+// delimited writes v, of codec c, length-delimited: the value, then
+// moved after its length.
+func (e *encoder) delimited(v reflect.Value, c *codec) error {
 	start := len(e.buf)
-	if err := e.value(v); err != nil {
+	if err := e.value(v, c); err != nil {
 		return err
 	}
 	n := len(e.buf) - start
@@ -402,28 +564,6 @@ func (e *encoder) delimited(v reflect.Value) error {
 	copy(e.buf[start+ll:], e.buf[start:start+n])
 	copy(e.buf[start:], l[:ll])
 	return nil
-}
-
-// wireOf returns the wire type v's value takes as a field.
-func wireOf(v reflect.Value) (uint64, error) {
-	t := v.Type()
-	switch {
-	case t == timeType:
-		if _, ok := timeMillis(v.Interface().(time.Time)); ok {
-			return wireVarint, nil
-		}
-		return wireBytes, nil
-	case usesJSON(t):
-		return wireBytes, nil
-	}
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return wireVarint, nil
-	case reflect.String:
-		return wireString, nil
-	}
-	return wireBytes, nil
 }
 
 // timeMillis returns t as milliseconds since 1970 when that is all of
@@ -438,88 +578,88 @@ func timeMillis(t time.Time) (int64, bool) {
 func zigzag(n int64) uint64   { return uint64(n<<1) ^ uint64(n>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
-// value writes v in the form of its type.
-func (e *encoder) value(v reflect.Value) error {
-	t := v.Type()
-	if t == timeType {
-		return e.time(v.Interface().(time.Time))
-	}
-	if usesJSON(t) {
+// value writes v in the form of its type, whose codec is c.
+func (e *encoder) value(v reflect.Value, c *codec) error {
+	if c.json {
 		b, err := json.Marshal(v.Interface())
 		e.buf = append(e.buf, b...)
 		return err
 	}
-	switch t.Kind() {
-	case reflect.Bool:
+	switch c.kind {
+	case kindTime:
+		return e.time(timeAt(v))
+	case kindBool:
 		if v.Bool() {
 			e.uvarint(1)
 		} else {
 			e.uvarint(0)
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case kindInt:
 		e.uvarint(zigzag(v.Int()))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+	case kindUint:
 		e.uvarint(v.Uint())
-	case reflect.Float32, reflect.Float64:
+	case kindFloat:
 		e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v.Float()))
-	case reflect.String:
+	case kindString:
 		e.string(v.String())
-	case reflect.Struct:
+	case kindStruct:
 		return e.structFields(v)
-	case reflect.Pointer:
+	case kindPointer:
 		if v.IsNil() {
 			e.buf = append(e.buf, 0)
 			return nil
 		}
 		e.buf = append(e.buf, 1)
-		return e.value(v.Elem())
-	case reflect.Slice:
+		return e.value(v.Elem(), c.elem)
+	case kindBytes:
 		if v.IsNil() {
 			e.uvarint(0)
 			return nil
 		}
 		e.uvarint(uint64(v.Len()) + 1)
-		if t.Elem().Kind() == reflect.Uint8 {
-			e.buf = append(e.buf, v.Bytes()...)
+		e.buf = append(e.buf, v.Bytes()...)
+	case kindSlice:
+		if v.IsNil() {
+			e.uvarint(0)
 			return nil
 		}
+		e.uvarint(uint64(v.Len()) + 1)
 		for i := range v.Len() {
-			if err := e.element(v.Index(i)); err != nil {
+			if err := e.element(v.Index(i), c.elem); err != nil {
 				return err
 			}
 		}
-	case reflect.Map:
+	case kindMap:
 		if v.IsNil() {
 			e.uvarint(0)
 			return nil
 		}
 		e.uvarint(uint64(v.Len()) + 1)
 		keys := v.MapKeys()
-		if t.Key().Kind() == reflect.String {
+		if v.Type().Key().Kind() == reflect.String {
 			slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
 		}
 		for _, k := range keys {
-			if err := e.element(k); err != nil {
+			if err := e.element(k, c.key); err != nil {
 				return err
 			}
-			if err := e.element(v.MapIndex(k)); err != nil {
+			if err := e.element(v.MapIndex(k), c.elem); err != nil {
 				return err
 			}
 		}
 	default:
-		return fmt.Errorf("no compact form for %s", t)
+		return fmt.Errorf("no compact form for %s", v.Type())
 	}
 	return nil
 }
 
-// element writes a value that stands alone in a slice or map: a value
-// of wire type 1 gets its length in front.
-func (e *encoder) element(v reflect.Value) error {
-	t := v.Type()
-	if t == timeType || !(usesJSON(t) || t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer) {
-		return e.value(v)
+// element writes a value, of codec c, that stands alone in a slice or
+// map: a value of wire type 1 gets its length in front.
+func (e *encoder) element(v reflect.Value, c *codec) error {
+	if c.delimited() {
+		return e.delimited(v, c)
 	}
-	return e.delimited(v)
+	return e.value(v, c)
 }
 
 // time writes t: uvarint 0 for the zero time, zigzag milliseconds<<1|1
@@ -730,18 +870,17 @@ func (d *decoder) structFields(v reflect.Value) error {
 			return err
 		}
 		wire := key & 3
-		fi, known := p.byKey[key>>2]
+		var name []byte
 		if key>>2 == 0 {
 			n, err := d.uvarint()
 			if err != nil {
 				return err
 			}
-			name, err := d.bytes(n)
-			if err != nil {
+			if name, err = d.bytes(n); err != nil {
 				return err
 			}
-			fi, known = p.byName[string(name)]
 		}
+		fi, known := p.fieldOf(key>>2, name)
 		if !known {
 			if err := d.skip(wire); err != nil {
 				return err
@@ -749,11 +888,11 @@ func (d *decoder) structFields(v reflect.Value) error {
 			continue
 		}
 		f := &p.fields[fi]
-		if (wire == wireString) != (f.typ.Kind() == reflect.String && !usesJSON(f.typ)) {
+		if (wire == wireString) != (f.codec.kind == kindString && !f.codec.json) {
 			return fmt.Errorf("%s: stored as wire type %d, not as a %s", f.name, wire, f.typ)
 		}
 		fv := fieldForSet(v, f.index)
-		if err := d.field(fv, wire); err != nil {
+		if err := d.field(fv, wire, f.codec); err != nil {
 			return fmt.Errorf("%s: %w", f.name, err)
 		}
 	}
@@ -806,10 +945,10 @@ func (d *decoder) skip(wire uint64) error {
 	return fmt.Errorf("unknown wire type %d", wire)
 }
 
-// field reads a field's value of wire type wire into v.
-func (d *decoder) field(v reflect.Value, wire uint64) error {
+// field reads a field's value of wire type wire into v, of codec c.
+func (d *decoder) field(v reflect.Value, wire uint64, c *codec) error {
 	if wire != wireBytes {
-		return d.value(v)
+		return d.value(v, c)
 	}
 	n, err := d.uvarint()
 	if err != nil {
@@ -820,67 +959,64 @@ func (d *decoder) field(v reflect.Value, wire uint64) error {
 		return err
 	}
 	inner := decoder{b: b, strings: d.strings}
-	return inner.whole(v)
+	return inner.whole(v, c)
 }
 
-// whole reads v from all of d's bytes (a length-delimited value).
-func (d *decoder) whole(v reflect.Value) error {
-	t := v.Type()
-	if t == timeType {
-		return d.value(v)
-	}
-	if usesJSON(t) {
+// whole reads v, of codec c, from all of d's bytes (a length-delimited
+// value).
+func (d *decoder) whole(v reflect.Value, c *codec) error {
+	switch {
+	case c.kind == kindTime:
+		return d.value(v, c)
+	case c.json:
 		return json.Unmarshal(d.b, v.Addr().Interface())
-	}
-	if t.Kind() == reflect.Struct {
+	case c.kind == kindStruct:
 		return d.structFields(v)
 	}
-	return d.value(v)
+	return d.value(v, c)
 }
 
-// value reads v in the form of its type.
-func (d *decoder) value(v reflect.Value) error {
-	t := v.Type()
-	if t == timeType {
+// value reads v in the form of its type, whose codec is c.
+func (d *decoder) value(v reflect.Value, c *codec) error {
+	switch c.kind {
+	case kindTime:
 		tm, err := d.time()
-		v.Set(reflect.ValueOf(tm))
+		setTime(v, tm)
 		return err
-	}
-	switch t.Kind() {
-	case reflect.Bool:
+	case kindBool:
 		n, err := d.uvarint()
 		v.SetBool(n != 0)
 		return err
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case kindInt:
 		n, err := d.uvarint()
 		v.SetInt(unzigzag(n))
 		return err
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+	case kindUint:
 		n, err := d.uvarint()
 		v.SetUint(n)
 		return err
-	case reflect.Float32, reflect.Float64:
+	case kindFloat:
 		b, err := d.bytes(8)
 		if err == nil {
 			v.SetFloat(math.Float64frombits(binary.LittleEndian.Uint64(b)))
 		}
 		return err
-	case reflect.String:
+	case kindString:
 		s, err := d.string()
 		v.SetString(s)
 		return err
-	case reflect.Pointer:
+	case kindPointer:
 		b, err := d.bytes(1)
 		if err != nil || b[0] == 0 {
 			return err
 		}
-		p := reflect.New(t.Elem())
-		if err := d.whole(p.Elem()); err != nil {
+		p := reflect.New(v.Type().Elem())
+		if err := d.whole(p.Elem(), c.elem); err != nil {
 			return err
 		}
 		v.Set(p)
 		return nil
-	case reflect.Slice:
+	case kindBytes, kindSlice:
 		n, err := d.uvarint()
 		if err != nil || n == 0 {
 			return err
@@ -889,22 +1025,22 @@ func (d *decoder) value(v reflect.Value) error {
 		if n > uint64(len(d.b)) { // every element takes a byte at least
 			return errTruncated
 		}
-		if t.Elem().Kind() == reflect.Uint8 {
+		if c.kind == kindBytes {
 			b, err := d.bytes(n)
 			if err == nil {
 				v.SetBytes(slices.Clone(b))
 			}
 			return err
 		}
-		s := reflect.MakeSlice(t, int(n), int(n))
+		s := reflect.MakeSlice(v.Type(), int(n), int(n))
 		for i := range int(n) {
-			if err := d.element(s.Index(i)); err != nil {
+			if err := d.element(s.Index(i), c.elem); err != nil {
 				return err
 			}
 		}
 		v.Set(s)
 		return nil
-	case reflect.Map:
+	case kindMap:
 		n, err := d.uvarint()
 		if err != nil || n == 0 {
 			return err
@@ -913,13 +1049,14 @@ func (d *decoder) value(v reflect.Value) error {
 		if n > uint64(len(d.b)) {
 			return errTruncated
 		}
+		t := v.Type()
 		m := reflect.MakeMapWithSize(t, int(n))
 		for range n {
 			k, e := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
-			if err := d.element(k); err != nil {
+			if err := d.element(k, c.key); err != nil {
 				return err
 			}
-			if err := d.element(e); err != nil {
+			if err := d.element(e, c.elem); err != nil {
 				return err
 			}
 			m.SetMapIndex(k, e)
@@ -927,14 +1064,14 @@ func (d *decoder) value(v reflect.Value) error {
 		v.Set(m)
 		return nil
 	}
-	return fmt.Errorf("no compact form for %s", t)
+	return fmt.Errorf("no compact form for %s", v.Type())
 }
 
-// element reads a value that stands alone in a slice or map.
-func (d *decoder) element(v reflect.Value) error {
-	t := v.Type()
-	if t == timeType || !(usesJSON(t) || t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer) {
-		return d.value(v)
+// element reads a value, of codec c, that stands alone in a slice or
+// map.
+func (d *decoder) element(v reflect.Value, c *codec) error {
+	if !c.delimited() {
+		return d.value(v, c)
 	}
 	n, err := d.uvarint()
 	if err != nil {
@@ -945,10 +1082,10 @@ func (d *decoder) element(v reflect.Value) error {
 		return err
 	}
 	inner := decoder{b: b, strings: d.strings}
-	if t.Kind() == reflect.Pointer {
-		return inner.value(v)
+	if c.kind == kindPointer {
+		return inner.value(v, c)
 	}
-	return inner.whole(v)
+	return inner.whole(v, c)
 }
 
 func (d *decoder) time() (time.Time, error) {
@@ -1044,7 +1181,7 @@ func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte,
 	if derived {
 		e.Prev = ""
 	}
-	b, err := marshal(reflect.ValueOf(e), strings)
+	b, err := marshal(reflect.ValueOf(&e).Elem(), strings)
 	if err != nil {
 		return nil, fmt.Errorf("record: event %d: %w", ev.Seq, err)
 	}
