@@ -100,6 +100,7 @@ var knownStrings = []string{
 	"confirm", "preferences", "reawaken", "address_change", "address_changed", "incident_notice", "art14_notice",
 	"one_click", "person", "scanner", "en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "fi", "nb",
 	"name", "email", "purchase", "reservation", "enquiry", "login", "note",
+	"checkbox_unticked", "double_opt_in", "prefilled", "contract_clause", "unknown",
 }
 
 var (
@@ -133,9 +134,20 @@ const (
 	// An id's idLen bytes, then number header>>3 in the database's
 	// Strings: a Message-ID, whose domain is the same in most of them.
 	stringIDInterned = 6
-	// An IP address as netip writes it: header>>3 0 and its 4 bytes, or
-	// 1 and its 16 bytes. The last kind three bits name.
-	stringIP = 7
+	// A value in a form of its own, header>>3 naming which (packed*).
+	// The last kind three bits name.
+	stringPacked = 7
+)
+
+// Packed forms, header>>3 of a string of kind stringPacked.
+const (
+	packedIPv4 = 0 // an IP address as netip writes it: its 4 bytes
+	packedIPv6 = 1 // or its 16 bytes
+	// An import row's evidence text (consent.ImportRow.Evidence): a byte
+	// of the parts present (bit i: evidenceKeys[i]), then each: its
+	// source as a string (shared), its times as zigzag varints of seconds
+	// since 1970, its method as a string (known).
+	packedEvidence = 2
 )
 
 // internFields are the fields of a ledger event, its personal record or
@@ -374,13 +386,9 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && internFields[f.name] && len(v.String()) <= maxShared {
-		id, err := e.strings.intern(v.String())
-		if err != nil {
-			return err
-		}
-		e.uvarint(id<<3 | stringInterned)
-		return nil
+	if e.strings != nil && wire == wireString && internFields[f.name] {
+		e.shared(v.String())
+		return e.err
 	}
 	if wire != wireBytes {
 		return e.value(v)
@@ -579,8 +587,12 @@ func (e *encoder) string(s string) {
 			return
 		}
 	}
+	if ev, ok := parseEvidence(s); ok {
+		e.evidence(&ev)
+		return
+	}
 	if raw, ok := ipBytes(s); ok && 1+len(raw) < uvarintLen(uint64(len(s))<<3)+len(s) {
-		e.uvarint(uint64(len(raw)/16)<<3 | stringIP)
+		e.uvarint(uint64(len(raw)/16)<<3 | stringPacked)
 		e.buf = append(e.buf, raw...)
 		return
 	}
@@ -589,6 +601,134 @@ func (e *encoder) string(s string) {
 	}
 	e.uvarint(uint64(len(s))<<3 | stringInline)
 	e.buf = append(e.buf, s...)
+}
+
+// shared writes s as its number in the table of strings, when there is
+// one and s fits in it, else as string does. An evidence text is never
+// shared: its times differ on almost every import row, so each would add
+// a string of its own to the table (two keys); its packed form shares its
+// source instead.
+func (e *encoder) shared(s string) {
+	if e.strings == nil || len(s) > maxShared || hasEvidenceKey(s) {
+		e.string(s)
+		return
+	}
+	n, err := e.strings.intern(s)
+	if err != nil {
+		e.err = err
+	}
+	e.uvarint(n<<3 | stringInterned)
+}
+
+// evidenceKeys are the parts of an import row's evidence text
+// (consent.ImportRow.Evidence), in their order, each left out when
+// empty, joined by "; ": source, when it consented, how, and its last
+// purchase. The times are RFC 3339 in UTC to the second.
+var evidenceKeys = [4]string{"source=", "consented_at=", "method=", "last_purchase_at="}
+
+// evidenceTimes has bit i set when part i is a time.
+const evidenceTimes = 1<<1 | 1<<3
+
+// evidence is an evidence text in its parts.
+type evidence struct {
+	present byte      // bit i: part i is there
+	text    [4]string // the source and the method
+	secs    [4]int64  // the times, seconds since 1970
+}
+
+// hasEvidenceKey reports whether s starts as an evidence text does.
+func hasEvidenceKey(s string) bool {
+	for _, k := range evidenceKeys {
+		if strings.HasPrefix(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseEvidence returns the parts of s when s is an evidence text that
+// they write back exactly (appendTo); anything else (a time with an
+// offset or a fraction, parts out of order, a source holding the next
+// part's key, invalid UTF-8) is not packed.
+func parseEvidence(s string) (evidence, bool) {
+	var ev evidence
+	if !hasEvidenceKey(s) || !utf8.ValidString(s) {
+		return ev, false
+	}
+	rest := s
+	for i, key := range evidenceKeys {
+		sep := "; " + key
+		if ev.present == 0 {
+			sep = key
+		}
+		if !strings.HasPrefix(rest, sep) {
+			continue
+		}
+		rest = rest[len(sep):]
+		end := len(rest)
+		if i == 0 { // a source may hold "; ": it ends at a later part
+			for _, k := range evidenceKeys[1:] {
+				if j := strings.Index(rest, "; "+k); j >= 0 && j < end {
+					end = j
+				}
+			}
+		} else if j := strings.Index(rest, "; "); j >= 0 {
+			end = j
+		}
+		v := rest[:end]
+		rest = rest[end:]
+		if evidenceTimes&(1<<i) != 0 {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return ev, false
+			}
+			ev.secs[i] = t.Unix()
+		} else {
+			ev.text[i] = v
+		}
+		ev.present |= 1 << i
+	}
+	if rest != "" || string(ev.appendTo(nil)) != s {
+		return ev, false
+	}
+	return ev, true
+}
+
+// appendTo appends the evidence text.
+func (ev *evidence) appendTo(b []byte) []byte {
+	start := len(b)
+	for i, key := range evidenceKeys {
+		if ev.present&(1<<i) == 0 {
+			continue
+		}
+		if len(b) > start {
+			b = append(b, "; "...)
+		}
+		b = append(b, key...)
+		if evidenceTimes&(1<<i) != 0 {
+			b = time.Unix(ev.secs[i], 0).UTC().AppendFormat(b, time.RFC3339)
+		} else {
+			b = append(b, ev.text[i]...)
+		}
+	}
+	return b
+}
+
+// evidence writes ev packed.
+func (e *encoder) evidence(ev *evidence) {
+	e.uvarint(packedEvidence<<3 | stringPacked)
+	e.buf = append(e.buf, ev.present)
+	for i := range evidenceKeys {
+		switch {
+		case ev.present&(1<<i) == 0:
+		case evidenceTimes&(1<<i) != 0:
+			e.uvarint(zigzag(ev.secs[i]))
+		case i == 0:
+			e.shared(ev.text[i]) // sources repeat
+		default:
+			e.string(ev.text[i])
+		}
+	}
 }
 
 // ipBytes returns the bytes of s when s is an IP address written as
@@ -787,23 +927,65 @@ func (d *decoder) skip(wire uint64) error {
 		}
 		return err
 	case wireString:
-		h, err := d.uvarint()
-		if err != nil {
-			return err
-		}
-		switch h & 7 {
-		case stringInline, stringHex, stringID:
-			_, err = d.bytes(h >> 3)
-		case stringIDSuffix:
-			_, err = d.bytes(idLen + h>>3)
-		case stringIDInterned:
-			_, err = d.bytes(idLen)
-		case stringIP:
-			_, err = d.bytes(4 + 12*(h>>3&1))
-		}
-		return err
+		return d.skipString()
 	}
 	return fmt.Errorf("unknown wire type %d", wire)
+}
+
+// skipString passes over a string, not looking up shared ones.
+func (d *decoder) skipString() error {
+	h, err := d.uvarint()
+	if err != nil {
+		return err
+	}
+	switch h & 7 {
+	case stringInline, stringHex, stringID:
+		_, err = d.bytes(h >> 3)
+	case stringIDSuffix:
+		_, err = d.bytes(idLen + h>>3)
+	case stringIDInterned:
+		_, err = d.bytes(idLen)
+	case stringPacked:
+		if h>>3 != packedEvidence {
+			_, err = d.bytes(4 + 12*(h>>3&1))
+			break
+		}
+		_, err = d.evidence(true)
+	}
+	return err
+}
+
+// evidence reads a packed evidence text (after its header); skip passes
+// over it instead, returning "".
+func (d *decoder) evidence(skip bool) (string, error) {
+	b, err := d.bytes(1)
+	if err != nil {
+		return "", err
+	}
+	ev := evidence{present: b[0]}
+	if ev.present == 0 || ev.present >= 1<<len(evidenceKeys) {
+		return "", fmt.Errorf("evidence of parts %#x", ev.present)
+	}
+	for i := range evidenceKeys {
+		switch {
+		case ev.present&(1<<i) == 0:
+		case evidenceTimes&(1<<i) != 0:
+			var u uint64
+			u, err = d.uvarint()
+			ev.secs[i] = unzigzag(u)
+		case skip:
+			err = d.skipString()
+		default:
+			ev.text[i], err = d.string()
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	if skip {
+		return "", nil
+	}
+	return string(ev.appendTo(nil)), nil
 }
 
 // field reads a field's value of wire type wire into v.
@@ -1010,9 +1192,12 @@ func (d *decoder) string() (string, error) {
 		}
 		rest, err := d.strings.lookup(n)
 		return idString(id) + rest, err
-	case stringIP:
-		if n > 1 {
-			return "", fmt.Errorf("IP address of kind %d", n)
+	case stringPacked:
+		if n == packedEvidence {
+			return d.evidence(false)
+		}
+		if n > packedIPv6 {
+			return "", fmt.Errorf("packed string of kind %d", n)
 		}
 		raw, err := d.bytes(4 + 12*n)
 		if err != nil {
