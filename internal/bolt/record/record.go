@@ -45,8 +45,10 @@ import (
 //	                                        string n, n bytes of hex, n bytes
 //	                                        of an id, an id and n bytes, shared
 //	                                        string n, an id and shared
-//	                                        string n, or an IP address's
-//	                                        bytes (see encoder.string)
+//	                                        string n, or a packed form: an IP
+//	                                        address's bytes, an import row's
+//	                                        evidence in its parts (see
+//	                                        encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
@@ -155,7 +157,8 @@ const (
 // the form's id, the page, the hash of the wording agreed to, a
 // browser's user agent),
 // stored once in the database's Strings (see MarshalEvent and
-// MarshalWith). A user agent in the table outlives the personal records
+// MarshalWith); an imported event's page, its row's evidence, is packed
+// instead (encoder.shared). A user agent in the table outlives the personal records
 // that cite it, which erasure deletes: alone it names no one.
 var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
 
@@ -181,7 +184,8 @@ func Marshal(v any) ([]byte, error) {
 }
 
 // MarshalWith is Marshal storing shared strings in strings: the values of
-// internFields and the domain of a Message-ID (an id, '@' and the rest).
+// internFields (but evidence texts, see encoder.shared) and the domain
+// of a Message-ID (an id, '@' and the rest).
 func MarshalWith(v any, strings *Strings) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer {
