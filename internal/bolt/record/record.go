@@ -102,7 +102,6 @@ var knownStrings = []string{
 	"confirm", "preferences", "reawaken", "address_change", "address_changed", "incident_notice", "art14_notice",
 	"one_click", "person", "scanner", "en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "fi", "nb",
 	"name", "email", "purchase", "reservation", "enquiry", "login", "note",
-	"checkbox_unticked", "double_opt_in", "prefilled", "contract_clause", "unknown",
 }
 
 var (
@@ -148,7 +147,10 @@ const (
 	// An import row's evidence text (consent.ImportRow.Evidence): a byte
 	// of the parts present (bit i: evidenceKeys[i]), then each: its
 	// source as a string (shared), its times as zigzag varints of seconds
-	// since 1970, its method as a string (known).
+	// since 1970, its method as uvarint(i+1) for evidenceMethods[i] or 0
+	// and a string. Only with a table of strings (bbolt, whose schema
+	// version tells an older optin off): PostgreSQL's records, which
+	// instances of two versions may share, do not change.
 	packedEvidence = 2
 )
 
@@ -591,9 +593,11 @@ func (e *encoder) string(s string) {
 			return
 		}
 	}
-	if ev, ok := parseEvidence(s); ok {
-		e.evidence(&ev)
-		return
+	if e.strings != nil {
+		if ev, ok := parseEvidence(s); ok {
+			e.evidence(&ev)
+			return
+		}
 	}
 	if raw, ok := ipBytes(s); ok && 1+len(raw) < uvarintLen(uint64(len(s))<<3)+len(s) {
 		e.uvarint(uint64(len(raw)/16)<<3 | stringPacked)
@@ -629,6 +633,10 @@ func (e *encoder) shared(s string) {
 // empty, joined by "; ": source, when it consented, how, and its last
 // purchase. The times are RFC 3339 in UTC to the second.
 var evidenceKeys = [4]string{"source=", "consented_at=", "method=", "last_purchase_at="}
+
+// evidenceMethods are the import methods (consent.ConsentMethod) a
+// packed evidence text names by number. Append only.
+var evidenceMethods = []string{"checkbox_unticked", "double_opt_in", "prefilled", "contract_clause", "unknown"}
 
 // evidenceTimes has bit i set when part i is a time.
 const evidenceTimes = 1<<1 | 1<<3
@@ -730,6 +738,11 @@ func (e *encoder) evidence(ev *evidence) {
 		case i == 0:
 			e.shared(ev.text[i]) // sources repeat
 		default:
+			if n := slices.Index(evidenceMethods, ev.text[i]); n >= 0 {
+				e.uvarint(uint64(n) + 1)
+				break
+			}
+			e.uvarint(0)
 			e.string(ev.text[i])
 		}
 	}
@@ -977,10 +990,24 @@ func (d *decoder) evidence(skip bool) (string, error) {
 			var u uint64
 			u, err = d.uvarint()
 			ev.secs[i] = unzigzag(u)
-		case skip:
+		case i == 0 && skip:
 			err = d.skipString()
-		default:
+		case i == 0:
 			ev.text[i], err = d.string()
+		default: // the method: its number, or 0 and a string
+			var n uint64
+			n, err = d.uvarint()
+			switch {
+			case err != nil:
+			case n > uint64(len(evidenceMethods)):
+				err = fmt.Errorf("evidence method %d", n)
+			case n > 0:
+				ev.text[i] = evidenceMethods[n-1]
+			case skip:
+				err = d.skipString()
+			default:
+				ev.text[i], err = d.string()
+			}
 		}
 		if err != nil {
 			return "", err
