@@ -161,8 +161,7 @@ const standaloneSchema = "4"
 // sharedEvidenceSchema is the version of databases whose imported
 // events keep their evidence text (page) in the table of strings, one
 // string per row, which later ones store packed in the event
-// (record.packedEvidence), and whose records know fewer known strings:
-// this optin reads those as they are.
+// (record.packedEvidence): this optin reads those as they are.
 const sharedEvidenceSchema = "5"
 
 // readableSchemas are the versions before SchemaVersion whose compact
