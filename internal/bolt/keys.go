@@ -130,7 +130,7 @@ func sharedIn(name []byte) bool {
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema and readableSchemas, which it converts
 // (bbolt databases have no migrations).
-const SchemaVersion = "5"
+const SchemaVersion = "6"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -158,11 +158,17 @@ const sharedSchema = "3"
 // reads both as they are.
 const standaloneSchema = "4"
 
+// sharedEvidenceSchema is the version of databases whose imported
+// events keep their evidence text (page) in the table of strings, one
+// string per row, which later ones store packed in the event
+// (record.packedEvidence): this optin reads those as they are.
+const sharedEvidenceSchema = "5"
+
 // readableSchemas are the versions before SchemaVersion whose compact
 // records this optin reads as they are: an open only sets
 // SchemaVersion, so that an optin of such a version refuses the records
 // it could not read.
-var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema}
+var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema, sharedEvidenceSchema}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -45,8 +45,10 @@ import (
 //	                                        string n, n bytes of hex, n bytes
 //	                                        of an id, an id and n bytes, shared
 //	                                        string n, an id and shared
-//	                                        string n, or an IP address's
-//	                                        bytes (see encoder.string)
+//	                                        string n, or a packed form: an IP
+//	                                        address's bytes, an import row's
+//	                                        evidence in its parts (see
+//	                                        encoder.string)
 //
 // A field whose value is zero (reflect.Value.IsZero) is left out, and an
 // empty slice or map of an omitempty field, so that a record reads back
@@ -133,9 +135,23 @@ const (
 	// An id's idLen bytes, then number header>>3 in the database's
 	// Strings: a Message-ID, whose domain is the same in most of them.
 	stringIDInterned = 6
-	// An IP address as netip writes it: header>>3 0 and its 4 bytes, or
-	// 1 and its 16 bytes. The last kind three bits name.
-	stringIP = 7
+	// A value in a form of its own, header>>3 naming which (packed*).
+	// The last kind three bits name.
+	stringPacked = 7
+)
+
+// Packed forms, header>>3 of a string of kind stringPacked.
+const (
+	packedIPv4 = 0 // an IP address as netip writes it: its 4 bytes
+	packedIPv6 = 1 // or its 16 bytes
+	// An import row's evidence text (consent.ImportRow.Evidence): a byte
+	// of the parts present (bit i: evidenceKeys[i]), then each: its
+	// source as a string (shared), its times as zigzag varints of seconds
+	// since 1970, its method as uvarint(i+1) for evidenceMethods[i] or 0
+	// and a string. Only with a table of strings (bbolt, whose schema
+	// version tells an older optin off): PostgreSQL's records, which
+	// instances of two versions may share, do not change.
+	packedEvidence = 2
 )
 
 // internFields are the fields of a ledger event, its personal record or
@@ -143,7 +159,8 @@ const (
 // the form's id, the page, the hash of the wording agreed to, a
 // browser's user agent),
 // stored once in the database's Strings (see MarshalEvent and
-// MarshalWith). A user agent in the table outlives the personal records
+// MarshalWith); an imported event's page, its row's evidence, is packed
+// instead (encoder.shared). A user agent in the table outlives the personal records
 // that cite it, which erasure deletes: alone it names no one.
 var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
 
@@ -169,7 +186,8 @@ func Marshal(v any) ([]byte, error) {
 }
 
 // MarshalWith is Marshal storing shared strings in strings: the values of
-// internFields and the domain of a Message-ID (an id, '@' and the rest).
+// internFields (but evidence texts, see encoder.shared) and the domain
+// of a Message-ID (an id, '@' and the rest).
 func MarshalWith(v any, strings *Strings) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer {
@@ -536,13 +554,9 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && f.intern && len(v.String()) <= maxShared {
-		id, err := e.strings.intern(v.String())
-		if err != nil {
-			return err
-		}
-		e.uvarint(id<<3 | stringInterned)
-		return nil
+	if e.strings != nil && wire == wireString && f.intern {
+		e.shared(v.String())
+		return e.err
 	}
 	if wire != wireBytes {
 		return e.value(v, f.codec)
@@ -719,8 +733,14 @@ func (e *encoder) string(s string) {
 			return
 		}
 	}
+	if e.strings != nil {
+		if ev, ok := parseEvidence(s); ok {
+			e.evidence(&ev)
+			return
+		}
+	}
 	if raw, ok := ipBytes(s); ok && 1+len(raw) < uvarintLen(uint64(len(s))<<3)+len(s) {
-		e.uvarint(uint64(len(raw)/16)<<3 | stringIP)
+		e.uvarint(uint64(len(raw)/16)<<3 | stringPacked)
 		e.buf = append(e.buf, raw...)
 		return
 	}
@@ -729,6 +749,143 @@ func (e *encoder) string(s string) {
 	}
 	e.uvarint(uint64(len(s))<<3 | stringInline)
 	e.buf = append(e.buf, s...)
+}
+
+// shared writes s as its number in the table of strings, when there is
+// one and s fits in it, else as string does. An evidence text is never
+// shared: its times differ on almost every import row, so each would add
+// a string of its own to the table (two keys); its packed form shares its
+// source instead.
+func (e *encoder) shared(s string) {
+	if e.strings == nil || len(s) > maxShared || hasEvidenceKey(s) {
+		e.string(s)
+		return
+	}
+	n, err := e.strings.intern(s)
+	if err != nil {
+		e.err = err
+	}
+	e.uvarint(n<<3 | stringInterned)
+}
+
+// evidenceKeys are the parts of an import row's evidence text
+// (consent.ImportRow.Evidence), in their order, each left out when
+// empty, joined by "; ": source, when it consented, how, and its last
+// purchase. The times are RFC 3339 in UTC to the second.
+var evidenceKeys = [4]string{"source=", "consented_at=", "method=", "last_purchase_at="}
+
+// evidenceMethods are the import methods (consent.ConsentMethod) a
+// packed evidence text names by number. Append only.
+var evidenceMethods = []string{"checkbox_unticked", "double_opt_in", "prefilled", "contract_clause", "unknown"}
+
+// evidenceTimes has bit i set when part i is a time.
+const evidenceTimes = 1<<1 | 1<<3
+
+// evidence is an evidence text in its parts.
+type evidence struct {
+	present byte      // bit i: part i is there
+	text    [4]string // the source and the method
+	secs    [4]int64  // the times, seconds since 1970
+}
+
+// hasEvidenceKey reports whether s starts as an evidence text does.
+func hasEvidenceKey(s string) bool {
+	for _, k := range evidenceKeys {
+		if strings.HasPrefix(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseEvidence returns the parts of s when s is an evidence text that
+// they write back exactly (appendTo); anything else (a time with an
+// offset or a fraction, parts out of order, a source holding the next
+// part's key, invalid UTF-8) is not packed.
+func parseEvidence(s string) (evidence, bool) {
+	var ev evidence
+	if !hasEvidenceKey(s) || !utf8.ValidString(s) {
+		return ev, false
+	}
+	rest := s
+	for i, key := range evidenceKeys {
+		sep := "; " + key
+		if ev.present == 0 {
+			sep = key
+		}
+		if !strings.HasPrefix(rest, sep) {
+			continue
+		}
+		rest = rest[len(sep):]
+		end := len(rest)
+		if i == 0 { // a source may hold "; ": it ends at a later part
+			for _, k := range evidenceKeys[1:] {
+				if j := strings.Index(rest, "; "+k); j >= 0 && j < end {
+					end = j
+				}
+			}
+		} else if j := strings.Index(rest, "; "); j >= 0 {
+			end = j
+		}
+		v := rest[:end]
+		rest = rest[end:]
+		if evidenceTimes&(1<<i) != 0 {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return ev, false
+			}
+			ev.secs[i] = t.Unix()
+		} else {
+			ev.text[i] = v
+		}
+		ev.present |= 1 << i
+	}
+	if rest != "" || string(ev.appendTo(nil)) != s {
+		return ev, false
+	}
+	return ev, true
+}
+
+// appendTo appends the evidence text.
+func (ev *evidence) appendTo(b []byte) []byte {
+	start := len(b)
+	for i, key := range evidenceKeys {
+		if ev.present&(1<<i) == 0 {
+			continue
+		}
+		if len(b) > start {
+			b = append(b, "; "...)
+		}
+		b = append(b, key...)
+		if evidenceTimes&(1<<i) != 0 {
+			b = time.Unix(ev.secs[i], 0).UTC().AppendFormat(b, time.RFC3339)
+		} else {
+			b = append(b, ev.text[i]...)
+		}
+	}
+	return b
+}
+
+// evidence writes ev packed.
+func (e *encoder) evidence(ev *evidence) {
+	e.uvarint(packedEvidence<<3 | stringPacked)
+	e.buf = append(e.buf, ev.present)
+	for i := range evidenceKeys {
+		switch {
+		case ev.present&(1<<i) == 0:
+		case evidenceTimes&(1<<i) != 0:
+			e.uvarint(zigzag(ev.secs[i]))
+		case i == 0:
+			e.shared(ev.text[i]) // sources repeat
+		default:
+			if n := slices.Index(evidenceMethods, ev.text[i]); n >= 0 {
+				e.uvarint(uint64(n) + 1)
+				break
+			}
+			e.uvarint(0)
+			e.string(ev.text[i])
+		}
+	}
 }
 
 // ipBytes returns the bytes of s when s is an IP address written as
@@ -926,23 +1083,79 @@ func (d *decoder) skip(wire uint64) error {
 		}
 		return err
 	case wireString:
-		h, err := d.uvarint()
-		if err != nil {
-			return err
-		}
-		switch h & 7 {
-		case stringInline, stringHex, stringID:
-			_, err = d.bytes(h >> 3)
-		case stringIDSuffix:
-			_, err = d.bytes(idLen + h>>3)
-		case stringIDInterned:
-			_, err = d.bytes(idLen)
-		case stringIP:
-			_, err = d.bytes(4 + 12*(h>>3&1))
-		}
-		return err
+		return d.skipString()
 	}
 	return fmt.Errorf("unknown wire type %d", wire)
+}
+
+// skipString passes over a string, not looking up shared ones.
+func (d *decoder) skipString() error {
+	h, err := d.uvarint()
+	if err != nil {
+		return err
+	}
+	switch h & 7 {
+	case stringInline, stringHex, stringID:
+		_, err = d.bytes(h >> 3)
+	case stringIDSuffix:
+		_, err = d.bytes(idLen + h>>3)
+	case stringIDInterned:
+		_, err = d.bytes(idLen)
+	case stringPacked:
+		if h>>3 != packedEvidence {
+			_, err = d.bytes(4 + 12*(h>>3&1))
+			break
+		}
+		_, err = d.evidence(true)
+	}
+	return err
+}
+
+// evidence reads a packed evidence text (after its header); skip passes
+// over it instead, returning "".
+func (d *decoder) evidence(skip bool) (string, error) {
+	b, err := d.bytes(1)
+	if err != nil {
+		return "", err
+	}
+	ev := evidence{present: b[0]}
+	if ev.present == 0 || ev.present >= 1<<len(evidenceKeys) {
+		return "", fmt.Errorf("evidence of parts %#x", ev.present)
+	}
+	for i := range evidenceKeys {
+		switch {
+		case ev.present&(1<<i) == 0:
+		case evidenceTimes&(1<<i) != 0:
+			var u uint64
+			u, err = d.uvarint()
+			ev.secs[i] = unzigzag(u)
+		case i == 0 && skip:
+			err = d.skipString()
+		case i == 0:
+			ev.text[i], err = d.string()
+		default: // the method: its number, or 0 and a string
+			var n uint64
+			n, err = d.uvarint()
+			switch {
+			case err != nil:
+			case n > uint64(len(evidenceMethods)):
+				err = fmt.Errorf("evidence method %d", n)
+			case n > 0:
+				ev.text[i] = evidenceMethods[n-1]
+			case skip:
+				err = d.skipString()
+			default:
+				ev.text[i], err = d.string()
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	if skip {
+		return "", nil
+	}
+	return string(ev.appendTo(nil)), nil
 }
 
 // field reads a field's value of wire type wire into v, of codec c.
@@ -1147,9 +1360,12 @@ func (d *decoder) string() (string, error) {
 		}
 		rest, err := d.strings.lookup(n)
 		return idString(id) + rest, err
-	case stringIP:
-		if n > 1 {
-			return "", fmt.Errorf("IP address of kind %d", n)
+	case stringPacked:
+		if n == packedEvidence {
+			return d.evidence(false)
+		}
+		if n > packedIPv6 {
+			return "", fmt.Errorf("packed string of kind %d", n)
 		}
 		raw, err := d.bytes(4 + 12*n)
 		if err != nil {
