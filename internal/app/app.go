@@ -85,7 +85,12 @@ func Open(o Options) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	db, keys, err := openStore(cfg, o.Now, false)
+	var db consent.Store
+	var keys []token.Key
+	err := reportSlow(log, openReportEvery, func() (err error) {
+		db, keys, err = openStore(cfg, o.Now, false)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +120,43 @@ func Open(o Options) (*App, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// openReportEvery is how often a slow open says it is still at work.
+const openReportEvery = 15 * time.Second
+
+// reportSlow runs open and, while it runs, logs every interval that the
+// database is still opening: the first start after an upgrade converts
+// the records or indexes of a bbolt database, which takes minutes for
+// millions of subscribers, and a silent process looks hung to an
+// operator who might then kill it (the conversion resumes, but starts
+// its current step again). A slow open logs its duration when done.
+func reportSlow(log *slog.Logger, interval time.Duration, open func() error) error {
+	start := time.Now()
+	done := make(chan struct{})
+	reported := make(chan bool, 1)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		slow := false
+		defer func() { reported <- slow }()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				slow = true
+				log.Info("still opening the database; the first start after an upgrade may convert it, which takes minutes for a large one: let it finish",
+					"elapsed", time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	err := open()
+	close(done)
+	if <-reported && err == nil {
+		log.Info("database open", "took", time.Since(start).Round(time.Millisecond))
+	}
+	return err
 }
 
 // OpenStore opens the database of cfg on its own, for CLI commands that

@@ -1,8 +1,13 @@
 package app
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"optin/internal/config"
 	"optin/internal/postgres/pgtest"
@@ -31,5 +36,62 @@ func boltOnly(t *testing.T, what string) {
 	t.Helper()
 	if pgtest.Asked() {
 		t.Skipf("%s: a bbolt store's file; this run is on PostgreSQL", what)
+	}
+}
+
+// TestReportSlowOpen: an open that takes longer than the interval is
+// reported while it runs and when it ends; a quick one says nothing.
+func TestReportSlowOpen(t *testing.T) {
+	lines := make(chan string, 100)
+	log := slog.New(slog.NewTextHandler(lineWriter(lines), nil))
+	err := reportSlow(log, time.Millisecond, func() error {
+		select { // held open until the first report is out
+		case l := <-lines:
+			if !strings.Contains(l, "still opening the database") {
+				return fmt.Errorf("first log line %q, want the still-opening report", l)
+			}
+			return nil
+		case <-time.After(patience):
+			return errors.New("no report while the open ran")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range drain(lines) {
+		if strings.Contains(l, "database open") {
+			return
+		}
+	}
+	t.Errorf("no line saying the slow open ended")
+
+	quiet := make(chan string, 100)
+	if err := reportSlow(slog.New(slog.NewTextHandler(lineWriter(quiet), nil)), time.Hour, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(quiet) != 0 {
+		t.Errorf("a quick open logged %q, want nothing", <-quiet)
+	}
+}
+
+// lineWriter sends each write (one log record) on lines.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
+
+// drain returns what is on lines now, as a closed channel to range over.
+func drain(lines chan string) chan string {
+	out := make(chan string, cap(lines))
+	for {
+		select {
+		case l := <-lines:
+			out <- l
+		default:
+			close(out)
+			return out
+		}
 	}
 }
