@@ -133,30 +133,22 @@ const openReportEvery = 15 * time.Second
 // its current step again). A slow open logs its duration when done.
 func reportSlow(log *slog.Logger, interval time.Duration, open func() error) error {
 	start := time.Now()
-	done := make(chan struct{})
-	reported := make(chan bool, 1)
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		slow := false
-		defer func() { reported <- slow }()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				slow = true
-				log.Info("still opening the database; the first start after an upgrade may convert it, which takes minutes for a large one: let it finish",
-					"elapsed", time.Since(start).Round(time.Second))
+	opened := make(chan error, 1)
+	go func() { opened <- open() }()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-opened:
+			if took := time.Since(start); err == nil && took >= interval {
+				log.Info("database open", "took", took.Round(time.Millisecond))
 			}
+			return err
+		case <-t.C:
+			log.Info("still opening the database; the first start after an upgrade may convert it, which takes minutes for a large one: let it finish",
+				"elapsed", time.Since(start).Round(time.Second))
 		}
-	}()
-	err := open()
-	close(done)
-	if <-reported && err == nil {
-		log.Info("database open", "took", time.Since(start).Round(time.Millisecond))
 	}
-	return err
 }
 
 // OpenStore opens the database of cfg on its own, for CLI commands that
