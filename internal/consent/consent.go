@@ -11,10 +11,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
-	"optin/internal/jsonenc"
 	"slices"
 	"strconv"
 	"time"
+
+	"optin/internal/jsonenc"
 )
 
 // Status is the state of one subscription (one subscriber, one topic).
@@ -145,8 +146,6 @@ type Form struct {
 // of a second).
 const MaxProofOfWork = 24
 
-// PoWBits returns the proof-of-work difficulty the form demands, capped
-// at MaxProofOfWork; 0 means none.
 // Clone returns f with its own copies of its slices and maps, for a
 // cache that hands out forms callers may change.
 func (f Form) Clone() Form {
@@ -164,6 +163,8 @@ func (t Topic) Clone() Topic {
 	return t
 }
 
+// PoWBits returns the proof-of-work difficulty the form demands, capped
+// at MaxProofOfWork; 0 means none.
 func (f *Form) PoWBits() int { return min(max(f.ProofOfWork, 0), MaxProofOfWork) }
 
 // Offers reports whether the form offers topic.
