@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"optin/internal/jsonenc"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"optin/internal/jsonenc"
 )
 
 // EventType is what happened in a consent ledger event.

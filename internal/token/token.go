@@ -21,13 +21,14 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"optin/internal/jsonenc"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"optin/internal/jsonenc"
 )
 
 // Purpose names what a token may be used for; each purpose is its own JWT
