@@ -347,16 +347,14 @@ func buildDerived(b *bbolt.DB, h *consent.Hasher, chunk int, progress func(step 
 				}
 				return meta.Put(keyRebuild, at.encode())
 			}
-			step = walkSteps[min(at.bucket, len(walkSteps)-1)]
 			next, _, err := rebuildSome(context.Background(), tx, h, at, chunk)
 			if err != nil {
 				return err
 			}
-			if walked = next.done; next.bucket == len(walkBuckets) {
-				done = true
+			step, walked = walkSteps[min(next.bucket, len(walkSteps)-1)], next.done
+			if done = next.bucket == len(walkBuckets); done {
 				return markDerived(tx)
 			}
-			step = walkSteps[next.bucket]
 			return meta.Put(keyRebuild, next.encode())
 		})
 		if err != nil {
