@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"optin/internal/bench/people"
+	"optin/internal/bolt/bolttest"
 	"optin/internal/consent"
 	"optin/internal/transfer"
 )
@@ -67,23 +68,6 @@ func rebuildDB(t *testing.T, path string) map[string]string {
 		}
 	}
 	return derivedContents(t, db.bolt)
-}
-
-// rawUpdateFile runs fn in a read-write transaction on the bbolt file at
-// path, opened as bbolt alone (as an older optin left it).
-func rawUpdateFile(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
-	t.Helper()
-	raw, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = raw.Update(fn)
-	if cerr := raw.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // wantDerivedExact checks that db's counters match a full walk and that
@@ -139,7 +123,7 @@ func TestDerivedRebuiltInChunks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "old.db")
 			written := rebuildDB(t, path)
-			rawUpdateFile(t, path, tc.old)
+			bolttest.Update(t, path, tc.old)
 
 			opts := rebuildOptions()
 			opts.chunk = 7
@@ -192,7 +176,7 @@ func TestDerivedRebuildResumes(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "old.db")
 	written := rebuildDB(t, path)
-	rawUpdateFile(t, path, func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyDerived, []byte("3")) })
+	bolttest.Update(t, path, func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyDerived, []byte("3")) })
 
 	child := exec.Command(os.Args[0], "-test.run=^TestDerivedRebuildResumes$")
 	child.Env = append(os.Environ(), rebuildChild+"="+path)
