@@ -144,13 +144,13 @@ d@example.com,news,consent,2025-01-01,shop,
 	}
 }
 
-// derivedContents returns every key and value of the buckets audiences
-// read, keyed by bucket and key.
+// derivedContents returns every key and value of the derived buckets
+// (counters and indexes), keyed by bucket and key.
 func derivedContents(t *testing.T, b *bbolt.DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := b.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketSubTopics, bucketEvidence} {
+		for _, name := range derivedBuckets {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				out[string(name)+"/"+string(k)] = string(v)
 				return nil
