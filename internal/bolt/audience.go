@@ -214,7 +214,7 @@ func prefetchAudience(tx *bbolt.Tx, topic string) error {
 		{bucketEvidence, evidence, prefixEnd(evidence)},
 		{bucketSuppressed, nil, nil},
 	} {
-		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi); err != nil {
+		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi, 0); err != nil {
 			return err
 		}
 	}

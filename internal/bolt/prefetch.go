@@ -44,10 +44,19 @@ const (
 	pageFlagsOffset = 8
 )
 
+// leaf is a leaf page prefetch found: its id, and the key its parent
+// holds for it, where the leaf's keys start (nil for a bucket whose root
+// is a leaf).
+type leaf struct {
+	id    uint64
+	first []byte
+}
+
 // prefetch advises the kernel to read the pages of bucket b that hold the
-// keys from lo up to hi (nil: to the end), and returns the leaf pages'
-// ids, in key order. An inline bucket (in its parent's page) has none.
-func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte) ([]uint64, error) {
+// keys from lo up to hi (nil: to the end), or the first limit+1 leaves of
+// them for a limit above 0, and returns those leaves in key order. An
+// inline bucket (in its parent's page) has none.
+func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]leaf, error) {
 	root := uint64(b.Root())
 	if root == 0 || !canAdvise {
 		return nil, nil
@@ -58,12 +67,20 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte) ([]uint64, error) {
 	}
 	defer f.Close()
 	r := pageReader{f: f, size: tx.DB().Info().PageSize}
-	level := []uint64{root}
+	level := []leaf{{id: root}}
 	for {
+		// The first limit+1 pages of a level hold at least the first
+		// limit+1 leaves below it.
+		if limit > 0 && len(level) > limit+1 {
+			level = level[:limit+1]
+		}
 		r.advise(level)
-		var next []uint64
-		for i, id := range level {
-			p, err := r.read(id)
+		var next []leaf
+		for i, l := range level {
+			if limit > 0 && len(next) > limit {
+				break
+			}
+			p, err := r.read(l.id)
 			if err != nil {
 				return nil, err
 			}
@@ -75,7 +92,7 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte) ([]uint64, error) {
 			case branchPageFlag:
 				next = appendChildren(next, p, lo, hi)
 			default:
-				return nil, fmt.Errorf("bolt: prefetch: page %d has flags %#x", id, flags)
+				return nil, fmt.Errorf("bolt: prefetch: page %d has flags %#x", l.id, flags)
 			}
 		}
 		if len(next) == 0 {
@@ -85,12 +102,12 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte) ([]uint64, error) {
 	}
 }
 
-// appendChildren appends the ids of the children of branch page p that
-// may hold keys from lo up to hi, in key order. The key of an element is
-// the first of its child, so child i holds the keys from its key up to
-// the next element's; a cursor seeking lo goes down the last element
-// whose key is not after lo.
-func appendChildren(out []uint64, p, lo, hi []byte) []uint64 {
+// appendChildren appends the children of branch page p that may hold
+// keys from lo up to hi, in key order, each with a copy of its key. The
+// key of an element is the first of its child, so child i holds the keys
+// from its key up to the next element's; a cursor seeking lo goes down
+// the last element whose key is not after lo.
+func appendChildren(out []leaf, p, lo, hi []byte) []leaf {
 	n := int(binary.NativeEndian.Uint16(p[10:]))
 	key := func(i int) []byte {
 		e := p[pageHeaderSize+i*branchElemSize:]
@@ -105,7 +122,7 @@ func appendChildren(out []uint64, p, lo, hi []byte) []uint64 {
 			break // child i and all after it are at or past hi
 		}
 		e := p[pageHeaderSize+i*branchElemSize:]
-		out = append(out, binary.NativeEndian.Uint64(e[8:]))
+		out = append(out, leaf{id: binary.NativeEndian.Uint64(e[8:]), first: bytes.Clone(key(i))})
 	}
 	return out
 }
@@ -135,16 +152,56 @@ func (r *pageReader) read(id uint64) ([]byte, error) {
 	return r.buf, nil
 }
 
-// advise asks for the pages ids (their first page each) in file order,
-// one request per run of adjacent pages.
-func (r *pageReader) advise(ids []uint64) {
-	sorted := slices.Sorted(slices.Values(ids))
-	for i := 0; i < len(sorted); {
+// advise asks for the pages of ls (their first page each) in file
+// order, one request per run of adjacent pages.
+func (r *pageReader) advise(ls []leaf) {
+	ids := make([]uint64, len(ls))
+	for i, l := range ls {
+		ids[i] = l.id
+	}
+	slices.Sort(ids)
+	for i := 0; i < len(ids); {
 		j := i + 1
-		for j < len(sorted) && sorted[j] <= sorted[j-1]+1 {
+		for j < len(ids) && ids[j] <= ids[j-1]+1 {
 			j++
 		}
-		adviseWillNeed(r.f, int64(sorted[i])*int64(r.size), int64(sorted[j-1]-sorted[i]+1)*int64(r.size))
+		adviseWillNeed(r.f, int64(ids[i])*int64(r.size), int64(ids[j-1]-ids[i]+1)*int64(r.size))
 		i = j
 	}
+}
+
+// readaheadLeaves is how many leaf pages ahead of a walk readahead asks
+// for at a time: 4 MB of 4 KB pages, enough requests at once to keep the
+// disk busy, little enough to stay in a small page cache.
+const readaheadLeaves = 1024
+
+// readahead keeps the leaves ahead of a walk through a bucket in key
+// order requested (prefetch), a window of readaheadLeaves at a time: when
+// the walk reaches the middle of a window, it asks for the next.
+type readahead struct {
+	b    *bbolt.Bucket
+	from []byte // where the next window starts
+	half []byte // the walk at this key asks for the next window
+	done bool   // the last window is asked for
+}
+
+// at tells ra the walk is at key k, and returns the leaves it asked for
+// now, if any.
+func (ra *readahead) at(k []byte) ([]leaf, error) {
+	if ra.done || ra.half != nil && bytes.Compare(k, ra.half) < 0 {
+		return nil, nil
+	}
+	if ra.from == nil {
+		ra.from = k
+	}
+	ls, err := prefetch(ra.b.Tx(), ra.b, ra.from, nil, readaheadLeaves)
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) <= readaheadLeaves {
+		ra.done = true
+	} else {
+		ra.half, ra.from = ls[readaheadLeaves/2].first, ls[readaheadLeaves].first
+	}
+	return ls, nil
 }
