@@ -44,10 +44,10 @@ const (
 	pageFlagsOffset = 8
 )
 
-// leaf is a leaf page prefetch found: its id, and the key its parent
-// holds for it, where the leaf's keys start (nil for a bucket whose root
-// is a leaf).
-type leaf struct {
+// child is a page prefetch found under a branch page: its id, and the
+// key the branch holds for it, where the child's keys start (nil for the
+// bucket's root).
+type child struct {
 	id    uint64
 	first []byte
 }
@@ -56,7 +56,7 @@ type leaf struct {
 // keys from lo up to hi (nil: to the end), or the first limit+1 leaves of
 // them for a limit above 0, and returns those leaves in key order. An
 // inline bucket (in its parent's page) has none.
-func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]leaf, error) {
+func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]child, error) {
 	root := uint64(b.Root())
 	if root == 0 || !canAdvise {
 		return nil, nil
@@ -67,7 +67,7 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]leaf, 
 	}
 	defer f.Close()
 	r := pageReader{f: f, size: tx.DB().Info().PageSize}
-	level := []leaf{{id: root}}
+	level := []child{{id: root}}
 	for {
 		// The first limit+1 pages of a level hold at least the first
 		// limit+1 leaves below it.
@@ -75,7 +75,7 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]leaf, 
 			level = level[:limit+1]
 		}
 		r.advise(level)
-		var next []leaf
+		var next []child
 		for i, l := range level {
 			if limit > 0 && len(next) > limit {
 				break
@@ -107,7 +107,7 @@ func prefetch(tx *bbolt.Tx, b *bbolt.Bucket, lo, hi []byte, limit int) ([]leaf, 
 // key of an element is the first of its child, so child i holds the keys
 // from its key up to the next element's; a cursor seeking lo goes down
 // the last element whose key is not after lo.
-func appendChildren(out []leaf, p, lo, hi []byte) []leaf {
+func appendChildren(out []child, p, lo, hi []byte) []child {
 	n := int(binary.NativeEndian.Uint16(p[10:]))
 	key := func(i int) []byte {
 		e := p[pageHeaderSize+i*branchElemSize:]
@@ -122,7 +122,7 @@ func appendChildren(out []leaf, p, lo, hi []byte) []leaf {
 			break // child i and all after it are at or past hi
 		}
 		e := p[pageHeaderSize+i*branchElemSize:]
-		out = append(out, leaf{id: binary.NativeEndian.Uint64(e[8:]), first: bytes.Clone(key(i))})
+		out = append(out, child{id: binary.NativeEndian.Uint64(e[8:]), first: bytes.Clone(key(i))})
 	}
 	return out
 }
@@ -154,7 +154,7 @@ func (r *pageReader) read(id uint64) ([]byte, error) {
 
 // advise asks for the pages of ls (their first page each) in file
 // order, one request per run of adjacent pages.
-func (r *pageReader) advise(ls []leaf) {
+func (r *pageReader) advise(ls []child) {
 	ids := make([]uint64, len(ls))
 	for i, l := range ls {
 		ids[i] = l.id
@@ -187,7 +187,7 @@ type readahead struct {
 
 // at tells ra the walk is at key k, and returns the leaves it asked for
 // now, if any.
-func (ra *readahead) at(k []byte) ([]leaf, error) {
+func (ra *readahead) at(k []byte) ([]child, error) {
 	if ra.done || ra.half != nil && bytes.Compare(k, ra.half) < 0 {
 		return nil, nil
 	}

@@ -108,7 +108,7 @@ func TestPrefetchFindsTheRangesLeaves(t *testing.T) {
 	}
 }
 
-func leafIDs(ls []leaf) []uint64 {
+func leafIDs(ls []child) []uint64 {
 	var out []uint64
 	for _, l := range ls {
 		out = append(out, l.id)
