@@ -200,6 +200,27 @@ func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
 	return tx.Bucket(bucketSubTopics).Get(appendID(topicIndexPrefix(topic, consent.StatusConfirmed), id)) != nil
 }
 
+// prefetchAudience asks the kernel for the pages a preview of topic
+// walks, all at once (prefetch.go): the topic's confirmed index entries,
+// its evidence keys and the suppressions. Read one at a time from a cold
+// page cache, they made the preview wait for the disk once per page.
+func prefetchAudience(tx *bbolt.Tx, topic string) error {
+	confirmed := topicIndexPrefix(topic, consent.StatusConfirmed)
+	evidence := append([]byte(topic), 0)
+	for _, r := range []struct {
+		bucket, lo, hi []byte
+	}{
+		{bucketSubTopics, confirmed, prefixEnd(confirmed)},
+		{bucketEvidence, evidence, prefixEnd(evidence)},
+		{bucketSuppressed, nil, nil},
+	} {
+		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // previewChunk is how many confirmed subscriptions one read transaction
 // of a preview reads: a long read transaction would keep a growing file
 // from being remapped, holding up writes.
@@ -231,6 +252,9 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				return err
 			}
 			if cursor == nil { // the first transaction
+				if err := prefetchAudience(tx, c.Topic); err != nil {
+					return err
+				}
 				for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
 					pv.Excluded[reason] += n
 				}
