@@ -36,7 +36,7 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 func events(c conn, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
 	var ev, personal []byte
-	err := c.each(`SELECT event, personal FROM ledger WHERE subscriber = $1 ORDER BY seq`, []any{id}, []any{&ev, &personal}, func() error {
+	err := c.each(`SELECT event, personal FROM ledger WHERE subscriber = $1 ORDER BY seq`, []any{dbID(id)}, []any{&ev, &personal}, func() error {
 		var r consent.EventRecord
 		if err := decode(ev, &r.Event); err != nil {
 			return err

@@ -14,7 +14,7 @@ import (
 // subscriber returns subscriber id, or nil when it does not exist.
 func subscriber(c conn, id string) (*consent.Subscriber, error) {
 	sub := new(consent.Subscriber)
-	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE id = $1", id)
+	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE id = $1", dbID(id))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 		INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase
 		RETURNING (SELECT data FROM old)`,
-		sub.ID, consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
+		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 		lp := sub.LastPurchase
 		lastPurchase = &lp
 	}
-	err = t.bulkRow(bulkSubscribers, sub.ID, consent.AddressKey(sub.Email), b, lastPurchase)
+	err = t.bulkRow(bulkSubscribers, dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 // counters and indexes with it.
 func deleteSubscriber(t *tx, id string) error {
 	var oldb []byte
-	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{id}, []any{&oldb}, func() error { return nil })
+	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{dbID(id)}, []any{&oldb}, func() error { return nil })
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func request(c conn, id string) (*consent.Request, error) {
 	var subID string
 	var b []byte
 	var sent *time.Time
-	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", id).Scan(&subID, &b, &sent)
+	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", dbID(id)).Scan(scanID(&subID), &b, &sent)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -197,7 +197,7 @@ func putRequest(t *tx, req *consent.Request) error {
 	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM requests WHERE id = $1)
 		INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)
 		ON CONFLICT (id) DO UPDATE SET subscriber = EXCLUDED.subscriber, data = EXCLUDED.data
-		RETURNING (SELECT data FROM old)`, req.ID, req.Subscriber, b).Scan(&oldb)
+		RETURNING (SELECT data FROM old)`, dbID(req.ID), dbID(req.Subscriber), b).Scan(&oldb)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func insertRequest(t *tx, req *consent.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := t.bulkRow(bulkRequests, req.ID, req.Subscriber, b); err != nil {
+	if err := t.bulkRow(bulkRequests, dbID(req.ID), dbID(req.Subscriber), b); err != nil {
 		return err
 	}
 	t.count(consent.RequestDelta(nil, req))

@@ -101,7 +101,7 @@ func TestRequestRecordWithoutIDs(t *testing.T) {
 	}
 	defer pool.Close()
 	var b []byte
-	if err := pool.QueryRow(t.Context(), "SELECT data FROM requests WHERE id = $1", req.ID).Scan(&b); err != nil {
+	if err := pool.QueryRow(t.Context(), "SELECT data FROM requests WHERE id = $1", record.ID(req.ID)).Scan(&b); err != nil {
 		t.Fatal(err)
 	}
 	var stored consent.Request

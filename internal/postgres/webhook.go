@@ -98,7 +98,7 @@ func queueDeliveries(t *tx, ds []consent.Delivery, now time.Time) error {
 		err = t.exec(`INSERT INTO webhook_queue (id, webhook, subscriber, next_at, delivery)
 			VALUES (nextval('webhook_delivery_ids'), $1, $2,
 				CASE WHEN EXISTS (SELECT 1 FROM webhook_queue WHERE webhook = $1 AND subscriber = $2) THEN NULL ELSE $3::timestamptz END,
-				$4)`, d.Webhook, d.Subscriber, now, b)
+				$4)`, d.Webhook, dbID(d.Subscriber), now, b)
 		if err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (db *DB) takeDelivery(t *tx, d consent.Delivery, onlyFree bool) (bool, erro
 		return false, err
 	}
 	return true, t.exec(`UPDATE webhook_queue SET next_at = $3 WHERE id = (SELECT id FROM webhook_queue
-		WHERE webhook = $1 AND subscriber = $2 ORDER BY id LIMIT 1) AND next_at IS NULL`, d.Webhook, d.Subscriber, now)
+		WHERE webhook = $1 AND subscriber = $2 ORDER BY id LIMIT 1) AND next_at IS NULL`, d.Webhook, dbID(d.Subscriber), now)
 }
 
 // FinishDelivery removes d and makes the next of its group due.
