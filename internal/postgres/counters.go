@@ -294,15 +294,14 @@ func eachEvent(c conn, fn func(ev *consent.Event) error) error {
 	after := int64(0)
 	for {
 		var chunk []*consent.Event
-		var seq int64
-		var b []byte
-		err := c.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2", []any{after, scanChunk}, []any{&seq, &b}, func() error {
+		var row ledgerRow
+		err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq > $1 ORDER BY l.seq LIMIT $2", []any{after, scanChunk}, row.dest(), func() error {
 			ev := new(consent.Event)
-			if err := decode(b, ev); err != nil {
+			if err := row.decode(ev); err != nil {
 				return err
 			}
 			chunk = append(chunk, ev)
-			after = seq
+			after = row.seq
 			return nil
 		})
 		if err != nil {

@@ -131,7 +131,7 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		if err := chain.Check(r.Event, p); err != nil {
 			return err
 		}
-		b, err := encodeRecord(r.Event)
+		b, err := encodeEvent(r.Event, r.Event.Prev) // Check found Prev the hash before
 		if err != nil {
 			return err
 		}

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -171,6 +173,64 @@ func decodeRequest(id, subID string, b []byte) (*consent.Request, error) {
 	}
 	req.ID, req.Subscriber = id, subID
 	return req, nil
+}
+
+// encodeEvent encodes ev for the event column of the ledger without
+// what its row and the chain hold: its seq and subscriber, which are
+// columns, and Prev, the hash of the event before it, prevHash
+// (record.MarshalEvent, as the bbolt store writes events). decodeEvent
+// puts them back; what is hashed, the event's JSON, is unchanged.
+func encodeEvent(ev *consent.Event, prevHash string) ([]byte, error) {
+	e := *ev
+	e.Subscriber = ""
+	b, err := record.MarshalEvent(&e, prevHash, nil)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encode %T: %w", ev, err)
+	}
+	return b, nil
+}
+
+// decodeEvent decodes into ev the event of the ledger row seq with
+// subscriber subID and event b; prevHash returns the hash of the event
+// before it, asked only when b left it out. Rows written before
+// migration 0014 hold the subscriber and Prev in b too, the same.
+func decodeEvent(b []byte, seq int64, subID string, prevHash func() (string, error), ev *consent.Event) error {
+	if err := record.UnmarshalEvent(b, uint64(seq), prevHash, nil, ev); err != nil {
+		return fmt.Errorf("postgres: decode %T: %w", ev, err)
+	}
+	if ev.Subscriber == "" {
+		ev.Subscriber = subID
+	}
+	return nil
+}
+
+// ledgerRows is the FROM clause of a statement that reads ledger events
+// (l) with the columns decodeEvent needs: ledgerColumns, scanned into a
+// ledgerRow; p is the event before, whose hash is the event's Prev.
+const (
+	ledgerRows    = "ledger l LEFT JOIN ledger p ON p.seq = l.seq - 1"
+	ledgerColumns = "l.seq, l.subscriber, l.event, p.event"
+)
+
+// ledgerRow is a ledger event as ledgerColumns reads it.
+type ledgerRow struct {
+	seq        int64
+	subscriber string
+	event      []byte
+	prev       []byte // the event before; nil for the first
+}
+
+// dest returns the scan targets of ledgerColumns.
+func (r *ledgerRow) dest() []any { return []any{&r.seq, scanID(&r.subscriber), &r.event, &r.prev} }
+
+// decode decodes the row's event into ev.
+func (r *ledgerRow) decode(ev *consent.Event) error {
+	return decodeEvent(r.event, r.seq, r.subscriber, func() (string, error) {
+		if r.prev == nil {
+			return "", nil
+		}
+		return record.EventHash(r.prev)
+	}, ev)
 }
 
 // withSent gives req the time of the sent column (migration 0013, set

@@ -257,9 +257,12 @@ func (db *DB) DeliveryContent(ctx context.Context, d consent.Delivery) (*consent
 	var sub *consent.Subscriber
 	err := db.view(ctx, func(c conn) error {
 		if d.Seq != 0 {
-			ev = new(consent.Event)
-			if ok, err := c.get(ev, "SELECT event FROM ledger WHERE seq = $1", int64(d.Seq)); err != nil || !ok {
-				ev = nil
+			var row ledgerRow
+			err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq = $1", []any{int64(d.Seq)}, row.dest(), func() error {
+				ev = new(consent.Event)
+				return row.decode(ev)
+			})
+			if err != nil || ev == nil {
 				return err
 			}
 		}

@@ -306,7 +306,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	// The hashes are of the JSON (LeafData, the personal record's
 	// Encode); the rows hold the same records in the compact encoding,
 	// which decodes to what re-encodes to that JSON.
-	b, err := encodeRecord(ev)
+	b, err := encodeEvent(ev, t.head.hash)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,12 @@
 -- An id that NewID did not make (none is stored by optin) keeps its
 -- text's bytes, as record.ID does.
 --
+-- From this version on a ledger event's record also leaves out its
+-- subscriber (the row's column) and, as the bbolt store's do, its
+-- sequence number and the previous event's hash (record.MarshalEvent);
+-- rows written before keep them, the same, so nothing is rewritten for
+-- that.
+--
 -- Every column holding a subscriber's or a request's id changes type at
 -- once, so joins between them stay of one type. An optin of an earlier
 -- version passes ids as text: it must not run on this schema (see
@@ -21,8 +27,9 @@ DECLARE
 	bits int := 0;
 BEGIN
 	-- 36 characters whose last one's 4 spare bits are zero: what the
-	-- 22 bytes give back exactly (record.idBytes).
-	IF id !~ '^[0-9a-v]{35}[0g]$' THEN
+	-- 22 bytes give back exactly (record.idBytes). (Checked without a
+	-- regular expression, which took half of the time.)
+	IF length(id) <> 36 OR ltrim(id, '0123456789abcdefghijklmnopqrstuv') <> '' OR right(id, 1) NOT IN ('0', 'g') THEN
 		RETURN convert_to(id, 'UTF8');
 	END IF;
 	FOR i IN 1..36 LOOP
