@@ -96,12 +96,17 @@ Y
     sizes="SELECT c.relname, pg_table_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relkind = 'r'"
     psql -d optin -F' ' -c "$sizes" > $W/sizes-before
+    # The generated people subscribe to news, offers and events.
+    psql -d optin -c "INSERT INTO topics (id, data) VALUES ('offers', '{\"id\": \"offers\", \"name\": \"Offers\"}'),
+      ('events', '{\"id\": \"events\", \"name\": \"Events\"}') ON CONFLICT DO NOTHING" >/dev/null
     $BENCH generate --subscribers $IMPORT --seed 1 > $W/people.csv
-    OPTIN_CONFIG=$W/c1.yaml $OPTIN import --no-notice $W/people.csv 2>/dev/null | tr -d '\n '; echo
+    rep=$(OPTIN_CONFIG=$W/c1.yaml $OPTIN import --no-notice $W/people.csv 2>/dev/null | tr -d '\n ')
+    echo "import: $(echo "$rep" | grep -o '"\(imported\|pending\|invalid_count\)":[0-9]*' | tr '\n' ' ')"
+    imported=$(echo "$rep" | grep -o '"imported":[0-9]*' | cut -d: -f2)
     psql -d optin -c "VACUUM FULL" >/dev/null
     psql -d optin -F' ' -c "$sizes" > $W/sizes-after
-    echo "imported $IMPORT people: bytes per imported subscriber after VACUUM FULL by relation (table with toast / indexes), then in all:"
-    awk -v n=$IMPORT 'NR == FNR { t[$1] = $2; i[$1] = $3; next }
+    echo "$imported imported: bytes per imported subscriber after VACUUM FULL by relation (table with toast / indexes), then in all:"
+    awk -v n=$imported 'NR == FNR { t[$1] = $2; i[$1] = $3; next }
       { dt = $2 - t[$1]; di = $3 - i[$1]; all += dt + di; if (dt + di > 0) printf "  %s %d %d\n", $1, dt / n, di / n }
       END { printf "  together %d\n", all / n }' $W/sizes-before $W/sizes-after
   fi
