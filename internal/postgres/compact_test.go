@@ -18,10 +18,7 @@ import (
 // ones, the indexes and counters are derived again from the old rows,
 // and the old outbox job goes out.
 func TestRecordsFromVersion11(t *testing.T) {
-	url := pg.EmptyDatabase(t)
-	if err := postgres.MigrateTo(t.Context(), url, 11); err != nil {
-		t.Fatal(err)
-	}
+	url := databaseAt(t, 11)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	const subID, reqID = "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u4", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u5"
 	sub := consent.Subscriber{ID: subID, Email: "Ann@example.com", Locale: "en", Created: at, LastPurchase: at.Add(time.Hour),

@@ -18,10 +18,7 @@ import (
 // bytes, and the records, listings (in id order, through the index of
 // subscriptions), ledger and outbox read back as they were written.
 func TestIDsFromVersion13(t *testing.T) {
-	url := pg.EmptyDatabase(t)
-	if err := postgres.MigrateTo(t.Context(), url, 13); err != nil {
-		t.Fatal(err)
-	}
+	url := databaseAt(t, 13)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	ann := consent.NewID(at, bytes.NewReader(bytes.Repeat([]byte{0xa5}, 16)))
 	bob := consent.NewID(at.Add(time.Hour), bytes.NewReader(bytes.Repeat([]byte{0x5a}, 16)))
