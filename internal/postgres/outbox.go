@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -189,79 +190,79 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // its request is no longer open. A reawaken mail is marketing: it also
 // needs a confirmed subscription to its topic and no suppression of any
 // kind for it (reawakenDeliverable).
+//
+// The states of all the jobs come from one statement, which is one
+// snapshot by itself; only a reawaken mail reads more, so a batch with
+// one runs in a read-only transaction instead (view).
 func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
 	oks := make([]bool, len(jobs))
-	err := db.view(ctx, func(c conn) error {
+	check := func(c conn) error {
 		st, err := db.jobStates(c, jobs)
 		if err != nil {
 			return err
 		}
 		for i, job := range jobs {
-			ok, err := db.deliverableIn(c, job, st)
-			if err != nil {
+			if oks[i], err = db.deliverableIn(c, job, st[i]); err != nil {
 				return err
 			}
-			oks[i] = ok
 		}
 		return nil
-	})
-	return oks, err
+	}
+	if slices.ContainsFunc(jobs, func(j consent.Job) bool { return j.Kind == consent.JobReawaken }) {
+		return oks, db.view(ctx, check)
+	}
+	return oks, check(db.read(ctx))
 }
 
-// jobStates holds what deliverable reads about jobs, read for many jobs
-// at once: their subscribers by id, the suppressions for every topic by
-// address hash, and their requests by id.
-type jobStates struct {
-	subs map[string]*consent.Subscriber
-	supp map[string]*consent.Suppression
-	reqs map[string]*consent.Request
+// jobState is what deliverable reads about a job: its subscriber, the
+// suppression of its address for every topic and its request, each nil
+// when there is none.
+type jobState struct {
+	sub  *consent.Subscriber
+	supp *consent.Suppression
+	req  *consent.Request
 }
 
-// jobStates reads the states of jobs in three statements.
-func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
-	st := jobStates{subs: map[string]*consent.Subscriber{}, supp: map[string]*consent.Suppression{}, reqs: map[string]*consent.Request{}}
-	var subIDs, hashes, reqIDs []string
-	for _, job := range jobs {
-		subIDs = append(subIDs, job.Subscriber)
-		hashes = append(hashes, db.hashKey(consent.AddressKey(job.To)))
-		if job.Request != "" {
-			reqIDs = append(reqIDs, job.Request)
-		}
+// jobStates reads the states of jobs, in their order, in one statement.
+// It is planned for its arrays at each call (QueryExecModeCacheDescribe):
+// a plan kept from when the tables were small (a new database) would
+// go on reading them whole as they grow.
+func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
+	subIDs, hashes, reqIDs := make([]string, len(jobs)), make([]string, len(jobs)), make([]string, len(jobs))
+	for i, job := range jobs {
+		subIDs[i], hashes[i], reqIDs[i] = job.Subscriber, db.hashKey(consent.AddressKey(job.To)), job.Request
 	}
-	var b []byte
-	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{subIDs}, []any{&b}, func() error {
-		sub := new(consent.Subscriber)
-		if err := decode(b, sub); err != nil {
-			return err
-		}
-		st.subs[sub.ID] = sub
-		return nil
-	})
-	if err != nil {
-		return st, err
+	out := make([]jobState, 0, len(jobs))
+	var subb, suppb, reqb []byte
+	err := c.each(`SELECT (SELECT data FROM subscribers WHERE id = u.s),
+		(SELECT data FROM suppressions WHERE hash = u.h AND scope = $4),
+		(SELECT data FROM requests WHERE id = u.r)
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(s, h, r, n) ORDER BY u.n`,
+		[]any{pgx.QueryExecModeCacheDescribe, subIDs, hashes, reqIDs, consent.ScopeAll}, []any{&subb, &suppb, &reqb}, func() error {
+			job := jobs[len(out)]
+			var st jobState
+			var err error
+			if st.sub, err = decodeSubscriber(subb); err != nil {
+				return err
+			}
+			if suppb != nil {
+				st.supp = new(consent.Suppression)
+				if err := decode(suppb, st.supp); err != nil {
+					return err
+				}
+			}
+			if reqb != nil {
+				if st.req, err = decodeRequest(job.Request, job.Subscriber, reqb); err != nil {
+					return err
+				}
+			}
+			out = append(out, st)
+			return nil
+		})
+	if err == nil && len(out) != len(jobs) {
+		err = fmt.Errorf("postgres: job states: got %d rows for %d jobs", len(out), len(jobs))
 	}
-	var hash string
-	err = c.each("SELECT hash, data FROM suppressions WHERE hash = ANY($1) AND scope = $2", []any{hashes, consent.ScopeAll}, []any{&hash, &b}, func() error {
-		s := new(consent.Suppression)
-		if err := decode(b, s); err != nil {
-			return err
-		}
-		st.supp[hash] = s
-		return nil
-	})
-	if err != nil || len(reqIDs) == 0 {
-		return st, err
-	}
-	var id, subID string
-	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&id, &subID, &b}, func() error {
-		r, err := decodeRequest(id, subID, b)
-		if err != nil {
-			return err
-		}
-		st.reqs[r.ID] = r
-		return nil
-	})
-	return st, err
+	return out, err
 }
 
 // deliverable reports whether job may still be sent (see DeliverableBatch).
@@ -270,24 +271,24 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return db.deliverableIn(c, job, st)
+	return db.deliverableIn(c, job, st[0])
 }
 
 // deliverableIn is deliverable with job's state read.
-func (db *DB) deliverableIn(c conn, job consent.Job, st jobStates) (bool, error) {
-	sub := st.subs[job.Subscriber]
+func (db *DB) deliverableIn(c conn, job consent.Job, st jobState) (bool, error) {
+	sub := st.sub
 	if sub == nil {
 		return false, nil // erased
 	}
 	if job.Kind == consent.JobIncidentNotice {
 		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
 	}
-	if s := st.supp[db.hashKey(consent.AddressKey(job.To))]; s != nil && !s.LiftedByOptIn() {
+	if s := st.supp; s != nil && !s.LiftedByOptIn() {
 		return false, nil
 	}
 	switch job.Kind {
 	case consent.JobConfirm, consent.JobAddressChange:
-		req := st.reqs[job.Request]
+		req := st.req
 		if req == nil {
 			return false, nil
 		}
@@ -329,21 +330,16 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 				}
 			}
 		}
-		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
-			return err
-		}
-		var reqIDs []string
+		reqIDs := []string{}
 		for _, job := range jobs {
 			if job.Kind == consent.JobConfirm || job.Kind == consent.JobAddressChange {
 				reqIDs = append(reqIDs, job.Request)
 			}
 		}
-		if len(reqIDs) == 0 {
-			return nil
-		}
 		// The sent time goes to its own column (withSent reads it), in
-		// one statement with the pipe: the first time counts.
-		return t.exec("UPDATE requests SET sent = $2 WHERE id = ANY($1) AND sent IS NULL", reqIDs, db.Now())
+		// the statement that deletes the jobs: the first time counts.
+		return t.exec(`WITH done AS (DELETE FROM outbox WHERE id = ANY($1))
+			UPDATE requests SET sent = $3 WHERE id = ANY($2) AND sent IS NULL`, ids, reqIDs, db.Now())
 	})
 }
 
