@@ -337,9 +337,13 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 			}
 		}
 		// The sent time goes to its own column (withSent reads it), in
-		// the statement that deletes the jobs: the first time counts.
-		return t.exec(`WITH done AS (DELETE FROM outbox WHERE id = ANY($1))
-			UPDATE requests SET sent = $3 WHERE id = ANY($2) AND sent IS NULL`, ids, reqIDs, db.Now())
+		// the statement that deletes the jobs: the first time counts. It
+		// is planned for its arrays at each call, as jobStates is, so it
+		// does not wait in the pipe.
+		_, err := t.execN(`WITH done AS (DELETE FROM outbox WHERE id = ANY($1))
+			UPDATE requests SET sent = $3 WHERE id = ANY($2) AND sent IS NULL`,
+			pgx.QueryExecModeCacheDescribe, ids, reqIDs, db.Now())
+		return err
 	})
 }
 
