@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -37,31 +38,62 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 
 // DueJobs returns up to limit outbox jobs due at or before now, in due
 // order, skipping the ids in skip (jobs already being sent), and leases
-// them to this DB for Options.Lease (see leaseDue).
+// them to this DB for Options.Lease.
+//
+// Each read takes and leases its jobs in one statement, on its own (a
+// statement commits alone): the rows are taken FOR UPDATE SKIP LOCKED,
+// so another instance's read passes over them, and one that reads them
+// after this lease committed finds them leased (the row lock makes it
+// test the lease again on their new version). The jobs this DB is
+// sending are left out in the statement (sending); a row skip names
+// that the statement still took (one this DB handed out earlier) stays
+// leased to this DB, which is sending it, and is passed over.
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
-	// The rows are read without their jobs (the ones this DB is sending
-	// come up again and are skipped), and the jobs taken are read as
-	// they are leased.
-	var ids []int64
-	due := map[int64]time.Time{}
-	jobs := map[int64]consent.Job{}
-	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, db.sending(skip), func(id int64, nextAt time.Time, _ []byte) (bool, error) {
-		ids = append(ids, id)
-		due[id] = nextAt
-		return true, nil
-	}, func(id int64, b []byte) error {
-		j, err := jobFrom(id, due[id], b)
-		jobs[id] = j
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: due jobs: %w", err)
+	except := db.sending(skip)
+	clock := db.Now()
+	after := struct {
+		at time.Time
+		id int64
+	}{time.Time{}, -1}
+	var out []consent.Job
+	for len(out) < limit {
+		want := limit - len(out)
+		var read []consent.Job
+		var id int64
+		var nextAt time.Time
+		var b []byte
+		err := db.read(ctx).each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
+			FROM (SELECT id FROM outbox WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
+				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
+			WHERE o.id = due.id RETURNING o.id, o.next_at, o.job`,
+			[]any{db.owner, clock, now, after.at, after.id, want, except, clock.Add(db.lease)},
+			[]any{&id, &nextAt, &b}, func() error {
+				j, err := jobFrom(id, nextAt, b)
+				read = append(read, j)
+				return err
+			})
+		if err != nil {
+			return nil, fmt.Errorf("postgres: due jobs: %w", err)
+		}
+		slices.SortFunc(read, func(a, b consent.Job) int {
+			if c := a.NextAt.Compare(b.NextAt); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.ID, b.ID)
+		})
+		for _, j := range read {
+			after.at, after.id = j.NextAt, int64(j.ID)
+			if skip == nil || !skip(j.ID) {
+				out = append(out, j)
+			}
+		}
+		if len(read) < want {
+			break
+		}
 	}
-	out := make([]consent.Job, 0, len(ids))
 	db.leasedMu.Lock()
-	for _, id := range ids {
-		out = append(out, jobs[id])
-		db.leased[id] = struct{}{}
+	for _, j := range out {
+		db.leased[int64(j.ID)] = struct{}{}
 	}
 	db.leasedMu.Unlock()
 	return out, nil
@@ -84,26 +116,15 @@ func (db *DB) sending(skip func(id uint64) bool) []int64 {
 	return out
 }
 
-// leaseDue calls take for rows of table (an outbox: id, next_at,
+// leaseDue calls take for rows of table (a queue: id, next_at,
 // lease_owner, lease_until and the record in column data) due at or
-// before now, in due order, skipping the ids in skip, until take took
-// limit of them (it reports whether it took a row), and leases those to
-// this DB for Options.Lease. Rows another instance leased are
-// left out until their lease ends; rows another leaseDue is reading just
-// then are passed over (FOR UPDATE SKIP LOCKED).
-//
-// With data "" take gets no record, and leased gets each leased row's
-// record (column job) as the lease is written. The rows with the ids in
-// except are not read at all (skip would skip them).
-func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool, except []int64,
-	take func(id int64, nextAt time.Time, b []byte) (bool, error), leased func(id int64, b []byte) error) error {
-	if except == nil {
-		except = []int64{} // NULL would leave every row out
-	}
-	cols := "id, next_at"
-	if data != "" {
-		cols += ", " + data
-	}
+// before now, in due order, until take took limit of them (it reports
+// whether it took a row), and leases those to this DB for
+// Options.Lease. Rows another instance leased are left out until their
+// lease ends; rows another leaseDue is reading just then are passed over
+// (FOR UPDATE SKIP LOCKED).
+func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int,
+	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -120,17 +141,13 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 			var id int64
 			var nextAt time.Time
 			var b []byte
-			dst := []any{&id, &nextAt}
-			if data != "" {
-				dst = append(dst, &b)
-			}
-			err := c.each(`SELECT `+cols+` FROM `+table+`
-				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
+			err := c.each(`SELECT id, next_at, `+data+` FROM `+table+`
+				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
-				[]any{db.owner, clock, now, after.at, after.id, limit, except}, dst, func() error {
+				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
 					read++
 					after.at, after.id = nextAt, id
-					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
+					if len(ids) == limit {
 						return nil
 					}
 					took, err := take(id, nextAt.UTC(), b)
@@ -149,13 +166,7 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 		if len(ids) == 0 {
 			return nil
 		}
-		if leased == nil {
-			return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
-		}
-		var id int64
-		var b []byte
-		return c.each("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3) RETURNING id, job",
-			[]any{db.owner, clock.Add(db.lease), ids}, []any{&id, &b}, func() error { return leased(id, b) })
+		return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
 	})
 }
 
