@@ -164,6 +164,14 @@ func (w *Worker) Run(ctx context.Context) {
 		}()
 	}
 	for {
+		// A wake waiting now is answered by this read: its jobs were
+		// committed before Notify, and the expedite flag set before it.
+		// Left waiting, it would cost a read that finds nothing (the
+		// signups of one commit each notify).
+		select {
+		case <-w.wake:
+		default:
+		}
 		w.inflight.Release()
 		if w.expedite.Swap(false) {
 			w.expediteRetries(ctx)
