@@ -59,6 +59,10 @@ Y
   $BENCH signup --url "$(IFS=,; echo "${urls[*]}")" --clients ${CLIENTS:-64} --duration ${DUR:-10s} --sink 127.0.0.1:$SINK \
     --cpu "optin=$(IFS=+; echo "${pids[*]}"),postgres=$PGPID"
   subs=$(psql -d optin -c "SELECT count(*) FROM subscribers")
+  # A table read whole, again and again, during the run is a plan gone
+  # wrong (one made while the table was nearly empty, kept by a pooled
+  # connection): a few scans of the first rows are not.
+  echo "sequential scans (scans/rows read) of the tables read whole for more than 1,000 rows: $(psql -d optin -c "SELECT coalesce(string_agg(relname||' '||seq_scan||'/'||seq_tup_read, ', '), 'none') FROM pg_stat_user_tables WHERE seq_tup_read > 1000")"
   after=$(psql -d optin -c "SELECT pg_database_size('optin')")
   echo "database: $subs subscribers (pending), $before -> $after bytes: $(( (after-before)/subs )) bytes per pending signup"
   sleep 2; s1=$(psql -d optin -F' ' -c "$stat")

@@ -990,3 +990,34 @@ func TestWorkerNoResendAfterExpedite(t *testing.T) {
 	stop()
 	checkAllDelivered(t, parseReceived(t, e.srv.Messages()), reqs)
 }
+
+// TestSendBatches: the jobs of one outbox read go to the senders in as
+// few batches as maxSendBatch allows, each job once and in order, the
+// batches of even sizes.
+func TestSendBatches(t *testing.T) {
+	for _, n := range []int{0, 1, 10, maxSendBatch, maxSendBatch + 1, 3*maxSendBatch + 5, 256} {
+		due := make([]consent.Job, n)
+		for i := range due {
+			due[i].ID = uint64(i + 1)
+		}
+		batches := sendBatches(due)
+		if want := (n + maxSendBatch - 1) / maxSendBatch; len(batches) != want {
+			t.Errorf("%d jobs: got %d batches, want %d", n, len(batches), want)
+		}
+		next := uint64(1)
+		for _, b := range batches {
+			if len(b) > maxSendBatch || len(b) < n/len(batches) {
+				t.Errorf("%d jobs: got a batch of %d, want %d to %d", n, len(b), n/len(batches), maxSendBatch)
+			}
+			for _, j := range b {
+				if j.ID != next {
+					t.Fatalf("%d jobs: got job %d, want %d (each once, in order)", n, j.ID, next)
+				}
+				next++
+			}
+		}
+		if next != uint64(n+1) {
+			t.Errorf("%d jobs: the batches hold %d, want all", n, next-1)
+		}
+	}
+}

@@ -102,16 +102,26 @@ func (t *tx) writeCounts() error {
 	}
 	names := make([]string, 0, len(t.counts))
 	ns := make([]int64, 0, len(t.counts))
+	var fell []string // the counters that may have reached 0
 	for name, n := range t.counts {
 		names = append(names, name)
 		ns = append(ns, n)
+		if n < 0 {
+			fell = append(fell, name)
+		}
 	}
 	err := t.exec(`INSERT INTO counters (name, n) SELECT * FROM unnest($1::text[], $2::bigint[])
 		ON CONFLICT (name) DO UPDATE SET n = counters.n + EXCLUDED.n`, names, ns)
 	if err != nil {
 		return fmt.Errorf("postgres: counters: %w", err)
 	}
-	return t.exec("DELETE FROM counters WHERE name = ANY($1) AND n = 0", names)
+	// A counter at 0 has no row. Counts never go below 0, so only those
+	// this transaction lowered can be 0 now; a batch that only adds (of
+	// signups, say) deletes nothing.
+	if len(fell) == 0 {
+		return nil
+	}
+	return t.exec("DELETE FROM counters WHERE name = ANY($1) AND n = 0", fell)
 }
 
 // Stats reads the overview from the counters at the store's clock, with

@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,31 +38,62 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 
 // DueJobs returns up to limit outbox jobs due at or before now, in due
 // order, skipping the ids in skip (jobs already being sent), and leases
-// them to this DB for Options.Lease (see leaseDue).
+// them to this DB for Options.Lease.
+//
+// Each read takes and leases its jobs in one statement, on its own (a
+// statement commits alone): the rows are taken FOR UPDATE SKIP LOCKED,
+// so another instance's read passes over them, and one that reads them
+// after this lease committed finds them leased (the row lock makes it
+// test the lease again on their new version). The jobs this DB is
+// sending are left out in the statement (sending); a row skip names
+// that the statement still took (one this DB handed out earlier) stays
+// leased to this DB, which is sending it, and is passed over.
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
-	// The rows are read without their jobs (the ones this DB is sending
-	// come up again and are skipped), and the jobs taken are read as
-	// they are leased.
-	var ids []int64
-	due := map[int64]time.Time{}
-	jobs := map[int64]consent.Job{}
-	err := db.leaseDue(ctx, "outbox", "", now, limit, skip, db.sending(skip), func(id int64, nextAt time.Time, _ []byte) (bool, error) {
-		ids = append(ids, id)
-		due[id] = nextAt
-		return true, nil
-	}, func(id int64, b []byte) error {
-		j, err := jobFrom(id, due[id], b)
-		jobs[id] = j
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: due jobs: %w", err)
+	except := db.sending(skip)
+	clock := db.Now()
+	after := struct {
+		at time.Time
+		id int64
+	}{time.Time{}, -1}
+	var out []consent.Job
+	for len(out) < limit {
+		want := limit - len(out)
+		var read []consent.Job
+		var id int64
+		var nextAt time.Time
+		var b []byte
+		err := db.read(ctx).each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
+			FROM (SELECT id FROM outbox WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
+				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
+			WHERE o.id = due.id RETURNING o.id, o.next_at, o.job`,
+			[]any{db.owner, clock, now, after.at, after.id, want, except, clock.Add(db.lease)},
+			[]any{&id, &nextAt, &b}, func() error {
+				j, err := jobFrom(id, nextAt, b)
+				read = append(read, j)
+				return err
+			})
+		if err != nil {
+			return nil, fmt.Errorf("postgres: due jobs: %w", err)
+		}
+		slices.SortFunc(read, func(a, b consent.Job) int {
+			if c := a.NextAt.Compare(b.NextAt); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.ID, b.ID)
+		})
+		for _, j := range read {
+			after.at, after.id = j.NextAt, int64(j.ID)
+			if skip == nil || !skip(j.ID) {
+				out = append(out, j)
+			}
+		}
+		if len(read) < want {
+			break
+		}
 	}
-	out := make([]consent.Job, 0, len(ids))
 	db.leasedMu.Lock()
-	for _, id := range ids {
-		out = append(out, jobs[id])
-		db.leased[id] = struct{}{}
+	for _, j := range out {
+		db.leased[int64(j.ID)] = struct{}{}
 	}
 	db.leasedMu.Unlock()
 	return out, nil
@@ -83,26 +116,15 @@ func (db *DB) sending(skip func(id uint64) bool) []int64 {
 	return out
 }
 
-// leaseDue calls take for rows of table (an outbox: id, next_at,
+// leaseDue calls take for rows of table (a queue: id, next_at,
 // lease_owner, lease_until and the record in column data) due at or
-// before now, in due order, skipping the ids in skip, until take took
-// limit of them (it reports whether it took a row), and leases those to
-// this DB for Options.Lease. Rows another instance leased are
-// left out until their lease ends; rows another leaseDue is reading just
-// then are passed over (FOR UPDATE SKIP LOCKED).
-//
-// With data "" take gets no record, and leased gets each leased row's
-// record (column job) as the lease is written. The rows with the ids in
-// except are not read at all (skip would skip them).
-func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int, skip func(id uint64) bool, except []int64,
-	take func(id int64, nextAt time.Time, b []byte) (bool, error), leased func(id int64, b []byte) error) error {
-	if except == nil {
-		except = []int64{} // NULL would leave every row out
-	}
-	cols := "id, next_at"
-	if data != "" {
-		cols += ", " + data
-	}
+// before now, in due order, until take took limit of them (it reports
+// whether it took a row), and leases those to this DB for
+// Options.Lease. Rows another instance leased are left out until their
+// lease ends; rows another leaseDue is reading just then are passed over
+// (FOR UPDATE SKIP LOCKED).
+func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int,
+	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -119,17 +141,13 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 			var id int64
 			var nextAt time.Time
 			var b []byte
-			dst := []any{&id, &nextAt}
-			if data != "" {
-				dst = append(dst, &b)
-			}
-			err := c.each(`SELECT `+cols+` FROM `+table+`
-				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
+			err := c.each(`SELECT id, next_at, `+data+` FROM `+table+`
+				WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+`
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED`,
-				[]any{db.owner, clock, now, after.at, after.id, limit, except}, dst, func() error {
+				[]any{db.owner, clock, now, after.at, after.id, limit}, []any{&id, &nextAt, &b}, func() error {
 					read++
 					after.at, after.id = nextAt, id
-					if len(ids) == limit || (skip != nil && skip(uint64(id))) {
+					if len(ids) == limit {
 						return nil
 					}
 					took, err := take(id, nextAt.UTC(), b)
@@ -148,13 +166,7 @@ func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, l
 		if len(ids) == 0 {
 			return nil
 		}
-		if leased == nil {
-			return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
-		}
-		var id int64
-		var b []byte
-		return c.each("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3) RETURNING id, job",
-			[]any{db.owner, clock.Add(db.lease), ids}, []any{&id, &b}, func() error { return leased(id, b) })
+		return c.exec("UPDATE "+table+" SET lease_owner = $1, lease_until = $2 WHERE id = ANY($3)", db.owner, clock.Add(db.lease), ids)
 	})
 }
 
@@ -189,79 +201,79 @@ func (db *DB) OutboxDepth(ctx context.Context) (queued, parked int, err error) {
 // its request is no longer open. A reawaken mail is marketing: it also
 // needs a confirmed subscription to its topic and no suppression of any
 // kind for it (reawakenDeliverable).
+//
+// The states of all the jobs come from one statement, which is one
+// snapshot by itself; only a reawaken mail reads more, so a batch with
+// one runs in a read-only transaction instead (view).
 func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool, error) {
 	oks := make([]bool, len(jobs))
-	err := db.view(ctx, func(c conn) error {
+	check := func(c conn) error {
 		st, err := db.jobStates(c, jobs)
 		if err != nil {
 			return err
 		}
 		for i, job := range jobs {
-			ok, err := db.deliverableIn(c, job, st)
-			if err != nil {
+			if oks[i], err = db.deliverableIn(c, job, st[i]); err != nil {
 				return err
 			}
-			oks[i] = ok
 		}
 		return nil
-	})
-	return oks, err
+	}
+	if slices.ContainsFunc(jobs, func(j consent.Job) bool { return j.Kind == consent.JobReawaken }) {
+		return oks, db.view(ctx, check)
+	}
+	return oks, check(db.read(ctx))
 }
 
-// jobStates holds what deliverable reads about jobs, read for many jobs
-// at once: their subscribers by id, the suppressions for every topic by
-// address hash, and their requests by id.
-type jobStates struct {
-	subs map[string]*consent.Subscriber
-	supp map[string]*consent.Suppression
-	reqs map[string]*consent.Request
+// jobState is what deliverable reads about a job: its subscriber, the
+// suppression of its address for every topic and its request, each nil
+// when there is none.
+type jobState struct {
+	sub  *consent.Subscriber
+	supp *consent.Suppression
+	req  *consent.Request
 }
 
-// jobStates reads the states of jobs in three statements.
-func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
-	st := jobStates{subs: map[string]*consent.Subscriber{}, supp: map[string]*consent.Suppression{}, reqs: map[string]*consent.Request{}}
-	var subIDs, hashes, reqIDs []string
-	for _, job := range jobs {
-		subIDs = append(subIDs, job.Subscriber)
-		hashes = append(hashes, db.hashKey(consent.AddressKey(job.To)))
-		if job.Request != "" {
-			reqIDs = append(reqIDs, job.Request)
-		}
+// jobStates reads the states of jobs, in their order, in one statement.
+// It is planned for its arrays at each call (QueryExecModeCacheDescribe):
+// a plan kept from when the tables were small (a new database) would
+// go on reading them whole as they grow.
+func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
+	subIDs, hashes, reqIDs := make([]string, len(jobs)), make([]string, len(jobs)), make([]string, len(jobs))
+	for i, job := range jobs {
+		subIDs[i], hashes[i], reqIDs[i] = job.Subscriber, db.hashKey(consent.AddressKey(job.To)), job.Request
 	}
-	var b []byte
-	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{dbIDs(subIDs)}, []any{&b}, func() error {
-		sub := new(consent.Subscriber)
-		if err := decode(b, sub); err != nil {
-			return err
-		}
-		st.subs[sub.ID] = sub
-		return nil
-	})
-	if err != nil {
-		return st, err
+	out := make([]jobState, 0, len(jobs))
+	var subb, suppb, reqb []byte
+	err := c.each(`SELECT (SELECT data FROM subscribers WHERE id = u.s),
+		(SELECT data FROM suppressions WHERE hash = u.h AND scope = $4),
+		(SELECT data FROM requests WHERE id = u.r)
+		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) ORDER BY u.n`,
+		[]any{pgx.QueryExecModeCacheDescribe, dbIDs(subIDs), hashes, dbIDs(reqIDs), consent.ScopeAll}, []any{&subb, &suppb, &reqb}, func() error {
+			job := jobs[len(out)]
+			var st jobState
+			var err error
+			if st.sub, err = decodeSubscriber(subb); err != nil {
+				return err
+			}
+			if suppb != nil {
+				st.supp = new(consent.Suppression)
+				if err := decode(suppb, st.supp); err != nil {
+					return err
+				}
+			}
+			if reqb != nil {
+				if st.req, err = decodeRequest(job.Request, job.Subscriber, reqb); err != nil {
+					return err
+				}
+			}
+			out = append(out, st)
+			return nil
+		})
+	if err == nil && len(out) != len(jobs) {
+		err = fmt.Errorf("postgres: job states: got %d rows for %d jobs", len(out), len(jobs))
 	}
-	var hash string
-	err = c.each("SELECT hash, data FROM suppressions WHERE hash = ANY($1) AND scope = $2", []any{hashes, consent.ScopeAll}, []any{&hash, &b}, func() error {
-		s := new(consent.Suppression)
-		if err := decode(b, s); err != nil {
-			return err
-		}
-		st.supp[hash] = s
-		return nil
-	})
-	if err != nil || len(reqIDs) == 0 {
-		return st, err
-	}
-	var id, subID string
-	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{dbIDs(reqIDs)}, []any{scanID(&id), scanID(&subID), &b}, func() error {
-		r, err := decodeRequest(id, subID, b)
-		if err != nil {
-			return err
-		}
-		st.reqs[r.ID] = r
-		return nil
-	})
-	return st, err
+	return out, err
 }
 
 // deliverable reports whether job may still be sent (see DeliverableBatch).
@@ -270,24 +282,24 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return db.deliverableIn(c, job, st)
+	return db.deliverableIn(c, job, st[0])
 }
 
 // deliverableIn is deliverable with job's state read.
-func (db *DB) deliverableIn(c conn, job consent.Job, st jobStates) (bool, error) {
-	sub := st.subs[job.Subscriber]
+func (db *DB) deliverableIn(c conn, job consent.Job, st jobState) (bool, error) {
+	sub := st.sub
 	if sub == nil {
 		return false, nil // erased
 	}
 	if job.Kind == consent.JobIncidentNotice {
 		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
 	}
-	if s := st.supp[db.hashKey(consent.AddressKey(job.To))]; s != nil && !s.LiftedByOptIn() {
+	if s := st.supp; s != nil && !s.LiftedByOptIn() {
 		return false, nil
 	}
 	switch job.Kind {
 	case consent.JobConfirm, consent.JobAddressChange:
-		req := st.reqs[job.Request]
+		req := st.req
 		if req == nil {
 			return false, nil
 		}
@@ -329,21 +341,20 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 				}
 			}
 		}
-		if err := t.exec("DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
-			return err
-		}
-		var reqIDs []string
+		reqIDs := []string{}
 		for _, job := range jobs {
 			if job.Kind == consent.JobConfirm || job.Kind == consent.JobAddressChange {
 				reqIDs = append(reqIDs, job.Request)
 			}
 		}
-		if len(reqIDs) == 0 {
-			return nil
-		}
 		// The sent time goes to its own column (withSent reads it), in
-		// one statement with the pipe: the first time counts.
-		return t.exec("UPDATE requests SET sent = $2 WHERE id = ANY($1) AND sent IS NULL", dbIDs(reqIDs), db.Now())
+		// the statement that deletes the jobs: the first time counts. It
+		// is planned for its arrays at each call, as jobStates is, so it
+		// does not wait in the pipe.
+		_, err := t.execN(`WITH done AS (DELETE FROM outbox WHERE id = ANY($1))
+			UPDATE requests SET sent = $3 WHERE id = ANY($2) AND sent IS NULL`,
+			pgx.QueryExecModeCacheDescribe, ids, dbIDs(reqIDs), db.Now())
+		return err
 	})
 }
 

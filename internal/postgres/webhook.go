@@ -220,14 +220,14 @@ func (db *DB) RedeliverWebhook(ctx context.Context, a consent.Actor, id string) 
 // to this DB (see leaseDue).
 func (db *DB) DueDeliveries(ctx context.Context, now time.Time, limit int, skip func(d consent.Delivery) bool) ([]consent.Delivery, error) {
 	var ds []consent.Delivery
-	err := db.leaseDue(ctx, "webhook_queue", "delivery", now, limit, nil, nil, func(id int64, nextAt time.Time, b []byte) (bool, error) {
+	err := db.leaseDue(ctx, "webhook_queue", "delivery", now, limit, func(id int64, nextAt time.Time, b []byte) (bool, error) {
 		d, err := deliveryFrom(id, &nextAt, b)
 		if err != nil || (skip != nil && skip(d)) {
 			return false, err
 		}
 		ds = append(ds, d)
 		return true, nil
-	}, nil)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due deliveries: %w", err)
 	}

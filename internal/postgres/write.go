@@ -189,15 +189,8 @@ func (db *DB) run(calls []*call) (int, error) {
 	if err := t.writeCounts(); err != nil {
 		return -1, err
 	}
-	if t.tree != nil {
-		if err := t.exec("UPDATE ledger_head SET tree_size = $1", t.tree.size); err != nil {
-			return -1, fmt.Errorf("postgres: ledger head: %w", err)
-		}
-	}
-	if t.headDirty {
-		if err := t.exec("UPDATE ledger_head SET seq = $1, hash = $2", int64(t.head.seq), t.head.hash); err != nil {
-			return -1, fmt.Errorf("postgres: ledger head: %w", err)
-		}
+	if err := t.writeHead(); err != nil {
+		return -1, err
 	}
 	if err := t.pipe.flush(ctx); err != nil {
 		return callOf(err, -1), errorOf(err)
@@ -214,6 +207,27 @@ func (db *DB) run(calls []*call) (int, error) {
 		db.wordings.Store(h, true)
 	}
 	return -1, nil
+}
+
+// writeHead writes the ledger's head and its tree size as the
+// transaction left them, in one statement. Appending an event computes
+// its tree hashes, so a dirty head comes with a tree; a tree without a
+// new head is buildTree's.
+func (t *tx) writeHead() error {
+	if t.tree == nil {
+		return nil
+	}
+	var seq *int64
+	var hash *string
+	if t.headDirty {
+		n := int64(t.head.seq)
+		seq, hash = &n, &t.head.hash
+	}
+	err := t.exec("UPDATE ledger_head SET seq = coalesce($1, seq), hash = coalesce($2, hash), tree_size = $3", seq, hash, t.tree.size)
+	if err != nil {
+		return fmt.Errorf("postgres: ledger head: %w", err)
+	}
+	return nil
 }
 
 // readAhead reads, in one statement, what signupState reads for each
