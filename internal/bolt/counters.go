@@ -30,8 +30,10 @@ import (
 // subscriber id's 22 bytes. Version 4: statuses and bases in keys take a
 // byte, audience facts are of version 2, and a confirmed subscription's
 // sub_topics entry holds the first 16 bytes of the address hash that
-// addr_hash held.
-const derivedVersion = "4"
+// addr_hash held. Version 5: the ledger_bysub entries of events that
+// prove a basis hold it and their topics (evidenceValue), instead of the
+// bucket evidence.
+const derivedVersion = "5"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -311,7 +313,7 @@ func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.Co
 			return err
 		}
 		return reindex(tx, nil, entries)
-	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
+	}, func(ev *consent.Event) error { return setEvidence(tx, ev) })
 	if err != nil {
 		return nil, err
 	}

@@ -150,7 +150,7 @@ func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
 	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
-	bucketEvidence, bucketAddresses}
+	bucketAddresses}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -617,13 +617,10 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {
 		return err
 	}
-	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
+	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), evidenceValue(ev)); err != nil {
 		return err
 	}
 	if err := addCounts(tx, consent.EventDelta(ev)); err != nil {
-		return err
-	}
-	if err := markEvidence(tx, ev); err != nil {
 		return err
 	}
 	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {

@@ -28,7 +28,7 @@ var (
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
 	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
-	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> nil
+	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> the basis the event proves and for which topics (evidenceValue), or nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
 	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
@@ -58,7 +58,10 @@ var (
 	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis (basisCodes) -> nil: the ledger proves basis (consent.IsEvidence)
+	// Derived version 4 and before: topic id 0x00 subscriber id
+	// (appendID) 0x00 basis (basisCodes) -> nil, the ledger proves basis
+	// (consent.IsEvidence); the ledger_bysub entries hold it now.
+	bucketEvidence = []byte("evidence")
 	// Derived version 3: subscriber id (appendID) -> HMAC of the address
 	// key (32 bytes); the sub_topics entries of confirmed subscriptions
 	// hold it now.
@@ -71,12 +74,13 @@ var (
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence}
-	// derivedBuckets hold what RebuildCounters recomputes from the records.
-	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
+	// derivedBuckets hold what RebuildCounters recomputes from the records
+	// (and the values of ledger_bysub, see setEvidence).
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 	// formerDerived held what RebuildCounters recomputed in a derived
 	// version before; it deletes them.
-	formerDerived = [][]byte{bucketAddrHash}
+	formerDerived = [][]byte{bucketAddrHash, bucketEvidence}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
@@ -92,7 +96,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketEvidence, bucketCustomers} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
