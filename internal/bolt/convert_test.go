@@ -176,7 +176,7 @@ func toJSON(t *testing.T, path string) {
 					err = decodeEvent(tx, k, v, &ev)
 					js = ev.LeafData()
 				case bytes.Equal(c.bucket, bucketPersonal):
-					js, err = record.PersonalJSON(v, sharedStrings(tx))
+					js, err = personalJSON(tx, k, v)
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):

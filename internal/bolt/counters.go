@@ -72,6 +72,9 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
 		return err
 	}
+	if err := moveAddress(tx, old, sub); err != nil {
+		return err
+	}
 	h, err := hasherOf(tx)
 	if err != nil {
 		return err

@@ -447,6 +447,10 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		if b[0] == record.RefMagic {
 			return fillFromRequest(tx, x)
 		}
+	case *consent.Personal:
+		if bytes.Equal(bucket, bucketPersonal) {
+			return fillAddress(tx, k, b, x)
+		}
 	}
 	return nil
 }
@@ -610,11 +614,7 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	personal, err := record.MarshalWith(&p, sharedStrings(tx))
-	if err != nil {
-		return err
-	}
-	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {
+	if err := storePersonal(tx, ev.Seq, ev.Subscriber, &p); err != nil {
 		return err
 	}
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), evidenceValue(ev)); err != nil {

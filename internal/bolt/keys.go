@@ -27,7 +27,7 @@ var (
 	bucketEmails      = []byte("emails")         // schema version 4 and before: case-folded address -> subscriber id (record.ID); see convertAddresses
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
-	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
+	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal, without the address when its subscriber holds it (storePersonal)
 	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> the basis the event proves and for which topics (evidenceValue), or nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
 	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
@@ -134,7 +134,7 @@ func sharedIn(name []byte) bool {
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema and readableSchemas, which it converts
 // (bbolt databases have no migrations).
-const SchemaVersion = "6"
+const SchemaVersion = "7"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -168,11 +168,17 @@ const standaloneSchema = "4"
 // (record.packedEvidence): this optin reads those as they are.
 const sharedEvidenceSchema = "5"
 
+// fullPersonalSchema is the version of databases whose personal records
+// all hold their address, which later ones leave to their subscriber
+// when it holds the same (storePersonal): this optin reads those as
+// they are.
+const fullPersonalSchema = "6"
+
 // readableSchemas are the versions before SchemaVersion whose compact
 // records this optin reads as they are: an open only sets
 // SchemaVersion, so that an optin of such a version refuses the records
 // it could not read.
-var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema, sharedEvidenceSchema}
+var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema, sharedEvidenceSchema, fullPersonalSchema}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -582,5 +583,107 @@ func TestRequestShareIsPartOfRequest(t *testing.T) {
 		if !ok || rf.Type != f.Type || rf.Tag.Get("json") != f.Tag.Get("json") {
 			t.Errorf("requestShare.%s (%s, %q) is not consent.Request's", f.Name, f.Type, f.Tag.Get("json"))
 		}
+	}
+}
+
+// TestPersonalLeavesAddressToSubscriber: a personal record whose address
+// is its subscriber's leaves it to the subscriber's record, whether the
+// event came after the subscriber was stored (a signup) or before (an
+// import), and reads back whole. When the subscriber's address changes,
+// the records of the events before get the old address back, and the
+// ledger verifies throughout; the dump carries every address.
+func TestPersonalLeavesAddressToSubscriber(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	ann, _ := pendingSignup(t, db, form, "ann@example.com")
+	ir, err := transfer.NewReader(strings.NewReader("email,topics,basis,consented_at,source\nbob@example.com,news,consent,2025-01-01T00:00:00Z,shop\n"), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{}); err != nil || rep.Imported != 1 {
+		t.Fatalf("Import: %+v, %v", rep, err)
+	}
+	stored := func(seq uint64) []byte {
+		var v []byte
+		_ = db.view(func(tx *bbolt.Tx) error {
+			v = bytes.Clone(tx.Bucket(bucketPersonal).Get(u64(seq)))
+			return nil
+		})
+		return v
+	}
+	for seq, addr := range map[uint64]string{1: "ann@example.com", 2: "bob@example.com"} {
+		if v := stored(seq); len(v) == 0 || v[0] != record.RefMagic || bytes.Contains(v, []byte(addr)) {
+			t.Fatalf("personal record %d holds its subscriber's address %s: %q", seq, addr, v)
+		}
+	}
+	emails := func(id string) []string {
+		t.Helper()
+		evs, err := db.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs {
+			if e.Personal == nil || e.Personal.Digest() != e.PersonalDigest {
+				t.Fatalf("event %d: personal record %+v does not match its digest", e.Seq, e.Personal)
+			}
+			out = append(out, e.Personal.Email)
+		}
+		return out
+	}
+	bob, err := db.SubscriberByAddress(ctx, mustAddress(t, "bob@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := emails(bob.ID); !slices.Equal(got, []string{"bob@example.com"}) {
+		t.Fatalf("bob's records: %q", got)
+	}
+
+	if _, err := db.Confirm(ctx, ann.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	newAddr := mustAddress(t, "ann.smith@example.org")
+	if res, err := db.Rectify(ctx, nil, ann.ID, consent.Rectification{Email: &newAddr}, consent.ChannelPreferences); err != nil || !res.AddressPending {
+		t.Fatalf("Rectify: %+v, %v", res, err)
+	}
+	jobs, err := db.DueJobs(ctx, db.Now(), 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(jobs, func(j consent.Job) bool { return j.Kind == consent.JobAddressChange })
+	if i < 0 {
+		t.Fatalf("no address-change mail in %+v", jobs)
+	}
+	if _, err := db.Confirm(ctx, jobs[i].Request, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	got := emails(ann.ID)
+	if len(got) < 3 || got[0] != "ann@example.com" || got[len(got)-1] != "ann.smith@example.org" {
+		t.Fatalf("ann's records after the address change: %q", got)
+	}
+	if v := stored(1); v[0] != record.Magic || !bytes.Contains(v, []byte("ann@example.com")) {
+		t.Fatalf("personal record 1 after the address change: %q", v)
+	}
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Fatalf("VerifyLedger: %+v, %v", rep, err)
+	}
+	var dumped []string
+	for _, r := range dumpAll(t, db) {
+		if r.Event != nil && r.Personal != nil {
+			var p consent.Personal
+			if err := json.Unmarshal(r.Personal, &p); err != nil {
+				t.Fatal(err)
+			}
+			dumped = append(dumped, p.Email)
+		}
+	}
+	if !slices.Contains(dumped, "bob@example.com") || !slices.Contains(dumped, "ann@example.com") {
+		t.Fatalf("dumped personal records: %q", dumped)
+	}
+	if err := db.Erase(ctx, bob.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
+		t.Fatalf("VerifyLedger after erasure: %+v, %v", rep, err)
 	}
 }
