@@ -425,6 +425,11 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		if b[0] == record.RefMagic && x.Created.IsZero() {
 			x.Created = idTime(x.ID)
 		}
+		for t, s := range x.Subscriptions {
+			if s != nil && s.Topic == "" {
+				s.Topic = t
+			}
+		}
 	case *consent.Request:
 		if x.ID == "" && bytes.Equal(bucket, bucketRequests) {
 			x.ID = string(k)
@@ -502,7 +507,8 @@ func createdAtID(t time.Time, id string) bool {
 
 // keyed returns v without the fields its key in bucket holds, for the
 // compact buckets: a subscriber's or request's id, an outbox job's id
-// and due time, a parked job's id (decodeAt puts them back). A field
+// and due time, a parked job's id, and a subscription's topic, which is
+// its key in the subscriber's map (decodeAt puts them back). A field
 // that does not match its key stays.
 func keyed(bucket, key []byte, v any) any {
 	switch x := v.(type) {
@@ -513,9 +519,12 @@ func keyed(bucket, key []byte, v any) any {
 	case consent.Job:
 		return keyed(bucket, key, &x)
 	case *consent.Subscriber:
-		if x.ID == string(key) && bytes.Equal(bucket, bucketSubscribers) {
+		if bytes.Equal(bucket, bucketSubscribers) {
 			c := *x
-			c.ID = ""
+			if c.ID == string(key) {
+				c.ID = ""
+			}
+			c.Subscriptions = topicsKeyed(c.Subscriptions)
 			return &c
 		}
 	case *consent.Request:
@@ -540,6 +549,24 @@ func keyed(bucket, key []byte, v any) any {
 		return &c
 	}
 	return v
+}
+
+// topicsKeyed returns subs with each subscription whose topic is its
+// key without it (schema version 7); subs itself is not changed.
+func topicsKeyed(subs map[string]*consent.Subscription) map[string]*consent.Subscription {
+	if subs == nil {
+		return nil
+	}
+	out := make(map[string]*consent.Subscription, len(subs))
+	for t, s := range subs {
+		if s != nil && s.Topic == t {
+			c := *s
+			c.Topic = ""
+			s = &c
+		}
+		out[t] = s
+	}
+	return out
 }
 
 // put stores v at key, in the compact encoding in the buckets of the

@@ -687,3 +687,34 @@ func TestPersonalLeavesAddressToSubscriber(t *testing.T) {
 		t.Fatalf("VerifyLedger after erasure: %+v, %v", rep, err)
 	}
 }
+
+// TestTopicStoredOnce: a subscriber's subscription leaves its topic to
+// its key in the map of subscriptions, and reads back whole; a
+// subscription stored with its topic, as before, reads the same.
+func TestTopicStoredOnce(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	sub, _ := pendingSignup(t, db, form, "a@example.com")
+	var v []byte
+	_ = db.view(func(tx *bbolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketSubscribers).Get([]byte(sub.ID)))
+		return nil
+	})
+	if n := bytes.Count(v, []byte("news")); n != 1 {
+		t.Fatalf("the subscriber holds its topic %d times: %q", n, v)
+	}
+	if s := sub.Subscriptions["news"]; s == nil || s.Topic != "news" {
+		t.Fatalf("subscription read back as %+v", s)
+	}
+	full, err := record.Marshal(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full[0] = v[0]
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketSubscribers).Put([]byte(sub.ID), full) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Subscriber(ctx, sub.ID); err != nil || !reflect.DeepEqual(got, sub) {
+		t.Fatalf("subscriber stored with its topic read back as %+v, %v", got, err)
+	}
+}
