@@ -72,13 +72,13 @@ func proves(v []byte, topic string, basis consent.Basis) bool {
 }
 
 // setEvidence writes evidenceValue(ev) into ev's entry in ledger_bysub,
-// in either form of key (ledgerBySubKey), when it has one; a rebuild
-// calls it for every event.
+// in any form of key (ledgerBySubKeys), when it has one; a rebuild calls
+// it for every event.
 func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 	v := evidenceValue(ev)
 	b := bucketOf(tx, bucketLedgerBySub)
 	c := b.Cursor()
-	for _, key := range [][]byte{ledgerBySubKey(ev.Subscriber, ev.Seq), oldLedgerBySubKey(ev.Subscriber, ev.Seq)} {
+	for _, key := range ledgerBySubKeys(ev.Subscriber, ev.Seq) {
 		if k, old := c.Seek(key); bytes.Equal(k, key) {
 			if bytes.Equal(old, v) {
 				return nil
@@ -98,9 +98,9 @@ func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
 
 // evidenceFollower answers hasEvidence for subscribers in ascending id
 // order, as a preview walks them, following ledger_bysub in both forms
-// of its keys (ledgerBySubKey): the id's 22 bytes and be64 seq, and, in
+// of its subscriber part (ledgerBySubKey): the id's 22 bytes, and, in
 // databases of schema version 2 and before or for an id that is not
-// consent.NewID's, the id written out, 0x00 and be64 seq.
+// consent.NewID's, the id written out and 0x00.
 type evidenceFollower struct {
 	short, long *follower
 }
@@ -122,12 +122,14 @@ func (f *evidenceFollower) proves(id []byte, topic string, basis consent.Basis) 
 	found := false
 	if len(id) == 22 {
 		for k, v := f.short.to(id); hasPrefix(k, id); k, v = f.short.next() {
-			found = found || len(k) == len(id)+8 && proves(v, topic, basis)
+			_, ok := bySubSeq(k, len(id))
+			found = found || ok && proves(v, topic, basis)
 		}
 	}
 	long := append([]byte(record.IDString(id)), 0)
 	for k, v := f.long.to(long); hasPrefix(k, long); k, v = f.long.next() {
-		found = found || len(k) == len(long)+8 && proves(v, topic, basis)
+		_, ok := bySubSeq(k, len(long))
+		found = found || ok && proves(v, topic, basis)
 	}
 	return found
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -240,14 +241,44 @@ func addressPrefix(h *consent.Hasher, key string) []byte {
 }
 
 // ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the
-// id's 22 bytes (record.ID) and be64 seq, or, for an id that is not
-// consent.NewID's, and in databases of schema version 2 and before, the
-// id written out, 0x00 and be64 seq (see subscriberEvents).
+// id's 22 bytes (record.ID) and seq big-endian without its leading zero
+// bytes (appendSeq), or, for an id that is not consent.NewID's, the id
+// written out, 0x00 and be64 seq. Databases of schema version 6 and
+// before hold seq in 8 bytes, and those of version 2 and before the id
+// written out; subscriberEvents and setEvidence read every form.
 func ledgerBySubKey(sub string, seq uint64) []byte {
 	if id := record.ID(sub); len(id) != len(sub) {
-		return append(id, u64(seq)...)
+		return appendSeq(id, seq)
 	}
 	return oldLedgerBySubKey(sub, seq)
+}
+
+// ledgerBySubKeys returns every key event seq of subscriber sub may have
+// in ledger_bysub, the present form first.
+func ledgerBySubKeys(sub string, seq uint64) [][]byte {
+	keys := [][]byte{ledgerBySubKey(sub, seq)}
+	if id := record.ID(sub); len(id) != len(sub) {
+		keys = append(keys, append(id, u64(seq)...), oldLedgerBySubKey(sub, seq))
+	}
+	return keys
+}
+
+// appendSeq appends seq big-endian without its leading zero bytes (one
+// byte at least): 3 bytes instead of 8 for a ledger of up to 16 million
+// events. The key's length gives the number's.
+func appendSeq(k []byte, seq uint64) []byte {
+	for n := max(1, (bits.Len64(seq)+7)/8); n > 0; n-- {
+		k = append(k, byte(seq>>(8*(n-1))))
+	}
+	return k
+}
+
+// bySubSeq returns the event number of ledger_bysub key k after the
+// subscriber's part of prefixLen bytes (the id's 22 bytes: 1 to 8 bytes;
+// the id written out and 0x00: 8 bytes), and whether k has one.
+func bySubSeq(k []byte, prefixLen int) (uint64, bool) {
+	n := len(k) - prefixLen
+	return beUint64(k[prefixLen:]), n >= 1 && n <= 8
 }
 
 func oldLedgerBySubKey(sub string, seq uint64) []byte {
@@ -258,25 +289,22 @@ func oldLedgerBySubKey(sub string, seq uint64) []byte {
 }
 
 // subscriberEvents returns the be64 numbers of subscriber sub's events,
-// in order, from the keys of ledger_bysub in either form.
+// in order, from the keys of ledger_bysub in any form.
 func subscriberEvents(tx *bbolt.Tx, sub string) [][]byte {
 	b := tx.Bucket(bucketLedgerBySub)
 	var seqs [][]byte
-	old := oldLedgerBySubKey(sub, 0)[:len(sub)+1]
-	for _, k := range keysWithPrefix(b, old) {
-		seqs = append(seqs, k[len(old):])
-	}
+	prefixes := [][]byte{oldLedgerBySubKey(sub, 0)[:len(sub)+1]}
 	if id := record.ID(sub); len(id) != len(sub) {
-		n := len(seqs)
-		for _, k := range keysWithPrefix(b, id) {
-			if len(k) == len(id)+8 {
-				seqs = append(seqs, k[len(id):])
+		prefixes = append(prefixes, id)
+	}
+	for _, prefix := range prefixes {
+		for _, k := range keysWithPrefix(b, prefix) {
+			if seq, ok := bySubSeq(k, len(prefix)); ok {
+				seqs = append(seqs, u64(seq))
 			}
 		}
-		if n > 0 && len(seqs) > n { // both forms: old keys, then new ones, mostly
-			slices.SortFunc(seqs, bytes.Compare)
-		}
 	}
+	slices.SortFunc(seqs, bytes.Compare) // the forms sort apart, and numbers of 1 to 8 bytes too
 	return seqs
 }
 
