@@ -312,6 +312,9 @@ func testConvertFromCompact(t *testing.T, version string) {
 		if err := unshareLedger(tx); err != nil {
 			return err
 		}
+		if err := toLongLedgerBySub(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte(version))
 	})
 	b.Close()
@@ -357,6 +360,21 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the open: %v, %v", diff, err)
 	}
+	// The ledger_bysub keys of before still find a subscriber's events,
+	// and the rebuild took the evidence bucket away.
+	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s4@example.com")); err != nil {
+		t.Fatal(err)
+	} else if evs, err := db.Events(ctx, sub.ID); err != nil || len(evs) != 1 || evs[0].Personal == nil || evs[0].Personal.Email != "s4@example.com" {
+		t.Fatalf("Events after the open: %+v, %v", evs, err)
+	}
+	if err := db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketEvidence) != nil {
+			return errors.New("bucket evidence still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// The emails index went into the addresses index.
 	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s3@example.com")); err != nil || sub.Email != "s3@example.com" {
 		t.Fatalf("SubscriberByAddress after the open: %+v, %v", sub, err)
@@ -390,6 +408,36 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
 	}
+}
+
+// toLongLedgerBySub rewrites ledger_bysub as schema versions 3 to 6
+// wrote it: each key with the event number in 8 bytes, no value, and the
+// evidence in a bucket of its own (derived version 4; its keys do not
+// matter, the rebuild deletes them).
+func toLongLedgerBySub(tx *bbolt.Tx) error {
+	b := tx.Bucket(bucketLedgerBySub)
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if len(k) == 30 {
+			return fmt.Errorf("ledger_bysub key %x of 8-byte event number already", k)
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		if err := b.Put(append(bytes.Clone(k[:22]), u64(beUint64(k[22:]))...), nil); err != nil {
+			return err
+		}
+	}
+	if ev, err := tx.CreateBucket(bucketEvidence); err != nil || ev.Put([]byte("news\x00id\x00c"), nil) != nil {
+		return fmt.Errorf("evidence: %v", err)
+	}
+	return tx.Bucket(bucketMeta).Put(keyDerived, []byte("4"))
 }
 
 // toEmailsIndex replaces the addresses index with the emails index of

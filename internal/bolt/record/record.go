@@ -1415,7 +1415,9 @@ func (d *decoder) string() (string, error) {
 // consent.NewID's leaves its time out as well, for its offset from the
 // time the id starts with (EventAtIDMagic): the event of a new
 // subscriber comes within milliseconds of its id, so its time takes a
-// byte or two instead of eight, and a later one's five or six.
+// byte or two instead of eight, and a later one's five or six. Only
+// with a table of strings, as bbolt stores events (its schema version
+// 7 tells an older optin off).
 
 // MarshalEvent returns the stored form of ev, whose predecessor's hash
 // is prevHash ("" for the first event), its source and page numbered in
@@ -1428,7 +1430,7 @@ func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte,
 		e.Prev = ""
 	}
 	var offset []byte
-	if at, ok := idMillis(e.Subscriber); ok && derived {
+	if at, ok := idMillis(e.Subscriber); ok && derived && strings != nil {
 		if ms, ok := timeMillis(e.Time); ok {
 			offset = binary.AppendUvarint(nil, zigzag(ms-at))
 			e.Time = time.Time{}
