@@ -378,7 +378,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 		if len(statuses) == 1 {
 			src = newTopicIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
 		} else {
-			src = newPrefixIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
+			src = newTopicIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
 		}
 		st := tx.Bucket(bucketSubTopics)
 		for sid := src.next(); sid != nil; sid = src.next() {

@@ -43,7 +43,7 @@ func tracked(bucket []byte) bool {
 // track applies to the counters and indexes the replacement of the value
 // stored at key in bucket (nil: none) by v (nil: a deletion).
 func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
-	stored := tx.Bucket(bucket).Get(key)
+	stored := getStored(tx.Bucket(bucket), bucket, key)
 	if bytes.Equal(bucket, bucketRequests) {
 		var old *consent.Request
 		if stored != nil {
@@ -97,7 +97,7 @@ func del(tx *bbolt.Tx, bucket, key []byte) error {
 			return err
 		}
 	}
-	return tx.Bucket(bucket).Delete(key)
+	return tx.Bucket(bucket).Delete(storedKey(bucket, key))
 }
 
 // batchedCounts holds, for each transaction running batchCounts, the

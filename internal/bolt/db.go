@@ -386,7 +386,7 @@ func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) 
 
 // get decodes the value at key into v. It reports whether key exists.
 func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
-	b := tx.Bucket(bucket).Get(key)
+	b := getStored(tx.Bucket(bucket), bucket, key)
 	if b == nil {
 		return false, nil
 	}
@@ -420,7 +420,7 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 	switch x := v.(type) {
 	case *consent.Subscriber:
 		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
-			x.ID = string(k)
+			x.ID = record.IDString(k) // k as stored (subscriberKey) or written out
 		}
 		if b[0] == record.RefMagic && x.Created.IsZero() {
 			x.Created = idTime(x.ID)
@@ -601,7 +601,7 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 			return err
 		}
 	}
-	return bucketOf(tx, bucket).Put(key, b)
+	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
 }
 
 // bucketOf returns the named bucket, set to fill its pages to 90% when its

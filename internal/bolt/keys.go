@@ -23,7 +23,7 @@ var (
 	bucketTopics      = []byte("topics")         // topic id -> consent.Topic
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
-	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
+	bucketSubscribers = []byte("subscribers")    // subscriberKey -> consent.Subscriber
 	bucketAddresses   = []byte("addresses")      // addressIndexKey -> nil
 	bucketEmails      = []byte("emails")         // schema version 4 and before: case-folded address -> subscriber id (record.ID); see convertAddresses
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
@@ -212,6 +212,33 @@ func hookQueueKey(d *consent.Delivery) []byte {
 
 // hookParkedKey orders parked deliveries by endpoint and id.
 func hookParkedKey(d *consent.Delivery) []byte { return append(pairKey(d.Webhook, ""), u64(d.ID)...) }
+
+// subscriberKey returns the key subscriber id (written out) is stored
+// under: the id's 22 bytes (record.ID; 36 written out until schema
+// version 6, see convertSubscriberKeys), which sort as its characters
+// do, or an id that is not consent.NewID's as it is.
+func subscriberKey(id []byte) []byte { return appendID(nil, id) }
+
+// storedKey returns key, as callers name a record of bucket, as bbolt
+// stores it: subscriberKey for a subscriber, key itself elsewhere.
+func storedKey(bucket, key []byte) []byte {
+	if bytes.Equal(bucket, bucketSubscribers) {
+		return subscriberKey(key)
+	}
+	return key
+}
+
+// getStored returns the value of the record of bucket named key, found
+// under storedKey, or, for a subscriber of a database a read-write open
+// has not converted yet (read-only), under the id written out.
+func getStored(b *bbolt.Bucket, bucket, key []byte) []byte {
+	k := storedKey(bucket, key)
+	v := b.Get(k)
+	if v == nil && !bytes.Equal(k, key) {
+		v = b.Get(key)
+	}
+	return v
+}
 
 // pairKey joins two strings with a 0x00 separator, which appears in no id,
 // address hash or topic id.

@@ -45,7 +45,7 @@ func storePersonal(tx *bbolt.Tx, seq uint64, sub string, p *consent.Personal) er
 // subscriberEmail returns the address stored for subscriber id ("" for
 // none), decoding nothing else.
 func subscriberEmail(tx *bbolt.Tx, id string) string {
-	v := tx.Bucket(bucketSubscribers).Get([]byte(id))
+	v := getStored(tx.Bucket(bucketSubscribers), bucketSubscribers, []byte(id))
 	if v == nil {
 		return ""
 	}

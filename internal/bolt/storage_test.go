@@ -530,7 +530,7 @@ func TestCreatedLeftToID(t *testing.T) {
 	first := func(bucket []byte, id string) byte {
 		var b byte
 		_ = db.view(func(tx *bbolt.Tx) error {
-			b = tx.Bucket(bucket).Get([]byte(id))[0]
+			b = tx.Bucket(bucket).Get(storedKey(bucket, []byte(id)))[0]
 			return nil
 		})
 		return b
@@ -697,7 +697,7 @@ func TestTopicStoredOnce(t *testing.T) {
 	sub, _ := pendingSignup(t, db, form, "a@example.com")
 	var v []byte
 	_ = db.view(func(tx *bbolt.Tx) error {
-		v = bytes.Clone(tx.Bucket(bucketSubscribers).Get([]byte(sub.ID)))
+		v = bytes.Clone(tx.Bucket(bucketSubscribers).Get(subscriberKey([]byte(sub.ID))))
 		return nil
 	})
 	if n := bytes.Count(v, []byte("news")); n != 1 {
@@ -711,10 +711,61 @@ func TestTopicStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	full[0] = v[0]
-	if err := db.update(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketSubscribers).Put([]byte(sub.ID), full) }); err != nil {
+	if err := db.update(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketSubscribers).Put(subscriberKey([]byte(sub.ID)), full) }); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := db.Subscriber(ctx, sub.ID); err != nil || !reflect.DeepEqual(got, sub) {
 		t.Fatalf("subscriber stored with its topic read back as %+v, %v", got, err)
 	}
+}
+
+// TestSubscribersKeyedByIDBytes: a subscriber is stored under its id's
+// 22 bytes, and found, listed and exported by its id written out; one
+// stored under its id written out, as schema version 6 and before did,
+// reads the same (a read-only open of such a database).
+func TestSubscribersKeyedByIDBytes(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, _ := openClockedDB(t)
+	sub, _ := pendingSignup(t, db, form, "a@example.com")
+	var keys [][]byte
+	_ = db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSubscribers).ForEach(func(k, _ []byte) error {
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		})
+	})
+	if len(keys) != 1 || !bytes.Equal(keys[0], record.ID(sub.ID)) {
+		t.Fatalf("subscriber keys %x, want its id's 22 bytes", keys)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got, err := db.Subscriber(ctx, sub.ID); err != nil || !reflect.DeepEqual(got, sub) {
+			t.Fatalf("Subscriber %s: %+v, %v", when, got, err)
+		}
+		if got, err := db.SubscriberByAddress(ctx, mustAddress(t, "a@example.com")); err != nil || got.ID != sub.ID {
+			t.Fatalf("SubscriberByAddress %s: %+v, %v", when, got, err)
+		}
+		if page, _, err := db.FindSubscribers(ctx, consent.SubscriberFilter{Limit: 10}); err != nil || len(page) != 1 || page[0].ID != sub.ID {
+			t.Fatalf("FindSubscribers %s: %+v, %v", when, page, err)
+		}
+		var exported []string
+		if err := db.EachExportable(ctx, func(s *consent.Subscriber) error {
+			exported = append(exported, s.ID)
+			return nil
+		}); err != nil || !slices.Equal(exported, []string{sub.ID}) {
+			t.Fatalf("EachExportable %s: %q, %v", when, exported, err)
+		}
+	}
+	check("as stored")
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSubscribers)
+		v := bytes.Clone(b.Get(keys[0]))
+		if err := b.Delete(keys[0]); err != nil {
+			return err
+		}
+		return b.Put([]byte(sub.ID), v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("under its id written out")
 }
