@@ -92,8 +92,8 @@ func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 // hasEvidence reports whether subscriber id's events prove basis for
 // topic.
 func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
-	f := newEvidenceFollower(tx.Bucket(bucketLedgerBySub), nil)
-	return f.proves(appendID(nil, []byte(id)), topic, basis)
+	stored := appendID(nil, []byte(id))
+	return newEvidenceFollower(tx.Bucket(bucketLedgerBySub), stored).proves(stored, topic, basis)
 }
 
 // evidenceFollower answers hasEvidence for subscribers in ascending id

@@ -230,11 +230,14 @@ func storedKey(bucket, key []byte) []byte {
 
 // getStored returns the value of the record of bucket named key, found
 // under storedKey, or, for a subscriber of a database a read-write open
-// has not converted yet (read-only), under the id written out.
+// has not converted yet (a read-only open's), under the id written out.
+// A write transaction skips that second look: a read-write open converts
+// the keys before anything else writes (the rebuild it may run first
+// reads subscribers by cursor).
 func getStored(b *bbolt.Bucket, bucket, key []byte) []byte {
 	k := storedKey(bucket, key)
 	v := b.Get(k)
-	if v == nil && !bytes.Equal(k, key) {
+	if v == nil && !bytes.Equal(k, key) && !b.Tx().Writable() {
 		v = b.Get(key)
 	}
 	return v

@@ -18,7 +18,7 @@ import (
 // RefMagic personal record's subscriber exists and holds its address.
 // It holds because a subscriber's address changes, and a subscriber
 // goes, only through put and del, which first write the address back
-// into the records that leave it (track, keepAddress); erasure and the
+// into the records that leave it (track, moveAddress); erasure and the
 // sweep delete the personal records before the subscriber. The event's
 // personal digest is of the whole record, address included, as before.
 
@@ -76,36 +76,51 @@ func fillAddress(tx *bbolt.Tx, k, v []byte, p *consent.Personal) error {
 	return nil
 }
 
-// keepAddress rewrites personal records of subscriber id, whose address
-// is address: with leave, for a subscriber about to be stored for the
-// first time, those of the events appended before (an import's) that
-// hold address, so that they leave it out; without, for a subscriber
-// whose address is about to change or who is about to go, those that
-// left it out, so that they hold it again.
-func keepAddress(tx *bbolt.Tx, id, address string, leave bool) error {
+// leaveAddress shortens the personal records that hold address of the
+// events of subscriber id appended before the subscriber was first
+// stored (an import's), which is about to happen. Those events are of
+// this version, so their ledger_bysub keys are of the present form.
+func leaveAddress(tx *bbolt.Tx, id, address string) error {
+	prefix := record.ID(id)
+	if len(prefix) == len(id) {
+		prefix = oldLedgerBySubKey(id, 0)[:len(id)+1]
+	}
+	b := bucketOf(tx, bucketPersonal)
+	c := tx.Bucket(bucketLedgerBySub).Cursor()
+	for k, _ := c.Seek(prefix); hasPrefix(k, prefix); k, _ = c.Next() {
+		seq, ok := bySubSeq(k, len(prefix))
+		if !ok {
+			continue
+		}
+		key := u64(seq)
+		if short, ok := record.WithoutString(b.Get(key), "email", address); ok {
+			short[0] = record.RefMagic
+			if err := b.Put(key, short); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// restoreAddress writes address back into the personal records of
+// subscriber id that left it out, before the subscriber's address
+// changes or the subscriber goes.
+func restoreAddress(tx *bbolt.Tx, id, address string) error {
 	b := bucketOf(tx, bucketPersonal)
 	for _, seq := range subscriberEvents(tx, id) {
 		v := b.Get(seq)
-		if len(v) == 0 || (v[0] == record.RefMagic) == leave || !record.IsCompact(v) {
+		if len(v) == 0 || v[0] != record.RefMagic {
 			continue
 		}
 		p := new(consent.Personal)
 		if err := record.UnmarshalWith(v, p, sharedStrings(tx)); err != nil {
 			return fmt.Errorf("bolt: personal record %d: %w", beUint64(seq), err)
 		}
-		if leave && p.Email != address {
-			continue
-		}
 		p.Email = address
-		if leave {
-			p.Email = ""
-		}
 		nv, err := record.MarshalWith(p, sharedStrings(tx))
 		if err != nil {
 			return err
-		}
-		if leave {
-			nv[0] = record.RefMagic
 		}
 		if err := b.Put(bytes.Clone(seq), nv); err != nil {
 			return err
@@ -119,9 +134,9 @@ func keepAddress(tx *bbolt.Tx, id, address string, leave bool) error {
 func moveAddress(tx *bbolt.Tx, old, sub *consent.Subscriber) error {
 	switch {
 	case old == nil && sub != nil:
-		return keepAddress(tx, sub.ID, sub.Email, true)
+		return leaveAddress(tx, sub.ID, sub.Email)
 	case old != nil && (sub == nil || sub.Email != old.Email):
-		return keepAddress(tx, old.ID, old.Email, false)
+		return restoreAddress(tx, old.ID, old.Email)
 	}
 	return nil
 }

@@ -60,6 +60,9 @@ func BenchmarkStorage(b *testing.B) {
 type storageUse struct {
 	empty, full int64
 	buckets     map[string]bbolt.BucketStats
+	// free is the bytes of the pages bbolt holds free or pending (freed
+	// by the last transactions, reused by the next ones).
+	free int
 }
 
 func (u storageUse) perRecord(n int) float64 { return float64(u.full-u.empty) / float64(n) }
@@ -86,7 +89,8 @@ func (u storageUse) table(n int) string {
 		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.0f | %.0f%% |\n", name, s.KeyN, float64(alloc(s))/float64(n),
 			float64(inuse(s))/float64(n), 100*float64(inuse(s))/float64(alloc(s)))
 	}
-	fmt.Fprintf(&sb, "| all buckets | | %.0f | | |\n| file growth | | %.0f | | |\n", float64(total)/float64(n), u.perRecord(n))
+	fmt.Fprintf(&sb, "| all buckets | | %.0f | | |\n| free pages | | %.0f | | |\n| file growth | | %.0f | | |\n",
+		float64(total)/float64(n), float64(u.free)/float64(n), u.perRecord(n))
 	return sb.String()
 }
 
@@ -104,6 +108,8 @@ func measure(b *testing.B, db *DB) storageUse {
 	if err != nil {
 		b.Fatal(err)
 	}
+	st := db.bolt.Stats()
+	u.free = (st.FreePageN + st.PendingPageN) * db.bolt.Info().PageSize
 	return u
 }
 

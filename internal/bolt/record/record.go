@@ -1500,6 +1500,52 @@ func EventHash(b []byte) (string, error) {
 	return h.Hash, err
 }
 
+// WithoutString returns compact record b without its field name when
+// that holds value written out (not shared), and whether it did: a
+// store leaving the field to another record skips decoding and encoding
+// the whole record.
+func WithoutString(b []byte, name, value string) ([]byte, bool) {
+	n, ok := fieldNumbers[name]
+	if !ok || len(b) == 0 || b[0] != Magic {
+		return nil, false
+	}
+	d := decoder{b: b[1:]}
+	for len(d.b) > 0 {
+		start := len(b) - len(d.b)
+		key, err := d.uvarint()
+		if err != nil {
+			return nil, false
+		}
+		wire := key & 3
+		if key>>2 == 0 { // an inline name
+			l, err := d.uvarint()
+			if err != nil {
+				return nil, false
+			}
+			if _, err := d.bytes(l); err != nil {
+				return nil, false
+			}
+		}
+		if key>>2 != n+1 || wire != wireString {
+			if d.skip(wire) != nil {
+				return nil, false
+			}
+			continue
+		}
+		h, err := d.uvarint()
+		if err != nil || h&7 != stringInline {
+			return nil, false
+		}
+		s, err := d.bytes(h >> 3)
+		if err != nil || string(s) != value {
+			return nil, false
+		}
+		end := len(b) - len(d.b)
+		return append(append(make([]byte, 0, len(b)-(end-start)), b[:start]...), b[end:]...), true
+	}
+	return nil, false
+}
+
 // MarshalPersonal returns the stored form of a personal record whose
 // JSON (as consent.Personal.Encode made it) is data.
 func MarshalPersonal(data []byte) ([]byte, error) {
