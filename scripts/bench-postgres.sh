@@ -7,6 +7,7 @@
 # repository: bash scripts/bench-postgres.sh (NS, CLIENTS, DUR override
 # the instance counts, clients and duration; WORK, PGPORT, BASEPORT and
 # SINKPORT the work directory and ports, so two runs can share a machine;
+# IMPORT=N also measures N imported people, see below;
 # PPROF=1 serves the first instance's profiles on 127.0.0.1:6060, or
 # on PPROFPORT).
 set -euo pipefail
@@ -86,6 +87,28 @@ Y
     echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"
     psql -d optin -F' | ' -c "SELECT calls*1000/$subs, round(mean_exec_time::numeric, 3), rows*1000/$subs, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
       WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'optin') ORDER BY calls DESC LIMIT 40" | sed 's/^/  /'
+  fi
+  # IMPORT=N then imports N people of optin-bench generate through the
+  # first instance (optin import --no-notice; the generated mix: 64%
+  # consent with evidence, 25% soft opt-in, 9% legitimate interest, 2%
+  # pending) and prints the live bytes each added, after VACUUM FULL.
+  if [ -n "${IMPORT:-}" ]; then
+    sizes="SELECT c.relname, pg_table_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind = 'r'"
+    psql -d optin -F' ' -c "$sizes" > $W/sizes-before
+    # The generated people subscribe to news, offers and events.
+    psql -d optin -c "INSERT INTO topics (id, data) VALUES ('offers', '{\"id\": \"offers\", \"name\": \"Offers\"}'),
+      ('events', '{\"id\": \"events\", \"name\": \"Events\"}') ON CONFLICT DO NOTHING" >/dev/null
+    $BENCH generate --subscribers $IMPORT --seed 1 > $W/people.csv
+    rep=$(OPTIN_CONFIG=$W/c1.yaml $OPTIN import --no-notice $W/people.csv 2>/dev/null | tr -d '\n ')
+    echo "import: $(echo "$rep" | grep -o '"\(imported\|pending\|invalid_count\)":[0-9]*' | tr '\n' ' ')"
+    imported=$(echo "$rep" | grep -o '"imported":[0-9]*' | cut -d: -f2)
+    psql -d optin -c "VACUUM FULL" >/dev/null
+    psql -d optin -F' ' -c "$sizes" > $W/sizes-after
+    echo "$imported imported: bytes per imported subscriber after VACUUM FULL by relation (table with toast / indexes), then in all:"
+    awk -v n=$imported 'NR == FNR { t[$1] = $2; i[$1] = $3; next }
+      { dt = $2 - t[$1]; di = $3 - i[$1]; all += dt + di; if (dt + di > 0) printf "  %s %d %d\n", $1, dt / n, di / n }
+      END { printf "  together %d\n", all / n }' $W/sizes-before $W/sizes-after
   fi
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 done

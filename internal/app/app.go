@@ -16,6 +16,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"optin/internal/config"
@@ -87,8 +88,9 @@ func Open(o Options) (*App, error) {
 	}
 	var db consent.Store
 	var keys []token.Key
-	err := reportSlow(log, openReportEvery, func() (err error) {
-		db, keys, err = openStore(cfg, o.Now, false)
+	var progress openProgress
+	err := reportSlow(log, openReportEvery, &progress, func() (err error) {
+		db, keys, err = openStore(cfg, o.Now, false, progress.set)
 		return err
 	})
 	if err != nil {
@@ -126,12 +128,14 @@ func Open(o Options) (*App, error) {
 const openReportEvery = 15 * time.Second
 
 // reportSlow runs open and, while it runs, logs every interval that the
-// database is still opening: the first start after an upgrade converts
-// the records or indexes of a bbolt database, which takes minutes for
-// millions of subscribers, and a silent process looks hung to an
-// operator who might then kill it (the conversion resumes, but starts
-// its current step again). A slow open logs its duration when done.
-func reportSlow(log *slog.Logger, interval time.Duration, open func() error) error {
+// database is still opening, with how far the step in progress has come
+// when the store reports it (progress): the first start after an upgrade
+// converts the records or indexes of a bbolt database, which takes
+// minutes for millions of subscribers, and a silent process looks hung
+// to an operator who might then kill it (the conversion resumes, but
+// starts its current chunk again). A slow open logs its duration when
+// done.
+func reportSlow(log *slog.Logger, interval time.Duration, progress *openProgress, open func() error) error {
 	start := time.Now()
 	opened := make(chan error, 1)
 	go func() { opened <- open() }()
@@ -145,17 +149,37 @@ func reportSlow(log *slog.Logger, interval time.Duration, open func() error) err
 			}
 			return err
 		case <-t.C:
-			log.Info("still opening the database; the first start after an upgrade may convert it, which takes minutes for a large one: let it finish",
-				"elapsed", time.Since(start).Round(time.Second))
+			attrs := []any{"elapsed", time.Since(start).Round(time.Second)}
+			if at := progress.at.Load(); at != nil {
+				attrs = append(attrs, "step", at.step, "records", at.done)
+			}
+			log.Info("still opening the database; the first start after an upgrade may convert it, which takes minutes for a large one: let it finish", attrs...)
 		}
 	}
 }
+
+// openProgress is how far the step of an open in progress has come, as
+// the store reports it (bolt.Options.Progress) on the open's goroutine
+// and reportSlow reads it on its own.
+type openProgress struct {
+	at atomic.Pointer[openStep]
+}
+
+// openStep is what a step of an open works on and how many records it
+// has done.
+type openStep struct {
+	step string
+	done int64
+}
+
+// set records the progress of the open's step.
+func (p *openProgress) set(step string, done int64) { p.at.Store(&openStep{step: step, done: done}) }
 
 // OpenStore opens the database of cfg on its own, for CLI commands that
 // run while the service is stopped. It fails with bolt.ErrLocked while the
 // service runs on bbolt.
 func OpenStore(cfg config.Config) (consent.Store, error) {
-	db, _, err := openStore(cfg, time.Now, false)
+	db, _, err := openStore(cfg, time.Now, false, nil)
 	return db, err
 }
 
@@ -546,7 +570,7 @@ type Admin struct {
 // database that has none, so an import into a data_dir never served finds
 // them. It fails with bolt.ErrLocked while the service runs on bbolt.
 func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
-	db, keys, err := openStore(cfg, time.Now, readOnly)
+	db, keys, err := openStore(cfg, time.Now, readOnly, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -40,15 +40,18 @@ func boltOnly(t *testing.T, what string) {
 }
 
 // TestReportSlowOpen: an open that takes longer than the interval is
-// reported while it runs and when it ends; a quick one says nothing.
+// reported while it runs, with how far the store says it has come, and
+// when it ends; a quick one says nothing.
 func TestReportSlowOpen(t *testing.T) {
 	lines := make(chan string, 100)
 	log := slog.New(slog.NewTextHandler(lineWriter(lines), nil))
-	err := reportSlow(log, time.Millisecond, func() error {
+	var progress openProgress
+	err := reportSlow(log, time.Millisecond, &progress, func() error {
+		progress.set("ledger events", 20000)
 		select { // held open until the first report is out
 		case l := <-lines:
-			if !strings.Contains(l, "still opening the database") {
-				return fmt.Errorf("first log line %q, want the still-opening report", l)
+			if !strings.Contains(l, "still opening the database") || !strings.Contains(l, `step="ledger events" records=20000`) {
+				return fmt.Errorf("first log line %q, want the still-opening report with the step and its records", l)
 			}
 			return nil
 		case <-time.After(patience):
@@ -66,7 +69,7 @@ func TestReportSlowOpen(t *testing.T) {
 	t.Errorf("no line saying the slow open ended")
 
 	quiet := make(chan string, 100)
-	if err := reportSlow(slog.New(slog.NewTextHandler(lineWriter(quiet), nil)), time.Hour, func() error { return nil }); err != nil {
+	if err := reportSlow(slog.New(slog.NewTextHandler(lineWriter(quiet), nil)), time.Hour, &openProgress{}, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(quiet) != 0 {

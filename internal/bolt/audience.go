@@ -278,6 +278,28 @@ func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
 	return tx.Bucket(bucketSubTopics).Get(appendID(topicIndexPrefix(topic, consent.StatusConfirmed), id)) != nil
 }
 
+// prefetchAudience asks the kernel for the pages a preview of topic
+// walks, all at once (prefetch.go): the topic's confirmed index entries,
+// ledger_bysub, whose values hold the evidence (every subscriber's
+// events: the preview follows it over the whole id range), and the
+// suppressions. Read one at a time from a cold page cache, they made the
+// preview wait for the disk once per page.
+func prefetchAudience(tx *bbolt.Tx, topic string) error {
+	confirmed := topicIndexPrefix(topic, consent.StatusConfirmed)
+	for _, r := range []struct {
+		bucket, lo, hi []byte
+	}{
+		{bucketSubTopics, confirmed, prefixEnd(confirmed)},
+		{bucketLedgerBySub, nil, nil},
+		{bucketSuppressed, nil, nil},
+	} {
+		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // previewChunk is how many confirmed subscriptions one read transaction
 // of a preview reads: a long read transaction would keep a growing file
 // from being remapped, holding up writes.
@@ -309,6 +331,9 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				return err
 			}
 			if cursor == nil { // the first transaction
+				if err := prefetchAudience(tx, c.Topic); err != nil {
+					return err
+				}
 				for reason, n := range topicCounts(tx, c.Topic).Unwalked(c.Topic, now, p) {
 					pv.Excluded[reason] += n
 				}

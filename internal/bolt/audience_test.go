@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,14 +164,14 @@ d@example.com,news,consent,2025-01-01,shop,
 	}
 }
 
-// derivedContents returns every key and value of the indexes audiences
-// read (sub_topics, and ledger_bysub, whose values hold the evidence),
-// keyed by bucket and key.
+// derivedContents returns every key and value of the derived buckets
+// (counters and indexes) and of ledger_bysub, whose values hold the
+// evidence, keyed by bucket and key.
 func derivedContents(t *testing.T, b *bbolt.DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := b.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketSubTopics, bucketLedgerBySub} {
+		for _, name := range append(slices.Clone(derivedBuckets), bucketLedgerBySub) {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				out[string(name)+"/"+string(k)] = string(v)
 				return nil

@@ -21,8 +21,10 @@ import (
 // transaction; appendEvent counts each ledger event by day. Stats, the
 // console's overview and the exclusions of a campaign preview read the
 // counters; filtered listings and campaign audiences read the indexes.
-// A database written before the counters existed gets them built once
-// when it is first opened to write (derivedVersion).
+// A database written before the counters existed, or with those of an
+// older derivedVersion, gets them built once when it is first opened to
+// write, in chunks of transactions that a killed open resumes
+// (buildDerived).
 
 // derivedVersion is the version of the counters and indexes a database
 // holds (meta key keyDerived); Open rebuilds them when it differs.
@@ -252,13 +254,19 @@ func (db *DB) Stats(ctx context.Context, dormantAfter time.Duration, days int) (
 }
 
 // derivedReady reports an EConflict error when tx's database lacks the
-// counters and indexes: one written before them that no read-write open
-// has built them in yet (a read-only open builds nothing).
+// counters and indexes: one written before them, or before their
+// present version, that no read-write open has built them in yet (a
+// read-only open builds nothing), or one whose open stopped while it
+// built them (buildDerived).
 func derivedReady(tx *bbolt.Tx) error {
-	if string(tx.Bucket(bucketMeta).Get(keyDerived)) != derivedVersion {
-		return consent.Errorf(consent.EConflict, "this database has no counters and indexes yet: start optin serve on it once, or run optin counters rebuild")
+	meta := tx.Bucket(bucketMeta)
+	if string(meta.Get(keyDerived)) == derivedVersion {
+		return nil
 	}
-	return nil
+	if at, ok := rebuildPosition(meta.Get(keyRebuild)); ok {
+		return consent.Errorf(consent.EConflict, "this database's counters and indexes are half rebuilt (%d records walked): an open to write stopped while it rebuilt them; start optin serve on it once to finish", at.done)
+	}
+	return consent.Errorf(consent.EConflict, "this database has no counters and indexes yet: start optin serve on it once, or run optin counters rebuild")
 }
 
 // CheckCounters compares the stored counters with a full walk of one
@@ -278,39 +286,134 @@ func (db *DB) CheckCounters(ctx context.Context) ([]consent.CounterDiff, error) 
 
 // RebuildCounters recounts the counters and rewrites the indexes from a
 // full walk, in one transaction.
+//
+// It runs while the service does (optin counters rebuild), and the
+// committer may run writes between any two transactions: a walk in
+// chunks would miss or double what they change (a write to a record
+// behind the walk's position moves counters the walk has counted, one
+// ahead of it moves counters the walk then counts again), so this
+// rebuild stays one transaction. The rebuild on open (buildDerived) runs
+// before any write can come and walks in chunks.
 func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error) {
 	var diff []consent.CounterDiff
 	err := db.update(ctx, func(tx *bbolt.Tx) error {
-		var err error
-		diff, err = rebuild(ctx, tx, db.hasher)
-		return err
+		kept := storedCounts(tx)
+		if err := clearDerived(tx); err != nil {
+			return err
+		}
+		_, walked, err := rebuildSome(ctx, tx, db.hasher, walkAt{}, 0)
+		if err != nil {
+			return err
+		}
+		diff = consent.DiffCounts(kept, walked)
+		return markDerived(tx)
 	})
 	return diff, err
 }
 
-// rebuild is RebuildCounters in tx; Open runs it once on a database whose
-// counters are missing or of another version. h hashes the addresses
-// for the suppression lookups of campaign audiences.
-func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.CounterDiff, error) {
-	kept := storedCounts(tx)
+// derivedChunk is how many records one transaction of buildDerived walks:
+// as for convertChunk, enough to spread a commit's cost, few enough that
+// a transaction's dirty pages stay small.
+const derivedChunk = 10000
+
+// buildDerived builds the counters and indexes of a database whose
+// derived version is not derivedVersion (one from before them, or of an
+// older version, or a new one), in transactions of chunk records (0:
+// derivedChunk). The first empties the derived buckets; each next one
+// walks the next chunk of subscribers, requests and ledger events
+// (walkBuckets), writes their index entries and evidence, adds their
+// counts to the counters and stores how far it came (keyRebuild); the
+// last marks the derived version. An open killed meanwhile goes on from
+// the last chunk committed, and derivedReady refuses the reads of the
+// derived buckets until the end. progress, when not nil, hears after
+// each chunk what it walked and how many records the rebuild has walked.
+func buildDerived(b *bbolt.DB, h *consent.Hasher, chunk int, progress func(step string, done int64)) error {
+	if chunk <= 0 {
+		chunk = derivedChunk
+	}
+	built := false
+	if err := b.View(func(tx *bbolt.Tx) error {
+		built = string(tx.Bucket(bucketMeta).Get(keyDerived)) == derivedVersion
+		return nil
+	}); err != nil || built {
+		return err
+	}
+	for {
+		done, step, walked := false, "", int64(0)
+		err := b.Update(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			at, ok := rebuildPosition(meta.Get(keyRebuild))
+			if !ok { // none yet, or one of another derived version
+				if err := clearDerived(tx); err != nil {
+					return err
+				}
+				if err := meta.Delete(keyDerived); err != nil {
+					return err
+				}
+				return meta.Put(keyRebuild, at.encode())
+			}
+			next, _, err := rebuildSome(context.Background(), tx, h, at, chunk)
+			if err != nil {
+				return err
+			}
+			step, walked = walkSteps[min(next.bucket, len(walkSteps)-1)], next.done
+			if done = next.bucket == len(walkBuckets); done {
+				return markDerived(tx)
+			}
+			return meta.Put(keyRebuild, next.encode())
+		})
+		if err != nil {
+			return fmt.Errorf("building the counters and indexes: %w", err)
+		}
+		if progress != nil && step != "" {
+			progress(step, walked)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// clearDerived empties the derived buckets and deletes those of former
+// derived versions, for a rebuild from nothing.
+func clearDerived(tx *bbolt.Tx) error {
 	for _, name := range formerDerived {
 		if tx.Bucket(name) != nil {
 			if err := tx.DeleteBucket(name); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	for _, name := range derivedBuckets {
 		if tx.Bucket(name) != nil {
 			if err := tx.DeleteBucket(name); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if _, err := tx.CreateBucket(name); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	walked, err := walkCounts(ctx, tx, func(sub *consent.Subscriber) error {
+	return nil
+}
+
+// markDerived marks the counters and indexes complete, of
+// derivedVersion.
+func markDerived(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Delete(keyRebuild); err != nil {
+		return err
+	}
+	return meta.Put(keyDerived, []byte(derivedVersion))
+}
+
+// rebuildSome walks up to limit records (0: all) from at, writing the
+// index entries of each subscriber (by h) and the evidence of each
+// ledger event, and adds their counts to the stored counters. It
+// returns where it stopped and what it counted.
+func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt, limit int) (walkAt, consent.Counts, error) {
+	counts := consent.Counts{}
+	next, err := walk(ctx, tx, at, limit, counts, func(sub *consent.Subscriber) error {
 		entries, err := indexEntries(sub, h)
 		if err != nil {
 			return err
@@ -318,15 +421,9 @@ func rebuild(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher) ([]consent.Co
 		return reindex(tx, nil, entries)
 	}, func(ev *consent.Event) error { return setEvidence(tx, ev) })
 	if err != nil {
-		return nil, err
+		return at, nil, err
 	}
-	if err := addCounts(tx, walked); err != nil {
-		return nil, err
-	}
-	if err := tx.Bucket(bucketMeta).Put(keyDerived, []byte(derivedVersion)); err != nil {
-		return nil, err
-	}
-	return consent.DiffCounts(kept, walked), nil
+	return next, counts, addCounts(tx, counts)
 }
 
 // storedCounts reads every stored counter (none without the bucket).
@@ -346,38 +443,105 @@ func storedCounts(tx *bbolt.Tx) consent.Counts {
 // not nil) for every event.
 func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) (consent.Counts, error) {
 	counts := consent.Counts{}
-	err := tx.Bucket(bucketSubscribers).ForEach(func(k, v []byte) error {
-		if err := ctx.Err(); err != nil {
-			return err
+	_, err := walk(ctx, tx, walkAt{}, 0, counts, each, eachEvent)
+	return counts, err
+}
+
+// walkBuckets are the buckets the counters and indexes derive from, in
+// the order a walk goes through them; walkSteps name them for progress
+// reports.
+var (
+	walkBuckets = [][]byte{bucketSubscribers, bucketRequests, bucketLedger}
+	walkSteps   = []string{"subscribers", "requests", "ledger events"}
+)
+
+// walkAt is a position in a walk: the bucket it is in (an index of
+// walkBuckets; len(walkBuckets) at the end), the last key it walked
+// there (nil: none yet) and how many records it has walked in all.
+type walkAt struct {
+	bucket int
+	after  []byte
+	done   int64
+}
+
+// encode returns at as keyRebuild holds it: derivedVersion, 0x00, the
+// bucket's index, the records walked (be64) and the last key.
+func (at walkAt) encode() []byte {
+	v := append([]byte(derivedVersion), 0, byte(at.bucket))
+	return append(append(v, u64(uint64(at.done))...), at.after...)
+}
+
+// rebuildPosition decodes a value of keyRebuild, and reports whether it
+// is the position of a rebuild to derivedVersion.
+func rebuildPosition(v []byte) (walkAt, bool) {
+	head := len(derivedVersion) + 2
+	if len(v) < head+8 || string(v[:head-2]) != derivedVersion || v[head-2] != 0 || int(v[head-1]) > len(walkBuckets) {
+		return walkAt{}, false
+	}
+	at := walkAt{bucket: int(v[head-1]), done: int64(beUint64(v[head : head+8]))}
+	if rest := v[head+8:]; len(rest) > 0 {
+		at.after = bytes.Clone(rest)
+	}
+	return at, true
+}
+
+// walk counts into counts up to limit records (0: all) of tx from at on,
+// the subscribers, requests and ledger events in that order, calling
+// each (when not nil) for every subscriber and eachEvent (when not nil)
+// for every event; it returns the position after the last record walked.
+func walk(ctx context.Context, tx *bbolt.Tx, at walkAt, limit int, counts consent.Counts, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) (walkAt, error) {
+	n := 0
+	for ; at.bucket < len(walkBuckets); at = (walkAt{bucket: at.bucket + 1, done: at.done}) {
+		name := walkBuckets[at.bucket]
+		c := tx.Bucket(name).Cursor()
+		k, v := c.First()
+		if at.after != nil {
+			if k, v = c.Seek(at.after); bytes.Equal(k, at.after) {
+				k, v = c.Next()
+			}
 		}
+		var last []byte // the last key walked, valid while tx is
+		for ; k != nil; k, v = c.Next() {
+			if limit > 0 && n == limit {
+				if last != nil {
+					at.after = bytes.Clone(last)
+				}
+				return at, nil
+			}
+			if err := ctx.Err(); err != nil {
+				return at, err
+			}
+			if err := walkOne(tx, name, k, v, counts, each, eachEvent); err != nil {
+				return at, err
+			}
+			last = k
+			at.done++
+			n++
+		}
+	}
+	return at, nil
+}
+
+// walkOne decodes the record v at key k of bucket name (one of
+// walkBuckets), counts it and calls each or eachEvent with it.
+func walkOne(tx *bbolt.Tx, name, k, v []byte, counts consent.Counts, each func(*consent.Subscriber) error, eachEvent func(*consent.Event) error) error {
+	switch {
+	case bytes.Equal(name, bucketSubscribers):
 		sub := new(consent.Subscriber)
-		if err := decodeAt(tx, bucketSubscribers, k, v, sub); err != nil {
+		if err := decodeAt(tx, name, k, v, sub); err != nil {
 			return err
 		}
 		counts.AddSubscriber(sub, 1)
 		if each != nil {
 			return each(sub)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
+	case bytes.Equal(name, bucketRequests):
 		r := new(consent.Request)
-		if err := decodeAt(tx, bucketRequests, k, v, r); err != nil {
+		if err := decodeAt(tx, name, k, v, r); err != nil {
 			return err
 		}
 		counts.AddRequest(r, 1)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	default:
 		var ev consent.Event
 		if err := decodeEvent(tx, k, v, &ev); err != nil {
 			return err
@@ -386,7 +550,6 @@ func walkCounts(ctx context.Context, tx *bbolt.Tx, each func(*consent.Subscriber
 		if eachEvent != nil {
 			return eachEvent(&ev)
 		}
-		return nil
-	})
-	return counts, err
+	}
+	return nil
 }

@@ -40,6 +40,15 @@ type Options struct {
 	// when the file does not exist, creates and changes nothing, and
 	// every write fails. Other read-only opens may share the file.
 	ReadOnly bool
+	// Progress, when not nil, hears how far the rebuild of the counters
+	// and indexes on open has come: after each chunk it commits, what it
+	// walks ("subscribers", "requests", "ledger events") and how many
+	// records the rebuild has walked in all, across interrupted opens.
+	// It runs on Open's goroutine.
+	Progress func(step string, done int64)
+	// chunk is how many records one transaction of that rebuild walks;
+	// 0 means derivedChunk. Tests lower it.
+	chunk int
 }
 
 // DB is optin's store. It is safe for concurrent use.
@@ -102,12 +111,8 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	if o.ReadOnly {
 		err = b.View(checkBuckets)
-	} else if err = b.Update(func(tx *bbolt.Tx) error { return createBuckets(tx, db.hasher) }); err == nil {
-		if err = convertRecords(b); err == nil {
-			if err = convertAddresses(b, db.hasher); err == nil {
-				err = buildTree(b)
-			}
-		}
+	} else {
+		err = upgrade(b, db.hasher, o)
 	}
 	if err != nil {
 		hashers.Delete(b)
@@ -118,9 +123,32 @@ func Open(path string, o Options) (*DB, error) {
 	return db, nil
 }
 
-// createBuckets makes a new database's buckets and schema version, and
-// checks an existing one's version.
-func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
+// upgrade makes a new database's buckets, or brings an existing one to
+// this optin's: it converts the records and the address index, builds
+// the ledger tree and then the counters and indexes, each in chunks of
+// transactions that a killed open resumes. The counters and indexes come
+// last: they derive from the records, so they are built from the records
+// as this optin stores them, and a conversion never touches them.
+func upgrade(b *bbolt.DB, h *consent.Hasher, o Options) error {
+	if err := b.Update(createBuckets); err != nil {
+		return err
+	}
+	if err := convertRecords(b); err != nil {
+		return err
+	}
+	if err := convertAddresses(b, h); err != nil {
+		return err
+	}
+	if err := buildTree(b); err != nil {
+		return err
+	}
+	return buildDerived(b, h, o.chunk, o.Progress)
+}
+
+// createBuckets makes a new database's buckets, schema version and
+// derived version (it has no records, so its counters and indexes are
+// complete), and checks an existing one's schema version.
+func createBuckets(tx *bbolt.Tx) error {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
@@ -131,18 +159,11 @@ func createBuckets(tx *bbolt.Tx, h *consent.Hasher) error {
 		if err := meta.Put(keySchema, []byte(SchemaVersion)); err != nil {
 			return err
 		}
-	}
-	if err := checkBuckets(tx); err != nil {
-		return err
-	}
-	if string(meta.Get(keyDerived)) != derivedVersion {
-		// A database from before the counters (or a new one): build
-		// them and the indexes once from the records.
-		if _, err := rebuild(context.Background(), tx, h); err != nil {
-			return fmt.Errorf("building the counters: %w", err)
+		if err := meta.Put(keyDerived, []byte(derivedVersion)); err != nil {
+			return err
 		}
 	}
-	return nil
+	return checkBuckets(tx)
 }
 
 // laterBuckets were added after schema version 1 without a conversion: a

@@ -51,7 +51,8 @@ type batch struct {
 // batches ahead of fn;
 // only the calling goroutine touches the transaction (the workers read the
 // values, which stay valid until it ends, and decodeAhead waits for them
-// before returning).
+// before returning). The pages under c are requested from the disk ahead
+// of the walk too (readahead).
 func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) string, fn func(*consent.Subscriber, string) error) error {
 	workers := max(1, runtime.GOMAXPROCS(0))
 	window := 2 * workers
@@ -70,9 +71,13 @@ func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) str
 	defer wg.Wait()
 	defer close(work)
 	var queue, free []*batch
+	ra := readahead{b: c.Bucket()}
 	k, v := c.First()
 	for {
 		for len(queue) < window && k != nil {
+			if _, err := ra.at(k); err != nil {
+				return err
+			}
 			var b *batch
 			if n := len(free); n > 0 {
 				b, free = free[n-1], free[:n-1]

@@ -87,6 +87,7 @@ var (
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
 	keyTreeSize   = []byte("ledger_tree_size") // be64 number of events with their tree hashes stored, or "head": all of them
 	keyDerived    = []byte("derived")          // derivedVersion once the counters and indexes are built
+	keyRebuild    = []byte("derived_rebuild")  // while buildDerived has not finished: how far it came (walkAt.encode)
 	keyEvenLeaf   = []byte("ledger_even_leaf") // be64 record number + leaf hash of the last even record (see storeTreeHashes)
 	keyLastPair   = []byte("ledger_last_pair") // be64 record number + level-1 hash of the last record that completed only that level (see storeTreeHashes)
 )
@@ -232,8 +233,7 @@ func storedKey(bucket, key []byte) []byte {
 // under storedKey, or, for a subscriber of a database a read-write open
 // has not converted yet (a read-only open's), under the id written out.
 // A write transaction skips that second look: a read-write open converts
-// the keys before anything else writes (the rebuild it may run first
-// reads subscribers by cursor).
+// the keys before anything else writes.
 func getStored(b *bbolt.Bucket, bucket, key []byte) []byte {
 	k := storedKey(bucket, key)
 	v := b.Get(k)

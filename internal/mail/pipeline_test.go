@@ -264,37 +264,45 @@ func TestSMTPTransportSessionDropsMidBatch(t *testing.T) {
 	}
 }
 
-// TestSMTPTransportSlowRelayStopsAtDeadline: with a relay slower than the
-// batch's time limit, the transport stops at the limit, and what it did
-// not send is a temporary failure.
+// TestSMTPTransportSlowRelayStopsAtDeadline: with a relay that does not
+// answer a mail before the batch's time limit, the transport stops at the
+// limit, and what it did not send is a temporary failure. The relay holds
+// the fourth mail until the test lets it go, so the batch can only end by
+// its deadline, however loaded the machine.
 func TestSMTPTransportSlowRelayStopsAtDeadline(t *testing.T) {
 	for _, noPipelining := range []bool{false, true} {
 		srv := smtptest.Start(t, smtptest.Options{})
-		srv.SlowData(150 * time.Millisecond)
+		hold := srv.HoldData("s3@example.com")
 		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1, noPipelining: noPipelining})
 		msgs, ms := testBatch(t, "slow", 10, func(i int) string { return fmt.Sprintf("s%d@example.com", i) })
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		start := time.Now()
-		errs := tr.SendBatch(ctx, msgs, ms)
-		cancel()
-		if took := time.Since(start); took > time.Second {
-			t.Errorf("noPipelining=%v: SendBatch took %v with a 500ms limit", noPipelining, took)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		done := make(chan []error, 1)
+		go func() { done <- tr.SendBatch(ctx, msgs, ms) }()
+		var errs []error
+		select {
+		case errs = <-done:
+		case <-time.After(waitTimeout):
+			t.Fatalf("noPipelining=%v: SendBatch did not stop at its deadline while the relay held a mail", noPipelining)
 		}
+		cancel()
 		sent := 0
 		for i, err := range errs {
 			switch {
 			case err == nil:
 				sent++
+				if i >= 3 {
+					t.Errorf("noPipelining=%v: mail %d reported sent after the held one", noPipelining, i)
+				}
 			case errors.Is(err, ErrPermanent):
 				t.Errorf("noPipelining=%v: mail %d: got a permanent failure %v, want a temporary one", noPipelining, i, err)
 			}
 		}
-		if sent == 0 || sent == len(msgs) {
-			t.Errorf("noPipelining=%v: %d of %d sent within the limit, want some but not all", noPipelining, sent, len(msgs))
+		if sent != 3 {
+			t.Errorf("noPipelining=%v: %d of %d sent before the held mail, want 3", noPipelining, sent, len(msgs))
 		}
-		// The mail in flight at the limit may still arrive (at least once).
-		srv.SlowData(0)
-		time.Sleep(200 * time.Millisecond)
+		// The held mail may still arrive once released (at least once
+		// delivery); nothing after it was sent.
+		hold.Release()
 		if got := srv.Count(); got < sent || got > sent+1 {
 			t.Errorf("noPipelining=%v: the relay has %d mails, the transport reported %d sent", noPipelining, got, sent)
 		}
@@ -304,27 +312,33 @@ func TestSMTPTransportSlowRelayStopsAtDeadline(t *testing.T) {
 // TestSMTPTransportIdleSessionKeepsWorking: a pooled session idle for
 // longer than the command timeout, and a batch that takes longer than
 // it, still go out on the one session: each exchange gets the timeout
-// anew.
+// anew. Each exchange takes 120 ms of the relay's 1 s timeout, leaving
+// room for a loaded machine.
 func TestSMTPTransportIdleSessionKeepsWorking(t *testing.T) {
 	for _, noPipelining := range []bool{false, true} {
-		srv := smtptest.Start(t, smtptest.Options{})
-		srv.SlowData(40 * time.Millisecond)
-		tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
-			Timeout: 300 * time.Millisecond, noPipelining: noPipelining})
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		for round := range 2 {
-			msgs, ms := testBatch(t, fmt.Sprintf("idle%d-", round), 10, func(int) string { return "ada@example.com" })
-			for i, err := range tr.SendBatch(ctx, msgs, ms) { // 10 x 40 ms: longer than the timeout
-				if err != nil {
-					t.Errorf("noPipelining=%v: round %d, mail %d: %v", noPipelining, round, i, err)
+		t.Run(fmt.Sprintf("noPipelining=%v", noPipelining), func(t *testing.T) {
+			t.Parallel()
+			srv := smtptest.Start(t, smtptest.Options{})
+			srv.SlowData(120 * time.Millisecond)
+			tr := newTransport(t, SMTPConfig{Host: srv.Host(), Port: srv.Port(), TLS: "none", Conns: 1,
+				Timeout: time.Second, noPipelining: noPipelining})
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			for round := range 2 {
+				if round > 0 {
+					time.Sleep(1200 * time.Millisecond) // idle past the timeout
+				}
+				msgs, ms := testBatch(t, fmt.Sprintf("idle%d-", round), 10, func(int) string { return "ada@example.com" })
+				for i, err := range tr.SendBatch(ctx, msgs, ms) { // 10 x 120 ms: longer than the timeout
+					if err != nil {
+						t.Errorf("round %d, mail %d: %v", round, i, err)
+					}
 				}
 			}
-			time.Sleep(400 * time.Millisecond)
-		}
-		cancel()
-		if got := srv.Sessions(); got != 1 {
-			t.Errorf("noPipelining=%v: SMTP sessions: got %d, want 1", noPipelining, got)
-		}
+			if got := srv.Sessions(); got != 1 {
+				t.Errorf("SMTP sessions: got %d, want 1", got)
+			}
+		})
 	}
 }
 

@@ -74,10 +74,10 @@ func filterWhere(f consent.SubscriberFilter, now time.Time) where {
 	}
 	lo, hi := f.IDRange()
 	if lo != "" {
-		w.and("s.id >= %s", lo)
+		w.and("s.id >= %s", dbID(lo))
 	}
 	if hi != "" {
-		w.and("s.id < %s", hi)
+		w.and("s.id < %s", dbID(hi))
 	}
 	return w
 }
@@ -88,12 +88,12 @@ func filterWhere(f consent.SubscriberFilter, now time.Time) where {
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
 	query := "SELECT s.data FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
 	if newest {
-		query = "SELECT s.data FROM subscribers s WHERE ($1 = '' OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
+		query = "SELECT s.data FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
 	}
 	for {
 		var chunk []*consent.Subscriber
 		var b []byte
-		err := c.each(query, append([]any{after, scanChunk}, w.args...), []any{&b}, func() error {
+		err := c.each(query, append([]any{dbID(after), scanChunk}, w.args...), []any{&b}, func() error {
 			sub := new(consent.Subscriber)
 			if err := decode(b, sub); err != nil {
 				return err

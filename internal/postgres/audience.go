@@ -27,7 +27,7 @@ func markEvidence(t *tx, ev *consent.Event) error {
 		return nil
 	}
 	return t.exec(`INSERT INTO evidence (topic, subscriber, basis) SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`,
-		topics, ev.Subscriber, string(ev.Basis))
+		topics, dbID(ev.Subscriber), string(ev.Basis))
 }
 
 // audienceRow is one subscriber as an audience statement reads it: the
@@ -57,7 +57,7 @@ const audienceColumns = `coalesce(st.status, ''), st.facts,
 func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
 	query := `SELECT st.subscriber, ` + audienceColumns + ` FROM subscriber_topics st
 		WHERE st.topic = $1 AND st.status = $5 AND st.subscriber > $2 ORDER BY st.subscriber LIMIT $3`
-	args := []any{camp.Topic, after, limit, camp.Audience.Topics, string(st)}
+	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, string(st)}
 	if st == "" {
 		query = `SELECT s.id, ` + audienceColumns + ` FROM subscribers s
 			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.subscriber = s.id
@@ -66,7 +66,7 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 	}
 	var rows []audienceRow
 	var r audienceRow
-	err := c.each(query, args, []any{&r.id, &r.status, &r.facts, &r.f.Evidence, &r.f.Suppressed, &r.others}, func() error {
+	err := c.each(query, args, []any{scanID(&r.id), &r.status, &r.facts, &r.f.Evidence, &r.f.Suppressed, &r.others}, func() error {
 		if r.status == string(consent.StatusConfirmed) {
 			f, err := consent.DecodeAudienceFacts(r.facts)
 			if err != nil {

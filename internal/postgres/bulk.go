@@ -24,18 +24,19 @@ type bulkStmt struct {
 }
 
 // Bulk inserts of the hot path. Each column travels as an array; the
-// records are bytea in the compact encoding (encodeRecord).
+// records are bytea in the compact encoding (encodeRecord), the ids
+// bytea too (dbID).
 const (
 	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
+		SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
 	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ON CONFLICT DO NOTHING`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])`
+		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])`
 	bulkLedger = `INSERT INTO ledger (seq, subscriber, type, event, personal, tree)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])`
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])`
 	bulkOutbox = `INSERT INTO outbox (id, next_at, subscriber, job)
-		SELECT nextval('outbox_ids'), n, s, j FROM unnest($1::timestamptz[], $2::text[], $3::bytea[]) AS u(n, s, j)`
+		SELECT nextval('outbox_ids'), n, s, j FROM unnest($1::timestamptz[], $2::bytea[], $3::bytea[]) AS u(n, s, j)`
 )
 
 // row queues one row of the bulk insert sql (one of the bulk constants);

@@ -116,7 +116,7 @@ func (db *DB) changeCampaign(ctx context.Context, a consent.Actor, id, action st
 // cid, or nil.
 func recipient(c conn, cid, sub string) (*consent.Recipient, error) {
 	r := new(consent.Recipient)
-	ok, err := c.get(r, "SELECT data FROM campaign_recipients WHERE campaign = $1 AND subscriber = $2", cid, sub)
+	ok, err := c.get(r, "SELECT data FROM campaign_recipients WHERE campaign = $1 AND subscriber = $2", cid, dbID(sub))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func putRecipient(t *tx, r *consent.Recipient) error {
 		return err
 	}
 	return t.exec(`INSERT INTO campaign_recipients (campaign, subscriber, data) VALUES ($1, $2, $3)
-		ON CONFLICT (campaign, subscriber) DO UPDATE SET data = EXCLUDED.data`, r.Campaign, r.Subscriber, b)
+		ON CONFLICT (campaign, subscriber) DO UPDATE SET data = EXCLUDED.data`, r.Campaign, dbID(r.Subscriber), b)
 }
 
 // reawakenDeliverable is the send-time check of a reawaken mail: the

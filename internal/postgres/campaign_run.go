@@ -62,7 +62,7 @@ func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subs
 		sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), camp.Topic)
 		return sp != nil, err
 	}, func(basis consent.Basis) (bool, error) {
-		return c.exists("SELECT 1 FROM evidence WHERE topic = $1 AND subscriber = $2 AND basis = $3", camp.Topic, sub.ID, string(basis))
+		return c.exists("SELECT 1 FROM evidence WHERE topic = $1 AND subscriber = $2 AND basis = $3", camp.Topic, dbID(sub.ID), string(basis))
 	})
 }
 
@@ -154,7 +154,7 @@ func (db *DB) settleCampaignMail(ctx context.Context) (map[string]int, error) {
 		var q queued
 		err := t.each(`SELECT q.campaign, q.subscriber, q.job,
 			EXISTS (SELECT 1 FROM outbox o WHERE o.id = q.job), EXISTS (SELECT 1 FROM outbox_parked p WHERE p.id = q.job)
-			FROM campaign_queued q ORDER BY q.campaign, q.job`, nil, []any{&q.campaign, &q.sub, &q.job, &q.inOutbox, &q.parked},
+			FROM campaign_queued q ORDER BY q.campaign, q.job`, nil, []any{&q.campaign, scanID(&q.sub), &q.job, &q.inOutbox, &q.parked},
 			func() error {
 				qs = append(qs, q)
 				return nil
@@ -212,7 +212,7 @@ func (db *DB) settleOne(t *tx, cc *campaignCache, cid, subID string, parked bool
 			continue
 		}
 		err := t.exec("INSERT INTO campaign_due (due, kind, campaign, subscriber) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-			d.at, d.kind, cid, subID)
+			d.at, d.kind, cid, dbID(subID))
 		if err != nil {
 			return err
 		}
@@ -343,7 +343,7 @@ func (db *DB) queueReawaken(t *tx, c *consent.Campaign, sub *consent.Subscriber,
 	if err := putRecipient(t, r); err != nil {
 		return err
 	}
-	if err := t.exec("INSERT INTO campaign_queued (campaign, job, subscriber) VALUES ($1, $2, $3)", c.ID, int64(job.ID), sub.ID); err != nil {
+	if err := t.exec("INSERT INTO campaign_queued (campaign, job, subscriber) VALUES ($1, $2, $3)", c.ID, int64(job.ID), dbID(sub.ID)); err != nil {
 		return err
 	}
 	return putSubscriber(t, sub)
@@ -373,8 +373,8 @@ func (db *DB) followUps(ctx context.Context, after dueKey, tick time.Duration, m
 		err := t.each(`SELECT due, kind, campaign, subscriber FROM campaign_due
 			WHERE due <= $1 AND (due, kind, campaign, subscriber) > ($2, $3, $4, $5)
 			ORDER BY due, kind, campaign, subscriber LIMIT $6`,
-			[]any{now, after.due, after.kind, after.campaign, after.sub, followUpChunk + 1},
-			[]any{&k.due, &k.kind, &k.campaign, &k.sub}, func() error {
+			[]any{now, after.due, after.kind, after.campaign, dbID(after.sub), followUpChunk + 1},
+			[]any{&k.due, &k.kind, &k.campaign, scanID(&k.sub)}, func() error {
 				keys = append(keys, k)
 				return nil
 			})
@@ -405,7 +405,7 @@ func (db *DB) followUps(ctx context.Context, after dueKey, tick time.Duration, m
 				lapsed += l
 			}
 			err = t.exec("DELETE FROM campaign_due WHERE due = $1 AND kind = $2 AND campaign = $3 AND subscriber = $4",
-				k.due, k.kind, k.campaign, k.sub)
+				k.due, k.kind, k.campaign, dbID(k.sub))
 			if err != nil {
 				return err
 			}

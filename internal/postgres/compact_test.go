@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/postgres"
 )
@@ -17,10 +18,7 @@ import (
 // ones, the indexes and counters are derived again from the old rows,
 // and the old outbox job goes out.
 func TestRecordsFromVersion11(t *testing.T) {
-	url := pg.EmptyDatabase(t)
-	if err := postgres.MigrateTo(t.Context(), url, 11); err != nil {
-		t.Fatal(err)
-	}
+	url := databaseAt(t, 11)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	const subID, reqID = "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u4", "06h5l2p3s0f8a7tbb1q9ihvd0mfhq7k2c1u5"
 	sub := consent.Subscriber{ID: subID, Email: "Ann@example.com", Locale: "en", Created: at, LastPurchase: at.Add(time.Hour),
@@ -123,7 +121,7 @@ func TestRecordsFromVersion11(t *testing.T) {
 	var topics, evidence int
 	var lastPurchase *time.Time
 	if err := pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM subscriber_topics WHERE topic = 'news' AND status = 'confirmed' AND subscriber = $1 AND facts IS NOT NULL),
-		(SELECT count(*) FROM evidence WHERE topic = 'news' AND subscriber = $1), (SELECT last_purchase FROM subscribers WHERE id = $1)`, subID).
+		(SELECT count(*) FROM evidence WHERE topic = 'news' AND subscriber = $1), (SELECT last_purchase FROM subscribers WHERE id = $1)`, record.ID(subID)).
 		Scan(&topics, &evidence, &lastPurchase); err != nil || topics != 1 || evidence != 1 || lastPurchase == nil || !lastPurchase.Equal(sub.LastPurchase) {
 		t.Errorf("index rows: got %d subscriptions, %d evidence, last purchase %v, %v; want 1, 1, %v", topics, evidence, lastPurchase, err, sub.LastPurchase)
 	}

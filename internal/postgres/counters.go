@@ -42,12 +42,12 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 		id = old.ID
 	}
 	for _, e := range gone {
-		if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", e[0], e[1], id); err != nil {
+		if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", e[0], e[1], dbID(id)); err != nil {
 			return err
 		}
 	}
 	for _, e := range come {
-		if err := t.bulkRow(bulkSubscriberTopics, e[0], e[1], id); err != nil {
+		if err := t.bulkRow(bulkSubscriberTopics, e[0], e[1], dbID(id)); err != nil {
 			return err
 		}
 	}
@@ -73,7 +73,7 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 // to topic on its subscriber_topics row.
 func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.AudienceFacts) error {
 	return t.exec("UPDATE subscriber_topics SET basis = $4, facts = $5, address_hash = $6 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, string(consent.StatusConfirmed), sub.ID, string(f.Basis), f.Encode(), t.hasher.Hash(consent.AddressKey(sub.Email)))
+		topic, string(consent.StatusConfirmed), dbID(sub.ID), string(f.Basis), f.Encode(), t.hasher.Hash(consent.AddressKey(sub.Email)))
 }
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).
@@ -212,10 +212,10 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	// audience facts of the confirmed ones, its last purchase) and the
 	// evidence of every ledger event, written as the writes of the
 	// records write them, from a second walk of the records.
-	var ids []string
+	var ids [][]byte
 	var purchases []*time.Time
 	setPurchases := func() error {
-		err := t.exec(`UPDATE subscribers s SET last_purchase = u.l FROM unnest($1::text[], $2::timestamptz[]) AS u(i, l)
+		err := t.exec(`UPDATE subscribers s SET last_purchase = u.l FROM unnest($1::bytea[], $2::timestamptz[]) AS u(i, l)
 			WHERE s.id = u.i AND s.last_purchase IS DISTINCT FROM u.l`, ids, purchases)
 		ids, purchases = nil, nil
 		return err
@@ -225,7 +225,7 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 		if !sub.LastPurchase.IsZero() {
 			lp = &sub.LastPurchase
 		}
-		ids, purchases = append(ids, sub.ID), append(purchases, lp)
+		ids, purchases = append(ids, dbID(sub.ID)), append(purchases, lp)
 		if len(ids) == scanChunk {
 			if err := setPurchases(); err != nil {
 				return false, err
@@ -294,15 +294,14 @@ func eachEvent(c conn, fn func(ev *consent.Event) error) error {
 	after := int64(0)
 	for {
 		var chunk []*consent.Event
-		var seq int64
-		var b []byte
-		err := c.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2", []any{after, scanChunk}, []any{&seq, &b}, func() error {
+		var row ledgerRow
+		err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq > $1 ORDER BY l.seq LIMIT $2", []any{after, scanChunk}, row.dest(), func() error {
 			ev := new(consent.Event)
-			if err := decode(b, ev); err != nil {
+			if err := row.decode(ev); err != nil {
 				return err
 			}
 			chunk = append(chunk, ev)
-			after = seq
+			after = row.seq
 			return nil
 		})
 		if err != nil {

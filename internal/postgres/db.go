@@ -1,7 +1,8 @@
 // Package postgres is optin's store on PostgreSQL, for several optin
 // instances sharing one database. It keeps the same records as the bbolt
-// store (the domain's JSON, with the columns that queries need beside it)
-// and applies each use case in one transaction, as consent.Store asks.
+// store (the hot ones in the compact encoding of internal/bolt/record,
+// the rest as JSON, with the columns that queries need beside them) and
+// applies each use case in one transaction, as consent.Store asks.
 //
 // Writes are serialized across every instance by one transaction-level
 // advisory lock taken first in each write transaction, so the ledger has
@@ -285,7 +286,7 @@ func (c conn) execN(sql string, args ...any) (int64, error) {
 	return tag.RowsAffected(), err
 }
 
-// get decodes the JSON in the one column of the first row of sql into v.
+// get decodes the stored value (see decode) in the one column of the first row of sql into v.
 // It reports whether there was a row.
 func (c conn) get(v any, sql string, args ...any) (bool, error) {
 	var b []byte

@@ -26,7 +26,7 @@ func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
 	batch := make([]*call, len(ids))
 	for i, id := range ids {
 		batch[i] = &call{ctx: context.Background(), done: make(chan error, 1), fn: func(t *tx) error {
-			return t.bulkRow(bulkRequests, id, "s", `{"id": "`+id+`"}`)
+			return t.bulkRow(bulkRequests, dbID(id), dbID("s"), []byte(`{"id": "`+id+`"}`))
 		}}
 	}
 	db.commit(batch)
@@ -36,7 +36,7 @@ func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
 	}
 	var stored []string
 	var id string
-	if err := db.read(context.Background()).each("SELECT id FROM requests ORDER BY id", nil, []any{&id}, func() error {
+	if err := db.read(context.Background()).each("SELECT id FROM requests ORDER BY id", nil, []any{scanID(&id)}, func() error {
 		stored = append(stored, id)
 		return nil
 	}); err != nil {

@@ -35,6 +35,17 @@ func open(t *testing.T, url string, now func() time.Time, key []byte) *postgres.
 	return db
 }
 
+// databaseAt returns the URL of a new database whose schema an older
+// optin left at version.
+func databaseAt(t *testing.T, version int) string {
+	t.Helper()
+	url := pg.EmptyDatabase(t)
+	if err := postgres.MigrateTo(t.Context(), url, version); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
 // bootstrap gives the store the news topic and newsletter form.
 func bootstrap(t *testing.T, db consent.Store) consent.Form {
 	t.Helper()

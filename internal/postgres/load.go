@@ -131,7 +131,7 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		if err := chain.Check(r.Event, p); err != nil {
 			return err
 		}
-		b, err := encodeRecord(r.Event)
+		b, err := encodeEvent(r.Event, r.Event.Prev) // Check found Prev the hash before
 		if err != nil {
 			return err
 		}
@@ -142,17 +142,17 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 			}
 		}
 		return t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES ($1, $2, $3, $4, $5)",
-			int64(r.Event.Seq), r.Event.Subscriber, string(r.Event.Type), b, pb)
+			int64(r.Event.Seq), dbID(r.Event.Subscriber), string(r.Event.Type), b, pb)
 	case r.Job != nil:
 		b, err := encodeRecord(r.Job)
 		if err != nil {
 			return err
 		}
 		if r.Parked {
-			return t.exec("INSERT INTO outbox_parked (id, subscriber, job) VALUES ($1, $2, $3)", int64(r.Job.ID), r.Job.Subscriber, b)
+			return t.exec("INSERT INTO outbox_parked (id, subscriber, job) VALUES ($1, $2, $3)", int64(r.Job.ID), dbID(r.Job.Subscriber), b)
 		}
 		return t.exec("INSERT INTO outbox (id, next_at, subscriber, job) VALUES ($1, $2, $3, $4)",
-			int64(r.Job.ID), r.Job.NextAt, r.Job.Subscriber, b)
+			int64(r.Job.ID), r.Job.NextAt, dbID(r.Job.Subscriber), b)
 	case r.APIKey != nil:
 		return putAPIKey(t, *r.APIKey)
 	case r.Suppression != nil:
@@ -169,10 +169,10 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		return putRecipient(t, r.Recipient)
 	case r.Queued != nil:
 		return t.exec("INSERT INTO campaign_queued (campaign, job, subscriber) VALUES ($1, $2, $3)",
-			r.Queued.Campaign, int64(r.Queued.Job), r.Queued.Subscriber)
+			r.Queued.Campaign, int64(r.Queued.Job), dbID(r.Queued.Subscriber))
 	case r.Due != nil:
 		return t.exec("INSERT INTO campaign_due (due, kind, campaign, subscriber) VALUES ($1, $2, $3, $4)",
-			r.Due.Due, string(r.Due.Kind), r.Due.Campaign, r.Due.Subscriber)
+			r.Due.Due, string(r.Due.Kind), r.Due.Campaign, dbID(r.Due.Subscriber))
 	case r.Incident != nil:
 		return putJSON(t, "incidents", r.Incident.ID, r.Incident)
 	case r.Assessment != nil:
@@ -195,7 +195,7 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		// Only the first of a group (they come in id order) is due.
 		return t.exec(`INSERT INTO webhook_queue (id, webhook, subscriber, next_at, delivery)
 			VALUES ($1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM webhook_queue WHERE webhook = $2 AND subscriber = $3)
-				THEN NULL ELSE $4::timestamptz END, $5)`, int64(d.ID), d.Webhook, d.Subscriber, d.Created, b)
+				THEN NULL ELSE $4::timestamptz END, $5)`, int64(d.ID), d.Webhook, dbID(d.Subscriber), d.Created, b)
 	}
 	return fmt.Errorf("an empty record")
 }

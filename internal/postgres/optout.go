@@ -206,7 +206,7 @@ func (db *DB) erase(t *tx, id, source string) error {
 	if err := forget(t, id); err != nil {
 		return err
 	}
-	if err := deleteRequests(t, "subscriber = $1", id); err != nil {
+	if err := deleteRequests(t, "subscriber = $1", dbID(id)); err != nil {
 		return err
 	}
 	ev := &consent.Event{Time: now, Type: consent.EventErased, Subscriber: id, Source: source}
@@ -221,7 +221,7 @@ func forget(t *tx, id string) error {
 		"DELETE FROM outbox WHERE subscriber = $1",
 		"DELETE FROM outbox_parked WHERE subscriber = $1",
 	} {
-		if err := t.exec(sql, id); err != nil {
+		if err := t.exec(sql, dbID(id)); err != nil {
 			return err
 		}
 	}
@@ -236,7 +236,7 @@ func eraseRecipients(t *tx, id string) error {
 	var cids []string
 	var cid string
 	var b []byte
-	err := t.each("DELETE FROM campaign_recipients WHERE subscriber = $1 RETURNING campaign, data", []any{id}, []any{&cid, &b},
+	err := t.each("DELETE FROM campaign_recipients WHERE subscriber = $1 RETURNING campaign, data", []any{dbID(id)}, []any{&cid, &b},
 		func() error {
 			var r consent.Recipient
 			if err := decode(b, &r); err != nil {

@@ -229,7 +229,7 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
 		}
 	}
 	var b []byte
-	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{subIDs}, []any{&b}, func() error {
+	err := c.each("SELECT data FROM subscribers WHERE id = ANY($1)", []any{dbIDs(subIDs)}, []any{&b}, func() error {
 		sub := new(consent.Subscriber)
 		if err := decode(b, sub); err != nil {
 			return err
@@ -253,7 +253,7 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) (jobStates, error) {
 		return st, err
 	}
 	var id, subID string
-	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{reqIDs}, []any{&id, &subID, &b}, func() error {
+	err = c.each("SELECT id, subscriber, data FROM requests WHERE id = ANY($1)", []any{dbIDs(reqIDs)}, []any{scanID(&id), scanID(&subID), &b}, func() error {
 		r, err := decodeRequest(id, subID, b)
 		if err != nil {
 			return err
@@ -343,7 +343,7 @@ func (db *DB) FinishJobs(ctx context.Context, jobs []consent.Job) error {
 		}
 		// The sent time goes to its own column (withSent reads it), in
 		// one statement with the pipe: the first time counts.
-		return t.exec("UPDATE requests SET sent = $2 WHERE id = ANY($1) AND sent IS NULL", reqIDs, db.Now())
+		return t.exec("UPDATE requests SET sent = $2 WHERE id = ANY($1) AND sent IS NULL", dbIDs(reqIDs), db.Now())
 	})
 }
 
@@ -404,7 +404,7 @@ func (db *DB) ParkJob(ctx context.Context, job consent.Job, reason string) error
 		if err != nil || n == 0 {
 			return err
 		}
-		return t.exec("INSERT INTO outbox_parked (id, subscriber, job) VALUES ($1, $2, $3)", int64(j.ID), j.Subscriber, b)
+		return t.exec("INSERT INTO outbox_parked (id, subscriber, job) VALUES ($1, $2, $3)", int64(j.ID), dbID(j.Subscriber), b)
 	})
 }
 

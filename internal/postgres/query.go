@@ -35,21 +35,23 @@ func (db *DB) Events(ctx context.Context, id string) ([]consent.EventRecord, err
 // the database to join on).
 func events(c conn, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
-	var ev, personal []byte
-	err := c.each(`SELECT event, personal FROM ledger WHERE subscriber = $1 ORDER BY seq`, []any{id}, []any{&ev, &personal}, func() error {
-		var r consent.EventRecord
-		if err := decode(ev, &r.Event); err != nil {
-			return err
-		}
-		if personal != nil {
-			r.Personal = new(consent.Personal)
-			if err := decode(personal, r.Personal); err != nil {
+	var row ledgerRow
+	var personal []byte
+	err := c.each(`SELECT `+ledgerColumns+`, l.personal FROM `+ledgerRows+` WHERE l.subscriber = $1 ORDER BY l.seq`, []any{dbID(id)},
+		append(row.dest(), &personal), func() error {
+			var r consent.EventRecord
+			if err := row.decode(&r.Event); err != nil {
 				return err
 			}
-		}
-		out = append(out, r)
-		return nil
-	})
+			if personal != nil {
+				r.Personal = new(consent.Personal)
+				if err := decode(personal, r.Personal); err != nil {
+					return err
+				}
+			}
+			out = append(out, r)
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -104,14 +106,19 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 	var broken *consent.ChainError
 	err := db.view(ctx, func(c conn) error {
 		var seq int64
+		var subID, prev string
 		var evb, pb, tree []byte
 		errStop := errors.New("stop")
-		err := c.each("SELECT seq, event, personal, tree FROM ledger ORDER BY seq", nil, []any{&seq, &evb, &pb, &tree}, func() error {
+		// An event left out Prev when it was the hash of the event before
+		// (encodeEvent): the walk reads them in order, and Check finds a
+		// changed event by its own hash, or the next event's.
+		prevHash := func() (string, error) { return prev, nil }
+		err := c.each("SELECT seq, subscriber, event, personal, tree FROM ledger ORDER BY seq", nil, []any{&seq, scanID(&subID), &evb, &pb, &tree}, func() error {
 			if err := c.ctx.Err(); err != nil {
 				return err
 			}
 			var ev consent.Event
-			if err := decode(evb, &ev); err != nil {
+			if err := decodeEvent(evb, seq, subID, prevHash, &ev); err != nil {
 				broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
 				return errStop
 			}
@@ -123,6 +130,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 					return errStop
 				}
 			}
+			prev = ev.Hash
 			err := chain.Check(&ev, p)
 			if err == nil && tree != nil {
 				err = chain.CheckStored(splitHashes(tree))

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -14,7 +16,7 @@ import (
 // subscriber returns subscriber id, or nil when it does not exist.
 func subscriber(c conn, id string) (*consent.Subscriber, error) {
 	sub := new(consent.Subscriber)
-	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE id = $1", id)
+	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE id = $1", dbID(id))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -58,7 +60,7 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 		INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase
 		RETURNING (SELECT data FROM old)`,
-		sub.ID, consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
+		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
 	if err != nil {
 		return err
 	}
@@ -83,7 +85,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 		lp := sub.LastPurchase
 		lastPurchase = &lp
 	}
-	err = t.bulkRow(bulkSubscribers, sub.ID, consent.AddressKey(sub.Email), b, lastPurchase)
+	err = t.bulkRow(bulkSubscribers, dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase)
 	if err != nil {
 		return err
 	}
@@ -94,7 +96,7 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 // counters and indexes with it.
 func deleteSubscriber(t *tx, id string) error {
 	var oldb []byte
-	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{id}, []any{&oldb}, func() error { return nil })
+	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{dbID(id)}, []any{&oldb}, func() error { return nil })
 	if err != nil {
 		return err
 	}
@@ -136,7 +138,7 @@ func request(c conn, id string) (*consent.Request, error) {
 	var subID string
 	var b []byte
 	var sent *time.Time
-	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", id).Scan(&subID, &b, &sent)
+	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", dbID(id)).Scan(scanID(&subID), &b, &sent)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -173,6 +175,64 @@ func decodeRequest(id, subID string, b []byte) (*consent.Request, error) {
 	return req, nil
 }
 
+// encodeEvent encodes ev for the event column of the ledger without
+// what its row and the chain hold: its seq and subscriber, which are
+// columns, and Prev, the hash of the event before it, prevHash
+// (record.MarshalEvent, as the bbolt store writes events). decodeEvent
+// puts them back; what is hashed, the event's JSON, is unchanged.
+func encodeEvent(ev *consent.Event, prevHash string) ([]byte, error) {
+	e := *ev
+	e.Subscriber = ""
+	b, err := record.MarshalEvent(&e, prevHash, nil)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encode %T: %w", ev, err)
+	}
+	return b, nil
+}
+
+// decodeEvent decodes into ev the event of the ledger row seq with
+// subscriber subID and event b; prevHash returns the hash of the event
+// before it, asked only when b left it out. Rows written before
+// migration 0014 hold the subscriber and Prev in b too, the same.
+func decodeEvent(b []byte, seq int64, subID string, prevHash func() (string, error), ev *consent.Event) error {
+	if err := record.UnmarshalEvent(b, uint64(seq), prevHash, nil, ev); err != nil {
+		return fmt.Errorf("postgres: decode %T: %w", ev, err)
+	}
+	if ev.Subscriber == "" {
+		ev.Subscriber = subID
+	}
+	return nil
+}
+
+// ledgerRows is the FROM clause of a statement that reads ledger events
+// (l) with the columns decodeEvent needs: ledgerColumns, scanned into a
+// ledgerRow; p is the event before, whose hash is the event's Prev.
+const (
+	ledgerRows    = "ledger l LEFT JOIN ledger p ON p.seq = l.seq - 1"
+	ledgerColumns = "l.seq, l.subscriber, l.event, p.event"
+)
+
+// ledgerRow is a ledger event as ledgerColumns reads it.
+type ledgerRow struct {
+	seq        int64
+	subscriber string
+	event      []byte
+	prev       []byte // the event before; nil for the first
+}
+
+// dest returns the scan targets of ledgerColumns.
+func (r *ledgerRow) dest() []any { return []any{&r.seq, scanID(&r.subscriber), &r.event, &r.prev} }
+
+// decode decodes the row's event into ev.
+func (r *ledgerRow) decode(ev *consent.Event) error {
+	return decodeEvent(r.event, r.seq, r.subscriber, func() (string, error) {
+		if r.prev == nil {
+			return "", nil
+		}
+		return record.EventHash(r.prev)
+	}, ev)
+}
+
 // withSent gives req the time of the sent column (migration 0013, set
 // by FinishJobs) as Sent, unless its record holds one, when req was
 // still open then: what Request.MarkSent would have recorded at that
@@ -197,7 +257,7 @@ func putRequest(t *tx, req *consent.Request) error {
 	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM requests WHERE id = $1)
 		INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)
 		ON CONFLICT (id) DO UPDATE SET subscriber = EXCLUDED.subscriber, data = EXCLUDED.data
-		RETURNING (SELECT data FROM old)`, req.ID, req.Subscriber, b).Scan(&oldb)
+		RETURNING (SELECT data FROM old)`, dbID(req.ID), dbID(req.Subscriber), b).Scan(&oldb)
 	if err != nil {
 		return err
 	}
@@ -219,7 +279,7 @@ func insertRequest(t *tx, req *consent.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := t.bulkRow(bulkRequests, req.ID, req.Subscriber, b); err != nil {
+	if err := t.bulkRow(bulkRequests, dbID(req.ID), dbID(req.Subscriber), b); err != nil {
 		return err
 	}
 	t.count(consent.RequestDelta(nil, req))

@@ -16,10 +16,7 @@ import (
 // the time once; a request closed before its mail was finished (the
 // worker dropped the mail) records none, as Request.MarkSent decides.
 func TestRequestSentFromVersion12(t *testing.T) {
-	url := pg.EmptyDatabase(t)
-	if err := postgres.MigrateTo(t.Context(), url, 12); err != nil {
-		t.Fatal(err)
-	}
+	url := databaseAt(t, 12)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	reqs := map[string]consent.Request{
 		"marked": {Sent: at},
@@ -101,7 +98,7 @@ func TestRequestRecordWithoutIDs(t *testing.T) {
 	}
 	defer pool.Close()
 	var b []byte
-	if err := pool.QueryRow(t.Context(), "SELECT data FROM requests WHERE id = $1", req.ID).Scan(&b); err != nil {
+	if err := pool.QueryRow(t.Context(), "SELECT data FROM requests WHERE id = $1", record.ID(req.ID)).Scan(&b); err != nil {
 		t.Fatal(err)
 	}
 	var stored consent.Request

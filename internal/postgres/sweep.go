@@ -43,7 +43,7 @@ func (db *DB) sweepCandidates(ctx context.Context, after string, retention time.
 	var id string
 	var rb, sb []byte
 	err = db.read(ctx).each(`SELECT r.id, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
-		WHERE r.id > $1 ORDER BY r.id LIMIT $2`, []any{after, sweepScan}, []any{&id, &rb, &sb}, func() error {
+		WHERE r.id > $1 ORDER BY r.id LIMIT $2`, []any{dbID(after), sweepScan}, []any{scanID(&id), &rb, &sb}, func() error {
 		read++
 		next = id
 		ok, err := expired(rb, sb, now, retention)
@@ -93,7 +93,7 @@ func (db *DB) sweepDelete(ctx context.Context, ids []string, retention time.Dura
 		var cands []candidate
 		var cd candidate
 		err := t.each(`SELECT r.id, r.subscriber, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
-			WHERE r.id = ANY($1) ORDER BY r.id`, []any{ids}, []any{&cd.id, &cd.sub, &cd.rb, &cd.sb}, func() error {
+			WHERE r.id = ANY($1) ORDER BY r.id`, []any{dbIDs(ids)}, []any{scanID(&cd.id), scanID(&cd.sub), &cd.rb, &cd.sb}, func() error {
 			cands = append(cands, candidate{cd.id, cd.sub, append([]byte(nil), cd.rb...), nilOrCopy(cd.sb)})
 			return nil
 		})
@@ -132,7 +132,7 @@ func nilOrCopy(b []byte) []byte {
 // dropRequest deletes request r and, when its subscriber is left with
 // nothing, the subscriber (see SweepRequests).
 func dropRequest(t *tx, r consent.Request) error {
-	if err := deleteRequests(t, "id = $1", r.ID); err != nil {
+	if err := deleteRequests(t, "id = $1", dbID(r.ID)); err != nil {
 		return err
 	}
 	sub, err := subscriber(t.conn, r.Subscriber)
@@ -150,7 +150,7 @@ func dropRequest(t *tx, r consent.Request) error {
 	if len(sub.Subscriptions) > 0 || sub.PendingRequest != "" {
 		return putSubscriber(t, sub)
 	}
-	if others, err := t.exists("SELECT 1 FROM requests WHERE subscriber = $1", sub.ID); err != nil {
+	if others, err := t.exists("SELECT 1 FROM requests WHERE subscriber = $1", dbID(sub.ID)); err != nil {
 		return err
 	} else if others {
 		return putSubscriber(t, sub) // another request still references it

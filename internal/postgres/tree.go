@@ -175,14 +175,17 @@ func (db *DB) buildTree(ctx context.Context) error {
 				return fmt.Errorf("postgres: ledger tree: %w", err)
 			}
 			var seqs []int64
-			var evs [][]byte
-			var seq int64
-			var evb []byte
+			var evs []consent.Event
+			var row ledgerRow
 			// Read first: the hashing below reads hashes on the same
 			// connection.
-			err := t.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2", []any{from, treeChunk + 1},
-				[]any{&seq, &evb}, func() error {
-					seqs, evs = append(seqs, seq), append(evs, append([]byte(nil), evb...))
+			err := t.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq > $1 ORDER BY l.seq LIMIT $2", []any{from, treeChunk + 1},
+				row.dest(), func() error {
+					var ev consent.Event
+					if err := row.decode(&ev); err != nil {
+						return err
+					}
+					seqs, evs = append(seqs, row.seq), append(evs, ev)
 					return nil
 				})
 			if err != nil {
@@ -195,11 +198,7 @@ func (db *DB) buildTree(ctx context.Context) error {
 				if seq != from+1 {
 					return fmt.Errorf("postgres: ledger event %d missing, found %d", from+1, seq)
 				}
-				var ev consent.Event
-				if err := decode(evs[i], &ev); err != nil {
-					return err
-				}
-				if cols[i], err = t.treeHashes(uint64(seq), ev.LeafData()); err != nil {
+				if cols[i], err = t.treeHashes(uint64(seq), evs[i].LeafData()); err != nil {
 					return err
 				}
 				from = seq

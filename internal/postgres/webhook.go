@@ -98,7 +98,7 @@ func queueDeliveries(t *tx, ds []consent.Delivery, now time.Time) error {
 		err = t.exec(`INSERT INTO webhook_queue (id, webhook, subscriber, next_at, delivery)
 			VALUES (nextval('webhook_delivery_ids'), $1, $2,
 				CASE WHEN EXISTS (SELECT 1 FROM webhook_queue WHERE webhook = $1 AND subscriber = $2) THEN NULL ELSE $3::timestamptz END,
-				$4)`, d.Webhook, d.Subscriber, now, b)
+				$4)`, d.Webhook, dbID(d.Subscriber), now, b)
 		if err != nil {
 			return err
 		}
@@ -257,9 +257,12 @@ func (db *DB) DeliveryContent(ctx context.Context, d consent.Delivery) (*consent
 	var sub *consent.Subscriber
 	err := db.view(ctx, func(c conn) error {
 		if d.Seq != 0 {
-			ev = new(consent.Event)
-			if ok, err := c.get(ev, "SELECT event FROM ledger WHERE seq = $1", int64(d.Seq)); err != nil || !ok {
-				ev = nil
+			var row ledgerRow
+			err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq = $1", []any{int64(d.Seq)}, row.dest(), func() error {
+				ev = new(consent.Event)
+				return row.decode(ev)
+			})
+			if err != nil || ev == nil {
 				return err
 			}
 		}
@@ -287,7 +290,7 @@ func (db *DB) takeDelivery(t *tx, d consent.Delivery, onlyFree bool) (bool, erro
 		return false, err
 	}
 	return true, t.exec(`UPDATE webhook_queue SET next_at = $3 WHERE id = (SELECT id FROM webhook_queue
-		WHERE webhook = $1 AND subscriber = $2 ORDER BY id LIMIT 1) AND next_at IS NULL`, d.Webhook, d.Subscriber, now)
+		WHERE webhook = $1 AND subscriber = $2 ORDER BY id LIMIT 1) AND next_at IS NULL`, d.Webhook, dbID(d.Subscriber), now)
 }
 
 // FinishDelivery removes d and makes the next of its group due.

@@ -306,7 +306,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	// The hashes are of the JSON (LeafData, the personal record's
 	// Encode); the rows hold the same records in the compact encoding,
 	// which decodes to what re-encodes to that JSON.
-	b, err := encodeRecord(ev)
+	b, err := encodeEvent(ev, t.head.hash)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	if err != nil {
 		return err
 	}
-	err = t.bulkRow(bulkLedger, int64(ev.Seq), ev.Subscriber, string(ev.Type), b, pb, tree)
+	err = t.bulkRow(bulkLedger, int64(ev.Seq), dbID(ev.Subscriber), string(ev.Type), b, pb, tree)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func answerCampaigns(t *tx, ev *consent.Event) error {
 	}
 	var rs []*consent.Recipient
 	var b []byte
-	err := t.each("SELECT data FROM campaign_recipients WHERE subscriber = $1", []any{ev.Subscriber}, []any{&b}, func() error {
+	err := t.each("SELECT data FROM campaign_recipients WHERE subscriber = $1", []any{dbID(ev.Subscriber)}, []any{&b}, func() error {
 		r := new(consent.Recipient)
 		if err := decode(b, r); err != nil {
 			return err
@@ -380,7 +380,7 @@ func enqueue(t *tx, job *consent.Job) error {
 	}
 	var id int64
 	err = t.q.QueryRow(t.ctx, "INSERT INTO outbox (id, next_at, subscriber, job) VALUES (nextval('outbox_ids'), $1, $2, $3) RETURNING id",
-		job.NextAt, job.Subscriber, b).Scan(&id)
+		job.NextAt, dbID(job.Subscriber), b).Scan(&id)
 	job.ID = uint64(id)
 	return err
 }
@@ -394,7 +394,7 @@ func enqueueLater(t *tx, job *consent.Job) error {
 	if err != nil {
 		return err
 	}
-	return t.bulkRow(bulkOutbox, job.NextAt, job.Subscriber, b)
+	return t.bulkRow(bulkOutbox, job.NextAt, dbID(job.Subscriber), b)
 }
 
 // audit appends an entry to the audit log inside the admin write's own

@@ -23,7 +23,7 @@ import (
 // event is missing or does not contain old.
 func TamperEvent(t testing.TB, path string, seq uint64, old, new string) {
 	t.Helper()
-	update(t, path, func(tx *bbolt.Tx) error { return replace(tx, seq, old, new) })
+	Update(t, path, func(tx *bbolt.Tx) error { return replace(tx, seq, old, new) })
 }
 
 // replace replaces the first old in the JSON of ledger event seq
@@ -105,7 +105,7 @@ func Check(t testing.TB, path string) {
 // path, as a bug or a hand edit might; the test fails when it is missing.
 func DropCounter(t testing.TB, path, name string) {
 	t.Helper()
-	update(t, path, func(tx *bbolt.Tx) error {
+	Update(t, path, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("counters"))
 		if b == nil || b.Get([]byte(name)) == nil {
 			return fmt.Errorf("no counter %q", name)
@@ -122,7 +122,7 @@ func DropCounter(t testing.TB, path, name string) {
 // receipt) can tell.
 func Rewrite(t testing.TB, path string, seq uint64, old, new string) {
 	t.Helper()
-	update(t, path, func(tx *bbolt.Tx) error {
+	Update(t, path, func(tx *bbolt.Tx) error {
 		if err := replace(tx, seq, old, new); err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func Rewrite(t testing.TB, path string, seq uint64, old, new string) {
 // a deleted event) can tell.
 func Truncate(t testing.TB, path string, n uint64) {
 	t.Helper()
-	update(t, path, func(tx *bbolt.Tx) error {
+	Update(t, path, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("ledger"))
 		last, err := ReadEvent(tx, n)
 		if err != nil {
@@ -187,7 +187,7 @@ func Truncate(t testing.TB, path string, n uint64) {
 // before the ledger was a Merkle tree: no tree hashes, no tree size.
 func DropTree(t testing.TB, path string) {
 	t.Helper()
-	update(t, path, dropTree)
+	Update(t, path, dropTree)
 }
 
 func dropTree(tx *bbolt.Tx) error {
@@ -197,9 +197,9 @@ func dropTree(tx *bbolt.Tx) error {
 	return tx.Bucket([]byte("meta")).Delete([]byte("ledger_tree_size"))
 }
 
-// update runs fn in a write transaction on the closed database file at
-// path.
-func update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
+// Update runs fn in a write transaction on the closed database file at
+// path, opened as bbolt alone (as an older optin, or a crash, left it).
+func Update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
