@@ -79,7 +79,7 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 			if !indexMatch(tx, f, id, cutoff) {
 				continue
 			}
-			v := subs.Get(id)
+			v := getStored(subs, bucketSubscribers, id)
 			if v == nil || part.absent(v) {
 				continue
 			}

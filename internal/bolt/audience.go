@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -15,50 +16,122 @@ import (
 //
 // The sub_topics entry of a confirmed subscription holds the address
 // hash of its subscriber (its first addrHashLen bytes) and its audience
-// facts (AudienceFacts.Encode);
-// the evidence bucket holds one key per subscriber, topic and basis the
-// ledger proves, written as each event is appended. Both are in
-// subscriber id order within a topic, so a preview reads them side by
-// side in one pass over the topic's confirmed subscriptions, and checks
-// each hash against the topic's suppressions read once into memory. It
-// decodes no record and no ledger event.
+// facts (AudienceFacts.Encode); the ledger_bysub entry of each event
+// that proves a basis (consent.IsEvidence) holds that basis and the
+// topics it proves it for (evidenceValue), written as the event is
+// appended. Both are in subscriber id order, so a preview reads them side
+// by side in one pass over the topic's confirmed subscriptions, and
+// checks each hash against the topic's suppressions read once into
+// memory. It decodes no record and no ledger event.
 
-// evidenceKey names, in the evidence bucket, the proof of basis for topic
-// of subscriber id.
-// The id takes its 22 bytes (record.ID).
-func evidenceKey(topic, id string, basis consent.Basis) []byte {
-	return appendEvidenceKey(nil, topic, []byte(id), basis)
-}
-
-// appendEvidenceKey appends evidenceKey to k: the basis as its code
-// (basisCodes), or written out.
-func appendEvidenceKey(k []byte, topic string, id []byte, basis consent.Basis) []byte {
-	k = append(append(k, topic...), 0)
-	k = appendID(k, id)
-	k = append(k, 0)
-	if c, ok := basisCodes[basis]; ok {
-		return append(k, c)
-	}
-	return append(k, basis...)
-}
-
-// markEvidence notes in the evidence bucket each topic and basis ev
-// proves for its subscriber (consent.IsEvidence).
-func markEvidence(tx *bbolt.Tx, ev *consent.Event) error {
-	b := bucketOf(tx, bucketEvidence)
+// evidenceValue returns the ledger_bysub value of ev: nil, or, when ev
+// proves its basis for topics (consent.IsEvidence), the basis
+// (appendBasis) and those topics, each but the first after a 0x00 (no
+// topic id holds one). Derived version 4 and before kept a key per
+// topic, subscriber and basis in a bucket of its own (evidence) instead:
+// the same bytes and 16 of bbolt's again, besides those of the id.
+func evidenceValue(ev *consent.Event) []byte {
+	var v []byte
 	for _, t := range ev.Topics {
 		if !consent.IsEvidence(ev, t, ev.Basis) {
 			continue
 		}
-		k := evidenceKey(t, ev.Subscriber, ev.Basis)
-		if b.Get(k) != nil {
-			continue
+		if v == nil {
+			v = appendBasis(nil, ev.Basis)
+		} else {
+			v = append(v, 0)
 		}
-		if err := b.Put(k, nil); err != nil {
-			return err
+		v = append(v, t...)
+	}
+	return v
+}
+
+// appendBasis appends basis as its code (basisCodes), or as 0x00, the
+// basis written out and 0x00.
+func appendBasis(v []byte, basis consent.Basis) []byte {
+	if c, ok := basisCodes[basis]; ok {
+		return append(v, c)
+	}
+	return append(append(append(v, 0), basis...), 0)
+}
+
+// proves reports whether v, an evidenceValue, proves basis for topic.
+func proves(v []byte, topic string, basis consent.Basis) bool {
+	b := appendBasis(make([]byte, 0, 16), basis)
+	if !bytes.HasPrefix(v, b) {
+		return false
+	}
+	for rest := v[len(b):]; len(rest) > 0; {
+		t, after, _ := bytes.Cut(rest, []byte{0})
+		if string(t) == topic {
+			return true
+		}
+		rest = after
+	}
+	return false
+}
+
+// setEvidence writes evidenceValue(ev) into ev's entry in ledger_bysub,
+// in any form of key (ledgerBySubKeys), when it has one; a rebuild calls
+// it for every event.
+func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
+	v := evidenceValue(ev)
+	b := bucketOf(tx, bucketLedgerBySub)
+	c := b.Cursor()
+	for _, key := range ledgerBySubKeys(ev.Subscriber, ev.Seq) {
+		if k, old := c.Seek(key); bytes.Equal(k, key) {
+			if bytes.Equal(old, v) {
+				return nil
+			}
+			return b.Put(key, v)
 		}
 	}
 	return nil
+}
+
+// hasEvidence reports whether subscriber id's events prove basis for
+// topic.
+func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
+	stored := appendID(nil, []byte(id))
+	return newEvidenceFollower(tx.Bucket(bucketLedgerBySub), stored).proves(stored, topic, basis)
+}
+
+// evidenceFollower answers hasEvidence for subscribers in ascending id
+// order, as a preview walks them, following ledger_bysub in both forms
+// of its subscriber part (ledgerBySubKey): the id's 22 bytes, and, in
+// databases of schema version 2 and before or for an id that is not
+// consent.NewID's, the id written out and 0x00.
+type evidenceFollower struct {
+	short, long *follower
+}
+
+// newEvidenceFollower starts at subscriber from, as sub_topics keys hold
+// it (appendID; nil: the first).
+func newEvidenceFollower(b *bbolt.Bucket, from []byte) *evidenceFollower {
+	written := []byte(nil)
+	if from != nil {
+		written = []byte(record.IDString(from))
+	}
+	return &evidenceFollower{short: newFollower(b, from), long: newFollower(b, written)}
+}
+
+// proves reports whether an event of subscriber id, as sub_topics keys
+// hold it (appendID), proves basis for topic; id must not come before
+// the one asked last.
+func (f *evidenceFollower) proves(id []byte, topic string, basis consent.Basis) bool {
+	found := false
+	if len(id) == 22 {
+		for k, v := f.short.to(id); hasPrefix(k, id); k, v = f.short.next() {
+			_, ok := bySubSeq(k, len(id))
+			found = found || ok && proves(v, topic, basis)
+		}
+	}
+	long := append([]byte(record.IDString(id)), 0)
+	for k, v := f.long.to(long); hasPrefix(k, long); k, v = f.long.next() {
+		_, ok := bySubSeq(k, len(long))
+		found = found || ok && proves(v, topic, basis)
+	}
+	return found
 }
 
 // addrHashLen is how much of an address hash sub_topics keeps: two
@@ -96,6 +169,14 @@ func newFollower(b *bbolt.Bucket, from []byte) *follower {
 	return f
 }
 
+// next moves to the next key and returns it and its value.
+func (f *follower) next() ([]byte, []byte) {
+	if f.k != nil {
+		f.k, f.v = f.c.Next()
+	}
+	return f.k, f.v
+}
+
 // to moves to the first key at or after target and returns it and its
 // value (nil at the end).
 func (f *follower) to(target []byte) ([]byte, []byte) {
@@ -118,10 +199,9 @@ type audienceReader struct {
 	// supp holds the address hashes suppressed for the topic or all; nil
 	// looks each up in the suppressions bucket.
 	supp map[[addrHashLen]byte]bool
-	// ev follows the walk through the evidence bucket; nil for lookups
-	// one at a time.
-	ev  *follower
-	key []byte // scratch: the evidence key
+	// ev follows the walk through ledger_bysub; nil for lookups one at a
+	// time.
+	ev *evidenceFollower
 }
 
 // suppressedHashes reads the address hashes suppressed for topic or for
@@ -157,12 +237,10 @@ func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
 	if err != nil {
 		return f, err
 	}
-	r.key = appendEvidenceKey(r.key[:0], r.topic, id, f.Basis)
 	if r.ev != nil {
-		k, _ := r.ev.to(r.key)
-		f.Evidence = k != nil && bytes.Equal(k, r.key)
+		f.Evidence = r.ev.proves(id, r.topic, f.Basis)
 	} else {
-		f.Evidence = r.tx.Bucket(bucketEvidence).Get(r.key) != nil
+		f.Evidence = hasEvidence(r.tx, record.IDString(id), r.topic, f.Basis)
 	}
 	if r.supp != nil {
 		f.Suppressed = r.supp[[addrHashLen]byte(h)]
@@ -202,16 +280,17 @@ func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
 
 // prefetchAudience asks the kernel for the pages a preview of topic
 // walks, all at once (prefetch.go): the topic's confirmed index entries,
-// its evidence keys and the suppressions. Read one at a time from a cold
-// page cache, they made the preview wait for the disk once per page.
+// ledger_bysub, whose values hold the evidence (every subscriber's
+// events: the preview follows it over the whole id range), and the
+// suppressions. Read one at a time from a cold page cache, they made the
+// preview wait for the disk once per page.
 func prefetchAudience(tx *bbolt.Tx, topic string) error {
 	confirmed := topicIndexPrefix(topic, consent.StatusConfirmed)
-	evidence := append([]byte(topic), 0)
 	for _, r := range []struct {
 		bucket, lo, hi []byte
 	}{
 		{bucketSubTopics, confirmed, prefixEnd(confirmed)},
-		{bucketEvidence, evidence, prefixEnd(evidence)},
+		{bucketLedgerBySub, nil, nil},
 		{bucketSuppressed, nil, nil},
 	} {
 		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi, 0); err != nil {
@@ -265,7 +344,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			}
 			from := append(append([]byte(nil), prefix...), cursor...)
 			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,
-				ev: newFollower(tx.Bucket(bucketEvidence), evidenceKey(c.Topic, string(cursor), ""))}
+				ev: newEvidenceFollower(tx.Bucket(bucketLedgerBySub), cursor)}
 			cur := tx.Bucket(bucketSubTopics).Cursor()
 			k, v := cur.Seek(from)
 			if cursor != nil && bytes.Equal(k, from) {
@@ -324,7 +403,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 		if len(statuses) == 1 {
 			src = newTopicIDs(tx.Bucket(bucketSubTopics), topicIndexPrefix(c.Topic, statuses[0]), q.Cursor, false)
 		} else {
-			src = newPrefixIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
+			src = newTopicIDs(tx.Bucket(bucketSubscribers), nil, q.Cursor, false)
 		}
 		st := tx.Bucket(bucketSubTopics)
 		for sid := src.next(); sid != nil; sid = src.next() {

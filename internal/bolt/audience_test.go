@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +20,11 @@ import (
 
 // TestAudienceFactsBuiltOnOpen: a database whose indexes carry no
 // audience facts (derived version 1: empty values in sub_topics, no
-// evidence or address hashes) gets them built when next opened to
-// write, the same as those written along with the records; and a
-// confirmed subscription the ledger proves nothing for is left out as
-// no_basis by the preview and the run alike.
+// address hashes, evidence in a bucket of its own as derived version 4
+// kept it and none in ledger_bysub) gets them built when next opened to
+// write, the same as those written along with the records, and loses
+// the evidence bucket; and a confirmed subscription the ledger proves
+// nothing for is left out as no_basis by the preview and the run alike.
 func TestAudienceFactsBuiltOnOpen(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -87,8 +89,26 @@ d@example.com,news,consent,2025-01-01,shop,
 		t.Fatal(err)
 	}
 	err = raw.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(bucketEvidence); err != nil {
-			return err
+		// The evidence of derived version 4: a key per topic, subscriber
+		// and basis, none in ledger_bysub.
+		if ev, err := tx.CreateBucket(bucketEvidence); err != nil || ev.Put([]byte("news\x00id\x00c"), nil) != nil {
+			return fmt.Errorf("evidence: %v", err)
+		}
+		bs := tx.Bucket(bucketLedgerBySub)
+		var events [][]byte
+		_ = bs.ForEach(func(k, v []byte) error {
+			if len(v) > 0 {
+				events = append(events, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if len(events) != 4 {
+			return fmt.Errorf("%d ledger_bysub entries hold evidence, want 4 (the imported events)", len(events))
+		}
+		for _, k := range events {
+			if err := bs.Put(k, nil); err != nil {
+				return err
+			}
 		}
 		// The address hashes as derived version 3 kept them.
 		if ah, err := tx.CreateBucket(bucketAddrHash); err != nil || ah.Put([]byte("id"), make([]byte, 32)) != nil {
@@ -122,8 +142,8 @@ d@example.com,news,consent,2025-01-01,shop,
 		t.Errorf("derived buckets rebuilt on open: got %d keys, want the %d written with the records", len(got), len(built))
 	}
 	if err := db.view(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketAddrHash) != nil {
-			return errors.New("bucket addr_hash left after the rebuild")
+		if tx.Bucket(bucketAddrHash) != nil || tx.Bucket(bucketEvidence) != nil {
+			return errors.New("bucket addr_hash or evidence left after the rebuild")
 		}
 		return nil
 	}); err != nil {
@@ -145,12 +165,13 @@ d@example.com,news,consent,2025-01-01,shop,
 }
 
 // derivedContents returns every key and value of the derived buckets
-// (counters and indexes), keyed by bucket and key.
+// (counters and indexes) and of ledger_bysub, whose values hold the
+// evidence, keyed by bucket and key.
 func derivedContents(t *testing.T, b *bbolt.DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := b.View(func(tx *bbolt.Tx) error {
-		for _, name := range derivedBuckets {
+		for _, name := range append(slices.Clone(derivedBuckets), bucketLedgerBySub) {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				out[string(name)+"/"+string(k)] = string(v)
 				return nil

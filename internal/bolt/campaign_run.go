@@ -62,7 +62,7 @@ func (db *DB) selectSubscriber(tx *bbolt.Tx, c *consent.Campaign, sub *consent.S
 		sp, err := suppressed(tx, db.hashKey(consent.AddressKey(sub.Email)), c.Topic)
 		return sp != nil, err
 	}, func(basis consent.Basis) (bool, error) {
-		return tx.Bucket(bucketEvidence).Get(evidenceKey(c.Topic, sub.ID, basis)) != nil, nil
+		return hasEvidence(tx, sub.ID, c.Topic, basis), nil
 	})
 }
 

@@ -82,6 +82,9 @@ func convertRecords(db *bbolt.DB) error {
 		return err
 	}
 	if slices.Contains(readableSchemas, version) { // compact already: decodeAt reads every form
+		if err := convertSubscriberKeys(db); err != nil {
+			return err
+		}
 		return setSchema(db)
 	}
 	for _, c := range converters {
@@ -133,7 +136,50 @@ func convertRecords(db *bbolt.DB) error {
 	if err := convertTree(db); err != nil {
 		return fmt.Errorf("converting the ledger tree: %w", err)
 	}
+	if err := convertSubscriberKeys(db); err != nil {
+		return err
+	}
 	return setSchema(db)
+}
+
+// convertSubscriberKeys moves each subscriber of schema version 6 and
+// before from under its id written out (36 bytes) to under its id's 22
+// bytes (subscriberKey), in transactions of convertChunk, before the
+// open sets the schema version: an interrupted conversion resumes at the
+// next open, and reads find a subscriber under either key meanwhile
+// (getStored). The keys sort alike in both forms, and the 22-byte ones
+// before every id written out, so the walk goes on past those moved.
+func convertSubscriberKeys(db *bbolt.DB) error {
+	var from []byte // the key to go on after
+	for done := false; !done; {
+		err := db.Update(func(tx *bbolt.Tx) error {
+			b := bucketOf(tx, bucketSubscribers)
+			type kv struct{ k, v []byte }
+			var batch []kv
+			c := b.Cursor()
+			k, v := seekAfter(c, from)
+			for ; k != nil && len(batch) < convertChunk; k, v = c.Next() {
+				from = bytes.Clone(k)
+				if nk := subscriberKey(k); !bytes.Equal(nk, k) {
+					batch = append(batch, kv{from, bytes.Clone(v)})
+				}
+			}
+			done = k == nil
+			for _, e := range batch {
+				if err := b.Put(subscriberKey(e.k), e.v); err != nil {
+					return err
+				}
+				if err := b.Delete(e.k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("converting the subscriber keys: %w", err)
+		}
+	}
+	return nil
 }
 
 // setSchema marks the database as of SchemaVersion.

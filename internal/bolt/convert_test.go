@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,6 +142,9 @@ func TestConvertFromJSON(t *testing.T) {
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the conversion: %v, %v", diff, err)
 	}
+	if err := subscriberKeysConverted(db); err != nil {
+		t.Fatal(err)
+	}
 	a, _ := consent.ParseAddress("new@example.com")
 	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, w); err != nil {
 		t.Fatal(err)
@@ -176,7 +179,7 @@ func toJSON(t *testing.T, path string) {
 					err = decodeEvent(tx, k, v, &ev)
 					js = ev.LeafData()
 				case bytes.Equal(c.bucket, bucketPersonal):
-					js, err = record.PersonalJSON(v, sharedStrings(tx))
+					js, err = personalJSON(tx, k, v)
 				case bytes.Equal(c.bucket, bucketEmails):
 					js = []byte(record.IDString(v))
 				case bytes.Equal(c.bucket, bucketSubscribers):
@@ -191,6 +194,11 @@ func toJSON(t *testing.T, path string) {
 			if err != nil {
 				return err
 			}
+		}
+		// After the personal records, which read the subscribers' addresses
+		// (a write transaction finds them under their new keys only).
+		if err := toWrittenSubscriberKeys(tx, 1); err != nil {
+			return err
 		}
 		// The tree as one key per stored hash, leaves included.
 		oldTree, err := tx.CreateBucket(bucketOldTree)
@@ -312,6 +320,13 @@ func testConvertFromCompact(t *testing.T, version string) {
 		if err := unshareLedger(tx); err != nil {
 			return err
 		}
+		if err := toLongLedgerBySub(tx); err != nil {
+			return err
+		}
+		// Half of them, as a conversion cut short leaves them.
+		if err := toWrittenSubscriberKeys(tx, 2); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte(version))
 	})
 	b.Close()
@@ -335,7 +350,9 @@ func testConvertFromCompact(t *testing.T, version string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if after := dumpAll(t, db); !reflect.DeepEqual(after, before) {
+	// The same records; the subscribers of a conversion cut short listed
+	// those under 22 bytes first, as a read-only open reads them.
+	if after := dumpAll(t, db); !reflect.DeepEqual(sortedJSON(t, after), sortedJSON(t, before)) {
 		t.Fatalf("records after the open differ from before")
 	}
 	for _, r := range before {
@@ -357,13 +374,25 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Fatalf("CheckCounters after the open: %v, %v", diff, err)
 	}
+	if err := subscriberKeysConverted(db); err != nil {
+		t.Fatal(err)
+	}
+	// The ledger_bysub keys of before still find a subscriber's events,
+	// and the rebuild took the evidence bucket away.
+	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s4@example.com")); err != nil {
+		t.Fatal(err)
+	} else if evs, err := db.Events(ctx, sub.ID); err != nil || len(evs) != 1 || evs[0].Personal == nil || evs[0].Personal.Email != "s4@example.com" {
+		t.Fatalf("Events after the open: %+v, %v", evs, err)
+	}
 	// The emails index went into the addresses index.
 	if sub, err := db.SubscriberByAddress(ctx, mustAddress(t, "s3@example.com")); err != nil || sub.Email != "s3@example.com" {
 		t.Fatalf("SubscriberByAddress after the open: %+v, %v", sub, err)
 	}
 	if err := db.view(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketEmails) != nil {
-			return errors.New("bucket emails still there")
+		for _, name := range [][]byte{bucketEmails, bucketEvidence} {
+			if tx.Bucket(name) != nil {
+				return fmt.Errorf("bucket %s still there", name)
+			}
 		}
 		return nil
 	}); err != nil {
@@ -390,6 +419,77 @@ func testConvertFromCompact(t *testing.T, version string) {
 	if rep, err := db.VerifyLedger(ctx); err != nil || !rep.OK {
 		t.Fatalf("VerifyLedger after the open: %+v, %v", rep, err)
 	}
+}
+
+// toWrittenSubscriberKeys moves every nth subscriber under its id
+// written out, as schema version 6 and before stored them.
+func toWrittenSubscriberKeys(tx *bbolt.Tx, nth int) error {
+	b := tx.Bucket(bucketSubscribers)
+	var keys, values [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		keys, values = append(keys, bytes.Clone(k)), append(values, bytes.Clone(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		if len(k) != 22 {
+			return fmt.Errorf("subscriber key %x not of 22 bytes", k)
+		}
+		if i%nth != 0 {
+			continue
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		if err := b.Put([]byte(record.IDString(k)), values[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subscriberKeysConverted reports a subscriber key of db that is not
+// subscriberKey's form.
+func subscriberKeysConverted(db *DB) error {
+	return db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSubscribers).ForEach(func(k, _ []byte) error {
+			if len(k) != 22 {
+				return fmt.Errorf("subscriber key %q not converted", k)
+			}
+			return nil
+		})
+	})
+}
+
+// toLongLedgerBySub rewrites ledger_bysub as schema versions 3 to 6
+// wrote it: each key with the event number in 8 bytes, no value, and the
+// evidence in a bucket of its own (derived version 4; its keys do not
+// matter, the rebuild deletes them).
+func toLongLedgerBySub(tx *bbolt.Tx) error {
+	b := tx.Bucket(bucketLedgerBySub)
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if len(k) == 30 {
+			return fmt.Errorf("ledger_bysub key %x of 8-byte event number already", k)
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		if err := b.Put(append(bytes.Clone(k[:22]), u64(beUint64(k[22:]))...), nil); err != nil {
+			return err
+		}
+	}
+	if ev, err := tx.CreateBucket(bucketEvidence); err != nil || ev.Put([]byte("news\x00id\x00c"), nil) != nil {
+		return fmt.Errorf("evidence: %v", err)
+	}
+	return tx.Bucket(bucketMeta).Put(keyDerived, []byte("4"))
 }
 
 // toEmailsIndex replaces the addresses index with the emails index of
@@ -456,6 +556,21 @@ func rewriteBucket(bk *bbolt.Bucket, fn func(k, v []byte) ([]byte, error)) (int,
 		}
 	}
 	return len(keys), nil
+}
+
+// sortedJSON returns the JSON of each record, sorted.
+func sortedJSON(t *testing.T, rs []consent.StoreRecord) []string {
+	t.Helper()
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = string(b)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // dumpAll returns every record of db as Dump yields it.

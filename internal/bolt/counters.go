@@ -32,8 +32,10 @@ import (
 // subscriber id's 22 bytes. Version 4: statuses and bases in keys take a
 // byte, audience facts are of version 2, and a confirmed subscription's
 // sub_topics entry holds the first 16 bytes of the address hash that
-// addr_hash held.
-const derivedVersion = "4"
+// addr_hash held. Version 5: the ledger_bysub entries of events that
+// prove a basis hold it and their topics (evidenceValue), instead of the
+// bucket evidence.
+const derivedVersion = "5"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -43,7 +45,7 @@ func tracked(bucket []byte) bool {
 // track applies to the counters and indexes the replacement of the value
 // stored at key in bucket (nil: none) by v (nil: a deletion).
 func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
-	stored := tx.Bucket(bucket).Get(key)
+	stored := getStored(tx.Bucket(bucket), bucket, key)
 	if bytes.Equal(bucket, bucketRequests) {
 		var old *consent.Request
 		if stored != nil {
@@ -72,6 +74,9 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
 		return err
 	}
+	if err := moveAddress(tx, old, sub); err != nil {
+		return err
+	}
 	h, err := hasherOf(tx)
 	if err != nil {
 		return err
@@ -94,7 +99,7 @@ func del(tx *bbolt.Tx, bucket, key []byte) error {
 			return err
 		}
 	}
-	return tx.Bucket(bucket).Delete(key)
+	return tx.Bucket(bucket).Delete(storedKey(bucket, key))
 }
 
 // batchedCounts holds, for each transaction running batchCounts, the
@@ -414,7 +419,7 @@ func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt
 			return err
 		}
 		return reindex(tx, nil, entries)
-	}, func(ev *consent.Event) error { return markEvidence(tx, ev) })
+	}, func(ev *consent.Event) error { return setEvidence(tx, ev) })
 	if err != nil {
 		return at, nil, err
 	}

@@ -171,7 +171,7 @@ func createBuckets(tx *bbolt.Tx) error {
 // open (the CLI's, which never reads them) accepts that.
 var laterBuckets = [][]byte{bucketSessions, bucketIncidents, bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked,
 	bucketAssessments, bucketTree, bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings,
-	bucketEvidence, bucketAddresses}
+	bucketAddresses}
 
 // checkBuckets reports whether the database has every bucket (but those
 // in laterBuckets) and the schema version this optin reads.
@@ -407,7 +407,7 @@ func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) 
 
 // get decodes the value at key into v. It reports whether key exists.
 func get(tx *bbolt.Tx, bucket, key []byte, v any) (bool, error) {
-	b := tx.Bucket(bucket).Get(key)
+	b := getStored(tx.Bucket(bucket), bucket, key)
 	if b == nil {
 		return false, nil
 	}
@@ -441,10 +441,15 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 	switch x := v.(type) {
 	case *consent.Subscriber:
 		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
-			x.ID = string(k)
+			x.ID = record.IDString(k) // k as stored (subscriberKey) or written out
 		}
 		if b[0] == record.RefMagic && x.Created.IsZero() {
 			x.Created = idTime(x.ID)
+		}
+		for t, s := range x.Subscriptions {
+			if s != nil && s.Topic == "" {
+				s.Topic = t
+			}
 		}
 	case *consent.Request:
 		if x.ID == "" && bytes.Equal(bucket, bucketRequests) {
@@ -467,6 +472,10 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 		}
 		if b[0] == record.RefMagic {
 			return fillFromRequest(tx, x)
+		}
+	case *consent.Personal:
+		if bytes.Equal(bucket, bucketPersonal) {
+			return fillAddress(tx, k, b, x)
 		}
 	}
 	return nil
@@ -519,7 +528,8 @@ func createdAtID(t time.Time, id string) bool {
 
 // keyed returns v without the fields its key in bucket holds, for the
 // compact buckets: a subscriber's or request's id, an outbox job's id
-// and due time, a parked job's id (decodeAt puts them back). A field
+// and due time, a parked job's id, and a subscription's topic, which is
+// its key in the subscriber's map (decodeAt puts them back). A field
 // that does not match its key stays.
 func keyed(bucket, key []byte, v any) any {
 	switch x := v.(type) {
@@ -530,9 +540,12 @@ func keyed(bucket, key []byte, v any) any {
 	case consent.Job:
 		return keyed(bucket, key, &x)
 	case *consent.Subscriber:
-		if x.ID == string(key) && bytes.Equal(bucket, bucketSubscribers) {
+		if bytes.Equal(bucket, bucketSubscribers) {
 			c := *x
-			c.ID = ""
+			if c.ID == string(key) {
+				c.ID = ""
+			}
+			c.Subscriptions = topicsKeyed(c.Subscriptions)
 			return &c
 		}
 	case *consent.Request:
@@ -557,6 +570,24 @@ func keyed(bucket, key []byte, v any) any {
 		return &c
 	}
 	return v
+}
+
+// topicsKeyed returns subs with each subscription whose topic is its
+// key without it (schema version 7); subs itself is not changed.
+func topicsKeyed(subs map[string]*consent.Subscription) map[string]*consent.Subscription {
+	if subs == nil {
+		return nil
+	}
+	out := make(map[string]*consent.Subscription, len(subs))
+	for t, s := range subs {
+		if s != nil && s.Topic == t {
+			c := *s
+			c.Topic = ""
+			s = &c
+		}
+		out[t] = s
+	}
+	return out
 }
 
 // put stores v at key, in the compact encoding in the buckets of the
@@ -591,7 +622,7 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 			return err
 		}
 	}
-	return bucketOf(tx, bucket).Put(key, b)
+	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
 }
 
 // bucketOf returns the named bucket, set to fill its pages to 90% when its
@@ -631,20 +662,13 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	personal, err := record.MarshalWith(&p, sharedStrings(tx))
-	if err != nil {
+	if err := storePersonal(tx, ev.Seq, ev.Subscriber, &p); err != nil {
 		return err
 	}
-	if err := bucketOf(tx, bucketPersonal).Put(key, personal); err != nil {
-		return err
-	}
-	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), nil); err != nil {
+	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), evidenceValue(ev)); err != nil {
 		return err
 	}
 	if err := addCounts(tx, consent.EventDelta(ev)); err != nil {
-		return err
-	}
-	if err := markEvidence(tx, ev); err != nil {
 		return err
 	}
 	if err := meta.Put(keyLedgerHead, append(u64(ev.Seq), ev.Hash...)); err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"optin/internal/bolt/record"
 	"optin/internal/consent"
 )
 
@@ -94,7 +93,7 @@ var dumpers = []dumper{
 		if err := decodeEvent(tx, k, v, ev); err != nil {
 			return consent.StoreRecord{}, err
 		}
-		personal, err := record.PersonalJSON(tx.Bucket(bucketPersonal).Get(k), sharedStrings(tx))
+		personal, err := personalJSON(tx, k, tx.Bucket(bucketPersonal).Get(k))
 		return consent.StoreRecord{Event: ev, Personal: personal}, err
 	}},
 	decoded(bucketOutbox, func(r *consent.StoreRecord, v *consent.Job) { r.Job = v }),

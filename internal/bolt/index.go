@@ -36,8 +36,8 @@ func newPrefixIDs(b *bbolt.Bucket, prefix []byte, from string, desc bool) *prefi
 	return newIDSource(b, prefix, from, desc, false)
 }
 
-// newTopicIDs is newPrefixIDs on sub_topics, whose keys end with an id
-// as appendID stores it.
+// newTopicIDs is newPrefixIDs on a bucket whose keys end with an id as
+// appendID stores it (sub_topics, subscribers).
 func newTopicIDs(b *bbolt.Bucket, prefix []byte, from string, desc bool) *prefixIDs {
 	return newIDSource(b, prefix, from, desc, true)
 }
@@ -194,7 +194,7 @@ func candidates(tx *bbolt.Tx, f consent.SubscriberFilter, from string) ids {
 	if f.Lifecycle == consent.LifecycleCustomer || f.Lifecycle == consent.LifecycleDormant {
 		return newPrefixIDs(tx.Bucket(bucketCustomers), nil, from, desc)
 	}
-	return newPrefixIDs(tx.Bucket(bucketSubscribers), nil, from, desc)
+	return newTopicIDs(tx.Bucket(bucketSubscribers), nil, from, desc)
 }
 
 // indexMatch reports whether subscriber id can match f by its index

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -22,13 +23,13 @@ var (
 	bucketTopics      = []byte("topics")         // topic id -> consent.Topic
 	bucketForms       = []byte("forms")          // form id -> consent.Form
 	bucketWordings    = []byte("wordings")       // wording hash -> consent.Wording
-	bucketSubscribers = []byte("subscribers")    // subscriber id -> consent.Subscriber
+	bucketSubscribers = []byte("subscribers")    // subscriberKey -> consent.Subscriber
 	bucketAddresses   = []byte("addresses")      // addressIndexKey -> nil
 	bucketEmails      = []byte("emails")         // schema version 4 and before: case-folded address -> subscriber id (record.ID); see convertAddresses
 	bucketRequests    = []byte("requests")       // request id -> consent.Request
 	bucketLedger      = []byte("ledger")         // be64 seq -> consent.Event
-	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal
-	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> nil
+	bucketPersonal    = []byte("ledger_pii")     // be64 seq -> consent.Personal, without the address when its subscriber holds it (storePersonal)
+	bucketLedgerBySub = []byte("ledger_bysub")   // ledgerBySubKey -> the basis the event proves and for which topics (evidenceValue), or nil
 	bucketTree        = []byte("ledger_nodes")   // be64 record number -> the 32-byte tree hashes it completed (see tree.go)
 	bucketOldTree     = []byte("ledger_tree")    // schema version 1: be64 stored hash index (tlog.StoredHashIndex) -> 32-byte hash
 	bucketOutbox      = []byte("outbox")         // be64 next-at unix ms, be64 job id -> consent.Job
@@ -58,7 +59,10 @@ var (
 	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
-	bucketEvidence  = []byte("evidence")   // topic id 0x00 subscriber id (appendID) 0x00 basis (basisCodes) -> nil: the ledger proves basis (consent.IsEvidence)
+	// Derived version 4 and before: topic id 0x00 subscriber id
+	// (appendID) 0x00 basis (basisCodes) -> nil, the ledger proves basis
+	// (consent.IsEvidence); the ledger_bysub entries hold it now.
+	bucketEvidence = []byte("evidence")
 	// Derived version 3: subscriber id (appendID) -> HMAC of the address
 	// key (32 bytes); the sub_topics entries of confirmed subscriptions
 	// hold it now.
@@ -71,12 +75,13 @@ var (
 		bucketParked, bucketAPIKeys, bucketReqBySub, bucketSuppressed, bucketAudit,
 		bucketCampaigns, bucketRecipients, bucketCampaignQ, bucketCampaignDue, bucketSessions, bucketIncidents,
 		bucketWebhooks, bucketHookQueue, bucketHookDue, bucketHookParked, bucketAssessments, bucketTree,
-		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings, bucketEvidence}
-	// derivedBuckets hold what RebuildCounters recomputes from the records.
-	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketEvidence}
+		bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases, bucketStrings}
+	// derivedBuckets hold what RebuildCounters recomputes from the records
+	// (and the values of ledger_bysub, see setEvidence).
+	derivedBuckets = [][]byte{bucketCounters, bucketSubTopics, bucketCustomers, bucketPurchases}
 	// formerDerived held what RebuildCounters recomputed in a derived
 	// version before; it deletes them.
-	formerDerived = [][]byte{bucketAddrHash}
+	formerDerived = [][]byte{bucketAddrHash, bucketEvidence}
 
 	keySchema     = []byte("schema_version")
 	keyLedgerHead = []byte("ledger_head")      // be64 seq + hash (hex)
@@ -93,7 +98,7 @@ var (
 // so its pages can be filled fuller.
 func appendOnly(name []byte) bool {
 	for _, b := range [][]byte{bucketLedger, bucketPersonal, bucketSubscribers, bucketRequests, bucketAudit, bucketTree,
-		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketEvidence, bucketCustomers} {
+		bucketLedgerBySub, bucketReqBySub, bucketSubTopics, bucketOutbox, bucketCustomers} {
 		if bytes.Equal(name, b) {
 			return true
 		}
@@ -131,7 +136,7 @@ func sharedIn(name []byte) bool {
 // creates and writes: it is written on creation and Open refuses any
 // other value but formerSchema and readableSchemas, which it converts
 // (bbolt databases have no migrations).
-const SchemaVersion = "6"
+const SchemaVersion = "7"
 
 // formerSchema is the version of databases whose hot records are JSON
 // and whose ledger tree keeps a key per hash: a read-write Open converts
@@ -165,11 +170,17 @@ const standaloneSchema = "4"
 // (record.packedEvidence): this optin reads those as they are.
 const sharedEvidenceSchema = "5"
 
+// fullPersonalSchema is the version of databases whose personal records
+// all hold their address, which later ones leave to their subscriber
+// when it holds the same (storePersonal): this optin reads those as
+// they are.
+const fullPersonalSchema = "6"
+
 // readableSchemas are the versions before SchemaVersion whose compact
 // records this optin reads as they are: an open only sets
 // SchemaVersion, so that an optin of such a version refuses the records
 // it could not read.
-var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema, sharedEvidenceSchema}
+var readableSchemas = []string{keyedSchema, sharedSchema, standaloneSchema, sharedEvidenceSchema, fullPersonalSchema}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)
@@ -203,6 +214,35 @@ func hookQueueKey(d *consent.Delivery) []byte {
 // hookParkedKey orders parked deliveries by endpoint and id.
 func hookParkedKey(d *consent.Delivery) []byte { return append(pairKey(d.Webhook, ""), u64(d.ID)...) }
 
+// subscriberKey returns the key subscriber id (written out) is stored
+// under: the id's 22 bytes (record.ID; 36 written out until schema
+// version 6, see convertSubscriberKeys), which sort as its characters
+// do, or an id that is not consent.NewID's as it is.
+func subscriberKey(id []byte) []byte { return appendID(nil, id) }
+
+// storedKey returns key, as callers name a record of bucket, as bbolt
+// stores it: subscriberKey for a subscriber, key itself elsewhere.
+func storedKey(bucket, key []byte) []byte {
+	if bytes.Equal(bucket, bucketSubscribers) {
+		return subscriberKey(key)
+	}
+	return key
+}
+
+// getStored returns the value of the record of bucket named key, found
+// under storedKey, or, for a subscriber of a database a read-write open
+// has not converted yet (a read-only open's), under the id written out.
+// A write transaction skips that second look: a read-write open converts
+// the keys before anything else writes.
+func getStored(b *bbolt.Bucket, bucket, key []byte) []byte {
+	k := storedKey(bucket, key)
+	v := b.Get(k)
+	if v == nil && !bytes.Equal(k, key) && !b.Tx().Writable() {
+		v = b.Get(key)
+	}
+	return v
+}
+
 // pairKey joins two strings with a 0x00 separator, which appears in no id,
 // address hash or topic id.
 func pairKey(a, b string) []byte {
@@ -231,14 +271,44 @@ func addressPrefix(h *consent.Hasher, key string) []byte {
 }
 
 // ledgerBySubKey names event seq of subscriber sub in ledger_bysub: the
-// id's 22 bytes (record.ID) and be64 seq, or, for an id that is not
-// consent.NewID's, and in databases of schema version 2 and before, the
-// id written out, 0x00 and be64 seq (see subscriberEvents).
+// id's 22 bytes (record.ID) and seq big-endian without its leading zero
+// bytes (appendSeq), or, for an id that is not consent.NewID's, the id
+// written out, 0x00 and be64 seq. Databases of schema version 6 and
+// before hold seq in 8 bytes, and those of version 2 and before the id
+// written out; subscriberEvents and setEvidence read every form.
 func ledgerBySubKey(sub string, seq uint64) []byte {
 	if id := record.ID(sub); len(id) != len(sub) {
-		return append(id, u64(seq)...)
+		return appendSeq(id, seq)
 	}
 	return oldLedgerBySubKey(sub, seq)
+}
+
+// ledgerBySubKeys returns every key event seq of subscriber sub may have
+// in ledger_bysub, the present form first.
+func ledgerBySubKeys(sub string, seq uint64) [][]byte {
+	keys := [][]byte{ledgerBySubKey(sub, seq)}
+	if id := record.ID(sub); len(id) != len(sub) {
+		keys = append(keys, append(id, u64(seq)...), oldLedgerBySubKey(sub, seq))
+	}
+	return keys
+}
+
+// appendSeq appends seq big-endian without its leading zero bytes (one
+// byte at least): 3 bytes instead of 8 for a ledger of up to 16 million
+// events. The key's length gives the number's.
+func appendSeq(k []byte, seq uint64) []byte {
+	for n := max(1, (bits.Len64(seq)+7)/8); n > 0; n-- {
+		k = append(k, byte(seq>>(8*(n-1))))
+	}
+	return k
+}
+
+// bySubSeq returns the event number of ledger_bysub key k after the
+// subscriber's part of prefixLen bytes (the id's 22 bytes: 1 to 8 bytes;
+// the id written out and 0x00: 8 bytes), and whether k has one.
+func bySubSeq(k []byte, prefixLen int) (uint64, bool) {
+	n := len(k) - prefixLen
+	return beUint64(k[prefixLen:]), n >= 1 && n <= 8
 }
 
 func oldLedgerBySubKey(sub string, seq uint64) []byte {
@@ -249,25 +319,22 @@ func oldLedgerBySubKey(sub string, seq uint64) []byte {
 }
 
 // subscriberEvents returns the be64 numbers of subscriber sub's events,
-// in order, from the keys of ledger_bysub in either form.
+// in order, from the keys of ledger_bysub in any form.
 func subscriberEvents(tx *bbolt.Tx, sub string) [][]byte {
 	b := tx.Bucket(bucketLedgerBySub)
 	var seqs [][]byte
-	old := oldLedgerBySubKey(sub, 0)[:len(sub)+1]
-	for _, k := range keysWithPrefix(b, old) {
-		seqs = append(seqs, k[len(old):])
-	}
+	prefixes := [][]byte{oldLedgerBySubKey(sub, 0)[:len(sub)+1]}
 	if id := record.ID(sub); len(id) != len(sub) {
-		n := len(seqs)
-		for _, k := range keysWithPrefix(b, id) {
-			if len(k) == len(id)+8 {
-				seqs = append(seqs, k[len(id):])
+		prefixes = append(prefixes, id)
+	}
+	for _, prefix := range prefixes {
+		for _, k := range keysWithPrefix(b, prefix) {
+			if seq, ok := bySubSeq(k, len(prefix)); ok {
+				seqs = append(seqs, u64(seq))
 			}
 		}
-		if n > 0 && len(seqs) > n { // both forms: old keys, then new ones, mostly
-			slices.SortFunc(seqs, bytes.Compare)
-		}
 	}
+	slices.SortFunc(seqs, bytes.Compare) // the forms sort apart, and numbers of 1 to 8 bytes too
 	return seqs
 }
 

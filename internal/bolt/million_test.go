@@ -129,7 +129,7 @@ func BenchmarkMillion(b *testing.B) {
 // subscriber: the bytes in use and the pages allocated.
 func logIndexSizes(b *testing.B, db *DB, n int) {
 	err := db.view(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketSubTopics, bucketEvidence} {
+		for _, name := range [][]byte{bucketSubTopics, bucketLedgerBySub} {
 			s := tx.Bucket(name).Stats()
 			b.Logf("%s: %d keys, %.0f bytes in use and %.0f allocated per subscriber", name, s.KeyN,
 				float64(s.LeafInuse+s.BranchInuse)/float64(n), float64(s.LeafAlloc+s.BranchAlloc)/float64(n))

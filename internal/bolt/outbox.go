@@ -95,7 +95,7 @@ func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool,
 }
 
 func (db *DB) deliverable(tx *bbolt.Tx, job consent.Job) (bool, error) {
-	if tx.Bucket(bucketSubscribers).Get([]byte(job.Subscriber)) == nil {
+	if getStored(tx.Bucket(bucketSubscribers), bucketSubscribers, []byte(job.Subscriber)) == nil {
 		return false, nil // erased
 	}
 	if job.Kind == consent.JobIncidentNotice {

@@ -249,9 +249,10 @@ func TestRequestsThroughLedger(t *testing.T) {
 }
 
 // TestSubscriberEventsBothKeyForms: ledger_bysub names a subscriber by
-// its id's 22 bytes; the entries a database from before wrote (the id
-// written out) still count, in order with the new ones, for the proof
-// of consent and for erasure.
+// its id's 22 bytes and an event by its number without leading zero
+// bytes; the entries databases from before wrote (the id written out,
+// or the number in 8 bytes) still count, in order with the new ones, for
+// the proof of consent, the evidence and erasure.
 func TestSubscriberEventsBothKeyForms(t *testing.T) {
 	ctx := context.Background()
 	db, form, _, _ := openClockedDB(t)
@@ -267,8 +268,8 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 	if err := db.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketLedgerBySub)
 		keys := keysWithPrefix(b, record.ID(sub.ID))
-		if len(keys) != 1 || len(keys[0]) != 30 {
-			return fmt.Errorf("ledger_bysub keys of a signup: %q, want one of 30 bytes", keys)
+		if len(keys) != 1 || len(keys[0]) != 23 {
+			return fmt.Errorf("ledger_bysub keys of a signup: %q, want one of 23 bytes (event 1)", keys)
 		}
 		if err := b.Delete(keys[0]); err != nil {
 			return err
@@ -278,6 +279,22 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	// The confirmed event's entry as schema versions 3 to 6 wrote it: the
+	// number in 8 bytes.
+	if err := db.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketLedgerBySub)
+		k := append(record.ID(sub.ID), 2)
+		v := bytes.Clone(b.Get(k))
+		if len(v) == 0 {
+			return fmt.Errorf("no evidence in ledger_bysub %x", k)
+		}
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		return b.Put(append(record.ID(sub.ID), u64(2)...), v)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := db.Events(ctx, sub.ID)
@@ -294,12 +311,15 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		} else if _, err := consent.DecodeAudienceFacts(v[16:]); err != nil {
 			return fmt.Errorf("sub_topics entry under %x: %x: %w", id, v, err)
 		}
-		ek := append(append([]byte("news\x00"), id...), "\x00c"...)
-		if tx.Bucket(bucketEvidence).Get(ek) == nil {
-			return fmt.Errorf("no evidence %q", ek)
+		// The confirmed event's entry in ledger_bysub holds the evidence:
+		// basis consent ('c') for news.
+		if !hasEvidence(tx, sub.ID, "news", consent.BasisConsent) {
+			return errors.New("no evidence of consent to news")
 		}
-		if tx.Bucket([]byte("addr_hash")) != nil {
-			return errors.New("bucket addr_hash still there")
+		for _, name := range []string{"addr_hash", "evidence"} {
+			if tx.Bucket([]byte(name)) != nil {
+				return fmt.Errorf("bucket %s still there", name)
+			}
 		}
 		return nil
 	}); err != nil {

@@ -25,8 +25,10 @@ var update = flag.Bool("update", false, "rewrite testdata/random.golden from the
 // in the compact encoding (subscribers, requests, outbox jobs, ledger
 // events and personal records) encode to the bytes in
 // testdata/random.golden, written by the encoder before its per-type
-// plans, with and without a table of strings and as ledger events; and
-// those bytes read back as they did then (their JSON). The format is a
+// plans, with and without a table of strings and as ledger events (and,
+// since schema version 7, events whose time is an offset from their
+// subscriber's id's); and those bytes read back as they did then (their
+// JSON). The format is a
 // file format: a change to the encoder's speed must not change a byte.
 // Run with -update only for a deliberate change of the format.
 func TestRandomRecordsGolden(t *testing.T) {
@@ -70,6 +72,39 @@ func TestRandomRecordsGolden(t *testing.T) {
 				}
 				got = append(got, fmt.Sprintf("%d %s %s %x %s", i, typ.Name(), w.name, b, j))
 			}
+		}
+		// Events of subscribers whose ids consent.NewID made, as nearly
+		// every stored event's is, at times near and far from the id's
+		// (EventAtIDMagic).
+		r = rand.New(rand.NewPCG(3, 4))
+		for i := range 20 {
+			var ev consent.Event
+			fill(r, reflect.ValueOf(&ev).Elem(), 0)
+			if i%4 != 3 { // else the time fill chose, often not whole milliseconds in UTC
+				ev.Time = time.UnixMilli(r.Int64N(4e12)).UTC()
+			}
+			id := make([]byte, idLen)
+			for j := range id {
+				id[j] = byte(r.Uint32())
+			}
+			at := ev.Time.UnixMilli() - r.Int64N(1000) + []int64{0, 1e11}[r.IntN(2)]
+			for j := range 6 {
+				id[j] = byte(at >> (40 - 8*j))
+			}
+			ev.Subscriber = idString(id)
+			b, err := MarshalEvent(&ev, prevOf(&ev, i), strs)
+			if err != nil {
+				return fmt.Errorf("event at id %d: %w", i, err)
+			}
+			var back consent.Event
+			if err := UnmarshalEvent(b, ev.Seq, func() (string, error) { return prevOf(&ev, i), nil }, strs, &back); err != nil {
+				return fmt.Errorf("event at id %d: read back: %w", i, err)
+			}
+			j, err := json.Marshal(back)
+			if err != nil {
+				return err
+			}
+			got = append(got, fmt.Sprintf("at-id %d Event MarshalEvent %x %s", i, b, j))
 		}
 		return nil
 	})

@@ -58,24 +58,44 @@ import (
 
 // Magic starts every compact record; a JSON record starts with '{'.
 // EventMagic starts a ledger event whose Prev is left out (see
-// MarshalEvent). RefMagic starts a record that leaves fields to another
-// record it names, which its store fills them back from (a queued
-// confirmation mail's, from its request).
+// MarshalEvent), and EventAtIDMagic one whose Time is left out too: a
+// zigzag uvarint of milliseconds from the time its subscriber's id
+// starts with follows the magic byte. RefMagic starts a record that
+// leaves fields to another record it names, which its store fills them
+// back from (a queued confirmation mail's, from its request).
 const (
-	Magic      = 0xC1
-	EventMagic = 0xC2
-	RefMagic   = 0xC3
+	Magic          = 0xC1
+	EventMagic     = 0xC2
+	RefMagic       = 0xC3
+	EventAtIDMagic = 0xC4
 )
 
 // IsCompact reports whether b is a record in the compact encoding.
 func IsCompact(b []byte) bool {
-	return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic || b[0] == RefMagic)
+	return len(b) > 0 && (b[0] == Magic || b[0] == EventMagic || b[0] == RefMagic || b[0] == EventAtIDMagic)
+}
+
+// fields returns the fields of compact record b: what follows its magic
+// byte and, for EventAtIDMagic, the time's offset.
+func fields(b []byte) ([]byte, error) {
+	if b[0] != EventAtIDMagic {
+		return b[1:], nil
+	}
+	_, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return nil, errTruncated
+	}
+	return b[1+n:], nil
 }
 
 // Unmarshal decodes a stored record, compact or JSON, into v.
 func Unmarshal(b []byte, v any) error {
 	if IsCompact(b) {
-		return unmarshalCompact(b[1:], v)
+		f, err := fields(b)
+		if err != nil {
+			return err
+		}
+		return unmarshalCompact(f, v)
 	}
 	return json.Unmarshal(b, v)
 }
@@ -247,7 +267,11 @@ func unmarshalWith(b []byte, v any, strings *Strings) error {
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("compact decoding into %T", v)
 	}
-	d := decoder{b: b[1:], strings: strings}
+	f, err := fields(b)
+	if err != nil {
+		return err
+	}
+	d := decoder{b: f, strings: strings}
 	return d.structFields(rv.Elem())
 }
 
@@ -1387,6 +1411,14 @@ func (d *decoder) string() (string, error) {
 // events' JSON (consent.Event.LeafData) and a personal record's digest
 // that of its JSON (consent.Personal.Encode).
 
+// An event whose Prev is left out and whose subscriber's id is one of
+// consent.NewID's leaves its time out as well, for its offset from the
+// time the id starts with (EventAtIDMagic): the event of a new
+// subscriber comes within milliseconds of its id, so its time takes a
+// byte or two instead of eight, and a later one's five or six. Only
+// with a table of strings, as bbolt stores events (its schema version
+// 7 tells an older optin off).
+
 // MarshalEvent returns the stored form of ev, whose predecessor's hash
 // is prevHash ("" for the first event), its source and page numbered in
 // strings.
@@ -1397,14 +1429,38 @@ func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte,
 	if derived {
 		e.Prev = ""
 	}
+	var offset []byte
+	if at, ok := idMillis(e.Subscriber); ok && derived && strings != nil {
+		if ms, ok := timeMillis(e.Time); ok {
+			offset = binary.AppendUvarint(nil, zigzag(ms-at))
+			e.Time = time.Time{}
+		}
+	}
 	b, err := marshal(reflect.ValueOf(&e).Elem(), strings)
 	if err != nil {
 		return nil, fmt.Errorf("record: event %d: %w", ev.Seq, err)
 	}
-	if derived {
+	switch {
+	case offset != nil:
+		b = append(append([]byte{EventAtIDMagic}, offset...), b[1:]...)
+	case derived:
 		b[0] = EventMagic
 	}
 	return b, nil
+}
+
+// idMillis returns the milliseconds since 1970 that id starts with when
+// it is one of consent.NewID's.
+func idMillis(id string) (int64, bool) {
+	b, ok := idBytes(id)
+	if !ok {
+		return 0, false
+	}
+	var ms int64
+	for _, c := range b[:6] {
+		ms = ms<<8 | int64(c)
+	}
+	return ms, true
 }
 
 // UnmarshalEvent decodes event seq stored as b, compact or JSON; prevHash
@@ -1417,7 +1473,15 @@ func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), strin
 		return nil // JSON, complete
 	}
 	ev.Seq = seq
-	if b[0] == EventMagic && seq > 1 {
+	if b[0] == EventAtIDMagic {
+		offset, n := binary.Uvarint(b[1:])
+		at, ok := idMillis(ev.Subscriber)
+		if n <= 0 || !ok {
+			return fmt.Errorf("record: event %d: no time from subscriber %q", seq, ev.Subscriber)
+		}
+		ev.Time = time.UnixMilli(at + unzigzag(offset)).UTC()
+	}
+	if (b[0] == EventMagic || b[0] == EventAtIDMagic) && seq > 1 {
 		prev, err := prevHash()
 		if err != nil {
 			return err
@@ -1434,6 +1498,52 @@ func EventHash(b []byte) (string, error) {
 	}
 	err := Unmarshal(b, &h)
 	return h.Hash, err
+}
+
+// WithoutString returns compact record b without its field name when
+// that holds value written out (not shared), and whether it did: a
+// store leaving the field to another record skips decoding and encoding
+// the whole record.
+func WithoutString(b []byte, name, value string) ([]byte, bool) {
+	n, ok := fieldNumbers[name]
+	if !ok || len(b) == 0 || b[0] != Magic {
+		return nil, false
+	}
+	d := decoder{b: b[1:]}
+	for len(d.b) > 0 {
+		start := len(b) - len(d.b)
+		key, err := d.uvarint()
+		if err != nil {
+			return nil, false
+		}
+		wire := key & 3
+		if key>>2 == 0 { // an inline name
+			l, err := d.uvarint()
+			if err != nil {
+				return nil, false
+			}
+			if _, err := d.bytes(l); err != nil {
+				return nil, false
+			}
+		}
+		if key>>2 != n+1 || wire != wireString {
+			if d.skip(wire) != nil {
+				return nil, false
+			}
+			continue
+		}
+		h, err := d.uvarint()
+		if err != nil || h&7 != stringInline {
+			return nil, false
+		}
+		s, err := d.bytes(h >> 3)
+		if err != nil || string(s) != value {
+			return nil, false
+		}
+		end := len(b) - len(d.b)
+		return append(append(make([]byte, 0, len(b)-(end-start)), b[:start]...), b[end:]...), true
+	}
+	return nil, false
 }
 
 // MarshalPersonal returns the stored form of a personal record whose

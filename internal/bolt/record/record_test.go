@@ -336,3 +336,84 @@ func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs *Strings) error) {
 		t.Fatal(err)
 	}
 }
+
+// TestEventTimeFromSubscriberID: a ledger event of a subscriber whose id
+// consent.NewID made keeps its time as milliseconds from the time the id
+// starts with (a byte or two for an event of a new subscriber instead
+// of eight), and reads back whole, alone or partly; an event whose time
+// is not whole milliseconds in UTC, whose subscriber's id is another's,
+// or whose Prev is stored keeps its time.
+func TestEventTimeFromSubscriberID(t *testing.T) {
+	created := time.Date(2026, 3, 4, 5, 6, 7, 891e6, time.UTC)
+	id := consent.NewID(created, strings.NewReader(strings.Repeat("r", 16)))
+	prev := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name  string
+		ev    consent.Event
+		prev  string
+		short bool
+	}{
+		{"just after", consent.Event{Seq: 7, Time: created.Add(3 * time.Millisecond), Type: consent.EventImported, Subscriber: id, Prev: prev}, prev, true},
+		{"just before", consent.Event{Seq: 7, Time: created.Add(-2 * time.Millisecond), Type: consent.EventImported, Subscriber: id, Prev: prev}, prev, true},
+		{"years after", consent.Event{Seq: 7, Time: created.Add(3 * 365 * 24 * time.Hour), Type: consent.EventConfirmed, Subscriber: id, Prev: prev}, prev, true},
+		{"another id", consent.Event{Seq: 7, Time: created, Type: consent.EventImported, Subscriber: "sub-1", Prev: prev}, prev, false},
+		{"a fraction", consent.Event{Seq: 7, Time: created.Add(5), Type: consent.EventImported, Subscriber: id, Prev: prev}, prev, false},
+		{"prev stored", consent.Event{Seq: 7, Time: created, Type: consent.EventImported, Subscriber: id, Prev: prev}, "other", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+				b, err := MarshalEvent(&tc.ev, tc.prev, strs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if short := b[0] == EventAtIDMagic; short != tc.short {
+					t.Fatalf("stored as %x, time from the id %v, want %v", b, short, tc.short)
+				}
+				var got consent.Event
+				if err := UnmarshalEvent(b, 7, func() (string, error) { return prev, nil }, strs, &got); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, tc.ev) {
+					t.Fatalf("read back as %+v, want %+v", got, tc.ev)
+				}
+				var part struct {
+					Subscriber string `json:"subscriber"`
+				}
+				if err := Unmarshal(b, &part); err != nil || part.Subscriber != tc.ev.Subscriber {
+					t.Fatalf("subscriber alone: %q, %v", part.Subscriber, err)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestWithoutString: a field holding the value written out is cut out of
+// the record, which reads back without it and with every other field;
+// another value, or a record without the field, is left as it is.
+func TestWithoutString(t *testing.T) {
+	p := consent.Personal{Salt: "s", Email: "ann@example.com", IP: "192.0.2.1", Note: "n"}
+	b, err := Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := WithoutString(b, "email", "bob@example.com"); ok {
+		t.Fatal("cut out another address")
+	}
+	short, ok := WithoutString(b, "email", p.Email)
+	if !ok {
+		t.Fatal("did not cut out the address")
+	}
+	var got consent.Personal
+	if err := Unmarshal(short, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := p
+	want.Email = ""
+	if got != want {
+		t.Fatalf("read back as %+v, want %+v", got, want)
+	}
+	if _, ok := WithoutString(short, "email", p.Email); ok {
+		t.Fatal("cut out an address from a record without one")
+	}
+}
