@@ -90,7 +90,7 @@ func Open(o Options) (*App, error) {
 	var keys []token.Key
 	var progress openProgress
 	err := reportSlow(log, openReportEvery, &progress, func() (err error) {
-		db, keys, err = openStore(cfg, o.Now, false, progress.set)
+		db, keys, err = openStore(cfg, o.Now, false, false, progress.set)
 		return err
 	})
 	if err != nil {
@@ -179,7 +179,7 @@ func (p *openProgress) set(step string, done int64) { p.at.Store(&openStep{step:
 // run while the service is stopped. It fails with bolt.ErrLocked while the
 // service runs on bbolt.
 func OpenStore(cfg config.Config) (consent.Store, error) {
-	db, _, err := openStore(cfg, time.Now, false, nil)
+	db, _, err := openStore(cfg, time.Now, false, true, nil)
 	return db, err
 }
 
@@ -570,7 +570,7 @@ type Admin struct {
 // database that has none, so an import into a data_dir never served finds
 // them. It fails with bolt.ErrLocked while the service runs on bbolt.
 func OpenAdmin(cfg config.Config, readOnly bool) (*Admin, error) {
-	db, keys, err := openStore(cfg, time.Now, readOnly, nil)
+	db, keys, err := openStore(cfg, time.Now, readOnly, true, nil)
 	if err != nil {
 		return nil, err
 	}

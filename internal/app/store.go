@@ -35,10 +35,12 @@ func dbPath(dir string) string { return filepath.Join(dir, "optin.db") }
 // hash alike, so there the generated keys (token key, suppression HMAC
 // key) live in the database, made once by the first instance; bbolt keeps
 // them in data_dir/secrets.json. With readOnly the store and its secrets
-// are only read, and nothing is created. progress, when not nil, hears
+// are only read, and nothing is created. offline says nothing else
+// writes while it is open (a CLI command: bbolt's file lock keeps the
+// service out; see bolt.Options.Offline). progress, when not nil, hears
 // how far the rebuild of a bbolt store's counters and indexes has come
 // (bolt.Options.Progress).
-func openStore(cfg config.Config, now func() time.Time, readOnly bool, progress func(step string, done int64)) (consent.Store, []token.Key, error) {
+func openStore(cfg config.Config, now func() time.Time, readOnly, offline bool, progress func(step string, done int64)) (consent.Store, []token.Key, error) {
 	from, err := mail.ParseAddress(cfg.Mail.From)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mail.from: %w", err)
@@ -66,7 +68,7 @@ func openStore(cfg config.Config, now func() time.Time, readOnly bool, progress 
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := bolt.Open(dbPath(cfg.DataDir), bolt.Options{Now: now, ReadOnly: readOnly,
+	db, err := bolt.Open(dbPath(cfg.DataDir), bolt.Options{Now: now, ReadOnly: readOnly, Offline: offline,
 		MessageIDDomain: domain, Policy: policy, HMACKey: sec.hmacKey, Progress: progress})
 	if err != nil {
 		return nil, nil, err

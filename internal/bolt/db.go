@@ -46,6 +46,11 @@ type Options struct {
 	// records the rebuild has walked in all, across interrupted opens.
 	// It runs on Open's goroutine.
 	Progress func(step string, done int64)
+	// Offline says that nothing else writes while the database is open:
+	// an admin command run with the service stopped. An import then
+	// writes larger transactions (importChunkOffline rows), which in a
+	// running service would make signups wait too long.
+	Offline bool
 	// chunk is how many records one transaction of that rebuild walks;
 	// 0 means derivedChunk. Tests lower it.
 	chunk int
@@ -67,6 +72,9 @@ type DB struct {
 	catalog   catalog // decoded topics and forms
 	hasher    *consent.Hasher
 	limits    limits // the abuse defences' state, in memory
+	// importChunk is how many rows one import transaction writes:
+	// importChunk, or importChunkOffline when opened Offline.
+	importChunk int
 }
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -108,6 +116,10 @@ func Open(path string, o Options) (*DB, error) {
 	}
 	if db.policy == (consent.Policy{}) {
 		db.policy = consent.DefaultPolicy()
+	}
+	db.importChunk = importChunk
+	if o.Offline {
+		db.importChunk = importChunkOffline
 	}
 	if o.ReadOnly {
 		err = b.View(checkBuckets)

@@ -19,7 +19,13 @@ import (
 // signup would wait that long.
 const importChunk = 1000
 
-// Import reads rows from ir and stores them in transactions of importChunk rows,
+// importChunkOffline is importChunk when nothing else writes (Options.
+// Offline: optin import with the service stopped), where no signup
+// waits: a fifth of the commits and their fsyncs.
+const importChunkOffline = 5000
+
+// Import reads rows from ir and stores them in transactions of importChunk
+// rows (importChunkOffline when the database was opened Offline),
 // so memory stays flat however long the file is. Each valid row lands
 // even when others are refused. Per row:
 //   - an address suppressed for any of its topics or for every topic is
@@ -45,7 +51,7 @@ const importChunk = 1000
 // report so far is returned with the error.
 func (db *DB) Import(ctx context.Context, a consent.Actor, ir consent.ImportRows, opts consent.ImportOptions) (consent.ImportReport, error) {
 	batch := db.ID()[:10]
-	return consent.ImportInChunks(ctx, ir, batch, importChunk, db.Now, func(chunk []consent.ImportRow) (consent.ImportReport, error) {
+	return consent.ImportInChunks(ctx, ir, batch, db.importChunk, db.Now, func(chunk []consent.ImportRow) (consent.ImportReport, error) {
 		var part consent.ImportReport
 		err := db.update(ctx, func(tx *bbolt.Tx) error {
 			part = consent.ImportReport{}

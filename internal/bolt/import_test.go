@@ -37,12 +37,20 @@ type importResult struct {
 // with other data for the same people (updates), leaves the store exactly as the
 // import did when this test was written, and counters that match a full
 // walk. The import is free to go faster; it may not store anything else.
+// A database opened Offline gives the same result in fewer, larger
+// transactions (one audit entry each).
 func TestImportKeepsItsResult(t *testing.T) {
+	for _, offline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offline=%v", offline), func(t *testing.T) { testImportKeepsItsResult(t, offline) })
+	}
+}
+
+func testImportKeepsItsResult(t *testing.T, offline bool) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
 	db, err := Open(filepath.Join(t.TempDir(), "import.db"), Options{HMACKey: bytes.Repeat([]byte{3}, 32),
 		Now: func() time.Time { return now }, Rand: rand.NewChaCha8([32]byte{5}), MessageIDDomain: "example.com",
-		Policy: consent.DefaultPolicy()})
+		Policy: consent.DefaultPolicy(), Offline: offline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,5 +122,19 @@ func TestImportKeepsItsResult(t *testing.T) {
 	}
 	if got != want {
 		t.Errorf("import result:\n%#v\nwant\n%#v", got, want)
+	}
+	entries, _, err := db.Audit(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transactions := 0
+	for _, e := range entries {
+		if e.Action == "import" {
+			transactions++
+		}
+	}
+	// Two files of 6000 rows: 1000 or 5000 rows a transaction.
+	if want := map[bool]int{false: 12, true: 4}[offline]; transactions != want {
+		t.Errorf("offline=%v: %d import transactions, want %d", offline, transactions, want)
 	}
 }
