@@ -411,7 +411,10 @@ func markDerived(tx *bbolt.Tx) error {
 // rebuildSome walks up to limit records (0: all) from at, writing the
 // index entries of each subscriber (by h) and the evidence of each
 // ledger event, and adds their counts to the stored counters. It
-// returns where it stopped and what it counted.
+// returns where it stopped and what it counted. The subscribers come
+// first, their evidence flags read from ledger_bysub as it stands; an
+// event whose value the walk then rewrites sets them again
+// (setEvidence), so they end as the writes of the records leave them.
 func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt, limit int) (walkAt, consent.Counts, error) {
 	counts := consent.Counts{}
 	next, err := walk(ctx, tx, at, limit, counts, func(sub *consent.Subscriber) error {
