@@ -15,14 +15,19 @@ import (
 // Campaign audiences from indexes (see consent.AudienceFacts).
 //
 // The sub_topics entry of a confirmed subscription holds the address
-// hash of its subscriber (its first addrHashLen bytes) and its audience
-// facts (AudienceFacts.Encode); the ledger_bysub entry of each event
-// that proves a basis (consent.IsEvidence) holds that basis and the
-// topics it proves it for (evidenceValue), written as the event is
-// appended. Both are in subscriber id order, so a preview reads them side
-// by side in one pass over the topic's confirmed subscriptions, and
-// checks each hash against the topic's suppressions read once into
-// memory. It decodes no record and no ledger event.
+// hash of its subscriber (its first addrHashLen bytes), its evidence
+// flag (one byte: whether the ledger proves the subscription's basis for
+// the topic) and its audience facts (AudienceFacts.Encode). The
+// ledger_bysub entry of each event that proves a basis
+// (consent.IsEvidence) holds that basis and the topics it proves it for
+// (evidenceValue), written as the event is appended: the flag derives
+// from them, and is kept with them in the same transaction whichever
+// comes first (indexEntries reads them when it writes a confirmed entry;
+// refreshEvidence sets the flag of an entry already written when an
+// event's value is). A preview reads the topic's confirmed entries in
+// one pass and checks each hash against the topic's suppressions read
+// once into memory: it reads no other index, and decodes no record and
+// no ledger event.
 
 // evidenceValue returns the ledger_bysub value of ev: nil, or, when ev
 // proves its basis for topics (consent.IsEvidence), the basis
@@ -72,8 +77,9 @@ func proves(v []byte, topic string, basis consent.Basis) bool {
 }
 
 // setEvidence writes evidenceValue(ev) into ev's entry in ledger_bysub,
-// in any form of key (ledgerBySubKeys), when it has one; a rebuild calls
-// it for every event.
+// in any form of key (ledgerBySubKeys), when it has one, and refreshes
+// the evidence flags that value changes; a rebuild calls it for every
+// event, after it has indexed every subscriber.
 func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 	v := evidenceValue(ev)
 	b := bucketOf(tx, bucketLedgerBySub)
@@ -83,55 +89,84 @@ func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 			if bytes.Equal(old, v) {
 				return nil
 			}
-			return b.Put(key, v)
+			if err := b.Put(key, v); err != nil {
+				return err
+			}
+			return refreshEvidence(tx, ev)
 		}
 	}
 	return nil
 }
 
-// hasEvidence reports whether subscriber id's events prove basis for
-// topic.
-func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
-	stored := appendID(nil, []byte(id))
-	return newEvidenceFollower(tx.Bucket(bucketLedgerBySub), stored).proves(stored, topic, basis)
-}
-
-// evidenceFollower answers hasEvidence for subscribers in ascending id
-// order, as a preview walks them, following ledger_bysub in both forms
-// of its subscriber part (ledgerBySubKey): the id's 22 bytes, and, in
-// databases of schema version 2 and before or for an id that is not
-// consent.NewID's, the id written out and 0x00.
-type evidenceFollower struct {
-	short, long *follower
-}
-
-// newEvidenceFollower starts at subscriber from, as sub_topics keys hold
-// it (appendID; nil: the first).
-func newEvidenceFollower(b *bbolt.Bucket, from []byte) *evidenceFollower {
-	written := []byte(nil)
-	if from != nil {
-		written = []byte(record.IDString(from))
-	}
-	return &evidenceFollower{short: newFollower(b, from), long: newFollower(b, written)}
-}
-
-// proves reports whether an event of subscriber id, as sub_topics keys
-// hold it (appendID), proves basis for topic; id must not come before
-// the one asked last.
-func (f *evidenceFollower) proves(id []byte, topic string, basis consent.Basis) bool {
-	found := false
-	if len(id) == 22 {
-		for k, v := f.short.to(id); hasPrefix(k, id); k, v = f.short.next() {
-			_, ok := bySubSeq(k, len(id))
-			found = found || ok && proves(v, topic, basis)
+// refreshEvidence sets the evidence flag of each confirmed subscription
+// of ev's subscriber to one of ev's topics anew from ledger_bysub
+// (evidenceFlag), once ev's value there has been written: an event
+// appended after its subscriber's record was indexed, or an old
+// database's value rewritten by a rebuild. Only ev's topics can have
+// changed: its value names no others.
+func refreshEvidence(tx *bbolt.Tx, ev *consent.Event) error {
+	st := tx.Bucket(bucketSubTopics)
+	for _, t := range ev.Topics {
+		key := topicIndexKey(t, consent.StatusConfirmed, ev.Subscriber)
+		v := st.Get(key)
+		if len(v) <= addrHashLen {
+			continue // not confirmed
+		}
+		f, err := consent.DecodeAudienceFacts(v[addrHashLen+1:])
+		if err != nil {
+			return fmt.Errorf("bolt: sub_topics entry %x: %w", key, err)
+		}
+		flag := flagByte(evidenceFlag(tx, ev.Subscriber, t, f.Basis))
+		if v[addrHashLen] == flag {
+			continue
+		}
+		nv := bytes.Clone(v)
+		nv[addrHashLen] = flag
+		if err := bucketOf(tx, bucketSubTopics).Put(key, nv); err != nil {
+			return err
 		}
 	}
-	long := append([]byte(record.IDString(id)), 0)
-	for k, v := f.long.to(long); hasPrefix(k, long); k, v = f.long.next() {
-		_, ok := bySubSeq(k, len(long))
-		found = found || ok && proves(v, topic, basis)
+	return nil
+}
+
+// evidenceFlag is the evidence flag of subscriber id's confirmed
+// subscription to topic on basis: whether its events prove basis for
+// topic (hasEvidence). It is false for a basis the audience facts do not
+// keep (basisCodes): such a basis qualifies for nothing, and its entry
+// decodes as no basis, so the flag is the same whether it is worked out
+// from the record (indexEntries) or from the entry (refreshEvidence).
+func evidenceFlag(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
+	_, kept := basisCodes[basis]
+	return kept && hasEvidence(tx, id, topic, basis)
+}
+
+// flagByte is an evidence flag as a sub_topics entry holds it.
+func flagByte(proved bool) byte {
+	if proved {
+		return 1
 	}
-	return found
+	return 0
+}
+
+// hasEvidence reports whether subscriber id's events prove basis for
+// topic, from their ledger_bysub entries in both forms of their
+// subscriber part (ledgerBySubKey): the id's 22 bytes, and, in databases
+// of schema version 2 and before or for an id that is not
+// consent.NewID's, the id written out and 0x00.
+func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
+	prefixes := [][]byte{oldLedgerBySubKey(id, 0)[:len(id)+1]}
+	if short := record.ID(id); len(short) != len(id) {
+		prefixes = append(prefixes, short)
+	}
+	c := tx.Bucket(bucketLedgerBySub).Cursor()
+	for _, prefix := range prefixes {
+		for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
+			if _, ok := bySubSeq(k, len(prefix)); ok && proves(v, topic, basis) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // addrHashLen is how much of an address hash sub_topics keeps: two
@@ -154,44 +189,8 @@ func addressHash(h *consent.Hasher, sub *consent.Subscriber) ([]byte, error) {
 	return raw, nil
 }
 
-// follower reads a bucket's keys alongside a walk in key order: at
-// returns whether the walk's key has entries under it, moving on by a
-// few steps and seeking past a longer gap.
-type follower struct {
-	c *bbolt.Cursor
-	k []byte
-	v []byte
-}
-
-func newFollower(b *bbolt.Bucket, from []byte) *follower {
-	f := &follower{c: b.Cursor()}
-	f.k, f.v = f.c.Seek(from)
-	return f
-}
-
-// next moves to the next key and returns it and its value.
-func (f *follower) next() ([]byte, []byte) {
-	if f.k != nil {
-		f.k, f.v = f.c.Next()
-	}
-	return f.k, f.v
-}
-
-// to moves to the first key at or after target and returns it and its
-// value (nil at the end).
-func (f *follower) to(target []byte) ([]byte, []byte) {
-	for i := 0; f.k != nil && bytes.Compare(f.k, target) < 0; i++ {
-		if i == 8 {
-			f.k, f.v = f.c.Seek(target)
-			break
-		}
-		f.k, f.v = f.c.Next()
-	}
-	return f.k, f.v
-}
-
 // audienceReader reads the audience facts of a topic's confirmed
-// subscriptions with their evidence and suppression, in one read
+// subscriptions with their evidence flags and suppression, in one read
 // transaction.
 type audienceReader struct {
 	tx    *bbolt.Tx
@@ -199,9 +198,6 @@ type audienceReader struct {
 	// supp holds the address hashes suppressed for the topic or all; nil
 	// looks each up in the suppressions bucket.
 	supp map[[addrHashLen]byte]bool
-	// ev follows the walk through ledger_bysub; nil for lookups one at a
-	// time.
-	ev *evidenceFollower
 }
 
 // suppressedHashes reads the address hashes suppressed for topic or for
@@ -226,22 +222,19 @@ func suppressedHashes(tx *bbolt.Tx, topic string) (map[[addrHashLen]byte]bool, e
 	return out, err
 }
 
-// facts decodes the address hash and facts stored for subscriber id (v,
-// from sub_topics) and looks up its evidence and suppression.
+// facts decodes the address hash, the evidence flag and the facts
+// stored for subscriber id (v, from sub_topics) and looks up its
+// suppression.
 func (r *audienceReader) facts(id, v []byte) (consent.AudienceFacts, error) {
-	if len(v) < addrHashLen {
+	if len(v) <= addrHashLen {
 		return consent.AudienceFacts{}, fmt.Errorf("bolt: sub_topics entry of %x: %d bytes", id, len(v))
 	}
 	h := v[:addrHashLen]
-	f, err := consent.DecodeAudienceFacts(v[addrHashLen:])
+	f, err := consent.DecodeAudienceFacts(v[addrHashLen+1:])
 	if err != nil {
 		return f, err
 	}
-	if r.ev != nil {
-		f.Evidence = r.ev.proves(id, r.topic, f.Basis)
-	} else {
-		f.Evidence = hasEvidence(r.tx, record.IDString(id), r.topic, f.Basis)
-	}
+	f.Evidence = v[addrHashLen] == flagByte(true)
 	if r.supp != nil {
 		f.Suppressed = r.supp[[addrHashLen]byte(h)]
 	} else {
@@ -280,17 +273,15 @@ func confirmedOn(tx *bbolt.Tx, id []byte, topic string) bool {
 
 // prefetchAudience asks the kernel for the pages a preview of topic
 // walks, all at once (prefetch.go): the topic's confirmed index entries,
-// ledger_bysub, whose values hold the evidence (every subscriber's
-// events: the preview follows it over the whole id range), and the
-// suppressions. Read one at a time from a cold page cache, they made the
-// preview wait for the disk once per page.
+// which hold the evidence flags, and the suppressions. Read one at a
+// time from a cold page cache, they made the preview wait for the disk
+// once per page.
 func prefetchAudience(tx *bbolt.Tx, topic string) error {
 	confirmed := topicIndexPrefix(topic, consent.StatusConfirmed)
 	for _, r := range []struct {
 		bucket, lo, hi []byte
 	}{
 		{bucketSubTopics, confirmed, prefixEnd(confirmed)},
-		{bucketLedgerBySub, nil, nil},
 		{bucketSuppressed, nil, nil},
 	} {
 		if _, err := prefetch(tx, tx.Bucket(r.bucket), r.lo, r.hi, 0); err != nil {
@@ -343,8 +334,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 				}
 			}
 			from := append(append([]byte(nil), prefix...), cursor...)
-			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp,
-				ev: newEvidenceFollower(tx.Bucket(bucketLedgerBySub), cursor)}
+			r := &audienceReader{tx: tx, topic: c.Topic, supp: supp}
 			cur := tx.Bucket(bucketSubTopics).Cursor()
 			k, v := cur.Seek(from)
 			if cursor != nil && bytes.Equal(k, from) {

@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/transfer"
 )
@@ -206,4 +207,166 @@ func mustAddress(t *testing.T, s string) consent.Address {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestEvidenceFlag: the sub_topics entry of each confirmed subscription
+// says whether the ledger proves its basis for its topic, whichever a
+// write puts first (an import appends the event before it writes the
+// subscriber, a confirmation writes the subscriber first, and an event
+// may prove the basis of a subscription confirmed long before, or
+// another basis); a rebuild writes the same; and the preview, which
+// reads the flag, counts what a walk through the records and their
+// events counts.
+func TestEvidenceFlag(t *testing.T) {
+	ctx := context.Background()
+	db, form, _, advance := openClockedDB(t)
+	ir, err := transfer.NewReader(strings.NewReader(`email,topics,basis,consented_at,source,last_purchase_at
+proved@example.com,news,consent,2024-01-01,shop,
+soft@example.com,news,soft_opt_in,,,2025-11-01
+`), transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 2 {
+		t.Fatalf("Import: got %+v, %v", rep, err)
+	}
+	a := mustAddress(t, "fresh@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, IP: "192.0.2.1"}, consent.Wording{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Confirm(ctx, fresh.PendingRequest, consent.ConfirmInput{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	// Subscribers confirmed with no event (as a database filled by hand
+	// might hold them); two of them get one later, proving their basis
+	// or another.
+	for _, c := range []struct {
+		email string
+		event consent.Basis // "": none
+	}{{"bare@example.com", ""}, {"late@example.com", consent.BasisConsent}, {"other@example.com", consent.BasisSoftOptIn}} {
+		sub := &consent.Subscriber{ID: db.ID(), Email: c.email, Created: db.Now(),
+			Subscriptions: map[string]*consent.Subscription{"news": {Topic: "news", Status: consent.StatusConfirmed,
+				Basis: consent.BasisConsent, Since: db.Now()}}}
+		if err := db.update(ctx, func(tx *bbolt.Tx) error { return db.putSubscriber(tx, sub, c.email) }); err != nil {
+			t.Fatal(err)
+		}
+		if c.event == "" {
+			continue
+		}
+		ev := &consent.Event{Time: db.Now(), Type: consent.EventReconfirmed, Subscriber: sub.ID, Topics: []string{"news"}, Basis: c.event}
+		if err := db.update(ctx, func(tx *bbolt.Tx) error {
+			return appendEvent(tx, ev, consent.Personal{Salt: db.ID(), Email: c.email})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	advance(400 * consent.Day) // all of them dormant
+	c, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := consent.CampaignPolicy{DormantAfter: 365 * consent.Day}
+	check := func(when string) {
+		t.Helper()
+		proved := wantEvidenceFlags(t, db, when)
+		if want := map[bool]int{true: 4, false: 2}; !maps.Equal(proved, want) {
+			t.Errorf("%s: confirmed subscriptions proved (true) and not: %v, want %v", when, proved, want)
+		}
+		want := walkPreview(t, db, c, p)
+		if want.Excluded[consent.ExcludedNoBasis] != 2 {
+			t.Errorf("%s: a walk leaves %v out, want the two without evidence as %s", when, nonZero(want.Excluded), consent.ExcludedNoBasis)
+		}
+		if pv, err := db.PreviewCampaign(ctx, c.ID, p); err != nil || pv.Audience != want.Audience || !maps.Equal(pv.Excluded, want.Excluded) {
+			t.Errorf("%s: PreviewCampaign got %+v, %v; a walk through the records and events counts %+v", when, pv, err, want)
+		}
+	}
+	check("as written")
+	written := derivedContents(t, db.bolt)
+	if _, err := db.RebuildCounters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := derivedContents(t, db.bolt); !maps.Equal(got, written) {
+		t.Errorf("RebuildCounters: derived buckets of %d keys, differ from the %d the writes left", len(got), len(written))
+	}
+	check("rebuilt")
+}
+
+// wantEvidenceFlags checks that the evidence flag of each confirmed
+// sub_topics entry is what the subscriber's ledger events say
+// (consent.IsEvidence for the subscription's basis), and counts the
+// entries by it.
+func wantEvidenceFlags(t *testing.T, db *DB, when string) map[bool]int {
+	t.Helper()
+	type entry struct {
+		id, topic string
+		flag      byte
+	}
+	var entries []entry
+	if err := db.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSubTopics).ForEach(func(k, v []byte) error {
+			topic, rest, _ := bytes.Cut(k, []byte{0})
+			if len(rest) == 0 || rest[0] != statusCodes[consent.StatusConfirmed] {
+				return nil
+			}
+			if len(v) <= addrHashLen {
+				return fmt.Errorf("sub_topics entry %x: %x, too short", k, v)
+			}
+			entries = append(entries, entry{record.IDString(rest[1:]), string(topic), v[addrHashLen]})
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := map[bool]int{}
+	for _, e := range entries {
+		sub, err := db.Subscriber(context.Background(), e.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := db.Events(context.Background(), e.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proved := slices.ContainsFunc(evs, func(r consent.EventRecord) bool {
+			return consent.IsEvidence(&r.Event, e.topic, sub.Subscriptions[e.topic].Basis)
+		})
+		if want := map[bool]byte{false: 0, true: 1}[proved]; e.flag != want {
+			t.Errorf("%s: %s's sub_topics entry for %s has evidence flag %d; its events prove its basis: %v", when, sub.Email, e.topic, e.flag, proved)
+		}
+		out[proved]++
+	}
+	return out
+}
+
+// walkPreview counts campaign c's audience the slow way: every
+// subscriber's record, suppression and ledger events.
+func walkPreview(t *testing.T, db *DB, c *consent.Campaign, p consent.CampaignPolicy) consent.CampaignPreview {
+	t.Helper()
+	ctx := context.Background()
+	pv := consent.NewCampaignPreview()
+	subs, _, err := db.FindSubscribers(ctx, consent.SubscriberFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range subs {
+		evs, err := db.Events(ctx, sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, reason, err := c.SelectLooking(sub, db.Now(), p, func() (bool, error) {
+			return db.Suppressed(ctx, mustAddress(t, sub.Email), c.Topic)
+		}, func(basis consent.Basis) (bool, error) {
+			return slices.ContainsFunc(evs, func(r consent.EventRecord) bool { return consent.IsEvidence(&r.Event, c.Topic, basis) }), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv.Count(ok, reason)
+	}
+	return pv
 }

@@ -34,8 +34,9 @@ import (
 // sub_topics entry holds the first 16 bytes of the address hash that
 // addr_hash held. Version 5: the ledger_bysub entries of events that
 // prove a basis hold it and their topics (evidenceValue), instead of the
-// bucket evidence.
-const derivedVersion = "5"
+// bucket evidence. Version 6: a confirmed subscription's sub_topics
+// entry holds its evidence flag after the address hash.
+const derivedVersion = "6"
 
 // tracked reports whether writes to bucket move counters and indexes.
 func tracked(bucket []byte) bool {
@@ -81,11 +82,11 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	if err != nil {
 		return err
 	}
-	oldEntries, err := indexEntries(old, h)
+	oldEntries, err := indexEntries(tx, old, h)
 	if err != nil {
 		return err
 	}
-	entries, err := indexEntries(sub, h)
+	entries, err := indexEntries(tx, sub, h)
 	if err != nil {
 		return err
 	}
@@ -162,10 +163,10 @@ type indexEntry struct {
 }
 
 // indexEntries returns sub's index entries: one per subscription in
-// sub_topics (a confirmed one with its address hash, by h, and its
-// audience facts) and, for a customer, one in customers and one in
-// purchases.
-func indexEntries(sub *consent.Subscriber, h *consent.Hasher) ([]indexEntry, error) {
+// sub_topics (a confirmed one with its address hash, by h, its evidence
+// flag, from the ledger_bysub entries in tx, and its audience facts)
+// and, for a customer, one in customers and one in purchases.
+func indexEntries(tx *bbolt.Tx, sub *consent.Subscriber, h *consent.Hasher) ([]indexEntry, error) {
 	if sub == nil {
 		return nil, nil
 	}
@@ -180,7 +181,7 @@ func indexEntries(sub *consent.Subscriber, h *consent.Hasher) ([]indexEntry, err
 					return nil, err
 				}
 			}
-			value = string(hash) + string(f.Encode())
+			value = string(hash) + string(flagByte(evidenceFlag(tx, sub.ID, t, f.Basis))) + string(f.Encode())
 		}
 		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), value})
 	}
@@ -410,11 +411,14 @@ func markDerived(tx *bbolt.Tx) error {
 // rebuildSome walks up to limit records (0: all) from at, writing the
 // index entries of each subscriber (by h) and the evidence of each
 // ledger event, and adds their counts to the stored counters. It
-// returns where it stopped and what it counted.
+// returns where it stopped and what it counted. The subscribers come
+// first, their evidence flags read from ledger_bysub as it stands; an
+// event whose value the walk then rewrites sets them again
+// (setEvidence), so they end as the writes of the records leave them.
 func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt, limit int) (walkAt, consent.Counts, error) {
 	counts := consent.Counts{}
 	next, err := walk(ctx, tx, at, limit, counts, func(sub *consent.Subscriber) error {
-		entries, err := indexEntries(sub, h)
+		entries, err := indexEntries(tx, sub, h)
 		if err != nil {
 			return err
 		}

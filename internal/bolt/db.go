@@ -677,8 +677,14 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storePersonal(tx, ev.Seq, ev.Subscriber, &p); err != nil {
 		return err
 	}
-	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), evidenceValue(ev)); err != nil {
+	v := evidenceValue(ev)
+	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), v); err != nil {
 		return err
+	}
+	if v != nil { // it proves a basis, perhaps of a subscription indexed already
+		if err := refreshEvidence(tx, ev); err != nil {
+			return err
+		}
 	}
 	if err := addCounts(tx, consent.EventDelta(ev)); err != nil {
 		return err

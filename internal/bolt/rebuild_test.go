@@ -61,11 +61,23 @@ func rebuildDB(t *testing.T, path string) map[string]string {
 	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 40 {
 		t.Fatalf("Import: got %+v, %v, want 40 imported", rep, err)
 	}
-	for i := range 5 {
+	for i := range 7 {
 		a := mustAddress(t, fmt.Sprintf("pending%d@example.com", i))
 		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{Form: "newsletter"}); err != nil {
 			t.Fatal(err)
 		}
+		if i < 2 { // confirmed: the subscriber written before the event that proves its basis
+			sub, err := db.SubscriberByAddress(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if proved := wantEvidenceFlags(t, db, "as written"); proved[true] < 2 {
+		t.Fatalf("%d confirmed subscriptions with evidence, want those imported and confirmed", proved[true])
 	}
 	return derivedContents(t, db.bolt)
 }
@@ -80,6 +92,7 @@ func wantDerivedExact(t *testing.T, db *DB, written map[string]string) {
 	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
 		t.Errorf("CheckCounters after the rebuild on open: got %v, %v, want no difference", diff, err)
 	}
+	wantEvidenceFlags(t, db, "after the rebuild on open")
 	got := derivedContents(t, db.bolt)
 	if !maps.Equal(got, written) {
 		t.Errorf("derived buckets rebuilt on open: %d keys, want the %d the writes left", len(got), len(written))
@@ -111,6 +124,44 @@ func TestDerivedRebuiltInChunks(t *testing.T) {
 		old  func(tx *bbolt.Tx) error
 	}{
 		{"older version", func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyDerived, []byte("3")) }},
+		{"version 5, no evidence flags", func(tx *bbolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put(keyDerived, []byte("5")); err != nil {
+				return err
+			}
+			b := tx.Bucket(bucketSubTopics)
+			edits := map[string][]byte{}
+			_ = b.ForEach(func(k, v []byte) error {
+				if len(v) > addrHashLen {
+					edits[string(k)] = append(bytes.Clone(v[:addrHashLen]), v[addrHashLen+1:]...)
+				}
+				return nil
+			})
+			for k, v := range edits {
+				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"version 4, no evidence in ledger_bysub", func(tx *bbolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put(keyDerived, []byte("4")); err != nil {
+				return err
+			}
+			b := tx.Bucket(bucketLedgerBySub)
+			var proving [][]byte
+			_ = b.ForEach(func(k, v []byte) error {
+				if len(v) > 0 {
+					proving = append(proving, bytes.Clone(k))
+				}
+				return nil
+			})
+			for _, k := range proving {
+				if err := b.Put(k, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 		{"missing", func(tx *bbolt.Tx) error {
 			for _, name := range derivedBuckets {
 				if err := tx.DeleteBucket(name); err != nil {
@@ -134,7 +185,7 @@ func TestDerivedRebuiltInChunks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			// 45 subscribers, their requests and ledger events: dozens
+			// 47 subscribers, their requests and ledger events: dozens
 			// of records, in chunks of 7.
 			if len(reports) < 10 {
 				t.Errorf("the rebuild on open reported %d chunks (%v), want one for each 7 records", len(reports), reports)

@@ -302,13 +302,16 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		t.Fatalf("Events: %d, %v, want requested then confirmed", len(evs), err)
 	}
 	// The audience indexes name it by its 22 bytes too, its status and
-	// basis by a byte, and keep its address hash with its facts.
+	// basis by a byte, and keep its address hash and evidence flag with
+	// its facts.
 	if err := db.view(func(tx *bbolt.Tx) error {
 		id := record.ID(sub.ID)
 		v := tx.Bucket(bucketSubTopics).Get(append([]byte("news\x00\x02"), id...))
 		if h, _ := hex.DecodeString(db.AddressHash(a)); len(v) < 16 || !bytes.Equal(v[:16], h[:16]) {
 			return fmt.Errorf("sub_topics entry under %x: %x, want the address hash %x first", id, v, h[:16])
-		} else if _, err := consent.DecodeAudienceFacts(v[16:]); err != nil {
+		} else if v[16] != 1 {
+			return fmt.Errorf("sub_topics entry under %x: %x, want evidence flag 1 after the address hash", id, v)
+		} else if _, err := consent.DecodeAudienceFacts(v[17:]); err != nil {
 			return fmt.Errorf("sub_topics entry under %x: %x: %w", id, v, err)
 		}
 		// The confirmed event's entry in ledger_bysub holds the evidence:
