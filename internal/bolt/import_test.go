@@ -55,27 +55,11 @@ func testImportKeepsItsResult(t *testing.T, offline bool) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
-	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"offers", "events"} {
-		if _, err := db.CreateTopic(ctx, consent.CLIActor(), consent.Topic{ID: id, Name: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	peopleTopics(t, db)
 	var reports []consent.ImportReport
 	for seed := range uint64(2) {
 		// The second file has the same addresses with other data.
-		var file bytes.Buffer
-		if err := people.Generate(&file, people.Options{Subscribers: 6000, Format: transfer.FormatCSV, Seed: seed + 1, Now: now}); err != nil {
-			t.Fatal(err)
-		}
-		ir, err := transfer.NewReader(&file, transfer.FormatCSV)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{})
+		rep, err := db.Import(ctx, consent.CLIActor(), generatedPeople(t, 6000, seed+1, now), consent.ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,4 +121,36 @@ func testImportKeepsItsResult(t *testing.T, offline bool) {
 	if want := map[bool]int{false: 12, true: 4}[offline]; transactions != want {
 		t.Errorf("offline=%v: %d import transactions, want %d", offline, transactions, want)
 	}
+}
+
+// peopleTopics bootstraps db with the topic news and its form
+// newsletter, and creates the other topics people.Generate gives people.
+func peopleTopics(t *testing.T, db *DB) consent.Form {
+	t.Helper()
+	ctx := context.Background()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"offers", "events"} {
+		if _, err := db.CreateTopic(ctx, consent.CLIActor(), consent.Topic{ID: id, Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return form
+}
+
+// generatedPeople returns the rows of n people people.Generate makes
+// with seed at now, as an import reads them (CSV).
+func generatedPeople(t *testing.T, n int, seed uint64, now time.Time) consent.ImportRows {
+	t.Helper()
+	var file bytes.Buffer
+	if err := people.Generate(&file, people.Options{Subscribers: n, Format: transfer.FormatCSV, Seed: seed, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	ir, err := transfer.NewReader(&file, transfer.FormatCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ir
 }

@@ -16,10 +16,8 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"optin/internal/bench/people"
 	"optin/internal/bolt/bolttest"
 	"optin/internal/consent"
-	"optin/internal/transfer"
 )
 
 // rebuildOptions are the options of the rebuild tests' databases.
@@ -41,24 +39,8 @@ func rebuildDB(t *testing.T, path string) map[string]string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
-	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"offers", "events"} { // the topics of people.Generate
-		if _, err := db.CreateTopic(ctx, consent.CLIActor(), consent.Topic{ID: id, Name: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var file bytes.Buffer
-	if err := people.Generate(&file, people.Options{Subscribers: 40, Format: transfer.FormatCSV, Seed: 3, Now: db.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	ir, err := transfer.NewReader(&file, transfer.FormatCSV)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep, err := db.Import(ctx, consent.CLIActor(), ir, consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 40 {
+	form := peopleTopics(t, db)
+	if rep, err := db.Import(ctx, consent.CLIActor(), generatedPeople(t, 40, 3, db.Now()), consent.ImportOptions{SkipNotice: true}); err != nil || rep.Imported != 40 {
 		t.Fatalf("Import: got %+v, %v, want 40 imported", rep, err)
 	}
 	for i := range 7 {
