@@ -60,7 +60,10 @@ type Options struct {
 type DB struct {
 	bolt *bbolt.DB
 	// calls carries write transactions to the committer goroutine.
-	calls     chan *call
+	calls chan *call
+	// alone carries work that needs the database to itself between two
+	// of the committer's transactions (exclusive).
+	alone     chan func()
 	closing   chan struct{}
 	committed chan struct{} // closed when the committer has stopped
 	closeOnce sync.Once
@@ -75,6 +78,9 @@ type DB struct {
 	// importChunk is how many rows one import transaction writes:
 	// importChunk, or importChunkOffline when opened Offline.
 	importChunk int
+	// chunk is how many records one transaction of a rebuild of the
+	// derived buckets walks (Options.chunk).
+	chunk int
 }
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -101,7 +107,7 @@ func Open(path string, o Options) (*DB, error) {
 		return nil, errors.New("bolt: HMACKey must be at least 32 bytes")
 	}
 	db := &DB{bolt: b, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, hmac: o.HMACKey,
-		calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{})}
+		calls: make(chan *call), alone: make(chan func()), closing: make(chan struct{}), committed: make(chan struct{})}
 	db.catalog.drop() // makes its maps
 	db.hasher = consent.NewHasher(db.hmac)
 	hashers.Store(b, db.hasher)
@@ -117,7 +123,7 @@ func Open(path string, o Options) (*DB, error) {
 	if db.policy == (consent.Policy{}) {
 		db.policy = consent.DefaultPolicy()
 	}
-	db.importChunk = importChunk
+	db.importChunk, db.chunk = importChunk, o.chunk
 	if o.Offline {
 		db.importChunk = importChunkOffline
 	}
@@ -325,6 +331,27 @@ func (db *DB) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	}
 }
 
+// exclusive runs fn on the committer's goroutine between two of its
+// transactions, with the database to itself: no other write commits
+// until fn returns, however many transactions fn runs. Once started, fn
+// runs to its end even when ctx ends (work it cuts short, a rebuild of
+// the derived buckets, would leave them unusable until the next open);
+// ctx only bounds the wait for the committer. A panic in fn is an error.
+func (db *DB) exclusive(ctx context.Context, fn func(b *bbolt.DB) error) error {
+	done := make(chan error, 1)
+	run := func() {
+		done <- safeCall(func(*bbolt.Tx) error { return fn(db.bolt) }, nil)
+	}
+	select {
+	case db.alone <- run:
+	case <-db.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-done
+}
+
 // committer runs batches of writes until Close.
 func (db *DB) committer() {
 	defer close(db.committed)
@@ -333,6 +360,10 @@ func (db *DB) committer() {
 		var first *call
 		select {
 		case first = <-db.calls:
+		case fn := <-db.alone:
+			fn()
+			last, ended = 0, time.Now()
+			continue
 		case <-db.closing:
 			return
 		}

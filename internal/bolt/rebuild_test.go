@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,4 +264,64 @@ func TestDerivedRebuildResumes(t *testing.T) {
 		t.Errorf("the open after the kill reported %v first, want record %d: going on from the last chunk committed", reports[:min(len(reports), 1)], killAfter+1)
 	}
 	wantDerivedExact(t, db, written)
+}
+
+// TestRebuildCountersWhileWriting: optin counters rebuild, run while
+// signups commit, walks in chunks (of 4 records here) yet ends with
+// the counters of a full walk and the indexes a rebuild writes: no
+// write lands between two of its chunks.
+func TestRebuildCountersWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "live.db")
+	rebuildDB(t, path)
+	opts := rebuildOptions()
+	opts.chunk = 4
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+
+	const signups = 15
+	var done atomic.Bool
+	rebuilt := make(chan error, 1)
+	go func() { // rebuilds, one after the other, until the signups end
+		n := 0
+		for !done.Load() {
+			if _, err := db.RebuildCounters(ctx); err != nil {
+				rebuilt <- err
+				return
+			}
+			n++
+		}
+		if n < 2 {
+			rebuilt <- fmt.Errorf("%d rebuilds while the signups committed, want several", n)
+			return
+		}
+		rebuilt <- nil
+	}()
+	for i := range signups {
+		a := mustAddress(t, fmt.Sprintf("during%d@example.com", i))
+		if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{Form: "newsletter"}); err != nil {
+			t.Fatalf("Signup while the counters are rebuilt: %v", err)
+		}
+	}
+	done.Store(true)
+	if err := <-rebuilt; err != nil {
+		t.Fatalf("RebuildCounters while signups commit: %v", err)
+	}
+	if diff, err := db.CheckCounters(ctx); err != nil || len(diff) != 0 {
+		t.Errorf("CheckCounters after rebuilds among %d signups: got %v, %v, want no difference", signups, diff, err)
+	}
+	before := derivedContents(t, db.bolt)
+	if diff, err := db.RebuildCounters(ctx); err != nil || len(diff) != 0 {
+		t.Errorf("RebuildCounters once the signups are done: got %v, %v, want nothing to correct", diff, err)
+	}
+	if after := derivedContents(t, db.bolt); !maps.Equal(before, after) {
+		t.Errorf("derived buckets: %d keys after the rebuilds among signups, %d from a rebuild alone", len(before), len(after))
+	}
+	if subs, _, err := db.FindSubscribers(ctx, consent.SubscriberFilter{Topic: "news", Status: consent.StatusPending, Limit: 100}); err != nil || len(subs) < signups {
+		t.Errorf("FindSubscribers pending on news: got %d, %v, want at least the %d signups", len(subs), err, signups)
+	}
 }
