@@ -249,7 +249,7 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
 	err := c.each(`SELECT `+subscriberColumns+`,
 		(SELECT data FROM suppressions WHERE hash = u.h AND scope = $4),
 		(SELECT data FROM requests WHERE id = u.r)
-		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) LEFT JOIN subscribers s ON s.id = u.s ORDER BY u.n`,
+		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) `+subscriberJoin("id = u.s")+` ORDER BY u.n`,
 		[]any{pgx.QueryExecModeCacheDescribe, dbIDs(subIDs), hashes, dbIDs(reqIDs), consent.ScopeAll}, append(subr.dest(), &suppb, &reqb), func() error {
 			job := jobs[len(out)]
 			var st jobState

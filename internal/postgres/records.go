@@ -128,6 +128,16 @@ func encodeSubscriber(sub *consent.Subscriber) ([]byte, error) {
 // an outer join) that a subscriberRow scans.
 const subscriberColumns = "s.id, coalesce(s.email_key, ''), s.data"
 
+// subscriberJoin returns the join of the subscriber (as s) matching
+// cond, a condition on the row before it (its id or email_key), or
+// nulls. The LIMIT keeps it a lookup in the index per row: a plain
+// join, planned once while the table is nearly empty (a new database,
+// a statement prepared on a pooled connection), may keep reading the
+// whole table as it grows.
+func subscriberJoin(cond string) string {
+	return "LEFT JOIN LATERAL (SELECT id, email_key, data FROM subscribers WHERE " + cond + " LIMIT 1) s ON true"
+}
+
 // subscriberRow is a subscriber as subscriberColumns reads it.
 type subscriberRow struct {
 	id, key string

@@ -67,7 +67,7 @@ func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscri
 		delete(t.ahead, key)
 		sb, subr = r.suppression, r.subscriber
 	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2), `+subscriberColumns+`
-		FROM (VALUES (1)) AS one LEFT JOIN subscribers s ON s.email_key = $3`,
+		FROM (VALUES (1)) AS one `+subscriberJoin("email_key = $3"),
 		db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
 		return false, nil, err
 	}

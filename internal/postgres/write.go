@@ -259,7 +259,7 @@ func (t *tx) readAhead(calls []*call) error {
 	var k string
 	var r signupRow
 	err := t.each(`SELECT u.k, (SELECT data FROM suppressions WHERE hash = u.h AND scope = $3), `+subscriberColumns+`
-		FROM unnest($1::text[], $2::text[]) AS u(k, h) LEFT JOIN subscribers s ON s.email_key = u.k`,
+		FROM unnest($1::text[], $2::text[]) AS u(k, h) `+subscriberJoin("email_key = u.k"),
 		[]any{keys, hashes, consent.ScopeAll}, append([]any{&k, &r.suppression}, r.subscriber.dest()...), func() error {
 			sub := r.subscriber
 			sub.data = bytes.Clone(sub.data)
