@@ -162,13 +162,7 @@ func TestSlimFromVersion14(t *testing.T) {
 	sub := consent.Subscriber{ID: ann, Email: "ann@example.com", Locale: "en", Created: at, Subscriptions: news}
 	personal := consent.Personal{Salt: "s", Email: "ann@example.com", IP: "192.0.2.1"}
 	_, digest := personal.Encode()
-	rec := func(v any) []byte {
-		b, err := record.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	rec := func(v any) []byte { return compact(t, v) }
 	pool, err := postgres.Connect(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
