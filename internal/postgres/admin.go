@@ -86,16 +86,16 @@ func filterWhere(f consent.SubscriberFilter, now time.Time) where {
 // descending id order with newest (after is then the id the walk
 // continues below; "" starts at the top).
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
-	query := "SELECT s.data FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
+	query := "SELECT " + subscriberColumns + " FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
 	if newest {
-		query = "SELECT s.data FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
+		query = "SELECT " + subscriberColumns + " FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
 	}
 	for {
 		var chunk []*consent.Subscriber
-		var b []byte
-		err := c.each(query, append([]any{dbID(after), scanChunk}, w.args...), []any{&b}, func() error {
-			sub := new(consent.Subscriber)
-			if err := decode(b, sub); err != nil {
+		var r subscriberRow
+		err := c.each(query, append([]any{dbID(after), scanChunk}, w.args...), r.dest(), func() error {
+			sub, err := r.decode()
+			if err != nil {
 				return err
 			}
 			chunk = append(chunk, sub)

@@ -47,7 +47,7 @@ type audienceRow struct {
 // campaign's filter topics.
 const audienceColumns = `coalesce(st.status, ''), st.facts,
 	EXISTS (SELECT 1 FROM evidence e WHERE e.topic = st.topic AND e.subscriber = st.subscriber AND e.basis = st.basis),
-	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = st.address_hash AND p.scope IN ($1, '*')),
+	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = encode(st.address_hash, 'hex') AND p.scope IN ($1, '*')),
 	CASE WHEN st.status = 'confirmed' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
 		WHERE o.subscriber = st.subscriber AND o.status = 'confirmed' AND o.topic = ANY($4)) ELSE '{}' END`
 

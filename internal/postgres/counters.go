@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -71,9 +72,15 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 
 // writeFacts writes the audience facts f of sub's confirmed subscription
 // to topic on its subscriber_topics row.
+// The address hash goes in as its 32 bytes (migration 0015), which the
+// audience query compares with the suppressions' hex.
 func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.AudienceFacts) error {
+	h, err := hex.DecodeString(t.hasher.Hash(consent.AddressKey(sub.Email)))
+	if err != nil {
+		return err
+	}
 	return t.exec("UPDATE subscriber_topics SET basis = $4, facts = $5, address_hash = $6 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, string(consent.StatusConfirmed), dbID(sub.ID), string(f.Basis), f.Encode(), t.hasher.Hash(consent.AddressKey(sub.Email)))
+		topic, string(consent.StatusConfirmed), dbID(sub.ID), string(f.Basis), f.Encode(), h)
 }
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).

@@ -11,6 +11,17 @@ import (
 	"optin/internal/postgres"
 )
 
+// compact returns v in the compact record encoding, as the store of an
+// earlier version wrote it.
+func compact(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := record.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestIDsFromVersion13: a database at schema version 13, its subscriber
 // and request ids in text columns, opens on this optin (migration 0014
 // stores them as the 22 bytes of record.ID): every id column holds the
@@ -48,13 +59,7 @@ func TestIDsFromVersion13(t *testing.T) {
 	}
 	job := consent.Job{Kind: consent.JobConfirm, To: "bob@example.com", Locale: "en", Subscriber: bob, Request: reqID,
 		Topics: []string{"news"}, MessageID: req.MessageID, Created: at, NextAt: at}
-	rec := func(v any) []byte {
-		b, err := record.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	rec := func(v any) []byte { return compact(t, v) }
 	reqb := req
 	reqb.ID, reqb.Subscriber = "", ""
 	// The rows as the store of version 13 wrote them, ids as text; the

@@ -244,16 +244,17 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
 		subIDs[i], hashes[i], reqIDs[i] = job.Subscriber, db.hashKey(consent.AddressKey(job.To)), job.Request
 	}
 	out := make([]jobState, 0, len(jobs))
-	var subb, suppb, reqb []byte
-	err := c.each(`SELECT (SELECT data FROM subscribers WHERE id = u.s),
+	var suppb, reqb []byte
+	var subr subscriberRow
+	err := c.each(`SELECT `+subscriberColumns+`,
 		(SELECT data FROM suppressions WHERE hash = u.h AND scope = $4),
 		(SELECT data FROM requests WHERE id = u.r)
-		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) ORDER BY u.n`,
-		[]any{pgx.QueryExecModeCacheDescribe, dbIDs(subIDs), hashes, dbIDs(reqIDs), consent.ScopeAll}, []any{&subb, &suppb, &reqb}, func() error {
+		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) `+subscriberJoin("id = u.s")+` ORDER BY u.n`,
+		[]any{pgx.QueryExecModeCacheDescribe, dbIDs(subIDs), hashes, dbIDs(reqIDs), consent.ScopeAll}, append(subr.dest(), &suppb, &reqb), func() error {
 			job := jobs[len(out)]
 			var st jobState
 			var err error
-			if st.sub, err = decodeSubscriber(subb); err != nil {
+			if st.sub, err = subr.decode(); err != nil {
 				return err
 			}
 			if suppb != nil {

@@ -113,6 +113,7 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 		// (encodeEvent): the walk reads them in order, and Check finds a
 		// changed event by its own hash, or the next event's.
 		prevHash := func() (string, error) { return prev, nil }
+		var before tlog.Hash // the leaf hash of the event before
 		err := c.each("SELECT seq, subscriber, event, personal, tree FROM ledger ORDER BY seq", nil, []any{&seq, scanID(&subID), &evb, &pb, &tree}, func() error {
 			if err := c.ctx.Err(); err != nil {
 				return err
@@ -133,7 +134,10 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 			prev = ev.Hash
 			err := chain.Check(&ev, p)
 			if err == nil && tree != nil {
-				err = chain.CheckStored(splitHashes(tree))
+				err = chain.CheckStored(recordHashes(consent.Record(ev.Seq), chain.LeafHash(), before, tree))
+			}
+			if err == nil {
+				before = chain.LeafHash()
 			}
 			if err != nil {
 				if !errors.As(err, &broken) {

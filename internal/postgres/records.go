@@ -15,12 +15,20 @@ import (
 
 // subscriber returns subscriber id, or nil when it does not exist.
 func subscriber(c conn, id string) (*consent.Subscriber, error) {
-	sub := new(consent.Subscriber)
-	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE id = $1", dbID(id))
-	if err != nil || !ok {
+	return subscriberWhere(c, "s.id = $1", dbID(id))
+}
+
+// subscriberWhere returns the subscriber (as s) matching where, or nil.
+func subscriberWhere(c conn, where string, args ...any) (*consent.Subscriber, error) {
+	var r subscriberRow
+	err := c.q.QueryRow(c.ctx, "SELECT "+subscriberColumns+" FROM subscribers s WHERE "+where, args...).Scan(r.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return sub, nil
+	return r.decode()
 }
 
 // loadSubscriber returns subscriber id or an ENotFound *Error.
@@ -35,19 +43,14 @@ func loadSubscriber(c conn, id string) (*consent.Subscriber, error) {
 // subscriberByKey returns the subscriber holding the address with
 // case-folded key, or nil.
 func subscriberByKey(c conn, key string) (*consent.Subscriber, error) {
-	sub := new(consent.Subscriber)
-	ok, err := c.get(sub, "SELECT data FROM subscribers WHERE email_key = $1", key)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return sub, nil
+	return subscriberWhere(c, "s.email_key = $1", key)
 }
 
 // putSubscriber stores sub under its id and address, and moves the
 // counters and indexes with it: the statement returns the version it
 // replaced (a statement does not see its own changes).
 func putSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encodeRecord(sub)
+	b, err := encodeSubscriber(sub)
 	if err != nil {
 		return err
 	}
@@ -55,20 +58,20 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	if !sub.LastPurchase.IsZero() {
 		lastPurchase = &sub.LastPurchase
 	}
-	var oldb []byte
-	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT data FROM subscribers WHERE id = $1)
+	old := subscriberRow{id: sub.ID}
+	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT email_key, data FROM subscribers WHERE id = $1)
 		INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase
-		RETURNING (SELECT data FROM old)`,
-		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase).Scan(&oldb)
+		RETURNING coalesce((SELECT email_key FROM old), ''), (SELECT data FROM old)`,
+		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase).Scan(&old.key, &old.data)
 	if err != nil {
 		return err
 	}
-	old, err := decodeSubscriber(oldb)
+	was, err := old.decode()
 	if err != nil {
 		return err
 	}
-	return trackSubscriber(t, old, sub)
+	return trackSubscriber(t, was, sub)
 }
 
 // insertSubscriber stores sub, a subscriber this transaction created
@@ -76,7 +79,7 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 // putSubscriber it reads nothing back, so it costs no round trip of its
 // own (the pipe); an id that exists after all fails the call.
 func insertSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encodeRecord(sub)
+	b, err := encodeSubscriber(sub)
 	if err != nil {
 		return err
 	}
@@ -95,25 +98,73 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 // deleteSubscriber deletes subscriber id (when it exists), moving the
 // counters and indexes with it.
 func deleteSubscriber(t *tx, id string) error {
-	var oldb []byte
-	err := t.each("DELETE FROM subscribers WHERE id = $1 RETURNING data", []any{dbID(id)}, []any{&oldb}, func() error { return nil })
+	var r subscriberRow
+	err := t.each("DELETE FROM subscribers s WHERE s.id = $1 RETURNING "+subscriberColumns, []any{dbID(id)}, r.dest(), func() error { return nil })
 	if err != nil {
 		return err
 	}
-	old, err := decodeSubscriber(oldb)
+	old, err := r.decode()
 	if err != nil || old == nil {
 		return err
 	}
 	return trackSubscriber(t, old, nil)
 }
 
-// decodeSubscriber decodes a stored subscriber; nil stays nil.
-func decodeSubscriber(b []byte) (*consent.Subscriber, error) {
-	if b == nil {
+// encodeSubscriber encodes sub for the data column of subscribers
+// without its ID, which the row's id column holds, and without its
+// address when the row's email_key, the address case-folded, is the
+// address itself (migration 0015): an id and, for most, an address
+// fewer a subscriber. subscriberRow.decode puts them back.
+func encodeSubscriber(sub *consent.Subscriber) ([]byte, error) {
+	s := *sub
+	s.ID = ""
+	if consent.AddressKey(s.Email) == s.Email {
+		s.Email = ""
+	}
+	return encodeRecord(&s)
+}
+
+// subscriberColumns are the columns of subscribers (as s, or nulls from
+// an outer join) that a subscriberRow scans.
+const subscriberColumns = "s.id, coalesce(s.email_key, ''), s.data"
+
+// subscriberJoin returns the join of the subscriber (as s) matching
+// cond, a condition on the row before it (its id or email_key), or
+// nulls. The LIMIT keeps it a lookup in the index per row: a plain
+// join, planned once while the table is nearly empty (a new database,
+// a statement prepared on a pooled connection), may keep reading the
+// whole table as it grows.
+func subscriberJoin(cond string) string {
+	return "LEFT JOIN LATERAL (SELECT id, email_key, data FROM subscribers WHERE " + cond + " LIMIT 1) s ON true"
+}
+
+// subscriberRow is a subscriber as subscriberColumns reads it.
+type subscriberRow struct {
+	id, key string
+	data    []byte // nil: no subscriber
+}
+
+// dest returns the scan targets of subscriberColumns.
+func (r *subscriberRow) dest() []any { return []any{scanID(&r.id), &r.key, &r.data} }
+
+// decode decodes the row's subscriber; no row (nil data) is nil. Rows
+// written before migration 0015 hold the id and address in the record
+// too, the same.
+func (r *subscriberRow) decode() (*consent.Subscriber, error) {
+	if r.data == nil {
 		return nil, nil
 	}
 	sub := new(consent.Subscriber)
-	return sub, decode(b, sub)
+	if err := decode(r.data, sub); err != nil {
+		return nil, err
+	}
+	if sub.ID == "" {
+		sub.ID = r.id
+	}
+	if sub.Email == "" {
+		sub.Email = r.key
+	}
+	return sub, nil
 }
 
 // deleteRequests deletes the requests where (a condition on the

@@ -60,13 +60,15 @@ func (db *DB) Signup(ctx context.Context, in consent.SignupInput, wording consen
 // address with key for every topic (blockedByOperator) and the
 // subscriber holding it, if any.
 func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscriber, err error) {
-	var sb, subb []byte
+	var sb []byte
+	var subr subscriberRow
 	if r, ok := t.ahead[key]; ok {
 		// Read when the transaction began (readAhead).
 		delete(t.ahead, key)
-		sb, subb = r.suppression, r.subscriber
-	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2),
-		(SELECT data FROM subscribers WHERE email_key = $3)`, db.hashKey(key), consent.ScopeAll, key).Scan(&sb, &subb); err != nil {
+		sb, subr = r.suppression, r.subscriber
+	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2), `+subscriberColumns+`
+		FROM (VALUES (1)) AS one `+subscriberJoin("email_key = $3"),
+		db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
 		return false, nil, err
 	}
 	if sb != nil {
@@ -78,7 +80,7 @@ func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscri
 			return true, nil, nil
 		}
 	}
-	sub, err = decodeSubscriber(subb)
+	sub, err = subr.decode()
 	return false, sub, err
 }
 

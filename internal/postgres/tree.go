@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -9,10 +10,17 @@ import (
 	"optin/internal/consent"
 )
 
-// The ledger's Merkle tree is kept as tlog's stored hashes (about two per
-// event) in each event's tree column, so that the tree hash and any record
-// or consistency proof read O(log n) of them; ledger_head.tree_size
-// counts the events whose hashes are stored.
+// The ledger's Merkle tree is kept as tlog's stored hashes in the tree
+// column of the events, so that the tree hash and any record or
+// consistency proof read O(log n) of them; ledger_head.tree_size counts
+// the events whose hashes are stored. As in the bbolt store
+// (internal/bolt/tree.go), the hashes of levels 0 and 1 are not stored
+// (migration 0015): a leaf hash is the hash of its event's LeafData,
+// read from the ledger when needed, and a level-1 hash that of two
+// leaves. Record n (event n+1) with t trailing one bits completes the
+// subtrees of levels 1 to t that end with it; its tree column holds the
+// hashes of levels 2 to t, in that order: empty for three events in
+// four, 32 bytes a event on average instead of 64.
 
 // treeWrites are the tree hashes a write transaction computed, by index,
 // for the hashing of the events after them.
@@ -34,10 +42,12 @@ func (t *tx) treeHashes(seq uint64, leaf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("postgres: tree hashes of event %d: %w", seq, err)
 	}
 	idx := tlog.StoredHashIndex(0, n)
-	col := make([]byte, 0, len(hashes)*len(tlog.Hash{}))
+	col := []byte{} // not NULL: NULL is an event whose hashes are not stored
 	for i, h := range hashes {
 		t.tree.hashes[idx+int64(i)] = h
-		col = append(col, h[:]...)
+		if i >= storedLevel {
+			col = append(col, h[:]...)
+		}
 	}
 	t.tree.size = n + 1
 	return col, nil
@@ -72,35 +82,95 @@ func (t *tx) treeReader() tlog.HashReader {
 	})
 }
 
-// readHashes reads the stored tree hashes at indexes; one missing is an
-// error. The hash at level l of node k is the l-th in the tree column of
-// the event that completes its subtree, record (k+1)<<l - 1.
+// storedLevel is the lowest level of the hashes in a tree column.
+const storedLevel = 2
+
+// readHashes reads the tree hashes at indexes; one missing is an error.
+// The hash at level l >= storedLevel of node k is the (l-storedLevel)-th
+// in the tree column of the event that completes its subtree, record
+// (k+1)<<l - 1; a leaf hash is computed from its event, a level-1 hash
+// from the two leaves of its node.
 func readHashes(c conn, indexes []int64) (map[int64]tlog.Hash, error) {
-	seqs := make([]int64, len(indexes))
-	for i, idx := range indexes {
+	var seqs []int64
+	for _, idx := range indexes {
 		l, k := tlog.SplitStoredHashIndex(idx)
-		seqs[i] = (k+1)<<l - 1 + 1
+		switch l {
+		case 0:
+			seqs = append(seqs, k+1)
+		case 1:
+			seqs = append(seqs, 2*k+1, 2*k+2)
+		default:
+			seqs = append(seqs, (k+1)<<l-1+1)
+		}
 	}
-	trees := make(map[int64][]byte, len(seqs))
-	var seq int64
-	var col []byte
-	err := c.each("SELECT seq, tree FROM ledger WHERE seq = ANY($1)", []any{seqs}, []any{&seq, &col}, func() error {
-		trees[seq] = append([]byte(nil), col...)
+	type stored struct {
+		row  ledgerRow
+		tree []byte
+	}
+	rows := make(map[int64]*stored, len(seqs))
+	var r stored
+	dest := append(r.row.dest(), &r.tree)
+	err := c.each("SELECT "+ledgerColumns+", l.tree FROM "+ledgerRows+" WHERE l.seq = ANY($1)", []any{seqs}, dest, func() error {
+		rows[r.row.seq] = &stored{ledgerRow{r.row.seq, r.row.subscriber, bytes.Clone(r.row.event), bytes.Clone(r.row.prev)}, bytes.Clone(r.tree)}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: ledger tree: %w", err)
 	}
-	found := make(map[int64]tlog.Hash, len(indexes))
-	for i, idx := range indexes {
-		l, _ := tlog.SplitStoredHashIndex(idx)
-		hs := splitHashes(trees[seqs[i]])
-		if l >= len(hs) {
-			return nil, fmt.Errorf("postgres: ledger tree hash %d missing", idx)
+	leaf := func(n int64) (tlog.Hash, error) {
+		s := rows[n+1]
+		if s == nil {
+			return tlog.Hash{}, fmt.Errorf("postgres: ledger event %d missing", n+1)
 		}
-		found[idx] = hs[l]
+		var ev consent.Event
+		if err := s.row.decode(&ev); err != nil {
+			return tlog.Hash{}, err
+		}
+		return tlog.RecordHash(ev.LeafData()), nil
+	}
+	found := make(map[int64]tlog.Hash, len(indexes))
+	for _, idx := range indexes {
+		l, k := tlog.SplitStoredHashIndex(idx)
+		switch l {
+		case 0:
+			h, err := leaf(k)
+			if err != nil {
+				return nil, err
+			}
+			found[idx] = h
+		case 1:
+			left, err := leaf(2 * k)
+			if err != nil {
+				return nil, err
+			}
+			right, err := leaf(2*k + 1)
+			if err != nil {
+				return nil, err
+			}
+			found[idx] = tlog.NodeHash(left, right)
+		default:
+			var hs []tlog.Hash
+			if s := rows[(k+1)<<l-1+1]; s != nil {
+				hs = splitHashes(s.tree)
+			}
+			if l-storedLevel >= len(hs) {
+				return nil, fmt.Errorf("postgres: ledger tree hash %d missing", idx)
+			}
+			found[idx] = hs[l-storedLevel]
+		}
 	}
 	return found, nil
+}
+
+// recordHashes returns the tree hashes of record n as tlog.StoredHashes
+// gives them, from its leaf hash, the leaf hash of the record before
+// (used when n is odd) and its tree column.
+func recordHashes(n int64, leaf, before tlog.Hash, tree []byte) []tlog.Hash {
+	out := []tlog.Hash{leaf}
+	if n%2 == 1 {
+		out = append(out, tlog.NodeHash(before, leaf))
+	}
+	return append(out, splitHashes(tree)...)
 }
 
 // splitHashes splits a tree column into its hashes.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -55,8 +56,11 @@ type tx struct {
 }
 
 // signupRow is what signupState reads of an address: the data of its
-// suppression for every topic and of its subscriber, each nil if none.
-type signupRow struct{ suppression, subscriber []byte }
+// suppression for every topic (nil if none) and its subscriber.
+type signupRow struct {
+	suppression []byte
+	subscriber  subscriberRow
+}
 
 // chainHead is the last event of the ledger: its sequence number and
 // hash.
@@ -254,10 +258,12 @@ func (t *tx) readAhead(calls []*call) error {
 	t.ahead = make(map[string]signupRow, len(keys))
 	var k string
 	var r signupRow
-	err := t.each(`SELECT u.k, (SELECT data FROM suppressions WHERE hash = u.h AND scope = $3),
-		(SELECT data FROM subscribers WHERE email_key = u.k) FROM unnest($1::text[], $2::text[]) AS u(k, h)`,
-		[]any{keys, hashes, consent.ScopeAll}, []any{&k, &r.suppression, &r.subscriber}, func() error {
-			t.ahead[k] = signupRow{suppression: append([]byte(nil), r.suppression...), subscriber: append([]byte(nil), r.subscriber...)}
+	err := t.each(`SELECT u.k, (SELECT data FROM suppressions WHERE hash = u.h AND scope = $3), `+subscriberColumns+`
+		FROM unnest($1::text[], $2::text[]) AS u(k, h) `+subscriberJoin("email_key = u.k"),
+		[]any{keys, hashes, consent.ScopeAll}, append([]any{&k, &r.suppression}, r.subscriber.dest()...), func() error {
+			sub := r.subscriber
+			sub.data = bytes.Clone(sub.data)
+			t.ahead[k] = signupRow{suppression: bytes.Clone(r.suppression), subscriber: sub}
 			return nil
 		})
 	if err != nil {
