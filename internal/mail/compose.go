@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"optin/internal/consent"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -40,9 +41,9 @@ const boundary = "=_optin-alternative"
 // Auto-Submitted: auto-generated. Build replaced
 // go-mail's message writer, which was a fifth of the outbox's CPU.
 func Build(from string, m Message, date time.Time) (*Outgoing, error) {
-	sender, err := mail.ParseAddress(from)
+	sender, err := parseSender(from)
 	if err != nil {
-		return nil, fmt.Errorf("mail: from: %w", err)
+		return nil, err
 	}
 	rcpt, err := mail.ParseAddress(m.To)
 	if err != nil {
@@ -52,9 +53,8 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 		strings.ContainsAny(m.MessageID, "<> ") {
 		return nil, errors.New("mail: unsafe Message-ID")
 	}
-	sender.Address = consent.WireAddress(sender.Address)
-	o := &Outgoing{From: angle(sender.Address), To: angle(consent.WireAddress(rcpt.Address))}
-	fromHeader := sender.String()
+	o := &Outgoing{From: sender.envelope, To: angle(consent.WireAddress(rcpt.Address))}
+	fromHeader := sender.header
 	// Addresses may be UTF-8 (RFC 6532), which encoded words must not
 	// carry; they go out as they are, but never with a control character.
 	if hasControl(fromHeader) || hasControl(o.To) {
@@ -108,6 +108,32 @@ func Build(from string, m Message, date time.Time) (*Outgoing, error) {
 	}
 	o.Data = b
 	return o, nil
+}
+
+// sender is a From address as Build writes it: as the envelope's MAIL
+// FROM path and as the From header.
+type sender struct {
+	from             string // as configured
+	envelope, header string
+}
+
+// lastSender is the sender Build parsed last: every mail of a service
+// has the same From, which was parsed again for each one.
+var lastSender atomic.Pointer[sender]
+
+// parseSender parses from, or returns it as parsed before.
+func parseSender(from string) (*sender, error) {
+	if s := lastSender.Load(); s != nil && s.from == from {
+		return s, nil
+	}
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("mail: from: %w", err)
+	}
+	a.Address = consent.WireAddress(a.Address)
+	s := &sender{from: from, envelope: angle(a.Address), header: a.String()}
+	lastSender.Store(s)
+	return s, nil
 }
 
 // angle returns addr as an SMTP path: <addr>, quoted where RFC 5322 asks.

@@ -97,6 +97,9 @@ type DB struct {
 	// limitsSwept is when this instance last deleted full token buckets
 	// and expired nonces (Unix nanoseconds).
 	limitsSwept atomic.Int64
+	// edge is the ledger tree's right edge as the last transaction that
+	// appended events committed it (treeEdge).
+	edge atomic.Pointer[treeEdge]
 }
 
 // writeLock is the advisory lock every write transaction takes first

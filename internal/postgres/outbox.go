@@ -225,13 +225,23 @@ func (db *DB) DeliverableBatch(ctx context.Context, jobs []consent.Job) ([]bool,
 	return oks, check(db.read(ctx))
 }
 
-// jobState is what deliverable reads about a job: its subscriber, the
-// suppression of its address for every topic and its request, each nil
-// when there is none.
+// jobState is what deliverable reads about a job: whether its
+// subscriber exists and, when the job's check reads the record
+// (readsSubscriber), the subscriber; the suppression of its address for
+// every topic and its request, each nil when there is none.
 type jobState struct {
-	sub  *consent.Subscriber
-	supp *consent.Suppression
-	req  *consent.Request
+	exists bool
+	sub    *consent.Subscriber
+	supp   *consent.Suppression
+	req    *consent.Request
+}
+
+// readsSubscriber says whether the send-time check of a job of kind
+// reads its subscriber's record; the others ask only whether it exists.
+// Reading the record of each confirmation mail's subscriber was a
+// decode per mail that nothing used.
+func readsSubscriber(kind consent.JobKind) bool {
+	return kind == consent.JobNotice || kind == consent.JobReawaken
 }
 
 // jobStates reads the states of jobs, in their order, in one statement.
@@ -240,8 +250,10 @@ type jobState struct {
 // go on reading them whole as they grow.
 func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
 	subIDs, hashes, reqIDs := make([]string, len(jobs)), make([]string, len(jobs)), make([]string, len(jobs))
+	reads := make([]bool, len(jobs))
 	for i, job := range jobs {
 		subIDs[i], hashes[i], reqIDs[i] = job.Subscriber, db.hashKey(consent.AddressKey(job.To)), job.Request
+		reads[i] = readsSubscriber(job.Kind)
 	}
 	out := make([]jobState, 0, len(jobs))
 	var suppb, reqb []byte
@@ -252,10 +264,12 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
 		FROM unnest($1::bytea[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, r, n) `+subscriberJoin("id = u.s")+` ORDER BY u.n`,
 		[]any{pgx.QueryExecModeCacheDescribe, dbIDs(subIDs), hashes, dbIDs(reqIDs), consent.ScopeAll}, append(subr.dest(), &suppb, &reqb), func() error {
 			job := jobs[len(out)]
-			var st jobState
+			st := jobState{exists: subr.data != nil}
 			var err error
-			if st.sub, err = subr.decode(); err != nil {
-				return err
+			if st.exists && reads[len(out)] {
+				if st.sub, err = subr.decode(); err != nil {
+					return err
+				}
 			}
 			if suppb != nil {
 				st.supp = new(consent.Suppression)
@@ -288,10 +302,10 @@ func (db *DB) deliverable(c conn, job consent.Job) (bool, error) {
 
 // deliverableIn is deliverable with job's state read.
 func (db *DB) deliverableIn(c conn, job consent.Job, st jobState) (bool, error) {
-	sub := st.sub
-	if sub == nil {
+	if !st.exists {
 		return false, nil // erased
 	}
+	sub := st.sub // for the kinds that read it (readsSubscriber)
 	if job.Kind == consent.JobIncidentNotice {
 		return true, nil // a breach notice is owed whatever the person opted out of (GDPR Art. 34)
 	}

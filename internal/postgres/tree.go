@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -76,10 +77,70 @@ func (t *tx) treeReader() tlog.HashReader {
 		for i, idx := range indexes {
 			if h, ok := found[idx]; ok {
 				out[i] = h
+				t.tree.hashes[idx] = h // for the edge the commit keeps
 			}
 		}
 		return out, nil
 	})
+}
+
+// treeEdge is the right edge of the ledger's tree as this instance's
+// last committed transaction left it: the hashes of the largest complete
+// subtrees of its size, which are all the stored hashes that hashing the
+// events after it reads (tlog.StoredHashes). Without it, the first event
+// of every transaction read them from the ledger: one statement, and a
+// round trip mid-transaction, per batch of signups. head is the hash of
+// its last event: a transaction uses the edge only when the head it read
+// under the write lock is that one, so another instance's events, or a
+// ledger rewritten to another of the same length (an operator's reseal),
+// leave it unused.
+type treeEdge struct {
+	size   int64
+	head   string
+	hashes map[int64]tlog.Hash
+}
+
+// edgeIndexes are the stored hash indexes of the largest complete
+// subtrees of a tree of n records, from the left.
+func edgeIndexes(n int64) []int64 {
+	var out []int64
+	var start int64
+	for l := 62; l >= 0; l-- {
+		if n&(1<<l) != 0 {
+			out = append(out, tlog.StoredHashIndex(l, start>>l))
+			start += 1 << l
+		}
+	}
+	return out
+}
+
+// keepEdge remembers the tree edge of w, which a transaction that left
+// the ledger's head at head committed.
+func (db *DB) keepEdge(w *treeWrites, head *chainHead) {
+	if w == nil || head == nil || w.size != int64(head.seq) {
+		db.edge.Store(nil)
+		return
+	}
+	e := &treeEdge{size: w.size, head: head.hash, hashes: make(map[int64]tlog.Hash, bits.OnesCount64(uint64(w.size)))}
+	for _, idx := range edgeIndexes(w.size) {
+		if h, ok := w.hashes[idx]; ok {
+			e.hashes[idx] = h
+		}
+	}
+	db.edge.Store(e)
+}
+
+// treeAt returns the tree hashes a transaction starts from when the
+// ledger's head is event seq with hash hash and a tree of seq events: the
+// edge kept when it is of that head, else none.
+func (db *DB) treeAt(seq int64, hash string) *treeWrites {
+	w := &treeWrites{size: seq, hashes: map[int64]tlog.Hash{}}
+	if e := db.edge.Load(); e != nil && e.size == seq && e.head == hash {
+		for idx, h := range e.hashes {
+			w.hashes[idx] = h
+		}
+	}
+	return w
 }
 
 // storedLevel is the lowest level of the hashes in a tree column.

@@ -135,3 +135,35 @@ func TestForgeriesCaughtByEarlierHeads(t *testing.T) {
 		t.Errorf("truncation: got %q, want events removed", c.Reason)
 	}
 }
+
+// TestTreeEdgeOfAnotherLedger: an instance hashes the events it appends
+// from the tree's right edge as its last transaction left it, not read
+// again. When the ledger changed behind it to another of the same length
+// (an operator's rewrite, resealed, its tree rebuilt by another
+// instance), the next event it appends is hashed into the ledger the
+// database holds: the edge it remembered is of another tree.
+func TestTreeEdgeOfAnotherLedger(t *testing.T) {
+	url := pg.Database(t)
+	db := open(t, url, nil, testHMACKey)
+	form := bootstrap(t, db)
+	for _, addr := range []string{"ann@example.com", "bob@example.com", "cy@example.com"} {
+		signup(t, db, &form, addr)
+	}
+	forge(t, url, "", func(ev *consent.Event) {
+		if ev.Seq == 1 {
+			ev.Type = consent.EventConfirmed
+		}
+	})
+	other, err := postgres.Open(t.Context(), url, postgres.Options{HMACKey: testHMACKey}) // rebuilds the tree
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	signup(t, db, &form, "dee@example.com")
+	signup(t, db, &form, "eve@example.com")
+	if rep, err := db.VerifyLedger(t.Context()); err != nil || !rep.OK || rep.Events != 5 {
+		t.Errorf("VerifyLedger: got %+v, %v, want OK with 5 events", rep, err)
+	}
+}

@@ -210,6 +210,9 @@ func (db *DB) run(calls []*call) (int, error) {
 	for _, h := range t.wordings {
 		db.wordings.Store(h, true)
 	}
+	if t.headDirty {
+		db.keepEdge(t.tree, t.head)
+	}
 	return -1, nil
 }
 
@@ -313,6 +316,9 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 			return fmt.Errorf("postgres: the ledger tree covers %d of %d events (a read-write open converts it)", treeSize, seq)
 		}
 		t.head = &chainHead{seq: uint64(seq), hash: hash}
+		if t.tree == nil {
+			t.tree = t.db.treeAt(seq, hash)
+		}
 	}
 	ev.Seq = t.head.seq + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Millisecond)

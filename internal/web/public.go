@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -386,7 +387,10 @@ func (s *Server) handleSignup(c *gin.Context) {
 	var body signupBody
 	var err error
 	if strings.HasPrefix(c.ContentType(), "application/json") {
-		err = c.ShouldBindJSON(&body)
+		// Decoded as gin's JSON binding does, without its validator,
+		// which walked the struct for tags it does not have on every
+		// signup.
+		err = json.NewDecoder(c.Request.Body).Decode(&body)
 	} else {
 		err = c.ShouldBind(&body)
 	}

@@ -735,7 +735,7 @@ func (e *encoder) string(s string) {
 		return
 	}
 	if len(s) >= idChars {
-		if id, ok := idBytes(s[:idChars]); ok {
+		if id, ok := idArray(s[:idChars]); ok {
 			rest := s[idChars:]
 			if e.strings != nil && len(rest) > 1 && len(rest) <= maxShared && rest[0] == '@' {
 				n, err := e.strings.intern(rest)
@@ -743,16 +743,16 @@ func (e *encoder) string(s string) {
 					e.err = err
 				}
 				e.uvarint(n<<3 | stringIDInterned)
-				e.buf = append(e.buf, id...)
+				e.buf = append(e.buf, id[:]...)
 				return
 			}
 			if rest == "" {
 				e.uvarint(idLen<<3 | stringID)
-				e.buf = append(e.buf, id...)
+				e.buf = append(e.buf, id[:]...)
 				return
 			}
 			e.uvarint(uint64(len(rest))<<3 | stringIDSuffix)
-			e.buf = append(e.buf, id...)
+			e.buf = append(e.buf, id[:]...)
 			e.buf = append(e.buf, rest...)
 			return
 		}
@@ -958,12 +958,21 @@ const idChars = 36
 // them: 36 characters of lower-case base32 ("extended hex" alphabet) that
 // the bytes give back exactly (the last character's 4 spare bits zero).
 func idBytes(s string) ([]byte, bool) {
-	if len(s) != idChars {
+	a, ok := idArray(s)
+	if !ok {
 		return nil, false
 	}
-	out := make([]byte, 0, idLen)
+	return a[:], true
+}
+
+// idArray is idBytes into an array, which the encoder appends from
+// without allocating the bytes of every id it writes.
+func idArray(s string) (out [idLen]byte, ok bool) {
+	if len(s) != idChars {
+		return out, false
+	}
 	var acc uint64
-	nbits := 0
+	nbits, n := 0, 0
 	for i := range len(s) {
 		c := s[i]
 		var v byte
@@ -973,17 +982,18 @@ func idBytes(s string) ([]byte, bool) {
 		case 'a' <= c && c <= 'v':
 			v = c - 'a' + 10
 		default:
-			return nil, false
+			return out, false
 		}
 		acc = acc<<5 | uint64(v)
 		nbits += 5
 		if nbits >= 8 {
 			nbits -= 8
-			out = append(out, byte(acc>>nbits))
+			out[n] = byte(acc >> nbits)
+			n++
 		}
 	}
 	if acc&(1<<nbits-1) != 0 { // not what the bytes give back
-		return nil, false
+		return out, false
 	}
 	return out, true
 }
@@ -1452,7 +1462,7 @@ func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte,
 // idMillis returns the milliseconds since 1970 that id starts with when
 // it is one of consent.NewID's.
 func idMillis(id string) (int64, bool) {
-	b, ok := idBytes(id)
+	b, ok := idArray(id)
 	if !ok {
 		return 0, false
 	}
