@@ -14,14 +14,18 @@
 # N (default 10000000) is the number of people; WORK (default
 # /tmp/optin-10m) holds the file and both databases, about 2.5 KB per
 # person; KEEP=1 keeps them afterwards; PREVIEW_MAX (default 1200) caps the
-# campaign preview's seconds.
+# campaign preview's seconds. PORT (default 18190) and SINK (default
+# 127.0.0.1:2526) let a second run share the machine with a first; with
+# EVICT=file the cold start evicts only the database file's pages
+# (posix_fadvise, as scripts/bench-cold-read.sh does) instead of dropping
+# the whole page cache, so the other run keeps its cache.
 set -euo pipefail
 N=${N:-10000000}
 W=${WORK:-/tmp/optin-10m}
 OPTIN=$W/optin
 BENCH=$W/optin-bench
-PORT=18190
-SINK=127.0.0.1:2526
+PORT=${PORT:-18190}
+SINK=${SINK:-127.0.0.1:2526}
 mkdir -p "$W"
 go build -tags nomsgpack -o "$OPTIN" ./cmd/optin
 go build -o "$BENCH" ./cmd/optin-bench
@@ -110,7 +114,12 @@ tr -d ' \n' <"$W/import.json" | cut -c1-300; echo
 say "imported"
 ls -l "$W/big/optin.db"
 
-sync; echo 3 >/proc/sys/vm/drop_caches
+sync
+if [ "${EVICT:-}" = file ]; then
+  python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$W/big/optin.db"
+else
+  echo 3 >/proc/sys/vm/drop_caches
+fi
 say "cold start"
 start big
 API=http://127.0.0.1:$PORT/api/v1

@@ -483,11 +483,18 @@ func decodeAt(tx *bbolt.Tx, bucket, k, b []byte, v any) error {
 	}
 	switch x := v.(type) {
 	case *consent.Subscriber:
-		if x.ID == "" && bytes.Equal(bucket, bucketSubscribers) {
+		fromKey := x.ID == "" && bytes.Equal(bucket, bucketSubscribers)
+		if fromKey {
 			x.ID = record.IDString(k) // k as stored (subscriberKey) or written out
 		}
 		if b[0] == record.RefMagic && x.Created.IsZero() {
-			x.Created = idTime(x.ID)
+			if fromKey && len(k) == record.IDLen {
+				// idTime(x.ID) without turning the id back into the
+				// bytes it was just read from (4% of an export's CPU).
+				x.Created = keyTime(k)
+			} else {
+				x.Created = idTime(x.ID)
+			}
 		}
 		for t, s := range x.Subscriptions {
 			if s != nil && s.Topic == "" {
@@ -556,11 +563,14 @@ func leaveOut(tx *bbolt.Tx, bucket, key []byte, v any) (any, bool, error) {
 // 6 bytes, milliseconds since 1970); zero for another id.
 func idTime(id string) time.Time {
 	b := record.ID(id)
-	if len(b) != 22 {
+	if len(b) != record.IDLen {
 		return time.Time{}
 	}
-	return time.UnixMilli(int64(beUint64(b[:6]))).UTC()
+	return keyTime(b)
 }
+
+// keyTime is idTime of an id in its record.IDLen bytes.
+func keyTime(b []byte) time.Time { return time.UnixMilli(int64(beUint64(b[:6]))).UTC() }
 
 // createdAtID reports whether t is the time id starts with, exactly as
 // idTime gives it back.

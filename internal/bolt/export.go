@@ -21,9 +21,13 @@ import (
 // ones before, so an export uses every core.
 func (db *DB) EachExportable(ctx context.Context, fn func(sub *consent.Subscriber) error) error {
 	return db.view(func(tx *bbolt.Tx) error {
-		return decodeAhead(ctx, tx.Bucket(bucketSubscribers).Cursor(), db.hashKey, func(sub *consent.Subscriber, hash string) error {
-			if ok, err := exportable(tx, sub, hash); err != nil || !ok {
-				return err
+		// One cursor on the suppressions for the whole walk: a read
+		// transaction does not keep the buckets it opened, so each
+		// tx.Bucket would search the root again (7% of an export's CPU).
+		suppressed := tx.Bucket(bucketSuppressed).Cursor()
+		return decodeAhead(ctx, tx.Bucket(bucketSubscribers).Cursor(), db.hasher.AppendHash, func(sub *consent.Subscriber, prefix []byte) error {
+			if !exportable(suppressed, sub, prefix) {
+				return nil
 			}
 			return fn(sub)
 		})
@@ -36,24 +40,26 @@ const decodeBatch = 256
 
 // batch is a run of records read from a cursor and decoded by a worker.
 type batch struct {
-	vals   [][]byte
-	keys   [][]byte
-	subs   []consent.Subscriber
-	hashes []string // the suppression hash of each subscriber's address
-	err    error
-	done   chan struct{}
+	vals [][]byte
+	keys [][]byte
+	subs []consent.Subscriber
+	// prefixes are where each subscriber's suppressions would be:
+	// pairKey(the hash of its address, "").
+	prefixes [][]byte
+	err      error
+	done     chan struct{}
 }
 
-// decodeAhead calls fn for every subscriber under c, with the hash of its
-// address by hash (the key the suppression list is kept under), in key
-// order, on the calling goroutine, until fn fails or ctx ends. The records
+// decodeAhead calls fn for every subscriber under c, with the prefix of
+// its suppressions' keys (pairKey of its address's hash, appended by
+// hash, and ""), in key order, on the calling goroutine, until fn fails or ctx ends. The records
 // are decoded and hashed by GOMAXPROCS goroutines a batch at a time, a few
 // batches ahead of fn;
 // only the calling goroutine touches the transaction (the workers read the
 // values, which stay valid until it ends, and decodeAhead waits for them
 // before returning). The pages under c are requested from the disk ahead
 // of the walk too (readahead).
-func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) string, fn func(*consent.Subscriber, string) error) error {
+func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(b []byte, key string) []byte, fn func(*consent.Subscriber, []byte) error) error {
 	workers := max(1, runtime.GOMAXPROCS(0))
 	window := 2 * workers
 	work := make(chan *batch, window)
@@ -83,7 +89,7 @@ func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) str
 				b, free = free[n-1], free[:n-1]
 			} else {
 				b = &batch{vals: make([][]byte, 0, decodeBatch), subs: make([]consent.Subscriber, decodeBatch),
-					hashes: make([]string, decodeBatch)}
+					prefixes: make([][]byte, decodeBatch)}
 			}
 			b.vals, b.keys = b.vals[:0], b.keys[:0]
 			for ; k != nil && len(b.vals) < decodeBatch; k, v = c.Next() {
@@ -106,7 +112,7 @@ func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) str
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := fn(&b.subs[i], b.hashes[i]); err != nil {
+			if err := fn(&b.subs[i], b.prefixes[i]); err != nil {
 				return err
 			}
 		}
@@ -114,16 +120,17 @@ func decodeAhead(ctx context.Context, c *bbolt.Cursor, hash func(key string) str
 	}
 }
 
-// decode decodes b's values into b.subs and hashes their addresses.
-func (b *batch) decode(hash func(string) string) {
-	b.subs, b.hashes, b.err = b.subs[:len(b.vals)], b.hashes[:len(b.vals)], nil
+// decode decodes b's values into b.subs and hashes their addresses into
+// b.prefixes, reusing their bytes from the batch before.
+func (b *batch) decode(hash func([]byte, string) []byte) {
+	b.subs, b.prefixes, b.err = b.subs[:len(b.vals)], b.prefixes[:len(b.vals)], nil
 	for i, v := range b.vals {
 		b.subs[i] = consent.Subscriber{}
 		if err := decodeAt(nil, bucketSubscribers, b.keys[i], v, &b.subs[i]); err != nil {
 			b.err = err
 			return
 		}
-		b.hashes[i] = hash(consent.AddressKey(b.subs[i].Email))
+		b.prefixes[i] = append(hash(b.prefixes[i][:0], consent.AddressKey(b.subs[i].Email)), 0) // pairKey(hash, "")
 	}
 }
 
@@ -147,20 +154,19 @@ func eachSubscriber(ctx context.Context, tx *bbolt.Tx, fn func(*consent.Subscrib
 }
 
 // exportable drops sub's suppressed subscriptions and reports whether
-// anything of sub may be exported; h is the hash of its address.
-func exportable(tx *bbolt.Tx, sub *consent.Subscriber, h string) (bool, error) {
-	prefix := pairKey(h, "")
-	c := tx.Bucket(bucketSuppressed).Cursor()
+// anything of sub may be exported; c is a cursor on the suppressions and
+// prefix where sub's would be (pairKey of its address's hash, "").
+func exportable(c *bbolt.Cursor, sub *consent.Subscriber, prefix []byte) bool {
 	k, _ := c.Seek(prefix)
 	if !hasPrefix(k, prefix) {
-		return true, nil // the common case: one seek, no entry
+		return true // the common case: one seek, no entry
 	}
 	for ; hasPrefix(k, prefix); k, _ = c.Next() {
 		scope := string(k[len(prefix):])
 		if scope == consent.ScopeAll {
-			return false, nil
+			return false
 		}
 		delete(sub.Subscriptions, scope)
 	}
-	return len(sub.Subscriptions) > 0, nil
+	return len(sub.Subscriptions) > 0
 }

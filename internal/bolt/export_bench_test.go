@@ -14,8 +14,9 @@ import (
 	"optin/internal/transfer"
 )
 
-// BenchmarkExport exports 100,000 subscribers (BenchmarkMillion's mix)
-// as the API does, from EachExportable through transfer's encoders into
+// BenchmarkExport exports 100,000 subscribers (BenchmarkMillion's mix:
+// every hundredth, suppressed for its only topic, is left out) as the
+// API does, from EachExportable through transfer's encoders into
 // a buffered writer that discards: one op is one whole export. It reports
 // the CPU time per subscriber (cpu-ns/sub).
 func BenchmarkExport(b *testing.B) {
@@ -36,6 +37,7 @@ func BenchmarkExport(b *testing.B) {
 		b.Fatal(err)
 	}
 	generateSubscribers(b, db, n, now)
+	const exported = n - n/100
 	for _, format := range []string{transfer.FormatCSV, transfer.FormatNDJSON} {
 		b.Run(format, func(b *testing.B) {
 			start := cpuTime(b)
@@ -52,7 +54,7 @@ func BenchmarkExport(b *testing.B) {
 				if err == nil {
 					err = ex.Flush()
 				}
-				if err != nil || count != n {
+				if err != nil || count != exported {
 					b.Fatalf("export: %d subscribers, %v", count, err)
 				}
 			}

@@ -65,11 +65,18 @@ func NewHasher(key []byte) *Hasher {
 
 // Hash returns the hash of the case-folded address key (Address.Key).
 func (h *Hasher) Hash(key string) string {
+	var buf [2 * sha256.Size]byte
+	return string(h.AppendHash(buf[:0], key))
+}
+
+// AppendHash appends Hash(key) to b: for a caller that hashes many
+// addresses into a buffer it reuses (a bulk export).
+func (h *Hasher) AppendHash(b []byte, key string) []byte {
 	m := h.macs.Get().(hash.Hash)
 	m.Reset()
-	m.Write([]byte(key))
+	io.WriteString(m, key)
 	var sum [sha256.Size]byte
-	s := hex.EncodeToString(m.Sum(sum[:0]))
+	b = hex.AppendEncode(b, m.Sum(sum[:0]))
 	h.macs.Put(m)
-	return s
+	return b
 }

@@ -64,7 +64,11 @@ func TestAppendTimeMatchesEncodingJSON(t *testing.T) {
 		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 30)), time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600))}
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 2000 {
-		times = append(times, time.Unix(r.Int64N(400000000000)-200000000000, r.Int64N(1e9)).In(time.FixedZone("", (r.IntN(48)-24)*1800)))
+		tm := time.Unix(r.Int64N(400000000000)-200000000000, r.Int64N(1e9))
+		// In UTC (AppendUTC's digits) and in another zone (package time's).
+		times = append(times, tm.UTC(), tm.In(time.FixedZone("", (r.IntN(48)-24)*1800)))
+		// Whole seconds and milliseconds, whose fractions are cut short.
+		times = append(times, tm.Truncate(time.Second).UTC(), tm.Truncate(time.Millisecond).UTC())
 	}
 	for _, tm := range times {
 		want, werr := json.Marshal(tm)
@@ -74,6 +78,15 @@ func TestAppendTimeMatchesEncodingJSON(t *testing.T) {
 		got, gerr := AppendTime([]byte("x"), tm)
 		if (werr != nil) != (gerr != nil) || string(got) != "x"+string(want) {
 			t.Fatalf("AppendTime(%v) = %s, %v; want x%s, %v", tm, got, gerr, want, werr)
+		}
+		// AppendUTC with milliseconds is the layout the CSV export used.
+		if y := tm.UTC().Year(); y >= 0 && y <= 9999 {
+			got, ok := AppendUTC([]byte("x"), tm, true)
+			if want := tm.UTC().Format("2006-01-02T15:04:05.000Z07:00"); !ok || string(got) != "x"+want {
+				t.Fatalf("AppendUTC(%v, true) = %s, %v; want x%s", tm, got, ok, want)
+			}
+		} else if got, ok := AppendUTC([]byte("x"), tm, true); ok || string(got) != "x" {
+			t.Fatalf("AppendUTC(%v, true) = %s, %v; want x, false", tm, got, ok)
 		}
 	}
 }

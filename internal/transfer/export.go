@@ -263,8 +263,14 @@ func csvNeedsQuotes(field string) bool {
 	if field == "" {
 		return false
 	}
-	if field == `\.` || strings.ContainsAny(field, "\n\r\",") {
+	if field == `\.` {
 		return true
+	}
+	for i := 0; i < len(field); i++ { // strings.ContainsAny builds its set on every call
+		switch field[i] {
+		case '\n', '\r', '"', ',':
+			return true
+		}
 	}
 	r, _ := utf8.DecodeRuneInString(field)
 	return unicode.IsSpace(r)
@@ -285,5 +291,8 @@ func appendStamp(b []byte, t time.Time) []byte {
 	if t.IsZero() {
 		return b
 	}
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	if out, ok := jsonenc.AppendUTC(b, t, true); ok {
+		return out
+	}
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00") // a year past 9999 or before 0
 }

@@ -105,12 +105,16 @@ func variedSubscribers(n int) []*consent.Subscriber {
 		return s
 	}
 	zones := []*time.Location{time.UTC, time.FixedZone("", 3600), time.FixedZone("", -5*3600-1800)}
+	edges := []time.Time{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -3600)), time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)}
 	when := func() time.Time {
-		switch r.IntN(6) {
+		switch r.IntN(7) {
 		case 0:
 			return time.Time{}
 		case 1:
 			return time.Unix(r.Int64N(2e9), r.Int64N(1e9)).In(zones[r.IntN(len(zones))])
+		case 2:
+			return edges[r.IntN(len(edges))]
 		default:
 			return time.UnixMilli(r.Int64N(2e12)).UTC()
 		}

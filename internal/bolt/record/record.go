@@ -192,6 +192,10 @@ const maxShared = 1024
 // idLen is the bytes of a consent.NewID id.
 const idLen = 22
 
+// IDLen is the length of what ID returns for a consent.NewID id, and
+// the length IDString reads as one.
+const IDLen = idLen
+
 // Marshal returns the compact encoding of v, a struct or a pointer to
 // one.
 func Marshal(v any) ([]byte, error) {
@@ -1298,8 +1302,12 @@ func (d *decoder) value(v reflect.Value, c *codec) error {
 		}
 		t := v.Type()
 		m := reflect.MakeMapWithSize(t, int(n))
+		// One key and one element for all entries, as SetMapIndex copies
+		// them: two allocations less per entry.
+		k, e := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
 		for range n {
-			k, e := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
+			k.SetZero()
+			e.SetZero()
 			if err := d.element(k, c.key); err != nil {
 				return err
 			}
