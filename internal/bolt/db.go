@@ -651,6 +651,16 @@ func bucketOf(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 // appendEvent seals ev onto the end of the ledger chain and stores it with
 // its personal record, subscriber index entry and Merkle tree hashes.
 func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
+	return appendEventOf(tx, ev, p, nil)
+}
+
+// appendEventOf is appendEvent for an event of fresh, when fresh is not
+// nil: a subscriber new to the store (an import's), which tx stores after
+// its events. Its personal record is stored as putting fresh would leave
+// it (leaveAddress), without the address fresh holds, so that pass finds
+// nothing to rewrite; and no index entry of fresh exists yet for the
+// event's evidence to refresh (track reads it when it writes them).
+func appendEventOf(tx *bbolt.Tx, ev *consent.Event, p consent.Personal, fresh *consent.Subscriber) error {
 	meta := tx.Bucket(bucketMeta)
 	var seq uint64
 	var prev string
@@ -674,14 +684,19 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	if err := storePersonal(tx, ev.Seq, ev.Subscriber, &p); err != nil {
+	if fresh != nil {
+		err = storeFreshPersonal(tx, ev.Seq, fresh.Email, &p)
+	} else {
+		err = storePersonal(tx, ev.Seq, ev.Subscriber, &p)
+	}
+	if err != nil {
 		return err
 	}
 	v := evidenceValue(ev)
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), v); err != nil {
 		return err
 	}
-	if v != nil { // it proves a basis, perhaps of a subscription indexed already
+	if v != nil && fresh == nil { // it proves a basis, perhaps of a subscription indexed already
 		if err := refreshEvidence(tx, ev); err != nil {
 			return err
 		}
