@@ -607,13 +607,27 @@ func topicsKeyed(subs map[string]*consent.Subscription) map[string]*consent.Subs
 // a subscriber or request moves the counters and indexes with it
 // (track).
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
+	b, err := encodeAt(tx, bucket, key, v)
+	if err != nil {
+		return err
+	}
+	if tracked(bucket) {
+		if err := track(tx, bucket, key, v); err != nil {
+			return err
+		}
+	}
+	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
+}
+
+// encodeAt returns v encoded as put stores it at key in bucket.
+func encodeAt(tx *bbolt.Tx, bucket, key []byte, v any) ([]byte, error) {
 	var b []byte
 	var err error
 	switch {
 	case compact(bucket) || sharedIn(bucket):
 		short, ref, lerr := leaveOut(tx, bucket, key, v)
 		if lerr != nil {
-			return lerr
+			return nil, lerr
 		}
 		var strs *record.Strings
 		if sharedIn(bucket) {
@@ -627,14 +641,9 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		b, err = json.Marshal(v)
 	}
 	if err != nil {
-		return fmt.Errorf("bolt: encode %s: %w", bucket, err)
+		return nil, fmt.Errorf("bolt: encode %s: %w", bucket, err)
 	}
-	if tracked(bucket) {
-		if err := track(tx, bucket, key, v); err != nil {
-			return err
-		}
-	}
-	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
+	return b, nil
 }
 
 // bucketOf returns the named bucket, set to fill its pages to 90% when its

@@ -135,6 +135,9 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 	if !rep.Count(plan) {
 		return nil
 	}
+	if fresh != nil {
+		return db.putFreshSubscriber(tx, fresh, row.Address.Key)
+	}
 	return db.putSubscriber(tx, plan.Subscriber, row.Address.Key)
 }
 
