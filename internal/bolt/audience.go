@@ -100,11 +100,12 @@ func setEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 
 // refreshEvidence sets the evidence flag of each confirmed subscription
 // of ev's subscriber to one of ev's topics anew from ledger_bysub
-// (evidenceFlag), once ev's value there has been written: an event
+// (subscriberProofs.flag), once ev's value there has been written: an event
 // appended after its subscriber's record was indexed, or an old
 // database's value rewritten by a rebuild. Only ev's topics can have
 // changed: its value names no others.
 func refreshEvidence(tx *bbolt.Tx, ev *consent.Event) error {
+	proofs := proofsOf(tx, ev.Subscriber)
 	st := tx.Bucket(bucketSubTopics)
 	for _, t := range ev.Topics {
 		key := topicIndexKey(t, consent.StatusConfirmed, ev.Subscriber)
@@ -116,7 +117,7 @@ func refreshEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 		if err != nil {
 			return fmt.Errorf("bolt: sub_topics entry %x: %w", key, err)
 		}
-		flag := flagByte(evidenceFlag(tx, ev.Subscriber, t, f.Basis))
+		flag := flagByte(proofs.flag(t, f.Basis))
 		if v[addrHashLen] == flag {
 			continue
 		}
@@ -129,15 +130,32 @@ func refreshEvidence(tx *bbolt.Tx, ev *consent.Event) error {
 	return nil
 }
 
-// evidenceFlag is the evidence flag of subscriber id's confirmed
-// subscription to topic on basis: whether its events prove basis for
-// topic (hasEvidence). It is false for a basis the audience facts do not
-// keep (basisCodes): such a basis qualifies for nothing, and its entry
-// decodes as no basis, so the flag is the same whether it is worked out
-// from the record (indexEntries) or from the entry (refreshEvidence).
-func evidenceFlag(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
-	_, kept := basisCodes[basis]
-	return kept && hasEvidence(tx, id, topic, basis)
+// subscriberProofs are the evidence values of one subscriber's events
+// (evidenceOf), read from ledger_bysub when first needed and then kept:
+// one search for all the subscriber's topics, not one per topic.
+type subscriberProofs struct {
+	tx     *bbolt.Tx
+	id     string
+	values [][]byte
+	read   bool
+}
+
+func proofsOf(tx *bbolt.Tx, id string) *subscriberProofs { return &subscriberProofs{tx: tx, id: id} }
+
+// flag is the evidence flag of the subscriber's confirmed subscription
+// to topic on basis: whether its events prove basis for topic
+// (hasEvidence). It is false for a basis the audience facts do not keep
+// (basisCodes): such a basis qualifies for nothing, and its entry decodes
+// as no basis, so the flag is the same whether it is worked out from the
+// record (indexEntries) or from the entry (refreshEvidence).
+func (p *subscriberProofs) flag(topic string, basis consent.Basis) bool {
+	if _, kept := basisCodes[basis]; !kept {
+		return false
+	}
+	if !p.read {
+		p.values, p.read = evidenceOf(p.tx, p.id), true
+	}
+	return provesAny(p.values, topic, basis)
 }
 
 // flagByte is an evidence flag as a sub_topics entry holds it.
@@ -154,16 +172,35 @@ func flagByte(proved bool) byte {
 // of schema version 2 and before or for an id that is not
 // consent.NewID's, the id written out and 0x00.
 func hasEvidence(tx *bbolt.Tx, id, topic string, basis consent.Basis) bool {
+	return provesAny(evidenceOf(tx, id), topic, basis)
+}
+
+// evidenceOf returns the ledger_bysub values of subscriber id's events
+// that prove a basis (evidenceValue), valid while tx is, for hasEvidence;
+// a subscriber's index entries read them once for all its topics.
+func evidenceOf(tx *bbolt.Tx, id string) [][]byte {
 	prefixes := [][]byte{oldLedgerBySubKey(id, 0)[:len(id)+1]}
 	if short := record.ID(id); len(short) != len(id) {
 		prefixes = append(prefixes, short)
 	}
+	var out [][]byte
 	c := tx.Bucket(bucketLedgerBySub).Cursor()
 	for _, prefix := range prefixes {
 		for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
-			if _, ok := bySubSeq(k, len(prefix)); ok && proves(v, topic, basis) {
-				return true
+			if _, ok := bySubSeq(k, len(prefix)); ok && len(v) > 0 {
+				out = append(out, v)
 			}
+		}
+	}
+	return out
+}
+
+// provesAny reports whether one of values, evidenceValues, proves basis
+// for topic.
+func provesAny(values [][]byte, topic string, basis consent.Basis) bool {
+	for _, v := range values {
+		if proves(v, topic, basis) {
+			return true
 		}
 	}
 	return false

@@ -72,10 +72,16 @@ func track(tx *bbolt.Tx, bucket, key []byte, v any) error {
 	if !ok && v != nil {
 		return fmt.Errorf("bolt: a subscriber stored as %T", v)
 	}
-	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
+	if err := moveAddress(tx, old, sub); err != nil {
 		return err
 	}
-	if err := moveAddress(tx, old, sub); err != nil {
+	return trackSubscriber(tx, old, sub)
+}
+
+// trackSubscriber moves the counters and indexes from subscriber old
+// (nil: none) to sub (nil: deleted).
+func trackSubscriber(tx *bbolt.Tx, old, sub *consent.Subscriber) error {
+	if err := addCounts(tx, consent.SubscriberDelta(old, sub)); err != nil {
 		return err
 	}
 	h, err := hasherOf(tx)
@@ -172,6 +178,7 @@ func indexEntries(tx *bbolt.Tx, sub *consent.Subscriber, h *consent.Hasher) ([]i
 	}
 	out := make([]indexEntry, 0, len(sub.Subscriptions)+2)
 	var hash []byte // computed for the first confirmed subscription
+	proofs := proofsOf(tx, sub.ID)
 	for t, s := range sub.Subscriptions {
 		var value string
 		if f, ok := consent.FactsOf(sub, t); ok {
@@ -181,7 +188,7 @@ func indexEntries(tx *bbolt.Tx, sub *consent.Subscriber, h *consent.Hasher) ([]i
 					return nil, err
 				}
 			}
-			value = string(hash) + string(flagByte(evidenceFlag(tx, sub.ID, t, f.Basis))) + string(f.Encode())
+			value = string(hash) + string(flagByte(proofs.flag(t, f.Basis))) + string(f.Encode())
 		}
 		out = append(out, indexEntry{bucketSubTopics, string(topicIndexKey(t, s.Status, sub.ID)), value})
 	}

@@ -648,13 +648,27 @@ func topicsKeyed(subs map[string]*consent.Subscription) map[string]*consent.Subs
 // a subscriber or request moves the counters and indexes with it
 // (track).
 func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
+	b, err := encodeAt(tx, bucket, key, v)
+	if err != nil {
+		return err
+	}
+	if tracked(bucket) {
+		if err := track(tx, bucket, key, v); err != nil {
+			return err
+		}
+	}
+	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
+}
+
+// encodeAt returns v encoded as put stores it at key in bucket.
+func encodeAt(tx *bbolt.Tx, bucket, key []byte, v any) ([]byte, error) {
 	var b []byte
 	var err error
 	switch {
 	case compact(bucket) || sharedIn(bucket):
 		short, ref, lerr := leaveOut(tx, bucket, key, v)
 		if lerr != nil {
-			return lerr
+			return nil, lerr
 		}
 		var strs *record.Strings
 		if sharedIn(bucket) {
@@ -668,14 +682,9 @@ func put(tx *bbolt.Tx, bucket, key []byte, v any) error {
 		b, err = json.Marshal(v)
 	}
 	if err != nil {
-		return fmt.Errorf("bolt: encode %s: %w", bucket, err)
+		return nil, fmt.Errorf("bolt: encode %s: %w", bucket, err)
 	}
-	if tracked(bucket) {
-		if err := track(tx, bucket, key, v); err != nil {
-			return err
-		}
-	}
-	return bucketOf(tx, bucket).Put(storedKey(bucket, key), b)
+	return b, nil
 }
 
 // bucketOf returns the named bucket, set to fill its pages to 90% when its
@@ -692,6 +701,16 @@ func bucketOf(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 // appendEvent seals ev onto the end of the ledger chain and stores it with
 // its personal record, subscriber index entry and Merkle tree hashes.
 func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
+	return appendEventOf(tx, ev, p, nil)
+}
+
+// appendEventOf is appendEvent for an event of fresh, when fresh is not
+// nil: a subscriber new to the store (an import's), which tx stores after
+// its events. Its personal record is stored as putting fresh would leave
+// it (leaveAddress), without the address fresh holds, so that pass finds
+// nothing to rewrite; and no index entry of fresh exists yet for the
+// event's evidence to refresh (track reads it when it writes them).
+func appendEventOf(tx *bbolt.Tx, ev *consent.Event, p consent.Personal, fresh *consent.Subscriber) error {
 	meta := tx.Bucket(bucketMeta)
 	var seq uint64
 	var prev string
@@ -715,14 +734,19 @@ func appendEvent(tx *bbolt.Tx, ev *consent.Event, p consent.Personal) error {
 	if err := storeTreeHashes(tx, ev.Seq, leaf); err != nil {
 		return err
 	}
-	if err := storePersonal(tx, ev.Seq, ev.Subscriber, &p); err != nil {
+	if fresh != nil {
+		err = storeFreshPersonal(tx, ev.Seq, fresh.Email, &p)
+	} else {
+		err = storePersonal(tx, ev.Seq, ev.Subscriber, &p)
+	}
+	if err != nil {
 		return err
 	}
 	v := evidenceValue(ev)
 	if err := bucketOf(tx, bucketLedgerBySub).Put(ledgerBySubKey(ev.Subscriber, ev.Seq), v); err != nil {
 		return err
 	}
-	if v != nil { // it proves a basis, perhaps of a subscription indexed already
+	if v != nil && fresh == nil { // it proves a basis, perhaps of a subscription indexed already
 		if err := refreshEvidence(tx, ev); err != nil {
 			return err
 		}

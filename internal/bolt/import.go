@@ -102,8 +102,13 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 		return err
 	}
 	plan := consent.PlanImport(sub, row, "import:"+batch, opts, db.policy, db.Now(), db)
+	// A new subscriber is stored after its events (appendEventOf).
+	var fresh *consent.Subscriber
+	if plan.New {
+		fresh = plan.Subscriber
+	}
 	if plan.Signup != nil {
-		requested, mailed, err := db.importDoubleOptIn(tx, plan.Subscriber, *plan.Signup)
+		requested, mailed, err := db.importDoubleOptIn(tx, plan.Subscriber, fresh, *plan.Signup)
 		if err != nil {
 			return err
 		}
@@ -116,7 +121,7 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 		}
 	}
 	if plan.Event != nil {
-		if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
+		if err := appendEventOf(tx, plan.Event, plan.Personal, fresh); err != nil {
 			return err
 		}
 	}
@@ -130,6 +135,9 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 	if !rep.Count(plan) {
 		return nil
 	}
+	if fresh != nil {
+		return db.putFreshSubscriber(tx, fresh, row.Address.Key)
+	}
 	return db.putSubscriber(tx, plan.Subscriber, row.Address.Key)
 }
 
@@ -138,8 +146,9 @@ func (db *DB) importRow(tx *bbolt.Tx, rep *consent.ImportReport, batch string, o
 // pending request, the requested event and the confirmation mail, under
 // the signup rules (an open request is joined, the per-address mail cap
 // and a not-me block apply). It reports whether topics were requested and
-// whether a mail was queued.
-func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, in consent.SignupInput) (requested, mailed bool, err error) {
+// whether a mail was queued. fresh is sub when it is new (see
+// appendEventOf), else nil.
+func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub, fresh *consent.Subscriber, in consent.SignupInput) (requested, mailed bool, err error) {
 	var open *consent.Request
 	if sub.PendingRequest != "" {
 		open = new(consent.Request)
@@ -156,7 +165,7 @@ func (db *DB) importDoubleOptIn(tx *bbolt.Tx, sub *consent.Subscriber, in consen
 	if err := putRequest(tx, plan.Request, plan.Event); err != nil {
 		return false, false, err
 	}
-	if err := appendEvent(tx, plan.Event, plan.Personal); err != nil {
+	if err := appendEventOf(tx, plan.Event, plan.Personal, fresh); err != nil {
 		return false, false, err
 	}
 	if !plan.Mail {

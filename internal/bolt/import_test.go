@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +109,31 @@ func testImportKeepsItsResult(t *testing.T, offline bool) {
 	if got != want {
 		t.Errorf("import result:\n%#v\nwant\n%#v", got, want)
 	}
+	// Every bucket byte for byte, as main stored it at e0a533f (the audit
+	// trail has one entry a transaction, so it differs offline).
+	wantStored := map[string]string{
+		"addresses":    "02f7039b3e2c84f0",
+		"apikeys":      "a39424820af3ea32",
+		"audit":        map[bool]string{false: "6de441dc3cc5479c", true: "86d01a6faaf07753"}[offline],
+		"counters":     "06ab75d9b0ed9b0a",
+		"customers":    "b2d87a8426bb898f",
+		"forms":        "1be79d5d26a909a2",
+		"ledger":       "4b046bf4936621f5",
+		"ledger_bysub": "4b5b15c8ee9a324d",
+		"ledger_nodes": "9aea94cd37da75dc",
+		"ledger_pii":   "1813c84f64c8b1dd",
+		"meta":         "11b13e0d655ed301",
+		"outbox":       "8e3468ee5775f9be",
+		"purchases":    "94070701bacec41c",
+		"requests":     "bef964e285b9f898",
+		"strings":      "93380ddfa6ecc4d4",
+		"sub_topics":   "d5989229f6417796",
+		"subscribers":  "c17397555c56c8ba",
+		"topics":       "561f2e206aaa91c3",
+	}
+	if diff := bucketDiff(storedDigests(t, db), wantStored); diff != "" {
+		t.Errorf("stored records differ in %s", diff)
+	}
 	entries, _, err := db.Audit(ctx, "", 100)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +148,51 @@ func testImportKeepsItsResult(t *testing.T, offline bool) {
 	if want := map[bool]int{false: 12, true: 4}[offline]; transactions != want {
 		t.Errorf("offline=%v: %d import transactions, want %d", offline, transactions, want)
 	}
+}
+
+// storedDigests returns, for each bucket of db that is not empty, the
+// first 8 bytes (in hex) of a digest of its sequence, keys and values in
+// order.
+func storedDigests(t *testing.T, db *DB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if k, _ := b.Cursor().First(); k == nil && b.Sequence() == 0 {
+				return nil
+			}
+			h := sha256.New()
+			fmt.Fprintf(h, "%d\n", b.Sequence())
+			err := b.ForEach(func(k, v []byte) error {
+				fmt.Fprintf(h, "%x=%x\n", k, v)
+				return nil
+			})
+			out[string(name)] = hex.EncodeToString(h.Sum(nil)[:8])
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// bucketDiff names the buckets whose digests differ between got and
+// want ("" when none do).
+func bucketDiff(got, want map[string]string) string {
+	var diff []string
+	for name := range want {
+		if got[name] != want[name] {
+			diff = append(diff, fmt.Sprintf("%s (%s, want %s)", name, got[name], want[name]))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			diff = append(diff, fmt.Sprintf("%s (%s, want none)", name, got[name]))
+		}
+	}
+	slices.Sort(diff)
+	return strings.Join(diff, ", ")
 }
 
 // peopleTopics bootstraps db with the topic news and its form

@@ -56,7 +56,7 @@ var (
 	bucketAssessments = []byte("assessments") // assessment id -> consent.Assessment
 	// Counters and indexes, derived from the records (counters.go).
 	bucketCounters  = []byte("counters")   // consent.Counts name -> be64 count (two's complement)
-	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes), the evidence flag (evidenceFlag: 1, the ledger proves the basis; 0) and the audience facts (consent.AudienceFacts.Encode); else nil
+	bucketSubTopics = []byte("sub_topics") // topicIndexKey -> confirmed: the address hash (its first addrHashLen bytes), the evidence flag (subscriberProofs.flag: 1, the ledger proves the basis; 0) and the audience facts (consent.AudienceFacts.Encode); else nil
 	bucketCustomers = []byte("customers")  // subscriber id -> timeKey(last purchase), customers only
 	bucketPurchases = []byte("purchases")  // timeKey(last purchase), subscriber id -> nil
 	// Derived version 4 and before: topic id 0x00 subscriber id

@@ -42,6 +42,22 @@ func storePersonal(tx *bbolt.Tx, seq uint64, sub string, p *consent.Personal) er
 	return bucketOf(tx, bucketPersonal).Put(u64(seq), v)
 }
 
+// storeFreshPersonal stores p, the personal record of event seq of a
+// subscriber not stored yet who will hold address, as leaveAddress leaves
+// it once the subscriber is stored: without address when it holds it
+// written out.
+func storeFreshPersonal(tx *bbolt.Tx, seq uint64, address string, p *consent.Personal) error {
+	v, err := record.MarshalWith(p, sharedStrings(tx))
+	if err != nil {
+		return err
+	}
+	if short, ok := record.WithoutString(v, "email", address); ok {
+		short[0] = record.RefMagic
+		v = short
+	}
+	return bucketOf(tx, bucketPersonal).Put(u64(seq), v)
+}
+
 // subscriberEmail returns the address stored for subscriber id ("" for
 // none), decoding nothing else.
 func subscriberEmail(tx *bbolt.Tx, id string) string {

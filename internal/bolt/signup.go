@@ -304,6 +304,24 @@ func (db *DB) putSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) e
 	return tx.Bucket(bucketAddresses).Put(addressIndexKey(db.hasher, key, sub.ID), nil)
 }
 
+// putFreshSubscriber is putSubscriber for sub, new to the store, whose
+// events tx appended with appendEventOf: there is no stored version to
+// read, and no personal record to leave the address to sub (moveAddress).
+func (db *DB) putFreshSubscriber(tx *bbolt.Tx, sub *consent.Subscriber, key string) error {
+	id := []byte(sub.ID)
+	v, err := encodeAt(tx, bucketSubscribers, id, sub)
+	if err != nil {
+		return err
+	}
+	if err := trackSubscriber(tx, nil, sub); err != nil {
+		return err
+	}
+	if err := bucketOf(tx, bucketSubscribers).Put(storedKey(bucketSubscribers, id), v); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAddresses).Put(addressIndexKey(db.hasher, key, sub.ID), nil)
+}
+
 // putRequest stores req, and indexes it under its subscriber in
 // requests_bysub unless ev, the event stored with it, names it: then
 // ledger_bysub finds it (requestsOf).

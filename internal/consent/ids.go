@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,10 @@ func FirstIDAt(t time.Time) string {
 // hash an address. It is safe for concurrent use.
 type Hasher struct {
 	macs sync.Pool
+	// last is the key hashed last and its hash: a store hashes the same
+	// address several times while it writes one person (suppressions,
+	// the address index, the audience index), each in a part of its own.
+	last atomic.Pointer[[2]string]
 }
 
 // NewHasher returns a Hasher keyed with key. The key must never change,
@@ -65,12 +70,18 @@ func NewHasher(key []byte) *Hasher {
 
 // Hash returns the hash of the case-folded address key (Address.Key).
 func (h *Hasher) Hash(key string) string {
+	if last := h.last.Load(); last != nil && last[0] == key {
+		return last[1]
+	}
 	var buf [2 * sha256.Size]byte
-	return string(h.AppendHash(buf[:0], key))
+	s := string(h.AppendHash(buf[:0], key))
+	h.last.Store(&[2]string{key, s})
+	return s
 }
 
 // AppendHash appends Hash(key) to b: for a caller that hashes many
-// addresses into a buffer it reuses (a bulk export).
+// addresses into a buffer it reuses (a bulk export). It does not look at
+// or keep the last key.
 func (h *Hasher) AppendHash(b []byte, key string) []byte {
 	m := h.macs.Get().(hash.Hash)
 	m.Reset()
