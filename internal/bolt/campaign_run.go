@@ -265,6 +265,10 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
+		// A half-built index would end the walk early.
+		if err := derivedReady(tx); err != nil {
+			return err
+		}
 		// The walk meets the topic's confirmed subscriptions in id order
 		// and answers from their indexed facts; the others are counted by
 		// reason from the counters when it ends. Those it picks are

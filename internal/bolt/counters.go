@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -305,21 +306,28 @@ func (db *DB) CheckCounters(ctx context.Context) ([]consent.CounterDiff, error) 
 // as before, took time quadratic in the entries it wrote, beyond half an
 // hour for a million), and the derived reads answer EConflict meanwhile
 // (derivedReady). When optin stops before the end, the next open ends it.
+//
+// When the rebuild fails (a record it cannot read, a full disk), the
+// chunks before the failure stay committed: the derived buckets hold part
+// of a walk, which the writes that follow would bend further and a
+// resumed walk would count again. So a failure leaves them marked absent
+// (unmarkDerived): their reads refuse, and the next rebuild, by this
+// command or on open, starts afresh.
 func (db *DB) RebuildCounters(ctx context.Context) ([]consent.CounterDiff, error) {
 	var kept, walked consent.Counts
 	err := db.exclusive(ctx, func(b *bbolt.DB) error {
 		if err := b.Update(func(tx *bbolt.Tx) error {
 			kept = storedCounts(tx)
-			meta := tx.Bucket(bucketMeta)
-			if err := meta.Delete(keyRebuild); err != nil {
-				return err
-			}
-			return meta.Delete(keyDerived) // buildDerived starts afresh
+			return unmarkDerived(tx) // buildDerived starts afresh
 		}); err != nil {
 			return err
 		}
-		if err := buildDerived(b, db.hasher, db.chunk, nil); err != nil {
-			return err
+		err := safeCall(func(*bbolt.Tx) error { return buildDerived(b, db.hasher, db.chunk, nil) }, nil)
+		if err != nil {
+			if e := b.Update(unmarkDerived); e != nil {
+				err = errors.Join(err, e)
+			}
+			return fmt.Errorf("%w; the overview, filtered lists, previews and campaigns refuse until optin counters rebuild succeeds or optin starts again", err)
 		}
 		return b.View(func(tx *bbolt.Tx) error {
 			walked = storedCounts(tx)
@@ -416,6 +424,17 @@ func clearDerived(tx *bbolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// unmarkDerived marks the counters and indexes absent, with no rebuild
+// under way: derivedReady refuses their reads, and the next buildDerived
+// starts from nothing.
+func unmarkDerived(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Delete(keyRebuild); err != nil {
+		return err
+	}
+	return meta.Delete(keyDerived)
 }
 
 // markDerived marks the counters and indexes complete, of

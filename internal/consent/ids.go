@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -53,30 +54,42 @@ func FirstIDAt(t time.Time) string {
 // hash an address. It is safe for concurrent use.
 type Hasher struct {
 	macs sync.Pool
-	// last is the key hashed last and its hash: a store hashes the same
-	// address several times while it writes one person (suppressions,
-	// the address index, the audience index), each in a part of its own.
-	last atomic.Pointer[[2]string]
+	// last is the key hashed last, by its tag, and its hash: a store
+	// hashes the same address several times while it writes one person
+	// (suppressions, the address index, the audience index), each in a
+	// part of its own. The address itself is not kept: an erased
+	// person's would stay in memory until the next hash.
+	last  atomic.Pointer[lastHash]
+	seeds [2]maphash.Seed
 }
 
 // NewHasher returns a Hasher keyed with key. The key must never change,
 // or suppressed addresses would no longer be recognised.
 func NewHasher(key []byte) *Hasher {
 	k := append([]byte(nil), key...)
-	h := &Hasher{}
+	h := &Hasher{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	h.macs.New = func() any { return hmac.New(sha256.New, k) }
 	return h
 }
 
 // Hash returns the hash of the case-folded address key (Address.Key).
 func (h *Hasher) Hash(key string) string {
-	if last := h.last.Load(); last != nil && last[0] == key {
-		return last[1]
+	tag := [2]uint64{maphash.String(h.seeds[0], key), maphash.String(h.seeds[1], key)}
+	if last := h.last.Load(); last != nil && last.tag == tag {
+		return last.hash
 	}
 	var buf [2 * sha256.Size]byte
 	s := string(h.AppendHash(buf[:0], key))
-	h.last.Store(&[2]string{key, s})
+	h.last.Store(&lastHash{tag, s})
 	return s
+}
+
+// lastHash is Hasher.last: a key's 128-bit tag, two maphash values
+// under seeds of this process (another key with the same tag: about one
+// chance in 2^128), and its hash.
+type lastHash struct {
+	tag  [2]uint64
+	hash string
 }
 
 // AppendHash appends Hash(key) to b: for a caller that hashes many

@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -37,4 +39,16 @@ func TestHasherHash(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestHasherKeepsNoAddress: what a Hasher keeps of the last address it
+// hashed does not hold the address (an erased person's would stay in
+// memory).
+func TestHasherKeepsNoAddress(t *testing.T) {
+	h := NewHasher([]byte("hasher test key"))
+	const addr = "ann.erased@example.com"
+	h.Hash(addr)
+	if kept := fmt.Sprintf("%#v", *h.last.Load()); strings.Contains(kept, addr) {
+		t.Errorf("the Hasher keeps %s, with the address %s", kept, addr)
+	}
 }
