@@ -266,13 +266,11 @@ func TestDerivedRebuildResumes(t *testing.T) {
 	wantDerivedExact(t, db, written)
 }
 
-// TestRebuildCountersWhileWriting: optin counters rebuild, run while
-// signups commit, walks in chunks (of 4 records here) yet ends with
-// the counters of a full walk and the indexes a rebuild writes: no
-// write lands between two of its chunks.
-func TestRebuildCountersWhileWriting(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "live.db")
+// openRebuildDB opens a rebuildDB database whose rebuilds walk 4
+// records a transaction; it returns the path and options too.
+func openRebuildDB(t *testing.T) (*DB, string, Options) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rebuilt.db")
 	rebuildDB(t, path)
 	opts := rebuildOptions()
 	opts.chunk = 4
@@ -280,6 +278,16 @@ func TestRebuildCountersWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, path, opts
+}
+
+// TestRebuildCountersWhileWriting: optin counters rebuild, run while
+// signups commit, walks in chunks (of 4 records here) yet ends with
+// the counters of a full walk and the indexes a rebuild writes: no
+// write lands between two of its chunks.
+func TestRebuildCountersWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	db, _, _ := openRebuildDB(t)
 	defer db.Close()
 	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
 
@@ -332,14 +340,7 @@ func TestRebuildCountersWhileWriting(t *testing.T) {
 // a write and the next open give the counters of a full walk.
 func TestRebuildCountersFails(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "failed.db")
-	rebuildDB(t, path)
-	opts := rebuildOptions()
-	opts.chunk = 4
-	db, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path, opts := openRebuildDB(t)
 	// Spoil the 21st subscriber's record, so the rebuild commits chunks
 	// before it stops there.
 	var key, kept []byte
@@ -372,7 +373,7 @@ func TestRebuildCountersFails(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(path, opts)
+	db, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
