@@ -349,3 +349,56 @@ func TestSubscriberEventsBothKeyForms(t *testing.T) {
 		}
 	}
 }
+
+// TestForgetReadsOnlyOptedOut: the retention sweep of people who opted
+// out of everything reads its candidates from the subscription index, so
+// it erases such a person without reading anyone else's record (here
+// one it could not read would stop it).
+func TestForgetReadsOnlyOptedOut(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "forget.db")
+	rebuildDB(t, path)
+	opts := rebuildOptions()
+	start := opts.Now()
+	now := start
+	opts.Now = func() time.Time { return now }
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	a := mustAddress(t, "gone@example.com")
+	if _, err := db.Signup(ctx, consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}}, consent.Wording{Form: "newsletter"}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := db.SubscriberByAddress(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Confirm(ctx, gone.PendingRequest, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Unsubscribe(ctx, gone.ID, "", consent.ChannelOneClick, consent.ConfirmInput{}); err != nil {
+		t.Fatal(err)
+	}
+	// Spoil the record of someone else, still subscribed.
+	goneKey := storedKey(bucketSubscribers, []byte(gone.ID))
+	if err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSubscribers)
+		k, _ := b.Cursor().First()
+		if bytes.Equal(k, goneKey) {
+			k, _ = b.Cursor().Last()
+		}
+		return b.Put(bytes.Clone(k), []byte{0xff, 0xfe, 0x01})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now = start.Add(48 * time.Hour)
+	if n, err := db.ForgetOptedOut(ctx, 24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("ForgetOptedOut beside a record it cannot read: got %d, %v, want 1 forgotten", n, err)
+	}
+	if _, err := db.Subscriber(ctx, gone.ID); consent.ErrorCode(err) != consent.ENotFound {
+		t.Errorf("Subscriber(gone) after ForgetOptedOut: got %v, want ENotFound", err)
+	}
+}

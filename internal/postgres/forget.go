@@ -14,13 +14,18 @@ import (
 // and returns how many. Like the request sweep it reads subscribers
 // sweepScan at a time outside the write lock, rests between the reads,
 // and erases up to sweepChunk per write transaction, checking each again
-// there.
+// there. It reads only those with an unsubscribed or lapsed subscription
+// (subscriber_topics), as a person who opted out of everything has: the
+// others' records are neither sent nor decoded.
 func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error) {
 	after := ""
+	var optedOut where
+	optedOut.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status IN (%s, %s))",
+		string(consent.StatusUnsubscribed), string(consent.StatusLapsed))
 	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		now := db.Now()
 		read := 0
-		err = eachSubscriber(db.read(ctx), after, func(sub *consent.Subscriber) (bool, error) {
+		err = walkSubscribers(db.read(ctx), optedOut, after, false, func(sub *consent.Subscriber) (bool, error) {
 			read++
 			after = sub.ID
 			if sub.Forgettable(now, retention) {
