@@ -47,7 +47,7 @@ cold_start() { # evict the file's pages (none may be mapped), then serve
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 
-KEY=$("$OPTIN" apikey create --name cold --role admin --config "$W/big.yaml" 2>/dev/null)
+KEY=$("$OPTIN" apikey create --name "cold-$(date +%s%N)" --role admin --config "$W/big.yaml" 2>/dev/null)
 cold_start
 CID=$(curl -sf -H "Authorization: Bearer $KEY" -d '{"name":"Still there?","topic":"events",
   "templates":{"en":{"subject":"Still there?","body":"Hello"}}}' "$API/campaigns" | sed 's/.*"id":"\([^"]*\)".*/\1/')
