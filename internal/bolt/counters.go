@@ -381,7 +381,7 @@ func buildDerived(b *bbolt.DB, h *consent.Hasher, chunk int, progress func(step 
 				}
 				return meta.Put(keyRebuild, at.encode())
 			}
-			next, _, err := rebuildSome(context.Background(), tx, h, at, chunk)
+			next, err := rebuildSome(tx, h, at, chunk)
 			if err != nil {
 				return err
 			}
@@ -447,16 +447,16 @@ func markDerived(tx *bbolt.Tx) error {
 	return meta.Put(keyDerived, []byte(derivedVersion))
 }
 
-// rebuildSome walks up to limit records (0: all) from at, writing the
-// index entries of each subscriber (by h) and the evidence of each
-// ledger event, and adds their counts to the stored counters. It
-// returns where it stopped and what it counted. The subscribers come
-// first, their evidence flags read from ledger_bysub as it stands; an
-// event whose value the walk then rewrites sets them again
-// (setEvidence), so they end as the writes of the records leave them.
-func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt, limit int) (walkAt, consent.Counts, error) {
+// rebuildSome walks up to limit records from at, writing the index
+// entries of each subscriber (by h) and the evidence of each ledger
+// event, and adds their counts to the stored counters. It returns where
+// it stopped. The subscribers come first, their evidence flags read from
+// ledger_bysub as it stands; an event whose value the walk then rewrites
+// sets them again (setEvidence), so they end as the writes of the
+// records leave them.
+func rebuildSome(tx *bbolt.Tx, h *consent.Hasher, at walkAt, limit int) (walkAt, error) {
 	counts := consent.Counts{}
-	next, err := walk(ctx, tx, at, limit, counts, func(sub *consent.Subscriber) error {
+	next, err := walk(context.Background(), tx, at, limit, counts, func(sub *consent.Subscriber) error {
 		entries, err := indexEntries(tx, sub, h)
 		if err != nil {
 			return err
@@ -464,9 +464,9 @@ func rebuildSome(ctx context.Context, tx *bbolt.Tx, h *consent.Hasher, at walkAt
 		return reindex(tx, nil, entries)
 	}, func(ev *consent.Event) error { return setEvidence(tx, ev) })
 	if err != nil {
-		return at, nil, err
+		return at, err
 	}
-	return next, counts, addCounts(tx, counts)
+	return next, addCounts(tx, counts)
 }
 
 // storedCounts reads every stored counter (none without the bucket).

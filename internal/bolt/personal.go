@@ -51,11 +51,21 @@ func storeFreshPersonal(tx *bbolt.Tx, seq uint64, address string, p *consent.Per
 	if err != nil {
 		return err
 	}
-	if short, ok := record.WithoutString(v, "email", address); ok {
-		short[0] = record.RefMagic
+	if short, ok := withoutAddress(v, address); ok {
 		v = short
 	}
 	return bucketOf(tx, bucketPersonal).Put(u64(seq), v)
+}
+
+// withoutAddress returns personal record v without its address when it
+// holds address written out, marked as one whose subscriber holds it
+// (record.RefMagic).
+func withoutAddress(v []byte, address string) ([]byte, bool) {
+	short, ok := record.WithoutString(v, "email", address)
+	if ok {
+		short[0] = record.RefMagic
+	}
+	return short, ok
 }
 
 // subscriberEmail returns the address stored for subscriber id ("" for
@@ -109,8 +119,7 @@ func leaveAddress(tx *bbolt.Tx, id, address string) error {
 			continue
 		}
 		key := u64(seq)
-		if short, ok := record.WithoutString(b.Get(key), "email", address); ok {
-			short[0] = record.RefMagic
+		if short, ok := withoutAddress(b.Get(key), address); ok {
 			if err := b.Put(key, short); err != nil {
 				return err
 			}
