@@ -21,35 +21,61 @@ import (
 
 // trackSubscriber applies the replacement of old by sub (either nil) to
 // the counts and to subscriber_topics, whose confirmed rows carry the
-// audience facts (writeFacts).
+// audience facts (writeFacts). A subscription whose status changes keeps
+// its row, with the bases the ledger proves for its topic (proven, see
+// markEvidence); a topic new to the subscriber gets a row with those of
+// the transaction's events and, when the subscriber was stored before,
+// of its ledger events (provenOf).
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
-	var gone, come [][2]string
-	was, is := subscriptionsOf(old), subscriptionsOf(sub)
-	for topic, s := range was {
-		if is[topic] != s {
-			gone = append(gone, [2]string{topic, string(s)})
-		}
-	}
-	for topic, s := range is {
-		if was[topic] != s {
-			come = append(come, [2]string{topic, string(s)})
-		}
-	}
 	id := ""
 	if sub != nil {
 		id = sub.ID
 	} else if old != nil {
 		id = old.ID
 	}
-	for _, e := range gone {
-		if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", e[0], e[1], dbID(id)); err != nil {
-			return err
+	was, is := subscriptionsOf(old), subscriptionsOf(sub)
+	var come []string
+	for topic, s := range was {
+		switch n, ok := is[topic]; {
+		case !ok:
+			if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", topic, string(s), dbID(id)); err != nil {
+				return err
+			}
+		case n != s:
+			// The facts and address hash are a confirmed row's: set
+			// again below when it is confirmed now.
+			if err := t.exec("UPDATE subscriber_topics SET status = $4, facts = NULL, address_hash = NULL WHERE topic = $1 AND status = $2 AND subscriber = $3",
+				topic, string(s), dbID(id), string(n)); err != nil {
+				return err
+			}
 		}
 	}
-	for _, e := range come {
-		if err := t.bulkRow(bulkSubscriberTopics, e[0], e[1], dbID(id)); err != nil {
-			return err
+	for topic := range is {
+		if _, ok := was[topic]; !ok {
+			come = append(come, topic)
+		}
+	}
+	if len(come) > 0 {
+		proven := t.proven[id]
+		if old != nil {
+			stored, err := provenOf(t.conn, id, come)
+			if err != nil {
+				return err
+			}
+			for topic, bits := range proven {
+				stored[topic] |= bits
+			}
+			proven = stored
+		}
+		for _, topic := range come {
+			var bits *int16
+			if b := proven[topic]; b != 0 {
+				bits = &b
+			}
+			if err := t.bulkRow(bulkSubscriberTopics, topic, string(is[topic]), dbID(id), bits); err != nil {
+				return err
+			}
 		}
 	}
 	if sub == nil {
@@ -79,8 +105,8 @@ func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.Audience
 	if err != nil {
 		return err
 	}
-	return t.exec("UPDATE subscriber_topics SET basis = $4, facts = $5, address_hash = $6 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, string(consent.StatusConfirmed), dbID(sub.ID), string(f.Basis), f.Encode(), h)
+	return t.exec("UPDATE subscriber_topics SET facts = $4, address_hash = $5 WHERE topic = $1 AND status = $2 AND subscriber = $3",
+		topic, string(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
 }
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).
@@ -218,7 +244,6 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	for _, sql := range []string{
 		"DELETE FROM counters",
 		"DELETE FROM subscriber_topics",
-		"DELETE FROM evidence",
 		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
 	} {
 		if err := t.exec(sql); err != nil {
@@ -227,8 +252,9 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	}
 	// The index rows of every subscriber (its subscriptions with the
 	// audience facts of the confirmed ones, its last purchase) and the
-	// evidence of every ledger event, written as the writes of the
-	// records write them, from a second walk of the records.
+	// evidence of every ledger event on them, written as the writes of
+	// the records write them, from a second walk of the records: every
+	// row exists before the events set their bits.
 	var ids [][]byte
 	var purchases []*time.Time
 	setPurchases := func() error {
@@ -256,7 +282,7 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	if err := setPurchases(); err != nil {
 		return nil, err
 	}
-	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev) })
+	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev, false) })
 	if err != nil {
 		return nil, err
 	}

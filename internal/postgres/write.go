@@ -49,6 +49,10 @@ type tx struct {
 	// catalogChanged says the transaction wrote forms or topics: the
 	// cache is emptied when it commits (catalog).
 	catalogChanged bool
+	// proven holds, by subscriber and topic, the bits of the bases the
+	// transaction's events proved (markEvidence), for the
+	// subscriber_topics rows written after them; nil until the first.
+	proven map[string]map[string]int16
 	// ahead holds what signupState would read for the address keys of
 	// the batch's signups, read in one statement when the transaction
 	// began (readAhead); nil once a call other than a signup ran.
@@ -347,7 +351,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
 	t.count(consent.EventDelta(ev))
-	if err := markEvidence(t, ev); err != nil {
+	if err := markEvidence(t, ev, true); err != nil {
 		return err
 	}
 	if err := queueEvent(t, ev); err != nil {
