@@ -21,8 +21,9 @@ import (
 // store keeps its evidence flag:
 //   - appending an event that proves a basis sets its bit on the
 //     subscriber's rows of its topics (markEvidence), and notes it in the
-//     transaction (tx.proven) for the rows written after it: an import
-//     appends its event before its subscriber's rows exist;
+//     transaction (tx.proven) for the rows written after it (the use
+//     cases store their subscriber first, but an import appended its
+//     event before its subscriber's rows existed until migration 0016);
 //   - a row written for a topic the subscriber held in no status gets
 //     the bits of the transaction's events, and, for a subscriber stored
 //     before, those its ledger events prove (provenOf): the topic may

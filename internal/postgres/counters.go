@@ -25,7 +25,9 @@ import (
 // its row, with the bases the ledger proves for its topic (proven, see
 // markEvidence); a topic new to the subscriber gets a row with those of
 // the transaction's events and, when the subscriber was stored before,
-// of its ledger events (provenOf).
+// of its ledger events (provenOf). A key that changes gets its address
+// back into the personal records that left it out (restoreAddress), and
+// the transaction notes each subscriber's key (tx.keys).
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
 	id := ""
@@ -33,6 +35,20 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 		id = sub.ID
 	} else if old != nil {
 		id = old.ID
+	}
+	if sub != nil {
+		key := consent.AddressKey(sub.Email)
+		if old != nil && consent.AddressKey(old.Email) != key {
+			if err := restoreAddress(t, id, consent.AddressKey(old.Email)); err != nil {
+				return err
+			}
+		}
+		if t.keys == nil || len(t.keys) >= maxKeys {
+			t.keys = map[string]string{} // a hint only: see maxKeys
+		}
+		t.keys[id] = key
+	} else {
+		delete(t.keys, id)
 	}
 	was, is := subscriptionsOf(old), subscriptionsOf(sub)
 	var come []string
@@ -108,6 +124,13 @@ func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.Audience
 	return t.exec("UPDATE subscriber_topics SET facts = $4, address_hash = $5 WHERE topic = $1 AND status = $2 AND subscriber = $3",
 		topic, string(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
 }
+
+// maxKeys caps the subscribers' keys a transaction keeps (tx.keys): the
+// use cases append their events right after writing their subscriber,
+// and a key forgotten only makes a personal record keep its address, so
+// a transaction that writes many subscribers (a load from bbolt, a
+// rebuild) starts the map afresh instead of keeping them all.
+const maxKeys = 1024
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).
 func subscriptionsOf(sub *consent.Subscriber) map[string]consent.Status {

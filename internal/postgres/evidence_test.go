@@ -70,6 +70,35 @@ func checkProven(t *testing.T, db *postgres.DB, pool *pgxpool.Pool, ids []string
 	}
 }
 
+// newStore opens a store on an empty database with the news topic and
+// newsletter form, and a pool on its database.
+func newStore(t *testing.T) (*postgres.DB, consent.Form, *pgxpool.Pool) {
+	t.Helper()
+	url := pg.EmptyDatabase(t)
+	db := open(t, url, nil, testHMACKey)
+	form := bootstrap(t, db)
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return db, form, pool
+}
+
+// subscriberAt returns the subscriber of email, which must exist.
+func subscriberAt(t *testing.T, db *postgres.DB, email string) *consent.Subscriber {
+	t.Helper()
+	a, err := consent.ParseAddress(email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := db.SubscriberByAddress(t.Context(), a)
+	if err != nil || sub == nil {
+		t.Fatalf("SubscriberByAddress(%s): got %v, %v", email, sub, err)
+	}
+	return sub
+}
+
 // TestEvidenceOrders: the evidence bits are right when an import appends
 // its event before its new subscriber's rows exist, when a confirmation
 // stores the subscription before its event, across status changes, when
@@ -77,26 +106,8 @@ func checkProven(t *testing.T, db *postgres.DB, pool *pgxpool.Pool, ids []string
 // after a counters rebuild, and after erasure.
 func TestEvidenceOrders(t *testing.T) {
 	ctx := t.Context()
-	url := pg.EmptyDatabase(t)
-	db := open(t, url, nil, testHMACKey)
-	form := bootstrap(t, db)
-	pool, err := postgres.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	byAddress := func(email string) *consent.Subscriber {
-		t.Helper()
-		a, err := consent.ParseAddress(email)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub, err := db.SubscriberByAddress(ctx, a)
-		if err != nil || sub == nil {
-			t.Fatalf("SubscriberByAddress(%s): got %v, %v", email, sub, err)
-		}
-		return sub
-	}
+	db, form, pool := newStore(t)
+	byAddress := func(email string) *consent.Subscriber { return subscriberAt(t, db, email) }
 	importCSV := func(csv string) {
 		t.Helper()
 		ir, err := transfer.NewReader(strings.NewReader("email,topics,basis,consented_at,source,last_purchase_at\n"+csv), transfer.FormatCSV)
@@ -109,30 +120,39 @@ func TestEvidenceOrders(t *testing.T) {
 	}
 	in := consent.ConfirmInput{IP: "192.0.2.1"}
 
-	// An import: the event before its new subscriber's row.
+	// An import: its new subscriber stored, then its event.
 	importCSV("imp@example.com,news,consent,2024-01-01,shop,\n")
 	imp := byAddress("imp@example.com")
+	// An event that proves a basis before its new subscriber's rows, in
+	// one transaction.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	early := &consent.Subscriber{ID: consent.NewID(now, strings.NewReader(strings.Repeat("e", 16))), Email: "early@example.com", Locale: "en", Created: now,
+		Subscriptions: map[string]*consent.Subscription{"news": {Topic: "news", Status: consent.StatusConfirmed, Basis: consent.BasisSoftOptIn, Since: now}}}
+	ev := &consent.Event{Time: now, Type: consent.EventImported, Subscriber: early.ID, Topics: []string{"news"}, Basis: consent.BasisSoftOptIn, Source: "import:t"}
+	if err := db.EventThenSubscriber(ev, consent.Personal{Salt: "s", Email: early.Email}, early); err != nil {
+		t.Fatal(err)
+	}
 	// A confirmation: the subscription before its event.
 	signup(t, db, &form, "ann@example.com")
 	ann := byAddress("ann@example.com")
 	if _, err := db.Confirm(ctx, ann.PendingRequest, in); err != nil {
 		t.Fatal(err)
 	}
-	ids := []string{imp.ID, ann.ID}
-	checkProven(t, db, pool, ids, 2)
+	ids := []string{imp.ID, ann.ID, early.ID}
+	checkProven(t, db, pool, ids, 3)
 
 	// Status changes keep the bits: unsubscribed, then pending again.
 	if _, err := db.Unsubscribe(ctx, ann.ID, "news", consent.ChannelOneClick, in); err != nil {
 		t.Fatal(err)
 	}
-	checkProven(t, db, pool, ids, 2)
+	checkProven(t, db, pool, ids, 3)
 	// A topic new to a subscriber stored before, with an import's event
 	// before its row; the confirmed topic stays as it is.
 	if _, err := pool.Exec(ctx, `INSERT INTO topics (id, data) VALUES ('offers', '{"id": "offers", "name": "Offers"}')`); err != nil {
 		t.Fatal(err)
 	}
 	importCSV("imp@example.com,news;offers,soft_opt_in,,,2026-11-01\n")
-	checkProven(t, db, pool, ids, 3)
+	checkProven(t, db, pool, ids, 4)
 	var bits int16
 	if err := pool.QueryRow(ctx, "SELECT proven FROM subscriber_topics WHERE subscriber = $1 AND topic = 'offers'", record.ID(imp.ID)).Scan(&bits); err != nil || bits != 2 {
 		t.Errorf("imp's offers row: proven %b, %v, want 10 (soft opt-in)", bits, err)
@@ -152,7 +172,7 @@ func TestEvidenceOrders(t *testing.T) {
 	if diff, err := db.RebuildCounters(ctx); err != nil || len(diff) != 0 {
 		t.Errorf("RebuildCounters: got %v, %v, want no difference", diff, err)
 	}
-	checkProven(t, db, pool, ids, 3)
+	checkProven(t, db, pool, ids, 4)
 	if pv, err := db.PreviewCampaign(ctx, c.ID, p); err != nil || pv.Audience != want.Audience {
 		t.Errorf("PreviewCampaign after the rebuild: got %+v, %v, want %+v", pv, err, want)
 	}
@@ -161,7 +181,7 @@ func TestEvidenceOrders(t *testing.T) {
 	if err := db.Erase(ctx, ann.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
-	checkProven(t, db, pool, ids, 2)
+	checkProven(t, db, pool, ids, 3)
 }
 
 // TestEvidenceFromVersion15: a database at schema version 15 opens on

@@ -26,6 +26,15 @@ ALTER TABLE subscriber_topics DROP COLUMN basis;
 -- it from the ledger.
 DROP TABLE evidence;
 
--- An optin of an earlier version writes evidence rows and reads the
--- basis column: it must not run on this schema (see docs/operations.md,
+-- From this version on a ledger event's personal record leaves out its
+-- address when its subscriber holds that address as email_key, as the
+-- bbolt store's do: it starts with 0xC3 (record.RefMagic) and readers
+-- take the address from the subscriber; before the key changes, the
+-- records get it back (internal/postgres/write.go, encodePersonal). The
+-- event's personal digest is of the whole record, as before. Records
+-- written before keep their address, so nothing is rewritten for that.
+--
+-- An optin of an earlier version writes evidence rows, reads the basis
+-- column and would read the short personal records without their
+-- address: it must not run on this schema (see docs/operations.md,
 -- "Upgrades": stop every instance, then start the new version).
