@@ -115,13 +115,41 @@ func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 // (consent.IsEvidence).
 var evidenceTypes = []string{string(consent.EventConfirmed), string(consent.EventImported), string(consent.EventReconfirmed), string(consent.EventPreferencesUpdated)}
 
+// statusCodes are the codes of the statuses in subscriber_topics.status,
+// a "char" (migration 0016): the first byte of each, as PostgreSQL's
+// cast of the text to "char" takes it.
+var statusCodes = map[consent.Status]byte{consent.StatusPending: 'p', consent.StatusConfirmed: 'c',
+	consent.StatusUnsubscribed: 'u', consent.StatusLapsed: 'l'}
+
+// statusCode is the code of status s in subscriber_topics.status ('?'
+// for a status optin does not know). A statement passes it as the Go
+// byte, which pgx sends as a "char": passed as text, the comparison
+// with the column would be of text, "confirmed" against "c", and find
+// nothing.
+func statusCode(s consent.Status) byte {
+	if c, ok := statusCodes[s]; ok {
+		return c
+	}
+	return '?'
+}
+
+// statusOf is the status of code c in subscriber_topics.status.
+func statusOf(c byte) consent.Status {
+	for s, code := range statusCodes {
+		if code == c {
+			return s
+		}
+	}
+	return consent.Status(string(rune(c)))
+}
+
 // audienceRow is one subscriber as an audience statement reads it: the
 // status of the campaign's topic ("" without it) and, when confirmed,
 // the facts with the evidence and suppression looked up, and the other
 // topics the campaign filters on that they hold confirmed.
 type audienceRow struct {
 	id     string
-	status string
+	status consent.Status
 	facts  []byte
 	proven int16
 	f      consent.AudienceFacts
@@ -131,11 +159,11 @@ type audienceRow struct {
 // audienceColumns are the columns of an audienceRow read from st (a
 // subscriber_topics row, or nulls), with $1 the topic and $4 the
 // campaign's filter topics.
-const audienceColumns = `coalesce(st.status, ''), st.facts,
+const audienceColumns = `st.status, st.facts,
 	coalesce(st.proven, 0),
 	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = encode(st.address_hash, 'hex') AND p.scope IN ($1, '*')),
-	CASE WHEN st.status = 'confirmed' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
-		WHERE o.subscriber = st.subscriber AND o.status = 'confirmed' AND o.topic = ANY($4)) ELSE '{}' END`
+	CASE WHEN st.status = 'c' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
+		WHERE o.subscriber = st.subscriber AND o.status = 'c' AND o.topic = ANY($4)) ELSE '{}' END`
 
 // audienceRows reads up to limit subscribers after the id after for
 // campaign c: those holding c's topic in status st, or every subscriber
@@ -143,7 +171,7 @@ const audienceColumns = `coalesce(st.status, ''), st.facts,
 func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
 	query := `SELECT st.subscriber, ` + audienceColumns + ` FROM subscriber_topics st
 		WHERE st.topic = $1 AND st.status = $5 AND st.subscriber > $2 ORDER BY st.subscriber LIMIT $3`
-	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, string(st)}
+	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, statusCode(st)}
 	if st == "" {
 		query = `SELECT s.id, ` + audienceColumns + ` FROM subscribers s
 			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.subscriber = s.id
@@ -152,8 +180,13 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 	}
 	var rows []audienceRow
 	var r audienceRow
-	err := c.each(query, args, []any{scanID(&r.id), &r.status, &r.facts, &r.proven, &r.f.Suppressed, &r.others}, func() error {
-		if r.status == string(consent.StatusConfirmed) {
+	var code *byte
+	err := c.each(query, args, []any{scanID(&r.id), &code, &r.facts, &r.proven, &r.f.Suppressed, &r.others}, func() error {
+		r.status = ""
+		if code != nil {
+			r.status = statusOf(*code)
+		}
+		if r.status == consent.StatusConfirmed {
 			f, err := consent.DecodeAudienceFacts(r.facts)
 			if err != nil {
 				return err
@@ -170,8 +203,8 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 
 // answer applies the audience rule to row r with sel.
 func (r *audienceRow) answer(sel *consent.AudienceSelector) (bool, string, error) {
-	if r.status != string(consent.StatusConfirmed) {
-		return false, consent.UnconfirmedReason(consent.Status(r.status)), nil
+	if r.status != consent.StatusConfirmed {
+		return false, consent.UnconfirmedReason(r.status), nil
 	}
 	return sel.Select(r.f, func(t string) (bool, error) { return slices.Contains(r.others, t), nil })
 }

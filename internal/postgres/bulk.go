@@ -29,6 +29,8 @@ type bulkStmt struct {
 const (
 	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
+	// bulkSubscriberTopics takes each status as the text of its code
+	// (statusCode), which the insert casts to the column's "char".
 	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber, proven)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[]) ON CONFLICT DO NOTHING`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)

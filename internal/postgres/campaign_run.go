@@ -67,7 +67,7 @@ func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subs
 			return false, nil // a basis that qualifies for nothing
 		}
 		return c.exists("SELECT 1 FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3 AND proven & $4 <> 0",
-			camp.Topic, string(consent.StatusConfirmed), dbID(sub.ID), bit)
+			camp.Topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), bit)
 	})
 }
 

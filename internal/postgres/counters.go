@@ -55,14 +55,14 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	for topic, s := range was {
 		switch n, ok := is[topic]; {
 		case !ok:
-			if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", topic, string(s), dbID(id)); err != nil {
+			if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", topic, statusCode(s), dbID(id)); err != nil {
 				return err
 			}
 		case n != s:
 			// The facts and address hash are a confirmed row's: set
 			// again below when it is confirmed now.
 			if err := t.exec("UPDATE subscriber_topics SET status = $4, facts = NULL, address_hash = NULL WHERE topic = $1 AND status = $2 AND subscriber = $3",
-				topic, string(s), dbID(id), string(n)); err != nil {
+				topic, statusCode(s), dbID(id), statusCode(n)); err != nil {
 				return err
 			}
 		}
@@ -89,7 +89,7 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 			if b := proven[topic]; b != 0 {
 				bits = &b
 			}
-			if err := t.bulkRow(bulkSubscriberTopics, topic, string(is[topic]), dbID(id), bits); err != nil {
+			if err := t.bulkRow(bulkSubscriberTopics, topic, string(rune(statusCode(is[topic]))), dbID(id), bits); err != nil {
 				return err
 			}
 		}
@@ -122,7 +122,7 @@ func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.Audience
 		return err
 	}
 	return t.exec("UPDATE subscriber_topics SET facts = $4, address_hash = $5 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, string(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
+		topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
 }
 
 // maxKeys caps the subscribers' keys a transaction keeps (tx.keys): the

@@ -187,8 +187,8 @@ func TestEvidenceOrders(t *testing.T) {
 // TestEvidenceFromVersion15: a database at schema version 15 opens on
 // this optin (migration 0016): each evidence row of a basis that can
 // qualify becomes its bit on the subscriber's row of the topic, the
-// basis column and the evidence table go, and a campaign's audience is
-// the one version 15 gave.
+// basis column and the evidence table go, the statuses become their
+// one-byte codes, and a campaign's audience is the one version 15 gave.
 func TestEvidenceFromVersion15(t *testing.T) {
 	ctx := t.Context()
 	url := databaseAt(t, 15)
@@ -267,6 +267,11 @@ func TestEvidenceFromVersion15(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'evidence')
 		+ (SELECT count(*) FROM information_schema.columns WHERE table_name = 'subscriber_topics' AND column_name = 'basis')`).Scan(&left); err != nil || left != 0 {
 		t.Errorf("evidence table and basis column: got %d, %v; want both gone", left, err)
+	}
+	// The statuses are their codes, a "char" each.
+	var codes string
+	if err := pool.QueryRow(ctx, `SELECT string_agg(status::text, '' ORDER BY status) || ' ' || min(pg_typeof(status)::text) FROM subscriber_topics`).Scan(&codes); err != nil || codes != `cccc "char"` {
+		t.Errorf("statuses: got %q, %v; want %q", codes, err, `cccc "char"`)
 	}
 	c, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",
 		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})

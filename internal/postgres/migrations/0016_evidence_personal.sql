@@ -26,6 +26,15 @@ ALTER TABLE subscriber_topics DROP COLUMN basis;
 -- it from the ledger.
 DROP TABLE evidence;
 
+-- A subscription's status is a "char", the first byte of its name
+-- (pending p, confirmed c, unsubscribed u, lapsed l; the cast takes that
+-- byte): one byte in the row and the primary key instead of 7 to 12.
+-- Statements pass the code as a "char" (internal/postgres/audience.go,
+-- statusCode): a status passed as text would be compared as text and
+-- match nothing. This rewrites the table and its indexes, which also
+-- drops the basis column's bytes.
+ALTER TABLE subscriber_topics ALTER COLUMN status TYPE "char" USING status::"char";
+
 -- From this version on a ledger event's personal record leaves out its
 -- address when its subscriber holds that address as email_key, as the
 -- bbolt store's do: it starts with 0xC3 (record.RefMagic) and readers
