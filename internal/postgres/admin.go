@@ -57,11 +57,11 @@ func filterWhere(f consent.SubscriberFilter, now time.Time) where {
 	var w where
 	switch {
 	case f.Topic != "" && f.Status != "":
-		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s AND st.status = %s)", f.Topic, string(f.Status))
+		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s AND st.status = %s)", f.Topic, statusCode(f.Status))
 	case f.Topic != "":
 		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s)", f.Topic)
 	case f.Status != "":
-		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status = %s)", string(f.Status))
+		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status = %s)", statusCode(f.Status))
 	}
 	_, cutoff := consent.DormantCutoff(now, f.DormantAfter)
 	switch f.Lifecycle {

@@ -9,25 +9,138 @@ import (
 
 // Campaign audiences from indexes, as in the bbolt store (see
 // consent.AudienceFacts): the confirmed rows of subscriber_topics carry
-// each subscription's facts, basis and address hash; evidence holds the
-// bases the ledger proves. The statements below read those rows in
-// subscriber id order by the primary key, joining the evidence and the
-// suppressions by their primary keys; no record or ledger event is read.
+// each subscription's facts and address hash, and every row the bases
+// the ledger proves for its topic (proven, migration 0016). The
+// statements below read those rows in subscriber id order by the
+// primary key, joining the suppressions by their primary key; no record
+// or ledger event is read.
+//
+// proven holds a bit per basis (basisBit) that one of the subscriber's
+// events proves for the row's topic (consent.IsEvidence), NULL for none.
+// It is kept whichever comes first, the event or the row, as the bbolt
+// store keeps its evidence flag:
+//   - appending an event that proves a basis sets its bit on the
+//     subscriber's rows of its topics (markEvidence), and notes it in the
+//     transaction (tx.proven) for the rows written after it (the use
+//     cases store their subscriber first, but an import appended its
+//     event before its subscriber's rows existed until migration 0016);
+//   - a row written for a topic the subscriber held in no status gets
+//     the bits of the transaction's events, and, for a subscriber stored
+//     before, those its ledger events prove (provenOf): the topic may
+//     have been held and dropped (a pending subscription cancelled);
+//   - a status change updates the row's status, keeping its bits;
+//   - the counters rebuild writes every row anew, then sets the bits of
+//     every event.
 
-// markEvidence notes in evidence each topic and basis ev proves for its
-// subscriber (consent.IsEvidence).
-func markEvidence(t *tx, ev *consent.Event) error {
+// basisBit is the bit of basis in proven: 0 for a basis that qualifies
+// for nothing (the audience facts keep it as no basis).
+func basisBit(basis consent.Basis) int16 {
+	switch basis {
+	case consent.BasisConsent:
+		return 1
+	case consent.BasisSoftOptIn:
+		return 2
+	case consent.BasisLegitimateInterest:
+		return 4
+	}
+	return 0
+}
+
+// provenTopics returns the topics ev proves its basis for
+// (consent.IsEvidence) and that basis's bit; none when it proves none
+// that counts.
+func provenTopics(ev *consent.Event) ([]string, int16) {
+	bit := basisBit(ev.Basis)
+	if bit == 0 {
+		return nil, 0
+	}
 	var topics []string
 	for _, topic := range ev.Topics {
 		if consent.IsEvidence(ev, topic, ev.Basis) {
 			topics = append(topics, topic)
 		}
 	}
+	return topics, bit
+}
+
+// markEvidence sets the bit of each topic and basis ev proves on its
+// subscriber's rows of those topics, and, when remember is set, notes it
+// in t for the rows written later in the transaction.
+func markEvidence(t *tx, ev *consent.Event, remember bool) error {
+	topics, bit := provenTopics(ev)
 	if len(topics) == 0 {
 		return nil
 	}
-	return t.exec(`INSERT INTO evidence (topic, subscriber, basis) SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING`,
-		topics, dbID(ev.Subscriber), string(ev.Basis))
+	if remember {
+		if t.proven == nil {
+			t.proven = map[string]map[string]int16{}
+		}
+		m := t.proven[ev.Subscriber]
+		if m == nil {
+			m = map[string]int16{}
+			t.proven[ev.Subscriber] = m
+		}
+		for _, topic := range topics {
+			m[topic] |= bit
+		}
+	}
+	return t.exec(`UPDATE subscriber_topics SET proven = coalesce(proven, 0) | $3
+		WHERE subscriber = $1 AND topic = ANY($2) AND coalesce(proven, 0) & $3 = 0`, dbID(ev.Subscriber), topics, bit)
+}
+
+// provenOf returns the bits subscriber id's ledger events prove for each
+// of topics.
+func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
+	out := map[string]int16{}
+	var seq int64
+	var b []byte
+	err := c.each(`SELECT seq, event FROM ledger WHERE subscriber = $1 AND type = ANY($2)`,
+		[]any{dbID(id), evidenceTypes}, []any{&seq, &b}, func() error {
+			ev := new(consent.Event)
+			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, ev); err != nil {
+				return err
+			}
+			proved, bit := provenTopics(ev)
+			for _, topic := range proved {
+				if slices.Contains(topics, topic) {
+					out[topic] |= bit
+				}
+			}
+			return nil
+		})
+	return out, err
+}
+
+// evidenceTypes are the types of the events that can prove a basis
+// (consent.IsEvidence).
+var evidenceTypes = []string{string(consent.EventConfirmed), string(consent.EventImported), string(consent.EventReconfirmed), string(consent.EventPreferencesUpdated)}
+
+// statusCodes are the codes of the statuses in subscriber_topics.status,
+// a "char" (migration 0016): the first byte of each, as PostgreSQL's
+// cast of the text to "char" takes it.
+var statusCodes = map[consent.Status]byte{consent.StatusPending: 'p', consent.StatusConfirmed: 'c',
+	consent.StatusUnsubscribed: 'u', consent.StatusLapsed: 'l'}
+
+// statusCode is the code of status s in subscriber_topics.status ('?'
+// for a status optin does not know). A statement passes it as the Go
+// byte, which pgx sends as a "char": passed as text, the comparison
+// with the column would be of text, "confirmed" against "c", and find
+// nothing.
+func statusCode(s consent.Status) byte {
+	if c, ok := statusCodes[s]; ok {
+		return c
+	}
+	return '?'
+}
+
+// statusOf is the status of code c in subscriber_topics.status.
+func statusOf(c byte) consent.Status {
+	for s, code := range statusCodes {
+		if code == c {
+			return s
+		}
+	}
+	return consent.Status(string(rune(c)))
 }
 
 // audienceRow is one subscriber as an audience statement reads it: the
@@ -36,8 +149,9 @@ func markEvidence(t *tx, ev *consent.Event) error {
 // topics the campaign filters on that they hold confirmed.
 type audienceRow struct {
 	id     string
-	status string
+	status consent.Status
 	facts  []byte
+	proven int16
 	f      consent.AudienceFacts
 	others []string
 }
@@ -45,11 +159,11 @@ type audienceRow struct {
 // audienceColumns are the columns of an audienceRow read from st (a
 // subscriber_topics row, or nulls), with $1 the topic and $4 the
 // campaign's filter topics.
-const audienceColumns = `coalesce(st.status, ''), st.facts,
-	EXISTS (SELECT 1 FROM evidence e WHERE e.topic = st.topic AND e.subscriber = st.subscriber AND e.basis = st.basis),
+const audienceColumns = `st.status, st.facts,
+	coalesce(st.proven, 0),
 	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = encode(st.address_hash, 'hex') AND p.scope IN ($1, '*')),
-	CASE WHEN st.status = 'confirmed' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
-		WHERE o.subscriber = st.subscriber AND o.status = 'confirmed' AND o.topic = ANY($4)) ELSE '{}' END`
+	CASE WHEN st.status = 'c' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
+		WHERE o.subscriber = st.subscriber AND o.status = 'c' AND o.topic = ANY($4)) ELSE '{}' END`
 
 // audienceRows reads up to limit subscribers after the id after for
 // campaign c: those holding c's topic in status st, or every subscriber
@@ -57,7 +171,7 @@ const audienceColumns = `coalesce(st.status, ''), st.facts,
 func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
 	query := `SELECT st.subscriber, ` + audienceColumns + ` FROM subscriber_topics st
 		WHERE st.topic = $1 AND st.status = $5 AND st.subscriber > $2 ORDER BY st.subscriber LIMIT $3`
-	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, string(st)}
+	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, statusCode(st)}
 	if st == "" {
 		query = `SELECT s.id, ` + audienceColumns + ` FROM subscribers s
 			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.subscriber = s.id
@@ -66,13 +180,18 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 	}
 	var rows []audienceRow
 	var r audienceRow
-	err := c.each(query, args, []any{scanID(&r.id), &r.status, &r.facts, &r.f.Evidence, &r.f.Suppressed, &r.others}, func() error {
-		if r.status == string(consent.StatusConfirmed) {
+	var code *byte
+	err := c.each(query, args, []any{scanID(&r.id), &code, &r.facts, &r.proven, &r.f.Suppressed, &r.others}, func() error {
+		r.status = ""
+		if code != nil {
+			r.status = statusOf(*code)
+		}
+		if r.status == consent.StatusConfirmed {
 			f, err := consent.DecodeAudienceFacts(r.facts)
 			if err != nil {
 				return err
 			}
-			f.Evidence, f.Suppressed = r.f.Evidence, r.f.Suppressed
+			f.Evidence, f.Suppressed = r.proven&basisBit(f.Basis) != 0, r.f.Suppressed
 			r.f = f
 		}
 		rows = append(rows, r)
@@ -84,8 +203,8 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 
 // answer applies the audience rule to row r with sel.
 func (r *audienceRow) answer(sel *consent.AudienceSelector) (bool, string, error) {
-	if r.status != string(consent.StatusConfirmed) {
-		return false, consent.UnconfirmedReason(consent.Status(r.status)), nil
+	if r.status != consent.StatusConfirmed {
+		return false, consent.UnconfirmedReason(r.status), nil
 	}
 	return sel.Select(r.f, func(t string) (bool, error) { return slices.Contains(r.others, t), nil })
 }

@@ -16,7 +16,7 @@ const manyCalls = -2
 type bulkStmt struct {
 	sql string
 	// cols holds the columns: []string, []*string, [][]byte, []int64,
-	// []time.Time or []*time.Time.
+	// []*int16, []time.Time or []*time.Time.
 	cols []any
 	// owner is the call of every row, or manyCalls.
 	owner int
@@ -29,8 +29,10 @@ type bulkStmt struct {
 const (
 	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
-	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ON CONFLICT DO NOTHING`
+	// bulkSubscriberTopics takes each status as the text of its code
+	// (statusCode), which the insert casts to the column's "char".
+	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber, proven)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[]) ON CONFLICT DO NOTHING`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])`
 	bulkLedger = `INSERT INTO ledger (seq, subscriber, type, event, personal, tree)
@@ -40,7 +42,7 @@ const (
 )
 
 // row queues one row of the bulk insert sql (one of the bulk constants);
-// values are string, *string, []byte, int64, time.Time or *time.Time, in
+// values are string, *string, []byte, int64, *int16, time.Time or *time.Time, in
 // the order of sql's arrays. A statement queued in between sends the
 // rows first (spill), so statements keep their order.
 func (p *pipe) row(ctx context.Context, sql string, values ...any) error {
@@ -66,6 +68,8 @@ func (p *pipe) row(ctx context.Context, sql string, values ...any) error {
 				b.cols[i] = [][]byte(nil)
 			case int64:
 				b.cols[i] = []int64(nil)
+			case *int16:
+				b.cols[i] = []*int16(nil)
 			case time.Time:
 				b.cols[i] = []time.Time(nil)
 			case *time.Time:
@@ -87,6 +91,8 @@ func (p *pipe) row(ctx context.Context, sql string, values ...any) error {
 			b.cols[i] = append(c, v.([]byte))
 		case []int64:
 			b.cols[i] = append(c, v.(int64))
+		case []*int16:
+			b.cols[i] = append(c, v.(*int16))
 		case []time.Time:
 			b.cols[i] = append(c, v.(time.Time))
 		case []*time.Time:

@@ -62,7 +62,12 @@ func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subs
 		sp, err := suppressed(c, db.hashKey(consent.AddressKey(sub.Email)), camp.Topic)
 		return sp != nil, err
 	}, func(basis consent.Basis) (bool, error) {
-		return c.exists("SELECT 1 FROM evidence WHERE topic = $1 AND subscriber = $2 AND basis = $3", camp.Topic, dbID(sub.ID), string(basis))
+		bit := basisBit(basis)
+		if bit == 0 {
+			return false, nil // a basis that qualifies for nothing
+		}
+		return c.exists("SELECT 1 FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3 AND proven & $4 <> 0",
+			camp.Topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), bit)
 	})
 }
 

@@ -21,35 +21,77 @@ import (
 
 // trackSubscriber applies the replacement of old by sub (either nil) to
 // the counts and to subscriber_topics, whose confirmed rows carry the
-// audience facts (writeFacts).
+// audience facts (writeFacts). A subscription whose status changes keeps
+// its row, with the bases the ledger proves for its topic (proven, see
+// markEvidence); a topic new to the subscriber gets a row with those of
+// the transaction's events and, when the subscriber was stored before,
+// of its ledger events (provenOf). A key that changes gets its address
+// back into the personal records that left it out (restoreAddress), and
+// the transaction notes each subscriber's key (tx.keys).
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
-	var gone, come [][2]string
-	was, is := subscriptionsOf(old), subscriptionsOf(sub)
-	for topic, s := range was {
-		if is[topic] != s {
-			gone = append(gone, [2]string{topic, string(s)})
-		}
-	}
-	for topic, s := range is {
-		if was[topic] != s {
-			come = append(come, [2]string{topic, string(s)})
-		}
-	}
 	id := ""
 	if sub != nil {
 		id = sub.ID
 	} else if old != nil {
 		id = old.ID
 	}
-	for _, e := range gone {
-		if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", e[0], e[1], dbID(id)); err != nil {
-			return err
+	if sub != nil {
+		key := consent.AddressKey(sub.Email)
+		if old != nil && consent.AddressKey(old.Email) != key {
+			if err := restoreAddress(t, id, consent.AddressKey(old.Email)); err != nil {
+				return err
+			}
+		}
+		if t.keys == nil || len(t.keys) >= maxKeys {
+			t.keys = map[string]string{} // a hint only: see maxKeys
+		}
+		t.keys[id] = key
+	} else {
+		delete(t.keys, id)
+	}
+	was, is := subscriptionsOf(old), subscriptionsOf(sub)
+	var come []string
+	for topic, s := range was {
+		switch n, ok := is[topic]; {
+		case !ok:
+			if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", topic, statusCode(s), dbID(id)); err != nil {
+				return err
+			}
+		case n != s:
+			// The facts and address hash are a confirmed row's: set
+			// again below when it is confirmed now.
+			if err := t.exec("UPDATE subscriber_topics SET status = $4, facts = NULL, address_hash = NULL WHERE topic = $1 AND status = $2 AND subscriber = $3",
+				topic, statusCode(s), dbID(id), statusCode(n)); err != nil {
+				return err
+			}
 		}
 	}
-	for _, e := range come {
-		if err := t.bulkRow(bulkSubscriberTopics, e[0], e[1], dbID(id)); err != nil {
-			return err
+	for topic := range is {
+		if _, ok := was[topic]; !ok {
+			come = append(come, topic)
+		}
+	}
+	if len(come) > 0 {
+		proven := t.proven[id]
+		if old != nil {
+			stored, err := provenOf(t.conn, id, come)
+			if err != nil {
+				return err
+			}
+			for topic, bits := range proven {
+				stored[topic] |= bits
+			}
+			proven = stored
+		}
+		for _, topic := range come {
+			var bits *int16
+			if b := proven[topic]; b != 0 {
+				bits = &b
+			}
+			if err := t.bulkRow(bulkSubscriberTopics, topic, string(rune(statusCode(is[topic]))), dbID(id), bits); err != nil {
+				return err
+			}
 		}
 	}
 	if sub == nil {
@@ -79,9 +121,16 @@ func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.Audience
 	if err != nil {
 		return err
 	}
-	return t.exec("UPDATE subscriber_topics SET basis = $4, facts = $5, address_hash = $6 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, string(consent.StatusConfirmed), dbID(sub.ID), string(f.Basis), f.Encode(), h)
+	return t.exec("UPDATE subscriber_topics SET facts = $4, address_hash = $5 WHERE topic = $1 AND status = $2 AND subscriber = $3",
+		topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
 }
+
+// maxKeys caps the subscribers' keys a transaction keeps (tx.keys): the
+// use cases append their events right after writing their subscriber,
+// and a key forgotten only makes a personal record keep its address, so
+// a transaction that writes many subscribers (a load from bbolt, a
+// rebuild) starts the map afresh instead of keeping them all.
+const maxKeys = 1024
 
 // subscriptionsOf maps sub's topics to their status (nil sub: none).
 func subscriptionsOf(sub *consent.Subscriber) map[string]consent.Status {
@@ -218,7 +267,6 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	for _, sql := range []string{
 		"DELETE FROM counters",
 		"DELETE FROM subscriber_topics",
-		"DELETE FROM evidence",
 		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
 	} {
 		if err := t.exec(sql); err != nil {
@@ -227,8 +275,9 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	}
 	// The index rows of every subscriber (its subscriptions with the
 	// audience facts of the confirmed ones, its last purchase) and the
-	// evidence of every ledger event, written as the writes of the
-	// records write them, from a second walk of the records.
+	// evidence of every ledger event on them, written as the writes of
+	// the records write them, from a second walk of the records: every
+	// row exists before the events set their bits.
 	var ids [][]byte
 	var purchases []*time.Time
 	setPurchases := func() error {
@@ -256,7 +305,7 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	if err := setPurchases(); err != nil {
 		return nil, err
 	}
-	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev) })
+	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev, false) })
 	if err != nil {
 		return nil, err
 	}

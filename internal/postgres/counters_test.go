@@ -95,14 +95,13 @@ d@example.com,news,consent,2024-01-01,shop,
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	const rows = `SELECT coalesce(string_agg(concat_ws('|', topic, status, subscriber, basis, encode(facts, 'hex'), address_hash), ',' ORDER BY topic, status, subscriber), '')
-		|| ';' || (SELECT coalesce(string_agg(concat_ws('|', topic, subscriber, basis), ',' ORDER BY topic, subscriber, basis), '') FROM evidence)
+	const rows = `SELECT coalesce(string_agg(concat_ws('|', topic, status, subscriber, proven, encode(facts, 'hex'), address_hash), ',' ORDER BY topic, status, subscriber), '')
 		FROM subscriber_topics`
 	var built string
 	if err := pool.QueryRow(ctx, rows).Scan(&built); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "UPDATE subscriber_topics SET basis = NULL, facts = NULL, address_hash = NULL; DELETE FROM evidence; DELETE FROM counters_built"); err != nil {
+	if _, err := pool.Exec(ctx, "UPDATE subscriber_topics SET proven = NULL, facts = NULL, address_hash = NULL; DELETE FROM counters_built"); err != nil {
 		t.Fatal(err)
 	}
 

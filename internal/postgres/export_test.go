@@ -1,6 +1,10 @@
 package postgres
 
-import "context"
+import (
+	"context"
+
+	"optin/internal/consent"
+)
 
 // InsertTopicsInOneBatch runs one write call per id, all in one batch
 // (as the committer gathers them), each inserting a topic row through
@@ -54,4 +58,17 @@ func MigrateTo(ctx context.Context, url string, to int) error {
 	}
 	defer pool.Close()
 	return migrateTo(ctx, pool, to)
+}
+
+// EventThenSubscriber appends ev with personal record p, then stores
+// sub, a subscriber new to the store, in one transaction: an event that
+// comes before its subscriber's rows (an import's did before migration
+// 0016), which the evidence bits must survive.
+func (db *DB) EventThenSubscriber(ev *consent.Event, p consent.Personal, sub *consent.Subscriber) error {
+	return db.update(context.Background(), func(t *tx) error {
+		if err := appendEvent(t, ev, p); err != nil {
+			return err
+		}
+		return insertSubscriber(t, sub)
+	})
 }

@@ -21,7 +21,7 @@ func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int,
 	after := ""
 	var optedOut where
 	optedOut.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status IN (%s, %s))",
-		string(consent.StatusUnsubscribed), string(consent.StatusLapsed))
+		statusCode(consent.StatusUnsubscribed), statusCode(consent.StatusLapsed))
 	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		now := db.Now()
 		read := 0

@@ -85,8 +85,18 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, opts con
 		return err
 	}
 	plan := consent.PlanImport(sub, &row, "import:"+batch, opts, db.policy, db.Now(), db)
+	// The subscriber is stored before its events are appended, as a
+	// signup's is, so their personal records leave the address to it
+	// (encodePersonal).
+	type event struct {
+		ev *consent.Event
+		p  consent.Personal
+	}
+	var events []event
 	if plan.Signup != nil {
-		requested, mailed, err := db.importDoubleOptIn(t, plan.Subscriber, *plan.Signup)
+		requested, mailed, err := db.importDoubleOptIn(t, plan.Subscriber, *plan.Signup, func(ev *consent.Event, p consent.Personal) {
+			events = append(events, event{ev, p})
+		})
 		if err != nil {
 			return err
 		}
@@ -99,9 +109,7 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, opts con
 		}
 	}
 	if plan.Event != nil {
-		if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
-			return err
-		}
+		events = append(events, event{plan.Event, plan.Personal})
 	}
 	if plan.Notice != nil {
 		if err := enqueue(t, plan.Notice); err != nil {
@@ -110,19 +118,28 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, opts con
 		rep.Notices++
 		rep.Queued++
 	}
-	if !rep.Count(plan) {
-		return nil
+	if rep.Count(plan) {
+		if err := putSubscriber(t, plan.Subscriber); err != nil {
+			return err
+		}
 	}
-	return putSubscriber(t, plan.Subscriber)
+	for _, e := range events {
+		if err := appendEvent(t, e.ev, e.p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // importDoubleOptIn gives a row that claims consent without evidence the
 // same double opt-in as a form signup (in, from consent.PlanImport): a
-// pending request, the requested event and the confirmation mail, under
-// the signup rules (an open request is joined, the per-address mail cap
-// and a not-me block apply). It reports whether topics were requested and
-// whether a mail was queued.
-func (db *DB) importDoubleOptIn(t *tx, sub *consent.Subscriber, in consent.SignupInput) (requested, mailed bool, err error) {
+// pending request, the requested event (handed to appendLater, for the
+// caller to append once the subscriber is stored) and the confirmation
+// mail, under the signup rules (an open request is joined, the
+// per-address mail cap and a not-me block apply). It reports whether
+// topics were requested and whether a mail was queued.
+func (db *DB) importDoubleOptIn(t *tx, sub *consent.Subscriber, in consent.SignupInput,
+	appendLater func(*consent.Event, consent.Personal)) (requested, mailed bool, err error) {
 	open, err := openRequest(t.conn, sub)
 	if err != nil {
 		return false, false, err
@@ -134,9 +151,7 @@ func (db *DB) importDoubleOptIn(t *tx, sub *consent.Subscriber, in consent.Signu
 	if err := putRequest(t, plan.Request); err != nil {
 		return false, false, err
 	}
-	if err := appendEvent(t, plan.Event, plan.Personal); err != nil {
-		return false, false, err
-	}
+	appendLater(plan.Event, plan.Personal)
 	if !plan.Mail {
 		return true, false, nil
 	}

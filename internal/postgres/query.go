@@ -37,15 +37,16 @@ func events(c conn, id string) ([]consent.EventRecord, error) {
 	var out []consent.EventRecord
 	var row ledgerRow
 	var personal []byte
-	err := c.each(`SELECT `+ledgerColumns+`, l.personal FROM `+ledgerRows+` WHERE l.subscriber = $1 ORDER BY l.seq`, []any{dbID(id)},
-		append(row.dest(), &personal), func() error {
+	var address *string
+	err := c.each(`SELECT `+ledgerColumns+`, l.personal, `+personalAddress+` FROM `+ledgerRows+` WHERE l.subscriber = $1 ORDER BY l.seq`, []any{dbID(id)},
+		append(row.dest(), &personal, &address), func() error {
 			var r consent.EventRecord
 			if err := row.decode(&r.Event); err != nil {
 				return err
 			}
 			if personal != nil {
 				r.Personal = new(consent.Personal)
-				if err := decode(personal, r.Personal); err != nil {
+				if err := decodePersonal(personal, address, r.Personal); err != nil {
 					return err
 				}
 			}
@@ -108,45 +109,47 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 		var seq int64
 		var subID, prev string
 		var evb, pb, tree []byte
+		var address *string
 		errStop := errors.New("stop")
 		// An event left out Prev when it was the hash of the event before
 		// (encodeEvent): the walk reads them in order, and Check finds a
 		// changed event by its own hash, or the next event's.
 		prevHash := func() (string, error) { return prev, nil }
 		var before tlog.Hash // the leaf hash of the event before
-		err := c.each("SELECT seq, subscriber, event, personal, tree FROM ledger ORDER BY seq", nil, []any{&seq, scanID(&subID), &evb, &pb, &tree}, func() error {
-			if err := c.ctx.Err(); err != nil {
-				return err
-			}
-			var ev consent.Event
-			if err := decodeEvent(evb, seq, subID, prevHash, &ev); err != nil {
-				broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
-				return errStop
-			}
-			var p *consent.Personal
-			if pb != nil {
-				p = new(consent.Personal)
-				if err := decode(pb, p); err != nil {
-					broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
-					return errStop
-				}
-			}
-			prev = ev.Hash
-			err := chain.Check(&ev, p)
-			if err == nil && tree != nil {
-				err = chain.CheckStored(recordHashes(consent.Record(ev.Seq), chain.LeafHash(), before, tree))
-			}
-			if err == nil {
-				before = chain.LeafHash()
-			}
-			if err != nil {
-				if !errors.As(err, &broken) {
+		err := c.each("SELECT seq, subscriber, event, personal, tree, "+personalAddress+" FROM ledger l ORDER BY seq", nil,
+			[]any{&seq, scanID(&subID), &evb, &pb, &tree, &address}, func() error {
+				if err := c.ctx.Err(); err != nil {
 					return err
 				}
-				return errStop
-			}
-			return nil
-		})
+				var ev consent.Event
+				if err := decodeEvent(evb, seq, subID, prevHash, &ev); err != nil {
+					broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
+					return errStop
+				}
+				var p *consent.Personal
+				if pb != nil {
+					p = new(consent.Personal)
+					if err := decodePersonal(pb, address, p); err != nil {
+						broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
+						return errStop
+					}
+				}
+				prev = ev.Hash
+				err := chain.Check(&ev, p)
+				if err == nil && tree != nil {
+					err = chain.CheckStored(recordHashes(consent.Record(ev.Seq), chain.LeafHash(), before, tree))
+				}
+				if err == nil {
+					before = chain.LeafHash()
+				}
+				if err != nil {
+					if !errors.As(err, &broken) {
+						return err
+					}
+					return errStop
+				}
+				return nil
+			})
 		if errors.Is(err, errStop) {
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,14 @@ type tx struct {
 	// catalogChanged says the transaction wrote forms or topics: the
 	// cache is emptied when it commits (catalog).
 	catalogChanged bool
+	// proven holds, by subscriber and topic, the bits of the bases the
+	// transaction's events proved (markEvidence), for the
+	// subscriber_topics rows written after them; nil until the first.
+	proven map[string]map[string]int16
+	// keys holds the email_key of each subscriber the transaction wrote,
+	// as its last write left it: a personal record of that address
+	// appended after leaves it to the subscriber (appendEvent).
+	keys map[string]string
 	// ahead holds what signupState would read for the address keys of
 	// the batch's signups, read in one statement when the transaction
 	// began (readAhead); nil once a call other than a signup ran.
@@ -336,7 +345,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	if err != nil {
 		return err
 	}
-	pb, err := encodeRecord(&p)
+	pb, err := encodePersonal(t, ev.Subscriber, p)
 	if err != nil {
 		return err
 	}
@@ -347,13 +356,87 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
 	t.count(consent.EventDelta(ev))
-	if err := markEvidence(t, ev); err != nil {
+	if err := markEvidence(t, ev, true); err != nil {
 		return err
 	}
 	if err := queueEvent(t, ev); err != nil {
 		return err
 	}
 	return answerCampaigns(t, ev)
+}
+
+// encodePersonal encodes p, the personal record of an event of
+// subscriber id, for the ledger's personal column: without its address,
+// starting with record.RefMagic, when the subscriber as the transaction
+// wrote it holds that address as its email_key (migration 0016, as the
+// bbolt store's records leave it); readers put it back from the
+// subscriber (personalAddress). The record's digest, in the event, is of
+// the whole record, computed before.
+//
+// The invariant: a RefMagic record's subscriber exists and its
+// email_key is the record's address. It holds because the record is
+// written short only after its subscriber was written in the same
+// transaction with that key; a key that changes gets its records' address
+// back first (restoreAddress, from trackSubscriber); and a subscriber
+// goes only through forget, which clears its personal records first.
+func encodePersonal(t *tx, id string, p consent.Personal) ([]byte, error) {
+	if p.Email == "" || t.keys[id] != p.Email {
+		return encodeRecord(&p)
+	}
+	p.Email = ""
+	b, err := encodeRecord(&p)
+	if err != nil {
+		return nil, err
+	}
+	b[0] = record.RefMagic
+	return b, nil
+}
+
+// personalAddress is the SQL of the address a personal record of ledger
+// row l left to its subscriber (NULL for one that holds its own):
+// columns that read l.personal read it beside it, for decodePersonal.
+const personalAddress = `CASE WHEN substring(l.personal FROM 1 FOR 1) = '\xc3'::bytea THEN (SELECT s.email_key FROM subscribers s WHERE s.id = l.subscriber) END`
+
+// decodePersonal decodes personal record b into p, putting back the
+// address it left to its subscriber, which holds it as address.
+func decodePersonal(b []byte, address *string, p *consent.Personal) error {
+	if err := decode(b, p); err != nil {
+		return err
+	}
+	if b[0] == record.RefMagic && p.Email == "" {
+		if address == nil {
+			return fmt.Errorf("postgres: a personal record left its address to its subscriber, who is missing")
+		}
+		p.Email = *address
+	}
+	return nil
+}
+
+// restoreAddress writes address back into the personal records of
+// subscriber id that left it out (RefMagic), before the subscriber's
+// email_key changes from address.
+func restoreAddress(t *tx, id, address string) error {
+	var seqs []int64
+	var bs [][]byte
+	var seq int64
+	var b []byte
+	err := t.each(`SELECT seq, personal FROM ledger WHERE subscriber = $1 AND substring(personal FROM 1 FOR 1) = '\xc3'::bytea`,
+		[]any{dbID(id)}, []any{&seq, &b}, func() error {
+			var p consent.Personal
+			if err := decodePersonal(b, &address, &p); err != nil {
+				return err
+			}
+			full, err := encodeRecord(&p)
+			if err != nil {
+				return err
+			}
+			seqs, bs = append(seqs, seq), append(bs, full)
+			return nil
+		})
+	if err != nil || len(seqs) == 0 {
+		return err
+	}
+	return t.exec(`UPDATE ledger l SET personal = u.p FROM unnest($1::bigint[], $2::bytea[]) AS u(s, p) WHERE l.seq = u.s`, seqs, bs)
 }
 
 // answerCampaigns records, as the event is appended, the answer ev gives
