@@ -27,9 +27,10 @@ const importChunk = 1000
 // branch pages above those leaves, each rewritten once per transaction,
 // and the fsyncs: at 10M rows, 20000 rows a transaction took 534 s of
 // CPU and 542 s of wall against 622 s and 785 s for 5000 (the writer
-// waited on the disk for a fifth of the time), docs/performance.md. Its
-// dirty pages keep about 450 MB alive at the commit, within the import's
-// memory limit (cmd/optin, importMemoryLimit).
+// waited on the disk for a fifth of the time), docs/performance.md. What
+// such a transaction keeps alive (at 10M rows at most 412 MB after a
+// collection) fits the import's memory limit (cmd/optin,
+// importMemoryLimit).
 const importChunkOffline = 20000
 
 // Import reads rows from ir and stores them in transactions of importChunk

@@ -123,9 +123,9 @@ var statusCodes = map[consent.Status]byte{consent.StatusPending: 'p', consent.St
 
 // statusCode is the code of status s in subscriber_topics.status ('?'
 // for a status optin does not know). A statement passes it as the Go
-// byte, which pgx sends as a "char": passed as text, the comparison
-// with the column would be of text, "confirmed" against "c", and find
-// nothing.
+// byte, which pgx sends as a "char". (A status name passed as text to
+// "status = $1" would match too, since the "char" input keeps its first
+// byte; reading the column back gives the code, never the name.)
 func statusCode(s consent.Status) byte {
 	if c, ok := statusCodes[s]; ok {
 		return c

@@ -30,9 +30,8 @@ DROP TABLE evidence;
 -- (pending p, confirmed c, unsubscribed u, lapsed l; the cast takes that
 -- byte): one byte in the row and the primary key instead of 7 to 12.
 -- Statements pass the code as a "char" (internal/postgres/audience.go,
--- statusCode): a status passed as text would be compared as text and
--- match nothing. This rewrites the table and its indexes, which also
--- drops the basis column's bytes.
+-- statusCode); a read gives the code, not the name. This rewrites the
+-- table and its indexes, which also drops the basis column's bytes.
 ALTER TABLE subscriber_topics ALTER COLUMN status TYPE "char" USING status::"char";
 
 -- From this version on a ledger event's personal record leaves out its
