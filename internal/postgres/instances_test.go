@@ -453,3 +453,48 @@ func TestConvertChainOnlyLedger(t *testing.T) {
 		t.Errorf("VerifyLedger after one more signup: got %+v, %v, want OK with 4 events", rep, err)
 	}
 }
+
+// TestLedgerNotReadWhole: two stores signing people up at once each find
+// the ledger's tree edge moved by the other and read the hashes they
+// need from its events (readHashes), which look the events up by their
+// seq. The join of each event with the one before it was planned, from
+// some point on, as a whole read of the ledger (867 whole reads in a
+// 10 s run of two instances), which on a ledger of millions would take
+// seconds a transaction.
+func TestLedgerNotReadWhole(t *testing.T) {
+	url := pg.EmptyDatabase(t)
+	stores := []*postgres.DB{open(t, url, nil, testHMACKey), open(t, url, nil, testHMACKey)}
+	form := bootstrap(t, stores[0])
+	const each, workers = 2000, 8
+	var wg sync.WaitGroup
+	for i, db := range stores {
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range each / workers {
+					signup(t, db, &form, fmt.Sprintf("p%d-%d-%d@example.com", i, w, j))
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// PostgreSQL counts what a connection read when it is idle, at most
+	// once a second.
+	var read, last int64 = 0, -1
+	for tries := 0; read != last && tries < 20; tries++ {
+		time.Sleep(600 * time.Millisecond)
+		last = read
+		if err := pool.QueryRow(t.Context(), "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'ledger'").Scan(&read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if read > 2*each {
+		t.Errorf("rows of the ledger read by sequential scans during %d signups: got %d, want fewer than one read of the whole ledger", 2*each, read)
+	}
+}
