@@ -26,8 +26,9 @@ const importChunk = 1000
 // rows on one of purchases; what a larger transaction saves is the
 // branch pages above those leaves, each rewritten once per transaction,
 // and the fsyncs: at 10M rows, 20000 rows a transaction took 534 s of
-// CPU and 542 s of wall against 622 s and 785 s for 5000 (the writer
-// waited on the disk for a fifth of the time), docs/performance.md. What
+// CPU and 542 s of wall against 622 s and 785 s for 5000 (whose wall
+// time exceeded its CPU time by a fifth: the writer waited on the disk),
+// docs/performance.md. What
 // such a transaction keeps alive (at 10M rows at most 412 MB after a
 // collection) fits the import's memory limit (cmd/optin,
 // importMemoryLimit).

@@ -259,11 +259,10 @@ func decodeEvent(b []byte, seq int64, subID string, prevHash func() (string, err
 // (l) with the columns decodeEvent needs: ledgerColumns, scanned into a
 // ledgerRow; p is the event before, whose hash is the event's Prev. It
 // is looked up by its seq for each event read, as subscriberJoin looks
-// up subscribers: a plain join was planned, on a ledger that was small
-// when a pooled connection first ran the statement, as a hash join over
-// a whole read of the ledger, which the connection then kept (the tree
-// hashes another instance's events left to read, readHashes: 867 whole
-// reads of the ledger in a 10 s run of two instances).
+// up subscribers: with a plain join, the reads of the tree hashes that
+// another instance's events left (readHashes) read the ledger whole,
+// 867 times in a 10 s bench run of two instances (docs/performance.md;
+// TestLedgerNotReadWhole).
 const (
 	ledgerRows    = "ledger l LEFT JOIN LATERAL (SELECT event FROM ledger WHERE seq = l.seq - 1 LIMIT 1) p ON true"
 	ledgerColumns = "l.seq, l.subscriber, l.event, p.event"
