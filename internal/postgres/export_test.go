@@ -72,3 +72,6 @@ func (db *DB) EventThenSubscriber(ev *consent.Event, p consent.Personal, sub *co
 		return insertSubscriber(t, sub)
 	})
 }
+
+// WriteLock is the advisory lock every write transaction takes first.
+const WriteLock = writeLock

@@ -498,3 +498,59 @@ func TestLedgerNotReadWhole(t *testing.T) {
 		t.Errorf("rows of the ledger read by sequential scans during %d signups: got %d, want fewer than one read of the whole ledger", 2*each, read)
 	}
 }
+
+// TestBatchJoinsWhileLocked: the signups that reach a store while its
+// transaction waits for the write lock (another instance's transaction
+// holds it) join that transaction instead of waiting for the lock once
+// more in one of their own: all of them land in one transaction (one
+// xmin of their ledger rows).
+func TestBatchJoinsWhileLocked(t *testing.T) {
+	url := pg.EmptyDatabase(t)
+	db := open(t, url, nil, testHMACKey)
+	form := bootstrap(t, db)
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	holder, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(t.Context())
+	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", postgres.WriteLock); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	signupAsync := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			signup(t, db, &form, fmt.Sprintf("w%d@example.com", i))
+		}()
+	}
+	signupAsync(0)
+	// Wait until the store's transaction waits for the lock.
+	for waiting := false; !waiting; {
+		if err := pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const more = 9
+	for i := 1; i <= more; i++ {
+		signupAsync(i)
+	}
+	time.Sleep(300 * time.Millisecond) // they reach the committer
+	if err := holder.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	var events, transactions int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*), count(DISTINCT xmin::text) FROM ledger").Scan(&events, &transactions); err != nil {
+		t.Fatal(err)
+	}
+	if events != more+1 || transactions != 1 {
+		t.Errorf("ledger: got %d events in %d transactions, want %d in 1", events, transactions, more+1)
+	}
+}

@@ -131,30 +131,63 @@ func (db *DB) committer() {
 		case <-db.closing:
 			return
 		}
-		batch := []*call{first}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case c := <-db.calls:
-				batch = append(batch, c)
-			default:
-				break gather
-			}
-		}
-		db.commit(batch)
+		// The calls that reach the committer while the transaction
+		// waits for the write lock join the batch (run's grow): with
+		// several instances that wait is most of a transaction's time
+		// (the others' transactions), and those calls would otherwise
+		// each wait for it once more, in a transaction of their own.
+		db.answer(db.run(db.gather([]*call{first}), true))
 	}
+}
+
+// gather adds to batch the calls waiting for the committer now, up to
+// maxBatch in all.
+func (db *DB) gather(batch []*call) []*call {
+	for len(batch) < maxBatch {
+		select {
+		case c := <-db.calls:
+			batch = append(batch, c)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// signupsFirst orders calls with the signups first, each group in the
+// order it came: every other call ends what the signups after it may
+// take from the batch's read ahead (readAhead), and the calls gathered
+// once the write lock is taken come after the mail worker's, say. The
+// calls of one batch come from different callers at once, so their
+// order is free.
+func signupsFirst(calls []*call) []*call {
+	out := make([]*call, 0, len(calls))
+	for _, c := range calls {
+		if c.key != "" {
+			out = append(out, c)
+		}
+	}
+	for _, c := range calls {
+		if c.key == "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // commit runs batch in one transaction and answers every call. When a
 // call fails, the transaction is rolled back, that call runs alone so it
 // gets its own answer, and the others are committed again without it.
-func (db *DB) commit(batch []*call) {
-	failed, err := db.run(batch)
+func (db *DB) commit(batch []*call) { db.answer(db.run(batch, false)) }
+
+// answer answers the calls of batch as run returned them with failed and
+// err (see commit).
+func (db *DB) answer(failed int, batch []*call, err error) {
 	if failed == manyCalls && len(batch) > 1 {
 		// A statement of several calls failed: each runs alone for
 		// its own answer.
 		for _, c := range batch {
-			_, err := db.run([]*call{c})
+			_, _, err := db.run([]*call{c}, false)
 			c.done <- err
 		}
 		return
@@ -165,28 +198,33 @@ func (db *DB) commit(batch []*call) {
 		}
 		return
 	}
-	_, alone := db.run(batch[failed : failed+1])
+	_, _, alone := db.run(batch[failed:failed+1], false)
 	batch[failed].done <- alone
 	db.commit(append(batch[:failed:failed], batch[failed+1:]...))
 }
 
-// run runs calls in one transaction under the write lock and commits. It
-// returns the index of the call that failed (-1 when none did, or when
-// the transaction itself failed) and the error.
-func (db *DB) run(calls []*call) (int, error) {
+// run runs calls in one transaction under the write lock and commits;
+// with grow, the calls waiting for the committer once the lock is taken
+// join them (gather). It returns the index of the call that failed (-1
+// when none did, or when the transaction itself failed), the calls it
+// ran, and the error.
+func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	ptx, t, err := db.beginWrite(ctx)
 	if err != nil {
-		return -1, err
+		return -1, calls, err
 	}
 	defer ptx.Rollback(ctx)
+	if grow {
+		calls = signupsFirst(db.gather(calls))
+	}
 	if err := t.readAhead(calls); err != nil {
-		return -1, err
+		return -1, calls, err
 	}
 	for i, c := range calls {
 		if err := c.ctx.Err(); err != nil {
-			return i, err
+			return i, calls, err
 		}
 		if c.key == "" {
 			// It may write what a signup read ahead.
@@ -194,19 +232,19 @@ func (db *DB) run(calls []*call) (int, error) {
 		}
 		t.pipe.call = i
 		if err := safeCall(c.fn, t); err != nil {
-			return callOf(err, i), errorOf(err)
+			return callOf(err, i), calls, errorOf(err)
 		}
 	}
 	// What follows is the transaction's own: its failure fails no call.
 	t.pipe.call = -1
 	if err := t.writeCounts(); err != nil {
-		return -1, err
+		return -1, calls, err
 	}
 	if err := t.writeHead(); err != nil {
-		return -1, err
+		return -1, calls, err
 	}
 	if err := t.pipe.flush(ctx); err != nil {
-		return callOf(err, -1), errorOf(err)
+		return callOf(err, -1), calls, errorOf(err)
 	}
 	err = ptx.Commit(ctx)
 	if t.catalogChanged {
@@ -214,7 +252,7 @@ func (db *DB) run(calls []*call) (int, error) {
 		db.catalog.clear()
 	}
 	if err != nil {
-		return -1, fmt.Errorf("postgres: commit: %w", unavailable(err))
+		return -1, calls, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}
 	for _, h := range t.wordings {
 		db.wordings.Store(h, true)
@@ -222,7 +260,7 @@ func (db *DB) run(calls []*call) (int, error) {
 	if t.headDirty {
 		db.keepEdge(t.tree, t.head)
 	}
-	return -1, nil
+	return -1, calls, nil
 }
 
 // writeHead writes the ledger's head and its tree size as the
