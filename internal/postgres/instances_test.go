@@ -505,14 +505,7 @@ func TestLedgerNotReadWhole(t *testing.T) {
 // more in one of their own: all of them land in one transaction (one
 // xmin of their ledger rows).
 func TestBatchJoinsWhileLocked(t *testing.T) {
-	url := pg.EmptyDatabase(t)
-	db := open(t, url, nil, testHMACKey)
-	form := bootstrap(t, db)
-	pool, err := postgres.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	db, form, pool := newStore(t)
 	holder, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
