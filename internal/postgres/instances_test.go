@@ -524,7 +524,11 @@ func TestBatchJoinsWhileLocked(t *testing.T) {
 	}
 	signupAsync(0)
 	// Wait until the store's transaction waits for the lock.
+	deadline := time.Now().Add(10 * time.Second)
 	for waiting := false; !waiting; {
+		if time.Now().After(deadline) {
+			t.Fatal("the store's transaction never waited for the write lock")
+		}
 		if err := pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}

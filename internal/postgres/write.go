@@ -97,8 +97,10 @@ type call struct {
 // after update returned.
 //
 // Writes go through one committer goroutine that takes every call
-// waiting at that moment and runs them in one transaction, so concurrent
-// callers share one commit, while a lone call is committed at once. As
+// waiting at that moment, and those that arrive while its transaction
+// waits for the write lock, and runs them in one transaction, so
+// concurrent callers share one commit, while a lone call is committed at
+// once. As
 // with the bbolt store, fn may run more than once (when another call in
 // its batch fails), so it must only change state through t and set its
 // results afresh on every run.
@@ -205,7 +207,8 @@ func (db *DB) answer(failed int, batch []*call, err error) {
 
 // run runs calls in one transaction under the write lock and commits;
 // with grow, the calls waiting for the committer once the lock is taken
-// join them (gather). It returns the index of the call that failed (-1
+// join them (gather), unless the wait for the lock took half of the
+// transaction's time (batchTimeout). It returns the index of the call that failed (-1
 // when none did, or when the transaction itself failed), the calls it
 // ran, and the error.
 func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
@@ -216,7 +219,9 @@ func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 		return -1, calls, err
 	}
 	defer ptx.Rollback(ctx)
-	if grow {
+	if dl, _ := ctx.Deadline(); grow && time.Until(dl) > batchTimeout/2 {
+		// Not after a long wait for the lock: the calls taken now would
+		// have only what is left of the first ones' time.
 		calls = signupsFirst(db.gather(calls))
 	}
 	if err := t.readAhead(calls); err != nil {
