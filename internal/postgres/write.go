@@ -100,10 +100,9 @@ type call struct {
 // waiting at that moment, and those that arrive while its transaction
 // waits for the write lock, and runs them in one transaction, so
 // concurrent callers share one commit, while a lone call is committed at
-// once. As
-// with the bbolt store, fn may run more than once (when another call in
-// its batch fails), so it must only change state through t and set its
-// results afresh on every run.
+// once. As with the bbolt store, fn may run more than once (when another
+// call in its batch fails), so it must only change state through t and
+// set its results afresh on every run.
 func (db *DB) update(ctx context.Context, fn func(t *tx) error) error {
 	return db.updateSignup(ctx, "", fn)
 }
@@ -208,9 +207,9 @@ func (db *DB) answer(failed int, batch []*call, err error) {
 // run runs calls in one transaction under the write lock and commits;
 // with grow, the calls waiting for the committer once the lock is taken
 // join them (gather), unless the wait for the lock took half of the
-// transaction's time (batchTimeout). It returns the index of the call that failed (-1
-// when none did, or when the transaction itself failed), the calls it
-// ran, and the error.
+// transaction's time (batchTimeout). It returns the index of the call
+// that failed (-1 when none did, or when the transaction itself failed),
+// the calls it ran, and the error.
 func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
