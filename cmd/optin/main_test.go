@@ -59,9 +59,12 @@ func startApp(t *testing.T, cfg config.Config) (string, func()) {
 		}
 	}
 	t.Cleanup(stop)
-	// Wait for the admin socket.
+	// Wait for the admin socket; it must answer once it exists.
 	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(app.SocketPath(cfg.DataDir)); err == nil {
+			if dialSocket(cfg) == nil {
+				t.Fatal("admin socket exists but does not answer")
+			}
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatal("admin socket did not appear")

@@ -53,23 +53,32 @@ type adminSocket struct {
 // serveSocket opens data_dir/socket/admin.sock, mode 0600 in a directory
 // of mode 0700, and serves the admin socket API on it. A socket file left
 // by a crash is replaced: the bbolt lock this process holds proves no
-// other optin uses the directory. If the socket cannot be opened the
-// service runs without it and says so.
+// other optin uses the directory. The socket is bound and listening
+// under a temporary name before it is renamed into place, so a command
+// that finds admin.sock can connect to it (bound under its own name, it
+// exists a moment before it listens, and a command that came then found
+// the database locked and nobody answering). If the socket cannot be
+// opened the service runs without it and says so.
 func (a *App) serveSocket() *adminSocket {
 	path := SocketPath(a.cfg.DataDir)
+	tmp := path + ".new"
 	err := privateDir(filepath.Dir(path))
-	if err == nil {
-		if err = os.Remove(path); errors.Is(err, fs.ErrNotExist) {
-			err = nil
+	for _, p := range []string{path, tmp} {
+		if err == nil {
+			if err = os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+				err = nil
+			}
 		}
 	}
 	if err != nil {
 		a.log.Warn("admin socket disabled", "path", path, "err", err)
 		return nil
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := net.Listen("unix", tmp)
 	if err == nil {
-		err = os.Chmod(path, 0o600)
+		if err = os.Chmod(tmp, 0o600); err == nil {
+			err = os.Rename(tmp, path)
+		}
 		if err != nil {
 			ln.Close()
 		}

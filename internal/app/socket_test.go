@@ -1,6 +1,7 @@
 package app
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,11 +10,17 @@ import (
 	"optin/internal/config"
 )
 
-// waitSocket waits until the admin socket of dataDir exists.
+// waitSocket waits until the admin socket of dataDir exists, and fails
+// if it does not take a connection the moment it exists.
 func waitSocket(t *testing.T, dataDir string) {
 	t.Helper()
-	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); ; time.Sleep(time.Millisecond) {
 		if _, err := os.Stat(SocketPath(dataDir)); err == nil {
+			conn, err := net.Dial("unix", SocketPath(dataDir))
+			if err != nil {
+				t.Fatalf("admin socket exists but refuses: %v", err)
+			}
+			conn.Close()
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("admin socket did not appear: %v", err)
