@@ -75,3 +75,9 @@ func (db *DB) EventThenSubscriber(ev *consent.Event, p consent.Personal, sub *co
 
 // WriteLock is the advisory lock every write transaction takes first.
 const WriteLock = writeLock
+
+// Update runs fn as a write of its own through the committer (update),
+// writing nothing.
+func (db *DB) Update(ctx context.Context, fn func()) error {
+	return db.update(ctx, func(*tx) error { fn(); return nil })
+}

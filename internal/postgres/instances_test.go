@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -545,5 +546,63 @@ func TestBatchJoinsWhileLocked(t *testing.T) {
 	}
 	if events != more+1 || transactions != 1 {
 		t.Errorf("ledger: got %d events in %d transactions, want %d in 1", events, transactions, more+1)
+	}
+}
+
+// TestGivenUpCallSpoilsNoBatch: a write whose caller gives up after the
+// committer took it, before its turn in the batch, is answered with its
+// context's error and left out; the other writes of the batch run once
+// and commit, instead of being rolled back and run again without it.
+func TestGivenUpCallSpoilsNoBatch(t *testing.T) {
+	db, _, pool := newStore(t)
+	holder, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(t.Context())
+	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", postgres.WriteLock); err != nil {
+		t.Fatal(err)
+	}
+	gone, giveUp := context.WithCancel(t.Context())
+	defer giveUp()
+	var runs [3]atomic.Int32
+	var errs [3]error
+	var wg sync.WaitGroup
+	update := func(i int, ctx context.Context, fn func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Update(ctx, func() { runs[i].Add(1); fn() })
+		}()
+	}
+	// The first write gives the second up as it runs: the second's turn
+	// comes after it in their batch.
+	update(0, context.Background(), giveUp)
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting := false; !waiting; {
+		if time.Now().After(deadline) {
+			t.Fatal("the store's transaction never waited for the write lock")
+		}
+		if err := pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	update(1, gone, func() {})
+	time.Sleep(100 * time.Millisecond) // in this order
+	update(2, context.Background(), func() {})
+	time.Sleep(300 * time.Millisecond) // they reach the committer
+	if err := holder.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	want := [3]int32{1, 0, 1}
+	for i := range runs {
+		if got := runs[i].Load(); got != want[i] {
+			t.Errorf("write %d ran %d times, want %d", i, got, want[i])
+		}
+	}
+	if errs[0] != nil || !errors.Is(errs[1], context.Canceled) || errs[2] != nil {
+		t.Errorf("answers: %v, want nil, context.Canceled, nil", errs)
 	}
 }

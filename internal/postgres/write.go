@@ -188,8 +188,7 @@ func (db *DB) answer(failed int, batch []*call, err error) {
 		// A statement of several calls failed: each runs alone for
 		// its own answer.
 		for _, c := range batch {
-			_, _, err := db.run([]*call{c}, false)
-			c.done <- err
+			db.runAlone(c)
 		}
 		return
 	}
@@ -199,9 +198,17 @@ func (db *DB) answer(failed int, batch []*call, err error) {
 		}
 		return
 	}
-	_, _, alone := db.run(batch[failed:failed+1], false)
-	batch[failed].done <- alone
+	db.runAlone(batch[failed])
 	db.commit(append(batch[:failed:failed], batch[failed+1:]...))
+}
+
+// runAlone runs c in a transaction of its own and answers it, unless run
+// answered it already (its caller gave up).
+func (db *DB) runAlone(c *call) {
+	_, ran, err := db.run([]*call{c}, false)
+	for _, c := range ran {
+		c.done <- err
+	}
 }
 
 // run runs calls in one transaction under the write lock and commits;
@@ -209,7 +216,8 @@ func (db *DB) answer(failed int, batch []*call, err error) {
 // join them (gather), unless the wait for the lock took half of the
 // transaction's time (batchTimeout). It returns the index of the call
 // that failed (-1 when none did, or when the transaction itself failed),
-// the calls it ran, and the error.
+// the calls it ran or was to run (not those it answered already, whose
+// callers had given up), and the error.
 func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
@@ -226,19 +234,28 @@ func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 	if err := t.readAhead(calls); err != nil {
 		return -1, calls, err
 	}
-	for i, c := range calls {
+	// ran holds the calls run so far: a call whose caller gave up before
+	// its turn is answered at once and left out (its fn never ran, so
+	// the batch holds nothing of it), instead of failing the batch,
+	// which would roll the others back and run them again.
+	ran := make([]*call, 0, len(calls))
+	for j, c := range calls {
 		if err := c.ctx.Err(); err != nil {
-			return i, calls, err
+			c.done <- err
+			continue
 		}
 		if c.key == "" {
 			// It may write what a signup read ahead.
 			t.ahead = nil
 		}
+		i := len(ran)
+		ran = append(ran, c)
 		t.pipe.call = i
 		if err := safeCall(c.fn, t); err != nil {
-			return callOf(err, i), calls, errorOf(err)
+			return callOf(err, i), append(ran, calls[j+1:]...), errorOf(err)
 		}
 	}
+	calls = ran
 	// What follows is the transaction's own: its failure fails no call.
 	t.pipe.call = -1
 	if err := t.writeCounts(); err != nil {
