@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"optin/internal/consent"
 	"optin/internal/postgres"
 	"optin/internal/testclock"
@@ -496,31 +498,28 @@ func TestLedgerNotReadWhole(t *testing.T) {
 	}
 }
 
-// TestBatchJoinsWhileLocked: the signups that reach a store while its
-// transaction waits for the write lock (another instance's transaction
-// holds it) join that transaction instead of waiting for the lock once
-// more in one of their own: all of them land in one transaction (one
-// xmin of their ledger rows).
-func TestBatchJoinsWhileLocked(t *testing.T) {
-	db, form, pool := newStore(t)
+// holdWriteLock takes the stores' write lock as another instance's
+// transaction would, until release (or the test's end).
+func holdWriteLock(t *testing.T, pool *pgxpool.Pool) (release func()) {
+	t.Helper()
 	holder, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Rollback(t.Context())
+	t.Cleanup(func() { holder.Rollback(context.Background()) })
 	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", postgres.WriteLock); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	signupAsync := func(i int) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			signup(t, db, &form, fmt.Sprintf("w%d@example.com", i))
-		}()
+	return func() {
+		if err := holder.Rollback(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	signupAsync(0)
-	// Wait until the store's transaction waits for the lock.
+}
+
+// waitForLock waits until a transaction waits for the write lock.
+func waitForLock(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for waiting := false; !waiting; {
 		if time.Now().After(deadline) {
@@ -531,14 +530,32 @@ func TestBatchJoinsWhileLocked(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestBatchJoinsWhileLocked: the signups that reach a store while its
+// transaction waits for the write lock (another instance's transaction
+// holds it) join that transaction instead of waiting for the lock once
+// more in one of their own: all of them land in one transaction (one
+// xmin of their ledger rows).
+func TestBatchJoinsWhileLocked(t *testing.T) {
+	db, form, pool := newStore(t)
+	release := holdWriteLock(t, pool)
+	var wg sync.WaitGroup
+	signupAsync := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			signup(t, db, &form, fmt.Sprintf("w%d@example.com", i))
+		}()
+	}
+	signupAsync(0)
+	waitForLock(t, pool)
 	const more = 9
 	for i := 1; i <= more; i++ {
 		signupAsync(i)
 	}
 	time.Sleep(300 * time.Millisecond) // they reach the committer
-	if err := holder.Rollback(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	wg.Wait()
 	var events, transactions int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*), count(DISTINCT xmin::text) FROM ledger").Scan(&events, &transactions); err != nil {
@@ -555,14 +572,7 @@ func TestBatchJoinsWhileLocked(t *testing.T) {
 // and commit, instead of being rolled back and run again without it.
 func TestGivenUpCallSpoilsNoBatch(t *testing.T) {
 	db, _, pool := newStore(t)
-	holder, err := pool.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(t.Context())
-	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", postgres.WriteLock); err != nil {
-		t.Fatal(err)
-	}
+	release := holdWriteLock(t, pool)
 	gone, giveUp := context.WithCancel(t.Context())
 	defer giveUp()
 	var runs [3]atomic.Int32
@@ -578,23 +588,12 @@ func TestGivenUpCallSpoilsNoBatch(t *testing.T) {
 	// The first write gives the second up as it runs: the second's turn
 	// comes after it in their batch.
 	update(0, context.Background(), giveUp)
-	deadline := time.Now().Add(10 * time.Second)
-	for waiting := false; !waiting; {
-		if time.Now().After(deadline) {
-			t.Fatal("the store's transaction never waited for the write lock")
-		}
-		if err := pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForLock(t, pool)
 	update(1, gone, func() {})
 	time.Sleep(100 * time.Millisecond) // in this order
 	update(2, context.Background(), func() {})
 	time.Sleep(300 * time.Millisecond) // they reach the committer
-	if err := holder.Rollback(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	wg.Wait()
 	want := [3]int32{1, 0, 1}
 	for i := range runs {
