@@ -36,9 +36,11 @@ type where struct {
 	args []any
 	// held says the walk reads only the subscribers holding one of the
 	// subscriptions in holds: it walks those rows of subscriber_topics
-	// (walkSubscribers), none when holds is empty.
+	// (walkSubscribers), none when holds is empty; rows holds the
+	// conditions on their subscriber (as m.subscriber).
 	held  bool
 	holds []subscription
+	rows  []string
 }
 
 // subscription is a topic in the status of a code (statusCode): a range
@@ -50,11 +52,22 @@ type subscription struct {
 
 // and adds a condition whose arguments are written as %s, in order.
 func (w *where) and(sql string, args ...any) {
+	w.sql = append(w.sql, w.arg(sql, args))
+}
+
+// arg numbers the arguments of sql, written as %s.
+func (w *where) arg(sql string, args []any) string {
 	for _, a := range args {
 		w.args = append(w.args, a)
 		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
 	}
-	w.sql = append(w.sql, sql)
+	return sql
+}
+
+// andRows adds a condition on the subscriber of the rows a walk of
+// subscriptions reads (as m.subscriber), which bounds their ranges.
+func (w *where) andRows(sql string, args ...any) {
+	w.rows = append(w.rows, w.arg(sql, args))
 }
 
 // hold makes the walk read only the subscribers holding one of topics
@@ -127,19 +140,21 @@ func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, erro
 	case consent.LifecycleDormant:
 		w.and("s.last_purchase <= %s", cutoff)
 	}
-	// A walk of subscriptions has the bounds on their rows too, so that
-	// it starts at the range's first.
+	// A walk of subscriptions has the bounds on their rows, so that it
+	// starts at the range's first.
 	lo, hi := f.IDRange()
 	if lo != "" {
-		w.and("s.id >= %s", dbID(lo))
 		if w.held {
-			w.and("m.subscriber >= %s", dbID(lo))
+			w.andRows("m.subscriber >= %s", dbID(lo))
+		} else {
+			w.and("s.id >= %s", dbID(lo))
 		}
 	}
 	if hi != "" {
-		w.and("s.id < %s", dbID(hi))
 		if w.held {
-			w.and("m.subscriber < %s", dbID(hi))
+			w.andRows("m.subscriber < %s", dbID(hi))
+		} else {
+			w.and("s.id < %s", dbID(hi))
 		}
 	}
 	return w, nil
@@ -157,9 +172,12 @@ var walkTop = bytes.Repeat([]byte{0xff}, 32)
 // When w holds subscriptions, the walk reads their rows of
 // subscriber_topics: one ordered range of its primary key per topic and
 // status, merged in subscriber order (a Merge Append of the ranges in
-// PostgreSQL's plan; each range starts at the cursor), and joins each
-// subscriber by its id. A statement then reads the rows it returns and
-// the subscribers the other conditions leave out, not the subscribers
+// PostgreSQL's plan; each range starts at the cursor), and looks each
+// row's subscriber up by its id, one probe of the primary key of
+// subscribers a row (OFFSET 0 keeps the lookup a subquery of its own,
+// which PostgreSQL does not turn into a join that could read the
+// subscribers whole). A statement then reads the rows it returns and the
+// subscribers the other conditions leave out, not the subscribers
 // without those subscriptions; a subscriber holding several of them
 // comes once.
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
@@ -181,8 +199,9 @@ func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *co
 			args = append(args, h.topic, h.code)
 			ranges[i] = fmt.Sprintf("(SELECT subscriber FROM subscriber_topics WHERE topic = $%d AND status = $%d ORDER BY subscriber%s)", len(args)+1, len(args)+2, order)
 		}
-		query = "SELECT " + subscriberColumns + " FROM (" + strings.Join(ranges, " UNION ALL ") + ") m JOIN subscribers s ON s.id = m.subscriber" +
-			" WHERE m.subscriber " + cmp + " $1 AND s.id " + cmp + " $1 AND " + w.String() + " ORDER BY m.subscriber" + order + " LIMIT $2"
+		query = "SELECT " + subscriberColumns + " FROM (" + strings.Join(ranges, " UNION ALL ") + ") m" +
+			" CROSS JOIN LATERAL (SELECT s.* FROM subscribers s WHERE s.id = m.subscriber AND " + w.String() + " OFFSET 0) s" +
+			" WHERE " + strings.Join(append([]string{"m.subscriber " + cmp + " $1"}, w.rows...), " AND ") + " ORDER BY m.subscriber" + order + " LIMIT $2"
 	}
 	for {
 		cursor := dbID(after)
