@@ -226,6 +226,15 @@ func TestSubscriptionsFromVersion16(t *testing.T) {
 			t.Errorf("FindSubscribers(%+v): got %d subscribers, the records %d", f, len(got), len(want))
 		}
 	}
+	// Creation times bound the ranges walked.
+	from, to := subscriptionsAt.Add(100*time.Minute), subscriptionsAt.Add(300*time.Minute)
+	for _, f := range []consent.SubscriberFilter{{Status: consent.StatusConfirmed}, {Topic: "offers"}, {Topic: "news", Status: consent.StatusPending, Newest: true}} {
+		f.CreatedSince, f.CreatedBefore = from, to
+		got, want := listAll(t, db, f, 7), matching(subs, f)
+		if !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("FindSubscribers(%+v): got %d subscribers, the records %d (some)", f, len(got), len(want))
+		}
+	}
 	// The sweep erases those of version 16's opted-out candidates whose
 	// records are forgettable.
 	var forgettable []string
