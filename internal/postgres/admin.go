@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,19 +29,56 @@ func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool
 }
 
 // where is a condition on the subscribers (as s) with its arguments,
-// numbered from $3 ($1 and $2 are the walk's cursor and chunk size).
+// numbered from $3 ($1 and $2 are the walk's cursor and chunk size), and
+// the subscriptions they must hold, if any.
 type where struct {
 	sql  []string
 	args []any
+	// held says the walk reads only the subscribers holding one of the
+	// subscriptions in holds: it walks those rows of subscriber_topics
+	// (walkSubscribers), none when holds is empty; rows holds the
+	// conditions on their subscriber (as m.subscriber).
+	held  bool
+	holds []subscription
+	rows  []string
+}
+
+// subscription is a topic in the status of a code (statusCode): a range
+// of the primary key of subscriber_topics, in subscriber order.
+type subscription struct {
+	topic string
+	code  byte
 }
 
 // and adds a condition whose arguments are written as %s, in order.
 func (w *where) and(sql string, args ...any) {
+	w.sql = append(w.sql, w.arg(sql, args))
+}
+
+// arg numbers the arguments of sql, written as %s.
+func (w *where) arg(sql string, args []any) string {
 	for _, a := range args {
 		w.args = append(w.args, a)
 		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
 	}
-	w.sql = append(w.sql, sql)
+	return sql
+}
+
+// andRows adds a condition on the subscriber of the rows a walk of
+// subscriptions reads (as m.subscriber), which bounds their ranges.
+func (w *where) andRows(sql string, args ...any) {
+	w.rows = append(w.rows, w.arg(sql, args))
+}
+
+// hold makes the walk read only the subscribers holding one of topics
+// in one of statuses.
+func (w *where) hold(topics []string, statuses ...consent.Status) {
+	w.held = true
+	for _, topic := range topics {
+		for _, st := range statuses {
+			w.holds = append(w.holds, subscription{topic, statusCode(st)})
+		}
+	}
 }
 
 func (w where) String() string {
@@ -49,19 +88,48 @@ func (w where) String() string {
 	return strings.Join(w.sql, " AND ")
 }
 
+// allStatuses are the statuses a subscription can have.
+var allStatuses = []consent.Status{consent.StatusConfirmed, consent.StatusLapsed, consent.StatusPending, consent.StatusUnsubscribed}
+
+// heldTopics returns every topic subscriber_topics holds a row of, by a
+// skip scan of its primary key (one descent per topic, and one more).
+// They are the table's own topics, not the catalog's: a subscription to
+// a topic no longer in the catalog is found too (optin deletes no topic,
+// but a row of the topics table can be deleted by hand).
+func heldTopics(c conn) ([]string, error) {
+	var topics []string
+	var topic string
+	err := c.each(`WITH RECURSIVE held(topic) AS (
+			SELECT min(topic) FROM subscriber_topics
+			UNION ALL SELECT (SELECT min(h.topic) FROM subscriber_topics h WHERE h.topic > held.topic) FROM held WHERE held.topic IS NOT NULL)
+		SELECT topic FROM held WHERE topic IS NOT NULL`, nil, []any{&topic}, func() error {
+		topics = append(topics, topic)
+		return nil
+	})
+	return topics, err
+}
+
 // filterWhere is what f asks of the subscribers at now, in terms the
-// indexes serve: the index of subscriptions (subscriber_topics), the
-// last purchase and the id (which starts with the creation time). The
-// text search is left to consent.SubscriberFilter.Match.
-func filterWhere(f consent.SubscriberFilter, now time.Time) where {
+// indexes serve: the subscriptions, which the walk reads from the
+// primary key of subscriber_topics (topic, status, subscriber), one
+// range per topic and status the filter leaves open (the topics those
+// rows hold, heldTopics, for a status alone; the four statuses for a
+// topic alone); the last purchase and the id (which starts with the
+// creation time). The text search is left to
+// consent.SubscriberFilter.Match.
+func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, error) {
 	var w where
 	switch {
 	case f.Topic != "" && f.Status != "":
-		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s AND st.status = %s)", f.Topic, statusCode(f.Status))
+		w.hold([]string{f.Topic}, f.Status)
 	case f.Topic != "":
-		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.topic = %s)", f.Topic)
+		w.hold([]string{f.Topic}, allStatuses...)
 	case f.Status != "":
-		w.and("EXISTS (SELECT 1 FROM subscriber_topics st WHERE st.subscriber = s.id AND st.status = %s)", statusCode(f.Status))
+		topics, err := heldTopics(c)
+		if err != nil {
+			return w, err
+		}
+		w.hold(topics, f.Status)
 	}
 	_, cutoff := consent.DormantCutoff(now, f.DormantAfter)
 	switch f.Lifecycle {
@@ -72,33 +140,86 @@ func filterWhere(f consent.SubscriberFilter, now time.Time) where {
 	case consent.LifecycleDormant:
 		w.and("s.last_purchase <= %s", cutoff)
 	}
+	// A walk of subscriptions has the bounds on their rows, so that it
+	// starts at the range's first.
 	lo, hi := f.IDRange()
 	if lo != "" {
-		w.and("s.id >= %s", dbID(lo))
+		if w.held {
+			w.andRows("m.subscriber >= %s", dbID(lo))
+		} else {
+			w.and("s.id >= %s", dbID(lo))
+		}
 	}
 	if hi != "" {
-		w.and("s.id < %s", dbID(hi))
+		if w.held {
+			w.andRows("m.subscriber < %s", dbID(hi))
+		} else {
+			w.and("s.id < %s", dbID(hi))
+		}
 	}
-	return w
+	return w, nil
 }
+
+// walkTop is the cursor of a walk by descending id that starts at the
+// top: above every id (22 bytes, or an older id's text, whose UTF-8 has
+// no 0xff byte).
+var walkTop = bytes.Repeat([]byte{0xff}, 32)
 
 // walkSubscribers is eachSubscriber for the subscribers matching w, in
 // descending id order with newest (after is then the id the walk
 // continues below; "" starts at the top).
+//
+// When w holds subscriptions, the walk reads their rows of
+// subscriber_topics: one ordered range of its primary key per topic and
+// status, merged in subscriber order (a Merge Append of the ranges in
+// PostgreSQL's plan; each range starts at the cursor), and looks each
+// row's subscriber up by its id, one probe of the primary key of
+// subscribers a row (OFFSET 0 keeps the lookup a subquery of its own,
+// which PostgreSQL does not turn into a join that could read the
+// subscribers whole). A statement then reads the rows it returns and the
+// subscribers the other conditions leave out, not the subscribers
+// without those subscriptions; a subscriber holding several of them
+// comes once.
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
+	if w.held && len(w.holds) == 0 {
+		return nil
+	}
 	query := "SELECT " + subscriberColumns + " FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
 	if newest {
 		query = "SELECT " + subscriberColumns + " FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
 	}
+	args := slices.Clone(w.args)
+	if w.held {
+		order, cmp := "", ">"
+		if newest {
+			order, cmp = " DESC", "<"
+		}
+		ranges := make([]string, len(w.holds))
+		for i, h := range w.holds {
+			args = append(args, h.topic, h.code)
+			ranges[i] = fmt.Sprintf("(SELECT subscriber FROM subscriber_topics WHERE topic = $%d AND status = $%d ORDER BY subscriber%s)", len(args)+1, len(args)+2, order)
+		}
+		query = "SELECT " + subscriberColumns + " FROM (" + strings.Join(ranges, " UNION ALL ") + ") m" +
+			" CROSS JOIN LATERAL (SELECT s.* FROM subscribers s WHERE s.id = m.subscriber AND " + w.String() + " OFFSET 0) s" +
+			" WHERE " + strings.Join(append([]string{"m.subscriber " + cmp + " $1"}, w.rows...), " AND ") + " ORDER BY m.subscriber" + order + " LIMIT $2"
+	}
 	for {
+		cursor := dbID(after)
+		if w.held && newest && after == "" {
+			cursor = walkTop
+		}
 		var chunk []*consent.Subscriber
 		var r subscriberRow
-		err := c.each(query, append([]any{dbID(after), scanChunk}, w.args...), r.dest(), func() error {
+		rows := 0
+		err := c.each(query, append([]any{cursor, scanChunk}, args...), r.dest(), func() error {
+			rows++
 			sub, err := r.decode()
 			if err != nil {
 				return err
 			}
-			chunk = append(chunk, sub)
+			if len(chunk) == 0 || chunk[len(chunk)-1].ID != sub.ID {
+				chunk = append(chunk, sub)
+			}
 			return nil
 		})
 		if err != nil {
@@ -112,7 +233,7 @@ func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *co
 				return err
 			}
 		}
-		if len(chunk) < scanChunk {
+		if rows < scanChunk {
 			return nil
 		}
 		after = chunk[len(chunk)-1].ID
@@ -143,7 +264,11 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 	err := db.view(ctx, func(c conn) error {
 		now := db.Now()
 		scanned, last := 0, ""
-		return walkSubscribers(c, filterWhere(f, now), f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
+		w, err := filterWhere(c, f, now)
+		if err != nil {
+			return err
+		}
+		return walkSubscribers(c, w, f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return false, nil

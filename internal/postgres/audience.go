@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"optin/internal/consent"
 )
@@ -84,8 +85,26 @@ func markEvidence(t *tx, ev *consent.Event, remember bool) error {
 			m[topic] |= bit
 		}
 	}
+	// subscriber_topics has no index by subscriber: the rows are probed
+	// by the primary key (topic, status, subscriber), with their status
+	// when the transaction wrote the subscriber (tx.subs), else in every
+	// status.
+	if held, ok := t.subs[ev.Subscriber]; ok {
+		for _, topic := range topics {
+			st, ok := held[topic]
+			if !ok {
+				continue // no row
+			}
+			err := t.exec(`UPDATE subscriber_topics SET proven = coalesce(proven, 0) | $4
+				WHERE topic = $2 AND status = $3 AND subscriber = $1 AND coalesce(proven, 0) & $4 = 0`, dbID(ev.Subscriber), topic, statusCode(st), bit)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	return t.exec(`UPDATE subscriber_topics SET proven = coalesce(proven, 0) | $3
-		WHERE subscriber = $1 AND topic = ANY($2) AND coalesce(proven, 0) & $3 = 0`, dbID(ev.Subscriber), topics, bit)
+		WHERE topic = ANY($2) AND status = ANY(`+allCodes+`) AND subscriber = $1 AND coalesce(proven, 0) & $3 = 0`, dbID(ev.Subscriber), topics, bit)
 }
 
 // provenOf returns the bits subscriber id's ledger events prove for each
@@ -133,6 +152,20 @@ func statusCode(s consent.Status) byte {
 	return '?'
 }
 
+// allCodes is every status code as a "char"[] literal, for the
+// statements that look for one subscriber's rows of given topics in any
+// status: subscriber_topics has no index by subscriber (migration
+// 0017), so they probe its primary key (topic, status, subscriber) once
+// per topic and code. A status optin does not know ('?') is never
+// written: every status a record holds has its code.
+var allCodes = func() string {
+	codes := make([]string, len(allStatuses))
+	for i, st := range allStatuses {
+		codes[i] = string(rune(statusCode(st)))
+	}
+	return `'{` + strings.Join(codes, ",") + `}'::"char"[]`
+}()
+
 // statusOf is the status of code c in subscriber_topics.status.
 func statusOf(c byte) consent.Status {
 	for s, code := range statusCodes {
@@ -163,7 +196,7 @@ const audienceColumns = `st.status, st.facts,
 	coalesce(st.proven, 0),
 	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = encode(st.address_hash, 'hex') AND p.scope IN ($1, '*')),
 	CASE WHEN st.status = 'c' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
-		WHERE o.subscriber = st.subscriber AND o.status = 'c' AND o.topic = ANY($4)) ELSE '{}' END`
+		WHERE o.topic = ANY($4) AND o.status = 'c' AND o.subscriber = st.subscriber) ELSE '{}' END`
 
 // audienceRows reads up to limit subscribers after the id after for
 // campaign c: those holding c's topic in status st, or every subscriber
@@ -174,7 +207,7 @@ func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after strin
 	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, statusCode(st)}
 	if st == "" {
 		query = `SELECT s.id, ` + audienceColumns + ` FROM subscribers s
-			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.subscriber = s.id
+			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.status = ANY(` + allCodes + `) AND st.subscriber = s.id
 			WHERE s.id > $2 ORDER BY s.id LIMIT $3`
 		args = args[:4]
 	}

@@ -27,7 +27,8 @@ import (
 // the transaction's events and, when the subscriber was stored before,
 // of its ledger events (provenOf). A key that changes gets its address
 // back into the personal records that left it out (restoreAddress), and
-// the transaction notes each subscriber's key (tx.keys).
+// the transaction notes each subscriber's key and subscriptions (tx.keys,
+// tx.subs).
 func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	t.count(consent.SubscriberDelta(old, sub))
 	id := ""
@@ -36,6 +37,7 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 	} else if old != nil {
 		id = old.ID
 	}
+	was, is := subscriptionsOf(old), subscriptionsOf(sub)
 	if sub != nil {
 		key := consent.AddressKey(sub.Email)
 		if old != nil && consent.AddressKey(old.Email) != key {
@@ -44,13 +46,14 @@ func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
 			}
 		}
 		if t.keys == nil || len(t.keys) >= maxKeys {
-			t.keys = map[string]string{} // a hint only: see maxKeys
+			// A hint only: see maxKeys.
+			t.keys, t.subs = map[string]string{}, map[string]map[string]consent.Status{}
 		}
-		t.keys[id] = key
+		t.keys[id], t.subs[id] = key, is
 	} else {
 		delete(t.keys, id)
+		delete(t.subs, id)
 	}
-	was, is := subscriptionsOf(old), subscriptionsOf(sub)
 	var come []string
 	for topic, s := range was {
 		switch n, ok := is[topic]; {
@@ -125,9 +128,11 @@ func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.Audience
 		topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
 }
 
-// maxKeys caps the subscribers' keys a transaction keeps (tx.keys): the
-// use cases append their events right after writing their subscriber,
-// and a key forgotten only makes a personal record keep its address, so
+// maxKeys caps the subscribers' keys a transaction keeps (tx.keys, with
+// tx.subs): the use cases append their events right after writing their
+// subscriber, and a key forgotten only makes a personal record keep its
+// address (and a subscription forgotten, markEvidence probe the
+// subscriber's rows in every status), so
 // a transaction that writes many subscribers (a load from bbolt, a
 // rebuild) starts the map afresh instead of keeping them all.
 const maxKeys = 1024

@@ -58,6 +58,10 @@ type tx struct {
 	// as its last write left it: a personal record of that address
 	// appended after leaves it to the subscriber (appendEvent).
 	keys map[string]string
+	// subs holds the subscriptions (topic to status) of each subscriber
+	// in keys, as its last write left them: the rows of subscriber_topics
+	// an event's evidence marks (markEvidence).
+	subs map[string]map[string]consent.Status
 	// ahead holds what signupState would read for the address keys of
 	// the batch's signups, read in one statement when the transaction
 	// began (readAhead); nil once a call other than a signup ran.

@@ -1,0 +1,11 @@
+-- subscriber_topics keeps only its primary key (topic, status,
+-- subscriber): the index on subscriber (migration 0012), about 40 bytes
+-- a subscription, goes. The statements that found a subscriber's rows
+-- through it go through the primary key instead: the filtered listings
+-- and the opted-out sweep walk its ranges of the topics and statuses
+-- they ask for, merged in subscriber order (internal/postgres/admin.go,
+-- walkSubscribers; the topics of a status alone are those the table
+-- holds, read by a skip scan of the key), and the probes of one
+-- subscriber's rows give topic and status (markEvidence, the campaign
+-- audiences).
+DROP INDEX subscriber_topics_subscriber;
