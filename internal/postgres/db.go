@@ -1,7 +1,8 @@
 // Package postgres is optin's store on PostgreSQL, for several optin
 // instances sharing one database. It keeps the same records as the bbolt
 // store (the hot ones in the compact encoding of internal/bolt/record,
-// the rest as JSON, with the columns that queries need beside them) and
+// with a table of shared strings as bbolt's, see sharedstrings.go; the
+// rest as JSON, with the columns that queries need beside them) and
 // applies each use case in one transaction, as consent.Store asks.
 //
 // Writes are serialized across every instance by one transaction-level
