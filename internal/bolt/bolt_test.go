@@ -509,7 +509,7 @@ func rewriteJSON(tx *bbolt.Tx, bucket string, key []byte, edit func(m map[string
 		js = ev.LeafData()
 	} else {
 		var err error
-		if js, err = record.PersonalJSON(b.Get(key), &record.Strings{B: tx.Bucket([]byte("strings"))}); err != nil {
+		if js, err = record.PersonalJSON(b.Get(key), record.BucketStrings{B: tx.Bucket([]byte("strings"))}); err != nil {
 			return err
 		}
 	}

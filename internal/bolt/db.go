@@ -670,7 +670,7 @@ func encodeAt(tx *bbolt.Tx, bucket, key []byte, v any) ([]byte, error) {
 		if lerr != nil {
 			return nil, lerr
 		}
-		var strs *record.Strings
+		var strs record.Strings
 		if sharedIn(bucket) {
 			strs = sharedStrings(tx)
 		}

@@ -24,6 +24,6 @@ func decodeEvent(tx *bbolt.Tx, k, v []byte, ev *consent.Event) error {
 }
 
 // sharedStrings returns the table of strings ledger events share.
-func sharedStrings(tx *bbolt.Tx) *record.Strings {
-	return &record.Strings{B: tx.Bucket(bucketStrings)}
+func sharedStrings(tx *bbolt.Tx) record.Strings {
+	return record.BucketStrings{B: tx.Bucket(bucketStrings)}
 }

@@ -116,7 +116,7 @@ func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 	err := c.each(`SELECT seq, event FROM ledger WHERE subscriber = $1 AND type = ANY($2)`,
 		[]any{dbID(id), evidenceTypes}, []any{&seq, &b}, func() error {
 			ev := new(consent.Event)
-			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, ev); err != nil {
+			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, c.shared(), ev); err != nil {
 				return err
 			}
 			proved, bit := provenTopics(ev)

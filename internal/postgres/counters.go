@@ -343,7 +343,7 @@ func walkCounts(c conn) (consent.Counts, error) {
 	var b []byte
 	err = c.each("SELECT data FROM requests", nil, []any{&b}, func() error {
 		r := new(consent.Request)
-		if err := decode(b, r); err != nil {
+		if err := decodeShared(b, r, c.shared()); err != nil {
 			return err
 		}
 		counts.AddRequest(r, 1)
@@ -368,7 +368,7 @@ func eachEvent(c conn, fn func(ev *consent.Event) error) error {
 		var row ledgerRow
 		err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq > $1 ORDER BY l.seq LIMIT $2", []any{after, scanChunk}, row.dest(), func() error {
 			ev := new(consent.Event)
-			if err := row.decode(ev); err != nil {
+			if err := row.decode(ev, c.shared()); err != nil {
 				return err
 			}
 			chunk = append(chunk, ev)

@@ -1,7 +1,8 @@
 // Package postgres is optin's store on PostgreSQL, for several optin
 // instances sharing one database. It keeps the same records as the bbolt
 // store (the hot ones in the compact encoding of internal/bolt/record,
-// the rest as JSON, with the columns that queries need beside them) and
+// with a table of shared strings as bbolt's, see sharedstrings.go; the
+// rest as JSON, with the columns that queries need beside them) and
 // applies each use case in one transaction, as consent.Store asks.
 //
 // Writes are serialized across every instance by one transaction-level
@@ -90,6 +91,11 @@ type DB struct {
 	leased   map[int64]struct{}
 	// wordings holds the hashes of the wordings known to be stored.
 	wordings sync.Map
+	// strings holds the entries of the table of shared strings known to
+	// be committed; lookups is the connection that reads the others
+	// (lookupString).
+	strings stringCache
+	lookups *pgxpool.Pool
 	// catalog holds the forms and topics read, while listened is
 	// closed when its listener has stopped.
 	catalog  catalog
@@ -123,7 +129,16 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	db := &DB{pool: pool, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
+	// One connection, made when first needed, for the shared strings
+	// read while other rows are (lookupString).
+	lc := pool.Config()
+	lc.MaxConns, lc.MinConns = 1, 0
+	lookups, err := pgxpool.NewWithConfig(ctx, lc)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	db := &DB{pool: pool, lookups: lookups, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
 		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{}),
 		listened: make(chan struct{})}
 	if db.now == nil {
@@ -145,11 +160,13 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	if key == nil {
 		if key, err = db.Secret(ctx, SecretHMACKey); err != nil {
 			pool.Close()
+			lookups.Close()
 			return nil, err
 		}
 	}
 	if len(key) < 32 {
 		pool.Close()
+		lookups.Close()
 		return nil, errors.New("postgres: HMACKey must be at least 32 bytes")
 	}
 	db.hasher = consent.NewHasher(key)
@@ -225,6 +242,7 @@ func (db *DB) Close() error {
 		<-db.committed
 		<-db.listened
 		defer db.pool.Close()
+		defer db.lookups.Close()
 		if db.readOnly {
 			return
 		}
@@ -270,6 +288,9 @@ type querier interface {
 type conn struct {
 	ctx context.Context
 	q   querier
+	// strs is the table of shared strings the records read there refer
+	// to (see shared).
+	strs *sharedStrings
 }
 
 // exec runs sql for its effect alone. In a write transaction it waits
@@ -338,13 +359,26 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
-// encodeRecord encodes v, a subscriber, request, ledger event, personal
-// record or outbox job, for its bytea column: in the compact encoding
-// the bbolt store writes too (internal/bolt/record, a format of its
-// own, apart from that store), so that neither optin nor PostgreSQL
-// parses JSON on the hot path.
-func encodeRecord(v any) ([]byte, error) {
-	b, err := record.Marshal(v)
+// decodeShared is decode for a record whose strings may be in the table
+// of shared strings strs: a request or a personal record.
+func decodeShared(b []byte, v any, strs record.Strings) error {
+	if err := record.UnmarshalWith(b, v, strs); err != nil {
+		return fmt.Errorf("postgres: decode %T: %w", v, err)
+	}
+	return nil
+}
+
+// encodeRecord encodes v, a subscriber or outbox job, for its bytea
+// column: in the compact encoding the bbolt store writes too
+// (internal/bolt/record, a format of its own, apart from that store), so
+// that neither optin nor PostgreSQL parses JSON on the hot path.
+func encodeRecord(v any) ([]byte, error) { return encodeShared(v, nil) }
+
+// encodeShared is encodeRecord for a request or personal record, which
+// keeps the strings many share (record.MarshalWith) in the table of
+// shared strings strs (migration 0019).
+func encodeShared(v any, strs record.Strings) ([]byte, error) {
+	b, err := record.MarshalWith(v, strs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: encode %T: %w", v, err)
 	}
@@ -361,7 +395,9 @@ func encode(v any) ([]byte, error) {
 }
 
 // read is the pool, for reads of one statement.
-func (db *DB) read(ctx context.Context) conn { return conn{ctx: ctx, q: guarded{db.pool}} }
+func (db *DB) read(ctx context.Context) conn {
+	return conn{ctx: ctx, q: guarded{db.pool}, strs: &sharedStrings{db: db, ctx: ctx}}
+}
 
 // view runs fn in a read-only transaction on one snapshot, so reads of
 // several statements see one state of the store while writers go on.
@@ -371,7 +407,7 @@ func (db *DB) view(ctx context.Context, fn func(c conn) error) error {
 		return fmt.Errorf("postgres: %w", unavailable(err))
 	}
 	defer t.Rollback(context.WithoutCancel(ctx))
-	if err := fn(conn{ctx: ctx, q: guarded{t}}); err != nil {
+	if err := fn(conn{ctx: ctx, q: guarded{t}, strs: &sharedStrings{db: db, ctx: ctx}}); err != nil {
 		return err
 	}
 	return t.Commit(ctx)

@@ -10,7 +10,8 @@ import (
 
 // TestEventRecordWithoutRowFields: a ledger event's record leaves out
 // what its row and the chain hold (its sequence number and subscriber,
-// which are columns, and the previous event's hash), and every reader
+// which are columns, and the previous event's hash) and its time, an
+// offset from its subscriber's id (migration 0019), and every reader
 // puts them back: the events of a subscriber, the chain's verification
 // and the counters' walk of the ledger.
 func TestEventRecordWithoutRowFields(t *testing.T) {
@@ -25,10 +26,12 @@ func TestEventRecordWithoutRowFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
+	strs := readStrings(t, pool)
 	rows, err := pool.Query(t.Context(), "SELECT seq, event FROM ledger ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	n := 0
 	for rows.Next() {
 		var seq int64
@@ -37,8 +40,9 @@ func TestEventRecordWithoutRowFields(t *testing.T) {
 			t.Fatal(err)
 		}
 		var stored consent.Event
-		if err := record.Unmarshal(b, &stored); err != nil || b[0] != record.EventMagic || stored.Seq != 0 || stored.Subscriber != "" || stored.Prev != "" || stored.Hash == "" {
-			t.Errorf("stored event %d: got %+v, %v, want no seq, subscriber nor prev, its hash", seq, stored, err)
+		if err := record.UnmarshalWith(b, &stored, strs); err != nil || b[0] != record.EventAtIDMagic || stored.Seq != 0 || stored.Subscriber != "" ||
+			stored.Prev != "" || !stored.Time.IsZero() || stored.Hash == "" {
+			t.Errorf("stored event %d: got %+v, %v, want no seq, subscriber, prev nor time, its hash", seq, stored, err)
 		}
 		n++
 	}

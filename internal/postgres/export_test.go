@@ -81,3 +81,35 @@ const WriteLock = writeLock
 func (db *DB) Update(ctx context.Context, fn func()) error {
 	return db.update(ctx, func(*tx) error { fn(); return nil })
 }
+
+// StoreRequestsInOneBatch runs one write call per request, all in one
+// batch (as the committer gathers them), each storing its request (its
+// strings numbered in the table of shared strings); the call of index
+// fail then fails, after its request was stored. It returns each call's
+// answer.
+func (db *DB) StoreRequestsInOneBatch(reqs []*consent.Request, fail int) []error {
+	batch := make([]*call, len(reqs))
+	for i, req := range reqs {
+		batch[i] = &call{ctx: context.Background(), done: make(chan error, 1), fn: func(t *tx) error {
+			if err := insertRequest(t, req); err != nil {
+				return err
+			}
+			if i == fail {
+				return consent.Errorf(consent.EInvalid, "call %d fails", i)
+			}
+			return nil
+		}}
+	}
+	db.commit(batch)
+	errs := make([]error, len(reqs))
+	for i, c := range batch {
+		errs[i] = <-c.done
+	}
+	return errs
+}
+
+// StoredRequest returns request id as stored, or nil, whether or not its
+// subscriber exists.
+func (db *DB) StoredRequest(ctx context.Context, id string) (*consent.Request, error) {
+	return request(db.read(ctx), id)
+}

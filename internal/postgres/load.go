@@ -102,6 +102,7 @@ func (db *DB) Load(ctx context.Context, records iter.Seq2[consent.StoreRecord, e
 	if err := ptx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("postgres: commit: %w", unavailable(err))
 	}
+	db.strings.add(t.numbered)
 	return counts, nil
 }
 
@@ -131,13 +132,13 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 		if err := chain.Check(r.Event, p); err != nil {
 			return err
 		}
-		b, err := encodeEvent(r.Event, r.Event.Prev) // Check found Prev the hash before
+		b, err := encodeEvent(r.Event, r.Event.Prev, t.shared()) // Check found Prev the hash before
 		if err != nil {
 			return err
 		}
 		var pb []byte
 		if p != nil {
-			if pb, err = encodeRecord(p); err != nil {
+			if pb, err = encodeShared(p, t.shared()); err != nil {
 				return err
 			}
 		}

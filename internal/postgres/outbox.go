@@ -278,7 +278,7 @@ func (db *DB) jobStates(c conn, jobs []consent.Job) ([]jobState, error) {
 				}
 			}
 			if reqb != nil {
-				if st.req, err = decodeRequest(job.Request, job.Subscriber, reqb); err != nil {
+				if st.req, err = decodeRequest(job.Request, job.Subscriber, reqb, c.shared()); err != nil {
 					return err
 				}
 			}

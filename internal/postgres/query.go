@@ -41,12 +41,12 @@ func events(c conn, id string) ([]consent.EventRecord, error) {
 	err := c.each(`SELECT `+ledgerColumns+`, l.personal, `+personalAddress+` FROM `+ledgerRows+` WHERE l.subscriber = $1 ORDER BY l.seq`, []any{dbID(id)},
 		append(row.dest(), &personal, &address), func() error {
 			var r consent.EventRecord
-			if err := row.decode(&r.Event); err != nil {
+			if err := row.decode(&r.Event, c.shared()); err != nil {
 				return err
 			}
 			if personal != nil {
 				r.Personal = new(consent.Personal)
-				if err := decodePersonal(personal, address, r.Personal); err != nil {
+				if err := decodePersonal(personal, address, r.Personal, c.shared()); err != nil {
 					return err
 				}
 			}
@@ -122,14 +122,14 @@ func (db *DB) VerifyLedger(ctx context.Context, heads ...tlog.Tree) (consent.Led
 					return err
 				}
 				var ev consent.Event
-				if err := decodeEvent(evb, seq, subID, prevHash, &ev); err != nil {
+				if err := decodeEvent(evb, seq, subID, prevHash, c.shared(), &ev); err != nil {
 					broken = &consent.ChainError{Seq: uint64(seq), Reason: "undecodable event"}
 					return errStop
 				}
 				var p *consent.Personal
 				if pb != nil {
 					p = new(consent.Personal)
-					if err := decodePersonal(pb, address, p); err != nil {
+					if err := decodePersonal(pb, address, p, c.shared()); err != nil {
 						broken = &consent.ChainError{Seq: ev.Seq, Reason: "undecodable personal record"}
 						return errStop
 					}

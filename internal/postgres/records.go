@@ -174,7 +174,7 @@ func deleteRequests(t *tx, where string, args ...any) error {
 	d := consent.Counts{}
 	err := t.each("DELETE FROM requests WHERE "+where+" RETURNING data", args, []any{&b}, func() error {
 		r := new(consent.Request)
-		if err := decode(b, r); err != nil {
+		if err := decodeShared(b, r, t.shared()); err != nil {
 			return err
 		}
 		d.AddRequest(r, -1)
@@ -196,7 +196,7 @@ func request(c conn, id string) (*consent.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, err := decodeRequest(id, subID, b)
+	req, err := decodeRequest(id, subID, b, c.shared())
 	if err != nil {
 		return nil, err
 	}
@@ -208,18 +208,21 @@ func request(c conn, id string) (*consent.Request, error) {
 // ID and Subscriber, which the row's id and subscriber columns hold
 // (migration 0013): two ids fewer a request. decodeRequest puts them
 // back; the code that only counts requests (RequestDelta) needs neither.
-func encodeRequest(req *consent.Request) ([]byte, error) {
+// Its form, source, page, wording hash and Message-ID's domain go into
+// the table of shared strings strs (migration 0019).
+func encodeRequest(req *consent.Request, strs record.Strings) ([]byte, error) {
 	r := *req
 	r.ID, r.Subscriber = "", ""
-	return encodeRecord(&r)
+	return encodeShared(&r, strs)
 }
 
 // decodeRequest decodes the request of the row id with subscriber subID
-// and record b (rows written before migration 0013 hold the ids in b
-// too, the same).
-func decodeRequest(id, subID string, b []byte) (*consent.Request, error) {
+// and record b, whose shared strings are in strs (rows written before
+// migration 0013 hold the ids in b too, the same; rows written before
+// migration 0019 hold every string).
+func decodeRequest(id, subID string, b []byte, strs record.Strings) (*consent.Request, error) {
 	req := new(consent.Request)
-	if err := decode(b, req); err != nil {
+	if err := decodeShared(b, req, strs); err != nil {
 		return nil, err
 	}
 	req.ID, req.Subscriber = id, subID
@@ -228,13 +231,14 @@ func decodeRequest(id, subID string, b []byte) (*consent.Request, error) {
 
 // encodeEvent encodes ev for the event column of the ledger without
 // what its row and the chain hold: its seq and subscriber, which are
-// columns, and Prev, the hash of the event before it, prevHash
-// (record.MarshalEvent, as the bbolt store writes events). decodeEvent
-// puts them back; what is hashed, the event's JSON, is unchanged.
-func encodeEvent(ev *consent.Event, prevHash string) ([]byte, error) {
-	e := *ev
-	e.Subscriber = ""
-	b, err := record.MarshalEvent(&e, prevHash, nil)
+// columns, and Prev, the hash of the event before it, prevHash; its
+// time as its offset from its subscriber's id, and the strings many
+// events share in the table of shared strings strs (migration 0019;
+// record.MarshalEventApart, as the bbolt store writes events).
+// decodeEvent puts them back; what is hashed, the event's JSON, is
+// unchanged.
+func encodeEvent(ev *consent.Event, prevHash string, strs record.Strings) ([]byte, error) {
+	b, err := record.MarshalEventApart(ev, prevHash, strs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: encode %T: %w", ev, err)
 	}
@@ -242,15 +246,14 @@ func encodeEvent(ev *consent.Event, prevHash string) ([]byte, error) {
 }
 
 // decodeEvent decodes into ev the event of the ledger row seq with
-// subscriber subID and event b; prevHash returns the hash of the event
-// before it, asked only when b left it out. Rows written before
-// migration 0014 hold the subscriber and Prev in b too, the same.
-func decodeEvent(b []byte, seq int64, subID string, prevHash func() (string, error), ev *consent.Event) error {
-	if err := record.UnmarshalEvent(b, uint64(seq), prevHash, nil, ev); err != nil {
+// subscriber subID and event b, whose shared strings are in strs;
+// prevHash returns the hash of the event before it, asked only when b
+// left it out. Rows written before migration 0014 hold the subscriber
+// and Prev in b too, the same, and rows written before migration 0019
+// their time and every string.
+func decodeEvent(b []byte, seq int64, subID string, prevHash func() (string, error), strs record.Strings, ev *consent.Event) error {
+	if err := record.UnmarshalEventApart(b, uint64(seq), subID, prevHash, strs, ev); err != nil {
 		return fmt.Errorf("postgres: decode %T: %w", ev, err)
-	}
-	if ev.Subscriber == "" {
-		ev.Subscriber = subID
 	}
 	return nil
 }
@@ -279,14 +282,14 @@ type ledgerRow struct {
 // dest returns the scan targets of ledgerColumns.
 func (r *ledgerRow) dest() []any { return []any{&r.seq, scanID(&r.subscriber), &r.event, &r.prev} }
 
-// decode decodes the row's event into ev.
-func (r *ledgerRow) decode(ev *consent.Event) error {
+// decode decodes the row's event into ev, its shared strings in strs.
+func (r *ledgerRow) decode(ev *consent.Event, strs record.Strings) error {
 	return decodeEvent(r.event, r.seq, r.subscriber, func() (string, error) {
 		if r.prev == nil {
 			return "", nil
 		}
 		return record.EventHash(r.prev)
-	}, ev)
+	}, strs, ev)
 }
 
 // withSent gives req the time of the sent column (migration 0013, set
@@ -305,7 +308,7 @@ func withSent(req *consent.Request, sent *time.Time) {
 
 // putRequest stores req.
 func putRequest(t *tx, req *consent.Request) error {
-	b, err := encodeRequest(req)
+	b, err := encodeRequest(req, t.shared())
 	if err != nil {
 		return err
 	}
@@ -320,7 +323,7 @@ func putRequest(t *tx, req *consent.Request) error {
 	var old *consent.Request
 	if oldb != nil {
 		old = new(consent.Request)
-		if err := decode(oldb, old); err != nil {
+		if err := decodeShared(oldb, old, t.shared()); err != nil {
 			return err
 		}
 	}
@@ -331,7 +334,7 @@ func putRequest(t *tx, req *consent.Request) error {
 // insertRequest stores req, a request this transaction created (its id
 // is new), without reading anything back (see insertSubscriber).
 func insertRequest(t *tx, req *consent.Request) error {
-	b, err := encodeRequest(req)
+	b, err := encodeRequest(req, t.shared())
 	if err != nil {
 		return err
 	}

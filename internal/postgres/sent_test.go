@@ -102,7 +102,7 @@ func TestRequestRecordWithoutIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored consent.Request
-	if err := record.Unmarshal(b, &stored); err != nil || stored.ID != "" || stored.Subscriber != "" || stored.MessageID != req.MessageID {
+	if err := record.UnmarshalWith(b, &stored, readStrings(t, pool)); err != nil || stored.ID != "" || stored.Subscriber != "" || stored.MessageID != req.MessageID {
 		t.Errorf("stored request: got %+v, %v, want no id and no subscriber, the rest as read", stored, err)
 	}
 }

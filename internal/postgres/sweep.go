@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/pace"
 )
@@ -42,11 +43,12 @@ func (db *DB) sweepCandidates(ctx context.Context, after string, retention time.
 	read := 0
 	var id string
 	var rb, sb []byte
-	err = db.read(ctx).each(`SELECT r.id, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
+	c := db.read(ctx)
+	err = c.each(`SELECT r.id, r.data, s.data FROM requests r LEFT JOIN subscribers s ON s.id = r.subscriber
 		WHERE r.id > $1 ORDER BY r.id LIMIT $2`, []any{dbID(after), sweepScan}, []any{scanID(&id), &rb, &sb}, func() error {
 		read++
 		next = id
-		ok, err := expired(rb, sb, now, retention)
+		ok, err := expired(rb, sb, c.shared(), now, retention)
 		if ok {
 			ids = append(ids, id)
 		}
@@ -58,14 +60,15 @@ func (db *DB) sweepCandidates(ctx context.Context, after string, retention time.
 	return ids, next, err
 }
 
-// expired reports whether the request stored as rb, of the subscriber
-// stored as sb (nil when gone), is to be swept at now: its link expired
+// expired reports whether the request stored as rb (its shared strings
+// in strs), of the subscriber stored as sb (nil when gone), is to be
+// swept at now: its link expired
 // more than retention ago and no "not me" block keeps it. Such a block
 // keeps the request, and with it the subscriber, until the block ends;
 // the sweep after that forgets both.
-func expired(rb, sb []byte, now time.Time, retention time.Duration) (bool, error) {
+func expired(rb, sb []byte, strs record.Strings, now time.Time, retention time.Duration) (bool, error) {
 	var r consent.Request
-	if err := decode(rb, &r); err != nil {
+	if err := decodeShared(rb, &r, strs); err != nil {
 		return false, err
 	}
 	if now.Sub(r.Expires) <= retention {
@@ -101,13 +104,13 @@ func (db *DB) sweepDelete(ctx context.Context, ids []string, retention time.Dura
 			return err
 		}
 		for _, cd := range cands {
-			if ok, err := expired(cd.rb, cd.sb, now, retention); err != nil || !ok {
+			if ok, err := expired(cd.rb, cd.sb, t.shared(), now, retention); err != nil || !ok {
 				if err != nil {
 					return err
 				}
 				continue
 			}
-			r, err := decodeRequest(cd.id, cd.sub, cd.rb)
+			r, err := decodeRequest(cd.id, cd.sub, cd.rb, t.shared())
 			if err != nil {
 				return err
 			}

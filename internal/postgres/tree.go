@@ -184,7 +184,7 @@ func readHashes(c conn, indexes []int64) (map[int64]tlog.Hash, error) {
 			return tlog.Hash{}, fmt.Errorf("postgres: ledger event %d missing", n+1)
 		}
 		var ev consent.Event
-		if err := s.row.decode(&ev); err != nil {
+		if err := s.row.decode(&ev, c.shared()); err != nil {
 			return tlog.Hash{}, err
 		}
 		return tlog.RecordHash(ev.LeafData()), nil
@@ -313,7 +313,7 @@ func (db *DB) buildTree(ctx context.Context) error {
 			err := t.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq > $1 ORDER BY l.seq LIMIT $2", []any{from, treeChunk + 1},
 				row.dest(), func() error {
 					var ev consent.Event
-					if err := row.decode(&ev); err != nil {
+					if err := row.decode(&ev, t.shared()); err != nil {
 						return err
 					}
 					seqs, evs = append(seqs, row.seq), append(evs, ev)

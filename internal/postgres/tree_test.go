@@ -38,21 +38,26 @@ func forge(t *testing.T, url, sql string, edit func(ev *consent.Event)) {
 func reseal(t *testing.T, pool *pgxpool.Pool, edit func(ev *consent.Event)) {
 	t.Helper()
 	ctx := t.Context()
+	strs := readStrings(t, pool)
 	rows, err := pool.Query(ctx, "SELECT seq, subscriber, event FROM ledger ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	var events []consent.Event
 	for rows.Next() {
 		var seq int64
 		var sub, raw []byte
 		var ev consent.Event
-		if err := rows.Scan(&seq, &sub, &raw); err != nil || record.Unmarshal(raw, &ev) != nil {
+		if err := rows.Scan(&seq, &sub, &raw); err != nil {
 			t.Fatalf("reading the ledger: %v", err)
 		}
 		// The record leaves out what the row holds (and Prev, resealed
 		// below).
-		ev.Seq, ev.Subscriber = uint64(seq), record.IDString(sub)
+		noPrev := func() (string, error) { return "", nil }
+		if err := record.UnmarshalEventApart(raw, uint64(seq), record.IDString(sub), noPrev, strs, &ev); err != nil {
+			t.Fatalf("reading the ledger: %v", err)
+		}
 		events = append(events, ev)
 	}
 	if rows.Err() != nil {

@@ -260,7 +260,7 @@ func (db *DB) DeliveryContent(ctx context.Context, d consent.Delivery) (*consent
 			var row ledgerRow
 			err := c.each("SELECT "+ledgerColumns+" FROM "+ledgerRows+" WHERE l.seq = $1", []any{int64(d.Seq)}, row.dest(), func() error {
 				ev = new(consent.Event)
-				return row.decode(ev)
+				return row.decode(ev, c.shared())
 			})
 			if err != nil || ev == nil {
 				return err

@@ -47,6 +47,11 @@ type tx struct {
 	// wordings it stored, known to db once it commits.
 	db       *DB
 	wordings []string
+	// numbered holds the shared strings the transaction numbered
+	// (intern), known to db once it commits, and numbers the same
+	// entries by string.
+	numbered map[uint64]string
+	numbers  map[string]uint64
 	// catalogChanged says the transaction wrote forms or topics: the
 	// cache is emptied when it commits (catalog).
 	catalogChanged bool
@@ -282,6 +287,7 @@ func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 	for _, h := range t.wordings {
 		db.wordings.Store(h, true)
 	}
+	db.strings.add(t.numbered)
 	if t.headDirty {
 		db.keepEdge(t.tree, t.head)
 	}
@@ -360,7 +366,9 @@ func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
 		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
 	}
 	p := &pipe{tx: ptx, q: q, call: -1}
-	return ptx, &tx{conn: conn{ctx: ctx, q: p}, pipe: p, db: db, hasher: db.hasher}, nil
+	t = &tx{conn: conn{ctx: ctx, q: p}, pipe: p, db: db, hasher: db.hasher}
+	t.strs = &sharedStrings{db: db, ctx: ctx, t: t}
+	return ptx, t, nil
 }
 
 // safeCall turns a panic in fn into an error, so one bad call cannot take
@@ -404,7 +412,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	// The hashes are of the JSON (LeafData, the personal record's
 	// Encode); the rows hold the same records in the compact encoding,
 	// which decodes to what re-encodes to that JSON.
-	b, err := encodeEvent(ev, t.head.hash)
+	b, err := encodeEvent(ev, t.head.hash, t.shared())
 	if err != nil {
 		return err
 	}
@@ -444,10 +452,10 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 // goes only through forget, which clears its personal records first.
 func encodePersonal(t *tx, id string, p consent.Personal) ([]byte, error) {
 	if p.Email == "" || t.keys[id] != p.Email {
-		return encodeRecord(&p)
+		return encodeShared(&p, t.shared())
 	}
 	p.Email = ""
-	b, err := encodeRecord(&p)
+	b, err := encodeShared(&p, t.shared())
 	if err != nil {
 		return nil, err
 	}
@@ -460,10 +468,11 @@ func encodePersonal(t *tx, id string, p consent.Personal) ([]byte, error) {
 // columns that read l.personal read it beside it, for decodePersonal.
 const personalAddress = `CASE WHEN substring(l.personal FROM 1 FOR 1) = '\xc3'::bytea THEN (SELECT s.email_key FROM subscribers s WHERE s.id = l.subscriber) END`
 
-// decodePersonal decodes personal record b into p, putting back the
-// address it left to its subscriber, which holds it as address.
-func decodePersonal(b []byte, address *string, p *consent.Personal) error {
-	if err := decode(b, p); err != nil {
+// decodePersonal decodes personal record b, whose shared strings are in
+// strs, into p, putting back the address it left to its subscriber,
+// which holds it as address.
+func decodePersonal(b []byte, address *string, p *consent.Personal, strs record.Strings) error {
+	if err := decodeShared(b, p, strs); err != nil {
 		return err
 	}
 	if b[0] == record.RefMagic && p.Email == "" {
@@ -480,24 +489,29 @@ func decodePersonal(b []byte, address *string, p *consent.Personal) error {
 // email_key changes from address.
 func restoreAddress(t *tx, id, address string) error {
 	var seqs []int64
-	var bs [][]byte
+	var ps []consent.Personal
 	var seq int64
 	var b []byte
 	err := t.each(`SELECT seq, personal FROM ledger WHERE subscriber = $1 AND substring(personal FROM 1 FOR 1) = '\xc3'::bytea`,
 		[]any{dbID(id)}, []any{&seq, &b}, func() error {
 			var p consent.Personal
-			if err := decodePersonal(b, &address, &p); err != nil {
+			if err := decodePersonal(b, &address, &p, t.shared()); err != nil {
 				return err
 			}
-			full, err := encodeRecord(&p)
-			if err != nil {
-				return err
-			}
-			seqs, bs = append(seqs, seq), append(bs, full)
+			seqs, ps = append(seqs, seq), append(ps, p)
 			return nil
 		})
 	if err != nil || len(seqs) == 0 {
 		return err
+	}
+	// Encoded once the rows are read: a string new to the table (a
+	// record written before migration 0019) is numbered on the
+	// connection they came on.
+	bs := make([][]byte, len(ps))
+	for i := range ps {
+		if bs[i], err = encodeShared(&ps[i], t.shared()); err != nil {
+			return err
+		}
 	}
 	return t.exec(`UPDATE ledger l SET personal = u.p FROM unnest($1::bigint[], $2::bytea[]) AS u(s, p) WHERE l.seq = u.s`, seqs, bs)
 }

@@ -216,6 +216,6 @@ func Update(t testing.TB, path string, fn func(tx *bbolt.Tx) error) {
 
 // sharedStrings returns the database's table of strings ledger events
 // share.
-func sharedStrings(tx *bbolt.Tx) *record.Strings {
-	return &record.Strings{B: tx.Bucket([]byte("strings"))}
+func sharedStrings(tx *bbolt.Tx) record.Strings {
+	return record.BucketStrings{B: tx.Bucket([]byte("strings"))}
 }

@@ -61,7 +61,7 @@ func randomEvidence(r *rand.Rand) string {
 // the plain one.
 func TestEvidenceReadsBackExactly(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
 		for range 5000 {
 			checkEvidence(t, randomEvidence(r), strs)
 		}
@@ -69,11 +69,11 @@ func TestEvidenceReadsBackExactly(t *testing.T) {
 	})
 }
 
-func checkEvidence(t *testing.T, page string, strs *Strings) {
+func checkEvidence(t *testing.T, page string, strs Strings) {
 	t.Helper()
 	ev := &consent.Event{Time: time.Unix(1e9, 0).UTC(), Type: consent.EventImported, Subscriber: "s", Page: page}
 	want := validUTF8(page) // as JSON gives it (a shared string may keep invalid UTF-8 as it is)
-	for _, table := range []*Strings{nil, strs} {
+	for _, table := range []Strings{nil, strs} {
 		b, err := MarshalEvent(ev, "", table)
 		if err != nil {
 			t.Fatalf("%q: %v", page, err)
@@ -100,7 +100,7 @@ func FuzzEvidence(f *testing.F) {
 		f.Add(randomEvidence(r))
 	}
 	f.Fuzz(func(t *testing.T, page string) {
-		withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+		withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
 			checkEvidence(t, page, strs)
 			return nil
 		})
@@ -111,7 +111,7 @@ func FuzzEvidence(f *testing.F) {
 // their times on almost every row, do not each add a string to the
 // table: only their source does, once, and the times take a few bytes.
 func TestEvidenceNotShared(t *testing.T) {
-	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(b *bbolt.Bucket, strs Strings) error {
 		var size int
 		for i := range 100 {
 			row := consent.ImportRow{Source: "crm export 2024", Method: consent.MethodDoubleOptIn,
@@ -139,9 +139,9 @@ func TestEvidenceNotShared(t *testing.T) {
 // TestInternedPageStillReads: an event of schema version 5 and before,
 // its page a number in the table of strings, reads as it was.
 func TestInternedPageStillReads(t *testing.T) {
-	withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
 		page := "source=shop; consented_at=2025-01-01T00:00:00Z"
-		n, err := strs.intern(page)
+		n, err := strs.Intern(page)
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ var update = flag.Bool("update", false, "rewrite testdata/random.golden from the
 // Run with -update only for a deliberate change of the format.
 func TestRandomRecordsGolden(t *testing.T) {
 	var got []string
-	withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
 		r := rand.New(rand.NewPCG(1, 2))
 		types := []reflect.Type{
 			reflect.TypeFor[consent.Subscriber](), reflect.TypeFor[consent.Request](), reflect.TypeFor[consent.Job](),
@@ -47,7 +47,7 @@ func TestRandomRecordsGolden(t *testing.T) {
 			type way struct {
 				name string
 				enc  func() ([]byte, error)
-				s    *Strings // to read back with
+				s    Strings // to read back with
 			}
 			ways := []way{
 				{"Marshal", func() ([]byte, error) { return Marshal(v) }, nil},

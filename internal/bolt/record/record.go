@@ -168,9 +168,10 @@ const (
 	// of the parts present (bit i: evidenceKeys[i]), then each: its
 	// source as a string (shared), its times as zigzag varints of seconds
 	// since 1970, its method as uvarint(i+1) for evidenceMethods[i] or 0
-	// and a string. Only with a table of strings (bbolt, whose schema
-	// version tells an older optin off): PostgreSQL's records, which
-	// instances of two versions may share, do not change.
+	// and a string. Only with a table of strings, which a store has only
+	// from the version on that refuses an older optin (bbolt's schema
+	// version 6, PostgreSQL's migration 19), as an older reader would
+	// not know the form.
 	packedEvidence = 2
 )
 
@@ -212,7 +213,7 @@ func Marshal(v any) ([]byte, error) {
 // MarshalWith is Marshal storing shared strings in strings: the values of
 // internFields (but evidence texts, see encoder.shared) and the domain
 // of a Message-ID (an id, '@' and the rest).
-func MarshalWith(v any, strings *Strings) ([]byte, error) {
+func MarshalWith(v any, strings Strings) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer {
 		rv = rv.Elem()
@@ -237,9 +238,9 @@ func addressable(v reflect.Value) reflect.Value {
 }
 
 // UnmarshalWith is Unmarshal reading shared strings from strings.
-func UnmarshalWith(b []byte, v any, strings *Strings) error { return unmarshalWith(b, v, strings) }
+func UnmarshalWith(b []byte, v any, strings Strings) error { return unmarshalWith(b, v, strings) }
 
-func marshal(rv reflect.Value, strings *Strings) ([]byte, error) {
+func marshal(rv reflect.Value, strings Strings) ([]byte, error) {
 	e := encoder{buf: make([]byte, 1, 256), strings: strings}
 	e.buf[0] = Magic
 	if err := e.structFields(rv); err != nil {
@@ -263,7 +264,7 @@ func unmarshalCompact(b []byte, v any) error {
 }
 
 // unmarshalWith is Unmarshal reading interned strings from strings.
-func unmarshalWith(b []byte, v any, strings *Strings) error {
+func unmarshalWith(b []byte, v any, strings Strings) error {
 	if !IsCompact(b) {
 		return json.Unmarshal(b, v)
 	}
@@ -535,8 +536,8 @@ var (
 
 type encoder struct {
 	buf     []byte
-	strings *Strings // nil: no string is interned
-	err     error    // of interning a string
+	strings Strings // nil: no string is interned
+	err     error   // of interning a string
 }
 
 func (e *encoder) uvarint(n uint64) { e.buf = binary.AppendUvarint(e.buf, n) }
@@ -742,7 +743,7 @@ func (e *encoder) string(s string) {
 		if id, ok := idArray(s[:idChars]); ok {
 			rest := s[idChars:]
 			if e.strings != nil && len(rest) > 1 && len(rest) <= maxShared && rest[0] == '@' {
-				n, err := e.strings.intern(rest)
+				n, err := e.strings.Intern(rest)
 				if err != nil {
 					e.err = err
 				}
@@ -789,7 +790,7 @@ func (e *encoder) shared(s string) {
 		e.string(s)
 		return
 	}
-	n, err := e.strings.intern(s)
+	n, err := e.strings.Intern(s)
 	if err != nil {
 		e.err = err
 	}
@@ -1034,7 +1035,7 @@ func isLowerHex(s string) bool {
 
 type decoder struct {
 	b       []byte
-	strings *Strings // nil: an interned string is an error
+	strings Strings // nil: an interned string is an error
 }
 
 var errTruncated = errors.New("record truncated")
@@ -1384,7 +1385,7 @@ func (d *decoder) string() (string, error) {
 		if d.strings == nil {
 			return "", errors.New("an interned string, read without the table")
 		}
-		return d.strings.lookup(n)
+		return d.strings.Lookup(n)
 	case stringIDSuffix:
 		id, err := d.bytes(idLen)
 		if err != nil {
@@ -1400,7 +1401,7 @@ func (d *decoder) string() (string, error) {
 		if d.strings == nil {
 			return "", errors.New("an interned string, read without the table")
 		}
-		rest, err := d.strings.lookup(n)
+		rest, err := d.strings.Lookup(n)
 		return idString(id) + rest, err
 	case stringPacked:
 		if n == packedEvidence {
@@ -1434,21 +1435,39 @@ func (d *decoder) string() (string, error) {
 // time the id starts with (EventAtIDMagic): the event of a new
 // subscriber comes within milliseconds of its id, so its time takes a
 // byte or two instead of eight, and a later one's five or six. Only
-// with a table of strings, as bbolt stores events (its schema version
-// 7 tells an older optin off).
+// with a table of strings, which a store has only from the version on
+// that refuses an older optin (bbolt's schema version 7, PostgreSQL's
+// migration 19): an older reader would read such an event without its
+// time.
 
 // MarshalEvent returns the stored form of ev, whose predecessor's hash
 // is prevHash ("" for the first event), its source and page numbered in
 // strings.
-func MarshalEvent(ev *consent.Event, prevHash string, strings *Strings) ([]byte, error) {
+func MarshalEvent(ev *consent.Event, prevHash string, strings Strings) ([]byte, error) {
+	return marshalEvent(ev, prevHash, false, strings)
+}
+
+// MarshalEventApart is MarshalEvent for a store that keeps an event's
+// subscriber beside its record (PostgreSQL's ledger, in a column): the
+// record leaves the subscriber out, its time still an offset from the
+// subscriber's id. UnmarshalEventApart reads it.
+func MarshalEventApart(ev *consent.Event, prevHash string, strings Strings) ([]byte, error) {
+	return marshalEvent(ev, prevHash, true, strings)
+}
+
+// marshalEvent is MarshalEvent, leaving the subscriber out with apart.
+func marshalEvent(ev *consent.Event, prevHash string, apart bool, strings Strings) ([]byte, error) {
 	e := *ev
 	e.Seq = 0
+	if apart {
+		e.Subscriber = ""
+	}
 	derived := e.Prev == prevHash
 	if derived {
 		e.Prev = ""
 	}
 	var offset []byte
-	if at, ok := idMillis(e.Subscriber); ok && derived && strings != nil {
+	if at, ok := idMillis(ev.Subscriber); ok && derived && strings != nil {
 		if ms, ok := timeMillis(e.Time); ok {
 			offset = binary.AppendUvarint(nil, zigzag(ms-at))
 			e.Time = time.Time{}
@@ -1483,9 +1502,20 @@ func idMillis(id string) (int64, bool) {
 
 // UnmarshalEvent decodes event seq stored as b, compact or JSON; prevHash
 // returns the hash of the event before it when b left Prev out.
-func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), strings *Strings, ev *consent.Event) error {
+func UnmarshalEvent(b []byte, seq uint64, prevHash func() (string, error), strings Strings, ev *consent.Event) error {
+	return UnmarshalEventApart(b, seq, "", prevHash, strings, ev)
+}
+
+// UnmarshalEventApart is UnmarshalEvent of an event whose store keeps its
+// subscriber beside it (MarshalEventApart): an event that left its
+// subscriber out gets subscriber. Events that hold theirs read as they
+// are.
+func UnmarshalEventApart(b []byte, seq uint64, subscriber string, prevHash func() (string, error), strings Strings, ev *consent.Event) error {
 	if err := unmarshalWith(b, ev, strings); err != nil {
 		return err
+	}
+	if ev.Subscriber == "" {
+		ev.Subscriber = subscriber
 	}
 	if !IsCompact(b) {
 		return nil // JSON, complete
@@ -1576,7 +1606,7 @@ func MarshalPersonal(data []byte) ([]byte, error) {
 
 // PersonalJSON returns the JSON of a stored personal record, compact or
 // JSON, reading shared strings from strings: the form its digest is of.
-func PersonalJSON(b []byte, strings *Strings) ([]byte, error) {
+func PersonalJSON(b []byte, strings Strings) ([]byte, error) {
 	if !IsCompact(b) {
 		return slices.Clone(b), nil
 	}
@@ -1588,13 +1618,23 @@ func PersonalJSON(b []byte, strings *Strings) ([]byte, error) {
 	return data, nil
 }
 
-// Strings is a database's table of shared strings, in one bucket: under
-// 0x00 and the be64 number the string, under 0x01 and the string its
-// number. A string once numbered stays: records refer to it.
-type Strings struct{ B *bbolt.Bucket }
+// Strings is a database's table of shared strings: records name a
+// string stored there by its number. A string once numbered keeps its
+// number as long as a record may refer to it.
+type Strings interface {
+	// Intern returns the number of s, numbering it when new.
+	Intern(s string) (uint64, error)
+	// Lookup returns the string numbered n.
+	Lookup(n uint64) (string, error)
+}
 
-// intern returns the number of s, numbering it when new.
-func (t *Strings) intern(s string) (uint64, error) {
+// BucketStrings is the bbolt store's table of strings, in one bucket:
+// under 0x00 and the be64 number the string, under 0x01 and the string
+// its number.
+type BucketStrings struct{ B *bbolt.Bucket }
+
+// Intern returns the number of s, numbering it when new.
+func (t BucketStrings) Intern(s string) (uint64, error) {
 	rk := append([]byte{1}, s...)
 	if v := t.B.Get(rk); v != nil {
 		n, _ := binary.Uvarint(v)
@@ -1610,8 +1650,8 @@ func (t *Strings) intern(s string) (uint64, error) {
 	return n, t.B.Put(binary.BigEndian.AppendUint64([]byte{0}, n), []byte(s))
 }
 
-// lookup returns the string numbered n.
-func (t *Strings) lookup(n uint64) (string, error) {
+// Lookup returns the string numbered n.
+func (t BucketStrings) Lookup(n uint64) (string, error) {
 	if t.B == nil {
 		return "", fmt.Errorf("string %d: no table of strings", n)
 	}

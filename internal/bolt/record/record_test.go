@@ -213,7 +213,7 @@ func BenchmarkMarshal(b *testing.B) {
 // its id's bytes and the number of its domain, stored once for every
 // record; the records read back as from JSON, and not without the table.
 func TestSharedMessageIDDomain(t *testing.T) {
-	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(b *bbolt.Bucket, strs Strings) error {
 		id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{2}))
 		ms := time.Date(2026, 12, 2, 22, 0, 0, 123e6, time.UTC)
 		records := append(codecRecords(),
@@ -299,7 +299,7 @@ func TestIPAddresses(t *testing.T) {
 // maxShared (a forged user agent of a megabyte) is written out, not put in
 // the table, whose keys it would not fit.
 func TestLongSharedStringWrittenOut(t *testing.T) {
-	withStrings(t, func(b *bbolt.Bucket, strs *Strings) error {
+	withStrings(t, func(b *bbolt.Bucket, strs Strings) error {
 		p := &consent.Personal{Salt: "s", UserAgent: strings.Repeat("x", 1<<20)}
 		v, err := MarshalWith(p, strs)
 		if err != nil {
@@ -318,7 +318,7 @@ func TestLongSharedStringWrittenOut(t *testing.T) {
 
 // withStrings runs fn in a read-write transaction of a new database with
 // an empty table of strings.
-func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs *Strings) error) {
+func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs Strings) error) {
 	t.Helper()
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
 	if err != nil {
@@ -330,7 +330,7 @@ func withStrings(t *testing.T, fn func(b *bbolt.Bucket, strs *Strings) error) {
 		if err != nil {
 			return err
 		}
-		return fn(b, &Strings{B: b})
+		return fn(b, BucketStrings{B: b})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +361,7 @@ func TestEventTimeFromSubscriberID(t *testing.T) {
 		{"prev stored", consent.Event{Seq: 7, Time: created, Type: consent.EventImported, Subscriber: id, Prev: prev}, "other", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			withStrings(t, func(_ *bbolt.Bucket, strs *Strings) error {
+			withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
 				b, err := MarshalEvent(&tc.ev, tc.prev, strs)
 				if err != nil {
 					t.Fatal(err)
