@@ -182,8 +182,18 @@ const (
 // stored once in the database's Strings (see MarshalEvent and
 // MarshalWith); an imported event's page, its row's evidence, is packed
 // instead (encoder.shared). A user agent in the table outlives the personal records
-// that cite it, which erasure deletes: alone it names no one.
+// that cite it, which erasure deletes: alone it names no one. No other
+// value of a personal record is shared (see messageIDField).
 var internFields = map[string]bool{"source": true, "form": true, "page": true, "wording": true, "user_agent": true}
+
+// messageIDField is the field of a Message-ID (an id, '@' and optin's
+// domain), whose domain the table of strings keeps once
+// (stringIDInterned). Only that field's: an address or a note of the
+// same shape is a person's, in a personal record that erasure deletes,
+// and must not leave a part of it in the table, which nothing deletes.
+// For the same reason only the values of internFields are packed as
+// evidence texts (encoder.shared), whose source goes to the table.
+const messageIDField = "message_id"
 
 // maxShared is the longest string the table of strings takes: one
 // longer (a forged user agent) is written out in its record, as no other
@@ -293,6 +303,9 @@ type field struct {
 	// intern stores the value in the table of strings, when there is one
 	// (internFields).
 	intern bool
+	// messageID stores the domain of the value in the table of strings,
+	// when there is one (messageIDField).
+	messageID bool
 }
 
 // plan is how a struct type is stored.
@@ -360,7 +373,8 @@ func addFields(p *plan, t reflect.Type, index []int) {
 			name = sf.Name
 		}
 		f := field{index: idx, name: name, typ: sf.Type, codec: codecOf(sf.Type),
-			omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty"), intern: internFields[name]}
+			omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty"), intern: internFields[name],
+			messageID: name == messageIDField}
 		if n, ok := fieldNumbers[name]; ok {
 			f.key = (n + 1) << 2
 			p.byNumber[n+1] = len(p.fields)
@@ -583,8 +597,12 @@ func (e *encoder) field(f *field, v reflect.Value) error {
 		e.uvarint(uint64(len(f.name)))
 		e.buf = append(e.buf, f.name...)
 	}
-	if e.strings != nil && wire == wireString && f.intern {
-		e.shared(v.String())
+	if e.strings != nil && wire == wireString && (f.intern || f.messageID) {
+		if f.intern {
+			e.shared(v.String())
+		} else {
+			e.messageID(v.String())
+		}
 		return e.err
 	}
 	if wire != wireBytes {
@@ -726,9 +744,9 @@ func (e *encoder) time(t time.Time) error {
 	return nil
 }
 
-// string writes s in the shortest of its forms: a known value, lower-case
-// hex as its bytes, an id as its bytes, an id with a suffix (a
-// Message-ID), or written out.
+// string writes s in the shortest of its forms that shares nothing in
+// the table of strings: a known value, lower-case hex as its bytes, an
+// id as its bytes, an id with a suffix (a Message-ID), or written out.
 func (e *encoder) string(s string) {
 	if n, ok := knownNumbers[s]; ok {
 		e.uvarint(n<<3 | stringKnown)
@@ -742,15 +760,6 @@ func (e *encoder) string(s string) {
 	if len(s) >= idChars {
 		if id, ok := idArray(s[:idChars]); ok {
 			rest := s[idChars:]
-			if e.strings != nil && len(rest) > 1 && len(rest) <= maxShared && rest[0] == '@' {
-				n, err := e.strings.Intern(rest)
-				if err != nil {
-					e.err = err
-				}
-				e.uvarint(n<<3 | stringIDInterned)
-				e.buf = append(e.buf, id[:]...)
-				return
-			}
 			if rest == "" {
 				e.uvarint(idLen<<3 | stringID)
 				e.buf = append(e.buf, id[:]...)
@@ -759,12 +768,6 @@ func (e *encoder) string(s string) {
 			e.uvarint(uint64(len(rest))<<3 | stringIDSuffix)
 			e.buf = append(e.buf, id[:]...)
 			e.buf = append(e.buf, rest...)
-			return
-		}
-	}
-	if e.strings != nil {
-		if ev, ok := parseEvidence(s); ok {
-			e.evidence(&ev)
 			return
 		}
 	}
@@ -786,6 +789,12 @@ func (e *encoder) string(s string) {
 // a string of its own to the table (two keys); its packed form shares its
 // source instead.
 func (e *encoder) shared(s string) {
+	if e.strings != nil && hasEvidenceKey(s) {
+		if ev, ok := parseEvidence(s); ok {
+			e.evidence(&ev)
+			return
+		}
+	}
 	if e.strings == nil || len(s) > maxShared || hasEvidenceKey(s) {
 		e.string(s)
 		return
@@ -795,6 +804,24 @@ func (e *encoder) shared(s string) {
 		e.err = err
 	}
 	e.uvarint(n<<3 | stringInterned)
+}
+
+// messageID writes s, a Message-ID, as its id and the number of its
+// domain ('@' and the rest) in the table of strings, or as string does
+// when it is not one.
+func (e *encoder) messageID(s string) {
+	if len(s) > idChars && s[idChars] == '@' && len(s)-idChars <= maxShared {
+		if id, ok := idArray(s[:idChars]); ok && len(s) > idChars+1 {
+			n, err := e.strings.Intern(s[idChars:])
+			if err != nil {
+				e.err = err
+			}
+			e.uvarint(n<<3 | stringIDInterned)
+			e.buf = append(e.buf, id[:]...)
+			return
+		}
+	}
+	e.string(s)
 }
 
 // evidenceKeys are the parts of an import row's evidence text

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -416,4 +417,41 @@ func TestWithoutString(t *testing.T) {
 	if _, ok := WithoutString(short, "email", p.Email); ok {
 		t.Fatal("cut out an address from a record without one")
 	}
+}
+
+// TestPersonalTextNotShared: the table of strings, which nothing
+// deletes, takes no part of what a person wrote or is: an address, a
+// note or a postal address shaped as a Message-ID (an id, '@' and the
+// rest) or as an import's evidence text stays whole in its record (the
+// personal record, which erasure deletes); only a Message-ID's domain and
+// the values of internFields are shared.
+func TestPersonalTextNotShared(t *testing.T) {
+	id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{3}))
+	withStrings(t, func(b *bbolt.Bucket, strs Strings) error {
+		records := []any{
+			&consent.Personal{Salt: "s", Email: id + "@jane-doe.example", Note: "source=Jane Doe phoned from +44 20 7946 0000",
+				PostalAddress: "source=12 Main St, Springfield", Phone: id + "@+44 20 7946 0000"},
+			&consent.Request{ID: id, Subscriber: id, NewEmail: id + "@jane-doe.example",
+				PostalAddress: "source=12 Main St", MessageID: id + "@mail.shop.example"},
+		}
+		for _, v := range records {
+			if _, err := MarshalWith(v, strs); err != nil {
+				return err
+			}
+		}
+		var shared []string
+		err := b.ForEach(func(k, v []byte) error {
+			if k[0] == 0 {
+				shared = append(shared, string(v))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if want := []string{"@mail.shop.example"}; !slices.Equal(shared, want) {
+			t.Errorf("table of strings: got %q, want %q", shared, want)
+		}
+		return nil
+	})
 }
