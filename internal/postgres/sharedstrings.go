@@ -63,6 +63,9 @@ func (c *stringCache) add(entries map[uint64]string) {
 		c.byString, c.byNumber = map[string]uint64{}, map[uint64]string{}
 	}
 	for n, s := range entries {
+		if len(c.byNumber) == maxCachedStrings {
+			break // one write that numbered more (a load): read again when met
+		}
 		c.byString[s], c.byNumber[n] = n, s
 	}
 }

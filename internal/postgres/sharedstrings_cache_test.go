@@ -28,4 +28,13 @@ func TestStringCacheBounded(t *testing.T) {
 	if len(c.byNumber) != 1 || len(c.byString) != 1 {
 		t.Errorf("after one more: %d and %d entries, want 1", len(c.byNumber), len(c.byString))
 	}
+	// One write that numbered more than the cache holds (a load).
+	more := map[uint64]string{}
+	for n := range uint64(3 * maxCachedStrings) {
+		more[n+1] = "m" + strconv.FormatUint(n+1, 10)
+	}
+	c.add(more)
+	if len(c.byNumber) != maxCachedStrings || len(c.byString) != maxCachedStrings {
+		t.Errorf("after a larger write: %d and %d entries, want %d", len(c.byNumber), len(c.byString), maxCachedStrings)
+	}
 }
