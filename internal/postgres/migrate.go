@@ -127,6 +127,13 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	}
 	for _, m := range todo {
 		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
+			// The write lock orders the migration with the instances'
+			// writes: an instance of an older version running still
+			// finds the new version once it takes the lock, and stops
+			// writing (beginWrite).
+			if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+				return err
+			}
 			if _, err := t.Exec(ctx, m.sql); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 
@@ -43,6 +44,17 @@ func unavailable(err error) error {
 	}
 	return unavailableError{err}
 }
+
+// schemaMovedError is the failure of a write after a newer optin
+// migrated the schema under this one: unavailable to its callers (a
+// load balancer sends them to an instance of the new version), and in
+// the log, what the operator must do.
+type schemaMovedError struct{ version int }
+
+func (e schemaMovedError) Error() string {
+	return fmt.Sprintf("postgres: the database's schema moved to version %d, newer than this optin's %d, while it ran: it writes nothing more; stop it and run the new version", e.version, SchemaVersion())
+}
+func (e schemaMovedError) Unwrap() error { return errUnavailable }
 
 // guarded is a querier whose errors say when the database is unavailable.
 type guarded struct{ q querier }
