@@ -46,13 +46,14 @@ func unavailable(err error) error {
 }
 
 // schemaMovedError is the failure of a write after a newer optin
-// migrated the schema under this one: unavailable to its callers (a
+// migrated the schema under this one (version is the oldest schema
+// version that may write now): unavailable to its callers (a
 // load balancer sends them to an instance of the new version), and in
 // the log, what the operator must do.
 type schemaMovedError struct{ version int }
 
 func (e schemaMovedError) Error() string {
-	return fmt.Sprintf("postgres: the database's schema moved to version %d, newer than this optin's %d, while it ran: it writes nothing more; stop it and run the new version", e.version, SchemaVersion())
+	return fmt.Sprintf("postgres: the database's schema was migrated while this optin ran, and only an optin of schema version %d or later may write to it (this one's: %d): it writes nothing more; stop it and run the new version", e.version, SchemaVersion())
 }
 func (e schemaMovedError) Unwrap() error { return errUnavailable }
 
