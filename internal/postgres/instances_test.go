@@ -617,36 +617,3 @@ func TestGivenUpCallSpoilsNoBatch(t *testing.T) {
 		t.Errorf("answers: %v, want nil, context.Canceled, nil", errs)
 	}
 }
-
-// TestWritesStopWhenSchemaMoves: an instance still running when a newer
-// optin migrates the schema writes on after a migration that lets its
-// version write, and nothing more after one that does not: its writes fail as unavailable (503, so
-// a load balancer tries an instance of the new version) and say why,
-// and the database keeps only what was written before.
-func TestWritesStopWhenSchemaMoves(t *testing.T) {
-	db, form, pool := newStore(t)
-	signup(t, db, &form, "before@example.com")
-	// A migration this version may write on after (its file's "writers
-	// from version" line names this version or an older one).
-	v := postgres.SchemaVersion()
-	if _, err := pool.Exec(t.Context(), "INSERT INTO schema_migrations (version, name, writers) VALUES ($1, 'compatible', $2)", v+1, v); err != nil {
-		t.Fatal(err)
-	}
-	signup(t, db, &form, "still@example.com")
-	if _, err := pool.Exec(t.Context(), "INSERT INTO schema_migrations (version, name, writers) VALUES ($1, 'a newer optin', $1)", v+2); err != nil {
-		t.Fatal(err)
-	}
-	a, err := consent.ParseAddress("after@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = db.Signup(t.Context(), consent.SignupInput{Form: &form, Address: a, Locale: "en", Topics: []string{"news"}, IP: "192.0.2.1"},
-		form.WordingFor("en", nil, "Yes", ""))
-	if consent.ErrorCode(err) != consent.EUnavailable || !strings.Contains(err.Error(), "was migrated while this optin ran") {
-		t.Errorf("Signup after the schema moved: got %v, want an unavailable error naming the newer schema", err)
-	}
-	var n int
-	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM subscribers").Scan(&n); err != nil || n != 2 {
-		t.Errorf("subscribers: got %d, %v, want the two from before", n, err)
-	}
-}

@@ -34,18 +34,7 @@ type migration struct {
 	version int
 	name    string
 	sql     string
-	// writers is the oldest schema version whose optin may keep
-	// writing once this migration is applied: the migration's own
-	// version unless its file says otherwise in a line
-	// "-- writers from version N" (a migration older code writes
-	// correctly with, such as one that drops an index). An instance of
-	// an older version stops writing (beginWrite).
-	writers int
 }
-
-// writersLine starts the line of a migration file that names the
-// oldest version whose optin may keep writing after it (migration.writers).
-const writersLine = "-- writers from version "
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
@@ -65,17 +54,7 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		m := migration{version: v, name: base, sql: string(b), writers: v}
-		for _, line := range strings.Split(m.sql, "\n") {
-			if rest, ok := strings.CutPrefix(line, writersLine); ok {
-				w, err := strconv.Atoi(strings.TrimSpace(rest))
-				if err != nil || w < 1 || w > v {
-					return nil, fmt.Errorf("postgres: migration %s: %q must name a version up to its own", base, line)
-				}
-				m.writers = w
-			}
-		}
-		ms = append(ms, m)
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i := 1; i < len(ms); i++ {
@@ -132,11 +111,6 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	version integer PRIMARY KEY,
 	name    text NOT NULL,
 	applied timestamptz NOT NULL DEFAULT now())`)
-	if err == nil {
-		// The oldest version that may write after each (migration.writers);
-		// NULL in the rows of before: their own version.
-		_, err = c.Exec(ctx, "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS writers integer")
-	}
 	if err != nil {
 		return fmt.Errorf("postgres: schema_migrations: %w", err)
 	}
@@ -153,17 +127,10 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	}
 	for _, m := range todo {
 		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
-			// The write lock orders the migration with the instances'
-			// writes: an instance of an older version running still
-			// finds the new version once it takes the lock, and stops
-			// writing (beginWrite).
-			if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
-				return err
-			}
 			if _, err := t.Exec(ctx, m.sql); err != nil {
 				return err
 			}
-			_, err := t.Exec(ctx, "INSERT INTO schema_migrations (version, name, writers) VALUES ($1, $2, $3)", m.version, m.name, m.writers)
+			_, err := t.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
 			return err
 		})
 		if err != nil {

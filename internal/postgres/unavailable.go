@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 
@@ -44,18 +43,6 @@ func unavailable(err error) error {
 	}
 	return unavailableError{err}
 }
-
-// schemaMovedError is the failure of a write after a newer optin
-// migrated the schema under this one (version is the oldest schema
-// version that may write now): unavailable to its callers (a
-// load balancer sends them to an instance of the new version), and in
-// the log, what the operator must do.
-type schemaMovedError struct{ version int }
-
-func (e schemaMovedError) Error() string {
-	return fmt.Sprintf("postgres: the database's schema was migrated while this optin ran, and only an optin of schema version %d or later may write to it (this one's: %d): it writes nothing more; stop it and run the new version", e.version, SchemaVersion())
-}
-func (e schemaMovedError) Unwrap() error { return errUnavailable }
 
 // guarded is a querier whose errors say when the database is unavailable.
 type guarded struct{ q querier }

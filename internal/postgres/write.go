@@ -365,20 +365,6 @@ func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
 		ptx.Rollback(ctx)
 		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
 	}
-	// A newer optin may have migrated the schema since this one started
-	// (its migrations take the write lock too, so one committed before
-	// the lock was taken shows here): unless the migration lets this
-	// version write on (migration.writers), this one would write records
-	// and rows the new schema does not expect. It writes nothing more.
-	var version int
-	if err := q.QueryRow(ctx, "SELECT coalesce(max(coalesce(writers, version)), 0) FROM schema_migrations").Scan(&version); err != nil {
-		ptx.Rollback(ctx)
-		return nil, nil, fmt.Errorf("postgres: schema version: %w", err)
-	}
-	if version > SchemaVersion() {
-		ptx.Rollback(ctx)
-		return nil, nil, schemaMovedError{version}
-	}
 	p := &pipe{tx: ptx, q: q, call: -1}
 	t = &tx{conn: conn{ctx: ctx, q: p}, pipe: p, db: db, hasher: db.hasher}
 	t.strs = &sharedStrings{db: db, ctx: ctx, t: t}

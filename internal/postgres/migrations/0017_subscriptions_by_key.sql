@@ -8,9 +8,4 @@
 -- holds, read by a skip scan of the key), and the probes of one
 -- subscriber's rows give topic and status (markEvidence, the campaign
 -- audiences).
---
--- An optin of version 16 still running writes correctly without the
--- index (more slowly: its probes by subscriber read the table's ranges),
--- so it may write on until it is upgraded:
--- writers from version 16
 DROP INDEX subscriber_topics_subscriber;
