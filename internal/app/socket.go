@@ -15,6 +15,10 @@ import (
 // SocketName is the admin socket's file name in data_dir/socket.
 const SocketName = "admin.sock"
 
+// socketTemp is the name the admin socket listens under before it is
+// renamed to SocketName (serveSocket).
+const socketTemp = "admin.new"
+
 // socketDir is the directory in data_dir that holds the admin socket.
 const socketDir = "socket"
 
@@ -61,7 +65,9 @@ type adminSocket struct {
 // opened the service runs without it and says so.
 func (a *App) serveSocket() *adminSocket {
 	path := SocketPath(a.cfg.DataDir)
-	tmp := path + ".new"
+	// No longer than SocketName: a unix socket's path has at most 107
+	// bytes, and a data_dir whose admin.sock fits must not lose it.
+	tmp := filepath.Join(filepath.Dir(path), socketTemp)
 	err := privateDir(filepath.Dir(path))
 	for _, p := range []string{path, tmp} {
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +82,19 @@ func TestAdminSocketRefusesLinkedDir(t *testing.T) {
 	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
 		t.Errorf("socket made through a link: %v", entries)
 	}
+}
+
+// TestAdminSocketLongDataDir: a data_dir as long as admin.sock allows
+// (a unix socket's path has at most 107 bytes) still gets its socket: the
+// name it listens under before its rename is no longer.
+func TestAdminSocketLongDataDir(t *testing.T) {
+	dataDir := t.TempDir()
+	if pad := 107 - len(SocketPath(dataDir)); pad > 1 {
+		dataDir = filepath.Join(dataDir, strings.Repeat("d", pad-1))
+	}
+	if len(SocketPath(dataDir)) != 107 {
+		t.Skipf("temporary directory too long for this test: %s", dataDir)
+	}
+	startService(t, func(c *config.Config) { c.DataDir = dataDir })
+	waitSocket(t, dataDir)
 }
