@@ -455,3 +455,44 @@ func TestPersonalTextNotShared(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPersonalOldSharedFormsRead: records written before only a
+// Message-ID field shared its domain and only the shared fields packed
+// evidence texts (an address's domain numbered in the table, a note
+// packed as evidence) read back as written: the decoder goes by each
+// string's kind, whatever its field.
+func TestPersonalOldSharedFormsRead(t *testing.T) {
+	id := consent.NewID(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), rand.NewChaCha8([32]byte{4}))
+	want := consent.Personal{Salt: "s", Email: id + "@jane-doe.example", Note: "source=shop; consented_at=2026-12-01T10:00:00Z"}
+	withStrings(t, func(_ *bbolt.Bucket, strs Strings) error {
+		// Encode as before: the address's field as a Message-ID's, the
+		// note's as a shared field's.
+		p := planOf(reflect.TypeFor[consent.Personal]())
+		for i := range p.fields {
+			f := &p.fields[i]
+			switch f.name {
+			case "email":
+				defer func(was bool) { f.messageID = was }(f.messageID)
+				f.messageID = true
+			case "note":
+				defer func(was bool) { f.intern = was }(f.intern)
+				f.intern = true
+			}
+		}
+		b, err := MarshalWith(&want, strs)
+		if err != nil {
+			return err
+		}
+		if plain, _ := Marshal(&want); len(b) >= len(plain) {
+			t.Fatalf("old forms not written: %d bytes, %d plain", len(b), len(plain))
+		}
+		var got consent.Personal
+		if err := UnmarshalWith(b, &got, strs); err != nil {
+			return err
+		}
+		if got != want {
+			t.Errorf("read back %+v, want %+v", got, want)
+		}
+		return nil
+	})
+}
