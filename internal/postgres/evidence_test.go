@@ -72,6 +72,24 @@ func checkProven(t *testing.T, db *postgres.DB, pool *pgxpool.Pool, ids []string
 
 // newStore opens a store on an empty database with the news topic and
 // newsletter form, and a pool on its database.
+// connectExec connects to the database at url, closing the pool when
+// the test ends (or before, when the test closes it), and returns it
+// with a function that runs one statement and fails the test on an error.
+func connectExec(t *testing.T, url string) (*pgxpool.Pool, func(sql string, args ...any)) {
+	t.Helper()
+	pool, err := postgres.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
 func newStore(t *testing.T) (*postgres.DB, consent.Form, *pgxpool.Pool) {
 	t.Helper()
 	url := pg.EmptyDatabase(t)
@@ -194,17 +212,7 @@ func TestEvidenceFromVersion15(t *testing.T) {
 	url := databaseAt(t, 15)
 	at := time.Date(2024, 1, 1, 10, 0, 0, 0, time.UTC)
 	hasher := consent.NewHasher(testHMACKey)
-	pool, err := postgres.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := pool.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	pool, exec := connectExec(t, url)
 	exec(`INSERT INTO topics (id, data) VALUES ('news', '{"id":"news","name":"News"}'), ('offers', '{"id":"offers","name":"Offers"}')`)
 	// ann: news on consent with its evidence, and evidence of offers,
 	// which she no longer holds; bob: news on consent without evidence;

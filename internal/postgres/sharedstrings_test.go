@@ -237,17 +237,7 @@ func TestStringsFromVersion16(t *testing.T) {
 	}
 	pb := compact(t, &p)
 	pb[0] = record.RefMagic
-	pool, err := postgres.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	pool, exec := connectExec(t, url)
 	exec("INSERT INTO subscribers (id, email_key, data) VALUES ($1, $2, $3)", record.ID(ann), "ann@example.com", compact(t, &s))
 	exec("INSERT INTO requests (id, subscriber, data) VALUES ($1, $2, $3)", record.ID(reqID), record.ID(ann), compact(t, &r))
 	exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES (1, $1, 'requested', $2, $3)", record.ID(ann), evb, pb)

@@ -163,17 +163,7 @@ func TestSlimFromVersion14(t *testing.T) {
 	personal := consent.Personal{Salt: "s", Email: "ann@example.com", IP: "192.0.2.1"}
 	_, digest := personal.Encode()
 	rec := func(v any) []byte { return compact(t, v) }
-	pool, err := postgres.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	pool, exec := connectExec(t, url)
 	// Seven events with the tree hashes version 14 stored, every level.
 	mem := map[int64]tlog.Hash{}
 	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
