@@ -792,10 +792,12 @@ func (e *encoder) shared(s string) {
 	if e.strings != nil && hasEvidenceKey(s) {
 		if ev, ok := parseEvidence(s); ok {
 			e.evidence(&ev)
-			return
+		} else {
+			e.string(s)
 		}
+		return
 	}
-	if e.strings == nil || len(s) > maxShared || hasEvidenceKey(s) {
+	if e.strings == nil || len(s) > maxShared {
 		e.string(s)
 		return
 	}
