@@ -113,6 +113,14 @@ Y
     awk -v n=$imported 'NR == FNR { t[$1] = $2; i[$1] = $3; next }
       { dt = $2 - t[$1]; di = $3 - i[$1]; all += dt + di; if (dt + di > 0) printf "  %s %d %d\n", $1, dt / n, di / n }
       END { printf "  together %d\n", all / n }' $W/sizes-before $W/sizes-after
+    # A hash index rebuilt by VACUUM FULL has a power of two of buckets
+    # for the rows it holds, so the difference of two sizes can be a
+    # step, not what a row costs: each index's size over its rows says
+    # what an entry costs on average at this size.
+    echo "bytes per entry of each index after VACUUM FULL (size / rows of its table):"
+    psql -d optin -F' ' -c "SELECT c.relname, a.amname, round(pg_relation_size(c.oid)::numeric / greatest(t.reltuples, 1)::numeric, 1)
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid JOIN pg_am a ON a.oid = c.relam
+      WHERE t.relname IN ('ledger', 'subscribers', 'requests', 'subscriber_topics') ORDER BY 1" | sed 's/^/  /'
   fi
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 done

@@ -108,13 +108,15 @@ func markEvidence(t *tx, ev *consent.Event, remember bool) error {
 }
 
 // provenOf returns the bits subscriber id's ledger events prove for each
-// of topics.
+// of topics. The events are read by the hash index on subscriber and
+// their type from the record (the row has no type column since
+// migration 0020); provenTopics keeps those that prove a basis.
 func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 	out := map[string]int16{}
 	var seq int64
 	var b []byte
-	err := c.each(`SELECT seq, event FROM ledger WHERE subscriber = $1 AND type = ANY($2)`,
-		[]any{dbID(id), evidenceTypes}, []any{&seq, &b}, func() error {
+	err := c.each(`SELECT seq, event FROM ledger WHERE subscriber = $1`,
+		[]any{dbID(id)}, []any{&seq, &b}, func() error {
 			ev := new(consent.Event)
 			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, c.shared(), ev); err != nil {
 				return err
@@ -129,10 +131,6 @@ func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 		})
 	return out, err
 }
-
-// evidenceTypes are the types of the events that can prove a basis
-// (consent.IsEvidence).
-var evidenceTypes = []string{string(consent.EventConfirmed), string(consent.EventImported), string(consent.EventReconfirmed), string(consent.EventPreferencesUpdated)}
 
 // statusCodes are the codes of the statuses in subscriber_topics.status,
 // a "char" (migration 0016): the first byte of each, as PostgreSQL's

@@ -35,8 +35,8 @@ const (
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[]) ON CONFLICT DO NOTHING`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])`
-	bulkLedger = `INSERT INTO ledger (seq, subscriber, type, event, personal, tree)
-		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])`
+	bulkLedger = `INSERT INTO ledger (seq, subscriber, event, personal, tree)
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[])`
 	bulkOutbox = `INSERT INTO outbox (id, next_at, subscriber, job)
 		SELECT nextval('outbox_ids'), n, s, j FROM unnest($1::timestamptz[], $2::bytea[], $3::bytea[]) AS u(n, s, j)`
 )

@@ -421,7 +421,7 @@ func errorOf(err error) error {
 		return err
 	}
 	switch pe.Code {
-	case "23505": // unique_violation
+	case "23505", "23P01": // unique_violation, exclusion_violation (an address, migration 0020)
 		return consent.Errorf(consent.EConflict, "the record exists")
 	case "23503": // foreign_key_violation
 		return consent.Errorf(consent.EInvalid, "the record refers to one that does not exist")

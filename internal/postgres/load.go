@@ -142,8 +142,8 @@ func loadRecord(t *tx, r consent.StoreRecord, chain *consent.Chain) error {
 				return err
 			}
 		}
-		return t.exec("INSERT INTO ledger (seq, subscriber, type, event, personal) VALUES ($1, $2, $3, $4, $5)",
-			int64(r.Event.Seq), dbID(r.Event.Subscriber), string(r.Event.Type), b, pb)
+		return t.exec("INSERT INTO ledger (seq, subscriber, event, personal) VALUES ($1, $2, $3, $4)",
+			int64(r.Event.Seq), dbID(r.Event.Subscriber), b, pb)
 	case r.Job != nil:
 		b, err := encodeRecord(r.Job)
 		if err != nil {

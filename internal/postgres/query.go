@@ -203,15 +203,23 @@ func (db *DB) LedgerCounts(ctx context.Context, after uint64) (map[consent.Event
 		})
 		return counts, uint64(last), err
 	}
+	// The events after after, their type read from the record as the
+	// bbolt store does (the row has no type column since migration 0020).
 	counts := map[consent.EventType]uint64{}
 	last := after
-	var typ string
-	var n, maxSeq int64
-	err := db.read(ctx).each("SELECT type, count(*), max(seq) FROM ledger WHERE seq > $1 GROUP BY type",
-		[]any{int64(after)}, []any{&typ, &n, &maxSeq}, func() error {
-			counts[consent.EventType(typ)] = uint64(n)
-			last = max(last, uint64(maxSeq))
-			return nil
-		})
+	var seq int64
+	var b []byte
+	c := db.read(ctx)
+	err := c.each("SELECT seq, event FROM ledger WHERE seq > $1 ORDER BY seq", []any{int64(after)}, []any{&seq, &b}, func() error {
+		var ev struct {
+			Type consent.EventType `json:"type"`
+		}
+		if err := decodeShared(b, &ev, c.shared()); err != nil {
+			return err
+		}
+		counts[ev.Type]++
+		last = uint64(seq)
+		return nil
+	})
 	return counts, last, err
 }

@@ -420,7 +420,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	if err != nil {
 		return err
 	}
-	err = t.bulkRow(bulkLedger, int64(ev.Seq), dbID(ev.Subscriber), string(ev.Type), b, pb, tree)
+	err = t.bulkRow(bulkLedger, int64(ev.Seq), dbID(ev.Subscriber), b, pb, tree)
 	if err != nil {
 		return err
 	}
