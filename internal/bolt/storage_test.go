@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 
 	"optin/internal/bolt/record"
 	"optin/internal/consent"
+	"optin/internal/storetest"
 	"optin/internal/transfer"
 )
 
@@ -145,75 +143,23 @@ func storageDB(b *testing.B) (*DB, consent.Form, int64) {
 }
 
 // storageImport imports n rows of one topic with evidence, as the
-// 1M-row import of docs/performance.md does.
+// 1M-row import of docs/performance.md does (storetest.StorageImport).
 func storageImport(b *testing.B, n int) storageUse {
 	db, _, empty := storageDB(b)
-	pr, pw := io.Pipe()
-	go func() {
-		fmt.Fprintln(pw, "email,topics,basis,consented_at,source")
-		for i := range n {
-			fmt.Fprintf(pw, "%s,news,consent,%s,shop\n", storageAddress("u", i), storageConsentedAt(i).Format(time.RFC3339))
-		}
-		pw.Close()
-	}()
-	rows, err := transfer.NewReader(pr, transfer.FormatCSV)
-	if err != nil {
+	if err := storetest.StorageImport(context.Background(), db, n); err != nil {
 		b.Fatal(err)
-	}
-	rep, err := db.Import(context.Background(), consent.CLIActor(), rows, consent.ImportOptions{})
-	if err != nil || rep.Imported != n {
-		b.Fatalf("import: %+v, %v", rep, err)
 	}
 	u := measure(b, db)
 	u.empty = empty
 	return u
 }
 
-// storageConsentedAt is when row i of the import consented: a time to
-// the second spread over five years, as a real list's differ from row to
-// row (so each row's evidence text differs, as it does in real data).
-func storageConsentedAt(i int) time.Time {
-	const span = 5 * 365 * 24 * 3600
-	return time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(uint64(i)*2654435761%span) * time.Second)
-}
-
 // storageSignups signs up n new addresses through 64 callers, each with
-// a browser's user agent, an IP address and the page of the form.
+// a browser's user agent, an IP address and the page of the form
+// (storetest.StorageSignups).
 func storageSignups(b *testing.B, n int) storageUse {
 	db, form, empty := storageDB(b)
-	w := consent.Wording{Form: "newsletter", Version: 1, Locale: "en",
-		Text:   "Yes, send me the shop's newsletter about new products and offers, about twice a month.",
-		Topics: map[string]string{"news": "News"}, Notice: "Sent by Shop Ltd. You can unsubscribe at any time with the link in every mail."}
-	agents := []string{
-		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
-		"Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1",
-		"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
-		"Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for range 64 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				a, _ := consent.ParseAddress(storageAddress("p", i))
-				in := consent.SignupInput{Form: &form, Address: a, Topics: []string{"news"}, Locale: "en",
-					Page: "https://shop.example/newsletter", IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
-					UserAgent: agents[i%len(agents)]}
-				res, err := db.Signup(context.Background(), in, w)
-				if err == nil && !res.Queued {
-					err = fmt.Errorf("signup %d queued no mail", i)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := storetest.StorageSignups(context.Background(), db, &form, n); err != nil {
 		b.Fatal(err)
 	}
 	u := measure(b, db)
@@ -222,13 +168,6 @@ func storageSignups(b *testing.B, n int) storageUse {
 		b.Fatalf("%d requests and %d mails stored, want %d", r, o, n)
 	}
 	return u
-}
-
-// storageAddress returns the i-th address of a run: distinct, and in no
-// order, as a real list's addresses arrive (the emails index takes them
-// where they sort).
-func storageAddress(prefix string, i int) string {
-	return fmt.Sprintf("%s%08x.%d@example.com", prefix, uint32(i)*2654435761, i)
 }
 
 // TestSharedStringsStoredOnce: the strings many signups share, a

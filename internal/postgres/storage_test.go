@@ -1,0 +1,165 @@
+package postgres_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"optin/internal/consent"
+	"optin/internal/postgres"
+	"optin/internal/storetest"
+)
+
+var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkStorage imports and signs up")
+
+// BenchmarkStorage measures what the PostgreSQL store keeps per record,
+// on the records the bbolt store's BenchmarkStorage writes
+// (storetest.StorageImport, storetest.StorageSignups): -storage.n
+// subscribers imported with one topic on consent with evidence into one
+// database, as many pending signups (subscriber, request, requested
+// event with its personal record, confirmation mail queued) into
+// another. It reports the growth of optin's tables and their indexes
+// per record twice: as the writes left them (B/imported, B/pending:
+// pages as they filled, dead row versions included) and after VACUUM
+// FULL has rewritten every table and index with the live rows alone
+// (B/imported-vacuumed, B/pending-vacuumed). It logs where the bytes go,
+// per relation, and each index's bytes per entry. A hash index that
+// VACUUM FULL rebuilds takes a power of two of buckets for its rows, so
+// its bytes per entry after it step with the number of rows.
+//
+//	go test -run '^$' -bench Storage -benchtime 1x ./internal/postgres
+func BenchmarkStorage(b *testing.B) {
+	n := *storageN
+	for range b.N {
+		imported := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+			return storetest.StorageImport(ctx, db, n)
+		})
+		pending := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+			return storetest.StorageSignups(ctx, db, form, n)
+		})
+		b.ReportMetric(imported.grown, "B/imported")
+		b.ReportMetric(imported.vacuumed, "B/imported-vacuumed")
+		b.ReportMetric(pending.grown, "B/pending")
+		b.ReportMetric(pending.vacuumed, "B/pending-vacuumed")
+		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table)
+		b.Logf("%d pending signups:\n%s", n, pending.table)
+	}
+}
+
+// storageUse is one run's bytes per record: as grown, after VACUUM FULL,
+// and the table of where they went.
+type storageUse struct {
+	grown, vacuumed float64
+	table           string
+}
+
+// storageRun opens a store on a new database with the newsletter form
+// and its topic, writes n records with write, and measures the growth of
+// the database's tables with their TOAST and indexes.
+func storageRun(b *testing.B, n int, write func(context.Context, *postgres.DB, *consent.Form) error) storageUse {
+	b.Helper()
+	ctx := context.Background()
+	url := pg.EmptyDatabase(b)
+	db, err := postgres.Open(ctx, url, postgres.Options{HMACKey: testHMACKey, MessageIDDomain: "mail.shop.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(ctx, consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	vacuum := func() {
+		if _, err := pool.Exec(ctx, "VACUUM FULL"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	vacuum()
+	emptyVacuumed := relationSizes(b, pool)
+	empty := relationSizes(b, pool)
+	if err := write(ctx, db, &form); err != nil {
+		b.Fatal(err)
+	}
+	grown := relationSizes(b, pool)
+	vacuum()
+	vacuumed := relationSizes(b, pool)
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "| relation | as grown: table B/record | indexes B/record | after VACUUM FULL: table | indexes |\n|---|---|---|---|---|\n")
+	for _, name := range vacuumed.order {
+		g, v, e, ev := grown.rel[name], vacuumed.rel[name], empty.rel[name], emptyVacuumed.rel[name]
+		if g.table+g.indexes-e.table-e.indexes < int64(n) && v.table+v.indexes-ev.table-ev.indexes < int64(n) {
+			continue // under a byte a record
+		}
+		per := func(a, z int64) float64 { return float64(a-z) / float64(n) }
+		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %.0f | %.0f |\n", name, per(g.table, e.table), per(g.indexes, e.indexes),
+			per(v.table, ev.table), per(v.indexes, ev.indexes))
+	}
+	fmt.Fprintf(&sb, "| all | %.0f | | %.0f | |\n", float64(grown.all-empty.all)/float64(n), float64(vacuumed.all-emptyVacuumed.all)/float64(n))
+	fmt.Fprintf(&sb, "\nbytes per entry of each index after VACUUM FULL (its size over its table's rows):\n")
+	rows, err := pool.Query(ctx, `SELECT c.relname, a.amname, pg_relation_size(c.oid)::float8 / greatest(t.reltuples, 1)::float8
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid JOIN pg_am a ON a.oid = c.relam
+		JOIN pg_namespace s ON s.oid = t.relnamespace
+		WHERE s.nspname = 'public' AND t.reltuples >= $1 ORDER BY 1`, float64(n)/2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var name, am string
+		var per float64
+		if err := rows.Scan(&name, &am, &per); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "- %s (%s): %.1f\n", name, am, per)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return storageUse{
+		grown:    float64(grown.all-empty.all) / float64(n),
+		vacuumed: float64(vacuumed.all-emptyVacuumed.all) / float64(n),
+		table:    sb.String(),
+	}
+}
+
+// sizes are the bytes of each of the database's tables (with TOAST) and
+// of its indexes, and of all.
+type sizes struct {
+	rel   map[string]struct{ table, indexes int64 }
+	order []string // largest first
+	all   int64
+}
+
+// relationSizes reads the size of every table of the public schema.
+func relationSizes(b *testing.B, pool *pgxpool.Pool) sizes {
+	b.Helper()
+	s := sizes{rel: map[string]struct{ table, indexes int64 }{}}
+	rows, err := pool.Query(context.Background(), `SELECT c.relname, pg_table_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC, 1`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		var table, indexes int64
+		if err := rows.Scan(&name, &table, &indexes); err != nil {
+			b.Fatal(err)
+		}
+		s.rel[name] = struct{ table, indexes int64 }{table, indexes}
+		s.order = append(s.order, name)
+		s.all += table + indexes
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
