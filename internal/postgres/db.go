@@ -106,6 +106,9 @@ type DB struct {
 	// edge is the ledger tree's right edge as the last transaction that
 	// appended events committed it (treeEdge).
 	edge atomic.Pointer[treeEdge]
+	// moved is set once this instance saw a schema version it does not
+	// know, and never cleared (SchemaMoved).
+	moved atomic.Pointer[schemaMovedError]
 }
 
 // writeLock is the advisory lock every write transaction takes first
@@ -243,7 +246,9 @@ func (db *DB) Close() error {
 		<-db.listened
 		defer db.pool.Close()
 		defer db.lookups.Close()
-		if db.readOnly {
+		if db.readOnly || db.SchemaMoved() != nil {
+			// After a newer optin's migration this one writes
+			// nothing: its leases end when their time runs out.
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -49,6 +49,11 @@ func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
 	return errs, stored
 }
 
+// MigrationLocks is the statement a migration takes its locks with, and
+// the guard lock (with WriteLock, its arguments): a test's migration of
+// a newer optin takes them too.
+const MigrationLocks, GuardLock = migrationLocks, guardLock
+
 // MigrateTo brings the schema of the database at url up to version to
 // and no further: a database as an older optin left it.
 func MigrateTo(ctx context.Context, url string, to int) error {

@@ -40,8 +40,9 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // order, skipping the ids in skip (jobs already being sent), and leases
 // them to this DB for Options.Lease.
 //
-// Each read takes and leases its jobs in one statement, on its own (a
-// statement commits alone): the rows are taken FOR UPDATE SKIP LOCKED,
+// The reads run in one lease transaction (leaseTx: nothing is leased
+// once a newer optin migrated the schema), each taking and leasing its
+// jobs in one statement: the rows are taken FOR UPDATE SKIP LOCKED,
 // so another instance's read passes over them, and one that reads them
 // after this lease committed finds them leased (the row lock makes it
 // test the lease again on their new version). The jobs this DB is
@@ -50,19 +51,37 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // leased to this DB, which is sending it, and is passed over.
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
 	except := db.sending(skip)
+	var out []consent.Job
+	err := db.leaseTx(ctx, func(c conn) error {
+		out = nil
+		return db.leaseJobs(c, now, limit, skip, except, &out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	db.leasedMu.Lock()
+	for _, j := range out {
+		db.leased[int64(j.ID)] = struct{}{}
+	}
+	db.leasedMu.Unlock()
+	return out, nil
+}
+
+// leaseJobs is DueJobs in the lease transaction c, adding the jobs to
+// out.
+func (db *DB) leaseJobs(c conn, now time.Time, limit int, skip func(id uint64) bool, except []int64, out *[]consent.Job) error {
 	clock := db.Now()
 	after := struct {
 		at time.Time
 		id int64
 	}{time.Time{}, -1}
-	var out []consent.Job
-	for len(out) < limit {
-		want := limit - len(out)
+	for len(*out) < limit {
+		want := limit - len(*out)
 		var read []consent.Job
 		var id int64
 		var nextAt time.Time
 		var b []byte
-		err := db.read(ctx).each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
+		err := c.each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
 			FROM (SELECT id FROM outbox WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
 				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
 			WHERE o.id = due.id RETURNING o.id, o.next_at, o.job`,
@@ -73,7 +92,7 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 				return err
 			})
 		if err != nil {
-			return nil, fmt.Errorf("postgres: due jobs: %w", err)
+			return fmt.Errorf("postgres: due jobs: %w", err)
 		}
 		slices.SortFunc(read, func(a, b consent.Job) int {
 			if c := a.NextAt.Compare(b.NextAt); c != 0 {
@@ -84,19 +103,14 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 		for _, j := range read {
 			after.at, after.id = j.NextAt, int64(j.ID)
 			if skip == nil || !skip(j.ID) {
-				out = append(out, j)
+				*out = append(*out, j)
 			}
 		}
 		if len(read) < want {
-			break
+			return nil
 		}
 	}
-	db.leasedMu.Lock()
-	for _, j := range out {
-		db.leased[int64(j.ID)] = struct{}{}
-	}
-	db.leasedMu.Unlock()
-	return out, nil
+	return nil
 }
 
 // sending returns the jobs this DB handed out that skip still skips (the
@@ -120,17 +134,16 @@ func (db *DB) sending(skip func(id uint64) bool) []int64 {
 // lease_owner, lease_until and the record in column data) due at or
 // before now, in due order, until take took limit of them (it reports
 // whether it took a row), and leases those to this DB for
-// Options.Lease. Rows another instance leased are left out until their
-// lease ends; rows another leaseDue is reading just then are passed over
-// (FOR UPDATE SKIP LOCKED).
+// Options.Lease, in a lease transaction (leaseTx). Rows another instance
+// leased are left out until their lease ends; rows another leaseDue is
+// reading just then are passed over (FOR UPDATE SKIP LOCKED).
 func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int,
 	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
 		return nil
 	}
 	clock := db.Now()
-	return pgx.BeginFunc(ctx, db.pool, func(ptx pgx.Tx) error {
-		c := conn{ctx: ctx, q: ptx}
+	return db.leaseTx(ctx, func(c conn) error {
 		after := struct {
 			at time.Time
 			id int64
