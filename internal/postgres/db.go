@@ -108,7 +108,8 @@ type DB struct {
 	edge atomic.Pointer[treeEdge]
 	// moved is set once this instance saw a schema version it does not
 	// know, and never cleared (SchemaMoved).
-	moved atomic.Pointer[schemaMovedError]
+	moved  atomic.Pointer[schemaMovedError]
+	movedC chan struct{} // closed when moved is set
 }
 
 // writeLock is the advisory lock every write transaction takes first
@@ -143,7 +144,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	}
 	db := &DB{pool: pool, lookups: lookups, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
 		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{}),
-		listened: make(chan struct{})}
+		listened: make(chan struct{}), movedC: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}

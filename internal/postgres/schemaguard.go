@@ -98,11 +98,15 @@ func (db *DB) SchemaMoved() error {
 // sawVersions notes the unknown versions a read of schema_migrations
 // found, and returns SchemaMoved.
 func (db *DB) sawVersions(unknown []int32) error {
-	if len(unknown) > 0 {
-		db.moved.CompareAndSwap(nil, &schemaMovedError{unknown: unknown})
+	if len(unknown) > 0 && db.moved.CompareAndSwap(nil, &schemaMovedError{unknown: unknown}) {
+		close(db.movedC)
 	}
 	return db.SchemaMoved()
 }
+
+// SchemaMovedC returns a channel closed when SchemaMoved starts to
+// return an error, for the one log line that says so.
+func (db *DB) SchemaMovedC() <-chan struct{} { return db.movedC }
 
 // lockChecked takes the advisory lock key in ptx with lockSQL and then
 // reads the schema's versions, both in one round trip: the read, a
