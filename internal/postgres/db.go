@@ -205,6 +205,11 @@ func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, err
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
+	// Every statement of a transaction sees what committed before it
+	// started, whatever the database's default: the schema check after a
+	// lock relies on it (schemaguard.go), including in the implicit
+	// transaction of a batch (leaseEach).
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		// A server (or database, or role) configured with
 		// synchronous_commit off would acknowledge commits it may lose

@@ -40,9 +40,10 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // order, skipping the ids in skip (jobs already being sent), and leases
 // them to this DB for Options.Lease.
 //
-// The reads run in one lease transaction (leaseTx: nothing is leased
-// once a newer optin migrated the schema), each taking and leasing its
-// jobs in one statement: the rows are taken FOR UPDATE SKIP LOCKED,
+// Each read takes and leases its jobs in one statement, which goes with
+// the guard lock and the schema check in one round trip and commits with
+// them (leaseEach: nothing is leased once a newer optin migrated the
+// schema): the rows are taken FOR UPDATE SKIP LOCKED,
 // so another instance's read passes over them, and one that reads them
 // after this lease committed finds them leased (the row lock makes it
 // test the lease again on their new version). The jobs this DB is
@@ -51,39 +52,21 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // leased to this DB, which is sending it, and is passed over.
 func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(id uint64) bool) ([]consent.Job, error) {
 	except := db.sending(skip)
-	var out []consent.Job
-	err := db.leaseTx(ctx, func(c conn) error {
-		out = nil
-		return db.leaseJobs(c, now, limit, skip, except, &out)
-	})
-	if err != nil {
-		return nil, err
-	}
-	db.leasedMu.Lock()
-	for _, j := range out {
-		db.leased[int64(j.ID)] = struct{}{}
-	}
-	db.leasedMu.Unlock()
-	return out, nil
-}
-
-// leaseJobs is DueJobs in the lease transaction c, adding the jobs to
-// out.
-func (db *DB) leaseJobs(c conn, now time.Time, limit int, skip func(id uint64) bool, except []int64, out *[]consent.Job) error {
 	clock := db.Now()
 	after := struct {
 		at time.Time
 		id int64
 	}{time.Time{}, -1}
-	for len(*out) < limit {
-		want := limit - len(*out)
+	var out []consent.Job
+	for len(out) < limit {
+		want := limit - len(out)
 		var read []consent.Job
 		var id int64
 		var nextAt time.Time
 		var b []byte
-		err := c.each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
+		err := db.leaseEach(ctx, `UPDATE outbox o SET lease_owner = $1, lease_until = $8
 			FROM (SELECT id FROM outbox WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
-				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
+				AND `+schemaKnown()+` ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
 			WHERE o.id = due.id RETURNING o.id, o.next_at, o.job`,
 			[]any{db.owner, clock, now, after.at, after.id, want, except, clock.Add(db.lease)},
 			[]any{&id, &nextAt, &b}, func() error {
@@ -92,7 +75,7 @@ func (db *DB) leaseJobs(c conn, now time.Time, limit int, skip func(id uint64) b
 				return err
 			})
 		if err != nil {
-			return fmt.Errorf("postgres: due jobs: %w", err)
+			return nil, fmt.Errorf("postgres: due jobs: %w", err)
 		}
 		slices.SortFunc(read, func(a, b consent.Job) int {
 			if c := a.NextAt.Compare(b.NextAt); c != 0 {
@@ -103,14 +86,19 @@ func (db *DB) leaseJobs(c conn, now time.Time, limit int, skip func(id uint64) b
 		for _, j := range read {
 			after.at, after.id = j.NextAt, int64(j.ID)
 			if skip == nil || !skip(j.ID) {
-				*out = append(*out, j)
+				out = append(out, j)
 			}
 		}
 		if len(read) < want {
-			return nil
+			break
 		}
 	}
-	return nil
+	db.leasedMu.Lock()
+	for _, j := range out {
+		db.leased[int64(j.ID)] = struct{}{}
+	}
+	db.leasedMu.Unlock()
+	return out, nil
 }
 
 // sending returns the jobs this DB handed out that skip still skips (the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -20,13 +22,15 @@ import (
 // migrations do not have (any, not only a higher one: a version landing
 // later than a higher one is applied too, see migrationFiles):
 //
-//   - each write transaction (beginWrite) and each lease transaction
-//     (leaseTx) reads the versions right after taking its lock, in the
-//     same round trip, in READ COMMITTED, so the read sees every
-//     migration committed before the lock was granted. A migration takes
-//     both locks exclusively (migrateTo): it waits for the write and
-//     lease transactions running (short: a batch has batchTimeout), they
-//     wait for it, and none commits a row of the old form after it;
+//   - each write transaction (beginWrite) and each lease of the mail
+//     and webhook workers (leaseEach, leaseTx) reads the versions right
+//     after taking its lock (the write lock, or the guard lock shared),
+//     in the same round trip, in READ COMMITTED (pinned: connect), so
+//     the read sees every migration committed before the lock was
+//     granted. A migration takes both locks exclusively (migrateTo): it
+//     waits for the write and lease transactions running (short: a batch
+//     has batchTimeout, a lease is a statement or a few), they wait for
+//     it, and none commits a row of the old form after it;
 //   - a migration notifies schemaChannel at its commit, and the
 //     listener reads the versions then (and each time it connects), so
 //     an instance that neither writes nor leases learns it too: its
@@ -42,9 +46,27 @@ const guardLock = 0x6f7074696e02 // "optin" 2
 // schemaChannel is the channel a migration notifies when it commits.
 const schemaChannel = "optin_schema"
 
-// unknownVersions selects the versions applied to the database that
-// are not in $1, this optin's (knownVersions).
-const unknownVersions = "SELECT coalesce(array_agg(version ORDER BY version), '{}') FROM schema_migrations WHERE NOT version = ANY($1)"
+// knownList returns this optin's versions as an SQL list, "1,2,...".
+var knownList = sync.OnceValue(func() string {
+	vs := knownVersions()
+	ss := make([]string, len(vs))
+	for i, v := range vs {
+		ss[i] = strconv.Itoa(int(v))
+	}
+	return strings.Join(ss, ",")
+})
+
+// unknownVersions returns the statement that selects the versions
+// applied to the database that this optin does not know, as an array.
+func unknownVersions() string {
+	return "SELECT coalesce(array_agg(version ORDER BY version), '{}') FROM schema_migrations WHERE version NOT IN (" + knownList() + ")"
+}
+
+// schemaKnown returns the condition that the database holds no version
+// this optin does not know, for a statement that leases (leaseEach).
+func schemaKnown() string {
+	return "NOT EXISTS (SELECT FROM schema_migrations WHERE version NOT IN (" + knownList() + "))"
+}
 
 // knownVersions returns the versions of this optin's migrations.
 var knownVersions = sync.OnceValue(func() []int32 {
@@ -108,28 +130,87 @@ func (db *DB) sawVersions(unknown []int32) error {
 // return an error, for the one log line that says so.
 func (db *DB) SchemaMovedC() <-chan struct{} { return db.movedC }
 
-// lockChecked takes the advisory lock key in ptx with lockSQL and then
-// reads the schema's versions, both in one round trip: the read, a
-// statement of its own in a READ COMMITTED transaction, sees every
-// migration committed before the lock was granted. It returns
-// SchemaMoved, or the failure.
-func (db *DB) lockChecked(ctx context.Context, ptx pgx.Tx, lockSQL string, key int64) error {
-	b := &pgx.Batch{}
+// The statements that take the locks (in a transaction; released when
+// it ends).
+const (
+	writeLocked = "SELECT pg_advisory_xact_lock($1)"
+	guardShared = "SELECT pg_advisory_xact_lock_shared($1)"
+)
+
+// queueCheck queues in b the statement lockSQL that takes the advisory
+// lock key, then the read of the schema's versions: a statement of its
+// own in a READ COMMITTED transaction, which sees every migration
+// committed before the lock was granted. checked reads their results.
+func queueCheck(b *pgx.Batch, lockSQL string, key int64) {
 	b.Queue(lockSQL, key)
-	b.Queue(unknownVersions, knownVersions())
-	br := ptx.SendBatch(ctx, b)
+	b.Queue(unknownVersions())
+}
+
+// checked reads the results of the statements queueCheck queued and
+// returns SchemaMoved, or the failure.
+func (db *DB) checked(br pgx.BatchResults) error {
 	_, err := br.Exec()
 	var unknown []int32
 	if err == nil {
 		err = br.QueryRow().Scan(&unknown)
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("postgres: lock: %w", unavailable(err))
 	}
 	return db.sawVersions(unknown)
+}
+
+// lockChecked takes the advisory lock key in ptx with lockSQL and then
+// reads the schema's versions, in one round trip (queueCheck). It
+// returns SchemaMoved, or the failure.
+func (db *DB) lockChecked(ctx context.Context, ptx pgx.Tx, lockSQL string, key int64) error {
+	b := &pgx.Batch{}
+	queueCheck(b, lockSQL, key)
+	br := ptx.SendBatch(ctx, b)
+	err := db.checked(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("postgres: lock: %w", unavailable(cerr))
+	}
+	return err
+}
+
+// leaseEach runs sql, one statement that leases rows of a queue and
+// holds schemaKnown among its conditions, after the guard lock (shared)
+// and the read of the schema's versions (queueCheck), the three in one
+// round trip and one implicit transaction (a batch with no BEGIN commits
+// at its end): the statement leases nothing once a newer optin's
+// migration committed, and leaseEach returns SchemaMoved then. It calls
+// fn for each row, scanned into dst.
+func (db *DB) leaseEach(ctx context.Context, sql string, args, dst []any, fn func() error) error {
+	if err := db.SchemaMoved(); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	queueCheck(b, guardShared, guardLock)
+	b.Queue(sql, args...)
+	br := db.pool.SendBatch(ctx, b)
+	moved := db.checked(br)
+	rows, err := br.Query()
+	if err == nil {
+		for rows.Next() && err == nil {
+			if err = rows.Scan(dst...); err == nil {
+				err = fn()
+			}
+		}
+		rows.Close()
+		if err == nil {
+			err = unavailable(rows.Err())
+		}
+	} else {
+		err = unavailable(err)
+	}
+	if cerr := br.Close(); err == nil {
+		err = unavailable(cerr)
+	}
+	if moved != nil {
+		return moved
+	}
+	return err
 }
 
 // leaseTx runs fn in a READ COMMITTED transaction that holds the guard
@@ -145,7 +226,7 @@ func (db *DB) leaseTx(ctx context.Context, fn func(c conn) error) error {
 		return fmt.Errorf("postgres: %w", unavailable(err))
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
-	if err := db.lockChecked(ctx, ptx, "SELECT pg_advisory_xact_lock_shared($1)", guardLock); err != nil {
+	if err := db.lockChecked(ctx, ptx, guardShared, guardLock); err != nil {
 		return err
 	}
 	if err := fn(conn{ctx: ctx, q: guarded{ptx}, strs: &sharedStrings{db: db, ctx: ctx}}); err != nil {
@@ -161,7 +242,7 @@ func (db *DB) leaseTx(ctx context.Context, fn func(c conn) error) error {
 // listener, when a migration notified or when it connects).
 func (db *DB) readVersions(ctx context.Context) error {
 	var unknown []int32
-	if err := db.pool.QueryRow(ctx, unknownVersions, knownVersions()).Scan(&unknown); err != nil {
+	if err := db.pool.QueryRow(ctx, unknownVersions()).Scan(&unknown); err != nil {
 		return err
 	}
 	db.sawVersions(unknown)

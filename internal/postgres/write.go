@@ -368,7 +368,7 @@ func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
 	if ptx, err = db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}); err != nil {
 		return nil, nil, fmt.Errorf("postgres: %w", unavailable(err))
 	}
-	if err := db.lockChecked(ctx, ptx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+	if err := db.lockChecked(ctx, ptx, writeLocked, writeLock); err != nil {
 		ptx.Rollback(ctx)
 		return nil, nil, err
 	}
