@@ -182,13 +182,23 @@ func (db *DB) lockChecked(ctx context.Context, ptx pgx.Tx, lockSQL string, key i
 // migration committed, and leaseEach returns SchemaMoved then. It calls
 // fn for each row, scanned into dst.
 func (db *DB) leaseEach(ctx context.Context, sql string, args, dst []any, fn func() error) error {
+	return db.leaseEachOn(ctx, db.pool, sql, args, dst, fn)
+}
+
+// batcher sends batches: the pool, or a connection.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// leaseEachOn is leaseEach on q.
+func (db *DB) leaseEachOn(ctx context.Context, q batcher, sql string, args, dst []any, fn func() error) error {
 	if err := db.SchemaMoved(); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}
 	queueCheck(b, guardShared, guardLock)
 	b.Queue(sql, args...)
-	br := db.pool.SendBatch(ctx, b)
+	br := q.SendBatch(ctx, b)
 	moved := db.checked(br)
 	rows, err := br.Query()
 	if err == nil {
