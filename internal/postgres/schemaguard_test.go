@@ -203,8 +203,8 @@ func TestSchemaGapSeen(t *testing.T) {
 
 // TestOpenTakesNoTableLock: a start locks no table that the running
 // instances' transactions hold: two stores open at once while another
-// connection's transaction, as a lease or write transaction leaves it
-// (the schema's versions read, rows written), stays open.
+// connection's transaction, as a lease transaction leaves it (the guard
+// lock held, the schema's versions read, rows written), stays open.
 func TestOpenTakesNoTableLock(t *testing.T) {
 	url := pg.Database(t)
 	pool, err := postgres.Connect(t.Context(), url)
@@ -217,13 +217,16 @@ func TestOpenTakesNoTableLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(t.Context(), "SELECT pg_advisory_xact_lock_shared($1)", postgres.GuardLock); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tx.Exec(t.Context(), "SELECT version FROM schema_migrations"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(t.Context(), `INSERT INTO spent_nonces (nonce, expires) VALUES ('n', now())`); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	errs := make(chan error, 2)
 	for range 2 {
@@ -237,7 +240,7 @@ func TestOpenTakesNoTableLock(t *testing.T) {
 	}
 	for range 2 {
 		if err := <-errs; err != nil {
-			t.Errorf("Open while a transaction is open: got %v, want nil within 3 s", err)
+			t.Errorf("Open while a transaction is open: got %v, want nil within 10 s (a start that waits for the transaction would wait until it ends)", err)
 		}
 	}
 }
