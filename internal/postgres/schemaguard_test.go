@@ -53,9 +53,12 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string) int {
 // writes fail as unavailable, its mail worker's and webhook worker's
 // reads lease nothing, its limits refuse (fail closed), and nothing is
 // written: the first write after the migration sees it, without any
-// notification.
+// notification. Three instances see it each through its own first
+// write or lease.
 func TestWritesStopWhenSchemaMoves(t *testing.T) {
-	db, form, pool := newStore(t)
+	url := pg.EmptyDatabase(t)
+	db, form, pool := newStoreAt(t, url)
+	mailer, hooker := open(t, url, nil, testHMACKey), open(t, url, nil, testHMACKey)
 	ctx := t.Context()
 	signup(t, db, &form, "before@example.com")
 	w, err := consent.NewWebhook(rand.Reader, consent.WebhookInput{URL: "https://crm.example/hook", Events: consent.WebhookEvents, Scope: consent.ScopeEvidence})
@@ -73,6 +76,13 @@ func TestWritesStopWhenSchemaMoves(t *testing.T) {
 	}
 	recordVersion(t, pool, 9999, false)
 
+	later := time.Now().Add(time.Hour)
+	if jobs, err := mailer.DueJobs(ctx, later, 10, nil); len(jobs) != 0 || !refused(err) {
+		t.Errorf("DueJobs after the migration: got %d jobs, %v, want none and the guard's error", len(jobs), err)
+	}
+	if ds, err := hooker.DueDeliveries(ctx, later, 10, nil); len(ds) != 0 || !refused(err) {
+		t.Errorf("DueDeliveries after the migration: got %d, %v, want none and the guard's error", len(ds), err)
+	}
 	a, err := consent.ParseAddress("after@example.com")
 	if err != nil {
 		t.Fatal(err)
@@ -82,21 +92,16 @@ func TestWritesStopWhenSchemaMoves(t *testing.T) {
 	if !refused(err) {
 		t.Errorf("Signup after the migration: got %v, want an unavailable error naming the unknown version", err)
 	}
-	later := time.Now().Add(time.Hour)
-	if jobs, err := db.DueJobs(ctx, later, 10, nil); len(jobs) != 0 || !refused(err) {
-		t.Errorf("DueJobs after the migration: got %d jobs, %v, want none and the guard's error", len(jobs), err)
-	}
-	if ds, err := db.DueDeliveries(ctx, later, 10, nil); len(ds) != 0 || !refused(err) {
-		t.Errorf("DueDeliveries after the migration: got %d, %v, want none and the guard's error", len(ds), err)
-	}
-	if ok, _, err := db.TakeToken(ctx, "signup:192.0.2.9", consent.TokenRate{PerSecond: 1, Burst: 5}, time.Now()); ok || !refused(err) {
-		t.Errorf("TakeToken after the migration: got %v, %v, want refused with the guard's error", ok, err)
-	}
-	if ok, err := db.SpendNonce(ctx, "pow:n", time.Now(), time.Now().Add(time.Minute)); ok || !refused(err) {
-		t.Errorf("SpendNonce after the migration: got %v, %v, want refused with the guard's error", ok, err)
-	}
-	if err := db.SchemaMoved(); !refused(err) || !strings.Contains(err.Error(), "9999") {
-		t.Errorf("SchemaMoved: got %v, want the guard's error naming 9999", err)
+	for i, s := range []*postgres.DB{db, mailer, hooker} {
+		if ok, _, err := s.TakeToken(ctx, "signup:192.0.2.9", consent.TokenRate{PerSecond: 1, Burst: 5}, time.Now()); ok || !refused(err) {
+			t.Errorf("instance %d: TakeToken after the migration: got %v, %v, want refused with the guard's error", i, ok, err)
+		}
+		if ok, err := s.SpendNonce(ctx, "pow:n", time.Now(), time.Now().Add(time.Minute)); ok || !refused(err) {
+			t.Errorf("instance %d: SpendNonce after the migration: got %v, %v, want refused with the guard's error", i, ok, err)
+		}
+		if err := s.SchemaMoved(); !refused(err) || !strings.Contains(err.Error(), "9999") {
+			t.Errorf("instance %d: SchemaMoved: got %v, want the guard's error naming 9999", i, err)
+		}
 	}
 	for sql, want := range map[string]int{
 		"SELECT count(*) FROM subscribers":                                 1,
