@@ -58,15 +58,15 @@ var knownList = sync.OnceValue(func() string {
 
 // unknownVersions returns the statement that selects the versions
 // applied to the database that this optin does not know, as an array.
-func unknownVersions() string {
+var unknownVersions = sync.OnceValue(func() string {
 	return "SELECT coalesce(array_agg(version ORDER BY version), '{}') FROM schema_migrations WHERE version NOT IN (" + knownList() + ")"
-}
+})
 
 // schemaKnown returns the condition that the database holds no version
 // this optin does not know, for a statement that leases (leaseEach).
-func schemaKnown() string {
+var schemaKnown = sync.OnceValue(func() string {
 	return "NOT EXISTS (SELECT FROM schema_migrations WHERE version NOT IN (" + knownList() + "))"
-}
+})
 
 // knownVersions returns the versions of this optin's migrations.
 var knownVersions = sync.OnceValue(func() []int32 {
