@@ -205,24 +205,28 @@ func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, err
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
-	// Every statement of a transaction sees what committed before it
-	// started, whatever the database's default: the schema check after a
-	// lock relies on it (schemaguard.go), including in the implicit
-	// transaction of a batch (leaseEach).
-	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		// A server (or database, or role) configured with
 		// synchronous_commit off would acknowledge commits it may lose
-		// in a crash; any other setting flushes at least locally.
-		var sc string
-		if err := c.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&sc); err != nil {
+		// in a crash; any other setting flushes at least locally. And
+		// every statement of a transaction must see what committed
+		// before it started, whatever the database's default isolation:
+		// the schema check after a lock relies on it (schemaguard.go),
+		// in the implicit transaction of a batch too (leaseEach).
+		var sc, iso string
+		err := c.QueryRow(ctx, "SELECT current_setting('synchronous_commit'), current_setting('default_transaction_isolation')").Scan(&sc, &iso)
+		if err != nil {
 			return err
 		}
 		if sc == "off" {
-			_, err := c.Exec(ctx, "SET synchronous_commit TO on")
-			return err
+			if _, err := c.Exec(ctx, "SET synchronous_commit TO on"); err != nil {
+				return err
+			}
 		}
-		return nil
+		if iso != "read committed" {
+			_, err = c.Exec(ctx, "SET default_transaction_isolation TO 'read committed'")
+		}
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
