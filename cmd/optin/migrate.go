@@ -49,6 +49,8 @@ func migrateCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "store: postgres (%s)\nschema version: %d; this optin's: %d\n", cfg.PostgresURLRedacted(), st.Current, st.Latest)
 	switch {
+	case st.Unknown > 0:
+		fmt.Fprintf(stdout, "the database is newer than this optin (%d version(s) it does not know): this optin will not start on it; upgrade optin\n", st.Unknown)
 	case st.Current == st.Latest && st.Pending == 0:
 		fmt.Fprintln(stdout, "up to date")
 	case st.Current <= st.Latest:

@@ -54,6 +54,23 @@ func TestCLIMigrateStatus(t *testing.T) {
 	if err != nil || !strings.Contains(out, want) {
 		t.Errorf("migrate status after the first start: got %q, %v, want %q", out, err, want)
 	}
+
+	// A newer optin applied a version this one skipped (work in
+	// parallel landed in another order): newer, though not higher.
+	pool, err := postgres.Connect(t.Context(), cfg.Postgres.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name)
+		SELECT min(v), 'newer.sql' FROM generate_series(1, $1::int) v WHERE v NOT IN (SELECT version FROM schema_migrations)`, latest); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "migrate", "status", "--config", path)
+	want = "the database is newer than this optin (1 version(s) it does not know)"
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("migrate status after a newer optin applied a skipped version: got %q, %v, want %q", out, err, want)
+	}
 }
 
 // TestCLIMigrateToPostgres: migrate --to postgres copies a bbolt data_dir

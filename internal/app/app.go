@@ -25,6 +25,7 @@ import (
 	"optin/internal/inbound"
 	"optin/internal/ledger"
 	optmail "optin/internal/mail"
+	"optin/internal/postgres"
 	"optin/internal/token"
 	"optin/internal/web"
 	"optin/internal/webhook"
@@ -263,7 +264,18 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	if outbox != nil {
 		wc.Outbox = outbox
 		wc.CampaignMail = &optmail.Sampler{Renderer: outbox.Renderer, Transport: outbox.Transport, From: cfg.Mail.From}
-		wc.Ready = func(context.Context) error { return outbox.Ready() }
+		wc.Ready = func(context.Context) error {
+			// A PostgreSQL store that a newer optin migrated while this
+			// one ran writes nothing more (postgres.DB.SchemaMoved):
+			// not ready, so a load balancer sends its traffic to the
+			// instances of the new version.
+			if m, ok := store.(interface{ SchemaMoved() error }); ok {
+				if err := m.SchemaMoved(); err != nil {
+					return err
+				}
+			}
+			return outbox.Ready()
+		}
 		wc.RelayError = outbox.RelayError
 		wc.Warnings = cfg.Warnings()
 	}
@@ -387,6 +399,9 @@ func bootstrapStore(ctx context.Context, db consent.CatalogStore, keyHash string
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := a.Web.HTTPServer()
 	workerCtx, stopWorker := context.WithCancel(context.Background())
+	if pg, ok := a.DB.(*postgres.DB); ok {
+		go a.logSchemaMoved(workerCtx, pg)
+	}
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -612,3 +627,16 @@ func adminHandler(cfg config.Config, keys []token.Key, db consent.Store, heads *
 
 // Close closes the database.
 func (a *Admin) Close() error { return a.store.Close() }
+
+// logSchemaMoved logs once, at the moment it happens, that a newer
+// optin migrated db's schema while this instance ran: from then on it
+// writes, leases and sends nothing (postgres.DB.SchemaMoved), /readyz
+// answers 503, and the operator must stop it.
+func (a *App) logSchemaMoved(ctx context.Context, db *postgres.DB) {
+	select {
+	case <-ctx.Done():
+	case <-db.SchemaMovedC():
+		a.log.Error("a newer optin migrated the database: this instance writes, leases and sends nothing more and /readyz answers 503; stop it and run the newer version",
+			"err", db.SchemaMoved())
+	}
+}

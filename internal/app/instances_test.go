@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"optin/internal/config"
+	"optin/internal/postgres"
 	"optin/internal/postgres/pgtest"
 )
 
@@ -131,5 +132,53 @@ func TestInstancesShareLimits(t *testing.T) {
 		if r := s.signupJSON(fmt.Sprintf("l%d@example.com", i), "news"); r.status != want {
 			t.Errorf("signup %d (instance %c): got %d %s, want %d", i+1, 'a'+i%2, r.status, r.body, want)
 		}
+	}
+}
+
+// TestOlderInstanceAfterMigration: once a newer optin's migration has
+// committed (here its record and notification, sent by another
+// connection), a running instance of this version says so once in its
+// log and on /readyz (503, so a load balancer stops sending it traffic)
+// and answers writes with 503 unavailable instead of writing.
+func TestOlderInstanceAfterMigration(t *testing.T) {
+	if !pgtest.Asked() {
+		t.Skip("a newer optin migrating a shared PostgreSQL database: run with OPTIN_TEST_STORE=postgres")
+	}
+	a := startService(t, nil)
+	if r := a.do("GET", "/readyz", "", ""); r.status != http.StatusOK {
+		t.Fatalf("/readyz before: got %d %s", r.status, r.body)
+	}
+	pool, err := postgres.Connect(t.Context(), a.app.cfg.Postgres.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(t.Context(), `WITH i AS (INSERT INTO schema_migrations (version, name) VALUES (9999, 'newer.sql') RETURNING version)
+		SELECT pg_notify('optin_schema', version::text) FROM i`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := a.do("GET", "/readyz", "", "")
+		if r.status == http.StatusServiceUnavailable && strings.Contains(r.body, "does not know") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz 10 s after the migration: got %d %s, want 503 naming the unknown version", r.status, r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := a.signupJSON("late@example.com", "news"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"unavailable"`) {
+		t.Errorf("signup after the migration: got %d %s, want 503 unavailable", r.status, r.body)
+	}
+	var n int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM subscribers").Scan(&n); err != nil || n != 0 {
+		t.Errorf("subscribers: got %d, %v, want none", n, err)
+	}
+	for strings.Count(a.logs.String(), "a newer optin migrated the database") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs: want one line saying a newer optin migrated the database, got:\n%s", a.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -121,7 +121,10 @@ func (db *DB) listenCatalog() {
 	}
 }
 
-// listenOnce listens until the connection fails or ctx is done.
+// listenOnce listens until the connection fails or ctx is done. The
+// same connection hears the migrations of newer optins (schemaChannel):
+// it reads the schema's versions when one notifies, and once listening,
+// for one that committed while it was not (schemaguard.go).
 func (db *DB) listenOnce(ctx context.Context) {
 	c, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
@@ -131,12 +134,25 @@ func (db *DB) listenOnce(ctx context.Context) {
 	if _, err := c.Exec(ctx, "LISTEN "+catalogChannel); err != nil {
 		return
 	}
+	if _, err := c.Exec(ctx, "LISTEN "+schemaChannel); err != nil {
+		return
+	}
+	if err := db.readVersions(ctx); err != nil {
+		return
+	}
 	// Listening now: every change committed from here on empties the
 	// cache, so it may be filled.
 	db.catalog.forget(true)
 	for {
-		if _, err := c.WaitForNotification(ctx); err != nil {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
 			return
+		}
+		if n.Channel == schemaChannel {
+			if err := db.readVersions(ctx); err != nil {
+				return
+			}
+			continue
 		}
 		db.catalog.forget(true)
 	}

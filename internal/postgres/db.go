@@ -106,6 +106,10 @@ type DB struct {
 	// edge is the ledger tree's right edge as the last transaction that
 	// appended events committed it (treeEdge).
 	edge atomic.Pointer[treeEdge]
+	// moved is set once this instance saw a schema version it does not
+	// know, and never cleared (SchemaMoved).
+	moved  atomic.Pointer[schemaMovedError]
+	movedC chan struct{} // closed when moved is set
 }
 
 // writeLock is the advisory lock every write transaction takes first
@@ -140,7 +144,7 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	}
 	db := &DB{pool: pool, lookups: lookups, now: o.Now, rand: o.Rand, domain: o.MessageIDDomain, policy: o.Policy, lease: o.Lease,
 		readOnly: o.ReadOnly, leased: map[int64]struct{}{}, calls: make(chan *call), closing: make(chan struct{}), committed: make(chan struct{}),
-		listened: make(chan struct{})}
+		listened: make(chan struct{}), movedC: make(chan struct{})}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -204,16 +208,25 @@ func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, err
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		// A server (or database, or role) configured with
 		// synchronous_commit off would acknowledge commits it may lose
-		// in a crash; any other setting flushes at least locally.
-		var sc string
-		if err := c.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&sc); err != nil {
+		// in a crash; any other setting flushes at least locally. And
+		// every statement of a transaction must see what committed
+		// before it started, whatever the database's default isolation:
+		// the schema check after a lock relies on it (schemaguard.go),
+		// in the implicit transaction of a batch too (leaseEach).
+		var sc, iso string
+		err := c.QueryRow(ctx, "SELECT current_setting('synchronous_commit'), current_setting('default_transaction_isolation')").Scan(&sc, &iso)
+		if err != nil {
 			return err
 		}
 		if sc == "off" {
-			_, err := c.Exec(ctx, "SET synchronous_commit TO on")
-			return err
+			if _, err := c.Exec(ctx, "SET synchronous_commit TO on"); err != nil {
+				return err
+			}
 		}
-		return nil
+		if iso != "read committed" {
+			_, err = c.Exec(ctx, "SET default_transaction_isolation TO 'read committed'")
+		}
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -243,7 +256,9 @@ func (db *DB) Close() error {
 		<-db.listened
 		defer db.pool.Close()
 		defer db.lookups.Close()
-		if db.readOnly {
+		if db.readOnly || db.SchemaMoved() != nil {
+			// After a newer optin's migration this one writes
+			// nothing: its leases end when their time runs out.
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

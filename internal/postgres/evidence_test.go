@@ -92,7 +92,12 @@ func connectExec(t *testing.T, url string) (*pgxpool.Pool, func(sql string, args
 
 func newStore(t *testing.T) (*postgres.DB, consent.Form, *pgxpool.Pool) {
 	t.Helper()
-	url := pg.EmptyDatabase(t)
+	return newStoreAt(t, pg.EmptyDatabase(t))
+}
+
+// newStoreAt is newStore on the database at url.
+func newStoreAt(t *testing.T, url string) (*postgres.DB, consent.Form, *pgxpool.Pool) {
+	t.Helper()
 	db := open(t, url, nil, testHMACKey)
 	form := bootstrap(t, db)
 	pool, err := postgres.Connect(t.Context(), url)

@@ -2,6 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"optin/internal/consent"
 )
@@ -48,6 +52,11 @@ func (db *DB) InsertRequestsInOneBatch(ids ...string) ([]error, []string) {
 	}
 	return errs, stored
 }
+
+// MigrationLocks is the statement a migration takes its locks with, and
+// the guard lock (with WriteLock, its arguments): a test's migration of
+// a newer optin takes them too.
+const MigrationLocks, GuardLock = migrationLocks, guardLock
 
 // MigrateTo brings the schema of the database at url up to version to
 // and no further: a database as an older optin left it.
@@ -112,4 +121,41 @@ func (db *DB) StoreRequestsInOneBatch(reqs []*consent.Request, fail int) []error
 // subscriber exists.
 func (db *DB) StoredRequest(ctx context.Context, id string) (*consent.Request, error) {
 	return request(db.read(ctx), id)
+}
+
+// EmptyWrite begins a write transaction on c, takes the write lock and
+// commits: with check, as beginWrite does (the lock and the schema's
+// versions in one round trip); without, the lock alone, as before the
+// schema guard. For BenchmarkSchemaCheck.
+func (db *DB) EmptyWrite(ctx context.Context, c *pgx.Conn, check bool) error {
+	ptx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return err
+	}
+	defer ptx.Rollback(ctx)
+	if check {
+		err = db.lockChecked(ctx, ptx, writeLocked, writeLock)
+	} else {
+		_, err = ptx.Exec(ctx, writeLocked, writeLock)
+	}
+	if err != nil {
+		return err
+	}
+	return ptx.Commit(ctx)
+}
+
+// OutboxRead runs DueJobs's statement once on c, on an outbox with
+// nothing due: with guard, as DueJobs does (leaseEach); without, alone,
+// as before the schema guard. For BenchmarkSchemaCheck.
+func (db *DB) OutboxRead(ctx context.Context, c *pgx.Conn, guard bool) error {
+	sql := `UPDATE outbox o SET lease_owner = $1, lease_until = $3
+		FROM (SELECT id FROM outbox WHERE next_at <= $2 AND %s ORDER BY next_at, id LIMIT 10 FOR UPDATE SKIP LOCKED) AS due
+		WHERE o.id = due.id RETURNING o.id`
+	args := []any{db.owner, db.Now().Add(-time.Hour), db.Now()}
+	if !guard {
+		_, err := c.Exec(ctx, fmt.Sprintf(sql, "true"), args...)
+		return err
+	}
+	var id int64
+	return db.leaseEachOn(ctx, c, fmt.Sprintf(sql, schemaKnown()), args, []any{&id}, func() error { return nil })
 }

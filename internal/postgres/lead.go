@@ -26,6 +26,10 @@ const leadEvery = time.Second
 // noticing. When fn returns, the lock is released and taken again as
 // before; Lead returns once ctx is done and fn has returned.
 //
+// Once a newer optin migrated the schema (SchemaMoved), this instance
+// leads nothing: it ends fn at the next check and takes no task again,
+// so the instances of the new version take them over.
+//
 // A failing connection is noticed at the next check, so two instances
 // may run task for a moment: a task must keep its effects right under the
 // write lock, as the sweep and the campaign runner do (each of their
@@ -46,11 +50,11 @@ func (db *DB) Lead(ctx context.Context, task string, fn func(ctx context.Context
 		if conn == nil {
 			conn, _ = pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig) // nil on error: tried again
 		}
-		if conn != nil {
+		if conn != nil && db.SchemaMoved() == nil {
 			var got bool
 			err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got)
 			if err == nil && got {
-				err = lead(ctx, conn, key, fn, tick.C)
+				err = lead(ctx, conn, key, fn, tick.C, db.SchemaMoved)
 			}
 			if err != nil {
 				conn.Close(context.Background())
@@ -65,10 +69,11 @@ func (db *DB) Lead(ctx context.Context, task string, fn func(ctx context.Context
 	}
 }
 
-// lead runs fn while conn holds lock key, checking conn at every tick;
-// when the check fails it ends fn's context and waits for fn. After fn it
-// releases the lock. It returns the error of a failed check or release.
-func lead(ctx context.Context, conn *pgx.Conn, key int64, fn func(ctx context.Context), tick <-chan time.Time) error {
+// lead runs fn while conn holds lock key, checking conn and moved at
+// every tick; when the check fails (or moved returns an error) it ends
+// fn's context and waits for fn. After fn it releases the lock. It
+// returns the error of a failed check or release.
+func lead(ctx context.Context, conn *pgx.Conn, key int64, fn func(ctx context.Context), tick <-chan time.Time, moved func() error) error {
 	leadCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
@@ -84,6 +89,10 @@ func lead(ctx context.Context, conn *pgx.Conn, key int64, fn func(ctx context.Co
 			_, err := conn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", key)
 			return err
 		case <-tick:
+			if moved() != nil {
+				cancel() // fn ends; the lock is released as it does
+				continue
+			}
 			if err := conn.Ping(ctx); err != nil {
 				cancel()
 				<-done

@@ -34,6 +34,9 @@ const limitSweep = time.Minute
 // UNLOGGED table limit_buckets, so every instance spends from the same
 // budget.
 func (db *DB) TakeToken(ctx context.Context, key string, r consent.TokenRate, now time.Time) (bool, time.Duration, error) {
+	if err := db.SchemaMoved(); err != nil {
+		return false, 0, err // closed: a newer optin's schema
+	}
 	db.sweepLimits(ctx, now)
 	var took bool
 	var tokens float64
@@ -64,6 +67,9 @@ func (db *DB) TokenSpent(ctx context.Context, key string, r consent.TokenRate, n
 // SpendNonce implements consent.LimitStore: the first instance to insert
 // the nonce uses it; an expired row is taken over.
 func (db *DB) SpendNonce(ctx context.Context, nonce string, now, expires time.Time) (bool, error) {
+	if err := db.SchemaMoved(); err != nil {
+		return false, err
+	}
 	db.sweepLimits(ctx, now)
 	tag, err := db.read(ctx).q.Exec(ctx, `INSERT INTO spent_nonces AS n (nonce, expires) VALUES ($1, $3)
 		ON CONFLICT (nonce) DO UPDATE SET expires = $3 WHERE n.expires <= $2`, nonce, now, expires)
@@ -78,7 +84,7 @@ func (db *DB) SpendNonce(ctx context.Context, nonce string, now, expires time.Ti
 // at the next sweep.
 func (db *DB) sweepLimits(ctx context.Context, now time.Time) {
 	last := db.limitsSwept.Load()
-	if now.UnixNano()-last < int64(limitSweep) || !db.limitsSwept.CompareAndSwap(last, now.UnixNano()) {
+	if db.SchemaMoved() != nil || now.UnixNano()-last < int64(limitSweep) || !db.limitsSwept.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
 	_, _ = db.pool.Exec(ctx, `DELETE FROM limit_buckets WHERE full_at <= $1`, now)

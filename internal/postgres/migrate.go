@@ -29,6 +29,10 @@ var migrationFiles embed.FS
 // instances starting together apply each version once.
 const migrateLock = 0x6f7074696e00 // "optin" 0
 
+// migrationLocks takes, in a migration's transaction, the write lock
+// ($1) and the guard lock ($2) exclusively (schemaguard.go).
+const migrationLocks = "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)"
+
 // migration is one schema version.
 type migration struct {
 	version int
@@ -82,8 +86,11 @@ func SchemaVersion() int {
 // holds a session advisory lock while it works, so instances starting
 // together wait for each other and each version is applied once; each
 // version is applied in a transaction of its own with its record in
-// schema_migrations. A database newer than this optin is an error:
-// running old code on a new schema is not safe.
+// schema_migrations. A database newer than this optin (one with a
+// version this optin's migrations lack, higher than its own or not) is
+// an error: running old code on a new schema is not safe. Each
+// migration takes the write and guard locks and notifies at its commit,
+// so the older instances still running stop writing (schemaguard.go).
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return migrateTo(ctx, pool, SchemaVersion())
 }
@@ -114,23 +121,35 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	if err != nil {
 		return fmt.Errorf("postgres: schema_migrations: %w", err)
 	}
-	current, err := currentVersion(ctx, c)
+	applied, err := appliedVersions(ctx, c)
 	if err != nil {
 		return err
 	}
-	if latest := SchemaVersion(); current > latest {
-		return fmt.Errorf("postgres: the database's schema is at version %d, newer than this optin's %d: upgrade optin", current, latest)
+	if unknown := unknownOf(applied); len(unknown) > 0 {
+		return fmt.Errorf("postgres: the database's schema has version(s) %v, which this optin (schema version %d) does not know: "+
+			"it is newer than this optin; upgrade optin", unknown, SchemaVersion())
 	}
 	todo, err := unapplied(ctx, c, ms)
 	if err != nil {
 		return err
 	}
 	for _, m := range todo {
-		err := pgx.BeginFunc(ctx, c, func(t pgx.Tx) error {
+		err := pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(t pgx.Tx) error {
+			// The write and guard locks order the migration with every
+			// instance's write and lease transactions (schemaguard.go):
+			// it waits for those running, and those after it find its
+			// version, so an older instance writes nothing after it.
+			// The notification tells the instances that do not write.
+			if _, err := t.Exec(ctx, migrationLocks, writeLock, guardLock); err != nil {
+				return err
+			}
 			if _, err := t.Exec(ctx, m.sql); err != nil {
 				return err
 			}
-			_, err := t.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
+			if _, err := t.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+				return err
+			}
+			_, err := t.Exec(ctx, "SELECT pg_notify($1, $2)", schemaChannel, strconv.Itoa(m.version))
 			return err
 		})
 		if err != nil {
@@ -149,22 +168,33 @@ func checkVersion(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	case st.Current == 0:
 		return errors.New("postgres: the database has no optin schema yet: start optin serve on it once")
+	case st.Unknown > 0:
+		return fmt.Errorf("postgres: the database's schema has %d version(s) this optin (schema version %d) does not know: it is newer than this optin; upgrade optin", st.Unknown, st.Latest)
 	case st.Current != st.Latest || st.Pending > 0:
 		return fmt.Errorf("postgres: the database's schema is at version %d, this optin's at %d: start optin serve of the newer one on it", st.Current, st.Latest)
 	}
 	return nil
 }
 
-// unapplied returns the migrations of ms that schema_migrations does not
-// record, in order.
-func unapplied(ctx context.Context, q querier, ms []migration) ([]migration, error) {
-	rows, err := q.Query(ctx, "SELECT version FROM schema_migrations")
+// appliedVersions returns the versions schema_migrations records.
+func appliedVersions(ctx context.Context, q querier) ([]int32, error) {
+	rows, err := q.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: schema versions: %w", err)
 	}
 	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
 		return nil, fmt.Errorf("postgres: schema versions: %w", err)
+	}
+	return done, nil
+}
+
+// unapplied returns the migrations of ms that schema_migrations does not
+// record, in order.
+func unapplied(ctx context.Context, q querier, ms []migration) ([]migration, error) {
+	done, err := appliedVersions(ctx, q)
+	if err != nil {
+		return nil, err
 	}
 	var todo []migration
 	for _, m := range ms {
@@ -193,6 +223,9 @@ type Status struct {
 	Latest int
 	// Pending is how many of this optin's migrations are not applied.
 	Pending int
+	// Unknown is how many applied versions this optin's migrations do
+	// not have: a newer optin's, which this one does not start on.
+	Unknown int
 }
 
 // ReadStatus reports the schema version of the database at url without
@@ -224,6 +257,11 @@ func readStatus(ctx context.Context, pool *pgxpool.Pool) (Status, error) {
 		return st, err
 	}
 	todo, err := unapplied(ctx, pool, ms)
+	if err != nil {
+		return st, err
+	}
 	st.Pending = len(todo)
+	applied, err := appliedVersions(ctx, pool)
+	st.Unknown = len(unknownOf(applied))
 	return st, err
 }

@@ -40,8 +40,10 @@ const free = "(lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $2)"
 // order, skipping the ids in skip (jobs already being sent), and leases
 // them to this DB for Options.Lease.
 //
-// Each read takes and leases its jobs in one statement, on its own (a
-// statement commits alone): the rows are taken FOR UPDATE SKIP LOCKED,
+// Each read takes and leases its jobs in one statement, which goes with
+// the guard lock and the schema check in one round trip and commits with
+// them (leaseEach: nothing is leased once a newer optin migrated the
+// schema): the rows are taken FOR UPDATE SKIP LOCKED,
 // so another instance's read passes over them, and one that reads them
 // after this lease committed finds them leased (the row lock makes it
 // test the lease again on their new version). The jobs this DB is
@@ -62,9 +64,9 @@ func (db *DB) DueJobs(ctx context.Context, now time.Time, limit int, skip func(i
 		var id int64
 		var nextAt time.Time
 		var b []byte
-		err := db.read(ctx).each(`UPDATE outbox o SET lease_owner = $1, lease_until = $8
+		err := db.leaseEach(ctx, `UPDATE outbox o SET lease_owner = $1, lease_until = $8
 			FROM (SELECT id FROM outbox WHERE next_at <= $3 AND (next_at, id) > ($4, $5) AND `+free+` AND id <> ALL($7)
-				ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
+				AND `+schemaKnown()+` ORDER BY next_at, id LIMIT $6 FOR UPDATE SKIP LOCKED) AS due
 			WHERE o.id = due.id RETURNING o.id, o.next_at, o.job`,
 			[]any{db.owner, clock, now, after.at, after.id, want, except, clock.Add(db.lease)},
 			[]any{&id, &nextAt, &b}, func() error {
@@ -120,17 +122,16 @@ func (db *DB) sending(skip func(id uint64) bool) []int64 {
 // lease_owner, lease_until and the record in column data) due at or
 // before now, in due order, until take took limit of them (it reports
 // whether it took a row), and leases those to this DB for
-// Options.Lease. Rows another instance leased are left out until their
-// lease ends; rows another leaseDue is reading just then are passed over
-// (FOR UPDATE SKIP LOCKED).
+// Options.Lease, in a lease transaction (leaseTx). Rows another instance
+// leased are left out until their lease ends; rows another leaseDue is
+// reading just then are passed over (FOR UPDATE SKIP LOCKED).
 func (db *DB) leaseDue(ctx context.Context, table, data string, now time.Time, limit int,
 	take func(id int64, nextAt time.Time, b []byte) (bool, error)) error {
 	if limit <= 0 {
 		return nil
 	}
 	clock := db.Now()
-	return pgx.BeginFunc(ctx, db.pool, func(ptx pgx.Tx) error {
-		c := conn{ctx: ctx, q: ptx}
+	return db.leaseTx(ctx, func(c conn) error {
 		after := struct {
 			at time.Time
 			id int64

@@ -18,6 +18,9 @@ const SecretHMACKey = "hmac_key"
 // a missing secret is an error.
 func (db *DB) Secret(ctx context.Context, name string) ([]byte, error) {
 	if !db.readOnly {
+		if err := db.SchemaMoved(); err != nil {
+			return nil, err
+		}
 		fresh := make([]byte, 32)
 		if _, err := io.ReadFull(db.rand, fresh); err != nil {
 			return nil, fmt.Errorf("postgres: secret %s: %w", name, err)

@@ -120,6 +120,9 @@ func (db *DB) update(ctx context.Context, fn func(t *tx) error) error {
 // first read (signupState) the transaction makes ahead, in one statement
 // for all the signups of its batch.
 func (db *DB) updateSignup(ctx context.Context, key string, fn func(t *tx) error) error {
+	if err := db.SchemaMoved(); err != nil {
+		return err
+	}
 	c := &call{ctx: ctx, fn: fn, done: make(chan error, 1), key: key}
 	select {
 	case db.calls <- c:
@@ -354,17 +357,22 @@ func (t *tx) readAhead(calls []*call) error {
 	return nil
 }
 
-// beginWrite begins a write transaction and takes the write lock; the
-// caller commits or rolls back ptx.
+// beginWrite begins a write transaction (READ COMMITTED, whatever the
+// database's default, for the schema check) and takes the write lock,
+// then checks that the schema holds no version this optin does not know
+// (lockChecked); the caller commits or rolls back ptx.
 func (db *DB) beginWrite(ctx context.Context) (ptx pgx.Tx, t *tx, err error) {
-	if ptx, err = db.pool.Begin(ctx); err != nil {
+	if err := db.SchemaMoved(); err != nil {
+		return nil, nil, err
+	}
+	if ptx, err = db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}); err != nil {
 		return nil, nil, fmt.Errorf("postgres: %w", unavailable(err))
 	}
-	q := guarded{ptx}
-	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLock); err != nil {
+	if err := db.lockChecked(ctx, ptx, writeLocked, writeLock); err != nil {
 		ptx.Rollback(ctx)
-		return nil, nil, fmt.Errorf("postgres: write lock: %w", err)
+		return nil, nil, err
 	}
+	q := guarded{ptx}
 	p := &pipe{tx: ptx, q: q, call: -1}
 	t = &tx{conn: conn{ctx: ctx, q: p}, pipe: p, db: db, hasher: db.hasher}
 	t.strs = &sharedStrings{db: db, ctx: ctx, t: t}
