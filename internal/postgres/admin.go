@@ -29,54 +29,54 @@ func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool
 }
 
 // where is a condition on the subscribers (as s) with its arguments,
-// numbered from $3 ($1 and $2 are the walk's cursor and chunk size), and
-// the subscriptions they must hold, if any.
+// numbered from $4 ($1, $2 and $3 are the walk's cursor, chunk size and
+// window bound: subscriberWindows), and the subscriptions they must hold,
+// if any.
 type where struct {
 	sql  []string
 	args []any
 	// held says the walk reads only the subscribers holding one of the
-	// subscriptions in holds: it walks those rows of subscriber_topics
-	// (walkSubscribers), none when holds is empty; rows holds the
-	// conditions on their subscriber (as m.subscriber).
+	// subscriptions in holds (elements of subs, subCode), through the
+	// index on subs a window of ids at a time; none when holds is empty.
 	held  bool
-	holds []subscription
-	rows  []string
-}
-
-// subscription is a topic in the status of a code (statusCode): a range
-// of the primary key of subscriber_topics, in subscriber order.
-type subscription struct {
-	topic string
-	code  byte
+	holds []int16
 }
 
 // and adds a condition whose arguments are written as %s, in order.
 func (w *where) and(sql string, args ...any) {
-	w.sql = append(w.sql, w.arg(sql, args))
-}
-
-// arg numbers the arguments of sql, written as %s.
-func (w *where) arg(sql string, args []any) string {
 	for _, a := range args {
 		w.args = append(w.args, a)
-		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
+		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+3), 1)
 	}
-	return sql
-}
-
-// andRows adds a condition on the subscriber of the rows a walk of
-// subscriptions reads (as m.subscriber), which bounds their ranges.
-func (w *where) andRows(sql string, args ...any) {
-	w.rows = append(w.rows, w.arg(sql, args))
+	w.sql = append(w.sql, sql)
 }
 
 // hold makes the walk read only the subscribers holding one of topics
-// in one of statuses.
-func (w *where) hold(topics []string, statuses ...consent.Status) {
-	w.held = true
+// in one of statuses; a topic without a code (topicCode) is held by no
+// one.
+func (w *where) hold(c conn, topics []string, statuses ...consent.Status) error {
+	var codes []int16
 	for _, topic := range topics {
+		code, ok, err := topicCode(c, topic)
+		if err != nil {
+			return err
+		}
+		if ok {
+			codes = append(codes, code)
+		}
+	}
+	w.holdCodes(codes, statuses...)
+	return nil
+}
+
+// holdCodes is hold for the topics of codes.
+func (w *where) holdCodes(codes []int16, statuses ...consent.Status) {
+	w.held = true
+	for _, code := range codes {
 		for _, st := range statuses {
-			w.holds = append(w.holds, subscription{topic, statusCode(st)})
+			if e, ok := subCode(code, st); ok {
+				w.holds = append(w.holds, e)
+			}
 		}
 	}
 }
@@ -88,48 +88,30 @@ func (w where) String() string {
 	return strings.Join(w.sql, " AND ")
 }
 
-// allStatuses are the statuses a subscription can have.
-var allStatuses = []consent.Status{consent.StatusConfirmed, consent.StatusLapsed, consent.StatusPending, consent.StatusUnsubscribed}
-
-// heldTopics returns every topic subscriber_topics holds a row of, by a
-// skip scan of its primary key (one descent per topic, and one more).
-// They are the table's own topics, not the catalog's: a subscription to
-// a topic no longer in the catalog is found too (optin deletes no topic,
-// but a row of the topics table can be deleted by hand).
-func heldTopics(c conn) ([]string, error) {
-	var topics []string
-	var topic string
-	err := c.each(`WITH RECURSIVE held(topic) AS (
-			SELECT min(topic) FROM subscriber_topics
-			UNION ALL SELECT (SELECT min(h.topic) FROM subscriber_topics h WHERE h.topic > held.topic) FROM held WHERE held.topic IS NOT NULL)
-		SELECT topic FROM held WHERE topic IS NOT NULL`, nil, []any{&topic}, func() error {
-		topics = append(topics, topic)
-		return nil
-	})
-	return topics, err
-}
-
 // filterWhere is what f asks of the subscribers at now, in terms the
-// indexes serve: the subscriptions, which the walk reads from the
-// primary key of subscriber_topics (topic, status, subscriber), one
-// range per topic and status the filter leaves open (the topics those
-// rows hold, heldTopics, for a status alone; the four statuses for a
-// topic alone); the last purchase and the id (which starts with the
-// creation time). The text search is left to
+// indexes serve: the subscriptions, which the walk finds through the
+// index on subs (the elements of the topic and status the filter asks
+// for; of every status for a topic alone; of every topic coded,
+// allTopicCodes, for a status alone); the last purchase and the id
+// (which starts with the creation time). The text search is left to
 // consent.SubscriberFilter.Match.
 func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, error) {
 	var w where
 	switch {
 	case f.Topic != "" && f.Status != "":
-		w.hold([]string{f.Topic}, f.Status)
+		if err := w.hold(c, []string{f.Topic}, f.Status); err != nil {
+			return w, err
+		}
 	case f.Topic != "":
-		w.hold([]string{f.Topic}, allStatuses...)
+		if err := w.hold(c, []string{f.Topic}, allStatuses...); err != nil {
+			return w, err
+		}
 	case f.Status != "":
-		topics, err := heldTopics(c)
+		codes, err := allTopicCodes(c)
 		if err != nil {
 			return w, err
 		}
-		w.hold(topics, f.Status)
+		w.holdCodes(codes, f.Status)
 	}
 	_, cutoff := consent.DormantCutoff(now, f.DormantAfter)
 	switch f.Lifecycle {
@@ -140,22 +122,12 @@ func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, erro
 	case consent.LifecycleDormant:
 		w.and("s.last_purchase <= %s", cutoff)
 	}
-	// A walk of subscriptions has the bounds on their rows, so that it
-	// starts at the range's first.
 	lo, hi := f.IDRange()
 	if lo != "" {
-		if w.held {
-			w.andRows("m.subscriber >= %s", dbID(lo))
-		} else {
-			w.and("s.id >= %s", dbID(lo))
-		}
+		w.and("s.id >= %s", dbID(lo))
 	}
 	if hi != "" {
-		if w.held {
-			w.andRows("m.subscriber < %s", dbID(hi))
-		} else {
-			w.and("s.id < %s", dbID(hi))
-		}
+		w.and("s.id < %s", dbID(hi))
 	}
 	return w, nil
 }
@@ -167,60 +139,19 @@ var walkTop = bytes.Repeat([]byte{0xff}, 32)
 
 // walkSubscribers is eachSubscriber for the subscribers matching w, in
 // descending id order with newest (after is then the id the walk
-// continues below; "" starts at the top).
-//
-// When w holds subscriptions, the walk reads their rows of
-// subscriber_topics: one ordered range of its primary key per topic and
-// status, merged in subscriber order (a Merge Append of the ranges in
-// PostgreSQL's plan; each range starts at the cursor), and looks each
-// row's subscriber up by its id, one probe of the primary key of
-// subscribers a row (OFFSET 0 keeps the lookup a subquery of its own,
-// which PostgreSQL does not turn into a join that could read the
-// subscribers whole). A statement then reads the rows it returns and the
-// subscribers the other conditions leave out, not the subscribers
-// without those subscriptions; a subscriber holding several of them
-// comes once.
+// continues below; "" starts at the top), a chunk of scanChunk at a
+// time (subscriberWindows).
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
 	if w.held && len(w.holds) == 0 {
 		return nil
 	}
-	query := "SELECT " + subscriberColumns + " FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
-	if newest {
-		query = "SELECT " + subscriberColumns + " FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
-	}
-	args := slices.Clone(w.args)
-	if w.held {
-		order, cmp := "", ">"
-		if newest {
-			order, cmp = " DESC", "<"
-		}
-		ranges := make([]string, len(w.holds))
-		for i, h := range w.holds {
-			args = append(args, h.topic, h.code)
-			ranges[i] = fmt.Sprintf("(SELECT subscriber FROM subscriber_topics WHERE topic = $%d AND status = $%d ORDER BY subscriber%s)", len(args)+1, len(args)+2, order)
-		}
-		query = "SELECT " + subscriberColumns + " FROM (" + strings.Join(ranges, " UNION ALL ") + ") m" +
-			" CROSS JOIN LATERAL (SELECT s.* FROM subscribers s WHERE s.id = m.subscriber AND " + w.String() + " OFFSET 0) s" +
-			" WHERE " + strings.Join(append([]string{"m.subscriber " + cmp + " $1"}, w.rows...), " AND ") + " ORDER BY m.subscriber" + order + " LIMIT $2"
-	}
 	for {
-		cursor := dbID(after)
-		if w.held && newest && after == "" {
-			cursor = walkTop
-		}
 		var chunk []*consent.Subscriber
 		var r subscriberRow
-		rows := 0
-		err := c.each(query, append([]any{cursor, scanChunk}, args...), r.dest(), func() error {
-			rows++
+		err := subscriberWindows(c, w, "", r.dest(), after, newest, scanChunk, func() error {
 			sub, err := r.decode()
-			if err != nil {
-				return err
-			}
-			if len(chunk) == 0 || chunk[len(chunk)-1].ID != sub.ID {
-				chunk = append(chunk, sub)
-			}
-			return nil
+			chunk = append(chunk, sub)
+			return err
 		})
 		if err != nil {
 			return err
@@ -233,11 +164,73 @@ func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *co
 				return err
 			}
 		}
-		if rows < scanChunk {
+		if len(chunk) < scanChunk {
 			return nil
 		}
 		after = chunk[len(chunk)-1].ID
 	}
+}
+
+// subscriberWindows reads up to limit subscribers (as s) matching w after
+// the id after (below it with newest; "" starts at the first), in id
+// order, scanning subscriberColumns and cols into dest and calling fn
+// for each row (fn runs no statement: the rows are still coming).
+//
+// When w holds subscriptions, the rows are read a window of ids at a
+// time: the statement asks for the ids up to the bound of the window
+// ($3, the id some number of ids on, by the primary key), which bounds
+// what any plan of it reads: a range of the primary key filtered on subs,
+// or the index on subs ANDed with that range, never every subscriber
+// holding the subscription, again for every chunk of a walk through a
+// topic most hold, nor every subscriber for one few hold
+// (TestAudienceNotReadWhole). A window that comes short of limit makes
+// the next one four times as wide.
+func subscriberWindows(c conn, w where, cols string, dest []any, after string, newest bool, limit int, fn func() error) error {
+	cond := w.String()
+	args := slices.Clone(w.args)
+	if w.held {
+		args = append(args, w.holds)
+		cond += fmt.Sprintf(" AND s.subs && $%d", len(args)+3)
+	}
+	// start is the cursor before the first id, end the bound past the
+	// last.
+	order, cmp, bcmp, start, end := "", ">", "<=", []byte{}, walkTop
+	if newest {
+		order, cmp, bcmp, start, end = " DESC", "<", ">=", walkTop, []byte{}
+	}
+	query := "SELECT " + subscriberColumns + cols + " FROM subscribers s WHERE s.id " + cmp + " $1 AND s.id " + bcmp + " $3 AND " + cond +
+		" ORDER BY s.id" + order + " LIMIT $2"
+	cursor := dbID(after)
+	if after == "" {
+		cursor = start
+	}
+	window := 2 * limit
+	for limit > 0 {
+		bound, last := end, true
+		if w.held {
+			var b []byte
+			err := c.each("SELECT id FROM subscribers WHERE id "+cmp+" $1 ORDER BY id"+order+" OFFSET $2 LIMIT 1",
+				[]any{cursor, window}, []any{&b}, func() error { return nil })
+			if err != nil {
+				return err
+			}
+			if b != nil {
+				bound, last = b, false
+			}
+		}
+		got := 0
+		err := c.each(query, append([]any{cursor, limit, bound}, args...), dest, func() error {
+			got++
+			return fn()
+		})
+		if err != nil || last || got == limit {
+			return err
+		}
+		limit -= got
+		cursor = bound
+		window = min(4*window, 1<<22)
+	}
+	return nil
 }
 
 // FindSubscribers returns one page of the subscribers matching f in id

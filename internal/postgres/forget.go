@@ -15,20 +15,20 @@ import (
 // sweepScan at a time outside the write lock, rests between the reads,
 // and erases up to sweepChunk per write transaction, checking each again
 // there. It reads only those with an unsubscribed or lapsed subscription
-// (the rows of subscriber_topics of each topic in those two statuses,
-// walkSubscribers), as a person who opted out of everything has: the
-// others' records are neither sent nor decoded.
+// (through the index on subs, the elements of every topic in those two
+// statuses, walkSubscribers), as a person who opted out of everything
+// has: the others' records are neither sent nor decoded.
 func (db *DB) ForgetOptedOut(ctx context.Context, retention time.Duration) (int, error) {
 	after := ""
 	return pace.Walk(ctx, sweepChunk, func() (ids []string, done bool, err error) {
 		now := db.Now()
 		read := 0
-		topics, err := heldTopics(db.read(ctx))
+		codes, err := allTopicCodes(db.read(ctx))
 		if err != nil {
 			return nil, false, err
 		}
 		var optedOut where
-		optedOut.hold(topics, consent.StatusUnsubscribed, consent.StatusLapsed)
+		optedOut.holdCodes(codes, consent.StatusUnsubscribed, consent.StatusLapsed)
 		err = walkSubscribers(db.read(ctx), optedOut, after, false, func(sub *consent.Subscriber) (bool, error) {
 			read++
 			after = sub.ID
