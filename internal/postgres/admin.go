@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"optin/internal/consent"
 )
@@ -29,15 +31,14 @@ func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool
 }
 
 // where is a condition on the subscribers (as s) with its arguments,
-// numbered from $4 ($1, $2 and $3 are the walk's cursor, chunk size and
-// window bound: subscriberWindows), and the subscriptions they must hold,
-// if any.
+// numbered from $3 ($1 and $2 are the walk's cursor and chunk size),
+// and the subscriptions they must hold, if any.
 type where struct {
 	sql  []string
 	args []any
 	// held says the walk reads only the subscribers holding one of the
-	// subscriptions in holds (elements of subs, subCode), through the
-	// index on subs a window of ids at a time; none when holds is empty.
+	// subscriptions in holds (elements of subs, subCode), as
+	// subscriberChunk finds them; none when holds is empty.
 	held  bool
 	holds []int16
 }
@@ -46,7 +47,7 @@ type where struct {
 func (w *where) and(sql string, args ...any) {
 	for _, a := range args {
 		w.args = append(w.args, a)
-		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+3), 1)
+		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
 	}
 	w.sql = append(w.sql, sql)
 }
@@ -140,23 +141,29 @@ var walkTop = bytes.Repeat([]byte{0xff}, 32)
 // walkSubscribers is eachSubscriber for the subscribers matching w, in
 // descending id order with newest (after is then the id the walk
 // continues below; "" starts at the top), a chunk of scanChunk at a
-// time (subscriberWindows).
+// time (subscriberChunk).
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
+	return walkChunks(c, w, after, newest, scanChunk, fn)
+}
+
+// walkChunks is walkSubscribers reading chunk subscribers at first, then
+// four times as many each time up to scanChunk.
+func walkChunks(c conn, w where, after string, newest bool, chunk int, fn func(sub *consent.Subscriber) (bool, error)) error {
 	if w.held && len(w.holds) == 0 {
 		return nil
 	}
 	for {
-		var chunk []*consent.Subscriber
+		var subs []*consent.Subscriber
 		var r subscriberRow
-		err := subscriberWindows(c, w, "", r.dest(), after, newest, scanChunk, func() error {
+		err := subscriberChunk(c, w, "", r.dest(), after, newest, chunk, func() error {
 			sub, err := r.decode()
-			chunk = append(chunk, sub)
+			subs = append(subs, sub)
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		for _, sub := range chunk {
+		for _, sub := range subs {
 			if err := c.ctx.Err(); err != nil {
 				return err
 			}
@@ -164,73 +171,56 @@ func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *co
 				return err
 			}
 		}
-		if len(chunk) < scanChunk {
+		if len(subs) < chunk {
 			return nil
 		}
-		after = chunk[len(chunk)-1].ID
+		after = subs[len(subs)-1].ID
+		chunk = min(4*chunk, scanChunk)
 	}
 }
 
-// subscriberWindows reads up to limit subscribers (as s) matching w after
+// elemsConst is elements of subs as an SQL constant.
+func elemsConst(elems []int16) string {
+	s := make([]string, len(elems))
+	for i, e := range elems {
+		s[i] = strconv.Itoa(int(e))
+	}
+	return "'{" + strings.Join(s, ",") + "}'::smallint[]"
+}
+
+// subscriberChunk reads up to limit subscribers (as s) matching w after
 // the id after (below it with newest; "" starts at the first), in id
 // order, scanning subscriberColumns and cols into dest and calling fn
 // for each row (fn runs no statement: the rows are still coming).
 //
-// When w holds subscriptions, the rows are read a window of ids at a
-// time: the statement asks for the ids up to the bound of the window
-// ($3, the id some number of ids on, by the primary key), which bounds
-// what any plan of it reads: a range of the primary key filtered on subs,
-// or the index on subs ANDed with that range, never every subscriber
-// holding the subscription, again for every chunk of a walk through a
-// topic most hold, nor every subscriber for one few hold
-// (TestAudienceNotReadWhole). A window that comes short of limit makes
-// the next one four times as wide.
-func subscriberWindows(c conn, w where, cols string, dest []any, after string, newest bool, limit int, fn func() error) error {
+// When w holds subscriptions, the statement names their elements of subs
+// as a constant, and runs as an unnamed statement
+// (QueryExecModeDescribeExec), which PostgreSQL plans for the values of
+// its cursor and limit each time: so it picks what the density of those
+// subscriptions asks for, the primary key in id order filtered on subs
+// until limit rows for those many subscribers hold, the index on subs
+// (every subscriber holding them, sorted by id) for those few hold. The
+// one plan for all would either walk the whole table for the few or read
+// every one of the many again for each chunk (TestAudienceNotReadWhole;
+// docs/performance.md, "Migration 0021").
+func subscriberChunk(c conn, w where, cols string, dest []any, after string, newest bool, limit int, fn func() error) error {
 	cond := w.String()
-	args := slices.Clone(w.args)
+	var args []any
 	if w.held {
-		args = append(args, w.holds)
-		cond += fmt.Sprintf(" AND s.subs && $%d", len(args)+3)
+		cond += " AND s.subs && " + elemsConst(w.holds)
+		args = append(args, pgx.QueryExecModeDescribeExec)
 	}
-	// start is the cursor before the first id, end the bound past the
-	// last.
-	order, cmp, bcmp, start, end := "", ">", "<=", []byte{}, walkTop
+	order, cmp, cursor := "", ">", dbID(after)
 	if newest {
-		order, cmp, bcmp, start, end = " DESC", "<", ">=", walkTop, []byte{}
+		order, cmp = " DESC", "<"
+		if after == "" {
+			cursor = walkTop
+		}
 	}
-	query := "SELECT " + subscriberColumns + cols + " FROM subscribers s WHERE s.id " + cmp + " $1 AND s.id " + bcmp + " $3 AND " + cond +
+	query := "SELECT " + subscriberColumns + cols + " FROM subscribers s WHERE s.id " + cmp + " $1 AND " + cond +
 		" ORDER BY s.id" + order + " LIMIT $2"
-	cursor := dbID(after)
-	if after == "" {
-		cursor = start
-	}
-	window := 2 * limit
-	for limit > 0 {
-		bound, last := end, true
-		if w.held {
-			var b []byte
-			err := c.each("SELECT id FROM subscribers WHERE id "+cmp+" $1 ORDER BY id"+order+" OFFSET $2 LIMIT 1",
-				[]any{cursor, window}, []any{&b}, func() error { return nil })
-			if err != nil {
-				return err
-			}
-			if b != nil {
-				bound, last = b, false
-			}
-		}
-		got := 0
-		err := c.each(query, append([]any{cursor, limit, bound}, args...), dest, func() error {
-			got++
-			return fn()
-		})
-		if err != nil || last || got == limit {
-			return err
-		}
-		limit -= got
-		cursor = bound
-		window = min(4*window, 1<<22)
-	}
-	return nil
+	args = append(append(args, cursor, limit), w.args...)
+	return c.each(query, args, dest, fn)
 }
 
 // FindSubscribers returns one page of the subscribers matching f in id
@@ -261,7 +251,9 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 		if err != nil {
 			return err
 		}
-		return walkSubscribers(c, w, f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
+		// The first chunk is the page and the one after it, which tells
+		// whether there is a next page.
+		return walkChunks(c, w, f.Cursor, f.Newest, min(f.Limit+1, scanChunk), func(s *consent.Subscriber) (bool, error) {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return false, nil

@@ -174,9 +174,8 @@ type audienceRow struct {
 }
 
 // audienceRows reads up to limit subscribers after the id after for
-// campaign c: those holding c's topic in status st (through the index on
-// subs, a window of ids at a time: subscriberWindows), or every
-// subscriber when st is "".
+// campaign c: those holding c's topic in status st (subscriberChunk), or
+// every subscriber when st is "".
 func (db *DB) audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
 	code, coded, err := topicCode(c, camp.Topic)
 	if err != nil {
@@ -199,7 +198,7 @@ func (db *DB) audienceRows(c conn, camp *consent.Campaign, st consent.Status, af
 		err = c.each("SELECT "+subscriberColumns+", s.proven FROM subscribers s WHERE s.id > $1 ORDER BY s.id LIMIT $2",
 			[]any{dbID(after), limit}, dest, add)
 	} else if e, ok := subCode(code, st); ok && coded {
-		err = subscriberWindows(c, where{held: true, holds: []int16{e}}, ", s.proven", dest, after, false, limit, add)
+		err = subscriberChunk(c, where{held: true, holds: []int16{e}}, ", s.proven", dest, after, false, limit, add)
 	}
 	if err != nil {
 		return nil, err
