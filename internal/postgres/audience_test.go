@@ -210,6 +210,27 @@ func TestExplainAudience(t *testing.T) {
 		}
 		t.Logf("%s %v\n%s", sql, args, strings.Join(lines, "\n"))
 	}
+	db := open(t, url, func() time.Time { return subscriptionsNow }, testHMACKey)
+	p := consent.CampaignPolicy{DormantAfter: 365 * consent.Day}
+	for _, topic := range []string{"dense", "sparse"} {
+		camp, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: topic, Topic: topic,
+			Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			start := time.Now()
+			pv, err := db.PreviewCampaign(ctx, camp.ID, p)
+			preview := time.Since(start)
+			start = time.Now()
+			page, err2 := db.CampaignAudience(ctx, camp.ID, p, consent.AudienceQuery{Limit: 100, Only: "in"})
+			first := time.Since(start)
+			start = time.Now()
+			in := listAudience(t, db, camp.ID, "in", 100, p)
+			t.Logf("%s: preview %v (%d in, %v); first page of 100 %v (%d, %v); every page of 100 %v (%d in)",
+				topic, preview, pv.Audience, err, first, len(page.Items), err2, time.Since(start), len(in))
+		}
+	}
 	for _, c := range []struct {
 		name string
 		elem int
