@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -464,4 +466,46 @@ func TestSubscriptionsFromVersion19(t *testing.T) {
 	if got, _, err := db.FindSubscribers(ctx, consent.SubscriberFilter{Topic: "later", Status: consent.StatusConfirmed, Limit: 10}); err != nil || len(got) != 1 || got[0].ID != subs[0].ID {
 		t.Errorf("FindSubscribers(later, confirmed): got %d, %v; want %s", len(got), err, subs[0].ID)
 	}
+}
+
+// TestMigration21Time times migration 0021 on a database at version 19
+// of OPTIN_MIGRATE21 subscribers of fillSubscriptions (unset: skipped),
+// for docs/operations.md.
+func TestMigration21Time(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("OPTIN_MIGRATE21"))
+	if n == 0 {
+		t.Skip("OPTIN_MIGRATE21 unset")
+	}
+	ctx := t.Context()
+	url := databaseAt(t, 19)
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	fillSubscriptions(t, pool, n)
+	const sizes = `SELECT (SELECT count(*) FROM subscribers), pg_total_relation_size('subscribers'),
+		coalesce(pg_total_relation_size(to_regclass('subscriber_topics')), 0)`
+	var subs, before, topics int64
+	if err := pool.QueryRow(ctx, sizes).Scan(&subs, &before, &topics); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := postgres.MigrateTo(ctx, url, 21); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	var after, gone int64
+	if err := pool.QueryRow(ctx, sizes).Scan(&subs, &after, &gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "VACUUM FULL subscribers"); err != nil {
+		t.Fatal(err)
+	}
+	var full int64
+	if err := pool.QueryRow(ctx, sizes).Scan(&subs, &full, &gone); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d subscribers: migration 0021 took %v; subscribers %d bytes and subscriber_topics %d before, subscribers %d after, %d after VACUUM FULL",
+		subs, took, before, topics, after, full)
 }
