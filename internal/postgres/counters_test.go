@@ -48,8 +48,11 @@ func TestCountersBuiltOnOpen(t *testing.T) {
 
 // TestAudienceFactsBuiltOnStart: a database just migrated to the
 // audience facts (migration 0010: no facts, hashes or evidence yet,
-// counters to be counted) gets them written from its records at the next
-// start, the same as those written along with the records.
+// counters to be counted; since migration 0021 the subscribers' subs and
+// proven columns, and their last purchase, emptied here) gets them
+// written from its records at the next start, the same as those written
+// along with the records, and the preview (a suppressed address among
+// them) answers as before.
 func TestAudienceFactsBuiltOnStart(t *testing.T) {
 	ctx := t.Context()
 	url := pg.Database(t)
