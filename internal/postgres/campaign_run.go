@@ -271,8 +271,9 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		// The walk meets the topic's confirmed subscriptions in id order
-		// and answers from their indexed facts; the others are counted by
+		// The walk meets the topic's confirmed subscribers in id order
+		// (the index on subs) and answers from their records' facts and
+		// proven bits; the others are counted by
 		// reason from the counters when it ends. Those it picks are
 		// checked again on their records before their mail is queued.
 		rows, err := db.audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, walkChunk)
