@@ -36,6 +36,11 @@ UPDATE subscribers s SET subs = m.subs, proven = m.proven
 	WHERE s.id = m.subscriber;
 DROP TABLE subscriber_topics;
 CREATE INDEX subscribers_subs ON subscribers USING gin (subs);
+-- The planner's statistics of subs (its elements' frequencies), which
+-- choose between the primary key and the GIN index for each topic
+-- (internal/postgres/admin.go, subscriberChunk), now rather than at
+-- autovacuum's next analyze.
+ANALYZE subscribers;
 
 -- An optin of an earlier version writes and reads subscriber_topics: it
 -- must not run on this schema (docs/operations.md, "Upgrades": stop
