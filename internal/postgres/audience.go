@@ -128,7 +128,9 @@ func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 }
 
 // provenOfMany returns, by subscriber and topic, the bits the ledger
-// events of subs prove, in one statement.
+// events of subs prove, in one statement: every event of theirs, which
+// provenTopics keeps when it proves a basis (the type is the record's,
+// as migration 0020, which drops the ledger's type column, reads it).
 func provenOfMany(c conn, subs []*consent.Subscriber) (map[string]map[string]int16, error) {
 	out := map[string]map[string]int16{}
 	if len(subs) == 0 {
@@ -141,8 +143,8 @@ func provenOfMany(c conn, subs []*consent.Subscriber) (map[string]map[string]int
 	var seq int64
 	var id string
 	var b []byte
-	err := c.each(`SELECT seq, subscriber, event FROM ledger WHERE subscriber = ANY($1) AND type = ANY($2)`,
-		[]any{ids, evidenceTypes}, []any{&seq, scanID(&id), &b}, func() error {
+	err := c.each(`SELECT seq, subscriber, event FROM ledger WHERE subscriber = ANY($1)`,
+		[]any{ids}, []any{&seq, scanID(&id), &b}, func() error {
 			ev := new(consent.Event)
 			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, c.shared(), ev); err != nil {
 				return err
@@ -158,10 +160,6 @@ func provenOfMany(c conn, subs []*consent.Subscriber) (map[string]map[string]int
 		})
 	return out, err
 }
-
-// evidenceTypes are the types of the events that can prove a basis
-// (consent.IsEvidence).
-var evidenceTypes = []string{string(consent.EventConfirmed), string(consent.EventImported), string(consent.EventReconfirmed), string(consent.EventPreferencesUpdated)}
 
 // audienceRow is one subscriber as an audience statement reads it: the
 // status of the campaign's topic ("" without it) and, when confirmed,
