@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"optin/internal/consent"
 )
@@ -29,54 +31,53 @@ func eachSubscriber(c conn, after string, fn func(sub *consent.Subscriber) (bool
 }
 
 // where is a condition on the subscribers (as s) with its arguments,
-// numbered from $3 ($1 and $2 are the walk's cursor and chunk size), and
-// the subscriptions they must hold, if any.
+// numbered from $3 ($1 and $2 are the walk's cursor and chunk size),
+// and the subscriptions they must hold, if any.
 type where struct {
 	sql  []string
 	args []any
 	// held says the walk reads only the subscribers holding one of the
-	// subscriptions in holds: it walks those rows of subscriber_topics
-	// (walkSubscribers), none when holds is empty; rows holds the
-	// conditions on their subscriber (as m.subscriber).
+	// subscriptions in holds (elements of subs, subCode), as
+	// subscriberChunk finds them; none when holds is empty.
 	held  bool
-	holds []subscription
-	rows  []string
-}
-
-// subscription is a topic in the status of a code (statusCode): a range
-// of the primary key of subscriber_topics, in subscriber order.
-type subscription struct {
-	topic string
-	code  byte
+	holds []int16
 }
 
 // and adds a condition whose arguments are written as %s, in order.
 func (w *where) and(sql string, args ...any) {
-	w.sql = append(w.sql, w.arg(sql, args))
-}
-
-// arg numbers the arguments of sql, written as %s.
-func (w *where) arg(sql string, args []any) string {
 	for _, a := range args {
 		w.args = append(w.args, a)
 		sql = strings.Replace(sql, "%s", fmt.Sprintf("$%d", len(w.args)+2), 1)
 	}
-	return sql
-}
-
-// andRows adds a condition on the subscriber of the rows a walk of
-// subscriptions reads (as m.subscriber), which bounds their ranges.
-func (w *where) andRows(sql string, args ...any) {
-	w.rows = append(w.rows, w.arg(sql, args))
+	w.sql = append(w.sql, sql)
 }
 
 // hold makes the walk read only the subscribers holding one of topics
-// in one of statuses.
-func (w *where) hold(topics []string, statuses ...consent.Status) {
-	w.held = true
+// in one of statuses; a topic without a code (topicCode) is held by no
+// one.
+func (w *where) hold(c conn, topics []string, statuses ...consent.Status) error {
+	var codes []int16
 	for _, topic := range topics {
+		code, ok, err := topicCode(c, topic)
+		if err != nil {
+			return err
+		}
+		if ok {
+			codes = append(codes, code)
+		}
+	}
+	w.holdCodes(codes, statuses...)
+	return nil
+}
+
+// holdCodes is hold for the topics of codes.
+func (w *where) holdCodes(codes []int16, statuses ...consent.Status) {
+	w.held = true
+	for _, code := range codes {
 		for _, st := range statuses {
-			w.holds = append(w.holds, subscription{topic, statusCode(st)})
+			if e, ok := subCode(code, st); ok {
+				w.holds = append(w.holds, e)
+			}
 		}
 	}
 }
@@ -88,48 +89,30 @@ func (w where) String() string {
 	return strings.Join(w.sql, " AND ")
 }
 
-// allStatuses are the statuses a subscription can have.
-var allStatuses = []consent.Status{consent.StatusConfirmed, consent.StatusLapsed, consent.StatusPending, consent.StatusUnsubscribed}
-
-// heldTopics returns every topic subscriber_topics holds a row of, by a
-// skip scan of its primary key (one descent per topic, and one more).
-// They are the table's own topics, not the catalog's: a subscription to
-// a topic no longer in the catalog is found too (optin deletes no topic,
-// but a row of the topics table can be deleted by hand).
-func heldTopics(c conn) ([]string, error) {
-	var topics []string
-	var topic string
-	err := c.each(`WITH RECURSIVE held(topic) AS (
-			SELECT min(topic) FROM subscriber_topics
-			UNION ALL SELECT (SELECT min(h.topic) FROM subscriber_topics h WHERE h.topic > held.topic) FROM held WHERE held.topic IS NOT NULL)
-		SELECT topic FROM held WHERE topic IS NOT NULL`, nil, []any{&topic}, func() error {
-		topics = append(topics, topic)
-		return nil
-	})
-	return topics, err
-}
-
 // filterWhere is what f asks of the subscribers at now, in terms the
-// indexes serve: the subscriptions, which the walk reads from the
-// primary key of subscriber_topics (topic, status, subscriber), one
-// range per topic and status the filter leaves open (the topics those
-// rows hold, heldTopics, for a status alone; the four statuses for a
-// topic alone); the last purchase and the id (which starts with the
-// creation time). The text search is left to
+// indexes serve: the subscriptions, which the walk finds through the
+// index on subs (the elements of the topic and status the filter asks
+// for; of every status for a topic alone; of every topic coded,
+// allTopicCodes, for a status alone); the last purchase and the id
+// (which starts with the creation time). The text search is left to
 // consent.SubscriberFilter.Match.
 func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, error) {
 	var w where
 	switch {
 	case f.Topic != "" && f.Status != "":
-		w.hold([]string{f.Topic}, f.Status)
+		if err := w.hold(c, []string{f.Topic}, f.Status); err != nil {
+			return w, err
+		}
 	case f.Topic != "":
-		w.hold([]string{f.Topic}, allStatuses...)
+		if err := w.hold(c, []string{f.Topic}, allStatuses...); err != nil {
+			return w, err
+		}
 	case f.Status != "":
-		topics, err := heldTopics(c)
+		codes, err := allTopicCodes(c)
 		if err != nil {
 			return w, err
 		}
-		w.hold(topics, f.Status)
+		w.holdCodes(codes, f.Status)
 	}
 	_, cutoff := consent.DormantCutoff(now, f.DormantAfter)
 	switch f.Lifecycle {
@@ -140,22 +123,12 @@ func filterWhere(c conn, f consent.SubscriberFilter, now time.Time) (where, erro
 	case consent.LifecycleDormant:
 		w.and("s.last_purchase <= %s", cutoff)
 	}
-	// A walk of subscriptions has the bounds on their rows, so that it
-	// starts at the range's first.
 	lo, hi := f.IDRange()
 	if lo != "" {
-		if w.held {
-			w.andRows("m.subscriber >= %s", dbID(lo))
-		} else {
-			w.and("s.id >= %s", dbID(lo))
-		}
+		w.and("s.id >= %s", dbID(lo))
 	}
 	if hi != "" {
-		if w.held {
-			w.andRows("m.subscriber < %s", dbID(hi))
-		} else {
-			w.and("s.id < %s", dbID(hi))
-		}
+		w.and("s.id < %s", dbID(hi))
 	}
 	return w, nil
 }
@@ -167,65 +140,30 @@ var walkTop = bytes.Repeat([]byte{0xff}, 32)
 
 // walkSubscribers is eachSubscriber for the subscribers matching w, in
 // descending id order with newest (after is then the id the walk
-// continues below; "" starts at the top).
-//
-// When w holds subscriptions, the walk reads their rows of
-// subscriber_topics: one ordered range of its primary key per topic and
-// status, merged in subscriber order (a Merge Append of the ranges in
-// PostgreSQL's plan; each range starts at the cursor), and looks each
-// row's subscriber up by its id, one probe of the primary key of
-// subscribers a row (OFFSET 0 keeps the lookup a subquery of its own,
-// which PostgreSQL does not turn into a join that could read the
-// subscribers whole). A statement then reads the rows it returns and the
-// subscribers the other conditions leave out, not the subscribers
-// without those subscriptions; a subscriber holding several of them
-// comes once.
+// continues below; "" starts at the top), a chunk of scanChunk at a
+// time (subscriberChunk).
 func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *consent.Subscriber) (bool, error)) error {
+	return walkChunks(c, w, after, newest, scanChunk, fn)
+}
+
+// walkChunks is walkSubscribers reading chunk subscribers at first, then
+// four times as many each time up to scanChunk.
+func walkChunks(c conn, w where, after string, newest bool, chunk int, fn func(sub *consent.Subscriber) (bool, error)) error {
 	if w.held && len(w.holds) == 0 {
 		return nil
 	}
-	query := "SELECT " + subscriberColumns + " FROM subscribers s WHERE s.id > $1 AND " + w.String() + " ORDER BY s.id LIMIT $2"
-	if newest {
-		query = "SELECT " + subscriberColumns + " FROM subscribers s WHERE ($1 = ''::bytea OR s.id < $1) AND " + w.String() + " ORDER BY s.id DESC LIMIT $2"
-	}
-	args := slices.Clone(w.args)
-	if w.held {
-		order, cmp := "", ">"
-		if newest {
-			order, cmp = " DESC", "<"
-		}
-		ranges := make([]string, len(w.holds))
-		for i, h := range w.holds {
-			args = append(args, h.topic, h.code)
-			ranges[i] = fmt.Sprintf("(SELECT subscriber FROM subscriber_topics WHERE topic = $%d AND status = $%d ORDER BY subscriber%s)", len(args)+1, len(args)+2, order)
-		}
-		query = "SELECT " + subscriberColumns + " FROM (" + strings.Join(ranges, " UNION ALL ") + ") m" +
-			" CROSS JOIN LATERAL (SELECT s.* FROM subscribers s WHERE s.id = m.subscriber AND " + w.String() + " OFFSET 0) s" +
-			" WHERE " + strings.Join(append([]string{"m.subscriber " + cmp + " $1"}, w.rows...), " AND ") + " ORDER BY m.subscriber" + order + " LIMIT $2"
-	}
 	for {
-		cursor := dbID(after)
-		if w.held && newest && after == "" {
-			cursor = walkTop
-		}
-		var chunk []*consent.Subscriber
+		var subs []*consent.Subscriber
 		var r subscriberRow
-		rows := 0
-		err := c.each(query, append([]any{cursor, scanChunk}, args...), r.dest(), func() error {
-			rows++
+		err := subscriberChunk(c, w, "", r.dest(), after, newest, chunk, func() error {
 			sub, err := r.decode()
-			if err != nil {
-				return err
-			}
-			if len(chunk) == 0 || chunk[len(chunk)-1].ID != sub.ID {
-				chunk = append(chunk, sub)
-			}
-			return nil
+			subs = append(subs, sub)
+			return err
 		})
 		if err != nil {
 			return err
 		}
-		for _, sub := range chunk {
+		for _, sub := range subs {
 			if err := c.ctx.Err(); err != nil {
 				return err
 			}
@@ -233,11 +171,56 @@ func walkSubscribers(c conn, w where, after string, newest bool, fn func(sub *co
 				return err
 			}
 		}
-		if rows < scanChunk {
+		if len(subs) < chunk {
 			return nil
 		}
-		after = chunk[len(chunk)-1].ID
+		after = subs[len(subs)-1].ID
+		chunk = min(4*chunk, scanChunk)
 	}
+}
+
+// elemsConst is elements of subs as an SQL constant.
+func elemsConst(elems []int16) string {
+	s := make([]string, len(elems))
+	for i, e := range elems {
+		s[i] = strconv.Itoa(int(e))
+	}
+	return "'{" + strings.Join(s, ",") + "}'::smallint[]"
+}
+
+// subscriberChunk reads up to limit subscribers (as s) matching w after
+// the id after (below it with newest; "" starts at the first), in id
+// order, scanning subscriberColumns and cols into dest and calling fn
+// for each row (fn runs no statement: the rows are still coming).
+//
+// When w holds subscriptions, the statement names their elements of subs
+// as a constant, and runs as an unnamed statement
+// (QueryExecModeDescribeExec), which PostgreSQL plans for the values of
+// its cursor and limit each time: so it picks what the density of those
+// subscriptions asks for, the primary key in id order filtered on subs
+// until limit rows for those many subscribers hold, the index on subs
+// (every subscriber holding them, sorted by id) for those few hold. The
+// one plan for all would either walk the whole table for the few or read
+// every one of the many again for each chunk (TestAudienceNotReadWhole;
+// docs/performance.md, "Migration 0021").
+func subscriberChunk(c conn, w where, cols string, dest []any, after string, newest bool, limit int, fn func() error) error {
+	cond := w.String()
+	var args []any
+	if w.held {
+		cond += " AND s.subs && " + elemsConst(w.holds)
+		args = append(args, pgx.QueryExecModeDescribeExec)
+	}
+	order, cmp, cursor := "", ">", dbID(after)
+	if newest {
+		order, cmp = " DESC", "<"
+		if after == "" {
+			cursor = walkTop
+		}
+	}
+	query := "SELECT " + subscriberColumns + cols + " FROM subscribers s WHERE s.id " + cmp + " $1 AND " + cond +
+		" ORDER BY s.id" + order + " LIMIT $2"
+	args = append(append(args, cursor, limit), w.args...)
+	return c.each(query, args, dest, fn)
 }
 
 // FindSubscribers returns one page of the subscribers matching f in id
@@ -268,7 +251,9 @@ func (db *DB) FindSubscribers(ctx context.Context, f consent.SubscriberFilter) (
 		if err != nil {
 			return err
 		}
-		return walkSubscribers(c, w, f.Cursor, f.Newest, func(s *consent.Subscriber) (bool, error) {
+		// The first chunk is the page and the one after it, which tells
+		// whether there is a next page.
+		return walkChunks(c, w, f.Cursor, f.Newest, min(f.Limit+1, scanChunk), func(s *consent.Subscriber) (bool, error) {
 			if len(out) == f.Limit {
 				next = out[len(out)-1].ID
 				return false, nil

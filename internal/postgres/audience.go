@@ -1,37 +1,37 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"slices"
-	"strings"
 
 	"optin/internal/consent"
 )
 
 // Campaign audiences from indexes, as in the bbolt store (see
-// consent.AudienceFacts): the confirmed rows of subscriber_topics carry
-// each subscription's facts and address hash, and every row the bases
-// the ledger proves for its topic (proven, migration 0016). The
-// statements below read those rows in subscriber id order by the
-// primary key, joining the suppressions by their primary key; no record
-// or ledger event is read.
+// consent.AudienceFacts): the GIN index on subscribers.subs finds the
+// subscribers holding the campaign's topic in a status (migration 0021),
+// whose records give the facts (consent.FactsOf) and whose proven column
+// the bases their ledger events prove for each topic; the suppression
+// hashes of a chunk's addresses are looked up in one statement. No
+// ledger event is read.
 //
-// proven holds a bit per basis (basisBit) that one of the subscriber's
-// events proves for the row's topic (consent.IsEvidence), NULL for none.
-// It is kept whichever comes first, the event or the row, as the bbolt
-// store keeps its evidence flag:
-//   - appending an event that proves a basis sets its bit on the
-//     subscriber's rows of its topics (markEvidence), and notes it in the
-//     transaction (tx.proven) for the rows written after it (the use
-//     cases store their subscriber first, but an import appended its
-//     event before its subscriber's rows existed until migration 0016);
-//   - a row written for a topic the subscriber held in no status gets
-//     the bits of the transaction's events, and, for a subscriber stored
-//     before, those its ledger events prove (provenOf): the topic may
-//     have been held and dropped (a pending subscription cancelled);
-//   - a status change updates the row's status, keeping its bits;
-//   - the counters rebuild writes every row anew, then sets the bits of
-//     every event.
+// proven holds the bits (basisBit) of the bases one of the subscriber's
+// events proves for a topic (consent.IsEvidence), by topic code
+// (withProven). It is kept whichever comes first, the event or the
+// subscription, as the bbolt store keeps its evidence flag:
+//   - appending an event that proves a basis sets its bit on its
+//     subscriber's row, whatever topics the subscriber holds, or, when
+//     the row is not written yet, notes it in the transaction (tx.proven)
+//     for the row's insert (an import appended its event before its
+//     subscriber existed until migration 0016);
+//   - a topic new to a subscriber stored before gets the bits its ledger
+//     events prove (provenOf), when the row has none for it: a topic
+//     dropped before migration 0021 lost them;
+//   - a status change keeps them, and so does a topic dropped: its
+//     events stay in the ledger;
+//   - the counters rebuild sets them again from every subscriber's
+//     events.
 
 // basisBit is the bit of basis in proven: 0 for a basis that qualifies
 // for nothing (the audience facts keep it as no basis).
@@ -65,171 +65,175 @@ func provenTopics(ev *consent.Event) ([]string, int16) {
 }
 
 // markEvidence sets the bit of each topic and basis ev proves on its
-// subscriber's rows of those topics, and, when remember is set, notes it
-// in t for the rows written later in the transaction.
-func markEvidence(t *tx, ev *consent.Event, remember bool) error {
+// subscriber's row (proven), or notes it in t for the row's insert when
+// the subscriber is not stored yet. The row's proven is known when the
+// transaction wrote the subscriber (tx.provens), else read.
+func markEvidence(t *tx, ev *consent.Event) error {
 	topics, bit := provenTopics(ev)
 	if len(topics) == 0 {
 		return nil
 	}
-	if remember {
-		if t.proven == nil {
-			t.proven = map[string]map[string]int16{}
+	id := ev.Subscriber
+	cur, known := t.provens[id]
+	if !known {
+		var stored bool
+		err := t.each("SELECT proven FROM subscribers WHERE id = $1", []any{dbID(id)}, []any{&cur}, func() error {
+			stored = true
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		m := t.proven[ev.Subscriber]
-		if m == nil {
-			m = map[string]int16{}
-			t.proven[ev.Subscriber] = m
-		}
-		for _, topic := range topics {
-			m[topic] |= bit
+		if !stored {
+			if t.proven == nil {
+				t.proven = map[string]map[string]int16{}
+			}
+			m := t.proven[id]
+			if m == nil {
+				m = map[string]int16{}
+				t.proven[id] = m
+			}
+			for _, topic := range topics {
+				m[topic] |= bit
+			}
+			return nil
 		}
 	}
-	// subscriber_topics has no index by subscriber: the rows are probed
-	// by the primary key (topic, status, subscriber), with their status
-	// when the transaction wrote the subscriber (tx.subs), else in every
-	// status.
-	if held, ok := t.subs[ev.Subscriber]; ok {
-		for _, topic := range topics {
-			st, ok := held[topic]
-			if !ok {
-				continue // no row
-			}
-			err := t.exec(`UPDATE subscriber_topics SET proven = coalesce(proven, 0) | $4
-				WHERE topic = $2 AND status = $3 AND subscriber = $1 AND coalesce(proven, 0) & $4 = 0`, dbID(ev.Subscriber), topic, statusCode(st), bit)
-			if err != nil {
-				return err
-			}
+	next := cur
+	for _, topic := range topics {
+		code, err := t.code(topic)
+		if err != nil {
+			return err
 		}
+		next = withProven(next, code, bit)
+	}
+	t.knowProven(id, next)
+	if bytes.Equal(next, cur) {
 		return nil
 	}
-	return t.exec(`UPDATE subscriber_topics SET proven = coalesce(proven, 0) | $3
-		WHERE topic = ANY($2) AND status = ANY(`+allCodes+`) AND subscriber = $1 AND coalesce(proven, 0) & $3 = 0`, dbID(ev.Subscriber), topics, bit)
+	return t.exec("UPDATE subscribers SET proven = $2 WHERE id = $1", dbID(id), next)
 }
 
 // provenOf returns the bits subscriber id's ledger events prove for each
-// of topics. The events are read by the hash index on subscriber and
-// their type from the record (the row has no type column since
-// migration 0020); provenTopics keeps those that prove a basis.
+// of topics (provenOfMany).
 func provenOf(c conn, id string, topics []string) (map[string]int16, error) {
 	out := map[string]int16{}
+	proven, err := provenOfMany(c, []*consent.Subscriber{{ID: id}})
+	for topic, bits := range proven[id] {
+		if slices.Contains(topics, topic) {
+			out[topic] = bits
+		}
+	}
+	return out, err
+}
+
+// provenOfMany returns, by subscriber and topic, the bits the ledger
+// events of subs prove, in one statement: every event of theirs, which
+// provenTopics keeps when it proves a basis (the type is the record's,
+// as migration 0020, which drops the ledger's type column, reads it).
+func provenOfMany(c conn, subs []*consent.Subscriber) (map[string]map[string]int16, error) {
+	out := map[string]map[string]int16{}
+	if len(subs) == 0 {
+		return out, nil
+	}
+	ids := make([][]byte, len(subs))
+	for i, sub := range subs {
+		ids[i] = dbID(sub.ID)
+	}
 	var seq int64
+	var id string
 	var b []byte
-	err := c.each(`SELECT seq, event FROM ledger WHERE subscriber = $1`,
-		[]any{dbID(id)}, []any{&seq, &b}, func() error {
+	err := c.each(`SELECT seq, subscriber, event FROM ledger WHERE subscriber = ANY($1)`,
+		[]any{ids}, []any{&seq, scanID(&id), &b}, func() error {
 			ev := new(consent.Event)
 			if err := decodeEvent(b, seq, id, func() (string, error) { return "", nil }, c.shared(), ev); err != nil {
 				return err
 			}
 			proved, bit := provenTopics(ev)
 			for _, topic := range proved {
-				if slices.Contains(topics, topic) {
-					out[topic] |= bit
+				if out[id] == nil {
+					out[id] = map[string]int16{}
 				}
+				out[id][topic] |= bit
 			}
 			return nil
 		})
 	return out, err
 }
 
-// statusCodes are the codes of the statuses in subscriber_topics.status,
-// a "char" (migration 0016): the first byte of each, as PostgreSQL's
-// cast of the text to "char" takes it.
-var statusCodes = map[consent.Status]byte{consent.StatusPending: 'p', consent.StatusConfirmed: 'c',
-	consent.StatusUnsubscribed: 'u', consent.StatusLapsed: 'l'}
-
-// statusCode is the code of status s in subscriber_topics.status ('?'
-// for a status optin does not know). A statement passes it as the Go
-// byte, which pgx sends as a "char". (A status name passed as text to
-// "status = $1" would match too, since the "char" input keeps its first
-// byte; reading the column back gives the code, never the name.)
-func statusCode(s consent.Status) byte {
-	if c, ok := statusCodes[s]; ok {
-		return c
-	}
-	return '?'
-}
-
-// allCodes is every status code as a "char"[] literal, for the
-// statements that look for one subscriber's rows of given topics in any
-// status: subscriber_topics has no index by subscriber (migration
-// 0017), so they probe its primary key (topic, status, subscriber) once
-// per topic and code. A status optin does not know ('?') is never
-// written: every status a record holds has its code.
-var allCodes = func() string {
-	codes := make([]string, len(allStatuses))
-	for i, st := range allStatuses {
-		codes[i] = string(rune(statusCode(st)))
-	}
-	return `'{` + strings.Join(codes, ",") + `}'::"char"[]`
-}()
-
-// statusOf is the status of code c in subscriber_topics.status.
-func statusOf(c byte) consent.Status {
-	for s, code := range statusCodes {
-		if code == c {
-			return s
-		}
-	}
-	return consent.Status(string(rune(c)))
-}
-
 // audienceRow is one subscriber as an audience statement reads it: the
 // status of the campaign's topic ("" without it) and, when confirmed,
-// the facts with the evidence and suppression looked up, and the other
-// topics the campaign filters on that they hold confirmed.
+// the facts with the evidence and suppression looked up.
 type audienceRow struct {
 	id     string
+	sub    *consent.Subscriber
 	status consent.Status
-	facts  []byte
-	proven int16
 	f      consent.AudienceFacts
-	others []string
 }
 
-// audienceColumns are the columns of an audienceRow read from st (a
-// subscriber_topics row, or nulls), with $1 the topic and $4 the
-// campaign's filter topics.
-const audienceColumns = `st.status, st.facts,
-	coalesce(st.proven, 0),
-	EXISTS (SELECT 1 FROM suppressions p WHERE p.hash = encode(st.address_hash, 'hex') AND p.scope IN ($1, '*')),
-	CASE WHEN st.status = 'c' AND cardinality($4::text[]) > 0 THEN ARRAY(SELECT o.topic FROM subscriber_topics o
-		WHERE o.topic = ANY($4) AND o.status = 'c' AND o.subscriber = st.subscriber) ELSE '{}' END`
-
 // audienceRows reads up to limit subscribers after the id after for
-// campaign c: those holding c's topic in status st, or every subscriber
-// when st is "".
-func audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
-	query := `SELECT st.subscriber, ` + audienceColumns + ` FROM subscriber_topics st
-		WHERE st.topic = $1 AND st.status = $5 AND st.subscriber > $2 ORDER BY st.subscriber LIMIT $3`
-	args := []any{camp.Topic, dbID(after), limit, camp.Audience.Topics, statusCode(st)}
-	if st == "" {
-		query = `SELECT s.id, ` + audienceColumns + ` FROM subscribers s
-			LEFT JOIN subscriber_topics st ON st.topic = $1 AND st.status = ANY(` + allCodes + `) AND st.subscriber = s.id
-			WHERE s.id > $2 ORDER BY s.id LIMIT $3`
-		args = args[:4]
+// campaign c: those holding c's topic in status st (subscriberChunk), or
+// every subscriber when st is "".
+func (db *DB) audienceRows(c conn, camp *consent.Campaign, st consent.Status, after string, limit int) ([]audienceRow, error) {
+	code, coded, err := topicCode(c, camp.Topic)
+	if err != nil {
+		return nil, err
 	}
 	var rows []audienceRow
-	var r audienceRow
-	var code *byte
-	err := c.each(query, args, []any{scanID(&r.id), &code, &r.facts, &r.proven, &r.f.Suppressed, &r.others}, func() error {
-		r.status = ""
-		if code != nil {
-			r.status = statusOf(*code)
+	var r subscriberRow
+	var proven []byte
+	var provens [][]byte
+	add := func() error {
+		sub, err := r.decode()
+		if err != nil {
+			return err
 		}
-		if r.status == consent.StatusConfirmed {
-			f, err := consent.DecodeAudienceFacts(r.facts)
-			if err != nil {
-				return err
-			}
-			f.Evidence, f.Suppressed = r.proven&basisBit(f.Basis) != 0, r.f.Suppressed
-			r.f = f
-		}
-		rows = append(rows, r)
-		r = audienceRow{}
+		rows, provens = append(rows, audienceRow{id: sub.ID, sub: sub}), append(provens, bytes.Clone(proven))
 		return nil
-	})
-	return rows, err
+	}
+	dest := append(r.dest(), &proven)
+	if st == "" {
+		err = c.each("SELECT "+subscriberColumns+", s.proven FROM subscribers s WHERE s.id > $1 ORDER BY s.id LIMIT $2",
+			[]any{dbID(after), limit}, dest, add)
+	} else if e, ok := subCode(code, st); ok && coded {
+		err = subscriberChunk(c, where{held: true, holds: []int16{e}}, ", s.proven", dest, after, false, limit, add)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The suppressions of the confirmed ones' addresses, in one
+	// statement.
+	var hashes []string
+	for i := range rows {
+		if s := rows[i].sub.Subscriptions[camp.Topic]; s != nil {
+			rows[i].status = s.Status
+		}
+		if rows[i].status == consent.StatusConfirmed {
+			hashes = append(hashes, db.hashKey(consent.AddressKey(rows[i].sub.Email)))
+		}
+	}
+	suppressed := map[string]bool{}
+	if len(hashes) > 0 {
+		var h string
+		err := c.each("SELECT hash FROM suppressions WHERE hash = ANY($1) AND scope IN ($2, '*')", []any{hashes, camp.Topic}, []any{&h}, func() error {
+			suppressed[h] = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range rows {
+		f, ok := consent.FactsOf(rows[i].sub, camp.Topic)
+		if !ok {
+			continue
+		}
+		f.Evidence = coded && provenBits(provens[i], code)&basisBit(f.Basis) != 0
+		f.Suppressed = suppressed[hashes[0]]
+		hashes = hashes[1:]
+		rows[i].f = f
+	}
+	return rows, nil
 }
 
 // answer applies the audience rule to row r with sel.
@@ -237,7 +241,10 @@ func (r *audienceRow) answer(sel *consent.AudienceSelector) (bool, string, error
 	if r.status != consent.StatusConfirmed {
 		return false, consent.UnconfirmedReason(r.status), nil
 	}
-	return sel.Select(r.f, func(t string) (bool, error) { return slices.Contains(r.others, t), nil })
+	return sel.Select(r.f, func(t string) (bool, error) {
+		s := r.sub.Subscriptions[t]
+		return s != nil && s.Status == consent.StatusConfirmed, nil
+	})
 }
 
 // previewChunk is how many confirmed subscriptions one statement of a
@@ -245,10 +252,10 @@ func (r *audienceRow) answer(sel *consent.AudienceSelector) (bool, string, error
 const previewChunk = 10000
 
 // PreviewCampaign applies the campaign's audience rule and filters to
-// the facts indexed with each subscription confirmed on its topic, and
-// counts the others by reason from the counters
-// (consent.Counts.Unwalked), all from one snapshot; it reads no record,
-// and sends and changes nothing.
+// the facts of each subscriber confirmed on its topic (their records,
+// found through the index on subs), and counts the others by reason from
+// the counters (consent.Counts.Unwalked), all from one snapshot; it
+// reads no ledger event, and sends and changes nothing.
 func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.CampaignPolicy) (consent.CampaignPreview, error) {
 	c, err := db.Campaign(ctx, id)
 	if err != nil {
@@ -270,7 +277,7 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			rows, err := audienceRows(cn, c, consent.StatusConfirmed, after, previewChunk)
+			rows, err := db.audienceRows(cn, c, consent.StatusConfirmed, after, previewChunk)
 			if err != nil {
 				return err
 			}
@@ -293,9 +300,8 @@ func (db *DB) PreviewCampaign(ctx context.Context, id string, p consent.Campaign
 // CampaignAudience lists one page of the campaign's audience: who is in,
 // who is left out and why, in subscriber id order. It reads the index of
 // the only status the page can keep (consent.AudienceStatuses), or every
-// subscriber's id with their subscription's index row, answers from the
-// indexed facts, and reads the records of the subscribers it shows; it
-// sends and changes nothing.
+// subscriber, and answers from the facts of their records; it sends and
+// changes nothing.
 func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.CampaignPolicy, q consent.AudienceQuery) (consent.AudiencePage, error) {
 	c, err := db.Campaign(ctx, id)
 	if err != nil {
@@ -312,7 +318,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 		}
 		chunk := min(max(q.Limit*2, 100), consent.AudienceScan)
 		for after := q.Cursor; ; {
-			rows, err := audienceRows(cn, c, st, after, chunk)
+			rows, err := db.audienceRows(cn, c, st, after, chunk)
 			if err != nil {
 				return err
 			}
@@ -323,15 +329,7 @@ func (db *DB) CampaignAudience(ctx context.Context, id string, p consent.Campaig
 				}
 				more := true
 				if q.Keeps(ok, reason) {
-					sub, err := subscriber(cn, rows[i].id)
-					if err != nil {
-						return err
-					}
-					if sub != nil {
-						more = l.Add(sub, ok, reason)
-					} else {
-						more = l.Pass(rows[i].id)
-					}
+					more = l.Add(rows[i].sub, ok, reason)
 				} else {
 					more = l.Pass(rows[i].id)
 				}

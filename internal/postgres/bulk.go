@@ -27,12 +27,10 @@ type bulkStmt struct {
 // records are bytea in the compact encoding (encodeRecord), the ids
 // bytea too (dbID).
 const (
-	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase)
-		SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::timestamptz[]) AS u(i, k, d, l)`
-	// bulkSubscriberTopics takes each status as the text of its code
-	// (statusCode), which the insert casts to the column's "char".
-	bulkSubscriberTopics = `INSERT INTO subscriber_topics (topic, status, subscriber, proven)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[]) ON CONFLICT DO NOTHING`
+	// bulkSubscribers takes subs as the text of the array
+	// (subsText): an array of rows cannot hold arrays.
+	bulkSubscribers = `INSERT INTO subscribers (id, email_key, data, last_purchase, subs, proven)
+		SELECT i, k, d, l, c::smallint[], p FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::timestamptz[], $5::text[], $6::bytea[]) AS u(i, k, d, l, c, p)`
 	bulkRequests = `INSERT INTO requests (id, subscriber, data)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])`
 	bulkLedger = `INSERT INTO ledger (seq, subscriber, event, personal, tree)

@@ -66,8 +66,13 @@ func (db *DB) selectSubscriber(c conn, camp *consent.Campaign, sub *consent.Subs
 		if bit == 0 {
 			return false, nil // a basis that qualifies for nothing
 		}
-		return c.exists("SELECT 1 FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3 AND proven & $4 <> 0",
-			camp.Topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), bit)
+		code, ok, err := topicCode(c, camp.Topic)
+		if err != nil || !ok {
+			return false, err
+		}
+		var proven []byte
+		err = c.each("SELECT proven FROM subscribers WHERE id = $1", []any{dbID(sub.ID)}, []any{&proven}, func() error { return nil })
+		return provenBits(proven, code)&bit != 0, err
 	})
 }
 
@@ -266,11 +271,12 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		if budget <= 0 {
 			return nil
 		}
-		// The walk meets the topic's confirmed subscriptions in id order
-		// and answers from their indexed facts; the others are counted by
+		// The walk meets the topic's confirmed subscribers in id order
+		// (the index on subs) and answers from their records' facts and
+		// proven bits; the others are counted by
 		// reason from the counters when it ends. Those it picks are
 		// checked again on their records before their mail is queued.
-		rows, err := audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, walkChunk)
+		rows, err := db.audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, walkChunk)
 		if err != nil {
 			return err
 		}

@@ -120,8 +120,8 @@ func TestRecordsFromVersion11(t *testing.T) {
 	// The indexes and counters a first start derives from the records.
 	var topics, evidence int
 	var lastPurchase *time.Time
-	if err := pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM subscriber_topics WHERE topic = 'news' AND status = 'confirmed' AND subscriber = $1 AND facts IS NOT NULL),
-		(SELECT count(*) FROM subscriber_topics WHERE topic = 'news' AND subscriber = $1 AND proven = 1), (SELECT last_purchase FROM subscribers WHERE id = $1)`, record.ID(subID)).
+	if err := pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM `+subscriptionRows+` WHERE topic = 'news' AND status = 'c' AND subscriber = $1),
+		(SELECT count(*) FROM `+subscriptionRows+` WHERE topic = 'news' AND subscriber = $1 AND proven = 1), (SELECT last_purchase FROM subscribers WHERE id = $1)`, record.ID(subID)).
 		Scan(&topics, &evidence, &lastPurchase); err != nil || topics != 1 || evidence != 1 || lastPurchase == nil || !lastPurchase.Equal(sub.LastPurchase) {
 		t.Errorf("index rows: got %d subscriptions, %d evidence, last purchase %v, %v; want 1, 1, %v", topics, evidence, lastPurchase, err, sub.LastPurchase)
 	}

@@ -1,9 +1,7 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -16,137 +14,67 @@ import (
 // in the same statement (putSubscriber, putRequest, the deletes) and adds
 // the difference to the transaction's counts, which run writes to the
 // counters table once per batch, before the commit; appendEvent counts
-// each ledger event by day. Index rows (subscriber_topics and the
-// subscribers' last_purchase column) are written with the record.
+// each ledger event by day. The indexed columns of a subscriber's row
+// (subs, proven and last_purchase) are written with the record.
 
 // trackSubscriber applies the replacement of old by sub (either nil) to
-// the counts and to subscriber_topics, whose confirmed rows carry the
-// audience facts (writeFacts). A subscription whose status changes keeps
-// its row, with the bases the ledger proves for its topic (proven, see
-// markEvidence); a topic new to the subscriber gets a row with those of
-// the transaction's events and, when the subscriber was stored before,
-// of its ledger events (provenOf). A key that changes gets its address
-// back into the personal records that left it out (restoreAddress), and
-// the transaction notes each subscriber's key and subscriptions (tx.keys,
-// tx.subs).
-func trackSubscriber(t *tx, old, sub *consent.Subscriber) error {
+// the counts. A key that changes gets its address back into the personal
+// records that left it out (restoreAddress), and the transaction notes
+// each subscriber's key (tx.keys) and proven column (tx.provens).
+func trackSubscriber(t *tx, old, sub *consent.Subscriber, proven []byte) error {
 	t.count(consent.SubscriberDelta(old, sub))
-	id := ""
-	if sub != nil {
-		id = sub.ID
-	} else if old != nil {
-		id = old.ID
-	}
-	was, is := subscriptionsOf(old), subscriptionsOf(sub)
-	if sub != nil {
-		key := consent.AddressKey(sub.Email)
-		if old != nil && consent.AddressKey(old.Email) != key {
-			if err := restoreAddress(t, id, consent.AddressKey(old.Email)); err != nil {
-				return err
-			}
-		}
-		if t.keys == nil || len(t.keys) >= maxKeys {
-			// A hint only: see maxKeys.
-			t.keys, t.subs = map[string]string{}, map[string]map[string]consent.Status{}
-		}
-		t.keys[id], t.subs[id] = key, is
-	} else {
-		delete(t.keys, id)
-		delete(t.subs, id)
-	}
-	var come []string
-	for topic, s := range was {
-		switch n, ok := is[topic]; {
-		case !ok:
-			if err := t.exec("DELETE FROM subscriber_topics WHERE topic = $1 AND status = $2 AND subscriber = $3", topic, statusCode(s), dbID(id)); err != nil {
-				return err
-			}
-		case n != s:
-			// The facts and address hash are a confirmed row's: set
-			// again below when it is confirmed now.
-			if err := t.exec("UPDATE subscriber_topics SET status = $4, facts = NULL, address_hash = NULL WHERE topic = $1 AND status = $2 AND subscriber = $3",
-				topic, statusCode(s), dbID(id), statusCode(n)); err != nil {
-				return err
-			}
-		}
-	}
-	for topic := range is {
-		if _, ok := was[topic]; !ok {
-			come = append(come, topic)
-		}
-	}
-	if len(come) > 0 {
-		proven := t.proven[id]
-		if old != nil {
-			stored, err := provenOf(t.conn, id, come)
-			if err != nil {
-				return err
-			}
-			for topic, bits := range proven {
-				stored[topic] |= bits
-			}
-			proven = stored
-		}
-		for _, topic := range come {
-			var bits *int16
-			if b := proven[topic]; b != 0 {
-				bits = &b
-			}
-			if err := t.bulkRow(bulkSubscriberTopics, topic, string(rune(statusCode(is[topic]))), dbID(id), bits); err != nil {
-				return err
-			}
-		}
-	}
 	if sub == nil {
+		if old != nil {
+			delete(t.keys, old.ID)
+			delete(t.provens, old.ID)
+		}
 		return nil
 	}
-	for topic := range sub.Subscriptions {
-		f, ok := consent.FactsOf(sub, topic)
-		if !ok {
-			continue
-		}
-		if was, ok := consent.FactsOf(old, topic); ok && bytes.Equal(was.Encode(), f.Encode()) && old.Email == sub.Email {
-			continue
-		}
-		if err := writeFacts(t, sub, topic, f); err != nil {
+	key := consent.AddressKey(sub.Email)
+	if old != nil && consent.AddressKey(old.Email) != key {
+		if err := restoreAddress(t, sub.ID, consent.AddressKey(old.Email)); err != nil {
 			return err
 		}
 	}
+	if t.keys == nil || len(t.keys) >= maxKeys {
+		// A hint only: see maxKeys.
+		t.keys = map[string]string{}
+	}
+	t.keys[sub.ID] = key
+	t.knowProven(sub.ID, proven)
 	return nil
 }
 
-// writeFacts writes the audience facts f of sub's confirmed subscription
-// to topic on its subscriber_topics row.
-// The address hash goes in as its 32 bytes (migration 0015), which the
-// audience query compares with the suppressions' hex.
-func writeFacts(t *tx, sub *consent.Subscriber, topic string, f consent.AudienceFacts) error {
-	h, err := hex.DecodeString(t.hasher.Hash(consent.AddressKey(sub.Email)))
-	if err != nil {
-		return err
+// knowProven notes proven as subscriber id's proven column.
+func (t *tx) knowProven(id string, proven []byte) {
+	if t.provens == nil || len(t.provens) >= maxKeys {
+		t.provens = map[string][]byte{}
 	}
-	return t.exec("UPDATE subscriber_topics SET facts = $4, address_hash = $5 WHERE topic = $1 AND status = $2 AND subscriber = $3",
-		topic, statusCode(consent.StatusConfirmed), dbID(sub.ID), f.Encode(), h)
+	t.provens[id] = proven
+}
+
+// insertProven returns the proven column of subscriber id's insert: the
+// bits the transaction's events proved before it was stored.
+func (t *tx) insertProven(id string) ([]byte, error) {
+	var proven []byte
+	for topic, bits := range t.proven[id] {
+		code, err := t.code(topic)
+		if err != nil {
+			return nil, err
+		}
+		proven = withProven(proven, code, bits)
+	}
+	delete(t.proven, id)
+	return proven, nil
 }
 
 // maxKeys caps the subscribers' keys a transaction keeps (tx.keys, with
-// tx.subs): the use cases append their events right after writing their
-// subscriber, and a key forgotten only makes a personal record keep its
-// address (and a subscription forgotten, markEvidence probe the
-// subscriber's rows in every status), so
-// a transaction that writes many subscribers (a load from bbolt, a
-// rebuild) starts the map afresh instead of keeping them all.
+// tx.provens): the use cases append their events right after writing
+// their subscriber, and a key forgotten only makes a personal record
+// keep its address (and a proven column forgotten, markEvidence read
+// it), so a transaction that writes many subscribers (a load from
+// bbolt, a rebuild) starts the map afresh instead of keeping them all.
 const maxKeys = 1024
-
-// subscriptionsOf maps sub's topics to their status (nil sub: none).
-func subscriptionsOf(sub *consent.Subscriber) map[string]consent.Status {
-	m := map[string]consent.Status{}
-	if sub != nil {
-		for topic, s := range sub.Subscriptions {
-			m[topic] = s.Status
-		}
-	}
-	return m
-}
 
 // count adds d to the counts the transaction writes before its commit.
 func (t *tx) count(d consent.Counts) {
@@ -271,47 +199,63 @@ func rebuild(t *tx) ([]consent.CounterDiff, error) {
 	}
 	for _, sql := range []string{
 		"DELETE FROM counters",
-		"DELETE FROM subscriber_topics",
 		"INSERT INTO counters_built (built) VALUES (now()) ON CONFLICT (one) DO UPDATE SET built = EXCLUDED.built",
 	} {
 		if err := t.exec(sql); err != nil {
 			return nil, err
 		}
 	}
-	// The index rows of every subscriber (its subscriptions with the
-	// audience facts of the confirmed ones, its last purchase) and the
-	// evidence of every ledger event on them, written as the writes of
-	// the records write them, from a second walk of the records: every
-	// row exists before the events set their bits.
-	var ids [][]byte
-	var purchases []*time.Time
-	setPurchases := func() error {
-		err := t.exec(`UPDATE subscribers s SET last_purchase = u.l FROM unnest($1::bytea[], $2::timestamptz[]) AS u(i, l)
-			WHERE s.id = u.i AND s.last_purchase IS DISTINCT FROM u.l`, ids, purchases)
-		ids, purchases = nil, nil
-		return err
-	}
-	err = eachSubscriber(t.conn, "", func(sub *consent.Subscriber) (bool, error) {
-		var lp *time.Time
-		if !sub.LastPurchase.IsZero() {
-			lp = &sub.LastPurchase
+	// The indexed columns of every subscriber (its subscriptions, the
+	// bases its ledger events prove, its last purchase), written anew from
+	// a second walk of the records, a chunk at a time.
+	var chunk []*consent.Subscriber
+	write := func() error {
+		proven, err := provenOfMany(t.conn, chunk)
+		if err != nil {
+			return err
 		}
-		ids, purchases = append(ids, dbID(sub.ID)), append(purchases, lp)
-		if len(ids) == scanChunk {
-			if err := setPurchases(); err != nil {
-				return false, err
+		ids := make([][]byte, len(chunk))
+		purchases := make([]*time.Time, len(chunk))
+		subs := make([]*string, len(chunk))
+		provens := make([][]byte, len(chunk))
+		for i, sub := range chunk {
+			ids[i] = dbID(sub.ID)
+			if !sub.LastPurchase.IsZero() {
+				purchases[i] = &sub.LastPurchase
+			}
+			codes, err := subsOf(t, sub)
+			if err != nil {
+				return err
+			}
+			subs[i] = subsText(codes)
+			for topic, bits := range proven[sub.ID] {
+				code, err := t.code(topic)
+				if err != nil {
+					return err
+				}
+				provens[i] = withProven(provens[i], code, bits)
+			}
+			if err := trackSubscriber(t, nil, sub, provens[i]); err != nil {
+				return err
 			}
 		}
-		return true, trackSubscriber(t, nil, sub)
+		chunk = chunk[:0]
+		return t.exec(`UPDATE subscribers s SET last_purchase = u.l, subs = u.c::smallint[], proven = u.p
+			FROM unnest($1::bytea[], $2::timestamptz[], $3::text[], $4::bytea[]) AS u(i, l, c, p)
+			WHERE s.id = u.i AND (s.last_purchase IS DISTINCT FROM u.l OR s.subs IS DISTINCT FROM u.c::smallint[] OR s.proven IS DISTINCT FROM u.p)`,
+			ids, purchases, subs, provens)
+	}
+	err = eachSubscriber(t.conn, "", func(sub *consent.Subscriber) (bool, error) {
+		chunk = append(chunk, sub)
+		if len(chunk) == scanChunk {
+			return true, write()
+		}
+		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := setPurchases(); err != nil {
-		return nil, err
-	}
-	err = eachEvent(t.conn, func(ev *consent.Event) error { return markEvidence(t, ev, false) })
-	if err != nil {
+	if err := write(); err != nil {
 		return nil, err
 	}
 	t.counts = walked

@@ -96,6 +96,8 @@ type DB struct {
 	// (lookupString).
 	strings stringCache
 	lookups *pgxpool.Pool
+	// codes holds the committed entries of topic_codes.
+	codes topicCodes
 	// catalog holds the forms and topics read, while listened is
 	// closed when its listener has stopped.
 	catalog  catalog

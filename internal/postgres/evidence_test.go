@@ -16,12 +16,14 @@ import (
 
 // Migration 0016: the bases the ledger proves for a subscriber's topic
 // (consent.IsEvidence) are bits on the topic's subscriber_topics row
-// (proven), whatever order the events and the rows are written in.
+// (proven), whatever order the events and the rows are written in; from
+// migration 0021 bits of the topic in the subscriber's row
+// (subscriptionRows reads them as the rows held them).
 
 // provenBits are the bits of proven, by basis.
 var provenBits = map[consent.Basis]int16{consent.BasisConsent: 1, consent.BasisSoftOptIn: 2, consent.BasisLegitimateInterest: 4}
 
-// checkProven checks that each subscriber_topics row of the subscribers
+// checkProven checks that each subscription (subscriptionRows) of the subscribers
 // with ids holds in proven the bases their ledger events prove for its
 // topic, and that these are all the rows of those subscribers but gone
 // ones (wantRows).
@@ -35,7 +37,7 @@ func checkProven(t *testing.T, db *postgres.DB, pool *pgxpool.Pool, ids []string
 			t.Fatal(err)
 		}
 		got := map[string]int16{}
-		q, err := pool.Query(ctx, "SELECT topic, coalesce(proven, 0) FROM subscriber_topics WHERE subscriber = $1", record.ID(id))
+		q, err := pool.Query(ctx, "SELECT topic, coalesce(proven, 0) FROM "+subscriptionRows+" WHERE subscriber = $1", record.ID(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +68,7 @@ func checkProven(t *testing.T, db *postgres.DB, pool *pgxpool.Pool, ids []string
 		}
 	}
 	if rows != wantRows {
-		t.Errorf("subscriber_topics: %d rows, want %d", rows, wantRows)
+		t.Errorf("subscriptions: %d, want %d", rows, wantRows)
 	}
 }
 
@@ -177,7 +179,7 @@ func TestEvidenceOrders(t *testing.T) {
 	importCSV("imp@example.com,news;offers,soft_opt_in,,,2026-11-01\n")
 	checkProven(t, db, pool, ids, 4)
 	var bits int16
-	if err := pool.QueryRow(ctx, "SELECT proven FROM subscriber_topics WHERE subscriber = $1 AND topic = 'offers'", record.ID(imp.ID)).Scan(&bits); err != nil || bits != 2 {
+	if err := pool.QueryRow(ctx, "SELECT proven FROM "+subscriptionRows+" WHERE subscriber = $1 AND topic = 'offers'", record.ID(imp.ID)).Scan(&bits); err != nil || bits != 2 {
 		t.Errorf("imp's offers row: proven %b, %v, want 10 (soft opt-in)", bits, err)
 	}
 
@@ -270,7 +272,7 @@ func TestEvidenceFromVersion15(t *testing.T) {
 	for i, p := range people {
 		for topic, want := range p.proven {
 			var got int16
-			if err := pool.QueryRow(ctx, "SELECT coalesce(proven, 0) FROM subscriber_topics WHERE subscriber = $1 AND topic = $2",
+			if err := pool.QueryRow(ctx, "SELECT coalesce(proven, 0) FROM "+subscriptionRows+" WHERE subscriber = $1 AND topic = $2",
 				record.ID(ids[i]), topic).Scan(&got); err != nil || got != want {
 				t.Errorf("%s, %s: proven %b, %v; want %b", p.email, topic, got, err, want)
 			}
@@ -283,7 +285,7 @@ func TestEvidenceFromVersion15(t *testing.T) {
 	}
 	// The statuses are their codes, a "char" each.
 	var codes string
-	if err := pool.QueryRow(ctx, `SELECT string_agg(status::text, '' ORDER BY status) || ' ' || min(pg_typeof(status)::text) FROM subscriber_topics`).Scan(&codes); err != nil || codes != `cccc "char"` {
+	if err := pool.QueryRow(ctx, `SELECT string_agg(status::text, '' ORDER BY status) || ' ' || min(pg_typeof(status)::text) FROM `+subscriptionRows).Scan(&codes); err != nil || codes != `cccc "char"` {
 		t.Errorf("statuses: got %q, %v; want %q", codes, err, `cccc "char"`)
 	}
 	c, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",

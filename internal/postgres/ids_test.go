@@ -119,8 +119,7 @@ func TestIDsFromVersion13(t *testing.T) {
 		rows              int
 	}{
 		{"subscribers", "id", ann, 1}, {"subscribers", "id", legacy, 1}, {"requests", "id", reqID, 1}, {"requests", "subscriber", bob, 1},
-		{"ledger", "subscriber", ann, 1}, {"ledger", "subscriber", bob, 1}, {"subscriber_topics", "subscriber", ann, 1},
-		{"subscriber_topics", "subscriber", bob, 1}, {"outbox", "subscriber", bob, 1},
+		{"ledger", "subscriber", ann, 1}, {"ledger", "subscriber", bob, 1}, {"outbox", "subscriber", bob, 1},
 		{"outbox_parked", "subscriber", bob, 1}, {"campaign_recipients", "subscriber", ann, 1}, {"campaign_queued", "subscriber", ann, 1},
 		{"campaign_due", "subscriber", ann, 1}, {"webhook_queue", "subscriber", ann, 1},
 	} {
@@ -135,8 +134,8 @@ func TestIDsFromVersion13(t *testing.T) {
 	// Ann's evidence row became the consent bit of her row (migration
 	// 0016).
 	var proven int16
-	if err := pool.QueryRow(t.Context(), "SELECT proven FROM subscriber_topics WHERE subscriber = $1", record.ID(ann)).Scan(&proven); err != nil || proven != 1 {
-		t.Errorf("ann's subscriber_topics row: proven %d, %v; want 1", proven, err)
+	if err := pool.QueryRow(t.Context(), "SELECT proven FROM "+subscriptionRows+" WHERE subscriber = $1", record.ID(ann)).Scan(&proven); err != nil || proven != 1 {
+		t.Errorf("ann's subscription: proven %d, %v; want 1", proven, err)
 	}
 	if len(record.ID(ann)) != 22 || string(record.ID(legacy)) != legacy {
 		t.Fatalf("record.ID: got %d bytes for a NewID id and %q for another, want 22 and the text", len(record.ID(ann)), record.ID(legacy))

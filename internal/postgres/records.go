@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -46,9 +47,12 @@ func subscriberByKey(c conn, key string) (*consent.Subscriber, error) {
 	return subscriberWhere(c, "s.email_key = $1", key)
 }
 
-// putSubscriber stores sub under its id and address, and moves the
-// counters and indexes with it: the statement returns the version it
-// replaced (a statement does not see its own changes).
+// putSubscriber stores sub under its id and address, with its
+// subscriptions (subs), and moves the counters with it: the statement
+// returns the version it replaced (a statement does not see its own
+// changes). A row inserted gets the bases the transaction's events proved
+// (tx.proven); a row updated keeps its proven, and a topic new to it that
+// has no bits there gets those its ledger events prove (provenOf).
 func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	b, err := encodeSubscriber(sub)
 	if err != nil {
@@ -58,12 +62,21 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	if !sub.LastPurchase.IsZero() {
 		lastPurchase = &sub.LastPurchase
 	}
+	subs, err := subsOf(t, sub)
+	if err != nil {
+		return err
+	}
+	proven, err := t.insertProven(sub.ID)
+	if err != nil {
+		return err
+	}
 	old := subscriberRow{id: sub.ID}
-	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT email_key, data FROM subscribers WHERE id = $1)
-		INSERT INTO subscribers (id, email_key, data, last_purchase) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase
-		RETURNING coalesce((SELECT email_key FROM old), ''), (SELECT data FROM old)`,
-		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase).Scan(&old.key, &old.data)
+	var oldProven []byte
+	err = t.q.QueryRow(t.ctx, `WITH old AS (SELECT email_key, data, proven FROM subscribers WHERE id = $1)
+		INSERT INTO subscribers (id, email_key, data, last_purchase, subs, proven) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET email_key = EXCLUDED.email_key, data = EXCLUDED.data, last_purchase = EXCLUDED.last_purchase, subs = EXCLUDED.subs
+		RETURNING coalesce((SELECT email_key FROM old), ''), (SELECT data FROM old), (SELECT proven FROM old)`,
+		dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase, subs, proven).Scan(&old.key, &old.data, &oldProven)
 	if err != nil {
 		return err
 	}
@@ -71,13 +84,54 @@ func putSubscriber(t *tx, sub *consent.Subscriber) error {
 	if err != nil {
 		return err
 	}
-	return trackSubscriber(t, was, sub)
+	if was != nil {
+		if proven, err = provenCome(t, was, sub, oldProven); err != nil {
+			return err
+		}
+	}
+	return trackSubscriber(t, was, sub, proven)
+}
+
+// provenCome returns the proven column of sub, stored before as old with
+// proven: with the bits the ledger proves for the topics new to it that
+// proven has none of, written to the row when there are some.
+func provenCome(t *tx, old, sub *consent.Subscriber, proven []byte) ([]byte, error) {
+	var come []string
+	codes := map[string]int16{}
+	for topic := range sub.Subscriptions {
+		if old.Subscriptions[topic] != nil {
+			continue
+		}
+		code, err := t.code(topic)
+		if err != nil {
+			return nil, err
+		}
+		if provenBits(proven, code) == 0 {
+			come = append(come, topic)
+			codes[topic] = code
+		}
+	}
+	if len(come) == 0 {
+		return proven, nil
+	}
+	stored, err := provenOf(t.conn, sub.ID, come)
+	if err != nil {
+		return nil, err
+	}
+	next := proven
+	for topic, bits := range stored {
+		next = withProven(next, codes[topic], bits)
+	}
+	if bytes.Equal(next, proven) {
+		return proven, nil
+	}
+	return next, t.exec("UPDATE subscribers SET proven = $2 WHERE id = $1", dbID(sub.ID), next)
 }
 
 // insertSubscriber stores sub, a subscriber this transaction created
-// (its id is new), and moves the counters and indexes with it. Unlike
-// putSubscriber it reads nothing back, so it costs no round trip of its
-// own (the pipe); an id that exists after all fails the call.
+// (its id is new), and moves the counters with it. Unlike putSubscriber
+// it reads nothing back, so it costs no round trip of its own (the
+// pipe); an id that exists after all fails the call.
 func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 	b, err := encodeSubscriber(sub)
 	if err != nil {
@@ -88,15 +142,23 @@ func insertSubscriber(t *tx, sub *consent.Subscriber) error {
 		lp := sub.LastPurchase
 		lastPurchase = &lp
 	}
-	err = t.bulkRow(bulkSubscribers, dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase)
+	subs, err := subsOf(t, sub)
 	if err != nil {
 		return err
 	}
-	return trackSubscriber(t, nil, sub)
+	proven, err := t.insertProven(sub.ID)
+	if err != nil {
+		return err
+	}
+	err = t.bulkRow(bulkSubscribers, dbID(sub.ID), consent.AddressKey(sub.Email), b, lastPurchase, subsText(subs), proven)
+	if err != nil {
+		return err
+	}
+	return trackSubscriber(t, nil, sub, proven)
 }
 
 // deleteSubscriber deletes subscriber id (when it exists), moving the
-// counters and indexes with it.
+// counters with it.
 func deleteSubscriber(t *tx, id string) error {
 	var r subscriberRow
 	err := t.each("DELETE FROM subscribers s WHERE s.id = $1 RETURNING "+subscriberColumns, []any{dbID(id)}, r.dest(), func() error { return nil })
@@ -107,7 +169,7 @@ func deleteSubscriber(t *tx, id string) error {
 	if err != nil || old == nil {
 		return err
 	}
-	return trackSubscriber(t, old, nil)
+	return trackSubscriber(t, old, nil, nil)
 }
 
 // encodeSubscriber encodes sub for the data column of subscribers

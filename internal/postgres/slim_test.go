@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"bytes"
-	"encoding/hex"
 	"math/bits"
 	"reflect"
 	"testing"
@@ -130,18 +129,16 @@ func TestSlimRows(t *testing.T) {
 		}
 	}
 
-	// A confirmed subscription's row holds the address hash in bytes.
+	// A confirmed subscription is in the subscriber's row, with the
+	// consent its event proves; no address hash is stored (migration
+	// 0021: the audience computes it).
 	if _, err := db.Confirm(t.Context(), ann.PendingRequest, consent.ConfirmInput{IP: "192.0.2.1", Now: time.Now()}); err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}
-	var h []byte
-	if err := pool.QueryRow(t.Context(), "SELECT address_hash FROM subscriber_topics WHERE subscriber = $1 AND status = 'confirmed'",
-		record.ID(ann.ID)).Scan(&h); err != nil {
-		t.Fatal(err)
-	}
-	a, _ := consent.ParseAddress(ann.Email)
-	if hex.EncodeToString(h) != db.AddressHash(a) {
-		t.Errorf("address_hash: got %x, want the bytes of %s", h, db.AddressHash(a))
+	var proven int16
+	if err := pool.QueryRow(t.Context(), "SELECT proven FROM "+subscriptionRows+" WHERE subscriber = $1 AND status = 'c'",
+		record.ID(ann.ID)).Scan(&proven); err != nil || proven != 1 {
+		t.Errorf("ann's confirmed subscription: proven %d, %v; want 1", proven, err)
 	}
 	if diff, err := db.RebuildCounters(t.Context()); err != nil || len(diff) != 0 {
 		t.Errorf("RebuildCounters: got %v, %v, want no difference", diff, err)
@@ -225,12 +222,11 @@ func TestSlimFromVersion14(t *testing.T) {
 	if tree, err := db.LedgerTree(t.Context()); err != nil || tree.Hash != root {
 		t.Errorf("LedgerTree: got %+v, %v, want the root %v version 14 had", tree, err, root)
 	}
-	var h []byte
-	if err := pool.QueryRow(t.Context(), "SELECT address_hash FROM subscriber_topics WHERE subscriber = $1", record.ID(ann)).Scan(&h); err != nil {
-		t.Fatal(err)
-	}
-	if hex.EncodeToString(h) != hasher.Hash("ann@example.com") {
-		t.Errorf("address_hash: got %x, want the bytes of %s", h, hasher.Hash("ann@example.com"))
+	var topic, status string
+	var proven int16
+	if err := pool.QueryRow(t.Context(), "SELECT topic, status::text, proven FROM "+subscriptionRows+" WHERE subscriber = $1", record.ID(ann)).
+		Scan(&topic, &status, &proven); err != nil || topic != "news" || status != "c" || proven != 1 {
+		t.Errorf("ann's subscription: got %s %s proven %d, %v; want news c proven 1", topic, status, proven, err)
 	}
 	if got, err := db.Subscriber(t.Context(), ann); err != nil || !reflect.DeepEqual(got, &sub) {
 		t.Errorf("Subscriber: got %+v, %v, want %+v", got, err, sub)

@@ -56,17 +56,19 @@ type tx struct {
 	// cache is emptied when it commits (catalog).
 	catalogChanged bool
 	// proven holds, by subscriber and topic, the bits of the bases the
-	// transaction's events proved (markEvidence), for the
-	// subscriber_topics rows written after them; nil until the first.
+	// transaction's events proved (markEvidence) for subscribers not
+	// stored then, for their row's insert; nil until the first.
 	proven map[string]map[string]int16
 	// keys holds the email_key of each subscriber the transaction wrote,
 	// as its last write left it: a personal record of that address
 	// appended after leaves it to the subscriber (appendEvent).
 	keys map[string]string
-	// subs holds the subscriptions (topic to status) of each subscriber
-	// in keys, as its last write left them: the rows of subscriber_topics
-	// an event's evidence marks (markEvidence).
-	subs map[string]map[string]consent.Status
+	// provens holds the proven column of each subscriber in keys, and of
+	// those markEvidence read, as the transaction left it.
+	provens map[string][]byte
+	// codes holds the topic codes the transaction gave (tx.code), known
+	// to db once it commits.
+	codes map[string]int16
 	// ahead holds what signupState would read for the address keys of
 	// the batch's signups, read in one statement when the transaction
 	// began (readAhead); nil once a call other than a signup ran.
@@ -291,6 +293,7 @@ func (db *DB) run(calls []*call, grow bool) (int, []*call, error) {
 		db.wordings.Store(h, true)
 	}
 	db.strings.add(t.numbered)
+	db.codes.add(t.codes)
 	if t.headDirty {
 		db.keepEdge(t.tree, t.head)
 	}
@@ -435,7 +438,7 @@ func appendEvent(t *tx, ev *consent.Event, p consent.Personal) error {
 	t.head = &chainHead{seq: ev.Seq, hash: ev.Hash}
 	t.headDirty = true
 	t.count(consent.EventDelta(ev))
-	if err := markEvidence(t, ev, true); err != nil {
+	if err := markEvidence(t, ev); err != nil {
 		return err
 	}
 	if err := queueEvent(t, ev); err != nil {
