@@ -85,17 +85,7 @@ func markEvidence(t *tx, ev *consent.Event) error {
 			return err
 		}
 		if !stored {
-			if t.proven == nil {
-				t.proven = map[string]map[string]int16{}
-			}
-			m := t.proven[id]
-			if m == nil {
-				m = map[string]int16{}
-				t.proven[id] = m
-			}
-			for _, topic := range topics {
-				m[topic] |= bit
-			}
+			t.noteProven(id, topics, bit)
 			return nil
 		}
 	}
@@ -112,6 +102,23 @@ func markEvidence(t *tx, ev *consent.Event) error {
 		return nil
 	}
 	return t.exec("UPDATE subscribers SET proven = $2 WHERE id = $1", dbID(id), next)
+}
+
+// noteProven notes in t that the events of subscriber id, which is not
+// stored yet, prove the basis of bit for topics: the subscriber's insert
+// takes them (insertProven).
+func (t *tx) noteProven(id string, topics []string, bit int16) {
+	if t.proven == nil {
+		t.proven = map[string]map[string]int16{}
+	}
+	m := t.proven[id]
+	if m == nil {
+		m = map[string]int16{}
+		t.proven[id] = m
+	}
+	for _, topic := range topics {
+		m[topic] |= bit
+	}
 }
 
 // provenOf returns the bits subscriber id's ledger events prove for each

@@ -119,6 +119,18 @@ func (db *DB) importRow(t *tx, rep *consent.ImportReport, batch string, opts con
 		rep.Queued++
 	}
 	if rep.Count(plan) {
+		if sub == nil {
+			// A new subscriber's row goes in with the bases its events
+			// prove, rather than updated for them when they are
+			// appended (markEvidence then finds them set): an update
+			// would leave the inserted version dead in the table until
+			// vacuum.
+			for _, e := range events {
+				if topics, bit := provenTopics(e.ev); len(topics) > 0 {
+					t.noteProven(plan.Subscriber.ID, topics, bit)
+				}
+			}
+		}
 		if err := putSubscriber(t, plan.Subscriber); err != nil {
 			return err
 		}
