@@ -36,9 +36,11 @@ var (
 // `optin import` does, one ledger event each) into one database, and
 // signs up as many pending ones (subscriber, request, requested event
 // with personal record, confirmation mail queued) into another, through
-// 64 concurrent callers as the web server would. It reports the growth
-// of each file per record (B/imported, B/pending) and logs where the
-// bytes go: the pages each bucket holds, per record.
+// 64 concurrent callers as the web server would, and as many signups
+// confirmed by a click once their mail went into a third
+// (storetest.StorageConfirmed). It reports the growth of each file per
+// record (B/imported, B/pending, B/confirmed) and logs where the bytes
+// go: the pages each bucket holds, per record.
 //
 //	go test -run '^$' -bench Storage -benchtime 1x ./internal/bolt
 func BenchmarkStorage(b *testing.B) {
@@ -46,10 +48,13 @@ func BenchmarkStorage(b *testing.B) {
 	for range b.N {
 		imported := storageImport(b, n)
 		pending := storageSignups(b, n)
+		confirmed := storageConfirmed(b, n)
 		b.ReportMetric(imported.perRecord(n), "B/imported")
 		b.ReportMetric(pending.perRecord(n), "B/pending")
+		b.ReportMetric(confirmed.perRecord(n), "B/confirmed")
 		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table(n))
 		b.Logf("%d pending signups:\n%s", n, pending.table(n))
+		b.Logf("%d signups confirmed, their mail sent:\n%s", n, confirmed.table(n))
 	}
 }
 
@@ -167,6 +172,18 @@ func storageSignups(b *testing.B, n int) storageUse {
 	if r, o := u.buckets[string(bucketRequests)].KeyN, u.buckets[string(bucketOutbox)].KeyN; r != n || o != n {
 		b.Fatalf("%d requests and %d mails stored, want %d", r, o, n)
 	}
+	return u
+}
+
+// storageConfirmed signs up n new addresses, sends their confirmation
+// mail and confirms each (storetest.StorageConfirmed).
+func storageConfirmed(b *testing.B, n int) storageUse {
+	db, form, empty := storageDB(b)
+	if err := storetest.StorageConfirmed(context.Background(), db, &form, n); err != nil {
+		b.Fatal(err)
+	}
+	u := measure(b, db)
+	u.empty = empty
 	return u
 }
 

@@ -23,11 +23,12 @@ var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkSto
 // subscribers imported with one topic on consent with evidence into one
 // database, as many pending signups (subscriber, request, requested
 // event with its personal record, confirmation mail queued) into
-// another. It reports the growth of optin's tables and their indexes
-// per record twice: as the writes left them (B/imported, B/pending:
-// pages as they filled, dead row versions included) and after VACUUM
-// FULL has rewritten every table and index with the live rows alone
-// (B/imported-vacuumed, B/pending-vacuumed). It logs where the bytes go,
+// another, and as many signups confirmed by a click once their mail went
+// (storetest.StorageConfirmed) into a third. It reports the growth of optin's tables and their indexes
+// per record twice: as the writes left them (B/imported, B/pending,
+// B/confirmed: pages as they filled, dead row versions included) and
+// after VACUUM FULL has rewritten every table and index with the live
+// rows alone (B/...-vacuumed). It logs where the bytes go,
 // per relation, and each index's bytes per entry. A hash index that
 // VACUUM FULL rebuilds takes a power of two of buckets for its rows, so
 // its bytes per entry after it step with the number of rows.
@@ -42,12 +43,18 @@ func BenchmarkStorage(b *testing.B) {
 		pending := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
 			return storetest.StorageSignups(ctx, db, form, n)
 		})
+		confirmed := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+			return storetest.StorageConfirmed(ctx, db, form, n)
+		})
 		b.ReportMetric(imported.grown, "B/imported")
 		b.ReportMetric(imported.vacuumed, "B/imported-vacuumed")
 		b.ReportMetric(pending.grown, "B/pending")
 		b.ReportMetric(pending.vacuumed, "B/pending-vacuumed")
+		b.ReportMetric(confirmed.grown, "B/confirmed")
+		b.ReportMetric(confirmed.vacuumed, "B/confirmed-vacuumed")
 		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table)
 		b.Logf("%d pending signups:\n%s", n, pending.table)
+		b.Logf("%d signups confirmed, their mail sent:\n%s", n, confirmed.table)
 	}
 }
 

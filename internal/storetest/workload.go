@@ -53,6 +53,15 @@ func storageConsentedAt(i int) time.Time {
 	return time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(uint64(i)*2654435761%span) * time.Second)
 }
 
+// storageAgents are the browsers the signups and confirmations come
+// from.
+var storageAgents = []string{
+	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1",
+	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
+}
+
 // StorageSignups signs up n new addresses to form's topic news through
 // 64 callers, as the web server would: each with one of four browsers'
 // user agents, its own IP address and the form's page. Every signup
@@ -61,12 +70,6 @@ func StorageSignups(ctx context.Context, s consent.Store, form *consent.Form, n 
 	w := consent.Wording{Form: form.ID, Version: 1, Locale: "en",
 		Text:   "Yes, send me the shop's newsletter about new products and offers, about twice a month.",
 		Topics: map[string]string{"news": "News"}, Notice: "Sent by Shop Ltd. You can unsubscribe at any time with the link in every mail."}
-	agents := []string{
-		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
-		"Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1",
-		"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36",
-		"Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
-	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -80,10 +83,63 @@ func StorageSignups(ctx context.Context, s consent.Store, form *consent.Form, n 
 				}
 				in := consent.SignupInput{Form: form, Address: a, Topics: []string{"news"}, Locale: "en",
 					Page: "https://shop.example/newsletter", IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
-					UserAgent: agents[i%len(agents)]}
+					UserAgent: storageAgents[i%len(storageAgents)]}
 				res, err := s.Signup(ctx, in, w)
 				if err == nil && !res.Queued {
 					err = fmt.Errorf("signup %d queued no mail", i)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// StorageConfirmed makes n subscribers the way most arrive: signed up
+// (StorageSignups), their confirmation mail sent (taken from the outbox
+// and finished, as the mail worker does once the relay accepted it), and
+// the link clicked by a person (a confirmation from the browser the
+// signup came from, minutes after the mail), through 64 callers.
+func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, n int) error {
+	if err := StorageSignups(ctx, s, form, n); err != nil {
+		return err
+	}
+	far := time.Now().Add(365 * 24 * time.Hour)
+	for sent := 0; sent < n; {
+		jobs, err := s.DueJobs(ctx, far, 1000, nil)
+		if err != nil {
+			return err
+		}
+		if len(jobs) == 0 {
+			return fmt.Errorf("%d of %d confirmation mails in the outbox", sent, n)
+		}
+		if err := s.FinishJobs(ctx, jobs); err != nil {
+			return err
+		}
+		sent += len(jobs)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				a, err := consent.ParseAddress(StorageAddress("p", i))
+				var sub *consent.Subscriber
+				if err == nil {
+					sub, err = s.SubscriberByAddress(ctx, a)
+				}
+				if err == nil && (sub == nil || sub.PendingRequest == "") {
+					err = fmt.Errorf("signup %d: no pending request", i)
+				}
+				if err == nil {
+					_, err = s.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
+						UserAgent: storageAgents[i%len(storageAgents)], Check: &consent.Check{Class: consent.ClassPerson, AfterMail: 300, Interaction: true}})
 				}
 				if err != nil {
 					errs <- err
