@@ -70,34 +70,19 @@ func StorageSignups(ctx context.Context, s consent.Store, form *consent.Form, n 
 	w := consent.Wording{Form: form.ID, Version: 1, Locale: "en",
 		Text:   "Yes, send me the shop's newsletter about new products and offers, about twice a month.",
 		Topics: map[string]string{"news": "News"}, Notice: "Sent by Shop Ltd. You can unsubscribe at any time with the link in every mail."}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for range 64 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				a, err := consent.ParseAddress(StorageAddress("p", i))
-				if err != nil {
-					errs <- err
-					return
-				}
-				in := consent.SignupInput{Form: form, Address: a, Topics: []string{"news"}, Locale: "en",
-					Page: "https://shop.example/newsletter", IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
-					UserAgent: storageAgents[i%len(storageAgents)]}
-				res, err := s.Signup(ctx, in, w)
-				if err == nil && !res.Queued {
-					err = fmt.Errorf("signup %d queued no mail", i)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return inParallel(n, func(i int) error {
+		a, err := consent.ParseAddress(StorageAddress("p", i))
+		if err != nil {
+			return err
+		}
+		in := consent.SignupInput{Form: form, Address: a, Topics: []string{"news"}, Locale: "en",
+			Page: "https://shop.example/newsletter", IP: storageIP(i), UserAgent: storageAgents[i%len(storageAgents)]}
+		res, err := s.Signup(ctx, in, w)
+		if err == nil && !res.Queued {
+			err = fmt.Errorf("signup %d queued no mail", i)
+		}
+		return err
+	})
 }
 
 // StorageConfirmed makes n subscribers the way most arrive: signed up
@@ -123,25 +108,34 @@ func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, 
 		}
 		sent += len(jobs)
 	}
+	return inParallel(n, func(i int) error {
+		a, err := consent.ParseAddress(StorageAddress("p", i))
+		if err != nil {
+			return err
+		}
+		sub, err := s.SubscriberByAddress(ctx, a)
+		if err != nil {
+			return err
+		}
+		if sub == nil || sub.PendingRequest == "" {
+			return fmt.Errorf("signup %d: no pending request", i)
+		}
+		_, err = s.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: storageIP(i), UserAgent: storageAgents[i%len(storageAgents)],
+			Check: &consent.Check{Class: consent.ClassPerson, AfterMail: 300, Interaction: true}})
+		return err
+	})
+}
+
+// inParallel calls fn for 0 to n-1 from 64 goroutines, as the web
+// server's requests come, and returns the first error.
+func inParallel(n int, fn func(i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for range 64 {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				a, err := consent.ParseAddress(StorageAddress("p", i))
-				var sub *consent.Subscriber
-				if err == nil {
-					sub, err = s.SubscriberByAddress(ctx, a)
-				}
-				if err == nil && (sub == nil || sub.PendingRequest == "") {
-					err = fmt.Errorf("signup %d: no pending request", i)
-				}
-				if err == nil {
-					_, err = s.Confirm(ctx, sub.PendingRequest, consent.ConfirmInput{IP: fmt.Sprintf("198.51.%d.%d", i/256%256, i%256),
-						UserAgent: storageAgents[i%len(storageAgents)], Check: &consent.Check{Class: consent.ClassPerson, AfterMail: 300, Interaction: true}})
-				}
-				if err != nil {
+				if err := fn(i); err != nil {
 					errs <- err
 					return
 				}
@@ -152,6 +146,9 @@ func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, 
 	close(errs)
 	return <-errs
 }
+
+// storageIP is the IP address signup i comes from.
+func storageIP(i int) string { return fmt.Sprintf("198.51.%d.%d", i/256%256, i%256) }
 
 // StorageAddress returns the i-th address of a run: distinct, and in no
 // order, as a real list's addresses arrive (an index of addresses takes
