@@ -228,3 +228,80 @@ func TestSubsAndProvenAsRebuilt(t *testing.T) {
 	}
 	t.Logf("%v", rebuilt)
 }
+
+// TestAudienceSuppressionFollowsAddress: since migration 0021 the
+// audience hashes the address of the record it reads; after an address
+// change, the suppression of the new address leaves its subscriber out
+// of a campaign's preview, list and run, and that of the old address no
+// longer does.
+func TestAudienceSuppressionFollowsAddress(t *testing.T) {
+	ctx := t.Context()
+	url := pg.EmptyDatabase(t)
+	db := open(t, url, func() time.Time { return subscriptionsNow }, testHMACKey)
+	bootstrap(t, db)
+	if rep, err := importRows(t, db, "email,topics,basis,consented_at,source\nann@example.com,news,consent,2020-01-01,shop\nbob@example.com,news,consent,2020-01-01,shop\n"); err != nil || rep.Imported != 2 {
+		t.Fatalf("Import: got %+v, %v", rep, err)
+	}
+	addr := func(s string) consent.Address {
+		a, err := consent.ParseAddress(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	move := func(from, to string) {
+		t.Helper()
+		sub, err := db.SubscriberByAddress(ctx, addr(from))
+		if err != nil || sub == nil {
+			t.Fatalf("SubscriberByAddress(%s): %v, %v", from, sub, err)
+		}
+		na := addr(to)
+		if res, err := db.Rectify(ctx, nil, sub.ID, consent.Rectification{Email: &na}, consent.ChannelPreferences); err != nil || !res.AddressPending {
+			t.Fatalf("Rectify(%s): got %+v, %v", from, res, err)
+		}
+		after, err := db.Subscriber(ctx, sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := db.DueJobs(ctx, subscriptionsNow.Add(time.Hour), 100, func(uint64) bool { return false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			if j.Kind == consent.JobAddressChange && j.Subscriber == sub.ID {
+				if cr, err := db.Confirm(ctx, j.Request, consent.ConfirmInput{IP: "192.0.2.1"}); err != nil || cr.NewEmail != na.Addr {
+					t.Fatalf("Confirm(address change of %s): got %+v, %v", from, cr, err)
+				}
+			}
+		}
+		if moved, err := db.Subscriber(ctx, sub.ID); err != nil || moved.Email != na.Addr {
+			t.Fatalf("after the change %s (was %s): got %+v, %v", to, after.Email, moved, err)
+		}
+	}
+	for _, s := range []string{"ann.new@example.org", "bob@example.com"} {
+		if _, _, err := db.AddSuppression(ctx, consent.CLIActor(), addr(s), "news", "complaint"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move("ann@example.com", "ann.new@example.org")
+	move("bob@example.com", "bob.new@example.org")
+	camp, err := db.CreateCampaign(ctx, consent.CLIActor(), consent.CampaignInput{Name: "c", Topic: "news",
+		Templates: map[string]consent.CampaignTemplate{"en": {Subject: "s", Body: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := consent.CampaignPolicy{DormantAfter: 365 * consent.Day}
+	pv, err := db.PreviewCampaign(ctx, camp.ID, p)
+	if err != nil || pv.Audience != 1 || pv.Excluded[consent.ExcludedSuppressed] != 1 {
+		t.Errorf("PreviewCampaign: got %d in, excluded %v, %v; want bob in, ann suppressed", pv.Audience, pv.Excluded, err)
+	}
+	page, err := db.CampaignAudience(ctx, camp.ID, p, consent.AudienceQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range page.Items {
+		if in := e.Email == "bob.new@example.org"; e.In != in {
+			t.Errorf("CampaignAudience: %s in %v (%s), want in %v", e.Email, e.In, e.Reason, in)
+		}
+	}
+}
