@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"optin/internal/consent"
 )
@@ -103,6 +104,12 @@ func (t *tx) code(topic string) (int16, error) {
 	}
 	err = t.q.QueryRow(t.ctx, `INSERT INTO topic_codes (code, topic) SELECT coalesce(max(code), 0) + 1, $1 FROM topic_codes RETURNING code`,
 		topic).Scan(&code)
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23514" {
+		// check_violation: the codes are all given. The call fails
+		// as a conflict the operator can read, not an internal error.
+		return 0, consent.Errorf(consent.EConflict, "topic %q: subscriptions can be held to at most %d topics (table topic_codes is full)",
+			topic, maxTopicCode)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("postgres: topic code of %q (at most %d topics): %w", topic, maxTopicCode, err)
 	}
