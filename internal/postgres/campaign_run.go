@@ -276,7 +276,12 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		// proven bits; the others are counted by
 		// reason from the counters when it ends. Those it picks are
 		// checked again on their records before their mail is queued.
-		rows, err := db.audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, walkChunk)
+		// Each row read is a record decoded and an address hashed
+		// under the write lock, so a small budget reads few: a few
+		// times the budget, and the step walks on from the cursor in
+		// another transaction when too few of them qualified.
+		limit := min(walkChunk, max(4*budget, 100))
+		rows, err := db.audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, limit)
 		if err != nil {
 			return err
 		}
@@ -298,7 +303,7 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 			}
 			picked = append(picked, rows[i].id)
 		}
-		ended := len(rows) < walkChunk && examined == len(rows)
+		ended := len(rows) < limit && examined == len(rows)
 		for _, sid := range picked {
 			if r, err := recipient(t.conn, c.ID, sid); err != nil {
 				return err
