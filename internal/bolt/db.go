@@ -689,14 +689,25 @@ func encodeAt(tx *bbolt.Tx, bucket, key []byte, v any) ([]byte, error) {
 
 // bucketOf returns the named bucket, set to fill its pages to 90% when its
 // keys only ever grow (see appendOnly), instead of bbolt's 50%, which
-// suits random inserts and leaves append-only trees half empty.
+// suits random inserts and leaves append-only trees half empty. Requests
+// fill theirs to 80%: a request's record grows by about a seventh when
+// its mail is marked sent and it is confirmed, long after its page was
+// filled, and a page that no longer fits splits into one 90% full and
+// one nearly empty (a confirmed signup's requests took 303 bytes of pages
+// for 152 in use at 90%); at 80% the grown records still fit.
 func bucketOf(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 	b := tx.Bucket(name)
-	if appendOnly(name) {
+	switch {
+	case bytes.Equal(name, bucketRequests):
+		b.FillPercent = requestsFill
+	case appendOnly(name):
 		b.FillPercent = 0.9
 	}
 	return b
 }
+
+// requestsFill is how full bucket requests' pages are filled.
+const requestsFill = 0.8
 
 // appendEvent seals ev onto the end of the ledger chain and stores it with
 // its personal record, subscriber index entry and Merkle tree hashes.

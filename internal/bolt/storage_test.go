@@ -731,3 +731,35 @@ func TestSubscribersKeyedByIDBytes(t *testing.T) {
 	}
 	check("under its id written out")
 }
+
+// TestConfirmedRequestsStayDense: a request's record grows when its mail
+// is marked sent and it is confirmed, long after its page was filled;
+// the requests bucket leaves room for that (requestsFill), so the pages
+// of confirmed signups' requests stay mostly full instead of each
+// splitting into a full one and a nearly empty one (50% in use before).
+func TestConfirmedRequestsStayDense(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "r.db"), Options{HMACKey: bytes.Repeat([]byte{3}, 32), MessageIDDomain: "mail.shop.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	form := consent.Form{ID: "newsletter", Topics: []string{"news"}, Locale: "en"}
+	if _, err := db.Bootstrap(t.Context(), consent.Topic{ID: "news", Name: "News"}, form, "h"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	if err := storetest.StorageConfirmed(t.Context(), db, &form, n); err != nil {
+		t.Fatal(err)
+	}
+	var st bbolt.BucketStats
+	if err := db.view(func(tx *bbolt.Tx) error {
+		st = tx.Bucket(bucketRequests).Stats()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); st.KeyN != n || fill < 0.75 {
+		t.Errorf("requests of %d confirmed signups: %d keys, leaf pages %.0f%% in use (%d of %d bytes), want %d keys and at least 75%%",
+			n, st.KeyN, 100*fill, st.LeafInuse, st.LeafAlloc, n)
+	}
+}
