@@ -137,4 +137,11 @@ func TestRecordsFromVersion11(t *testing.T) {
 	if err != nil || !rep.OK || rep.Events < 3 {
 		t.Errorf("VerifyLedger: got %+v, %v, want OK over the old events and the new", rep, err)
 	}
+	// The old JSON event's type is read from its record (migration
+	// 0020 dropped the type column): the confirmation, then bob's
+	// request.
+	counts, last, err := db.LedgerCounts(t.Context(), 1)
+	if want := map[consent.EventType]uint64{consent.EventConfirmed: 1, consent.EventRequested: 1}; err != nil || last != 3 || !reflect.DeepEqual(counts, want) {
+		t.Errorf("LedgerCounts(1): got %v, %d, %v, want %v, 3", counts, last, err, want)
+	}
 }

@@ -147,8 +147,12 @@ func inParallel(n int, fn func(i int) error) error {
 	return <-errs
 }
 
-// storageIP is the IP address signup i comes from.
-func storageIP(i int) string { return fmt.Sprintf("198.51.%d.%d", i/256%256, i%256) }
+// storageIP is the IP address signup i comes from: one of its own for
+// each of the first 13,434,880 (the first 65,536 as before, in
+// 198.51.0.0/16).
+func storageIP(i int) string {
+	return fmt.Sprintf("198.%d.%d.%d", 51+i/65536%205, i/256%256, i%256)
+}
 
 // StorageAddress returns the i-th address of a run: distinct, and in no
 // order, as a real list's addresses arrive (an index of addresses takes
