@@ -277,10 +277,14 @@ func (db *DB) walkCampaign(ctx context.Context, id string, budget, waiting int, 
 		// reason from the counters when it ends. Those it picks are
 		// checked again on their records before their mail is queued.
 		// Each row read is a record decoded and an address hashed
-		// under the write lock, so a small budget reads few: a few
-		// times the budget, and the step walks on from the cursor in
-		// another transaction when too few of them qualified.
-		limit := min(walkChunk, max(4*budget, 100))
+		// under the write lock, so a small budget reads fewer rows: a
+		// few times the budget, and the step walks on from the cursor
+		// in another transaction when too few of them qualified. At
+		// least 500: each transaction also reads and writes the
+		// campaign and commits, which an audience mostly left out
+		// would pay for every few rows (a step over 20,000 excluded
+		// took 185 ms with 100, 69 with 500, 56-65 with 2,000).
+		limit := min(walkChunk, max(4*budget, 500))
 		rows, err := db.audienceRows(t.conn, c, consent.StatusConfirmed, c.Cursor, limit)
 		if err != nil {
 			return err
