@@ -54,19 +54,7 @@ func subscriberByKey(c conn, key string) (*consent.Subscriber, error) {
 // (tx.proven); a row updated keeps its proven, and a topic new to it that
 // has no bits there gets those its ledger events prove (provenOf).
 func putSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encodeSubscriber(sub)
-	if err != nil {
-		return err
-	}
-	var lastPurchase *time.Time
-	if !sub.LastPurchase.IsZero() {
-		lastPurchase = &sub.LastPurchase
-	}
-	subs, err := subsOf(t, sub)
-	if err != nil {
-		return err
-	}
-	proven, err := t.insertProven(sub.ID)
+	b, lastPurchase, subs, proven, err := subscriberValues(t, sub)
 	if err != nil {
 		return err
 	}
@@ -128,25 +116,34 @@ func provenCome(t *tx, old, sub *consent.Subscriber, proven []byte) ([]byte, err
 	return next, t.exec("UPDATE subscribers SET proven = $2 WHERE id = $1", dbID(sub.ID), next)
 }
 
+// subscriberValues returns the columns of sub's row that putSubscriber
+// and insertSubscriber write: its record, its last purchase (a copy: a
+// queued row outlives the call), its subscriptions' elements and the
+// bases the transaction's events proved before it was stored
+// (tx.proven, taken).
+func subscriberValues(t *tx, sub *consent.Subscriber) (b []byte, lastPurchase *time.Time, subs []int16, proven []byte, err error) {
+	if b, err = encodeSubscriber(sub); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if !sub.LastPurchase.IsZero() {
+		lp := sub.LastPurchase
+		lastPurchase = &lp
+	}
+	if subs, err = subsOf(t, sub); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if proven, err = t.insertProven(sub.ID); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return b, lastPurchase, subs, proven, nil
+}
+
 // insertSubscriber stores sub, a subscriber this transaction created
 // (its id is new), and moves the counters with it. Unlike putSubscriber
 // it reads nothing back, so it costs no round trip of its own (the
 // pipe); an id that exists after all fails the call.
 func insertSubscriber(t *tx, sub *consent.Subscriber) error {
-	b, err := encodeSubscriber(sub)
-	if err != nil {
-		return err
-	}
-	var lastPurchase *time.Time
-	if !sub.LastPurchase.IsZero() {
-		lp := sub.LastPurchase
-		lastPurchase = &lp
-	}
-	subs, err := subsOf(t, sub)
-	if err != nil {
-		return err
-	}
-	proven, err := t.insertProven(sub.ID)
+	b, lastPurchase, subs, proven, err := subscriberValues(t, sub)
 	if err != nil {
 		return err
 	}
