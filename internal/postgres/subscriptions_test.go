@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -472,18 +470,8 @@ func TestSubscriptionsFromVersion19(t *testing.T) {
 // of OPTIN_MIGRATE21 subscribers of fillSubscriptions, with a ledger event each (unset: skipped),
 // for docs/operations.md.
 func TestMigration21Time(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("OPTIN_MIGRATE21"))
-	if n == 0 {
-		t.Skip("OPTIN_MIGRATE21 unset")
-	}
 	ctx := t.Context()
-	url := databaseAt(t, 19)
-	pool, err := postgres.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	fillSubscriptions(t, pool, n)
+	url, pool := filledDatabase(t, "OPTIN_MIGRATE21", 19)
 	// A ledger event a subscriber, for migration 0020's index (its
 	// record is not read by the migrations).
 	if _, err := pool.Exec(ctx, `INSERT INTO ledger (seq, subscriber, type, event)
