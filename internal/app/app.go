@@ -21,6 +21,7 @@ import (
 
 	"optin/internal/config"
 	"optin/internal/consent"
+	"optin/internal/faillog"
 	"optin/internal/i18n"
 	"optin/internal/inbound"
 	"optin/internal/ledger"
@@ -541,6 +542,7 @@ func (a *App) runCampaigns(ctx context.Context) {
 	mayQueue := a.cfg.Mail.PostalAddress != ""
 	t := time.NewTicker(a.campaignTick)
 	defer t.Stop()
+	stepLog := faillog.New(a.log, "campaign runner", a.DB.Now)
 	for {
 		select {
 		case <-ctx.Done():
@@ -548,8 +550,10 @@ func (a *App) runCampaigns(ctx context.Context) {
 		case <-t.C:
 		}
 		res, err := a.DB.CampaignStep(ctx, policy, a.campaignTick, mayQueue)
-		if err != nil && ctx.Err() == nil {
-			a.log.Error("campaign runner", "err", err)
+		if err == nil {
+			stepLog.OK()
+		} else if ctx.Err() == nil {
+			stepLog.Failed(err)
 		}
 		if res.Queued > 0 {
 			a.Worker.Notify()

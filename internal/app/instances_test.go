@@ -181,4 +181,20 @@ func TestOlderInstanceAfterMigration(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The workers' reads fail at every poll from now on: each says so
+	// once (internal/faillog), not at every poll.
+	for _, msg := range []string{`msg="outbox: reading due jobs"`, `msg="webhooks: reading due deliveries"`} {
+		for !strings.Contains(a.logs.String(), msg) {
+			if time.Now().After(deadline) {
+				t.Fatalf("logs: want a line %s, got:\n%s", msg, a.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(20 * a.app.Worker.Poll)
+	for _, msg := range []string{`msg="outbox: reading due jobs"`, `msg="webhooks: reading due deliveries"`} {
+		if n := strings.Count(a.logs.String(), msg); n != 1 {
+			t.Errorf("logs: %d lines %s over 20 polls, want 1", n, msg)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/faillog"
 	"optin/internal/flight"
 )
 
@@ -163,6 +164,7 @@ func (w *Worker) Run(ctx context.Context) {
 			w.check(ctx, c)
 		}()
 	}
+	readLog := faillog.New(w.Log, "outbox: reading due jobs", w.Now)
 	for {
 		// A wake waiting now is answered by this read: its jobs were
 		// committed before Notify, and the expedite flag set before it.
@@ -177,8 +179,10 @@ func (w *Worker) Run(ctx context.Context) {
 			w.expediteRetries(ctx)
 		}
 		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.inflight.Has)
-		if err != nil && ctx.Err() == nil {
-			w.Log.Error("outbox: reading due jobs", "err", err)
+		if err == nil {
+			readLog.OK()
+		} else if ctx.Err() == nil {
+			readLog.Failed(err)
 		}
 		for _, batch := range sendBatches(due) {
 			for _, j := range batch {

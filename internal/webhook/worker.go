@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/faillog"
 	"optin/internal/flight"
 )
 
@@ -168,6 +169,7 @@ func (w *Worker) Run(ctx context.Context) {
 		close(sends)
 		wg.Wait()
 	}()
+	readLog := faillog.New(w.Log, "webhooks: reading due deliveries", w.Now)
 	for ctx.Err() == nil {
 		w.inflight.Release()
 		// held says a due delivery was left out because it is being sent
@@ -181,8 +183,10 @@ func (w *Worker) Run(ctx context.Context) {
 			}
 			return false
 		})
-		if err != nil && ctx.Err() == nil {
-			w.Log.Error("webhooks: reading due deliveries", "err", err)
+		if err == nil {
+			readLog.OK()
+		} else if ctx.Err() == nil {
+			readLog.Failed(err)
 		}
 		for _, d := range due {
 			if !w.take(d, perHook) {
