@@ -23,6 +23,7 @@ import (
 	"optin/internal/bolt/record"
 	"optin/internal/consent"
 	"optin/internal/storetest"
+	"optin/internal/testclock"
 	"optin/internal/transfer"
 )
 
@@ -38,9 +39,12 @@ var (
 // with personal record, confirmation mail queued) into another, through
 // 64 concurrent callers as the web server would, and as many signups
 // confirmed by a click once their mail went into a third
-// (storetest.StorageConfirmed). It reports the growth of each file per
-// record (B/imported, B/pending, B/confirmed) and logs where the bytes
-// go: the pages each bucket holds, per record.
+// (storetest.StorageConfirmed), and into a fourth as many again with
+// their requests swept once long expired, which is what a signed-up
+// subscriber keeps for good (storetest.StorageSettled). It reports the
+// growth of each file per record (B/imported, B/pending, B/confirmed;
+// B/settled less the pages the sweep freed, which new records reuse)
+// and logs where the bytes go: the pages each bucket holds, per record.
 //
 //	go test -run '^$' -bench Storage -benchtime 1x ./internal/bolt
 func BenchmarkStorage(b *testing.B) {
@@ -49,12 +53,16 @@ func BenchmarkStorage(b *testing.B) {
 		imported := storageImport(b, n)
 		pending := storageSignups(b, n)
 		confirmed := storageConfirmed(b, n)
+		settled := storageSettled(b, n)
 		b.ReportMetric(imported.perRecord(n), "B/imported")
 		b.ReportMetric(pending.perRecord(n), "B/pending")
 		b.ReportMetric(confirmed.perRecord(n), "B/confirmed")
+		b.ReportMetric(float64(settled.full-int64(settled.free)-settled.empty)/float64(n), "B/settled")
 		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table(n))
 		b.Logf("%d pending signups:\n%s", n, pending.table(n))
 		b.Logf("%d signups confirmed, their mail sent:\n%s", n, confirmed.table(n))
+		b.Logf("%d signups confirmed, their requests swept (%.0f B/record of free pages):\n%s", n,
+			float64(settled.free)/float64(n), settled.table(n))
 	}
 }
 
@@ -118,7 +126,7 @@ func measure(b *testing.B, db *DB) storageUse {
 
 // storageDB opens an empty database with the newsletter form and its
 // topic, and returns it with its file size.
-func storageDB(b *testing.B) (*DB, consent.Form, int64) {
+func storageDB(b *testing.B, clk *testclock.Clock) (*DB, consent.Form, int64) {
 	b.Helper()
 	dir := *storageDir
 	if dir == "" {
@@ -131,7 +139,7 @@ func storageDB(b *testing.B) (*DB, consent.Form, int64) {
 	path := f.Name()
 	f.Close()
 	os.Remove(path)
-	db, err := Open(path, Options{HMACKey: bytes.Repeat([]byte{3}, 32), MessageIDDomain: "mail.shop.example"})
+	db, err := Open(path, Options{HMACKey: bytes.Repeat([]byte{3}, 32), MessageIDDomain: "mail.shop.example", Now: clk.Now})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,7 +158,7 @@ func storageDB(b *testing.B) (*DB, consent.Form, int64) {
 // storageImport imports n rows of one topic with evidence, as the
 // 1M-row import of docs/performance.md does (storetest.StorageImport).
 func storageImport(b *testing.B, n int) storageUse {
-	db, _, empty := storageDB(b)
+	db, _, empty := storageDB(b, testclock.Real())
 	if err := storetest.StorageImport(context.Background(), db, n); err != nil {
 		b.Fatal(err)
 	}
@@ -163,7 +171,7 @@ func storageImport(b *testing.B, n int) storageUse {
 // a browser's user agent, an IP address and the page of the form
 // (storetest.StorageSignups).
 func storageSignups(b *testing.B, n int) storageUse {
-	db, form, empty := storageDB(b)
+	db, form, empty := storageDB(b, testclock.Real())
 	if err := storetest.StorageSignups(context.Background(), db, &form, n); err != nil {
 		b.Fatal(err)
 	}
@@ -178,8 +186,22 @@ func storageSignups(b *testing.B, n int) storageUse {
 // storageConfirmed signs up n new addresses, sends their confirmation
 // mail and confirms each (storetest.StorageConfirmed).
 func storageConfirmed(b *testing.B, n int) storageUse {
-	db, form, empty := storageDB(b)
+	db, form, empty := storageDB(b, testclock.Real())
 	if err := storetest.StorageConfirmed(context.Background(), db, &form, n); err != nil {
+		b.Fatal(err)
+	}
+	u := measure(b, db)
+	u.empty = empty
+	return u
+}
+
+// storageSettled signs up n new addresses, sends their confirmation
+// mail, confirms each and sweeps their requests once long expired
+// (storetest.StorageSettled).
+func storageSettled(b *testing.B, n int) storageUse {
+	clk := testclock.Real()
+	db, form, empty := storageDB(b, clk)
+	if err := storetest.StorageSettled(context.Background(), db, &form, n, clk); err != nil {
 		b.Fatal(err)
 	}
 	u := measure(b, db)

@@ -13,6 +13,7 @@ import (
 	"optin/internal/consent"
 	"optin/internal/postgres"
 	"optin/internal/storetest"
+	"optin/internal/testclock"
 )
 
 var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkStorage imports and signs up")
@@ -24,7 +25,9 @@ var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkSto
 // database, as many pending signups (subscriber, request, requested
 // event with its personal record, confirmation mail queued) into
 // another, and as many signups confirmed by a click once their mail went
-// (storetest.StorageConfirmed) into a third. It reports the growth of optin's tables and their indexes
+// (storetest.StorageConfirmed) into a third, and into a fourth as many
+// again with their requests swept once long expired, which is what a
+// signed-up subscriber keeps for good (storetest.StorageSettled: B/settled). It reports the growth of optin's tables and their indexes
 // per record twice: as the writes left them (B/imported, B/pending,
 // B/confirmed: pages as they filled, dead row versions included) and
 // after VACUUM FULL has rewritten every table and index with the live
@@ -37,14 +40,17 @@ var storageN = flag.Int("storage.n", 100_000, "how many subscribers BenchmarkSto
 func BenchmarkStorage(b *testing.B) {
 	n := *storageN
 	for range b.N {
-		imported := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+		imported := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form, _ *testclock.Clock) error {
 			return storetest.StorageImport(ctx, db, n)
 		})
-		pending := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+		pending := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form, _ *testclock.Clock) error {
 			return storetest.StorageSignups(ctx, db, form, n)
 		})
-		confirmed := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form) error {
+		confirmed := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form, _ *testclock.Clock) error {
 			return storetest.StorageConfirmed(ctx, db, form, n)
+		})
+		settled := storageRun(b, n, func(ctx context.Context, db *postgres.DB, form *consent.Form, clk *testclock.Clock) error {
+			return storetest.StorageSettled(ctx, db, form, n, clk)
 		})
 		b.ReportMetric(imported.grown, "B/imported")
 		b.ReportMetric(imported.vacuumed, "B/imported-vacuumed")
@@ -52,9 +58,12 @@ func BenchmarkStorage(b *testing.B) {
 		b.ReportMetric(pending.vacuumed, "B/pending-vacuumed")
 		b.ReportMetric(confirmed.grown, "B/confirmed")
 		b.ReportMetric(confirmed.vacuumed, "B/confirmed-vacuumed")
+		b.ReportMetric(settled.grown, "B/settled")
+		b.ReportMetric(settled.vacuumed, "B/settled-vacuumed")
 		b.Logf("%d imported subscribers with one topic:\n%s", n, imported.table)
 		b.Logf("%d pending signups:\n%s", n, pending.table)
 		b.Logf("%d signups confirmed, their mail sent:\n%s", n, confirmed.table)
+		b.Logf("%d signups confirmed, their requests swept:\n%s", n, settled.table)
 	}
 }
 
@@ -68,11 +77,12 @@ type storageUse struct {
 // storageRun opens a store on a new database with the newsletter form
 // and its topic, writes n records with write, and measures the growth of
 // the database's tables with their TOAST and indexes.
-func storageRun(b *testing.B, n int, write func(context.Context, *postgres.DB, *consent.Form) error) storageUse {
+func storageRun(b *testing.B, n int, write func(context.Context, *postgres.DB, *consent.Form, *testclock.Clock) error) storageUse {
 	b.Helper()
 	ctx := context.Background()
 	url := pg.EmptyDatabase(b)
-	db, err := postgres.Open(ctx, url, postgres.Options{HMACKey: testHMACKey, MessageIDDomain: "mail.shop.example"})
+	clk := testclock.Real()
+	db, err := postgres.Open(ctx, url, postgres.Options{HMACKey: testHMACKey, MessageIDDomain: "mail.shop.example", Now: clk.Now})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +104,7 @@ func storageRun(b *testing.B, n int, write func(context.Context, *postgres.DB, *
 	vacuum()
 	emptyVacuumed := relationSizes(b, pool)
 	empty := relationSizes(b, pool)
-	if err := write(ctx, db, &form); err != nil {
+	if err := write(ctx, db, &form, clk); err != nil {
 		b.Fatal(err)
 	}
 	grown := relationSizes(b, pool)

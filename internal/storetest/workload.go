@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"optin/internal/consent"
+	"optin/internal/testclock"
 	"optin/internal/transfer"
 )
 
@@ -109,11 +110,7 @@ func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, 
 		sent += len(jobs)
 	}
 	return inParallel(n, func(i int) error {
-		a, err := consent.ParseAddress(StorageAddress("p", i))
-		if err != nil {
-			return err
-		}
-		sub, err := s.SubscriberByAddress(ctx, a)
+		sub, err := signedUp(ctx, s, i)
 		if err != nil {
 			return err
 		}
@@ -124,6 +121,48 @@ func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, 
 			Check: &consent.Check{Class: consent.ClassPerson, AfterMail: 300, Interaction: true}})
 		return err
 	})
+}
+
+// StorageSettled makes n subscribers as StorageConfirmed does, then
+// moves clock past their links' expiry and retention (the default
+// policy's 72 hours and 7 days, and a day) and sweeps, as the service's
+// hourly sweep does: what a signed-up subscriber keeps for good, its
+// request gone (consent.Store.SweepRequests deletes every request that
+// long expired, confirmed or not). The store must run on clock. Each
+// subscriber must still be confirmed and no request left.
+func StorageSettled(ctx context.Context, s consent.Store, form *consent.Form, n int, clock *testclock.Clock) error {
+	if err := StorageConfirmed(ctx, s, form, n); err != nil {
+		return err
+	}
+	const retention = 7 * 24 * time.Hour
+	clock.Advance(consent.DefaultPolicy().ConfirmTTL + retention + 24*time.Hour)
+	swept, err := s.SweepRequests(ctx, retention)
+	if err != nil {
+		return err
+	}
+	if swept != n {
+		return fmt.Errorf("sweep: %d of %d confirmed requests deleted", swept, n)
+	}
+	for _, i := range []int{0, n / 2, n - 1} {
+		sub, err := signedUp(ctx, s, i)
+		if err != nil {
+			return err
+		}
+		if sub == nil || sub.Subscriptions["news"] == nil || sub.Subscriptions["news"].Status != consent.StatusConfirmed {
+			return fmt.Errorf("signup %d: not confirmed after the sweep", i)
+		}
+	}
+	return nil
+}
+
+// signedUp returns the subscriber of StorageSignups's signup i, nil
+// when there is none.
+func signedUp(ctx context.Context, s consent.Store, i int) (*consent.Subscriber, error) {
+	a, err := consent.ParseAddress(StorageAddress("p", i))
+	if err != nil {
+		return nil, err
+	}
+	return s.SubscriberByAddress(ctx, a)
 }
 
 // inParallel calls fn for 0 to n-1 from 64 goroutines, as the web
