@@ -168,8 +168,13 @@ func TestOlderInstanceAfterMigration(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if r := a.signupJSON("late@example.com", "news"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"unavailable"`) {
-		t.Errorf("signup after the migration: got %d %s, want 503 unavailable", r.status, r.body)
+	for i := range 5 {
+		if r := a.signupJSON(fmt.Sprintf("late%d@example.com", i), "news"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"unavailable"`) {
+			t.Errorf("signup %d after the migration: got %d %s, want 503 unavailable", i, r.status, r.body)
+		}
+	}
+	if n := strings.Count(a.logs.String(), "request refused: the store is unavailable"); n != 1 {
+		t.Errorf("logs: %d lines for 5 requests refused, want 1 (internal/faillog)", n)
 	}
 	var n int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM subscribers").Scan(&n); err != nil || n != 0 {

@@ -53,3 +53,26 @@ func TestFailuresLoggedOnceAMinute(t *testing.T) {
 		t.Fatalf("a failure after recovery: want it logged at once, got:\n%s", buf.String())
 	}
 }
+
+// TestQuietMinuteEndsFailure: without OK, a failure a minute after the
+// last one starts a new failure, logged at once as such, with the
+// attributes of its attempt, at the level the log was made with.
+func TestQuietMinuteEndsFailure(t *testing.T) {
+	var buf bytes.Buffer
+	clk := testclock.At(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := NewWarn(slog.New(slog.NewTextHandler(&buf, nil)), "request refused: the store is unavailable", clk.Now)
+	lines := func() []string { return strings.Split(strings.TrimSpace(buf.String()), "\n") }
+	down := errors.New("unavailable")
+	for range 30 {
+		l.Failed(down, "route", "/f/:form")
+		clk.Advance(time.Second)
+	}
+	if got := lines(); len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "route=/f/:form") {
+		t.Fatalf("30 failures in 30 s: want one warning with the route, got:\n%s", buf.String())
+	}
+	clk.Advance(time.Minute)
+	l.Failed(down, "route", "/confirm/:token")
+	if got := lines(); len(got) != 2 || strings.Contains(got[1], "still failing") || !strings.Contains(got[1], "route=/confirm/:token") {
+		t.Fatalf("a failure after a quiet minute: want it logged as a new one, got:\n%s", buf.String())
+	}
+}

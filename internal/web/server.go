@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"optin/internal/consent"
+	"optin/internal/faillog"
 	"optin/internal/i18n"
 	"optin/internal/ledger"
 	"optin/internal/scanner"
@@ -122,10 +123,13 @@ type Server struct {
 	manageNet limiter
 	brake     limiter
 	originLog *originLog
-	pow       *powGuard
-	embedJS   []byte // body of embed.js, wrapped around each form's data
-	embedCSS  []byte // embed.css, after each form's brand
-	verifyJS  []byte // the receipt checker's script
+	// unavailable logs the requests refused while the store is
+	// unavailable: the first, then one line a minute with their count.
+	unavailable *faillog.Log
+	pow         *powGuard
+	embedJS     []byte // body of embed.js, wrapped around each form's data
+	embedCSS    []byte // embed.css, after each form's brand
+	verifyJS    []byte // the receipt checker's script
 	// The browser console (console.go).
 	console map[string]*template.Template
 	assets  map[string]consoleAsset
@@ -164,7 +168,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.Store, "signup", cfg.SignupLimit), manage: newLimiter(cfg.Store, "manage", cfg.ManageLimit),
-		originLog: newOriginLog(cfg.Log), testSends: newLimiter(cfg.Store, "test-send", Rate{N: 20, Per: time.Hour})}
+		originLog: newOriginLog(cfg.Log), testSends: newLimiter(cfg.Store, "test-send", Rate{N: 20, Per: time.Hour}),
+		unavailable: faillog.NewWarn(cfg.Log, "request refused: the store is unavailable", cfg.Store.Now)}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}
@@ -333,7 +338,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	case consent.EInternal:
 		s.cfg.Log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "err", err)
 	case consent.EUnavailable:
-		s.cfg.Log.Warn("request refused: the store is unavailable", "method", c.Request.Method, "route", c.FullPath(), "err", err)
+		s.unavailable.Failed(err, "method", c.Request.Method, "route", c.FullPath())
 		c.Header("Retry-After", "5")
 	}
 	writeJSONError(c, statusOf(code), code, consent.ErrorMessage(err))
