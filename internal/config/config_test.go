@@ -898,3 +898,31 @@ func TestScanners(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleNamesEveryKey: config.example.yaml, which the README points
+// to for every key it does not list, names each key of Config (set or in
+// a comment). It failed for postgres.outbox_lease.
+func TestExampleNamesEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^[#\s]*` + regexp.QuoteMeta(name) + `:`).MatchString(text) {
+				t.Errorf("config.example.yaml does not name %s%s", prefix, name)
+			}
+			if ft := f.Type; ft.Kind() == reflect.Struct && ft.NumField() > 0 && ft.Field(0).Tag.Get("yaml") != "" {
+				walk(prefix+name+".", ft)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+}
