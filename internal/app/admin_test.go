@@ -282,7 +282,10 @@ func TestAdminTopicsAndForms(t *testing.T) {
 			t.Errorf("script %q lacks %q", snip.Script, want)
 		}
 	}
-	for _, want := range []string{`action="` + s.url + `/f/shop"`, `name="topics" value="offers"`, "Desidero ricevere", `name="website"`} {
+	// The plain form shows what the hosted one does, in the form's
+	// language: its labels and the link to the privacy notice.
+	for _, want := range []string{`action="` + s.url + `/f/shop"`, `name="topics" value="offers"`, "Desidero ricevere", `name="website"`,
+		"Indirizzo email", "Nome (facoltativo)", "Iscriviti", `<a href="` + s.url + `/privacy"`, "Informativa sulla privacy"} {
 		if !strings.Contains(snip.HTML, want) {
 			t.Errorf("html lacks %q:\n%s", want, snip.HTML)
 		}

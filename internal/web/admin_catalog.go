@@ -183,8 +183,8 @@ var snippetTmpl = template.Must(template.New("snippet").Parse(
 		`{{define "html"}}<!-- optin form "{{.ID}}", wording version {{.Version}}: paste again after changing the form's wording -->
 <form action="{{.Page}}" method="post" accept-charset="utf-8">
   <p>{{.Wording}}</p>
-  <p><label>Email <input type="email" name="email" required maxlength="254" autocomplete="email"></label></p>
-  <p><label>Name <input type="text" name="name" maxlength="100" autocomplete="name"></label></p>
+  <p><label>{{.T.Email}} <input type="email" name="email" required maxlength="254" autocomplete="email"></label></p>
+  <p><label>{{.T.Name}} <input type="text" name="name" maxlength="100" autocomplete="name"></label></p>
 {{- range $t := .Topics}}
   <p><label><input type="checkbox" name="topics" value="{{.ID}}"> {{.Name}}</label>
   {{- range $.Channels}} <label><input type="checkbox" name="channels" value="{{$t.ID}}:{{.ID}}"> {{.Label}}</label>{{end}}</p>
@@ -196,9 +196,10 @@ var snippetTmpl = template.Must(template.New("snippet").Parse(
   <p><label>{{.PostalLabel}} <textarea name="postal_address" rows="3" maxlength="300" autocomplete="street-address"></textarea></label></p>
 {{- end}}
   <input type="hidden" name="locale" value="{{.Locale}}">
-  <div style="position:absolute;left:-10000px" aria-hidden="true"><label>Leave this empty <input type="text" name="website" tabindex="-1" autocomplete="off"></label></div>
+  <div style="position:absolute;left:-10000px" aria-hidden="true"><label>{{.T.Honeypot}} <input type="text" name="website" tabindex="-1" autocomplete="off"></label></div>
   <p><small>{{.Notice}}</small></p>
-  <p><button type="submit">Subscribe</button></p>
+  <p><small><a href="{{.Privacy}}" target="_blank" rel="noopener">{{.T.Privacy}}</a></small></p>
+  <p><button type="submit">{{.T.Submit}}</button></p>
 </form>{{end}}`))
 
 // snippetData is what the snippet templates get.
@@ -206,7 +207,10 @@ type snippetData struct {
 	ID, Title, Page, Script string
 	Version                 int
 	Locale, Wording, Notice string
-	Topics                  []consent.Topic
+	Privacy                 string // the privacy notice's URL
+	// T is the form's labels in its language, as the hosted form has them.
+	T      struct{ Email, Name, Honeypot, Privacy, Submit string }
+	Topics []consent.Topic
 	// Channels are the channels the form offers under each topic, with
 	// the fields for the number and the address they need.
 	Channels                []channelOption
@@ -246,10 +250,12 @@ func (s *Server) formSnippets(c *gin.Context, f *consent.Form) (map[string]strin
 	l := s.cfg.Catalog.For(s.cfg.Catalog.Pick(f.Locale))
 	w := s.wording(f, topics, l)
 	page := s.cfg.BaseURL + "/f/" + url.PathEscape(f.ID)
-	d := snippetData{ID: f.ID, Title: "Subscribe: " + f.ID, Page: page, Script: page + "/embed.js",
-		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Topics: consent.TopicsIn(topics, l.Locale),
+	d := snippetData{ID: f.ID, Title: l.T("form.title") + ": " + f.ID, Page: page, Script: page + "/embed.js",
+		Version: f.WordingVersion, Locale: l.Locale, Wording: w.Text, Notice: w.Notice, Privacy: s.privacyURL(f), Topics: consent.TopicsIn(topics, l.Locale),
 		Channels: channelOptions(l, "", f.Channels, nil), PhoneLabel: l.T(phoneLabel(f.Channels)), PostalLabel: l.T("channels.postal_label")}
 	d.AskPhone, d.AskPost = asks(f.Channels)
+	d.T.Email, d.T.Name, d.T.Honeypot = l.T("form.email"), l.T("form.name"), l.T("form.honeypot")
+	d.T.Privacy, d.T.Submit = l.T("form.privacy"), l.T("form.submit")
 	out := map[string]string{}
 	for _, name := range snippetKinds() {
 		var buf bytes.Buffer
