@@ -34,21 +34,22 @@ const usage = `optin: double-opt-in subscriptions with provable consent
 
 usage:
   optin serve [--config FILE]                       run the service
-  optin apikey create --name N --role R [--config FILE]
-                                                    create an admin API key (admin|marketer|viewer)
+  optin apikey create --name N --role admin|marketer|viewer [--config FILE]
+                                                    create an API key
   optin apikey list [--config FILE]                 list API keys
   optin apikey revoke --id ID [--config FILE]       revoke an API key
   optin verify [--head FILE]... [--config FILE]     check the consent ledger's hash chain and tree,
                                                     and that it extends saved heads
-  optin receipt verify RECEIPT --key KEYFILE [--head FILE]
+  optin receipt verify RECEIPT --key KEYFILE [--head FILE] [--consistency FILE]
                                                     check a consent receipt offline
   optin ledger rotate-key [--config FILE]           make a new key for the ledger's heads (the old one
                                                     stays to check older heads); restart optin after
   optin counters rebuild [--check] [--config FILE]  recount the counters the overview reads
                                                     (--check: only compare them with a full walk)
-  optin import [--format csv|ndjson] [--config FILE] FILE
-                                                    import subscribers (see the README)
-  optin campaign status [--config FILE] ID          show a reawaken campaign's progress
+  optin import [--format csv|ndjson] [--no-notice] [--config FILE] FILE
+                                                    import subscribers (docs/cli.md)
+  optin campaign status [--config FILE] [--interval D] ID
+                                                    show a reawaken campaign's progress
   optin mail test --to ADDR [--config FILE]         send a test mail through the configured transport
   optin migrate status [--config FILE]              show the store's schema version
   optin migrate --to postgres [--config FILE]       copy the bbolt database into PostgreSQL

@@ -164,3 +164,27 @@ func TestCLIWhileServing(t *testing.T) {
 		t.Errorf("verify on the file: %q %v", out, err)
 	}
 }
+
+// TestUsageListsTheREADMECommands: each command line of the README's
+// "Command line" block is in the usage text as written, flags included
+// (the usage lacked --no-notice, --interval and --consistency).
+func TestUsageListsTheREADMECommands(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(b), "## Command line\n\n```\n")
+	if !ok {
+		t.Fatal("README has no Command line block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("README's Command line block has %d lines", len(lines))
+	}
+	for _, line := range lines {
+		if !strings.Contains(usage, strings.TrimSpace(line)) {
+			t.Errorf("usage lacks the README's %q", line)
+		}
+	}
+}
