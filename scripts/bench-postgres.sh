@@ -7,7 +7,9 @@
 # repository: bash scripts/bench-postgres.sh (NS, CLIENTS, DUR override
 # the instance counts, clients and duration; WORK, PGPORT, BASEPORT and
 # SINKPORT the work directory and ports, so two runs can share a machine;
-# IMPORT=N also measures N imported people, see below;
+# IMPORT=N also measures N imported people, see below; CONFIRM=1 also
+# presses Confirm in every confirmation mail once the mails are in, so the
+# CPU is per whole double opt-in and the bytes per confirmed signup;
 # PPROF=1 serves the first instance's profiles on 127.0.0.1:6060, or
 # on PPROFPORT).
 set -euo pipefail
@@ -57,20 +59,21 @@ Y
   before=$(psql -d optin -c "SELECT pg_database_size('optin')")
   echo "== $n instance(s), $(date -u +%FT%TZ)"
   $BENCH signup --url "$(IFS=,; echo "${urls[*]}")" --clients ${CLIENTS:-64} --duration ${DUR:-10s} --sink 127.0.0.1:$SINK \
-    --cpu "optin=$(IFS=+; echo "${pids[*]}"),postgres=$PGPID"
+    --cpu "optin=$(IFS=+; echo "${pids[*]}"),postgres=$PGPID" ${CONFIRM:+--confirm}
   subs=$(psql -d optin -c "SELECT count(*) FROM subscribers")
   # A table read whole, again and again, during the run is a plan gone
   # wrong (one made while the table was nearly empty, kept by a pooled
   # connection): a few scans of the first rows are not.
   echo "sequential scans (scans/rows read) of the tables read whole for more than 1,000 rows: $(psql -d optin -c "SELECT coalesce(string_agg(relname||' '||seq_scan||'/'||seq_tup_read, ', '), 'none') FROM pg_stat_user_tables WHERE seq_tup_read > 1000")"
   after=$(psql -d optin -c "SELECT pg_database_size('optin')")
-  echo "database: $subs subscribers (pending), $before -> $after bytes: $(( (after-before)/subs )) bytes per pending signup"
+  state=pending; [ -n "${CONFIRM:-}" ] && state=confirmed
+  echo "database: $subs subscribers ($state), $before -> $after bytes: $(( (after-before)/subs )) bytes per $state signup"
   sleep 2; s1=$(psql -d optin -F' ' -c "$stat")
   read -r c0 i0 u0 d0 f0 <<<"$s0"; read -r c1 i1 u1 d1 f1 <<<"$s1"
   echo "per signup: commits $(( (c1-c0)*1000/subs ))/1000, rows inserted $(( (i1-i0)*100/subs ))/100, updated $(( (u1-u0)*100/subs ))/100, deleted $(( (d1-d0)*100/subs ))/100"
   rel="SELECT c.relname, pg_table_size(c.oid)/$subs, pg_indexes_size(c.oid)/$subs FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 16384 ORDER BY pg_total_relation_size(c.oid) DESC"
-  echo "bytes per pending signup by relation as the run left them (table with toast / indexes):"
+  echo "bytes per $state signup by relation as the run left them (table with toast / indexes):"
   psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
   # VACUUM FULL rewrites every table and index with the live rows alone:
   # what a subscriber takes once the dead versions (the sent mail's
@@ -80,7 +83,7 @@ Y
   # system catalogs too.)
   live=$(psql -d optin -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'public' AND c.relkind = 'r'")
-  echo "after VACUUM FULL: $(( live/subs )) bytes per pending signup in optin's tables; by relation:"
+  echo "after VACUUM FULL: $(( live/subs )) bytes per $state signup in optin's tables; by relation:"
   psql -d optin -F' ' -c "$rel" | sed 's/^/  /'
   echo "average bytes of a column (pg_column_size) after VACUUM FULL:"
   psql -d optin -F' ' -c "SELECT 'subscribers', avg(pg_column_size(id))::int, avg(pg_column_size(email_key))::int, avg(pg_column_size(data))::int FROM subscribers

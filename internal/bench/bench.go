@@ -19,10 +19,12 @@ import (
 )
 
 const usage = `usage:
-  optin-bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D]
+  optin-bench signup  [--url U] [--form F] [--topic T] [--clients N] [--duration D] [--rate R] [--sink ADDR] [--drain D] [--confirm]
         POST signups with unique addresses for D with N clients; with --sink, also run
-        the SMTP server optin sends to on ADDR and report confirmation-mail latency;
-        then the service's memory from its /metrics: Go heap, anonymous RSS, database pages
+        the SMTP server optin sends to on ADDR and report confirmation-mail latency, and
+        with --confirm then press Confirm on each mail's link (N clients) and count the
+        confirmations optin recorded; then the service's memory from its /metrics: Go
+        heap, anonymous RSS, database pages
   optin-bench ceiling [--clients N] [--duration D] [--dir DIR]
         the limits to compare with: the same load against a gin handler that does
         nothing, and raw fsynced bbolt commits per second
@@ -236,8 +238,12 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	drain := fs.Duration("drain", 60*time.Second, "with --sink: how long to wait for the last mails")
 	rate := fs.Int("rate", 0, "requests per second over all clients (0: as fast as they go)")
 	cpuFlag := fs.String("cpu", "", "report the CPU of process trees: NAME=PID[+PID...],... (e.g. optin=4101+4102,postgres=3900)")
+	confirm := fs.Bool("confirm", false, "with --sink: once the mails are in, press Confirm on each one's link, so the CPU is of whole double opt-ins")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *confirm && *sink == "" {
+		return errors.New("bench: --confirm needs --sink, where the confirmation mails arrive")
 	}
 	cpu, err := parseCPUFlag(*cpuFlag)
 	if err != nil {
@@ -284,17 +290,21 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}()
 	if srv == nil {
-		return cpu.print(out, okCount.Load())
+		return cpu.print(out, okCount.Load(), "signup")
 	}
 	want := int(okCount.Load())
 	dctx, cancel := context.WithTimeout(ctx, *drain)
 	defer cancel()
 	var lat []time.Duration
+	var links []string
 	seen := map[string]int{}
 	for _, d := range srv.Wait(dctx, want) {
 		seen[d.To]++
 		if v, ok := acked.Load(d.To); ok && seen[d.To] == 1 {
 			lat = append(lat, d.At.Sub(v.(time.Time)))
+			if d.Link != "" {
+				links = append(links, d.Link)
+			}
 		}
 	}
 	dups := 0
@@ -305,9 +315,86 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "mail: %d of %d confirmation mails received, %d duplicates, %d SMTP sessions\n", len(seen), want, dups, srv.Sessions())
 	fmt.Fprintf(out, "mail latency (signup answered -> mail at SMTP server) p50 %v  p99 %v  max %v\n",
 		Percentile(lat, 50).Round(100*time.Microsecond), Percentile(lat, 99).Round(100*time.Microsecond), Percentile(lat, 100).Round(100*time.Microsecond))
-	// With the sink, the CPU counts until the last mail arrived: a signup
-	// is done when its confirmation mail is out.
-	return cpu.print(out, okCount.Load())
+	if !*confirm {
+		// With the sink, the CPU counts until the last mail arrived: a
+		// signup is done when its confirmation mail is out.
+		return cpu.print(out, okCount.Load(), "signup")
+	}
+	bases := strings.Split(*base, ",")
+	before, err := confirmationsRecorded(ctx, bases)
+	if err != nil {
+		return err
+	}
+	clicks := clickLinks(ctx, bases, links, *clients)
+	after, err := confirmationsRecorded(ctx, bases)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "confirm: %d of %d mails' links pressed, %d clients\n%s", len(links), len(seen), *clients, clicks)
+	fmt.Fprintf(out, "confirmations recorded: %d of %d (optin_confirmation_clicks_total, outcome recorded)\n", after-before, len(links))
+	// The CPU counts until the last click was answered: per signup is
+	// then per whole double opt-in, the click included.
+	return cpu.print(out, okCount.Load(), "signup confirmed")
+}
+
+// clickLinks presses Confirm on each of links (paths on optin) from
+// clients connections spread over the instances at bases, as the
+// confirmation page's form does: a form post of an empty interaction
+// field from a browser's user agent. Each answer must be 200.
+func clickLinks(ctx context.Context, bases, links []string, clients int) Result {
+	res := Result{Errors: map[string]int{}}
+	next := make(chan string)
+	go func() {
+		defer close(next)
+		for _, l := range links {
+			select {
+			case next <- l:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	header := http.Header{"Content-Type": {"application/x-www-form-urlencoded"},
+		"User-Agent": {"Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0"}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range clients {
+		cl, err := newClient(strings.TrimSuffix(bases[w%len(bases)], "/"), header, 30*time.Second)
+		if err != nil {
+			res.Errors[err.Error()]++
+			break
+		}
+		wg.Go(func() {
+			defer cl.close()
+			var lat []time.Duration
+			errs := map[string]int{}
+			for link := range next {
+				t0 := time.Now()
+				status, err := cl.postTo(link, []byte("interaction="))
+				switch {
+				case err != nil:
+					errs["transport"]++
+				case status != http.StatusOK:
+					errs[fmt.Sprintf("status %d", status)]++
+				default:
+					lat = append(lat, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.Requests += len(lat)
+			res.Latencies = append(res.Latencies, lat...)
+			for k, v := range errs {
+				res.Requests += v
+				res.Errors[k] += v
+			}
+		})
+	}
+	wg.Wait()
+	res.Duration = time.Since(start)
+	slices.Sort(res.Latencies)
+	return res
 }
 
 func runSink(ctx context.Context, args []string, out io.Writer) error {

@@ -20,7 +20,8 @@ import (
 type client struct {
 	addr    string
 	timeout time.Duration
-	head    []byte // the request up to the Content-Length value
+	path    string // where post sends
+	head    []byte // the request after its first line, up to the Content-Length value
 	conn    net.Conn
 	r       *bufio.Reader
 	buf     []byte
@@ -39,19 +40,22 @@ func newClient(rawURL string, header http.Header, timeout time.Duration) (*clien
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	head := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), u.Host)
+	head := fmt.Appendf(nil, "Host: %s\r\n", u.Host)
 	for k, vs := range header {
 		for _, v := range vs {
 			head = fmt.Appendf(head, "%s: %s\r\n", http.CanonicalHeaderKey(k), v)
 		}
 	}
 	head = append(head, "Content-Length: "...)
-	return &client{addr: addr, timeout: timeout, head: head}, nil
+	return &client{addr: addr, timeout: timeout, path: u.RequestURI(), head: head}, nil
 }
 
-// post sends body and returns the answer's status. Any error closes the
-// connection; the next post dials a new one.
-func (c *client) post(body []byte) (int, error) {
+// post sends body to the client's URL and returns the answer's status.
+// Any error closes the connection; the next post dials a new one.
+func (c *client) post(body []byte) (int, error) { return c.postTo(c.path, body) }
+
+// postTo is post to path (absolute, on the same server).
+func (c *client) postTo(path string, body []byte) (int, error) {
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 		if err != nil {
@@ -63,7 +67,8 @@ func (c *client) post(body []byte) (int, error) {
 		c.close()
 		return 0, err
 	}
-	c.buf = append(c.buf[:0], c.head...)
+	c.buf = append(append(append(c.buf[:0], "POST "...), path...), " HTTP/1.1\r\n"...)
+	c.buf = append(c.buf, c.head...)
 	c.buf = strconv.AppendInt(c.buf, int64(len(body)), 10)
 	c.buf = append(c.buf, "\r\n\r\n"...)
 	c.buf = append(c.buf, body...)

@@ -137,8 +137,8 @@ func (w *cpuWatch) start() error {
 }
 
 // print writes one line per name: the CPU its trees used since start,
-// and per operation of ops.
-func (w *cpuWatch) print(out io.Writer, ops int64) error {
+// and per operation of ops, which unit names ("signup").
+func (w *cpuWatch) print(out io.Writer, ops int64, unit string) error {
 	if len(w.names) == 0 {
 		return nil
 	}
@@ -154,10 +154,10 @@ func (w *cpuWatch) print(out io.Writer, ops int64) error {
 			used += after[pid] - w.before[pid]
 		}
 		total += used
-		fmt.Fprintf(&b, "cpu %s: %v, %s per signup\n", name, used, perOp(used, ops))
+		fmt.Fprintf(&b, "cpu %s: %v, %s per %s\n", name, used, perOp(used, ops), unit)
 	}
 	if len(w.names) > 1 {
-		fmt.Fprintf(&b, "cpu together: %v, %s per signup\n", total, perOp(total, ops))
+		fmt.Fprintf(&b, "cpu together: %v, %s per %s\n", total, perOp(total, ops), unit)
 	}
 	_, err = io.WriteString(out, b.String())
 	return err

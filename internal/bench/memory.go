@@ -57,3 +57,41 @@ func ServiceMemory(ctx context.Context, base string) (memstat.Usage, error) {
 	u.RSS = u.RSSAnon + u.RSSFile + u.RSSShmem
 	return u, nil
 }
+
+// clickLine is a line of /metrics counting confirmation clicks.
+var clickLine = regexp.MustCompile(`^optin_confirmation_clicks_total\{([^}]*)\} (\S+)$`)
+
+// confirmationsRecorded returns how many confirm clicks the optin
+// instances at bases have recorded as consent, by their
+// optin_confirmation_clicks_total (outcome "recorded", every class).
+func confirmationsRecorded(ctx context.Context, bases []string) (int, error) {
+	total := 0
+	for _, base := range bases {
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(base, "/")+"/metrics", nil)
+		if err != nil {
+			return 0, err
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		s := bufio.NewScanner(res.Body)
+		for s.Scan() {
+			m := clickLine.FindStringSubmatch(s.Text())
+			if m == nil || !strings.Contains(m[1], `kind="confirm"`) || !strings.Contains(m[1], `outcome="recorded"`) {
+				continue
+			}
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				res.Body.Close()
+				return 0, fmt.Errorf("optin_confirmation_clicks_total: %w", err)
+			}
+			total += int(v)
+		}
+		res.Body.Close()
+		if err := s.Err(); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}

@@ -14,7 +14,8 @@ import (
 
 // Sink is the SMTP server of load tests, in the spirit of Postfix's
 // smtp-sink: it accepts every mail, notes when it arrived and for whom,
-// and throws the content away. It speaks just enough ESMTP for a relay
+// and throws the content away but for the first confirmation link in it
+// (optin-bench signup --confirm clicks it). It speaks just enough ESMTP for a relay
 // client (EHLO with PIPELINING, MAIL, RCPT, DATA, RSET, NOOP, QUIT; no
 // TLS, no AUTH) and answers pipelined commands in one write once it has
 // read all it was sent. It exists because go-smtp, the server of the
@@ -38,6 +39,10 @@ type Sink struct {
 type Delivery struct {
 	To string    // the RCPT TO address, without angle brackets
 	At time.Time // when the end of its DATA was read
+	// Link is the path of the mail's first confirmation link,
+	// "/confirm/TOKEN" ("" for none), found in its text part however
+	// quoted-printable broke its lines.
+	Link string
 }
 
 // sinkTimeout bounds how long a session waits for a command or content.
@@ -179,10 +184,11 @@ func (s *Sink) session(c net.Conn) error {
 				return err
 			}
 			out = out[:0]
-			if err := skipContent(r); err != nil {
+			link, err := readContent(r)
+			if err != nil {
 				return err
 			}
-			s.deliver(rcpts, time.Now())
+			s.deliver(rcpts, time.Now(), link)
 			rcpts = rcpts[:0]
 			out = append(out, "250 2.0.0 OK\r\n"...)
 		case "RSET":
@@ -199,30 +205,65 @@ func (s *Sink) session(c net.Conn) error {
 	}
 }
 
-// skipContent reads mail content up to and including the line with a
-// single dot.
-func skipContent(r *bufio.Reader) error {
+// readContent reads mail content up to and including the line with a
+// single dot, and returns the path of the first confirmation link in it
+// (see Delivery.Link).
+func readContent(r *bufio.Reader) (link string, err error) {
 	lineStart := true
+	var found []byte // the link's characters so far, while they go on
+	var done bool
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return err
+			return "", err
 		}
 		if lineStart && err == nil && (string(line) == ".\r\n" || string(line) == ".\n") {
-			return nil
+			return string(found), nil
+		}
+		if !done && lineStart && err == nil {
+			// The client doubled a line's leading dot (RFC 5321 4.5.2).
+			found, done = scanLink(found, bytes.TrimPrefix(line, []byte(".")))
 		}
 		lineStart = err == nil // a full buffer leaves the line unfinished
 	}
 }
 
-func (s *Sink) deliver(rcpts []string, at time.Time) {
+// confirmPath starts a confirmation link's path.
+var confirmPath = []byte("/confirm/")
+
+// scanLink goes on with the link found so far in a mail's lines: it
+// starts at the first "/confirm/" and takes the token's characters
+// (base64url and dots) across quoted-printable soft breaks ("=" at a
+// line's end). It reports when the link is complete.
+func scanLink(found, line []byte) ([]byte, bool) {
+	if found == nil {
+		i := bytes.Index(line, confirmPath)
+		if i < 0 {
+			return nil, false
+		}
+		found, line = append(found, confirmPath...), line[i+len(confirmPath):]
+	}
+	for i, c := range line {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+			found = append(found, c)
+		case c == '=' && string(bytes.TrimRight(line[i+1:], "\r\n")) == "":
+			return found, false // a soft break: the next line goes on
+		default:
+			return found, true
+		}
+	}
+	return found, true
+}
+
+func (s *Sink) deliver(rcpts []string, at time.Time, link string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, to := range rcpts {
-		s.got = append(s.got, Delivery{To: to, At: at})
+		s.got = append(s.got, Delivery{To: to, At: at, Link: link})
 	}
 	close(s.notify)
 	s.notify = make(chan struct{})

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -23,12 +24,10 @@ func startSink(t *testing.T) *Sink {
 	return s
 }
 
-// TestSinkTakesPipelinedMail sends through optin's own SMTP transport,
-// which pipelines: every mail arrives once, for its recipient, over one
-// session, including content with dot lines and a line longer than the
-// sink's read buffer.
-func TestSinkTakesPipelinedMail(t *testing.T) {
-	s := startSink(t)
+// sendToSink sends msgs (built from ms) to s through optin's own SMTP
+// transport, in one batch over one connection.
+func sendToSink(t *testing.T, ctx context.Context, s *Sink, msgs []*mail.Outgoing, ms []mail.Message) {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(s.Addr())
 	p, _ := strconv.Atoi(port)
 	tr, err := mail.NewSMTPTransport(mail.SMTPConfig{Host: host, Port: p, TLS: "none", Conns: 1, Timeout: 5 * time.Second})
@@ -36,6 +35,19 @@ func TestSinkTakesPipelinedMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	for i, err := range tr.SendBatch(ctx, msgs, ms) {
+		if err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+}
+
+// TestSinkTakesPipelinedMail sends through optin's own SMTP transport,
+// which pipelines: every mail arrives once, for its recipient, over one
+// session, including content with dot lines and a line longer than the
+// sink's read buffer.
+func TestSinkTakesPipelinedMail(t *testing.T) {
+	s := startSink(t)
 	const n = 100
 	var msgs []*mail.Outgoing
 	var ms []mail.Message
@@ -56,11 +68,7 @@ func TestSinkTakesPipelinedMail(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for i, err := range tr.SendBatch(ctx, msgs, ms) {
-		if err != nil {
-			t.Fatalf("mail %d: %v", i, err)
-		}
-	}
+	sendToSink(t, ctx, s, msgs, ms)
 	got := s.Wait(ctx, n)
 	if len(got) != n {
 		t.Fatalf("sink has %d deliveries, want %d", len(got), n)
@@ -119,5 +127,49 @@ func TestSinkCommands(t *testing.T) {
 	}
 	if _, err := c.ReadLine(); err == nil {
 		t.Errorf("the session stayed open after QUIT")
+	}
+}
+
+// TestSinkFindsConfirmLink: the sink keeps the path of each mail's first
+// confirmation link, sent through optin's own transport and message
+// builder (quoted-printable breaks the long token over lines), and not
+// the HTML part's; a mail without one has none.
+func TestSinkFindsConfirmLink(t *testing.T) {
+	s := startSink(t)
+	token := "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiY29uZmlybStqd3QifQ." + strings.Repeat("eyJpc3MiOi_-", 20) + ".R85joQ7x7YbN9hqNMnOl75Uo2xmP1DRRBLUnH5Js7oU"
+	texts := []string{
+		"Please confirm:\n\nhttp://127.0.0.1:8080/confirm/" + token + "\n\nThanks.",
+		"No link here, only http://127.0.0.1:8080/not-me/abc.",
+	}
+	var msgs []*mail.Outgoing
+	var ms []mail.Message
+	for i, text := range texts {
+		m := mail.Message{To: fmt.Sprintf("r%d@example.com", i), MessageID: fmt.Sprintf("m%d@bench.test", i), Subject: "confirm",
+			Text: text, HTML: `<a href="http://127.0.0.1:8080/confirm/html-` + token + `">Confirm</a>`}
+		if i == 1 {
+			m.HTML = ""
+		}
+		msg, err := mail.Build("Bench <bench@example.com>", m, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, ms = append(msgs, msg), append(ms, m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sendToSink(t, ctx, s, msgs, ms)
+	got := s.Wait(ctx, len(texts))
+	if len(got) != 2 || got[0].Link != "/confirm/"+token || got[1].Link != "" {
+		t.Fatalf("links: got %+v, want /confirm/%s and none", got, token)
+	}
+}
+
+// TestReadContentUnstuffsDots: a line of the link that starts with a dot
+// came with the dot doubled; the link has it once.
+func TestReadContentUnstuffsDots(t *testing.T) {
+	in := "Content-Type: text/plain\r\n\r\nhttp://h/confirm/abc=\r\n..def=\r\n..ghi\r\nmore\r\n.\r\n"
+	link, err := readContent(bufio.NewReader(strings.NewReader(in)))
+	if err != nil || link != "/confirm/abc.def.ghi" {
+		t.Fatalf("got %q, %v, want /confirm/abc.def.ghi", link, err)
 	}
 }
