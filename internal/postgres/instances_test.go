@@ -505,8 +505,12 @@ func TestLedgerNotReadWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if read > 2*each {
-		t.Errorf("rows of the ledger read by sequential scans during %d signups: got %d, want fewer than one read of the whole ledger", 2*each, read)
+	// The fault read the ledger whole at nearly every transaction of the
+	// other instance (hundreds of times here). A plan may read it whole
+	// once or twice (12 local runs, 2026-12-03: 0 rows read in 11, 255 in
+	// one; one CI run read 4,050), which is not that fault.
+	if read > 3*2*each {
+		t.Errorf("rows of the ledger read by sequential scans during %d signups: got %d, want fewer than three reads of the whole ledger", 2*each, read)
 	}
 }
 
