@@ -265,13 +265,17 @@ func webConfig(cfg config.Config, store consent.Store, tokens *token.Issuer, cat
 	if outbox != nil {
 		wc.Outbox = outbox
 		wc.CampaignMail = &optmail.Sampler{Renderer: outbox.Renderer, Transport: outbox.Transport, From: cfg.Mail.From}
-		wc.Ready = func(context.Context) error {
+		wc.Ready = func(ctx context.Context) error {
 			// A PostgreSQL store that a newer optin migrated while this
 			// one ran writes nothing more (postgres.DB.SchemaMoved):
 			// not ready, so a load balancer sends its traffic to the
-			// instances of the new version.
-			if m, ok := store.(interface{ SchemaMoved() error }); ok {
-				if err := m.SchemaMoved(); err != nil {
+			// instances of the new version. Nor is one whose database
+			// does not answer (postgres.DB.Ping).
+			if pg, ok := store.(*postgres.DB); ok {
+				if err := pg.SchemaMoved(); err != nil {
+					return err
+				}
+				if err := pg.Ping(ctx); err != nil {
 					return err
 				}
 			}

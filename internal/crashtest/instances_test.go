@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,6 +313,12 @@ func TestPostgresCrash(t *testing.T) {
 	if statuses[503] != 20 {
 		t.Errorf("answers while the database is down: got %v, want 503 for all 20", statuses)
 	}
+	// A load balancer asks /readyz: not ready while the database is down.
+	for _, addr := range addrs {
+		if status := readyStatus(t, addr); status != http.StatusServiceUnavailable {
+			t.Errorf("/readyz of %s while the database is down: got %d, want 503", addr, status)
+		}
+	}
 
 	// Phase 3: the database back; the instances recover by themselves.
 	if err := srv.Recover(); err != nil {
@@ -326,6 +333,11 @@ func TestPostgresCrash(t *testing.T) {
 	if len(after) == 0 {
 		t.Fatal("no signup acknowledged after the database came back")
 	}
+	for _, addr := range addrs {
+		if status := readyStatus(t, addr); status != http.StatusOK {
+			t.Errorf("/readyz of %s after the database came back: got %d, want 200", addr, status)
+		}
+	}
 	all := append(before, after...)
 	t.Logf("%d signups acknowledged before the crash, %d after", len(before), len(after))
 	checkDelivered(t, sink, all, 2*testLease+30*time.Second)
@@ -336,4 +348,15 @@ func TestPostgresCrash(t *testing.T) {
 		}
 	}
 	checkStored(t, cfgs[0], all)
+}
+
+// readyStatus returns the status of GET /readyz of the optin at addr.
+func readyStatus(t *testing.T, addr string) int {
+	t.Helper()
+	resp, err := client.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz of %s: %v", addr, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

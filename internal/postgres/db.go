@@ -241,6 +241,24 @@ func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, err
 	return pool, nil
 }
 
+// pingTimeout bounds Ping: a database that does not answer within it
+// is down as far as a load balancer is concerned.
+const pingTimeout = 2 * time.Second
+
+// Ping reports whether the database answers a round trip on a pooled
+// connection within pingTimeout: /readyz asks it, so that a load
+// balancer stops sending requests to an instance whose database is
+// down. The error says no more than that (no host, user or database
+// name: /readyz answers anyone who can reach it).
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := db.pool.Ping(ctx); err != nil {
+		return errors.New("the PostgreSQL database does not answer")
+	}
+	return nil
+}
+
 // ErrReadOnly is returned by writes to a store opened with ReadOnly.
 var ErrReadOnly = errors.New("postgres: store opened read-only")
 
