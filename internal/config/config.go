@@ -354,10 +354,8 @@ func parse(r io.Reader, name string, lookup func(string) (string, bool)) (Config
 	if err := decode(data, name, &c); err != nil {
 		return Config{}, err
 	}
-	if u, err := url.Parse(c.Postgres.URL); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			return Config{}, fmt.Errorf("%s: postgres.url: must not hold the password; give it in OPTIN_POSTGRES_URL, PGPASSWORD or a .pgpass file", name)
-		}
+	if u, err := url.Parse(c.Postgres.URL); err == nil && urlHoldsPassword(u) {
+		return Config{}, fmt.Errorf("%s: postgres.url: must not hold the password; give it in OPTIN_POSTGRES_URL, PGPASSWORD or a .pgpass file", name)
 	}
 	envErr := applyEnv(&c, lookup)
 	// "key: []" and an absent key mean the same.
@@ -699,12 +697,28 @@ func (c *Config) validateStore() []error {
 	return nil
 }
 
-// PostgresURLRedacted returns postgres.url with any password masked, for
-// messages and logs.
+// urlHoldsPassword reports whether the PostgreSQL URL u holds a
+// password: after the user name, or as the parameter "password", which
+// pgx reads too.
+func urlHoldsPassword(u *url.URL) bool {
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return u.Query().Has("password")
+}
+
+// PostgresURLRedacted returns postgres.url with any password masked (after
+// the user name, or as the parameter "password"), for messages and logs.
 func (c Config) PostgresURLRedacted() string {
 	u, err := url.Parse(c.Postgres.URL)
 	if err != nil {
 		return "(not a valid URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
