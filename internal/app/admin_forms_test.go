@@ -36,7 +36,8 @@ func TestFormPrivacyAndProofOfWork(t *testing.T) {
 
 // TestExportAndBackupAudited: bulk reads of personal data are in the
 // audit log (GDPR Art. 5(2) and 33(3)). On PostgreSQL a backup is refused
-// with 409 (its own tools back it up), and the attempt is audited too.
+// with 409 (its own tools back it up), and the attempt is audited too,
+// as refused, naming no file.
 func TestExportAndBackupAudited(t *testing.T) {
 	s := startService(t, nil)
 	backupStatus := http.StatusOK
@@ -52,12 +53,20 @@ func TestExportAndBackupAudited(t *testing.T) {
 		Items []struct {
 			Action string `json:"action"`
 			Target string `json:"target"`
+			Count  int    `json:"count"`
 		} `json:"items"`
 	}
 	s.adminJSON("GET", "/audit?limit=10", "", http.StatusOK, &audit)
 	got := map[string]bool{}
 	for _, e := range audit.Items {
 		got[e.Action] = true
+		if e.Action != "backup" {
+			continue
+		}
+		if refused := backupStatus != http.StatusOK; refused != (e.Target == "refused" && e.Count == 0) ||
+			!refused && (!strings.HasPrefix(e.Target, "optin-") || e.Count != 1) {
+			t.Errorf("audit of a backup answered %d: got target %q, count %d", backupStatus, e.Target, e.Count)
+		}
 	}
 	if !got["export"] || !got["backup"] {
 		t.Errorf("audit log: got %+v, want an export and a backup entry", audit.Items)

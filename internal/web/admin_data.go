@@ -197,12 +197,18 @@ func (s *Server) exportMatch(ctx context.Context, f consent.SubscriberFilter, no
 func (s *Server) handleBackup(c *gin.Context) {
 	extendDeadlines(c, false)
 	name := fmt.Sprintf("optin-%s.db", s.store.Now().Format("20060102T150405Z"))
+	started := false
 	defer func() {
-		if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "backup", name, 1); aerr != nil {
+		// Audited whether or not it was made: a refused attempt names no
+		// file and counts nothing.
+		target, n := name, 1
+		if !started {
+			target, n = "refused", 0
+		}
+		if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "backup", target, n); aerr != nil {
 			s.cfg.Log.Error("auditing a backup", "err", aerr)
 		}
 	}()
-	started := false
 	err := s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
 		started = true
 		c.Header("Content-Type", "application/octet-stream")
