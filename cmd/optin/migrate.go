@@ -39,7 +39,7 @@ func migrateCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cfg.Store != config.StorePostgres {
-		fmt.Fprintf(stdout, "store: bolt (data_dir %s)\nschema version: %s; a bbolt store has no migrations\n",
+		fmt.Fprintf(stdout, "store: bolt (data_dir %s)\nschema version: %s; optin converts an older bbolt file itself when it opens it (docs/operations.md, Upgrades)\n",
 			cfg.DataDir, bolt.SchemaVersion)
 		return nil
 	}
