@@ -76,7 +76,7 @@ func migrateTo(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "copied %s into %s:\n", filepath.Join(cfg.DataDir, "optin.db"), cfg.PostgresURLRedacted())
+	fmt.Fprintf(stdout, "copied %s into %s, each count checked in the copy before it committed:\n", filepath.Join(cfg.DataDir, "optin.db"), cfg.PostgresURLRedacted())
 	for _, kind := range slices.Sorted(maps.Keys(rep.Counts)) {
 		fmt.Fprintf(stdout, "  %-28s %d\n", kind, rep.Counts[kind])
 	}
