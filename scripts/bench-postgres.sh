@@ -32,6 +32,11 @@ rm -rf $D; mkdir -p $D; chown postgres $D
 runuser -u postgres -- $BIN/initdb -D $D/data -U postgres -A trust -E UTF8 --locale=C >/dev/null
 runuser -u postgres -- $BIN/pg_ctl start -w -D $D/data -l $D/log -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c max_connections=300 -c fsync=on -c synchronous_commit=on $PGOPTS" >/dev/null
 PGPID=$(head -1 $D/data/postmaster.pid)
+# A run cut short (a signal, a failing step, a closed pipe) must not leave
+# its optin instances and PostgreSQL running: the next run would find
+# their ports taken.
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; runuser -u postgres -- $BIN/pg_ctl stop -D $D/data -m fast >/dev/null 2>&1' EXIT
 psql() { runuser -u postgres -- $BIN/psql -h 127.0.0.1 -p $PORT -U postgres -At "$@"; }
 for n in ${NS:-1 2 3}; do
   psql -c "DROP DATABASE IF EXISTS optin" >/dev/null; psql -c "CREATE DATABASE optin" >/dev/null
