@@ -408,14 +408,26 @@ func insertRequest(t *tx, req *consent.Request) error {
 // ENotFound *Error when either is gone.
 func requestAndSubscriber(c conn, id string) (*consent.Request, *consent.Subscriber, error) {
 	gone := consent.Errorf(consent.ENotFound, "this link is no longer valid")
-	req, err := request(c, id)
+	// One round trip for both: a confirmation reads them under the
+	// write lock.
+	var subID string
+	var b []byte
+	var sent *time.Time
+	var r subscriberRow
+	err := c.q.QueryRow(c.ctx, "SELECT r.subscriber, r.data, r.sent, "+subscriberColumns+" FROM requests r "+subscriberJoin("id = r.subscriber")+
+		" WHERE r.id = $1", dbID(id)).Scan(append([]any{scanID(&subID), &b, &sent}, r.dest()...)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, gone
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if req == nil {
-		return nil, nil, gone
+	req, err := decodeRequest(id, subID, b, c.shared())
+	if err != nil {
+		return nil, nil, err
 	}
-	sub, err := subscriber(c, req.Subscriber)
+	withSent(req, sent)
+	sub, err := r.decode()
 	if err != nil {
 		return nil, nil, err
 	}

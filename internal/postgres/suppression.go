@@ -45,7 +45,26 @@ func suppress(t *tx, s consent.Suppression) error {
 // to again: opting in to one topic does not undo withdrawing from the
 // others. Operator-added entries stay.
 func liftSuppressions(t *tx, h string, topics []string) error {
-	all, err := suppressed(t.conn, h, "")
+	// The every-topic entry and those of topics, in one round trip: a
+	// confirmation makes it under the write lock.
+	var all *consent.Suppression
+	var lifted []string
+	var scope string
+	var b []byte
+	err := t.each("SELECT scope, data FROM suppressions WHERE hash = $1 AND scope = ANY($2)",
+		[]any{h, append([]string{consent.ScopeAll}, topics...)}, []any{&scope, &b}, func() error {
+			s := new(consent.Suppression)
+			if err := decode(b, s); err != nil {
+				return err
+			}
+			switch {
+			case scope == consent.ScopeAll:
+				all = s
+			case s.LiftedByOptIn():
+				lifted = append(lifted, scope)
+			}
+			return nil
+		})
 	if err != nil {
 		return err
 	}
@@ -72,19 +91,10 @@ func liftSuppressions(t *tx, h string, topics []string) error {
 			}
 		}
 	}
-	for _, topic := range topics {
-		s := new(consent.Suppression)
-		ok, err := t.get(s, "SELECT data FROM suppressions WHERE hash = $1 AND scope = $2", h, topic)
-		if err != nil {
-			return err
-		}
-		if ok && s.LiftedByOptIn() {
-			if err := t.exec("DELETE FROM suppressions WHERE hash = $1 AND scope = $2", h, topic); err != nil {
-				return err
-			}
-		}
+	if len(lifted) == 0 {
+		return nil
 	}
-	return nil
+	return t.exec("DELETE FROM suppressions WHERE hash = $1 AND scope = ANY($2)", h, lifted)
 }
 
 // Suppressed reports whether mail about topic to a is suppressed (by an
