@@ -99,6 +99,9 @@ Y
     echo "statements per signup (calls*1000/signups, mean ms, rows*1000/signups):"
     psql -d optin -F' | ' -c "SELECT calls*1000/$subs, round(mean_exec_time::numeric, 3), rows*1000/$subs, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
       WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'optin') ORDER BY calls DESC LIMIT 40" | sed 's/^/  /'
+    echo "statements by total time (total ms, calls, buffers hit per call):"
+    psql -d optin -F' | ' -c "SELECT round(total_exec_time::numeric), calls, shared_blks_hit/greatest(calls, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'optin') ORDER BY total_exec_time DESC LIMIT 10" | sed 's/^/  /'
   fi
   # IMPORT=N then imports N people of optin-bench generate through the
   # first instance (optin import --no-notice; the generated mix: 64%

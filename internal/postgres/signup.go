@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"optin/internal/consent"
 )
 
@@ -66,9 +68,10 @@ func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscri
 		// Read when the transaction began (readAhead).
 		delete(t.ahead, key)
 		sb, subr = r.suppression, r.subscriber
+		// Else read now, planned at each call as readAhead's statement is.
 	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2), `+subscriberColumns+`
 		FROM (VALUES (1)) AS one `+subscriberJoin("email_key = $3"),
-		db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
+		pgx.QueryExecModeCacheDescribe, db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
 		return false, nil, err
 	}
 	if sb != nil {

@@ -324,7 +324,10 @@ func (t *tx) writeHead() error {
 // readAhead reads, in one statement, what signupState reads for each
 // signup among calls whose address no other call of the batch signs up:
 // signups of distinct addresses write nothing another one reads, so
-// these stay true until a call other than a signup runs.
+// these stay true until a call other than a signup runs. The statement
+// is planned at each call (QueryExecModeCacheDescribe): a generic plan
+// made while subscribers was nearly empty scanned it, and its connection
+// kept it as the table grew (TestSubscribersNotReadWhole).
 func (t *tx) readAhead(calls []*call) error {
 	n := map[string]int{}
 	for _, c := range calls {
@@ -347,7 +350,7 @@ func (t *tx) readAhead(calls []*call) error {
 	var r signupRow
 	err := t.each(`SELECT u.k, (SELECT data FROM suppressions WHERE hash = u.h AND scope = $3), `+subscriberColumns+`
 		FROM unnest($1::text[], $2::text[]) AS u(k, h) `+subscriberJoin("email_key = u.k"),
-		[]any{keys, hashes, consent.ScopeAll}, append([]any{&k, &r.suppression}, r.subscriber.dest()...), func() error {
+		[]any{pgx.QueryExecModeCacheDescribe, keys, hashes, consent.ScopeAll}, append([]any{&k, &r.suppression}, r.subscriber.dest()...), func() error {
 			sub := r.subscriber
 			sub.data = bytes.Clone(sub.data)
 			t.ahead[k] = signupRow{suppression: bytes.Clone(r.suppression), subscriber: sub}
