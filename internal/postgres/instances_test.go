@@ -495,16 +495,7 @@ func TestLedgerNotReadWhole(t *testing.T) {
 	}
 	const each = 2000
 	signupsAtOnce(t, stores, &form, "p", each, 8)
-	// PostgreSQL counts what a connection read when it is idle, at most
-	// once a second.
-	var read, last int64 = 0, -1
-	for tries := 0; read != last && tries < 20; tries++ {
-		time.Sleep(600 * time.Millisecond)
-		last = read
-		if err := pool.QueryRow(t.Context(), "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'ledger'").Scan(&read); err != nil {
-			t.Fatal(err)
-		}
-	}
+	read := seqRead(t, pool, []string{"ledger"})["ledger"]
 	// The fault read the ledger whole at nearly every transaction of the
 	// other instance (hundreds of times here). A plan may read it whole
 	// once or twice (12 local runs, 2026-12-03: 0 rows read in 11, 255 in
