@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"optin/internal/consent"
 )
 
@@ -68,10 +66,9 @@ func (db *DB) signupState(t *tx, key string) (blocked bool, sub *consent.Subscri
 		// Read when the transaction began (readAhead).
 		delete(t.ahead, key)
 		sb, subr = r.suppression, r.subscriber
-		// Else read now, planned at each call as readAhead's statement is.
 	} else if err = t.q.QueryRow(t.ctx, `SELECT (SELECT data FROM suppressions WHERE hash = $1 AND scope = $2), `+subscriberColumns+`
 		FROM (VALUES (1)) AS one `+subscriberJoin("email_key = $3"),
-		pgx.QueryExecModeCacheDescribe, db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
+		db.hashKey(key), consent.ScopeAll, key).Scan(append([]any{&sb}, subr.dest()...)...); err != nil {
 		return false, nil, err
 	}
 	if sb != nil {
@@ -257,11 +254,9 @@ func (db *DB) NotMe(ctx context.Context, id string, in consent.ConfirmInput) err
 
 // Request returns the request id, or an ENotFound *Error.
 func (db *DB) Request(ctx context.Context, id string) (*consent.Request, error) {
-	var req *consent.Request
-	err := db.view(ctx, func(c conn) error {
-		var err error
-		req, _, err = requestAndSubscriber(c, id)
-		return err
-	})
+	// One statement (requestAndSubscriber) sees one snapshot: no
+	// transaction around it, which cost a confirmation page and click two
+	// round trips more.
+	req, _, err := requestAndSubscriber(db.read(ctx), id)
 	return req, err
 }
