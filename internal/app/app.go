@@ -546,7 +546,7 @@ func (a *App) runCampaigns(ctx context.Context) {
 	mayQueue := a.cfg.Mail.PostalAddress != ""
 	t := time.NewTicker(a.campaignTick)
 	defer t.Stop()
-	stepLog := faillog.New(a.log, "campaign runner", a.DB.Now)
+	stepLog := faillog.New(a.log, "campaign runner", time.Now) // monotonic (faillog)
 	for {
 		select {
 		case <-ctx.Done():

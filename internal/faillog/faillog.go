@@ -7,7 +7,9 @@
 // the log with a line per worker per poll and per request refused.
 //
 // Every failure counted is logged: a minute after a line, one more says
-// how many failed since, even when none fails after them. An operation
+// how many failed since, even when none fails after them (unless the
+// process ends first). The clock must be monotonic (time.Now): a wall
+// clock stepped back would arm the next line for as long. An operation
 // whose successes are not reported (a request refused: the requests that
 // succeed say nothing) ends a failure when it has not failed for a minute.
 package faillog
@@ -43,6 +45,9 @@ type Log struct {
 	failed  int       // attempts failed since it was last logged
 	total   int       // attempts failed since it began
 	stop    func() bool
+	// gen numbers the timers: one that fired after OK stopped it (or
+	// after a newer one was armed) flushes nothing.
+	gen int
 }
 
 // New returns the failure log of the operation msg names (the message of
@@ -83,14 +88,20 @@ func (l *Log) Failed(err error, args ...any) {
 	}
 	l.failed++
 	if l.stop == nil {
-		l.stop = l.after(max(l.logged.Add(every).Sub(now), 0), l.flush)
+		l.gen++
+		gen := l.gen
+		l.stop = l.after(max(l.logged.Add(every).Sub(now), 0), func() { l.flush(gen) })
 	}
 }
 
-// flush logs the failures counted since the last line.
-func (l *Log) flush() {
+// flush logs the failures counted since the last line, if the timer gen
+// is still the one armed.
+func (l *Log) flush(gen int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if gen != l.gen {
+		return
+	}
 	l.stop = nil
 	if !l.failing || l.failed == 0 {
 		return
@@ -113,6 +124,7 @@ func (l *Log) OK() {
 		l.stop()
 		l.stop = nil
 	}
+	l.gen++ // a timer that fired meanwhile flushes nothing
 	now := l.now()
 	l.log.Info(l.msg+": works again", "failed", l.total, "failing_for", now.Sub(l.since).Round(time.Millisecond))
 	l.failing, l.failed, l.total = false, 0, 0

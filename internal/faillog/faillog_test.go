@@ -121,3 +121,29 @@ func TestCountedFailuresLogged(t *testing.T) {
 		t.Fatalf("a failure after a quiet minute: want it logged as a new one, got:\n%s", strings.Join(got, "\n"))
 	}
 }
+
+// TestStaleTimerFlushesNothing: a timer that fired while OK ran (so its
+// stop came too late) logs nothing when it gets the lock, even after a
+// new failure armed a timer of its own; that one still logs its count.
+func TestStaleTimerFlushesNothing(t *testing.T) {
+	l, clk, ts, lines := newTestLog("outbox: reading due jobs", false)
+	down := errors.New("down")
+	l.Failed(down)
+	clk.Advance(time.Second)
+	l.Failed(down) // counted: a timer armed
+	stale := ts.fs[0]
+	clk.Advance(time.Minute)
+	l.OK() // stops the timer, which has fired already: stale runs late
+	l.Failed(down)
+	clk.Advance(time.Second)
+	l.Failed(down) // counted: a new timer
+	stale()
+	if got := lines(); len(got) != 3 || strings.Contains(got[2], "repeated") {
+		t.Fatalf("a stale timer after OK and a new failure: want no line from it, got:\n%s", strings.Join(got, "\n"))
+	}
+	clk.Advance(time.Minute)
+	ts.fire()
+	if got := lines(); len(got) != 4 || !strings.Contains(got[3], "failed_meanwhile=1") {
+		t.Fatalf("the new timer: want its count logged, got:\n%s", strings.Join(got, "\n"))
+	}
+}

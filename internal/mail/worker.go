@@ -164,7 +164,7 @@ func (w *Worker) Run(ctx context.Context) {
 			w.check(ctx, c)
 		}()
 	}
-	readLog := faillog.New(w.Log, "outbox: reading due jobs", w.Now)
+	readLog := faillog.New(w.Log, "outbox: reading due jobs", time.Now) // monotonic, not w.Now (faillog)
 	for {
 		// A wake waiting now is answered by this read: its jobs were
 		// committed before Notify, and the expedite flag set before it.

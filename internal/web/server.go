@@ -169,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		pages: map[string]*template.Template{}, signup: newLimiter(cfg.Store, "signup", cfg.SignupLimit), manage: newLimiter(cfg.Store, "manage", cfg.ManageLimit),
 		originLog: newOriginLog(cfg.Log), testSends: newLimiter(cfg.Store, "test-send", Rate{N: 20, Per: time.Hour}),
-		unavailable: faillog.NewWarn(cfg.Log, "request refused: the store is unavailable", cfg.Store.Now)}
+		unavailable: faillog.NewWarn(cfg.Log, "request refused: the store is unavailable", time.Now)}
 	if err := s.initAbuse(cfg); err != nil {
 		return nil, err
 	}

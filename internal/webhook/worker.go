@@ -169,7 +169,7 @@ func (w *Worker) Run(ctx context.Context) {
 		close(sends)
 		wg.Wait()
 	}()
-	readLog := faillog.New(w.Log, "webhooks: reading due deliveries", w.Now)
+	readLog := faillog.New(w.Log, "webhooks: reading due deliveries", time.Now) // monotonic, not w.Now (faillog)
 	for ctx.Err() == nil {
 		w.inflight.Release()
 		// held says a due delivery was left out because it is being sent
