@@ -706,7 +706,31 @@ func urlHoldsPassword(u *url.URL) bool {
 			return true
 		}
 	}
-	return u.Query().Has("password")
+	_, held := redactPasswordParam(u.RawQuery)
+	return held
+}
+
+// redactPasswordParam returns the query rawQuery with the value of each
+// "password" parameter masked, and whether it had one. It splits the
+// parameters as pgx does (on "&" only, keys unescaped), not as
+// url.ParseQuery, which drops a pair holding a ";" that pgx reads.
+func redactPasswordParam(rawQuery string) (string, bool) {
+	if rawQuery == "" {
+		return "", false
+	}
+	pairs := strings.Split(rawQuery, "&")
+	held := false
+	for i, pair := range pairs {
+		k, _, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			key = k // pgx refuses such a URL; judge the key as written
+		}
+		if key == "password" {
+			pairs[i], held = k+"=xxxxx", true
+		}
+	}
+	return strings.Join(pairs, "&"), held
 }
 
 // PostgresURLRedacted returns postgres.url with any password masked (after
@@ -716,10 +740,7 @@ func (c Config) PostgresURLRedacted() string {
 	if err != nil {
 		return "(not a valid URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
+	u.RawQuery, _ = redactPasswordParam(u.RawQuery)
 	return u.Redacted()
 }
 

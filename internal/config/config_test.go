@@ -287,6 +287,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"postgres.url", "required", "OPTIN_POSTGRES_URL"}},
 		{"postgres url with a password in the file", "store: postgres\npostgres:\n  url: postgres://optin:secretpw@db.example.com/optin\n", nil,
 			[]string{"postgres.url", "must not hold the password", "OPTIN_POSTGRES_URL"}},
+		{"postgres url with a password parameter holding a semicolon in the file", "store: postgres\npostgres:\n  url: postgres://optin@db.example.com/optin?sslmode=disable&password=se;cretpw\n", nil,
+			[]string{"postgres.url", "must not hold the password"}},
 		{"postgres url with a password parameter in the file", "store: postgres\npostgres:\n  url: postgres://optin@db.example.com/optin?sslmode=disable&password=secretpw\n", nil,
 			[]string{"postgres.url", "must not hold the password", "OPTIN_POSTGRES_URL"}},
 		{"postgres url of another scheme", "store: postgres\n", map[string]string{"OPTIN_POSTGRES_URL": "mysql://optin:secretpw@db.example.com/optin"},
@@ -630,6 +632,13 @@ func TestPostgresFromEnv(t *testing.T) {
 	if got, err := parseString(t, yml, env); err != nil {
 		t.Errorf("parse with the password as a parameter in the environment: %v", err)
 	} else if r := got.PostgresURLRedacted(); strings.Contains(r, "secretpw") || !strings.Contains(r, "sslmode=verify-full") {
+		t.Errorf("PostgresURLRedacted: got %q, want the URL without its password parameter", r)
+	}
+	// pgx splits the parameters on "&" only: a ";" stays in the value.
+	env["OPTIN_POSTGRES_URL"] = "postgres://optin@db.example.com/optin?sslmode=verify-full&password=se;cretpw"
+	if got, err := parseString(t, yml, env); err != nil {
+		t.Errorf("parse with a password parameter holding a semicolon: %v", err)
+	} else if r := got.PostgresURLRedacted(); strings.Contains(r, "cretpw") || !strings.Contains(r, "sslmode=verify-full") {
 		t.Errorf("PostgresURLRedacted: got %q, want the URL without its password parameter", r)
 	}
 	if got, err := parseString(t, yml, nil); err != nil || got.Postgres.URL != "postgres://optin@db.example.com/optin" {
