@@ -96,6 +96,12 @@ type DB struct {
 	// (lookupString).
 	strings stringCache
 	lookups *pgxpool.Pool
+	// ping is Ping's last answer and when it was asked.
+	ping struct {
+		mu  sync.Mutex
+		at  time.Time
+		err error
+	}
 	// codes holds the committed entries of topic_codes.
 	codes topicCodes
 	// catalog holds the forms and topics read, while listened is
@@ -245,18 +251,28 @@ func connect(ctx context.Context, url string, readOnly bool) (*pgxpool.Pool, err
 // is down as far as a load balancer is concerned.
 const pingTimeout = 2 * time.Second
 
-// Ping reports whether the database answers a round trip on a pooled
-// connection within pingTimeout: /readyz asks it, so that a load
-// balancer stops sending requests to an instance whose database is
-// down. The error says no more than that (no host, user or database
-// name: /readyz answers anyone who can reach it).
+// Ping reports whether the database answered a round trip within
+// pingTimeout, asked at most once a second: /readyz asks it, so that a
+// load balancer stops sending requests to an instance whose database is
+// down. It asks on the lookups connection, not the main pool, whose
+// connections a busy instance may all be using (which is not the
+// database being down), and which requests to /readyz, open to anyone
+// who can reach it, must not take. The error says no more than that (no
+// host, user or database name).
 func (db *DB) Ping(ctx context.Context) error {
+	db.ping.mu.Lock()
+	defer db.ping.mu.Unlock()
+	if !db.ping.at.IsZero() && time.Since(db.ping.at) < time.Second {
+		return db.ping.err
+	}
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	if err := db.pool.Ping(ctx); err != nil {
-		return errors.New("the PostgreSQL database does not answer")
+	db.ping.err = nil
+	if err := db.lookups.Ping(ctx); err != nil {
+		db.ping.err = errors.New("the PostgreSQL database does not answer")
 	}
-	return nil
+	db.ping.at = time.Now()
+	return db.ping.err
 }
 
 // ErrReadOnly is returned by writes to a store opened with ReadOnly.
