@@ -255,7 +255,11 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var srv *Sink
 	if *sink != "" {
-		if srv, err = NewSink(*sink); err != nil {
+		newSink := NewSink
+		if *confirm {
+			newSink = NewLinkSink
+		}
+		if srv, err = newSink(*sink); err != nil {
 			return err
 		}
 		defer srv.Close()
@@ -334,7 +338,13 @@ func runSignup(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "confirmations recorded: %d of %d (optin_confirmation_clicks_total, outcome recorded)\n", after-before, len(links))
 	// The CPU counts until the last click was answered: per signup is
 	// then per whole double opt-in, the click included.
-	return cpu.print(out, okCount.Load(), "signup confirmed")
+	if err := cpu.print(out, okCount.Load(), "signup confirmed"); err != nil {
+		return err
+	}
+	if n := after - before; int64(n) != okCount.Load() {
+		return fmt.Errorf("bench: %d of %d signups were confirmed, so the CPU per signup confirmed above is too low", n, okCount.Load())
+	}
+	return nil
 }
 
 // clickLinks presses Confirm on each of links (paths on optin) from

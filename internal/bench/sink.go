@@ -14,8 +14,9 @@ import (
 
 // Sink is the SMTP server of load tests, in the spirit of Postfix's
 // smtp-sink: it accepts every mail, notes when it arrived and for whom,
-// and throws the content away but for the first confirmation link in it
-// (optin-bench signup --confirm clicks it). It speaks just enough ESMTP for a relay
+// and throws the content away (a sink made by NewLinkSink keeps the
+// first confirmation link in it, which optin-bench signup --confirm
+// clicks). It speaks just enough ESMTP for a relay
 // client (EHLO with PIPELINING, MAIL, RCPT, DATA, RSET, NOOP, QUIT; no
 // TLS, no AUTH) and answers pipelined commands in one write once it has
 // read all it was sent. It exists because go-smtp, the server of the
@@ -25,6 +26,7 @@ import (
 // own. The tests keep using go-smtp (internal/smtptest).
 type Sink struct {
 	ln       net.Listener
+	links    bool // keep each mail's confirmation link
 	sessions atomic.Int64
 	wg       sync.WaitGroup
 
@@ -49,12 +51,18 @@ type Delivery struct {
 const sinkTimeout = 5 * time.Minute
 
 // NewSink listens on addr and serves until Close.
-func NewSink(addr string) (*Sink, error) {
+func NewSink(addr string) (*Sink, error) { return newSink(addr, false) }
+
+// NewLinkSink is NewSink keeping each mail's confirmation link
+// (Delivery.Link), at the cost of scanning the mails.
+func NewLinkSink(addr string) (*Sink, error) { return newSink(addr, true) }
+
+func newSink(addr string, links bool) (*Sink, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{ln: ln, notify: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Sink{ln: ln, links: links, notify: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -184,7 +192,7 @@ func (s *Sink) session(c net.Conn) error {
 				return err
 			}
 			out = out[:0]
-			link, err := readContent(r)
+			link, err := readContent(r, s.links)
 			if err != nil {
 				return err
 			}
@@ -206,12 +214,11 @@ func (s *Sink) session(c net.Conn) error {
 }
 
 // readContent reads mail content up to and including the line with a
-// single dot, and returns the path of the first confirmation link in it
-// (see Delivery.Link).
-func readContent(r *bufio.Reader) (link string, err error) {
+// single dot, and with links returns the path of the first confirmation
+// link in it (see Delivery.Link).
+func readContent(r *bufio.Reader, links bool) (link string, err error) {
 	lineStart := true
-	var found []byte // the link's characters so far, while they go on
-	var done bool
+	var text []byte // the content's first maxScan bytes, dot-unstuffed
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
@@ -221,42 +228,47 @@ func readContent(r *bufio.Reader) (link string, err error) {
 			return "", err
 		}
 		if lineStart && err == nil && (string(line) == ".\r\n" || string(line) == ".\n") {
-			return string(found), nil
+			return findLink(text), nil
 		}
-		if !done && lineStart && err == nil {
+		if lineStart {
 			// The client doubled a line's leading dot (RFC 5321 4.5.2).
-			found, done = scanLink(found, bytes.TrimPrefix(line, []byte(".")))
+			line = bytes.TrimPrefix(line, []byte("."))
+		}
+		if links && len(text) < maxScan {
+			text = append(text, line[:min(len(line), maxScan-len(text))]...)
 		}
 		lineStart = err == nil // a full buffer leaves the line unfinished
 	}
 }
 
+// maxScan is how much of a mail findLink looks at: optin's confirmation
+// mail has its text part, with the link, well within it.
+const maxScan = 16 << 10
+
 // confirmPath starts a confirmation link's path.
 var confirmPath = []byte("/confirm/")
 
-// scanLink goes on with the link found so far in a mail's lines: it
-// starts at the first "/confirm/" and takes the token's characters
-// (base64url and dots) across quoted-printable soft breaks ("=" at a
-// line's end). It reports when the link is complete.
-func scanLink(found, line []byte) ([]byte, bool) {
-	if found == nil {
-		i := bytes.Index(line, confirmPath)
-		if i < 0 {
-			return nil, false
-		}
-		found, line = append(found, confirmPath...), line[i+len(confirmPath):]
+// findLink returns the path of the first confirmation link in text, a
+// mail as sent: its quoted-printable soft breaks ("=" at a line's end)
+// joined and "=2E" (a dot that began a line) decoded, which is all that
+// encoding does to a link (base64url and dots; "=" itself never appears).
+func findLink(text []byte) string {
+	text = bytes.ReplaceAll(text, []byte("=\r\n"), nil)
+	text = bytes.ReplaceAll(text, []byte("=\n"), nil)
+	text = bytes.ReplaceAll(text, []byte("=2E"), []byte("."))
+	i := bytes.Index(text, confirmPath)
+	if i < 0 {
+		return ""
 	}
-	for i, c := range line {
-		switch {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
-			found = append(found, c)
-		case c == '=' && string(bytes.TrimRight(line[i+1:], "\r\n")) == "":
-			return found, false // a soft break: the next line goes on
-		default:
-			return found, true
+	end := i + len(confirmPath)
+	for end < len(text) {
+		c := text[end]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			break
 		}
+		end++
 	}
-	return found, true
+	return string(text[i:end])
 }
 
 func (s *Sink) deliver(rcpts []string, at time.Time, link string) {

@@ -16,7 +16,7 @@ import (
 
 func startSink(t *testing.T) *Sink {
 	t.Helper()
-	s, err := NewSink("127.0.0.1:0")
+	s, err := NewLinkSink("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +168,27 @@ func TestSinkFindsConfirmLink(t *testing.T) {
 // came with the dot doubled; the link has it once.
 func TestReadContentUnstuffsDots(t *testing.T) {
 	in := "Content-Type: text/plain\r\n\r\nhttp://h/confirm/abc=\r\n..def=\r\n..ghi\r\nmore\r\n.\r\n"
-	link, err := readContent(bufio.NewReader(strings.NewReader(in)))
+	link, err := readContent(bufio.NewReader(strings.NewReader(in)), true)
 	if err != nil || link != "/confirm/abc.def.ghi" {
 		t.Fatalf("got %q, %v, want /confirm/abc.def.ghi", link, err)
+	}
+}
+
+// TestReadContentDecodesTheLink: quoted-printable may break a line inside
+// "/confirm/" and write a dot that begins a line as "=2E"; the link is
+// found whole either way. Without links nothing is kept.
+func TestReadContentDecodesTheLink(t *testing.T) {
+	for in, want := range map[string]string{
+		"x\r\nhttp://h/confirm/abc=\r\n=2Edef\r\n.\r\n":      "/confirm/abc.def",
+		"x\r\nhttp://host/con=\r\nfirm/abc-_9\r\nz\r\n.\r\n": "/confirm/abc-_9",
+		"x\r\nno link=\r\nhere\r\n.\r\n":                     "",
+	} {
+		link, err := readContent(bufio.NewReader(strings.NewReader(in)), true)
+		if err != nil || link != want {
+			t.Errorf("readContent(%q): got %q, %v, want %q", in, link, err, want)
+		}
+		if link, err := readContent(bufio.NewReader(strings.NewReader(in)), false); err != nil || link != "" {
+			t.Errorf("readContent(%q) without links: got %q, %v, want none", in, link, err)
+		}
 	}
 }
