@@ -128,8 +128,9 @@ func StorageConfirmed(ctx context.Context, s consent.Store, form *consent.Form, 
 // policy's 72 hours and 7 days, and a day) and sweeps, as the service's
 // hourly sweep does: what a signed-up subscriber keeps for good, its
 // request gone (consent.Store.SweepRequests deletes every request that
-// long expired, confirmed or not). The store must run on clock. Each
-// subscriber must still be confirmed and no request left.
+// long expired, confirmed or not). The store must run on clock. The
+// sweep must delete every request, and the first, middle and last
+// subscriber must still be confirmed.
 func StorageSettled(ctx context.Context, s consent.Store, form *consent.Form, n int, clock *testclock.Clock) error {
 	if err := StorageConfirmed(ctx, s, form, n); err != nil {
 		return err

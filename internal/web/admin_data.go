@@ -198,18 +198,22 @@ func (s *Server) handleBackup(c *gin.Context) {
 	extendDeadlines(c, false)
 	name := fmt.Sprintf("optin-%s.db", s.store.Now().Format("20060102T150405Z"))
 	started := false
+	var err error
 	defer func() {
-		// Audited whether or not it was made: a refused attempt names no
-		// file and counts nothing.
+		// Audited whether or not it was made: an attempt that sent
+		// nothing names no file and counts nothing.
 		target, n := name, 1
 		if !started {
-			target, n = "refused", 0
+			target, n = "failed", 0
+			if consent.ErrorCode(err) == consent.EConflict {
+				target = "refused" // a store without file backups
+			}
 		}
 		if aerr := s.store.AuditRead(context.WithoutCancel(c.Request.Context()), actor(c), "backup", target, n); aerr != nil {
 			s.cfg.Log.Error("auditing a backup", "err", aerr)
 		}
 	}()
-	err := s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
+	err = s.store.Backup(c.Request.Context(), c.Writer, func(size int64) {
 		started = true
 		c.Header("Content-Type", "application/octet-stream")
 		c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
