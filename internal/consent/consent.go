@@ -358,6 +358,11 @@ type Request struct {
 	PostalAddress string               `json:"postal_address,omitempty"`
 	Page          string               `json:"page,omitempty"`
 	Wording       string               `json:"wording,omitempty"`
+	// IP is the client address the signup came from, which the scanner
+	// check of a click on its link compares (the requested event's
+	// personal record holds it too; a request is deleted with its
+	// person, and swept pending.retention after its link expired).
+	IP string `json:"ip,omitempty"`
 }
 
 // MarkSent records that the relay accepted r's confirmation mail at now.

@@ -119,7 +119,7 @@ func PlanSignup(sub *Subscriber, open *Request, in SignupInput, p Policy, ids ID
 		return SignupPlan{}
 	}
 	req := &Request{ID: ids.ID(), Subscriber: sub.ID, Form: in.Form.ID, Source: source, Topics: want, Locale: in.Locale,
-		Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID(), Page: in.Page, Wording: in.Wording}
+		Created: now, Expires: now.Add(p.ConfirmTTL), MessageID: ids.MessageID(), Page: in.Page, Wording: in.Wording, IP: in.IP}
 	if ch := in.Channels.only(want); len(ch.Channels) > 0 {
 		req.Channels, req.Phone, req.PostalAddress = ch.Channels, ch.Phone, ch.PostalAddress
 	}

@@ -55,6 +55,10 @@ func testSignupAppliesPlan(t *testing.T, f *fixture) {
 	if !strings.Contains(req.MessageID, "@") || strings.ContainsAny(req.MessageID, "<>") {
 		t.Errorf("Request.MessageID: got %q, want id@domain without brackets", req.MessageID)
 	}
+	// The signup's address, which the scanner check of a click compares.
+	if req.IP != "192.0.2.7" {
+		t.Errorf("Request.IP: got %q, want the signup's 192.0.2.7", req.IP)
+	}
 
 	evs := f.events(sub.ID)
 	if len(evs) != 1 {

@@ -102,9 +102,14 @@ func (s *Server) countClick(kind string, class consent.ConfirmClass, outcome str
 	}
 }
 
-// requestFrom returns the address request req was made from (its
-// requested event's); "" when unknown (erased, or not made on a form).
+// requestFrom returns the address request req was made from (its own
+// record, or an older request's requested event); "" when unknown.
 func (s *Server) requestFrom(ctx context.Context, req *consent.Request) string {
+	if req.IP != "" {
+		return req.IP
+	}
+	// A request stored before requests kept their IP: its requested
+	// event's personal record has it.
 	evs, err := s.store.Events(ctx, req.Subscriber)
 	if err != nil {
 		return ""

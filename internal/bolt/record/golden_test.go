@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,16 @@ func randomString(r *rand.Rand) string {
 	}
 }
 
+// sinceGolden are the fields added to the record types after
+// testdata/random.golden was written, which fill leaves zero: filled,
+// they would draw random values and shift every record after them, and
+// the golden bytes, written by the encoder of then, are what this test
+// keeps reading back. A new field needs nothing of the encoder (it is
+// driven by the json tags); the stores' tests write and read it.
+var sinceGolden = map[reflect.Type][]string{
+	reflect.TypeFor[consent.Request](): {"IP"}, // 2026-12-03, the signup's address
+}
+
 // fill sets v, and what it holds, to random values: zero often, and
 // for slices and maps nil, empty or a few elements.
 func fill(r *rand.Rand, v reflect.Value, depth int) {
@@ -210,7 +221,7 @@ func fill(r *rand.Rand, v reflect.Value, depth int) {
 		v.SetString(randomString(r))
 	case reflect.Struct:
 		for i := range t.NumField() {
-			if t.Field(i).IsExported() {
+			if f := t.Field(i); f.IsExported() && !slices.Contains(sinceGolden[t], f.Name) {
 				fill(r, v.Field(i), depth+1)
 			}
 		}
