@@ -178,7 +178,16 @@ func (w *Worker) Run(ctx context.Context) {
 		if w.expedite.Swap(false) {
 			w.expediteRetries(ctx)
 		}
-		due, err := w.Outbox.DueJobs(ctx, w.Now(), 256, w.inflight.Has)
+		// The read leases what it returns (on PostgreSQL): cut off by
+		// the shutdown, its statement may still commit its leases on the
+		// server after the store's Close handed this instance's leases
+		// back, and those mails would wait for the lease to run out
+		// (postgres.outbox_lease, 5 minutes). So it runs to its end,
+		// bounded, and the jobs it took are not sent (ctx is done) but
+		// handed back with the rest.
+		readCtx, cancelRead := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+		due, err := w.Outbox.DueJobs(readCtx, w.Now(), 256, w.inflight.Has)
+		cancelRead()
 		if err == nil {
 			readLog.OK()
 		} else if ctx.Err() == nil {
@@ -222,6 +231,10 @@ func (w *Worker) Run(ctx context.Context) {
 		t.Stop()
 	}
 }
+
+// readTimeout bounds a read of the due jobs, which a shutdown does not
+// cut off (see Run).
+const readTimeout = 10 * time.Second
 
 // maxSendBatch caps how many jobs one sender hands to the transport in
 // one go: one send-time check, one pipelined SMTP exchange and one outbox
