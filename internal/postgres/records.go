@@ -243,24 +243,41 @@ func deleteRequests(t *tx, where string, args ...any) error {
 	return err
 }
 
+// requestColumns are the columns of requests (as r) that a requestRow
+// scans.
+const requestColumns = "r.subscriber, r.data, r.sent"
+
+// requestRow is a request as requestColumns reads it.
+type requestRow struct {
+	subscriber string
+	data       []byte
+	sent       *time.Time
+}
+
+// dest returns the scan targets of requestColumns.
+func (r *requestRow) dest() []any { return []any{scanID(&r.subscriber), &r.data, &r.sent} }
+
+// decode decodes the row into request id, its shared strings in strs.
+func (r *requestRow) decode(id string, strs record.Strings) (*consent.Request, error) {
+	req, err := decodeRequest(id, r.subscriber, r.data, strs)
+	if err != nil {
+		return nil, err
+	}
+	withSent(req, r.sent)
+	return req, nil
+}
+
 // request returns request id, or nil when it does not exist.
 func request(c conn, id string) (*consent.Request, error) {
-	var subID string
-	var b []byte
-	var sent *time.Time
-	err := c.q.QueryRow(c.ctx, "SELECT subscriber, data, sent FROM requests WHERE id = $1", dbID(id)).Scan(scanID(&subID), &b, &sent)
+	var r requestRow
+	err := c.q.QueryRow(c.ctx, "SELECT "+requestColumns+" FROM requests r WHERE r.id = $1", dbID(id)).Scan(r.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	req, err := decodeRequest(id, subID, b, c.shared())
-	if err != nil {
-		return nil, err
-	}
-	withSent(req, sent)
-	return req, nil
+	return r.decode(id, c.shared())
 }
 
 // encodeRequest encodes req for the data column of requests without its
@@ -410,24 +427,21 @@ func requestAndSubscriber(c conn, id string) (*consent.Request, *consent.Subscri
 	gone := consent.Errorf(consent.ENotFound, "this link is no longer valid")
 	// One round trip for both: a confirmation reads them under the
 	// write lock.
-	var subID string
-	var b []byte
-	var sent *time.Time
-	var r subscriberRow
-	err := c.q.QueryRow(c.ctx, "SELECT r.subscriber, r.data, r.sent, "+subscriberColumns+" FROM requests r "+subscriberJoin("id = r.subscriber")+
-		" WHERE r.id = $1", dbID(id)).Scan(append([]any{scanID(&subID), &b, &sent}, r.dest()...)...)
+	var rr requestRow
+	var sr subscriberRow
+	err := c.q.QueryRow(c.ctx, "SELECT "+requestColumns+", "+subscriberColumns+" FROM requests r "+subscriberJoin("id = r.subscriber")+
+		" WHERE r.id = $1", dbID(id)).Scan(append(rr.dest(), sr.dest()...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, gone
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	req, err := decodeRequest(id, subID, b, c.shared())
+	req, err := rr.decode(id, c.shared())
 	if err != nil {
 		return nil, nil, err
 	}
-	withSent(req, sent)
-	sub, err := r.decode()
+	sub, err := sr.decode()
 	if err != nil {
 		return nil, nil, err
 	}
