@@ -262,7 +262,7 @@ const pingTimeout = 2 * time.Second
 func (db *DB) Ping(ctx context.Context) error {
 	db.ping.mu.Lock()
 	defer db.ping.mu.Unlock()
-	if !db.ping.at.IsZero() && time.Since(db.ping.at) < time.Second {
+	if time.Since(db.ping.at) < time.Second { // never asked: the zero time, long ago
 		return db.ping.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
