@@ -75,6 +75,16 @@ type Result struct {
 	Latencies []time.Duration // sorted
 }
 
+// add adds one client's part to r: n requests, the latencies of those
+// that succeeded and the others by error.
+func (r *Result) add(n int, lat []time.Duration, errs map[string]int) {
+	r.Requests += n
+	r.Latencies = append(r.Latencies, lat...)
+	for k, v := range errs {
+		r.Errors[k] += v
+	}
+}
+
 // Throughput is successful requests per second.
 func (r Result) Throughput() float64 {
 	ok := r.Requests
@@ -212,11 +222,7 @@ func (l Load) Run(ctx context.Context) Result {
 				}
 			}
 			mu.Lock()
-			res.Requests += n
-			res.Latencies = append(res.Latencies, lat...)
-			for k, v := range errs {
-				res.Errors[k] += v
-			}
+			res.add(n, lat, errs)
 			mu.Unlock()
 		}()
 	}
@@ -391,14 +397,13 @@ func clickLinks(ctx context.Context, bases, links []string, clients int) Result 
 					lat = append(lat, time.Since(t0))
 				}
 			}
+			n := len(lat)
+			for _, v := range errs {
+				n += v
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			res.Requests += len(lat)
-			res.Latencies = append(res.Latencies, lat...)
-			for k, v := range errs {
-				res.Requests += v
-				res.Errors[k] += v
-			}
+			res.add(n, lat, errs)
 		})
 	}
 	wg.Wait()
