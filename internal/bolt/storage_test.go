@@ -50,10 +50,21 @@ var (
 func BenchmarkStorage(b *testing.B) {
 	n := *storageN
 	for range b.N {
-		imported := storageImport(b, n)
-		pending := storageSignups(b, n)
-		confirmed := storageConfirmed(b, n)
-		settled := storageSettled(b, n)
+		imported := storageRun(b, func(ctx context.Context, db *DB, _ *consent.Form, _ *testclock.Clock) error {
+			return storetest.StorageImport(ctx, db, n)
+		})
+		pending := storageRun(b, func(ctx context.Context, db *DB, form *consent.Form, _ *testclock.Clock) error {
+			return storetest.StorageSignups(ctx, db, form, n)
+		})
+		if r, o := pending.buckets[string(bucketRequests)].KeyN, pending.buckets[string(bucketOutbox)].KeyN; r != n || o != n {
+			b.Fatalf("%d requests and %d mails stored, want %d", r, o, n)
+		}
+		confirmed := storageRun(b, func(ctx context.Context, db *DB, form *consent.Form, _ *testclock.Clock) error {
+			return storetest.StorageConfirmed(ctx, db, form, n)
+		})
+		settled := storageRun(b, func(ctx context.Context, db *DB, form *consent.Form, clk *testclock.Clock) error {
+			return storetest.StorageSettled(ctx, db, form, n, clk)
+		})
 		b.ReportMetric(imported.perRecord(n), "B/imported")
 		b.ReportMetric(pending.perRecord(n), "B/pending")
 		b.ReportMetric(confirmed.perRecord(n), "B/confirmed")
@@ -155,53 +166,13 @@ func storageDB(b *testing.B, clk *testclock.Clock) (*DB, consent.Form, int64) {
 	return db, form, st.Size()
 }
 
-// storageImport imports n rows of one topic with evidence, as the
-// 1M-row import of docs/performance.md does (storetest.StorageImport).
-func storageImport(b *testing.B, n int) storageUse {
-	db, _, empty := storageDB(b, testclock.Real())
-	if err := storetest.StorageImport(context.Background(), db, n); err != nil {
-		b.Fatal(err)
-	}
-	u := measure(b, db)
-	u.empty = empty
-	return u
-}
-
-// storageSignups signs up n new addresses through 64 callers, each with
-// a browser's user agent, an IP address and the page of the form
-// (storetest.StorageSignups).
-func storageSignups(b *testing.B, n int) storageUse {
-	db, form, empty := storageDB(b, testclock.Real())
-	if err := storetest.StorageSignups(context.Background(), db, &form, n); err != nil {
-		b.Fatal(err)
-	}
-	u := measure(b, db)
-	u.empty = empty
-	if r, o := u.buckets[string(bucketRequests)].KeyN, u.buckets[string(bucketOutbox)].KeyN; r != n || o != n {
-		b.Fatalf("%d requests and %d mails stored, want %d", r, o, n)
-	}
-	return u
-}
-
-// storageConfirmed signs up n new addresses, sends their confirmation
-// mail and confirms each (storetest.StorageConfirmed).
-func storageConfirmed(b *testing.B, n int) storageUse {
-	db, form, empty := storageDB(b, testclock.Real())
-	if err := storetest.StorageConfirmed(context.Background(), db, &form, n); err != nil {
-		b.Fatal(err)
-	}
-	u := measure(b, db)
-	u.empty = empty
-	return u
-}
-
-// storageSettled signs up n new addresses, sends their confirmation
-// mail, confirms each and sweeps their requests once long expired
-// (storetest.StorageSettled).
-func storageSettled(b *testing.B, n int) storageUse {
+// storageRun writes records with write into a new database with the
+// newsletter form and its topic, on a clock write may move (the
+// storetest.Storage* workloads), and measures the file and its buckets.
+func storageRun(b *testing.B, write func(context.Context, *DB, *consent.Form, *testclock.Clock) error) storageUse {
 	clk := testclock.Real()
 	db, form, empty := storageDB(b, clk)
-	if err := storetest.StorageSettled(context.Background(), db, &form, n, clk); err != nil {
+	if err := write(context.Background(), db, &form, clk); err != nil {
 		b.Fatal(err)
 	}
 	u := measure(b, db)
